@@ -1,0 +1,50 @@
+# Two commands on a fresh Debian 12 machine:
+#   make run    install missing Debian packages, build, open the app on the demo model
+#   make test   the same set-up, then the whole suite headless, ending "N passed, N failed"
+BUILD ?= _build
+MESON_FLAGS ?=
+
+DEB_PACKAGES = gcc make meson ninja-build pkg-config python3 \
+  libglib2.0-dev libglib2.0-bin libgtk-4-dev libadwaita-1-dev libjson-glib-dev \
+  libopenblas-dev libpcre2-dev gettext desktop-file-utils appstream \
+  xvfb xauth
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps setup build run test clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_FLAGS)
+
+setup: deps $(BUILD)/build.ninja
+
+build: setup
+	meson compile -C $(BUILD)
+
+run: build
+	GSETTINGS_SCHEMA_DIR=$(BUILD)/data $(BUILD)/src/app/lathe-gtk
+
+test: build
+	@set +e; \
+	xvfb-run -a -s "-screen 0 1280x1024x24" meson test -C $(BUILD) --print-errorlogs \
+	  --num-processes 2 $(TESTARGS) > $(BUILD)/test-output.txt 2>&1; \
+	status=$$?; \
+	cat $(BUILD)/test-output.txt; \
+	python3 tests/tools/summarize-tests.py $(BUILD)/meson-logs/testlog.json; \
+	exit $$status
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* Shared helpers for the `lathe` subcommands. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* Exit statuses: 0 success, 1 a failure while running, 2 bad input (a file, flag or value). */
+enum
+{
+  LATHE_EXIT_OK = 0,
+  LATHE_EXIT_FAILURE = 1,
+  LATHE_EXIT_BAD_INPUT = 2,
+};
+
+/* Prints "lathe <cmd>: <message>" on one line to stderr and returns the exit status that
+ * the error's code calls for (LT_ERROR_FORMAT, _INVALID_ARGUMENT, _UNSUPPORTED and a missing
+ * file are bad input; the rest are failures). */
+int lathe_cli_report_error (const char *cmd, const GError *error);
+
+/* Parses @argv with @entries under "lathe <cmd>": handles --help itself (prints and exits 0
+ * through *out_exit) and turns option errors into one line + exit status 2. Returns TRUE when
+ * the command should go on. */
+gboolean lathe_cli_parse (const char *cmd, const char *parameter_string, const char *summary,
+                          const GOptionEntry *entries, int *argc, char ***argv, int *out_exit);
+
+#define LATHE_DECLARE_COMMAND(name) int lathe_cmd_##name (int argc, char **argv)
+
+LATHE_DECLARE_COMMAND (train);
+LATHE_DECLARE_COMMAND (estimate);
+LATHE_DECLARE_COMMAND (tokenize);
+LATHE_DECLARE_COMMAND (eval);
+LATHE_DECLARE_COMMAND (generate);
+LATHE_DECLARE_COMMAND (quantize);
+LATHE_DECLARE_COMMAND (fuse);
+
+G_END_DECLS

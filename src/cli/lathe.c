@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lathe: the command-line twin of the Lathe app. Dispatches to one subcommand. */
+#include "config.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <glib.h>
+#include <glib/gi18n.h>
+
+#include "lathe-cli.h"
+#include "lt-error.h"
+
+typedef struct
+{
+  const char *name;
+  int (*run) (int argc, char **argv);
+  const char *summary;
+} LatheCommand;
+
+static const LatheCommand commands[] = {
+#ifdef HAVE_CMD_TRAIN
+  { "train", lathe_cmd_train, "Fine-tune a model (SFT/DPO/ORPO; LoRA, DoRA or full; QAT)" },
+#endif
+#ifdef HAVE_CMD_ESTIMATE
+  { "estimate", lathe_cmd_estimate, "Estimate the memory a run configuration needs" },
+#endif
+#ifdef HAVE_CMD_TOKENIZE
+  { "tokenize", lathe_cmd_tokenize, "Encode text with a model's tokenizer" },
+#endif
+#ifdef HAVE_CMD_EVAL
+  { "eval", lathe_cmd_eval, "Measure a model's perplexity on a JSONL file" },
+#endif
+#ifdef HAVE_CMD_GENERATE
+  { "generate", lathe_cmd_generate, "Generate text from a prompt" },
+#endif
+#ifdef HAVE_CMD_QUANTIZE
+  { "quantize", lathe_cmd_quantize, "Quantize a model and write it in the MLX layout" },
+#endif
+#ifdef HAVE_CMD_FUSE
+  { "fuse", lathe_cmd_fuse, "Fuse an adapter into its base model and export it" },
+#endif
+  { NULL, NULL, NULL },
+};
+
+static void
+print_usage (FILE *out)
+{
+  fprintf (out, "Usage:\n  lathe COMMAND [OPTION…]\n\n"
+                "Fine-tune and quantize language models on your own machine.\n\n"
+                "Commands:\n");
+  for (gsize i = 0; commands[i].name != NULL; i++)
+    fprintf (out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf (out, "\nOptions:\n"
+                "  -h, --help     Show this help\n"
+                "  --version      Show the version\n\n"
+                "Run “lathe COMMAND --help” for a command's options.\n");
+}
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+  bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
+  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+  textdomain (GETTEXT_PACKAGE);
+
+  if (argc < 2 || strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0
+      || strcmp (argv[1], "help") == 0)
+    {
+      print_usage (argc < 2 ? stderr : stdout);
+      return argc < 2 ? LATHE_EXIT_BAD_INPUT : LATHE_EXIT_OK;
+    }
+  if (strcmp (argv[1], "--version") == 0)
+    {
+      printf ("lathe %s\n", PACKAGE_VERSION);
+      return LATHE_EXIT_OK;
+    }
+
+  for (gsize i = 0; commands[i].name != NULL; i++)
+    if (strcmp (argv[1], commands[i].name) == 0)
+      {
+        lt_set_threads (0);
+        return commands[i].run (argc - 1, argv + 1);
+      }
+
+  fprintf (stderr, "lathe: unknown command “%s”\n\n", argv[1]);
+  print_usage (stderr);
+  return LATHE_EXIT_BAD_INPUT;
+}

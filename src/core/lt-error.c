@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include "lt-error.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+/* OpenBLAS exports this; it is not in cblas.h on every distribution. */
+extern void openblas_set_num_threads (int num_threads);
+
+G_DEFINE_QUARK (lt-error-quark, lt_error)
+
+const char *
+lt_error_code_name (int code)
+{
+  switch (code)
+    {
+    case LT_ERROR_IO: return "io";
+    case LT_ERROR_FORMAT: return "format";
+    case LT_ERROR_UNSUPPORTED: return "unsupported";
+    case LT_ERROR_INVALID_ARGUMENT: return "invalid-argument";
+    case LT_ERROR_CANCELLED: return "cancelled";
+    case LT_ERROR_NUMERIC: return "numeric";
+    case LT_ERROR_NO_MEMORY: return "no-memory";
+    default: return "unknown";
+    }
+}
+
+static int lt_threads = 0;
+
+void
+lt_set_threads (int n)
+{
+  if (n <= 0)
+    {
+      long cores = sysconf (_SC_NPROCESSORS_ONLN);
+      n = cores > 0 ? (int) cores : 1;
+    }
+  lt_threads = n;
+  openblas_set_num_threads (n);
+  omp_set_num_threads (n);
+}
+
+int
+lt_get_threads (void)
+{
+  if (lt_threads <= 0)
+    lt_set_threads (0);
+  return lt_threads;
+}
