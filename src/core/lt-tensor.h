@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-tensor: dense tensors (shape, dtype, data) and dtype facts.
+ *
+ * A tensor either owns its data (lt_tensor_new) or borrows it (a view into an mmapped
+ * safetensors file, lt_tensor_new_view). All data is C-order, little-endian, no strides. */
+#pragma once
+
+#include <glib.h>
+#include <stdint.h>
+
+#include "lt-convert.h"
+
+G_BEGIN_DECLS
+
+/* On-disk meaning never changes; new values go at the end. */
+typedef enum
+{
+  LT_DTYPE_F32 = 0,
+  LT_DTYPE_F16,
+  LT_DTYPE_BF16,
+  LT_DTYPE_F64,
+  LT_DTYPE_I64,
+  LT_DTYPE_I32,
+  LT_DTYPE_I16,
+  LT_DTYPE_I8,
+  LT_DTYPE_U64,
+  LT_DTYPE_U32,
+  LT_DTYPE_U16,
+  LT_DTYPE_U8,
+  LT_DTYPE_BOOL,
+  LT_DTYPE_F8_E4M3,
+  LT_DTYPE_F8_E5M2,
+  LT_DTYPE_F8_E8M0,
+  LT_DTYPE_F4,
+  LT_N_DTYPES
+} LtDType;
+
+#define LT_MAX_DIMS 8
+
+typedef struct
+{
+  char *name;                    /* owned; may be NULL */
+  LtDType dtype;
+  int ndim;
+  int64_t shape[LT_MAX_DIMS];
+  void *data;                    /* owned when owns_data, else borrowed */
+  gsize nbytes;
+  gboolean owns_data;
+} LtTensor;
+
+/* dtype facts: safetensors name ("F32", "BF16", …), size in bits, lookup by name (-1 if
+ * unknown). */
+const char *lt_dtype_name (LtDType dtype);
+int lt_dtype_bits (LtDType dtype);
+int lt_dtype_from_name (const char *name);
+
+/* New zero-filled tensor owning its data. */
+LtTensor *lt_tensor_new (const char *name, LtDType dtype, int ndim, const int64_t *shape);
+/* New tensor borrowing @data (nbytes must match shape × dtype). */
+LtTensor *lt_tensor_new_view (const char *name, LtDType dtype, int ndim, const int64_t *shape,
+                              void *data, gsize nbytes);
+LtTensor *lt_tensor_copy (const LtTensor *t);
+void lt_tensor_free (LtTensor *t);
+int64_t lt_tensor_numel (const LtTensor *t);
+/* Row count = product of all but the last dimension; columns = the last dimension. */
+int64_t lt_tensor_rows (const LtTensor *t);
+int64_t lt_tensor_cols (const LtTensor *t);
+/* Converts elements [start, start+n) of a F32/F16/BF16 tensor to f32. */
+void lt_tensor_read_f32 (const LtTensor *t, int64_t start, int64_t n, float *dst);
+/* Returns a new F32 tensor with the same shape (NULL + error for non-float dtypes). */
+LtTensor *lt_tensor_to_f32 (const LtTensor *t, GError **error);
+/* "[2, 3, 4]" style, for messages. */
+char *lt_tensor_shape_string (const LtTensor *t);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtTensor, lt_tensor_free)
+
+G_END_DECLS

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-tokenizer: HF tokenizer.json BPE (FORMATS.md §5), byte-level and SentencePiece-style.
+ * Ids equal HF tokenizers' ids exactly. */
+#pragma once
+
+#include <glib.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+typedef struct _LtTokenizer LtTokenizer;
+
+/* Loads @path (a tokenizer.json). */
+LtTokenizer *lt_tokenizer_new_from_file (const char *path, GError **error);
+/* Loads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json (bos/eos tokens,
+ * chat_template). */
+LtTokenizer *lt_tokenizer_new_from_dir (const char *model_dir, GError **error);
+void lt_tokenizer_free (LtTokenizer *tok);
+
+/* Encodes UTF-8 @text (@len bytes, -1 = NUL-terminated). With @add_special_tokens the
+ * post-processor runs (BOS/EOS as tokenizers' encode(..., add_special_tokens=True) adds them).
+ * Returns a GArray of int32_t ids. Invalid UTF-8 is an error. */
+GArray *lt_tokenizer_encode (LtTokenizer *tok, const char *text, gssize len,
+                             gboolean add_special_tokens, GError **error);
+/* Decodes ids to UTF-8 text; with @skip_special_tokens special added tokens are dropped. */
+char *lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
+                           gboolean skip_special_tokens);
+
+int lt_tokenizer_get_vocab_size (LtTokenizer *tok);
+/* -1 when absent. */
+int32_t lt_tokenizer_token_to_id (LtTokenizer *tok, const char *token);
+const char *lt_tokenizer_id_to_token (LtTokenizer *tok, int32_t id);
+/* From tokenizer_config.json (or the post-processor); -1 / NULL when unknown. */
+int32_t lt_tokenizer_get_bos_id (LtTokenizer *tok);
+int32_t lt_tokenizer_get_eos_id (LtTokenizer *tok);
+const char *lt_tokenizer_get_bos_token (LtTokenizer *tok);
+const char *lt_tokenizer_get_eos_token (LtTokenizer *tok);
+/* tokenizer_config.json's chat_template (string form, or the "default" entry of the list
+ * form); NULL when none. */
+const char *lt_tokenizer_get_chat_template (LtTokenizer *tok);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtTokenizer, lt_tokenizer_free)
+
+G_END_DECLS
