@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include "lt-dataset.h"
+
+#include <string.h>
+
+#include <json-glib/json-glib.h>
+
+#include "lt-error.h"
+
+const char *
+lt_data_format_to_string (LtDataFormat format)
+{
+  switch (format)
+    {
+    case LT_DATA_FORMAT_TEXT: return "text";
+    case LT_DATA_FORMAT_COMPLETIONS: return "completions";
+    case LT_DATA_FORMAT_CHAT: return "chat";
+    case LT_DATA_FORMAT_PREFERENCE: return "preference";
+    default: return "unknown";
+    }
+}
+
+void
+lt_dataset_free (LtDataset *ds)
+{
+  if (ds == NULL)
+    return;
+  for (gsize i = 0; i < ds->n_examples; i++)
+    g_free (ds->examples[i].ids);
+  g_free (ds->examples);
+  g_free (ds->path);
+  g_free (ds);
+}
+
+void
+lt_batch_free (LtBatch *batch)
+{
+  if (batch == NULL)
+    return;
+  g_free (batch->inputs);
+  g_free (batch->targets);
+  g_free (batch->weights);
+  g_free (batch->lengths);
+  g_free (batch);
+}
+
+static gboolean
+detect_format (JsonObject *obj, LtDataFormat *format)
+{
+  if (json_object_has_member (obj, "chosen") && json_object_has_member (obj, "rejected"))
+    *format = LT_DATA_FORMAT_PREFERENCE;
+  else if (json_object_has_member (obj, "messages"))
+    *format = LT_DATA_FORMAT_CHAT;
+  else if (json_object_has_member (obj, "prompt") && json_object_has_member (obj, "completion"))
+    *format = LT_DATA_FORMAT_COMPLETIONS;
+  else if (json_object_has_member (obj, "text"))
+    *format = LT_DATA_FORMAT_TEXT;
+  else
+    return FALSE;
+  return TRUE;
+}
+
+/* The string member @key of @obj, or NULL with an error naming file, line and key. */
+static const char *
+get_string (JsonObject *obj, const char *key, const char *path, guint line, GError **error)
+{
+  JsonNode *node = json_object_get_member (obj, key);
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node)
+      || json_node_get_value_type (node) != G_TYPE_STRING)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: key “%s”: expected a string", path,
+                   line, key);
+      return NULL;
+    }
+  return json_node_get_string (node);
+}
+
+static JsonArray *
+make_messages (const char *user, const char *assistant)
+{
+  JsonArray *arr = json_array_new ();
+  JsonObject *u = json_object_new ();
+  json_object_set_string_member (u, "role", "user");
+  json_object_set_string_member (u, "content", user);
+  json_array_add_object_element (arr, u);
+  if (assistant != NULL)
+    {
+      JsonObject *a = json_object_new ();
+      json_object_set_string_member (a, "role", "assistant");
+      json_object_set_string_member (a, "content", assistant);
+      json_array_add_object_element (arr, a);
+    }
+  return arr;
+}
+
+static GArray *
+encode (LtTokenizer *tok, const char *text, gboolean special, const char *path, guint line,
+        GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  GArray *ids = lt_tokenizer_encode (tok, text, -1, special, &local);
+  if (ids == NULL)
+    g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: %s", path, line, local->message);
+  return ids;
+}
+
+static char *
+render (LtChatTemplate *tmpl, LtTokenizer *tok, JsonArray *messages, gboolean gen_prompt,
+        const char *path, guint line, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  char *text = lt_chat_template_render (tmpl, messages, gen_prompt,
+                                        lt_tokenizer_get_bos_token (tok),
+                                        lt_tokenizer_get_eos_token (tok), NULL, &local);
+  if (text == NULL)
+    g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: chat template: %s", path, line,
+                 local->message);
+  return text;
+}
+
+/* Encodes a chat: the whole conversation, and the prompt (all but the last message, with the
+ * generation prompt) to find where the answer starts. */
+static gboolean
+encode_chat (LtChatTemplate *tmpl, LtTokenizer *tok, JsonArray *messages, const char *path,
+             guint line, GArray **ids_out, int *prompt_len, GError **error)
+{
+  guint n = json_array_get_length (messages);
+  if (n == 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: key “messages”: empty list", path,
+                   line);
+      return FALSE;
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      JsonNode *m = json_array_get_element (messages, i);
+      if (!JSON_NODE_HOLDS_OBJECT (m) || !json_object_has_member (json_node_get_object (m), "role"))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                       "%s:%u: key “messages”: item %u is not an object with a “role”", path,
+                       line, i);
+          return FALSE;
+        }
+    }
+  g_autofree char *full = render (tmpl, tok, messages, FALSE, path, line, error);
+  if (full == NULL)
+    return FALSE;
+  g_autoptr (JsonArray) head = json_array_new ();
+  for (guint i = 0; i + 1 < n; i++)
+    json_array_add_element (head, json_node_copy (json_array_get_element (messages, i)));
+  g_autofree char *prompt = n > 1 ? render (tmpl, tok, head, TRUE, path, line, error)
+                                  : g_strdup ("");
+  if (prompt == NULL)
+    return FALSE;
+  GArray *ids = encode (tok, full, FALSE, path, line, error);
+  if (ids == NULL)
+    return FALSE;
+  GArray *pids = encode (tok, prompt, FALSE, path, line, error);
+  if (pids == NULL)
+    {
+      g_array_unref (ids);
+      return FALSE;
+    }
+  *prompt_len = MIN ((int) pids->len, (int) ids->len);
+  g_array_unref (pids);
+  *ids_out = ids;
+  return TRUE;
+}
+
+static gboolean
+parse_line (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTemplate *tmpl,
+            guint line, LtExample *ex, GError **error)
+{
+  const char *path = ds->path;
+  g_autoptr (GArray) ids = NULL;
+  int prompt_len = 0;
+  int32_t eos = lt_tokenizer_get_eos_id (tok);
+
+  switch (ds->format)
+    {
+    case LT_DATA_FORMAT_TEXT:
+      {
+        const char *text = get_string (obj, "text", path, line, error);
+        if (text == NULL || (ids = encode (tok, text, TRUE, path, line, error)) == NULL)
+          return FALSE;
+        if (eos >= 0 && (ids->len == 0 || g_array_index (ids, int32_t, ids->len - 1) != eos))
+          g_array_append_val (ids, eos);
+        break;
+      }
+    case LT_DATA_FORMAT_COMPLETIONS:
+      {
+        const char *prompt = get_string (obj, "prompt", path, line, error);
+        const char *completion = prompt ? get_string (obj, "completion", path, line, error) : NULL;
+        if (completion == NULL)
+          return FALSE;
+        if (tmpl != NULL)
+          {
+            g_autoptr (JsonArray) msgs = make_messages (prompt, completion);
+            if (!encode_chat (tmpl, tok, msgs, path, line, &ids, &prompt_len, error))
+              return FALSE;
+          }
+        else
+          {
+            g_autoptr (GArray) c = NULL;
+            if ((ids = encode (tok, prompt, TRUE, path, line, error)) == NULL
+                || (c = encode (tok, completion, FALSE, path, line, error)) == NULL)
+              return FALSE;
+            prompt_len = ids->len;
+            g_array_append_vals (ids, c->data, c->len);
+            if (eos >= 0)
+              g_array_append_val (ids, eos);
+          }
+        break;
+      }
+    case LT_DATA_FORMAT_CHAT:
+      {
+        JsonNode *node = json_object_get_member (obj, "messages");
+        if (node == NULL || !JSON_NODE_HOLDS_ARRAY (node))
+          {
+            g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: key “messages”: expected a list",
+                         path, line);
+            return FALSE;
+          }
+        if (tmpl == NULL)
+          {
+            g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                         "%s:%u: “messages” data needs a chat template, and the model's "
+                         "tokenizer_config.json has none", path, line);
+            return FALSE;
+          }
+        if (!encode_chat (tmpl, tok, json_node_get_array (node), path, line, &ids, &prompt_len,
+                          error))
+          return FALSE;
+        break;
+      }
+    case LT_DATA_FORMAT_PREFERENCE:
+    default:
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "%s:%u: preference data (prompt/chosen/rejected) needs the DPO or ORPO "
+                   "trainer", path, line);
+      return FALSE;
+    }
+
+  ex->n = ids->len;
+  ex->prompt_len = prompt_len;
+  ex->ids = (int32_t *) g_array_free (g_steal_pointer (&ids), FALSE);
+  return TRUE;
+}
+
+LtDataset *
+lt_dataset_load (const char *path, LtTokenizer *tok, LtChatTemplate *tmpl, int max_seq_length,
+                 GError **error)
+{
+  g_autofree char *contents = NULL;
+  gsize length = 0;
+  g_autoptr (GError) local = NULL;
+
+  g_return_val_if_fail (path != NULL && tok != NULL, NULL);
+  if (!g_file_get_contents (path, &contents, &length, &local))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s", local->message);
+      return NULL;
+    }
+
+  g_autoptr (LtDataset) ds = g_new0 (LtDataset, 1);
+  ds->path = g_strdup (path);
+  GArray *examples = g_array_new (FALSE, TRUE, sizeof (LtExample));
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  gboolean have_format = FALSE;
+  guint line = 0;
+  char *cursor = contents, *end = contents + length;
+
+  while (cursor < end)
+    {
+      char *nl = memchr (cursor, '\n', end - cursor);
+      char *line_end = nl ? nl : end;
+      line++;
+      gsize len = line_end - cursor;
+      char *text = cursor;
+      cursor = nl ? nl + 1 : end;
+      if (len > 0 && text[len - 1] == '\r')
+        len--;
+      gboolean blank = TRUE;
+      for (gsize i = 0; i < len && blank; i++)
+        blank = g_ascii_isspace (text[i]);
+      if (blank)
+        continue;
+
+      if (!json_parser_load_from_data (parser, text, len, &local))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: not valid JSON: %s", path, line,
+                       local->message);
+          goto fail;
+        }
+      JsonNode *root = json_parser_get_root (parser);
+      if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: expected a JSON object", path,
+                       line);
+          goto fail;
+        }
+      JsonObject *obj = json_node_get_object (root);
+      LtDataFormat format;
+      if (!detect_format (obj, &format))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                       "%s:%u: no known keys: expected “text”, “prompt” + “completion”, "
+                       "“messages”, or “prompt” + “chosen” + “rejected”", path, line);
+          goto fail;
+        }
+      if (!have_format)
+        {
+          ds->format = format;
+          have_format = TRUE;
+        }
+      else if (format != ds->format)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                       "%s:%u: a “%s” line in a “%s” file: every line must have the same format",
+                       path, line, lt_data_format_to_string (format),
+                       lt_data_format_to_string (ds->format));
+          goto fail;
+        }
+
+      LtExample ex = { 0 };
+      if (!parse_line (ds, obj, tok, tmpl, line, &ex, error))
+        goto fail;
+      if (max_seq_length > 0 && ex.n > max_seq_length)
+        {
+          ex.n = max_seq_length;
+          ex.prompt_len = MIN (ex.prompt_len, ex.n);
+          ds->n_truncated++;
+        }
+      ds->n_tokens += ex.n;
+      g_array_append_val (examples, ex);
+    }
+
+  if (examples->len == 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: no examples", path);
+      goto fail;
+    }
+  ds->n_examples = examples->len;
+  ds->examples = (LtExample *) g_array_free (examples, FALSE);
+  return g_steal_pointer (&ds);
+
+fail:
+  for (guint i = 0; i < examples->len; i++)
+    g_free (g_array_index (examples, LtExample, i).ids);
+  g_array_free (examples, TRUE);
+  return NULL;
+}
+
+gboolean
+lt_dataset_find_files (const char *data, char **train, char **valid, char **test,
+                       GError **error)
+{
+  *train = *valid = *test = NULL;
+  if (g_file_test (data, G_FILE_TEST_IS_DIR))
+    {
+      g_autofree char *t = g_build_filename (data, "train.jsonl", NULL);
+      if (!g_file_test (t, G_FILE_TEST_IS_REGULAR))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: no train.jsonl in the data folder", data);
+          return FALSE;
+        }
+      char *v = g_build_filename (data, "valid.jsonl", NULL);
+      char *s = g_build_filename (data, "test.jsonl", NULL);
+      *train = g_steal_pointer (&t);
+      if (g_file_test (v, G_FILE_TEST_IS_REGULAR))
+        *valid = v;
+      else
+        g_free (v);
+      if (g_file_test (s, G_FILE_TEST_IS_REGULAR))
+        *test = s;
+      else
+        g_free (s);
+      return TRUE;
+    }
+  if (g_file_test (data, G_FILE_TEST_IS_REGULAR))
+    {
+      *train = g_strdup (data);
+      return TRUE;
+    }
+  g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: no such file or folder", data);
+  return FALSE;
+}
+
+/* splitmix64: a small, well-mixed generator whose whole state is one integer. */
+static guint64
+splitmix64 (guint64 *state)
+{
+  guint64 z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+gsize *
+lt_dataset_epoch_order (const LtDataset *ds, gboolean shuffle, guint64 seed, int epoch)
+{
+  gsize n = ds->n_examples;
+  gsize *order = g_new (gsize, n);
+  for (gsize i = 0; i < n; i++)
+    order[i] = i;
+  if (shuffle && n > 1)
+    {
+      guint64 state = seed ^ (0x5851f42d4c957f2dull * (guint64) (epoch + 1));
+      for (gsize i = n - 1; i > 0; i--)
+        {
+          gsize j = (gsize) (splitmix64 (&state) % (guint64) (i + 1));
+          gsize tmp = order[i];
+          order[i] = order[j];
+          order[j] = tmp;
+        }
+    }
+  return order;
+}
+
+LtBatch *
+lt_dataset_make_batch (const LtDataset *ds, const gsize *indices, int n, gboolean mask_prompt,
+                       int32_t pad_id)
+{
+  LtBatch *b = g_new0 (LtBatch, 1);
+  int T = 1;
+  for (int i = 0; i < n; i++)
+    T = MAX (T, ds->examples[indices[i]].n - 1);
+  b->B = n;
+  b->T = T;
+  b->inputs = g_new (int32_t, (gsize) n * T);
+  b->targets = g_new (int32_t, (gsize) n * T);
+  b->weights = g_new0 (float, (gsize) n * T);
+  b->lengths = g_new0 (int, n);
+  for (int i = 0; i < n; i++)
+    {
+      const LtExample *ex = &ds->examples[indices[i]];
+      int len = MAX (ex->n - 1, 0);
+      b->lengths[i] = len;
+      for (int t = 0; t < T; t++)
+        {
+          gsize k = (gsize) i * T + t;
+          if (t < len)
+            {
+              b->inputs[k] = ex->ids[t];
+              b->targets[k] = ex->ids[t + 1];
+              /* target t+1 is in the loss unless it belongs to the prompt */
+              gboolean in_loss = !mask_prompt || t + 1 >= ex->prompt_len;
+              b->weights[k] = in_loss ? 1.0f : 0.0f;
+              b->n_predicted += in_loss;
+            }
+          else
+            {
+              b->inputs[k] = pad_id;
+              b->targets[k] = pad_id;
+            }
+        }
+    }
+  return b;
+}
