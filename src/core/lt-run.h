@@ -32,7 +32,7 @@ typedef struct
   /* model & data */
   char *model;               /* "model": model folder */
   char *data;                /* "data": folder with train/valid.jsonl, or one file */
-  char *adapter_path;        /* "adapter_path": the run folder written (default "runs/<ts>") */
+  char *adapter_path;        /* "adapter_path": run folder (default "adapters", as mlx-lm) */
   char *resume_adapter_file; /* "resume_adapter_file": may be NULL */
 
   /* fine-tune */
@@ -126,5 +126,85 @@ void lt_quantization_get_params (LtQuantization q, int *bits, int *group_size);
 void lt_run_issue_free (LtRunIssue *issue);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtRunConfig, lt_run_config_free)
+
+/* --- Added by lt-run.c: the key table, so the CLI, the app and the JSON cannot drift. --- */
+
+/* Defaults (mlx-lm's lora.py CONFIG_DEFAULTS where mlx-lm has the key): rank 8, scale 20.0,
+ * dropout 0.0, num_layers 16, batch_size 4, iters 1000, learning_rate 1e-5,
+ * steps_per_report 10, steps_per_eval 200, save_every 100, val_batches 25,
+ * max_seq_length 2048, seed 0, adapter_path "adapters", optimizer "adam",
+ * gradient_accumulation_steps 1, mask_prompt/grad_checkpoint false.
+ * Lathe's own: model/data NULL (must be given), epochs 0, lr_schedule constant,
+ * warmup_steps 0, weight_decay 0.0 (MLX's AdamW would use 0.01; Lathe uses what the recipe
+ * says, 0 unless set), betas 0.9/0.999, eps 1e-8, momentum 0, max_grad_norm 0 (no clipping),
+ * shuffle true, beta 0.1 (mlx-lm-lora), QAT off with bits 4, group size 64, start step 1,
+ * interval 1.
+ *
+ * Semantics worth knowing:
+ * - epochs > 0 wins over iters (iters is then ignored); both 0 is an issue.
+ * - optimizer_config: {"adamw": {"weight_decay", "betas": [b1, b2], "eps"},
+ *   "adam": {"betas", "eps"}, "sgd": {"momentum", "weight_decay"}}. The sections share one
+ *   set of values; two sections giving one value differently is an error.
+ * - lr_schedule as mlx-lm's object {"name", "arguments", "warmup", "warmup_init"}: name
+ *   cosine_decay -> cosine, linear_schedule -> linear (also constant/cosine/linear);
+ *   arguments[0] sets learning_rate; warmup sets warmup_steps. The decay length and end value
+ *   in arguments are not kept: Lathe's schedules decay to 0 over the run's steps. A non-zero
+ *   warmup_init is an error (Lathe warms up from 0).
+ * - load_in_4bits/6bits/8bits/mxfp4: true selects that quantization; false turns it off when
+ *   it is the one selected; disagreeing with "quantization" in the same object is an error.
+ * - Accepted spellings from mlx-lm: "fine_tune_type" (= train_type), "grad_accumulation_steps"
+ *   (= gradient_accumulation_steps), learning_rate as a string ("1e-5", as YAML gives it),
+ *   "train": true (every Lathe run trains; false is an error) and "test": false (Lathe has no
+ *   test pass; true is an error). These let an mlx-lm lora_config.yaml, as JSON, load
+ *   unchanged. Everything else unknown is an error naming the key. */
+
+typedef enum
+{
+  LT_RUN_KEY_STRING,  /* a string; "nullable" ones also take null */
+  LT_RUN_KEY_STRV,    /* a list of strings (flag: comma-separated) */
+  LT_RUN_KEY_INT,
+  LT_RUN_KEY_INT64,
+  LT_RUN_KEY_DOUBLE,
+  LT_RUN_KEY_BOOLEAN, /* flags: --flag / --no-flag */
+  LT_RUN_KEY_ENUM,
+} LtRunKeyType;
+
+typedef struct
+{
+  const char *key;         /* JSON key; nested keys dotted: "lora_parameters.rank",
+                              "optimizer_config.weight_decay" (shared by the sections) */
+  const char *flag;        /* `lathe train` long flag without the dashes */
+  LtRunKeyType type;
+  const char *alias_of;    /* NULL, or the key this one is another spelling of */
+  const char *arg;         /* placeholder for --help: "N", "PATH", "lora|dora|full" */
+  const char *description; /* untranslated: pass through g_dgettext (GETTEXT_PACKAGE, …) */
+  /*< private >*/
+  gsize offset;
+  int enum_id;
+  int quant;               /* load_in_*: the LtQuantization it selects */
+  gboolean nullable;
+} LtRunKeyInfo;
+
+/* Every key, in documentation order; aliases (alias_of != NULL) come last. */
+const LtRunKeyInfo *lt_run_config_get_keys (gsize *n_keys);
+/* By JSON key ("lora_parameters.rank") or by flag ("rank", "batch-size"); NULL if unknown. */
+const LtRunKeyInfo *lt_run_config_lookup_key (const char *key_or_flag);
+/* Sets one key from its command-line spelling ("8", "1e-5", "true", "a,b" for lists).
+ * Errors as apply_json's; @cfg is unchanged on error. */
+gboolean lt_run_config_set_from_string (LtRunConfig *cfg, const char *key, const char *value,
+                                        GError **error);
+/* The value of @key as set_from_string takes it back; NULL for an unset (NULL) value. */
+char *lt_run_config_dup_value_string (const LtRunConfig *cfg, const char *key);
+/* With a model's shapes: an issue on "qat_group_size" naming the first of @in_features that
+ * the group size does not divide, or NULL (also NULL when QAT is off or per tensor). */
+LtRunIssue *lt_run_config_check_group_size (const LtRunConfig *cfg, const int *in_features,
+                                            int n);
+
+/* JSON text of @node whose numbers read back exactly: json-glib 1.6's generator writes 1e-08
+ * as "1e-08.0" (not JSON) and 0.9 as 0.90000000000000002. Use this, not JsonGenerator, for
+ * anything holding a run configuration. */
+char *lt_run_json_to_string (JsonNode *node, gboolean pretty);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtRunIssue, lt_run_issue_free)
 
 G_END_DECLS

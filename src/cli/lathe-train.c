@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lathe train: fine-tune a model from a run configuration (ARCHITECTURE.md §4).
+ *
+ *   lathe train [--config run.json] [--KEY VALUE …] [--dry-run] [--json]
+ *
+ * Every key of the run configuration is a flag; the flags come from the core's key table
+ * (lt_run_config_get_keys), so flags, JSON keys and --help cannot drift. Flags override the
+ * config file, in the order given. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <glib.h>
+#include <glib/gi18n.h>
+
+#include "lathe-cli.h"
+#include "lt-error.h"
+#include "lt-run.h"
+
+#define CMD "train"
+
+/* One flag as given: the key it sets and its value ("true"/"false" for --x/--no-x). GOption
+ * gives callbacks no user data for main entries, hence the file-level list. */
+typedef struct
+{
+  const LtRunKeyInfo *info;
+  char *value;
+  char *flag;
+} PendingFlag;
+
+static GPtrArray *pending_flags;
+
+static void
+pending_flag_free (PendingFlag *p)
+{
+  g_free (p->value);
+  g_free (p->flag);
+  g_free (p);
+}
+
+static gboolean
+on_flag (const char *option_name, const char *value, gpointer data, GError **error)
+{
+  const char *name = option_name;
+  gboolean negated = FALSE;
+  const LtRunKeyInfo *info;
+  PendingFlag *p;
+
+  while (*name == '-')
+    name++;
+  info = lt_run_config_lookup_key (name);
+  if (info == NULL && g_str_has_prefix (name, "no-"))
+    {
+      info = lt_run_config_lookup_key (name + 3);
+      negated = TRUE;
+    }
+  if (info == NULL)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION,
+                   _("unknown option %s"), option_name);
+      return FALSE;
+    }
+  p = g_new0 (PendingFlag, 1);
+  p->info = info;
+  p->flag = g_strdup (option_name);
+  if (info->type == LT_RUN_KEY_BOOLEAN)
+    p->value = g_strdup (negated ? "false" : "true");
+  else
+    p->value = g_strdup (value);
+  g_ptr_array_add (pending_flags, p);
+  return TRUE;
+}
+
+/* Builds the GOptionEntry table from the key table; strings live in @strings. */
+static GOptionEntry *
+build_entries (const LtRunConfig *def, GPtrArray *strings, char **config_path,
+               gboolean *dry_run, gboolean *json)
+{
+  gsize n_keys;
+  const LtRunKeyInfo *keys = lt_run_config_get_keys (&n_keys);
+  GArray *entries = g_array_new (TRUE, TRUE, sizeof (GOptionEntry));
+  GOptionEntry e;
+
+  memset (&e, 0, sizeof e);
+  e = (GOptionEntry){ "config", 'c', 0, G_OPTION_ARG_FILENAME, config_path,
+                      _("Run configuration (JSON) to start from; flags override it"),
+                      "FILE" };
+  g_array_append_val (entries, e);
+  e = (GOptionEntry){ "dry-run", 'n', 0, G_OPTION_ARG_NONE, dry_run,
+                      _("Validate and print the complete configuration, then exit"), NULL };
+  g_array_append_val (entries, e);
+  e = (GOptionEntry){ "json", 0, 0, G_OPTION_ARG_NONE, json,
+                      _("With --dry-run: print {\"valid\", \"config\", \"issues\"} as one "
+                        "JSON object on stdout"), NULL };
+  g_array_append_val (entries, e);
+
+  for (gsize i = 0; i < n_keys; i++)
+    {
+      const LtRunKeyInfo *info = &keys[i];
+      g_autofree char *dflt = NULL;
+      const char *desc = g_dgettext (GETTEXT_PACKAGE, info->description);
+      char *text;
+
+      if (info->alias_of != NULL)
+        text = g_strdup (desc);
+      else
+        {
+          dflt = lt_run_config_dup_value_string (def, info->key);
+          text = g_strdup_printf (_("%s [%s; default: %s]"), desc, info->key,
+                                  dflt ? dflt : _("unset"));
+        }
+      g_ptr_array_add (strings, text);
+
+      memset (&e, 0, sizeof e);
+      e.long_name = info->flag;
+      e.arg = G_OPTION_ARG_CALLBACK;
+      e.arg_data = (gpointer) on_flag;
+      e.description = text;
+      if (info->type == LT_RUN_KEY_BOOLEAN)
+        {
+          char *no_name = g_strconcat ("no-", info->flag, NULL);
+          char *no_text = g_strdup_printf (_("Turn off --%s"), info->flag);
+
+          e.flags = G_OPTION_FLAG_NO_ARG;
+          g_array_append_val (entries, e);
+          g_ptr_array_add (strings, no_name);
+          g_ptr_array_add (strings, no_text);
+          memset (&e, 0, sizeof e);
+          e.long_name = no_name;
+          e.flags = G_OPTION_FLAG_NO_ARG;
+          e.arg = G_OPTION_ARG_CALLBACK;
+          e.arg_data = (gpointer) on_flag;
+          e.description = no_text;
+        }
+      else
+        e.arg_description = info->arg;
+      g_array_append_val (entries, e);
+    }
+  return (GOptionEntry *) g_array_free (entries, FALSE);
+}
+
+static void
+print_json_result (const LtRunConfig *cfg, GPtrArray *issues, const char *error_message)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autofree char *text = NULL;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "valid");
+  json_builder_add_boolean_value (b, error_message == NULL
+                                        && (issues == NULL || issues->len == 0));
+  json_builder_set_member_name (b, "config");
+  if (cfg != NULL)
+    json_builder_add_value (b, lt_run_config_to_json (cfg));
+  else
+    json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "issues");
+  json_builder_begin_array (b);
+  for (guint i = 0; issues != NULL && i < issues->len; i++)
+    {
+      LtRunIssue *issue = g_ptr_array_index (issues, i);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "key");
+      json_builder_add_string_value (b, issue->key);
+      json_builder_set_member_name (b, "message");
+      json_builder_add_string_value (b, issue->message);
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  if (error_message != NULL)
+    {
+      json_builder_set_member_name (b, "error");
+      json_builder_add_string_value (b, error_message);
+    }
+  json_builder_end_object (b);
+
+  root = json_builder_get_root (b);
+  text = lt_run_json_to_string (root, FALSE);
+  printf ("%s\n", text);
+}
+
+static int
+run (int argc, char **argv)
+{
+  g_autoptr (LtRunConfig) def = lt_run_config_new ();
+  g_autoptr (LtRunConfig) cfg = NULL;
+  g_autoptr (GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) issues = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree GOptionEntry *entries = NULL;
+  g_autofree char *config_path = NULL;
+  gboolean dry_run = FALSE, json = FALSE;
+  int status;
+
+  entries = build_entries (def, strings, &config_path, &dry_run, &json);
+  if (!lathe_cli_parse (CMD, NULL,
+                        _("Fine-tune a model. Every key of the run configuration is also a "
+                          "flag\n(JSON key in brackets); flags override --config."),
+                        entries, &argc, &argv, &status))
+    return status;
+  if (argc > 1)
+    {
+      g_printerr ("lathe %s: unexpected argument “%s”\n", CMD, argv[1]);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+
+  if (config_path != NULL)
+    cfg = lt_run_config_new_from_file (config_path, &error);
+  else
+    cfg = lt_run_config_new ();
+  for (guint i = 0; cfg != NULL && i < pending_flags->len; i++)
+    {
+      PendingFlag *p = g_ptr_array_index (pending_flags, i);
+      g_autoptr (GError) local = NULL;
+
+      if (!lt_run_config_set_from_string (cfg, p->info->key, p->value, &local))
+        {
+          g_set_error (&error, local->domain, local->code, "%s: %s", p->flag, local->message);
+          g_clear_pointer (&cfg, lt_run_config_free);
+        }
+    }
+  if (cfg == NULL)
+    {
+      if (json && dry_run)
+        {
+          print_json_result (NULL, NULL, error->message);
+          return LATHE_EXIT_BAD_INPUT;
+        }
+      return lathe_cli_report_error (CMD, error);
+    }
+
+  issues = lt_run_config_check (cfg, TRUE);
+  if (json && dry_run)
+    {
+      print_json_result (cfg, issues, NULL);
+      return issues->len == 0 ? LATHE_EXIT_OK : LATHE_EXIT_BAD_INPUT;
+    }
+  if (issues->len > 0)
+    {
+      LtRunIssue *first = g_ptr_array_index (issues, 0);
+      g_printerr ("lathe %s: %s: %s\n", CMD, first->key, first->message);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if (dry_run)
+    {
+      g_autofree char *text = lt_run_config_to_string (cfg, TRUE);
+      printf ("%s\n", text);
+      return LATHE_EXIT_OK;
+    }
+
+  g_printerr ("lathe %s: the training core is not built yet (configuration is valid; "
+              "see --dry-run)\n", CMD);
+  return LATHE_EXIT_FAILURE;
+}
+
+int
+lathe_cmd_train (int argc, char **argv)
+{
+  int status;
+
+  pending_flags = g_ptr_array_new_with_free_func ((GDestroyNotify) pending_flag_free);
+  status = run (argc, argv);
+  g_clear_pointer (&pending_flags, g_ptr_array_unref);
+  return status;
+}
