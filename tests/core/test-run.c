@@ -601,8 +601,16 @@ test_mlx_spellings (void)
     g_assert_cmpint (c->gradient_accumulation_steps, ==, 4);
     g_assert_cmpint (c->lr_schedule, ==, LT_LR_SCHEDULE_COSINE);
     g_assert_cmpint (c->warmup_steps, ==, 100);
-    g_assert_cmpfloat (c->learning_rate, ==, 1e-4); /* arguments[0] comes after */
+    g_assert_cmpfloat (c->learning_rate, ==, 1e-4); /* arguments[0] */
     g_assert_null (c->resume_adapter_file);
+  }
+  {
+    /* The schedule's first argument is the rate, in either order (mlx-lm). */
+    g_autoptr (LtRunConfig) c = from_json ("{\"lr_schedule\": {\"name\": \"cosine_decay\","
+                                           " \"arguments\": [5e-5, 10]}, \"learning_rate\": 1e-3}",
+                                           &error);
+    g_assert_no_error (error);
+    g_assert_cmpfloat (c->learning_rate, ==, 5e-5);
   }
   {
     g_autoptr (LtRunConfig) c = from_json ("{\"learning_rate\": \"1e-5\"}", &error);
