@@ -228,7 +228,8 @@ run (int argc, char **argv)
           print_json_result (NULL, NULL, error->message);
           return LATHE_EXIT_BAD_INPUT;
         }
-      return lathe_cli_report_error (CMD, error);
+      lathe_cli_report_error (CMD, error);
+      return LATHE_EXIT_BAD_INPUT; /* a bad --config file or flag value is bad input */
     }
 
   issues = lt_run_config_check (cfg, TRUE);
