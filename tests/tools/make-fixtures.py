@@ -281,6 +281,18 @@ def build_digits(corpus):
     return tok, cfg, None
 
 
+def top_alphabet(corpus, n):
+    """The n most frequent chars of the corpus after spaces become U+2581, ties by code point.
+
+    Passed as the trainer's initial_alphabet with limit_alphabet=n: the trainer's own limit
+    breaks count ties in hash order, which made the vocab differ from run to run."""
+    counts = {}
+    for line in corpus:
+        for ch in "\u2581" + line.replace(" ", "\u2581"):
+            counts[ch] = counts.get(ch, 0) + 1
+    return [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+
 def build_spm_llama2(corpus):
     # Trained with a Metaspace split so merges stay inside words (like SentencePiece), then
     # rebuilt in the Llama-2 tokenizer.json layout: no pre-tokenizer, <unk> <s> </s> first,
@@ -291,7 +303,7 @@ def build_spm_llama2(corpus):
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never",
                                                  split=True)
     trainer = trainers.BpeTrainer(vocab_size=340, min_frequency=2, show_progress=False,
-                                  limit_alphabet=90,
+                                  limit_alphabet=90, initial_alphabet=top_alphabet(corpus, 90),
                                   special_tokens=["<unk>", "<s>", "</s>"])
     tok.train_from_iterator(corpus, trainer)
     j = json.loads(tok.to_str())
@@ -332,7 +344,7 @@ def build_metaspace(corpus):
                                                  split=True)
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)
     trainer = trainers.BpeTrainer(vocab_size=400, min_frequency=2, show_progress=False,
-                                  limit_alphabet=80,
+                                  limit_alphabet=80, initial_alphabet=top_alphabet(corpus, 80),
                                   special_tokens=["<unk>", "<s>", "</s>"])
     tok.train_from_iterator(corpus, trainer)
     tok.post_processor = processors.TemplateProcessing(
@@ -761,11 +773,34 @@ def make_t5keys(mdir, toks, summary):
 # ---------------------------------------------------------------------------------------------
 # 5. TinyStories
 
+def probe_skip_special(tok, tdir):
+    """Informational: how decode(skip_special_tokens=True) treats this file's specials."""
+    try:
+        ids = tok.encode("Hi there.", add_special_tokens=True).ids + [2]
+        log("  tinystories decode skip=True  %r" % tok.decode(ids, skip_special_tokens=True))
+        log("  tinystories decode skip=False %r" % tok.decode(ids, skip_special_tokens=False))
+        for i, a in tok.get_added_tokens_decoder().items():
+            log("  added %d %r special=%s normalized=%s" % (i, a.content, a.special, a.normalized))
+        j = json.loads(tok.to_str())
+        for a in j["added_tokens"]:
+            a["normalized"] = False
+        t2 = Tokenizer.from_str(json.dumps(j))
+        log("  with normalized=false: skip=True %r" % t2.decode(ids, skip_special_tokens=True))
+        from transformers import PreTrainedTokenizerFast
+        ht = PreTrainedTokenizerFast.from_pretrained(tdir)
+        log("  transformers decode skip=True %r" % ht.decode(ids, skip_special_tokens=True))
+        log("  transformers encode %s" % ht("Hi there.")["input_ids"])
+    except Exception as e:  # noqa: BLE001
+        log("  probe failed: %r" % e)
+
+
 def make_tinystories(out, tdir, texts):
     tok = Tokenizer.from_file(os.path.join(tdir, "tokenizer.json"))
     d = os.path.join(out, "tokenizers", "tinystories")
     os.makedirs(d, exist_ok=True)
     write_expected(os.path.join(d, "expected.json"), expected_for(tok, texts))
+
+    probe_skip_special(tok, tdir)
 
     from safetensors import safe_open
     model = transformers.LlamaForCausalLM.from_pretrained(tdir, attn_implementation="eager")
