@@ -267,6 +267,53 @@ append_utf8_lossy (GString *out, const guchar *s, gsize len)
     }
 }
 
+/* UTF-8 validation as Rust's str (NUL is a valid char, unlike g_utf8_validate). Returns the
+ * offset of the first invalid byte, or @len. */
+static gsize
+utf8_valid_up_to (const char *str, gsize len)
+{
+  const guchar *s = (const guchar *) str;
+  gsize i = 0;
+
+  while (i < len)
+    {
+      guchar c = s[i];
+      guchar lo = 0x80, hi = 0xbf;
+      gsize need;
+
+      if (c < 0x80)
+        {
+          i++;
+          continue;
+        }
+      if (c >= 0xc2 && c <= 0xdf)
+        need = 1;
+      else if (c == 0xe0)
+        need = 2, lo = 0xa0;
+      else if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef)
+        need = 2;
+      else if (c == 0xed)
+        need = 2, hi = 0x9f;
+      else if (c == 0xf0)
+        need = 3, lo = 0x90;
+      else if (c >= 0xf1 && c <= 0xf3)
+        need = 3;
+      else if (c == 0xf4)
+        need = 3, hi = 0x8f;
+      else
+        return i;
+      if (i + need >= len)
+        return i;
+      if (s[i + 1] < lo || s[i + 1] > hi)
+        return i;
+      for (gsize k = 2; k <= need; k++)
+        if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+          return i;
+      i += need + 1;
+    }
+  return len;
+}
+
 /* GPT-2's bytes_to_unicode. */
 typedef struct
 {
@@ -823,21 +870,23 @@ normalize (const Normalizer *n, const char *s, gsize len, GError **error)
     case NORM_REPLACE:
       return replace_all (&n->pattern, n->text, s, len, error);
     case NORM_UNICODE:
-      {
-        char *r = g_utf8_normalize (s, (gssize) len, n->mode);
-
-        out = g_string_new (r);
-        g_free (r);
-        return out;
-      }
     case NORM_LOWERCASE:
-      {
-        char *r = g_utf8_strdown (s, (gssize) len);
+      /* GLib stops at NUL: run it on each NUL-free stretch. */
+      out = g_string_sized_new (len + 16);
+      for (gsize a = 0; a <= len;)
+        {
+          const char *z = memchr (s + a, '\0', len - a);
+          gsize b = z ? (gsize) (z - s) : len;
+          char *r = n->kind == NORM_UNICODE ? g_utf8_normalize (s + a, (gssize) (b - a), n->mode)
+                                            : g_utf8_strdown (s + a, (gssize) (b - a));
 
-        out = g_string_new (r);
-        g_free (r);
-        return out;
-      }
+          g_string_append (out, r);
+          g_free (r);
+          if (b < len)
+            g_string_append_len (out, "", 1);
+          a = b + 1;
+        }
+      return out;
     case NORM_STRIP:
       {
         gsize a = 0, b = len;
@@ -1436,7 +1485,7 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
               }
             if (pending->len > 0)
               {
-                if (g_utf8_validate_len ((const char *) pending->data, pending->len, NULL))
+                if (utf8_valid_up_to ((const char *) pending->data, pending->len) == pending->len)
                   g_ptr_array_add (out, g_strndup ((const char *) pending->data, pending->len));
                 else
                   for (guint k = 0; k < pending->len; k++)
@@ -1856,7 +1905,7 @@ bpe_word (LtTokenizer *tok, const char *w, gsize len, GArray *ids)
       g_array_append_val (ids, id);
       return;
     }
-  if (len >= CACHE_MAX_WORD_BYTES)
+  if (len >= CACHE_MAX_WORD_BYTES || memchr (w, '\0', len) != NULL)
     {
       bpe_merge_word (tok, w, len, ids);
       return;
@@ -2594,7 +2643,7 @@ lt_tokenizer_encode (LtTokenizer *tok, const char *text, gssize len, gboolean ad
 {
   g_autoptr (GArray) ids = NULL;
   g_autoptr (GArray) raw = NULL;
-  const char *bad;
+  gsize bad;
   EncodeState st;
   gboolean ok = TRUE;
 
@@ -2602,10 +2651,10 @@ lt_tokenizer_encode (LtTokenizer *tok, const char *text, gssize len, gboolean ad
   g_return_val_if_fail (text != NULL || len == 0, NULL);
   if (len < 0)
     len = (gssize) strlen (text);
-  if (!g_utf8_validate_len (text, (gsize) len, &bad))
+  if ((bad = utf8_valid_up_to (text, (gsize) len)) != (gsize) len)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "the text is not valid UTF-8 (at byte %zu)", (size_t) (bad - text));
+                   "the text is not valid UTF-8 (at byte %zu)", (size_t) bad);
       return NULL;
     }
   ids = g_array_new (FALSE, FALSE, sizeof (int32_t));
@@ -2696,19 +2745,26 @@ lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
     {
       AddedToken *a = g_hash_table_lookup (tok->added_by_id, GINT_TO_POINTER (ids[i]));
 
-      if (a != NULL)
-        {
-          if (!(skip_special_tokens && a->special))
-            g_ptr_array_add (tokens, g_strdup (a->content));
-        }
-      else if (ids[i] >= 0 && ids[i] < tok->n_ids && tok->id_to_token[ids[i]] != NULL)
-        {
-          const char *t = tok->id_to_token[ids[i]];
+      const char *t = NULL;
 
-          if (!(skip_special_tokens && g_hash_table_contains (tok->added_by_content, t)
-                && ((AddedToken *) g_hash_table_lookup (tok->added_by_content, t))->special))
-            g_ptr_array_add (tokens, g_strdup (t));
+      /* tokenizers 0.23 hands the decoder an added token in its normalized form (the
+       * normalizer run over its content) when it is normalized:true, and skips a token only
+       * when that string is the content of a special token: so a normalized special token
+       * whose normalized form differs (TinyStories' “▁<|start_story|>”) is kept. */
+      if (a != NULL)
+        t = a->normalized ? a->match : a->content;
+      else if (ids[i] >= 0 && ids[i] < tok->n_ids)
+        t = tok->id_to_token[ids[i]];
+      if (t == NULL)
+        continue;
+      if (skip_special_tokens)
+        {
+          AddedToken *sp = g_hash_table_lookup (tok->added_by_content, t);
+
+          if (sp != NULL && sp->special)
+            continue;
         }
+      g_ptr_array_add (tokens, g_strdup (t));
     }
   if (tok->decoder != NULL)
     tokens = decode_chain (tok->decoder, tokens);
