@@ -1364,19 +1364,32 @@ error:
   return NULL;
 }
 
+/* Decoder token lists hold GString* (a decoded byte may be NUL). */
+static void
+gstring_free_all (gpointer s)
+{
+  g_string_free (s, TRUE);
+}
+
 static GPtrArray *
 new_token_list (void)
 {
-  return g_ptr_array_new_with_free_func (g_free);
+  return g_ptr_array_new_with_free_func (gstring_free_all);
 }
 
-static char *
-gstring_steal (GString *s)
+static GString *
+token_at (GPtrArray *tokens, guint i)
 {
-  return g_string_free (s, FALSE);
+  return g_ptr_array_index (tokens, i);
 }
 
-/* Consumes @tokens (owned strings) and returns the decoded token list. */
+static GString *
+gstring_dup (const GString *s)
+{
+  return g_string_new_len (s->str, (gssize) s->len);
+}
+
+/* Consumes @tokens and returns the decoded token list. */
 static GPtrArray *
 decode_chain (const Decoder *d, GPtrArray *tokens)
 {
@@ -1395,13 +1408,13 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
 
         for (guint i = 0; i < tokens->len; i++)
           {
-            const char *t = g_ptr_array_index (tokens, i);
+            GString *t = token_at (tokens, i);
             guint mark = bytes->len;
             gboolean all = TRUE;
 
-            for (const char *p = t; *p; p = g_utf8_next_char (p))
+            for (gsize p = 0; p < t->len; p += utf8_char_len ((guchar) t->str[p]))
               {
-                gunichar c = g_utf8_get_char (p);
+                gunichar c = g_utf8_get_char (t->str + p);
                 guint8 b;
 
                 if (c >= G_N_ELEMENTS (byte_table.byte_of) || byte_table.byte_of[c] < 0)
@@ -1415,41 +1428,41 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
             if (!all)
               {
                 g_byte_array_set_size (bytes, mark);
-                g_byte_array_append (bytes, (const guint8 *) t, (guint) strlen (t));
+                g_byte_array_append (bytes, (const guint8 *) t->str, (guint) t->len);
               }
           }
         append_utf8_lossy (s, bytes->data, bytes->len);
         g_byte_array_unref (bytes);
         g_ptr_array_unref (tokens);
         out = new_token_list ();
-        g_ptr_array_add (out, gstring_steal (s));
+        g_ptr_array_add (out, s);
         return out;
       }
     case DEC_METASPACE:
       out = new_token_list ();
       for (guint i = 0; i < tokens->len; i++)
         {
-          const char *t = g_ptr_array_index (tokens, i);
+          GString *t = token_at (tokens, i);
           gsize rlen = strlen (d->text);
           GString *s = g_string_new (NULL);
 
-          while (*t)
+          for (gsize p = 0; p < t->len;)
             {
-              if (strncmp (t, d->text, rlen) == 0)
+              if (t->len - p >= rlen && memcmp (t->str + p, d->text, rlen) == 0)
                 {
                   if (!(i == 0 && d->scheme != PREPEND_NEVER))
                     g_string_append_c (s, ' ');
-                  t += rlen;
+                  p += rlen;
                 }
               else
                 {
-                  const char *next = g_utf8_next_char (t);
+                  gsize cl = utf8_char_len ((guchar) t->str[p]);
 
-                  g_string_append_len (s, t, next - t);
-                  t = next;
+                  g_string_append_len (s, t->str + p, (gssize) cl);
+                  p += cl;
                 }
             }
-          g_ptr_array_add (out, gstring_steal (s));
+          g_ptr_array_add (out, s);
         }
       g_ptr_array_unref (tokens);
       return out;
@@ -1457,10 +1470,10 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
       out = new_token_list ();
       for (guint i = 0; i < tokens->len; i++)
         {
-          const char *t = g_ptr_array_index (tokens, i);
-          GString *s = replace_all (&d->pattern, d->text, t, strlen (t), NULL);
+          GString *t = token_at (tokens, i);
+          GString *s = replace_all (&d->pattern, d->text, t->str, t->len, NULL);
 
-          g_ptr_array_add (out, s != NULL ? gstring_steal (s) : g_strdup (t));
+          g_ptr_array_add (out, s != NULL ? s : gstring_dup (t));
         }
       g_ptr_array_unref (tokens);
       return out;
@@ -1471,12 +1484,12 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
         out = new_token_list ();
         for (guint i = 0; i <= tokens->len; i++)
           {
-            const char *t = i < tokens->len ? g_ptr_array_index (tokens, i) : NULL;
+            GString *t = i < tokens->len ? token_at (tokens, i) : NULL;
             int hi, lo;
 
-            if (t != NULL && strlen (t) == 6 && strncmp (t, "<0x", 3) == 0 && t[5] == '>'
-                && (hi = g_ascii_xdigit_value (t[3])) >= 0
-                && (lo = g_ascii_xdigit_value (t[4])) >= 0)
+            if (t != NULL && t->len == 6 && strncmp (t->str, "<0x", 3) == 0 && t->str[5] == '>'
+                && (hi = g_ascii_xdigit_value (t->str[3])) >= 0
+                && (lo = g_ascii_xdigit_value (t->str[4])) >= 0)
               {
                 guint8 b = (guint8) (hi * 16 + lo);
 
@@ -1486,14 +1499,15 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
             if (pending->len > 0)
               {
                 if (utf8_valid_up_to ((const char *) pending->data, pending->len) == pending->len)
-                  g_ptr_array_add (out, g_strndup ((const char *) pending->data, pending->len));
+                  g_ptr_array_add (out, g_string_new_len ((const char *) pending->data,
+                                                          (gssize) pending->len));
                 else
                   for (guint k = 0; k < pending->len; k++)
-                    g_ptr_array_add (out, g_strdup ("\xef\xbf\xbd"));
+                    g_ptr_array_add (out, g_string_new ("\xef\xbf\xbd"));
                 g_byte_array_set_size (pending, 0);
               }
             if (t != NULL)
-              g_ptr_array_add (out, g_strdup (t));
+              g_ptr_array_add (out, gstring_dup (t));
           }
         g_byte_array_unref (pending);
         g_ptr_array_unref (tokens);
@@ -1504,26 +1518,27 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
         GString *s = g_string_new (NULL);
 
         for (guint i = 0; i < tokens->len; i++)
-          g_string_append (s, g_ptr_array_index (tokens, i));
+          g_string_append_len (s, token_at (tokens, i)->str, (gssize) token_at (tokens, i)->len);
         g_ptr_array_unref (tokens);
         out = new_token_list ();
-        g_ptr_array_add (out, gstring_steal (s));
+        g_ptr_array_add (out, s);
         return out;
       }
     case DEC_STRIP:
       out = new_token_list ();
       for (guint i = 0; i < tokens->len; i++)
         {
-          const char *t = g_ptr_array_index (tokens, i);
-          gsize clen = strlen (d->text), a = 0, b = strlen (t);
+          GString *t = token_at (tokens, i);
+          gsize clen = strlen (d->text), a = 0, b = t->len;
 
-          for (gint64 k = 0; k < d->start && b - a >= clen && memcmp (t + a, d->text, clen) == 0;
-               k++)
+          for (gint64 k = 0;
+               k < d->start && b - a >= clen && memcmp (t->str + a, d->text, clen) == 0; k++)
             a += clen;
-          for (gint64 k = 0; k < d->stop && b - a >= clen && memcmp (t + b - clen, d->text, clen) == 0;
+          for (gint64 k = 0;
+               k < d->stop && b - a >= clen && memcmp (t->str + b - clen, d->text, clen) == 0;
                k++)
             b -= clen;
-          g_ptr_array_add (out, g_strndup (t + a, b - a));
+          g_ptr_array_add (out, g_string_new_len (t->str + a, (gssize) (b - a)));
         }
       g_ptr_array_unref (tokens);
       return out;
@@ -1531,11 +1546,11 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
       out = new_token_list ();
       for (guint i = 0; i < tokens->len; i++)
         {
-          const char *t = g_ptr_array_index (tokens, i);
+          GString *t = token_at (tokens, i);
           Pattern p = { NULL, d->text, strlen (d->text), NULL };
-          GString *s = replace_all (&p, i + 1 == tokens->len ? "" : " ", t, strlen (t), NULL);
+          GString *s = replace_all (&p, i + 1 == tokens->len ? "" : " ", t->str, t->len, NULL);
 
-          g_ptr_array_add (out, s != NULL ? gstring_steal (s) : g_strdup (t));
+          g_ptr_array_add (out, s != NULL ? s : gstring_dup (t));
         }
       g_ptr_array_unref (tokens);
       return out;
@@ -2732,8 +2747,8 @@ lt_tokenizer_encode (LtTokenizer *tok, const char *text, gssize len, gboolean ad
 /* ---- decode and lookups ---- */
 
 char *
-lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
-                     gboolean skip_special_tokens)
+lt_tokenizer_decode_len (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
+                         gboolean skip_special_tokens, gsize *out_len)
 {
   GPtrArray *tokens;
   GString *out;
@@ -2744,7 +2759,6 @@ lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
   for (gsize i = 0; i < n_ids; i++)
     {
       AddedToken *a = g_hash_table_lookup (tok->added_by_id, GINT_TO_POINTER (ids[i]));
-
       const char *t = NULL;
 
       /* tokenizers 0.23 hands the decoder an added token in its normalized form (the
@@ -2764,7 +2778,7 @@ lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
           if (sp != NULL && sp->special)
             continue;
         }
-      g_ptr_array_add (tokens, g_strdup (t));
+      g_ptr_array_add (tokens, g_string_new (t));
     }
   if (tok->decoder != NULL)
     tokens = decode_chain (tok->decoder, tokens);
@@ -2773,10 +2787,19 @@ lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
     {
       if (tok->decoder == NULL && i > 0)
         g_string_append_c (out, ' ');
-      g_string_append (out, g_ptr_array_index (tokens, i));
+      g_string_append_len (out, token_at (tokens, i)->str, (gssize) token_at (tokens, i)->len);
     }
   g_ptr_array_unref (tokens);
+  if (out_len != NULL)
+    *out_len = out->len;
   return g_string_free (out, FALSE);
+}
+
+char *
+lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
+                     gboolean skip_special_tokens)
+{
+  return lt_tokenizer_decode_len (tok, ids, n_ids, skip_special_tokens, NULL);
 }
 
 int

@@ -25,6 +25,10 @@ GArray *lt_tokenizer_encode (LtTokenizer *tok, const char *text, gssize len,
 /* Decodes ids to UTF-8 text; with @skip_special_tokens special added tokens are dropped. */
 char *lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
                            gboolean skip_special_tokens);
+/* As lt_tokenizer_decode, and sets *@out_len (may be NULL) to the length in bytes: the text
+ * can hold U+0000 (a byte-fallback <0x00> or a byte-level NUL), which a C string would cut. */
+char *lt_tokenizer_decode_len (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
+                               gboolean skip_special_tokens, gsize *out_len);
 
 int lt_tokenizer_get_vocab_size (LtTokenizer *tok);
 /* -1 when absent. */
