@@ -841,6 +841,22 @@ replace_all (const Pattern *p, const char *content, const char *s, gsize len, GE
   return out;
 }
 
+/* TRUE when @p starts a char that is a starter (ccc 0) and never the second element of a
+ * canonical composition: ASCII, Hangul syllables, CJK ideographs. Unicode normalization of
+ * the text before it does not depend on what follows. */
+static gboolean
+normalization_boundary (const char *p)
+{
+  gunichar c;
+
+  if ((guchar) *p < 0x80)
+    return TRUE;
+  if ((guchar) *p < 0xc0)
+    return FALSE; /* a continuation byte */
+  c = g_utf8_get_char (p);
+  return (c >= 0xac00 && c <= 0xd7a3) || (c >= 0x4e00 && c <= 0x9fff);
+}
+
 /* Returns the normalized form of @s (@len bytes) as a new GString. */
 static GString *
 normalize (const Normalizer *n, const char *s, gsize len, GError **error)
@@ -870,6 +886,32 @@ normalize (const Normalizer *n, const char *s, gsize len, GError **error)
     case NORM_REPLACE:
       return replace_all (&n->pattern, n->text, s, len, error);
     case NORM_UNICODE:
+      /* g_utf8_normalize is quadratic in the number of compositions (it moves the rest of
+       * its buffer for each), and stops at NUL: run it on stretches of about 4 KiB that end
+       * before a char that never composes with what precedes it, and pass NULs through. */
+      out = g_string_sized_new (len + 16);
+      for (gsize a = 0; a < len;)
+        {
+          gsize b = MIN (a + 4096, len);
+          const char *z;
+          char *r;
+
+          if (s[a] == '\0')
+            {
+              g_string_append_len (out, "", 1);
+              a++;
+              continue;
+            }
+          while (b < len && !normalization_boundary (s + b))
+            b++;
+          if ((z = memchr (s + a, '\0', b - a)) != NULL)
+            b = (gsize) (z - s);
+          r = g_utf8_normalize (s + a, (gssize) (b - a), n->mode);
+          g_string_append (out, r);
+          g_free (r);
+          a = b;
+        }
+      return out;
     case NORM_LOWERCASE:
       /* GLib stops at NUL: run it on each NUL-free stretch. */
       out = g_string_sized_new (len + 16);
@@ -877,8 +919,7 @@ normalize (const Normalizer *n, const char *s, gsize len, GError **error)
         {
           const char *z = memchr (s + a, '\0', len - a);
           gsize b = z ? (gsize) (z - s) : len;
-          char *r = n->kind == NORM_UNICODE ? g_utf8_normalize (s + a, (gssize) (b - a), n->mode)
-                                            : g_utf8_strdown (s + a, (gssize) (b - a));
+          char *r = g_utf8_strdown (s + a, (gssize) (b - a));
 
           g_string_append (out, r);
           g_free (r);
