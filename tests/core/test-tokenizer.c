@@ -499,6 +499,100 @@ test_small_features (void)
   g_rmdir (tmp);
 }
 
+static LtTokenizer *
+tokenizer_from_json (const char *json)
+{
+  g_autofree char *tmp = g_dir_make_tmp ("lt-tokenizer-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (tmp, "tokenizer.json", NULL);
+  g_autoptr (GError) error = NULL;
+  LtTokenizer *tok;
+
+  g_assert_true (g_file_set_contents (path, json, -1, NULL));
+  tok = lt_tokenizer_new_from_file (path, &error);
+  g_assert_no_error (error);
+  g_unlink (path);
+  g_rmdir (tmp);
+  return tok;
+}
+
+static void
+assert_ids (LtTokenizer *tok, const char *text, gboolean special, const int32_t *want, guint n)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) ids = lt_tokenizer_encode (tok, text, -1, special, &error);
+  g_autoptr (GString) got = g_string_new (NULL);
+
+  g_assert_no_error (error);
+  for (guint i = 0; i < ids->len; i++)
+    g_string_append_printf (got, " %d", g_array_index (ids, int32_t, i));
+  g_test_message ("“%s” →%s", text, got->str);
+  g_assert_cmpuint (ids->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpint (g_array_index (ids, int32_t, i), ==, want[i]);
+}
+
+#define SPLIT_VOCAB                                                                                \
+  "\"vocab\": {\"the\": 0, \"final\": 1, \"countdown\": 2, \"-\": 3, \"the-\": 4,"                 \
+  " \"final-\": 5, \"-final\": 6, \"-countdown\": 7, \"--\": 8, \"<m>\": 9, \" \": 10,"            \
+  " \"[C]\": 11, \"[S]\": 12}, \"merges\": []"
+
+/* Split behaviours on tokenizers' documented example “the-final--countdown”: with
+ * ignore_merges and a vocabulary holding every expected piece, each piece is one id. */
+static void
+test_split_behaviors (void)
+{
+  static const struct
+  {
+    const char *behavior;
+    int32_t want[6];
+    guint n;
+  } cases[] = {
+    { "Removed", { 0, 1, 2 }, 3 },                 /* the final countdown */
+    { "Isolated", { 0, 3, 1, 3, 3, 2 }, 6 },       /* the - final - - countdown */
+    { "MergedWithPrevious", { 4, 5, 3, 2 }, 4 },   /* the- final- - countdown */
+    { "MergedWithNext", { 0, 6, 3, 7 }, 4 },       /* the -final - -countdown */
+    { "Contiguous", { 0, 3, 1, 8, 2 }, 5 },        /* the - final -- countdown */
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *json = g_strdup_printf (
+        "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \"-\"},"
+        " \"behavior\": \"%s\", \"invert\": false},"
+        " \"model\": {\"type\": \"BPE\", \"ignore_merges\": true, " SPLIT_VOCAB "}}",
+        cases[i].behavior);
+      g_autoptr (LtTokenizer) tok = tokenizer_from_json (json);
+
+      assert_ids (tok, "the-final--countdown", TRUE, cases[i].want, cases[i].n);
+    }
+  {
+    /* invert: the regex matches the words, which are kept; the gaps are removed. */
+    g_autoptr (LtTokenizer) tok = tokenizer_from_json (
+      "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\p{L}+\"},"
+      " \"behavior\": \"Removed\", \"invert\": true},"
+      " \"model\": {\"type\": \"BPE\", \"ignore_merges\": true, " SPLIT_VOCAB "}}");
+    const int32_t want[] = { 0, 1, 2 };
+
+    assert_ids (tok, "the-final--countdown", TRUE, want, G_N_ELEMENTS (want));
+  }
+  {
+    /* Whitespace (\w+|[^\w\s]+): “the final--” → the | final | -- ; an lstrip added token
+     * takes the space before it; RobertaProcessing wraps in [C] … [S]. */
+    g_autoptr (LtTokenizer) tok = tokenizer_from_json (
+      "{\"added_tokens\": [{\"id\": 9, \"content\": \"<m>\", \"single_word\": false,"
+      "   \"lstrip\": true, \"rstrip\": false, \"normalized\": false, \"special\": false}],"
+      " \"pre_tokenizer\": {\"type\": \"Whitespace\"},"
+      " \"post_processor\": {\"type\": \"RobertaProcessing\", \"sep\": [\"[S]\", 12],"
+      "   \"cls\": [\"[C]\", 11], \"trim_offsets\": true, \"add_prefix_space\": false},"
+      " \"model\": {\"type\": \"BPE\", \"ignore_merges\": true, " SPLIT_VOCAB "}}");
+    const int32_t want[] = { 11, 0, 1, 8, 9, 2, 12 };
+    const int32_t want_ns[] = { 0, 1, 8, 9, 2 };
+
+    assert_ids (tok, "the final--  <m>countdown", TRUE, want, G_N_ELEMENTS (want));
+    assert_ids (tok, "the final--  <m>countdown", FALSE, want_ns, G_N_ELEMENTS (want_ns));
+  }
+}
+
 static void
 test_cli (void)
 {
@@ -580,6 +674,7 @@ main (int argc, char **argv)
   g_test_add_func ("/tokenizer/invalid-utf8", test_invalid_utf8);
   g_test_add_func ("/tokenizer/bad-files", test_bad_files);
   g_test_add_func ("/tokenizer/small-features", test_small_features);
+  g_test_add_func ("/tokenizer/split-behaviors", test_split_behaviors);
   g_test_add_func ("/tokenizer/cli", test_cli);
   return g_test_run ();
 }
