@@ -678,6 +678,7 @@ typedef enum
   NORM_LOWERCASE,
   NORM_STRIP,
   NORM_STRIP_ACCENTS,
+  NORM_BYTE_LEVEL,
 } NormKind;
 
 typedef struct _Normalizer Normalizer;
@@ -805,6 +806,8 @@ parse_normalizer (JsonNode *node, const char *path, const char *key, GError **er
     }
   else if (strcmp (type, "StripAccents") == 0)
     n->kind = NORM_STRIP_ACCENTS;
+  else if (strcmp (type, "ByteLevel") == 0)
+    n->kind = NORM_BYTE_LEVEL;
   else
     {
       fail (error, LT_ERROR_UNSUPPORTED, path, "key “%s.type”: normalizer “%s” is not supported",
@@ -946,6 +949,12 @@ normalize (const Normalizer *n, const char *s, gsize len, GError **error)
             }
         return g_string_new_len (s + a, (gssize) (b - a));
       }
+    case NORM_BYTE_LEVEL:
+      out = g_string_sized_new (len * 2);
+      for (gsize i = 0; i < len; i++)
+        g_string_append_len (out, byte_table.utf8[(guchar) s[i]],
+                             byte_table.utf8_len[(guchar) s[i]]);
+      return out;
     case NORM_STRIP_ACCENTS:
       out = g_string_new (NULL);
       for (gsize i = 0; i < len; i += utf8_char_len ((guchar) s[i]))
@@ -1655,6 +1664,7 @@ struct _LtTokenizer
   GPtrArray *templates; /* GArray of int32_t, -1 = the sequence; applied in order */
 
   int32_t bos_id, eos_id;
+  int add_bos_token; /* -1 = absent */
   char *bos_token, *eos_token, *chat_template;
 };
 
@@ -2424,6 +2434,7 @@ lt_tokenizer_new_from_file (const char *path, GError **error)
   tok->cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   tok->templates = g_ptr_array_new_with_free_func (free_int_array);
   tok->bos_id = tok->eos_id = -1;
+  tok->add_bos_token = -1;
 
   if (!load_model (tok, root, path, error) || !load_added_tokens (tok, root, path, error))
     return NULL;
@@ -2526,6 +2537,19 @@ lt_tokenizer_new_from_dir (const char *model_dir, GError **error)
       if (!config_token (o, "bos_token", &tok->bos_token, cfg, error)
           || !config_token (o, "eos_token", &tok->eos_token, cfg, error))
         return NULL;
+      {
+        JsonNode *ab = member (o, "add_bos_token");
+
+        if (!is_null (ab))
+          {
+            if (!JSON_NODE_HOLDS_VALUE (ab) || json_node_get_value_type (ab) != G_TYPE_BOOLEAN)
+              {
+                fail (error, LT_ERROR_FORMAT, cfg, "key “add_bos_token” must be a boolean");
+                return NULL;
+              }
+            tok->add_bos_token = json_node_get_boolean (ab) ? 1 : 0;
+          }
+      }
       ct = member (o, "chat_template");
       if (node_is_string (ct))
         tok->chat_template = g_strdup (json_node_get_string (ct));
@@ -2915,4 +2939,11 @@ lt_tokenizer_get_chat_template (LtTokenizer *tok)
 {
   g_return_val_if_fail (tok != NULL, NULL);
   return tok->chat_template;
+}
+
+int
+lt_tokenizer_get_add_bos_token (LtTokenizer *tok)
+{
+  g_return_val_if_fail (tok != NULL, -1);
+  return tok->add_bos_token;
 }

@@ -285,6 +285,8 @@ test_config (void)
   g_assert_cmpint (lt_tokenizer_get_bos_id (qtok), ==, -1);
   g_assert_null (lt_tokenizer_get_bos_token (qtok));
   g_assert_cmpstr (lt_tokenizer_get_eos_token (qtok), ==, "<|im_end|>");
+  g_assert_cmpint (lt_tokenizer_get_add_bos_token (qtok), ==, 0);
+  g_assert_cmpint (lt_tokenizer_get_add_bos_token (tok), ==, -1);
 }
 
 /* A tiny hand-written config with the list form of chat_template and {content} tokens. */
