@@ -26,7 +26,9 @@ lathe_cmd_tokenize (int argc, char **argv)
   const GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model,
       "Model folder holding tokenizer.json (and tokenizer_config.json); required", "DIR" },
-    { "text", 't', 0, G_OPTION_ARG_STRING, &text, "Text to encode (this or --file)", "STR" },
+    /* FILENAME: the bytes as given, whatever the locale; encode checks they are UTF-8. */
+    { "text", 't', 0, G_OPTION_ARG_FILENAME, &text, "UTF-8 text to encode (this or --file)",
+      "STR" },
     { "file", 'f', 0, G_OPTION_ARG_FILENAME, &file,
       "Encode the whole content of this UTF-8 file (this or --text)", "F" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
