@@ -1993,7 +1993,8 @@ bpe_word (LtTokenizer *tok, const char *w, gsize len, GArray *ids)
   bpe_merge_word (tok, w, len, ids);
   cached = g_new (int32_t, ids->len - before + 1);
   cached[0] = (int32_t) (ids->len - before);
-  memcpy (cached + 1, &g_array_index (ids, int32_t, before), (ids->len - before) * sizeof (int32_t));
+  memcpy (cached + 1, &g_array_index (ids, int32_t, before),
+          (ids->len - before) * sizeof (int32_t));
   g_mutex_lock (&tok->cache_lock);
   if (g_hash_table_size (tok->cache) < CACHE_MAX_ENTRIES)
     g_hash_table_replace (tok->cache, g_strndup (w, len), cached);
@@ -2344,7 +2345,8 @@ parse_cls_sep (JsonObject *o, GPtrArray *templates, const char *path, const char
       JsonNode *n = member (o, names[i]);
       JsonArray *a;
 
-      if (n == NULL || !JSON_NODE_HOLDS_ARRAY (n) || json_array_get_length (a = json_node_get_array (n)) != 2
+      if (n == NULL || !JSON_NODE_HOLDS_ARRAY (n)
+          || json_array_get_length (a = json_node_get_array (n)) != 2
           || !node_is_int (json_array_get_element (a, 1)))
         return fail (error, LT_ERROR_FORMAT, path, "key “%s.%s” must be [token, id]", key,
                      names[i]);
