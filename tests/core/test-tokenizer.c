@@ -88,11 +88,21 @@ load_strings (const char *path, const char *key)
           p++;
           switch (*p)
             {
-            case 'n': g_string_append_c (s, '\n'); break;
-            case 't': g_string_append_c (s, '\t'); break;
-            case 'r': g_string_append_c (s, '\r'); break;
-            case 'b': g_string_append_c (s, '\b'); break;
-            case 'f': g_string_append_c (s, '\f'); break;
+            case 'n':
+              g_string_append_c (s, '\n');
+              break;
+            case 't':
+              g_string_append_c (s, '\t');
+              break;
+            case 'r':
+              g_string_append_c (s, '\r');
+              break;
+            case 'b':
+              g_string_append_c (s, '\b');
+              break;
+            case 'f':
+              g_string_append_c (s, '\f');
+              break;
             case 'u':
               {
                 gunichar c = (gunichar) hex4 (p + 1);
@@ -109,7 +119,9 @@ load_strings (const char *path, const char *key)
                   g_string_append_unichar (s, c);
               }
               break;
-            default: g_string_append_c (s, *p); break;
+            default:
+              g_string_append_c (s, *p);
+              break;
             }
         }
       p++;
@@ -317,6 +329,24 @@ test_config_forms (void)
   g_assert_cmpstr (lt_tokenizer_get_bos_token (tok), ==, "<|endoftext|>");
   g_assert_cmpint (lt_tokenizer_get_bos_id (tok), ==, lt_tokenizer_get_eos_id (tok));
   g_assert_cmpint (lt_tokenizer_get_bos_id (tok), >=, 0);
+  g_clear_pointer (&tok, lt_tokenizer_free);
+
+  /* No chat_template in the config: chat_template.jinja beside it is read; eos as {content}. */
+  {
+    g_autofree char *jinja = g_build_filename (tmp, "chat_template.jinja", NULL);
+
+    g_assert_true (g_file_set_contents (cfg, "{\"eos_token\": {\"content\": \"<|endoftext|>\"},"
+                                             " \"add_bos_token\": true}", -1, NULL));
+    g_assert_true (g_file_set_contents (jinja, "{{ bos_token }}J", -1, NULL));
+    tok = lt_tokenizer_new_from_dir (tmp, &error);
+    g_assert_no_error (error);
+    g_assert_cmpstr (lt_tokenizer_get_chat_template (tok), ==, "{{ bos_token }}J");
+    g_assert_cmpstr (lt_tokenizer_get_eos_token (tok), ==, "<|endoftext|>");
+    g_assert_cmpint (lt_tokenizer_get_eos_id (tok), ==,
+                     lt_tokenizer_token_to_id (tok, "<|endoftext|>"));
+    g_assert_cmpint (lt_tokenizer_get_add_bos_token (tok), ==, 1);
+    g_unlink (jinja);
+  }
   g_unlink (cfg);
   g_unlink (tj);
   g_rmdir (tmp);
