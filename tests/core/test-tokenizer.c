@@ -625,6 +625,27 @@ test_split_behaviors (void)
   }
 }
 
+/* end_of_word_suffix with the BPEDecoder, and an NFKC normalizer (ﬁ → fi). */
+static void
+test_suffix_nfkc (void)
+{
+  g_autoptr (LtTokenizer) tok = tokenizer_from_json (
+    "{\"normalizer\": {\"type\": \"NFKC\"},"
+    " \"pre_tokenizer\": {\"type\": \"WhitespaceSplit\"},"
+    " \"decoder\": {\"type\": \"BPEDecoder\", \"suffix\": \"</w>\"},"
+    " \"model\": {\"type\": \"BPE\", \"end_of_word_suffix\": \"</w>\","
+    "   \"vocab\": {\"a\": 0, \"b</w>\": 1, \"ab</w>\": 2, \"f\": 3, \"i</w>\": 4,"
+    "     \"fi</w>\": 5},"
+    "   \"merges\": [[\"a\", \"b</w>\"], [\"f\", \"i</w>\"]]}}");
+  /* “a” alone is “a</w>”, not in the vocab and no unk: dropped, as tokenizers does. */
+  const int32_t want[] = { 2, 5, 2 };
+  g_autofree char *dec = NULL;
+
+  assert_ids (tok, "ab \xef\xac\x81 a ab", TRUE, want, G_N_ELEMENTS (want));
+  dec = lt_tokenizer_decode (tok, want, G_N_ELEMENTS (want), FALSE);
+  g_assert_cmpstr (dec, ==, "ab fi ab");
+}
+
 static void
 test_cli (void)
 {
@@ -707,6 +728,7 @@ main (int argc, char **argv)
   g_test_add_func ("/tokenizer/bad-files", test_bad_files);
   g_test_add_func ("/tokenizer/small-features", test_small_features);
   g_test_add_func ("/tokenizer/split-behaviors", test_split_behaviors);
+  g_test_add_func ("/tokenizer/suffix-nfkc", test_suffix_nfkc);
   g_test_add_func ("/tokenizer/cli", test_cli);
   return g_test_run ();
 }
