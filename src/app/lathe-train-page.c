@@ -7,6 +7,10 @@
 
 #include "lathe-train-page.h"
 
+#ifdef HAVE_LT_CONFIG
+#include "src/core/lt-config.h"
+#endif
+
 #define MAX_RECENT_MODELS 8
 
 typedef enum
@@ -167,6 +171,43 @@ set_status (LatheTrainPage *self,
   gtk_widget_set_visible (GTK_WIDGET (self->status_label), status != NULL);
 }
 
+/* For a start, the checks that need the model's shapes: the model's config.json must load,
+ * and the QAT group size must divide the input size of its linear layers (lt-run's rule,
+ * lt_run_config_check_group_size()). */
+static void
+add_model_issues (LatheTrainPage *self,
+                  GPtrArray      *issues)
+{
+#ifdef HAVE_LT_CONFIG
+  g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+  g_autoptr(LtConfig) model = NULL;
+  g_autoptr(GError) error = NULL;
+  LtRunIssue *issue;
+  int in_features[3];
+
+  if (cfg->model == NULL)
+    return;
+
+  model = lt_config_load (cfg->model, &error);
+  if (model == NULL)
+    {
+      issue = g_new0 (LtRunIssue, 1);
+      issue->key = g_strdup ("model");
+      issue->message = g_strdup (error->message);
+      g_ptr_array_add (issues, issue);
+      return;
+    }
+
+  /* q/k/v/gate/up read the hidden size, o_proj heads × head size, down_proj the MLP size. */
+  in_features[0] = model->hidden_size;
+  in_features[1] = model->num_attention_heads * model->head_dim;
+  in_features[2] = model->intermediate_size;
+  issue = lt_run_config_check_group_size (cfg, in_features, G_N_ELEMENTS (in_features));
+  if (issue != NULL)
+    g_ptr_array_add (issues, issue);
+#endif
+}
+
 /**
  * lathe_train_page_revalidate:
  *
@@ -185,6 +226,8 @@ lathe_train_page_revalidate (LatheTrainPage *self)
   g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), 0);
 
   issues = lathe_run_settings_check (self->settings, self->start_requested);
+  if (self->start_requested && issues->len == 0)
+    add_model_issues (self, issues);
 
   for (guint i = 0; i < self->rows->len; i++)
     g_string_truncate (((RowInfo *) g_ptr_array_index (self->rows, i))->errors, 0);
