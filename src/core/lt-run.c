@@ -974,7 +974,7 @@ apply_mlx_flag (const char *key, JsonNode *node, gboolean accepted, const char *
     return type_error (error, key, _("a boolean"), node);
   if (json_node_get_boolean (node) != accepted)
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "key “%s”: %s", key, why);
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "key “%s”: %s", key, why);
       return FALSE;
     }
   return TRUE;
@@ -1003,7 +1003,7 @@ apply_json_to (LtRunConfig *cfg, JsonObject *obj, GError **error)
       else if (strcmp (name, "optimizer_config") == 0)
         ok = apply_optimizer_config (cfg, node, error);
       else if (strcmp (name, "lr_schedule") == 0)
-        ok = apply_lr_schedule (cfg, info, node, error);
+        continue; /* below, so that its arguments[0] wins over "learning_rate" (mlx-lm) */
       else if (strcmp (name, "train") == 0)
         ok = apply_mlx_flag (name, node, TRUE, _("every Lathe run trains; “false” is not "
                                                  "supported"), error);
@@ -1055,6 +1055,10 @@ apply_json_to (LtRunConfig *cfg, JsonObject *obj, GError **error)
             }
         }
     }
+
+  if (ok && json_object_has_member (obj, "lr_schedule"))
+    ok = apply_lr_schedule (cfg, lookup_json_key ("lr_schedule"),
+                            json_object_get_member (obj, "lr_schedule"), error);
 
   /* load_in_* after everything else, so their order against "quantization" does not matter. */
   if (ok)

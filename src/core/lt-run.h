@@ -147,9 +147,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtRunConfig, lt_run_config_free)
  *   set of values; two sections giving one value differently is an error.
  * - lr_schedule as mlx-lm's object {"name", "arguments", "warmup", "warmup_init"}: name
  *   cosine_decay -> cosine, linear_schedule -> linear (also constant/cosine/linear);
- *   arguments[0] sets learning_rate; warmup sets warmup_steps. The decay length and end value
- *   in arguments are not kept: Lathe's schedules decay to 0 over the run's steps. A non-zero
- *   warmup_init is an error (Lathe warms up from 0).
+ *   arguments[0] sets learning_rate (over a "learning_rate" key, whatever the order, as in
+ *   mlx-lm, where the schedule's first argument is the rate used); warmup sets warmup_steps.
+ *   The decay length and end value in arguments are not kept: Lathe's schedules decay to 0
+ *   over the run's steps. A non-zero warmup_init is an error (Lathe warms up from 0).
+ *   null (mlx-lm's default) means constant.
  * - load_in_4bits/6bits/8bits/mxfp4: true selects that quantization; false turns it off when
  *   it is the one selected; disagreeing with "quantization" in the same object is an error.
  * - Accepted spellings from mlx-lm: "fine_tune_type" (= train_type), "grad_accumulation_steps"

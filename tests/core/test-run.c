@@ -30,10 +30,11 @@ apply_fails (LtRunConfig *cfg, const char *json)
   g_autoptr (LtRunConfig) before = lt_run_config_copy (cfg);
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) error = NULL;
+  JsonObject *obj;
 
   g_assert_true (json_parser_load_from_data (parser, json, -1, NULL));
-  g_assert_false (lt_run_config_apply_json (cfg, json_node_get_object (json_parser_get_root (parser)),
-                                            &error));
+  obj = json_node_get_object (json_parser_get_root (parser));
+  g_assert_false (lt_run_config_apply_json (cfg, obj, &error));
   g_assert_nonnull (error);
   g_assert_true (error->domain == LT_ERROR);
   g_assert_true (lt_run_config_equal (cfg, before));
@@ -600,8 +601,16 @@ test_mlx_spellings (void)
     g_assert_cmpint (c->gradient_accumulation_steps, ==, 4);
     g_assert_cmpint (c->lr_schedule, ==, LT_LR_SCHEDULE_COSINE);
     g_assert_cmpint (c->warmup_steps, ==, 100);
-    g_assert_cmpfloat (c->learning_rate, ==, 1e-4); /* arguments[0] comes after */
+    g_assert_cmpfloat (c->learning_rate, ==, 1e-4); /* arguments[0] */
     g_assert_null (c->resume_adapter_file);
+  }
+  {
+    /* The schedule's first argument is the rate, in either order (mlx-lm). */
+    g_autoptr (LtRunConfig) c = from_json ("{\"lr_schedule\": {\"name\": \"cosine_decay\","
+                                           " \"arguments\": [5e-5, 10]}, \"learning_rate\": 1e-3}",
+                                           &error);
+    g_assert_no_error (error);
+    g_assert_cmpfloat (c->learning_rate, ==, 5e-5);
   }
   {
     g_autoptr (LtRunConfig) c = from_json ("{\"learning_rate\": \"1e-5\"}", &error);
@@ -610,8 +619,8 @@ test_mlx_spellings (void)
   }
   {
     g_autoptr (LtRunConfig) c =
-      from_json ("{\"lr_schedule\": {\"name\": \"linear_schedule\", \"arguments\": [\"3e-4\", 0, 10]}}",
-                 &error);
+      from_json ("{\"lr_schedule\": {\"name\": \"linear_schedule\","
+                 " \"arguments\": [\"3e-4\", 0, 10]}}", &error);
     g_assert_no_error (error);
     g_assert_cmpint (c->lr_schedule, ==, LT_LR_SCHEDULE_LINEAR);
     g_assert_cmpfloat (c->learning_rate, ==, 3e-4);
@@ -644,7 +653,8 @@ test_mlx_spellings (void)
   g_assert_cmpstr (msg, ==, "key “batch_size”: expected an integer, got a string");
   g_clear_pointer (&msg, g_free);
   msg = apply_fails (cfg, "{\"lr_schedule\": {\"name\": \"step_decay\", \"arguments\": [1]}}");
-  g_assert_true (g_str_has_prefix (msg, "key “lr_schedule.name”: unsupported schedule “step_decay”"));
+  g_assert_true (g_str_has_prefix (msg, "key “lr_schedule.name”: unsupported schedule "
+                                        "“step_decay”"));
   g_clear_pointer (&msg, g_free);
   msg = apply_fails (cfg, "{\"lr_schedule\": {\"warmup\": 10}}");
   g_assert_true (strstr (msg, "“lr_schedule”") != NULL);

@@ -1,0 +1,501 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* Tests for `lathe train` (src/cli/lathe-train.c), run through LATHE_CLI. */
+#include "config.h"
+
+#include <string.h>
+#include <sys/wait.h>
+
+#include <glib/gstdio.h>
+
+#include "lt-run.h"
+
+typedef struct
+{
+  char *dir;
+  char *model; /* a folder with config.json */
+  char *data;  /* a JSONL file */
+} Fixture;
+
+static void
+fixture_setup (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *config = NULL;
+
+  f->dir = g_dir_make_tmp ("lathe-train-XXXXXX", &error);
+  g_assert_no_error (error);
+  f->model = g_build_filename (f->dir, "model", NULL);
+  f->data = g_build_filename (f->dir, "train.jsonl", NULL);
+  config = g_build_filename (f->model, "config.json", NULL);
+  g_assert_cmpint (g_mkdir (f->model, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (config, "{}", -1, NULL));
+  g_assert_true (g_file_set_contents (f->data, "{\"text\": \"hello\"}\n", -1, NULL));
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *config = g_build_filename (f->model, "config.json", NULL);
+
+  g_remove (config);
+  g_rmdir (f->model);
+  g_remove (f->data);
+  g_rmdir (f->dir);
+  g_free (f->dir);
+  g_free (f->model);
+  g_free (f->data);
+}
+
+/* Runs `lathe train ARGS…`; returns the exit status. */
+static int
+run_train (const char *const *args, char **out, char **err)
+{
+  const char *cli = g_getenv ("LATHE_CLI");
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GError) error = NULL;
+  int wait_status = 0;
+
+  g_assert_nonnull (cli);
+  g_ptr_array_add (argv, (gpointer) cli);
+  g_ptr_array_add (argv, (gpointer) "train");
+  for (gsize i = 0; args[i] != NULL; i++)
+    g_ptr_array_add (argv, (gpointer) args[i]);
+  g_ptr_array_add (argv, NULL);
+  g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                               out, err, &wait_status, &error));
+  g_assert_no_error (error);
+  g_assert_true (WIFEXITED (wait_status));
+  return WEXITSTATUS (wait_status);
+}
+
+static gboolean
+skip_without_cli (void)
+{
+  if (g_getenv ("LATHE_CLI") == NULL)
+    {
+      g_test_skip ("LATHE_CLI is not set");
+      return TRUE;
+    }
+  return FALSE;
+}
+
+static char *
+recipe (const char *name)
+{
+  return g_build_filename (g_getenv ("LATHE_TEST_DATA"), "recipes", name, NULL);
+}
+
+/* One line on stderr, starting with "lathe train: ". */
+static void
+assert_one_error_line (const char *err)
+{
+  g_assert_true (g_str_has_prefix (err, "lathe train: "));
+  g_assert_true (g_str_has_suffix (err, "\n"));
+  g_assert_true (strchr (err, '\n') == err + strlen (err) - 1);
+}
+
+static void
+test_help (void)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  const char *args[] = { "--help", NULL };
+  gsize n;
+  const LtRunKeyInfo *keys = lt_run_config_get_keys (&n);
+
+  if (skip_without_cli ())
+    return;
+  g_assert_cmpint (run_train (args, &out, &err), ==, 0);
+  g_assert_true (strstr (out, "--config") && strstr (out, "--dry-run") && strstr (out, "--json"));
+  for (gsize i = 0; i < n; i++)
+    {
+      g_autofree char *flag = g_strdup_printf ("--%s", keys[i].flag);
+      g_autofree char *with_key = NULL;
+
+      g_assert_nonnull (strstr (out, flag));
+      if (keys[i].alias_of != NULL)
+        continue;
+      /* "[key; default: value]" after each flag's description. */
+      {
+        g_autoptr (LtRunConfig) def = lt_run_config_new ();
+        g_autofree char *v = lt_run_config_dup_value_string (def, keys[i].key);
+        with_key = g_strdup_printf ("[%s; default: %s]", keys[i].key, v ? v : "unset");
+      }
+      g_assert_nonnull (strstr (out, with_key));
+      if (keys[i].type == LT_RUN_KEY_BOOLEAN)
+        {
+          g_autofree char *no = g_strdup_printf ("--no-%s", keys[i].flag);
+          g_assert_nonnull (strstr (out, no));
+        }
+    }
+}
+
+static void
+test_dry_run_example (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *example = recipe ("example.json");
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  const char *args[] = { "--config", example, "--model", f->model, "--data", f->data,
+                         "--rank", "4", "--no-mask-prompt", "--dry-run", NULL };
+  g_autoptr (LtRunConfig) got = NULL;
+  g_autoptr (LtRunConfig) expect = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (skip_without_cli ())
+    return;
+  g_assert_cmpint (run_train (args, &out, &err), ==, 0);
+  g_assert_cmpstr (err, ==, "");
+  g_assert_true (g_str_has_prefix (out, "{\n  \"model\": "));
+  got = lt_run_config_new_from_data (out, -1, &error);
+  g_assert_no_error (error);
+
+  /* The same result computed here: the file, then the flags in order. */
+  expect = lt_run_config_new_from_file (example, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (expect->lora_rank, ==, 16);
+  g_assert_true (expect->mask_prompt);
+  g_free (expect->model);
+  expect->model = g_strdup (f->model);
+  g_free (expect->data);
+  expect->data = g_strdup (f->data);
+  expect->lora_rank = 4;
+  expect->mask_prompt = FALSE;
+  g_assert_true (lt_run_config_equal (got, expect));
+
+  /* Every key is printed, defaults filled in. */
+  {
+    g_autofree char *full = lt_run_config_to_string (got, TRUE);
+    g_autofree char *with_nl = g_strconcat (full, "\n", NULL);
+    g_assert_cmpstr (out, ==, with_nl);
+  }
+}
+
+static void
+test_dry_run_defaults (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  const char *args[] = { "--model", f->model, "--data", f->data, "-n", NULL };
+  g_autoptr (LtRunConfig) got = NULL;
+  g_autoptr (LtRunConfig) def = lt_run_config_new ();
+
+  if (skip_without_cli ())
+    return;
+  g_assert_cmpint (run_train (args, &out, &err), ==, 0);
+  got = lt_run_config_new_from_data (out, -1, NULL);
+  g_assert_nonnull (got);
+  g_free (def->model);
+  def->model = g_strdup (f->model);
+  g_free (def->data);
+  def->data = g_strdup (f->data);
+  g_assert_true (lt_run_config_equal (got, def));
+}
+
+static void
+test_argv_round_trip (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (LtRunConfig) cfg = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *example = recipe ("mlx-lm-lora-config.json");
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *obj;
+
+  if (skip_without_cli ())
+    return;
+
+  cfg = lt_run_config_new_from_file (example, &error);
+  g_assert_no_error (error);
+  g_free (cfg->model);
+  cfg->model = g_strdup (f->model);
+  g_free (cfg->data);
+  cfg->data = g_strdup (f->data);
+
+  /* Several configurations: the mlx-lm one, then every key changed. */
+  for (int round = 0; round < 4; round++)
+    {
+      g_auto (GStrv) argv = NULL;
+      g_autoptr (GPtrArray) args = g_ptr_array_new ();
+      g_autoptr (LtRunConfig) back = NULL;
+      g_autofree char *out = NULL;
+      g_autofree char *err = NULL;
+
+      if (round == 1)
+        {
+          const char *keys[] = { "self_attn.q_proj", "mlp.gate_proj", NULL };
+          cfg->train_mode = LT_TRAIN_MODE_ORPO;
+          cfg->train_type = LT_TRAIN_TYPE_DORA;
+          cfg->quantization = LT_QUANTIZATION_MXFP4;
+          cfg->lora_rank = 32;
+          cfg->lora_scale = 12.5;
+          cfg->lora_dropout = 0.1;
+          g_strfreev (cfg->lora_keys);
+          cfg->lora_keys = g_strdupv ((char **) keys);
+          cfg->num_layers = -1;
+          cfg->learning_rate = 3.3e-5;
+          cfg->lr_schedule = LT_LR_SCHEDULE_LINEAR;
+          cfg->warmup_steps = 7;
+          cfg->iters = 0;
+          cfg->epochs = 2;
+          cfg->batch_size = 1;
+          cfg->max_seq_length = 300;
+          cfg->mask_prompt = TRUE;
+          cfg->grad_checkpoint = TRUE;
+          cfg->seed = -5;
+          cfg->shuffle = FALSE;
+          cfg->optimizer = LT_OPTIMIZER_SGD;
+          cfg->momentum = 0.9;
+          cfg->max_grad_norm = 0.5;
+          cfg->steps_per_report = 1;
+          cfg->steps_per_eval = 0;
+          cfg->save_every = 0;
+          cfg->val_batches = -1;
+          cfg->beta = 0.5;
+          cfg->qat_enable = TRUE;
+          cfg->qat_bits = 8;
+          cfg->qat_group_size = 0;
+          cfg->qat_start_step = 3;
+          cfg->qat_interval = 2;
+          g_free (cfg->adapter_path);
+          cfg->adapter_path = g_strdup ("runs/with space");
+          cfg->resume_adapter_file = g_strdup ("runs/old/0000100_adapters.safetensors");
+        }
+      else if (round == 2)
+        {
+          /* Back to defaults for booleans that were on: --no-… flags. */
+          cfg->mask_prompt = FALSE;
+          cfg->grad_checkpoint = FALSE;
+          cfg->qat_enable = FALSE;
+          cfg->shuffle = TRUE;
+          cfg->quantization = LT_QUANTIZATION_NONE;
+          cfg->train_type = LT_TRAIN_TYPE_FULL;
+        }
+      else if (round == 3)
+        {
+          g_strfreev (cfg->lora_keys);
+          cfg->lora_keys = g_new0 (char *, 1);
+        }
+
+      argv = lt_run_config_to_argv (cfg);
+      g_assert_cmpstr (argv[0], ==, "lathe");
+      g_assert_cmpstr (argv[1], ==, "train");
+      for (int i = 2; argv[i] != NULL; i++)
+        g_ptr_array_add (args, argv[i]);
+      g_ptr_array_add (args, (gpointer) "--dry-run");
+      g_ptr_array_add (args, (gpointer) "--json"); /* prints the config even when invalid */
+      g_ptr_array_add (args, NULL);
+      if (g_test_verbose ())
+        {
+          g_autofree char *line = g_strjoinv (" ", argv);
+          g_test_message ("%s", line);
+        }
+      /* Round 3's empty layer list parses but is invalid (exit 2, one issue). */
+      g_assert_cmpint (run_train ((const char *const *) args->pdata, &out, &err), ==,
+                       round == 3 ? 2 : 0);
+      g_assert_true (json_parser_load_from_data (parser, out, -1, &error));
+      obj = json_node_get_object (json_parser_get_root (parser));
+      g_assert_cmpint (json_object_get_boolean_member (obj, "valid"), ==, round != 3);
+      back = lt_run_config_new ();
+      g_assert_true (lt_run_config_apply_json (back, json_object_get_object_member (obj, "config"),
+                                               &error));
+      g_assert_no_error (error);
+      g_assert_true (lt_run_config_equal (cfg, back));
+    }
+}
+
+static void
+test_not_built (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  const char *args[] = { "--model", f->model, "--data", f->data, NULL };
+
+  if (skip_without_cli ())
+    return;
+  g_assert_cmpint (run_train (args, &out, &err), ==, 1);
+  g_assert_cmpstr (out, ==, "");
+  g_assert_cmpstr (err, ==, "lathe train: the training core is not built yet (configuration is "
+                            "valid; see --dry-run)\n");
+}
+
+static void
+test_bad_recipes (Fixture *f, gconstpointer unused)
+{
+  struct
+  {
+    const char *file;
+    const char *needle; /* what the message names */
+  } cases[] = {
+    { "bad-syntax.json", "bad-syntax.json:3:" } /* the missing comma ends line 3 */,
+    { "bad-unknown-key.json", "unknown key “lora_rank”" },
+    { "bad-nested-key.json", "unknown key “lora_parameters.alpha”" },
+    { "bad-type.json", "key “batch_size”: expected an integer, got a string" },
+    { "bad-two-quantizations.json", "“load_in_4bits” and “load_in_8bits”" },
+  };
+
+  if (skip_without_cli ())
+    return;
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *path = recipe (cases[i].file);
+      g_autofree char *out = NULL;
+      g_autofree char *err = NULL;
+      const char *args[] = { "--config", path, "--dry-run", NULL };
+
+      g_assert_cmpint (run_train (args, &out, &err), ==, 2);
+      g_assert_cmpstr (out, ==, "");
+      assert_one_error_line (err);
+      g_assert_nonnull (strstr (err, path));
+      if (strstr (err, cases[i].needle) == NULL)
+        g_error ("%s: “%s” not in “%s”", cases[i].file, cases[i].needle, err);
+    }
+
+  /* Parses, but out of range: the first issue, naming the key. */
+  {
+    g_autofree char *path = recipe ("bad-range.json");
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    const char *args[] = { "--config", path, "--model", f->model, "--data", f->data,
+                           "--dry-run", NULL };
+
+    g_assert_cmpint (run_train (args, &out, &err), ==, 2);
+    assert_one_error_line (err);
+    g_assert_cmpstr (err, ==, "lathe train: quantization: a quantized base cannot be fully "
+                              "fine-tuned\n");
+  }
+  /* A missing --config file. */
+  {
+    g_autofree char *path = g_build_filename (f->dir, "nope.json", NULL);
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    const char *args[] = { "--config", path, "--dry-run", NULL };
+
+    g_assert_cmpint (run_train (args, &out, &err), ==, 2);
+    assert_one_error_line (err);
+    g_assert_nonnull (strstr (err, path));
+  }
+}
+
+static void
+test_bad_flags (Fixture *f, gconstpointer unused)
+{
+  struct
+  {
+    const char *flag, *value, *needle;
+  } cases[] = {
+    { "--batch-size", "four", "key “batch_size”: expected an integer, got “four”" },
+    { "--learning-rate", "fast", "key “learning_rate”" },
+    { "--train-type", "qlora", "key “train_type”: unknown value “qlora”" },
+    { "--rank", "0", "lora_parameters.rank: must be at least 1 (got 0)" },
+    { "--qat-bits", "9", "qat_bits: must be between 2 and 8 (got 9)" },
+    { "--model", "/nonexistent/lathe/model", "model: " },
+    { "--data", "/nonexistent/lathe/data.jsonl", "data: " },
+  };
+
+  if (skip_without_cli ())
+    return;
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *out = NULL;
+      g_autofree char *err = NULL;
+      /* The later flag wins: cases[i] comes after the fixture's model/data. */
+      const char *args[] = { "--model", f->model, "--data", f->data, cases[i].flag,
+                             cases[i].value, "--dry-run", NULL };
+
+      g_assert_cmpint (run_train (args, &out, &err), ==, 2);
+      g_assert_cmpstr (out, ==, "");
+      assert_one_error_line (err);
+      if (strstr (err, cases[i].needle) == NULL)
+        g_error ("%s %s: “%s” not in “%s”", cases[i].flag, cases[i].value, cases[i].needle,
+                 err);
+    }
+
+  /* Unknown flag, stray argument, no model. */
+  {
+    const char *a1[] = { "--bogus", "--dry-run", NULL };
+    const char *a2[] = { "--model", f->model, "--data", f->data, "extra", "--dry-run", NULL };
+    const char *a3[] = { "--data", f->data, "--dry-run", NULL };
+    g_autofree char *o1 = NULL, *e1 = NULL, *o2 = NULL, *e2 = NULL, *o3 = NULL, *e3 = NULL;
+
+    g_assert_cmpint (run_train (a1, &o1, &e1), ==, 2);
+    g_assert_nonnull (strstr (e1, "--bogus"));
+    g_assert_cmpint (run_train (a2, &o2, &e2), ==, 2);
+    g_assert_nonnull (strstr (e2, "“extra”"));
+    g_assert_cmpint (run_train (a3, &o3, &e3), ==, 2);
+    assert_one_error_line (e3);
+    g_assert_true (g_str_has_prefix (e3, "lathe train: model: "));
+  }
+}
+
+static void
+test_json_output (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  JsonObject *obj;
+  JsonArray *issues;
+
+  if (skip_without_cli ())
+    return;
+  {
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    const char *args[] = { "--model", f->model, "--data", f->data, "--dry-run", "--json", NULL };
+    g_autoptr (LtRunConfig) got = lt_run_config_new ();
+
+    g_assert_cmpint (run_train (args, &out, &err), ==, 0);
+    g_assert_true (json_parser_load_from_data (parser, out, -1, &error));
+    obj = json_node_get_object (json_parser_get_root (parser));
+    g_assert_true (json_object_get_boolean_member (obj, "valid"));
+    g_assert_cmpuint (json_array_get_length (json_object_get_array_member (obj, "issues")), ==,
+                      0);
+    g_assert_true (lt_run_config_apply_json (got, json_object_get_object_member (obj, "config"),
+                                             &error));
+    g_assert_cmpstr (got->model, ==, f->model);
+  }
+  {
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    const char *args[] = { "--model", f->model, "--data", f->data, "--rank", "0",
+                           "--batch-size", "0", "--dry-run", "--json", NULL };
+
+    g_assert_cmpint (run_train (args, &out, &err), ==, 2);
+    g_assert_true (json_parser_load_from_data (parser, out, -1, &error));
+    obj = json_node_get_object (json_parser_get_root (parser));
+    g_assert_false (json_object_get_boolean_member (obj, "valid"));
+    issues = json_object_get_array_member (obj, "issues");
+    g_assert_cmpuint (json_array_get_length (issues), ==, 2);
+    g_assert_cmpstr (json_object_get_string_member (json_array_get_object_element (issues, 0),
+                                                    "key"), ==, "lora_parameters.rank");
+    g_assert_cmpstr (json_object_get_string_member (json_array_get_object_element (issues, 1),
+                                                    "key"), ==, "batch_size");
+  }
+  {
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    const char *args[] = { "--batch-size", "x", "--dry-run", "--json", NULL };
+
+    g_assert_cmpint (run_train (args, &out, &err), ==, 2);
+    g_assert_true (json_parser_load_from_data (parser, out, -1, &error));
+    obj = json_node_get_object (json_parser_get_root (parser));
+    g_assert_false (json_object_get_boolean_member (obj, "valid"));
+    g_assert_nonnull (strstr (json_object_get_string_member (obj, "error"), "batch_size"));
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/train-cli/help", test_help);
+#define ADD(path, fn) g_test_add (path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
+  ADD ("/train-cli/dry-run-example", test_dry_run_example);
+  ADD ("/train-cli/dry-run-defaults", test_dry_run_defaults);
+  ADD ("/train-cli/argv-round-trip", test_argv_round_trip);
+  ADD ("/train-cli/not-built", test_not_built);
+  ADD ("/train-cli/bad-recipes", test_bad_recipes);
+  ADD ("/train-cli/bad-flags", test_bad_flags);
+  ADD ("/train-cli/json-output", test_json_output);
+#undef ADD
+  return g_test_run ();
+}
