@@ -12,6 +12,7 @@
 #define HEIGHT 800
 
 static const char *output_path;
+static gboolean show_invalid;
 static int exit_status = 1;
 
 static gboolean
@@ -61,6 +62,13 @@ activate_cb (GApplication *app)
                 "lora-keys", "",
                 NULL);
 
+  if (show_invalid)
+    {
+      /* Inline validation: an empty model at Start and a rank of 0. */
+      g_object_set (settings, "model", "", "lora-rank", 0, NULL);
+      lathe_train_page_start (lathe_window_get_train_page (LATHE_WINDOW (window)));
+    }
+
   gtk_window_set_default_size (window, WIDTH, HEIGHT);
   gtk_window_unmaximize (window);
   g_timeout_add (2000, snap_cb, window);
@@ -73,12 +81,13 @@ main (int   argc,
   g_autoptr(LatheApplication) app = NULL;
   char *app_argv[] = { argv[0], NULL };
 
-  if (argc != 2)
+  if (argc < 2 || argc > 3 || (argc == 3 && g_strcmp0 (argv[2], "--invalid") != 0))
     {
-      g_printerr ("usage: %s OUTPUT.png\n", argv[0]);
+      g_printerr ("usage: %s OUTPUT.png [--invalid]\n", argv[0]);
       return 2;
     }
   output_path = argv[1];
+  show_invalid = argc == 3;
 
   app = lathe_application_new ();
   g_application_set_flags (G_APPLICATION (app), G_APPLICATION_NON_UNIQUE);
