@@ -83,6 +83,7 @@ struct _LatheTrainPage
   GSettings *app_settings;
   GtkNativeDialog *chooser;
   ChooserPurpose chooser_purpose;
+  GCancellable *cancellable; /* recipe reads and writes */
   GPtrArray *rows;         /* RowInfo, owned */
   GHashTable *rows_by_key; /* JSON key → RowInfo (borrowed from rows) */
   char *status;
@@ -469,6 +470,166 @@ lathe_train_page_load_recipe (LatheTrainPage  *self,
   return TRUE;
 }
 
+/* Recipes are read and written (atomically, with fsync) on a worker thread: the main loop
+ * only copies the configuration in and applies the result. */
+static void
+load_recipe_thread (GTask        *task,
+                    gpointer      source_object,
+                    gpointer      task_data,
+                    GCancellable *cancellable)
+{
+  const char *path = task_data;
+  GError *error = NULL;
+  LtRunConfig *cfg = lt_run_config_new_from_file (path, &error);
+
+  if (cfg == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, cfg, (GDestroyNotify) lt_run_config_free);
+}
+
+static void
+load_recipe_cb (GObject      *object,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (object);
+  g_autoptr(LtRunConfig) cfg = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *name = NULL;
+  g_autofree char *message = NULL;
+
+  cfg = g_task_propagate_pointer (G_TASK (result), &error);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->settings == NULL)
+    return;
+
+  if (cfg == NULL)
+    {
+      show_error_dialog (self, _("Could Not Open Recipe"), error->message);
+      return;
+    }
+
+  lathe_run_settings_set_config (self->settings, cfg);
+  self->start_requested = FALSE;
+  set_status (self, NULL);
+  lathe_train_page_revalidate (self);
+
+  name = g_path_get_basename (g_task_get_task_data (G_TASK (result)));
+  message = g_strdup_printf (_("Opened “%s”"), name);
+  toast (self, message);
+}
+
+/**
+ * lathe_train_page_open_recipe_file:
+ *
+ * Reads @file on a worker thread and applies it to the form; on error an AdwMessageDialog
+ * shows lt-run's message (which names the key) and the form is unchanged.
+ */
+void
+lathe_train_page_open_recipe_file (LatheTrainPage *self,
+                                   GFile          *file)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autofree char *path = NULL;
+
+  g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
+  g_return_if_fail (G_IS_FILE (file));
+
+  path = g_file_get_path (file);
+  if (path == NULL)
+    {
+      g_autofree char *uri = g_file_get_uri (file);
+      g_autofree char *message = g_strdup_printf (_("%s: only local files can be opened"), uri);
+      show_error_dialog (self, _("Could Not Open Recipe"), message);
+      return;
+    }
+
+  task = g_task_new (self, self->cancellable, load_recipe_cb, NULL);
+  g_task_set_source_tag (task, lathe_train_page_open_recipe_file);
+  g_task_set_task_data (task, g_steal_pointer (&path), g_free);
+  g_task_run_in_thread (task, load_recipe_thread);
+}
+
+typedef struct
+{
+  LtRunConfig *cfg;
+  char *path;
+} SaveJob;
+
+static void
+save_job_free (SaveJob *job)
+{
+  lt_run_config_free (job->cfg);
+  g_free (job->path);
+  g_free (job);
+}
+
+static void
+save_recipe_thread (GTask        *task,
+                    gpointer      source_object,
+                    gpointer      task_data,
+                    GCancellable *cancellable)
+{
+  SaveJob *job = task_data;
+  GError *error = NULL;
+
+  if (lt_run_config_save (job->cfg, job->path, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+save_recipe_cb (GObject      *object,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (object);
+  g_autoptr(GError) error = NULL;
+  gboolean saved;
+
+  saved = g_task_propagate_boolean (G_TASK (result), &error);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->settings == NULL)
+    return;
+
+  if (saved)
+    toast (self, _("Recipe saved"));
+  else
+    show_error_dialog (self, _("Could Not Save Recipe"), error->message);
+}
+
+/**
+ * lathe_train_page_save_recipe_file:
+ *
+ * Writes the form's run configuration to @file (atomically) on a worker thread.
+ */
+void
+lathe_train_page_save_recipe_file (LatheTrainPage *self,
+                                   GFile          *file)
+{
+  g_autoptr(GTask) task = NULL;
+  SaveJob *job;
+
+  g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
+  g_return_if_fail (G_IS_FILE (file));
+
+  if (!g_file_is_native (file))
+    {
+      g_autofree char *uri = g_file_get_uri (file);
+      g_autofree char *message = g_strdup_printf (_("%s: only local files can be saved"), uri);
+      show_error_dialog (self, _("Could Not Save Recipe"), message);
+      return;
+    }
+
+  task = g_task_new (self, self->cancellable, save_recipe_cb, NULL);
+  job = g_new0 (SaveJob, 1);
+  job->cfg = lathe_run_settings_dup_config (self->settings);
+  job->path = g_file_get_path (file);
+  g_task_set_source_tag (task, lathe_train_page_save_recipe_file);
+  g_task_set_task_data (task, job, (GDestroyNotify) save_job_free);
+  g_task_run_in_thread (task, save_recipe_thread);
+}
+
 static void
 chooser_response_cb (LatheTrainPage *self,
                      int             response,
@@ -476,7 +637,6 @@ chooser_response_cb (LatheTrainPage *self,
 {
   g_autoptr(GFile) file = NULL;
   g_autofree char *path = NULL;
-  g_autoptr(GError) error = NULL;
 
   g_assert (LATHE_IS_TRAIN_PAGE (self));
 
@@ -501,20 +661,10 @@ chooser_response_cb (LatheTrainPage *self,
           lathe_run_settings_set_adapter_path (self->settings, path);
           break;
         case CHOOSE_OPEN_RECIPE:
-          if (lathe_train_page_load_recipe (self, file, &error))
-            {
-              g_autofree char *name = g_file_get_basename (file);
-              g_autofree char *message = g_strdup_printf (_("Opened “%s”"), name);
-              toast (self, message);
-            }
-          else
-            show_error_dialog (self, _("Could Not Open Recipe"), error->message);
+          lathe_train_page_open_recipe_file (self, file);
           break;
         case CHOOSE_SAVE_RECIPE:
-          if (lathe_run_settings_save_file (self->settings, path, &error))
-            toast (self, _("Recipe saved"));
-          else
-            show_error_dialog (self, _("Could Not Save Recipe"), error->message);
+          lathe_train_page_save_recipe_file (self, file);
           break;
         default:
           g_assert_not_reached ();
@@ -726,6 +876,9 @@ lathe_train_page_dispose (GObject *object)
       g_clear_object (&self->chooser);
     }
 
+  g_cancellable_cancel (self->cancellable);
+  g_clear_object (&self->cancellable);
+
   if (self->settings != NULL)
     g_signal_handlers_disconnect_by_data (self->settings, self);
   if (self->app_settings != NULL)
@@ -829,6 +982,7 @@ lathe_train_page_init (LatheTrainPage *self)
 
   gtk_widget_init_template (GTK_WIDGET (self));
 
+  self->cancellable = g_cancellable_new ();
   self->rows = g_ptr_array_new_with_free_func ((GDestroyNotify) row_info_free);
   self->rows_by_key = g_hash_table_new (g_str_hash, g_str_equal);
 

@@ -24,6 +24,9 @@ guint lathe_train_page_revalidate (LatheTrainPage *self);
 void lathe_train_page_open_recipe (LatheTrainPage *self);
 void lathe_train_page_save_recipe (LatheTrainPage *self);
 gboolean lathe_train_page_load_recipe (LatheTrainPage *self, GFile *file, GError **error);
+/* Asynchronous (worker thread), reporting by toast or AdwMessageDialog: what the dialogs use. */
+void lathe_train_page_open_recipe_file (LatheTrainPage *self, GFile *file);
+void lathe_train_page_save_recipe_file (LatheTrainPage *self, GFile *file);
 
 /* The row that shows issues for a run-configuration key ("lora_parameters.rank"), or NULL. */
 GtkWidget *lathe_train_page_get_row_for_key (LatheTrainPage *self, const char *key);

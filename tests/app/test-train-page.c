@@ -286,6 +286,116 @@ test_recipe_errors_leave_form (Fixture       *f,
   }
 }
 
+/* Iterates the main loop until @done is TRUE (or 10 s pass). */
+static void
+wait_for (gboolean *done)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  while (!*done && g_get_monotonic_time () < end)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_true (*done);
+}
+
+/* A running GTask holds a reference on its source object, the page; the window holds one and
+ * the fixture one. */
+static void
+wait_for_tasks (LatheTrainPage *page)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  while (G_OBJECT (page)->ref_count > 2 && g_get_monotonic_time () < end)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (G_OBJECT (page)->ref_count, ==, 2);
+}
+
+static void
+set_true_cb (gboolean *flag)
+{
+  *flag = TRUE;
+}
+
+static AdwMessageDialog *
+find_message_dialog (void)
+{
+  GListModel *toplevels = gtk_window_get_toplevels ();
+
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr(GtkWindow) window = g_list_model_get_item (toplevels, i);
+      if (ADW_IS_MESSAGE_DIALOG (window))
+        return ADW_MESSAGE_DIALOG (window);
+    }
+  return NULL;
+}
+
+static gboolean
+dialog_shown (gpointer data)
+{
+  *(gboolean *) data = find_message_dialog () != NULL;
+  return G_SOURCE_CONTINUE;
+}
+
+/* The dialogs' path: read and write on a worker thread, report by dialog. */
+static void
+test_recipe_async (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autofree char *bad = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "recipes",
+                                           "bad-unknown-key.json", NULL);
+  g_autoptr(GFile) bad_file = g_file_new_for_path (bad);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("lathe-app-XXXXXX", &error);
+  g_autofree char *saved = g_build_filename (dir, "saved.json", NULL);
+  g_autoptr(GFile) saved_file = g_file_new_for_path (saved);
+  g_autoptr(LtRunConfig) expected = NULL;
+  g_autoptr(LtRunConfig) read_back = NULL;
+  AdwMessageDialog *dialog;
+  gboolean done = FALSE;
+  guint poll_id;
+  gulong handler;
+  int rank;
+
+  GtkWidget *window = gtk_window_new ();
+
+  g_assert_no_error (error);
+  gtk_window_set_child (GTK_WINDOW (window), GTK_WIDGET (f->page));
+  g_object_set (f->settings, "model", "/keep", "lora-rank", 3, NULL);
+
+  /* An unknown key: a dialog naming it, nothing changed. */
+  lathe_train_page_open_recipe_file (f->page, bad_file);
+  poll_id = g_timeout_add (10, dialog_shown, &done);
+  wait_for (&done);
+  g_source_remove (poll_id);
+  dialog = find_message_dialog ();
+  g_assert_nonnull (strstr (adw_message_dialog_get_body (dialog), "lora_rank"));
+  gtk_window_destroy (GTK_WINDOW (dialog));
+  g_object_get (f->settings, "lora-rank", &rank, NULL);
+  g_assert_cmpint (rank, ==, 3);
+
+  /* Save, then open what was saved in a changed form: the values come back. */
+  g_object_set (f->settings, "lora-rank", 24, "qat-enable", TRUE, NULL);
+  expected = lathe_run_settings_dup_config (f->settings);
+  lathe_train_page_save_recipe_file (f->page, saved_file);
+  done = FALSE;
+  wait_for_tasks (f->page);
+  g_assert_true (g_file_test (saved, G_FILE_TEST_EXISTS));
+
+  g_object_set (f->settings, "lora-rank", 5, "qat-enable", FALSE, NULL);
+  handler = g_signal_connect_swapped (f->settings, "notify::lora-rank", G_CALLBACK (set_true_cb),
+                                      &done);
+  lathe_train_page_open_recipe_file (f->page, saved_file);
+  wait_for (&done);
+  g_signal_handler_disconnect (f->settings, handler);
+  wait_for_tasks (f->page);
+  read_back = lathe_run_settings_dup_config (f->settings);
+  g_assert_true (lt_run_config_equal (expected, read_back));
+
+  gtk_window_destroy (GTK_WINDOW (window));
+  g_assert_cmpint (g_unlink (saved), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
 static void
 test_epochs_issue_shown_on_visible_row (Fixture       *f,
                                         gconstpointer  data)
@@ -317,6 +427,7 @@ main (int   argc,
   ADD ("start-group-size-not-dividing", test_start_group_size_not_dividing);
   ADD ("recipe-errors-leave-form", test_recipe_errors_leave_form);
   ADD ("epochs-issue-on-visible-row", test_epochs_issue_shown_on_visible_row);
+  ADD ("recipe-async", test_recipe_async);
 #undef ADD
 
   return g_test_run ();
