@@ -286,6 +286,28 @@ test_recipe_errors_leave_form (Fixture       *f,
   }
 }
 
+static void
+test_copy_command (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autofree char *expected = NULL;
+  g_auto(GValue) value = G_VALUE_INIT;
+  g_autoptr(GError) error = NULL;
+  GdkContentProvider *content;
+
+  g_object_set (f->settings, "model", "/models/a b", "lora-rank", 4, NULL);
+  expected = lathe_run_settings_dup_command_line (f->settings);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->page), "train.copy-command", NULL));
+
+  content = gdk_clipboard_get_content (gtk_widget_get_clipboard (GTK_WIDGET (f->page)));
+  g_assert_nonnull (content);
+  g_value_init (&value, G_TYPE_STRING);
+  g_assert_true (gdk_content_provider_get_value (content, &value, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (g_value_get_string (&value), ==, expected);
+  g_assert_true (g_str_has_prefix (expected, "lathe train "));
+}
+
 /* Iterates the main loop until @done is TRUE (or 10 s pass). */
 static void
 wait_for (gboolean *done)
@@ -428,6 +450,7 @@ main (int   argc,
   ADD ("recipe-errors-leave-form", test_recipe_errors_leave_form);
   ADD ("epochs-issue-on-visible-row", test_epochs_issue_shown_on_visible_row);
   ADD ("recipe-async", test_recipe_async);
+  ADD ("copy-command", test_copy_command);
 #undef ADD
 
   return g_test_run ();
