@@ -3,6 +3,8 @@
 
 #include "config.h"
 
+#include <string.h>
+
 #include "lathe-run-settings.h"
 
 struct _LatheRunSettings

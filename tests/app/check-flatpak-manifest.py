@@ -25,7 +25,8 @@ check(len(modules) >= 2, "dependencies and the app are modules")
 names = [m.get("name") for m in modules if isinstance(m, dict)]
 check("openblas" in [n.lower() for n in names if n], "OpenBLAS is built")
 app = modules[-1] if modules else {}
-check(app.get("name") == "lathe" and app.get("buildsystem") == "meson", "the app comes last, by meson")
+check(app.get("name") == "lathe" and app.get("buildsystem") == "meson",
+      "the app comes last, by meson")
 for m in modules[:-1]:
     for s in m.get("sources", []):
         if s.get("type") in ("archive", "file"):

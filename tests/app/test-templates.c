@@ -60,7 +60,8 @@ test_preferences_window (void)
 static void
 test_help_overlay (void)
 {
-  GtkBuilder *builder = gtk_builder_new_from_resource ("/io/github/lathe/Lathe/gtk/help-overlay.ui");
+  GtkBuilder *builder =
+    gtk_builder_new_from_resource ("/io/github/lathe/Lathe/gtk/help-overlay.ui");
   GObject *overlay = gtk_builder_get_object (builder, "help_overlay");
 
   g_assert_true (GTK_IS_SHORTCUTS_WINDOW (overlay));

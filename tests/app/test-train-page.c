@@ -29,6 +29,13 @@ fixture_teardown (Fixture       *f,
   g_assert_finalize_object (f->page);
 }
 
+static GtkWidget *
+row (Fixture    *f,
+     const char *key)
+{
+  return lathe_train_page_get_row_for_key (f->page, key);
+}
+
 /* The message lt-run gives for @key on the current settings, or NULL. */
 static char *
 dup_issue (Fixture    *f,
@@ -127,12 +134,12 @@ test_qat_fields_follow_switch (Fixture       *f,
 
   g_object_set (f->settings, "qat-enable", FALSE, NULL);
   for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
-    g_assert_false (gtk_widget_get_sensitive (lathe_train_page_get_row_for_key (f->page, keys[i])));
-  g_assert_true (gtk_widget_get_sensitive (lathe_train_page_get_row_for_key (f->page, "qat_enable")));
+    g_assert_false (gtk_widget_get_sensitive (row (f, keys[i])));
+  g_assert_true (gtk_widget_get_sensitive (row (f, "qat_enable")));
 
   g_object_set (f->settings, "qat-enable", TRUE, NULL);
   for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
-    g_assert_true (gtk_widget_get_sensitive (lathe_train_page_get_row_for_key (f->page, keys[i])));
+    g_assert_true (gtk_widget_get_sensitive (row (f, keys[i])));
 }
 
 static void
