@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "lathe-application"
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+
+#include "lathe-application.h"
+#include "lathe-preferences-window.h"
+#include "lathe-window.h"
+
+struct _LatheApplication
+{
+  AdwApplication parent_instance;
+};
+
+G_DEFINE_FINAL_TYPE (LatheApplication, lathe_application, ADW_TYPE_APPLICATION)
+
+static LatheWindow *
+get_window (LatheApplication *self)
+{
+  GtkWindow *window = gtk_application_get_active_window (GTK_APPLICATION (self));
+
+  if (LATHE_IS_WINDOW (window))
+    return LATHE_WINDOW (window);
+
+  for (GList *l = gtk_application_get_windows (GTK_APPLICATION (self)); l != NULL; l = l->next)
+    {
+      if (LATHE_IS_WINDOW (l->data))
+        return LATHE_WINDOW (l->data);
+    }
+
+  return NULL;
+}
+
+static void
+lathe_application_activate (GApplication *app)
+{
+  LatheApplication *self = LATHE_APPLICATION (app);
+  LatheWindow *window = get_window (self);
+
+  if (window == NULL)
+    window = lathe_window_new (GTK_APPLICATION (self));
+
+  gtk_window_present (GTK_WINDOW (window));
+}
+
+static void
+quit_action (GSimpleAction *action,
+             GVariant      *param,
+             gpointer       user_data)
+{
+  g_application_quit (G_APPLICATION (user_data));
+}
+
+static void
+about_action (GSimpleAction *action,
+              GVariant      *param,
+              gpointer       user_data)
+{
+  LatheApplication *self = LATHE_APPLICATION (user_data);
+  static const char *developers[] = { "The Lathe developers", NULL };
+  GtkWidget *about;
+
+  about = g_object_new (ADW_TYPE_ABOUT_WINDOW,
+                        "transient-for", get_window (self),
+                        "application-name", _("Lathe"),
+                        "application-icon", APP_ID,
+                        "developer-name", _("The Lathe developers"),
+                        "developers", developers,
+                        "version", PACKAGE_VERSION,
+                        "website", "https://github.com/lathe/lathe",
+                        "issue-url", "https://github.com/lathe/lathe/issues",
+                        "comments", _("Fine-tune and quantize language models on your own "
+                                      "computer"),
+                        "license-type", GTK_LICENSE_GPL_3_0,
+                        "copyright", "© 2026 The Lathe developers",
+                        /* Translators: your names, one per line */
+                        "translator-credits", _("translator-credits"),
+                        NULL);
+  gtk_window_present (GTK_WINDOW (about));
+}
+
+static void
+preferences_action (GSimpleAction *action,
+                    GVariant      *param,
+                    gpointer       user_data)
+{
+  LatheApplication *self = LATHE_APPLICATION (user_data);
+  GtkWidget *preferences = lathe_preferences_window_new ();
+
+  gtk_window_set_transient_for (GTK_WINDOW (preferences), GTK_WINDOW (get_window (self)));
+  gtk_window_present (GTK_WINDOW (preferences));
+}
+
+static void
+shortcuts_action (GSimpleAction *action,
+                  GVariant      *param,
+                  gpointer       user_data)
+{
+  LatheWindow *window = get_window (LATHE_APPLICATION (user_data));
+
+  if (window != NULL)
+    gtk_widget_activate_action (GTK_WIDGET (window), "win.show-help-overlay", NULL);
+}
+
+static void
+train_page_action (GSimpleAction *action,
+                   GVariant      *param,
+                   gpointer       user_data)
+{
+  LatheApplication *self = LATHE_APPLICATION (user_data);
+  const char *name = g_action_get_name (G_ACTION (action));
+  LatheWindow *window = get_window (self);
+  LatheTrainPage *page;
+
+  if (window == NULL)
+    {
+      window = lathe_window_new (GTK_APPLICATION (self));
+      gtk_window_present (GTK_WINDOW (window));
+    }
+  page = lathe_window_get_train_page (window);
+
+  if (g_str_equal (name, "start-training"))
+    lathe_train_page_start (page);
+  else if (g_str_equal (name, "open-recipe"))
+    lathe_train_page_open_recipe (page);
+  else if (g_str_equal (name, "save-recipe"))
+    lathe_train_page_save_recipe (page);
+  else
+    g_assert_not_reached ();
+}
+
+static void
+stop_training_action (GSimpleAction *action,
+                      GVariant      *param,
+                      gpointer       user_data)
+{
+  /* Enabled only while a run is going; the training job arrives with the trainer core. */
+}
+
+static const GActionEntry app_actions[] = {
+  { "quit", quit_action, NULL, NULL, NULL, { 0 } },
+  { "about", about_action, NULL, NULL, NULL, { 0 } },
+  { "preferences", preferences_action, NULL, NULL, NULL, { 0 } },
+  { "shortcuts", shortcuts_action, NULL, NULL, NULL, { 0 } },
+  { "start-training", train_page_action, NULL, NULL, NULL, { 0 } },
+  { "stop-training", stop_training_action, NULL, NULL, NULL, { 0 } },
+  { "open-recipe", train_page_action, NULL, NULL, NULL, { 0 } },
+  { "save-recipe", train_page_action, NULL, NULL, NULL, { 0 } },
+};
+
+static void
+lathe_application_startup (GApplication *app)
+{
+  static const char *quit_accels[] = { "<Primary>q", NULL };
+  static const char *preferences_accels[] = { "<Primary>comma", NULL };
+  static const char *start_accels[] = { "<Primary>Return", NULL };
+  static const char *stop_accels[] = { "Escape", "<Primary>period", NULL };
+  static const char *open_accels[] = { "<Primary>o", NULL };
+  static const char *save_accels[] = { "<Primary>s", NULL };
+  GAction *stop;
+
+  G_APPLICATION_CLASS (lathe_application_parent_class)->startup (app);
+
+  g_action_map_add_action_entries (G_ACTION_MAP (app), app_actions, G_N_ELEMENTS (app_actions),
+                                   app);
+  stop = g_action_map_lookup_action (G_ACTION_MAP (app), "stop-training");
+  g_simple_action_set_enabled (G_SIMPLE_ACTION (stop), FALSE);
+
+  gtk_application_set_accels_for_action (GTK_APPLICATION (app), "app.quit", quit_accels);
+  gtk_application_set_accels_for_action (GTK_APPLICATION (app), "app.preferences",
+                                         preferences_accels);
+  gtk_application_set_accels_for_action (GTK_APPLICATION (app), "app.start-training",
+                                         start_accels);
+  gtk_application_set_accels_for_action (GTK_APPLICATION (app), "app.stop-training",
+                                         stop_accels);
+  gtk_application_set_accels_for_action (GTK_APPLICATION (app), "app.open-recipe", open_accels);
+  gtk_application_set_accels_for_action (GTK_APPLICATION (app), "app.save-recipe", save_accels);
+}
+
+static void
+lathe_application_class_init (LatheApplicationClass *klass)
+{
+  GApplicationClass *app_class = G_APPLICATION_CLASS (klass);
+
+  app_class->activate = lathe_application_activate;
+  app_class->startup = lathe_application_startup;
+}
+
+static void
+lathe_application_init (LatheApplication *self)
+{
+}
+
+LatheApplication *
+lathe_application_new (void)
+{
+  return g_object_new (LATHE_TYPE_APPLICATION,
+                       "application-id", APP_ID,
+                       "flags", G_APPLICATION_DEFAULT_FLAGS,
+                       "resource-base-path", "/io/github/lathe/Lathe",
+                       NULL);
+}

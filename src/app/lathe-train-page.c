@@ -1,0 +1,1085 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "lathe-train-page"
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+
+#include "lathe-train-page.h"
+
+#ifdef HAVE_LT_CONFIG
+#include "src/core/lt-config.h"
+#endif
+
+#define MAX_RECENT_MODELS 8
+
+typedef enum
+{
+  CHOOSE_MODEL,
+  CHOOSE_DATA_FILE,
+  CHOOSE_DATA_FOLDER,
+  CHOOSE_OUTPUT,
+  CHOOSE_OPEN_RECIPE,
+  CHOOSE_SAVE_RECIPE,
+} ChooserPurpose;
+
+/* One form row that can show issues: its normal subtitle and the issues of this check. */
+typedef struct _RowInfo RowInfo;
+struct _RowInfo
+{
+  AdwActionRow *row;
+  char *subtitle;
+  GString *errors;
+  RowInfo *fallback; /* shows the issues while this row is hidden */
+};
+
+struct _LatheTrainPage
+{
+  GtkWidget parent_instance;
+
+  /* template */
+  LatheRunSettings *settings;
+  GMenu *recent_menu;
+  AdwToastOverlay *toast_overlay;
+  GtkMenuButton *recent_button;
+  GtkLabel *issues_label;
+  GtkLabel *status_label;
+  GtkLabel *command_label;
+  AdwActionRow *model_row;
+  AdwActionRow *data_row;
+  AdwActionRow *output_row;
+  AdwActionRow *train_mode_row;
+  AdwActionRow *train_type_row;
+  AdwActionRow *quantization_row;
+  AdwActionRow *lora_rank_row;
+  AdwActionRow *lora_scale_row;
+  AdwActionRow *lora_dropout_row;
+  AdwActionRow *lora_keys_row;
+  AdwActionRow *all_layers_row;
+  AdwActionRow *num_layers_row;
+  AdwActionRow *learning_rate_row;
+  AdwActionRow *lr_schedule_row;
+  AdwActionRow *warmup_steps_row;
+  AdwActionRow *length_unit_row;
+  AdwActionRow *iters_row;
+  AdwActionRow *epochs_row;
+  AdwActionRow *batch_size_row;
+  AdwActionRow *grad_accum_row;
+  AdwActionRow *max_seq_length_row;
+  AdwActionRow *mask_prompt_row;
+  AdwActionRow *grad_checkpoint_row;
+  AdwActionRow *seed_row;
+  AdwActionRow *optimizer_row;
+  AdwActionRow *beta_row;
+  AdwActionRow *steps_per_report_row;
+  AdwActionRow *steps_per_eval_row;
+  AdwActionRow *save_every_row;
+  AdwActionRow *qat_enable_row;
+  AdwActionRow *qat_bits_row;
+  AdwActionRow *qat_group_size_row;
+  AdwActionRow *qat_start_step_row;
+  AdwActionRow *qat_interval_row;
+
+  GSettings *app_settings;
+  GtkNativeDialog *chooser;
+  ChooserPurpose chooser_purpose;
+  GCancellable *cancellable; /* recipe reads and writes */
+  GPtrArray *rows;         /* RowInfo, owned */
+  GHashTable *rows_by_key; /* JSON key → RowInfo (borrowed from rows) */
+  char *status;
+  gboolean start_requested;
+};
+
+G_DEFINE_FINAL_TYPE (LatheTrainPage, lathe_train_page, GTK_TYPE_WIDGET)
+
+static void
+row_info_free (RowInfo *info)
+{
+  g_free (info->subtitle);
+  g_string_free (info->errors, TRUE);
+  g_free (info);
+}
+
+static RowInfo *
+add_row (LatheTrainPage *self,
+         AdwActionRow   *row,
+         const char     *key,
+         ...)
+{
+  RowInfo *info = g_new0 (RowInfo, 1);
+  va_list args;
+
+  info->row = row;
+  info->subtitle = g_strdup (adw_action_row_get_subtitle (row));
+  info->errors = g_string_new (NULL);
+  g_ptr_array_add (self->rows, info);
+
+  va_start (args, key);
+  for (const char *k = key; k != NULL; k = va_arg (args, const char *))
+    g_hash_table_insert (self->rows_by_key, (gpointer) k, info);
+  va_end (args);
+
+  return info;
+}
+
+static void
+render_row (RowInfo *info)
+{
+  GtkWidget *row = GTK_WIDGET (info->row);
+
+  if (info->errors->len > 0)
+    {
+      g_autofree char *escaped = g_markup_escape_text (info->errors->str, -1);
+      adw_action_row_set_subtitle (info->row, escaped);
+      gtk_widget_add_css_class (row, "error");
+    }
+  else
+    {
+      adw_action_row_set_subtitle (info->row, info->subtitle != NULL ? info->subtitle : "");
+      gtk_widget_remove_css_class (row, "error");
+    }
+}
+
+static RowInfo *
+lookup_row (LatheTrainPage *self,
+            const char     *key)
+{
+  RowInfo *info = g_hash_table_lookup (self->rows_by_key, key);
+
+  if (info == NULL && strchr (key, '.') != NULL)
+    {
+      g_autofree char *prefix = g_strndup (key, strchr (key, '.') - key);
+      info = g_hash_table_lookup (self->rows_by_key, prefix);
+    }
+
+  return info;
+}
+
+static void
+toast (LatheTrainPage *self,
+       const char     *message)
+{
+  adw_toast_overlay_add_toast (self->toast_overlay, adw_toast_new (message));
+}
+
+static void
+set_status (LatheTrainPage *self,
+            const char     *status)
+{
+  g_free (self->status);
+  self->status = g_strdup (status);
+  gtk_label_set_text (self->status_label, status != NULL ? status : "");
+  gtk_widget_set_visible (GTK_WIDGET (self->status_label), status != NULL);
+}
+
+/* For a start, the checks that need the model's shapes: the model's config.json must load,
+ * and the QAT group size must divide the input size of its linear layers (lt-run's rule,
+ * lt_run_config_check_group_size()). */
+static void
+add_model_issues (LatheTrainPage *self,
+                  GPtrArray      *issues)
+{
+#ifdef HAVE_LT_CONFIG
+  g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+  g_autoptr(LtConfig) model = NULL;
+  g_autoptr(GError) error = NULL;
+  LtRunIssue *issue;
+  int in_features[3];
+
+  if (cfg->model == NULL)
+    return;
+
+  model = lt_config_load (cfg->model, &error);
+  if (model == NULL)
+    {
+      issue = g_new0 (LtRunIssue, 1);
+      issue->key = g_strdup ("model");
+      issue->message = g_strdup (error->message);
+      g_ptr_array_add (issues, issue);
+      return;
+    }
+
+  /* q/k/v/gate/up read the hidden size, o_proj heads × head size, down_proj the MLP size. */
+  in_features[0] = model->hidden_size;
+  in_features[1] = model->num_attention_heads * model->head_dim;
+  in_features[2] = model->intermediate_size;
+  issue = lt_run_config_check_group_size (cfg, in_features, G_N_ELEMENTS (in_features));
+  if (issue != NULL)
+    g_ptr_array_add (issues, issue);
+#endif
+}
+
+/**
+ * lathe_train_page_revalidate:
+ *
+ * Runs lt_run_config_check() on the form (for a start once Start was pressed) and shows
+ * each issue on the row of its key: the `error` style class and the message as subtitle.
+ * Issues whose key has no row are listed under the form.
+ *
+ * Returns: the number of issues.
+ */
+guint
+lathe_train_page_revalidate (LatheTrainPage *self)
+{
+  g_autoptr(GPtrArray) issues = NULL;
+  g_autoptr(GString) unplaced = g_string_new (NULL);
+
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), 0);
+
+  issues = lathe_run_settings_check (self->settings, self->start_requested);
+  if (self->start_requested && issues->len == 0)
+    add_model_issues (self, issues);
+
+  for (guint i = 0; i < self->rows->len; i++)
+    g_string_truncate (((RowInfo *) g_ptr_array_index (self->rows, i))->errors, 0);
+
+  for (guint i = 0; i < issues->len; i++)
+    {
+      LtRunIssue *issue = g_ptr_array_index (issues, i);
+      RowInfo *info = lookup_row (self, issue->key);
+
+      while (info != NULL && info->fallback != NULL
+             && !gtk_widget_get_visible (GTK_WIDGET (info->row)))
+        info = info->fallback;
+
+      if (info != NULL)
+        {
+          if (info->errors->len > 0)
+            g_string_append_c (info->errors, '\n');
+          g_string_append (info->errors, issue->message);
+        }
+      else
+        {
+          if (unplaced->len > 0)
+            g_string_append_c (unplaced, '\n');
+          g_string_append_printf (unplaced, "%s: %s", issue->key, issue->message);
+        }
+    }
+
+  for (guint i = 0; i < self->rows->len; i++)
+    render_row (g_ptr_array_index (self->rows, i));
+
+  gtk_label_set_text (self->issues_label, unplaced->str);
+  gtk_widget_set_visible (GTK_WIDGET (self->issues_label), unplaced->len > 0);
+
+  return issues->len;
+}
+
+static void
+update_quantization_row (LatheTrainPage *self)
+{
+  LtTrainType train_type = lathe_run_settings_get_train_type (self->settings);
+  LtQuantization quantization = lathe_run_settings_get_quantization (self->settings);
+  RowInfo *info = g_hash_table_lookup (self->rows_by_key, "quantization");
+  int bits = 0, group_size = 0;
+
+  /* A quantized base cannot be fully fine-tuned. The row stays sensitive while Full is
+   * combined with a quantization (the check reports it there), so it can be undone. */
+  if (train_type == LT_TRAIN_TYPE_FULL)
+    gtk_widget_set_tooltip_text (GTK_WIDGET (self->quantization_row),
+                                 _("A quantized base cannot be fully fine-tuned: "
+                                   "choose LoRA or DoRA to quantize the base weights"));
+  else
+    gtk_widget_set_tooltip_text (GTK_WIDGET (self->quantization_row), NULL);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->quantization_row),
+                            train_type != LT_TRAIN_TYPE_FULL
+                            || quantization != LT_QUANTIZATION_NONE);
+
+  g_free (info->subtitle);
+  lt_quantization_get_params (quantization, &bits, &group_size);
+  if (quantization == LT_QUANTIZATION_NONE)
+    info->subtitle = g_strdup (_("The base weights keep their stored precision"));
+  else
+    info->subtitle = g_strdup_printf (_("Applied when the model is loaded: the base weights "
+                                        "become %d-bit, in groups of %d"),
+                                      bits, group_size);
+  render_row (info);
+}
+
+static void
+settings_notify_cb (LatheTrainPage   *self,
+                    GParamSpec       *pspec,
+                    LatheRunSettings *settings)
+{
+  g_assert (LATHE_IS_TRAIN_PAGE (self));
+
+  if (g_strcmp0 (pspec->name, "train-type") == 0 || g_strcmp0 (pspec->name, "quantization") == 0)
+    update_quantization_row (self);
+
+  lathe_train_page_revalidate (self);
+}
+
+static gboolean
+not_full_transform (GBinding     *binding,
+                    const GValue *from,
+                    GValue       *to,
+                    gpointer      user_data)
+{
+  g_value_set_boolean (to, g_value_get_uint (from) != LT_TRAIN_TYPE_FULL);
+  return TRUE;
+}
+
+static gboolean
+not_sft_transform (GBinding     *binding,
+                   const GValue *from,
+                   GValue       *to,
+                   gpointer      user_data)
+{
+  g_value_set_boolean (to, g_value_get_uint (from) != LT_TRAIN_MODE_SFT);
+  return TRUE;
+}
+
+static gboolean
+unit_is_transform (GBinding     *binding,
+                   const GValue *from,
+                   GValue       *to,
+                   gpointer      user_data)
+{
+  g_value_set_boolean (to, g_value_get_uint (from) == GPOINTER_TO_UINT (user_data));
+  return TRUE;
+}
+
+static void
+bind_transform (LatheTrainPage        *self,
+                const char            *property,
+                gpointer               target,
+                const char            *target_property,
+                GBindingTransformFunc  transform,
+                gpointer               user_data)
+{
+  g_object_bind_property_full (self->settings, property, target, target_property,
+                               G_BINDING_SYNC_CREATE, transform, NULL, user_data, NULL);
+}
+
+/* The learning rate is shown as 1e-05 rather than 0.00001000. */
+static gboolean
+learning_rate_output_cb (GtkSpinButton *spin)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  double value = gtk_adjustment_get_value (gtk_spin_button_get_adjustment (spin));
+
+  g_ascii_formatd (buf, sizeof buf, "%g", value);
+  if (g_strcmp0 (gtk_editable_get_text (GTK_EDITABLE (spin)), buf) != 0)
+    gtk_editable_set_text (GTK_EDITABLE (spin), buf);
+  return TRUE;
+}
+
+static int
+learning_rate_input_cb (GtkSpinButton *spin,
+                        double        *new_value)
+{
+  const char *text = gtk_editable_get_text (GTK_EDITABLE (spin));
+  char *end = NULL;
+  double value;
+
+  value = g_ascii_strtod (text, &end);
+  if (end == text)
+    return GTK_INPUT_ERROR;
+  while (g_ascii_isspace (*end))
+    end++;
+  if (*end != '\0')
+    return GTK_INPUT_ERROR;
+
+  *new_value = value;
+  return TRUE;
+}
+
+static void
+rebuild_recent_menu (LatheTrainPage *self)
+{
+  g_auto(GStrv) recent = g_settings_get_strv (self->app_settings, "recent-models");
+
+  g_menu_remove_all (self->recent_menu);
+  for (guint i = 0; recent[i] != NULL; i++)
+    {
+      g_autofree char *label = g_path_get_basename (recent[i]);
+      g_autoptr(GMenuItem) item = g_menu_item_new (label, NULL);
+
+      g_menu_item_set_action_and_target_value (item, "train.use-recent-model",
+                                               g_variant_new_string (recent[i]));
+      g_menu_append_item (self->recent_menu, item);
+    }
+  gtk_widget_set_sensitive (GTK_WIDGET (self->recent_button), recent[0] != NULL);
+}
+
+static void
+add_recent_model (LatheTrainPage *self,
+                  const char     *path)
+{
+  g_auto(GStrv) recent = NULL;
+  g_autoptr(GStrvBuilder) builder = NULL;
+  g_auto(GStrv) updated = NULL;
+  guint n = 1;
+
+  if (path == NULL || path[0] == '\0')
+    return;
+
+  recent = g_settings_get_strv (self->app_settings, "recent-models");
+  builder = g_strv_builder_new ();
+  g_strv_builder_add (builder, path);
+  for (guint i = 0; recent[i] != NULL && n < MAX_RECENT_MODELS; i++)
+    {
+      if (g_strcmp0 (recent[i], path) == 0)
+        continue;
+      g_strv_builder_add (builder, recent[i]);
+      n++;
+    }
+  updated = g_strv_builder_end (builder);
+  g_settings_set_strv (self->app_settings, "recent-models", (const char * const *) updated);
+}
+
+static void
+show_error_dialog (LatheTrainPage *self,
+                   const char     *heading,
+                   const char     *body)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  GtkWidget *dialog;
+
+  dialog = adw_message_dialog_new (GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
+                                   heading, body);
+  adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (dialog), "close", _("_Close"));
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+gboolean
+lathe_train_page_load_recipe (LatheTrainPage  *self,
+                              GFile           *file,
+                              GError         **error)
+{
+  g_autofree char *path = NULL;
+
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), FALSE);
+  g_return_val_if_fail (G_IS_FILE (file), FALSE);
+
+  path = g_file_get_path (file);
+  if (path == NULL)
+    {
+      g_autofree char *uri = g_file_get_uri (file);
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   _("%s: only local files can be opened"), uri);
+      return FALSE;
+    }
+
+  if (!lathe_run_settings_load_file (self->settings, path, error))
+    return FALSE;
+
+  self->start_requested = FALSE;
+  set_status (self, NULL);
+  lathe_train_page_revalidate (self);
+  return TRUE;
+}
+
+/* Recipes are read and written (atomically, with fsync) on a worker thread: the main loop
+ * only copies the configuration in and applies the result. */
+static void
+load_recipe_thread (GTask        *task,
+                    gpointer      source_object,
+                    gpointer      task_data,
+                    GCancellable *cancellable)
+{
+  const char *path = task_data;
+  GError *error = NULL;
+  LtRunConfig *cfg = lt_run_config_new_from_file (path, &error);
+
+  if (cfg == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, cfg, (GDestroyNotify) lt_run_config_free);
+}
+
+static void
+load_recipe_cb (GObject      *object,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (object);
+  g_autoptr(LtRunConfig) cfg = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *name = NULL;
+  g_autofree char *message = NULL;
+
+  cfg = g_task_propagate_pointer (G_TASK (result), &error);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->settings == NULL)
+    return;
+
+  if (cfg == NULL)
+    {
+      show_error_dialog (self, _("Could Not Open Recipe"), error->message);
+      return;
+    }
+
+  lathe_run_settings_set_config (self->settings, cfg);
+  self->start_requested = FALSE;
+  set_status (self, NULL);
+  lathe_train_page_revalidate (self);
+
+  name = g_path_get_basename (g_task_get_task_data (G_TASK (result)));
+  message = g_strdup_printf (_("Opened “%s”"), name);
+  toast (self, message);
+}
+
+/**
+ * lathe_train_page_open_recipe_file:
+ *
+ * Reads @file on a worker thread and applies it to the form; on error an AdwMessageDialog
+ * shows lt-run's message (which names the key) and the form is unchanged.
+ */
+void
+lathe_train_page_open_recipe_file (LatheTrainPage *self,
+                                   GFile          *file)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autofree char *path = NULL;
+
+  g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
+  g_return_if_fail (G_IS_FILE (file));
+
+  path = g_file_get_path (file);
+  if (path == NULL)
+    {
+      g_autofree char *uri = g_file_get_uri (file);
+      g_autofree char *message = g_strdup_printf (_("%s: only local files can be opened"), uri);
+      show_error_dialog (self, _("Could Not Open Recipe"), message);
+      return;
+    }
+
+  task = g_task_new (self, self->cancellable, load_recipe_cb, NULL);
+  g_task_set_source_tag (task, lathe_train_page_open_recipe_file);
+  g_task_set_task_data (task, g_steal_pointer (&path), g_free);
+  g_task_run_in_thread (task, load_recipe_thread);
+}
+
+typedef struct
+{
+  LtRunConfig *cfg;
+  char *path;
+} SaveJob;
+
+static void
+save_job_free (SaveJob *job)
+{
+  lt_run_config_free (job->cfg);
+  g_free (job->path);
+  g_free (job);
+}
+
+static void
+save_recipe_thread (GTask        *task,
+                    gpointer      source_object,
+                    gpointer      task_data,
+                    GCancellable *cancellable)
+{
+  SaveJob *job = task_data;
+  GError *error = NULL;
+
+  if (lt_run_config_save (job->cfg, job->path, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+save_recipe_cb (GObject      *object,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (object);
+  g_autoptr(GError) error = NULL;
+  gboolean saved;
+
+  saved = g_task_propagate_boolean (G_TASK (result), &error);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->settings == NULL)
+    return;
+
+  if (saved)
+    toast (self, _("Recipe saved"));
+  else
+    show_error_dialog (self, _("Could Not Save Recipe"), error->message);
+}
+
+/**
+ * lathe_train_page_save_recipe_file:
+ *
+ * Writes the form's run configuration to @file (atomically) on a worker thread.
+ */
+void
+lathe_train_page_save_recipe_file (LatheTrainPage *self,
+                                   GFile          *file)
+{
+  g_autoptr(GTask) task = NULL;
+  SaveJob *job;
+
+  g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
+  g_return_if_fail (G_IS_FILE (file));
+
+  if (!g_file_is_native (file))
+    {
+      g_autofree char *uri = g_file_get_uri (file);
+      g_autofree char *message = g_strdup_printf (_("%s: only local files can be saved"), uri);
+      show_error_dialog (self, _("Could Not Save Recipe"), message);
+      return;
+    }
+
+  task = g_task_new (self, self->cancellable, save_recipe_cb, NULL);
+  job = g_new0 (SaveJob, 1);
+  job->cfg = lathe_run_settings_dup_config (self->settings);
+  job->path = g_file_get_path (file);
+  g_task_set_source_tag (task, lathe_train_page_save_recipe_file);
+  g_task_set_task_data (task, job, (GDestroyNotify) save_job_free);
+  g_task_run_in_thread (task, save_recipe_thread);
+}
+
+static void
+chooser_response_cb (LatheTrainPage *self,
+                     int             response,
+                     GtkNativeDialog *chooser)
+{
+  g_autoptr(GFile) file = NULL;
+  g_autofree char *path = NULL;
+
+  g_assert (LATHE_IS_TRAIN_PAGE (self));
+
+  if (response == GTK_RESPONSE_ACCEPT)
+    file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (chooser));
+  if (file != NULL)
+    path = g_file_get_path (file);
+
+  if (path != NULL)
+    {
+      switch (self->chooser_purpose)
+        {
+        case CHOOSE_MODEL:
+          lathe_run_settings_set_model (self->settings, path);
+          add_recent_model (self, path);
+          break;
+        case CHOOSE_DATA_FILE:
+        case CHOOSE_DATA_FOLDER:
+          lathe_run_settings_set_data (self->settings, path);
+          break;
+        case CHOOSE_OUTPUT:
+          lathe_run_settings_set_adapter_path (self->settings, path);
+          break;
+        case CHOOSE_OPEN_RECIPE:
+          lathe_train_page_open_recipe_file (self, file);
+          break;
+        case CHOOSE_SAVE_RECIPE:
+          lathe_train_page_save_recipe_file (self, file);
+          break;
+        default:
+          g_assert_not_reached ();
+        }
+    }
+
+  gtk_native_dialog_destroy (chooser);
+  g_clear_object (&self->chooser);
+}
+
+static void
+open_chooser (LatheTrainPage *self,
+              ChooserPurpose  purpose)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  GtkFileChooserAction action = GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER;
+  const char *title = NULL;
+  const char *accept = _("_Select");
+  const char *current = NULL;
+  g_autofree char *runs_folder = NULL;
+  GtkFileChooserNative *chooser;
+
+  if (self->chooser != NULL)
+    {
+      gtk_native_dialog_destroy (self->chooser);
+      g_clear_object (&self->chooser);
+    }
+
+  switch (purpose)
+    {
+    case CHOOSE_MODEL:
+      title = _("Choose Model Folder");
+      current = lathe_run_settings_get_model (self->settings);
+      break;
+    case CHOOSE_DATA_FILE:
+      title = _("Choose Dataset File");
+      action = GTK_FILE_CHOOSER_ACTION_OPEN;
+      accept = _("_Open");
+      break;
+    case CHOOSE_DATA_FOLDER:
+      title = _("Choose Dataset Folder");
+      current = lathe_run_settings_get_data (self->settings);
+      break;
+    case CHOOSE_OUTPUT:
+      title = _("Choose Run Folder");
+      runs_folder = g_settings_get_string (self->app_settings, "runs-folder");
+      current = runs_folder;
+      break;
+    case CHOOSE_OPEN_RECIPE:
+      title = _("Open Recipe");
+      action = GTK_FILE_CHOOSER_ACTION_OPEN;
+      accept = _("_Open");
+      break;
+    case CHOOSE_SAVE_RECIPE:
+      title = _("Save Recipe");
+      action = GTK_FILE_CHOOSER_ACTION_SAVE;
+      accept = _("_Save");
+      break;
+    default:
+      g_assert_not_reached ();
+    }
+
+  chooser = gtk_file_chooser_native_new (title, GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
+                                         action, accept, _("_Cancel"));
+  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (chooser), TRUE);
+
+  if (purpose == CHOOSE_DATA_FILE || purpose == CHOOSE_OPEN_RECIPE)
+    {
+      g_autoptr(GtkFileFilter) filter = gtk_file_filter_new ();
+
+      if (purpose == CHOOSE_DATA_FILE)
+        {
+          gtk_file_filter_set_name (filter, _("JSON Lines"));
+          gtk_file_filter_add_pattern (filter, "*.jsonl");
+        }
+      else
+        {
+          gtk_file_filter_set_name (filter, _("Recipes"));
+          gtk_file_filter_add_pattern (filter, "*.json");
+        }
+      gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (chooser), filter);
+    }
+
+  if (purpose == CHOOSE_SAVE_RECIPE)
+    gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (chooser), "recipe.json");
+
+  if (current != NULL && current[0] != '\0' && g_file_test (current, G_FILE_TEST_IS_DIR))
+    {
+      g_autoptr(GFile) folder = g_file_new_for_path (current);
+      g_autoptr(GError) error = NULL;
+
+      if (!gtk_file_chooser_set_current_folder (GTK_FILE_CHOOSER (chooser), folder, &error))
+        g_debug ("Cannot open %s in the file chooser: %s", current, error->message);
+    }
+
+  self->chooser = GTK_NATIVE_DIALOG (chooser);
+  self->chooser_purpose = purpose;
+  g_signal_connect_object (chooser, "response", G_CALLBACK (chooser_response_cb), self,
+                           G_CONNECT_SWAPPED);
+  gtk_native_dialog_show (self->chooser);
+}
+
+void
+lathe_train_page_open_recipe (LatheTrainPage *self)
+{
+  g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
+  open_chooser (self, CHOOSE_OPEN_RECIPE);
+}
+
+void
+lathe_train_page_save_recipe (LatheTrainPage *self)
+{
+  g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
+  open_chooser (self, CHOOSE_SAVE_RECIPE);
+}
+
+gboolean
+lathe_train_page_start (LatheTrainPage *self)
+{
+  g_autofree char *command = NULL;
+  g_autofree char *status = NULL;
+  guint n_issues;
+
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), FALSE);
+
+  self->start_requested = TRUE;
+  n_issues = lathe_train_page_revalidate (self);
+  if (n_issues > 0)
+    {
+      g_autofree char *message = g_strdup_printf (ngettext ("%u setting needs attention",
+                                                            "%u settings need attention",
+                                                            n_issues),
+                                                  n_issues);
+      set_status (self, NULL);
+      toast (self, message);
+      return FALSE;
+    }
+
+  add_recent_model (self, lathe_run_settings_get_model (self->settings));
+
+  /* The training job arrives with the trainer core; until then Start shows the command. */
+  command = lathe_run_settings_dup_command_line (self->settings);
+  status = g_strdup_printf (_("would run: %s"), command);
+  set_status (self, status);
+  toast (self, _("The settings are valid; training from the app is not available yet"));
+  return TRUE;
+}
+
+static void
+preview_popover_show_cb (LatheTrainPage *self)
+{
+  g_autofree char *command = NULL;
+
+  g_assert (LATHE_IS_TRAIN_PAGE (self));
+
+  command = lathe_run_settings_dup_command_line (self->settings);
+  gtk_label_set_text (self->command_label, command);
+}
+
+static void
+copy_command_action (GtkWidget  *widget,
+                     const char *action_name,
+                     GVariant   *param)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (widget);
+  g_autofree char *command = lathe_run_settings_dup_command_line (self->settings);
+
+  gdk_clipboard_set_text (gtk_widget_get_clipboard (widget), command);
+  toast (self, _("Command copied"));
+}
+
+static void
+choose_action (GtkWidget  *widget,
+               const char *action_name,
+               GVariant   *param)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (widget);
+
+  if (g_str_equal (action_name, "train.choose-model"))
+    open_chooser (self, CHOOSE_MODEL);
+  else if (g_str_equal (action_name, "train.choose-data-file"))
+    open_chooser (self, CHOOSE_DATA_FILE);
+  else if (g_str_equal (action_name, "train.choose-data-folder"))
+    open_chooser (self, CHOOSE_DATA_FOLDER);
+  else if (g_str_equal (action_name, "train.choose-output"))
+    open_chooser (self, CHOOSE_OUTPUT);
+  else
+    g_assert_not_reached ();
+}
+
+static void
+use_recent_model_action (GtkWidget  *widget,
+                         const char *action_name,
+                         GVariant   *param)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (widget);
+
+  lathe_run_settings_set_model (self->settings, g_variant_get_string (param, NULL));
+}
+
+static void
+lathe_train_page_dispose (GObject *object)
+{
+  LatheTrainPage *self = (LatheTrainPage *) object;
+
+  if (self->chooser != NULL)
+    {
+      gtk_native_dialog_destroy (self->chooser);
+      g_clear_object (&self->chooser);
+    }
+
+  g_cancellable_cancel (self->cancellable);
+  g_clear_object (&self->cancellable);
+
+  if (self->settings != NULL)
+    g_signal_handlers_disconnect_by_data (self->settings, self);
+  if (self->app_settings != NULL)
+    g_signal_handlers_disconnect_by_data (self->app_settings, self);
+
+  gtk_widget_dispose_template (GTK_WIDGET (self), LATHE_TYPE_TRAIN_PAGE);
+
+  g_clear_object (&self->app_settings);
+  g_clear_pointer (&self->rows_by_key, g_hash_table_unref);
+  g_clear_pointer (&self->rows, g_ptr_array_unref);
+
+  G_OBJECT_CLASS (lathe_train_page_parent_class)->dispose (object);
+}
+
+static void
+lathe_train_page_finalize (GObject *object)
+{
+  LatheTrainPage *self = (LatheTrainPage *) object;
+
+  g_clear_pointer (&self->status, g_free);
+
+  G_OBJECT_CLASS (lathe_train_page_parent_class)->finalize (object);
+}
+
+#define BIND_ROW(name) gtk_widget_class_bind_template_child (widget_class, LatheTrainPage, name)
+
+static void
+lathe_train_page_class_init (LatheTrainPageClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = lathe_train_page_dispose;
+  object_class->finalize = lathe_train_page_finalize;
+
+  g_type_ensure (LATHE_TYPE_RUN_SETTINGS);
+  gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
+
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/lathe/Lathe/lathe-train-page.ui");
+  BIND_ROW (settings);
+  BIND_ROW (recent_menu);
+  BIND_ROW (toast_overlay);
+  BIND_ROW (recent_button);
+  BIND_ROW (issues_label);
+  BIND_ROW (status_label);
+  BIND_ROW (command_label);
+  BIND_ROW (model_row);
+  BIND_ROW (data_row);
+  BIND_ROW (output_row);
+  BIND_ROW (train_mode_row);
+  BIND_ROW (train_type_row);
+  BIND_ROW (quantization_row);
+  BIND_ROW (lora_rank_row);
+  BIND_ROW (lora_scale_row);
+  BIND_ROW (lora_dropout_row);
+  BIND_ROW (lora_keys_row);
+  BIND_ROW (all_layers_row);
+  BIND_ROW (num_layers_row);
+  BIND_ROW (learning_rate_row);
+  BIND_ROW (lr_schedule_row);
+  BIND_ROW (warmup_steps_row);
+  BIND_ROW (length_unit_row);
+  BIND_ROW (iters_row);
+  BIND_ROW (epochs_row);
+  BIND_ROW (batch_size_row);
+  BIND_ROW (grad_accum_row);
+  BIND_ROW (max_seq_length_row);
+  BIND_ROW (mask_prompt_row);
+  BIND_ROW (grad_checkpoint_row);
+  BIND_ROW (seed_row);
+  BIND_ROW (optimizer_row);
+  BIND_ROW (beta_row);
+  BIND_ROW (steps_per_report_row);
+  BIND_ROW (steps_per_eval_row);
+  BIND_ROW (save_every_row);
+  BIND_ROW (qat_enable_row);
+  BIND_ROW (qat_bits_row);
+  BIND_ROW (qat_group_size_row);
+  BIND_ROW (qat_start_step_row);
+  BIND_ROW (qat_interval_row);
+  gtk_widget_class_bind_template_callback (widget_class, learning_rate_input_cb);
+  gtk_widget_class_bind_template_callback (widget_class, learning_rate_output_cb);
+  gtk_widget_class_bind_template_callback (widget_class, preview_popover_show_cb);
+
+  gtk_widget_class_install_action (widget_class, "train.choose-model", NULL, choose_action);
+  gtk_widget_class_install_action (widget_class, "train.choose-data-file", NULL, choose_action);
+  gtk_widget_class_install_action (widget_class, "train.choose-data-folder", NULL,
+                                   choose_action);
+  gtk_widget_class_install_action (widget_class, "train.choose-output", NULL, choose_action);
+  gtk_widget_class_install_action (widget_class, "train.use-recent-model", "s",
+                                   use_recent_model_action);
+  gtk_widget_class_install_action (widget_class, "train.copy-command", NULL,
+                                   copy_command_action);
+}
+
+static void
+lathe_train_page_init (LatheTrainPage *self)
+{
+  RowInfo *unit;
+
+  gtk_widget_init_template (GTK_WIDGET (self));
+
+  self->cancellable = g_cancellable_new ();
+  self->rows = g_ptr_array_new_with_free_func ((GDestroyNotify) row_info_free);
+  self->rows_by_key = g_hash_table_new (g_str_hash, g_str_equal);
+
+  /* Run-configuration keys (lt-run.h) → the row that shows their issues. */
+  add_row (self, self->model_row, "model", NULL);
+  add_row (self, self->data_row, "data", NULL);
+  add_row (self, self->output_row, "adapter_path", "resume_adapter_file", NULL);
+  add_row (self, self->train_mode_row, "train_mode", NULL);
+  add_row (self, self->train_type_row, "train_type", "fine_tune_type", NULL);
+  add_row (self, self->quantization_row, "quantization", "load_in_4bits", "load_in_6bits",
+           "load_in_8bits", "load_in_mxfp4", NULL);
+  add_row (self, self->lora_rank_row, "lora_parameters.rank", NULL);
+  add_row (self, self->lora_scale_row, "lora_parameters.scale", NULL);
+  add_row (self, self->lora_dropout_row, "lora_parameters.dropout", NULL);
+  add_row (self, self->lora_keys_row, "lora_parameters.keys", "lora_parameters", NULL);
+  add_row (self, self->num_layers_row, "num_layers", NULL);
+  add_row (self, self->learning_rate_row, "learning_rate", NULL);
+  add_row (self, self->lr_schedule_row, "lr_schedule", NULL);
+  add_row (self, self->warmup_steps_row, "warmup_steps", NULL);
+  unit = add_row (self, self->length_unit_row, "length_unit", NULL);
+  add_row (self, self->iters_row, "iters", NULL)->fallback = unit;
+  add_row (self, self->epochs_row, "epochs", NULL)->fallback = unit;
+  add_row (self, self->batch_size_row, "batch_size", NULL);
+  add_row (self, self->grad_accum_row, "gradient_accumulation_steps", NULL);
+  add_row (self, self->max_seq_length_row, "max_seq_length", NULL);
+  add_row (self, self->mask_prompt_row, "mask_prompt", NULL);
+  add_row (self, self->grad_checkpoint_row, "grad_checkpoint", NULL);
+  add_row (self, self->seed_row, "seed", NULL);
+  add_row (self, self->optimizer_row, "optimizer", "optimizer_config", NULL);
+  add_row (self, self->beta_row, "beta", NULL);
+  add_row (self, self->steps_per_report_row, "steps_per_report", NULL);
+  add_row (self, self->steps_per_eval_row, "steps_per_eval", NULL);
+  add_row (self, self->save_every_row, "save_every", NULL);
+  add_row (self, self->qat_enable_row, "qat_enable", NULL);
+  add_row (self, self->qat_bits_row, "qat_bits", NULL);
+  add_row (self, self->qat_group_size_row, "qat_group_size", NULL);
+  add_row (self, self->qat_start_step_row, "qat_start_step", NULL);
+  add_row (self, self->qat_interval_row, "qat_interval", NULL);
+
+  /* Rules that need a transform (the plain ones are bindings in the .ui). */
+  bind_transform (self, "train-type", self->lora_rank_row, "sensitive", not_full_transform, NULL);
+  bind_transform (self, "train-type", self->lora_scale_row, "sensitive", not_full_transform,
+                  NULL);
+  bind_transform (self, "train-type", self->lora_dropout_row, "sensitive", not_full_transform,
+                  NULL);
+  bind_transform (self, "train-type", self->lora_keys_row, "sensitive", not_full_transform, NULL);
+  bind_transform (self, "train-mode", self->beta_row, "sensitive", not_sft_transform, NULL);
+  bind_transform (self, "length-unit", self->iters_row, "visible", unit_is_transform,
+                  GUINT_TO_POINTER (LATHE_LENGTH_UNIT_ITERATIONS));
+  bind_transform (self, "length-unit", self->epochs_row, "visible", unit_is_transform,
+                  GUINT_TO_POINTER (LATHE_LENGTH_UNIT_EPOCHS));
+
+  self->app_settings = g_settings_new (APP_ID);
+  g_signal_connect_object (self->app_settings, "changed::recent-models",
+                           G_CALLBACK (rebuild_recent_menu), self, G_CONNECT_SWAPPED);
+  rebuild_recent_menu (self);
+
+  g_signal_connect_object (self->settings, "notify", G_CALLBACK (settings_notify_cb), self,
+                           G_CONNECT_SWAPPED);
+  update_quantization_row (self);
+  lathe_train_page_revalidate (self);
+}
+
+GtkWidget *
+lathe_train_page_new (void)
+{
+  return g_object_new (LATHE_TYPE_TRAIN_PAGE, NULL);
+}
+
+/**
+ * lathe_train_page_get_settings:
+ *
+ * Returns: (transfer none): the form's settings object.
+ */
+LatheRunSettings *
+lathe_train_page_get_settings (LatheTrainPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), NULL);
+  return self->settings;
+}
+
+GtkWidget *
+lathe_train_page_get_row_for_key (LatheTrainPage *self,
+                                  const char     *key)
+{
+  RowInfo *info;
+
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), NULL);
+  g_return_val_if_fail (key != NULL, NULL);
+
+  info = lookup_row (self, key);
+  return info != NULL ? GTK_WIDGET (info->row) : NULL;
+}
+
+const char *
+lathe_train_page_get_status (LatheTrainPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), NULL);
+  return self->status;
+}

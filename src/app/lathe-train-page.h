@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include <adwaita.h>
+
+#include "lathe-run-settings.h"
+
+G_BEGIN_DECLS
+
+#define LATHE_TYPE_TRAIN_PAGE (lathe_train_page_get_type ())
+
+G_DECLARE_FINAL_TYPE (LatheTrainPage, lathe_train_page, LATHE, TRAIN_PAGE, GtkWidget)
+
+GtkWidget *lathe_train_page_new (void);
+LatheRunSettings *lathe_train_page_get_settings (LatheTrainPage *self);
+
+/* Validates for a start (issues shown on their rows) and reports what would run.
+ * Returns TRUE when the configuration is valid. */
+gboolean lathe_train_page_start (LatheTrainPage *self);
+/* Re-checks the form and updates the inline messages; returns the number of issues. */
+guint lathe_train_page_revalidate (LatheTrainPage *self);
+
+/* Recipes. The dialogs use GtkFileChooserNative; load_recipe() changes nothing on error. */
+void lathe_train_page_open_recipe (LatheTrainPage *self);
+void lathe_train_page_save_recipe (LatheTrainPage *self);
+gboolean lathe_train_page_load_recipe (LatheTrainPage *self, GFile *file, GError **error);
+/* Asynchronous (worker thread), reporting by toast or AdwMessageDialog: what the dialogs use. */
+void lathe_train_page_open_recipe_file (LatheTrainPage *self, GFile *file);
+void lathe_train_page_save_recipe_file (LatheTrainPage *self, GFile *file);
+
+/* The row that shows issues for a run-configuration key ("lora_parameters.rank"), or NULL. */
+GtkWidget *lathe_train_page_get_row_for_key (LatheTrainPage *self, const char *key);
+/* The last "would run" / status line shown under the form (borrowed). */
+const char *lathe_train_page_get_status (LatheTrainPage *self);
+
+G_END_DECLS

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "lathe-window"
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+
+#include "lathe-window.h"
+
+struct _LatheWindow
+{
+  AdwApplicationWindow parent_instance;
+
+  /* template */
+  AdwViewStack *stack;
+  LatheTrainPage *train_page;
+
+  GSettings *settings;
+};
+
+G_DEFINE_FINAL_TYPE (LatheWindow, lathe_window, ADW_TYPE_APPLICATION_WINDOW)
+
+static void
+lathe_window_dispose (GObject *object)
+{
+  LatheWindow *self = (LatheWindow *) object;
+
+  gtk_widget_dispose_template (GTK_WIDGET (self), LATHE_TYPE_WINDOW);
+  g_clear_object (&self->settings);
+
+  G_OBJECT_CLASS (lathe_window_parent_class)->dispose (object);
+}
+
+static void
+lathe_window_class_init (LatheWindowClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = lathe_window_dispose;
+
+  g_type_ensure (LATHE_TYPE_TRAIN_PAGE);
+
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/lathe/Lathe/lathe-window.ui");
+  gtk_widget_class_bind_template_child (widget_class, LatheWindow, stack);
+  gtk_widget_class_bind_template_child (widget_class, LatheWindow, train_page);
+}
+
+static void
+lathe_window_init (LatheWindow *self)
+{
+  gtk_widget_init_template (GTK_WIDGET (self));
+
+  /* The form's values persist through GSettings, bound to the settings object (not the
+   * widgets); the window size too. */
+  self->settings = g_settings_new (APP_ID);
+  lathe_run_settings_bind_gsettings (lathe_train_page_get_settings (self->train_page),
+                                     self->settings);
+  g_settings_bind (self->settings, "window-width", self, "default-width",
+                   G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "window-height", self, "default-height",
+                   G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "window-maximized", self, "maximized",
+                   G_SETTINGS_BIND_DEFAULT);
+
+  lathe_train_page_revalidate (self->train_page);
+}
+
+LatheWindow *
+lathe_window_new (GtkApplication *application)
+{
+  return g_object_new (LATHE_TYPE_WINDOW, "application", application, NULL);
+}
+
+/**
+ * lathe_window_get_train_page:
+ *
+ * Returns: (transfer none): the Train page.
+ */
+LatheTrainPage *
+lathe_window_get_train_page (LatheWindow *self)
+{
+  g_return_val_if_fail (LATHE_IS_WINDOW (self), NULL);
+  return self->train_page;
+}

@@ -1,0 +1,464 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* The rules a user sees on the Train form. Messages are lt-run's, so the tests compare with
+ * lt_run_config_check() rather than with hard-coded text. */
+#include "config.h"
+
+#include <adwaita.h>
+#include <glib/gstdio.h>
+
+#include "lathe-train-page.h"
+
+typedef struct
+{
+  LatheTrainPage *page;
+  LatheRunSettings *settings;
+} Fixture;
+
+static void
+fixture_setup (Fixture       *f,
+               gconstpointer  data)
+{
+  f->page = LATHE_TRAIN_PAGE (g_object_ref_sink (lathe_train_page_new ()));
+  f->settings = lathe_train_page_get_settings (f->page);
+}
+
+static void
+fixture_teardown (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_assert_finalize_object (f->page);
+}
+
+static GtkWidget *
+row (Fixture    *f,
+     const char *key)
+{
+  return lathe_train_page_get_row_for_key (f->page, key);
+}
+
+/* The message lt-run gives for @key on the current settings, or NULL. */
+static char *
+dup_issue (Fixture    *f,
+           const char *key,
+           gboolean    for_start)
+{
+  g_autoptr(GPtrArray) issues = lathe_run_settings_check (f->settings, for_start);
+
+  for (guint i = 0; i < issues->len; i++)
+    {
+      LtRunIssue *issue = g_ptr_array_index (issues, i);
+      if (g_str_equal (issue->key, key))
+        return g_strdup (issue->message);
+    }
+  return NULL;
+}
+
+static void
+assert_row_error (Fixture    *f,
+                  const char *key,
+                  gboolean    for_start)
+{
+  GtkWidget *row = lathe_train_page_get_row_for_key (f->page, key);
+  g_autofree char *message = dup_issue (f, key, for_start);
+
+  g_assert_nonnull (row);
+  g_assert_nonnull (message);
+  g_assert_true (gtk_widget_has_css_class (row, "error"));
+  g_assert_nonnull (strstr (adw_action_row_get_subtitle (ADW_ACTION_ROW (row)), message));
+}
+
+static void
+assert_row_ok (Fixture    *f,
+               const char *key)
+{
+  GtkWidget *row = lathe_train_page_get_row_for_key (f->page, key);
+
+  g_assert_nonnull (row);
+  g_assert_false (gtk_widget_has_css_class (row, "error"));
+}
+
+static void
+test_full_disables_quantization (Fixture       *f,
+                                 gconstpointer  data)
+{
+  GtkWidget *row = lathe_train_page_get_row_for_key (f->page, "quantization");
+
+  g_object_set (f->settings, "train-type", (guint) LT_TRAIN_TYPE_LORA, NULL);
+  g_assert_true (gtk_widget_get_sensitive (row));
+  g_assert_null (gtk_widget_get_tooltip_text (row));
+
+  g_object_set (f->settings, "train-type", (guint) LT_TRAIN_TYPE_FULL, NULL);
+  g_assert_false (gtk_widget_get_sensitive (row));
+  g_assert_nonnull (gtk_widget_get_tooltip_text (row));
+  g_assert_nonnull (strstr (gtk_widget_get_tooltip_text (row), "fully fine-tuned"));
+  /* LoRA-only rows follow. */
+  g_assert_false (gtk_widget_get_sensitive (
+    lathe_train_page_get_row_for_key (f->page, "lora_parameters.rank")));
+
+  /* Full with a quantization (e.g. from a recipe) stays sensitive so it can be undone, and
+   * shows lt-run's issue. */
+  g_object_set (f->settings, "quantization", (guint) LT_QUANTIZATION_4BIT, NULL);
+  g_assert_true (gtk_widget_get_sensitive (row));
+  assert_row_error (f, "quantization", FALSE);
+
+  g_object_set (f->settings, "train-type", (guint) LT_TRAIN_TYPE_DORA, NULL);
+  g_assert_true (gtk_widget_get_sensitive (row));
+  g_assert_null (gtk_widget_get_tooltip_text (row));
+  assert_row_ok (f, "quantization");
+}
+
+static void
+test_quantization_note (Fixture       *f,
+                        gconstpointer  data)
+{
+  AdwActionRow *row = ADW_ACTION_ROW (lathe_train_page_get_row_for_key (f->page, "quantization"));
+  g_autofree char *none = NULL;
+
+  g_object_set (f->settings, "quantization", (guint) LT_QUANTIZATION_NONE, NULL);
+  none = g_strdup (adw_action_row_get_subtitle (row));
+
+  g_object_set (f->settings, "quantization", (guint) LT_QUANTIZATION_NF4, NULL);
+  g_assert_cmpstr (adw_action_row_get_subtitle (row), !=, none);
+  g_assert_nonnull (strstr (adw_action_row_get_subtitle (row), "when the model is loaded"));
+  g_assert_nonnull (strstr (adw_action_row_get_subtitle (row), "64"));
+
+  g_object_set (f->settings, "quantization", (guint) LT_QUANTIZATION_NONE, NULL);
+  g_assert_cmpstr (adw_action_row_get_subtitle (row), ==, none);
+}
+
+static void
+test_qat_fields_follow_switch (Fixture       *f,
+                               gconstpointer  data)
+{
+  const char *keys[] = { "qat_bits", "qat_group_size", "qat_start_step", "qat_interval" };
+
+  g_object_set (f->settings, "qat-enable", FALSE, NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
+    g_assert_false (gtk_widget_get_sensitive (row (f, keys[i])));
+  g_assert_true (gtk_widget_get_sensitive (row (f, "qat_enable")));
+
+  g_object_set (f->settings, "qat-enable", TRUE, NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
+    g_assert_true (gtk_widget_get_sensitive (row (f, keys[i])));
+}
+
+static void
+test_rank_zero (Fixture       *f,
+                gconstpointer  data)
+{
+  GtkWidget *row = lathe_train_page_get_row_for_key (f->page, "lora_parameters.rank");
+  g_autofree char *subtitle = g_strdup (adw_action_row_get_subtitle (ADW_ACTION_ROW (row)));
+  int rank;
+
+  assert_row_ok (f, "lora_parameters.rank");
+  g_object_set (f->settings, "lora-rank", 0, NULL);
+  /* Not clamped. */
+  g_object_get (f->settings, "lora-rank", &rank, NULL);
+  g_assert_cmpint (rank, ==, 0);
+  assert_row_error (f, "lora_parameters.rank", FALSE);
+
+  g_object_set (f->settings, "lora-rank", 8, NULL);
+  assert_row_ok (f, "lora_parameters.rank");
+  g_assert_cmpstr (adw_action_row_get_subtitle (ADW_ACTION_ROW (row)), ==, subtitle);
+}
+
+static void
+test_qat_group_size_invalid (Fixture       *f,
+                             gconstpointer  data)
+{
+  g_object_set (f->settings, "qat-enable", TRUE, "qat-group-size", -1, "qat-bits", 9, NULL);
+  assert_row_error (f, "qat_group_size", FALSE);
+  assert_row_error (f, "qat_bits", FALSE);
+  g_object_set (f->settings, "qat-group-size", 0, "qat-bits", 2, NULL);
+  assert_row_ok (f, "qat_group_size");
+  assert_row_ok (f, "qat_bits");
+}
+
+static char *
+make_model_dir (int hidden_size,
+                int intermediate_size)
+{
+  g_autoptr(GError) error = NULL;
+  char *dir = g_dir_make_tmp ("lathe-model-XXXXXX", &error);
+  g_autofree char *config = g_build_filename (dir, "config.json", NULL);
+  g_autofree char *json = g_strdup_printf (
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\","
+    " \"hidden_size\": %d, \"intermediate_size\": %d, \"num_hidden_layers\": 2,"
+    " \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"vocab_size\": 256,"
+    " \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0,"
+    " \"hidden_act\": \"silu\", \"tie_word_embeddings\": true}",
+    hidden_size, intermediate_size);
+
+  g_assert_no_error (error);
+  g_assert_true (g_file_set_contents (config, json, -1, &error));
+  g_assert_no_error (error);
+  return dir;
+}
+
+static void
+remove_model_dir (const char *dir)
+{
+  g_autofree char *config = g_build_filename (dir, "config.json", NULL);
+
+  g_assert_cmpint (g_unlink (config), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
+static void
+test_start_needs_model (Fixture       *f,
+                        gconstpointer  data)
+{
+  g_autofree char *dir = make_model_dir (64, 128);
+
+  g_object_set (f->settings, "model", "", "data", dir, NULL);
+  assert_row_ok (f, "model");
+
+  g_assert_false (lathe_train_page_start (f->page));
+  assert_row_error (f, "model", TRUE);
+  g_assert_null (lathe_train_page_get_status (f->page));
+
+  /* Fixing it clears the message (the form keeps checking for a start). */
+  g_object_set (f->settings, "model", dir, NULL);
+  assert_row_ok (f, "model");
+
+  g_assert_true (lathe_train_page_start (f->page));
+  g_assert_true (g_str_has_prefix (lathe_train_page_get_status (f->page),
+                                   "would run: lathe train "));
+  g_assert_nonnull (strstr (lathe_train_page_get_status (f->page), dir));
+
+  remove_model_dir (dir);
+}
+
+static void
+test_start_group_size_not_dividing (Fixture       *f,
+                                    gconstpointer  data)
+{
+#ifdef HAVE_LT_CONFIG
+  g_autofree char *dir = make_model_dir (96, 256);
+  GtkWidget *row = lathe_train_page_get_row_for_key (f->page, "qat_group_size");
+
+  g_object_set (f->settings, "model", dir, "data", dir, "qat-enable", TRUE,
+                "qat-group-size", 64, NULL);
+  g_assert_false (lathe_train_page_start (f->page));
+  g_assert_true (gtk_widget_has_css_class (row, "error"));
+  g_assert_nonnull (strstr (adw_action_row_get_subtitle (ADW_ACTION_ROW (row)), "96"));
+
+  g_object_set (f->settings, "qat-group-size", 32, NULL);
+  g_assert_false (gtk_widget_has_css_class (row, "error"));
+  g_assert_true (lathe_train_page_start (f->page));
+
+  remove_model_dir (dir);
+#else
+  g_test_skip ("lt-config (the model's shapes) is not in this build");
+#endif
+}
+
+static void
+test_recipe_errors_leave_form (Fixture       *f,
+                               gconstpointer  data)
+{
+  const char *names[] = { "bad-unknown-key.json", "bad-type.json", "bad-syntax.json" };
+  const char *keys[] = { "lora_rank", "batch_size", "bad-syntax.json" };
+
+  g_object_set (f->settings, "model", "/keep", "lora-rank", 3, NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *path = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "recipes",
+                                                names[i], NULL);
+      g_autoptr(GFile) file = g_file_new_for_path (path);
+      g_autoptr(GError) error = NULL;
+      g_autofree char *model = NULL;
+      int rank;
+
+      g_assert_false (lathe_train_page_load_recipe (f->page, file, &error));
+      g_assert_nonnull (error);
+      g_assert_nonnull (strstr (error->message, keys[i]));
+      g_object_get (f->settings, "model", &model, "lora-rank", &rank, NULL);
+      g_assert_cmpstr (model, ==, "/keep");
+      g_assert_cmpint (rank, ==, 3);
+    }
+
+  {
+    g_autofree char *path = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "recipes",
+                                              "example.json", NULL);
+    g_autoptr(GFile) file = g_file_new_for_path (path);
+    g_autoptr(GError) error = NULL;
+    int rank;
+
+    g_assert_true (lathe_train_page_load_recipe (f->page, file, &error));
+    g_assert_no_error (error);
+    g_object_get (f->settings, "lora-rank", &rank, NULL);
+    g_assert_cmpint (rank, ==, 16);
+    assert_row_ok (f, "lora_parameters.rank");
+  }
+}
+
+static void
+test_copy_command (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autofree char *expected = NULL;
+  g_auto(GValue) value = G_VALUE_INIT;
+  g_autoptr(GError) error = NULL;
+  GdkContentProvider *content;
+
+  g_object_set (f->settings, "model", "/models/a b", "lora-rank", 4, NULL);
+  expected = lathe_run_settings_dup_command_line (f->settings);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->page), "train.copy-command", NULL));
+
+  content = gdk_clipboard_get_content (gtk_widget_get_clipboard (GTK_WIDGET (f->page)));
+  g_assert_nonnull (content);
+  g_value_init (&value, G_TYPE_STRING);
+  g_assert_true (gdk_content_provider_get_value (content, &value, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (g_value_get_string (&value), ==, expected);
+  g_assert_true (g_str_has_prefix (expected, "lathe train "));
+}
+
+/* Iterates the main loop until @done is TRUE (or 10 s pass). */
+static void
+wait_for (gboolean *done)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  while (!*done && g_get_monotonic_time () < end)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_true (*done);
+}
+
+/* A running GTask holds a reference on its source object, the page; the window holds one and
+ * the fixture one. */
+static void
+wait_for_tasks (LatheTrainPage *page)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  while (G_OBJECT (page)->ref_count > 2 && g_get_monotonic_time () < end)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (G_OBJECT (page)->ref_count, ==, 2);
+}
+
+static void
+set_true_cb (gboolean *flag)
+{
+  *flag = TRUE;
+}
+
+static AdwMessageDialog *
+find_message_dialog (void)
+{
+  GListModel *toplevels = gtk_window_get_toplevels ();
+
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr(GtkWindow) window = g_list_model_get_item (toplevels, i);
+      if (ADW_IS_MESSAGE_DIALOG (window))
+        return ADW_MESSAGE_DIALOG (window);
+    }
+  return NULL;
+}
+
+static gboolean
+dialog_shown (gpointer data)
+{
+  *(gboolean *) data = find_message_dialog () != NULL;
+  return G_SOURCE_CONTINUE;
+}
+
+/* The dialogs' path: read and write on a worker thread, report by dialog. */
+static void
+test_recipe_async (Fixture       *f,
+                   gconstpointer  data)
+{
+  g_autofree char *bad = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "recipes",
+                                           "bad-unknown-key.json", NULL);
+  g_autoptr(GFile) bad_file = g_file_new_for_path (bad);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("lathe-app-XXXXXX", &error);
+  g_autofree char *saved = g_build_filename (dir, "saved.json", NULL);
+  g_autoptr(GFile) saved_file = g_file_new_for_path (saved);
+  g_autoptr(LtRunConfig) expected = NULL;
+  g_autoptr(LtRunConfig) read_back = NULL;
+  AdwMessageDialog *dialog;
+  gboolean done = FALSE;
+  guint poll_id;
+  gulong handler;
+  int rank;
+
+  GtkWidget *window = gtk_window_new ();
+
+  g_assert_no_error (error);
+  gtk_window_set_child (GTK_WINDOW (window), GTK_WIDGET (f->page));
+  g_object_set (f->settings, "model", "/keep", "lora-rank", 3, NULL);
+
+  /* An unknown key: a dialog naming it, nothing changed. */
+  lathe_train_page_open_recipe_file (f->page, bad_file);
+  poll_id = g_timeout_add (10, dialog_shown, &done);
+  wait_for (&done);
+  g_source_remove (poll_id);
+  dialog = find_message_dialog ();
+  g_assert_nonnull (strstr (adw_message_dialog_get_body (dialog), "lora_rank"));
+  gtk_window_destroy (GTK_WINDOW (dialog));
+  g_object_get (f->settings, "lora-rank", &rank, NULL);
+  g_assert_cmpint (rank, ==, 3);
+
+  /* Save, then open what was saved in a changed form: the values come back. */
+  g_object_set (f->settings, "lora-rank", 24, "qat-enable", TRUE, NULL);
+  expected = lathe_run_settings_dup_config (f->settings);
+  lathe_train_page_save_recipe_file (f->page, saved_file);
+  done = FALSE;
+  wait_for_tasks (f->page);
+  g_assert_true (g_file_test (saved, G_FILE_TEST_EXISTS));
+
+  g_object_set (f->settings, "lora-rank", 5, "qat-enable", FALSE, NULL);
+  handler = g_signal_connect_swapped (f->settings, "notify::lora-rank", G_CALLBACK (set_true_cb),
+                                      &done);
+  lathe_train_page_open_recipe_file (f->page, saved_file);
+  wait_for (&done);
+  g_signal_handler_disconnect (f->settings, handler);
+  wait_for_tasks (f->page);
+  read_back = lathe_run_settings_dup_config (f->settings);
+  g_assert_true (lt_run_config_equal (expected, read_back));
+
+  gtk_window_destroy (GTK_WINDOW (window));
+  g_assert_cmpint (g_unlink (saved), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
+static void
+test_epochs_issue_shown_on_visible_row (Fixture       *f,
+                                        gconstpointer  data)
+{
+  g_object_set (f->settings, "length-unit", (guint) LATHE_LENGTH_UNIT_EPOCHS, "epochs", 0, NULL);
+  g_assert_false (gtk_widget_get_visible (lathe_train_page_get_row_for_key (f->page, "iters")));
+  g_assert_true (gtk_widget_has_css_class (
+    lathe_train_page_get_row_for_key (f->page, "length_unit"), "error"));
+  g_object_set (f->settings, "epochs", 2, NULL);
+  g_assert_false (gtk_widget_has_css_class (
+    lathe_train_page_get_row_for_key (f->page, "length_unit"), "error"));
+}
+
+int
+main (int   argc,
+      char *argv[])
+{
+  gtk_test_init (&argc, &argv, NULL);
+  adw_init ();
+
+#define ADD(path, func) \
+  g_test_add ("/train-page/" path, Fixture, NULL, fixture_setup, func, fixture_teardown)
+  ADD ("full-disables-quantization", test_full_disables_quantization);
+  ADD ("quantization-note", test_quantization_note);
+  ADD ("qat-fields-follow-switch", test_qat_fields_follow_switch);
+  ADD ("rank-zero", test_rank_zero);
+  ADD ("qat-invalid", test_qat_group_size_invalid);
+  ADD ("start-needs-model", test_start_needs_model);
+  ADD ("start-group-size-not-dividing", test_start_group_size_not_dividing);
+  ADD ("recipe-errors-leave-form", test_recipe_errors_leave_form);
+  ADD ("epochs-issue-on-visible-row", test_epochs_issue_shown_on_visible_row);
+  ADD ("recipe-async", test_recipe_async);
+  ADD ("copy-command", test_copy_command);
+#undef ADD
+
+  return g_test_run ();
+}
