@@ -330,7 +330,7 @@ lt_run_config_new (void)
   cfg->val_batches = 25;
   cfg->beta = 0.1;
   cfg->qat_enable = FALSE;
-  cfg->qat_bits = 4;
+  cfg->qat_bits = 8;
   cfg->qat_group_size = 64;
   cfg->qat_start_step = 1;
   cfg->qat_interval = 1;
