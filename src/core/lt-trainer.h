@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-trainer: the training loop (SFT now; DPO / ORPO later), evaluation, checkpoints, resume,
+ * progress and cancellation. The app's worker thread and `lathe train` call exactly this.
+ *
+ * A run writes the run directory of ARCHITECTURE.md §5 at cfg->adapter_path:
+ *   run.json, metrics.jsonl, adapters.safetensors + adapter_config.json (mlx-lm layout; the
+ *   trained weights for full fine-tuning), checkpoints/NNNNNNN_adapters.safetensors, state/
+ *   (optimizer moments, step, RNG, data cursor: exact resume), log.txt. Every file is written
+ *   atomically.
+ *
+ * Progress is reported through @progress on the calling (worker) thread after every report,
+ * evaluation and phase change; it never touches a main loop. Returning FALSE, or cancelling
+ * @cancellable, stops the run after the current optimizer step with the adapter and state
+ * saved; lt_train then fails with LT_ERROR_CANCELLED. A NaN/Inf loss or gradient stops the run
+ * with LT_ERROR_NUMERIC naming the step, keeping the last good checkpoint. */
+#pragma once
+
+#include <gio/gio.h>
+#include <glib.h>
+
+#include "lt-run.h"
+
+G_BEGIN_DECLS
+
+typedef enum
+{
+  LT_TRAIN_EVENT_PHASE,   /* phase changed (see LtTrainPhase) */
+  LT_TRAIN_EVENT_REPORT,  /* a training report: loss, lr, tokens/s, memory */
+  LT_TRAIN_EVENT_EVAL,    /* a validation loss */
+  LT_TRAIN_EVENT_SAVE,    /* a checkpoint or the final adapter was written (message = path) */
+  LT_TRAIN_EVENT_LOG,     /* a line for the log (message) */
+} LtTrainEvent;
+
+typedef enum
+{
+  LT_TRAIN_PHASE_LOADING,  /* model, tokenizer, data */
+  LT_TRAIN_PHASE_TRAINING,
+  LT_TRAIN_PHASE_SAVING,
+  LT_TRAIN_PHASE_DONE,
+} LtTrainPhase;
+
+typedef struct
+{
+  LtTrainEvent event;
+  LtTrainPhase phase;
+  gint64 step;               /* completed optimizer steps */
+  gint64 total_steps;
+  int epoch;
+  double loss;               /* mean train loss over the steps since the last report (NAN if none) */
+  double val_loss;           /* NAN unless event == EVAL */
+  double learning_rate;
+  double tokens_per_s;       /* since the last report */
+  gint64 trained_tokens;     /* predicted (in-loss) tokens so far */
+  guint64 mem_estimate_bytes;
+  guint64 rss_bytes;
+  guint64 peak_rss_bytes;
+  double elapsed_s;
+  const char *message;       /* LOG / SAVE text, else NULL */
+} LtTrainProgress;
+
+/* Called on the training thread; FALSE asks the run to stop gracefully. */
+typedef gboolean (*LtProgressFunc) (const LtTrainProgress *progress, gpointer user_data);
+
+/* Runs @cfg to completion (or a graceful stop). When cfg->adapter_path holds a stopped run
+ * (its state/ folder) and @resume is TRUE, continues it so that the loss trajectory equals the
+ * uninterrupted run's. */
+gboolean lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress,
+                   gpointer user_data, GCancellable *cancellable, GError **error);
+
+/* One line of metrics.jsonl for @p (the same object `lathe train --json` prints). */
+char *lt_train_progress_to_json (const LtTrainProgress *p);
+
+G_END_DECLS
