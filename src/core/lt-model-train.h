@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* The training half of lt-model: trainable parameters (LoRA / DoRA adapters on a frozen,
+ * optionally quantized base, or f32 master weights for full fine-tuning), QAT, gradient
+ * checkpointing and one forward + backward pass. lt-trainer drives it.
+ *
+ * Adapters follow mlx-lm (FORMATS.md §2.9, §3.1): y = x·Wᵀ + scale·(dropout(x)·A)·B with
+ * A (in, r), B (r, out); DoRA adds the magnitude m (out) and divides by the detached row norm
+ * of W + scale·(AB)ᵀ. Initialisation as mlx-lm: A uniform ±1/√in, B zero, m = ‖W‖_row. */
+#pragma once
+
+#include <glib.h>
+#include <stdint.h>
+
+#include "lt-model.h"
+#include "lt-run.h"
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  LtTrainType type;  /* LT_TRAIN_TYPE_LORA / _DORA / _FULL */
+  int rank;
+  double scale;
+  double dropout;
+  char **keys;       /* module paths inside a block ("self_attn.q_proj", "mlp.down_proj");
+                        NULL = every linear layer of a block */
+  int num_layers;    /* the last N blocks; -1 = all */
+  guint64 seed;      /* adapter initialisation */
+} LtAdapterSpec;
+
+/* Fills @spec from a run configuration (borrows cfg->lora_keys). */
+void lt_adapter_spec_from_config (LtAdapterSpec *spec, const LtRunConfig *cfg);
+
+/* Makes the model trainable as @spec says. FULL on a quantized base is refused
+ * (LT_ERROR_UNSUPPORTED); an unknown key names the key. */
+gboolean lt_model_attach_trainable (LtModel *model, const LtAdapterSpec *spec, GError **error);
+
+/* Trainable tensors in a stable order. @name: the mlx-lm adapters.safetensors key
+ * ("model.layers.0.self_attn.q_proj.lora_a"; for full training the HF weight name); @data and
+ * @grad: (n) f32 owned by the model; @decay: FALSE for norms and DoRA magnitudes' exemptions
+ * as the trainer's optimizer applies them. */
+guint lt_model_get_n_params (LtModel *model);
+void lt_model_get_param (LtModel *model, guint index, const char **name, float **data,
+                         float **grad, gsize *n, gboolean *decay);
+
+/* Training mode enables dropout, drawn from @dropout_seed and the step. */
+void lt_model_set_training (LtModel *model, gboolean training, guint64 dropout_seed);
+void lt_model_set_grad_checkpointing (LtModel *model, gboolean enabled);
+
+/* QAT: while enabled, each trainable linear layer's forward uses fq(W_eff) (symmetric fake
+ * quantization with @bits and @group_size, 0 = per tensor, lt-qat), and its backward treats fq
+ * as the identity (straight-through). Scales are frozen until lt_model_qat_recompute_scales. */
+void lt_model_set_qat (LtModel *model, gboolean enabled, int bits, int group_size);
+void lt_model_qat_recompute_scales (LtModel *model);
+
+/* One micro-batch of B padding-free sequences (tokens (N), lengths (B), N = Σ lengths), with
+ * per-position targets (N) and loss weights (N) (0 = not in the loss). Adds to every
+ * parameter's grad the gradient of loss_scale · Σ_t weights[t]·CE(logits[t], targets[t]) and
+ * returns Σ_t weights[t]·CE in *loss_sum. The LM head and cross-entropy run in vocabulary
+ * chunks: (N, V) logits never exist. */
+gboolean lt_model_forward_backward (LtModel *model, const int32_t *tokens, const int *lengths,
+                                    int B, const int32_t *targets, const float *weights,
+                                    float loss_scale, double *loss_sum, GError **error);
+
+/* Adapters on disk. Save writes DIR/adapters.safetensors + DIR/adapter_config.json in the
+ * mlx-lm layout (atomic); @file_name overrides the weights file name (checkpoints). Load takes an
+ * mlx-lm or PEFT adapter file or folder and detects which. */
+gboolean lt_model_save_adapters (LtModel *model, const char *dir, const char *file_name,
+                                 const LtRunConfig *cfg, GError **error);
+gboolean lt_model_load_adapters (LtModel *model, const char *path, GError **error);
+
+G_END_DECLS
