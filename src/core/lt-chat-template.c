@@ -3268,8 +3268,8 @@ py_split (const char *s, const char *sep, gint64 maxsplit)
             break;
           if (maxsplit >= 0 && splits >= maxsplit)
             {
-              /* the rest, with its trailing whitespace stripped */
-              v_list_append (list, v_str_take (py_strip (p, NULL, FALSE, TRUE)));
+              /* the rest, trailing whitespace included */
+              v_list_append (list, v_str (p));
               break;
             }
           start = p;
@@ -3886,14 +3886,29 @@ static gboolean
 parse_py_float (const char *s, double *out)
 {
   g_autofree char *t = py_strip (s, NULL, TRUE, TRUE);
+  g_autoptr (GString) num = g_string_new (NULL);
+  const char *word = t + (*t == '+' || *t == '-');
   char *end = NULL;
 
-  if (*t == '\0' || strchr (t, '_') || g_ascii_isspace (*t))
+  if (!g_ascii_strcasecmp (word, "inf") || !g_ascii_strcasecmp (word, "infinity") ||
+      !g_ascii_strcasecmp (word, "nan"))
+    {
+      *out = g_ascii_strtod (t, NULL);
+      return TRUE;
+    }
+  /* decimal digits, '.', exponent, sign; '_' only between digits; no hex */
+  for (const char *p = t; *p; p++)
+    {
+      if (*p == '_' && p > t && g_ascii_isdigit (p[-1]) && g_ascii_isdigit (p[1]))
+        continue;
+      if (!g_ascii_isdigit (*p) && !strchr (".eE+-", *p))
+        return FALSE;
+      g_string_append_c (num, *p);
+    }
+  if (num->len == 0)
     return FALSE;
-  *out = g_ascii_strtod (t, &end);
-  if (end && *end == '\0')
-    return TRUE;
-  return FALSE;
+  *out = g_ascii_strtod (num->str, &end);
+  return end && *end == '\0';
 }
 
 static Value *

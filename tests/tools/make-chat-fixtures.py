@@ -137,6 +137,97 @@ CONVERSATIONS = [
 ]
 
 
+# Small templates for semantics the chat templates leave open; rendered with messages=[],
+# add_generation_prompt=False and no special tokens. Errors are recorded, not expected.
+SNIPPETS = [
+    "[{{ nope }}]{{ nope is defined }}{{ bos_token is defined }}",
+    "{{ messages|length }}{{ tools }}{{ documents is none }}",
+    "{{ strftime_now is defined }}{{ raise_exception is defined }}",
+    "a\n  {% if true %}\n  b\n  {% endif %}\nc",
+    "a  {%- if true -%}  b  {%- endif -%}  c",
+    "  {%+ if true %}x{% endif %}",
+    "line\n{# comment #}\nnext\n",
+    "line\n  {#- comment -#}  \nnext",
+    "{{ 'x' }}\n{{ 'y' }}\n",
+    "a\r\n{% if true %}\r\nb\r\n{% endif %}\r\nc\r\n",
+    "{% if true %}\n    indented\n{% endif %}",
+    "{{ {'a': {'b': 1}} }}",
+    "{% set x = 1 %}{% for i in [1, 2] %}{{ x }}{% set x = x + 1 %}{{ x }}{% endfor %}{{ x }}",
+    "{% for a, b in [[1, 2], [3, 4]] %}{{ a + b }},{% endfor %}",
+    "{% for k, v in {'a': 1, 'b': 2}|items %}{{ k }}{{ v }}{% endfor %}",
+    "{% for c in 'h\u00e9llo' %}{{ loop.index }}{{ c }}{% endfor %}",
+    "{% for x in [] %}a{% else %}empty{% endfor %}",
+    "{% for x in [1, 2, 3] if x > 1 %}{{ loop.index }}/{{ loop.length }} {% endfor %}",
+    "{% for x in [1, 2, 3, 4] %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 4 %}{% break %}{% endif %}{{ x }}{% endfor %}",
+    "{% for x in [1, 2] %}{% for y in 'ab' %}{{ loop.index }}{{ y }}{% endfor %}{{ loop.index }}{% endfor %}",
+    "{{ 'a' ~ 'b' + 'c' }}|{{ (1 + 2) ~ 3 }}",
+    "{{ -2 ** 2 }} {{ (-2) ** 2 }} {{ 2 ** 3 ** 2 }}",
+    "{{ 7 // -2 }} {{ 7.5 // 2 }} {{ -7.5 % 2 }} {{ 2 ** 0.5 }} {{ 10 / 4 }} {{ 2 ** -2 }}",
+    "{{ 'x' * 3 }} {{ [0] * 2 }} {{ 3 * 'ab' }}",
+    "{{ 1 == true }}{{ 0 == false }}{{ 1.0 == 1 }}{{ (1, 2) == [1, 2] }}{{ 'a' != 'a' }}",
+    "{{ (1, 2) }} {{ (1,) }} {{ () }} {{ [] }} {{ {} }}",
+    "{{ 'abc'[5] is defined }}{{ [1][3] is defined }}{{ none['x'] is defined }}",
+    "{{ [1, 2, 3][1:] }}{{ 'hello'[::-2] }}{{ [1, 2, 3][-1:0:-1] }}{{ 'x'[10:] }}{{ [1, 2][none:1] }}",
+    "{{ 1e16 }} {{ 1e15 }} {{ 0.0001 }} {{ 0.00001 }} {{ -0.0 }} {{ 123456789.123 }} {{ 1.5e300 * 1e10 }}",
+    "{{ \"it's\" }} {{ ['it\\'s', 'a\"b', 'tab\\t', '\u00e9\\x01\u200b'] }}",
+    "{{ none|string }}{{ true|string }}{{ [none, false]|string }}",
+    "{{ [1, 2]|tojson(indent=2) }}",
+    "{{ {'a': none}|tojson(separators=(',', ':')) }}",
+    "{{ '\u00e9\U0001f680'|tojson(ensure_ascii=true) }}",
+    "{{ {'b': 1, 'a': [1, {}]}|tojson(indent=1, sort_keys=true) }}",
+    "{{ '\\u2028\\x7f\\x1f'|tojson }}",
+    "{{ 'a b  c'.split(' ') }} {{ ''.split() }} {{ ' a  b '.split(none, 1) }} {{ 'x'.replace('', '-') }}",
+    "{{ 'Hello'.startswith(('a', 'H')) }}{{ 'Hello'.endswith('lo') }}{{ 'hello wORLD'.title() }}{{ 'hELLO'.capitalize() }}",
+    "{{ 'hello-world (test) [x]'|title }}|{{ 'HELLO world'|capitalize }}",
+    "{{ '\u00a0x\u3000'|trim }}|{{ '..x..'|trim('.') }}|{{ '  x  '.lstrip() }}|{{ 'xyyx'.rstrip('x') }}",
+    "{{ [3, 1, 2]|reverse|list }} {{ 'abc'|reverse }} {{ 'abc'|first }}{{ 'abc'|last }} {{ []|first is defined }}",
+    "{{ 3.7|int }} {{ '0x1A'|int }} {{ ' 12 '|int }} {{ '1_000'|int }} {{ '1e3'|int }} {{ none|int }} {{ 'x'|int(7) }} {{ '-3.9'|int }}",
+    "{{ '2.5'|float }} {{ 'x'|float }} {{ 3|float }} {{ '1e-3'|float }} {{ '0x10'|float }}",
+    "{{ [1, 2, 3]|select('odd')|list }} {{ [1, 2, 3]|reject('odd')|list }} {{ [0, 1, '', 'a']|select|list }}",
+    "{{ [{'a': 1}, {'b': 2}]|map(attribute='a', default=0)|list }} {{ ['a', 'b']|map('upper')|join }}",
+    "{{ [{'a': {'b': 'x'}}, {'a': {'b': 'y'}}]|map(attribute='a.b')|join(',') }}",
+    "{{ [{'r': 'u', 'n': 1}, {'r': 'a'}, {'r': 'u', 'n': 2}]|selectattr('r', 'equalto', 'u')|map(attribute='n')|list }}",
+    "{{ [{'r': 'u'}, {'x': 1}]|selectattr('x', 'defined')|list }} {{ [{'r': 'u'}, {'x': 1}]|rejectattr('x')|list }}",
+    "{{ 'a\nb\n'|indent(2) }}|{{ 'a\n\nb'|indent(2, true, true) }}|{{ 'a\nb'|indent('> ') }}",
+    "{{ {'b': 1, 'a': 2}|items|list }} {{ {'b': 1}.items()|list }} {{ {'b': 1}.keys()|list }} {{ {'b': 1}.get('c', 'no') }}",
+    "{{ 10 is divisibleby 3 }}{{ 'abc' is lower }}{{ 'ABC' is upper }}{{ 'aB' is lower }}{{ none is sameas none }}{{ 2 is gt 1 }}{{ 'a' is in ['a'] }}",
+    "{{ none is iterable }}{{ nope is iterable }}{{ 'x' is sequence }}{{ {} is sequence }}{{ true is number }}{{ true is integer }}{{ 1 is boolean }}",
+    "{{ range(5)|list }} {{ range(10, 0, -3)|list }} {{ range(2, 3)|list }}",
+    "{{ namespace(a=1).a }} {{ dict(a=1, b=[2]) }} {{ namespace({'k': 'v'}).k }}",
+    "{% set ns = namespace(items=[]) %}{% for i in range(3) %}{% set ns.items = ns.items + [i * 2] %}{% endfor %}{{ ns.items }}",
+    "{% set x %}inner {{ 1 + 1 }}{% endset %}[{{ x }}]",
+    "{% set a, b = 1, 2 %}{{ a }}{{ b }}{% set (c, d) = ['x', 'y'] %}{{ c }}{{ d }}",
+    "{{ 'a' if false }}|{{ 'a' if true }}|{{ 'x' if none else 'y' if 0 else 'z' }}",
+    "{{ true and 0 }} {{ '' or none }} {{ not [] }} {{ 1 and 2 and 3 }} {{ 0 or '' or [] }}",
+    "{{ 1 < 2 < 3 }}{{ 3 > 2 > 2 }}{{ 1 < 2 > 0 }}{{ 'b' > 'a' }}{{ [1, 2] < [1, 3] }}",
+    "{{ 'bc' in 'abc' }}{{ 'd' not in 'abc' }}{{ 'k' in {'k': 1} }}{{ 1 in [1.0] }}{{ 'x' in nope }}",
+    "{{ messages[0] is defined }}{{ (messages|length) == 0 }}",
+    "{{ 0.1 + 0.2 }} {{ 1 / 3 }} {{ 2 / 2 }} {{ 1e22 }} {{ 1e-7 }} {{ 3.0 * 2 }}",
+    # expected errors
+    "{{ none + 1 }}",
+    "{{ nope.attr }}",
+    "{{ nope['x'] }}",
+    "{{ [1] < 'a' }}",
+    "{{ 1 / 0 }}",
+    "{{ 1 // 0 }}",
+    "{% for x in 5 %}{% endfor %}",
+    "{{ 'a' in 1 }}",
+    "{{ 1 in 'abc' }}",
+    "{% set a, b = [1] %}",
+    "{% set x = 1 %}{% set x.y = 2 %}",
+    "{{ raise_exception('boom') }}",
+    "{{ 'a' + 1 }}",
+    "{{ -'a' }}",
+    "{{ nope + 'a' }}",
+    "{{ {'a': 1}|tojson }}{{ nope|tojson }}",
+    "{{ 5|length }}",
+    "{{ 'abc'.strip(1) }}",
+    "{{ [1, 2][::0] }}",
+    "{{ 'x'.startswith(['x']) }}",
+    "{{ ', '.join([1, 2]) }}",
+]
+
+
 def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                       sort_keys=sort_keys)
@@ -228,6 +319,19 @@ def main():
             except Exception as e:  # noqa: BLE001  (TypeError etc. from Python operators)
                 case["error"] = "%s: %s" % (type(e).__name__, e)
             cases.append(case)
+    snippets = []
+    for src in SNIPPETS:
+        case = {"source": src}
+        try:
+            case["output"] = render(src, [], False, {})
+        except TemplateError as e:
+            if type(e) is TemplateError:
+                case["raise_exception"] = str(e)
+            else:
+                case["error"] = "%s: %s" % (type(e).__name__, e)
+        except Exception as e:  # noqa: BLE001
+            case["error"] = "%s: %s" % (type(e).__name__, e)
+        snippets.append(case)
     date_after = datetime.datetime.now().strftime("%d %b %Y")
     if date_before != date_after:
         sys.exit("the date changed while rendering; run again")
@@ -238,6 +342,7 @@ def main():
         "conversations": [{"name": c, "messages": m, "add_generation_prompt": a, "extra": e}
                           for c, m, a, e in CONVERSATIONS],
         "cases": cases,
+        "snippets": snippets,
     }
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(doc, f, ensure_ascii=False, indent=1)
@@ -245,8 +350,9 @@ def main():
     n_out = sum("output" in c for c in cases)
     n_raise = sum("raise_exception" in c for c in cases)
     n_err = sum("error" in c for c in cases)
-    print("%s: %d cases (%d rendered, %d raise_exception, %d other errors) -> %s"
-          % (renderer, len(cases), n_out, n_raise, n_err, out_path))
+    print("%s: %d cases (%d rendered, %d raise_exception, %d other errors), %d snippets "
+          "(%d errors) -> %s" % (renderer, len(cases), n_out, n_raise, n_err, len(snippets),
+                                 sum("output" not in c for c in snippets), out_path))
 
 
 if __name__ == "__main__":
