@@ -813,7 +813,8 @@ static const struct
 typedef enum
 {
   TS_DEFINED, TS_UNDEFINED, TS_NONE, TS_BOOLEAN, TS_TRUE, TS_FALSE, TS_INTEGER, TS_FLOAT, TS_NUMBER,
-  TS_STRING, TS_MAPPING, TS_ITERABLE, TS_SEQUENCE, TS_CALLABLE, TS_ODD, TS_EVEN, TS_DIVISIBLEBY, TS_EQ,
+  TS_STRING, TS_MAPPING, TS_ITERABLE, TS_SEQUENCE, TS_CALLABLE, TS_ODD, TS_EVEN, TS_DIVISIBLEBY,
+  TS_EQ,
   TS_NE, TS_LT, TS_LE, TS_GT, TS_GE, TS_IN, TS_SAMEAS, TS_LOWER, TS_UPPER,
 } TestId;
 
@@ -824,7 +825,8 @@ static const struct
 } test_names[] = {
   { "defined", TS_DEFINED }, { "undefined", TS_UNDEFINED }, { "none", TS_NONE },
   { "boolean", TS_BOOLEAN }, { "true", TS_TRUE }, { "false", TS_FALSE }, { "integer", TS_INTEGER },
-  { "float", TS_FLOAT }, { "number", TS_NUMBER }, { "string", TS_STRING }, { "mapping", TS_MAPPING },
+  { "float", TS_FLOAT }, { "number", TS_NUMBER }, { "string", TS_STRING },
+  { "mapping", TS_MAPPING },
   { "iterable", TS_ITERABLE }, { "sequence", TS_SEQUENCE }, { "callable", TS_CALLABLE },
   { "odd", TS_ODD }, { "even", TS_EVEN }, { "divisibleby", TS_DIVISIBLEBY }, { "eq", TS_EQ },
   { "equalto", TS_EQ }, { "==", TS_EQ }, { "ne", TS_NE }, { "!=", TS_NE }, { "lt", TS_LT },
@@ -3667,7 +3669,8 @@ apply_test (Render *R, Node *n, int id, const char *name, Value *v, GPtrArray *a
                    v_type_name (v), v_type_name (other));
           return FALSE;
         }
-      *result = c != 2 && (id == TS_LT ? c < 0 : id == TS_LE ? c <= 0 : id == TS_GT ? c > 0 : c >= 0);
+      *result = c != 2 && (id == TS_LT ? c < 0 : id == TS_LE ? c <= 0 :
+                           id == TS_GT ? c > 0 : c >= 0);
       return TRUE;
     case TS_IN:
       return py_contains (R, n, other, v, result);
