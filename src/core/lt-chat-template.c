@@ -29,6 +29,7 @@
 #define MAX_DEPTH 200                 /* nesting of blocks and expressions */
 #define MAX_OUTPUT ((gsize) 1 << 28)  /* largest rendered text or string value, bytes */
 #define MAX_ITEMS 10000000            /* largest list a template may build */
+#define MAX_VALUE_DEPTH 500           /* deepest nesting printed, compared or serialized */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Values                                                                                      */
@@ -66,7 +67,7 @@ struct _Value
     gboolean b;
     gint64 i;
     double f;
-    char *s;          /* V_STR; V_UNDEF: the name it stands for, or NULL */
+    char *s;          /* V_STR; V_UNDEF: what it stands for, as a message, or NULL */
     GPtrArray *list;  /* Value* */
     Dict dict;
     int func;         /* V_FUNC: G_* */
@@ -101,8 +102,9 @@ v_new (VKind kind)
   return v;
 }
 
+/* Frees @v's storage, moving the references it held to its children onto @pending. */
 static void
-v_clear_contents (Value *v)
+v_clear_contents (Value *v, GPtrArray *pending)
 {
   switch (v->kind)
     {
@@ -111,15 +113,19 @@ v_clear_contents (Value *v)
       g_free (v->s);
       break;
     case V_LIST:
+      for (guint k = 0; k < v->list->len; k++)
+        g_ptr_array_add (pending, v->list->pdata[k]);
       g_ptr_array_unref (v->list);
       break;
     case V_DICT:
     case V_NS:
+      for (guint k = 0; k < v->dict.keys->len; k++)
+        g_ptr_array_add (pending, g_hash_table_lookup (v->dict.map, v->dict.keys->pdata[k]));
       g_hash_table_unref (v->dict.map);
       g_ptr_array_unref (v->dict.keys);
       break;
     case V_METHOD:
-      v_unref (v->m.self);
+      g_ptr_array_add (pending, v->m.self);
       break;
     case V_NONE:
     case V_BOOL:
@@ -131,15 +137,25 @@ v_clear_contents (Value *v)
     }
 }
 
+/* Iterative, so that freeing a deeply nested value cannot overflow the stack. */
 static void
 v_unref (Value *v)
 {
-  if (v == NULL || v->ref < 0)
+  GPtrArray *pending;
+
+  if (v == NULL || v->ref < 0 || --v->ref > 0)
     return;
-  if (--v->ref > 0)
-    return;
-  v_clear_contents (v);
-  g_free (v);
+  pending = g_ptr_array_new ();
+  g_ptr_array_add (pending, v);
+  while (pending->len > 0)
+    {
+      Value *x = g_ptr_array_steal_index_fast (pending, pending->len - 1);
+      if (x != v && (x->ref < 0 || --x->ref > 0))
+        continue;
+      v_clear_contents (x, pending);
+      g_free (x);
+    }
+  g_ptr_array_unref (pending);
 }
 
 static void
@@ -198,11 +214,12 @@ v_str_len (const char *s, gsize len)
   return v_str_take (g_strndup (s, len));
 }
 
+/* @why: jinja2's message for using it ("'x' is undefined"), or NULL. */
 static Value *
-v_undef (const char *name)
+v_undef (char *why)
 {
   Value *v = v_new (V_UNDEF);
-  v->s = g_strdup (name);
+  v->s = why;
   return v;
 }
 
@@ -210,7 +227,7 @@ static Value *
 v_list_new (void)
 {
   Value *v = v_new (V_LIST);
-  v->list = g_ptr_array_new_with_free_func (v_unref_cb);
+  v->list = g_ptr_array_new ();  /* the references are released by v_unref */
   return v;
 }
 
@@ -226,7 +243,7 @@ v_dict_new (VKind kind)
 {
   Value *v = v_new (kind);
   v->dict.keys = g_ptr_array_new_with_free_func (g_free);
-  v->dict.map = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, v_unref_cb);
+  v->dict.map = g_hash_table_new (g_str_hash, g_str_equal);  /* values released by v_unref */
   return v;
 }
 
@@ -234,11 +251,12 @@ v_dict_new (VKind kind)
 static void
 v_dict_set (Value *dict, const char *key, Value *item)
 {
-  gpointer orig_key;
+  gpointer orig_key, old;
 
-  if (g_hash_table_lookup_extended (dict->dict.map, key, &orig_key, NULL))
+  if (g_hash_table_lookup_extended (dict->dict.map, key, &orig_key, &old))
     {
       g_hash_table_insert (dict->dict.map, orig_key, item);
+      v_unref (old);
       return;
     }
   char *k = g_strdup (key);
@@ -304,11 +322,14 @@ v_type_name (const Value *v)
     }
 }
 
+/* NULL when nested deeper than MAX_VALUE_DEPTH. */
 static Value *
-v_from_json (JsonNode *node)
+v_from_json (JsonNode *node, int depth)
 {
   if (node == NULL)
     return v_none ();
+  if (depth > MAX_VALUE_DEPTH)
+    return NULL;
   switch (json_node_get_node_type (node))
     {
     case JSON_NODE_NULL:
@@ -332,7 +353,15 @@ v_from_json (JsonNode *node)
         Value *list = v_list_new ();
         guint n = json_array_get_length (a);
         for (guint k = 0; k < n; k++)
-          v_list_append (list, v_from_json (json_array_get_element (a, k)));
+          {
+            Value *item = v_from_json (json_array_get_element (a, k), depth + 1);
+            if (item == NULL)
+              {
+                v_unref (list);
+                return NULL;
+              }
+            v_list_append (list, item);
+          }
         return list;
       }
     case JSON_NODE_OBJECT:
@@ -343,7 +372,15 @@ v_from_json (JsonNode *node)
         Value *dict = v_dict_new (V_DICT);
         json_object_iter_init_ordered (&iter, json_node_get_object (node));
         while (json_object_iter_next_ordered (&iter, &name, &member))
-          v_dict_set (dict, name, v_from_json (member));
+          {
+            Value *item = v_from_json (member, depth + 1);
+            if (item == NULL)
+              {
+                v_unref (dict);
+                return NULL;
+              }
+            v_dict_set (dict, name, item);
+          }
         return dict;
       }
     default:
@@ -531,11 +568,11 @@ append_str_repr (GString *out, const char *s)
   g_string_append_c (out, quote);
 }
 
-static void append_repr (GString *out, Value *v);
+static void append_repr (GString *out, Value *v, int depth);
 
 /* Python str(v). */
 static void
-append_str (GString *out, Value *v)
+append_str_d (GString *out, Value *v, int depth)
 {
   switch (v->kind)
     {
@@ -561,7 +598,7 @@ append_str (GString *out, Value *v)
       {
         Value tmp = *v;
         tmp.kind = V_DICT;
-        append_repr (out, &tmp);
+        append_repr (out, &tmp, depth);
       }
       g_string_append_c (out, '>');
       break;
@@ -572,15 +609,26 @@ append_str (GString *out, Value *v)
     case V_LIST:
     case V_DICT:
     default:
-      append_repr (out, v);
+      append_repr (out, v, depth);
       break;
     }
 }
 
-/* Python repr(v). */
 static void
-append_repr (GString *out, Value *v)
+append_str (GString *out, Value *v)
 {
+  append_str_d (out, v, 0);
+}
+
+/* Python repr(v); beyond MAX_VALUE_DEPTH levels prints "..." (Python would raise). */
+static void
+append_repr (GString *out, Value *v, int depth)
+{
+  if (depth > MAX_VALUE_DEPTH && (v->kind == V_LIST || v->kind == V_DICT || v->kind == V_NS))
+    {
+      g_string_append (out, "...");
+      return;
+    }
   switch (v->kind)
     {
     case V_STR:
@@ -595,7 +643,7 @@ append_repr (GString *out, Value *v)
         {
           if (k)
             g_string_append (out, ", ");
-          append_repr (out, v->list->pdata[k]);
+          append_repr (out, v->list->pdata[k], depth + 1);
         }
       if (v->is_tuple && v->list->len == 1)
         g_string_append_c (out, ',');
@@ -610,7 +658,7 @@ append_repr (GString *out, Value *v)
             g_string_append (out, ", ");
           append_str_repr (out, key);
           g_string_append (out, ": ");
-          append_repr (out, v_dict_get (v, key));
+          append_repr (out, v_dict_get (v, key), depth + 1);
         }
       g_string_append_c (out, '}');
       break;
@@ -622,7 +670,7 @@ append_repr (GString *out, Value *v)
     case V_FUNC:
     case V_METHOD:
     default:
-      append_str (out, v);
+      append_str_d (out, v, depth + 1);
       break;
     }
 }
@@ -704,6 +752,8 @@ json_append (GString *out, Value *v, const JsonOpts *o, int level)
 {
   const char *bad;
 
+  if (level > MAX_VALUE_DEPTH)
+    return "a value nested too deeply";
   switch (v->kind)
     {
     case V_NONE:
@@ -2632,7 +2682,7 @@ static Value *
 fail_undefined (Render *R, Node *n, Value *v)
 {
   if (v->s)
-    return rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "'%s' is undefined", v->s);
+    return rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "%s", v->s);
   return rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "use of an undefined value");
 }
 
@@ -2671,7 +2721,7 @@ lookup (Render *R, const char *name)
   g = find_name (global_names, G_N_ELEMENTS (global_names), name);
   if (g >= 0)
     return v_func (g);
-  return v_undef (name);
+  return v_undef (g_strdup_printf ("'%s' is undefined", name));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -2698,7 +2748,7 @@ py_truthy (Value *v)
 }
 
 static gboolean
-py_eq (Value *a, Value *b)
+py_eq_d (Value *a, Value *b, int depth)
 {
   if (v_is_number (a) && v_is_number (b))
     {
@@ -2706,7 +2756,7 @@ py_eq (Value *a, Value *b)
         return v_as_int (a) == v_as_int (b);
       return v_as_float (a) == v_as_float (b);
     }
-  if (a->kind != b->kind)
+  if (a->kind != b->kind || depth > MAX_VALUE_DEPTH)
     return FALSE;
   switch (a->kind)
     {
@@ -2719,7 +2769,7 @@ py_eq (Value *a, Value *b)
       if (a->is_tuple != b->is_tuple || a->list->len != b->list->len)
         return FALSE;
       for (guint k = 0; k < a->list->len; k++)
-        if (!py_eq (a->list->pdata[k], b->list->pdata[k]))
+        if (!py_eq_d (a->list->pdata[k], b->list->pdata[k], depth + 1))
           return FALSE;
       return TRUE;
     case V_DICT:
@@ -2729,7 +2779,7 @@ py_eq (Value *a, Value *b)
         {
           const char *key = a->dict.keys->pdata[k];
           Value *other = v_dict_get (b, key);
-          if (other == NULL || !py_eq (v_dict_get (a, key), other))
+          if (other == NULL || !py_eq_d (v_dict_get (a, key), other, depth + 1))
             return FALSE;
         }
       return TRUE;
@@ -2746,9 +2796,15 @@ py_eq (Value *a, Value *b)
     }
 }
 
+static gboolean
+py_eq (Value *a, Value *b)
+{
+  return py_eq_d (a, b, 0);
+}
+
 /* Python ordering; FALSE (with *result unset) when the types do not order. */
 static gboolean
-py_cmp (Value *a, Value *b, int *result)
+py_cmp_d (Value *a, Value *b, int *result, int depth)
 {
   if (v_is_number (a) && v_is_number (b))
     {
@@ -2773,16 +2829,23 @@ py_cmp (Value *a, Value *b, int *result)
       *result = (c > 0) - (c < 0);
       return TRUE;
     }
-  if (a->kind == V_LIST && b->kind == V_LIST && a->is_tuple == b->is_tuple)
+  if (a->kind == V_LIST && b->kind == V_LIST && a->is_tuple == b->is_tuple &&
+      depth <= MAX_VALUE_DEPTH)
     {
       guint n = MIN (a->list->len, b->list->len);
       for (guint k = 0; k < n; k++)
-        if (!py_eq (a->list->pdata[k], b->list->pdata[k]))
-          return py_cmp (a->list->pdata[k], b->list->pdata[k], result);
+        if (!py_eq_d (a->list->pdata[k], b->list->pdata[k], depth + 1))
+          return py_cmp_d (a->list->pdata[k], b->list->pdata[k], result, depth + 1);
       *result = (a->list->len > b->list->len) - (a->list->len < b->list->len);
       return TRUE;
     }
   return FALSE;
+}
+
+static gboolean
+py_cmp (Value *a, Value *b, int *result)
+{
+  return py_cmp_d (a, b, result, 0);
 }
 
 /* len(v); -1 when v has no length. */
@@ -2915,6 +2978,27 @@ v_method (Value *self, MethodId id)
   return v;
 }
 
+/* jinja2's object_type_repr, for messages about missing attributes and items. */
+static const char *
+object_type_repr (Value *v)
+{
+  switch (v->kind)
+    {
+    case V_NONE: return "None";
+    case V_BOOL: return "bool object";
+    case V_INT: return "int object";
+    case V_FLOAT: return "float object";
+    case V_STR: return "str object";
+    case V_LIST: return v->is_tuple ? "tuple object" : "list object";
+    case V_DICT: return "dict object";
+    case V_NS: return "jinja2.utils.Namespace object";
+    case V_UNDEF:
+    case V_FUNC:
+    case V_METHOD:
+    default: return "object";
+    }
+}
+
 /* jinja2's sandboxed getattr(obj, name): attribute first (str/dict methods), then item. */
 static Value *
 get_attr (Render *R, Node *n, Value *obj, const char *name)
@@ -2950,7 +3034,7 @@ get_attr (Render *R, Node *n, Value *obj, const char *name)
     default:
       break;
     }
-  return v_undef (name);
+  return v_undef (g_strdup_printf ("'%s' has no attribute '%s'", object_type_repr (obj), name));
 }
 
 /* jinja2's getitem(obj, key): item first, then attribute for string keys. */
@@ -2971,7 +3055,8 @@ get_item (Render *R, Node *n, Value *obj, Value *key)
           const char *p = g_utf8_offset_to_pointer (obj->s, (glong) idx);
           return v_str_len (p, g_utf8_next_char (p) - p);
         }
-      return v_undef (NULL);
+      return v_undef (g_strdup_printf ("%s has no element %" G_GINT64_FORMAT,
+                                       object_type_repr (obj), v_as_int (key)));
     }
   if (key->kind == V_STR)
     {
@@ -3955,6 +4040,8 @@ to_json (Render *R, Node *n, Value *v, Args *a)
     {
       if (!strcmp (bad, "Undefined"))
         return rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "tojson of an undefined value");
+      if (strchr (bad, ' '))
+        return rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "tojson of %s", bad);
       return rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "Object of type %s is not JSON serializable",
                     bad);
     }
@@ -4799,6 +4886,29 @@ eval (Render *R, Node *n)
 
 static Exec exec_node (Render *R, Node *n);
 
+/* Whether @target is @v or inside it (TRUE too when @v is nested too deeply to tell). */
+static gboolean
+value_reaches (Value *v, Value *target, int depth)
+{
+  if (v == target || depth > MAX_VALUE_DEPTH)
+    return TRUE;
+  if (v->kind == V_LIST)
+    {
+      for (guint k = 0; k < v->list->len; k++)
+        if (value_reaches (v->list->pdata[k], target, depth + 1))
+          return TRUE;
+    }
+  else if (v->kind == V_DICT || v->kind == V_NS)
+    {
+      for (guint k = 0; k < v->dict.keys->len; k++)
+        if (value_reaches (v_dict_get (v, v->dict.keys->pdata[k]), target, depth + 1))
+          return TRUE;
+    }
+  else if (v->kind == V_METHOD)
+    return value_reaches (v->m.self, target, depth + 1);
+  return FALSE;
+}
+
 static Exec
 exec_body (Render *R, Node *body)
 {
@@ -4971,6 +5081,13 @@ exec_node (Render *R, Node *n)
           }
         if (!(v = eval (R, n->a)))
           return EXEC_ERR;
+        if (value_reaches (v, ns, 0))
+          {
+            v_unref (v);
+            rfail (R, n, LT_ERROR_UNSUPPORTED,
+                   "a namespace cannot contain itself (or a value nested too deeply)");
+            return EXEC_ERR;
+          }
         v_dict_set (ns, n->name, v);
         break;
       }
@@ -5131,7 +5248,18 @@ lt_chat_template_render (LtChatTemplate *tmpl, JsonArray *messages,
     {
       guint n = json_array_get_length (messages);
       for (guint k = 0; k < n; k++)
-        v_list_append (msgs, v_from_json (json_array_get_element (messages, k)));
+        {
+          Value *m = v_from_json (json_array_get_element (messages, k), 1);
+          if (m == NULL)
+            {
+              v_unref (msgs);
+              g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                           "chat template: message %u is nested more than %d levels deep", k,
+                           MAX_VALUE_DEPTH);
+              return NULL;
+            }
+          v_list_append (msgs, m);
+        }
     }
   g_hash_table_insert (ctx, g_strdup ("messages"), msgs);
   g_hash_table_insert (ctx, g_strdup ("add_generation_prompt"), v_bool (add_generation_prompt));
@@ -5150,7 +5278,17 @@ lt_chat_template_render (LtChatTemplate *tmpl, JsonArray *messages,
       JsonNode *member;
       json_object_iter_init_ordered (&iter, extra);
       while (json_object_iter_next_ordered (&iter, &name, &member))
-        g_hash_table_insert (ctx, g_strdup (name), v_from_json (member));
+        {
+          Value *v = v_from_json (member, 0);
+          if (v == NULL)
+            {
+              g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                           "chat template: variable '%s' is nested more than %d levels deep",
+                           name, MAX_VALUE_DEPTH);
+              return NULL;
+            }
+          g_hash_table_insert (ctx, g_strdup (name), v);
+        }
     }
 
   R.out = g_string_new (NULL);

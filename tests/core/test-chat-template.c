@@ -390,6 +390,63 @@ test_strftime (void)
   g_assert_cmpstr (out, ==, today);
 }
 
+/* Values nested without bound, and namespaces that would contain themselves: errors or
+ * truncated output, never a stack overflow. */
+static void
+test_deep_values (void)
+{
+  g_autoptr (GString) src = g_string_new ("{% set x = 1 %}");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtChatTemplate) t = NULL;
+  g_autofree char *out = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GString) deep = g_string_new ("[{\"role\": \"user\", \"content\": ");
+
+  for (int k = 0; k < 3000; k++)
+    g_string_append (src, "{% set x = [x] %}");
+  g_string_append (src, "{{ x|length }}|{{ '[...]' in (x|string) }}|{{ x == x }}");
+  t = lt_chat_template_new (src->str, &error);
+  g_assert_no_error (error);
+  out = lt_chat_template_render (t, NULL, FALSE, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (out, ==, "1|True|False");
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&t, lt_chat_template_free);
+
+  t = lt_chat_template_new ("{% set ns = namespace(x=none) %}{% for i in range(2000) %}"
+                            "{% set ns.x = [ns.x] %}{% endfor %}", &error);
+  g_assert_no_error (error);
+  out = lt_chat_template_render (t, NULL, FALSE, NULL, NULL, NULL, &error);
+  g_assert_null (out);
+  g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+  g_clear_error (&error);
+  g_clear_pointer (&t, lt_chat_template_free);
+
+  t = lt_chat_template_new ("{% set ns = namespace() %}{% set ns.me = [ns] %}", &error);
+  g_assert_no_error (error);
+  out = lt_chat_template_render (t, NULL, FALSE, NULL, NULL, NULL, &error);
+  g_assert_null (out);
+  g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+  g_assert_cmpstr (error->message, ==, "chat template: a namespace cannot contain itself "
+                   "(or a value nested too deeply) at 1:30");
+  g_clear_error (&error);
+  g_clear_pointer (&t, lt_chat_template_free);
+
+  for (int k = 0; k < 600; k++)
+    g_string_append_c (deep, '[');
+  for (int k = 0; k < 600; k++)
+    g_string_append_c (deep, ']');
+  g_string_append (deep, "}]");
+  json_parser_load_from_data (parser, deep->str, -1, &error);
+  g_assert_no_error (error);
+  t = lt_chat_template_new ("{{ messages }}", &error);
+  g_assert_no_error (error);
+  out = lt_chat_template_render (t, json_node_get_array (json_parser_get_root (parser)), FALSE,
+                                 NULL, NULL, NULL, &error);
+  g_assert_null (out);
+  g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+}
+
 /* Randomly truncated and mutated templates: parse and render must fail cleanly or succeed,
  * never crash (run under -Dsanitize_tests=true for memory errors). */
 static void
@@ -403,7 +460,7 @@ test_fuzz (void)
   GHashTableIter iter;
   gpointer key;
   guint parsed = 0, rendered = 0, failed = 0;
-  GRand *rand = g_rand_new_with_seed (1234);
+  GRand *rand = g_rand_new_with_seed (g_test_rand_int ());  /* --seed reproduces a run */
 
   fixtures_load (&f);
   g_hash_table_iter_init (&iter, f.templates);
@@ -421,7 +478,30 @@ test_fuzz (void)
           g_autoptr (GError) error = NULL;
           g_autoptr (LtChatTemplate) t = NULL;
 
-          if (round % 2)
+          if (round % 3 == 2)
+            {
+              /* whole template, one name or literal swapped for another: exercises the
+               * renderer's type errors rather than the parser's */
+              static const char *const words[] = { "messages", "loop", "none", "true", "1",
+                                                   "'x'", "[]", "{}", "ns", "message",
+                                                   "tools", "content", "-1", "nope" };
+              g_autoptr (GRegex) re = g_regex_new ("\\b[a-z_]+\\b", 0, 0, NULL);
+              g_autoptr (GMatchInfo) mi = NULL;
+              int skip = g_rand_int_range (rand, 0, 200);
+              g_string_assign (src, text);
+              g_regex_match (re, src->str, 0, &mi);
+              while (skip-- > 0 && g_match_info_matches (mi))
+                g_match_info_next (mi, NULL);
+              if (g_match_info_matches (mi))
+                {
+                  int start, end;
+                  g_match_info_fetch_pos (mi, 0, &start, &end);
+                  g_string_erase (src, start, end - start);
+                  g_string_insert (src, start,
+                                   words[g_rand_int_range (rand, 0, G_N_ELEMENTS (words))]);
+                }
+            }
+          else if (round % 3 == 1)
             for (int m = 0; m < 3 && src->len > 0; m++)
               {
                 gsize at = g_rand_int_range (rand, 0, src->len);
@@ -456,7 +536,7 @@ test_fuzz (void)
     }
   g_test_message ("fuzz: %u templates parsed, %u renders, %u render errors", parsed, rendered,
                   failed);
-  g_assert_cmpuint (parsed, >, 20);
+  g_assert_cmpuint (parsed, >, 500);
   g_rand_free (rand);
   fixtures_free (&f);
 }
@@ -471,6 +551,7 @@ main (int argc, char **argv)
   g_test_add_func ("/chat-template/syntax-errors", test_syntax_errors);
   g_test_add_func ("/chat-template/snippets", test_snippets);
   g_test_add_func ("/chat-template/strftime", test_strftime);
+  g_test_add_func ("/chat-template/deep-values", test_deep_values);
   g_test_add_func ("/chat-template/fuzz", test_fuzz);
   return g_test_run ();
 }
