@@ -27,6 +27,10 @@ from jinja2.exceptions import TemplateError
 # None = the model has none, so the variable is left undefined as transformers does).
 TOKENS = {
     "chatml": ("<s>", "</s>"),
+    "deepseek-r1-distill-qwen": ("<\uff5cbegin\u2581of\u2581sentence\uff5c>",
+                                 "<\uff5cend\u2581of\u2581sentence\uff5c>"),
+    "gemma-2": ("<bos>", "<eos>"),
+    "phi-3.5": ("<s>", "<|endoftext|>"),
     "lathe-features": ("<BOS>", "<EOS>"),
     "llama-3.1": ("<|begin_of_text|>", "<|eot_id|>"),
     "llama-3.2": ("<|begin_of_text|>", "<|eot_id|>"),
