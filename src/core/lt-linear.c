@@ -105,7 +105,7 @@ lt_linear_forward_rows (const LtLinear *lin, const float *x, int N, int row0, in
     {
     case LT_LINEAR_DENSE:
       {
-        LtKDType kd;
+        LtKDType kd = LT_KDTYPE_F32;
         gsize esize = lt_dtype_bits (lin->weight->dtype) / 8;
         kdtype_of (lin->weight->dtype, &kd);
         const char *w = (const char *) lin->weight->data + (gsize) row0 * lin->in_features * esize;
