@@ -167,6 +167,8 @@ test_attention (void)
   g_autoptr (GRand) r = g_rand_new_with_seed (5);
 
   check_attention (r, 37, 37, 6, 2, 10);  /* full, GQA */
+  check_attention (r, 45, 45, 6, 3, 64);  /* AVX2 path */
+  check_attention (r, 9, 60, 2, 1, 40);   /* AVX2 path, D not a multiple of 32 */
   check_attention (r, 1, 1, 3, 3, 8);     /* one token */
   check_attention (r, 3, 50, 6, 3, 10);   /* decode over a cache */
   check_attention (r, 1, 77, 4, 1, 14);   /* one new token, MQA */

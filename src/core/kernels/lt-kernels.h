@@ -68,7 +68,8 @@ void lt_rope_forward_ref (float *x, const int *pos, const float *inv_freq, int N
  * out (n, H, D), q (n, H, D), k (S, KVH, D), v (S, KVH, D). */
 void lt_attention_forward_ref (float *out, const float *q, const float *k, const float *v,
                                int n, int S, int H, int KVH, int D);
-/* Same; @scratch holds lt_attention_scratch_floats (n, S) floats. */
+/* Same, OpenMP over (head, block of rows); @scratch holds lt_attention_scratch_floats (n, S)
+ * floats (one row of S per OpenMP thread: ask again after changing the thread count). */
 size_t lt_attention_scratch_floats (int n, int S);
 void lt_attention_forward (float *out, const float *q, const float *k, const float *v,
                            int n, int S, int H, int KVH, int D, float *scratch);
