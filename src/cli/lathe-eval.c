@@ -12,6 +12,7 @@
 
 #include "lathe-cli.h"
 #include "lt-error.h"
+#include "lt-linear.h"
 #include "lt-model.h"
 #include "lt-tokenizer.h"
 
@@ -118,6 +119,9 @@ lathe_cmd_eval (int argc, char **argv)
       g_printerr ("lathe eval: --max-seq-length must be at least 2 (got %d)\n", max_seq_length);
       return LATHE_EXIT_BAD_INPUT;
     }
+
+  /* one thread pool: OpenMP threads share each GEMM over single-threaded OpenBLAS */
+  lt_linear_set_threads (0);
 
   g_autofree char *contents = NULL;
   gsize len;

@@ -3,6 +3,7 @@
 
 #include "lt-linear.h"
 
+#include <cblas.h>
 #include <string.h>
 
 #include "lt-error.h"
@@ -125,4 +126,11 @@ lt_linear_forward (const LtLinear *lin, const float *x, int N, float *y, float *
                    gsize scratch_floats)
 {
   lt_linear_forward_rows (lin, x, N, 0, lin->out_features, y, scratch, scratch_floats);
+}
+
+void
+lt_linear_set_threads (int n)
+{
+  lt_set_threads (n);
+  openblas_set_num_threads (1);
 }

@@ -52,4 +52,11 @@ void lt_linear_forward (const LtLinear *lin, const float *x, int N, float *y, fl
 void lt_linear_forward_rows (const LtLinear *lin, const float *x, int N, int row0, int n_rows,
                              float *y, float *scratch, gsize scratch_floats);
 
+/* Thread policy for linear layers: @n OpenMP threads (n <= 0: all cores) share each product's
+ * blocks of rows and call OpenBLAS single-threaded, so one thread pool does all the work.
+ * (OpenMP for element-wise kernels plus a threaded OpenBLAS for GEMMs leaves each pool's
+ * threads spinning while the other pool needs the cores: about half the throughput on two
+ * cores.) Calls lt_set_threads (@n), then sets OpenBLAS to one thread. */
+void lt_linear_set_threads (int n);
+
 G_END_DECLS

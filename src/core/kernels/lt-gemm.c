@@ -11,6 +11,7 @@
 #include "lt-kernels.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -23,6 +24,8 @@
 
 /* Below or at this many rows the fused dot-product path runs. */
 #define LT_GEMV_MAX_N 4
+/* Multiply-adds below which a product is not worth splitting across OpenMP threads. */
+#define LT_GEMM_PARALLEL_MIN (1 << 18)
 /* Default tile budget: 1 Mi floats (4 MiB). */
 #define LT_TILE_FLOATS ((size_t) 1 << 20)
 
@@ -52,9 +55,11 @@ kdtype_size (LtKDType dtype)
 size_t
 lt_matmul_tile_floats (int in, int out)
 {
+  /* the whole matrix when it is small, plus slack so that each thread's share of rows (rounded
+   * up to 16) still fits in one piece */
   size_t total = (size_t) in * (size_t) out;
   size_t t = total < LT_TILE_FLOATS ? total : LT_TILE_FLOATS;
-  return t < (size_t) in ? (size_t) in : t;
+  return (t < (size_t) in ? (size_t) in : t) + (size_t) in * 64;
 }
 
 static float
@@ -211,6 +216,47 @@ lt_matmul_forward (float *y, const float *x, const void *w, LtKDType wdtype, con
   if (b)
     fill_bias (y, b, N, out);
 
+  /* OpenBLAS single-threaded and several OpenMP threads: the OpenMP threads take blocks of
+   * rows of W in turn (dynamic, so a thread the OS preempts does not hold the others up), each
+   * expanding its block into its own part of the tile and calling sgemm on it. One thread pool
+   * does all the work: no pool spins while the other needs the cores. */
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  if (nt > 1 && openblas_get_num_threads () == 1
+      && (double) N * out * in >= LT_GEMM_PARALLEL_MIN && out >= 2 * nt)
+    {
+      size_t share = tile_floats / (size_t) nt;
+      int aligned = wdtype == LT_KDTYPE_F32 && ((uintptr_t) w % sizeof (float)) == 0;
+      /* about four blocks per thread, 16 to 256 rows, bounded by the tile share */
+      int block = (out + 4 * nt - 1) / (4 * nt);
+      block = (block + 15) / 16 * 16;
+      block = block < 16 ? 16 : block > 256 ? 256 : block;
+      if (!aligned && (size_t) block * in > share)
+        block = (int) (share / (size_t) in);
+      if (block >= 1)
+        {
+          int n_blocks = (out + block - 1) / block;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+          for (int bi = 0; bi < n_blocks; bi++)
+            {
+              int r0 = bi * block;
+              int r = out - r0 < block ? out - r0 : block;
+              if (aligned)
+                cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, 1.0f, x, in,
+                             (const float *) w + (size_t) r0 * in, in, beta, y + r0, out);
+              else
+                {
+                  /* my_tile (r, in) */
+                  float *my_tile = tile + (size_t) omp_get_thread_num () * share;
+                  lt_expand_f32 (wdtype, (const char *) w + (size_t) r0 * in * esize,
+                                 (size_t) r * in, my_tile);
+                  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, 1.0f, x, in,
+                               my_tile, in, beta, y + r0, out);
+                }
+            }
+          return;
+        }
+    }
+
   if (wdtype == LT_KDTYPE_F32 && ((uintptr_t) w % sizeof (float)) == 0)
     {
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in, 1.0f, x, in,
@@ -218,6 +264,7 @@ lt_matmul_forward (float *y, const float *x, const void *w, LtKDType wdtype, con
       return;
     }
 
+  /* OpenBLAS threads the sgemm; the expansion runs on OpenMP threads. */
   int rows_per_tile = (int) (tile_floats / (size_t) in);
   if (rows_per_tile < 1)
     rows_per_tile = 1;
