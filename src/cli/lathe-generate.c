@@ -11,6 +11,7 @@
 #include "lathe-cli.h"
 #include "lt-chat-template.h"
 #include "lt-error.h"
+#include "lt-linear.h"
 #include "lt-model.h"
 #include "lt-tokenizer.h"
 
@@ -150,6 +151,9 @@ lathe_cmd_generate (int argc, char **argv)
       g_printerr ("lathe generate: --max-tokens must be ≥ 1, --temp ≥ 0 and --top-p in (0, 1]\n");
       return LATHE_EXIT_BAD_INPUT;
     }
+
+  /* one thread pool: OpenMP threads share each GEMM over single-threaded OpenBLAS */
+  lt_linear_set_threads (0);
 
   g_autoptr (LtModel) model = lt_model_load (model_dir, &error);
   if (model == NULL)
