@@ -267,6 +267,53 @@ append_utf8_lossy (GString *out, const guchar *s, gsize len)
     }
 }
 
+/* UTF-8 validation as Rust's str (NUL is a valid char, unlike g_utf8_validate). Returns the
+ * offset of the first invalid byte, or @len. */
+static gsize
+utf8_valid_up_to (const char *str, gsize len)
+{
+  const guchar *s = (const guchar *) str;
+  gsize i = 0;
+
+  while (i < len)
+    {
+      guchar c = s[i];
+      guchar lo = 0x80, hi = 0xbf;
+      gsize need;
+
+      if (c < 0x80)
+        {
+          i++;
+          continue;
+        }
+      if (c >= 0xc2 && c <= 0xdf)
+        need = 1;
+      else if (c == 0xe0)
+        need = 2, lo = 0xa0;
+      else if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef)
+        need = 2;
+      else if (c == 0xed)
+        need = 2, hi = 0x9f;
+      else if (c == 0xf0)
+        need = 3, lo = 0x90;
+      else if (c >= 0xf1 && c <= 0xf3)
+        need = 3;
+      else if (c == 0xf4)
+        need = 3, hi = 0x8f;
+      else
+        return i;
+      if (i + need >= len)
+        return i;
+      if (s[i + 1] < lo || s[i + 1] > hi)
+        return i;
+      for (gsize k = 2; k <= need; k++)
+        if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+          return i;
+      i += need + 1;
+    }
+  return len;
+}
+
 /* GPT-2's bytes_to_unicode. */
 typedef struct
 {
@@ -631,6 +678,7 @@ typedef enum
   NORM_LOWERCASE,
   NORM_STRIP,
   NORM_STRIP_ACCENTS,
+  NORM_BYTE_LEVEL,
 } NormKind;
 
 typedef struct _Normalizer Normalizer;
@@ -758,6 +806,8 @@ parse_normalizer (JsonNode *node, const char *path, const char *key, GError **er
     }
   else if (strcmp (type, "StripAccents") == 0)
     n->kind = NORM_STRIP_ACCENTS;
+  else if (strcmp (type, "ByteLevel") == 0)
+    n->kind = NORM_BYTE_LEVEL;
   else
     {
       fail (error, LT_ERROR_UNSUPPORTED, path, "key “%s.type”: normalizer “%s” is not supported",
@@ -794,6 +844,22 @@ replace_all (const Pattern *p, const char *content, const char *s, gsize len, GE
   return out;
 }
 
+/* TRUE when @p starts a char that is a starter (ccc 0) and never the second element of a
+ * canonical composition: ASCII, Hangul syllables, CJK ideographs. Unicode normalization of
+ * the text before it does not depend on what follows. */
+static gboolean
+normalization_boundary (const char *p)
+{
+  gunichar c;
+
+  if ((guchar) *p < 0x80)
+    return TRUE;
+  if ((guchar) *p < 0xc0)
+    return FALSE; /* a continuation byte */
+  c = g_utf8_get_char (p);
+  return (c >= 0xac00 && c <= 0xd7a3) || (c >= 0x4e00 && c <= 0x9fff);
+}
+
 /* Returns the normalized form of @s (@len bytes) as a new GString. */
 static GString *
 normalize (const Normalizer *n, const char *s, gsize len, GError **error)
@@ -823,21 +889,48 @@ normalize (const Normalizer *n, const char *s, gsize len, GError **error)
     case NORM_REPLACE:
       return replace_all (&n->pattern, n->text, s, len, error);
     case NORM_UNICODE:
-      {
-        char *r = g_utf8_normalize (s, (gssize) len, n->mode);
+      /* g_utf8_normalize is quadratic in the number of compositions (it moves the rest of
+       * its buffer for each), and stops at NUL: run it on stretches of about 4 KiB that end
+       * before a char that never composes with what precedes it, and pass NULs through. */
+      out = g_string_sized_new (len + 16);
+      for (gsize a = 0; a < len;)
+        {
+          gsize b = MIN (a + 4096, len);
+          const char *z;
+          char *r;
 
-        out = g_string_new (r);
-        g_free (r);
-        return out;
-      }
+          if (s[a] == '\0')
+            {
+              g_string_append_len (out, "", 1);
+              a++;
+              continue;
+            }
+          while (b < len && !normalization_boundary (s + b))
+            b++;
+          if ((z = memchr (s + a, '\0', b - a)) != NULL)
+            b = (gsize) (z - s);
+          r = g_utf8_normalize (s + a, (gssize) (b - a), n->mode);
+          g_string_append (out, r);
+          g_free (r);
+          a = b;
+        }
+      return out;
     case NORM_LOWERCASE:
-      {
-        char *r = g_utf8_strdown (s, (gssize) len);
+      /* GLib stops at NUL: run it on each NUL-free stretch. */
+      out = g_string_sized_new (len + 16);
+      for (gsize a = 0; a <= len;)
+        {
+          const char *z = memchr (s + a, '\0', len - a);
+          gsize b = z ? (gsize) (z - s) : len;
+          char *r = g_utf8_strdown (s + a, (gssize) (b - a));
 
-        out = g_string_new (r);
-        g_free (r);
-        return out;
-      }
+          g_string_append (out, r);
+          g_free (r);
+          if (b < len)
+            g_string_append_len (out, "", 1);
+          a = b + 1;
+        }
+      return out;
     case NORM_STRIP:
       {
         gsize a = 0, b = len;
@@ -856,6 +949,12 @@ normalize (const Normalizer *n, const char *s, gsize len, GError **error)
             }
         return g_string_new_len (s + a, (gssize) (b - a));
       }
+    case NORM_BYTE_LEVEL:
+      out = g_string_sized_new (len * 2);
+      for (gsize i = 0; i < len; i++)
+        g_string_append_len (out, byte_table.utf8[(guchar) s[i]],
+                             byte_table.utf8_len[(guchar) s[i]]);
+      return out;
     case NORM_STRIP_ACCENTS:
       out = g_string_new (NULL);
       for (gsize i = 0; i < len; i += utf8_char_len ((guchar) s[i]))
@@ -1315,19 +1414,32 @@ error:
   return NULL;
 }
 
+/* Decoder token lists hold GString* (a decoded byte may be NUL). */
+static void
+gstring_free_all (gpointer s)
+{
+  g_string_free (s, TRUE);
+}
+
 static GPtrArray *
 new_token_list (void)
 {
-  return g_ptr_array_new_with_free_func (g_free);
+  return g_ptr_array_new_with_free_func (gstring_free_all);
 }
 
-static char *
-gstring_steal (GString *s)
+static GString *
+token_at (GPtrArray *tokens, guint i)
 {
-  return g_string_free (s, FALSE);
+  return g_ptr_array_index (tokens, i);
 }
 
-/* Consumes @tokens (owned strings) and returns the decoded token list. */
+static GString *
+gstring_dup (const GString *s)
+{
+  return g_string_new_len (s->str, (gssize) s->len);
+}
+
+/* Consumes @tokens and returns the decoded token list. */
 static GPtrArray *
 decode_chain (const Decoder *d, GPtrArray *tokens)
 {
@@ -1346,13 +1458,13 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
 
         for (guint i = 0; i < tokens->len; i++)
           {
-            const char *t = g_ptr_array_index (tokens, i);
+            GString *t = token_at (tokens, i);
             guint mark = bytes->len;
             gboolean all = TRUE;
 
-            for (const char *p = t; *p; p = g_utf8_next_char (p))
+            for (gsize p = 0; p < t->len; p += utf8_char_len ((guchar) t->str[p]))
               {
-                gunichar c = g_utf8_get_char (p);
+                gunichar c = g_utf8_get_char (t->str + p);
                 guint8 b;
 
                 if (c >= G_N_ELEMENTS (byte_table.byte_of) || byte_table.byte_of[c] < 0)
@@ -1366,41 +1478,41 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
             if (!all)
               {
                 g_byte_array_set_size (bytes, mark);
-                g_byte_array_append (bytes, (const guint8 *) t, (guint) strlen (t));
+                g_byte_array_append (bytes, (const guint8 *) t->str, (guint) t->len);
               }
           }
         append_utf8_lossy (s, bytes->data, bytes->len);
         g_byte_array_unref (bytes);
         g_ptr_array_unref (tokens);
         out = new_token_list ();
-        g_ptr_array_add (out, gstring_steal (s));
+        g_ptr_array_add (out, s);
         return out;
       }
     case DEC_METASPACE:
       out = new_token_list ();
       for (guint i = 0; i < tokens->len; i++)
         {
-          const char *t = g_ptr_array_index (tokens, i);
+          GString *t = token_at (tokens, i);
           gsize rlen = strlen (d->text);
           GString *s = g_string_new (NULL);
 
-          while (*t)
+          for (gsize p = 0; p < t->len;)
             {
-              if (strncmp (t, d->text, rlen) == 0)
+              if (t->len - p >= rlen && memcmp (t->str + p, d->text, rlen) == 0)
                 {
                   if (!(i == 0 && d->scheme != PREPEND_NEVER))
                     g_string_append_c (s, ' ');
-                  t += rlen;
+                  p += rlen;
                 }
               else
                 {
-                  const char *next = g_utf8_next_char (t);
+                  gsize cl = utf8_char_len ((guchar) t->str[p]);
 
-                  g_string_append_len (s, t, next - t);
-                  t = next;
+                  g_string_append_len (s, t->str + p, (gssize) cl);
+                  p += cl;
                 }
             }
-          g_ptr_array_add (out, gstring_steal (s));
+          g_ptr_array_add (out, s);
         }
       g_ptr_array_unref (tokens);
       return out;
@@ -1408,10 +1520,10 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
       out = new_token_list ();
       for (guint i = 0; i < tokens->len; i++)
         {
-          const char *t = g_ptr_array_index (tokens, i);
-          GString *s = replace_all (&d->pattern, d->text, t, strlen (t), NULL);
+          GString *t = token_at (tokens, i);
+          GString *s = replace_all (&d->pattern, d->text, t->str, t->len, NULL);
 
-          g_ptr_array_add (out, s != NULL ? gstring_steal (s) : g_strdup (t));
+          g_ptr_array_add (out, s != NULL ? s : gstring_dup (t));
         }
       g_ptr_array_unref (tokens);
       return out;
@@ -1422,12 +1534,12 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
         out = new_token_list ();
         for (guint i = 0; i <= tokens->len; i++)
           {
-            const char *t = i < tokens->len ? g_ptr_array_index (tokens, i) : NULL;
+            GString *t = i < tokens->len ? token_at (tokens, i) : NULL;
             int hi, lo;
 
-            if (t != NULL && strlen (t) == 6 && strncmp (t, "<0x", 3) == 0 && t[5] == '>'
-                && (hi = g_ascii_xdigit_value (t[3])) >= 0
-                && (lo = g_ascii_xdigit_value (t[4])) >= 0)
+            if (t != NULL && t->len == 6 && strncmp (t->str, "<0x", 3) == 0 && t->str[5] == '>'
+                && (hi = g_ascii_xdigit_value (t->str[3])) >= 0
+                && (lo = g_ascii_xdigit_value (t->str[4])) >= 0)
               {
                 guint8 b = (guint8) (hi * 16 + lo);
 
@@ -1436,15 +1548,16 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
               }
             if (pending->len > 0)
               {
-                if (g_utf8_validate_len ((const char *) pending->data, pending->len, NULL))
-                  g_ptr_array_add (out, g_strndup ((const char *) pending->data, pending->len));
+                if (utf8_valid_up_to ((const char *) pending->data, pending->len) == pending->len)
+                  g_ptr_array_add (out, g_string_new_len ((const char *) pending->data,
+                                                          (gssize) pending->len));
                 else
                   for (guint k = 0; k < pending->len; k++)
-                    g_ptr_array_add (out, g_strdup ("\xef\xbf\xbd"));
+                    g_ptr_array_add (out, g_string_new ("\xef\xbf\xbd"));
                 g_byte_array_set_size (pending, 0);
               }
             if (t != NULL)
-              g_ptr_array_add (out, g_strdup (t));
+              g_ptr_array_add (out, gstring_dup (t));
           }
         g_byte_array_unref (pending);
         g_ptr_array_unref (tokens);
@@ -1455,26 +1568,27 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
         GString *s = g_string_new (NULL);
 
         for (guint i = 0; i < tokens->len; i++)
-          g_string_append (s, g_ptr_array_index (tokens, i));
+          g_string_append_len (s, token_at (tokens, i)->str, (gssize) token_at (tokens, i)->len);
         g_ptr_array_unref (tokens);
         out = new_token_list ();
-        g_ptr_array_add (out, gstring_steal (s));
+        g_ptr_array_add (out, s);
         return out;
       }
     case DEC_STRIP:
       out = new_token_list ();
       for (guint i = 0; i < tokens->len; i++)
         {
-          const char *t = g_ptr_array_index (tokens, i);
-          gsize clen = strlen (d->text), a = 0, b = strlen (t);
+          GString *t = token_at (tokens, i);
+          gsize clen = strlen (d->text), a = 0, b = t->len;
 
-          for (gint64 k = 0; k < d->start && b - a >= clen && memcmp (t + a, d->text, clen) == 0;
-               k++)
+          for (gint64 k = 0;
+               k < d->start && b - a >= clen && memcmp (t->str + a, d->text, clen) == 0; k++)
             a += clen;
-          for (gint64 k = 0; k < d->stop && b - a >= clen && memcmp (t + b - clen, d->text, clen) == 0;
+          for (gint64 k = 0;
+               k < d->stop && b - a >= clen && memcmp (t->str + b - clen, d->text, clen) == 0;
                k++)
             b -= clen;
-          g_ptr_array_add (out, g_strndup (t + a, b - a));
+          g_ptr_array_add (out, g_string_new_len (t->str + a, (gssize) (b - a)));
         }
       g_ptr_array_unref (tokens);
       return out;
@@ -1482,11 +1596,11 @@ decode_chain (const Decoder *d, GPtrArray *tokens)
       out = new_token_list ();
       for (guint i = 0; i < tokens->len; i++)
         {
-          const char *t = g_ptr_array_index (tokens, i);
+          GString *t = token_at (tokens, i);
           Pattern p = { NULL, d->text, strlen (d->text), NULL };
-          GString *s = replace_all (&p, i + 1 == tokens->len ? "" : " ", t, strlen (t), NULL);
+          GString *s = replace_all (&p, i + 1 == tokens->len ? "" : " ", t->str, t->len, NULL);
 
-          g_ptr_array_add (out, s != NULL ? gstring_steal (s) : g_strdup (t));
+          g_ptr_array_add (out, s != NULL ? s : gstring_dup (t));
         }
       g_ptr_array_unref (tokens);
       return out;
@@ -1550,6 +1664,7 @@ struct _LtTokenizer
   GPtrArray *templates; /* GArray of int32_t, -1 = the sequence; applied in order */
 
   int32_t bos_id, eos_id;
+  int add_bos_token; /* -1 = absent */
   char *bos_token, *eos_token, *chat_template;
 };
 
@@ -1856,7 +1971,7 @@ bpe_word (LtTokenizer *tok, const char *w, gsize len, GArray *ids)
       g_array_append_val (ids, id);
       return;
     }
-  if (len >= CACHE_MAX_WORD_BYTES)
+  if (len >= CACHE_MAX_WORD_BYTES || memchr (w, '\0', len) != NULL)
     {
       bpe_merge_word (tok, w, len, ids);
       return;
@@ -1878,7 +1993,8 @@ bpe_word (LtTokenizer *tok, const char *w, gsize len, GArray *ids)
   bpe_merge_word (tok, w, len, ids);
   cached = g_new (int32_t, ids->len - before + 1);
   cached[0] = (int32_t) (ids->len - before);
-  memcpy (cached + 1, &g_array_index (ids, int32_t, before), (ids->len - before) * sizeof (int32_t));
+  memcpy (cached + 1, &g_array_index (ids, int32_t, before),
+          (ids->len - before) * sizeof (int32_t));
   g_mutex_lock (&tok->cache_lock);
   if (g_hash_table_size (tok->cache) < CACHE_MAX_ENTRIES)
     g_hash_table_replace (tok->cache, g_strndup (w, len), cached);
@@ -2229,7 +2345,8 @@ parse_cls_sep (JsonObject *o, GPtrArray *templates, const char *path, const char
       JsonNode *n = member (o, names[i]);
       JsonArray *a;
 
-      if (n == NULL || !JSON_NODE_HOLDS_ARRAY (n) || json_array_get_length (a = json_node_get_array (n)) != 2
+      if (n == NULL || !JSON_NODE_HOLDS_ARRAY (n)
+          || json_array_get_length (a = json_node_get_array (n)) != 2
           || !node_is_int (json_array_get_element (a, 1)))
         return fail (error, LT_ERROR_FORMAT, path, "key “%s.%s” must be [token, id]", key,
                      names[i]);
@@ -2319,6 +2436,7 @@ lt_tokenizer_new_from_file (const char *path, GError **error)
   tok->cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   tok->templates = g_ptr_array_new_with_free_func (free_int_array);
   tok->bos_id = tok->eos_id = -1;
+  tok->add_bos_token = -1;
 
   if (!load_model (tok, root, path, error) || !load_added_tokens (tok, root, path, error))
     return NULL;
@@ -2421,6 +2539,19 @@ lt_tokenizer_new_from_dir (const char *model_dir, GError **error)
       if (!config_token (o, "bos_token", &tok->bos_token, cfg, error)
           || !config_token (o, "eos_token", &tok->eos_token, cfg, error))
         return NULL;
+      {
+        JsonNode *ab = member (o, "add_bos_token");
+
+        if (!is_null (ab))
+          {
+            if (!JSON_NODE_HOLDS_VALUE (ab) || json_node_get_value_type (ab) != G_TYPE_BOOLEAN)
+              {
+                fail (error, LT_ERROR_FORMAT, cfg, "key “add_bos_token” must be a boolean");
+                return NULL;
+              }
+            tok->add_bos_token = json_node_get_boolean (ab) ? 1 : 0;
+          }
+      }
       ct = member (o, "chat_template");
       if (node_is_string (ct))
         tok->chat_template = g_strdup (json_node_get_string (ct));
@@ -2594,7 +2725,7 @@ lt_tokenizer_encode (LtTokenizer *tok, const char *text, gssize len, gboolean ad
 {
   g_autoptr (GArray) ids = NULL;
   g_autoptr (GArray) raw = NULL;
-  const char *bad;
+  gsize bad;
   EncodeState st;
   gboolean ok = TRUE;
 
@@ -2602,10 +2733,10 @@ lt_tokenizer_encode (LtTokenizer *tok, const char *text, gssize len, gboolean ad
   g_return_val_if_fail (text != NULL || len == 0, NULL);
   if (len < 0)
     len = (gssize) strlen (text);
-  if (!g_utf8_validate_len (text, (gsize) len, &bad))
+  if ((bad = utf8_valid_up_to (text, (gsize) len)) != (gsize) len)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "the text is not valid UTF-8 (at byte %zu)", (size_t) (bad - text));
+                   "the text is not valid UTF-8 (at byte %zu)", (size_t) bad);
       return NULL;
     }
   ids = g_array_new (FALSE, FALSE, sizeof (int32_t));
@@ -2683,8 +2814,8 @@ lt_tokenizer_encode (LtTokenizer *tok, const char *text, gssize len, gboolean ad
 /* ---- decode and lookups ---- */
 
 char *
-lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
-                     gboolean skip_special_tokens)
+lt_tokenizer_decode_len (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
+                         gboolean skip_special_tokens, gsize *out_len)
 {
   GPtrArray *tokens;
   GString *out;
@@ -2695,20 +2826,26 @@ lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
   for (gsize i = 0; i < n_ids; i++)
     {
       AddedToken *a = g_hash_table_lookup (tok->added_by_id, GINT_TO_POINTER (ids[i]));
+      const char *t = NULL;
 
+      /* tokenizers 0.23 hands the decoder an added token in its normalized form (the
+       * normalizer run over its content) when it is normalized:true, and skips a token only
+       * when that string is the content of a special token: so a normalized special token
+       * whose normalized form differs (TinyStories' “▁<|start_story|>”) is kept. */
       if (a != NULL)
+        t = a->normalized ? a->match : a->content;
+      else if (ids[i] >= 0 && ids[i] < tok->n_ids)
+        t = tok->id_to_token[ids[i]];
+      if (t == NULL)
+        continue;
+      if (skip_special_tokens)
         {
-          if (!(skip_special_tokens && a->special))
-            g_ptr_array_add (tokens, g_strdup (a->content));
-        }
-      else if (ids[i] >= 0 && ids[i] < tok->n_ids && tok->id_to_token[ids[i]] != NULL)
-        {
-          const char *t = tok->id_to_token[ids[i]];
+          AddedToken *sp = g_hash_table_lookup (tok->added_by_content, t);
 
-          if (!(skip_special_tokens && g_hash_table_contains (tok->added_by_content, t)
-                && ((AddedToken *) g_hash_table_lookup (tok->added_by_content, t))->special))
-            g_ptr_array_add (tokens, g_strdup (t));
+          if (sp != NULL && sp->special)
+            continue;
         }
+      g_ptr_array_add (tokens, g_string_new (t));
     }
   if (tok->decoder != NULL)
     tokens = decode_chain (tok->decoder, tokens);
@@ -2717,10 +2854,19 @@ lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
     {
       if (tok->decoder == NULL && i > 0)
         g_string_append_c (out, ' ');
-      g_string_append (out, g_ptr_array_index (tokens, i));
+      g_string_append_len (out, token_at (tokens, i)->str, (gssize) token_at (tokens, i)->len);
     }
   g_ptr_array_unref (tokens);
+  if (out_len != NULL)
+    *out_len = out->len;
   return g_string_free (out, FALSE);
+}
+
+char *
+lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
+                     gboolean skip_special_tokens)
+{
+  return lt_tokenizer_decode_len (tok, ids, n_ids, skip_special_tokens, NULL);
 }
 
 int
@@ -2795,4 +2941,11 @@ lt_tokenizer_get_chat_template (LtTokenizer *tok)
 {
   g_return_val_if_fail (tok != NULL, NULL);
   return tok->chat_template;
+}
+
+int
+lt_tokenizer_get_add_bos_token (LtTokenizer *tok)
+{
+  g_return_val_if_fail (tok != NULL, -1);
+  return tok->add_bos_token;
 }

@@ -25,7 +25,13 @@ GArray *lt_tokenizer_encode (LtTokenizer *tok, const char *text, gssize len,
 /* Decodes ids to UTF-8 text; with @skip_special_tokens special added tokens are dropped. */
 char *lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
                            gboolean skip_special_tokens);
+/* As lt_tokenizer_decode, and sets *@out_len (may be NULL) to the length in bytes: the text
+ * can hold U+0000 (a byte-fallback <0x00> or a byte-level NUL), which a C string would cut. */
+char *lt_tokenizer_decode_len (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
+                               gboolean skip_special_tokens, gsize *out_len);
 
+/* One past the largest id of the model vocab and the added tokens (the embedding rows a model
+ * needs at least). */
 int lt_tokenizer_get_vocab_size (LtTokenizer *tok);
 /* -1 when absent. */
 int32_t lt_tokenizer_token_to_id (LtTokenizer *tok, const char *token);
@@ -38,6 +44,9 @@ const char *lt_tokenizer_get_eos_token (LtTokenizer *tok);
 /* tokenizer_config.json's chat_template (string form, or the "default" entry of the list
  * form); NULL when none. */
 const char *lt_tokenizer_get_chat_template (LtTokenizer *tok);
+/* tokenizer_config.json's add_bos_token: 1 or 0, -1 when absent. Informative only: whether
+ * encode adds a BOS is decided by tokenizer.json's post-processor, as in tokenizers. */
+int lt_tokenizer_get_add_bos_token (LtTokenizer *tok);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtTokenizer, lt_tokenizer_free)
 

@@ -3,8 +3,10 @@
 """Generate Lathe's reference fixtures (tests/data) with real HF tokenizers / transformers / torch.
 
 Usage: python3 tests/tools/make-fixtures.py --out tests/data [--tinystories DIR]
+       python3 tests/tools/make-fixtures.py --out tests/data --check [--tinystories DIR]
 
-Needs torch, transformers, tokenizers, safetensors. Everything runs on the CPU in float32
+Generating needs torch, transformers, tokenizers, safetensors (--check needs none of them:
+it recomputes the model references in plain Python). Everything runs on the CPU in float32
 (TF32 off), seeded, so the numbers are exact references for the C implementation.
 See tests/tools/README.md for what each output is.
 """
@@ -15,34 +17,48 @@ import os
 import platform
 import random
 import shutil
+import struct
 import sys
 import unicodedata
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
-import safetensors  # noqa: E402
-import safetensors.torch  # noqa: E402
-import tokenizers  # noqa: E402
-import transformers  # noqa: E402
-from tokenizers import (Tokenizer, Regex, models, normalizers, pre_tokenizers,  # noqa: E402
-                        decoders, processors, trainers)
+# The libraries are imported by import_libs(), so that --check runs without them.
+torch = safetensors = tokenizers = transformers = None
+Tokenizer = Regex = models = normalizers = pre_tokenizers = decoders = processors = None
+trainers = None
+TF_MAJOR = 0
+VERSIONS = {}
 
-torch.set_default_dtype(torch.float32)
-torch.backends.cuda.matmul.allow_tf32 = False
-torch.backends.cudnn.allow_tf32 = False
-torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
 
-TF_MAJOR = int(transformers.__version__.split(".")[0])
+def import_libs():
+    import torch as _torch
+    import safetensors as _st
+    import safetensors.torch  # noqa: F401
+    import tokenizers as _tk
+    import transformers as _tf
+    g = globals()
+    g.update(torch=_torch, safetensors=_st, tokenizers=_tk, transformers=_tf)
+    for n in ("Tokenizer", "Regex", "models", "normalizers", "pre_tokenizers", "decoders",
+              "processors", "trainers"):
+        g[n] = getattr(_tk, n)
+    _torch.set_default_dtype(_torch.float32)
+    _torch.backends.cuda.matmul.allow_tf32 = False
+    _torch.backends.cudnn.allow_tf32 = False
+    _torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
+    g["TF_MAJOR"] = int(_tf.__version__.split(".")[0])
+    VERSIONS.update({"python": platform.python_version(), "torch": _torch.__version__,
+                     "transformers": _tf.__version__, "tokenizers": _tk.__version__,
+                     "safetensors": _st.__version__})
 
-VERSIONS = {
-    "python": platform.python_version(),
-    "torch": torch.__version__,
-    "transformers": transformers.__version__,
-    "tokenizers": tokenizers.__version__,
-    "safetensors": safetensors.__version__,
-}
+
+def no_grad(fn):
+    def wrapped(*a, **k):
+        with torch.no_grad():
+            return fn(*a, **k)
+    return wrapped
+
 
 LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                 r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -281,6 +297,18 @@ def build_digits(corpus):
     return tok, cfg, None
 
 
+def top_alphabet(corpus, n):
+    """The n most frequent chars of the corpus after spaces become U+2581, ties by code point.
+
+    Passed as the trainer's initial_alphabet with limit_alphabet=n: the trainer's own limit
+    breaks count ties in hash order, which made the vocab differ from run to run."""
+    counts = {}
+    for line in corpus:
+        for ch in "\u2581" + line.replace(" ", "\u2581"):
+            counts[ch] = counts.get(ch, 0) + 1
+    return [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+
 def build_spm_llama2(corpus):
     # Trained with a Metaspace split so merges stay inside words (like SentencePiece), then
     # rebuilt in the Llama-2 tokenizer.json layout: no pre-tokenizer, <unk> <s> </s> first,
@@ -291,7 +319,7 @@ def build_spm_llama2(corpus):
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="never",
                                                  split=True)
     trainer = trainers.BpeTrainer(vocab_size=340, min_frequency=2, show_progress=False,
-                                  limit_alphabet=90,
+                                  limit_alphabet=90, initial_alphabet=top_alphabet(corpus, 90),
                                   special_tokens=["<unk>", "<s>", "</s>"])
     tok.train_from_iterator(corpus, trainer)
     j = json.loads(tok.to_str())
@@ -332,7 +360,7 @@ def build_metaspace(corpus):
                                                  split=True)
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)
     trainer = trainers.BpeTrainer(vocab_size=400, min_frequency=2, show_progress=False,
-                                  limit_alphabet=80,
+                                  limit_alphabet=80, initial_alphabet=top_alphabet(corpus, 80),
                                   special_tokens=["<unk>", "<s>", "</s>"])
     tok.train_from_iterator(corpus, trainer)
     tok.post_processor = processors.TemplateProcessing(
@@ -511,7 +539,7 @@ def base_kwargs(vocab, bos, eos):
                 tie_word_embeddings=False, hidden_act="silu")
 
 
-@torch.no_grad()
+@no_grad
 def randomize(model, seed):
     g = torch.Generator().manual_seed(seed + 1000)
     for name, p in model.named_parameters():
@@ -566,7 +594,7 @@ def load_f32(cls, d):
     return m.float().eval()
 
 
-@torch.no_grad()
+@no_grad
 def eval_nll(model, tok, lines):
     total, count = 0.0, 0
     for t in lines:
@@ -584,7 +612,7 @@ def eval_nll(model, tok, lines):
     return {"nll": mean, "ppl": math.exp(mean), "tokens": count}
 
 
-@torch.no_grad()
+@no_grad
 def greedy(model, prompt_ids, n):
     ids = list(prompt_ids)
     new = []
@@ -761,11 +789,34 @@ def make_t5keys(mdir, toks, summary):
 # ---------------------------------------------------------------------------------------------
 # 5. TinyStories
 
+def probe_skip_special(tok, tdir):
+    """Informational: how decode(skip_special_tokens=True) treats this file's specials."""
+    try:
+        ids = tok.encode("Hi there.", add_special_tokens=True).ids + [2]
+        log("  tinystories decode skip=True  %r" % tok.decode(ids, skip_special_tokens=True))
+        log("  tinystories decode skip=False %r" % tok.decode(ids, skip_special_tokens=False))
+        for i, a in tok.get_added_tokens_decoder().items():
+            log("  added %d %r special=%s normalized=%s" % (i, a.content, a.special, a.normalized))
+        j = json.loads(tok.to_str())
+        for a in j["added_tokens"]:
+            a["normalized"] = False
+        t2 = Tokenizer.from_str(json.dumps(j))
+        log("  with normalized=false: skip=True %r" % t2.decode(ids, skip_special_tokens=True))
+        from transformers import PreTrainedTokenizerFast
+        ht = PreTrainedTokenizerFast.from_pretrained(tdir)
+        log("  transformers decode skip=True %r" % ht.decode(ids, skip_special_tokens=True))
+        log("  transformers encode %s" % ht("Hi there.")["input_ids"])
+    except Exception as e:  # noqa: BLE001
+        log("  probe failed: %r" % e)
+
+
 def make_tinystories(out, tdir, texts):
     tok = Tokenizer.from_file(os.path.join(tdir, "tokenizer.json"))
     d = os.path.join(out, "tokenizers", "tinystories")
     os.makedirs(d, exist_ok=True)
     write_expected(os.path.join(d, "expected.json"), expected_for(tok, texts))
+
+    probe_skip_special(tok, tdir)
 
     from safetensors import safe_open
     model = transformers.LlamaForCausalLM.from_pretrained(tdir, attn_implementation="eager")
@@ -806,31 +857,231 @@ def make_tinystories(out, tdir, texts):
 
 
 # ---------------------------------------------------------------------------------------------
+# 6. Self-check without torch: recompute the reference logits and greedy tokens in plain
+# Python (float64) from the safetensors files, following FORMATS.md section 6. This checks the
+# fixtures and the spec the C forward pass follows against each other.
+
+def st_load(path):
+    with open(path, "rb") as f:
+        b = f.read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    h.pop("__metadata__", None)
+    data = b[8 + n:]
+    out = {}
+    for k, v in h.items():
+        a, e = v["data_offsets"]
+        raw = data[a:e]
+        if v["dtype"] == "F32":
+            vals = list(struct.unpack("<%df" % (len(raw) // 4), raw))
+        elif v["dtype"] == "BF16":
+            u = struct.unpack("<%dH" % (len(raw) // 2), raw)
+            vals = list(struct.unpack("<%df" % len(u),
+                                      struct.pack("<%dI" % len(u), *[x << 16 for x in u])))
+        elif v["dtype"] == "I32":
+            vals = list(struct.unpack("<%di" % (len(raw) // 4), raw))
+        else:
+            raise ValueError("%s: dtype %s" % (k, v["dtype"]))
+        shp = v["shape"]
+        if len(shp) == 2:
+            vals = [vals[i * shp[1]:(i + 1) * shp[1]] for i in range(shp[0])]
+        out[k] = (shp, vals)
+    return out
+
+
+def py_load_model(d):
+    w = {}
+    index = os.path.join(d, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            wm = json.load(f)["weight_map"]
+        for fn in sorted(set(wm.values())):
+            w.update(st_load(os.path.join(d, fn)))
+        if set(wm) != set(w):
+            raise ValueError("%s: index and shards name different tensors" % d)
+    else:
+        w = st_load(os.path.join(d, "model.safetensors"))
+    return {k: v[1] for k, v in w.items()}
+
+
+def _matvec(w, x, b=None):
+    r = [sum(wi * xi for wi, xi in zip(row, x)) for row in w]
+    return [a + c for a, c in zip(r, b)] if b else r
+
+
+def _rms(x, w, eps):
+    s = 1.0 / math.sqrt(sum(v * v for v in x) / len(x) + eps)
+    return [v * s * g for v, g in zip(x, w)]
+
+
+def _f32(v):
+    return struct.unpack("<f", struct.pack("<f", v))[0]
+
+
+def _inv_freqs(cfg, hd):
+    rp = cfg.get("rope_parameters") or {}
+    theta = rp.get("rope_theta", cfg.get("rope_theta", 10000.0))
+    sc = cfg.get("rope_scaling")
+    if not sc and rp.get("rope_type", "default") != "default":
+        sc = rp
+    inv = [1.0 / theta ** (2 * i / hd) for i in range(hd // 2)]
+    if sc and (sc.get("rope_type") or sc.get("type")) == "llama3":
+        f, lo, hi = sc["factor"], sc["low_freq_factor"], sc["high_freq_factor"]
+        old = sc["original_max_position_embeddings"]
+        out = []
+        for v in inv:
+            wl = 2 * math.pi / v
+            if wl < old / hi:
+                out.append(v)
+            elif wl > old / lo:
+                out.append(v / f)
+            else:
+                s = (old / wl - lo) / (hi - lo)
+                out.append((1 - s) * v / f + s * v)
+        inv = out
+    return [_f32(v) for v in inv]
+
+
+def _rope(x, pos, inv):
+    h = len(x) // 2
+    out = list(x)
+    for i in range(h):
+        a = _f32(pos * inv[i])
+        c, s = math.cos(a), math.sin(a)
+        out[i] = x[i] * c - x[i + h] * s
+        out[i + h] = x[i + h] * c + x[i] * s
+    return out
+
+
+def py_forward(cfg, w, ids):
+    hs, nh = cfg["hidden_size"], cfg["num_attention_heads"]
+    nkv = cfg.get("num_key_value_heads") or nh
+    hd = cfg.get("head_dim") or hs // nh
+    eps = cfg["rms_norm_eps"]
+    inv = _inv_freqs(cfg, hd)
+    emb = w.get("model.embed_tokens.weight") or w["lm_head.weight"]
+    head = w.get("lm_head.weight") or w["model.embed_tokens.weight"]
+    xs = [list(emb[t]) for t in ids]
+    n = len(ids)
+    for layer in range(cfg["num_hidden_layers"]):
+        p = "model.layers.%d." % layer
+
+        def g(name):
+            return w.get(p + name)
+        qs, ks, vs = [], [], []
+        for t in range(n):
+            xn = _rms(xs[t], g("input_layernorm.weight"), eps)
+            q = _matvec(g("self_attn.q_proj.weight"), xn, g("self_attn.q_proj.bias"))
+            k = _matvec(g("self_attn.k_proj.weight"), xn, g("self_attn.k_proj.bias"))
+            v = _matvec(g("self_attn.v_proj.weight"), xn, g("self_attn.v_proj.bias"))
+            qh = [q[h * hd:(h + 1) * hd] for h in range(nh)]
+            kh = [k[h * hd:(h + 1) * hd] for h in range(nkv)]
+            if g("self_attn.q_norm.weight"):
+                qh = [_rms(a, g("self_attn.q_norm.weight"), eps) for a in qh]
+                kh = [_rms(a, g("self_attn.k_norm.weight"), eps) for a in kh]
+            qs.append([_rope(a, t, inv) for a in qh])
+            ks.append([_rope(a, t, inv) for a in kh])
+            vs.append([v[h * hd:(h + 1) * hd] for h in range(nkv)])
+        rep, scale = nh // nkv, hd ** -0.5
+        for t in range(n):
+            att = []
+            for h in range(nh):
+                kv = h // rep
+                sc = [sum(a * b for a, b in zip(qs[t][h], ks[j][kv])) * scale
+                      for j in range(t + 1)]
+                m = max(sc)
+                e = [math.exp(z - m) for z in sc]
+                z = sum(e)
+                o = [0.0] * hd
+                for j in range(t + 1):
+                    pj = e[j] / z
+                    for d in range(hd):
+                        o[d] += pj * vs[j][kv][d]
+                att.extend(o)
+            ao = _matvec(g("self_attn.o_proj.weight"), att, g("self_attn.o_proj.bias"))
+            xs[t] = [a + b for a, b in zip(xs[t], ao)]
+            xn = _rms(xs[t], g("post_attention_layernorm.weight"), eps)
+            gate = _matvec(g("mlp.gate_proj.weight"), xn)
+            up = _matvec(g("mlp.up_proj.weight"), xn)
+            mid = [a / (1 + math.exp(-a)) * b for a, b in zip(gate, up)]
+            xs[t] = [a + b for a, b in zip(xs[t], _matvec(g("mlp.down_proj.weight"), mid))]
+    return [_matvec(head, _rms(x, w["model.norm.weight"], eps)) for x in xs]
+
+
+def py_check(model_dir, ref_dir, tol=1e-4):
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = json.load(f)
+    with open(os.path.join(ref_dir, "reference.json")) as f:
+        rj = json.load(f)
+    w = py_load_model(model_dir)
+    ref = st_load(os.path.join(ref_dir, "reference.safetensors"))
+    (ishape, ids), (lshape, logits) = ref["input_ids"], ref["logits"]
+    rows, n = ishape
+    nv = lshape[2]
+    worst = 0.0
+    for r in range(rows):
+        out = py_forward(cfg, w, ids[r])
+        for t in range(n):
+            base = (r * n + t) * nv
+            for v in range(nv):
+                worst = max(worst, abs(out[t][v] - logits[base + v]))
+    p, new = rj["greedy"]["prompt_ids"], rj["greedy"]["new_ids"]
+    out = py_forward(cfg, w, p + new[:-1])
+    am = [max(range(len(o)), key=o.__getitem__) for o in out[len(p) - 1:]]
+    ok = worst <= tol and am == new
+    log("check %-28s logits max|diff| %.3g, greedy %s%s" % (
+        os.path.basename(os.path.normpath(ref_dir)), worst,
+        "same" if am == new else "DIFFERENT", "" if ok else "  <- FAILED"))
+    if not ok:
+        FAILURES.append("check " + ref_dir)
+
+
+def check_all(out, tinystories):
+    mdir = os.path.join(out, "models")
+    for name in sorted(os.listdir(mdir)) if os.path.isdir(mdir) else []:
+        try:
+            py_check(os.path.join(mdir, name), os.path.join(mdir, name))
+        except Exception:  # noqa: BLE001
+            fail("check " + name)
+    ts = os.path.join(out, "tinystories")
+    if tinystories and os.path.isdir(ts):
+        try:
+            py_check(tinystories, ts)
+        except Exception:  # noqa: BLE001
+            fail("check tinystories")
+
+
+# ---------------------------------------------------------------------------------------------
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder (tests/data)")
     ap.add_argument("--tinystories", default=None,
                     help="folder of the TinyStories-656K model (../shared/models/tinystories-656k)")
-    ap.add_argument("--skip-models", action="store_true")
+    ap.add_argument("--skip-models", action="store_true", help="leave out the tiny models")
+    ap.add_argument("--check", action="store_true",
+                    help="only re-check existing fixtures in plain Python (needs no torch)")
     args = ap.parse_args()
-    log("versions:", json.dumps(VERSIONS))
     out = args.out
-    os.makedirs(out, exist_ok=True)
-    texts = make_texts()
-    corpus = make_corpus(texts)
-    os.makedirs(os.path.join(out, "eval"), exist_ok=True)
-    write_jsonl(os.path.join(out, "eval", "eval.jsonl"), EVAL_LINES)
-    write_jsonl(os.path.join(out, "eval", "stories.jsonl"), STORIES)
-    toks = make_tokenizers(out, texts, corpus)
-    if args.tinystories:
-        try:
-            make_tinystories(out, args.tinystories, texts)
-        except Exception:  # noqa: BLE001
-            fail("tinystories")
-    if not args.skip_models:
-        make_models(out, toks)
-    write_json(os.path.join(out, "versions.json"), VERSIONS, indent=1)
+    if not args.check:
+        import_libs()
+        log("versions:", json.dumps(VERSIONS))
+        os.makedirs(out, exist_ok=True)
+        texts = make_texts()
+        corpus = make_corpus(texts)
+        os.makedirs(os.path.join(out, "eval"), exist_ok=True)
+        write_jsonl(os.path.join(out, "eval", "eval.jsonl"), EVAL_LINES)
+        write_jsonl(os.path.join(out, "eval", "stories.jsonl"), STORIES)
+        toks = make_tokenizers(out, texts, corpus)
+        if args.tinystories:
+            try:
+                make_tinystories(out, args.tinystories, texts)
+            except Exception:  # noqa: BLE001
+                fail("tinystories")
+        if not args.skip_models:
+            make_models(out, toks)
+        write_json(os.path.join(out, "versions.json"), VERSIONS, indent=1)
+    check_all(out, args.tinystories)
     if FAILURES:
         log("FAILURES: " + ", ".join(FAILURES))
         sys.exit(1)
