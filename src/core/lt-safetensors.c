@@ -1134,7 +1134,6 @@ static gboolean
 weights_discover (LtWeights *w, GError **error)
 {
   g_autofree char *index_path = NULL;
-  g_autofree char *single = NULL;
   g_autoptr (GDir) dir = NULL;
   g_autoptr (GError) local = NULL;
   g_autoptr (GPtrArray) model_files = g_ptr_array_new_with_free_func (g_free);

@@ -11,6 +11,7 @@
 #include "lt-convert.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define LT_CONVERT_X86 1
 #endif
@@ -216,8 +217,12 @@ have_avx2_f16c (void)
   int v = __atomic_load_n (&cached, __ATOMIC_RELAXED);
   if (v < 0)
     {
+      unsigned int eax, ebx, ecx = 0, edx;
+      /* F16C is CPUID.1:ECX bit 29 (clang 14's __builtin_cpu_supports lacks "f16c"); the
+       * avx2 check also covers the OS saving the YMM state. */
       __builtin_cpu_init ();
-      v = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("f16c");
+      v = __builtin_cpu_supports ("avx2") && __get_cpuid (1, &eax, &ebx, &ecx, &edx) &&
+          (ecx & (1u << 29)) != 0;
       __atomic_store_n (&cached, v, __ATOMIC_RELAXED);
     }
   return v;
