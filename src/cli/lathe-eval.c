@@ -120,6 +120,11 @@ lathe_cmd_eval (int argc, char **argv)
       return LATHE_EXIT_BAD_INPUT;
     }
 
+  if (!g_file_test (model_dir, G_FILE_TEST_IS_DIR))
+    {
+      g_printerr ("lathe eval: %s: not a model folder\n", model_dir);
+      return LATHE_EXIT_BAD_INPUT;
+    }
   /* one thread pool: OpenMP threads share each GEMM over single-threaded OpenBLAS */
   lt_linear_set_threads (0);
 

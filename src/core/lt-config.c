@@ -615,10 +615,11 @@ lt_config_load (const char *path, GError **error)
   gsize len;
   g_autoptr (GError) local = NULL;
 
-  if (g_file_test (path, G_FILE_TEST_IS_DIR))
-    file = g_build_filename (path, "config.json", NULL);
-  else
+  /* a folder (or something that is not a file: name the config.json it would hold) */
+  if (g_str_has_suffix (path, ".json") && !g_file_test (path, G_FILE_TEST_IS_DIR))
     file = g_strdup (path);
+  else
+    file = g_build_filename (path, "config.json", NULL);
   if (!g_file_get_contents (file, &data, &len, &local))
     {
       g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", file, local->message);

@@ -8,11 +8,16 @@
 #include <string.h>
 
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "lt-chat-template.h"
 #include "lt-error.h"
 #include "lt-model.h"
 #include "lt-safetensors.h"
+#include "lt-tokenizer.h"
 
 static const char *const model_names[] = {
   "llama-f32", "llama-bf16", "llama-tied", "llama-rope3", "llama-sharded",
@@ -252,6 +257,119 @@ test_generate_cli (void)
   g_assert_true (json_object_has_member (got, "text"));
 }
 
+/* --chat: a copy of llama-f32 whose tokenizer_config.json carries a Llama-3-style template;
+ * `lathe generate --chat` must continue the rendered, tokenized conversation greedily. */
+static void
+test_generate_chat (void)
+{
+  g_autofree char *src = fixture_dir ("llama-f32");
+  g_autofree char *tmp = g_dir_make_tmp ("lathe-chat-XXXXXX", NULL);
+  g_autoptr (GError) error = NULL;
+  const char *links[] = { "config.json", "model.safetensors", "tokenizer.json" };
+  const char *tmpl_src =
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}"
+    "<|end_header_id|>\n\n{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
+
+  g_assert_nonnull (tmp);
+  for (gsize i = 0; i < G_N_ELEMENTS (links); i++)
+    {
+      g_autofree char *from = g_build_filename (src, links[i], NULL);
+      g_autofree char *to = g_build_filename (tmp, links[i], NULL);
+      g_assert_cmpint (symlink (from, to), ==, 0);
+    }
+  /* tokenizer_config.json + chat_template */
+  g_autofree char *cfg_src = g_build_filename (src, "tokenizer_config.json", NULL);
+  g_autoptr (JsonParser) p = json_parser_new ();
+  json_parser_load_from_file (p, cfg_src, &error);
+  g_assert_no_error (error);
+  json_object_set_string_member (json_node_get_object (json_parser_get_root (p)),
+                                 "chat_template", tmpl_src);
+  g_autofree char *cfg_text = json_to_string (json_parser_get_root (p), TRUE);
+  g_autofree char *cfg_dst = g_build_filename (tmp, "tokenizer_config.json", NULL);
+  g_assert_true (g_file_set_contents (cfg_dst, cfg_text, -1, &error));
+
+  /* the expected continuation, through the core */
+  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (tmp, &error);
+  g_assert_no_error (error);
+  g_autoptr (LtChatTemplate) tmpl = lt_chat_template_new (lt_tokenizer_get_chat_template (tok),
+                                                          &error);
+  g_assert_no_error (error);
+  g_autoptr (JsonArray) msgs = json_array_new ();
+  JsonObject *m = json_object_new ();
+  json_object_set_string_member (m, "role", "user");
+  json_object_set_string_member (m, "content", "Tell me a story");
+  json_array_add_object_element (msgs, m);
+  g_autofree char *text = lt_chat_template_render (tmpl, msgs, TRUE,
+                                                   lt_tokenizer_get_bos_token (tok),
+                                                   lt_tokenizer_get_eos_token (tok), NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_str_has_prefix (text, "<|begin_of_text|><|start_header_id|>user"));
+  g_autoptr (GArray) ids = lt_tokenizer_encode (tok, text, -1, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (g_array_index (ids, int32_t, 0), ==, 381); /* BOS once, from the template */
+  g_assert_cmpint (g_array_index (ids, int32_t, 1), !=, 381);
+
+  g_autoptr (LtModel) model = lt_model_load (tmp, &error);
+  g_assert_no_error (error);
+  int V = model->config->vocab_size, n_new = 6;
+  g_autofree float *logits = g_new (float, V);
+  g_autoptr (LtKVCache) cache = lt_kv_cache_new (model, ids->len + n_new);
+  int32_t want[6];
+  g_assert_true (lt_model_decode (model, cache, (const int32_t *) ids->data, ids->len, logits,
+                                  FALSE, &error));
+  for (int i = 0; i < n_new; i++)
+    {
+      guint64 rng = 0;
+      want[i] = lt_sample_logits (logits, V, 0.0f, 1.0f, &rng);
+      if (i + 1 < n_new)
+        g_assert_true (lt_model_decode (model, cache, &want[i], 1, logits, FALSE, &error));
+    }
+
+  g_autoptr (JsonParser) cp = json_parser_new ();
+  const char *args[] = { "generate", "--model", tmp, "--chat", "--prompt", "Tell me a story",
+                         "--temp", "0", "--max-tokens", "6", "--json", NULL };
+  JsonObject *got = run_cli_json (cp, args);
+  JsonArray *got_ids = json_object_get_array_member (got, "ids");
+  g_assert_cmpuint (json_array_get_length (got_ids), >, 0);
+  for (guint i = 0; i < json_array_get_length (got_ids); i++)
+    g_assert_cmpint (json_array_get_int_element (got_ids, i), ==, want[i]);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (links); i++)
+    {
+      g_autofree char *to = g_build_filename (tmp, links[i], NULL);
+      g_unlink (to);
+    }
+  g_unlink (cfg_dst);
+  g_rmdir (tmp);
+}
+
+/* A malformed line is an error naming the file and the line; exit status 2. */
+static void
+test_eval_malformed (void)
+{
+  g_autofree char *dir = fixture_dir ("llama-f32");
+  g_autofree char *tmp = g_dir_make_tmp ("lathe-eval-XXXXXX", NULL);
+  g_autofree char *data = g_build_filename (tmp, "bad.jsonl", NULL);
+  g_autofree char *out = NULL, *err = NULL;
+  g_autoptr (GError) error = NULL;
+  int status;
+
+  g_assert_true (g_file_set_contents (data, "{\"text\": \"Once upon a time\"}\n\n"
+                                      "{\"prompt\": \"x\"}\n", -1, &error));
+  const char *argv[] = { g_getenv ("LATHE_CLI"), "eval", "--model", dir, "--data", data, NULL };
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out,
+                               &err, &status, &error));
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (WEXITSTATUS (status), ==, 2);
+  g_autofree char *where = g_strdup_printf ("%s:3:", data);
+  g_test_message ("%s", err);
+  g_assert_nonnull (strstr (err, where));
+  g_assert_nonnull (strstr (err, "text"));
+  g_unlink (data);
+  g_rmdir (tmp);
+}
+
 static char *
 tinystories_dir (void)
 {
@@ -444,6 +562,8 @@ main (int argc, char **argv)
       g_test_add_data_func (p2, model_names[i], check_model_eval);
     }
   g_test_add_func ("/model/generate-cli", test_generate_cli);
+  g_test_add_func ("/model/generate-chat", test_generate_chat);
+  g_test_add_func ("/model/eval-malformed", test_eval_malformed);
   g_test_add_func ("/model/tinystories", test_tinystories);
   g_test_add_func ("/model/load-errors", test_load_errors);
   g_test_add_func ("/model/sample", test_sample);
