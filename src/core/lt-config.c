@@ -218,7 +218,8 @@ read_architecture (LtConfig *c, JsonObject *root, const char *label, GError **er
   if (!node_is_null (node))
     {
       JsonArray *a;
-      if (!JSON_NODE_HOLDS_ARRAY (node) || json_array_get_length (a = json_node_get_array (node)) == 0
+      if (!JSON_NODE_HOLDS_ARRAY (node)
+          || json_array_get_length (a = json_node_get_array (node)) == 0
           || !JSON_NODE_HOLDS_VALUE (json_array_get_element (a, 0))
           || json_node_get_value_type (json_array_get_element (a, 0)) != G_TYPE_STRING)
         {

@@ -125,7 +125,8 @@ test_defaults (void)
 
   /* Mistral with a window no shorter than the context is fine; attention_bias on Llama */
   g_autoptr (LtConfig) m = parse ("{\"architectures\": [\"MistralForCausalLM\"], "
-                                  "\"sliding_window\": 4096, \"max_position_embeddings\": 4096, \"num_key_value_heads\": 2, "
+                                  "\"sliding_window\": 4096, \"max_position_embeddings\": 4096, "
+                                  "\"num_key_value_heads\": 2, "
                                   BASE "}", &error);
   g_assert_no_error (error);
   g_autoptr (LtConfig) lb = parse ("{\"architectures\": [\"LlamaForCausalLM\"], "
@@ -217,7 +218,8 @@ test_refusals (void)
                   BASE "}", LT_ERROR_UNSUPPORTED,
                   (const char *[]) { "sliding_window", "4096", NULL });
   expect_refusal ("{\"architectures\": [\"Qwen2ForCausalLM\"], \"use_sliding_window\": true, "
-                  "\"num_key_value_heads\": 2, \"sliding_window\": 1024, \"max_window_layers\": 0, " BASE "}",
+                  "\"num_key_value_heads\": 2, \"sliding_window\": 1024, "
+                  "\"max_window_layers\": 0, " BASE "}",
                   LT_ERROR_UNSUPPORTED, (const char *[]) { "use_sliding_window", "1024", NULL });
   expect_refusal ("{\"architectures\": [\"LlamaForCausalLM\"], \"intermediate_size\": 96, "
                   "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100}",
@@ -226,7 +228,8 @@ test_refusals (void)
                   LT_ERROR_FORMAT, (const char *[]) { "rms_norm_eps", "number", NULL });
   expect_refusal ("{\"architectures\": [\"LlamaForCausalLM\"], " BASE
                   ", \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}}",
-                  LT_ERROR_UNSUPPORTED, (const char *[]) { "rope_scaling.rope_type", "yarn", NULL });
+                  LT_ERROR_UNSUPPORTED,
+                  (const char *[]) { "rope_scaling.rope_type", "yarn", NULL });
   expect_refusal ("{\"architectures\": [\"LlamaForCausalLM\"], " BASE
                   ", \"rope_parameters\": {\"rope_type\": \"llama3\", \"factor\": 8.0, "
                   "\"rope_theta\": 5e5, \"high_freq_factor\": 4.0, "

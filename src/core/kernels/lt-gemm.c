@@ -119,7 +119,8 @@ load8_avx2 (LtKDType dtype, const void *w, int k)
     {
     case LT_KDTYPE_BF16:
       {
-        __m256i a = _mm256_cvtepu16_epi32 (_mm_loadu_si128 ((const __m128i *) ((const uint16_t *) w + k)));
+        const __m128i *p = (const __m128i *) ((const uint16_t *) w + k);
+        __m256i a = _mm256_cvtepu16_epi32 (_mm_loadu_si128 (p));
         return _mm256_castsi256_ps (_mm256_slli_epi32 (a, 16));
       }
     case LT_KDTYPE_F16:
