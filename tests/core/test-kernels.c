@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include <cblas.h>
 #include <glib.h>
 
 #include "lt-convert.h"
@@ -35,11 +36,13 @@ rel_err (const float *a, const float *b, size_t n)
 }
 
 static void
-test_matmul (void)
+check_matmul (int blas_threads, size_t tile_rows)
 {
   g_autoptr (GRand) r = g_rand_new_with_seed (1);
   const int shapes[][3] = { { 1, 67, 45 }, { 3, 33, 257 }, { 5, 128, 17 }, { 37, 67, 45 },
-                            { 129, 96, 300 } };
+                            { 129, 96, 300 }, { 64, 200, 333 } };
+
+  openblas_set_num_threads (blas_threads);
 
   for (gsize s = 0; s < G_N_ELEMENTS (shapes); s++)
     for (int dt = 0; dt < 3; dt++)
@@ -52,8 +55,8 @@ test_matmul (void)
           g_autofree uint16_t *wh = g_new (uint16_t, (size_t) out * in);
           g_autofree float *y = g_new (float, (size_t) N * out);
           g_autofree float *yr = g_new (float, (size_t) N * out);
-          /* a tile of 7 rows forces several tiles and a ragged last one */
-          size_t tile_floats = (size_t) in * 7;
+          size_t tile_floats = tile_rows ? (size_t) in * tile_rows
+                                         : lt_matmul_tile_floats (in, out);
           g_autofree float *tile = g_new (float, tile_floats);
           const void *w = wf;
           LtKDType kd = (LtKDType) dt;
@@ -66,6 +69,25 @@ test_matmul (void)
           lt_matmul_forward_ref (yr, x, w, kd, with_bias ? b : NULL, N, in, out);
           g_assert_cmpfloat (rel_err (y, yr, (size_t) N * out), <, 1e-5);
         }
+  openblas_set_num_threads (lt_get_threads ());
+}
+
+static void
+test_matmul (void)
+{
+  /* OpenBLAS threads the products; a tile of 7 rows forces several tiles and a ragged last
+   * one */
+  check_matmul (lt_get_threads (), 7);
+  check_matmul (lt_get_threads (), 0);
+}
+
+static void
+test_matmul_one_pool (void)
+{
+  /* single-threaded OpenBLAS: OpenMP threads share blocks of rows (lt_linear_set_threads) */
+  check_matmul (1, 7);
+  check_matmul (1, 0);
+  check_matmul (1, 61);
 }
 
 static void
@@ -245,6 +267,7 @@ main (int argc, char **argv)
   lt_set_threads (0);
   g_test_add_func ("/kernels/expand", test_expand);
   g_test_add_func ("/kernels/matmul", test_matmul);
+  g_test_add_func ("/kernels/matmul-one-pool", test_matmul_one_pool);
   g_test_add_func ("/kernels/rmsnorm", test_rmsnorm);
   g_test_add_func ("/kernels/rope", test_rope);
   g_test_add_func ("/kernels/attention", test_attention);
