@@ -3,6 +3,7 @@
 
 #include "lt-memory.h"
 
+#include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -72,4 +73,219 @@ lt_memory_format (guint64 bytes)
   if (bytes >= 1024)
     return g_strdup_printf ("%.0f KiB", (double) bytes / 1024.0);
   return g_strdup_printf ("%" G_GUINT64_FORMAT " B", bytes);
+}
+
+/* Bytes per stored (unquantized) weight from config.json's torch_dtype. */
+static double
+stored_dtype_bytes (const LtConfig *c)
+{
+  if (c->dtype == NULL)
+    return 4.0; /* transformers loads f32 when torch_dtype is absent */
+  if (g_str_equal (c->dtype, "bfloat16") || g_str_equal (c->dtype, "float16")
+      || g_str_equal (c->dtype, "bf16") || g_str_equal (c->dtype, "fp16"))
+    return 2.0;
+  return 4.0;
+}
+
+/* lt-quant's storage: codes at @bits per weight, an f32 scale per group and, for the
+ * integer (symmetric) formats, an f32 bias per group. */
+static double
+quantized_bytes_per_weight (LtQuantization q, int *bits, int *group_size)
+{
+  lt_quantization_get_params (q, bits, group_size);
+  if (*bits == 0)
+    return 0.0;
+  if (q == LT_QUANTIZATION_MXFP4 || q == LT_QUANTIZATION_NF4)
+    return *bits / 8.0 + 4.0 / *group_size;
+  return *bits / 8.0 + 8.0 / *group_size;
+}
+
+static gboolean
+key_selected (const LtRunConfig *cfg, const char *name)
+{
+  if (cfg->lora_keys == NULL)
+    return TRUE;
+  for (char **k = cfg->lora_keys; *k != NULL; k++)
+    if (g_str_equal (*k, name) || g_str_has_suffix (name, *k))
+      return TRUE;
+  return FALSE;
+}
+
+void
+lt_memory_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate *out)
+{
+  const guint64 C = (guint64) c->hidden_size, I = (guint64) c->intermediate_size;
+  const guint64 qd = (guint64) c->num_attention_heads * (guint64) c->head_dim;
+  const guint64 kvd = (guint64) c->num_key_value_heads * (guint64) c->head_dim;
+  const guint64 V = (guint64) c->vocab_size, L = (guint64) c->num_hidden_layers;
+  /* The seven linears of a block: name, in, out. */
+  const struct { const char *name; guint64 in, out; } lin[] = {
+    { "self_attn.q_proj", C, qd },  { "self_attn.k_proj", C, kvd },
+    { "self_attn.v_proj", C, kvd }, { "self_attn.o_proj", qd, C },
+    { "mlp.gate_proj", C, I },      { "mlp.up_proj", C, I },
+    { "mlp.down_proj", I, C },
+  };
+  guint64 block_linear = 0, block_other, n_adapted_layers, adapter_per_block = 0;
+  guint64 adapted_per_block = 0, max_in = 0, N, chunk, all_params;
+  double stored = stored_dtype_bytes (c), bpw;
+  gboolean full = cfg->train_type == LT_TRAIN_TYPE_FULL;
+  int r = MAX (cfg->lora_rank, 0);
+
+  memset (out, 0, sizeof *out);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (lin); i++)
+    {
+      block_linear += lin[i].in * lin[i].out;
+      max_in = MAX (max_in, lin[i].in);
+      if (key_selected (cfg, lin[i].name))
+        {
+          adapted_per_block++;
+          adapter_per_block += (guint64) r * (lin[i].in + lin[i].out);
+          if (cfg->train_type == LT_TRAIN_TYPE_DORA)
+            adapter_per_block += lin[i].out;
+        }
+    }
+  /* Biases and norms of a block. */
+  block_other = 2 * C + (c->qk_norm ? 2 * (guint64) c->head_dim : 0)
+                + (c->qkv_bias ? qd + 2 * kvd : 0) + (c->o_bias ? C : 0)
+                + (c->mlp_bias ? 2 * I + C : 0);
+  n_adapted_layers = cfg->num_layers < 0 ? L : MIN ((guint64) cfg->num_layers, L);
+
+  /* Weights. */
+  bpw = quantized_bytes_per_weight (cfg->quantization, &out->weight_bits, &out->group_size);
+  if (bpw == 0.0)
+    bpw = stored;
+  out->bytes_per_weight = bpw;
+  all_params = L * (block_linear + block_other) + V * C * (c->tie_word_embeddings ? 1 : 2) + C;
+  if (full)
+    {
+      /* Full fine-tuning: every parameter is an f32 master weight; the mapped file is read
+       * once into them. */
+      out->n_base_params = 0;
+      out->n_trainable_params = all_params;
+      out->base_weights = 0;
+      out->embeddings = 0;
+      out->trainable = 4 * all_params;
+    }
+  else
+    {
+      out->n_base_params = L * block_linear;
+      out->base_weights = (guint64) ((double) out->n_base_params * bpw);
+      out->embeddings = (guint64) ((double) (V * C * (c->tie_word_embeddings ? 1 : 2)
+                                             + L * block_other + C) * stored);
+      out->n_trainable_params = n_adapted_layers * adapter_per_block;
+      out->trainable = 4 * out->n_trainable_params;
+    }
+  out->gradients = 4 * out->n_trainable_params;
+  switch (cfg->optimizer)
+    {
+    case LT_OPTIMIZER_SGD:
+      out->optimizer = cfg->momentum != 0.0 ? 4 * out->n_trainable_params : 0;
+      break;
+    case LT_OPTIMIZER_ADAM:
+    case LT_OPTIMIZER_ADAMW:
+    default:
+      out->optimizer = 8 * out->n_trainable_params;
+      break;
+    }
+
+  /* Activations for N tokens (chosen + rejected for the preference objectives). */
+  N = (guint64) MAX (cfg->batch_size, 1) * (guint64) MAX (cfg->max_seq_length, 1);
+  if (cfg->train_mode != LT_TRAIN_MODE_SFT)
+    N *= 2;
+  out->n_tokens = N;
+  {
+    guint64 per_block = 4 * C + 2 * qd + 2 * kvd + 3 * I + 2 /* rms rstd */
+                        + (guint64) c->num_attention_heads /* softmax lse */;
+    guint64 adapter_act = full ? 0 : adapted_per_block * (guint64) r;
+    guint64 kept;
+    if (cfg->grad_checkpoint)
+      kept = L * C + per_block + adapter_act;
+    else
+      kept = L * per_block + n_adapted_layers * adapter_act;
+    out->activations = 4 * N * kept;
+  }
+
+  /* Chunked LM head: (N, chunk) logits and their gradient, the final norm's output and its
+   * gradient. */
+  chunk = MIN (V, MAX (((guint64) 4 << 20) / N, (guint64) 256));
+  out->lm_head = 4 * (2 * N * chunk + 2 * N * C);
+
+  /* Forward run state, one block's activation gradients, the expansion tile, attention
+   * scratch (threads × keys; two threads assumed). */
+  out->workspace = 4 * (N * (2 * C + 2 * qd + 2 * kvd + 2 * I)
+                        + N * (2 * C + 2 * qd + 2 * kvd + 2 * I)
+                        + 256 * max_in
+                        + 2 * (guint64) MAX (cfg->max_seq_length, 1));
+
+  out->baseline = LT_MEMORY_BASELINE_BYTES;
+  out->total = out->base_weights + out->embeddings + out->trainable + out->gradients
+               + out->optimizer + out->activations + out->lm_head + out->workspace
+               + out->baseline;
+}
+
+void
+lt_memory_estimate_get_items (const LtMemoryEstimate *est, LtMemoryItem *items)
+{
+  const LtMemoryItem all[LT_MEMORY_N_ITEMS] = {
+    { "Base weights", est->base_weights },
+    { "Embeddings and norms", est->embeddings },
+    { "Trainable parameters", est->trainable },
+    { "Gradients", est->gradients },
+    { "Optimizer state", est->optimizer },
+    { "Activations", est->activations },
+    { "LM head (chunked)", est->lm_head },
+    { "Workspace", est->workspace },
+    { "Process baseline", est->baseline },
+  };
+  memcpy (items, all, sizeof all);
+}
+
+char *
+lt_memory_estimate_to_json (const LtMemoryEstimate *est, gboolean pretty)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (JsonNode) root = NULL;
+  const struct { const char *key; guint64 v; } f[] = {
+    { "total_bytes", est->total },
+    { "base_weights_bytes", est->base_weights },
+    { "embeddings_bytes", est->embeddings },
+    { "trainable_bytes", est->trainable },
+    { "gradients_bytes", est->gradients },
+    { "optimizer_bytes", est->optimizer },
+    { "activations_bytes", est->activations },
+    { "lm_head_bytes", est->lm_head },
+    { "workspace_bytes", est->workspace },
+    { "baseline_bytes", est->baseline },
+    { "n_base_params", est->n_base_params },
+    { "n_trainable_params", est->n_trainable_params },
+    { "n_tokens", est->n_tokens },
+  };
+
+  json_builder_begin_object (b);
+  for (gsize i = 0; i < G_N_ELEMENTS (f); i++)
+    {
+      json_builder_set_member_name (b, f[i].key);
+      json_builder_add_int_value (b, (gint64) f[i].v);
+    }
+  json_builder_set_member_name (b, "weight_bits");
+  json_builder_add_int_value (b, est->weight_bits);
+  json_builder_set_member_name (b, "group_size");
+  json_builder_add_int_value (b, est->group_size);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, pretty);
+  return json_generator_to_data (gen, NULL);
+}
+
+LtMemoryVerdict
+lt_memory_verdict (guint64 total_bytes, guint64 available_bytes)
+{
+  if (total_bytes > available_bytes)
+    return LT_MEMORY_DOES_NOT_FIT;
+  if ((double) total_bytes > 0.8 * (double) available_bytes)
+    return LT_MEMORY_TIGHT;
+  return LT_MEMORY_FITS;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "lt-memory.h"
+#include "lt-run.h"
 
 static void
 test_process_peak_grows (void)
@@ -44,6 +45,202 @@ test_format (void)
   g_assert_cmpstr (c, ==, "100 B");
 }
 
+/* Llama-3.2-1B's shapes (config.json of meta-llama/Llama-3.2-1B). */
+static void
+llama_1b (LtConfig *c)
+{
+  memset (c, 0, sizeof *c);
+  c->arch = LT_ARCH_LLAMA;
+  c->hidden_size = 2048;
+  c->intermediate_size = 8192;
+  c->num_hidden_layers = 16;
+  c->num_attention_heads = 32;
+  c->num_key_value_heads = 8;
+  c->head_dim = 64;
+  c->vocab_size = 128256;
+  c->tie_word_embeddings = TRUE;
+  c->dtype = (char *) "bfloat16";
+}
+
+static guint64
+sum_items (const LtMemoryEstimate *e)
+{
+  LtMemoryItem items[LT_MEMORY_N_ITEMS];
+  guint64 sum = 0;
+  lt_memory_estimate_get_items (e, items);
+  for (int i = 0; i < LT_MEMORY_N_ITEMS; i++)
+    sum += items[i].bytes;
+  return sum;
+}
+
+static void
+test_estimate_adds_up (void)
+{
+  LtConfig c;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  LtMemoryEstimate e;
+  const LtTrainType types[] = { LT_TRAIN_TYPE_LORA, LT_TRAIN_TYPE_DORA, LT_TRAIN_TYPE_FULL };
+
+  llama_1b (&c);
+  for (gsize t = 0; t < G_N_ELEMENTS (types); t++)
+    for (int q = LT_QUANTIZATION_NONE; q <= LT_QUANTIZATION_NF4; q++)
+      for (int ck = 0; ck < 2; ck++)
+        {
+          cfg->train_type = types[t];
+          cfg->quantization = q;
+          cfg->grad_checkpoint = ck;
+          lt_memory_estimate (cfg, &c, &e);
+          g_assert_cmpuint (e.total, ==, sum_items (&e));
+          g_assert_cmpuint (e.gradients, ==, e.trainable);
+          g_assert_cmpuint (e.optimizer, ==, 2 * e.trainable); /* Adam: two moments */
+          g_assert_cmpuint (e.activations, >, 0);
+        }
+  /* LoRA on every linear of all 16 blocks at rank 8: r·(in+out) summed by hand. */
+  cfg->train_type = LT_TRAIN_TYPE_LORA;
+  cfg->lora_rank = 8;
+  cfg->num_layers = -1;
+  lt_memory_estimate (cfg, &c, &e);
+  g_assert_cmpuint (e.n_trainable_params, ==,
+                    16ull * 8 * ((2048 + 2048) + 2 * (2048 + 512) + (2048 + 2048)
+                                 + 2 * (2048 + 8192) + (8192 + 2048)));
+  /* Full fine-tuning of Llama-3.2-1B: 1.236 B parameters (tied), 16 bytes each in f32
+   * weights + grads + Adam. */
+  cfg->train_type = LT_TRAIN_TYPE_FULL;
+  lt_memory_estimate (cfg, &c, &e);
+  g_assert_cmpuint (e.n_trainable_params, >, 1230000000ull);
+  g_assert_cmpuint (e.n_trainable_params, <, 1240000000ull);
+  cfg->optimizer = LT_OPTIMIZER_SGD;
+  cfg->momentum = 0.0;
+  lt_memory_estimate (cfg, &c, &e);
+  g_assert_cmpuint (e.optimizer, ==, 0);
+  cfg->momentum = 0.9;
+  lt_memory_estimate (cfg, &c, &e);
+  g_assert_cmpuint (e.optimizer, ==, e.trainable);
+}
+
+static void
+test_estimate_monotonic (void)
+{
+  LtConfig c;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  LtMemoryEstimate a, b;
+
+  llama_1b (&c);
+  cfg->quantization = LT_QUANTIZATION_4BIT;
+  cfg->max_seq_length = 512;
+  cfg->batch_size = 2;
+  for (int r = 1; r < 128; r *= 2)
+    {
+      cfg->lora_rank = r;
+      lt_memory_estimate (cfg, &c, &a);
+      cfg->lora_rank = 2 * r;
+      lt_memory_estimate (cfg, &c, &b);
+      g_assert_cmpuint (b.total, >, a.total);
+      g_assert_cmpuint (b.trainable, >, a.trainable);
+    }
+  cfg->lora_rank = 8;
+  for (int s = 128; s < 8192; s *= 2)
+    {
+      cfg->max_seq_length = s;
+      lt_memory_estimate (cfg, &c, &a);
+      cfg->max_seq_length = 2 * s;
+      lt_memory_estimate (cfg, &c, &b);
+      g_assert_cmpuint (b.total, >, a.total);
+      g_assert_cmpuint (b.activations, ==, 2 * a.activations);
+    }
+  cfg->max_seq_length = 512;
+  for (int bs = 1; bs < 8; bs++)
+    {
+      cfg->batch_size = bs;
+      lt_memory_estimate (cfg, &c, &a);
+      cfg->batch_size = bs + 1;
+      lt_memory_estimate (cfg, &c, &b);
+      g_assert_cmpuint (b.total, >, a.total);
+      g_assert_cmpuint (b.activations, >, a.activations);
+    }
+}
+
+static void
+test_estimate_quantization (void)
+{
+  LtConfig c;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  LtMemoryEstimate none, q4, q8, mx, nf;
+
+  llama_1b (&c);
+  lt_memory_estimate (cfg, &c, &none);
+  cfg->quantization = LT_QUANTIZATION_4BIT;
+  lt_memory_estimate (cfg, &c, &q4);
+  cfg->quantization = LT_QUANTIZATION_8BIT;
+  lt_memory_estimate (cfg, &c, &q8);
+  cfg->quantization = LT_QUANTIZATION_MXFP4;
+  lt_memory_estimate (cfg, &c, &mx);
+  cfg->quantization = LT_QUANTIZATION_NF4;
+  lt_memory_estimate (cfg, &c, &nf);
+
+  /* bf16 = 16 bits per weight; 4-bit symmetric g128 = 4 + 64/128 (f32 scale + bias);
+   * 8-bit = 8.5; MXFP4 g32 = 4 + 32/32; NF4 g64 = 4 + 32/64. */
+  g_assert_cmpuint (none.n_base_params, ==, q4.n_base_params);
+  g_assert_cmpfloat_with_epsilon ((double) q4.base_weights / none.base_weights, 4.5 / 16, 1e-6);
+  g_assert_cmpfloat_with_epsilon ((double) q8.base_weights / none.base_weights, 8.5 / 16, 1e-6);
+  g_assert_cmpfloat_with_epsilon ((double) mx.base_weights / none.base_weights, 5.0 / 16, 1e-6);
+  g_assert_cmpfloat_with_epsilon ((double) nf.base_weights / none.base_weights, 4.5 / 16, 1e-6);
+  g_assert_cmpint (q4.weight_bits, ==, 4);
+  g_assert_cmpint (q4.group_size, ==, 128);
+  g_assert_cmpint (mx.group_size, ==, 32);
+  g_assert_cmpint (nf.group_size, ==, 64);
+  /* Adapters, activations do not depend on the base's storage. */
+  g_assert_cmpuint (q4.trainable, ==, none.trainable);
+  g_assert_cmpuint (q4.activations, ==, none.activations);
+}
+
+static void
+test_estimate_checkpointing (void)
+{
+  LtConfig c;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  LtMemoryEstimate off, on;
+
+  llama_1b (&c);
+  cfg->max_seq_length = 1024;
+  lt_memory_estimate (cfg, &c, &off);
+  cfg->grad_checkpoint = TRUE;
+  lt_memory_estimate (cfg, &c, &on);
+  /* 16 blocks: keeping block inputs only is several times smaller. */
+  g_assert_cmpuint (on.activations * 4, <, off.activations);
+  g_assert_cmpuint (on.base_weights, ==, off.base_weights);
+}
+
+static void
+test_verdict (void)
+{
+  g_assert_cmpint (lt_memory_verdict (50, 100), ==, LT_MEMORY_FITS);
+  g_assert_cmpint (lt_memory_verdict (80, 100), ==, LT_MEMORY_FITS);
+  g_assert_cmpint (lt_memory_verdict (81, 100), ==, LT_MEMORY_TIGHT);
+  g_assert_cmpint (lt_memory_verdict (100, 100), ==, LT_MEMORY_TIGHT);
+  g_assert_cmpint (lt_memory_verdict (101, 100), ==, LT_MEMORY_DOES_NOT_FIT);
+}
+
+static void
+test_estimate_json (void)
+{
+  LtConfig c;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  LtMemoryEstimate e;
+  g_autoptr (JsonParser) p = json_parser_new ();
+  g_autofree char *text = NULL;
+  JsonObject *o;
+
+  llama_1b (&c);
+  lt_memory_estimate (cfg, &c, &e);
+  text = lt_memory_estimate_to_json (&e, FALSE);
+  g_assert_true (json_parser_load_from_data (p, text, -1, NULL));
+  o = json_node_get_object (json_parser_get_root (p));
+  g_assert_cmpint (json_object_get_int_member (o, "total_bytes"), ==, (gint64) e.total);
+  g_assert_cmpint (json_object_get_int_member (o, "activations_bytes"), ==,
+                   (gint64) e.activations);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -51,5 +248,11 @@ main (int argc, char **argv)
   g_test_add_func ("/memory/process", test_process_peak_grows);
   g_test_add_func ("/memory/system", test_system);
   g_test_add_func ("/memory/format", test_format);
+  g_test_add_func ("/memory/estimate/adds-up", test_estimate_adds_up);
+  g_test_add_func ("/memory/estimate/monotonic", test_estimate_monotonic);
+  g_test_add_func ("/memory/estimate/quantization", test_estimate_quantization);
+  g_test_add_func ("/memory/estimate/checkpointing", test_estimate_checkpointing);
+  g_test_add_func ("/memory/estimate/json", test_estimate_json);
+  g_test_add_func ("/memory/verdict", test_verdict);
   return g_test_run ();
 }
