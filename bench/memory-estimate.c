@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* bench-memory-estimate: how close lt_memory_estimate comes to a real run's peak RSS.
+ *
+ *   bench-memory-estimate [LATHE] [MODEL DATA]
+ *
+ * Part 1 spawns LATHE (default $LATHE_CLI, else "lathe") `train --iters 3 --json` on MODEL
+ * (default $LATHE_TEST_DATA/models/llama-f32) and DATA (default $LATHE_TEST_DATA/train) for a
+ * matrix of configurations, reads peak_rss_bytes from the last JSON line it prints and prints
+ * estimate vs measured with the relative error (target: within ±15 %).
+ * Part 2 prints the QLoRA estimates for Llama shapes (config.json values, no weights needed) at
+ * batch 2, seq 2048 beside the published table. */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <gio/gio.h>
+#include <json-glib/json-glib.h>
+
+#include "src/core/lt-config.h"
+#include "src/core/lt-memory.h"
+#include "src/core/lt-run.h"
+
+typedef struct
+{
+  const char *train_type;
+  const char *quantization;
+  int rank, seq, batch;
+  gboolean checkpoint;
+} Case;
+
+static const Case cases[] = {
+  { "lora", "none", 8, 128, 1, FALSE },
+  { "lora", "4bit", 8, 256, 2, FALSE },
+  { "lora", "8bit", 16, 512, 2, FALSE },
+  { "lora", "none", 32, 1024, 1, TRUE },
+  { "dora", "none", 8, 512, 4, FALSE },
+  { "dora", "4bit", 16, 256, 4, TRUE },
+  { "full", "none", 0, 128, 2, FALSE },
+  { "full", "none", 0, 1024, 4, TRUE },
+  { "lora", "nf4", 4, 1024, 4, FALSE },
+  { "lora", "mxfp4", 64, 512, 3, TRUE },
+};
+
+/* Runs one case; returns the measured peak RSS (0 on failure, with the reason in @why). */
+static guint64
+measure (const char *lathe, const char *model, const char *data, const Case *c, char **why)
+{
+  g_autofree char *dir = g_dir_make_tmp ("lathe-bench-XXXXXX", NULL);
+  g_autofree char *out = g_build_filename (dir, "run", NULL);
+  g_autofree char *rank = g_strdup_printf ("%d", MAX (c->rank, 1));
+  g_autofree char *seq = g_strdup_printf ("%d", c->seq);
+  g_autofree char *batch = g_strdup_printf ("%d", c->batch);
+  g_autofree char *stdout_text = NULL, *stderr_text = NULL;
+  g_autoptr (GError) error = NULL;
+  g_auto (GStrv) lines = NULL;
+  const char *argv[] = { lathe, "train", "--model", model, "--data", data, "--train-type",
+                         c->train_type, "--quantization", c->quantization, "--rank", rank,
+                         "--max-seq-length", seq, "--batch-size", batch, "--iters", "3",
+                         "--steps-per-report", "1", "--adapter-path", out,
+                         c->checkpoint ? "--grad-checkpoint" : "--no-grad-checkpoint", "--json",
+                         NULL };
+  int wait_status = 0;
+  guint64 peak = 0;
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &stdout_text,
+                     &stderr_text, &wait_status, &error)
+      || !g_spawn_check_wait_status (wait_status, &error))
+    {
+      g_autofree char *first = g_strdup (stderr_text ? stderr_text : "");
+      char *nl = strchr (first, '\n');
+      if (nl)
+        *nl = '\0';
+      *why = g_strdup_printf ("%s%s%s", error->message, *first ? ": " : "", first);
+      return 0;
+    }
+  lines = g_strsplit (stdout_text, "\n", -1);
+  for (int i = 0; lines[i] != NULL; i++)
+    {
+      g_autoptr (JsonParser) p = json_parser_new ();
+      JsonNode *root;
+      if (lines[i][0] != '{' || !json_parser_load_from_data (p, lines[i], -1, NULL))
+        continue;
+      root = json_parser_get_root (p);
+      if (JSON_NODE_HOLDS_OBJECT (root)
+          && json_object_has_member (json_node_get_object (root), "peak_rss_bytes"))
+        peak = MAX (peak, (guint64) json_object_get_int_member (json_node_get_object (root),
+                                                                 "peak_rss_bytes"));
+    }
+  if (peak == 0)
+    *why = g_strdup ("no peak_rss_bytes in the --json output");
+  {
+    g_autoptr (GFile) f = g_file_new_for_path (dir);
+    g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", dir);
+    (void) f;
+    if (system (cmd) != 0)
+      g_printerr ("could not remove %s\n", dir);
+  }
+  return peak;
+}
+
+static void
+measured_table (const char *lathe, const char *model, const char *data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtConfig) mc = lt_config_load (model, &error);
+  double worst = 0.0;
+  int n_ok = 0;
+
+  if (mc == NULL)
+    {
+      printf ("model: %s\n", error->message);
+      return;
+    }
+  printf ("Estimate vs measured peak RSS (%s, 3 iterations)\n", model);
+  printf ("%-5s %-6s %4s %5s %5s %4s %12s %12s %8s\n", "type", "quant", "rank", "seq", "batch",
+          "ckpt", "estimate", "measured", "error");
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      const Case *c = &cases[i];
+      g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+      g_autofree char *why = NULL;
+      LtMemoryEstimate est;
+      guint64 peak;
+
+      cfg->train_type = lt_train_type_from_string (c->train_type);
+      cfg->quantization = lt_quantization_from_string (c->quantization);
+      cfg->lora_rank = MAX (c->rank, 1);
+      cfg->max_seq_length = c->seq;
+      cfg->batch_size = c->batch;
+      cfg->grad_checkpoint = c->checkpoint;
+      lt_memory_estimate (cfg, mc, &est);
+      peak = measure (lathe, model, data, c, &why);
+      printf ("%-5s %-6s %4d %5d %5d %4s %10.1f M ", c->train_type, c->quantization, c->rank,
+              c->seq, c->batch, c->checkpoint ? "on" : "off", est.total / 1048576.0);
+      if (peak == 0)
+        printf ("%12s %8s  (%s)\n", "-", "-", why);
+      else
+        {
+          double err = ((double) est.total - (double) peak) / (double) peak;
+          worst = MAX (worst, fabs (err));
+          n_ok++;
+          printf ("%10.1f M %+7.1f%%\n", peak / 1048576.0, 100.0 * err);
+        }
+    }
+  if (n_ok > 0)
+    printf ("worst |error| over %d measured cases: %.1f%%\n", n_ok, 100.0 * worst);
+  else
+    printf ("no case could be measured\n");
+}
+
+typedef struct
+{
+  const char *name;
+  int C, I, L, H, KVH, D, V;
+  gboolean tied;
+  const char *dtype;
+  double published_gb;
+} Shape;
+
+/* config.json values of the public Llama checkpoints. */
+static const Shape shapes[] = {
+  { "Llama-3.2-1B", 2048, 8192, 16, 32, 8, 64, 128256, TRUE, "bfloat16", 5 },
+  { "Llama-3.2-3B", 3072, 8192, 28, 24, 8, 128, 128256, TRUE, "bfloat16", 5 },
+  { "Llama-2-7B", 4096, 11008, 32, 32, 32, 128, 32000, FALSE, "float16", 7 },
+  { "Llama-3.1-8B", 4096, 14336, 32, 32, 8, 128, 128256, FALSE, "bfloat16", 7 },
+  { "Llama-2-13B", 5120, 13824, 40, 40, 40, 128, 32000, FALSE, "float16", 10 },
+  { "Llama-3.1-70B", 8192, 28672, 80, 64, 8, 128, 128256, FALSE, "bfloat16", 38 },
+};
+
+static void
+llama_table (void)
+{
+  printf ("\nQLoRA estimates, batch 2, seq 2048, rank 16 on every linear, gradient "
+          "checkpointing\n");
+  printf ("%-14s %10s %10s %10s %10s %10s  %s\n", "model", "4bit", "nf4", "nf4 ckpt off",
+          "weights", "activ.", "published");
+  for (gsize i = 0; i < G_N_ELEMENTS (shapes); i++)
+    {
+      const Shape *s = &shapes[i];
+      LtConfig c;
+      g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+      LtMemoryEstimate q4, nf, nf_off;
+
+      memset (&c, 0, sizeof c);
+      c.arch = LT_ARCH_LLAMA;
+      c.hidden_size = s->C;
+      c.intermediate_size = s->I;
+      c.num_hidden_layers = s->L;
+      c.num_attention_heads = s->H;
+      c.num_key_value_heads = s->KVH;
+      c.head_dim = s->D;
+      c.vocab_size = s->V;
+      c.tie_word_embeddings = s->tied;
+      c.dtype = (char *) s->dtype;
+
+      cfg->batch_size = 2;
+      cfg->max_seq_length = 2048;
+      cfg->lora_rank = 16;
+      cfg->num_layers = -1;
+      cfg->grad_checkpoint = TRUE;
+      cfg->quantization = LT_QUANTIZATION_4BIT;
+      lt_memory_estimate (cfg, &c, &q4);
+      cfg->quantization = LT_QUANTIZATION_NF4;
+      lt_memory_estimate (cfg, &c, &nf);
+      cfg->grad_checkpoint = FALSE;
+      lt_memory_estimate (cfg, &c, &nf_off);
+      printf ("%-14s %8.1f G %8.1f G %10.1f G %8.1f G %8.1f G  %.0f GB\n", s->name,
+              q4.total / 1e9, nf.total / 1e9, nf_off.total / 1e9,
+              (nf.base_weights + nf.embeddings) / 1e9, nf.activations / 1e9, s->published_gb);
+    }
+}
+
+int
+main (int argc, char **argv)
+{
+  const char *test_data = g_getenv ("LATHE_TEST_DATA");
+  const char *lathe = argc > 1 ? argv[1] : g_getenv ("LATHE_CLI");
+  g_autofree char *model = NULL, *data = NULL;
+
+  if (lathe == NULL)
+    lathe = "lathe";
+  if (test_data == NULL)
+    test_data = "tests/data";
+  model = argc > 3 ? g_strdup (argv[2]) : g_build_filename (test_data, "models", "llama-f32",
+                                                            NULL);
+  data = argc > 3 ? g_strdup (argv[3]) : g_build_filename (test_data, "train", NULL);
+  measured_table (lathe, model, data);
+  llama_table ();
+  return 0;
+}

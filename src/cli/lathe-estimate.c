@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lathe estimate: the memory a run configuration needs, as a breakdown (lt-memory).
+ *
+ *   lathe estimate [--config run.json] [--model DIR] [--set KEY=VALUE …] [--json]
+ *
+ * Only the model's config.json is read (no weights). */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <glib.h>
+#include <glib/gi18n.h>
+
+#include "lathe-cli.h"
+#include "lt-config.h"
+#include "lt-error.h"
+#include "lt-memory.h"
+#include "lt-run.h"
+
+#define CMD "estimate"
+
+int
+lathe_cmd_estimate (int argc, char **argv)
+{
+  g_autofree char *config_path = NULL, *model = NULL, *data = NULL;
+  g_auto (GStrv) sets = NULL;
+  gboolean json = FALSE;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtRunConfig) cfg = NULL;
+  g_autoptr (LtConfig) mc = NULL;
+  LtMemoryEstimate est;
+  guint64 total_mem = 0, avail = 0;
+  int status;
+  const GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
+      "Run configuration (JSON); default: every key at its default", "FILE" },
+    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model,
+      "Model folder (or its config.json), over the configuration's \"model\"", "DIR" },
+    { "data", 'd', 0, G_OPTION_ARG_FILENAME, &data,
+      "Data folder or file, over the configuration's \"data\" (not read)", "PATH" },
+    { "set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &sets,
+      "Set one run-configuration key (JSON key or train flag), e.g. --set rank=16 "
+      "--set grad-checkpoint=true; repeatable", "KEY=VALUE" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+      "Print the breakdown as one JSON object (default: a table)", NULL },
+    { NULL },
+  };
+
+  if (!lathe_cli_parse (CMD, "", "Estimate the peak memory of a training run, by category.",
+                        entries, &argc, &argv, &status))
+    return status;
+  if (argc > 1)
+    {
+      g_printerr ("lathe %s: unexpected argument “%s”\n", CMD, argv[1]);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+
+  cfg = config_path ? lt_run_config_new_from_file (config_path, &error) : lt_run_config_new ();
+  if (cfg == NULL)
+    {
+      lathe_cli_report_error (CMD, error);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if (model != NULL)
+    {
+      g_free (cfg->model);
+      cfg->model = g_strdup (model);
+    }
+  if (data != NULL)
+    {
+      g_free (cfg->data);
+      cfg->data = g_strdup (data);
+    }
+  for (guint i = 0; sets != NULL && sets[i] != NULL; i++)
+    {
+      g_auto (GStrv) kv = g_strsplit (sets[i], "=", 2);
+      const LtRunKeyInfo *info;
+
+      if (kv[0] == NULL || kv[1] == NULL)
+        {
+          g_printerr ("lathe %s: --set %s: expected KEY=VALUE\n", CMD, sets[i]);
+          return LATHE_EXIT_BAD_INPUT;
+        }
+      info = lt_run_config_lookup_key (kv[0]);
+      if (info == NULL)
+        {
+          g_printerr ("lathe %s: --set %s: unknown key “%s”\n", CMD, sets[i], kv[0]);
+          return LATHE_EXIT_BAD_INPUT;
+        }
+      if (!lt_run_config_set_from_string (cfg, info->key, kv[1], &error))
+        {
+          g_prefix_error (&error, "--set %s: ", sets[i]);
+          lathe_cli_report_error (CMD, error);
+          return LATHE_EXIT_BAD_INPUT;
+        }
+    }
+  if (cfg->model == NULL)
+    {
+      g_printerr ("lathe %s: no model: give --model DIR or \"model\" in --config\n", CMD);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  {
+    g_autoptr (GPtrArray) issues = lt_run_config_check (cfg, FALSE);
+    if (issues->len > 0)
+      {
+        LtRunIssue *first = g_ptr_array_index (issues, 0);
+        g_printerr ("lathe %s: %s: %s\n", CMD, first->key, first->message);
+        return LATHE_EXIT_BAD_INPUT;
+      }
+  }
+  if ((mc = lt_config_load (cfg->model, &error)) == NULL)
+    {
+      lathe_cli_report_error (CMD, error);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+
+  lt_memory_estimate (cfg, mc, &est);
+  lt_memory_get_system (&total_mem, &avail);
+
+  if (json)
+    {
+      g_autofree char *text = lt_memory_estimate_to_json (&est, FALSE);
+      printf ("%s\n", text);
+      return LATHE_EXIT_OK;
+    }
+  else
+    {
+      LtMemoryItem items[LT_MEMORY_N_ITEMS];
+      g_autofree char *t = lt_memory_format (est.total);
+      g_autofree char *a = lt_memory_format (avail);
+      const char *verdict;
+
+      lt_memory_estimate_get_items (&est, items);
+      printf ("%s (%s, %s", cfg->model, lt_train_type_to_string (cfg->train_type),
+              lt_quantization_to_string (cfg->quantization));
+      printf (", rank %d, batch %d, seq %d%s)\n", cfg->lora_rank, cfg->batch_size,
+              cfg->max_seq_length, cfg->grad_checkpoint ? ", checkpointing" : "");
+      for (int i = 0; i < LT_MEMORY_N_ITEMS; i++)
+        {
+          g_autofree char *v = lt_memory_format (items[i].bytes);
+          printf ("  %-22s %12s\n", items[i].name, v);
+        }
+      printf ("  %-22s %12s\n", "Total", t);
+      printf ("  trainable parameters: %" G_GUINT64_FORMAT "\n", est.n_trainable_params);
+      switch (lt_memory_verdict (est.total, avail))
+        {
+        case LT_MEMORY_FITS:
+          verdict = "fits";
+          break;
+        case LT_MEMORY_TIGHT:
+          verdict = "tight (over 80% of available memory)";
+          break;
+        case LT_MEMORY_DOES_NOT_FIT:
+        default:
+          verdict = "does not fit";
+          break;
+        }
+      printf ("  available: %s — %s\n", a, verdict);
+    }
+  return LATHE_EXIT_OK;
+}
