@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* LatheTrainJob: one training run, driven from the main loop.
+ *
+ * The core trainer (lt_train, src/core/lt-trainer.h) runs in a GTask worker thread. Its
+ * progress callback (worker thread) copies each LtTrainProgress into a queue under a mutex;
+ * one throttled main-loop source (at most 20 dispatches a second) drains the queue, emitting
+ * `progress` (and `log`) for every sample in order and updating `state`, `fraction` and `eta`.
+ * GTK is never touched off the main thread. Stop = cancel + the trainer's graceful save;
+ * `finished` is emitted once the worker has returned (after the final save). */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "src/core/lt-run.h"
+#include "src/core/lt-trainer.h"
+
+G_BEGIN_DECLS
+
+typedef enum
+{
+  LATHE_TRAIN_STATE_IDLE,
+  LATHE_TRAIN_STATE_LOADING,
+  LATHE_TRAIN_STATE_TRAINING,
+  LATHE_TRAIN_STATE_STOPPING,
+  LATHE_TRAIN_STATE_FINISHED,
+  LATHE_TRAIN_STATE_FAILED,
+  LATHE_TRAIN_STATE_CANCELLED,
+} LatheTrainState;
+
+GType lathe_train_state_get_type (void);
+#define LATHE_TYPE_TRAIN_STATE (lathe_train_state_get_type ())
+
+#define LATHE_TYPE_TRAIN_JOB (lathe_train_job_get_type ())
+
+G_DECLARE_FINAL_TYPE (LatheTrainJob, lathe_train_job, LATHE, TRAIN_JOB, GObject)
+
+/* Copies @cfg. @resume continues the stopped run in cfg->adapter_path. */
+LatheTrainJob *lathe_train_job_new (const LtRunConfig *cfg, gboolean resume);
+
+/* Validates the configuration (lt_run_config_check for a start); on issues returns FALSE with
+ * them in @issues (LtRunIssue, may be NULL) and starts nothing. Otherwise starts the worker. */
+gboolean lathe_train_job_start (LatheTrainJob *self, GPtrArray **issues, GError **error);
+/* Asks the worker to stop after the current step (adapter and state saved). */
+void lathe_train_job_stop (LatheTrainJob *self);
+
+const LtRunConfig *lathe_train_job_get_config (LatheTrainJob *self);
+LatheTrainState lathe_train_job_get_state (LatheTrainJob *self);
+/* TRUE from start until the worker has returned. */
+gboolean lathe_train_job_is_running (LatheTrainJob *self);
+double lathe_train_job_get_fraction (LatheTrainJob *self);
+/* Seconds left, or -1 while unknown. */
+double lathe_train_job_get_eta (LatheTrainJob *self);
+/* The failure (state FAILED), or NULL. */
+const GError *lathe_train_job_get_error (LatheTrainJob *self);
+/* The number of `progress` emissions so far, and the largest number of samples one dispatch
+ * delivered (for tests of the throttle). */
+guint lathe_train_job_get_n_dispatches (LatheTrainJob *self);
+
+/* Whether this build can train (the core has lt_train). */
+gboolean lathe_train_job_is_supported (void);
+
+G_END_DECLS
