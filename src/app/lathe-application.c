@@ -12,6 +12,8 @@
 struct _LatheApplication
 {
   AdwApplication parent_instance;
+
+  gboolean quit_requested;
 };
 
 G_DEFINE_FINAL_TYPE (LatheApplication, lathe_application, ADW_TYPE_APPLICATION)
@@ -46,11 +48,41 @@ lathe_application_activate (GApplication *app)
 }
 
 static void
+quit_when_stopped_cb (LatheTrainPage   *page,
+                      GParamSpec       *pspec,
+                      LatheApplication *self)
+{
+  if (!lathe_train_page_is_running (page))
+    g_application_quit (G_APPLICATION (self));
+}
+
+/* Quitting during a run stops it first and waits for the trainer's final save, so no file is
+ * left half-written. */
+static void
 quit_action (GSimpleAction *action,
              GVariant      *param,
              gpointer       user_data)
 {
-  g_application_quit (G_APPLICATION (user_data));
+  LatheApplication *self = LATHE_APPLICATION (user_data);
+
+  for (GList *l = gtk_application_get_windows (GTK_APPLICATION (self)); l != NULL; l = l->next)
+    {
+      LatheTrainPage *page;
+
+      if (!LATHE_IS_WINDOW (l->data))
+        continue;
+      page = lathe_window_get_train_page (l->data);
+      if (lathe_train_page_is_running (page))
+        {
+          if (!self->quit_requested)
+            g_signal_connect_object (page, "notify::running", G_CALLBACK (quit_when_stopped_cb),
+                                     self, 0);
+          self->quit_requested = TRUE;
+          lathe_train_page_stop (page);
+          return;
+        }
+    }
+  g_application_quit (G_APPLICATION (self));
 }
 
 static void
@@ -136,7 +168,37 @@ stop_training_action (GSimpleAction *action,
                       GVariant      *param,
                       gpointer       user_data)
 {
-  /* Enabled only while a run is going; the training job arrives with the trainer core. */
+  LatheWindow *window = get_window (LATHE_APPLICATION (user_data));
+
+  if (window != NULL)
+    lathe_train_page_stop (lathe_window_get_train_page (window));
+}
+
+/* app.stop-training is enabled while a window's run is going. */
+static void
+page_running_cb (LatheTrainPage   *page,
+                 GParamSpec       *pspec,
+                 LatheApplication *self)
+{
+  GAction *stop = g_action_map_lookup_action (G_ACTION_MAP (self), "stop-training");
+  gboolean any = FALSE;
+
+  for (GList *l = gtk_application_get_windows (GTK_APPLICATION (self)); l != NULL; l = l->next)
+    if (LATHE_IS_WINDOW (l->data)
+        && lathe_train_page_is_running (lathe_window_get_train_page (l->data)))
+      any = TRUE;
+  g_simple_action_set_enabled (G_SIMPLE_ACTION (stop), any);
+}
+
+static void
+lathe_application_window_added (GtkApplication *app,
+                                GtkWindow      *window)
+{
+  GTK_APPLICATION_CLASS (lathe_application_parent_class)->window_added (app, window);
+
+  if (LATHE_IS_WINDOW (window))
+    g_signal_connect_object (lathe_window_get_train_page (LATHE_WINDOW (window)),
+                             "notify::running", G_CALLBACK (page_running_cb), app, 0);
 }
 
 static const GActionEntry app_actions[] = {
@@ -183,6 +245,9 @@ static void
 lathe_application_class_init (LatheApplicationClass *klass)
 {
   GApplicationClass *app_class = G_APPLICATION_CLASS (klass);
+  GtkApplicationClass *gtk_app_class = GTK_APPLICATION_CLASS (klass);
+
+  gtk_app_class->window_added = lathe_application_window_added;
 
   app_class->activate = lathe_application_activate;
   app_class->startup = lathe_application_startup;

@@ -6,12 +6,17 @@
 #include <glib/gi18n.h>
 
 #include "lathe-train-page.h"
+#include "lathe-monitor.h"
+#include "lathe-train-job.h"
+#include "src/core/lt-memory.h"
 
 #ifdef HAVE_LT_CONFIG
 #include "src/core/lt-config.h"
 #endif
 
 #define MAX_RECENT_MODELS 8
+/* The memory estimate follows the form after this quiet time. */
+#define ESTIMATE_DELAY_MS 250
 
 typedef enum
 {
@@ -79,6 +84,20 @@ struct _LatheTrainPage
   AdwActionRow *qat_group_size_row;
   AdwActionRow *qat_start_step_row;
   AdwActionRow *qat_interval_row;
+  AdwActionRow *memory_row;
+  GtkLabel *memory_total_label;
+  GtkLabel *memory_breakdown_label;
+  GtkButton *start_button;
+  GtkButton *stop_button;
+  LatheMonitor *monitor;
+
+  LatheTrainJob *job;
+  guint inhibit_cookie;
+  gboolean held;
+  guint estimate_source;
+  GCancellable *estimate_cancellable;
+  GHashTable *model_configs; /* model path → LtConfig (or NULL after a failed read) */
+  guint64 last_estimate;
 
   GSettings *app_settings;
   GtkNativeDialog *chooser;
@@ -91,6 +110,18 @@ struct _LatheTrainPage
 };
 
 G_DEFINE_FINAL_TYPE (LatheTrainPage, lathe_train_page, GTK_TYPE_WIDGET)
+
+enum
+{
+  PROP_0,
+  PROP_RUNNING,
+  PROP_FRACTION,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+static void schedule_estimate (LatheTrainPage *self);
 
 static void
 row_info_free (RowInfo *info)
@@ -307,6 +338,7 @@ settings_notify_cb (LatheTrainPage   *self,
     update_quantization_row (self);
 
   lathe_train_page_revalidate (self);
+  schedule_estimate (self);
 }
 
 static gboolean
@@ -781,14 +813,346 @@ lathe_train_page_save_recipe (LatheTrainPage *self)
   open_chooser (self, CHOOSE_SAVE_RECIPE);
 }
 
+/* --- Memory estimate ------------------------------------------------------------------ */
+
+static void
+show_estimate (LatheTrainPage *self, const LtConfig *model, const char *problem)
+{
+  GtkWidget *row = GTK_WIDGET (self->memory_row);
+
+  gtk_widget_remove_css_class (row, "success");
+  gtk_widget_remove_css_class (row, "warning");
+  gtk_widget_remove_css_class (row, "error");
+  self->last_estimate = 0;
+  if (model == NULL)
+    {
+      gtk_label_set_text (self->memory_total_label, "");
+      gtk_label_set_text (self->memory_breakdown_label, "");
+      adw_action_row_set_subtitle (self->memory_row,
+                                   problem != NULL
+                                     ? problem
+                                     : _("Choose a model to see how much memory the run needs"));
+      return;
+    }
+#ifdef HAVE_LT_CONFIG
+  {
+    g_autoptr (LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+    g_autoptr (GString) breakdown = g_string_new (NULL);
+    g_autofree char *total = NULL, *avail_text = NULL, *subtitle = NULL;
+    LtMemoryItem items[LT_MEMORY_N_ITEMS];
+    LtMemoryEstimate est;
+    guint64 total_mem = 0, avail = 0;
+    const char *hint = NULL;
+
+    lt_memory_estimate (cfg, model, &est);
+    self->last_estimate = est.total;
+    lt_memory_estimate_get_items (&est, items);
+    for (int i = 0; i < LT_MEMORY_N_ITEMS; i++)
+      {
+        g_autofree char *v = lt_memory_format (items[i].bytes);
+        g_string_append_printf (breakdown, "%s\t%s\n", g_dgettext (GETTEXT_PACKAGE,
+                                                                   items[i].name), v);
+      }
+    total = lt_memory_format (est.total);
+    g_string_append_printf (breakdown, "%s\t%s", _("Total"), total);
+    gtk_label_set_text (self->memory_breakdown_label, breakdown->str);
+    gtk_label_set_text (self->memory_total_label, total);
+
+    lt_memory_get_system (&total_mem, &avail);
+    avail_text = lt_memory_format (avail);
+    if (est.activations > est.base_weights + est.embeddings && !cfg->grad_checkpoint)
+      hint = _("turn on gradient checkpointing or use shorter sequences");
+    else if (cfg->quantization == LT_QUANTIZATION_NONE && cfg->train_type != LT_TRAIN_TYPE_FULL)
+      hint = _("load the base in 4-bit");
+    else if (cfg->train_type == LT_TRAIN_TYPE_FULL)
+      hint = _("use LoRA instead of full fine-tuning");
+    else
+      hint = _("lower the rank, the batch size or the sequence length");
+    switch (lt_memory_verdict (est.total, avail))
+      {
+      case LT_MEMORY_FITS:
+        /* Translators: "%s available" is free memory */
+        subtitle = g_strdup_printf (_("Fits: %s available"), avail_text);
+        gtk_widget_add_css_class (row, "success");
+        break;
+      case LT_MEMORY_TIGHT:
+        subtitle = g_strdup_printf (_("Tight: over 80%% of the %s available; to save memory, "
+                                      "%s"), avail_text, hint);
+        gtk_widget_add_css_class (row, "warning");
+        break;
+      case LT_MEMORY_DOES_NOT_FIT:
+      default:
+        subtitle = g_strdup_printf (_("Does not fit in the %s available: %s"), avail_text,
+                                    hint);
+        gtk_widget_add_css_class (row, "error");
+        break;
+      }
+    adw_action_row_set_subtitle (self->memory_row, subtitle);
+  }
+#endif
+}
+
+#ifdef HAVE_LT_CONFIG
+static void
+load_config_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  GError *error = NULL;
+  LtConfig *config = lt_config_load (task_data, &error);
+
+  if (config == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, config, (GDestroyNotify) lt_config_free);
+}
+
+static void
+load_config_cb (GObject *object, GAsyncResult *result, gpointer user_data)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (object);
+  g_autoptr (GError) error = NULL;
+  LtConfig *config = g_task_propagate_pointer (G_TASK (result), &error);
+  const char *path = g_task_get_task_data (G_TASK (result));
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  g_hash_table_insert (self->model_configs, g_strdup (path), config);
+  if (g_strcmp0 (path, lathe_run_settings_get_model (self->settings)) == 0)
+    show_estimate (self, config, error != NULL ? error->message : NULL);
+}
+#endif
+
+static gboolean
+estimate_timeout_cb (gpointer data)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (data);
+  const char *model = lathe_run_settings_get_model (self->settings);
+
+  self->estimate_source = 0;
+  if (model == NULL || *model == '\0')
+    {
+      show_estimate (self, NULL, NULL);
+      return G_SOURCE_REMOVE;
+    }
+#ifdef HAVE_LT_CONFIG
+  {
+    gpointer cached;
+    if (g_hash_table_lookup_extended (self->model_configs, model, NULL, &cached))
+      {
+        if (cached != NULL)
+          show_estimate (self, cached, NULL);
+        return G_SOURCE_REMOVE;
+      }
+    /* config.json is read off the main thread, once per model path. */
+    g_cancellable_cancel (self->estimate_cancellable);
+    g_clear_object (&self->estimate_cancellable);
+    self->estimate_cancellable = g_cancellable_new ();
+    {
+      g_autoptr (GTask) task = g_task_new (self, self->estimate_cancellable, load_config_cb,
+                                           NULL);
+      g_task_set_source_tag (task, estimate_timeout_cb);
+      g_task_set_task_data (task, g_strdup (model), g_free);
+      g_task_run_in_thread (task, load_config_thread);
+    }
+  }
+#endif
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_estimate (LatheTrainPage *self)
+{
+  g_clear_handle_id (&self->estimate_source, g_source_remove);
+  self->estimate_source = g_timeout_add (ESTIMATE_DELAY_MS, estimate_timeout_cb, self);
+}
+
+guint64
+lathe_train_page_get_memory_estimate (LatheTrainPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), 0);
+  return self->last_estimate;
+}
+
+/* --- The run ----------------------------------------------------------------------------- */
+
+static void
+update_run_widgets (LatheTrainPage *self)
+{
+  LatheTrainState state = self->job ? lathe_train_job_get_state (self->job)
+                                    : LATHE_TRAIN_STATE_IDLE;
+  gboolean running = self->job != NULL && lathe_train_job_is_running (self->job);
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+
+  gtk_widget_set_sensitive (GTK_WIDGET (self->start_button), !running);
+  gtk_button_set_label (self->stop_button, state == LATHE_TRAIN_STATE_STOPPING
+                                             ? _("Stopping…") : _("S_top"));
+  gtk_widget_set_sensitive (GTK_WIDGET (self->stop_button),
+                            running && state != LATHE_TRAIN_STATE_STOPPING);
+
+  /* The window title shows the progress while a run is going. */
+  if (GTK_IS_WINDOW (root))
+    {
+      if (running)
+        {
+          g_autofree char *title = g_strdup_printf (_("Lathe — %.0f%%"),
+                                                    100.0 * lathe_train_job_get_fraction (self->job));
+          gtk_window_set_title (GTK_WINDOW (root), title);
+        }
+      else
+        gtk_window_set_title (GTK_WINDOW (root), _("Lathe"));
+    }
+}
+
+static const char *
+state_text (LatheTrainState state)
+{
+  switch (state)
+    {
+    case LATHE_TRAIN_STATE_LOADING:
+      return _("Loading the model and the data…");
+    case LATHE_TRAIN_STATE_TRAINING:
+      return _("Training");
+    case LATHE_TRAIN_STATE_STOPPING:
+      return _("Stopping: saving the adapter and the state…");
+    case LATHE_TRAIN_STATE_FINISHED:
+      return _("Finished");
+    case LATHE_TRAIN_STATE_CANCELLED:
+      return _("Stopped; the run can be resumed from the Runs page");
+    case LATHE_TRAIN_STATE_FAILED:
+      return _("Failed");
+    case LATHE_TRAIN_STATE_IDLE:
+    default:
+      return _("Press Start to train");
+    }
+}
+
+static void
+job_state_cb (LatheTrainPage *self, GParamSpec *pspec, LatheTrainJob *job)
+{
+  LatheTrainState state = lathe_train_job_get_state (job);
+
+  if (state == LATHE_TRAIN_STATE_FAILED && lathe_train_job_get_error (job) != NULL)
+    {
+      g_autofree char *text = g_strdup_printf (_("Failed: %s"),
+                                               lathe_train_job_get_error (job)->message);
+      lathe_monitor_set_status (self->monitor, text);
+    }
+  else
+    lathe_monitor_set_status (self->monitor, state_text (state));
+  update_run_widgets (self);
+}
+
+static void
+job_fraction_cb (LatheTrainPage *self, GParamSpec *pspec, LatheTrainJob *job)
+{
+  update_run_widgets (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FRACTION]);
+}
+
+static void
+job_progress_cb (LatheTrainPage *self, const LtTrainProgress *p, LatheTrainJob *job)
+{
+  lathe_monitor_add_progress (self->monitor, p);
+}
+
+static void
+job_finished_cb (LatheTrainPage *self, LatheTrainJob *job)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  GtkApplication *app = GTK_IS_WINDOW (root) ? gtk_window_get_application (GTK_WINDOW (root))
+                                             : NULL;
+  LatheTrainState state = lathe_train_job_get_state (job);
+
+  if (app != NULL && self->inhibit_cookie != 0)
+    gtk_application_uninhibit (app, self->inhibit_cookie);
+  self->inhibit_cookie = 0;
+
+  /* Tell the user when they are looking elsewhere. */
+  if (app != NULL && !gtk_window_is_active (GTK_WINDOW (root))
+      && (state == LATHE_TRAIN_STATE_FINISHED || state == LATHE_TRAIN_STATE_FAILED))
+    {
+      g_autoptr (GNotification) n = NULL;
+      g_autofree char *name = g_path_get_basename (lathe_train_job_get_config (job)->adapter_path);
+
+      if (state == LATHE_TRAIN_STATE_FINISHED)
+        {
+          n = g_notification_new (_("Training finished"));
+          g_notification_set_body (n, name);
+        }
+      else
+        {
+          n = g_notification_new (_("Training failed"));
+          g_notification_set_body (n, lathe_train_job_get_error (job)
+                                        ? lathe_train_job_get_error (job)->message : name);
+        }
+      g_notification_set_default_action (n, "app.activate");
+      g_application_send_notification (G_APPLICATION (app), "training", n);
+    }
+
+  update_run_widgets (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RUNNING]);
+  if (self->held)
+    {
+      self->held = FALSE;
+      g_application_release (g_application_get_default ());
+    }
+}
+
+static gboolean
+start_job (LatheTrainPage *self, LtRunConfig *cfg, gboolean resume)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) issues = NULL;
+  g_autoptr (LatheTrainJob) job = lathe_train_job_new (cfg, resume);
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  GApplication *app = g_application_get_default ();
+
+  if (self->job != NULL)
+    {
+      g_signal_handlers_disconnect_by_data (self->job, self);
+      g_clear_object (&self->job);
+    }
+  lathe_monitor_reset (self->monitor, self->last_estimate);
+  g_signal_connect_object (job, "notify::state", G_CALLBACK (job_state_cb), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (job, "notify::fraction", G_CALLBACK (job_fraction_cb), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (job, "progress", G_CALLBACK (job_progress_cb), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (job, "finished", G_CALLBACK (job_finished_cb), self,
+                           G_CONNECT_SWAPPED);
+  if (!lathe_train_job_start (job, &issues, &error))
+    {
+      lathe_monitor_set_status (self->monitor, error->message);
+      toast (self, error->message);
+      return FALSE;
+    }
+  self->job = g_steal_pointer (&job);
+
+  /* Keep the session awake and the process alive (for the final save) during the run. */
+  if (GTK_IS_WINDOW (root) && gtk_window_get_application (GTK_WINDOW (root)) != NULL)
+    self->inhibit_cookie =
+      gtk_application_inhibit (gtk_window_get_application (GTK_WINDOW (root)), GTK_WINDOW (root),
+                               GTK_APPLICATION_INHIBIT_SUSPEND, _("Training a model"));
+  if (app != NULL)
+    {
+      g_application_hold (app);
+      self->held = TRUE;
+    }
+  update_run_widgets (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RUNNING]);
+  return TRUE;
+}
+
 gboolean
 lathe_train_page_start (LatheTrainPage *self)
 {
-  g_autofree char *command = NULL;
-  g_autofree char *status = NULL;
+  g_autoptr (LtRunConfig) cfg = NULL;
   guint n_issues;
 
   g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), FALSE);
+
+  if (lathe_train_page_is_running (self))
+    return FALSE;
 
   self->start_requested = TRUE;
   n_issues = lathe_train_page_revalidate (self);
@@ -804,13 +1168,53 @@ lathe_train_page_start (LatheTrainPage *self)
     }
 
   add_recent_model (self, lathe_run_settings_get_model (self->settings));
+  set_status (self, NULL);
+  cfg = lathe_run_settings_dup_config (self->settings);
+  return start_job (self, cfg, FALSE);
+}
 
-  /* The training job arrives with the trainer core; until then Start shows the command. */
-  command = lathe_run_settings_dup_command_line (self->settings);
-  status = g_strdup_printf (_("would run: %s"), command);
-  set_status (self, status);
-  toast (self, _("The settings are valid; training from the app is not available yet"));
-  return TRUE;
+gboolean
+lathe_train_page_resume (LatheTrainPage *self, const LtRunConfig *cfg)
+{
+  g_autoptr (LtRunConfig) copy = NULL;
+
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), FALSE);
+  g_return_val_if_fail (cfg != NULL, FALSE);
+
+  if (lathe_train_page_is_running (self))
+    return FALSE;
+  copy = lt_run_config_copy (cfg);
+  return start_job (self, copy, TRUE);
+}
+
+void
+lathe_train_page_stop (LatheTrainPage *self)
+{
+  g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
+
+  if (self->job != NULL)
+    lathe_train_job_stop (self->job);
+}
+
+gboolean
+lathe_train_page_is_running (LatheTrainPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), FALSE);
+  return self->job != NULL && lathe_train_job_is_running (self->job);
+}
+
+LatheTrainJob *
+lathe_train_page_get_job (LatheTrainPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), NULL);
+  return self->job;
+}
+
+LatheMonitor *
+lathe_train_page_get_monitor (LatheTrainPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), NULL);
+  return self->monitor;
 }
 
 static void
@@ -878,6 +1282,18 @@ lathe_train_page_dispose (GObject *object)
 
   g_cancellable_cancel (self->cancellable);
   g_clear_object (&self->cancellable);
+  g_cancellable_cancel (self->estimate_cancellable);
+  g_clear_object (&self->estimate_cancellable);
+  g_clear_handle_id (&self->estimate_source, g_source_remove);
+  /* The job's dispose cancels a running worker; it saves and ends on its own. */
+  if (self->job != NULL)
+    g_signal_handlers_disconnect_by_data (self->job, self);
+  g_clear_object (&self->job);
+  if (self->held)
+    {
+      self->held = FALSE;
+      g_application_release (g_application_get_default ());
+    }
 
   if (self->settings != NULL)
     g_signal_handlers_disconnect_by_data (self->settings, self);
@@ -899,8 +1315,27 @@ lathe_train_page_finalize (GObject *object)
   LatheTrainPage *self = (LatheTrainPage *) object;
 
   g_clear_pointer (&self->status, g_free);
+  g_clear_pointer (&self->model_configs, g_hash_table_unref);
 
   G_OBJECT_CLASS (lathe_train_page_parent_class)->finalize (object);
+}
+
+static void
+lathe_train_page_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (object);
+
+  switch (prop_id)
+    {
+    case PROP_RUNNING:
+      g_value_set_boolean (value, lathe_train_page_is_running (self));
+      break;
+    case PROP_FRACTION:
+      g_value_set_double (value, self->job ? lathe_train_job_get_fraction (self->job) : 0.0);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
 }
 
 #define BIND_ROW(name) gtk_widget_class_bind_template_child (widget_class, LatheTrainPage, name)
@@ -914,7 +1349,18 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   object_class->dispose = lathe_train_page_dispose;
   object_class->finalize = lathe_train_page_finalize;
 
+  object_class->get_property = lathe_train_page_get_property;
+
+  properties[PROP_RUNNING] =
+    g_param_spec_boolean ("running", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_FRACTION] =
+    g_param_spec_double ("fraction", NULL, NULL, 0.0, 1.0, 0.0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
   g_type_ensure (LATHE_TYPE_RUN_SETTINGS);
+  g_type_ensure (LATHE_TYPE_MONITOR);
   gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
 
   gtk_widget_class_set_template_from_resource (widget_class,
@@ -960,6 +1406,12 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   BIND_ROW (qat_group_size_row);
   BIND_ROW (qat_start_step_row);
   BIND_ROW (qat_interval_row);
+  BIND_ROW (memory_row);
+  BIND_ROW (memory_total_label);
+  BIND_ROW (memory_breakdown_label);
+  BIND_ROW (start_button);
+  BIND_ROW (stop_button);
+  BIND_ROW (monitor);
   gtk_widget_class_bind_template_callback (widget_class, learning_rate_input_cb);
   gtk_widget_class_bind_template_callback (widget_class, learning_rate_output_cb);
   gtk_widget_class_bind_template_callback (widget_class, preview_popover_show_cb);
@@ -985,6 +1437,13 @@ lathe_train_page_init (LatheTrainPage *self)
   self->cancellable = g_cancellable_new ();
   self->rows = g_ptr_array_new_with_free_func ((GDestroyNotify) row_info_free);
   self->rows_by_key = g_hash_table_new (g_str_hash, g_str_equal);
+  self->model_configs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+#ifdef HAVE_LT_CONFIG
+                                               (GDestroyNotify) lt_config_free
+#else
+                                               NULL
+#endif
+                                               );
 
   /* Run-configuration keys (lt-run.h) → the row that shows their issues. */
   add_row (self, self->model_row, "model", NULL);
@@ -1044,6 +1503,8 @@ lathe_train_page_init (LatheTrainPage *self)
                            G_CONNECT_SWAPPED);
   update_quantization_row (self);
   lathe_train_page_revalidate (self);
+  update_run_widgets (self);
+  schedule_estimate (self);
 }
 
 GtkWidget *

@@ -3,7 +3,9 @@
 
 #include <adwaita.h>
 
+#include "lathe-monitor.h"
 #include "lathe-run-settings.h"
+#include "lathe-train-job.h"
 
 G_BEGIN_DECLS
 
@@ -14,9 +16,20 @@ G_DECLARE_FINAL_TYPE (LatheTrainPage, lathe_train_page, LATHE, TRAIN_PAGE, GtkWi
 GtkWidget *lathe_train_page_new (void);
 LatheRunSettings *lathe_train_page_get_settings (LatheTrainPage *self);
 
-/* Validates for a start (issues shown on their rows) and reports what would run.
- * Returns TRUE when the configuration is valid. */
+/* Validates for a start (issues shown on their rows, nothing started when there are any) and
+ * starts a LatheTrainJob. Returns TRUE when a run was started. */
 gboolean lathe_train_page_start (LatheTrainPage *self);
+/* Continues the stopped run of @cfg (its adapter_path) through a LatheTrainJob. */
+gboolean lathe_train_page_resume (LatheTrainPage *self, const LtRunConfig *cfg);
+/* Graceful stop: the trainer saves the adapter and its state. */
+void lathe_train_page_stop (LatheTrainPage *self);
+/* The "running" property. */
+gboolean lathe_train_page_is_running (LatheTrainPage *self);
+/* The current (or last) run, or NULL. */
+LatheTrainJob *lathe_train_page_get_job (LatheTrainPage *self);
+LatheMonitor *lathe_train_page_get_monitor (LatheTrainPage *self);
+/* The last memory estimate shown on the form, in bytes (0 = none yet). */
+guint64 lathe_train_page_get_memory_estimate (LatheTrainPage *self);
 /* Re-checks the form and updates the inline messages; returns the number of issues. */
 guint lathe_train_page_revalidate (LatheTrainPage *self);
 

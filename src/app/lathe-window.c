@@ -21,6 +21,53 @@ struct _LatheWindow
 G_DEFINE_FINAL_TYPE (LatheWindow, lathe_window, ADW_TYPE_APPLICATION_WINDOW)
 
 static void
+close_when_stopped_cb (LatheTrainPage *page,
+                       GParamSpec     *pspec,
+                       LatheWindow    *self)
+{
+  if (!lathe_train_page_is_running (page))
+    gtk_window_destroy (GTK_WINDOW (self));
+}
+
+static void
+stop_dialog_response_cb (AdwMessageDialog *dialog,
+                         const char       *response,
+                         LatheWindow      *self)
+{
+  if (!g_str_equal (response, "stop"))
+    return;
+  /* The window closes once the trainer has saved the adapter and its state. */
+  g_signal_connect_object (self->train_page, "notify::running",
+                           G_CALLBACK (close_when_stopped_cb), self, 0);
+  lathe_train_page_stop (self->train_page);
+}
+
+static gboolean
+lathe_window_close_request (GtkWindow *window)
+{
+  LatheWindow *self = LATHE_WINDOW (window);
+  GtkWidget *dialog;
+
+  if (!lathe_train_page_is_running (self->train_page))
+    return GTK_WINDOW_CLASS (lathe_window_parent_class)->close_request (window);
+
+  dialog = adw_message_dialog_new (window, _("Stop Training?"),
+                                   _("A run is in progress. Stopping saves the adapter and the "
+                                     "training state, so the run can be resumed later."));
+  adw_message_dialog_add_responses (ADW_MESSAGE_DIALOG (dialog),
+                                    "cancel", _("_Keep Training"),
+                                    "stop", _("_Stop and Close"),
+                                    NULL);
+  adw_message_dialog_set_response_appearance (ADW_MESSAGE_DIALOG (dialog), "stop",
+                                              ADW_RESPONSE_DESTRUCTIVE);
+  adw_message_dialog_set_default_response (ADW_MESSAGE_DIALOG (dialog), "cancel");
+  adw_message_dialog_set_close_response (ADW_MESSAGE_DIALOG (dialog), "cancel");
+  g_signal_connect_object (dialog, "response", G_CALLBACK (stop_dialog_response_cb), self, 0);
+  gtk_window_present (GTK_WINDOW (dialog));
+  return TRUE;
+}
+
+static void
 lathe_window_dispose (GObject *object)
 {
   LatheWindow *self = (LatheWindow *) object;
@@ -38,6 +85,7 @@ lathe_window_class_init (LatheWindowClass *klass)
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
   object_class->dispose = lathe_window_dispose;
+  GTK_WINDOW_CLASS (klass)->close_request = lathe_window_close_request;
 
   g_type_ensure (LATHE_TYPE_TRAIN_PAGE);
 
