@@ -1130,13 +1130,6 @@ load_model (Trainer *tr, GError **error)
   const char *source;
   LtAdapterSpec spec;
 
-  if (cfg->quantization != LT_QUANTIZATION_NONE)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "quantization: load-time quantization “%s” is not available in this build "
-                   "yet (use none)", lt_quantization_to_string (cfg->quantization));
-      return FALSE;
-    }
   tr->model = lt_model_load (cfg->model, error);
   if (tr->model == NULL)
     return FALSE;
@@ -1244,6 +1237,13 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
                    "train_mode: %s is not yet supported (only sft)",
                    lt_train_mode_to_string (cfg->train_mode));
+      return FALSE;
+    }
+  if (cfg->quantization != LT_QUANTIZATION_NONE)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "quantization: load-time quantization “%s” is not available in this build "
+                   "yet (use none)", lt_quantization_to_string (cfg->quantization));
       return FALSE;
     }
   if (!lt_trainer_is_available ())
