@@ -43,8 +43,13 @@
 
 #define STATE_FORMAT 1
 
-/* The trainable half of lt-model lands on its own branch; until it is linked in, these weak
- * references are NULL and lt_train refuses to run instead of the link failing. */
+/* The trainable half of lt-model (lt-model-train.c) lands on its own branch. Until its file
+ * is in the tree, these references are weak (NULL) and lt_train refuses to run instead of the
+ * link failing; once it is, they are ordinary references that pull it into the link. */
+#if defined(__has_include) && __has_include("lt-model-train.c")
+#define LT_HAVE_MODEL_TRAIN 1
+#else
+#define LT_HAVE_MODEL_TRAIN 0
 #pragma weak lt_adapter_spec_from_config
 #pragma weak lt_model_attach_trainable
 #pragma weak lt_model_get_n_params
@@ -56,16 +61,21 @@
 #pragma weak lt_model_forward_backward
 #pragma weak lt_model_save_adapters
 #pragma weak lt_model_load_adapters
+#endif
 
 gboolean
 lt_trainer_is_available (void)
 {
+#if LT_HAVE_MODEL_TRAIN
+  return TRUE;
+#else
   return lt_adapter_spec_from_config != NULL && lt_model_attach_trainable != NULL
          && lt_model_get_n_params != NULL && lt_model_get_param != NULL
          && lt_model_set_training != NULL && lt_model_set_grad_checkpointing != NULL
          && lt_model_set_qat != NULL && lt_model_qat_recompute_scales != NULL
          && lt_model_forward_backward != NULL && lt_model_save_adapters != NULL
          && lt_model_load_adapters != NULL;
+#endif
 }
 
 typedef struct
