@@ -1344,12 +1344,8 @@ lex_token (Lexer *L, gsize i, GString *brackets)
       g_array_append_val (L->toks, tok);
       return i + 1;
     }
-  {
-    gunichar u = g_utf8_get_char (src + i);
-    set_error (L->t, L->error, LT_ERROR_FORMAT, (int) i, "unexpected character '%.*s'",
-               (int) (g_utf8_next_char (src + i) - (src + i)), src + i);
-    (void) u;
-  }
+  set_error (L->t, L->error, LT_ERROR_FORMAT, (int) i, "unexpected character '%.*s'",
+             (int) (g_utf8_next_char (src + i) - (src + i)), src + i);
   return 0;
 }
 
@@ -3616,7 +3612,7 @@ eval_args (Render *R, Node *n, Args *a)
 }
 
 /* Checks the arguments against a signature: @params names the parameters in order
- * (NULL-terminated); at most @max_pos may be positional. */
+ * (NULL-terminated; NULL = none). Unknown keywords are LT_ERROR_UNSUPPORTED. */
 static gboolean
 args_check (Render *R, Node *n, Args *a, const char *what, const char *const *params)
 {

@@ -283,6 +283,18 @@ test_unsupported (void)
   assert_parse_error ("{{ loop.cycle('a', 'b') }}", LT_ERROR_UNSUPPORTED,
                       "chat template: unsupported method 'cycle()' at 1:9");
 
+  /* Real templates outside the subset. */
+  {
+    g_autofree char *path = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "chat-templates",
+                                              "unsupported", "hermes-3-macro.jinja", NULL);
+    g_autofree char *text = NULL;
+    g_autoptr (GError) error = NULL;
+    g_file_get_contents (path, &text, NULL, &error);
+    g_assert_no_error (error);
+    assert_parse_error (text, LT_ERROR_UNSUPPORTED,
+                        "chat template: unsupported tag 'macro' at 1:5");
+  }
+
   /* Constructs that are only known to be unsupported when rendering. */
   {
     g_autoptr (GError) error = NULL;

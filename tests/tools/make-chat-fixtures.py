@@ -27,6 +27,10 @@ from jinja2.exceptions import TemplateError
 # None = the model has none, so the variable is left undefined as transformers does).
 TOKENS = {
     "chatml": ("<s>", "</s>"),
+    "deepseek-r1-distill-qwen": ("<\uff5cbegin\u2581of\u2581sentence\uff5c>",
+                                 "<\uff5cend\u2581of\u2581sentence\uff5c>"),
+    "gemma-2": ("<bos>", "<eos>"),
+    "phi-3.5": ("<s>", "<|endoftext|>"),
     "lathe-features": ("<BOS>", "<EOS>"),
     "llama-3.1": ("<|begin_of_text|>", "<|eot_id|>"),
     "llama-3.2": ("<|begin_of_text|>", "<|eot_id|>"),
@@ -203,6 +207,12 @@ SNIPPETS = [
     "{{ 'bc' in 'abc' }}{{ 'd' not in 'abc' }}{{ 'k' in {'k': 1} }}{{ 1 in [1.0] }}{{ 'x' in nope }}",
     "{{ messages[0] is defined }}{{ (messages|length) == 0 }}",
     "{{ 0.1 + 0.2 }} {{ 1 / 3 }} {{ 2 / 2 }} {{ 1e22 }} {{ 1e-7 }} {{ 3.0 * 2 }}",
+    "{% for m in [1, 2] %}a{% generation %}b{{ m }}{% endgeneration %}c{% endfor %}",
+    "{{ \"they're bill's\".title() }}|{{ 'a-b'.split('-', 0) }}|{{ {'a': 1}|join }}|{{ range(3)|reverse|list }}",
+    "{{ [1, 2, 3]|join(', ') }}|{{ ['x', none, 1.5]|join('/') }}|{{ [{'n': 'a'}, {'n': 'b'}]|join(',', attribute='n') }}",
+    "{{ ['b', 'a']|first }}{{ ['b', 'a']|last }}{{ {'k1': 1, 'k2': 2}|first }}{{ {'k1': 1, 'k2': 2}|list }}",
+    "{% set d = {'x': {'y': [10, 20]}} %}{{ d.x.y[1] }}{{ d['x']['y'][-2] }}{{ d.x.z is defined }}{{ d.items is defined }}",
+    "{{ -3|abs }} {{ (-3)|abs }} {{ -1.5|abs }} {{ 7 % -3 }} {{ -7 // 3 }} {{ 2 ** 62 }} {{ 5 - 2 - 1 }} {{ 2 * 3 % 4 }}",
     # expected errors
     "{{ none + 1 }}",
     "{{ nope.attr }}",
