@@ -131,9 +131,19 @@ load_linear (const Source *src, const LtConfig *config, LtLinear *lin, const cha
 {
   g_autofree char *wname = g_strdup_printf ("%s.weight", prefix);
   g_autofree char *bname = g_strdup_printf ("%s.bias", prefix);
-  const LtTensor *w = expect_tensor (src, config, wname, out, in, error);
-  const LtTensor *b = NULL;
+  g_autofree char *sname = g_strdup_printf ("%s.scales", prefix);
+  const LtTensor *w, *b = NULL;
 
+  /* The seam for quantized bases (MLX layout: packed weight + scales): lt-quant builds those
+   * layers; this dense path refuses them with a clear message rather than a shape error. */
+  if (source_lookup (src, sname) != NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "%s: tensor “%s” is quantized (“%s” is present); this loader reads dense "
+                   "F32/F16/BF16 weights only", source_file (src, sname), wname, sname);
+      return FALSE;
+    }
+  w = expect_tensor (src, config, wname, out, in, error);
   if (w == NULL)
     return FALSE;
   if (has_bias && (b = expect_tensor (src, config, bname, out, -1, error)) == NULL)
