@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-quant-kernels: quantized-weight expansion and quantized matmuls. Plain C (no GLib).
+ *
+ * Legend:  M  tokens (rows of X / dY)
+ *          O  out features (rows of W)
+ *          I  in features (columns of W)
+ *
+ * A quantized weight W [O, I] is described by an LtQKWeight view:
+ *
+ *   codes   one LSB-first bit stream per row: element i of a row occupies bits
+ *           [i*bits, (i+1)*bits) of the row's little-endian byte sequence, and the row is
+ *           stored as words_per_row uint32 words (the tail of the last word is zero). For
+ *           bits 2, 3, 4, 5, 6, 8 and I a multiple of 32 this is exactly MLX's affine packing
+ *           (FORMATS.md §2.2); 4-bit codes are MLX's mxfp4 packing as well (§2.4).
+ *   groups  every row is cut into I / group_len groups of group_len consecutive columns,
+ *           each with one scale (and one bias for LT_QK_AFFINE).
+ *   value   LT_QK_AFFINE:  w = fmaf (scale, q, bias)     (one rounding, see below)
+ *           LT_QK_LUT:     w = lut[q] * scale
+ *
+ * The fused multiply-add is deliberate: with bias = qmin*scale (exact, a power-of-two
+ * multiple) fmaf (scale, Q - qmin, qmin*scale) is the correctly rounded Q*scale, so a
+ * symmetric weight stored in the affine form dequantizes bit-identically to Q*scale.
+ * The AVX2 path uses vfmadd, the scalar path fmaf: both round once, so fast == reference
+ * bit for bit.
+ *
+ * Matmuls expand one tile of tile_rows rows of W at a time into a reused f32 buffer
+ * (work, tile_rows × I floats) and hand it to cblas_sgemm: the whole f32 W never exists.
+ * Expansion runs in parallel (OpenMP over the tile's rows), then one sgemm per tile runs
+ * multi-threaded in OpenBLAS, outside any OpenMP region (no oversubscription). */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum
+{
+  LT_QK_AFFINE = 0, /* w = fmaf (scale, q, bias) */
+  LT_QK_LUT = 1,    /* w = lut[q] * scale */
+} LtQKKind;
+
+typedef struct
+{
+  int kind;               /* LtQKKind */
+  int bits;               /* bits per code, 1..8 */
+  int64_t rows;           /* O */
+  int64_t cols;           /* I */
+  int64_t words_per_row;  /* ceil (I*bits / 32) */
+  int64_t group_len;      /* columns per scale; divides I; a multiple of 8 unless == I */
+  const uint32_t *codes;  /* (O, words_per_row) */
+  const float *scales;    /* (O, I/group_len) */
+  const float *biases;    /* (O, I/group_len); LT_QK_AFFINE only */
+  const float *lut;       /* (1 << bits); LT_QK_LUT only */
+} LtQKWeight;
+
+/* NormalFloat-4 (QLoRA, Dettmers et al. 2023, arXiv:2305.14314, Appendix E), as float32,
+ * index = 4-bit code. */
+extern const float lt_qk_nf4_lut[16];
+/* FP4 E2M1: bit 3 is the sign, bits 0-2 index {0, .5, 1, 1.5, 2, 3, 4, 6} (code 8 = -0). */
+extern const float lt_qk_fp4_lut[16];
+
+/* uint32 words that hold n codes of @bits bits. */
+int64_t lt_qk_words_for (int64_t n, int bits);
+/* Code i of a row's bit stream. */
+unsigned lt_qk_get_code (const uint32_t *row, int64_t i, int bits);
+/* Packs n codes (each < 2^bits) into a row's bit stream: row (lt_qk_words_for (n, bits)),
+ * fully overwritten (unused tail bits are zero). */
+void lt_qk_pack_row (const uint8_t *codes, int64_t n, int bits, uint32_t *row);
+
+/* Expands rows [row0, row0+nrows) of W into dst (nrows, I). The fast version uses AVX2+FMA
+ * where the CPU has it and runs in parallel over rows; the reference is plain scalar C.
+ * Both give identical bits. */
+void lt_qk_expand_rows (const LtQKWeight *w, int64_t row0, int64_t nrows, float *dst);
+void lt_qk_expand_rows_ref (const LtQKWeight *w, int64_t row0, int64_t nrows, float *dst);
+
+/* Tile height used when tile_rows <= 0: about 2 MiB of f32 per tile, at least 8 rows. */
+int64_t lt_qk_default_tile_rows (const LtQKWeight *w);
+
+/* Forward:  y (M, O) = beta * y + x (M, I) · Ŵᵀ.
+ * Backward: dx (M, I) = beta * dx + dy (M, O) · Ŵ.
+ * beta == 0 ignores the old contents of y / dx (they may be uninitialised).
+ * work: (tile_rows, I) floats, or NULL to allocate one for the call. tile_rows <= 0 picks
+ * lt_qk_default_tile_rows. Returns 0, or -1 when the work buffer cannot be allocated. */
+int lt_qk_forward (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
+                   float *work, int64_t tile_rows);
+int lt_qk_backward (float *dx, const float *dy, const LtQKWeight *w, int64_t M, float beta,
+                    float *work, int64_t tile_rows);
+
+/* References: the whole Ŵ expanded by lt_qk_expand_rows_ref, then a naive triple loop with
+ * double accumulators. Return -1 when Ŵ cannot be allocated. */
+int lt_qk_forward_ref (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta);
+int lt_qk_backward_ref (float *dx, const float *dy, const LtQKWeight *w, int64_t M,
+                        float beta);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-qat: fake quantization (see lt-qat.h). */
+#include "config.h"
+
+#include "lt-qat.h"
+
+#include <math.h>
+
+gboolean
+lt_fake_quantize_symmetric (const float *w,   /* (rows, cols) */
+                            float *out,       /* (rows, cols) */
+                            int64_t rows, int64_t cols, int bits, int group_size,
+                            float *scales_inout, /* (rows, ngroups) */
+                            gboolean recompute_scales)
+{
+  int64_t gl, ng;
+  float qmax, qmin, tensor_s = 0.0f;
+  int bad = 0;
+
+  g_return_val_if_fail (w != NULL && out != NULL, FALSE);
+  g_return_val_if_fail (rows >= 0 && cols > 0, FALSE);
+  g_return_val_if_fail (bits >= 2 && bits <= 8, FALSE);
+  g_return_val_if_fail (group_size == 0 || group_size == 32 || group_size == 64
+                        || group_size == 128, FALSE);
+  g_return_val_if_fail (group_size == 0 || cols % group_size == 0, FALSE);
+  g_return_val_if_fail (recompute_scales || scales_inout != NULL, FALSE);
+
+  gl = group_size > 0 ? group_size : cols;
+  ng = cols / gl;
+  qmax = (float) ((1 << (bits - 1)) - 1);
+  qmin = -qmax - 1.0f;
+
+  /* pass 1: finiteness (and the tensor-wide amax for group_size 0) */
+#pragma omp parallel for schedule(static) reduction(| : bad) if (rows * cols >= 65536)
+  for (int64_t r = 0; r < rows; r++)
+    {
+      int b = 0;
+      for (int64_t c = 0; c < cols; c++)
+        b |= !isfinite (w[r * cols + c]);
+      bad |= b;
+    }
+  if (bad)
+    return FALSE;
+  if (group_size == 0 && recompute_scales)
+    {
+      float amax = 0.0f;
+      for (int64_t k = 0; k < rows * cols; k++)
+        amax = fmaxf (amax, fabsf (w[k]));
+      tensor_s = amax / qmax;
+    }
+
+#pragma omp parallel for schedule(static) if (rows * cols >= 65536)
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t g = 0; g < ng; g++)
+      {
+        const float *src = w + r * cols + g * gl;
+        float *dst = out + r * cols + g * gl;
+        float s;
+        if (recompute_scales)
+          {
+            if (group_size == 0)
+              s = tensor_s;
+            else
+              {
+                float amax = 0.0f;
+                for (int64_t j = 0; j < gl; j++)
+                  amax = fmaxf (amax, fabsf (src[j]));
+                s = amax / qmax;
+              }
+            if (scales_inout)
+              scales_inout[r * ng + g] = s;
+          }
+        else
+          s = scales_inout[r * ng + g];
+        for (int64_t j = 0; j < gl; j++)
+          {
+            float Q = s == 0.0f ? 0.0f : rintf (src[j] / s);
+            dst[j] = fminf (fmaxf (Q, qmin), qmax) * s;
+          }
+      }
+  return TRUE;
+}
