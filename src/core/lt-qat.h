@@ -22,8 +22,9 @@ G_BEGIN_DECLS
  * rows × (group_size ? cols / group_size : 1) floats in row-major group order; with
  * recompute_scales it receives the new scales (may be NULL then), otherwise it is read (a
  * frozen scale: values beyond ±qmax·s clip). out may alias w.
- * Bit-identical to lt_quant_tensor_dequantize_rows (lt_quant_tensor_quantize (w, …,
- * LT_QUANT_SYMMETRIC, bits, group_size)) when the scales are recomputed.
+ * Equal, element for element, to lt_quant_tensor_dequantize_rows (lt_quant_tensor_quantize
+ * (w, …, LT_QUANT_SYMMETRIC, bits, group_size)) when the scales are recomputed (the only bit
+ * difference: a zero that comes out -0 here is +0 there).
  *
  * Returns FALSE (out untouched) when w holds NaN or ±Inf, or when the arguments are invalid
  * (a programmer error, also reported with g_critical). Runs in parallel over rows. */

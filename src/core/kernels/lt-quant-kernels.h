@@ -19,7 +19,8 @@
  *
  * The fused multiply-add is deliberate: with bias = qmin*scale (exact, a power-of-two
  * multiple) fmaf (scale, Q - qmin, qmin*scale) is the correctly rounded Q*scale, so a
- * symmetric weight stored in the affine form dequantizes bit-identically to Q*scale.
+ * symmetric weight stored in the affine form dequantizes to exactly Q*scale (as a value:
+ * Q = -0 gives +0 rather than -0).
  * The AVX2 path uses vfmadd, the scalar path fmaf: both round once, so fast == reference
  * bit for bit.
  *
