@@ -237,16 +237,16 @@ have_avx2 (void)
 }
 #endif
 
-void
-lt_qk_expand_rows (const LtQKWeight *w, int64_t row0, int64_t nrows,
-                   float *dst /* (nrows, I) */)
+static void
+expand_rows (const LtQKWeight *w, int64_t row0, int64_t nrows, float *dst, /* (nrows, I) */
+             int parallel)
 {
   int64_t I = w->cols;
 #ifdef LT_QK_X86
   int avx2 = have_avx2 ();
 #endif
 
-#pragma omp parallel for schedule(static) if (nrows * I >= 65536)
+#pragma omp parallel for schedule(static) if (parallel && nrows * I >= 65536)
   for (int64_t r = 0; r < nrows; r++)
     {
 #ifdef LT_QK_X86
@@ -260,7 +260,16 @@ lt_qk_expand_rows (const LtQKWeight *w, int64_t row0, int64_t nrows,
     }
 }
 
+void
+lt_qk_expand_rows (const LtQKWeight *w, int64_t row0, int64_t nrows,
+                   float *dst /* (nrows, I) */)
+{
+  expand_rows (w, row0, nrows, dst, 1);
+}
+
 /* ---- matmuls ------------------------------------------------------------------------- */
+
+int lt_qk_matmul_parallel_expand = 0;
 
 int64_t
 lt_qk_default_tile_rows (const LtQKWeight *w)
@@ -292,7 +301,7 @@ lt_qk_forward (float *y,        /* (M, O) */
   for (int64_t r0 = 0; r0 < O; r0 += T)
     {
       int64_t nr = O - r0 < T ? O - r0 : T;
-      lt_qk_expand_rows (w, r0, nr, buf);
+      expand_rows (w, r0, nr, buf, lt_qk_matmul_parallel_expand);
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) M, (int) nr, (int) I, 1.0f, x,
                    (int) I, buf, (int) I, beta, y + r0, (int) O);
     }
@@ -325,7 +334,7 @@ lt_qk_backward (float *dx,       /* (M, I) */
   for (int64_t r0 = 0; r0 < O; r0 += T)
     {
       int64_t nr = O - r0 < T ? O - r0 : T;
-      lt_qk_expand_rows (w, r0, nr, buf);
+      expand_rows (w, r0, nr, buf, lt_qk_matmul_parallel_expand);
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) M, (int) I, (int) nr, 1.0f,
                    dy + r0, (int) O, buf, (int) I, r0 == 0 ? beta : 1.0f, dx, (int) I);
     }

@@ -85,6 +85,13 @@ int64_t lt_qk_default_tile_rows (const LtQKWeight *w);
  * beta == 0 ignores the old contents of y / dx (they may be uninitialised).
  * work: (tile_rows, I) floats, or NULL to allocate one for the call. tile_rows <= 0 picks
  * lt_qk_default_tile_rows. Returns 0, or -1 when the work buffer cannot be allocated. */
+/* 0 (default): the matmuls expand each tile on the calling thread and leave all threading to
+ * OpenBLAS; 1: expand with OpenMP threads between the sgemm calls. With the pthreads build of
+ * OpenBLAS both pools spin-wait after their work, and alternating between them measured 2-3×
+ * slower on two cores (see bench-qmatmul, env PAR=1); with OpenBLAS built on OpenMP the
+ * pools are one and 1 can pay off. Not thread-safe to change while matmuls run. */
+extern int lt_qk_matmul_parallel_expand;
+
 int lt_qk_forward (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
                    float *work, int64_t tile_rows);
 int lt_qk_backward (float *dx, const float *dy, const LtQKWeight *w, int64_t M, float beta,
