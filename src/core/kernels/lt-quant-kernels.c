@@ -116,7 +116,7 @@ lt_qk_expand_rows_ref (const LtQKWeight *w, int64_t row0, int64_t nrows,
 #ifdef LT_QK_X86
 /* Eight codes starting at element i (a multiple of 8) of a row, as int32 lanes. */
 __attribute__ ((target ("avx2,fma"))) static inline __m256i
-load8_codes (const uint32_t *row, int64_t i, int bits)
+load8_codes (const uint32_t *row, int64_t i, int bits, int64_t readable_bytes)
 {
   const __m256i mask = _mm256_set1_epi32 ((1 << bits) - 1);
   switch (bits)
@@ -147,9 +147,13 @@ load8_codes (const uint32_t *row, int64_t i, int bits)
     default:
       {
         /* 8 codes of b bits fill exactly b bytes starting at byte i*b/8. */
-        const uint8_t *p = (const uint8_t *) row + (i * bits) / 8;
+        int64_t off = (i * bits) / 8;
+        const uint8_t *p = (const uint8_t *) row + off;
         uint64_t v = 0;
-        memcpy (&v, p, (size_t) bits); /* little-endian host */
+        if (off + 8 <= readable_bytes)
+          memcpy (&v, p, 8); /* little-endian host; the bits above 8*bits are masked off */
+        else
+          memcpy (&v, p, (size_t) bits);
         const __m256i m64 = _mm256_set1_epi64x ((1 << bits) - 1);
         __m256i vv = _mm256_set1_epi64x ((long long) v);
         __m256i lo = _mm256_and_si256 (
@@ -176,6 +180,8 @@ expand_row_avx2 (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
   const float *bi = w->kind == LT_QK_AFFINE ? w->biases + r * ng : NULL;
   int bits = w->bits;
   int lut16 = w->kind == LT_QK_LUT && bits == 4;
+  /* bytes that may be read from the start of this row: the rows that follow are readable */
+  int64_t readable = (w->rows - r) * w->words_per_row * 4;
   __m256 lut_lo = _mm256_setzero_ps (), lut_hi = _mm256_setzero_ps ();
 
   if (lut16)
@@ -194,7 +200,7 @@ expand_row_avx2 (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
           __m256 vb = _mm256_set1_ps (bi[g]);
           for (; c + 8 <= c1; c += 8)
             {
-              __m256 q = _mm256_cvtepi32_ps (load8_codes (row, c, bits));
+              __m256 q = _mm256_cvtepi32_ps (load8_codes (row, c, bits, readable));
               _mm256_storeu_ps (dst + c, _mm256_fmadd_ps (vs, q, vb));
             }
           for (; c < c1; c++)
@@ -204,7 +210,7 @@ expand_row_avx2 (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
         {
           for (; c + 8 <= c1; c += 8)
             {
-              __m256i q = load8_codes (row, c, bits);
+              __m256i q = load8_codes (row, c, bits, readable);
               __m256 v;
               if (lut16)
                 {
