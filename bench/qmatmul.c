@@ -148,7 +148,7 @@ main (int argc, char **argv)
           100.0, "-", 4.0);
   getrusage (RUSAGE_SELF, &ru);
   printf ("tile rows %" G_GINT64_FORMAT " (%s), peak RSS %.1f MiB\n",
-          tile > 0 ? tile : (int64_t) -1, tile > 0 ? "set" : "default ~2 MiB of f32 per tile",
+          tile > 0 ? tile : (int64_t) -1, tile > 0 ? "set" : "default ~4 MiB of f32 per tile",
           (double) ru.ru_maxrss / 1024.0);
   g_free (w);
   g_free (x);

@@ -210,28 +210,31 @@ tensor_alloc (LtQuantMode mode, int bits, int group_size, int64_t rows, int64_t 
 
 /* ---- one group ---------------------------------------------------------------------- */
 
-static inline uint8_t
+static inline __attribute__ ((always_inline)) uint8_t
 nearest_in_table (float x, const float *table)
 {
-  uint8_t best = 0;
+  int best = 0;
   float bd = fabsf (x - table[0]);
   for (int k = 1; k < 16; k++)
     {
       float d = fabsf (x - table[k]);
-      if (d < bd)
-        {
-          bd = d;
-          best = (uint8_t) k;
-        }
+      int better = d < bd; /* strict: the first index wins ties */
+      best = better ? k : best;
+      bd = better ? d : bd;
     }
-  return best;
+  return (uint8_t) best;
 }
+
+/* std::max / std::min as MLX uses them; inputs are finite (checked before). Explicit
+ * comparisons let the compiler use vmaxss/vminss, where fmaxf/fminf are libm calls. */
+#define MAXF(a, b) ((a) < (b) ? (b) : (a))
+#define MINF(a, b) ((b) < (a) ? (b) : (a))
 
 /* Quantizes one group of n values into codes[n] and its scale/bias/byte. For the per-tensor
  * modes (symmetric/ternary with group_size 0) the caller passes the tensor-wide scale in
  * *fixed_scale; otherwise fixed_scale is NULL. */
-static void
-quantize_group (LtQuantMode mode, int bits, const float *w, int64_t n, const float *fixed_scale,
+static inline __attribute__ ((always_inline)) void
+quantize_group_body (LtQuantMode mode, int bits, const float *w, int64_t n, const float *fixed_scale,
                 uint8_t *codes, float *scale_out, float *bias_out, uint8_t *byte_out)
 {
   switch (mode)
@@ -245,13 +248,13 @@ quantize_group (LtQuantMode mode, int bits, const float *w, int64_t n, const flo
           {
             float amax = 0.0f;
             for (int64_t j = 0; j < n; j++)
-              amax = fmaxf (amax, fabsf (w[j]));
+              amax = MAXF (amax, fabsf (w[j]));
             s = amax / qmax;
           }
         for (int64_t j = 0; j < n; j++)
           {
             float Q = s == 0.0f ? 0.0f : rintf (w[j] / s);
-            Q = fminf (fmaxf (Q, qmin), qmax);
+            Q = MINF (MAXF (Q, qmin), qmax);
             codes[j] = (uint8_t) (int) (Q - qmin);
           }
         *scale_out = s;
@@ -264,11 +267,11 @@ quantize_group (LtQuantMode mode, int bits, const float *w, int64_t n, const flo
         float w_min = INFINITY, w_max = -INFINITY;
         for (int64_t j = 0; j < n; j++)
           {
-            w_max = fmaxf (w_max, w[j]);
-            w_min = fminf (w_min, w[j]);
+            w_max = MAXF (w_max, w[j]);
+            w_min = MINF (w_min, w[j]);
           }
         gboolean mask = fabsf (w_min) > fabsf (w_max);
-        float scale = fmaxf ((w_max - w_min) / n_bins, AFFINE_EPS);
+        float scale = MAXF ((w_max - w_min) / n_bins, AFFINE_EPS);
         scale = mask ? scale : -scale;
         float edge = mask ? w_min : w_max;
         float q0 = rintf (edge / scale);
@@ -281,7 +284,7 @@ quantize_group (LtQuantMode mode, int bits, const float *w, int64_t n, const flo
         for (int64_t j = 0; j < n; j++)
           {
             float q = rintf ((w[j] - bias) / scale);
-            q = fminf (fmaxf (q, 0.0f), n_bins);
+            q = MINF (MAXF (q, 0.0f), n_bins);
             codes[j] = (uint8_t) (int) q;
           }
         *scale_out = scale;
@@ -293,7 +296,7 @@ quantize_group (LtQuantMode mode, int bits, const float *w, int64_t n, const flo
         float amax = 0.0f, scale;
         int e;
         for (int64_t j = 0; j < n; j++)
-          amax = fmaxf (amax, fabsf (w[j]));
+          amax = MAXF (amax, fabsf (w[j]));
         if (amax == 0.0f)
           e = 0; /* MLX CPU graph fallback: byte 127 */
         else
@@ -312,7 +315,7 @@ quantize_group (LtQuantMode mode, int bits, const float *w, int64_t n, const flo
       {
         float amax = 0.0f;
         for (int64_t j = 0; j < n; j++)
-          amax = fmaxf (amax, fabsf (w[j]));
+          amax = MAXF (amax, fabsf (w[j]));
         for (int64_t j = 0; j < n; j++)
           codes[j] = amax == 0.0f ? 7 : nearest_in_table (w[j] / amax, lt_qk_nf4_lut);
         *scale_out = amax;
@@ -332,7 +335,7 @@ quantize_group (LtQuantMode mode, int bits, const float *w, int64_t n, const flo
           }
         for (int64_t j = 0; j < n; j++)
           {
-            float t = fminf (fmaxf (rintf (w[j] / s), -1.0f), 1.0f);
+            float t = MINF (MAXF (rintf (w[j] / s), -1.0f), 1.0f);
             codes[j] = (uint8_t) (int) (t + 1.0f);
           }
         *scale_out = s;
@@ -342,6 +345,44 @@ quantize_group (LtQuantMode mode, int bits, const float *w, int64_t n, const flo
     default:
       g_assert_not_reached ();
     }
+}
+
+/* The same code compiled twice: for the baseline ISA (the reference) and for AVX2 (rintf
+ * becomes vroundss, no libm call). No a*b+c appears in the body, so nothing can be
+ * contracted into an FMA: both give identical bits (tested). */
+static void
+quantize_group_plain (LtQuantMode mode, int bits, const float *w, int64_t n,
+                      const float *fixed_scale, uint8_t *codes, float *scale_out,
+                      float *bias_out, uint8_t *byte_out)
+{
+  quantize_group_body (mode, bits, w, n, fixed_scale, codes, scale_out, bias_out, byte_out);
+}
+
+#if defined(__x86_64__)
+__attribute__ ((target ("avx2"))) static void
+quantize_group_avx2 (LtQuantMode mode, int bits, const float *w, int64_t n,
+                     const float *fixed_scale, uint8_t *codes, float *scale_out,
+                     float *bias_out, uint8_t *byte_out)
+{
+  quantize_group_body (mode, bits, w, n, fixed_scale, codes, scale_out, bias_out, byte_out);
+}
+#endif
+
+typedef void (*QuantizeGroupFunc) (LtQuantMode, int, const float *, int64_t, const float *,
+                                   uint8_t *, float *, float *, uint8_t *);
+
+static QuantizeGroupFunc
+pick_quantize_group (gboolean fast)
+{
+#if defined(__x86_64__)
+  if (fast)
+    {
+      __builtin_cpu_init ();
+      if (__builtin_cpu_supports ("avx2"))
+        return quantize_group_avx2;
+    }
+#endif
+  return quantize_group_plain;
 }
 
 /* Per-tensor scale for symmetric/ternary with group_size 0: deterministic (per-row partial
@@ -437,6 +478,7 @@ quantize_impl (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int
   if (q == NULL)
     return NULL;
 
+  QuantizeGroupFunc quantize_group = pick_quantize_group (parallel);
   per_tensor = group_size == 0;
   if (per_tensor)
     fixed = tensor_scale (mode, bits, w, rows, cols, parallel);

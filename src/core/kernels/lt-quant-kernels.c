@@ -280,7 +280,7 @@ int lt_qk_matmul_parallel_expand = 0;
 int64_t
 lt_qk_default_tile_rows (const LtQKWeight *w)
 {
-  int64_t t = (int64_t) (2 << 20) / 4 / (w->cols > 0 ? w->cols : 1);
+  int64_t t = (int64_t) (4 << 20) / 4 / (w->cols > 0 ? w->cols : 1);
   if (t < 8)
     t = 8;
   t = (t + 7) / 8 * 8;
