@@ -32,6 +32,11 @@ typedef enum
   LT_DTYPE_F8_E5M2,
   LT_DTYPE_F8_E8M0,
   LT_DTYPE_F4,
+  LT_DTYPE_F6_E2M3,
+  LT_DTYPE_F6_E3M2,
+  LT_DTYPE_F8_E4M3FNUZ,
+  LT_DTYPE_F8_E5M2FNUZ,
+  LT_DTYPE_C64,
   LT_N_DTYPES
 } LtDType;
 
@@ -53,8 +58,14 @@ typedef struct
 const char *lt_dtype_name (LtDType dtype);
 int lt_dtype_bits (LtDType dtype);
 int lt_dtype_from_name (const char *name);
+/* Bytes taken by @ndim/@shape elements of @dtype: FALSE when a dimension is negative, the
+ * product overflows, or the bit count is not a whole number of bytes (4- and 6-bit types). */
+gboolean lt_dtype_nbytes (LtDType dtype, int ndim, const int64_t *shape, guint64 *nbytes);
+/* TRUE for F32, F16, BF16 (the dtypes lt_tensor_read_f32 reads). */
+gboolean lt_dtype_is_float (LtDType dtype);
 
-/* New zero-filled tensor owning its data. */
+/* New zero-filled tensor owning its data (NULL when the shape is invalid or the allocation
+ * fails). A 0-byte tensor has data == NULL. */
 LtTensor *lt_tensor_new (const char *name, LtDType dtype, int ndim, const int64_t *shape);
 /* New tensor borrowing @data (nbytes must match shape × dtype). */
 LtTensor *lt_tensor_new_view (const char *name, LtDType dtype, int ndim, const int64_t *shape,
@@ -65,9 +76,11 @@ int64_t lt_tensor_numel (const LtTensor *t);
 /* Row count = product of all but the last dimension; columns = the last dimension. */
 int64_t lt_tensor_rows (const LtTensor *t);
 int64_t lt_tensor_cols (const LtTensor *t);
-/* Converts elements [start, start+n) of a F32/F16/BF16 tensor to f32. */
+/* Converts elements [start, start+n) of a F32/F16/BF16 tensor to f32. @t->data may be
+ * unaligned. */
 void lt_tensor_read_f32 (const LtTensor *t, int64_t start, int64_t n, float *dst);
-/* Returns a new F32 tensor with the same shape (NULL + error for non-float dtypes). */
+/* Returns a new F32 tensor with the same shape and name (F32, F16, BF16 and F64 sources;
+ * NULL + LT_ERROR_UNSUPPORTED for the others). */
 LtTensor *lt_tensor_to_f32 (const LtTensor *t, GError **error);
 /* "[2, 3, 4]" style, for messages. */
 char *lt_tensor_shape_string (const LtTensor *t);

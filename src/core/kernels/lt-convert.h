@@ -35,3 +35,9 @@ void lt_bf16_to_f32_row (const uint16_t *src, float *dst, size_t n);
 void lt_f16_to_f32_row (const uint16_t *src, float *dst, size_t n);
 void lt_f32_to_bf16_row (const float *src, uint16_t *dst, size_t n);
 void lt_f32_to_f16_row (const float *src, uint16_t *dst, size_t n);
+
+/* The plain reference rows the fast ones are tested against (same results, bit for bit). */
+void lt_bf16_to_f32_row_ref (const uint16_t *src, float *dst, size_t n);
+void lt_f16_to_f32_row_ref (const uint16_t *src, float *dst, size_t n);
+void lt_f32_to_bf16_row_ref (const float *src, uint16_t *dst, size_t n);
+void lt_f32_to_f16_row_ref (const float *src, uint16_t *dst, size_t n);
