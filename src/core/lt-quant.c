@@ -13,31 +13,6 @@
 #define TERNARY_EPS 1e-5f
 #define MAX_ABS 0x1p100f
 
-static const char *
-dtype_name (LtDType dtype)
-{
-  switch (dtype)
-    {
-    case LT_DTYPE_F32: return "F32";
-    case LT_DTYPE_F16: return "F16";
-    case LT_DTYPE_BF16: return "BF16";
-    case LT_DTYPE_U32: return "U32";
-    case LT_DTYPE_U8: return "U8";
-    default: return "another dtype";
-    }
-}
-
-static gsize
-dtype_size (LtDType dtype)
-{
-  switch (dtype)
-    {
-    case LT_DTYPE_F32: case LT_DTYPE_U32: return 4;
-    case LT_DTYPE_F16: case LT_DTYPE_BF16: return 2;
-    default: return 1;
-    }
-}
-
 static const char *const mode_names[LT_N_QUANT_MODES] = {
   "symmetric", "affine", "mxfp4", "nf4", "ternary",
 };
@@ -571,7 +546,7 @@ gsize
 lt_quant_tensor_storage_bytes (const LtQuantTensor *q)
 {
   gsize ng = (gsize) (q->rows * q->groups_per_row);
-  gsize sb = q->mode == LT_QUANT_MXFP4 ? 1 : dtype_size (q->scale_dtype);
+  gsize sb = q->mode == LT_QUANT_MXFP4 ? 1 : (gsize) lt_dtype_bits (q->scale_dtype) / 8;
   return (gsize) (q->rows * q->words_per_row) * 4 + ng * sb * (q->biases ? 2 : 1);
 }
 
@@ -585,70 +560,13 @@ lt_quant_tensor_memory_bytes (const LtQuantTensor *q)
 
 /* ---- dtype rounding ------------------------------------------------------------------ */
 
-/* f32 <-> IEEE binary16, round to nearest even (local: lt-convert.c belongs to another
- * module and lands separately). */
-static uint16_t
-f32_to_f16 (float f)
-{
-  uint32_t x, sign, mant;
-  int32_t exp;
-  memcpy (&x, &f, 4);
-  sign = (x >> 16) & 0x8000u;
-  x &= 0x7fffffffu;
-  if (x > 0x7f800000u)
-    return (uint16_t) (sign | 0x7e00u);
-  exp = (int32_t) (x >> 23) - 127 + 15;
-  mant = x & 0x7fffffu;
-  if (exp >= 31)
-    return (uint16_t) (sign | 0x7c00u);
-  if (exp <= 0)
-    {
-      /* subnormal half: value = mant' * 2^-24 */
-      if (exp < -10)
-        return (uint16_t) sign;
-      mant |= 0x800000u;
-      int shift = 14 - exp; /* 13 + (1 - exp) */
-      uint32_t h = mant >> shift;
-      uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
-      if (rem > half || (rem == half && (h & 1u)))
-        h++;
-      return (uint16_t) (sign | h);
-    }
-  {
-    uint32_t h = ((uint32_t) exp << 10) | (mant >> 13);
-    uint32_t rem = mant & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
-      h++; /* may carry into the exponent, up to inf: correct */
-    return (uint16_t) (sign | h);
-  }
-}
-
-static float
-f16_to_f32 (uint16_t h)
-{
-  uint32_t sign = (uint32_t) (h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-  uint32_t x;
-  float f;
-  if (exp == 0)
-    {
-      f = ldexpf ((float) mant, -24);
-      return sign ? -f : f;
-    }
-  if (exp == 31)
-    x = sign | 0x7f800000u | (mant << 13);
-  else
-    x = sign | ((exp - 15 + 127) << 23) | (mant << 13);
-  memcpy (&f, &x, 4);
-  return f;
-}
-
 static float
 round_to_dtype (float v, LtDType dtype)
 {
   if (dtype == LT_DTYPE_BF16)
     return lt_bf16_to_f32 (lt_f32_to_bf16 (v));
   if (dtype == LT_DTYPE_F16)
-    return f16_to_f32 (f32_to_f16 (v));
+    return lt_f16_to_f32 (lt_f32_to_f16 (v));
   return v;
 }
 
@@ -662,7 +580,7 @@ lt_quant_tensor_round_scales (LtQuantTensor *q, LtDType dtype, GError **error)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
                    "quantization scales can be stored as F32, BF16 or F16, not %s",
-                   dtype_name (dtype));
+                   lt_dtype_name (dtype));
       return FALSE;
     }
   if (q->mode == LT_QUANT_MXFP4)
@@ -797,7 +715,7 @@ lt_quant_tensor_to_mlx (const LtQuantTensor *q, const char *prefix, LtDType scal
     {
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
                    "%s: MLX scales are F32, BF16 or F16, not %s", prefix,
-                   dtype_name (scale_dtype));
+                   lt_dtype_name (scale_dtype));
       return FALSE;
     }
   wn = g_strdup_printf ("%s.weight", prefix);
@@ -834,8 +752,8 @@ lt_quant_tensor_to_mlx (const LtQuantTensor *q, const char *prefix, LtDType scal
             }
           else
             {
-              ((uint16_t *) ts->data)[k] = f32_to_f16 (q->scales[k]);
-              ((uint16_t *) tb->data)[k] = f32_to_f16 (q->biases[k]);
+              ((uint16_t *) ts->data)[k] = lt_f32_to_f16 (q->scales[k]);
+              ((uint16_t *) tb->data)[k] = lt_f32_to_f16 (q->biases[k]);
             }
         }
     }
@@ -860,10 +778,10 @@ check_2d (const LtTensor *t, const char *what, LtDType want, int64_t rows, int64
   if ((int) want >= 0 && t->dtype != want)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: dtype should be %s, not %s", name,
-                   dtype_name (want), dtype_name (t->dtype));
+                   lt_dtype_name (want), lt_dtype_name (t->dtype));
       return FALSE;
     }
-  if (t->nbytes < (gsize) (rows * cols) * dtype_size (t->dtype)
+  if (t->nbytes < (gsize) (rows * cols) * (gsize) lt_dtype_bits (t->dtype) / 8
       || (rows * cols > 0 && t->data == NULL))
     {
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: data is shorter than its shape",
@@ -883,7 +801,7 @@ read_float (const LtTensor *t, gsize k)
     case LT_DTYPE_BF16:
       return lt_bf16_to_f32 (((const uint16_t *) t->data)[k]);
     default:
-      return f16_to_f32 (((const uint16_t *) t->data)[k]);
+      return lt_f16_to_f32 (((const uint16_t *) t->data)[k]);
     }
 }
 
@@ -910,7 +828,7 @@ lt_quant_tensor_from_mlx (const LtTensor *weight, const LtTensor *scales,
     {
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
                    "%s: a quantized weight is a 2-D U32 tensor, this one is %d-D %s", wname,
-                   weight->ndim, dtype_name (weight->dtype));
+                   weight->ndim, lt_dtype_name (weight->dtype));
       return NULL;
     }
   rows = weight->shape[0];
@@ -954,7 +872,7 @@ lt_quant_tensor_from_mlx (const LtTensor *weight, const LtTensor *scales,
         {
           g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
                        "%s: scales must be F32, BF16 or F16, not %s",
-                       scales->name ? scales->name : "scales", dtype_name (scales->dtype));
+                       scales->name ? scales->name : "scales", lt_dtype_name (scales->dtype));
           return NULL;
         }
       if (!check_2d (scales, "scales", scales->dtype, rows, cols / group_size, error)
