@@ -416,6 +416,24 @@ test_symmetric_formula_and_affine_form (void)
 }
 
 static void
+test_symmetric_ties (void)
+{
+  /* 4 bits: qmax 7, qmin -8; amax 7 → s = 1. Ties round half to even:
+   * 2.5 → 2, 3.5 → 4, -2.5 → -2, 0.5 → 0, -0.5 → -0; stored q = Q - qmin = Q + 8 */
+  float w[32] = { 7.0f, 2.5f, 3.5f, -2.5f, 0.5f, -0.5f, -7.0f };
+  g_autoptr (LtQuantTensor) q = quantize_ok (w, 1, 32, LT_QUANT_SYMMETRIC, 4, 32);
+  static const unsigned want[7] = { 15, 10, 12, 6, 8, 8, 1 };
+  g_assert_cmpfloat (q->scales[0], ==, 1.0f);
+  g_assert_cmpfloat (q->biases[0], ==, -8.0f);
+  for (int j = 0; j < 7; j++)
+    g_assert_cmpuint (lt_quant_tensor_get_code (q, 0, j), ==, want[j]);
+  g_autofree float *d = dequant_all (q);
+  g_assert_cmpfloat (d[1], ==, 2.0f);
+  g_assert_cmpfloat (d[2], ==, 4.0f);
+  g_assert_cmpfloat (d[3], ==, -2.0f);
+}
+
+static void
 test_qat_frozen (void)
 {
   g_autoptr (GRand) rng = g_rand_new_with_seed (5);
@@ -838,6 +856,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quant/nf4/hand", test_nf4_hand);
   g_test_add_func ("/quant/ternary/hand", test_ternary_hand);
   g_test_add_func ("/quant/symmetric/formula-affine-qat", test_symmetric_formula_and_affine_form);
+  g_test_add_func ("/quant/symmetric/ties", test_symmetric_ties);
   g_test_add_func ("/quant/qat/frozen", test_qat_frozen);
   g_test_add_func ("/quant/error-budgets", test_error_budgets);
   g_test_add_func ("/quant/idempotent", test_idempotent);
