@@ -274,6 +274,8 @@ quantize_group_body (LtQuantMode mode, int bits, const float *w, int64_t n, cons
           amax = MAXF (amax, fabsf (w[j]));
         if (amax == 0.0f)
           e = 0; /* MLX CPU graph fallback: byte 127 */
+        else if (amax / 6.0f == 0.0f)
+          e = -127; /* amax/6 underflows: log2 = -inf, clamped (never casts -inf to int) */
         else
           {
             e = (int) rintf (log2f (amax / 6.0f));
