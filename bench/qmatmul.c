@@ -6,7 +6,8 @@
  *
  * Default: W 2048 × 2048, M = 512 tokens, all cores (lt_set_threads (0)), best of 5 runs;
  * "% f32" compares with the f32 sgemm run just before, in the same repetition.
- * Env PAR=1 expands tiles with OpenMP threads (lt_qk_matmul_parallel_expand).
+ * Env PAR=1 expands tiles with OpenMP threads (lt_qk_matmul_parallel_expand); env
+ * FUSED_MAX_M=n sets lt_qk_fused_max_m (the fused small-M path, default 8).
  * Usage: bench-qmatmul [M] [O] [I] [reps] [tile_rows (0 = default)] [threads (0 = all)] */
 #include "config.h"
 
@@ -74,6 +75,8 @@ main (int argc, char **argv)
 
   lt_set_threads (threads);
   lt_qk_matmul_parallel_expand = getenv ("PAR") ? atoi (getenv ("PAR")) : 0;
+  if (getenv ("FUSED_MAX_M"))
+    lt_qk_fused_max_m = atoll (getenv ("FUSED_MAX_M"));
   w = random_normal ((gsize) (O * I), 0.02f, 1);
   x = random_normal ((gsize) (M * I), 1.0f, 2);
   dy = random_normal ((gsize) (M * O), 1.0f, 3);
@@ -81,7 +84,10 @@ main (int argc, char **argv)
   dx = g_new (float, M * I);
 
   printf ("bench-qmatmul: W %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
-          " tokens, %d threads, best of %d\n", O, I, M, lt_get_threads (), reps);
+          " tokens, %d threads, best of %d, OMP_WAIT_POLICY=%s, %s path\n", O, I, M,
+          lt_get_threads (), reps, g_getenv ("OMP_WAIT_POLICY") ? g_getenv ("OMP_WAIT_POLICY")
+                                                                  : "(unset)",
+          M <= lt_qk_fused_max_m ? "fused small-M" : "tiled sgemm");
   printf ("%-20s %8s %8s %6s %8s %8s %6s %10s %9s\n", "format", "fwd ms", "GFLOP/s", "% f32",
           "bwd ms", "GFLOP/s", "% f32", "quant MB/s", "bytes/w");
 

@@ -652,6 +652,15 @@ run_kernel_case (GRand *rng, LtQuantMode mode, int bits, int group, int64_t M, i
   check_close (dx, dxr, xb, M * I, "backward");
 
   /* beta = 1 accumulates */
+  for (int64_t k = 0; k < M * O; k++)
+    {
+      y[k] = 0.5f;
+      yr[k] = 0.5f;
+      yb[k] += 0.5f;
+    }
+  g_assert_cmpint (lt_qk_forward (y, x, &kw, M, 1.0f, NULL, tile), ==, 0);
+  g_assert_cmpint (lt_qk_forward_ref (yr, x, &kw, M, 1.0f), ==, 0);
+  check_close (y, yr, yb, M * O, "forward, beta 1");
   for (int64_t k = 0; k < M * I; k++)
     {
       dx[k] = 1.0f;
@@ -682,17 +691,25 @@ test_kernels (void)
     { 64, 130, 2, 0 }, { 9, 257, 3, 100 }, { 2, 96, 4, 7 },
   };
   g_autoptr (GRand) rng = g_rand_new_with_seed (2026);
+  int64_t saved = lt_qk_fused_max_m;
 
-  for (gsize f = 0; f < G_N_ELEMENTS (fmts); f++)
-    for (gsize s = 0; s < G_N_ELEMENTS (shapes); s++)
-      {
-        int g = fmts[f].group;
-        int64_t I = g ? shapes[s][2] * g : 8 * shapes[s][2] * 32 + 13; /* odd I per tensor */
-        run_kernel_case (rng, fmts[f].mode, fmts[f].bits, g, shapes[s][0], shapes[s][1], I,
-                         shapes[s][3]);
-      }
-  /* a larger case through the default tile (multi-tile, threaded expansion) */
-  run_kernel_case (rng, LT_QUANT_AFFINE, 4, 64, 33, 520, 1024, 0);
+  /* both paths: fused (M <= 8 by default) and tiled GEMM for every M */
+  for (int pass = 0; pass < 2; pass++)
+    {
+      lt_qk_fused_max_m = pass == 0 ? saved : 0;
+      for (gsize f = 0; f < G_N_ELEMENTS (fmts); f++)
+        for (gsize s = 0; s < G_N_ELEMENTS (shapes); s++)
+          {
+            int g = fmts[f].group;
+            int64_t I = g ? shapes[s][2] * g : 8 * shapes[s][2] * 32 + 13; /* odd I per tensor */
+            run_kernel_case (rng, fmts[f].mode, fmts[f].bits, g, shapes[s][0], shapes[s][1], I,
+                             shapes[s][3]);
+          }
+      /* larger cases: multi-tile GEMM with the default tile, and a threaded fused case */
+      run_kernel_case (rng, LT_QUANT_AFFINE, 4, 64, 33, 520, 1024, 0);
+      run_kernel_case (rng, LT_QUANT_NF4, 4, 64, 4, 300, 1024, 0);
+    }
+  lt_qk_fused_max_m = saved;
 }
 
 /* ---- MLX tensors -------------------------------------------------------------------- */

@@ -5,6 +5,7 @@
 #include "lt-quant-kernels.h"
 
 #include <cblas.h>
+#include <omp.h>
 #undef I /* <complex.h> (pulled in by cblas.h) defines I; here I is the in-feature count */
 #include <math.h>
 #include <stdlib.h>
@@ -273,6 +274,181 @@ lt_qk_expand_rows (const LtQKWeight *w, int64_t row0, int64_t nrows,
   expand_rows (w, row0, nrows, dst, 1);
 }
 
+/* ---- small M: fused expand + dot, no GEMM ------------------------------------------- */
+
+int64_t lt_qk_fused_max_m = 8;
+
+static void
+expand_one_row (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
+{
+#ifdef LT_QK_X86
+  if (have_avx2 ())
+    {
+      expand_row_avx2 (w, r, dst);
+      return;
+    }
+#endif
+  expand_row_ref (w, r, dst);
+}
+
+static float
+dot_plain (const float *a, const float *b, int64_t n)
+{
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; i++)
+    s += a[i] * b[i];
+  return s;
+}
+
+static void
+axpy_plain (float alpha, const float *x, float *y, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    y[i] += alpha * x[i];
+}
+
+#ifdef LT_QK_X86
+__attribute__ ((target ("avx2,fma"))) static float
+dot_avx2 (const float *a, const float *b, int64_t n)
+{
+  __m256 s0 = _mm256_setzero_ps (), s1 = _mm256_setzero_ps ();
+  __m256 s2 = _mm256_setzero_ps (), s3 = _mm256_setzero_ps ();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    {
+      s0 = _mm256_fmadd_ps (_mm256_loadu_ps (a + i), _mm256_loadu_ps (b + i), s0);
+      s1 = _mm256_fmadd_ps (_mm256_loadu_ps (a + i + 8), _mm256_loadu_ps (b + i + 8), s1);
+      s2 = _mm256_fmadd_ps (_mm256_loadu_ps (a + i + 16), _mm256_loadu_ps (b + i + 16), s2);
+      s3 = _mm256_fmadd_ps (_mm256_loadu_ps (a + i + 24), _mm256_loadu_ps (b + i + 24), s3);
+    }
+  for (; i + 8 <= n; i += 8)
+    s0 = _mm256_fmadd_ps (_mm256_loadu_ps (a + i), _mm256_loadu_ps (b + i), s0);
+  __m256 s = _mm256_add_ps (_mm256_add_ps (s0, s1), _mm256_add_ps (s2, s3));
+  __m128 h = _mm_add_ps (_mm256_castps256_ps128 (s), _mm256_extractf128_ps (s, 1));
+  h = _mm_add_ps (h, _mm_movehl_ps (h, h));
+  h = _mm_add_ss (h, _mm_movehdup_ps (h));
+  float r = _mm_cvtss_f32 (h);
+  for (; i < n; i++)
+    r += a[i] * b[i];
+  return r;
+}
+
+__attribute__ ((target ("avx2,fma"))) static void
+axpy_avx2 (float alpha, const float *x, float *y, int64_t n)
+{
+  __m256 va = _mm256_set1_ps (alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps (y + i, _mm256_fmadd_ps (va, _mm256_loadu_ps (x + i),
+                                              _mm256_loadu_ps (y + i)));
+  for (; i < n; i++)
+    y[i] += alpha * x[i];
+}
+#endif
+
+static float
+dot (const float *a, const float *b, int64_t n)
+{
+#ifdef LT_QK_X86
+  if (have_avx2 ())
+    return dot_avx2 (a, b, n);
+#endif
+  return dot_plain (a, b, n);
+}
+
+static void
+axpy (float alpha, const float *x, float *y, int64_t n)
+{
+#ifdef LT_QK_X86
+  if (have_avx2 ())
+    {
+      axpy_avx2 (alpha, x, y, n);
+      return;
+    }
+#endif
+  axpy_plain (alpha, x, y, n);
+}
+
+/* y (M, O) = beta*y + x (M, I) · Ŵᵀ, one row of Ŵ at a time into a per-thread (I) buffer. */
+static int
+forward_fused (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta)
+{
+  int64_t O = w->rows, I = w->cols;
+  int fail = 0;
+
+#pragma omp parallel if (O * I >= 65536)
+  {
+    float *row = malloc ((size_t) I * sizeof (float)); /* (I) */
+    if (row == NULL)
+      {
+#pragma omp atomic write
+        fail = 1;
+      }
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < O; o++)
+      {
+        if (row == NULL)
+          continue;
+        expand_one_row (w, o, row);
+        for (int64_t m = 0; m < M; m++)
+          {
+            float d = dot (x + m * I, row, I);
+            y[m * O + o] = beta == 0.0f ? d : d + beta * y[m * O + o];
+          }
+      }
+    free (row);
+  }
+  return fail ? -1 : 0;
+}
+
+/* dx (M, I) = beta*dx + dy (M, O) · Ŵ: per-thread partial sums (threads, M, I), added up in
+ * thread order (deterministic for a given thread count). */
+static int
+backward_fused (float *dx, const float *dy, const LtQKWeight *w, int64_t M, float beta)
+{
+  int64_t O = w->rows, I = w->cols;
+  int nt = O * I >= 65536 ? omp_get_max_threads () : 1;
+  float *part = calloc ((size_t) nt * (size_t) (M * I), sizeof (float)); /* (nt, M, I) */
+  int fail = 0;
+
+  if (part == NULL)
+    return -1;
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num ();
+    float *acc = part + (size_t) t * (size_t) (M * I);
+    float *row = malloc ((size_t) I * sizeof (float)); /* (I) */
+    if (row == NULL)
+      {
+#pragma omp atomic write
+        fail = 1;
+      }
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < O; o++)
+      {
+        if (row == NULL)
+          continue;
+        expand_one_row (w, o, row);
+        for (int64_t m = 0; m < M; m++)
+          axpy (dy[m * O + o], row, acc + m * I, I);
+      }
+    free (row);
+  }
+  if (!fail)
+    {
+#pragma omp parallel for schedule(static) num_threads(nt)
+      for (int64_t k = 0; k < M * I; k++)
+        {
+          float s = 0.0f;
+          for (int t = 0; t < nt; t++)
+            s += part[(size_t) t * (size_t) (M * I) + (size_t) k];
+          dx[k] = beta == 0.0f ? s : beta * dx[k] + s;
+        }
+    }
+  free (part);
+  return fail ? -1 : 0;
+}
+
 /* ---- matmuls ------------------------------------------------------------------------- */
 
 int lt_qk_matmul_parallel_expand = 0;
@@ -302,6 +478,8 @@ lt_qk_forward (float *y,        /* (M, O) */
 
   if (M <= 0 || O <= 0)
     return 0;
+  if (M <= lt_qk_fused_max_m)
+    return forward_fused (y, x, w, M, beta);
   if (buf == NULL && (buf = malloc ((size_t) T * (size_t) I * sizeof (float))) == NULL)
     return -1;
   for (int64_t r0 = 0; r0 < O; r0 += T)
@@ -335,6 +513,8 @@ lt_qk_backward (float *dx,       /* (M, I) */
         dx[k] = beta == 0.0f ? 0.0f : beta * dx[k];
       return 0;
     }
+  if (M <= lt_qk_fused_max_m)
+    return backward_fused (dx, dy, w, M, beta);
   if (buf == NULL && (buf = malloc ((size_t) T * (size_t) I * sizeof (float))) == NULL)
     return -1;
   for (int64_t r0 = 0; r0 < O; r0 += T)

@@ -26,8 +26,10 @@
  *
  * Matmuls expand one tile of tile_rows rows of W at a time into a reused f32 buffer
  * (work, tile_rows × I floats) and hand it to cblas_sgemm: the whole f32 W never exists.
- * Expansion runs in parallel (OpenMP over the tile's rows), then one sgemm per tile runs
- * multi-threaded in OpenBLAS, outside any OpenMP region (no oversubscription). */
+ * By default the tile is expanded on the calling thread (AVX2, ~0.15 ns per element, about 2%
+ * of the GEMM at M = 512) and the sgemm runs multi-threaded in OpenBLAS, outside any OpenMP
+ * region; see lt_qk_matmul_parallel_expand. Small M (decode) takes a fused path instead,
+ * see lt_qk_fused_max_m. */
 #pragma once
 
 #include <stddef.h>
@@ -93,6 +95,12 @@ int64_t lt_qk_default_tile_rows (const LtQKWeight *w);
  * slower on two cores (see bench-qmatmul, env PAR=1); with OpenBLAS built on OpenMP the
  * pools are one and 1 can pay off. Not thread-safe to change while matmuls run. */
 extern int lt_qk_matmul_parallel_expand;
+
+/* Up to this many tokens (default 8) the matmuls skip the GEMM and expand Ŵ one row at a
+ * time into a per-thread buffer, dotting it with every row of X (forward) or adding it into
+ * per-thread partial dX rows (backward), in parallel over the rows of Ŵ (OpenMP): reads only
+ * the packed codes, the decode case. Set to 0 to always take the tiled GEMM path. */
+extern int64_t lt_qk_fused_max_m;
 
 int lt_qk_forward (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
                    float *work, int64_t tile_rows);
