@@ -209,8 +209,9 @@ nearest_in_table (float x, const float *table)
  * modes (symmetric/ternary with group_size 0) the caller passes the tensor-wide scale in
  * *fixed_scale; otherwise fixed_scale is NULL. */
 static inline __attribute__ ((always_inline)) void
-quantize_group_body (LtQuantMode mode, int bits, const float *w, int64_t n, const float *fixed_scale,
-                uint8_t *codes, float *scale_out, float *bias_out, uint8_t *byte_out)
+quantize_group_body (LtQuantMode mode, int bits, const float *w, /* (n) */
+                     int64_t n, const float *fixed_scale, uint8_t *codes, /* (n) */
+                     float *scale_out, float *bias_out, uint8_t *byte_out)
 {
   switch (mode)
     {
