@@ -29,7 +29,13 @@
  * By default the tile is expanded on the calling thread (AVX2, ~0.15 ns per element, about 2%
  * of the GEMM at M = 512) and the sgemm runs multi-threaded in OpenBLAS, outside any OpenMP
  * region; see lt_qk_matmul_parallel_expand. Small M (decode) takes a fused path instead,
- * see lt_qk_fused_max_m. */
+ * see lt_qk_fused_max_m.
+ *
+ * Threads: Debian's default OpenBLAS is the pthreads build; its idle threads and libgomp's
+ * both spin-wait after work. Code that alternates OpenMP regions with sgemm calls (the fused
+ * path next to other GEMMs, or lt_qk_matmul_parallel_expand = 1) measured 2-3× slower on two
+ * cores unless the process starts with OMP_WAIT_POLICY=passive (libgomp reads it when it is
+ * loaded, before main). */
 #pragma once
 
 #include <stddef.h>
