@@ -7,6 +7,10 @@
 #include <math.h>
 #include <string.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "lt-error.h"
 
 #define AFFINE_EPS 1e-7f
@@ -200,6 +204,43 @@ nearest_in_table (float x, const float *table)
   return (uint8_t) best;
 }
 
+/* codes[j] = nearest_in_table (w[j] / div, table) for j < n. */
+static inline __attribute__ ((always_inline)) void
+table_codes_plain (const float *w, int64_t n, float div, const float *table, uint8_t *codes)
+{
+  for (int64_t j = 0; j < n; j++)
+    codes[j] = nearest_in_table (w[j] / div, table);
+}
+
+#if defined(__x86_64__)
+/* The same comparisons, eight elements at a time: identical codes. */
+__attribute__ ((target ("avx2"))) static void
+table_codes_avx2 (const float *w, int64_t n, float div, const float *table, uint8_t *codes)
+{
+  const __m256 vdiv = _mm256_set1_ps (div);
+  const __m256 absmask = _mm256_castsi256_ps (_mm256_set1_epi32 (0x7fffffff));
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    {
+      __m256 x = _mm256_div_ps (_mm256_loadu_ps (w + j), vdiv);
+      __m256 bd = _mm256_and_ps (_mm256_sub_ps (x, _mm256_set1_ps (table[0])), absmask);
+      __m256i best = _mm256_setzero_si256 ();
+      for (int k = 1; k < 16; k++)
+        {
+          __m256 d = _mm256_and_ps (_mm256_sub_ps (x, _mm256_set1_ps (table[k])), absmask);
+          __m256 better = _mm256_cmp_ps (d, bd, _CMP_LT_OQ);
+          best = _mm256_blendv_epi8 (best, _mm256_set1_epi32 (k), _mm256_castps_si256 (better));
+          bd = _mm256_blendv_ps (bd, d, better);
+        }
+      int32_t b[8];
+      _mm256_storeu_si256 ((__m256i *) b, best);
+      for (int i = 0; i < 8; i++)
+        codes[j + i] = (uint8_t) b[i];
+    }
+  table_codes_plain (w + j, n - j, div, table, codes + j);
+}
+#endif
+
 /* std::max / std::min as MLX uses them; inputs are finite (checked before). Explicit
  * comparisons let the compiler use vmaxss/vminss, where fmaxf/fminf are libm calls. */
 #define MAXF(a, b) ((a) < (b) ? (b) : (a))
@@ -211,7 +252,7 @@ nearest_in_table (float x, const float *table)
 static inline __attribute__ ((always_inline)) void
 quantize_group_body (LtQuantMode mode, int bits, const float *w, /* (n) */
                      int64_t n, const float *fixed_scale, uint8_t *codes, /* (n) */
-                     float *scale_out, float *bias_out, uint8_t *byte_out)
+                     float *scale_out, float *bias_out, uint8_t *byte_out, int use_avx2)
 {
   switch (mode)
     {
@@ -283,8 +324,12 @@ quantize_group_body (LtQuantMode mode, int bits, const float *w, /* (n) */
             e = e < -127 ? -127 : (e > 127 ? 127 : e);
           }
         scale = ldexpf (1.0f, e);
-        for (int64_t j = 0; j < n; j++)
-          codes[j] = nearest_in_table (w[j] / scale, lt_qk_fp4_lut);
+#if defined(__x86_64__)
+        if (use_avx2)
+          table_codes_avx2 (w, n, scale, lt_qk_fp4_lut, codes);
+        else
+#endif
+          table_codes_plain (w, n, scale, lt_qk_fp4_lut, codes);
         *byte_out = (uint8_t) (e + 127);
         *scale_out = scale;
         break;
@@ -294,8 +339,14 @@ quantize_group_body (LtQuantMode mode, int bits, const float *w, /* (n) */
         float amax = 0.0f;
         for (int64_t j = 0; j < n; j++)
           amax = MAXF (amax, fabsf (w[j]));
-        for (int64_t j = 0; j < n; j++)
-          codes[j] = amax == 0.0f ? 7 : nearest_in_table (w[j] / amax, lt_qk_nf4_lut);
+        if (amax == 0.0f)
+          memset (codes, 7, (size_t) n);
+#if defined(__x86_64__)
+        else if (use_avx2)
+          table_codes_avx2 (w, n, amax, lt_qk_nf4_lut, codes);
+#endif
+        else
+          table_codes_plain (w, n, amax, lt_qk_nf4_lut, codes);
         *scale_out = amax;
         break;
       }
@@ -333,7 +384,7 @@ quantize_group_plain (LtQuantMode mode, int bits, const float *w, int64_t n,
                       const float *fixed_scale, uint8_t *codes, float *scale_out,
                       float *bias_out, uint8_t *byte_out)
 {
-  quantize_group_body (mode, bits, w, n, fixed_scale, codes, scale_out, bias_out, byte_out);
+  quantize_group_body (mode, bits, w, n, fixed_scale, codes, scale_out, bias_out, byte_out, 0);
 }
 
 #if defined(__x86_64__)
@@ -342,7 +393,7 @@ quantize_group_avx2 (LtQuantMode mode, int bits, const float *w, int64_t n,
                      const float *fixed_scale, uint8_t *codes, float *scale_out,
                      float *bias_out, uint8_t *byte_out)
 {
-  quantize_group_body (mode, bits, w, n, fixed_scale, codes, scale_out, bias_out, byte_out);
+  quantize_group_body (mode, bits, w, n, fixed_scale, codes, scale_out, bias_out, byte_out, 1);
 }
 #endif
 
