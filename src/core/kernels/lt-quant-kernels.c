@@ -85,22 +85,24 @@ lt_qk_pack_row (const uint8_t *codes, /* (n) */
 
 /* ---- expansion: reference ---------------------------------------------------------- */
 
+/* Columns [g0*group_len, g1*group_len) of row r into dst (that many floats). */
 static void
-expand_row_ref (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
+expand_row_ref (const LtQKWeight *w, int64_t r, int64_t g0, int64_t g1, float *dst)
 {
   const uint32_t *row = w->codes + r * w->words_per_row;
-  int64_t ng = w->cols / w->group_len;
+  int64_t gl = w->group_len;
+  int64_t ng = w->cols / gl;
   const float *sc = w->scales + r * ng;
   const float *bi = w->kind == LT_QK_AFFINE ? w->biases + r * ng : NULL;
 
-  for (int64_t c = 0; c < w->cols; c++)
+  for (int64_t c = g0 * gl; c < g1 * gl; c++)
     {
-      int64_t g = c / w->group_len;
+      int64_t g = c / gl;
       unsigned q = lt_qk_get_code (row, c, w->bits);
       if (w->kind == LT_QK_AFFINE)
-        dst[c] = fmaf (sc[g], (float) q, bi[g]);
+        dst[c - g0 * gl] = fmaf (sc[g], (float) q, bi[g]);
       else
-        dst[c] = w->lut[q] * sc[g];
+        dst[c - g0 * gl] = w->lut[q] * sc[g];
     }
 }
 
@@ -109,7 +111,7 @@ lt_qk_expand_rows_ref (const LtQKWeight *w, int64_t row0, int64_t nrows,
                        float *dst /* (nrows, I) */)
 {
   for (int64_t r = 0; r < nrows; r++)
-    expand_row_ref (w, row0 + r, dst + r * w->cols);
+    expand_row_ref (w, row0 + r, 0, w->cols / w->group_len, dst + r * w->cols);
 }
 
 /* ---- expansion: AVX2 ----------------------------------------------------------------- */
@@ -171,8 +173,9 @@ load8_codes (const uint32_t *row, int64_t i, int bits, int64_t readable_bytes)
     }
 }
 
+/* Columns [g0*group_len, g1*group_len) of row r into dst (that many floats). */
 __attribute__ ((target ("avx2,fma"))) static void
-expand_row_avx2 (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
+expand_row_avx2 (const LtQKWeight *w, int64_t r, int64_t g0, int64_t g1, float *dst)
 {
   const uint32_t *row = w->codes + r * w->words_per_row;
   int64_t gl = w->group_len;
@@ -191,7 +194,8 @@ expand_row_avx2 (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
       lut_hi = _mm256_loadu_ps (w->lut + 8);
     }
 
-  for (int64_t g = 0; g < ng; g++)
+  dst -= g0 * gl; /* index dst by column */
+  for (int64_t g = g0; g < g1; g++)
     {
       int64_t c0 = g * gl, c1 = c0 + gl, c = c0;
       __m256 vs = _mm256_set1_ps (sc[g]);
@@ -259,11 +263,11 @@ expand_rows (const LtQKWeight *w, int64_t row0, int64_t nrows, float *dst, /* (n
 #ifdef LT_QK_X86
       if (avx2)
         {
-          expand_row_avx2 (w, row0 + r, dst + r * I);
+          expand_row_avx2 (w, row0 + r, 0, w->cols / w->group_len, dst + r * I);
           continue;
         }
 #endif
-      expand_row_ref (w, row0 + r, dst + r * I);
+      expand_row_ref (w, row0 + r, 0, I / w->group_len, dst + r * I);
     }
 }
 
@@ -284,11 +288,11 @@ expand_one_row (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
 #ifdef LT_QK_X86
   if (have_avx2 ())
     {
-      expand_row_avx2 (w, r, dst);
+      expand_row_avx2 (w, r, 0, w->cols / w->group_len, dst);
       return;
     }
 #endif
-  expand_row_ref (w, r, dst);
+  expand_row_ref (w, r, 0, w->cols / w->group_len, dst);
 }
 
 static float
@@ -451,6 +455,25 @@ backward_fused (float *dx, const float *dy, const LtQKWeight *w, int64_t M, floa
 
 /* ---- matmuls ------------------------------------------------------------------------- */
 
+/* Columns [g0*group_len, g1*group_len) of every row into dst (O, (g1-g0)*group_len), on the
+ * calling thread. */
+static void
+expand_cols (const LtQKWeight *w, int64_t g0, int64_t g1, float *dst)
+{
+  int64_t kc = (g1 - g0) * w->group_len;
+  for (int64_t r = 0; r < w->rows; r++)
+    {
+#ifdef LT_QK_X86
+      if (have_avx2 ())
+        {
+          expand_row_avx2 (w, r, g0, g1, dst + r * kc);
+          continue;
+        }
+#endif
+      expand_row_ref (w, r, g0, g1, dst + r * kc);
+    }
+}
+
 int lt_qk_matmul_parallel_expand = 0;
 
 int64_t
@@ -480,6 +503,32 @@ lt_qk_forward (float *y,        /* (M, O) */
     return 0;
   if (M <= lt_qk_fused_max_m)
     return forward_fused (y, x, w, M, beta);
+  {
+    /* Column tiles (a split of the reduction dimension, groups at a time) when a whole
+     * column block of the tile budget fits: X is then packed once overall by OpenBLAS, where
+     * row tiles re-pack all of X for every tile (measured ~87% → ~94% of f32 at M = 512). */
+    int64_t gl = w->group_len, ng = I / gl, budget = T * I; /* floats */
+    int64_t gpt = budget / (O * gl);
+    if (ng > 1 && gpt >= 1)
+      {
+        if (gpt > ng)
+          gpt = ng;
+        if (buf == NULL
+            && (buf = malloc ((size_t) (O * gpt * gl) * sizeof (float))) == NULL)
+          return -1;
+        for (int64_t g0 = 0; g0 < ng; g0 += gpt)
+          {
+            int64_t g1 = g0 + gpt < ng ? g0 + gpt : ng, kc = (g1 - g0) * gl;
+            expand_cols (w, g0, g1, buf);
+            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) M, (int) O, (int) kc,
+                         1.0f, x + g0 * gl, (int) I, buf, (int) kc, g0 == 0 ? beta : 1.0f, y,
+                         (int) O);
+          }
+        if (work == NULL)
+          free (buf);
+        return 0;
+      }
+  }
   if (buf == NULL && (buf = malloc ((size_t) T * (size_t) I * sizeof (float))) == NULL)
     return -1;
   for (int64_t r0 = 0; r0 < O; r0 += T)

@@ -24,8 +24,11 @@
  * The AVX2 path uses vfmadd, the scalar path fmaf: both round once, so fast == reference
  * bit for bit.
  *
- * Matmuls expand one tile of tile_rows rows of W at a time into a reused f32 buffer
- * (work, tile_rows × I floats) and hand it to cblas_sgemm: the whole f32 W never exists.
+ * Matmuls expand one tile of W at a time into a reused f32 buffer (work, tile_rows × I
+ * floats) and hand it to cblas_sgemm: the whole f32 W never exists. Backward tiles are
+ * tile_rows rows of W; forward tiles are blocks of whole groups of columns of every row
+ * (O × k·group_len ≤ tile_rows × I; row tiles when even one group column does not fit or
+ * there is a single group per row).
  * By default the tile is expanded on the calling thread (AVX2, ~0.15 ns per element, about 2%
  * of the GEMM at M = 512) and the sgemm runs multi-threaded in OpenBLAS, outside any OpenMP
  * region; see lt_qk_matmul_parallel_expand. Small M (decode) takes a fused path instead,
