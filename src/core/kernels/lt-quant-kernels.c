@@ -281,6 +281,32 @@ lt_qk_expand_rows (const LtQKWeight *w, int64_t row0, int64_t nrows,
 /* ---- small M: fused expand + dot, no GEMM ------------------------------------------- */
 
 int64_t lt_qk_fused_max_m = 8;
+int lt_qk_fused_threads = -1;
+
+/* Whether libgomp's idle threads sleep at once (they spin otherwise, and spinning workers
+ * slow the OpenBLAS threads that run next to them down 2-10×; see the header). */
+static int
+omp_waits_passively (void)
+{
+  static int cached = -1;
+  if (cached < 0)
+    {
+      const char *p = getenv ("OMP_WAIT_POLICY"), *c = getenv ("GOMP_SPINCOUNT");
+      cached = (p != NULL && (strcmp (p, "passive") == 0 || strcmp (p, "PASSIVE") == 0))
+               || (c != NULL && strcmp (c, "0") == 0);
+    }
+  return cached;
+}
+
+static int
+fused_parallel (const LtQKWeight *w)
+{
+  if (w->rows * w->cols < 65536)
+    return 0;
+  if (lt_qk_fused_threads >= 0)
+    return lt_qk_fused_threads > 1;
+  return omp_waits_passively ();
+}
 
 static void
 expand_one_row (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
@@ -380,7 +406,7 @@ forward_fused (float *y, const float *x, const LtQKWeight *w, int64_t M, float b
   int64_t O = w->rows, I = w->cols;
   int fail = 0;
 
-#pragma omp parallel if (O * I >= 65536)
+#pragma omp parallel if (fused_parallel (w))
   {
     float *row = malloc ((size_t) I * sizeof (float)); /* (I) */
     if (row == NULL)
@@ -411,7 +437,7 @@ static int
 backward_fused (float *dx, const float *dy, const LtQKWeight *w, int64_t M, float beta)
 {
   int64_t O = w->rows, I = w->cols;
-  int nt = O * I >= 65536 ? omp_get_max_threads () : 1;
+  int nt = fused_parallel (w) ? omp_get_max_threads () : 1;
   float *part = calloc ((size_t) nt * (size_t) (M * I), sizeof (float)); /* (nt, M, I) */
   int fail = 0;
 

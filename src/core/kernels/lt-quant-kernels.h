@@ -110,6 +110,10 @@ extern int lt_qk_matmul_parallel_expand;
  * per-thread partial dX rows (backward), in parallel over the rows of Ŵ (OpenMP): reads only
  * the packed codes, the decode case. Set to 0 to always take the tiled GEMM path. */
 extern int64_t lt_qk_fused_max_m;
+/* Threads of the fused path: -1 (default) = all OpenMP threads when the process runs with
+ * OMP_WAIT_POLICY=passive (or GOMP_SPINCOUNT=0), else the calling thread only; 0 or 1 = the
+ * calling thread; > 1 = OpenMP threads. */
+extern int lt_qk_fused_threads;
 
 int lt_qk_forward (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
                    float *work, int64_t tile_rows);
