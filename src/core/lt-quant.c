@@ -700,7 +700,7 @@ lt_quant_symmetric_to_affine (const LtQuantTensor *sym, GError **error)
 }
 
 LtQuantTensor *
-lt_quant_affine_to_symmetric (const LtQuantTensor *aff, int group_size, GError **error)
+lt_quant_affine_to_symmetric (const LtQuantTensor *aff, GError **error)
 {
   LtQuantTensor *q;
   gsize ng;
@@ -726,7 +726,6 @@ lt_quant_affine_to_symmetric (const LtQuantTensor *aff, int group_size, GError *
                      aff->scales[k], aff->biases[k], qmin);
         return NULL;
       }
-  (void) group_size;
   q = tensor_copy_as (aff, LT_QUANT_SYMMETRIC, aff->group_size, error);
   if (q == NULL)
     return NULL;

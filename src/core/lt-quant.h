@@ -133,8 +133,7 @@ LtQuantTensor *lt_quant_symmetric_to_affine (const LtQuantTensor *sym, GError **
 /* Affine → symmetric: only when every group has scale >= 0 and bias == qmin·scale exactly
  * (as produced by lt_quant_symmetric_to_affine); otherwise NULL + LT_ERROR_UNSUPPORTED
  * naming the first row/group that does not fit. */
-LtQuantTensor *lt_quant_affine_to_symmetric (const LtQuantTensor *aff, int group_size,
-                                             GError **error);
+LtQuantTensor *lt_quant_affine_to_symmetric (const LtQuantTensor *aff, GError **error);
 
 /* MLX safetensors tensors (FORMATS.md §2.5) for a module path prefix P:
  *   P.weight  U32 [rows, cols*bits/32]

@@ -402,7 +402,7 @@ test_symmetric_formula_and_affine_form (void)
         lt_quant_tensor_dequantize_rows_ref (a, 0, rows, dar);
         g_assert_cmpmem (dar, rows * cols * 4, d, rows * cols * 4);
         /* and back */
-        g_autoptr (LtQuantTensor) s2 = lt_quant_affine_to_symmetric (a, g, &error);
+        g_autoptr (LtQuantTensor) s2 = lt_quant_affine_to_symmetric (a, &error);
         g_assert_no_error (error);
         g_assert_cmpmem (s2->codes, rows * q->words_per_row * 4, q->codes,
                          rows * q->words_per_row * 4);
@@ -410,7 +410,7 @@ test_symmetric_formula_and_affine_form (void)
   /* a real affine tensor is not symmetric */
   g_autoptr (GError) error = NULL;
   g_autoptr (LtQuantTensor) af = quantize_ok (w, rows, cols, LT_QUANT_AFFINE, 4, 64);
-  g_autoptr (LtQuantTensor) no = lt_quant_affine_to_symmetric (af, 64, &error);
+  g_autoptr (LtQuantTensor) no = lt_quant_affine_to_symmetric (af, &error);
   g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
   g_assert_null (no);
 }
