@@ -82,6 +82,10 @@ gboolean lt_model_load_adapters (LtModel *model, const char *path, GError **erro
  * (reused per block): 3·I + 3·C + 2·H·D + 2·KVH·D values per token, plus one linear layer's
  * scratch (the weight expansion tile; QAT: one layer's out·in). */
 
+/* Index (0..6) of a block-relative linear key: "self_attn.q_proj" … "mlp.down_proj", or the
+ * short name ("q_proj"); -1 when unknown. */
+int lt_model_train_key_index (const char *key);
+
 /* Private hooks between lt-model.c and lt-model-train.c. */
 gpointer lt_model_get_train_state (LtModel *model);
 void lt_model_set_train_state (LtModel *model, gpointer state, GDestroyNotify free_fn);

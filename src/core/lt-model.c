@@ -8,6 +8,7 @@
 
 #include "lt-error.h"
 #include "lt-kernels.h"
+#include "lt-model-train.h"
 
 /* Floats of LM-head logits computed at once in the evaluation path (N × chunk). */
 #define LT_LOGIT_CHUNK_FLOATS ((gsize) 4 << 20)
