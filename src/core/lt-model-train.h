@@ -69,4 +69,27 @@ gboolean lt_model_save_adapters (LtModel *model, const char *dir, const char *fi
                                  const LtRunConfig *cfg, GError **error);
 gboolean lt_model_load_adapters (LtModel *model, const char *path, GError **error);
 
+/* Activation memory of lt_model_forward_backward, in f32 values kept per token per trained
+ * block (C hidden, I intermediate, H·D query width, KVH·D key/value width, r LoRA rank; a
+ * block below the lowest trained block keeps nothing):
+ *   without checkpointing: 4·C + 3·H·D + 2·KVH·D + 2·I + Σ_adapted r
+ *                          (x_in, normed x, x_mid, normed x_mid; q, attention out; k, v;
+ *                           gate, up; x·A per adapted linear) + Qwen3 q/k norms: H·D + KVH·D
+ *                          — wait: q counts once after RoPE, see the byte formula below;
+ *   with checkpointing:    C (the block input), plus one block's full set above (recomputed
+ *                          during the backward, reused from block to block).
+ * Per token, not per block: 2·C (final hidden and its norm). The backward's temporaries
+ * (reused per block): 3·I + 3·C + 2·H·D + 2·KVH·D values per token, plus one linear layer's
+ * scratch (the weight expansion tile; QAT: one layer's out·in). */
+
+/* Index (0..6) of a block-relative linear key: "self_attn.q_proj" … "mlp.down_proj", or the
+ * short name ("q_proj"); -1 when unknown. */
+int lt_model_train_key_index (const char *key);
+
+/* Private hooks between lt-model.c and lt-model-train.c. */
+gpointer lt_model_get_train_state (LtModel *model);
+void lt_model_set_train_state (LtModel *model, gpointer state, GDestroyNotify free_fn);
+/* Regrows the forward's scratch after a layer's needs changed (QAT). */
+void lt_model_update_scratch (LtModel *model);
+
 G_END_DECLS

@@ -8,6 +8,7 @@
 
 #include "lt-error.h"
 #include "lt-kernels.h"
+#include "lt-model-train.h"
 
 /* Floats of LM-head logits computed at once in the evaluation path (N × chunk). */
 #define LT_LOGIT_CHUNK_FLOATS ((gsize) 4 << 20)
@@ -33,6 +34,8 @@ struct _LtRunState
   float *lse_m;              /* (N) */
   double *lse_s;             /* (N) */
   float *target;             /* (N) */
+  gpointer train;            /* lt-model-train's state, or NULL */
+  GDestroyNotify train_free;
 };
 
 struct _LtKVCache
@@ -131,9 +134,19 @@ load_linear (const Source *src, const LtConfig *config, LtLinear *lin, const cha
 {
   g_autofree char *wname = g_strdup_printf ("%s.weight", prefix);
   g_autofree char *bname = g_strdup_printf ("%s.bias", prefix);
-  const LtTensor *w = expect_tensor (src, config, wname, out, in, error);
-  const LtTensor *b = NULL;
+  g_autofree char *sname = g_strdup_printf ("%s.scales", prefix);
+  const LtTensor *w, *b = NULL;
 
+  /* The seam for quantized bases (MLX layout: packed weight + scales): lt-quant builds those
+   * layers; this dense path refuses them with a clear message rather than a shape error. */
+  if (source_lookup (src, sname) != NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "%s: tensor “%s” is quantized (“%s” is present); this loader reads dense "
+                   "F32/F16/BF16 weights only", source_file (src, sname), wname, sname);
+      return FALSE;
+    }
+  w = expect_tensor (src, config, wname, out, in, error);
   if (w == NULL)
     return FALSE;
   if (has_bias && (b = expect_tensor (src, config, bname, out, -1, error)) == NULL)
@@ -327,6 +340,8 @@ lt_model_free (LtModel *m)
   lt_linear_clear (&m->w.lm_head);
   g_free (m->w.layers);
   g_free (m->w.f32_arena);
+  if (m->state && m->state->train_free)
+    m->state->train_free (m->state->train);
   if (m->state)
     {
       run_state_free_buffers (m->state);
@@ -339,6 +354,35 @@ lt_model_free (LtModel *m)
   lt_config_free (m->config);
   g_clear_pointer (&m->files, lt_weights_free);
   g_free (m);
+}
+
+/* ---- hooks for lt-model-train ---- */
+
+gpointer
+lt_model_get_train_state (LtModel *m)
+{
+  return m->state->train;
+}
+
+void
+lt_model_set_train_state (LtModel *m, gpointer state, GDestroyNotify free_fn)
+{
+  if (m->state->train_free && m->state->train)
+    m->state->train_free (m->state->train);
+  m->state->train = state;
+  m->state->train_free = free_fn;
+}
+
+void
+lt_model_update_scratch (LtModel *m)
+{
+  gsize need = max_linear_scratch (m);
+  if (need > m->state->tile_floats)
+    {
+      g_free (m->state->tile);
+      m->state->tile = g_new (float, need);
+      m->state->tile_floats = need;
+    }
 }
 
 /* ---- run state ---- */

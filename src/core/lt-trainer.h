@@ -67,6 +67,17 @@ typedef gboolean (*LtProgressFunc) (const LtTrainProgress *progress, gpointer us
 gboolean lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress,
                    gpointer user_data, GCancellable *cancellable, GError **error);
 
+/* Test hook: called before the forward passes of every optimizer step @step (1-based) with
+ * whether those forwards see fake-quantized weights (QAT) and whether the QAT scales were
+ * recomputed right before them. Process-wide; NULL removes it. Not thread-safe: tests only. */
+typedef void (*LtTrainStepHook) (gint64 step, gboolean qat_active, gboolean qat_recomputed,
+                                 gpointer user_data);
+void lt_trainer_set_step_hook (LtTrainStepHook hook, gpointer user_data);
+
+/* TRUE when this build holds the trainable half of lt-model (lt-model-train.h); lt_train fails
+ * with LT_ERROR_UNSUPPORTED otherwise. */
+gboolean lt_trainer_is_available (void);
+
 /* One line of metrics.jsonl for @p (the same object `lathe train --json` prints). */
 char *lt_train_progress_to_json (const LtTrainProgress *p);
 

@@ -506,6 +506,18 @@ test_load_errors (void)
   g_assert_nonnull (strstr (error->message, "model.safetensors"));
   g_clear_error (&error);
 
+  /* a quantized layer (MLX: a .scales tensor beside the packed weight) is refused by name */
+  const char *scales = "model.layers.0.self_attn.q_proj.scales";
+  g_hash_table_insert (table, (gpointer) scales,
+                       (gpointer) g_hash_table_lookup (table, "model.norm.weight"));
+  m = lt_model_new_from_table (lt_config_load (dir, &error), table, "table", &error);
+  g_assert_null (m);
+  g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+  g_assert_nonnull (strstr (error->message, "model.layers.0.self_attn.q_proj.weight"));
+  g_assert_nonnull (strstr (error->message, "quantized"));
+  g_clear_error (&error);
+  g_hash_table_remove (table, scales);
+
   /* a token outside the vocabulary */
   g_autoptr (LtModel) good = lt_model_load (dir, &error);
   g_assert_no_error (error);

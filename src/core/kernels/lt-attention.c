@@ -234,15 +234,16 @@ lt_attention_forward (float *out, const float *q, const float *k, const float *v
                 p[j] = expf (p[j] - mx);
                 sum += p[j];
               }
-            float inv = 1.0f / sum;
-            for (int j = 0; j < nk; j++)
-              p[j] *= inv;
+            /* o = Σ p_j v_j / Σ p_j (normalised once, at the end) */
 #ifdef LT_HAVE_X86
             if (fast)
               weighted_sum_avx2 (o, p, vg, nk, KVH * D, D);
             else
 #endif
               weighted_sum_plain (o, p, vg, nk, KVH * D, D);
+            float inv = 1.0f / sum;
+            for (int d = 0; d < D; d++)
+              o[d] *= inv;
           }
       }
   }
