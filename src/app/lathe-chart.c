@@ -62,8 +62,9 @@ lathe_chart_nice_ticks (double lo, double hi, guint max_ticks, double *first, do
   double range, rough, mag, res, st, f, l;
   guint n;
 
-  if (max_ticks < 2)
-    max_ticks = 2;
+  /* Two ticks cannot cover a range around zero with nice multiples; three always can. */
+  if (max_ticks < 3)
+    max_ticks = 3;
   if (!(hi > lo))
     {
       double pad = fabs (lo) > 0 ? fabs (lo) * 0.1 : 1.0;
@@ -75,12 +76,16 @@ lathe_chart_nice_ticks (double lo, double hi, guint max_ticks, double *first, do
   mag = pow (10.0, floor (log10 (rough)));
   res = rough / mag;
   st = (res <= 1.0 ? 1.0 : res <= 2.0 ? 2.0 : res <= 5.0 ? 5.0 : 10.0) * mag;
-  for (;;)
+  for (int iter = 0;; iter++)
     {
-      f = floor (lo / st + 1e-9) * st;
-      l = ceil (hi / st - 1e-9) * st;
+      f = floor (lo / st) * st;
+      if (lo - f >= st * (1 - 1e-9))
+        f += st;
+      l = ceil (hi / st) * st;
+      if (l - hi >= st * (1 - 1e-9))
+        l -= st;
       n = (guint) llround ((l - f) / st) + 1;
-      if (n <= max_ticks)
+      if (n <= max_ticks || iter > 60)
         break;
       /* next nice step: 1 → 2 → 5 → 10 */
       res = st / pow (10.0, floor (log10 (st) + 1e-9));

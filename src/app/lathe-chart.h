@@ -70,7 +70,7 @@ char *lathe_chart_dup_readout_at (LatheChart *self, double px, double py);
 guint lathe_chart_decimate (const LatheChartPoint *points, guint n, double x0, double x1,
                             guint columns, LatheChartPoint *out);
 
-/* "Nice" ticks (1, 2, 5 × 10^k steps) covering [lo, hi] with at most @max_ticks ticks:
+/* "Nice" ticks (1, 2, 5 × 10^k steps) covering [lo, hi] with at most @max_ticks (>= 3) ticks:
  * writes the first tick and the step, returns the number of ticks (>= 2 for hi > lo). */
 guint lathe_chart_nice_ticks (double lo, double hi, guint max_ticks, double *first,
                               double *step);
