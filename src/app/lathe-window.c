@@ -6,6 +6,7 @@
 #include <glib/gi18n.h>
 
 #include "lathe-window.h"
+#include "lathe-runs-page.h"
 
 struct _LatheWindow
 {
@@ -14,6 +15,7 @@ struct _LatheWindow
   /* template */
   AdwViewStack *stack;
   LatheTrainPage *train_page;
+  LatheRunsPage *runs_page;
 
   GSettings *settings;
 };
@@ -67,6 +69,47 @@ lathe_window_close_request (GtkWindow *window)
   return TRUE;
 }
 
+/* The runs folder is where the form's run folders go: the parent of its output folder. */
+static void
+update_runs_folder (LatheWindow *self)
+{
+  LatheRunSettings *settings = lathe_train_page_get_settings (self->train_page);
+  const char *out = lathe_run_settings_get_adapter_path (settings);
+  g_autofree char *abs = NULL, *parent = NULL;
+
+  if (out == NULL || *out == '\0')
+    return;
+  abs = g_canonicalize_filename (out, NULL);
+  parent = g_path_get_dirname (abs);
+  if (g_strcmp0 (parent, lathe_runs_page_get_folder (self->runs_page)) != 0)
+    lathe_runs_page_set_folder (self->runs_page, parent);
+}
+
+static void
+visible_page_cb (LatheWindow *self)
+{
+  if (g_strcmp0 (adw_view_stack_get_visible_child_name (self->stack), "runs") == 0)
+    {
+      update_runs_folder (self);
+      lathe_runs_page_reload (self->runs_page);
+    }
+}
+
+static void
+resume_cb (LatheWindow       *self,
+           const LtRunConfig *cfg)
+{
+  adw_view_stack_set_visible_child_name (self->stack, "train");
+  lathe_train_page_resume (self->train_page, cfg);
+}
+
+static void
+running_cb (LatheWindow *self)
+{
+  if (!lathe_train_page_is_running (self->train_page))
+    lathe_runs_page_reload (self->runs_page);
+}
+
 static void
 lathe_window_dispose (GObject *object)
 {
@@ -88,11 +131,13 @@ lathe_window_class_init (LatheWindowClass *klass)
   GTK_WINDOW_CLASS (klass)->close_request = lathe_window_close_request;
 
   g_type_ensure (LATHE_TYPE_TRAIN_PAGE);
+  g_type_ensure (LATHE_TYPE_RUNS_PAGE);
 
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/lathe/Lathe/lathe-window.ui");
   gtk_widget_class_bind_template_child (widget_class, LatheWindow, stack);
   gtk_widget_class_bind_template_child (widget_class, LatheWindow, train_page);
+  gtk_widget_class_bind_template_child (widget_class, LatheWindow, runs_page);
 }
 
 static void
@@ -113,6 +158,26 @@ lathe_window_init (LatheWindow *self)
                    G_SETTINGS_BIND_DEFAULT);
 
   lathe_train_page_revalidate (self->train_page);
+
+  g_signal_connect_object (self->stack, "notify::visible-child", G_CALLBACK (visible_page_cb),
+                           self, G_CONNECT_SWAPPED);
+  g_signal_connect_object (self->runs_page, "resume", G_CALLBACK (resume_cb), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (self->train_page, "notify::running", G_CALLBACK (running_cb), self,
+                           G_CONNECT_SWAPPED);
+  update_runs_folder (self);
+}
+
+/**
+ * lathe_window_get_runs_page:
+ *
+ * Returns: (transfer none): the Runs page.
+ */
+LatheRunsPage *
+lathe_window_get_runs_page (LatheWindow *self)
+{
+  g_return_val_if_fail (LATHE_IS_WINDOW (self), NULL);
+  return self->runs_page;
 }
 
 LatheWindow *
