@@ -12,6 +12,7 @@
 #include <glib/gstdio.h>
 
 #include "lathe-monitor.h"
+#include "lathe-runs-page.h"
 #include "lathe-run-settings.h"
 #include "lathe-train-job.h"
 #include "src/core/lt-error.h"
@@ -103,6 +104,12 @@ heartbeat_cb (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+static void
+quit_flag (gboolean *flag)
+{
+  *flag = TRUE;
+}
+
 static gboolean
 skip_without_trainer (void)
 {
@@ -187,6 +194,36 @@ test_real_run (Fixture *f, gconstpointer data)
   g_printerr ("# heartbeat: %u beats, max gap %.1f ms\n", f->n_beats, f->max_gap_us / 1000.0);
   g_assert_cmpint (f->max_gap_us, <, 50000);
 
+  /* The run history reads the same run back: finished, every report, the final loss. */
+  {
+    g_autoptr (LatheRunInfo) info = lathe_run_info_load (cfg->adapter_path, &error);
+    g_autofree char *parent = g_path_get_dirname (cfg->adapter_path);
+    LatheRunsPage *page = g_object_ref_sink (LATHE_RUNS_PAGE (lathe_runs_page_new ()));
+    gboolean loaded = FALSE;
+    const LatheRunInfo *listed;
+
+    g_assert_no_error (error);
+    g_assert_nonnull (info);
+    g_assert_cmpint (info->status, ==, LATHE_RUN_FINISHED);
+    g_assert_cmpuint (info->loss->len, ==, n_pts);
+    g_assert_cmpfloat (info->final_loss, ==, pts[n_pts - 1].y);
+    g_assert_cmpint (info->last_step, ==, 24);
+    g_assert_cmpstr (info->train_type, ==, "lora");
+    g_assert_nonnull (info->config);
+
+    g_signal_connect_swapped (page, "loaded", G_CALLBACK (quit_flag), &loaded);
+    lathe_runs_page_set_folder (page, parent);
+    while (!loaded)
+      g_main_context_iteration (NULL, TRUE);
+    g_assert_cmpuint (lathe_runs_page_get_n_runs (page), ==, 1);
+    listed = lathe_runs_page_get_run (page, 0);
+    g_assert_cmpstr (listed->name, ==, "run");
+    g_assert_cmpuint (lathe_chart_get_n_points (lathe_runs_page_get_chart (page), 0), ==, n_pts);
+    lathe_runs_page_compare (page, 0);
+    g_assert_cmpuint (lathe_chart_get_n_points (lathe_runs_page_get_chart (page), 2), ==, n_pts);
+    g_assert_finalize_object (page);
+  }
+
   g_assert_finalize_object (g_steal_pointer (&job));
   g_assert_finalize_object (monitor);
 }
@@ -245,6 +282,35 @@ test_stop (Fixture *f, gconstpointer data)
     g_assert_true (lt_model_attach_trainable (m, &spec, &error));
     g_assert_true (lt_model_load_adapters (m, cfg->adapter_path, &error));
     g_assert_no_error (error);
+  }
+  /* The history lists it as stopped (resumable). */
+  {
+    g_autoptr (LatheRunInfo) info = lathe_run_info_load (cfg->adapter_path, &error);
+    g_assert_nonnull (info);
+    g_assert_cmpint (info->status, ==, LATHE_RUN_STOPPED);
+  }
+
+  /* Resume through a new job: it continues from the saved step. */
+  {
+    g_autoptr (LatheTrainJob) resumed = NULL;
+    gint64 stopped_at = g_array_index (f->steps, gint64, f->steps->len - 1);
+    g_autoptr (LtRunConfig) rcfg = lt_run_config_copy (cfg);
+
+    rcfg->iters = (int) stopped_at + 2;
+    g_array_set_size (f->steps, 0);
+    f->finished = FALSE;
+    resumed = lathe_train_job_new (rcfg, TRUE);
+    g_signal_connect (resumed, "progress", G_CALLBACK (progress_cb), f);
+    g_signal_connect (resumed, "finished", G_CALLBACK (finished_cb), f);
+    g_assert_true (lathe_train_job_start (resumed, NULL, &error));
+    while (!f->finished)
+      g_main_context_iteration (NULL, TRUE);
+    if (lathe_train_job_get_error (resumed))
+      g_printerr ("# resume: %s\n", lathe_train_job_get_error (resumed)->message);
+    g_assert_cmpint (lathe_train_job_get_state (resumed), ==, LATHE_TRAIN_STATE_FINISHED);
+    g_assert_cmpuint (f->steps->len, >, 0);
+    g_assert_cmpint (g_array_index (f->steps, gint64, 0), ==, stopped_at + 1);
+    g_assert_finalize_object (g_steal_pointer (&resumed));
   }
   g_assert_finalize_object (g_steal_pointer (&job));
 }
