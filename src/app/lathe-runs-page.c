@@ -379,11 +379,15 @@ lathe_runs_page_select (LatheRunsPage *self, guint index)
                                      : g_strdup ("–");
   val = isfinite (info->final_val_loss) ? g_strdup_printf ("%.4f", info->final_val_loss)
                                         : g_strdup ("–");
-  details = g_strdup_printf (_("Model: %s\nStatus: %s, step %" G_GINT64_FORMAT " of %"
-                               G_GINT64_FORMAT "\nFinal loss: %s, validation: %s"),
-                             info->model ? info->model : "?",
-                             lathe_run_status_to_string (info->status), info->last_step,
-                             info->total_steps, loss, val);
+  {
+    g_autofree char *step = g_strdup_printf ("%" G_GINT64_FORMAT, info->last_step);
+    g_autofree char *total = g_strdup_printf ("%" G_GINT64_FORMAT, info->total_steps);
+    details = g_strdup_printf (_("Model: %s\nStatus: %s, step %s of %s\nFinal loss: %s, "
+                                 "validation: %s"),
+                               info->model ? info->model : "?",
+                               lathe_run_status_to_string (info->status), step, total, loss,
+                               val);
+  }
   gtk_label_set_text (self->details, details);
   lathe_chart_set_points (self->chart, SERIES_LOSS, (const LatheChartPoint *) info->loss->data,
                           info->loss->len);

@@ -3,6 +3,8 @@
 
 #include "lt-memory.h"
 
+#include <glib/gi18n-lib.h>
+
 #include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
@@ -228,15 +230,15 @@ void
 lt_memory_estimate_get_items (const LtMemoryEstimate *est, LtMemoryItem *items)
 {
   const LtMemoryItem all[LT_MEMORY_N_ITEMS] = {
-    { "Base weights", est->base_weights },
-    { "Embeddings and norms", est->embeddings },
-    { "Trainable parameters", est->trainable },
-    { "Gradients", est->gradients },
-    { "Optimizer state", est->optimizer },
-    { "Activations", est->activations },
-    { "LM head (chunked)", est->lm_head },
-    { "Workspace", est->workspace },
-    { "Process baseline", est->baseline },
+    { N_("Base weights"), est->base_weights },
+    { N_("Embeddings and norms"), est->embeddings },
+    { N_("Trainable parameters"), est->trainable },
+    { N_("Gradients"), est->gradients },
+    { N_("Optimizer state"), est->optimizer },
+    { N_("Activations"), est->activations },
+    { N_("LM head (chunked)"), est->lm_head },
+    { N_("Workspace"), est->workspace },
+    { N_("Process baseline"), est->baseline },
   };
   memcpy (items, all, sizeof all);
 }
