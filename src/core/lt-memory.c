@@ -161,12 +161,12 @@ lt_memory_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate 
   all_params = L * (block_linear + block_other) + V * C * (c->tie_word_embeddings ? 1 : 2) + C;
   if (full)
     {
-      /* Full fine-tuning: every parameter is an f32 master weight; the mapped file is read
-       * once into them. */
+      /* Full fine-tuning: every parameter is an f32 master weight. */
       out->n_base_params = 0;
       out->n_trainable_params = all_params;
-      out->base_weights = 0;
-      out->embeddings = 0;
+      /* the mapped file, read once into the masters, stays resident while mapped */
+      out->base_weights = (guint64) ((double) (L * block_linear) * stored);
+      out->embeddings = (guint64) ((double) (all_params - L * block_linear) * stored);
       out->trainable = 4 * all_params;
     }
   else
@@ -191,36 +191,45 @@ lt_memory_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate 
       break;
     }
 
-  /* Activations for N tokens (chosen + rejected for the preference objectives). */
+  /* Activations for N tokens (chosen + rejected for the preference objectives), laid out as
+   * lt-model-train's step arena: one set per block is
+   *   x_in, xn1, x_mid, xn2 (C); q, att (qd); k, v (kvd); gate, up (I); [qraw, kraw for
+   *   q/k norms]; x·A (r) per adapted linear,
+   * kept for every trained block, or only x_in (C) with checkpointing. */
   N = (guint64) MAX (cfg->batch_size, 1) * (guint64) MAX (cfg->max_seq_length, 1);
   if (cfg->train_mode != LT_TRAIN_MODE_SFT)
     N *= 2;
   out->n_tokens = N;
   {
-    guint64 per_block = 4 * C + 2 * qd + 2 * kvd + 3 * I + 2 /* rms rstd */
-                        + (guint64) c->num_attention_heads /* softmax lse */;
-    guint64 adapter_act = full ? 0 : adapted_per_block * (guint64) r;
-    guint64 kept;
-    if (cfg->grad_checkpoint)
-      kept = L * C + per_block + adapter_act;
-    else
-      kept = L * per_block + n_adapted_layers * adapter_act;
-    out->activations = 4 * N * kept;
+    guint64 r_sum = full ? 0 : adapted_per_block * (guint64) r;
+    guint64 per_set = 4 * C + 2 * qd + 2 * kvd + 2 * I + (c->qk_norm ? qd + kvd : 0) + r_sum;
+    guint64 n_saved = full ? L : n_adapted_layers;
+    guint64 tmp = 3 * I + 3 * C + 2 * qd + 2 * kvd;  /* backward temporaries */
+    guint64 scratch = 0;                             /* the largest linear's train scratch */
+
+    for (gsize i = 0; i < G_N_ELEMENTS (lin); i++)
+      {
+        guint64 s = 0;
+        if (!full && key_selected (cfg, lin[i].name))
+          s = lin[i].in + (guint64) r
+              + (cfg->train_type == LT_TRAIN_TYPE_DORA ? 2 * lin[i].out : 0);
+        scratch = MAX (scratch, s);
+      }
+    out->activations = 4 * N * (cfg->grad_checkpoint ? n_saved * C : n_saved * per_set);
+    /* final norm in/out (2C), the shared set blocks are recomputed into (allocated always,
+     * touched, so resident, only with checkpointing), the backward temporaries, the linear
+     * scratch, per-token loss bookkeeping (32 bytes), the weight expansion tile and the
+     * attention scratch (two threads × keys) */
+    out->workspace = 4 * N * (2 * C + (cfg->grad_checkpoint ? per_set : 0) + tmp + scratch)
+                     + 32 * N + 4 * 256 * max_in + 4 * 2 * (guint64) MAX (cfg->max_seq_length, 1);
   }
 
-  /* Chunked LM head: (N, chunk) logits and their gradient, the final norm's output and its
-   * gradient. */
+  /* Chunked LM head: one (N, chunk) block of logits, chunk ≈ 4 Mi floats / N. */
   chunk = MIN (V, MAX (((guint64) 4 << 20) / N, (guint64) 256));
-  out->lm_head = 4 * (2 * N * chunk + 2 * N * C);
+  out->lm_head = 4 * N * chunk;
 
-  /* Forward run state, one block's activation gradients, the expansion tile, attention
-   * scratch (threads × keys; two threads assumed). */
-  out->workspace = 4 * (N * (2 * C + 2 * qd + 2 * kvd + 2 * I)
-                        + N * (2 * C + 2 * qd + 2 * kvd + 2 * I)
-                        + 256 * max_in
-                        + 2 * (guint64) MAX (cfg->max_seq_length, 1));
-
-  out->baseline = LT_MEMORY_BASELINE_BYTES;
+  /* the process, plus the tokenizer's vocabulary and merges (~256 bytes an entry) */
+  out->baseline = LT_MEMORY_BASELINE_BYTES + 256 * V;
   out->total = out->base_weights + out->embeddings + out->trainable + out->gradients
                + out->optimizer + out->activations + out->lm_head + out->workspace
                + out->baseline;

@@ -50,7 +50,7 @@ gboolean lt_memory_get_system (guint64 *total_bytes, guint64 *available_bytes);
 char *lt_memory_format (guint64 bytes);
 
 /* The process's own footprint before any model is loaded (libraries, OpenBLAS buffers). */
-#define LT_MEMORY_BASELINE_BYTES ((guint64) 48 << 20)
+#define LT_MEMORY_BASELINE_BYTES ((guint64) 10 << 20)
 
 typedef struct
 {
