@@ -11,7 +11,7 @@ DEB_PACKAGES = gcc make meson ninja-build pkg-config python3 \
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps setup build run test clean
+.PHONY: all deps setup build run test clean demo-model
 
 all: build
 
@@ -48,3 +48,22 @@ test: build
 
 clean:
 	rm -rf $(BUILD)
+
+# data/demo: a tiny Llama trained from random initialization by Lathe's own trainer (full
+# fine-tuning) on a corpus and a byte-level BPE tokenizer that data/demo/generate.py writes
+# (Python standard library only), plus small SFT and preference datasets.
+DEMO_WORK = $(BUILD)/demo-work
+demo-model: build
+	rm -rf $(DEMO_WORK) && python3 data/demo/generate.py $(DEMO_WORK)
+	$(BUILD)/src/cli/lathe train --model $(DEMO_WORK)/init --data $(DEMO_WORK)/corpus \
+	  --train-type full --iters 60 --batch-size 8 --learning-rate 3e-3 --optimizer adamw \
+	  --max-seq-length 96 --steps-per-report 10 --steps-per-eval 30 --save-every 0 \
+	  --seed 0 --adapter-path $(DEMO_WORK)/run
+	rm -rf data/demo/model data/demo/sft data/demo/preference
+	mkdir -p data/demo/model
+	cp $(DEMO_WORK)/init/config.json $(DEMO_WORK)/init/generation_config.json \
+	  $(DEMO_WORK)/init/tokenizer.json $(DEMO_WORK)/init/tokenizer_config.json data/demo/model/
+	cp $(DEMO_WORK)/run/adapters.safetensors data/demo/model/model.safetensors
+	cp $(DEMO_WORK)/run/metrics.jsonl data/demo/model/training-metrics.jsonl
+	cp -r $(DEMO_WORK)/sft $(DEMO_WORK)/preference data/demo/
+	du -sh data/demo
