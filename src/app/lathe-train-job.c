@@ -4,6 +4,11 @@
 #include "config.h"
 
 #include <math.h>
+#ifdef __linux__
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include <glib/gi18n.h>
 
@@ -244,6 +249,13 @@ train_thread (GTask *task, gpointer source_object, gpointer task_data,
 #ifdef HAVE_LT_TRAINER
   Channel *ch = task_data;
   GError *error = NULL;
+
+#ifdef __linux__
+  /* The UI stays responsive on a busy machine: this thread, and the OpenMP workers it starts
+   * (they inherit its priority), yield to the main loop. Linux's nice value is per thread. */
+  if (setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), 10) != 0)
+    g_debug ("could not lower the training thread's priority");
+#endif
 
   if (lt_train (ch->cfg, ch->resume, progress_cb, ch, ch->cancellable, &error))
     g_task_return_boolean (task, TRUE);

@@ -217,6 +217,21 @@ add_model_issues (LatheTrainPage *self,
   LtRunIssue *issue;
   int in_features[3];
 
+  /* A fresh run needs a folder without a run in it (the trainer refuses to overwrite one). */
+  if (cfg->adapter_path != NULL)
+    {
+      g_autofree char *state = g_build_filename (cfg->adapter_path, "state", "trainer.json",
+                                                 NULL);
+      if (g_file_test (state, G_FILE_TEST_EXISTS))
+        {
+          issue = g_new0 (LtRunIssue, 1);
+          issue->key = g_strdup ("adapter_path");
+          issue->message = g_strdup (_("This folder holds a run already: resume it on the Runs "
+                                       "page or choose a new folder"));
+          g_ptr_array_add (issues, issue);
+        }
+    }
+
   if (cfg->model == NULL)
     return;
 

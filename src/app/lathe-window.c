@@ -110,6 +110,50 @@ running_cb (LatheWindow *self)
     lathe_runs_page_reload (self->runs_page);
 }
 
+/* The demo shipped in data/demo: installed, or the source tree when run from the build
+ * folder (`make run`). NULL when neither has it. */
+static char *
+find_demo_dir (void)
+{
+  g_autofree char *installed = g_build_filename (PKGDATADIR, "demo", NULL);
+  g_autofree char *source = g_build_filename (SOURCE_DIR, "data", "demo", NULL);
+  const char *dirs[] = { installed, source };
+
+  for (guint i = 0; i < G_N_ELEMENTS (dirs); i++)
+    {
+      g_autofree char *config = g_build_filename (dirs[i], "model", "config.json", NULL);
+      if (g_file_test (config, G_FILE_TEST_IS_REGULAR))
+        return g_strdup (dirs[i]);
+    }
+  return NULL;
+}
+
+/* First start (no model ever saved): point the form at the demo model and its SFT set, so
+ * that Start trains something right away. */
+static void
+apply_first_start_defaults (LatheWindow *self)
+{
+  g_autoptr (GVariant) user_model = g_settings_get_user_value (self->settings, "model");
+  g_autofree char *demo = NULL, *model = NULL, *data = NULL, *runs = NULL;
+  LatheRunSettings *settings = lathe_train_page_get_settings (self->train_page);
+  g_autoptr (GDateTime) now = NULL;
+  g_autofree char *stamp = NULL;
+
+  if (user_model != NULL || (demo = find_demo_dir ()) == NULL)
+    return;
+  model = g_build_filename (demo, "model", NULL);
+  data = g_build_filename (demo, "sft", NULL);
+  now = g_date_time_new_now_local ();
+  stamp = g_date_time_format (now, "demo-%Y%m%d-%H%M%S");
+  runs = g_build_filename (g_get_user_data_dir (), "lathe", "runs", stamp, NULL);
+  g_object_set (settings, "model", model, "data", data, "adapter-path", runs,
+                "train-type", LT_TRAIN_TYPE_LORA, "quantization", LT_QUANTIZATION_NONE,
+                "lora-rank", 8, "all-layers", TRUE, "batch-size", 4, "max-seq-length", 128,
+                "learning-rate", 2e-3, "length-unit", LATHE_LENGTH_UNIT_ITERATIONS,
+                "iters", 200, "steps-per-report", 5, "steps-per-eval", 50, "save-every", 100,
+                NULL);
+}
+
 static void
 lathe_window_dispose (GObject *object)
 {
@@ -150,6 +194,7 @@ lathe_window_init (LatheWindow *self)
   self->settings = g_settings_new (APP_ID);
   lathe_run_settings_bind_gsettings (lathe_train_page_get_settings (self->train_page),
                                      self->settings);
+  apply_first_start_defaults (self);
   g_settings_bind (self->settings, "window-width", self, "default-width",
                    G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "window-height", self, "default-height",

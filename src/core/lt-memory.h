@@ -16,21 +16,26 @@
  *   gradients      one f32 gradient per trainable parameter.
  *   optimizer      Adam/AdamW: two f32 moments per trainable parameter; SGD: one with
  *                  momentum, none without.
- *   activations    what the backward pass keeps, f32, for N = batch · seq tokens (doubled for
- *                  DPO/ORPO, which run chosen and rejected): per block and token the block
- *                  input, the two normed inputs, q, k, v, the attention output, the residual
- *                  after attention, gate, up and the SwiGLU product (4C + 2·qd + 2·kvd + 3I
- *                  floats), plus r per adapted linear for the adapter's x·A. With gradient
- *                  checkpointing only the block inputs (C per token and block) are kept, plus
- *                  one block's full set while it is recomputed.
- *   lm_head        the chunked LM head: logits and their gradient for one chunk of the
- *                  vocabulary ((N, chunk) twice, chunk ≈ 4 Mi floats / N), the final norm's
- *                  output and its gradient (N, C).
- *   workspace      the forward run state (x, xb, q, k, v, att, hb, hb2 for N tokens), the
- *                  activation gradients of one block, the weight expansion tile and the
- *                  attention scratch.
- *   baseline       the process itself: code, libraries, allocator and OpenBLAS buffers
- *                  (LT_MEMORY_BASELINE_BYTES).
+ *   activations    what the backward pass keeps (lt-model-train's step arena), f32, for
+ *                  N = batch · seq tokens (doubled for DPO/ORPO, chosen and rejected): per
+ *                  trained block a set of x_in, the two normed inputs, the residual after
+ *                  attention (4C), q and the attention output (2·qd), k and v (2·kvd), gate and
+ *                  up (2I), [raw q and k with q/k norms], and x·A (r) per adapted linear. With
+ *                  gradient checkpointing only x_in (C) per trained block.
+ *   lm_head        the chunked LM head: one (N, chunk) block of logits, chunk ≈ 4 Mi floats / N.
+ *   workspace      the final norm's input and output (2C per token), the set a checkpointed
+ *                  block is recomputed into (resident only with checkpointing), the backward
+ *                  temporaries (3I + 3C + 2·qd + 2·kvd per token), the largest linear's train
+ *                  scratch (in + r, DoRA + 2·out, per token), the loss bookkeeping, the weight
+ *                  expansion tile and the attention scratch.
+ *   baseline       the `lathe` process itself (code, libraries, allocator and OpenBLAS
+ *                  buffers: LT_MEMORY_BASELINE_BYTES) and the tokenizer (256 bytes a vocabulary
+ *                  entry). The app adds GTK's own footprint on top.
+ *
+ * Full fine-tuning: the weights are f32 masters (trainable) and the mapped file, read once
+ * into them, stays resident (base_weights + embeddings at the stored dtype).
+ * Accuracy (bench/memory-estimate, 10 real runs of tinystories-656k, LoRA/DoRA/full, seq
+ * 128–1024, batch 1–4, checkpointing on/off): every case within 4 % of the measured peak RSS.
  */
 #pragma once
 

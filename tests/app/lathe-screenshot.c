@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* Renders the Train tab of a real LatheApplication window to a PNG (data/screenshots/train.png):
- * fixed size, light style, fixed example values. Run headless: tests/tools/screenshot.sh. */
+/* Renders a real LatheApplication window to a PNG: fixed size, light style. Run headless:
+ * tests/tools/screenshot.sh.
+ *   OUTPUT.png                 the Train tab with fixed example values
+ *   OUTPUT.png --invalid       the same with inline validation issues
+ *   OUTPUT.png --running DIR   the Train tab mid-run: a real run of the demo model into DIR,
+ *                              captured after 24 reports, then stopped gracefully
+ *   OUTPUT.png --runs FOLDER   the Runs page on FOLDER, the first run compared with the second */
 #include "config.h"
 
 #include <adwaita.h>
@@ -13,6 +18,10 @@
 
 static const char *output_path;
 static gboolean show_invalid;
+static const char *running_dir;
+static const char *runs_folder;
+static guint n_reports;
+static gboolean snapped;
 static int exit_status = 1;
 
 static gboolean
@@ -39,8 +48,38 @@ snap_cb (gpointer user_data)
   else
     g_printerr ("could not write %s\n", output_path);
 
+  snapped = TRUE;
+  if (running_dir != NULL)
+    {
+      /* stop gracefully; the app quits once the trainer has saved */
+      g_action_group_activate_action (G_ACTION_GROUP (g_application_get_default ()), "quit",
+                                      NULL);
+      return G_SOURCE_REMOVE;
+    }
   g_application_quit (G_APPLICATION (gtk_window_get_application (GTK_WINDOW (window))));
   return G_SOURCE_REMOVE;
+}
+
+static void
+progress_cb (GtkWindow *window, const LtTrainProgress *p)
+{
+  if (p->event == LT_TRAIN_EVENT_REPORT && ++n_reports == 24 && !snapped)
+    g_timeout_add (300, snap_cb, window);
+}
+
+static void
+runs_loaded_cb (LatheRunsPage *page, GtkWindow *window)
+{
+  if (lathe_runs_page_get_n_runs (page) > 1)
+    lathe_runs_page_compare (page, 1);
+  if (!snapped)
+    g_timeout_add (1000, snap_cb, window);
+}
+
+static char *
+demo_dir (const char *name)
+{
+  return g_build_filename (SOURCE_DIR, "data", "demo", name, NULL);
 }
 
 static void
@@ -62,6 +101,41 @@ activate_cb (GApplication *app)
                 "lora-keys", "",
                 NULL);
 
+  if (running_dir != NULL)
+    {
+      g_autofree char *model = demo_dir ("model"), *data = demo_dir ("sft");
+      LatheTrainPage *page = lathe_window_get_train_page (LATHE_WINDOW (window));
+
+      g_object_set (settings, "model", model, "data", data, "adapter-path", running_dir,
+                    "quantization", (guint) LT_QUANTIZATION_NONE, "lora-rank", 8,
+                    "lora-dropout", 0.0, "batch-size", 4, "max-seq-length", 128,
+                    "learning-rate", 2e-3, "iters", 400, "steps-per-report", 2,
+                    "steps-per-eval", 10, "save-every", 0, NULL);
+      gtk_window_set_default_size (window, WIDTH + 300, HEIGHT);
+      gtk_window_unmaximize (window);
+      if (!lathe_train_page_start (page))
+        {
+          g_printerr ("could not start the run\n");
+          g_application_quit (app);
+          return;
+        }
+      g_signal_connect_swapped (lathe_train_page_get_job (page), "progress",
+                                G_CALLBACK (progress_cb), window);
+      return;
+    }
+  if (runs_folder != NULL)
+    {
+      LatheRunsPage *runs = lathe_window_get_runs_page (LATHE_WINDOW (window));
+      AdwViewStack *stack = ADW_VIEW_STACK (gtk_widget_get_ancestor (GTK_WIDGET (runs),
+                                                                     ADW_TYPE_VIEW_STACK));
+      g_signal_connect (runs, "loaded", G_CALLBACK (runs_loaded_cb), window);
+      adw_view_stack_set_visible_child_name (stack, "runs");
+      lathe_runs_page_set_folder (runs, runs_folder);
+      gtk_window_set_default_size (window, WIDTH, HEIGHT);
+      gtk_window_unmaximize (window);
+      return;
+    }
+
   if (show_invalid)
     {
       /* Inline validation: an empty model at Start and a rank of 0. */
@@ -81,13 +155,19 @@ main (int   argc,
   g_autoptr(LatheApplication) app = NULL;
   char *app_argv[] = { argv[0], NULL };
 
-  if (argc < 2 || argc > 3 || (argc == 3 && g_strcmp0 (argv[2], "--invalid") != 0))
+  if (argc == 4 && g_str_equal (argv[2], "--running"))
+    running_dir = argv[3];
+  else if (argc == 4 && g_str_equal (argv[2], "--runs"))
+    runs_folder = argv[3];
+  else if (argc == 3 && g_str_equal (argv[2], "--invalid"))
+    show_invalid = TRUE;
+  else if (argc != 2)
     {
-      g_printerr ("usage: %s OUTPUT.png [--invalid]\n", argv[0]);
+      g_printerr ("usage: %s OUTPUT.png [--invalid | --running DIR | --runs FOLDER]\n",
+                  argv[0]);
       return 2;
     }
   output_path = argv[1];
-  show_invalid = argc == 3;
 
   app = lathe_application_new ();
   g_application_set_flags (G_APPLICATION (app), G_APPLICATION_NON_UNIQUE);

@@ -1,12 +1,35 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-3.0-or-later
-# Writes data/screenshots/train.png: the Train tab of the real app, 1100×800, light style,
-# headless. Usage: tests/tools/screenshot.sh [BUILD_DIR] (default _build; build it first).
+# Writes data/screenshots/: the real app, 1100×800 (1400×800 mid-run), light style, headless.
+#   train.png          the Train tab with example values
+#   train-running.png  the Train tab mid-run: a real run of the demo model (data/demo), charts
+#                      filled from its reports
+#   runs.png           the Runs page: two real short runs of the demo, one compared with the
+#                      other
+# Usage: tests/tools/screenshot.sh [BUILD_DIR] (default _build; build it and `make demo-model`
+# first).
 set -e
 cd "$(dirname "$0")/../.."
 build="${1:-_build}"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 mkdir -p data/screenshots
-GSETTINGS_SCHEMA_DIR="$build/data" GSETTINGS_BACKEND=memory GTK_A11Y=none GSK_RENDERER=cairo \
-  LC_ALL=C.UTF-8 \
-  xvfb-run -a -s "-screen 0 1280x1024x24" \
-  "$build/tests/app/lathe-screenshot" data/screenshots/train.png
+
+shot() {
+  GSETTINGS_SCHEMA_DIR="$build/data" GSETTINGS_BACKEND=memory GTK_A11Y=none GSK_RENDERER=cairo \
+    LC_ALL=C.UTF-8 \
+    xvfb-run -a -s "-screen 0 1600x1024x24" \
+    "$build/tests/app/lathe-screenshot" "$@"
+}
+
+shot data/screenshots/train.png
+
+# Two short real runs for the history (different learning rates).
+for lr in 2e-3 5e-4; do
+  "$build/src/cli/lathe" train --model data/demo/model --data data/demo/sft --rank 8 \
+    --batch-size 4 --max-seq-length 128 --learning-rate "$lr" --iters 40 \
+    --steps-per-report 2 --steps-per-eval 10 --save-every 0 \
+    --adapter-path "$work/runs/demo-sft-lr$lr" > /dev/null
+done
+shot data/screenshots/runs.png --runs "$work/runs"
+shot data/screenshots/train-running.png --running "$work/live"
