@@ -412,6 +412,8 @@ lathe_runs_page_compare (LatheRunsPage *self, int index)
     }
   {
     LatheRunInfo *other = g_ptr_array_index (self->runs, index);
+    if (gtk_drop_down_get_selected (self->compare_dropdown) != (guint) index + 1)
+      gtk_drop_down_set_selected (self->compare_dropdown, (guint) index + 1);
     lathe_chart_set_points (self->chart, SERIES_COMPARE,
                             (const LatheChartPoint *) other->loss->data, other->loss->len);
   }

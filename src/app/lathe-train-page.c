@@ -859,14 +859,27 @@ show_estimate (LatheTrainPage *self, const LtConfig *model, const char *problem)
     guint64 total_mem = 0, avail = 0;
     const char *hint = NULL;
 
+    guint64 rss = 0;
+
     lt_memory_estimate (cfg, model, &est);
+    /* The run shares this process: its baseline is what the app holds now, not the CLI's. */
+    if (lt_memory_get_process (&rss, NULL) && rss > 0)
+      {
+        est.total = est.total - est.baseline + rss;
+        est.baseline = rss;
+      }
     self->last_estimate = est.total;
+    if (self->job != NULL && lathe_train_job_is_running (self->job))
+      lathe_chart_set_reference (lathe_monitor_get_memory_chart (self->monitor), _("estimate"),
+                                 (double) est.total);
     lt_memory_estimate_get_items (&est, items);
     for (int i = 0; i < LT_MEMORY_N_ITEMS; i++)
       {
         g_autofree char *v = lt_memory_format (items[i].bytes);
-        g_string_append_printf (breakdown, "%s\t%s\n", g_dgettext (GETTEXT_PACKAGE,
-                                                                   items[i].name), v);
+        const char *name = i == LT_MEMORY_N_ITEMS - 1 ? _("Lathe itself (now)")
+                                                      : g_dgettext (GETTEXT_PACKAGE,
+                                                                    items[i].name);
+        g_string_append_printf (breakdown, "%s\t%s\n", name, v);
       }
     total = lt_memory_format (est.total);
     g_string_append_printf (breakdown, "%s\t%s", _("Total"), total);
