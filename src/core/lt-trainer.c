@@ -119,6 +119,8 @@ typedef struct
   gint64 qat_last_recompute;
   float **qat_snapshot;      /* (n_params) copies of the params at the last recompute */
 
+  gint64 fb_calls;           /* lt_model_forward_backward calls on this model */
+
   /* padding-free micro-batch buffers */
   GArray *mb_tokens, *mb_targets, *mb_weights, *mb_lengths;
 } Trainer;
@@ -846,6 +848,7 @@ run_micro_batch (Trainer *tr, const LtBatch *batch, float loss_scale, double *lo
   *loss_sum = 0.0;
   if (tr->mb_lengths->len == 0)
     return TRUE;
+  tr->fb_calls++;
   return lt_model_forward_backward (tr->model, (const int32_t *) tr->mb_tokens->data,
                                     (const int *) tr->mb_lengths->data,
                                     (int) tr->mb_lengths->len,
@@ -994,8 +997,12 @@ train_step (Trainer *tr, GError **error)
       if (batch->n_predicted == 0)
         continue;
       scale = (float) (1.0 / ((double) batch->n_predicted * accum));
+      /* lt-model-train mixes its own count of forward_backward calls (·K) into the dropout
+       * seed; a resumed run's model has made fewer calls, so cancel it: the masks then depend
+       * on (seed, step, micro-batch) alone. */
       lt_model_set_training (tr->model, TRUE,
-                             mix64 (tr->dropout_seed ^ mix64 ((guint64) s * 64 + micro)));
+                             mix64 (tr->dropout_seed ^ mix64 ((guint64) s * 64 + micro))
+                               ^ ((guint64) (tr->fb_calls + 1) * 0x9e3779b97f4a7c15ull));
       if (!run_micro_batch (tr, batch, scale, &loss_sum, error))
         {
           g_prefix_error (error, "step %" G_GINT64_FORMAT ": ", s);

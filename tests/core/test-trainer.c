@@ -468,7 +468,7 @@ resume_case (Fixture *f, gboolean qat, gboolean use_cancellable)
       a->qat_enable = b->qat_enable = TRUE;
       a->qat_start_step = b->qat_start_step = 1;
       a->qat_interval = b->qat_interval = 2;
-      a->qat_group_size = b->qat_group_size = 16;
+      a->qat_group_size = b->qat_group_size = 32;
     }
   la = run_losses (a, 0, FALSE, &error);
   g_assert_no_error (error);
@@ -593,7 +593,7 @@ test_qat_schedule (Fixture *f, gconstpointer unused)
   cfg->batch_size = 1;
   cfg->qat_enable = TRUE;
   cfg->qat_bits = 4;
-  cfg->qat_group_size = 16;
+  cfg->qat_group_size = 32;
   cfg->qat_start_step = 2;
   cfg->qat_interval = 3;
   lt_trainer_set_step_hook (qat_hook, &q);
@@ -615,7 +615,7 @@ static void
 test_accumulation (Fixture *f, gconstpointer unused)
 {
   const char *lines[] = { "the cat sat on a mat", "the dog sat on a log",
-                          "the cow sat on a hill", "the pig sat on a rug" };
+                          "the bat sat on a hat", "the hen sat on a log" };
   g_autoptr (GString) text = g_string_new (NULL);
   g_autofree char *data = NULL;
   g_autoptr (LtRunConfig) a = NULL, b = NULL;
