@@ -208,14 +208,14 @@ fill_common (Trainer *tr, LtTrainProgress *p)
 static gboolean
 emit (Trainer *tr, LtTrainProgress *p)
 {
-  if (p->event != LT_TRAIN_EVENT_LOG)
-    fill_common (tr, p);
-  else
+  if (p->event == LT_TRAIN_EVENT_LOG)
     {
       p->step = tr->step;
       p->total_steps = tr->total_steps;
       p->loss = NAN;
       p->val_loss = NAN;
+      p->learning_rate = NAN;
+      p->tokens_per_s = NAN;
     }
   if (tr->progress != NULL && !tr->progress (p, tr->user_data))
     tr->stop = TRUE;
@@ -233,6 +233,9 @@ emit_phase (Trainer *tr, LtTrainPhase phase)
   p.phase = phase;
   p.loss = NAN;
   p.val_loss = NAN;
+  p.learning_rate = NAN;
+  p.tokens_per_s = NAN;
+  fill_common (tr, &p);
   emit (tr, &p);
 }
 
@@ -768,6 +771,7 @@ save_adapter (Trainer *tr, const char *file_name, GError **error)
   p.learning_rate = NAN;
   p.tokens_per_s = NAN;
   p.message = path;
+  fill_common (tr, &p);
   emit (tr, &p);
   return TRUE;
 }
