@@ -529,6 +529,11 @@ save_state (Trainer *tr, GError **error)
   json_builder_add_boolean_value (b, tr->qat_active);
   add_int (b, "qat_first_step", tr->qat_first_step);
   add_int (b, "qat_last_recompute_step", tr->qat_last_recompute);
+  /* the report in progress, so that a resumed run's next report averages the same steps */
+  json_builder_set_member_name (b, "report_loss_sum");
+  json_builder_add_double_value (b, tr->report_loss_sum);
+  add_int (b, "report_steps", tr->report_steps);
+  add_int (b, "report_tokens", tr->report_tokens);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
   text = lt_run_json_to_string (root, TRUE);
@@ -655,6 +660,10 @@ load_state (Trainer *tr, GError **error)
                    && json_object_get_boolean_member (o, "qat_active");
   tr->qat_first_step = json_int (o, "qat_first_step", 0);
   tr->qat_last_recompute = json_int (o, "qat_last_recompute_step", 0);
+  tr->report_loss_sum = json_object_has_member (o, "report_loss_sum")
+                          ? json_object_get_double_member (o, "report_loss_sum") : 0.0;
+  tr->report_steps = (int) json_int (o, "report_steps", 0);
+  tr->report_tokens = json_int (o, "report_tokens", 0);
   if (tr->step < 0 || tr->epoch < 0 || tr->cursor > tr->train->n_examples)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,

@@ -420,16 +420,38 @@ test_run_dir (Fixture *f, gconstpointer unused)
   }
 }
 
+typedef struct
+{
+  gint64 at;
+  GCancellable *cancel;
+} CancelAt;
+
+static void
+cancel_hook (gint64 step, gboolean qat_active, gboolean qat_recomputed, gpointer user_data)
+{
+  CancelAt *c = user_data;
+
+  if (step == c->at)
+    g_cancellable_cancel (c->cancel);
+}
+
+/* Runs @cfg; with @stop_at > 0 stops after that step: by returning FALSE from the progress
+ * callback at its report, or (@use_cancellable) by cancelling during the step (from the step
+ * hook), which also works between reports. */
 static GArray *
 run_losses (LtRunConfig *cfg, gint64 stop_at, gboolean use_cancellable, GError **error)
 {
   Watch w = { 0 };
   g_autoptr (GCancellable) c = use_cancellable ? g_cancellable_new () : NULL;
+  CancelAt ca = { stop_at, c };
   gboolean ok;
 
-  w.stop_at = stop_at;
-  w.cancel = c;
+  if (use_cancellable && stop_at > 0)
+    lt_trainer_set_step_hook (cancel_hook, &ca);
+  else
+    w.stop_at = stop_at;
   ok = lt_train (cfg, FALSE, watch_cb, &w, c, error);
+  lt_trainer_set_step_hook (NULL, NULL);
   g_assert_true (ok == (stop_at == 0));
   return read_metrics (cfg->adapter_path, "report", "loss");
 }
@@ -463,6 +485,8 @@ resume_case (Fixture *f, gboolean qat, gboolean use_cancellable)
   a->lr_schedule = b->lr_schedule = LT_LR_SCHEDULE_COSINE;
   a->warmup_steps = b->warmup_steps = 2;
   a->save_every = b->save_every = 0;
+  if (use_cancellable)
+    a->steps_per_report = b->steps_per_report = 2; /* the stop falls between two reports */
   if (qat)
     {
       a->qat_enable = b->qat_enable = TRUE;
@@ -472,7 +496,7 @@ resume_case (Fixture *f, gboolean qat, gboolean use_cancellable)
     }
   la = run_losses (a, 0, FALSE, &error);
   g_assert_no_error (error);
-  g_assert_cmpuint (la->len, ==, 6);
+  g_assert_cmpuint (la->len, ==, use_cancellable ? 3 : 6);
 
   lb = run_losses (b, 3, use_cancellable, &error);
   g_assert_error (error, LT_ERROR, LT_ERROR_CANCELLED);
