@@ -1320,6 +1320,12 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
       tr.metrics = g_string_new (NULL);
       if (!write_run_json (&tr, error))
         goto out;
+      {
+        /* no stale metrics from an earlier run in this folder */
+        g_autofree char *mp = g_build_filename (tr.dir, "metrics.jsonl", NULL);
+        if (!write_atomic (mp, "", 0, error))
+          goto out;
+      }
     }
 
   emit_phase (&tr, LT_TRAIN_PHASE_LOADING);
