@@ -791,7 +791,7 @@ test_tinystories (Fixture *f, gconstpointer unused)
   cfg->lora_rank = 8;
   cfg->num_layers = -1;
   cfg->iters = 30;
-  cfg->batch_size = 4;
+  cfg->batch_size = 2;
   cfg->learning_rate = 1e-3;
   cfg->optimizer = LT_OPTIMIZER_ADAMW;
   cfg->steps_per_report = 10;
