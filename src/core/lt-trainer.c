@@ -1176,6 +1176,30 @@ load_model (Trainer *tr, GError **error)
                      "refused", local->message);
     }
 
+  if (cfg->qat_enable)
+    {
+      const LtConfig *c = tr->model->config;
+      int in_features[3] = { c->hidden_size, c->num_attention_heads * c->head_dim,
+                             c->intermediate_size };
+      g_autoptr (LtRunIssue) issue = NULL;
+
+      if (cfg->qat_group_size != 0 && cfg->qat_group_size != 32 && cfg->qat_group_size != 64
+          && cfg->qat_group_size != 128)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                       "qat_group_size: %d is not a group size of the fake quantizer (0 = per "
+                       "tensor, 32, 64 or 128)", cfg->qat_group_size);
+          return FALSE;
+        }
+      issue = lt_run_config_check_group_size (cfg, in_features, G_N_ELEMENTS (in_features));
+      if (issue != NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "%s: %s (%s)", issue->key,
+                       issue->message, cfg->model);
+          return FALSE;
+        }
+    }
+
   lt_adapter_spec_from_config (&spec, cfg);
   if (!lt_model_attach_trainable (tr->model, &spec, error))
     return FALSE;

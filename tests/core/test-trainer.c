@@ -260,6 +260,21 @@ test_refusals (Fixture *f, gconstpointer unused)
       return;
     }
 
+  /* QAT group sizes the fake quantizer does not have, or that do not divide a layer */
+  cfg->qat_enable = TRUE;
+  cfg->qat_group_size = 16;
+  g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+  g_assert_true (g_str_has_prefix (error->message, "qat_group_size: 16"));
+  g_clear_error (&error);
+  cfg->qat_group_size = 128; /* llama-f32: hidden 64 */
+  g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+  g_assert_true (g_str_has_prefix (error->message, "qat_group_size"));
+  g_clear_error (&error);
+  cfg->qat_enable = FALSE;
+  rm_rf (cfg->adapter_path);
+
   /* resume without state/ */
   g_assert_false (lt_train (cfg, TRUE, NULL, NULL, NULL, &error));
   g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
