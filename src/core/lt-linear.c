@@ -340,7 +340,7 @@ lt_linear_qat_weight (LtLinear *lin, float *w)
 {
   int in = lin->in_features, out = lin->out_features;
   const LtLora *l = lin->lora;
-  gsize n_scales = lin->qat_group > 0 ? (gsize) out * (in / lin->qat_group) : 1;
+  gsize n_scales = (gsize) out * (lin->qat_group > 0 ? in / lin->qat_group : 1);
 
   if (l && l->m)
     lt_linear_dora_norms (lin, l->norm);

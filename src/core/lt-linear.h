@@ -62,7 +62,7 @@ typedef struct
   gboolean qat;              /* forward through fq(W_eff) */
   int qat_bits;
   int qat_group;             /* 0 = per tensor */
-  float *qat_scales;         /* (out · in / group) or (1) frozen scales; owned */
+  float *qat_scales;         /* (out, in / group) or (out) frozen scales; owned */
   gboolean qat_scales_valid; /* FALSE: the next forward recomputes them */
 } LtLinear;
 

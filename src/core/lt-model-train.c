@@ -59,6 +59,7 @@ typedef struct
   gboolean ckpt;
   gboolean qat;
   int qat_bits, qat_group;
+  int chunk_cols;            /* LM-head chunk width; 0 = automatic */
 
   /* full fine-tuning */
   LtTensor *embed_master;    /* (V, C) f32 */
@@ -416,6 +417,18 @@ lt_model_set_training (LtModel *m, gboolean training, guint64 dropout_seed)
 }
 
 void
+lt_model_set_dropout_step (LtModel *m, guint64 step)
+{
+  train_get (m)->step = step;
+}
+
+void
+lt_model_set_logit_chunk (LtModel *m, int columns)
+{
+  train_get (m)->chunk_cols = MAX (columns, 0);
+}
+
+void
 lt_model_set_grad_checkpointing (LtModel *m, gboolean enabled)
 {
   train_get (m)->ckpt = enabled;
@@ -446,7 +459,10 @@ set_qat_one (LtLinear *lin, gpointer data)
   const QatArgs *a = data;
   lin->qat = a->enabled;
   lin->qat_bits = a->bits;
-  lin->qat_group = a->group > 0 && lin->in_features % a->group == 0 ? a->group : 0;
+  /* lt-qat groups: 32, 64, 128 dividing the row; otherwise one scale per tensor (lt-run's
+   * validation refuses such a group size before training) */
+  lin->qat_group = (a->group == 32 || a->group == 64 || a->group == 128)
+                   && lin->in_features % a->group == 0 ? a->group : 0;
   lin->qat_scales_valid = FALSE;
   g_clear_pointer (&lin->qat_scales, g_free);
 }
@@ -836,7 +852,8 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
 {
   const LtLinear *head = &m->w.lm_head;
   int V = m->config->vocab_size, C = m->config->hidden_size;
-  int chunk = (int) MIN ((gsize) V, MAX (LOGIT_CHUNK_FLOATS / (gsize) N, (gsize) 256));
+  int chunk = t->chunk_cols > 0 ? MIN (t->chunk_cols, V)
+              : (int) MIN ((gsize) V, MAX (LOGIT_CHUNK_FLOATS / (gsize) N, (gsize) 256));
   gsize esize = lt_dtype_bits (head->weight->dtype) / 8;
   double sum = 0.0;
 
@@ -899,7 +916,6 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
   if (!check_batch (m, tokens, lengths, B, targets, weights, &N, error)
       || !step_memory (m, t, N, error))
     return FALSE;
-  t->step++;
   for (int b = 0, o = 0; b < B; o += lengths[b], b++)
     for (int i = 0; i < lengths[b]; i++)
       t->pos[o + i] = i;
@@ -952,6 +968,8 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
         }
       block_backward (m, t, l, t->x_saved[l], a, dx, N, lengths, B);
     }
+
+  t->step++;
 
   /* embedding gradient (full fine-tuning) */
   if (t->grad_embed && t->first == 0)

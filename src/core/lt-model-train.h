@@ -45,6 +45,10 @@ void lt_model_get_param (LtModel *model, guint index, const char **name, float *
 
 /* Training mode enables dropout, drawn from @dropout_seed and the step. */
 void lt_model_set_training (LtModel *model, gboolean training, guint64 dropout_seed);
+/* The dropout step counter: each lt_model_forward_backward draws its masks from
+ * (dropout_seed, step, layer, position) and then increments it (starts at 0; set it on
+ * resume for the same masks). */
+void lt_model_set_dropout_step (LtModel *model, guint64 step);
 void lt_model_set_grad_checkpointing (LtModel *model, gboolean enabled);
 
 /* QAT: while enabled, each trainable linear layer's forward uses fq(W_eff) (symmetric fake
@@ -81,6 +85,10 @@ gboolean lt_model_load_adapters (LtModel *model, const char *path, GError **erro
  * Per token, not per block: 2·C (final hidden and its norm). The backward's temporaries
  * (reused per block): 3·I + 3·C + 2·H·D + 2·KVH·D values per token, plus one linear layer's
  * scratch (the weight expansion tile; QAT: one layer's out·in). */
+
+/* Width of the LM-head vocabulary chunks of lt_model_forward_backward (0: automatic, about
+ * 4 Mi logits at once). For tests. */
+void lt_model_set_logit_chunk (LtModel *model, int columns);
 
 /* Index (0..6) of a block-relative linear key: "self_attn.q_proj" … "mlp.down_proj", or the
  * short name ("q_proj"); -1 when unknown. */
