@@ -3,7 +3,13 @@
  * 9 heads / 3 KV heads, intermediate 1536, vocab 49152, tied embeddings) with random BF16
  * weights, against this machine's sgemm rate measured in the same run.
  *
- *   bench-forward [--seq N] [--reps R] [--threads T]
+ *   bench-forward [--seq N] [--reps R] [--threads T] [--pools 1|2]
+ *
+ * The weights are built in memory (a name → tensor table handed to lt_model_new_from_table,
+ * the same checks and forward as a model folder). The sgemm rate (OpenBLAS on all threads) and
+ * the forward pass are measured in turn R times and the best of each is kept, so that other
+ * processes sharing the cores disturb both alike. --pools 2 runs the forward with OpenBLAS
+ * threading its own GEMMs (plain lt_set_threads) instead of lt_linear_set_threads's one pool.
  *
  * FLOPs counted: 2 · params · tokens (every linear layer and the LM head) + causal attention
  * (QKᵀ and PV: 4 · D · T(T+1)/2 per head and layer). Prints one table. */
@@ -116,8 +122,6 @@ main (int argc, char **argv)
       fprintf (stderr, "bench-forward: %s\n", error->message);
       return 2;
     }
-  /* --pools 2: OpenBLAS threads its GEMMs itself (the lt_set_threads policy) instead of
-   * lt_linear_set_threads's single pool */
   lt_set_threads (threads);
 
   LtConfig *config = lt_config_new_from_data (config_json, -1, "bench/config.json", &error);
