@@ -285,7 +285,14 @@ write_model (LtModel *m, const char *src_dir, const char *dir, LtQuantMode mode,
     {
       g_autofree char *s = g_build_filename (src_dir, copied_files[i], NULL);
       g_autofree char *d = g_build_filename (dir, copied_files[i], NULL);
-      if (g_file_test (s, G_FILE_TEST_IS_REGULAR) && !copy_file (s, d, error))
+      if (!g_file_test (s, G_FILE_TEST_EXISTS))
+        continue;
+      if (!g_file_test (s, G_FILE_TEST_IS_REGULAR))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not a regular file", s);
+          return FALSE;
+        }
+      if (!copy_file (s, d, error))
         return FALSE;
     }
 
