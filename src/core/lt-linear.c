@@ -785,6 +785,29 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
 }
 
 void
+lt_linear_backward_input_rows (const LtLinear *lin, const float *dy, int ldy, int N, int row0,
+                               int n_rows, float *dx, float *scratch, gsize scratch_floats)
+{
+  int in = lin->in_features;
+  int rows = (int) MAX (scratch_floats / (gsize) in, 1);
+
+  if (lin->kind == LT_LINEAR_DENSE && lin->weight->dtype == LT_DTYPE_F32
+      && ((guintptr) lin->weight->data % 4) == 0)
+    {
+      lt_matmul_accumulate_dx (dx, dy, ldy, (const float *) lin->weight->data + (gsize) row0 * in,
+                               N, in, n_rows);
+      return;
+    }
+  for (int r0 = 0; r0 < n_rows; r0 += rows)
+    {
+      int r = MIN (rows, n_rows - r0);
+      /* scratch (r, in) */
+      expand_rows (lin, row0 + r0, r, scratch);
+      lt_matmul_accumulate_dx (dx, dy + r0, ldy, scratch, N, in, r);
+    }
+}
+
+void
 lt_linear_set_threads (int n)
 {
   lt_set_threads (n);

@@ -138,6 +138,12 @@ void lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, 
 void lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx,
                                gboolean accumulate, float *scratch, gsize scratch_floats);
 
+/* dx (N, in) += dy (N, n_rows; row stride @ldy) · W[row0 : row0 + n_rows, :], either kind,
+ * expanded tile by tile into @scratch (at least @in floats). The LM head's vocabulary chunks. */
+void lt_linear_backward_input_rows (const LtLinear *lin, const float *dy, int ldy, int N,
+                                    int row0, int n_rows, float *dx, float *scratch,
+                                    gsize scratch_floats);
+
 /* Thread policy for linear layers: @n OpenMP threads (n <= 0: all cores) share each product's
  * blocks of rows and call OpenBLAS single-threaded, so one thread pool does all the work.
  * (OpenMP for element-wise kernels plus a threaded OpenBLAS for GEMMs leaves each pool's

@@ -13,6 +13,7 @@
 #include "lt-backward.h"
 #include "lt-error.h"
 #include "lt-kernels.h"
+#include "lt-quant.h"
 
 #define N_LIN 7
 #define LOGIT_CHUNK_FLOATS ((gsize) 4 << 20)
@@ -300,10 +301,11 @@ check_dense (LtModel *m, GError **error)
             return FALSE;
           }
       }
-  if (m->w.lm_head.kind != LT_LINEAR_DENSE)
+  if (m->w.lm_head.kind != LT_LINEAR_DENSE || m->w.embed_q != NULL)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "full fine-tuning needs a dense base model; lm_head is quantized");
+                   "full fine-tuning needs a dense base model; %s is quantized",
+                   m->w.embed_q != NULL ? "model.embed_tokens" : "lm_head");
       return FALSE;
     }
   return TRUE;
@@ -854,7 +856,6 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
   int V = m->config->vocab_size, C = m->config->hidden_size;
   int chunk = t->chunk_cols > 0 ? MIN (t->chunk_cols, V)
               : (int) MIN ((gsize) V, MAX (LOGIT_CHUNK_FLOATS / (gsize) N, (gsize) 256));
-  gsize esize = lt_dtype_bits (head->weight->dtype) / 8;
   double sum = 0.0;
 
   if (!grow (&t->chunk, &t->chunk_floats, (gsize) N * chunk, error))
@@ -891,9 +892,8 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
       int vc = MIN (chunk, V - v0);
       lt_linear_forward_rows (head, t->xnf, N, v0, vc, t->chunk, t->scratch, t->scratch_floats);
       lt_ce_chunk_grad (t->chunk, t->lse, targets, t->ce_scale, N, v0, vc);
-      lt_matmul_backward_dx (dxn, t->chunk, vc, (const char *) head->weight->data
-                             + (gsize) v0 * C * esize, kd_of (head->weight), N, C, vc,
-                             t->scratch, t->scratch_floats);
+      lt_linear_backward_input_rows (head, t->chunk, vc, N, v0, vc, dxn, t->scratch,
+                                     t->scratch_floats);
       if (head->grad_weight)
         lt_matmul_backward_dw (head->grad_weight + (gsize) v0 * C, t->chunk, vc, t->xnf, N, C,
                                vc);
@@ -922,14 +922,21 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
 
   /* embedding → x (N, C): block 0's saved input when it trains, else xf */
   x = t->first == 0 && L > 0 ? t->x_saved[0] : t->xf;
-  {
-    const LtTensor *e = m->w.embed;
-    gsize row_bytes = (gsize) C * (lt_dtype_bits (e->dtype) / 8);
+  if (m->w.embed_q != NULL)
+    {
 #pragma omp parallel for schedule(static) if (N > 16)
-    for (int i = 0; i < N; i++)
-      lt_expand_f32 (kd_of (e), (const char *) e->data + (gsize) tokens[i] * row_bytes, C,
-                     x + (gsize) i * C);
-  }
+      for (int i = 0; i < N; i++)
+        lt_quant_tensor_dequantize_rows (m->w.embed_q, tokens[i], 1, x + (gsize) i * C);
+    }
+  else
+    {
+      const LtTensor *e = m->w.embed;
+      gsize row_bytes = (gsize) C * (lt_dtype_bits (e->dtype) / 8);
+#pragma omp parallel for schedule(static) if (N > 16)
+      for (int i = 0; i < N; i++)
+        lt_expand_f32 (kd_of (e), (const char *) e->data + (gsize) tokens[i] * row_bytes, C,
+                       x + (gsize) i * C);
+    }
   /* blocks */
   for (int l = 0; l < L; l++)
     {

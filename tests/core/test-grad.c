@@ -28,6 +28,7 @@
 #include "src/core/lt-error.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-qat.h"
+#include "src/core/lt-quant.h"
 #include "src/core/lt-safetensors.h"
 
 #define C_ 16
@@ -769,6 +770,62 @@ test_qat (gconstpointer data)
   g_assert_cmpfloat (l_new, ==, l_again);
 }
 
+/* ---- a quantized base (4-bit symmetric, groups of 32, quantized at load time) ---- */
+
+static void
+test_quantized_base (void)
+{
+  const char *root = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *dir = g_build_filename (root ? root : "tests/data", "models", "llama-f32",
+                                           NULL);
+  LtLoadOptions opts = { .bits = 4, .mode = LT_QUANT_SYMMETRIC, .group_size = 32 };
+  g_autoptr (GError) error = NULL;
+  Batch b;
+
+  rng_state = 77;
+  make_batch (&b);
+  for (int i = 0; i < 12; i++)
+    b.tok[i] = (int32_t) (urand () * 300);
+  for (int s2 = 0, o = 0; s2 < 2; o += b.len[s2], s2++)
+    for (int t = 0; t + 1 < b.len[s2]; t++)
+      b.tgt[o + t] = b.tok[o + t + 1];
+
+  /* full fine-tuning is refused, naming a quantized layer */
+  {
+    g_autoptr (LtModel) m = lt_model_load_with_options (dir, &opts, &error);
+    g_assert_no_error (error);
+    g_assert_true (m->quantized);
+    LtAdapterSpec full = { .type = LT_TRAIN_TYPE_FULL, .num_layers = -1 };
+    g_assert_false (lt_model_attach_trainable (m, &full, &error));
+    g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "model.layers.0.self_attn.q_proj"));
+    g_clear_error (&error);
+  }
+  for (int type = LT_TRAIN_TYPE_LORA; type <= LT_TRAIN_TYPE_DORA; type++)
+    {
+      g_autoptr (LtModel) m = lt_model_load_with_options (dir, &opts, &error);
+      g_assert_no_error (error);
+      LtAdapterSpec spec = { .type = type, .rank = 2, .scale = 2.0, .num_layers = -1,
+                             .seed = 4 };
+      /* B = 0: the loss is the quantized model's own (lt_model_forward_nll) */
+      g_assert_true (lt_model_attach_trainable (m, &spec, &error));
+      g_assert_no_error (error);
+      double loss = loss_and_grads (m, &b), nll[2];
+      b.w[3] = 1.0f;
+      loss = loss_and_grads (m, &b);
+      g_assert_true (lt_model_forward_nll (m, b.tok, b.len, 2, nll, &error));
+      g_assert_no_error (error);
+      g_test_message ("quantized base, %s: loss %.9f, forward_nll %.9f",
+                      type == LT_TRAIN_TYPE_LORA ? "LoRA" : "DoRA", loss, nll[0] + nll[1]);
+      g_assert_cmpfloat (fabs (loss - (nll[0] + nll[1])) / loss, <=, 1e-5);
+      b.w[3] = 0.5f;
+      randomize_adapters (m);
+      fd_all (m, &b, type == LT_TRAIN_TYPE_LORA ? "quantized base LoRA" : "quantized base DoRA",
+              type == LT_TRAIN_TYPE_DORA);
+    }
+}
+
 /* ---- adapters on disk, errors ---- */
 
 static void
@@ -900,5 +957,6 @@ main (int argc, char **argv)
   g_test_add_data_func ("/grad/qat/dora", GINT_TO_POINTER (LT_TRAIN_TYPE_DORA), test_qat);
   g_test_add_data_func ("/grad/qat/full", GINT_TO_POINTER (LT_TRAIN_TYPE_FULL), test_qat);
   g_test_add_func ("/grad/adapters-io", test_adapters_io);
+  g_test_add_func ("/grad/quantized-base", test_quantized_base);
   return g_test_run ();
 }

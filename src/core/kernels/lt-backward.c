@@ -291,8 +291,9 @@ kd_size (LtKDType t)
 }
 
 /* dx (N, in) += dy (N, r) · tile (r, in), threads over blocks of N. */
-static void
-dx_product (float *dx, const float *dy, int ldy, const float *tile, int N, int in, int r)
+void
+lt_matmul_accumulate_dx (float *dx, const float *dy, int ldy, const float *tile, int N, int in,
+                         int r)
 {
   int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
   if (nt > 1 && (double) N * in * r >= (1 << 18) && N >= 2 * nt)
@@ -322,7 +323,7 @@ lt_matmul_backward_dx (float *dx, const float *dy, int ldy, const void *w, LtKDT
     return;
   if (wdtype == LT_KDTYPE_F32 && ((uintptr_t) w % sizeof (float)) == 0)
     {
-      dx_product (dx, dy, ldy, (const float *) w, N, in, out);
+      lt_matmul_accumulate_dx (dx, dy, ldy, (const float *) w, N, in, out);
       return;
     }
   int rows = (int) (tile_floats / (size_t) in);
@@ -336,7 +337,7 @@ lt_matmul_backward_dx (float *dx, const float *dy, int ldy, const void *w, LtKDT
 #pragma omp parallel for schedule(static) if ((size_t) r * in > 16384)
       for (int i = 0; i < r; i++)
         lt_expand_f32 (wdtype, src + (size_t) i * in * esize, (size_t) in, tile + (size_t) i * in);
-      dx_product (dx, dy + r0, ldy, tile, N, in, r);
+      lt_matmul_accumulate_dx (dx, dy + r0, ldy, tile, N, in, r);
     }
 }
 

@@ -52,6 +52,11 @@ void lt_matmul_backward_dx (float *dx, const float *dy, int ldy, const void *w, 
 void lt_matmul_backward_dx_ref (float *dx, const float *dy, int ldy, const void *w,
                                 LtKDType wdtype, int N, int in, int out);
 
+/* dx (N, in) += dy (N, r) · w (r, in), f32 (a tile already expanded); OpenMP threads share
+ * blocks of N over single-threaded sgemm. @ldy: row stride of dy. */
+void lt_matmul_accumulate_dx (float *dx, const float *dy, int ldy, const float *w, int N, int in,
+                              int r);
+
 /* dw (out, in) += dy (N, out)ᵀ · x (N, in) (f32; OpenMP over blocks of out). @ldy as above. */
 void lt_matmul_backward_dw (float *dw, const float *dy, int ldy, const float *x, int N, int in,
                             int out);
