@@ -73,18 +73,23 @@ gboolean lt_model_save_adapters (LtModel *model, const char *dir, const char *fi
                                  const LtRunConfig *cfg, GError **error);
 gboolean lt_model_load_adapters (LtModel *model, const char *path, GError **error);
 
-/* Activation memory of lt_model_forward_backward, in f32 values kept per token per trained
- * block (C hidden, I intermediate, H·D query width, KVH·D key/value width, r LoRA rank; a
- * block below the lowest trained block keeps nothing):
- *   without checkpointing: 4·C + 3·H·D + 2·KVH·D + 2·I + Σ_adapted r
- *                          (x_in, normed x, x_mid, normed x_mid; q, attention out; k, v;
- *                           gate, up; x·A per adapted linear) + Qwen3 q/k norms: H·D + KVH·D
- *                          — wait: q counts once after RoPE, see the byte formula below;
- *   with checkpointing:    C (the block input), plus one block's full set above (recomputed
- *                          during the backward, reused from block to block).
- * Per token, not per block: 2·C (final hidden and its norm). The backward's temporaries
- * (reused per block): 3·I + 3·C + 2·H·D + 2·KVH·D values per token, plus one linear layer's
- * scratch (the weight expansion tile; QAT: one layer's out·in). */
+/* Activation memory of lt_model_forward_backward (f32, 4 bytes a value). C hidden size,
+ * I intermediate, H·D query width, KVH·D key/value width, Σr the ranks of a block's adapted
+ * linear layers (0 for full fine-tuning). Blocks below the lowest trained block keep nothing.
+ *
+ * Kept per token per trained block:
+ *   without checkpointing  4·C + 2·H·D + 2·KVH·D + 2·I + Σr   values
+ *                          (block input, its norm, the mid residual, its norm; q after RoPE,
+ *                          the attention output; k, v; gate, up; x·A per adapter)
+ *                          Qwen3 adds H·D + KVH·D (q, k before their norms);
+ *   with checkpointing     C values (the block input); the set above exists once (the block
+ *                          being recomputed), reused from block to block.
+ * Once per token (not per block): 2·C (final hidden state and its norm), the backward's
+ * temporaries 3·I + 3·C + 2·H·D + 2·KVH·D, and one linear layer's scratch: max(in) + r
+ * (+ 2·max(out) for DoRA). Fixed: the LM-head chunk (at most 4 Mi logits = 16 MiB) and one
+ * weight expansion tile (QAT: one layer's out·in).
+ * Example, Llama-3.2-1B (C 2048, H·D 2048, KVH·D 512, I 8192), LoRA r 8 on all 7 linears:
+ * 29 752 values = 119 008 bytes per token per block without checkpointing, 8 192 bytes with. */
 
 /* Width of the LM-head vocabulary chunks of lt_model_forward_backward (0: automatic, about
  * 4 Mi logits at once). For tests. */
