@@ -32,7 +32,9 @@ void lt_rope_backward_ref (float *dx, const int *pos, const float *inv_freq, int
 /* Causal GQA attention backward for one sequence of n tokens (a full forward, S = n):
  * dq (n, H, D) written; dk, dv (n, KVH, D) written. q (n, H, D), k, v (n, KVH, D),
  * dout (n, H, D). Probabilities are recomputed (scale D^-½, f32 softmax as the forward).
- * The fast kernel runs OpenMP over key/value heads. */
+ * The fast kernel runs OpenMP over key/value heads and, per query head, blocks of 128 query
+ * rows as sgemm (scores and their gradient in two per-thread (128, n) buffers); the reference
+ * goes row by row. */
 void lt_attention_backward (float *dq, float *dk, float *dv, const float *q, const float *k,
                             const float *v, const float *dout, int n, int H, int KVH, int D);
 void lt_attention_backward_ref (float *dq, float *dk, float *dv, const float *q, const float *k,
