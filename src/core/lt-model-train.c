@@ -650,6 +650,7 @@ drop_of (const Train *t, int l, int j)
   if (t->training && t->spec.type != LT_TRAIN_TYPE_FULL && t->spec.dropout > 0.0)
     {
       d.p = (float) t->spec.dropout;
+      /* dropout_seed ^ (step · K): a caller may cancel the step by passing it in the seed */
       d.seed = t->drop_seed ^ (t->step * 0x9e3779b97f4a7c15ull)
                ^ ((guint64) (l * N_LIN + j + 1) * 0xd1b54a32d192ed03ull);
     }
@@ -884,6 +885,8 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
         sum += (double) weights[i] * (t->lse[i] - (double) t->tgt_logit[i]);
     }
   *loss_sum = sum;
+  if (loss_scale == 0.0f)
+    return TRUE; /* evaluation: the gradient would be zero */
 
   /* pass 2: grad = scale·(softmax − onehot) per chunk → dxn, dW_head */
   memset (dxn, 0, (gsize) N * C * sizeof (float));
@@ -916,6 +919,7 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
   if (!check_batch (m, tokens, lengths, B, targets, weights, &N, error)
       || !step_memory (m, t, N, error))
     return FALSE;
+  t->step++; /* this call's masks use the count of calls including it */
   for (int b = 0, o = 0; b < B; o += lengths[b], b++)
     for (int i = 0; i < lengths[b]; i++)
       t->pos[o + i] = i;
@@ -960,6 +964,8 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
     float *dxn = t->shared.xn1;
     if (!head_loss_backward (m, t, N, targets, weights, loss_scale, loss_sum, dxn, error))
       return FALSE;
+    if (loss_scale == 0.0f)
+      return TRUE; /* nothing to add to the gradients */
     lt_rmsnorm_backward (dx, norm_grad (t, m, m->w.norm), t->xf, m->w.norm, dxn, eps, N, C);
   }
 
@@ -975,8 +981,6 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
         }
       block_backward (m, t, l, t->x_saved[l], a, dx, N, lengths, B);
     }
-
-  t->step++;
 
   /* embedding gradient (full fine-tuning) */
   if (t->grad_embed && t->first == 0)

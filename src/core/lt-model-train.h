@@ -45,9 +45,11 @@ void lt_model_get_param (LtModel *model, guint index, const char **name, float *
 
 /* Training mode enables dropout, drawn from @dropout_seed and the step. */
 void lt_model_set_training (LtModel *model, gboolean training, guint64 dropout_seed);
-/* The dropout step counter: each lt_model_forward_backward draws its masks from
- * (dropout_seed, step, layer, position) and then increments it (starts at 0; set it on
- * resume for the same masks). */
+/* The dropout step counter: the number of lt_model_forward_backward calls so far (0 on a new
+ * model). Each call first increments it, then draws its masks from
+ * hash(dropout_seed ^ step·0x9e3779b97f4a7c15, layer, module, token·in + i) (keep where
+ * uniform ≥ p, scale 1/(1−p)); passing seed ^ step·0x9e3779b97f4a7c15 cancels the step. Set it
+ * on resume for the same masks. */
 void lt_model_set_dropout_step (LtModel *model, guint64 step);
 void lt_model_set_grad_checkpointing (LtModel *model, gboolean enabled);
 
@@ -61,7 +63,7 @@ void lt_model_qat_recompute_scales (LtModel *model);
  * per-position targets (N) and loss weights (N) (0 = not in the loss). Adds to every
  * parameter's grad the gradient of loss_scale · Σ_t weights[t]·CE(logits[t], targets[t]) and
  * returns Σ_t weights[t]·CE in *loss_sum. The LM head and cross-entropy run in vocabulary
- * chunks: (N, V) logits never exist. */
+ * chunks: (N, V) logits never exist. loss_scale 0 (evaluation) skips the backward. */
 gboolean lt_model_forward_backward (LtModel *model, const int32_t *tokens, const int *lengths,
                                     int B, const int32_t *targets, const float *weights,
                                     float loss_scale, double *loss_sum, GError **error);

@@ -590,6 +590,24 @@ test_chunked_ce (void)
   g_test_message ("loss: chunked (auto) %.9f, full logits %.9f", l_auto, l_full);
   g_assert_cmpfloat (fabs (l_auto - l_full) / l_full, <=, 1e-6);
 
+  /* loss_scale 0 (evaluation): the same loss, nothing added to the gradients */
+  {
+    double l0 = 0.0, gsum = 0.0;
+    zero_grads (tm->m);
+    g_assert_true (lt_model_forward_backward (tm->m, b.tok, b.len, 2, b.tgt, b.w, 0.0f, &l0,
+                                              &error));
+    for (guint i = 0; i < lt_model_get_n_params (tm->m); i++)
+      {
+        float *g;
+        gsize k;
+        lt_model_get_param (tm->m, i, NULL, NULL, &g, &k, NULL);
+        for (gsize j = 0; j < k; j++)
+          gsum += fabsf (g[j]);
+      }
+    g_assert_cmpfloat (l0, ==, l_auto);
+    g_assert_cmpfloat (gsum, ==, 0.0);
+  }
+
   for (int cols = 1; cols <= V_; cols += 6)
     {
       lt_model_set_logit_chunk (tm->m, cols);
