@@ -53,7 +53,6 @@ typedef struct
   gboolean attached;
   GArray *params;            /* Param */
   int first;                 /* lowest block with trainable parameters (L when none) */
-  gboolean train_embed;      /* full: embedding, final norm, head */
   gboolean training;
   guint64 drop_seed;
   guint64 step;
@@ -233,22 +232,26 @@ attach_full (LtModel *m, Train *t, GError **error)
   /* norms: the model already holds them in f32 (w.f32_arena) */
   t->norms_floats = (gsize) L * (2 * C + (c->qk_norm ? 2 * c->head_dim : 0)) + C;
   t->grad_norms = g_new0 (float, t->norms_floats);
-  t->train_embed = TRUE;
 
-  t->embed_master = lt_tensor_new ("model.embed_tokens.weight", LT_DTYPE_F32, 2, shape);
-  if (t->embed_master == NULL)
+  /* The embedding trains when every block does (its gradient comes through all of them);
+   * with fewer blocks it stays frozen, as in mlx-lm, and so does a head tied to it. */
+  if (t->first == 0)
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
-                   "could not allocate the f32 master embedding");
-      return FALSE;
+      t->embed_master = lt_tensor_new ("model.embed_tokens.weight", LT_DTYPE_F32, 2, shape);
+      if (t->embed_master == NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                       "could not allocate the f32 master embedding");
+          return FALSE;
+        }
+      lt_tensor_read_f32 (m->w.embed, 0, (int64_t) V * C, t->embed_master->data);
+      t->grad_embed = g_new0 (float, (gsize) V * C);
+      m->w.embed = t->embed_master;
+      add_param2 (t, "model.embed_tokens.weight", t->embed_master->data, t->grad_embed, V, C,
+                  TRUE);
+      if (c->tie_word_embeddings)
+        lt_linear_share_trainable (&m->w.lm_head, t->embed_master, t->grad_embed);
     }
-  lt_tensor_read_f32 (m->w.embed, 0, (int64_t) V * C, t->embed_master->data);
-  t->grad_embed = g_new0 (float, (gsize) V * C);
-  m->w.embed = t->embed_master;
-  add_param2 (t, "model.embed_tokens.weight", t->embed_master->data, t->grad_embed, V, C,
-              TRUE);
-  if (c->tie_word_embeddings)
-    lt_linear_share_trainable (&m->w.lm_head, t->embed_master, t->grad_embed);
 
   for (int l = t->first; l < L; l++)
     {
@@ -359,7 +362,8 @@ lt_model_attach_trainable (LtModel *m, const LtAdapterSpec *spec, GError **error
   t = train_get (m);
   t->spec = *spec;
   t->spec.keys = g_strdupv (spec->keys);
-  t->first = spec->num_layers < 0 || spec->num_layers >= L ? 0 : L - spec->num_layers;
+  /* mlx-lm: model.layers[-max(num_layers, 0):], so 0 and -1 both mean every block */
+  t->first = spec->num_layers <= 0 || spec->num_layers >= L ? 0 : L - spec->num_layers;
   if (spec->type == LT_TRAIN_TYPE_FULL)
     {
       if (!attach_full (m, t, error))
