@@ -710,9 +710,16 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
   const float *dz = dy;
 
   if (lin->grad_bias)
-    for (int n = 0; n < N; n++)
+    {
+#pragma omp parallel for schedule(static) if ((gsize) N * out > 65536)
       for (int o = 0; o < out; o++)
-        lin->grad_bias[o] += dy[(gsize) n * out + o];
+        {
+          float acc = 0.0f;
+          for (int n = 0; n < N; n++)
+            acc += dy[(gsize) n * out + o];
+          lin->grad_bias[o] += acc;
+        }
+    }
   if (lin->grad_weight)
     lt_matmul_backward_dw (lin->grad_weight, dy, out, x, N, in, out);
 
@@ -734,6 +741,7 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
           base_forward_rows (lin, x, N, 0, out, z, NULL, tile, tile_floats);
           cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, out, r, l->scale, xa, r,
                        l->b, out, 1.0f, z, out);
+#pragma omp parallel for schedule(static) if ((gsize) N * out > 65536)
           for (int o = 0; o < out; o++)
             {
               double acc = 0.0;

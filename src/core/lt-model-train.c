@@ -716,6 +716,7 @@ block_forward (LtModel *m, Train *t, int l, const float *x_in, float *x_out, Act
                             lengths[b], H, KVH, D, att_scratch);
   }
   lin_fwd (m, t, l, 3, a->att, N, tmpC, a);
+#pragma omp parallel for schedule(static) if ((gsize) N * C > 16384)
   for (gsize i = 0; i < (gsize) N * C; i++)
     a->x_mid[i] = x_in[i] + tmpC[i];
   lt_rmsnorm_forward (a->xn2, a->x_mid, lw->post_norm, eps, N, C);
@@ -723,6 +724,7 @@ block_forward (LtModel *m, Train *t, int l, const float *x_in, float *x_out, Act
   lin_fwd (m, t, l, 5, a->xn2, N, a->up, a);
   lt_swiglu_forward (h, a->gate, a->up, (gsize) N * I);
   lin_fwd (m, t, l, 6, h, N, tmpC, a);
+#pragma omp parallel for schedule(static) if ((gsize) N * C > 16384)
   for (gsize i = 0; i < (gsize) N * C; i++)
     x_out[i] = a->x_mid[i] + tmpC[i];
 }

@@ -388,19 +388,21 @@ test_kernels (void)
   enum { N = 37, C = 48, H = 4, KVH = 2, D = 16, IN = 40, OUT = 70 };
   rng_state = 7;
 
-  /* RMSNorm */
-  {
-    g_autofree float *x = g_new (float, N * C), *w = g_new (float, C), *dy = g_new (float, N * C);
-    g_autofree float *dx1 = g_new (float, N * C), *dx2 = g_new (float, N * C);
-    g_autofree float *dw1 = g_new0 (float, C), *dw2 = g_new0 (float, C);
-    fill (x, N * C, 2.0f);
-    fill (w, C, 1.0f);
-    fill (dy, N * C, 1.0f);
-    lt_rmsnorm_backward (dx1, dw1, x, w, dy, 1e-5f, N, C);
-    lt_rmsnorm_backward_ref (dx2, dw2, x, w, dy, 1e-5f, N, C);
-    g_assert_cmpfloat (max_rel (dx1, dx2, N * C), <=, 1e-6);
-    g_assert_cmpfloat (max_rel (dw1, dw2, C), <=, 1e-5);
-  }
+  /* RMSNorm: small (one thread) and large (per-thread partial sums of dw) */
+  for (int rows = N; rows <= 600; rows += 600 - N)
+    {
+      gsize nc = (gsize) rows * C;
+      g_autofree float *x = g_new (float, nc), *w = g_new (float, C), *dy = g_new (float, nc);
+      g_autofree float *dx1 = g_new (float, nc), *dx2 = g_new (float, nc);
+      g_autofree float *dw1 = g_new0 (float, C), *dw2 = g_new0 (float, C);
+      fill (x, nc, 2.0f);
+      fill (w, C, 1.0f);
+      fill (dy, nc, 1.0f);
+      lt_rmsnorm_backward (dx1, dw1, x, w, dy, 1e-5f, rows, C);
+      lt_rmsnorm_backward_ref (dx2, dw2, x, w, dy, 1e-5f, rows, C);
+      g_assert_cmpfloat (max_rel (dx1, dx2, nc), <=, 1e-6);
+      g_assert_cmpfloat (max_rel (dw1, dw2, C), <=, 1e-5);
+    }
   /* RoPE: backward ∘ forward = identity, fast == reference */
   {
     g_autofree float *x = g_new (float, N * H * D), *y = g_new (float, N * H * D);
