@@ -74,7 +74,9 @@ typedef struct
   float *arena;
   gsize arena_floats;
   Acts *acts;                /* (cap_layers) without checkpointing */
-  Acts shared;               /* the recompute set (checkpointing, frozen blocks) */
+  Acts shared;               /* the recompute set (checkpointing, frozen blocks), sized for
+                                the largest block; its x·A pointers follow the block using it */
+  float *shared_base;
   float **x_saved;           /* (L) block inputs under checkpointing */
   float *xf, *xnf;           /* (N, C) final hidden, normed */
   float *tmp;                /* backward temporaries */
@@ -499,8 +501,9 @@ lt_model_qat_recompute_scales (LtModel *m)
 
 /* ---- step memory ---- */
 
+/* Values one block's activation set holds for N tokens (its own adapters' ranks). */
 static gsize
-acts_floats (const LtModel *m, int N)
+acts_floats (const LtModel *m, int l, int N)
 {
   const LtConfig *c = m->config;
   gsize C = c->hidden_size, I = c->intermediate_size;
@@ -508,8 +511,7 @@ acts_floats (const LtModel *m, int N)
   gsize kvd = (gsize) c->num_key_value_heads * c->head_dim;
   gsize per = 4 * C + 2 * qd + 2 * kvd + 2 * I + (c->qk_norm ? qd + kvd : 0);
   gsize r = 0;
-  /* the adapters' ranks are those of block L-1 (every trained block has the same modules) */
-  LtLayerWeights *lw = &m->w.layers[c->num_hidden_layers - 1];
+  LtLayerWeights *lw = &m->w.layers[l];
   for (int j = 0; j < N_LIN; j++)
     if (layer_linear (lw, j)->lora)
       r += layer_linear (lw, j)->lora->rank;
@@ -580,10 +582,12 @@ step_memory (LtModel *m, Train *t, int N, GError **error)
   gsize qd = (gsize) c->num_attention_heads * c->head_dim;
   gsize kvd = (gsize) c->num_key_value_heads * c->head_dim;
   int n_saved = L - t->first;
-  gsize per_set = acts_floats (m, N);
+  gsize per_set = 0;
   gsize need;
   float *p;
 
+  for (int l = 0; l < L; l++)
+    per_set = MAX (per_set, acts_floats (m, l, N));
   /* arena: [xf, xnf] [shared set with x_in] [per trained block: x_in (ckpt) or a full set] */
   need = 2 * (gsize) N * C + per_set;
   if (t->ckpt)
@@ -595,7 +599,9 @@ step_memory (LtModel *m, Train *t, int N, GError **error)
   p = t->arena;
   t->xf = take (&p, (gsize) N * C);
   t->xnf = take (&p, (gsize) N * C);
+  t->shared_base = p;
   acts_layout (m, &t->shared, &p, N, L - 1, FALSE);
+  p = t->shared_base + per_set;
   g_free (t->acts);
   g_free (t->x_saved);
   t->acts = g_new0 (Acts, MAX (n_saved, 1));
@@ -643,6 +649,15 @@ step_memory (LtModel *m, Train *t, int N, GError **error)
       t->cap = N;
     }
   return TRUE;
+}
+
+/* The shared set laid out for block l (only the x·A pointers, last in the set, move). */
+static Acts *
+shared_for (LtModel *m, Train *t, int l, int N)
+{
+  float *p = t->shared_base;
+  acts_layout (m, &t->shared, &p, N, l, FALSE);
+  return &t->shared;
 }
 
 /* ---- forward / backward of one block ---- */
@@ -951,7 +966,7 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
   for (int l = 0; l < L; l++)
     {
       gboolean saved = l >= t->first && !t->ckpt;
-      Acts *a = saved ? &t->acts[l - t->first] : &t->shared;
+      Acts *a = saved ? &t->acts[l - t->first] : shared_for (m, t, l, N);
       /* frozen blocks below the trained ones run in place in xf (block_forward reads its
        * input before it writes its output) */
       float *out = l + 1 < L && l + 1 >= t->first ? t->x_saved[l + 1] : t->xf;
@@ -978,7 +993,7 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
   /* blocks, last to first, down to the lowest trained one */
   for (int l = L - 1; l >= t->first; l--)
     {
-      Acts *a = t->ckpt ? &t->shared : &t->acts[l - t->first];
+      Acts *a = t->ckpt ? shared_for (m, t, l, N) : &t->acts[l - t->first];
       if (t->ckpt)
         {
           /* recompute the block from its saved input (its output is not needed: xnf is

@@ -796,6 +796,60 @@ test_qat (gconstpointer data)
   g_assert_cmpfloat (l_new, ==, l_again);
 }
 
+/* ---- adapters differing between blocks (a file may hold any set: PEFT rank_pattern, …) ---- */
+
+static void
+test_mixed_adapters (void)
+{
+  g_autoptr (TestModel) tm = make_model ("qwen3", 61);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("lathe-mixed-XXXXXX", &error);
+  g_autofree char *wpath = g_build_filename (dir, "adapters.safetensors", NULL);
+  g_autofree char *cpath = g_build_filename (dir, "adapter_config.json", NULL);
+  /* block 0: q_proj rank 3; block 1: down_proj rank 1 and v_proj rank 2 */
+  struct { const char *mod; int in, out, r; } mods[] = {
+    { "model.layers.0.self_attn.q_proj", C_, H_ * D_, 3 },
+    { "model.layers.1.mlp.down_proj", I_, C_, 1 },
+    { "model.layers.1.self_attn.v_proj", C_, KVH_ * D_, 2 },
+  };
+  GPtrArray *ts = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
+  Batch b;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (mods); i++)
+    {
+      int64_t sa[2] = { mods[i].in, mods[i].r }, sb[2] = { mods[i].r, mods[i].out };
+      g_autofree char *na = g_strdup_printf ("%s.lora_a", mods[i].mod);
+      g_autofree char *nb = g_strdup_printf ("%s.lora_b", mods[i].mod);
+      LtTensor *a = lt_tensor_new (na, LT_DTYPE_F32, 2, sa);
+      LtTensor *bt = lt_tensor_new (nb, LT_DTYPE_F32, 2, sb);
+      fill (a->data, (gsize) lt_tensor_numel (a), 0.3f);
+      fill (bt->data, (gsize) lt_tensor_numel (bt), 0.3f);
+      g_ptr_array_add (ts, a);
+      g_ptr_array_add (ts, bt);
+    }
+  g_assert_true (lt_safetensors_write (wpath, (const LtTensor *const *) ts->pdata, ts->len, NULL,
+                                       &error));
+  g_assert_true (g_file_set_contents (cpath, "{\"fine_tune_type\": \"lora\", \"num_layers\": 2, "
+                                      "\"lora_parameters\": {\"rank\": 3, \"scale\": 2.0, "
+                                      "\"dropout\": 0.0}}", -1, &error));
+  g_assert_true (lt_model_load_adapters (tm->m, dir, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (lt_model_get_n_params (tm->m), ==, 6);
+  make_batch (&b);
+  double l1 = loss_and_grads (tm->m, &b);
+  float **ref = grads_copy (tm->m);
+  lt_model_set_grad_checkpointing (tm->m, TRUE);
+  double l2 = loss_and_grads (tm->m, &b);
+  g_assert_cmpfloat (l1, ==, l2);
+  g_assert_cmpfloat (grads_diff (tm->m, ref), ==, 0.0);
+  fd_all (tm->m, &b, "mixed adapters, checkpointing", FALSE);
+  g_strfreev ((char **) ref);
+  g_ptr_array_unref (ts);
+  g_remove (wpath);
+  g_remove (cpath);
+  g_rmdir (dir);
+}
+
 /* ---- a quantized base (4-bit symmetric, groups of 32, quantized at load time) ---- */
 
 static void
@@ -985,5 +1039,6 @@ main (int argc, char **argv)
   g_test_add_data_func ("/grad/qat/full", GINT_TO_POINTER (LT_TRAIN_TYPE_FULL), test_qat);
   g_test_add_func ("/grad/adapters-io", test_adapters_io);
   g_test_add_func ("/grad/quantized-base", test_quantized_base);
+  g_test_add_func ("/grad/mixed-adapters", test_mixed_adapters);
   return g_test_run ();
 }
