@@ -1008,6 +1008,16 @@ test_adapters_io (void)
     g_assert_true (lt_model_forward_logits (tm2->m, b.tok, b.len, 2, lg, &error));
     g_assert_true (lt_model_forward_logits (plain->m, b.tok, b.len, 2, lg0, &error));
     g_assert_cmpfloat (max_rel (lg, lg0, 12 * V_), >, 1e-3);
+
+    /* DoRA's cached norms follow a change of B (as after an optimizer step) */
+    LtLinear *q = &tm2->m->w.layers[1].q_proj;
+    g_autofree float *fresh = g_new (float, q->out_features);
+    for (int k = 0; k < q->lora->rank * q->out_features; k++)
+      q->lora->b[k] *= 2.0f;
+    g_assert_true (lt_model_forward_logits (tm2->m, b.tok, b.len, 2, lg, &error));
+    lt_linear_dora_norms (q, fresh);
+    g_assert_cmpmem (fresh, sizeof (float) * q->out_features, q->lora->norm,
+                     sizeof (float) * q->out_features);
   }
 
   g_remove (cpath);
