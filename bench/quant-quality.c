@@ -266,8 +266,10 @@ synthetic_tensors (const Shape *s)
   for (int l = 0; l < s->layers; l++)
     {
       struct { const char *n; int o, i; } lin[] = {
-        { "self_attn.q_proj", s->heads * D, s->hidden }, { "self_attn.k_proj", s->kv_heads * D, s->hidden },
-        { "self_attn.v_proj", s->kv_heads * D, s->hidden }, { "self_attn.o_proj", s->hidden, s->heads * D },
+        { "self_attn.q_proj", s->heads * D, s->hidden },
+        { "self_attn.k_proj", s->kv_heads * D, s->hidden },
+        { "self_attn.v_proj", s->kv_heads * D, s->hidden },
+        { "self_attn.o_proj", s->hidden, s->heads * D },
         { "mlp.gate_proj", s->inter, s->hidden }, { "mlp.up_proj", s->inter, s->hidden },
         { "mlp.down_proj", s->hidden, s->inter },
       };
@@ -309,7 +311,8 @@ static void
 rss_table (const char *self)
 {
   g_autoptr (GError) error = NULL;
-  Shape s = { .hidden = 512, .inter = 1536, .layers = 8, .vocab = 16384, .heads = 8, .kv_heads = 8 };
+  Shape s = { .hidden = 512, .inter = 1536, .layers = 8, .vocab = 16384, .heads = 8,
+              .kv_heads = 8 };
   g_autofree char *dir = g_dir_make_tmp ("bench-quant-XXXXXX", &error);
   g_autoptr (GHashTable) h = synthetic_tensors (&s);
   g_autoptr (GPtrArray) list = g_ptr_array_new ();
@@ -370,7 +373,8 @@ static void
 speed_table (void)
 {
   g_autoptr (GError) error = NULL;
-  Shape s = { .hidden = 576, .inter = 1536, .layers = 8, .vocab = 16384, .heads = 9, .kv_heads = 3 };
+  Shape s = { .hidden = 576, .inter = 1536, .layers = 8, .vocab = 16384, .heads = 9,
+              .kv_heads = 3 };
   g_autoptr (GHashTable) h = synthetic_tensors (&s);
   g_autofree char *cfg = config_text (&s);
   int N = 512;

@@ -319,8 +319,8 @@ lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx
             }
         }
       else
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, n_out, 1.0f, dy, n_out, w, n_in,
-                     beta, dx, n_in);
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, n_out, 1.0f, dy, n_out,
+                     w, n_in, beta, dx, n_in);
       return;
     }
 
