@@ -10,7 +10,9 @@
  *                                  model (written to a temporary folder) with 8-bit and 4-bit
  *                                  load-time quantization, each in a fresh process, against
  *                                  the stored size plus one layer in f32
- *   bench-quant-quality --speed    evaluation forward (512 tokens) of a 4-bit model with
+ *   bench-quant-quality --speed    evaluation forward (512 tokens) and decode (32 tokens after
+ *                                  a 16-token prefill) of a synthetic model, dense and 8-bit /
+ *                                  4-bit, with
  *                                  lt-linear's one pool (OpenMP row blocks, single-threaded
  *                                  OpenBLAS) against expanding on the calling thread with
  *                                  OpenBLAS threading the sgemm; best of 3
@@ -373,7 +375,7 @@ static void
 speed_table (void)
 {
   g_autoptr (GError) error = NULL;
-  Shape s = { .hidden = 576, .inter = 1536, .layers = 8, .vocab = 16384, .heads = 9,
+  Shape s = { .hidden = 576, .inter = 1536, .layers = 4, .vocab = 16384, .heads = 9,
               .kv_heads = 3 };
   g_autoptr (GHashTable) h = synthetic_tensors (&s);
   g_autofree char *cfg = config_text (&s);
@@ -383,8 +385,8 @@ speed_table (void)
 
   for (int i = 0; i < N; i++)
     tokens[i] = (i * 7919) % s.vocab;
-  printf ("%-8s %-34s %12s\n", "format", "threads", "tokens/s");
-  const char *quants[] = { "none", "8bit", "4bit", "nf4" };
+  printf ("%-8s %-34s %14s %14s\n", "format", "threads", "eval tok/s", "decode tok/s");
+  const char *quants[] = { "none", "8bit", "4bit" };
   for (gsize q = 0; q < G_N_ELEMENTS (quants); q++)
     {
       LtLoadOptions opts = { .quantization = lt_quantization_from_string (quants[q]) };
@@ -394,7 +396,7 @@ speed_table (void)
         die ("model", error);
       for (int pool = 1; pool >= 0; pool--)
         {
-          double best = 0;
+          double best = 0, best_dec = 0;
           if (pool)
             lt_linear_set_threads (0);
           else
@@ -410,8 +412,22 @@ speed_table (void)
               double tps = N / ((g_get_monotonic_time () - t0) / 1e6);
               best = MAX (best, tps);
             }
-          printf ("%-8s %-34s %12.0f\n", quants[q],
-                  pool ? "one pool (OpenMP, 1-thread BLAS)" : "expand + threaded OpenBLAS", best);
+          /* decode: 32 tokens one at a time after a 16-token prefill */
+          for (int r = 0; r < 3; r++)
+            {
+              g_autoptr (LtKVCache) cache = lt_kv_cache_new (m, 64);
+              g_autofree float *logits = g_new (float, s.vocab);
+              if (!lt_model_decode (m, cache, tokens, 16, logits, FALSE, &error))
+                die ("decode", error);
+              gint64 t0 = g_get_monotonic_time ();
+              for (int i = 0; i < 32; i++)
+                if (!lt_model_decode (m, cache, tokens + 16 + i, 1, logits, FALSE, &error))
+                  die ("decode", error);
+              best_dec = MAX (best_dec, 32 / ((g_get_monotonic_time () - t0) / 1e6));
+            }
+          printf ("%-8s %-34s %14.0f %14.1f\n", quants[q],
+                  pool ? "one pool (OpenMP, 1-thread BLAS)" : "expand + threaded OpenBLAS", best,
+                  best_dec);
           fflush (stdout);
         }
     }

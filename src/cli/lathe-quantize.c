@@ -209,6 +209,7 @@ write_model (LtModel *m, const char *src_dir, const char *dir, LtQuantMode mode,
              int group_size, GPtrArray *reports, guint64 *out_bytes, GError **error)
 {
   g_autoptr (GHashTable) qmods = quantized_modules (m);
+  g_autoptr (GHashTable) written = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_autoptr (GPtrArray) owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
   g_autoptr (GPtrArray) list = g_ptr_array_new ();
   g_autoptr (GHashTable) meta = g_hash_table_new (g_str_hash, g_str_equal);
@@ -242,6 +243,9 @@ write_model (LtModel *m, const char *src_dir, const char *dir, LtQuantMode mode,
           g_ptr_array_add (list, (gpointer) t);
           continue;
         }
+      /* a tied model that stores both model.embed_tokens.weight and lm_head.weight */
+      if (!g_hash_table_add (written, g_strdup (module)))
+        continue;
 
       LtTensor *wt = NULL, *sc = NULL, *bi = NULL;
       g_autoptr (LtQuantTensor) aff = NULL;
