@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -201,6 +202,18 @@ copy_file (const char *src, const char *dst, GError **error)
   return g_file_set_contents_full (dst, data, (gssize) len,
                                    G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
                                    0644, error);
+}
+
+static void
+load_progress (int done, int total, gpointer user_data)
+{
+  gboolean tty = isatty (STDERR_FILENO);
+  if (done == 0)
+    return;
+  if (tty)
+    g_printerr ("\rlathe quantize: block %d of %d%s", done, total, done == total ? "\n" : "");
+  else if (done == total || done % 8 == 0)
+    g_printerr ("lathe quantize: block %d of %d\n", done, total);
 }
 
 /* Writes the quantized model into @dir (an empty folder). */
@@ -411,7 +424,8 @@ lathe_cmd_quantize (int argc, char **argv)
   lt_linear_set_threads (0);
 
   /* quantized layer by layer from the mapping */
-  LtLoadOptions opts = { .bits = bits, .mode = mode, .group_size = group_size };
+  LtLoadOptions opts = { .bits = bits, .mode = mode, .group_size = group_size,
+                         .progress = load_progress };
   g_printerr ("lathe quantize: quantizing %s (%s, %d bits, group %d)\n", model_dir,
               lt_quant_mode_name (mode), bits, group_size);
   g_autoptr (LtModel) model = lt_model_load_with_options (model_dir, &opts, &error);
