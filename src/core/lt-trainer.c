@@ -1160,9 +1160,26 @@ load_model (Trainer *tr, GError **error)
   const char *source;
   LtAdapterSpec spec;
 
-  tr->model = lt_model_load (cfg->model, error);
-  if (tr->model == NULL)
-    return FALSE;
+  {
+    /* a load-time quantization (4/6/8-bit, mxfp4, nf4) of the frozen base, layer by layer:
+     * never a whole f32 copy */
+    LtLoadOptions opts = { 0 };
+
+    opts.quantization = cfg->quantization;
+    tr->model = lt_model_load_with_options (cfg->model, &opts, error);
+    if (tr->model == NULL)
+      return FALSE;
+  }
+  if (tr->model->quantized)
+    {
+      g_autofree char *kept = tr->model->unquantized != NULL
+                                  && tr->model->unquantized[0] != NULL
+                                ? g_strjoinv (", ", tr->model->unquantized) : NULL;
+      trainer_log (tr, "base quantized at load time: %s, %d bits, group %d%s%s",
+                   lt_quantization_to_string (cfg->quantization), tr->model->quant_bits,
+                   tr->model->quant_group_size,
+                   kept != NULL ? "; kept in stored precision: " : "", kept ? kept : "");
+    }
   tr->tok = lt_tokenizer_new_from_dir (cfg->model, error);
   if (tr->tok == NULL)
     return FALSE;
@@ -1291,13 +1308,6 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
                    "train_mode: %s is not yet supported (only sft)",
                    lt_train_mode_to_string (cfg->train_mode));
-      return FALSE;
-    }
-  if (cfg->quantization != LT_QUANTIZATION_NONE)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "quantization: load-time quantization “%s” is not available in this build "
-                   "yet (use none)", lt_quantization_to_string (cfg->quantization));
       return FALSE;
     }
   if (!lt_trainer_is_available ())

@@ -246,12 +246,15 @@ test_refusals (Fixture *f, gconstpointer unused)
   g_clear_error (&error);
 
   cfg->train_mode = LT_TRAIN_MODE_SFT;
+  /* full fine-tuning of a quantized base */
   cfg->quantization = LT_QUANTIZATION_4BIT;
+  cfg->train_type = LT_TRAIN_TYPE_FULL;
   g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
-  g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
-  g_assert_nonnull (strstr (error->message, "4bit"));
+  g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "quantization"));
   g_clear_error (&error);
   cfg->quantization = LT_QUANTIZATION_NONE;
+  cfg->train_type = LT_TRAIN_TYPE_LORA;
 
   if (!lt_trainer_is_available ())
     {
