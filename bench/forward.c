@@ -3,7 +3,13 @@
  * 9 heads / 3 KV heads, intermediate 1536, vocab 49152, tied embeddings) with random BF16
  * weights, against this machine's sgemm rate measured in the same run.
  *
- *   bench-forward [--seq N] [--reps R] [--threads T]
+ *   bench-forward [--seq N] [--reps R] [--threads T] [--pools 1|2]
+ *
+ * The weights are built in memory (a name → tensor table handed to lt_model_new_from_table,
+ * the same checks and forward as a model folder). The sgemm rate (OpenBLAS on all threads) and
+ * the forward pass are measured in turn R times and the best of each is kept, so that other
+ * processes sharing the cores disturb both alike. --pools 2 runs the forward with OpenBLAS
+ * threading its own GEMMs (plain lt_set_threads) instead of lt_linear_set_threads's one pool.
  *
  * FLOPs counted: 2 · params · tokens (every linear layer and the LM head) + causal attention
  * (QKᵀ and PV: 4 · D · T(T+1)/2 per head and layer). Prints one table. */
@@ -116,8 +122,6 @@ main (int argc, char **argv)
       fprintf (stderr, "bench-forward: %s\n", error->message);
       return 2;
     }
-  /* --pools 2: OpenBLAS threads its GEMMs itself (the lt_set_threads policy) instead of
-   * lt_linear_set_threads's single pool */
   lt_set_threads (threads);
 
   LtConfig *config = lt_config_new_from_data (config_json, -1, "bench/config.json", &error);
@@ -190,17 +194,17 @@ main (int argc, char **argv)
   struct rusage ru;
   getrusage (RUSAGE_SELF, &ru);
 
-  printf ("bench-forward: Llama 576h × 30L, 9/3 heads, I 1536, V 49152, BF16 weights "
-          "(%.1f M params), seq %d, %d threads, GEMMs threaded by %s\n", n_params / 1e6, seq,
+  printf ("bench-forward: Llama hidden 576 x 30 layers, 9/3 heads, I 1536, V 49152, BF16 "
+          "weights (%.1f M params), seq %d, %d threads, GEMMs threaded by %s\n", n_params / 1e6, seq,
           lt_get_threads (), openblas_get_num_threads () == 1 ? "OpenMP (one pool)" : "OpenBLAS");
 
   printf ("| %-38s | %12s |\n", "measure", "value");
   printf ("|%s|%s|\n", "----------------------------------------", "--------------");
-  printf ("| %-38s | %12.1f |\n", "sgemm 512×576·576×1536 GFLOP/s", rate_small);
-  printf ("| %-38s | %12.1f |\n", "sgemm 1024³ GFLOP/s", rate_square);
+  printf ("| %-38s | %12.1f |\n", "sgemm 512x576 . 576x1536 GFLOP/s", rate_small);
+  printf ("| %-38s | %12.1f |\n", "sgemm 1024^3 GFLOP/s", rate_square);
   printf ("| %-38s | %12.3f |\n", "eval forward (NLL path): seconds", best);
   printf ("| %-38s | %12.0f |\n", "tokens/s", seq / best);
-  printf ("| %-38s | %12.1f |\n", "GFLOP/s (2·params·tokens + attention)", gflops);
+  printf ("| %-38s | %12.1f |\n", "GFLOP/s (2*params*tokens + attention)", gflops);
   printf ("| %-38s | %11.1f%% |\n", "% of sgemm rate (best of the two)", 100.0 * gflops / rate);
   printf ("| %-38s | %12.1f |\n", "peak RSS MiB", ru.ru_maxrss / 1024.0);
   g_free (tokens);

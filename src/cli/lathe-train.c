@@ -216,6 +216,7 @@ typedef struct
   gboolean bar_open;  /* a progress line without its newline is on stderr */
   double last_loss;
   double last_val;
+  double last_tps;
 } TrainJob;
 
 static void
@@ -264,16 +265,27 @@ on_progress (const LtTrainProgress *p, gpointer user_data)
       g_autofree char *rss = NULL;
 
       if (p->event == LT_TRAIN_EVENT_REPORT)
-        job->last_loss = p->loss;
+        {
+          job->last_loss = p->loss;
+          job->last_tps = p->tokens_per_s;
+        }
       else
         job->last_val = p->val_loss;
       format_duration (eta, sizeof eta, done * (p->total_steps - p->step));
       rss = g_format_size_full (p->rss_bytes, G_FORMAT_SIZE_IEC_UNITS);
-      g_snprintf (line, sizeof line,
-                  "step %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT "  loss %.4f  val %.4f  "
-                  "%.0f tok/s  RSS %s  ETA %s", p->step, p->total_steps, job->last_loss,
-                  job->last_val, p->event == LT_TRAIN_EVENT_REPORT ? p->tokens_per_s : 0.0, rss,
-                  eta);
+      if (p->event == LT_TRAIN_EVENT_EVAL && !job->tty)
+        g_snprintf (line, sizeof line, "step %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT
+                    "  val loss %.4f", p->step, p->total_steps, p->val_loss);
+      else if (job->tty)
+        g_snprintf (line, sizeof line,
+                    "step %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT "  loss %.4f  val %.4f  "
+                    "%.0f tok/s  RSS %s  ETA %s", p->step, p->total_steps, job->last_loss,
+                    job->last_val, job->last_tps, rss, eta);
+      else
+        g_snprintf (line, sizeof line,
+                    "step %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT "  loss %.4f  %.0f tok/s  "
+                    "RSS %s  ETA %s", p->step, p->total_steps, p->loss, p->tokens_per_s, rss,
+                    eta);
       if (job->tty)
         {
           fprintf (stderr, "\r\033[K%s", line);

@@ -5,6 +5,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "lt-backward.h"
@@ -76,6 +77,42 @@ lt_linear_init_dense (LtLinear *lin, const char *name, const LtTensor *weight,
   return TRUE;
 }
 
+gboolean
+lt_linear_init_quantized (LtLinear *lin, const char *name, LtQuantTensor *q,
+                          const LtTensor *bias, GError **error)
+{
+  memset (lin, 0, sizeof *lin);
+  if (q->rows > G_MAXINT || q->cols > G_MAXINT)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "tensor “%s.weight”: %" G_GINT64_FORMAT " × %" G_GINT64_FORMAT
+                   " is too large for a linear layer", name, q->rows, q->cols);
+      lt_quant_tensor_free (q);
+      return FALSE;
+    }
+  lin->name = g_strdup (name);
+  lin->kind = LT_LINEAR_QUANTIZED;
+  lin->quant = q;
+  lin->out_features = (int) q->rows;
+  lin->in_features = (int) q->cols;
+  if (bias != NULL)
+    {
+      if (bias->ndim != 1 || bias->shape[0] != lin->out_features
+          || !lt_dtype_is_float (bias->dtype))
+        {
+          g_autofree char *s = lt_tensor_shape_string (bias);
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                       "tensor “%s.bias”: expected a float tensor of shape [%d], found %s %s",
+                       name, lin->out_features, lt_dtype_name (bias->dtype), s);
+          lt_linear_clear (lin);
+          return FALSE;
+        }
+      lin->bias = g_new (float, lin->out_features);
+      lt_tensor_read_f32 (bias, 0, lin->out_features, lin->bias);
+    }
+  return TRUE;
+}
+
 static void
 lora_free (LtLora *l)
 {
@@ -94,6 +131,8 @@ lora_free (LtLora *l)
 void
 lt_linear_clear (LtLinear *lin)
 {
+  if (lin->kind == LT_LINEAR_QUANTIZED && lin->quant != NULL)
+    lt_quant_tensor_free (lin->quant);
   g_free (lin->name);
   g_free (lin->bias);
   lora_free (lin->lora);
@@ -121,19 +160,99 @@ base_scratch_floats (const LtLinear *lin)
     }
 }
 
-gsize
-lt_linear_scratch_floats (const LtLinear *lin)
+/* Multiply-adds below which a product is not worth splitting across OpenMP threads. */
+#define PARALLEL_MIN (1 << 18)
+
+/* OpenMP threads for a one-pool product, or 1 when the product runs the other way (OpenBLAS
+ * threaded, inside a parallel region, or too small). */
+static int
+one_pool_threads (double madds)
 {
-  gsize n = base_scratch_floats (lin);
-  if (lin->qat)
-    n += (gsize) lin->out_features * lin->in_features;
-  return n;
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  if (nt > 1 && openblas_get_num_threads () == 1 && madds >= PARALLEL_MIN)
+    return nt;
+  return 1;
+}
+
+/* Rows [row0, row0 + n) of the layer's quantized weight as a kernel view. */
+static void
+quant_view (const LtLinear *lin, int row0, int n, LtQKWeight *view)
+{
+  const LtQuantTensor *q = lin->quant;
+  int64_t gpr = q->groups_per_row;
+
+  lt_quant_tensor_get_weight (q, view);
+  view->rows = n;
+  view->codes += (gsize) row0 * q->words_per_row;
+  view->scales += (gsize) row0 * gpr;
+  if (view->biases)
+    view->biases += (gsize) row0 * gpr;
+}
+
+static void
+add_bias (float *y, const float *b, int N, int n, int ld)
+{
+  for (int i = 0; i < N; i++)
+    for (int o = 0; o < n; o++)
+      y[(gsize) i * ld + o] += b[o];
+}
+
+/* y (N, n_out) = x (N, n_in) · Ŵᵀ (+ b (n_out)), Ŵ = @w (n_out rows). */
+static void
+quant_forward (const LtQKWeight *w, const float *x, int N, float *y, const float *b,
+               float *scratch, gsize scratch_floats)
+{
+  int n_out = (int) w->rows, n_in = (int) w->cols;
+  int nt;
+
+  if (N <= 0 || n_out <= 0)
+    return;
+  /* few tokens (decode): lt-quant's fused expand-and-dot path, which reads only the packed
+   * codes and runs on the calling thread unless OpenMP waits passively (measured several
+   * times faster than row blocks of tiny sgemm calls, see bench-quant-quality --speed) */
+  nt = N <= lt_qk_fused_max_m ? 1 : one_pool_threads ((double) N * n_out * n_in);
+  if (nt > 1 && n_out >= 2 * nt)
+    {
+      /* one pool: each OpenMP thread expands its own block of rows of Ŵ and runs a
+       * single-threaded sgemm on it; blocks are about four per thread, 16 to 256 rows */
+      gsize share = scratch_floats / (gsize) nt;
+      int block = (n_out + 4 * nt - 1) / (4 * nt);
+      block = (block + 15) / 16 * 16;
+      block = CLAMP (block, 16, 256);
+      if ((gsize) block * n_in > share)
+        block = (int) (share / (gsize) n_in);
+      if (block >= 1)
+        {
+          int n_blocks = (n_out + block - 1) / block;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+          for (int bi = 0; bi < n_blocks; bi++)
+            {
+              int r0 = bi * block;
+              int r = MIN (n_out - r0, block);
+              /* tile (r, n_in) */
+              float *tile = scratch + (gsize) omp_get_thread_num () * share;
+              lt_qk_expand_rows (w, r0, r, tile);
+              cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, r, n_in, 1.0f, x, n_in, tile,
+                           n_in, 0.0f, y + r0, n_out);
+              if (b)
+                add_bias (y + r0, b + r0, N, r, n_out);
+            }
+          return;
+        }
+    }
+  /* the tile is expanded on this thread (or lt-quant's fused path for few tokens) and
+   * OpenBLAS threads the sgemm */
+  lt_qk_forward (y, x, w, N, 0.0f, scratch, (int64_t) (scratch_floats / (gsize) n_in));
+  if (b)
+    add_bias (y, b, N, n_out, n_out);
 }
 
 static void
 base_forward_rows (const LtLinear *lin, const float *x, int N, int row0, int n_rows, float *y,
                    const float *bias, float *scratch, gsize scratch_floats)
 {
+  g_assert (row0 >= 0 && n_rows >= 0 && row0 + n_rows <= lin->out_features);
+
   switch (lin->kind)
     {
     case LT_LINEAR_DENSE:
@@ -142,15 +261,145 @@ base_forward_rows (const LtLinear *lin, const float *x, int N, int row0, int n_r
         gsize esize = lt_dtype_bits (lin->weight->dtype) / 8;
         kdtype_of (lin->weight->dtype, &kd);
         const char *w = (const char *) lin->weight->data + (gsize) row0 * lin->in_features * esize;
-        lt_matmul_forward (y, x, w, kd, bias ? bias + row0 : NULL, N, lin->in_features, n_rows,
-                           scratch, scratch_floats);
+        lt_matmul_forward (y, x, w, kd, bias ? bias + row0 : NULL, N,
+                           lin->in_features, n_rows, scratch, scratch_floats);
         break;
       }
     case LT_LINEAR_QUANTIZED:
     default:
-      /* lt-quant's quantized matmul plugs in here. */
-      g_assert_not_reached ();
+      {
+        LtQKWeight view;
+        quant_view (lin, row0, n_rows, &view);
+        quant_forward (&view, x, N, y, bias ? bias + row0 : NULL, scratch,
+                       scratch_floats);
+        break;
+      }
     }
+}
+
+
+/* Expands rows [r0, r0 + r) of the layer's weight into tile (r, in). */
+static void
+expand_rows (const LtLinear *lin, int r0, int r, float *tile)
+{
+  if (lin->kind == LT_LINEAR_QUANTIZED)
+    {
+      LtQKWeight view;
+      lt_quant_tensor_get_weight (lin->quant, &view);
+      lt_qk_expand_rows (&view, r0, r, tile);
+    }
+  else
+    {
+      LtKDType kd = LT_KDTYPE_F32;
+      gsize esize = lt_dtype_bits (lin->weight->dtype) / 8;
+      kdtype_of (lin->weight->dtype, &kd);
+      lt_expand_f32 (kd, (const char *) lin->weight->data + (gsize) r0 * lin->in_features * esize,
+                     (gsize) r * lin->in_features, tile);
+    }
+}
+
+void
+lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx,
+                          gboolean accumulate, float *scratch, gsize scratch_floats)
+{
+  int n_out = lin->out_features, n_in = lin->in_features;
+  gboolean in_place = lin->kind == LT_LINEAR_DENSE && lin->weight->dtype == LT_DTYPE_F32
+                      && ((guintptr) lin->weight->data % 4) == 0;
+  int nt, tile_rows;
+
+  if (N <= 0 || n_in <= 0)
+    return;
+  if (n_out <= 0)
+    {
+      if (!accumulate)
+        memset (dx, 0, (gsize) N * n_in * sizeof (float));
+      return;
+    }
+  nt = one_pool_threads ((double) N * n_out * n_in);
+  if (lin->kind == LT_LINEAR_QUANTIZED && N <= lt_qk_fused_max_m)
+    nt = 1; /* the fused path, as in the forward */
+
+  if (in_place)
+    {
+      /* dx (N, n_in) = dy (N, n_out) · W (n_out, n_in), W read in place */
+      const float *w = lin->weight->data;
+      float beta = accumulate ? 1.0f : 0.0f;
+      if (nt > 1)
+        {
+          int cb = MAX (64, (n_in / (4 * nt) + 63) / 64 * 64);
+          int n_cb = (n_in + cb - 1) / cb;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+          for (int ci = 0; ci < n_cb; ci++)
+            {
+              int c0 = ci * cb, c = MIN (n_in - c0, cb);
+              cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, c, n_out, 1.0f, dy, n_out,
+                           w + c0, n_in, beta, dx + c0, n_in);
+            }
+        }
+      else
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, n_out, 1.0f, dy, n_out,
+                     w, n_in, beta, dx, n_in);
+      return;
+    }
+
+  if (nt == 1 && lin->kind == LT_LINEAR_QUANTIZED)
+    {
+      /* lt-quant's own tiling (fused path for few tokens), OpenBLAS threads the sgemm */
+      LtQKWeight view;
+      lt_quant_tensor_get_weight (lin->quant, &view);
+      lt_qk_backward (dx, dy, &view, N, accumulate ? 1.0f : 0.0f, scratch,
+                      (int64_t) (scratch_floats / (gsize) n_in));
+      return;
+    }
+
+  tile_rows = (int) MIN ((gsize) n_out, scratch_floats / (gsize) n_in);
+  g_assert (tile_rows >= 1);
+  for (int r0 = 0; r0 < n_out; r0 += tile_rows)
+    {
+      int r = MIN (n_out - r0, tile_rows);
+      float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
+      /* tile (r, n_in) = rows [r0, r0 + r) of W */
+      if (nt > 1)
+        {
+          /* one pool: the threads expand the tile's rows, then each multiplies its own
+           * blocks of columns of dx with a single-threaded sgemm */
+          int eb = MAX (1, r / (4 * nt));
+          int n_eb = (r + eb - 1) / eb;
+          int cb = MAX (64, (n_in / (4 * nt) + 63) / 64 * 64);
+          int n_cb = (n_in + cb - 1) / cb;
+#pragma omp parallel num_threads(nt)
+          {
+#pragma omp for schedule(dynamic, 1)
+            for (int ei = 0; ei < n_eb; ei++)
+              {
+                int e0 = ei * eb;
+                expand_rows (lin, r0 + e0, MIN (r - e0, eb), scratch + (gsize) e0 * n_in);
+              }
+#pragma omp for schedule(dynamic, 1)
+            for (int ci = 0; ci < n_cb; ci++)
+              {
+                int c0 = ci * cb, c = MIN (n_in - c0, cb);
+                cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, c, r, 1.0f, dy + r0,
+                             n_out, scratch + c0, n_in, beta, dx + c0, n_in);
+              }
+          }
+        }
+      else
+        {
+          expand_rows (lin, r0, r, scratch);
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, r, 1.0f, dy + r0, n_out,
+                       scratch, n_in, beta, dx, n_in);
+        }
+    }
+}
+
+gsize
+lt_linear_scratch_floats (const LtLinear *lin)
+{
+  gsize n = base_scratch_floats (lin);
+  if (lin->qat)
+    n += (gsize) lin->out_features * lin->in_features;
+  return n;
 }
 
 void
@@ -216,12 +465,6 @@ lt_linear_attach_lora (LtLinear *lin, int rank, float scale, float dropout, gboo
                    "%s: LoRA rank %d must be between 1 and %d", lin->name, rank, MIN (in, out));
       return FALSE;
     }
-  if (dora && lin->kind != LT_LINEAR_DENSE)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "%s: DoRA over a quantized layer is not supported", lin->name);
-      return FALSE;
-    }
   lora_free (lin->lora);
   lin->lora = l = g_new0 (LtLora, 1);
   l->rank = rank;
@@ -285,24 +528,14 @@ lt_linear_share_trainable (LtLinear *lin, const LtTensor *weight, float *grad)
   lin->grad_weight_shared = TRUE;
 }
 
-static LtKDType
-lin_kdtype (const LtLinear *lin)
-{
-  LtKDType kd = LT_KDTYPE_F32;
-  kdtype_of (lin->weight->dtype, &kd);
-  return kd;
-}
-
 /* row (in) = W[o, :] + scale · A · B[:, o] */
 static void
 adapted_row (const LtLinear *lin, int o, float *row)
 {
   const LtLora *l = lin->lora;
   int in = lin->in_features, r = l ? l->rank : 0, out = lin->out_features;
-  gsize esize = lt_dtype_bits (lin->weight->dtype) / 8;
 
-  lt_expand_f32 (lin_kdtype (lin), (const char *) lin->weight->data + (gsize) o * in * esize,
-                 in, row);
+  expand_rows (lin, o, 1, row);
   if (l == NULL)
     return;
   for (int i = 0; i < in; i++)
@@ -335,15 +568,39 @@ lt_linear_dora_norms (const LtLinear *lin, float *norm)
   }
 }
 
+/* lora->norm, recomputed only when A, B or the scale changed since the last time (a hash of
+ * their bits: (in + out)·r reads against out·in·r for the norms). */
+static void
+dora_norms_refresh (LtLinear *lin)
+{
+  LtLora *l = lin->lora;
+  guint64 h = 0xcbf29ce484222325ull;
+  gsize na = (gsize) lin->in_features * l->rank, nb = (gsize) l->rank * lin->out_features;
+  const guint32 *pa = (const guint32 *) l->a, *pb = (const guint32 *) l->b;
+  guint32 sbits;
+
+  memcpy (&sbits, &l->scale, sizeof sbits);
+  h = (h ^ sbits) * 0x100000001b3ull;
+  for (gsize i = 0; i < na; i++)
+    h = (h ^ pa[i]) * 0x100000001b3ull;
+  for (gsize i = 0; i < nb; i++)
+    h = (h ^ pb[i]) * 0x100000001b3ull;
+  if (l->norm_valid && h == l->norm_key)
+    return;
+  lt_linear_dora_norms (lin, l->norm);
+  l->norm_key = h;
+  l->norm_valid = TRUE;
+}
+
 void
 lt_linear_qat_weight (LtLinear *lin, float *w)
 {
   int in = lin->in_features, out = lin->out_features;
   const LtLora *l = lin->lora;
-  gsize n_scales = lin->qat_group > 0 ? (gsize) out * (in / lin->qat_group) : 1;
+  gsize n_scales = (gsize) out * (lin->qat_group > 0 ? in / lin->qat_group : 1);
 
   if (l && l->m)
-    lt_linear_dora_norms (lin, l->norm);
+    dora_norms_refresh (lin);
 #pragma omp parallel for schedule(static) if ((gsize) in * out > 65536)
   for (int o = 0; o < out; o++)
     {
@@ -452,7 +709,7 @@ lt_linear_forward_train (LtLinear *lin, const float *x, int N, float *y, float *
                l->rank, l->b, out, 1.0f, y, out);
   if (l->m)
     {
-      lt_linear_dora_norms (lin, l->norm);
+      dora_norms_refresh (lin);
 #pragma omp parallel for schedule(static) if ((gsize) N * out > 16384)
       for (int n = 0; n < N; n++)
         for (int o = 0; o < out; o++)
@@ -476,9 +733,16 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
   const float *dz = dy;
 
   if (lin->grad_bias)
-    for (int n = 0; n < N; n++)
+    {
+#pragma omp parallel for schedule(static) if ((gsize) N * out > 65536)
       for (int o = 0; o < out; o++)
-        lin->grad_bias[o] += dy[(gsize) n * out + o];
+        {
+          float acc = 0.0f;
+          for (int n = 0; n < N; n++)
+            acc += dy[(gsize) n * out + o];
+          lin->grad_bias[o] += acc;
+        }
+    }
   if (lin->grad_weight)
     lt_matmul_backward_dw (lin->grad_weight, dy, out, x, N, in, out);
 
@@ -496,10 +760,11 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
           float *z = bump (&bs, (gsize) N * out);
           float *dzb = bump (&bs, (gsize) N * out);
           if (!lin->qat)
-            lt_linear_dora_norms (lin, l->norm);
+            dora_norms_refresh (lin);
           base_forward_rows (lin, x, N, 0, out, z, NULL, tile, tile_floats);
           cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, out, r, l->scale, xa, r,
                        l->b, out, 1.0f, z, out);
+#pragma omp parallel for schedule(static) if ((gsize) N * out > 65536)
           for (int o = 0; o < out; o++)
             {
               double acc = 0.0;
@@ -547,16 +812,29 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
       lt_matmul_backward_dx (dx, dy, out, weff, LT_KDTYPE_F32, N, in, out, tile, tile_floats);
       return;
     }
-  switch (lin->kind)
+  lt_linear_backward_input (lin, dz, N, dx, TRUE, tile, tile_floats);
+}
+
+void
+lt_linear_backward_input_rows (const LtLinear *lin, const float *dy, int ldy, int N, int row0,
+                               int n_rows, float *dx, float *scratch, gsize scratch_floats)
+{
+  int in = lin->in_features;
+  int rows = (int) MAX (scratch_floats / (gsize) in, 1);
+
+  if (lin->kind == LT_LINEAR_DENSE && lin->weight->dtype == LT_DTYPE_F32
+      && ((guintptr) lin->weight->data % 4) == 0)
     {
-    case LT_LINEAR_DENSE:
-      lt_matmul_backward_dx (dx, dz, out, lin->weight->data, lin_kdtype (lin), N, in, out, tile,
-                             tile_floats);
-      break;
-    case LT_LINEAR_QUANTIZED:
-    default:
-      /* lt-quant's quantized dX kernel plugs in here (branch quant-int). */
-      g_assert_not_reached ();
+      lt_matmul_accumulate_dx (dx, dy, ldy, (const float *) lin->weight->data + (gsize) row0 * in,
+                               N, in, n_rows);
+      return;
+    }
+  for (int r0 = 0; r0 < n_rows; r0 += rows)
+    {
+      int r = MIN (rows, n_rows - r0);
+      /* scratch (r, in) */
+      expand_rows (lin, row0 + r0, r, scratch);
+      lt_matmul_accumulate_dx (dx, dy + r0, ldy, scratch, N, in, r);
     }
 }
 

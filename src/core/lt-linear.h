@@ -5,8 +5,16 @@
  *   LT_LINEAR_DENSE      W (out, in) in its stored dtype (F32, F16 or BF16), borrowed from the
  *                        model's mmapped safetensors; expanded tile by tile into the caller's
  *                        f32 scratch right before each sgemm (never a whole f32 copy);
- *   LT_LINEAR_QUANTIZED  reserved for lt-quant's packed formats (its own quantized matmul):
- *                        lt_linear_forward switches on the kind.
+ *   LT_LINEAR_QUANTIZED  an lt-quant packed weight (LtQuantTensor, owned by the layer): each
+ *                        product expands Ŵ tile by tile into the same f32 scratch
+ *                        (lt-quant-kernels), so Ŵ in f32 never exists either.
+ * Threads: when OpenBLAS runs single-threaded (lt_linear_set_threads), both kinds follow the
+ * one-pool policy: in the forward OpenMP threads take blocks of rows of W, each expanding its
+ * own tile and calling a single-threaded sgemm; in the backward they expand a tile of rows of
+ * W together, then each multiplies its own blocks of columns of dX. Otherwise the
+ * tile is expanded on the calling thread and OpenBLAS threads the sgemm. A quantized layer
+ * fed few tokens (N <= lt_qk_fused_max_m, decode) takes lt-quant's fused expand-and-dot path
+ * on the calling thread instead (lt-quant-kernels.h).
  * The bias, when present, is a small f32 copy owned by the layer.
  *
  * Training state hangs off the layer (lt-model-train drives it):
@@ -20,6 +28,7 @@
 
 #include <glib.h>
 
+#include "lt-quant.h"
 #include "lt-tensor.h"
 
 G_BEGIN_DECLS
@@ -42,6 +51,8 @@ typedef struct
   float *grad_b;             /* (r, out) */
   float *grad_m;             /* (out) or NULL */
   float *norm;               /* (out) DoRA: the detached row norms of the last forward */
+  gboolean norm_valid;       /* norm matches norm_key */
+  guint64 norm_key;          /* hash of scale, A and B the norms were computed from */
 } LtLora;
 
 typedef struct
@@ -51,7 +62,7 @@ typedef struct
   int out_features;          /* out */
   LtLinearKind kind;
   const LtTensor *weight;    /* dense: (out, in), borrowed */
-  gpointer quant;            /* quantized: lt-quant's packed weight (NULL until then) */
+  gpointer quant;            /* quantized: LtQuantTensor (out, in), owned; else NULL */
   float *bias;               /* (out) or NULL; owned */
   LtLora *lora;              /* adapter or NULL; owned */
   LtTensor *master;          /* full fine-tuning: f32 (out, in) weight, owned (NULL when the
@@ -62,7 +73,7 @@ typedef struct
   gboolean qat;              /* forward through fq(W_eff) */
   int qat_bits;
   int qat_group;             /* 0 = per tensor */
-  float *qat_scales;         /* (out · in / group) or (1) frozen scales; owned */
+  float *qat_scales;         /* (out, in / group) or (out) frozen scales; owned */
   gboolean qat_scales_valid; /* FALSE: the next forward recomputes them */
 } LtLinear;
 
@@ -78,6 +89,10 @@ typedef struct
  * A wrong dtype or shape is an error naming the tensor. */
 gboolean lt_linear_init_dense (LtLinear *lin, const char *name, const LtTensor *weight,
                                const LtTensor *bias, GError **error);
+/* Sets up a quantized layer over @q ((out, in)); takes ownership of @q (also on failure).
+ * @bias ((out) or NULL) is copied to f32 as for the dense kind. */
+gboolean lt_linear_init_quantized (LtLinear *lin, const char *name, LtQuantTensor *q,
+                                   const LtTensor *bias, GError **error);
 /* Frees what the layer owns (not the borrowed weight) and zeroes it. */
 void lt_linear_clear (LtLinear *lin);
 
@@ -120,6 +135,19 @@ void lt_linear_forward_train (LtLinear *lin, const float *x, int N, float *y, fl
 void lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float *dx,
                          const float *xa, const LtDropout *drop, float *scratch,
                          gsize scratch_floats);
+
+/* dx (N, in) = dy (N, out) · W   (or dx += … when @accumulate): the gradient with respect to
+ * the layer's input, W being the dense weight or Ŵ, expanded tile by tile (rows of W) into
+ * @scratch as in the forward. The bias plays no part. @scratch: lt_linear_scratch_floats()
+ * floats or more. */
+void lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx,
+                               gboolean accumulate, float *scratch, gsize scratch_floats);
+
+/* dx (N, in) += dy (N, n_rows; row stride @ldy) · W[row0 : row0 + n_rows, :], either kind,
+ * expanded tile by tile into @scratch (at least @in floats). The LM head's vocabulary chunks. */
+void lt_linear_backward_input_rows (const LtLinear *lin, const float *dy, int ldy, int N,
+                                    int row0, int n_rows, float *dx, float *scratch,
+                                    gsize scratch_floats);
 
 /* Thread policy for linear layers: @n OpenMP threads (n <= 0: all cores) share each product's
  * blocks of rows and call OpenBLAS single-threaded, so one thread pool does all the work.

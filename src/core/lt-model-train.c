@@ -13,6 +13,7 @@
 #include "lt-backward.h"
 #include "lt-error.h"
 #include "lt-kernels.h"
+#include "lt-quant.h"
 
 #define N_LIN 7
 #define LOGIT_CHUNK_FLOATS ((gsize) 4 << 20)
@@ -52,13 +53,13 @@ typedef struct
   gboolean attached;
   GArray *params;            /* Param */
   int first;                 /* lowest block with trainable parameters (L when none) */
-  gboolean train_embed;      /* full: embedding, final norm, head */
   gboolean training;
   guint64 drop_seed;
   guint64 step;
   gboolean ckpt;
   gboolean qat;
   int qat_bits, qat_group;
+  int chunk_cols;            /* LM-head chunk width; 0 = automatic */
 
   /* full fine-tuning */
   LtTensor *embed_master;    /* (V, C) f32 */
@@ -73,7 +74,9 @@ typedef struct
   float *arena;
   gsize arena_floats;
   Acts *acts;                /* (cap_layers) without checkpointing */
-  Acts shared;               /* the recompute set (checkpointing, frozen blocks) */
+  Acts shared;               /* the recompute set (checkpointing, frozen blocks), sized for
+                                the largest block; its x·A pointers follow the block using it */
+  float *shared_base;
   float **x_saved;           /* (L) block inputs under checkpointing */
   float *xf, *xnf;           /* (N, C) final hidden, normed */
   float *tmp;                /* backward temporaries */
@@ -231,22 +234,26 @@ attach_full (LtModel *m, Train *t, GError **error)
   /* norms: the model already holds them in f32 (w.f32_arena) */
   t->norms_floats = (gsize) L * (2 * C + (c->qk_norm ? 2 * c->head_dim : 0)) + C;
   t->grad_norms = g_new0 (float, t->norms_floats);
-  t->train_embed = TRUE;
 
-  t->embed_master = lt_tensor_new ("model.embed_tokens.weight", LT_DTYPE_F32, 2, shape);
-  if (t->embed_master == NULL)
+  /* The embedding trains when every block does (its gradient comes through all of them);
+   * with fewer blocks it stays frozen, as in mlx-lm, and so does a head tied to it. */
+  if (t->first == 0)
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
-                   "could not allocate the f32 master embedding");
-      return FALSE;
+      t->embed_master = lt_tensor_new ("model.embed_tokens.weight", LT_DTYPE_F32, 2, shape);
+      if (t->embed_master == NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                       "could not allocate the f32 master embedding");
+          return FALSE;
+        }
+      lt_tensor_read_f32 (m->w.embed, 0, (int64_t) V * C, t->embed_master->data);
+      t->grad_embed = g_new0 (float, (gsize) V * C);
+      m->w.embed = t->embed_master;
+      add_param2 (t, "model.embed_tokens.weight", t->embed_master->data, t->grad_embed, V, C,
+                  TRUE);
+      if (c->tie_word_embeddings)
+        lt_linear_share_trainable (&m->w.lm_head, t->embed_master, t->grad_embed);
     }
-  lt_tensor_read_f32 (m->w.embed, 0, (int64_t) V * C, t->embed_master->data);
-  t->grad_embed = g_new0 (float, (gsize) V * C);
-  m->w.embed = t->embed_master;
-  add_param2 (t, "model.embed_tokens.weight", t->embed_master->data, t->grad_embed, V, C,
-              TRUE);
-  if (c->tie_word_embeddings)
-    lt_linear_share_trainable (&m->w.lm_head, t->embed_master, t->grad_embed);
 
   for (int l = t->first; l < L; l++)
     {
@@ -299,10 +306,11 @@ check_dense (LtModel *m, GError **error)
             return FALSE;
           }
       }
-  if (m->w.lm_head.kind != LT_LINEAR_DENSE)
+  if (m->w.lm_head.kind != LT_LINEAR_DENSE || m->w.embed_q != NULL)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "full fine-tuning needs a dense base model; lm_head is quantized");
+                   "full fine-tuning needs a dense base model; %s is quantized",
+                   m->w.embed_q != NULL ? "model.embed_tokens" : "lm_head");
       return FALSE;
     }
   return TRUE;
@@ -356,7 +364,8 @@ lt_model_attach_trainable (LtModel *m, const LtAdapterSpec *spec, GError **error
   t = train_get (m);
   t->spec = *spec;
   t->spec.keys = g_strdupv (spec->keys);
-  t->first = spec->num_layers < 0 || spec->num_layers >= L ? 0 : L - spec->num_layers;
+  /* mlx-lm: model.layers[-max(num_layers, 0):], so 0 and -1 both mean every block */
+  t->first = spec->num_layers <= 0 || spec->num_layers >= L ? 0 : L - spec->num_layers;
   if (spec->type == LT_TRAIN_TYPE_FULL)
     {
       if (!attach_full (m, t, error))
@@ -416,6 +425,18 @@ lt_model_set_training (LtModel *m, gboolean training, guint64 dropout_seed)
 }
 
 void
+lt_model_set_dropout_step (LtModel *m, guint64 step)
+{
+  train_get (m)->step = step;
+}
+
+void
+lt_model_set_logit_chunk (LtModel *m, int columns)
+{
+  train_get (m)->chunk_cols = MAX (columns, 0);
+}
+
+void
 lt_model_set_grad_checkpointing (LtModel *m, gboolean enabled)
 {
   train_get (m)->ckpt = enabled;
@@ -446,7 +467,10 @@ set_qat_one (LtLinear *lin, gpointer data)
   const QatArgs *a = data;
   lin->qat = a->enabled;
   lin->qat_bits = a->bits;
-  lin->qat_group = a->group > 0 && lin->in_features % a->group == 0 ? a->group : 0;
+  /* lt-qat groups: 32, 64, 128 dividing the row; otherwise one scale per tensor (lt-run's
+   * validation refuses such a group size before training) */
+  lin->qat_group = (a->group == 32 || a->group == 64 || a->group == 128)
+                   && lin->in_features % a->group == 0 ? a->group : 0;
   lin->qat_scales_valid = FALSE;
   g_clear_pointer (&lin->qat_scales, g_free);
 }
@@ -477,8 +501,9 @@ lt_model_qat_recompute_scales (LtModel *m)
 
 /* ---- step memory ---- */
 
+/* Values one block's activation set holds for N tokens (its own adapters' ranks). */
 static gsize
-acts_floats (const LtModel *m, int N)
+acts_floats (const LtModel *m, int l, int N)
 {
   const LtConfig *c = m->config;
   gsize C = c->hidden_size, I = c->intermediate_size;
@@ -486,8 +511,7 @@ acts_floats (const LtModel *m, int N)
   gsize kvd = (gsize) c->num_key_value_heads * c->head_dim;
   gsize per = 4 * C + 2 * qd + 2 * kvd + 2 * I + (c->qk_norm ? qd + kvd : 0);
   gsize r = 0;
-  /* the adapters' ranks are those of block L-1 (every trained block has the same modules) */
-  LtLayerWeights *lw = &m->w.layers[c->num_hidden_layers - 1];
+  LtLayerWeights *lw = &m->w.layers[l];
   for (int j = 0; j < N_LIN; j++)
     if (layer_linear (lw, j)->lora)
       r += layer_linear (lw, j)->lora->rank;
@@ -558,10 +582,12 @@ step_memory (LtModel *m, Train *t, int N, GError **error)
   gsize qd = (gsize) c->num_attention_heads * c->head_dim;
   gsize kvd = (gsize) c->num_key_value_heads * c->head_dim;
   int n_saved = L - t->first;
-  gsize per_set = acts_floats (m, N);
+  gsize per_set = 0;
   gsize need;
   float *p;
 
+  for (int l = 0; l < L; l++)
+    per_set = MAX (per_set, acts_floats (m, l, N));
   /* arena: [xf, xnf] [shared set with x_in] [per trained block: x_in (ckpt) or a full set] */
   need = 2 * (gsize) N * C + per_set;
   if (t->ckpt)
@@ -573,7 +599,9 @@ step_memory (LtModel *m, Train *t, int N, GError **error)
   p = t->arena;
   t->xf = take (&p, (gsize) N * C);
   t->xnf = take (&p, (gsize) N * C);
+  t->shared_base = p;
   acts_layout (m, &t->shared, &p, N, L - 1, FALSE);
+  p = t->shared_base + per_set;
   g_free (t->acts);
   g_free (t->x_saved);
   t->acts = g_new0 (Acts, MAX (n_saved, 1));
@@ -623,6 +651,15 @@ step_memory (LtModel *m, Train *t, int N, GError **error)
   return TRUE;
 }
 
+/* The shared set laid out for block l (only the x·A pointers, last in the set, move). */
+static Acts *
+shared_for (LtModel *m, Train *t, int l, int N)
+{
+  float *p = t->shared_base;
+  acts_layout (m, &t->shared, &p, N, l, FALSE);
+  return &t->shared;
+}
+
 /* ---- forward / backward of one block ---- */
 
 static LtDropout
@@ -632,6 +669,7 @@ drop_of (const Train *t, int l, int j)
   if (t->training && t->spec.type != LT_TRAIN_TYPE_FULL && t->spec.dropout > 0.0)
     {
       d.p = (float) t->spec.dropout;
+      /* dropout_seed ^ (step · K): a caller may cancel the step by passing it in the seed */
       d.seed = t->drop_seed ^ (t->step * 0x9e3779b97f4a7c15ull)
                ^ ((guint64) (l * N_LIN + j + 1) * 0xd1b54a32d192ed03ull);
     }
@@ -693,6 +731,7 @@ block_forward (LtModel *m, Train *t, int l, const float *x_in, float *x_out, Act
                             lengths[b], H, KVH, D, att_scratch);
   }
   lin_fwd (m, t, l, 3, a->att, N, tmpC, a);
+#pragma omp parallel for schedule(static) if ((gsize) N * C > 16384)
   for (gsize i = 0; i < (gsize) N * C; i++)
     a->x_mid[i] = x_in[i] + tmpC[i];
   lt_rmsnorm_forward (a->xn2, a->x_mid, lw->post_norm, eps, N, C);
@@ -700,6 +739,7 @@ block_forward (LtModel *m, Train *t, int l, const float *x_in, float *x_out, Act
   lin_fwd (m, t, l, 5, a->xn2, N, a->up, a);
   lt_swiglu_forward (h, a->gate, a->up, (gsize) N * I);
   lin_fwd (m, t, l, 6, h, N, tmpC, a);
+#pragma omp parallel for schedule(static) if ((gsize) N * C > 16384)
   for (gsize i = 0; i < (gsize) N * C; i++)
     x_out[i] = a->x_mid[i] + tmpC[i];
 }
@@ -836,8 +876,8 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
 {
   const LtLinear *head = &m->w.lm_head;
   int V = m->config->vocab_size, C = m->config->hidden_size;
-  int chunk = (int) MIN ((gsize) V, MAX (LOGIT_CHUNK_FLOATS / (gsize) N, (gsize) 256));
-  gsize esize = lt_dtype_bits (head->weight->dtype) / 8;
+  int chunk = t->chunk_cols > 0 ? MIN (t->chunk_cols, V)
+              : (int) MIN ((gsize) V, MAX (LOGIT_CHUNK_FLOATS / (gsize) N, (gsize) 256));
   double sum = 0.0;
 
   if (!grow (&t->chunk, &t->chunk_floats, (gsize) N * chunk, error))
@@ -866,6 +906,8 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
         sum += (double) weights[i] * (t->lse[i] - (double) t->tgt_logit[i]);
     }
   *loss_sum = sum;
+  if (loss_scale == 0.0f)
+    return TRUE; /* evaluation: the gradient would be zero */
 
   /* pass 2: grad = scale·(softmax − onehot) per chunk → dxn, dW_head */
   memset (dxn, 0, (gsize) N * C * sizeof (float));
@@ -874,9 +916,8 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
       int vc = MIN (chunk, V - v0);
       lt_linear_forward_rows (head, t->xnf, N, v0, vc, t->chunk, t->scratch, t->scratch_floats);
       lt_ce_chunk_grad (t->chunk, t->lse, targets, t->ce_scale, N, v0, vc);
-      lt_matmul_backward_dx (dxn, t->chunk, vc, (const char *) head->weight->data
-                             + (gsize) v0 * C * esize, kd_of (head->weight), N, C, vc,
-                             t->scratch, t->scratch_floats);
+      lt_linear_backward_input_rows (head, t->chunk, vc, N, v0, vc, dxn, t->scratch,
+                                     t->scratch_floats);
       if (head->grad_weight)
         lt_matmul_backward_dw (head->grad_weight + (gsize) v0 * C, t->chunk, vc, t->xnf, N, C,
                                vc);
@@ -899,26 +940,33 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
   if (!check_batch (m, tokens, lengths, B, targets, weights, &N, error)
       || !step_memory (m, t, N, error))
     return FALSE;
-  t->step++;
+  t->step++; /* this call's masks use the count of calls including it */
   for (int b = 0, o = 0; b < B; o += lengths[b], b++)
     for (int i = 0; i < lengths[b]; i++)
       t->pos[o + i] = i;
 
   /* embedding → x (N, C): block 0's saved input when it trains, else xf */
   x = t->first == 0 && L > 0 ? t->x_saved[0] : t->xf;
-  {
-    const LtTensor *e = m->w.embed;
-    gsize row_bytes = (gsize) C * (lt_dtype_bits (e->dtype) / 8);
+  if (m->w.embed_q != NULL)
+    {
 #pragma omp parallel for schedule(static) if (N > 16)
-    for (int i = 0; i < N; i++)
-      lt_expand_f32 (kd_of (e), (const char *) e->data + (gsize) tokens[i] * row_bytes, C,
-                     x + (gsize) i * C);
-  }
+      for (int i = 0; i < N; i++)
+        lt_quant_tensor_dequantize_rows (m->w.embed_q, tokens[i], 1, x + (gsize) i * C);
+    }
+  else
+    {
+      const LtTensor *e = m->w.embed;
+      gsize row_bytes = (gsize) C * (lt_dtype_bits (e->dtype) / 8);
+#pragma omp parallel for schedule(static) if (N > 16)
+      for (int i = 0; i < N; i++)
+        lt_expand_f32 (kd_of (e), (const char *) e->data + (gsize) tokens[i] * row_bytes, C,
+                       x + (gsize) i * C);
+    }
   /* blocks */
   for (int l = 0; l < L; l++)
     {
       gboolean saved = l >= t->first && !t->ckpt;
-      Acts *a = saved ? &t->acts[l - t->first] : &t->shared;
+      Acts *a = saved ? &t->acts[l - t->first] : shared_for (m, t, l, N);
       /* frozen blocks below the trained ones run in place in xf (block_forward reads its
        * input before it writes its output) */
       float *out = l + 1 < L && l + 1 >= t->first ? t->x_saved[l + 1] : t->xf;
@@ -937,13 +985,15 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
     float *dxn = t->shared.xn1;
     if (!head_loss_backward (m, t, N, targets, weights, loss_scale, loss_sum, dxn, error))
       return FALSE;
+    if (loss_scale == 0.0f)
+      return TRUE; /* nothing to add to the gradients */
     lt_rmsnorm_backward (dx, norm_grad (t, m, m->w.norm), t->xf, m->w.norm, dxn, eps, N, C);
   }
 
   /* blocks, last to first, down to the lowest trained one */
   for (int l = L - 1; l >= t->first; l--)
     {
-      Acts *a = t->ckpt ? &t->shared : &t->acts[l - t->first];
+      Acts *a = t->ckpt ? shared_for (m, t, l, N) : &t->acts[l - t->first];
       if (t->ckpt)
         {
           /* recompute the block from its saved input (its output is not needed: xnf is

@@ -32,19 +32,35 @@ typedef struct
 void lt_adapter_spec_from_config (LtAdapterSpec *spec, const LtRunConfig *cfg);
 
 /* Makes the model trainable as @spec says. FULL on a quantized base is refused
- * (LT_ERROR_UNSUPPORTED); an unknown key names the key. */
+ * (LT_ERROR_UNSUPPORTED); an unknown key names the key.
+ * LoRA / DoRA: an adapter on each @keys linear layer of the last @num_layers blocks (0 or −1:
+ * every block, as mlx-lm's model.layers[-max(num_layers, 0):]); the base stays frozen (dense
+ * or quantized). FULL: f32 master copies of every linear weight, bias and norm of those
+ * blocks, the final norm and an untied head; the embedding (and a head tied to it) trains
+ * only when every block does. */
 gboolean lt_model_attach_trainable (LtModel *model, const LtAdapterSpec *spec, GError **error);
 
 /* Trainable tensors in a stable order. @name: the mlx-lm adapters.safetensors key
  * ("model.layers.0.self_attn.q_proj.lora_a"; for full training the HF weight name); @data and
  * @grad: (n) f32 owned by the model; @decay: FALSE for norms and DoRA magnitudes' exemptions
  * as the trainer's optimizer applies them. */
+/* Here @decay is TRUE for LoRA A, B, DoRA m (PEFT and mlx-lm decay every adapter tensor), the
+ * embedding, linear weights and the head; FALSE for norms and biases. Order: block by block,
+ * q, k, v, o, gate, up, down (lora_a, lora_b, m); full: embedding, then per block
+ * input_layernorm, q/k/v (+ bias, q_norm, k_norm), o, post_attention_layernorm, gate, up,
+ * down, then model.norm and lm_head. */
 guint lt_model_get_n_params (LtModel *model);
 void lt_model_get_param (LtModel *model, guint index, const char **name, float **data,
                          float **grad, gsize *n, gboolean *decay);
 
 /* Training mode enables dropout, drawn from @dropout_seed and the step. */
 void lt_model_set_training (LtModel *model, gboolean training, guint64 dropout_seed);
+/* The dropout step counter: the number of lt_model_forward_backward calls so far (0 on a new
+ * model). Each call first increments it, then draws its masks from
+ * hash(dropout_seed ^ step·0x9e3779b97f4a7c15, layer, module, token·in + i) (keep where
+ * uniform ≥ p, scale 1/(1−p)); passing seed ^ step·0x9e3779b97f4a7c15 cancels the step. Set it
+ * on resume for the same masks. */
+void lt_model_set_dropout_step (LtModel *model, guint64 step);
 void lt_model_set_grad_checkpointing (LtModel *model, gboolean enabled);
 
 /* QAT: while enabled, each trainable linear layer's forward uses fq(W_eff) (symmetric fake
@@ -57,7 +73,7 @@ void lt_model_qat_recompute_scales (LtModel *model);
  * per-position targets (N) and loss weights (N) (0 = not in the loss). Adds to every
  * parameter's grad the gradient of loss_scale · Σ_t weights[t]·CE(logits[t], targets[t]) and
  * returns Σ_t weights[t]·CE in *loss_sum. The LM head and cross-entropy run in vocabulary
- * chunks: (N, V) logits never exist. */
+ * chunks: (N, V) logits never exist. loss_scale 0 (evaluation) skips the backward. */
 gboolean lt_model_forward_backward (LtModel *model, const int32_t *tokens, const int *lengths,
                                     int B, const int32_t *targets, const float *weights,
                                     float loss_scale, double *loss_sum, GError **error);
@@ -68,19 +84,33 @@ gboolean lt_model_forward_backward (LtModel *model, const int32_t *tokens, const
 gboolean lt_model_save_adapters (LtModel *model, const char *dir, const char *file_name,
                                  const LtRunConfig *cfg, GError **error);
 gboolean lt_model_load_adapters (LtModel *model, const char *path, GError **error);
+/* Loading details: without trainable parameters yet, the file decides (its modules, ranks,
+ * scale — PEFT: lora_alpha / r, or / √r with use_rslora — DoRA, dropout); with them, the file
+ * must hold exactly the model's adapters (a missing or misshapen one is named). mlx-lm full
+ * fine-tuning weights load into the f32 masters by name. PEFT's alpha_pattern and
+ * lora_embedding_* / modules_to_save tensors are refused (LT_ERROR_UNSUPPORTED). */
 
-/* Activation memory of lt_model_forward_backward, in f32 values kept per token per trained
- * block (C hidden, I intermediate, H·D query width, KVH·D key/value width, r LoRA rank; a
- * block below the lowest trained block keeps nothing):
- *   without checkpointing: 4·C + 3·H·D + 2·KVH·D + 2·I + Σ_adapted r
- *                          (x_in, normed x, x_mid, normed x_mid; q, attention out; k, v;
- *                           gate, up; x·A per adapted linear) + Qwen3 q/k norms: H·D + KVH·D
- *                          — wait: q counts once after RoPE, see the byte formula below;
- *   with checkpointing:    C (the block input), plus one block's full set above (recomputed
- *                          during the backward, reused from block to block).
- * Per token, not per block: 2·C (final hidden and its norm). The backward's temporaries
- * (reused per block): 3·I + 3·C + 2·H·D + 2·KVH·D values per token, plus one linear layer's
- * scratch (the weight expansion tile; QAT: one layer's out·in). */
+/* Activation memory of lt_model_forward_backward (f32, 4 bytes a value). C hidden size,
+ * I intermediate, H·D query width, KVH·D key/value width, Σr the ranks of a block's adapted
+ * linear layers (0 for full fine-tuning). Blocks below the lowest trained block keep nothing.
+ *
+ * Kept per token per trained block:
+ *   without checkpointing  4·C + 2·H·D + 2·KVH·D + 2·I + Σr   values
+ *                          (block input, its norm, the mid residual, its norm; q after RoPE,
+ *                          the attention output; k, v; gate, up; x·A per adapter)
+ *                          Qwen3 adds H·D + KVH·D (q, k before their norms);
+ *   with checkpointing     C values (the block input); the set above exists once (the block
+ *                          being recomputed), reused from block to block.
+ * Once per token (not per block): 2·C (final hidden state and its norm), the backward's
+ * temporaries 3·I + 3·C + 2·H·D + 2·KVH·D, and one linear layer's scratch: max(in) + r
+ * (+ 2·max(out) for DoRA). Fixed: the LM-head chunk (at most 4 Mi logits = 16 MiB) and one
+ * weight expansion tile (QAT: one layer's out·in).
+ * Example, Llama-3.2-1B (C 2048, H·D 2048, KVH·D 512, I 8192), LoRA r 8 on all 7 linears:
+ * 29 752 values = 119 008 bytes per token per block without checkpointing, 8 192 bytes with. */
+
+/* Width of the LM-head vocabulary chunks of lt_model_forward_backward (0: automatic, about
+ * 4 Mi logits at once). For tests. */
+void lt_model_set_logit_chunk (LtModel *model, int columns);
 
 /* Index (0..6) of a block-relative linear key: "self_attn.q_proj" … "mlp.down_proj", or the
  * short name ("q_proj"); -1 when unknown. */

@@ -119,6 +119,8 @@ typedef struct
   gint64 qat_last_recompute;
   float **qat_snapshot;      /* (n_params) copies of the params at the last recompute */
 
+  gint64 fb_calls;           /* lt_model_forward_backward calls on this model */
+
   /* padding-free micro-batch buffers */
   GArray *mb_tokens, *mb_targets, *mb_weights, *mb_lengths;
 } Trainer;
@@ -206,14 +208,14 @@ fill_common (Trainer *tr, LtTrainProgress *p)
 static gboolean
 emit (Trainer *tr, LtTrainProgress *p)
 {
-  if (p->event != LT_TRAIN_EVENT_LOG)
-    fill_common (tr, p);
-  else
+  if (p->event == LT_TRAIN_EVENT_LOG)
     {
       p->step = tr->step;
       p->total_steps = tr->total_steps;
       p->loss = NAN;
       p->val_loss = NAN;
+      p->learning_rate = NAN;
+      p->tokens_per_s = NAN;
     }
   if (tr->progress != NULL && !tr->progress (p, tr->user_data))
     tr->stop = TRUE;
@@ -231,6 +233,9 @@ emit_phase (Trainer *tr, LtTrainPhase phase)
   p.phase = phase;
   p.loss = NAN;
   p.val_loss = NAN;
+  p.learning_rate = NAN;
+  p.tokens_per_s = NAN;
+  fill_common (tr, &p);
   emit (tr, &p);
 }
 
@@ -524,6 +529,11 @@ save_state (Trainer *tr, GError **error)
   json_builder_add_boolean_value (b, tr->qat_active);
   add_int (b, "qat_first_step", tr->qat_first_step);
   add_int (b, "qat_last_recompute_step", tr->qat_last_recompute);
+  /* the report in progress, so that a resumed run's next report averages the same steps */
+  json_builder_set_member_name (b, "report_loss_sum");
+  json_builder_add_double_value (b, tr->report_loss_sum);
+  add_int (b, "report_steps", tr->report_steps);
+  add_int (b, "report_tokens", tr->report_tokens);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
   text = lt_run_json_to_string (root, TRUE);
@@ -650,6 +660,10 @@ load_state (Trainer *tr, GError **error)
                    && json_object_get_boolean_member (o, "qat_active");
   tr->qat_first_step = json_int (o, "qat_first_step", 0);
   tr->qat_last_recompute = json_int (o, "qat_last_recompute_step", 0);
+  tr->report_loss_sum = json_object_has_member (o, "report_loss_sum")
+                          ? json_object_get_double_member (o, "report_loss_sum") : 0.0;
+  tr->report_steps = (int) json_int (o, "report_steps", 0);
+  tr->report_tokens = json_int (o, "report_tokens", 0);
   if (tr->step < 0 || tr->epoch < 0 || tr->cursor > tr->train->n_examples)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
@@ -766,6 +780,7 @@ save_adapter (Trainer *tr, const char *file_name, GError **error)
   p.learning_rate = NAN;
   p.tokens_per_s = NAN;
   p.message = path;
+  fill_common (tr, &p);
   emit (tr, &p);
   return TRUE;
 }
@@ -846,6 +861,7 @@ run_micro_batch (Trainer *tr, const LtBatch *batch, float loss_scale, double *lo
   *loss_sum = 0.0;
   if (tr->mb_lengths->len == 0)
     return TRUE;
+  tr->fb_calls++;
   return lt_model_forward_backward (tr->model, (const int32_t *) tr->mb_tokens->data,
                                     (const int *) tr->mb_lengths->data,
                                     (int) tr->mb_lengths->len,
@@ -994,8 +1010,12 @@ train_step (Trainer *tr, GError **error)
       if (batch->n_predicted == 0)
         continue;
       scale = (float) (1.0 / ((double) batch->n_predicted * accum));
+      /* lt-model-train mixes its own count of forward_backward calls (·K) into the dropout
+       * seed; a resumed run's model has made fewer calls, so cancel it: the masks then depend
+       * on (seed, step, micro-batch) alone. */
       lt_model_set_training (tr->model, TRUE,
-                             mix64 (tr->dropout_seed ^ mix64 ((guint64) s * 64 + micro)));
+                             mix64 (tr->dropout_seed ^ mix64 ((guint64) s * 64 + micro))
+                               ^ ((guint64) (tr->fb_calls + 1) * 0x9e3779b97f4a7c15ull));
       if (!run_micro_batch (tr, batch, scale, &loss_sum, error))
         {
           g_prefix_error (error, "step %" G_GINT64_FORMAT ": ", s);
@@ -1140,9 +1160,26 @@ load_model (Trainer *tr, GError **error)
   const char *source;
   LtAdapterSpec spec;
 
-  tr->model = lt_model_load (cfg->model, error);
-  if (tr->model == NULL)
-    return FALSE;
+  {
+    /* a load-time quantization (4/6/8-bit, mxfp4, nf4) of the frozen base, layer by layer:
+     * never a whole f32 copy */
+    LtLoadOptions opts = { 0 };
+
+    opts.quantization = cfg->quantization;
+    tr->model = lt_model_load_with_options (cfg->model, &opts, error);
+    if (tr->model == NULL)
+      return FALSE;
+  }
+  if (tr->model->quantized)
+    {
+      g_autofree char *kept = tr->model->unquantized != NULL
+                                  && tr->model->unquantized[0] != NULL
+                                ? g_strjoinv (", ", tr->model->unquantized) : NULL;
+      trainer_log (tr, "base quantized at load time: %s, %d bits, group %d%s%s",
+                   lt_quantization_to_string (cfg->quantization), tr->model->quant_bits,
+                   tr->model->quant_group_size,
+                   kept != NULL ? "; kept in stored precision: " : "", kept ? kept : "");
+    }
   tr->tok = lt_tokenizer_new_from_dir (cfg->model, error);
   if (tr->tok == NULL)
     return FALSE;
@@ -1154,6 +1191,30 @@ load_model (Trainer *tr, GError **error)
       if (tr->tmpl == NULL)
         trainer_log (tr, "the model's chat template cannot be used (%s): chat data will be "
                      "refused", local->message);
+    }
+
+  if (cfg->qat_enable)
+    {
+      const LtConfig *c = tr->model->config;
+      int in_features[3] = { c->hidden_size, c->num_attention_heads * c->head_dim,
+                             c->intermediate_size };
+      g_autoptr (LtRunIssue) issue = NULL;
+
+      if (cfg->qat_group_size != 0 && cfg->qat_group_size != 32 && cfg->qat_group_size != 64
+          && cfg->qat_group_size != 128)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                       "qat_group_size: %d is not a group size of the fake quantizer (0 = per "
+                       "tensor, 32, 64 or 128)", cfg->qat_group_size);
+          return FALSE;
+        }
+      issue = lt_run_config_check_group_size (cfg, in_features, G_N_ELEMENTS (in_features));
+      if (issue != NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "%s: %s (%s)", issue->key,
+                       issue->message, cfg->model);
+          return FALSE;
+        }
     }
 
   lt_adapter_spec_from_config (&spec, cfg);
@@ -1249,13 +1310,6 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
                    lt_train_mode_to_string (cfg->train_mode));
       return FALSE;
     }
-  if (cfg->quantization != LT_QUANTIZATION_NONE)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "quantization: load-time quantization “%s” is not available in this build "
-                   "yet (use none)", lt_quantization_to_string (cfg->quantization));
-      return FALSE;
-    }
   if (!lt_trainer_is_available ())
     {
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
@@ -1300,6 +1354,12 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
       tr.metrics = g_string_new (NULL);
       if (!write_run_json (&tr, error))
         goto out;
+      {
+        /* no stale metrics from an earlier run in this folder */
+        g_autofree char *mp = g_build_filename (tr.dir, "metrics.jsonl", NULL);
+        if (!write_atomic (mp, "", 0, error))
+          goto out;
+      }
     }
 
   emit_phase (&tr, LT_TRAIN_PHASE_LOADING);

@@ -5,9 +5,11 @@
  * layer-0 adapter tensor, and the losses of 6 AdamW steps. */
 #include "config.h"
 
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
 
+#include "src/core/lt-error.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-optimizer.h"
 #include "src/core/lt-safetensors.h"
@@ -172,6 +174,54 @@ test_peft_case (gconstpointer data)
     }
 }
 
+/* PEFT → mlx-lm: the saved adapters.safetensors (lora_a = lora_A.weightᵀ, …) give a fresh
+ * model the same loss; a PEFT adapter for another model names the tensor that does not fit. */
+static void
+test_convert_and_mismatch (void)
+{
+  g_autofree char *llama = data_path ("models", "llama-f32");
+  g_autofree char *qwen3 = data_path ("models", "qwen3");
+  g_autofree char *adapter = data_path ("train", "llama-f32-dora");
+  g_autofree char *ref_path = g_build_filename (adapter, "reference.json", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *dir = g_dir_make_tmp ("lathe-peft-XXXXXX", &error);
+
+  g_assert_true (json_parser_load_from_file (parser, ref_path, &error));
+  JsonArray *ids = json_array_get_array_element (
+    json_object_get_array_member (json_node_get_object (json_parser_get_root (parser)),
+                                  "example_ids"), 0);
+  {
+    g_autoptr (LtModel) a = lt_model_load (llama, &error);
+    g_autoptr (LtModel) b = lt_model_load (llama, &error);
+    g_assert_no_error (error);
+    g_assert_true (lt_model_load_adapters (a, adapter, &error));
+    g_assert_no_error (error);
+    g_assert_true (lt_model_save_adapters (a, dir, NULL, NULL, &error));
+    g_assert_no_error (error);
+    g_assert_true (lt_model_load_adapters (b, dir, &error));
+    g_assert_no_error (error);
+    double la = step (a, ids, &error), lb = step (b, ids, &error);
+    g_assert_no_error (error);
+    g_test_message ("PEFT %.9f, after the mlx-lm round trip %.9f", la, lb);
+    g_assert_cmpfloat (la, ==, lb);
+  }
+  {
+    g_autoptr (LtModel) q = lt_model_load (qwen3, &error);
+    g_assert_no_error (error);
+    g_assert_false (lt_model_load_adapters (q, adapter, &error));
+    g_assert_error (error, LT_ERROR, LT_ERROR_FORMAT);
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "base_model.model.model.layers."));
+    g_assert_nonnull (strstr (error->message, "lora_A.weight"));
+  }
+  g_autofree char *w = g_build_filename (dir, "adapters.safetensors", NULL);
+  g_autofree char *c = g_build_filename (dir, "adapter_config.json", NULL);
+  g_remove (w);
+  g_remove (c);
+  g_rmdir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -187,5 +237,6 @@ main (int argc, char **argv)
       g_autofree char *p = g_strdup_printf ("/peft/%s-%s", cases[i].model, cases[i].kind);
       g_test_add_data_func (p, &cases[i], test_peft_case);
     }
+  g_test_add_func ("/peft/convert-and-mismatch", test_convert_and_mismatch);
   return g_test_run ();
 }

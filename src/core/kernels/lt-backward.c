@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
+
 /* ---- RMSNorm ---- */
 
 static float
@@ -66,14 +68,39 @@ lt_rmsnorm_backward (float *dx, float *dw, const float *x, const float *w, const
     r[n] = rms_inv (x + (size_t) n * C, eps, C);
   if (dw)
     {
-#pragma omp parallel for schedule(static) if ((size_t) N * C > 16384)
-      for (int c = 0; c < C; c++)
+      /* per-thread partial sums over blocks of rows, added in thread order (deterministic) */
+      int nt = (size_t) N * C > 16384 && !omp_in_parallel () ? omp_get_max_threads () : 1;
+      float *part = calloc ((size_t) nt * C, sizeof (float));
+      if (part == NULL)
+        nt = 0;
+#pragma omp parallel num_threads(nt > 0 ? nt : 1) if (nt > 1)
+      {
+        int t = omp_get_thread_num ();
+        int n0 = (int) ((long long) N * t / (nt > 0 ? nt : 1));
+        int n1 = (int) ((long long) N * (t + 1) / (nt > 0 ? nt : 1));
+        if (part != NULL)
+          {
+            /* acc (C) */
+            float *acc = part + (size_t) t * C;
+            for (int n = n0; n < n1; n++)
+              {
+                const float *dyr = dy + (size_t) n * C, *xr = x + (size_t) n * C;
+                for (int c = 0; c < C; c++)
+                  acc[c] += dyr[c] * xr[c] * r[n];
+              }
+          }
+      }
+      if (part != NULL)
         {
-          float acc = 0.0f;
-          for (int n = 0; n < N; n++)
-            acc += dy[(size_t) n * C + c] * x[(size_t) n * C + c] * r[n];
-          dw[c] += acc;
+          for (int t = 0; t < nt; t++)
+            for (int c = 0; c < C; c++)
+              dw[c] += part[(size_t) t * C + c];
+          free (part);
         }
+      else
+        for (int n = 0; n < N; n++)
+          for (int c = 0; c < C; c++)
+            dw[c] += dy[(size_t) n * C + c] * x[(size_t) n * C + c] * r[n];
     }
 #pragma omp parallel for schedule(static) if ((size_t) N * C > 16384)
   for (int n = 0; n < N; n++)
@@ -225,23 +252,97 @@ lt_attention_backward_ref (float *dq, float *dk, float *dv, const float *q, cons
   free (p);
 }
 
+/* Query rows per block of the fast attention backward: scores (rows, keys) and their
+ * gradient live in two per-thread buffers of ATT_BLOCK × n floats. */
+#define ATT_BLOCK 128
+
+/* Query head h over rows [i0, i1): keys 0 … i1−1. p, dp: (i1 − i0, i1) scratch. */
+static void
+attention_backward_block (float *dq, float *dk, float *dv, const float *q, const float *k,
+                          const float *v, const float *dout, int H, int KVH, int D, int h,
+                          int i0, int i1, float *p, float *dp)
+{
+  int g = h / (H / KVH);
+  int R = i1 - i0, nk = i1;
+  int qs = H * D, ks = KVH * D;
+  float scale = 1.0f / sqrtf ((float) D);
+  const float *qh = q + (size_t) i0 * qs + (size_t) h * D;
+  const float *doh = dout + (size_t) i0 * qs + (size_t) h * D;
+  const float *kg = k + (size_t) g * D, *vg = v + (size_t) g * D;
+
+  /* p (R, nk) = scale · Q Kᵀ;  dp (R, nk) = dO Vᵀ */
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, R, nk, D, scale, qh, qs, kg, ks, 0.0f, p,
+               nk);
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, R, nk, D, 1.0f, doh, qs, vg, ks, 0.0f, dp,
+               nk);
+  for (int r = 0; r < R; r++)
+    {
+      float *pr = p + (size_t) r * nk, *dpr = dp + (size_t) r * nk;
+      int seen = i0 + r + 1; /* causal */
+      float mx = -INFINITY;
+      for (int j = 0; j < seen; j++)
+        mx = pr[j] > mx ? pr[j] : mx;
+      double sum = 0.0;
+      for (int j = 0; j < seen; j++)
+        {
+          pr[j] = expf (pr[j] - mx);
+          sum += pr[j];
+        }
+      float inv = (float) (1.0 / sum);
+      double pdp = 0.0;
+      for (int j = 0; j < seen; j++)
+        {
+          pr[j] *= inv;
+          pdp += (double) pr[j] * dpr[j];
+        }
+      for (int j = 0; j < seen; j++)
+        dpr[j] = pr[j] * (dpr[j] - (float) pdp) * scale;
+      for (int j = seen; j < nk; j++)
+        pr[j] = dpr[j] = 0.0f;
+    }
+  /* dV += Pᵀ dO;  dQ = dS K;  dK += dSᵀ Q */
+  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, R, 1.0f, p, nk, doh, qs, 1.0f,
+               dv + (size_t) g * D, ks);
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, R, D, nk, 1.0f, dp, nk, kg, ks, 0.0f,
+               dq + (size_t) i0 * qs + (size_t) h * D, qs);
+  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, R, 1.0f, dp, nk, qh, qs, 1.0f,
+               dk + (size_t) g * D, ks);
+}
+
 void
 lt_attention_backward (float *dq, float *dk, float *dv, const float *q, const float *k,
                        const float *v, const float *dout, int n, int H, int KVH, int D)
 {
   int group = H / KVH;
+  int blocks = (n + ATT_BLOCK - 1) / ATT_BLOCK;
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  size_t rows = n < ATT_BLOCK ? (size_t) n : ATT_BLOCK;
+  size_t per_thread = 2 * rows * (size_t) n;
+  /* p, dp (rows, n) per thread */
+  float *buf = malloc ((size_t) nt * per_thread * sizeof (float));
+
+  if (buf == NULL)
+    {
+      lt_attention_backward_ref (dq, dk, dv, q, k, v, dout, n, H, KVH, D);
+      return;
+    }
   memset (dk, 0, (size_t) n * KVH * D * sizeof (float));
   memset (dv, 0, (size_t) n * KVH * D * sizeof (float));
-  /* Each thread owns whole key/value heads, so dk and dv rows are never shared. */
-#pragma omp parallel if ((size_t) n * n * H * D > 65536)
-  {
-    float *p = malloc ((size_t) 2 * n * sizeof (float));
-#pragma omp for schedule(dynamic, 1)
-    for (int g = 0; g < KVH; g++)
+  /* Each thread owns whole key/value heads, so dk and dv rows are never shared; within a
+   * head, blocks of query rows run as sgemm (single-threaded under the one-pool policy). */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if ((size_t) n * n * H * D > 65536)
+  for (int g = 0; g < KVH; g++)
+    {
+      float *p = buf + (size_t) omp_get_thread_num () * per_thread;
       for (int h = g * group; h < (g + 1) * group; h++)
-        attention_backward_head (dq, dk, dv, q, k, v, dout, n, H, KVH, D, h, p, p + n);
-    free (p);
-  }
+        for (int b = 0; b < blocks; b++)
+          {
+            int i0 = b * ATT_BLOCK, i1 = MIN_INT (i0 + ATT_BLOCK, n);
+            attention_backward_block (dq, dk, dv, q, k, v, dout, H, KVH, D, h, i0, i1, p,
+                                      p + rows * (size_t) n);
+          }
+    }
+  free (buf);
 }
 
 /* ---- SwiGLU ---- */
@@ -291,8 +392,9 @@ kd_size (LtKDType t)
 }
 
 /* dx (N, in) += dy (N, r) · tile (r, in), threads over blocks of N. */
-static void
-dx_product (float *dx, const float *dy, int ldy, const float *tile, int N, int in, int r)
+void
+lt_matmul_accumulate_dx (float *dx, const float *dy, int ldy, const float *tile, int N, int in,
+                         int r)
 {
   int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
   if (nt > 1 && (double) N * in * r >= (1 << 18) && N >= 2 * nt)
@@ -322,7 +424,7 @@ lt_matmul_backward_dx (float *dx, const float *dy, int ldy, const void *w, LtKDT
     return;
   if (wdtype == LT_KDTYPE_F32 && ((uintptr_t) w % sizeof (float)) == 0)
     {
-      dx_product (dx, dy, ldy, (const float *) w, N, in, out);
+      lt_matmul_accumulate_dx (dx, dy, ldy, (const float *) w, N, in, out);
       return;
     }
   int rows = (int) (tile_floats / (size_t) in);
@@ -336,7 +438,7 @@ lt_matmul_backward_dx (float *dx, const float *dy, int ldy, const void *w, LtKDT
 #pragma omp parallel for schedule(static) if ((size_t) r * in > 16384)
       for (int i = 0; i < r; i++)
         lt_expand_f32 (wdtype, src + (size_t) i * in * esize, (size_t) in, tile + (size_t) i * in);
-      dx_product (dx, dy + r0, ldy, tile, N, in, r);
+      lt_matmul_accumulate_dx (dx, dy + r0, ldy, tile, N, in, r);
     }
 }
 

@@ -32,7 +32,9 @@ void lt_rope_backward_ref (float *dx, const int *pos, const float *inv_freq, int
 /* Causal GQA attention backward for one sequence of n tokens (a full forward, S = n):
  * dq (n, H, D) written; dk, dv (n, KVH, D) written. q (n, H, D), k, v (n, KVH, D),
  * dout (n, H, D). Probabilities are recomputed (scale D^-½, f32 softmax as the forward).
- * The fast kernel runs OpenMP over key/value heads. */
+ * The fast kernel runs OpenMP over key/value heads and, per query head, blocks of 128 query
+ * rows as sgemm (scores and their gradient in two per-thread (128, n) buffers); the reference
+ * goes row by row. */
 void lt_attention_backward (float *dq, float *dk, float *dv, const float *q, const float *k,
                             const float *v, const float *dout, int n, int H, int KVH, int D);
 void lt_attention_backward_ref (float *dq, float *dk, float *dv, const float *q, const float *k,
@@ -51,6 +53,11 @@ void lt_matmul_backward_dx (float *dx, const float *dy, int ldy, const void *w, 
                             int N, int in, int out, float *tile, size_t tile_floats);
 void lt_matmul_backward_dx_ref (float *dx, const float *dy, int ldy, const void *w,
                                 LtKDType wdtype, int N, int in, int out);
+
+/* dx (N, in) += dy (N, r) · w (r, in), f32 (a tile already expanded); OpenMP threads share
+ * blocks of N over single-threaded sgemm. @ldy: row stride of dy. */
+void lt_matmul_accumulate_dx (float *dx, const float *dy, int ldy, const float *w, int N, int in,
+                              int r);
 
 /* dw (out, in) += dy (N, out)ᵀ · x (N, in) (f32; OpenMP over blocks of out). @ldy as above. */
 void lt_matmul_backward_dw (float *dw, const float *dy, int ldy, const float *x, int N, int in,
