@@ -171,10 +171,20 @@ lt_memory_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate 
     }
   else
     {
+      /* A load-time quantization covers every linear whose input size the group divides,
+       * the embedding and the LM head included (lt-model); a skipped one keeps its dtype. */
+      double ebpw = out->weight_bits > 0 && C % (guint64) out->group_size == 0 ? bpw : stored;
+      guint64 linear_bytes = 0;
+
+      for (gsize i = 0; i < G_N_ELEMENTS (lin); i++)
+        linear_bytes += (guint64) ((double) (lin[i].in * lin[i].out)
+                                   * (out->weight_bits > 0
+                                        && lin[i].in % (guint64) out->group_size == 0
+                                      ? bpw : stored));
       out->n_base_params = L * block_linear;
-      out->base_weights = (guint64) ((double) out->n_base_params * bpw);
-      out->embeddings = (guint64) ((double) (V * C * (c->tie_word_embeddings ? 1 : 2)
-                                             + L * block_other + C) * stored);
+      out->base_weights = L * linear_bytes;
+      out->embeddings = (guint64) ((double) (V * C * (c->tie_word_embeddings ? 1 : 2)) * ebpw
+                                   + (double) (L * block_other + C) * stored);
       out->n_trainable_params = n_adapted_layers * adapter_per_block;
       out->trainable = 4 * out->n_trainable_params;
     }

@@ -10,7 +10,8 @@
  *                  (lt-quant: symmetric g128 scale+bias, MXFP4 g32 scale, NF4 g64 scale);
  *                  unquantized, the stored dtype (config.json torch_dtype: bf16/f16 2, f32 4).
  *                  Full fine-tuning has no frozen base: its weights are in "trainable".
- *   embeddings     the embedding, the LM head (unless tied) and the norms, stored dtype.
+ *   embeddings     the embedding, the LM head (unless tied), quantized like the linears when a
+ *                  load-time quantization is chosen, and the norms at the stored dtype.
  *   trainable      adapter parameters (LoRA: r·(in+out) per adapted linear; DoRA + out for
  *                  the magnitude) in f32, or for full fine-tuning the f32 master weights.
  *   gradients      one f32 gradient per trainable parameter.
