@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "lt-memory.h"
 #include "lt-run.h"
@@ -245,6 +246,64 @@ test_estimate_json (void)
                    (gint64) e.activations);
 }
 
+/* `lathe estimate --json` prints the same breakdown as lt_memory_estimate for the model's
+ * config.json, and a table otherwise; a missing model is bad input (exit 2). */
+static void
+test_estimate_cli (void)
+{
+  const char *cli = g_getenv ("LATHE_CLI"), *test_data = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *model = NULL, *out = NULL, *err = NULL, *table = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtConfig) mc = NULL;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  g_autoptr (JsonParser) p = json_parser_new ();
+  LtMemoryEstimate e;
+  int status;
+
+  if (cli == NULL || test_data == NULL)
+    {
+      g_test_skip ("LATHE_CLI / LATHE_TEST_DATA not set");
+      return;
+    }
+  model = g_build_filename (test_data, "models", "llama-f32", NULL);
+  {
+    const char *argv[] = { cli, "estimate", "--model", model, "--set", "rank=4", "--set",
+                           "grad-checkpoint=true", "--set", "batch_size=3", "--json", NULL };
+    g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out,
+                                 &err, &status, &error));
+    g_assert_no_error (error);
+    g_assert_true (g_spawn_check_wait_status (status, NULL));
+  }
+  mc = lt_config_load (model, &error);
+  g_assert_no_error (error);
+  cfg->lora_rank = 4;
+  cfg->grad_checkpoint = TRUE;
+  cfg->batch_size = 3;
+  lt_memory_estimate (cfg, mc, &e);
+  g_assert_true (json_parser_load_from_data (p, out, -1, NULL));
+  g_assert_cmpint (json_object_get_int_member (json_node_get_object (json_parser_get_root (p)),
+                                               "total_bytes"), ==, (gint64) e.total);
+  g_assert_cmpint (json_object_get_int_member (json_node_get_object (json_parser_get_root (p)),
+                                               "n_trainable_params"), ==,
+                   (gint64) e.n_trainable_params);
+  {
+    const char *argv[] = { cli, "estimate", "--model", model, NULL };
+    g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                                 &table, NULL, &status, NULL));
+    g_assert_true (g_spawn_check_wait_status (status, NULL));
+    g_assert_nonnull (strstr (table, "Activations"));
+    g_assert_nonnull (strstr (table, "Total"));
+  }
+  {
+    const char *argv[] = { cli, "estimate", "--model", "/nonexistent/model", NULL };
+    g_autofree char *e2 = NULL;
+    g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL,
+                                 NULL, NULL, &e2, &status, NULL));
+    g_assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 2);
+    g_assert_nonnull (strstr (e2, "/nonexistent/model"));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -258,5 +317,6 @@ main (int argc, char **argv)
   g_test_add_func ("/memory/estimate/checkpointing", test_estimate_checkpointing);
   g_test_add_func ("/memory/estimate/json", test_estimate_json);
   g_test_add_func ("/memory/verdict", test_verdict);
+  g_test_add_func ("/memory/estimate/cli", test_estimate_cli);
   return g_test_run ();
 }
