@@ -6,12 +6,14 @@
 
 #include <adwaita.h>
 #include <glib/gstdio.h>
+#include <string.h>
 
 #include "lathe-application.h"
 #include "lathe-window.h"
 
 static char *run_dir;
 static gboolean saw_running, saw_stopped;
+static const char *stop_action = "stop-training";
 
 static void
 spawn_action (const char *action)
@@ -30,7 +32,7 @@ running_cb (LatheTrainPage *page, GParamSpec *pspec, GApplication *app)
   if (lathe_train_page_is_running (page))
     {
       saw_running = TRUE;
-      spawn_action ("stop-training");
+      spawn_action (stop_action);
     }
   else if (saw_running)
     {
@@ -84,16 +86,38 @@ test_gapplication_action (void)
   g_assert_true (saw_stopped);
   state = g_build_filename (run_dir, "run", "state", "trainer.json", NULL);
   g_assert_true (g_file_test (state, G_FILE_TEST_IS_REGULAR));
+  /* nothing half-written: no temporary file left beside the saved ones */
+  {
+    g_autofree char *dir = g_build_filename (run_dir, "run", NULL);
+    g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+    const char *name;
+    g_autofree char *adapters = g_build_filename (dir, "adapters.safetensors", NULL);
+
+    g_assert_true (g_file_test (adapters, G_FILE_TEST_IS_REGULAR));
+    while ((name = g_dir_read_name (d)) != NULL)
+      g_assert_false (strstr (name, ".tmp") != NULL || name[0] == '.');
+  }
   {
     g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", run_dir);
     g_assert_cmpint (system (cmd), ==, 0);
   }
 }
 
+/* Quitting during a run (app.quit over D-Bus) stops it, waits for the trainer's final save,
+ * then quits. */
+static void
+test_gapplication_quit (void)
+{
+  stop_action = "quit";
+  test_gapplication_action ();
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  /* One application per process and bus: meson runs each test in its own dbus-run-session. */
   g_test_add_func ("/application/gapplication-action", test_gapplication_action);
+  g_test_add_func ("/application/gapplication-quit", test_gapplication_quit);
   return g_test_run ();
 }
