@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* bench-forward: evaluation forward pass of a SmolLM-135M-shaped Llama (hidden 576, 30 layers,
+ * 9 heads / 3 KV heads, intermediate 1536, vocab 49152, tied embeddings) with random BF16
+ * weights, against this machine's sgemm rate measured in the same run.
+ *
+ *   bench-forward [--seq N] [--reps R] [--threads T] [--pools 1|2]
+ *
+ * The weights are built in memory (a name → tensor table handed to lt_model_new_from_table,
+ * the same checks and forward as a model folder). The sgemm rate (OpenBLAS on all threads) and
+ * the forward pass are measured in turn R times and the best of each is kept, so that other
+ * processes sharing the cores disturb both alike. --pools 2 runs the forward with OpenBLAS
+ * threading its own GEMMs (plain lt_set_threads) instead of lt_linear_set_threads's one pool.
+ *
+ * FLOPs counted: 2 · params · tokens (every linear layer and the LM head) + causal attention
+ * (QKᵀ and PV: 4 · D · T(T+1)/2 per head and layer). Prints one table. */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <cblas.h>
+#include <glib.h>
+
+#include "lt-config.h"
+#include "lt-convert.h"
+#include "lt-error.h"
+#include "lt-model.h"
+#include "lt-tensor.h"
+
+static const char *config_json =
+  "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+  "\"hidden_size\": 576, \"intermediate_size\": 1536, \"num_hidden_layers\": 30, "
+  "\"num_attention_heads\": 9, \"num_key_value_heads\": 3, \"vocab_size\": 49152, "
+  "\"max_position_embeddings\": 2048, \"rms_norm_eps\": 1e-5, \"rope_theta\": 100000.0, "
+  "\"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\", \"hidden_act\": \"silu\"}";
+
+static guint64 rng_state = 0x1234567887654321ull;
+
+static inline guint32
+rng_u32 (void)
+{
+  /* xorshift64* */
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return (guint32) ((rng_state * 0x2545f4914f6cdd1dull) >> 32);
+}
+
+/* A BF16 tensor of uniform values in ±scale (or all 1 when scale is 0). */
+static LtTensor *
+random_bf16 (const char *name, int ndim, int64_t d0, int64_t d1, float scale)
+{
+  int64_t shape[2] = { d0, d1 };
+  LtTensor *t = lt_tensor_new (name, LT_DTYPE_BF16, ndim, shape);
+  uint16_t *p = t->data;
+  int64_t n = lt_tensor_numel (t);
+
+  for (int64_t i = 0; i < n; i++)
+    {
+      float f = scale == 0.0f ? 1.0f : ((float) rng_u32 () / 4294967296.0f * 2.0f - 1.0f) * scale;
+      p[i] = lt_f32_to_bf16 (f);
+    }
+  return t;
+}
+
+static double
+now_s (void)
+{
+  return g_get_monotonic_time () / 1e6;
+}
+
+/* Best GFLOP/s of C (M, N) = A (M, K) · B (N, K)ᵀ, the layout lt-linear uses. */
+static double
+sgemm_rate (int M, int N, int K, int reps)
+{
+  float *a = g_new (float, (gsize) M * K);
+  float *b = g_new (float, (gsize) N * K);
+  float *c = g_new (float, (gsize) M * N);
+  double best = 1e30;
+
+  for (gsize i = 0; i < (gsize) M * K; i++)
+    a[i] = (float) rng_u32 () / 4294967296.0f - 0.5f;
+  for (gsize i = 0; i < (gsize) N * K; i++)
+    b[i] = (float) rng_u32 () / 4294967296.0f - 0.5f;
+  for (int r = 0; r < reps + 1; r++)
+    {
+      double t0 = now_s ();
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c,
+                   N);
+      double dt = now_s () - t0;
+      if (r > 0 && dt < best)
+        best = dt;
+    }
+  g_free (a);
+  g_free (b);
+  g_free (c);
+  return 2.0 * M * N * K / best / 1e9;
+}
+
+int
+main (int argc, char **argv)
+{
+  int seq = 512, reps = 8, threads = 0, pools = 1;
+  g_autoptr (GError) error = NULL;
+  const GOptionEntry entries[] = {
+    { "seq", 0, 0, G_OPTION_ARG_INT, &seq, "Tokens in the evaluated sequence (default 512)", "N" },
+    { "reps", 0, 0, G_OPTION_ARG_INT, &reps, "Timed forward passes; the best counts (default 8)",
+      "R" },
+    { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "Threads (default 0: all cores)", "T" },
+    { "pools", 0, 0, G_OPTION_ARG_INT, &pools,
+      "1: OpenMP threads share GEMMs over single-threaded OpenBLAS (lt_linear_set_threads, the "
+      "default); 2: OpenBLAS threads its GEMMs (plain lt_set_threads)", "P" },
+    { NULL },
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("- time the evaluation forward pass");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    {
+      fprintf (stderr, "bench-forward: %s\n", error->message);
+      return 2;
+    }
+  lt_set_threads (threads);
+
+  LtConfig *config = lt_config_new_from_data (config_json, -1, "bench/config.json", &error);
+  g_assert_no_error (error);
+  const int C = config->hidden_size, II = config->intermediate_size, L = config->num_hidden_layers;
+  const int H = config->num_attention_heads, KVH = config->num_key_value_heads;
+  const int D = config->head_dim, V = config->vocab_size;
+  gint64 n_params = lt_config_n_params (config);
+
+  /* weights: random BF16, SmolLM-like scale */
+  g_autoptr (GPtrArray) owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
+  g_autoptr (GHashTable) table = g_hash_table_new (g_str_hash, g_str_equal);
+#define ADD(t) G_STMT_START { LtTensor *t_ = (t); g_ptr_array_add (owned, t_); \
+    g_hash_table_insert (table, t_->name, t_); } G_STMT_END
+  ADD (random_bf16 ("model.embed_tokens.weight", 2, V, C, 0.05f));
+  ADD (random_bf16 ("model.norm.weight", 1, C, 0, 0.0f));
+  for (int l = 0; l < L; l++)
+    {
+      struct { const char *n; int64_t o, i; } lin[] = {
+        { "self_attn.q_proj", (int64_t) H * D, C }, { "self_attn.k_proj", (int64_t) KVH * D, C },
+        { "self_attn.v_proj", (int64_t) KVH * D, C }, { "self_attn.o_proj", C, (int64_t) H * D },
+        { "mlp.gate_proj", II, C }, { "mlp.up_proj", II, C }, { "mlp.down_proj", C, II },
+      };
+      for (gsize j = 0; j < G_N_ELEMENTS (lin); j++)
+        {
+          g_autofree char *n = g_strdup_printf ("model.layers.%d.%s.weight", l, lin[j].n);
+          ADD (random_bf16 (n, 2, lin[j].o, lin[j].i, 1.0f / sqrtf ((float) lin[j].i)));
+        }
+      g_autofree char *n1 = g_strdup_printf ("model.layers.%d.input_layernorm.weight", l);
+      g_autofree char *n2 = g_strdup_printf ("model.layers.%d.post_attention_layernorm.weight", l);
+      ADD (random_bf16 (n1, 1, C, 0, 0.0f));
+      ADD (random_bf16 (n2, 1, C, 0, 0.0f));
+    }
+#undef ADD
+
+  g_autoptr (LtModel) model = lt_model_new_from_table (config, table, "bench", &error);
+  g_assert_no_error (error);
+
+  int32_t *tokens = g_new (int32_t, seq);
+  for (int i = 0; i < seq; i++)
+    tokens[i] = (int32_t) (rng_u32 () % (guint32) V);
+  /* Interleaved: the machine's sgemm rate (OpenBLAS on all the threads), then one forward
+   * (under the chosen policy), @reps times; the best of each counts, so that other processes
+   * sharing the cores disturb both alike. The first forward only warms up. */
+  double nll, best = 1e30, rate_small = 0.0, rate_square = 0.0;
+  for (int r = 0; r < reps + 1; r++)
+    {
+      lt_set_threads (threads);
+      rate_small = MAX (rate_small, sgemm_rate (seq, II, C, 3));
+      rate_square = MAX (rate_square, sgemm_rate (1024, 1024, 1024, 2));
+      if (pools == 1)
+        lt_linear_set_threads (threads);
+
+      double t0 = now_s ();
+      if (!lt_model_forward_nll (model, tokens, &seq, 1, &nll, &error))
+        {
+          fprintf (stderr, "bench-forward: %s\n", error->message);
+          return 1;
+        }
+      double dt = now_s () - t0;
+      if (r > 0 && dt < best)
+        best = dt;
+    }
+  double rate = MAX (rate_small, rate_square);
+  g_assert_true (isfinite (nll));
+
+  double linear_flops = 2.0 * (double) n_params * seq;
+  double attn_flops = 4.0 * D * ((double) seq * (seq + 1) / 2.0) * H * L;
+  double gflops = (linear_flops + attn_flops) / best / 1e9;
+  struct rusage ru;
+  getrusage (RUSAGE_SELF, &ru);
+
+  printf ("bench-forward: Llama 576h × 30L, 9/3 heads, I 1536, V 49152, BF16 weights "
+          "(%.1f M params), seq %d, %d threads, GEMMs threaded by %s\n", n_params / 1e6, seq,
+          lt_get_threads (), openblas_get_num_threads () == 1 ? "OpenMP (one pool)" : "OpenBLAS");
+
+  printf ("| %-38s | %12s |\n", "measure", "value");
+  printf ("|%s|%s|\n", "----------------------------------------", "--------------");
+  printf ("| %-38s | %12.1f |\n", "sgemm 512×576·576×1536 GFLOP/s", rate_small);
+  printf ("| %-38s | %12.1f |\n", "sgemm 1024³ GFLOP/s", rate_square);
+  printf ("| %-38s | %12.3f |\n", "eval forward (NLL path): seconds", best);
+  printf ("| %-38s | %12.0f |\n", "tokens/s", seq / best);
+  printf ("| %-38s | %12.1f |\n", "GFLOP/s (2·params·tokens + attention)", gflops);
+  printf ("| %-38s | %11.1f%% |\n", "% of sgemm rate (best of the two)", 100.0 * gflops / rate);
+  printf ("| %-38s | %12.1f |\n", "peak RSS MiB", ru.ru_maxrss / 1024.0);
+  g_free (tokens);
+  return 0;
+}

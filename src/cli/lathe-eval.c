@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lathe eval: perplexity of a model on a JSONL file of {"text": …} lines. */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "lathe-cli.h"
+#include "lt-error.h"
+#include "lt-linear.h"
+#include "lt-model.h"
+#include "lt-tokenizer.h"
+
+/* A batch is run once it holds this many tokens (padding-free, so short lines share it). */
+#define EVAL_BATCH_TOKENS 2048
+
+typedef struct
+{
+  LtModel *model;
+  GArray *tokens;            /* int32_t, the batch's sequences back to back */
+  GArray *lengths;           /* int */
+  double nll;
+  gint64 predicted;
+} EvalState;
+
+static gboolean
+flush_batch (EvalState *st, GError **error)
+{
+  int B = (int) st->lengths->len;
+  g_autofree double *nll = NULL;
+
+  if (B == 0)
+    return TRUE;
+  nll = g_new (double, B);
+  if (!lt_model_forward_nll (st->model, (const int32_t *) st->tokens->data,
+                             (const int *) st->lengths->data, B, nll, error))
+    return FALSE;
+  for (int b = 0; b < B; b++)
+    {
+      st->nll += nll[b];
+      st->predicted += g_array_index (st->lengths, int, b) - 1;
+    }
+  g_array_set_size (st->tokens, 0);
+  g_array_set_size (st->lengths, 0);
+  return TRUE;
+}
+
+/* Returns the "text" of a JSONL line, or NULL + an error naming @file and @lineno. */
+static char *
+line_text (JsonParser *parser, const char *line, const char *file, int lineno, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  JsonNode *root;
+  JsonNode *text;
+
+  if (!json_parser_load_from_data (parser, line, -1, &local))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%d: not valid JSON: %s", file, lineno,
+                   local->message);
+      return NULL;
+    }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%d: expected a JSON object", file,
+                   lineno);
+      return NULL;
+    }
+  text = json_object_get_member (json_node_get_object (root), "text");
+  if (text == NULL || !JSON_NODE_HOLDS_VALUE (text)
+      || json_node_get_value_type (text) != G_TYPE_STRING)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%d: expected a string “text” member",
+                   file, lineno);
+      return NULL;
+    }
+  return g_strdup (json_node_get_string (text));
+}
+
+int
+lathe_cmd_eval (int argc, char **argv)
+{
+  g_autofree char *model_dir = NULL;
+  g_autofree char *data = NULL;
+  int max_seq_length = 2048;
+  gboolean json = FALSE;
+  int exit_status;
+  const GOptionEntry entries[] = {
+    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir,
+      "Model folder (config.json, safetensors, tokenizer.json); required", "DIR" },
+    { "data", 'd', 0, G_OPTION_ARG_FILENAME, &data,
+      "JSONL file, one {\"text\": …} object per line; required", "FILE" },
+    { "max-seq-length", 0, 0, G_OPTION_ARG_INT, &max_seq_length,
+      "Truncate each line to N tokens (default 2048)", "N" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+      "Print {\"ppl\", \"nll\", \"tokens\", \"tokens_per_s\"} as JSON (default off)", NULL },
+    { NULL },
+  };
+  g_autoptr (GError) error = NULL;
+
+  if (!lathe_cli_parse ("eval", NULL,
+                        "Mean negative log-likelihood (and perplexity) of a model over every "
+                        "predicted token of a JSONL file. Each line's \"text\" is encoded with "
+                        "the tokenizer's post-processor (BOS where it adds one).",
+                        entries, &argc, &argv, &exit_status))
+    return exit_status;
+  if (model_dir == NULL || data == NULL)
+    {
+      g_printerr ("lathe eval: --model and --data are required\n");
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if (max_seq_length < 2)
+    {
+      g_printerr ("lathe eval: --max-seq-length must be at least 2 (got %d)\n", max_seq_length);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+
+  if (!g_file_test (model_dir, G_FILE_TEST_IS_DIR))
+    {
+      g_printerr ("lathe eval: %s: not a model folder\n", model_dir);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  /* one thread pool: OpenMP threads share each GEMM over single-threaded OpenBLAS */
+  lt_linear_set_threads (0);
+
+  g_autofree char *contents = NULL;
+  gsize len;
+  if (!g_file_get_contents (data, &contents, &len, &error))
+    return lathe_cli_report_error ("eval", error);
+
+  g_autoptr (LtModel) model = lt_model_load (model_dir, &error);
+  if (model == NULL)
+    return lathe_cli_report_error ("eval", error);
+  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model_dir, &error);
+  if (tok == NULL)
+    return lathe_cli_report_error ("eval", error);
+
+  g_auto (GStrv) lines = g_strsplit (contents, "\n", -1);
+  guint n_lines = g_strv_length (lines);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GArray) tokens = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  g_autoptr (GArray) lengths = g_array_new (FALSE, FALSE, sizeof (int));
+  EvalState st = { .model = model, .tokens = tokens, .lengths = lengths };
+  gboolean tty = isatty (STDERR_FILENO);
+  gint64 start = g_get_monotonic_time ();
+  gint64 last_report = start;
+  gboolean reported = FALSE;
+
+  for (guint i = 0; i < n_lines; i++)
+    {
+      const char *line = lines[i];
+      g_autofree char *text = NULL;
+      g_autoptr (GArray) ids = NULL;
+
+      if (*g_strchug ((char *) line) == '\0')
+        continue;
+      text = line_text (parser, line, data, (int) i + 1, &error);
+      if (text == NULL)
+        return lathe_cli_report_error ("eval", error);
+      ids = lt_tokenizer_encode (tok, text, -1, TRUE, &error);
+      if (ids == NULL)
+        {
+          g_prefix_error (&error, "%s:%u: ", data, i + 1);
+          return lathe_cli_report_error ("eval", error);
+        }
+      int n = MIN ((int) ids->len, max_seq_length);
+      if (n < 2)
+        continue; /* nothing to predict */
+      if (st.tokens->len > 0 && (int) st.tokens->len + n > MAX (EVAL_BATCH_TOKENS, max_seq_length))
+        {
+          if (!flush_batch (&st, &error))
+            return lathe_cli_report_error ("eval", error);
+        }
+      g_array_append_vals (st.tokens, ids->data, n);
+      g_array_append_val (st.lengths, n);
+
+      gint64 now = g_get_monotonic_time ();
+      if (now - last_report > G_USEC_PER_SEC)
+        {
+          g_printerr (tty ? "\rlathe eval: line %u of %u, %" G_GINT64_FORMAT " tokens"
+                          : "lathe eval: line %u of %u, %" G_GINT64_FORMAT " tokens\n",
+                      i + 1, n_lines, st.predicted);
+          last_report = now;
+          reported = TRUE;
+        }
+    }
+  if (!flush_batch (&st, &error))
+    return lathe_cli_report_error ("eval", error);
+  if (reported && tty)
+    g_printerr ("\n");
+
+  if (st.predicted == 0)
+    {
+      g_printerr ("lathe eval: %s: no line has two or more tokens to evaluate\n", data);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+
+  double secs = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+  double mean = st.nll / (double) st.predicted;
+  double tps = secs > 0 ? (double) st.predicted / secs : 0.0;
+  if (json)
+    printf ("{\"ppl\": %.17g, \"nll\": %.17g, \"tokens\": %" G_GINT64_FORMAT
+            ", \"tokens_per_s\": %.6g}\n", exp (mean), mean, st.predicted, tps);
+  else
+    printf ("perplexity %.4f  (mean NLL %.6f over %" G_GINT64_FORMAT " tokens, %.0f tokens/s)\n",
+            exp (mean), mean, st.predicted, tps);
+  return LATHE_EXIT_OK;
+}

@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lathe generate: text from a prompt, streamed as it is produced (KV-cached decode). */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "lathe-cli.h"
+#include "lt-chat-template.h"
+#include "lt-error.h"
+#include "lt-linear.h"
+#include "lt-model.h"
+#include "lt-tokenizer.h"
+
+static gboolean
+is_eos (const LtConfig *config, LtTokenizer *tok, int32_t id)
+{
+  for (int i = 0; i < config->n_eos_token_ids; i++)
+    if (config->eos_token_ids[i] == id)
+      return TRUE;
+  return id >= 0 && id == lt_tokenizer_get_eos_id (tok);
+}
+
+/* The prompt's token ids: the chat template's rendering (encoded without special tokens, as
+ * transformers' apply_chat_template does), or the raw prompt through the post-processor. */
+static GArray *
+prompt_ids (LtModel *model, LtTokenizer *tok, const char *prompt, gboolean chat,
+            GError **error)
+{
+  GArray *ids;
+
+  if (chat)
+    {
+      const char *source = lt_tokenizer_get_chat_template (tok);
+      g_autoptr (LtChatTemplate) tmpl = NULL;
+      g_autoptr (JsonArray) messages = json_array_new ();
+      JsonObject *msg = json_object_new ();
+      g_autofree char *text = NULL;
+
+      if (source == NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                       "the model's tokenizer_config.json has no chat_template (drop --chat)");
+          return NULL;
+        }
+      if ((tmpl = lt_chat_template_new (source, error)) == NULL)
+        return NULL;
+      json_object_set_string_member (msg, "role", "user");
+      json_object_set_string_member (msg, "content", prompt);
+      json_array_add_object_element (messages, msg);
+      text = lt_chat_template_render (tmpl, messages, TRUE, lt_tokenizer_get_bos_token (tok),
+                                      lt_tokenizer_get_eos_token (tok), NULL, error);
+      if (text == NULL)
+        return NULL;
+      return lt_tokenizer_encode (tok, text, -1, FALSE, error);
+    }
+
+  ids = lt_tokenizer_encode (tok, prompt, -1, TRUE, error);
+  if (ids == NULL)
+    return NULL;
+  if (ids->len == 0)
+    {
+      /* An empty prompt starts from BOS. */
+      int32_t bos = model->config->bos_token_id >= 0 ? model->config->bos_token_id
+                                                     : lt_tokenizer_get_bos_id (tok);
+      if (bos < 0)
+        {
+          g_array_unref (ids);
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                       "the prompt is empty and the model has no BOS token to start from");
+          return NULL;
+        }
+      g_array_append_val (ids, bos);
+    }
+  return ids;
+}
+
+/* UTF-8 text decoded so far ends inside a character (the decoder shows U+FFFD). */
+static gboolean
+ends_incomplete (const char *text)
+{
+  return g_str_has_suffix (text, "\xef\xbf\xbd");
+}
+
+/* Prints the text the newest token adds. Decodes a short window (from @prefix_offset) twice,
+ * without and with the unprinted tokens, and prints the difference; decoding a window rather
+ * than single tokens keeps SentencePiece spaces and multi-byte characters right. */
+static void
+stream_step (LtTokenizer *tok, GArray *ids, guint *prefix_offset, guint *read_offset)
+{
+  const int32_t *p = (const int32_t *) ids->data + *prefix_offset;
+  g_autofree char *prefix = lt_tokenizer_decode (tok, p, *read_offset - *prefix_offset, TRUE);
+  g_autofree char *text = lt_tokenizer_decode (tok, p, ids->len - *prefix_offset, TRUE);
+
+  if (strlen (text) > strlen (prefix) && !ends_incomplete (text))
+    {
+      fputs (text + strlen (prefix), stdout);
+      fflush (stdout);
+      *prefix_offset = *read_offset;
+      *read_offset = ids->len;
+    }
+}
+
+int
+lathe_cmd_generate (int argc, char **argv)
+{
+  g_autofree char *model_dir = NULL;
+  g_autofree char *prompt = NULL;
+  gboolean chat = FALSE, json = FALSE;
+  int max_tokens = 256;
+  double temp = 0.0, top_p = 1.0;
+  gint64 seed = 0;
+  int exit_status;
+  const GOptionEntry entries[] = {
+    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir,
+      "Model folder (config.json, safetensors, tokenizer.json); required", "DIR" },
+    { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt,
+      "Prompt text (default empty: start from BOS)", "STR" },
+    { "chat", 0, 0, G_OPTION_ARG_NONE, &chat,
+      "Render the prompt as one user message with the model's chat template (default off)",
+      NULL },
+    { "max-tokens", 'n', 0, G_OPTION_ARG_INT, &max_tokens,
+      "Stop after N new tokens (default 256)", "N" },
+    { "temp", 't', 0, G_OPTION_ARG_DOUBLE, &temp,
+      "Sampling temperature; 0 is greedy (default 0)", "T" },
+    { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &top_p,
+      "Nucleus sampling: keep the most likely tokens up to this mass (default 1)", "P" },
+    { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, "Random seed for sampling (default 0)", "S" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json,
+      "Print {\"text\", \"ids\", \"tokens_per_s\"} as JSON at the end instead of streaming "
+      "(default off)", NULL },
+    { NULL },
+  };
+  g_autoptr (GError) error = NULL;
+
+  if (!lathe_cli_parse ("generate", NULL,
+                        "Generate text from a prompt. Stops at an end-of-sequence token or "
+                        "after --max-tokens new tokens.",
+                        entries, &argc, &argv, &exit_status))
+    return exit_status;
+  if (model_dir == NULL)
+    {
+      g_printerr ("lathe generate: --model is required\n");
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if (max_tokens < 1 || temp < 0.0 || top_p <= 0.0 || top_p > 1.0)
+    {
+      g_printerr ("lathe generate: --max-tokens must be ≥ 1, --temp ≥ 0 and --top-p in (0, 1]\n");
+      return LATHE_EXIT_BAD_INPUT;
+    }
+
+  if (!g_file_test (model_dir, G_FILE_TEST_IS_DIR))
+    {
+      g_printerr ("lathe generate: %s: not a model folder\n", model_dir);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  /* one thread pool: OpenMP threads share each GEMM over single-threaded OpenBLAS */
+  lt_linear_set_threads (0);
+
+  g_autoptr (LtModel) model = lt_model_load (model_dir, &error);
+  if (model == NULL)
+    return lathe_cli_report_error ("generate", error);
+  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model_dir, &error);
+  if (tok == NULL)
+    return lathe_cli_report_error ("generate", error);
+  g_autoptr (GArray) ids = prompt_ids (model, tok, prompt ? prompt : "", chat, &error);
+  if (ids == NULL)
+    return lathe_cli_report_error ("generate", error);
+
+  int V = model->config->vocab_size;
+  g_autoptr (LtKVCache) cache = lt_kv_cache_new (model, (int) ids->len + max_tokens);
+  g_autofree float *logits = g_new (float, V);
+  g_autoptr (GArray) out = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  guint prefix_offset = 0, read_offset = 0;
+  guint64 rng = (guint64) seed;
+  gint64 start = g_get_monotonic_time ();
+
+  if (!lt_model_decode (model, cache, (const int32_t *) ids->data, (int) ids->len, logits, FALSE,
+                        &error))
+    return lathe_cli_report_error ("generate", error);
+  for (int step = 0; step < max_tokens; step++)
+    {
+      int32_t next = lt_sample_logits (logits, V, (float) temp, (float) top_p, &rng);
+      g_array_append_val (out, next);
+      if (is_eos (model->config, tok, next))
+        break;
+      if (!json)
+        stream_step (tok, out, &prefix_offset, &read_offset);
+      if (step + 1 < max_tokens
+          && !lt_model_decode (model, cache, &next, 1, logits, FALSE, &error))
+        return lathe_cli_report_error ("generate", error);
+    }
+
+  double secs = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+  double tps = secs > 0 ? out->len / secs : 0.0;
+  g_autofree char *text = lt_tokenizer_decode (tok, (const int32_t *) out->data, out->len, TRUE);
+  if (json)
+    {
+      g_autoptr (JsonBuilder) b = json_builder_new ();
+      g_autoptr (JsonGenerator) gen = json_generator_new ();
+      g_autoptr (JsonNode) root = NULL;
+      g_autofree char *s = NULL;
+
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "text");
+      json_builder_add_string_value (b, text);
+      json_builder_set_member_name (b, "ids");
+      json_builder_begin_array (b);
+      for (guint i = 0; i < out->len; i++)
+        json_builder_add_int_value (b, g_array_index (out, int32_t, i));
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "tokens_per_s");
+      json_builder_add_double_value (b, tps);
+      json_builder_end_object (b);
+      root = json_builder_get_root (b);
+      json_generator_set_root (gen, root);
+      s = json_generator_to_data (gen, NULL);
+      printf ("%s\n", s);
+    }
+  else
+    {
+      /* whatever the stream held back (a final partial character) */
+      g_autofree char *prefix = lt_tokenizer_decode (tok, (const int32_t *) out->data
+                                                     + prefix_offset,
+                                                     read_offset - prefix_offset, TRUE);
+      g_autofree char *rest = lt_tokenizer_decode (tok, (const int32_t *) out->data
+                                                   + prefix_offset,
+                                                   out->len - prefix_offset, TRUE);
+      if (strlen (rest) > strlen (prefix))
+        fputs (rest + strlen (prefix), stdout);
+      printf ("\n");
+      g_printerr ("lathe generate: %u tokens, %.1f tokens/s\n", out->len, tps);
+    }
+  return LATHE_EXIT_OK;
+}

@@ -1,0 +1,781 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include "lt-model.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "lt-error.h"
+#include "lt-kernels.h"
+
+/* Floats of LM-head logits computed at once in the evaluation path (N × chunk). */
+#define LT_LOGIT_CHUNK_FLOATS ((gsize) 4 << 20)
+
+struct _LtRunState
+{
+  int cap;                   /* tokens the buffers hold */
+  float *x;                  /* (N, C) residual stream */
+  float *xb;                 /* (N, C) normed input / block output */
+  float *q;                  /* (N, H·D) */
+  float *k;                  /* (N, KVH·D) */
+  float *v;                  /* (N, KVH·D) */
+  float *att;                /* (N, H·D) */
+  float *hb;                 /* (N, I) */
+  float *hb2;                /* (N, I) */
+  int *pos;                  /* (N) */
+  float *tile;               /* (tile_floats) weight expansion tile */
+  gsize tile_floats;
+  float *att_scratch;        /* (att_scratch_floats) */
+  gsize att_scratch_floats;
+  float *chunk;              /* (chunk_floats) LM-head logits chunk */
+  gsize chunk_floats;
+  float *lse_m;              /* (N) */
+  double *lse_s;             /* (N) */
+  float *target;             /* (N) */
+};
+
+struct _LtKVCache
+{
+  int n_layers;
+  int cap;                   /* tokens */
+  int len;                   /* tokens held */
+  int kv_dim;                /* KVH·D */
+  float *k;                  /* (L, cap, KVH·D) */
+  float *v;                  /* (L, cap, KVH·D) */
+};
+
+/* ---- tensor source: LtWeights or a table ---- */
+
+typedef struct
+{
+  LtWeights *files;
+  GHashTable *table;
+  const char *label;
+} Source;
+
+static const LtTensor *
+source_lookup (const Source *src, const char *name)
+{
+  if (src->files)
+    return lt_weights_lookup (src->files, name);
+  return g_hash_table_lookup (src->table, name);
+}
+
+static const char *
+source_file (const Source *src, const char *name)
+{
+  const char *f = src->files ? lt_weights_get_file (src->files, name) : NULL;
+  return f ? f : src->label;
+}
+
+static char *
+shape_string (int ndim, const int64_t *shape)
+{
+  GString *s = g_string_new ("[");
+  for (int i = 0; i < ndim; i++)
+    g_string_append_printf (s, "%s%" G_GINT64_FORMAT, i ? ", " : "", shape[i]);
+  g_string_append_c (s, ']');
+  return g_string_free (s, FALSE);
+}
+
+/* Looks up @name and checks its shape against (d0[, d1]); d1 < 0 means 1-D. */
+static const LtTensor *
+expect_tensor (const Source *src, const LtConfig *config, const char *name, int64_t d0,
+               int64_t d1, GError **error)
+{
+  const LtTensor *t = source_lookup (src, name);
+  int64_t want[2] = { d0, d1 };
+  int ndim = d1 < 0 ? 1 : 2;
+  g_autofree char *ws = shape_string (ndim, want);
+
+  if (t == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                   "%s: tensor “%s” is missing (%s implies shape %s)", src->label, name,
+                   config->path, ws);
+      return NULL;
+    }
+  if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1))
+    {
+      g_autofree char *hs = shape_string (t->ndim, t->shape);
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                   "%s: tensor “%s” has shape %s but %s implies %s", source_file (src, name),
+                   name, hs, config->path, ws);
+      return NULL;
+    }
+  if (t->dtype != LT_DTYPE_F32 && t->dtype != LT_DTYPE_F16 && t->dtype != LT_DTYPE_BF16)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "%s: tensor “%s” has dtype %s; dense models need F32, F16 or BF16",
+                   source_file (src, name), name, lt_dtype_name (t->dtype));
+      return NULL;
+    }
+  return t;
+}
+
+static gboolean
+load_vector (const Source *src, const LtConfig *config, const char *name, int64_t n, float *dst,
+             GError **error)
+{
+  const LtTensor *t = expect_tensor (src, config, name, n, -1, error);
+  if (t == NULL)
+    return FALSE;
+  lt_tensor_read_f32 (t, 0, n, dst);
+  return TRUE;
+}
+
+static gboolean
+load_linear (const Source *src, const LtConfig *config, LtLinear *lin, const char *prefix,
+             int64_t out, int64_t in, gboolean has_bias, GError **error)
+{
+  g_autofree char *wname = g_strdup_printf ("%s.weight", prefix);
+  g_autofree char *bname = g_strdup_printf ("%s.bias", prefix);
+  g_autofree char *sname = g_strdup_printf ("%s.scales", prefix);
+  const LtTensor *w, *b = NULL;
+
+  /* The seam for quantized bases (MLX layout: packed weight + scales): lt-quant builds those
+   * layers; this dense path refuses them with a clear message rather than a shape error. */
+  if (source_lookup (src, sname) != NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "%s: tensor “%s” is quantized (“%s” is present); this loader reads dense "
+                   "F32/F16/BF16 weights only", source_file (src, sname), wname, sname);
+      return FALSE;
+    }
+  w = expect_tensor (src, config, wname, out, in, error);
+  if (w == NULL)
+    return FALSE;
+  if (has_bias && (b = expect_tensor (src, config, bname, out, -1, error)) == NULL)
+    return FALSE;
+  return lt_linear_init_dense (lin, prefix, w, b, error);
+}
+
+static gboolean
+build_weights (LtModel *m, const Source *src, GError **error)
+{
+  const LtConfig *c = m->config;
+  int C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+  int H = c->num_attention_heads, KVH = c->num_key_value_heads, V = c->vocab_size;
+  int L = c->num_hidden_layers;
+  LtModelWeights *w = &m->w;
+  gsize arena_floats = (gsize) L * (2 * C + (c->qk_norm ? 2 * D : 0)) + C;
+  float *p;
+
+  /* Embedding; tied models may store only one of the two names. */
+  const char *embed_name = "model.embed_tokens.weight";
+  if (c->tie_word_embeddings && source_lookup (src, embed_name) == NULL
+      && source_lookup (src, "lm_head.weight") != NULL)
+    embed_name = "lm_head.weight";
+  if ((w->embed = expect_tensor (src, c, embed_name, V, C, error)) == NULL)
+    return FALSE;
+  if (c->tie_word_embeddings)
+    {
+      if (!lt_linear_init_dense (&w->lm_head, "lm_head", w->embed, NULL, error))
+        return FALSE;
+    }
+  else if (!load_linear (src, c, &w->lm_head, "lm_head", V, C, FALSE, error))
+    return FALSE;
+
+  w->f32_arena = p = g_new (float, arena_floats);
+  w->layers = g_new0 (LtLayerWeights, L);
+  for (int l = 0; l < L; l++)
+    {
+      LtLayerWeights *lw = &w->layers[l];
+      g_autofree char *pre = g_strdup_printf ("model.layers.%d", l);
+      g_autofree char *n1 = g_strdup_printf ("%s.input_layernorm.weight", pre);
+      g_autofree char *n2 = g_strdup_printf ("%s.post_attention_layernorm.weight", pre);
+      g_autofree char *q = g_strdup_printf ("%s.self_attn.q_proj", pre);
+      g_autofree char *k = g_strdup_printf ("%s.self_attn.k_proj", pre);
+      g_autofree char *v = g_strdup_printf ("%s.self_attn.v_proj", pre);
+      g_autofree char *o = g_strdup_printf ("%s.self_attn.o_proj", pre);
+      g_autofree char *gate = g_strdup_printf ("%s.mlp.gate_proj", pre);
+      g_autofree char *up = g_strdup_printf ("%s.mlp.up_proj", pre);
+      g_autofree char *down = g_strdup_printf ("%s.mlp.down_proj", pre);
+
+      lw->input_norm = p, p += C;
+      lw->post_norm = p, p += C;
+      if (!load_vector (src, c, n1, C, lw->input_norm, error)
+          || !load_vector (src, c, n2, C, lw->post_norm, error)
+          || !load_linear (src, c, &lw->q_proj, q, (int64_t) H * D, C, c->qkv_bias, error)
+          || !load_linear (src, c, &lw->k_proj, k, (int64_t) KVH * D, C, c->qkv_bias, error)
+          || !load_linear (src, c, &lw->v_proj, v, (int64_t) KVH * D, C, c->qkv_bias, error)
+          || !load_linear (src, c, &lw->o_proj, o, C, (int64_t) H * D, c->o_bias, error)
+          || !load_linear (src, c, &lw->gate_proj, gate, I, C, c->mlp_bias, error)
+          || !load_linear (src, c, &lw->up_proj, up, I, C, c->mlp_bias, error)
+          || !load_linear (src, c, &lw->down_proj, down, C, I, c->mlp_bias, error))
+        return FALSE;
+      if (c->qk_norm)
+        {
+          g_autofree char *qn = g_strdup_printf ("%s.self_attn.q_norm.weight", pre);
+          g_autofree char *kn = g_strdup_printf ("%s.self_attn.k_norm.weight", pre);
+          lw->q_norm = p, p += D;
+          lw->k_norm = p, p += D;
+          if (!load_vector (src, c, qn, D, lw->q_norm, error)
+              || !load_vector (src, c, kn, D, lw->k_norm, error))
+            return FALSE;
+        }
+    }
+  w->norm = p, p += C;
+  if (!load_vector (src, c, "model.norm.weight", C, w->norm, error))
+    return FALSE;
+  g_assert ((gsize) (p - w->f32_arena) == arena_floats);
+  return TRUE;
+}
+
+static gsize
+max_linear_scratch (const LtModel *m)
+{
+  gsize mx = lt_linear_scratch_floats (&m->w.lm_head);
+  for (int l = 0; l < m->config->num_hidden_layers; l++)
+    {
+      const LtLayerWeights *lw = &m->w.layers[l];
+      const LtLinear *all[] = { &lw->q_proj, &lw->k_proj, &lw->v_proj, &lw->o_proj,
+                                &lw->gate_proj, &lw->up_proj, &lw->down_proj };
+      for (gsize i = 0; i < G_N_ELEMENTS (all); i++)
+        mx = MAX (mx, lt_linear_scratch_floats (all[i]));
+    }
+  return mx;
+}
+
+static LtModel *
+model_new (LtConfig *config, const Source *src, GError **error)
+{
+  g_autoptr (LtModel) m = g_new0 (LtModel, 1);
+
+  m->config = config;
+  if (!build_weights (m, src, error))
+    return NULL;
+  m->inv_freq = g_new (float, config->head_dim / 2);
+  lt_config_rope_inv_freq (config, m->inv_freq);
+  m->state = g_new0 (LtRunState, 1);
+  m->state->tile_floats = max_linear_scratch (m);
+  m->state->tile = g_new (float, m->state->tile_floats);
+  return g_steal_pointer (&m);
+}
+
+LtModel *
+lt_model_new (LtConfig *config, LtWeights *files, GError **error)
+{
+  Source src = { .files = files };
+  g_autofree char *label = NULL;
+  LtModel *m;
+
+  /* Messages about missing tensors name the model folder (config.json's folder). */
+  label = g_path_get_dirname (config->path);
+  src.label = label;
+  m = model_new (config, &src, error);
+  if (m == NULL)
+    {
+      lt_weights_free (files);
+      return NULL;
+    }
+  m->files = files;
+  return m;
+}
+
+LtModel *
+lt_model_new_from_table (LtConfig *config, GHashTable *tensors, const char *label,
+                         GError **error)
+{
+  Source src = { .table = tensors, .label = label };
+  return model_new (config, &src, error);
+}
+
+LtModel *
+lt_model_load (const char *model_dir, GError **error)
+{
+  LtConfig *config = lt_config_load (model_dir, error);
+  LtWeights *files;
+
+  if (config == NULL)
+    return NULL;
+  files = lt_weights_open (model_dir, error);
+  if (files == NULL)
+    {
+      lt_config_free (config);
+      return NULL;
+    }
+  return lt_model_new (config, files, error);
+}
+
+static void
+run_state_free_buffers (LtRunState *s)
+{
+  g_clear_pointer (&s->x, g_free);
+  g_clear_pointer (&s->xb, g_free);
+  g_clear_pointer (&s->q, g_free);
+  g_clear_pointer (&s->k, g_free);
+  g_clear_pointer (&s->v, g_free);
+  g_clear_pointer (&s->att, g_free);
+  g_clear_pointer (&s->hb, g_free);
+  g_clear_pointer (&s->hb2, g_free);
+  g_clear_pointer (&s->pos, g_free);
+  g_clear_pointer (&s->lse_m, g_free);
+  g_clear_pointer (&s->lse_s, g_free);
+  g_clear_pointer (&s->target, g_free);
+  s->cap = 0;
+}
+
+void
+lt_model_free (LtModel *m)
+{
+  if (m == NULL)
+    return;
+  if (m->w.layers)
+    for (int l = 0; l < m->config->num_hidden_layers; l++)
+      {
+        LtLayerWeights *lw = &m->w.layers[l];
+        lt_linear_clear (&lw->q_proj);
+        lt_linear_clear (&lw->k_proj);
+        lt_linear_clear (&lw->v_proj);
+        lt_linear_clear (&lw->o_proj);
+        lt_linear_clear (&lw->gate_proj);
+        lt_linear_clear (&lw->up_proj);
+        lt_linear_clear (&lw->down_proj);
+      }
+  lt_linear_clear (&m->w.lm_head);
+  g_free (m->w.layers);
+  g_free (m->w.f32_arena);
+  if (m->state)
+    {
+      run_state_free_buffers (m->state);
+      g_free (m->state->tile);
+      g_free (m->state->att_scratch);
+      g_free (m->state->chunk);
+      g_free (m->state);
+    }
+  g_free (m->inv_freq);
+  lt_config_free (m->config);
+  g_clear_pointer (&m->files, lt_weights_free);
+  g_free (m);
+}
+
+/* ---- run state ---- */
+
+static gboolean
+try_alloc (float **p, gsize n, GError **error)
+{
+  g_free (*p);
+  *p = g_try_new (float, MAX (n, 1));
+  if (*p == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                   "could not allocate %" G_GSIZE_FORMAT " MiB of activations",
+                   n * sizeof (float) >> 20);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Buffers for N tokens whose attention sees at most S keys. */
+static gboolean
+run_state_ensure (LtModel *m, int N, int S, GError **error)
+{
+  LtRunState *s = m->state;
+  const LtConfig *c = m->config;
+  gsize need_att = lt_attention_scratch_floats (N, S);
+
+  if (N > s->cap)
+    {
+      gsize n = (gsize) N;
+      gsize qd = (gsize) c->num_attention_heads * c->head_dim;
+      gsize kvd = (gsize) c->num_key_value_heads * c->head_dim;
+      run_state_free_buffers (s);
+      if (!try_alloc (&s->x, n * c->hidden_size, error)
+          || !try_alloc (&s->xb, n * MAX ((gsize) c->hidden_size, qd), error)
+          || !try_alloc (&s->q, n * qd, error)
+          || !try_alloc (&s->k, n * kvd, error)
+          || !try_alloc (&s->v, n * kvd, error)
+          || !try_alloc (&s->att, n * qd, error)
+          || !try_alloc (&s->hb, n * c->intermediate_size, error)
+          || !try_alloc (&s->hb2, n * c->intermediate_size, error)
+          || !try_alloc (&s->lse_m, n, error)
+          || !try_alloc (&s->target, n, error))
+        {
+          run_state_free_buffers (s);
+          return FALSE;
+        }
+      s->pos = g_new (int, n);
+      s->lse_s = g_new (double, n);
+      s->cap = N;
+    }
+  if (need_att > s->att_scratch_floats)
+    {
+      if (!try_alloc (&s->att_scratch, need_att, error))
+        {
+          s->att_scratch_floats = 0;
+          return FALSE;
+        }
+      s->att_scratch_floats = need_att;
+    }
+  return TRUE;
+}
+
+static gboolean
+check_tokens (const LtModel *m, const int32_t *tokens, int N, GError **error)
+{
+  for (int i = 0; i < N; i++)
+    if (tokens[i] < 0 || tokens[i] >= m->config->vocab_size)
+      {
+        g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                     "token id %d at position %d is outside the vocabulary (size %d)",
+                     tokens[i], i, m->config->vocab_size);
+        return FALSE;
+      }
+  return TRUE;
+}
+
+static LtKDType
+kdtype (const LtTensor *t)
+{
+  return t->dtype == LT_DTYPE_BF16 ? LT_KDTYPE_BF16
+         : t->dtype == LT_DTYPE_F16 ? LT_KDTYPE_F16 : LT_KDTYPE_F32;
+}
+
+static void
+linear (LtModel *m, const LtLinear *lin, const float *x, int N, float *y)
+{
+  lt_linear_forward (lin, x, N, y, m->state->tile, m->state->tile_floats);
+}
+
+/* Runs the blocks over tokens (N) and leaves the final-normed hidden states in state->xb
+ * (N, C). Without @cache: B sequences of @lengths, each from position 0. With @cache: one
+ * sequence continuing it; keys/values are appended. */
+static gboolean
+forward_hidden (LtModel *m, const int32_t *tokens, int N, const int *lengths, int B,
+                LtKVCache *cache, GError **error)
+{
+  const LtConfig *c = m->config;
+  LtRunState *s = m->state;
+  int C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+  int H = c->num_attention_heads, KVH = c->num_key_value_heads;
+  int qd = H * D, kvd = KVH * D;
+  float eps = (float) c->rms_norm_eps;
+  int past = cache ? cache->len : 0;
+  int max_S = 0;
+
+  if (!check_tokens (m, tokens, N, error))
+    return FALSE;
+  if (cache)
+    max_S = past + N;
+  else
+    for (int b = 0; b < B; b++)
+      max_S = MAX (max_S, lengths[b]);
+  if (!run_state_ensure (m, N, max_S, error))
+    return FALSE;
+
+  /* positions */
+  if (cache)
+    for (int i = 0; i < N; i++)
+      s->pos[i] = past + i;
+  else
+    for (int b = 0, o = 0; b < B; o += lengths[b], b++)
+      for (int t = 0; t < lengths[b]; t++)
+        s->pos[o + t] = t;
+
+  /* embedding: x (N, C) */
+  {
+    const LtTensor *e = m->w.embed;
+    LtKDType kd = kdtype (e);
+    gsize row_bytes = (gsize) C * (lt_dtype_bits (e->dtype) / 8);
+#pragma omp parallel for schedule(static) if (N > 16)
+    for (int i = 0; i < N; i++)
+      lt_expand_f32 (kd, (const char *) e->data + (gsize) tokens[i] * row_bytes, C,
+                     s->x + (gsize) i * C);
+  }
+
+  for (int l = 0; l < c->num_hidden_layers; l++)
+    {
+      const LtLayerWeights *lw = &m->w.layers[l];
+      float *kc = s->k, *vc = s->v; /* keys/values the attention reads */
+
+      lt_rmsnorm_forward (s->xb, s->x, lw->input_norm, eps, N, C);
+      linear (m, &lw->q_proj, s->xb, N, s->q);
+      linear (m, &lw->k_proj, s->xb, N, s->k);
+      linear (m, &lw->v_proj, s->xb, N, s->v);
+      if (lw->q_norm)
+        {
+          lt_rmsnorm_forward (s->q, s->q, lw->q_norm, eps, N * H, D);
+          lt_rmsnorm_forward (s->k, s->k, lw->k_norm, eps, N * KVH, D);
+        }
+      lt_rope_forward (s->q, s->pos, m->inv_freq, N, H, D);
+      lt_rope_forward (s->k, s->pos, m->inv_freq, N, KVH, D);
+
+      if (cache)
+        {
+          kc = cache->k + (gsize) l * cache->cap * kvd;
+          vc = cache->v + (gsize) l * cache->cap * kvd;
+          memcpy (kc + (gsize) past * kvd, s->k, (gsize) N * kvd * sizeof (float));
+          memcpy (vc + (gsize) past * kvd, s->v, (gsize) N * kvd * sizeof (float));
+          lt_attention_forward (s->att, s->q, kc, vc, N, past + N, H, KVH, D, s->att_scratch);
+        }
+      else
+        for (int b = 0, o = 0; b < B; o += lengths[b], b++)
+          lt_attention_forward (s->att + (gsize) o * qd, s->q + (gsize) o * qd,
+                                kc + (gsize) o * kvd, vc + (gsize) o * kvd, lengths[b],
+                                lengths[b], H, KVH, D, s->att_scratch);
+
+      linear (m, &lw->o_proj, s->att, N, s->xb);
+      lt_add_inplace (s->x, s->xb, (gsize) N * C);
+
+      lt_rmsnorm_forward (s->xb, s->x, lw->post_norm, eps, N, C);
+      linear (m, &lw->gate_proj, s->xb, N, s->hb);
+      linear (m, &lw->up_proj, s->xb, N, s->hb2);
+      lt_swiglu_forward (s->hb, s->hb, s->hb2, (gsize) N * I);
+      linear (m, &lw->down_proj, s->hb, N, s->xb);
+      lt_add_inplace (s->x, s->xb, (gsize) N * C);
+    }
+  lt_rmsnorm_forward (s->xb, s->x, m->w.norm, eps, N, C);
+  if (cache)
+    cache->len += N;
+  return TRUE;
+}
+
+static gboolean
+check_lengths (const int *lengths, int B, int *N, GError **error)
+{
+  gint64 total = 0;
+  if (B < 1)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "a batch needs a sequence");
+      return FALSE;
+    }
+  for (int b = 0; b < B; b++)
+    {
+      if (lengths[b] < 1)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                       "sequence %d of the batch is empty", b);
+          return FALSE;
+        }
+      total += lengths[b];
+    }
+  if (total > G_MAXINT / 2)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "batch of %" G_GINT64_FORMAT
+                   " tokens is too large", total);
+      return FALSE;
+    }
+  *N = (int) total;
+  return TRUE;
+}
+
+gboolean
+lt_model_forward_logits (LtModel *m, const int32_t *tokens, const int *lengths, int B,
+                         float *logits, GError **error)
+{
+  int N;
+
+  if (!check_lengths (lengths, B, &N, error)
+      || !forward_hidden (m, tokens, N, lengths, B, NULL, error))
+    return FALSE;
+  linear (m, &m->w.lm_head, m->state->xb, N, logits);
+  return TRUE;
+}
+
+gboolean
+lt_model_forward_nll (LtModel *m, const int32_t *tokens, const int *lengths, int B,
+                      double *nll, GError **error)
+{
+  LtRunState *s = m->state;
+  int V = m->config->vocab_size;
+  int N, chunk;
+
+  if (!check_lengths (lengths, B, &N, error)
+      || !forward_hidden (m, tokens, N, lengths, B, NULL, error))
+    return FALSE;
+
+  chunk = (int) MIN ((gsize) V, MAX (LT_LOGIT_CHUNK_FLOATS / (gsize) N, (gsize) 256));
+  if (s->chunk_floats < (gsize) N * chunk)
+    {
+      if (!try_alloc (&s->chunk, (gsize) N * chunk, error))
+        {
+          s->chunk_floats = 0;
+          return FALSE;
+        }
+      s->chunk_floats = (gsize) N * chunk;
+    }
+  for (int i = 0; i < N; i++)
+    {
+      s->lse_m[i] = -INFINITY;
+      s->lse_s[i] = 0.0;
+      s->target[i] = NAN;
+    }
+  for (int v0 = 0; v0 < V; v0 += chunk)
+    {
+      int vc = MIN (chunk, V - v0);
+      /* chunk (N, vc) */
+      lt_linear_forward_rows (&m->w.lm_head, s->xb, N, v0, vc, s->chunk, s->tile,
+                              s->tile_floats);
+      lt_logsumexp_update (s->lse_m, s->lse_s, s->chunk, N, vc);
+      for (int b = 0, o = 0; b < B; o += lengths[b], b++)
+        for (int t = 0; t + 1 < lengths[b]; t++)
+          {
+            int32_t next = tokens[o + t + 1];
+            if (next >= v0 && next < v0 + vc)
+              s->target[o + t] = s->chunk[(gsize) (o + t) * vc + (next - v0)];
+          }
+    }
+  for (int b = 0, o = 0; b < B; o += lengths[b], b++)
+    {
+      double sum = 0.0;
+      for (int t = 0; t + 1 < lengths[b]; t++)
+        sum += (double) s->lse_m[o + t] + log (s->lse_s[o + t]) - (double) s->target[o + t];
+      nll[b] = sum;
+    }
+  return TRUE;
+}
+
+/* ---- KV cache ---- */
+
+LtKVCache *
+lt_kv_cache_new (const LtModel *m, int max_tokens)
+{
+  LtKVCache *cache = g_new0 (LtKVCache, 1);
+  gsize n;
+
+  cache->n_layers = m->config->num_hidden_layers;
+  cache->cap = MAX (max_tokens, 1);
+  cache->kv_dim = m->config->num_key_value_heads * m->config->head_dim;
+  n = (gsize) cache->n_layers * cache->cap * cache->kv_dim;
+  cache->k = g_new (float, n);
+  cache->v = g_new (float, n);
+  return cache;
+}
+
+void
+lt_kv_cache_free (LtKVCache *cache)
+{
+  if (cache == NULL)
+    return;
+  g_free (cache->k);
+  g_free (cache->v);
+  g_free (cache);
+}
+
+void
+lt_kv_cache_reset (LtKVCache *cache)
+{
+  cache->len = 0;
+}
+
+int
+lt_kv_cache_get_length (const LtKVCache *cache)
+{
+  return cache->len;
+}
+
+int
+lt_kv_cache_get_capacity (const LtKVCache *cache)
+{
+  return cache->cap;
+}
+
+gboolean
+lt_model_decode (LtModel *m, LtKVCache *cache, const int32_t *tokens, int n, float *logits,
+                 gboolean all_logits, GError **error)
+{
+  int C = m->config->hidden_size;
+
+  g_return_val_if_fail (cache->n_layers == m->config->num_hidden_layers, FALSE);
+  if (n < 1)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "decode needs a token");
+      return FALSE;
+    }
+  if (cache->len + n > cache->cap)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "the KV cache holds %d tokens; %d more do not fit", cache->cap, n);
+      return FALSE;
+    }
+  if (!forward_hidden (m, tokens, n, NULL, 1, cache, error))
+    return FALSE;
+  if (all_logits)
+    linear (m, &m->w.lm_head, m->state->xb, n, logits);
+  else
+    linear (m, &m->w.lm_head, m->state->xb + (gsize) (n - 1) * C, 1, logits);
+  return TRUE;
+}
+
+/* ---- sampling ---- */
+
+static guint64
+rng_next (guint64 *state)
+{
+  /* splitmix64 */
+  guint64 z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+typedef struct
+{
+  float p;
+  int32_t id;
+} ProbIndex;
+
+static int
+compare_prob_desc (const void *a, const void *b)
+{
+  const ProbIndex *x = a, *y = b;
+  if (x->p != y->p)
+    return x->p > y->p ? -1 : 1;
+  return x->id - y->id;
+}
+
+int32_t
+lt_sample_logits (float *logits, int V, float temperature, float top_p, guint64 *rng)
+{
+  int32_t best = 0;
+
+  for (int i = 1; i < V; i++)
+    if (logits[i] > logits[best])
+      best = i;
+  if (temperature <= 0.0f)
+    return best;
+
+  double sum = 0.0;
+  float mx = logits[best];
+  for (int i = 0; i < V; i++)
+    {
+      logits[i] = expf ((logits[i] - mx) / temperature);
+      sum += logits[i];
+    }
+  double r = (double) (rng_next (rng) >> 11) * (1.0 / 9007199254740992.0);
+
+  if (top_p >= 1.0f)
+    {
+      double acc = 0.0, target = r * sum;
+      for (int i = 0; i < V; i++)
+        {
+          acc += logits[i];
+          if (acc > target)
+            return i;
+        }
+      return best;
+    }
+
+  g_autofree ProbIndex *pi = g_new (ProbIndex, V);
+  for (int i = 0; i < V; i++)
+    pi[i] = (ProbIndex) { (float) (logits[i] / sum), i };
+  qsort (pi, V, sizeof *pi, compare_prob_desc);
+  double cum = 0.0;
+  int keep = 0;
+  while (keep < V)
+    {
+      cum += pi[keep++].p;
+      if (cum >= top_p)
+        break;
+    }
+  double target = r * cum, acc = 0.0;
+  for (int i = 0; i < keep; i++)
+    {
+      acc += pi[i].p;
+      if (acc > target)
+        return pi[i].id;
+    }
+  return pi[keep - 1].id;
+}

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-model: decoder-only transformer (Llama, Mistral, Qwen2, Qwen3; SmolLM is Llama).
+ *
+ * llama2.c's three structs: the config (LtConfig), the weights (LtModelWeights: views into the
+ * mmapped safetensors in their stored dtype, plus small f32 copies of norms and biases) and the
+ * run state (activation buffers, private, grown on demand).
+ *
+ * Forward (f32): embedding → L × [RMSNorm → q/k/v (+bias on Qwen2) → per-head q/k RMSNorm
+ * (Qwen3) → RoPE → causal GQA attention → o_proj → residual → RMSNorm → SwiGLU MLP →
+ * residual] → RMSNorm → LM head (the embedding when tied).
+ *
+ * Batches are padding-free: B sequences of lengths[b] tokens are concatenated into one array
+ * of N = Σ lengths tokens; each sequence starts at position 0 and attends only to itself.
+ * Generation uses an LtKVCache (one sequence): prefill, then one token at a time.
+ *
+ * Tensor names (HF): model.embed_tokens.weight, model.layers.{i}.input_layernorm.weight,
+ * .self_attn.{q,k,v,o}_proj.{weight,bias}, .self_attn.{q,k}_norm.weight,
+ * .post_attention_layernorm.weight, .mlp.{gate,up,down}_proj.weight, model.norm.weight,
+ * lm_head.weight. Tied models may store either the embedding or lm_head.weight.
+ *
+ * An LtModel is not thread-safe: one forward at a time. */
+#pragma once
+
+#include <glib.h>
+#include <stdint.h>
+
+#include "lt-config.h"
+#include "lt-linear.h"
+#include "lt-safetensors.h"
+#include "lt-tensor.h"
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  float *input_norm;         /* (C) */
+  LtLinear q_proj;           /* (H·D, C) */
+  LtLinear k_proj;           /* (KVH·D, C) */
+  LtLinear v_proj;           /* (KVH·D, C) */
+  LtLinear o_proj;           /* (C, H·D) */
+  float *q_norm;             /* (D) Qwen3, else NULL */
+  float *k_norm;             /* (D) Qwen3, else NULL */
+  float *post_norm;          /* (C) */
+  LtLinear gate_proj;        /* (I, C) */
+  LtLinear up_proj;          /* (I, C) */
+  LtLinear down_proj;        /* (C, I) */
+} LtLayerWeights;
+
+typedef struct
+{
+  const LtTensor *embed;     /* (V, C) stored dtype, borrowed */
+  LtLayerWeights *layers;    /* (L) */
+  float *norm;               /* (C) */
+  LtLinear lm_head;          /* (V, C); over the embedding when tied */
+  float *f32_arena;          /* one allocation holding every norm weight above */
+} LtModelWeights;
+
+typedef struct _LtRunState LtRunState;
+
+typedef struct
+{
+  LtConfig *config;          /* owned */
+  LtWeights *files;          /* owned; NULL when built from a tensor table */
+  LtModelWeights w;
+  float *inv_freq;           /* (D/2) RoPE inverse frequencies */
+  LtRunState *state;         /* private */
+} LtModel;
+
+/* Loads DIR/config.json and DIR's safetensors. Every expected tensor must exist with the
+ * shape config.json implies: otherwise an error naming the tensor, the file and both shapes. */
+LtModel *lt_model_load (const char *model_dir, GError **error);
+/* Takes ownership of @config and @files (also on failure). */
+LtModel *lt_model_new (LtConfig *config, LtWeights *files, GError **error);
+/* Builds over a table of name → const LtTensor* (borrowed: they must outlive the model);
+ * takes ownership of @config. @label names the source in messages. */
+LtModel *lt_model_new_from_table (LtConfig *config, GHashTable *tensors, const char *label,
+                                  GError **error);
+void lt_model_free (LtModel *model);
+
+/* Full-sequence logits: logits (N, V) for tokens (N), sequences of lengths (B). */
+gboolean lt_model_forward_logits (LtModel *model, const int32_t *tokens, const int *lengths,
+                                  int B, float *logits, GError **error);
+/* Evaluation: nll (B) receives, per sequence, Σ −log p(token[t+1] | tokens ≤ t) over its
+ * lengths[b] − 1 predicted tokens. The LM head runs over vocabulary chunks with an online
+ * log-sum-exp, so (N, V) logits never exist. */
+gboolean lt_model_forward_nll (LtModel *model, const int32_t *tokens, const int *lengths,
+                               int B, double *nll, GError **error);
+
+typedef struct _LtKVCache LtKVCache;
+
+LtKVCache *lt_kv_cache_new (const LtModel *model, int max_tokens);
+void lt_kv_cache_free (LtKVCache *cache);
+void lt_kv_cache_reset (LtKVCache *cache);
+int lt_kv_cache_get_length (const LtKVCache *cache);
+int lt_kv_cache_get_capacity (const LtKVCache *cache);
+
+/* Runs @n tokens after what @cache holds (prefill when empty, then n = 1 per step) and appends
+ * their keys/values. logits: (n, V) when @all_logits, else (V) for the last token. A full cache
+ * is an LT_ERROR_INVALID_ARGUMENT. */
+gboolean lt_model_decode (LtModel *model, LtKVCache *cache, const int32_t *tokens, int n,
+                          float *logits, gboolean all_logits, GError **error);
+
+/* Picks the next token from logits (V) (modified in place): @temperature 0 = greedy (first
+ * maximum); else softmax(logits / T), restricted to the smallest set of top tokens whose
+ * probability reaches @top_p (1 = all), sampled with *rng (a 64-bit state; seed it with any
+ * value). */
+int32_t lt_sample_logits (float *logits, int V, float temperature, float top_p, guint64 *rng);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtModel, lt_model_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtKVCache, lt_kv_cache_free)
+
+G_END_DECLS
