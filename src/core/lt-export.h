@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-export: fuse an adapter into its base, de-quantize / re-quantize, and write MLX, HF,
+ * GGUF and PEFT outputs (FORMATS.md §2.8, §2.9, §3, §4); read them back.
+ *
+ * Fuse (§2.9), W (out, in) f32, A (in, r), B (r, out), scale s:
+ *   LoRA  W' = W + s·(AB)ᵀ
+ *   DoRA  V = W + s·(AB)ᵀ,  W' = (m / ‖V‖_row) · V
+ *   Full  W' = the trained tensor (same name as the base's)
+ * A quantized (MLX affine / mxfp4) base is de-quantized first; the fused weight is then
+ * re-quantized into the MLX output (same mode/bits/group by default, or those asked for)
+ * unless de-quantizing. Adapters are read from an mlx-lm run folder (adapters.safetensors +
+ * adapter_config.json) or a PEFT folder (adapter_model.safetensors + adapter_config.json).
+ *
+ * Work runs tensor by tensor: one f32 tensor (the largest one is the embedding) is alive at a
+ * time next to the outputs being built; the GGUF output streams to disk, the MLX and HF
+ * outputs hold their (converted) bytes until written, so the peak is about the size of the
+ * outputs plus one layer.
+ *
+ * Adapter survival: for every fused layer written in a quantized format (MLX affine/mxfp4 or
+ * a quantized GGUF type) the export records ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ (Q = quantize then
+ * de-quantize); below LT_EXPORT_SURVIVAL_WARN the adapter is mostly lost in that layer.
+ *
+ * Every output goes to a temporary sibling folder (or file) renamed into place when
+ * complete; an existing non-empty output is refused unless @force. */
+#pragma once
+
+#include <glib.h>
+
+#include "lt-config.h"
+#include "lt-model.h"
+#include "lt-quant.h"
+#include "lt-tensor.h"
+
+G_BEGIN_DECLS
+
+#define LT_EXPORT_SURVIVAL_WARN 0.5
+
+typedef struct
+{
+  const char *model_dir;     /* base model folder (HF or MLX layout) */
+  const char *adapter_path;  /* run folder / adapter folder / .safetensors, or NULL */
+
+  /* MLX output (the fused model in the base's layout) */
+  const char *save_path;     /* NULL: none */
+  gboolean dequantize;       /* write float weights, drop quantization from config.json */
+  int bits;                  /* 0: keep the base's (or no quantization for a float base) */
+  int group_size;            /* 0: the mode's default */
+  int mode;                  /* LtQuantMode (AFFINE or MXFP4); -1: the base's / affine */
+
+  /* HF output */
+  const char *hf_path;
+  LtDType hf_dtype;          /* F32, F16 or BF16 */
+  guint64 hf_shard_bytes;    /* 0: 5 GB (5·10⁹) */
+
+  /* GGUF output */
+  const char *gguf_path;
+  int gguf_type;             /* LtGgmlType: F16, Q8_0, Q4_0, Q4_K, Q6_K (F32 and BF16 too) */
+
+  /* PEFT output (needs a LoRA/DoRA adapter) */
+  const char *peft_path;
+
+  gboolean force;
+} LtExportOptions;
+
+void lt_export_options_init (LtExportOptions *opts);
+
+typedef struct
+{
+  char *layer;     /* module path, "model.layers.0.self_attn.q_proj" */
+  char *format;    /* "mlx affine 4-bit g64", "gguf q4_K", … */
+  double ratio;    /* ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ */
+} LtSurvival;
+
+typedef struct
+{
+  int n_fused;            /* layers an adapter was fused into */
+  char *adapter_kind;     /* "lora", "dora", "full" or NULL */
+  GArray *survival;       /* LtSurvival */
+  int n_lost;             /* layers with ratio < LT_EXPORT_SURVIVAL_WARN */
+  char *warning;          /* names those layers and suggests a remedy, or NULL */
+  guint64 bytes_written;  /* all outputs */
+  double seconds_fuse;    /* reading, de-quantizing and fusing */
+  double seconds_write;   /* converting, quantizing and writing */
+} LtExportReport;
+
+void lt_export_report_free (LtExportReport *report);
+
+/* Runs the export. @progress (may be NULL) gets a fraction in [0, 1] and returns FALSE to
+ * cancel. */
+typedef gboolean (*LtExportProgress) (double fraction, const char *what, gpointer user_data);
+LtExportReport *lt_export_run (const LtExportOptions *opts, LtExportProgress progress,
+                               gpointer user_data, GError **error);
+
+/* The Q/K row permutation of arch llama (§4.9): rows = n_head·hd rows of @cols values.
+ * Forward HF → GGUF: dst[h][2i+j] = src[h][j·hd/2+i]; inverse when @inverse. */
+void lt_export_permute_qk (const float *src, float *dst, int n_head, int64_t rows, int64_t cols,
+                           gboolean inverse);
+
+/* llama3 rope_freqs divisors (§4.9), (hd/2). */
+void lt_export_llama3_rope_freqs (const LtConfig *config, float *ff);
+
+/* A model read back from an export: an LtModel over f32 (or stored-dtype) tensors this
+ * struct owns. */
+typedef struct
+{
+  LtModel *model;
+  GHashTable *tensors;    /* name → LtTensor* (owned), or NULL when the model owns its files */
+} LtLoadedModel;
+
+void lt_loaded_model_free (LtLoadedModel *m);
+/* A folder (HF safetensors or MLX, quantized tensors de-quantized to f32) or a .gguf file
+ * (blocks de-quantized to f32, the Q/K permutation undone, names mapped back to HF). For a
+ * GGUF @config_path (a config.json or a folder holding one) may be NULL: the config is then
+ * rebuilt from the GGUF metadata (rope type default/linear only; llama3 needs @config_path). */
+LtLoadedModel *lt_export_load (const char *path, const char *config_path, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtExportReport, lt_export_report_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtLoadedModel, lt_loaded_model_free)
+
+G_END_DECLS
