@@ -14,10 +14,12 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
+#include "lt-dataset.h"
 #include "lt-error.h"
 #include "lt-ggml-quants.h"
 #include "lt-gguf.h"
 #include "lt-run.h"
+#include "lt-tokenizer.h"
 #include "lt-safetensors.h"
 
 #undef I
@@ -564,9 +566,9 @@ adapter_set_load (const char *path, GError **error)
               continue;
             }
           const char *dot = strrchr (n, '.');
+          g_autofree char *m = dot ? g_strndup (n, dot - n) : NULL;
           if (!dot)
-            goto bad_mlx;
-          g_autofree char *m = g_strndup (n, dot - n);
+            dot = "";
           if (g_str_equal (dot, ".lora_a") && t->ndim == 2)
             {
               Adapter *ad = adapter_get (a->mods, m);
@@ -584,7 +586,6 @@ adapter_set_load (const char *path, GError **error)
             adapter_get (a->mods, m)->m = read_f32_transposed (t, FALSE);
           else
             {
-            bad_mlx:
               g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
                            "%s: tensor %s is not an mlx-lm lora_a/lora_b/m tensor", file, n);
               return NULL;
@@ -2014,4 +2015,141 @@ lt_export_load (const char *path, const char *config_path, GError **error)
   if (g_file_test (path, G_FILE_TEST_IS_DIR))
     return load_dir (path, error);
   return load_gguf (path, config_path, error);
+}
+
+LtLoadedModel *
+lt_export_load_fused (const char *model_dir, const char *adapter_path, GError **error)
+{
+  g_autoptr (Source) s = source_open (model_dir, error);
+  if (!s)
+    return NULL;
+  g_autoptr (AdapterSet) ad = NULL;
+  if (adapter_path)
+    {
+      ad = adapter_set_load (adapter_path, error);
+      if (!ad)
+        return NULL;
+    }
+  g_autoptr (GArray) specs = model_specs (s->config);
+  GHashTable *table = new_table ();
+  for (guint i = 0; i < specs->len; i++)
+    {
+      TensorSpec *sp = &g_array_index (specs, TensorSpec, i);
+      float *x = source_read_f32 (s, sp, error);
+      if (!x)
+        goto fail;
+      if (ad && ad->kind == LT_TRAIN_TYPE_FULL && g_hash_table_contains (ad->full, sp->name))
+        {
+          const LtTensor *t = g_hash_table_lookup (ad->full, sp->name);
+          if (lt_tensor_numel (t) != spec_numel (sp) || !lt_dtype_is_float (t->dtype))
+            {
+              g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                           "%s: %s has the wrong shape or dtype", ad->path, sp->name);
+              g_free (x);
+              goto fail;
+            }
+          lt_tensor_read_f32 (t, 0, spec_numel (sp), x);
+        }
+      else if (ad && sp->module && g_hash_table_contains (ad->mods, sp->module))
+        {
+          float *y = fuse_one (ad, g_hash_table_lookup (ad->mods, sp->module), sp->module, x,
+                               sp->shape[0], sp->shape[1], error);
+          g_free (x);
+          if (!y)
+            goto fail;
+          x = y;
+        }
+      LtTensor *t = lt_tensor_new_view (sp->name, LT_DTYPE_F32, sp->ndim, sp->shape, x,
+                                        sizeof (float) * spec_numel (sp));
+      t->owns_data = TRUE;
+      g_hash_table_insert (table, g_strdup (sp->name), t);
+    }
+  {
+    LtConfig *c = g_steal_pointer (&s->config);
+    return loaded_from_table (c, table, model_dir, error);
+  }
+fail:
+  g_hash_table_unref (table);
+  return NULL;
+}
+
+gboolean
+lt_export_perplexity (LtModel *model, const char *model_dir, const char *jsonl,
+                      int max_seq_length, double *ppl, gint64 *n_tokens, GError **error)
+{
+  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model_dir, error);
+  if (!tok)
+    return FALSE;
+  LtDataset *ds = lt_dataset_load (jsonl, tok, NULL, max_seq_length, error);
+  if (!ds)
+    return FALSE;
+  double nll = 0;
+  gint64 pred = 0;
+  gboolean ok = TRUE;
+  for (gsize i = 0; i < ds->n_examples && ok; i++)
+    {
+      const LtExample *e = &ds->examples[i];
+      if (e->n < 2)
+        continue;
+      double v;
+      ok = lt_model_forward_nll (model, e->ids, &e->n, 1, &v, error);
+      nll += v;
+      pred += e->n - 1;
+    }
+  lt_dataset_free (ds);
+  if (!ok)
+    return FALSE;
+  if (pred == 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "%s: no tokens to predict", jsonl);
+      return FALSE;
+    }
+  *ppl = exp (nll / pred);
+  if (n_tokens)
+    *n_tokens = pred;
+  return TRUE;
+}
+
+char *
+lt_export_greedy (LtModel *model, const char *model_dir, const char *prompt, int n_new,
+                  GError **error)
+{
+  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model_dir, error);
+  if (!tok)
+    return NULL;
+  g_autoptr (GArray) ids = lt_tokenizer_encode (tok, prompt, -1, TRUE, error);
+  if (!ids)
+    return NULL;
+  const int V = model->config->vocab_size;
+  g_autoptr (LtKVCache) cache = lt_kv_cache_new (model, (int) ids->len + n_new + 1);
+  g_autofree float *logits = g_new (float, V);
+  g_autoptr (GArray) out = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  guint64 rng = 0;
+  if (!lt_model_decode (model, cache, (const int32_t *) ids->data, (int) ids->len, logits, FALSE,
+                        error))
+    return NULL;
+  for (int i = 0; i < n_new; i++)
+    {
+      int32_t t = lt_sample_logits (logits, V, 0.0f, 1.0f, &rng);
+      g_array_append_val (out, t);
+      if (t == lt_tokenizer_get_eos_id (tok))
+        break;
+      if (i + 1 < n_new && !lt_model_decode (model, cache, &t, 1, logits, FALSE, error))
+        return NULL;
+    }
+  return lt_tokenizer_decode (tok, (const int32_t *) out->data, out->len, TRUE);
+}
+
+double
+lt_export_expected_loss (const char *f)
+{
+  if (g_str_equal (f, "f32"))
+    return 1e-4;
+  if (g_str_equal (f, "f16") || g_str_equal (f, "bf16"))
+    return 1e-2;
+  if (g_str_equal (f, "q8_0") || g_str_equal (f, "mlx:8"))
+    return 2e-2;
+  if (g_str_equal (f, "q6_k") || g_str_equal (f, "mlx:6"))
+    return 5e-2;
+  return 0.25;
 }

@@ -114,6 +114,27 @@ void lt_loaded_model_free (LtLoadedModel *m);
  * rebuilt from the GGUF metadata (rope type default/linear only; llama3 needs @config_path). */
 LtLoadedModel *lt_export_load (const char *path, const char *config_path, GError **error);
 
+/* The fused model in memory (f32, exact: base + adapter with no quantization), for
+ * verification: the reference every export is compared with. @adapter_path NULL: the base
+ * de-quantized to f32. */
+LtLoadedModel *lt_export_load_fused (const char *model_dir, const char *adapter_path,
+                                     GError **error);
+
+/* Perplexity of @model on a JSONL file (text / prompt-completion lines as lt-dataset reads
+ * them, truncated to @max_seq_length): *ppl = exp (Σ nll / Σ predicted tokens). */
+gboolean lt_export_perplexity (LtModel *model, const char *model_dir, const char *jsonl,
+                               int max_seq_length, double *ppl, gint64 *n_tokens,
+                               GError **error);
+/* Greedy continuation of @prompt (@n_new tokens) decoded to text, with @model_dir's
+ * tokenizer. */
+char *lt_export_greedy (LtModel *model, const char *model_dir, const char *prompt, int n_new,
+                        GError **error);
+
+/* The relative perplexity increase over the fused f32 model that a format is expected to
+ * stay within (f32 1e-4, bf16/f16 1e-2, q8_0 / 8-bit 2e-2, q6_k / 6-bit 5e-2, 4-bit formats
+ * 0.25). @format: "f32", "f16", "bf16", "q8_0", "q6_k", "q4_k", "q4_0", or "mlx:BITS". */
+double lt_export_expected_loss (const char *format);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtExportReport, lt_export_report_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtLoadedModel, lt_loaded_model_free)
 
