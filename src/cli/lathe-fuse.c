@@ -280,6 +280,8 @@ lathe_cmd_fuse (int argc, char **argv)
           json_builder_add_string_value (b, s->format);
           json_builder_set_member_name (b, "ratio");
           json_builder_add_double_value (b, s->ratio);
+          json_builder_set_member_name (b, "cosine");
+          json_builder_add_double_value (b, s->cosine);
           json_builder_end_object (b);
         }
       json_builder_end_array (b);
@@ -318,15 +320,16 @@ lathe_cmd_fuse (int argc, char **argv)
                rep->seconds_fuse, rep->seconds_write);
       if (rep->survival->len > 0)
         {
-          double mn = 1e9, mx = 0;
+          double mn = 1e9, mx = 0, cmin = 1;
           for (guint i = 0; i < rep->survival->len; i++)
             {
-              double v = g_array_index (rep->survival, LtSurvival, i).ratio;
-              mn = MIN (mn, v);
-              mx = MAX (mx, v);
+              LtSurvival *sv = &g_array_index (rep->survival, LtSurvival, i);
+              mn = MIN (mn, sv->ratio);
+              mx = MAX (mx, sv->ratio);
+              cmin = MIN (cmin, sv->cosine);
             }
-          g_print ("adapter survival ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖: min %.3f, max %.3f over %u layer(s)\n",
-                   mn, mx, rep->survival->len);
+          g_print ("adapter survival over %u layer(s): ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ from %.3f to "
+                   "%.3f, lowest cosine with ΔW %.3f\n", rep->survival->len, mn, mx, cmin);
         }
       for (guint i = 0; i < rows->len; i++)
         {

@@ -722,6 +722,7 @@ static gboolean
 commit_dir (const char *tmp, const char *path, GError **error)
 {
   g_autofree char *old = NULL;
+  g_chmod (tmp, 0755);
   if (g_file_test (path, G_FILE_TEST_EXISTS))
     {
       old = g_strdup_printf ("%s.old-%d", path, (int) g_random_int_range (0, 1 << 30));
@@ -1204,26 +1205,23 @@ lt_export_report_free (LtExportReport *r)
   g_free (r);
 }
 
-static double
-survival_ratio (const float *W, const float *Wp, const float *qW, const float *qWp, int64_t n)
+static void
+add_survival (LtExportReport *r, const char *layer, const char *fmt, const float *W,
+              const float *Wp, const float *qW, const float *qWp, int64_t n)
 {
-  double dd = 0, dq = 0;
+  double dd = 0, dq = 0, dot = 0;
   for (int64_t i = 0; i < n; i++)
     {
       double d = (double) Wp[i] - W[i];
       double e = (double) qWp[i] - qW[i];
       dd += d * d;
       dq += e * e;
+      dot += d * e;
     }
-  return dd > 0 ? sqrt (dq / dd) : 1.0;
-}
-
-static void
-add_survival (LtExportReport *r, const char *layer, const char *fmt, double ratio)
-{
-  LtSurvival s = { g_strdup (layer), g_strdup (fmt), ratio };
+  LtSurvival s = { g_strdup (layer), g_strdup (fmt), dd > 0 ? sqrt (dq / dd) : 1.0,
+                   dd > 0 && dq > 0 ? dot / sqrt (dd * dq) : (dd > 0 ? 0.0 : 1.0) };
   g_array_append_val (r->survival, s);
-  if (ratio < LT_EXPORT_SURVIVAL_WARN)
+  if (s.ratio < LT_EXPORT_SURVIVAL_WARN || s.cosine < LT_EXPORT_SURVIVAL_WARN)
     r->n_lost++;
 }
 
@@ -1291,7 +1289,7 @@ job_mlx_add (Job *j, const TensorSpec *s, const float *W, const float *Wp, gbool
           g_autofree char *fmt = g_strdup_printf ("mlx %s %d-bit g%d",
                                                   lt_quant_mode_name (j->mlx_mode), j->mlx_bits,
                                                   j->mlx_group);
-          add_survival (j->report, s->module, fmt, survival_ratio (W, Wp, a, b, n));
+          add_survival (j->report, s->module, fmt, W, Wp, a, b, n);
         }
       LtTensor *wt = NULL, *st = NULL, *bt = NULL;
       if (!lt_quant_tensor_to_mlx (q, s->module, j->mlx_float, &wt, &st, &bt, error))
@@ -1342,7 +1340,7 @@ job_gguf_add (Job *j, const TensorSpec *s, const float *W, const float *Wp, gboo
       lt_gq_quantize_rows (type, Wp, b0, rows, cols);
       lt_gq_dequantize_rows (type, b0, b, rows, cols);
       g_autofree char *fmt = g_strdup_printf ("gguf %s", lt_ggml_type_name (type));
-      add_survival (j->report, s->module, fmt, survival_ratio (W, Wp, a, b, n));
+      add_survival (j->report, s->module, fmt, W, Wp, a, b, n);
     }
   j->report->bytes_written += rs * rows;
   return lt_gguf_writer_write_tensor (j->gw, buf, rs * rows, error);
@@ -1389,6 +1387,12 @@ job_gguf_begin (Job *j, GError **error)
         return FALSE;
     }
   return TRUE;
+}
+
+static int
+cmp_str (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
 }
 
 static gboolean
@@ -1475,7 +1479,7 @@ job_write_peft (Job *j, GError **error)
   json_builder_begin_array (b);
   g_autofree gpointer *keys = g_hash_table_get_keys_as_array (targets, NULL);
   guint nk = g_hash_table_size (targets);
-  qsort (keys, nk, sizeof (gpointer), (GCompareFunc) g_strcmp0);
+  qsort (keys, nk, sizeof (gpointer), (int (*) (const void *, const void *)) cmp_str);
   for (guint i = 0; i < nk; i++)
     json_builder_add_string_value (b, keys[i]);
   json_builder_end_array (b);
@@ -1491,11 +1495,6 @@ job_write_peft (Job *j, GError **error)
   return write_json (cp, root, error);
 }
 
-static int
-cmp_str (gconstpointer a, gconstpointer b)
-{
-  return strcmp (*(char *const *) a, *(char *const *) b);
-}
 
 /* config.json for an MLX or HF output: the base's, sorted, with quantization set or removed. */
 static gboolean
@@ -1802,13 +1801,15 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
   if (report->n_lost > 0)
     {
       g_autoptr (GString) s = g_string_new (NULL);
-      g_string_append_printf (s, "the adapter is mostly lost (‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ < %.2g) "
-                              "in %d layer(s):", LT_EXPORT_SURVIVAL_WARN, report->n_lost);
+      g_string_append_printf (s, "the adapter is mostly lost to re-quantization in %d "
+                              "layer(s) (‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ or its cosine with ΔW below "
+                              "%.2g):", report->n_lost, LT_EXPORT_SURVIVAL_WARN);
       for (guint i = 0; i < report->survival->len; i++)
         {
           LtSurvival *sv = &g_array_index (report->survival, LtSurvival, i);
-          if (sv->ratio < LT_EXPORT_SURVIVAL_WARN)
-            g_string_append_printf (s, " %s (%s, %.2f)", sv->layer, sv->format, sv->ratio);
+          if (sv->ratio < LT_EXPORT_SURVIVAL_WARN || sv->cosine < LT_EXPORT_SURVIVAL_WARN)
+            g_string_append_printf (s, " %s (%s, ratio %.2f, cosine %.2f)", sv->layer,
+                                    sv->format, sv->ratio, sv->cosine);
         }
       g_string_append (s, "; use a finer group size, more bits, or train with QAT");
       report->warning = g_string_free (g_steal_pointer (&s), FALSE);

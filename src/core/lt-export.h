@@ -17,8 +17,13 @@
  * outputs plus one layer.
  *
  * Adapter survival: for every fused layer written in a quantized format (MLX affine/mxfp4 or
- * a quantized GGUF type) the export records ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ (Q = quantize then
- * de-quantize); below LT_EXPORT_SURVIVAL_WARN the adapter is mostly lost in that layer.
+ * a quantized GGUF type) the export records, with D = Q(W+ΔW) − Q(W) (Q = quantize then
+ * de-quantize), the ratio ‖D‖ / ‖ΔW‖ and the cosine ⟨D, ΔW⟩ / (‖D‖·‖ΔW‖). The ratio alone
+ * misleads: a delta far below the quantization step flips a few codes by a whole step, so
+ * ‖D‖ can exceed ‖ΔW‖ many times (28× measured for a 1e-4-scale adapter at 4 bits) while D is
+ * rounding noise. A layer counts as "adapter mostly lost" when the ratio or the cosine is below
+ * LT_EXPORT_SURVIVAL_WARN (less than half of the change survives, or the change that survives
+ * mostly points elsewhere).
  *
  * Every output goes to a temporary sibling folder (or file) renamed into place when
  * complete; an existing non-empty output is refused unless @force. */
@@ -69,6 +74,7 @@ typedef struct
   char *layer;     /* module path, "model.layers.0.self_attn.q_proj" */
   char *format;    /* "mlx affine 4-bit g64", "gguf q4_K", … */
   double ratio;    /* ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ */
+  double cosine;   /* cos ∠ (Q(W+ΔW) − Q(W), ΔW) */
 } LtSurvival;
 
 typedef struct
@@ -76,7 +82,7 @@ typedef struct
   int n_fused;            /* layers an adapter was fused into */
   char *adapter_kind;     /* "lora", "dora", "full" or NULL */
   GArray *survival;       /* LtSurvival */
-  int n_lost;             /* layers with ratio < LT_EXPORT_SURVIVAL_WARN */
+  int n_lost;             /* layers with ratio or cosine < LT_EXPORT_SURVIVAL_WARN */
   char *warning;          /* names those layers and suggests a remedy, or NULL */
   guint64 bytes_written;  /* all outputs */
   double seconds_fuse;    /* reading, de-quantizing and fusing */
