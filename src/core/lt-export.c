@@ -1008,7 +1008,12 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
     max_id = MAX (max_id, (int) json_object_get_int_member (
                              json_array_get_object_element (added, i), "id"));
   if (max_id + 1 > n_vocab)
-    n_vocab = max_id + 1;
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: token id %d is outside the embedding's "
+                   "%d rows (config.json vocab_size)", tpath, max_id, n_vocab);
+      g_list_free (members);
+      return FALSE;
+    }
   g_autofree char **tokens = g_new0 (char *, n_vocab + 1);
   g_autofree gint32 *types = g_new0 (gint32, n_vocab);
   g_autofree float *scores = g_new0 (float, n_vocab);
@@ -1026,6 +1031,69 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
         types[id] = 6;
     }
   g_list_free (members);
+  JsonArray *merges = json_object_has_member (model, "merges")
+                          ? json_object_get_array_member (model, "merges") : NULL;
+  guint n_merges = merges ? json_array_get_length (merges) : 0;
+  g_autoptr (GPtrArray) merge_strs = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < n_merges; i++)
+    {
+      JsonNode *e = json_array_get_element (merges, i);
+      if (JSON_NODE_HOLDS_ARRAY (e))
+        {
+          JsonArray *pair = json_node_get_array (e);
+          g_autoptr (GString) a = g_string_new (json_array_get_string_element (pair, 0));
+          g_autoptr (GString) b = g_string_new (json_array_get_string_element (pair, 1));
+          if (!bytelevel)
+            {
+              /* SentencePiece scores: the token a merge produces ranks by the merge */
+              g_autofree char *joined = g_strconcat (a->str, b->str, NULL);
+              if (json_object_has_member (vocab, joined))
+                {
+                  int id = (int) json_object_get_int_member (vocab, joined);
+                  if (id >= 0 && id < n_vocab && scores[id] == -1000.0f)
+                    scores[id] = -(float) i;
+                }
+            }
+          g_string_replace (a, " ", "\xc4\xa0", 0);
+          g_string_replace (b, " ", "\xc4\xa0", 0);
+          g_ptr_array_add (merge_strs, g_strdup_printf ("%s %s", a->str, b->str));
+        }
+      else
+        {
+          const char *m = json_node_get_string (e);
+          if (!bytelevel)
+            {
+              const char *sp = strchr (m + (m[0] ? 1 : 0), ' ');
+              if (sp)
+                {
+                  g_autofree char *left = g_strndup (m, sp - m);
+                  g_autofree char *joined = g_strconcat (left, sp + 1, NULL);
+                  if (json_object_has_member (vocab, joined))
+                    {
+                      int id = (int) json_object_get_int_member (vocab, joined);
+                      if (id >= 0 && id < n_vocab && scores[id] == -1000.0f)
+                        scores[id] = -(float) i;
+                    }
+                }
+            }
+          g_ptr_array_add (merge_strs, g_strdup (m));
+        }
+    }
+  if (!bytelevel)
+    {
+      /* tokens no merge produces (characters, bytes) score 0, like SentencePiece pieces that
+       * are never a merge result */
+      for (int i = 0; i < n_vocab; i++)
+        if (tokens[i] && scores[i] == -1000.0f)
+          scores[i] = 0.0f;
+      const char *unk = json_object_get_string_member_with_default (model, "unk_token", NULL);
+      if (unk && json_object_has_member (vocab, unk))
+        {
+          int id = (int) json_object_get_int_member (vocab, unk);
+          if (id >= 0 && id < n_vocab)
+            types[id] = 2;
+        }
+    }
   for (guint i = 0; added && i < json_array_get_length (added); i++)
     {
       JsonObject *at = json_array_get_object_element (added, i);
@@ -1033,7 +1101,8 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
       const char *content = json_object_get_string_member (at, "content");
       gboolean special = json_object_get_boolean_member_with_default (at, "special", FALSE);
       tokens[id] = (char *) content;
-      types[id] = special || looks_special (content) ? 3 : 4;
+      if (types[id] != 2)
+        types[id] = special || looks_special (content) ? 3 : 4;
       scores[id] = 0.0f;
     }
   for (int i = 0; i < n_vocab; i++)
@@ -1061,30 +1130,9 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
                                    n_vocab);
   lt_gguf_writer_add_f32_array (w, "tokenizer.ggml.scores", scores, n_vocab);
   lt_gguf_writer_add_i32_array (w, "tokenizer.ggml.token_type", types, n_vocab);
-  JsonArray *merges = json_object_has_member (model, "merges")
-                          ? json_object_get_array_member (model, "merges") : NULL;
-  if (merges && json_array_get_length (merges) > 0)
-    {
-      guint nm = json_array_get_length (merges);
-      g_autoptr (GPtrArray) ms = g_ptr_array_new_with_free_func (g_free);
-      for (guint i = 0; i < nm; i++)
-        {
-          JsonNode *e = json_array_get_element (merges, i);
-          if (JSON_NODE_HOLDS_ARRAY (e))
-            {
-              JsonArray *pair = json_node_get_array (e);
-              g_autoptr (GString) a = g_string_new (json_array_get_string_element (pair, 0));
-              g_autoptr (GString) b = g_string_new (json_array_get_string_element (pair, 1));
-              g_string_replace (a, " ", "\xc4\xa0", 0);
-              g_string_replace (b, " ", "\xc4\xa0", 0);
-              g_ptr_array_add (ms, g_strdup_printf ("%s %s", a->str, b->str));
-            }
-          else
-            g_ptr_array_add (ms, g_strdup (json_node_get_string (e)));
-        }
-      lt_gguf_writer_add_string_array (w, "tokenizer.ggml.merges",
-                                       (const char *const *) ms->pdata, ms->len);
-    }
+  if (merge_strs->len > 0)
+    lt_gguf_writer_add_string_array (w, "tokenizer.ggml.merges",
+                                     (const char *const *) merge_strs->pdata, merge_strs->len);
   /* special ids: tokenizer_config.json contents, else config.json */
   struct { const char *cfg; const char *key; int fallback; } sp[] = {
     { "bos_token", "tokenizer.ggml.bos_token_id", c->bos_token_id },

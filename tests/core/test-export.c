@@ -75,8 +75,8 @@ rel_diff (const float *a, const float *ref, gsize n)
 static char *
 model_path (const char *name)
 {
-  if (g_str_equal (name, "k256"))
-    return g_build_filename (tmp_root, "k256", NULL);
+  if (g_str_equal (name, "k256") || g_str_equal (name, "spm"))
+    return g_build_filename (tmp_root, name, NULL);
   return g_strconcat (g_getenv ("LATHE_TEST_DATA"), "/models/", name, NULL);
 }
 
@@ -929,38 +929,45 @@ test_cli (void)
   g_assert_cmpint (run_cli (forced, NULL), ==, 0);
 }
 
-/* A random llama of hidden 256 / intermediate 512 (K-quants need ne[0] % 256 == 0), with
- * llama-f32's tokenizer. */
+/* A random llama: 1 block, hidden C, intermediate I (K-quants need ne[0] % 256 == 0), vocab V,
+ * with the tokenizer.json of tests/data/@tokenizer. */
 static void
-make_k256 (const char *dir)
+make_model (const char *dir, int64_t C, int64_t I, int64_t V, const char *tokenizer)
 {
   g_mkdir_with_parents (dir, 0755);
-  const char *cfg = "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
-                    "\"hidden_size\": 256, \"intermediate_size\": 512, \"num_hidden_layers\": 1, "
-                    "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"head_dim\": 64, "
-                    "\"vocab_size\": 384, \"max_position_embeddings\": 256, "
-                    "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"hidden_act\": \"silu\", "
-                    "\"tie_word_embeddings\": false, \"bos_token_id\": 381, "
-                    "\"eos_token_id\": 382, \"torch_dtype\": \"float32\"}";
+  g_autofree char *cfg = g_strdup_printf (
+      "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+      "\"hidden_size\": %" G_GINT64_FORMAT ", \"intermediate_size\": %" G_GINT64_FORMAT ", "
+      "\"num_hidden_layers\": 1, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+      "\"head_dim\": %" G_GINT64_FORMAT ", \"vocab_size\": %" G_GINT64_FORMAT ", "
+      "\"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
+      "\"hidden_act\": \"silu\", \"tie_word_embeddings\": false, \"bos_token_id\": 1, "
+      "\"eos_token_id\": 2, \"torch_dtype\": \"float32\"}", C, I, C / 4, V);
   g_autofree char *cp = g_build_filename (dir, "config.json", NULL);
   g_assert_true (g_file_set_contents (cp, cfg, -1, NULL));
-  g_autofree char *ts = data_path ("models/llama-f32/tokenizer.json");
-  g_autofree char *tt = NULL;
-  gsize tl;
-  g_assert_true (g_file_get_contents (ts, &tt, &tl, NULL));
-  g_autofree char *td = g_build_filename (dir, "tokenizer.json", NULL);
-  g_assert_true (g_file_set_contents (td, tt, (gssize) tl, NULL));
+  const char *files[] = { "tokenizer.json", "tokenizer_config.json" };
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *rel = g_build_filename (tokenizer, files[i], NULL);
+      g_autofree char *ts = data_path (rel);
+      g_autofree char *tt = NULL;
+      gsize tl;
+      if (!g_file_get_contents (ts, &tt, &tl, NULL))
+        continue;
+      g_autofree char *td = g_build_filename (dir, files[i], NULL);
+      g_assert_true (g_file_set_contents (td, tt, (gssize) tl, NULL));
+    }
   struct { const char *n; int64_t r, c; } w[] = {
-    { "model.embed_tokens.weight", 384, 256 }, { "model.norm.weight", 256, 0 },
-    { "lm_head.weight", 384, 256 }, { "model.layers.0.input_layernorm.weight", 256, 0 },
-    { "model.layers.0.post_attention_layernorm.weight", 256, 0 },
-    { "model.layers.0.self_attn.q_proj.weight", 256, 256 },
-    { "model.layers.0.self_attn.k_proj.weight", 128, 256 },
-    { "model.layers.0.self_attn.v_proj.weight", 128, 256 },
-    { "model.layers.0.self_attn.o_proj.weight", 256, 256 },
-    { "model.layers.0.mlp.gate_proj.weight", 512, 256 },
-    { "model.layers.0.mlp.up_proj.weight", 512, 256 },
-    { "model.layers.0.mlp.down_proj.weight", 256, 512 },
+    { "model.embed_tokens.weight", V, C }, { "model.norm.weight", C, 0 },
+    { "lm_head.weight", V, C }, { "model.layers.0.input_layernorm.weight", C, 0 },
+    { "model.layers.0.post_attention_layernorm.weight", C, 0 },
+    { "model.layers.0.self_attn.q_proj.weight", C, C },
+    { "model.layers.0.self_attn.k_proj.weight", C / 2, C },
+    { "model.layers.0.self_attn.v_proj.weight", C / 2, C },
+    { "model.layers.0.self_attn.o_proj.weight", C, C },
+    { "model.layers.0.mlp.gate_proj.weight", I, C },
+    { "model.layers.0.mlp.up_proj.weight", I, C },
+    { "model.layers.0.mlp.down_proj.weight", C, I },
   };
   g_autoptr (GPtrArray) tensors = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
   GRand *rng = g_rand_new_with_seed (5);
@@ -981,13 +988,125 @@ make_k256 (const char *dir)
                                        NULL, &error));
 }
 
+/* A SentencePiece-style vocabulary (byte fallback, ▁) becomes tokenizer.ggml.model "llama":
+ * no pre-tokenizer, <0xNN> tokens of type BYTE, <unk> UNKNOWN, <s> CONTROL, scores ranking
+ * merge results by merge order (−rank), the token list as long as the embedding. */
+static void
+test_gguf_spm_vocab (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = export_gguf ("spm", NULL, LT_GGML_F16, "spm.gguf");
+  g_autoptr (LtGguf) g = lt_gguf_open (path, &error);
+  g_assert_no_error (error);
+  g_autofree char *model = lt_gguf_dup_string (g, "tokenizer.ggml.model");
+  g_assert_cmpstr (model, ==, "llama");
+  g_assert_null (lt_gguf_find_kv (g, "tokenizer.ggml.pre"));
+  const LtGgufKv *tk = lt_gguf_find_kv (g, "tokenizer.ggml.tokens");
+  g_assert_cmpuint (tk->n, ==, 600);
+  g_autofree char *t0 = lt_gguf_dup_array_string (g, "tokenizer.ggml.tokens", 0);
+  g_autofree char *t3 = lt_gguf_dup_array_string (g, "tokenizer.ggml.tokens", 3);
+  g_autofree char *tpad = lt_gguf_dup_array_string (g, "tokenizer.ggml.tokens", 599);
+  g_assert_cmpstr (t0, ==, "<unk>");
+  g_assert_cmpstr (t3, ==, "<0x00>");
+  g_assert_cmpstr (tpad, ==, "[PAD599]");
+  const LtGgufKv *tt = lt_gguf_find_kv (g, "tokenizer.ggml.token_type");
+  g_assert_cmpint (tt->array_type, ==, LT_GGUF_INT32);
+  const gint32 *types = (const gint32 *) tt->data;
+  g_assert_cmpint (GINT32_FROM_LE (types[0]), ==, 2);   /* <unk> */
+  g_assert_cmpint (GINT32_FROM_LE (types[1]), ==, 3);   /* <s> */
+  g_assert_cmpint (GINT32_FROM_LE (types[3]), ==, 6);   /* <0x00> */
+  g_assert_cmpint (GINT32_FROM_LE (types[599]), ==, 5); /* padding */
+  /* the first merge's result scores 0, the second −1, … (SentencePiece: higher merges first) */
+  g_autofree char *tj = data_path ("tokenizers/spm-llama2/tokenizer.json");
+  g_autoptr (JsonParser) p = json_parser_new ();
+  g_assert_true (json_parser_load_from_file (p, tj, NULL));
+  JsonObject *m = json_object_get_object_member (json_node_get_object (json_parser_get_root (p)),
+                                                 "model");
+  JsonNode *m1 = json_array_get_element (json_object_get_array_member (m, "merges"), 1);
+  g_autofree char *joined = NULL;
+  if (JSON_NODE_HOLDS_ARRAY (m1))
+    joined = g_strconcat (json_array_get_string_element (json_node_get_array (m1), 0),
+                          json_array_get_string_element (json_node_get_array (m1), 1), NULL);
+  else
+    {
+      g_auto (GStrv) parts = g_strsplit (json_node_get_string (m1), " ", 2);
+      joined = g_strconcat (parts[0], parts[1], NULL);
+    }
+  int id = (int) json_object_get_int_member (json_object_get_object_member (m, "vocab"), joined);
+  const LtGgufKv *sc = lt_gguf_find_kv (g, "tokenizer.ggml.scores");
+  float score;
+  memcpy (&score, sc->data + 4 * id, 4);
+  g_assert_cmpfloat (score, ==, -1.0f);
+  /* a tokenizer with more tokens than the embedding has rows is refused */
+  g_autofree char *small = tmp_path ("spm-small");
+  make_model (small, 64, 96, 384, "tokenizers/spm-llama2");
+  g_autofree char *out = tmp_path ("spm-small.gguf");
+  LtExportOptions o;
+  lt_export_options_init (&o);
+  o.model_dir = small;
+  o.gguf_path = out;
+  LtExportReport *r = lt_export_run (&o, NULL, NULL, &error);
+  g_assert_null (r);
+  g_assert_error (error, LT_ERROR, LT_ERROR_FORMAT);
+  g_assert_nonnull (strstr (error->message, "tokenizer.json"));
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+}
+
+/* Full fine-tuning: the run's adapters.safetensors holds trained tensors under HF names; the
+ * export writes them in place of the base's. */
+static void
+test_full (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *mdir = data_path ("models/llama-f32");
+  g_autofree char *adir = tmp_path ("full-run");
+  g_mkdir_with_parents (adir, 0755);
+  int64_t shape[2] = { 32, 64 };
+  g_autoptr (LtTensor) v = lt_tensor_new ("model.layers.1.self_attn.v_proj.weight", LT_DTYPE_F32,
+                                          2, shape);
+  for (int i = 0; i < 32 * 64; i++)
+    ((float *) v->data)[i] = (float) (i % 13) / 13.0f;
+  const LtTensor *ts[1] = { v };
+  g_autofree char *af = g_build_filename (adir, "adapters.safetensors", NULL);
+  g_assert_true (lt_safetensors_write (af, ts, 1, NULL, &error));
+  g_autofree char *ac = g_build_filename (adir, "adapter_config.json", NULL);
+  g_assert_true (g_file_set_contents (ac, "{\"fine_tune_type\": \"full\", \"num_layers\": 1}",
+                                      -1, NULL));
+  g_autofree char *out = tmp_path ("full-hf");
+  LtExportOptions o;
+  lt_export_options_init (&o);
+  o.model_dir = mdir;
+  o.adapter_path = adir;
+  o.hf_path = out;
+  o.hf_dtype = LT_DTYPE_F32;
+  g_autoptr (LtExportReport) r = export_or_die (&o);
+  g_assert_cmpstr (r->adapter_kind, ==, "full");
+  g_assert_cmpint (r->n_fused, ==, 1);
+  g_autoptr (LtWeights) w = lt_weights_open (out, &error);
+  g_assert_no_error (error);
+  const LtTensor *t = lt_weights_lookup (w, "model.layers.1.self_attn.v_proj.weight");
+  g_assert_cmpmem (t->data, t->nbytes, v->data, v->nbytes);
+  /* a PEFT export of a full fine-tune is refused */
+  g_autofree char *pout = tmp_path ("full-peft");
+  LtExportOptions o2;
+  lt_export_options_init (&o2);
+  o2.model_dir = mdir;
+  o2.adapter_path = adir;
+  o2.peft_path = pout;
+  LtExportReport *r2 = lt_export_run (&o2, NULL, NULL, &error);
+  g_assert_null (r2);
+  g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   tmp_root = g_dir_make_tmp ("lathe-export-XXXXXX", NULL);
   g_autofree char *k = g_build_filename (tmp_root, "k256", NULL);
-  make_k256 (k);
+  g_autofree char *spm = g_build_filename (tmp_root, "spm", NULL);
+  make_model (k, 256, 512, 384, "models/llama-f32");
+  make_model (spm, 64, 96, 600, "tokenizers/spm-llama2");
   g_test_add_func ("/export/hf-vs-transformers", test_hf_vs_transformers);
   g_test_add_func ("/export/peft-vs-peft", test_peft_vs_peft);
   g_test_add_func ("/export/mlx-adapter", test_mlx_adapter);
@@ -996,6 +1115,8 @@ main (int argc, char **argv)
   g_test_add_func ("/export/gguf-readback", test_gguf_readback);
   g_test_add_func ("/export/gguf-weights-exact", test_gguf_weights_exact);
   g_test_add_func ("/export/gguf-arch", test_gguf_arch);
+  g_test_add_func ("/export/gguf-spm-vocab", test_gguf_spm_vocab);
+  g_test_add_func ("/export/full", test_full);
   g_test_add_func ("/export/mlx-quantized", test_mlx_quantized);
   g_test_add_func ("/export/survival-warning", test_survival_warning);
   g_test_add_func ("/export/force-and-atomic", test_force_and_atomic);
