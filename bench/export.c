@@ -77,8 +77,8 @@ write_base (const char *dir)
   g_mkdir_with_parents (dir, 0755);
   g_autofree char *cp = g_build_filename (dir, "config.json", NULL);
   g_file_set_contents (cp, config_json, -1, NULL);
-  g_autofree char *tsrc = g_build_filename (SOURCE_DIR, "tests/data/models/llama-f32/tokenizer.json",
-                                            NULL);
+  g_autofree char *tsrc = g_build_filename (SOURCE_DIR, "tests", "data", "models", "llama-f32",
+                                            "tokenizer.json", NULL);
   g_autofree char *tt = NULL;
   gsize tl;
   if (g_file_get_contents (tsrc, &tt, &tl, NULL))
@@ -199,11 +199,13 @@ main (int argc, char **argv)
   };
   printf ("bench-export: base %s (%s), LoRA r8 on 210 layers, %d thread(s)\n", base_kind, base,
           threads > 0 ? threads : (int) g_get_num_processors ());
-  printf ("| output | fused | fuse s | write s | total s | MB written | MB/s | survival cos min |\n");
+  printf ("| output | fused | fuse s | write s | total s | MB written | MB/s "
+          "| survival cos min |\n");
   printf ("|---|---|---|---|---|---|---|---|\n");
   for (guint i = 0; i < G_N_ELEMENTS (rows); i++)
     {
-      g_autofree char *out = g_strdup_printf ("%s/out-%u%s", dir, i, rows[i].kind == 2 ? ".gguf" : "");
+      g_autofree char *out = g_strdup_printf ("%s/out-%u%s", dir, i,
+                                              rows[i].kind == 2 ? ".gguf" : "");
       LtExportOptions o;
       lt_export_options_init (&o);
       o.model_dir = base;

@@ -746,15 +746,12 @@ commit_dir (const char *tmp, const char *path, GError **error)
   return TRUE;
 }
 
+/* JSON with numbers that read back exactly and print short (lt_run_json_to_string: 0.2, not
+ * json-glib's 0.20000000000000001). */
 static gboolean
 write_json (const char *path, JsonNode *root, GError **error)
 {
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  json_generator_set_pretty (gen, TRUE);
-  json_generator_set_indent (gen, 4);
-  json_generator_set_root (gen, root);
-  gsize len;
-  g_autofree char *text = json_generator_to_data (gen, &len);
+  g_autofree char *text = lt_run_json_to_string (root, TRUE);
   g_autofree char *t2 = g_strconcat (text, "\n", NULL);
   return g_file_set_contents_full (path, t2, -1,
                                    G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
@@ -995,7 +992,8 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
       json_generator_set_root (gen, dec);
       dec_s = json_generator_to_data (gen, NULL);
     }
-  gboolean bytelevel = (pre_s && strstr (pre_s, "ByteLevel")) || (dec_s && strstr (dec_s, "ByteLevel"));
+  gboolean bytelevel = (pre_s && strstr (pre_s, "ByteLevel"))
+                       || (dec_s && strstr (dec_s, "ByteLevel"));
 
   int n_vocab = MAX (c->vocab_size, 0);
   GList *members = json_object_get_members (vocab);
@@ -1250,6 +1248,7 @@ lt_export_report_free (LtExportReport *r)
     }
   g_free (r->adapter_kind);
   g_free (r->warning);
+  g_free (r->mlx_format);
   g_free (r);
 }
 
@@ -1701,6 +1700,9 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
                                       src->config->hidden_size, error))
             goto out;
         }
+      report->mlx_format = j.mlx_quant ? g_strdup_printf ("mlx:%d", j.mlx_bits)
+                                       : g_strdup (j.mlx_float == LT_DTYPE_BF16 ? "bf16"
+                                                   : j.mlx_float == LT_DTYPE_F16 ? "f16" : "f32");
       j.mlx_tmp = make_tmp_dir (o->save_path, error);
       if (!j.mlx_tmp)
         goto out;

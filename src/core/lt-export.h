@@ -85,6 +85,7 @@ typedef struct
   int n_lost;             /* layers with ratio or cosine < LT_EXPORT_SURVIVAL_WARN */
   char *warning;          /* names those layers and suggests a remedy, or NULL */
   guint64 bytes_written;  /* all outputs */
+  char *mlx_format;       /* the MLX output's weights: "mlx:4" (bits) or "bf16"/"f16"/"f32" */
   double seconds_fuse;    /* reading, de-quantizing and fusing */
   double seconds_write;   /* converting, quantizing and writing */
 } LtExportReport;

@@ -157,7 +157,8 @@ test_hf_vs_transformers (void)
       g_autofree char *cfg = g_build_filename (out, "config.json", NULL);
       g_autofree char *text = NULL;
       g_assert_true (g_file_get_contents (cfg, &text, NULL, NULL));
-      g_assert_nonnull (strstr (text, cases[i].dt == LT_DTYPE_F32 ? "\"float32\"" : "\"bfloat16\""));
+      g_assert_nonnull (strstr (text, cases[i].dt == LT_DTYPE_F32 ? "\"float32\""
+                                                                  : "\"bfloat16\""));
       g_assert_null (strstr (text, "quantization"));
       g_autofree char *tj = g_build_filename (out, "tokenizer.json", NULL);
       g_assert_true (g_file_test (tj, G_FILE_TEST_IS_REGULAR));
