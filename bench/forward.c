@@ -194,17 +194,17 @@ main (int argc, char **argv)
   struct rusage ru;
   getrusage (RUSAGE_SELF, &ru);
 
-  printf ("bench-forward: Llama 576h × 30L, 9/3 heads, I 1536, V 49152, BF16 weights "
-          "(%.1f M params), seq %d, %d threads, GEMMs threaded by %s\n", n_params / 1e6, seq,
+  printf ("bench-forward: Llama hidden 576 x 30 layers, 9/3 heads, I 1536, V 49152, BF16 "
+          "weights (%.1f M params), seq %d, %d threads, GEMMs threaded by %s\n", n_params / 1e6, seq,
           lt_get_threads (), openblas_get_num_threads () == 1 ? "OpenMP (one pool)" : "OpenBLAS");
 
   printf ("| %-38s | %12s |\n", "measure", "value");
   printf ("|%s|%s|\n", "----------------------------------------", "--------------");
-  printf ("| %-38s | %12.1f |\n", "sgemm 512×576·576×1536 GFLOP/s", rate_small);
-  printf ("| %-38s | %12.1f |\n", "sgemm 1024³ GFLOP/s", rate_square);
+  printf ("| %-38s | %12.1f |\n", "sgemm 512x576 . 576x1536 GFLOP/s", rate_small);
+  printf ("| %-38s | %12.1f |\n", "sgemm 1024^3 GFLOP/s", rate_square);
   printf ("| %-38s | %12.3f |\n", "eval forward (NLL path): seconds", best);
   printf ("| %-38s | %12.0f |\n", "tokens/s", seq / best);
-  printf ("| %-38s | %12.1f |\n", "GFLOP/s (2·params·tokens + attention)", gflops);
+  printf ("| %-38s | %12.1f |\n", "GFLOP/s (2*params*tokens + attention)", gflops);
   printf ("| %-38s | %11.1f%% |\n", "% of sgemm rate (best of the two)", 100.0 * gflops / rate);
   printf ("| %-38s | %12.1f |\n", "peak RSS MiB", ru.ru_maxrss / 1024.0);
   g_free (tokens);

@@ -130,8 +130,8 @@ lathe_cmd_generate (int argc, char **argv)
       "Nucleus sampling: keep the most likely tokens up to this mass (default 1)", "P" },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, "Random seed for sampling (default 0)", "S" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
-      "Print {\"text\", \"ids\", \"tokens_per_s\"} as JSON at the end instead of streaming "
-      "(default off)", NULL },
+      "Print {\"text\", \"ids\" (the new ids, with the EOS that ended them), "
+      "\"tokens_per_s\"} as JSON at the end instead of streaming (default off)", NULL },
     { NULL },
   };
   g_autoptr (GError) error = NULL;

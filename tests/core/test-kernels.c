@@ -236,6 +236,30 @@ test_swiglu (void)
 }
 
 static void
+test_exp (void)
+{
+  /* lt_exp_sub_inplace against exp() in double: x − sub from −100 to 0 */
+  int n = 20003;
+  g_autofree float *x = g_new (float, n);
+  g_autofree float *x0 = g_new (float, n);
+  double want_sum = 0.0;
+
+  for (int i = 0; i < n; i++)
+    x0[i] = x[i] = 3.5f - 100.0f * (float) i / (n - 1);
+  float sum = lt_exp_sub_inplace (x, n, 3.5f);
+  for (int i = 0; i < n; i++)
+    {
+      double want = exp ((double) x0[i] - 3.5);
+      want_sum += want;
+      if (want < 1e-37)
+        g_assert_cmpfloat (x[i], <, 1e-36);
+      else
+        g_assert_cmpfloat (fabs (x[i] - want), <=, 4e-7 * want);
+    }
+  g_assert_cmpfloat (fabs (sum - want_sum), <=, 1e-5 * want_sum);
+}
+
+static void
 test_logsumexp (void)
 {
   g_autoptr (GRand) r = g_rand_new_with_seed (8);
@@ -273,6 +297,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/attention", test_attention);
   g_test_add_func ("/kernels/attention-causal", test_attention_causal);
   g_test_add_func ("/kernels/swiglu", test_swiglu);
+  g_test_add_func ("/kernels/exp", test_exp);
   g_test_add_func ("/kernels/logsumexp", test_logsumexp);
   return g_test_run ();
 }

@@ -228,12 +228,7 @@ lt_attention_forward (float *out, const float *q, const float *k, const float *v
             float mx = -INFINITY;
             for (int j = 0; j < nk; j++)
               mx = p[j] > mx ? p[j] : mx;
-            float sum = 0.0f;
-            for (int j = 0; j < nk; j++)
-              {
-                p[j] = expf (p[j] - mx);
-                sum += p[j];
-              }
+            float sum = lt_exp_sub_inplace (p, nk, mx);
             /* o = Σ p_j v_j / Σ p_j (normalised once, at the end) */
 #ifdef LT_HAVE_X86
             if (fast)

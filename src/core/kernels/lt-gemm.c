@@ -174,7 +174,7 @@ gemv_forward (float *y, const float *x, const void *w, LtKDType wdtype, const fl
   fast = have_avx2 ();
 #endif
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t) out * in * N > 65536)
   for (int o = 0; o < out; o++)
     {
       const void *wrow = (const char *) w + (size_t) o * in * esize;

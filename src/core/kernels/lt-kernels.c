@@ -6,10 +6,139 @@
 
 #include <math.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LT_HAVE_X86 1
+#endif
+
 static inline float
 silu (float g)
 {
   return g / (1.0f + expf (-g));
+}
+
+/* ---- exp over rows ---- */
+
+#ifdef LT_HAVE_X86
+/* e^x for x <= 0 (8 lanes): x = n·ln2 + r, |r| <= ln2/2, e^r by its Taylor series to r^7
+ * (relative error below 2e-7 there), times 2^n built in the exponent bits. Below -87.3 the
+ * result is 0 (f32 underflow). */
+__attribute__ ((target ("avx2,fma"))) static inline __m256
+exp_nonpos_avx2 (__m256 x)
+{
+  const __m256 log2e = _mm256_set1_ps (1.44269504088896341f);
+  const __m256 ln2_hi = _mm256_set1_ps (0.693359375f);
+  const __m256 ln2_lo = _mm256_set1_ps (-2.12194440e-4f);
+  __m256 under = _mm256_cmp_ps (x, _mm256_set1_ps (-87.3f), _CMP_LT_OQ);
+  x = _mm256_max_ps (x, _mm256_set1_ps (-87.3f));
+  __m256 n = _mm256_round_ps (_mm256_mul_ps (x, log2e), _MM_FROUND_TO_NEAREST_INT
+                                                         | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps (n, ln2_hi, x);
+  r = _mm256_fnmadd_ps (n, ln2_lo, r);
+  /* Horner: 1 + r(1 + r/2(1 + r/3(1 + r/4(1 + r/5(1 + r/6(1 + r/7)))))) */
+  __m256 pl = _mm256_set1_ps (1.0f / 5040.0f);
+  pl = _mm256_fmadd_ps (pl, r, _mm256_set1_ps (1.0f / 720.0f));
+  pl = _mm256_fmadd_ps (pl, r, _mm256_set1_ps (1.0f / 120.0f));
+  pl = _mm256_fmadd_ps (pl, r, _mm256_set1_ps (1.0f / 24.0f));
+  pl = _mm256_fmadd_ps (pl, r, _mm256_set1_ps (1.0f / 6.0f));
+  pl = _mm256_fmadd_ps (pl, r, _mm256_set1_ps (0.5f));
+  pl = _mm256_fmadd_ps (pl, r, _mm256_set1_ps (1.0f));
+  pl = _mm256_fmadd_ps (pl, r, _mm256_set1_ps (1.0f));
+  __m256i e = _mm256_slli_epi32 (_mm256_add_epi32 (_mm256_cvtps_epi32 (n),
+                                                   _mm256_set1_epi32 (127)), 23);
+  __m256 y = _mm256_mul_ps (pl, _mm256_castsi256_ps (e));
+  return _mm256_andnot_ps (under, y);
+}
+
+__attribute__ ((target ("avx2,fma"))) static float
+exp_sub_inplace_avx2 (float *x, int n, float sub)
+{
+  __m256 acc = _mm256_setzero_ps ();
+  __m256 s = _mm256_set1_ps (sub);
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    {
+      __m256 y = exp_nonpos_avx2 (_mm256_sub_ps (_mm256_loadu_ps (x + i), s));
+      _mm256_storeu_ps (x + i, y);
+      acc = _mm256_add_ps (acc, y);
+    }
+  float buf[8];
+  _mm256_storeu_ps (buf, acc);
+  float sum = ((buf[0] + buf[1]) + (buf[2] + buf[3])) + ((buf[4] + buf[5]) + (buf[6] + buf[7]));
+  for (; i < n; i++)
+    {
+      x[i] = expf (x[i] - sub);
+      sum += x[i];
+    }
+  return sum;
+}
+
+__attribute__ ((target ("avx2,fma"))) static double
+sum_exp_sub_avx2 (const float *x, int n, float sub)
+{
+  __m256 acc = _mm256_setzero_ps ();
+  __m256 s = _mm256_set1_ps (sub);
+  double sum = 0.0;
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    {
+      acc = _mm256_add_ps (acc, exp_nonpos_avx2 (_mm256_sub_ps (_mm256_loadu_ps (x + i), s)));
+      if ((i & 1023) == 1016)
+        {
+          /* fold into double every 1024 values */
+          float buf[8];
+          _mm256_storeu_ps (buf, acc);
+          for (int k = 0; k < 8; k++)
+            sum += buf[k];
+          acc = _mm256_setzero_ps ();
+        }
+    }
+  float buf[8];
+  _mm256_storeu_ps (buf, acc);
+  for (int k = 0; k < 8; k++)
+    sum += buf[k];
+  for (; i < n; i++)
+    sum += expf (x[i] - sub);
+  return sum;
+}
+
+static int
+have_avx2 (void)
+{
+  static int cached = -1;
+  if (cached < 0)
+    cached = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma");
+  return cached;
+}
+#endif
+
+float
+lt_exp_sub_inplace (float *x, int n, float sub)
+{
+#ifdef LT_HAVE_X86
+  if (have_avx2 ())
+    return exp_sub_inplace_avx2 (x, n, sub);
+#endif
+  float sum = 0.0f;
+  for (int i = 0; i < n; i++)
+    {
+      x[i] = expf (x[i] - sub);
+      sum += x[i];
+    }
+  return sum;
+}
+
+static double
+sum_exp_sub (const float *x, int n, float sub)
+{
+#ifdef LT_HAVE_X86
+  if (have_avx2 ())
+    return sum_exp_sub_avx2 (x, n, sub);
+#endif
+  double sum = 0.0;
+  for (int i = 0; i < n; i++)
+    sum += expf (x[i] - sub);
+  return sum;
 }
 
 void
@@ -48,11 +177,8 @@ lt_logsumexp_update (float *m, double *s, const float *logits, int N, int cols)
         if (row[c] > mx)
           mx = row[c];
       double acc = s[r] == 0.0 ? 0.0 : s[r] * exp ((double) m[r] - mx);
-      double part = 0.0;
-      for (int c = 0; c < cols; c++)
-        part += expf (row[c] - mx);
+      acc += sum_exp_sub (row, cols, mx);
       m[r] = mx;
-      acc += part;
       s[r] = acc;
     }
 }

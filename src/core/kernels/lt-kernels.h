@@ -80,6 +80,10 @@ void lt_attention_forward (float *out, const float *q, const float *k, const flo
 void lt_swiglu_forward (float *out, const float *gate, const float *up, size_t n);
 void lt_swiglu_forward_ref (float *out, const float *gate, const float *up, size_t n);
 
+/* x[i] ← e^(x[i] − sub) for x[i] <= sub (as in a softmax after subtracting the maximum);
+ * returns Σ x[i]. AVX2 polynomial where the CPU has it (within 2e-7 relative of expf). */
+float lt_exp_sub_inplace (float *x, int n, float sub);
+
 /* x (n) += y (n). */
 void lt_add_inplace (float *x, const float *y, size_t n);
 
