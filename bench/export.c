@@ -193,8 +193,8 @@ main (int argc, char **argv)
     { "GGUF f16", 2, LT_GGML_F16, 0, FALSE, 0 },
     { "GGUF q8_0", 2, LT_GGML_Q8_0, 0, FALSE, 0 },
     { "GGUF q4_0", 2, LT_GGML_Q4_0, 0, FALSE, 0 },
-    { "GGUF q4_k (→ q4_0, 576 % 256)", 2, LT_GGML_Q4_K, 0, FALSE, 0 },
-    { "GGUF q6_k (→ q8_0, 576 % 256)", 2, LT_GGML_Q6_K, 0, FALSE, 0 },
+    { "GGUF q4_k (q4_0 where ne[0] = 576)", 2, LT_GGML_Q4_K, 0, FALSE, 0 },
+    { "GGUF q6_k (q8_0 where ne[0] = 576)", 2, LT_GGML_Q6_K, 0, FALSE, 0 },
     { "PEFT adapter", 3, 0, 0, FALSE, 0 },
   };
   printf ("bench-export: base %s (%s), LoRA r8 on 210 layers, %d thread(s)\n", base_kind, base,
