@@ -13,6 +13,7 @@
 #include "lt-error.h"
 #include "lt-linear.h"
 #include "lt-model.h"
+#include "lt-run.h"
 #include "lt-tokenizer.h"
 
 static gboolean
@@ -104,10 +105,46 @@ stream_step (LtTokenizer *tok, GArray *ids, guint *prefix_offset, guint *read_of
     }
 }
 
+/* --quantization: load options, or FALSE after printing why (exit 2). */
+static gboolean
+parse_quantization (const char *text, LtLoadOptions *opts)
+{
+  int q;
+
+  memset (opts, 0, sizeof *opts);
+  if (text == NULL)
+    return TRUE;
+  q = lt_quantization_from_string (text);
+  if (q < 0)
+    {
+      g_printerr ("lathe generate: --quantization: unknown value “%s” (none, 4bit, 6bit, 8bit, "
+                  "mxfp4, nf4)\n", text);
+      return FALSE;
+    }
+  opts->quantization = (LtQuantization) q;
+  return TRUE;
+}
+
+/* Names on stderr the layers a load-time quantization left in their stored precision. */
+static void
+report_unquantized (const LtModel *model)
+{
+  if (model->quantized && !model->prequantized && model->unquantized
+      && model->unquantized[0] != NULL)
+    {
+      g_autofree char *list = g_strjoinv (", ", model->unquantized);
+      g_printerr ("lathe generate: %u layers kept in their stored precision (input size not "
+                  "divisible by group %d): %s\n", g_strv_length (model->unquantized),
+                  model->quant_group_size, list);
+    }
+}
+
 int
 lathe_cmd_generate (int argc, char **argv)
 {
   g_autofree char *model_dir = NULL;
+  g_autofree char *quantization = NULL;
+  LtLoadOptions load_opts;
   g_autofree char *prompt = NULL;
   gboolean chat = FALSE, json = FALSE;
   int max_tokens = 256;
@@ -115,6 +152,9 @@ lathe_cmd_generate (int argc, char **argv)
   gint64 seed = 0;
   int exit_status;
   const GOptionEntry entries[] = {
+    { "quantization", 'q', 0, G_OPTION_ARG_STRING, &quantization,
+      "Quantize the model while loading it: none, 4bit, 6bit, 8bit (symmetric, group 128), "
+      "mxfp4 (group 32) or nf4 (group 64) (default none)", "Q" },
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir,
       "Model folder (config.json, safetensors, tokenizer.json); required", "DIR" },
     { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt,
@@ -160,9 +200,12 @@ lathe_cmd_generate (int argc, char **argv)
   /* one thread pool: OpenMP threads share each GEMM over single-threaded OpenBLAS */
   lt_linear_set_threads (0);
 
-  g_autoptr (LtModel) model = lt_model_load (model_dir, &error);
+  if (!parse_quantization (quantization, &load_opts))
+    return LATHE_EXIT_BAD_INPUT;
+  g_autoptr (LtModel) model = lt_model_load_with_options (model_dir, &load_opts, &error);
   if (model == NULL)
     return lathe_cli_report_error ("generate", error);
+  report_unquantized (model);
   g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model_dir, &error);
   if (tok == NULL)
     return lathe_cli_report_error ("generate", error);

@@ -5,6 +5,8 @@
 
 #include <math.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "lt-error.h"
 #include "lt-kernels.h"
@@ -52,6 +54,16 @@ typedef struct
   LtWeights *files;
   GHashTable *table;
   const char *label;
+  /* quantization at load time (bits > 0) */
+  LtQuantMode q_mode;
+  int q_bits;
+  int q_group;
+  /* MLX quantized folder: config.json's "quantization" object, else NULL */
+  JsonObject *mlx;
+  LtQuantMode mlx_mode;
+  int mlx_bits;
+  int mlx_group;
+  GPtrArray *unquantized;    /* char*: layers left in stored precision */
 } Source;
 
 static const LtTensor *
@@ -125,29 +137,209 @@ load_vector (const Source *src, const LtConfig *config, const char *name, int64_
   return TRUE;
 }
 
+/* Gives the pages of @t back to the kernel once a layer no longer needs them (a mapped file
+ * re-reads them if touched again; heap memory is only paged out, never lost). */
+static void
+release_pages (const Source *src, const LtTensor *t)
+{
+#ifdef MADV_PAGEOUT
+  gsize page = (gsize) sysconf (_SC_PAGESIZE);
+  guintptr a = ((guintptr) t->data + page - 1) / page * page;
+  guintptr b = ((guintptr) t->data + t->nbytes) / page * page;
+  if (src->files != NULL && b > a)
+    madvise ((void *) a, b - a, MADV_PAGEOUT);
+#endif
+}
+
+/* Quantizes @w ((rows, cols), float) at load time with the source's parameters. NULL with
+ * *skipped = TRUE when the group size does not divide cols. */
+static LtQuantTensor *
+quantize_weight (const Source *src, const char *name, const LtTensor *w, gboolean *skipped,
+                 GError **error)
+{
+  int64_t rows = w->shape[0], cols = w->shape[1];
+  g_autofree float *f = NULL;
+  LtQuantTensor *q;
+
+  *skipped = FALSE;
+  if (src->q_group > 0 && cols % src->q_group != 0)
+    {
+      *skipped = TRUE;
+      return NULL;
+    }
+  f = g_try_new (float, (gsize) rows * (gsize) cols);
+  if (f == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                   "%s: could not allocate %" G_GINT64_FORMAT " MiB to quantize tensor “%s”",
+                   source_file (src, name), rows * cols * 4 >> 20, name);
+      return NULL;
+    }
+  lt_tensor_read_f32 (w, 0, rows * cols, f);
+  q = lt_quant_tensor_quantize (f, rows, cols, src->q_mode, src->q_bits, src->q_group, error);
+  if (q == NULL)
+    {
+      g_prefix_error (error, "%s: tensor “%s”: ", source_file (src, name), name);
+      return NULL;
+    }
+  /* scales as MLX stores them, in the weight's dtype: a model quantized here and the same
+   * model written by `lathe quantize` then loaded back compute the same values */
+  if (!lt_quant_tensor_round_scales (q, w->dtype, error))
+    {
+      lt_quant_tensor_free (q);
+      return NULL;
+    }
+  g_clear_pointer (&f, g_free);
+  release_pages (src, w);
+  return q;
+}
+
+/* The MLX parameters of module @prefix: FALSE when it is stored unquantized. */
+static gboolean
+mlx_layer_params (const Source *src, const char *prefix, LtQuantMode *mode, int *bits,
+                  int *group, GError **error)
+{
+  g_autofree char *sname = g_strdup_printf ("%s.scales", prefix);
+  JsonNode *node = json_object_get_member (src->mlx, prefix);
+
+  *mode = src->mlx_mode, *bits = src->mlx_bits, *group = src->mlx_group;
+  if (node != NULL && JSON_NODE_HOLDS_VALUE (node)
+      && json_node_get_value_type (node) == G_TYPE_BOOLEAN && !json_node_get_boolean (node))
+    return FALSE;
+  if (node != NULL && JSON_NODE_HOLDS_OBJECT (node))
+    {
+      JsonObject *o = json_node_get_object (node);
+      if (json_object_has_member (o, "bits"))
+        *bits = (int) json_object_get_int_member (o, "bits");
+      if (json_object_has_member (o, "group_size"))
+        *group = (int) json_object_get_int_member (o, "group_size");
+      if (json_object_has_member (o, "mode"))
+        {
+          const char *mn = json_object_get_string_member (o, "mode");
+          if (g_strcmp0 (mn, "affine") == 0)
+            *mode = LT_QUANT_AFFINE;
+          else if (g_strcmp0 (mn, "mxfp4") == 0)
+            *mode = LT_QUANT_MXFP4;
+          else
+            {
+              g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                           "%s/config.json: “quantization” → “%s”: mode “%s” is not supported "
+                           "(affine, mxfp4)", src->label, prefix, mn ? mn : "?");
+              return FALSE;
+            }
+        }
+    }
+  return source_lookup (src, sname) != NULL;
+}
+
+/* Builds @lin over the MLX tensors of @prefix ((out, in) once unpacked). */
+static LtQuantTensor *
+load_mlx_weight (const Source *src, const char *prefix, int64_t out, int64_t in,
+                 LtQuantMode mode, int bits, int group, GError **error)
+{
+  g_autofree char *wname = g_strdup_printf ("%s.weight", prefix);
+  g_autofree char *sname = g_strdup_printf ("%s.scales", prefix);
+  g_autofree char *bname = g_strdup_printf ("%s.biases", prefix);
+  const LtTensor *w = source_lookup (src, wname);
+  const LtTensor *sc = source_lookup (src, sname);
+  const LtTensor *bi = source_lookup (src, bname);
+  LtQuantTensor *q;
+
+  if (w == NULL || sc == NULL || (mode == LT_QUANT_AFFINE && bi == NULL))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: tensor “%s” is missing",
+                   src->label, w == NULL ? wname : sc == NULL ? sname : bname);
+      return NULL;
+    }
+  if (mode == LT_QUANT_MXFP4 && bi != NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                   "%s: tensor “%s” present but mxfp4 layers have no biases",
+                   source_file (src, bname), bname);
+      return NULL;
+    }
+  q = lt_quant_tensor_from_mlx (w, sc, bi, mode, bits, group, error);
+  if (q == NULL)
+    {
+      g_prefix_error (error, "%s: ", source_file (src, wname));
+      return NULL;
+    }
+  if (q->rows != out || q->cols != in)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                   "%s: tensor “%s” unpacks to [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] "
+                   "(%d bits) but %s implies [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "]",
+                   source_file (src, wname), wname, q->rows, q->cols, bits,
+                   "config.json", out, in);
+      lt_quant_tensor_free (q);
+      return NULL;
+    }
+  return q;
+}
+
+/* The frozen weight of module @prefix as stored (dense @w set) or quantized (@q set), after
+ * load-time quantization or from an MLX folder. */
+static gboolean
+load_weight (const Source *src, const LtConfig *config, const char *prefix, int64_t out,
+             int64_t in, const LtTensor **w, LtQuantTensor **q, GError **error)
+{
+  g_autofree char *wname = g_strdup_printf ("%s.weight", prefix);
+  g_autofree char *sname = g_strdup_printf ("%s.scales", prefix);
+  gboolean skipped;
+
+  *w = NULL, *q = NULL;
+  if (src->mlx != NULL)
+    {
+      LtQuantMode mode;
+      int bits, group;
+      g_autoptr (GError) local = NULL;
+      if (mlx_layer_params (src, prefix, &mode, &bits, &group, &local))
+        return (*q = load_mlx_weight (src, prefix, out, in, mode, bits, group, error)) != NULL;
+      if (local != NULL)
+        {
+          g_propagate_error (error, g_steal_pointer (&local));
+          return FALSE;
+        }
+      g_ptr_array_add (src->unquantized, g_strdup (prefix));
+    }
+  else if (source_lookup (src, sname) != NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "%s: tensor “%s” is quantized (“%s” is present) but %s has no "
+                   "“quantization” entry", source_file (src, sname), wname, sname, config->path);
+      return FALSE;
+    }
+  if ((*w = expect_tensor (src, config, wname, out, in, error)) == NULL)
+    return FALSE;
+  if (src->q_bits > 0)
+    {
+      *q = quantize_weight (src, wname, *w, &skipped, error);
+      if (*q == NULL && !skipped)
+        return FALSE;
+      if (skipped)
+        g_ptr_array_add (src->unquantized, g_strdup (prefix));
+    }
+  return TRUE;
+}
+
 static gboolean
 load_linear (const Source *src, const LtConfig *config, LtLinear *lin, const char *prefix,
              int64_t out, int64_t in, gboolean has_bias, GError **error)
 {
-  g_autofree char *wname = g_strdup_printf ("%s.weight", prefix);
   g_autofree char *bname = g_strdup_printf ("%s.bias", prefix);
-  g_autofree char *sname = g_strdup_printf ("%s.scales", prefix);
   const LtTensor *w, *b = NULL;
+  LtQuantTensor *q;
 
-  /* The seam for quantized bases (MLX layout: packed weight + scales): lt-quant builds those
-   * layers; this dense path refuses them with a clear message rather than a shape error. */
-  if (source_lookup (src, sname) != NULL)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "%s: tensor “%s” is quantized (“%s” is present); this loader reads dense "
-                   "F32/F16/BF16 weights only", source_file (src, sname), wname, sname);
-      return FALSE;
-    }
-  w = expect_tensor (src, config, wname, out, in, error);
-  if (w == NULL)
+  if (!load_weight (src, config, prefix, out, in, &w, &q, error))
     return FALSE;
   if (has_bias && (b = expect_tensor (src, config, bname, out, -1, error)) == NULL)
-    return FALSE;
+    {
+      if (q)
+        lt_quant_tensor_free (q);
+      return FALSE;
+    }
+  if (q)
+    return lt_linear_init_quantized (lin, prefix, q, b, error);
   return lt_linear_init_dense (lin, prefix, w, b, error);
 }
 
@@ -164,15 +356,28 @@ build_weights (LtModel *m, const Source *src, GError **error)
 
   /* Embedding; tied models may store only one of the two names. */
   const char *embed_name = "model.embed_tokens.weight";
+  const LtTensor *ew;
+  LtQuantTensor *eq;
   if (c->tie_word_embeddings && source_lookup (src, embed_name) == NULL
+      && source_lookup (src, "model.embed_tokens.scales") == NULL
       && source_lookup (src, "lm_head.weight") != NULL)
     embed_name = "lm_head.weight";
-  if ((w->embed = expect_tensor (src, c, embed_name, V, C, error)) == NULL)
-    return FALSE;
+  {
+    g_autofree char *module = g_strndup (embed_name, strlen (embed_name) - strlen (".weight"));
+    if (!load_weight (src, c, module, V, C, &ew, &eq, error))
+      return FALSE;
+  }
+  w->embed = eq ? NULL : ew;
+  w->embed_q = eq;
   if (c->tie_word_embeddings)
     {
-      if (!lt_linear_init_dense (&w->lm_head, "lm_head", w->embed, NULL, error))
-        return FALSE;
+      /* the LM head owns the quantized embedding */
+      if (eq ? !lt_linear_init_quantized (&w->lm_head, "lm_head", eq, NULL, error)
+             : !lt_linear_init_dense (&w->lm_head, "lm_head", ew, NULL, error))
+        {
+          w->embed_q = NULL;
+          return FALSE;
+        }
     }
   else if (!load_linear (src, c, &w->lm_head, "lm_head", V, C, FALSE, error))
     return FALSE;
@@ -238,14 +443,124 @@ max_linear_scratch (const LtModel *m)
   return mx;
 }
 
+gboolean
+lt_load_options_get_quant (const LtLoadOptions *opts, LtQuantMode *mode, int *bits,
+                           int *group_size)
+{
+  int b = 0, g = 0;
+  LtQuantMode md = LT_QUANT_SYMMETRIC;
+
+  if (opts != NULL && opts->bits > 0)
+    {
+      md = (LtQuantMode) opts->mode;
+      b = opts->bits;
+      lt_quant_mode_defaults (md, NULL, &g);
+    }
+  else if (opts != NULL && opts->quantization != LT_QUANTIZATION_NONE)
+    {
+      lt_quantization_get_params (opts->quantization, &b, &g);
+      md = opts->quantization == LT_QUANTIZATION_MXFP4 ? LT_QUANT_MXFP4
+           : opts->quantization == LT_QUANTIZATION_NF4 ? LT_QUANT_NF4 : LT_QUANT_SYMMETRIC;
+    }
+  if (b > 0 && opts->group_size > 0)
+    g = opts->group_size;
+  if (mode)
+    *mode = md;
+  if (bits)
+    *bits = b;
+  if (group_size)
+    *group_size = b > 0 ? g : 0;
+  return b > 0;
+}
+
+/* Reads config.json's MLX "quantization" entry into @src (nothing when absent). */
+static gboolean
+source_set_mlx (Source *src, const LtConfig *c, GError **error)
+{
+  JsonObject *o = c->quantization;
+  const char *mn = "affine";
+
+  if (o == NULL && c->quantization_config != NULL)
+    {
+      if (json_object_has_member (c->quantization_config, "quant_method")
+          || !json_object_has_member (c->quantization_config, "bits"))
+        {
+          const char *method = json_object_has_member (c->quantization_config, "quant_method")
+                               ? json_object_get_string_member_with_default (
+                                   c->quantization_config, "quant_method", "?")
+                               : "?";
+          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                       "%s: “quantization_config” (quant_method “%s”) is not supported; Lathe "
+                       "reads MLX quantized models (“quantization”: {group_size, bits, mode})",
+                       c->path, method);
+          return FALSE;
+        }
+      o = c->quantization_config;
+    }
+  if (o == NULL)
+    return TRUE;
+  src->mlx = o;
+  src->mlx_bits = (int) json_object_get_int_member_with_default (o, "bits", 0);
+  src->mlx_group = (int) json_object_get_int_member_with_default (o, "group_size", 0);
+  if (json_object_has_member (o, "mode"))
+    mn = json_object_get_string_member_with_default (o, "mode", "?");
+  if (g_strcmp0 (mn, "affine") == 0)
+    src->mlx_mode = LT_QUANT_AFFINE;
+  else if (g_strcmp0 (mn, "mxfp4") == 0)
+    src->mlx_mode = LT_QUANT_MXFP4;
+  else
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "%s: “quantization” → “mode”: “%s” is not supported (affine, mxfp4)",
+                   c->path, mn);
+      return FALSE;
+    }
+  if (src->mlx_bits <= 0 || src->mlx_group <= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                   "%s: “quantization” needs positive “bits” and “group_size”", c->path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static LtModel *
-model_new (LtConfig *config, const Source *src, GError **error)
+model_new (LtConfig *config, Source *src, const LtLoadOptions *opts, GError **error)
 {
   g_autoptr (LtModel) m = g_new0 (LtModel, 1);
+  g_autoptr (GPtrArray) unq = g_ptr_array_new_with_free_func (g_free);
+  gboolean ok;
 
   m->config = config;
-  if (!build_weights (m, src, error))
+  if (!source_set_mlx (src, config, error))
     return NULL;
+  lt_load_options_get_quant (opts, &src->q_mode, &src->q_bits, &src->q_group);
+  if (src->q_bits > 0 && src->mlx != NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "%s: the model is already quantized (%d-bit %s, group %d); load it without "
+                   "a quantization option", config->path, src->mlx_bits,
+                   lt_quant_mode_name (src->mlx_mode), src->mlx_group);
+      return NULL;
+    }
+  if (src->q_bits > 0
+      && !lt_quant_check_params (src->q_mode, src->q_bits, src->q_group, src->q_group, error))
+    return NULL;
+  src->unquantized = unq;
+  ok = build_weights (m, src, error);
+  src->unquantized = NULL;
+  if (!ok)
+    return NULL;
+  if (src->q_bits > 0 || src->mlx != NULL)
+    {
+      m->quantized = TRUE;
+      m->prequantized = src->mlx != NULL;
+      m->quant_mode = src->mlx ? src->mlx_mode : src->q_mode;
+      m->quant_bits = src->mlx ? src->mlx_bits : src->q_bits;
+      m->quant_group_size = src->mlx ? src->mlx_group : src->q_group;
+    }
+  g_ptr_array_add (unq, NULL);
+  m->unquantized = (char **) g_ptr_array_steal (unq, NULL);
   m->inv_freq = g_new (float, config->head_dim / 2);
   lt_config_rope_inv_freq (config, m->inv_freq);
   m->state = g_new0 (LtRunState, 1);
@@ -257,6 +572,13 @@ model_new (LtConfig *config, const Source *src, GError **error)
 LtModel *
 lt_model_new (LtConfig *config, LtWeights *files, GError **error)
 {
+  return lt_model_new_with_options (config, files, NULL, error);
+}
+
+LtModel *
+lt_model_new_with_options (LtConfig *config, LtWeights *files, const LtLoadOptions *opts,
+                           GError **error)
+{
   Source src = { .files = files };
   g_autofree char *label = NULL;
   LtModel *m;
@@ -264,7 +586,7 @@ lt_model_new (LtConfig *config, LtWeights *files, GError **error)
   /* Messages about missing tensors name the model folder (config.json's folder). */
   label = g_path_get_dirname (config->path);
   src.label = label;
-  m = model_new (config, &src, error);
+  m = model_new (config, &src, opts, error);
   if (m == NULL)
     {
       lt_weights_free (files);
@@ -278,12 +600,25 @@ LtModel *
 lt_model_new_from_table (LtConfig *config, GHashTable *tensors, const char *label,
                          GError **error)
 {
+  return lt_model_new_from_table_with_options (config, tensors, label, NULL, error);
+}
+
+LtModel *
+lt_model_new_from_table_with_options (LtConfig *config, GHashTable *tensors, const char *label,
+                                      const LtLoadOptions *opts, GError **error)
+{
   Source src = { .table = tensors, .label = label };
-  return model_new (config, &src, error);
+  return model_new (config, &src, opts, error);
 }
 
 LtModel *
 lt_model_load (const char *model_dir, GError **error)
+{
+  return lt_model_load_with_options (model_dir, NULL, error);
+}
+
+LtModel *
+lt_model_load_with_options (const char *model_dir, const LtLoadOptions *opts, GError **error)
 {
   LtConfig *config = lt_config_load (model_dir, error);
   LtWeights *files;
@@ -296,7 +631,7 @@ lt_model_load (const char *model_dir, GError **error)
       lt_config_free (config);
       return NULL;
     }
-  return lt_model_new (config, files, error);
+  return lt_model_new_with_options (config, files, opts, error);
 }
 
 static void
@@ -334,7 +669,10 @@ lt_model_free (LtModel *m)
         lt_linear_clear (&lw->up_proj);
         lt_linear_clear (&lw->down_proj);
       }
+  if (m->w.embed_q != NULL && m->w.embed_q != m->w.lm_head.quant)
+    lt_quant_tensor_free (m->w.embed_q);
   lt_linear_clear (&m->w.lm_head);
+  g_strfreev (m->unquantized);
   g_free (m->w.layers);
   g_free (m->w.f32_arena);
   if (m->state)
@@ -475,6 +813,14 @@ forward_hidden (LtModel *m, const int32_t *tokens, int N, const int *lengths, in
         s->pos[o + t] = t;
 
   /* embedding: x (N, C) */
+  if (m->w.embed_q != NULL)
+    {
+      /* only the rows the tokens need are dequantized */
+#pragma omp parallel for schedule(static) if (N > 16)
+      for (int i = 0; i < N; i++)
+        lt_quant_tensor_dequantize_rows (m->w.embed_q, tokens[i], 1, s->x + (gsize) i * C);
+    }
+  else
   {
     const LtTensor *e = m->w.embed;
     LtKDType kd = kdtype (e);

@@ -26,6 +26,8 @@
 
 #include "lt-config.h"
 #include "lt-linear.h"
+#include "lt-quant.h"
+#include "lt-run.h"
 #include "lt-safetensors.h"
 #include "lt-tensor.h"
 
@@ -48,7 +50,9 @@ typedef struct
 
 typedef struct
 {
-  const LtTensor *embed;     /* (V, C) stored dtype, borrowed */
+  const LtTensor *embed;     /* (V, C) stored dtype, borrowed; NULL when embed_q is set */
+  LtQuantTensor *embed_q;    /* (V, C) quantized embedding or NULL; the same object as
+                              * lm_head.quant when tied (owned by lm_head), else owned */
   LtLayerWeights *layers;    /* (L) */
   float *norm;               /* (C) */
   LtLinear lm_head;          /* (V, C); over the embedding when tied */
@@ -64,17 +68,56 @@ typedef struct
   LtModelWeights w;
   float *inv_freq;           /* (D/2) RoPE inverse frequencies */
   LtRunState *state;         /* private */
+  /* Quantization of the frozen base: set when quantized at load time or read from an MLX
+   * quantized folder (the global parameters; per-layer overrides show in each LtLinear). */
+  gboolean quantized;
+  LtQuantMode quant_mode;
+  int quant_bits;
+  int quant_group_size;
+  gboolean prequantized;     /* the folder was already quantized (MLX layout) */
+  char **unquantized;        /* layers left in their stored precision (module paths, e.g.
+                              * "model.layers.0.mlp.down_proj"): NULL-terminated, owned */
 } LtModel;
+
+/* How to load a model. Zero-initialised = as stored. */
+typedef struct
+{
+  LtQuantization quantization; /* a preset: symmetric g128 for 4/6/8-bit, mxfp4 g32, nf4 g64
+                                * (lt_quantization_get_params) */
+  int bits;                    /* > 0: quantize with @mode / @bits instead of the preset */
+  int mode;                    /* LtQuantMode, used when bits > 0 */
+  int group_size;              /* > 0: overrides the preset's (or mode's) group size */
+} LtLoadOptions;
 
 /* Loads DIR/config.json and DIR's safetensors. Every expected tensor must exist with the
  * shape config.json implies: otherwise an error naming the tensor, the file and both shapes. */
 LtModel *lt_model_load (const char *model_dir, GError **error);
+/* Same, with load options. Quantizing at load time: every linear layer of the blocks, the
+ * embedding and the LM head are quantized from the mapping one layer at a time (each layer
+ * expanded to f32, quantized, the f32 copy freed and the mapped pages released); scales are
+ * rounded to the weight's stored dtype (as MLX stores them). A layer whose input size the
+ * group size does not divide stays in its stored precision and is listed in
+ * model->unquantized. Norms and biases stay f32. Asking to quantize a folder that is already
+ * quantized (config.json "quantization") is an LT_ERROR_INVALID_ARGUMENT.
+ * MLX quantized folders (FORMATS.md §2.5-2.6: affine or mxfp4, per-layer overrides keyed by
+ * module path, a layer quantized iff "<path>.scales" exists unless an override says) load as
+ * stored, without expanding. */
+LtModel *lt_model_load_with_options (const char *model_dir, const LtLoadOptions *opts,
+                                     GError **error);
+/* Resolves @opts to a mode, bits and group size. FALSE (and 0 bits) for no quantization. */
+gboolean lt_load_options_get_quant (const LtLoadOptions *opts, LtQuantMode *mode, int *bits,
+                                    int *group_size);
 /* Takes ownership of @config and @files (also on failure). */
 LtModel *lt_model_new (LtConfig *config, LtWeights *files, GError **error);
+LtModel *lt_model_new_with_options (LtConfig *config, LtWeights *files,
+                                    const LtLoadOptions *opts, GError **error);
 /* Builds over a table of name → const LtTensor* (borrowed: they must outlive the model);
  * takes ownership of @config. @label names the source in messages. */
 LtModel *lt_model_new_from_table (LtConfig *config, GHashTable *tensors, const char *label,
                                   GError **error);
+LtModel *lt_model_new_from_table_with_options (LtConfig *config, GHashTable *tensors,
+                                               const char *label, const LtLoadOptions *opts,
+                                               GError **error);
 void lt_model_free (LtModel *model);
 
 /* Full-sequence logits: logits (N, V) for tokens (N), sequences of lengths (B). */
