@@ -930,6 +930,76 @@ test_cli (void)
   g_assert_cmpint (run_cli (forced, NULL), ==, 0);
 }
 
+/* End to end: `lathe train` writes a run folder (mlx-lm adapters + run.json), `lathe fuse
+ * --adapter-path RUN --verify` finds the run's valid.jsonl through run.json, fuses, writes HF
+ * f32 + GGUF f16 + PEFT, and the exports stay within their expected loss (exit 0). */
+static void
+test_train_then_fuse (void)
+{
+  if (!g_getenv ("LATHE_CLI"))
+    {
+      g_test_skip ("LATHE_CLI is not set");
+      return;
+    }
+  g_autofree char *mdir = data_path ("models/llama-f32");
+  g_autofree char *train = data_path ("train/train.jsonl");
+  g_autofree char *ddir = tmp_path ("e2e-data");
+  g_mkdir_with_parents (ddir, 0755);
+  g_autofree char *text = NULL;
+  gsize len;
+  g_assert_true (g_file_get_contents (train, &text, &len, NULL));
+  g_autofree char *tf = g_build_filename (ddir, "train.jsonl", NULL);
+  g_autofree char *vf = g_build_filename (ddir, "valid.jsonl", NULL);
+  g_assert_true (g_file_set_contents (tf, text, (gssize) len, NULL));
+  g_assert_true (g_file_set_contents (vf, text, (gssize) len, NULL));
+  const char *types[] = { "lora", "dora" };
+  for (guint i = 0; i < G_N_ELEMENTS (types); i++)
+    {
+      g_autofree char *rname = g_strdup_printf ("e2e-run-%s", types[i]);
+      g_autofree char *run = tmp_path (rname);
+      g_autofree char *tt = g_strdup_printf ("--train-type=%s", types[i]);
+      const char *targv[] = { g_getenv ("LATHE_CLI"), "train", "--model", mdir, "--data", ddir,
+                              "--adapter-path", run, tt, "--iters", "3", "--num-layers", "1",
+                              "--batch-size", "1", "--learning-rate", "1e-2", NULL };
+      int status = 0;
+      g_assert_true (g_spawn_sync (NULL, (char **) targv, NULL,
+                                   G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
+                                   NULL, NULL, NULL, &status, NULL));
+      g_assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+      g_autofree char *hf = g_strconcat (run, "-hf", NULL);
+      g_autofree char *gg = g_strconcat (run, ".gguf", NULL);
+      g_autofree char *peft = g_strconcat (run, "-peft", NULL);
+      g_autofree char *out = NULL;
+      const char *fargv[] = { "--model", mdir, "--adapter-path", run, "--export-hf", hf,
+                              "--dtype", "f32", "--export-gguf", "--gguf-path", gg,
+                              "--export-peft", peft, "--verify", "--json", NULL };
+      g_assert_cmpint (run_cli (fargv, &out), ==, 0);
+      g_autoptr (JsonParser) p = json_parser_new ();
+      g_assert_true (json_parser_load_from_data (p, out, -1, NULL));
+      JsonObject *o = json_node_get_object (json_parser_get_root (p));
+      g_assert_cmpstr (json_object_get_string_member (o, "adapter_kind"), ==, types[i]);
+      g_assert_cmpint (json_object_get_int_member (o, "n_fused"), ==, 7); /* last block */
+      JsonArray *v = json_object_get_array_member (o, "verify");
+      g_assert_cmpint (json_array_get_length (v), ==, 4);
+      double base = json_object_get_double_member (json_array_get_object_element (v, 0), "ppl");
+      double fused = json_object_get_double_member (json_array_get_object_element (v, 1), "ppl");
+      double hfp = json_object_get_double_member (json_array_get_object_element (v, 2), "ppl");
+      g_test_message ("%s run: ppl base %.2f, base + adapter %.2f, HF export %.2f", types[i],
+                      base, fused, hfp);
+      g_assert_cmpfloat (fused, <, base);                     /* the adapter learned */
+      g_assert_cmpfloat (fabs (hfp - fused) / fused, <, 1e-4); /* f32 export = fused */
+      /* the PEFT export, read back on the base, is the same model */
+      g_autoptr (GError) error = NULL;
+      g_autoptr (LtLoadedModel) a = lt_export_load_fused (mdir, run, &error);
+      g_assert_no_error (error);
+      g_autoptr (LtLoadedModel) b = lt_export_load_fused (mdir, peft, &error);
+      g_assert_no_error (error);
+      g_autofree float *la = logits_of (a->model);
+      g_autofree float *lb = logits_of (b->model);
+      g_assert_cmpfloat (rel_diff (lb, la, (gsize) 2 * T * 384), <=, 1e-5);
+    }
+}
+
 /* A random llama: 1 block, hidden C, intermediate I (K-quants need ne[0] % 256 == 0), vocab V,
  * with the tokenizer.json of tests/data/@tokenizer. */
 static void
@@ -1123,5 +1193,6 @@ main (int argc, char **argv)
   g_test_add_func ("/export/force-and-atomic", test_force_and_atomic);
   g_test_add_func ("/export/sharded", test_sharded);
   g_test_add_func ("/export/cli", test_cli);
+  g_test_add_func ("/export/train-then-fuse", test_train_then_fuse);
   return g_test_run ();
 }
