@@ -11,12 +11,18 @@
  * mlx-lm LoRA rank 8, scale 20, on q/k/v/o/gate/up/down of all 30 blocks (random A and B).
  * Each row is one lt_export_run with one output; MB/s = bytes written / total seconds. K-quants
  * need ne[0] % 256 == 0: 576 is not, so q4_k/q6_k rows fall back to Q4_0/Q8_0 for every
- * matrix (the row says so). Prints one table. */
+ * matrix (the row says so). Each export runs in a child process (fork before any OpenMP
+ * work), so "peak RSS" is that export's own peak: it includes the base's mmapped pages it
+ * read, the outputs held until written (MLX and HF; GGUF streams) and one layer in f32.
+ * Prints one table. */
 #include "config.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -170,17 +176,26 @@ main (int argc, char **argv)
   const char *base = bf16;
   if (g_str_equal (base_kind, "4bit"))
     {
-      LtExportOptions o;
-      lt_export_options_init (&o);
-      o.model_dir = bf16;
-      o.save_path = q4;
-      o.bits = 4;
-      o.group_size = 64;
-      o.force = TRUE;
-      LtExportReport *r = lt_export_run (&o, NULL, NULL, &error);
-      if (!r)
-        die (error);
-      lt_export_report_free (r);
+      pid_t pid = fork ();
+      if (pid == 0)
+        {
+          LtExportOptions o;
+          lt_export_options_init (&o);
+          o.model_dir = bf16;
+          o.save_path = q4;
+          o.bits = 4;
+          o.group_size = 64;
+          o.force = TRUE;
+          LtExportReport *r = lt_export_run (&o, NULL, NULL, &error);
+          if (!r)
+            die (error);
+          lt_export_report_free (r);
+          _exit (0);
+        }
+      int st = 0;
+      waitpid (pid, &st, 0);
+      if (!WIFEXITED (st) || WEXITSTATUS (st) != 0)
+        return 1;
       base = q4;
     }
 
@@ -200,8 +215,9 @@ main (int argc, char **argv)
   printf ("bench-export: base %s (%s), LoRA r8 on 210 layers, %d thread(s)\n", base_kind, base,
           threads > 0 ? threads : (int) g_get_num_processors ());
   printf ("| output | fused | fuse s | write s | total s | MB written | MB/s "
-          "| survival cos min |\n");
-  printf ("|---|---|---|---|---|---|---|---|\n");
+          "| survival cos min | peak RSS MB |\n");
+  printf ("|---|---|---|---|---|---|---|---|---|\n");
+  fflush (stdout);
   for (guint i = 0; i < G_N_ELEMENTS (rows); i++)
     {
       g_autofree char *out = g_strdup_printf ("%s/out-%u%s", dir, i,
@@ -230,6 +246,15 @@ main (int argc, char **argv)
         }
       else
         o.peft_path = out;
+      pid_t pid = fork ();
+      if (pid != 0)
+        {
+          int st = 0;
+          waitpid (pid, &st, 0);
+          if (!WIFEXITED (st) || WEXITSTATUS (st) != 0)
+            return 1;
+          continue;
+        }
       gint64 t0 = g_get_monotonic_time ();
       LtExportReport *r = lt_export_run (&o, NULL, NULL, &error);
       double total = (g_get_monotonic_time () - t0) / 1e6;
@@ -242,12 +267,15 @@ main (int argc, char **argv)
       if (r->survival->len)
         g_snprintf (cos, sizeof cos, "%.3f", cmin);
       else
-        g_snprintf (cos, sizeof cos, "–");
-      printf ("| %s | %d | %.2f | %.2f | %.2f | %.1f | %.0f | %s |\n", rows[i].label, r->n_fused,
-              r->seconds_fuse, r->seconds_write, total, r->bytes_written / 1e6,
-              r->bytes_written / 1e6 / total, cos);
+        g_snprintf (cos, sizeof cos, "-");
+      struct rusage ru;
+      getrusage (RUSAGE_SELF, &ru);
+      printf ("| %s | %d | %.2f | %.2f | %.2f | %.1f | %.0f | %s | %.0f |\n", rows[i].label,
+              r->n_fused, r->seconds_fuse, r->seconds_write, total, r->bytes_written / 1e6,
+              r->bytes_written / 1e6 / total, cos, ru.ru_maxrss / 1024.0);
       fflush (stdout);
       lt_export_report_free (r);
+      _exit (0);
     }
   return 0;
 }
