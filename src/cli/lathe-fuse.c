@@ -107,7 +107,7 @@ lathe_cmd_fuse (int argc, char **argv)
     { "gguf-type", 0, 0, G_OPTION_ARG_STRING, &gguf_type,
       "GGUF tensor type f16|q8_0|q4_0|q4_k|q6_k (also f32, bf16; default f16)", "TYPE" },
     { "gguf-path", 0, 0, G_OPTION_ARG_FILENAME, &gguf_path,
-      "GGUF file (default: SAVE_PATH/model.gguf, or model.gguf beside the other outputs)",
+      "GGUF file (default: SAVE_PATH.gguf beside the MLX output, else ./model.gguf)",
       "FILE" },
     { "export-peft", 0, 0, G_OPTION_ARG_FILENAME, &peft,
       "Also write the adapter as a PEFT folder here (default: none)", "DIR" },

@@ -1296,6 +1296,9 @@ typedef struct
   gboolean mlx_quant;
   LtQuantMode mlx_mode;
   int mlx_bits, mlx_group;
+  gboolean mlx_keep_base;   /* the base's format, layer by layer (its .scales and overrides) */
+  GPtrArray *mlx_overrides; /* module paths whose params differ from the global ones */
+  GHashTable *mlx_params;   /* module → int[3] {mode, bits, group} for the overrides */
   LtDType mlx_float;
   /* HF */
   char *hf_tmp;
@@ -1307,16 +1310,52 @@ typedef struct
   char *peft_tmp;
 } Job;
 
+/* Whether and how module @s is quantized in the MLX output. Keeping the base's format: a
+ * module is quantized iff the base stored it quantized (its .scales), with its own parameters
+ * (a per-module override in the base's config.json); otherwise every linear/embedding weight
+ * whose row length the group divides (mlx-lm's rule). */
+static gboolean
+job_mlx_params (Job *j, const TensorSpec *s, LtQuantMode *mode, int *bits, int *group)
+{
+  if (!j->mlx_quant || !s->module || s->ndim != 2)
+    return FALSE;
+  *mode = j->mlx_mode;
+  *bits = j->mlx_bits;
+  *group = j->mlx_group;
+  if (j->mlx_keep_base)
+    {
+      g_autofree char *sname = g_strconcat (s->module, ".scales", NULL);
+      if (!lt_weights_lookup (j->src->weights, sname)
+          && !(g_str_equal (s->module, "model.embed_tokens") && j->src->config->tie_word_embeddings
+               && lt_weights_lookup (j->src->weights, "lm_head.scales")))
+        return FALSE;
+      source_module_quant (j->src, s->module, mode, bits, group);
+    }
+  if (s->shape[1] % *group != 0)
+    return FALSE;
+  if (*mode != j->mlx_mode || *bits != j->mlx_bits || *group != j->mlx_group)
+    {
+      int *p = g_new (int, 3);
+      p[0] = *mode;
+      p[1] = *bits;
+      p[2] = *group;
+      g_ptr_array_add (j->mlx_overrides, g_strdup (s->module));
+      g_hash_table_insert (j->mlx_params, g_strdup (s->module), p);
+    }
+  return TRUE;
+}
+
 static gboolean
 job_mlx_add (Job *j, const TensorSpec *s, const float *W, const float *Wp, gboolean fused,
              GError **error)
 {
   const int64_t n = spec_numel (s);
-  if (j->mlx_quant && s->module && s->ndim == 2 && s->shape[1] % j->mlx_group == 0)
+  LtQuantMode mode;
+  int bits, group;
+  if (job_mlx_params (j, s, &mode, &bits, &group))
     {
-      g_autoptr (LtQuantTensor) q = mlx_quantize (Wp, s->shape[0], s->shape[1], j->mlx_mode,
-                                                  j->mlx_bits, j->mlx_group, j->mlx_float,
-                                                  error);
+      g_autoptr (LtQuantTensor) q = mlx_quantize (Wp, s->shape[0], s->shape[1], mode, bits,
+                                                  group, j->mlx_float, error);
       if (!q)
         {
           g_prefix_error (error, "%s: ", s->name);
@@ -1324,9 +1363,8 @@ job_mlx_add (Job *j, const TensorSpec *s, const float *W, const float *Wp, gbool
         }
       if (fused)
         {
-          g_autoptr (LtQuantTensor) q0 = mlx_quantize (W, s->shape[0], s->shape[1],
-                                                       j->mlx_mode, j->mlx_bits, j->mlx_group,
-                                                       j->mlx_float, error);
+          g_autoptr (LtQuantTensor) q0 = mlx_quantize (W, s->shape[0], s->shape[1], mode,
+                                                       bits, group, j->mlx_float, error);
           if (!q0)
             return FALSE;
           g_autofree float *a = g_new (float, n);
@@ -1334,8 +1372,7 @@ job_mlx_add (Job *j, const TensorSpec *s, const float *W, const float *Wp, gbool
           lt_quant_tensor_dequantize_rows (q0, 0, q0->rows, a);
           lt_quant_tensor_dequantize_rows (q, 0, q->rows, b);
           g_autofree char *fmt = g_strdup_printf ("mlx %s %d-bit g%d",
-                                                  lt_quant_mode_name (j->mlx_mode), j->mlx_bits,
-                                                  j->mlx_group);
+                                                  lt_quant_mode_name (mode), bits, group);
           add_survival (j->report, s->module, fmt, W, Wp, a, b, n);
         }
       LtTensor *wt = NULL, *st = NULL, *bt = NULL;
@@ -1580,6 +1617,20 @@ write_config (Job *j, const char *dir, gboolean mlx, GError **error)
           json_builder_add_int_value (b, j->mlx_bits);
           json_builder_set_member_name (b, "mode");
           json_builder_add_string_value (b, lt_quant_mode_name (j->mlx_mode));
+          for (guint k = 0; k < j->mlx_overrides->len; k++)
+            {
+              const char *m = j->mlx_overrides->pdata[k];
+              const int *p = g_hash_table_lookup (j->mlx_params, m);
+              json_builder_set_member_name (b, m);
+              json_builder_begin_object (b);
+              json_builder_set_member_name (b, "group_size");
+              json_builder_add_int_value (b, p[2]);
+              json_builder_set_member_name (b, "bits");
+              json_builder_add_int_value (b, p[1]);
+              json_builder_set_member_name (b, "mode");
+              json_builder_add_string_value (b, lt_quant_mode_name (p[0]));
+              json_builder_end_object (b);
+            }
           json_builder_end_object (b);
         }
       else if (!mlx && (g_str_equal (n, "torch_dtype") || g_str_equal (n, "dtype")))
@@ -1609,6 +1660,8 @@ job_cleanup (Job *j)
   g_free (j->hf_tmp);
   g_free (j->peft_tmp);
   g_clear_pointer (&j->mlx_tensors, g_ptr_array_unref);
+  g_clear_pointer (&j->mlx_overrides, g_ptr_array_unref);
+  g_clear_pointer (&j->mlx_params, g_hash_table_unref);
   g_clear_pointer (&j->hf_tensors, g_ptr_array_unref);
   g_clear_pointer (&j->gw, lt_gguf_writer_free);
   g_clear_pointer (&j->specs, g_array_unref);
@@ -1687,6 +1740,7 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
           j.mlx_mode = src->qmode;
           j.mlx_bits = src->qbits;
           j.mlx_group = o->group_size > 0 ? o->group_size : src->qgroup;
+          j.mlx_keep_base = o->group_size <= 0;
         }
       if (j.mlx_quant)
         {
@@ -1707,6 +1761,8 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
       if (!j.mlx_tmp)
         goto out;
       j.mlx_tensors = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
+      j.mlx_overrides = g_ptr_array_new_with_free_func (g_free);
+      j.mlx_params = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
     }
   if (o->hf_path)
     {

@@ -735,6 +735,74 @@ test_mlx_quantized (void)
   g_assert_null (c3->quantization_config);
   g_autoptr (LtWeights) w3 = lt_weights_open (out3, &error);
   g_assert_null (lt_weights_lookup (w3, "model.layers.0.mlp.down_proj.scales"));
+  /* a mixed base: layer 0 q_proj left in float, layer 1 down_proj at 8 bits (a per-module
+   * override in config.json); the fuse keeps both, layer by layer */
+  {
+    g_autofree char *mixed = tmp_path ("mlx-mixed");
+    g_mkdir_with_parents (mixed, 0755);
+    g_autoptr (LtWeights) wq = lt_weights_open (out, &error);
+    g_assert_no_error (error);
+    g_autoptr (GPtrArray) ts = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
+    for (const char *const *n = lt_weights_get_names (wq); *n; n++)
+      if (!g_str_has_prefix (*n, "model.layers.0.self_attn.q_proj.")
+          && !g_str_has_prefix (*n, "model.layers.1.mlp.down_proj."))
+        g_ptr_array_add (ts, lt_tensor_copy (lt_weights_lookup (wq, *n)));
+    const LtTensor *fq = g_hash_table_lookup (fused->tensors,
+                                              "model.layers.0.self_attn.q_proj.weight");
+    g_ptr_array_add (ts, lt_tensor_copy (fq));
+    const LtTensor *fd = g_hash_table_lookup (fused->tensors, "model.layers.1.mlp.down_proj.weight");
+    g_autoptr (LtQuantTensor) q8 = lt_quant_tensor_quantize (fd->data, 64, 96, LT_QUANT_AFFINE,
+                                                             8, 32, &error);
+    g_assert_no_error (error);
+    LtTensor *t8w = NULL, *t8s = NULL, *t8b = NULL;
+    g_assert_true (lt_quant_tensor_to_mlx (q8, "model.layers.1.mlp.down_proj", LT_DTYPE_F32,
+                                           &t8w, &t8s, &t8b, &error));
+    g_ptr_array_add (ts, t8w);
+    g_ptr_array_add (ts, t8s);
+    g_ptr_array_add (ts, t8b);
+    g_autofree char *mst = g_build_filename (mixed, "model.safetensors", NULL);
+    g_assert_true (lt_safetensors_write (mst, (const LtTensor *const *) ts->pdata, ts->len, NULL,
+                                         &error));
+    g_autofree char *ctext = NULL;
+    g_assert_true (g_file_get_contents (cfg, &ctext, NULL, NULL));
+    g_autoptr (GString) cs = g_string_new (ctext);
+    g_string_replace (cs, "\"mode\": \"affine\"",
+                      "\"mode\": \"affine\", \"model.layers.1.mlp.down_proj\": "
+                      "{\"group_size\": 32, \"bits\": 8, \"mode\": \"affine\"}", 1);
+    g_autofree char *mcfg = g_build_filename (mixed, "config.json", NULL);
+    g_assert_true (g_file_set_contents (mcfg, cs->str, -1, NULL));
+    g_autofree char *tsrc = g_build_filename (out, "tokenizer.json", NULL), *tt = NULL;
+    gsize tl;
+    g_assert_true (g_file_get_contents (tsrc, &tt, &tl, NULL));
+    g_autofree char *tdst = g_build_filename (mixed, "tokenizer.json", NULL);
+    g_assert_true (g_file_set_contents (tdst, tt, (gssize) tl, NULL));
+
+    g_autofree char *out5 = tmp_path ("mlx-mixed-fused");
+    LtExportOptions o5;
+    lt_export_options_init (&o5);
+    o5.model_dir = mixed;
+    o5.adapter_path = adir;
+    o5.save_path = out5;
+    g_autoptr (LtExportReport) r5 = export_or_die (&o5);
+    g_autoptr (LtWeights) w5 = lt_weights_open (out5, &error);
+    g_assert_no_error (error);
+    g_assert_null (lt_weights_lookup (w5, "model.layers.0.self_attn.q_proj.scales"));
+    g_assert_cmpint (lt_weights_lookup (w5, "model.layers.0.self_attn.q_proj.weight")->dtype, ==,
+                     LT_DTYPE_F32);
+    g_assert_cmpint (lt_weights_lookup (w5, "model.layers.1.mlp.down_proj.weight")->shape[1], ==,
+                     96 * 8 / 32);
+    g_assert_cmpint (lt_weights_lookup (w5, "model.layers.0.mlp.down_proj.weight")->shape[1], ==,
+                     96 * 4 / 32);
+    g_autoptr (LtConfig) c5 = lt_config_load (out5, &error);
+    g_assert_no_error (error);
+    JsonObject *ov = json_object_get_object_member (c5->quantization,
+                                                    "model.layers.1.mlp.down_proj");
+    g_assert_nonnull (ov);
+    g_assert_cmpint (json_object_get_int_member (ov, "bits"), ==, 8);
+    g_autoptr (LtLoadedModel) b5 = lt_export_load (out5, NULL, &error);
+    g_assert_no_error (error);
+  }
+
   /* an 8-bit requantization of the quantized base reads back close to it */
   g_autofree char *out4 = tmp_path ("mlx-q8");
   o.model_dir = mdir;
