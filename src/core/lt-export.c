@@ -1789,6 +1789,16 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
           TensorSpec *s = &g_array_index (j.specs, TensorSpec, i);
           g_hash_table_add (known, s->module ? s->module : s->name);
           g_hash_table_add (known, s->name);
+          Adapter *a = s->module ? g_hash_table_lookup (ad->mods, s->module) : NULL;
+          if (a && (a->out != s->shape[0] || a->in != s->shape[1]
+                    || (a->m && ad->kind != LT_TRAIN_TYPE_DORA)))
+            {
+              g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                           "%s: adapter of %s is (in %d, out %d) but the weight is (in %"
+                           G_GINT64_FORMAT ", out %" G_GINT64_FORMAT ")", ad->path, s->module,
+                           a->in, a->out, s->shape[1], s->shape[0]);
+              goto out;
+            }
         }
       GHashTableIter it;
       gpointer k;
@@ -1804,7 +1814,9 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
           }
     }
 
-  for (guint i = 0; i < j.specs->len; i++)
+  /* a PEFT-only export needs no weights */
+  guint n_specs = o->save_path || o->hf_path || o->gguf_path ? j.specs->len : 0;
+  for (guint i = 0; i < n_specs; i++)
     {
       TensorSpec *s = &g_array_index (j.specs, TensorSpec, i);
       const int64_t n = spec_numel (s);
