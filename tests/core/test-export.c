@@ -869,6 +869,13 @@ test_survival_warning (void)
 
 /* --- outputs ----------------------------------------------------------------------------- */
 
+static gboolean
+cancel_halfway (double fraction, const char *what, gpointer user_data)
+{
+  (*(int *) user_data)++;
+  return fraction < 0.5;
+}
+
 static void
 test_force_and_atomic (void)
 {
@@ -904,6 +911,22 @@ test_force_and_atomic (void)
   g_assert_false (g_file_test (f, G_FILE_TEST_EXISTS));
   g_autofree char *st = g_build_filename (out, "model.safetensors", NULL);
   g_assert_true (g_file_test (st, G_FILE_TEST_EXISTS));
+  /* cancelled halfway through: LT_ERROR_CANCELLED, nothing written, no temporary left */
+  g_autofree char *cout = tmp_path ("cancelled");
+  g_autofree char *cgguf = tmp_path ("cancelled.gguf");
+  LtExportOptions oc;
+  lt_export_options_init (&oc);
+  oc.model_dir = mdir;
+  oc.hf_path = cout;
+  oc.gguf_path = cgguf;
+  int calls = 0;
+  r = lt_export_run (&oc, cancel_halfway, &calls, &error);
+  g_assert_null (r);
+  g_assert_error (error, LT_ERROR, LT_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_assert_cmpint (calls, >, 5);
+  g_assert_false (g_file_test (cout, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (cgguf, G_FILE_TEST_EXISTS));
   g_autoptr (GDir) d = g_dir_open (tmp_root, 0, NULL);
   const char *n;
   while ((n = g_dir_read_name (d)))
