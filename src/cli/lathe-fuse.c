@@ -14,6 +14,7 @@
 #include "lt-export.h"
 #include "lt-gguf.h"
 #include "lt-linear.h"
+#include "lt-model-train.h"
 
 static int
 gguf_type_from_name (const char *s)
@@ -230,8 +231,13 @@ lathe_cmd_fuse (int argc, char **argv)
       if (!mb || !verify_one (&base, mb, model, valid, &error))
         return lathe_cli_report_error ("fuse", error);
       g_array_append_val (rows, base);
-      g_autoptr (LtLoadedModel) mf = lt_export_load_fused (model, adapter, &error);
-      if (!mf || !verify_one (&fused, mf, model, valid, &error))
+      /* base + adapter: the base as lt-model loads it with the adapter applied unfused
+       * (lt_model_load_adapters), an independent check of the fuse; without an adapter, the
+       * base */
+      g_autoptr (LtLoadedModel) mf = g_new0 (LtLoadedModel, 1);
+      mf->model = lt_model_load (model, &error);
+      if (!mf->model || (adapter && !lt_model_load_adapters (mf->model, adapter, &error))
+          || !verify_one (&fused, mf, model, valid, &error))
         return lathe_cli_report_error ("fuse", error);
       g_array_append_val (rows, fused);
       struct { const char *label; const char *path; char *fmt; } outs[3] = {

@@ -22,6 +22,7 @@
 #include "lt-export.h"
 #include "lt-ggml-quants.h"
 #include "lt-gguf.h"
+#include "lt-model-train.h"
 #include "lt-safetensors.h"
 
 #define T 12
@@ -1088,6 +1089,15 @@ test_train_then_fuse (void)
       g_autofree float *la = logits_of (a->model);
       g_autofree float *lb = logits_of (b->model);
       g_assert_cmpfloat (rel_diff (lb, la, (gsize) 2 * T * 384), <=, 1e-5);
+      /* the fused model = the base with the run's adapter applied unfused by lt-model-train */
+      g_autoptr (LtModel) u = lt_model_load (mdir, &error);
+      g_assert_no_error (error);
+      g_assert_true (lt_model_load_adapters (u, run, &error));
+      g_assert_no_error (error);
+      g_autofree float *lu = logits_of (u);
+      double rel = rel_diff (la, lu, (gsize) 2 * T * 384);
+      g_test_message ("%s: fused vs unfused adapter forward: rel %.3g", types[i], rel);
+      g_assert_cmpfloat (rel, <=, 1e-5);
     }
 }
 
