@@ -1389,6 +1389,9 @@ job_mlx_add (Job *j, const TensorSpec *s, const float *W, const float *Wp, gbool
   return TRUE;
 }
 
+/* Quantizes in HF row order, then moves whole rows for the Q/K permutation: blocks lie inside
+ * rows, so that equals quantizing the permuted rows, and the HF-order blocks serve the
+ * survival check without a second quantization of W + ΔW. */
 static gboolean
 job_gguf_add (Job *j, const TensorSpec *s, const float *W, const float *Wp, gboolean fused,
               GError **error)
@@ -1397,14 +1400,6 @@ job_gguf_add (Job *j, const TensorSpec *s, const float *W, const float *Wp, gboo
   const int type = gguf_tensor_type (s, j->o->gguf_type);
   const int64_t cols = s->ndim == 1 ? s->shape[0] : s->shape[1];
   const int64_t rows = s->ndim == 1 ? 1 : s->shape[0];
-  g_autofree float *perm = NULL;
-  const float *x = Wp;
-  if (s->permute)
-    {
-      perm = g_new (float, n);
-      lt_export_permute_qk (Wp, perm, s->permute, s->shape[0], s->ndim == 1 ? 1 : cols, FALSE);
-      x = perm;
-    }
   size_t rs = lt_gq_row_size (type, cols);
   g_autofree guint8 *buf = g_try_malloc (rs * rows);
   if (!buf)
@@ -1412,19 +1407,43 @@ job_gguf_add (Job *j, const TensorSpec *s, const float *W, const float *Wp, gboo
       g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "no memory for %s", s->gguf);
       return FALSE;
     }
-  lt_gq_quantize_rows (type, x, buf, rows, cols);
+  if (s->permute && s->ndim == 1)
+    {
+      /* a bias: permute the values themselves (one row) */
+      g_autofree float *perm = g_new (float, n);
+      lt_export_permute_qk (Wp, perm, s->permute, s->shape[0], 1, FALSE);
+      lt_gq_quantize_rows (type, perm, buf, rows, cols);
+    }
+  else
+    lt_gq_quantize_rows (type, Wp, buf, rows, cols);
   if (fused && is_quant_type (type))
     {
       g_autofree guint8 *b0 = g_malloc (rs * rows);
       g_autofree float *a = g_new (float, n);
       g_autofree float *b = g_new (float, n);
-      /* both in HF row order: the permutation only moves rows, the norms are unchanged */
       lt_gq_quantize_rows (type, W, b0, rows, cols);
       lt_gq_dequantize_rows (type, b0, a, rows, cols);
-      lt_gq_quantize_rows (type, Wp, b0, rows, cols);
-      lt_gq_dequantize_rows (type, b0, b, rows, cols);
+      lt_gq_dequantize_rows (type, buf, b, rows, cols);
       g_autofree char *fmt = g_strdup_printf ("gguf %s", lt_ggml_type_name (type));
       add_survival (j->report, s->module, fmt, W, Wp, a, b, n);
+    }
+  if (s->permute && s->ndim == 2)
+    {
+      /* rows: dst[h·hd + 2i + j] = src[h·hd + j·hd/2 + i] */
+      g_autofree guint8 *out = g_try_malloc (rs * rows);
+      if (!out)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "no memory for %s", s->gguf);
+          return FALSE;
+        }
+      const int64_t hd = rows / s->permute, half = hd / 2;
+      for (int h = 0; h < s->permute; h++)
+        for (int64_t i = 0; i < half; i++)
+          for (int jj = 0; jj < 2; jj++)
+            memcpy (out + (size_t) (h * hd + 2 * i + jj) * rs,
+                    buf + (size_t) (h * hd + jj * half + i) * rs, rs);
+      g_free (buf);
+      buf = g_steal_pointer (&out);
     }
   j->report->bytes_written += rs * rows;
   return lt_gguf_writer_write_tensor (j->gw, buf, rs * rows, error);
