@@ -26,7 +26,14 @@
  * mostly points elsewhere).
  *
  * Every output goes to a temporary sibling folder (or file) renamed into place when
- * complete; an existing non-empty output is refused unless @force. */
+ * complete; an existing non-empty output is refused unless @force.
+ *
+ * GGUF (§4): arch llama (also for Mistral), qwen2, qwen3; §4.6 metadata; the tokenizer from
+ * tokenizer.json as tokenizer.ggml.* ("gpt2" + pre llama-bpe / qwen2 / smollm / gpt-2 for
+ * byte-level vocabularies; "llama" for SentencePiece-style ones, scores = −merge rank of the
+ * token a merge produces, 0 otherwise), padded to vocab_size with [PADn] (UNUSED); the Q/K
+ * row permutation for arch llama; rope_freqs.weight for llama3 rope; no output.weight when
+ * tied. */
 #pragma once
 
 #include <glib.h>
@@ -59,7 +66,10 @@ typedef struct
 
   /* GGUF output */
   const char *gguf_path;
-  int gguf_type;             /* LtGgmlType: F16, Q8_0, Q4_0, Q4_K, Q6_K (F32 and BF16 too) */
+  int gguf_type;             /* LtGgmlType: F16, Q8_0, Q4_0, Q4_K, Q6_K (F32 and BF16 too).
+                              1-D tensors, norms and biases are F32 (§4.8); a matrix whose
+                              ne[0] the block does not divide falls back: Q4_K → Q4_0,
+                              Q6_K → Q8_0 (ne[0] % 32 == 0), else F16 */
 
   /* PEFT output (needs a LoRA/DoRA adapter) */
   const char *peft_path;
@@ -79,7 +89,8 @@ typedef struct
 
 typedef struct
 {
-  int n_fused;            /* layers an adapter was fused into */
+  int n_fused;            /* tensors an adapter changed (0 for a PEFT-only export, which reads
+                             no weights) */
   char *adapter_kind;     /* "lora", "dora", "full" or NULL */
   GArray *survival;       /* LtSurvival */
   int n_lost;             /* layers with ratio or cosine < LT_EXPORT_SURVIVAL_WARN */
