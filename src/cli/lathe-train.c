@@ -2,21 +2,34 @@
 /* lathe train: fine-tune a model from a run configuration (ARCHITECTURE.md §4).
  *
  *   lathe train [--config run.json] [--KEY VALUE …] [--dry-run] [--json]
+ *   lathe train --resume RUN_DIR [--KEY VALUE …] [--json]
  *
  * Every key of the run configuration is a flag; the flags come from the core's key table
  * (lt_run_config_get_keys), so flags, JSON keys and --help cannot drift. Flags override the
- * config file, in the order given. */
+ * config file, in the order given. --resume starts from RUN_DIR/run.json's configuration
+ * (unless --config is given) with adapter_path = RUN_DIR and continues its state/.
+ *
+ * While training: without --json a progress line on stderr (redrawn in place on a terminal,
+ * one line per report otherwise); with --json one JSON object per report and evaluation on
+ * stdout, the lines of metrics.jsonl. The trainer runs on a worker thread; SIGINT (Ctrl-C) or
+ * SIGTERM cancels it, it stops after the current step with the adapter and state saved, and the
+ * exit status is 130. */
 #include "config.h"
 
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <glib-unix.h>
 #include <glib.h>
 #include <glib/gi18n.h>
 
 #include "lathe-cli.h"
 #include "lt-error.h"
 #include "lt-run.h"
+#include "lt-trainer.h"
 
 #define CMD "train"
 
@@ -75,7 +88,7 @@ on_flag (const char *option_name, const char *value, gpointer data, GError **err
 /* Builds the GOptionEntry table from the key table; strings live in @strings. */
 static GOptionEntry *
 build_entries (const LtRunConfig *def, GPtrArray *strings, char **config_path,
-               gboolean *dry_run, gboolean *json)
+               char **resume_dir, gboolean *dry_run, gboolean *json)
 {
   gsize n_keys;
   const LtRunKeyInfo *keys = lt_run_config_get_keys (&n_keys);
@@ -87,12 +100,19 @@ build_entries (const LtRunConfig *def, GPtrArray *strings, char **config_path,
                       _("Run configuration (JSON) to start from; flags override it"),
                       "FILE" };
   g_array_append_val (entries, e);
+  e = (GOptionEntry){ "resume", 0, 0, G_OPTION_ARG_FILENAME, resume_dir,
+                      _("Continue the stopped run in RUN_DIR (its state/), with its run.json "
+                        "as the configuration unless --config is given [default: unset]"),
+                      "RUN_DIR" };
+  g_array_append_val (entries, e);
   e = (GOptionEntry){ "dry-run", 'n', 0, G_OPTION_ARG_NONE, dry_run,
                       _("Validate and print the complete configuration, then exit"), NULL };
   g_array_append_val (entries, e);
   e = (GOptionEntry){ "json", 0, 0, G_OPTION_ARG_NONE, json,
                       _("With --dry-run: print {\"valid\", \"config\", \"issues\"} as one "
-                        "JSON object on stdout"), NULL };
+                        "JSON object on stdout; while training: one JSON object per report "
+                        "and evaluation on stdout (the lines of metrics.jsonl) instead of the "
+                        "progress line"), NULL };
   g_array_append_val (entries, e);
 
   for (gsize i = 0; i < n_keys; i++)
@@ -181,6 +201,215 @@ print_json_result (const LtRunConfig *cfg, GPtrArray *issues, const char *error_
   printf ("%s\n", text);
 }
 
+/* ---- training ---- */
+
+typedef struct
+{
+  const LtRunConfig *cfg;
+  gboolean resume;
+  gboolean json;
+  gboolean tty;
+  GCancellable *cancellable;
+  GMainLoop *loop;
+  gboolean ok;
+  GError *error;
+  gboolean bar_open;  /* a progress line without its newline is on stderr */
+  double last_loss;
+  double last_val;
+  double last_tps;
+} TrainJob;
+
+static void
+format_duration (char *buf, gsize size, double s)
+{
+  if (!isfinite (s) || s < 0)
+    g_snprintf (buf, size, "--");
+  else if (s >= 3600)
+    g_snprintf (buf, size, "%dh%02dm", (int) (s / 3600), (int) fmod (s / 60, 60));
+  else if (s >= 60)
+    g_snprintf (buf, size, "%dm%02ds", (int) (s / 60), (int) fmod (s, 60));
+  else
+    g_snprintf (buf, size, "%ds", (int) s);
+}
+
+static void
+end_bar (TrainJob *job)
+{
+  if (job->bar_open)
+    {
+      fputc ('\n', stderr);
+      job->bar_open = FALSE;
+    }
+}
+
+static gboolean
+on_progress (const LtTrainProgress *p, gpointer user_data)
+{
+  TrainJob *job = user_data;
+
+  if (job->json)
+    {
+      if (p->event == LT_TRAIN_EVENT_REPORT || p->event == LT_TRAIN_EVENT_EVAL)
+        {
+          g_autofree char *line = lt_train_progress_to_json (p);
+          printf ("%s\n", line);
+          fflush (stdout);
+        }
+      return TRUE;
+    }
+
+  if (p->event == LT_TRAIN_EVENT_REPORT || p->event == LT_TRAIN_EVENT_EVAL)
+    {
+      char eta[32], line[256];
+      double done = p->step > 0 ? p->elapsed_s / p->step : NAN;
+      g_autofree char *rss = NULL;
+
+      if (p->event == LT_TRAIN_EVENT_REPORT)
+        {
+          job->last_loss = p->loss;
+          job->last_tps = p->tokens_per_s;
+        }
+      else
+        job->last_val = p->val_loss;
+      format_duration (eta, sizeof eta, done * (p->total_steps - p->step));
+      rss = g_format_size_full (p->rss_bytes, G_FORMAT_SIZE_IEC_UNITS);
+      if (p->event == LT_TRAIN_EVENT_EVAL && !job->tty)
+        g_snprintf (line, sizeof line, "step %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT
+                    "  val loss %.4f", p->step, p->total_steps, p->val_loss);
+      else if (job->tty)
+        g_snprintf (line, sizeof line,
+                    "step %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT "  loss %.4f  val %.4f  "
+                    "%.0f tok/s  RSS %s  ETA %s", p->step, p->total_steps, job->last_loss,
+                    job->last_val, job->last_tps, rss, eta);
+      else
+        g_snprintf (line, sizeof line,
+                    "step %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT "  loss %.4f  %.0f tok/s  "
+                    "RSS %s  ETA %s", p->step, p->total_steps, p->loss, p->tokens_per_s, rss,
+                    eta);
+      if (job->tty)
+        {
+          fprintf (stderr, "\r\033[K%s", line);
+          job->bar_open = TRUE;
+        }
+      else
+        fprintf (stderr, "%s\n", line);
+      fflush (stderr);
+    }
+  else if (p->event == LT_TRAIN_EVENT_SAVE && p->message != NULL)
+    {
+      if (job->tty)
+        {
+          fprintf (stderr, "\r\033[Ksaved %s\n", p->message);
+          job->bar_open = FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gpointer
+train_thread (gpointer data)
+{
+  TrainJob *job = data;
+
+  job->ok = lt_train (job->cfg, job->resume, on_progress, job, job->cancellable, &job->error);
+  g_main_loop_quit (job->loop);
+  return NULL;
+}
+
+static gboolean
+on_signal (gpointer data)
+{
+  TrainJob *job = data;
+
+  g_cancellable_cancel (job->cancellable);
+  return G_SOURCE_CONTINUE;
+}
+
+static int
+train (const LtRunConfig *cfg, gboolean resume, gboolean json)
+{
+  TrainJob job = { 0 };
+  GThread *thread;
+  guint sigint, sigterm;
+  int status;
+
+  if (!lt_trainer_is_available ())
+    {
+      g_printerr ("lathe %s: the training core is not built yet (configuration is valid; "
+                  "see --dry-run)\n", CMD);
+      return LATHE_EXIT_FAILURE;
+    }
+  job.cfg = cfg;
+  job.resume = resume;
+  job.json = json;
+  job.tty = isatty (STDERR_FILENO);
+  job.cancellable = g_cancellable_new ();
+  job.loop = g_main_loop_new (NULL, FALSE);
+  job.last_loss = NAN;
+  job.last_val = NAN;
+  sigint = g_unix_signal_add (SIGINT, on_signal, &job);
+  sigterm = g_unix_signal_add (SIGTERM, on_signal, &job);
+  if (!json)
+    g_printerr ("lathe %s: %s %s\n", CMD, resume ? "resuming" : "training into",
+                cfg->adapter_path);
+  thread = g_thread_new ("lathe-train", train_thread, &job);
+  g_main_loop_run (job.loop);
+  g_thread_join (thread);
+  g_source_remove (sigint);
+  g_source_remove (sigterm);
+  end_bar (&job);
+
+  if (job.ok)
+    {
+      if (!json)
+        g_printerr ("lathe %s: done; adapter in %s\n", CMD, cfg->adapter_path);
+      status = LATHE_EXIT_OK;
+    }
+  else if (g_error_matches (job.error, LT_ERROR, LT_ERROR_CANCELLED))
+    {
+      g_printerr ("lathe %s: %s\n", CMD, job.error->message);
+      status = 130;
+    }
+  else
+    status = lathe_cli_report_error (CMD, job.error);
+  g_clear_error (&job.error);
+  g_main_loop_unref (job.loop);
+  g_object_unref (job.cancellable);
+  return status;
+}
+
+/* The configuration saved in RUN_DIR/run.json. */
+static LtRunConfig *
+config_from_run_dir (const char *dir, GError **error)
+{
+  g_autofree char *path = g_build_filename (dir, "run.json", NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  g_autoptr (GError) local = NULL;
+  JsonNode *root;
+  JsonObject *obj;
+
+  if (!json_parser_load_from_file (parser, path, &local))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s", path, local->message);
+      return NULL;
+    }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)
+      || (obj = json_node_get_object (root), !json_object_has_member (obj, "config"))
+      || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (obj, "config")))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: no \"config\" object", path);
+      return NULL;
+    }
+  if (!lt_run_config_apply_json (cfg, json_object_get_object_member (obj, "config"), &local))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s", path, local->message);
+      return NULL;
+    }
+  return g_steal_pointer (&cfg);
+}
+
 static int
 run (int argc, char **argv)
 {
@@ -191,10 +420,11 @@ run (int argc, char **argv)
   g_autoptr (GError) error = NULL;
   g_autofree GOptionEntry *entries = NULL;
   g_autofree char *config_path = NULL;
+  g_autofree char *resume_dir = NULL;
   gboolean dry_run = FALSE, json = FALSE;
   int status;
 
-  entries = build_entries (def, strings, &config_path, &dry_run, &json);
+  entries = build_entries (def, strings, &config_path, &resume_dir, &dry_run, &json);
   if (!lathe_cli_parse (CMD, NULL,
                         _("Fine-tune a model. Every key of the run configuration is also a "
                           "flag\n(JSON key in brackets); flags override --config."),
@@ -208,6 +438,8 @@ run (int argc, char **argv)
 
   if (config_path != NULL)
     cfg = lt_run_config_new_from_file (config_path, &error);
+  else if (resume_dir != NULL)
+    cfg = config_from_run_dir (resume_dir, &error);
   else
     cfg = lt_run_config_new ();
   for (guint i = 0; cfg != NULL && i < pending_flags->len; i++)
@@ -220,6 +452,11 @@ run (int argc, char **argv)
           g_set_error (&error, local->domain, local->code, "%s: %s", p->flag, local->message);
           g_clear_pointer (&cfg, lt_run_config_free);
         }
+    }
+  if (cfg != NULL && resume_dir != NULL)
+    {
+      g_free (cfg->adapter_path);
+      cfg->adapter_path = g_strdup (resume_dir);
     }
   if (cfg == NULL)
     {
@@ -251,9 +488,7 @@ run (int argc, char **argv)
       return LATHE_EXIT_OK;
     }
 
-  g_printerr ("lathe %s: the training core is not built yet (configuration is valid; "
-              "see --dry-run)\n", CMD);
-  return LATHE_EXIT_FAILURE;
+  return train (cfg, resume_dir != NULL, json);
 }
 
 int

@@ -16,7 +16,14 @@
  * fed few tokens (N <= lt_qk_fused_max_m, decode) takes lt-quant's fused expand-and-dot path
  * on the calling thread instead (lt-quant-kernels.h).
  * The bias, when present, is a small f32 copy owned by the layer.
- * Adapters (LoRA/DoRA) and QAT state will hang off this struct too. */
+ *
+ * Training state hangs off the layer (lt-model-train drives it):
+ *   LoRA   y = x·Wᵀ + b + scale·(dropout(x)·A)·B, A (in, r), B (r, out) (FORMATS.md §2.9);
+ *   DoRA   y = (m / ‖W + scale·(AB)ᵀ‖_row)·(x·Wᵀ + scale·(dropout(x)·A)·B) + b, the norm
+ *          detached (no gradient), computed row by row (W_eff is never materialised);
+ *   full   an f32 master copy of W (lin->weight then points at it) and f32 gradients;
+ *   QAT    the forward uses fq(W_eff) (lt-qat, scales frozen between recomputes), built one
+ *          layer at a time in the caller's scratch; the backward is straight-through. */
 #pragma once
 
 #include <glib.h>
@@ -34,6 +41,20 @@ typedef enum
 
 typedef struct
 {
+  int rank;                  /* r */
+  float scale;
+  float dropout;             /* probability, adapter path only (inverted dropout on x) */
+  float *a;                  /* (in, r) */
+  float *b;                  /* (r, out) */
+  float *m;                  /* (out) DoRA magnitude, else NULL */
+  float *grad_a;             /* (in, r) */
+  float *grad_b;             /* (r, out) */
+  float *grad_m;             /* (out) or NULL */
+  float *norm;               /* (out) DoRA: the detached row norms of the last forward */
+} LtLora;
+
+typedef struct
+{
   char *name;                /* module path, "model.layers.0.self_attn.q_proj" (owned) */
   int in_features;           /* in */
   int out_features;          /* out */
@@ -41,7 +62,26 @@ typedef struct
   const LtTensor *weight;    /* dense: (out, in), borrowed */
   gpointer quant;            /* quantized: LtQuantTensor (out, in), owned; else NULL */
   float *bias;               /* (out) or NULL; owned */
+  LtLora *lora;              /* adapter or NULL; owned */
+  LtTensor *master;          /* full fine-tuning: f32 (out, in) weight, owned (NULL when the
+                                weight is shared, e.g. a tied head over the embedding) */
+  float *grad_weight;        /* (out, in) full fine-tuning, else NULL */
+  gboolean grad_weight_shared; /* grad_weight belongs to someone else (tied head) */
+  float *grad_bias;          /* (out) full fine-tuning with a bias, else NULL; owned */
+  gboolean qat;              /* forward through fq(W_eff) */
+  int qat_bits;
+  int qat_group;             /* 0 = per tensor */
+  float *qat_scales;         /* (out, in / group) or (out) frozen scales; owned */
+  gboolean qat_scales_valid; /* FALSE: the next forward recomputes them */
 } LtLinear;
+
+/* Dropout of one layer in one step: keep x[n, i] when hash(seed, n·in + i) ≥ p. p = 0 (or
+ * NULL) is the identity. */
+typedef struct
+{
+  float p;
+  guint64 seed;
+} LtDropout;
 
 /* Sets up a dense layer over @weight ((out, in), F32/F16/BF16) and @bias ((out) or NULL).
  * A wrong dtype or shape is an error naming the tensor. */
@@ -65,12 +105,47 @@ void lt_linear_forward (const LtLinear *lin, const float *x, int N, float *y, fl
 void lt_linear_forward_rows (const LtLinear *lin, const float *x, int N, int row0, int n_rows,
                              float *y, float *scratch, gsize scratch_floats);
 
+/* Attaches a LoRA (DoRA when @dora) adapter of @rank, initialised as mlx-lm from @seed:
+ * A uniform ±1/√in, B zero, m = ‖W‖_row. */
+gboolean lt_linear_attach_lora (LtLinear *lin, int rank, float scale, float dropout,
+                                gboolean dora, guint64 seed, GError **error);
+/* Full fine-tuning: an f32 master copy of W and gradient buffers for W and the bias.
+ * A quantized layer is refused (LT_ERROR_UNSUPPORTED). */
+gboolean lt_linear_make_trainable (LtLinear *lin, GError **error);
+/* Full fine-tuning over a weight owned elsewhere (tied head): @weight (out, in) F32, @grad. */
+void lt_linear_share_trainable (LtLinear *lin, const LtTensor *weight, float *grad);
+
+/* DoRA: norm (out) = ‖W + scale·(AB)ᵀ‖_row, row by row (OpenMP), no full W_eff. */
+void lt_linear_dora_norms (const LtLinear *lin, float *norm);
+/* QAT: out (out, in) = fq(W_eff) with the layer's frozen scales (recomputed first when not
+ * valid). W_eff: W, W + scale·(AB)ᵀ, or (m/‖·‖_row)·(W + scale·(AB)ᵀ) (norms into lora->norm). */
+void lt_linear_qat_weight (LtLinear *lin, float *out);
+/* Floats of scratch lt_linear_forward_train / lt_linear_backward need for @N rows. */
+gsize lt_linear_train_scratch_floats (const LtLinear *lin, int N);
+
+/* Training forward: y (N, out) as lt_linear_forward, also saving xa (N, r) = dropout(x)·A for
+ * the backward when the layer has an adapter. */
+void lt_linear_forward_train (LtLinear *lin, const float *x, int N, float *y, float *xa,
+                              const LtDropout *drop, float *scratch, gsize scratch_floats);
+/* Backward of lt_linear_forward_train for the same x (N, in), xa (N, r) and @drop: adds to the
+ * layer's gradients (grad_a/b/m, grad_weight, grad_bias) and dx (N, in) += dy (N, out) ·
+ * ∂y/∂x (dx may be NULL when not needed). */
+void lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float *dx,
+                         const float *xa, const LtDropout *drop, float *scratch,
+                         gsize scratch_floats);
+
 /* dx (N, in) = dy (N, out) · W   (or dx += … when @accumulate): the gradient with respect to
  * the layer's input, W being the dense weight or Ŵ, expanded tile by tile (rows of W) into
  * @scratch as in the forward. The bias plays no part. @scratch: lt_linear_scratch_floats()
  * floats or more. */
 void lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx,
                                gboolean accumulate, float *scratch, gsize scratch_floats);
+
+/* dx (N, in) += dy (N, n_rows; row stride @ldy) · W[row0 : row0 + n_rows, :], either kind,
+ * expanded tile by tile into @scratch (at least @in floats). The LM head's vocabulary chunks. */
+void lt_linear_backward_input_rows (const LtLinear *lin, const float *dy, int ldy, int N,
+                                    int row0, int n_rows, float *dx, float *scratch,
+                                    gsize scratch_floats);
 
 /* Thread policy for linear layers: @n OpenMP threads (n <= 0: all cores) share each product's
  * blocks of rows and call OpenBLAS single-threaded, so one thread pool does all the work.

@@ -45,6 +45,12 @@ void lt_model_get_param (LtModel *model, guint index, const char **name, float *
 
 /* Training mode enables dropout, drawn from @dropout_seed and the step. */
 void lt_model_set_training (LtModel *model, gboolean training, guint64 dropout_seed);
+/* The dropout step counter: the number of lt_model_forward_backward calls so far (0 on a new
+ * model). Each call first increments it, then draws its masks from
+ * hash(dropout_seed ^ step·0x9e3779b97f4a7c15, layer, module, token·in + i) (keep where
+ * uniform ≥ p, scale 1/(1−p)); passing seed ^ step·0x9e3779b97f4a7c15 cancels the step. Set it
+ * on resume for the same masks. */
+void lt_model_set_dropout_step (LtModel *model, guint64 step);
 void lt_model_set_grad_checkpointing (LtModel *model, gboolean enabled);
 
 /* QAT: while enabled, each trainable linear layer's forward uses fq(W_eff) (symmetric fake
@@ -57,7 +63,7 @@ void lt_model_qat_recompute_scales (LtModel *model);
  * per-position targets (N) and loss weights (N) (0 = not in the loss). Adds to every
  * parameter's grad the gradient of loss_scale · Σ_t weights[t]·CE(logits[t], targets[t]) and
  * returns Σ_t weights[t]·CE in *loss_sum. The LM head and cross-entropy run in vocabulary
- * chunks: (N, V) logits never exist. */
+ * chunks: (N, V) logits never exist. loss_scale 0 (evaluation) skips the backward. */
 gboolean lt_model_forward_backward (LtModel *model, const int32_t *tokens, const int *lengths,
                                     int B, const int32_t *targets, const float *weights,
                                     float loss_scale, double *loss_sum, GError **error);
@@ -68,5 +74,37 @@ gboolean lt_model_forward_backward (LtModel *model, const int32_t *tokens, const
 gboolean lt_model_save_adapters (LtModel *model, const char *dir, const char *file_name,
                                  const LtRunConfig *cfg, GError **error);
 gboolean lt_model_load_adapters (LtModel *model, const char *path, GError **error);
+
+/* Activation memory of lt_model_forward_backward (f32, 4 bytes a value). C hidden size,
+ * I intermediate, H·D query width, KVH·D key/value width, Σr the ranks of a block's adapted
+ * linear layers (0 for full fine-tuning). Blocks below the lowest trained block keep nothing.
+ *
+ * Kept per token per trained block:
+ *   without checkpointing  4·C + 2·H·D + 2·KVH·D + 2·I + Σr   values
+ *                          (block input, its norm, the mid residual, its norm; q after RoPE,
+ *                          the attention output; k, v; gate, up; x·A per adapter)
+ *                          Qwen3 adds H·D + KVH·D (q, k before their norms);
+ *   with checkpointing     C values (the block input); the set above exists once (the block
+ *                          being recomputed), reused from block to block.
+ * Once per token (not per block): 2·C (final hidden state and its norm), the backward's
+ * temporaries 3·I + 3·C + 2·H·D + 2·KVH·D, and one linear layer's scratch: max(in) + r
+ * (+ 2·max(out) for DoRA). Fixed: the LM-head chunk (at most 4 Mi logits = 16 MiB) and one
+ * weight expansion tile (QAT: one layer's out·in).
+ * Example, Llama-3.2-1B (C 2048, H·D 2048, KVH·D 512, I 8192), LoRA r 8 on all 7 linears:
+ * 29 752 values = 119 008 bytes per token per block without checkpointing, 8 192 bytes with. */
+
+/* Width of the LM-head vocabulary chunks of lt_model_forward_backward (0: automatic, about
+ * 4 Mi logits at once). For tests. */
+void lt_model_set_logit_chunk (LtModel *model, int columns);
+
+/* Index (0..6) of a block-relative linear key: "self_attn.q_proj" … "mlp.down_proj", or the
+ * short name ("q_proj"); -1 when unknown. */
+int lt_model_train_key_index (const char *key);
+
+/* Private hooks between lt-model.c and lt-model-train.c. */
+gpointer lt_model_get_train_state (LtModel *model);
+void lt_model_set_train_state (LtModel *model, gpointer state, GDestroyNotify free_fn);
+/* Regrows the forward's scratch after a layer's needs changed (QAT). */
+void lt_model_update_scratch (LtModel *model);
 
 G_END_DECLS

@@ -10,6 +10,7 @@
 
 #include "lt-error.h"
 #include "lt-kernels.h"
+#include "lt-model-train.h"
 
 /* Floats of LM-head logits computed at once in the evaluation path (N × chunk). */
 #define LT_LOGIT_CHUNK_FLOATS ((gsize) 4 << 20)
@@ -35,6 +36,8 @@ struct _LtRunState
   float *lse_m;              /* (N) */
   double *lse_s;             /* (N) */
   float *target;             /* (N) */
+  gpointer train;            /* lt-model-train's state, or NULL */
+  GDestroyNotify train_free;
 };
 
 struct _LtKVCache
@@ -681,6 +684,8 @@ lt_model_free (LtModel *m)
   g_strfreev (m->unquantized);
   g_free (m->w.layers);
   g_free (m->w.f32_arena);
+  if (m->state && m->state->train_free)
+    m->state->train_free (m->state->train);
   if (m->state)
     {
       run_state_free_buffers (m->state);
@@ -693,6 +698,35 @@ lt_model_free (LtModel *m)
   lt_config_free (m->config);
   g_clear_pointer (&m->files, lt_weights_free);
   g_free (m);
+}
+
+/* ---- hooks for lt-model-train ---- */
+
+gpointer
+lt_model_get_train_state (LtModel *m)
+{
+  return m->state->train;
+}
+
+void
+lt_model_set_train_state (LtModel *m, gpointer state, GDestroyNotify free_fn)
+{
+  if (m->state->train_free && m->state->train)
+    m->state->train_free (m->state->train);
+  m->state->train = state;
+  m->state->train_free = free_fn;
+}
+
+void
+lt_model_update_scratch (LtModel *m)
+{
+  gsize need = max_linear_scratch (m);
+  if (need > m->state->tile_floats)
+    {
+      g_free (m->state->tile);
+      m->state->tile = g_new (float, need);
+      m->state->tile_floats = need;
+    }
 }
 
 /* ---- run state ---- */

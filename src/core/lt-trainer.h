@@ -12,7 +12,15 @@
  * evaluation and phase change; it never touches a main loop. Returning FALSE, or cancelling
  * @cancellable, stops the run after the current optimizer step with the adapter and state
  * saved; lt_train then fails with LT_ERROR_CANCELLED. A NaN/Inf loss or gradient stops the run
- * with LT_ERROR_NUMERIC naming the step, keeping the last good checkpoint. */
+ * with LT_ERROR_NUMERIC naming the step, keeping the last good checkpoint.
+ *
+ * A fresh run (resume FALSE) refuses an adapter_path that holds state/ (a stopped or finished
+ * run: LT_ERROR_INVALID_ARGUMENT naming adapter_path); other files there are replaced. A resumed
+ * run must keep every key of the stopped run's run.json except iters, epochs, steps_per_report,
+ * steps_per_eval, save_every, val_batches, adapter_path and grad_checkpoint (an error names the
+ * key). SFT only: train_mode dpo/orpo is LT_ERROR_UNSUPPORTED; so is a load-time quantization
+ * until the model loader offers one. Step 0 (before any update) is evaluated on a fresh run.
+ * lt-trainer.c's header describes state/. */
 #pragma once
 
 #include <gio/gio.h>
@@ -66,6 +74,17 @@ typedef gboolean (*LtProgressFunc) (const LtTrainProgress *progress, gpointer us
  * uninterrupted run's. */
 gboolean lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress,
                    gpointer user_data, GCancellable *cancellable, GError **error);
+
+/* Test hook: called before the forward passes of every optimizer step @step (1-based) with
+ * whether those forwards see fake-quantized weights (QAT) and whether the QAT scales were
+ * recomputed right before them. Process-wide; NULL removes it. Not thread-safe: tests only. */
+typedef void (*LtTrainStepHook) (gint64 step, gboolean qat_active, gboolean qat_recomputed,
+                                 gpointer user_data);
+void lt_trainer_set_step_hook (LtTrainStepHook hook, gpointer user_data);
+
+/* TRUE when this build holds the trainable half of lt-model (lt-model-train.h); lt_train fails
+ * with LT_ERROR_UNSUPPORTED otherwise. */
+gboolean lt_trainer_is_available (void);
 
 /* One line of metrics.jsonl for @p (the same object `lathe train --json` prints). */
 char *lt_train_progress_to_json (const LtTrainProgress *p);

@@ -3,11 +3,16 @@
 #include "config.h"
 
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
+
+#include <gio/gio.h>
+#include <json-glib/json-glib.h>
 
 #include <glib/gstdio.h>
 
 #include "lt-run.h"
+#include "lt-trainer.h"
 
 typedef struct
 {
@@ -303,19 +308,40 @@ test_argv_round_trip (Fixture *f, gconstpointer unused)
     }
 }
 
+/* A valid configuration over an unusable model: without the training core, the "not built"
+ * line (status 1); with it, one error line naming config.json, status 2 (bad input). */
 static void
-test_not_built (Fixture *f, gconstpointer unused)
+test_bad_model (Fixture *f, gconstpointer unused)
 {
   g_autofree char *out = NULL;
   g_autofree char *err = NULL;
-  const char *args[] = { "--model", f->model, "--data", f->data, NULL };
+  g_autofree char *run = g_build_filename (f->dir, "run", NULL);
+  const char *args[] = { "--model", f->model, "--data", f->data, "--adapter-path", run, NULL };
+  int status;
 
   if (skip_without_cli ())
     return;
-  g_assert_cmpint (run_train (args, &out, &err), ==, 1);
+  status = run_train (args, &out, &err);
   g_assert_cmpstr (out, ==, "");
-  g_assert_cmpstr (err, ==, "lathe train: the training core is not built yet (configuration is "
-                            "valid; see --dry-run)\n");
+  if (!lt_trainer_is_available ())
+    {
+      g_assert_cmpint (status, ==, 1);
+      g_assert_cmpstr (err, ==, "lathe train: the training core is not built yet (configuration "
+                                "is valid; see --dry-run)\n");
+      return;
+    }
+  g_assert_cmpint (status, ==, 2);
+  g_assert_nonnull (strstr (err, "config.json"));
+  /* the progress header line, then one error line */
+  g_assert_true (g_str_has_prefix (strrchr (g_strchomp (err), '\n') ? strrchr (err, '\n') + 1
+                                                                     : err, "lathe train: "));
+  {
+    g_autofree char *log = g_build_filename (run, "log.txt", NULL);
+    g_autofree char *run_json = g_build_filename (run, "run.json", NULL);
+    g_remove (log);
+    g_remove (run_json);
+    g_rmdir (run);
+  }
 }
 
 static void
@@ -483,6 +509,157 @@ test_json_output (Fixture *f, gconstpointer unused)
   }
 }
 
+/* ---- training through the CLI (needs lt-model-train) ---- */
+
+static char *
+read_file_or_empty (const char *path)
+{
+  char *text = NULL;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return g_strdup ("");
+  return text;
+}
+
+static void
+rm_tree (const char *path)
+{
+  if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK))
+    {
+      GDir *dir = g_dir_open (path, 0, NULL);
+      const char *name;
+
+      while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+        {
+          g_autofree char *child = g_build_filename (path, name, NULL);
+          rm_tree (child);
+        }
+      if (dir != NULL)
+        g_dir_close (dir);
+      g_rmdir (path);
+    }
+  else
+    g_remove (path);
+}
+
+/* --json: stdout is exactly metrics.jsonl; without it, one progress line per report on a
+ * non-tty stderr. */
+static void
+test_train_runs (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *model = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "models", "llama-f32",
+                                             NULL);
+  g_autofree char *data = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "train", "train.jsonl",
+                                            NULL);
+  g_autofree char *run1 = g_build_filename (f->dir, "run1", NULL);
+  g_autofree char *run2 = g_build_filename (f->dir, "run2", NULL);
+  g_autofree char *metrics = g_build_filename (run1, "metrics.jsonl", NULL);
+  g_autofree char *out = NULL, *err = NULL, *text = NULL;
+  g_auto (GStrv) lines = NULL;
+  const char *a1[] = { "--model", model, "--data", data, "--adapter-path", run1, "--iters", "3",
+                       "--batch-size", "2", "--steps-per-report", "1", "--rank", "4",
+                       "--learning-rate", "1e-3", "--json", NULL };
+  const char *a2[] = { "--model", model, "--data", data, "--adapter-path", run2, "--iters", "2",
+                       "--steps-per-report", "1", NULL };
+
+  if (skip_without_cli ())
+    return;
+  if (!lt_trainer_is_available ())
+    {
+      g_test_skip ("no lt-model-train in this build");
+      return;
+    }
+  g_assert_cmpint (run_train (a1, &out, &err), ==, 0);
+  text = read_file_or_empty (metrics);
+  g_assert_cmpstr (out, ==, text);
+  lines = g_strsplit (g_strchomp (out), "\n", -1);
+  g_assert_cmpuint (g_strv_length (lines), ==, 3);
+  for (int i = 0; lines[i] != NULL; i++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      g_autoptr (GError) error = NULL;
+      JsonObject *o;
+
+      json_parser_load_from_data (parser, lines[i], -1, &error);
+      g_assert_no_error (error);
+      o = json_node_get_object (json_parser_get_root (parser));
+      g_assert_cmpstr (json_object_get_string_member (o, "event"), ==, "report");
+      g_assert_cmpint (json_object_get_int_member (o, "step"), ==, i + 1);
+    }
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_train (a2, &out, &err), ==, 0);
+  g_assert_cmpstr (out, ==, "");
+  g_assert_nonnull (strstr (err, "step 1/2  loss "));
+  g_assert_nonnull (strstr (err, "step 2/2  loss "));
+  g_assert_nonnull (strstr (err, "tok/s"));
+  g_assert_nonnull (strstr (err, "ETA"));
+  rm_tree (run1);
+  rm_tree (run2);
+}
+
+/* SIGINT: a graceful stop with status 130 and state/ saved; --resume finishes the run. */
+static void
+test_sigint_resume (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *model = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "models", "llama-f32",
+                                             NULL);
+  g_autofree char *data = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "train", "train.jsonl",
+                                            NULL);
+  g_autofree char *run = g_build_filename (f->dir, "run", NULL);
+  g_autofree char *state = g_build_filename (run, "state", "trainer.json", NULL);
+  g_autoptr (GSubprocess) proc = NULL;
+  g_autoptr (GDataInputStream) in = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *line = NULL, *out = NULL, *err = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  gint64 step;
+  const char *resume[] = { "--resume", run, "--iters", "0", NULL };
+
+  if (skip_without_cli ())
+    return;
+  if (!lt_trainer_is_available ())
+    {
+      g_test_skip ("no lt-model-train in this build");
+      return;
+    }
+  proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
+                           &error, g_getenv ("LATHE_CLI"), "train", "--model", model, "--data",
+                           data, "--adapter-path", run, "--iters", "100000", "--batch-size", "1",
+                           "--steps-per-report", "1", "--rank", "4", "--json", NULL);
+  g_assert_no_error (error);
+  in = g_data_input_stream_new (g_subprocess_get_stdout_pipe (proc));
+  line = g_data_input_stream_read_line_utf8 (in, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (line);
+  g_subprocess_send_signal (proc, SIGINT);
+  g_subprocess_wait (proc, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (proc));
+  g_assert_cmpint (g_subprocess_get_exit_status (proc), ==, 130);
+
+  json_parser_load_from_file (parser, state, &error);
+  g_assert_no_error (error);
+  step = json_object_get_int_member (json_node_get_object (json_parser_get_root (parser)),
+                                     "step");
+  g_assert_cmpint (step, >=, 1);
+  g_assert_cmpint (step, <, 100000);
+
+  /* resume with two more steps */
+  {
+    g_autofree char *iters = g_strdup_printf ("%" G_GINT64_FORMAT, step + 2);
+    g_autoptr (JsonParser) p2 = json_parser_new ();
+
+    resume[3] = iters;
+    g_assert_cmpint (run_train (resume, &out, &err), ==, 0);
+    json_parser_load_from_file (p2, state, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (json_object_get_int_member (json_node_get_object (json_parser_get_root (p2)),
+                                                 "step"), ==, step + 2);
+  }
+  rm_tree (run);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -492,10 +669,12 @@ main (int argc, char **argv)
   ADD ("/train-cli/dry-run-example", test_dry_run_example);
   ADD ("/train-cli/dry-run-defaults", test_dry_run_defaults);
   ADD ("/train-cli/argv-round-trip", test_argv_round_trip);
-  ADD ("/train-cli/not-built", test_not_built);
+  ADD ("/train-cli/bad-model", test_bad_model);
   ADD ("/train-cli/bad-recipes", test_bad_recipes);
   ADD ("/train-cli/bad-flags", test_bad_flags);
   ADD ("/train-cli/json-output", test_json_output);
+  ADD ("/train-cli/train-runs", test_train_runs);
+  ADD ("/train-cli/sigint-resume", test_sigint_resume);
 #undef ADD
   return g_test_run ();
 }

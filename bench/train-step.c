@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* bench-train-step: one LoRA training step (forward + backward + AdamW) of the bench-forward
+ * model (SmolLM-135M-shaped Llama: hidden 576, 30 layers, 9 / 3 heads, intermediate 1536,
+ * vocab 49152, tied embeddings) with random weights, seq 512, batch 1, rank 8 on every linear
+ * layer of every block, against this machine's sgemm rate measured in the same run.
+ *
+ *   bench-train-step [--seq N] [--reps R] [--threads T] [--rank R]
+ *
+ * Every configuration (base dtype f32 / bf16, gradient checkpointing off / on) runs in its own
+ * child process (this program with --one DTYPE:CKPT), so that each peak RSS is its own.
+ *
+ * Model FLOPs per step (what MFU counts, recomputation excluded): 2·P·T forward through every
+ * linear layer and the LM head, 2·P·T for the input gradients of the frozen layers, causal
+ * attention 4·D·T(T+1)/2 per head and layer forward and twice that backward, and 6·T FLOPs per
+ * LoRA value (forward, both gradients). MFU = model FLOPs / step time / sgemm GFLOP/s (the best
+ * of a 512×1536×576 and a 1024³ sgemm, measured between the steps). Prints one table. */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <cblas.h>
+#include <glib.h>
+
+#include "lt-config.h"
+#include "lt-convert.h"
+#include "lt-error.h"
+#include "lt-memory.h"
+#include "lt-model-train.h"
+#include "lt-model.h"
+#include "lt-optimizer.h"
+#include "lt-tensor.h"
+
+#if defined(__has_include) && __has_include("../src/core/lt-model-train.c")
+#define HAVE_MODEL_TRAIN 1
+#else
+#define HAVE_MODEL_TRAIN 0
+#pragma weak lt_adapter_spec_from_config
+#pragma weak lt_model_attach_trainable
+#pragma weak lt_model_get_n_params
+#pragma weak lt_model_get_param
+#pragma weak lt_model_set_training
+#pragma weak lt_model_set_grad_checkpointing
+#pragma weak lt_model_forward_backward
+#endif
+
+static const char *config_json =
+  "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+  "\"hidden_size\": 576, \"intermediate_size\": 1536, \"num_hidden_layers\": 30, "
+  "\"num_attention_heads\": 9, \"num_key_value_heads\": 3, \"vocab_size\": 49152, "
+  "\"max_position_embeddings\": 2048, \"rms_norm_eps\": 1e-5, \"rope_theta\": 100000.0, "
+  "\"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\", \"hidden_act\": \"silu\"}";
+
+static guint64 rng_state = 0x1234567887654321ull;
+
+static inline guint32
+rng_u32 (void)
+{
+  /* xorshift64* */
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return (guint32) ((rng_state * 0x2545f4914f6cdd1dull) >> 32);
+}
+
+/* A tensor (d0) or (d0, d1) of uniform values in ±scale (all 1 when scale is 0). */
+static LtTensor *
+random_tensor (const char *name, LtDType dtype, int ndim, int64_t d0, int64_t d1, float scale)
+{
+  int64_t shape[2] = { d0, d1 };
+  LtTensor *t = lt_tensor_new (name, dtype, ndim, shape);
+  int64_t n = lt_tensor_numel (t);
+
+  for (int64_t i = 0; i < n; i++)
+    {
+      float f = scale == 0.0f ? 1.0f : ((float) rng_u32 () / 4294967296.0f * 2.0f - 1.0f) * scale;
+      if (dtype == LT_DTYPE_BF16)
+        ((uint16_t *) t->data)[i] = lt_f32_to_bf16 (f);
+      else
+        ((float *) t->data)[i] = f;
+    }
+  return t;
+}
+
+static double
+now_s (void)
+{
+  return g_get_monotonic_time () / 1e6;
+}
+
+/* Best GFLOP/s of C (M, N) = A (M, K) · B (N, K)ᵀ, the layout lt-linear uses. */
+static double
+sgemm_rate (int M, int N, int K, int reps)
+{
+  float *a = g_new (float, (gsize) M * K);
+  float *b = g_new (float, (gsize) N * K);
+  float *c = g_new (float, (gsize) M * N);
+  double best = 1e30;
+
+  for (gsize i = 0; i < (gsize) M * K; i++)
+    a[i] = (float) rng_u32 () / 4294967296.0f - 0.5f;
+  for (gsize i = 0; i < (gsize) N * K; i++)
+    b[i] = (float) rng_u32 () / 4294967296.0f - 0.5f;
+  for (int r = 0; r < reps + 1; r++)
+    {
+      double t0 = now_s ();
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c,
+                   N);
+      double dt = now_s () - t0;
+      if (r > 0 && dt < best)
+        best = dt;
+    }
+  g_free (a);
+  g_free (b);
+  g_free (c);
+  return 2.0 * M * N * K / best / 1e9;
+}
+
+static double
+load_average (void)
+{
+  g_autofree char *text = NULL;
+
+  if (!g_file_get_contents ("/proc/loadavg", &text, NULL, NULL))
+    return NAN;
+  return g_ascii_strtod (text, NULL);
+}
+
+/* One configuration; prints one machine-readable line "RESULT key=value …". */
+static int
+run_one (const char *spec, int seq, int reps, int threads, int rank)
+{
+  g_autoptr (GError) error = NULL;
+  g_auto (GStrv) parts = g_strsplit (spec, ":", 2);
+  LtDType dtype = g_strcmp0 (parts[0], "f32") == 0 ? LT_DTYPE_F32 : LT_DTYPE_BF16;
+  gboolean ckpt = parts[1] != NULL && g_strcmp0 (parts[1], "1") == 0;
+  guint64 weight_bytes = 0, train_bytes = 0, rss0 = 0, peak0 = 0, rss = 0, peak = 0;
+  gsize n_lora = 0;
+
+  lt_linear_set_threads (threads);
+  LtConfig *config = lt_config_new_from_data (config_json, -1, "bench/config.json", &error);
+  g_assert_no_error (error);
+  const int C = config->hidden_size, II = config->intermediate_size, L = config->num_hidden_layers;
+  const int H = config->num_attention_heads, KVH = config->num_key_value_heads;
+  const int D = config->head_dim, V = config->vocab_size;
+  gint64 n_params = lt_config_n_params (config);
+
+  g_autoptr (GPtrArray) owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
+  g_autoptr (GHashTable) table = g_hash_table_new (g_str_hash, g_str_equal);
+#define ADD(t) G_STMT_START { LtTensor *t_ = (t); g_ptr_array_add (owned, t_); \
+    weight_bytes += t_->nbytes; g_hash_table_insert (table, t_->name, t_); } G_STMT_END
+  ADD (random_tensor ("model.embed_tokens.weight", dtype, 2, V, C, 0.05f));
+  ADD (random_tensor ("model.norm.weight", dtype, 1, C, 0, 0.0f));
+  for (int l = 0; l < L; l++)
+    {
+      struct { const char *n; int64_t o, i; } lin[] = {
+        { "self_attn.q_proj", (int64_t) H * D, C }, { "self_attn.k_proj", (int64_t) KVH * D, C },
+        { "self_attn.v_proj", (int64_t) KVH * D, C }, { "self_attn.o_proj", C, (int64_t) H * D },
+        { "mlp.gate_proj", II, C }, { "mlp.up_proj", II, C }, { "mlp.down_proj", C, II },
+      };
+      for (gsize j = 0; j < G_N_ELEMENTS (lin); j++)
+        {
+          g_autofree char *n = g_strdup_printf ("model.layers.%d.%s.weight", l, lin[j].n);
+          ADD (random_tensor (n, dtype, 2, lin[j].o, lin[j].i, 1.0f / sqrtf ((float) lin[j].i)));
+        }
+      g_autofree char *n1 = g_strdup_printf ("model.layers.%d.input_layernorm.weight", l);
+      g_autofree char *n2 = g_strdup_printf ("model.layers.%d.post_attention_layernorm.weight", l);
+      ADD (random_tensor (n1, dtype, 1, C, 0, 0.0f));
+      ADD (random_tensor (n2, dtype, 1, C, 0, 0.0f));
+    }
+#undef ADD
+
+  g_autoptr (LtModel) model = lt_model_new_from_table (config, table, "bench", &error);
+  g_assert_no_error (error);
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  cfg->lora_rank = rank;
+  cfg->num_layers = -1;
+  LtAdapterSpec aspec;
+  lt_adapter_spec_from_config (&aspec, cfg);
+  if (!lt_model_attach_trainable (model, &aspec, &error))
+    {
+      fprintf (stderr, "bench-train-step: %s\n", error->message);
+      return 1;
+    }
+  lt_model_set_grad_checkpointing (model, ckpt);
+  lt_model_set_training (model, TRUE, 1);
+
+  LtOptimizerParams op;
+  cfg->optimizer = LT_OPTIMIZER_ADAMW;
+  lt_optimizer_params_from_config (&op, cfg);
+  g_autoptr (LtOptimizer) opt = lt_optimizer_new (&op);
+  for (guint i = 0; i < lt_model_get_n_params (model); i++)
+    {
+      const char *name;
+      float *data, *grad;
+      gsize n;
+      gboolean decay;
+      lt_model_get_param (model, i, &name, &data, &grad, &n, &decay);
+      lt_optimizer_add (opt, name, data, grad, n, decay);
+      n_lora += n;
+    }
+  train_bytes = (guint64) n_lora * 4 * sizeof (float); /* params, grads, m, v */
+
+  int32_t *tokens = g_new (int32_t, seq);
+  int32_t *targets = g_new (int32_t, seq);
+  float *weights = g_new (float, seq);
+  for (int i = 0; i < seq; i++)
+    {
+      tokens[i] = (int32_t) (rng_u32 () % (guint32) V);
+      weights[i] = i + 1 < seq ? 1.0f : 0.0f;
+    }
+  for (int i = 0; i < seq; i++)
+    targets[i] = i + 1 < seq ? tokens[i + 1] : 0;
+  lt_memory_get_process (&rss0, &peak0);
+
+  double best = 1e30, rate_small = 0.0, rate_square = 0.0, loss = 0.0;
+  for (int r = 0; r < reps + 1; r++)
+    {
+      lt_set_threads (threads);
+      rate_small = MAX (rate_small, sgemm_rate (seq, II, C, 3));
+      rate_square = MAX (rate_square, sgemm_rate (1024, 1024, 1024, 2));
+      lt_linear_set_threads (threads);
+
+      double t0 = now_s ();
+      lt_optimizer_zero_grad (opt);
+      if (!lt_model_forward_backward (model, tokens, &seq, 1, targets, weights,
+                                      1.0f / (seq - 1), &loss, &error))
+        {
+          fprintf (stderr, "bench-train-step: %s\n", error->message);
+          return 1;
+        }
+      lt_optimizer_step (opt, 1e-4);
+      double dt = now_s () - t0;
+      if (r > 0 && dt < best)
+        best = dt;
+    }
+  lt_memory_get_process (&rss, &peak);
+  g_assert_true (isfinite (loss));
+
+  double rate = MAX (rate_small, rate_square);
+  double T = seq;
+  double model_flops = 4.0 * (double) n_params * T
+                       + 3.0 * 4.0 * D * (T * (T + 1) / 2.0) * H * L
+                       + 6.0 * (double) n_lora * T;
+  printf ("RESULT dtype=%s ckpt=%d step_s=%.4f tok_s=%.1f gflops=%.2f sgemm=%.2f mfu=%.2f "
+          "peak_mib=%.1f weights_mib=%.1f train_mib=%.1f base_mib=%.1f lora=%" G_GSIZE_FORMAT
+          " load=%.2f\n", parts[0], ckpt, best, T / best, model_flops / best / 1e9, rate,
+          100.0 * model_flops / best / 1e9 / rate, peak / 1048576.0, weight_bytes / 1048576.0,
+          train_bytes / 1048576.0, peak0 / 1048576.0, n_lora, load_average ());
+  g_free (tokens);
+  g_free (targets);
+  g_free (weights);
+  return 0;
+}
+
+static double
+field (const char *line, const char *key)
+{
+  g_autofree char *k = g_strconcat (" ", key, "=", NULL);
+  const char *p = strstr (line, k);
+  return p ? g_ascii_strtod (p + strlen (k), NULL) : NAN;
+}
+
+int
+main (int argc, char **argv)
+{
+  int seq = 512, reps = 3, threads = 0, rank = 8;
+  g_autofree char *one = NULL;
+  g_autoptr (GError) error = NULL;
+  const GOptionEntry entries[] = {
+    { "seq", 0, 0, G_OPTION_ARG_INT, &seq, "Tokens in the sequence (default 512)", "N" },
+    { "reps", 0, 0, G_OPTION_ARG_INT, &reps, "Timed steps; the best counts (default 3)", "R" },
+    { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "Threads (default 0: all cores)", "T" },
+    { "rank", 0, 0, G_OPTION_ARG_INT, &rank, "LoRA rank (default 8)", "R" },
+    { "one", 0, 0, G_OPTION_ARG_STRING, &one, "Run one configuration (f32|bf16):(0|1) and "
+      "print its RESULT line (the parent spawns these)", "SPEC" },
+    { NULL },
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("- time one LoRA training step");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    {
+      fprintf (stderr, "bench-train-step: %s\n", error->message);
+      return 2;
+    }
+#if !HAVE_MODEL_TRAIN
+  if (lt_model_forward_backward == NULL)
+    {
+      fprintf (stderr, "bench-train-step: lt-model-train is not built in\n");
+      return 1;
+    }
+#endif
+  if (one != NULL)
+    return run_one (one, seq, reps, threads, rank);
+
+  static const char *const specs[] = { "f32:0", "f32:1", "bf16:0", "bf16:1" };
+  g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
+  for (gsize i = 0; i < G_N_ELEMENTS (specs); i++)
+    {
+      g_autofree char *s_seq = g_strdup_printf ("%d", seq);
+      g_autofree char *s_reps = g_strdup_printf ("%d", reps);
+      g_autofree char *s_threads = g_strdup_printf ("%d", threads);
+      g_autofree char *s_rank = g_strdup_printf ("%d", rank);
+      const char *child[] = { argv[0], "--one", specs[i], "--seq", s_seq, "--reps", s_reps,
+                              "--threads", s_threads, "--rank", s_rank, NULL };
+      g_autofree char *out = NULL;
+      int status = 0;
+      const char *line;
+
+      if (!g_spawn_sync (NULL, (char **) child, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, NULL,
+                         &status, &error)
+          || !g_spawn_check_wait_status (status, &error))
+        {
+          fprintf (stderr, "bench-train-step: %s: %s\n", specs[i], error->message);
+          return 1;
+        }
+      line = strstr (out, "RESULT ");
+      g_ptr_array_add (lines, g_strdup (line ? line : ""));
+    }
+
+  printf ("bench-train-step: Llama 576h × 30L, 9/3 heads, I 1536, V 49152 (tied), LoRA rank %d "
+          "on all 7 linears of all 30 blocks, AdamW, seq %d, batch 1, best of %d steps, "
+          "%d threads\n", rank, seq, reps, threads > 0 ? threads : (int) g_get_num_processors ());
+  printf ("| base | grad ckpt | step s | tokens/s | model GFLOP/s | sgemm GFLOP/s | MFU | "
+          "peak RSS MiB | weights MiB | LoRA+grad+Adam MiB | step buffers MiB (activations, scratch, Adam m/v) | "
+          "load avg |\n");
+  printf ("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (guint i = 0; i < lines->len; i++)
+    {
+      const char *l = g_ptr_array_index (lines, i);
+      double peak = field (l, "peak_mib"), base = field (l, "base_mib");
+      double w = field (l, "weights_mib"), t = field (l, "train_mib");
+
+      printf ("| %s | %s | %.3f | %.0f | %.1f | %.1f | %.1f%% | %.0f | %.0f | %.1f | %.0f | "
+              "%.2f |\n", g_str_has_prefix (specs[i], "f32") ? "f32" : "bf16",
+              g_str_has_suffix (specs[i], ":1") ? "on" : "off", field (l, "step_s"),
+              field (l, "tok_s"), field (l, "gflops"), field (l, "sgemm"), field (l, "mfu"),
+              peak, w, t, peak - base, field (l, "load"));
+    }
+  printf ("(4-bit base: not measured, no load-time quantization in this build. Step buffers "
+          "= peak RSS − peak RSS before the first step (weights, LoRA tensors and grads "
+          "already counted there).)\n");
+  return 0;
+}

@@ -1,0 +1,1446 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-trainer: the SFT training loop, evaluation, the run directory, exact resume, progress and
+ * cancellation (lt-trainer.h).
+ *
+ * One optimizer step s (numbered from 1) takes gradient_accumulation_steps micro-batches of
+ * batch_size examples each, in lt_dataset_epoch_order (shuffle, seed, epoch) order; an epoch's
+ * last micro-batch may be short. Each micro-batch's loss is the mean cross-entropy over its
+ * unmasked predicted tokens, divided by the number of micro-batches, so accumulation over equal
+ * micro-batches equals one bigger batch. Then: NaN/Inf check (loss and gradients), global-norm
+ * clipping, the learning rate of the schedule at s, one optimizer update.
+ *
+ * state/ (written at every checkpoint, at a stop and at the end; trainer.json last, as the
+ * commit point; the two safetensors files carry the step in their metadata and must agree):
+ *   params.safetensors      the trainable tensors (f32, lt_model_get_param names)
+ *   optimizer.safetensors   NAME.m / NAME.v (Adam, AdamW) or NAME.m (SGD momentum)
+ *   qat_params.safetensors  the trainable tensors as they were when the QAT scales were last
+ *                           computed (the scales are a function of them): a resumed run
+ *                           recomputes the same frozen scales
+ *   trainer.json            step, epoch, cursor, trained tokens, elapsed time, seeds, QAT state
+ * Dropout is drawn from a seed derived from (seed, step, micro-batch), so it needs no state.
+ *
+ * A fresh run (resume FALSE) refuses an adapter_path that holds state/ (a run that could be
+ * resumed, or a finished one): pass resume, or choose another folder. Other files there are
+ * replaced. */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#include "lt-chat-template.h"
+#include "lt-dataset.h"
+#include "lt-error.h"
+#include "lt-memory.h"
+#include "lt-model-train.h"
+#include "lt-model.h"
+#include "lt-optimizer.h"
+#include "lt-safetensors.h"
+#include "lt-tokenizer.h"
+#include "lt-trainer.h"
+
+#define STATE_FORMAT 1
+
+/* The trainable half of lt-model (lt-model-train.c) lands on its own branch. Until its file
+ * is in the tree, these references are weak (NULL) and lt_train refuses to run instead of the
+ * link failing; once it is, they are ordinary references that pull it into the link. */
+#if defined(__has_include) && __has_include("lt-model-train.c")
+#define LT_HAVE_MODEL_TRAIN 1
+#else
+#define LT_HAVE_MODEL_TRAIN 0
+#pragma weak lt_adapter_spec_from_config
+#pragma weak lt_model_attach_trainable
+#pragma weak lt_model_get_n_params
+#pragma weak lt_model_get_param
+#pragma weak lt_model_set_training
+#pragma weak lt_model_set_grad_checkpointing
+#pragma weak lt_model_set_qat
+#pragma weak lt_model_qat_recompute_scales
+#pragma weak lt_model_forward_backward
+#pragma weak lt_model_save_adapters
+#pragma weak lt_model_load_adapters
+#endif
+
+gboolean
+lt_trainer_is_available (void)
+{
+#if LT_HAVE_MODEL_TRAIN
+  return TRUE;
+#else
+  return lt_adapter_spec_from_config != NULL && lt_model_attach_trainable != NULL
+         && lt_model_get_n_params != NULL && lt_model_get_param != NULL
+         && lt_model_set_training != NULL && lt_model_set_grad_checkpointing != NULL
+         && lt_model_set_qat != NULL && lt_model_qat_recompute_scales != NULL
+         && lt_model_forward_backward != NULL && lt_model_save_adapters != NULL
+         && lt_model_load_adapters != NULL;
+#endif
+}
+
+typedef struct
+{
+  const LtRunConfig *cfg;
+  char *dir;
+  LtModel *model;
+  LtTokenizer *tok;
+  LtChatTemplate *tmpl;
+  LtDataset *train;
+  LtDataset *valid;
+  LtOptimizer *opt;
+  guint n_params;
+
+  LtProgressFunc progress;
+  gpointer user_data;
+  GCancellable *cancellable;
+  gboolean stop;
+
+  GString *metrics;          /* metrics.jsonl as written */
+  GString *log;              /* log.txt as written */
+
+  gint64 step;               /* completed optimizer steps */
+  gint64 total_steps;
+  int epoch;                 /* epoch of the next example */
+  gsize cursor;              /* position of the next example in the epoch's order */
+  gsize *order;              /* (n_train) order of epoch @order_epoch */
+  int order_epoch;
+  gint64 trained_tokens;
+  double elapsed_before;     /* seconds of earlier sessions (resume) */
+  gint64 t_start;            /* monotonic µs at this session's start */
+  guint64 dropout_seed;
+
+  double report_loss_sum;
+  int report_steps;
+  gint64 report_tokens;
+  gint64 report_t0;
+
+  gboolean qat_active;
+  gint64 qat_first_step;     /* the first step whose forward saw fq */
+  gint64 qat_last_recompute;
+  float **qat_snapshot;      /* (n_params) copies of the params at the last recompute */
+
+  gint64 fb_calls;           /* lt_model_forward_backward calls on this model */
+
+  /* padding-free micro-batch buffers */
+  GArray *mb_tokens, *mb_targets, *mb_weights, *mb_lengths;
+} Trainer;
+
+static LtTrainStepHook step_hook;
+static gpointer step_hook_data;
+
+void
+lt_trainer_set_step_hook (LtTrainStepHook hook, gpointer user_data)
+{
+  step_hook = hook;
+  step_hook_data = user_data;
+}
+
+/* ---- small helpers ---- */
+
+static double
+now_s (const Trainer *tr)
+{
+  return tr->elapsed_before + (g_get_monotonic_time () - tr->t_start) / 1e6;
+}
+
+static gboolean
+write_atomic (const char *path, const char *data, gssize len, GError **error)
+{
+  GError *local = NULL;
+
+  if (!g_file_set_contents_full (path, data, len,
+                                 G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
+                                 0644, &local))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", path, local->message);
+      g_error_free (local);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+write_log_file (Trainer *tr, GError **error)
+{
+  g_autofree char *path = g_build_filename (tr->dir, "log.txt", NULL);
+  return write_atomic (path, tr->log->str, tr->log->len, error);
+}
+
+/* Adds a line to log.txt (rewritten atomically) and sends it as a LOG event. */
+static void
+trainer_log (Trainer *tr, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+
+static gboolean emit (Trainer *tr, LtTrainProgress *p);
+
+static void
+trainer_log (Trainer *tr, const char *fmt, ...)
+{
+  va_list ap;
+  g_autofree char *line = NULL;
+  g_autoptr (GDateTime) t = g_date_time_new_now_utc ();
+  g_autofree char *stamp = g_date_time_format (t, "%Y-%m-%dT%H:%M:%SZ");
+  LtTrainProgress p = { 0 };
+
+  va_start (ap, fmt);
+  line = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_string_append_printf (tr->log, "%s %s\n", stamp, line);
+  write_log_file (tr, NULL); /* the log is best effort: a failure here shows at the next save */
+
+  p.event = LT_TRAIN_EVENT_LOG;
+  p.phase = LT_TRAIN_PHASE_TRAINING;
+  p.message = line;
+  emit (tr, &p);
+}
+
+static void
+fill_common (Trainer *tr, LtTrainProgress *p)
+{
+  p->step = tr->step;
+  p->total_steps = tr->total_steps;
+  p->epoch = tr->epoch;
+  p->trained_tokens = tr->trained_tokens;
+  p->elapsed_s = now_s (tr);
+  lt_memory_get_process (&p->rss_bytes, &p->peak_rss_bytes);
+}
+
+/* Calls the progress callback; FALSE (or a cancelled cancellable) sets the stop flag. */
+static gboolean
+emit (Trainer *tr, LtTrainProgress *p)
+{
+  if (p->event == LT_TRAIN_EVENT_LOG)
+    {
+      p->step = tr->step;
+      p->total_steps = tr->total_steps;
+      p->loss = NAN;
+      p->val_loss = NAN;
+      p->learning_rate = NAN;
+      p->tokens_per_s = NAN;
+    }
+  if (tr->progress != NULL && !tr->progress (p, tr->user_data))
+    tr->stop = TRUE;
+  if (g_cancellable_is_cancelled (tr->cancellable))
+    tr->stop = TRUE;
+  return !tr->stop;
+}
+
+static void
+emit_phase (Trainer *tr, LtTrainPhase phase)
+{
+  LtTrainProgress p = { 0 };
+
+  p.event = LT_TRAIN_EVENT_PHASE;
+  p.phase = phase;
+  p.loss = NAN;
+  p.val_loss = NAN;
+  p.learning_rate = NAN;
+  p.tokens_per_s = NAN;
+  fill_common (tr, &p);
+  emit (tr, &p);
+}
+
+static void
+add_double_or_null (JsonBuilder *b, const char *name, double v)
+{
+  json_builder_set_member_name (b, name);
+  if (isfinite (v))
+    json_builder_add_double_value (b, v);
+  else
+    json_builder_add_null_value (b);
+}
+
+static void
+add_int (JsonBuilder *b, const char *name, gint64 v)
+{
+  json_builder_set_member_name (b, name);
+  json_builder_add_int_value (b, v);
+}
+
+char *
+lt_train_progress_to_json (const LtTrainProgress *p)
+{
+  static const char *const events[] = { "phase", "report", "eval", "save", "log" };
+  static const char *const phases[] = { "loading", "training", "saving", "done" };
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+
+  g_return_val_if_fail (p != NULL, NULL);
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "event");
+  json_builder_add_string_value (b, (guint) p->event < G_N_ELEMENTS (events)
+                                      ? events[p->event] : "unknown");
+  if (p->event == LT_TRAIN_EVENT_PHASE)
+    {
+      json_builder_set_member_name (b, "phase");
+      json_builder_add_string_value (b, (guint) p->phase < G_N_ELEMENTS (phases)
+                                          ? phases[p->phase] : "unknown");
+    }
+  add_int (b, "step", p->step);
+  add_int (b, "total_steps", p->total_steps);
+  add_int (b, "epoch", p->epoch);
+  add_double_or_null (b, "loss", p->loss);
+  add_double_or_null (b, "val_loss", p->val_loss);
+  add_double_or_null (b, "lr", p->learning_rate);
+  add_double_or_null (b, "tokens_per_s", p->tokens_per_s);
+  add_int (b, "trained_tokens", p->trained_tokens);
+  add_int (b, "mem_estimate_bytes", (gint64) p->mem_estimate_bytes);
+  add_int (b, "rss_bytes", (gint64) p->rss_bytes);
+  add_int (b, "peak_rss_bytes", (gint64) p->peak_rss_bytes);
+  add_double_or_null (b, "elapsed_s", p->elapsed_s);
+  if (p->message != NULL)
+    {
+      json_builder_set_member_name (b, "message");
+      json_builder_add_string_value (b, p->message);
+    }
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  return lt_run_json_to_string (root, FALSE);
+}
+
+static gboolean
+append_metrics (Trainer *tr, const LtTrainProgress *p, GError **error)
+{
+  g_autofree char *line = lt_train_progress_to_json (p);
+  g_autofree char *path = g_build_filename (tr->dir, "metrics.jsonl", NULL);
+
+  g_string_append (tr->metrics, line);
+  g_string_append_c (tr->metrics, '\n');
+  return write_atomic (path, tr->metrics->str, tr->metrics->len, error);
+}
+
+/* ---- run.json ---- */
+
+static gboolean
+write_run_json (Trainer *tr, GError **error)
+{
+  const LtRunConfig *cfg = tr->cfg;
+  g_autofree char *config_path = g_build_filename (cfg->model, "config.json", NULL);
+  g_autofree char *config_text = NULL;
+  g_autofree char *sha = NULL;
+  g_autofree char *path = g_build_filename (tr->dir, "run.json", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (GDateTime) t = g_date_time_new_now_utc ();
+  g_autofree char *stamp = g_date_time_format (t, "%Y-%m-%dT%H:%M:%SZ");
+  gsize len = 0;
+
+  if (g_file_get_contents (config_path, &config_text, &len, NULL))
+    sha = g_compute_checksum_for_data (G_CHECKSUM_SHA256, (const guchar *) config_text, len);
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "config");
+  json_builder_add_value (b, lt_run_config_to_json (cfg));
+  json_builder_set_member_name (b, "model");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "path");
+  json_builder_add_string_value (b, cfg->model);
+  json_builder_set_member_name (b, "config_sha256");
+  if (sha != NULL)
+    json_builder_add_string_value (b, sha);
+  else
+    json_builder_add_null_value (b);
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "versions");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "lathe");
+  json_builder_add_string_value (b, PACKAGE_VERSION);
+  json_builder_set_member_name (b, "state_format");
+  json_builder_add_int_value (b, STATE_FORMAT);
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "created");
+  json_builder_add_string_value (b, stamp);
+  json_builder_end_object (b);
+
+  root = json_builder_get_root (b);
+  text = lt_run_json_to_string (root, TRUE);
+  return write_atomic (path, text, -1, error);
+}
+
+/* Keys that may differ between a stopped run and its resumption: they change neither the
+ * data order nor the arithmetic of the steps already taken. */
+static gboolean
+key_may_change_on_resume (const char *key)
+{
+  static const char *const keys[] = { "iters", "epochs", "steps_per_report", "steps_per_eval",
+                                      "save_every", "val_batches", "adapter_path",
+                                      "grad_checkpoint", NULL };
+  return g_strv_contains (keys, key);
+}
+
+static gboolean
+check_resume_config (Trainer *tr, GError **error)
+{
+  g_autofree char *path = g_build_filename (tr->dir, "run.json", NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (JsonNode) now = NULL;
+  g_autoptr (GError) local = NULL;
+  JsonNode *root;
+  JsonObject *then_obj, *now_obj;
+  g_autoptr (GList) members = NULL;
+
+  if (!json_parser_load_from_file (parser, path, &local))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s", path, local->message);
+      return FALSE;
+    }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)
+      || !json_object_has_member (json_node_get_object (root), "config")
+      || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (json_node_get_object (root),
+                                                          "config")))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: no \"config\" object", path);
+      return FALSE;
+    }
+  then_obj = json_object_get_object_member (json_node_get_object (root), "config");
+  now = lt_run_config_to_json (tr->cfg);
+  now_obj = json_node_get_object (now);
+  members = json_object_get_members (now_obj);
+  for (GList *l = members; l != NULL; l = l->next)
+    {
+      const char *key = l->data;
+      JsonNode *a = json_object_get_member (now_obj, key);
+      JsonNode *b = json_object_get_member (then_obj, key);
+
+      if (key_may_change_on_resume (key))
+        continue;
+      if (b == NULL || !json_node_equal (a, b))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                       "%s: “%s” differs from the stopped run's; a resumed run must keep it",
+                       path, key);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* ---- state/ ---- */
+
+static gboolean
+write_tensors (const char *path, const char *const *names, float *const *data,
+               const gsize *sizes, guint n, gint64 step, GError **error)
+{
+  g_autoptr (GPtrArray) tensors = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
+  g_autoptr (GHashTable) meta = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
+
+  for (guint i = 0; i < n; i++)
+    {
+      int64_t shape[1] = { (int64_t) sizes[i] };
+      g_ptr_array_add (tensors, lt_tensor_new_view (names[i], LT_DTYPE_F32, 1, shape, data[i],
+                                                    sizes[i] * sizeof (float)));
+    }
+  g_hash_table_insert (meta, (gpointer) "step", g_strdup_printf ("%" G_GINT64_FORMAT, step));
+  g_hash_table_insert (meta, (gpointer) "format", g_strdup ("lathe-state"));
+  return lt_safetensors_write (path, (const LtTensor *const *) tensors->pdata, tensors->len,
+                               meta, error);
+}
+
+static gboolean
+save_params_file (Trainer *tr, const char *path, float *const *override, GError **error)
+{
+  g_autofree const char **names = g_new0 (const char *, tr->n_params + 1);
+  g_autofree float **data = g_new0 (float *, tr->n_params + 1);
+  g_autofree gsize *sizes = g_new0 (gsize, tr->n_params + 1);
+
+  for (guint i = 0; i < tr->n_params; i++)
+    {
+      float *grad;
+      gboolean decay;
+
+      lt_model_get_param (tr->model, i, &names[i], &data[i], &grad, &sizes[i], &decay);
+      if (override != NULL)
+        data[i] = override[i];
+    }
+  return write_tensors (path, names, data, sizes, tr->n_params, tr->step, error);
+}
+
+static gboolean
+save_state (Trainer *tr, GError **error)
+{
+  g_autofree char *state = g_build_filename (tr->dir, "state", NULL);
+  g_autofree char *params = g_build_filename (state, "params.safetensors", NULL);
+  g_autofree char *optim = g_build_filename (state, "optimizer.safetensors", NULL);
+  g_autofree char *qat = g_build_filename (state, "qat_params.safetensors", NULL);
+  g_autofree char *json_path = g_build_filename (state, "trainer.json", NULL);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) datas = g_ptr_array_new ();
+  g_autoptr (GArray) sizes = g_array_new (FALSE, FALSE, sizeof (gsize));
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *seed_text = g_strdup_printf ("%" G_GUINT64_FORMAT, tr->dropout_seed);
+
+  if (g_mkdir_with_parents (state, 0755) != 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot create the folder: %s", state,
+                   g_strerror (errno));
+      return FALSE;
+    }
+  if (!save_params_file (tr, params, NULL, error))
+    return FALSE;
+
+  for (guint i = 0; i < tr->n_params; i++)
+    {
+      const float *m = NULL, *v = NULL;
+      gsize n = lt_optimizer_get_size (tr->opt, i);
+      const char *name = lt_optimizer_get_name (tr->opt, i);
+
+      lt_optimizer_get_state (tr->opt, i, &m, &v);
+      if (m != NULL)
+        {
+          g_ptr_array_add (names, g_strconcat (name, ".m", NULL));
+          g_ptr_array_add (datas, (gpointer) m);
+          g_array_append_val (sizes, n);
+        }
+      if (v != NULL)
+        {
+          g_ptr_array_add (names, g_strconcat (name, ".v", NULL));
+          g_ptr_array_add (datas, (gpointer) v);
+          g_array_append_val (sizes, n);
+        }
+    }
+  if (!write_tensors (optim, (const char *const *) names->pdata, (float *const *) datas->pdata,
+                      (const gsize *) sizes->data, names->len, tr->step, error))
+    return FALSE;
+
+  if (tr->qat_active)
+    {
+      if (!save_params_file (tr, qat, tr->qat_snapshot, error))
+        return FALSE;
+    }
+  else
+    g_unlink (qat);
+
+  json_builder_begin_object (b);
+  add_int (b, "format", STATE_FORMAT);
+  add_int (b, "step", tr->step);
+  add_int (b, "total_steps", tr->total_steps);
+  add_int (b, "epoch", tr->epoch);
+  add_int (b, "cursor", (gint64) tr->cursor);
+  add_int (b, "trained_tokens", tr->trained_tokens);
+  json_builder_set_member_name (b, "elapsed_s");
+  json_builder_add_double_value (b, now_s (tr));
+  json_builder_set_member_name (b, "dropout_seed");
+  json_builder_add_string_value (b, seed_text);
+  json_builder_set_member_name (b, "qat_active");
+  json_builder_add_boolean_value (b, tr->qat_active);
+  add_int (b, "qat_first_step", tr->qat_first_step);
+  add_int (b, "qat_last_recompute_step", tr->qat_last_recompute);
+  /* the report in progress, so that a resumed run's next report averages the same steps */
+  json_builder_set_member_name (b, "report_loss_sum");
+  json_builder_add_double_value (b, tr->report_loss_sum);
+  add_int (b, "report_steps", tr->report_steps);
+  add_int (b, "report_tokens", tr->report_tokens);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  text = lt_run_json_to_string (root, TRUE);
+  return write_atomic (json_path, text, -1, error);
+}
+
+/* Reads @path (a state safetensors file) and checks its step. */
+static LtSafetensors *
+open_state_file (const char *path, gint64 step, GError **error)
+{
+  g_autoptr (LtSafetensors) st = lt_safetensors_open (path, error);
+  const char *s;
+
+  if (st == NULL)
+    return NULL;
+  s = lt_safetensors_get_metadata (st, "step");
+  if (s == NULL || g_ascii_strtoll (s, NULL, 10) != step)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                   "%s: written for step %s, but state/trainer.json says step %" G_GINT64_FORMAT
+                   " (an interrupted save?)", path, s ? s : "(none)", step);
+      return NULL;
+    }
+  return g_steal_pointer (&st);
+}
+
+static gboolean
+read_f32_tensor (LtSafetensors *st, const char *path, const char *name, float *dst, gsize n,
+                 GError **error)
+{
+  const LtTensor *t = lt_safetensors_lookup (st, name);
+
+  if (t == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: no tensor “%s”", path, name);
+      return FALSE;
+    }
+  if (t->dtype != LT_DTYPE_F32 || (gsize) lt_tensor_numel (t) != n)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                   "%s: tensor “%s” is not f32 with %" G_GSIZE_FORMAT " elements", path, name,
+                   n);
+      return FALSE;
+    }
+  memcpy (dst, t->data, n * sizeof (float));
+  return TRUE;
+}
+
+static gboolean
+load_params_file (Trainer *tr, const char *path, gint64 step, float **dst, GError **error)
+{
+  g_autoptr (LtSafetensors) st = open_state_file (path, step, error);
+
+  if (st == NULL)
+    return FALSE;
+  for (guint i = 0; i < tr->n_params; i++)
+    {
+      const char *name;
+      float *data, *grad;
+      gsize n;
+      gboolean decay;
+
+      lt_model_get_param (tr->model, i, &name, &data, &grad, &n, &decay);
+      if (!read_f32_tensor (st, path, name, dst ? dst[i] : data, n, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gint64
+json_int (JsonObject *o, const char *key, gint64 dflt)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n))
+    return dflt;
+  return json_node_get_int (n);
+}
+
+static gboolean
+load_state (Trainer *tr, GError **error)
+{
+  g_autofree char *state = g_build_filename (tr->dir, "state", NULL);
+  g_autofree char *params = g_build_filename (state, "params.safetensors", NULL);
+  g_autofree char *optim = g_build_filename (state, "optimizer.safetensors", NULL);
+  g_autofree char *qat = g_build_filename (state, "qat_params.safetensors", NULL);
+  g_autofree char *json_path = g_build_filename (state, "trainer.json", NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) local = NULL;
+  g_autoptr (LtSafetensors) ost = NULL;
+  JsonObject *o;
+  JsonNode *root;
+  const char *seed;
+
+  if (!json_parser_load_from_file (parser, json_path, &local))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s", json_path, local->message);
+      return FALSE;
+    }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not a JSON object", json_path);
+      return FALSE;
+    }
+  o = json_node_get_object (root);
+  if (json_int (o, "format", 0) != STATE_FORMAT)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: state format %" G_GINT64_FORMAT
+                   " (this Lathe reads %d)", json_path, json_int (o, "format", 0),
+                   STATE_FORMAT);
+      return FALSE;
+    }
+  tr->step = json_int (o, "step", 0);
+  tr->epoch = (int) json_int (o, "epoch", 0);
+  tr->cursor = (gsize) json_int (o, "cursor", 0);
+  tr->trained_tokens = json_int (o, "trained_tokens", 0);
+  tr->elapsed_before = json_object_has_member (o, "elapsed_s")
+                         ? json_object_get_double_member (o, "elapsed_s") : 0.0;
+  seed = json_object_has_member (o, "dropout_seed")
+           ? json_object_get_string_member (o, "dropout_seed") : NULL;
+  if (seed != NULL)
+    tr->dropout_seed = g_ascii_strtoull (seed, NULL, 10);
+  tr->qat_active = json_object_has_member (o, "qat_active")
+                   && json_object_get_boolean_member (o, "qat_active");
+  tr->qat_first_step = json_int (o, "qat_first_step", 0);
+  tr->qat_last_recompute = json_int (o, "qat_last_recompute_step", 0);
+  tr->report_loss_sum = json_object_has_member (o, "report_loss_sum")
+                          ? json_object_get_double_member (o, "report_loss_sum") : 0.0;
+  tr->report_steps = (int) json_int (o, "report_steps", 0);
+  tr->report_tokens = json_int (o, "report_tokens", 0);
+  if (tr->step < 0 || tr->epoch < 0 || tr->cursor > tr->train->n_examples)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                   "%s: step, epoch or cursor out of range for %s", json_path, tr->train->path);
+      return FALSE;
+    }
+
+  if (!load_params_file (tr, params, tr->step, NULL, error))
+    return FALSE;
+
+  ost = open_state_file (optim, tr->step, error);
+  if (ost == NULL)
+    return FALSE;
+  for (guint i = 0; i < tr->n_params && tr->step > 0; i++)
+    {
+      gsize n = lt_optimizer_get_size (tr->opt, i);
+      const char *name = lt_optimizer_get_name (tr->opt, i);
+      g_autofree float *m = g_new (float, n);
+      g_autofree float *v = NULL;
+      g_autofree char *mname = g_strconcat (name, ".m", NULL);
+      g_autofree char *vname = g_strconcat (name, ".v", NULL);
+
+      if (!read_f32_tensor (ost, optim, mname, m, n, error))
+        return FALSE;
+      if (lt_safetensors_lookup (ost, vname) != NULL)
+        {
+          v = g_new (float, n);
+          if (!read_f32_tensor (ost, optim, vname, v, n, error))
+            return FALSE;
+        }
+      else if (tr->cfg->optimizer != LT_OPTIMIZER_SGD)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: no tensor “%s”", optim, vname);
+          return FALSE;
+        }
+      lt_optimizer_set_state (tr->opt, i, tr->step, m, v);
+    }
+
+  if (tr->qat_active)
+    {
+      /* The frozen scales are a function of the params at the last recompute: load those,
+       * compute the scales, then put the current params back. */
+      g_autofree float **current = g_new0 (float *, tr->n_params);
+
+      tr->qat_snapshot = g_new0 (float *, tr->n_params);
+      for (guint i = 0; i < tr->n_params; i++)
+        {
+          gsize n = lt_optimizer_get_size (tr->opt, i);
+          tr->qat_snapshot[i] = g_new (float, n);
+        }
+      if (!load_params_file (tr, qat, tr->step, tr->qat_snapshot, error))
+        return FALSE;
+      for (guint i = 0; i < tr->n_params; i++)
+        {
+          const char *name;
+          float *data, *grad;
+          gsize n;
+          gboolean decay;
+
+          lt_model_get_param (tr->model, i, &name, &data, &grad, &n, &decay);
+          current[i] = g_memdup2 (data, n * sizeof (float));
+          memcpy (data, tr->qat_snapshot[i], n * sizeof (float));
+        }
+      lt_model_set_qat (tr->model, TRUE, tr->cfg->qat_bits, tr->cfg->qat_group_size);
+      lt_model_qat_recompute_scales (tr->model);
+      for (guint i = 0; i < tr->n_params; i++)
+        {
+          const char *name;
+          float *data, *grad;
+          gsize n;
+          gboolean decay;
+
+          lt_model_get_param (tr->model, i, &name, &data, &grad, &n, &decay);
+          memcpy (data, current[i], n * sizeof (float));
+          g_free (current[i]);
+        }
+    }
+  return TRUE;
+}
+
+/* ---- saving adapters ---- */
+
+static gboolean
+save_adapter (Trainer *tr, const char *file_name, GError **error)
+{
+  LtTrainProgress p = { 0 };
+  g_autofree char *path = NULL;
+  g_autofree char *dir = NULL;
+
+  if (file_name != NULL)
+    {
+      dir = g_build_filename (tr->dir, "checkpoints", NULL);
+      if (g_mkdir_with_parents (dir, 0755) != 0)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot create the folder: %s", dir,
+                       g_strerror (errno));
+          return FALSE;
+        }
+      /* lt_model_save_adapters writes DIR/file_name; the config goes beside the weights */
+      if (!lt_model_save_adapters (tr->model, dir, file_name, tr->cfg, error))
+        return FALSE;
+      path = g_build_filename (dir, file_name, NULL);
+    }
+  else
+    {
+      if (!lt_model_save_adapters (tr->model, tr->dir, NULL, tr->cfg, error))
+        return FALSE;
+      path = g_build_filename (tr->dir, "adapters.safetensors", NULL);
+    }
+  p.event = LT_TRAIN_EVENT_SAVE;
+  p.phase = LT_TRAIN_PHASE_SAVING;
+  p.loss = NAN;
+  p.val_loss = NAN;
+  p.learning_rate = NAN;
+  p.tokens_per_s = NAN;
+  p.message = path;
+  fill_common (tr, &p);
+  emit (tr, &p);
+  return TRUE;
+}
+
+/* adapters.safetensors + adapter_config.json + state/ */
+static gboolean
+save_all (Trainer *tr, GError **error)
+{
+  if (!save_adapter (tr, NULL, error))
+    return FALSE;
+  if (!save_state (tr, error))
+    return FALSE;
+  trainer_log (tr, "saved the adapter and state/ at step %" G_GINT64_FORMAT, tr->step);
+  return TRUE;
+}
+
+/* ---- batches ---- */
+
+static void
+ensure_order (Trainer *tr)
+{
+  if (tr->order != NULL && tr->order_epoch == tr->epoch)
+    return;
+  g_free (tr->order);
+  tr->order = lt_dataset_epoch_order (tr->train, tr->cfg->shuffle, (guint64) tr->cfg->seed,
+                                      tr->epoch);
+  tr->order_epoch = tr->epoch;
+}
+
+/* The next micro-batch of the training order; advances the cursor (and the epoch). */
+static LtBatch *
+next_train_batch (Trainer *tr)
+{
+  gsize n = tr->train->n_examples;
+  int bs;
+  LtBatch *batch;
+
+  if (tr->cursor >= n)
+    {
+      tr->epoch++;
+      tr->cursor = 0;
+    }
+  ensure_order (tr);
+  bs = (int) MIN ((gsize) tr->cfg->batch_size, n - tr->cursor);
+  batch = lt_dataset_make_batch (tr->train, tr->order + tr->cursor, bs, tr->cfg->mask_prompt,
+                                 0);
+  tr->cursor += bs;
+  return batch;
+}
+
+/* Concatenates the rows of @batch by their lengths (padding-free layout). */
+static void
+flatten_batch (Trainer *tr, const LtBatch *batch)
+{
+  g_array_set_size (tr->mb_tokens, 0);
+  g_array_set_size (tr->mb_targets, 0);
+  g_array_set_size (tr->mb_weights, 0);
+  g_array_set_size (tr->mb_lengths, 0);
+  for (int b = 0; b < batch->B; b++)
+    {
+      int len = batch->lengths[b];
+      gsize off = (gsize) b * batch->T;
+
+      if (len <= 0)
+        continue;
+      g_array_append_vals (tr->mb_tokens, batch->inputs + off, len);
+      g_array_append_vals (tr->mb_targets, batch->targets + off, len);
+      g_array_append_vals (tr->mb_weights, batch->weights + off, len);
+      g_array_append_val (tr->mb_lengths, len);
+    }
+}
+
+static gboolean
+run_micro_batch (Trainer *tr, const LtBatch *batch, float loss_scale, double *loss_sum,
+                 GError **error)
+{
+  flatten_batch (tr, batch);
+  *loss_sum = 0.0;
+  if (tr->mb_lengths->len == 0)
+    return TRUE;
+  tr->fb_calls++;
+  return lt_model_forward_backward (tr->model, (const int32_t *) tr->mb_tokens->data,
+                                    (const int *) tr->mb_lengths->data,
+                                    (int) tr->mb_lengths->len,
+                                    (const int32_t *) tr->mb_targets->data,
+                                    (const float *) tr->mb_weights->data, loss_scale, loss_sum,
+                                    error);
+}
+
+static guint64
+mix64 (guint64 x)
+{
+  /* splitmix64 finalizer */
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+/* Validation loss: token-weighted mean over val_batches batches of valid.jsonl in file order,
+ * no dropout, no update. The gradients it adds (× 0) are cleared. */
+static gboolean
+evaluate (Trainer *tr, double *val_loss, GError **error)
+{
+  LtDataset *ds = tr->valid;
+  gsize n = ds->n_examples;
+  int bs = tr->cfg->batch_size;
+  gsize n_batches = (n + bs - 1) / bs;
+  double sum = 0.0;
+  gint64 count = 0;
+
+  if (tr->cfg->val_batches >= 0)
+    n_batches = MIN (n_batches, (gsize) tr->cfg->val_batches);
+  lt_model_set_training (tr->model, FALSE, 0);
+  for (gsize i = 0; i < n_batches; i++)
+    {
+      g_autofree gsize *idx = g_new (gsize, bs);
+      g_autoptr (LtBatch) batch = NULL;
+      int m = (int) MIN ((gsize) bs, n - i * bs);
+      double s = 0.0;
+
+      for (int k = 0; k < m; k++)
+        idx[k] = i * bs + k;
+      batch = lt_dataset_make_batch (ds, idx, m, tr->cfg->mask_prompt, 0);
+      if (batch->n_predicted == 0)
+        continue;
+      if (!run_micro_batch (tr, batch, 0.0f, &s, error))
+        return FALSE;
+      sum += s;
+      count += batch->n_predicted;
+    }
+  lt_optimizer_zero_grad (tr->opt);
+  *val_loss = count > 0 ? sum / count : NAN;
+  return TRUE;
+}
+
+static gboolean
+do_eval (Trainer *tr, GError **error)
+{
+  LtTrainProgress p = { 0 };
+  double val = NAN;
+
+  if (tr->valid == NULL || tr->valid->n_examples == 0 || tr->cfg->val_batches == 0)
+    return TRUE;
+  if (!evaluate (tr, &val, error))
+    return FALSE;
+  if (!isfinite (val))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
+                   "step %" G_GINT64_FORMAT ": the validation loss is %g", tr->step, val);
+      return FALSE;
+    }
+  p.event = LT_TRAIN_EVENT_EVAL;
+  p.phase = LT_TRAIN_PHASE_TRAINING;
+  p.loss = NAN;
+  p.val_loss = val;
+  p.learning_rate = NAN;
+  p.tokens_per_s = NAN;
+  fill_common (tr, &p);
+  if (!append_metrics (tr, &p, error))
+    return FALSE;
+  trainer_log (tr, "step %" G_GINT64_FORMAT ": validation loss %.6f", tr->step, val);
+  emit (tr, &p);
+  return TRUE;
+}
+
+static void
+qat_snapshot_take (Trainer *tr)
+{
+  if (tr->qat_snapshot == NULL)
+    tr->qat_snapshot = g_new0 (float *, tr->n_params);
+  for (guint i = 0; i < tr->n_params; i++)
+    {
+      const char *name;
+      float *data, *grad;
+      gsize n;
+      gboolean decay;
+
+      lt_model_get_param (tr->model, i, &name, &data, &grad, &n, &decay);
+      g_free (tr->qat_snapshot[i]);
+      tr->qat_snapshot[i] = g_memdup2 (data, n * sizeof (float));
+    }
+}
+
+/* One optimizer step (tr->step + 1). */
+static gboolean
+train_step (Trainer *tr, GError **error)
+{
+  const LtRunConfig *cfg = tr->cfg;
+  gint64 s = tr->step + 1;
+  int accum = MAX (cfg->gradient_accumulation_steps, 1);
+  double loss_mean = 0.0;
+  int n_counted = 0;
+  gint64 tokens = 0;
+  gboolean recomputed = FALSE;
+  double lr;
+
+  /* QAT: the hook goes in after step qat_start_step completes */
+  if (cfg->qat_enable && s >= (gint64) cfg->qat_start_step + 1)
+    {
+      if (!tr->qat_active)
+        {
+          lt_model_set_qat (tr->model, TRUE, cfg->qat_bits, cfg->qat_group_size);
+          tr->qat_active = TRUE;
+          tr->qat_first_step = s;
+          recomputed = TRUE;
+        }
+      else if ((s - tr->qat_first_step) % MAX (cfg->qat_interval, 1) == 0)
+        recomputed = TRUE;
+      if (recomputed)
+        {
+          lt_model_qat_recompute_scales (tr->model);
+          tr->qat_last_recompute = s;
+          qat_snapshot_take (tr);
+        }
+    }
+  if (step_hook != NULL)
+    step_hook (s, tr->qat_active, recomputed, step_hook_data);
+
+  lt_optimizer_zero_grad (tr->opt);
+  for (int micro = 0; micro < accum; micro++)
+    {
+      g_autoptr (LtBatch) batch = next_train_batch (tr);
+      double loss_sum = 0.0;
+      float scale;
+
+      if (batch->n_predicted == 0)
+        continue;
+      scale = (float) (1.0 / ((double) batch->n_predicted * accum));
+      /* lt-model-train mixes its own count of forward_backward calls (·K) into the dropout
+       * seed; a resumed run's model has made fewer calls, so cancel it: the masks then depend
+       * on (seed, step, micro-batch) alone. */
+      lt_model_set_training (tr->model, TRUE,
+                             mix64 (tr->dropout_seed ^ mix64 ((guint64) s * 64 + micro))
+                               ^ ((guint64) (tr->fb_calls + 1) * 0x9e3779b97f4a7c15ull));
+      if (!run_micro_batch (tr, batch, scale, &loss_sum, error))
+        {
+          g_prefix_error (error, "step %" G_GINT64_FORMAT ": ", s);
+          return FALSE;
+        }
+      loss_mean += loss_sum / batch->n_predicted;
+      n_counted++;
+      tokens += batch->n_predicted;
+    }
+  if (n_counted > 0)
+    loss_mean /= accum;
+  else
+    loss_mean = NAN;
+
+  if (n_counted > 0 && !isfinite (loss_mean))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
+                   "step %" G_GINT64_FORMAT ": the training loss is %g; stopped (the last "
+                   "saved checkpoint is kept)", s, loss_mean);
+      return FALSE;
+    }
+  {
+    g_autoptr (GError) local = NULL;
+    if (!lt_optimizer_check_finite (tr->opt, &local))
+      {
+        g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
+                     "step %" G_GINT64_FORMAT ": %s; stopped (the last saved checkpoint is "
+                     "kept)", s, local->message);
+        return FALSE;
+      }
+  }
+  if (cfg->max_grad_norm > 0)
+    lt_optimizer_clip_grad_norm (tr->opt, cfg->max_grad_norm);
+  lr = lt_lr_schedule_at (cfg->lr_schedule, cfg->learning_rate, cfg->warmup_steps,
+                          tr->total_steps, s);
+  lt_optimizer_step (tr->opt, lr);
+  tr->step = s;
+  tr->trained_tokens += tokens;
+  if (n_counted > 0)
+    {
+      tr->report_loss_sum += loss_mean;
+      tr->report_steps++;
+    }
+  tr->report_tokens += tokens;
+  return TRUE;
+}
+
+static gboolean
+do_report (Trainer *tr, GError **error)
+{
+  LtTrainProgress p = { 0 };
+  gint64 t = g_get_monotonic_time ();
+  double dt = (t - tr->report_t0) / 1e6;
+
+  p.event = LT_TRAIN_EVENT_REPORT;
+  p.phase = LT_TRAIN_PHASE_TRAINING;
+  p.loss = tr->report_steps > 0 ? tr->report_loss_sum / tr->report_steps : NAN;
+  p.val_loss = NAN;
+  p.learning_rate = lt_lr_schedule_at (tr->cfg->lr_schedule, tr->cfg->learning_rate,
+                                       tr->cfg->warmup_steps, tr->total_steps, tr->step);
+  p.tokens_per_s = dt > 0 ? tr->report_tokens / dt : 0.0;
+  p.mem_estimate_bytes = 0; /* no estimator in lt-memory yet */
+  fill_common (tr, &p);
+  tr->report_loss_sum = 0;
+  tr->report_steps = 0;
+  tr->report_tokens = 0;
+  tr->report_t0 = t;
+  if (!append_metrics (tr, &p, error))
+    return FALSE;
+  trainer_log (tr, "step %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT ": loss %.6f, lr %.3g, "
+               "%.1f tokens/s", tr->step, tr->total_steps, p.loss, p.learning_rate,
+               p.tokens_per_s);
+  emit (tr, &p);
+  return TRUE;
+}
+
+/* ---- setup ---- */
+
+/* Keeps the lines of @path whose "step" is at most @step (a resumed run redoes the rest). */
+static GString *
+load_jsonl_upto (const char *path, gint64 step)
+{
+  g_autofree char *text = NULL;
+  GString *out = g_string_new (NULL);
+  g_auto (GStrv) lines = NULL;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return out;
+  lines = g_strsplit (text, "\n", -1);
+  for (int i = 0; lines[i] != NULL; i++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      JsonNode *root;
+
+      if (lines[i][0] == '\0' || !json_parser_load_from_data (parser, lines[i], -1, NULL))
+        continue;
+      root = json_parser_get_root (parser);
+      if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)
+          || json_int (json_node_get_object (root), "step", G_MAXINT64) > step)
+        continue;
+      g_string_append (out, lines[i]);
+      g_string_append_c (out, '\n');
+    }
+  return out;
+}
+
+static gboolean
+load_data (Trainer *tr, GError **error)
+{
+  const LtRunConfig *cfg = tr->cfg;
+  g_autofree char *train_path = NULL, *valid_path = NULL, *test_path = NULL;
+
+  if (!lt_dataset_find_files (cfg->data, &train_path, &valid_path, &test_path, error))
+    return FALSE;
+  tr->train = lt_dataset_load (train_path, tr->tok, tr->tmpl, cfg->max_seq_length, error);
+  if (tr->train == NULL)
+    return FALSE;
+  if (tr->train->n_examples == 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "%s: no examples", train_path);
+      return FALSE;
+    }
+  trainer_log (tr, "train: %s, %s, %" G_GSIZE_FORMAT " examples, %" G_GINT64_FORMAT
+               " tokens, %" G_GSIZE_FORMAT " truncated to %d tokens", train_path,
+               lt_data_format_to_string (tr->train->format), tr->train->n_examples,
+               tr->train->n_tokens, tr->train->n_truncated, cfg->max_seq_length);
+  if (valid_path != NULL)
+    {
+      tr->valid = lt_dataset_load (valid_path, tr->tok, tr->tmpl, cfg->max_seq_length, error);
+      if (tr->valid == NULL)
+        return FALSE;
+      trainer_log (tr, "valid: %s, %" G_GSIZE_FORMAT " examples, %" G_GSIZE_FORMAT
+                   " truncated", valid_path, tr->valid->n_examples, tr->valid->n_truncated);
+    }
+  return TRUE;
+}
+
+static gboolean
+load_model (Trainer *tr, GError **error)
+{
+  const LtRunConfig *cfg = tr->cfg;
+  const char *source;
+  LtAdapterSpec spec;
+
+  tr->model = lt_model_load (cfg->model, error);
+  if (tr->model == NULL)
+    return FALSE;
+  tr->tok = lt_tokenizer_new_from_dir (cfg->model, error);
+  if (tr->tok == NULL)
+    return FALSE;
+  source = lt_tokenizer_get_chat_template (tr->tok);
+  if (source != NULL)
+    {
+      g_autoptr (GError) local = NULL;
+      tr->tmpl = lt_chat_template_new (source, &local);
+      if (tr->tmpl == NULL)
+        trainer_log (tr, "the model's chat template cannot be used (%s): chat data will be "
+                     "refused", local->message);
+    }
+
+  lt_adapter_spec_from_config (&spec, cfg);
+  if (!lt_model_attach_trainable (tr->model, &spec, error))
+    return FALSE;
+  if (cfg->resume_adapter_file != NULL && cfg->resume_adapter_file[0] != '\0')
+    {
+      if (!lt_model_load_adapters (tr->model, cfg->resume_adapter_file, error))
+        return FALSE;
+      trainer_log (tr, "starting from the adapter %s", cfg->resume_adapter_file);
+    }
+  lt_model_set_grad_checkpointing (tr->model, cfg->grad_checkpoint);
+  return TRUE;
+}
+
+static void
+trainer_free (Trainer *tr)
+{
+  if (tr->qat_snapshot != NULL)
+    for (guint i = 0; i < tr->n_params; i++)
+      g_free (tr->qat_snapshot[i]);
+  g_free (tr->qat_snapshot);
+  g_clear_pointer (&tr->opt, lt_optimizer_free);
+  g_clear_pointer (&tr->train, lt_dataset_free);
+  g_clear_pointer (&tr->valid, lt_dataset_free);
+  g_clear_pointer (&tr->tmpl, lt_chat_template_free);
+  g_clear_pointer (&tr->tok, lt_tokenizer_free);
+  g_clear_pointer (&tr->model, lt_model_free);
+  g_free (tr->order);
+  g_free (tr->dir);
+  if (tr->metrics)
+    g_string_free (tr->metrics, TRUE);
+  if (tr->log)
+    g_string_free (tr->log, TRUE);
+  g_array_unref (tr->mb_tokens);
+  g_array_unref (tr->mb_targets);
+  g_array_unref (tr->mb_weights);
+  g_array_unref (tr->mb_lengths);
+}
+
+static gboolean
+prepare_dir (Trainer *tr, gboolean resume, GError **error)
+{
+  g_autofree char *state = g_build_filename (tr->dir, "state", NULL);
+  g_autofree char *state_json = g_build_filename (state, "trainer.json", NULL);
+  g_autofree char *metrics = g_build_filename (tr->dir, "metrics.jsonl", NULL);
+  g_autofree char *log = g_build_filename (tr->dir, "log.txt", NULL);
+
+  if (resume)
+    {
+      if (!g_file_test (state_json, G_FILE_TEST_EXISTS))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                       "%s: no state/trainer.json: not a run that can be resumed", tr->dir);
+          return FALSE;
+        }
+      return TRUE;
+    }
+  if (g_file_test (state, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "adapter_path: %s holds a run (state/); resume it, or choose another "
+                   "folder", tr->dir);
+      return FALSE;
+    }
+  if (g_mkdir_with_parents (tr->dir, 0755) != 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot create the folder: %s", tr->dir,
+                   g_strerror (errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpointer user_data,
+          GCancellable *cancellable, GError **error)
+{
+  Trainer tr = { 0 };
+  gboolean ok = FALSE;
+  gsize micro_per_epoch;
+  int accum;
+
+  g_return_val_if_fail (cfg != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!lt_run_config_validate (cfg, TRUE, error))
+    return FALSE;
+  if (cfg->train_mode != LT_TRAIN_MODE_SFT)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "train_mode: %s is not yet supported (only sft)",
+                   lt_train_mode_to_string (cfg->train_mode));
+      return FALSE;
+    }
+  if (cfg->quantization != LT_QUANTIZATION_NONE)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "quantization: load-time quantization “%s” is not available in this build "
+                   "yet (use none)", lt_quantization_to_string (cfg->quantization));
+      return FALSE;
+    }
+  if (!lt_trainer_is_available ())
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "the training half of the model (lt-model-train) is not built in yet");
+      return FALSE;
+    }
+  if (cfg->adapter_path == NULL || cfg->adapter_path[0] == '\0')
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "adapter_path: a run folder is needed");
+      return FALSE;
+    }
+
+  tr.cfg = cfg;
+  tr.dir = g_strdup (cfg->adapter_path);
+  tr.progress = progress;
+  tr.user_data = user_data;
+  tr.cancellable = cancellable;
+  tr.t_start = g_get_monotonic_time ();
+  tr.mb_tokens = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  tr.mb_targets = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  tr.mb_weights = g_array_new (FALSE, FALSE, sizeof (float));
+  tr.mb_lengths = g_array_new (FALSE, FALSE, sizeof (int));
+  tr.dropout_seed = mix64 ((guint64) cfg->seed ^ 0x6c617468652d6470ull);
+
+  if (!prepare_dir (&tr, resume, error))
+    goto out;
+  if (resume)
+    {
+      g_autofree char *p = g_build_filename (tr.dir, "log.txt", NULL);
+      g_autofree char *text = NULL;
+
+      if (!check_resume_config (&tr, error))
+        goto out;
+      tr.log = g_string_new (NULL);
+      if (g_file_get_contents (p, &text, NULL, NULL))
+        g_string_assign (tr.log, text);
+    }
+  else
+    {
+      tr.log = g_string_new (NULL);
+      tr.metrics = g_string_new (NULL);
+      if (!write_run_json (&tr, error))
+        goto out;
+    }
+
+  emit_phase (&tr, LT_TRAIN_PHASE_LOADING);
+  trainer_log (&tr, "%s run: model %s, data %s, %s", resume ? "resuming the" : "a new",
+               cfg->model, cfg->data, lt_train_type_to_string (cfg->train_type));
+  if (!load_model (&tr, error) || !load_data (&tr, error))
+    goto out;
+
+  {
+    LtOptimizerParams op;
+
+    lt_optimizer_params_from_config (&op, cfg);
+    tr.opt = lt_optimizer_new (&op);
+    tr.n_params = lt_model_get_n_params (tr.model);
+    for (guint i = 0; i < tr.n_params; i++)
+      {
+        const char *name;
+        float *data, *grad;
+        gsize n;
+        gboolean decay;
+
+        lt_model_get_param (tr.model, i, &name, &data, &grad, &n, &decay);
+        lt_optimizer_add (tr.opt, name, data, grad, n, decay);
+      }
+    if (tr.n_params == 0)
+      {
+        g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                     "the model has no trainable parameters for this configuration");
+        goto out;
+      }
+  }
+
+  accum = MAX (cfg->gradient_accumulation_steps, 1);
+  micro_per_epoch = (tr.train->n_examples + cfg->batch_size - 1) / cfg->batch_size;
+  if (cfg->epochs > 0)
+    tr.total_steps = ((gint64) cfg->epochs * micro_per_epoch + accum - 1) / accum;
+  else
+    tr.total_steps = cfg->iters;
+
+  if (resume)
+    {
+      g_autofree char *mp = g_build_filename (tr.dir, "metrics.jsonl", NULL);
+
+      if (!load_state (&tr, error))
+        goto out;
+      tr.metrics = load_jsonl_upto (mp, tr.step);
+      trainer_log (&tr, "resumed at step %" G_GINT64_FORMAT " (epoch %d, example %"
+                   G_GSIZE_FORMAT ")", tr.step, tr.epoch, tr.cursor);
+    }
+  {
+    gsize n_values = 0;
+    for (guint i = 0; i < tr.n_params; i++)
+      n_values += lt_optimizer_get_size (tr.opt, i);
+    trainer_log (&tr, "%u trainable tensors, %" G_GSIZE_FORMAT " values; %" G_GINT64_FORMAT
+                 " steps", tr.n_params, n_values, tr.total_steps);
+  }
+
+  emit_phase (&tr, LT_TRAIN_PHASE_TRAINING);
+  tr.report_t0 = g_get_monotonic_time ();
+  if (!resume && !tr.stop && !do_eval (&tr, error))
+    goto out;
+
+  while (tr.step < tr.total_steps && !tr.stop)
+    {
+      gint64 s;
+
+      if (!train_step (&tr, error))
+        goto out;
+      s = tr.step;
+      if (cfg->steps_per_report > 0 && (s % cfg->steps_per_report == 0 || s == tr.total_steps))
+        {
+          if (!do_report (&tr, error))
+            goto out;
+        }
+      if (cfg->steps_per_eval > 0 && (s % cfg->steps_per_eval == 0 || s == tr.total_steps))
+        {
+          if (!do_eval (&tr, error))
+            goto out;
+        }
+      else if (s == tr.total_steps && !do_eval (&tr, error))
+        goto out;
+      if (cfg->save_every > 0 && s % cfg->save_every == 0 && s < tr.total_steps)
+        {
+          g_autofree char *name = g_strdup_printf ("%07" G_GINT64_FORMAT
+                                                   "_adapters.safetensors", s);
+          emit_phase (&tr, LT_TRAIN_PHASE_SAVING);
+          if (!save_adapter (&tr, name, error) || !save_all (&tr, error))
+            goto out;
+          emit_phase (&tr, LT_TRAIN_PHASE_TRAINING);
+        }
+      if (g_cancellable_is_cancelled (cancellable))
+        tr.stop = TRUE;
+    }
+
+  emit_phase (&tr, LT_TRAIN_PHASE_SAVING);
+  if (!save_all (&tr, error))
+    goto out;
+  if (tr.step < tr.total_steps)
+    {
+      trainer_log (&tr, "stopped at step %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
+                   "; resume to continue", tr.step, tr.total_steps);
+      g_set_error (error, LT_ERROR, LT_ERROR_CANCELLED,
+                   "stopped at step %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
+                   "; the adapter and state are saved in %s", tr.step, tr.total_steps, tr.dir);
+      goto out;
+    }
+  trainer_log (&tr, "done: %" G_GINT64_FORMAT " steps, %" G_GINT64_FORMAT " trained tokens, "
+               "%.1f s", tr.step, tr.trained_tokens, now_s (&tr));
+  emit_phase (&tr, LT_TRAIN_PHASE_DONE);
+  ok = TRUE;
+
+out:
+  if (!ok && tr.log != NULL && error != NULL && *error != NULL
+      && !g_error_matches (*error, LT_ERROR, LT_ERROR_CANCELLED)
+      && g_file_test (tr.dir, G_FILE_TEST_IS_DIR))
+    {
+      g_autoptr (GDateTime) t = g_date_time_new_now_utc ();
+      g_autofree char *stamp = g_date_time_format (t, "%Y-%m-%dT%H:%M:%SZ");
+      g_string_append_printf (tr.log, "%s error: %s\n", stamp, (*error)->message);
+      write_log_file (&tr, NULL);
+    }
+  trainer_free (&tr);
+  return ok;
+}

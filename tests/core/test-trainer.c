@@ -1,0 +1,834 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* Tests for lt-trainer: the run directory, metrics, exact resume, cancel, NaN stop, the QAT
+ * schedule, gradient accumulation, PEFT reference losses and a short TinyStories run. */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#include "lt-dataset.h"
+#include "lt-error.h"
+#include "lt-model-train.h"
+#include "lt-model.h"
+#include "lt-run.h"
+#include "lt-safetensors.h"
+#include "lt-tokenizer.h"
+#include "lt-trainer.h"
+
+/* Until lt-model-train is linked in, these resolve to NULL; the tests that call them skip
+ * (lt_trainer_is_available). */
+#pragma weak lt_adapter_spec_from_config
+#pragma weak lt_model_attach_trainable
+#pragma weak lt_model_load_adapters
+
+static char *
+data_path (const char *a, const char *b, const char *c)
+{
+  return g_build_filename (g_getenv ("LATHE_TEST_DATA"), a, b, c, NULL);
+}
+
+static gboolean
+skip_without_trainer (void)
+{
+  if (!lt_trainer_is_available ())
+    {
+      g_test_skip ("the trainable half of lt-model (lt-model-train) is not built in");
+      return TRUE;
+    }
+  return FALSE;
+}
+
+static void
+rm_rf (const char *path)
+{
+  GDir *dir;
+  const char *name;
+
+  if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK))
+    {
+      dir = g_dir_open (path, 0, NULL);
+      while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+        {
+          g_autofree char *child = g_build_filename (path, name, NULL);
+          rm_rf (child);
+        }
+      if (dir != NULL)
+        g_dir_close (dir);
+      g_rmdir (path);
+    }
+  else
+    g_unlink (path);
+}
+
+typedef struct
+{
+  char *tmp;
+} Fixture;
+
+static void
+fixture_setup (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (GError) error = NULL;
+
+  f->tmp = g_dir_make_tmp ("lathe-trainer-XXXXXX", &error);
+  g_assert_no_error (error);
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer unused)
+{
+  rm_rf (f->tmp);
+  g_free (f->tmp);
+}
+
+/* A data folder DIR/NAME with train.jsonl and valid.jsonl (@valid NULL: none). */
+static char *
+make_data (Fixture *f, const char *name, const char *train, const char *valid)
+{
+  char *dir = g_build_filename (f->tmp, name, NULL);
+  g_autofree char *t = g_build_filename (dir, "train.jsonl", NULL);
+  g_autofree char *v = g_build_filename (dir, "valid.jsonl", NULL);
+
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (t, train, -1, NULL));
+  if (valid != NULL)
+    g_assert_true (g_file_set_contents (v, valid, -1, NULL));
+  return dir;
+}
+
+static char *
+fixture_train_text (void)
+{
+  g_autofree char *p = data_path ("train", "train.jsonl", NULL);
+  char *text = NULL;
+
+  g_assert_true (g_file_get_contents (p, &text, NULL, NULL));
+  return text;
+}
+
+/* A LoRA run configuration on the tiny llama-f32 fixture. */
+static LtRunConfig *
+small_config (Fixture *f, const char *data, const char *run_name)
+{
+  LtRunConfig *cfg = lt_run_config_new ();
+
+  g_free (cfg->model);
+  cfg->model = data_path ("models", "llama-f32", NULL);
+  g_free (cfg->data);
+  cfg->data = g_strdup (data);
+  g_free (cfg->adapter_path);
+  cfg->adapter_path = g_build_filename (f->tmp, run_name, NULL);
+  cfg->lora_rank = 4;
+  cfg->lora_scale = 2.0;
+  cfg->num_layers = -1;
+  cfg->iters = 4;
+  cfg->batch_size = 2;
+  cfg->learning_rate = 1e-2;
+  cfg->optimizer = LT_OPTIMIZER_ADAMW;
+  cfg->weight_decay = 0.01;
+  cfg->steps_per_report = 1;
+  cfg->steps_per_eval = 2;
+  cfg->save_every = 2;
+  cfg->val_batches = -1;
+  cfg->seed = 7;
+  return cfg;
+}
+
+/* The "loss" of every report line of RUN/metrics.jsonl (and the val losses). */
+static GArray *
+read_metrics (const char *run_dir, const char *event, const char *field)
+{
+  g_autofree char *path = g_build_filename (run_dir, "metrics.jsonl", NULL);
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+  GArray *out = g_array_new (FALSE, FALSE, sizeof (double));
+
+  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+  g_assert_true (g_str_has_suffix (text, "\n"));
+  lines = g_strsplit (text, "\n", -1);
+  for (int i = 0; lines[i] != NULL; i++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      g_autoptr (GError) error = NULL;
+      JsonObject *o;
+
+      if (lines[i][0] == '\0')
+        continue;
+      json_parser_load_from_data (parser, lines[i], -1, &error);
+      g_assert_no_error (error);
+      o = json_node_get_object (json_parser_get_root (parser));
+      g_assert_true (json_object_has_member (o, "step"));
+      g_assert_true (json_object_has_member (o, "loss"));
+      g_assert_true (json_object_has_member (o, "val_loss"));
+      g_assert_true (json_object_has_member (o, "lr"));
+      g_assert_true (json_object_has_member (o, "tokens_per_s"));
+      g_assert_true (json_object_has_member (o, "trained_tokens"));
+      g_assert_true (json_object_has_member (o, "mem_estimate_bytes"));
+      g_assert_true (json_object_has_member (o, "rss_bytes"));
+      g_assert_true (json_object_has_member (o, "peak_rss_bytes"));
+      g_assert_true (json_object_has_member (o, "elapsed_s"));
+      if (g_strcmp0 (json_object_get_string_member (o, "event"), event) == 0)
+        {
+          double v = json_object_get_double_member (o, field);
+          g_array_append_val (out, v);
+        }
+    }
+  return out;
+}
+
+static JsonObject *
+read_json_object (JsonParser *parser, const char *path)
+{
+  g_autoptr (GError) error = NULL;
+
+  json_parser_load_from_file (parser, path, &error);
+  g_assert_no_error (error);
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)));
+  return json_node_get_object (json_parser_get_root (parser));
+}
+
+/* ---- tests that need no gradients ---- */
+
+static void
+test_progress_json (void)
+{
+  LtTrainProgress p = { 0 };
+  g_autofree char *line = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  JsonObject *o;
+
+  p.event = LT_TRAIN_EVENT_REPORT;
+  p.step = 12;
+  p.total_steps = 100;
+  p.loss = 2.5;
+  p.val_loss = NAN;
+  p.learning_rate = 1e-5;
+  p.tokens_per_s = 1234.5;
+  p.trained_tokens = 4096;
+  p.rss_bytes = 1 << 20;
+  p.peak_rss_bytes = 2 << 20;
+  p.elapsed_s = 3.25;
+  line = lt_train_progress_to_json (&p);
+  g_assert_null (strchr (line, '\n'));
+  json_parser_load_from_data (parser, line, -1, &error);
+  g_assert_no_error (error);
+  o = json_node_get_object (json_parser_get_root (parser));
+  g_assert_cmpstr (json_object_get_string_member (o, "event"), ==, "report");
+  g_assert_cmpint (json_object_get_int_member (o, "step"), ==, 12);
+  g_assert_cmpint (json_object_get_int_member (o, "total_steps"), ==, 100);
+  g_assert_cmpfloat (json_object_get_double_member (o, "loss"), ==, 2.5);
+  g_assert_true (json_object_get_null_member (o, "val_loss"));
+  g_assert_cmpfloat (json_object_get_double_member (o, "lr"), ==, 1e-5);
+  g_assert_cmpfloat (json_object_get_double_member (o, "tokens_per_s"), ==, 1234.5);
+  g_assert_cmpint (json_object_get_int_member (o, "trained_tokens"), ==, 4096);
+  g_assert_cmpint (json_object_get_int_member (o, "rss_bytes"), ==, 1 << 20);
+  g_assert_cmpint (json_object_get_int_member (o, "peak_rss_bytes"), ==, 2 << 20);
+  g_assert_cmpfloat (json_object_get_double_member (o, "elapsed_s"), ==, 3.25);
+}
+
+static void
+test_refusals (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *train = fixture_train_text ();
+  g_autofree char *data = make_data (f, "data", train, NULL);
+  g_autoptr (LtRunConfig) cfg = small_config (f, data, "run");
+  g_autoptr (GError) error = NULL;
+
+  cfg->train_mode = LT_TRAIN_MODE_DPO;
+  g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+  g_assert_nonnull (strstr (error->message, "dpo"));
+  g_assert_nonnull (strstr (error->message, "not yet"));
+  g_clear_error (&error);
+
+  cfg->train_mode = LT_TRAIN_MODE_SFT;
+  cfg->quantization = LT_QUANTIZATION_4BIT;
+  g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+  g_assert_nonnull (strstr (error->message, "4bit"));
+  g_clear_error (&error);
+  cfg->quantization = LT_QUANTIZATION_NONE;
+
+  if (!lt_trainer_is_available ())
+    {
+      g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+      g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+      return;
+    }
+
+  /* resume without state/ */
+  g_assert_false (lt_train (cfg, TRUE, NULL, NULL, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "state"));
+  g_clear_error (&error);
+
+  /* a folder holding a run is not overwritten by a fresh run */
+  {
+    g_autofree char *state = g_build_filename (cfg->adapter_path, "state", NULL);
+    g_assert_cmpint (g_mkdir_with_parents (state, 0755), ==, 0);
+    g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+    g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+    g_assert_nonnull (strstr (error->message, "adapter_path"));
+    g_assert_nonnull (strstr (error->message, "resume"));
+  }
+}
+
+/* ---- runs ---- */
+
+typedef struct
+{
+  gint64 stop_at;      /* return FALSE at the report of this step (0 = never) */
+  GCancellable *cancel;
+  int n_reports, n_evals, n_saves, n_phases;
+  gboolean saw_done;
+} Watch;
+
+static gboolean
+watch_cb (const LtTrainProgress *p, gpointer user_data)
+{
+  Watch *w = user_data;
+
+  g_assert_cmpint (p->step, <=, p->total_steps);
+  switch (p->event)
+    {
+    case LT_TRAIN_EVENT_REPORT:
+      w->n_reports++;
+      g_assert_true (isfinite (p->loss));
+      g_assert_true (isnan (p->val_loss));
+      g_assert_cmpint (p->trained_tokens, >, 0);
+      g_assert_cmpuint (p->rss_bytes, >, 0);
+      g_assert_cmpuint (p->peak_rss_bytes, >=, p->rss_bytes);
+      if (w->stop_at > 0 && p->step == w->stop_at)
+        {
+          if (w->cancel != NULL)
+            g_cancellable_cancel (w->cancel);
+          else
+            return FALSE;
+        }
+      break;
+    case LT_TRAIN_EVENT_EVAL:
+      w->n_evals++;
+      g_assert_true (isfinite (p->val_loss));
+      break;
+    case LT_TRAIN_EVENT_SAVE:
+      w->n_saves++;
+      g_assert_true (g_file_test (p->message, G_FILE_TEST_IS_REGULAR));
+      break;
+    case LT_TRAIN_EVENT_PHASE:
+      w->n_phases++;
+      if (p->phase == LT_TRAIN_PHASE_DONE)
+        w->saw_done = TRUE;
+      break;
+    case LT_TRAIN_EVENT_LOG:
+    default:
+      break;
+    }
+  return TRUE;
+}
+
+static void
+test_run_dir (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *train = fixture_train_text ();
+  g_autofree char *data = NULL;
+  g_autoptr (LtRunConfig) cfg = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) losses = NULL;
+  g_autoptr (GArray) vals = NULL;
+  g_autoptr (JsonParser) p1 = json_parser_new ();
+  g_autoptr (JsonParser) p2 = json_parser_new ();
+  g_autoptr (JsonParser) p3 = json_parser_new ();
+  g_autofree char *run_json = NULL, *adapter_cfg = NULL, *adapters = NULL, *ckpt = NULL;
+  g_autofree char *state_json = NULL, *log = NULL, *log_text = NULL, *sha = NULL;
+  g_autofree char *model_cfg = NULL, *model_cfg_text = NULL;
+  gsize model_cfg_len;
+  JsonObject *o, *model;
+  Watch w = { 0 };
+
+  if (skip_without_trainer ())
+    return;
+  data = make_data (f, "data", train, train);
+  cfg = small_config (f, data, "run");
+  g_assert_true (lt_train (cfg, FALSE, watch_cb, &w, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (w.n_reports, ==, 4);
+  g_assert_cmpint (w.n_evals, ==, 3); /* before step 1, at 2 and at 4 */
+  g_assert_true (w.saw_done);
+
+  run_json = g_build_filename (cfg->adapter_path, "run.json", NULL);
+  o = read_json_object (p1, run_json);
+  g_assert_true (json_object_has_member (o, "config"));
+  {
+    g_autoptr (LtRunConfig) back = lt_run_config_new ();
+    g_assert_true (lt_run_config_apply_json (back, json_object_get_object_member (o, "config"),
+                                             &error));
+    g_assert_no_error (error);
+    g_assert_true (lt_run_config_equal (back, cfg));
+  }
+  model = json_object_get_object_member (o, "model");
+  g_assert_cmpstr (json_object_get_string_member (model, "path"), ==, cfg->model);
+  model_cfg = g_build_filename (cfg->model, "config.json", NULL);
+  g_assert_true (g_file_get_contents (model_cfg, &model_cfg_text, &model_cfg_len, NULL));
+  sha = g_compute_checksum_for_data (G_CHECKSUM_SHA256, (const guchar *) model_cfg_text,
+                                     model_cfg_len);
+  g_assert_cmpstr (json_object_get_string_member (model, "config_sha256"), ==, sha);
+  g_assert_cmpstr (json_object_get_string_member (json_object_get_object_member (o,
+                                                                                 "versions"),
+                                                  "lathe"), ==, PACKAGE_VERSION);
+
+  losses = read_metrics (cfg->adapter_path, "report", "loss");
+  vals = read_metrics (cfg->adapter_path, "eval", "val_loss");
+  g_assert_cmpuint (losses->len, ==, 4);
+  g_assert_cmpuint (vals->len, ==, 3);
+
+  adapters = g_build_filename (cfg->adapter_path, "adapters.safetensors", NULL);
+  {
+    g_autoptr (LtSafetensors) st = lt_safetensors_open (adapters, &error);
+    g_assert_no_error (error);
+    g_assert_nonnull (lt_safetensors_lookup (st, "model.layers.0.self_attn.q_proj.lora_a"));
+  }
+  adapter_cfg = g_build_filename (cfg->adapter_path, "adapter_config.json", NULL);
+  o = read_json_object (p2, adapter_cfg);
+  g_assert_cmpstr (json_object_get_string_member (o, "fine_tune_type"), ==, "lora");
+  g_assert_true (json_object_has_member (o, "num_layers"));
+  g_assert_true (json_object_has_member (o, "lora_parameters"));
+  ckpt = g_build_filename (cfg->adapter_path, "checkpoints", "0000002_adapters.safetensors",
+                           NULL);
+  g_assert_true (g_file_test (ckpt, G_FILE_TEST_IS_REGULAR));
+  state_json = g_build_filename (cfg->adapter_path, "state", "trainer.json", NULL);
+  o = read_json_object (p3, state_json);
+  g_assert_cmpint (json_object_get_int_member (o, "step"), ==, 4);
+  log = g_build_filename (cfg->adapter_path, "log.txt", NULL);
+  g_assert_true (g_file_get_contents (log, &log_text, NULL, NULL));
+  g_assert_nonnull (strstr (log_text, "truncated"));
+  g_assert_nonnull (strstr (log_text, "done"));
+
+  /* the saved adapter loads back onto the model */
+  {
+    g_autoptr (LtModel) m = lt_model_load (cfg->model, &error);
+    LtAdapterSpec spec;
+
+    g_assert_no_error (error);
+    lt_adapter_spec_from_config (&spec, cfg);
+    g_assert_true (lt_model_attach_trainable (m, &spec, &error));
+    g_assert_true (lt_model_load_adapters (m, cfg->adapter_path, &error));
+    g_assert_no_error (error);
+  }
+}
+
+typedef struct
+{
+  gint64 at;
+  GCancellable *cancel;
+} CancelAt;
+
+static void
+cancel_hook (gint64 step, gboolean qat_active, gboolean qat_recomputed, gpointer user_data)
+{
+  CancelAt *c = user_data;
+
+  if (step == c->at)
+    g_cancellable_cancel (c->cancel);
+}
+
+/* Runs @cfg; with @stop_at > 0 stops after that step: by returning FALSE from the progress
+ * callback at its report, or (@use_cancellable) by cancelling during the step (from the step
+ * hook), which also works between reports. */
+static GArray *
+run_losses (LtRunConfig *cfg, gint64 stop_at, gboolean use_cancellable, GError **error)
+{
+  Watch w = { 0 };
+  g_autoptr (GCancellable) c = use_cancellable ? g_cancellable_new () : NULL;
+  CancelAt ca = { stop_at, c };
+  gboolean ok;
+
+  if (use_cancellable && stop_at > 0)
+    lt_trainer_set_step_hook (cancel_hook, &ca);
+  else
+    w.stop_at = stop_at;
+  ok = lt_train (cfg, FALSE, watch_cb, &w, c, error);
+  lt_trainer_set_step_hook (NULL, NULL);
+  g_assert_true (ok == (stop_at == 0));
+  return read_metrics (cfg->adapter_path, "report", "loss");
+}
+
+static void
+assert_losses_equal (GArray *a, GArray *b, double tol)
+{
+  g_assert_cmpuint (a->len, ==, b->len);
+  for (guint i = 0; i < a->len; i++)
+    {
+      double x = g_array_index (a, double, i), y = g_array_index (b, double, i);
+      if (!(fabs (x - y) <= tol))
+        g_error ("loss %u: %.9g vs %.9g", i, x, y);
+    }
+}
+
+/* 6 steps straight vs 3, a stop, and a resume: the same losses. */
+static void
+resume_case (Fixture *f, gboolean qat, gboolean use_cancellable)
+{
+  g_autofree char *train = fixture_train_text ();
+  g_autofree char *data = make_data (f, "data", train, train);
+  g_autoptr (LtRunConfig) a = small_config (f, data, "straight");
+  g_autoptr (LtRunConfig) b = small_config (f, data, "stopped");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) la = NULL, lb = NULL;
+
+  a->iters = b->iters = 6;
+  a->shuffle = b->shuffle = TRUE;
+  a->lora_dropout = b->lora_dropout = 0.1;
+  a->lr_schedule = b->lr_schedule = LT_LR_SCHEDULE_COSINE;
+  a->warmup_steps = b->warmup_steps = 2;
+  a->save_every = b->save_every = 0;
+  if (use_cancellable)
+    a->steps_per_report = b->steps_per_report = 2; /* the stop falls between two reports */
+  if (qat)
+    {
+      a->qat_enable = b->qat_enable = TRUE;
+      a->qat_start_step = b->qat_start_step = 1;
+      a->qat_interval = b->qat_interval = 2;
+      a->qat_group_size = b->qat_group_size = 32;
+    }
+  la = run_losses (a, 0, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (la->len, ==, use_cancellable ? 3 : 6);
+
+  lb = run_losses (b, 3, use_cancellable, &error);
+  g_assert_error (error, LT_ERROR, LT_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_array_unref (lb);
+  {
+    g_autofree char *st = g_build_filename (b->adapter_path, "state", "trainer.json", NULL);
+    g_autoptr (JsonParser) p = json_parser_new ();
+    JsonObject *o = read_json_object (p, st);
+    g_assert_cmpint (json_object_get_int_member (o, "step"), ==, 3);
+  }
+  /* the stopped run's adapter is complete and loadable */
+  {
+    g_autoptr (LtModel) m = lt_model_load (b->model, &error);
+    LtAdapterSpec spec;
+
+    g_assert_no_error (error);
+    lt_adapter_spec_from_config (&spec, b);
+    g_assert_true (lt_model_attach_trainable (m, &spec, &error));
+    g_assert_true (lt_model_load_adapters (m, b->adapter_path, &error));
+    g_assert_no_error (error);
+  }
+  g_assert_true (lt_train (b, TRUE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  lb = read_metrics (b->adapter_path, "report", "loss");
+  assert_losses_equal (la, lb, 1e-6);
+  {
+    g_autoptr (GArray) va = read_metrics (a->adapter_path, "eval", "val_loss");
+    g_autoptr (GArray) vb = read_metrics (b->adapter_path, "eval", "val_loss");
+    assert_losses_equal (va, vb, 1e-6);
+  }
+}
+
+static void
+test_resume (Fixture *f, gconstpointer unused)
+{
+  if (skip_without_trainer ())
+    return;
+  resume_case (f, FALSE, FALSE);
+}
+
+static void
+test_resume_qat_cancellable (Fixture *f, gconstpointer unused)
+{
+  if (skip_without_trainer ())
+    return;
+  resume_case (f, TRUE, TRUE);
+}
+
+static void
+test_nan_stop (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *train = fixture_train_text ();
+  g_autofree char *data = make_data (f, "data", train, NULL);
+  g_autoptr (LtRunConfig) cfg = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *st = NULL;
+  gint64 bad_step;
+
+  if (skip_without_trainer ())
+    return;
+  cfg = small_config (f, data, "nan");
+  cfg->learning_rate = 1e30; /* the first update overflows the adapter */
+  cfg->optimizer = LT_OPTIMIZER_SGD;
+  cfg->iters = 6;
+  cfg->save_every = 1;
+  g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_NUMERIC);
+  g_assert_true (g_str_has_prefix (error->message, "step "));
+  bad_step = g_ascii_strtoll (error->message + 5, NULL, 10);
+  g_assert_cmpint (bad_step, >=, 2);
+  /* the last good checkpoint is the one of the step before */
+  st = g_build_filename (cfg->adapter_path, "state", "trainer.json", NULL);
+  {
+    g_autoptr (JsonParser) p = json_parser_new ();
+    JsonObject *o = read_json_object (p, st);
+    g_autofree char *ckpt = g_strdup_printf ("%s/checkpoints/%07" G_GINT64_FORMAT
+                                             "_adapters.safetensors", cfg->adapter_path,
+                                             bad_step - 1);
+    g_assert_cmpint (json_object_get_int_member (o, "step"), ==, bad_step - 1);
+    g_assert_true (g_file_test (ckpt, G_FILE_TEST_IS_REGULAR));
+  }
+}
+
+typedef struct
+{
+  GArray *active;     /* gboolean per step */
+  GArray *recomputed;
+} QatLog;
+
+static void
+qat_hook (gint64 step, gboolean active, gboolean recomputed, gpointer user_data)
+{
+  QatLog *q = user_data;
+
+  g_assert_cmpint (step, ==, q->active->len + 1);
+  g_array_append_val (q->active, active);
+  g_array_append_val (q->recomputed, recomputed);
+}
+
+static void
+test_qat_schedule (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *train = fixture_train_text ();
+  g_autofree char *data = make_data (f, "data", train, NULL);
+  g_autoptr (LtRunConfig) cfg = NULL;
+  g_autoptr (GError) error = NULL;
+  QatLog q = { g_array_new (FALSE, FALSE, sizeof (gboolean)),
+               g_array_new (FALSE, FALSE, sizeof (gboolean)) };
+  /* qat_start_step 2, interval 3: steps 3.. see fq; scales at 3, then 6 and 9 */
+  const gboolean want_active[] = { 0, 0, 1, 1, 1, 1, 1, 1, 1 };
+  const gboolean want_recomputed[] = { 0, 0, 1, 0, 0, 1, 0, 0, 1 };
+
+  if (skip_without_trainer ())
+    return;
+  cfg = small_config (f, data, "qat");
+  cfg->iters = 9;
+  cfg->batch_size = 1;
+  cfg->qat_enable = TRUE;
+  cfg->qat_bits = 4;
+  cfg->qat_group_size = 32;
+  cfg->qat_start_step = 2;
+  cfg->qat_interval = 3;
+  lt_trainer_set_step_hook (qat_hook, &q);
+  g_assert_true (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  lt_trainer_set_step_hook (NULL, NULL);
+  g_assert_no_error (error);
+  g_assert_cmpuint (q.active->len, ==, 9);
+  for (guint i = 0; i < 9; i++)
+    {
+      g_assert_cmpint (g_array_index (q.active, gboolean, i), ==, want_active[i]);
+      g_assert_cmpint (g_array_index (q.recomputed, gboolean, i), ==, want_recomputed[i]);
+    }
+  g_array_unref (q.active);
+  g_array_unref (q.recomputed);
+}
+
+/* Equal-length examples: batch 2 equals batch 1 with 2 accumulated micro-batches. */
+static void
+test_accumulation (Fixture *f, gconstpointer unused)
+{
+  const char *lines[] = { "the cat sat on a mat", "the dog sat on a log",
+                          "the bat sat on a hat", "the hen sat on a log" };
+  g_autoptr (GString) text = g_string_new (NULL);
+  g_autofree char *data = NULL;
+  g_autoptr (LtRunConfig) a = NULL, b = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) la = NULL, lb = NULL;
+  g_autofree char *tpath = NULL;
+
+  if (skip_without_trainer ())
+    return;
+  for (guint i = 0; i < G_N_ELEMENTS (lines); i++)
+    g_string_append_printf (text, "{\"text\": \"%s\"}\n", lines[i]);
+  data = make_data (f, "data", text->str, NULL);
+
+  /* the test only means something when the examples have one length */
+  {
+    g_autofree char *model = data_path ("models", "llama-f32", NULL);
+    g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model, &error);
+    g_autoptr (LtDataset) ds = NULL;
+
+    g_assert_no_error (error);
+    tpath = g_build_filename (data, "train.jsonl", NULL);
+    ds = lt_dataset_load (tpath, tok, NULL, 2048, &error);
+    g_assert_no_error (error);
+    for (gsize i = 1; i < ds->n_examples; i++)
+      g_assert_cmpint (ds->examples[i].n, ==, ds->examples[0].n);
+  }
+
+  a = small_config (f, data, "batch2");
+  b = small_config (f, data, "accum2");
+  a->shuffle = b->shuffle = FALSE;
+  a->iters = b->iters = 4;
+  a->batch_size = 2;
+  b->batch_size = 1;
+  b->gradient_accumulation_steps = 2;
+  la = run_losses (a, 0, FALSE, &error);
+  g_assert_no_error (error);
+  lb = run_losses (b, 0, FALSE, &error);
+  g_assert_no_error (error);
+  assert_losses_equal (la, lb, 1e-5);
+}
+
+/* PEFT: 6 AdamW steps from a saved initial adapter reproduce torch's losses. */
+static void
+test_peft_reference (gconstpointer user_data)
+{
+  const char *name = user_data; /* "llama-f32-lora" */
+  g_autofree char *dir = data_path ("train", name, NULL);
+  g_autofree char *ref_path = g_build_filename (dir, "reference.json", NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) losses = NULL;
+  g_autofree char *tmp = NULL;
+  JsonObject *ref;
+  JsonArray *want, *ids;
+  JsonArray *betas;
+
+  if (skip_without_trainer ())
+    return;
+  ref = read_json_object (parser, ref_path);
+  want = json_object_get_array_member (ref, "losses");
+  ids = json_object_get_array_member (ref, "example_ids");
+  betas = json_object_get_array_member (ref, "betas");
+
+  tmp = g_dir_make_tmp ("lathe-peft-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_free (cfg->model);
+  cfg->model = data_path ("models", json_object_get_string_member (ref, "model"), NULL);
+  g_free (cfg->data);
+  cfg->data = data_path ("train", "train.jsonl", NULL);
+  g_free (cfg->adapter_path);
+  cfg->adapter_path = g_build_filename (tmp, "run", NULL);
+  cfg->resume_adapter_file = g_strdup (dir);
+  cfg->train_type = g_strcmp0 (json_object_get_string_member (ref, "kind"), "dora") == 0
+                      ? LT_TRAIN_TYPE_DORA : LT_TRAIN_TYPE_LORA;
+  cfg->lora_rank = json_object_get_int_member (ref, "rank");
+  cfg->lora_scale = json_object_get_double_member (ref, "scale");
+  cfg->num_layers = -1;
+  cfg->learning_rate = json_object_get_double_member (ref, "learning_rate");
+  cfg->optimizer = LT_OPTIMIZER_ADAMW;
+  cfg->weight_decay = json_object_get_double_member (ref, "weight_decay");
+  cfg->beta1 = json_array_get_double_element (betas, 0);
+  cfg->beta2 = json_array_get_double_element (betas, 1);
+  cfg->eps = json_object_get_double_member (ref, "eps");
+  cfg->batch_size = json_object_get_int_member (ref, "batch_size");
+  cfg->shuffle = FALSE;
+  cfg->iters = json_array_get_length (want);
+  cfg->steps_per_report = 1;
+  cfg->steps_per_eval = 0;
+  cfg->save_every = 0;
+
+  /* the data pipeline gives the reference's token ids */
+  {
+    g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (cfg->model, &error);
+    g_autoptr (LtDataset) ds = NULL;
+
+    g_assert_no_error (error);
+    ds = lt_dataset_load (cfg->data, tok, NULL, cfg->max_seq_length, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (ds->n_examples, ==, json_array_get_length (ids));
+    for (gsize i = 0; i < ds->n_examples; i++)
+      {
+        JsonArray *row = json_array_get_array_element (ids, i);
+        g_assert_cmpint (ds->examples[i].n, ==, json_array_get_length (row));
+        for (int t = 0; t < ds->examples[i].n; t++)
+          g_assert_cmpint (ds->examples[i].ids[t], ==, json_array_get_int_element (row, t));
+      }
+  }
+
+  g_assert_true (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  losses = read_metrics (cfg->adapter_path, "report", "loss");
+  g_assert_cmpuint (losses->len, ==, json_array_get_length (want));
+  for (guint i = 0; i < losses->len; i++)
+    {
+      double got = g_array_index (losses, double, i);
+      double exp = json_array_get_double_element (want, i);
+      g_test_message ("%s step %u: %.7f (torch %.7f)", name, i + 1, got, exp);
+      if (!(fabs (got - exp) <= 1e-3 * fabs (exp)))
+        g_error ("%s step %u: loss %.7f, PEFT/torch %.7f", name, i + 1, got, exp);
+    }
+  rm_rf (tmp);
+}
+
+/* ~30 steps on tinystories-656k with the story fixture: the validation loss falls. */
+static void
+test_tinystories (Fixture *f, gconstpointer unused)
+{
+  const char *shared = g_getenv ("LATHE_SHARED_DIR");
+  g_autofree char *model = NULL;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) vals = NULL;
+  double first, last;
+
+  if (skip_without_trainer ())
+    return;
+  model = shared ? g_build_filename (shared, "models", "tinystories-656k", NULL) : NULL;
+  if (model == NULL || !g_file_test (model, G_FILE_TEST_IS_DIR))
+    {
+      g_test_skip ("no ../shared/models/tinystories-656k");
+      return;
+    }
+  cfg->model = g_strdup (model);
+  g_free (cfg->data);
+  cfg->data = data_path ("stories", NULL, NULL);
+  g_free (cfg->adapter_path);
+  cfg->adapter_path = g_build_filename (f->tmp, "stories", NULL);
+  cfg->lora_rank = 8;
+  cfg->num_layers = -1;
+  cfg->iters = 30;
+  cfg->batch_size = 4;
+  cfg->learning_rate = 1e-3;
+  cfg->optimizer = LT_OPTIMIZER_ADAMW;
+  cfg->steps_per_report = 10;
+  cfg->steps_per_eval = 30;
+  cfg->val_batches = -1;
+  g_assert_true (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  vals = read_metrics (cfg->adapter_path, "eval", "val_loss");
+  g_assert_cmpuint (vals->len, ==, 2);
+  first = g_array_index (vals, double, 0);
+  last = g_array_index (vals, double, vals->len - 1);
+  g_test_message ("tinystories val loss %.4f -> %.4f", first, last);
+  g_assert_cmpfloat (last, <, first);
+}
+
+int
+main (int argc, char **argv)
+{
+  static const char *const refs[] = { "llama-f32-lora", "llama-f32-dora", "qwen3-lora",
+                                      "qwen3-dora" };
+
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/trainer/progress-json", test_progress_json);
+#define ADD(path, fn) g_test_add (path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
+  ADD ("/trainer/refusals", test_refusals);
+  ADD ("/trainer/run-dir", test_run_dir);
+  ADD ("/trainer/resume", test_resume);
+  ADD ("/trainer/resume-qat-cancellable", test_resume_qat_cancellable);
+  ADD ("/trainer/nan-stop", test_nan_stop);
+  ADD ("/trainer/qat-schedule", test_qat_schedule);
+  ADD ("/trainer/accumulation", test_accumulation);
+  ADD ("/trainer/tinystories", test_tinystories);
+#undef ADD
+  for (guint i = 0; i < G_N_ELEMENTS (refs); i++)
+    {
+      g_autofree char *path = g_strdup_printf ("/trainer/peft/%s", refs[i]);
+      g_test_add_data_func (path, refs[i], test_peft_reference);
+    }
+  return g_test_run ();
+}
