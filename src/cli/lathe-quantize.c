@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -203,12 +204,25 @@ copy_file (const char *src, const char *dst, GError **error)
                                    0644, error);
 }
 
+static void
+load_progress (int done, int total, gpointer user_data)
+{
+  gboolean tty = isatty (STDERR_FILENO);
+  if (done == 0)
+    return;
+  if (tty)
+    g_printerr ("\rlathe quantize: block %d of %d%s", done, total, done == total ? "\n" : "");
+  else if (done == total || done % 8 == 0)
+    g_printerr ("lathe quantize: block %d of %d\n", done, total);
+}
+
 /* Writes the quantized model into @dir (an empty folder). */
 static gboolean
 write_model (LtModel *m, const char *src_dir, const char *dir, LtQuantMode mode, int bits,
              int group_size, GPtrArray *reports, guint64 *out_bytes, GError **error)
 {
   g_autoptr (GHashTable) qmods = quantized_modules (m);
+  g_autoptr (GHashTable) written = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_autoptr (GPtrArray) owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
   g_autoptr (GPtrArray) list = g_ptr_array_new ();
   g_autoptr (GHashTable) meta = g_hash_table_new (g_str_hash, g_str_equal);
@@ -242,6 +256,9 @@ write_model (LtModel *m, const char *src_dir, const char *dir, LtQuantMode mode,
           g_ptr_array_add (list, (gpointer) t);
           continue;
         }
+      /* a tied model that stores both model.embed_tokens.weight and lm_head.weight */
+      if (!g_hash_table_add (written, g_strdup (module)))
+        continue;
 
       LtTensor *wt = NULL, *sc = NULL, *bi = NULL;
       g_autoptr (LtQuantTensor) aff = NULL;
@@ -407,7 +424,8 @@ lathe_cmd_quantize (int argc, char **argv)
   lt_linear_set_threads (0);
 
   /* quantized layer by layer from the mapping */
-  LtLoadOptions opts = { .bits = bits, .mode = mode, .group_size = group_size };
+  LtLoadOptions opts = { .bits = bits, .mode = mode, .group_size = group_size,
+                         .progress = load_progress };
   g_printerr ("lathe quantize: quantizing %s (%s, %d bits, group %d)\n", model_dir,
               lt_quant_mode_name (mode), bits, group_size);
   g_autoptr (LtModel) model = lt_model_load_with_options (model_dir, &opts, &error);

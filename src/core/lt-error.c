@@ -38,7 +38,10 @@ lt_set_threads (int n)
       n = cores > 0 ? (int) cores : 1;
     }
   lt_threads = n;
-  openblas_set_num_threads (n);
+  /* One thread pool: OpenMP threads share each product's row blocks and call OpenBLAS
+   * single-threaded. Two spinning pools (OpenMP + a threaded OpenBLAS) fight over the cores
+   * and halve the throughput on two cores (measured by bench/forward). */
+  openblas_set_num_threads (1);
   omp_set_num_threads (n);
 }
 

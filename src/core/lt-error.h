@@ -27,7 +27,9 @@ GQuark lt_error_quark (void);
 /* Returns a static, user-facing name for @code ("format", "io", …). */
 const char *lt_error_code_name (int code);
 
-/* Threads for OpenBLAS GEMMs and OpenMP element-wise kernels. n <= 0 means "all cores". */
+/* @n OpenMP threads (n <= 0: all cores) for the kernels, which split each GEMM into row blocks
+ * and call OpenBLAS single-threaded (one thread pool; see lt-linear.h). Code that calls cblas
+ * directly on a large product should go through lt-linear / the kernels' matmul instead. */
 void lt_set_threads (int n);
 int lt_get_threads (void);
 

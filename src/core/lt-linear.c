@@ -207,21 +207,18 @@ quant_forward (const LtQKWeight *w, const float *x, int N, float *y, const float
 
   if (N <= 0 || n_out <= 0)
     return;
-  nt = one_pool_threads ((double) N * n_out * n_in);
+  /* few tokens (decode): lt-quant's fused expand-and-dot path, which reads only the packed
+   * codes and runs on the calling thread unless OpenMP waits passively (measured several
+   * times faster than row blocks of tiny sgemm calls, see bench-quant-quality --speed) */
+  nt = N <= lt_qk_fused_max_m ? 1 : one_pool_threads ((double) N * n_out * n_in);
   if (nt > 1 && n_out >= 2 * nt)
     {
       /* one pool: each OpenMP thread expands its own block of rows of Ŵ and runs a
-       * single-threaded sgemm on it; blocks are about four per thread, 16 to 256 rows,
-       * smaller for few tokens (the block stays in cache while it is read N times) */
+       * single-threaded sgemm on it; blocks are about four per thread, 16 to 256 rows */
       gsize share = scratch_floats / (gsize) nt;
       int block = (n_out + 4 * nt - 1) / (4 * nt);
-      if (N <= 8)
-        block = MIN (block, MAX (1, (int) ((gsize) 8192 / (gsize) n_in)));
-      else
-        {
-          block = (block + 15) / 16 * 16;
-          block = CLAMP (block, 16, 256);
-        }
+      block = (block + 15) / 16 * 16;
+      block = CLAMP (block, 16, 256);
       if ((gsize) block * n_in > share)
         block = (int) (share / (gsize) n_in);
       if (block >= 1)
@@ -319,6 +316,8 @@ lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx
       return;
     }
   nt = one_pool_threads ((double) N * n_out * n_in);
+  if (lin->kind == LT_LINEAR_QUANTIZED && N <= lt_qk_fused_max_m)
+    nt = 1; /* the fused path, as in the forward */
 
   if (in_place)
     {
@@ -338,8 +337,8 @@ lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx
             }
         }
       else
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, n_out, 1.0f, dy, n_out, w, n_in,
-                     beta, dx, n_in);
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, n_out, 1.0f, dy, n_out,
+                     w, n_in, beta, dx, n_in);
       return;
     }
 

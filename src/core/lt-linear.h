@@ -9,9 +9,12 @@
  *                        product expands Ŵ tile by tile into the same f32 scratch
  *                        (lt-quant-kernels), so Ŵ in f32 never exists either.
  * Threads: when OpenBLAS runs single-threaded (lt_linear_set_threads), both kinds follow the
- * one-pool policy: OpenMP threads take blocks of rows of W (forward) or of columns of dX
- * (backward), each expanding its own tile and calling a single-threaded sgemm. Otherwise the
- * tile is expanded on the calling thread and OpenBLAS threads the sgemm.
+ * one-pool policy: in the forward OpenMP threads take blocks of rows of W, each expanding its
+ * own tile and calling a single-threaded sgemm; in the backward they expand a tile of rows of
+ * W together, then each multiplies its own blocks of columns of dX. Otherwise the
+ * tile is expanded on the calling thread and OpenBLAS threads the sgemm. A quantized layer
+ * fed few tokens (N <= lt_qk_fused_max_m, decode) takes lt-quant's fused expand-and-dot path
+ * on the calling thread instead (lt-quant-kernels.h).
  * The bias, when present, is a small f32 copy owned by the layer.
  *
  * Training state hangs off the layer (lt-model-train drives it):

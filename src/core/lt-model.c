@@ -67,6 +67,7 @@ typedef struct
   int mlx_bits;
   int mlx_group;
   GPtrArray *unquantized;    /* char*: layers left in stored precision */
+  const LtLoadOptions *opts; /* for the progress callback; may be NULL */
 } Source;
 
 static const LtTensor *
@@ -385,6 +386,8 @@ build_weights (LtModel *m, const Source *src, GError **error)
   else if (!load_linear (src, c, &w->lm_head, "lm_head", V, C, FALSE, error))
     return FALSE;
 
+  if (src->opts && src->opts->progress)
+    src->opts->progress (0, L, src->opts->progress_data);
   w->f32_arena = p = g_new (float, arena_floats);
   w->layers = g_new0 (LtLayerWeights, L);
   for (int l = 0; l < L; l++)
@@ -423,6 +426,8 @@ build_weights (LtModel *m, const Source *src, GError **error)
               || !load_vector (src, c, kn, D, lw->k_norm, error))
             return FALSE;
         }
+      if (src->opts && src->opts->progress)
+        src->opts->progress (l + 1, L, src->opts->progress_data);
     }
   w->norm = p, p += C;
   if (!load_vector (src, c, "model.norm.weight", C, w->norm, error))
@@ -550,6 +555,7 @@ model_new (LtConfig *config, Source *src, const LtLoadOptions *opts, GError **er
       && !lt_quant_check_params (src->q_mode, src->q_bits, src->q_group, src->q_group, error))
     return NULL;
   src->unquantized = unq;
+  src->opts = opts;
   ok = build_weights (m, src, error);
   src->unquantized = NULL;
   if (!ok)

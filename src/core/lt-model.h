@@ -87,6 +87,10 @@ typedef struct
   int bits;                    /* > 0: quantize with @mode / @bits instead of the preset */
   int mode;                    /* LtQuantMode, used when bits > 0 */
   int group_size;              /* > 0: overrides the preset's (or mode's) group size */
+  /* Called after the embedding/LM head (done 0) and after each block (done = l + 1) of
+   * @total = num_hidden_layers; may be NULL. */
+  void (*progress) (int done, int total, gpointer user_data);
+  gpointer progress_data;
 } LtLoadOptions;
 
 /* Loads DIR/config.json and DIR's safetensors. Every expected tensor must exist with the

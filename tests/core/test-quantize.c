@@ -450,6 +450,20 @@ test_load_time_vs_saved (void)
                                NULL };
       g_assert_cmpint (run_cli (eargs2, &eo2, &ee2), ==, 2);
       g_assert_nonnull (strstr (ee2, "already quantized"));
+      /* `lathe generate` loads the result too, and takes --quantization */
+      g_autofree char *go = NULL, *ge = NULL, *go2 = NULL, *ge2 = NULL;
+      const char *gargs[] = { "generate", "--model", out, "--prompt", "Hello", "-n", "8",
+                              "--json", NULL };
+      g_assert_cmpint (run_cli (gargs, &go, &ge), ==, 0);
+      if (strcmp (cases[k].mode, "symmetric") == 0 && cases[k].group == 32
+          && cases[k].bits == 8)
+        {
+          const char *gargs2[] = { "generate", "--model", dir, "--prompt", "Hello", "-n", "8",
+                                   "--json", "--quantization", "8bit", NULL };
+          /* 8bit is group 128: hidden 64 keeps every layer dense, so only check it runs */
+          g_assert_cmpint (run_cli (gargs2, &go2, &ge2), ==, 0);
+          g_assert_nonnull (strstr (ge2, "kept in their stored precision"));
+        }
 
       g_autofree char *rm = g_strdup_printf ("rm -rf '%s'", tmp);
       g_assert_cmpint (system (rm), ==, 0);
