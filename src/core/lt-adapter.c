@@ -180,6 +180,12 @@ lt_adapter_file_load (const char *path, GError **error)
                        "%s: “alpha_pattern” (per-module lora_alpha) is not supported", cfg_path);
           return NULL;
         }
+      if (member_bool (root, "fan_in_fan_out"))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                       "%s: “fan_in_fan_out” (Conv1D-style weights) is not supported", cfg_path);
+          return NULL;
+        }
       alpha = member_double (root, "lora_alpha", 8.0);
       r_cfg = member_double (root, "r", 8.0);
       rslora = member_bool (root, "use_rslora");

@@ -568,6 +568,30 @@ lt_linear_dora_norms (const LtLinear *lin, float *norm)
   }
 }
 
+/* lora->norm, recomputed only when A, B or the scale changed since the last time (a hash of
+ * their bits: (in + out)·r reads against out·in·r for the norms). */
+static void
+dora_norms_refresh (LtLinear *lin)
+{
+  LtLora *l = lin->lora;
+  guint64 h = 0xcbf29ce484222325ull;
+  gsize na = (gsize) lin->in_features * l->rank, nb = (gsize) l->rank * lin->out_features;
+  const guint32 *pa = (const guint32 *) l->a, *pb = (const guint32 *) l->b;
+  guint32 sbits;
+
+  memcpy (&sbits, &l->scale, sizeof sbits);
+  h = (h ^ sbits) * 0x100000001b3ull;
+  for (gsize i = 0; i < na; i++)
+    h = (h ^ pa[i]) * 0x100000001b3ull;
+  for (gsize i = 0; i < nb; i++)
+    h = (h ^ pb[i]) * 0x100000001b3ull;
+  if (l->norm_valid && h == l->norm_key)
+    return;
+  lt_linear_dora_norms (lin, l->norm);
+  l->norm_key = h;
+  l->norm_valid = TRUE;
+}
+
 void
 lt_linear_qat_weight (LtLinear *lin, float *w)
 {
@@ -576,7 +600,7 @@ lt_linear_qat_weight (LtLinear *lin, float *w)
   gsize n_scales = (gsize) out * (lin->qat_group > 0 ? in / lin->qat_group : 1);
 
   if (l && l->m)
-    lt_linear_dora_norms (lin, l->norm);
+    dora_norms_refresh (lin);
 #pragma omp parallel for schedule(static) if ((gsize) in * out > 65536)
   for (int o = 0; o < out; o++)
     {
@@ -685,7 +709,7 @@ lt_linear_forward_train (LtLinear *lin, const float *x, int N, float *y, float *
                l->rank, l->b, out, 1.0f, y, out);
   if (l->m)
     {
-      lt_linear_dora_norms (lin, l->norm);
+      dora_norms_refresh (lin);
 #pragma omp parallel for schedule(static) if ((gsize) N * out > 16384)
       for (int n = 0; n < N; n++)
         for (int o = 0; o < out; o++)
@@ -709,9 +733,16 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
   const float *dz = dy;
 
   if (lin->grad_bias)
-    for (int n = 0; n < N; n++)
+    {
+#pragma omp parallel for schedule(static) if ((gsize) N * out > 65536)
       for (int o = 0; o < out; o++)
-        lin->grad_bias[o] += dy[(gsize) n * out + o];
+        {
+          float acc = 0.0f;
+          for (int n = 0; n < N; n++)
+            acc += dy[(gsize) n * out + o];
+          lin->grad_bias[o] += acc;
+        }
+    }
   if (lin->grad_weight)
     lt_matmul_backward_dw (lin->grad_weight, dy, out, x, N, in, out);
 
@@ -729,10 +760,11 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
           float *z = bump (&bs, (gsize) N * out);
           float *dzb = bump (&bs, (gsize) N * out);
           if (!lin->qat)
-            lt_linear_dora_norms (lin, l->norm);
+            dora_norms_refresh (lin);
           base_forward_rows (lin, x, N, 0, out, z, NULL, tile, tile_floats);
           cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, out, r, l->scale, xa, r,
                        l->b, out, 1.0f, z, out);
+#pragma omp parallel for schedule(static) if ((gsize) N * out > 65536)
           for (int o = 0; o < out; o++)
             {
               double acc = 0.0;

@@ -51,6 +51,8 @@ typedef struct
   float *grad_b;             /* (r, out) */
   float *grad_m;             /* (out) or NULL */
   float *norm;               /* (out) DoRA: the detached row norms of the last forward */
+  gboolean norm_valid;       /* norm matches norm_key */
+  guint64 norm_key;          /* hash of scale, A and B the norms were computed from */
 } LtLora;
 
 typedef struct

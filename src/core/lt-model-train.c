@@ -53,7 +53,6 @@ typedef struct
   gboolean attached;
   GArray *params;            /* Param */
   int first;                 /* lowest block with trainable parameters (L when none) */
-  gboolean train_embed;      /* full: embedding, final norm, head */
   gboolean training;
   guint64 drop_seed;
   guint64 step;
@@ -75,7 +74,9 @@ typedef struct
   float *arena;
   gsize arena_floats;
   Acts *acts;                /* (cap_layers) without checkpointing */
-  Acts shared;               /* the recompute set (checkpointing, frozen blocks) */
+  Acts shared;               /* the recompute set (checkpointing, frozen blocks), sized for
+                                the largest block; its x·A pointers follow the block using it */
+  float *shared_base;
   float **x_saved;           /* (L) block inputs under checkpointing */
   float *xf, *xnf;           /* (N, C) final hidden, normed */
   float *tmp;                /* backward temporaries */
@@ -233,22 +234,26 @@ attach_full (LtModel *m, Train *t, GError **error)
   /* norms: the model already holds them in f32 (w.f32_arena) */
   t->norms_floats = (gsize) L * (2 * C + (c->qk_norm ? 2 * c->head_dim : 0)) + C;
   t->grad_norms = g_new0 (float, t->norms_floats);
-  t->train_embed = TRUE;
 
-  t->embed_master = lt_tensor_new ("model.embed_tokens.weight", LT_DTYPE_F32, 2, shape);
-  if (t->embed_master == NULL)
+  /* The embedding trains when every block does (its gradient comes through all of them);
+   * with fewer blocks it stays frozen, as in mlx-lm, and so does a head tied to it. */
+  if (t->first == 0)
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
-                   "could not allocate the f32 master embedding");
-      return FALSE;
+      t->embed_master = lt_tensor_new ("model.embed_tokens.weight", LT_DTYPE_F32, 2, shape);
+      if (t->embed_master == NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                       "could not allocate the f32 master embedding");
+          return FALSE;
+        }
+      lt_tensor_read_f32 (m->w.embed, 0, (int64_t) V * C, t->embed_master->data);
+      t->grad_embed = g_new0 (float, (gsize) V * C);
+      m->w.embed = t->embed_master;
+      add_param2 (t, "model.embed_tokens.weight", t->embed_master->data, t->grad_embed, V, C,
+                  TRUE);
+      if (c->tie_word_embeddings)
+        lt_linear_share_trainable (&m->w.lm_head, t->embed_master, t->grad_embed);
     }
-  lt_tensor_read_f32 (m->w.embed, 0, (int64_t) V * C, t->embed_master->data);
-  t->grad_embed = g_new0 (float, (gsize) V * C);
-  m->w.embed = t->embed_master;
-  add_param2 (t, "model.embed_tokens.weight", t->embed_master->data, t->grad_embed, V, C,
-              TRUE);
-  if (c->tie_word_embeddings)
-    lt_linear_share_trainable (&m->w.lm_head, t->embed_master, t->grad_embed);
 
   for (int l = t->first; l < L; l++)
     {
@@ -359,7 +364,8 @@ lt_model_attach_trainable (LtModel *m, const LtAdapterSpec *spec, GError **error
   t = train_get (m);
   t->spec = *spec;
   t->spec.keys = g_strdupv (spec->keys);
-  t->first = spec->num_layers < 0 || spec->num_layers >= L ? 0 : L - spec->num_layers;
+  /* mlx-lm: model.layers[-max(num_layers, 0):], so 0 and -1 both mean every block */
+  t->first = spec->num_layers <= 0 || spec->num_layers >= L ? 0 : L - spec->num_layers;
   if (spec->type == LT_TRAIN_TYPE_FULL)
     {
       if (!attach_full (m, t, error))
@@ -495,8 +501,9 @@ lt_model_qat_recompute_scales (LtModel *m)
 
 /* ---- step memory ---- */
 
+/* Values one block's activation set holds for N tokens (its own adapters' ranks). */
 static gsize
-acts_floats (const LtModel *m, int N)
+acts_floats (const LtModel *m, int l, int N)
 {
   const LtConfig *c = m->config;
   gsize C = c->hidden_size, I = c->intermediate_size;
@@ -504,8 +511,7 @@ acts_floats (const LtModel *m, int N)
   gsize kvd = (gsize) c->num_key_value_heads * c->head_dim;
   gsize per = 4 * C + 2 * qd + 2 * kvd + 2 * I + (c->qk_norm ? qd + kvd : 0);
   gsize r = 0;
-  /* the adapters' ranks are those of block L-1 (every trained block has the same modules) */
-  LtLayerWeights *lw = &m->w.layers[c->num_hidden_layers - 1];
+  LtLayerWeights *lw = &m->w.layers[l];
   for (int j = 0; j < N_LIN; j++)
     if (layer_linear (lw, j)->lora)
       r += layer_linear (lw, j)->lora->rank;
@@ -576,10 +582,12 @@ step_memory (LtModel *m, Train *t, int N, GError **error)
   gsize qd = (gsize) c->num_attention_heads * c->head_dim;
   gsize kvd = (gsize) c->num_key_value_heads * c->head_dim;
   int n_saved = L - t->first;
-  gsize per_set = acts_floats (m, N);
+  gsize per_set = 0;
   gsize need;
   float *p;
 
+  for (int l = 0; l < L; l++)
+    per_set = MAX (per_set, acts_floats (m, l, N));
   /* arena: [xf, xnf] [shared set with x_in] [per trained block: x_in (ckpt) or a full set] */
   need = 2 * (gsize) N * C + per_set;
   if (t->ckpt)
@@ -591,7 +599,9 @@ step_memory (LtModel *m, Train *t, int N, GError **error)
   p = t->arena;
   t->xf = take (&p, (gsize) N * C);
   t->xnf = take (&p, (gsize) N * C);
+  t->shared_base = p;
   acts_layout (m, &t->shared, &p, N, L - 1, FALSE);
+  p = t->shared_base + per_set;
   g_free (t->acts);
   g_free (t->x_saved);
   t->acts = g_new0 (Acts, MAX (n_saved, 1));
@@ -639,6 +649,15 @@ step_memory (LtModel *m, Train *t, int N, GError **error)
       t->cap = N;
     }
   return TRUE;
+}
+
+/* The shared set laid out for block l (only the x·A pointers, last in the set, move). */
+static Acts *
+shared_for (LtModel *m, Train *t, int l, int N)
+{
+  float *p = t->shared_base;
+  acts_layout (m, &t->shared, &p, N, l, FALSE);
+  return &t->shared;
 }
 
 /* ---- forward / backward of one block ---- */
@@ -712,6 +731,7 @@ block_forward (LtModel *m, Train *t, int l, const float *x_in, float *x_out, Act
                             lengths[b], H, KVH, D, att_scratch);
   }
   lin_fwd (m, t, l, 3, a->att, N, tmpC, a);
+#pragma omp parallel for schedule(static) if ((gsize) N * C > 16384)
   for (gsize i = 0; i < (gsize) N * C; i++)
     a->x_mid[i] = x_in[i] + tmpC[i];
   lt_rmsnorm_forward (a->xn2, a->x_mid, lw->post_norm, eps, N, C);
@@ -719,6 +739,7 @@ block_forward (LtModel *m, Train *t, int l, const float *x_in, float *x_out, Act
   lin_fwd (m, t, l, 5, a->xn2, N, a->up, a);
   lt_swiglu_forward (h, a->gate, a->up, (gsize) N * I);
   lin_fwd (m, t, l, 6, h, N, tmpC, a);
+#pragma omp parallel for schedule(static) if ((gsize) N * C > 16384)
   for (gsize i = 0; i < (gsize) N * C; i++)
     x_out[i] = a->x_mid[i] + tmpC[i];
 }
@@ -945,7 +966,7 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
   for (int l = 0; l < L; l++)
     {
       gboolean saved = l >= t->first && !t->ckpt;
-      Acts *a = saved ? &t->acts[l - t->first] : &t->shared;
+      Acts *a = saved ? &t->acts[l - t->first] : shared_for (m, t, l, N);
       /* frozen blocks below the trained ones run in place in xf (block_forward reads its
        * input before it writes its output) */
       float *out = l + 1 < L && l + 1 >= t->first ? t->x_saved[l + 1] : t->xf;
@@ -972,7 +993,7 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
   /* blocks, last to first, down to the lowest trained one */
   for (int l = L - 1; l >= t->first; l--)
     {
-      Acts *a = t->ckpt ? &t->shared : &t->acts[l - t->first];
+      Acts *a = t->ckpt ? shared_for (m, t, l, N) : &t->acts[l - t->first];
       if (t->ckpt)
         {
           /* recompute the block from its saved input (its output is not needed: xnf is

@@ -32,13 +32,23 @@ typedef struct
 void lt_adapter_spec_from_config (LtAdapterSpec *spec, const LtRunConfig *cfg);
 
 /* Makes the model trainable as @spec says. FULL on a quantized base is refused
- * (LT_ERROR_UNSUPPORTED); an unknown key names the key. */
+ * (LT_ERROR_UNSUPPORTED); an unknown key names the key.
+ * LoRA / DoRA: an adapter on each @keys linear layer of the last @num_layers blocks (0 or −1:
+ * every block, as mlx-lm's model.layers[-max(num_layers, 0):]); the base stays frozen (dense
+ * or quantized). FULL: f32 master copies of every linear weight, bias and norm of those
+ * blocks, the final norm and an untied head; the embedding (and a head tied to it) trains
+ * only when every block does. */
 gboolean lt_model_attach_trainable (LtModel *model, const LtAdapterSpec *spec, GError **error);
 
 /* Trainable tensors in a stable order. @name: the mlx-lm adapters.safetensors key
  * ("model.layers.0.self_attn.q_proj.lora_a"; for full training the HF weight name); @data and
  * @grad: (n) f32 owned by the model; @decay: FALSE for norms and DoRA magnitudes' exemptions
  * as the trainer's optimizer applies them. */
+/* Here @decay is TRUE for LoRA A, B, DoRA m (PEFT and mlx-lm decay every adapter tensor), the
+ * embedding, linear weights and the head; FALSE for norms and biases. Order: block by block,
+ * q, k, v, o, gate, up, down (lora_a, lora_b, m); full: embedding, then per block
+ * input_layernorm, q/k/v (+ bias, q_norm, k_norm), o, post_attention_layernorm, gate, up,
+ * down, then model.norm and lm_head. */
 guint lt_model_get_n_params (LtModel *model);
 void lt_model_get_param (LtModel *model, guint index, const char **name, float **data,
                          float **grad, gsize *n, gboolean *decay);
@@ -74,6 +84,11 @@ gboolean lt_model_forward_backward (LtModel *model, const int32_t *tokens, const
 gboolean lt_model_save_adapters (LtModel *model, const char *dir, const char *file_name,
                                  const LtRunConfig *cfg, GError **error);
 gboolean lt_model_load_adapters (LtModel *model, const char *path, GError **error);
+/* Loading details: without trainable parameters yet, the file decides (its modules, ranks,
+ * scale — PEFT: lora_alpha / r, or / √r with use_rslora — DoRA, dropout); with them, the file
+ * must hold exactly the model's adapters (a missing or misshapen one is named). mlx-lm full
+ * fine-tuning weights load into the f32 masters by name. PEFT's alpha_pattern and
+ * lora_embedding_* / modules_to_save tensors are refused (LT_ERROR_UNSUPPORTED). */
 
 /* Activation memory of lt_model_forward_backward (f32, 4 bytes a value). C hidden size,
  * I intermediate, H·D query width, KVH·D key/value width, Σr the ranks of a block's adapted

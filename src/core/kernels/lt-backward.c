@@ -68,14 +68,39 @@ lt_rmsnorm_backward (float *dx, float *dw, const float *x, const float *w, const
     r[n] = rms_inv (x + (size_t) n * C, eps, C);
   if (dw)
     {
-#pragma omp parallel for schedule(static) if ((size_t) N * C > 16384)
-      for (int c = 0; c < C; c++)
+      /* per-thread partial sums over blocks of rows, added in thread order (deterministic) */
+      int nt = (size_t) N * C > 16384 && !omp_in_parallel () ? omp_get_max_threads () : 1;
+      float *part = calloc ((size_t) nt * C, sizeof (float));
+      if (part == NULL)
+        nt = 0;
+#pragma omp parallel num_threads(nt > 0 ? nt : 1) if (nt > 1)
+      {
+        int t = omp_get_thread_num ();
+        int n0 = (int) ((long long) N * t / (nt > 0 ? nt : 1));
+        int n1 = (int) ((long long) N * (t + 1) / (nt > 0 ? nt : 1));
+        if (part != NULL)
+          {
+            /* acc (C) */
+            float *acc = part + (size_t) t * C;
+            for (int n = n0; n < n1; n++)
+              {
+                const float *dyr = dy + (size_t) n * C, *xr = x + (size_t) n * C;
+                for (int c = 0; c < C; c++)
+                  acc[c] += dyr[c] * xr[c] * r[n];
+              }
+          }
+      }
+      if (part != NULL)
         {
-          float acc = 0.0f;
-          for (int n = 0; n < N; n++)
-            acc += dy[(size_t) n * C + c] * x[(size_t) n * C + c] * r[n];
-          dw[c] += acc;
+          for (int t = 0; t < nt; t++)
+            for (int c = 0; c < C; c++)
+              dw[c] += part[(size_t) t * C + c];
+          free (part);
         }
+      else
+        for (int n = 0; n < N; n++)
+          for (int c = 0; c < C; c++)
+            dw[c] += dy[(size_t) n * C + c] * x[(size_t) n * C + c] * r[n];
     }
 #pragma omp parallel for schedule(static) if ((size_t) N * C > 16384)
   for (int n = 0; n < N; n++)
