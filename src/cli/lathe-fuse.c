@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lathe fuse: fuse a run's adapter into its base and export MLX / HF / GGUF / PEFT outputs. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "lathe-cli.h"
+#include "lt-dataset.h"
+#include "lt-error.h"
+#include "lt-export.h"
+#include "lt-gguf.h"
+#include "lt-linear.h"
+#include "lt-model-train.h"
+
+static int
+gguf_type_from_name (const char *s)
+{
+  if (!s || g_ascii_strcasecmp (s, "f16") == 0)
+    return LT_GGML_F16;
+  if (g_ascii_strcasecmp (s, "f32") == 0)
+    return LT_GGML_F32;
+  if (g_ascii_strcasecmp (s, "bf16") == 0)
+    return LT_GGML_BF16;
+  if (g_ascii_strcasecmp (s, "q8_0") == 0)
+    return LT_GGML_Q8_0;
+  if (g_ascii_strcasecmp (s, "q4_0") == 0)
+    return LT_GGML_Q4_0;
+  if (g_ascii_strcasecmp (s, "q4_k") == 0)
+    return LT_GGML_Q4_K;
+  if (g_ascii_strcasecmp (s, "q6_k") == 0)
+    return LT_GGML_Q6_K;
+  return -1;
+}
+
+/* The validation file of a run folder: run.json's "data" → its valid.jsonl. */
+static char *
+run_valid_file (const char *run_dir)
+{
+  g_autofree char *rj = g_build_filename (run_dir, "run.json", NULL);
+  g_autoptr (JsonParser) p = json_parser_new ();
+  if (!json_parser_load_from_file (p, rj, NULL)
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
+    return NULL;
+  JsonObject *o = json_node_get_object (json_parser_get_root (p));
+  if (json_object_has_member (o, "config")
+      && JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "config")))
+    o = json_object_get_object_member (o, "config");
+  const char *data = json_object_get_string_member_with_default (o, "data", NULL);
+  if (!data)
+    return NULL;
+  g_autofree char *train = NULL, *valid = NULL, *test = NULL;
+  if (!lt_dataset_find_files (data, &train, &valid, &test, NULL))
+    return NULL;
+  return g_steal_pointer (&valid);
+}
+
+typedef struct
+{
+  const char *label;
+  char *path;       /* model folder or .gguf */
+  char *format;     /* for the expected loss */
+  double ppl;
+  char *sample;
+} VerifyRow;
+
+static gboolean
+verify_one (VerifyRow *r, LtLoadedModel *m, const char *tok_dir, const char *data,
+            GError **error)
+{
+  if (!lt_export_perplexity (m->model, tok_dir, data, 2048, &r->ppl, NULL, error))
+    return FALSE;
+  r->sample = lt_export_greedy (m->model, tok_dir, "Once upon a time", 16, error);
+  return r->sample != NULL;
+}
+
+int
+lathe_cmd_fuse (int argc, char **argv)
+{
+  g_autofree char *model = NULL, *adapter = NULL, *save = NULL, *mode = NULL;
+  g_autofree char *gguf_type = NULL, *gguf_path = NULL, *peft = NULL, *hf = NULL;
+  g_autofree char *dtype = NULL, *data = NULL;
+  gboolean dequantize = FALSE, export_gguf = FALSE, verify = FALSE, force = FALSE;
+  gboolean json = FALSE;
+  int bits = 0, group = 0, exit_status;
+  const GOptionEntry entries[] = {
+    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model,
+      "Base model folder (HF or MLX layout); required", "DIR" },
+    { "adapter-path", 'a', 0, G_OPTION_ARG_FILENAME, &adapter,
+      "Run folder or adapter folder (mlx-lm adapters.safetensors or PEFT "
+      "adapter_model.safetensors); default none: convert the base", "DIR" },
+    { "save-path", 's', 0, G_OPTION_ARG_FILENAME, &save,
+      "Write the fused model in the MLX layout here (default: none)", "DIR" },
+    { "de-quantize", 0, 0, G_OPTION_ARG_NONE, &dequantize,
+      "Write float weights to --save-path and drop quantization from config.json (default off)",
+      NULL },
+    { "bits", 0, 0, G_OPTION_ARG_INT, &bits,
+      "Re-quantize the MLX output with N bits (default: the base's; none for a float base)", "N" },
+    { "group-size", 0, 0, G_OPTION_ARG_INT, &group,
+      "Group size of the MLX re-quantization (default: the base's or the mode's)", "G" },
+    { "mode", 0, 0, G_OPTION_ARG_STRING, &mode,
+      "MLX quantization mode affine|mxfp4 (default: the base's, else affine)", "MODE" },
+    { "export-gguf", 0, 0, G_OPTION_ARG_NONE, &export_gguf,
+      "Also write a GGUF v3 file (default off)", NULL },
+    { "gguf-type", 0, 0, G_OPTION_ARG_STRING, &gguf_type,
+      "GGUF tensor type f16|q8_0|q4_0|q4_k|q6_k (also f32, bf16; default f16)", "TYPE" },
+    { "gguf-path", 0, 0, G_OPTION_ARG_FILENAME, &gguf_path,
+      "GGUF file (default: SAVE_PATH.gguf beside the MLX output, else ./model.gguf)",
+      "FILE" },
+    { "export-peft", 0, 0, G_OPTION_ARG_FILENAME, &peft,
+      "Also write the adapter as a PEFT folder here (default: none)", "DIR" },
+    { "export-hf", 0, 0, G_OPTION_ARG_FILENAME, &hf,
+      "Also write HF safetensors + config + tokenizer here (default: none)", "DIR" },
+    { "dtype", 0, 0, G_OPTION_ARG_STRING, &dtype, "dtype of the HF output bf16|f16|f32 "
+      "(default bf16)", "DTYPE" },
+    { "verify", 0, 0, G_OPTION_ARG_NONE, &verify,
+      "Perplexity of base, base + adapter and each export on the validation set, with a greedy "
+      "sample of each (default off)", NULL },
+    { "data", 'd', 0, G_OPTION_ARG_FILENAME, &data,
+      "Validation JSONL for --verify (default: the run's valid.jsonl per its run.json)", "FILE" },
+    { "force", 'f', 0, G_OPTION_ARG_NONE, &force,
+      "Replace existing non-empty outputs (default off)", NULL },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the report as JSON (default off)", NULL },
+    { NULL },
+  };
+  g_autoptr (GError) error = NULL;
+  if (!lathe_cli_parse ("fuse", NULL,
+                        "Fuses a LoRA/DoRA/full adapter into its base (a quantized base is "
+                        "de-quantized, fused and re-quantized) and writes the MLX layout, HF "
+                        "safetensors, GGUF and/or a PEFT adapter. Outputs appear atomically. "
+                        "With --verify the exit status is 1 when an export's perplexity is "
+                        "above base + adapter's by more than its format's expected loss (f32 "
+                        "0.01%, bf16/f16 1%, 8-bit 2%, 6-bit 5%, 4-bit 25%).",
+                        entries, &argc, &argv, &exit_status))
+    return exit_status;
+  if (!model)
+    {
+      g_printerr ("lathe fuse: --model is required\n");
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if (!g_file_test (model, G_FILE_TEST_IS_DIR))
+    {
+      g_printerr ("lathe fuse: %s: not a model folder\n", model);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  LtExportOptions o;
+  lt_export_options_init (&o);
+  o.model_dir = model;
+  o.adapter_path = adapter;
+  o.save_path = save;
+  o.dequantize = dequantize;
+  o.bits = bits;
+  o.group_size = group;
+  o.force = force;
+  o.peft_path = peft;
+  o.hf_path = hf;
+  if (mode)
+    {
+      o.mode = lt_quant_mode_from_name (mode);
+      if (o.mode != LT_QUANT_AFFINE && o.mode != LT_QUANT_MXFP4)
+        {
+          g_printerr ("lathe fuse: --mode must be affine or mxfp4 (got %s)\n", mode);
+          return LATHE_EXIT_BAD_INPUT;
+        }
+    }
+  if (dtype)
+    {
+      if (g_str_equal (dtype, "bf16"))
+        o.hf_dtype = LT_DTYPE_BF16;
+      else if (g_str_equal (dtype, "f16"))
+        o.hf_dtype = LT_DTYPE_F16;
+      else if (g_str_equal (dtype, "f32"))
+        o.hf_dtype = LT_DTYPE_F32;
+      else
+        {
+          g_printerr ("lathe fuse: --dtype must be bf16, f16 or f32 (got %s)\n", dtype);
+          return LATHE_EXIT_BAD_INPUT;
+        }
+    }
+  g_autofree char *gguf_default = NULL;
+  if (export_gguf || gguf_path || gguf_type)
+    {
+      o.gguf_type = gguf_type_from_name (gguf_type);
+      if (o.gguf_type < 0)
+        {
+          g_printerr ("lathe fuse: --gguf-type must be f16, q8_0, q4_0, q4_k or q6_k (got %s)\n",
+                      gguf_type);
+          return LATHE_EXIT_BAD_INPUT;
+        }
+      if (!gguf_path)
+        {
+          /* beside the MLX output when there is one, else in the current folder */
+          gguf_default = save ? g_strconcat (save, ".gguf", NULL) : g_strdup ("model.gguf");
+          gguf_path = g_strdup (gguf_default);
+        }
+      o.gguf_path = gguf_path;
+    }
+  if (!save && !hf && !o.gguf_path && !peft)
+    {
+      g_printerr ("lathe fuse: no output: give --save-path, --export-hf, --export-gguf or "
+                  "--export-peft\n");
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  g_autofree char *valid = NULL;
+  if (verify)
+    {
+      valid = data ? g_strdup (data) : adapter ? run_valid_file (adapter) : NULL;
+      if (!valid)
+        {
+          g_printerr ("lathe fuse: --verify needs --data FILE (no run.json with a data folder "
+                      "holding valid.jsonl in %s)\n", adapter ? adapter : "(no adapter)");
+          return LATHE_EXIT_BAD_INPUT;
+        }
+    }
+
+  lt_linear_set_threads (0);
+  g_autoptr (LtExportReport) rep = lt_export_run (&o, NULL, NULL, &error);
+  if (!rep)
+    return lathe_cli_report_error ("fuse", error);
+
+  /* verification */
+  GArray *rows = g_array_new (FALSE, TRUE, sizeof (VerifyRow));
+  gboolean outside = FALSE;
+  if (verify)
+    {
+      VerifyRow base = { "base", g_strdup (model), NULL }, fused = { "base + adapter", NULL, NULL };
+      g_autoptr (LtLoadedModel) mb = lt_export_load_fused (model, NULL, &error);
+      if (!mb || !verify_one (&base, mb, model, valid, &error))
+        return lathe_cli_report_error ("fuse", error);
+      g_array_append_val (rows, base);
+      /* base + adapter: the base as lt-model loads it with the adapter applied unfused
+       * (lt_model_load_adapters), an independent check of the fuse; without an adapter, the
+       * base */
+      g_autoptr (LtLoadedModel) mf = g_new0 (LtLoadedModel, 1);
+      mf->model = lt_model_load (model, &error);
+      if (!mf->model || (adapter && !lt_model_load_adapters (mf->model, adapter, &error))
+          || !verify_one (&fused, mf, model, valid, &error))
+        return lathe_cli_report_error ("fuse", error);
+      g_array_append_val (rows, fused);
+      struct { const char *label; const char *path; char *fmt; } outs[3] = {
+        { "mlx", save, g_strdup (rep->mlx_format ? rep->mlx_format : "f32") },
+        { "hf", hf, g_strdup (dtype ? dtype : "bf16") },
+        { "gguf", o.gguf_path, g_ascii_strdown (gguf_type ? gguf_type : "f16", -1) },
+      };
+      for (guint i = 0; i < 3; i++)
+        {
+          if (!outs[i].path)
+            {
+              g_free (outs[i].fmt);
+              continue;
+            }
+          VerifyRow r = { outs[i].label, g_strdup (outs[i].path), outs[i].fmt };
+          g_autofree char *cfg = g_build_filename (model, "config.json", NULL);
+          g_autoptr (LtLoadedModel) m = lt_export_load (outs[i].path, i == 2 ? cfg : NULL,
+                                                        &error);
+          if (!m || !verify_one (&r, m, model, valid, &error))
+            return lathe_cli_report_error ("fuse", error);
+          if (r.ppl > fused.ppl * (1 + lt_export_expected_loss (r.format)))
+            outside = TRUE;
+          g_array_append_val (rows, r);
+        }
+    }
+
+  if (json)
+    {
+      g_autoptr (JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "adapter_kind");
+      json_builder_add_string_value (b, rep->adapter_kind);
+      json_builder_set_member_name (b, "n_fused");
+      json_builder_add_int_value (b, rep->n_fused);
+      json_builder_set_member_name (b, "bytes_written");
+      json_builder_add_int_value (b, (gint64) rep->bytes_written);
+      json_builder_set_member_name (b, "seconds_fuse");
+      json_builder_add_double_value (b, rep->seconds_fuse);
+      json_builder_set_member_name (b, "seconds_write");
+      json_builder_add_double_value (b, rep->seconds_write);
+      json_builder_set_member_name (b, "survival");
+      json_builder_begin_array (b);
+      for (guint i = 0; i < rep->survival->len; i++)
+        {
+          LtSurvival *s = &g_array_index (rep->survival, LtSurvival, i);
+          json_builder_begin_object (b);
+          json_builder_set_member_name (b, "layer");
+          json_builder_add_string_value (b, s->layer);
+          json_builder_set_member_name (b, "format");
+          json_builder_add_string_value (b, s->format);
+          json_builder_set_member_name (b, "ratio");
+          json_builder_add_double_value (b, s->ratio);
+          json_builder_set_member_name (b, "cosine");
+          json_builder_add_double_value (b, s->cosine);
+          json_builder_end_object (b);
+        }
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "warning");
+      json_builder_add_string_value (b, rep->warning);
+      json_builder_set_member_name (b, "verify");
+      json_builder_begin_array (b);
+      for (guint i = 0; i < rows->len; i++)
+        {
+          VerifyRow *r = &g_array_index (rows, VerifyRow, i);
+          json_builder_begin_object (b);
+          json_builder_set_member_name (b, "model");
+          json_builder_add_string_value (b, r->label);
+          json_builder_set_member_name (b, "ppl");
+          json_builder_add_double_value (b, r->ppl);
+          json_builder_set_member_name (b, "sample");
+          json_builder_add_string_value (b, r->sample);
+          json_builder_end_object (b);
+        }
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "outside_expected_loss");
+      json_builder_add_boolean_value (b, outside);
+      json_builder_end_object (b);
+      g_autoptr (JsonGenerator) gen = json_generator_new ();
+      g_autoptr (JsonNode) root = json_builder_get_root (b);
+      json_generator_set_root (gen, root);
+      json_generator_set_pretty (gen, TRUE);
+      g_autofree char *text = json_generator_to_data (gen, NULL);
+      g_print ("%s\n", text);
+    }
+  else
+    {
+      g_print ("fused %d layer(s) (%s), wrote %.1f MB in %.2f s (fuse %.2f s, write %.2f s)\n",
+               rep->n_fused, rep->adapter_kind ? rep->adapter_kind : "no adapter",
+               rep->bytes_written / 1e6, rep->seconds_fuse + rep->seconds_write,
+               rep->seconds_fuse, rep->seconds_write);
+      if (rep->survival->len > 0)
+        {
+          double mn = 1e9, mx = 0, cmin = 1;
+          for (guint i = 0; i < rep->survival->len; i++)
+            {
+              LtSurvival *sv = &g_array_index (rep->survival, LtSurvival, i);
+              mn = MIN (mn, sv->ratio);
+              mx = MAX (mx, sv->ratio);
+              cmin = MIN (cmin, sv->cosine);
+            }
+          g_print ("adapter survival over %u layer(s): ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ from %.3f to "
+                   "%.3f, lowest cosine with ΔW %.3f\n", rep->survival->len, mn, mx, cmin);
+        }
+      for (guint i = 0; i < rows->len; i++)
+        {
+          VerifyRow *r = &g_array_index (rows, VerifyRow, i);
+          g_print ("%-16s ppl %10.4f  sample: %s\n", r->label, r->ppl, r->sample);
+        }
+      if (outside)
+        g_print ("warning: an exported model's perplexity is outside the expected quantization "
+                 "loss of base + adapter\n");
+    }
+  if (rep->warning)
+    g_printerr ("lathe fuse: warning: %s\n", rep->warning);
+  for (guint i = 0; i < rows->len; i++)
+    {
+      VerifyRow *r = &g_array_index (rows, VerifyRow, i);
+      g_free (r->path);
+      g_free (r->format);
+      g_free (r->sample);
+    }
+  g_array_unref (rows);
+  return outside ? LATHE_EXIT_FAILURE : LATHE_EXIT_OK;
+}
