@@ -1160,9 +1160,26 @@ load_model (Trainer *tr, GError **error)
   const char *source;
   LtAdapterSpec spec;
 
-  tr->model = lt_model_load (cfg->model, error);
-  if (tr->model == NULL)
-    return FALSE;
+  {
+    /* a load-time quantization (4/6/8-bit, mxfp4, nf4) of the frozen base, layer by layer:
+     * never a whole f32 copy */
+    LtLoadOptions opts = { 0 };
+
+    opts.quantization = cfg->quantization;
+    tr->model = lt_model_load_with_options (cfg->model, &opts, error);
+    if (tr->model == NULL)
+      return FALSE;
+  }
+  if (tr->model->quantized)
+    {
+      g_autofree char *kept = tr->model->unquantized != NULL
+                                  && tr->model->unquantized[0] != NULL
+                                ? g_strjoinv (", ", tr->model->unquantized) : NULL;
+      trainer_log (tr, "base quantized at load time: %s, %d bits, group %d%s%s",
+                   lt_quantization_to_string (cfg->quantization), tr->model->quant_bits,
+                   tr->model->quant_group_size,
+                   kept != NULL ? "; kept in stored precision: " : "", kept ? kept : "");
+    }
   tr->tok = lt_tokenizer_new_from_dir (cfg->model, error);
   if (tr->tok == NULL)
     return FALSE;
@@ -1174,6 +1191,30 @@ load_model (Trainer *tr, GError **error)
       if (tr->tmpl == NULL)
         trainer_log (tr, "the model's chat template cannot be used (%s): chat data will be "
                      "refused", local->message);
+    }
+
+  if (cfg->qat_enable)
+    {
+      const LtConfig *c = tr->model->config;
+      int in_features[3] = { c->hidden_size, c->num_attention_heads * c->head_dim,
+                             c->intermediate_size };
+      g_autoptr (LtRunIssue) issue = NULL;
+
+      if (cfg->qat_group_size != 0 && cfg->qat_group_size != 32 && cfg->qat_group_size != 64
+          && cfg->qat_group_size != 128)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                       "qat_group_size: %d is not a group size of the fake quantizer (0 = per "
+                       "tensor, 32, 64 or 128)", cfg->qat_group_size);
+          return FALSE;
+        }
+      issue = lt_run_config_check_group_size (cfg, in_features, G_N_ELEMENTS (in_features));
+      if (issue != NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "%s: %s (%s)", issue->key,
+                       issue->message, cfg->model);
+          return FALSE;
+        }
     }
 
   lt_adapter_spec_from_config (&spec, cfg);
@@ -1269,13 +1310,6 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
                    lt_train_mode_to_string (cfg->train_mode));
       return FALSE;
     }
-  if (cfg->quantization != LT_QUANTIZATION_NONE)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "quantization: load-time quantization “%s” is not available in this build "
-                   "yet (use none)", lt_quantization_to_string (cfg->quantization));
-      return FALSE;
-    }
   if (!lt_trainer_is_available ())
     {
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
@@ -1320,6 +1354,12 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
       tr.metrics = g_string_new (NULL);
       if (!write_run_json (&tr, error))
         goto out;
+      {
+        /* no stale metrics from an earlier run in this folder */
+        g_autofree char *mp = g_build_filename (tr.dir, "metrics.jsonl", NULL);
+        if (!write_atomic (mp, "", 0, error))
+          goto out;
+      }
     }
 
   emit_phase (&tr, LT_TRAIN_PHASE_LOADING);

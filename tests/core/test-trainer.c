@@ -246,12 +246,15 @@ test_refusals (Fixture *f, gconstpointer unused)
   g_clear_error (&error);
 
   cfg->train_mode = LT_TRAIN_MODE_SFT;
+  /* full fine-tuning of a quantized base */
   cfg->quantization = LT_QUANTIZATION_4BIT;
+  cfg->train_type = LT_TRAIN_TYPE_FULL;
   g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
-  g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
-  g_assert_nonnull (strstr (error->message, "4bit"));
+  g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "quantization"));
   g_clear_error (&error);
   cfg->quantization = LT_QUANTIZATION_NONE;
+  cfg->train_type = LT_TRAIN_TYPE_LORA;
 
   if (!lt_trainer_is_available ())
     {
@@ -259,6 +262,21 @@ test_refusals (Fixture *f, gconstpointer unused)
       g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
       return;
     }
+
+  /* QAT group sizes the fake quantizer does not have, or that do not divide a layer */
+  cfg->qat_enable = TRUE;
+  cfg->qat_group_size = 16;
+  g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+  g_assert_true (g_str_has_prefix (error->message, "qat_group_size: 16"));
+  g_clear_error (&error);
+  cfg->qat_group_size = 128; /* llama-f32: hidden 64 */
+  g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+  g_assert_true (g_str_has_prefix (error->message, "qat_group_size"));
+  g_clear_error (&error);
+  cfg->qat_enable = FALSE;
+  rm_rf (cfg->adapter_path);
 
   /* resume without state/ */
   g_assert_false (lt_train (cfg, TRUE, NULL, NULL, NULL, &error));
@@ -764,11 +782,13 @@ test_peft_reference (gconstpointer user_data)
   rm_rf (tmp);
 }
 
-/* ~30 steps on tinystories-656k with the story fixture: the validation loss falls. */
+/* ~30 steps on tinystories-656k with the story fixture: the validation loss falls. With
+ * @user_data "4bit", on a base quantized to 4 bits at load time (QLoRA). */
 static void
-test_tinystories (Fixture *f, gconstpointer unused)
+test_tinystories (Fixture *f, gconstpointer user_data)
 {
   const char *shared = g_getenv ("LATHE_SHARED_DIR");
+  gboolean q4 = g_strcmp0 (user_data, "4bit") == 0;
   g_autofree char *model = NULL;
   g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
   g_autoptr (GError) error = NULL;
@@ -790,21 +810,31 @@ test_tinystories (Fixture *f, gconstpointer unused)
   cfg->adapter_path = g_build_filename (f->tmp, "stories", NULL);
   cfg->lora_rank = 8;
   cfg->num_layers = -1;
-  cfg->iters = 30;
-  cfg->batch_size = 4;
+  cfg->iters = q4 ? 20 : 30;
+  cfg->batch_size = 2;
   cfg->learning_rate = 1e-3;
   cfg->optimizer = LT_OPTIMIZER_ADAMW;
   cfg->steps_per_report = 10;
-  cfg->steps_per_eval = 30;
+  cfg->steps_per_eval = cfg->iters;
   cfg->val_batches = -1;
+  if (q4)
+    cfg->quantization = LT_QUANTIZATION_4BIT;
   g_assert_true (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
   g_assert_no_error (error);
   vals = read_metrics (cfg->adapter_path, "eval", "val_loss");
   g_assert_cmpuint (vals->len, ==, 2);
   first = g_array_index (vals, double, 0);
   last = g_array_index (vals, double, vals->len - 1);
-  g_test_message ("tinystories val loss %.4f -> %.4f", first, last);
+  g_test_message ("tinystories%s val loss %.4f -> %.4f", q4 ? " (4-bit base)" : "", first, last);
   g_assert_cmpfloat (last, <, first);
+  if (q4)
+    {
+      g_autofree char *log = g_build_filename (cfg->adapter_path, "log.txt", NULL);
+      g_autofree char *text = NULL;
+
+      g_assert_true (g_file_get_contents (log, &text, NULL, NULL));
+      g_assert_nonnull (strstr (text, "base quantized at load time: 4bit, 4 bits, group 128"));
+    }
 }
 
 int
@@ -824,6 +854,8 @@ main (int argc, char **argv)
   ADD ("/trainer/qat-schedule", test_qat_schedule);
   ADD ("/trainer/accumulation", test_accumulation);
   ADD ("/trainer/tinystories", test_tinystories);
+  g_test_add ("/trainer/tinystories-4bit", Fixture, "4bit", fixture_setup, test_tinystories,
+              fixture_teardown);
 #undef ADD
   for (guint i = 0; i < G_N_ELEMENTS (refs); i++)
     {
