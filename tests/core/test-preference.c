@@ -300,12 +300,148 @@ test_loss_derivatives (void)
     }
 }
 
+static char *
+write_tmp (const char *name, const char *contents)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("lathe-pref-XXXXXX", &error);
+  g_assert_no_error (error);
+  char *path = g_build_filename (dir, name, NULL);
+  g_assert_true (g_file_set_contents (path, contents, -1, &error));
+  return path;
+}
+
+static void
+assert_ids (const int32_t *ids, int n, JsonObject *o, const char *key)
+{
+  int m;
+  g_autofree int32_t *want = ids_of (o, key, &m);
+  g_assert_cmpint (n, ==, m);
+  for (int i = 0; i < n; i++)
+    g_assert_cmpint (ids[i], ==, want[i]);
+}
+
+/* Preference JSONL without a chat template: the ids equal the HF tokenizers ones recorded in
+ * the fixture (prompt with BOS, completions without special tokens, EOS appended). */
+static void
+test_dataset_strings (void)
+{
+  Fixture f;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *model_dir = data_path ("models", "llama-f32");
+  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model_dir, &error);
+  g_assert_no_error (error);
+  fixture_load (&f);
+  JsonArray *pairs = json_object_get_array_member (f.ref, "pairs");
+  g_autoptr (GString) jsonl = g_string_new (NULL);
+  for (guint i = 0; i < json_array_get_length (pairs); i++)
+    {
+      JsonObject *p = json_array_get_object_element (pairs, i);
+      g_autoptr (JsonBuilder) b = json_builder_new ();
+      json_builder_begin_object (b);
+      const char *keys[] = { "prompt", "chosen", "rejected" };
+      for (int k = 0; k < 3; k++)
+        {
+          json_builder_set_member_name (b, keys[k]);
+          json_builder_add_string_value (b, json_object_get_string_member (p, keys[k]));
+        }
+      if (i == 1)
+        {
+          json_builder_set_member_name (b, "preference_score");
+          json_builder_add_double_value (b, 0.75);
+        }
+      json_builder_end_object (b);
+      g_autoptr (JsonNode) root = json_builder_get_root (b);
+      g_autofree char *line = json_to_string (root, FALSE);
+      g_string_append_printf (jsonl, "%s\n", line);
+    }
+  g_autofree char *path = write_tmp ("pref.jsonl", jsonl->str);
+  g_autoptr (LtDataset) ds = lt_dataset_load (path, tok, NULL, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ds->format, ==, LT_DATA_FORMAT_PREFERENCE);
+  g_assert_cmpuint (ds->n_examples, ==, json_array_get_length (pairs));
+  g_assert_nonnull (ds->pairs);
+  for (gsize i = 0; i < ds->n_examples; i++)
+    {
+      JsonObject *p = json_array_get_object_element (pairs, i);
+      const LtPreferenceExample *e = &ds->pairs[i];
+      assert_ids (e->prompt, e->n_prompt, p, "prompt_ids");
+      assert_ids (e->chosen, e->n_chosen, p, "chosen_ids");
+      assert_ids (e->rejected, e->n_rejected, p, "rejected_ids");
+      g_assert_cmpint (ds->examples[i].prompt_len, ==, e->n_prompt);
+      g_assert_cmpint (ds->examples[i].n, ==, e->n_prompt + e->n_chosen);
+    }
+  g_assert_true (isnan (ds->pairs[0].score));
+  g_assert_cmpfloat (ds->pairs[1].score, ==, 0.75);
+
+  /* truncation: completions first, then the prompt from the left */
+  g_autoptr (LtDataset) ds6 = lt_dataset_load (path, tok, NULL, 6, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (ds6->n_truncated, ==, 2);
+  for (gsize i = 0; i < ds6->n_examples; i++)
+    {
+      g_assert_cmpint (ds6->pairs[i].n_prompt + ds6->pairs[i].n_chosen, <=, 6);
+      g_assert_cmpint (ds6->pairs[i].n_chosen, >=, 1);
+    }
+
+  /* errors name the file, the line and the key */
+  g_autofree char *bad = write_tmp ("bad.jsonl", "{\"prompt\": \"a\", \"chosen\": \"b\", "
+                                    "\"rejected\": \"c\"}\n{\"prompt\": \"a\", \"chosen\": "
+                                    "[], \"rejected\": \"c\"}\n");
+  g_autoptr (LtDataset) none = lt_dataset_load (bad, tok, NULL, 0, &error);
+  g_assert_null (none);
+  g_assert_error (error, LT_ERROR, LT_ERROR_FORMAT);
+  g_assert_nonnull (strstr (error->message, "bad.jsonl:2:"));
+  g_assert_nonnull (strstr (error->message, "“rejected”"));
+  fixture_clear (&f);
+}
+
+/* Message lists with a chat template: the shared leading tokens are the prompt, and the
+ * string form with the same template gives the same pair. */
+static void
+test_dataset_messages (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *model_dir = data_path ("models", "llama-f32");
+  g_autofree char *tmpl_path = data_path ("chat-templates", "chatml.jinja");
+  g_autofree char *src = NULL;
+  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model_dir, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_file_get_contents (tmpl_path, &src, NULL, &error));
+  g_autoptr (LtChatTemplate) tmpl = lt_chat_template_new (src, &error);
+  g_assert_no_error (error);
+  g_autofree char *msgs = write_tmp ("msgs.jsonl",
+    "{\"chosen\": [{\"role\": \"user\", \"content\": \"Name a fruit.\"}, "
+    "{\"role\": \"assistant\", \"content\": \"An apple.\"}], "
+    "\"rejected\": [{\"role\": \"user\", \"content\": \"Name a fruit.\"}, "
+    "{\"role\": \"assistant\", \"content\": \"A car.\"}]}\n");
+  g_autofree char *strs = write_tmp ("strs.jsonl",
+    "{\"prompt\": \"Name a fruit.\", \"chosen\": \"An apple.\", \"rejected\": \"A car.\"}\n");
+  g_autoptr (LtDataset) a = lt_dataset_load (msgs, tok, tmpl, 0, &error);
+  g_assert_no_error (error);
+  g_autoptr (LtDataset) b = lt_dataset_load (strs, tok, tmpl, 0, &error);
+  g_assert_no_error (error);
+  const LtPreferenceExample *x = &a->pairs[0], *y = &b->pairs[0];
+  g_test_message ("messages: prompt %d, chosen %d, rejected %d tokens; strings: %d, %d, %d",
+                  x->n_prompt, x->n_chosen, x->n_rejected, y->n_prompt, y->n_chosen,
+                  y->n_rejected);
+  /* the shared prefix may reach into the answer's first common tokens; the strings' prompt
+   * is the rendered generation prompt: it must be a prefix of the detected one */
+  g_assert_cmpint (x->n_prompt, >=, y->n_prompt);
+  g_assert_cmpint (x->n_prompt + x->n_chosen, ==, y->n_prompt + y->n_chosen);
+  g_assert_cmpint (x->n_prompt + x->n_rejected, ==, y->n_prompt + y->n_rejected);
+  for (int i = 0; i < y->n_prompt; i++)
+    g_assert_cmpint (x->prompt[i], ==, y->prompt[i]);
+}
+
 int
 main (int argc, char **argv)
 {
   static const char *cases[] = { "dpo-sigmoid", "dpo-sigmoid-ls", "dpo-hinge", "dpo-ipo", "orpo" };
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/preference/loss-derivatives", test_loss_derivatives);
+  g_test_add_func ("/preference/dataset/strings", test_dataset_strings);
+  g_test_add_func ("/preference/dataset/messages", test_dataset_messages);
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       g_autofree char *p = g_strdup_printf ("/preference/pytorch/%s", cases[i]);
