@@ -530,6 +530,112 @@ test_dpo_run (void)
   g_assert_cmpfloat (r.last_val, <, r.first_val);
 }
 
+/* The adapter switch: a DoRA model with its adapters off computes the base model's losses
+ * (PEFT's disable_adapter), and switching back restores the adapted ones. */
+static void
+test_adapter_switch (void)
+{
+  g_autofree char *model_dir = data_path ("models", "llama-f32");
+  g_autofree char *adapter_dir = data_path ("train", "llama-f32-dora");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtModel) base = lt_model_load (model_dir, &error);
+  g_autoptr (LtModel) dora = lt_model_load (model_dir, &error);
+  int32_t tok[9] = { 381, 293, 279, 337, 263, 337, 353, 264, 296 };
+  int32_t tgt[9];
+  float w[9];
+  int len = 9;
+  double lb, lon, loff, lon2;
+
+  g_assert_no_error (error);
+  g_assert_true (lt_model_load_adapters (dora, adapter_dir, &error));
+  g_assert_no_error (error);
+  for (int i = 0; i < 9; i++)
+    {
+      tgt[i] = i + 1 < 9 ? tok[i + 1] : 0;
+      w[i] = i + 1 < 9 ? 1.0f : 0.0f;
+    }
+  g_assert_true (lt_model_forward_backward (base, tok, &len, 1, tgt, w, 0.0f, &lb, &error));
+  g_assert_true (lt_model_forward_backward (dora, tok, &len, 1, tgt, w, 0.0f, &lon, &error));
+  lt_model_set_adapters_enabled (dora, FALSE);
+  g_assert_true (lt_model_forward_backward (dora, tok, &len, 1, tgt, w, 0.0f, &loff, &error));
+  lt_model_set_adapters_enabled (dora, TRUE);
+  g_assert_true (lt_model_forward_backward (dora, tok, &len, 1, tgt, w, 0.0f, &lon2, &error));
+  g_test_message ("base %.9f, DoRA on %.9f, off %.9f, on again %.9f", lb, lon, loff, lon2);
+  g_assert_cmpfloat (fabs (loff - lb), <=, 1e-5 * fabs (lb));
+  g_assert_cmpfloat (fabs (lon - lb), >, 1e-4);
+  g_assert_cmpfloat (lon2, ==, lon);
+}
+
+/* Exact resume: a DPO run stopped after step 3 and resumed reports the uninterrupted run's
+ * losses (LoRA dropout on, so the masks matter too). */
+typedef struct
+{
+  double loss[16];
+  gint64 stop_after;
+} ResumeLog;
+
+static gboolean
+on_resume_progress (const LtTrainProgress *p, gpointer data)
+{
+  ResumeLog *r = data;
+  if (p->event == LT_TRAIN_EVENT_REPORT && p->step < 16)
+    r->loss[p->step] = p->loss;
+  return !(r->stop_after > 0 && p->event == LT_TRAIN_EVENT_REPORT && p->step == r->stop_after);
+}
+
+static void
+test_resume (void)
+{
+  g_autofree char *model_dir = data_path ("models", "llama-f32");
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("lathe-dpo-resume-XXXXXX", &error);
+  g_autofree char *data = g_build_filename (dir, "data.jsonl", NULL);
+  g_autoptr (GString) lines = g_string_new (NULL);
+  ResumeLog a = { { 0 }, 0 }, b = { { 0 }, 3 };
+
+  for (int i = 0; i < 6; i++)
+    g_string_append_printf (lines, "{\"prompt\": \"Story %d:\", \"chosen\": \" a kind cat %d.\", "
+                            "\"rejected\": \" a mean dog.\"}\n", i, i);
+  g_assert_true (g_file_set_contents (data, lines->str, -1, &error));
+  for (int run = 0; run < 2; run++)
+    {
+      g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+      cfg->model = g_strdup (model_dir);
+      cfg->data = g_strdup (data);
+      g_free (cfg->adapter_path);
+      cfg->adapter_path = g_build_filename (dir, run == 0 ? "a" : "b", NULL);
+      cfg->train_mode = LT_TRAIN_MODE_DPO;
+      cfg->iters = 6;
+      cfg->batch_size = 2;
+      cfg->gradient_accumulation_steps = 2;
+      cfg->learning_rate = 1e-2;
+      cfg->lora_dropout = 0.1;
+      cfg->steps_per_report = 1;
+      cfg->steps_per_eval = 0;
+      cfg->save_every = 0;
+      if (run == 0)
+        {
+          g_assert_true (lt_train (cfg, FALSE, on_resume_progress, &a, NULL, &error));
+          g_assert_no_error (error);
+        }
+      else
+        {
+          g_assert_false (lt_train (cfg, FALSE, on_resume_progress, &b, NULL, &error));
+          g_assert_error (error, LT_ERROR, LT_ERROR_CANCELLED);
+          g_clear_error (&error);
+          b.stop_after = 0;
+          g_assert_true (lt_train (cfg, TRUE, on_resume_progress, &b, NULL, &error));
+          g_assert_no_error (error);
+        }
+    }
+  for (int s = 1; s <= 6; s++)
+    {
+      g_test_message ("step %d: loss %.9f, resumed run %.9f", s, a.loss[s], b.loss[s]);
+      g_assert_cmpfloat (a.loss[s], ==, b.loss[s]);
+    }
+  g_assert_cmpfloat (a.loss[6], !=, a.loss[1]);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -539,6 +645,8 @@ main (int argc, char **argv)
   g_test_add_func ("/preference/dataset/strings", test_dataset_strings);
   g_test_add_func ("/preference/dataset/messages", test_dataset_messages);
   g_test_add_func ("/preference/train/dpo", test_dpo_run);
+  g_test_add_func ("/preference/adapter-switch", test_adapter_switch);
+  g_test_add_func ("/preference/train/resume", test_resume);
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       g_autofree char *p = g_strdup_printf ("/preference/pytorch/%s", cases[i]);
