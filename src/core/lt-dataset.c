@@ -363,7 +363,8 @@ parse_preference (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTempla
       const char *sys = NULL;
       if (rs == NULL)
         return FALSE;
-      if (member_of (obj, "system") && (sys = get_string (obj, "system", path, line, error)) == NULL)
+      if (member_of (obj, "system")
+          && (sys = get_string (obj, "system", path, line, error)) == NULL)
         return FALSE;
       if (tmpl != NULL)
         {

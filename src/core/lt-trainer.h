@@ -20,7 +20,8 @@
  * steps_per_eval, save_every, val_batches, adapter_path and grad_checkpoint (an error names the
  * key). train_mode dpo / orpo train on preference data (lt-preference): the loss, its
  * validation loss and the REPORT's preference fields; DPO's reference is the base with the
- * adapters off, or for full fine-tuning a second, frozen copy of the base. Step 0 (before any update) is evaluated on a fresh run.
+ * adapters off, or for full fine-tuning a second, frozen copy of the base. Step 0 (before any
+ * update) is evaluated on a fresh run.
  * lt-trainer.c's header describes state/. */
 #pragma once
 
