@@ -3,6 +3,7 @@
 
 #include "lt-dataset.h"
 
+#include <math.h>
 #include <string.h>
 
 #include <json-glib/json-glib.h>
@@ -30,6 +31,13 @@ lt_dataset_free (LtDataset *ds)
   for (gsize i = 0; i < ds->n_examples; i++)
     g_free (ds->examples[i].ids);
   g_free (ds->examples);
+  for (gsize i = 0; ds->pairs && i < ds->n_examples; i++)
+    {
+      g_free (ds->pairs[i].prompt);
+      g_free (ds->pairs[i].chosen);
+      g_free (ds->pairs[i].rejected);
+    }
+  g_free (ds->pairs);
   g_free (ds->path);
   g_free (ds);
 }
@@ -249,6 +257,208 @@ parse_line (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTemplate *tm
   return TRUE;
 }
 
+static int32_t *
+dup_ids (const GArray *a, guint from, guint to, int *n)
+{
+  *n = (int) (to - from);
+  return g_memdup2 ((const int32_t *) (gconstpointer) a->data + from,
+                    MAX (*n, 1) * sizeof (int32_t));
+}
+
+static JsonNode *
+member_of (JsonObject *obj, const char *key)
+{
+  return json_object_has_member (obj, key) ? json_object_get_member (obj, key) : NULL;
+}
+
+/* A preference line: strings, or "chosen" / "rejected" message lists (with an optional
+ * "prompt" message list before them). */
+static gboolean
+parse_preference (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTemplate *tmpl,
+                  guint line, LtPreferenceExample *pe, GError **error)
+{
+  const char *path = ds->path;
+  int32_t eos = lt_tokenizer_get_eos_id (tok);
+  JsonNode *cn = member_of (obj, "chosen"), *rn = member_of (obj, "rejected");
+  JsonNode *sn = member_of (obj, "preference_score");
+  g_autoptr (GArray) prompt = NULL;
+  g_autoptr (GArray) c = NULL;
+  g_autoptr (GArray) r = NULL;
+  guint cut_c = 0, cut_r = 0;
+
+  pe->score = NAN;
+  if (sn != NULL)
+    {
+      if (!JSON_NODE_HOLDS_VALUE (sn) || (json_node_get_value_type (sn) != G_TYPE_DOUBLE
+                                          && json_node_get_value_type (sn) != G_TYPE_INT64))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                       "%s:%u: key “preference_score”: expected a number", path, line);
+          return FALSE;
+        }
+      pe->score = json_node_get_double (sn);
+    }
+
+  if (JSON_NODE_HOLDS_ARRAY (cn) || JSON_NODE_HOLDS_ARRAY (rn))
+    {
+      /* conversational: render prompt + chosen and prompt + rejected; the shared leading
+       * tokens are the prompt */
+      JsonNode *pn = member_of (obj, "prompt");
+      const char *bad = !JSON_NODE_HOLDS_ARRAY (cn) ? "chosen"
+                        : !JSON_NODE_HOLDS_ARRAY (rn) ? "rejected"
+                        : pn != NULL && !JSON_NODE_HOLDS_ARRAY (pn) ? "prompt" : NULL;
+      if (bad != NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                       "%s:%u: key “%s”: expected a list of messages, as the other keys", path,
+                       line, bad);
+          return FALSE;
+        }
+      if (tmpl == NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                       "%s:%u: message lists need a chat template, and the model's "
+                       "tokenizer_config.json has none", path, line);
+          return FALSE;
+        }
+      GArray *full[2] = { NULL, NULL };
+      for (int k = 0; k < 2; k++)
+        {
+          g_autoptr (JsonArray) msgs = json_array_new ();
+          JsonArray *parts[2] = { pn ? json_node_get_array (pn) : NULL,
+                                  json_node_get_array (k == 0 ? cn : rn) };
+          for (int q = 0; q < 2; q++)
+            for (guint i = 0; parts[q] && i < json_array_get_length (parts[q]); i++)
+              json_array_add_element (msgs, json_node_copy (json_array_get_element (parts[q], i)));
+          g_autofree char *text = render (tmpl, tok, msgs, FALSE, path, line, error);
+          if (text == NULL || (full[k] = encode (tok, text, FALSE, path, line, error)) == NULL)
+            {
+              if (full[0])
+                g_array_unref (full[0]);
+              return FALSE;
+            }
+        }
+      c = full[0];
+      r = full[1];
+      guint shared = 0;
+      while (shared < c->len && shared < r->len
+             && g_array_index (c, int32_t, shared) == g_array_index (r, int32_t, shared))
+        shared++;
+      if (shared == c->len || shared == r->len)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                       "%s:%u: keys “chosen” / “rejected”: one conversation is a prefix of the "
+                       "other (no completion left)", path, line);
+          return FALSE;
+        }
+      prompt = g_array_new (FALSE, FALSE, sizeof (int32_t));
+      g_array_append_vals (prompt, c->data, shared);
+      cut_c = cut_r = shared;
+    }
+  else
+    {
+      const char *ps = get_string (obj, "prompt", path, line, error);
+      const char *cs = ps ? get_string (obj, "chosen", path, line, error) : NULL;
+      const char *rs = cs ? get_string (obj, "rejected", path, line, error) : NULL;
+      const char *sys = NULL;
+      if (rs == NULL)
+        return FALSE;
+      if (member_of (obj, "system")
+          && (sys = get_string (obj, "system", path, line, error)) == NULL)
+        return FALSE;
+      if (tmpl != NULL)
+        {
+          int plen_c = 0, plen_r = 0;
+          g_autoptr (JsonArray) mc = make_messages (ps, cs);
+          g_autoptr (JsonArray) mr = make_messages (ps, rs);
+          if (sys != NULL)
+            {
+              JsonArray *both[2] = { mc, mr };
+              for (int k = 0; k < 2; k++)
+                {
+                  g_autoptr (JsonArray) with = json_array_new ();
+                  JsonObject *so = json_object_new ();
+                  json_object_set_string_member (so, "role", "system");
+                  json_object_set_string_member (so, "content", sys);
+                  json_array_add_object_element (with, so);
+                  for (guint i = 0; i < json_array_get_length (both[k]); i++)
+                    json_array_add_element (with,
+                                            json_node_copy (json_array_get_element (both[k], i)));
+                  if (k == 0)
+                    {
+                      json_array_unref (mc);
+                      mc = g_steal_pointer (&with);
+                    }
+                  else
+                    {
+                      json_array_unref (mr);
+                      mr = g_steal_pointer (&with);
+                    }
+                }
+            }
+          if (!encode_chat (tmpl, tok, mc, path, line, &c, &plen_c, error)
+              || !encode_chat (tmpl, tok, mr, path, line, &r, &plen_r, error))
+            return FALSE;
+          prompt = g_array_new (FALSE, FALSE, sizeof (int32_t));
+          g_array_append_vals (prompt, c->data, plen_c);
+          cut_c = plen_c;
+          cut_r = plen_r;
+        }
+      else
+        {
+          g_autofree char *full_prompt = sys ? g_strdup_printf ("%s\n%s", sys, ps) : g_strdup (ps);
+          if ((prompt = encode (tok, full_prompt, TRUE, path, line, error)) == NULL
+              || (c = encode (tok, cs, FALSE, path, line, error)) == NULL
+              || (r = encode (tok, rs, FALSE, path, line, error)) == NULL)
+            return FALSE;
+          if (eos >= 0)
+            {
+              g_array_append_val (c, eos);
+              g_array_append_val (r, eos);
+            }
+        }
+    }
+  if (prompt->len == 0 || c->len <= cut_c || r->len <= cut_r)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                   "%s:%u: keys “prompt” / “chosen” / “rejected”: the prompt and both "
+                   "completions need at least one token", path, line);
+      return FALSE;
+    }
+  pe->prompt = dup_ids (prompt, 0, prompt->len, &pe->n_prompt);
+  pe->chosen = dup_ids (c, cut_c, c->len, &pe->n_chosen);
+  pe->rejected = dup_ids (r, cut_r, r->len, &pe->n_rejected);
+  return TRUE;
+}
+
+/* Cuts a pair to @max tokens a sequence: completions first (to at least one token), then the
+ * prompt from the left. TRUE when anything was cut. */
+static gboolean
+truncate_pair (LtPreferenceExample *pe, int max)
+{
+  gboolean cut = FALSE;
+  if (max <= 1)
+    return FALSE;
+  if (pe->n_prompt > max - 1)
+    {
+      int drop = pe->n_prompt - (max - 1);
+      memmove (pe->prompt, pe->prompt + drop, (gsize) (max - 1) * sizeof (int32_t));
+      pe->n_prompt = max - 1;
+      cut = TRUE;
+    }
+  if (pe->n_prompt + pe->n_chosen > max)
+    {
+      pe->n_chosen = max - pe->n_prompt;
+      cut = TRUE;
+    }
+  if (pe->n_prompt + pe->n_rejected > max)
+    {
+      pe->n_rejected = max - pe->n_prompt;
+      cut = TRUE;
+    }
+  return cut;
+}
+
 LtDataset *
 lt_dataset_load (const char *path, LtTokenizer *tok, LtChatTemplate *tmpl, int max_seq_length,
                  GError **error)
@@ -267,6 +477,7 @@ lt_dataset_load (const char *path, LtTokenizer *tok, LtChatTemplate *tmpl, int m
   g_autoptr (LtDataset) ds = g_new0 (LtDataset, 1);
   ds->path = g_strdup (path);
   GArray *examples = g_array_new (FALSE, TRUE, sizeof (LtExample));
+  g_autoptr (GArray) pairs = g_array_new (FALSE, TRUE, sizeof (LtPreferenceExample));
   g_autoptr (JsonParser) parser = json_parser_new ();
   gboolean have_format = FALSE;
   guint line = 0;
@@ -325,6 +536,23 @@ lt_dataset_load (const char *path, LtTokenizer *tok, LtChatTemplate *tmpl, int m
         }
 
       LtExample ex = { 0 };
+      if (ds->format == LT_DATA_FORMAT_PREFERENCE)
+        {
+          LtPreferenceExample pe = { 0 };
+          if (!parse_preference (ds, obj, tok, tmpl, line, &pe, error))
+            goto fail;
+          if (max_seq_length > 0 && truncate_pair (&pe, max_seq_length))
+            ds->n_truncated++;
+          g_array_append_val (pairs, pe);
+          ex.n = pe.n_prompt + pe.n_chosen;
+          ex.prompt_len = pe.n_prompt;
+          ex.ids = g_new (int32_t, ex.n);
+          memcpy (ex.ids, pe.prompt, (gsize) pe.n_prompt * sizeof (int32_t));
+          memcpy (ex.ids + pe.n_prompt, pe.chosen, (gsize) pe.n_chosen * sizeof (int32_t));
+          ds->n_tokens += pe.n_prompt + pe.n_chosen + pe.n_rejected;
+          g_array_append_val (examples, ex);
+          continue;
+        }
       if (!parse_line (ds, obj, tok, tmpl, line, &ex, error))
         goto fail;
       if (max_seq_length > 0 && ex.n > max_seq_length)
@@ -344,9 +572,18 @@ lt_dataset_load (const char *path, LtTokenizer *tok, LtChatTemplate *tmpl, int m
     }
   ds->n_examples = examples->len;
   ds->examples = (LtExample *) g_array_free (examples, FALSE);
+  if (ds->format == LT_DATA_FORMAT_PREFERENCE)
+    ds->pairs = (LtPreferenceExample *) g_array_free (g_steal_pointer (&pairs), FALSE);
   return g_steal_pointer (&ds);
 
 fail:
+  for (guint i = 0; i < pairs->len; i++)
+    {
+      LtPreferenceExample *pe = &g_array_index (pairs, LtPreferenceExample, i);
+      g_free (pe->prompt);
+      g_free (pe->chosen);
+      g_free (pe->rejected);
+    }
   for (guint i = 0; i < examples->len; i++)
     g_free (g_array_index (examples, LtExample, i).ids);
   g_array_free (examples, TRUE);

@@ -13,8 +13,15 @@
  *   chat                    {"messages": [{role, content}, …]}: rendered by the chat
  *                           template; the prompt is everything before the last message,
  *                           rendered with add_generation_prompt.
- *   preference              {"prompt", "chosen", "rejected"} (DPO/ORPO; loaded, not yet
- *                           trained on).
+ *   preference              {"prompt", "chosen", "rejected"} strings (optional "system";
+ *                           optional numeric "preference_score", kept for ORPO) or "chosen" and
+ *                           "rejected" as message lists (rendered by the chat template; the
+ *                           shared leading tokens of the two renderings are the prompt). With a
+ *                           template, strings become a (system,) user turn and an assistant
+ *                           turn; without one, the prompt is encoded with the post-processor and
+ *                           each completion appended, EOS last. ds->pairs holds the pairs;
+ *                           examples[i] is prompt + chosen (prompt_len set) for the code that
+ *                           counts or orders examples.
  * Rendered chat text is encoded without adding special tokens (the template holds them), as
  * transformers' apply_chat_template does. Sequences longer than max_seq_length are truncated
  * and counted. A malformed line is an error naming the file and the line. */
@@ -43,6 +50,18 @@ typedef struct
   int prompt_len; /* ids[0, prompt_len) are the prompt: excluded from the loss with mask_prompt */
 } LtExample;
 
+/* One preference pair: the shared prompt and the two completions (EOS included). */
+typedef struct
+{
+  int32_t *prompt;   /* (n_prompt) */
+  int n_prompt;
+  int32_t *chosen;   /* (n_chosen) */
+  int n_chosen;
+  int32_t *rejected; /* (n_rejected) */
+  int n_rejected;
+  double score;      /* "preference_score", NAN when absent */
+} LtPreferenceExample;
+
 typedef struct
 {
   char *path;
@@ -51,6 +70,7 @@ typedef struct
   gsize n_examples;
   gsize n_truncated;   /* examples cut to max_seq_length */
   gint64 n_tokens;     /* after truncation */
+  LtPreferenceExample *pairs; /* (n_examples) preference format only, else NULL */
 } LtDataset;
 
 /* Loads one JSONL file. @tmpl may be NULL (no chat template: chat files are refused). */

@@ -60,6 +60,9 @@ typedef struct
   gboolean qat;
   int qat_bits, qat_group;
   int chunk_cols;            /* LM-head chunk width; 0 = automatic */
+  int last_n;                /* tokens of the last forward (lt_model_get_token_losses) */
+  gboolean adapters_off;     /* lt_model_set_adapters_enabled (FALSE) */
+  GArray *off_saved;         /* OffSaved of the switched-off adapters */
 
   /* full fine-tuning */
   LtTensor *embed_master;    /* (V, C) f32 */
@@ -121,6 +124,8 @@ train_free (gpointer p)
   g_free (t->lse_s);
   g_free (t->lse);
   g_free (t->tgt_logit);
+  if (t->off_saved)
+    g_array_free (t->off_saved, TRUE);
   g_free (t->ce_scale);
   g_free (t);
 }
@@ -428,6 +433,69 @@ void
 lt_model_set_dropout_step (LtModel *m, guint64 step)
 {
   train_get (m)->step = step;
+}
+
+guint64
+lt_model_get_dropout_step (LtModel *m)
+{
+  return train_get (m)->step;
+}
+
+gboolean
+lt_model_get_token_losses (LtModel *m, float *ce, int n)
+{
+  Train *t = train_get (m);
+  if (t->last_n <= 0 || n != t->last_n)
+    return FALSE;
+  for (int i = 0; i < n; i++)
+    ce[i] = (float) (t->lse[i] - (double) t->tgt_logit[i]);
+  return TRUE;
+}
+
+typedef struct
+{
+  LtLora *lora;
+  float scale;
+  float *m;
+} OffSaved;
+
+void
+lt_model_set_adapters_enabled (LtModel *m, gboolean enabled)
+{
+  Train *t = train_get (m);
+  if (enabled == !t->adapters_off)
+    return;
+  if (!enabled)
+    {
+      if (t->off_saved == NULL)
+        t->off_saved = g_array_new (FALSE, FALSE, sizeof (OffSaved));
+      g_array_set_size (t->off_saved, 0);
+      for (int l = 0; l < m->config->num_hidden_layers; l++)
+        for (int j = 0; j < N_LIN; j++)
+          {
+            LtLora *lo = layer_linear (&m->w.layers[l], j)->lora;
+            if (lo == NULL)
+              continue;
+            /* scale 0 removes x·A·B; no magnitude makes DoRA the plain base layer */
+            OffSaved s = { lo, lo->scale, lo->m };
+            g_array_append_val (t->off_saved, s);
+            lo->scale = 0.0f;
+            lo->m = NULL;
+            lo->norm_valid = FALSE;
+          }
+    }
+  else
+    {
+      for (guint i = 0; i < t->off_saved->len; i++)
+        {
+          OffSaved *s = &g_array_index (t->off_saved, OffSaved, i);
+          s->lora->scale = s->scale;
+          s->lora->m = s->m;
+          s->lora->norm_valid = FALSE;
+        }
+      g_array_set_size (t->off_saved, 0);
+    }
+  t->adapters_off = !enabled;
 }
 
 void
@@ -904,6 +972,8 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
       t->lse[i] = (double) t->lse_m[i] + log (t->lse_s[i]);
       if (weights[i] != 0.0f)
         sum += (double) weights[i] * (t->lse[i] - (double) t->tgt_logit[i]);
+      else
+        t->tgt_logit[i] = (float) t->lse[i]; /* lt_model_get_token_losses reads 0 here */
     }
   *loss_sum = sum;
   if (loss_scale == 0.0f)
@@ -941,6 +1011,7 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
       || !step_memory (m, t, N, error))
     return FALSE;
   t->step++; /* this call's masks use the count of calls including it */
+  t->last_n = N;
   for (int b = 0, o = 0; b < B; o += lengths[b], b++)
     for (int i = 0; i < lengths[b]; i++)
       t->pos[o + i] = i;

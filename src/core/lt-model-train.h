@@ -116,6 +116,20 @@ void lt_model_set_logit_chunk (LtModel *model, int columns);
  * short name ("q_proj"); -1 when unknown. */
 int lt_model_train_key_index (const char *key);
 
+/* Preference training (lt-preference). The dropout step counter (see lt_model_set_dropout_step). */
+guint64 lt_model_get_dropout_step (LtModel *model);
+/* Per-position cross-entropy of the last lt_model_forward_backward: ce (n) receives
+ * lse − logit[target] for every position whose weight was non-zero (about 0, meaningless,
+ * elsewhere); @n must be the last call's token count. FALSE when no such call happened or @n
+ * differs. */
+gboolean lt_model_get_token_losses (LtModel *model, float *ce, int n);
+/* Switches every LoRA / DoRA adapter off (FALSE: the forward is the frozen base, as PEFT's
+ * disable_adapter) or back on. While off the adapters keep their values and gradients; run no
+ * backward (loss_scale must be 0). No effect on full fine-tuning. Implementation: scale 0
+ * and no DoRA magnitude while off; under QAT the base is still fake-quantized with the frozen
+ * scales. */
+void lt_model_set_adapters_enabled (LtModel *model, gboolean enabled);
+
 /* Private hooks between lt-model.c and lt-model-train.c. */
 gpointer lt_model_get_train_state (LtModel *model);
 void lt_model_set_train_state (LtModel *model, gpointer state, GDestroyNotify free_fn);

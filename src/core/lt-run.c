@@ -26,6 +26,7 @@ enum
   ENUM_QUANTIZATION,
   ENUM_LR_SCHEDULE,
   ENUM_OPTIMIZER,
+  ENUM_DPO_LOSS_TYPE,
 };
 
 static const char *const train_mode_names[] = { "sft", "dpo", "orpo", NULL };
@@ -34,9 +35,11 @@ static const char *const quantization_names[] = { "none", "4bit", "6bit", "8bit"
                                                   "nf4", NULL };
 static const char *const lr_schedule_names[] = { "constant", "cosine", "linear", NULL };
 static const char *const optimizer_names[] = { "adamw", "adam", "sgd", NULL };
+static const char *const dpo_loss_type_names[] = { "sigmoid", "hinge", "ipo", NULL };
 
 static const char *const *const enum_names[] = {
   train_mode_names, train_type_names, quantization_names, lr_schedule_names, optimizer_names,
+  dpo_loss_type_names,
 };
 
 static int
@@ -230,6 +233,10 @@ static const LtRunKeyInfo keys[] = {
   ROW ("val_batches", "val-batches", LT_RUN_KEY_INT, "N",
        N_("Validation batches per evaluation (-1: the whole set)"), val_batches),
   ROW ("beta", "beta", LT_RUN_KEY_DOUBLE, "X", N_("DPO beta / ORPO lambda"), beta),
+  ROW_ENUM ("dpo_loss_type", "dpo-loss-type", ENUM_DPO_LOSS_TYPE, "sigmoid|hinge|ipo",
+            N_("DPO loss"), dpo_loss_type),
+  ROW ("label_smoothing", "label-smoothing", LT_RUN_KEY_DOUBLE, "X",
+       N_("DPO label smoothing (sigmoid loss, 0 ≤ x < 0.5)"), label_smoothing),
   ROW ("qat_enable", "qat-enable", LT_RUN_KEY_BOOLEAN, NULL,
        N_("Quantization-aware training"), qat_enable),
   ROW ("qat_bits", "qat-bits", LT_RUN_KEY_INT, "N", N_("QAT bits (2–8)"), qat_bits),
@@ -329,6 +336,8 @@ lt_run_config_new (void)
   cfg->save_every = 100;
   cfg->val_batches = 25;
   cfg->beta = 0.1;
+  cfg->dpo_loss_type = 0;
+  cfg->label_smoothing = 0.0;
   cfg->qat_enable = FALSE;
   cfg->qat_bits = 8;
   cfg->qat_group_size = 64;
@@ -1679,6 +1688,9 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
                cfg->val_batches);
   if (!(cfg->beta > 0.0))
     add_issue (issues, "beta", _("must be greater than 0 (got %g)"), cfg->beta);
+  if (!(cfg->label_smoothing >= 0.0 && cfg->label_smoothing < 0.5))
+    add_issue (issues, "label_smoothing", _("must be at least 0 and below 0.5 (got %g)"),
+               cfg->label_smoothing);
   if (cfg->qat_bits < 2 || cfg->qat_bits > 8)
     add_issue (issues, "qat_bits", _("must be between 2 and 8 (got %d)"), cfg->qat_bits);
   if (cfg->qat_group_size < 0)

@@ -74,6 +74,10 @@ typedef struct
   int qat_group_size;        /* 0 = per tensor */
   int qat_start_step;        /* >= 1 */
   int qat_interval;          /* >= 1 */
+
+  /* preference training (appended) */
+  int dpo_loss_type;         /* "dpo_loss_type": 0 sigmoid, 1 hinge, 2 ipo (lt-preference) */
+  double label_smoothing;    /* "label_smoothing": DPO sigmoid, default 0 */
 } LtRunConfig;
 
 /* One problem with one key, for inline display on the form. */

@@ -37,6 +37,7 @@
 #include "lt-model-train.h"
 #include "lt-model.h"
 #include "lt-optimizer.h"
+#include "lt-preference.h"
 #include "lt-safetensors.h"
 #include "lt-tokenizer.h"
 #include "lt-trainer.h"
@@ -123,6 +124,11 @@ typedef struct
 
   /* padding-free micro-batch buffers */
   GArray *mb_tokens, *mb_targets, *mb_weights, *mb_lengths;
+
+  /* preference training */
+  LtModel *ref_model;        /* DPO with full fine-tuning: the frozen base; else NULL */
+  LtPrefStats report_pref;   /* sums since the last report */
+  int report_pref_n;
 } Trainer;
 
 static LtTrainStepHook step_hook;
@@ -202,6 +208,8 @@ fill_common (Trainer *tr, LtTrainProgress *p)
   p->trained_tokens = tr->trained_tokens;
   p->elapsed_s = now_s (tr);
   lt_memory_get_process (&p->rss_bytes, &p->peak_rss_bytes);
+  p->rewards_chosen = p->rewards_rejected = p->reward_accuracy = p->reward_margin = NAN;
+  p->nll = p->log_odds_ratio = p->logp_chosen = p->logp_rejected = NAN;
 }
 
 /* Calls the progress callback; FALSE (or a cancelled cancellable) sets the stop flag. */
@@ -216,6 +224,8 @@ emit (Trainer *tr, LtTrainProgress *p)
       p->val_loss = NAN;
       p->learning_rate = NAN;
       p->tokens_per_s = NAN;
+      p->rewards_chosen = p->rewards_rejected = p->reward_accuracy = p->reward_margin = NAN;
+      p->nll = p->log_odds_ratio = p->logp_chosen = p->logp_rejected = NAN;
     }
   if (tr->progress != NULL && !tr->progress (p, tr->user_data))
     tr->stop = TRUE;
@@ -288,6 +298,17 @@ lt_train_progress_to_json (const LtTrainProgress *p)
   add_int (b, "rss_bytes", (gint64) p->rss_bytes);
   add_int (b, "peak_rss_bytes", (gint64) p->peak_rss_bytes);
   add_double_or_null (b, "elapsed_s", p->elapsed_s);
+  {
+    /* preference fields: only when set, so SFT lines keep their keys */
+    const char *names[] = { "rewards_chosen", "rewards_rejected", "reward_accuracy",
+                            "reward_margin", "nll", "log_odds_ratio", "logp_chosen",
+                            "logp_rejected" };
+    double v[] = { p->rewards_chosen, p->rewards_rejected, p->reward_accuracy, p->reward_margin,
+                   p->nll, p->log_odds_ratio, p->logp_chosen, p->logp_rejected };
+    for (gsize i = 0; i < G_N_ELEMENTS (v); i++)
+      if (isfinite (v[i]))
+        add_double_or_null (b, names[i], v[i]);
+  }
   if (p->message != NULL)
     {
       json_builder_set_member_name (b, "message");
@@ -880,6 +901,98 @@ mix64 (guint64 x)
   return x ^ (x >> 31);
 }
 
+/* ---- preference training (lt-preference) ---- */
+
+static void
+pref_config (const LtRunConfig *cfg, LtPrefConfig *pc)
+{
+  pc->loss = cfg->train_mode == LT_TRAIN_MODE_ORPO ? LT_PREF_LOSS_ORPO
+             : cfg->dpo_loss_type == 1 ? LT_PREF_LOSS_HINGE
+             : cfg->dpo_loss_type == 2 ? LT_PREF_LOSS_IPO : LT_PREF_LOSS_SIGMOID;
+  pc->beta = cfg->beta;
+  pc->label_smoothing = cfg->label_smoothing;
+}
+
+/* The pairs @idx[0..n) of @ds through one lt_pref_step. */
+static gboolean
+pref_run (Trainer *tr, const LtDataset *ds, const gsize *idx, int n, float loss_scale,
+          LtPrefStats *st, GError **error)
+{
+  LtPrefConfig pc;
+  g_autofree LtPreferenceExample *pairs = g_new (LtPreferenceExample, MAX (n, 1));
+
+  pref_config (tr->cfg, &pc);
+  for (int k = 0; k < n; k++)
+    pairs[k] = ds->pairs[idx[k]];
+  tr->fb_calls++; /* the step leaves the model's call count one further, as an SFT batch */
+  return lt_pref_step (tr->model, tr->ref_model, &pc, pairs, n, loss_scale, st, error);
+}
+
+/* One training micro-batch of pairs (the SFT path's next_train_batch + run_micro_batch):
+ * gradient of loss/accum; the step's statistics go to the report sums. */
+static gboolean
+pref_micro_batch (Trainer *tr, int accum, double *loss, gint64 *tokens, GError **error)
+{
+  gsize n = tr->train->n_examples;
+  LtPrefStats st;
+  int bs;
+
+  if (tr->cursor >= n)
+    {
+      tr->epoch++;
+      tr->cursor = 0;
+    }
+  ensure_order (tr);
+  bs = (int) MIN ((gsize) tr->cfg->batch_size, n - tr->cursor);
+  if (!pref_run (tr, tr->train, tr->order + tr->cursor, bs, (float) (1.0 / accum), &st, error))
+    return FALSE;
+  tr->cursor += bs;
+  *loss = st.loss;
+  *tokens = st.n_tokens;
+  {
+    LtPrefStats *r = &tr->report_pref;
+    double a[] = { st.rewards_chosen, st.rewards_rejected, st.accuracy, st.margin, st.nll,
+                   st.log_odds_ratio, st.logp_chosen, st.logp_rejected };
+    double *sum[] = { &r->rewards_chosen, &r->rewards_rejected, &r->accuracy, &r->margin,
+                      &r->nll, &r->log_odds_ratio, &r->logp_chosen, &r->logp_rejected };
+    for (gsize i = 0; i < G_N_ELEMENTS (a); i++)
+      *sum[i] = tr->report_pref_n == 0 ? a[i] : *sum[i] + a[i];
+    tr->report_pref_n++;
+  }
+  return TRUE;
+}
+
+/* Validation: the preference loss, pair-weighted, over val_batches batches in file order. */
+static gboolean
+pref_evaluate (Trainer *tr, double *val_loss, GError **error)
+{
+  LtDataset *ds = tr->valid;
+  gsize n = ds->n_examples;
+  int bs = tr->cfg->batch_size;
+  gsize n_batches = (n + bs - 1) / bs;
+  double sum = 0.0;
+  gsize count = 0;
+
+  if (tr->cfg->val_batches >= 0)
+    n_batches = MIN (n_batches, (gsize) tr->cfg->val_batches);
+  lt_model_set_training (tr->model, FALSE, 0);
+  for (gsize i = 0; i < n_batches; i++)
+    {
+      g_autofree gsize *idx = g_new (gsize, bs);
+      int m = (int) MIN ((gsize) bs, n - i * bs);
+      LtPrefStats st;
+
+      for (int k = 0; k < m; k++)
+        idx[k] = i * bs + k;
+      if (!pref_run (tr, ds, idx, m, 0.0f, &st, error))
+        return FALSE;
+      sum += st.loss * m;
+      count += m;
+    }
+  *val_loss = count > 0 ? sum / count : NAN;
+  return TRUE;
+}
+
 /* Validation loss: token-weighted mean over val_batches batches of valid.jsonl in file order,
  * no dropout, no update. The gradients it adds (× 0) are cleared. */
 static gboolean
@@ -892,6 +1005,8 @@ evaluate (Trainer *tr, double *val_loss, GError **error)
   double sum = 0.0;
   gint64 count = 0;
 
+  if (tr->cfg->train_mode != LT_TRAIN_MODE_SFT)
+    return pref_evaluate (tr, val_loss, error);
   if (tr->cfg->val_batches >= 0)
     n_batches = MIN (n_batches, (gsize) tr->cfg->val_batches);
   lt_model_set_training (tr->model, FALSE, 0);
@@ -1003,6 +1118,24 @@ train_step (Trainer *tr, GError **error)
   lt_optimizer_zero_grad (tr->opt);
   for (int micro = 0; micro < accum; micro++)
     {
+      if (cfg->train_mode != LT_TRAIN_MODE_SFT)
+        {
+          /* DPO / ORPO: the same step path (seed, QAT, accumulation, checks) */
+          double pl = 0.0;
+          gint64 pt = 0;
+          lt_model_set_training (tr->model, TRUE,
+                                 mix64 (tr->dropout_seed ^ mix64 ((guint64) s * 64 + micro))
+                                   ^ ((guint64) (tr->fb_calls + 1) * 0x9e3779b97f4a7c15ull));
+          if (!pref_micro_batch (tr, accum, &pl, &pt, error))
+            {
+              g_prefix_error (error, "step %" G_GINT64_FORMAT ": ", s);
+              return FALSE;
+            }
+          loss_mean += pl;
+          n_counted++;
+          tokens += pt;
+          continue;
+        }
       g_autoptr (LtBatch) batch = next_train_batch (tr);
       double loss_sum = 0.0;
       float scale;
@@ -1079,6 +1212,27 @@ do_report (Trainer *tr, GError **error)
   p.tokens_per_s = dt > 0 ? tr->report_tokens / dt : 0.0;
   p.mem_estimate_bytes = 0; /* no estimator in lt-memory yet */
   fill_common (tr, &p);
+  if (tr->report_pref_n > 0)
+    {
+      const LtPrefStats *r = &tr->report_pref;
+      double k = tr->report_pref_n;
+      p.rewards_chosen = r->rewards_chosen / k;
+      p.rewards_rejected = r->rewards_rejected / k;
+      p.reward_accuracy = r->accuracy / k;
+      p.reward_margin = r->margin / k;
+      p.nll = r->nll / k;
+      p.log_odds_ratio = r->log_odds_ratio / k;
+      p.logp_chosen = r->logp_chosen / k;
+      p.logp_rejected = r->logp_rejected / k;
+      tr->report_pref_n = 0;
+      if (tr->cfg->train_mode == LT_TRAIN_MODE_ORPO)
+        trainer_log (tr, "step %" G_GINT64_FORMAT ": NLL %.6f, log odds ratio %.6f, "
+                     "accuracy %.3f", tr->step, p.nll, p.log_odds_ratio, p.reward_accuracy);
+      else
+        trainer_log (tr, "step %" G_GINT64_FORMAT ": rewards chosen %.6f, rejected %.6f, "
+                     "accuracy %.3f, margin %.6f", tr->step, p.rewards_chosen,
+                     p.rewards_rejected, p.reward_accuracy, p.reward_margin);
+    }
   tr->report_loss_sum = 0;
   tr->report_steps = 0;
   tr->report_tokens = 0;
@@ -1138,6 +1292,15 @@ load_data (Trainer *tr, GError **error)
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "%s: no examples", train_path);
       return FALSE;
     }
+  if ((tr->train->format == LT_DATA_FORMAT_PREFERENCE) != (cfg->train_mode != LT_TRAIN_MODE_SFT))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   cfg->train_mode == LT_TRAIN_MODE_SFT
+                     ? "%s: preference data (prompt/chosen/rejected) needs train_mode dpo or orpo"
+                     : "%s: train_mode dpo / orpo needs preference data (prompt, chosen, rejected)",
+                   train_path);
+      return FALSE;
+    }
   trainer_log (tr, "train: %s, %s, %" G_GSIZE_FORMAT " examples, %" G_GINT64_FORMAT
                " tokens, %" G_GSIZE_FORMAT " truncated to %d tokens", train_path,
                lt_data_format_to_string (tr->train->format), tr->train->n_examples,
@@ -1147,6 +1310,14 @@ load_data (Trainer *tr, GError **error)
       tr->valid = lt_dataset_load (valid_path, tr->tok, tr->tmpl, cfg->max_seq_length, error);
       if (tr->valid == NULL)
         return FALSE;
+      if (tr->valid->format != tr->train->format)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                       "%s: “%s” data, but train.jsonl holds “%s” data", valid_path,
+                       lt_data_format_to_string (tr->valid->format),
+                       lt_data_format_to_string (tr->train->format));
+          return FALSE;
+        }
       trainer_log (tr, "valid: %s, %" G_GSIZE_FORMAT " examples, %" G_GSIZE_FORMAT
                    " truncated", valid_path, tr->valid->n_examples, tr->valid->n_truncated);
     }
@@ -1220,6 +1391,17 @@ load_model (Trainer *tr, GError **error)
   lt_adapter_spec_from_config (&spec, cfg);
   if (!lt_model_attach_trainable (tr->model, &spec, error))
     return FALSE;
+  if (cfg->train_mode == LT_TRAIN_MODE_DPO && cfg->train_type == LT_TRAIN_TYPE_FULL)
+    {
+      /* full fine-tuning changes the base itself: DPO's reference is a second, frozen copy
+       * (the base's size again in memory) */
+      LtLoadOptions opts = { 0 };
+      opts.quantization = cfg->quantization;
+      tr->ref_model = lt_model_load_with_options (cfg->model, &opts, error);
+      if (tr->ref_model == NULL)
+        return FALSE;
+      trainer_log (tr, "DPO reference: a frozen copy of the base (full fine-tuning)");
+    }
   if (cfg->resume_adapter_file != NULL && cfg->resume_adapter_file[0] != '\0')
     {
       if (!lt_model_load_adapters (tr->model, cfg->resume_adapter_file, error))
@@ -1243,6 +1425,7 @@ trainer_free (Trainer *tr)
   g_clear_pointer (&tr->tmpl, lt_chat_template_free);
   g_clear_pointer (&tr->tok, lt_tokenizer_free);
   g_clear_pointer (&tr->model, lt_model_free);
+  g_clear_pointer (&tr->ref_model, lt_model_free);
   g_free (tr->order);
   g_free (tr->dir);
   if (tr->metrics)
@@ -1303,13 +1486,6 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
 
   if (!lt_run_config_validate (cfg, TRUE, error))
     return FALSE;
-  if (cfg->train_mode != LT_TRAIN_MODE_SFT)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "train_mode: %s is not yet supported (only sft)",
-                   lt_train_mode_to_string (cfg->train_mode));
-      return FALSE;
-    }
   if (!lt_trainer_is_available ())
     {
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,

@@ -18,8 +18,10 @@
  * run: LT_ERROR_INVALID_ARGUMENT naming adapter_path); other files there are replaced. A resumed
  * run must keep every key of the stopped run's run.json except iters, epochs, steps_per_report,
  * steps_per_eval, save_every, val_batches, adapter_path and grad_checkpoint (an error names the
- * key). SFT only: train_mode dpo/orpo is LT_ERROR_UNSUPPORTED; so is a load-time quantization
- * until the model loader offers one. Step 0 (before any update) is evaluated on a fresh run.
+ * key). train_mode dpo / orpo train on preference data (lt-preference): the loss, its
+ * validation loss and the REPORT's preference fields; DPO's reference is the base with the
+ * adapters off, or for full fine-tuning a second, frozen copy of the base. Step 0 (before any
+ * update) is evaluated on a fresh run.
  * lt-trainer.c's header describes state/. */
 #pragma once
 
@@ -64,6 +66,16 @@ typedef struct
   guint64 peak_rss_bytes;
   double elapsed_s;
   const char *message;       /* LOG / SAVE text, else NULL */
+  /* preference training (REPORT events of train_mode dpo / orpo; NAN otherwise): means over
+   * the steps since the last report (lt-preference.h defines them) */
+  double rewards_chosen;     /* DPO β·(log π − log π_ref) of chosen */
+  double rewards_rejected;
+  double reward_accuracy;    /* DPO: rewards; ORPO: mean log-probs, chosen > rejected */
+  double reward_margin;      /* DPO */
+  double nll;                /* ORPO: NLL of chosen */
+  double log_odds_ratio;     /* ORPO: mean log σ(log odds ratio) */
+  double logp_chosen;        /* policy log-probs (DPO: sums; ORPO: means per token) */
+  double logp_rejected;
 } LtTrainProgress;
 
 /* Called on the training thread; FALSE asks the run to stop gracefully. */

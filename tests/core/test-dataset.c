@@ -202,8 +202,8 @@ test_errors (void)
   expect_error ("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n",
                 LT_ERROR_UNSUPPORTED, "chat template");
   expect_error ("\n\n", LT_ERROR_FORMAT, "no examples");
-  expect_error ("{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n",
-                LT_ERROR_UNSUPPORTED, "DPO or ORPO");
+  expect_error ("{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": 3}\n",
+                LT_ERROR_FORMAT, ":1: key “rejected”");
 }
 
 static void

@@ -106,6 +106,8 @@ all_changed (void)
   c->qat_group_size = 32;
   c->qat_start_step = 10;
   c->qat_interval = 4;
+  c->dpo_loss_type = 2;
+  c->label_smoothing = 0.2;
   return c;
 }
 

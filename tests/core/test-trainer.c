@@ -240,9 +240,10 @@ test_refusals (Fixture *f, gconstpointer unused)
 
   cfg->train_mode = LT_TRAIN_MODE_DPO;
   g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
-  g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+  /* DPO needs preference data (prompt/chosen/rejected) */
+  g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
   g_assert_nonnull (strstr (error->message, "dpo"));
-  g_assert_nonnull (strstr (error->message, "not yet"));
+  g_assert_nonnull (strstr (error->message, "preference data"));
   g_clear_error (&error);
 
   cfg->train_mode = LT_TRAIN_MODE_SFT;
