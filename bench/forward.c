@@ -170,6 +170,7 @@ main (int argc, char **argv)
   for (int r = 0; r < reps + 1; r++)
     {
       lt_set_threads (threads);
+      lt_set_blas_threads (threads);
       rate_small = MAX (rate_small, sgemm_rate (seq, II, C, 3));
       rate_square = MAX (rate_square, sgemm_rate (1024, 1024, 1024, 2));
       if (pools == 1)

@@ -74,6 +74,9 @@ main (int argc, char **argv)
   struct rusage ru;
 
   lt_set_threads (threads);
+  /* lt_qk_forward / _backward expand on the calling thread and let OpenBLAS thread each
+   * tile's sgemm; the f32 baseline is the same threaded sgemm. */
+  lt_set_blas_threads (threads);
   lt_qk_matmul_parallel_expand = getenv ("PAR") ? atoi (getenv ("PAR")) : 0;
   if (getenv ("FUSED_MAX_M"))
     lt_qk_fused_max_m = atoll (getenv ("FUSED_MAX_M"));

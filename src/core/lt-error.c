@@ -45,6 +45,17 @@ lt_set_threads (int n)
   omp_set_num_threads (n);
 }
 
+void
+lt_set_blas_threads (int n)
+{
+  if (n <= 0)
+    {
+      long cores = sysconf (_SC_NPROCESSORS_ONLN);
+      n = cores > 0 ? (int) cores : 1;
+    }
+  openblas_set_num_threads (n);
+}
+
 int
 lt_get_threads (void)
 {
