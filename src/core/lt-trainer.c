@@ -121,6 +121,7 @@ typedef struct
   float **qat_snapshot;      /* (n_params) copies of the params at the last recompute */
 
   gint64 fb_calls;           /* lt_model_forward_backward calls on this model */
+  guint64 mem_estimate;      /* lt_memory_estimate's total for this run */
 
   /* padding-free micro-batch buffers */
   GArray *mb_tokens, *mb_targets, *mb_weights, *mb_lengths;
@@ -207,6 +208,7 @@ fill_common (Trainer *tr, LtTrainProgress *p)
   p->epoch = tr->epoch;
   p->trained_tokens = tr->trained_tokens;
   p->elapsed_s = now_s (tr);
+  p->mem_estimate_bytes = tr->mem_estimate;
   lt_memory_get_process (&p->rss_bytes, &p->peak_rss_bytes);
   p->rewards_chosen = p->rewards_rejected = p->reward_accuracy = p->reward_margin = NAN;
   p->nll = p->log_odds_ratio = p->logp_chosen = p->logp_rejected = NAN;
@@ -1210,7 +1212,6 @@ do_report (Trainer *tr, GError **error)
   p.learning_rate = lt_lr_schedule_at (tr->cfg->lr_schedule, tr->cfg->learning_rate,
                                        tr->cfg->warmup_steps, tr->total_steps, tr->step);
   p.tokens_per_s = dt > 0 ? tr->report_tokens / dt : 0.0;
-  p.mem_estimate_bytes = 0; /* no estimator in lt-memory yet */
   fill_common (tr, &p);
   if (tr->report_pref_n > 0)
     {
@@ -1387,6 +1388,16 @@ load_model (Trainer *tr, GError **error)
           return FALSE;
         }
     }
+
+  {
+    LtMemoryEstimate est;
+    g_autofree char *total = NULL;
+
+    lt_memory_estimate (cfg, tr->model->config, &est);
+    tr->mem_estimate = est.total;
+    total = lt_memory_format (est.total);
+    trainer_log (tr, "memory estimate: %s", total);
+  }
 
   lt_adapter_spec_from_config (&spec, cfg);
   if (!lt_model_attach_trainable (tr->model, &spec, error))

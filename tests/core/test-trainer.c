@@ -321,6 +321,7 @@ watch_cb (const LtTrainProgress *p, gpointer user_data)
       g_assert_cmpint (p->trained_tokens, >, 0);
       g_assert_cmpuint (p->rss_bytes, >, 0);
       g_assert_cmpuint (p->peak_rss_bytes, >=, p->rss_bytes);
+      g_assert_cmpuint (p->mem_estimate_bytes, >, 0);
       if (w->stop_at > 0 && p->step == w->stop_at)
         {
           if (w->cancel != NULL)
