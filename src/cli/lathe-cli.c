@@ -4,10 +4,12 @@
 #include "lathe-cli.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include <gio/gio.h>
 
 #include "lt-error.h"
+#include "lt-run.h"
 
 int
 lathe_cli_report_error (const char *cmd, const GError *error)
@@ -51,4 +53,36 @@ lathe_cli_parse (const char *cmd, const char *parameter_string, const char *summ
     }
   *out_exit = LATHE_EXIT_OK;
   return TRUE;
+}
+
+gboolean
+lathe_cli_parse_quantization (const char *cmd, const char *text, LtLoadOptions *opts)
+{
+  int q;
+
+  memset (opts, 0, sizeof *opts);
+  if (text == NULL)
+    return TRUE;
+  q = lt_quantization_from_string (text);
+  if (q < 0)
+    {
+      g_printerr ("lathe %s: --quantization: unknown value “%s” (none, 4bit, 6bit, 8bit, "
+                  "mxfp4, nf4)\n", cmd, text);
+      return FALSE;
+    }
+  opts->quantization = (LtQuantization) q;
+  return TRUE;
+}
+
+void
+lathe_cli_report_unquantized (const char *cmd, const LtModel *model)
+{
+  if (model->quantized && !model->prequantized && model->unquantized
+      && model->unquantized[0] != NULL)
+    {
+      g_autofree char *list = g_strjoinv (", ", model->unquantized);
+      g_printerr ("lathe %s: %u layers kept in their stored precision (input size not "
+                  "divisible by group %d): %s\n", cmd, g_strv_length (model->unquantized),
+                  model->quant_group_size, list);
+    }
 }

@@ -4,6 +4,8 @@
 
 #include <glib.h>
 
+#include "lt-model.h"
+
 G_BEGIN_DECLS
 
 /* Exit statuses: 0 success, 1 a failure while running, 2 bad input (a file, flag or value). */
@@ -24,6 +26,12 @@ int lathe_cli_report_error (const char *cmd, const GError *error);
  * the command should go on. */
 gboolean lathe_cli_parse (const char *cmd, const char *parameter_string, const char *summary,
                           const GOptionEntry *entries, int *argc, char ***argv, int *out_exit);
+
+/* --quantization VALUE (none|4bit|6bit|8bit|mxfp4|nf4; NULL = none) into load options; FALSE
+ * after printing one line naming the bad value (exit status 2). */
+gboolean lathe_cli_parse_quantization (const char *cmd, const char *text, LtLoadOptions *opts);
+/* Names on stderr the layers a load-time quantization left in their stored precision. */
+void lathe_cli_report_unquantized (const char *cmd, const LtModel *model);
 
 #define LATHE_DECLARE_COMMAND(name) int lathe_cmd_##name (int argc, char **argv)
 

@@ -83,40 +83,6 @@ line_text (JsonParser *parser, const char *line, const char *file, int lineno, G
   return g_strdup (json_node_get_string (text));
 }
 
-/* --quantization: load options, or FALSE after printing why (exit 2). */
-static gboolean
-parse_quantization (const char *text, LtLoadOptions *opts)
-{
-  int q;
-
-  memset (opts, 0, sizeof *opts);
-  if (text == NULL)
-    return TRUE;
-  q = lt_quantization_from_string (text);
-  if (q < 0)
-    {
-      g_printerr ("lathe eval: --quantization: unknown value “%s” (none, 4bit, 6bit, 8bit, "
-                  "mxfp4, nf4)\n", text);
-      return FALSE;
-    }
-  opts->quantization = (LtQuantization) q;
-  return TRUE;
-}
-
-/* Names on stderr the layers a load-time quantization left in their stored precision. */
-static void
-report_unquantized (const LtModel *model)
-{
-  if (model->quantized && !model->prequantized && model->unquantized
-      && model->unquantized[0] != NULL)
-    {
-      g_autofree char *list = g_strjoinv (", ", model->unquantized);
-      g_printerr ("lathe eval: %u layers kept in their stored precision (input size not "
-                  "divisible by group %d): %s\n", g_strv_length (model->unquantized),
-                  model->quant_group_size, list);
-    }
-}
-
 int
 lathe_cmd_eval (int argc, char **argv)
 {
@@ -173,12 +139,12 @@ lathe_cmd_eval (int argc, char **argv)
   if (!g_file_get_contents (data, &contents, &len, &error))
     return lathe_cli_report_error ("eval", error);
 
-  if (!parse_quantization (quantization, &load_opts))
+  if (!lathe_cli_parse_quantization ("eval", quantization, &load_opts))
     return LATHE_EXIT_BAD_INPUT;
   g_autoptr (LtModel) model = lt_model_load_with_options (model_dir, &load_opts, &error);
   if (model == NULL)
     return lathe_cli_report_error ("eval", error);
-  report_unquantized (model);
+  lathe_cli_report_unquantized ("eval", model);
   g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model_dir, &error);
   if (tok == NULL)
     return lathe_cli_report_error ("eval", error);
