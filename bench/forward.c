@@ -15,6 +15,8 @@
  * (QKᵀ and PV: 4 · D · T(T+1)/2 per head and layer). Prints one table. */
 #include "config.h"
 
+#include "bench-common.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,39 +68,6 @@ random_bf16 (const char *name, int ndim, int64_t d0, int64_t d1, float scale)
   return t;
 }
 
-static double
-now_s (void)
-{
-  return g_get_monotonic_time () / 1e6;
-}
-
-/* Best GFLOP/s of C (M, N) = A (M, K) · B (N, K)ᵀ, the layout lt-linear uses. */
-static double
-sgemm_rate (int M, int N, int K, int reps)
-{
-  float *a = g_new (float, (gsize) M * K);
-  float *b = g_new (float, (gsize) N * K);
-  float *c = g_new (float, (gsize) M * N);
-  double best = 1e30;
-
-  for (gsize i = 0; i < (gsize) M * K; i++)
-    a[i] = (float) rng_u32 () / 4294967296.0f - 0.5f;
-  for (gsize i = 0; i < (gsize) N * K; i++)
-    b[i] = (float) rng_u32 () / 4294967296.0f - 0.5f;
-  for (int r = 0; r < reps + 1; r++)
-    {
-      double t0 = now_s ();
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c,
-                   N);
-      double dt = now_s () - t0;
-      if (r > 0 && dt < best)
-        best = dt;
-    }
-  g_free (a);
-  g_free (b);
-  g_free (c);
-  return 2.0 * M * N * K / best / 1e9;
-}
 
 int
 main (int argc, char **argv)
@@ -171,18 +140,18 @@ main (int argc, char **argv)
     {
       lt_set_threads (threads);
       lt_set_blas_threads (threads);
-      rate_small = MAX (rate_small, sgemm_rate (seq, II, C, 3));
-      rate_square = MAX (rate_square, sgemm_rate (1024, 1024, 1024, 2));
+      rate_small = MAX (rate_small, bench_sgemm_rate (seq, II, C, 3));
+      rate_square = MAX (rate_square, bench_sgemm_rate (1024, 1024, 1024, 2));
       if (pools == 1)
         lt_linear_set_threads (threads);
 
-      double t0 = now_s ();
+      double t0 = bench_now_s ();
       if (!lt_model_forward_nll (model, tokens, &seq, 1, &nll, &error))
         {
           fprintf (stderr, "bench-forward: %s\n", error->message);
           return 1;
         }
-      double dt = now_s () - t0;
+      double dt = bench_now_s () - t0;
       if (r > 0 && dt < best)
         best = dt;
     }

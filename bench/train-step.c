@@ -19,6 +19,8 @@
  * it. Prints one table. */
 #include "config.h"
 
+#include "bench-common.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,39 +92,6 @@ random_tensor (const char *name, LtDType dtype, int ndim, int64_t d0, int64_t d1
   return t;
 }
 
-static double
-now_s (void)
-{
-  return g_get_monotonic_time () / 1e6;
-}
-
-/* Best GFLOP/s of C (M, N) = A (M, K) · B (N, K)ᵀ, the layout lt-linear uses. */
-static double
-sgemm_rate (int M, int N, int K, int reps)
-{
-  float *a = g_new (float, (gsize) M * K);
-  float *b = g_new (float, (gsize) N * K);
-  float *c = g_new (float, (gsize) M * N);
-  double best = 1e30;
-
-  for (gsize i = 0; i < (gsize) M * K; i++)
-    a[i] = (float) rng_u32 () / 4294967296.0f - 0.5f;
-  for (gsize i = 0; i < (gsize) N * K; i++)
-    b[i] = (float) rng_u32 () / 4294967296.0f - 0.5f;
-  for (int r = 0; r < reps + 1; r++)
-    {
-      double t0 = now_s ();
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c,
-                   N);
-      double dt = now_s () - t0;
-      if (r > 0 && dt < best)
-        best = dt;
-    }
-  g_free (a);
-  g_free (b);
-  g_free (c);
-  return 2.0 * M * N * K / best / 1e9;
-}
 
 /* User + system CPU seconds of this process (all threads). */
 static double
@@ -261,11 +230,11 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
     {
       /* the machine's sgemm rate: OpenBLAS threading its own product over every thread */
       lt_set_blas_threads (threads);
-      rate_small = MAX (rate_small, sgemm_rate (seq, II, C, 3));
-      rate_square = MAX (rate_square, sgemm_rate (1024, 1024, 1024, 2));
+      rate_small = MAX (rate_small, bench_sgemm_rate (seq, II, C, 3));
+      rate_square = MAX (rate_square, bench_sgemm_rate (1024, 1024, 1024, 2));
       lt_linear_set_threads (threads);
 
-      double t0 = now_s (), c0 = cpu_s ();
+      double t0 = bench_now_s (), c0 = cpu_s ();
       lt_optimizer_zero_grad (opt);
       if (!lt_model_forward_backward (model, tokens, &seq, 1, targets, weights,
                                       1.0f / (seq - 1), &loss, &error))
@@ -274,7 +243,7 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
           return 1;
         }
       lt_optimizer_step (opt, 1e-4);
-      double dt = now_s () - t0, dc = cpu_s () - c0;
+      double dt = bench_now_s () - t0, dc = cpu_s () - c0;
       if (r > 0 && dt < best)
         best = dt;
       if (r > 0 && dc < best_cpu)
