@@ -586,8 +586,10 @@ get_integer (JsonNode *node, const char *key, gint64 min, gint64 max, gint64 *ou
 
   if (*out < min || *out > max)
     {
+      /* the number as a string: a format macro inside _() would cut the message in xgettext */
+      g_autofree char *number = g_strdup_printf ("%" G_GINT64_FORMAT, *out);
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   _("key “%s”: %" G_GINT64_FORMAT " is out of range"), key, *out);
+                   _("key “%s”: %s is out of range"), key, number);
       return FALSE;
     }
   return TRUE;
