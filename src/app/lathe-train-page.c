@@ -8,6 +8,7 @@
 #include "lathe-train-page.h"
 #include "lathe-monitor.h"
 #include "lathe-train-job.h"
+#include "lathe-export-dialog.h"
 
 #include <json-glib/json-glib.h>
 #include "src/core/lt-memory.h"
@@ -92,6 +93,7 @@ struct _LatheTrainPage
   GtkLabel *memory_breakdown_label;
   GtkButton *start_button;
   GtkButton *stop_button;
+  GtkButton *export_button;
   LatheMonitor *monitor;
 
   LatheTrainJob *job;
@@ -125,6 +127,7 @@ enum
 static GParamSpec *properties[N_PROPS];
 
 static void schedule_estimate (LatheTrainPage *self);
+static void update_export_button (LatheTrainPage *self);
 
 static void
 row_info_free (RowInfo *info)
@@ -455,6 +458,8 @@ settings_notify_cb (LatheTrainPage   *self,
   if (g_strcmp0 (pspec->name, "train-type") == 0 || g_strcmp0 (pspec->name, "quantization") == 0)
     update_quantization_row (self);
 
+  if (g_strcmp0 (pspec->name, "adapter-path") == 0)
+    update_export_button (self);
   lathe_train_page_revalidate (self);
   schedule_estimate (self);
 }
@@ -467,6 +472,34 @@ not_full_transform (GBinding     *binding,
 {
   g_value_set_boolean (to, g_value_get_uint (from) != LT_TRAIN_TYPE_FULL);
   return TRUE;
+}
+
+/* Export… shows once the output folder holds an adapter, and not while a run writes it. */
+static void
+update_export_button (LatheTrainPage *self)
+{
+  gboolean running = self->job != NULL && lathe_train_job_is_running (self->job);
+  const char *path = lathe_run_settings_get_adapter_path (self->settings);
+
+  gtk_widget_set_visible (GTK_WIDGET (self->export_button),
+                          !running && path != NULL && lathe_export_run_has_adapter (path));
+}
+
+static void
+export_clicked_cb (LatheTrainPage *self)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  GtkWidget *dialog = lathe_export_dialog_new (lathe_run_settings_get_adapter_path (self->settings),
+                                               GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL);
+
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+GtkWidget *
+lathe_train_page_get_export_button (LatheTrainPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), NULL);
+  return GTK_WIDGET (self->export_button);
 }
 
 static gboolean
@@ -1124,6 +1157,7 @@ update_run_widgets (LatheTrainPage *self)
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
 
   gtk_widget_set_sensitive (GTK_WIDGET (self->start_button), !running);
+  update_export_button (self);
   gtk_button_set_label (self->stop_button, state == LATHE_TRAIN_STATE_STOPPING
                                              ? _("Stopping…") : _("S_top"));
   gtk_widget_set_sensitive (GTK_WIDGET (self->stop_button),
@@ -1553,8 +1587,10 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   BIND_ROW (memory_breakdown_label);
   BIND_ROW (start_button);
   BIND_ROW (stop_button);
+  BIND_ROW (export_button);
   BIND_ROW (monitor);
   gtk_widget_class_bind_template_callback (widget_class, learning_rate_input_cb);
+  gtk_widget_class_bind_template_callback (widget_class, export_clicked_cb);
   gtk_widget_class_bind_template_callback (widget_class, learning_rate_output_cb);
   gtk_widget_class_bind_template_callback (widget_class, preview_popover_show_cb);
 
