@@ -500,6 +500,15 @@ lathe_export_dialog_get_job (LatheExportDialog *self)
   return self->job;
 }
 
+const char *
+lathe_export_dialog_get_warning (LatheExportDialog *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), NULL);
+  if (!gtk_widget_get_visible (GTK_WIDGET (self->warning_label)))
+    return NULL;
+  return gtk_label_get_text (self->warning_label);
+}
+
 guint
 lathe_export_dialog_get_n_result_rows (LatheExportDialog *self)
 {

@@ -34,4 +34,7 @@ LatheExportJob *lathe_export_dialog_get_job (LatheExportDialog *self);
 /* Rows of the verification table. */
 guint lathe_export_dialog_get_n_result_rows (LatheExportDialog *self);
 
+/* The adapter-survival warning shown above the table, or NULL. */
+const char *lathe_export_dialog_get_warning (LatheExportDialog *self);
+
 G_END_DECLS

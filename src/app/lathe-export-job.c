@@ -383,6 +383,8 @@ verify (LatheExportJob *self, Result *result, GError **error)
     n_steps += outs[i].path != NULL;
 
   /* The base, de-quantized to f32. */
+  if (g_cancellable_set_error_if_cancelled (self->cancellable, error))
+    goto fail;
   {
     g_autoptr (LtLoadedModel) m = lt_export_load_fused (self->model_dir, NULL, error);
     LatheExportRow *row = new_row (_("Base"), NULL, NULL);
@@ -393,6 +395,8 @@ verify (LatheExportJob *self, Result *result, GError **error)
     post_progress (self, 0.7 + 0.3 * ++step / n_steps, "verify");
   }
   /* The base with the adapter applied unfused: an independent check of the fuse. */
+  if (g_cancellable_set_error_if_cancelled (self->cancellable, error))
+    goto fail;
   {
     g_autoptr (LtModel) m = lt_model_load (self->model_dir, error);
     LatheExportRow *row = new_row (_("Base + adapter"), NULL, NULL);

@@ -169,6 +169,29 @@ test_real_export (void)
                      ((LatheExportRow *) g_ptr_array_index (rows, 3))->limit);
   g_assert_cmpuint (lathe_export_dialog_get_n_result_rows (dialog), ==, rows->len);
 
+  /* Adapter survival: recorded for the fused layers written quantized (MLX 4-bit, GGUF q8_0
+   * where the block divides the row); the dialog shows the report's warning (naming the layers) when there is one. */
+  g_assert_cmpuint (report->survival->len, >, 0);
+  g_assert_cmpuint (report->survival->len, <=, 2 * (guint) report->n_fused);
+  for (guint i = 0; i < report->survival->len; i++)
+    {
+      LtSurvival *sv = &g_array_index (report->survival, LtSurvival, i);
+
+      g_assert_nonnull (sv->layer);
+      g_assert_nonnull (sv->format);
+      g_assert_true (isfinite (sv->ratio) && isfinite (sv->cosine));
+    }
+  if (report->n_lost > 0)
+    {
+      LtSurvival *first = &g_array_index (report->survival, LtSurvival, 0);
+
+      g_assert_nonnull (report->warning);
+      g_assert_cmpstr (lathe_export_dialog_get_warning (dialog), ==, report->warning);
+      g_test_message ("warning: %s (first layer %s)", report->warning, first->layer);
+    }
+  else
+    g_assert_null (lathe_export_dialog_get_warning (dialog));
+
   gtk_window_destroy (GTK_WINDOW (dialog));
   g_assert_finalize_object (dialog);
 
@@ -187,6 +210,60 @@ test_real_export (void)
   rm_rf (dir);
 }
 
+static void
+cancel_on_first_progress (LatheExportJob *job, GParamSpec *pspec, gboolean *cancelled)
+{
+  if (!*cancelled && lathe_export_job_get_fraction (job) > 0.0)
+    {
+      lathe_export_job_cancel (job);
+      *cancelled = TRUE;
+    }
+}
+
+/* Cancel at the first progress report: the job finishes with G_IO_ERROR_CANCELLED, the dialog
+ * leaves the form usable again. */
+static void
+test_cancel (void)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *run = NULL;
+  g_autofree char *out = NULL;
+  g_autoptr (GError) error = NULL;
+  LatheExportDialog *dialog;
+  LatheExportJob *job;
+  gboolean finished = FALSE, cancelled = FALSE;
+
+  if (!lathe_train_job_is_supported ())
+    {
+      g_test_skip ("this build has no training core (lt-trainer)");
+      return;
+    }
+
+  dir = g_dir_make_tmp ("lathe-export-XXXXXX", NULL);
+  run = make_run (dir);
+  out = g_build_filename (dir, "export", NULL);
+  dialog = LATHE_EXPORT_DIALOG (g_object_ref_sink (lathe_export_dialog_new (run, NULL)));
+  lathe_export_dialog_set_output_dir (dialog, out);
+  lathe_export_dialog_set_formats (dialog, TRUE, 0, TRUE, LT_DTYPE_F32, TRUE, "f16", FALSE);
+  lathe_export_dialog_set_verify (dialog, TRUE);
+  g_assert_true (lathe_export_dialog_start (dialog, &error));
+  g_assert_no_error (error);
+  job = lathe_export_dialog_get_job (dialog);
+  g_signal_connect (job, "notify::fraction", G_CALLBACK (cancel_on_first_progress), &cancelled);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  while (!finished)
+    g_main_context_iteration (NULL, TRUE);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_assert_true (cancelled);
+  g_assert_error (lathe_export_job_get_error (job), G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (lathe_export_job_is_running (job));
+
+  gtk_window_destroy (GTK_WINDOW (dialog));
+  g_assert_finalize_object (dialog);
+  rm_rf (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -195,5 +272,6 @@ main (int argc, char **argv)
 
   g_test_add_func ("/export/dialog-finalizes", test_dialog_finalizes);
   g_test_add_func ("/export/real-export", test_real_export);
+  g_test_add_func ("/export/cancel", test_cancel);
   return g_test_run ();
 }
