@@ -452,6 +452,13 @@ resume_clicked_cb (LatheRunsPage *self)
     g_signal_emit (self, signals[SIGNAL_RESUME], 0, info->config);
 }
 
+GtkWidget *
+lathe_runs_page_get_export_button (LatheRunsPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), NULL);
+  return GTK_WIDGET (self->export_button);
+}
+
 static void
 export_clicked_cb (LatheRunsPage *self)
 {

@@ -13,6 +13,7 @@
 #include "lathe-export-dialog.h"
 #include "lathe-export-job.h"
 #include "lathe-run-settings.h"
+#include "lathe-runs-page.h"
 #include "lathe-train-page.h"
 #include "lathe-train-job.h"
 
@@ -206,6 +207,23 @@ test_real_export (void)
     g_object_set (settings, "adapter-path", run, NULL);
     g_assert_true (gtk_widget_get_visible (button));
     g_assert_finalize_object (page);
+  }
+
+  /* The Runs page: Export… is sensitive for the selected run, which holds an adapter. */
+  {
+    LatheRunsPage *page = LATHE_RUNS_PAGE (g_object_ref_sink (lathe_runs_page_new ()));
+    GtkWidget *button = lathe_runs_page_get_export_button (page);
+    gboolean loaded = FALSE;
+
+    g_assert_false (gtk_widget_get_sensitive (button));
+    g_signal_connect_swapped (page, "loaded", G_CALLBACK (set_flag), &loaded);
+    lathe_runs_page_set_folder (page, dir);
+    while (!loaded)
+      g_main_context_iteration (NULL, TRUE);
+    g_assert_cmpuint (lathe_runs_page_get_n_runs (page), ==, 1);
+    lathe_runs_page_select (page, 0);
+    g_assert_true (gtk_widget_get_sensitive (button));
+    g_object_unref (page);
   }
   rm_rf (dir);
 }
