@@ -30,6 +30,7 @@ struct _LatheExportDialog
   AdwPreferencesGroup *progress_group;
   GtkProgressBar *progress_bar;
   AdwPreferencesGroup *results_group;
+  GtkExpander *warning_expander;
   GtkLabel *warning_label;
   GtkListBox *results_list;
   GtkLabel *sample_label;
@@ -76,7 +77,7 @@ clear_results (LatheExportDialog *self)
     gtk_list_box_remove (self->results_list, child);
   self->n_result_rows = 0;
   gtk_widget_set_visible (GTK_WIDGET (self->results_group), FALSE);
-  gtk_widget_set_visible (GTK_WIDGET (self->warning_label), FALSE);
+  gtk_widget_set_visible (GTK_WIDGET (self->warning_expander), FALSE);
   gtk_widget_set_visible (GTK_WIDGET (self->sample_label), FALSE);
 }
 
@@ -143,8 +144,16 @@ job_finished_cb (LatheExportDialog *self)
 
   if (report != NULL && report->warning != NULL)
     {
+      g_autofree char *title = g_strdup_printf (ngettext ("The adapter is mostly lost in %d "
+                                                          "quantized layer",
+                                                          "The adapter is mostly lost in %d "
+                                                          "quantized layers",
+                                                          report->n_lost),
+                                                report->n_lost);
+
+      gtk_expander_set_label (self->warning_expander, title);
       gtk_label_set_text (self->warning_label, report->warning);
-      gtk_widget_set_visible (GTK_WIDGET (self->warning_label), TRUE);
+      gtk_widget_set_visible (GTK_WIDGET (self->warning_expander), TRUE);
     }
   if (rows->len >= 2)
     {
@@ -375,6 +384,7 @@ lathe_export_dialog_class_init (LatheExportDialogClass *klass)
   BIND (progress_group);
   BIND (progress_bar);
   BIND (results_group);
+  BIND (warning_expander);
   BIND (warning_label);
   BIND (results_list);
   BIND (sample_label);
@@ -504,7 +514,7 @@ const char *
 lathe_export_dialog_get_warning (LatheExportDialog *self)
 {
   g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), NULL);
-  if (!gtk_widget_get_visible (GTK_WIDGET (self->warning_label)))
+  if (!gtk_widget_get_visible (GTK_WIDGET (self->warning_expander)))
     return NULL;
   return gtk_label_get_text (self->warning_label);
 }

@@ -497,6 +497,11 @@ export_done (GObject      *source,
 
   self->running = FALSE;
   g_clear_object (&self->cancellable);
+  /* The worker is done: a progress idle still pending would report after "finished". */
+  g_mutex_lock (&self->lock);
+  g_clear_handle_id (&self->idle_id, g_source_remove);
+  self->what = NULL;
+  g_mutex_unlock (&self->lock);
   if (result == NULL)
     {
       self->error = error;
