@@ -5,6 +5,8 @@
 
 #include <math.h>
 
+#include <math.h>
+
 #include <adwaita.h>
 #include <glib/gi18n.h>
 
@@ -33,6 +35,8 @@ struct _LatheMonitor
   GtkLabel *stats[N_STATS];
   LatheChart *loss_chart;
   LatheChart *memory_chart;
+  GtkWidget *reward_heading;
+  LatheChart *reward_chart;
   GtkExpander *log_expander;
   GtkTextView *log_view;
   GtkTextBuffer *log_buffer;
@@ -149,6 +153,21 @@ lathe_monitor_init (LatheMonitor *self)
   lathe_chart_add_series (self->memory_chart, _("peak"), LATHE_CHART_LINE, "error_color");
   gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->memory_chart));
 
+  /* Preference training (DPO / ORPO) reports reward accuracy and margin; the chart shows
+   * once a report carries them. */
+  self->reward_heading = heading (_("Rewards"));
+  gtk_widget_set_visible (self->reward_heading, FALSE);
+  gtk_box_append (GTK_BOX (self->box), self->reward_heading);
+  self->reward_chart = LATHE_CHART (lathe_chart_new ());
+  gtk_widget_set_size_request (GTK_WIDGET (self->reward_chart), -1, 140);
+  lathe_chart_set_x_label (self->reward_chart, _("step"));
+  lathe_chart_add_series (self->reward_chart, _("reward accuracy"), LATHE_CHART_LINE,
+                          "success_color");
+  lathe_chart_add_series (self->reward_chart, _("reward margin"), LATHE_CHART_LINE,
+                          "accent_color");
+  gtk_widget_set_visible (GTK_WIDGET (self->reward_chart), FALSE);
+  gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->reward_chart));
+
   self->log_expander = GTK_EXPANDER (gtk_expander_new (_("Log")));
   self->log_view = GTK_TEXT_VIEW (gtk_text_view_new ());
   gtk_text_view_set_editable (self->log_view, FALSE);
@@ -175,6 +194,9 @@ lathe_monitor_reset (LatheMonitor *self, guint64 estimate_bytes)
 
   lathe_chart_clear (self->loss_chart);
   lathe_chart_clear (self->memory_chart);
+  lathe_chart_clear (self->reward_chart);
+  gtk_widget_set_visible (self->reward_heading, FALSE);
+  gtk_widget_set_visible (GTK_WIDGET (self->reward_chart), FALSE);
   if (estimate_bytes > 0)
     lathe_chart_set_reference (self->memory_chart, _("estimate"), (double) estimate_bytes);
   for (int i = 0; i < N_STATS; i++)
@@ -207,6 +229,17 @@ lathe_monitor_add_progress (LatheMonitor *self, const LtTrainProgress *p)
       if (p->peak_rss_bytes > 0)
         lathe_chart_append (self->memory_chart, LATHE_MONITOR_PEAK_RSS, (double) p->step,
                             (double) p->peak_rss_bytes);
+      if (isfinite (p->reward_accuracy) || isfinite (p->reward_margin))
+        {
+          gtk_widget_set_visible (self->reward_heading, TRUE);
+          gtk_widget_set_visible (GTK_WIDGET (self->reward_chart), TRUE);
+        }
+      if (isfinite (p->reward_accuracy))
+        lathe_chart_append (self->reward_chart, LATHE_MONITOR_REWARD_ACCURACY, (double) p->step,
+                            p->reward_accuracy);
+      if (isfinite (p->reward_margin))
+        lathe_chart_append (self->reward_chart, LATHE_MONITOR_REWARD_MARGIN, (double) p->step,
+                            p->reward_margin);
       if (p->mem_estimate_bytes > 0)
         lathe_chart_set_reference (self->memory_chart, _("estimate"),
                                    (double) p->mem_estimate_bytes);
@@ -292,6 +325,13 @@ lathe_monitor_get_memory_chart (LatheMonitor *self)
 {
   g_return_val_if_fail (LATHE_IS_MONITOR (self), NULL);
   return self->memory_chart;
+}
+
+LatheChart *
+lathe_monitor_get_reward_chart (LatheMonitor *self)
+{
+  g_return_val_if_fail (LATHE_IS_MONITOR (self), NULL);
+  return self->reward_chart;
 }
 
 guint

@@ -26,6 +26,13 @@ enum
   LATHE_MONITOR_PEAK_RSS,
 };
 
+/* Series of the rewards chart (preference training only; hidden otherwise). */
+enum
+{
+  LATHE_MONITOR_REWARD_ACCURACY,
+  LATHE_MONITOR_REWARD_MARGIN,
+};
+
 /* The log keeps the last lines only. */
 #define LATHE_MONITOR_MAX_LOG_LINES 500
 
@@ -45,6 +52,7 @@ void lathe_monitor_set_status (LatheMonitor *self, const char *status);
 
 LatheChart *lathe_monitor_get_loss_chart (LatheMonitor *self);
 LatheChart *lathe_monitor_get_memory_chart (LatheMonitor *self);
+LatheChart *lathe_monitor_get_reward_chart (LatheMonitor *self);
 guint lathe_monitor_get_n_log_lines (LatheMonitor *self);
 
 /* "1:05:09", "4:07" */

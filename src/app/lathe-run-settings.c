@@ -7,6 +7,8 @@
 
 #include "lathe-run-settings.h"
 
+#include "lt-preference.h"
+
 struct _LatheRunSettings
 {
   GObject parent_instance;
@@ -41,6 +43,7 @@ struct _LatheRunSettings
   gint64 seed;
   guint optimizer;
   double beta;
+  guint dpo_loss_type;
   int steps_per_report;
   int steps_per_eval;
   int save_every;
@@ -81,6 +84,7 @@ enum {
   PROP_SEED,
   PROP_OPTIMIZER,
   PROP_BETA,
+  PROP_DPO_LOSS_TYPE,
   PROP_STEPS_PER_REPORT,
   PROP_STEPS_PER_EVAL,
   PROP_SAVE_EVERY,
@@ -107,6 +111,7 @@ enum_n_values (guint prop_id)
     case PROP_LR_SCHEDULE: return LT_LR_SCHEDULE_LINEAR + 1;
     case PROP_OPTIMIZER: return LT_OPTIMIZER_SGD + 1;
     case PROP_LENGTH_UNIT: return LATHE_LENGTH_UNIT_EPOCHS + 1;
+    case PROP_DPO_LOSS_TYPE: return LT_PREF_LOSS_IPO + 1;
     default: g_assert_not_reached ();
     }
 }
@@ -125,6 +130,8 @@ enum_to_nick (guint prop_id, guint value)
     case PROP_LR_SCHEDULE: return lt_lr_schedule_to_string ((LtLrSchedule) value);
     case PROP_OPTIMIZER: return lt_optimizer_to_string ((LtOptimizerKind) value);
     case PROP_LENGTH_UNIT: return value == LATHE_LENGTH_UNIT_EPOCHS ? "epochs" : "iterations";
+    case PROP_DPO_LOSS_TYPE:
+      return value == LT_PREF_LOSS_HINGE ? "hinge" : value == LT_PREF_LOSS_IPO ? "ipo" : "sigmoid";
     default: g_assert_not_reached ();
     }
 }
@@ -145,6 +152,11 @@ enum_from_nick (guint prop_id, const char *nick)
       if (g_strcmp0 (nick, "epochs") == 0)
         return LATHE_LENGTH_UNIT_EPOCHS;
       return -1;
+    case PROP_DPO_LOSS_TYPE:
+      {
+        int v = lt_pref_loss_from_string (nick);
+        return v <= LT_PREF_LOSS_IPO ? v : -1;
+      }
     default: g_assert_not_reached ();
     }
 }
@@ -262,6 +274,7 @@ lathe_run_settings_get_property (GObject    *object,
     case PROP_SEED: g_value_set_int64 (value, self->seed); break;
     case PROP_OPTIMIZER: g_value_set_uint (value, self->optimizer); break;
     case PROP_BETA: g_value_set_double (value, self->beta); break;
+    case PROP_DPO_LOSS_TYPE: g_value_set_uint (value, self->dpo_loss_type); break;
     case PROP_STEPS_PER_REPORT: g_value_set_int (value, self->steps_per_report); break;
     case PROP_STEPS_PER_EVAL: g_value_set_int (value, self->steps_per_eval); break;
     case PROP_SAVE_EVERY: g_value_set_int (value, self->save_every); break;
@@ -363,6 +376,9 @@ lathe_run_settings_set_property (GObject      *object,
     case PROP_BETA:
       set_double (self, prop_id, &self->beta, g_value_get_double (value));
       break;
+    case PROP_DPO_LOSS_TYPE:
+      set_uint_enum (self, prop_id, &self->dpo_loss_type, g_value_get_uint (value));
+      break;
     case PROP_STEPS_PER_REPORT:
       set_int (self, prop_id, &self->steps_per_report, g_value_get_int (value));
       break;
@@ -463,6 +479,7 @@ lathe_run_settings_class_init (LatheRunSettingsClass *klass)
                                               PARAM_FLAGS);
   properties[PROP_OPTIMIZER] = enum_param ("optimizer");
   properties[PROP_BETA] = double_param ("beta", 0.1);
+  properties[PROP_DPO_LOSS_TYPE] = enum_param ("dpo-loss-type");
   properties[PROP_STEPS_PER_REPORT] = int_param ("steps-per-report", 10);
   properties[PROP_STEPS_PER_EVAL] = int_param ("steps-per-eval", 200);
   properties[PROP_SAVE_EVERY] = int_param ("save-every", 100);
@@ -579,6 +596,7 @@ lathe_run_settings_dup_config (LatheRunSettings *self)
   cfg->seed = self->seed;
   cfg->optimizer = (LtOptimizerKind) self->optimizer;
   cfg->beta = self->beta;
+  cfg->dpo_loss_type = (int) self->dpo_loss_type;
   cfg->steps_per_report = self->steps_per_report;
   cfg->steps_per_eval = self->steps_per_eval;
   cfg->save_every = self->save_every;
@@ -651,6 +669,8 @@ lathe_run_settings_set_config (LatheRunSettings  *self,
   set_int64 (self, PROP_SEED, &self->seed, cfg->seed);
   set_uint_enum (self, PROP_OPTIMIZER, &self->optimizer, cfg->optimizer);
   set_double (self, PROP_BETA, &self->beta, cfg->beta);
+  set_uint_enum (self, PROP_DPO_LOSS_TYPE, &self->dpo_loss_type,
+                 cfg->dpo_loss_type >= 0 ? (guint) cfg->dpo_loss_type : 0);
   set_int (self, PROP_STEPS_PER_REPORT, &self->steps_per_report, cfg->steps_per_report);
   set_int (self, PROP_STEPS_PER_EVAL, &self->steps_per_eval, cfg->steps_per_eval);
   set_int (self, PROP_SAVE_EVERY, &self->save_every, cfg->save_every);
@@ -829,6 +849,14 @@ lathe_run_settings_bind_gsettings (LatheRunSettings *self,
 DEFINE_STRING_ACCESSORS (model, PROP_MODEL)
 DEFINE_STRING_ACCESSORS (data, PROP_DATA)
 DEFINE_STRING_ACCESSORS (adapter_path, PROP_ADAPTER_PATH)
+
+LtTrainMode
+lathe_run_settings_get_train_mode (LatheRunSettings *self)
+{
+  g_return_val_if_fail (LATHE_IS_RUN_SETTINGS (self), LT_TRAIN_MODE_SFT);
+
+  return (LtTrainMode) self->train_mode;
+}
 
 LtTrainType
 lathe_run_settings_get_train_type (LatheRunSettings *self)

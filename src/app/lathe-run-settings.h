@@ -49,6 +49,7 @@ const char *lathe_run_settings_get_data (LatheRunSettings *self);
 void lathe_run_settings_set_data (LatheRunSettings *self, const char *data);
 const char *lathe_run_settings_get_adapter_path (LatheRunSettings *self);
 void lathe_run_settings_set_adapter_path (LatheRunSettings *self, const char *adapter_path);
+LtTrainMode lathe_run_settings_get_train_mode (LatheRunSettings *self);
 LtTrainType lathe_run_settings_get_train_type (LatheRunSettings *self);
 void lathe_run_settings_set_train_type (LatheRunSettings *self, LtTrainType train_type);
 LtQuantization lathe_run_settings_get_quantization (LatheRunSettings *self);

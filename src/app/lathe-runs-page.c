@@ -10,6 +10,7 @@
 #include <json-glib/json-glib.h>
 
 #include "lathe-runs-page.h"
+#include "lathe-export-dialog.h"
 
 /* Series of the history chart. */
 enum
@@ -34,6 +35,7 @@ struct _LatheRunsPage
   GtkStringList *compare_names;
   GtkButton *resume_button;
   GtkButton *open_button;
+  GtkButton *export_button;
 
   char *folder;
   GPtrArray *runs; /* LatheRunInfo */
@@ -396,6 +398,8 @@ lathe_runs_page_select (LatheRunsPage *self, guint index)
   lathe_runs_page_compare (self, -1);
   gtk_widget_set_sensitive (GTK_WIDGET (self->resume_button),
                             info->status == LATHE_RUN_STOPPED && info->config != NULL);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->export_button),
+                            lathe_export_run_has_adapter (info->path));
 }
 
 void
@@ -446,6 +450,27 @@ resume_clicked_cb (LatheRunsPage *self)
   info = g_ptr_array_index (self->runs, self->selected);
   if (info->config != NULL)
     g_signal_emit (self, signals[SIGNAL_RESUME], 0, info->config);
+}
+
+GtkWidget *
+lathe_runs_page_get_export_button (LatheRunsPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), NULL);
+  return GTK_WIDGET (self->export_button);
+}
+
+static void
+export_clicked_cb (LatheRunsPage *self)
+{
+  LatheRunInfo *info;
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  GtkWidget *dialog;
+
+  if (self->selected < 0)
+    return;
+  info = g_ptr_array_index (self->runs, self->selected);
+  dialog = lathe_export_dialog_new (info->path, GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL);
+  gtk_window_present (GTK_WINDOW (dialog));
 }
 
 static void
@@ -590,6 +615,10 @@ lathe_runs_page_init (LatheRunsPage *self)
   gtk_widget_set_hexpand (GTK_WIDGET (self->open_button), TRUE);
   gtk_widget_set_halign (GTK_WIDGET (self->open_button), GTK_ALIGN_END);
   gtk_box_append (GTK_BOX (buttons), GTK_WIDGET (self->open_button));
+  self->export_button = GTK_BUTTON (gtk_button_new_with_mnemonic (_("_Export…")));
+  gtk_widget_set_sensitive (GTK_WIDGET (self->export_button), FALSE);
+  g_signal_connect_swapped (self->export_button, "clicked", G_CALLBACK (export_clicked_cb), self);
+  gtk_box_append (GTK_BOX (buttons), GTK_WIDGET (self->export_button));
   self->resume_button = GTK_BUTTON (gtk_button_new_with_mnemonic (_("_Resume")));
   gtk_widget_add_css_class (GTK_WIDGET (self->resume_button), "suggested-action");
   g_signal_connect_swapped (self->resume_button, "clicked", G_CALLBACK (resume_clicked_cb),

@@ -64,5 +64,7 @@ void lathe_runs_page_select (LatheRunsPage *self, guint index);
 /* Overlays run @index's loss curve on the selected one's (-1 clears). */
 void lathe_runs_page_compare (LatheRunsPage *self, int index);
 LatheChart *lathe_runs_page_get_chart (LatheRunsPage *self);
+/* The Export… button (sensitive when the selected run holds an adapter). */
+GtkWidget *lathe_runs_page_get_export_button (LatheRunsPage *self);
 
 G_END_DECLS

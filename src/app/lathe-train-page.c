@@ -8,6 +8,9 @@
 #include "lathe-train-page.h"
 #include "lathe-monitor.h"
 #include "lathe-train-job.h"
+#include "lathe-export-dialog.h"
+
+#include <json-glib/json-glib.h>
 #include "src/core/lt-memory.h"
 
 #ifdef HAVE_LT_CONFIG
@@ -76,6 +79,7 @@ struct _LatheTrainPage
   AdwActionRow *seed_row;
   AdwActionRow *optimizer_row;
   AdwActionRow *beta_row;
+  AdwActionRow *dpo_loss_type_row;
   AdwActionRow *steps_per_report_row;
   AdwActionRow *steps_per_eval_row;
   AdwActionRow *save_every_row;
@@ -89,6 +93,7 @@ struct _LatheTrainPage
   GtkLabel *memory_breakdown_label;
   GtkButton *start_button;
   GtkButton *stop_button;
+  GtkButton *export_button;
   LatheMonitor *monitor;
 
   LatheTrainJob *job;
@@ -122,6 +127,7 @@ enum
 static GParamSpec *properties[N_PROPS];
 
 static void schedule_estimate (LatheTrainPage *self);
+static void update_export_button (LatheTrainPage *self);
 
 static void
 row_info_free (RowInfo *info)
@@ -203,6 +209,103 @@ set_status (LatheTrainPage *self,
   gtk_widget_set_visible (GTK_WIDGET (self->status_label), status != NULL);
 }
 
+/* The first non-empty line of a JSONL file, read quickly (the first MiB at most); NULL when
+ * the file cannot be read or holds no such line within that. */
+static char *
+read_first_line (const char *path)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (path);
+  g_autoptr(GFileInputStream) stream = g_file_read (file, NULL, NULL);
+  g_autoptr(GDataInputStream) data = NULL;
+  gsize total = 0;
+
+  if (stream == NULL)
+    return NULL;
+  data = g_data_input_stream_new (G_INPUT_STREAM (stream));
+  while (total < 1024 * 1024)
+    {
+      gsize length = 0;
+      g_autofree char *line = g_data_input_stream_read_line_utf8 (data, &length, NULL, NULL);
+
+      if (line == NULL)
+        return NULL;
+      total += length + 1;
+      g_strstrip (line);
+      if (line[0] != '\0')
+        return g_steal_pointer (&line);
+    }
+  return NULL;
+}
+
+/**
+ * lathe_check_data_format:
+ * @data: the dataset: a folder holding train.jsonl, or a JSONL file
+ * @mode: the trainer
+ *
+ * Reads the first non-empty line of the training file and checks that its format suits the
+ * trainer: preference records ("chosen" and "rejected") for DPO and ORPO, anything else
+ * (text, chat, completions) for SFT. A file that cannot be read or parsed passes: the
+ * trainer reports those with the line number.
+ *
+ * Returns: (transfer full) (nullable): the problem, or %NULL when the format fits.
+ */
+char *
+lathe_check_data_format (const char  *data,
+                         LtTrainMode  mode)
+{
+  g_autofree char *path = NULL;
+  g_autofree char *line = NULL;
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  JsonNode *root;
+  JsonObject *object;
+  gboolean preference;
+
+  g_return_val_if_fail (data != NULL, NULL);
+
+  if (g_file_test (data, G_FILE_TEST_IS_DIR))
+    path = g_build_filename (data, "train.jsonl", NULL);
+  else
+    path = g_strdup (data);
+
+  line = read_first_line (path);
+  if (line == NULL || !json_parser_load_from_data (parser, line, -1, NULL))
+    return NULL;
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    return NULL;
+  object = json_node_get_object (root);
+  preference = json_object_has_member (object, "chosen")
+               && json_object_has_member (object, "rejected");
+
+  if (preference && mode == LT_TRAIN_MODE_SFT)
+    return g_strdup (_("This dataset holds preference pairs (chosen and rejected): "
+                       "choose DPO or ORPO as the trainer, or a dataset of text or chats"));
+  if (!preference && mode != LT_TRAIN_MODE_SFT)
+    return g_strdup_printf (_("%s trains on preference pairs: each line of train.jsonl needs "
+                              "\"prompt\", \"chosen\" and \"rejected\""),
+                            mode == LT_TRAIN_MODE_DPO ? "DPO" : "ORPO");
+  return NULL;
+}
+
+static void
+add_data_format_issue (LatheTrainPage *self,
+                       GPtrArray      *issues)
+{
+  const char *data = lathe_run_settings_get_data (self->settings);
+  g_autofree char *message = NULL;
+  LtRunIssue *issue;
+
+  if (data == NULL || data[0] == '\0')
+    return;
+  message = lathe_check_data_format (data, lathe_run_settings_get_train_mode (self->settings));
+  if (message == NULL)
+    return;
+  issue = g_new0 (LtRunIssue, 1);
+  issue->key = g_strdup ("data");
+  issue->message = g_steal_pointer (&message);
+  g_ptr_array_add (issues, issue);
+}
+
 /* For a start, the checks that need the model's shapes: the model's config.json must load,
  * and the QAT group size must divide the input size of its linear layers (lt-run's rule,
  * lt_run_config_check_group_size()). */
@@ -274,7 +377,10 @@ lathe_train_page_revalidate (LatheTrainPage *self)
 
   issues = lathe_run_settings_check (self->settings, self->start_requested);
   if (self->start_requested && issues->len == 0)
-    add_model_issues (self, issues);
+    {
+      add_model_issues (self, issues);
+      add_data_format_issue (self, issues);
+    }
 
   for (guint i = 0; i < self->rows->len; i++)
     g_string_truncate (((RowInfo *) g_ptr_array_index (self->rows, i))->errors, 0);
@@ -352,6 +458,8 @@ settings_notify_cb (LatheTrainPage   *self,
   if (g_strcmp0 (pspec->name, "train-type") == 0 || g_strcmp0 (pspec->name, "quantization") == 0)
     update_quantization_row (self);
 
+  if (g_strcmp0 (pspec->name, "adapter-path") == 0)
+    update_export_button (self);
   lathe_train_page_revalidate (self);
   schedule_estimate (self);
 }
@@ -366,6 +474,34 @@ not_full_transform (GBinding     *binding,
   return TRUE;
 }
 
+/* Export… shows once the output folder holds an adapter, and not while a run writes it. */
+static void
+update_export_button (LatheTrainPage *self)
+{
+  gboolean running = self->job != NULL && lathe_train_job_is_running (self->job);
+  const char *path = lathe_run_settings_get_adapter_path (self->settings);
+
+  gtk_widget_set_visible (GTK_WIDGET (self->export_button),
+                          !running && path != NULL && lathe_export_run_has_adapter (path));
+}
+
+static void
+export_clicked_cb (LatheTrainPage *self)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  GtkWidget *dialog = lathe_export_dialog_new (lathe_run_settings_get_adapter_path (self->settings),
+                                               GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL);
+
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+GtkWidget *
+lathe_train_page_get_export_button (LatheTrainPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), NULL);
+  return GTK_WIDGET (self->export_button);
+}
+
 static gboolean
 not_sft_transform (GBinding     *binding,
                    const GValue *from,
@@ -373,6 +509,16 @@ not_sft_transform (GBinding     *binding,
                    gpointer      user_data)
 {
   g_value_set_boolean (to, g_value_get_uint (from) != LT_TRAIN_MODE_SFT);
+  return TRUE;
+}
+
+static gboolean
+is_dpo_transform (GBinding     *binding,
+                  const GValue *from,
+                  GValue       *to,
+                  gpointer      user_data)
+{
+  g_value_set_boolean (to, g_value_get_uint (from) == LT_TRAIN_MODE_DPO);
   return TRUE;
 }
 
@@ -1011,6 +1157,7 @@ update_run_widgets (LatheTrainPage *self)
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
 
   gtk_widget_set_sensitive (GTK_WIDGET (self->start_button), !running);
+  update_export_button (self);
   gtk_button_set_label (self->stop_button, state == LATHE_TRAIN_STATE_STOPPING
                                              ? _("Stopping…") : _("S_top"));
   gtk_widget_set_sensitive (GTK_WIDGET (self->stop_button),
@@ -1426,6 +1573,7 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   BIND_ROW (seed_row);
   BIND_ROW (optimizer_row);
   BIND_ROW (beta_row);
+  BIND_ROW (dpo_loss_type_row);
   BIND_ROW (steps_per_report_row);
   BIND_ROW (steps_per_eval_row);
   BIND_ROW (save_every_row);
@@ -1439,8 +1587,10 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   BIND_ROW (memory_breakdown_label);
   BIND_ROW (start_button);
   BIND_ROW (stop_button);
+  BIND_ROW (export_button);
   BIND_ROW (monitor);
   gtk_widget_class_bind_template_callback (widget_class, learning_rate_input_cb);
+  gtk_widget_class_bind_template_callback (widget_class, export_clicked_cb);
   gtk_widget_class_bind_template_callback (widget_class, learning_rate_output_cb);
   gtk_widget_class_bind_template_callback (widget_class, preview_popover_show_cb);
 
@@ -1500,6 +1650,7 @@ lathe_train_page_init (LatheTrainPage *self)
   add_row (self, self->seed_row, "seed", NULL);
   add_row (self, self->optimizer_row, "optimizer", "optimizer_config", NULL);
   add_row (self, self->beta_row, "beta", NULL);
+  add_row (self, self->dpo_loss_type_row, "dpo_loss_type", NULL);
   add_row (self, self->steps_per_report_row, "steps_per_report", NULL);
   add_row (self, self->steps_per_eval_row, "steps_per_eval", NULL);
   add_row (self, self->save_every_row, "save_every", NULL);
@@ -1516,7 +1667,8 @@ lathe_train_page_init (LatheTrainPage *self)
   bind_transform (self, "train-type", self->lora_dropout_row, "sensitive", not_full_transform,
                   NULL);
   bind_transform (self, "train-type", self->lora_keys_row, "sensitive", not_full_transform, NULL);
-  bind_transform (self, "train-mode", self->beta_row, "sensitive", not_sft_transform, NULL);
+  bind_transform (self, "train-mode", self->beta_row, "visible", not_sft_transform, NULL);
+  bind_transform (self, "train-mode", self->dpo_loss_type_row, "visible", is_dpo_transform, NULL);
   bind_transform (self, "length-unit", self->iters_row, "visible", unit_is_transform,
                   GUINT_TO_POINTER (LATHE_LENGTH_UNIT_ITERATIONS));
   bind_transform (self, "length-unit", self->epochs_row, "visible", unit_is_transform,

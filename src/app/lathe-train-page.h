@@ -46,4 +46,10 @@ GtkWidget *lathe_train_page_get_row_for_key (LatheTrainPage *self, const char *k
 /* The last "would run" / status line shown under the form (borrowed). */
 const char *lathe_train_page_get_status (LatheTrainPage *self);
 
+/* Whether the dataset's first record suits the trainer: the problem, or NULL. */
+char *lathe_check_data_format (const char *data, LtTrainMode mode);
+
+/* The Export… button (shown when the output folder holds an adapter). */
+GtkWidget *lathe_train_page_get_export_button (LatheTrainPage *self);
+
 G_END_DECLS

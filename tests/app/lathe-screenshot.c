@@ -5,13 +5,16 @@
  *   OUTPUT.png --invalid       the same with inline validation issues
  *   OUTPUT.png --running DIR   the Train tab mid-run: a real run of the demo model into DIR,
  *                              captured after 24 reports, then stopped gracefully
- *   OUTPUT.png --runs FOLDER   the Runs page on FOLDER, the first run compared with the second */
+ *   OUTPUT.png --runs FOLDER   the Runs page on FOLDER, the first run compared with the second
+ *   OUTPUT.png --export RUN    the Export dialog after a verified export of RUN (MLX 4-bit and
+ *                              GGUF q8_0 into RUN-export) */
 #include "config.h"
 
 #include <adwaita.h>
 
 #include "lathe-application.h"
 #include "lathe-window.h"
+#include "lathe-export-dialog.h"
 
 #define WIDTH 1100
 #define HEIGHT 800
@@ -20,6 +23,7 @@ static const char *output_path;
 static gboolean show_invalid;
 static const char *running_dir;
 static const char *runs_folder;
+static const char *export_run;
 static guint n_reports;
 static gboolean snapped;
 static int exit_status = 1;
@@ -74,6 +78,13 @@ runs_loaded_cb (LatheRunsPage *page, GtkWindow *window)
     lathe_runs_page_compare (page, 1);
   if (!snapped)
     g_timeout_add (1000, snap_cb, window);
+}
+
+static void
+export_finished_cb (GtkWindow *dialog)
+{
+  if (!snapped)
+    g_timeout_add (1000, snap_cb, dialog);
 }
 
 static char *
@@ -136,6 +147,27 @@ activate_cb (GApplication *app)
       return;
     }
 
+  if (export_run != NULL)
+    {
+      GtkWidget *dialog = lathe_export_dialog_new (export_run, window);
+      g_autoptr (GError) error = NULL;
+
+      gtk_window_set_application (GTK_WINDOW (dialog), GTK_APPLICATION (app));
+      gtk_window_set_default_size (GTK_WINDOW (dialog), 560, 1400);
+      lathe_export_dialog_set_formats (LATHE_EXPORT_DIALOG (dialog), TRUE, 4, FALSE,
+                                       LT_DTYPE_BF16, TRUE, "q8_0", TRUE);
+      gtk_window_present (GTK_WINDOW (dialog));
+      if (!lathe_export_dialog_start (LATHE_EXPORT_DIALOG (dialog), &error))
+        {
+          g_printerr ("could not start the export: %s\n", error->message);
+          g_application_quit (app);
+          return;
+        }
+      g_signal_connect_swapped (lathe_export_dialog_get_job (LATHE_EXPORT_DIALOG (dialog)),
+                                "finished", G_CALLBACK (export_finished_cb), dialog);
+      return;
+    }
+
   if (show_invalid)
     {
       /* Inline validation: an empty model at Start and a rank of 0. */
@@ -159,11 +191,13 @@ main (int   argc,
     running_dir = argv[3];
   else if (argc == 4 && g_str_equal (argv[2], "--runs"))
     runs_folder = argv[3];
+  else if (argc == 4 && g_str_equal (argv[2], "--export"))
+    export_run = argv[3];
   else if (argc == 3 && g_str_equal (argv[2], "--invalid"))
     show_invalid = TRUE;
   else if (argc != 2)
     {
-      g_printerr ("usage: %s OUTPUT.png [--invalid | --running DIR | --runs FOLDER]\n",
+      g_printerr ("usage: %s OUTPUT.png [--invalid | --running DIR | --runs FOLDER | --export RUN]\n",
                   argv[0]);
       return 2;
     }

@@ -163,6 +163,7 @@ test_properties_round_trip (void)
                 "seed", (gint64) 1234,
                 "optimizer", (guint) LT_OPTIMIZER_SGD,
                 "beta", 0.5,
+                "dpo-loss-type", 2u,
                 "steps-per-report", 5,
                 "steps-per-eval", 50,
                 "save-every", 25,
@@ -187,6 +188,9 @@ test_properties_round_trip (void)
   g_assert_cmpint (cfg->seed, ==, 1234);
   g_assert_true (cfg->qat_enable);
   g_assert_cmpint (cfg->qat_group_size, ==, 32);
+  g_assert_cmpint (cfg->train_mode, ==, LT_TRAIN_MODE_ORPO);
+  g_assert_cmpfloat (cfg->beta, ==, 0.5);
+  g_assert_cmpint (cfg->dpo_loss_type, ==, 2); /* ipo */
 
   /* Through JSON text (lt-run's writer and parser) and back into a second object. */
   json = lt_run_config_to_string (cfg, TRUE);

@@ -228,6 +228,107 @@ test_real_run (Fixture *f, gconstpointer data)
   g_object_unref (monitor); /* its text view may keep itself alive for a pending idle */
 }
 
+typedef struct
+{
+  GArray *accuracy; /* double, every REPORT's reward_accuracy */
+  GArray *margin;
+  gboolean finished;
+} RewardLog;
+
+static void
+reward_progress_cb (LatheTrainJob *job, const LtTrainProgress *p, RewardLog *log)
+{
+  if (p->event != LT_TRAIN_EVENT_REPORT)
+    return;
+  g_array_append_val (log->accuracy, p->reward_accuracy);
+  g_array_append_val (log->margin, p->reward_margin);
+}
+
+static void
+reward_finished_cb (LatheTrainJob *job, RewardLog *log)
+{
+  log->finished = TRUE;
+}
+
+/* Issue 8: a real 3-step DPO run on the test preference set: the monitor's rewards chart
+ * holds every report's reward accuracy and margin, and an SFT run leaves it hidden and empty. */
+static void
+test_dpo_rewards (Fixture *f, gconstpointer data)
+{
+  const char *test_data = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *pref = g_build_filename (test_data, "preference", "tinystories", NULL);
+  g_autoptr (LtRunConfig) cfg = NULL;
+  g_autoptr (LatheTrainJob) job = NULL;
+  g_autoptr (GError) error = NULL;
+  RewardLog log = { g_array_new (FALSE, FALSE, sizeof (double)),
+                    g_array_new (FALSE, FALSE, sizeof (double)), FALSE };
+  LatheMonitor *monitor;
+  LatheChart *chart;
+  const LatheChartPoint *acc, *margin;
+  guint n_acc, n_margin;
+
+  if (skip_without_trainer ())
+    return;
+
+  g_object_set (f->settings, "iters", 3, "data", pref, "train-mode", (guint) LT_TRAIN_MODE_DPO,
+                "beta", 0.1, "batch-size", 1, NULL);
+  cfg = lathe_run_settings_dup_config (f->settings);
+  job = lathe_train_job_new (cfg, FALSE);
+  monitor = g_object_ref_sink (LATHE_MONITOR (lathe_monitor_new ()));
+  chart = lathe_monitor_get_reward_chart (monitor);
+  g_assert_false (gtk_widget_get_visible (GTK_WIDGET (chart)));
+  g_signal_connect_swapped (job, "progress", G_CALLBACK (lathe_monitor_add_progress), monitor);
+  g_signal_connect (job, "progress", G_CALLBACK (reward_progress_cb), &log);
+  g_signal_connect (job, "finished", G_CALLBACK (reward_finished_cb), &log);
+  g_assert_true (lathe_train_job_start (job, NULL, &error));
+  g_assert_no_error (error);
+  while (!log.finished)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (lathe_train_job_get_state (job), ==, LATHE_TRAIN_STATE_FINISHED);
+
+  g_assert_cmpuint (log.accuracy->len, ==, 3);
+  acc = lathe_chart_get_points (chart, LATHE_MONITOR_REWARD_ACCURACY, &n_acc);
+  margin = lathe_chart_get_points (chart, LATHE_MONITOR_REWARD_MARGIN, &n_margin);
+  g_assert_cmpuint (n_acc, ==, 3);
+  g_assert_cmpuint (n_margin, ==, 3);
+  for (guint i = 0; i < 3; i++)
+    {
+      double a = g_array_index (log.accuracy, double, i);
+      double m = g_array_index (log.margin, double, i);
+
+      g_assert_true (isfinite (a) && a >= 0.0 && a <= 1.0);
+      g_assert_true (isfinite (m));
+      g_assert_cmpfloat (acc[i].x, ==, (double) (i + 1));
+      g_assert_cmpfloat (acc[i].y, ==, a);
+      g_assert_cmpfloat (margin[i].y, ==, m);
+    }
+  g_assert_true (gtk_widget_get_visible (GTK_WIDGET (chart)));
+
+  /* A new run clears and hides it; SFT reports (NAN rewards) leave it so. */
+  lathe_monitor_reset (monitor, 0);
+  g_assert_false (gtk_widget_get_visible (GTK_WIDGET (chart)));
+  g_assert_cmpuint (lathe_chart_get_n_points (chart, LATHE_MONITOR_REWARD_ACCURACY), ==, 0);
+  {
+    LtTrainProgress p = { 0 };
+
+    p.event = LT_TRAIN_EVENT_REPORT;
+    p.step = 1;
+    p.loss = 2.0;
+    p.reward_accuracy = NAN;
+    p.reward_margin = NAN;
+    p.rewards_chosen = NAN;
+    p.rewards_rejected = NAN;
+    lathe_monitor_add_progress (monitor, &p);
+  }
+  g_assert_false (gtk_widget_get_visible (GTK_WIDGET (chart)));
+  g_assert_cmpuint (lathe_chart_get_n_points (chart, LATHE_MONITOR_REWARD_ACCURACY), ==, 0);
+
+  g_array_unref (log.accuracy);
+  g_array_unref (log.margin);
+  g_assert_finalize_object (g_steal_pointer (&job));
+  g_object_unref (monitor);
+}
+
 static void
 state_cb (LatheTrainJob *job, GParamSpec *pspec, GArray *states)
 {
@@ -392,5 +493,6 @@ main (int argc, char **argv)
   ADD ("stop", test_stop);
   ADD ("invalid-starts-nothing", test_invalid_starts_nothing);
   ADD ("dispose-mid-run", test_dispose_mid_run);
+  ADD ("dpo-rewards", test_dpo_rewards);
   return g_test_run ();
 }

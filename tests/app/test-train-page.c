@@ -5,6 +5,7 @@
 
 #include <adwaita.h>
 #include <glib/gstdio.h>
+#include <string.h>
 
 #include "lathe-train-page.h"
 
@@ -436,6 +437,105 @@ test_epochs_issue_shown_on_visible_row (Fixture       *f,
     lathe_train_page_get_row_for_key (f->page, "length_unit"), "error"));
 }
 
+/* Issue 8: beta shows for DPO and ORPO, the loss type for DPO only; SFT hides both. */
+static void
+test_preference_rows (Fixture       *f,
+                      gconstpointer  data)
+{
+  GtkWidget *beta = row (f, "beta");
+  GtkWidget *loss = row (f, "dpo_loss_type");
+  g_autoptr(LtRunConfig) cfg = NULL;
+
+  g_assert_nonnull (beta);
+  g_assert_nonnull (loss);
+  g_object_set (f->settings, "train-mode", (guint) LT_TRAIN_MODE_SFT, NULL);
+  g_assert_false (gtk_widget_get_visible (beta));
+  g_assert_false (gtk_widget_get_visible (loss));
+  g_object_set (f->settings, "train-mode", (guint) LT_TRAIN_MODE_DPO, NULL);
+  g_assert_true (gtk_widget_get_visible (beta));
+  g_assert_true (gtk_widget_get_visible (loss));
+  g_object_set (f->settings, "train-mode", (guint) LT_TRAIN_MODE_ORPO, NULL);
+  g_assert_true (gtk_widget_get_visible (beta));
+  g_assert_false (gtk_widget_get_visible (loss));
+
+  /* The loss row's combo carries the choice into the run configuration. */
+  g_object_set (f->settings, "train-mode", (guint) LT_TRAIN_MODE_DPO, NULL);
+  adw_combo_row_set_selected (ADW_COMBO_ROW (loss), 1);
+  cfg = lathe_run_settings_dup_config (f->settings);
+  g_assert_cmpint (cfg->dpo_loss_type, ==, 1); /* hinge */
+  g_assert_cmpint (cfg->train_mode, ==, LT_TRAIN_MODE_DPO);
+}
+
+/* The dataset's first record against the trainer, on the test data's SFT and preference
+ * sets (and a file with blank lines before its first record). */
+static void
+test_data_format (Fixture       *f,
+                  gconstpointer  data)
+{
+  const char *test_data = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *sft = g_build_filename (test_data, "train", "train.jsonl", NULL);
+  g_autofree char *pref = g_build_filename (test_data, "preference", "tinystories", NULL);
+  g_autofree char *dir = g_dir_make_tmp ("lathe-format-XXXXXX", NULL);
+  g_autofree char *blank = g_build_filename (dir, "train.jsonl", NULL);
+  char *message;
+
+  g_assert_null (lathe_check_data_format (sft, LT_TRAIN_MODE_SFT));
+  message = lathe_check_data_format (sft, LT_TRAIN_MODE_DPO);
+  g_assert_nonnull (message);
+  g_assert_nonnull (strstr (message, "DPO"));
+  g_free (message);
+  message = lathe_check_data_format (sft, LT_TRAIN_MODE_ORPO);
+  g_assert_nonnull (message);
+  g_assert_nonnull (strstr (message, "ORPO"));
+  g_free (message);
+
+  g_assert_null (lathe_check_data_format (pref, LT_TRAIN_MODE_DPO));
+  g_assert_null (lathe_check_data_format (pref, LT_TRAIN_MODE_ORPO));
+  message = lathe_check_data_format (pref, LT_TRAIN_MODE_SFT);
+  g_assert_nonnull (message);
+  g_free (message);
+
+  g_assert_true (g_file_set_contents (blank, "\n  \n{\"prompt\": \"a\", \"chosen\": \"b\", "
+                                      "\"rejected\": \"c\"}\n", -1, NULL));
+  g_assert_null (lathe_check_data_format (dir, LT_TRAIN_MODE_DPO));
+  message = lathe_check_data_format (dir, LT_TRAIN_MODE_SFT);
+  g_assert_nonnull (message);
+  g_free (message);
+
+  /* An unreadable dataset passes here (lt-run's check and the trainer report it). */
+  g_assert_null (lathe_check_data_format ("/nonexistent/data", LT_TRAIN_MODE_DPO));
+  g_assert_cmpint (g_unlink (blank), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
+/* Start with preference data under SFT: nothing starts, the Dataset row shows the problem;
+ * switching to DPO clears it. */
+static void
+test_start_format_mismatch (Fixture       *f,
+                            gconstpointer  data)
+{
+  const char *test_data = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *model = g_build_filename (test_data, "models", "llama-f32", NULL);
+  g_autofree char *pref = g_build_filename (test_data, "preference", "tinystories", NULL);
+  g_autofree char *dir = g_dir_make_tmp ("lathe-format-XXXXXX", NULL);
+  g_autofree char *out = g_build_filename (dir, "run", NULL);
+  g_autofree char *expected = lathe_check_data_format (pref, LT_TRAIN_MODE_SFT);
+  GtkWidget *data_row = row (f, "data");
+
+  g_object_set (f->settings, "model", model, "data", pref, "adapter-path", out,
+                "train-mode", (guint) LT_TRAIN_MODE_SFT, NULL);
+  g_assert_false (lathe_train_page_start (f->page));
+  g_assert_false (lathe_train_page_is_running (f->page));
+  g_assert_true (gtk_widget_has_css_class (data_row, "error"));
+  g_assert_nonnull (expected);
+  g_assert_nonnull (strstr (adw_action_row_get_subtitle (ADW_ACTION_ROW (data_row)), expected));
+
+  g_object_set (f->settings, "train-mode", (guint) LT_TRAIN_MODE_DPO, NULL);
+  lathe_train_page_revalidate (f->page);
+  g_assert_false (gtk_widget_has_css_class (data_row, "error"));
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -456,6 +556,9 @@ main (int   argc,
   ADD ("epochs-issue-on-visible-row", test_epochs_issue_shown_on_visible_row);
   ADD ("recipe-async", test_recipe_async);
   ADD ("copy-command", test_copy_command);
+  ADD ("preference-rows", test_preference_rows);
+  ADD ("data-format", test_data_format);
+  ADD ("start-format-mismatch", test_start_format_mismatch);
 #undef ADD
 
   return g_test_run ();

@@ -1,0 +1,527 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "lathe-export-dialog"
+
+#include "config.h"
+
+#include <math.h>
+
+#include <glib/gi18n.h>
+
+#include "lathe-export-dialog.h"
+#include "lathe-runs-page.h"
+#include "src/core/lt-run.h"
+
+struct _LatheExportDialog
+{
+  AdwWindow parent_instance;
+
+  GtkButton *cancel_button;
+  GtkButton *export_button;
+  AdwComboRow *run_row;
+  AdwActionRow *output_row;
+  GtkSwitch *verify_switch;
+  AdwExpanderRow *mlx_row;
+  AdwComboRow *mlx_bits_row;
+  AdwExpanderRow *hf_row;
+  AdwComboRow *hf_dtype_row;
+  AdwExpanderRow *gguf_row;
+  AdwComboRow *gguf_type_row;
+  GtkSwitch *peft_switch;
+  AdwPreferencesGroup *progress_group;
+  GtkProgressBar *progress_bar;
+  AdwPreferencesGroup *results_group;
+  GtkExpander *warning_expander;
+  GtkLabel *warning_label;
+  GtkListBox *results_list;
+  GtkLabel *sample_label;
+
+  GtkStringList *runs;      /* run folder paths, the run row's model */
+  char *output_dir;
+  GtkFileChooserNative *chooser;
+  LatheExportJob *job;
+  guint n_result_rows;
+};
+
+G_DEFINE_FINAL_TYPE (LatheExportDialog, lathe_export_dialog, ADW_TYPE_WINDOW)
+
+static const char *const gguf_types[] = { "f16", "q8_0", "q4_0", "q4_k", "q6_k" };
+static const LtDType hf_dtypes[] = { LT_DTYPE_BF16, LT_DTYPE_F16, LT_DTYPE_F32 };
+
+static void
+update_output_row (LatheExportDialog *self)
+{
+  adw_action_row_set_subtitle (self->output_row,
+                               self->output_dir != NULL ? self->output_dir : _("None chosen"));
+}
+
+static void
+set_running (LatheExportDialog *self, gboolean running)
+{
+  gtk_widget_set_sensitive (GTK_WIDGET (self->export_button), !running);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->cancel_button), running);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->run_row), !running);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->output_row), !running);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->mlx_row), !running);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->hf_row), !running);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->gguf_row), !running);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->peft_switch), !running);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->verify_switch), !running);
+}
+
+static void
+clear_results (LatheExportDialog *self)
+{
+  GtkWidget *child;
+
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->results_list))) != NULL)
+    gtk_list_box_remove (self->results_list, child);
+  self->n_result_rows = 0;
+  gtk_widget_set_visible (GTK_WIDGET (self->results_group), FALSE);
+  gtk_widget_set_visible (GTK_WIDGET (self->warning_expander), FALSE);
+  gtk_widget_set_visible (GTK_WIDGET (self->sample_label), FALSE);
+}
+
+static void
+job_fraction_cb (LatheExportDialog *self)
+{
+  const char *what = lathe_export_job_get_what (self->job);
+
+  gtk_progress_bar_set_fraction (self->progress_bar, lathe_export_job_get_fraction (self->job));
+  if (g_strcmp0 (what, "verify") == 0)
+    gtk_progress_bar_set_text (self->progress_bar, _("Verifying…"));
+  else
+    gtk_progress_bar_set_text (self->progress_bar, _("Exporting…"));
+}
+
+static void
+add_result_row (LatheExportDialog *self, const LatheExportRow *row)
+{
+  GtkWidget *action_row = adw_action_row_new ();
+  GtkWidget *value;
+  g_autofree char *title = NULL;
+  g_autofree char *ppl = NULL;
+
+  if (row->format != NULL)
+    title = g_strdup_printf ("%s (%s)", row->label, row->format);
+  else
+    title = g_strdup (row->label);
+  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (action_row), title);
+  adw_preferences_row_set_use_markup (ADW_PREFERENCES_ROW (action_row), FALSE);
+  if (row->sample != NULL)
+    adw_action_row_set_subtitle (ADW_ACTION_ROW (action_row), row->sample);
+  /* Translators: a perplexity */
+  ppl = isfinite (row->ppl) ? g_strdup_printf (_("perplexity %.3f"), row->ppl) : g_strdup ("–");
+  value = gtk_label_new (ppl);
+  gtk_widget_add_css_class (value, "numeric");
+  if (isfinite (row->limit) && isfinite (row->ppl) && row->ppl > row->limit)
+    {
+      gtk_widget_add_css_class (value, "error");
+      gtk_widget_set_tooltip_text (value, _("Above the perplexity this format is expected to "
+                                            "keep"));
+    }
+  adw_action_row_add_suffix (ADW_ACTION_ROW (action_row), value);
+  gtk_list_box_append (self->results_list, action_row);
+  self->n_result_rows++;
+}
+
+static void
+job_finished_cb (LatheExportDialog *self)
+{
+  const GError *error = lathe_export_job_get_error (self->job);
+  const LtExportReport *report = lathe_export_job_get_report (self->job);
+  GPtrArray *rows = lathe_export_job_get_rows (self->job);
+
+  set_running (self, FALSE);
+  clear_results (self);
+
+  if (error != NULL)
+    gtk_progress_bar_set_text (self->progress_bar, error->message);
+  else
+    gtk_progress_bar_set_text (self->progress_bar, _("Done"));
+
+  for (guint i = 0; i < rows->len; i++)
+    add_result_row (self, g_ptr_array_index (rows, i));
+
+  if (report != NULL && report->warning != NULL)
+    {
+      g_autofree char *title = g_strdup_printf (ngettext ("The adapter is mostly lost in %d "
+                                                          "quantized layer",
+                                                          "The adapter is mostly lost in %d "
+                                                          "quantized layers",
+                                                          report->n_lost),
+                                                report->n_lost);
+
+      gtk_expander_set_label (self->warning_expander, title);
+      gtk_label_set_text (self->warning_label, report->warning);
+      gtk_widget_set_visible (GTK_WIDGET (self->warning_expander), TRUE);
+    }
+  if (rows->len >= 2)
+    {
+      const LatheExportRow *fused = g_ptr_array_index (rows, 1);
+      g_autofree char *text = NULL;
+
+      if (fused->sample != NULL)
+        {
+          /* Translators: the greedy continuation of the sample prompt */
+          text = g_strdup_printf (_("Sample: Once upon a time%s"), fused->sample);
+          gtk_label_set_text (self->sample_label, text);
+          gtk_widget_set_visible (GTK_WIDGET (self->sample_label), TRUE);
+        }
+    }
+  gtk_widget_set_visible (GTK_WIDGET (self->results_group), report != NULL || rows->len > 0);
+}
+
+static void
+disconnect_job (LatheExportDialog *self)
+{
+  if (self->job == NULL)
+    return;
+  g_signal_handlers_disconnect_by_data (self->job, self);
+  lathe_export_job_cancel (self->job);
+  g_clear_object (&self->job);
+}
+
+const char *
+lathe_export_dialog_get_run (LatheExportDialog *self)
+{
+  guint selected;
+
+  g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), NULL);
+
+  selected = adw_combo_row_get_selected (self->run_row);
+  if (selected == GTK_INVALID_LIST_POSITION
+      || selected >= g_list_model_get_n_items (G_LIST_MODEL (self->runs)))
+    return NULL;
+  return gtk_string_list_get_string (self->runs, selected);
+}
+
+gboolean
+lathe_export_dialog_start (LatheExportDialog *self, GError **error)
+{
+  const char *run;
+  g_autofree char *run_json = NULL;
+  g_autofree char *verify_data = NULL;
+  g_autoptr (LatheRunInfo) info = NULL;
+  const LtRunConfig *cfg;
+  g_autoptr (LatheExportJob) job = NULL;
+  guint bits_pos, dtype_pos, type_pos;
+
+  g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), FALSE);
+
+  run = lathe_export_dialog_get_run (self);
+  if (run == NULL)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                           _("Choose a run that holds an adapter"));
+      return FALSE;
+    }
+  if (self->output_dir == NULL)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                           _("Choose an output folder"));
+      return FALSE;
+    }
+  run_json = g_build_filename (run, "run.json", NULL);
+  info = lathe_run_info_load (run, error);
+  if (info == NULL)
+    return FALSE;
+  cfg = info->config;
+  if (cfg == NULL || cfg->model == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, _("%s names no model"), run_json);
+      return FALSE;
+    }
+
+  job = lathe_export_job_new (cfg->model, run, self->output_dir);
+  bits_pos = adw_combo_row_get_selected (self->mlx_bits_row);
+  dtype_pos = MIN (adw_combo_row_get_selected (self->hf_dtype_row), G_N_ELEMENTS (hf_dtypes) - 1);
+  type_pos = MIN (adw_combo_row_get_selected (self->gguf_type_row), G_N_ELEMENTS (gguf_types) - 1);
+  lathe_export_job_set_mlx (job, adw_expander_row_get_enable_expansion (self->mlx_row),
+                            bits_pos == 1 ? 4 : bits_pos == 2 ? 8 : 0);
+  lathe_export_job_set_hf (job, adw_expander_row_get_enable_expansion (self->hf_row),
+                           hf_dtypes[dtype_pos]);
+  lathe_export_job_set_gguf (job, adw_expander_row_get_enable_expansion (self->gguf_row),
+                             gguf_types[type_pos]);
+  lathe_export_job_set_peft (job, gtk_switch_get_active (self->peft_switch));
+  if (gtk_switch_get_active (self->verify_switch))
+    {
+      verify_data = lathe_export_find_verify_data (run);
+      if (verify_data == NULL)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                       _("No dataset to verify on: %s names no data folder with valid.jsonl "
+                         "or train.jsonl"), run_json);
+          return FALSE;
+        }
+      lathe_export_job_set_verify (job, verify_data);
+    }
+
+  disconnect_job (self);
+  g_signal_connect_object (job, "notify::fraction", G_CALLBACK (job_fraction_cb), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (job, "finished", G_CALLBACK (job_finished_cb), self,
+                           G_CONNECT_SWAPPED);
+  if (!lathe_export_job_start (job, error))
+    return FALSE;
+  self->job = g_steal_pointer (&job);
+
+  clear_results (self);
+  gtk_progress_bar_set_fraction (self->progress_bar, 0.0);
+  gtk_progress_bar_set_text (self->progress_bar, _("Exporting…"));
+  gtk_widget_set_visible (GTK_WIDGET (self->progress_group), TRUE);
+  set_running (self, TRUE);
+  return TRUE;
+}
+
+static void
+export_clicked_cb (LatheExportDialog *self)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!lathe_export_dialog_start (self, &error))
+    {
+      gtk_widget_set_visible (GTK_WIDGET (self->progress_group), TRUE);
+      gtk_progress_bar_set_fraction (self->progress_bar, 0.0);
+      gtk_progress_bar_set_text (self->progress_bar, error->message);
+    }
+}
+
+static void
+cancel_clicked_cb (LatheExportDialog *self)
+{
+  if (self->job != NULL)
+    lathe_export_job_cancel (self->job);
+}
+
+static void
+open_folder_cb (LatheExportDialog *self)
+{
+  g_autoptr (GFile) file = NULL;
+  g_autofree char *uri = NULL;
+
+  if (self->output_dir == NULL)
+    return;
+  file = g_file_new_for_path (self->output_dir);
+  uri = g_file_get_uri (file);
+  gtk_show_uri (GTK_WINDOW (self), uri, GDK_CURRENT_TIME);
+}
+
+static void
+chooser_response_cb (LatheExportDialog *self, int response, GtkFileChooserNative *chooser)
+{
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      g_autoptr (GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (chooser));
+
+      if (file != NULL)
+        lathe_export_dialog_set_output_dir (self, g_file_peek_path (file));
+    }
+  g_clear_object (&self->chooser);
+}
+
+static void
+choose_output_cb (LatheExportDialog *self)
+{
+  if (self->chooser != NULL)
+    return;
+  self->chooser = gtk_file_chooser_native_new (_("Output Folder"), GTK_WINDOW (self),
+                                               GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER,
+                                               _("_Select"), _("_Cancel"));
+  g_signal_connect_object (self->chooser, "response", G_CALLBACK (chooser_response_cb), self,
+                           G_CONNECT_SWAPPED);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));
+}
+
+static void
+lathe_export_dialog_dispose (GObject *object)
+{
+  LatheExportDialog *self = LATHE_EXPORT_DIALOG (object);
+
+  disconnect_job (self);
+  if (self->chooser != NULL)
+    gtk_native_dialog_destroy (GTK_NATIVE_DIALOG (self->chooser));
+  g_clear_object (&self->chooser);
+  gtk_widget_dispose_template (GTK_WIDGET (self), LATHE_TYPE_EXPORT_DIALOG);
+
+  G_OBJECT_CLASS (lathe_export_dialog_parent_class)->dispose (object);
+}
+
+static void
+lathe_export_dialog_finalize (GObject *object)
+{
+  LatheExportDialog *self = LATHE_EXPORT_DIALOG (object);
+
+  g_clear_object (&self->runs);
+  g_free (self->output_dir);
+
+  G_OBJECT_CLASS (lathe_export_dialog_parent_class)->finalize (object);
+}
+
+static void
+lathe_export_dialog_class_init (LatheExportDialogClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = lathe_export_dialog_dispose;
+  object_class->finalize = lathe_export_dialog_finalize;
+
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/io/github/lathe/Lathe/lathe-export-dialog.ui");
+#define BIND(name) gtk_widget_class_bind_template_child (widget_class, LatheExportDialog, name)
+  BIND (cancel_button);
+  BIND (export_button);
+  BIND (run_row);
+  BIND (output_row);
+  BIND (verify_switch);
+  BIND (mlx_row);
+  BIND (mlx_bits_row);
+  BIND (hf_row);
+  BIND (hf_dtype_row);
+  BIND (gguf_row);
+  BIND (gguf_type_row);
+  BIND (peft_switch);
+  BIND (progress_group);
+  BIND (progress_bar);
+  BIND (results_group);
+  BIND (warning_expander);
+  BIND (warning_label);
+  BIND (results_list);
+  BIND (sample_label);
+#undef BIND
+  gtk_widget_class_bind_template_callback (widget_class, export_clicked_cb);
+  gtk_widget_class_bind_template_callback (widget_class, cancel_clicked_cb);
+  gtk_widget_class_bind_template_callback (widget_class, open_folder_cb);
+  gtk_widget_class_bind_template_callback (widget_class, choose_output_cb);
+}
+
+static void
+lathe_export_dialog_init (LatheExportDialog *self)
+{
+  g_autoptr (GtkExpression) expression = NULL;
+
+  gtk_widget_init_template (GTK_WIDGET (self));
+  self->runs = gtk_string_list_new (NULL);
+  expression = gtk_property_expression_new (GTK_TYPE_STRING_OBJECT, NULL, "string");
+  adw_combo_row_set_expression (self->run_row, expression);
+  adw_combo_row_set_model (self->run_row, G_LIST_MODEL (self->runs));
+  update_output_row (self);
+}
+
+static int
+compare_paths (gconstpointer a, gconstpointer b)
+{
+  return g_strcmp0 (*(const char *const *) a, *(const char *const *) b);
+}
+
+/* The runs the list offers: @run_dir first, then the runs beside it holding an adapter. */
+static void
+fill_runs (LatheExportDialog *self, const char *run_dir)
+{
+  g_autofree char *parent = NULL;
+  g_autoptr (GDir) dir = NULL;
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+
+  if (run_dir == NULL)
+    return;
+  gtk_string_list_append (self->runs, run_dir);
+  parent = g_path_get_dirname (run_dir);
+  dir = g_dir_open (parent, 0, NULL);
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      char *path = g_build_filename (parent, name, NULL);
+
+      if (g_strcmp0 (path, run_dir) != 0 && lathe_export_run_has_adapter (path))
+        g_ptr_array_add (names, path);
+      else
+        g_free (path);
+    }
+  g_ptr_array_sort (names, compare_paths);
+  for (guint i = 0; i < names->len; i++)
+    gtk_string_list_append (self->runs, g_ptr_array_index (names, i));
+  adw_combo_row_set_selected (self->run_row, 0);
+}
+
+GtkWidget *
+lathe_export_dialog_new (const char *run_dir, GtkWindow *parent)
+{
+  LatheExportDialog *self = g_object_new (LATHE_TYPE_EXPORT_DIALOG,
+                                          "transient-for", parent, NULL);
+
+  fill_runs (self, run_dir);
+  if (run_dir != NULL)
+    {
+      g_autofree char *parent_dir = g_path_get_dirname (run_dir);
+      g_autofree char *base = g_path_get_basename (run_dir);
+      g_autofree char *name = g_strconcat (base, "-export", NULL);
+      g_autofree char *out = g_build_filename (parent_dir, name, NULL);
+
+      lathe_export_dialog_set_output_dir (self, out);
+    }
+  return GTK_WIDGET (self);
+}
+
+void
+lathe_export_dialog_set_output_dir (LatheExportDialog *self, const char *dir)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_DIALOG (self));
+  g_free (self->output_dir);
+  self->output_dir = g_strdup (dir);
+  update_output_row (self);
+}
+
+void
+lathe_export_dialog_set_formats (LatheExportDialog *self,
+                                 gboolean           mlx,
+                                 int                mlx_bits,
+                                 gboolean           hf,
+                                 LtDType            hf_dtype,
+                                 gboolean           gguf,
+                                 const char        *gguf_type,
+                                 gboolean           peft)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_DIALOG (self));
+
+  adw_expander_row_set_enable_expansion (self->mlx_row, mlx);
+  adw_combo_row_set_selected (self->mlx_bits_row, mlx_bits == 4 ? 1 : mlx_bits == 8 ? 2 : 0);
+  adw_expander_row_set_enable_expansion (self->hf_row, hf);
+  for (guint i = 0; i < G_N_ELEMENTS (hf_dtypes); i++)
+    if (hf_dtypes[i] == hf_dtype)
+      adw_combo_row_set_selected (self->hf_dtype_row, i);
+  adw_expander_row_set_enable_expansion (self->gguf_row, gguf);
+  for (guint i = 0; i < G_N_ELEMENTS (gguf_types); i++)
+    if (g_ascii_strcasecmp (gguf_types[i], gguf_type != NULL ? gguf_type : "f16") == 0)
+      adw_combo_row_set_selected (self->gguf_type_row, i);
+  gtk_switch_set_active (self->peft_switch, peft);
+}
+
+void
+lathe_export_dialog_set_verify (LatheExportDialog *self, gboolean verify)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_DIALOG (self));
+  gtk_switch_set_active (self->verify_switch, verify);
+}
+
+LatheExportJob *
+lathe_export_dialog_get_job (LatheExportDialog *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), NULL);
+  return self->job;
+}
+
+const char *
+lathe_export_dialog_get_warning (LatheExportDialog *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), NULL);
+  if (!gtk_widget_get_visible (GTK_WIDGET (self->warning_expander)))
+    return NULL;
+  return gtk_label_get_text (self->warning_label);
+}
+
+guint
+lathe_export_dialog_get_n_result_rows (LatheExportDialog *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), 0);
+  return self->n_result_rows;
+}

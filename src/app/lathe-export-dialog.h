@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* LatheExportDialog: export a run (MLX, HF safetensors, GGUF, PEFT) through LatheExportJob,
+ * then show the verification table and an Open Folder button. */
+#pragma once
+
+#include <adwaita.h>
+
+#include "lathe-export-job.h"
+
+G_BEGIN_DECLS
+
+#define LATHE_TYPE_EXPORT_DIALOG (lathe_export_dialog_get_type ())
+
+G_DECLARE_FINAL_TYPE (LatheExportDialog, lathe_export_dialog, LATHE, EXPORT_DIALOG, AdwWindow)
+
+/* @run_dir (nullable): preselected; the run list holds it and the runs beside it that hold an
+ * adapter. */
+GtkWidget *lathe_export_dialog_new (const char *run_dir, GtkWindow *parent);
+
+/* The chosen run folder (borrowed), or NULL. */
+const char *lathe_export_dialog_get_run (LatheExportDialog *self);
+void lathe_export_dialog_set_output_dir (LatheExportDialog *self, const char *dir);
+/* Sets the form: @mlx_bits 0 (none), 4 or 8; @gguf_type "f16", "q8_0", "q4_0", "q4_k",
+ * "q6_k". */
+void lathe_export_dialog_set_formats (LatheExportDialog *self, gboolean mlx, int mlx_bits,
+                                      gboolean hf, LtDType hf_dtype, gboolean gguf,
+                                      const char *gguf_type, gboolean peft);
+void lathe_export_dialog_set_verify (LatheExportDialog *self, gboolean verify);
+/* What Export does: a job from the form, started; FALSE with @error when the form is
+ * incomplete. */
+gboolean lathe_export_dialog_start (LatheExportDialog *self, GError **error);
+/* The current (or last) job, or NULL. */
+LatheExportJob *lathe_export_dialog_get_job (LatheExportDialog *self);
+/* Rows of the verification table. */
+guint lathe_export_dialog_get_n_result_rows (LatheExportDialog *self);
+
+/* The adapter-survival warning shown above the table, or NULL. */
+const char *lathe_export_dialog_get_warning (LatheExportDialog *self);
+
+G_END_DECLS

@@ -1,0 +1,654 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "lathe-export-job"
+
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+
+#include <glib/gi18n.h>
+
+#include "lathe-export-job.h"
+#include "lathe-runs-page.h"
+#include "src/core/lt-gguf.h"
+#include "src/core/lt-model-train.h"
+#include "src/core/lt-run.h"
+
+struct _LatheExportJob
+{
+  GObject parent_instance;
+
+  char *model_dir;
+  char *run_dir;
+  char *output_dir;
+  char *mlx_path;
+  int mlx_bits;
+  char *hf_path;
+  LtDType hf_dtype;
+  char *gguf_path;
+  char *gguf_name;
+  char *peft_path;
+  char *verify_data;
+
+  gboolean running;
+  GCancellable *cancellable;
+
+  /* Written by the worker under @lock, read on the main thread by the idle source. */
+  GMutex lock;
+  double pending_fraction;
+  const char *pending_what;   /* static strings */
+  guint idle_id;
+
+  double fraction;
+  const char *what;
+
+  LtExportReport *report;
+  GPtrArray *rows;
+  GError *error;
+};
+
+G_DEFINE_FINAL_TYPE (LatheExportJob, lathe_export_job, G_TYPE_OBJECT)
+
+enum
+{
+  PROP_0,
+  PROP_FRACTION,
+  PROP_RUNNING,
+  N_PROPS
+};
+
+enum
+{
+  SIGNAL_FINISHED,
+  N_SIGNALS
+};
+
+static GParamSpec *properties[N_PROPS];
+static guint signals[N_SIGNALS];
+
+static void
+export_row_free (LatheExportRow *row)
+{
+  g_free (row->label);
+  g_free (row->format);
+  g_free (row->path);
+  g_free (row->sample);
+  g_free (row);
+}
+
+static void
+lathe_export_job_dispose (GObject *object)
+{
+  LatheExportJob *self = LATHE_EXPORT_JOB (object);
+
+  if (self->cancellable != NULL)
+    g_cancellable_cancel (self->cancellable);
+  g_mutex_lock (&self->lock);
+  g_clear_handle_id (&self->idle_id, g_source_remove);
+  g_mutex_unlock (&self->lock);
+
+  G_OBJECT_CLASS (lathe_export_job_parent_class)->dispose (object);
+}
+
+static void
+lathe_export_job_finalize (GObject *object)
+{
+  LatheExportJob *self = LATHE_EXPORT_JOB (object);
+
+  g_free (self->model_dir);
+  g_free (self->run_dir);
+  g_free (self->output_dir);
+  g_free (self->mlx_path);
+  g_free (self->hf_path);
+  g_free (self->gguf_path);
+  g_free (self->gguf_name);
+  g_free (self->peft_path);
+  g_free (self->verify_data);
+  g_clear_object (&self->cancellable);
+  g_clear_pointer (&self->report, lt_export_report_free);
+  g_clear_pointer (&self->rows, g_ptr_array_unref);
+  g_clear_error (&self->error);
+  g_mutex_clear (&self->lock);
+
+  G_OBJECT_CLASS (lathe_export_job_parent_class)->finalize (object);
+}
+
+static void
+lathe_export_job_get_property (GObject    *object,
+                               guint       prop_id,
+                               GValue     *value,
+                               GParamSpec *pspec)
+{
+  LatheExportJob *self = LATHE_EXPORT_JOB (object);
+
+  switch (prop_id)
+    {
+    case PROP_FRACTION: g_value_set_double (value, self->fraction); break;
+    case PROP_RUNNING: g_value_set_boolean (value, self->running); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+lathe_export_job_class_init (LatheExportJobClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = lathe_export_job_dispose;
+  object_class->finalize = lathe_export_job_finalize;
+  object_class->get_property = lathe_export_job_get_property;
+
+  properties[PROP_FRACTION] =
+    g_param_spec_double ("fraction", NULL, NULL, 0.0, 1.0, 0.0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_RUNNING] =
+    g_param_spec_boolean ("running", NULL, NULL, FALSE,
+                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  signals[SIGNAL_FINISHED] = g_signal_new ("finished", G_TYPE_FROM_CLASS (klass),
+                                           G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                           G_TYPE_NONE, 0);
+}
+
+static void
+lathe_export_job_init (LatheExportJob *self)
+{
+  g_mutex_init (&self->lock);
+  self->hf_dtype = LT_DTYPE_BF16;
+  self->rows = g_ptr_array_new_with_free_func ((GDestroyNotify) export_row_free);
+}
+
+LatheExportJob *
+lathe_export_job_new (const char *model_dir,
+                      const char *run_dir,
+                      const char *output_dir)
+{
+  LatheExportJob *self;
+
+  g_return_val_if_fail (model_dir != NULL, NULL);
+  g_return_val_if_fail (output_dir != NULL, NULL);
+
+  self = g_object_new (LATHE_TYPE_EXPORT_JOB, NULL);
+  self->model_dir = g_strdup (model_dir);
+  self->run_dir = g_strdup (run_dir);
+  self->output_dir = g_strdup (output_dir);
+  return self;
+}
+
+static void
+set_path (char **field, gboolean enable, const char *dir, const char *name)
+{
+  g_clear_pointer (field, g_free);
+  if (enable)
+    *field = g_build_filename (dir, name, NULL);
+}
+
+void
+lathe_export_job_set_mlx (LatheExportJob *self, gboolean enable, int bits)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
+  set_path (&self->mlx_path, enable, self->output_dir, "mlx");
+  self->mlx_bits = bits;
+}
+
+void
+lathe_export_job_set_hf (LatheExportJob *self, gboolean enable, LtDType dtype)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
+  set_path (&self->hf_path, enable, self->output_dir, "hf");
+  self->hf_dtype = dtype;
+}
+
+void
+lathe_export_job_set_gguf (LatheExportJob *self, gboolean enable, const char *name)
+{
+  g_autofree char *file = NULL;
+
+  g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
+  g_free (self->gguf_name);
+  self->gguf_name = g_ascii_strdown (name != NULL ? name : "f16", -1);
+  file = g_strdup_printf ("model-%s.gguf", self->gguf_name);
+  set_path (&self->gguf_path, enable, self->output_dir, file);
+}
+
+void
+lathe_export_job_set_peft (LatheExportJob *self, gboolean enable)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
+  set_path (&self->peft_path, enable, self->output_dir, "peft");
+}
+
+void
+lathe_export_job_set_verify (LatheExportJob *self, const char *data)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
+  g_free (self->verify_data);
+  self->verify_data = g_strdup (data);
+}
+
+const char *
+lathe_export_job_get_mlx_path (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), NULL);
+  return self->mlx_path;
+}
+
+const char *
+lathe_export_job_get_hf_path (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), NULL);
+  return self->hf_path;
+}
+
+const char *
+lathe_export_job_get_gguf_path (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), NULL);
+  return self->gguf_path;
+}
+
+const char *
+lathe_export_job_get_peft_path (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), NULL);
+  return self->peft_path;
+}
+
+const char *
+lathe_export_job_get_output_dir (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), NULL);
+  return self->output_dir;
+}
+
+static int
+gguf_type_from_name (const char *s)
+{
+  if (g_strcmp0 (s, "q8_0") == 0)
+    return LT_GGML_Q8_0;
+  if (g_strcmp0 (s, "q4_0") == 0)
+    return LT_GGML_Q4_0;
+  if (g_strcmp0 (s, "q4_k") == 0)
+    return LT_GGML_Q4_K;
+  if (g_strcmp0 (s, "q6_k") == 0)
+    return LT_GGML_Q6_K;
+  return LT_GGML_F16;
+}
+
+static const char *
+dtype_name (LtDType dtype)
+{
+  return dtype == LT_DTYPE_F32 ? "f32" : dtype == LT_DTYPE_F16 ? "f16" : "bf16";
+}
+
+/* Main thread: the one idle source forwards the latest progress. */
+static gboolean
+progress_idle (gpointer data)
+{
+  LatheExportJob *self = data;
+
+  g_mutex_lock (&self->lock);
+  self->fraction = self->pending_fraction;
+  self->what = self->pending_what;
+  self->idle_id = 0;
+  g_mutex_unlock (&self->lock);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FRACTION]);
+  return G_SOURCE_REMOVE;
+}
+
+/* Worker thread. */
+static void
+post_progress (LatheExportJob *self, double fraction, const char *what)
+{
+  g_mutex_lock (&self->lock);
+  self->pending_fraction = CLAMP (fraction, 0.0, 1.0);
+  self->pending_what = what;
+  if (self->idle_id == 0)
+    self->idle_id = g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, progress_idle,
+                                     g_object_ref (self), g_object_unref);
+  g_mutex_unlock (&self->lock);
+}
+
+/* Worker thread: lt_export_run's fraction is the first 70 % (all of it without verify). */
+static gboolean
+export_progress_cb (double fraction, const char *what, gpointer user_data)
+{
+  LatheExportJob *self = user_data;
+  double share = self->verify_data != NULL ? 0.7 : 1.0;
+
+  post_progress (self, fraction * share, "export");
+  return !g_cancellable_is_cancelled (self->cancellable);
+}
+
+static gboolean
+verify_one (LatheExportJob  *self,
+            LtModel         *model,
+            LatheExportRow  *row,
+            GError         **error)
+{
+  if (!lt_export_perplexity (model, self->model_dir, self->verify_data, 2048, &row->ppl, NULL,
+                             error))
+    return FALSE;
+  row->sample = lt_export_greedy (model, self->model_dir, "Once upon a time", 16, error);
+  return row->sample != NULL;
+}
+
+static LatheExportRow *
+new_row (const char *label, const char *format, const char *path)
+{
+  LatheExportRow *row = g_new0 (LatheExportRow, 1);
+
+  row->label = g_strdup (label);
+  row->format = g_strdup (format);
+  row->path = g_strdup (path);
+  row->ppl = NAN;
+  row->limit = NAN;
+  return row;
+}
+
+typedef struct
+{
+  LtExportReport *report;
+  GPtrArray *rows;
+} Result;
+
+static void
+result_free (Result *result)
+{
+  g_clear_pointer (&result->report, lt_export_report_free);
+  g_clear_pointer (&result->rows, g_ptr_array_unref);
+  g_free (result);
+}
+
+static gboolean
+verify (LatheExportJob *self, Result *result, GError **error)
+{
+  struct { const char *label; const char *path; char *format; } outs[3];
+  g_autofree char *config = g_build_filename (self->model_dir, "config.json", NULL);
+  double fused_ppl;
+  guint n_steps = 2, step = 0;
+
+  outs[0].label = "MLX";
+  outs[0].path = self->mlx_path;
+  outs[0].format = g_strdup (result->report->mlx_format != NULL ? result->report->mlx_format
+                                                                 : "f32");
+  outs[1].label = "HF";
+  outs[1].path = self->hf_path;
+  outs[1].format = g_strdup (dtype_name (self->hf_dtype));
+  outs[2].label = "GGUF";
+  outs[2].path = self->gguf_path;
+  outs[2].format = g_strdup (self->gguf_name);
+  for (guint i = 0; i < 3; i++)
+    n_steps += outs[i].path != NULL;
+
+  /* The base, de-quantized to f32. */
+  if (g_cancellable_set_error_if_cancelled (self->cancellable, error))
+    goto fail;
+  {
+    g_autoptr (LtLoadedModel) m = lt_export_load_fused (self->model_dir, NULL, error);
+    LatheExportRow *row = new_row (_("Base"), NULL, NULL);
+
+    g_ptr_array_add (result->rows, row);
+    if (m == NULL || !verify_one (self, m->model, row, error))
+      goto fail;
+    post_progress (self, 0.7 + 0.3 * ++step / n_steps, "verify");
+  }
+  /* The base with the adapter applied unfused: an independent check of the fuse. */
+  if (g_cancellable_set_error_if_cancelled (self->cancellable, error))
+    goto fail;
+  {
+    g_autoptr (LtModel) m = lt_model_load (self->model_dir, error);
+    LatheExportRow *row = new_row (_("Base + adapter"), NULL, NULL);
+
+    g_ptr_array_add (result->rows, row);
+    if (m == NULL || (self->run_dir != NULL && !lt_model_load_adapters (m, self->run_dir, error))
+        || !verify_one (self, m, row, error))
+      goto fail;
+    fused_ppl = row->ppl;
+    post_progress (self, 0.7 + 0.3 * ++step / n_steps, "verify");
+  }
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autoptr (LtLoadedModel) m = NULL;
+      LatheExportRow *row;
+
+      if (outs[i].path == NULL)
+        continue;
+      if (g_cancellable_set_error_if_cancelled (self->cancellable, error))
+        goto fail;
+      row = new_row (outs[i].label, outs[i].format, outs[i].path);
+      row->limit = fused_ppl * (1.0 + lt_export_expected_loss (outs[i].format));
+      g_ptr_array_add (result->rows, row);
+      m = lt_export_load (outs[i].path, i == 2 ? config : NULL, error);
+      if (m == NULL || !verify_one (self, m->model, row, error))
+        goto fail;
+      post_progress (self, 0.7 + 0.3 * ++step / n_steps, "verify");
+    }
+
+  for (guint i = 0; i < 3; i++)
+    g_free (outs[i].format);
+  return TRUE;
+
+fail:
+  for (guint i = 0; i < 3; i++)
+    g_free (outs[i].format);
+  return FALSE;
+}
+
+static void
+export_thread (GTask        *task,
+               gpointer      source_object,
+               gpointer      task_data,
+               GCancellable *cancellable)
+{
+  LatheExportJob *self = source_object;
+  LtExportOptions opts;
+  Result *result = g_new0 (Result, 1);
+  GError *error = NULL;
+
+  result->rows = g_ptr_array_new_with_free_func ((GDestroyNotify) export_row_free);
+
+  lt_export_options_init (&opts);
+  opts.model_dir = self->model_dir;
+  opts.adapter_path = self->run_dir;
+  opts.save_path = self->mlx_path;
+  opts.dequantize = self->mlx_bits == 0;
+  opts.bits = self->mlx_bits;
+  opts.hf_path = self->hf_path;
+  opts.hf_dtype = self->hf_dtype;
+  opts.gguf_path = self->gguf_path;
+  opts.gguf_type = gguf_type_from_name (self->gguf_name);
+  opts.peft_path = self->peft_path;
+  opts.force = TRUE;
+
+  result->report = lt_export_run (&opts, export_progress_cb, self, &error);
+  if (result->report == NULL)
+    {
+      if (g_cancellable_is_cancelled (cancellable))
+        {
+          g_clear_error (&error);
+          g_set_error_literal (&error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                               _("The export was cancelled"));
+        }
+      result_free (result);
+      g_task_return_error (task, error);
+      return;
+    }
+  if (self->verify_data != NULL && !verify (self, result, &error))
+    {
+      /* the rows verified so far are kept for the table */
+      g_task_set_task_data (task, result, (GDestroyNotify) result_free);
+      g_task_return_error (task, error);
+      return;
+    }
+  post_progress (self, 1.0, NULL);
+  g_task_return_pointer (task, result, (GDestroyNotify) result_free);
+}
+
+static void
+export_done (GObject      *source,
+             GAsyncResult *res,
+             gpointer      user_data)
+{
+  LatheExportJob *self = LATHE_EXPORT_JOB (source);
+  GError *error = NULL;
+  Result *result = g_task_propagate_pointer (G_TASK (res), &error);
+
+  self->running = FALSE;
+  g_clear_object (&self->cancellable);
+  /* The worker is done: a progress idle still pending would report after "finished". */
+  g_mutex_lock (&self->lock);
+  g_clear_handle_id (&self->idle_id, g_source_remove);
+  self->what = NULL;
+  g_mutex_unlock (&self->lock);
+  if (result == NULL)
+    {
+      self->error = error;
+      result = g_task_get_task_data (G_TASK (res));
+      if (result != NULL)
+        {
+          g_ptr_array_extend_and_steal (self->rows, g_steal_pointer (&result->rows));
+          result->rows = g_ptr_array_new ();
+        }
+    }
+  else
+    {
+      self->report = g_steal_pointer (&result->report);
+      g_ptr_array_extend_and_steal (self->rows, g_steal_pointer (&result->rows));
+      g_free (result);
+      self->fraction = 1.0;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FRACTION]);
+    }
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RUNNING]);
+  g_signal_emit (self, signals[SIGNAL_FINISHED], 0);
+}
+
+gboolean
+lathe_export_job_start (LatheExportJob *self, GError **error)
+{
+  g_autoptr (GTask) task = NULL;
+
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), FALSE);
+
+  if (self->running)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_BUSY, _("An export is running"));
+      return FALSE;
+    }
+  if (self->mlx_path == NULL && self->hf_path == NULL && self->gguf_path == NULL
+      && self->peft_path == NULL)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                           _("Choose at least one output format"));
+      return FALSE;
+    }
+  if (g_mkdir_with_parents (self->output_dir, 0755) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), _("Cannot create %s: %s"),
+                   self->output_dir, g_strerror (saved));
+      return FALSE;
+    }
+
+  g_clear_pointer (&self->report, lt_export_report_free);
+  g_ptr_array_set_size (self->rows, 0);
+  g_clear_error (&self->error);
+  self->fraction = 0.0;
+  self->running = TRUE;
+  self->cancellable = g_cancellable_new ();
+
+  task = g_task_new (self, self->cancellable, export_done, NULL);
+  g_task_set_source_tag (task, lathe_export_job_start);
+  g_task_run_in_thread (task, export_thread);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RUNNING]);
+  return TRUE;
+}
+
+void
+lathe_export_job_cancel (LatheExportJob *self)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
+  if (self->cancellable != NULL)
+    g_cancellable_cancel (self->cancellable);
+}
+
+gboolean
+lathe_export_job_is_running (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), FALSE);
+  return self->running;
+}
+
+double
+lathe_export_job_get_fraction (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), 0.0);
+  return self->fraction;
+}
+
+const char *
+lathe_export_job_get_what (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), NULL);
+  return self->what;
+}
+
+const LtExportReport *
+lathe_export_job_get_report (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), NULL);
+  return self->report;
+}
+
+GPtrArray *
+lathe_export_job_get_rows (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), NULL);
+  return self->rows;
+}
+
+const GError *
+lathe_export_job_get_error (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), NULL);
+  return self->error;
+}
+
+char *
+lathe_export_find_verify_data (const char *run_dir)
+{
+  g_autoptr (LatheRunInfo) info = NULL;
+  const LtRunConfig *cfg;
+  const char *names[] = { "valid.jsonl", "train.jsonl" };
+
+  g_return_val_if_fail (run_dir != NULL, NULL);
+
+  info = lathe_run_info_load (run_dir, NULL);
+  cfg = info != NULL ? info->config : NULL;
+  if (cfg == NULL || cfg->data == NULL)
+    return NULL;
+  if (g_file_test (cfg->data, G_FILE_TEST_IS_REGULAR))
+    return g_strdup (cfg->data);
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *path = g_build_filename (cfg->data, names[i], NULL);
+      if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
+        return g_steal_pointer (&path);
+    }
+  return NULL;
+}
+
+gboolean
+lathe_export_run_has_adapter (const char *run_dir)
+{
+  g_autofree char *weights = NULL;
+  g_autofree char *config = NULL;
+
+  if (run_dir == NULL)
+    return FALSE;
+  weights = g_build_filename (run_dir, "adapters.safetensors", NULL);
+  config = g_build_filename (run_dir, "adapter_config.json", NULL);
+  return g_file_test (weights, G_FILE_TEST_IS_REGULAR)
+         && g_file_test (config, G_FILE_TEST_IS_REGULAR);
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* LatheExportJob: lt_export_run and the verification (perplexity of the base, the base with
+ * the adapter, and each output; a greedy sample) in a GTask worker. Progress reaches the main
+ * thread through one idle source; GTK is never touched off the main thread. */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "src/core/lt-export.h"
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  char *label;    /* "base", "base + adapter", "MLX", "HF", "GGUF" */
+  char *format;   /* "mlx:4", "bf16", "q4_k", …; NULL for the base rows */
+  char *path;     /* the output, or NULL */
+  double ppl;
+  double limit;   /* the perplexity the format is expected to stay within, NAN for base rows */
+  char *sample;   /* greedy continuation of "Once upon a time" */
+} LatheExportRow;
+
+#define LATHE_TYPE_EXPORT_JOB (lathe_export_job_get_type ())
+
+G_DECLARE_FINAL_TYPE (LatheExportJob, lathe_export_job, LATHE, EXPORT_JOB, GObject)
+
+LatheExportJob *lathe_export_job_new (const char *model_dir, const char *run_dir,
+                                      const char *output_dir);
+/* @bits: 0 writes float weights, 4 or 8 an affine-quantized MLX model. */
+void lathe_export_job_set_mlx (LatheExportJob *self, gboolean enable, int bits);
+/* @dtype: LT_DTYPE_F32, F16 or BF16. */
+void lathe_export_job_set_hf (LatheExportJob *self, gboolean enable, LtDType dtype);
+/* @name: "f16", "q8_0", "q4_0", "q4_k" or "q6_k". */
+void lathe_export_job_set_gguf (LatheExportJob *self, gboolean enable, const char *name);
+void lathe_export_job_set_peft (LatheExportJob *self, gboolean enable);
+/* @data: the JSONL the perplexities are measured on (NULL: no verification). */
+void lathe_export_job_set_verify (LatheExportJob *self, const char *data);
+
+/* The output paths the job writes (NULL for a format not chosen). */
+const char *lathe_export_job_get_mlx_path (LatheExportJob *self);
+const char *lathe_export_job_get_hf_path (LatheExportJob *self);
+const char *lathe_export_job_get_gguf_path (LatheExportJob *self);
+const char *lathe_export_job_get_peft_path (LatheExportJob *self);
+const char *lathe_export_job_get_output_dir (LatheExportJob *self);
+
+/* Starts the worker; FALSE with @error when nothing is chosen or a job is running. Emits
+ * notify::fraction while it runs and "finished" on the main thread when done. */
+gboolean lathe_export_job_start (LatheExportJob *self, GError **error);
+void lathe_export_job_cancel (LatheExportJob *self);
+gboolean lathe_export_job_is_running (LatheExportJob *self);
+double lathe_export_job_get_fraction (LatheExportJob *self);
+/* The step the worker is on ("fuse", "write", "verify"), or NULL. */
+const char *lathe_export_job_get_what (LatheExportJob *self);
+
+/* After "finished": the report (NULL on error), the rows (LatheExportRow) and the error
+ * (NULL on success; G_IO_ERROR_CANCELLED when cancelled). */
+const LtExportReport *lathe_export_job_get_report (LatheExportJob *self);
+GPtrArray *lathe_export_job_get_rows (LatheExportJob *self);
+const GError *lathe_export_job_get_error (LatheExportJob *self);
+
+/* The JSONL to verify on for a run folder: run.json's data → valid.jsonl, else train.jsonl,
+ * else the data file itself; NULL when there is none. */
+char *lathe_export_find_verify_data (const char *run_dir);
+/* Whether @run_dir holds an adapter (adapters.safetensors + adapter_config.json). */
+gboolean lathe_export_run_has_adapter (const char *run_dir);
+
+G_END_DECLS

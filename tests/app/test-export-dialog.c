@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* The Export dialog and its job (issue 7): the template instantiates and finalizes; a real
+ * 3-step LoRA run on llama-f32 exported through the dialog's job object writes the chosen
+ * outputs and fills the verification table. */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <adwaita.h>
+#include <glib/gstdio.h>
+
+#include "lathe-export-dialog.h"
+#include "lathe-export-job.h"
+#include "lathe-run-settings.h"
+#include "lathe-runs-page.h"
+#include "lathe-train-page.h"
+#include "lathe-train-job.h"
+
+static void
+rm_rf (const char *path)
+{
+  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *child = g_build_filename (path, name, NULL);
+      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
+        rm_rf (child);
+      else
+        g_unlink (child);
+    }
+  g_rmdir (path);
+}
+
+static void
+set_flag (gboolean *flag)
+{
+  *flag = TRUE;
+}
+
+/* A 3-step LoRA run of llama-f32 on tests/data/train into @dir/run (lt_train, through the
+ * app's train job). */
+static char *
+make_run (const char *dir)
+{
+  const char *test_data = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *model = g_build_filename (test_data, "models", "llama-f32", NULL);
+  g_autofree char *train = g_build_filename (test_data, "train", "train.jsonl", NULL);
+  char *out = g_build_filename (dir, "run", NULL);
+  g_autoptr (LatheRunSettings) settings = lathe_run_settings_new ();
+  g_autoptr (LtRunConfig) cfg = NULL;
+  g_autoptr (LatheTrainJob) job = NULL;
+  g_autoptr (GError) error = NULL;
+  gboolean finished = FALSE;
+
+  g_object_set (settings, "model", model, "data", train, "adapter-path", out, "iters", 3,
+                "batch-size", 2, "max-seq-length", 64, "steps-per-report", 1,
+                "steps-per-eval", 1000000, "save-every", 1000000, "learning-rate", 1e-3, NULL);
+  cfg = lathe_run_settings_dup_config (settings);
+  job = lathe_train_job_new (cfg, FALSE);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  g_assert_true (lathe_train_job_start (job, NULL, &error));
+  g_assert_no_error (error);
+  while (!finished)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (lathe_train_job_get_state (job), ==, LATHE_TRAIN_STATE_FINISHED);
+  g_assert_true (lathe_export_run_has_adapter (out));
+  return out;
+}
+
+static void
+test_dialog_finalizes (void)
+{
+  GtkWidget *dialog = lathe_export_dialog_new (NULL, NULL);
+
+  g_object_ref_sink (dialog);
+  gtk_window_destroy (GTK_WINDOW (dialog));
+  g_assert_finalize_object (dialog);
+}
+
+static void
+test_real_export (void)
+{
+  const char *test_data = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *model = g_build_filename (test_data, "models", "llama-f32", NULL);
+  g_autofree char *dir = NULL;
+  g_autofree char *run = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *verify_data = NULL;
+  g_autoptr (GError) error = NULL;
+  LatheExportDialog *dialog;
+  LatheExportJob *job;
+  GPtrArray *rows;
+  const LtExportReport *report;
+  gboolean finished = FALSE;
+  double last_fraction = 0.0;
+
+  if (!lathe_train_job_is_supported ())
+    {
+      g_test_skip ("this build has no training core (lt-trainer)");
+      return;
+    }
+
+  dir = g_dir_make_tmp ("lathe-export-XXXXXX", NULL);
+  run = make_run (dir);
+  out = g_build_filename (dir, "export", NULL);
+  verify_data = lathe_export_find_verify_data (run);
+  g_assert_nonnull (verify_data);
+
+  /* The dialog preselects the run; its job writes MLX 4-bit, HF f16, GGUF q8_0 and PEFT. */
+  dialog = LATHE_EXPORT_DIALOG (g_object_ref_sink (lathe_export_dialog_new (run, NULL)));
+  g_assert_cmpstr (lathe_export_dialog_get_run (dialog), ==, run);
+  lathe_export_dialog_set_output_dir (dialog, out);
+  lathe_export_dialog_set_formats (dialog, TRUE, 4, TRUE, LT_DTYPE_F16, TRUE, "q8_0", TRUE);
+  lathe_export_dialog_set_verify (dialog, TRUE);
+  g_assert_true (lathe_export_dialog_start (dialog, &error));
+  g_assert_no_error (error);
+  job = lathe_export_dialog_get_job (dialog);
+  g_assert_nonnull (job);
+  g_assert_cmpstr (lathe_export_job_get_output_dir (job), ==, out);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  while (!finished)
+    {
+      g_main_context_iteration (NULL, TRUE);
+      g_assert_cmpfloat (lathe_export_job_get_fraction (job), >=, last_fraction);
+      last_fraction = lathe_export_job_get_fraction (job);
+    }
+  /* let the dialog's own "finished" handler run */
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+
+  g_assert_null (lathe_export_job_get_error (job));
+  report = lathe_export_job_get_report (job);
+  g_assert_nonnull (report);
+  g_assert_cmpstr (report->adapter_kind, ==, "lora");
+  g_assert_cmpint (report->n_fused, >, 0);
+  g_assert_cmpfloat (lathe_export_job_get_fraction (job), ==, 1.0);
+
+  /* The chosen outputs exist. */
+  {
+    g_autofree char *mlx_cfg = g_build_filename (out, "mlx", "config.json", NULL);
+    g_autofree char *hf_cfg = g_build_filename (out, "hf", "config.json", NULL);
+    g_autofree char *gguf = g_build_filename (out, "model-q8_0.gguf", NULL);
+    g_autofree char *peft = g_build_filename (out, "peft", "adapter_config.json", NULL);
+
+    g_assert_true (g_file_test (mlx_cfg, G_FILE_TEST_IS_REGULAR));
+    g_assert_true (g_file_test (hf_cfg, G_FILE_TEST_IS_REGULAR));
+    g_assert_true (g_file_test (gguf, G_FILE_TEST_IS_REGULAR));
+    g_assert_true (g_file_test (peft, G_FILE_TEST_IS_REGULAR));
+    g_assert_cmpstr (report->mlx_format, ==, "mlx:4");
+  }
+
+  /* The table: base, base + adapter, and one row per verified output (PEFT is not a model). */
+  rows = lathe_export_job_get_rows (job);
+  g_assert_cmpuint (rows->len, ==, 5);
+  for (guint i = 0; i < rows->len; i++)
+    {
+      LatheExportRow *row = g_ptr_array_index (rows, i);
+
+      g_assert_true (isfinite (row->ppl) && row->ppl > 1.0);
+      g_assert_nonnull (row->sample);
+      if (i >= 2)
+        g_assert_true (isfinite (row->limit));
+    }
+  /* The f16 HF export of a 3-step adapter stays within its expected loss of the unfused
+   * base + adapter. */
+  g_assert_cmpfloat (((LatheExportRow *) g_ptr_array_index (rows, 3))->ppl, <=,
+                     ((LatheExportRow *) g_ptr_array_index (rows, 3))->limit);
+  g_assert_cmpuint (lathe_export_dialog_get_n_result_rows (dialog), ==, rows->len);
+
+  /* Adapter survival: recorded for the fused layers written quantized (MLX 4-bit, GGUF q8_0
+   * where the block divides the row); the dialog shows the report's warning (naming the layers) when there is one. */
+  g_assert_cmpuint (report->survival->len, >, 0);
+  g_assert_cmpuint (report->survival->len, <=, 2 * (guint) report->n_fused);
+  for (guint i = 0; i < report->survival->len; i++)
+    {
+      LtSurvival *sv = &g_array_index (report->survival, LtSurvival, i);
+
+      g_assert_nonnull (sv->layer);
+      g_assert_nonnull (sv->format);
+      g_assert_true (isfinite (sv->ratio) && isfinite (sv->cosine));
+    }
+  if (report->n_lost > 0)
+    {
+      LtSurvival *first = &g_array_index (report->survival, LtSurvival, 0);
+
+      g_assert_nonnull (report->warning);
+      g_assert_cmpstr (lathe_export_dialog_get_warning (dialog), ==, report->warning);
+      g_test_message ("warning: %s (first layer %s)", report->warning, first->layer);
+    }
+  else
+    g_assert_null (lathe_export_dialog_get_warning (dialog));
+
+  gtk_window_destroy (GTK_WINDOW (dialog));
+  g_assert_finalize_object (dialog);
+
+  /* The Train tab offers Export… once the output folder holds an adapter. */
+  {
+    LatheTrainPage *page = LATHE_TRAIN_PAGE (g_object_ref_sink (lathe_train_page_new ()));
+    GtkWidget *button = lathe_train_page_get_export_button (page);
+    LatheRunSettings *settings = lathe_train_page_get_settings (page);
+
+    g_object_set (settings, "adapter-path", out, NULL); /* the export folder: no adapter */
+    g_assert_false (gtk_widget_get_visible (button));
+    g_object_set (settings, "adapter-path", run, NULL);
+    g_assert_true (gtk_widget_get_visible (button));
+    g_assert_finalize_object (page);
+  }
+
+  /* The Runs page: Export… is sensitive for the selected run, which holds an adapter. */
+  {
+    LatheRunsPage *page = LATHE_RUNS_PAGE (g_object_ref_sink (lathe_runs_page_new ()));
+    GtkWidget *button = lathe_runs_page_get_export_button (page);
+    gboolean loaded = FALSE;
+
+    g_assert_false (gtk_widget_get_sensitive (button));
+    g_signal_connect_swapped (page, "loaded", G_CALLBACK (set_flag), &loaded);
+    lathe_runs_page_set_folder (page, dir);
+    while (!loaded)
+      g_main_context_iteration (NULL, TRUE);
+    g_assert_cmpuint (lathe_runs_page_get_n_runs (page), ==, 1);
+    lathe_runs_page_select (page, 0);
+    g_assert_true (gtk_widget_get_sensitive (button));
+    g_object_unref (page);
+  }
+  rm_rf (dir);
+}
+
+static void
+cancel_on_first_progress (LatheExportJob *job, GParamSpec *pspec, gboolean *cancelled)
+{
+  if (!*cancelled && lathe_export_job_get_fraction (job) > 0.0)
+    {
+      lathe_export_job_cancel (job);
+      *cancelled = TRUE;
+    }
+}
+
+/* Cancel at the first progress report: the job finishes with G_IO_ERROR_CANCELLED, the dialog
+ * leaves the form usable again. */
+static void
+test_cancel (void)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *run = NULL;
+  g_autofree char *out = NULL;
+  g_autoptr (GError) error = NULL;
+  LatheExportDialog *dialog;
+  LatheExportJob *job;
+  gboolean finished = FALSE, cancelled = FALSE;
+
+  if (!lathe_train_job_is_supported ())
+    {
+      g_test_skip ("this build has no training core (lt-trainer)");
+      return;
+    }
+
+  dir = g_dir_make_tmp ("lathe-export-XXXXXX", NULL);
+  run = make_run (dir);
+  out = g_build_filename (dir, "export", NULL);
+  dialog = LATHE_EXPORT_DIALOG (g_object_ref_sink (lathe_export_dialog_new (run, NULL)));
+  lathe_export_dialog_set_output_dir (dialog, out);
+  lathe_export_dialog_set_formats (dialog, TRUE, 0, TRUE, LT_DTYPE_F32, TRUE, "f16", FALSE);
+  lathe_export_dialog_set_verify (dialog, TRUE);
+  g_assert_true (lathe_export_dialog_start (dialog, &error));
+  g_assert_no_error (error);
+  job = lathe_export_dialog_get_job (dialog);
+  g_signal_connect (job, "notify::fraction", G_CALLBACK (cancel_on_first_progress), &cancelled);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  while (!finished)
+    g_main_context_iteration (NULL, TRUE);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_assert_true (cancelled);
+  g_assert_error (lathe_export_job_get_error (job), G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_false (lathe_export_job_is_running (job));
+
+  gtk_window_destroy (GTK_WINDOW (dialog));
+  g_assert_finalize_object (dialog);
+  rm_rf (dir);
+}
+
+int
+main (int argc, char **argv)
+{
+  gtk_test_init (&argc, &argv, NULL);
+  adw_init ();
+
+  g_test_add_func ("/export/dialog-finalizes", test_dialog_finalizes);
+  g_test_add_func ("/export/real-export", test_real_export);
+  g_test_add_func ("/export/cancel", test_cancel);
+  return g_test_run ();
+}
