@@ -460,7 +460,7 @@ export_thread (GTask        *task,
   opts.gguf_path = self->gguf_path;
   opts.gguf_type = gguf_type_from_name (self->gguf_name);
   opts.peft_path = self->peft_path;
-  opts.force = TRUE;
+  opts.force = FALSE; /* an existing non-empty output is refused, never silently replaced */
 
   result->report = lt_export_run (&opts, export_progress_cb, self, &error);
   if (result->report == NULL)
