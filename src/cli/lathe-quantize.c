@@ -16,6 +16,7 @@
 
 #include "lathe-cli.h"
 #include "lt-error.h"
+#include "lt-export.h"
 #include "lt-linear.h"
 #include "lt-memory.h"
 #include "lt-model.h"
@@ -43,40 +44,6 @@ layer_report_free (gpointer p)
   LayerReport *r = p;
   g_free (r->module);
   g_free (r);
-}
-
-/* Removes @path and, for a folder, everything under it. */
-static gboolean
-remove_tree (const char *path, GError **error)
-{
-  if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK))
-    {
-      g_autoptr (GDir) dir = g_dir_open (path, 0, error);
-      const char *name;
-      if (dir == NULL)
-        return FALSE;
-      while ((name = g_dir_read_name (dir)) != NULL)
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          if (!remove_tree (child, error))
-            return FALSE;
-        }
-      if (g_rmdir (path) != 0)
-        {
-          int e = errno;
-          g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot remove: %s", path,
-                       g_strerror (e));
-          return FALSE;
-        }
-      return TRUE;
-    }
-  if (g_unlink (path) != 0 && errno != ENOENT)
-    {
-      int e = errno;
-      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot remove: %s", path, g_strerror (e));
-      return FALSE;
-    }
-  return TRUE;
 }
 
 static gboolean
@@ -433,59 +400,20 @@ lathe_cmd_quantize (int argc, char **argv)
     return lathe_cli_report_error ("quantize", error);
 
   /* written into a temporary folder beside --out, renamed into place when complete */
-  g_autofree char *parent = g_path_get_dirname (out);
-  g_autofree char *base = g_path_get_basename (out);
-  g_autofree char *tmpl = g_strdup_printf ("%s/.%s.tmp-XXXXXX", parent, base);
-  g_autofree char *tmp = g_mkdtemp_full (g_strdup (tmpl), 0755);
   g_autoptr (GPtrArray) reports = g_ptr_array_new_with_free_func (layer_report_free);
   guint64 out_bytes = 0;
-
+  g_autofree char *tmp = lt_output_dir_begin (out, &error);
   if (tmp == NULL)
-    {
-      int e = errno;
-      g_printerr ("lathe quantize: %s: cannot create a temporary folder: %s\n", parent,
-                  g_strerror (e));
-      return LATHE_EXIT_FAILURE;
-    }
+    return lathe_cli_report_error ("quantize", error);
   g_printerr ("lathe quantize: writing %s\n", out);
   if (!write_model (model, model_dir, tmp, mode, bits, group_size, reports, &out_bytes,
                     &error))
     {
-      remove_tree (tmp, NULL);
+      lt_output_dir_abort (tmp);
       return lathe_cli_report_error ("quantize", error);
     }
-  if (g_file_test (out, G_FILE_TEST_EXISTS))
-    {
-      /* --force (or an empty folder): the old folder moves aside, then goes */
-      g_autofree char *old_tmpl = g_strdup_printf ("%s/.%s.old-XXXXXX", parent, base);
-      g_autofree char *old = g_mkdtemp_full (g_strdup (old_tmpl), 0755);
-      if (old == NULL || g_rmdir (old) != 0 || g_rename (out, old) != 0)
-        {
-          int e = errno;
-          remove_tree (tmp, NULL);
-          g_printerr ("lathe quantize: %s: cannot move the old folder aside: %s\n", out,
-                      g_strerror (e));
-          return LATHE_EXIT_FAILURE;
-        }
-      if (g_rename (tmp, out) != 0)
-        {
-          int e = errno;
-          g_rename (old, out);
-          remove_tree (tmp, NULL);
-          g_printerr ("lathe quantize: %s: cannot rename the new folder into place: %s\n", out,
-                      g_strerror (e));
-          return LATHE_EXIT_FAILURE;
-        }
-      remove_tree (old, NULL);
-    }
-  else if (g_rename (tmp, out) != 0)
-    {
-      int e = errno;
-      remove_tree (tmp, NULL);
-      g_printerr ("lathe quantize: %s: cannot rename the new folder into place: %s\n", out,
-                  g_strerror (e));
-      return LATHE_EXIT_FAILURE;
-    }
+  if (!lt_output_dir_commit (tmp, out, &error))
+    return lathe_cli_report_error ("quantize", error);
 
   g_autofree char *human = lt_memory_format (out_bytes);
   if (json)

@@ -679,7 +679,7 @@ check_output (const char *path, gboolean force, GError **error)
   return FALSE;
 }
 
-static gboolean
+static void
 rm_rf (const char *path)
 {
   if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK))
@@ -691,54 +691,81 @@ rm_rf (const char *path)
           g_autofree char *c = g_build_filename (path, n, NULL);
           rm_rf (c);
         }
-      return g_rmdir (path) == 0;
+      g_rmdir (path);
     }
-  return g_unlink (path) == 0;
+  else
+    g_unlink (path);
 }
 
+/* A hidden sibling of @path: "PARENT/.BASE.KIND-XXXXXX", created empty. */
 static char *
-make_tmp_dir (const char *path, GError **error)
+make_sibling_dir (const char *path, const char *kind, GError **error)
 {
   g_autofree char *parent = g_path_get_dirname (path);
   g_autofree char *base = g_path_get_basename (path);
-  if (g_mkdir_with_parents (parent, 0755) != 0)
+  char *tmp = g_strdup_printf ("%s/.%s.%s-XXXXXX", parent, base, kind);
+  if (!g_mkdtemp_full (tmp, 0755))
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot create: %s", parent,
-                   g_strerror (errno));
-      return NULL;
-    }
-  char *tmp = g_strdup_printf ("%s/.%s.tmp-XXXXXX", parent, base);
-  if (!g_mkdtemp (tmp))
-    {
+      int e = errno;
       g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot create a temporary folder: %s",
-                   tmp, g_strerror (errno));
+                   parent, g_strerror (e));
       g_free (tmp);
       return NULL;
     }
   return tmp;
 }
 
-static gboolean
-commit_dir (const char *tmp, const char *path, GError **error)
+char *
+lt_output_dir_begin (const char *path, GError **error)
+{
+  g_autofree char *parent = g_path_get_dirname (path);
+  if (g_mkdir_with_parents (parent, 0755) != 0)
+    {
+      int e = errno;
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot create: %s", parent, g_strerror (e));
+      return NULL;
+    }
+  return make_sibling_dir (path, "tmp", error);
+}
+
+void
+lt_output_dir_abort (const char *tmp)
+{
+  if (tmp != NULL)
+    rm_rf (tmp);
+}
+
+gboolean
+lt_output_dir_commit (const char *tmp, const char *path, GError **error)
 {
   g_autofree char *old = NULL;
-  g_chmod (tmp, 0755);
   if (g_file_test (path, G_FILE_TEST_EXISTS))
     {
-      old = g_strdup_printf ("%s.old-%d", path, (int) g_random_int_range (0, 1 << 30));
+      /* the old output moves aside (a fresh hidden name), and goes once the new one is in */
+      old = make_sibling_dir (path, "old", error);
+      if (old == NULL)
+        {
+          lt_output_dir_abort (tmp);
+          return FALSE;
+        }
+      g_rmdir (old);
       if (g_rename (path, old) != 0)
         {
-          g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot move aside: %s", path,
-                       g_strerror (errno));
+          int e = errno;
+          g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot move the old output aside: %s",
+                       path, g_strerror (e));
+          lt_output_dir_abort (tmp);
           return FALSE;
         }
     }
   if (g_rename (tmp, path) != 0)
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot rename into place: %s", path,
-                   g_strerror (errno));
+      int e = errno;
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot rename the new output into place: %s",
+                   path, g_strerror (e));
       if (old)
         g_rename (old, path);
+      lt_output_dir_abort (tmp);
       return FALSE;
     }
   if (old)
@@ -1669,12 +1696,9 @@ write_config (Job *j, const char *dir, gboolean mlx, GError **error)
 static void
 job_cleanup (Job *j)
 {
-  if (j->mlx_tmp)
-    rm_rf (j->mlx_tmp);
-  if (j->hf_tmp)
-    rm_rf (j->hf_tmp);
-  if (j->peft_tmp)
-    rm_rf (j->peft_tmp);
+  lt_output_dir_abort (j->mlx_tmp);
+  lt_output_dir_abort (j->hf_tmp);
+  lt_output_dir_abort (j->peft_tmp);
   g_free (j->mlx_tmp);
   g_free (j->hf_tmp);
   g_free (j->peft_tmp);
@@ -1776,7 +1800,7 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
       report->mlx_format = j.mlx_quant ? g_strdup_printf ("mlx:%d", j.mlx_bits)
                                        : g_strdup (j.mlx_float == LT_DTYPE_BF16 ? "bf16"
                                                    : j.mlx_float == LT_DTYPE_F16 ? "f16" : "f32");
-      j.mlx_tmp = make_tmp_dir (o->save_path, error);
+      j.mlx_tmp = lt_output_dir_begin (o->save_path, error);
       if (!j.mlx_tmp)
         goto out;
       j.mlx_tensors = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
@@ -1785,14 +1809,14 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
     }
   if (o->hf_path)
     {
-      j.hf_tmp = make_tmp_dir (o->hf_path, error);
+      j.hf_tmp = lt_output_dir_begin (o->hf_path, error);
       if (!j.hf_tmp)
         goto out;
       j.hf_tensors = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
     }
   if (o->peft_path)
     {
-      j.peft_tmp = make_tmp_dir (o->peft_path, error);
+      j.peft_tmp = lt_output_dir_begin (o->peft_path, error);
       if (!j.peft_tmp)
         goto out;
     }
@@ -1912,7 +1936,7 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
                                   &report->bytes_written, error)
           || !write_config (&j, j.mlx_tmp, TRUE, error)
           || !copy_tokenizer_files (src->dir, j.mlx_tmp, error)
-          || !commit_dir (j.mlx_tmp, o->save_path, error))
+          || !lt_output_dir_commit (j.mlx_tmp, o->save_path, error))
         goto out;
       g_clear_pointer (&j.mlx_tmp, g_free);
       g_clear_pointer (&j.mlx_tensors, g_ptr_array_unref);
@@ -1923,13 +1947,13 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
       if (!write_safetensors_dir (j.hf_tmp, j.hf_tensors, shard, &report->bytes_written, error)
           || !write_config (&j, j.hf_tmp, FALSE, error)
           || !copy_tokenizer_files (src->dir, j.hf_tmp, error)
-          || !commit_dir (j.hf_tmp, o->hf_path, error))
+          || !lt_output_dir_commit (j.hf_tmp, o->hf_path, error))
         goto out;
       g_clear_pointer (&j.hf_tmp, g_free);
     }
   if (j.peft_tmp)
     {
-      if (!job_write_peft (&j, error) || !commit_dir (j.peft_tmp, o->peft_path, error))
+      if (!job_write_peft (&j, error) || !lt_output_dir_commit (j.peft_tmp, o->peft_path, error))
         goto out;
       g_clear_pointer (&j.peft_tmp, g_free);
     }

@@ -79,6 +79,14 @@ typedef struct
 
 void lt_export_options_init (LtExportOptions *opts);
 
+/* Output folders appear whole or not at all: begin creates an empty hidden sibling of @path
+ * (".NAME.tmp-XXXXXX", parents made as needed) to write into; commit renames it into place,
+ * moving an existing @path aside first and removing it afterwards (on failure the old output is
+ * put back and the temporary folder removed); abort removes the temporary folder. */
+char *lt_output_dir_begin (const char *path, GError **error);
+gboolean lt_output_dir_commit (const char *tmp, const char *path, GError **error);
+void lt_output_dir_abort (const char *tmp);
+
 typedef struct
 {
   char *layer;     /* module path, "model.layers.0.self_attn.q_proj" */
