@@ -41,19 +41,6 @@
 #include "lt-safetensors.h"
 #include "lt-tensor.h"
 
-#if defined(__has_include) && __has_include("../src/core/lt-model-train.c")
-#define HAVE_MODEL_TRAIN 1
-#else
-#define HAVE_MODEL_TRAIN 0
-#pragma weak lt_adapter_spec_from_config
-#pragma weak lt_model_attach_trainable
-#pragma weak lt_model_get_n_params
-#pragma weak lt_model_get_param
-#pragma weak lt_model_set_training
-#pragma weak lt_model_set_grad_checkpointing
-#pragma weak lt_model_forward_backward
-#endif
-
 static const char *config_json =
   "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
   "\"hidden_size\": 576, \"intermediate_size\": 1536, \"num_hidden_layers\": 30, "
@@ -304,13 +291,6 @@ main (int argc, char **argv)
       fprintf (stderr, "bench-train-step: %s\n", error->message);
       return 2;
     }
-#if !HAVE_MODEL_TRAIN
-  if (lt_model_forward_backward == NULL)
-    {
-      fprintf (stderr, "bench-train-step: lt-model-train is not built in\n");
-      return 1;
-    }
-#endif
   if (one != NULL)
     return run_one (one, seq, reps, threads, rank);
 

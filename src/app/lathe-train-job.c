@@ -246,7 +246,6 @@ static void
 train_thread (GTask *task, gpointer source_object, gpointer task_data,
               GCancellable *cancellable)
 {
-#ifdef HAVE_LT_TRAINER
   Channel *ch = task_data;
   GError *error = NULL;
 
@@ -261,11 +260,6 @@ train_thread (GTask *task, gpointer source_object, gpointer task_data,
     g_task_return_boolean (task, TRUE);
   else
     g_task_return_error (task, error);
-#else
-  (void) progress_cb;
-  g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                           _("This build of Lathe has no training core"));
-#endif
 }
 
 /* Main loop: the worker returned (its final save is done). */
@@ -312,16 +306,6 @@ train_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 gboolean
-lathe_train_job_is_supported (void)
-{
-#ifdef HAVE_LT_TRAINER
-  return TRUE;
-#else
-  return FALSE;
-#endif
-}
-
-gboolean
 lathe_train_job_start (LatheTrainJob *self, GPtrArray **issues, GError **error)
 {
   g_autoptr (GPtrArray) found = NULL;
@@ -338,12 +322,6 @@ lathe_train_job_start (LatheTrainJob *self, GPtrArray **issues, GError **error)
                    first->message);
       if (issues != NULL)
         *issues = g_steal_pointer (&found);
-      return FALSE;
-    }
-  if (!lathe_train_job_is_supported ())
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                   _("This build of Lathe has no training core"));
       return FALSE;
     }
 

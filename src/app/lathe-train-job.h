@@ -56,7 +56,4 @@ const GError *lathe_train_job_get_error (LatheTrainJob *self);
  * delivered (for tests of the throttle). */
 guint lathe_train_job_get_n_dispatches (LatheTrainJob *self);
 
-/* Whether this build can train (the core has lt_train). */
-gboolean lathe_train_job_is_supported (void);
-
 G_END_DECLS

@@ -333,12 +333,6 @@ train (const LtRunConfig *cfg, gboolean resume, gboolean json)
   guint sigint, sigterm;
   int status;
 
-  if (!lt_trainer_is_available ())
-    {
-      g_printerr ("lathe %s: the training core is not built yet (configuration is valid; "
-                  "see --dry-run)\n", CMD);
-      return LATHE_EXIT_FAILURE;
-    }
   job.cfg = cfg;
   job.resume = resume;
   job.json = json;

@@ -44,41 +44,6 @@
 
 #define STATE_FORMAT 1
 
-/* The trainable half of lt-model (lt-model-train.c) lands on its own branch. Until its file
- * is in the tree, these references are weak (NULL) and lt_train refuses to run instead of the
- * link failing; once it is, they are ordinary references that pull it into the link. */
-#if defined(__has_include) && __has_include("lt-model-train.c")
-#define LT_HAVE_MODEL_TRAIN 1
-#else
-#define LT_HAVE_MODEL_TRAIN 0
-#pragma weak lt_adapter_spec_from_config
-#pragma weak lt_model_attach_trainable
-#pragma weak lt_model_get_n_params
-#pragma weak lt_model_get_param
-#pragma weak lt_model_set_training
-#pragma weak lt_model_set_grad_checkpointing
-#pragma weak lt_model_set_qat
-#pragma weak lt_model_qat_recompute_scales
-#pragma weak lt_model_forward_backward
-#pragma weak lt_model_save_adapters
-#pragma weak lt_model_load_adapters
-#endif
-
-gboolean
-lt_trainer_is_available (void)
-{
-#if LT_HAVE_MODEL_TRAIN
-  return TRUE;
-#else
-  return lt_adapter_spec_from_config != NULL && lt_model_attach_trainable != NULL
-         && lt_model_get_n_params != NULL && lt_model_get_param != NULL
-         && lt_model_set_training != NULL && lt_model_set_grad_checkpointing != NULL
-         && lt_model_set_qat != NULL && lt_model_qat_recompute_scales != NULL
-         && lt_model_forward_backward != NULL && lt_model_save_adapters != NULL
-         && lt_model_load_adapters != NULL;
-#endif
-}
-
 typedef struct
 {
   const LtRunConfig *cfg;
@@ -1497,12 +1462,6 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
 
   if (!lt_run_config_validate (cfg, TRUE, error))
     return FALSE;
-  if (!lt_trainer_is_available ())
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "the training half of the model (lt-model-train) is not built in yet");
-      return FALSE;
-    }
   if (cfg->adapter_path == NULL || cfg->adapter_path[0] == '\0')
     {
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,

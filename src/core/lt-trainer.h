@@ -94,9 +94,6 @@ typedef void (*LtTrainStepHook) (gint64 step, gboolean qat_active, gboolean qat_
                                  gpointer user_data);
 void lt_trainer_set_step_hook (LtTrainStepHook hook, gpointer user_data);
 
-/* TRUE when this build holds the trainable half of lt-model (lt-model-train.h); lt_train fails
- * with LT_ERROR_UNSUPPORTED otherwise. */
-gboolean lt_trainer_is_available (void);
 
 /* One line of metrics.jsonl for @p (the same object `lathe train --json` prints). */
 char *lt_train_progress_to_json (const LtTrainProgress *p);

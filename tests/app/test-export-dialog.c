@@ -97,12 +97,6 @@ test_real_export (void)
   gboolean finished = FALSE;
   double last_fraction = 0.0;
 
-  if (!lathe_train_job_is_supported ())
-    {
-      g_test_skip ("this build has no training core (lt-trainer)");
-      return;
-    }
-
   dir = g_dir_make_tmp ("lathe-export-XXXXXX", NULL);
   run = make_run (dir);
   out = g_build_filename (dir, "export", NULL);
@@ -250,12 +244,6 @@ test_cancel (void)
   LatheExportDialog *dialog;
   LatheExportJob *job;
   gboolean finished = FALSE, cancelled = FALSE;
-
-  if (!lathe_train_job_is_supported ())
-    {
-      g_test_skip ("this build has no training core (lt-trainer)");
-      return;
-    }
 
   dir = g_dir_make_tmp ("lathe-export-XXXXXX", NULL);
   run = make_run (dir);

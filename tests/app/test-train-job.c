@@ -110,17 +110,6 @@ quit_flag (gboolean *flag)
   *flag = TRUE;
 }
 
-static gboolean
-skip_without_trainer (void)
-{
-  if (!lathe_train_job_is_supported ())
-    {
-      g_test_skip ("this build has no training core (lt-trainer)");
-      return TRUE;
-    }
-  return FALSE;
-}
-
 static void
 test_real_run (Fixture *f, gconstpointer data)
 {
@@ -133,9 +122,6 @@ test_real_run (Fixture *f, gconstpointer data)
   LatheChart *chart;
   const LatheChartPoint *pts;
   guint n_pts, heartbeat, n_metric_reports = 0;
-
-  if (skip_without_trainer ())
-    return;
 
   g_object_set (f->settings, "iters", 24, NULL);
   cfg = lathe_run_settings_dup_config (f->settings);
@@ -267,9 +253,6 @@ test_dpo_rewards (Fixture *f, gconstpointer data)
   const LatheChartPoint *acc, *margin;
   guint n_acc, n_margin;
 
-  if (skip_without_trainer ())
-    return;
-
   g_object_set (f->settings, "iters", 3, "data", pref, "train-mode", (guint) LT_TRAIN_MODE_DPO,
                 "beta", 0.1, "batch-size", 1, NULL);
   cfg = lathe_run_settings_dup_config (f->settings);
@@ -344,9 +327,6 @@ test_stop (Fixture *f, gconstpointer data)
   g_autoptr (GError) error = NULL;
   g_autoptr (GArray) states = g_array_new (FALSE, FALSE, sizeof (LatheTrainState));
   g_autofree char *adapters = NULL, *state_dir = NULL;
-
-  if (skip_without_trainer ())
-    return;
 
   g_object_set (f->settings, "iters", 100000, NULL);
   cfg = lathe_run_settings_dup_config (f->settings);
@@ -457,9 +437,6 @@ test_dispose_mid_run (Fixture *f, gconstpointer data)
   LatheTrainJob *job;
   g_autofree char *adapters = NULL;
   gint64 deadline;
-
-  if (skip_without_trainer ())
-    return;
 
   g_object_set (f->settings, "iters", 100000, NULL);
   cfg = lathe_run_settings_dup_config (f->settings);

@@ -323,13 +323,6 @@ test_bad_model (Fixture *f, gconstpointer unused)
     return;
   status = run_train (args, &out, &err);
   g_assert_cmpstr (out, ==, "");
-  if (!lt_trainer_is_available ())
-    {
-      g_assert_cmpint (status, ==, 1);
-      g_assert_cmpstr (err, ==, "lathe train: the training core is not built yet (configuration "
-                                "is valid; see --dry-run)\n");
-      return;
-    }
   g_assert_cmpint (status, ==, 2);
   g_assert_nonnull (strstr (err, "config.json"));
   /* the progress header line, then one error line */
@@ -564,11 +557,6 @@ test_train_runs (Fixture *f, gconstpointer unused)
 
   if (skip_without_cli ())
     return;
-  if (!lt_trainer_is_available ())
-    {
-      g_test_skip ("no lt-model-train in this build");
-      return;
-    }
   g_assert_cmpint (run_train (a1, &out, &err), ==, 0);
   text = read_file_or_empty (metrics);
   g_assert_cmpstr (out, ==, text);
@@ -618,11 +606,6 @@ test_sigint_resume (Fixture *f, gconstpointer unused)
 
   if (skip_without_cli ())
     return;
-  if (!lt_trainer_is_available ())
-    {
-      g_test_skip ("no lt-model-train in this build");
-      return;
-    }
   proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
                            &error, g_getenv ("LATHE_CLI"), "train", "--model", model, "--data",
                            data, "--adapter-path", run, "--iters", "100000", "--batch-size", "1",

@@ -18,27 +18,10 @@
 #include "lt-tokenizer.h"
 #include "lt-trainer.h"
 
-/* Until lt-model-train is linked in, these resolve to NULL; the tests that call them skip
- * (lt_trainer_is_available). */
-#pragma weak lt_adapter_spec_from_config
-#pragma weak lt_model_attach_trainable
-#pragma weak lt_model_load_adapters
-
 static char *
 data_path (const char *a, const char *b, const char *c)
 {
   return g_build_filename (g_getenv ("LATHE_TEST_DATA"), a, b, c, NULL);
-}
-
-static gboolean
-skip_without_trainer (void)
-{
-  if (!lt_trainer_is_available ())
-    {
-      g_test_skip ("the trainable half of lt-model (lt-model-train) is not built in");
-      return TRUE;
-    }
-  return FALSE;
 }
 
 static void
@@ -257,13 +240,6 @@ test_refusals (Fixture *f, gconstpointer unused)
   cfg->quantization = LT_QUANTIZATION_NONE;
   cfg->train_type = LT_TRAIN_TYPE_LORA;
 
-  if (!lt_trainer_is_available ())
-    {
-      g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
-      g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
-      return;
-    }
-
   /* QAT group sizes the fake quantizer does not have, or that do not divide a layer */
   cfg->qat_enable = TRUE;
   cfg->qat_group_size = 16;
@@ -369,8 +345,6 @@ test_run_dir (Fixture *f, gconstpointer unused)
   JsonObject *o, *model;
   Watch w = { 0 };
 
-  if (skip_without_trainer ())
-    return;
   data = make_data (f, "data", train, train);
   cfg = small_config (f, data, "run");
   g_assert_true (lt_train (cfg, FALSE, watch_cb, &w, NULL, &error));
@@ -553,16 +527,12 @@ resume_case (Fixture *f, gboolean qat, gboolean use_cancellable)
 static void
 test_resume (Fixture *f, gconstpointer unused)
 {
-  if (skip_without_trainer ())
-    return;
   resume_case (f, FALSE, FALSE);
 }
 
 static void
 test_resume_qat_cancellable (Fixture *f, gconstpointer unused)
 {
-  if (skip_without_trainer ())
-    return;
   resume_case (f, TRUE, TRUE);
 }
 
@@ -576,8 +546,6 @@ test_nan_stop (Fixture *f, gconstpointer unused)
   g_autofree char *st = NULL;
   gint64 bad_step;
 
-  if (skip_without_trainer ())
-    return;
   cfg = small_config (f, data, "nan");
   cfg->learning_rate = 1e30; /* the first update overflows the adapter */
   cfg->optimizer = LT_OPTIMIZER_SGD;
@@ -630,8 +598,6 @@ test_qat_schedule (Fixture *f, gconstpointer unused)
   const gboolean want_active[] = { 0, 0, 1, 1, 1, 1, 1, 1, 1 };
   const gboolean want_recomputed[] = { 0, 0, 1, 0, 0, 1, 0, 0, 1 };
 
-  if (skip_without_trainer ())
-    return;
   cfg = small_config (f, data, "qat");
   cfg->iters = 9;
   cfg->batch_size = 1;
@@ -667,8 +633,6 @@ test_accumulation (Fixture *f, gconstpointer unused)
   g_autoptr (GArray) la = NULL, lb = NULL;
   g_autofree char *tpath = NULL;
 
-  if (skip_without_trainer ())
-    return;
   for (guint i = 0; i < G_N_ELEMENTS (lines); i++)
     g_string_append_printf (text, "{\"text\": \"%s\"}\n", lines[i]);
   data = make_data (f, "data", text->str, NULL);
@@ -717,8 +681,6 @@ test_peft_reference (gconstpointer user_data)
   JsonArray *want, *ids;
   JsonArray *betas;
 
-  if (skip_without_trainer ())
-    return;
   ref = read_json_object (parser, ref_path);
   want = json_object_get_array_member (ref, "losses");
   ids = json_object_get_array_member (ref, "example_ids");
@@ -797,8 +759,6 @@ test_tinystories (Fixture *f, gconstpointer user_data)
   g_autoptr (GArray) vals = NULL;
   double first, last;
 
-  if (skip_without_trainer ())
-    return;
   model = shared ? g_build_filename (shared, "models", "tinystories-656k", NULL) : NULL;
   if (model == NULL || !g_file_test (model, G_FILE_TEST_IS_DIR))
     {
