@@ -6,6 +6,25 @@
 #include <cblas.h>
 #include <glib.h>
 
+const char bench_llama_config_json[] =
+  "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+  "\"hidden_size\": 576, \"intermediate_size\": 1536, \"num_hidden_layers\": 30, "
+  "\"num_attention_heads\": 9, \"num_key_value_heads\": 3, \"head_dim\": 64, "
+  "\"vocab_size\": 49152, \"max_position_embeddings\": 2048, \"rms_norm_eps\": 1e-5, "
+  "\"rope_theta\": 100000.0, \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\", "
+  "\"hidden_act\": \"silu\", \"bos_token_id\": 1, \"eos_token_id\": 2}";
+
+static guint64 rng_state = 0x1234567887654321ull;
+
+uint32_t
+bench_rng_u32 (void)
+{
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return (uint32_t) ((rng_state * 0x2545f4914f6cdd1dull) >> 32);
+}
+
 double
 bench_now_s (void)
 {

@@ -2,6 +2,15 @@
 /* Helpers shared by the benchmarks. */
 #pragma once
 
+#include <stdint.h>
+
+/* config.json of the bench model: Llama-shaped (SmolLM-135M dims) — hidden 576, 30 layers,
+ * 9 heads / 3 KV heads, intermediate 1536, vocab 49152, tied embeddings, bf16. */
+extern const char bench_llama_config_json[];
+
+/* A fixed-seed xorshift64* stream, so every run builds the same random weights. */
+uint32_t bench_rng_u32 (void);
+
 /* Monotonic seconds. */
 double bench_now_s (void);
 /* This machine's best sgemm GFLOP/s for C (M, N) = A (M, K) · B (N, K)ᵀ (the layout lt-linear

@@ -17,6 +17,8 @@
  * Prints one table. */
 #include "config.h"
 
+#include "bench-common.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,23 +34,10 @@
 #include "lt-linear.h"
 #include "lt-safetensors.h"
 
-static const char *config_json =
-  "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
-  "\"hidden_size\": 576, \"intermediate_size\": 1536, \"num_hidden_layers\": 30, "
-  "\"num_attention_heads\": 9, \"num_key_value_heads\": 3, \"head_dim\": 64, "
-  "\"vocab_size\": 49152, \"max_position_embeddings\": 2048, \"rms_norm_eps\": 1e-5, "
-  "\"rope_theta\": 100000.0, \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\", "
-  "\"hidden_act\": \"silu\", \"bos_token_id\": 1, \"eos_token_id\": 2}";
-
-static guint64 rng_state = 0x1234567887654321ull;
-
 static inline float
 rng_uniform (float scale)
 {
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  guint32 u = (guint32) ((rng_state * 0x2545f4914f6cdd1dull) >> 32);
+  guint32 u = bench_rng_u32 ();
   return scale * (2.0f * (float) u / 4294967296.0f - 1.0f);
 }
 
@@ -82,7 +71,7 @@ write_base (const char *dir)
   g_autoptr (GError) error = NULL;
   g_mkdir_with_parents (dir, 0755);
   g_autofree char *cp = g_build_filename (dir, "config.json", NULL);
-  g_file_set_contents (cp, config_json, -1, NULL);
+  g_file_set_contents (cp, bench_llama_config_json, -1, NULL);
   g_autofree char *tsrc = g_build_filename (SOURCE_DIR, "tests", "data", "models", "llama-f32",
                                             "tokenizer.json", NULL);
   g_autofree char *tt = NULL;

@@ -32,25 +32,6 @@
 #include "lt-model.h"
 #include "lt-tensor.h"
 
-static const char *config_json =
-  "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
-  "\"hidden_size\": 576, \"intermediate_size\": 1536, \"num_hidden_layers\": 30, "
-  "\"num_attention_heads\": 9, \"num_key_value_heads\": 3, \"vocab_size\": 49152, "
-  "\"max_position_embeddings\": 2048, \"rms_norm_eps\": 1e-5, \"rope_theta\": 100000.0, "
-  "\"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\", \"hidden_act\": \"silu\"}";
-
-static guint64 rng_state = 0x1234567887654321ull;
-
-static inline guint32
-rng_u32 (void)
-{
-  /* xorshift64* */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return (guint32) ((rng_state * 0x2545f4914f6cdd1dull) >> 32);
-}
-
 /* A BF16 tensor of uniform values in ±scale (or all 1 when scale is 0). */
 static LtTensor *
 random_bf16 (const char *name, int ndim, int64_t d0, int64_t d1, float scale)
@@ -62,7 +43,8 @@ random_bf16 (const char *name, int ndim, int64_t d0, int64_t d1, float scale)
 
   for (int64_t i = 0; i < n; i++)
     {
-      float f = scale == 0.0f ? 1.0f : ((float) rng_u32 () / 4294967296.0f * 2.0f - 1.0f) * scale;
+      float f = scale == 0.0f ? 1.0f
+                              : ((float) bench_rng_u32 () / 4294967296.0f * 2.0f - 1.0f) * scale;
       p[i] = lt_f32_to_bf16 (f);
     }
   return t;
@@ -93,7 +75,8 @@ main (int argc, char **argv)
     }
   lt_set_threads (threads);
 
-  LtConfig *config = lt_config_new_from_data (config_json, -1, "bench/config.json", &error);
+  LtConfig *config = lt_config_new_from_data (bench_llama_config_json, -1, "bench/config.json",
+                                              &error);
   g_assert_no_error (error);
   const int C = config->hidden_size, II = config->intermediate_size, L = config->num_hidden_layers;
   const int H = config->num_attention_heads, KVH = config->num_key_value_heads;
@@ -131,7 +114,7 @@ main (int argc, char **argv)
 
   int32_t *tokens = g_new (int32_t, seq);
   for (int i = 0; i < seq; i++)
-    tokens[i] = (int32_t) (rng_u32 () % (guint32) V);
+    tokens[i] = (int32_t) (bench_rng_u32 () % (guint32) V);
   /* Interleaved: the machine's sgemm rate (OpenBLAS on all the threads), then one forward
    * (under the chosen policy), @reps times; the best of each counts, so that other processes
    * sharing the cores disturb both alike. The first forward only warms up. */

@@ -41,25 +41,6 @@
 #include "lt-safetensors.h"
 #include "lt-tensor.h"
 
-static const char *config_json =
-  "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
-  "\"hidden_size\": 576, \"intermediate_size\": 1536, \"num_hidden_layers\": 30, "
-  "\"num_attention_heads\": 9, \"num_key_value_heads\": 3, \"vocab_size\": 49152, "
-  "\"max_position_embeddings\": 2048, \"rms_norm_eps\": 1e-5, \"rope_theta\": 100000.0, "
-  "\"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\", \"hidden_act\": \"silu\"}";
-
-static guint64 rng_state = 0x1234567887654321ull;
-
-static inline guint32
-rng_u32 (void)
-{
-  /* xorshift64* */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return (guint32) ((rng_state * 0x2545f4914f6cdd1dull) >> 32);
-}
-
 /* A tensor (d0) or (d0, d1) of uniform values in ±scale (all 1 when scale is 0). */
 static LtTensor *
 random_tensor (const char *name, LtDType dtype, int ndim, int64_t d0, int64_t d1, float scale)
@@ -70,7 +51,8 @@ random_tensor (const char *name, LtDType dtype, int ndim, int64_t d0, int64_t d1
 
   for (int64_t i = 0; i < n; i++)
     {
-      float f = scale == 0.0f ? 1.0f : ((float) rng_u32 () / 4294967296.0f * 2.0f - 1.0f) * scale;
+      float f = scale == 0.0f ? 1.0f
+                              : ((float) bench_rng_u32 () / 4294967296.0f * 2.0f - 1.0f) * scale;
       if (dtype == LT_DTYPE_BF16)
         ((uint16_t *) t->data)[i] = lt_f32_to_bf16 (f);
       else
@@ -115,7 +97,8 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
   gsize n_lora = 0;
 
   lt_linear_set_threads (threads);
-  LtConfig *config = lt_config_new_from_data (config_json, -1, "bench/config.json", &error);
+  LtConfig *config = lt_config_new_from_data (bench_llama_config_json, -1, "bench/config.json",
+                                              &error);
   g_assert_no_error (error);
   const int C = config->hidden_size, II = config->intermediate_size, L = config->num_hidden_layers;
   const int H = config->num_attention_heads, KVH = config->num_key_value_heads;
@@ -152,7 +135,7 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
   g_assert_no_error (error);
   g_autofree char *st_path = g_build_filename (dir, "model.safetensors", NULL);
   g_autofree char *cfg_path = g_build_filename (dir, "config.json", NULL);
-  g_assert_true (g_file_set_contents (cfg_path, config_json, -1, &error));
+  g_assert_true (g_file_set_contents (cfg_path, bench_llama_config_json, -1, &error));
   g_assert_true (lt_safetensors_write (st_path, (const LtTensor *const *) owned->pdata,
                                        owned->len, NULL, &error));
   g_hash_table_remove_all (table);
@@ -196,7 +179,7 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
   float *weights = g_new (float, seq);
   for (int i = 0; i < seq; i++)
     {
-      tokens[i] = (int32_t) (rng_u32 () % (guint32) V);
+      tokens[i] = (int32_t) (bench_rng_u32 () % (guint32) V);
       weights[i] = i + 1 < seq ? 1.0f : 0.0f;
     }
   for (int i = 0; i < seq; i++)
