@@ -13,9 +13,7 @@
 #include <json-glib/json-glib.h>
 #include "src/core/lt-memory.h"
 
-#ifdef HAVE_LT_CONFIG
 #include "src/core/lt-config.h"
-#endif
 
 #define MAX_RECENT_MODELS 8
 /* The memory estimate follows the form after this quiet time. */
@@ -313,7 +311,6 @@ static void
 add_model_issues (LatheTrainPage *self,
                   GPtrArray      *issues)
 {
-#ifdef HAVE_LT_CONFIG
   g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
   g_autoptr(LtConfig) model = NULL;
   g_autoptr(GError) error = NULL;
@@ -355,7 +352,6 @@ add_model_issues (LatheTrainPage *self,
   issue = lt_run_config_check_group_size (cfg, in_features, G_N_ELEMENTS (in_features));
   if (issue != NULL)
     g_ptr_array_add (issues, issue);
-#endif
 }
 
 /**
@@ -995,7 +991,6 @@ show_estimate (LatheTrainPage *self, const LtConfig *model, const char *problem)
                                      : _("Choose a model to see how much memory the run needs"));
       return;
     }
-#ifdef HAVE_LT_CONFIG
   {
     g_autoptr (LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
     g_autoptr (GString) breakdown = g_string_new (NULL);
@@ -1063,10 +1058,8 @@ show_estimate (LatheTrainPage *self, const LtConfig *model, const char *problem)
       }
     adw_action_row_set_subtitle (self->memory_row, subtitle);
   }
-#endif
 }
 
-#ifdef HAVE_LT_CONFIG
 static void
 load_config_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
@@ -1093,7 +1086,6 @@ load_config_cb (GObject *object, GAsyncResult *result, gpointer user_data)
   if (g_strcmp0 (path, lathe_run_settings_get_model (self->settings)) == 0)
     show_estimate (self, config, error != NULL ? error->message : NULL);
 }
-#endif
 
 static gboolean
 estimate_timeout_cb (gpointer data)
@@ -1107,7 +1099,6 @@ estimate_timeout_cb (gpointer data)
       show_estimate (self, NULL, NULL);
       return G_SOURCE_REMOVE;
     }
-#ifdef HAVE_LT_CONFIG
   {
     gpointer cached;
     if (g_hash_table_lookup_extended (self->model_configs, model, NULL, &cached))
@@ -1128,7 +1119,6 @@ estimate_timeout_cb (gpointer data)
       g_task_run_in_thread (task, load_config_thread);
     }
   }
-#endif
   return G_SOURCE_REMOVE;
 }
 
@@ -1616,11 +1606,7 @@ lathe_train_page_init (LatheTrainPage *self)
   self->rows = g_ptr_array_new_with_free_func ((GDestroyNotify) row_info_free);
   self->rows_by_key = g_hash_table_new (g_str_hash, g_str_equal);
   self->model_configs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-#ifdef HAVE_LT_CONFIG
                                                (GDestroyNotify) lt_config_free
-#else
-                                               NULL
-#endif
                                                );
 
   /* Run-configuration keys (lt-run.h) → the row that shows their issues. */

@@ -20,27 +20,13 @@ typedef struct
 } LatheCommand;
 
 static const LatheCommand commands[] = {
-#ifdef HAVE_CMD_TRAIN
   { "train", lathe_cmd_train, "Fine-tune a model (SFT/DPO/ORPO; LoRA, DoRA or full; QAT)" },
-#endif
-#ifdef HAVE_CMD_ESTIMATE
   { "estimate", lathe_cmd_estimate, "Estimate the memory a run configuration needs" },
-#endif
-#ifdef HAVE_CMD_TOKENIZE
   { "tokenize", lathe_cmd_tokenize, "Encode text with a model's tokenizer" },
-#endif
-#ifdef HAVE_CMD_EVAL
   { "eval", lathe_cmd_eval, "Measure a model's perplexity on a JSONL file" },
-#endif
-#ifdef HAVE_CMD_GENERATE
   { "generate", lathe_cmd_generate, "Generate text from a prompt" },
-#endif
-#ifdef HAVE_CMD_QUANTIZE
   { "quantize", lathe_cmd_quantize, "Quantize a model and write it in the MLX layout" },
-#endif
-#ifdef HAVE_CMD_FUSE
   { "fuse", lathe_cmd_fuse, "Fuse an adapter into its base model and export it" },
-#endif
   { NULL, NULL, NULL },
 };
 

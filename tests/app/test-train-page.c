@@ -232,7 +232,6 @@ static void
 test_start_group_size_not_dividing (Fixture       *f,
                                     gconstpointer  data)
 {
-#ifdef HAVE_LT_CONFIG
   g_autofree char *dir = make_model_dir (96, 256);
   GtkWidget *row = lathe_train_page_get_row_for_key (f->page, "qat_group_size");
 
@@ -247,9 +246,6 @@ test_start_group_size_not_dividing (Fixture       *f,
   g_assert_cmpuint (lathe_train_page_revalidate (f->page), ==, 0);
 
   remove_model_dir (dir);
-#else
-  g_test_skip ("lt-config (the model's shapes) is not in this build");
-#endif
 }
 
 static void
