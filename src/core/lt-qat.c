@@ -149,3 +149,13 @@ lt_fake_quantize_symmetric (const float *w,   /* (rows, cols) */
       }
   return TRUE;
 }
+
+static const int fake_quantize_group_sizes[] = { 0, 32, 64, 128 };
+
+const int *
+lt_fake_quantize_group_sizes (gsize *n_out)
+{
+  if (n_out)
+    *n_out = G_N_ELEMENTS (fake_quantize_group_sizes);
+  return fake_quantize_group_sizes;
+}

@@ -32,4 +32,8 @@ gboolean lt_fake_quantize_symmetric (const float *w, float *out, int64_t rows, i
                                      int bits, int group_size, float *scales_inout,
                                      gboolean recompute_scales);
 
+/* The group sizes lt_fake_quantize_symmetric takes, ascending: 0 (one scale per tensor), 32, 64,
+ * 128. Validation (lt_run_config_check) and the Train tab's choice both come from this list. */
+const int *lt_fake_quantize_group_sizes (gsize *n_out);
+
 G_END_DECLS
