@@ -16,6 +16,7 @@
 
 #include "lathe-cli.h"
 #include "lt-error.h"
+#include "lt-export.h"
 #include "lt-export-mlx.h"
 #include "lt-linear.h"
 #include "lt-memory.h"
@@ -114,21 +115,12 @@ static JsonNode *
 quantized_config (const char *src_dir, int bits, int group_size, const char *mode,
                   char **unquantized, GError **error)
 {
-  g_autofree char *src = g_build_filename (src_dir, "config.json", NULL);
-  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonNode *config = lt_export_model_config (src_dir, error);
   JsonObject *root;
 
-  if (!json_parser_load_from_mapped_file (parser, src, error))
-    {
-      g_prefix_error (error, "%s: ", src);
-      return NULL;
-    }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: expected a JSON object", src);
-      return NULL;
-    }
-  root = json_node_get_object (json_parser_get_root (parser));
+  if (config == NULL)
+    return NULL;
+  root = json_node_get_object (config);
   for (int k = 0; k < 2; k++)
     {
       JsonNode *n = quant_params_node (bits, group_size, mode);
@@ -137,7 +129,7 @@ quantized_config (const char *src_dir, int bits, int group_size, const char *mod
         json_object_set_boolean_member (o, *u, FALSE);
       json_object_set_member (root, k == 0 ? "quantization" : "quantization_config", n);
     }
-  return json_node_copy (json_parser_get_root (parser));
+  return config;
 }
 
 static void

@@ -143,6 +143,24 @@ quant_params_from_json (JsonObject *q, LtQuantMode *mode, int *bits, int *group)
   return TRUE;
 }
 
+JsonNode *
+lt_export_model_config (const char *dir, GError **error)
+{
+  g_autofree char *cpath = g_build_filename (dir, "config.json", NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  if (!json_parser_load_from_mapped_file (parser, cpath, error))
+    {
+      g_prefix_error (error, "%s: ", cpath);
+      return NULL;
+    }
+  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: expected a JSON object", cpath);
+      return NULL;
+    }
+  return json_node_copy (json_parser_get_root (parser));
+}
+
 ExportSource *
 lt_export_source_open (const char *dir, GError **error)
 {
@@ -152,10 +170,9 @@ lt_export_source_open (const char *dir, GError **error)
   s->config = lt_config_load (cpath, error);
   if (!s->config)
     return NULL;
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_file (parser, cpath, error))
+  s->config_root = lt_export_model_config (dir, error);
+  if (!s->config_root)
     return NULL;
-  s->config_root = json_node_copy (json_parser_get_root (parser));
   s->weights = lt_weights_open (dir, error);
   if (!s->weights)
     return NULL;
@@ -330,6 +347,44 @@ fuse_one (const ExportAdapter *as, const LtAdapterModule *ad, const float *W, in
         }
     }
   return Wp;
+}
+
+/* Tensor @s of base + adapter: *@W the base's (f32); *@Wp the adapter's version (a full
+ * fine-tuning's tensor, or the fused LoRA/DoRA weight) and *@changed when the adapter changes
+ * @s, else NULL. */
+static gboolean
+read_fused (ExportSource *src, const ExportAdapter *ad, const TensorSpec *s, float **W,
+            float **Wp, gboolean *changed, GError **error)
+{
+  const int64_t n = lt_export_spec_numel (s);
+  const LtTensor *full = ad && ad->file->type == LT_TRAIN_TYPE_FULL
+                             ? g_hash_table_lookup (ad->full, s->name) : NULL;
+  const LtAdapterModule *a = ad && s->module ? g_hash_table_lookup (ad->mods, s->module) : NULL;
+
+  *Wp = NULL;
+  *changed = FALSE;
+  if (full && (lt_tensor_numel (full) != n || !lt_dtype_is_float (full->dtype)))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s has the wrong shape or dtype",
+                   ad->file->weights_path, s->name);
+      return FALSE;
+    }
+  *W = lt_export_source_read_f32 (src, s, error);
+  if (!*W)
+    return FALSE;
+  if (full)
+    {
+      *Wp = g_new (float, n);
+      lt_tensor_read_f32 (full, 0, n, *Wp);
+    }
+  else if (a)
+    {
+      *Wp = fuse_one (ad, a, *W, s->shape[0], s->shape[1], error);
+      if (!*Wp)
+        return FALSE;
+    }
+  *changed = *Wp != NULL;
+  return TRUE;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -570,41 +625,14 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
           g_set_error (error, LT_ERROR, LT_ERROR_CANCELLED, "export cancelled");
           goto out;
         }
-      if (ad && ad->file->type == LT_TRAIN_TYPE_FULL && g_hash_table_contains (ad->full, s->name))
+      gboolean changed = FALSE;
+      if (!read_fused (src, ad, s, &W, &Wp_owned, &changed, error))
+        goto out;
+      Wp = changed ? Wp_owned : W;
+      if (changed)
         {
-          const LtTensor *t = g_hash_table_lookup (ad->full, s->name);
-          if (lt_tensor_numel (t) != n || !lt_dtype_is_float (t->dtype))
-            {
-              g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s has the wrong shape or dtype",
-                           ad->file->weights_path, s->name);
-              goto out;
-            }
-          W = lt_export_source_read_f32 (src, s, error);
-          if (!W)
-            goto out;
-          Wp_owned = g_new (float, n);
-          lt_tensor_read_f32 (t, 0, n, Wp_owned);
-          Wp = Wp_owned;
           fused = s->module != NULL;
           report->n_fused++;
-        }
-      else
-        {
-          W = lt_export_source_read_f32 (src, s, error);
-          if (!W)
-            goto out;
-          LtAdapterModule *a = ad && s->module ? g_hash_table_lookup (ad->mods, s->module) : NULL;
-          if (a)
-            {
-              Wp_owned = fuse_one (ad, a, W, s->shape[0], s->shape[1], error);
-              if (!Wp_owned)
-                goto out;
-              Wp = Wp_owned;
-              fused = TRUE;
-              report->n_fused++;
-            }
-          else
-            Wp = W;
         }
       for (int64_t e = 0; e < n; e++)
         if (!isfinite (Wp[e]))
@@ -715,6 +743,34 @@ lt_export_loaded_from_table (LtConfig *config, GHashTable *table, const char *la
   return m;
 }
 
+/* Base + adapter (@ad may be NULL) as f32 tensors, quantized modules de-quantized. */
+static LtLoadedModel *
+load_f32 (ExportSource *s, const ExportAdapter *ad, const char *label, GError **error)
+{
+  g_autoptr (GArray) specs = lt_export_specs_new (s->config);
+  GHashTable *table = lt_export_tensor_table_new ();
+  for (guint i = 0; i < specs->len; i++)
+    {
+      TensorSpec *sp = &g_array_index (specs, TensorSpec, i);
+      float *W = NULL, *Wp = NULL;
+      gboolean changed;
+      if (!read_fused (s, ad, sp, &W, &Wp, &changed, error))
+        {
+          g_free (W);
+          g_hash_table_unref (table);
+          return NULL;
+        }
+      if (changed)
+        g_free (g_steal_pointer (&W));
+      LtTensor *t = lt_tensor_new_view (sp->name, LT_DTYPE_F32, sp->ndim, sp->shape,
+                                        changed ? Wp : W,
+                                        sizeof (float) * lt_export_spec_numel (sp));
+      t->owns_data = TRUE;
+      g_hash_table_insert (table, g_strdup (sp->name), t);
+    }
+  return lt_export_loaded_from_table (g_steal_pointer (&s->config), table, label, error);
+}
+
 static LtLoadedModel *
 load_dir (const char *dir, GError **error)
 {
@@ -736,24 +792,7 @@ load_dir (const char *dir, GError **error)
         }
       return m;
     }
-  g_autoptr (GArray) specs = lt_export_specs_new (s->config);
-  GHashTable *table = lt_export_tensor_table_new ();
-  for (guint i = 0; i < specs->len; i++)
-    {
-      TensorSpec *sp = &g_array_index (specs, TensorSpec, i);
-      float *x = lt_export_source_read_f32 (s, sp, error);
-      if (!x)
-        {
-          g_hash_table_unref (table);
-          return NULL;
-        }
-      LtTensor *t = lt_tensor_new_view (sp->name, LT_DTYPE_F32, sp->ndim, sp->shape, x,
-                                        sizeof (float) * lt_export_spec_numel (sp));
-      t->owns_data = TRUE;
-      g_hash_table_insert (table, g_strdup (sp->name), t);
-    }
-  LtConfig *c = g_steal_pointer (&s->config);
-  return lt_export_loaded_from_table (c, table, dir, error);
+  return load_f32 (s, NULL, dir, error);
 }
 
 LtLoadedModel *
@@ -777,45 +816,5 @@ lt_export_load_fused (const char *model_dir, const char *adapter_path, GError **
       if (!ad)
         return NULL;
     }
-  g_autoptr (GArray) specs = lt_export_specs_new (s->config);
-  GHashTable *table = lt_export_tensor_table_new ();
-  for (guint i = 0; i < specs->len; i++)
-    {
-      TensorSpec *sp = &g_array_index (specs, TensorSpec, i);
-      float *x = lt_export_source_read_f32 (s, sp, error);
-      if (!x)
-        goto fail;
-      if (ad && ad->file->type == LT_TRAIN_TYPE_FULL && g_hash_table_contains (ad->full, sp->name))
-        {
-          const LtTensor *t = g_hash_table_lookup (ad->full, sp->name);
-          if (lt_tensor_numel (t) != lt_export_spec_numel (sp) || !lt_dtype_is_float (t->dtype))
-            {
-              g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                           "%s: %s has the wrong shape or dtype", ad->file->weights_path, sp->name);
-              g_free (x);
-              goto fail;
-            }
-          lt_tensor_read_f32 (t, 0, lt_export_spec_numel (sp), x);
-        }
-      else if (ad && sp->module && g_hash_table_contains (ad->mods, sp->module))
-        {
-          float *y = fuse_one (ad, g_hash_table_lookup (ad->mods, sp->module), x, sp->shape[0],
-                               sp->shape[1], error);
-          g_free (x);
-          if (!y)
-            goto fail;
-          x = y;
-        }
-      LtTensor *t = lt_tensor_new_view (sp->name, LT_DTYPE_F32, sp->ndim, sp->shape, x,
-                                        sizeof (float) * lt_export_spec_numel (sp));
-      t->owns_data = TRUE;
-      g_hash_table_insert (table, g_strdup (sp->name), t);
-    }
-  {
-    LtConfig *c = g_steal_pointer (&s->config);
-    return lt_export_loaded_from_table (c, table, model_dir, error);
-  }
-fail:
-  g_hash_table_unref (table);
-  return NULL;
+  return load_f32 (s, ad, model_dir, error);
 }

@@ -37,6 +37,7 @@
 #pragma once
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #include "lt-config.h"
 #include "lt-gguf-model.h"
@@ -110,6 +111,11 @@ void lt_export_report_free (LtExportReport *report);
 typedef gboolean (*LtExportProgress) (double fraction, const char *what, gpointer user_data);
 LtExportReport *lt_export_run (const LtExportOptions *opts, LtExportProgress progress,
                                gpointer user_data, GError **error);
+
+/* The model folder @dir's config.json as JSON (an object), for a writer that passes it on
+ * (the export's outputs, `lathe quantize`); the export reads a model folder's config, weights
+ * and quantization through the same reader. */
+JsonNode *lt_export_model_config (const char *dir, GError **error);
 
 /* A model read back from an export: an LtModel over f32 (or stored-dtype) tensors this
  * struct owns. */
