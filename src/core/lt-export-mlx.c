@@ -18,7 +18,6 @@ mlx_quantize (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int 
   return q;
 }
 
-
 /* Whether and how module @s is quantized in the MLX output. Keeping the base's format: a
  * module is quantized iff the base stored it quantized (its .scales), with its own parameters
  * (a per-module override in the base's config.json); otherwise every linear/embedding weight

@@ -198,7 +198,8 @@ lt_export_source_open (const char *dir, GError **error)
 
 /* The quantization parameters of one module (per-module overrides in "quantization"). */
 void
-lt_export_source_module_quant (ExportSource *s, const char *module, LtQuantMode *mode, int *bits, int *group)
+lt_export_source_module_quant (ExportSource *s, const char *module, LtQuantMode *mode,
+                               int *bits, int *group)
 {
   *mode = s->qmode;
   *bits = s->qbits;
@@ -678,7 +679,8 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
     }
   if (j.peft_tmp)
     {
-      if (!lt_export_peft_write (&j, error) || !lt_output_dir_commit (j.peft_tmp, o->peft_path, error))
+      if (!lt_export_peft_write (&j, error)
+          || !lt_output_dir_commit (j.peft_tmp, o->peft_path, error))
         goto out;
       g_clear_pointer (&j.peft_tmp, g_free);
     }
