@@ -94,25 +94,10 @@ quantized_modules (LtModel *m)
   return h;
 }
 
-static JsonNode *
-quant_params_node (int bits, int group_size, const char *mode)
-{
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "group_size");
-  json_builder_add_int_value (b, group_size);
-  json_builder_set_member_name (b, "bits");
-  json_builder_add_int_value (b, bits);
-  json_builder_set_member_name (b, "mode");
-  json_builder_add_string_value (b, mode);
-  json_builder_end_object (b);
-  return json_builder_get_root (b);
-}
-
 /* The source config.json plus "quantization" and "quantization_config" (the same object, as
  * mlx-lm writes it), with `false` for every layer left unquantized. */
 static JsonNode *
-quantized_config (const char *src_dir, int bits, int group_size, const char *mode,
+quantized_config (const char *src_dir, int bits, int group_size, LtQuantMode mode,
                   char **unquantized, GError **error)
 {
   JsonNode *config = lt_export_model_config (src_dir, error);
@@ -123,7 +108,7 @@ quantized_config (const char *src_dir, int bits, int group_size, const char *mod
   root = json_node_get_object (config);
   for (int k = 0; k < 2; k++)
     {
-      JsonNode *n = quant_params_node (bits, group_size, mode);
+      JsonNode *n = lt_export_mlx_quant_params (mode, bits, group_size);
       JsonObject *o = json_node_get_object (n);
       for (char **u = unquantized; u && *u; u++)
         json_object_set_boolean_member (o, *u, FALSE);
@@ -154,7 +139,8 @@ write_model (LtModel *m, const char *src_dir, const char *dir, LtQuantMode mode,
   g_autoptr (GPtrArray) owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
   g_autoptr (GPtrArray) list = g_ptr_array_new ();
   const char *const *names = lt_weights_get_names (m->files);
-  const char *mode_name = mode == LT_QUANT_MXFP4 ? "mxfp4" : "affine";
+  /* symmetric is written in the affine layout (losslessly) */
+  const LtQuantMode written_mode = mode == LT_QUANT_MXFP4 ? LT_QUANT_MXFP4 : LT_QUANT_AFFINE;
   GStatBuf sb;
 
   for (gsize i = 0; names[i] != NULL; i++)
@@ -219,7 +205,7 @@ write_model (LtModel *m, const char *src_dir, const char *dir, LtQuantMode mode,
     }
 
   /* the one MLX folder writer (the export's): weights, config.json, tokenizer files */
-  g_autoptr (JsonNode) config = quantized_config (src_dir, bits, group_size, mode_name,
+  g_autoptr (JsonNode) config = quantized_config (src_dir, bits, group_size, written_mode,
                                                   m->unquantized, error);
   guint64 tensor_bytes = 0;
   if (config == NULL

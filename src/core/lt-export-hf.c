@@ -183,28 +183,15 @@ lt_export_config_json (ExportJob *j, gboolean mlx)
       json_builder_set_member_name (b, n);
       if (q)
         {
-          json_builder_begin_object (b);
-          json_builder_set_member_name (b, "group_size");
-          json_builder_add_int_value (b, j->mlx_group);
-          json_builder_set_member_name (b, "bits");
-          json_builder_add_int_value (b, j->mlx_bits);
-          json_builder_set_member_name (b, "mode");
-          json_builder_add_string_value (b, lt_quant_mode_name (j->mlx_mode));
+          JsonNode *qn = lt_export_mlx_quant_params (j->mlx_mode, j->mlx_bits, j->mlx_group);
           for (guint k = 0; k < j->mlx_overrides->len; k++)
             {
               const char *m = j->mlx_overrides->pdata[k];
               const int *p = g_hash_table_lookup (j->mlx_params, m);
-              json_builder_set_member_name (b, m);
-              json_builder_begin_object (b);
-              json_builder_set_member_name (b, "group_size");
-              json_builder_add_int_value (b, p[2]);
-              json_builder_set_member_name (b, "bits");
-              json_builder_add_int_value (b, p[1]);
-              json_builder_set_member_name (b, "mode");
-              json_builder_add_string_value (b, lt_quant_mode_name (p[0]));
-              json_builder_end_object (b);
+              json_object_set_member (json_node_get_object (qn), m,
+                                      lt_export_mlx_quant_params (p[0], p[1], p[2]));
             }
-          json_builder_end_object (b);
+          json_builder_add_value (b, qn);
         }
       else if (!mlx && (g_str_equal (n, "torch_dtype") || g_str_equal (n, "dtype")))
         json_builder_add_string_value (b, dtype_torch_name (j->o->hf_dtype));

@@ -104,3 +104,18 @@ lt_export_mlx_write_folder (const char *dir, const char *src_dir, GPtrArray *ten
   return lt_export_write_folder (dir, src_dir, tensors, G_GUINT64_CONSTANT (5000000000), config,
                                  written, error);
 }
+
+JsonNode *
+lt_export_mlx_quant_params (LtQuantMode mode, int bits, int group_size)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "group_size");
+  json_builder_add_int_value (b, group_size);
+  json_builder_set_member_name (b, "bits");
+  json_builder_add_int_value (b, bits);
+  json_builder_set_member_name (b, "mode");
+  json_builder_add_string_value (b, lt_quant_mode_name (mode));
+  json_builder_end_object (b);
+  return json_builder_get_root (b);
+}

@@ -13,6 +13,8 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
+#include "lt-quant.h"
+
 G_BEGIN_DECLS
 
 /* Writes an MLX model folder into @dir (an empty folder, normally lt_output_dir_begin's):
@@ -21,6 +23,11 @@ G_BEGIN_DECLS
  * bytes of the tensors to *@written. */
 gboolean lt_export_mlx_write_folder (const char *dir, const char *src_dir, GPtrArray *tensors,
                                      JsonNode *config, guint64 *written, GError **error);
+
+/* The MLX quantization object {"group_size", "bits", "mode"}: config.json's "quantization"
+ * (and "quantization_config") is one, holding a per-module override of the same form (or
+ * false for a module kept in float) under the module's path. */
+JsonNode *lt_export_mlx_quant_params (LtQuantMode mode, int bits, int group_size);
 
 /* The files of a model folder copied beside the weights by every MLX and HF output when the
  * source folder has them (tokenizer, chat template, generation settings), NULL-terminated. */
