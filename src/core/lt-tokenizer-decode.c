@@ -97,8 +97,8 @@ tok_parse_decoder (JsonNode *node, const char *path, const char *key, GError **e
     }
   else
     {
-      tok_fail (error, LT_ERROR_UNSUPPORTED, path, "key “%s.type”: decoder “%s” is not supported", key,
-            type);
+      tok_fail (error, LT_ERROR_UNSUPPORTED, path, "key “%s.type”: decoder “%s” is not supported",
+                key, type);
       goto error;
     }
   return d;
@@ -242,7 +242,8 @@ tok_decode_chain (const Decoder *d, GPtrArray *tokens)
               }
             if (pending->len > 0)
               {
-                if (tok_utf8_valid_up_to ((const char *) pending->data, pending->len) == pending->len)
+                if (tok_utf8_valid_up_to ((const char *) pending->data, pending->len)
+                    == pending->len)
                   g_ptr_array_add (out, g_string_new_len ((const char *) pending->data,
                                                           (gssize) pending->len));
                 else
@@ -262,7 +263,8 @@ tok_decode_chain (const Decoder *d, GPtrArray *tokens)
         GString *s = g_string_new (NULL);
 
         for (guint i = 0; i < tokens->len; i++)
-          g_string_append_len (s, tok_token_at (tokens, i)->str, (gssize) tok_token_at (tokens, i)->len);
+          g_string_append_len (s, tok_token_at (tokens, i)->str,
+                               (gssize) tok_token_at (tokens, i)->len);
         g_ptr_array_unref (tokens);
         out = tok_new_token_list ();
         g_ptr_array_add (out, s);

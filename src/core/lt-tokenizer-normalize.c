@@ -27,7 +27,7 @@ tok_normalizer_free (Normalizer *n)
 
 gboolean
 tok_parse_pattern (JsonObject *o, const char *name, Pattern *out, const char *path, const char *key,
-               GError **error)
+                   GError **error)
 {
   JsonNode *n = tok_member (o, name);
   JsonObject *po;
@@ -132,8 +132,8 @@ tok_parse_normalizer (JsonNode *node, const char *path, const char *key, GError 
     n->kind = NORM_BYTE_LEVEL;
   else
     {
-      tok_fail (error, LT_ERROR_UNSUPPORTED, path, "key “%s.type”: normalizer “%s” is not supported",
-            key, type);
+      tok_fail (error, LT_ERROR_UNSUPPORTED, path,
+                "key “%s.type”: normalizer “%s” is not supported", key, type);
       goto error;
     }
   return n;
@@ -194,7 +194,8 @@ tok_normalize (const Normalizer *n, const char *s, gsize len, GError **error)
       out = g_string_new_len (s, (gssize) len);
       for (guint i = 0; i < n->children->len; i++)
         {
-          GString *next = tok_normalize (g_ptr_array_index (n->children, i), out->str, out->len, error);
+          GString *next = tok_normalize (g_ptr_array_index (n->children, i), out->str, out->len,
+                                         error);
 
           g_string_free (out, TRUE);
           if (next == NULL)

@@ -210,8 +210,9 @@ tok_compile_regex (const char *pattern, const char *path, const char *key, GErro
       PCRE2_UCHAR msg[256];
 
       pcre2_get_error_message (errcode, msg, sizeof msg);
-      tok_fail (error, LT_ERROR_UNSUPPORTED, path, "key “%s”: regex “%s” does not compile at %zu: %s",
-            key, pattern, (size_t) erroff, (const char *) msg);
+      tok_fail (error, LT_ERROR_UNSUPPORTED, path,
+                "key “%s”: regex “%s” does not compile at %zu: %s",
+                key, pattern, (size_t) erroff, (const char *) msg);
       return NULL;
     }
   pcre2_jit_compile (re, PCRE2_JIT_COMPLETE); /* best effort: the interpreter is the fallback */
@@ -507,13 +508,14 @@ parse_behavior (JsonObject *o, SplitBehavior *out, const char *path, const char 
   else if (strcmp (b, "Contiguous") == 0)
     *out = SPLIT_CONTIGUOUS;
   else
-    return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.behavior”: unknown behavior “%s”", key, b);
+    return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.behavior”: unknown behavior “%s”", key,
+                     b);
   return TRUE;
 }
 
 gboolean
 tok_parse_prepend_scheme (JsonObject *o, PrependScheme *out, const char *path, const char *key,
-                      GError **error)
+                          GError **error)
 {
   const char *s;
   gboolean aps;
@@ -536,8 +538,8 @@ tok_parse_prepend_scheme (JsonObject *o, PrependScheme *out, const char *path, c
   else if (strcmp (s, "never") == 0)
     *out = PREPEND_NEVER;
   else
-    return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.prepend_scheme”: unknown scheme “%s”", key,
-                 s);
+    return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.prepend_scheme”: unknown scheme “%s”",
+                     key, s);
   return TRUE;
 }
 
@@ -551,7 +553,8 @@ tok_parse_replacement (JsonObject *o, char **out, const char *path, const char *
   if (s == NULL)
     s = "\xe2\x96\x81"; /* ▁ */
   if (g_utf8_strlen (s, -1) != 1)
-    return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.replacement” must be one character", key);
+    return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.replacement” must be one character",
+                     key);
   *out = g_strdup (s);
   return TRUE;
 }
@@ -590,7 +593,8 @@ tok_parse_pretok (JsonNode *node, const char *path, const char *key, GError **er
       if (!tok_opt_bool (o, "add_prefix_space", TRUE, &p->add_prefix_space, path, key, error)
           || !tok_opt_bool (o, "use_regex", TRUE, &p->use_regex, path, key, error))
         goto error;
-      if (p->use_regex && (p->pattern.re = tok_compile_regex (GPT2_REGEX, path, key, error)) == NULL)
+      if (p->use_regex
+          && (p->pattern.re = tok_compile_regex (GPT2_REGEX, path, key, error)) == NULL)
         goto error;
     }
   else if (strcmp (type, "Split") == 0)
@@ -647,7 +651,7 @@ tok_parse_pretok (JsonNode *node, const char *path, const char *key, GError **er
   else
     {
       tok_fail (error, LT_ERROR_UNSUPPORTED, path,
-            "key “%s.type”: pre-tokenizer “%s” is not supported", key, type);
+                "key “%s.type”: pre-tokenizer “%s” is not supported", key, type);
       goto error;
     }
   return p;

@@ -61,8 +61,8 @@ node_is_int (JsonNode *n)
 
 /* Absent or null: *out = NULL. */
 gboolean
-tok_opt_string (JsonObject *o, const char *name, const char **out, const char *path, const char *key,
-            GError **error)
+tok_opt_string (JsonObject *o, const char *name, const char **out, const char *path,
+                const char *key, GError **error)
 {
   JsonNode *n = tok_member (o, name);
 
@@ -76,8 +76,8 @@ tok_opt_string (JsonObject *o, const char *name, const char **out, const char *p
 }
 
 gboolean
-tok_req_string (JsonObject *o, const char *name, const char **out, const char *path, const char *key,
-            GError **error)
+tok_req_string (JsonObject *o, const char *name, const char **out, const char *path,
+                const char *key, GError **error)
 {
   if (!tok_opt_string (o, name, out, path, key, error))
     return FALSE;
@@ -88,7 +88,7 @@ tok_req_string (JsonObject *o, const char *name, const char **out, const char *p
 
 gboolean
 tok_opt_bool (JsonObject *o, const char *name, gboolean dflt, gboolean *out, const char *path,
-          const char *key, GError **error)
+              const char *key, GError **error)
 {
   JsonNode *n = tok_member (o, name);
 
@@ -103,7 +103,7 @@ tok_opt_bool (JsonObject *o, const char *name, gboolean dflt, gboolean *out, con
 
 gboolean
 tok_opt_int (JsonObject *o, const char *name, gint64 dflt, gint64 *out, const char *path,
-         const char *key, GError **error)
+             const char *key, GError **error)
 {
   JsonNode *n = tok_member (o, name);
 
@@ -216,8 +216,8 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
     type = "BPE"; /* tokenizers infers the model from its fields */
   if (type == NULL || strcmp (type, "BPE") != 0)
     return tok_fail (error, LT_ERROR_UNSUPPORTED, path,
-                 "key “model.type”: model “%s” is not supported (only BPE)",
-                 type ? type : "(none)");
+                     "key “model.type”: model “%s” is not supported (only BPE)",
+                     type ? type : "(none)");
 
   vn = tok_member (m, "vocab");
   if (vn == NULL)
@@ -234,8 +234,8 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
       if (!node_is_int (idn) || (id = json_node_get_int (idn)) < 0 || id > G_MAXINT32 - 1)
         {
           tok_fail (error, LT_ERROR_FORMAT, path,
-                "key “model.vocab”: the id of token “%s” must be a non-negative integer",
-                (const char *) l->data);
+                    "key “model.vocab”: the id of token “%s” must be a non-negative integer",
+                    (const char *) l->data);
           g_list_free (members);
           return FALSE;
         }
@@ -262,7 +262,7 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
   tok->unk_id = -1;
   if (unk != NULL && !bpe_vocab_lookup (tok, unk, strlen (unk), &tok->unk_id))
     return tok_fail (error, LT_ERROR_FORMAT, path,
-                 "key “model.unk_token”: “%s” is not in model.vocab", unk);
+                     "key “model.unk_token”: “%s” is not in model.vocab", unk);
   if (!tok_opt_string (m, "continuing_subword_prefix", &s, path, "model", error))
     return FALSE;
   tok->cont_prefix = g_strdup (s);
@@ -274,7 +274,7 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
 
     if (!is_null (dn) && JSON_NODE_HOLDS_VALUE (dn) && json_node_get_double (dn) > 0.0)
       return tok_fail (error, LT_ERROR_UNSUPPORTED, path,
-                   "key “model.dropout”: BPE dropout is not supported");
+                       "key “model.dropout”: BPE dropout is not supported");
   }
   for (int b = 0; b < 256; b++)
     {
@@ -315,8 +315,9 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
             parts = g_strsplit (line, " ", -1);
             if (g_strv_length (parts) != 2)
               return tok_fail (error, LT_ERROR_FORMAT, path,
-                           "key “model.merges[%u]”: “%s” is not two tokens separated by one space",
-                           i, line);
+                               "key “model.merges[%u]”: “%s” is not two tokens separated by one "
+                               "space",
+                               i, line);
             a = parts[0];
             b = parts[1];
           }
@@ -330,22 +331,22 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
           }
         else
           return tok_fail (error, LT_ERROR_FORMAT, path,
-                       "key “model.merges[%u]” must be a string “a b” or a list of two strings",
-                       i);
+                           "key “model.merges[%u]” must be a string “a b” or a list of two strings",
+                           i);
         if (!bpe_vocab_lookup (tok, a, strlen (a), &ia))
           return tok_fail (error, LT_ERROR_FORMAT, path,
-                       "key “model.merges[%u]”: token “%s” is not in model.vocab", i, a);
+                           "key “model.merges[%u]”: token “%s” is not in model.vocab", i, a);
         if (!bpe_vocab_lookup (tok, b, strlen (b), &ib))
           return tok_fail (error, LT_ERROR_FORMAT, path,
-                       "key “model.merges[%u]”: token “%s” is not in model.vocab", i, b);
+                           "key “model.merges[%u]”: token “%s” is not in model.vocab", i, b);
         if (plen > 0 && g_str_has_prefix (b, tok->cont_prefix))
           joined = g_strconcat (a, b + plen, NULL);
         else
           joined = g_strconcat (a, b, NULL);
         if (!bpe_vocab_lookup (tok, joined, strlen (joined), &inew))
           return tok_fail (error, LT_ERROR_FORMAT, path,
-                       "key “model.merges[%u]”: merged token “%s” is not in model.vocab", i,
-                       joined);
+                           "key “model.merges[%u]”: merged token “%s” is not in model.vocab", i,
+                           joined);
         bpe_merge_put (tok, ia, ib, rank++, inew);
       }
   }
@@ -387,7 +388,7 @@ load_added_tokens (LtTokenizer *tok, JsonObject *root, const char *path, GError 
         return FALSE;
       if (id < 0 || id > G_MAXINT32 - 1)
         return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.id” must be a non-negative integer",
-                     k);
+                         k);
       a = g_new0 (AddedToken, 1);
       g_ptr_array_add (tok->added, a);
       a->content = g_strdup (content);
@@ -495,7 +496,8 @@ parse_template (JsonObject *o, GPtrArray *templates, const char *path, const cha
             return FALSE;
           if (st == NULL || !json_object_has_member (st, id))
             return tok_fail (error, LT_ERROR_FORMAT, path,
-                         "key “%s”: special token “%s” is not in %s.special_tokens", k, id, key);
+                             "key “%s”: special token “%s” is not in %s.special_tokens", k, id,
+                             key);
           if ((spec = tok_as_object (json_object_get_member (st, id), path, k, error)) == NULL
               || (ids = tok_req_array (spec, "ids", path, k, error)) == NULL)
             return FALSE;
@@ -506,15 +508,15 @@ parse_template (JsonObject *o, GPtrArray *templates, const char *path, const cha
 
               if (!node_is_int (idn) || json_node_get_int (idn) < 0)
                 return tok_fail (error, LT_ERROR_FORMAT, path,
-                             "key “%s.special_tokens.%s.ids” must hold non-negative integers",
-                             key, id);
+                                 "key “%s.special_tokens.%s.ids” must hold non-negative integers",
+                                 key, id);
               v = (int32_t) json_node_get_int (idn);
               g_array_append_val (t, v);
             }
         }
       else
         return tok_fail (error, LT_ERROR_FORMAT, path,
-                     "key “%s” must hold “Sequence” or “SpecialToken”", k);
+                         "key “%s” must hold “Sequence” or “SpecialToken”", k);
     }
   return TRUE;
 }
@@ -538,7 +540,7 @@ parse_cls_sep (JsonObject *o, GPtrArray *templates, const char *path, const char
           || json_array_get_length (a = json_node_get_array (n)) != 2
           || !node_is_int (json_array_get_element (a, 1)))
         return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.%s” must be [token, id]", key,
-                     names[i]);
+                         names[i]);
       v[i] = (int32_t) json_array_get_int_element (a, 1);
     }
   t = g_array_new (FALSE, FALSE, sizeof (int32_t));
@@ -580,7 +582,7 @@ parse_post_processor (JsonNode *node, GPtrArray *templates, const char *path, co
   if (strcmp (type, "RobertaProcessing") == 0 || strcmp (type, "BertProcessing") == 0)
     return parse_cls_sep (o, templates, path, key, error);
   return tok_fail (error, LT_ERROR_UNSUPPORTED, path,
-               "key “%s.type”: post-processor “%s” is not supported", key, type);
+                   "key “%s.type”: post-processor “%s” is not supported", key, type);
 }
 
 static void
@@ -685,7 +687,7 @@ config_token (JsonObject *o, const char *name, char **out, const char *path, GEr
       return TRUE;
     }
   return tok_fail (error, LT_ERROR_FORMAT, path,
-               "key “%s” must be a string or an object with “content”", name);
+                   "key “%s” must be a string or an object with “content”", name);
 }
 
 LtTokenizer *
@@ -767,7 +769,7 @@ lt_tokenizer_new_from_dir (const char *model_dir, GError **error)
       else if (!is_null (ct))
         {
           tok_fail (error, LT_ERROR_FORMAT, cfg,
-                "key “chat_template” must be a string or a list of {name, template}");
+                    "key “chat_template” must be a string or a list of {name, template}");
           return NULL;
         }
     }
@@ -1043,7 +1045,8 @@ lt_tokenizer_decode_len (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
     {
       if (tok->decoder == NULL && i > 0)
         g_string_append_c (out, ' ');
-      g_string_append_len (out, tok_token_at (tokens, i)->str, (gssize) tok_token_at (tokens, i)->len);
+      g_string_append_len (out, tok_token_at (tokens, i)->str,
+                           (gssize) tok_token_at (tokens, i)->len);
     }
   g_ptr_array_unref (tokens);
   if (out_len != NULL)

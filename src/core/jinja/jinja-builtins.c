@@ -274,7 +274,7 @@ py_iscase (const char *s, gboolean upper)
     {
       gunichar c = g_utf8_get_char (p);
       if (upper ? (g_unichar_islower (c) || g_unichar_istitle (c))
-                : (g_unichar_isupper (c) || g_unichar_istitle (c)))
+          : (g_unichar_isupper (c) || g_unichar_istitle (c)))
         return FALSE;
       if (upper ? g_unichar_isupper (c) : g_unichar_islower (c))
         cased = TRUE;
@@ -377,8 +377,8 @@ args_check (Render *R, Node *n, Args *a, const char *what, const char *const *pa
 
   if (a->pos->len > nparams)
     {
-      jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "%s takes at most %u arguments (%u given)", what,
-             nparams, a->pos->len);
+      jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "%s takes at most %u arguments (%u given)",
+                   what, nparams, a->pos->len);
       return FALSE;
     }
   for (guint k = 0; k < a->names->len; k++)
@@ -388,12 +388,13 @@ args_check (Render *R, Node *n, Args *a, const char *what, const char *const *pa
       if (idx < 0)
         {
           jinja_rfail (R, n, LT_ERROR_UNSUPPORTED, "unsupported keyword argument '%s' to %s", name,
-                 what);
+                       what);
           return FALSE;
         }
       if ((guint) idx < a->pos->len)
         {
-          jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "%s got multiple values for '%s'", what, name);
+          jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "%s got multiple values for '%s'", what,
+                       name);
           return FALSE;
         }
     }
@@ -422,8 +423,8 @@ arg_str (Render *R, Node *n, Args *a, guint idx, const char *name, const char *w
     return NULL;
   if (v->kind != V_STR)
     {
-      jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "%s: argument '%s' must be a string, not %s", what,
-             name, v_type_name (v));
+      jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "%s: argument '%s' must be a string, not %s",
+                   what, name, v_type_name (v));
       *ok = FALSE;
     }
   return v->kind == V_STR ? v->s : NULL;
@@ -445,7 +446,7 @@ test_modulo (Render *R, Node *n, Value *v, Value *div, gboolean *zero)
 
 gboolean
 jinja_apply_test (Render *R, Node *n, int id, const char *name, Value *v, GPtrArray *args,
-            gboolean *result)
+                  gboolean *result)
 {
   Value *other = args->len > 0 ? args->pdata[0] : NULL;
   guint need = (id == TS_DIVISIBLEBY || id == TS_EQ || id == TS_NE || id == TS_LT || id == TS_LE ||
@@ -454,8 +455,8 @@ jinja_apply_test (Render *R, Node *n, int id, const char *name, Value *v, GPtrAr
 
   if (args->len != need)
     {
-      jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "test '%s' takes %u argument%s (%u given)", name,
-             need, need == 1 ? "" : "s", args->len);
+      jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "test '%s' takes %u argument%s (%u given)",
+                   name, need, need == 1 ? "" : "s", args->len);
       return FALSE;
     }
   switch ((TestId) id)
@@ -500,8 +501,8 @@ jinja_apply_test (Render *R, Node *n, int id, const char *name, Value *v, GPtrAr
             jinja_fail_undefined (R, n, v->kind == V_UNDEF ? v : other);
           else
             jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
-                   "'%s' not supported between instances of '%s' and '%s'", name,
-                   v_type_name (v), v_type_name (other));
+                         "'%s' not supported between instances of '%s' and '%s'", name,
+                         v_type_name (v), v_type_name (other));
           return FALSE;
         }
       *result = c != 2 && (id == TS_LT ? c < 0 : id == TS_LE ? c <= 0 :
@@ -574,11 +575,13 @@ filter_select (Render *R, Node *n, Value *v, Args *a, gboolean attr, gboolean ke
   Value *out;
 
   if (a->names->len > 0)
-    return jinja_rfail (R, n, LT_ERROR_UNSUPPORTED, "unsupported keyword argument to '%s'", n->name);
+    return jinja_rfail (R, n, LT_ERROR_UNSUPPORTED, "unsupported keyword argument to '%s'",
+                        n->name);
   if (attr)
     {
       if (a->pos->len < 1 || ((Value *) a->pos->pdata[0])->kind != V_STR)
-        return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "'%s' needs an attribute name", n->name);
+        return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "'%s' needs an attribute name",
+                            n->name);
       path = ((Value *) a->pos->pdata[0])->s;
     }
   if (a->pos->len > first)
@@ -586,7 +589,7 @@ filter_select (Render *R, Node *n, Value *v, Args *a, gboolean attr, gboolean ke
       Value *t = a->pos->pdata[first];
       if (t->kind != V_STR)
         return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "'%s': the test name must be a string",
-                      n->name);
+                            n->name);
       test = t->s;
       test_id = jinja_find_test (test);
       if (test_id < 0)
@@ -635,7 +638,7 @@ filter_map (Render *R, Node *n, Value *v, Args *a)
       Value *fname = a->pos->len > 0 ? a->pos->pdata[0] : NULL;
       if (fname == NULL || fname->kind != V_STR)
         return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
-                      "'map' needs a filter name or attribute=");
+                            "'map' needs a filter name or attribute=");
       fid = jinja_find_filter (fname->s);
       if (fid < 0)
         return jinja_rfail (R, n, LT_ERROR_UNSUPPORTED, "unsupported filter '%s'", fname->s);
@@ -770,7 +773,7 @@ to_json (Render *R, Node *n, Value *v, Args *a)
     {
       if (!v_is_intlike (indent))
         return jinja_rfail (R, n, LT_ERROR_UNSUPPORTED, "unsupported tojson indent of type %s",
-                      v_type_name (indent));
+                            v_type_name (indent));
       o.indent = (int) CLAMP (v_as_int (indent), 0, 64);
       o.item_sep = ",";
     }
@@ -780,7 +783,7 @@ to_json (Render *R, Node *n, Value *v, Args *a)
           ((Value *) separators->list->pdata[0])->kind != V_STR ||
           ((Value *) separators->list->pdata[1])->kind != V_STR)
         return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
-                      "tojson separators must be a pair of strings");
+                            "tojson separators must be a pair of strings");
       o.item_sep = ((Value *) separators->list->pdata[0])->s;
       o.key_sep = ((Value *) separators->list->pdata[1])->s;
     }
@@ -790,8 +793,8 @@ to_json (Render *R, Node *n, Value *v, Args *a)
         return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "tojson of an undefined value");
       if (strchr (bad, ' '))
         return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "tojson of %s", bad);
-      return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "Object of type %s is not JSON serializable",
-                    bad);
+      return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
+                          "Object of type %s is not JSON serializable", bad);
     }
   return jinja_check_str_size (R, n, v_str_take (g_string_free (g_steal_pointer (&out), FALSE)));
 }
@@ -899,7 +902,7 @@ jinja_apply_filter (Render *R, Node *n, int id, const char *name, Value *v, Args
           return v_int (x < 0 ? -x : x);
         }
       return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "bad operand type for abs(): '%s'",
-                    v_type_name (v));
+                          v_type_name (v));
     case F_CAPITALIZE:
     case F_LOWER:
     case F_UPPER:
@@ -929,7 +932,7 @@ jinja_apply_filter (Render *R, Node *n, int id, const char *name, Value *v, Args
           return NULL;
         if (len < 0)
           return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "object of type '%s' has no len()",
-                        v_type_name (v));
+                              v_type_name (v));
         return v_int (len);
       }
     case F_DEFAULT:
@@ -1024,7 +1027,8 @@ jinja_apply_filter (Render *R, Node *n, int id, const char *name, Value *v, Args
         if (v->kind == V_UNDEF)
           return v_list_new ();
         if (v->kind != V_DICT)
-          return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "Can only get item pairs from a mapping.");
+          return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
+                              "Can only get item pairs from a mapping.");
         list = v_list_new ();
         for (guint k = 0; k < v->dict.keys->len; k++)
           {
@@ -1086,8 +1090,8 @@ jinja_apply_filter (Render *R, Node *n, int id, const char *name, Value *v, Args
         os = v_to_str (old);
         ns = v_to_str (new_);
         return jinja_check_str_size (R, n, v_str_take (py_replace (s, os, ns,
-                                                             count && count->kind != V_NONE
-                                                             ? v_as_int (count) : -1)));
+                                                                   count && count->kind != V_NONE
+                                                                   ? v_as_int (count) : -1)));
       }
     case F_TOJSON:
       return to_json (R, n, v, a);
@@ -1119,7 +1123,7 @@ jinja_call_method (Render *R, Node *n, Value *self, MethodId id, Args *a)
     return jinja_fail_undefined (R, n, self);
   if (!((self->kind == V_STR && id < M_ITEMS) || (self->kind == V_DICT && id >= M_ITEMS)))
     return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "'%s object' has no attribute '%s'",
-                  v_type_name (self), mname);
+                        v_type_name (self), mname);
   switch (id)
     {
     case M_STRIP:
@@ -1149,13 +1153,13 @@ jinja_call_method (Render *R, Node *n, Value *self, MethodId id, Args *a)
               {
                 if (((Value *) p->list->pdata[k])->kind != V_STR)
                   return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
-                                "%s: a tuple of strings is needed", mname);
+                                      "%s: a tuple of strings is needed", mname);
                 g_ptr_array_add (cands, p->list->pdata[k]);
               }
           }
         else
           return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
-                        "%s first arg must be str or a tuple of str", mname);
+                              "%s first arg must be str or a tuple of str", mname);
         for (guint k = 0; k < cands->len; k++)
           {
             const char *c = ((Value *) cands->pdata[k])->s;
@@ -1189,7 +1193,7 @@ jinja_call_method (Render *R, Node *n, Value *self, MethodId id, Args *a)
             (count && !v_is_intlike (count)))
           return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "replace needs (str, str[, int])");
         return jinja_check_str_size (R, n, v_str_take (py_replace (self->s, old->s, new_->s,
-                                                             count ? v_as_int (count) : -1)));
+                                                                   count ? v_as_int (count) : -1)));
       }
     case M_UPPER:
     case M_LOWER:
@@ -1224,8 +1228,8 @@ jinja_call_method (Render *R, Node *n, Value *self, MethodId id, Args *a)
               {
                 g_string_free (s, TRUE);
                 return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
-                              "sequence item %u: expected str instance, %s found", k,
-                              v_type_name (x));
+                                    "sequence item %u: expected str instance, %s found", k,
+                                    v_type_name (x));
               }
             if (k)
               g_string_append (s, self->s);
@@ -1301,7 +1305,8 @@ jinja_call_global (Render *R, Node *n, GlobalId id, Args *a)
         if (!args_check (R, n, a, "strftime_now", params))
           return NULL;
         if (fmt == NULL || fmt->kind != V_STR)
-          return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "strftime_now needs a format string");
+          return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
+                              "strftime_now needs a format string");
         s = py_strftime (now, fmt->s, &bad);
         if (s == NULL)
           return jinja_rfail (R, n, LT_ERROR_UNSUPPORTED, "unsupported strftime code '%%%c'", bad);
@@ -1315,8 +1320,8 @@ jinja_call_global (Render *R, Node *n, GlobalId id, Args *a)
             (a->pos->len == 1 && ((Value *) a->pos->pdata[0])->kind != V_DICT))
           {
             v_unref (d);
-            return jinja_rfail (R, n, LT_ERROR_UNSUPPORTED, "%s() takes keyword arguments or one dict",
-                          global_names[id]);
+            return jinja_rfail (R, n, LT_ERROR_UNSUPPORTED,
+                                "%s() takes keyword arguments or one dict", global_names[id]);
           }
         if (a->pos->len == 1)
           {
@@ -1355,7 +1360,7 @@ jinja_call_global (Render *R, Node *n, GlobalId id, Args *a)
           count = stop < start ? (gint64) (((double) start - stop - 1) / -(double) step) + 1 : 0;
         if (count > MAX_ITEMS)
           return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "range of more than %d items",
-                        MAX_ITEMS);
+                              MAX_ITEMS);
         list = v_list_new ();
         for (gint64 k = 0; k < count; k++)
           v_list_append (list, v_int (start + k * step));

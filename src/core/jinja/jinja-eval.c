@@ -96,7 +96,7 @@ eval_call (Render *R, Node *n)
         return NULL;
       if (self->kind == V_NS)
         return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "'%s' of a namespace is not callable",
-                      n->a->name);
+                            n->a->name);
       if (jinja_eval_args (R, n, &a))
         result = jinja_call_method (R, n, self, n->op, &a);
     }
@@ -109,7 +109,7 @@ eval_call (Render *R, Node *n)
         return jinja_fail_undefined (R, n, callee);
       if (callee->kind != V_FUNC)
         return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "'%s' object is not callable",
-                      v_type_name (callee));
+                            v_type_name (callee));
       if (jinja_eval_args (R, n, &a))
         result = jinja_call_global (R, n, callee->func, &a);
     }
@@ -153,9 +153,9 @@ eval_compare (Render *R, Node *n)
                 jinja_fail_undefined (R, n, left->kind == V_UNDEF ? left : right);
               else
                 jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
-                       "'%s' not supported between instances of '%s' and '%s'",
-                       op == '<' ? "<" : op == '>' ? ">" : op == OP_LE ? "<=" : ">=",
-                       v_type_name (left), v_type_name (right));
+                             "'%s' not supported between instances of '%s' and '%s'",
+                             op == '<' ? "<" : op == '>' ? ">" : op == OP_LE ? "<=" : ">=",
+                             v_type_name (left), v_type_name (right));
               v_unref (right);
               return NULL;
             }
@@ -212,8 +212,8 @@ jinja_eval (Render *R, Node *n)
                 v_unref (val);
                 v_unref (dict);
                 return jinja_rfail (R, n->list->pdata[k], LT_ERROR_UNSUPPORTED,
-                              "unsupported dict key of type %s (only strings)",
-                              v_type_name (key));
+                                    "unsupported dict key of type %s (only strings)",
+                                    v_type_name (key));
               }
             v_dict_set (dict, key->s, val);
           }
@@ -292,7 +292,7 @@ jinja_eval (Render *R, Node *n)
         if (v->kind == V_UNDEF)
           return jinja_fail_undefined (R, n, v);
         return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "bad operand type for unary %c: '%s'",
-                      n->type == E_NEG ? '-' : '+', v_type_name (v));
+                            n->type == E_NEG ? '-' : '+', v_type_name (v));
       }
     case E_BIN:
       {
@@ -395,14 +395,14 @@ bind_targets (Render *R, Node *n, Frame *f, GPtrArray *targets, gboolean unpack,
   if (v->kind != V_LIST)
     {
       jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "cannot unpack a %s into %u names",
-             v_type_name (v), targets->len);
+                   v_type_name (v), targets->len);
       return FALSE;
     }
   if (v->list->len != targets->len)
     {
       jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "%s values to unpack (expected %u, got %u)",
-             v->list->len > targets->len ? "too many" : "not enough", targets->len,
-             v->list->len);
+                   v->list->len > targets->len ? "too many" : "not enough", targets->len,
+                   v->list->len);
       return FALSE;
     }
   for (guint k = 0; k < targets->len; k++)
@@ -537,8 +537,8 @@ exec_node (Render *R, Node *n)
         if (ns->kind != V_NS)
           {
             jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
-                   "cannot assign attribute on non-namespace object '%s'",
-                   (char *) n->names->pdata[0]);
+                         "cannot assign attribute on non-namespace object '%s'",
+                         (char *) n->names->pdata[0]);
             return EXEC_ERR;
           }
         if (!(v = jinja_eval (R, n->a)))
@@ -547,7 +547,7 @@ exec_node (Render *R, Node *n)
           {
             v_unref (v);
             jinja_rfail (R, n, LT_ERROR_UNSUPPORTED,
-                   "a namespace cannot contain itself (or a value nested too deeply)");
+                         "a namespace cannot contain itself (or a value nested too deeply)");
             return EXEC_ERR;
           }
         v_dict_set (ns, n->name, v);
@@ -596,7 +596,7 @@ exec_node (Render *R, Node *n)
   if (R->out->len > MAX_OUTPUT)
     {
       jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "rendered text larger than %zu bytes",
-             (size_t) MAX_OUTPUT);
+                   (size_t) MAX_OUTPUT);
       return EXEC_ERR;
     }
   return EXEC_OK;

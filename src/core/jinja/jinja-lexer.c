@@ -84,7 +84,7 @@ unescape (Lexer *L, const char *s, gsize len, int pos)
         case 'U': ndig = 8; break;
         case 'N':
           jinja_set_error (L->t, L->error, LT_ERROR_UNSUPPORTED, pos,
-                     "unsupported string escape '\\N{...}'");
+                           "unsupported string escape '\\N{...}'");
           g_string_free (out, TRUE);
           return NULL;
         default:
@@ -108,7 +108,7 @@ unescape (Lexer *L, const char *s, gsize len, int pos)
               if (k >= len || !is_hex (s[k]))
                 {
                   jinja_set_error (L->t, L->error, LT_ERROR_FORMAT, pos,
-                             "truncated \\%c escape in a string", c);
+                                   "truncated \\%c escape in a string", c);
                   g_string_free (out, TRUE);
                   return NULL;
                 }
@@ -118,7 +118,7 @@ unescape (Lexer *L, const char *s, gsize len, int pos)
       if (u == 0 || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff))
         {
           jinja_set_error (L->t, L->error, LT_ERROR_UNSUPPORTED, pos,
-                     "unsupported character U+%04X in a string", u);
+                           "unsupported character U+%04X in a string", u);
           g_string_free (out, TRUE);
           return NULL;
         }
@@ -189,7 +189,7 @@ lex_token (Lexer *L, gsize i, GString *brackets)
           if (errno != 0)
             {
               jinja_set_error (L->t, L->error, LT_ERROR_UNSUPPORTED, (int) i,
-                         "integer literal %s out of range", num->str);
+                               "integer literal %s out of range", num->str);
               return 0;
             }
         }
@@ -255,7 +255,7 @@ lex_token (Lexer *L, gsize i, GString *brackets)
       return i + 1;
     }
   jinja_set_error (L->t, L->error, LT_ERROR_FORMAT, (int) i, "unexpected character '%.*s'",
-             (int) (g_utf8_next_char (src + i) - (src + i)), src + i);
+                   (int) (g_utf8_next_char (src + i) - (src + i)), src + i);
   return 0;
 }
 
@@ -343,8 +343,8 @@ jinja_lex (Lexer *L)
           if (i >= n)
             {
               jinja_set_error (L->t, L->error, LT_ERROR_FORMAT, (int) q,
-                         "unexpected end of template: unclosed '%s'",
-                         kind == '%' ? "{%" : "{{");
+                               "unexpected end of template: unclosed '%s'",
+                               kind == '%' ? "{%" : "{{");
               return FALSE;
             }
           if (brackets->len == 0)

@@ -218,7 +218,7 @@ py_contains (Render *R, Node *n, Value *container, Value *item, gboolean *result
       if (item->kind != V_STR)
         {
           jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
-                 "'in <string>' requires string as left operand, not %s", v_type_name (item));
+                       "'in <string>' requires string as left operand, not %s", v_type_name (item));
           return FALSE;
         }
       *result = strstr (container->s, item->s) != NULL;
@@ -243,7 +243,7 @@ py_contains (Render *R, Node *n, Value *container, Value *item, gboolean *result
     case V_METHOD:
     default:
       jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "argument of type '%s' is not iterable",
-             v_type_name (container));
+                   v_type_name (container));
       return FALSE;
     }
 }
@@ -439,7 +439,7 @@ jinja_check_str_size (Render *R, Node *n, Value *v)
     {
       v_unref (v);
       return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "string larger than %zu bytes",
-                    (size_t) MAX_OUTPUT);
+                          (size_t) MAX_OUTPUT);
     }
   return v;
 }
@@ -453,10 +453,10 @@ fail_operands (Render *R, Node *n, const char *op, Value *a, Value *b)
     return jinja_fail_undefined (R, n, b);
   if (!strcmp (op, "+") && a->kind == V_STR)
     return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
-                  "can only concatenate str (not \"%s\") to str", v_type_name (b));
+                        "can only concatenate str (not \"%s\") to str", v_type_name (b));
   return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
-                "unsupported operand type(s) for %s: '%s' and '%s'", op, v_type_name (a),
-                v_type_name (b));
+                      "unsupported operand type(s) for %s: '%s' and '%s'", op, v_type_name (a),
+                      v_type_name (b));
 }
 
 static Value *
@@ -556,7 +556,8 @@ jinja_arith (Render *R, Node *n, int op, Value *a, Value *b)
         case OP_FLOORDIV:
         case '%':
           if ((ints && y == 0) || (!ints && fy == 0.0))
-            return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT, "integer division or modulo by zero");
+            return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
+                                "integer division or modulo by zero");
           if (ints)
             {
               gint64 q, m;
@@ -588,10 +589,10 @@ jinja_arith (Render *R, Node *n, int op, Value *a, Value *b)
             }
           if (fx == 0.0 && fy < 0)
             return jinja_rfail (R, n, LT_ERROR_INVALID_ARGUMENT,
-                          "0.0 cannot be raised to a negative power");
+                                "0.0 cannot be raised to a negative power");
           if (fx < 0 && fy != floor (fy))
             return jinja_rfail (R, n, LT_ERROR_UNSUPPORTED,
-                          "complex result of a negative number to a fractional power");
+                                "complex result of a negative number to a fractional power");
           return v_float (pow (fx, fy));
         default:
           break;

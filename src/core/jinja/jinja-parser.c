@@ -91,7 +91,7 @@ fail_unexpected (Parser *P, const char *expected)
 
   if (expected)
     jinja_set_error (P->t, P->error, LT_ERROR_FORMAT, cur (P)->pos, "expected %s, got %s", expected,
-               what);
+                     what);
   else
     jinja_set_error (P->t, P->error, LT_ERROR_FORMAT, cur (P)->pos, "unexpected %s", what);
   return NULL;
@@ -160,7 +160,7 @@ enter (Parser *P)
   if (++P->depth > MAX_DEPTH)
     {
       jinja_set_error (P->t, P->error, LT_ERROR_UNSUPPORTED, cur (P)->pos,
-                 "template nested more than %d levels deep", MAX_DEPTH);
+                       "template nested more than %d levels deep", MAX_DEPTH);
       return FALSE;
     }
   return TRUE;
@@ -190,7 +190,7 @@ parse_call_args (Parser *P, Node *n)
       if (tok_is_op (cur (P), '*') || tok_is_op (cur (P), OP_POW))
         {
           jinja_set_error (P->t, P->error, LT_ERROR_UNSUPPORTED, cur (P)->pos,
-                     "unsupported argument unpacking (*args, **kwargs)");
+                           "unsupported argument unpacking (*args, **kwargs)");
           return FALSE;
         }
       if (cur (P)->type == T_NAME && tok_is_op (peek (P, 1), '='))
@@ -207,7 +207,7 @@ parse_call_args (Parser *P, Node *n)
           if (n->list2->len > 0)
             {
               jinja_set_error (P->t, P->error, LT_ERROR_FORMAT, cur (P)->pos,
-                         "positional argument after a keyword argument");
+                               "positional argument after a keyword argument");
               return FALSE;
             }
           if (!(arg = parse_expression (P, TRUE)))
@@ -231,8 +231,9 @@ parse_call (Parser *P, Node *callee)
       if (n->op < 0)
         {
           jinja_set_error (P->t, P->error, LT_ERROR_UNSUPPORTED, callee->pos,
-                     "unsupported function '%s' (macros and other callables are not supported)",
-                     callee->name);
+                           "unsupported function '%s' (macros and other callables are not "
+                           "supported)",
+                           callee->name);
           return NULL;
         }
     }
@@ -242,7 +243,7 @@ parse_call (Parser *P, Node *callee)
       if (n->op < 0)
         {
           jinja_set_error (P->t, P->error, LT_ERROR_UNSUPPORTED, callee->pos,
-                     "unsupported method '%s()'", callee->name);
+                           "unsupported method '%s()'", callee->name);
           return NULL;
         }
     }
@@ -268,15 +269,15 @@ parse_filter (Parser *P, Node *value)
   if (tok_is_op (peek (P, 1), '.'))
     {
       jinja_set_error (P->t, P->error, LT_ERROR_UNSUPPORTED, cur (P)->pos,
-                 "unsupported filter '%s.%s'", cur (P)->str,
-                 peek (P, 2)->type == T_NAME ? peek (P, 2)->str : "");
+                       "unsupported filter '%s.%s'", cur (P)->str,
+                       peek (P, 2)->type == T_NAME ? peek (P, 2)->str : "");
       return NULL;
     }
   id = jinja_find_filter (cur (P)->str);
   if (id < 0)
     {
       jinja_set_error (P->t, P->error, LT_ERROR_UNSUPPORTED, cur (P)->pos,
-                 "unsupported filter '%s'", cur (P)->str);
+                       "unsupported filter '%s'", cur (P)->str);
       return NULL;
     }
   n = node_new (P, E_FILTER, cur (P)->pos);
@@ -321,7 +322,7 @@ parse_test (Parser *P, Node *value)
   if (id < 0 || tok_is_op (peek (P, 1), '.'))
     {
       jinja_set_error (P->t, P->error, LT_ERROR_UNSUPPORTED, cur (P)->pos, "unsupported test '%s'",
-                 cur (P)->str);
+                       cur (P)->str);
       return NULL;
     }
   n = node_new (P, E_TEST, cur (P)->pos);
@@ -338,7 +339,7 @@ parse_test (Parser *P, Node *value)
       if (n->list2->len > 0)
         {
           jinja_set_error (P->t, P->error, LT_ERROR_UNSUPPORTED, n->pos,
-                     "unsupported keyword argument to test '%s'", n->name);
+                           "unsupported keyword argument to test '%s'", n->name);
           return NULL;
         }
     }
@@ -379,7 +380,7 @@ parse_subscript (Parser *P, Node *obj)
           if (tok_is_op (cur (P), ','))
             {
               jinja_set_error (P->t, P->error, LT_ERROR_UNSUPPORTED, cur (P)->pos,
-                         "unsupported tuple subscript");
+                               "unsupported tuple subscript");
               return NULL;
             }
           if (!expect_op (P, ']', "']'"))
@@ -404,7 +405,7 @@ parse_subscript (Parser *P, Node *obj)
   if (tok_is_op (cur (P), ','))
     {
       jinja_set_error (P->t, P->error, LT_ERROR_UNSUPPORTED, cur (P)->pos,
-                 "unsupported tuple subscript");
+                       "unsupported tuple subscript");
       return NULL;
     }
   if (!expect_op (P, ']', "']'"))
@@ -962,7 +963,7 @@ parse_for (Parser *P)
   if (tok_is_name (cur (P), "recursive"))
     {
       jinja_set_error (P->t, P->error, LT_ERROR_UNSUPPORTED, cur (P)->pos,
-                 "unsupported recursive loop");
+                       "unsupported recursive loop");
       return NULL;
     }
   if (!expect_tag_end (P))
@@ -1022,7 +1023,7 @@ parse_set (Parser *P)
       if (tok_is_op (cur (P), '|'))
         {
           jinja_set_error (P->t, P->error, LT_ERROR_UNSUPPORTED, cur (P)->pos,
-                     "unsupported filtered set block");
+                           "unsupported filtered set block");
           return NULL;
         }
       return fail_unexpected (P, "'='");
@@ -1106,8 +1107,8 @@ jinja_parse_body (Parser *P, const char *const *end_names, int *matched)
           if (end_names)
             {
               jinja_set_error (P->t, P->error, LT_ERROR_FORMAT, tk->pos,
-                         "unexpected end of template, expected '%s'",
-                         end_names[g_strv_length ((char **) end_names) - 1]);
+                               "unexpected end of template, expected '%s'",
+                               end_names[g_strv_length ((char **) end_names) - 1]);
               return NULL;
             }
           P->depth--;
