@@ -28,20 +28,20 @@ tok_decoder_free (Decoder *d)
 Decoder *
 tok_parse_decoder (JsonNode *node, const char *path, const char *key, GError **error)
 {
-  JsonObject *o = tok_as_object (node, path, key, error);
+  JsonObject *o = lt_json_node_object (LT_JSON_AT (path, key), node, error);
   const char *type, *s;
   Decoder *d;
 
-  if (o == NULL || !tok_req_string (o, "type", &type, path, key, error))
+  if (o == NULL || !lt_json_req_string (LT_JSON_AT (path, key), o, "type", &type, error))
     return NULL;
   d = g_new0 (Decoder, 1);
   if (strcmp (type, "Sequence") == 0)
     {
-      JsonArray *a = tok_req_array (o, "decoders", path, key, error);
+      JsonArray *a = NULL;
 
       d->kind = DEC_SEQUENCE;
       d->children = g_ptr_array_new_with_free_func ((GDestroyNotify) tok_decoder_free);
-      if (a == NULL)
+      if (!lt_json_req_array (LT_JSON_AT (path, key), o, "decoders", &a, error))
         goto error;
       for (guint i = 0; i < json_array_get_length (a); i++)
         {
@@ -66,7 +66,7 @@ tok_parse_decoder (JsonNode *node, const char *path, const char *key, GError **e
     {
       d->kind = DEC_REPLACE;
       if (!tok_parse_pattern (o, "pattern", &d->pattern, path, key, error)
-          || !tok_req_string (o, "content", &s, path, key, error))
+          || !lt_json_req_string (LT_JSON_AT (path, key), o, "content", &s, error))
         goto error;
       d->text = g_strdup (s);
     }
@@ -77,9 +77,11 @@ tok_parse_decoder (JsonNode *node, const char *path, const char *key, GError **e
   else if (strcmp (type, "Strip") == 0)
     {
       d->kind = DEC_STRIP;
-      if (!tok_req_string (o, "content", &s, path, key, error)
-          || !tok_opt_int (o, "start", 0, &d->start, path, key, error)
-          || !tok_opt_int (o, "stop", 0, &d->stop, path, key, error))
+      if (!lt_json_req_string (LT_JSON_AT (path, key), o, "content", &s, error)
+          || !lt_json_opt_int (LT_JSON_AT (path, key), o, "start", G_MININT64, G_MAXINT64, 0,
+                               &d->start, error)
+          || !lt_json_opt_int (LT_JSON_AT (path, key), o, "stop", G_MININT64, G_MAXINT64, 0,
+                               &d->stop, error))
         goto error;
       if (g_utf8_strlen (s, -1) != 1)
         {
@@ -91,7 +93,7 @@ tok_parse_decoder (JsonNode *node, const char *path, const char *key, GError **e
   else if (strcmp (type, "BPEDecoder") == 0)
     {
       d->kind = DEC_BPE_SUFFIX;
-      if (!tok_opt_string (o, "suffix", &s, path, key, error))
+      if (!lt_json_opt_string (LT_JSON_AT (path, key), o, "suffix", &s, error))
         goto error;
       d->text = g_strdup (s != NULL ? s : "</w>");
     }

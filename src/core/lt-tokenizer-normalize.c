@@ -29,25 +29,25 @@ gboolean
 tok_parse_pattern (JsonObject *o, const char *name, Pattern *out, const char *path, const char *key,
                    GError **error)
 {
-  JsonNode *n = tok_member (o, name);
+  JsonNode *n = lt_json_member (o, name);
   JsonObject *po;
   const char *s;
   g_autofree char *k = g_strdup_printf ("%s.%s", key, name);
 
   if (n == NULL)
     return tok_fail (error, LT_ERROR_FORMAT, path, "missing key “%s”", k);
-  if (tok_node_is_string (n)) /* a bare char/string pattern */
+  if (lt_json_holds (n, G_TYPE_STRING)) /* a bare char/string pattern */
     {
       s = json_node_get_string (n);
       out->literal = g_strdup (s);
       out->literal_len = strlen (s);
       return TRUE;
     }
-  if ((po = tok_as_object (n, path, k, error)) == NULL)
+  if ((po = lt_json_node_object (LT_JSON_AT (path, k), n, error)) == NULL)
     return FALSE;
   if (json_object_has_member (po, "String"))
     {
-      if (!tok_req_string (po, "String", &s, path, k, error))
+      if (!lt_json_req_string (LT_JSON_AT (path, k), po, "String", &s, error))
         return FALSE;
       out->literal = g_strdup (s);
       out->literal_len = strlen (s);
@@ -57,7 +57,7 @@ tok_parse_pattern (JsonObject *o, const char *name, Pattern *out, const char *pa
     {
       g_autofree char *rk = g_strdup_printf ("%s.Regex", k);
 
-      if (!tok_req_string (po, "Regex", &s, path, k, error))
+      if (!lt_json_req_string (LT_JSON_AT (path, k), po, "Regex", &s, error))
         return FALSE;
       out->re = tok_compile_regex (s, path, rk, error);
       return out->re != NULL;
@@ -68,20 +68,20 @@ tok_parse_pattern (JsonObject *o, const char *name, Pattern *out, const char *pa
 Normalizer *
 tok_parse_normalizer (JsonNode *node, const char *path, const char *key, GError **error)
 {
-  JsonObject *o = tok_as_object (node, path, key, error);
+  JsonObject *o = lt_json_node_object (LT_JSON_AT (path, key), node, error);
   const char *type, *s;
   Normalizer *n;
 
-  if (o == NULL || !tok_req_string (o, "type", &type, path, key, error))
+  if (o == NULL || !lt_json_req_string (LT_JSON_AT (path, key), o, "type", &type, error))
     return NULL;
   n = g_new0 (Normalizer, 1);
   if (strcmp (type, "Sequence") == 0)
     {
-      JsonArray *a = tok_req_array (o, "normalizers", path, key, error);
+      JsonArray *a = NULL;
 
       n->kind = NORM_SEQUENCE;
       n->children = g_ptr_array_new_with_free_func ((GDestroyNotify) tok_normalizer_free);
-      if (a == NULL)
+      if (!lt_json_req_array (LT_JSON_AT (path, key), o, "normalizers", &a, error))
         goto error;
       for (guint i = 0; i < json_array_get_length (a); i++)
         {
@@ -96,7 +96,7 @@ tok_parse_normalizer (JsonNode *node, const char *path, const char *key, GError 
   else if (strcmp (type, "Prepend") == 0)
     {
       n->kind = NORM_PREPEND;
-      if (!tok_req_string (o, "prepend", &s, path, key, error))
+      if (!lt_json_req_string (LT_JSON_AT (path, key), o, "prepend", &s, error))
         goto error;
       n->text = g_strdup (s);
     }
@@ -104,7 +104,7 @@ tok_parse_normalizer (JsonNode *node, const char *path, const char *key, GError 
     {
       n->kind = NORM_REPLACE;
       if (!tok_parse_pattern (o, "pattern", &n->pattern, path, key, error)
-          || !tok_req_string (o, "content", &s, path, key, error))
+          || !lt_json_req_string (LT_JSON_AT (path, key), o, "content", &s, error))
         goto error;
       n->text = g_strdup (s);
     }
@@ -122,8 +122,8 @@ tok_parse_normalizer (JsonNode *node, const char *path, const char *key, GError 
   else if (strcmp (type, "Strip") == 0)
     {
       n->kind = NORM_STRIP;
-      if (!tok_opt_bool (o, "strip_left", TRUE, &n->left, path, key, error)
-          || !tok_opt_bool (o, "strip_right", TRUE, &n->right, path, key, error))
+      if (!lt_json_opt_bool (LT_JSON_AT (path, key), o, "strip_left", TRUE, &n->left, error)
+          || !lt_json_opt_bool (LT_JSON_AT (path, key), o, "strip_right", TRUE, &n->right, error))
         goto error;
     }
   else if (strcmp (type, "StripAccents") == 0)

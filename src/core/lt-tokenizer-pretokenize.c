@@ -495,7 +495,7 @@ parse_behavior (JsonObject *o, SplitBehavior *out, const char *path, const char 
 {
   const char *b;
 
-  if (!tok_req_string (o, "behavior", &b, path, key, error))
+  if (!lt_json_req_string (LT_JSON_AT (path, key), o, "behavior", &b, error))
     return FALSE;
   if (strcmp (b, "Removed") == 0)
     *out = SPLIT_REMOVED;
@@ -521,12 +521,12 @@ tok_parse_prepend_scheme (JsonObject *o, PrependScheme *out, const char *path, c
   gboolean aps;
 
   *out = PREPEND_ALWAYS;
-  if (!tok_opt_string (o, "prepend_scheme", &s, path, key, error))
+  if (!lt_json_opt_string (LT_JSON_AT (path, key), o, "prepend_scheme", &s, error))
     return FALSE;
   if (s == NULL)
     {
       /* Legacy files: add_prefix_space false means never. */
-      if (!tok_opt_bool (o, "add_prefix_space", TRUE, &aps, path, key, error))
+      if (!lt_json_opt_bool (LT_JSON_AT (path, key), o, "add_prefix_space", TRUE, &aps, error))
         return FALSE;
       *out = aps ? PREPEND_ALWAYS : PREPEND_NEVER;
       return TRUE;
@@ -548,7 +548,7 @@ tok_parse_replacement (JsonObject *o, char **out, const char *path, const char *
 {
   const char *s;
 
-  if (!tok_opt_string (o, "replacement", &s, path, key, error))
+  if (!lt_json_opt_string (LT_JSON_AT (path, key), o, "replacement", &s, error))
     return FALSE;
   if (s == NULL)
     s = "\xe2\x96\x81"; /* ▁ */
@@ -562,20 +562,20 @@ tok_parse_replacement (JsonObject *o, char **out, const char *path, const char *
 PreTok *
 tok_parse_pretok (JsonNode *node, const char *path, const char *key, GError **error)
 {
-  JsonObject *o = tok_as_object (node, path, key, error);
+  JsonObject *o = lt_json_node_object (LT_JSON_AT (path, key), node, error);
   const char *type;
   PreTok *p;
 
-  if (o == NULL || !tok_req_string (o, "type", &type, path, key, error))
+  if (o == NULL || !lt_json_req_string (LT_JSON_AT (path, key), o, "type", &type, error))
     return NULL;
   p = g_new0 (PreTok, 1);
   if (strcmp (type, "Sequence") == 0)
     {
-      JsonArray *a = tok_req_array (o, "pretokenizers", path, key, error);
+      JsonArray *a = NULL;
 
       p->kind = PRE_SEQUENCE;
       p->children = g_ptr_array_new_with_free_func ((GDestroyNotify) tok_pretok_free);
-      if (a == NULL)
+      if (!lt_json_req_array (LT_JSON_AT (path, key), o, "pretokenizers", &a, error))
         goto error;
       for (guint i = 0; i < json_array_get_length (a); i++)
         {
@@ -590,8 +590,9 @@ tok_parse_pretok (JsonNode *node, const char *path, const char *key, GError **er
   else if (strcmp (type, "ByteLevel") == 0)
     {
       p->kind = PRE_BYTE_LEVEL;
-      if (!tok_opt_bool (o, "add_prefix_space", TRUE, &p->add_prefix_space, path, key, error)
-          || !tok_opt_bool (o, "use_regex", TRUE, &p->use_regex, path, key, error))
+      if (!lt_json_opt_bool (LT_JSON_AT (path, key), o, "add_prefix_space", TRUE,
+                             &p->add_prefix_space, error)
+          || !lt_json_opt_bool (LT_JSON_AT (path, key), o, "use_regex", TRUE, &p->use_regex, error))
         goto error;
       if (p->use_regex
           && (p->pattern.re = tok_compile_regex (GPT2_REGEX, path, key, error)) == NULL)
@@ -602,7 +603,7 @@ tok_parse_pretok (JsonNode *node, const char *path, const char *key, GError **er
       p->kind = PRE_SPLIT;
       if (!tok_parse_pattern (o, "pattern", &p->pattern, path, key, error)
           || !parse_behavior (o, &p->behavior, path, key, error)
-          || !tok_opt_bool (o, "invert", FALSE, &p->invert, path, key, error))
+          || !lt_json_opt_bool (LT_JSON_AT (path, key), o, "invert", FALSE, &p->invert, error))
         goto error;
     }
   else if (strcmp (type, "Digits") == 0)
@@ -610,7 +611,8 @@ tok_parse_pretok (JsonNode *node, const char *path, const char *key, GError **er
       gboolean individual;
 
       p->kind = PRE_SPLIT;
-      if (!tok_opt_bool (o, "individual_digits", FALSE, &individual, path, key, error))
+      if (!lt_json_opt_bool (LT_JSON_AT (path, key), o, "individual_digits", FALSE, &individual,
+                             error))
         goto error;
       p->pattern.char_fn = is_numeric;
       p->behavior = individual ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS;
@@ -643,7 +645,7 @@ tok_parse_pretok (JsonNode *node, const char *path, const char *key, GError **er
       p->kind = PRE_METASPACE;
       if (!tok_parse_replacement (o, &p->replacement, path, key, error)
           || !tok_parse_prepend_scheme (o, &p->scheme, path, key, error)
-          || !tok_opt_bool (o, "split", TRUE, &p->split, path, key, error))
+          || !lt_json_opt_bool (LT_JSON_AT (path, key), o, "split", TRUE, &p->split, error))
         goto error;
       p->pattern.literal = g_strdup (p->replacement);
       p->pattern.literal_len = strlen (p->replacement);

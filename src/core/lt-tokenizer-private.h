@@ -13,6 +13,7 @@
 #include <pcre2.h>
 
 #include "lt-error.h"
+#include "lt-json.h"
 #include "lt-tokenizer.h"
 
 G_BEGIN_DECLS
@@ -217,19 +218,6 @@ tok_utf8_char_len (guchar c)
 /* lt-tokenizer.c */
 gboolean tok_fail (GError **error, int code, const char *path, const char *fmt,
                    ...) G_GNUC_PRINTF (4, 5);
-JsonNode *tok_member (JsonObject *o, const char *name);
-gboolean tok_node_is_string (JsonNode *n);
-gboolean tok_opt_string (JsonObject *o, const char *name, const char **out, const char *path,
-                         const char *key, GError **error);
-gboolean tok_req_string (JsonObject *o, const char *name, const char **out, const char *path,
-                         const char *key, GError **error);
-gboolean tok_opt_bool (JsonObject *o, const char *name, gboolean dflt, gboolean *out,
-                       const char *path, const char *key, GError **error);
-gboolean tok_opt_int (JsonObject *o, const char *name, gint64 dflt, gint64 *out, const char *path,
-                      const char *key, GError **error);
-JsonObject *tok_as_object (JsonNode *n, const char *path, const char *key, GError **error);
-JsonArray *tok_req_array (JsonObject *o, const char *name, const char *path, const char *key,
-                          GError **error);
 
 /* lt-tokenizer-pretokenize.c */
 gboolean tok_is_whitespace (gunichar c);

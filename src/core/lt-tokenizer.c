@@ -20,7 +20,7 @@
 #include <string.h>
 
 /* ---------------------------------------------------------------------------------------- */
-/* Errors and JSON helpers                                                                   */
+/* Errors                                                                                    */
 
 gboolean
 tok_fail (GError **error, int code, const char *path, const char *fmt, ...)
@@ -35,119 +35,8 @@ tok_fail (GError **error, int code, const char *path, const char *fmt, ...)
   return FALSE;
 }
 
-JsonNode *
-tok_member (JsonObject *o, const char *name)
-{
-  return json_object_has_member (o, name) ? json_object_get_member (o, name) : NULL;
-}
-
-static gboolean
-is_null (JsonNode *n)
-{
-  return n == NULL || JSON_NODE_HOLDS_NULL (n);
-}
-
-gboolean
-tok_node_is_string (JsonNode *n)
-{
-  return n != NULL && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING;
-}
-
-static gboolean
-node_is_int (JsonNode *n)
-{
-  return n != NULL && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_INT64;
-}
-
-/* Absent or null: *out = NULL. */
-gboolean
-tok_opt_string (JsonObject *o, const char *name, const char **out, const char *path,
-                const char *key, GError **error)
-{
-  JsonNode *n = tok_member (o, name);
-
-  *out = NULL;
-  if (is_null (n))
-    return TRUE;
-  if (!tok_node_is_string (n))
-    return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.%s” must be a string", key, name);
-  *out = json_node_get_string (n);
-  return TRUE;
-}
-
-gboolean
-tok_req_string (JsonObject *o, const char *name, const char **out, const char *path,
-                const char *key, GError **error)
-{
-  if (!tok_opt_string (o, name, out, path, key, error))
-    return FALSE;
-  if (*out == NULL)
-    return tok_fail (error, LT_ERROR_FORMAT, path, "missing key “%s.%s”", key, name);
-  return TRUE;
-}
-
-gboolean
-tok_opt_bool (JsonObject *o, const char *name, gboolean dflt, gboolean *out, const char *path,
-              const char *key, GError **error)
-{
-  JsonNode *n = tok_member (o, name);
-
-  *out = dflt;
-  if (is_null (n))
-    return TRUE;
-  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
-    return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.%s” must be a boolean", key, name);
-  *out = json_node_get_boolean (n);
-  return TRUE;
-}
-
-gboolean
-tok_opt_int (JsonObject *o, const char *name, gint64 dflt, gint64 *out, const char *path,
-             const char *key, GError **error)
-{
-  JsonNode *n = tok_member (o, name);
-
-  *out = dflt;
-  if (is_null (n))
-    return TRUE;
-  if (!node_is_int (n))
-    return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.%s” must be an integer", key, name);
-  *out = json_node_get_int (n);
-  return TRUE;
-}
-
-JsonObject *
-tok_as_object (JsonNode *n, const char *path, const char *key, GError **error)
-{
-  if (n == NULL || !JSON_NODE_HOLDS_OBJECT (n))
-    {
-      tok_fail (error, LT_ERROR_FORMAT, path, "key “%s” must be an object", key);
-      return NULL;
-    }
-  return json_node_get_object (n);
-}
-
-JsonArray *
-tok_req_array (JsonObject *o, const char *name, const char *path, const char *key, GError **error)
-{
-  JsonNode *n = tok_member (o, name);
-
-  if (n == NULL)
-    {
-      tok_fail (error, LT_ERROR_FORMAT, path, "missing key “%s.%s”", key, name);
-      return NULL;
-    }
-  if (!JSON_NODE_HOLDS_ARRAY (n))
-    {
-      tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.%s” must be an array", key, name);
-      return NULL;
-    }
-  return json_node_get_array (n);
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* The tokenizer                                                                             */
-
 
 static void
 added_token_free (AddedToken *a)
@@ -197,7 +86,7 @@ lt_tokenizer_free (LtTokenizer *tok)
 static gboolean
 load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error)
 {
-  JsonNode *mn = tok_member (root, "model");
+  JsonNode *mn = lt_json_member (root, "model");
   JsonObject *m, *vo;
   JsonNode *vn;
   JsonArray *merges;
@@ -208,9 +97,9 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
 
   if (mn == NULL || JSON_NODE_HOLDS_NULL (mn))
     return tok_fail (error, LT_ERROR_FORMAT, path, "missing key “model”");
-  if ((m = tok_as_object (mn, path, "model", error)) == NULL)
+  if ((m = lt_json_node_object (LT_JSON_AT (path, "model"), mn, error)) == NULL)
     return FALSE;
-  if (!tok_opt_string (m, "type", &type, path, "model", error))
+  if (!lt_json_opt_string (LT_JSON_AT (path, "model"), m, "type", &type, error))
     return FALSE;
   if (type == NULL && json_object_has_member (m, "merges"))
     type = "BPE"; /* tokenizers infers the model from its fields */
@@ -219,10 +108,10 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
                      "key “model.type”: model “%s” is not supported (only BPE)",
                      type ? type : "(none)");
 
-  vn = tok_member (m, "vocab");
+  vn = lt_json_member (m, "vocab");
   if (vn == NULL)
     return tok_fail (error, LT_ERROR_FORMAT, path, "missing key “model.vocab”");
-  if ((vo = tok_as_object (vn, path, "model.vocab", error)) == NULL)
+  if ((vo = lt_json_node_object (LT_JSON_AT (path, "model.vocab"), vn, error)) == NULL)
     return FALSE;
   tok->vocab = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   members = json_object_get_members (vo);
@@ -231,7 +120,8 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
       JsonNode *idn = json_object_get_member (vo, l->data);
       gint64 id;
 
-      if (!node_is_int (idn) || (id = json_node_get_int (idn)) < 0 || id > G_MAXINT32 - 1)
+      if (!lt_json_holds (idn, G_TYPE_INT64) || (id = json_node_get_int (idn)) < 0
+          || id > G_MAXINT32 - 1)
         {
           tok_fail (error, LT_ERROR_FORMAT, path,
                     "key “model.vocab”: the id of token “%s” must be a non-negative integer",
@@ -254,25 +144,27 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
       tok->id_to_token[GPOINTER_TO_INT (v)] = k;
   }
 
-  if (!tok_opt_string (m, "unk_token", &unk, path, "model", error)
-      || !tok_opt_bool (m, "fuse_unk", FALSE, &tok->fuse_unk, path, "model", error)
-      || !tok_opt_bool (m, "byte_fallback", FALSE, &tok->byte_fallback, path, "model", error)
-      || !tok_opt_bool (m, "ignore_merges", FALSE, &tok->ignore_merges, path, "model", error))
+  if (!lt_json_opt_string (LT_JSON_AT (path, "model"), m, "unk_token", &unk, error)
+      || !lt_json_opt_bool (LT_JSON_AT (path, "model"), m, "fuse_unk", FALSE, &tok->fuse_unk, error)
+      || !lt_json_opt_bool (LT_JSON_AT (path, "model"), m, "byte_fallback", FALSE,
+                            &tok->byte_fallback, error)
+      || !lt_json_opt_bool (LT_JSON_AT (path, "model"), m, "ignore_merges", FALSE,
+                            &tok->ignore_merges, error))
     return FALSE;
   tok->unk_id = -1;
   if (unk != NULL && !bpe_vocab_lookup (tok, unk, strlen (unk), &tok->unk_id))
     return tok_fail (error, LT_ERROR_FORMAT, path,
                      "key “model.unk_token”: “%s” is not in model.vocab", unk);
-  if (!tok_opt_string (m, "continuing_subword_prefix", &s, path, "model", error))
+  if (!lt_json_opt_string (LT_JSON_AT (path, "model"), m, "continuing_subword_prefix", &s, error))
     return FALSE;
   tok->cont_prefix = g_strdup (s);
-  if (!tok_opt_string (m, "end_of_word_suffix", &s, path, "model", error))
+  if (!lt_json_opt_string (LT_JSON_AT (path, "model"), m, "end_of_word_suffix", &s, error))
     return FALSE;
   tok->eow_suffix = g_strdup (s);
   {
-    JsonNode *dn = tok_member (m, "dropout");
+    JsonNode *dn = lt_json_member (m, "dropout");
 
-    if (!is_null (dn) && JSON_NODE_HOLDS_VALUE (dn) && json_node_get_double (dn) > 0.0)
+    if (!lt_json_is_null (dn) && JSON_NODE_HOLDS_VALUE (dn) && json_node_get_double (dn) > 0.0)
       return tok_fail (error, LT_ERROR_UNSUPPORTED, path,
                        "key “model.dropout”: BPE dropout is not supported");
   }
@@ -285,7 +177,7 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
         tok->byte_ids[b] = -1;
     }
 
-  if ((merges = tok_req_array (m, "merges", path, "model", error)) == NULL)
+  if (!lt_json_req_array (LT_JSON_AT (path, "model"), m, "merges", &merges, error))
     return FALSE;
   n_merges = json_array_get_length (merges);
   tok->merge_cap = 16;
@@ -306,7 +198,7 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
         g_autofree char *joined = NULL;
         int32_t ia, ib, inew;
 
-        if (tok_node_is_string (e))
+        if (lt_json_holds (e, G_TYPE_STRING))
           {
             const char *line = json_node_get_string (e);
 
@@ -323,8 +215,10 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
           }
         else if (e != NULL && JSON_NODE_HOLDS_ARRAY (e)
                  && json_array_get_length (json_node_get_array (e)) == 2
-                 && tok_node_is_string (json_array_get_element (json_node_get_array (e), 0))
-                 && tok_node_is_string (json_array_get_element (json_node_get_array (e), 1)))
+                 && lt_json_holds (json_array_get_element (json_node_get_array (e), 0),
+                                   G_TYPE_STRING)
+                 && lt_json_holds (json_array_get_element (json_node_get_array (e), 1),
+                                   G_TYPE_STRING))
           {
             a = json_array_get_string_element (json_node_get_array (e), 0);
             b = json_array_get_string_element (json_node_get_array (e), 1);
@@ -364,13 +258,13 @@ added_cmp_len_desc (gconstpointer a, gconstpointer b)
 static gboolean
 load_added_tokens (LtTokenizer *tok, JsonObject *root, const char *path, GError **error)
 {
-  JsonNode *an = tok_member (root, "added_tokens");
+  JsonNode *an = lt_json_member (root, "added_tokens");
   JsonArray *arr;
 
   tok->added = g_ptr_array_new_with_free_func ((GDestroyNotify) added_token_free);
   tok->added_by_id = g_hash_table_new (g_direct_hash, g_direct_equal);
   tok->added_by_content = g_hash_table_new (g_str_hash, g_str_equal);
-  if (is_null (an))
+  if (lt_json_is_null (an))
     return TRUE;
   if (!JSON_NODE_HOLDS_ARRAY (an))
     return tok_fail (error, LT_ERROR_FORMAT, path, "key “added_tokens” must be an array");
@@ -378,13 +272,15 @@ load_added_tokens (LtTokenizer *tok, JsonObject *root, const char *path, GError 
   for (guint i = 0; i < json_array_get_length (arr); i++)
     {
       g_autofree char *k = g_strdup_printf ("added_tokens[%u]", i);
-      JsonObject *o = tok_as_object (json_array_get_element (arr, i), path, k, error);
+      JsonObject *o = lt_json_node_object (LT_JSON_AT (path, k), json_array_get_element (arr, i),
+                                           error);
       const char *content;
       gint64 id;
       AddedToken *a;
 
-      if (o == NULL || !tok_req_string (o, "content", &content, path, k, error)
-          || !tok_opt_int (o, "id", -1, &id, path, k, error))
+      if (o == NULL || !lt_json_req_string (LT_JSON_AT (path, k), o, "content", &content, error)
+          || !lt_json_opt_int (LT_JSON_AT (path, k), o, "id", G_MININT64, G_MAXINT64, -1, &id,
+                               error))
         return FALSE;
       if (id < 0 || id > G_MAXINT32 - 1)
         return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.id” must be a non-negative integer",
@@ -394,11 +290,12 @@ load_added_tokens (LtTokenizer *tok, JsonObject *root, const char *path, GError 
       a->content = g_strdup (content);
       a->len = strlen (content);
       a->id = (int32_t) id;
-      if (!tok_opt_bool (o, "single_word", FALSE, &a->single_word, path, k, error)
-          || !tok_opt_bool (o, "lstrip", FALSE, &a->lstrip, path, k, error)
-          || !tok_opt_bool (o, "rstrip", FALSE, &a->rstrip, path, k, error)
-          || !tok_opt_bool (o, "special", FALSE, &a->special, path, k, error)
-          || !tok_opt_bool (o, "normalized", !a->special, &a->normalized, path, k, error))
+      if (!lt_json_opt_bool (LT_JSON_AT (path, k), o, "single_word", FALSE, &a->single_word, error)
+          || !lt_json_opt_bool (LT_JSON_AT (path, k), o, "lstrip", FALSE, &a->lstrip, error)
+          || !lt_json_opt_bool (LT_JSON_AT (path, k), o, "rstrip", FALSE, &a->rstrip, error)
+          || !lt_json_opt_bool (LT_JSON_AT (path, k), o, "special", FALSE, &a->special, error)
+          || !lt_json_opt_bool (LT_JSON_AT (path, k), o, "normalized", !a->special, &a->normalized,
+                                error))
         return FALSE;
       g_hash_table_replace (tok->added_by_id, GINT_TO_POINTER (a->id), a);
       g_hash_table_replace (tok->added_by_content, a->content, a);
@@ -453,31 +350,33 @@ static gboolean
 parse_template (JsonObject *o, GPtrArray *templates, const char *path, const char *key,
                 GError **error)
 {
-  JsonArray *single = tok_req_array (o, "single", path, key, error);
-  JsonNode *stn = tok_member (o, "special_tokens");
+  JsonArray *single = NULL;
+  JsonNode *stn = lt_json_member (o, "special_tokens");
   JsonObject *st = NULL;
   GArray *t;
 
-  if (single == NULL)
+  if (!lt_json_req_array (LT_JSON_AT (path, key), o, "single", &single, error))
     return FALSE;
-  if (!is_null (stn) && (st = tok_as_object (stn, path, key, error)) == NULL)
+  if (!lt_json_is_null (stn) && (st = lt_json_node_object (LT_JSON_AT (path, key), stn,
+                                                           error)) == NULL)
     return FALSE;
   t = g_array_new (FALSE, FALSE, sizeof (int32_t));
   g_ptr_array_add (templates, t);
   for (guint i = 0; i < json_array_get_length (single); i++)
     {
       g_autofree char *k = g_strdup_printf ("%s.single[%u]", key, i);
-      JsonObject *piece = tok_as_object (json_array_get_element (single, i), path, k, error);
+      JsonObject *piece = lt_json_node_object (LT_JSON_AT (path, k),
+                                               json_array_get_element (single, i), error);
       JsonNode *n;
       JsonObject *inner;
       const char *id;
 
       if (piece == NULL)
         return FALSE;
-      if ((n = tok_member (piece, "Sequence")) != NULL)
+      if ((n = lt_json_member (piece, "Sequence")) != NULL)
         {
-          if ((inner = tok_as_object (n, path, k, error)) == NULL
-              || !tok_req_string (inner, "id", &id, path, k, error))
+          if ((inner = lt_json_node_object (LT_JSON_AT (path, k), n, error)) == NULL
+              || !lt_json_req_string (LT_JSON_AT (path, k), inner, "id", &id, error))
             return FALSE;
           if (strcmp (id, "A") == 0)
             {
@@ -486,27 +385,28 @@ parse_template (JsonObject *o, GPtrArray *templates, const char *path, const cha
               g_array_append_val (t, mark);
             }
         }
-      else if ((n = tok_member (piece, "SpecialToken")) != NULL)
+      else if ((n = lt_json_member (piece, "SpecialToken")) != NULL)
         {
           JsonObject *spec;
           JsonArray *ids;
 
-          if ((inner = tok_as_object (n, path, k, error)) == NULL
-              || !tok_req_string (inner, "id", &id, path, k, error))
+          if ((inner = lt_json_node_object (LT_JSON_AT (path, k), n, error)) == NULL
+              || !lt_json_req_string (LT_JSON_AT (path, k), inner, "id", &id, error))
             return FALSE;
           if (st == NULL || !json_object_has_member (st, id))
             return tok_fail (error, LT_ERROR_FORMAT, path,
                              "key “%s”: special token “%s” is not in %s.special_tokens", k, id,
                              key);
-          if ((spec = tok_as_object (json_object_get_member (st, id), path, k, error)) == NULL
-              || (ids = tok_req_array (spec, "ids", path, k, error)) == NULL)
+          if ((spec = lt_json_node_object (LT_JSON_AT (path, k), json_object_get_member (st, id),
+                                           error)) == NULL
+              || !lt_json_req_array (LT_JSON_AT (path, k), spec, "ids", &ids, error))
             return FALSE;
           for (guint j = 0; j < json_array_get_length (ids); j++)
             {
               JsonNode *idn = json_array_get_element (ids, j);
               int32_t v;
 
-              if (!node_is_int (idn) || json_node_get_int (idn) < 0)
+              if (!lt_json_holds (idn, G_TYPE_INT64) || json_node_get_int (idn) < 0)
                 return tok_fail (error, LT_ERROR_FORMAT, path,
                                  "key “%s.special_tokens.%s.ids” must hold non-negative integers",
                                  key, id);
@@ -533,12 +433,12 @@ parse_cls_sep (JsonObject *o, GPtrArray *templates, const char *path, const char
 
   for (int i = 0; i < 2; i++)
     {
-      JsonNode *n = tok_member (o, names[i]);
+      JsonNode *n = lt_json_member (o, names[i]);
       JsonArray *a;
 
       if (n == NULL || !JSON_NODE_HOLDS_ARRAY (n)
           || json_array_get_length (a = json_node_get_array (n)) != 2
-          || !node_is_int (json_array_get_element (a, 1)))
+          || !lt_json_holds (json_array_get_element (a, 1), G_TYPE_INT64))
         return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.%s” must be [token, id]", key,
                          names[i]);
       v[i] = (int32_t) json_array_get_int_element (a, 1);
@@ -555,16 +455,16 @@ static gboolean
 parse_post_processor (JsonNode *node, GPtrArray *templates, const char *path, const char *key,
                       GError **error)
 {
-  JsonObject *o = tok_as_object (node, path, key, error);
+  JsonObject *o = lt_json_node_object (LT_JSON_AT (path, key), node, error);
   const char *type;
 
-  if (o == NULL || !tok_req_string (o, "type", &type, path, key, error))
+  if (o == NULL || !lt_json_req_string (LT_JSON_AT (path, key), o, "type", &type, error))
     return FALSE;
   if (strcmp (type, "Sequence") == 0)
     {
-      JsonArray *a = tok_req_array (o, "processors", path, key, error);
+      JsonArray *a = NULL;
 
-      if (a == NULL)
+      if (!lt_json_req_array (LT_JSON_AT (path, key), o, "processors", &a, error))
         return FALSE;
       for (guint i = 0; i < json_array_get_length (a); i++)
         {
@@ -631,16 +531,16 @@ lt_tokenizer_new_from_file (const char *path, GError **error)
 
   if (!load_model (tok, root, path, error) || !load_added_tokens (tok, root, path, error))
     return NULL;
-  if (!is_null (n = tok_member (root, "normalizer"))
+  if (!lt_json_is_null (n = lt_json_member (root, "normalizer"))
       && (tok->normalizer = tok_parse_normalizer (n, path, "normalizer", error)) == NULL)
     return NULL;
-  if (!is_null (n = tok_member (root, "pre_tokenizer"))
+  if (!lt_json_is_null (n = lt_json_member (root, "pre_tokenizer"))
       && (tok->pretok = tok_parse_pretok (n, path, "pre_tokenizer", error)) == NULL)
     return NULL;
-  if (!is_null (n = tok_member (root, "decoder"))
+  if (!lt_json_is_null (n = lt_json_member (root, "decoder"))
       && (tok->decoder = tok_parse_decoder (n, path, "decoder", error)) == NULL)
     return NULL;
-  if (!is_null (n = tok_member (root, "post_processor"))
+  if (!lt_json_is_null (n = lt_json_member (root, "post_processor"))
       && !parse_post_processor (n, tok->templates, path, "post_processor", error))
     return NULL;
   if (!build_added_sets (tok, error))
@@ -666,11 +566,11 @@ lt_tokenizer_new_from_file (const char *path, GError **error)
 static gboolean
 config_token (JsonObject *o, const char *name, char **out, const char *path, GError **error)
 {
-  JsonNode *n = tok_member (o, name);
+  JsonNode *n = lt_json_member (o, name);
 
-  if (is_null (n))
+  if (lt_json_is_null (n))
     return TRUE;
-  if (tok_node_is_string (n))
+  if (lt_json_holds (n, G_TYPE_STRING))
     {
       g_free (*out);
       *out = g_strdup (json_node_get_string (n));
@@ -680,7 +580,8 @@ config_token (JsonObject *o, const char *name, char **out, const char *path, GEr
     {
       const char *c;
 
-      if (!tok_req_string (json_node_get_object (n), "content", &c, path, name, error))
+      if (!lt_json_req_string (LT_JSON_AT (path, name), json_node_get_object (n), "content", &c,
+                               error))
         return FALSE;
       g_free (*out);
       *out = g_strdup (c);
@@ -731,9 +632,9 @@ lt_tokenizer_new_from_dir (const char *model_dir, GError **error)
           || !config_token (o, "eos_token", &tok->eos_token, cfg, error))
         return NULL;
       {
-        JsonNode *ab = tok_member (o, "add_bos_token");
+        JsonNode *ab = lt_json_member (o, "add_bos_token");
 
-        if (!is_null (ab))
+        if (!lt_json_is_null (ab))
           {
             if (!JSON_NODE_HOLDS_VALUE (ab) || json_node_get_value_type (ab) != G_TYPE_BOOLEAN)
               {
@@ -743,8 +644,8 @@ lt_tokenizer_new_from_dir (const char *model_dir, GError **error)
             tok->add_bos_token = json_node_get_boolean (ab) ? 1 : 0;
           }
       }
-      ct = tok_member (o, "chat_template");
-      if (tok_node_is_string (ct))
+      ct = lt_json_member (o, "chat_template");
+      if (lt_json_holds (ct, G_TYPE_STRING))
         tok->chat_template = g_strdup (json_node_get_string (ct));
       else if (ct != NULL && JSON_NODE_HOLDS_ARRAY (ct))
         {
@@ -753,11 +654,12 @@ lt_tokenizer_new_from_dir (const char *model_dir, GError **error)
           for (guint i = 0; i < json_array_get_length (a); i++)
             {
               g_autofree char *k = g_strdup_printf ("chat_template[%u]", i);
-              JsonObject *e = tok_as_object (json_array_get_element (a, i), cfg, k, error);
+              JsonObject *e = lt_json_node_object (LT_JSON_AT (cfg, k),
+                                                   json_array_get_element (a, i), error);
               const char *name, *tmpl;
 
-              if (e == NULL || !tok_req_string (e, "name", &name, cfg, k, error)
-                  || !tok_req_string (e, "template", &tmpl, cfg, k, error))
+              if (e == NULL || !lt_json_req_string (LT_JSON_AT (cfg, k), e, "name", &name, error)
+                  || !lt_json_req_string (LT_JSON_AT (cfg, k), e, "template", &tmpl, error))
                 return NULL;
               if (strcmp (name, "default") == 0)
                 {
@@ -766,7 +668,7 @@ lt_tokenizer_new_from_dir (const char *model_dir, GError **error)
                 }
             }
         }
-      else if (!is_null (ct))
+      else if (!lt_json_is_null (ct))
         {
           tok_fail (error, LT_ERROR_FORMAT, cfg,
                     "key “chat_template” must be a string or a list of {name, template}");
