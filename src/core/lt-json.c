@@ -209,6 +209,30 @@ lt_json_req_int (const LtJsonAt *at, JsonObject *obj, const char *name, gint64 m
   return get_int (at, obj, name, TRUE, min, max, 0, out, error);
 }
 
+gboolean
+lt_json_opt_int32 (const LtJsonAt *at, JsonObject *obj, const char *name, int min, int max,
+                   int def, int *out, GError **error)
+{
+  gint64 v;
+
+  if (!get_int (at, obj, name, FALSE, min, max, def, &v, error))
+    return FALSE;
+  *out = (int) v;
+  return TRUE;
+}
+
+gboolean
+lt_json_req_int32 (const LtJsonAt *at, JsonObject *obj, const char *name, int min, int max,
+                   int *out, GError **error)
+{
+  gint64 v;
+
+  if (!get_int (at, obj, name, TRUE, min, max, 0, &v, error))
+    return FALSE;
+  *out = (int) v;
+  return TRUE;
+}
+
 /* ---- numbers ---- */
 
 static gboolean

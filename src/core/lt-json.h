@@ -68,6 +68,11 @@ gboolean lt_json_opt_int (const LtJsonAt *at, JsonObject *obj, const char *name,
                           gint64 max, gint64 def, gint64 *out, GError **error);
 gboolean lt_json_req_int (const LtJsonAt *at, JsonObject *obj, const char *name, gint64 min,
                           gint64 max, gint64 *out, GError **error);
+/* The same for an int (@min and @max within int's range). */
+gboolean lt_json_opt_int32 (const LtJsonAt *at, JsonObject *obj, const char *name, int min, int max,
+                            int def, int *out, GError **error);
+gboolean lt_json_req_int32 (const LtJsonAt *at, JsonObject *obj, const char *name, int min, int max,
+                            int *out, GError **error);
 gboolean lt_json_opt_double (const LtJsonAt *at, JsonObject *obj, const char *name, double def,
                              double *out, GError **error);
 gboolean lt_json_req_double (const LtJsonAt *at, JsonObject *obj, const char *name, double *out,

@@ -11,7 +11,8 @@
 
 static const char *doc =
   "{\"s\": \"text\", \"i\": 42, \"neg\": -7, \"whole\": 4.0, \"half\": 4.5, \"big\": 1e300,"
-  " \"d\": 0.25, \"b\": true, \"n\": null, \"a\": [1, 2], \"o\": {\"k\": \"v\"}}";
+  " \"d\": 0.25, \"huge\": 10000000000, \"b\": true, \"n\": null, \"a\": [1, 2],"
+  " \"o\": {\"k\": \"v\"}}";
 
 static JsonObject *
 parse (JsonParser *parser)
@@ -41,6 +42,7 @@ test_values (void)
   g_autoptr (GError) error = NULL;
   const char *s = NULL;
   gint64 i = 0;
+  int n32 = 0;
   double d = 0;
   gboolean b = FALSE;
   JsonArray *a = NULL;
@@ -55,6 +57,12 @@ test_values (void)
   /* a number with no fraction is an integer (some JSON writers print 4 as 4.0) */
   g_assert_true (lt_json_req_int (at, o, "whole", 0, 10, &i, &error));
   g_assert_cmpint (i, ==, 4);
+  g_assert_true (lt_json_req_int32 (at, o, "neg", G_MININT, G_MAXINT, &n32, &error));
+  g_assert_cmpint (n32, ==, -7);
+  g_assert_true (lt_json_opt_int32 (at, o, "absent", 0, 9, 3, &n32, &error));
+  g_assert_cmpint (n32, ==, 3);
+  g_assert_true (lt_json_req_int (at, o, "huge", G_MININT64, G_MAXINT64, &i, &error));
+  g_assert_cmpint (i, ==, G_GINT64_CONSTANT (10000000000));
   g_assert_true (lt_json_req_double (at, o, "d", &d, &error));
   g_assert_cmpfloat (d, ==, 0.25);
   /* an integer is a number */
@@ -134,6 +142,7 @@ test_errors (void)
   g_autoptr (GError) error = NULL;
   const char *s;
   gint64 i;
+  int n32;
   double d;
   gboolean b;
   JsonArray *a;
@@ -150,6 +159,9 @@ test_errors (void)
   expect (&error, LT_ERROR_FORMAT, "/m/config.json: key “neg”: -7 is below 1");
   g_assert_false (lt_json_req_int (top, o, "i", 0, 8, &i, &error));
   expect (&error, LT_ERROR_FORMAT, "/m/config.json: key “i”: 42 is above 8");
+  /* an int holds no more than 32 bits */
+  g_assert_false (lt_json_opt_int32 (top, o, "huge", G_MININT, G_MAXINT, 0, &n32, &error));
+  expect (&error, LT_ERROR_FORMAT, "/m/config.json: key “huge”: 10000000000 is above 2147483647");
   g_assert_false (lt_json_req_int (top, o, "n", 0, 8, &i, &error));
   expect (&error, LT_ERROR_FORMAT, "/m/config.json: missing key “n”");
   g_assert_false (lt_json_req_string (nested, o, "absent", &s, &error));
