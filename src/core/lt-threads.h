@@ -33,8 +33,9 @@
  *   - no module of src/core sets threads; lt_get_threads applies lt_set_threads (0) the first
  *     time if nobody did, and only tests and benches call it.
  *   - tests run with OPENBLAS_NUM_THREADS=2 (tests/meson.build) and set one mode or the other
- *     per case (test-kernels, test-quantize, test-model, test-error); the benches choose with
- *     an option (bench/forward --pools, train-step, qmatmul, quant-quality).
+ *     per case (test-kernels, test-quantize, test-model, test-error). The benches set their
+ *     own: bench/forward --pools 1|2 and quant-quality compare the two modes; qmatmul runs
+ *     two pools; train-step times OpenBLAS's threaded sgemm rate, then trains in one pool.
  * ARCHITECTURE.md §2 said "OpenBLAS threads for GEMMs, OpenMP for the element-wise kernels;
  * lt_set_threads() sets both": that is the two-pool mode, which lt_set_threads does not set. */
 #pragma once
