@@ -10,7 +10,7 @@
 #include <glib/gi18n.h>
 
 #include "lathe-cli.h"
-#include "lt-error.h"
+#include "lt-threads.h"
 
 typedef struct
 {
