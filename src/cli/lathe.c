@@ -25,6 +25,7 @@ static const LatheCommand commands[] = {
   { "tokenize", lathe_cmd_tokenize, "Encode text with a model's tokenizer" },
   { "eval", lathe_cmd_eval, "Measure a model's perplexity on a JSONL file" },
   { "generate", lathe_cmd_generate, "Generate text from a prompt" },
+  { "chat", lathe_cmd_chat, "Talk with a model through its chat template" },
   { "quantize", lathe_cmd_quantize, "Quantize a model and write it in the MLX layout" },
   { "fuse", lathe_cmd_fuse, "Fuse an adapter into its base model and export it" },
   { NULL, NULL, NULL },
