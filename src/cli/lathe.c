@@ -28,6 +28,8 @@ static const LatheCommand commands[] = {
   { "chat", lathe_cmd_chat, "Talk with a model through its chat template" },
   { "quantize", lathe_cmd_quantize, "Quantize a model and write it in the MLX layout" },
   { "fuse", lathe_cmd_fuse, "Fuse an adapter into its base model and export it" },
+  { "export-recipe", lathe_cmd_export_recipe,
+    "Write a run as an axolotl, LLaMA-Factory or torchtune config" },
   { NULL, NULL, NULL },
 };
 
@@ -38,7 +40,7 @@ print_usage (FILE *out)
                 "Fine-tune and quantize language models on your own machine.\n\n"
                 "Commands:\n");
   for (gsize i = 0; commands[i].name != NULL; i++)
-    fprintf (out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf (out, "  %-14s %s\n", commands[i].name, commands[i].summary);
   fprintf (out, "\nOptions:\n"
                 "  -h, --help     Show this help\n"
                 "  --version      Show the version\n\n"
