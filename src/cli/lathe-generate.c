@@ -11,6 +11,7 @@
 #include "lathe-cli.h"
 #include "lathe-decode.h"
 #include "lt-chat-template.h"
+#include "lt-chat.h"
 #include "lt-error.h"
 #include "lt-model.h"
 #include "lt-run.h"
@@ -135,32 +136,34 @@ lathe_cmd_generate (int argc, char **argv)
   g_autoptr (LtKVCache) cache = lt_kv_cache_new (model, (int) ids->len + max_tokens);
   g_autofree float *logits = g_new (float, V);
   g_autoptr (GArray) out = g_array_new (FALSE, FALSE, sizeof (int32_t));
-  LatheStream stream;
+  g_autoptr (LtTextStream) stream = lt_text_stream_new (tok);
   guint64 rng = (guint64) seed;
   gint64 start = g_get_monotonic_time (), first = 0;
 
   if (!lt_model_decode (model, cache, (const int32_t *) ids->data, (int) ids->len, logits, FALSE,
                         &error))
     return lathe_cli_report_error ("generate", error);
-  lathe_stream_init (&stream, tok, json ? NULL : stdout);
   for (int step = 0; step < max_tokens; step++)
     {
       int32_t next = lt_sample_logits (logits, V, (float) temp, (float) top_p, &rng);
       if (step == 0)
         first = g_get_monotonic_time ();
       g_array_append_val (out, next);
-      if (lathe_decode_is_eos (model, tok, next))
+      if (lt_model_is_eos (model, tok, next))
         break;
-      lathe_stream_push (&stream, next);
+      g_autofree char *piece = lt_text_stream_push (stream, next);
+      if (!json && piece[0] != '\0')
+        {
+          fputs (piece, stdout);
+          fflush (stdout);
+        }
       if (step + 1 < max_tokens
           && !lt_model_decode (model, cache, &next, 1, logits, FALSE, &error))
-        {
-          lathe_stream_clear (&stream);
-          return lathe_cli_report_error ("generate", error);
-        }
+        return lathe_cli_report_error ("generate", error);
     }
-  g_free (lathe_stream_finish (&stream));
-  lathe_stream_clear (&stream);
+  g_autofree char *rest = lt_text_stream_flush (stream);
+  if (!json)
+    fputs (rest, stdout);
 
   double secs = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
   double tps = secs > 0 ? out->len / secs : 0.0;

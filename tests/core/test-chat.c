@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* `lathe chat` with piped input: each line is a user turn; the replies must equal greedy
+/* lt-chat and `lathe chat`. With piped input each line is a user turn; the replies must equal greedy
  * decoding of the rendered conversation from an empty cache (so the KV cache kept across
  * turns changes nothing), /reset must start over, and a model without a chat template or a
  * conversation longer than --context must be refused with a clear line. */
@@ -13,6 +13,7 @@
 #include <json-glib/json-glib.h>
 
 #include "lt-chat-template.h"
+#include "lt-chat.h"
 #include "lt-model.h"
 #include "lt-tokenizer.h"
 
@@ -171,7 +172,7 @@ test_piped_turns (void)
   status = run_chat (small, "Tell me a story\n", &out2, &err2);
   g_assert_cmpint (status, ==, 2);
   g_assert_nonnull (strstr (err2, "fills the context of 4 tokens"));
-  g_assert_nonnull (strstr (err2, "/reset"));
+  g_assert_nonnull (strstr (err2, "start a new conversation"));
   remove_model (dir);
 }
 
@@ -190,10 +191,71 @@ test_no_template (void)
   remove_model (dir);
 }
 
+static gboolean
+stop_after_first (const char *text, gpointer user_data)
+{
+  (void) text;
+  int *calls = user_data;
+  (*calls)++;
+  return FALSE;
+}
+
+/* The core API: a reply stopped by the callback is kept as it stands; taking the last turn
+ * back and replying again (greedy) gives the same reply from the cached prefix. */
+static void
+test_core_turns (void)
+{
+  const char *chatml =
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+  g_autofree char *dir = make_model (chatml);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtModel) model = lt_model_load (dir, &error);
+  g_assert_no_error (error);
+  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (dir, &error);
+  g_assert_no_error (error);
+  g_autoptr (LtChat) chat = lt_chat_new (model, tok, 0, &error);
+  g_assert_no_error (error);
+  LtSampling greedy = { .max_tokens = N_NEW, .temperature = 0.0f, .top_p = 1.0f, .seed = 0 };
+  int calls = 0;
+
+  g_autofree char *r1 = lt_chat_reply (chat, "Tell me a story", &greedy, NULL, NULL, NULL,
+                                       &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (json_array_get_length (lt_chat_get_messages (chat)), ==, 2);
+  g_autofree char *user = lt_chat_take_last_turn (chat);
+  g_assert_cmpstr (user, ==, "Tell me a story");
+  g_assert_cmpuint (json_array_get_length (lt_chat_get_messages (chat)), ==, 0);
+  g_assert_null (lt_chat_take_last_turn (chat));
+  g_autofree char *again = lt_chat_reply (chat, user, &greedy, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (again, ==, r1);
+
+  /* stopped after the first piece: the reply is that piece, kept in the conversation */
+  lt_chat_reset (chat);
+  g_autofree char *cut = lt_chat_reply (chat, "Tell me a story", &greedy, stop_after_first,
+                                        &calls, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (calls, ==, 1);
+  g_assert_true (g_str_has_prefix (r1, cut));
+  g_assert_cmpuint (strlen (cut), <, strlen (r1));
+  JsonObject *last = json_array_get_object_element (lt_chat_get_messages (chat), 1);
+  g_assert_cmpstr (json_object_get_string_member (last, "content"), ==, cut);
+
+  /* a cancelled reply is not an error either */
+  g_autoptr (GCancellable) cancel = g_cancellable_new ();
+  g_cancellable_cancel (cancel);
+  g_autofree char *none = lt_chat_reply (chat, "More", &greedy, NULL, NULL, cancel, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (none, ==, "");
+  remove_model (dir);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/chat/core-turns", test_core_turns);
   g_test_add_func ("/chat-cli/piped-turns", test_piped_turns);
   g_test_add_func ("/chat-cli/no-template", test_no_template);
   return g_test_run ();
