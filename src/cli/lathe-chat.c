@@ -42,6 +42,7 @@ lathe_cmd_chat (int argc, char **argv)
 {
   g_autofree char *model_dir = NULL;
   g_autofree char *quantization = NULL;
+  g_autofree char *adapter = NULL;
   g_autofree char *system = NULL;
   int max_tokens = 256, context = 0;
   double temp = 0.0, top_p = 1.0;
@@ -51,6 +52,8 @@ lathe_cmd_chat (int argc, char **argv)
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir,
       "Model folder (config.json, safetensors, tokenizer.json with a chat template); required",
       "DIR" },
+    { "adapter-path", 'a', 0, G_OPTION_ARG_FILENAME, &adapter, LATHE_ADAPTER_PATH_HELP,
+      "PATH" },
     { "quantization", 'q', 0, G_OPTION_ARG_STRING, &quantization,
       "Quantize the model while loading it: none, 4bit, 6bit, 8bit (symmetric, group 128), "
       "mxfp4 (group 32) or nf4 (group 64) (default none)", "Q" },
@@ -90,7 +93,7 @@ lathe_cmd_chat (int argc, char **argv)
 
   g_autoptr (LtModel) model = NULL;
   g_autoptr (LtTokenizer) tok = NULL;
-  if (!lathe_decode_load ("chat", model_dir, quantization, &model, &tok, &exit_status))
+  if (!lathe_decode_load ("chat", model_dir, quantization, adapter, &model, &tok, &exit_status))
     return exit_status;
   g_autoptr (LtChat) chat = lt_chat_new (model, tok, context, &error);
   if (chat == NULL)

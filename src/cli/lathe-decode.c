@@ -5,10 +5,12 @@
 
 #include "lathe-cli.h"
 #include "lt-linear.h"
+#include "lt-model-train.h"
 
 gboolean
 lathe_decode_load (const char *cmd, const char *model_dir, const char *quantization,
-                   LtModel **out_model, LtTokenizer **out_tok, int *out_exit)
+                   const char *adapter, LtModel **out_model, LtTokenizer **out_tok,
+                   int *out_exit)
 {
   LtLoadOptions load_opts;
   g_autoptr (GError) error = NULL;
@@ -32,6 +34,11 @@ lathe_decode_load (const char *cmd, const char *model_dir, const char *quantizat
       return FALSE;
     }
   lathe_cli_report_unquantized (cmd, model);
+  if (adapter != NULL && !lt_model_load_adapters (model, adapter, &error))
+    {
+      *out_exit = lathe_cli_report_error (cmd, error);
+      return FALSE;
+    }
   tok = lt_tokenizer_new_from_dir (model_dir, &error);
   if (tok == NULL)
     {

@@ -76,6 +76,7 @@ lathe_cmd_generate (int argc, char **argv)
 {
   g_autofree char *model_dir = NULL;
   g_autofree char *quantization = NULL;
+  g_autofree char *adapter = NULL;
   g_autofree char *prompt = NULL;
   gboolean chat = FALSE, json = FALSE;
   int max_tokens = 256;
@@ -83,6 +84,8 @@ lathe_cmd_generate (int argc, char **argv)
   gint64 seed = 0;
   int exit_status;
   const GOptionEntry entries[] = {
+    { "adapter-path", 'a', 0, G_OPTION_ARG_FILENAME, &adapter, LATHE_ADAPTER_PATH_HELP,
+      "PATH" },
     { "quantization", 'q', 0, G_OPTION_ARG_STRING, &quantization,
       "Quantize the model while loading it: none, 4bit, 6bit, 8bit (symmetric, group 128), "
       "mxfp4 (group 32) or nf4 (group 64) (default none)", "Q" },
@@ -126,7 +129,7 @@ lathe_cmd_generate (int argc, char **argv)
 
   g_autoptr (LtModel) model = NULL;
   g_autoptr (LtTokenizer) tok = NULL;
-  if (!lathe_decode_load ("generate", model_dir, quantization, &model, &tok, &exit_status))
+  if (!lathe_decode_load ("generate", model_dir, quantization, adapter, &model, &tok, &exit_status))
     return exit_status;
   g_autoptr (GArray) ids = prompt_ids (model, tok, prompt ? prompt : "", chat, &error);
   if (ids == NULL)
