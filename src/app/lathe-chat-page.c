@@ -292,6 +292,7 @@ load_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   gtk_spinner_stop (self->load_spinner);
+  gtk_widget_set_visible (GTK_WIDGET (self->load_spinner), FALSE);
   if (l == NULL)
     {
       set_error (self, error->message);
@@ -351,6 +352,7 @@ start_load (LatheChatPage *self)
   adw_action_row_set_subtitle (self->load_row, job->model_dir);
   gtk_widget_remove_css_class (GTK_WIDGET (self->load_row), "error");
   gtk_spinner_start (self->load_spinner);
+  gtk_widget_set_visible (GTK_WIDGET (self->load_spinner), TRUE);
   update_sensitivity (self);
 
   task = g_task_new (self, self->cancellable, load_done_cb, NULL);
@@ -572,17 +574,24 @@ static Turn *
 add_turn (LatheChatPage *self, const char *user, gboolean compare)
 {
   Turn *turn = g_new0 (Turn, 1);
-  GtkWidget *bubble = gtk_label_new (user);
+  GtkWidget *bubble = gtk_box_new (GTK_ORIENTATION_VERTICAL, 0);
+  GtkWidget *text = gtk_label_new (user);
 
   turn->user = g_strdup (user);
   turn->box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
-  gtk_label_set_wrap (GTK_LABEL (bubble), TRUE);
-  gtk_label_set_wrap_mode (GTK_LABEL (bubble), PANGO_WRAP_WORD_CHAR);
-  gtk_label_set_selectable (GTK_LABEL (bubble), TRUE);
-  gtk_label_set_xalign (GTK_LABEL (bubble), 0);
+  gtk_label_set_wrap (GTK_LABEL (text), TRUE);
+  gtk_label_set_wrap_mode (GTK_LABEL (text), PANGO_WRAP_WORD_CHAR);
+  gtk_label_set_selectable (GTK_LABEL (text), TRUE);
+  gtk_label_set_xalign (GTK_LABEL (text), 0);
+  gtk_widget_set_margin_top (text, 8);
+  gtk_widget_set_margin_bottom (text, 8);
+  gtk_widget_set_margin_start (text, 12);
+  gtk_widget_set_margin_end (text, 12);
+  gtk_box_append (GTK_BOX (bubble), text);
   gtk_widget_set_halign (bubble, GTK_ALIGN_END);
-  gtk_widget_add_css_class (bubble, "lathe-user-message");
+  gtk_widget_set_margin_start (bubble, 48);
   gtk_widget_add_css_class (bubble, "card");
+  gtk_widget_add_css_class (bubble, "lathe-user-message");
   turn->answers = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
   gtk_box_set_homogeneous (GTK_BOX (turn->answers), TRUE);
   gtk_box_append (GTK_BOX (turn->box), bubble);
