@@ -5,6 +5,8 @@
 #include "lt-threads.h"
 
 #include <omp.h>
+
+#include "kernels/lt-quant-kernels.h"
 #include <unistd.h>
 
 /* OpenBLAS exports this; it is not in cblas.h on every distribution. */
@@ -26,6 +28,9 @@ lt_set_threads (int n)
    * and halve the throughput on two cores (measured by bench/forward). */
   openblas_set_num_threads (1);
   omp_set_num_threads (n);
+  /* With OpenBLAS on one thread no second pool spins beside OpenMP, so the fused quantized
+   * decode path (a few tokens) runs on every thread too. */
+  lt_qk_fused_threads = n;
 }
 
 void
@@ -37,6 +42,8 @@ lt_set_blas_threads (int n)
       n = cores > 0 ? (int) cores : 1;
     }
   openblas_set_num_threads (n);
+  /* two pools again: the fused path threads only when libgomp waits passively */
+  lt_qk_fused_threads = -1;
 }
 
 int

@@ -19,9 +19,11 @@
  * and calling a single-threaded sgemm; the backward's dX products split by blocks of columns.
  * The other mode, "two pools" (lt_set_blas_threads, or nobody setting anything): OpenBLAS
  * threads each sgemm and the tile is expanded on the calling thread; OpenMP still runs the
- * element-wise kernels. The fused quantized decode path (lt-quant-kernels, few tokens) uses
- * OpenMP only when the process starts with OMP_WAIT_POLICY=passive or GOMP_SPINCOUNT=0
- * (lt_qk_fused_threads = -1), as libgomp's spinning threads slow the OpenBLAS threads down.
+ * element-wise kernels. The fused quantized decode path (lt-quant-kernels, few tokens) runs
+ * on the OpenMP threads in the one-pool mode (lt_set_threads sets lt_qk_fused_threads); in the
+ * two-pool mode only when the process starts with OMP_WAIT_POLICY=passive or
+ * GOMP_SPINCOUNT=0 (lt_qk_fused_threads = -1), as libgomp's spinning threads slow the OpenBLAS
+ * threads down.
  *
  * Who sets what, as the tree stands:
  *   - the CLI: lathe.c calls lt_set_threads (0) before running any command (one pool, all
