@@ -15,6 +15,7 @@
 #include "lt-gguf.h"
 #include "lt-linear.h"
 #include "lt-model-train.h"
+#include "lt-run-dir.h"
 
 static int
 gguf_type_from_name (const char *s)
@@ -36,24 +37,17 @@ gguf_type_from_name (const char *s)
   return -1;
 }
 
-/* The validation file of a run folder: run.json's "data" → its valid.jsonl. */
+/* The validation file of a run folder: run.json's "data" (lt-run-dir reads it) → its
+ * valid.jsonl. */
 static char *
 run_valid_file (const char *run_dir)
 {
-  g_autofree char *rj = g_build_filename (run_dir, "run.json", NULL);
-  g_autoptr (JsonParser) p = json_parser_new ();
-  if (!json_parser_load_from_file (p, rj, NULL)
-      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
-    return NULL;
-  JsonObject *o = json_node_get_object (json_parser_get_root (p));
-  if (json_object_has_member (o, "config")
-      && JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "config")))
-    o = json_object_get_object_member (o, "config");
-  const char *data = json_object_get_string_member_with_default (o, "data", NULL);
-  if (!data)
-    return NULL;
+  g_autoptr (LtRunConfig) cfg = lt_run_dir_load_config (run_dir, NULL);
   g_autofree char *train = NULL, *valid = NULL, *test = NULL;
-  if (!lt_dataset_find_files (data, &train, &valid, &test, NULL))
+
+  if (cfg == NULL || cfg->data == NULL)
+    return NULL;
+  if (!lt_dataset_find_files (cfg->data, &train, &valid, &test, NULL))
     return NULL;
   return g_steal_pointer (&valid);
 }
