@@ -406,6 +406,8 @@ config_from_run_json (JsonObject *run, const char *dir, GError **error)
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s", path, local->message);
       return NULL;
     }
+  g_free (cfg->adapter_path);
+  cfg->adapter_path = g_strdup (dir); /* the run is where its folder is */
   return g_steal_pointer (&cfg);
 }
 
@@ -420,6 +422,53 @@ lt_run_dir_load_config (const char *dir, GError **error)
   if (run == NULL)
     return NULL;
   return config_from_run_json (run, dir, error);
+}
+
+static gboolean write_run_json (LtRunDir *rd, GError **error);
+static LtRunDir *run_dir_new (const char *path);
+
+char *
+lt_run_dir_rename (const char *dir, const char *new_name, GError **error)
+{
+  g_autofree char *parent = NULL;
+  g_autofree char *target = NULL;
+  g_autoptr (LtRunDir) rd = NULL;
+  JsonObject *config;
+
+  g_return_val_if_fail (dir != NULL && new_name != NULL, NULL);
+
+  if (new_name[0] == '\0' || strchr (new_name, '/') != NULL || g_str_equal (new_name, ".")
+      || g_str_equal (new_name, ".."))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "“%s” is not a folder name", new_name);
+      return NULL;
+    }
+  parent = g_path_get_dirname (dir);
+  target = g_build_filename (parent, new_name, NULL);
+  if (g_file_test (target, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "%s exists already", target);
+      return NULL;
+    }
+  rd = run_dir_new (dir);
+  rd->run = load_run_json (dir, error);
+  if (rd->run == NULL)
+    return NULL;
+  if (g_rename (dir, target) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot rename to %s: %s", dir, new_name,
+                   g_strerror (saved));
+      return NULL;
+    }
+  g_free (rd->path);
+  rd->path = g_strdup (target);
+  config = member_object (rd->run, "config");
+  json_object_set_string_member (config, "adapter_path", target);
+  if (!write_run_json (rd, error))
+    return NULL;
+  return g_steal_pointer (&target);
 }
 
 static gboolean

@@ -111,8 +111,14 @@ gboolean lt_run_dir_has_state (const char *dir);
 
 /* ---- reading run.json ---- */
 
-/* run.json's "config" of the run in @dir. The error names run.json. */
+/* run.json's "config" of the run in @dir, its adapter_path set to @dir (where the run is now,
+ * also after the folder was moved). The error names run.json. */
 LtRunConfig *lt_run_dir_load_config (const char *dir, GError **error);
+
+/* Renames the run folder @dir to @new_name in the same parent and records the new folder as
+ * run.json's adapter_path. Refuses an empty name, one with a '/', "." or "..", a name whose
+ * folder exists, and a @dir without run.json. Returns the new path. */
+char *lt_run_dir_rename (const char *dir, const char *new_name, GError **error);
 
 /* ---- writing: one run in progress ---- */
 
