@@ -116,8 +116,9 @@ scroll_tick_cb (GtkWidget *widget, GdkFrameClock *clock, gpointer user_data)
       || !gtk_widget_translate_coordinates (GTK_WIDGET (self->results_group), content, 0, 0,
                                             &x, &y))
     return G_SOURCE_CONTINUE;
-  /* y is in the scrolled content's coordinates: the progress bar just above stays in view */
-  gtk_adjustment_set_value (adj, MAX (0.0, y - 48.0));
+  /* y is from the top of the visible area (the viewport scrolls its child); the progress bar
+   * just above stays in view */
+  gtk_adjustment_set_value (adj, MAX (0.0, gtk_adjustment_get_value (adj) + y - 48.0));
   self->scroll_tick = 0;
   return G_SOURCE_REMOVE;
 }

@@ -545,6 +545,46 @@ test_atomic (Fixture *f, gconstpointer unused)
   }
 }
 
+/* Renaming moves the folder and records the new adapter_path; bad names and taken ones are
+ * refused without moving anything. */
+static void
+test_rename (Fixture *f, gconstpointer unused)
+{
+  g_autoptr (LtRunConfig) cfg = make_config (f, "r");
+  g_autoptr (LtRunConfig) other = make_config (f, "taken");
+  g_autoptr (LtRunDir) rd = NULL;
+  g_autoptr (LtRunDir) rd2 = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonObject) run = NULL;
+  g_autoptr (LtRunConfig) back = NULL;
+  g_autofree char *path = NULL;
+  g_autofree char *want = g_build_filename (f->tmp, "r2", NULL);
+  const char *bad[] = { "", ".", "..", "a/b", "taken" };
+
+  rd = lt_run_dir_create (cfg, 1, &error);
+  rd2 = lt_run_dir_create (other, 1, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autofree char *p = lt_run_dir_rename (cfg->adapter_path, bad[i], &error);
+      g_assert_null (p);
+      g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+      g_clear_error (&error);
+      g_assert_true (g_file_test (cfg->adapter_path, G_FILE_TEST_IS_DIR));
+    }
+  path = lt_run_dir_rename (cfg->adapter_path, "r2", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (path, ==, want);
+  g_assert_false (g_file_test (cfg->adapter_path, G_FILE_TEST_EXISTS));
+  run = read_run_json (want);
+  g_assert_cmpstr (json_object_get_string_member (json_object_get_object_member (run, "config"),
+                                                  "adapter_path"), ==, want);
+  back = lt_run_dir_load_config (want, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (back->adapter_path, ==, want);
+  g_assert_cmpint (back->iters, ==, 40);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -557,6 +597,7 @@ main (int argc, char **argv)
   ADD ("/run-dir/scan", test_scan);
   ADD ("/run-dir/interrupted", test_interrupted);
   ADD ("/run-dir/atomic", test_atomic);
+  ADD ("/run-dir/rename", test_rename);
 #undef ADD
   return g_test_run ();
 }
