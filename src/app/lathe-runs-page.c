@@ -273,6 +273,15 @@ lathe_runs_page_get_details (LatheRunsPage *self)
   return gtk_label_get_text (self->details);
 }
 
+const char *
+lathe_runs_page_get_reason (LatheRunsPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), NULL);
+  if (!gtk_widget_get_visible (GTK_WIDGET (self->reason)))
+    return NULL;
+  return gtk_label_get_text (self->reason);
+}
+
 LatheChart *
 lathe_runs_page_get_chart (LatheRunsPage *self)
 {
@@ -416,10 +425,18 @@ lathe_runs_page_select (LatheRunsPage *self, guint index)
       else
         /* Translators: %s is why a run stopped */
         text = g_strdup_printf (_("Stopped: %s"), info->reason);
-      g_string_append_c (details, '\n');
-      g_string_append (details, text);
       gtk_label_set_text (self->reason, text);
-      gtk_widget_set_visible (GTK_WIDGET (self->reason), info->status == LT_RUN_STATUS_FAILED);
+      if (info->status == LT_RUN_STATUS_FAILED)
+        {
+          gtk_widget_remove_css_class (GTK_WIDGET (self->reason), "dim-label");
+          gtk_widget_add_css_class (GTK_WIDGET (self->reason), "error");
+        }
+      else
+        {
+          gtk_widget_remove_css_class (GTK_WIDGET (self->reason), "error");
+          gtk_widget_add_css_class (GTK_WIDGET (self->reason), "dim-label");
+        }
+      gtk_widget_set_visible (GTK_WIDGET (self->reason), TRUE);
     }
   else
     gtk_widget_set_visible (GTK_WIDGET (self->reason), FALSE);
@@ -945,7 +962,6 @@ lathe_runs_page_init (LatheRunsPage *self)
   gtk_box_append (GTK_BOX (buttons), spacer);
   self->delete_button = add_button (buttons, _("_Delete…"), G_CALLBACK (delete_clicked_cb),
                                     self);
-  gtk_widget_add_css_class (GTK_WIDGET (self->delete_button), "destructive-action");
   self->rename_button = add_button (buttons, _("Re_name…"), G_CALLBACK (rename_clicked_cb),
                                     self);
   self->open_button = add_button (buttons, _("_Open Folder"), G_CALLBACK (open_clicked_cb),

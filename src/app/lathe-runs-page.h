@@ -33,8 +33,11 @@ const LtRunInfo *lathe_runs_page_get_run (LatheRunsPage *self, guint index);
 void lathe_runs_page_select (LatheRunsPage *self, guint index);
 /* The selected run's index, or -1. */
 int lathe_runs_page_get_selected (LatheRunsPage *self);
-/* The text of the selected run's details (status, steps, losses, a failed run's reason). */
+/* The text of the selected run's details (model, status, steps, losses). */
 const char *lathe_runs_page_get_details (LatheRunsPage *self);
+/* The line under the details saying why the selected run failed ("Failed: …", in the error
+ * colour) or stopped ("Stopped: …"); NULL when it shows none. */
+const char *lathe_runs_page_get_reason (LatheRunsPage *self);
 
 /* Overlays run @index's loss curve and validation points on the selected one's (-1 clears;
  * the selected run itself is not a choice: comparing with it clears). Chart series: 0 train,

@@ -174,13 +174,16 @@ test_names_and_status (void)
   /* Status comes from run.json; the details name a failed run's reason. */
   g_assert_cmpint (lathe_runs_page_get_run (page, gamma)->status, ==, LT_RUN_STATUS_FAILED);
   lathe_runs_page_select (page, gamma);
-  g_assert_nonnull (strstr (lathe_runs_page_get_details (page),
-                            "Failed: step 6: the loss is nan"));
+  g_assert_cmpstr (lathe_runs_page_get_reason (page), ==, "Failed: step 6: the loss is nan");
+  g_assert_nonnull (strstr (lathe_runs_page_get_details (page), "Status: failed, step 6 of 40"));
 
   /* The step is the run's own (17, where it stopped), not the last report's (15). */
   g_assert_cmpint (lathe_runs_page_get_run (page, beta)->step, ==, 17);
   lathe_runs_page_select (page, beta);
   g_assert_nonnull (strstr (lathe_runs_page_get_details (page), "step 17 of 40"));
+  g_assert_cmpstr (lathe_runs_page_get_reason (page), ==, "Stopped: stopped at step 17 of 40");
+  lathe_runs_page_select (page, find_run (page, "alpha"));
+  g_assert_null (lathe_runs_page_get_reason (page)); /* finished: nothing to explain */
   g_object_unref (page);
 }
 
