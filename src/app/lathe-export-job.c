@@ -694,7 +694,7 @@ lathe_export_run_has_adapter (const char *run_dir)
 
   if (run_dir == NULL)
     return FALSE;
-  weights = g_build_filename (run_dir, "adapters.safetensors", NULL);
+  weights = lt_run_dir_adapter_path (run_dir);
   config = g_build_filename (run_dir, "adapter_config.json", NULL);
   return g_file_test (weights, G_FILE_TEST_IS_REGULAR)
          && g_file_test (config, G_FILE_TEST_IS_REGULAR);

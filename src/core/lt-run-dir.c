@@ -835,6 +835,9 @@ derive_status (LtRunInfo *info, JsonObject *run)
       info->reason = g_strdup (reason);
       info->step = member_int (run, "step", 0);
       info->total_steps = member_int (run, "total_steps", 0);
+      if (info->status == LT_RUN_STATUS_RUNNING)
+        /* run.json records the step at start and end; a running run's reports are newer */
+        info->step = MAX (info->step, metrics_step);
       if (info->status == LT_RUN_STATUS_RUNNING
           && !process_alive (member_int (run, "pid", 0)))
         {

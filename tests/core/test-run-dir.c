@@ -157,9 +157,18 @@ test_status (Fixture *f, gconstpointer unused)
   rd = lt_run_dir_create (cfg, 1, &error);
   g_assert_no_error (error);
 
+  {
+    /* a running run's step follows its reports */
+    LtRunMetric m;
+    lt_run_metric_init (&m, LT_RUN_METRIC_REPORT);
+    m.step = 4;
+    m.loss = 1.0;
+    g_assert_true (lt_run_dir_append_metric (rd, &m, &error));
+  }
   info = lt_run_info_load (cfg->adapter_path, &error);
   g_assert_no_error (error);
   g_assert_cmpint (info->status, ==, LT_RUN_STATUS_RUNNING);
+  g_assert_cmpint (info->step, ==, 4);
   g_assert_null (info->reason);
   g_assert_cmpstr (info->name, ==, "b");
   g_assert_nonnull (info->config);
