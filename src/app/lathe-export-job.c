@@ -9,9 +9,10 @@
 #include <glib/gi18n.h>
 
 #include "lathe-export-job.h"
-#include "lathe-runs-page.h"
 #include "src/core/lt-gguf.h"
 #include "src/core/lt-model-train.h"
+#include "src/core/lt-quant.h"
+#include "src/core/lt-run-dir.h"
 #include "src/core/lt-run.h"
 
 struct _LatheExportJob
@@ -23,6 +24,8 @@ struct _LatheExportJob
   char *output_dir;
   char *mlx_path;
   int mlx_bits;
+  int mlx_group_size;        /* 0: the mode's default */
+  int mlx_mode;              /* LtQuantMode, -1: affine */
   char *hf_path;
   LtDType hf_dtype;
   char *gguf_path;
@@ -156,6 +159,7 @@ lathe_export_job_init (LatheExportJob *self)
 {
   g_mutex_init (&self->lock);
   self->hf_dtype = LT_DTYPE_BF16;
+  self->mlx_mode = -1;
   self->rows = g_ptr_array_new_with_free_func ((GDestroyNotify) export_row_free);
 }
 
@@ -190,6 +194,49 @@ lathe_export_job_set_mlx (LatheExportJob *self, gboolean enable, int bits)
   g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
   set_path (&self->mlx_path, enable, self->output_dir, "mlx");
   self->mlx_bits = bits;
+}
+
+void
+lathe_export_job_set_mlx_quantization (LatheExportJob *self, LtQuantization quantization,
+                                       int group_size)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
+
+  self->mlx_group_size = group_size;
+  self->mlx_mode = -1;
+  switch (quantization)
+    {
+    case LT_QUANTIZATION_4BIT:
+    case LT_QUANTIZATION_6BIT:
+    case LT_QUANTIZATION_8BIT:
+      lt_quantization_get_params (quantization, &self->mlx_bits, NULL);
+      self->mlx_mode = LT_QUANT_AFFINE;
+      break;
+    case LT_QUANTIZATION_MXFP4:
+      self->mlx_bits = 4;
+      self->mlx_group_size = 32;
+      self->mlx_mode = LT_QUANT_MXFP4;
+      break;
+    case LT_QUANTIZATION_NONE:
+    case LT_QUANTIZATION_NF4: /* no MLX layout: float weights */
+    default:
+      self->mlx_bits = 0;
+      self->mlx_group_size = 0;
+      break;
+    }
+}
+
+void
+lathe_export_job_get_mlx_quantization (LatheExportJob *self, int *bits, int *group_size,
+                                       int *mode)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
+  if (bits != NULL)
+    *bits = self->mlx_bits;
+  if (group_size != NULL)
+    *group_size = self->mlx_group_size;
+  if (mode != NULL)
+    *mode = self->mlx_mode;
 }
 
 void
@@ -381,6 +428,8 @@ export_thread (GTask        *task,
   opts.save_path = self->mlx_path;
   opts.dequantize = self->mlx_bits == 0;
   opts.bits = self->mlx_bits;
+  opts.group_size = self->mlx_group_size;
+  opts.mode = self->mlx_mode;
   opts.hf_path = self->hf_path;
   opts.hf_dtype = self->hf_dtype;
   opts.gguf_path = self->gguf_path;
@@ -548,21 +597,6 @@ lathe_export_job_get_error (LatheExportJob *self)
   return self->error;
 }
 
-char *
-lathe_export_find_verify_data (const char *run_dir)
-{
-  g_autoptr (LatheRunInfo) info = NULL;
-  const LtRunConfig *cfg;
-
-  g_return_val_if_fail (run_dir != NULL, NULL);
-
-  info = lathe_run_info_load (run_dir, NULL);
-  cfg = info != NULL ? info->config : NULL;
-  if (cfg == NULL)
-    return NULL;
-  return lt_export_verify_data (cfg->data);
-}
-
 gboolean
 lathe_export_run_has_adapter (const char *run_dir)
 {
@@ -571,7 +605,7 @@ lathe_export_run_has_adapter (const char *run_dir)
 
   if (run_dir == NULL)
     return FALSE;
-  weights = g_build_filename (run_dir, "adapters.safetensors", NULL);
+  weights = lt_run_dir_adapter_path (run_dir);
   config = g_build_filename (run_dir, "adapter_config.json", NULL);
   return g_file_test (weights, G_FILE_TEST_IS_REGULAR)
          && g_file_test (config, G_FILE_TEST_IS_REGULAR);

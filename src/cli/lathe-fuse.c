@@ -13,25 +13,7 @@
 #include "lt-export.h"
 #include "lt-gguf.h"
 #include "lt-linear.h"
-
-/* The validation file of a run folder: run.json's "data" → its valid.jsonl. */
-static char *
-run_valid_file (const char *run_dir)
-{
-  g_autofree char *rj = g_build_filename (run_dir, "run.json", NULL);
-  g_autoptr (JsonParser) p = json_parser_new ();
-  if (!json_parser_load_from_file (p, rj, NULL)
-      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
-    return NULL;
-  JsonObject *o = json_node_get_object (json_parser_get_root (p));
-  if (json_object_has_member (o, "config")
-      && JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "config")))
-    o = json_object_get_object_member (o, "config");
-  const char *data = json_object_get_string_member_with_default (o, "data", NULL);
-  if (!data)
-    return NULL;
-  return lt_export_verify_data (data);
-}
+#include "lt-model-train.h"
 
 /* The label of a verified model in the report. */
 static const char *
@@ -170,7 +152,7 @@ lathe_cmd_fuse (int argc, char **argv)
   g_autofree char *valid = NULL;
   if (verify)
     {
-      valid = data ? g_strdup (data) : adapter ? run_valid_file (adapter) : NULL;
+      valid = data ? g_strdup (data) : adapter ? lt_export_verify_data_for_run (adapter) : NULL;
       if (!valid)
         {
           g_printerr ("lathe fuse: --verify needs --data FILE (no run.json with a data folder "

@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "lt-dataset.h"
+#include "lt-run-dir.h"
 #include "lt-error.h"
 #include "lt-gguf.h"
 #include "lt-model-train.h"
@@ -110,6 +111,14 @@ lt_export_verify_data (const char *data)
         return g_steal_pointer (&path);
     }
   return NULL;
+}
+
+char *
+lt_export_verify_data_for_run (const char *run_dir)
+{
+  g_autoptr (LtRunConfig) cfg = lt_run_dir_load_config (run_dir, NULL);
+
+  return cfg != NULL ? lt_export_verify_data (cfg->data) : NULL;
 }
 
 void

@@ -37,6 +37,8 @@ double lt_export_expected_loss (const char *format);
  * a file is itself; a folder gives its valid.jsonl, else its train.jsonl. NULL when there is
  * none (or @data is NULL). */
 char *lt_export_verify_data (const char *data);
+/* The same for the run folder @run_dir (through its run.json's data); NULL when it has none. */
+char *lt_export_verify_data_for_run (const char *run_dir);
 
 typedef enum
 {
