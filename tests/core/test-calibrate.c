@@ -128,7 +128,7 @@ test_stats (void)
         d_chunk = MAX (d_chunk, fabs (h1[i * f.cols + j] - h2[i * f.cols + j]));
         g_assert_cmpfloat (h1[i * f.cols + j], ==, h1[j * f.cols + i]);
       }
-  g_test_message ("H: max |H| %.4g, max |H - 2/n XᵀX (double)| %.3g, one call vs 3 chunks %.3g",
+  g_test_message ("H: max |H| %.4g, max |H - 2/n X^T X (double)| %.3g, one call vs 3 chunks %.3g",
                   hmax, d_ref, d_chunk);
   g_assert_cmpfloat (d_ref, <=, 1e-5 * hmax);
   g_assert_cmpfloat (d_chunk, <=, 1e-5 * hmax);
@@ -235,7 +235,7 @@ test_gptq_reference (void)
       rtn = rtn_err (&f, opts.mode, opts.bits, opts.group_size);
       ratio = err / ref_err;
       g_test_message ("GPTQ %-8s (%s %d-bit g%d block %d): codes differing from the reference "
-                      "%" G_GINT64_FORMAT "/%" G_GINT64_FORMAT ", max |Ŵ - Ŵ_ref| %.3g, max "
+                      "%" G_GINT64_FORMAT "/%" G_GINT64_FORMAT ", max |What - What_ref| %.3g, max "
                       "scale rel diff %.3g; output error %.6g vs reference %.6g (ratio %.5f); "
                       "RTN %.6g (GPTQ/RTN %.3f)", name, lt_quant_mode_name (opts.mode),
                       opts.bits, opts.group_size, opts.block_size, diff, f.rows * f.cols,
@@ -507,7 +507,7 @@ test_awq (void)
     int clipped = 0;
     for (int64_t k = 0; k < f.rows * (in / 32); k++)
       clipped += c1[k] < 1.0f;
-    g_test_message ("AWQ affine 3-bit g32: α = %.2f (grid index %d); output error RTN %.6g, "
+    g_test_message ("AWQ affine 3-bit g32: alpha = %.2f (grid index %d); output error RTN %.6g, "
                     "scaled %.6g, scaled+clipped %.6g (AWQ/RTN %.3f); %d of %" G_GINT64_FORMAT
                     " groups clipped (clip objective %.4g -> %.4g)", r1.ratio, r1.index, rtn,
                     err_scaled, err_awq, err_awq / rtn, clipped, f.rows * (in / 32), before,
@@ -618,7 +618,7 @@ test_gptq_time (void)
   q = lt_gptq_quantize (w, rows, cols, stats, &opts, &res, NULL, NULL, NULL, &error);
   g_assert_no_error (error);
   t2 = g_get_monotonic_time ();
-  g_test_message ("SmolLM2 gate_proj shape %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT ", %"
+  g_test_message ("SmolLM2 gate_proj shape %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT ", %"
                   G_GINT64_FORMAT " rows: Hessian %.2f s, GPTQ (with both error measurements) "
                   "%.2f s; out_mse GPTQ %.4g vs RTN %.4g", rows, cols, n, (t1 - t0) / 1e6,
                   (t2 - t1) / 1e6, res.out_mse, res.rtn_mse);
