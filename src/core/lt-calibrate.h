@@ -45,6 +45,10 @@
  * error δ_gᵀ H'_gg δ_g (H' = the Hessian of X/s; cross-group terms ignored, as AutoAWQ).
  * Deterministic: same input → same bits, whatever the thread count.
  *
+ * Threads: products run in fixed blocks of rows spread over OpenMP threads, each a
+ * single-threaded sgemm (lt-error.h's one-pool policy: the application calls lt_set_threads
+ * first, as the CLI does); the blocks never depend on the thread count.
+ *
  * Dynamic (mixed-bit): bits per weight of an MLX quantized layer of b bits and group g is
  * b + 32/g (one 16-bit scale and one 16-bit bias per group, as MLX LM's
  * compute_bits_per_weight counts them for bf16/f16 models). The allocator gives the high width
