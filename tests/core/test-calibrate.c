@@ -170,18 +170,24 @@ test_gptq_reference (void)
   static const char *const cases[] = { "a4g32", "a3g64b32", "a2g64", "s4g32" };
   Fixture f = { 0 };
   g_autoptr (LtCalibStats) stats = NULL;
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (GError) jerror = NULL;
+  JsonObject *all;
 
   fixture_load (&f);
   stats = stats_from (f.x, f.n, f.cols, 100);
-  g_test_message ("reference: %s", lt_safetensors_get_metadata (f.st, "source"));
+  g_assert_nonnull (lt_safetensors_get_metadata (f.st, "fixture"));
+  root = json_from_string (lt_safetensors_get_metadata (f.st, "fixture"), &jerror);
+  g_assert_no_error (jerror);
+  g_test_message ("reference: %s",
+                  json_object_get_string_member (json_node_get_object (root), "source"));
+  all = json_object_get_object_member (json_node_get_object (root), "cases");
   for (guint c = 0; c < G_N_ELEMENTS (cases); c++)
     {
       const char *name = cases[c];
-      const char *meta = lt_safetensors_get_metadata (f.st, name);
       g_autofree char *kc = g_strconcat (name, ".codes", NULL);
       g_autofree char *kd = g_strconcat (name, ".deq", NULL);
       g_autofree char *ks = g_strconcat (name, ".scales", NULL);
-      g_autoptr (JsonNode) node = NULL;
       g_autoptr (GError) error = NULL;
       g_autoptr (LtQuantTensor) q = NULL;
       g_autofree float *d = NULL;
@@ -192,10 +198,8 @@ test_gptq_reference (void)
       int64_t diff = 0;
       double err, ref_err, rtn, ratio, max_deq = 0.0, max_scale = 0.0;
 
-      g_assert_nonnull (meta);
-      node = json_from_string (meta, &error);
-      g_assert_no_error (error);
-      o = json_node_get_object (node);
+      g_assert_true (json_object_has_member (all, name));
+      o = json_object_get_object_member (all, name);
       lt_gptq_options_init (&opts);
       opts.mode = lt_quant_mode_from_name (json_object_get_string_member (o, "mode"));
       opts.bits = (int) json_object_get_int_member (o, "bits");

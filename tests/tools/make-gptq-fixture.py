@@ -10,8 +10,10 @@ fmaf (scale, q, bias), emulated in float64 (the product is exact there).
 
 The fixture layer: W (64, 128) random normal; X (256, 128) correlated normal rows with three
 outlier channels (x25) and one dead channel (all zero). Writes OUT/gptq-fixture.safetensors:
-W, X and per case C: C.codes (U8), C.deq, C.scales, C.biases (F32); the metadata holds per case
-the options and err_gptq = ||X (What - W)^T||^2 / (n * rows) in float64.
+W, X and per case C: C.codes (U8), C.deq, C.scales, C.biases (F32); one metadata entry,
+"fixture", a JSON object {"source", "cases": {C: {options, err_gptq}}} with
+err_gptq = ||X (What - W)^T||^2 / (n * rows) in float64 (one key: the safetensors library
+writes several in hash order, and test-safetensors rewrites every fixture byte for byte).
 
   python3 make-gptq-fixture.py OUT          PyTorch + safetensors (on the device machine)
   python3 make-gptq-fixture.py --check DIR  NumPy only (skipped without it): runs the same
@@ -111,14 +113,14 @@ def make(out):
     X = t.randn(256, 128, generator=gen) @ A
     X[:, [5, 40, 99]] *= 25.0
     X[:, 77] = 0.0
-    tensors = {"W": W.numpy(), "X": X.numpy()}
-    meta = {"source": "make-gptq-fixture.py, torch " + t.__version__}
+    tensors, cases = {"W": W.numpy(), "X": X.numpy()}, {}
     for name, (codes, deq, S, Bi, m) in run_cases(t, W, X).items():
         tensors.update({name + ".codes": codes.numpy().astype("uint8"), name + ".deq": deq.numpy(),
                         name + ".scales": S.numpy(), name + ".biases": Bi.numpy()})
-        meta[name] = json.dumps(m)
+        cases[name] = m
         print(name, m)
-    save_file(tensors, out + "/gptq-fixture.safetensors", metadata=meta)
+    meta = {"source": "make-gptq-fixture.py, torch " + t.__version__, "cases": cases}
+    save_file(tensors, out + "/gptq-fixture.safetensors", metadata={"fixture": json.dumps(meta)})
 
 
 # ---- --check: the reference above on NumPy arrays (not sent to the device) ------------------
@@ -196,12 +198,13 @@ def check(path):
         print("numpy missing: check skipped")
         return 0
     ref, meta = read_st(path + "/gptq-fixture.safetensors")
+    meta = json.loads(meta["fixture"])
     W, X = ref["W"].copy().view(t.A), ref["X"].copy().view(t.A)
-    print("fixture:", meta.get("source"))
+    print("fixture:", meta["source"])
     bad = 0
     for name, (codes, deq, S, Bi, m) in run_cases(t, W, X).items():
         diff = int((ref[name + ".codes"] != codes).sum())
-        r = json.loads(meta[name])["err_gptq"]
+        r = meta["cases"][name]["err_gptq"]
         e_rtn = out_err(X, W, rtn(t, W, m["mode"], m["bits"], m["group_size"]))
         print(f"{name}: codes differing {diff}/{codes.size}; GPTQ error {m['err_gptq']:.6g} "
               f"(fixture {r:.6g}, ratio {m['err_gptq'] / r:.5f}); RTN {e_rtn:.6g}")
