@@ -312,6 +312,43 @@ test_gptq_blocks (void)
   lt_safetensors_free (f.st);
 }
 
+/* A diagonal Hessian (uncorrelated inputs) leaves nothing to propagate: GPTQ is exactly
+ * round-to-nearest, codes and scales. */
+static void
+test_gptq_diagonal (void)
+{
+  Fixture f = { 0 };
+  g_autoptr (LtCalibStats) stats = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree float *x = NULL;
+  LtGptqOptions opts;
+
+  fixture_load (&f);
+  x = g_new0 (float, f.cols * f.cols);
+  for (int64_t i = 0; i < f.cols; i++)
+    x[i * f.cols + i] = (float) (1.0 + 0.25 * (i % 5)); /* H = 2/n diag (x_ii²) */
+  stats = stats_from (x, f.cols, f.cols, f.cols);
+  lt_gptq_options_init (&opts);
+  opts.group_size = 32;
+  for (int m = 0; m < 2; m++)
+    {
+      g_autoptr (LtQuantTensor) g = NULL, r = NULL;
+      opts.mode = m == 0 ? LT_QUANT_AFFINE : LT_QUANT_SYMMETRIC;
+      g = lt_gptq_quantize (f.w, f.rows, f.cols, stats, &opts, NULL, NULL, NULL, NULL, &error);
+      g_assert_no_error (error);
+      r = lt_quant_tensor_quantize (f.w, f.rows, f.cols, opts.mode, opts.bits, opts.group_size,
+                                    &error);
+      g_assert_no_error (error);
+      g_assert_cmpmem (g->codes, f.rows * g->words_per_row * 4, r->codes,
+                       f.rows * r->words_per_row * 4);
+      g_assert_cmpmem (g->scales, f.rows * g->groups_per_row * 4, r->scales,
+                       f.rows * r->groups_per_row * 4);
+      g_assert_cmpmem (g->biases, f.rows * g->groups_per_row * 4, r->biases,
+                       f.rows * r->groups_per_row * 4);
+    }
+  lt_safetensors_free (f.st);
+}
+
 typedef struct
 {
   int calls;
@@ -395,7 +432,7 @@ test_gptq_modes (void)
 {
   static const struct { LtQuantMode mode; int bits, group; } modes[] = {
     { LT_QUANT_NF4, 4, 64 }, { LT_QUANT_MXFP4, 4, 32 }, { LT_QUANT_AFFINE, 8, 128 },
-    { LT_QUANT_SYMMETRIC, 3, 64 },
+    { LT_QUANT_SYMMETRIC, 3, 64 }, { LT_QUANT_TERNARY, 2, 64 },
   };
   Fixture f = { 0 };
   g_autoptr (LtCalibStats) stats = NULL;
@@ -636,6 +673,7 @@ main (int argc, char **argv)
   g_test_add_func ("/calibrate/stats", test_stats);
   g_test_add_func ("/calibrate/gptq/reference", test_gptq_reference);
   g_test_add_func ("/calibrate/gptq/blocks", test_gptq_blocks);
+  g_test_add_func ("/calibrate/gptq/diagonal", test_gptq_diagonal);
   g_test_add_func ("/calibrate/gptq/progress-cancel", test_gptq_progress_cancel);
   g_test_add_func ("/calibrate/gptq/modes", test_gptq_modes);
   g_test_add_func ("/calibrate/gptq/time", test_gptq_time);
