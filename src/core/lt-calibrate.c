@@ -11,12 +11,21 @@
 #include "lt-error.h"
 #include "lt-quant-kernels.h"
 
-#define CHUNK 64 /* rows per parallel sgemm block: fixed, so results do not depend on threads */
+#define CHUNK 64 /* rows per sgemm block: fixed, so results do not depend on threads */
 
 #define MAXF(a, b) ((a) < (b) ? (b) : (a))
 #define MINF(a, b) ((b) < (a) ? (b) : (a))
 
 /* ---- helpers ------------------------------------------------------------------------- */
+
+/* lt-threads.h's policy: OpenMP threads take the blocks of a product only in the one-pool
+ * mode (OpenBLAS on one thread); in the two-pool mode the blocks run in turn and OpenBLAS
+ * threads each. The same blocks either way, so the same bits. */
+static gboolean
+blocks_in_parallel (void)
+{
+  return openblas_get_num_threads () == 1;
+}
 
 static gboolean
 keep_going (LtCalibProgress progress, gpointer user_data, GCancellable *cancellable,
@@ -39,9 +48,10 @@ par_gemm (CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t 
           int64_t ldc)
 {
   int64_t nblocks = (M + CHUNK - 1) / CHUNK;
+  gboolean par = blocks_in_parallel ();
   if (M <= 0 || N <= 0)
     return;
-#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1 && M * N * K >= 262144)
+#pragma omp parallel for schedule(dynamic, 1) if (par && nblocks > 1 && M * N * K >= 262144)
   for (int64_t b = 0; b < nblocks; b++)
     {
       int64_t m0 = b * CHUNK, m = MIN (CHUNK, M - m0);
@@ -124,7 +134,7 @@ lt_calib_stats_add (LtCalibStats *stats, const float *x, int64_t n, GCancellable
   alpha = (float) (2.0 / (double) total);
 
   /* Upper triangle: rows [i0, i1) of H, columns [i0, in). Uneven blocks: dynamic. */
-#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1)
+#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1 && blocks_in_parallel ())
   for (int64_t b = 0; b < nblocks; b++)
     {
       int64_t i0 = b * CHUNK, m = MIN (CHUNK, in - i0);
@@ -168,7 +178,7 @@ output_sse (const float *h, int64_t in, const float *w, const float *w_hat, int6
   int64_t nblocks = (rows + CHUNK - 1) / CHUNK;
   double *part = g_new0 (double, nblocks > 0 ? nblocks : 1), total = 0.0;
 
-#pragma omp parallel if (nblocks > 1)
+#pragma omp parallel if (nblocks > 1 && blocks_in_parallel ())
   {
     float *d = g_new (float, CHUNK * in), *t = g_new (float, CHUNK * in);
 #pragma omp for schedule(dynamic, 1)
@@ -238,7 +248,7 @@ cholesky_lower (float *a, int64_t n)
       if (below > 0)
         {
           int64_t nblocks = (below + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1)
+#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1 && blocks_in_parallel ())
           for (int64_t b = 0; b < nblocks; b++)
             {
               int64_t r0 = k0 + kb + b * CHUNK, m = MIN (CHUNK, n - r0);
@@ -267,7 +277,7 @@ inverse_cholesky_upper (float *a, float *b, int64_t n, GError **error)
     }
   /* b = L⁻¹: column block [c0, c1) solves L[c0:, c0:] X = I[c0:, c0:c1]. */
   memset (b, 0, (gsize) (n * n) * sizeof (float));
-#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1)
+#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1 && blocks_in_parallel ())
   for (int64_t blk = 0; blk < nblocks; blk++)
     {
       int64_t c0 = blk * CHUNK, m = MIN (CHUNK, n - c0);
@@ -278,7 +288,7 @@ inverse_cholesky_upper (float *a, float *b, int64_t n, GError **error)
                    (int) n);
     }
   /* a (lower) = L⁻ᵀ L⁻¹: rows [i0, i1), columns [0, i1), summing over k >= i0. */
-#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1)
+#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1 && blocks_in_parallel ())
   for (int64_t blk = 0; blk < nblocks; blk++)
     {
       int64_t i0 = blk * CHUNK, m = MIN (CHUNK, n - i0);

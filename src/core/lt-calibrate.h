@@ -43,11 +43,13 @@
  * per layer, the clipping search: for every (row, group) the clip p·max|w_g| with
  * p = 1 − i/n_grid, i = 0 … ⌊max_shrink·n_grid⌋−1, minimising the group's share of the output
  * error δ_gᵀ H'_gg δ_g (H' = the Hessian of X/s; cross-group terms ignored, as AutoAWQ).
- * Deterministic: same input → same bits, whatever the thread count.
+ * Deterministic: same input → same bits (see Threads).
  *
- * Threads: products run in fixed blocks of rows spread over OpenMP threads, each a
- * single-threaded sgemm (lt-error.h's one-pool policy: the application calls lt_set_threads
- * first, as the CLI does); the blocks never depend on the thread count.
+ * Threads (lt-threads.h): products run in fixed blocks of rows, taken by OpenMP threads (each
+ * a single-threaded sgemm) in the one-pool mode, or in turn with OpenBLAS threading each in
+ * the two-pool mode. Within one mode the results are the same bits run after run and for any
+ * OpenMP thread count; between the modes OpenBLAS's own threading changes the last bits of
+ * the sums (2e-9 of max |H| on the fixture; GPTQ codes and the AWQ choice the same).
  *
  * Dynamic (mixed-bit): bits per weight of an MLX quantized layer of b bits and group g is
  * b + 32/g (one 16-bit scale and one 16-bit bias per group, as MLX LM's

@@ -12,6 +12,7 @@
 #include "lt-calibrate.h"
 #include "lt-error.h"
 #include "lt-safetensors.h"
+#include "lt-threads.h"
 
 typedef struct
 {
@@ -349,6 +350,67 @@ test_gptq_diagonal (void)
   lt_safetensors_free (f.st);
 }
 
+/* One pool (OpenMP blocks, single-threaded sgemm) and two pools (OpenBLAS threads): OpenBLAS's
+ * threading changes the last bits of the sums, nothing more. */
+static void
+test_pools (void)
+{
+  Fixture f = { 0 };
+  g_autoptr (LtCalibStats) s1 = NULL, s2 = NULL;
+  g_autoptr (LtQuantTensor) q1 = NULL, q2 = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree float *h1 = NULL, *h2 = NULL, *a1 = NULL, *a2 = NULL;
+  LtGptqOptions opts;
+  LtAwqOptions aopts;
+  LtAwqLinear lin;
+  LtAwqScaleResult r1, r2;
+
+  fixture_load (&f);
+  lt_gptq_options_init (&opts);
+  opts.group_size = 32;
+  lt_awq_options_init (&aopts);
+  aopts.group_size = 32;
+  lin.w = f.w;
+  lin.rows = f.rows;
+  a1 = g_new (float, f.cols);
+  a2 = g_new (float, f.cols);
+  lt_set_threads (2);
+  s1 = stats_from (f.x, f.n, f.cols, 100);
+  q1 = lt_gptq_quantize (f.w, f.rows, f.cols, s1, &opts, NULL, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (lt_awq_search_scales (s1, &lin, 1, &aopts, a1, &r1, NULL, NULL, NULL, &error));
+  lt_set_blas_threads (2);
+  s2 = stats_from (f.x, f.n, f.cols, 100);
+  q2 = lt_gptq_quantize (f.w, f.rows, f.cols, s2, &opts, NULL, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (lt_awq_search_scales (s2, &lin, 1, &aopts, a2, &r2, NULL, NULL, NULL, &error));
+  lt_set_threads (0);
+  h1 = g_new (float, f.cols * f.cols);
+  h2 = g_new (float, f.cols * f.cols);
+  lt_calib_stats_get_hessian (s1, h1);
+  lt_calib_stats_get_hessian (s2, h2);
+  {
+    double dh = 0.0, hmax = 0.0;
+    int64_t diff = 0;
+    for (int64_t i = 0; i < f.cols * f.cols; i++)
+      {
+        dh = MAX (dh, fabs (h1[i] - h2[i]));
+        hmax = MAX (hmax, fabs (h1[i]));
+      }
+    for (int64_t r = 0; r < f.rows; r++)
+      for (int64_t j = 0; j < f.cols; j++)
+        diff += lt_quant_tensor_get_code (q1, r, j) != lt_quant_tensor_get_code (q2, r, j);
+    g_test_message ("one pool vs two pools: max |dH| / max |H| %.3g, GPTQ codes differing %"
+                    G_GINT64_FORMAT ", AWQ alpha index %d vs %d", dh / hmax, diff, r1.index,
+                    r2.index);
+    g_assert_cmpfloat (dh, <=, 1e-6 * hmax);
+    g_assert_cmpint (diff, <=, f.rows * f.cols / 200);
+    g_assert_cmpint (r1.index, ==, r2.index);
+    g_assert_cmpfloat (fabs (r1.mse / r2.mse - 1.0), <, 1e-4);
+  }
+  lt_safetensors_free (f.st);
+}
+
 typedef struct
 {
   int calls;
@@ -674,6 +736,7 @@ main (int argc, char **argv)
   g_test_add_func ("/calibrate/gptq/reference", test_gptq_reference);
   g_test_add_func ("/calibrate/gptq/blocks", test_gptq_blocks);
   g_test_add_func ("/calibrate/gptq/diagonal", test_gptq_diagonal);
+  g_test_add_func ("/calibrate/pools", test_pools);
   g_test_add_func ("/calibrate/gptq/progress-cancel", test_gptq_progress_cancel);
   g_test_add_func ("/calibrate/gptq/modes", test_gptq_modes);
   g_test_add_func ("/calibrate/gptq/time", test_gptq_time);
