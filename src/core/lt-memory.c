@@ -320,6 +320,7 @@ lt_memory_estimate_to_json (const LtMemoryEstimate *est, gboolean pretty)
     { "n_base_params", est->n_base_params },
     { "n_trainable_params", est->n_trainable_params },
     { "n_tokens", est->n_tokens },
+    { "seq_tokens", (guint64) est->seq_tokens },
   };
 
   json_builder_begin_object (b);

@@ -494,6 +494,33 @@ test_estimate_vs_measured (void)
       }
   }
   g_test_message ("worst |error| over %d runs: %.1f%%", n, 100.0 * worst);
+
+  /* `lathe estimate --data` prints the same number as the trainer reports */
+  {
+    const char *argv[] = { cli, "estimate", "--model", demo, "--data", demo_sft, "--json", NULL };
+    g_autofree char *out = NULL;
+    g_autoptr (GError) error = NULL;
+    g_autoptr (JsonParser) p = json_parser_new ();
+    g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+    g_autoptr (LtRunInputs) in = NULL;
+    g_autoptr (GPtrArray) issues = NULL;
+    LtMemoryEstimate est;
+    guint64 peak, reported;
+    int status;
+
+    g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out,
+                                 NULL, &status, &error));
+    g_assert_true (g_spawn_check_wait_status (status, NULL));
+    g_assert_true (json_parser_load_from_data (p, out, -1, NULL));
+    cfg->model = g_strdup (demo);
+    cfg->data = g_strdup (demo_sft);
+    issues = lt_run_config_check_inputs (cfg, &in, NULL);
+    lt_memory_estimate_for_data (cfg, in->model, in->n_train, in->longest_example, &est);
+    g_assert_cmpint (json_object_get_int_member (json_node_get_object (json_parser_get_root (p)),
+                                                 "total_bytes"), ==, (gint64) est.total);
+    measure_run (cli, demo, demo_sft, lora, &peak, &reported);
+    g_assert_cmpuint (reported, ==, est.total);
+  }
 }
 
 int
