@@ -331,13 +331,22 @@ on_progress (const LtTrainProgress *p, gpointer user_data)
   return TRUE;
 }
 
+static gboolean
+quit_loop (gpointer data)
+{
+  g_main_loop_quit (data);
+  return G_SOURCE_REMOVE;
+}
+
 static gpointer
 train_thread (gpointer data)
 {
   TrainJob *job = data;
 
   job->ok = lt_train (job->cfg, job->resume, on_progress, job, job->cancellable, &job->error);
-  g_main_loop_quit (job->loop);
+  /* through the main context: a run refused at once may end before g_main_loop_run() starts,
+   * and a quit before the run is lost (the process then hung) */
+  g_idle_add (quit_loop, job->loop);
   return NULL;
 }
 

@@ -1314,13 +1314,6 @@ load_model (Trainer *tr, GError **error)
                      "refused", local->message);
     }
 
-  {
-    /* the model's shapes, by the rules --dry-run and the form apply */
-    g_autoptr (GPtrArray) issues = lt_run_config_check_model (cfg, tr->model->config);
-    if (!lt_run_issues_to_error (issues, error))
-      return FALSE;
-  }
-
   lt_adapter_spec_from_config (&spec, cfg);
   if (!lt_model_attach_trainable (tr->model, &spec, error))
     return FALSE;
@@ -1419,6 +1412,18 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
 
   if (!lt_run_config_validate (cfg, TRUE, error))
     return FALSE;
+  {
+    /* the model's shapes (config.json only), before a run folder exists: a refused
+     * configuration leaves nothing behind (lt-run-check, the rules --dry-run applies) */
+    g_autoptr (LtConfig) shapes = lt_config_load (cfg->model, error);
+    g_autoptr (GPtrArray) issues = NULL;
+
+    if (shapes == NULL)
+      return FALSE;
+    issues = lt_run_config_check_model (cfg, shapes);
+    if (!lt_run_issues_to_error (issues, error))
+      return FALSE;
+  }
   if (cfg->adapter_path == NULL || cfg->adapter_path[0] == '\0')
     {
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,

@@ -752,6 +752,19 @@ test_dry_run_checks_inputs (Fixture *f, gconstpointer unused)
       g_assert_false (g_file_test (run, G_FILE_TEST_EXISTS));
     }
 
+  /* a real run refuses the model's shapes the same way, before a run folder exists */
+  {
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    g_autofree char *run = g_build_filename (f->dir, "run", NULL);
+    const char *args[] = { "--model", f->model, "--data", f->data, "--adapter-path", run,
+                           "--qat-enable", "--qat-group-size", "128", NULL };
+
+    g_assert_cmpint (run_train (args, &out, &err), ==, 2);
+    g_assert_nonnull (strstr (err, "lathe train: qat_group_size: 128 does not divide"));
+    g_assert_false (g_file_test (run, G_FILE_TEST_EXISTS));
+  }
+
   /* the same broken dataset in --json: the issue on "data"; a good one: what was read */
   {
     g_autofree char *out = NULL;
