@@ -7,6 +7,7 @@
 #include <locale.h>
 
 #include "lathe-application.h"
+#include "lt-memory.h"
 
 int
 main (int   argc,
@@ -18,6 +19,8 @@ main (int   argc,
   bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
   textdomain (GETTEXT_PACKAGE);
+  /* memory estimates in this process count the app's own footprint (lt-memory.h) */
+  lt_memory_set_baseline (LT_MEMORY_BASELINE_APP_BYTES);
 
   app = lathe_application_new ();
   return g_application_run (G_APPLICATION (app), argc, argv);
