@@ -130,10 +130,4 @@ gboolean lt_model_get_token_losses (LtModel *model, float *ce, int n);
  * scales. */
 void lt_model_set_adapters_enabled (LtModel *model, gboolean enabled);
 
-/* Private hooks between lt-model.c and lt-model-train.c. */
-gpointer lt_model_get_train_state (LtModel *model);
-void lt_model_set_train_state (LtModel *model, gpointer state, GDestroyNotify free_fn);
-/* Regrows the forward's scratch after a layer's needs changed (QAT). */
-void lt_model_update_scratch (LtModel *model);
-
 G_END_DECLS

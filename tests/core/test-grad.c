@@ -24,7 +24,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "src/core/kernels/lt-backward.h"
+#include "src/core/kernels/lt-kernels.h"
 #include "src/core/lt-error.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-qat.h"
