@@ -67,7 +67,8 @@ typedef struct
   float *tmp;                /* (N, 3·I + 3·C + 2·H·D + 2·KVH·D) temporaries */
   float *scratch;            /* linear-layer scratch */
   gsize scratch_floats;
-  float *att_scratch;        /* attention forward scratch */
+  float *att_scratch;        /* attention scratch (forward and backward) */
+  float *norm_scratch;       /* RMSNorm backward scratch */
   float *chunk;              /* (N, chunk) LM-head logits */
   int chunk_cols_step;       /* this step's chunk width */
   int *pos;
@@ -633,7 +634,7 @@ step_memory (LtModel *m, Train *t, int N, int max_len, GError **error)
   gsize qd = (gsize) c->num_attention_heads * c->head_dim;
   gsize kvd = (gsize) c->num_key_value_heads * c->head_dim;
   int n_saved = L - t->first;
-  gsize per_set = 0, tmp_floats, lin_floats, att_floats, chunk_floats;
+  gsize per_set = 0, tmp_floats, lin_floats, att_floats, norm_floats, chunk_floats;
   gsize need;
   float *p;
 
@@ -647,18 +648,23 @@ step_memory (LtModel *m, Train *t, int N, int max_len, GError **error)
     for (int j = 0; j < N_LIN; j++)
       lin_floats = MAX (lin_floats,
                         lt_linear_train_scratch_floats (layer_linear (&m->w.layers[l], j), N));
-  att_floats = lt_attention_scratch_floats (max_len, max_len);
+  /* the attention forward's and backward's scratch share their place (never used at once) */
+  att_floats = MAX (lt_attention_scratch_floats (max_len, max_len),
+                    lt_attention_backward_scratch_floats (max_len));
+  /* the widest RMSNorm backward: N·H rows of D (Qwen3's q_norm) or N rows of C */
+  norm_floats = lt_rmsnorm_backward_scratch_floats (N * MAX (c->num_attention_heads, 1),
+                                                    MAX (c->hidden_size, c->head_dim));
   t->chunk_cols_step = lt_model_logit_chunk (m, N, t->chunk_cols);
   chunk_floats = (gsize) N * t->chunk_cols_step;
 
   /* [xf, xnf] [shared set] [per trained block: x_in (checkpointing) or x_in and a full set]
-   * [temporaries] [linear scratch] [attention scratch] [LM-head chunk] */
+   * [temporaries] [linear scratch] [attention scratch] [RMSNorm scratch] [LM-head chunk] */
   need = 2 * (gsize) N * C + per_set;
   if (t->ckpt)
     need += (gsize) n_saved * N * C;
   else
     need += (gsize) n_saved * ((gsize) N * C + per_set);
-  need += tmp_floats + lin_floats + att_floats + chunk_floats;
+  need += tmp_floats + lin_floats + att_floats + norm_floats + chunk_floats;
   if (!grow (&t->arena, &t->arena_floats, need, error))
     return FALSE;
   if (t->acts == NULL)
@@ -685,6 +691,7 @@ step_memory (LtModel *m, Train *t, int N, int max_len, GError **error)
   t->scratch = take (&p, lin_floats);
   t->scratch_floats = lin_floats;
   t->att_scratch = take (&p, att_floats);
+  t->norm_scratch = take (&p, norm_floats);
   t->chunk = take (&p, chunk_floats);
   g_assert ((gsize) (p - t->arena) <= t->arena_floats);
 
@@ -808,7 +815,7 @@ block_backward (LtModel *m, Train *t, int l, const float *x_in, Acts *a, float *
   lin_bwd (m, t, l, 4, a->xn2, N, dh, dxn, a);
   lin_bwd (m, t, l, 5, a->xn2, N, du, dxn, a);
   lt_rmsnorm_backward (dtmp, norm_grad (t, m, lw->post_norm), a->x_mid, lw->post_norm, dxn, eps,
-                       N, C);
+                       N, C, t->norm_scratch);
   lt_add_inplace (dx, dtmp, n * C);
 
   /* attention: x_mid = x_in + o(attn(rope(norm(q)), rope(norm(k)), v)) */
@@ -817,22 +824,23 @@ block_backward (LtModel *m, Train *t, int l, const float *x_in, Acts *a, float *
   for (int b = 0, o = 0; b < B; o += lengths[b], b++)
     lt_attention_backward (dq + (gsize) o * qd, dk + (gsize) o * kvd, dv + (gsize) o * kvd,
                            a->q + (gsize) o * qd, a->k + (gsize) o * kvd,
-                           a->v + (gsize) o * kvd, datt + (gsize) o * qd, lengths[b], H, KVH, D);
+                           a->v + (gsize) o * kvd, datt + (gsize) o * qd, lengths[b], H, KVH, D,
+                           t->att_scratch);
   lt_rope_backward (dq, t->pos, m->inv_freq, N, H, D);
   lt_rope_backward (dk, t->pos, m->inv_freq, N, KVH, D);
   if (lw->q_norm)
     {
       lt_rmsnorm_backward (dq, norm_grad (t, m, lw->q_norm), a->qraw, lw->q_norm, dq, eps, N * H,
-                           D);
+                           D, t->norm_scratch);
       lt_rmsnorm_backward (dk, norm_grad (t, m, lw->k_norm), a->kraw, lw->k_norm, dk, eps,
-                           N * KVH, D);
+                           N * KVH, D, t->norm_scratch);
     }
   memset (dxn, 0, n * C * sizeof (float));
   lin_bwd (m, t, l, 0, a->xn1, N, dq, dxn, a);
   lin_bwd (m, t, l, 1, a->xn1, N, dk, dxn, a);
   lin_bwd (m, t, l, 2, a->xn1, N, dv, dxn, a);
   lt_rmsnorm_backward (dtmp, norm_grad (t, m, lw->input_norm), x_in, lw->input_norm, dxn, eps, N,
-                       C);
+                       C, t->norm_scratch);
   lt_add_inplace (dx, dtmp, n * C);
 }
 
@@ -949,7 +957,8 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
       return FALSE;
     if (loss_scale == 0.0f)
       return TRUE; /* nothing to add to the gradients */
-    lt_rmsnorm_backward (dx, norm_grad (t, m, m->w.norm), t->xf, m->w.norm, dxn, eps, N, C);
+    lt_rmsnorm_backward (dx, norm_grad (t, m, m->w.norm), t->xf, m->w.norm, dxn, eps, N, C,
+                         t->norm_scratch);
   }
 
   /* blocks, last to first, down to the lowest trained one */

@@ -384,9 +384,18 @@ attention_backward_block (float *dq, float *dk, float *dv, const float *q, const
                dk + (size_t) g * D, ks);
 }
 
+size_t
+lt_attention_backward_scratch_floats (int n)
+{
+  size_t rows = n < ATT_BLOCK ? (size_t) n : ATT_BLOCK;
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  return (size_t) nt * 2 * rows * (size_t) (n > 0 ? n : 1);
+}
+
 void
 lt_attention_backward (float *dq, float *dk, float *dv, const float *q, const float *k,
-                       const float *v, const float *dout, int n, int H, int KVH, int D)
+                       const float *v, const float *dout, int n, int H, int KVH, int D,
+                       float *scratch)
 {
   int group = H / KVH;
   int blocks = (n + ATT_BLOCK - 1) / ATT_BLOCK;
@@ -394,13 +403,8 @@ lt_attention_backward (float *dq, float *dk, float *dv, const float *q, const fl
   size_t rows = n < ATT_BLOCK ? (size_t) n : ATT_BLOCK;
   size_t per_thread = 2 * rows * (size_t) n;
   /* p, dp (rows, n) per thread */
-  float *buf = malloc ((size_t) nt * per_thread * sizeof (float));
+  float *buf = scratch;
 
-  if (buf == NULL)
-    {
-      lt_attention_backward_ref (dq, dk, dv, q, k, v, dout, n, H, KVH, D);
-      return;
-    }
   memset (dk, 0, (size_t) n * KVH * D * sizeof (float));
   memset (dv, 0, (size_t) n * KVH * D * sizeof (float));
   /* Each thread owns whole key/value heads, so dk and dv rows are never shared; within a
@@ -417,6 +421,5 @@ lt_attention_backward (float *dq, float *dk, float *dv, const float *q, const fl
                                       p + rows * (size_t) n);
           }
     }
-  free (buf);
 }
 

@@ -77,9 +77,12 @@ void lt_rmsnorm_forward_ref (float *out, const float *x, const float *w, float e
 /* RMSNorm y = w · x · r, r = 1/sqrt(mean(x²) + eps):
  * dx (N, C) = r·(w·dy) − x·r³/C·Σ_c(w·dy·x)   (written; dx may alias dy)
  * dw (C) += Σ_n dy·x·r                          (accumulated; dw may be NULL).
- * x (N, C) the norm's input, w (C), dy (N, C). */
+ * x (N, C) the norm's input, w (C), dy (N, C). @scratch: lt_rmsnorm_backward_scratch_floats
+ * (N, C) floats (r (N) and per-thread partial sums of dw), asked for with the thread count
+ * the call will run with. */
+size_t lt_rmsnorm_backward_scratch_floats (int N, int C);
 void lt_rmsnorm_backward (float *dx, float *dw, const float *x, const float *w, const float *dy,
-                          float eps, int N, int C);
+                          float eps, int N, int C, float *scratch);
 void lt_rmsnorm_backward_ref (float *dx, float *dw, const float *x, const float *w,
                               const float *dy, float eps, int N, int C);
 
@@ -115,10 +118,13 @@ void lt_attention_forward (float *out, const float *q, const float *k, const flo
  * dq (n, H, D) written; dk, dv (n, KVH, D) written. q (n, H, D), k, v (n, KVH, D),
  * dout (n, H, D). Probabilities are recomputed (scale D^-½, f32 softmax as the forward).
  * The fast kernel runs OpenMP over key/value heads and, per query head, blocks of 128 query
- * rows as sgemm (scores and their gradient in two per-thread (128, n) buffers); the reference
- * goes row by row. */
+ * rows as sgemm (scores and their gradient in two per-thread (min(n, 128), n) buffers in
+ * @scratch: lt_attention_backward_scratch_floats (n) floats, asked for with the thread count
+ * the call will run with); the reference goes row by row. */
+size_t lt_attention_backward_scratch_floats (int n);
 void lt_attention_backward (float *dq, float *dk, float *dv, const float *q, const float *k,
-                            const float *v, const float *dout, int n, int H, int KVH, int D);
+                            const float *v, const float *dout, int n, int H, int KVH, int D,
+                            float *scratch);
 void lt_attention_backward_ref (float *dq, float *dk, float *dv, const float *q, const float *k,
                                 const float *v, const float *dout, int n, int H, int KVH, int D);
 

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void
 rmsnorm_row (float *out, const float *x, const float *w, float eps, int C)
@@ -84,17 +85,19 @@ lt_rmsnorm_backward_ref (float *dx, float *dw, const float *x, const float *w, c
     }
 }
 
+size_t
+lt_rmsnorm_backward_scratch_floats (int N, int C)
+{
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  return (size_t) (N > 0 ? N : 1) + (size_t) nt * C;
+}
+
 void
 lt_rmsnorm_backward (float *dx, float *dw, const float *x, const float *w, const float *dy,
-                     float eps, int N, int C)
+                     float eps, int N, int C, float *scratch)
 {
-  /* r (N) */
-  float *r = malloc ((size_t) (N > 0 ? N : 1) * sizeof (float));
-  if (r == NULL)
-    {
-      lt_rmsnorm_backward_ref (dx, dw, x, w, dy, eps, N, C);
-      return;
-    }
+  /* r (N), then part (nt, C) */
+  float *r = scratch;
 #pragma omp parallel for schedule(static) if ((size_t) N * C > 16384)
   for (int n = 0; n < N; n++)
     r[n] = rms_inv (x + (size_t) n * C, eps, C);
@@ -102,42 +105,29 @@ lt_rmsnorm_backward (float *dx, float *dw, const float *x, const float *w, const
     {
       /* per-thread partial sums over blocks of rows, added in thread order (deterministic) */
       int nt = (size_t) N * C > 16384 && !omp_in_parallel () ? omp_get_max_threads () : 1;
-      float *part = calloc ((size_t) nt * C, sizeof (float));
-      if (part == NULL)
-        nt = 0;
-#pragma omp parallel num_threads(nt > 0 ? nt : 1) if (nt > 1)
+      float *part = scratch + (N > 0 ? N : 1);
+      memset (part, 0, (size_t) nt * C * sizeof (float));
+#pragma omp parallel num_threads(nt) if (nt > 1)
       {
         int t = omp_get_thread_num ();
-        int n0 = (int) ((long long) N * t / (nt > 0 ? nt : 1));
-        int n1 = (int) ((long long) N * (t + 1) / (nt > 0 ? nt : 1));
-        if (part != NULL)
+        int n0 = (int) ((long long) N * t / nt);
+        int n1 = (int) ((long long) N * (t + 1) / nt);
+        /* acc (C) */
+        float *acc = part + (size_t) t * C;
+        for (int n = n0; n < n1; n++)
           {
-            /* acc (C) */
-            float *acc = part + (size_t) t * C;
-            for (int n = n0; n < n1; n++)
-              {
-                const float *dyr = dy + (size_t) n * C, *xr = x + (size_t) n * C;
-                for (int c = 0; c < C; c++)
-                  acc[c] += dyr[c] * xr[c] * r[n];
-              }
+            const float *dyr = dy + (size_t) n * C, *xr = x + (size_t) n * C;
+            for (int c = 0; c < C; c++)
+              acc[c] += dyr[c] * xr[c] * r[n];
           }
       }
-      if (part != NULL)
-        {
-          for (int t = 0; t < nt; t++)
-            for (int c = 0; c < C; c++)
-              dw[c] += part[(size_t) t * C + c];
-          free (part);
-        }
-      else
-        for (int n = 0; n < N; n++)
-          for (int c = 0; c < C; c++)
-            dw[c] += dy[(size_t) n * C + c] * x[(size_t) n * C + c] * r[n];
+      for (int t = 0; t < nt; t++)
+        for (int c = 0; c < C; c++)
+          dw[c] += part[(size_t) t * C + c];
     }
 #pragma omp parallel for schedule(static) if ((size_t) N * C > 16384)
   for (int n = 0; n < N; n++)
     rmsnorm_backward_row (dx + (size_t) n * C, x + (size_t) n * C, w, dy + (size_t) n * C, r[n],
                           C);
-  free (r);
 }
 

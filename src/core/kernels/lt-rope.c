@@ -38,7 +38,7 @@ lt_rope_forward (float *x, const int *pos, const float *inv_freq, int N, int H, 
 #pragma omp parallel if ((size_t) N * H * D > 16384)
   {
     /* cs (2, D/2): cos then sin of this token's angles, shared by its H heads */
-    float *cs = malloc (sizeof (float) * (size_t) D);
+    float cs[D];
 #pragma omp for schedule(static)
     for (int n = 0; n < N; n++)
       {
@@ -59,7 +59,6 @@ lt_rope_forward (float *x, const int *pos, const float *inv_freq, int N, int H, 
               }
           }
       }
-    free (cs);
   }
 }
 
@@ -105,15 +104,10 @@ lt_rope_backward (float *dx, const int *pos, const float *inv_freq, int N, int H
 #pragma omp parallel if ((size_t) N * H * D > 16384)
   {
     /* cs (2, D/2) */
-    float *cs = malloc ((size_t) D * sizeof (float));
+    float cs[D];
 #pragma omp for schedule(static)
     for (int n = 0; n < N; n++)
       {
-        if (cs == NULL)
-          {
-            lt_rope_backward_ref (dx + (size_t) n * H * D, pos + n, inv_freq, 1, H, D);
-            continue;
-          }
         for (int i = 0; i < half; i++)
           {
             float theta = (float) pos[n] * inv_freq[i];
@@ -123,7 +117,6 @@ lt_rope_backward (float *dx, const int *pos, const float *inv_freq, int N, int H
         for (int h = 0; h < H; h++)
           rope_back_vec (dx + ((size_t) n * H + h) * D, cs, half);
       }
-    free (cs);
   }
 }
 
