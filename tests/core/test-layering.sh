@@ -16,35 +16,41 @@ else echo "not ok 2 - src/core/kernels includes GLib"; echo "$bad" | sed 's/^/# 
 bad=""
 for f in "$core"/kernels/*.c "$core"/kernels/*.h; do
   [ -e "$f" ] || continue
-  for h in $(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f"); do
+  incs=$(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f")
+  for h in $incs; do
     [ "$h" = config.h ] && continue
     [ -e "$core/kernels/$h" ] || bad="$bad${f#$top/}: includes \"$h\" from outside src/core/kernels
 "
   done
 done
 if [ -z "$bad" ]; then echo "ok 3 - src/core/kernels includes only its own headers"
-else echo "not ok 3 - src/core/kernels includes a header above it"; printf '%s' "$bad" | sed 's/^/# /'; fi
+else
+  echo "not ok 3 - src/core/kernels includes a header above it"
+  printf '%s' "$bad" | sed 's/^/# /'
+fi
 
 # 4: the layers inside src/core, lowest first (a module may include the headers of its own
 # layer and of the layers below; "a b" share a layer). lt-model.c including lt-model-train.h
 # is the arrow this test was written against.
 layers="lt-error
 lt-tensor lt-qat lt-config lt-tokenizer lt-chat-template
-lt-safetensors lt-gguf lt-quant lt-dataset
-lt-linear lt-adapter lt-run
+lt-safetensors lt-gguf lt-quant
+lt-linear lt-adapter lt-run lt-dataset
 lt-model
 lt-model-train
 lt-preference
 lt-trainer"
 rank_of () {
-  printf '%s\n' "$layers" | awk -v m="$1" '{ for (i = 1; i <= NF; i++) if ($i == m) { print NR; exit } }'
+  printf '%s\n' "$layers" |
+    awk -v m="$1" '{ for (i = 1; i <= NF; i++) if ($i == m) { print NR; exit } }'
 }
 bad=""
 for mod in $(printf '%s\n' "$layers"); do
   r=$(rank_of "$mod")
   for f in "$core/$mod.c" "$core/$mod.h"; do
     [ -e "$f" ] || continue
-    for h in $(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\(lt-[^"]*\)\.h".*/\1/p' "$f"); do
+    incs=$(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\(lt-[^"]*\)\.h".*/\1/p' "$f")
+    for h in $incs; do
       hr=$(rank_of "$h")
       [ -n "$hr" ] || continue
       [ "$hr" -le "$r" ] || bad="$bad${f#$top/}: includes $h.h, a layer above $mod
@@ -53,4 +59,7 @@ for mod in $(printf '%s\n' "$layers"); do
   done
 done
 if [ -z "$bad" ]; then echo "ok 4 - no module of src/core includes a header of a layer above it"
-else echo "not ok 4 - a module of src/core includes a header of a layer above it"; printf '%s' "$bad" | sed 's/^/# /'; fi
+else
+  echo "not ok 4 - a module of src/core includes a header of a layer above it"
+  printf '%s' "$bad" | sed 's/^/# /'
+fi
