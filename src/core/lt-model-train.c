@@ -15,7 +15,7 @@
 #include "lt-kernels.h"
 #include "lt-quant.h"
 
-#define N_LIN 7
+#define N_LIN LT_BLOCK_LINEARS
 
 typedef struct
 {
@@ -122,14 +122,6 @@ train_get (LtModel *m)
       lt_model_set_train_state (m, t, train_free);
     }
   return t;
-}
-
-static LtLinear *
-layer_linear (LtLayerWeights *lw, int j)
-{
-  LtLinear *all[N_LIN] = { &lw->q_proj, &lw->k_proj, &lw->v_proj, &lw->o_proj,
-                           &lw->gate_proj, &lw->up_proj, &lw->down_proj };
-  return all[j];
 }
 
 static const char *const lin_keys[N_LIN] = {
@@ -249,7 +241,7 @@ attach_full (LtModel *m, Train *t, GError **error)
       add_norm_param (t, m, n1, lw->input_norm, C);
       for (int j = 0; j < N_LIN; j++)
         {
-          LtLinear *lin = layer_linear (lw, j);
+          LtLinear *lin = lt_layer_linear (lw, j);
           if (!lt_linear_make_trainable (lin, error))
             return FALSE;
           add_linear_full_params (t, lin);
@@ -282,7 +274,7 @@ check_dense (LtModel *m, GError **error)
   for (int l = 0; l < m->config->num_hidden_layers; l++)
     for (int j = 0; j < N_LIN; j++)
       {
-        LtLinear *lin = layer_linear (&m->w.layers[l], j);
+        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
         if (lin->kind != LT_LINEAR_DENSE)
           {
             g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
@@ -361,7 +353,7 @@ lt_model_attach_trainable (LtModel *m, const LtAdapterSpec *spec, GError **error
       for (int j = 0; j < N_LIN; j++)
         if (use[j])
           {
-            LtLinear *lin = layer_linear (&m->w.layers[l], j);
+            LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
             /* one seed per layer, derived from the run's seed */
             guint64 seed = spec->seed * 0x9e3779b97f4a7c15ull + (guint64) (l * N_LIN + j + 1);
             if (!lt_linear_attach_lora (lin, spec->rank, (float) spec->scale,
@@ -453,7 +445,7 @@ lt_model_set_adapters_enabled (LtModel *m, gboolean enabled)
       for (int l = 0; l < m->config->num_hidden_layers; l++)
         for (int j = 0; j < N_LIN; j++)
           {
-            LtLora *lo = layer_linear (&m->w.layers[l], j)->lora;
+            LtLora *lo = lt_layer_linear (&m->w.layers[l], j)->lora;
             if (lo == NULL)
               continue;
             /* scale 0 removes x·A·B; no magnitude makes DoRA the plain base layer */
@@ -497,7 +489,7 @@ foreach_trainable_linear (LtModel *m, void (*fn) (LtLinear *, gpointer), gpointe
   for (int l = t->first; l < m->config->num_hidden_layers; l++)
     for (int j = 0; j < N_LIN; j++)
       {
-        LtLinear *lin = layer_linear (&m->w.layers[l], j);
+        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
         if (lin->lora || lin->master)
           fn (lin, data);
       }
@@ -561,8 +553,8 @@ acts_floats (const LtModel *m, int l, int N)
   gsize r = 0;
   LtLayerWeights *lw = &m->w.layers[l];
   for (int j = 0; j < N_LIN; j++)
-    if (layer_linear (lw, j)->lora)
-      r += layer_linear (lw, j)->lora->rank;
+    if (lt_layer_linear (lw, j)->lora)
+      r += lt_layer_linear (lw, j)->lora->rank;
   return (per + r) * (gsize) N;
 }
 
@@ -599,7 +591,7 @@ acts_layout (const LtModel *m, Acts *a, float **p, int N, int l, float **x_in)
   a->up = take (p, n * I);
   for (int j = 0; j < N_LIN; j++)
     {
-      LtLinear *lin = layer_linear (lw, j);
+      LtLinear *lin = lt_layer_linear (lw, j);
       a->xa[j] = lin->lora ? take (p, n * lin->lora->rank) : NULL;
     }
 }
@@ -647,7 +639,7 @@ step_memory (LtModel *m, Train *t, int N, int max_len, GError **error)
   for (int l = 0; l < L; l++)
     for (int j = 0; j < N_LIN; j++)
       lin_floats = MAX (lin_floats,
-                        lt_linear_train_scratch_floats (layer_linear (&m->w.layers[l], j), N));
+                        lt_linear_train_scratch_floats (lt_layer_linear (&m->w.layers[l], j), N));
   /* the attention forward's and backward's scratch share their place (never used at once) */
   att_floats = MAX (lt_attention_scratch_floats (max_len, max_len),
                     lt_attention_backward_scratch_floats (max_len));
@@ -752,7 +744,7 @@ static void
 lin_bwd (LtModel *m, Train *t, int l, int j, const float *x, int N, const float *dy, float *dx,
          Acts *a)
 {
-  lt_linear_backward (layer_linear (&m->w.layers[l], j), x, N, dy, dx, a->xa[j], &a->drop[j],
+  lt_linear_backward (lt_layer_linear (&m->w.layers[l], j), x, N, dy, dx, a->xa[j], &a->drop[j],
                       t->scratch, t->scratch_floats);
 }
 
@@ -865,10 +857,11 @@ check_batch (LtModel *m, const int32_t *tokens, const int *lengths, int B,
   return TRUE;
 }
 
-/* Loss over the vocabulary in chunks; dxn (N, C) = ∂(loss_scale·Σ w·CE)/∂xnf; head grads. */
-static gboolean
+/* Loss over the vocabulary in chunks (the LM head's chunk and scratch in the step arena);
+ * dxn (N, C) = ∂(loss_scale·Σ w·CE)/∂xnf; head grads. */
+static void
 head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const float *weights,
-                    float loss_scale, double *loss_sum, float *dxn, GError **error)
+                    float loss_scale, double *loss_sum, float *dxn)
 {
   const LtLinear *head = &m->w.lm_head;
   int V = m->config->vocab_size, C = m->config->hidden_size;
@@ -887,7 +880,7 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
                            t->tgt_logit, t->scratch, t->scratch_floats);
   *loss_sum = lt_ce_finish (t->lse, t->tgt_logit, t->lse_m, t->lse_s, weights, N);
   if (loss_scale == 0.0f)
-    return TRUE; /* evaluation: the gradient would be zero */
+    return; /* evaluation: the gradient would be zero */
 
   /* pass 2: grad = scale·(softmax − onehot) per chunk → dxn, dW_head */
   memset (dxn, 0, (gsize) N * C * sizeof (float));
@@ -902,7 +895,6 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
         lt_matmul_backward_dw (head->grad_weight + (gsize) v0 * C, t->chunk, vc, t->xnf, N, C,
                                vc);
     }
-  return TRUE;
 }
 
 gboolean
@@ -953,8 +945,7 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
   {
     /* dxn of the final norm shares the shared set's xn1 (free at this point) */
     float *dxn = t->shared.xn1;
-    if (!head_loss_backward (m, t, N, targets, weights, loss_scale, loss_sum, dxn, error))
-      return FALSE;
+    head_loss_backward (m, t, N, targets, weights, loss_scale, loss_sum, dxn);
     if (loss_scale == 0.0f)
       return TRUE; /* nothing to add to the gradients */
     lt_rmsnorm_backward (dx, norm_grad (t, m, m->w.norm), t->xf, m->w.norm, dxn, eps, N, C,
@@ -1017,7 +1008,7 @@ find_linear (LtModel *m, const char *module, int *layer, int *index)
   for (int l = 0; l < m->config->num_hidden_layers; l++)
     for (int j = 0; j < N_LIN; j++)
       {
-        LtLinear *lin = layer_linear (&m->w.layers[l], j);
+        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
         if (strcmp (lin->name, module) == 0)
           {
             *layer = l;
@@ -1156,8 +1147,8 @@ lt_model_load_adapters (LtModel *m, const char *path, GError **error)
         }
       for (int l = first; l < L; l++)
         for (int j = 0; j < N_LIN; j++)
-          if (layer_linear (&m->w.layers[l], j)->lora)
-            add_lora_params (t, layer_linear (&m->w.layers[l], j));
+          if (lt_layer_linear (&m->w.layers[l], j)->lora)
+            add_lora_params (t, lt_layer_linear (&m->w.layers[l], j));
       t->attached = TRUE;
       lt_model_update_scratch (m);
     }

@@ -441,13 +441,8 @@ max_linear_scratch (const LtModel *m)
 {
   gsize mx = lt_linear_scratch_floats (&m->w.lm_head);
   for (int l = 0; l < m->config->num_hidden_layers; l++)
-    {
-      const LtLayerWeights *lw = &m->w.layers[l];
-      const LtLinear *all[] = { &lw->q_proj, &lw->k_proj, &lw->v_proj, &lw->o_proj,
-                                &lw->gate_proj, &lw->up_proj, &lw->down_proj };
-      for (gsize i = 0; i < G_N_ELEMENTS (all); i++)
-        mx = MAX (mx, lt_linear_scratch_floats (all[i]));
-    }
+    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+      mx = MAX (mx, lt_linear_scratch_floats (lt_layer_linear (&m->w.layers[l], j)));
   return mx;
 }
 
@@ -669,16 +664,8 @@ lt_model_free (LtModel *m)
     return;
   if (m->w.layers)
     for (int l = 0; l < m->config->num_hidden_layers; l++)
-      {
-        LtLayerWeights *lw = &m->w.layers[l];
-        lt_linear_clear (&lw->q_proj);
-        lt_linear_clear (&lw->k_proj);
-        lt_linear_clear (&lw->v_proj);
-        lt_linear_clear (&lw->o_proj);
-        lt_linear_clear (&lw->gate_proj);
-        lt_linear_clear (&lw->up_proj);
-        lt_linear_clear (&lw->down_proj);
-      }
+      for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+        lt_linear_clear (lt_layer_linear (&m->w.layers[l], j));
   if (m->w.embed_q != NULL && m->w.embed_q != m->w.lm_head.quant)
     lt_quant_tensor_free (m->w.embed_q);
   lt_linear_clear (&m->w.lm_head);
@@ -869,9 +856,8 @@ lt_model_embed (LtModel *m, const int32_t *tokens, int N, float *x)
 }
 
 LtLinear *
-lt_model_block_linear (LtModel *m, int l, int j)
+lt_layer_linear (LtLayerWeights *lw, int j)
 {
-  LtLayerWeights *lw = &m->w.layers[l];
   LtLinear *all[LT_BLOCK_LINEARS] = { &lw->q_proj, &lw->k_proj, &lw->v_proj, &lw->o_proj,
                                       &lw->gate_proj, &lw->up_proj, &lw->down_proj };
   g_assert (j >= 0 && j < LT_BLOCK_LINEARS);
@@ -884,7 +870,7 @@ static void
 block_linear (LtModel *m, int l, int j, const float *x, int N, float *y,
               const LtBlockStep *step, LtBlockActs *acts)
 {
-  LtLinear *lin = lt_model_block_linear (m, l, j);
+  LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
   if (acts)
     lt_linear_forward_train (lin, x, N, y, acts->xa[j], &acts->drop[j], step->lin_scratch,
                              step->lin_scratch_floats);

@@ -161,7 +161,7 @@ int32_t lt_sample_logits (float *logits, int V, float temperature, float top_p, 
  * the attention through lt_attention_forward. What follows is for lt-model-train (the layer
  * above), which keeps activations for its backward. */
 
-#define LT_BLOCK_LINEARS 7   /* q, k, v, o, gate, up, down: lt_model_block_linear's index */
+#define LT_BLOCK_LINEARS 7   /* q, k, v, o, gate, up, down: lt_layer_linear's index */
 
 /* What one block keeps for its backward (pointers into the caller's step arena). */
 typedef struct
@@ -202,8 +202,8 @@ typedef struct
  * runs lt_linear_forward_train with acts->xa and acts->drop). */
 void lt_model_block_forward (LtModel *model, int l, const float *x_in, float *x_out, int N,
                              const LtBlockStep *step, LtBlockActs *acts);
-/* The block's linear layer @j (0..LT_BLOCK_LINEARS - 1) of block @l. */
-LtLinear *lt_model_block_linear (LtModel *model, int l, int j);
+/* A block's linear layer @j (0..LT_BLOCK_LINEARS - 1, in that order). */
+LtLinear *lt_layer_linear (LtLayerWeights *layer, int j);
 /* x (N, C) = the embedding rows of tokens (N) (checked by lt_model_check_batch). */
 void lt_model_embed (LtModel *model, const int32_t *tokens, int N, float *x);
 /* Checks a padding-free batch (B >= 1 non-empty sequences, at most G_MAXINT / 4 tokens in
