@@ -63,6 +63,13 @@ static gboolean app_ok;
 static gint64 app_t0;
 static double app_cpu0, app_ui_cpu0;
 static char *app_renderer;
+static guint app_frames;
+
+static void
+after_paint_cb (GdkFrameClock *clock, gpointer data)
+{
+  app_frames++;
+}
 
 static char *
 demo_path (const char *name)
@@ -259,7 +266,10 @@ app_running_cb (LatheTrainPage *page, GParamSpec *pspec, GApplication *app)
   app_result.ui_cpu_s = thread_cpu_s () - app_ui_cpu0;
   app_result.n_dispatches = job != NULL ? lathe_train_job_get_n_dispatches (job) : 0;
   if (verbose)
-    print_thread_cpu ();
+    {
+      print_thread_cpu ();
+      fprintf (stderr, "# frames drawn during the run: %u\n", app_frames);
+    }
   app_ok = job != NULL && lathe_train_job_get_state (job) == LATHE_TRAIN_STATE_FINISHED;
   if (!app_ok)
     g_printerr ("the app's run did not finish: %s\n",
@@ -280,6 +290,9 @@ start_cb (gpointer data)
   lathe_run_settings_set_config (lathe_train_page_get_settings (page), app_cfg);
   g_signal_connect (page, "notify::running", G_CALLBACK (app_running_cb),
                     gtk_window_get_application (window));
+  app_frames = 0;
+  g_signal_connect (gtk_widget_get_frame_clock (GTK_WIDGET (window)), "after-paint",
+                    G_CALLBACK (after_paint_cb), NULL);
   app_t0 = g_get_monotonic_time ();
   app_cpu0 = process_cpu_s ();
   app_ui_cpu0 = thread_cpu_s ();
