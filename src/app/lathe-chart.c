@@ -421,23 +421,50 @@ compute_frame (LatheChart *self, int w, int h, gboolean with_legend, Frame *f)
       /* Translators: memory units on the chart axis */
       f->unit = gib ? _("GiB") : _("MiB");
     }
-  f->nx = lathe_chart_nice_ticks (x0, x1, MAX_X_TICKS, &f->xfirst, &f->xstep);
-  if (f->xstep < 1.0)
-    {
-      /* steps are whole numbers: so are the ticks */
-      f->xstep = 1.0;
-      f->xfirst = ceil (x0 - 1e-9);
-      f->nx = (guint) MAX (floor (x1 + 1e-9) - f->xfirst + 1, 1);
-    }
-  f->ny = lathe_chart_nice_ticks (y0 * f->scale, y1 * f->scale, MAX_Y_TICKS, &f->yfirst,
-                                  &f->ystep);
+  /* x ticks: as many as fit their labels (the widest is about the last one's width) */
+  text_size (self, "0", &tw, &th);
+  f->text_h = th;
+  {
+    guint max_x = MAX_X_TICKS;
+
+    for (int pass = 0; pass < 2; pass++)
+      {
+        f->nx = lathe_chart_nice_ticks (x0, x1, max_x, &f->xfirst, &f->xstep);
+        if (f->xstep < 1.0)
+          {
+            /* steps are whole numbers: so are the ticks */
+            f->xstep = 1.0;
+            f->xfirst = ceil (x0 - 1e-9);
+            f->nx = (guint) MAX (floor (x1 + 1e-9) - f->xfirst + 1, 1);
+          }
+        format_value (self, f->xfirst + (f->nx - 1) * f->xstep, f->xstep, buf, sizeof buf);
+        text_size (self, buf, &tw, &th);
+        max_x = (guint) CLAMP ((w - 80) / (tw + 16.0), 3, MAX_X_TICKS);
+        if (f->nx <= max_x)
+          break;
+      }
+  }
+  /* the last x label is centred on the right end: half of it, and a whole end point */
+  right = PAD + MAX (tw / 2.0, POINT_RADIUS + 2);
+  bottom = 5 + f->text_h + (self->x_label != NULL ? 2 + f->text_h : 0) + PAD / 2;
+
+  f->legend_top = PAD / 2;
+  f->legend_h = with_legend ? layout_legend (self, f, PAD, w - right, f->legend_top) : 0;
+  top = f->legend_top + f->legend_h + (f->legend_h > 0 ? PAD : 0)
+        + MAX (f->text_h / 2.0, POINT_RADIUS + 2);
+
+  /* y ticks: as many as the plot's height holds with a line of space between labels */
+  {
+    double plot_h = h - top - bottom;
+    guint max_y = (guint) CLAMP (floor (plot_h / (1.8 * f->text_h)) + 1, 2, MAX_Y_TICKS);
+
+    f->ny = lathe_chart_nice_ticks (y0 * f->scale, y1 * f->scale, max_y, &f->yfirst,
+                                    &f->ystep);
+  }
   f->x0 = x0;
   f->x1 = x1;
   f->y0 = f->yfirst;
   f->y1 = f->yfirst + f->ystep * (f->ny - 1);
-
-  text_size (self, "0", &tw, &th);
-  f->text_h = th;
   for (guint i = 0; i < f->ny; i++)
     {
       format_value (self, f->yfirst + i * f->ystep, f->ystep, buf, sizeof buf);
@@ -445,18 +472,7 @@ compute_frame (LatheChart *self, int w, int h, gboolean with_legend, Frame *f)
       label_w = MAX (label_w, tw);
     }
   y_title = dup_y_title (self, f);
-
   left = PAD + (y_title != NULL ? f->text_h + PAD : 0) + label_w + PAD;
-  /* the last x label is centred on the right end: half of it, and a whole end point */
-  format_value (self, f->xfirst + (f->nx - 1) * f->xstep, f->xstep, buf, sizeof buf);
-  text_size (self, buf, &tw, &th);
-  right = PAD + MAX (tw / 2.0, POINT_RADIUS + 2);
-  bottom = 5 + f->text_h + (self->x_label != NULL ? 2 + f->text_h : 0) + PAD / 2;
-
-  f->legend_top = PAD / 2;
-  f->legend_h = with_legend ? layout_legend (self, f, left, w - right, f->legend_top) : 0;
-  top = f->legend_top + f->legend_h + (f->legend_h > 0 ? PAD : 0)
-        + MAX (f->text_h / 2.0, POINT_RADIUS + 2);
 
   f->left = left;
   f->top = top;
