@@ -19,8 +19,12 @@
  * loading excluded, the same clock on both sides). Wall is start to finish (the CLI's includes
  * process start and loading; the app's includes loading). Peak RSS is the trainer's measured
  * peak (VmHWM) of the process that trained. CPU is the process's user+system time during the
- * run; "UI thread" is the app's main thread (main loop, monitor, charts, renderer). With
- * --rounds N each side runs N times, interleaved, and the best round of each side counts. */
+ * run; "UI thread" is the app's main thread (main loop, monitor, charts, and the cairo
+ * renderer; GL's llvmpipe threads are apart: --verbose lists every thread's CPU time and the
+ * frames drawn). With --rounds N each side runs N times, interleaved, and the best round of
+ * each side counts. The renderer is GTK's choice unless GSK_RENDERER says (under Xvfb GTK
+ * picks GL on the llvmpipe software rasterizer: ~100 ms of CPU a frame, against ~5 ms for
+ * GSK_RENDERER=cairo, which the tests and screenshots use). */
 #include "config.h"
 
 #include <math.h>

@@ -266,6 +266,9 @@ get_range (LatheChart *self, double *x0, double *x1, double *y0, double *y1)
     }
   if (any && self->units == LATHE_CHART_UNITS_BYTES)
     *y0 = 0;
+  /* steps count from 0: charts of one run line up whatever their first point */
+  if (any && *x0 > 0)
+    *x0 = 0;
   if (any && !(*x1 > *x0))
     *x1 = *x0 + 1;
   return any;
@@ -1030,7 +1033,7 @@ lathe_chart_add_smoothed_series (LatheChart *self, guint source, const char *nam
   src->smoothed_by = self->series->len - 1;
   /* the raw data under a smoothed line: thin and light */
   src->width = 1.0;
-  src->alpha = 0.45;
+  src->alpha = 0.55;
   return self->series->len - 1;
 }
 

@@ -18,8 +18,11 @@
 #include "lathe-train-job.h"
 #include "src/core/lt-error.h"
 
-/* At most 4 main-loop updates a second: the charts and the read-outs redraw no more often, and
- * the main loop (and the renderer) take next to no CPU from the training. */
+/* At most 2 main-loop updates a second: the charts and the read-outs redraw no more often, and
+ * the main loop (and the renderer) take next to no CPU from the training. A frame of the
+ * window costs ~5 ms of CPU with the cairo renderer but ~100 ms with GL on a software
+ * rasterizer (llvmpipe: Xvfb, VMs without a GPU): 40 % of a core at 4 frames a second, and its
+ * threads preempt the training's OpenMP threads (bench/app-train.c). */
 #define DISPATCH_INTERVAL_MS LATHE_TRAIN_JOB_DISPATCH_INTERVAL_MS
 
 /* The training thread's nice value (see train_thread). */

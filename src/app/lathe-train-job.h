@@ -3,7 +3,7 @@
  *
  * The core trainer (lt_train, src/core/lt-trainer.h) runs in a GTask worker thread. Its
  * progress callback (worker thread) copies each LtTrainProgress into a queue under a mutex;
- * one throttled main-loop source (at most 4 dispatches a second) drains the queue, emitting
+ * one throttled main-loop source (at most 2 dispatches a second) drains the queue, emitting
  * `progress` (and `log`) for every sample in order and updating `state`, `fraction` and `eta`
  * (one notification per property per dispatch). The training thread sets up the compute
  * threads as the CLI does (lt_set_threads) and keeps its normal priority (the environment
@@ -24,7 +24,7 @@
 G_BEGIN_DECLS
 
 /* The least time between two dispatches to the main loop. */
-#define LATHE_TRAIN_JOB_DISPATCH_INTERVAL_MS 250
+#define LATHE_TRAIN_JOB_DISPATCH_INTERVAL_MS 500
 
 typedef enum
 {

@@ -545,7 +545,7 @@ flag_cb (gpointer data)
 }
 
 /* Issue 11: samples posted quickly from the worker are coalesced: every one reaches `progress`
- * and the monitor's charts, in a few dispatches (at most 4 a second), and the monitor in a
+ * and the monitor's charts, in a few dispatches (at most 2 a second), and the monitor in a
  * realized window redraws its charts a few times, never measures them again (no relayout for
  * data) and sets each read-out's text at most once per dispatch. */
 static void
@@ -599,7 +599,7 @@ test_coalesced (Fixture *f, gconstpointer data)
                     - measures, lathe_monitor_get_n_label_updates (monitor) - labels);
   g_assert_cmpuint (n_progress, ==, d.n);
   g_assert_cmpuint (lathe_chart_get_n_points (loss, LATHE_MONITOR_TRAIN_LOSS), ==, d.n);
-  /* coalesced: at most one dispatch per 250 ms (and the first at once) */
+  /* coalesced: at most one dispatch per interval (and the first at once) */
   g_assert_cmpuint (dispatches, <=, 2 + (guint) (seconds * 1000 / LATHE_TRAIN_JOB_DISPATCH_INTERVAL_MS));
   g_assert_cmpuint (lathe_train_job_get_max_batch (job), >, 1);
   /* the chart is drawn about once per dispatch, not once per sample */
