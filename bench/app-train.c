@@ -388,14 +388,18 @@ main (int argc, char **argv)
       else if (g_str_equal (argv[i], "--report") && i + 1 < argc)
         report_every = atoi (argv[++i]);
       else if (g_str_equal (argv[i], "--rounds") && i + 1 < argc)
-        rounds = MAX (1, atoi (argv[++i]));
+        {
+          rounds = atoi (argv[++i]); /* not inside MAX (): it evaluates its arguments twice */
+          rounds = MAX (rounds, 1);
+        }
       else if (g_str_equal (argv[i], "--verbose"))
         verbose = TRUE;
       else if (argv[i][0] != '-')
         cli_path = argv[i];
       else
         {
-          g_printerr ("usage: %s [LATHE] [--iters N] [--report N] [--rounds N] [--verbose]\n", argv[0]);
+          g_printerr ("usage: %s [LATHE] [--iters N] [--report N] [--rounds N] [--verbose]\n",
+                      argv[0]);
           return 2;
         }
     }
