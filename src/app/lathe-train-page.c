@@ -1283,6 +1283,8 @@ start_job (LatheTrainPage *self, LtRunConfig *cfg, gboolean resume)
                            G_CONNECT_SWAPPED);
   g_signal_connect_object (job, "progress", G_CALLBACK (job_progress_cb), self,
                            G_CONNECT_SWAPPED);
+  g_signal_connect_object (job, "history", G_CALLBACK (lathe_monitor_add_history),
+                           self->monitor, G_CONNECT_SWAPPED);
   g_signal_connect_object (job, "finished", G_CALLBACK (job_finished_cb), self,
                            G_CONNECT_SWAPPED);
   if (!lathe_train_job_start (job, &issues, &error))
