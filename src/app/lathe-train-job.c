@@ -13,10 +13,11 @@
 #endif
 
 #include <glib/gi18n.h>
-#include <json-glib/json-glib.h>
 
 #include "lathe-train-job.h"
 #include "src/core/lt-error.h"
+#include "src/core/lt-run-dir.h"
+#include "src/core/lt-threads.h"
 
 /* At most 2 main-loop updates a second: the charts and the read-outs redraw no more often, and
  * the main loop (and the renderer) take next to no CPU from the training. A frame of the
@@ -270,84 +271,47 @@ progress_cb (const LtTrainProgress *progress, gpointer user_data)
   return !g_cancellable_is_cancelled (ch->cancellable);
 }
 
-static double
-member_double (JsonObject *o, const char *name)
-{
-  JsonNode *node = json_object_get_member (o, name);
-
-  if (node == NULL || JSON_NODE_HOLDS_NULL (node) || !JSON_NODE_HOLDS_VALUE (node))
-    return NAN;
-  return json_node_get_double (node);
-}
-
-static gint64
-member_int (JsonObject *o, const char *name)
-{
-  JsonNode *node = json_object_get_member (o, name);
-
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node))
-    return 0;
-  return json_node_get_int (node);
-}
-
-/* The reports and evaluations of RUN_DIR/metrics.jsonl as progress samples, in file order
- * (the lines `lathe train --json` prints; lt_train_progress_to_json writes them). NULL when
- * there are none. Lines that do not parse are skipped. (Swap for lt-run-dir's metrics reader
- * once it is in the tree.) */
+/* The reports and evaluations of RUN_DIR/metrics.jsonl (lt-run-dir's reader) as progress
+ * samples, in file order. NULL when there are none. */
 static GPtrArray *
 load_history (const char *run_dir)
 {
-  g_autofree char *path = g_build_filename (run_dir, "metrics.jsonl", NULL);
-  g_autofree char *text = NULL;
+  g_autoptr (GArray) metrics = lt_run_dir_read_metrics (run_dir, NULL);
   g_autoptr (GPtrArray) samples = NULL;
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  char *line, *next;
 
-  if (!g_file_get_contents (path, &text, NULL, NULL))
+  if (metrics == NULL || metrics->len == 0)
     return NULL;
   samples = g_ptr_array_new_with_free_func ((GDestroyNotify) progress_free);
-  for (line = text; line != NULL && *line != '\0'; line = next)
+  for (guint i = 0; i < metrics->len; i++)
     {
-      JsonObject *o;
-      const char *event;
-      LtTrainProgress *p;
+      const LtRunMetric *m = &g_array_index (metrics, LtRunMetric, i);
+      LtTrainProgress *p = g_new0 (LtTrainProgress, 1);
 
-      next = strchr (line, '\n');
-      if (next != NULL)
-        *next++ = '\0';
-      if (!json_parser_load_from_data (parser, line, -1, NULL)
-          || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-        continue;
-      o = json_node_get_object (json_parser_get_root (parser));
-      event = json_object_get_string_member_with_default (o, "event", "");
-      if (!g_str_equal (event, "report") && !g_str_equal (event, "eval"))
-        continue;
-      p = g_new0 (LtTrainProgress, 1);
-      p->event = g_str_equal (event, "report") ? LT_TRAIN_EVENT_REPORT : LT_TRAIN_EVENT_EVAL;
+      p->event = m->kind == LT_RUN_METRIC_REPORT ? LT_TRAIN_EVENT_REPORT : LT_TRAIN_EVENT_EVAL;
       p->phase = LT_TRAIN_PHASE_TRAINING;
-      p->step = member_int (o, "step");
-      p->total_steps = member_int (o, "total_steps");
-      p->epoch = (int) member_int (o, "epoch");
-      p->loss = member_double (o, "loss");
-      p->val_loss = member_double (o, "val_loss");
-      p->learning_rate = member_double (o, "lr");
-      p->tokens_per_s = member_double (o, "tokens_per_s");
-      p->trained_tokens = member_int (o, "trained_tokens");
-      p->mem_estimate_bytes = (guint64) MAX (member_int (o, "mem_estimate_bytes"), 0);
-      p->rss_bytes = (guint64) MAX (member_int (o, "rss_bytes"), 0);
-      p->peak_rss_bytes = (guint64) MAX (member_int (o, "peak_rss_bytes"), 0);
-      p->elapsed_s = member_double (o, "elapsed_s");
-      p->rewards_chosen = member_double (o, "rewards_chosen");
-      p->rewards_rejected = member_double (o, "rewards_rejected");
-      p->reward_accuracy = member_double (o, "reward_accuracy");
-      p->reward_margin = member_double (o, "reward_margin");
-      p->nll = member_double (o, "nll");
-      p->log_odds_ratio = member_double (o, "log_odds_ratio");
-      p->logp_chosen = member_double (o, "logp_chosen");
-      p->logp_rejected = member_double (o, "logp_rejected");
+      p->step = m->step;
+      p->total_steps = m->total_steps;
+      p->epoch = m->epoch;
+      p->loss = m->loss;
+      p->val_loss = m->val_loss;
+      p->learning_rate = m->learning_rate;
+      p->tokens_per_s = m->tokens_per_s;
+      p->trained_tokens = m->trained_tokens;
+      p->mem_estimate_bytes = m->mem_estimate_bytes;
+      p->rss_bytes = m->rss_bytes;
+      p->peak_rss_bytes = m->peak_rss_bytes;
+      p->elapsed_s = m->elapsed_s;
+      p->rewards_chosen = m->rewards_chosen;
+      p->rewards_rejected = m->rewards_rejected;
+      p->reward_accuracy = m->reward_accuracy;
+      p->reward_margin = m->reward_margin;
+      p->nll = m->nll;
+      p->log_odds_ratio = m->log_odds_ratio;
+      p->logp_chosen = m->logp_chosen;
+      p->logp_rejected = m->logp_rejected;
       g_ptr_array_add (samples, p);
     }
-  return samples->len > 0 ? g_steal_pointer (&samples) : NULL;
+  return g_steal_pointer (&samples);
 }
 
 static void
