@@ -248,6 +248,14 @@ static const LtRunKeyInfo keys[] = {
        N_("First step with fake quantization"), qat_start_step),
   ROW ("qat_interval", "qat-interval", LT_RUN_KEY_INT, "N",
        N_("Re-quantize every N steps"), qat_interval),
+  { "sample_prompts", "sample-prompts", LT_RUN_KEY_STRV, NULL, "P1,P2|FILE.jsonl",
+    N_("Prompts to generate from during the run, into samples.jsonl (or a JSONL file of "
+       "\"prompt\" lines; unset: none)"),
+    OFF (sample_prompts), ENUM_NONE, 0, TRUE },
+  ROW ("steps_per_sample", "steps-per-sample", LT_RUN_KEY_INT, "N",
+       N_("Generate the samples every N steps (0: at each evaluation)"), steps_per_sample),
+  ROW ("sample_max_tokens", "sample-max-tokens", LT_RUN_KEY_INT, "N",
+       N_("Tokens generated per sample"), sample_max_tokens),
   /* Aliases (other spellings). */
   { "fine_tune_type", "fine-tune-type", LT_RUN_KEY_ENUM, "train_type", "lora|dora|full",
     N_("Same as --train-type (mlx-lm's name)"), OFF (train_type), ENUM_TRAIN_TYPE, 0, FALSE },
@@ -340,6 +348,8 @@ lt_run_config_new (void)
   cfg->beta = 0.1;
   cfg->dpo_loss_type = 0;
   cfg->label_smoothing = 0.0;
+  cfg->steps_per_sample = 0;
+  cfg->sample_max_tokens = 64;
   cfg->qat_enable = FALSE;
   cfg->qat_bits = 8;
   cfg->qat_group_size = 64;
@@ -1695,6 +1705,12 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
                cfg->steps_per_eval);
   if (cfg->save_every < 0)
     add_issue (issues, "save_every", _("must be at least 0 (got %d)"), cfg->save_every);
+  if (cfg->steps_per_sample < 0)
+    add_issue (issues, "steps_per_sample", _("must be at least 0 (got %d)"),
+               cfg->steps_per_sample);
+  if (cfg->sample_max_tokens < 1 || cfg->sample_max_tokens > 4096)
+    add_issue (issues, "sample_max_tokens", _("must be between 1 and 4096 (got %d)"),
+               cfg->sample_max_tokens);
   if (cfg->val_batches < -1)
     add_issue (issues, "val_batches", _("must be -1 (the whole set) or at least 0 (got %d)"),
                cfg->val_batches);

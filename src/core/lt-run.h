@@ -78,6 +78,13 @@ typedef struct
   /* preference training (appended) */
   int dpo_loss_type;         /* "dpo_loss_type": 0 sigmoid, 1 hinge, 2 ipo (lt-preference) */
   double label_smoothing;    /* "label_smoothing": DPO sigmoid, default 0 */
+
+  /* samples while training (appended) */
+  char **sample_prompts;     /* "sample_prompts": prompts generated from greedily during the
+                                run; one entry naming a .jsonl file reads its "prompt" lines.
+                                NULL = none */
+  int steps_per_sample;      /* "steps_per_sample": every N steps; 0 = at each evaluation */
+  int sample_max_tokens;     /* "sample_max_tokens": tokens per sample, default 64 */
 } LtRunConfig;
 
 /* One problem with one key, for inline display on the form. */

@@ -111,6 +111,9 @@ all_changed (void)
   c->qat_interval = 4;
   c->dpo_loss_type = 2;
   c->label_smoothing = 0.2;
+  c->sample_prompts = g_strdupv ((char **) (const char *[]) { "Once upon a time", "Hi", NULL });
+  c->steps_per_sample = 25;
+  c->sample_max_tokens = 32;
   return c;
 }
 
