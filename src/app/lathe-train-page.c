@@ -50,6 +50,7 @@ struct _LatheTrainPage
   GtkMenuButton *recent_button;
   GtkLabel *issues_label;
   GtkLabel *status_label;
+  GtkLabel *lock_label;
   GtkLabel *command_label;
   AdwActionRow *model_row;
   AdwActionRow *data_row;
@@ -1536,6 +1537,7 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   BIND_ROW (recent_button);
   BIND_ROW (issues_label);
   BIND_ROW (status_label);
+  BIND_ROW (lock_label);
   BIND_ROW (command_label);
   BIND_ROW (model_row);
   BIND_ROW (data_row);
@@ -1709,4 +1711,12 @@ lathe_train_page_get_status (LatheTrainPage *self)
 {
   g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), NULL);
   return self->status;
+}
+
+/* The line above the form that says why it is locked (shown while a run goes). */
+GtkWidget *
+lathe_train_page_get_lock_label (LatheTrainPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), NULL);
+  return GTK_WIDGET (self->lock_label);
 }

@@ -52,4 +52,7 @@ char *lathe_check_data_format (const char *data, LtTrainMode mode);
 /* The Export… button (shown when the output folder holds an adapter). */
 GtkWidget *lathe_train_page_get_export_button (LatheTrainPage *self);
 
+/* The line that says why the form is locked during a run. */
+GtkWidget *lathe_train_page_get_lock_label (LatheTrainPage *self);
+
 G_END_DECLS
