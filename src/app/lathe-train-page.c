@@ -51,6 +51,12 @@ struct _LatheTrainPage
   GtkLabel *issues_label;
   GtkLabel *status_label;
   GtkLabel *lock_label;
+  AdwLeaflet *leaflet;
+  GtkWidget *form_pane;
+  GtkWidget *form_box;
+  GtkWidget *form_scroller;
+  GtkWidget *monitor_scroller;
+  GtkButton *pane_button;
   GtkLabel *command_label;
   AdwActionRow *model_row;
   AdwActionRow *data_row;
@@ -1001,15 +1007,8 @@ show_estimate (LatheTrainPage *self, const LtConfig *model, const char *problem)
     guint64 total_mem = 0, avail = 0;
     const char *hint = NULL;
 
-    guint64 rss = 0;
-
+    /* The core's estimate as is: the number `lathe estimate` prints and the chart's line. */
     lt_memory_estimate (cfg, model, &est);
-    /* The run shares this process: its baseline is what the app holds now, not the CLI's. */
-    if (lt_memory_get_process (&rss, NULL) && rss > 0)
-      {
-        est.total = est.total - est.baseline + rss;
-        est.baseline = rss;
-      }
     self->last_estimate = est.total;
     if (self->job != NULL && lathe_train_job_is_running (self->job))
       lathe_chart_set_reference (lathe_monitor_get_memory_chart (self->monitor), _("estimate"),
@@ -1018,9 +1017,7 @@ show_estimate (LatheTrainPage *self, const LtConfig *model, const char *problem)
     for (int i = 0; i < LT_MEMORY_N_ITEMS; i++)
       {
         g_autofree char *v = lt_memory_format (items[i].bytes);
-        const char *name = i == LT_MEMORY_N_ITEMS - 1 ? _("Lathe itself (now)")
-                                                      : g_dgettext (GETTEXT_PACKAGE,
-                                                                    items[i].name);
+        const char *name = g_dgettext (GETTEXT_PACKAGE, items[i].name);
         g_string_append_printf (breakdown, "%s\t%s\n", name, v);
       }
     total = lt_memory_format (est.total);
@@ -1137,7 +1134,56 @@ lathe_train_page_get_memory_estimate (LatheTrainPage *self)
   return self->last_estimate;
 }
 
+/* The mouse wheel scrolls the form: spin buttons and drop-downs under the pointer do not take
+ * it (a wheel turn changed "Save every" from 100 to 0 while scrolling). Their own scroll
+ * controllers are switched off, so the event goes on to the scrolled window; the keyboard
+ * (arrows, Page Up/Down) still changes them. */
+static void
+ignore_wheel (GtkWidget *widget,
+              gboolean   inside)
+{
+  inside = inside || GTK_IS_SPIN_BUTTON (widget) || GTK_IS_DROP_DOWN (widget);
+  if (inside)
+    {
+      GListModel *controllers = gtk_widget_observe_controllers (widget);
+
+      for (guint i = 0; i < g_list_model_get_n_items (controllers); i++)
+        {
+          g_autoptr(GtkEventController) c = g_list_model_get_item (controllers, i);
+          if (GTK_IS_EVENT_CONTROLLER_SCROLL (c))
+            gtk_event_controller_set_propagation_phase (c, GTK_PHASE_NONE);
+        }
+      g_object_unref (controllers);
+    }
+  for (GtkWidget *child = gtk_widget_get_first_child (widget); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    ignore_wheel (child, inside);
+}
+
 /* --- The run ----------------------------------------------------------------------------- */
+
+/* On a narrow window the leaflet folds: the form and the monitor take turns, switched by the
+ * action bar's button, instead of being squashed side by side. */
+static void
+leaflet_notify_cb (LatheTrainPage *self)
+{
+  gboolean on_monitor = adw_leaflet_get_visible_child (self->leaflet) == self->monitor_scroller;
+
+  gtk_button_set_label (self->pane_button, on_monitor ? _("_Settings") : _("_Monitor"));
+  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->pane_button),
+                                  on_monitor ? "train.show-form" : "train.show-monitor");
+}
+
+static void
+show_pane_action (GtkWidget  *widget,
+                  const char *action_name,
+                  GVariant   *param)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (widget);
+
+  adw_leaflet_set_visible_child (self->leaflet, g_str_equal (action_name, "train.show-monitor")
+                                                  ? self->monitor_scroller : self->form_pane);
+}
 
 static void
 update_run_widgets (LatheTrainPage *self)
@@ -1148,6 +1194,9 @@ update_run_widgets (LatheTrainPage *self)
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
 
   gtk_widget_set_sensitive (GTK_WIDGET (self->start_button), !running);
+  /* The run uses the settings it started with: the form is locked, saying why. */
+  gtk_widget_set_sensitive (self->form_box, !running);
+  gtk_widget_set_visible (GTK_WIDGET (self->lock_label), running);
   update_export_button (self);
   gtk_button_set_label (self->stop_button, state == LATHE_TRAIN_STATE_STOPPING
                                              ? _("Stopping…") : _("S_top"));
@@ -1293,6 +1342,7 @@ start_job (LatheTrainPage *self, LtRunConfig *cfg, gboolean resume)
       return FALSE;
     }
   self->job = g_steal_pointer (&job);
+  adw_leaflet_set_visible_child (self->leaflet, self->monitor_scroller);
 
   /* Keep the session awake and the process alive (for the final save) during the run. */
   if (GTK_IS_WINDOW (root) && gtk_window_get_application (GTK_WINDOW (root)) != NULL)
@@ -1538,6 +1588,12 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   BIND_ROW (issues_label);
   BIND_ROW (status_label);
   BIND_ROW (lock_label);
+  BIND_ROW (leaflet);
+  BIND_ROW (form_pane);
+  BIND_ROW (form_box);
+  BIND_ROW (form_scroller);
+  BIND_ROW (monitor_scroller);
+  BIND_ROW (pane_button);
   BIND_ROW (command_label);
   BIND_ROW (model_row);
   BIND_ROW (data_row);
@@ -1585,6 +1641,7 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   gtk_widget_class_bind_template_callback (widget_class, export_clicked_cb);
   gtk_widget_class_bind_template_callback (widget_class, learning_rate_output_cb);
   gtk_widget_class_bind_template_callback (widget_class, preview_popover_show_cb);
+  gtk_widget_class_bind_template_callback (widget_class, leaflet_notify_cb);
 
   gtk_widget_class_install_action (widget_class, "train.choose-model", NULL, choose_action);
   gtk_widget_class_install_action (widget_class, "train.choose-data-file", NULL, choose_action);
@@ -1595,6 +1652,8 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
                                    use_recent_model_action);
   gtk_widget_class_install_action (widget_class, "train.copy-command", NULL,
                                    copy_command_action);
+  gtk_widget_class_install_action (widget_class, "train.show-monitor", NULL, show_pane_action);
+  gtk_widget_class_install_action (widget_class, "train.show-form", NULL, show_pane_action);
 }
 
 static void
@@ -1672,6 +1731,8 @@ lathe_train_page_init (LatheTrainPage *self)
   update_quantization_row (self);
   lathe_train_page_revalidate (self);
   update_run_widgets (self);
+  leaflet_notify_cb (self);
+  ignore_wheel (self->form_box, FALSE);
   schedule_estimate (self);
 }
 
