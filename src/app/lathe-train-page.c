@@ -9,6 +9,7 @@
 #include "lathe-monitor.h"
 #include "lathe-train-job.h"
 #include "lathe-export-dialog.h"
+#include "lathe-recipe.h"
 
 #include <json-glib/json-glib.h>
 #include "src/core/lt-memory.h"
@@ -666,24 +667,6 @@ lathe_train_page_load_recipe (LatheTrainPage  *self,
   return TRUE;
 }
 
-/* Recipes are read and written (atomically, with fsync) on a worker thread: the main loop
- * only copies the configuration in and applies the result. */
-static void
-load_recipe_thread (GTask        *task,
-                    gpointer      source_object,
-                    gpointer      task_data,
-                    GCancellable *cancellable)
-{
-  const char *path = task_data;
-  GError *error = NULL;
-  LtRunConfig *cfg = lt_run_config_new_from_file (path, &error);
-
-  if (cfg == NULL)
-    g_task_return_error (task, error);
-  else
-    g_task_return_pointer (task, cfg, (GDestroyNotify) lt_run_config_free);
-}
-
 static void
 load_recipe_cb (GObject      *object,
                 GAsyncResult *result,
@@ -695,7 +678,7 @@ load_recipe_cb (GObject      *object,
   g_autofree char *name = NULL;
   g_autofree char *message = NULL;
 
-  cfg = g_task_propagate_pointer (G_TASK (result), &error);
+  cfg = lathe_recipe_load_finish (result, &error);
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->settings == NULL)
     return;
 
@@ -710,7 +693,7 @@ load_recipe_cb (GObject      *object,
   set_status (self, NULL);
   lathe_train_page_revalidate (self);
 
-  name = g_path_get_basename (g_task_get_task_data (G_TASK (result)));
+  name = g_path_get_basename (lathe_recipe_get_path (result));
   message = g_strdup_printf (_("Opened “%s”"), name);
   toast (self, message);
 }
@@ -718,61 +701,17 @@ load_recipe_cb (GObject      *object,
 /**
  * lathe_train_page_open_recipe_file:
  *
- * Reads @file on a worker thread and applies it to the form; on error an AdwMessageDialog
- * shows lt-run's message (which names the key) and the form is unchanged.
+ * Reads @file on a worker thread (lathe-recipe) and applies it to the form; on error an
+ * AdwMessageDialog shows lt-run's message (which names the key) and the form is unchanged.
  */
 void
 lathe_train_page_open_recipe_file (LatheTrainPage *self,
                                    GFile          *file)
 {
-  g_autoptr(GTask) task = NULL;
-  g_autofree char *path = NULL;
-
   g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
   g_return_if_fail (G_IS_FILE (file));
 
-  path = g_file_get_path (file);
-  if (path == NULL)
-    {
-      g_autofree char *uri = g_file_get_uri (file);
-      g_autofree char *message = g_strdup_printf (_("%s: only local files can be opened"), uri);
-      show_error_dialog (self, _("Could Not Open Recipe"), message);
-      return;
-    }
-
-  task = g_task_new (self, self->cancellable, load_recipe_cb, NULL);
-  g_task_set_source_tag (task, lathe_train_page_open_recipe_file);
-  g_task_set_task_data (task, g_steal_pointer (&path), g_free);
-  g_task_run_in_thread (task, load_recipe_thread);
-}
-
-typedef struct
-{
-  LtRunConfig *cfg;
-  char *path;
-} SaveJob;
-
-static void
-save_job_free (SaveJob *job)
-{
-  lt_run_config_free (job->cfg);
-  g_free (job->path);
-  g_free (job);
-}
-
-static void
-save_recipe_thread (GTask        *task,
-                    gpointer      source_object,
-                    gpointer      task_data,
-                    GCancellable *cancellable)
-{
-  SaveJob *job = task_data;
-  GError *error = NULL;
-
-  if (lt_run_config_save (job->cfg, job->path, &error))
-    g_task_return_boolean (task, TRUE);
-  else
-    g_task_return_error (task, error);
+  lathe_recipe_load_async (G_OBJECT (self), file, self->cancellable, load_recipe_cb, NULL);
 }
 
 static void
@@ -784,7 +723,7 @@ save_recipe_cb (GObject      *object,
   g_autoptr(GError) error = NULL;
   gboolean saved;
 
-  saved = g_task_propagate_boolean (G_TASK (result), &error);
+  saved = lathe_recipe_save_finish (result, &error);
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->settings == NULL)
     return;
 
@@ -803,27 +742,13 @@ void
 lathe_train_page_save_recipe_file (LatheTrainPage *self,
                                    GFile          *file)
 {
-  g_autoptr(GTask) task = NULL;
-  SaveJob *job;
+  g_autoptr(LtRunConfig) cfg = NULL;
 
   g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
   g_return_if_fail (G_IS_FILE (file));
 
-  if (!g_file_is_native (file))
-    {
-      g_autofree char *uri = g_file_get_uri (file);
-      g_autofree char *message = g_strdup_printf (_("%s: only local files can be saved"), uri);
-      show_error_dialog (self, _("Could Not Save Recipe"), message);
-      return;
-    }
-
-  task = g_task_new (self, self->cancellable, save_recipe_cb, NULL);
-  job = g_new0 (SaveJob, 1);
-  job->cfg = lathe_run_settings_dup_config (self->settings);
-  job->path = g_file_get_path (file);
-  g_task_set_source_tag (task, lathe_train_page_save_recipe_file);
-  g_task_set_task_data (task, job, (GDestroyNotify) save_job_free);
-  g_task_run_in_thread (task, save_recipe_thread);
+  cfg = lathe_run_settings_dup_config (self->settings);
+  lathe_recipe_save_async (G_OBJECT (self), cfg, file, self->cancellable, save_recipe_cb, NULL);
 }
 
 static void
