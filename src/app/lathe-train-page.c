@@ -10,6 +10,7 @@
 #include "lathe-train-job.h"
 #include "lathe-export-dialog.h"
 #include "lathe-recipe.h"
+#include "lathe-train-checks.h"
 
 #include <json-glib/json-glib.h>
 #include "src/core/lt-memory.h"
@@ -58,6 +59,15 @@ struct _LatheTrainPage
   GtkWidget *form_scroller;
   GtkWidget *monitor_scroller;
   GtkButton *pane_button;
+  GtkStringList *group_size_list;
+  GArray *group_sizes;            /* int, one per entry of group_size_list */
+  const LtConfig *group_size_model; /* borrowed from model_configs, NULL: none loaded */
+  gboolean filling_group_sizes;
+  guint data_source;
+  GCancellable *data_cancellable;
+  LtDatasetReport *data_report;   /* the last check of data_report_key's dataset */
+  char *data_report_key;          /* data, model and max_seq_length it was made for */
+  char *data_error;               /* the dataset could not be read at all */
   GtkLabel *command_label;
   AdwActionRow *model_row;
   AdwActionRow *data_row;
@@ -215,84 +225,6 @@ set_status (LatheTrainPage *self,
   gtk_widget_set_visible (GTK_WIDGET (self->status_label), status != NULL);
 }
 
-/* The first non-empty line of a JSONL file, read quickly (the first MiB at most); NULL when
- * the file cannot be read or holds no such line within that. */
-static char *
-read_first_line (const char *path)
-{
-  g_autoptr(GFile) file = g_file_new_for_path (path);
-  g_autoptr(GFileInputStream) stream = g_file_read (file, NULL, NULL);
-  g_autoptr(GDataInputStream) data = NULL;
-  gsize total = 0;
-
-  if (stream == NULL)
-    return NULL;
-  data = g_data_input_stream_new (G_INPUT_STREAM (stream));
-  while (total < 1024 * 1024)
-    {
-      gsize length = 0;
-      g_autofree char *line = g_data_input_stream_read_line_utf8 (data, &length, NULL, NULL);
-
-      if (line == NULL)
-        return NULL;
-      total += length + 1;
-      g_strstrip (line);
-      if (line[0] != '\0')
-        return g_steal_pointer (&line);
-    }
-  return NULL;
-}
-
-/**
- * lathe_check_data_format:
- * @data: the dataset: a folder holding train.jsonl, or a JSONL file
- * @mode: the trainer
- *
- * Reads the first non-empty line of the training file and checks that its format suits the
- * trainer: preference records ("chosen" and "rejected") for DPO and ORPO, anything else
- * (text, chat, completions) for SFT. A file that cannot be read or parsed passes: the
- * trainer reports those with the line number.
- *
- * Returns: (transfer full) (nullable): the problem, or %NULL when the format fits.
- */
-char *
-lathe_check_data_format (const char  *data,
-                         LtTrainMode  mode)
-{
-  g_autofree char *path = NULL;
-  g_autofree char *line = NULL;
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  JsonNode *root;
-  JsonObject *object;
-  gboolean preference;
-
-  g_return_val_if_fail (data != NULL, NULL);
-
-  if (g_file_test (data, G_FILE_TEST_IS_DIR))
-    path = g_build_filename (data, "train.jsonl", NULL);
-  else
-    path = g_strdup (data);
-
-  line = read_first_line (path);
-  if (line == NULL || !json_parser_load_from_data (parser, line, -1, NULL))
-    return NULL;
-  root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
-    return NULL;
-  object = json_node_get_object (root);
-  preference = json_object_has_member (object, "chosen")
-               && json_object_has_member (object, "rejected");
-
-  if (preference && mode == LT_TRAIN_MODE_SFT)
-    return g_strdup (_("This dataset holds preference pairs (chosen and rejected): "
-                       "choose DPO or ORPO as the trainer, or a dataset of text or chats"));
-  if (!preference && mode != LT_TRAIN_MODE_SFT)
-    return g_strdup_printf (_("%s trains on preference pairs: each line of train.jsonl needs "
-                              "\"prompt\", \"chosen\" and \"rejected\""),
-                            mode == LT_TRAIN_MODE_DPO ? "DPO" : "ORPO");
-  return NULL;
-}
-
 static void
 add_data_format_issue (LatheTrainPage *self,
                        GPtrArray      *issues)
@@ -325,21 +257,6 @@ add_model_issues (LatheTrainPage *self,
   LtRunIssue *issue;
   int in_features[3];
 
-  /* A fresh run needs a folder without a run in it (the trainer refuses to overwrite one). */
-  if (cfg->adapter_path != NULL)
-    {
-      g_autofree char *state = g_build_filename (cfg->adapter_path, "state", "trainer.json",
-                                                 NULL);
-      if (g_file_test (state, G_FILE_TEST_EXISTS))
-        {
-          issue = g_new0 (LtRunIssue, 1);
-          issue->key = g_strdup ("adapter_path");
-          issue->message = g_strdup (_("This folder holds a run already: resume it on the Runs "
-                                       "page or choose a new folder"));
-          g_ptr_array_add (issues, issue);
-        }
-    }
-
   if (cfg->model == NULL)
     return;
 
@@ -362,6 +279,167 @@ add_model_issues (LatheTrainPage *self,
     g_ptr_array_add (issues, issue);
 }
 
+/* --- The dataset check ------------------------------------------------------------------ */
+
+static char *
+data_report_key (LatheTrainPage *self)
+{
+  g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+
+  return g_strdup_printf ("%s\n%s\n%d", cfg->data ? cfg->data : "", cfg->model ? cfg->model : "",
+                          cfg->max_seq_length);
+}
+
+/* The last dataset check, when it is of the form's current dataset, model and length: its
+ * problem (or a trainer that does not suit its format) as an issue of the Dataset row, its
+ * summary as the row's subtitle. Returns whether the check is current. */
+static gboolean
+add_data_report_issues (LatheTrainPage *self,
+                        GPtrArray      *issues)
+{
+  RowInfo *info = g_hash_table_lookup (self->rows_by_key, "data");
+  g_autofree char *key = data_report_key (self);
+  g_autofree char *message = NULL;
+  LtRunIssue *issue;
+
+  g_free (info->subtitle);
+  info->subtitle = g_strdup (_("A folder with train.jsonl and valid.jsonl, or one JSONL file"));
+  if (g_strcmp0 (key, self->data_report_key) != 0)
+    return FALSE;
+  if (self->data_error != NULL)
+    message = g_strdup (self->data_error);
+  else if (self->data_report->problem != NULL)
+    message = g_strdup (self->data_report->problem);
+  else
+    {
+      g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+
+      g_free (info->subtitle);
+      info->subtitle = lathe_dataset_report_describe (self->data_report, cfg->max_seq_length);
+      message = lathe_data_format_mismatch (self->data_report->format, cfg->train_mode);
+    }
+  if (message != NULL)
+    {
+      issue = g_new0 (LtRunIssue, 1);
+      issue->key = g_strdup ("data");
+      issue->message = g_steal_pointer (&message);
+      g_ptr_array_add (issues, issue);
+    }
+  return TRUE;
+}
+
+static void
+data_check_cb (GObject      *object,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (object);
+  g_autofree char *key = user_data;
+  g_autoptr(GError) error = NULL;
+  LtDatasetReport *report = lathe_dataset_inspect_finish (result, &error);
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->settings == NULL)
+    return;
+  g_clear_pointer (&self->data_report, lt_dataset_report_free);
+  g_clear_pointer (&self->data_error, g_free);
+  g_free (self->data_report_key);
+  self->data_report_key = g_steal_pointer (&key);
+  self->data_report = report;
+  if (report == NULL)
+    self->data_error = g_strdup (error->message);
+  lathe_train_page_revalidate (self);
+}
+
+static gboolean
+data_check_timeout_cb (gpointer data)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (data);
+  g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+
+  self->data_source = 0;
+  g_cancellable_cancel (self->data_cancellable);
+  g_clear_object (&self->data_cancellable);
+  if (cfg->data == NULL)
+    return G_SOURCE_REMOVE;
+  self->data_cancellable = g_cancellable_new ();
+  lathe_dataset_inspect_async (G_OBJECT (self), cfg->data, cfg->model, cfg->max_seq_length,
+                               self->data_cancellable, data_check_cb, data_report_key (self));
+  return G_SOURCE_REMOVE;
+}
+
+/* Checks the dataset on a worker thread once the form is quiet (the model's tokenizer
+ * measures the examples). */
+static void
+schedule_data_check (LatheTrainPage *self)
+{
+  g_clear_handle_id (&self->data_source, g_source_remove);
+  self->data_source = g_timeout_add (ESTIMATE_DELAY_MS, data_check_timeout_cb, self);
+}
+
+/* --- QAT group sizes -------------------------------------------------------------------- */
+
+/* The Group size choice: the fake quantizer's sizes that divide @model's layer widths, and
+ * the form's value when it is none of them (so the check can show why). */
+static void
+fill_group_sizes (LatheTrainPage *self,
+                  const LtConfig *model)
+{
+  g_autoptr(GArray) choices = lathe_qat_group_size_choices (model);
+  g_autoptr(GPtrArray) labels = g_ptr_array_new_with_free_func (g_free);
+  int current = 0;
+  guint selected = 0;
+  gboolean found = FALSE, qat_enable = FALSE;
+
+  g_object_get (self->settings, "qat-group-size", &current, NULL);
+  self->group_size_model = model;
+  for (guint i = 0; i < choices->len && !found; i++)
+    found = g_array_index (choices, int, i) == current;
+  if (!found)
+    g_array_append_val (choices, current);
+  for (guint i = 0; i < choices->len; i++)
+    {
+      int g = g_array_index (choices, int, i);
+
+      if (g == current)
+        selected = i;
+      g_ptr_array_add (labels, g == 0 ? g_strdup (_("Per tensor")) : g_strdup_printf ("%d", g));
+    }
+  g_ptr_array_add (labels, NULL);
+
+  self->filling_group_sizes = TRUE;
+  g_array_set_size (self->group_sizes, 0);
+  g_array_append_vals (self->group_sizes, choices->data, choices->len);
+  gtk_string_list_splice (self->group_size_list, 0,
+                          g_list_model_get_n_items (G_LIST_MODEL (self->group_size_list)),
+                          (const char * const *) labels->pdata);
+  adw_combo_row_set_selected (ADW_COMBO_ROW (self->qat_group_size_row), selected);
+  /* A combo row makes itself sensitive when its list changes: the QAT switch decides. */
+  g_object_get (self->settings, "qat-enable", &qat_enable, NULL);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->qat_group_size_row), qat_enable);
+  self->filling_group_sizes = FALSE;
+}
+
+static void
+group_size_selected_cb (LatheTrainPage *self)
+{
+  guint i = adw_combo_row_get_selected (ADW_COMBO_ROW (self->qat_group_size_row));
+
+  if (self->filling_group_sizes || self->group_sizes == NULL || i >= self->group_sizes->len)
+    return;
+  g_object_set (self->settings, "qat-group-size", g_array_index (self->group_sizes, int, i), NULL);
+}
+
+static void
+sync_group_size (LatheTrainPage *self)
+{
+  guint i = adw_combo_row_get_selected (ADW_COMBO_ROW (self->qat_group_size_row));
+  int current = 0;
+
+  g_object_get (self->settings, "qat-group-size", &current, NULL);
+  if (i >= self->group_sizes->len || g_array_index (self->group_sizes, int, i) != current)
+    fill_group_sizes (self, self->group_size_model);
+}
+
 /**
  * lathe_train_page_revalidate:
  *
@@ -380,11 +458,10 @@ lathe_train_page_revalidate (LatheTrainPage *self)
   g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), 0);
 
   issues = lathe_run_settings_check (self->settings, self->start_requested);
+  if (!add_data_report_issues (self, issues) && self->start_requested && issues->len == 0)
+    add_data_format_issue (self, issues);
   if (self->start_requested && issues->len == 0)
-    {
-      add_model_issues (self, issues);
-      add_data_format_issue (self, issues);
-    }
+    add_model_issues (self, issues);
 
   for (guint i = 0; i < self->rows->len; i++)
     g_string_truncate (((RowInfo *) g_ptr_array_index (self->rows, i))->errors, 0);
@@ -464,6 +541,11 @@ settings_notify_cb (LatheTrainPage   *self,
 
   if (g_strcmp0 (pspec->name, "adapter-path") == 0)
     update_export_button (self);
+  if (g_strcmp0 (pspec->name, "qat-group-size") == 0)
+    sync_group_size (self);
+  if (g_strcmp0 (pspec->name, "data") == 0 || g_strcmp0 (pspec->name, "model") == 0
+      || g_strcmp0 (pspec->name, "max-seq-length") == 0)
+    schedule_data_check (self);
   lathe_train_page_revalidate (self);
   schedule_estimate (self);
 }
@@ -913,6 +995,8 @@ show_estimate (LatheTrainPage *self, const LtConfig *model, const char *problem)
   gtk_widget_remove_css_class (row, "warning");
   gtk_widget_remove_css_class (row, "error");
   self->last_estimate = 0;
+  if (model != self->group_size_model)
+    fill_group_sizes (self, model);
   if (model == NULL)
     {
       gtk_label_set_text (self->memory_total_label, "");
@@ -1295,6 +1379,22 @@ lathe_train_page_start (LatheTrainPage *self)
   if (lathe_train_page_is_running (self))
     return FALSE;
 
+  /* A folder that holds a run (finished, or stopped: resumed from the Runs page) is not
+   * reused: the run goes to a new folder named after the model and the day. Nothing is
+   * created before the run starts. */
+  if (lathe_run_folder_holds_run (lathe_run_settings_get_adapter_path (self->settings)))
+    {
+      g_autofree char *folder = lathe_new_run_folder (
+        lathe_run_settings_get_adapter_path (self->settings),
+        lathe_run_settings_get_model (self->settings));
+      g_autofree char *name = g_path_get_basename (folder);
+      g_autofree char *message = g_strdup_printf (_("The run folder holds a run already: "
+                                                    "this one goes to “%s”"), name);
+
+      lathe_run_settings_set_adapter_path (self->settings, folder);
+      toast (self, message);
+    }
+
   self->start_requested = TRUE;
   n_issues = lathe_train_page_revalidate (self);
   if (n_issues > 0)
@@ -1426,6 +1526,9 @@ lathe_train_page_dispose (GObject *object)
   g_cancellable_cancel (self->estimate_cancellable);
   g_clear_object (&self->estimate_cancellable);
   g_clear_handle_id (&self->estimate_source, g_source_remove);
+  g_cancellable_cancel (self->data_cancellable);
+  g_clear_object (&self->data_cancellable);
+  g_clear_handle_id (&self->data_source, g_source_remove);
   /* The job's dispose cancels a running worker; it saves and ends on its own. */
   if (self->job != NULL)
     g_signal_handlers_disconnect_by_data (self->job, self);
@@ -1457,6 +1560,10 @@ lathe_train_page_finalize (GObject *object)
 
   g_clear_pointer (&self->status, g_free);
   g_clear_pointer (&self->model_configs, g_hash_table_unref);
+  g_clear_pointer (&self->group_sizes, g_array_unref);
+  g_clear_pointer (&self->data_report, lt_dataset_report_free);
+  g_clear_pointer (&self->data_report_key, g_free);
+  g_clear_pointer (&self->data_error, g_free);
 
   G_OBJECT_CLASS (lathe_train_page_parent_class)->finalize (object);
 }
@@ -1519,6 +1626,7 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   BIND_ROW (form_scroller);
   BIND_ROW (monitor_scroller);
   BIND_ROW (pane_button);
+  BIND_ROW (group_size_list);
   BIND_ROW (command_label);
   BIND_ROW (model_row);
   BIND_ROW (data_row);
@@ -1567,6 +1675,7 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   gtk_widget_class_bind_template_callback (widget_class, learning_rate_output_cb);
   gtk_widget_class_bind_template_callback (widget_class, preview_popover_show_cb);
   gtk_widget_class_bind_template_callback (widget_class, leaflet_notify_cb);
+  gtk_widget_class_bind_template_callback (widget_class, group_size_selected_cb);
 
   gtk_widget_class_install_action (widget_class, "train.choose-model", NULL, choose_action);
   gtk_widget_class_install_action (widget_class, "train.choose-data-file", NULL, choose_action);
@@ -1654,6 +1763,9 @@ lathe_train_page_init (LatheTrainPage *self)
   g_signal_connect_object (self->settings, "notify", G_CALLBACK (settings_notify_cb), self,
                            G_CONNECT_SWAPPED);
   update_quantization_row (self);
+  self->group_sizes = g_array_new (FALSE, FALSE, sizeof (int));
+  fill_group_sizes (self, NULL);
+  schedule_data_check (self);
   lathe_train_page_revalidate (self);
   update_run_widgets (self);
   leaflet_notify_cb (self);

@@ -5,6 +5,7 @@
 
 #include "lathe-monitor.h"
 #include "lathe-run-settings.h"
+#include "lathe-train-checks.h"
 #include "lathe-train-job.h"
 
 G_BEGIN_DECLS
@@ -45,9 +46,6 @@ void lathe_train_page_save_recipe_file (LatheTrainPage *self, GFile *file);
 GtkWidget *lathe_train_page_get_row_for_key (LatheTrainPage *self, const char *key);
 /* The last "would run" / status line shown under the form (borrowed). */
 const char *lathe_train_page_get_status (LatheTrainPage *self);
-
-/* Whether the dataset's first record suits the trainer: the problem, or NULL. */
-char *lathe_check_data_format (const char *data, LtTrainMode mode);
 
 /* The Export… button (shown when the output folder holds an adapter). */
 GtkWidget *lathe_train_page_get_export_button (LatheTrainPage *self);
