@@ -7,6 +7,7 @@
 #include <json-glib/json-glib.h>
 
 #include "lathe-train-checks.h"
+#include "src/core/lt-memory.h"
 #include "src/core/lt-qat.h"
 
 /* The first non-empty line of a JSONL file, read quickly (the first MiB at most); NULL when
@@ -91,6 +92,84 @@ lathe_check_data_format (const char  *data,
                && json_object_has_member (object, "rejected");
   return lathe_data_format_mismatch (preference ? LT_DATA_FORMAT_PREFERENCE
                                                 : LT_DATA_FORMAT_TEXT, mode);
+}
+
+static LtRunIssue *
+issue_new (const char *key,
+           char       *message)
+{
+  LtRunIssue *issue = g_new0 (LtRunIssue, 1);
+
+  issue->key = g_strdup (key);
+  issue->message = message;
+  return issue;
+}
+
+void
+lathe_check_start_inputs (const LtRunConfig *cfg,
+                          gboolean           check_format,
+                          GPtrArray         *issues)
+{
+  g_autoptr(LtConfig) model = NULL;
+  g_autoptr(GError) error = NULL;
+  LtRunIssue *issue;
+  int in_features[3];
+
+  if (check_format && cfg->data != NULL)
+    {
+      char *message = lathe_check_data_format (cfg->data, cfg->train_mode);
+
+      if (message != NULL)
+        {
+          g_ptr_array_add (issues, issue_new ("data", message));
+          return;
+        }
+    }
+  if (cfg->model == NULL)
+    return;
+
+  model = lt_config_load (cfg->model, &error);
+  if (model == NULL)
+    {
+      g_ptr_array_add (issues, issue_new ("model", g_strdup (error->message)));
+      return;
+    }
+  /* q/k/v/gate/up read the hidden size, o_proj heads × head size, down_proj the MLP size. */
+  in_features[0] = model->hidden_size;
+  in_features[1] = model->num_attention_heads * model->head_dim;
+  in_features[2] = model->intermediate_size;
+  issue = lt_run_config_check_group_size (cfg, in_features, G_N_ELEMENTS (in_features));
+  if (issue != NULL)
+    g_ptr_array_add (issues, issue);
+}
+
+static void
+load_config_thread (GTask        *task,
+                    gpointer      source,
+                    gpointer      task_data,
+                    GCancellable *cancellable)
+{
+  GError *error = NULL;
+  LtConfig *config = lt_config_load (task_data, &error);
+
+  if (config == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, config, (GDestroyNotify) lt_config_free);
+}
+
+void
+lathe_model_config_load_async (GObject             *source_object,
+                               const char          *model_dir,
+                               GCancellable        *cancellable,
+                               GAsyncReadyCallback  callback,
+                               gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (source_object, cancellable, callback, user_data);
+
+  g_task_set_source_tag (task, lathe_model_config_load_async);
+  g_task_set_task_data (task, g_strdup (model_dir), g_free);
+  g_task_run_in_thread (task, load_config_thread);
 }
 
 typedef struct
@@ -264,4 +343,68 @@ lathe_new_run_folder (const char *previous,
         return path;
       g_free (path);
     }
+}
+
+void
+lathe_memory_fit (const LtRunConfig *cfg,
+                  const LtConfig    *model,
+                  LatheMemoryFit    *fit)
+{
+  GString *breakdown = g_string_new (NULL);
+  g_autofree char *avail_text = NULL;
+  LtMemoryItem items[LT_MEMORY_N_ITEMS];
+  LtMemoryEstimate est;
+  guint64 total_mem = 0, avail = 0;
+  const char *hint;
+
+  lt_memory_estimate (cfg, model, &est);
+  fit->total = est.total;
+  lt_memory_estimate_get_items (&est, items);
+  for (int i = 0; i < LT_MEMORY_N_ITEMS; i++)
+    {
+      g_autofree char *v = lt_memory_format (items[i].bytes);
+      g_string_append_printf (breakdown, "%s\t%s\n", g_dgettext (GETTEXT_PACKAGE, items[i].name),
+                              v);
+    }
+  fit->total_text = lt_memory_format (est.total);
+  g_string_append_printf (breakdown, "%s\t%s", _("Total"), fit->total_text);
+  fit->breakdown = g_string_free (breakdown, FALSE);
+
+  lt_memory_get_system (&total_mem, &avail);
+  avail_text = lt_memory_format (avail);
+  if (est.activations > est.base_weights + est.embeddings && !cfg->grad_checkpoint)
+    hint = _("turn on gradient checkpointing or use shorter sequences");
+  else if (cfg->quantization == LT_QUANTIZATION_NONE && cfg->train_type != LT_TRAIN_TYPE_FULL)
+    hint = _("load the base in 4-bit");
+  else if (cfg->train_type == LT_TRAIN_TYPE_FULL)
+    hint = _("use LoRA instead of full fine-tuning");
+  else
+    hint = _("lower the rank, the batch size or the sequence length");
+  switch (lt_memory_verdict (est.total, avail))
+    {
+    case LT_MEMORY_FITS:
+      /* Translators: "%s available" is free memory */
+      fit->subtitle = g_strdup_printf (_("Fits: %s available"), avail_text);
+      fit->style = "success";
+      break;
+    case LT_MEMORY_TIGHT:
+      fit->subtitle = g_strdup_printf (_("Tight: over 80%% of the %s available; to save memory, "
+                                         "%s"), avail_text, hint);
+      fit->style = "warning";
+      break;
+    case LT_MEMORY_DOES_NOT_FIT:
+    default:
+      fit->subtitle = g_strdup_printf (_("Does not fit in the %s available: %s"), avail_text,
+                                       hint);
+      fit->style = "error";
+      break;
+    }
+}
+
+void
+lathe_memory_fit_clear (LatheMemoryFit *fit)
+{
+  g_clear_pointer (&fit->total_text, g_free);
+  g_clear_pointer (&fit->breakdown, g_free);
+  g_clear_pointer (&fit->subtitle, g_free);
 }

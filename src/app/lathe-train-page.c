@@ -9,6 +9,7 @@
 #include "lathe-monitor.h"
 #include "lathe-train-job.h"
 #include "lathe-export-dialog.h"
+#include "lathe-chooser.h"
 #include "lathe-recipe.h"
 #include "lathe-train-checks.h"
 
@@ -17,19 +18,8 @@
 
 #include "src/core/lt-config.h"
 
-#define MAX_RECENT_MODELS 8
 /* The memory estimate follows the form after this quiet time. */
 #define ESTIMATE_DELAY_MS 250
-
-typedef enum
-{
-  CHOOSE_MODEL,
-  CHOOSE_DATA_FILE,
-  CHOOSE_DATA_FOLDER,
-  CHOOSE_OUTPUT,
-  CHOOSE_OPEN_RECIPE,
-  CHOOSE_SAVE_RECIPE,
-} ChooserPurpose;
 
 /* One form row that can show issues: its normal subtitle and the issues of this check. */
 typedef struct _RowInfo RowInfo;
@@ -40,6 +30,19 @@ struct _RowInfo
   GString *errors;
   RowInfo *fallback; /* shows the issues while this row is hidden */
 };
+
+/* Every row of the form (AdwActionRow or a subclass), by template id. */
+#define FORM_ROWS(X) \
+  X (model_row) X (data_row) X (output_row) X (train_mode_row) X (train_type_row) \
+  X (quantization_row) X (lora_rank_row) X (lora_scale_row) X (lora_dropout_row) \
+  X (lora_keys_row) X (all_layers_row) X (num_layers_row) X (learning_rate_row) \
+  X (lr_schedule_row) X (warmup_steps_row) X (length_unit_row) X (iters_row) X (epochs_row) \
+  X (batch_size_row) X (grad_accum_row) X (max_seq_length_row) X (mask_prompt_row) \
+  X (grad_checkpoint_row) X (seed_row) X (optimizer_row) X (beta_row) X (dpo_loss_type_row) \
+  X (steps_per_report_row) X (steps_per_eval_row) X (save_every_row) X (qat_enable_row) \
+  X (qat_bits_row) X (qat_group_size_row) X (qat_start_step_row) X (qat_interval_row) \
+  X (memory_row)
+#define DECLARE_ROW(name) AdwActionRow *name;
 
 struct _LatheTrainPage
 {
@@ -69,42 +72,7 @@ struct _LatheTrainPage
   char *data_report_key;          /* data, model and max_seq_length it was made for */
   char *data_error;               /* the dataset could not be read at all */
   GtkLabel *command_label;
-  AdwActionRow *model_row;
-  AdwActionRow *data_row;
-  AdwActionRow *output_row;
-  AdwActionRow *train_mode_row;
-  AdwActionRow *train_type_row;
-  AdwActionRow *quantization_row;
-  AdwActionRow *lora_rank_row;
-  AdwActionRow *lora_scale_row;
-  AdwActionRow *lora_dropout_row;
-  AdwActionRow *lora_keys_row;
-  AdwActionRow *all_layers_row;
-  AdwActionRow *num_layers_row;
-  AdwActionRow *learning_rate_row;
-  AdwActionRow *lr_schedule_row;
-  AdwActionRow *warmup_steps_row;
-  AdwActionRow *length_unit_row;
-  AdwActionRow *iters_row;
-  AdwActionRow *epochs_row;
-  AdwActionRow *batch_size_row;
-  AdwActionRow *grad_accum_row;
-  AdwActionRow *max_seq_length_row;
-  AdwActionRow *mask_prompt_row;
-  AdwActionRow *grad_checkpoint_row;
-  AdwActionRow *seed_row;
-  AdwActionRow *optimizer_row;
-  AdwActionRow *beta_row;
-  AdwActionRow *dpo_loss_type_row;
-  AdwActionRow *steps_per_report_row;
-  AdwActionRow *steps_per_eval_row;
-  AdwActionRow *save_every_row;
-  AdwActionRow *qat_enable_row;
-  AdwActionRow *qat_bits_row;
-  AdwActionRow *qat_group_size_row;
-  AdwActionRow *qat_start_step_row;
-  AdwActionRow *qat_interval_row;
-  AdwActionRow *memory_row;
+  FORM_ROWS (DECLARE_ROW)
   GtkLabel *memory_total_label;
   GtkLabel *memory_breakdown_label;
   GtkButton *start_button;
@@ -121,8 +89,6 @@ struct _LatheTrainPage
   guint64 last_estimate;
 
   GSettings *app_settings;
-  GtkNativeDialog *chooser;
-  ChooserPurpose chooser_purpose;
   GCancellable *cancellable; /* recipe reads and writes */
   GPtrArray *rows;         /* RowInfo, owned */
   GHashTable *rows_by_key; /* JSON key → RowInfo (borrowed from rows) */
@@ -223,60 +189,6 @@ set_status (LatheTrainPage *self,
   self->status = g_strdup (status);
   gtk_label_set_text (self->status_label, status != NULL ? status : "");
   gtk_widget_set_visible (GTK_WIDGET (self->status_label), status != NULL);
-}
-
-static void
-add_data_format_issue (LatheTrainPage *self,
-                       GPtrArray      *issues)
-{
-  const char *data = lathe_run_settings_get_data (self->settings);
-  g_autofree char *message = NULL;
-  LtRunIssue *issue;
-
-  if (data == NULL || data[0] == '\0')
-    return;
-  message = lathe_check_data_format (data, lathe_run_settings_get_train_mode (self->settings));
-  if (message == NULL)
-    return;
-  issue = g_new0 (LtRunIssue, 1);
-  issue->key = g_strdup ("data");
-  issue->message = g_steal_pointer (&message);
-  g_ptr_array_add (issues, issue);
-}
-
-/* For a start, the checks that need the model's shapes: the model's config.json must load,
- * and the QAT group size must divide the input size of its linear layers (lt-run's rule,
- * lt_run_config_check_group_size()). */
-static void
-add_model_issues (LatheTrainPage *self,
-                  GPtrArray      *issues)
-{
-  g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
-  g_autoptr(LtConfig) model = NULL;
-  g_autoptr(GError) error = NULL;
-  LtRunIssue *issue;
-  int in_features[3];
-
-  if (cfg->model == NULL)
-    return;
-
-  model = lt_config_load (cfg->model, &error);
-  if (model == NULL)
-    {
-      issue = g_new0 (LtRunIssue, 1);
-      issue->key = g_strdup ("model");
-      issue->message = g_strdup (error->message);
-      g_ptr_array_add (issues, issue);
-      return;
-    }
-
-  /* q/k/v/gate/up read the hidden size, o_proj heads × head size, down_proj the MLP size. */
-  in_features[0] = model->hidden_size;
-  in_features[1] = model->num_attention_heads * model->head_dim;
-  in_features[2] = model->intermediate_size;
-  issue = lt_run_config_check_group_size (cfg, in_features, G_N_ELEMENTS (in_features));
-  if (issue != NULL)
-    g_ptr_array_add (issues, issue);
 }
 
 /* --- The dataset check ------------------------------------------------------------------ */
@@ -454,14 +366,17 @@ lathe_train_page_revalidate (LatheTrainPage *self)
 {
   g_autoptr(GPtrArray) issues = NULL;
   g_autoptr(GString) unplaced = g_string_new (NULL);
+  gboolean report_current;
 
   g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), 0);
 
   issues = lathe_run_settings_check (self->settings, self->start_requested);
-  if (!add_data_report_issues (self, issues) && self->start_requested && issues->len == 0)
-    add_data_format_issue (self, issues);
+  report_current = add_data_report_issues (self, issues);
   if (self->start_requested && issues->len == 0)
-    add_model_issues (self, issues);
+    {
+      g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+      lathe_check_start_inputs (cfg, !report_current, issues);
+    }
 
   for (guint i = 0; i < self->rows->len; i++)
     g_string_truncate (((RowInfo *) g_ptr_array_index (self->rows, i))->errors, 0);
@@ -550,16 +465,6 @@ settings_notify_cb (LatheTrainPage   *self,
   schedule_estimate (self);
 }
 
-static gboolean
-not_full_transform (GBinding     *binding,
-                    const GValue *from,
-                    GValue       *to,
-                    gpointer      user_data)
-{
-  g_value_set_boolean (to, g_value_get_uint (from) != LT_TRAIN_TYPE_FULL);
-  return TRUE;
-}
-
 /* Export… shows once the output folder holds an adapter, and not while a run writes it. */
 static void
 update_export_button (LatheTrainPage *self)
@@ -588,46 +493,32 @@ lathe_train_page_get_export_button (LatheTrainPage *self)
   return GTK_WIDGET (self->export_button);
 }
 
-static gboolean
-not_sft_transform (GBinding     *binding,
-                   const GValue *from,
-                   GValue       *to,
-                   gpointer      user_data)
-{
-  g_value_set_boolean (to, g_value_get_uint (from) != LT_TRAIN_MODE_SFT);
-  return TRUE;
-}
+/* Binds @target's boolean @target_property to whether the settings' enum @property is @value
+ * (or, with @negate, is not). */
+#define NEGATE 0x100
 
 static gboolean
-is_dpo_transform (GBinding     *binding,
-                  const GValue *from,
-                  GValue       *to,
-                  gpointer      user_data)
+is_value_transform (GBinding     *binding,
+                    const GValue *from,
+                    GValue       *to,
+                    gpointer      user_data)
 {
-  g_value_set_boolean (to, g_value_get_uint (from) == LT_TRAIN_MODE_DPO);
-  return TRUE;
-}
+  guint data = GPOINTER_TO_UINT (user_data);
 
-static gboolean
-unit_is_transform (GBinding     *binding,
-                   const GValue *from,
-                   GValue       *to,
-                   gpointer      user_data)
-{
-  g_value_set_boolean (to, g_value_get_uint (from) == GPOINTER_TO_UINT (user_data));
+  g_value_set_boolean (to, (g_value_get_uint (from) == (data & ~NEGATE)) != !!(data & NEGATE));
   return TRUE;
 }
 
 static void
-bind_transform (LatheTrainPage        *self,
-                const char            *property,
-                gpointer               target,
-                const char            *target_property,
-                GBindingTransformFunc  transform,
-                gpointer               user_data)
+bind_is (LatheTrainPage *self,
+         const char     *property,
+         gpointer        target,
+         const char     *target_property,
+         guint           value)
 {
   g_object_bind_property_full (self->settings, property, target, target_property,
-                               G_BINDING_SYNC_CREATE, transform, NULL, user_data, NULL);
+                               G_BINDING_SYNC_CREATE, is_value_transform, NULL,
+                               GUINT_TO_POINTER (value), NULL);
 }
 
 /* The learning rate is shown as 1e-05 rather than 0.00001000. */
@@ -666,45 +557,9 @@ learning_rate_input_cb (GtkSpinButton *spin,
 static void
 rebuild_recent_menu (LatheTrainPage *self)
 {
-  g_auto(GStrv) recent = g_settings_get_strv (self->app_settings, "recent-models");
-
-  g_menu_remove_all (self->recent_menu);
-  for (guint i = 0; recent[i] != NULL; i++)
-    {
-      g_autofree char *label = g_path_get_basename (recent[i]);
-      g_autoptr(GMenuItem) item = g_menu_item_new (label, NULL);
-
-      g_menu_item_set_action_and_target_value (item, "train.use-recent-model",
-                                               g_variant_new_string (recent[i]));
-      g_menu_append_item (self->recent_menu, item);
-    }
-  gtk_widget_set_sensitive (GTK_WIDGET (self->recent_button), recent[0] != NULL);
-}
-
-static void
-add_recent_model (LatheTrainPage *self,
-                  const char     *path)
-{
-  g_auto(GStrv) recent = NULL;
-  g_autoptr(GStrvBuilder) builder = NULL;
-  g_auto(GStrv) updated = NULL;
-  guint n = 1;
-
-  if (path == NULL || path[0] == '\0')
-    return;
-
-  recent = g_settings_get_strv (self->app_settings, "recent-models");
-  builder = g_strv_builder_new ();
-  g_strv_builder_add (builder, path);
-  for (guint i = 0; recent[i] != NULL && n < MAX_RECENT_MODELS; i++)
-    {
-      if (g_strcmp0 (recent[i], path) == 0)
-        continue;
-      g_strv_builder_add (builder, recent[i]);
-      n++;
-    }
-  updated = g_strv_builder_end (builder);
-  g_settings_set_strv (self->app_settings, "recent-models", (const char * const *) updated);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->recent_button),
+                            lathe_recent_models_fill_menu (self->app_settings,
+                                                           self->recent_menu) > 0);
 }
 
 static void
@@ -834,154 +689,65 @@ lathe_train_page_save_recipe_file (LatheTrainPage *self,
 }
 
 static void
-chooser_response_cb (LatheTrainPage *self,
-                     int             response,
-                     GtkNativeDialog *chooser)
+chosen_cb (GtkWidget   *owner,
+           LatheChoice  choice,
+           GFile       *file)
 {
-  g_autoptr(GFile) file = NULL;
-  g_autofree char *path = NULL;
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (owner);
+  const char *path = g_file_peek_path (file);
 
-  g_assert (LATHE_IS_TRAIN_PAGE (self));
-
-  if (response == GTK_RESPONSE_ACCEPT)
-    file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (chooser));
-  if (file != NULL)
-    path = g_file_get_path (file);
-
-  if (path != NULL)
+  switch (choice)
     {
-      switch (self->chooser_purpose)
-        {
-        case CHOOSE_MODEL:
-          lathe_run_settings_set_model (self->settings, path);
-          add_recent_model (self, path);
-          break;
-        case CHOOSE_DATA_FILE:
-        case CHOOSE_DATA_FOLDER:
-          lathe_run_settings_set_data (self->settings, path);
-          break;
-        case CHOOSE_OUTPUT:
-          lathe_run_settings_set_adapter_path (self->settings, path);
-          break;
-        case CHOOSE_OPEN_RECIPE:
-          lathe_train_page_open_recipe_file (self, file);
-          break;
-        case CHOOSE_SAVE_RECIPE:
-          lathe_train_page_save_recipe_file (self, file);
-          break;
-        default:
-          g_assert_not_reached ();
-        }
-    }
-
-  gtk_native_dialog_destroy (chooser);
-  g_clear_object (&self->chooser);
-}
-
-static void
-open_chooser (LatheTrainPage *self,
-              ChooserPurpose  purpose)
-{
-  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
-  GtkFileChooserAction action = GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER;
-  const char *title = NULL;
-  const char *accept = _("_Select");
-  const char *current = NULL;
-  g_autofree char *runs_folder = NULL;
-  GtkFileChooserNative *chooser;
-
-  if (self->chooser != NULL)
-    {
-      gtk_native_dialog_destroy (self->chooser);
-      g_clear_object (&self->chooser);
-    }
-
-  switch (purpose)
-    {
-    case CHOOSE_MODEL:
-      title = _("Choose Model Folder");
-      current = lathe_run_settings_get_model (self->settings);
+    case LATHE_CHOOSE_MODEL:
+      lathe_run_settings_set_model (self->settings, path);
+      lathe_recent_models_add (self->app_settings, path);
       break;
-    case CHOOSE_DATA_FILE:
-      title = _("Choose Dataset File");
-      action = GTK_FILE_CHOOSER_ACTION_OPEN;
-      accept = _("_Open");
+    case LATHE_CHOOSE_DATA_FILE:
+    case LATHE_CHOOSE_DATA_FOLDER:
+      lathe_run_settings_set_data (self->settings, path);
       break;
-    case CHOOSE_DATA_FOLDER:
-      title = _("Choose Dataset Folder");
-      current = lathe_run_settings_get_data (self->settings);
+    case LATHE_CHOOSE_OUTPUT:
+      lathe_run_settings_set_adapter_path (self->settings, path);
       break;
-    case CHOOSE_OUTPUT:
-      title = _("Choose Run Folder");
-      runs_folder = g_settings_get_string (self->app_settings, "runs-folder");
-      current = runs_folder;
+    case LATHE_CHOOSE_OPEN_RECIPE:
+      lathe_train_page_open_recipe_file (self, file);
       break;
-    case CHOOSE_OPEN_RECIPE:
-      title = _("Open Recipe");
-      action = GTK_FILE_CHOOSER_ACTION_OPEN;
-      accept = _("_Open");
-      break;
-    case CHOOSE_SAVE_RECIPE:
-      title = _("Save Recipe");
-      action = GTK_FILE_CHOOSER_ACTION_SAVE;
-      accept = _("_Save");
+    case LATHE_CHOOSE_SAVE_RECIPE:
+      lathe_train_page_save_recipe_file (self, file);
       break;
     default:
       g_assert_not_reached ();
     }
+}
 
-  chooser = gtk_file_chooser_native_new (title, GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
-                                         action, accept, _("_Cancel"));
-  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (chooser), TRUE);
+static void
+open_chooser (LatheTrainPage *self,
+              LatheChoice     choice)
+{
+  g_autofree char *runs_folder = NULL;
+  const char *current = NULL;
 
-  if (purpose == CHOOSE_DATA_FILE || purpose == CHOOSE_OPEN_RECIPE)
-    {
-      g_autoptr(GtkFileFilter) filter = gtk_file_filter_new ();
-
-      if (purpose == CHOOSE_DATA_FILE)
-        {
-          gtk_file_filter_set_name (filter, _("JSON Lines"));
-          gtk_file_filter_add_pattern (filter, "*.jsonl");
-        }
-      else
-        {
-          gtk_file_filter_set_name (filter, _("Recipes"));
-          gtk_file_filter_add_pattern (filter, "*.json");
-        }
-      gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (chooser), filter);
-    }
-
-  if (purpose == CHOOSE_SAVE_RECIPE)
-    gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (chooser), "recipe.json");
-
-  if (current != NULL && current[0] != '\0' && g_file_test (current, G_FILE_TEST_IS_DIR))
-    {
-      g_autoptr(GFile) folder = g_file_new_for_path (current);
-      g_autoptr(GError) error = NULL;
-
-      if (!gtk_file_chooser_set_current_folder (GTK_FILE_CHOOSER (chooser), folder, &error))
-        g_debug ("Cannot open %s in the file chooser: %s", current, error->message);
-    }
-
-  self->chooser = GTK_NATIVE_DIALOG (chooser);
-  self->chooser_purpose = purpose;
-  g_signal_connect_object (chooser, "response", G_CALLBACK (chooser_response_cb), self,
-                           G_CONNECT_SWAPPED);
-  gtk_native_dialog_show (self->chooser);
+  if (choice == LATHE_CHOOSE_MODEL)
+    current = lathe_run_settings_get_model (self->settings);
+  else if (choice == LATHE_CHOOSE_DATA_FOLDER)
+    current = lathe_run_settings_get_data (self->settings);
+  else if (choice == LATHE_CHOOSE_OUTPUT)
+    current = runs_folder = g_settings_get_string (self->app_settings, "runs-folder");
+  lathe_chooser_show (GTK_WIDGET (self), choice, current, chosen_cb);
 }
 
 void
 lathe_train_page_open_recipe (LatheTrainPage *self)
 {
   g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
-  open_chooser (self, CHOOSE_OPEN_RECIPE);
+  open_chooser (self, LATHE_CHOOSE_OPEN_RECIPE);
 }
 
 void
 lathe_train_page_save_recipe (LatheTrainPage *self)
 {
   g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
-  open_chooser (self, CHOOSE_SAVE_RECIPE);
+  open_chooser (self, LATHE_CHOOSE_SAVE_RECIPE);
 }
 
 /* --- Memory estimate ------------------------------------------------------------------ */
@@ -1009,74 +775,19 @@ show_estimate (LatheTrainPage *self, const LtConfig *model, const char *problem)
     }
   {
     g_autoptr (LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
-    g_autoptr (GString) breakdown = g_string_new (NULL);
-    g_autofree char *total = NULL, *avail_text = NULL, *subtitle = NULL;
-    LtMemoryItem items[LT_MEMORY_N_ITEMS];
-    LtMemoryEstimate est;
-    guint64 total_mem = 0, avail = 0;
-    const char *hint = NULL;
+    g_auto (LatheMemoryFit) fit = { 0 };
 
     /* The core's estimate as is: the number `lathe estimate` prints and the chart's line. */
-    lt_memory_estimate (cfg, model, &est);
-    self->last_estimate = est.total;
+    lathe_memory_fit (cfg, model, &fit);
+    self->last_estimate = fit.total;
     if (self->job != NULL && lathe_train_job_is_running (self->job))
       lathe_chart_set_reference (lathe_monitor_get_memory_chart (self->monitor), _("estimate"),
-                                 (double) est.total);
-    lt_memory_estimate_get_items (&est, items);
-    for (int i = 0; i < LT_MEMORY_N_ITEMS; i++)
-      {
-        g_autofree char *v = lt_memory_format (items[i].bytes);
-        const char *name = g_dgettext (GETTEXT_PACKAGE, items[i].name);
-        g_string_append_printf (breakdown, "%s\t%s\n", name, v);
-      }
-    total = lt_memory_format (est.total);
-    g_string_append_printf (breakdown, "%s\t%s", _("Total"), total);
-    gtk_label_set_text (self->memory_breakdown_label, breakdown->str);
-    gtk_label_set_text (self->memory_total_label, total);
-
-    lt_memory_get_system (&total_mem, &avail);
-    avail_text = lt_memory_format (avail);
-    if (est.activations > est.base_weights + est.embeddings && !cfg->grad_checkpoint)
-      hint = _("turn on gradient checkpointing or use shorter sequences");
-    else if (cfg->quantization == LT_QUANTIZATION_NONE && cfg->train_type != LT_TRAIN_TYPE_FULL)
-      hint = _("load the base in 4-bit");
-    else if (cfg->train_type == LT_TRAIN_TYPE_FULL)
-      hint = _("use LoRA instead of full fine-tuning");
-    else
-      hint = _("lower the rank, the batch size or the sequence length");
-    switch (lt_memory_verdict (est.total, avail))
-      {
-      case LT_MEMORY_FITS:
-        /* Translators: "%s available" is free memory */
-        subtitle = g_strdup_printf (_("Fits: %s available"), avail_text);
-        gtk_widget_add_css_class (row, "success");
-        break;
-      case LT_MEMORY_TIGHT:
-        subtitle = g_strdup_printf (_("Tight: over 80%% of the %s available; to save memory, "
-                                      "%s"), avail_text, hint);
-        gtk_widget_add_css_class (row, "warning");
-        break;
-      case LT_MEMORY_DOES_NOT_FIT:
-      default:
-        subtitle = g_strdup_printf (_("Does not fit in the %s available: %s"), avail_text,
-                                    hint);
-        gtk_widget_add_css_class (row, "error");
-        break;
-      }
-    adw_action_row_set_subtitle (self->memory_row, subtitle);
+                                 (double) fit.total);
+    gtk_label_set_text (self->memory_breakdown_label, fit.breakdown);
+    gtk_label_set_text (self->memory_total_label, fit.total_text);
+    gtk_widget_add_css_class (row, fit.style);
+    adw_action_row_set_subtitle (self->memory_row, fit.subtitle);
   }
-}
-
-static void
-load_config_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
-{
-  GError *error = NULL;
-  LtConfig *config = lt_config_load (task_data, &error);
-
-  if (config == NULL)
-    g_task_return_error (task, error);
-  else
-    g_task_return_pointer (task, config, (GDestroyNotify) lt_config_free);
 }
 
 static void
@@ -1119,11 +830,8 @@ estimate_timeout_cb (gpointer data)
     g_clear_object (&self->estimate_cancellable);
     self->estimate_cancellable = g_cancellable_new ();
     {
-      g_autoptr (GTask) task = g_task_new (self, self->estimate_cancellable, load_config_cb,
-                                           NULL);
-      g_task_set_source_tag (task, estimate_timeout_cb);
-      g_task_set_task_data (task, g_strdup (model), g_free);
-      g_task_run_in_thread (task, load_config_thread);
+      lathe_model_config_load_async (G_OBJECT (self), model, self->estimate_cancellable,
+                                     load_config_cb, NULL);
     }
   }
   return G_SOURCE_REMOVE;
@@ -1408,7 +1116,7 @@ lathe_train_page_start (LatheTrainPage *self)
       return FALSE;
     }
 
-  add_recent_model (self, lathe_run_settings_get_model (self->settings));
+  lathe_recent_models_add (self->app_settings, lathe_run_settings_get_model (self->settings));
   set_status (self, NULL);
   cfg = lathe_run_settings_dup_config (self->settings);
   return start_job (self, cfg, FALSE);
@@ -1489,13 +1197,13 @@ choose_action (GtkWidget  *widget,
   LatheTrainPage *self = LATHE_TRAIN_PAGE (widget);
 
   if (g_str_equal (action_name, "train.choose-model"))
-    open_chooser (self, CHOOSE_MODEL);
+    open_chooser (self, LATHE_CHOOSE_MODEL);
   else if (g_str_equal (action_name, "train.choose-data-file"))
-    open_chooser (self, CHOOSE_DATA_FILE);
+    open_chooser (self, LATHE_CHOOSE_DATA_FILE);
   else if (g_str_equal (action_name, "train.choose-data-folder"))
-    open_chooser (self, CHOOSE_DATA_FOLDER);
+    open_chooser (self, LATHE_CHOOSE_DATA_FOLDER);
   else if (g_str_equal (action_name, "train.choose-output"))
-    open_chooser (self, CHOOSE_OUTPUT);
+    open_chooser (self, LATHE_CHOOSE_OUTPUT);
   else
     g_assert_not_reached ();
 }
@@ -1515,12 +1223,7 @@ lathe_train_page_dispose (GObject *object)
 {
   LatheTrainPage *self = (LatheTrainPage *) object;
 
-  if (self->chooser != NULL)
-    {
-      gtk_native_dialog_destroy (self->chooser);
-      g_clear_object (&self->chooser);
-    }
-
+  lathe_chooser_close (GTK_WIDGET (self));
   g_cancellable_cancel (self->cancellable);
   g_clear_object (&self->cancellable);
   g_cancellable_cancel (self->estimate_cancellable);
@@ -1586,7 +1289,7 @@ lathe_train_page_get_property (GObject *object, guint prop_id, GValue *value, GP
     }
 }
 
-#define BIND_ROW(name) gtk_widget_class_bind_template_child (widget_class, LatheTrainPage, name)
+#define BIND_ROW(name) gtk_widget_class_bind_template_child (widget_class, LatheTrainPage, name);
 
 static void
 lathe_train_page_class_init (LatheTrainPageClass *klass)
@@ -1613,63 +1316,28 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
 
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/lathe/Lathe/lathe-train-page.ui");
-  BIND_ROW (settings);
-  BIND_ROW (recent_menu);
-  BIND_ROW (toast_overlay);
-  BIND_ROW (recent_button);
-  BIND_ROW (issues_label);
-  BIND_ROW (status_label);
-  BIND_ROW (lock_label);
-  BIND_ROW (leaflet);
-  BIND_ROW (form_pane);
-  BIND_ROW (form_box);
-  BIND_ROW (form_scroller);
-  BIND_ROW (monitor_scroller);
-  BIND_ROW (pane_button);
-  BIND_ROW (group_size_list);
-  BIND_ROW (command_label);
-  BIND_ROW (model_row);
-  BIND_ROW (data_row);
-  BIND_ROW (output_row);
-  BIND_ROW (train_mode_row);
-  BIND_ROW (train_type_row);
-  BIND_ROW (quantization_row);
-  BIND_ROW (lora_rank_row);
-  BIND_ROW (lora_scale_row);
-  BIND_ROW (lora_dropout_row);
-  BIND_ROW (lora_keys_row);
-  BIND_ROW (all_layers_row);
-  BIND_ROW (num_layers_row);
-  BIND_ROW (learning_rate_row);
-  BIND_ROW (lr_schedule_row);
-  BIND_ROW (warmup_steps_row);
-  BIND_ROW (length_unit_row);
-  BIND_ROW (iters_row);
-  BIND_ROW (epochs_row);
-  BIND_ROW (batch_size_row);
-  BIND_ROW (grad_accum_row);
-  BIND_ROW (max_seq_length_row);
-  BIND_ROW (mask_prompt_row);
-  BIND_ROW (grad_checkpoint_row);
-  BIND_ROW (seed_row);
-  BIND_ROW (optimizer_row);
-  BIND_ROW (beta_row);
-  BIND_ROW (dpo_loss_type_row);
-  BIND_ROW (steps_per_report_row);
-  BIND_ROW (steps_per_eval_row);
-  BIND_ROW (save_every_row);
-  BIND_ROW (qat_enable_row);
-  BIND_ROW (qat_bits_row);
-  BIND_ROW (qat_group_size_row);
-  BIND_ROW (qat_start_step_row);
-  BIND_ROW (qat_interval_row);
-  BIND_ROW (memory_row);
-  BIND_ROW (memory_total_label);
-  BIND_ROW (memory_breakdown_label);
-  BIND_ROW (start_button);
-  BIND_ROW (stop_button);
-  BIND_ROW (export_button);
-  BIND_ROW (monitor);
+  BIND_ROW (settings)
+  BIND_ROW (recent_menu)
+  BIND_ROW (toast_overlay)
+  BIND_ROW (recent_button)
+  BIND_ROW (issues_label)
+  BIND_ROW (status_label)
+  BIND_ROW (lock_label)
+  BIND_ROW (leaflet)
+  BIND_ROW (form_pane)
+  BIND_ROW (form_box)
+  BIND_ROW (form_scroller)
+  BIND_ROW (monitor_scroller)
+  BIND_ROW (pane_button)
+  BIND_ROW (group_size_list)
+  BIND_ROW (command_label)
+  FORM_ROWS (BIND_ROW)
+  BIND_ROW (memory_total_label)
+  BIND_ROW (memory_breakdown_label)
+  BIND_ROW (start_button)
+  BIND_ROW (stop_button)
+  BIND_ROW (export_button)
+  BIND_ROW (monitor)
   gtk_widget_class_bind_template_callback (widget_class, learning_rate_input_cb);
   gtk_widget_class_bind_template_callback (widget_class, export_clicked_cb);
   gtk_widget_class_bind_template_callback (widget_class, learning_rate_output_cb);
@@ -1742,18 +1410,14 @@ lathe_train_page_init (LatheTrainPage *self)
   add_row (self, self->qat_interval_row, "qat_interval", NULL);
 
   /* Rules that need a transform (the plain ones are bindings in the .ui). */
-  bind_transform (self, "train-type", self->lora_rank_row, "sensitive", not_full_transform, NULL);
-  bind_transform (self, "train-type", self->lora_scale_row, "sensitive", not_full_transform,
-                  NULL);
-  bind_transform (self, "train-type", self->lora_dropout_row, "sensitive", not_full_transform,
-                  NULL);
-  bind_transform (self, "train-type", self->lora_keys_row, "sensitive", not_full_transform, NULL);
-  bind_transform (self, "train-mode", self->beta_row, "visible", not_sft_transform, NULL);
-  bind_transform (self, "train-mode", self->dpo_loss_type_row, "visible", is_dpo_transform, NULL);
-  bind_transform (self, "length-unit", self->iters_row, "visible", unit_is_transform,
-                  GUINT_TO_POINTER (LATHE_LENGTH_UNIT_ITERATIONS));
-  bind_transform (self, "length-unit", self->epochs_row, "visible", unit_is_transform,
-                  GUINT_TO_POINTER (LATHE_LENGTH_UNIT_EPOCHS));
+  bind_is (self, "train-type", self->lora_rank_row, "sensitive", NEGATE | LT_TRAIN_TYPE_FULL);
+  bind_is (self, "train-type", self->lora_scale_row, "sensitive", NEGATE | LT_TRAIN_TYPE_FULL);
+  bind_is (self, "train-type", self->lora_dropout_row, "sensitive", NEGATE | LT_TRAIN_TYPE_FULL);
+  bind_is (self, "train-type", self->lora_keys_row, "sensitive", NEGATE | LT_TRAIN_TYPE_FULL);
+  bind_is (self, "train-mode", self->beta_row, "visible", NEGATE | LT_TRAIN_MODE_SFT);
+  bind_is (self, "train-mode", self->dpo_loss_type_row, "visible", LT_TRAIN_MODE_DPO);
+  bind_is (self, "length-unit", self->iters_row, "visible", LATHE_LENGTH_UNIT_ITERATIONS);
+  bind_is (self, "length-unit", self->epochs_row, "visible", LATHE_LENGTH_UNIT_EPOCHS);
 
   self->app_settings = g_settings_new (APP_ID);
   g_signal_connect_object (self->app_settings, "changed::recent-models",

@@ -26,10 +26,13 @@ fixture_setup (Fixture       *f,
   f->settings = lathe_train_page_get_settings (f->page);
 }
 
+static void wait_released (Fixture *f);
+
 static void
 fixture_teardown (Fixture       *f,
                   gconstpointer  data)
 {
+  wait_released (f); /* the dataset check's worker, when one runs */
   g_assert_finalize_object (f->page);
 }
 
@@ -554,6 +557,19 @@ wait_until (gboolean (*cond) (gpointer), gpointer data)
   return cond (data);
 }
 
+static gboolean
+only_fixture_ref (gpointer data)
+{
+  return G_OBJECT (data)->ref_count == 1;
+}
+
+/* A worker's GTask holds a reference on the page until its thread lets go of the task. */
+static void
+wait_released (Fixture *f)
+{
+  g_assert_true (wait_until (only_fixture_ref, f->page));
+}
+
 typedef struct
 {
   GtkWidget *row;
@@ -624,6 +640,7 @@ test_dataset_check (Fixture       *f,
   w.error = FALSE;
   g_assert_true (wait_until (subtitle_shows, &w));
 
+  wait_released (f);
   g_assert_cmpint (g_unlink (bad), ==, 0);
   g_assert_cmpint (g_rmdir (dir), ==, 0);
 }
@@ -687,6 +704,7 @@ test_group_size_choices (Fixture       *f,
   g_assert_cmpuint (g_list_model_get_n_items (list), ==, n_dividing + 1);
   g_assert_cmpstr (gtk_string_list_get_string (GTK_STRING_LIST (list),
                                                adw_combo_row_get_selected (combo)), ==, "16");
+  wait_released (f);
 }
 
 /* Issue 11 item 7: Start on a folder that holds a run picks a new folder named after the model
@@ -726,6 +744,7 @@ test_start_new_folder (Fixture       *f,
   second = g_strdup_printf ("%s-2", expected);
   next = lathe_new_run_folder (old, model);
   g_assert_cmpstr (next, ==, second);
+  wait_released (f);
 
   g_assert_true (g_spawn_command_line_sync (cmd, NULL, NULL, NULL, NULL));
 }
