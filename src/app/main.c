@@ -19,6 +19,15 @@ main (int   argc,
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
   textdomain (GETTEXT_PACKAGE);
 
+  /* Without its compiled schema GSettings aborts (SIGTRAP) at the first g_settings_new ():
+   * a build-tree binary run directly. Say how to run it instead. */
+  if (!lathe_application_has_schema ())
+    {
+      g_printerr (_("lathe-gtk: the settings schema %s is not installed: run “make run”, or "
+                    "“meson devenv -C _build” and then “lathe-gtk”\n"), APP_ID);
+      return 1;
+    }
+
   app = lathe_application_new ();
   return g_application_run (G_APPLICATION (app), argc, argv);
 }
