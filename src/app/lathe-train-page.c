@@ -740,7 +740,11 @@ void
 lathe_train_page_open_recipe (LatheTrainPage *self)
 {
   g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
-  open_chooser (self, LATHE_CHOOSE_OPEN_RECIPE);
+  /* The form is locked during a run: a recipe would change it under the run. */
+  if (lathe_train_page_is_running (self))
+    toast (self, gtk_label_get_text (self->lock_label));
+  else
+    open_chooser (self, LATHE_CHOOSE_OPEN_RECIPE);
 }
 
 void

@@ -138,7 +138,10 @@ activate_cb (GApplication *app)
 
   if (running_dir != NULL)
     {
-      g_autofree char *model = demo_dir ("model"), *data = demo_dir ("sft");
+      /* DPO and ORPO train on the demo's preference pairs */
+      g_autofree char *model = demo_dir ("model");
+      g_autofree char *data = demo_dir (lathe_run_settings_get_train_mode (settings)
+                                          == LT_TRAIN_MODE_SFT ? "sft" : "preference");
       LatheTrainPage *page = lathe_window_get_train_page (LATHE_WINDOW (window));
 
       g_object_set (settings, "model", model, "data", data, "adapter-path", running_dir,
