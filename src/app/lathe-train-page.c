@@ -62,6 +62,7 @@ struct _LatheTrainPage
   GtkWidget *form_scroller;
   GtkWidget *monitor_scroller;
   GtkButton *pane_button;
+  GtkMenuButton *preview_button;
   GtkStringList *group_size_list;
   GArray *group_sizes;            /* int, one per entry of group_size_list */
   const LtConfig *group_size_model; /* borrowed from model_configs, NULL: none loaded */
@@ -893,6 +894,11 @@ leaflet_notify_cb (LatheTrainPage *self)
   gtk_button_set_label (self->pane_button, on_monitor ? _("_Settings") : _("_Monitor"));
   gtk_actionable_set_action_name (GTK_ACTIONABLE (self->pane_button),
                                   on_monitor ? "train.show-form" : "train.show-monitor");
+  /* Folded, the action bar makes room for the switch: the preview is an icon. */
+  if (adw_leaflet_get_folded (self->leaflet))
+    gtk_menu_button_set_icon_name (self->preview_button, "utilities-terminal-symbolic");
+  else
+    gtk_menu_button_set_label (self->preview_button, _("_Preview Command"));
 }
 
 static void
@@ -1333,6 +1339,7 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   BIND_ROW (form_scroller)
   BIND_ROW (monitor_scroller)
   BIND_ROW (pane_button)
+  BIND_ROW (preview_button)
   BIND_ROW (group_size_list)
   BIND_ROW (command_label)
   FORM_ROWS (BIND_ROW)
