@@ -4,7 +4,17 @@
 #include "bench-common.h"
 
 #include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+
 #include <glib.h>
+#include <glib/gstdio.h>
+
+#include "lt-config.h"
+#include "lt-convert.h"
+#include "lt-safetensors.h"
+#include "lt-tensor.h"
 
 const char bench_llama_config_json[] =
   "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
@@ -57,4 +67,72 @@ bench_sgemm_rate (int M, int N, int K, int reps)
   g_free (b);
   g_free (c);
   return 2.0 * M * N * K / best / 1e9;
+}
+
+static LtTensor *
+random_bf16_tensor (const char *name, int ndim, int64_t d0, int64_t d1, float scale)
+{
+  int64_t shape[2] = { d0, d1 };
+  LtTensor *t = lt_tensor_new (name, LT_DTYPE_BF16, ndim, shape);
+  uint16_t *p = t->data;
+  int64_t n = lt_tensor_numel (t);
+
+  for (int64_t i = 0; i < n; i++)
+    {
+      float f = scale == 0.0f ? 1.0f
+                              : ((float) bench_rng_u32 () / 4294967296.0f * 2.0f - 1.0f) * scale;
+      p[i] = lt_f32_to_bf16 (f);
+    }
+  return t;
+}
+
+int
+bench_write_model (const char *dir)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtConfig) c = lt_config_new_from_data (bench_llama_config_json, -1,
+                                                    "bench/config.json", &error);
+  g_autoptr (GPtrArray) t = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
+  g_autofree char *config = g_build_filename (dir, "config.json", NULL);
+  g_autofree char *weights = g_build_filename (dir, "model.safetensors", NULL);
+
+  if (c == NULL)
+    goto fail;
+  g_ptr_array_add (t, random_bf16_tensor ("model.embed_tokens.weight", 2, c->vocab_size,
+                                          c->hidden_size, 0.05f));
+  g_ptr_array_add (t, random_bf16_tensor ("model.norm.weight", 1, c->hidden_size, 0, 0.0f));
+  for (int l = 0; l < c->num_hidden_layers; l++)
+    {
+      const int C = c->hidden_size, II = c->intermediate_size;
+      const int64_t q = (int64_t) c->num_attention_heads * c->head_dim;
+      const int64_t kv = (int64_t) c->num_key_value_heads * c->head_dim;
+      struct { const char *n; int64_t o, i; } lin[] = {
+        { "self_attn.q_proj", q, C }, { "self_attn.k_proj", kv, C },
+        { "self_attn.v_proj", kv, C }, { "self_attn.o_proj", C, q },
+        { "mlp.gate_proj", II, C }, { "mlp.up_proj", II, C }, { "mlp.down_proj", C, II },
+      };
+      const char *norms[] = { "input_layernorm", "post_attention_layernorm" };
+      for (gsize j = 0; j < G_N_ELEMENTS (lin); j++)
+        {
+          g_autofree char *n = g_strdup_printf ("model.layers.%d.%s.weight", l, lin[j].n);
+          g_ptr_array_add (t, random_bf16_tensor (n, 2, lin[j].o, lin[j].i,
+                                                  1.0f / sqrtf ((float) lin[j].i)));
+        }
+      for (gsize j = 0; j < G_N_ELEMENTS (norms); j++)
+        {
+          g_autofree char *n = g_strdup_printf ("model.layers.%d.%s.weight", l, norms[j]);
+          g_ptr_array_add (t, random_bf16_tensor (n, 1, C, 0, 0.0f));
+        }
+    }
+  if (g_mkdir_with_parents (dir, 0755) != 0
+      || !g_file_set_contents (config, bench_llama_config_json, -1, &error)
+      || !lt_safetensors_write (weights, (const LtTensor *const *) t->pdata, t->len, NULL,
+                                &error))
+    goto fail;
+  return 0;
+
+fail:
+  fprintf (stderr, "bench: cannot write the bench model to %s: %s\n", dir,
+           error ? error->message : g_strerror (errno));
+  return -1;
 }

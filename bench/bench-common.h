@@ -16,3 +16,9 @@ double bench_now_s (void);
 /* This machine's best sgemm GFLOP/s for C (M, N) = A (M, K) · B (N, K)ᵀ (the layout lt-linear
  * uses) over @reps timed runs after one warm-up, with whatever BLAS threading is set. */
 double bench_sgemm_rate (int M, int N, int K, int reps);
+
+/* Writes DIR/config.json (bench_llama_config_json) and DIR/model.safetensors with random
+ * bf16 weights from the fixed stream (linear layers uniform ±1/√in, embedding ±0.05, norms
+ * 1), so a bench can load the model as a user's folder would be, with any load options.
+ * Returns 0, or -1 after printing why. */
+int bench_write_model (const char *dir);

@@ -28,9 +28,9 @@
 
 #include "lt-config.h"
 #include "lt-convert.h"
-#include "lt-error.h"
 #include "lt-model.h"
 #include "lt-tensor.h"
+#include "lt-threads.h"
 
 /* A BF16 tensor of uniform values in ±scale (or all 1 when scale is 0). */
 static LtTensor *

@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 
-#include "src/core/lt-error.h"
 #include "src/core/lt-quant.h"
+#include "src/core/lt-threads.h"
 
 typedef struct
 {

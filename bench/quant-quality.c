@@ -35,11 +35,11 @@
 #include <json-glib/json-glib.h>
 
 #include "lt-convert.h"
-#include "lt-error.h"
 #include "lt-linear.h"
 #include "lt-memory.h"
 #include "lt-model.h"
 #include "lt-safetensors.h"
+#include "lt-threads.h"
 #include "lt-tokenizer.h"
 
 #define MAX_TOKENS 512

@@ -33,13 +33,13 @@
 
 #include "lt-config.h"
 #include "lt-convert.h"
-#include "lt-error.h"
 #include "lt-memory.h"
 #include "lt-model-train.h"
 #include "lt-model.h"
 #include "lt-optimizer.h"
 #include "lt-safetensors.h"
 #include "lt-tensor.h"
+#include "lt-threads.h"
 
 /* A tensor (d0) or (d0, d1) of uniform values in ±scale (all 1 when scale is 0). */
 static LtTensor *

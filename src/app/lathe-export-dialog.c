@@ -8,7 +8,7 @@
 #include <glib/gi18n.h>
 
 #include "lathe-export-dialog.h"
-#include "lathe-runs-page.h"
+#include "src/core/lt-run-dir.h"
 #include "src/core/lt-run.h"
 
 struct _LatheExportDialog
@@ -17,11 +17,14 @@ struct _LatheExportDialog
 
   GtkButton *cancel_button;
   GtkButton *export_button;
+  GtkButton *close_button;
+  AdwPreferencesPage *page;
   AdwComboRow *run_row;
   AdwActionRow *output_row;
   GtkSwitch *verify_switch;
   AdwExpanderRow *mlx_row;
   AdwComboRow *mlx_bits_row;
+  AdwComboRow *mlx_group_row;
   AdwExpanderRow *hf_row;
   AdwComboRow *hf_dtype_row;
   AdwExpanderRow *gguf_row;
@@ -40,12 +43,21 @@ struct _LatheExportDialog
   GtkFileChooserNative *chooser;
   LatheExportJob *job;
   guint n_result_rows;
+  gboolean done;            /* a finished export: Close replaces Cancel / Export */
+  guint scroll_tick;        /* brings the results into view once they are laid out */
 };
 
 G_DEFINE_FINAL_TYPE (LatheExportDialog, lathe_export_dialog, ADW_TYPE_WINDOW)
 
 static const char *const gguf_types[] = { "f16", "q8_0", "q4_0", "q4_k", "q6_k" };
 static const LtDType hf_dtypes[] = { LT_DTYPE_BF16, LT_DTYPE_F16, LT_DTYPE_F32 };
+/* The MLX Quantization row, in order: the Train tab's quantizations that MLX stores (NF4 has
+ * no MLX layout). */
+static const LtQuantization mlx_quantizations[] = { LT_QUANTIZATION_NONE, LT_QUANTIZATION_4BIT,
+                                                    LT_QUANTIZATION_6BIT, LT_QUANTIZATION_8BIT,
+                                                    LT_QUANTIZATION_MXFP4 };
+static const int mlx_group_sizes[] = { 32, 64, 128 };
+#define MLX_DEFAULT_GROUP 64 /* mlx-lm's */
 
 static void
 update_output_row (LatheExportDialog *self)
@@ -66,6 +78,57 @@ set_running (LatheExportDialog *self, gboolean running)
   gtk_widget_set_sensitive (GTK_WIDGET (self->gguf_row), !running);
   gtk_widget_set_sensitive (GTK_WIDGET (self->peft_switch), !running);
   gtk_widget_set_sensitive (GTK_WIDGET (self->verify_switch), !running);
+}
+
+/* Done: the export finished; the form stays as it was exported and Close is the one action. */
+static void
+set_done (LatheExportDialog *self, gboolean done)
+{
+  self->done = done;
+  gtk_widget_set_visible (GTK_WIDGET (self->cancel_button), !done);
+  gtk_widget_set_visible (GTK_WIDGET (self->export_button), !done);
+  gtk_widget_set_visible (GTK_WIDGET (self->close_button), done);
+  if (done)
+    {
+      set_running (self, TRUE); /* the form is locked: it describes what was written */
+      gtk_widget_set_sensitive (GTK_WIDGET (self->cancel_button), FALSE);
+      gtk_window_set_default_widget (GTK_WINDOW (self), GTK_WIDGET (self->close_button));
+    }
+}
+
+/* Scrolls the page so that the results group's top is in view (once it has a size). */
+static gboolean
+scroll_tick_cb (GtkWidget *widget, GdkFrameClock *clock, gpointer user_data)
+{
+  LatheExportDialog *self = LATHE_EXPORT_DIALOG (widget);
+  GtkWidget *scrolled = gtk_widget_get_ancestor (GTK_WIDGET (self->results_group),
+                                                 GTK_TYPE_SCROLLED_WINDOW);
+  GtkWidget *content;
+  GtkAdjustment *adj;
+  double x = 0, y = 0;
+
+  if (scrolled == NULL || !gtk_widget_get_visible (GTK_WIDGET (self->results_group))
+      || gtk_widget_get_height (GTK_WIDGET (self->results_group)) <= 0)
+    return G_SOURCE_CONTINUE;
+  content = gtk_scrolled_window_get_child (GTK_SCROLLED_WINDOW (scrolled));
+  adj = gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (scrolled));
+  if (content == NULL
+      || !gtk_widget_translate_coordinates (GTK_WIDGET (self->results_group), content, 0, 0,
+                                            &x, &y))
+    return G_SOURCE_CONTINUE;
+  /* y is from the top of the visible area (the viewport scrolls its child); the progress bar
+   * just above stays in view */
+  gtk_adjustment_set_value (adj, MAX (0.0, gtk_adjustment_get_value (adj) + y - 48.0));
+  self->scroll_tick = 0;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+scroll_to_results (LatheExportDialog *self)
+{
+  if (self->scroll_tick == 0)
+    self->scroll_tick = gtk_widget_add_tick_callback (GTK_WIDGET (self), scroll_tick_cb, NULL,
+                                                      NULL);
 }
 
 static void
@@ -137,7 +200,10 @@ job_finished_cb (LatheExportDialog *self)
   if (error != NULL)
     gtk_progress_bar_set_text (self->progress_bar, error->message);
   else
-    gtk_progress_bar_set_text (self->progress_bar, _("Done"));
+    {
+      gtk_progress_bar_set_text (self->progress_bar, _("Done"));
+      set_done (self, TRUE);
+    }
 
   for (guint i = 0; i < rows->len; i++)
     add_result_row (self, g_ptr_array_index (rows, i));
@@ -169,6 +235,8 @@ job_finished_cb (LatheExportDialog *self)
         }
     }
   gtk_widget_set_visible (GTK_WIDGET (self->results_group), report != NULL || rows->len > 0);
+  if (gtk_widget_get_visible (GTK_WIDGET (self->results_group)))
+    scroll_to_results (self);
 }
 
 static void
@@ -201,10 +269,11 @@ lathe_export_dialog_start (LatheExportDialog *self, GError **error)
   const char *run;
   g_autofree char *run_json = NULL;
   g_autofree char *verify_data = NULL;
-  g_autoptr (LatheRunInfo) info = NULL;
-  const LtRunConfig *cfg;
+  g_autoptr (LtRunConfig) cfg = NULL;
   g_autoptr (LatheExportJob) job = NULL;
-  guint bits_pos, dtype_pos, type_pos;
+  guint dtype_pos, type_pos;
+  LtQuantization quantization;
+  int group_size;
 
   g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), FALSE);
 
@@ -221,23 +290,27 @@ lathe_export_dialog_start (LatheExportDialog *self, GError **error)
                            _("Choose an output folder"));
       return FALSE;
     }
-  run_json = g_build_filename (run, "run.json", NULL);
-  info = lathe_run_info_load (run, error);
-  if (info == NULL)
+  if (self->done)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_EXISTS, _("This export is done"));
+      return FALSE;
+    }
+  run_json = lt_run_dir_run_json_path (run);
+  cfg = lt_run_dir_load_config (run, error);
+  if (cfg == NULL)
     return FALSE;
-  cfg = info->config;
-  if (cfg == NULL || cfg->model == NULL)
+  if (cfg->model == NULL)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, _("%s names no model"), run_json);
       return FALSE;
     }
 
   job = lathe_export_job_new (cfg->model, run, self->output_dir);
-  bits_pos = adw_combo_row_get_selected (self->mlx_bits_row);
+  quantization = lathe_export_dialog_get_mlx_quantization (self, &group_size);
   dtype_pos = MIN (adw_combo_row_get_selected (self->hf_dtype_row), G_N_ELEMENTS (hf_dtypes) - 1);
   type_pos = MIN (adw_combo_row_get_selected (self->gguf_type_row), G_N_ELEMENTS (gguf_types) - 1);
-  lathe_export_job_set_mlx (job, adw_expander_row_get_enable_expansion (self->mlx_row),
-                            bits_pos == 1 ? 4 : bits_pos == 2 ? 8 : 0);
+  lathe_export_job_set_mlx (job, adw_expander_row_get_enable_expansion (self->mlx_row), 0);
+  lathe_export_job_set_mlx_quantization (job, quantization, group_size);
   lathe_export_job_set_hf (job, adw_expander_row_get_enable_expansion (self->hf_row),
                            hf_dtypes[dtype_pos]);
   lathe_export_job_set_gguf (job, adw_expander_row_get_enable_expansion (self->gguf_row),
@@ -245,7 +318,7 @@ lathe_export_dialog_start (LatheExportDialog *self, GError **error)
   lathe_export_job_set_peft (job, gtk_switch_get_active (self->peft_switch));
   if (gtk_switch_get_active (self->verify_switch))
     {
-      verify_data = lathe_export_find_verify_data (run);
+      verify_data = lt_export_verify_data_for_run (run);
       if (verify_data == NULL)
         {
           g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
@@ -294,6 +367,25 @@ cancel_clicked_cb (LatheExportDialog *self)
 }
 
 static void
+close_clicked_cb (LatheExportDialog *self)
+{
+  gtk_window_close (GTK_WINDOW (self));
+}
+
+/* MXFP4 has one group size (32); the affine ones take any of the list. */
+static void
+mlx_quantization_changed_cb (LatheExportDialog *self)
+{
+  int group = 0;
+  LtQuantization q = lathe_export_dialog_get_mlx_quantization (self, &group);
+
+  if (q == LT_QUANTIZATION_MXFP4)
+    adw_combo_row_set_selected (self->mlx_group_row, 0);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->mlx_group_row),
+                            q != LT_QUANTIZATION_NONE && q != LT_QUANTIZATION_MXFP4);
+}
+
+static void
 open_folder_cb (LatheExportDialog *self)
 {
   g_autoptr (GFile) file = NULL;
@@ -338,6 +430,9 @@ lathe_export_dialog_dispose (GObject *object)
   LatheExportDialog *self = LATHE_EXPORT_DIALOG (object);
 
   disconnect_job (self);
+  if (self->scroll_tick != 0)
+    gtk_widget_remove_tick_callback (GTK_WIDGET (self), self->scroll_tick);
+  self->scroll_tick = 0;
   if (self->chooser != NULL)
     gtk_native_dialog_destroy (GTK_NATIVE_DIALOG (self->chooser));
   g_clear_object (&self->chooser);
@@ -371,6 +466,9 @@ lathe_export_dialog_class_init (LatheExportDialogClass *klass)
 #define BIND(name) gtk_widget_class_bind_template_child (widget_class, LatheExportDialog, name)
   BIND (cancel_button);
   BIND (export_button);
+  BIND (close_button);
+  BIND (page);
+  BIND (mlx_group_row);
   BIND (run_row);
   BIND (output_row);
   BIND (verify_switch);
@@ -391,20 +489,57 @@ lathe_export_dialog_class_init (LatheExportDialogClass *klass)
 #undef BIND
   gtk_widget_class_bind_template_callback (widget_class, export_clicked_cb);
   gtk_widget_class_bind_template_callback (widget_class, cancel_clicked_cb);
+  gtk_widget_class_bind_template_callback (widget_class, close_clicked_cb);
+  gtk_widget_class_bind_template_callback (widget_class, mlx_quantization_changed_cb);
   gtk_widget_class_bind_template_callback (widget_class, open_folder_cb);
   gtk_widget_class_bind_template_callback (widget_class, choose_output_cb);
+}
+
+static char *
+run_name_from_path (GtkStringObject *item, const char *path, gpointer user_data)
+{
+  return path != NULL ? g_path_get_basename (path) : g_strdup ("");
+}
+
+/* The MLX defaults follow the chosen run: its QAT bits and group size when it trained with QAT,
+ * else its group size only where MLX has one. */
+static void
+run_changed_cb (LatheExportDialog *self)
+{
+  const char *run = lathe_export_dialog_get_run (self);
+  g_autoptr (LtRunConfig) cfg = run != NULL ? lt_run_dir_load_config (run, NULL) : NULL;
+  LtQuantization q;
+  int group = MLX_DEFAULT_GROUP;
+
+  if (cfg == NULL || self->done)
+    return;
+  q = lathe_export_dialog_get_mlx_quantization (self, NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (mlx_group_sizes); i++)
+    if (mlx_group_sizes[i] == cfg->qat_group_size)
+      group = cfg->qat_group_size;
+  if (cfg->qat_enable)
+    q = cfg->qat_bits == 4 ? LT_QUANTIZATION_4BIT : cfg->qat_bits == 6 ? LT_QUANTIZATION_6BIT
+        : cfg->qat_bits == 8 ? LT_QUANTIZATION_8BIT : q;
+  lathe_export_dialog_set_mlx_quantization (self, q, group);
 }
 
 static void
 lathe_export_dialog_init (LatheExportDialog *self)
 {
   g_autoptr (GtkExpression) expression = NULL;
+  GtkExpression *path;
 
   gtk_widget_init_template (GTK_WIDGET (self));
   self->runs = gtk_string_list_new (NULL);
-  expression = gtk_property_expression_new (GTK_TYPE_STRING_OBJECT, NULL, "string");
+  /* the list holds paths; the row shows the run's name */
+  path = gtk_property_expression_new (GTK_TYPE_STRING_OBJECT, NULL, "string");
+  expression = gtk_cclosure_expression_new (G_TYPE_STRING, NULL, 1, &path,
+                                            G_CALLBACK (run_name_from_path), NULL, NULL);
   adw_combo_row_set_expression (self->run_row, expression);
   adw_combo_row_set_model (self->run_row, G_LIST_MODEL (self->runs));
+  g_signal_connect_object (self->run_row, "notify::selected", G_CALLBACK (run_changed_cb), self,
+                           G_CONNECT_SWAPPED);
+  adw_combo_row_set_selected (self->mlx_group_row, 1); /* 64 */
   update_output_row (self);
 }
 
@@ -441,6 +576,7 @@ fill_runs (LatheExportDialog *self, const char *run_dir)
   for (guint i = 0; i < names->len; i++)
     gtk_string_list_append (self->runs, g_ptr_array_index (names, i));
   adw_combo_row_set_selected (self->run_row, 0);
+  run_changed_cb (self); /* selected may have been 0 already */
 }
 
 GtkWidget *
@@ -484,7 +620,8 @@ lathe_export_dialog_set_formats (LatheExportDialog *self,
   g_return_if_fail (LATHE_IS_EXPORT_DIALOG (self));
 
   adw_expander_row_set_enable_expansion (self->mlx_row, mlx);
-  adw_combo_row_set_selected (self->mlx_bits_row, mlx_bits == 4 ? 1 : mlx_bits == 8 ? 2 : 0);
+  adw_combo_row_set_selected (self->mlx_bits_row,
+                              mlx_bits == 4 ? 1 : mlx_bits == 6 ? 2 : mlx_bits == 8 ? 3 : 0);
   adw_expander_row_set_enable_expansion (self->hf_row, hf);
   for (guint i = 0; i < G_N_ELEMENTS (hf_dtypes); i++)
     if (hf_dtypes[i] == hf_dtype)
@@ -524,4 +661,48 @@ lathe_export_dialog_get_n_result_rows (LatheExportDialog *self)
 {
   g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), 0);
   return self->n_result_rows;
+}
+
+void
+lathe_export_dialog_set_mlx_quantization (LatheExportDialog *self,
+                                          LtQuantization     quantization,
+                                          int                group_size)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_DIALOG (self));
+
+  for (guint i = 0; i < G_N_ELEMENTS (mlx_quantizations); i++)
+    if (mlx_quantizations[i] == quantization)
+      adw_combo_row_set_selected (self->mlx_bits_row, i);
+  for (guint i = 0; i < G_N_ELEMENTS (mlx_group_sizes); i++)
+    if (mlx_group_sizes[i] == group_size)
+      adw_combo_row_set_selected (self->mlx_group_row, i);
+  mlx_quantization_changed_cb (self);
+}
+
+LtQuantization
+lathe_export_dialog_get_mlx_quantization (LatheExportDialog *self, int *group_size)
+{
+  guint q, g;
+
+  g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), LT_QUANTIZATION_NONE);
+
+  q = adw_combo_row_get_selected (self->mlx_bits_row);
+  g = adw_combo_row_get_selected (self->mlx_group_row);
+  if (group_size != NULL)
+    *group_size = g < G_N_ELEMENTS (mlx_group_sizes) ? mlx_group_sizes[g] : MLX_DEFAULT_GROUP;
+  return q < G_N_ELEMENTS (mlx_quantizations) ? mlx_quantizations[q] : LT_QUANTIZATION_NONE;
+}
+
+const LtQuantization *
+lathe_export_dialog_get_mlx_quantizations (gsize *n)
+{
+  *n = G_N_ELEMENTS (mlx_quantizations);
+  return mlx_quantizations;
+}
+
+gboolean
+lathe_export_dialog_is_done (LatheExportDialog *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), FALSE);
+  return self->done;
 }

@@ -6,6 +6,7 @@
 #include <adwaita.h>
 
 #include "lathe-export-job.h"
+#include "src/core/lt-run.h"
 
 G_BEGIN_DECLS
 
@@ -20,12 +21,24 @@ GtkWidget *lathe_export_dialog_new (const char *run_dir, GtkWindow *parent);
 /* The chosen run folder (borrowed), or NULL. */
 const char *lathe_export_dialog_get_run (LatheExportDialog *self);
 void lathe_export_dialog_set_output_dir (LatheExportDialog *self, const char *dir);
-/* Sets the form: @mlx_bits 0 (none), 4 or 8; @gguf_type "f16", "q8_0", "q4_0", "q4_k",
+/* Sets the form: @mlx_bits 0 (none), 4, 6 or 8 (affine); @gguf_type "f16", "q8_0", "q4_0", "q4_k",
  * "q6_k". */
 void lathe_export_dialog_set_formats (LatheExportDialog *self, gboolean mlx, int mlx_bits,
                                       gboolean hf, LtDType hf_dtype, gboolean gguf,
                                       const char *gguf_type, gboolean peft);
 void lathe_export_dialog_set_verify (LatheExportDialog *self, gboolean verify);
+/* The MLX output's quantization (one of lathe_export_dialog_get_mlx_quantizations) and group
+ * size (32, 64 or 128; MXFP4 takes 32). Choosing a run sets them from its QAT settings: its
+ * QAT group size, and its QAT bits when it trained with QAT. */
+void lathe_export_dialog_set_mlx_quantization (LatheExportDialog *self,
+                                               LtQuantization quantization, int group_size);
+LtQuantization lathe_export_dialog_get_mlx_quantization (LatheExportDialog *self,
+                                                         int *group_size);
+/* The MLX Quantization row's choices in order: None, 4-bit, 6-bit, 8-bit, MXFP4 (the Train
+ * tab's, less NF4, which MLX does not store). */
+const LtQuantization *lathe_export_dialog_get_mlx_quantizations (gsize *n);
+/* TRUE after a finished export: Close replaces Cancel and Export. */
+gboolean lathe_export_dialog_is_done (LatheExportDialog *self);
 /* What Export does: a job from the form, started; FALSE with @error when the form is
  * incomplete. */
 gboolean lathe_export_dialog_start (LatheExportDialog *self, GError **error);

@@ -9,9 +9,10 @@
 #include <glib/gi18n.h>
 
 #include "lathe-export-job.h"
-#include "lathe-runs-page.h"
 #include "src/core/lt-gguf.h"
 #include "src/core/lt-model-train.h"
+#include "src/core/lt-quant.h"
+#include "src/core/lt-run-dir.h"
 #include "src/core/lt-run.h"
 
 struct _LatheExportJob
@@ -23,6 +24,8 @@ struct _LatheExportJob
   char *output_dir;
   char *mlx_path;
   int mlx_bits;
+  int mlx_group_size;        /* 0: the mode's default */
+  int mlx_mode;              /* LtQuantMode, -1: affine */
   char *hf_path;
   LtDType hf_dtype;
   char *gguf_path;
@@ -156,6 +159,7 @@ lathe_export_job_init (LatheExportJob *self)
 {
   g_mutex_init (&self->lock);
   self->hf_dtype = LT_DTYPE_BF16;
+  self->mlx_mode = -1;
   self->rows = g_ptr_array_new_with_free_func ((GDestroyNotify) export_row_free);
 }
 
@@ -190,6 +194,49 @@ lathe_export_job_set_mlx (LatheExportJob *self, gboolean enable, int bits)
   g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
   set_path (&self->mlx_path, enable, self->output_dir, "mlx");
   self->mlx_bits = bits;
+}
+
+void
+lathe_export_job_set_mlx_quantization (LatheExportJob *self, LtQuantization quantization,
+                                       int group_size)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
+
+  self->mlx_group_size = group_size;
+  self->mlx_mode = -1;
+  switch (quantization)
+    {
+    case LT_QUANTIZATION_4BIT:
+    case LT_QUANTIZATION_6BIT:
+    case LT_QUANTIZATION_8BIT:
+      lt_quantization_get_params (quantization, &self->mlx_bits, NULL);
+      self->mlx_mode = LT_QUANT_AFFINE;
+      break;
+    case LT_QUANTIZATION_MXFP4:
+      self->mlx_bits = 4;
+      self->mlx_group_size = 32;
+      self->mlx_mode = LT_QUANT_MXFP4;
+      break;
+    case LT_QUANTIZATION_NONE:
+    case LT_QUANTIZATION_NF4: /* no MLX layout: float weights */
+    default:
+      self->mlx_bits = 0;
+      self->mlx_group_size = 0;
+      break;
+    }
+}
+
+void
+lathe_export_job_get_mlx_quantization (LatheExportJob *self, int *bits, int *group_size,
+                                       int *mode)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
+  if (bits != NULL)
+    *bits = self->mlx_bits;
+  if (group_size != NULL)
+    *group_size = self->mlx_group_size;
+  if (mode != NULL)
+    *mode = self->mlx_mode;
 }
 
 void
@@ -262,26 +309,6 @@ lathe_export_job_get_output_dir (LatheExportJob *self)
   return self->output_dir;
 }
 
-static int
-gguf_type_from_name (const char *s)
-{
-  if (g_strcmp0 (s, "q8_0") == 0)
-    return LT_GGML_Q8_0;
-  if (g_strcmp0 (s, "q4_0") == 0)
-    return LT_GGML_Q4_0;
-  if (g_strcmp0 (s, "q4_k") == 0)
-    return LT_GGML_Q4_K;
-  if (g_strcmp0 (s, "q6_k") == 0)
-    return LT_GGML_Q6_K;
-  return LT_GGML_F16;
-}
-
-static const char *
-dtype_name (LtDType dtype)
-{
-  return dtype == LT_DTYPE_F32 ? "f32" : dtype == LT_DTYPE_F16 ? "f16" : "bf16";
-}
-
 /* Main thread: the one idle source forwards the latest progress. */
 static gboolean
 progress_idle (gpointer data)
@@ -321,32 +348,6 @@ export_progress_cb (double fraction, const char *what, gpointer user_data)
   return !g_cancellable_is_cancelled (self->cancellable);
 }
 
-static gboolean
-verify_one (LatheExportJob  *self,
-            LtModel         *model,
-            LatheExportRow  *row,
-            GError         **error)
-{
-  if (!lt_export_perplexity (model, self->model_dir, self->verify_data, 2048, &row->ppl, NULL,
-                             error))
-    return FALSE;
-  row->sample = lt_export_greedy (model, self->model_dir, "Once upon a time", 16, error);
-  return row->sample != NULL;
-}
-
-static LatheExportRow *
-new_row (const char *label, const char *format, const char *path)
-{
-  LatheExportRow *row = g_new0 (LatheExportRow, 1);
-
-  row->label = g_strdup (label);
-  row->format = g_strdup (format);
-  row->path = g_strdup (path);
-  row->ppl = NAN;
-  row->limit = NAN;
-  return row;
-}
-
 typedef struct
 {
   LtExportReport *report;
@@ -361,79 +362,51 @@ result_free (Result *result)
   g_free (result);
 }
 
-static gboolean
-verify (LatheExportJob *self, Result *result, GError **error)
+/* Worker thread: verification is the last 30 %. */
+static void
+verify_progress_cb (int done, int total, gpointer user_data)
 {
-  struct { const char *label; const char *path; char *format; } outs[3];
-  g_autofree char *config = g_build_filename (self->model_dir, "config.json", NULL);
-  double fused_ppl;
-  guint n_steps = 2, step = 0;
+  post_progress (user_data, 0.7 + 0.3 * done / total, "verify");
+}
 
-  outs[0].label = "MLX";
-  outs[0].path = self->mlx_path;
-  outs[0].format = g_strdup (result->report->mlx_format != NULL ? result->report->mlx_format
-                                                                 : "f32");
-  outs[1].label = "HF";
-  outs[1].path = self->hf_path;
-  outs[1].format = g_strdup (dtype_name (self->hf_dtype));
-  outs[2].label = "GGUF";
-  outs[2].path = self->gguf_path;
-  outs[2].format = g_strdup (self->gguf_name);
-  for (guint i = 0; i < 3; i++)
-    n_steps += outs[i].path != NULL;
-
-  /* The base, de-quantized to f32. */
-  if (g_cancellable_set_error_if_cancelled (self->cancellable, error))
-    goto fail;
-  {
-    g_autoptr (LtLoadedModel) m = lt_export_load_fused (self->model_dir, NULL, error);
-    LatheExportRow *row = new_row (_("Base"), NULL, NULL);
-
-    g_ptr_array_add (result->rows, row);
-    if (m == NULL || !verify_one (self, m->model, row, error))
-      goto fail;
-    post_progress (self, 0.7 + 0.3 * ++step / n_steps, "verify");
-  }
-  /* The base with the adapter applied unfused: an independent check of the fuse. */
-  if (g_cancellable_set_error_if_cancelled (self->cancellable, error))
-    goto fail;
-  {
-    g_autoptr (LtModel) m = lt_model_load (self->model_dir, error);
-    LatheExportRow *row = new_row (_("Base + adapter"), NULL, NULL);
-
-    g_ptr_array_add (result->rows, row);
-    if (m == NULL || (self->run_dir != NULL && !lt_model_load_adapters (m, self->run_dir, error))
-        || !verify_one (self, m, row, error))
-      goto fail;
-    fused_ppl = row->ppl;
-    post_progress (self, 0.7 + 0.3 * ++step / n_steps, "verify");
-  }
-  for (guint i = 0; i < 3; i++)
+static const char *
+verify_label (LtVerifyKind kind)
+{
+  switch (kind)
     {
-      g_autoptr (LtLoadedModel) m = NULL;
-      LatheExportRow *row;
-
-      if (outs[i].path == NULL)
-        continue;
-      if (g_cancellable_set_error_if_cancelled (self->cancellable, error))
-        goto fail;
-      row = new_row (outs[i].label, outs[i].format, outs[i].path);
-      row->limit = fused_ppl * (1.0 + lt_export_expected_loss (outs[i].format));
-      g_ptr_array_add (result->rows, row);
-      m = lt_export_load (outs[i].path, i == 2 ? config : NULL, error);
-      if (m == NULL || !verify_one (self, m->model, row, error))
-        goto fail;
-      post_progress (self, 0.7 + 0.3 * ++step / n_steps, "verify");
+    case LT_VERIFY_BASE: return _("Base");
+    case LT_VERIFY_FUSED: return _("Base + adapter");
+    case LT_VERIFY_MLX: return "MLX";
+    case LT_VERIFY_HF: return "HF";
+    case LT_VERIFY_GGUF: return "GGUF";
+    default: return "";
     }
+}
 
-  for (guint i = 0; i < 3; i++)
-    g_free (outs[i].format);
-  return TRUE;
+/* lt_export_verify, the one verification `lathe fuse --verify` runs too; its rows (those
+ * measured so far on failure) become the table's. */
+static gboolean
+verify (LatheExportJob *self, const LtExportOptions *opts, Result *result, GError **error)
+{
+  g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify)
+                                                               lt_verify_row_free);
+  gboolean ok = lt_export_verify (opts, result->report, self->verify_data, rows, NULL,
+                                  self->cancellable, verify_progress_cb, self, error);
 
-fail:
-  for (guint i = 0; i < 3; i++)
-    g_free (outs[i].format);
-  return FALSE;
+  for (guint i = 0; i < rows->len; i++)
+    {
+      LtVerifyRow *v = rows->pdata[i];
+      LatheExportRow *row = g_new0 (LatheExportRow, 1);
+
+      row->label = g_strdup (verify_label (v->kind));
+      row->format = g_steal_pointer (&v->format);
+      row->path = g_steal_pointer (&v->path);
+      row->ppl = v->ppl;
+      row->limit = v->limit;
+      row->sample = g_steal_pointer (&v->sample);
+      g_ptr_array_add (result->rows, row);
+    }
+  return ok;
 }
 
 static void
@@ -455,13 +428,22 @@ export_thread (GTask        *task,
   opts.save_path = self->mlx_path;
   opts.dequantize = self->mlx_bits == 0;
   opts.bits = self->mlx_bits;
+  opts.group_size = self->mlx_group_size;
+  opts.mode = self->mlx_mode;
   opts.hf_path = self->hf_path;
   opts.hf_dtype = self->hf_dtype;
   opts.gguf_path = self->gguf_path;
-  opts.gguf_type = gguf_type_from_name (self->gguf_name);
+  opts.gguf_type = self->gguf_path != NULL ? lt_ggml_type_from_name (self->gguf_name, &error)
+                                            : LT_GGML_F16;
   opts.peft_path = self->peft_path;
   opts.force = FALSE; /* an existing non-empty output is refused, never silently replaced */
 
+  if (opts.gguf_type < 0)
+    {
+      result_free (result);
+      g_task_return_error (task, error);
+      return;
+    }
   result->report = lt_export_run (&opts, export_progress_cb, self, &error);
   if (result->report == NULL)
     {
@@ -475,7 +457,7 @@ export_thread (GTask        *task,
       g_task_return_error (task, error);
       return;
     }
-  if (self->verify_data != NULL && !verify (self, result, &error))
+  if (self->verify_data != NULL && !verify (self, &opts, result, &error))
     {
       /* the rows verified so far are kept for the table */
       g_task_set_task_data (task, result, (GDestroyNotify) result_free);
@@ -615,30 +597,6 @@ lathe_export_job_get_error (LatheExportJob *self)
   return self->error;
 }
 
-char *
-lathe_export_find_verify_data (const char *run_dir)
-{
-  g_autoptr (LatheRunInfo) info = NULL;
-  const LtRunConfig *cfg;
-  const char *names[] = { "valid.jsonl", "train.jsonl" };
-
-  g_return_val_if_fail (run_dir != NULL, NULL);
-
-  info = lathe_run_info_load (run_dir, NULL);
-  cfg = info != NULL ? info->config : NULL;
-  if (cfg == NULL || cfg->data == NULL)
-    return NULL;
-  if (g_file_test (cfg->data, G_FILE_TEST_IS_REGULAR))
-    return g_strdup (cfg->data);
-  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
-    {
-      g_autofree char *path = g_build_filename (cfg->data, names[i], NULL);
-      if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
-        return g_steal_pointer (&path);
-    }
-  return NULL;
-}
-
 gboolean
 lathe_export_run_has_adapter (const char *run_dir)
 {
@@ -647,7 +605,7 @@ lathe_export_run_has_adapter (const char *run_dir)
 
   if (run_dir == NULL)
     return FALSE;
-  weights = g_build_filename (run_dir, "adapters.safetensors", NULL);
+  weights = lt_run_dir_adapter_path (run_dir);
   config = g_build_filename (run_dir, "adapter_config.json", NULL);
   return g_file_test (weights, G_FILE_TEST_IS_REGULAR)
          && g_file_test (config, G_FILE_TEST_IS_REGULAR);

@@ -7,6 +7,7 @@
 #include <gio/gio.h>
 
 #include "src/core/lt-export.h"
+#include "src/core/lt-run.h"
 
 G_BEGIN_DECLS
 
@@ -28,6 +29,13 @@ LatheExportJob *lathe_export_job_new (const char *model_dir, const char *run_dir
                                       const char *output_dir);
 /* @bits: 0 writes float weights, 4 or 8 an affine-quantized MLX model. */
 void lathe_export_job_set_mlx (LatheExportJob *self, gboolean enable, int bits);
+/* The MLX output's quantization: 4/6/8-bit affine or MXFP4 (group 32) with @group_size (0: the
+ * mode's default); NONE (or NF4, which MLX does not store) writes float weights. */
+void lathe_export_job_set_mlx_quantization (LatheExportJob *self, LtQuantization quantization,
+                                            int group_size);
+/* What the job passes to lt_export_run: bits (0: float), group size, LtQuantMode (-1: affine). */
+void lathe_export_job_get_mlx_quantization (LatheExportJob *self, int *bits, int *group_size,
+                                            int *mode);
 /* @dtype: LT_DTYPE_F32, F16 or BF16. */
 void lathe_export_job_set_hf (LatheExportJob *self, gboolean enable, LtDType dtype);
 /* @name: "f16", "q8_0", "q4_0", "q4_k" or "q6_k". */
@@ -58,9 +66,6 @@ const LtExportReport *lathe_export_job_get_report (LatheExportJob *self);
 GPtrArray *lathe_export_job_get_rows (LatheExportJob *self);
 const GError *lathe_export_job_get_error (LatheExportJob *self);
 
-/* The JSONL to verify on for a run folder: run.json's data → valid.jsonl, else train.jsonl,
- * else the data file itself; NULL when there is none. */
-char *lathe_export_find_verify_data (const char *run_dir);
 /* Whether @run_dir holds an adapter (adapters.safetensors + adapter_config.json). */
 gboolean lathe_export_run_has_adapter (const char *run_dir);
 

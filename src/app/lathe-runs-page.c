@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include <glib/gi18n.h>
-#include <json-glib/json-glib.h>
 
 #include "lathe-runs-page.h"
 #include "lathe-export-dialog.h"
@@ -18,7 +17,14 @@ enum
   SERIES_LOSS,
   SERIES_VAL,
   SERIES_COMPARE,
+  SERIES_COMPARE_VAL,
 };
+
+typedef struct
+{
+  char *key;
+  char *a, *b;
+} Difference;
 
 struct _LatheRunsPage
 {
@@ -30,16 +36,27 @@ struct _LatheRunsPage
   GtkStack *detail_stack;
   GtkLabel *title;
   GtkLabel *details;
+  GtkLabel *reason;
+  GtkBox *chart_box;
   LatheChart *chart;
   GtkDropDown *compare_dropdown;
   GtkStringList *compare_names;
+  GArray *compare_map;      /* guint: dropdown position - 1 → run index */
+  GtkWidget *diff_group;
+  GtkGrid *diff_grid;
+  GPtrArray *differences;   /* Difference */
+  GtkLabel *action_error;
   GtkButton *resume_button;
   GtkButton *open_button;
   GtkButton *export_button;
+  GtkButton *rename_button;
+  GtkButton *delete_button;
 
   char *folder;
-  GPtrArray *runs; /* LatheRunInfo */
+  GPtrArray *runs; /* LtRunInfo */
   int selected;
+  int compared;
+  gboolean updating_dropdown;
   GCancellable *cancellable;
 };
 
@@ -54,179 +71,55 @@ static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (LatheRunsPage, lathe_runs_page, GTK_TYPE_WIDGET)
 
-void
-lathe_run_info_free (LatheRunInfo *info)
-{
-  if (info == NULL)
-    return;
-  g_free (info->path);
-  g_free (info->name);
-  g_free (info->model);
-  g_free (info->train_type);
-  g_clear_pointer (&info->date, g_date_time_unref);
-  g_clear_pointer (&info->loss, g_array_unref);
-  g_clear_pointer (&info->val_loss, g_array_unref);
-  g_clear_pointer (&info->config, lt_run_config_free);
-  g_free (info);
-}
-
 const char *
-lathe_run_status_to_string (LatheRunStatus status)
+lathe_run_status_to_string (LtRunStatus status)
 {
   switch (status)
     {
-    case LATHE_RUN_FINISHED:
+    case LT_RUN_STATUS_FINISHED:
       return _("finished");
-    case LATHE_RUN_STOPPED:
+    case LT_RUN_STATUS_STOPPED:
       return _("stopped");
-    case LATHE_RUN_RUNNING:
+    case LT_RUN_STATUS_RUNNING:
       return _("running");
-    case LATHE_RUN_FAILED:
+    case LT_RUN_STATUS_FAILED:
     default:
       return _("failed");
     }
 }
 
-static double
-member_double (JsonObject *o, const char *key)
+static void
+difference_free (Difference *d)
 {
-  JsonNode *n = json_object_get_member (o, key);
-  if (n == NULL || JSON_NODE_HOLDS_NULL (n) || !JSON_NODE_HOLDS_VALUE (n))
-    return NAN;
-  return json_node_get_double (n);
+  g_free (d->key);
+  g_free (d->a);
+  g_free (d->b);
+  g_free (d);
 }
 
-LatheRunInfo *
-lathe_run_info_load (const char *dir, GError **error)
+/* The (step, loss) points of @info's reports (@eval FALSE) or evaluations. */
+static GArray *
+metric_points (const LtRunInfo *info, gboolean eval)
 {
-  g_autofree char *run_json = g_build_filename (dir, "run.json", NULL);
-  g_autofree char *metrics_path = g_build_filename (dir, "metrics.jsonl", NULL);
-  g_autofree char *log_path = g_build_filename (dir, "log.txt", NULL);
-  g_autofree char *state_path = g_build_filename (dir, "state", "trainer.json", NULL);
-  g_autofree char *metrics = NULL, *log = NULL;
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (LatheRunInfo) info = NULL;
-  g_autoptr (GFile) file = NULL;
-  g_autoptr (GFileInfo) finfo = NULL;
-  JsonNode *root;
+  GArray *pts = g_array_new (FALSE, FALSE, sizeof (LatheChartPoint));
 
-  if (!g_file_test (run_json, G_FILE_TEST_IS_REGULAR))
-    return NULL;
-  info = g_new0 (LatheRunInfo, 1);
-  info->path = g_strdup (dir);
-  info->name = g_path_get_basename (dir);
-  info->final_loss = info->final_val_loss = NAN;
-  info->loss = g_array_new (FALSE, FALSE, sizeof (LatheChartPoint));
-  info->val_loss = g_array_new (FALSE, FALSE, sizeof (LatheChartPoint));
-  info->status = LATHE_RUN_FAILED;
-
-  if (!json_parser_load_from_file (parser, run_json, error))
+  for (guint i = 0; info->metrics != NULL && i < info->metrics->len; i++)
     {
-      g_prefix_error (error, "%s: ", run_json);
-      return NULL;
+      const LtRunMetric *m = &g_array_index (info->metrics, LtRunMetric, i);
+      LatheChartPoint pt = { (double) m->step, eval ? m->val_loss : m->loss };
+
+      if ((m->kind == LT_RUN_METRIC_EVAL) == eval && isfinite (pt.y))
+        g_array_append_val (pts, pt);
     }
-  root = json_parser_get_root (parser);
-  if (JSON_NODE_HOLDS_OBJECT (root)
-      && json_object_has_member (json_node_get_object (root), "config"))
-    {
-      JsonObject *c = json_object_get_object_member (json_node_get_object (root), "config");
-      g_autoptr (GError) local = NULL;
-      LtRunConfig *cfg = lt_run_config_new ();
-
-      if (c != NULL && lt_run_config_apply_json (cfg, c, &local))
-        info->config = cfg;
-      else
-        lt_run_config_free (cfg);
-      if (c != NULL && json_object_has_member (c, "model"))
-        info->model = g_strdup (json_object_get_string_member_with_default (c, "model", ""));
-      if (c != NULL && json_object_has_member (c, "train_type"))
-        info->train_type = g_strdup (json_object_get_string_member_with_default (c, "train_type",
-                                                                                 ""));
-    }
-  file = g_file_new_for_path (run_json);
-  finfo = g_file_query_info (file, G_FILE_ATTRIBUTE_TIME_MODIFIED, G_FILE_QUERY_INFO_NONE, NULL,
-                             NULL);
-  if (finfo != NULL)
-    info->date = g_file_info_get_modification_date_time (finfo);
-
-  if (g_file_get_contents (metrics_path, &metrics, NULL, NULL))
-    {
-      g_auto (GStrv) lines = g_strsplit (metrics, "\n", -1);
-      for (guint i = 0; lines[i] != NULL; i++)
-        {
-          g_autoptr (JsonParser) p = json_parser_new ();
-          JsonObject *o;
-          const char *event;
-          LatheChartPoint pt;
-
-          if (lines[i][0] != '{' || !json_parser_load_from_data (p, lines[i], -1, NULL)
-              || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
-            continue;
-          o = json_node_get_object (json_parser_get_root (p));
-          event = json_object_get_string_member_with_default (o, "event", "report");
-          pt.x = (double) json_object_get_int_member_with_default (o, "step", 0);
-          info->last_step = MAX (info->last_step, (gint64) pt.x);
-          info->total_steps = json_object_get_int_member_with_default (o, "total_steps",
-                                                                       info->total_steps);
-          if (g_str_equal (event, "report") && isfinite (pt.y = member_double (o, "loss")))
-            {
-              g_array_append_val (info->loss, pt);
-              info->final_loss = pt.y;
-            }
-          else if (g_str_equal (event, "eval")
-                   && isfinite (pt.y = member_double (o, "val_loss")))
-            {
-              g_array_append_val (info->val_loss, pt);
-              info->final_val_loss = pt.y;
-            }
-        }
-    }
-
-  /* Status: log.txt's last word on the run, else what is on disk. */
-  if (g_file_get_contents (log_path, &log, NULL, NULL) && strstr (log, "done: ") != NULL)
-    info->status = LATHE_RUN_FINISHED;
-  else if (g_file_test (state_path, G_FILE_TEST_IS_REGULAR)
-           && (info->total_steps == 0 || info->last_step < info->total_steps))
-    info->status = LATHE_RUN_STOPPED;
-  else if (info->total_steps > 0 && info->last_step >= info->total_steps
-           && g_file_test (state_path, G_FILE_TEST_IS_REGULAR))
-    info->status = LATHE_RUN_FINISHED;
-  else
-    info->status = LATHE_RUN_FAILED;
-  return g_steal_pointer (&info);
+  return pts;
 }
 
-static int
-compare_newest_first (gconstpointer a, gconstpointer b)
+static char *
+train_type_name (const LtRunInfo *info)
 {
-  const LatheRunInfo *x = *(LatheRunInfo **) a, *y = *(LatheRunInfo **) b;
-
-  if (x->date != NULL && y->date != NULL)
-    {
-      int c = g_date_time_compare (y->date, x->date);
-      if (c != 0)
-        return c;
-    }
-  return g_strcmp0 (x->name, y->name);
-}
-
-GPtrArray *
-lathe_run_info_scan (const char *folder, GCancellable *cancellable)
-{
-  GPtrArray *runs = g_ptr_array_new_with_free_func ((GDestroyNotify) lathe_run_info_free);
-  g_autoptr (GDir) dir = folder ? g_dir_open (folder, 0, NULL) : NULL;
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL
-         && !g_cancellable_is_cancelled (cancellable))
-    {
-      g_autofree char *path = g_build_filename (folder, name, NULL);
-      LatheRunInfo *info = lathe_run_info_load (path, NULL);
-      if (info != NULL)
-        g_ptr_array_add (runs, info);
-    }
-  g_ptr_array_sort (runs, compare_newest_first);
-  return runs;
+  if (info->config == NULL)
+    return g_strdup ("?");
+  return g_strdup (lt_train_type_to_string (info->config->train_type));
 }
 
 /* --- The page ---------------------------------------------------------------------------- */
@@ -234,35 +127,41 @@ lathe_run_info_scan (const char *folder, GCancellable *cancellable)
 static void
 scan_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
-  g_task_return_pointer (task, lathe_run_info_scan (task_data, cancellable),
+  g_task_return_pointer (task, lt_run_dir_scan (task_data, cancellable),
                          (GDestroyNotify) g_ptr_array_unref);
 }
 
 static GtkWidget *
-make_row (const LatheRunInfo *info)
+make_row (const LtRunInfo *info)
 {
   GtkWidget *row = adw_action_row_new ();
-  g_autofree char *date = info->date ? g_date_time_format (info->date, "%Y-%m-%d %H:%M")
-                                     : g_strdup ("");
+  g_autofree char *date = info->created ? g_date_time_format (info->created, "%Y-%m-%d %H:%M")
+                                        : g_strdup ("");
   g_autofree char *model = info->model ? g_path_get_basename (info->model) : g_strdup ("?");
   g_autofree char *loss = isfinite (info->final_loss)
                             ? g_strdup_printf ("%.3f", info->final_loss) : g_strdup ("–");
+  g_autofree char *type = train_type_name (info);
   g_autofree char *subtitle = NULL;
+  g_autofree char *escaped = NULL;
   GtkWidget *status = gtk_label_new (lathe_run_status_to_string (info->status));
-  g_autofree char *title = g_markup_escape_text (info->name, -1);
 
-  /* Translators: run list subtitle: date · model · train type · final loss */
-  subtitle = g_strdup_printf (_("%s · %s · %s · loss %s"), date, model,
-                              info->train_type ? info->train_type : "?", loss);
-  {
-    g_autofree char *escaped = g_markup_escape_text (subtitle, -1);
-    adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), title);
-    adw_action_row_set_subtitle (ADW_ACTION_ROW (row), escaped);
-  }
+  if (info->status == LT_RUN_STATUS_FAILED && info->reason != NULL)
+    /* Translators: run list subtitle of a failed run: date · why it failed */
+    subtitle = g_strdup_printf (_("%s · %s"), date, info->reason);
+  else
+    /* Translators: run list subtitle: date · model · train type · final loss */
+    subtitle = g_strdup_printf (_("%s · %s · %s · loss %s"), date, model, type, loss);
+  escaped = g_markup_escape_text (subtitle, -1);
+  adw_preferences_row_set_use_markup (ADW_PREFERENCES_ROW (row), FALSE);
+  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), info->name);
+  adw_action_row_set_subtitle (ADW_ACTION_ROW (row), subtitle);
+  adw_action_row_set_subtitle_lines (ADW_ACTION_ROW (row), 2);
+  if (info->reason != NULL)
+    gtk_widget_set_tooltip_text (row, info->reason);
   gtk_widget_add_css_class (status, "caption");
-  if (info->status == LATHE_RUN_FINISHED)
+  if (info->status == LT_RUN_STATUS_FINISHED)
     gtk_widget_add_css_class (status, "success");
-  else if (info->status == LATHE_RUN_STOPPED)
+  else if (info->status == LT_RUN_STATUS_STOPPED || info->status == LT_RUN_STATUS_RUNNING)
     gtk_widget_add_css_class (status, "warning");
   else
     gtk_widget_add_css_class (status, "error");
@@ -277,30 +176,33 @@ scan_cb (GObject *object, GAsyncResult *result, gpointer user_data)
   LatheRunsPage *self;
   g_autoptr (GPtrArray) runs = NULL;
   g_autoptr (GError) error = NULL;
+  g_autofree char *previous = NULL;
   GtkWidget *child;
+  guint select = 0;
 
   runs = g_task_propagate_pointer (G_TASK (result), &error);
   if (runs == NULL)
     return; /* cancelled: the page may be gone */
   self = LATHE_RUNS_PAGE (object);
 
+  if (self->runs != NULL && self->selected >= 0 && (guint) self->selected < self->runs->len)
+    previous = g_strdup (((LtRunInfo *) g_ptr_array_index (self->runs, self->selected))->path);
   g_clear_pointer (&self->runs, g_ptr_array_unref);
   self->runs = g_steal_pointer (&runs);
   self->selected = -1;
+  self->compared = -1;
   while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->list))) != NULL)
     gtk_list_box_remove (self->list, child);
-  while (g_list_model_get_n_items (G_LIST_MODEL (self->compare_names)) > 0)
-    gtk_string_list_remove (self->compare_names, 0);
-  gtk_string_list_append (self->compare_names, _("Compare with…"));
   for (guint i = 0; i < self->runs->len; i++)
     {
-      LatheRunInfo *info = g_ptr_array_index (self->runs, i);
+      LtRunInfo *info = g_ptr_array_index (self->runs, i);
       gtk_list_box_append (self->list, make_row (info));
-      gtk_string_list_append (self->compare_names, info->name);
+      if (g_strcmp0 (info->path, previous) == 0)
+        select = i;
     }
   gtk_stack_set_visible_child_name (self->detail_stack, self->runs->len ? "detail" : "empty");
   if (self->runs->len > 0)
-    lathe_runs_page_select (self, 0);
+    lathe_runs_page_select (self, select);
   g_signal_emit (self, signals[SIGNAL_LOADED], 0);
 }
 
@@ -349,12 +251,35 @@ lathe_runs_page_get_n_runs (LatheRunsPage *self)
   return self->runs ? self->runs->len : 0;
 }
 
-const LatheRunInfo *
+const LtRunInfo *
 lathe_runs_page_get_run (LatheRunsPage *self, guint index)
 {
   g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), NULL);
   g_return_val_if_fail (self->runs != NULL && index < self->runs->len, NULL);
   return g_ptr_array_index (self->runs, index);
+}
+
+int
+lathe_runs_page_get_selected (LatheRunsPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), -1);
+  return self->selected;
+}
+
+const char *
+lathe_runs_page_get_details (LatheRunsPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), NULL);
+  return gtk_label_get_text (self->details);
+}
+
+const char *
+lathe_runs_page_get_reason (LatheRunsPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), NULL);
+  if (!gtk_widget_get_visible (GTK_WIDGET (self->reason)))
+    return NULL;
+  return gtk_label_get_text (self->reason);
 }
 
 LatheChart *
@@ -364,11 +289,106 @@ lathe_runs_page_get_chart (LatheRunsPage *self)
   return self->chart;
 }
 
+/* A new chart (the legend names the compared run, and series names are fixed at creation):
+ * the selected run's train line and validation points, and @other's when not NULL. */
+static void
+rebuild_chart (LatheRunsPage *self, const LtRunInfo *info, const LtRunInfo *other)
+{
+  g_autoptr (GArray) loss = NULL, val = NULL;
+
+  if (self->chart != NULL)
+    gtk_box_remove (self->chart_box, GTK_WIDGET (self->chart));
+  self->chart = LATHE_CHART (lathe_chart_new ());
+  gtk_widget_set_vexpand (GTK_WIDGET (self->chart), TRUE);
+  lathe_chart_set_x_label (self->chart, _("step"));
+  if (other != NULL)
+    {
+      /* Translators: chart legend: a run's training loss; %s is the run's name */
+      g_autofree char *a = g_strdup_printf (_("%s train"), info->name);
+      /* Translators: chart legend: a run's validation loss; %s is the run's name */
+      g_autofree char *b = g_strdup_printf (_("%s validation"), info->name);
+      g_autofree char *c = g_strdup_printf (_("%s train"), other->name);
+      g_autofree char *d = g_strdup_printf (_("%s validation"), other->name);
+
+      lathe_chart_add_series (self->chart, a, LATHE_CHART_LINE, "accent_color");
+      lathe_chart_add_series (self->chart, b, LATHE_CHART_POINTS, "success_color");
+      lathe_chart_add_series (self->chart, c, LATHE_CHART_LINE, "orange_4");
+      lathe_chart_add_series (self->chart, d, LATHE_CHART_POINTS, "purple_3");
+    }
+  else
+    {
+      lathe_chart_add_series (self->chart, _("train"), LATHE_CHART_LINE, "accent_color");
+      lathe_chart_add_series (self->chart, _("validation"), LATHE_CHART_POINTS,
+                              "success_color");
+      lathe_chart_add_series (self->chart, _("compared"), LATHE_CHART_LINE, "orange_4");
+      lathe_chart_add_series (self->chart, _("compared validation"), LATHE_CHART_POINTS,
+                              "purple_3");
+      lathe_chart_set_series_visible (self->chart, SERIES_COMPARE, FALSE);
+      lathe_chart_set_series_visible (self->chart, SERIES_COMPARE_VAL, FALSE);
+    }
+  gtk_box_prepend (self->chart_box, GTK_WIDGET (self->chart));
+
+  loss = metric_points (info, FALSE);
+  val = metric_points (info, TRUE);
+  lathe_chart_set_points (self->chart, SERIES_LOSS, (const LatheChartPoint *) loss->data,
+                          loss->len);
+  lathe_chart_set_points (self->chart, SERIES_VAL, (const LatheChartPoint *) val->data, val->len);
+  if (other != NULL)
+    {
+      g_autoptr (GArray) oloss = metric_points (other, FALSE);
+      g_autoptr (GArray) oval = metric_points (other, TRUE);
+
+      lathe_chart_set_points (self->chart, SERIES_COMPARE, (const LatheChartPoint *) oloss->data,
+                              oloss->len);
+      lathe_chart_set_points (self->chart, SERIES_COMPARE_VAL,
+                              (const LatheChartPoint *) oval->data, oval->len);
+    }
+}
+
+/* The Compare dropdown: the runs other than the selected one. */
+static void
+fill_compare_choices (LatheRunsPage *self)
+{
+  self->updating_dropdown = TRUE;
+  while (g_list_model_get_n_items (G_LIST_MODEL (self->compare_names)) > 0)
+    gtk_string_list_remove (self->compare_names, 0);
+  g_array_set_size (self->compare_map, 0);
+  gtk_string_list_append (self->compare_names, _("Compare with…"));
+  for (guint i = 0; self->runs != NULL && i < self->runs->len; i++)
+    {
+      LtRunInfo *info = g_ptr_array_index (self->runs, i);
+
+      if ((int) i == self->selected)
+        continue;
+      gtk_string_list_append (self->compare_names, info->name);
+      g_array_append_val (self->compare_map, i);
+    }
+  gtk_drop_down_set_selected (self->compare_dropdown, 0);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->compare_dropdown), self->compare_map->len > 0);
+  self->updating_dropdown = FALSE;
+}
+
+guint
+lathe_runs_page_get_n_compare_choices (LatheRunsPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), 0);
+  return self->compare_map->len;
+}
+
+const char *
+lathe_runs_page_get_compare_choice (LatheRunsPage *self, guint i)
+{
+  g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), NULL);
+  g_return_val_if_fail (i < self->compare_map->len, NULL);
+  return gtk_string_list_get_string (self->compare_names, i + 1);
+}
+
 void
 lathe_runs_page_select (LatheRunsPage *self, guint index)
 {
-  LatheRunInfo *info;
-  g_autofree char *details = NULL, *loss = NULL, *val = NULL;
+  LtRunInfo *info;
+  GString *details;
+  g_autofree char *loss = NULL, *val = NULL;
 
   g_return_if_fail (LATHE_IS_RUNS_PAGE (self));
   g_return_if_fail (self->runs != NULL && index < self->runs->len);
@@ -377,50 +397,195 @@ lathe_runs_page_select (LatheRunsPage *self, guint index)
   self->selected = (int) index;
   gtk_list_box_select_row (self->list, gtk_list_box_get_row_at_index (self->list, (int) index));
   gtk_label_set_text (self->title, info->name);
+  gtk_label_set_text (self->action_error, "");
+  gtk_widget_set_visible (GTK_WIDGET (self->action_error), FALSE);
   loss = isfinite (info->final_loss) ? g_strdup_printf ("%.4f", info->final_loss)
                                      : g_strdup ("–");
   val = isfinite (info->final_val_loss) ? g_strdup_printf ("%.4f", info->final_val_loss)
                                         : g_strdup ("–");
+  details = g_string_new (NULL);
   {
-    g_autofree char *step = g_strdup_printf ("%" G_GINT64_FORMAT, info->last_step);
-    g_autofree char *total = g_strdup_printf ("%" G_GINT64_FORMAT, info->total_steps);
-    details = g_strdup_printf (_("Model: %s\nStatus: %s, step %s of %s\nFinal loss: %s, "
-                                 "validation: %s"),
-                               info->model ? info->model : "?",
-                               lathe_run_status_to_string (info->status), step, total, loss,
-                               val);
+    g_autofree char *step = g_strdup_printf ("%" G_GINT64_FORMAT, info->step);
+    g_autofree char *total = info->total_steps > 0
+                               ? g_strdup_printf ("%" G_GINT64_FORMAT, info->total_steps)
+                               : g_strdup ("?");
+    g_string_append_printf (details, _("Model: %s\nStatus: %s, step %s of %s\nFinal loss: %s, "
+                                       "validation: %s"),
+                            info->model ? info->model : "?",
+                            lathe_run_status_to_string (info->status), step, total, loss, val);
   }
-  gtk_label_set_text (self->details, details);
-  lathe_chart_set_points (self->chart, SERIES_LOSS, (const LatheChartPoint *) info->loss->data,
-                          info->loss->len);
-  lathe_chart_set_points (self->chart, SERIES_VAL,
-                          (const LatheChartPoint *) info->val_loss->data, info->val_loss->len);
+  if (info->reason != NULL
+      && (info->status == LT_RUN_STATUS_FAILED || info->status == LT_RUN_STATUS_STOPPED))
+    {
+      g_autofree char *text = NULL;
+
+      if (info->status == LT_RUN_STATUS_FAILED)
+        /* Translators: %s is why a run failed */
+        text = g_strdup_printf (_("Failed: %s"), info->reason);
+      else
+        /* Translators: %s is why a run stopped */
+        text = g_strdup_printf (_("Stopped: %s"), info->reason);
+      gtk_label_set_text (self->reason, text);
+      if (info->status == LT_RUN_STATUS_FAILED)
+        {
+          gtk_widget_remove_css_class (GTK_WIDGET (self->reason), "dim-label");
+          gtk_widget_add_css_class (GTK_WIDGET (self->reason), "error");
+        }
+      else
+        {
+          gtk_widget_remove_css_class (GTK_WIDGET (self->reason), "error");
+          gtk_widget_add_css_class (GTK_WIDGET (self->reason), "dim-label");
+        }
+      gtk_widget_set_visible (GTK_WIDGET (self->reason), TRUE);
+    }
+  else
+    gtk_widget_set_visible (GTK_WIDGET (self->reason), FALSE);
+  gtk_label_set_text (self->details, details->str);
+  g_string_free (details, TRUE);
+
+  fill_compare_choices (self);
   lathe_runs_page_compare (self, -1);
   gtk_widget_set_sensitive (GTK_WIDGET (self->resume_button),
-                            info->status == LATHE_RUN_STOPPED && info->config != NULL);
+                            info->config != NULL && info->has_state
+                            && (info->status == LT_RUN_STATUS_STOPPED
+                                || info->status == LT_RUN_STATUS_FAILED));
   gtk_widget_set_sensitive (GTK_WIDGET (self->export_button),
                             lathe_export_run_has_adapter (info->path));
+  gtk_widget_set_sensitive (GTK_WIDGET (self->delete_button),
+                            info->status != LT_RUN_STATUS_RUNNING);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->rename_button),
+                            info->status != LT_RUN_STATUS_RUNNING);
+}
+
+/* The keys whose values differ between @a and @b (adapter_path aside: every run has its own). */
+static GPtrArray *
+config_differences (const LtRunConfig *a, const LtRunConfig *b)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) difference_free);
+  const LtRunKeyInfo *keys;
+  gsize n = 0;
+
+  if (a == NULL || b == NULL)
+    return out;
+  keys = lt_run_config_get_keys (&n);
+  for (gsize i = 0; i < n; i++)
+    {
+      g_autofree char *va = NULL, *vb = NULL;
+      Difference *d;
+
+      if (keys[i].alias_of != NULL || g_str_equal (keys[i].key, "adapter_path"))
+        continue;
+      va = lt_run_config_dup_value_string (a, keys[i].key);
+      vb = lt_run_config_dup_value_string (b, keys[i].key);
+      if (g_strcmp0 (va, vb) == 0)
+        continue;
+      d = g_new0 (Difference, 1);
+      d->key = g_strdup (keys[i].key);
+      d->a = va != NULL ? g_steal_pointer (&va) : g_strdup ("–");
+      d->b = vb != NULL ? g_steal_pointer (&vb) : g_strdup ("–");
+      g_ptr_array_add (out, d);
+    }
+  return out;
+}
+
+static GtkWidget *
+grid_label (const char *text, gboolean heading)
+{
+  GtkWidget *label = gtk_label_new (text);
+
+  gtk_label_set_xalign (GTK_LABEL (label), 0);
+  gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_MIDDLE);
+  gtk_label_set_selectable (GTK_LABEL (label), !heading);
+  gtk_widget_set_hexpand (label, TRUE);
+  if (heading)
+    gtk_widget_add_css_class (label, "heading");
+  else
+    gtk_widget_add_css_class (label, "numeric");
+  return label;
+}
+
+static void
+fill_differences (LatheRunsPage *self, const LtRunInfo *info, const LtRunInfo *other)
+{
+  GtkWidget *child;
+
+  g_clear_pointer (&self->differences, g_ptr_array_unref);
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->diff_grid))) != NULL)
+    gtk_grid_remove (self->diff_grid, child);
+  if (other == NULL)
+    {
+      self->differences = g_ptr_array_new_with_free_func ((GDestroyNotify) difference_free);
+      gtk_widget_set_visible (self->diff_group, FALSE);
+      return;
+    }
+  self->differences = config_differences (info->config, other->config);
+  gtk_grid_attach (self->diff_grid, grid_label (_("Setting"), TRUE), 0, 0, 1, 1);
+  gtk_grid_attach (self->diff_grid, grid_label (info->name, TRUE), 1, 0, 1, 1);
+  gtk_grid_attach (self->diff_grid, grid_label (other->name, TRUE), 2, 0, 1, 1);
+  for (guint i = 0; i < self->differences->len; i++)
+    {
+      Difference *d = g_ptr_array_index (self->differences, i);
+
+      gtk_grid_attach (self->diff_grid, grid_label (d->key, FALSE), 0, (int) i + 1, 1, 1);
+      gtk_grid_attach (self->diff_grid, grid_label (d->a, FALSE), 1, (int) i + 1, 1, 1);
+      gtk_grid_attach (self->diff_grid, grid_label (d->b, FALSE), 2, (int) i + 1, 1, 1);
+    }
+  if (self->differences->len == 0)
+    gtk_grid_attach (self->diff_grid, grid_label (_("The two runs have the same settings"),
+                                                  FALSE), 0, 1, 3, 1);
+  gtk_widget_set_visible (self->diff_group, TRUE);
+}
+
+guint
+lathe_runs_page_get_n_differences (LatheRunsPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), 0);
+  return self->differences != NULL ? self->differences->len : 0;
+}
+
+const char *
+lathe_runs_page_get_difference (LatheRunsPage *self, guint i, const char **this_value,
+                                const char **other_value)
+{
+  Difference *d;
+
+  g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), NULL);
+  g_return_val_if_fail (self->differences != NULL && i < self->differences->len, NULL);
+  d = g_ptr_array_index (self->differences, i);
+  if (this_value != NULL)
+    *this_value = d->a;
+  if (other_value != NULL)
+    *other_value = d->b;
+  return d->key;
 }
 
 void
 lathe_runs_page_compare (LatheRunsPage *self, int index)
 {
+  LtRunInfo *info, *other = NULL;
+  guint position = 0;
+
   g_return_if_fail (LATHE_IS_RUNS_PAGE (self));
 
-  if (index < 0 || self->runs == NULL || (guint) index >= self->runs->len)
+  if (self->runs == NULL || self->selected < 0)
+    return;
+  info = g_ptr_array_index (self->runs, self->selected);
+  if (index >= 0 && (guint) index < self->runs->len && index != self->selected)
     {
-      lathe_chart_set_points (self->chart, SERIES_COMPARE, NULL, 0);
-      if (gtk_drop_down_get_selected (self->compare_dropdown) != 0)
-        gtk_drop_down_set_selected (self->compare_dropdown, 0);
-      return;
+      other = g_ptr_array_index (self->runs, index);
+      for (guint i = 0; i < self->compare_map->len; i++)
+        if (g_array_index (self->compare_map, guint, i) == (guint) index)
+          position = i + 1;
     }
-  {
-    LatheRunInfo *other = g_ptr_array_index (self->runs, index);
-    if (gtk_drop_down_get_selected (self->compare_dropdown) != (guint) index + 1)
-      gtk_drop_down_set_selected (self->compare_dropdown, (guint) index + 1);
-    lathe_chart_set_points (self->chart, SERIES_COMPARE,
-                            (const LatheChartPoint *) other->loss->data, other->loss->len);
-  }
+  self->compared = other != NULL ? index : -1;
+  if (gtk_drop_down_get_selected (self->compare_dropdown) != position)
+    {
+      self->updating_dropdown = TRUE;
+      gtk_drop_down_set_selected (self->compare_dropdown, position);
+      self->updating_dropdown = FALSE;
+    }
+  rebuild_chart (self, info, other);
+  fill_differences (self, info, other);
 }
 
 static void
@@ -434,16 +599,18 @@ compare_selected_cb (LatheRunsPage *self)
 {
   guint i = gtk_drop_down_get_selected (self->compare_dropdown);
 
-  if (i == GTK_INVALID_LIST_POSITION || i == 0)
-    lathe_chart_set_points (self->chart, SERIES_COMPARE, NULL, 0);
+  if (self->updating_dropdown)
+    return;
+  if (i == GTK_INVALID_LIST_POSITION || i == 0 || i > self->compare_map->len)
+    lathe_runs_page_compare (self, -1);
   else
-    lathe_runs_page_compare (self, (int) i - 1);
+    lathe_runs_page_compare (self, (int) g_array_index (self->compare_map, guint, i - 1));
 }
 
 static void
 resume_clicked_cb (LatheRunsPage *self)
 {
-  LatheRunInfo *info;
+  LtRunInfo *info;
 
   if (self->selected < 0)
     return;
@@ -462,7 +629,7 @@ lathe_runs_page_get_export_button (LatheRunsPage *self)
 static void
 export_clicked_cb (LatheRunsPage *self)
 {
-  LatheRunInfo *info;
+  LtRunInfo *info;
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
   GtkWidget *dialog;
 
@@ -476,7 +643,7 @@ export_clicked_cb (LatheRunsPage *self)
 static void
 open_clicked_cb (LatheRunsPage *self)
 {
-  LatheRunInfo *info;
+  LtRunInfo *info;
   g_autofree char *uri = NULL;
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
 
@@ -490,6 +657,141 @@ open_clicked_cb (LatheRunsPage *self)
 }
 
 static void
+show_action_error (LatheRunsPage *self, const char *message)
+{
+  gtk_label_set_text (self->action_error, message);
+  gtk_widget_set_visible (GTK_WIDGET (self->action_error), TRUE);
+}
+
+gboolean
+lathe_runs_page_delete (LatheRunsPage *self, guint index, GError **error)
+{
+  LtRunInfo *info;
+  g_autoptr (GFile) file = NULL;
+
+  g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), FALSE);
+  g_return_val_if_fail (self->runs != NULL && index < self->runs->len, FALSE);
+
+  info = g_ptr_array_index (self->runs, index);
+  if (info->status == LT_RUN_STATUS_RUNNING)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY, _("%s is training"), info->name);
+      return FALSE;
+    }
+  file = g_file_new_for_path (info->path);
+  if (!g_file_trash (file, NULL, error))
+    return FALSE;
+  lathe_runs_page_reload (self);
+  return TRUE;
+}
+
+gboolean
+lathe_runs_page_rename (LatheRunsPage *self, guint index, const char *new_name, GError **error)
+{
+  LtRunInfo *info;
+  g_autofree char *path = NULL;
+
+  g_return_val_if_fail (LATHE_IS_RUNS_PAGE (self), FALSE);
+  g_return_val_if_fail (self->runs != NULL && index < self->runs->len, FALSE);
+
+  info = g_ptr_array_index (self->runs, index);
+  if (info->status == LT_RUN_STATUS_RUNNING)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY, _("%s is training"), info->name);
+      return FALSE;
+    }
+  path = lt_run_dir_rename (info->path, new_name, error);
+  if (path == NULL)
+    return FALSE;
+  /* keep the renamed run selected after the reload */
+  g_free (info->path);
+  info->path = g_steal_pointer (&path);
+  lathe_runs_page_reload (self);
+  return TRUE;
+}
+
+static void
+delete_response_cb (AdwMessageDialog *dialog, const char *response, LatheRunsPage *self)
+{
+  g_autoptr (GError) error = NULL;
+  int index = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (dialog), "run-index"));
+
+  if (g_strcmp0 (response, "delete") != 0 || self->runs == NULL
+      || (guint) index >= self->runs->len)
+    return;
+  if (!lathe_runs_page_delete (self, (guint) index, &error))
+    show_action_error (self, error->message);
+}
+
+static void
+delete_clicked_cb (LatheRunsPage *self)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  LtRunInfo *info;
+  GtkWidget *dialog;
+
+  if (self->selected < 0)
+    return;
+  info = g_ptr_array_index (self->runs, self->selected);
+  dialog = adw_message_dialog_new (GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
+                                   _("Delete Run?"), NULL);
+  /* Translators: %s is a run's folder */
+  adw_message_dialog_format_body (ADW_MESSAGE_DIALOG (dialog),
+                                  _("The folder %s moves to the trash, with its adapter, "
+                                    "checkpoints and training state."), info->path);
+  adw_message_dialog_add_responses (ADW_MESSAGE_DIALOG (dialog), "cancel", _("_Cancel"),
+                                    "delete", _("_Delete"), NULL);
+  adw_message_dialog_set_response_appearance (ADW_MESSAGE_DIALOG (dialog), "delete",
+                                              ADW_RESPONSE_DESTRUCTIVE);
+  adw_message_dialog_set_default_response (ADW_MESSAGE_DIALOG (dialog), "cancel");
+  adw_message_dialog_set_close_response (ADW_MESSAGE_DIALOG (dialog), "cancel");
+  g_object_set_data (G_OBJECT (dialog), "run-index", GINT_TO_POINTER (self->selected));
+  g_signal_connect_object (dialog, "response", G_CALLBACK (delete_response_cb), self, 0);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+static void
+rename_response_cb (AdwMessageDialog *dialog, const char *response, LatheRunsPage *self)
+{
+  g_autoptr (GError) error = NULL;
+  int index = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (dialog), "run-index"));
+  GtkEditable *entry = GTK_EDITABLE (adw_message_dialog_get_extra_child (dialog));
+
+  if (g_strcmp0 (response, "rename") != 0 || self->runs == NULL
+      || (guint) index >= self->runs->len)
+    return;
+  if (!lathe_runs_page_rename (self, (guint) index, gtk_editable_get_text (entry), &error))
+    show_action_error (self, error->message);
+}
+
+static void
+rename_clicked_cb (LatheRunsPage *self)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  LtRunInfo *info;
+  GtkWidget *dialog, *entry;
+
+  if (self->selected < 0)
+    return;
+  info = g_ptr_array_index (self->runs, self->selected);
+  dialog = adw_message_dialog_new (GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
+                                   _("Rename Run"), _("The run folder takes the new name."));
+  entry = gtk_entry_new ();
+  gtk_editable_set_text (GTK_EDITABLE (entry), info->name);
+  gtk_entry_set_activates_default (GTK_ENTRY (entry), TRUE);
+  adw_message_dialog_set_extra_child (ADW_MESSAGE_DIALOG (dialog), entry);
+  adw_message_dialog_add_responses (ADW_MESSAGE_DIALOG (dialog), "cancel", _("_Cancel"),
+                                    "rename", _("_Rename"), NULL);
+  adw_message_dialog_set_response_appearance (ADW_MESSAGE_DIALOG (dialog), "rename",
+                                              ADW_RESPONSE_SUGGESTED);
+  adw_message_dialog_set_default_response (ADW_MESSAGE_DIALOG (dialog), "rename");
+  adw_message_dialog_set_close_response (ADW_MESSAGE_DIALOG (dialog), "cancel");
+  g_object_set_data (G_OBJECT (dialog), "run-index", GINT_TO_POINTER (self->selected));
+  g_signal_connect_object (dialog, "response", G_CALLBACK (rename_response_cb), self, 0);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+static void
 lathe_runs_page_dispose (GObject *object)
 {
   LatheRunsPage *self = LATHE_RUNS_PAGE (object);
@@ -498,6 +800,7 @@ lathe_runs_page_dispose (GObject *object)
   g_clear_object (&self->cancellable);
   g_clear_pointer (&self->paned, gtk_widget_unparent);
   g_clear_pointer (&self->runs, g_ptr_array_unref);
+  g_clear_pointer (&self->differences, g_ptr_array_unref);
   G_OBJECT_CLASS (lathe_runs_page_parent_class)->dispose (object);
 }
 
@@ -507,6 +810,7 @@ lathe_runs_page_finalize (GObject *object)
   LatheRunsPage *self = LATHE_RUNS_PAGE (object);
 
   g_free (self->folder);
+  g_array_unref (self->compare_map);
   G_OBJECT_CLASS (lathe_runs_page_parent_class)->finalize (object);
 }
 
@@ -527,12 +831,24 @@ lathe_runs_page_class_init (LatheRunsPageClass *klass)
                                          0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_POINTER);
 }
 
+static GtkButton *
+add_button (GtkWidget *box, const char *mnemonic, GCallback cb, gpointer self)
+{
+  GtkButton *button = GTK_BUTTON (gtk_button_new_with_mnemonic (mnemonic));
+
+  g_signal_connect_swapped (button, "clicked", cb, self);
+  gtk_box_append (GTK_BOX (box), GTK_WIDGET (button));
+  return button;
+}
+
 static void
 lathe_runs_page_init (LatheRunsPage *self)
 {
-  GtkWidget *left, *scrolled, *right, *buttons, *empty, *refresh;
+  GtkWidget *left, *scrolled, *right, *right_scrolled, *buttons, *empty, *refresh, *spacer;
 
   self->selected = -1;
+  self->compared = -1;
+  self->compare_map = g_array_new (FALSE, FALSE, sizeof (guint));
   self->paned = gtk_paned_new (GTK_ORIENTATION_HORIZONTAL);
   gtk_paned_set_position (GTK_PANED (self->paned), 380);
   gtk_paned_set_shrink_start_child (GTK_PANED (self->paned), FALSE);
@@ -585,21 +901,52 @@ lathe_runs_page_init (LatheRunsPage *self)
   gtk_widget_set_margin_end (right, 18);
   self->title = GTK_LABEL (gtk_label_new (NULL));
   gtk_label_set_xalign (self->title, 0);
+  gtk_label_set_ellipsize (self->title, PANGO_ELLIPSIZE_END);
   gtk_widget_add_css_class (GTK_WIDGET (self->title), "title-2");
   gtk_box_append (GTK_BOX (right), GTK_WIDGET (self->title));
   self->details = GTK_LABEL (gtk_label_new (NULL));
   gtk_label_set_xalign (self->details, 0);
   gtk_label_set_selectable (self->details, TRUE);
   gtk_label_set_wrap (self->details, TRUE);
+  gtk_label_set_wrap_mode (self->details, PANGO_WRAP_WORD_CHAR);
   gtk_box_append (GTK_BOX (right), GTK_WIDGET (self->details));
+  self->reason = GTK_LABEL (gtk_label_new (NULL));
+  gtk_label_set_xalign (self->reason, 0);
+  gtk_label_set_wrap (self->reason, TRUE);
+  gtk_label_set_wrap_mode (self->reason, PANGO_WRAP_WORD_CHAR);
+  gtk_label_set_selectable (self->reason, TRUE);
+  gtk_widget_add_css_class (GTK_WIDGET (self->reason), "error");
+  gtk_widget_set_visible (GTK_WIDGET (self->reason), FALSE);
+  gtk_box_append (GTK_BOX (right), GTK_WIDGET (self->reason));
 
-  self->chart = LATHE_CHART (lathe_chart_new ());
-  gtk_widget_set_vexpand (GTK_WIDGET (self->chart), TRUE);
-  lathe_chart_set_x_label (self->chart, _("step"));
-  lathe_chart_add_series (self->chart, _("train"), LATHE_CHART_LINE, "accent_color");
-  lathe_chart_add_series (self->chart, _("validation"), LATHE_CHART_POINTS, "success_color");
-  lathe_chart_add_series (self->chart, _("compared"), LATHE_CHART_LINE, "warning_color");
-  gtk_box_append (GTK_BOX (right), GTK_WIDGET (self->chart));
+  self->chart_box = GTK_BOX (gtk_box_new (GTK_ORIENTATION_VERTICAL, 12));
+  gtk_widget_set_vexpand (GTK_WIDGET (self->chart_box), TRUE);
+  gtk_widget_set_size_request (GTK_WIDGET (self->chart_box), -1, 280);
+  gtk_box_append (GTK_BOX (right), GTK_WIDGET (self->chart_box));
+  {
+    LtRunInfo none = { 0 };
+    none.name = (char *) "";
+    rebuild_chart (self, &none, NULL);
+  }
+
+  self->diff_group = adw_preferences_group_new ();
+  adw_preferences_group_set_title (ADW_PREFERENCES_GROUP (self->diff_group),
+                                   _("Settings That Differ"));
+  self->diff_grid = GTK_GRID (gtk_grid_new ());
+  gtk_grid_set_column_spacing (self->diff_grid, 18);
+  gtk_grid_set_row_spacing (self->diff_grid, 4);
+  gtk_grid_set_column_homogeneous (self->diff_grid, TRUE);
+  adw_preferences_group_add (ADW_PREFERENCES_GROUP (self->diff_group),
+                             GTK_WIDGET (self->diff_grid));
+  gtk_widget_set_visible (self->diff_group, FALSE);
+  gtk_box_append (self->chart_box, self->diff_group);
+
+  self->action_error = GTK_LABEL (gtk_label_new (NULL));
+  gtk_label_set_xalign (self->action_error, 0);
+  gtk_label_set_wrap (self->action_error, TRUE);
+  gtk_widget_add_css_class (GTK_WIDGET (self->action_error), "error");
+  gtk_widget_set_visible (GTK_WIDGET (self->action_error), FALSE);
+  gtk_box_append (GTK_BOX (right), GTK_WIDGET (self->action_error));
 
   buttons = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   self->compare_names = gtk_string_list_new (NULL);
@@ -610,22 +957,28 @@ lathe_runs_page_init (LatheRunsPage *self)
   g_signal_connect_swapped (self->compare_dropdown, "notify::selected",
                             G_CALLBACK (compare_selected_cb), self);
   gtk_box_append (GTK_BOX (buttons), GTK_WIDGET (self->compare_dropdown));
-  self->open_button = GTK_BUTTON (gtk_button_new_with_mnemonic (_("_Open Folder")));
-  g_signal_connect_swapped (self->open_button, "clicked", G_CALLBACK (open_clicked_cb), self);
-  gtk_widget_set_hexpand (GTK_WIDGET (self->open_button), TRUE);
-  gtk_widget_set_halign (GTK_WIDGET (self->open_button), GTK_ALIGN_END);
-  gtk_box_append (GTK_BOX (buttons), GTK_WIDGET (self->open_button));
-  self->export_button = GTK_BUTTON (gtk_button_new_with_mnemonic (_("_Export…")));
+  spacer = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 0);
+  gtk_widget_set_hexpand (spacer, TRUE);
+  gtk_box_append (GTK_BOX (buttons), spacer);
+  self->delete_button = add_button (buttons, _("_Delete…"), G_CALLBACK (delete_clicked_cb),
+                                    self);
+  self->rename_button = add_button (buttons, _("Re_name…"), G_CALLBACK (rename_clicked_cb),
+                                    self);
+  self->open_button = add_button (buttons, _("_Open Folder"), G_CALLBACK (open_clicked_cb),
+                                  self);
+  self->export_button = add_button (buttons, _("_Export…"), G_CALLBACK (export_clicked_cb),
+                                    self);
   gtk_widget_set_sensitive (GTK_WIDGET (self->export_button), FALSE);
-  g_signal_connect_swapped (self->export_button, "clicked", G_CALLBACK (export_clicked_cb), self);
-  gtk_box_append (GTK_BOX (buttons), GTK_WIDGET (self->export_button));
-  self->resume_button = GTK_BUTTON (gtk_button_new_with_mnemonic (_("_Resume")));
+  self->resume_button = add_button (buttons, _("_Resume"), G_CALLBACK (resume_clicked_cb),
+                                    self);
   gtk_widget_add_css_class (GTK_WIDGET (self->resume_button), "suggested-action");
-  g_signal_connect_swapped (self->resume_button, "clicked", G_CALLBACK (resume_clicked_cb),
-                            self);
-  gtk_box_append (GTK_BOX (buttons), GTK_WIDGET (self->resume_button));
   gtk_box_append (GTK_BOX (right), buttons);
-  gtk_stack_add_named (self->detail_stack, right, "detail");
+
+  right_scrolled = gtk_scrolled_window_new ();
+  gtk_scrolled_window_set_policy (GTK_SCROLLED_WINDOW (right_scrolled), GTK_POLICY_NEVER,
+                                  GTK_POLICY_AUTOMATIC);
+  gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (right_scrolled), right);
+  gtk_stack_add_named (self->detail_stack, right_scrolled, "detail");
   gtk_stack_set_visible_child_name (self->detail_stack, "empty");
   gtk_paned_set_end_child (GTK_PANED (self->paned), GTK_WIDGET (self->detail_stack));
 }

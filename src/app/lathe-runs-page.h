@@ -1,52 +1,22 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* LatheRunsPage: the run history. Lists the run folders (ARCHITECTURE.md §5) under a runs
- * folder, read off the main thread: name, date, model, train type, final loss and status
- * (finished / stopped / failed, from log.txt, metrics.jsonl and state/). Selecting a run shows
- * its loss curve; "Compare" overlays another run's; "Resume" continues a stopped run through
- * LatheTrainJob; "Open Folder" shows it in the file manager. */
+ * folder, read off the main thread through lt-run-dir (LtRunInfo): name, date, model, train
+ * type, final loss, status from run.json (running / stopped / finished / failed, and a failed
+ * run's reason). Selecting a run shows its loss curve and validation points; "Compare" overlays
+ * another run's (named in the legend) and lists the settings that differ; "Resume" continues a
+ * stopped run through LatheTrainJob; "Rename…" and "Delete…" (to the trash, after a
+ * confirmation) act on the folder; "Open Folder" shows it in the file manager. */
 #pragma once
 
 #include <adwaita.h>
 
 #include "lathe-chart.h"
-#include "src/core/lt-run.h"
+#include "src/core/lt-run-dir.h"
 
 G_BEGIN_DECLS
 
-typedef enum
-{
-  LATHE_RUN_FINISHED,
-  LATHE_RUN_STOPPED,
-  LATHE_RUN_FAILED,
-  LATHE_RUN_RUNNING,
-} LatheRunStatus;
-
-/* One run folder, as read from disk (plain data, for the list and the tests). */
-typedef struct
-{
-  char *path;
-  char *name;
-  char *model;
-  char *train_type;
-  GDateTime *date;          /* run.json's modification time */
-  double final_loss;        /* NAN when no report */
-  double final_val_loss;    /* NAN when no eval */
-  gint64 last_step, total_steps;
-  LatheRunStatus status;
-  GArray *loss;             /* LatheChartPoint (step, train loss) */
-  GArray *val_loss;         /* LatheChartPoint (step, validation loss) */
-  LtRunConfig *config;      /* run.json's "config", or NULL */
-} LatheRunInfo;
-
-void lathe_run_info_free (LatheRunInfo *info);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (LatheRunInfo, lathe_run_info_free)
-
-/* Reads one run folder (blocking: call it off the main thread). NULL when @dir holds no
- * run.json. */
-LatheRunInfo *lathe_run_info_load (const char *dir, GError **error);
-/* Every run folder under @folder, newest first (blocking). */
-GPtrArray *lathe_run_info_scan (const char *folder, GCancellable *cancellable);
-const char *lathe_run_status_to_string (LatheRunStatus status);
+/* Translated status word ("finished", …). */
+const char *lathe_run_status_to_string (LtRunStatus status);
 
 #define LATHE_TYPE_RUNS_PAGE (lathe_runs_page_get_type ())
 
@@ -59,11 +29,38 @@ const char *lathe_runs_page_get_folder (LatheRunsPage *self);
 void lathe_runs_page_reload (LatheRunsPage *self);
 guint lathe_runs_page_get_n_runs (LatheRunsPage *self);
 /* Borrowed; index in the list order. */
-const LatheRunInfo *lathe_runs_page_get_run (LatheRunsPage *self, guint index);
+const LtRunInfo *lathe_runs_page_get_run (LatheRunsPage *self, guint index);
 void lathe_runs_page_select (LatheRunsPage *self, guint index);
-/* Overlays run @index's loss curve on the selected one's (-1 clears). */
+/* The selected run's index, or -1. */
+int lathe_runs_page_get_selected (LatheRunsPage *self);
+/* The text of the selected run's details (model, status, steps, losses). */
+const char *lathe_runs_page_get_details (LatheRunsPage *self);
+/* The line under the details saying why the selected run failed ("Failed: …", in the error
+ * colour) or stopped ("Stopped: …"); NULL when it shows none. */
+const char *lathe_runs_page_get_reason (LatheRunsPage *self);
+
+/* Overlays run @index's loss curve and validation points on the selected one's (-1 clears;
+ * the selected run itself is not a choice: comparing with it clears). Chart series: 0 train,
+ * 1 validation, 2 the compared run's train, 3 its validation; the compared ones are named
+ * after the run. */
 void lathe_runs_page_compare (LatheRunsPage *self, int index);
+/* The Compare choices: the other runs' names, in list order. */
+guint lathe_runs_page_get_n_compare_choices (LatheRunsPage *self);
+const char *lathe_runs_page_get_compare_choice (LatheRunsPage *self, guint i);
+/* The settings that differ between the selected and the compared run: key, and each run's
+ * value ("–" for unset). */
+guint lathe_runs_page_get_n_differences (LatheRunsPage *self);
+const char *lathe_runs_page_get_difference (LatheRunsPage *self, guint i,
+                                            const char **this_value, const char **other_value);
 LatheChart *lathe_runs_page_get_chart (LatheRunsPage *self);
+
+/* Moves run @index's folder to the trash (no confirmation: the Delete… button asks first) and
+ * reloads. */
+gboolean lathe_runs_page_delete (LatheRunsPage *self, guint index, GError **error);
+/* Renames run @index's folder (lt_run_dir_rename) and reloads. */
+gboolean lathe_runs_page_rename (LatheRunsPage *self, guint index, const char *new_name,
+                                 GError **error);
+
 /* The Export… button (sensitive when the selected run holds an adapter). */
 GtkWidget *lathe_runs_page_get_export_button (LatheRunsPage *self);
 

@@ -11,8 +11,8 @@
 #include <json-glib/json-glib.h>
 
 #include "lathe-cli.h"
+#include "lathe-decode.h"
 #include "lt-error.h"
-#include "lt-linear.h"
 #include "lt-model.h"
 #include "lt-run.h"
 #include "lt-tokenizer.h"
@@ -88,12 +88,14 @@ lathe_cmd_eval (int argc, char **argv)
 {
   g_autofree char *model_dir = NULL;
   g_autofree char *quantization = NULL;
-  LtLoadOptions load_opts;
+  g_autofree char *adapter = NULL;
   g_autofree char *data = NULL;
   int max_seq_length = 2048;
   gboolean json = FALSE;
   int exit_status;
   const GOptionEntry entries[] = {
+    { "adapter-path", 'a', 0, G_OPTION_ARG_FILENAME, &adapter, LATHE_ADAPTER_PATH_HELP,
+      "PATH" },
     { "quantization", 'q', 0, G_OPTION_ARG_STRING, &quantization,
       "Quantize the model while loading it: none, 4bit, 6bit, 8bit (symmetric, group 128), "
       "mxfp4 (group 32) or nf4 (group 64) (default none)", "Q" },
@@ -126,28 +128,15 @@ lathe_cmd_eval (int argc, char **argv)
       return LATHE_EXIT_BAD_INPUT;
     }
 
-  if (!g_file_test (model_dir, G_FILE_TEST_IS_DIR))
-    {
-      g_printerr ("lathe eval: %s: not a model folder\n", model_dir);
-      return LATHE_EXIT_BAD_INPUT;
-    }
-  /* one thread pool: OpenMP threads share each GEMM over single-threaded OpenBLAS */
-  lt_linear_set_threads (0);
-
   g_autofree char *contents = NULL;
   gsize len;
   if (!g_file_get_contents (data, &contents, &len, &error))
     return lathe_cli_report_error ("eval", error);
 
-  if (!lathe_cli_parse_quantization ("eval", quantization, &load_opts))
-    return LATHE_EXIT_BAD_INPUT;
-  g_autoptr (LtModel) model = lt_model_load_with_options (model_dir, &load_opts, &error);
-  if (model == NULL)
-    return lathe_cli_report_error ("eval", error);
-  lathe_cli_report_unquantized ("eval", model);
-  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model_dir, &error);
-  if (tok == NULL)
-    return lathe_cli_report_error ("eval", error);
+  g_autoptr (LtModel) model = NULL;
+  g_autoptr (LtTokenizer) tok = NULL;
+  if (!lathe_decode_load ("eval", model_dir, quantization, adapter, &model, &tok, &exit_status))
+    return exit_status;
 
   g_auto (GStrv) lines = g_strsplit (contents, "\n", -1);
   guint n_lines = g_strv_length (lines);

@@ -9,72 +9,18 @@
 #include <json-glib/json-glib.h>
 
 #include "lathe-cli.h"
-#include "lt-dataset.h"
 #include "lt-error.h"
 #include "lt-export.h"
 #include "lt-gguf.h"
 #include "lt-linear.h"
 #include "lt-model-train.h"
 
-static int
-gguf_type_from_name (const char *s)
+/* The label of a verified model in the report. */
+static const char *
+verify_label (LtVerifyKind kind)
 {
-  if (!s || g_ascii_strcasecmp (s, "f16") == 0)
-    return LT_GGML_F16;
-  if (g_ascii_strcasecmp (s, "f32") == 0)
-    return LT_GGML_F32;
-  if (g_ascii_strcasecmp (s, "bf16") == 0)
-    return LT_GGML_BF16;
-  if (g_ascii_strcasecmp (s, "q8_0") == 0)
-    return LT_GGML_Q8_0;
-  if (g_ascii_strcasecmp (s, "q4_0") == 0)
-    return LT_GGML_Q4_0;
-  if (g_ascii_strcasecmp (s, "q4_k") == 0)
-    return LT_GGML_Q4_K;
-  if (g_ascii_strcasecmp (s, "q6_k") == 0)
-    return LT_GGML_Q6_K;
-  return -1;
-}
-
-/* The validation file of a run folder: run.json's "data" → its valid.jsonl. */
-static char *
-run_valid_file (const char *run_dir)
-{
-  g_autofree char *rj = g_build_filename (run_dir, "run.json", NULL);
-  g_autoptr (JsonParser) p = json_parser_new ();
-  if (!json_parser_load_from_file (p, rj, NULL)
-      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
-    return NULL;
-  JsonObject *o = json_node_get_object (json_parser_get_root (p));
-  if (json_object_has_member (o, "config")
-      && JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "config")))
-    o = json_object_get_object_member (o, "config");
-  const char *data = json_object_get_string_member_with_default (o, "data", NULL);
-  if (!data)
-    return NULL;
-  g_autofree char *train = NULL, *valid = NULL, *test = NULL;
-  if (!lt_dataset_find_files (data, &train, &valid, &test, NULL))
-    return NULL;
-  return g_steal_pointer (&valid);
-}
-
-typedef struct
-{
-  const char *label;
-  char *path;       /* model folder or .gguf */
-  char *format;     /* for the expected loss */
-  double ppl;
-  char *sample;
-} VerifyRow;
-
-static gboolean
-verify_one (VerifyRow *r, LtLoadedModel *m, const char *tok_dir, const char *data,
-            GError **error)
-{
-  if (!lt_export_perplexity (m->model, tok_dir, data, 2048, &r->ppl, NULL, error))
-    return FALSE;
-  r->sample = lt_export_greedy (m->model, tok_dir, "Once upon a time", 16, error);
-  return r->sample != NULL;
+  static const char *const labels[] = { "base", "base + adapter", "mlx", "hf", "gguf" };
+  return labels[kind];
 }
 
 int
@@ -183,11 +129,10 @@ lathe_cmd_fuse (int argc, char **argv)
   g_autofree char *gguf_default = NULL;
   if (export_gguf || gguf_path || gguf_type)
     {
-      o.gguf_type = gguf_type_from_name (gguf_type);
+      o.gguf_type = gguf_type ? lt_ggml_type_from_name (gguf_type, &error) : LT_GGML_F16;
       if (o.gguf_type < 0)
         {
-          g_printerr ("lathe fuse: --gguf-type must be f16, q8_0, q4_0, q4_k or q6_k (got %s)\n",
-                      gguf_type);
+          g_printerr ("lathe fuse: --gguf-type: %s\n", error->message);
           return LATHE_EXIT_BAD_INPUT;
         }
       if (!gguf_path)
@@ -207,7 +152,7 @@ lathe_cmd_fuse (int argc, char **argv)
   g_autofree char *valid = NULL;
   if (verify)
     {
-      valid = data ? g_strdup (data) : adapter ? run_valid_file (adapter) : NULL;
+      valid = data ? g_strdup (data) : adapter ? lt_export_verify_data_for_run (adapter) : NULL;
       if (!valid)
         {
           g_printerr ("lathe fuse: --verify needs --data FILE (no run.json with a data folder "
@@ -222,47 +167,11 @@ lathe_cmd_fuse (int argc, char **argv)
     return lathe_cli_report_error ("fuse", error);
 
   /* verification */
-  GArray *rows = g_array_new (FALSE, TRUE, sizeof (VerifyRow));
+  g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify)
+                                                               lt_verify_row_free);
   gboolean outside = FALSE;
-  if (verify)
-    {
-      VerifyRow base = { "base", g_strdup (model), NULL }, fused = { "base + adapter", NULL, NULL };
-      g_autoptr (LtLoadedModel) mb = lt_export_load_fused (model, NULL, &error);
-      if (!mb || !verify_one (&base, mb, model, valid, &error))
-        return lathe_cli_report_error ("fuse", error);
-      g_array_append_val (rows, base);
-      /* base + adapter: the base as lt-model loads it with the adapter applied unfused
-       * (lt_model_load_adapters), an independent check of the fuse; without an adapter, the
-       * base */
-      g_autoptr (LtLoadedModel) mf = g_new0 (LtLoadedModel, 1);
-      mf->model = lt_model_load (model, &error);
-      if (!mf->model || (adapter && !lt_model_load_adapters (mf->model, adapter, &error))
-          || !verify_one (&fused, mf, model, valid, &error))
-        return lathe_cli_report_error ("fuse", error);
-      g_array_append_val (rows, fused);
-      struct { const char *label; const char *path; char *fmt; } outs[3] = {
-        { "mlx", save, g_strdup (rep->mlx_format ? rep->mlx_format : "f32") },
-        { "hf", hf, g_strdup (dtype ? dtype : "bf16") },
-        { "gguf", o.gguf_path, g_ascii_strdown (gguf_type ? gguf_type : "f16", -1) },
-      };
-      for (guint i = 0; i < 3; i++)
-        {
-          if (!outs[i].path)
-            {
-              g_free (outs[i].fmt);
-              continue;
-            }
-          VerifyRow r = { outs[i].label, g_strdup (outs[i].path), outs[i].fmt };
-          g_autofree char *cfg = g_build_filename (model, "config.json", NULL);
-          g_autoptr (LtLoadedModel) m = lt_export_load (outs[i].path, i == 2 ? cfg : NULL,
-                                                        &error);
-          if (!m || !verify_one (&r, m, model, valid, &error))
-            return lathe_cli_report_error ("fuse", error);
-          if (r.ppl > fused.ppl * (1 + lt_export_expected_loss (r.format)))
-            outside = TRUE;
-          g_array_append_val (rows, r);
-        }
-    }
+  if (verify && !lt_export_verify (&o, rep, valid, rows, &outside, NULL, NULL, NULL, &error))
+    return lathe_cli_report_error ("fuse", error);
 
   if (json)
     {
@@ -301,10 +210,10 @@ lathe_cmd_fuse (int argc, char **argv)
       json_builder_begin_array (b);
       for (guint i = 0; i < rows->len; i++)
         {
-          VerifyRow *r = &g_array_index (rows, VerifyRow, i);
+          LtVerifyRow *r = rows->pdata[i];
           json_builder_begin_object (b);
           json_builder_set_member_name (b, "model");
-          json_builder_add_string_value (b, r->label);
+          json_builder_add_string_value (b, verify_label (r->kind));
           json_builder_set_member_name (b, "ppl");
           json_builder_add_double_value (b, r->ppl);
           json_builder_set_member_name (b, "sample");
@@ -343,8 +252,8 @@ lathe_cmd_fuse (int argc, char **argv)
         }
       for (guint i = 0; i < rows->len; i++)
         {
-          VerifyRow *r = &g_array_index (rows, VerifyRow, i);
-          g_print ("%-16s ppl %10.4f  sample: %s\n", r->label, r->ppl, r->sample);
+          LtVerifyRow *r = rows->pdata[i];
+          g_print ("%-16s ppl %10.4f  sample: %s\n", verify_label (r->kind), r->ppl, r->sample);
         }
       if (outside)
         g_print ("warning: an exported model's perplexity is outside the expected quantization "
@@ -352,13 +261,5 @@ lathe_cmd_fuse (int argc, char **argv)
     }
   if (rep->warning)
     g_printerr ("lathe fuse: warning: %s\n", rep->warning);
-  for (guint i = 0; i < rows->len; i++)
-    {
-      VerifyRow *r = &g_array_index (rows, VerifyRow, i);
-      g_free (r->path);
-      g_free (r->format);
-      g_free (r->sample);
-    }
-  g_array_unref (rows);
   return outside ? LATHE_EXIT_FAILURE : LATHE_EXIT_OK;
 }

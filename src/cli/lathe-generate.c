@@ -9,21 +9,13 @@
 #include <json-glib/json-glib.h>
 
 #include "lathe-cli.h"
+#include "lathe-decode.h"
 #include "lt-chat-template.h"
+#include "lt-chat.h"
 #include "lt-error.h"
-#include "lt-linear.h"
 #include "lt-model.h"
 #include "lt-run.h"
 #include "lt-tokenizer.h"
-
-static gboolean
-is_eos (const LtConfig *config, LtTokenizer *tok, int32_t id)
-{
-  for (int i = 0; i < config->n_eos_token_ids; i++)
-    if (config->eos_token_ids[i] == id)
-      return TRUE;
-  return id >= 0 && id == lt_tokenizer_get_eos_id (tok);
-}
 
 /* The prompt's token ids: the chat template's rendering (encoded without special tokens, as
  * transformers' apply_chat_template does), or the raw prompt through the post-processor. */
@@ -79,38 +71,12 @@ prompt_ids (LtModel *model, LtTokenizer *tok, const char *prompt, gboolean chat,
   return ids;
 }
 
-/* UTF-8 text decoded so far ends inside a character (the decoder shows U+FFFD). */
-static gboolean
-ends_incomplete (const char *text)
-{
-  return g_str_has_suffix (text, "\xef\xbf\xbd");
-}
-
-/* Prints the text the newest token adds. Decodes a short window (from @prefix_offset) twice,
- * without and with the unprinted tokens, and prints the difference; decoding a window rather
- * than single tokens keeps SentencePiece spaces and multi-byte characters right. */
-static void
-stream_step (LtTokenizer *tok, GArray *ids, guint *prefix_offset, guint *read_offset)
-{
-  const int32_t *p = (const int32_t *) ids->data + *prefix_offset;
-  g_autofree char *prefix = lt_tokenizer_decode (tok, p, *read_offset - *prefix_offset, TRUE);
-  g_autofree char *text = lt_tokenizer_decode (tok, p, ids->len - *prefix_offset, TRUE);
-
-  if (strlen (text) > strlen (prefix) && !ends_incomplete (text))
-    {
-      fputs (text + strlen (prefix), stdout);
-      fflush (stdout);
-      *prefix_offset = *read_offset;
-      *read_offset = ids->len;
-    }
-}
-
 int
 lathe_cmd_generate (int argc, char **argv)
 {
   g_autofree char *model_dir = NULL;
   g_autofree char *quantization = NULL;
-  LtLoadOptions load_opts;
+  g_autofree char *adapter = NULL;
   g_autofree char *prompt = NULL;
   gboolean chat = FALSE, json = FALSE;
   int max_tokens = 256;
@@ -118,6 +84,8 @@ lathe_cmd_generate (int argc, char **argv)
   gint64 seed = 0;
   int exit_status;
   const GOptionEntry entries[] = {
+    { "adapter-path", 'a', 0, G_OPTION_ARG_FILENAME, &adapter, LATHE_ADAPTER_PATH_HELP,
+      "PATH" },
     { "quantization", 'q', 0, G_OPTION_ARG_STRING, &quantization,
       "Quantize the model while loading it: none, 4bit, 6bit, 8bit (symmetric, group 128), "
       "mxfp4 (group 32) or nf4 (group 64) (default none)", "Q" },
@@ -137,7 +105,8 @@ lathe_cmd_generate (int argc, char **argv)
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, "Random seed for sampling (default 0)", "S" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
       "Print {\"text\", \"ids\" (the new ids, with the EOS that ended them), "
-      "\"tokens_per_s\"} as JSON at the end instead of streaming (default off)", NULL },
+      "\"tokens_per_s\", \"prompt_tokens\", \"time_to_first_token_s\"} as JSON at the end "
+      "instead of streaming (default off)", NULL },
     { NULL },
   };
   g_autoptr (GError) error = NULL;
@@ -158,23 +127,10 @@ lathe_cmd_generate (int argc, char **argv)
       return LATHE_EXIT_BAD_INPUT;
     }
 
-  if (!g_file_test (model_dir, G_FILE_TEST_IS_DIR))
-    {
-      g_printerr ("lathe generate: %s: not a model folder\n", model_dir);
-      return LATHE_EXIT_BAD_INPUT;
-    }
-  /* one thread pool: OpenMP threads share each GEMM over single-threaded OpenBLAS */
-  lt_linear_set_threads (0);
-
-  if (!lathe_cli_parse_quantization ("generate", quantization, &load_opts))
-    return LATHE_EXIT_BAD_INPUT;
-  g_autoptr (LtModel) model = lt_model_load_with_options (model_dir, &load_opts, &error);
-  if (model == NULL)
-    return lathe_cli_report_error ("generate", error);
-  lathe_cli_report_unquantized ("generate", model);
-  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model_dir, &error);
-  if (tok == NULL)
-    return lathe_cli_report_error ("generate", error);
+  g_autoptr (LtModel) model = NULL;
+  g_autoptr (LtTokenizer) tok = NULL;
+  if (!lathe_decode_load ("generate", model_dir, quantization, adapter, &model, &tok, &exit_status))
+    return exit_status;
   g_autoptr (GArray) ids = prompt_ids (model, tok, prompt ? prompt : "", chat, &error);
   if (ids == NULL)
     return lathe_cli_report_error ("generate", error);
@@ -183,9 +139,9 @@ lathe_cmd_generate (int argc, char **argv)
   g_autoptr (LtKVCache) cache = lt_kv_cache_new (model, (int) ids->len + max_tokens);
   g_autofree float *logits = g_new (float, V);
   g_autoptr (GArray) out = g_array_new (FALSE, FALSE, sizeof (int32_t));
-  guint prefix_offset = 0, read_offset = 0;
+  g_autoptr (LtTextStream) stream = lt_text_stream_new (tok);
   guint64 rng = (guint64) seed;
-  gint64 start = g_get_monotonic_time ();
+  gint64 start = g_get_monotonic_time (), first = 0;
 
   if (!lt_model_decode (model, cache, (const int32_t *) ids->data, (int) ids->len, logits, FALSE,
                         &error))
@@ -193,18 +149,28 @@ lathe_cmd_generate (int argc, char **argv)
   for (int step = 0; step < max_tokens; step++)
     {
       int32_t next = lt_sample_logits (logits, V, (float) temp, (float) top_p, &rng);
+      if (step == 0)
+        first = g_get_monotonic_time ();
       g_array_append_val (out, next);
-      if (is_eos (model->config, tok, next))
+      if (lt_model_is_eos (model, tok, next))
         break;
-      if (!json)
-        stream_step (tok, out, &prefix_offset, &read_offset);
+      g_autofree char *piece = lt_text_stream_push (stream, next);
+      if (!json && piece[0] != '\0')
+        {
+          fputs (piece, stdout);
+          fflush (stdout);
+        }
       if (step + 1 < max_tokens
           && !lt_model_decode (model, cache, &next, 1, logits, FALSE, &error))
         return lathe_cli_report_error ("generate", error);
     }
+  g_autofree char *rest = lt_text_stream_flush (stream);
+  if (!json)
+    fputs (rest, stdout);
 
   double secs = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
   double tps = secs > 0 ? out->len / secs : 0.0;
+  double ttft = (first - start) / (double) G_USEC_PER_SEC;
   g_autofree char *text = lt_tokenizer_decode (tok, (const int32_t *) out->data, out->len, TRUE);
   if (json)
     {
@@ -223,6 +189,10 @@ lathe_cmd_generate (int argc, char **argv)
       json_builder_end_array (b);
       json_builder_set_member_name (b, "tokens_per_s");
       json_builder_add_double_value (b, tps);
+      json_builder_set_member_name (b, "prompt_tokens");
+      json_builder_add_int_value (b, ids->len);
+      json_builder_set_member_name (b, "time_to_first_token_s");
+      json_builder_add_double_value (b, ttft);
       json_builder_end_object (b);
       root = json_builder_get_root (b);
       json_generator_set_root (gen, root);
@@ -231,17 +201,9 @@ lathe_cmd_generate (int argc, char **argv)
     }
   else
     {
-      /* whatever the stream held back (a final partial character) */
-      g_autofree char *prefix = lt_tokenizer_decode (tok, (const int32_t *) out->data
-                                                     + prefix_offset,
-                                                     read_offset - prefix_offset, TRUE);
-      g_autofree char *rest = lt_tokenizer_decode (tok, (const int32_t *) out->data
-                                                   + prefix_offset,
-                                                   out->len - prefix_offset, TRUE);
-      if (strlen (rest) > strlen (prefix))
-        fputs (rest + strlen (prefix), stdout);
       printf ("\n");
-      g_printerr ("lathe generate: %u tokens, %.1f tokens/s\n", out->len, tps);
+      g_printerr ("lathe generate: %u tokens, %.1f tokens/s, first token after %.3f s\n",
+                  out->len, tps, ttft);
     }
   return LATHE_EXIT_OK;
 }

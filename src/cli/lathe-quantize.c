@@ -17,17 +17,13 @@
 #include "lathe-cli.h"
 #include "lt-error.h"
 #include "lt-export.h"
+#include "lt-export-mlx.h"
 #include "lt-linear.h"
 #include "lt-memory.h"
 #include "lt-model.h"
+#include "lt-output-dir.h"
 #include "lt-quant.h"
 #include "lt-safetensors.h"
-
-/* Files copied beside the weights when the source folder has them. */
-static const char *const copied_files[] = {
-  "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-  "generation_config.json", "chat_template.jinja", "chat_template.json", NULL,
-};
 
 typedef struct
 {
@@ -98,77 +94,27 @@ quantized_modules (LtModel *m)
   return h;
 }
 
-static JsonNode *
-quant_params_node (int bits, int group_size, const char *mode)
-{
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "group_size");
-  json_builder_add_int_value (b, group_size);
-  json_builder_set_member_name (b, "bits");
-  json_builder_add_int_value (b, bits);
-  json_builder_set_member_name (b, "mode");
-  json_builder_add_string_value (b, mode);
-  json_builder_end_object (b);
-  return json_builder_get_root (b);
-}
-
 /* The source config.json plus "quantization" and "quantization_config" (the same object, as
  * mlx-lm writes it), with `false` for every layer left unquantized. */
-static gboolean
-write_config (const char *src_dir, const char *dst_dir, int bits, int group_size,
-              const char *mode, char **unquantized, GError **error)
+static JsonNode *
+quantized_config (const char *src_dir, int bits, int group_size, LtQuantMode mode,
+                  char **unquantized, GError **error)
 {
-  g_autofree char *src = g_build_filename (src_dir, "config.json", NULL);
-  g_autofree char *dst = g_build_filename (dst_dir, "config.json", NULL);
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  g_autofree char *text = NULL;
+  JsonNode *config = lt_export_model_config (src_dir, error);
   JsonObject *root;
 
-  if (!json_parser_load_from_mapped_file (parser, src, error))
-    {
-      g_prefix_error (error, "%s: ", src);
-      return FALSE;
-    }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: expected a JSON object", src);
-      return FALSE;
-    }
-  root = json_node_get_object (json_parser_get_root (parser));
+  if (config == NULL)
+    return NULL;
+  root = json_node_get_object (config);
   for (int k = 0; k < 2; k++)
     {
-      JsonNode *n = quant_params_node (bits, group_size, mode);
+      JsonNode *n = lt_export_mlx_quant_params (mode, bits, group_size);
       JsonObject *o = json_node_get_object (n);
       for (char **u = unquantized; u && *u; u++)
         json_object_set_boolean_member (o, *u, FALSE);
       json_object_set_member (root, k == 0 ? "quantization" : "quantization_config", n);
     }
-  json_generator_set_root (gen, json_parser_get_root (parser));
-  json_generator_set_pretty (gen, TRUE);
-  json_generator_set_indent (gen, 4);
-  text = json_generator_to_data (gen, NULL);
-  {
-    g_autofree char *with_nl = g_strconcat (text, "\n", NULL);
-    if (!g_file_set_contents_full (dst, with_nl, -1,
-                                   G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
-                                   0644, error))
-      return FALSE;
-  }
-  return TRUE;
-}
-
-static gboolean
-copy_file (const char *src, const char *dst, GError **error)
-{
-  g_autofree char *data = NULL;
-  gsize len;
-  if (!g_file_get_contents (src, &data, &len, error))
-    return FALSE;
-  return g_file_set_contents_full (dst, data, (gssize) len,
-                                   G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
-                                   0644, error);
+  return config;
 }
 
 static void
@@ -192,10 +138,9 @@ write_model (LtModel *m, const char *src_dir, const char *dir, LtQuantMode mode,
   g_autoptr (GHashTable) written = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_autoptr (GPtrArray) owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
   g_autoptr (GPtrArray) list = g_ptr_array_new ();
-  g_autoptr (GHashTable) meta = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autofree char *st_path = g_build_filename (dir, "model.safetensors", NULL);
   const char *const *names = lt_weights_get_names (m->files);
-  const char *mode_name = mode == LT_QUANT_MXFP4 ? "mxfp4" : "affine";
+  /* symmetric is written in the affine layout (losslessly) */
+  const LtQuantMode written_mode = mode == LT_QUANT_MXFP4 ? LT_QUANT_MXFP4 : LT_QUANT_AFFINE;
   GStatBuf sb;
 
   for (gsize i = 0; names[i] != NULL; i++)
@@ -259,26 +204,13 @@ write_model (LtModel *m, const char *src_dir, const char *dir, LtQuantMode mode,
         }
     }
 
-  g_hash_table_insert (meta, (gpointer) "format", (gpointer) "mlx");
-  if (!lt_safetensors_write (st_path, (const LtTensor *const *) list->pdata, list->len, meta,
-                             error))
+  /* the one MLX folder writer (the export's): weights, config.json, tokenizer files */
+  g_autoptr (JsonNode) config = quantized_config (src_dir, bits, group_size, written_mode,
+                                                  m->unquantized, error);
+  guint64 tensor_bytes = 0;
+  if (config == NULL
+      || !lt_export_mlx_write_folder (dir, src_dir, list, config, &tensor_bytes, error))
     return FALSE;
-  if (!write_config (src_dir, dir, bits, group_size, mode_name, m->unquantized, error))
-    return FALSE;
-  for (int i = 0; copied_files[i] != NULL; i++)
-    {
-      g_autofree char *s = g_build_filename (src_dir, copied_files[i], NULL);
-      g_autofree char *d = g_build_filename (dir, copied_files[i], NULL);
-      if (!g_file_test (s, G_FILE_TEST_EXISTS))
-        continue;
-      if (!g_file_test (s, G_FILE_TEST_IS_REGULAR))
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not a regular file", s);
-          return FALSE;
-        }
-      if (!copy_file (s, d, error))
-        return FALSE;
-    }
 
   *out_bytes = 0;
   {

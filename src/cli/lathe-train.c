@@ -28,6 +28,7 @@
 
 #include "lathe-cli.h"
 #include "lt-error.h"
+#include "lt-run-dir.h"
 #include "lt-run.h"
 #include "lt-trainer.h"
 
@@ -372,38 +373,6 @@ train (const LtRunConfig *cfg, gboolean resume, gboolean json)
   return status;
 }
 
-/* The configuration saved in RUN_DIR/run.json. */
-static LtRunConfig *
-config_from_run_dir (const char *dir, GError **error)
-{
-  g_autofree char *path = g_build_filename (dir, "run.json", NULL);
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
-  g_autoptr (GError) local = NULL;
-  JsonNode *root;
-  JsonObject *obj;
-
-  if (!json_parser_load_from_file (parser, path, &local))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s", path, local->message);
-      return NULL;
-    }
-  root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)
-      || (obj = json_node_get_object (root), !json_object_has_member (obj, "config"))
-      || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (obj, "config")))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: no \"config\" object", path);
-      return NULL;
-    }
-  if (!lt_run_config_apply_json (cfg, json_object_get_object_member (obj, "config"), &local))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s", path, local->message);
-      return NULL;
-    }
-  return g_steal_pointer (&cfg);
-}
-
 static int
 run (int argc, char **argv)
 {
@@ -433,7 +402,7 @@ run (int argc, char **argv)
   if (config_path != NULL)
     cfg = lt_run_config_new_from_file (config_path, &error);
   else if (resume_dir != NULL)
-    cfg = config_from_run_dir (resume_dir, &error);
+    cfg = lt_run_dir_load_config (resume_dir, &error); /* RUN_DIR/run.json */
   else
     cfg = lt_run_config_new ();
   for (guint i = 0; cfg != NULL && i < pending_flags->len; i++)

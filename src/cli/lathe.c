@@ -10,7 +10,7 @@
 #include <glib/gi18n.h>
 
 #include "lathe-cli.h"
-#include "lt-error.h"
+#include "lt-threads.h"
 
 typedef struct
 {
@@ -25,6 +25,7 @@ static const LatheCommand commands[] = {
   { "tokenize", lathe_cmd_tokenize, "Encode text with a model's tokenizer" },
   { "eval", lathe_cmd_eval, "Measure a model's perplexity on a JSONL file" },
   { "generate", lathe_cmd_generate, "Generate text from a prompt" },
+  { "chat", lathe_cmd_chat, "Talk with a model through its chat template" },
   { "quantize", lathe_cmd_quantize, "Quantize a model and write it in the MLX layout" },
   { "fuse", lathe_cmd_fuse, "Fuse an adapter into its base model and export it" },
   { NULL, NULL, NULL },
@@ -37,7 +38,7 @@ print_usage (FILE *out)
                 "Fine-tune and quantize language models on your own machine.\n\n"
                 "Commands:\n");
   for (gsize i = 0; commands[i].name != NULL; i++)
-    fprintf (out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf (out, "  %-14s %s\n", commands[i].name, commands[i].summary);
   fprintf (out, "\nOptions:\n"
                 "  -h, --help     Show this help\n"
                 "  --version      Show the version\n\n"

@@ -151,7 +151,6 @@ lt_adapter_file_load (const char *path, GError **error)
       if (g_str_has_prefix (name, PEFT_PREFIX) || strstr (name, ".lora_A.") != NULL)
         peft = TRUE;
     }
-  f->layout = peft ? LT_ADAPTER_LAYOUT_PEFT : LT_ADAPTER_LAYOUT_MLX;
 
   cfg_path = g_build_filename (dir, "adapter_config.json", NULL);
   if (!g_file_get_contents (cfg_path, &cfg_text, NULL, NULL))
@@ -168,17 +167,39 @@ lt_adapter_file_load (const char *path, GError **error)
     }
   root = json_node_get_object (json_parser_get_root (parser));
 
+  /* PEFT: its tensor names, or a config that says so ("peft_type", LORA only) */
+  if (json_object_has_member (root, "peft_type"))
+    {
+      JsonNode *pt = json_object_get_member (root, "peft_type");
+      const char *name = JSON_NODE_HOLDS_VALUE (pt)
+                         && json_node_get_value_type (pt) == G_TYPE_STRING
+                         ? json_node_get_string (pt) : "(not a string)";
+      if (g_strcmp0 (name, "LORA") != 0)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                       "%s: “peft_type” %s is not LORA", cfg_path, name);
+          return NULL;
+        }
+      peft = TRUE;
+    }
+  f->layout = peft ? LT_ADAPTER_LAYOUT_PEFT : LT_ADAPTER_LAYOUT_MLX;
+
   double alpha = 8.0, r_cfg = 8.0;
   gboolean rslora = FALSE;
   if (peft)
     {
-      JsonNode *ap = json_object_get_member (root, "alpha_pattern");
-      if (ap && JSON_NODE_TYPE (ap) == JSON_NODE_OBJECT
-          && json_object_get_size (json_node_get_object (ap)) > 0)
+      const char *const patterns[] = { "alpha_pattern", "rank_pattern" };
+      for (guint i = 0; i < G_N_ELEMENTS (patterns); i++)
         {
-          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                       "%s: “alpha_pattern” (per-module lora_alpha) is not supported", cfg_path);
-          return NULL;
+          JsonNode *ap = json_object_get_member (root, patterns[i]);
+          if (ap && JSON_NODE_TYPE (ap) == JSON_NODE_OBJECT
+              && json_object_get_size (json_node_get_object (ap)) > 0)
+            {
+              g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                           "%s: “%s” (per-module %s) is not supported", cfg_path, patterns[i],
+                           i == 0 ? "lora_alpha" : "rank");
+              return NULL;
+            }
         }
       if (member_bool (root, "fan_in_fan_out"))
         {
@@ -188,6 +209,7 @@ lt_adapter_file_load (const char *path, GError **error)
         }
       alpha = member_double (root, "lora_alpha", 8.0);
       r_cfg = member_double (root, "r", 8.0);
+      f->rank = (int) r_cfg;
       rslora = member_bool (root, "use_rslora");
       f->type = member_bool (root, "use_dora") ? LT_TRAIN_TYPE_DORA : LT_TRAIN_TYPE_LORA;
       f->dropout = member_double (root, "lora_dropout", 0.0);
@@ -213,8 +235,10 @@ lt_adapter_file_load (const char *path, GError **error)
         }
       f->num_layers = (int) member_double (root, "num_layers", -1);
       f->scale = 20.0;
+      f->rank = 8;
       if (lp && JSON_NODE_TYPE (lp) == JSON_NODE_OBJECT)
         {
+          f->rank = (int) member_double (json_node_get_object (lp), "rank", 8);
           f->scale = member_double (json_node_get_object (lp), "scale", 20.0);
           f->dropout = member_double (json_node_get_object (lp), "dropout", 0.0);
         }

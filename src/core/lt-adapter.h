@@ -7,7 +7,15 @@
  * PEFT: adapter_model.safetensors (`base_model.model.<module>.lora_A.weight` (r, in) = Aᵀ,
  * `.lora_B.weight` (out, r) = Bᵀ, DoRA `.lora_magnitude_vector` (out)) + adapter_config.json
  * (r, lora_alpha, use_rslora, use_dora, lora_dropout); scale = lora_alpha / r (or / √r).
- * Loading normalises both into mlx-lm orientation. */
+ * Loading normalises both into mlx-lm orientation. This is the one reader of adapter files:
+ * training (lt-model-train), the export's fuse and its PEFT output all go through it.
+ *
+ * Rules: PEFT is detected by a tensor named "base_model.model.…" or "….lora_A.…", or by
+ * "peft_type" in the config (which must be LORA); a PEFT config with a non-empty
+ * alpha_pattern or rank_pattern, or fan_in_fan_out true (Conv1D weights), is refused; every
+ * module needs both factors (2-D float), matching ranks, and a magnitude (1-D, out values)
+ * exactly when the config says DoRA; PEFT scale = lora_alpha / r (rsLoRA: / √r) with each
+ * module's own rank; mlx-lm scale = lora_parameters.scale (default 20). */
 #pragma once
 
 #include <glib.h>
@@ -41,6 +49,8 @@ typedef struct
   LtAdapterLayout layout;
   char *weights_path;
   LtTrainType type;
+  int rank;                  /* of the config (mlx-lm lora_parameters.rank, PEFT r; 8 when
+                                absent); each module's own is in modules */
   double scale;              /* of the config (per module scales in modules) */
   double dropout;
   int num_layers;            /* mlx-lm config; -1 when absent */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lt-error.h"
+#include "lt-json.h"
 
 static const struct
 {
@@ -46,176 +47,21 @@ lt_config_free (LtConfig *config)
   g_free (config);
 }
 
-/* ---- typed member access; every error names the file and the key ---- */
-
-static gboolean
-node_is_null (JsonNode *node)
-{
-  return node == NULL || JSON_NODE_HOLDS_NULL (node);
-}
-
-static gboolean
-node_number (JsonNode *node, double *out)
-{
-  if (!JSON_NODE_HOLDS_VALUE (node))
-    return FALSE;
-  GType t = json_node_get_value_type (node);
-  if (t == G_TYPE_INT64)
-    *out = (double) json_node_get_int (node);
-  else if (t == G_TYPE_DOUBLE)
-    *out = json_node_get_double (node);
-  else
-    return FALSE;
-  return TRUE;
-}
-
-/* Reads an integer member; absent or null → @def (and *present = FALSE). */
-static gboolean
-get_int (JsonObject *obj, const char *key, const char *label, const char *prefix, int def,
-         int *out, gboolean *present, GError **error)
-{
-  JsonNode *node = json_object_get_member (obj, key);
-  double v;
-
-  if (present)
-    *present = FALSE;
-  if (node_is_null (node))
-    {
-      *out = def;
-      return TRUE;
-    }
-  if (!node_number (node, &v) || v != floor (v) || v < G_MININT || v > G_MAXINT)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: key “%s%s”: expected an integer",
-                   label, prefix, key);
-      return FALSE;
-    }
-  *out = (int) v;
-  if (present)
-    *present = TRUE;
-  return TRUE;
-}
-
-static gboolean
-get_required_int (JsonObject *obj, const char *key, const char *label, int min, int *out,
-                  GError **error)
-{
-  gboolean present;
-
-  if (!get_int (obj, key, label, "", 0, out, &present, error))
-    return FALSE;
-  if (!present)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: missing key “%s”", label, key);
-      return FALSE;
-    }
-  if (*out < min)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: key “%s”: %d is below %d", label, key,
-                   *out, min);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-get_double (JsonObject *obj, const char *key, const char *label, const char *prefix, double def,
-            double *out, gboolean *present, GError **error)
-{
-  JsonNode *node = json_object_get_member (obj, key);
-
-  if (present)
-    *present = FALSE;
-  if (node_is_null (node))
-    {
-      *out = def;
-      return TRUE;
-    }
-  if (!node_number (node, out))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: key “%s%s”: expected a number", label,
-                   prefix, key);
-      return FALSE;
-    }
-  if (present)
-    *present = TRUE;
-  return TRUE;
-}
-
-static gboolean
-get_bool (JsonObject *obj, const char *key, const char *label, gboolean def, gboolean *out,
-          GError **error)
-{
-  JsonNode *node = json_object_get_member (obj, key);
-
-  if (node_is_null (node))
-    {
-      *out = def;
-      return TRUE;
-    }
-  if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: key “%s”: expected true or false",
-                   label, key);
-      return FALSE;
-    }
-  *out = json_node_get_boolean (node);
-  return TRUE;
-}
-
-/* Absent or null → NULL with no error. */
-static gboolean
-get_string (JsonObject *obj, const char *key, const char *label, const char *prefix,
-            const char **out, GError **error)
-{
-  JsonNode *node = json_object_get_member (obj, key);
-
-  *out = NULL;
-  if (node_is_null (node))
-    return TRUE;
-  if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: key “%s%s”: expected a string", label,
-                   prefix, key);
-      return FALSE;
-    }
-  *out = json_node_get_string (node);
-  return TRUE;
-}
-
-static gboolean
-get_object (JsonObject *obj, const char *key, const char *label, JsonObject **out,
-            GError **error)
-{
-  JsonNode *node = json_object_get_member (obj, key);
-
-  *out = NULL;
-  if (node_is_null (node))
-    return TRUE;
-  if (!JSON_NODE_HOLDS_OBJECT (node))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: key “%s”: expected an object or null",
-                   label, key);
-      return FALSE;
-    }
-  *out = json_node_get_object (node);
-  return TRUE;
-}
-
 /* ---- the pieces ---- */
 
 static gboolean
 read_architecture (LtConfig *c, JsonObject *root, const char *label, GError **error)
 {
+  const LtJsonAt *at = LT_JSON_AT (label, NULL);
   JsonNode *node = json_object_get_member (root, "architectures");
   const char *arch = NULL;
   const char *model_type = NULL;
 
-  if (!get_string (root, "model_type", label, "", &model_type, error))
+  if (!lt_json_opt_string (at, root, "model_type", &model_type, error))
     return FALSE;
   c->model_type = g_strdup (model_type);
 
-  if (!node_is_null (node))
+  if (!lt_json_is_null (node))
     {
       JsonArray *a;
       if (!JSON_NODE_HOLDS_ARRAY (node)
@@ -273,12 +119,13 @@ read_architecture (LtConfig *c, JsonObject *root, const char *label, GError **er
 static gboolean
 refuse_moe (JsonObject *root, const char *label, GError **error)
 {
+  const LtJsonAt *at = LT_JSON_AT (label, NULL);
   static const char *const keys[] = { "num_experts", "num_local_experts", "n_routed_experts" };
 
   for (gsize i = 0; i < G_N_ELEMENTS (keys); i++)
     {
       int n;
-      if (!get_int (root, keys[i], label, "", 0, &n, NULL, error))
+      if (!lt_json_opt_int32 (at, root, keys[i], G_MININT, G_MAXINT, 0, &n, error))
         return FALSE;
       if (n > 0)
         {
@@ -294,14 +141,14 @@ refuse_moe (JsonObject *root, const char *label, GError **error)
 static gboolean
 refuse_sliding_window (LtConfig *c, JsonObject *root, const char *label, GError **error)
 {
+  const LtJsonAt *at = LT_JSON_AT (label, NULL);
   int window;
-  gboolean present;
   JsonNode *wnode = json_object_get_member (root, "sliding_window");
 
   /* Class default 4096 (Mistral, Qwen2, Qwen3) when the key is absent; null turns it off. */
   if (wnode != NULL && JSON_NODE_HOLDS_NULL (wnode))
     return TRUE;
-  if (!get_int (root, "sliding_window", label, "", 4096, &window, &present, error))
+  if (!lt_json_opt_int32 (at, root, "sliding_window", G_MININT, G_MAXINT, 4096, &window, error))
     return FALSE;
   if (c->arch == LT_ARCH_LLAMA)
     return TRUE;
@@ -323,9 +170,10 @@ refuse_sliding_window (LtConfig *c, JsonObject *root, const char *label, GError 
   /* Qwen2 / Qwen3: off unless use_sliding_window; layers >= max_window_layers use it. */
   gboolean use = FALSE;
   int max_window_layers;
-  if (!get_bool (root, "use_sliding_window", label, FALSE, &use, error))
+  if (!lt_json_opt_bool (at, root, "use_sliding_window", FALSE, &use, error))
     return FALSE;
-  if (!get_int (root, "max_window_layers", label, "", 28, &max_window_layers, NULL, error))
+  if (!lt_json_opt_int32 (at, root, "max_window_layers", G_MININT, G_MAXINT,
+                          28, &max_window_layers, error))
     return FALSE;
   if (use && window < c->max_position_embeddings && max_window_layers < c->num_hidden_layers)
     {
@@ -341,6 +189,7 @@ refuse_sliding_window (LtConfig *c, JsonObject *root, const char *label, GError 
 static gboolean
 read_rope (LtConfig *c, JsonObject *root, const char *label, GError **error)
 {
+  const LtJsonAt *at = LT_JSON_AT (label, NULL);
   JsonObject *params = NULL;
   JsonObject *scaling = NULL;
   JsonObject *rope;
@@ -348,10 +197,10 @@ read_rope (LtConfig *c, JsonObject *root, const char *label, GError **error)
   const char *type = NULL;
   gboolean present;
 
-  if (!get_double (root, "rope_theta", label, "", 10000.0, &c->rope_theta, NULL, error))
+  if (!lt_json_opt_double (at, root, "rope_theta", 10000.0, &c->rope_theta, error))
     return FALSE;
-  if (!get_object (root, "rope_parameters", label, &params, error)
-      || !get_object (root, "rope_scaling", label, &scaling, error))
+  if (!lt_json_opt_object (at, root, "rope_parameters", &params, error)
+      || !lt_json_opt_object (at, root, "rope_scaling", &scaling, error))
     return FALSE;
 
   /* transformers 5 (rope_parameters) wins over transformers 4 (rope_scaling). */
@@ -362,12 +211,12 @@ read_rope (LtConfig *c, JsonObject *root, const char *label, GError **error)
   if (rope == NULL)
     return TRUE;
 
-  g_autofree char *prefix = g_strdup_printf ("%s.", key);
-  if (!get_double (rope, "rope_theta", label, prefix, c->rope_theta, &c->rope_theta, NULL, error))
+  const LtJsonAt *in_rope = LT_JSON_AT (label, key);
+  if (!lt_json_opt_double (in_rope, rope, "rope_theta", c->rope_theta, &c->rope_theta, error))
     return FALSE;
-  if (!get_string (rope, "rope_type", label, prefix, &type, error))
+  if (!lt_json_opt_string (in_rope, rope, "rope_type", &type, error))
     return FALSE;
-  if (type == NULL && !get_string (rope, "type", label, prefix, &type, error))
+  if (type == NULL && !lt_json_opt_string (in_rope, rope, "type", &type, error))
     return FALSE;
   if (type == NULL || strcmp (type, "default") == 0)
     c->rope_type = LT_ROPE_DEFAULT;
@@ -384,19 +233,20 @@ read_rope (LtConfig *c, JsonObject *root, const char *label, GError **error)
     }
 
   double prf;
-  if (!get_double (rope, "partial_rotary_factor", label, prefix, 1.0, &prf, NULL, error))
+  if (!lt_json_opt_double (in_rope, rope, "partial_rotary_factor", 1.0, &prf, error))
     return FALSE;
   if (prf != 1.0)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "%s: key “%spartial_rotary_factor”: only 1.0 is supported", label, prefix);
+                   "%s: key “%s.partial_rotary_factor”: only 1.0 is supported", label, key);
       return FALSE;
     }
 
   if (c->rope_type == LT_ROPE_DEFAULT)
     return TRUE;
 
-  if (!get_double (rope, "factor", label, prefix, 1.0, &c->rope_factor, &present, error))
+  present = lt_json_has (rope, "factor");
+  if (!lt_json_opt_double (in_rope, rope, "factor", 1.0, &c->rope_factor, error))
     return FALSE;
   if (!present || c->rope_factor <= 0)
     {
@@ -411,18 +261,19 @@ read_rope (LtConfig *c, JsonObject *root, const char *label, GError **error)
   static const char *const need[] = { "low_freq_factor", "high_freq_factor",
                                       "original_max_position_embeddings" };
   for (gsize i = 0; i < G_N_ELEMENTS (need); i++)
-    if (node_is_null (json_object_get_member (rope, need[i])))
+    if (lt_json_is_null (json_object_get_member (rope, need[i])))
       {
         g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: missing key “%s.%s” (rope type llama3)",
                      label, key, need[i]);
         return FALSE;
       }
-  if (!get_double (rope, "low_freq_factor", label, prefix, 1.0, &c->rope_low_freq_factor, NULL,
-                   error)
-      || !get_double (rope, "high_freq_factor", label, prefix, 4.0, &c->rope_high_freq_factor,
-                      NULL, error)
-      || !get_int (rope, "original_max_position_embeddings", label, prefix, 8192,
-                   &c->rope_original_max_position_embeddings, NULL, error))
+  if (!lt_json_opt_double (in_rope, rope, "low_freq_factor", 1.0,
+                           &c->rope_low_freq_factor, error)
+      || !lt_json_opt_double (in_rope, rope, "high_freq_factor", 4.0,
+                              &c->rope_high_freq_factor, error)
+      || !lt_json_opt_int32 (in_rope, rope, "original_max_position_embeddings",
+                             G_MININT, G_MAXINT, 8192, &c->rope_original_max_position_embeddings,
+                             error))
     return FALSE;
   if (c->rope_high_freq_factor <= c->rope_low_freq_factor)
     {
@@ -436,9 +287,11 @@ read_rope (LtConfig *c, JsonObject *root, const char *label, GError **error)
 static gboolean
 read_token_ids (LtConfig *c, JsonObject *root, const char *label, GError **error)
 {
+  const LtJsonAt *at = LT_JSON_AT (label, NULL);
   JsonNode *node;
 
-  if (!get_int (root, "bos_token_id", label, "", -1, &c->bos_token_id, NULL, error))
+  if (!lt_json_opt_int32 (at, root, "bos_token_id", G_MININT, G_MAXINT, -1,
+                          &c->bos_token_id, error))
     return FALSE;
   node = json_object_get_member (root, "eos_token_id");
   if (node != NULL && JSON_NODE_HOLDS_ARRAY (node))
@@ -448,8 +301,11 @@ read_token_ids (LtConfig *c, JsonObject *root, const char *label, GError **error
       c->eos_token_ids = g_new0 (int, MAX (n, 1));
       for (guint i = 0; i < n; i++)
         {
-          double v;
-          if (!node_number (json_array_get_element (a, i), &v) || v != floor (v) || v < 0)
+          JsonNode *e = json_array_get_element (a, i);
+          double v = lt_json_holds (e, G_TYPE_INT64)    ? (double) json_node_get_int (e)
+                     : lt_json_holds (e, G_TYPE_DOUBLE) ? json_node_get_double (e)
+                                                        : -1.0;
+          if (v != floor (v) || v < 0)
             {
               g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
                            "%s: key “eos_token_id”: expected an integer or a list of integers",
@@ -462,7 +318,8 @@ read_token_ids (LtConfig *c, JsonObject *root, const char *label, GError **error
     }
   int eos;
   gboolean present;
-  if (!get_int (root, "eos_token_id", label, "", -1, &eos, &present, error))
+  present = lt_json_has (root, "eos_token_id");
+  if (!lt_json_opt_int32 (at, root, "eos_token_id", G_MININT, G_MAXINT, -1, &eos, error))
     return FALSE;
   if (present)
     {
@@ -476,6 +333,7 @@ read_token_ids (LtConfig *c, JsonObject *root, const char *label, GError **error
 LtConfig *
 lt_config_new_from_data (const char *data, gssize len, const char *label, GError **error)
 {
+  const LtJsonAt *at = LT_JSON_AT (label, NULL);
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) local = NULL;
   g_autoptr (LtConfig) c = g_new0 (LtConfig, 1);
@@ -500,11 +358,15 @@ lt_config_new_from_data (const char *data, gssize len, const char *label, GError
   if (!read_architecture (c, root, label, error) || !refuse_moe (root, label, error))
     return NULL;
 
-  if (!get_required_int (root, "hidden_size", label, 1, &c->hidden_size, error)
-      || !get_required_int (root, "intermediate_size", label, 1, &c->intermediate_size, error)
-      || !get_required_int (root, "num_hidden_layers", label, 1, &c->num_hidden_layers, error)
-      || !get_required_int (root, "num_attention_heads", label, 1, &c->num_attention_heads, error)
-      || !get_required_int (root, "vocab_size", label, 1, &c->vocab_size, error))
+  if (!lt_json_req_int32 (at, root, "hidden_size", 1, G_MAXINT,
+                          &c->hidden_size, error)
+      || !lt_json_req_int32 (at, root, "intermediate_size", 1, G_MAXINT,
+                             &c->intermediate_size, error)
+      || !lt_json_req_int32 (at, root, "num_hidden_layers", 1, G_MAXINT,
+                             &c->num_hidden_layers, error)
+      || !lt_json_req_int32 (at, root, "num_attention_heads", 1, G_MAXINT,
+                             &c->num_attention_heads, error)
+      || !lt_json_req_int32 (at, root, "vocab_size", 1, G_MAXINT, &c->vocab_size, error))
     return NULL;
 
   /* num_key_value_heads: absent → class default (Llama: heads, Mistral 8, Qwen 32);
@@ -515,8 +377,8 @@ lt_config_new_from_data (const char *data, gssize len, const char *label, GError
     kv_default = c->arch == LT_ARCH_MISTRAL ? 8
                : (c->arch == LT_ARCH_QWEN2 || c->arch == LT_ARCH_QWEN3) ? 32
                : c->num_attention_heads;
-  if (!get_int (root, "num_key_value_heads", label, "", kv_default, &c->num_key_value_heads,
-                NULL, error))
+  if (!lt_json_opt_int32 (at, root, "num_key_value_heads", G_MININT, G_MAXINT,
+                          kv_default, &c->num_key_value_heads, error))
     return NULL;
   if (c->num_key_value_heads < 1 || c->num_attention_heads % c->num_key_value_heads != 0)
     {
@@ -530,7 +392,9 @@ lt_config_new_from_data (const char *data, gssize len, const char *label, GError
   int hd_default = c->hidden_size / c->num_attention_heads;
   if (c->arch == LT_ARCH_QWEN3 && json_object_get_member (root, "head_dim") == NULL)
     hd_default = 128;
-  if (!get_int (root, "head_dim", label, "", hd_default, &c->head_dim, &present, error))
+  present = lt_json_has (root, "head_dim");
+  if (!lt_json_opt_int32 (at, root, "head_dim", G_MININT, G_MAXINT,
+                          hd_default, &c->head_dim, error))
     return NULL;
   if (!present && c->arch != LT_ARCH_QWEN3
       && c->hidden_size % c->num_attention_heads != 0)
@@ -549,10 +413,10 @@ lt_config_new_from_data (const char *data, gssize len, const char *label, GError
 
   int max_pos_default = c->arch == LT_ARCH_LLAMA ? 2048
                       : c->arch == LT_ARCH_MISTRAL ? 4096 * 32 : 32768;
-  if (!get_int (root, "max_position_embeddings", label, "", max_pos_default,
-                &c->max_position_embeddings, NULL, error))
+  if (!lt_json_opt_int32 (at, root, "max_position_embeddings", G_MININT,
+                          G_MAXINT, max_pos_default, &c->max_position_embeddings, error))
     return NULL;
-  if (!get_double (root, "rms_norm_eps", label, "", 1e-6, &c->rms_norm_eps, NULL, error))
+  if (!lt_json_opt_double (at, root, "rms_norm_eps", 1e-6, &c->rms_norm_eps, error))
     return NULL;
   if (c->rms_norm_eps < 0)
     {
@@ -561,7 +425,7 @@ lt_config_new_from_data (const char *data, gssize len, const char *label, GError
       return NULL;
     }
 
-  if (!get_string (root, "hidden_act", label, "", &str, error))
+  if (!lt_json_opt_string (at, root, "hidden_act", &str, error))
     return NULL;
   if (str != NULL && strcmp (str, "silu") != 0)
     {
@@ -577,31 +441,32 @@ lt_config_new_from_data (const char *data, gssize len, const char *label, GError
   gboolean attention_bias = FALSE;
   if (c->arch == LT_ARCH_LLAMA || c->arch == LT_ARCH_QWEN3)
     {
-      if (!get_bool (root, "attention_bias", label, FALSE, &attention_bias, error))
+      if (!lt_json_opt_bool (at, root, "attention_bias", FALSE, &attention_bias, error))
         return NULL;
     }
   c->qkv_bias = attention_bias || c->arch == LT_ARCH_QWEN2;
   c->o_bias = attention_bias;
-  if (c->arch == LT_ARCH_LLAMA && !get_bool (root, "mlp_bias", label, FALSE, &c->mlp_bias, error))
+  if (c->arch == LT_ARCH_LLAMA && !lt_json_opt_bool (at, root, "mlp_bias",
+                                                     FALSE, &c->mlp_bias, error))
     return NULL;
   c->qk_norm = c->arch == LT_ARCH_QWEN3;
-  if (!get_bool (root, "tie_word_embeddings", label, FALSE, &c->tie_word_embeddings, error))
+  if (!lt_json_opt_bool (at, root, "tie_word_embeddings", FALSE, &c->tie_word_embeddings, error))
     return NULL;
 
   if (!read_token_ids (c, root, label, error))
     return NULL;
 
-  if (!get_string (root, "dtype", label, "", &str, error))
+  if (!lt_json_opt_string (at, root, "dtype", &str, error))
     return NULL;
-  if (str == NULL && !get_string (root, "torch_dtype", label, "", &str, error))
+  if (str == NULL && !lt_json_opt_string (at, root, "torch_dtype", &str, error))
     return NULL;
   c->dtype = g_strdup (str);
 
   JsonObject *q;
-  if (!get_object (root, "quantization", label, &q, error))
+  if (!lt_json_opt_object (at, root, "quantization", &q, error))
     return NULL;
   c->quantization = q ? json_object_ref (q) : NULL;
-  if (!get_object (root, "quantization_config", label, &q, error))
+  if (!lt_json_opt_object (at, root, "quantization_config", &q, error))
     return NULL;
   c->quantization_config = q ? json_object_ref (q) : NULL;
 

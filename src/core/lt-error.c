@@ -3,12 +3,6 @@
 
 #include "lt-error.h"
 
-#include <omp.h>
-#include <unistd.h>
-
-/* OpenBLAS exports this; it is not in cblas.h on every distribution. */
-extern void openblas_set_num_threads (int num_threads);
-
 G_DEFINE_QUARK (lt-error-quark, lt_error)
 
 const char *
@@ -25,41 +19,4 @@ lt_error_code_name (int code)
     case LT_ERROR_NO_MEMORY: return "no-memory";
     default: return "unknown";
     }
-}
-
-static int lt_threads = 0;
-
-void
-lt_set_threads (int n)
-{
-  if (n <= 0)
-    {
-      long cores = sysconf (_SC_NPROCESSORS_ONLN);
-      n = cores > 0 ? (int) cores : 1;
-    }
-  lt_threads = n;
-  /* One thread pool: OpenMP threads share each product's row blocks and call OpenBLAS
-   * single-threaded. Two spinning pools (OpenMP + a threaded OpenBLAS) fight over the cores
-   * and halve the throughput on two cores (measured by bench/forward). */
-  openblas_set_num_threads (1);
-  omp_set_num_threads (n);
-}
-
-void
-lt_set_blas_threads (int n)
-{
-  if (n <= 0)
-    {
-      long cores = sysconf (_SC_NPROCESSORS_ONLN);
-      n = cores > 0 ? (int) cores : 1;
-    }
-  openblas_set_num_threads (n);
-}
-
-int
-lt_get_threads (void)
-{
-  if (lt_threads <= 0)
-    lt_set_threads (0);
-  return lt_threads;
 }

@@ -27,14 +27,4 @@ GQuark lt_error_quark (void);
 /* Returns a static, user-facing name for @code ("format", "io", …). */
 const char *lt_error_code_name (int code);
 
-/* @n OpenMP threads (n <= 0: all cores) for the kernels, which split each GEMM into row blocks
- * and call OpenBLAS single-threaded (one thread pool; see lt-linear.h). Code that calls cblas
- * directly on a large product should go through lt-linear / the kernels' matmul instead. */
-void lt_set_threads (int n);
-/* Lets OpenBLAS thread its own products over @n threads (n <= 0: all cores). For measuring the
- * machine's sgemm rate, and for code built around a threaded BLAS; lt_set_threads restores
- * the one-pool policy. */
-void lt_set_blas_threads (int n);
-int lt_get_threads (void);
-
 G_END_DECLS

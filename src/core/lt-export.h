@@ -26,20 +26,23 @@
  * mostly points elsewhere).
  *
  * Every output goes to a temporary sibling folder (or file) renamed into place when
- * complete; an existing non-empty output is refused unless @force.
+ * complete (lt-output-dir); an existing non-empty output is refused unless @force.
  *
- * GGUF (§4): arch llama (also for Mistral), qwen2, qwen3; §4.6 metadata; the tokenizer from
- * tokenizer.json as tokenizer.ggml.* ("gpt2" + pre llama-bpe / qwen2 / smollm / gpt-2 for
- * byte-level vocabularies; "llama" for SentencePiece-style ones, scores = −merge rank of the
- * token a merge produces, 0 otherwise), padded to vocab_size with [PADn] (UNUSED); the Q/K
- * row permutation for arch llama; rope_freqs.weight for llama3 rope; no output.weight when
- * tied. */
+ * Owns: reading the base model folder (config.json, weights, quantization) for the export,
+ * the canonical tensor list, the fuse, and running the writers. One module per output:
+ * lt-export-mlx (the MLX folder, also `lathe quantize`'s writer), lt-export-hf,
+ * lt-export-peft, lt-gguf-model (GGUF metadata, tokenizer, tensors, read-back); the adapter
+ * comes from lt-adapter (the one reader of adapter files); lt-export-verify checks the
+ * outputs. */
 #pragma once
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #include "lt-config.h"
+#include "lt-gguf-model.h"
 #include "lt-model.h"
+#include "lt-output-dir.h"
 #include "lt-quant.h"
 #include "lt-tensor.h"
 
@@ -79,14 +82,6 @@ typedef struct
 
 void lt_export_options_init (LtExportOptions *opts);
 
-/* Output folders appear whole or not at all: begin creates an empty hidden sibling of @path
- * (".NAME.tmp-XXXXXX", parents made as needed) to write into; commit renames it into place,
- * moving an existing @path aside first and removing it afterwards (on failure the old output is
- * put back and the temporary folder removed); abort removes the temporary folder. */
-char *lt_output_dir_begin (const char *path, GError **error);
-gboolean lt_output_dir_commit (const char *tmp, const char *path, GError **error);
-void lt_output_dir_abort (const char *tmp);
-
 typedef struct
 {
   char *layer;     /* module path, "model.layers.0.self_attn.q_proj" */
@@ -117,13 +112,10 @@ typedef gboolean (*LtExportProgress) (double fraction, const char *what, gpointe
 LtExportReport *lt_export_run (const LtExportOptions *opts, LtExportProgress progress,
                                gpointer user_data, GError **error);
 
-/* The Q/K row permutation of arch llama (§4.9): rows = n_head·hd rows of @cols values.
- * Forward HF → GGUF: dst[h][2i+j] = src[h][j·hd/2+i]; inverse when @inverse. */
-void lt_export_permute_qk (const float *src, float *dst, int n_head, int64_t rows, int64_t cols,
-                           gboolean inverse);
-
-/* llama3 rope_freqs divisors (§4.9), (hd/2). */
-void lt_export_llama3_rope_freqs (const LtConfig *config, float *ff);
+/* The model folder @dir's config.json as JSON (an object), for a writer that passes it on
+ * (the export's outputs, `lathe quantize`); the export reads a model folder's config, weights
+ * and quantization through the same reader. */
+JsonNode *lt_export_model_config (const char *dir, GError **error);
 
 /* A model read back from an export: an LtModel over f32 (or stored-dtype) tensors this
  * struct owns. */
@@ -146,22 +138,9 @@ LtLoadedModel *lt_export_load (const char *path, const char *config_path, GError
 LtLoadedModel *lt_export_load_fused (const char *model_dir, const char *adapter_path,
                                      GError **error);
 
-/* Perplexity of @model on a JSONL file (text / prompt-completion lines as lt-dataset reads
- * them, truncated to @max_seq_length): *ppl = exp (Σ nll / Σ predicted tokens). */
-gboolean lt_export_perplexity (LtModel *model, const char *model_dir, const char *jsonl,
-                               int max_seq_length, double *ppl, gint64 *n_tokens,
-                               GError **error);
-/* Greedy continuation of @prompt (@n_new tokens) decoded to text, with @model_dir's
- * tokenizer. */
-char *lt_export_greedy (LtModel *model, const char *model_dir, const char *prompt, int n_new,
-                        GError **error);
-
-/* The relative perplexity increase over the fused f32 model that a format is expected to
- * stay within (f32 1e-4, bf16/f16 1e-2, q8_0 / 8-bit 2e-2, q6_k / 6-bit 5e-2, 4-bit formats
- * 0.25). @format: "f32", "f16", "bf16", "q8_0", "q6_k", "q4_k", "q4_0", or "mlx:BITS". */
-double lt_export_expected_loss (const char *format);
-
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtExportReport, lt_export_report_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtLoadedModel, lt_loaded_model_free)
 
 G_END_DECLS
+
+#include "lt-export-verify.h"

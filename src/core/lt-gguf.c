@@ -70,6 +70,34 @@ lt_ggml_type_name (int type)
   return info ? info->name : "unknown";
 }
 
+/* The types Lathe writes, by the names the CLI and the app use. */
+static const struct
+{
+  const char *name;
+  int type;
+} written_types[] = {
+  { "f32", LT_GGML_F32 },   { "f16", LT_GGML_F16 },   { "bf16", LT_GGML_BF16 },
+  { "q8_0", LT_GGML_Q8_0 }, { "q4_0", LT_GGML_Q4_0 }, { "q4_k", LT_GGML_Q4_K },
+  { "q6_k", LT_GGML_Q6_K },
+};
+
+int
+lt_ggml_type_from_name (const char *name, GError **error)
+{
+  g_autoptr (GString) allowed = g_string_new (NULL);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (written_types); i++)
+    {
+      if (name != NULL && g_ascii_strcasecmp (name, written_types[i].name) == 0)
+        return written_types[i].type;
+      g_string_append_printf (allowed, "%s%s", i > 0 ? ", " : "", written_types[i].name);
+    }
+  g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+               "GGUF type “%s” is not one Lathe writes (%s)", name != NULL ? name : "(none)",
+               allowed->str);
+  return -1;
+}
+
 /* Bytes of a tensor, or FALSE on overflow / bad shape. */
 static gboolean
 tensor_nbytes (int type, int n_dims, const int64_t *ne, guint64 *out)

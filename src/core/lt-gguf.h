@@ -53,6 +53,10 @@ typedef enum
 /* Block size (elements) and bytes per block; FALSE for a type Lathe does not know. */
 gboolean lt_ggml_type_size (int type, int *block_size, int *type_size);
 const char *lt_ggml_type_name (int type);
+/* The one parser of a GGUF output type name (case-insensitive): f32, f16, bf16, q8_0, q4_0,
+ * q4_k, q6_k (the types Lathe writes). Any other name, or NULL, is refused with an
+ * LT_ERROR_INVALID_ARGUMENT that names the allowed ones; returns -1 then. */
+int lt_ggml_type_from_name (const char *name, GError **error);
 
 typedef struct _LtGgufWriter LtGgufWriter;
 

@@ -12,6 +12,7 @@
 #include "lt-error.h"
 #include "lt-kernels.h"
 #include "lt-qat.h"
+#include "lt-threads.h"
 
 static gboolean
 kdtype_of (LtDType dtype, LtKDType *out)

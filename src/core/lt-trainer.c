@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* lt-trainer: the SFT training loop, evaluation, the run directory, exact resume, progress and
- * cancellation (lt-trainer.h).
+/* lt-trainer: the SFT training loop, evaluation, exact resume, progress and cancellation
+ * (lt-trainer.h). The run folder itself (run.json and its status, metrics.jsonl, log.txt, the
+ * paths of checkpoints/ and state/) is lt-run-dir's; this file writes state/'s contents.
  *
  * One optimizer step s (numbered from 1) takes gradient_accumulation_steps micro-batches of
  * batch_size examples each, in lt_dataset_epoch_order (shuffle, seed, epoch) order; an epoch's
@@ -38,6 +39,7 @@
 #include "lt-model.h"
 #include "lt-optimizer.h"
 #include "lt-preference.h"
+#include "lt-run-dir.h"
 #include "lt-safetensors.h"
 #include "lt-tokenizer.h"
 #include "lt-trainer.h"
@@ -47,7 +49,8 @@
 typedef struct
 {
   const LtRunConfig *cfg;
-  char *dir;
+  char *dir;                 /* the run folder (cfg->adapter_path) */
+  LtRunDir *rd;              /* its owner: run.json, metrics, log, paths */
   LtModel *model;
   LtTokenizer *tok;
   LtChatTemplate *tmpl;
@@ -60,9 +63,6 @@ typedef struct
   gpointer user_data;
   GCancellable *cancellable;
   gboolean stop;
-
-  GString *metrics;          /* metrics.jsonl as written */
-  GString *log;              /* log.txt as written */
 
   gint64 step;               /* completed optimizer steps */
   gint64 total_steps;
@@ -115,29 +115,6 @@ now_s (const Trainer *tr)
   return tr->elapsed_before + (g_get_monotonic_time () - tr->t_start) / 1e6;
 }
 
-static gboolean
-write_atomic (const char *path, const char *data, gssize len, GError **error)
-{
-  GError *local = NULL;
-
-  if (!g_file_set_contents_full (path, data, len,
-                                 G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
-                                 0644, &local))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", path, local->message);
-      g_error_free (local);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-write_log_file (Trainer *tr, GError **error)
-{
-  g_autofree char *path = g_build_filename (tr->dir, "log.txt", NULL);
-  return write_atomic (path, tr->log->str, tr->log->len, error);
-}
-
 /* Adds a line to log.txt (rewritten atomically) and sends it as a LOG event. */
 static void
 trainer_log (Trainer *tr, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
@@ -149,15 +126,13 @@ trainer_log (Trainer *tr, const char *fmt, ...)
 {
   va_list ap;
   g_autofree char *line = NULL;
-  g_autoptr (GDateTime) t = g_date_time_new_now_utc ();
-  g_autofree char *stamp = g_date_time_format (t, "%Y-%m-%dT%H:%M:%SZ");
   LtTrainProgress p = { 0 };
 
   va_start (ap, fmt);
   line = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  g_string_append_printf (tr->log, "%s %s\n", stamp, line);
-  write_log_file (tr, NULL); /* the log is best effort: a failure here shows at the next save */
+  if (tr->rd != NULL)
+    lt_run_dir_log (tr->rd, line); /* best effort: a failure here shows at the next save */
 
   p.event = LT_TRAIN_EVENT_LOG;
   p.phase = LT_TRAIN_PHASE_TRAINING;
@@ -217,20 +192,38 @@ emit_phase (Trainer *tr, LtTrainPhase phase)
 }
 
 static void
-add_double_or_null (JsonBuilder *b, const char *name, double v)
-{
-  json_builder_set_member_name (b, name);
-  if (isfinite (v))
-    json_builder_add_double_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
 add_int (JsonBuilder *b, const char *name, gint64 v)
 {
   json_builder_set_member_name (b, name);
   json_builder_add_int_value (b, v);
+}
+
+/* The metrics record of a REPORT or EVAL event (lt-run-dir writes and reads it). */
+static void
+progress_to_metric (const LtTrainProgress *p, LtRunMetric *m)
+{
+  lt_run_metric_init (m, p->event == LT_TRAIN_EVENT_EVAL ? LT_RUN_METRIC_EVAL
+                                                         : LT_RUN_METRIC_REPORT);
+  m->step = p->step;
+  m->total_steps = p->total_steps;
+  m->epoch = p->epoch;
+  m->loss = p->loss;
+  m->val_loss = p->val_loss;
+  m->learning_rate = p->learning_rate;
+  m->tokens_per_s = p->tokens_per_s;
+  m->trained_tokens = p->trained_tokens;
+  m->mem_estimate_bytes = p->mem_estimate_bytes;
+  m->rss_bytes = p->rss_bytes;
+  m->peak_rss_bytes = p->peak_rss_bytes;
+  m->elapsed_s = p->elapsed_s;
+  m->rewards_chosen = p->rewards_chosen;
+  m->rewards_rejected = p->rewards_rejected;
+  m->reward_accuracy = p->reward_accuracy;
+  m->reward_margin = p->reward_margin;
+  m->nll = p->nll;
+  m->log_odds_ratio = p->log_odds_ratio;
+  m->logp_chosen = p->logp_chosen;
+  m->logp_rejected = p->logp_rejected;
 }
 
 char *
@@ -240,6 +233,7 @@ lt_train_progress_to_json (const LtTrainProgress *p)
   static const char *const phases[] = { "loading", "training", "saving", "done" };
   g_autoptr (JsonBuilder) b = json_builder_new ();
   g_autoptr (JsonNode) root = NULL;
+  LtRunMetric m;
 
   g_return_val_if_fail (p != NULL, NULL);
 
@@ -253,29 +247,9 @@ lt_train_progress_to_json (const LtTrainProgress *p)
       json_builder_add_string_value (b, (guint) p->phase < G_N_ELEMENTS (phases)
                                           ? phases[p->phase] : "unknown");
     }
-  add_int (b, "step", p->step);
-  add_int (b, "total_steps", p->total_steps);
-  add_int (b, "epoch", p->epoch);
-  add_double_or_null (b, "loss", p->loss);
-  add_double_or_null (b, "val_loss", p->val_loss);
-  add_double_or_null (b, "lr", p->learning_rate);
-  add_double_or_null (b, "tokens_per_s", p->tokens_per_s);
-  add_int (b, "trained_tokens", p->trained_tokens);
-  add_int (b, "mem_estimate_bytes", (gint64) p->mem_estimate_bytes);
-  add_int (b, "rss_bytes", (gint64) p->rss_bytes);
-  add_int (b, "peak_rss_bytes", (gint64) p->peak_rss_bytes);
-  add_double_or_null (b, "elapsed_s", p->elapsed_s);
-  {
-    /* preference fields: only when set, so SFT lines keep their keys */
-    const char *names[] = { "rewards_chosen", "rewards_rejected", "reward_accuracy",
-                            "reward_margin", "nll", "log_odds_ratio", "logp_chosen",
-                            "logp_rejected" };
-    double v[] = { p->rewards_chosen, p->rewards_rejected, p->reward_accuracy, p->reward_margin,
-                   p->nll, p->log_odds_ratio, p->logp_chosen, p->logp_rejected };
-    for (gsize i = 0; i < G_N_ELEMENTS (v); i++)
-      if (isfinite (v[i]))
-        add_double_or_null (b, names[i], v[i]);
-  }
+  /* the same members as a metrics.jsonl line */
+  progress_to_metric (p, &m);
+  lt_run_metric_add_members (&m, b);
   if (p->message != NULL)
     {
       json_builder_set_member_name (b, "message");
@@ -289,120 +263,10 @@ lt_train_progress_to_json (const LtTrainProgress *p)
 static gboolean
 append_metrics (Trainer *tr, const LtTrainProgress *p, GError **error)
 {
-  g_autofree char *line = lt_train_progress_to_json (p);
-  g_autofree char *path = g_build_filename (tr->dir, "metrics.jsonl", NULL);
+  LtRunMetric m;
 
-  g_string_append (tr->metrics, line);
-  g_string_append_c (tr->metrics, '\n');
-  return write_atomic (path, tr->metrics->str, tr->metrics->len, error);
-}
-
-/* ---- run.json ---- */
-
-static gboolean
-write_run_json (Trainer *tr, GError **error)
-{
-  const LtRunConfig *cfg = tr->cfg;
-  g_autofree char *config_path = g_build_filename (cfg->model, "config.json", NULL);
-  g_autofree char *config_text = NULL;
-  g_autofree char *sha = NULL;
-  g_autofree char *path = g_build_filename (tr->dir, "run.json", NULL);
-  g_autofree char *text = NULL;
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  g_autoptr (JsonNode) root = NULL;
-  g_autoptr (GDateTime) t = g_date_time_new_now_utc ();
-  g_autofree char *stamp = g_date_time_format (t, "%Y-%m-%dT%H:%M:%SZ");
-  gsize len = 0;
-
-  if (g_file_get_contents (config_path, &config_text, &len, NULL))
-    sha = g_compute_checksum_for_data (G_CHECKSUM_SHA256, (const guchar *) config_text, len);
-
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "config");
-  json_builder_add_value (b, lt_run_config_to_json (cfg));
-  json_builder_set_member_name (b, "model");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "path");
-  json_builder_add_string_value (b, cfg->model);
-  json_builder_set_member_name (b, "config_sha256");
-  if (sha != NULL)
-    json_builder_add_string_value (b, sha);
-  else
-    json_builder_add_null_value (b);
-  json_builder_end_object (b);
-  json_builder_set_member_name (b, "versions");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "lathe");
-  json_builder_add_string_value (b, PACKAGE_VERSION);
-  json_builder_set_member_name (b, "state_format");
-  json_builder_add_int_value (b, STATE_FORMAT);
-  json_builder_end_object (b);
-  json_builder_set_member_name (b, "created");
-  json_builder_add_string_value (b, stamp);
-  json_builder_end_object (b);
-
-  root = json_builder_get_root (b);
-  text = lt_run_json_to_string (root, TRUE);
-  return write_atomic (path, text, -1, error);
-}
-
-/* Keys that may differ between a stopped run and its resumption: they change neither the
- * data order nor the arithmetic of the steps already taken. */
-static gboolean
-key_may_change_on_resume (const char *key)
-{
-  static const char *const keys[] = { "iters", "epochs", "steps_per_report", "steps_per_eval",
-                                      "save_every", "val_batches", "adapter_path",
-                                      "grad_checkpoint", NULL };
-  return g_strv_contains (keys, key);
-}
-
-static gboolean
-check_resume_config (Trainer *tr, GError **error)
-{
-  g_autofree char *path = g_build_filename (tr->dir, "run.json", NULL);
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (JsonNode) now = NULL;
-  g_autoptr (GError) local = NULL;
-  JsonNode *root;
-  JsonObject *then_obj, *now_obj;
-  g_autoptr (GList) members = NULL;
-
-  if (!json_parser_load_from_file (parser, path, &local))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s", path, local->message);
-      return FALSE;
-    }
-  root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)
-      || !json_object_has_member (json_node_get_object (root), "config")
-      || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (json_node_get_object (root),
-                                                          "config")))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: no \"config\" object", path);
-      return FALSE;
-    }
-  then_obj = json_object_get_object_member (json_node_get_object (root), "config");
-  now = lt_run_config_to_json (tr->cfg);
-  now_obj = json_node_get_object (now);
-  members = json_object_get_members (now_obj);
-  for (GList *l = members; l != NULL; l = l->next)
-    {
-      const char *key = l->data;
-      JsonNode *a = json_object_get_member (now_obj, key);
-      JsonNode *b = json_object_get_member (then_obj, key);
-
-      if (key_may_change_on_resume (key))
-        continue;
-      if (b == NULL || !json_node_equal (a, b))
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                       "%s: “%s” differs from the stopped run's; a resumed run must keep it",
-                       path, key);
-          return FALSE;
-        }
-    }
-  return TRUE;
+  progress_to_metric (p, &m);
+  return lt_run_dir_append_metric (tr->rd, &m, error);
 }
 
 /* ---- state/ ---- */
@@ -448,11 +312,11 @@ save_params_file (Trainer *tr, const char *path, float *const *override, GError 
 static gboolean
 save_state (Trainer *tr, GError **error)
 {
-  g_autofree char *state = g_build_filename (tr->dir, "state", NULL);
-  g_autofree char *params = g_build_filename (state, "params.safetensors", NULL);
-  g_autofree char *optim = g_build_filename (state, "optimizer.safetensors", NULL);
-  g_autofree char *qat = g_build_filename (state, "qat_params.safetensors", NULL);
-  g_autofree char *json_path = g_build_filename (state, "trainer.json", NULL);
+  g_autofree char *state = NULL;
+  g_autofree char *params = lt_run_dir_state_path (tr->dir, "params.safetensors");
+  g_autofree char *optim = lt_run_dir_state_path (tr->dir, "optimizer.safetensors");
+  g_autofree char *qat = lt_run_dir_state_path (tr->dir, "qat_params.safetensors");
+  g_autofree char *json_path = lt_run_dir_state_path (tr->dir, "trainer.json");
   g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GPtrArray) datas = g_ptr_array_new ();
   g_autoptr (GArray) sizes = g_array_new (FALSE, FALSE, sizeof (gsize));
@@ -461,12 +325,9 @@ save_state (Trainer *tr, GError **error)
   g_autofree char *text = NULL;
   g_autofree char *seed_text = g_strdup_printf ("%" G_GUINT64_FORMAT, tr->dropout_seed);
 
-  if (g_mkdir_with_parents (state, 0755) != 0)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot create the folder: %s", state,
-                   g_strerror (errno));
-      return FALSE;
-    }
+  state = lt_run_dir_ensure_state (tr->rd, error);
+  if (state == NULL)
+    return FALSE;
   if (!save_params_file (tr, params, NULL, error))
     return FALSE;
 
@@ -525,7 +386,7 @@ save_state (Trainer *tr, GError **error)
   json_builder_end_object (b);
   root = json_builder_get_root (b);
   text = lt_run_json_to_string (root, TRUE);
-  return write_atomic (json_path, text, -1, error);
+  return lt_run_dir_write_file (json_path, text, -1, error);
 }
 
 /* Reads @path (a state safetensors file) and checks its step. */
@@ -603,11 +464,10 @@ json_int (JsonObject *o, const char *key, gint64 dflt)
 static gboolean
 load_state (Trainer *tr, GError **error)
 {
-  g_autofree char *state = g_build_filename (tr->dir, "state", NULL);
-  g_autofree char *params = g_build_filename (state, "params.safetensors", NULL);
-  g_autofree char *optim = g_build_filename (state, "optimizer.safetensors", NULL);
-  g_autofree char *qat = g_build_filename (state, "qat_params.safetensors", NULL);
-  g_autofree char *json_path = g_build_filename (state, "trainer.json", NULL);
+  g_autofree char *params = lt_run_dir_state_path (tr->dir, "params.safetensors");
+  g_autofree char *optim = lt_run_dir_state_path (tr->dir, "optimizer.safetensors");
+  g_autofree char *qat = lt_run_dir_state_path (tr->dir, "qat_params.safetensors");
+  g_autofree char *json_path = lt_run_dir_state_path (tr->dir, "trainer.json");
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) local = NULL;
   g_autoptr (LtSafetensors) ost = NULL;
@@ -743,13 +603,9 @@ save_adapter (Trainer *tr, const char *file_name, GError **error)
 
   if (file_name != NULL)
     {
-      dir = g_build_filename (tr->dir, "checkpoints", NULL);
-      if (g_mkdir_with_parents (dir, 0755) != 0)
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot create the folder: %s", dir,
-                       g_strerror (errno));
-          return FALSE;
-        }
+      dir = lt_run_dir_ensure_checkpoints (tr->rd, error);
+      if (dir == NULL)
+        return FALSE;
       /* lt_model_save_adapters writes DIR/file_name; the config goes beside the weights */
       if (!lt_model_save_adapters (tr->model, dir, file_name, tr->cfg, error))
         return FALSE;
@@ -759,7 +615,7 @@ save_adapter (Trainer *tr, const char *file_name, GError **error)
     {
       if (!lt_model_save_adapters (tr->model, tr->dir, NULL, tr->cfg, error))
         return FALSE;
-      path = g_build_filename (tr->dir, "adapters.safetensors", NULL);
+      path = lt_run_dir_adapter_path (tr->dir);
     }
   p.event = LT_TRAIN_EVENT_SAVE;
   p.phase = LT_TRAIN_PHASE_SAVING;
@@ -1214,34 +1070,6 @@ do_report (Trainer *tr, GError **error)
 
 /* ---- setup ---- */
 
-/* Keeps the lines of @path whose "step" is at most @step (a resumed run redoes the rest). */
-static GString *
-load_jsonl_upto (const char *path, gint64 step)
-{
-  g_autofree char *text = NULL;
-  GString *out = g_string_new (NULL);
-  g_auto (GStrv) lines = NULL;
-
-  if (!g_file_get_contents (path, &text, NULL, NULL))
-    return out;
-  lines = g_strsplit (text, "\n", -1);
-  for (int i = 0; lines[i] != NULL; i++)
-    {
-      g_autoptr (JsonParser) parser = json_parser_new ();
-      JsonNode *root;
-
-      if (lines[i][0] == '\0' || !json_parser_load_from_data (parser, lines[i], -1, NULL))
-        continue;
-      root = json_parser_get_root (parser);
-      if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)
-          || json_int (json_node_get_object (root), "step", G_MAXINT64) > step)
-        continue;
-      g_string_append (out, lines[i]);
-      g_string_append_c (out, '\n');
-    }
-  return out;
-}
-
 static gboolean
 load_data (Trainer *tr, GError **error)
 {
@@ -1404,48 +1232,11 @@ trainer_free (Trainer *tr)
   g_clear_pointer (&tr->ref_model, lt_model_free);
   g_free (tr->order);
   g_free (tr->dir);
-  if (tr->metrics)
-    g_string_free (tr->metrics, TRUE);
-  if (tr->log)
-    g_string_free (tr->log, TRUE);
+  g_clear_pointer (&tr->rd, lt_run_dir_free);
   g_array_unref (tr->mb_tokens);
   g_array_unref (tr->mb_targets);
   g_array_unref (tr->mb_weights);
   g_array_unref (tr->mb_lengths);
-}
-
-static gboolean
-prepare_dir (Trainer *tr, gboolean resume, GError **error)
-{
-  g_autofree char *state = g_build_filename (tr->dir, "state", NULL);
-  g_autofree char *state_json = g_build_filename (state, "trainer.json", NULL);
-  g_autofree char *metrics = g_build_filename (tr->dir, "metrics.jsonl", NULL);
-  g_autofree char *log = g_build_filename (tr->dir, "log.txt", NULL);
-
-  if (resume)
-    {
-      if (!g_file_test (state_json, G_FILE_TEST_EXISTS))
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                       "%s: no state/trainer.json: not a run that can be resumed", tr->dir);
-          return FALSE;
-        }
-      return TRUE;
-    }
-  if (g_file_test (state, G_FILE_TEST_EXISTS))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "adapter_path: %s holds a run (state/); resume it, or choose another "
-                   "folder", tr->dir);
-      return FALSE;
-    }
-  if (g_mkdir_with_parents (tr->dir, 0755) != 0)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot create the folder: %s", tr->dir,
-                   g_strerror (errno));
-      return FALSE;
-    }
-  return TRUE;
 }
 
 gboolean
@@ -1481,32 +1272,11 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
   tr.mb_lengths = g_array_new (FALSE, FALSE, sizeof (int));
   tr.dropout_seed = mix64 ((guint64) cfg->seed ^ 0x6c617468652d6470ull);
 
-  if (!prepare_dir (&tr, resume, error))
+  /* run.json (status running), metrics.jsonl and log.txt: lt-run-dir */
+  tr.rd = resume ? lt_run_dir_open_resume (cfg, error)
+                 : lt_run_dir_create (cfg, STATE_FORMAT, error);
+  if (tr.rd == NULL)
     goto out;
-  if (resume)
-    {
-      g_autofree char *p = g_build_filename (tr.dir, "log.txt", NULL);
-      g_autofree char *text = NULL;
-
-      if (!check_resume_config (&tr, error))
-        goto out;
-      tr.log = g_string_new (NULL);
-      if (g_file_get_contents (p, &text, NULL, NULL))
-        g_string_assign (tr.log, text);
-    }
-  else
-    {
-      tr.log = g_string_new (NULL);
-      tr.metrics = g_string_new (NULL);
-      if (!write_run_json (&tr, error))
-        goto out;
-      {
-        /* no stale metrics from an earlier run in this folder */
-        g_autofree char *mp = g_build_filename (tr.dir, "metrics.jsonl", NULL);
-        if (!write_atomic (mp, "", 0, error))
-          goto out;
-      }
-    }
 
   emit_phase (&tr, LT_TRAIN_PHASE_LOADING);
   trainer_log (&tr, "%s run: model %s, data %s, %s", resume ? "resuming the" : "a new",
@@ -1547,11 +1317,11 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
 
   if (resume)
     {
-      g_autofree char *mp = g_build_filename (tr.dir, "metrics.jsonl", NULL);
-
       if (!load_state (&tr, error))
         goto out;
-      tr.metrics = load_jsonl_upto (mp, tr.step);
+      /* the steps after the saved state are redone: so are their records */
+      if (!lt_run_dir_truncate_metrics (tr.rd, tr.step, error))
+        goto out;
       trainer_log (&tr, "resumed at step %" G_GINT64_FORMAT " (epoch %d, example %"
                    G_GSIZE_FORMAT ")", tr.step, tr.epoch, tr.cursor);
     }
@@ -1563,6 +1333,9 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
                  " steps", tr.n_params, n_values, tr.total_steps);
   }
 
+  if (!lt_run_dir_set_status (tr.rd, LT_RUN_STATUS_RUNNING, tr.step, tr.total_steps, NULL,
+                              error))
+    goto out;
   emit_phase (&tr, LT_TRAIN_PHASE_TRAINING);
   tr.report_t0 = g_get_monotonic_time ();
   if (!resume && !tr.stop && !do_eval (&tr, error))
@@ -1605,8 +1378,13 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
     goto out;
   if (tr.step < tr.total_steps)
     {
-      trainer_log (&tr, "stopped at step %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
-                   "; resume to continue", tr.step, tr.total_steps);
+      g_autofree char *reason = g_strdup_printf ("stopped at step %" G_GINT64_FORMAT " of %"
+                                                 G_GINT64_FORMAT "; resume to continue",
+                                                 tr.step, tr.total_steps);
+      trainer_log (&tr, "%s", reason);
+      if (!lt_run_dir_set_status (tr.rd, LT_RUN_STATUS_STOPPED, tr.step, tr.total_steps, reason,
+                                  error))
+        goto out;
       g_set_error (error, LT_ERROR, LT_ERROR_CANCELLED,
                    "stopped at step %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
                    "; the adapter and state are saved in %s", tr.step, tr.total_steps, tr.dir);
@@ -1614,18 +1392,22 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
     }
   trainer_log (&tr, "done: %" G_GINT64_FORMAT " steps, %" G_GINT64_FORMAT " trained tokens, "
                "%.1f s", tr.step, tr.trained_tokens, now_s (&tr));
+  if (!lt_run_dir_set_status (tr.rd, LT_RUN_STATUS_FINISHED, tr.step, tr.total_steps, NULL,
+                              error))
+    goto out;
   emit_phase (&tr, LT_TRAIN_PHASE_DONE);
   ok = TRUE;
 
 out:
-  if (!ok && tr.log != NULL && error != NULL && *error != NULL
+  if (!ok && tr.rd != NULL && error != NULL && *error != NULL
       && !g_error_matches (*error, LT_ERROR, LT_ERROR_CANCELLED)
       && g_file_test (tr.dir, G_FILE_TEST_IS_DIR))
     {
-      g_autoptr (GDateTime) t = g_date_time_new_now_utc ();
-      g_autofree char *stamp = g_date_time_format (t, "%Y-%m-%dT%H:%M:%SZ");
-      g_string_append_printf (tr.log, "%s error: %s\n", stamp, (*error)->message);
-      write_log_file (&tr, NULL);
+      /* the run's own word on how it ended: failed, and why (best effort) */
+      g_autofree char *line = g_strdup_printf ("error: %s", (*error)->message);
+      lt_run_dir_log (tr.rd, line);
+      lt_run_dir_set_status (tr.rd, LT_RUN_STATUS_FAILED, tr.step, tr.total_steps,
+                             (*error)->message, NULL);
     }
   trainer_free (&tr);
   return ok;

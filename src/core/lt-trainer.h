@@ -2,7 +2,8 @@
 /* lt-trainer: the training loop (SFT now; DPO / ORPO later), evaluation, checkpoints, resume,
  * progress and cancellation. The app's worker thread and `lathe train` call exactly this.
  *
- * A run writes the run directory of ARCHITECTURE.md §5 at cfg->adapter_path:
+ * A run writes the run directory of ARCHITECTURE.md §5 at cfg->adapter_path, through lt-run-dir
+ * (which owns run.json and its status: running, then stopped / finished / failed + reason):
  *   run.json, metrics.jsonl, adapters.safetensors + adapter_config.json (mlx-lm layout; the
  *   trained weights for full fine-tuning), checkpoints/NNNNNNN_adapters.safetensors, state/
  *   (optimizer moments, step, RNG, data cursor: exact resume), log.txt. Every file is written

@@ -16,6 +16,8 @@
 #include "lathe-runs-page.h"
 #include "lathe-train-page.h"
 #include "lathe-train-job.h"
+#include "src/core/lt-quant.h"
+#include "src/core/lt-run-dir.h"
 
 static void
 rm_rf (const char *path)
@@ -70,6 +72,34 @@ make_run (const char *dir)
   return out;
 }
 
+/* The first widget under @root (breadth first) of @type whose "label" or "title" is @text. */
+static GtkWidget *
+find_widget (GtkWidget *root, GType type, const char *text)
+{
+  GQueue queue = G_QUEUE_INIT;
+  GtkWidget *found = NULL;
+
+  g_queue_push_tail (&queue, root);
+  while (!g_queue_is_empty (&queue) && found == NULL)
+    {
+      GtkWidget *w = g_queue_pop_head (&queue);
+
+      if (G_TYPE_CHECK_INSTANCE_TYPE (w, type))
+        {
+          g_autofree char *value = NULL;
+          const char *prop = g_object_class_find_property (G_OBJECT_GET_CLASS (w), "label")
+                               ? "label" : "title";
+          g_object_get (w, prop, &value, NULL);
+          if (g_strcmp0 (value, text) == 0)
+            found = w;
+        }
+      for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
+        g_queue_push_tail (&queue, c);
+    }
+  g_queue_clear (&queue);
+  return found;
+}
+
 static void
 test_dialog_finalizes (void)
 {
@@ -100,12 +130,20 @@ test_real_export (void)
   dir = g_dir_make_tmp ("lathe-export-XXXXXX", NULL);
   run = make_run (dir);
   out = g_build_filename (dir, "export", NULL);
-  verify_data = lathe_export_find_verify_data (run);
+  verify_data = lt_export_verify_data_for_run (run);
   g_assert_nonnull (verify_data);
 
   /* The dialog preselects the run; its job writes MLX 4-bit, HF f16, GGUF q8_0 and PEFT. */
   dialog = LATHE_EXPORT_DIALOG (g_object_ref_sink (lathe_export_dialog_new (run, NULL)));
   g_assert_cmpstr (lathe_export_dialog_get_run (dialog), ==, run);
+  /* shown, and short enough that the results are below the form: they must scroll into view */
+  gtk_window_set_default_size (GTK_WINDOW (dialog), 560, 420);
+  gtk_window_present (GTK_WINDOW (dialog));
+  g_assert_true (gtk_widget_get_visible (find_widget (GTK_WIDGET (dialog), GTK_TYPE_BUTTON,
+                                                      "Export")));
+  g_assert_false (gtk_widget_get_visible (find_widget (GTK_WIDGET (dialog), GTK_TYPE_BUTTON,
+                                                       "Close")));
+  g_assert_false (lathe_export_dialog_is_done (dialog));
   lathe_export_dialog_set_output_dir (dialog, out);
   lathe_export_dialog_set_formats (dialog, TRUE, 4, TRUE, LT_DTYPE_F16, TRUE, "q8_0", TRUE);
   lathe_export_dialog_set_verify (dialog, TRUE);
@@ -163,6 +201,42 @@ test_real_export (void)
   g_assert_cmpfloat (((LatheExportRow *) g_ptr_array_index (rows, 3))->ppl, <=,
                      ((LatheExportRow *) g_ptr_array_index (rows, 3))->limit);
   g_assert_cmpuint (lathe_export_dialog_get_n_result_rows (dialog), ==, rows->len);
+
+  /* Done: Close replaces Cancel and Export; the dialog does not start another export. */
+  g_assert_true (lathe_export_dialog_is_done (dialog));
+  g_assert_true (gtk_widget_get_visible (find_widget (GTK_WIDGET (dialog), GTK_TYPE_BUTTON,
+                                                      "Close")));
+  g_assert_false (gtk_widget_get_visible (find_widget (GTK_WIDGET (dialog), GTK_TYPE_BUTTON,
+                                                       "Export")));
+  g_assert_false (gtk_widget_get_visible (find_widget (GTK_WIDGET (dialog), GTK_TYPE_BUTTON,
+                                                       "Cancel")));
+  {
+    g_autoptr (GError) again = NULL;
+    g_assert_false (lathe_export_dialog_start (dialog, &again));
+    g_assert_nonnull (again);
+  }
+
+  /* The results scrolled into view: the page moved down and the results' top is inside it. */
+  {
+    GtkWidget *results = find_widget (GTK_WIDGET (dialog), ADW_TYPE_PREFERENCES_GROUP,
+                                      "Verification");
+    GtkWidget *scrolled = gtk_widget_get_ancestor (results, GTK_TYPE_SCROLLED_WINDOW);
+    GtkAdjustment *adj = gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (scrolled));
+    GtkWidget *content = gtk_scrolled_window_get_child (GTK_SCROLLED_WINDOW (scrolled));
+    gint64 until = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+    double x = 0, y = 0;
+
+    while (gtk_adjustment_get_value (adj) == 0.0 && g_get_monotonic_time () < until)
+      g_main_context_iteration (NULL, FALSE);
+    g_assert_true (gtk_widget_translate_coordinates (results, content, 0, 0, &x, &y));
+    g_test_message ("results at y %.0f in view; scrolled to %.0f of %.0f (page %.0f)", y,
+                    gtk_adjustment_get_value (adj), gtk_adjustment_get_upper (adj),
+                    gtk_adjustment_get_page_size (adj));
+    /* y is from the top of the visible part (the viewport scrolls its child) */
+    g_assert_cmpfloat (gtk_adjustment_get_value (adj), >, 0.0);
+    g_assert_cmpfloat (y, >=, 0.0);
+    g_assert_cmpfloat (y, <, gtk_adjustment_get_page_size (adj) / 2);
+  }
 
   /* Adapter survival: recorded for the fused layers written quantized (MLX 4-bit, GGUF q8_0
    * where the block divides the row); the dialog shows the report's warning (naming the layers) when there is one. */
@@ -270,6 +344,121 @@ test_cancel (void)
   rm_rf (dir);
 }
 
+/* A run folder with run.json only (lt-run-dir), for the dialog's defaults. */
+static char *
+make_config_run (const char *dir, const char *name, gboolean qat, int qat_bits, int group)
+{
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  g_autoptr (LtRunDir) rd = NULL;
+  g_autoptr (GError) error = NULL;
+
+  g_free (cfg->model);
+  cfg->model = g_strdup ("/models/demo");
+  g_free (cfg->adapter_path);
+  cfg->adapter_path = g_build_filename (dir, name, NULL);
+  cfg->qat_enable = qat;
+  cfg->qat_bits = qat_bits;
+  cfg->qat_group_size = group;
+  rd = lt_run_dir_create (cfg, 1, &error);
+  g_assert_no_error (error);
+  return g_strdup (cfg->adapter_path);
+}
+
+/* MLX export offers the Train tab's quantizations that MLX stores (4/6/8-bit, MXFP4), each
+ * reaching the job as the mode, bits and group size it names; the group size defaults to the
+ * run's QAT group size. */
+static void
+test_quantization (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("lathe-export-q-XXXXXX", NULL);
+  g_autofree char *qat_run = make_config_run (dir, "qat8-g32", TRUE, 8, 32);
+  g_autofree char *plain_run = make_config_run (dir, "plain-g128", FALSE, 4, 128);
+  g_autofree char *out = g_build_filename (dir, "out", NULL);
+  const LtQuantization *choices;
+  gsize n = 0;
+  static const struct
+  {
+    LtQuantization q;
+    int group, bits, want_group, mode;
+  } cases[] = {
+    { LT_QUANTIZATION_NONE, 64, 0, 0, -1 },
+    { LT_QUANTIZATION_4BIT, 32, 4, 32, LT_QUANT_AFFINE },
+    { LT_QUANTIZATION_6BIT, 64, 6, 64, LT_QUANT_AFFINE },
+    { LT_QUANTIZATION_8BIT, 128, 8, 128, LT_QUANT_AFFINE },
+    { LT_QUANTIZATION_MXFP4, 128, 4, 32, LT_QUANT_MXFP4 }, /* MXFP4 takes group 32 only */
+  };
+
+  choices = lathe_export_dialog_get_mlx_quantizations (&n);
+  g_assert_cmpuint (n, ==, 5);
+  /* every quantization of the Train tab except NF4 (no MLX layout) */
+  for (int q = LT_QUANTIZATION_NONE; q <= LT_QUANTIZATION_NF4; q++)
+    {
+      gboolean offered = FALSE;
+      for (gsize i = 0; i < n; i++)
+        offered |= choices[i] == (LtQuantization) q;
+      g_assert_true (offered == (q != LT_QUANTIZATION_NF4));
+    }
+
+  /* The run's QAT: bits 8 and group 32 preselected. */
+  {
+    LatheExportDialog *dialog =
+      LATHE_EXPORT_DIALOG (g_object_ref_sink (lathe_export_dialog_new (qat_run, NULL)));
+    int group = 0;
+
+    g_assert_cmpint (lathe_export_dialog_get_mlx_quantization (dialog, &group), ==,
+                     LT_QUANTIZATION_8BIT);
+    g_assert_cmpint (group, ==, 32);
+    gtk_window_destroy (GTK_WINDOW (dialog));
+    g_assert_finalize_object (dialog);
+  }
+  /* No QAT: the quantization stays None, the group size is still the run's (128). */
+  {
+    LatheExportDialog *dialog =
+      LATHE_EXPORT_DIALOG (g_object_ref_sink (lathe_export_dialog_new (plain_run, NULL)));
+    int group = 0;
+
+    g_assert_cmpint (lathe_export_dialog_get_mlx_quantization (dialog, &group), ==,
+                     LT_QUANTIZATION_NONE);
+    g_assert_cmpint (group, ==, 128);
+
+    /* each choice round-trips through the form and reaches the job */
+    for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+      {
+        g_autoptr (LatheExportJob) job = lathe_export_job_new ("/models/demo", plain_run, out);
+        int bits = -1, jgroup = -1, mode = -2;
+        LtQuantization q;
+
+        lathe_export_dialog_set_mlx_quantization (dialog, cases[i].q, cases[i].group);
+        q = lathe_export_dialog_get_mlx_quantization (dialog, &group);
+        g_assert_cmpint (q, ==, cases[i].q);
+        lathe_export_job_set_mlx_quantization (job, q, group);
+        lathe_export_job_get_mlx_quantization (job, &bits, &jgroup, &mode);
+        g_assert_cmpint (bits, ==, cases[i].bits);
+        g_assert_cmpint (mode, ==, cases[i].mode);
+        if (cases[i].bits > 0)
+          g_assert_cmpint (jgroup, ==, cases[i].want_group);
+      }
+    gtk_window_destroy (GTK_WINDOW (dialog));
+    g_assert_finalize_object (dialog);
+  }
+  /* The run row shows the run's name, not its path. */
+  {
+    LatheExportDialog *dialog =
+      LATHE_EXPORT_DIALOG (g_object_ref_sink (lathe_export_dialog_new (qat_run, NULL)));
+    GtkWidget *row = find_widget (GTK_WIDGET (dialog), ADW_TYPE_COMBO_ROW, "Run");
+    GtkExpression *expr = adw_combo_row_get_expression (ADW_COMBO_ROW (row));
+    GObject *item = adw_combo_row_get_selected_item (ADW_COMBO_ROW (row));
+    GValue value = G_VALUE_INIT;
+
+    g_assert_true (gtk_expression_evaluate (expr, item, &value));
+    g_assert_cmpstr (g_value_get_string (&value), ==, "qat8-g32");
+    g_value_unset (&value);
+    gtk_window_destroy (GTK_WINDOW (dialog));
+    g_assert_finalize_object (dialog);
+  }
+  rm_rf (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -279,5 +468,6 @@ main (int argc, char **argv)
   g_test_add_func ("/export/dialog-finalizes", test_dialog_finalizes);
   g_test_add_func ("/export/real-export", test_real_export);
   g_test_add_func ("/export/cancel", test_cancel);
+  g_test_add_func ("/export/quantization", test_quantization);
   return g_test_run ();
 }

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "lt-error.h"
+#include "lt-threads.h"
 
 static void
 test_error_domain (void)

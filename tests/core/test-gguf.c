@@ -315,6 +315,43 @@ test_writer_errors (void)
     g_assert_true (g_str_has_suffix (name, ".gguf"));
 }
 
+/* The one GGUF type-name parser: the seven types Lathe writes, any case; anything else is
+ * refused with an error naming the allowed ones (no silent fallback to F16). */
+static void
+test_type_names (void)
+{
+  static const struct
+  {
+    const char *name;
+    int type;
+  } ok[] = {
+    { "f32", LT_GGML_F32 },   { "F16", LT_GGML_F16 },   { "bf16", LT_GGML_BF16 },
+    { "q8_0", LT_GGML_Q8_0 }, { "Q4_0", LT_GGML_Q4_0 }, { "q4_k", LT_GGML_Q4_K },
+    { "Q4_K", LT_GGML_Q4_K }, { "q6_k", LT_GGML_Q6_K },
+  };
+  const char *bad[] = { "q3_k", "q4_1", "mxfp4", "", "f16 ", NULL };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (ok); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_assert_cmpint (lt_ggml_type_from_name (ok[i].name, &error), ==, ok[i].type);
+      g_assert_no_error (error);
+      /* the name lt_ggml_type_name gives reads back */
+      g_assert_cmpint (lt_ggml_type_from_name (lt_ggml_type_name (ok[i].type), NULL), ==,
+                       ok[i].type);
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_assert_cmpint (lt_ggml_type_from_name (bad[i], &error), ==, -1);
+      g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+      g_test_message ("%s", error->message);
+      g_assert_nonnull (strstr (error->message, "f32, f16, bf16, q8_0, q4_0, q4_k, q6_k"));
+      if (bad[i] != NULL && *bad[i] != '\0')
+        g_assert_nonnull (strstr (error->message, bad[i]));
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -323,5 +360,6 @@ main (int argc, char **argv)
   g_test_add_func ("/gguf/kv-types", test_kv_types);
   g_test_add_func ("/gguf/reader-rules", test_reader_rules);
   g_test_add_func ("/gguf/writer-errors", test_writer_errors);
+  g_test_add_func ("/gguf/type-names", test_type_names);
   return g_test_run ();
 }

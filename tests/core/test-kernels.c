@@ -9,8 +9,8 @@
 #include <glib.h>
 
 #include "lt-convert.h"
-#include "lt-error.h"
 #include "lt-kernels.h"
+#include "lt-threads.h"
 
 static float *
 random_floats (GRand *r, size_t n, double scale)

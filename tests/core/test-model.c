@@ -17,6 +17,7 @@
 #include "lt-error.h"
 #include "lt-model.h"
 #include "lt-safetensors.h"
+#include "lt-threads.h"
 #include "lt-tokenizer.h"
 
 static const char *const model_names[] = {

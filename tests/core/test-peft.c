@@ -9,7 +9,9 @@
 #include <json-glib/json-glib.h>
 #include <math.h>
 
+#include "src/core/lt-adapter.h"
 #include "src/core/lt-error.h"
+#include "src/core/lt-export.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-optimizer.h"
 #include "src/core/lt-safetensors.h"
@@ -222,6 +224,138 @@ test_convert_and_mismatch (void)
   g_rmdir (dir);
 }
 
+/* Writes an adapter into @dir: factors of "model.layers.0.self_attn.q_proj" (in 8, out 6,
+ * rank 2) named the PEFT way (lora_A.weight (r, in), lora_B.weight (out, r)) or the mlx-lm
+ * way (lora_a (in, r), lora_b (r, out)), values 0.01·i, and @config as adapter_config.json.
+ * Returns the weights file. */
+static char *
+write_adapter (const char *dir, gboolean peft_names, const char *config)
+{
+  const char *mod = "model.layers.0.self_attn.q_proj";
+  g_autofree char *na = peft_names ? g_strdup_printf ("base_model.model.%s.lora_A.weight", mod)
+                                   : g_strdup_printf ("%s.lora_a", mod);
+  g_autofree char *nb = peft_names ? g_strdup_printf ("base_model.model.%s.lora_B.weight", mod)
+                                   : g_strdup_printf ("%s.lora_b", mod);
+  const int64_t sa_peft[2] = { 2, 8 }, sb_peft[2] = { 6, 2 };
+  const int64_t sa_mlx[2] = { 8, 2 }, sb_mlx[2] = { 2, 6 };
+  LtTensor *t[2] = { lt_tensor_new (na, LT_DTYPE_F32, 2, peft_names ? sa_peft : sa_mlx),
+                     lt_tensor_new (nb, LT_DTYPE_F32, 2, peft_names ? sb_peft : sb_mlx) };
+  g_autoptr (GError) error = NULL;
+  char *path = g_build_filename (dir, peft_names ? "adapter_model.safetensors"
+                                                 : "adapters.safetensors", NULL);
+  g_autofree char *cpath = g_build_filename (dir, "adapter_config.json", NULL);
+
+  for (int k = 0; k < 2; k++)
+    for (int64_t i = 0; i < lt_tensor_numel (t[k]); i++)
+      ((float *) t[k]->data)[i] = 0.01f * (float) (i + 16 * k);
+  g_assert_true (lt_safetensors_write (path, (const LtTensor *const *) t, 2, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_file_set_contents (cpath, config, -1, &error));
+  lt_tensor_free (t[0]);
+  lt_tensor_free (t[1]);
+  return path;
+}
+
+/* The one adapter reader (lt-adapter, used by training and by the export's fuse and PEFT
+ * output) and its rules: the union of what lt-adapter and the export's own reader checked. */
+static void
+test_adapter_rules (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *llama = data_path ("models", "llama-f32");
+  g_autofree char *dir = g_dir_make_tmp ("lathe-adapter-rules-XXXXXX", &error);
+  g_autofree char *wpath = NULL;
+  static const struct
+  {
+    const char *config;
+    int code;
+    const char *needle;
+  } refused[] = {
+    /* PEFT names: refused settings */
+    { "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"fan_in_fan_out\": true}",
+      LT_ERROR_UNSUPPORTED, "fan_in_fan_out" },
+    { "{\"peft_type\": \"LORA\", \"r\": 2, \"rank_pattern\": {\"q_proj\": 4}}",
+      LT_ERROR_UNSUPPORTED, "rank_pattern" },
+    { "{\"r\": 2, \"alpha_pattern\": {\"q_proj\": 4}}", LT_ERROR_UNSUPPORTED,
+      "alpha_pattern" },
+    { "{\"peft_type\": \"IA3\", \"r\": 2}", LT_ERROR_UNSUPPORTED, "IA3" },
+  };
+
+  /* PEFT detected by the tensor names (no peft_type): alpha / r, factors transposed into the
+   * mlx-lm orientation */
+  wpath = write_adapter (dir, TRUE, "{\"r\": 2, \"lora_alpha\": 8, \"fan_in_fan_out\": false}");
+  {
+    g_autoptr (LtAdapterFile) f = lt_adapter_file_load (dir, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (f->layout, ==, LT_ADAPTER_LAYOUT_PEFT);
+    g_assert_cmpint (f->type, ==, LT_TRAIN_TYPE_LORA);
+    g_assert_cmpint (f->rank, ==, 2);
+    g_assert_cmpfloat (f->scale, ==, 4.0);
+    g_assert_cmpuint (f->modules->len, ==, 1);
+    LtAdapterModule *m = f->modules->pdata[0];
+    g_assert_cmpstr (m->module, ==, "model.layers.0.self_attn.q_proj");
+    g_assert_cmpint (m->in_features, ==, 8);
+    g_assert_cmpint (m->out_features, ==, 6);
+    g_assert_cmpint (m->rank, ==, 2);
+    g_assert_cmpfloat (m->scale, ==, 4.0);
+    /* a (in, r) = lora_A.weight (r, in)ᵀ: a[i][k] = A[k][i] = 0.01·(8k + i) */
+    g_assert_cmpfloat (m->a[3 * 2 + 1], ==, 0.01f * (8 * 1 + 3));
+    /* b (r, out) = lora_B.weight (out, r)ᵀ: b[k][o] = B[o][k] = 0.01·(16 + 2o + k) */
+    g_assert_cmpfloat (m->b[1 * 6 + 4], ==, 0.01f * (16 + 2 * 4 + 1));
+  }
+  /* rsLoRA: alpha / √r */
+  write_adapter (dir, TRUE, "{\"r\": 2, \"lora_alpha\": 8, \"use_rslora\": true}");
+  {
+    g_autoptr (LtAdapterFile) f = lt_adapter_file_load (wpath, &error);
+    g_assert_no_error (error);
+    g_assert_cmpfloat (fabs (((LtAdapterModule *) f->modules->pdata[0])->scale - 8 / sqrt (2)),
+                       <, 1e-12);
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS (refused); i++)
+    {
+      write_adapter (dir, TRUE, refused[i].config);
+      g_assert_null (lt_adapter_file_load (dir, &error));
+      g_assert_error (error, LT_ERROR, refused[i].code);
+      g_test_message ("%s", error->message);
+      g_assert_nonnull (strstr (error->message, refused[i].needle));
+      g_clear_error (&error);
+      /* the export reads adapters through the same reader */
+      g_assert_null (lt_export_load_fused (llama, dir, &error));
+      g_assert_error (error, LT_ERROR, refused[i].code);
+      g_assert_nonnull (strstr (error->message, refused[i].needle));
+      g_clear_error (&error);
+    }
+  g_remove (wpath);
+
+  /* mlx-lm names: lora_parameters rank and scale; a config saying peft_type makes it PEFT,
+   * whose tensors must then carry the PEFT prefix */
+  g_free (wpath);
+  wpath = write_adapter (dir, FALSE, "{\"fine_tune_type\": \"lora\", \"num_layers\": 1, "
+                                     "\"lora_parameters\": {\"rank\": 2, \"scale\": 10.0}}");
+  {
+    g_autoptr (LtAdapterFile) f = lt_adapter_file_load (dir, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (f->layout, ==, LT_ADAPTER_LAYOUT_MLX);
+    g_assert_cmpint (f->rank, ==, 2);
+    g_assert_cmpint (f->num_layers, ==, 1);
+    g_assert_cmpfloat (f->scale, ==, 10.0);
+    LtAdapterModule *m = f->modules->pdata[0];
+    g_assert_cmpfloat (m->scale, ==, 10.0);
+    g_assert_cmpfloat (m->a[3 * 2 + 1], ==, 0.01f * 7);    /* a as stored, (in, r) */
+  }
+  write_adapter (dir, FALSE, "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4}");
+  g_assert_null (lt_adapter_file_load (dir, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_FORMAT);
+  g_assert_nonnull (strstr (error->message, "PEFT prefix"));
+  g_clear_error (&error);
+  g_remove (wpath);
+  {
+    g_autofree char *c = g_build_filename (dir, "adapter_config.json", NULL);
+    g_remove (c);
+  }
+  g_rmdir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -238,5 +372,6 @@ main (int argc, char **argv)
       g_test_add_data_func (p, &cases[i], test_peft_case);
     }
   g_test_add_func ("/peft/convert-and-mismatch", test_convert_and_mismatch);
+  g_test_add_func ("/peft/adapter-rules", test_adapter_rules);
   return g_test_run ();
 }

@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 
 #include "lt-error.h"
+#include "lt-export.h"
+#include "lt-export-mlx.h"
 #include "lt-kernels.h"
 #include "lt-linear.h"
 #include "lt-model.h"
@@ -709,6 +711,92 @@ test_tinystories_8bit (void)
   g_assert_cmpfloat (ppl[1], !=, ppl[0]); /* the 8-bit run did quantize */
 }
 
+static int
+cmp_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+/* The names in @dir, sorted, one string. */
+static char *
+folder_listing (const char *dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *n;
+
+  g_assert_nonnull (d);
+  while ((n = g_dir_read_name (d)) != NULL)
+    g_ptr_array_add (names, g_strdup (n));
+  g_ptr_array_sort (names, cmp_names);
+  g_ptr_array_add (names, NULL);
+  return g_strjoinv (" ", (char **) names->pdata);
+}
+
+/* `lathe quantize` and the export's MLX output go through the one MLX folder writer: the same
+ * files beside the weights (every model file the source has, byte for byte), the same
+ * weights file and config.json. */
+static void
+test_same_mlx_writer (void)
+{
+  g_autofree char *model = fixture ("llama-f32");
+  g_autofree char *tmp = g_dir_make_tmp ("test-quantize-XXXXXX", NULL);
+  g_autofree char *src = g_build_filename (tmp, "src", NULL);
+  g_autofree char *q = g_build_filename (tmp, "quantized", NULL);
+  g_autofree char *e = g_build_filename (tmp, "exported", NULL);
+  g_autofree char *so = NULL, *se = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (g_getenv ("LATHE_CLI") == NULL)
+    {
+      g_test_skip ("LATHE_CLI is not set");
+      return;
+    }
+  /* the fixture plus every other model file a folder may hold */
+  g_autofree char *cp = g_strdup_printf ("cp -r '%s' '%s'", model, src);
+  g_assert_cmpint (system (cp), ==, 0);
+  for (const char *const *f = lt_export_model_files (); *f != NULL; f++)
+    {
+      g_autofree char *p = g_build_filename (src, *f, NULL);
+      g_autofree char *text = g_strdup_printf ("{\"%s\": 1}\n", *f);
+      if (!g_file_test (p, G_FILE_TEST_EXISTS))
+        g_assert_true (g_file_set_contents (p, text, -1, NULL));
+    }
+  const char *args[] = { "quantize", "--model", src, "--out", q, "--bits", "4", "--group-size",
+                         "32", NULL };
+  g_assert_cmpint (run_cli (args, &so, &se), ==, 0);
+
+  LtExportOptions o;
+  lt_export_options_init (&o);
+  o.model_dir = src;
+  o.save_path = e;
+  o.bits = 4;
+  o.group_size = 32;
+  g_autoptr (LtExportReport) r = lt_export_run (&o, NULL, NULL, &error);
+  g_assert_no_error (error);
+
+  g_autofree char *lq = folder_listing (q);
+  g_autofree char *le = folder_listing (e);
+  g_test_message ("quantize: %s; export: %s", lq, le);
+  g_assert_cmpstr (lq, ==, le);
+  g_assert_nonnull (strstr (lq, "model.safetensors"));
+  g_assert_nonnull (strstr (lq, "config.json"));
+  for (const char *const *f = lt_export_model_files (); *f != NULL; f++)
+    {
+      g_autofree char *a = g_build_filename (src, *f, NULL);
+      g_autofree char *b = g_build_filename (q, *f, NULL);
+      g_autofree char *c = g_build_filename (e, *f, NULL);
+      g_autofree char *ta = NULL, *tb = NULL, *tc = NULL;
+      g_assert_true (g_file_get_contents (a, &ta, NULL, NULL));
+      g_assert_true (g_file_get_contents (b, &tb, NULL, NULL));
+      g_assert_true (g_file_get_contents (c, &tc, NULL, NULL));
+      g_assert_cmpstr (ta, ==, tb);
+      g_assert_cmpstr (ta, ==, tc);
+    }
+  g_autofree char *rm = g_strdup_printf ("rm -rf '%s'", tmp);
+  g_assert_cmpint (system (rm), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -722,5 +810,6 @@ main (int argc, char **argv)
   g_test_add_func ("/quantize/mlx-overrides", test_mlx_overrides);
   g_test_add_func ("/quantize/cli-refusals", test_cli_refusals);
   g_test_add_func ("/quantize/tinystories-8bit", test_tinystories_8bit);
+  g_test_add_func ("/quantize/same-mlx-writer", test_same_mlx_writer);
   return g_test_run ();
 }

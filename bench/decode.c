@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* bench-decode: how fast replies come, beside what the memory allows.
+ *
+ * The bench model (SmolLM2-135M shape, random bf16 weights) is written to a temporary folder
+ * and loaded as stored (bf16) and quantized at load time (8-bit and 4-bit). For each: the time
+ * to the first token after a --prompt-token prompt (the prefill), and decode tokens/s over
+ * --tokens greedy tokens through the KV cache, as `lathe generate` runs them. Decoding one
+ * token reads every weight once, so the roofline is the measured memory bandwidth divided by
+ * the bytes of the weights: the table prints the weights' bytes, the bandwidth decode reaches
+ * and its share of the machine's read bandwidth (all threads summing a 512 MiB buffer). */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "bench-common.h"
+#include "lt-memory.h"
+#include "lt-model.h"
+#include "lt-run.h"
+#include "lt-threads.h"
+
+/* GB/s of reading a 512 MiB buffer with every thread (best of 3). */
+static double
+read_bandwidth (void)
+{
+  const gsize n = (gsize) 512 << 20 >> 2;
+  float *buf = g_new (float, n);
+  double best = 0.0;
+  volatile double sink = 0.0;
+
+#pragma omp parallel for schedule(static)
+  for (gsize i = 0; i < n; i++)
+    buf[i] = (float) (i & 1023);
+  for (int r = 0; r < 4; r++)
+    {
+      double sum = 0.0, t0 = bench_now_s ();
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+      for (gsize i = 0; i < n; i++)
+        sum += buf[i];
+      double dt = bench_now_s () - t0;
+      sink += sum;
+      if (r > 0)
+        best = MAX (best, n * sizeof (float) / dt / 1e9);
+    }
+  (void) sink;
+  g_free (buf);
+  return best;
+}
+
+typedef struct
+{
+  const char *name;
+  LtQuantization quant;
+} Mode;
+
+int
+main (int argc, char **argv)
+{
+  int n_prompt = 512, n_tokens = 128, threads = 0;
+  g_autoptr (GError) error = NULL;
+  const GOptionEntry entries[] = {
+    { "prompt", 0, 0, G_OPTION_ARG_INT, &n_prompt, "Prompt tokens (default 512)", "N" },
+    { "tokens", 0, 0, G_OPTION_ARG_INT, &n_tokens, "Decoded tokens (default 128)", "N" },
+    { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "Threads (default 0: all cores)", "T" },
+    { NULL },
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("- time decoding, bf16 vs quantized");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  if (!g_option_context_parse (ctx, &argc, &argv, &error) || n_prompt < 1 || n_tokens < 1)
+    {
+      fprintf (stderr, "bench-decode: %s\n", error ? error->message : "bad --prompt/--tokens");
+      return 2;
+    }
+  lt_set_threads (threads);
+
+  g_autofree char *dir = g_dir_make_tmp ("lathe-bench-decode-XXXXXX", NULL);
+  if (dir == NULL || bench_write_model (dir) != 0)
+    return 1;
+  double bw = read_bandwidth ();
+
+  const Mode modes[] = {
+    { "bf16 (stored)", LT_QUANTIZATION_NONE },
+    { "8-bit g128", LT_QUANTIZATION_8BIT },
+    { "4-bit g128", LT_QUANTIZATION_4BIT },
+  };
+  double tps[G_N_ELEMENTS (modes)];
+
+  printf ("bench-decode: SmolLM2-135M shape, prompt %d tokens, %d decoded, %d threads, "
+          "read bandwidth %.1f GB/s\n\n", n_prompt, n_tokens, lt_get_threads (), bw);
+  printf ("%-14s %10s %12s %12s %11s %10s\n", "weights", "MB/token", "TTFT (s)", "tokens/s",
+          "GB/s read", "% of bw");
+  for (gsize m = 0; m < G_N_ELEMENTS (modes); m++)
+    {
+      LtLoadOptions opts = { .quantization = modes[m].quant };
+      g_autoptr (LtModel) model = lt_model_load_with_options (dir, &opts, &error);
+      if (model == NULL)
+        {
+          fprintf (stderr, "bench-decode: %s\n", error->message);
+          return 1;
+        }
+      int V = model->config->vocab_size, bits, group;
+      g_autofree float *logits = g_new (float, V);
+      g_autofree int32_t *prompt = g_new (int32_t, n_prompt);
+      g_autoptr (LtKVCache) cache = lt_kv_cache_new (model, n_prompt + n_tokens + 1);
+      guint64 rng = 0;
+
+      /* bytes one token reads: every linear weight and the (tied) LM head, stored as bf16 or
+       * as bits/8 per weight plus an f32 scale and bias per group */
+      lt_quantization_get_params (modes[m].quant, &bits, &group);
+      double per_param = bits == 0 ? 2.0 : bits / 8.0 + 8.0 / group;
+      double mb = lt_config_n_params (model->config) * per_param / 1e6;
+
+      for (int i = 0; i < n_prompt; i++)
+        prompt[i] = (int32_t) (bench_rng_u32 () % (guint32) V);
+      double t0 = bench_now_s ();
+      if (!lt_model_decode (model, cache, prompt, n_prompt, logits, FALSE, &error))
+        {
+          fprintf (stderr, "bench-decode: %s\n", error->message);
+          return 1;
+        }
+      int32_t next = lt_sample_logits (logits, V, 0.0f, 1.0f, &rng);
+      double ttft = bench_now_s () - t0;
+      t0 = bench_now_s ();
+      for (int i = 0; i < n_tokens; i++)
+        {
+          if (!lt_model_decode (model, cache, &next, 1, logits, FALSE, &error))
+            {
+              fprintf (stderr, "bench-decode: %s\n", error->message);
+              return 1;
+            }
+          next = lt_sample_logits (logits, V, 0.0f, 1.0f, &rng);
+        }
+      tps[m] = n_tokens / (bench_now_s () - t0);
+      printf ("%-14s %10.1f %12.3f %12.1f %11.2f %9.0f%%\n", modes[m].name, mb, ttft, tps[m],
+              mb * tps[m] / 1e3, 100.0 * mb * tps[m] / 1e3 / bw);
+    }
+  guint64 rss = 0, peak = 0;
+  lt_memory_get_process (&rss, &peak);
+  printf ("\n4-bit decode / bf16 decode: %.2f× (goal ≥ 2.5×); peak RSS %.0f MiB\n",
+          tps[2] / tps[0], peak / 1048576.0);
+
+  g_autofree char *cfg = g_build_filename (dir, "config.json", NULL);
+  g_autofree char *w = g_build_filename (dir, "model.safetensors", NULL);
+  g_unlink (cfg);
+  g_unlink (w);
+  g_rmdir (dir);
+  return 0;
+}

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* Loading a model for `lathe generate`, `lathe chat` and `lathe eval`: the folder, a load-time
+ * quantization, an adapter applied unfused, and the tokenizer. */
+#pragma once
+
+#include <glib.h>
+
+#include "lt-model.h"
+#include "lt-tokenizer.h"
+
+G_BEGIN_DECLS
+
+/* Loads @model_dir (config.json, safetensors, tokenizer.json) with --quantization @quantization
+ * (NULL = none) and its tokenizer; names layers left unquantized on stderr. @adapter (NULL =
+ * none): a run folder or an mlx-lm or PEFT adapter, applied without fusing. FALSE after one
+ * line on stderr, with the exit status in *out_exit. */
+gboolean lathe_decode_load (const char *cmd, const char *model_dir, const char *quantization,
+                            const char *adapter, LtModel **out_model, LtTokenizer **out_tok,
+                            int *out_exit);
+
+/* The --adapter-path option's description, shared by the commands. */
+#define LATHE_ADAPTER_PATH_HELP \
+  "Apply this adapter without fusing it: a run folder, or an mlx-lm or PEFT adapter folder " \
+  "(default none)"
+
+G_END_DECLS

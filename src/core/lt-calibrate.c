@@ -1,0 +1,877 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-calibrate: GPTQ, AWQ and mixed-bit allocation; the formulas are in lt-calibrate.h. */
+#include "config.h"
+
+#include "lt-calibrate.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "lt-error.h"
+#include "lt-quant-kernels.h"
+
+#define CHUNK 64 /* rows per sgemm block: fixed, so results do not depend on threads */
+
+#define MAXF(a, b) ((a) < (b) ? (b) : (a))
+#define MINF(a, b) ((b) < (a) ? (b) : (a))
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+/* lt-threads.h's policy: OpenMP threads take the blocks of a product only in the one-pool
+ * mode (OpenBLAS on one thread); in the two-pool mode the blocks run in turn and OpenBLAS
+ * threads each. The same blocks either way, so the same bits. */
+static gboolean
+blocks_in_parallel (void)
+{
+  return openblas_get_num_threads () == 1;
+}
+
+static gboolean
+keep_going (LtCalibProgress progress, gpointer user_data, GCancellable *cancellable,
+            double fraction, const char *what, GError **error)
+{
+  if ((cancellable && g_cancellable_is_cancelled (cancellable))
+      || (progress && !progress (fraction, what, user_data)))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_CANCELLED, "%s cancelled", what);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* C (M, N) = alpha · op(A) op(B) + beta · C, row-major, in blocks of CHUNK rows of C spread
+ * over OpenMP threads, each a single-threaded sgemm (lt-error.h's one-pool policy). */
+static void
+par_gemm (CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, float alpha,
+          const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+          int64_t ldc)
+{
+  int64_t nblocks = (M + CHUNK - 1) / CHUNK;
+  gboolean par = blocks_in_parallel ();
+  if (M <= 0 || N <= 0)
+    return;
+#pragma omp parallel for schedule(dynamic, 1) if (par && nblocks > 1 && M * N * K >= 262144)
+  for (int64_t b = 0; b < nblocks; b++)
+    {
+      int64_t m0 = b * CHUNK, m = MIN (CHUNK, M - m0);
+      const float *a = ta == CblasNoTrans ? A + m0 * lda : A + m0;
+      cblas_sgemm (CblasRowMajor, ta, tb, (int) m, (int) N, (int) K, alpha, a, (int) lda, B,
+                   (int) ldb, beta, C + m0 * ldc, (int) ldc);
+    }
+}
+
+static gboolean
+all_finite (const float *v, int64_t n)
+{
+  int bad = 0;
+#pragma omp parallel for reduction(| : bad) schedule(static) if (n >= 65536)
+  for (int64_t i = 0; i < n; i++)
+    bad |= !isfinite (v[i]);
+  return !bad;
+}
+
+/* ---- statistics ---------------------------------------------------------------------- */
+
+LtCalibStats *
+lt_calib_stats_new (int64_t in, GError **error)
+{
+  LtCalibStats *s;
+  if (in <= 0 || in > (1 << 20))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "calibration statistics: %" G_GINT64_FORMAT " input features", in);
+      return NULL;
+    }
+  s = g_new0 (LtCalibStats, 1);
+  s->in = in;
+  s->h = g_try_malloc0_n ((gsize) (in * in), sizeof (float));
+  s->abs_sum = g_try_malloc0_n ((gsize) in, sizeof (double));
+  if (s->h == NULL || s->abs_sum == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                   "out of memory for a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " Hessian",
+                   in, in);
+      lt_calib_stats_free (s);
+      return NULL;
+    }
+  return s;
+}
+
+void
+lt_calib_stats_free (LtCalibStats *stats)
+{
+  if (stats == NULL)
+    return;
+  g_free (stats->h);
+  g_free (stats->abs_sum);
+  g_free (stats);
+}
+
+gboolean
+lt_calib_stats_add (LtCalibStats *stats, const float *x, int64_t n, GCancellable *cancellable,
+                    GError **error)
+{
+  g_return_val_if_fail (stats != NULL, FALSE);
+  int64_t in = stats->in, total, nblocks = (in + CHUNK - 1) / CHUNK;
+  float alpha, beta;
+
+  if (n <= 0)
+    return TRUE;
+  if (cancellable && g_cancellable_is_cancelled (cancellable))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_CANCELLED, "calibration statistics cancelled");
+      return FALSE;
+    }
+  if (!all_finite (x, n * in))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
+                   "calibration input holds NaN or Inf (%" G_GINT64_FORMAT " rows)", n);
+      return FALSE;
+    }
+  total = stats->n + n;
+  beta = (float) ((double) stats->n / (double) total);
+  alpha = (float) (2.0 / (double) total);
+
+  /* Upper triangle: rows [i0, i1) of H, columns [i0, in). Uneven blocks: dynamic. */
+#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1 && blocks_in_parallel ())
+  for (int64_t b = 0; b < nblocks; b++)
+    {
+      int64_t i0 = b * CHUNK, m = MIN (CHUNK, in - i0);
+      cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) m, (int) (in - i0), (int) n,
+                   alpha, x + i0, (int) in, x + i0, (int) in, beta, stats->h + i0 * in + i0,
+                   (int) in);
+    }
+#pragma omp parallel for schedule(static) if (in * n >= 65536)
+  for (int64_t c = 0; c < in; c++)
+    {
+      double acc = 0.0;
+      for (int64_t r = 0; r < n; r++)
+        acc += fabsf (x[r * in + c]);
+      stats->abs_sum[c] += acc;
+    }
+  stats->n = total;
+  return TRUE;
+}
+
+void
+lt_calib_stats_get_hessian (const LtCalibStats *stats, float *out)
+{
+  int64_t in = stats->in;
+  for (int64_t i = 0; i < in; i++)
+    for (int64_t j = 0; j < in; j++)
+      out[i * in + j] = j >= i ? stats->h[i * in + j] : stats->h[j * in + i];
+}
+
+void
+lt_calib_stats_get_abs_mean (const LtCalibStats *stats, float *out)
+{
+  for (int64_t c = 0; c < stats->in; c++)
+    out[c] = stats->n > 0 ? (float) (stats->abs_sum[c] / (double) stats->n) : 0.0f;
+}
+
+/* Σ_rows (W−Ŵ)_r H (W−Ŵ)_rᵀ, H given by its upper triangle (in, in); summed per CHUNK of
+ * rows, then in chunk order (deterministic). */
+static double
+output_sse (const float *h, int64_t in, const float *w, const float *w_hat, int64_t rows)
+{
+  int64_t nblocks = (rows + CHUNK - 1) / CHUNK;
+  double *part = g_new0 (double, nblocks > 0 ? nblocks : 1), total = 0.0;
+
+#pragma omp parallel if (nblocks > 1 && blocks_in_parallel ())
+  {
+    float *d = g_new (float, CHUNK * in), *t = g_new (float, CHUNK * in);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < nblocks; b++)
+      {
+        int64_t r0 = b * CHUNK, m = MIN (CHUNK, rows - r0);
+        double acc = 0.0;
+        for (int64_t i = 0; i < m * in; i++)
+          d[i] = w[r0 * in + i] - w_hat[r0 * in + i];
+        cblas_ssymm (CblasRowMajor, CblasRight, CblasUpper, (int) m, (int) in, 1.0f, h,
+                     (int) in, d, (int) in, 0.0f, t, (int) in);
+        for (int64_t i = 0; i < m * in; i++)
+          acc += (double) t[i] * (double) d[i];
+        part[b] = acc;
+      }
+    g_free (d);
+    g_free (t);
+  }
+  for (int64_t b = 0; b < nblocks; b++)
+    total += part[b];
+  g_free (part);
+  return total;
+}
+
+double
+lt_calib_output_mse (const LtCalibStats *stats, const float *w, const float *w_hat,
+                     int64_t rows)
+{
+  g_return_val_if_fail (stats != NULL && rows > 0, NAN);
+  return output_sse (stats->h, stats->in, w, w_hat, rows) / (2.0 * (double) rows);
+}
+
+/* ---- dense linear algebra ------------------------------------------------------------ */
+
+/* In-place lower Cholesky of the row-major SPD matrix a (n, n), reading and writing only the
+ * lower triangle: a = L·Lᵀ. Left-looking, blocks of 64 columns: the block's columns are
+ * updated with one (parallel) sgemm, the diagonal block is factored with double sums and the
+ * panel below is solved with strsm. Returns -1, or the column whose pivot is not positive. */
+static int64_t
+cholesky_lower (float *a, int64_t n)
+{
+  const int64_t nb = 64;
+  for (int64_t k0 = 0; k0 < n; k0 += nb)
+    {
+      int64_t kb = MIN (nb, n - k0), below = n - k0 - kb;
+      if (k0 > 0)
+        par_gemm (CblasNoTrans, CblasTrans, n - k0, kb, k0, -1.0f, a + k0 * n, n, a + k0 * n,
+                  n, 1.0f, a + k0 * n + k0, n);
+      for (int64_t j = k0; j < k0 + kb; j++)
+        {
+          double d = a[j * n + j];
+          float ljj;
+          for (int64_t p = k0; p < j; p++)
+            d -= (double) a[j * n + p] * a[j * n + p];
+          if (!(d > 0.0) || !isfinite (d))
+            return j;
+          ljj = (float) sqrt (d);
+          a[j * n + j] = ljj;
+          for (int64_t i = j + 1; i < k0 + kb; i++)
+            {
+              double s = a[i * n + j];
+              for (int64_t p = k0; p < j; p++)
+                s -= (double) a[i * n + p] * a[j * n + p];
+              a[i * n + j] = (float) (s / ljj);
+            }
+        }
+      if (below > 0)
+        {
+          int64_t nblocks = (below + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1 && blocks_in_parallel ())
+          for (int64_t b = 0; b < nblocks; b++)
+            {
+              int64_t r0 = k0 + kb + b * CHUNK, m = MIN (CHUNK, n - r0);
+              cblas_strsm (CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit,
+                           (int) m, (int) kb, 1.0f, a + k0 * n + k0, (int) n, a + r0 * n + k0,
+                           (int) n);
+            }
+        }
+    }
+  return -1;
+}
+
+/* a (n, n) = H + λI (full or lower triangle) → the upper Cholesky factor U of (H + λI)⁻¹
+ * (row-major, zeros below the diagonal): H = L Lᵀ, H⁻¹ = L⁻ᵀ L⁻¹ = L₂ L₂ᵀ, U = L₂ᵀ (so
+ * H⁻¹ = Uᵀ U, torch.linalg.cholesky (…, upper=True)). b: (n, n) scratch. */
+static gboolean
+inverse_cholesky_upper (float *a, float *b, int64_t n, GError **error)
+{
+  int64_t bad = cholesky_lower (a, n), nblocks = (n + CHUNK - 1) / CHUNK;
+  if (bad >= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
+                   "GPTQ: the damped Hessian is not positive definite (column %" G_GINT64_FORMAT
+                   "); raise the damping", bad);
+      return FALSE;
+    }
+  /* b = L⁻¹: column block [c0, c1) solves L[c0:, c0:] X = I[c0:, c0:c1]. */
+  memset (b, 0, (gsize) (n * n) * sizeof (float));
+#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1 && blocks_in_parallel ())
+  for (int64_t blk = 0; blk < nblocks; blk++)
+    {
+      int64_t c0 = blk * CHUNK, m = MIN (CHUNK, n - c0);
+      for (int64_t i = 0; i < m; i++)
+        b[(c0 + i) * n + c0 + i] = 1.0f;
+      cblas_strsm (CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit,
+                   (int) (n - c0), (int) m, 1.0f, a + c0 * n + c0, (int) n, b + c0 * n + c0,
+                   (int) n);
+    }
+  /* a (lower) = L⁻ᵀ L⁻¹: rows [i0, i1), columns [0, i1), summing over k >= i0. */
+#pragma omp parallel for schedule(dynamic, 1) if (nblocks > 1 && blocks_in_parallel ())
+  for (int64_t blk = 0; blk < nblocks; blk++)
+    {
+      int64_t i0 = blk * CHUNK, m = MIN (CHUNK, n - i0);
+      cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) m, (int) (i0 + m),
+                   (int) (n - i0), 1.0f, b + i0 * n + i0, (int) n, b + i0 * n, (int) n, 0.0f,
+                   a + i0 * n, (int) n);
+    }
+  bad = cholesky_lower (a, n);
+  if (bad >= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
+                   "GPTQ: the inverse Hessian lost positive definiteness (column %"
+                   G_GINT64_FORMAT "); raise the damping", bad);
+      return FALSE;
+    }
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = i + 1; j < n; j++)
+      {
+        a[i * n + j] = a[j * n + i];
+        a[j * n + i] = 0.0f;
+      }
+  return TRUE;
+}
+
+/* ---- one element with given group parameters (lt-quant.h's rules) --------------------- */
+
+static inline uint8_t
+nearest16 (float x, const float *table)
+{
+  int best = 0;
+  float bd = fabsf (x - table[0]);
+  for (int k = 1; k < 16; k++)
+    {
+      float d = fabsf (x - table[k]);
+      if (d < bd) /* strict: the first index wins ties, as lt-quant */
+        {
+          best = k;
+          bd = d;
+        }
+    }
+  return (uint8_t) best;
+}
+
+/* The code of w in a group with @scale / @bias, and the value lt-quant dequantizes it to. */
+static inline float
+quant_elem (LtQuantMode mode, int bits, float w, float scale, float bias, uint8_t *code)
+{
+  switch (mode)
+    {
+    case LT_QUANT_SYMMETRIC:
+      {
+        float qmax = (float) ((1 << (bits - 1)) - 1), qmin = -qmax - 1.0f;
+        float Q = scale == 0.0f ? 0.0f : rintf (w / scale);
+        Q = MINF (MAXF (Q, qmin), qmax);
+        *code = (uint8_t) (int) (Q - qmin);
+        return fmaf (scale, (float) *code, bias);
+      }
+    case LT_QUANT_AFFINE:
+      {
+        float n_bins = (float) ((1 << bits) - 1);
+        float q = rintf ((w - bias) / scale);
+        q = MINF (MAXF (q, 0.0f), n_bins);
+        *code = (uint8_t) (int) q;
+        return fmaf (scale, q, bias);
+      }
+    case LT_QUANT_TERNARY:
+      {
+        float t = MINF (MAXF (rintf (w / scale), -1.0f), 1.0f);
+        *code = (uint8_t) (int) (t + 1.0f);
+        return fmaf (scale, (float) *code, bias);
+      }
+    case LT_QUANT_NF4:
+      *code = scale == 0.0f ? 7 : nearest16 (w / scale, lt_qk_nf4_lut);
+      return lt_qk_nf4_lut[*code] * scale;
+    case LT_QUANT_MXFP4:
+      *code = nearest16 (w / scale, lt_qk_fp4_lut);
+      return lt_qk_fp4_lut[*code] * scale;
+    default:
+      g_assert_not_reached ();
+    }
+  return 0.0f;
+}
+
+/* ---- GPTQ ---------------------------------------------------------------------------- */
+
+void
+lt_gptq_options_init (LtGptqOptions *opts)
+{
+  memset (opts, 0, sizeof *opts);
+  opts->mode = LT_QUANT_AFFINE;
+  opts->bits = 4;
+  opts->group_size = 64;
+  opts->damp = 0.01;
+  opts->block_size = 128;
+  opts->measure = TRUE;
+}
+
+static gboolean
+check_group_params (const char *what, LtQuantMode mode, int bits, int group_size, int64_t cols,
+                    GError **error)
+{
+  if (group_size <= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "%s needs a group size (32, 64 or 128), not a per-tensor scale", what);
+      return FALSE;
+    }
+  return lt_quant_check_params (mode, bits, group_size, cols, error);
+}
+
+LtQuantTensor *
+lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats *stats,
+                  const LtGptqOptions *opts, LtGptqResult *result, LtCalibProgress progress,
+                  gpointer user_data, GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (w != NULL && stats != NULL && opts != NULL, NULL);
+  const int64_t n = cols, gs = opts->group_size;
+  g_autoptr (LtQuantTensor) q = NULL;
+  g_autofree float *a = NULL, *b = NULL, *wc = NULL, *err = NULL, *gbuf = NULL;
+  g_autofree uint8_t *codes = NULL;
+  LtGptqResult res = { NAN, NAN, 0.0, 0.0, 0, 0 };
+  int64_t eb;
+  double diag_sum = 0.0;
+
+  if (rows <= 0 || cols != stats->in || stats->n <= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "GPTQ: a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " weight with statistics "
+                   "of %" G_GINT64_FORMAT " inputs over %" G_GINT64_FORMAT " rows", rows, cols,
+                   stats->in, stats->n);
+      return NULL;
+    }
+  if (!check_group_params ("GPTQ", opts->mode, opts->bits, (int) gs, cols, error))
+    return NULL;
+  if (!(opts->damp >= 0.0) || opts->block_size <= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "GPTQ: damp %g and block size %d (want damp >= 0, block size > 0)",
+                   opts->damp, opts->block_size);
+      return NULL;
+    }
+  eb = ((opts->block_size + gs - 1) / gs) * gs;
+  res.block_size = (int) eb;
+
+  /* Round-to-nearest first: the layout to fill (and the baseline). Checks w's values. */
+  q = lt_quant_tensor_quantize (w, rows, cols, opts->mode, opts->bits, (int) gs, error);
+  if (q == NULL)
+    return NULL;
+  a = g_try_malloc_n ((gsize) (n * n), sizeof (float));
+  b = g_try_malloc_n ((gsize) (n * n), sizeof (float));
+  wc = g_try_malloc_n ((gsize) (rows * cols), sizeof (float));
+  err = g_try_malloc_n ((gsize) (rows * eb), sizeof (float));
+  gbuf = g_try_malloc_n ((gsize) (rows * gs), sizeof (float));
+  codes = g_try_malloc_n ((gsize) (rows * cols), 1);
+  if (!a || !b || !wc || !err || !gbuf || !codes)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                   "GPTQ: out of memory for a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " layer",
+                   rows, cols);
+      return NULL;
+    }
+  if (opts->measure)
+    {
+      lt_quant_tensor_dequantize_rows (q, 0, rows, wc);
+      res.rtn_mse = lt_calib_output_mse (stats, w, wc, rows);
+    }
+  if (!keep_going (progress, user_data, cancellable, 0.0, "GPTQ", error))
+    return NULL;
+
+  /* H: dead columns, damping, U = chol (H⁻¹)ᵀ-upper. */
+  lt_calib_stats_get_hessian (stats, a);
+  memcpy (wc, w, (gsize) (rows * cols) * sizeof (float));
+  for (int64_t i = 0; i < n; i++)
+    {
+      if (a[i * n + i] == 0.0f)
+        {
+          a[i * n + i] = 1.0f;
+          res.n_dead++;
+          for (int64_t r = 0; r < rows; r++)
+            wc[r * cols + i] = 0.0f;
+        }
+      diag_sum += a[i * n + i];
+    }
+  res.lambda = opts->damp * diag_sum / (double) n;
+  for (int64_t i = 0; i < n; i++)
+    a[i * n + i] += (float) res.lambda;
+  if (!inverse_cholesky_upper (a, b, n, error))
+    return NULL;
+  g_clear_pointer (&b, g_free);
+  if (!keep_going (progress, user_data, cancellable, 0.1, "GPTQ", error))
+    return NULL;
+
+  for (int64_t i1 = 0; i1 < cols; i1 += eb)
+    {
+      int64_t i2 = MIN (i1 + eb, cols);
+      for (int64_t g0 = i1; g0 < i2; g0 += gs)
+        {
+          g_autoptr (LtQuantTensor) gq = NULL;
+          int64_t gi = g0 / gs;
+          /* The group's parameters from its current (error-updated) columns. */
+          for (int64_t r = 0; r < rows; r++)
+            memcpy (gbuf + r * gs, wc + r * cols + g0, (gsize) gs * sizeof (float));
+          gq = lt_quant_tensor_quantize (gbuf, rows, gs, opts->mode, opts->bits, (int) gs,
+                                         error);
+          if (gq == NULL)
+            return NULL;
+#pragma omp parallel for schedule(static) if (rows * gs * (i2 - g0) >= 65536)
+          for (int64_t r = 0; r < rows; r++)
+            {
+              float scale = gq->scales[r], bias = gq->biases ? gq->biases[r] : 0.0f;
+              float *wr = wc + r * cols;
+              q->scales[r * q->groups_per_row + gi] = scale;
+              if (q->biases)
+                q->biases[r * q->groups_per_row + gi] = bias;
+              if (q->scale_bytes)
+                q->scale_bytes[r * q->groups_per_row + gi] = gq->scale_bytes[r];
+              for (int64_t j = g0; j < g0 + gs; j++)
+                {
+                  const float *u = a + j * n;
+                  float deq = quant_elem (opts->mode, opts->bits, wr[j], scale, bias,
+                                          codes + r * cols + j);
+                  float e = (wr[j] - deq) / u[j];
+                  wr[j] = deq;
+                  err[r * eb + (j - i1)] = e;
+                  for (int64_t k = j + 1; k < i2; k++)
+                    wr[k] -= e * u[k];
+                }
+            }
+        }
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < i2 - i1; j++)
+          res.proxy += (double) err[r * eb + j] * err[r * eb + j];
+      /* Lazy batch update of the columns after the block. */
+      if (i2 < cols)
+        par_gemm (CblasNoTrans, CblasNoTrans, rows, cols - i2, i2 - i1, -1.0f, err, eb,
+                  a + i1 * n + i2, n, 1.0f, wc + i2, cols);
+      if (!keep_going (progress, user_data, cancellable, 0.1 + 0.85 * (double) i2 / cols,
+                       "GPTQ", error))
+        return NULL;
+    }
+
+  for (int64_t r = 0; r < rows; r++)
+    lt_qk_pack_row (codes + r * cols, cols, opts->bits, q->codes + r * q->words_per_row);
+  if (opts->measure)
+    res.out_mse = lt_calib_output_mse (stats, w, wc, rows);
+  if (result)
+    *result = res;
+  if (!keep_going (progress, user_data, cancellable, 1.0, "GPTQ", error))
+    return NULL;
+  return g_steal_pointer (&q);
+}
+
+/* ---- AWQ ----------------------------------------------------------------------------- */
+
+void
+lt_awq_options_init (LtAwqOptions *opts)
+{
+  memset (opts, 0, sizeof *opts);
+  opts->mode = LT_QUANT_AFFINE;
+  opts->bits = 4;
+  opts->group_size = 64;
+  opts->n_grid = 20;
+  opts->max_shrink = 0.5;
+}
+
+/* dst = dequantize (quantize (src)) (rows, cols); FALSE + error on failure. */
+static gboolean
+fake_quant (const float *src, float *dst, int64_t rows, int64_t cols, const LtAwqOptions *o,
+            GError **error)
+{
+  g_autoptr (LtQuantTensor) q = lt_quant_tensor_quantize (src, rows, cols, o->mode, o->bits,
+                                                          o->group_size, error);
+  if (q == NULL)
+    return FALSE;
+  lt_quant_tensor_dequantize_rows (q, 0, rows, dst);
+  return TRUE;
+}
+
+gboolean
+lt_awq_search_scales (const LtCalibStats *stats, const LtAwqLinear *linears, int n_linears,
+                      const LtAwqOptions *opts, float *scales, LtAwqScaleResult *result,
+                      LtCalibProgress progress, gpointer user_data, GCancellable *cancellable,
+                      GError **error)
+{
+  g_return_val_if_fail (stats != NULL && linears != NULL && opts != NULL && scales, FALSE);
+  const int64_t in = stats->in;
+  g_autofree float *xm = g_new (float, in), *s = g_new (float, in), *ws = NULL, *wq = NULL;
+  int64_t max_rows = 0, total_rows = 0;
+  LtAwqScaleResult res = { 0.0, -1, INFINITY, NAN };
+
+  if (n_linears <= 0 || opts->n_grid <= 0 || stats->n <= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "AWQ: %d linears, n_grid %d, %" G_GINT64_FORMAT " calibration rows",
+                   n_linears, opts->n_grid, stats->n);
+      return FALSE;
+    }
+  if (!check_group_params ("AWQ", opts->mode, opts->bits, opts->group_size, in, error))
+    return FALSE;
+  for (int l = 0; l < n_linears; l++)
+    {
+      if (linears[l].w == NULL || linears[l].rows <= 0)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "AWQ: linear %d is empty",
+                       l);
+          return FALSE;
+        }
+      max_rows = MAX (max_rows, linears[l].rows);
+      total_rows += linears[l].rows;
+    }
+  ws = g_try_malloc_n ((gsize) (max_rows * in), sizeof (float));
+  wq = g_try_malloc_n ((gsize) (max_rows * in), sizeof (float));
+  if (ws == NULL || wq == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "AWQ: out of memory");
+      return FALSE;
+    }
+  lt_calib_stats_get_abs_mean (stats, xm);
+
+  for (int i = 0; i < opts->n_grid; i++)
+    {
+      float ratio = (float) i / (float) opts->n_grid, smax = 0.0f, smin = INFINITY, norm;
+      double sse = 0.0, mse;
+      for (int64_t c = 0; c < in; c++)
+        {
+          s[c] = MAXF (powf (xm[c], ratio), 1e-4f);
+          smax = MAXF (smax, s[c]);
+          smin = MINF (smin, s[c]);
+        }
+      norm = sqrtf (smax * smin);
+      for (int64_t c = 0; c < in; c++)
+        s[c] = s[c] / norm;
+      for (int l = 0; l < n_linears; l++)
+        {
+          const float *w = linears[l].w;
+          int64_t rows = linears[l].rows;
+          for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < in; c++)
+              ws[r * in + c] = w[r * in + c] * s[c];
+          if (!fake_quant (ws, wq, rows, in, opts, error))
+            return FALSE;
+          for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < in; c++)
+              wq[r * in + c] = wq[r * in + c] / s[c];
+          sse += output_sse (stats->h, in, w, wq, rows);
+        }
+      mse = sse / (2.0 * (double) total_rows);
+      if (i == 0)
+        res.rtn_mse = mse;
+      if (mse < res.mse)
+        {
+          res.mse = mse;
+          res.index = i;
+          res.ratio = ratio;
+          memcpy (scales, s, (gsize) in * sizeof (float));
+        }
+      if (!keep_going (progress, user_data, cancellable, (double) (i + 1) / opts->n_grid,
+                       "AWQ scale search", error))
+        return FALSE;
+    }
+  if (res.index < 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
+                   "AWQ: no scale gave a finite output error");
+      return FALSE;
+    }
+  if (result)
+    *result = res;
+  return TRUE;
+}
+
+gboolean
+lt_awq_search_clip (const LtCalibStats *stats, const float *scales, float *w, int64_t rows,
+                    const LtAwqOptions *opts, float *clip, double *mse_before,
+                    double *mse_after, LtCalibProgress progress, gpointer user_data,
+                    GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (stats != NULL && w != NULL && opts != NULL, FALSE);
+  const int64_t in = stats->in, gs = opts->group_size;
+  int64_t ngr, n_try;
+  g_autofree float *hg = NULL, *amax = NULL, *wc = NULL, *wq = NULL, *best_p = NULL;
+  g_autofree double *best = NULL;
+  double before = 0.0, after = 0.0;
+
+  if (rows <= 0 || stats->n <= 0 || opts->n_grid <= 0 || !(opts->max_shrink >= 0.0)
+      || opts->max_shrink >= 1.0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "AWQ clip: %" G_GINT64_FORMAT " rows, n_grid %d, max_shrink %g", rows,
+                   opts->n_grid, opts->max_shrink);
+      return FALSE;
+    }
+  if (!check_group_params ("AWQ", opts->mode, opts->bits, (int) gs, in, error))
+    return FALSE;
+  ngr = in / gs;
+  n_try = MAX ((int64_t) (opts->max_shrink * opts->n_grid), 1);
+  hg = g_try_malloc_n ((gsize) (in * gs), sizeof (float));
+  amax = g_try_malloc_n ((gsize) (rows * ngr), sizeof (float));
+  best_p = g_try_malloc_n ((gsize) (rows * ngr), sizeof (float));
+  best = g_try_malloc_n ((gsize) (rows * ngr), sizeof (double));
+  wc = g_try_malloc_n ((gsize) (rows * in), sizeof (float));
+  wq = g_try_malloc_n ((gsize) (rows * in), sizeof (float));
+  if (!hg || !amax || !best_p || !best || !wc || !wq)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "AWQ clip: out of memory");
+      return FALSE;
+    }
+  if (!all_finite (w, rows * in))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC, "AWQ clip: the weight holds NaN or Inf");
+      return FALSE;
+    }
+  /* Diagonal blocks of H' = diag(1/s) H diag(1/s), full: hg[g][a][b]. */
+  for (int64_t g = 0; g < ngr; g++)
+    for (int64_t i = 0; i < gs; i++)
+      for (int64_t j = 0; j < gs; j++)
+        {
+          int64_t ci = g * gs + i, cj = g * gs + j;
+          float h = cj >= ci ? stats->h[ci * in + cj] : stats->h[cj * in + ci];
+          if (scales)
+            h = h / (scales[ci] * scales[cj]);
+          hg[(g * gs + i) * gs + j] = h;
+        }
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t g = 0; g < ngr; g++)
+      {
+        float m = 0.0f;
+        for (int64_t j = 0; j < gs; j++)
+          m = MAXF (m, fabsf (w[r * in + g * gs + j]));
+        amax[r * ngr + g] = m;
+        best[r * ngr + g] = INFINITY;
+        best_p[r * ngr + g] = 1.0f;
+      }
+
+  for (int64_t i = 0; i < n_try; i++)
+    {
+      float p = 1.0f - (float) i / (float) opts->n_grid;
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < ngr; g++)
+          {
+            float lim = p * amax[r * ngr + g];
+            for (int64_t j = 0; j < gs; j++)
+              {
+                float v = w[r * in + g * gs + j];
+                wc[r * in + g * gs + j] = MINF (MAXF (v, -lim), lim);
+              }
+          }
+      if (!fake_quant (wc, wq, rows, in, opts, error))
+        return FALSE;
+#pragma omp parallel for schedule(static) if (rows * in * gs >= 262144)
+      for (int64_t r = 0; r < rows; r++)
+        {
+          float d[128];
+          for (int64_t g = 0; g < ngr; g++)
+            {
+              const float *h = hg + g * gs * gs;
+              double loss = 0.0;
+              for (int64_t j = 0; j < gs; j++)
+                d[j] = wq[r * in + g * gs + j] - w[r * in + g * gs + j];
+              for (int64_t a2 = 0; a2 < gs; a2++)
+                {
+                  double t = 0.0;
+                  for (int64_t b2 = 0; b2 < gs; b2++)
+                    t += (double) h[a2 * gs + b2] * d[b2];
+                  loss += t * d[a2];
+                }
+              if (loss < best[r * ngr + g])
+                {
+                  best[r * ngr + g] = loss;
+                  best_p[r * ngr + g] = p;
+                }
+            }
+        }
+      if (i == 0)
+        for (int64_t k = 0; k < rows * ngr; k++)
+          before += best[k];
+      if (!keep_going (progress, user_data, cancellable, (double) (i + 1) / n_try,
+                       "AWQ clip search", error))
+        return FALSE;
+    }
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t g = 0; g < ngr; g++)
+      {
+        float lim = best_p[r * ngr + g] * amax[r * ngr + g];
+        after += best[r * ngr + g];
+        for (int64_t j = 0; j < gs; j++)
+          {
+            float *v = w + r * in + g * gs + j;
+            *v = MINF (MAXF (*v, -lim), lim);
+          }
+        if (clip)
+          clip[r * ngr + g] = best_p[r * ngr + g];
+      }
+  if (mse_before)
+    *mse_before = before / (2.0 * (double) rows);
+  if (mse_after)
+    *mse_after = after / (2.0 * (double) rows);
+  return TRUE;
+}
+
+/* ---- dynamic mixed-bit allocation ---------------------------------------------------- */
+
+double
+lt_calib_bits_per_weight (int bits, int group_size)
+{
+  return group_size > 0 ? bits + 32.0 / group_size : NAN;
+}
+
+typedef struct
+{
+  const double *sens;
+} SortCtx;
+
+static gint
+by_sensitivity (gconstpointer pa, gconstpointer pb, gpointer user_data)
+{
+  const SortCtx *ctx = user_data;
+  int ia = *(const int *) pa, ib = *(const int *) pb;
+  double a = ctx->sens[ia], b = ctx->sens[ib];
+  if (a != b)
+    return a > b ? -1 : 1;
+  return ia < ib ? -1 : (ia > ib);
+}
+
+gboolean
+lt_calib_allocate_bits (const double *sensitivity, const int64_t *n_weights, int n_layers,
+                        int low_bits, int low_group_size, int high_bits, int high_group_size,
+                        double target_bpw, int *bits_out, double *bpw_out, GError **error)
+{
+  double lo = lt_calib_bits_per_weight (low_bits, low_group_size);
+  double hi = lt_calib_bits_per_weight (high_bits, high_group_size);
+  double total_w = 0.0, budget, used = 0.0;
+  g_autofree int *order = NULL;
+  SortCtx ctx = { sensitivity };
+
+  if (n_layers <= 0 || sensitivity == NULL || n_weights == NULL || bits_out == NULL
+      || low_bits < 1 || high_bits > 8 || !(lo < hi))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "mixed bits: %d layers, low %d bits / group %d, high %d bits / group %d "
+                   "(the high width must cost more bits per weight)", n_layers, low_bits,
+                   low_group_size, high_bits, high_group_size);
+      return FALSE;
+    }
+  for (int i = 0; i < n_layers; i++)
+    {
+      if (n_weights[i] <= 0 || !isfinite (sensitivity[i]))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                       "mixed bits: layer %d has %" G_GINT64_FORMAT " weights and "
+                       "sensitivity %g", i, n_weights[i], sensitivity[i]);
+          return FALSE;
+        }
+      total_w += (double) n_weights[i];
+    }
+  if (!(target_bpw >= lo - 1e-9 && target_bpw <= hi + 1e-9))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "mixed bits: target %.3f bits per weight is outside [%.3f, %.3f] (all "
+                   "%d-bit g%d … all %d-bit g%d)", target_bpw, lo, hi, low_bits,
+                   low_group_size, high_bits, high_group_size);
+      return FALSE;
+    }
+  order = g_new (int, n_layers);
+  for (int i = 0; i < n_layers; i++)
+    {
+      order[i] = i;
+      bits_out[i] = low_bits;
+      used += (double) n_weights[i] * lo;
+    }
+  g_qsort_with_data (order, n_layers, sizeof (int), by_sensitivity, &ctx);
+  budget = target_bpw * total_w * (1.0 + 1e-12);
+  for (int k = 0; k < n_layers; k++)
+    {
+      int i = order[k];
+      double extra = (double) n_weights[i] * (hi - lo);
+      if (used + extra <= budget)
+        {
+          used += extra;
+          bits_out[i] = high_bits;
+        }
+    }
+  if (bpw_out)
+    *bpw_out = used / total_w;
+  return TRUE;
+}

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-export-mlx: the MLX output of the export and the MLX folder writer. See lt-export-mlx.h. */
+#include "config.h"
+
+#include "lt-export-mlx.h"
+
+#include "lt-error.h"
+#include "lt-export-private.h"
+
+/* MLX quantize + dequantize of (rows, cols) into @out; FALSE when not quantizable. */
+static LtQuantTensor *
+mlx_quantize (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int bits, int group,
+              LtDType scale_dtype, GError **error)
+{
+  LtQuantTensor *q = lt_quant_tensor_quantize (w, rows, cols, mode, bits, group, error);
+  if (q && !lt_quant_tensor_round_scales (q, scale_dtype, error))
+    g_clear_pointer (&q, lt_quant_tensor_free);
+  return q;
+}
+
+/* Whether and how module @s is quantized in the MLX output. Keeping the base's format: a
+ * module is quantized iff the base stored it quantized (its .scales), with its own parameters
+ * (a per-module override in the base's config.json); otherwise every linear/embedding weight
+ * whose row length the group divides (mlx-lm's rule). */
+static gboolean
+job_mlx_params (ExportJob *j, const TensorSpec *s, LtQuantMode *mode, int *bits, int *group)
+{
+  if (!j->mlx_quant || !s->module || s->ndim != 2)
+    return FALSE;
+  *mode = j->mlx_mode;
+  *bits = j->mlx_bits;
+  *group = j->mlx_group;
+  if (j->mlx_keep_base)
+    {
+      g_autofree char *sname = g_strconcat (s->module, ".scales", NULL);
+      if (!lt_weights_lookup (j->src->weights, sname)
+          && !(g_str_equal (s->module, "model.embed_tokens") && j->src->config->tie_word_embeddings
+               && lt_weights_lookup (j->src->weights, "lm_head.scales")))
+        return FALSE;
+      lt_export_source_module_quant (j->src, s->module, mode, bits, group);
+    }
+  if (s->shape[1] % *group != 0)
+    return FALSE;
+  if (*mode != j->mlx_mode || *bits != j->mlx_bits || *group != j->mlx_group)
+    {
+      int *p = g_new (int, 3);
+      p[0] = *mode;
+      p[1] = *bits;
+      p[2] = *group;
+      g_ptr_array_add (j->mlx_overrides, g_strdup (s->module));
+      g_hash_table_insert (j->mlx_params, g_strdup (s->module), p);
+    }
+  return TRUE;
+}
+
+gboolean
+lt_export_mlx_add (ExportJob *j, const TensorSpec *s, const float *W, const float *Wp,
+                   gboolean fused, GError **error)
+{
+  const int64_t n = lt_export_spec_numel (s);
+  LtQuantMode mode;
+  int bits, group;
+  if (job_mlx_params (j, s, &mode, &bits, &group))
+    {
+      g_autoptr (LtQuantTensor) q = mlx_quantize (Wp, s->shape[0], s->shape[1], mode, bits,
+                                                  group, j->mlx_float, error);
+      if (!q)
+        {
+          g_prefix_error (error, "%s: ", s->name);
+          return FALSE;
+        }
+      if (fused)
+        {
+          g_autoptr (LtQuantTensor) q0 = mlx_quantize (W, s->shape[0], s->shape[1], mode,
+                                                       bits, group, j->mlx_float, error);
+          if (!q0)
+            return FALSE;
+          g_autofree float *a = g_new (float, n);
+          g_autofree float *b = g_new (float, n);
+          lt_quant_tensor_dequantize_rows (q0, 0, q0->rows, a);
+          lt_quant_tensor_dequantize_rows (q, 0, q->rows, b);
+          g_autofree char *fmt = g_strdup_printf ("mlx %s %d-bit g%d",
+                                                  lt_quant_mode_name (mode), bits, group);
+          lt_export_add_survival (j->report, s->module, fmt, W, Wp, a, b, n);
+        }
+      LtTensor *wt = NULL, *st = NULL, *bt = NULL;
+      if (!lt_quant_tensor_to_mlx (q, s->module, j->mlx_float, &wt, &st, &bt, error))
+        return FALSE;
+      g_ptr_array_add (j->mlx_tensors, wt);
+      g_ptr_array_add (j->mlx_tensors, st);
+      if (bt)
+        g_ptr_array_add (j->mlx_tensors, bt);
+      return TRUE;
+    }
+  g_ptr_array_add (j->mlx_tensors, lt_export_tensor_from_f32 (s->name, Wp, s->ndim, s->shape,
+                                                              j->mlx_float));
+  return TRUE;
+}
+
+gboolean
+lt_export_mlx_write_folder (const char *dir, const char *src_dir, GPtrArray *tensors,
+                            JsonNode *config, guint64 *written, GError **error)
+{
+  return lt_export_write_folder (dir, src_dir, tensors, G_GUINT64_CONSTANT (5000000000), config,
+                                 written, error);
+}
+
+JsonNode *
+lt_export_mlx_quant_params (LtQuantMode mode, int bits, int group_size)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "group_size");
+  json_builder_add_int_value (b, group_size);
+  json_builder_set_member_name (b, "bits");
+  json_builder_add_int_value (b, bits);
+  json_builder_set_member_name (b, "mode");
+  json_builder_add_string_value (b, lt_quant_mode_name (mode));
+  json_builder_end_object (b);
+  return json_builder_get_root (b);
+}
