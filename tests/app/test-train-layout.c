@@ -282,6 +282,14 @@ is_locked (Fixture *f)
   return !gtk_widget_is_sensitive (find_row (GTK_WIDGET (f->page), "Trainer"));
 }
 
+static void
+count_report_cb (guint                 *n,
+                 const LtTrainProgress *p)
+{
+  if (p->event == LT_TRAIN_EVENT_REPORT)
+    (*n)++;
+}
+
 /* A real run of the test model: the form keeps its width, is locked with a line saying why, and
  * the monitor is shown; once stopped the form unlocks. */
 static void
@@ -295,6 +303,7 @@ test_running (Fixture       *f,
   g_autofree char *out = g_build_filename (dir, "run", NULL);
   GtkWidget *monitor = GTK_WIDGET (lathe_train_page_get_monitor (f->page));
   GtkWidget *lock_label;
+  guint n_reports = 0;
   gint64 end;
 
   g_assert_cmpint (gtk_widget_get_width (form_of (f)), >=, MIN_FORM_WIDTH);
@@ -303,10 +312,19 @@ test_running (Fixture       *f,
   g_assert_false (gtk_widget_get_mapped (lock_label));
 
   g_object_set (f->settings, "model", model, "data", train, "adapter-path", out,
-                "iters", 100000, "steps-per-eval", 0, "save-every", 0, NULL);
+                "iters", 100000, "steps-per-eval", 0, "save-every", 0,
+                "steps-per-report", 1, NULL);
   g_assert_true (lathe_train_page_start (f->page));
+  /* Until the monitor shows real numbers (its widest state). */
+  g_signal_connect_swapped (lathe_train_page_get_job (f->page), "progress",
+                            G_CALLBACK (count_report_cb), &n_reports);
+  end = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+  while (n_reports < 5 && g_get_monotonic_time () < end)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (n_reports, >=, 5);
   settle ();
   g_assert_true (lathe_train_page_is_running (f->page));
+  g_assert_true (gtk_widget_get_mapped (form_of (f))); /* beside the monitor, not folded away */
   g_assert_cmpint (gtk_widget_get_width (form_of (f)), >=, MIN_FORM_WIDTH);
   g_assert_true (is_locked (f));
   g_assert_true (gtk_widget_get_mapped (lock_label));
