@@ -22,6 +22,15 @@ main (int   argc,
   /* memory estimates in this process count the app's own footprint (lt-memory.h) */
   lt_memory_set_baseline (LT_MEMORY_BASELINE_APP_BYTES);
 
+  /* Without its compiled schema GSettings aborts (SIGTRAP) at the first g_settings_new ():
+   * a build-tree binary run directly. Say how to run it instead. */
+  if (!lathe_application_has_schema ())
+    {
+      g_printerr (_("lathe-gtk: the settings schema %s is not installed: run “make run”, or "
+                    "“meson devenv -C _build” and then “lathe-gtk”\n"), APP_ID);
+      return 1;
+    }
+
   app = lathe_application_new ();
   return g_application_run (G_APPLICATION (app), argc, argv);
 }
