@@ -7,6 +7,10 @@
 #include <json-glib/json-glib.h>
 
 #include "lathe-train-checks.h"
+
+#include <string.h>
+
+#include "src/core/lt-run-check.h"
 #include "src/core/lt-memory.h"
 #include "src/core/lt-qat.h"
 
@@ -112,8 +116,7 @@ lathe_check_start_inputs (const LtRunConfig *cfg,
 {
   g_autoptr(LtConfig) model = NULL;
   g_autoptr(GError) error = NULL;
-  LtRunIssue *issue;
-  int in_features[3];
+  g_autoptr(GPtrArray) model_issues = NULL;
 
   if (check_format && cfg->data != NULL)
     {
@@ -134,13 +137,10 @@ lathe_check_start_inputs (const LtRunConfig *cfg,
       g_ptr_array_add (issues, issue_new ("model", g_strdup (error->message)));
       return;
     }
-  /* q/k/v/gate/up read the hidden size, o_proj heads × head size, down_proj the MLP size. */
-  in_features[0] = model->hidden_size;
-  in_features[1] = model->num_attention_heads * model->head_dim;
-  in_features[2] = model->intermediate_size;
-  issue = lt_run_config_check_group_size (cfg, in_features, G_N_ELEMENTS (in_features));
-  if (issue != NULL)
-    g_ptr_array_add (issues, issue);
+  /* the core's rules on the model's shapes (QAT group size, LoRA rank and keys) */
+  model_issues = lt_run_config_check_model (cfg, model);
+  for (guint i = 0; i < model_issues->len; i++)
+    g_ptr_array_add (issues, g_steal_pointer (&model_issues->pdata[i]));
 }
 
 static void
@@ -285,22 +285,18 @@ GArray *
 lathe_qat_group_size_choices (const LtConfig *model)
 {
   GArray *choices = g_array_new (FALSE, FALSE, sizeof (int));
-  gsize n = 0;
-  const int *sizes = lt_fake_quantize_group_sizes (&n);
+  int sizes[16];
+  gsize n;
 
-  for (gsize i = 0; i < n; i++)
+  if (model != NULL)
+    n = lt_run_model_qat_group_sizes (model, sizes, G_N_ELEMENTS (sizes));
+  else
     {
-      int g = sizes[i];
-
-      /* As lt_run_config_check_group_size: q/k/v/gate/up read the hidden size, o_proj heads ×
-       * head size, down_proj the MLP size. */
-      if (g > 0 && model != NULL
-          && (model->hidden_size % g != 0
-              || (model->num_attention_heads * model->head_dim) % g != 0
-              || model->intermediate_size % g != 0))
-        continue;
-      g_array_append_val (choices, g);
+      const int *all = lt_fake_quantize_group_sizes (&n);
+      n = MIN (n, G_N_ELEMENTS (sizes));
+      memcpy (sizes, all, n * sizeof (int));
     }
+  g_array_append_vals (choices, sizes, (guint) n);
   return choices;
 }
 

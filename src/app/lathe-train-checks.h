@@ -18,7 +18,7 @@ char *lathe_check_data_format (const char *data, LtTrainMode mode);
 
 /* The checks of a start that read files (after lt_run_config_check passed): with
  * @check_format the dataset's first record against the trainer, then the model's config.json
- * and the QAT group size against its layer widths (lt_run_config_check_group_size). Appends
+ * and the core's rules on its shapes (lt_run_config_check_model). Appends
  * LtRunIssue to @issues. */
 void lathe_check_start_inputs (const LtRunConfig *cfg,
                                gboolean           check_format,

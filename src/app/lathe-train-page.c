@@ -6,6 +6,8 @@
 #include <glib/gi18n.h>
 
 #include "lathe-train-page.h"
+
+#include "lathe-dataset-preview.h"
 #include "lathe-monitor.h"
 #include "lathe-train-job.h"
 #include "lathe-export-dialog.h"
@@ -1220,6 +1222,28 @@ choose_action (GtkWidget  *widget,
     g_assert_not_reached ();
 }
 
+/* The dataset as the trainer will see it, with the model's tokenizer and template. */
+static void
+preview_data_action (GtkWidget  *widget,
+                     const char *action_name,
+                     GVariant   *param)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (widget);
+  g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+  GtkRoot *root = gtk_widget_get_root (widget);
+  LatheDatasetPreview *preview;
+
+  if (cfg->data == NULL || cfg->data[0] == '\0' || cfg->model == NULL || cfg->model[0] == '\0')
+    {
+      toast (self, _("Choose a model and a dataset to preview"));
+      return;
+    }
+  preview = lathe_dataset_preview_new (GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
+                                       cfg->data, cfg->model, cfg->max_seq_length,
+                                       cfg->mask_prompt);
+  gtk_window_present (GTK_WINDOW (preview));
+}
+
 static void
 use_recent_model_action (GtkWidget  *widget,
                          const char *action_name,
@@ -1363,6 +1387,8 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   gtk_widget_class_install_action (widget_class, "train.choose-data-folder", NULL,
                                    choose_action);
   gtk_widget_class_install_action (widget_class, "train.choose-output", NULL, choose_action);
+  gtk_widget_class_install_action (widget_class, "train.preview-data", NULL,
+                                   preview_data_action);
   gtk_widget_class_install_action (widget_class, "train.use-recent-model", "s",
                                    use_recent_model_action);
   gtk_widget_class_install_action (widget_class, "train.copy-command", NULL,

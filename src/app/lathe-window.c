@@ -6,6 +6,8 @@
 #include <glib/gi18n.h>
 
 #include "lathe-window.h"
+
+#include "lathe-chat-page.h"
 #include "lathe-runs-page.h"
 
 struct _LatheWindow
@@ -173,6 +175,7 @@ lathe_window_class_init (LatheWindowClass *klass)
 
   g_type_ensure (LATHE_TYPE_TRAIN_PAGE);
   g_type_ensure (LATHE_TYPE_RUNS_PAGE);
+  g_type_ensure (LATHE_TYPE_CHAT_PAGE);
 
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/lathe/Lathe/lathe-window.ui");

@@ -8,6 +8,7 @@
 
 #include "lathe-application.h"
 #include "lt-memory.h"
+#include "lt-threads.h"
 
 int
 main (int   argc,
@@ -21,6 +22,8 @@ main (int   argc,
   textdomain (GETTEXT_PACKAGE);
   /* memory estimates in this process count the app's own footprint (lt-memory.h) */
   lt_memory_set_baseline (LT_MEMORY_BASELINE_APP_BYTES);
+  /* the core's thread policy, as `lathe` sets it: one pool for training, export and chat */
+  lt_set_threads (0);
 
   /* Without its compiled schema GSettings aborts (SIGTRAP) at the first g_settings_new ():
    * a build-tree binary run directly. Say how to run it instead. */

@@ -4,11 +4,22 @@
  * 100 000 points render quickly (snapshot of a realized chart to a texture). */
 #include "config.h"
 
+#include <time.h>
+
 #include <math.h>
 
 #include <adwaita.h>
 
 #include "lathe-chart.h"
+
+/* Microseconds of CPU time this thread has used. */
+static gint64
+thread_cpu_us (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (gint64) ts.tv_sec * G_USEC_PER_SEC + ts.tv_nsec / 1000;
+}
 
 static void
 test_decimate_keeps_extremes (void)
@@ -177,16 +188,18 @@ test_render_100k (void)
   h = gtk_widget_get_height (GTK_WIDGET (chart));
   g_assert_cmpint (w, >, 100);
   paintable = gtk_widget_paintable_new (GTK_WIDGET (chart));
-  t0 = g_get_monotonic_time ();
+  /* CPU time of this thread: what the chart costs, whatever else shares the machine */
+  t0 = thread_cpu_us ();
   snapshot = gtk_snapshot_new ();
   gdk_paintable_snapshot (paintable, snapshot, w, h);
   node = gtk_snapshot_free_to_node (snapshot);
   g_assert_nonnull (node);
   texture = gsk_renderer_render_texture (gtk_native_get_renderer (GTK_NATIVE (window)), node,
                                          &GRAPHENE_RECT_INIT (0, 0, w, h));
-  t1 = g_get_monotonic_time ();
+  t1 = thread_cpu_us ();
   g_assert_nonnull (texture);
-  g_printerr ("# 100 000 points: snapshot + render %.1f ms (%d×%d)\n", (t1 - t0) / 1000.0, w, h);
+  g_printerr ("# 100 000 points: snapshot + render %.1f ms of CPU (%d×%d)\n", (t1 - t0) / 1000.0,
+              w, h);
   /* one frame at 60 Hz is 16 ms; leave room for a loaded test machine */
   g_assert_cmpint (t1 - t0, <, 100000);
 
