@@ -6,6 +6,8 @@
 #include <glib/gi18n.h>
 
 #include "lathe-application.h"
+#include "src/core/lt-memory.h"
+#include "src/core/lt-threads.h"
 #include "lathe-preferences-window.h"
 #include "lathe-window.h"
 
@@ -224,6 +226,10 @@ lathe_application_startup (GApplication *app)
   GAction *stop;
 
   G_APPLICATION_CLASS (lathe_application_parent_class)->startup (app);
+  /* the core's thread policy, as `lathe` sets it (one pool for training, export and chat),
+   * and the memory estimates' baseline: this process's own footprint (lt-memory.h) */
+  lt_set_threads (0);
+  lt_memory_set_baseline (LT_MEMORY_BASELINE_APP_BYTES);
 
   g_action_map_add_action_entries (G_ACTION_MAP (app), app_actions, G_N_ELEMENTS (app_actions),
                                    app);

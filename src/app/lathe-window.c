@@ -18,6 +18,7 @@ struct _LatheWindow
   AdwViewStack *stack;
   LatheTrainPage *train_page;
   LatheRunsPage *runs_page;
+  LatheChatPage *chat_page;
 
   GSettings *settings;
 };
@@ -182,6 +183,7 @@ lathe_window_class_init (LatheWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, LatheWindow, stack);
   gtk_widget_class_bind_template_child (widget_class, LatheWindow, train_page);
   gtk_widget_class_bind_template_child (widget_class, LatheWindow, runs_page);
+  gtk_widget_class_bind_template_child (widget_class, LatheWindow, chat_page);
 }
 
 static void
@@ -223,6 +225,18 @@ lathe_window_get_runs_page (LatheWindow *self)
 {
   g_return_val_if_fail (LATHE_IS_WINDOW (self), NULL);
   return self->runs_page;
+}
+
+/**
+ * lathe_window_get_chat_page:
+ *
+ * Returns: (transfer none): the Chat page.
+ */
+LatheChatPage *
+lathe_window_get_chat_page (LatheWindow *self)
+{
+  g_return_val_if_fail (LATHE_IS_WINDOW (self), NULL);
+  return self->chat_page;
 }
 
 LatheWindow *

@@ -3,6 +3,7 @@
 
 #include <adwaita.h>
 
+#include "lathe-chat-page.h"
 #include "lathe-runs-page.h"
 #include "lathe-train-page.h"
 
@@ -15,5 +16,6 @@ G_DECLARE_FINAL_TYPE (LatheWindow, lathe_window, LATHE, WINDOW, AdwApplicationWi
 LatheWindow *lathe_window_new (GtkApplication *application);
 LatheTrainPage *lathe_window_get_train_page (LatheWindow *self);
 LatheRunsPage *lathe_window_get_runs_page (LatheWindow *self);
+LatheChatPage *lathe_window_get_chat_page (LatheWindow *self);
 
 G_END_DECLS

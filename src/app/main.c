@@ -7,8 +7,6 @@
 #include <locale.h>
 
 #include "lathe-application.h"
-#include "lt-memory.h"
-#include "lt-threads.h"
 
 int
 main (int   argc,
@@ -20,10 +18,6 @@ main (int   argc,
   bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
   textdomain (GETTEXT_PACKAGE);
-  /* memory estimates in this process count the app's own footprint (lt-memory.h) */
-  lt_memory_set_baseline (LT_MEMORY_BASELINE_APP_BYTES);
-  /* the core's thread policy, as `lathe` sets it: one pool for training, export and chat */
-  lt_set_threads (0);
 
   /* Without its compiled schema GSettings aborts (SIGTRAP) at the first g_settings_new ():
    * a build-tree binary run directly. Say how to run it instead. */

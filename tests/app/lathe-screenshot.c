@@ -6,6 +6,9 @@
  *   OUTPUT.png --running DIR   the Train tab mid-run: a real run of the demo model into DIR,
  *                              captured after 24 reports, then stopped gracefully
  *   OUTPUT.png --runs FOLDER   the Runs page on FOLDER, the first run compared with the second
+ *   OUTPUT.png --chat RUN      the Chat page comparing the demo model with and without RUN's
+ *                              adapter on one prompt
+ *   OUTPUT.png --preview       the dataset preview of the demo's SFT data
  *   OUTPUT.png --export RUN    the Export dialog after a verified export of RUN (MLX 4-bit and
  *                              GGUF q8_0 into RUN-export)
  * Environment: LATHE_SHOT_SIZE=WxH (window size), LATHE_SHOT_TRAINER=0|1|2 (SFT, DPO, ORPO),
@@ -19,6 +22,7 @@
 #include "lathe-application.h"
 #include "lathe-window.h"
 #include "lathe-export-dialog.h"
+#include "lathe-dataset-preview.h"
 
 #define WIDTH 1100
 #define HEIGHT 800
@@ -28,6 +32,8 @@ static gboolean show_invalid;
 static const char *running_dir;
 static const char *runs_folder;
 static const char *export_run;
+static const char *chat_run;
+static gboolean show_preview;
 static guint n_reports;
 static gboolean snapped;
 static int exit_status = 1;
@@ -83,6 +89,21 @@ runs_loaded_cb (LatheRunsPage *page, GtkWindow *window)
     lathe_runs_page_compare (page, 1);
   if (!snapped)
     g_timeout_add (1000, snap_cb, window);
+}
+
+static void
+chat_loaded_cb (LatheChatPage *page)
+{
+  lathe_chat_page_set_compare (page, TRUE);
+  lathe_chat_page_set_sampling (page, 0.0, 1.0, 40);
+  lathe_chat_page_send (page, "Mia had a yellow ball. What did Mia have?");
+}
+
+static void
+preview_ready_cb (GtkWindow *preview)
+{
+  if (!snapped)
+    g_timeout_add (1000, snap_cb, preview);
 }
 
 static void
@@ -175,6 +196,34 @@ activate_cb (GApplication *app)
       return;
     }
 
+  if (chat_run != NULL)
+    {
+      LatheChatPage *chat = lathe_window_get_chat_page (LATHE_WINDOW (window));
+      AdwViewStack *stack = ADW_VIEW_STACK (gtk_widget_get_ancestor (GTK_WIDGET (chat),
+                                                                     ADW_TYPE_VIEW_STACK));
+      g_autofree char *model = demo_dir ("model");
+
+      adw_view_stack_set_visible_child_name (stack, "chat");
+      gtk_window_set_default_size (window, shot_width, shot_height);
+      gtk_window_unmaximize (window);
+      g_signal_connect (chat, "loaded", G_CALLBACK (chat_loaded_cb), NULL);
+      g_signal_connect_swapped (chat, "reply-finished", G_CALLBACK (preview_ready_cb), window);
+      lathe_chat_page_load (chat, model, chat_run);
+      return;
+    }
+
+  if (show_preview)
+    {
+      g_autofree char *model = demo_dir ("model");
+      g_autofree char *data = demo_dir ("sft");
+      LatheDatasetPreview *preview = lathe_dataset_preview_new (window, data, model, 40, TRUE);
+
+      gtk_window_set_application (GTK_WINDOW (preview), GTK_APPLICATION (app));
+      g_signal_connect (preview, "ready", G_CALLBACK (preview_ready_cb), NULL);
+      gtk_window_present (GTK_WINDOW (preview));
+      return;
+    }
+
   if (export_run != NULL)
     {
       GtkWidget *dialog = lathe_export_dialog_new (export_run, window);
@@ -223,11 +272,15 @@ main (int   argc,
     runs_folder = argv[3];
   else if (argc == 4 && g_str_equal (argv[2], "--export"))
     export_run = argv[3];
+  else if (argc == 4 && g_str_equal (argv[2], "--chat"))
+    chat_run = argv[3];
+  else if (argc == 3 && g_str_equal (argv[2], "--preview"))
+    show_preview = TRUE;
   else if (argc == 3 && g_str_equal (argv[2], "--invalid"))
     show_invalid = TRUE;
   else if (argc != 2)
     {
-      g_printerr ("usage: %s OUTPUT.png [--invalid | --running DIR | --runs FOLDER | --export RUN]\n",
+      g_printerr ("usage: %s OUTPUT.png [--invalid | --running DIR | --runs FOLDER | --export RUN | --chat RUN | --preview]\n",
                   argv[0]);
       return 2;
     }

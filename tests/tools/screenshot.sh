@@ -8,6 +8,9 @@
 #   runs.png           the Runs page: two real short runs of the demo, one compared with the
 #                      other
 #   export.png         the Export dialog after a verified export of the first of those runs
+#   chat.png           the Chat page comparing the demo model without and with that run's
+#                      adapter (the demo has no chat template: plain completion)
+#   preview.png        the dataset preview of the demo's SFT data at a max length of 40
 # Usage: tests/tools/screenshot.sh [BUILD_DIR] (default _build; build it first).
 set -e
 cd "$(dirname "$0")/../.."
@@ -35,4 +38,6 @@ for lr in 2e-3 5e-4; do
 done
 shot data/screenshots/runs.png --runs "$work/runs"
 shot data/screenshots/export.png --export "$work/runs/demo-sft-lr2e-3"
+shot data/screenshots/chat.png --chat "$work/runs/demo-sft-lr2e-3"
+shot data/screenshots/preview.png --preview
 shot data/screenshots/train-running.png --running "$work/live"
