@@ -86,18 +86,11 @@ random_bf16_tensor (const char *name, int ndim, int64_t d0, int64_t d1, float sc
   return t;
 }
 
-int
-bench_write_model (const char *dir)
+GPtrArray *
+bench_model_tensors (const LtConfig *c)
 {
-  g_autoptr (GError) error = NULL;
-  g_autoptr (LtConfig) c = lt_config_new_from_data (bench_llama_config_json, -1,
-                                                    "bench/config.json", &error);
-  g_autoptr (GPtrArray) t = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
-  g_autofree char *config = g_build_filename (dir, "config.json", NULL);
-  g_autofree char *weights = g_build_filename (dir, "model.safetensors", NULL);
+  GPtrArray *t = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
 
-  if (c == NULL)
-    goto fail;
   g_ptr_array_add (t, random_bf16_tensor ("model.embed_tokens.weight", 2, c->vocab_size,
                                           c->hidden_size, 0.05f));
   g_ptr_array_add (t, random_bf16_tensor ("model.norm.weight", 1, c->hidden_size, 0, 0.0f));
@@ -124,6 +117,22 @@ bench_write_model (const char *dir)
           g_ptr_array_add (t, random_bf16_tensor (n, 1, C, 0, 0.0f));
         }
     }
+  return t;
+}
+
+int
+bench_write_model (const char *dir)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtConfig) c = lt_config_new_from_data (bench_llama_config_json, -1,
+                                                    "bench/config.json", &error);
+  g_autoptr (GPtrArray) t = NULL;
+  g_autofree char *config = g_build_filename (dir, "config.json", NULL);
+  g_autofree char *weights = g_build_filename (dir, "model.safetensors", NULL);
+
+  if (c == NULL)
+    goto fail;
+  t = bench_model_tensors (c);
   if (g_mkdir_with_parents (dir, 0755) != 0
       || !g_file_set_contents (config, bench_llama_config_json, -1, &error)
       || !lt_safetensors_write (weights, (const LtTensor *const *) t->pdata, t->len, NULL,

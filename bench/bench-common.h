@@ -4,6 +4,10 @@
 
 #include <stdint.h>
 
+#include <glib.h>
+
+#include "lt-config.h"
+
 /* config.json of the bench model: Llama-shaped (SmolLM-135M dims) — hidden 576, 30 layers,
  * 9 heads / 3 KV heads, intermediate 1536, vocab 49152, tied embeddings, bf16. */
 extern const char bench_llama_config_json[];
@@ -16,6 +20,11 @@ double bench_now_s (void);
 /* This machine's best sgemm GFLOP/s for C (M, N) = A (M, K) · B (N, K)ᵀ (the layout lt-linear
  * uses) over @reps timed runs after one warm-up, with whatever BLAS threading is set. */
 double bench_sgemm_rate (int M, int N, int K, int reps);
+
+/* The bench model's weights (random bf16 from the fixed stream, in one fixed order: embedding,
+ * final norm, then per block q, k, v, o, gate, up, down, the two norms), GPtrArray of
+ * LtTensor* owned by the array. */
+GPtrArray *bench_model_tensors (const LtConfig *config);
 
 /* Writes DIR/config.json (bench_llama_config_json) and DIR/model.safetensors with random
  * bf16 weights from the fixed stream (linear layers uniform ±1/√in, embedding ±0.05, norms

@@ -32,25 +32,6 @@
 #include "lt-tensor.h"
 #include "lt-threads.h"
 
-/* A BF16 tensor of uniform values in ±scale (or all 1 when scale is 0). */
-static LtTensor *
-random_bf16 (const char *name, int ndim, int64_t d0, int64_t d1, float scale)
-{
-  int64_t shape[2] = { d0, d1 };
-  LtTensor *t = lt_tensor_new (name, LT_DTYPE_BF16, ndim, shape);
-  uint16_t *p = t->data;
-  int64_t n = lt_tensor_numel (t);
-
-  for (int64_t i = 0; i < n; i++)
-    {
-      float f = scale == 0.0f ? 1.0f
-                              : ((float) bench_rng_u32 () / 4294967296.0f * 2.0f - 1.0f) * scale;
-      p[i] = lt_f32_to_bf16 (f);
-    }
-  return t;
-}
-
-
 int
 main (int argc, char **argv)
 {
@@ -79,35 +60,18 @@ main (int argc, char **argv)
                                               &error);
   g_assert_no_error (error);
   const int C = config->hidden_size, II = config->intermediate_size, L = config->num_hidden_layers;
-  const int H = config->num_attention_heads, KVH = config->num_key_value_heads;
+  const int H = config->num_attention_heads;
   const int D = config->head_dim, V = config->vocab_size;
   gint64 n_params = lt_config_n_params (config);
 
   /* weights: random BF16, SmolLM-like scale */
-  g_autoptr (GPtrArray) owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
+  g_autoptr (GPtrArray) owned = bench_model_tensors (config);
   g_autoptr (GHashTable) table = g_hash_table_new (g_str_hash, g_str_equal);
-#define ADD(t) G_STMT_START { LtTensor *t_ = (t); g_ptr_array_add (owned, t_); \
-    g_hash_table_insert (table, t_->name, t_); } G_STMT_END
-  ADD (random_bf16 ("model.embed_tokens.weight", 2, V, C, 0.05f));
-  ADD (random_bf16 ("model.norm.weight", 1, C, 0, 0.0f));
-  for (int l = 0; l < L; l++)
+  for (guint i = 0; i < owned->len; i++)
     {
-      struct { const char *n; int64_t o, i; } lin[] = {
-        { "self_attn.q_proj", (int64_t) H * D, C }, { "self_attn.k_proj", (int64_t) KVH * D, C },
-        { "self_attn.v_proj", (int64_t) KVH * D, C }, { "self_attn.o_proj", C, (int64_t) H * D },
-        { "mlp.gate_proj", II, C }, { "mlp.up_proj", II, C }, { "mlp.down_proj", C, II },
-      };
-      for (gsize j = 0; j < G_N_ELEMENTS (lin); j++)
-        {
-          g_autofree char *n = g_strdup_printf ("model.layers.%d.%s.weight", l, lin[j].n);
-          ADD (random_bf16 (n, 2, lin[j].o, lin[j].i, 1.0f / sqrtf ((float) lin[j].i)));
-        }
-      g_autofree char *n1 = g_strdup_printf ("model.layers.%d.input_layernorm.weight", l);
-      g_autofree char *n2 = g_strdup_printf ("model.layers.%d.post_attention_layernorm.weight", l);
-      ADD (random_bf16 (n1, 1, C, 0, 0.0f));
-      ADD (random_bf16 (n2, 1, C, 0, 0.0f));
+      LtTensor *t = owned->pdata[i];
+      g_hash_table_insert (table, t->name, t);
     }
-#undef ADD
 
   g_autoptr (LtModel) model = lt_model_new_from_table (config, table, "bench", &error);
   g_assert_no_error (error);
