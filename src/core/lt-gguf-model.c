@@ -320,11 +320,15 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
   lt_gguf_writer_add_string (w, "tokenizer.ggml.model", bytelevel ? "gpt2" : "llama");
   if (bytelevel)
     {
+      /* the split regex decides (llama-bpe: digits in threes; qwen2: one digit), the
+       * architecture where no regex says */
       const char *pre_name = "gpt-2";
-      if (c->arch == LT_ARCH_QWEN2 || c->arch == LT_ARCH_QWEN3)
-        pre_name = "qwen2";
-      else if (pre_s && strstr (pre_s, "\\\\p{N}{1,3}"))
+      if (pre_s && strstr (pre_s, "\\\\p{N}{1,3}"))
         pre_name = "llama-bpe";
+      else if (pre_s && strstr (pre_s, "Split") && strstr (pre_s, "|\\\\p{N}|"))
+        pre_name = "qwen2";
+      else if (c->arch == LT_ARCH_QWEN2 || c->arch == LT_ARCH_QWEN3)
+        pre_name = "qwen2";
       else if (pre_s && strstr (pre_s, "Digits"))
         pre_name = "smollm";
       lt_gguf_writer_add_string (w, "tokenizer.ggml.pre", pre_name);
