@@ -243,6 +243,18 @@ write_model (const char *name, const char *tok, int C, int I, int V, int L)
       if (g_file_get_contents (src, &text, &len, NULL))
         g_assert_true (g_file_set_contents (dst, text, len, NULL));
     }
+  /* a chat template beside the tokenizer (the GGUF writer takes chat_template.jinja) */
+  const char *jinja = g_str_equal (tok, "qwen2") ? "chatml.jinja"
+                      : g_str_equal (tok, "llama3") ? "llama-3.1.jinja" : NULL;
+  if (jinja)
+    {
+      g_autofree char *src = data_path ("chat-templates", jinja, NULL);
+      g_autofree char *dst = g_build_filename (dir, "chat_template.jinja", NULL);
+      g_autofree char *text = NULL;
+      gsize len;
+      g_assert_true (g_file_get_contents (src, &text, &len, NULL));
+      g_assert_true (g_file_set_contents (dst, text, len, NULL));
+    }
   guint64 state = 42;
   g_autoptr (GPtrArray) ts = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
   g_ptr_array_add (ts, random_tensor ("model.embed_tokens.weight", V, C, &state, 2.0f));
@@ -517,6 +529,36 @@ check_tokenizer (gconstpointer data)
   g_assert_cmpint (lt_tokenizer_get_eos_id (tok), ==, lt_tokenizer_get_eos_id (hf_dir));
   g_assert_cmpstr (lt_tokenizer_get_chat_template (tok), ==,
                    lt_tokenizer_get_chat_template (hf_dir));
+  if (g_str_equal (name, "qwen2") || g_str_equal (name, "llama3"))
+    {
+      g_assert_nonnull (lt_tokenizer_get_chat_template (tok));
+      /* `lathe generate --chat` renders the GGUF's template: the same ids as the folder */
+      char *ids[2] = { NULL, NULL };
+      for (int k = 0; k < 2; k++)
+        {
+          const char *argv[] = { g_getenv ("LATHE_CLI"), "generate", "--model", k ? gguf : dir,
+                                 "--chat", "--prompt", "Hello there", "--max-tokens", "6",
+                                 "--json", NULL };
+          g_autofree char *out = NULL, *err = NULL;
+          int status;
+          g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                                       &out, &err, &status, &error));
+          if (!g_spawn_check_wait_status (status, NULL))
+            g_error ("lathe generate --chat failed: %s", err);
+          g_autoptr (JsonParser) p = json_parser_new ();
+          g_assert_true (json_parser_load_from_data (p, out, -1, &error));
+          JsonObject *o = json_node_get_object (json_parser_get_root (p));
+          g_autoptr (JsonGenerator) gen = json_generator_new ();
+          json_generator_set_root (gen, json_object_get_member (o, "ids"));
+          g_autofree char *idtext = json_generator_to_data (gen, NULL);
+          ids[k] = g_strdup_printf ("%s prompt %" G_GINT64_FORMAT, idtext,
+                                    json_object_get_int_member (o, "prompt_tokens"));
+        }
+      g_test_message ("%s: generate --chat, folder %s, GGUF %s", name, ids[0], ids[1]);
+      g_assert_cmpstr (ids[0], ==, ids[1]);
+      g_free (ids[0]);
+      g_free (ids[1]);
+    }
 }
 
 /* Copies key/value @kv of @g into @w (@str: a replacement for a string value, or NULL). */
