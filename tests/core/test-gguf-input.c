@@ -476,6 +476,28 @@ check_tokenizer (gconstpointer data)
   g_autofree char *dir = write_model (mname, name, 32, 64, V, 1);
   g_autofree char *gguf = g_strconcat (dir, ".gguf", NULL);
   export_gguf (dir, "f32", gguf);
+  {
+    /* the end of a turn declared for llama.cpp (issue 15 item 3) */
+    static const struct { const char *tok, *eos, *eot; } eog[] = {
+      { "qwen2", "<|im_end|>", "<|im_end|>" },
+      { "llama3", "<|end_of_text|>", "<|eot_id|>" },
+      { "gpt2", "<|endoftext|>", "<|endoftext|>" },
+    };
+    g_autoptr (LtGguf) g = lt_gguf_open (gguf, &error);
+    g_assert_no_error (error);
+    for (guint i = 0; i < G_N_ELEMENTS (eog); i++)
+      if (g_str_equal (eog[i].tok, name))
+        {
+          guint32 eos, eot;
+          g_assert_true (lt_gguf_get_u32 (g, "tokenizer.ggml.eos_token_id", &eos));
+          g_assert_true (lt_gguf_get_u32 (g, "tokenizer.ggml.eot_token_id", &eot));
+          g_autofree char *se = lt_gguf_dup_array_string (g, "tokenizer.ggml.tokens", eos);
+          g_autofree char *st = lt_gguf_dup_array_string (g, "tokenizer.ggml.tokens", eot);
+          g_test_message ("%s: eos %s, eot %s", name, se, st);
+          g_assert_cmpstr (se, ==, eog[i].eos);
+          g_assert_cmpstr (st, ==, eog[i].eot);
+        }
+  }
   g_autoptr (LtTokenizer) hf_dir = lt_tokenizer_new_from_dir (dir, &error);
   g_assert_no_error (error);
   g_autoptr (LtTokenizer) tok = lt_model_open_tokenizer (gguf, &error);
