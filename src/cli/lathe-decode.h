@@ -21,8 +21,8 @@ gboolean lathe_decode_load (const char *cmd, const char *model_dir, const char *
 
 /* The --adapter-path option's description, shared by the commands. */
 #define LATHE_ADAPTER_PATH_HELP \
-  "Apply this adapter without fusing it: a run folder, or an mlx-lm or PEFT adapter folder " \
-  "(default none)"
+  "Apply this adapter without fusing it: a run folder, an mlx-lm or PEFT adapter folder, or " \
+  "an mlx-lm adapters.safetensors (alone: shape from its tensors, scale 20) (default none)"
 
 /* The --model option's description, shared by the commands. */
 #define LATHE_MODEL_HELP \

@@ -39,7 +39,8 @@ lathe_cmd_fuse (int argc, char **argv)
       "Base model folder (HF or MLX layout); required", "DIR" },
     { "adapter-path", 'a', 0, G_OPTION_ARG_FILENAME, &adapter,
       "Run folder or adapter folder (mlx-lm adapters.safetensors or PEFT "
-      "adapter_model.safetensors); default none: convert the base", "DIR" },
+      "adapter_model.safetensors), or an mlx-lm adapters.safetensors alone (shape from its "
+      "tensors, scale 20); default none: convert the base", "DIR" },
     { "save-path", 's', 0, G_OPTION_ARG_FILENAME, &save,
       "Write the fused model in the MLX layout here (default: none)", "DIR" },
     { "de-quantize", 0, 0, G_OPTION_ARG_NONE, &dequantize,
