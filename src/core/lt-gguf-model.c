@@ -320,17 +320,17 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
   lt_gguf_writer_add_string (w, "tokenizer.ggml.model", bytelevel ? "gpt2" : "llama");
   if (bytelevel)
     {
-      /* the split regex decides (llama-bpe: digits in threes; qwen2: one digit), the
-       * architecture where no regex says */
+      /* the pre-tokenizer decides (llama-bpe: digits in threes; qwen2: one digit; smollm:
+       * Digits; else GPT-2's ByteLevel regex), the architecture only where there is none */
       const char *pre_name = "gpt-2";
       if (pre_s && strstr (pre_s, "\\\\p{N}{1,3}"))
         pre_name = "llama-bpe";
       else if (pre_s && strstr (pre_s, "Split") && strstr (pre_s, "|\\\\p{N}|"))
         pre_name = "qwen2";
-      else if (c->arch == LT_ARCH_QWEN2 || c->arch == LT_ARCH_QWEN3)
-        pre_name = "qwen2";
       else if (pre_s && strstr (pre_s, "Digits"))
         pre_name = "smollm";
+      else if (!pre_s && (c->arch == LT_ARCH_QWEN2 || c->arch == LT_ARCH_QWEN3))
+        pre_name = "qwen2";
       lt_gguf_writer_add_string (w, "tokenizer.ggml.pre", pre_name);
     }
   lt_gguf_writer_add_string_array (w, "tokenizer.ggml.tokens", (const char *const *) tokens,

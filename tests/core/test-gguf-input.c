@@ -99,6 +99,8 @@ mean_nll (const float *logits, const int32_t *ids, int B, int T, int V)
   return sum / (B * (T - 1));
 }
 
+static GPtrArray *load_strings (const char *path, const char *key);
+
 typedef struct
 {
   const char *fixture;
@@ -187,6 +189,28 @@ check_round_trip (gconstpointer data)
       if (i + 1 < nw)
         g_assert_true (lt_model_decode (m, cache, &next, 1, logits, FALSE, &error));
     }
+
+  /* the tokenizer rebuilt from the file gives the folder's ids on every fixture text */
+  g_autoptr (LtTokenizer) tf = lt_tokenizer_new_from_dir (dir, &error);
+  g_assert_no_error (error);
+  g_autoptr (LtTokenizer) tg = lt_model_open_tokenizer (gguf, &error);
+  g_assert_no_error (error);
+  g_autofree char *texts_path = data_path ("tokenizers", "texts.json", NULL);
+  g_autoptr (GPtrArray) texts = load_strings (texts_path, NULL);
+  guint tok_equal = 0;
+  for (guint i = 0; i < texts->len; i++)
+    {
+      gsize tlen;
+      const char *text = g_bytes_get_data (texts->pdata[i], &tlen);
+      g_autoptr (GArray) x = lt_tokenizer_encode (tf, text, tlen, TRUE, &error);
+      g_assert_no_error (error);
+      g_autoptr (GArray) y = lt_tokenizer_encode (tg, text, tlen, TRUE, &error);
+      g_assert_no_error (error);
+      tok_equal += x->len == y->len && memcmp (x->data, y->data, 4 * x->len) == 0;
+    }
+  g_test_message ("%s %s: tokenizer ids equal to the folder's on %u/%u texts", rt->fixture,
+                  rt->type, tok_equal, texts->len);
+  g_assert_cmpuint (tok_equal, ==, texts->len);
 
   g_test_message ("%s %s [%s]: max |dlogit| vs HF %.3g (range %.3g, %.2g of it), vs f32 "
                   "read-back %.3g; NLL %.6f vs HF %.6f (d %.2g); greedy %u/%u equal",
