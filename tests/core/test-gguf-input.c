@@ -767,11 +767,14 @@ test_cli_eval (void)
   g_autofree char *gguf = g_build_filename (tmp_root, "cli.gguf", NULL);
   g_autofree char *data = data_path ("eval", "eval.jsonl", NULL);
   export_gguf (dir, "f32", gguf);
-  double nll[2];
-  for (int k = 0; k < 2; k++)
+  g_autofree char *adapter = data_path ("train", "llama-f32-dora", NULL);
+  double nll[4];
+  for (int k = 0; k < 4; k++)
     {
-      const char *argv[] = { g_getenv ("LATHE_CLI"), "eval", "--model", k ? gguf : dir,
-                             "--data", data, "--json", NULL };
+      /* k = 2, 3: with a DoRA adapter applied unfused */
+      const char *argv[] = { g_getenv ("LATHE_CLI"), "eval", "--model", k % 2 ? gguf : dir,
+                             "--data", data, "--json", k >= 2 ? "--adapter-path" : NULL,
+                             adapter, NULL };
       g_autofree char *out = NULL, *err = NULL;
       int status;
       g_autoptr (GError) error = NULL;
@@ -784,8 +787,11 @@ test_cli_eval (void)
       nll[k] = json_object_get_double_member (json_node_get_object (json_parser_get_root (p)),
                                               "nll");
     }
-  g_test_message ("lathe eval: folder NLL %.6f, f32 GGUF NLL %.6f", nll[0], nll[1]);
+  g_test_message ("lathe eval: folder NLL %.6f, f32 GGUF NLL %.6f; with a DoRA adapter "
+                  "%.6f and %.6f", nll[0], nll[1], nll[2], nll[3]);
   g_assert_cmpfloat (fabs (nll[0] - nll[1]), <=, 1e-5);
+  g_assert_cmpfloat (fabs (nll[2] - nll[3]), <=, 1e-5);
+  g_assert_cmpfloat (fabs (nll[0] - nll[2]), >, 1e-3);
 }
 
 int
