@@ -153,7 +153,8 @@ lt_ollama_modelfile (const char *gguf_path, const char *model_dir, GError **erro
     }
   g_autofree char *base = g_path_get_basename (gguf_path);
   GString *s = g_string_new (NULL);
-  g_string_append_printf (s, "# Ollama Modelfile written by Lathe: ollama create NAME -f Modelfile\n"
+  g_string_append_printf (s, "# Ollama Modelfile written by Lathe: "
+                             "ollama create NAME -f Modelfile\n"
                              "# chat template family: %s%s\n", lt_chat_family_name (fam),
                           fam == LT_CHAT_FAMILY_PLAIN
                               ? (tmpl ? " (the model's template is not one Lathe translates)"
