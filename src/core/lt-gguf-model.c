@@ -37,19 +37,15 @@ lt_export_permute_qk (const float *src, /* (rows, cols) */
         }
 }
 
-void
-lt_export_llama3_rope_freqs (const LtConfig *c, float *ff)
+/* The llama3 rope divisors (hd/2) of these parameters. */
+static void
+llama3_rope_freqs (double theta, int hd, double factor, double low, double high, double old_ctx,
+                   float *ff)
 {
-  const int hd = c->head_dim;
-  const double factor = c->rope_factor > 0 ? c->rope_factor : 8.0;
-  const double low = c->rope_low_freq_factor > 0 ? c->rope_low_freq_factor : 1.0;
-  const double high = c->rope_high_freq_factor > 0 ? c->rope_high_freq_factor : 4.0;
-  const double old_ctx = c->rope_original_max_position_embeddings > 0
-                             ? c->rope_original_max_position_embeddings : 8192;
   const double low_wl = old_ctx / low, high_wl = old_ctx / high;
   for (int i = 0; i < hd / 2; i++)
     {
-      double inv = pow (c->rope_theta, -2.0 * i / hd);
+      double inv = pow (theta, -2.0 * i / hd);
       double wavelen = 2 * G_PI / inv;
       if (wavelen < high_wl)
         ff[i] = 1.0f;
@@ -61,6 +57,50 @@ lt_export_llama3_rope_freqs (const LtConfig *c, float *ff)
           ff[i] = (float) (1.0 / ((1 - s) / factor + s));
         }
     }
+}
+
+void
+lt_export_llama3_rope_freqs (const LtConfig *c, float *ff)
+{
+  llama3_rope_freqs (c->rope_theta, c->head_dim, c->rope_factor > 0 ? c->rope_factor : 8.0,
+                     c->rope_low_freq_factor > 0 ? c->rope_low_freq_factor : 1.0,
+                     c->rope_high_freq_factor > 0 ? c->rope_high_freq_factor : 4.0,
+                     c->rope_original_max_position_embeddings > 0
+                         ? c->rope_original_max_position_embeddings : 8192,
+                     ff);
+}
+
+/* The llama3 rope parameters behind a GGUF's rope_freqs.weight (llama.cpp stores only the
+ * divisors): factor = the largest divisor; low/high frequency factors and the original
+ * context searched over the values Llama 3.x and its derivatives use, accepted only when
+ * they reproduce every divisor (relative 1e-6). NULL when none does. */
+static char *
+llama3_rope_from_freqs (const float *ff, int hd, double theta)
+{
+  double factor = 1.0;
+  for (int i = 0; i < hd / 2; i++)
+    factor = MAX (factor, ff[i]);
+  static const double lows[] = { 1, 2, 0.5 }, highs[] = { 4, 2, 8, 1 };
+  g_autofree float *try = g_new (float, hd / 2);
+  for (int e = 6; e <= 20; e++)
+    for (guint a = 0; a < G_N_ELEMENTS (lows); a++)
+      for (guint b = 0; b < G_N_ELEMENTS (highs); b++)
+        {
+          if (highs[b] <= lows[a])
+            continue;
+          const double ctx = (double) (1 << e);
+          llama3_rope_freqs (theta, hd, factor, lows[a], highs[b], ctx, try);
+          gboolean same = TRUE;
+          for (int i = 0; same && i < hd / 2; i++)
+            same = fabs ((double) try[i] - ff[i]) <= 1e-6 * fabs ((double) ff[i]);
+          if (same)
+            return g_strdup_printf (", \"rope_scaling\": {\"rope_type\": \"llama3\", "
+                                    "\"factor\": %.9g, \"low_freq_factor\": %.9g, "
+                                    "\"high_freq_factor\": %.9g, "
+                                    "\"original_max_position_embeddings\": %d}",
+                                    factor, lows[a], highs[b], 1 << e);
+        }
+  return NULL;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -803,12 +843,6 @@ config_text_from_gguf (LtGguf *g, const char *path, const char *extra, GError **
                    "llama, qwen2 or qwen3", path, arch ? arch : "(missing)");
       return NULL;
     }
-  if (lt_gguf_find_tensor (g, "rope_freqs.weight"))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: llama3 rope (rope_freqs.weight) "
-                   "needs the model's config.json", path);
-      return NULL;
-    }
   guint32 u[8] = { 0 };
   const char *keys[] = { "context_length", "embedding_length", "block_count",
                          "feed_forward_length", "attention.head_count",
@@ -836,7 +870,21 @@ config_text_from_gguf (LtGguf *g, const char *path, const char *extra, GError **
   lt_gguf_get_f32 (g, kt, &theta);
   g_autofree char *scaling = lt_gguf_dup_string (g, ks);
   g_autofree char *rope = NULL;
-  if (scaling && g_str_equal (scaling, "linear") && lt_gguf_get_f32 (g, kf, &factor))
+  const LtGgufTensor *rf = lt_gguf_find_tensor (g, "rope_freqs.weight");
+  if (rf)
+    {
+      /* llama3 rope: the parameters are recovered from the divisors */
+      if (rf->type != LT_GGML_F32 || rf->n_dims != 1 || rf->ne[0] != u[6] / 2
+          || (rope = llama3_rope_from_freqs (rf->data, (int) u[6], theta)) == NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: tensor rope_freqs.weight: "
+                       "not the llama3 rope divisors of any factor / low_freq_factor / "
+                       "high_freq_factor / original context Lathe knows (%u values expected)",
+                       path, u[6] / 2);
+          return NULL;
+        }
+    }
+  else if (scaling && g_str_equal (scaling, "linear") && lt_gguf_get_f32 (g, kf, &factor))
     rope = g_strdup_printf (", \"rope_scaling\": {\"type\": \"linear\", \"factor\": %.9g}",
                             (double) factor);
   else if (scaling && !g_str_equal (scaling, "none"))

@@ -34,8 +34,8 @@ void lt_export_llama3_rope_freqs (const LtConfig *config, float *ff);
 int lt_gguf_model_find_token (const char *const *tokens, int n_tokens, const char *const *names,
                               int n_names);
 
-/* A .gguf file as an input model (llama — also Mistral —, qwen2, qwen3; rope default or
- * linear). The config is rebuilt from the metadata; F32/F16/BF16 tensors stay views of the
+/* A .gguf file as an input model (llama — also Mistral —, qwen2, qwen3; rope default,
+ * linear, or llama3 recovered from rope_freqs.weight). The config is rebuilt from the metadata; F32/F16/BF16 tensors stay views of the
  * mapping (Q/K of arch llama: a copy in the stored dtype with the rows moved back to HF
  * order); Q8_0, Q4_0 and Q4_K weights become the quantized base as MLX affine 8/4-bit g32
  * layers, losslessly (the same f32 values as ggml's de-quantization), expanded tile by tile in

@@ -135,6 +135,15 @@ check_round_trip (gconstpointer data)
   g_autoptr (LtModel) m = lt_model_open (gguf, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpint (m->config->vocab_size, ==, V);
+  if (g_str_equal (rt->fixture, "llama-rope3"))
+    {
+      /* llama3 rope recovered from rope_freqs.weight: the fixture's parameters */
+      g_assert_cmpint (m->config->rope_type, ==, LT_ROPE_LLAMA3);
+      g_assert_cmpfloat (m->config->rope_factor, ==, 8.0);
+      g_assert_cmpfloat (m->config->rope_low_freq_factor, ==, 1.0);
+      g_assert_cmpfloat (m->config->rope_high_freq_factor, ==, 4.0);
+      g_assert_cmpint (m->config->rope_original_max_position_embeddings, ==, 64);
+    }
   gboolean quant = strstr (census, "Q8_0") || strstr (census, "Q4_0") || strstr (census, "Q4_K");
   g_assert_cmpint (m->prequantized, ==, quant);
 
@@ -813,6 +822,8 @@ main (int argc, char **argv)
     { "llama-tied", "f32", 1e-4, 1e-4, TRUE },
     { "llama-tied", "q8_0", 6e-2, 3e-2, FALSE },
     { "llama-bf16", "bf16", 1e-4, 1e-4, TRUE },
+    { "llama-rope3", "f32", 1e-4, 1e-4, TRUE },
+    { "llama-rope3", "q8_0", 6e-2, 3e-2, FALSE },
     { "mistral", "f32", 1e-4, 1e-4, TRUE },
     { "mistral", "q4_k", 0.6, 0.25, FALSE },
     { "qwen2", "f32", 1e-4, 1e-4, TRUE },
