@@ -11,7 +11,7 @@ DEB_PACKAGES = gcc make meson ninja-build pkg-config python3 \
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps setup build run test clean demo-model
+.PHONY: all deps setup build run test clean demo-model screenshots
 
 all: build
 
@@ -48,6 +48,11 @@ test: build
 
 clean:
 	rm -rf $(BUILD)
+
+# data/screenshots/ from the current UI: the Train tab (Fine-tune), a run mid-way, the Runs page
+# with a comparison and the Export result, rendered headless (tests/tools/screenshot.sh).
+screenshots: build
+	tests/tools/screenshot.sh $(BUILD)
 
 # data/demo: a tiny Llama trained from random initialization by Lathe's own trainer (full
 # fine-tuning) on a corpus and a byte-level BPE tokenizer that data/demo/generate.py writes

@@ -9,7 +9,11 @@
  * the longest sequence (so each batch really holds batch × seq tokens: the estimate is for full
  * batches), reads the largest peak_rss_bytes of the JSON lines it prints and prints estimate vs
  * measured with the relative error (target: within ±15 %).
- * Part 2 prints the QLoRA estimates for Llama shapes (config.json values, no weights needed) at
+ * Part 2 runs the demo model (data/demo/model on data/demo/sft) and every tiny fixture of
+ * tests/data/models on its own data, where the examples are far shorter than max_seq_length:
+ * the estimate is lt_memory_estimate_for_data of what lt_run_config_check_inputs reads (the
+ * number the trainer reports and `lathe estimate --data` prints), vs the measured peak RSS.
+ * Part 3 prints the QLoRA estimates for Llama shapes (config.json values, no weights needed) at
  * batch 2, seq 2048 beside the published table. */
 #include "config.h"
 
@@ -23,6 +27,7 @@
 
 #include "src/core/lt-config.h"
 #include "src/core/lt-memory.h"
+#include "src/core/lt-run-check.h"
 #include "src/core/lt-run.h"
 
 typedef struct
@@ -153,6 +158,93 @@ measured_table (const char *lathe, const char *model, const char *data)
     printf ("worst |error| over %d measured cases: %.1f%%\n", n_ok, 100.0 * worst);
   else
     printf ("no case could be measured\n");
+}
+
+static const Case own_cases[] = {
+  { "lora", "none", 8, 2048, 4, FALSE },
+  { "lora", "none", 16, 2048, 16, FALSE },
+  { "dora", "none", 16, 2048, 8, FALSE },
+  { "full", "none", 0, 2048, 4, FALSE },
+  { "lora", "4bit", 8, 2048, 2, FALSE },
+  { "lora", "none", 8, 2048, 1, TRUE },
+};
+
+/* Part 2: models on their own data, the data-aware estimate. */
+static void
+own_data_table (const char *lathe, const char *source_dir, const char *test_data)
+{
+  g_autofree char *demo = g_build_filename (source_dir, "data", "demo", "model", NULL);
+  g_autofree char *demo_sft = g_build_filename (source_dir, "data", "demo", "sft", NULL);
+  g_autofree char *fixtures = g_build_filename (test_data, "models", NULL);
+  g_autofree char *fixture_data = g_build_filename (test_data, "train", NULL);
+  g_autoptr (GPtrArray) models = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) datas = g_ptr_array_new ();
+  GDir *d = g_dir_open (fixtures, 0, NULL);
+  const char *name;
+  double worst = 0.0;
+  int n_ok = 0;
+
+  g_ptr_array_add (models, g_strdup (demo));
+  g_ptr_array_add (datas, demo_sft);
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    {
+      g_ptr_array_add (models, g_build_filename (fixtures, name, NULL));
+      g_ptr_array_add (datas, fixture_data);
+    }
+  if (d != NULL)
+    g_dir_close (d);
+
+  printf ("\nEstimate for the data vs measured peak RSS (3 iterations, seq limit 2048)\n");
+  printf ("%-14s %-5s %-6s %4s %5s %4s %6s %12s %12s %8s\n", "model", "type", "quant", "rank",
+          "batch", "ckpt", "tokens", "estimate", "measured", "error");
+  for (guint m = 0; m < models->len; m++)
+    for (gsize i = 0; i < G_N_ELEMENTS (own_cases); i++)
+      {
+        const Case *c = &own_cases[i];
+        const char *model = g_ptr_array_index (models, m), *data = g_ptr_array_index (datas, m);
+        g_autofree char *base = m == 0 ? g_strdup ("demo") : g_path_get_basename (model);
+        g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+        g_autoptr (LtRunInputs) in = NULL;
+        g_autoptr (GPtrArray) issues = NULL;
+        g_autofree char *why = NULL;
+        LtMemoryEstimate est;
+        guint64 peak;
+
+        /* the fixtures: the default configuration only */
+        if (m > 0 && i > 0)
+          break;
+        cfg->model = g_strdup (model);
+        cfg->data = g_strdup (data);
+        cfg->train_type = lt_train_type_from_string (c->train_type);
+        cfg->quantization = lt_quantization_from_string (c->quantization);
+        cfg->lora_rank = MAX (c->rank, 1);
+        cfg->max_seq_length = c->seq;
+        cfg->batch_size = c->batch;
+        cfg->grad_checkpoint = c->checkpoint;
+        issues = lt_run_config_check_inputs (cfg, &in, NULL);
+        if (issues->len > 0)
+          {
+            printf ("%-14s %s: %s\n", base, ((LtRunIssue *) issues->pdata[0])->key,
+                    ((LtRunIssue *) issues->pdata[0])->message);
+            continue;
+          }
+        lt_memory_estimate_for_data (cfg, in->model, in->n_train, in->longest_example, &est);
+        peak = measure (lathe, model, data, c, &why);
+        printf ("%-14s %-5s %-6s %4d %5d %4s %6d %10.2f M ", base, c->train_type,
+                c->quantization, c->rank, c->batch, c->checkpoint ? "on" : "off",
+                est.seq_tokens, est.total / 1048576.0);
+        if (peak == 0)
+          printf ("%12s %8s  (%s)\n", "-", "-", why);
+        else
+          {
+            double err = ((double) est.total - (double) peak) / (double) peak;
+            worst = MAX (worst, fabs (err));
+            n_ok++;
+            printf ("%10.2f M %+7.1f%%\n", peak / 1048576.0, 100.0 * err);
+          }
+      }
+  if (n_ok > 0)
+    printf ("worst |error| over %d measured cases: %.1f%%\n", n_ok, 100.0 * worst);
 }
 
 typedef struct
@@ -287,6 +379,8 @@ main (int argc, char **argv)
     model = g_build_filename (test_data, "models", "llama-f32", NULL);
   data = write_long_data (test_data, dir);
   measured_table (lathe, model, data);
+  own_data_table (lathe, g_getenv ("LATHE_SOURCE_DIR") ? g_getenv ("LATHE_SOURCE_DIR") : ".",
+                  test_data);
   llama_table ();
   g_unlink (data);
   g_rmdir (dir);

@@ -267,3 +267,15 @@ lathe_application_new (void)
                        "resource-base-path", "/io/github/lathe/Lathe",
                        NULL);
 }
+
+gboolean
+lathe_application_has_schema (void)
+{
+  GSettingsSchemaSource *source = g_settings_schema_source_get_default ();
+  g_autoptr(GSettingsSchema) schema = NULL;
+
+  if (source == NULL)
+    return FALSE;
+  schema = g_settings_schema_source_lookup (source, APP_ID, TRUE);
+  return schema != NULL;
+}

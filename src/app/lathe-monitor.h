@@ -1,7 +1,15 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* LatheMonitor: the live side of the Train page: loss chart, memory chart, step / total,
- * tokens/s, trained tokens, learning rate, elapsed and ETA, and a collapsible log. Fed on the
- * main thread from LatheTrainJob's `progress` and `log` signals. */
+/* LatheMonitor: the live side of the Train page: loss chart, memory chart, the read-outs (step
+ * / total, current train and validation loss, learning rate, tokens/s, trained tokens, elapsed
+ * and remaining time, resident and peak memory and the estimate), and a collapsible log. Fed
+ * on the main thread from LatheTrainJob's `progress` (and, for a resumed run, `history`)
+ * signals.
+ *
+ * Cheap to feed: a sample only updates the model (chart points, the read-outs' texts); the
+ * widgets are updated once per main-loop pass (an idle just before the frame is drawn), a label
+ * only when its text changed, and the charts are only redrawn (never relaid out). Elapsed and
+ * remaining time come from reports and evaluations only, so they keep their last values after
+ * Stop and while the final save runs. */
 #pragma once
 
 #include <gtk/gtk.h>
@@ -19,7 +27,27 @@ enum
   LATHE_MONITOR_SMOOTHED_LOSS,
 };
 
-/* Series of the memory chart. */
+/* The read-outs. */
+typedef enum
+{
+  LATHE_MONITOR_STAT_STEP,
+  LATHE_MONITOR_STAT_TRAIN_LOSS,
+  LATHE_MONITOR_STAT_VAL_LOSS,
+  LATHE_MONITOR_STAT_LEARNING_RATE,
+  LATHE_MONITOR_STAT_TOKENS_PER_S,
+  LATHE_MONITOR_STAT_TRAINED_TOKENS,
+  LATHE_MONITOR_STAT_ELAPSED,
+  LATHE_MONITOR_STAT_REMAINING,
+  LATHE_MONITOR_STAT_RESIDENT,
+  LATHE_MONITOR_STAT_PEAK,
+  LATHE_MONITOR_STAT_ESTIMATE,
+  LATHE_MONITOR_N_STATS
+} LatheMonitorStat;
+
+/* The loss chart smooths the train loss over a centred window of 2·this + 1 reports. */
+#define LATHE_MONITOR_SMOOTH_HALF_WINDOW 8
+
+/* Series of the memory chart (its reference line is the estimate of the peak RSS). */
 enum
 {
   LATHE_MONITOR_RSS,
@@ -43,9 +71,14 @@ G_DECLARE_FINAL_TYPE (LatheMonitor, lathe_monitor, LATHE, MONITOR, GtkWidget)
 GtkWidget *lathe_monitor_new (void);
 
 /* Clears the charts and the read-outs for a new run; @estimate_bytes (0 = none) is drawn as
- * the memory chart's reference line. */
+ * the memory chart's reference line until the run's first report brings the core's estimate
+ * (mem_estimate_bytes, lt_memory_estimate's total). */
 void lathe_monitor_reset (LatheMonitor *self, guint64 estimate_bytes);
 void lathe_monitor_add_progress (LatheMonitor *self, const LtTrainProgress *p);
+/* The earlier reports and evaluations of a resumed run (LtTrainProgress, in file order, as
+ * LatheTrainJob's `history` signal delivers them from metrics.jsonl): drawn before the new
+ * steps. */
+void lathe_monitor_add_history (LatheMonitor *self, GPtrArray *samples);
 void lathe_monitor_add_log (LatheMonitor *self, const char *line);
 /* A one-line state ("Loading…", "Finished", an error). */
 void lathe_monitor_set_status (LatheMonitor *self, const char *status);
@@ -54,6 +87,10 @@ LatheChart *lathe_monitor_get_loss_chart (LatheMonitor *self);
 LatheChart *lathe_monitor_get_memory_chart (LatheMonitor *self);
 LatheChart *lathe_monitor_get_reward_chart (LatheMonitor *self);
 guint lathe_monitor_get_n_log_lines (LatheMonitor *self);
+/* The text a read-out shows (or will show at the next update): "–" until known. */
+const char *lathe_monitor_get_stat (LatheMonitor *self, LatheMonitorStat stat);
+/* For tests: how many times a read-out label's text was set. */
+guint lathe_monitor_get_n_label_updates (LatheMonitor *self);
 
 /* "1:05:09", "4:07" */
 char *lathe_format_duration (double seconds);

@@ -424,16 +424,17 @@ double_param (const char *name, double default_value)
 }
 
 static GParamSpec *
-enum_param (const char *name)
+enum_param (const char *name, guint default_value)
 {
   /* The range is wide on purpose: see set_uint_enum(). */
-  return g_param_spec_uint (name, NULL, NULL, 0, G_MAXUINT, 0, PARAM_FLAGS);
+  return g_param_spec_uint (name, NULL, NULL, 0, G_MAXUINT, default_value, PARAM_FLAGS);
 }
 
 static GParamSpec *
-string_param (const char *name)
+string_param (const char *name, const char *default_value)
 {
-  return g_param_spec_string (name, NULL, NULL, "", PARAM_FLAGS);
+  return g_param_spec_string (name, NULL, NULL, default_value ? default_value : "",
+                              PARAM_FLAGS);
 }
 
 static GParamSpec *
@@ -451,43 +452,55 @@ lathe_run_settings_class_init (LatheRunSettingsClass *klass)
   object_class->get_property = lathe_run_settings_get_property;
   object_class->set_property = lathe_run_settings_set_property;
 
-  /* Defaults come from lt_run_config_new() in _init(); the pspec defaults are nominal. */
-  properties[PROP_MODEL] = string_param ("model");
-  properties[PROP_DATA] = string_param ("data");
-  properties[PROP_ADAPTER_PATH] = string_param ("adapter-path");
-  properties[PROP_TRAIN_MODE] = enum_param ("train-mode");
-  properties[PROP_TRAIN_TYPE] = enum_param ("train-type");
-  properties[PROP_QUANTIZATION] = enum_param ("quantization");
-  properties[PROP_LORA_RANK] = int_param ("lora-rank", 8);
-  properties[PROP_LORA_SCALE] = double_param ("lora-scale", 20.0);
-  properties[PROP_LORA_DROPOUT] = double_param ("lora-dropout", 0.0);
-  properties[PROP_LORA_KEYS] = string_param ("lora-keys");
-  properties[PROP_ALL_LAYERS] = boolean_param ("all-layers", FALSE);
-  properties[PROP_NUM_LAYERS] = int_param ("num-layers", 16);
-  properties[PROP_LEARNING_RATE] = double_param ("learning-rate", 1e-5);
-  properties[PROP_LR_SCHEDULE] = enum_param ("lr-schedule");
-  properties[PROP_WARMUP_STEPS] = int_param ("warmup-steps", 0);
-  properties[PROP_LENGTH_UNIT] = enum_param ("length-unit");
-  properties[PROP_ITERS] = int_param ("iters", 1000);
-  properties[PROP_EPOCHS] = int_param ("epochs", 1);
-  properties[PROP_BATCH_SIZE] = int_param ("batch-size", 4);
-  properties[PROP_GRADIENT_ACCUMULATION_STEPS] = int_param ("gradient-accumulation-steps", 1);
-  properties[PROP_MAX_SEQ_LENGTH] = int_param ("max-seq-length", 2048);
-  properties[PROP_MASK_PROMPT] = boolean_param ("mask-prompt", FALSE);
-  properties[PROP_GRAD_CHECKPOINT] = boolean_param ("grad-checkpoint", FALSE);
-  properties[PROP_SEED] = g_param_spec_int64 ("seed", NULL, NULL, G_MININT64, G_MAXINT64, 0,
-                                              PARAM_FLAGS);
-  properties[PROP_OPTIMIZER] = enum_param ("optimizer");
-  properties[PROP_BETA] = double_param ("beta", 0.1);
-  properties[PROP_DPO_LOSS_TYPE] = enum_param ("dpo-loss-type");
-  properties[PROP_STEPS_PER_REPORT] = int_param ("steps-per-report", 10);
-  properties[PROP_STEPS_PER_EVAL] = int_param ("steps-per-eval", 200);
-  properties[PROP_SAVE_EVERY] = int_param ("save-every", 100);
-  properties[PROP_QAT_ENABLE] = boolean_param ("qat-enable", FALSE);
-  properties[PROP_QAT_BITS] = int_param ("qat-bits", 4);
-  properties[PROP_QAT_GROUP_SIZE] = int_param ("qat-group-size", 64);
-  properties[PROP_QAT_START_STEP] = int_param ("qat-start-step", 1);
-  properties[PROP_QAT_INTERVAL] = int_param ("qat-interval", 1);
+  /* Every default is the core's (lt_run_config_new: the one table the CLI's --help prints and
+   * the schema's defaults equal); _init() sets the same values through set_config(). */
+  {
+    g_autoptr(LtRunConfig) d = lt_run_config_new ();
+    g_autofree char *keys = d->lora_keys != NULL ? g_strjoinv (", ", d->lora_keys) : NULL;
+
+    properties[PROP_MODEL] = string_param ("model", d->model);
+    properties[PROP_DATA] = string_param ("data", d->data);
+    properties[PROP_ADAPTER_PATH] = string_param ("adapter-path", d->adapter_path);
+    properties[PROP_TRAIN_MODE] = enum_param ("train-mode", d->train_mode);
+    properties[PROP_TRAIN_TYPE] = enum_param ("train-type", d->train_type);
+    properties[PROP_QUANTIZATION] = enum_param ("quantization", d->quantization);
+    properties[PROP_LORA_RANK] = int_param ("lora-rank", d->lora_rank);
+    properties[PROP_LORA_SCALE] = double_param ("lora-scale", d->lora_scale);
+    properties[PROP_LORA_DROPOUT] = double_param ("lora-dropout", d->lora_dropout);
+    properties[PROP_LORA_KEYS] = string_param ("lora-keys", keys);
+    properties[PROP_ALL_LAYERS] = boolean_param ("all-layers", d->num_layers < 0);
+    /* the count shown when "all layers" is off: the core's, or 16 (mlx-lm's) when it is -1 */
+    properties[PROP_NUM_LAYERS] = int_param ("num-layers", d->num_layers >= 0 ? d->num_layers
+                                                                               : 16);
+    properties[PROP_LEARNING_RATE] = double_param ("learning-rate", d->learning_rate);
+    properties[PROP_LR_SCHEDULE] = enum_param ("lr-schedule", d->lr_schedule);
+    properties[PROP_WARMUP_STEPS] = int_param ("warmup-steps", d->warmup_steps);
+    properties[PROP_LENGTH_UNIT] = enum_param ("length-unit", d->epochs > 0
+                                                                ? LATHE_LENGTH_UNIT_EPOCHS
+                                                                : LATHE_LENGTH_UNIT_ITERATIONS);
+    properties[PROP_ITERS] = int_param ("iters", d->iters);
+    /* epochs 0 means "count in iterations": the form's epoch count then starts at 1 */
+    properties[PROP_EPOCHS] = int_param ("epochs", MAX (d->epochs, 1));
+    properties[PROP_BATCH_SIZE] = int_param ("batch-size", d->batch_size);
+    properties[PROP_GRADIENT_ACCUMULATION_STEPS] = int_param ("gradient-accumulation-steps",
+                                                              d->gradient_accumulation_steps);
+    properties[PROP_MAX_SEQ_LENGTH] = int_param ("max-seq-length", d->max_seq_length);
+    properties[PROP_MASK_PROMPT] = boolean_param ("mask-prompt", d->mask_prompt);
+    properties[PROP_GRAD_CHECKPOINT] = boolean_param ("grad-checkpoint", d->grad_checkpoint);
+    properties[PROP_SEED] = g_param_spec_int64 ("seed", NULL, NULL, G_MININT64, G_MAXINT64,
+                                                d->seed, PARAM_FLAGS);
+    properties[PROP_OPTIMIZER] = enum_param ("optimizer", d->optimizer);
+    properties[PROP_BETA] = double_param ("beta", d->beta);
+    properties[PROP_DPO_LOSS_TYPE] = enum_param ("dpo-loss-type", MAX (d->dpo_loss_type, 0));
+    properties[PROP_STEPS_PER_REPORT] = int_param ("steps-per-report", d->steps_per_report);
+    properties[PROP_STEPS_PER_EVAL] = int_param ("steps-per-eval", d->steps_per_eval);
+    properties[PROP_SAVE_EVERY] = int_param ("save-every", d->save_every);
+    properties[PROP_QAT_ENABLE] = boolean_param ("qat-enable", d->qat_enable);
+    properties[PROP_QAT_BITS] = int_param ("qat-bits", d->qat_bits);
+    properties[PROP_QAT_GROUP_SIZE] = int_param ("qat-group-size", d->qat_group_size);
+    properties[PROP_QAT_START_STEP] = int_param ("qat-start-step", d->qat_start_step);
+    properties[PROP_QAT_INTERVAL] = int_param ("qat-interval", d->qat_interval);
+  }
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -501,9 +514,11 @@ lathe_run_settings_init (LatheRunSettings *self)
   self->data = g_strdup ("");
   self->adapter_path = g_strdup ("");
   self->lora_keys = g_strdup ("");
-  self->num_layers = 16;
-  self->iters = 1000;
-  self->epochs = 1;
+  /* what set_config() leaves alone (the other unit's count, the layer count under "all"):
+   * the pspec defaults, which are the core's */
+  self->num_layers = G_PARAM_SPEC_INT (properties[PROP_NUM_LAYERS])->default_value;
+  self->iters = G_PARAM_SPEC_INT (properties[PROP_ITERS])->default_value;
+  self->epochs = G_PARAM_SPEC_INT (properties[PROP_EPOCHS])->default_value;
 
   lathe_run_settings_set_config (self, defaults);
 }

@@ -4,6 +4,8 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 #ifdef __linux__
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -14,9 +16,18 @@
 
 #include "lathe-train-job.h"
 #include "src/core/lt-error.h"
+#include "src/core/lt-run-dir.h"
+#include "src/core/lt-threads.h"
 
-/* At most 20 main-loop updates a second. */
-#define DISPATCH_INTERVAL_MS 50
+/* At most 2 main-loop updates a second: the charts and the read-outs redraw no more often, and
+ * the main loop (and the renderer) take next to no CPU from the training. A frame of the
+ * window costs ~5 ms of CPU with the cairo renderer but ~100 ms with GL on a software
+ * rasterizer (llvmpipe: Xvfb, VMs without a GPU): 40 % of a core at 4 frames a second, and its
+ * threads preempt the training's OpenMP threads (bench/app-train.c). */
+#define DISPATCH_INTERVAL_MS LATHE_TRAIN_JOB_DISPATCH_INTERVAL_MS
+
+/* The training thread's nice value (see train_thread). */
+#define TRAIN_NICE 0
 
 /* Shared by the job (main thread), the worker and the dispatch source. Refcounted so that
  * neither thread holds a raw pointer to the job: the source and the completion callback reach
@@ -26,6 +37,7 @@ typedef struct
   gatomicrefcount ref;
   GMutex mutex;
   GPtrArray *queue;        /* LtTrainProgress copies (message owned), under mutex */
+  GPtrArray *history;      /* a resumed run's earlier samples, not yet delivered; under mutex */
   guint source_pending;    /* a dispatch source is attached, under mutex */
   gint64 last_dispatch_us; /* under mutex */
   GMainContext *context;
@@ -48,6 +60,7 @@ struct _LatheTrainJob
   gboolean running;
   GError *error;
   guint n_dispatches;
+  guint max_batch;
 };
 
 enum
@@ -63,6 +76,7 @@ enum
 enum
 {
   SIGNAL_PROGRESS,
+  SIGNAL_HISTORY,
   SIGNAL_LOG,
   SIGNAL_FINISHED,
   N_SIGNALS
@@ -130,6 +144,7 @@ channel_unref (Channel *ch)
     return;
   g_mutex_clear (&ch->mutex);
   g_ptr_array_unref (ch->queue);
+  g_clear_pointer (&ch->history, g_ptr_array_unref);
   g_main_context_unref (ch->context);
   g_weak_ref_clear (&ch->job);
   g_object_unref (ch->cancellable);
@@ -162,15 +177,21 @@ apply_sample (LatheTrainJob *self, const LtTrainProgress *p)
   if (p->total_steps > 0 && p->step >= 0)
     {
       double fraction = CLAMP ((double) p->step / (double) p->total_steps, 0.0, 1.0);
-      double eta = -1;
 
-      if (p->step > 0 && p->elapsed_s > 0)
-        eta = p->elapsed_s / (double) p->step * (double) (p->total_steps - p->step);
       if (fraction != self->fraction)
         {
           self->fraction = fraction;
           g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FRACTION]);
         }
+    }
+  /* The time left is measured by reports and evaluations only (log and save events carry no
+   * time); once stopping, it keeps its last value. */
+  if ((p->event == LT_TRAIN_EVENT_REPORT || p->event == LT_TRAIN_EVENT_EVAL)
+      && p->total_steps > 0 && p->step > 0 && p->elapsed_s > 0
+      && self->state != LATHE_TRAIN_STATE_STOPPING)
+    {
+      double eta = p->elapsed_s / (double) p->step * (double) MAX (p->total_steps - p->step, 0);
+
       if (eta != self->eta)
         {
           self->eta = eta;
@@ -190,19 +211,27 @@ dispatch_cb (gpointer data)
   Channel *ch = data;
   g_autoptr (LatheTrainJob) self = g_weak_ref_get (&ch->job);
   g_autoptr (GPtrArray) batch = NULL;
+  g_autoptr (GPtrArray) history = NULL;
 
   g_mutex_lock (&ch->mutex);
+  history = g_steal_pointer (&ch->history);
   batch = ch->queue;
   ch->queue = g_ptr_array_new_with_free_func ((GDestroyNotify) progress_free);
   ch->source_pending = 0;
   ch->last_dispatch_us = g_get_monotonic_time ();
   g_mutex_unlock (&ch->mutex);
 
+  if (self != NULL && history != NULL)
+    g_signal_emit (self, signals[SIGNAL_HISTORY], 0, history);
   if (self == NULL || batch->len == 0)
     return G_SOURCE_REMOVE;
   self->n_dispatches++;
+  self->max_batch = MAX (self->max_batch, batch->len);
+  /* One notification per property for the whole batch. */
+  g_object_freeze_notify (G_OBJECT (self));
   for (guint i = 0; i < batch->len; i++)
     apply_sample (self, g_ptr_array_index (batch, i));
+  g_object_thaw_notify (G_OBJECT (self));
   return G_SOURCE_REMOVE;
 }
 
@@ -242,6 +271,49 @@ progress_cb (const LtTrainProgress *progress, gpointer user_data)
   return !g_cancellable_is_cancelled (ch->cancellable);
 }
 
+/* The reports and evaluations of RUN_DIR/metrics.jsonl (lt-run-dir's reader) as progress
+ * samples, in file order. NULL when there are none. */
+static GPtrArray *
+load_history (const char *run_dir)
+{
+  g_autoptr (GArray) metrics = lt_run_dir_read_metrics (run_dir, NULL);
+  g_autoptr (GPtrArray) samples = NULL;
+
+  if (metrics == NULL || metrics->len == 0)
+    return NULL;
+  samples = g_ptr_array_new_with_free_func ((GDestroyNotify) progress_free);
+  for (guint i = 0; i < metrics->len; i++)
+    {
+      const LtRunMetric *m = &g_array_index (metrics, LtRunMetric, i);
+      LtTrainProgress *p = g_new0 (LtTrainProgress, 1);
+
+      p->event = m->kind == LT_RUN_METRIC_REPORT ? LT_TRAIN_EVENT_REPORT : LT_TRAIN_EVENT_EVAL;
+      p->phase = LT_TRAIN_PHASE_TRAINING;
+      p->step = m->step;
+      p->total_steps = m->total_steps;
+      p->epoch = m->epoch;
+      p->loss = m->loss;
+      p->val_loss = m->val_loss;
+      p->learning_rate = m->learning_rate;
+      p->tokens_per_s = m->tokens_per_s;
+      p->trained_tokens = m->trained_tokens;
+      p->mem_estimate_bytes = m->mem_estimate_bytes;
+      p->rss_bytes = m->rss_bytes;
+      p->peak_rss_bytes = m->peak_rss_bytes;
+      p->elapsed_s = m->elapsed_s;
+      p->rewards_chosen = m->rewards_chosen;
+      p->rewards_rejected = m->rewards_rejected;
+      p->reward_accuracy = m->reward_accuracy;
+      p->reward_margin = m->reward_margin;
+      p->nll = m->nll;
+      p->log_odds_ratio = m->log_odds_ratio;
+      p->logp_chosen = m->logp_chosen;
+      p->logp_rejected = m->logp_rejected;
+      g_ptr_array_add (samples, p);
+    }
+  return g_steal_pointer (&samples);
+}
+
 static void
 train_thread (GTask *task, gpointer source_object, gpointer task_data,
               GCancellable *cancellable)
@@ -250,11 +322,41 @@ train_thread (GTask *task, gpointer source_object, gpointer task_data,
   GError *error = NULL;
 
 #ifdef __linux__
-  /* The UI stays responsive on a busy machine: this thread, and the OpenMP workers it starts
-   * (they inherit its priority), yield to the main loop. Linux's nice value is per thread. */
-  if (setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), 10) != 0)
-    g_debug ("could not lower the training thread's priority");
+  /* The main loop sleeps between its few updates a second, and the kernel favours a thread
+   * that wakes from sleep, so the UI stays responsive without lowering the training's
+   * priority much. A nice value of 10 (as before) gave the training a tenth of the CPU share
+   * of any other busy process: on two shared cores it trained at a few percent of the CLI's
+   * speed (bench/app-train.c). LATHE_TRAIN_NICE overrides (Linux: per thread; the OpenMP
+   * workers this thread starts inherit it). */
+  {
+    const char *env = g_getenv ("LATHE_TRAIN_NICE");
+    int nice_value = env != NULL ? atoi (env) : TRAIN_NICE;
+
+    if (nice_value != 0 && setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), nice_value) != 0)
+      g_debug ("could not change the training thread's priority");
+  }
 #endif
+  /* One pool of compute threads, as the CLI sets it up: OpenMP over every core and a
+   * single-threaded OpenBLAS under it. Left alone, OpenBLAS starts its own spinning pool next
+   * to OpenMP's, and the two fight over the cores (the app trained at about half the CLI's
+   * speed per CPU second). omp_set_num_threads is per thread: this is the thread that runs the
+   * training. */
+  lt_set_threads (0);
+
+  /* A resumed run shows its whole history: delivered (`history`) before its first new
+   * sample. */
+  if (ch->resume && ch->cfg->adapter_path != NULL)
+    {
+      GPtrArray *history = load_history (ch->cfg->adapter_path);
+
+      if (history != NULL)
+        {
+          g_mutex_lock (&ch->mutex);
+          ch->history = history;
+          schedule_dispatch_locked (ch);
+          g_mutex_unlock (&ch->mutex);
+        }
+    }
 
   if (lt_train (ch->cfg, ch->resume, progress_cb, ch, ch->cancellable, &error))
     g_task_return_boolean (task, TRUE);
@@ -270,16 +372,20 @@ train_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (LatheTrainJob) self = g_weak_ref_get (&ch->job);
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) rest = NULL;
+  g_autoptr (GPtrArray) history = NULL;
   gboolean ok = g_task_propagate_boolean (G_TASK (result), &error);
 
   /* Samples still queued come first, in order. */
   g_mutex_lock (&ch->mutex);
+  history = g_steal_pointer (&ch->history);
   rest = ch->queue;
   ch->queue = g_ptr_array_new_with_free_func ((GDestroyNotify) progress_free);
   g_mutex_unlock (&ch->mutex);
 
   if (self != NULL)
     {
+      if (history != NULL)
+        g_signal_emit (self, signals[SIGNAL_HISTORY], 0, history);
       for (guint i = 0; i < rest->len; i++)
         apply_sample (self, g_ptr_array_index (rest, i));
       if (ok)
@@ -325,7 +431,6 @@ lathe_train_job_start (LatheTrainJob *self, GPtrArray **issues, GError **error)
       return FALSE;
     }
 
-  self->channel = channel_new (self);
   self->running = TRUE;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RUNNING]);
   set_state (self, LATHE_TRAIN_STATE_LOADING);
@@ -426,6 +531,11 @@ lathe_train_job_class_init (LatheTrainJobClass *klass)
   signals[SIGNAL_PROGRESS] = g_signal_new ("progress", G_TYPE_FROM_CLASS (klass),
                                            G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
                                            1, G_TYPE_POINTER);
+  /* history (GPtrArray of LtTrainProgress): a resumed run's earlier reports and evaluations
+   * (metrics.jsonl), once, on the main thread, before the first `progress`. */
+  signals[SIGNAL_HISTORY] = g_signal_new ("history", G_TYPE_FROM_CLASS (klass),
+                                          G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
+                                          1, G_TYPE_PTR_ARRAY);
   signals[SIGNAL_LOG] = g_signal_new ("log", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
                                       NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
   signals[SIGNAL_FINISHED] = g_signal_new ("finished", G_TYPE_FROM_CLASS (klass),
@@ -449,6 +559,7 @@ lathe_train_job_new (const LtRunConfig *cfg, gboolean resume)
   self = g_object_new (LATHE_TYPE_TRAIN_JOB, NULL);
   self->cfg = lt_run_config_copy (cfg);
   self->resume = resume;
+  self->channel = channel_new (self);
   return self;
 }
 
@@ -499,4 +610,21 @@ lathe_train_job_get_n_dispatches (LatheTrainJob *self)
 {
   g_return_val_if_fail (LATHE_IS_TRAIN_JOB (self), 0);
   return self->n_dispatches;
+}
+
+guint
+lathe_train_job_get_max_batch (LatheTrainJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_TRAIN_JOB (self), 0);
+  return self->max_batch;
+}
+
+void
+lathe_train_job_push_progress (LatheTrainJob *self, const LtTrainProgress *progress)
+{
+  g_return_if_fail (LATHE_IS_TRAIN_JOB (self));
+  g_return_if_fail (progress != NULL);
+  g_return_if_fail (self->channel != NULL);
+
+  progress_cb (progress, self->channel);
 }

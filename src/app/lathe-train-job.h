@@ -3,10 +3,17 @@
  *
  * The core trainer (lt_train, src/core/lt-trainer.h) runs in a GTask worker thread. Its
  * progress callback (worker thread) copies each LtTrainProgress into a queue under a mutex;
- * one throttled main-loop source (at most 20 dispatches a second) drains the queue, emitting
- * `progress` (and `log`) for every sample in order and updating `state`, `fraction` and `eta`.
+ * one throttled main-loop source (at most 2 dispatches a second) drains the queue, emitting
+ * `progress` (and `log`) for every sample in order and updating `state`, `fraction` and `eta`
+ * (one notification per property per dispatch). The training thread sets up the compute
+ * threads as the CLI does (lt_set_threads) and keeps its normal priority (the environment
+ * variable LATHE_TRAIN_NICE sets another nice value, for measurements).
  * GTK is never touched off the main thread. Stop = cancel + the trainer's graceful save;
- * `finished` is emitted once the worker has returned (after the final save). */
+ * `finished` is emitted once the worker has returned (after the final save).
+ *
+ * A resumed run first emits `history` (a GPtrArray of LtTrainProgress): the reports and
+ * evaluations already in its metrics.jsonl, read on the worker thread, delivered once before
+ * the first `progress`, so that a monitor shows the run's whole curve. */
 #pragma once
 
 #include <gio/gio.h>
@@ -15,6 +22,9 @@
 #include "src/core/lt-trainer.h"
 
 G_BEGIN_DECLS
+
+/* The least time between two dispatches to the main loop. */
+#define LATHE_TRAIN_JOB_DISPATCH_INTERVAL_MS 500
 
 typedef enum
 {
@@ -52,8 +62,12 @@ double lathe_train_job_get_fraction (LatheTrainJob *self);
 double lathe_train_job_get_eta (LatheTrainJob *self);
 /* The failure (state FAILED), or NULL. */
 const GError *lathe_train_job_get_error (LatheTrainJob *self);
-/* The number of `progress` emissions so far, and the largest number of samples one dispatch
- * delivered (for tests of the throttle). */
+/* The number of dispatches so far, and the largest number of samples one dispatch delivered
+ * (for tests of the throttle). */
 guint lathe_train_job_get_n_dispatches (LatheTrainJob *self);
+guint lathe_train_job_get_max_batch (LatheTrainJob *self);
+/* Queues @progress as the trainer's progress callback does (any thread); for tests and
+ * benchmarks of the path from the worker to the main loop. */
+void lathe_train_job_push_progress (LatheTrainJob *self, const LtTrainProgress *progress);
 
 G_END_DECLS

@@ -6,28 +6,22 @@
 #include <glib/gi18n.h>
 
 #include "lathe-train-page.h"
+
+#include "lathe-dataset-preview.h"
 #include "lathe-monitor.h"
 #include "lathe-train-job.h"
 #include "lathe-export-dialog.h"
+#include "lathe-chooser.h"
+#include "lathe-recipe.h"
+#include "lathe-train-checks.h"
 
 #include <json-glib/json-glib.h>
 #include "src/core/lt-memory.h"
 
 #include "src/core/lt-config.h"
 
-#define MAX_RECENT_MODELS 8
 /* The memory estimate follows the form after this quiet time. */
 #define ESTIMATE_DELAY_MS 250
-
-typedef enum
-{
-  CHOOSE_MODEL,
-  CHOOSE_DATA_FILE,
-  CHOOSE_DATA_FOLDER,
-  CHOOSE_OUTPUT,
-  CHOOSE_OPEN_RECIPE,
-  CHOOSE_SAVE_RECIPE,
-} ChooserPurpose;
 
 /* One form row that can show issues: its normal subtitle and the issues of this check. */
 typedef struct _RowInfo RowInfo;
@@ -38,6 +32,19 @@ struct _RowInfo
   GString *errors;
   RowInfo *fallback; /* shows the issues while this row is hidden */
 };
+
+/* Every row of the form (AdwActionRow or a subclass), by template id. */
+#define FORM_ROWS(X) \
+  X (model_row) X (data_row) X (output_row) X (train_mode_row) X (train_type_row) \
+  X (quantization_row) X (lora_rank_row) X (lora_scale_row) X (lora_dropout_row) \
+  X (lora_keys_row) X (all_layers_row) X (num_layers_row) X (learning_rate_row) \
+  X (lr_schedule_row) X (warmup_steps_row) X (length_unit_row) X (iters_row) X (epochs_row) \
+  X (batch_size_row) X (grad_accum_row) X (max_seq_length_row) X (mask_prompt_row) \
+  X (grad_checkpoint_row) X (seed_row) X (optimizer_row) X (beta_row) X (dpo_loss_type_row) \
+  X (steps_per_report_row) X (steps_per_eval_row) X (save_every_row) X (qat_enable_row) \
+  X (qat_bits_row) X (qat_group_size_row) X (qat_start_step_row) X (qat_interval_row) \
+  X (memory_row)
+#define DECLARE_ROW(name) AdwActionRow *name;
 
 struct _LatheTrainPage
 {
@@ -50,43 +57,25 @@ struct _LatheTrainPage
   GtkMenuButton *recent_button;
   GtkLabel *issues_label;
   GtkLabel *status_label;
+  GtkLabel *lock_label;
+  AdwLeaflet *leaflet;
+  GtkWidget *form_pane;
+  GtkWidget *form_box;
+  GtkWidget *form_scroller;
+  GtkWidget *monitor_scroller;
+  GtkButton *pane_button;
+  GtkMenuButton *preview_button;
+  GtkStringList *group_size_list;
+  GArray *group_sizes;            /* int, one per entry of group_size_list */
+  const LtConfig *group_size_model; /* borrowed from model_configs, NULL: none loaded */
+  gboolean filling_group_sizes;
+  guint data_source;
+  GCancellable *data_cancellable;
+  LtDatasetReport *data_report;   /* the last check of data_report_key's dataset */
+  char *data_report_key;          /* data, model and max_seq_length it was made for */
+  char *data_error;               /* the dataset could not be read at all */
   GtkLabel *command_label;
-  AdwActionRow *model_row;
-  AdwActionRow *data_row;
-  AdwActionRow *output_row;
-  AdwActionRow *train_mode_row;
-  AdwActionRow *train_type_row;
-  AdwActionRow *quantization_row;
-  AdwActionRow *lora_rank_row;
-  AdwActionRow *lora_scale_row;
-  AdwActionRow *lora_dropout_row;
-  AdwActionRow *lora_keys_row;
-  AdwActionRow *all_layers_row;
-  AdwActionRow *num_layers_row;
-  AdwActionRow *learning_rate_row;
-  AdwActionRow *lr_schedule_row;
-  AdwActionRow *warmup_steps_row;
-  AdwActionRow *length_unit_row;
-  AdwActionRow *iters_row;
-  AdwActionRow *epochs_row;
-  AdwActionRow *batch_size_row;
-  AdwActionRow *grad_accum_row;
-  AdwActionRow *max_seq_length_row;
-  AdwActionRow *mask_prompt_row;
-  AdwActionRow *grad_checkpoint_row;
-  AdwActionRow *seed_row;
-  AdwActionRow *optimizer_row;
-  AdwActionRow *beta_row;
-  AdwActionRow *dpo_loss_type_row;
-  AdwActionRow *steps_per_report_row;
-  AdwActionRow *steps_per_eval_row;
-  AdwActionRow *save_every_row;
-  AdwActionRow *qat_enable_row;
-  AdwActionRow *qat_bits_row;
-  AdwActionRow *qat_group_size_row;
-  AdwActionRow *qat_start_step_row;
-  AdwActionRow *qat_interval_row;
-  AdwActionRow *memory_row;
+  FORM_ROWS (DECLARE_ROW)
   GtkLabel *memory_total_label;
   GtkLabel *memory_breakdown_label;
   GtkButton *start_button;
@@ -103,8 +92,6 @@ struct _LatheTrainPage
   guint64 last_estimate;
 
   GSettings *app_settings;
-  GtkNativeDialog *chooser;
-  ChooserPurpose chooser_purpose;
   GCancellable *cancellable; /* recipe reads and writes */
   GPtrArray *rows;         /* RowInfo, owned */
   GHashTable *rows_by_key; /* JSON key → RowInfo (borrowed from rows) */
@@ -207,151 +194,165 @@ set_status (LatheTrainPage *self,
   gtk_widget_set_visible (GTK_WIDGET (self->status_label), status != NULL);
 }
 
-/* The first non-empty line of a JSONL file, read quickly (the first MiB at most); NULL when
- * the file cannot be read or holds no such line within that. */
+/* --- The dataset check ------------------------------------------------------------------ */
+
 static char *
-read_first_line (const char *path)
+data_report_key (LatheTrainPage *self)
 {
-  g_autoptr(GFile) file = g_file_new_for_path (path);
-  g_autoptr(GFileInputStream) stream = g_file_read (file, NULL, NULL);
-  g_autoptr(GDataInputStream) data = NULL;
-  gsize total = 0;
+  g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
 
-  if (stream == NULL)
-    return NULL;
-  data = g_data_input_stream_new (G_INPUT_STREAM (stream));
-  while (total < 1024 * 1024)
-    {
-      gsize length = 0;
-      g_autofree char *line = g_data_input_stream_read_line_utf8 (data, &length, NULL, NULL);
-
-      if (line == NULL)
-        return NULL;
-      total += length + 1;
-      g_strstrip (line);
-      if (line[0] != '\0')
-        return g_steal_pointer (&line);
-    }
-  return NULL;
+  return g_strdup_printf ("%s\n%s\n%d", cfg->data ? cfg->data : "", cfg->model ? cfg->model : "",
+                          cfg->max_seq_length);
 }
 
-/**
- * lathe_check_data_format:
- * @data: the dataset: a folder holding train.jsonl, or a JSONL file
- * @mode: the trainer
- *
- * Reads the first non-empty line of the training file and checks that its format suits the
- * trainer: preference records ("chosen" and "rejected") for DPO and ORPO, anything else
- * (text, chat, completions) for SFT. A file that cannot be read or parsed passes: the
- * trainer reports those with the line number.
- *
- * Returns: (transfer full) (nullable): the problem, or %NULL when the format fits.
- */
-char *
-lathe_check_data_format (const char  *data,
-                         LtTrainMode  mode)
+/* The last dataset check, when it is of the form's current dataset, model and length: its
+ * problem (or a trainer that does not suit its format) as an issue of the Dataset row, its
+ * summary as the row's subtitle. Returns whether the check is current. */
+static gboolean
+add_data_report_issues (LatheTrainPage *self,
+                        GPtrArray      *issues)
 {
-  g_autofree char *path = NULL;
-  g_autofree char *line = NULL;
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  JsonNode *root;
-  JsonObject *object;
-  gboolean preference;
-
-  g_return_val_if_fail (data != NULL, NULL);
-
-  if (g_file_test (data, G_FILE_TEST_IS_DIR))
-    path = g_build_filename (data, "train.jsonl", NULL);
-  else
-    path = g_strdup (data);
-
-  line = read_first_line (path);
-  if (line == NULL || !json_parser_load_from_data (parser, line, -1, NULL))
-    return NULL;
-  root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
-    return NULL;
-  object = json_node_get_object (root);
-  preference = json_object_has_member (object, "chosen")
-               && json_object_has_member (object, "rejected");
-
-  if (preference && mode == LT_TRAIN_MODE_SFT)
-    return g_strdup (_("This dataset holds preference pairs (chosen and rejected): "
-                       "choose DPO or ORPO as the trainer, or a dataset of text or chats"));
-  if (!preference && mode != LT_TRAIN_MODE_SFT)
-    return g_strdup_printf (_("%s trains on preference pairs: each line of train.jsonl needs "
-                              "\"prompt\", \"chosen\" and \"rejected\""),
-                            mode == LT_TRAIN_MODE_DPO ? "DPO" : "ORPO");
-  return NULL;
-}
-
-static void
-add_data_format_issue (LatheTrainPage *self,
-                       GPtrArray      *issues)
-{
-  const char *data = lathe_run_settings_get_data (self->settings);
+  RowInfo *info = g_hash_table_lookup (self->rows_by_key, "data");
+  g_autofree char *key = data_report_key (self);
   g_autofree char *message = NULL;
   LtRunIssue *issue;
 
-  if (data == NULL || data[0] == '\0')
-    return;
-  message = lathe_check_data_format (data, lathe_run_settings_get_train_mode (self->settings));
-  if (message == NULL)
-    return;
-  issue = g_new0 (LtRunIssue, 1);
-  issue->key = g_strdup ("data");
-  issue->message = g_steal_pointer (&message);
-  g_ptr_array_add (issues, issue);
-}
-
-/* For a start, the checks that need the model's shapes: the model's config.json must load,
- * and the QAT group size must divide the input size of its linear layers (lt-run's rule,
- * lt_run_config_check_group_size()). */
-static void
-add_model_issues (LatheTrainPage *self,
-                  GPtrArray      *issues)
-{
-  g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
-  g_autoptr(LtConfig) model = NULL;
-  g_autoptr(GError) error = NULL;
-  LtRunIssue *issue;
-  int in_features[3];
-
-  /* A fresh run needs a folder without a run in it (the trainer refuses to overwrite one). */
-  if (cfg->adapter_path != NULL)
+  g_free (info->subtitle);
+  info->subtitle = g_strdup (_("A folder with train.jsonl and valid.jsonl, or one JSONL file"));
+  if (g_strcmp0 (key, self->data_report_key) != 0)
+    return FALSE;
+  if (self->data_error != NULL)
+    message = g_strdup (self->data_error);
+  else if (self->data_report->problem != NULL)
+    message = g_strdup (self->data_report->problem);
+  else
     {
-      g_autofree char *state = g_build_filename (cfg->adapter_path, "state", "trainer.json",
-                                                 NULL);
-      if (g_file_test (state, G_FILE_TEST_EXISTS))
-        {
-          issue = g_new0 (LtRunIssue, 1);
-          issue->key = g_strdup ("adapter_path");
-          issue->message = g_strdup (_("This folder holds a run already: resume it on the Runs "
-                                       "page or choose a new folder"));
-          g_ptr_array_add (issues, issue);
-        }
+      g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+
+      g_free (info->subtitle);
+      info->subtitle = lathe_dataset_report_describe (self->data_report, cfg->max_seq_length);
+      message = lathe_data_format_mismatch (self->data_report->format, cfg->train_mode);
     }
-
-  if (cfg->model == NULL)
-    return;
-
-  model = lt_config_load (cfg->model, &error);
-  if (model == NULL)
+  if (message != NULL)
     {
       issue = g_new0 (LtRunIssue, 1);
-      issue->key = g_strdup ("model");
-      issue->message = g_strdup (error->message);
+      issue->key = g_strdup ("data");
+      issue->message = g_steal_pointer (&message);
       g_ptr_array_add (issues, issue);
-      return;
     }
+  return TRUE;
+}
 
-  /* q/k/v/gate/up read the hidden size, o_proj heads × head size, down_proj the MLP size. */
-  in_features[0] = model->hidden_size;
-  in_features[1] = model->num_attention_heads * model->head_dim;
-  in_features[2] = model->intermediate_size;
-  issue = lt_run_config_check_group_size (cfg, in_features, G_N_ELEMENTS (in_features));
-  if (issue != NULL)
-    g_ptr_array_add (issues, issue);
+static void
+data_check_cb (GObject      *object,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (object);
+  g_autofree char *key = user_data;
+  g_autoptr(GError) error = NULL;
+  LtDatasetReport *report = lathe_dataset_inspect_finish (result, &error);
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->settings == NULL)
+    return;
+  g_clear_pointer (&self->data_report, lt_dataset_report_free);
+  g_clear_pointer (&self->data_error, g_free);
+  g_free (self->data_report_key);
+  self->data_report_key = g_steal_pointer (&key);
+  self->data_report = report;
+  if (report == NULL)
+    self->data_error = g_strdup (error->message);
+  lathe_train_page_revalidate (self);
+}
+
+static gboolean
+data_check_timeout_cb (gpointer data)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (data);
+  g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+
+  self->data_source = 0;
+  g_cancellable_cancel (self->data_cancellable);
+  g_clear_object (&self->data_cancellable);
+  if (cfg->data == NULL)
+    return G_SOURCE_REMOVE;
+  self->data_cancellable = g_cancellable_new ();
+  lathe_dataset_inspect_async (G_OBJECT (self), cfg->data, cfg->model, cfg->max_seq_length,
+                               self->data_cancellable, data_check_cb, data_report_key (self));
+  return G_SOURCE_REMOVE;
+}
+
+/* Checks the dataset on a worker thread once the form is quiet (the model's tokenizer
+ * measures the examples). */
+static void
+schedule_data_check (LatheTrainPage *self)
+{
+  g_clear_handle_id (&self->data_source, g_source_remove);
+  self->data_source = g_timeout_add (ESTIMATE_DELAY_MS, data_check_timeout_cb, self);
+}
+
+/* --- QAT group sizes -------------------------------------------------------------------- */
+
+/* The Group size choice: the fake quantizer's sizes that divide @model's layer widths, and
+ * the form's value when it is none of them (so the check can show why). */
+static void
+fill_group_sizes (LatheTrainPage *self,
+                  const LtConfig *model)
+{
+  g_autoptr(GArray) choices = lathe_qat_group_size_choices (model);
+  g_autoptr(GPtrArray) labels = g_ptr_array_new_with_free_func (g_free);
+  int current = 0;
+  guint selected = 0;
+  gboolean found = FALSE, qat_enable = FALSE;
+
+  g_object_get (self->settings, "qat-group-size", &current, NULL);
+  self->group_size_model = model;
+  for (guint i = 0; i < choices->len && !found; i++)
+    found = g_array_index (choices, int, i) == current;
+  if (!found)
+    g_array_append_val (choices, current);
+  for (guint i = 0; i < choices->len; i++)
+    {
+      int g = g_array_index (choices, int, i);
+
+      if (g == current)
+        selected = i;
+      g_ptr_array_add (labels, g == 0 ? g_strdup (_("Per tensor")) : g_strdup_printf ("%d", g));
+    }
+  g_ptr_array_add (labels, NULL);
+
+  self->filling_group_sizes = TRUE;
+  g_array_set_size (self->group_sizes, 0);
+  g_array_append_vals (self->group_sizes, choices->data, choices->len);
+  gtk_string_list_splice (self->group_size_list, 0,
+                          g_list_model_get_n_items (G_LIST_MODEL (self->group_size_list)),
+                          (const char * const *) labels->pdata);
+  adw_combo_row_set_selected (ADW_COMBO_ROW (self->qat_group_size_row), selected);
+  /* A combo row makes itself sensitive when its list changes: the QAT switch decides. */
+  g_object_get (self->settings, "qat-enable", &qat_enable, NULL);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->qat_group_size_row), qat_enable);
+  self->filling_group_sizes = FALSE;
+}
+
+static void
+group_size_selected_cb (LatheTrainPage *self)
+{
+  guint i = adw_combo_row_get_selected (ADW_COMBO_ROW (self->qat_group_size_row));
+
+  if (self->filling_group_sizes || self->group_sizes == NULL || i >= self->group_sizes->len)
+    return;
+  g_object_set (self->settings, "qat-group-size", g_array_index (self->group_sizes, int, i), NULL);
+}
+
+static void
+sync_group_size (LatheTrainPage *self)
+{
+  guint i = adw_combo_row_get_selected (ADW_COMBO_ROW (self->qat_group_size_row));
+  int current = 0;
+
+  g_object_get (self->settings, "qat-group-size", &current, NULL);
+  if (i >= self->group_sizes->len || g_array_index (self->group_sizes, int, i) != current)
+    fill_group_sizes (self, self->group_size_model);
 }
 
 /**
@@ -368,14 +369,16 @@ lathe_train_page_revalidate (LatheTrainPage *self)
 {
   g_autoptr(GPtrArray) issues = NULL;
   g_autoptr(GString) unplaced = g_string_new (NULL);
+  gboolean report_current;
 
   g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), 0);
 
   issues = lathe_run_settings_check (self->settings, self->start_requested);
+  report_current = add_data_report_issues (self, issues);
   if (self->start_requested && issues->len == 0)
     {
-      add_model_issues (self, issues);
-      add_data_format_issue (self, issues);
+      g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+      lathe_check_start_inputs (cfg, !report_current, issues);
     }
 
   for (guint i = 0; i < self->rows->len; i++)
@@ -456,18 +459,13 @@ settings_notify_cb (LatheTrainPage   *self,
 
   if (g_strcmp0 (pspec->name, "adapter-path") == 0)
     update_export_button (self);
+  if (g_strcmp0 (pspec->name, "qat-group-size") == 0)
+    sync_group_size (self);
+  if (g_strcmp0 (pspec->name, "data") == 0 || g_strcmp0 (pspec->name, "model") == 0
+      || g_strcmp0 (pspec->name, "max-seq-length") == 0)
+    schedule_data_check (self);
   lathe_train_page_revalidate (self);
   schedule_estimate (self);
-}
-
-static gboolean
-not_full_transform (GBinding     *binding,
-                    const GValue *from,
-                    GValue       *to,
-                    gpointer      user_data)
-{
-  g_value_set_boolean (to, g_value_get_uint (from) != LT_TRAIN_TYPE_FULL);
-  return TRUE;
 }
 
 /* Export… shows once the output folder holds an adapter, and not while a run writes it. */
@@ -498,46 +496,32 @@ lathe_train_page_get_export_button (LatheTrainPage *self)
   return GTK_WIDGET (self->export_button);
 }
 
-static gboolean
-not_sft_transform (GBinding     *binding,
-                   const GValue *from,
-                   GValue       *to,
-                   gpointer      user_data)
-{
-  g_value_set_boolean (to, g_value_get_uint (from) != LT_TRAIN_MODE_SFT);
-  return TRUE;
-}
+/* Binds @target's boolean @target_property to whether the settings' enum @property is @value
+ * (or, with @negate, is not). */
+#define NEGATE 0x100
 
 static gboolean
-is_dpo_transform (GBinding     *binding,
-                  const GValue *from,
-                  GValue       *to,
-                  gpointer      user_data)
+is_value_transform (GBinding     *binding,
+                    const GValue *from,
+                    GValue       *to,
+                    gpointer      user_data)
 {
-  g_value_set_boolean (to, g_value_get_uint (from) == LT_TRAIN_MODE_DPO);
-  return TRUE;
-}
+  guint data = GPOINTER_TO_UINT (user_data);
 
-static gboolean
-unit_is_transform (GBinding     *binding,
-                   const GValue *from,
-                   GValue       *to,
-                   gpointer      user_data)
-{
-  g_value_set_boolean (to, g_value_get_uint (from) == GPOINTER_TO_UINT (user_data));
+  g_value_set_boolean (to, (g_value_get_uint (from) == (data & ~NEGATE)) != !!(data & NEGATE));
   return TRUE;
 }
 
 static void
-bind_transform (LatheTrainPage        *self,
-                const char            *property,
-                gpointer               target,
-                const char            *target_property,
-                GBindingTransformFunc  transform,
-                gpointer               user_data)
+bind_is (LatheTrainPage *self,
+         const char     *property,
+         gpointer        target,
+         const char     *target_property,
+         guint           value)
 {
   g_object_bind_property_full (self->settings, property, target, target_property,
-                               G_BINDING_SYNC_CREATE, transform, NULL, user_data, NULL);
+                               G_BINDING_SYNC_CREATE, is_value_transform, NULL,
+                               GUINT_TO_POINTER (value), NULL);
 }
 
 /* The learning rate is shown as 1e-05 rather than 0.00001000. */
@@ -576,45 +560,9 @@ learning_rate_input_cb (GtkSpinButton *spin,
 static void
 rebuild_recent_menu (LatheTrainPage *self)
 {
-  g_auto(GStrv) recent = g_settings_get_strv (self->app_settings, "recent-models");
-
-  g_menu_remove_all (self->recent_menu);
-  for (guint i = 0; recent[i] != NULL; i++)
-    {
-      g_autofree char *label = g_path_get_basename (recent[i]);
-      g_autoptr(GMenuItem) item = g_menu_item_new (label, NULL);
-
-      g_menu_item_set_action_and_target_value (item, "train.use-recent-model",
-                                               g_variant_new_string (recent[i]));
-      g_menu_append_item (self->recent_menu, item);
-    }
-  gtk_widget_set_sensitive (GTK_WIDGET (self->recent_button), recent[0] != NULL);
-}
-
-static void
-add_recent_model (LatheTrainPage *self,
-                  const char     *path)
-{
-  g_auto(GStrv) recent = NULL;
-  g_autoptr(GStrvBuilder) builder = NULL;
-  g_auto(GStrv) updated = NULL;
-  guint n = 1;
-
-  if (path == NULL || path[0] == '\0')
-    return;
-
-  recent = g_settings_get_strv (self->app_settings, "recent-models");
-  builder = g_strv_builder_new ();
-  g_strv_builder_add (builder, path);
-  for (guint i = 0; recent[i] != NULL && n < MAX_RECENT_MODELS; i++)
-    {
-      if (g_strcmp0 (recent[i], path) == 0)
-        continue;
-      g_strv_builder_add (builder, recent[i]);
-      n++;
-    }
-  updated = g_strv_builder_end (builder);
-  g_settings_set_strv (self->app_settings, "recent-models", (const char * const *) updated);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->recent_button),
+                            lathe_recent_models_fill_menu (self->app_settings,
+                                                           self->recent_menu) > 0);
 }
 
 static void
@@ -659,24 +607,6 @@ lathe_train_page_load_recipe (LatheTrainPage  *self,
   return TRUE;
 }
 
-/* Recipes are read and written (atomically, with fsync) on a worker thread: the main loop
- * only copies the configuration in and applies the result. */
-static void
-load_recipe_thread (GTask        *task,
-                    gpointer      source_object,
-                    gpointer      task_data,
-                    GCancellable *cancellable)
-{
-  const char *path = task_data;
-  GError *error = NULL;
-  LtRunConfig *cfg = lt_run_config_new_from_file (path, &error);
-
-  if (cfg == NULL)
-    g_task_return_error (task, error);
-  else
-    g_task_return_pointer (task, cfg, (GDestroyNotify) lt_run_config_free);
-}
-
 static void
 load_recipe_cb (GObject      *object,
                 GAsyncResult *result,
@@ -688,7 +618,7 @@ load_recipe_cb (GObject      *object,
   g_autofree char *name = NULL;
   g_autofree char *message = NULL;
 
-  cfg = g_task_propagate_pointer (G_TASK (result), &error);
+  cfg = lathe_recipe_load_finish (result, &error);
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->settings == NULL)
     return;
 
@@ -703,7 +633,7 @@ load_recipe_cb (GObject      *object,
   set_status (self, NULL);
   lathe_train_page_revalidate (self);
 
-  name = g_path_get_basename (g_task_get_task_data (G_TASK (result)));
+  name = g_path_get_basename (lathe_recipe_get_path (result));
   message = g_strdup_printf (_("Opened “%s”"), name);
   toast (self, message);
 }
@@ -711,61 +641,17 @@ load_recipe_cb (GObject      *object,
 /**
  * lathe_train_page_open_recipe_file:
  *
- * Reads @file on a worker thread and applies it to the form; on error an AdwMessageDialog
- * shows lt-run's message (which names the key) and the form is unchanged.
+ * Reads @file on a worker thread (lathe-recipe) and applies it to the form; on error an
+ * AdwMessageDialog shows lt-run's message (which names the key) and the form is unchanged.
  */
 void
 lathe_train_page_open_recipe_file (LatheTrainPage *self,
                                    GFile          *file)
 {
-  g_autoptr(GTask) task = NULL;
-  g_autofree char *path = NULL;
-
   g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
   g_return_if_fail (G_IS_FILE (file));
 
-  path = g_file_get_path (file);
-  if (path == NULL)
-    {
-      g_autofree char *uri = g_file_get_uri (file);
-      g_autofree char *message = g_strdup_printf (_("%s: only local files can be opened"), uri);
-      show_error_dialog (self, _("Could Not Open Recipe"), message);
-      return;
-    }
-
-  task = g_task_new (self, self->cancellable, load_recipe_cb, NULL);
-  g_task_set_source_tag (task, lathe_train_page_open_recipe_file);
-  g_task_set_task_data (task, g_steal_pointer (&path), g_free);
-  g_task_run_in_thread (task, load_recipe_thread);
-}
-
-typedef struct
-{
-  LtRunConfig *cfg;
-  char *path;
-} SaveJob;
-
-static void
-save_job_free (SaveJob *job)
-{
-  lt_run_config_free (job->cfg);
-  g_free (job->path);
-  g_free (job);
-}
-
-static void
-save_recipe_thread (GTask        *task,
-                    gpointer      source_object,
-                    gpointer      task_data,
-                    GCancellable *cancellable)
-{
-  SaveJob *job = task_data;
-  GError *error = NULL;
-
-  if (lt_run_config_save (job->cfg, job->path, &error))
-    g_task_return_boolean (task, TRUE);
-  else
-    g_task_return_error (task, error);
+  lathe_recipe_load_async (G_OBJECT (self), file, self->cancellable, load_recipe_cb, NULL);
 }
 
 static void
@@ -777,7 +663,7 @@ save_recipe_cb (GObject      *object,
   g_autoptr(GError) error = NULL;
   gboolean saved;
 
-  saved = g_task_propagate_boolean (G_TASK (result), &error);
+  saved = lathe_recipe_save_finish (result, &error);
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || self->settings == NULL)
     return;
 
@@ -796,178 +682,79 @@ void
 lathe_train_page_save_recipe_file (LatheTrainPage *self,
                                    GFile          *file)
 {
-  g_autoptr(GTask) task = NULL;
-  SaveJob *job;
+  g_autoptr(LtRunConfig) cfg = NULL;
 
   g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
   g_return_if_fail (G_IS_FILE (file));
 
-  if (!g_file_is_native (file))
-    {
-      g_autofree char *uri = g_file_get_uri (file);
-      g_autofree char *message = g_strdup_printf (_("%s: only local files can be saved"), uri);
-      show_error_dialog (self, _("Could Not Save Recipe"), message);
-      return;
-    }
-
-  task = g_task_new (self, self->cancellable, save_recipe_cb, NULL);
-  job = g_new0 (SaveJob, 1);
-  job->cfg = lathe_run_settings_dup_config (self->settings);
-  job->path = g_file_get_path (file);
-  g_task_set_source_tag (task, lathe_train_page_save_recipe_file);
-  g_task_set_task_data (task, job, (GDestroyNotify) save_job_free);
-  g_task_run_in_thread (task, save_recipe_thread);
+  cfg = lathe_run_settings_dup_config (self->settings);
+  lathe_recipe_save_async (G_OBJECT (self), cfg, file, self->cancellable, save_recipe_cb, NULL);
 }
 
 static void
-chooser_response_cb (LatheTrainPage *self,
-                     int             response,
-                     GtkNativeDialog *chooser)
+chosen_cb (GtkWidget   *owner,
+           LatheChoice  choice,
+           GFile       *file)
 {
-  g_autoptr(GFile) file = NULL;
-  g_autofree char *path = NULL;
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (owner);
+  const char *path = g_file_peek_path (file);
 
-  g_assert (LATHE_IS_TRAIN_PAGE (self));
-
-  if (response == GTK_RESPONSE_ACCEPT)
-    file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (chooser));
-  if (file != NULL)
-    path = g_file_get_path (file);
-
-  if (path != NULL)
+  switch (choice)
     {
-      switch (self->chooser_purpose)
-        {
-        case CHOOSE_MODEL:
-          lathe_run_settings_set_model (self->settings, path);
-          add_recent_model (self, path);
-          break;
-        case CHOOSE_DATA_FILE:
-        case CHOOSE_DATA_FOLDER:
-          lathe_run_settings_set_data (self->settings, path);
-          break;
-        case CHOOSE_OUTPUT:
-          lathe_run_settings_set_adapter_path (self->settings, path);
-          break;
-        case CHOOSE_OPEN_RECIPE:
-          lathe_train_page_open_recipe_file (self, file);
-          break;
-        case CHOOSE_SAVE_RECIPE:
-          lathe_train_page_save_recipe_file (self, file);
-          break;
-        default:
-          g_assert_not_reached ();
-        }
-    }
-
-  gtk_native_dialog_destroy (chooser);
-  g_clear_object (&self->chooser);
-}
-
-static void
-open_chooser (LatheTrainPage *self,
-              ChooserPurpose  purpose)
-{
-  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
-  GtkFileChooserAction action = GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER;
-  const char *title = NULL;
-  const char *accept = _("_Select");
-  const char *current = NULL;
-  g_autofree char *runs_folder = NULL;
-  GtkFileChooserNative *chooser;
-
-  if (self->chooser != NULL)
-    {
-      gtk_native_dialog_destroy (self->chooser);
-      g_clear_object (&self->chooser);
-    }
-
-  switch (purpose)
-    {
-    case CHOOSE_MODEL:
-      title = _("Choose Model Folder");
-      current = lathe_run_settings_get_model (self->settings);
+    case LATHE_CHOOSE_MODEL:
+      lathe_run_settings_set_model (self->settings, path);
+      lathe_recent_models_add (self->app_settings, path);
       break;
-    case CHOOSE_DATA_FILE:
-      title = _("Choose Dataset File");
-      action = GTK_FILE_CHOOSER_ACTION_OPEN;
-      accept = _("_Open");
+    case LATHE_CHOOSE_DATA_FILE:
+    case LATHE_CHOOSE_DATA_FOLDER:
+      lathe_run_settings_set_data (self->settings, path);
       break;
-    case CHOOSE_DATA_FOLDER:
-      title = _("Choose Dataset Folder");
-      current = lathe_run_settings_get_data (self->settings);
+    case LATHE_CHOOSE_OUTPUT:
+      lathe_run_settings_set_adapter_path (self->settings, path);
       break;
-    case CHOOSE_OUTPUT:
-      title = _("Choose Run Folder");
-      runs_folder = g_settings_get_string (self->app_settings, "runs-folder");
-      current = runs_folder;
+    case LATHE_CHOOSE_OPEN_RECIPE:
+      lathe_train_page_open_recipe_file (self, file);
       break;
-    case CHOOSE_OPEN_RECIPE:
-      title = _("Open Recipe");
-      action = GTK_FILE_CHOOSER_ACTION_OPEN;
-      accept = _("_Open");
-      break;
-    case CHOOSE_SAVE_RECIPE:
-      title = _("Save Recipe");
-      action = GTK_FILE_CHOOSER_ACTION_SAVE;
-      accept = _("_Save");
+    case LATHE_CHOOSE_SAVE_RECIPE:
+      lathe_train_page_save_recipe_file (self, file);
       break;
     default:
       g_assert_not_reached ();
     }
+}
 
-  chooser = gtk_file_chooser_native_new (title, GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
-                                         action, accept, _("_Cancel"));
-  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (chooser), TRUE);
+static void
+open_chooser (LatheTrainPage *self,
+              LatheChoice     choice)
+{
+  g_autofree char *runs_folder = NULL;
+  const char *current = NULL;
 
-  if (purpose == CHOOSE_DATA_FILE || purpose == CHOOSE_OPEN_RECIPE)
-    {
-      g_autoptr(GtkFileFilter) filter = gtk_file_filter_new ();
-
-      if (purpose == CHOOSE_DATA_FILE)
-        {
-          gtk_file_filter_set_name (filter, _("JSON Lines"));
-          gtk_file_filter_add_pattern (filter, "*.jsonl");
-        }
-      else
-        {
-          gtk_file_filter_set_name (filter, _("Recipes"));
-          gtk_file_filter_add_pattern (filter, "*.json");
-        }
-      gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (chooser), filter);
-    }
-
-  if (purpose == CHOOSE_SAVE_RECIPE)
-    gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (chooser), "recipe.json");
-
-  if (current != NULL && current[0] != '\0' && g_file_test (current, G_FILE_TEST_IS_DIR))
-    {
-      g_autoptr(GFile) folder = g_file_new_for_path (current);
-      g_autoptr(GError) error = NULL;
-
-      if (!gtk_file_chooser_set_current_folder (GTK_FILE_CHOOSER (chooser), folder, &error))
-        g_debug ("Cannot open %s in the file chooser: %s", current, error->message);
-    }
-
-  self->chooser = GTK_NATIVE_DIALOG (chooser);
-  self->chooser_purpose = purpose;
-  g_signal_connect_object (chooser, "response", G_CALLBACK (chooser_response_cb), self,
-                           G_CONNECT_SWAPPED);
-  gtk_native_dialog_show (self->chooser);
+  if (choice == LATHE_CHOOSE_MODEL)
+    current = lathe_run_settings_get_model (self->settings);
+  else if (choice == LATHE_CHOOSE_DATA_FOLDER)
+    current = lathe_run_settings_get_data (self->settings);
+  else if (choice == LATHE_CHOOSE_OUTPUT)
+    current = runs_folder = g_settings_get_string (self->app_settings, "runs-folder");
+  lathe_chooser_show (GTK_WIDGET (self), choice, current, chosen_cb);
 }
 
 void
 lathe_train_page_open_recipe (LatheTrainPage *self)
 {
   g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
-  open_chooser (self, CHOOSE_OPEN_RECIPE);
+  /* The form is locked during a run: a recipe would change it under the run. */
+  if (lathe_train_page_is_running (self))
+    toast (self, gtk_label_get_text (self->lock_label));
+  else
+    open_chooser (self, LATHE_CHOOSE_OPEN_RECIPE);
 }
 
 void
 lathe_train_page_save_recipe (LatheTrainPage *self)
 {
   g_return_if_fail (LATHE_IS_TRAIN_PAGE (self));
-  open_chooser (self, CHOOSE_SAVE_RECIPE);
+  open_chooser (self, LATHE_CHOOSE_SAVE_RECIPE);
 }
 
 /* --- Memory estimate ------------------------------------------------------------------ */
@@ -981,6 +768,8 @@ show_estimate (LatheTrainPage *self, const LtConfig *model, const char *problem)
   gtk_widget_remove_css_class (row, "warning");
   gtk_widget_remove_css_class (row, "error");
   self->last_estimate = 0;
+  if (model != self->group_size_model)
+    fill_group_sizes (self, model);
   if (model == NULL)
     {
       gtk_label_set_text (self->memory_total_label, "");
@@ -993,83 +782,19 @@ show_estimate (LatheTrainPage *self, const LtConfig *model, const char *problem)
     }
   {
     g_autoptr (LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
-    g_autoptr (GString) breakdown = g_string_new (NULL);
-    g_autofree char *total = NULL, *avail_text = NULL, *subtitle = NULL;
-    LtMemoryItem items[LT_MEMORY_N_ITEMS];
-    LtMemoryEstimate est;
-    guint64 total_mem = 0, avail = 0;
-    const char *hint = NULL;
+    g_auto (LatheMemoryFit) fit = { 0 };
 
-    guint64 rss = 0;
-
-    lt_memory_estimate (cfg, model, &est);
-    /* The run shares this process: its baseline is what the app holds now, not the CLI's. */
-    if (lt_memory_get_process (&rss, NULL) && rss > 0)
-      {
-        est.total = est.total - est.baseline + rss;
-        est.baseline = rss;
-      }
-    self->last_estimate = est.total;
+    /* The core's estimate as is: the number `lathe estimate` prints and the chart's line. */
+    lathe_memory_fit (cfg, model, &fit);
+    self->last_estimate = fit.total;
     if (self->job != NULL && lathe_train_job_is_running (self->job))
       lathe_chart_set_reference (lathe_monitor_get_memory_chart (self->monitor), _("estimate"),
-                                 (double) est.total);
-    lt_memory_estimate_get_items (&est, items);
-    for (int i = 0; i < LT_MEMORY_N_ITEMS; i++)
-      {
-        g_autofree char *v = lt_memory_format (items[i].bytes);
-        const char *name = i == LT_MEMORY_N_ITEMS - 1 ? _("Lathe itself (now)")
-                                                      : g_dgettext (GETTEXT_PACKAGE,
-                                                                    items[i].name);
-        g_string_append_printf (breakdown, "%s\t%s\n", name, v);
-      }
-    total = lt_memory_format (est.total);
-    g_string_append_printf (breakdown, "%s\t%s", _("Total"), total);
-    gtk_label_set_text (self->memory_breakdown_label, breakdown->str);
-    gtk_label_set_text (self->memory_total_label, total);
-
-    lt_memory_get_system (&total_mem, &avail);
-    avail_text = lt_memory_format (avail);
-    if (est.activations > est.base_weights + est.embeddings && !cfg->grad_checkpoint)
-      hint = _("turn on gradient checkpointing or use shorter sequences");
-    else if (cfg->quantization == LT_QUANTIZATION_NONE && cfg->train_type != LT_TRAIN_TYPE_FULL)
-      hint = _("load the base in 4-bit");
-    else if (cfg->train_type == LT_TRAIN_TYPE_FULL)
-      hint = _("use LoRA instead of full fine-tuning");
-    else
-      hint = _("lower the rank, the batch size or the sequence length");
-    switch (lt_memory_verdict (est.total, avail))
-      {
-      case LT_MEMORY_FITS:
-        /* Translators: "%s available" is free memory */
-        subtitle = g_strdup_printf (_("Fits: %s available"), avail_text);
-        gtk_widget_add_css_class (row, "success");
-        break;
-      case LT_MEMORY_TIGHT:
-        subtitle = g_strdup_printf (_("Tight: over 80%% of the %s available; to save memory, "
-                                      "%s"), avail_text, hint);
-        gtk_widget_add_css_class (row, "warning");
-        break;
-      case LT_MEMORY_DOES_NOT_FIT:
-      default:
-        subtitle = g_strdup_printf (_("Does not fit in the %s available: %s"), avail_text,
-                                    hint);
-        gtk_widget_add_css_class (row, "error");
-        break;
-      }
-    adw_action_row_set_subtitle (self->memory_row, subtitle);
+                                 (double) fit.total);
+    gtk_label_set_text (self->memory_breakdown_label, fit.breakdown);
+    gtk_label_set_text (self->memory_total_label, fit.total_text);
+    gtk_widget_add_css_class (row, fit.style);
+    adw_action_row_set_subtitle (self->memory_row, fit.subtitle);
   }
-}
-
-static void
-load_config_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
-{
-  GError *error = NULL;
-  LtConfig *config = lt_config_load (task_data, &error);
-
-  if (config == NULL)
-    g_task_return_error (task, error);
-  else
-    g_task_return_pointer (task, config, (GDestroyNotify) lt_config_free);
 }
 
 static void
@@ -1112,11 +837,8 @@ estimate_timeout_cb (gpointer data)
     g_clear_object (&self->estimate_cancellable);
     self->estimate_cancellable = g_cancellable_new ();
     {
-      g_autoptr (GTask) task = g_task_new (self, self->estimate_cancellable, load_config_cb,
-                                           NULL);
-      g_task_set_source_tag (task, estimate_timeout_cb);
-      g_task_set_task_data (task, g_strdup (model), g_free);
-      g_task_run_in_thread (task, load_config_thread);
+      lathe_model_config_load_async (G_OBJECT (self), model, self->estimate_cancellable,
+                                     load_config_cb, NULL);
     }
   }
   return G_SOURCE_REMOVE;
@@ -1136,7 +858,61 @@ lathe_train_page_get_memory_estimate (LatheTrainPage *self)
   return self->last_estimate;
 }
 
+/* The mouse wheel scrolls the form: spin buttons and drop-downs under the pointer do not take
+ * it (a wheel turn changed "Save every" from 100 to 0 while scrolling). Their own scroll
+ * controllers are switched off, so the event goes on to the scrolled window; the keyboard
+ * (arrows, Page Up/Down) still changes them. */
+static void
+ignore_wheel (GtkWidget *widget,
+              gboolean   inside)
+{
+  inside = inside || GTK_IS_SPIN_BUTTON (widget) || GTK_IS_DROP_DOWN (widget);
+  if (inside)
+    {
+      GListModel *controllers = gtk_widget_observe_controllers (widget);
+
+      for (guint i = 0; i < g_list_model_get_n_items (controllers); i++)
+        {
+          g_autoptr(GtkEventController) c = g_list_model_get_item (controllers, i);
+          if (GTK_IS_EVENT_CONTROLLER_SCROLL (c))
+            gtk_event_controller_set_propagation_phase (c, GTK_PHASE_NONE);
+        }
+      g_object_unref (controllers);
+    }
+  for (GtkWidget *child = gtk_widget_get_first_child (widget); child != NULL;
+       child = gtk_widget_get_next_sibling (child))
+    ignore_wheel (child, inside);
+}
+
 /* --- The run ----------------------------------------------------------------------------- */
+
+/* On a narrow window the leaflet folds: the form and the monitor take turns, switched by the
+ * action bar's button, instead of being squashed side by side. */
+static void
+leaflet_notify_cb (LatheTrainPage *self)
+{
+  gboolean on_monitor = adw_leaflet_get_visible_child (self->leaflet) == self->monitor_scroller;
+
+  gtk_button_set_label (self->pane_button, on_monitor ? _("_Settings") : _("_Monitor"));
+  gtk_actionable_set_action_name (GTK_ACTIONABLE (self->pane_button),
+                                  on_monitor ? "train.show-form" : "train.show-monitor");
+  /* Folded, the action bar makes room for the switch: the preview is an icon. */
+  if (adw_leaflet_get_folded (self->leaflet))
+    gtk_menu_button_set_icon_name (self->preview_button, "utilities-terminal-symbolic");
+  else
+    gtk_menu_button_set_label (self->preview_button, _("_Preview Command"));
+}
+
+static void
+show_pane_action (GtkWidget  *widget,
+                  const char *action_name,
+                  GVariant   *param)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (widget);
+
+  adw_leaflet_set_visible_child (self->leaflet, g_str_equal (action_name, "train.show-monitor")
+                                                  ? self->monitor_scroller : self->form_pane);
+}
 
 static void
 update_run_widgets (LatheTrainPage *self)
@@ -1147,6 +923,9 @@ update_run_widgets (LatheTrainPage *self)
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
 
   gtk_widget_set_sensitive (GTK_WIDGET (self->start_button), !running);
+  /* The run uses the settings it started with: the form is locked, saying why. */
+  gtk_widget_set_sensitive (self->form_box, !running);
+  gtk_widget_set_visible (GTK_WIDGET (self->lock_label), running);
   update_export_button (self);
   gtk_button_set_label (self->stop_button, state == LATHE_TRAIN_STATE_STOPPING
                                              ? _("Stopping…") : _("S_top"));
@@ -1283,6 +1062,8 @@ start_job (LatheTrainPage *self, LtRunConfig *cfg, gboolean resume)
                            G_CONNECT_SWAPPED);
   g_signal_connect_object (job, "progress", G_CALLBACK (job_progress_cb), self,
                            G_CONNECT_SWAPPED);
+  g_signal_connect_object (job, "history", G_CALLBACK (lathe_monitor_add_history),
+                           self->monitor, G_CONNECT_SWAPPED);
   g_signal_connect_object (job, "finished", G_CALLBACK (job_finished_cb), self,
                            G_CONNECT_SWAPPED);
   if (!lathe_train_job_start (job, &issues, &error))
@@ -1292,6 +1073,7 @@ start_job (LatheTrainPage *self, LtRunConfig *cfg, gboolean resume)
       return FALSE;
     }
   self->job = g_steal_pointer (&job);
+  adw_leaflet_set_visible_child (self->leaflet, self->monitor_scroller);
 
   /* Keep the session awake and the process alive (for the final save) during the run. */
   if (GTK_IS_WINDOW (root) && gtk_window_get_application (GTK_WINDOW (root)) != NULL)
@@ -1319,6 +1101,22 @@ lathe_train_page_start (LatheTrainPage *self)
   if (lathe_train_page_is_running (self))
     return FALSE;
 
+  /* A folder that holds a run (finished, or stopped: resumed from the Runs page) is not
+   * reused: the run goes to a new folder named after the model and the day. Nothing is
+   * created before the run starts. */
+  if (lathe_run_folder_holds_run (lathe_run_settings_get_adapter_path (self->settings)))
+    {
+      g_autofree char *folder = lathe_new_run_folder (
+        lathe_run_settings_get_adapter_path (self->settings),
+        lathe_run_settings_get_model (self->settings));
+      g_autofree char *name = g_path_get_basename (folder);
+      g_autofree char *message = g_strdup_printf (_("The run folder holds a run already: "
+                                                    "this one goes to “%s”"), name);
+
+      lathe_run_settings_set_adapter_path (self->settings, folder);
+      toast (self, message);
+    }
+
   self->start_requested = TRUE;
   n_issues = lathe_train_page_revalidate (self);
   if (n_issues > 0)
@@ -1332,7 +1130,7 @@ lathe_train_page_start (LatheTrainPage *self)
       return FALSE;
     }
 
-  add_recent_model (self, lathe_run_settings_get_model (self->settings));
+  lathe_recent_models_add (self->app_settings, lathe_run_settings_get_model (self->settings));
   set_status (self, NULL);
   cfg = lathe_run_settings_dup_config (self->settings);
   return start_job (self, cfg, FALSE);
@@ -1413,15 +1211,37 @@ choose_action (GtkWidget  *widget,
   LatheTrainPage *self = LATHE_TRAIN_PAGE (widget);
 
   if (g_str_equal (action_name, "train.choose-model"))
-    open_chooser (self, CHOOSE_MODEL);
+    open_chooser (self, LATHE_CHOOSE_MODEL);
   else if (g_str_equal (action_name, "train.choose-data-file"))
-    open_chooser (self, CHOOSE_DATA_FILE);
+    open_chooser (self, LATHE_CHOOSE_DATA_FILE);
   else if (g_str_equal (action_name, "train.choose-data-folder"))
-    open_chooser (self, CHOOSE_DATA_FOLDER);
+    open_chooser (self, LATHE_CHOOSE_DATA_FOLDER);
   else if (g_str_equal (action_name, "train.choose-output"))
-    open_chooser (self, CHOOSE_OUTPUT);
+    open_chooser (self, LATHE_CHOOSE_OUTPUT);
   else
     g_assert_not_reached ();
+}
+
+/* The dataset as the trainer will see it, with the model's tokenizer and template. */
+static void
+preview_data_action (GtkWidget  *widget,
+                     const char *action_name,
+                     GVariant   *param)
+{
+  LatheTrainPage *self = LATHE_TRAIN_PAGE (widget);
+  g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+  GtkRoot *root = gtk_widget_get_root (widget);
+  LatheDatasetPreview *preview;
+
+  if (cfg->data == NULL || cfg->data[0] == '\0' || cfg->model == NULL || cfg->model[0] == '\0')
+    {
+      toast (self, _("Choose a model and a dataset to preview"));
+      return;
+    }
+  preview = lathe_dataset_preview_new (GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
+                                       cfg->data, cfg->model, cfg->max_seq_length,
+                                       cfg->mask_prompt);
+  gtk_window_present (GTK_WINDOW (preview));
 }
 
 static void
@@ -1439,17 +1259,15 @@ lathe_train_page_dispose (GObject *object)
 {
   LatheTrainPage *self = (LatheTrainPage *) object;
 
-  if (self->chooser != NULL)
-    {
-      gtk_native_dialog_destroy (self->chooser);
-      g_clear_object (&self->chooser);
-    }
-
+  lathe_chooser_close (GTK_WIDGET (self));
   g_cancellable_cancel (self->cancellable);
   g_clear_object (&self->cancellable);
   g_cancellable_cancel (self->estimate_cancellable);
   g_clear_object (&self->estimate_cancellable);
   g_clear_handle_id (&self->estimate_source, g_source_remove);
+  g_cancellable_cancel (self->data_cancellable);
+  g_clear_object (&self->data_cancellable);
+  g_clear_handle_id (&self->data_source, g_source_remove);
   /* The job's dispose cancels a running worker; it saves and ends on its own. */
   if (self->job != NULL)
     g_signal_handlers_disconnect_by_data (self->job, self);
@@ -1481,6 +1299,10 @@ lathe_train_page_finalize (GObject *object)
 
   g_clear_pointer (&self->status, g_free);
   g_clear_pointer (&self->model_configs, g_hash_table_unref);
+  g_clear_pointer (&self->group_sizes, g_array_unref);
+  g_clear_pointer (&self->data_report, lt_dataset_report_free);
+  g_clear_pointer (&self->data_report_key, g_free);
+  g_clear_pointer (&self->data_error, g_free);
 
   G_OBJECT_CLASS (lathe_train_page_parent_class)->finalize (object);
 }
@@ -1503,7 +1325,7 @@ lathe_train_page_get_property (GObject *object, guint prop_id, GValue *value, GP
     }
 }
 
-#define BIND_ROW(name) gtk_widget_class_bind_template_child (widget_class, LatheTrainPage, name)
+#define BIND_ROW(name) gtk_widget_class_bind_template_child (widget_class, LatheTrainPage, name);
 
 static void
 lathe_train_page_class_init (LatheTrainPageClass *klass)
@@ -1530,69 +1352,49 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
 
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/lathe/Lathe/lathe-train-page.ui");
-  BIND_ROW (settings);
-  BIND_ROW (recent_menu);
-  BIND_ROW (toast_overlay);
-  BIND_ROW (recent_button);
-  BIND_ROW (issues_label);
-  BIND_ROW (status_label);
-  BIND_ROW (command_label);
-  BIND_ROW (model_row);
-  BIND_ROW (data_row);
-  BIND_ROW (output_row);
-  BIND_ROW (train_mode_row);
-  BIND_ROW (train_type_row);
-  BIND_ROW (quantization_row);
-  BIND_ROW (lora_rank_row);
-  BIND_ROW (lora_scale_row);
-  BIND_ROW (lora_dropout_row);
-  BIND_ROW (lora_keys_row);
-  BIND_ROW (all_layers_row);
-  BIND_ROW (num_layers_row);
-  BIND_ROW (learning_rate_row);
-  BIND_ROW (lr_schedule_row);
-  BIND_ROW (warmup_steps_row);
-  BIND_ROW (length_unit_row);
-  BIND_ROW (iters_row);
-  BIND_ROW (epochs_row);
-  BIND_ROW (batch_size_row);
-  BIND_ROW (grad_accum_row);
-  BIND_ROW (max_seq_length_row);
-  BIND_ROW (mask_prompt_row);
-  BIND_ROW (grad_checkpoint_row);
-  BIND_ROW (seed_row);
-  BIND_ROW (optimizer_row);
-  BIND_ROW (beta_row);
-  BIND_ROW (dpo_loss_type_row);
-  BIND_ROW (steps_per_report_row);
-  BIND_ROW (steps_per_eval_row);
-  BIND_ROW (save_every_row);
-  BIND_ROW (qat_enable_row);
-  BIND_ROW (qat_bits_row);
-  BIND_ROW (qat_group_size_row);
-  BIND_ROW (qat_start_step_row);
-  BIND_ROW (qat_interval_row);
-  BIND_ROW (memory_row);
-  BIND_ROW (memory_total_label);
-  BIND_ROW (memory_breakdown_label);
-  BIND_ROW (start_button);
-  BIND_ROW (stop_button);
-  BIND_ROW (export_button);
-  BIND_ROW (monitor);
+  BIND_ROW (settings)
+  BIND_ROW (recent_menu)
+  BIND_ROW (toast_overlay)
+  BIND_ROW (recent_button)
+  BIND_ROW (issues_label)
+  BIND_ROW (status_label)
+  BIND_ROW (lock_label)
+  BIND_ROW (leaflet)
+  BIND_ROW (form_pane)
+  BIND_ROW (form_box)
+  BIND_ROW (form_scroller)
+  BIND_ROW (monitor_scroller)
+  BIND_ROW (pane_button)
+  BIND_ROW (preview_button)
+  BIND_ROW (group_size_list)
+  BIND_ROW (command_label)
+  FORM_ROWS (BIND_ROW)
+  BIND_ROW (memory_total_label)
+  BIND_ROW (memory_breakdown_label)
+  BIND_ROW (start_button)
+  BIND_ROW (stop_button)
+  BIND_ROW (export_button)
+  BIND_ROW (monitor)
   gtk_widget_class_bind_template_callback (widget_class, learning_rate_input_cb);
   gtk_widget_class_bind_template_callback (widget_class, export_clicked_cb);
   gtk_widget_class_bind_template_callback (widget_class, learning_rate_output_cb);
   gtk_widget_class_bind_template_callback (widget_class, preview_popover_show_cb);
+  gtk_widget_class_bind_template_callback (widget_class, leaflet_notify_cb);
+  gtk_widget_class_bind_template_callback (widget_class, group_size_selected_cb);
 
   gtk_widget_class_install_action (widget_class, "train.choose-model", NULL, choose_action);
   gtk_widget_class_install_action (widget_class, "train.choose-data-file", NULL, choose_action);
   gtk_widget_class_install_action (widget_class, "train.choose-data-folder", NULL,
                                    choose_action);
   gtk_widget_class_install_action (widget_class, "train.choose-output", NULL, choose_action);
+  gtk_widget_class_install_action (widget_class, "train.preview-data", NULL,
+                                   preview_data_action);
   gtk_widget_class_install_action (widget_class, "train.use-recent-model", "s",
                                    use_recent_model_action);
   gtk_widget_class_install_action (widget_class, "train.copy-command", NULL,
                                    copy_command_action);
+  gtk_widget_class_install_action (widget_class, "train.show-monitor", NULL, show_pane_action);
+  gtk_widget_class_install_action (widget_class, "train.show-form", NULL, show_pane_action);
 }
 
 static void
@@ -1647,18 +1449,14 @@ lathe_train_page_init (LatheTrainPage *self)
   add_row (self, self->qat_interval_row, "qat_interval", NULL);
 
   /* Rules that need a transform (the plain ones are bindings in the .ui). */
-  bind_transform (self, "train-type", self->lora_rank_row, "sensitive", not_full_transform, NULL);
-  bind_transform (self, "train-type", self->lora_scale_row, "sensitive", not_full_transform,
-                  NULL);
-  bind_transform (self, "train-type", self->lora_dropout_row, "sensitive", not_full_transform,
-                  NULL);
-  bind_transform (self, "train-type", self->lora_keys_row, "sensitive", not_full_transform, NULL);
-  bind_transform (self, "train-mode", self->beta_row, "visible", not_sft_transform, NULL);
-  bind_transform (self, "train-mode", self->dpo_loss_type_row, "visible", is_dpo_transform, NULL);
-  bind_transform (self, "length-unit", self->iters_row, "visible", unit_is_transform,
-                  GUINT_TO_POINTER (LATHE_LENGTH_UNIT_ITERATIONS));
-  bind_transform (self, "length-unit", self->epochs_row, "visible", unit_is_transform,
-                  GUINT_TO_POINTER (LATHE_LENGTH_UNIT_EPOCHS));
+  bind_is (self, "train-type", self->lora_rank_row, "sensitive", NEGATE | LT_TRAIN_TYPE_FULL);
+  bind_is (self, "train-type", self->lora_scale_row, "sensitive", NEGATE | LT_TRAIN_TYPE_FULL);
+  bind_is (self, "train-type", self->lora_dropout_row, "sensitive", NEGATE | LT_TRAIN_TYPE_FULL);
+  bind_is (self, "train-type", self->lora_keys_row, "sensitive", NEGATE | LT_TRAIN_TYPE_FULL);
+  bind_is (self, "train-mode", self->beta_row, "visible", NEGATE | LT_TRAIN_MODE_SFT);
+  bind_is (self, "train-mode", self->dpo_loss_type_row, "visible", LT_TRAIN_MODE_DPO);
+  bind_is (self, "length-unit", self->iters_row, "visible", LATHE_LENGTH_UNIT_ITERATIONS);
+  bind_is (self, "length-unit", self->epochs_row, "visible", LATHE_LENGTH_UNIT_EPOCHS);
 
   self->app_settings = g_settings_new (APP_ID);
   g_signal_connect_object (self->app_settings, "changed::recent-models",
@@ -1668,8 +1466,13 @@ lathe_train_page_init (LatheTrainPage *self)
   g_signal_connect_object (self->settings, "notify", G_CALLBACK (settings_notify_cb), self,
                            G_CONNECT_SWAPPED);
   update_quantization_row (self);
+  self->group_sizes = g_array_new (FALSE, FALSE, sizeof (int));
+  fill_group_sizes (self, NULL);
+  schedule_data_check (self);
   lathe_train_page_revalidate (self);
   update_run_widgets (self);
+  leaflet_notify_cb (self);
+  ignore_wheel (self->form_box, FALSE);
   schedule_estimate (self);
 }
 
@@ -1709,4 +1512,12 @@ lathe_train_page_get_status (LatheTrainPage *self)
 {
   g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), NULL);
   return self->status;
+}
+
+/* The line above the form that says why it is locked (shown while a run goes). */
+GtkWidget *
+lathe_train_page_get_lock_label (LatheTrainPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_TRAIN_PAGE (self), NULL);
+  return GTK_WIDGET (self->lock_label);
 }

@@ -5,6 +5,7 @@
 
 #include "lathe-monitor.h"
 #include "lathe-run-settings.h"
+#include "lathe-train-checks.h"
 #include "lathe-train-job.h"
 
 G_BEGIN_DECLS
@@ -46,10 +47,10 @@ GtkWidget *lathe_train_page_get_row_for_key (LatheTrainPage *self, const char *k
 /* The last "would run" / status line shown under the form (borrowed). */
 const char *lathe_train_page_get_status (LatheTrainPage *self);
 
-/* Whether the dataset's first record suits the trainer: the problem, or NULL. */
-char *lathe_check_data_format (const char *data, LtTrainMode mode);
-
 /* The Export… button (shown when the output folder holds an adapter). */
 GtkWidget *lathe_train_page_get_export_button (LatheTrainPage *self);
+
+/* The line that says why the form is locked during a run. */
+GtkWidget *lathe_train_page_get_lock_label (LatheTrainPage *self);
 
 G_END_DECLS

@@ -6,6 +6,8 @@
 #include <glib/gi18n.h>
 
 #include "lathe-window.h"
+
+#include "lathe-chat-page.h"
 #include "lathe-runs-page.h"
 
 struct _LatheWindow
@@ -146,12 +148,9 @@ apply_first_start_defaults (LatheWindow *self)
   now = g_date_time_new_now_local ();
   stamp = g_date_time_format (now, "demo-%Y%m%d-%H%M%S");
   runs = g_build_filename (g_get_user_data_dir (), "lathe", "runs", stamp, NULL);
-  g_object_set (settings, "model", model, "data", data, "adapter-path", runs,
-                "train-type", LT_TRAIN_TYPE_LORA, "quantization", LT_QUANTIZATION_NONE,
-                "lora-rank", 8, "all-layers", TRUE, "batch-size", 4, "max-seq-length", 128,
-                "learning-rate", 2e-3, "length-unit", LATHE_LENGTH_UNIT_ITERATIONS,
-                "iters", 200, "steps-per-report", 5, "steps-per-eval", 50, "save-every", 100,
-                NULL);
+  /* only the paths: every other value stays the core's default (lt_run_config_new), the one
+   * set `lathe train --help` prints (issue 11 item 10) */
+  g_object_set (settings, "model", model, "data", data, "adapter-path", runs, NULL);
 }
 
 static void
@@ -176,6 +175,7 @@ lathe_window_class_init (LatheWindowClass *klass)
 
   g_type_ensure (LATHE_TYPE_TRAIN_PAGE);
   g_type_ensure (LATHE_TYPE_RUNS_PAGE);
+  g_type_ensure (LATHE_TYPE_CHAT_PAGE);
 
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/lathe/Lathe/lathe-window.ui");

@@ -3,7 +3,11 @@
  *
  *   lathe estimate [--config run.json] [--model DIR] [--set KEY=VALUE …] [--json]
  *
- * Only the model's config.json is read (no weights). */
+ * The model's config.json is read (no weights). With data (--data or the configuration's
+ * "data"), the dataset is read and tokenized as a run reads it (lt_run_config_check_inputs) and
+ * the estimate is the one the trainer reports for it (lt_memory_estimate_for_data: batches padded
+ * to the longest example); without, full batches of max_seq_length (the worst case). The total
+ * predicts the peak resident set size of `lathe train` (lt-memory.h). */
 #include "config.h"
 
 #include <stdio.h>
@@ -16,6 +20,7 @@
 #include "lt-config.h"
 #include "lt-error.h"
 #include "lt-memory.h"
+#include "lt-run-check.h"
 #include "lt-run.h"
 
 #define CMD "estimate"
@@ -38,7 +43,8 @@ lathe_cmd_estimate (int argc, char **argv)
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model,
       "Model folder (or its config.json), over the configuration's \"model\"", "DIR" },
     { "data", 'd', 0, G_OPTION_ARG_FILENAME, &data,
-      "Data folder or file, over the configuration's \"data\" (not read)", "PATH" },
+      "Data folder or file, over the configuration's \"data\": read and tokenized, the estimate "
+      "is for its longest example (default: full batches of max_seq_length)", "PATH" },
     { "set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &sets,
       "Set one run-configuration key (JSON key or train flag), e.g. --set rank=16 "
       "--set grad-checkpoint=true; repeatable", "KEY=VALUE" },
@@ -115,7 +121,22 @@ lathe_cmd_estimate (int argc, char **argv)
       return LATHE_EXIT_BAD_INPUT;
     }
 
-  lt_memory_estimate (cfg, mc, &est);
+  if (cfg->data != NULL && cfg->data[0] != '\0')
+    {
+      /* the data as a run reads it: the trainer's own estimate for it */
+      g_autoptr (LtRunInputs) in = NULL;
+      g_autoptr (GPtrArray) issues = lt_run_config_check_inputs (cfg, &in, NULL);
+
+      if (issues->len > 0)
+        {
+          LtRunIssue *first = g_ptr_array_index (issues, 0);
+          g_printerr ("lathe %s: %s: %s\n", CMD, first->key, first->message);
+          return LATHE_EXIT_BAD_INPUT;
+        }
+      lt_memory_estimate_for_data (cfg, mc, in->n_train, in->longest_example, &est);
+    }
+  else
+    lt_memory_estimate (cfg, mc, &est);
   lt_memory_get_system (&total_mem, &avail);
 
   if (json)
@@ -135,13 +156,18 @@ lathe_cmd_estimate (int argc, char **argv)
       printf ("%s (%s, %s", cfg->model, lt_train_type_to_string (cfg->train_type),
               lt_quantization_to_string (cfg->quantization));
       printf (", rank %d, batch %d, seq %d%s)\n", cfg->lora_rank, cfg->batch_size,
-              cfg->max_seq_length, cfg->grad_checkpoint ? ", checkpointing" : "");
+              est.seq_tokens, cfg->grad_checkpoint ? ", checkpointing" : "");
+      if (cfg->data != NULL && cfg->data[0] != '\0')
+        printf ("  batches padded to the longest example of %s (%d tokens)\n", cfg->data,
+                est.seq_tokens);
+      else
+        printf ("  full batches of max_seq_length (give --data for a dataset's own lengths)\n");
       for (int i = 0; i < LT_MEMORY_N_ITEMS; i++)
         {
           g_autofree char *v = lt_memory_format (items[i].bytes);
           printf ("  %-22s %12s\n", items[i].name, v);
         }
-      printf ("  %-22s %12s\n", "Total", t);
+      printf ("  %-22s %12s  (peak resident memory of lathe train)\n", "Total", t);
       printf ("  trainable parameters: %" G_GUINT64_FORMAT "\n", est.n_trainable_params);
       switch (lt_memory_verdict (est.total, avail))
         {

@@ -30,6 +30,7 @@
 #include "lt-error.h"
 #include "lt-run-dir.h"
 #include "lt-run.h"
+#include "lt-run-check.h"
 #include "lt-trainer.h"
 
 #define CMD "train"
@@ -107,7 +108,9 @@ build_entries (const LtRunConfig *def, GPtrArray *strings, char **config_path,
                       "RUN_DIR" };
   g_array_append_val (entries, e);
   e = (GOptionEntry){ "dry-run", 'n', 0, G_OPTION_ARG_NONE, dry_run,
-                      _("Validate and print the complete configuration, then exit"), NULL };
+                      _("Run every check a real run makes before its first step (the "
+                        "configuration, the model's shapes, the dataset loaded and tokenized), "
+                        "print the complete configuration and exit"), NULL };
   g_array_append_val (entries, e);
   e = (GOptionEntry){ "json", 0, 0, G_OPTION_ARG_NONE, json,
                       _("With --dry-run: print {\"valid\", \"config\", \"issues\"} as one "
@@ -162,7 +165,8 @@ build_entries (const LtRunConfig *def, GPtrArray *strings, char **config_path,
 }
 
 static void
-print_json_result (const LtRunConfig *cfg, GPtrArray *issues, const char *error_message)
+print_json_result (const LtRunConfig *cfg, GPtrArray *issues, const LtRunInputs *inputs,
+                   const char *error_message)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
   g_autoptr (JsonNode) root = NULL;
@@ -190,6 +194,27 @@ print_json_result (const LtRunConfig *cfg, GPtrArray *issues, const char *error_
       json_builder_end_object (b);
     }
   json_builder_end_array (b);
+  if (inputs != NULL && inputs->train_path != NULL)
+    {
+      /* what the dataset check read: as a real run's log */
+      json_builder_set_member_name (b, "data");
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "train");
+      json_builder_add_string_value (b, inputs->train_path);
+      json_builder_set_member_name (b, "format");
+      json_builder_add_string_value (b, lt_data_format_to_string (inputs->format));
+      json_builder_set_member_name (b, "examples");
+      json_builder_add_int_value (b, (gint64) inputs->n_train);
+      json_builder_set_member_name (b, "valid_examples");
+      json_builder_add_int_value (b, (gint64) inputs->n_valid);
+      json_builder_set_member_name (b, "tokens");
+      json_builder_add_int_value (b, inputs->n_tokens);
+      json_builder_set_member_name (b, "truncated");
+      json_builder_add_int_value (b, (gint64) inputs->n_truncated);
+      json_builder_set_member_name (b, "longest_example");
+      json_builder_add_int_value (b, inputs->longest_example);
+      json_builder_end_object (b);
+    }
   if (error_message != NULL)
     {
       json_builder_set_member_name (b, "error");
@@ -307,13 +332,22 @@ on_progress (const LtTrainProgress *p, gpointer user_data)
   return TRUE;
 }
 
+static gboolean
+quit_loop (gpointer data)
+{
+  g_main_loop_quit (data);
+  return G_SOURCE_REMOVE;
+}
+
 static gpointer
 train_thread (gpointer data)
 {
   TrainJob *job = data;
 
   job->ok = lt_train (job->cfg, job->resume, on_progress, job, job->cancellable, &job->error);
-  g_main_loop_quit (job->loop);
+  /* through the main context: a run refused at once may end before g_main_loop_run() starts,
+   * and a quit before the run is lost (the process then hung) */
+  g_idle_add (quit_loop, job->loop);
   return NULL;
 }
 
@@ -380,6 +414,7 @@ run (int argc, char **argv)
   g_autoptr (LtRunConfig) cfg = NULL;
   g_autoptr (GPtrArray) strings = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GPtrArray) issues = NULL;
+  g_autoptr (LtRunInputs) inputs = NULL;
   g_autoptr (GError) error = NULL;
   g_autofree GOptionEntry *entries = NULL;
   g_autofree char *config_path = NULL;
@@ -425,17 +460,23 @@ run (int argc, char **argv)
     {
       if (json && dry_run)
         {
-          print_json_result (NULL, NULL, error->message);
+          print_json_result (NULL, NULL, NULL, error->message);
           return LATHE_EXIT_BAD_INPUT;
         }
       lathe_cli_report_error (CMD, error);
       return LATHE_EXIT_BAD_INPUT; /* a bad --config file or flag value is bad input */
     }
 
-  issues = lt_run_config_check (cfg, TRUE);
+  /* --dry-run: every check a real run makes before its first step (the values, the model's
+   * shapes, the dataset loaded and tokenized), lt-run-check's; a real run: the values here, the
+   * rest as the trainer loads the inputs (the same functions) */
+  if (dry_run)
+    issues = lt_run_config_check_inputs (cfg, &inputs, NULL);
+  else
+    issues = lt_run_config_check (cfg, TRUE);
   if (json && dry_run)
     {
-      print_json_result (cfg, issues, NULL);
+      print_json_result (cfg, issues, inputs, NULL);
       return issues->len == 0 ? LATHE_EXIT_OK : LATHE_EXIT_BAD_INPUT;
     }
   if (issues->len > 0)

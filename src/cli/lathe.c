@@ -28,6 +28,8 @@ static const LatheCommand commands[] = {
   { "chat", lathe_cmd_chat, "Talk with a model through its chat template" },
   { "quantize", lathe_cmd_quantize, "Quantize a model and write it in the MLX layout" },
   { "fuse", lathe_cmd_fuse, "Fuse an adapter into its base model and export it" },
+  { "export-recipe", lathe_cmd_export_recipe,
+    "Write a run as an axolotl, LLaMA-Factory or torchtune config" },
   { NULL, NULL, NULL },
 };
 

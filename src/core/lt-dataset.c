@@ -4,6 +4,8 @@
 #include "lt-dataset.h"
 
 #include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-glib/json-glib.h>
@@ -695,4 +697,190 @@ lt_dataset_make_batch (const LtDataset *ds, const gsize *indices, int n, gboolea
         }
     }
   return b;
+}
+
+/* --- Inspection ---------------------------------------------------------------------- */
+
+gboolean
+lt_data_format_suits (LtDataFormat format, gboolean preference_trainer)
+{
+  return (format == LT_DATA_FORMAT_PREFERENCE) == (preference_trainer != FALSE);
+}
+
+void
+lt_dataset_report_free (LtDatasetReport *report)
+{
+  if (report == NULL)
+    return;
+  g_free (report->path);
+  g_free (report->problem);
+  g_free (report);
+}
+
+static void
+set_problem (LtDatasetReport *report, guint line, const char *format, ...) G_GNUC_PRINTF (3, 4);
+
+static void
+set_problem (LtDatasetReport *report, guint line, const char *format, ...)
+{
+  va_list args;
+
+  va_start (args, format);
+  report->problem = g_strdup_vprintf (format, args);
+  va_end (args);
+  report->problem_line = line;
+}
+
+/* Every line's JSON and format; stops at the first broken line. */
+static gboolean
+scan_lines (LtDatasetReport *report, const char *contents, gsize length,
+            GCancellable *cancellable, GError **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  const char *cursor = contents, *end = contents + length;
+  const char *path = report->path;
+  guint line = 0;
+
+  while (cursor < end)
+    {
+      const char *nl = memchr (cursor, '\n', end - cursor);
+      const char *text = cursor;
+      gsize len = (nl ? nl : end) - cursor;
+      g_autoptr (GError) local = NULL;
+      gboolean blank = TRUE;
+      LtDataFormat format;
+      JsonNode *root;
+
+      cursor = nl ? nl + 1 : end;
+      line++;
+      if ((line & 1023) == 0 && g_cancellable_set_error_if_cancelled (cancellable, error))
+        return FALSE;
+      if (len > 0 && text[len - 1] == '\r')
+        len--;
+      for (gsize i = 0; i < len && blank; i++)
+        blank = g_ascii_isspace (text[i]);
+      if (blank)
+        continue;
+
+      if (!json_parser_load_from_data (parser, text, len, &local))
+        {
+          set_problem (report, line, "%s:%u: not valid JSON: %s", path, line, local->message);
+          return TRUE;
+        }
+      root = json_parser_get_root (parser);
+      if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+        {
+          set_problem (report, line, "%s:%u: expected a JSON object", path, line);
+          return TRUE;
+        }
+      if (!detect_format (json_node_get_object (root), &format))
+        {
+          set_problem (report, line,
+                       "%s:%u: no known keys: expected “text”, “prompt” + “completion”, "
+                       "“messages”, or “prompt” + “chosen” + “rejected”", path, line);
+          return TRUE;
+        }
+      if (!report->have_format)
+        {
+          report->format = format;
+          report->have_format = TRUE;
+        }
+      else if (format != report->format)
+        {
+          set_problem (report, line,
+                       "%s:%u: a “%s” line in a “%s” file: every line must have the same format",
+                       path, line, lt_data_format_to_string (format),
+                       lt_data_format_to_string (report->format));
+          return TRUE;
+        }
+      report->n_examples++;
+    }
+  if (report->n_examples == 0)
+    set_problem (report, 0, "%s: no examples", path);
+  return TRUE;
+}
+
+static int
+compare_int (gconstpointer a, gconstpointer b)
+{
+  int x = *(const int *) a, y = *(const int *) b;
+  return (x > y) - (x < y);
+}
+
+/* Tokenizes the file as a run would (lt_dataset_load without truncation) and measures it. */
+static gboolean
+measure (LtDatasetReport *report, const char *model_dir, int max_seq_length, GError **error)
+{
+  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model_dir, error);
+  g_autoptr (LtChatTemplate) tmpl = NULL;
+  g_autoptr (LtDataset) ds = NULL;
+  g_autoptr (GError) local = NULL;
+  g_autofree int *lengths = NULL;
+  const char *source;
+
+  if (tok == NULL)
+    return FALSE;
+  source = lt_tokenizer_get_chat_template (tok);
+  if (source != NULL)
+    tmpl = lt_chat_template_new (source, NULL); /* as the trainer: chat data is then refused */
+
+  ds = lt_dataset_load (report->path, tok, tmpl, 0, &local);
+  if (ds == NULL)
+    {
+      gsize n = strlen (report->path);
+      guint line = 0;
+
+      if (strncmp (local->message, report->path, n) == 0 && local->message[n] == ':')
+        line = (guint) g_ascii_strtoull (local->message + n + 1, NULL, 10);
+      set_problem (report, line, "%s", local->message);
+      return TRUE;
+    }
+
+  lengths = g_new (int, ds->n_examples);
+  for (gsize i = 0; i < ds->n_examples; i++)
+    {
+      int n = ds->examples[i].n;
+
+      if (ds->pairs != NULL)
+        n = ds->pairs[i].n_prompt + MAX (ds->pairs[i].n_chosen, ds->pairs[i].n_rejected);
+      lengths[i] = n;
+      if (max_seq_length > 0 && n > max_seq_length)
+        report->n_truncated++;
+    }
+  qsort (lengths, ds->n_examples, sizeof (int), compare_int);
+  report->n_examples = ds->n_examples;
+  report->min_tokens = lengths[0];
+  report->median_tokens = lengths[ds->n_examples / 2];
+  report->max_tokens = lengths[ds->n_examples - 1];
+  report->have_lengths = TRUE;
+  return TRUE;
+}
+
+LtDatasetReport *
+lt_dataset_inspect (const char *data, const char *model_dir, int max_seq_length,
+                    GCancellable *cancellable, GError **error)
+{
+  g_autoptr (LtDatasetReport) report = g_new0 (LtDatasetReport, 1);
+  g_autofree char *valid = NULL, *test = NULL, *contents = NULL;
+  g_autoptr (GError) local = NULL;
+  gsize length = 0;
+
+  g_return_val_if_fail (data != NULL, NULL);
+
+  if (!lt_dataset_find_files (data, &report->path, &valid, &test, error))
+    return NULL;
+  if (!g_file_get_contents (report->path, &contents, &length, &local))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s", local->message);
+      return NULL;
+    }
+  if (!scan_lines (report, contents, length, cancellable, error))
+    return NULL;
+  if (report->problem != NULL || model_dir == NULL)
+    return g_steal_pointer (&report);
+  if (g_cancellable_set_error_if_cancelled (cancellable, error))
+    return NULL;
+  if (!measure (report, model_dir, max_seq_length, error))
+    return NULL;
+  return g_steal_pointer (&report);
 }

@@ -27,7 +27,7 @@
  * and counted. A malformed line is an error naming the file and the line. */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 #include <stdint.h>
 
 #include "lt-chat-template.h"
@@ -107,7 +107,38 @@ gsize *lt_dataset_epoch_order (const LtDataset *ds, gboolean shuffle, guint64 se
 LtBatch *lt_dataset_make_batch (const LtDataset *ds, const gsize *indices, int n,
                                 gboolean mask_prompt, int32_t pad_id);
 
+/* What lt_dataset_inspect() found in a dataset's training file, before a run loads it. */
+typedef struct
+{
+  char *path;           /* the training file inspected (DIR/train.jsonl or the file) */
+  gboolean have_format; /* FALSE when no line could be read as a record */
+  LtDataFormat format;  /* of the first record */
+  gsize n_examples;     /* records read (all of them when problem is NULL) */
+  char *problem;        /* the first broken line, "FILE:LINE: message", or NULL */
+  guint problem_line;   /* its line number (1-based), 0 when none or not tied to a line */
+  gboolean have_lengths; /* the model's tokenizer measured the examples (no problem found) */
+  int min_tokens, median_tokens, max_tokens; /* per example before truncation; for a
+                                              * preference pair prompt + the longer answer */
+  gsize n_truncated;    /* examples longer than max_seq_length (0 when that is 0) */
+} LtDatasetReport;
+
+/* Whether @format is what the trainer reads: preference pairs for DPO and ORPO
+ * (@preference_trainer), text, completions or chat for SFT. */
+gboolean lt_data_format_suits (LtDataFormat format, gboolean preference_trainer);
+
+/* Checks the dataset @data (a folder or a JSONL file) without training: every line's JSON
+ * and format (all lines the same format), then, with @model_dir, tokenizes each example
+ * with the model's tokenizer and chat template as lt_dataset_load() does (so the problem
+ * is the one a run would stop on) and measures the lengths against @max_seq_length.
+ * Returns NULL with @error only when the data or the tokenizer cannot be read at all, or on
+ * cancellation; a malformed line is reported in the result. */
+LtDatasetReport *lt_dataset_inspect (const char *data, const char *model_dir,
+                                     int max_seq_length, GCancellable *cancellable,
+                                     GError **error);
+void lt_dataset_report_free (LtDatasetReport *report);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtDataset, lt_dataset_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtDatasetReport, lt_dataset_report_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtBatch, lt_batch_free)
 
 G_END_DECLS

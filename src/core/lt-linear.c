@@ -8,7 +8,6 @@
 #include <omp.h>
 #include <string.h>
 
-#include "lt-backward.h"
 #include "lt-error.h"
 #include "lt-kernels.h"
 #include "lt-qat.h"

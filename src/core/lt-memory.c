@@ -52,6 +52,30 @@ lt_memory_get_process (guint64 *rss_bytes, guint64 *peak_rss_bytes)
   return ok;
 }
 
+guint64
+lt_memory_peak_rss (void)
+{
+  guint64 peak = 0;
+
+  lt_memory_get_process (NULL, &peak);
+  return peak;
+}
+
+/* Set once at start-up, before any thread reads it; read-only afterwards. */
+static guint64 process_baseline = LT_MEMORY_BASELINE_CLI_BYTES;
+
+void
+lt_memory_set_baseline (guint64 bytes)
+{
+  process_baseline = bytes;
+}
+
+guint64
+lt_memory_get_baseline (void)
+{
+  return process_baseline;
+}
+
 gboolean
 lt_memory_get_system (guint64 *total_bytes, guint64 *available_bytes)
 {
@@ -116,6 +140,13 @@ key_selected (const LtRunConfig *cfg, const char *name)
 void
 lt_memory_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate *out)
 {
+  lt_memory_estimate_for_data (cfg, c, 0, 0, out);
+}
+
+void
+lt_memory_estimate_for_data (const LtRunConfig *cfg, const LtConfig *c, gsize n_examples,
+                             int longest_example, LtMemoryEstimate *out)
+{
   const guint64 C = (guint64) c->hidden_size, I = (guint64) c->intermediate_size;
   const guint64 qd = (guint64) c->num_attention_heads * (guint64) c->head_dim;
   const guint64 kvd = (guint64) c->num_key_value_heads * (guint64) c->head_dim;
@@ -128,7 +159,8 @@ lt_memory_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate 
     { "mlp.down_proj", I, C },
   };
   guint64 block_linear = 0, block_other, n_adapted_layers, adapter_per_block = 0;
-  guint64 adapted_per_block = 0, max_in = 0, N, chunk, all_params;
+  guint64 adapted_per_block = 0, max_in = 0, N, chunk, all_params, rows;
+  int T = MAX (cfg->max_seq_length, 1);
   double stored = stored_dtype_bytes (c), bpw;
   gboolean full = cfg->train_type == LT_TRAIN_TYPE_FULL;
   int r = MAX (cfg->lora_rank, 0);
@@ -206,10 +238,16 @@ lt_memory_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate 
    *   x_in, xn1, x_mid, xn2 (C); q, att (qd); k, v (kvd); gate, up (I); [qraw, kraw for
    *   q/k norms]; x·A (r) per adapted linear,
    * kept for every trained block, or only x_in (C) with checkpointing. */
-  N = (guint64) MAX (cfg->batch_size, 1) * (guint64) MAX (cfg->max_seq_length, 1);
+  if (longest_example > 0)
+    T = MIN (T, longest_example);
+  rows = (guint64) MAX (cfg->batch_size, 1);
+  if (n_examples > 0)
+    rows = MIN (rows, (guint64) n_examples);
+  N = rows * (guint64) T;
   if (cfg->train_mode != LT_TRAIN_MODE_SFT)
     N *= 2;
   out->n_tokens = N;
+  out->seq_tokens = T;
   {
     guint64 r_sum = full ? 0 : adapted_per_block * (guint64) r;
     guint64 per_set = 4 * C + 2 * qd + 2 * kvd + 2 * I + (c->qk_norm ? qd + kvd : 0) + r_sum;
@@ -231,7 +269,7 @@ lt_memory_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate 
      * scratch, per-token loss bookkeeping (32 bytes), the weight expansion tile and the
      * attention scratch (two threads × keys) */
     out->workspace = 4 * N * (2 * C + (cfg->grad_checkpoint ? per_set : 0) + tmp + scratch)
-                     + 32 * N + 4 * 256 * max_in + 4 * 2 * (guint64) MAX (cfg->max_seq_length, 1);
+                     + 32 * N + 4 * 256 * max_in + 4 * 2 * (guint64) T;
   }
 
   /* Chunked LM head: one (N, chunk) block of logits, chunk ≈ 4 Mi floats / N. */
@@ -239,7 +277,7 @@ lt_memory_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate 
   out->lm_head = 4 * N * chunk;
 
   /* the process, plus the tokenizer's vocabulary and merges (~256 bytes an entry) */
-  out->baseline = LT_MEMORY_BASELINE_BYTES + 256 * V;
+  out->baseline = lt_memory_get_baseline () + 256 * V;
   out->total = out->base_weights + out->embeddings + out->trainable + out->gradients
                + out->optimizer + out->activations + out->lm_head + out->workspace
                + out->baseline;
@@ -282,6 +320,7 @@ lt_memory_estimate_to_json (const LtMemoryEstimate *est, gboolean pretty)
     { "n_base_params", est->n_base_params },
     { "n_trainable_params", est->n_trainable_params },
     { "n_tokens", est->n_tokens },
+    { "seq_tokens", (guint64) est->seq_tokens },
   };
 
   json_builder_begin_object (b);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* lt-model-train: trainable parameters, forward + backward, QAT, checkpointing (see the
- * header). The forward here mirrors lt-model.c's forward_hidden but keeps what the backward
- * needs in one activation arena per step (grown on demand, reused). */
+ * header). The forward is lt-model's lt_model_block_forward with an activations record; what
+ * the backward needs, and every scratch buffer of the step, lives in one arena per step
+ * (grown on demand, reused). */
 #include "config.h"
 
 #include "lt-model-train.h"
@@ -10,13 +11,11 @@
 #include <string.h>
 
 #include "lt-adapter.h"
-#include "lt-backward.h"
 #include "lt-error.h"
 #include "lt-kernels.h"
 #include "lt-quant.h"
 
-#define N_LIN 7
-#define LOGIT_CHUNK_FLOATS ((gsize) 4 << 20)
+#define N_LIN LT_BLOCK_LINEARS
 
 typedef struct
 {
@@ -29,23 +28,8 @@ typedef struct
   int64_t shape[2];
 } Param;
 
-/* What one block keeps for its backward (pointers into the arena). */
-typedef struct
-{
-  float *x_in;               /* (N, C) block input */
-  float *xn1;                /* (N, C) input_layernorm(x_in) */
-  float *qraw;               /* (N, H·D) q_proj output before q_norm (Qwen3), else NULL */
-  float *kraw;               /* (N, KVH·D) */
-  float *q;                  /* (N, H·D) after norm and RoPE */
-  float *k;                  /* (N, KVH·D) */
-  float *v;                  /* (N, KVH·D) */
-  float *att;                /* (N, H·D) attention output */
-  float *x_mid;              /* (N, C) x_in + o_proj(att) */
-  float *xn2;                /* (N, C) post_attention_layernorm(x_mid) */
-  float *gate;               /* (N, I) */
-  float *up;                 /* (N, I) */
-  float *xa[N_LIN];          /* (N, r) per adapted linear, else NULL */
-} Acts;
+/* What one block keeps for its backward: lt-model's record (pointers into the arena). */
+typedef LtBlockActs Acts;
 
 typedef struct
 {
@@ -70,25 +54,24 @@ typedef struct
   float *grad_norms;         /* like w.f32_arena */
   gsize norms_floats;
 
-  /* step memory */
-  int cap;                   /* tokens the arena is laid out for */
-  int cap_layers;            /* per-layer activation sets laid out */
-  gboolean cap_ckpt;
+  /* step memory: one arena, laid out again each step (step_memory) */
+  int cap;                   /* tokens the per-token arrays below hold */
   float *arena;
   gsize arena_floats;
-  Acts *acts;                /* (cap_layers) without checkpointing */
+  Acts *acts;                /* (L) per trained block without checkpointing */
   Acts shared;               /* the recompute set (checkpointing, frozen blocks), sized for
                                 the largest block; its x·A pointers follow the block using it */
   float *shared_base;
-  float **x_saved;           /* (L) block inputs under checkpointing */
+  float **x_saved;           /* (L) block inputs of the trained blocks */
   float *xf, *xnf;           /* (N, C) final hidden, normed */
-  float *tmp;                /* backward temporaries */
-  gsize tmp_floats;
+  float *tmp;                /* (N, 3·I + 3·C + 2·H·D + 2·KVH·D) temporaries */
   float *scratch;            /* linear-layer scratch */
   gsize scratch_floats;
+  float *att_scratch;        /* attention scratch (forward and backward) */
+  float *norm_scratch;       /* RMSNorm backward scratch */
+  float *chunk;              /* (N, chunk) LM-head logits */
+  int chunk_cols_step;       /* this step's chunk width */
   int *pos;
-  float *chunk;
-  gsize chunk_floats;
   float *lse_m;
   double *lse_s;
   double *lse;
@@ -116,10 +99,7 @@ train_free (gpointer p)
   g_free (t->arena);
   g_free (t->acts);
   g_free (t->x_saved);
-  g_free (t->tmp);
-  g_free (t->scratch);
   g_free (t->pos);
-  g_free (t->chunk);
   g_free (t->lse_m);
   g_free (t->lse_s);
   g_free (t->lse);
@@ -142,14 +122,6 @@ train_get (LtModel *m)
       lt_model_set_train_state (m, t, train_free);
     }
   return t;
-}
-
-static LtLinear *
-layer_linear (LtLayerWeights *lw, int j)
-{
-  LtLinear *all[N_LIN] = { &lw->q_proj, &lw->k_proj, &lw->v_proj, &lw->o_proj,
-                           &lw->gate_proj, &lw->up_proj, &lw->down_proj };
-  return all[j];
 }
 
 static const char *const lin_keys[N_LIN] = {
@@ -269,7 +241,7 @@ attach_full (LtModel *m, Train *t, GError **error)
       add_norm_param (t, m, n1, lw->input_norm, C);
       for (int j = 0; j < N_LIN; j++)
         {
-          LtLinear *lin = layer_linear (lw, j);
+          LtLinear *lin = lt_layer_linear (lw, j);
           if (!lt_linear_make_trainable (lin, error))
             return FALSE;
           add_linear_full_params (t, lin);
@@ -302,7 +274,7 @@ check_dense (LtModel *m, GError **error)
   for (int l = 0; l < m->config->num_hidden_layers; l++)
     for (int j = 0; j < N_LIN; j++)
       {
-        LtLinear *lin = layer_linear (&m->w.layers[l], j);
+        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
         if (lin->kind != LT_LINEAR_DENSE)
           {
             g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
@@ -381,7 +353,7 @@ lt_model_attach_trainable (LtModel *m, const LtAdapterSpec *spec, GError **error
       for (int j = 0; j < N_LIN; j++)
         if (use[j])
           {
-            LtLinear *lin = layer_linear (&m->w.layers[l], j);
+            LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
             /* one seed per layer, derived from the run's seed */
             guint64 seed = spec->seed * 0x9e3779b97f4a7c15ull + (guint64) (l * N_LIN + j + 1);
             if (!lt_linear_attach_lora (lin, spec->rank, (float) spec->scale,
@@ -473,7 +445,7 @@ lt_model_set_adapters_enabled (LtModel *m, gboolean enabled)
       for (int l = 0; l < m->config->num_hidden_layers; l++)
         for (int j = 0; j < N_LIN; j++)
           {
-            LtLora *lo = layer_linear (&m->w.layers[l], j)->lora;
+            LtLora *lo = lt_layer_linear (&m->w.layers[l], j)->lora;
             if (lo == NULL)
               continue;
             /* scale 0 removes x·A·B; no magnitude makes DoRA the plain base layer */
@@ -517,7 +489,7 @@ foreach_trainable_linear (LtModel *m, void (*fn) (LtLinear *, gpointer), gpointe
   for (int l = t->first; l < m->config->num_hidden_layers; l++)
     for (int j = 0; j < N_LIN; j++)
       {
-        LtLinear *lin = layer_linear (&m->w.layers[l], j);
+        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
         if (lin->lora || lin->master)
           fn (lin, data);
       }
@@ -581,8 +553,8 @@ acts_floats (const LtModel *m, int l, int N)
   gsize r = 0;
   LtLayerWeights *lw = &m->w.layers[l];
   for (int j = 0; j < N_LIN; j++)
-    if (layer_linear (lw, j)->lora)
-      r += layer_linear (lw, j)->lora->rank;
+    if (lt_layer_linear (lw, j)->lora)
+      r += lt_layer_linear (lw, j)->lora->rank;
   return (per + r) * (gsize) N;
 }
 
@@ -594,8 +566,9 @@ take (float **p, gsize n)
   return r;
 }
 
+/* Lays out block l's set at *p; @x_in: where the block input goes first, or NULL for none. */
 static void
-acts_layout (const LtModel *m, Acts *a, float **p, int N, int l, gboolean with_x_in)
+acts_layout (const LtModel *m, Acts *a, float **p, int N, int l, float **x_in)
 {
   const LtConfig *c = m->config;
   gsize n = N, C = c->hidden_size, I = c->intermediate_size;
@@ -603,7 +576,8 @@ acts_layout (const LtModel *m, Acts *a, float **p, int N, int l, gboolean with_x
   gsize kvd = (gsize) c->num_key_value_heads * c->head_dim;
   LtLayerWeights *lw = &m->w.layers[l];
 
-  a->x_in = with_x_in ? take (p, n * C) : NULL;
+  if (x_in)
+    *x_in = take (p, n * C);
   a->xn1 = take (p, n * C);
   a->qraw = c->qk_norm ? take (p, n * qd) : NULL;
   a->kraw = c->qk_norm ? take (p, n * kvd) : NULL;
@@ -617,7 +591,7 @@ acts_layout (const LtModel *m, Acts *a, float **p, int N, int l, gboolean with_x
   a->up = take (p, n * I);
   for (int j = 0; j < N_LIN; j++)
     {
-      LtLinear *lin = layer_linear (lw, j);
+      LtLinear *lin = lt_layer_linear (lw, j);
       a->xa[j] = lin->lora ? take (p, n * lin->lora->rank) : NULL;
     }
 }
@@ -641,8 +615,10 @@ grow (float **buf, gsize *have, gsize need, GError **error)
   return TRUE;
 }
 
+/* Lays the step out in its one arena (grown when this step needs more than it holds): N
+ * tokens, the longest sequence @max_len. Nothing else of the step allocates. */
 static gboolean
-step_memory (LtModel *m, Train *t, int N, GError **error)
+step_memory (LtModel *m, Train *t, int N, int max_len, GError **error)
 {
   const LtConfig *c = m->config;
   int L = c->num_hidden_layers;
@@ -650,56 +626,67 @@ step_memory (LtModel *m, Train *t, int N, GError **error)
   gsize qd = (gsize) c->num_attention_heads * c->head_dim;
   gsize kvd = (gsize) c->num_key_value_heads * c->head_dim;
   int n_saved = L - t->first;
-  gsize per_set = 0;
+  gsize per_set = 0, tmp_floats, lin_floats, att_floats, norm_floats, chunk_floats;
   gsize need;
   float *p;
 
   for (int l = 0; l < L; l++)
     per_set = MAX (per_set, acts_floats (m, l, N));
-  /* arena: [xf, xnf] [shared set with x_in] [per trained block: x_in (ckpt) or a full set] */
+  /* backward temporaries: h, dh, du (N, I); dxn, dtmp, dx (N, C); datt, dq (N, qd);
+   * dk, dv (N, kvd) */
+  tmp_floats = (gsize) N * (3 * I + 3 * C + 2 * qd + 2 * kvd);
+  lin_floats = lt_linear_train_scratch_floats (&m->w.lm_head, N);
+  for (int l = 0; l < L; l++)
+    for (int j = 0; j < N_LIN; j++)
+      lin_floats = MAX (lin_floats,
+                        lt_linear_train_scratch_floats (lt_layer_linear (&m->w.layers[l], j), N));
+  /* the attention forward's and backward's scratch share their place (never used at once) */
+  att_floats = MAX (lt_attention_scratch_floats (max_len, max_len),
+                    lt_attention_backward_scratch_floats (max_len));
+  /* the widest RMSNorm backward: N·H rows of D (Qwen3's q_norm) or N rows of C */
+  norm_floats = lt_rmsnorm_backward_scratch_floats (N * MAX (c->num_attention_heads, 1),
+                                                    MAX (c->hidden_size, c->head_dim));
+  t->chunk_cols_step = lt_model_logit_chunk (m, N, t->chunk_cols);
+  chunk_floats = (gsize) N * t->chunk_cols_step;
+
+  /* [xf, xnf] [shared set] [per trained block: x_in (checkpointing) or x_in and a full set]
+   * [temporaries] [linear scratch] [attention scratch] [RMSNorm scratch] [LM-head chunk] */
   need = 2 * (gsize) N * C + per_set;
   if (t->ckpt)
     need += (gsize) n_saved * N * C;
   else
-    need += (gsize) n_saved * per_set;
+    need += (gsize) n_saved * ((gsize) N * C + per_set);
+  need += tmp_floats + lin_floats + att_floats + norm_floats + chunk_floats;
   if (!grow (&t->arena, &t->arena_floats, need, error))
     return FALSE;
+  if (t->acts == NULL)
+    {
+      t->acts = g_new0 (Acts, MAX (L, 1));
+      t->x_saved = g_new0 (float *, MAX (L, 1));
+    }
   p = t->arena;
   t->xf = take (&p, (gsize) N * C);
   t->xnf = take (&p, (gsize) N * C);
   t->shared_base = p;
-  acts_layout (m, &t->shared, &p, N, L - 1, FALSE);
+  acts_layout (m, &t->shared, &p, N, L - 1, NULL);
   p = t->shared_base + per_set;
-  g_free (t->acts);
-  g_free (t->x_saved);
-  t->acts = g_new0 (Acts, MAX (n_saved, 1));
-  t->x_saved = g_new0 (float *, L);
+  for (int l = 0; l < L; l++)
+    t->x_saved[l] = NULL;
   for (int l = t->first; l < L; l++)
     {
       if (t->ckpt)
         t->x_saved[l] = take (&p, (gsize) N * C);
       else
-        {
-          acts_layout (m, &t->acts[l - t->first], &p, N, l, TRUE);
-          t->x_saved[l] = t->acts[l - t->first].x_in;
-        }
+        acts_layout (m, &t->acts[l], &p, N, l, &t->x_saved[l]);
     }
+  t->tmp = take (&p, tmp_floats);
+  t->scratch = take (&p, lin_floats);
+  t->scratch_floats = lin_floats;
+  t->att_scratch = take (&p, att_floats);
+  t->norm_scratch = take (&p, norm_floats);
+  t->chunk = take (&p, chunk_floats);
   g_assert ((gsize) (p - t->arena) <= t->arena_floats);
 
-  /* backward temporaries: h, dh, du (N, I); dxn, dtmp, x_cur (N, C); datt, dq (N, qd);
-   * dk, dv (N, kvd) */
-  if (!grow (&t->tmp, &t->tmp_floats, (gsize) N * (3 * I + 3 * C + 2 * qd + 2 * kvd), error))
-    return FALSE;
-
-  /* linear scratch */
-  {
-    gsize s = lt_linear_train_scratch_floats (&m->w.lm_head, N);
-    for (int l = 0; l < L; l++)
-      for (int j = 0; j < N_LIN; j++)
-        s = MAX (s, lt_linear_train_scratch_floats (layer_linear (&m->w.layers[l], j), N));
-    if (!grow (&t->scratch, &t->scratch_floats, s, error))
-      return FALSE;
-  }
   if (N > t->cap)
     {
       g_free (t->pos);
@@ -724,7 +711,7 @@ static Acts *
 shared_for (LtModel *m, Train *t, int l, int N)
 {
   float *p = t->shared_base;
-  acts_layout (m, &t->shared, &p, N, l, FALSE);
+  acts_layout (m, &t->shared, &p, N, l, NULL);
   return &t->shared;
 }
 
@@ -744,72 +731,41 @@ drop_of (const Train *t, int l, int j)
   return d;
 }
 
-static void
-lin_fwd (LtModel *m, Train *t, int l, int j, const float *x, int N, float *y, Acts *a)
+/* Sets the record's adapter dropout for block l in this step (its backward reads the same). */
+static Acts *
+acts_for_step (const Train *t, int l, Acts *a)
 {
-  LtDropout d = drop_of (t, l, j);
-  lt_linear_forward_train (layer_linear (&m->w.layers[l], j), x, N, y, a->xa[j], &d, t->scratch,
-                           t->scratch_floats);
+  for (int j = 0; j < N_LIN; j++)
+    a->drop[j] = drop_of (t, l, j);
+  return a;
 }
 
 static void
 lin_bwd (LtModel *m, Train *t, int l, int j, const float *x, int N, const float *dy, float *dx,
          Acts *a)
 {
-  LtDropout d = drop_of (t, l, j);
-  lt_linear_backward (layer_linear (&m->w.layers[l], j), x, N, dy, dx, a->xa[j], &d, t->scratch,
-                      t->scratch_floats);
+  lt_linear_backward (lt_layer_linear (&m->w.layers[l], j), x, N, dy, dx, a->xa[j], &a->drop[j],
+                      t->scratch, t->scratch_floats);
 }
 
-/* x_out (N, C) = block l (x_in (N, C)); a receives the activations (a->x_in is not written). */
+/* x_out (N, C) = block l (x_in (N, C)): lt-model's block forward, keeping the activations
+ * in @a; its scratch comes from the step arena. */
 static void
 block_forward (LtModel *m, Train *t, int l, const float *x_in, float *x_out, Acts *a, int N,
                const int *lengths, int B)
 {
-  const LtConfig *c = m->config;
-  const LtLayerWeights *lw = &m->w.layers[l];
-  int C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
-  int H = c->num_attention_heads, KVH = c->num_key_value_heads;
-  int qd = H * D, kvd = KVH * D;
-  float eps = (float) c->rms_norm_eps;
-  /* tmp (N, C), h (N, I) from the temporaries */
-  float *tmpC = t->tmp;
-  float *h = t->tmp + (gsize) N * C;
+  LtBlockStep step = { 0 };
 
-  lt_rmsnorm_forward (a->xn1, x_in, lw->input_norm, eps, N, C);
-  lin_fwd (m, t, l, 0, a->xn1, N, a->qraw ? a->qraw : a->q, a);
-  lin_fwd (m, t, l, 1, a->xn1, N, a->kraw ? a->kraw : a->k, a);
-  lin_fwd (m, t, l, 2, a->xn1, N, a->v, a);
-  if (lw->q_norm)
-    {
-      lt_rmsnorm_forward (a->q, a->qraw, lw->q_norm, eps, N * H, D);
-      lt_rmsnorm_forward (a->k, a->kraw, lw->k_norm, eps, N * KVH, D);
-    }
-  lt_rope_forward (a->q, t->pos, m->inv_freq, N, H, D);
-  lt_rope_forward (a->k, t->pos, m->inv_freq, N, KVH, D);
-  {
-    int max_len = 0;
-    for (int b = 0; b < B; b++)
-      max_len = MAX (max_len, lengths[b]);
-    g_autofree float *att_scratch = g_new (float, lt_attention_scratch_floats (max_len,
-                                                                             max_len));
-    for (int b = 0, o = 0; b < B; o += lengths[b], b++)
-      lt_attention_forward (a->att + (gsize) o * qd, a->q + (gsize) o * qd,
-                            a->k + (gsize) o * kvd, a->v + (gsize) o * kvd, lengths[b],
-                            lengths[b], H, KVH, D, att_scratch);
-  }
-  lin_fwd (m, t, l, 3, a->att, N, tmpC, a);
-#pragma omp parallel for schedule(static) if ((gsize) N * C > 16384)
-  for (gsize i = 0; i < (gsize) N * C; i++)
-    a->x_mid[i] = x_in[i] + tmpC[i];
-  lt_rmsnorm_forward (a->xn2, a->x_mid, lw->post_norm, eps, N, C);
-  lin_fwd (m, t, l, 4, a->xn2, N, a->gate, a);
-  lin_fwd (m, t, l, 5, a->xn2, N, a->up, a);
-  lt_swiglu_forward (h, a->gate, a->up, (gsize) N * I);
-  lin_fwd (m, t, l, 6, h, N, tmpC, a);
-#pragma omp parallel for schedule(static) if ((gsize) N * C > 16384)
-  for (gsize i = 0; i < (gsize) N * C; i++)
-    x_out[i] = a->x_mid[i] + tmpC[i];
+  step.pos = t->pos;
+  step.lengths = lengths;
+  step.B = B;
+  /* tmp (N, C), h (N, I) from the temporaries */
+  step.tmp = t->tmp;
+  step.h = t->tmp + (gsize) N * m->config->hidden_size;
+  step.att_scratch = t->att_scratch;
+  step.lin_scratch = t->scratch;
+  step.lin_scratch_floats = t->scratch_floats;
+  lt_model_block_forward (m, l, x_in, x_out, N, &step, acts_for_step (t, l, a));
 }
 
 static float *
@@ -851,7 +807,7 @@ block_backward (LtModel *m, Train *t, int l, const float *x_in, Acts *a, float *
   lin_bwd (m, t, l, 4, a->xn2, N, dh, dxn, a);
   lin_bwd (m, t, l, 5, a->xn2, N, du, dxn, a);
   lt_rmsnorm_backward (dtmp, norm_grad (t, m, lw->post_norm), a->x_mid, lw->post_norm, dxn, eps,
-                       N, C);
+                       N, C, t->norm_scratch);
   lt_add_inplace (dx, dtmp, n * C);
 
   /* attention: x_mid = x_in + o(attn(rope(norm(q)), rope(norm(k)), v)) */
@@ -860,22 +816,23 @@ block_backward (LtModel *m, Train *t, int l, const float *x_in, Acts *a, float *
   for (int b = 0, o = 0; b < B; o += lengths[b], b++)
     lt_attention_backward (dq + (gsize) o * qd, dk + (gsize) o * kvd, dv + (gsize) o * kvd,
                            a->q + (gsize) o * qd, a->k + (gsize) o * kvd,
-                           a->v + (gsize) o * kvd, datt + (gsize) o * qd, lengths[b], H, KVH, D);
+                           a->v + (gsize) o * kvd, datt + (gsize) o * qd, lengths[b], H, KVH, D,
+                           t->att_scratch);
   lt_rope_backward (dq, t->pos, m->inv_freq, N, H, D);
   lt_rope_backward (dk, t->pos, m->inv_freq, N, KVH, D);
   if (lw->q_norm)
     {
       lt_rmsnorm_backward (dq, norm_grad (t, m, lw->q_norm), a->qraw, lw->q_norm, dq, eps, N * H,
-                           D);
+                           D, t->norm_scratch);
       lt_rmsnorm_backward (dk, norm_grad (t, m, lw->k_norm), a->kraw, lw->k_norm, dk, eps,
-                           N * KVH, D);
+                           N * KVH, D, t->norm_scratch);
     }
   memset (dxn, 0, n * C * sizeof (float));
   lin_bwd (m, t, l, 0, a->xn1, N, dq, dxn, a);
   lin_bwd (m, t, l, 1, a->xn1, N, dk, dxn, a);
   lin_bwd (m, t, l, 2, a->xn1, N, dv, dxn, a);
   lt_rmsnorm_backward (dtmp, norm_grad (t, m, lw->input_norm), x_in, lw->input_norm, dxn, eps, N,
-                       C);
+                       C, t->norm_scratch);
   lt_add_inplace (dx, dtmp, n * C);
 }
 
@@ -885,71 +842,31 @@ static gboolean
 check_batch (LtModel *m, const int32_t *tokens, const int *lengths, int B,
              const int32_t *targets, const float *weights, int *N, GError **error)
 {
-  gint64 total = 0;
   int V = m->config->vocab_size;
 
-  if (B < 1)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "a batch needs a sequence");
-      return FALSE;
-    }
-  for (int b = 0; b < B; b++)
-    {
-      if (lengths[b] < 1)
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                       "sequence %d of the batch is empty", b);
-          return FALSE;
-        }
-      total += lengths[b];
-    }
-  if (total > G_MAXINT / 4)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "batch of %" G_GINT64_FORMAT " tokens is too large", total);
-      return FALSE;
-    }
-  *N = (int) total;
+  if (!lt_model_check_batch (m, tokens, lengths, B, N, error))
+    return FALSE;
   for (int i = 0; i < *N; i++)
-    {
-      if (tokens[i] < 0 || tokens[i] >= V)
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                       "token id %d at position %d is outside the vocabulary (size %d)",
-                       tokens[i], i, V);
-          return FALSE;
-        }
-      if (weights[i] != 0.0f && (targets[i] < 0 || targets[i] >= V))
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                       "target id %d at position %d is outside the vocabulary (size %d)",
-                       targets[i], i, V);
-          return FALSE;
-        }
-    }
+    if (weights[i] != 0.0f && (targets[i] < 0 || targets[i] >= V))
+      {
+        g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                     "target id %d at position %d is outside the vocabulary (size %d)",
+                     targets[i], i, V);
+        return FALSE;
+      }
   return TRUE;
 }
 
-static LtKDType
-kd_of (const LtTensor *t)
-{
-  return t->dtype == LT_DTYPE_BF16 ? LT_KDTYPE_BF16
-         : t->dtype == LT_DTYPE_F16 ? LT_KDTYPE_F16 : LT_KDTYPE_F32;
-}
-
-/* Loss over the vocabulary in chunks; dxn (N, C) = ∂(loss_scale·Σ w·CE)/∂xnf; head grads. */
-static gboolean
+/* Loss over the vocabulary in chunks (the LM head's chunk and scratch in the step arena);
+ * dxn (N, C) = ∂(loss_scale·Σ w·CE)/∂xnf; head grads. */
+static void
 head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const float *weights,
-                    float loss_scale, double *loss_sum, float *dxn, GError **error)
+                    float loss_scale, double *loss_sum, float *dxn)
 {
   const LtLinear *head = &m->w.lm_head;
   int V = m->config->vocab_size, C = m->config->hidden_size;
-  int chunk = t->chunk_cols > 0 ? MIN (t->chunk_cols, V)
-              : (int) MIN ((gsize) V, MAX (LOGIT_CHUNK_FLOATS / (gsize) N, (gsize) 256));
-  double sum = 0.0;
+  int chunk = t->chunk_cols_step;
 
-  if (!grow (&t->chunk, &t->chunk_floats, (gsize) N * chunk, error))
-    return FALSE;
   for (int i = 0; i < N; i++)
     {
       t->lse_m[i] = -INFINITY;
@@ -957,27 +874,13 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
       t->tgt_logit[i] = 0.0f;
       t->ce_scale[i] = weights[i] * loss_scale;
     }
-  /* pass 1: log-sum-exp and the target logits */
-  for (int v0 = 0; v0 < V; v0 += chunk)
-    {
-      int vc = MIN (chunk, V - v0);
-      lt_linear_forward_rows (head, t->xnf, N, v0, vc, t->chunk, t->scratch, t->scratch_floats);
-      lt_logsumexp_update (t->lse_m, t->lse_s, t->chunk, N, vc);
-      for (int i = 0; i < N; i++)
-        if (weights[i] != 0.0f && targets[i] >= v0 && targets[i] < v0 + vc)
-          t->tgt_logit[i] = t->chunk[(gsize) i * vc + (targets[i] - v0)];
-    }
-  for (int i = 0; i < N; i++)
-    {
-      t->lse[i] = (double) t->lse_m[i] + log (t->lse_s[i]);
-      if (weights[i] != 0.0f)
-        sum += (double) weights[i] * (t->lse[i] - (double) t->tgt_logit[i]);
-      else
-        t->tgt_logit[i] = (float) t->lse[i]; /* lt_model_get_token_losses reads 0 here */
-    }
-  *loss_sum = sum;
+  /* pass 1: log-sum-exp and the target logits; lt_model_get_token_losses reads 0 where the
+   * weight is 0 */
+  lt_model_head_logsumexp (m, t->xnf, N, targets, weights, chunk, t->chunk, t->lse_m, t->lse_s,
+                           t->tgt_logit, t->scratch, t->scratch_floats);
+  *loss_sum = lt_ce_finish (t->lse, t->tgt_logit, t->lse_m, t->lse_s, weights, N);
   if (loss_scale == 0.0f)
-    return TRUE; /* evaluation: the gradient would be zero */
+    return; /* evaluation: the gradient would be zero */
 
   /* pass 2: grad = scale·(softmax − onehot) per chunk → dxn, dW_head */
   memset (dxn, 0, (gsize) N * C * sizeof (float));
@@ -992,7 +895,6 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
         lt_matmul_backward_dw (head->grad_weight + (gsize) v0 * C, t->chunk, vc, t->xnf, N, C,
                                vc);
     }
-  return TRUE;
 }
 
 gboolean
@@ -1004,11 +906,14 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
   Train *t = train_get (m);
   int L = c->num_hidden_layers, C = c->hidden_size;
   float eps = (float) c->rms_norm_eps;
-  int N;
+  int N, max_len = 0;
   float *x, *dx;
 
-  if (!check_batch (m, tokens, lengths, B, targets, weights, &N, error)
-      || !step_memory (m, t, N, error))
+  if (!check_batch (m, tokens, lengths, B, targets, weights, &N, error))
+    return FALSE;
+  for (int b = 0; b < B; b++)
+    max_len = MAX (max_len, lengths[b]);
+  if (!step_memory (m, t, N, max_len, error))
     return FALSE;
   t->step++; /* this call's masks use the count of calls including it */
   t->last_n = N;
@@ -1018,26 +923,12 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
 
   /* embedding → x (N, C): block 0's saved input when it trains, else xf */
   x = t->first == 0 && L > 0 ? t->x_saved[0] : t->xf;
-  if (m->w.embed_q != NULL)
-    {
-#pragma omp parallel for schedule(static) if (N > 16)
-      for (int i = 0; i < N; i++)
-        lt_quant_tensor_dequantize_rows (m->w.embed_q, tokens[i], 1, x + (gsize) i * C);
-    }
-  else
-    {
-      const LtTensor *e = m->w.embed;
-      gsize row_bytes = (gsize) C * (lt_dtype_bits (e->dtype) / 8);
-#pragma omp parallel for schedule(static) if (N > 16)
-      for (int i = 0; i < N; i++)
-        lt_expand_f32 (kd_of (e), (const char *) e->data + (gsize) tokens[i] * row_bytes, C,
-                       x + (gsize) i * C);
-    }
+  lt_model_embed (m, tokens, N, x);
   /* blocks */
   for (int l = 0; l < L; l++)
     {
       gboolean saved = l >= t->first && !t->ckpt;
-      Acts *a = saved ? &t->acts[l - t->first] : shared_for (m, t, l, N);
+      Acts *a = saved ? &t->acts[l] : shared_for (m, t, l, N);
       /* frozen blocks below the trained ones run in place in xf (block_forward reads its
        * input before it writes its output) */
       float *out = l + 1 < L && l + 1 >= t->first ? t->x_saved[l + 1] : t->xf;
@@ -1054,17 +945,17 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
   {
     /* dxn of the final norm shares the shared set's xn1 (free at this point) */
     float *dxn = t->shared.xn1;
-    if (!head_loss_backward (m, t, N, targets, weights, loss_scale, loss_sum, dxn, error))
-      return FALSE;
+    head_loss_backward (m, t, N, targets, weights, loss_scale, loss_sum, dxn);
     if (loss_scale == 0.0f)
       return TRUE; /* nothing to add to the gradients */
-    lt_rmsnorm_backward (dx, norm_grad (t, m, m->w.norm), t->xf, m->w.norm, dxn, eps, N, C);
+    lt_rmsnorm_backward (dx, norm_grad (t, m, m->w.norm), t->xf, m->w.norm, dxn, eps, N, C,
+                         t->norm_scratch);
   }
 
   /* blocks, last to first, down to the lowest trained one */
   for (int l = L - 1; l >= t->first; l--)
     {
-      Acts *a = t->ckpt ? shared_for (m, t, l, N) : &t->acts[l - t->first];
+      Acts *a = t->ckpt ? shared_for (m, t, l, N) : &t->acts[l];
       if (t->ckpt)
         {
           /* recompute the block from its saved input (its output is not needed: xnf is
@@ -1117,7 +1008,7 @@ find_linear (LtModel *m, const char *module, int *layer, int *index)
   for (int l = 0; l < m->config->num_hidden_layers; l++)
     for (int j = 0; j < N_LIN; j++)
       {
-        LtLinear *lin = layer_linear (&m->w.layers[l], j);
+        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
         if (strcmp (lin->name, module) == 0)
           {
             *layer = l;
@@ -1257,8 +1148,8 @@ lt_model_load_adapters (LtModel *m, const char *path, GError **error)
         }
       for (int l = first; l < L; l++)
         for (int j = 0; j < N_LIN; j++)
-          if (layer_linear (&m->w.layers[l], j)->lora)
-            add_lora_params (t, layer_linear (&m->w.layers[l], j));
+          if (lt_layer_linear (&m->w.layers[l], j)->lora)
+            add_lora_params (t, lt_layer_linear (&m->w.layers[l], j));
       t->attached = TRUE;
       lt_model_update_scratch (m);
     }

@@ -103,8 +103,10 @@ gboolean lt_model_load_adapters (LtModel *model, const char *path, GError **erro
  *                          being recomputed), reused from block to block.
  * Once per token (not per block): 2·C (final hidden state and its norm), the backward's
  * temporaries 3·I + 3·C + 2·H·D + 2·KVH·D, and one linear layer's scratch: max(in) + r
- * (+ 2·max(out) for DoRA). Fixed: the LM-head chunk (at most 4 Mi logits = 16 MiB) and one
- * weight expansion tile (QAT: one layer's out·in).
+ * (+ 2·max(out) for DoRA). Fixed: the LM-head chunk (at most 4 Mi logits = 16 MiB), one
+ * weight expansion tile (QAT: one layer's out·in) and the attention's scratch (one row of the
+ * longest sequence per thread). All of it is one arena per step, grown when a step needs more
+ * and laid out again each step: the step itself allocates nothing.
  * Example, Llama-3.2-1B (C 2048, H·D 2048, KVH·D 512, I 8192), LoRA r 8 on all 7 linears:
  * 29 752 values = 119 008 bytes per token per block without checkpointing, 8 192 bytes with. */
 
@@ -129,11 +131,5 @@ gboolean lt_model_get_token_losses (LtModel *model, float *ce, int n);
  * and no DoRA magnitude while off; under QAT the base is still fake-quantized with the frozen
  * scales. */
 void lt_model_set_adapters_enabled (LtModel *model, gboolean enabled);
-
-/* Private hooks between lt-model.c and lt-model-train.c. */
-gpointer lt_model_get_train_state (LtModel *model);
-void lt_model_set_train_state (LtModel *model, gpointer state, GDestroyNotify free_fn);
-/* Regrows the forward's scratch after a layer's needs changed (QAT). */
-void lt_model_update_scratch (LtModel *model);
 
 G_END_DECLS

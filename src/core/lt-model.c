@@ -10,7 +10,6 @@
 
 #include "lt-error.h"
 #include "lt-kernels.h"
-#include "lt-model-train.h"
 
 /* Floats of LM-head logits computed at once in the evaluation path (N × chunk). */
 #define LT_LOGIT_CHUNK_FLOATS ((gsize) 4 << 20)
@@ -35,7 +34,8 @@ struct _LtRunState
   gsize chunk_floats;
   float *lse_m;              /* (N) */
   double *lse_s;             /* (N) */
-  float *target;             /* (N) */
+  float *target;             /* (N) target logits */
+  int32_t *next;             /* (N) next-token ids (-1 at each sequence's end) */
   gpointer train;            /* lt-model-train's state, or NULL */
   GDestroyNotify train_free;
 };
@@ -441,13 +441,8 @@ max_linear_scratch (const LtModel *m)
 {
   gsize mx = lt_linear_scratch_floats (&m->w.lm_head);
   for (int l = 0; l < m->config->num_hidden_layers; l++)
-    {
-      const LtLayerWeights *lw = &m->w.layers[l];
-      const LtLinear *all[] = { &lw->q_proj, &lw->k_proj, &lw->v_proj, &lw->o_proj,
-                                &lw->gate_proj, &lw->up_proj, &lw->down_proj };
-      for (gsize i = 0; i < G_N_ELEMENTS (all); i++)
-        mx = MAX (mx, lt_linear_scratch_floats (all[i]));
-    }
+    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+      mx = MAX (mx, lt_linear_scratch_floats (lt_layer_linear (&m->w.layers[l], j)));
   return mx;
 }
 
@@ -658,6 +653,7 @@ run_state_free_buffers (LtRunState *s)
   g_clear_pointer (&s->lse_m, g_free);
   g_clear_pointer (&s->lse_s, g_free);
   g_clear_pointer (&s->target, g_free);
+  g_clear_pointer (&s->next, g_free);
   s->cap = 0;
 }
 
@@ -668,16 +664,8 @@ lt_model_free (LtModel *m)
     return;
   if (m->w.layers)
     for (int l = 0; l < m->config->num_hidden_layers; l++)
-      {
-        LtLayerWeights *lw = &m->w.layers[l];
-        lt_linear_clear (&lw->q_proj);
-        lt_linear_clear (&lw->k_proj);
-        lt_linear_clear (&lw->v_proj);
-        lt_linear_clear (&lw->o_proj);
-        lt_linear_clear (&lw->gate_proj);
-        lt_linear_clear (&lw->up_proj);
-        lt_linear_clear (&lw->down_proj);
-      }
+      for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+        lt_linear_clear (lt_layer_linear (&m->w.layers[l], j));
   if (m->w.embed_q != NULL && m->w.embed_q != m->w.lm_head.quant)
     lt_quant_tensor_free (m->w.embed_q);
   lt_linear_clear (&m->w.lm_head);
@@ -784,6 +772,7 @@ run_state_ensure (LtModel *m, int N, int S, GError **error)
           return FALSE;
         }
       s->pos = g_new (int, n);
+      s->next = g_new (int32_t, n);
       s->lse_s = g_new (double, n);
       s->cap = N;
     }
@@ -820,30 +809,182 @@ kdtype (const LtTensor *t)
          : t->dtype == LT_DTYPE_F16 ? LT_KDTYPE_F16 : LT_KDTYPE_F32;
 }
 
-static void
-linear (LtModel *m, const LtLinear *lin, const float *x, int N, float *y)
+gboolean
+lt_model_check_batch (const LtModel *m, const int32_t *tokens, const int *lengths, int B,
+                      int *N, GError **error)
 {
-  lt_linear_forward (lin, x, N, y, m->state->tile, m->state->tile_floats);
+  gint64 total = 0;
+
+  if (B < 1)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "a batch needs a sequence");
+      return FALSE;
+    }
+  for (int b = 0; b < B; b++)
+    {
+      if (lengths[b] < 1)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                       "sequence %d of the batch is empty", b);
+          return FALSE;
+        }
+      total += lengths[b];
+    }
+  if (total > G_MAXINT / 4)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "batch of %" G_GINT64_FORMAT
+                   " tokens is too large", total);
+      return FALSE;
+    }
+  *N = (int) total;
+  return check_tokens (m, tokens, *N, error);
 }
 
-/* Runs the blocks over tokens (N) and leaves the final-normed hidden states in state->xb
- * (N, C). Without @cache: B sequences of @lengths, each from position 0. With @cache: one
- * sequence continuing it; keys/values are appended. */
+void
+lt_model_embed (LtModel *m, const int32_t *tokens, int N, float *x)
+{
+  int C = m->config->hidden_size;
+
+  if (m->w.embed_q != NULL)
+    {
+      /* only the rows the tokens need are dequantized */
+#pragma omp parallel for schedule(static) if (N > 16)
+      for (int i = 0; i < N; i++)
+        lt_quant_tensor_dequantize_rows (m->w.embed_q, tokens[i], 1, x + (gsize) i * C);
+    }
+  else
+    {
+      const LtTensor *e = m->w.embed;
+      LtKDType kd = kdtype (e);
+      gsize row_bytes = (gsize) C * (lt_dtype_bits (e->dtype) / 8);
+#pragma omp parallel for schedule(static) if (N > 16)
+      for (int i = 0; i < N; i++)
+        lt_expand_f32 (kd, (const char *) e->data + (gsize) tokens[i] * row_bytes, C,
+                       x + (gsize) i * C);
+    }
+}
+
+LtLinear *
+lt_layer_linear (LtLayerWeights *lw, int j)
+{
+  LtLinear *all[LT_BLOCK_LINEARS] = { &lw->q_proj, &lw->k_proj, &lw->v_proj, &lw->o_proj,
+                                      &lw->gate_proj, &lw->up_proj, &lw->down_proj };
+  g_assert (j >= 0 && j < LT_BLOCK_LINEARS);
+  return all[j];
+}
+
+/* The block's one matrix-product call site for its linear layers: y (N, out) = linear j of
+ * block l (x (N, in)); with a record, the training forward (adapter dropout, x·A kept). */
+static void
+block_linear (LtModel *m, int l, int j, const float *x, int N, float *y,
+              const LtBlockStep *step, LtBlockActs *acts)
+{
+  LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
+  if (acts)
+    lt_linear_forward_train (lin, x, N, y, acts->xa[j], &acts->drop[j], step->lin_scratch,
+                             step->lin_scratch_floats);
+  else
+    lt_linear_forward (lin, x, N, y, step->lin_scratch, step->lin_scratch_floats);
+}
+
+/* The block's attention call site: att (N, H·D) from q (N, H·D), k, v (N, KVH·D), per
+ * sequence of the batch, or over the KV cache's layer l (k, v appended to it first). */
+static void
+block_attention (LtModel *m, int l, float *att, const float *q, const float *k, const float *v,
+                 int N, const LtBlockStep *step)
+{
+  const LtConfig *c = m->config;
+  int D = c->head_dim, H = c->num_attention_heads, KVH = c->num_key_value_heads;
+  int qd = H * D, kvd = KVH * D;
+  LtKVCache *cache = step->cache;
+
+  if (cache)
+    {
+      int past = cache->len;
+      float *kc = cache->k + (gsize) l * cache->cap * kvd;
+      float *vc = cache->v + (gsize) l * cache->cap * kvd;
+      memcpy (kc + (gsize) past * kvd, k, (gsize) N * kvd * sizeof (float));
+      memcpy (vc + (gsize) past * kvd, v, (gsize) N * kvd * sizeof (float));
+      lt_attention_forward (att, q, kc, vc, N, past + N, H, KVH, D, step->att_scratch);
+    }
+  else
+    for (int b = 0, o = 0; b < step->B; o += step->lengths[b], b++)
+      lt_attention_forward (att + (gsize) o * qd, q + (gsize) o * qd, k + (gsize) o * kvd,
+                            v + (gsize) o * kvd, step->lengths[b], step->lengths[b], H, KVH,
+                            D, step->att_scratch);
+}
+
+void
+lt_model_block_forward (LtModel *m, int l, const float *x_in, float *x_out, int N,
+                        const LtBlockStep *step, LtBlockActs *acts)
+{
+  const LtConfig *c = m->config;
+  const LtLayerWeights *lw = &m->w.layers[l];
+  LtRunState *s = m->state;
+  int C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+  int H = c->num_attention_heads, KVH = c->num_key_value_heads;
+  float eps = (float) c->rms_norm_eps;
+  gsize nC = (gsize) N * C, nI = (gsize) N * I;
+  LtBlockActs run;
+  const LtBlockActs *a = acts;
+  float *tmp = step->tmp;    /* (N, C) */
+  float *h;                  /* (N, I) */
+
+  if (acts == NULL)
+    {
+      /* the run state: xn1, xn2 and tmp share xb (each is dead when the next is written);
+       * the residual stream is updated in place */
+      memset (&run, 0, sizeof run);
+      run.xn1 = run.xn2 = s->xb;
+      run.q = s->q;
+      run.k = s->k;
+      run.v = s->v;
+      run.att = s->att;
+      run.x_mid = x_out;
+      run.gate = s->hb;
+      run.up = s->hb2;
+      a = &run;
+    }
+  h = step->h ? step->h : a->gate;
+
+  /* attention: x_mid = x_in + o(attn(rope(norm(q)), rope(norm(k)), v)) */
+  lt_rmsnorm_forward (a->xn1, x_in, lw->input_norm, eps, N, C);
+  block_linear (m, l, 0, a->xn1, N, a->qraw ? a->qraw : a->q, step, acts);
+  block_linear (m, l, 1, a->xn1, N, a->kraw ? a->kraw : a->k, step, acts);
+  block_linear (m, l, 2, a->xn1, N, a->v, step, acts);
+  if (lw->q_norm)
+    {
+      lt_rmsnorm_forward (a->q, a->qraw ? a->qraw : a->q, lw->q_norm, eps, N * H, D);
+      lt_rmsnorm_forward (a->k, a->kraw ? a->kraw : a->k, lw->k_norm, eps, N * KVH, D);
+    }
+  lt_rope_forward (a->q, step->pos, m->inv_freq, N, H, D);
+  lt_rope_forward (a->k, step->pos, m->inv_freq, N, KVH, D);
+  block_attention (m, l, a->att, a->q, a->k, a->v, N, step);
+  block_linear (m, l, 3, a->att, N, tmp, step, acts);
+  lt_add (a->x_mid, x_in, tmp, nC);
+
+  /* MLP: x_out = x_mid + down(silu(gate)·up) */
+  lt_rmsnorm_forward (a->xn2, a->x_mid, lw->post_norm, eps, N, C);
+  block_linear (m, l, 4, a->xn2, N, a->gate, step, acts);
+  block_linear (m, l, 5, a->xn2, N, a->up, step, acts);
+  lt_swiglu_forward (h, a->gate, a->up, nI);
+  block_linear (m, l, 6, h, N, tmp, step, acts);
+  lt_add (x_out, a->x_mid, tmp, nC);
+}
+
+/* Runs the blocks over tokens (N) (already checked) and leaves the final-normed hidden states
+ * in state->xb (N, C). Without @cache: B sequences of @lengths, each from position 0. With
+ * @cache: one sequence continuing it; keys/values are appended. */
 static gboolean
 forward_hidden (LtModel *m, const int32_t *tokens, int N, const int *lengths, int B,
                 LtKVCache *cache, GError **error)
 {
   const LtConfig *c = m->config;
   LtRunState *s = m->state;
-  int C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
-  int H = c->num_attention_heads, KVH = c->num_key_value_heads;
-  int qd = H * D, kvd = KVH * D;
-  float eps = (float) c->rms_norm_eps;
   int past = cache ? cache->len : 0;
   int max_S = 0;
+  LtBlockStep step = { 0 };
 
-  if (!check_tokens (m, tokens, N, error))
-    return FALSE;
   if (cache)
     max_S = past + N;
   else
@@ -861,98 +1002,22 @@ forward_hidden (LtModel *m, const int32_t *tokens, int N, const int *lengths, in
       for (int t = 0; t < lengths[b]; t++)
         s->pos[o + t] = t;
 
-  /* embedding: x (N, C) */
-  if (m->w.embed_q != NULL)
-    {
-      /* only the rows the tokens need are dequantized */
-#pragma omp parallel for schedule(static) if (N > 16)
-      for (int i = 0; i < N; i++)
-        lt_quant_tensor_dequantize_rows (m->w.embed_q, tokens[i], 1, s->x + (gsize) i * C);
-    }
-  else
-  {
-    const LtTensor *e = m->w.embed;
-    LtKDType kd = kdtype (e);
-    gsize row_bytes = (gsize) C * (lt_dtype_bits (e->dtype) / 8);
-#pragma omp parallel for schedule(static) if (N > 16)
-    for (int i = 0; i < N; i++)
-      lt_expand_f32 (kd, (const char *) e->data + (gsize) tokens[i] * row_bytes, C,
-                     s->x + (gsize) i * C);
-  }
+  step.pos = s->pos;
+  step.lengths = lengths;
+  step.B = B;
+  step.cache = cache;
+  step.tmp = s->xb;
+  step.h = NULL;
+  step.att_scratch = s->att_scratch;
+  step.lin_scratch = s->tile;
+  step.lin_scratch_floats = s->tile_floats;
 
+  lt_model_embed (m, tokens, N, s->x);
   for (int l = 0; l < c->num_hidden_layers; l++)
-    {
-      const LtLayerWeights *lw = &m->w.layers[l];
-      float *kc = s->k, *vc = s->v; /* keys/values the attention reads */
-
-      lt_rmsnorm_forward (s->xb, s->x, lw->input_norm, eps, N, C);
-      linear (m, &lw->q_proj, s->xb, N, s->q);
-      linear (m, &lw->k_proj, s->xb, N, s->k);
-      linear (m, &lw->v_proj, s->xb, N, s->v);
-      if (lw->q_norm)
-        {
-          lt_rmsnorm_forward (s->q, s->q, lw->q_norm, eps, N * H, D);
-          lt_rmsnorm_forward (s->k, s->k, lw->k_norm, eps, N * KVH, D);
-        }
-      lt_rope_forward (s->q, s->pos, m->inv_freq, N, H, D);
-      lt_rope_forward (s->k, s->pos, m->inv_freq, N, KVH, D);
-
-      if (cache)
-        {
-          kc = cache->k + (gsize) l * cache->cap * kvd;
-          vc = cache->v + (gsize) l * cache->cap * kvd;
-          memcpy (kc + (gsize) past * kvd, s->k, (gsize) N * kvd * sizeof (float));
-          memcpy (vc + (gsize) past * kvd, s->v, (gsize) N * kvd * sizeof (float));
-          lt_attention_forward (s->att, s->q, kc, vc, N, past + N, H, KVH, D, s->att_scratch);
-        }
-      else
-        for (int b = 0, o = 0; b < B; o += lengths[b], b++)
-          lt_attention_forward (s->att + (gsize) o * qd, s->q + (gsize) o * qd,
-                                kc + (gsize) o * kvd, vc + (gsize) o * kvd, lengths[b],
-                                lengths[b], H, KVH, D, s->att_scratch);
-
-      linear (m, &lw->o_proj, s->att, N, s->xb);
-      lt_add_inplace (s->x, s->xb, (gsize) N * C);
-
-      lt_rmsnorm_forward (s->xb, s->x, lw->post_norm, eps, N, C);
-      linear (m, &lw->gate_proj, s->xb, N, s->hb);
-      linear (m, &lw->up_proj, s->xb, N, s->hb2);
-      lt_swiglu_forward (s->hb, s->hb, s->hb2, (gsize) N * I);
-      linear (m, &lw->down_proj, s->hb, N, s->xb);
-      lt_add_inplace (s->x, s->xb, (gsize) N * C);
-    }
-  lt_rmsnorm_forward (s->xb, s->x, m->w.norm, eps, N, C);
+    lt_model_block_forward (m, l, s->x, s->x, N, &step, NULL);
+  lt_rmsnorm_forward (s->xb, s->x, m->w.norm, (float) c->rms_norm_eps, N, c->hidden_size);
   if (cache)
     cache->len += N;
-  return TRUE;
-}
-
-static gboolean
-check_lengths (const int *lengths, int B, int *N, GError **error)
-{
-  gint64 total = 0;
-  if (B < 1)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "a batch needs a sequence");
-      return FALSE;
-    }
-  for (int b = 0; b < B; b++)
-    {
-      if (lengths[b] < 1)
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                       "sequence %d of the batch is empty", b);
-          return FALSE;
-        }
-      total += lengths[b];
-    }
-  if (total > G_MAXINT / 2)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "batch of %" G_GINT64_FORMAT
-                   " tokens is too large", total);
-      return FALSE;
-    }
-  *N = (int) total;
   return TRUE;
 }
 
@@ -962,11 +1027,38 @@ lt_model_forward_logits (LtModel *m, const int32_t *tokens, const int *lengths, 
 {
   int N;
 
-  if (!check_lengths (lengths, B, &N, error)
+  if (!lt_model_check_batch (m, tokens, lengths, B, &N, error)
       || !forward_hidden (m, tokens, N, lengths, B, NULL, error))
     return FALSE;
-  linear (m, &m->w.lm_head, m->state->xb, N, logits);
+  lt_linear_forward (&m->w.lm_head, m->state->xb, N, logits, m->state->tile,
+                     m->state->tile_floats);
   return TRUE;
+}
+
+int
+lt_model_logit_chunk (const LtModel *m, int N, int columns)
+{
+  int V = m->config->vocab_size;
+  if (columns > 0)
+    return MIN (columns, V);
+  return (int) MIN ((gsize) V, MAX (LT_LOGIT_CHUNK_FLOATS / (gsize) MAX (N, 1), (gsize) 256));
+}
+
+void
+lt_model_head_logsumexp (LtModel *m, const float *xn, int N, const int32_t *targets,
+                         const float *weights, int chunk, float *buf, float *lse_m,
+                         double *lse_s, float *tgt, float *scratch, gsize scratch_floats)
+{
+  int V = m->config->vocab_size;
+
+  for (int v0 = 0; v0 < V; v0 += chunk)
+    {
+      int vc = MIN (chunk, V - v0);
+      /* buf (N, vc) */
+      lt_linear_forward_rows (&m->w.lm_head, xn, N, v0, vc, buf, scratch, scratch_floats);
+      lt_logsumexp_update (lse_m, lse_s, buf, N, vc);
+      lt_ce_gather_target (tgt, buf, targets, weights, N, v0, vc);
+    }
 }
 
 gboolean
@@ -974,14 +1066,13 @@ lt_model_forward_nll (LtModel *m, const int32_t *tokens, const int *lengths, int
                       double *nll, GError **error)
 {
   LtRunState *s = m->state;
-  int V = m->config->vocab_size;
   int N, chunk;
 
-  if (!check_lengths (lengths, B, &N, error)
+  if (!lt_model_check_batch (m, tokens, lengths, B, &N, error)
       || !forward_hidden (m, tokens, N, lengths, B, NULL, error))
     return FALSE;
 
-  chunk = (int) MIN ((gsize) V, MAX (LT_LOGIT_CHUNK_FLOATS / (gsize) N, (gsize) 256));
+  chunk = lt_model_logit_chunk (m, N, 0);
   if (s->chunk_floats < (gsize) N * chunk)
     {
       if (!try_alloc (&s->chunk, (gsize) N * chunk, error))
@@ -991,27 +1082,17 @@ lt_model_forward_nll (LtModel *m, const int32_t *tokens, const int *lengths, int
         }
       s->chunk_floats = (gsize) N * chunk;
     }
+  for (int b = 0, o = 0; b < B; o += lengths[b], b++)
+    for (int t = 0; t < lengths[b]; t++)
+      s->next[o + t] = t + 1 < lengths[b] ? tokens[o + t + 1] : -1;
   for (int i = 0; i < N; i++)
     {
       s->lse_m[i] = -INFINITY;
       s->lse_s[i] = 0.0;
       s->target[i] = NAN;
     }
-  for (int v0 = 0; v0 < V; v0 += chunk)
-    {
-      int vc = MIN (chunk, V - v0);
-      /* chunk (N, vc) */
-      lt_linear_forward_rows (&m->w.lm_head, s->xb, N, v0, vc, s->chunk, s->tile,
-                              s->tile_floats);
-      lt_logsumexp_update (s->lse_m, s->lse_s, s->chunk, N, vc);
-      for (int b = 0, o = 0; b < B; o += lengths[b], b++)
-        for (int t = 0; t + 1 < lengths[b]; t++)
-          {
-            int32_t next = tokens[o + t + 1];
-            if (next >= v0 && next < v0 + vc)
-              s->target[o + t] = s->chunk[(gsize) (o + t) * vc + (next - v0)];
-          }
-    }
+  lt_model_head_logsumexp (m, s->xb, N, s->next, NULL, chunk, s->chunk, s->lse_m, s->lse_s,
+                           s->target, s->tile, s->tile_floats);
   for (int b = 0, o = 0; b < B; o += lengths[b], b++)
     {
       double sum = 0.0;
@@ -1085,12 +1166,14 @@ lt_model_decode (LtModel *m, LtKVCache *cache, const int32_t *tokens, int n, flo
                    "the KV cache holds %d tokens; %d more do not fit", cache->cap, n);
       return FALSE;
     }
-  if (!forward_hidden (m, tokens, n, NULL, 1, cache, error))
+  if (!check_tokens (m, tokens, n, error) || !forward_hidden (m, tokens, n, NULL, 1, cache, error))
     return FALSE;
   if (all_logits)
-    linear (m, &m->w.lm_head, m->state->xb, n, logits);
+    lt_linear_forward (&m->w.lm_head, m->state->xb, n, logits, m->state->tile,
+                       m->state->tile_floats);
   else
-    linear (m, &m->w.lm_head, m->state->xb + (gsize) (n - 1) * C, 1, logits);
+    lt_linear_forward (&m->w.lm_head, m->state->xb + (gsize) (n - 1) * C, 1, logits,
+                       m->state->tile, m->state->tile_floats);
   return TRUE;
 }
 

@@ -60,6 +60,7 @@ typedef struct
 } LtModelWeights;
 
 typedef struct _LtRunState LtRunState;
+typedef struct _LtKVCache LtKVCache;
 
 typedef struct
 {
@@ -138,8 +139,6 @@ gboolean lt_model_forward_logits (LtModel *model, const int32_t *tokens, const i
 gboolean lt_model_forward_nll (LtModel *model, const int32_t *tokens, const int *lengths,
                                int B, double *nll, GError **error);
 
-typedef struct _LtKVCache LtKVCache;
-
 LtKVCache *lt_kv_cache_new (const LtModel *model, int max_tokens);
 void lt_kv_cache_free (LtKVCache *cache);
 void lt_kv_cache_reset (LtKVCache *cache);
@@ -157,6 +156,81 @@ gboolean lt_model_decode (LtModel *model, LtKVCache *cache, const int32_t *token
  * probability reaches @top_p (1 = all), sampled with *rng (a 64-bit state; seed it with any
  * value). */
 int32_t lt_sample_logits (float *logits, int V, float temperature, float top_p, guint64 *rng);
+
+/* ---- The block forward: one for evaluation, decoding and training ----
+ *
+ * lt_model_block_forward is the only code that runs a transformer block; lt_model_forward_*,
+ * lt_model_decode and lt-model-train's lt_model_forward_backward all call it. Its matrix
+ * products go through two call sites: the block's linear layers through lt-linear
+ * (lt_linear_forward, or lt_linear_forward_train when an activations record is given) and
+ * the attention through lt_attention_forward. What follows is for lt-model-train (the layer
+ * above), which keeps activations for its backward. */
+
+#define LT_BLOCK_LINEARS 7   /* q, k, v, o, gate, up, down: lt_layer_linear's index */
+
+/* What one block keeps for its backward (pointers into the caller's step arena). */
+typedef struct
+{
+  float *xn1;                /* (N, C) input_layernorm(x_in) */
+  float *qraw;               /* (N, H·D) q_proj output before q_norm (Qwen3), else NULL */
+  float *kraw;               /* (N, KVH·D) */
+  float *q;                  /* (N, H·D) after norm and RoPE */
+  float *k;                  /* (N, KVH·D) */
+  float *v;                  /* (N, KVH·D) */
+  float *att;                /* (N, H·D) attention output */
+  float *x_mid;              /* (N, C) x_in + o_proj(att) */
+  float *xn2;                /* (N, C) post_attention_layernorm(x_mid) */
+  float *gate;               /* (N, I) */
+  float *up;                 /* (N, I) */
+  float *xa[LT_BLOCK_LINEARS]; /* (N, r) dropout(x)·A per adapted linear, else NULL */
+  LtDropout drop[LT_BLOCK_LINEARS]; /* this step's adapter dropout of each linear */
+} LtBlockActs;
+
+/* The step around one block forward: the batch's layout and scratch borrowed from the
+ * caller's step arena (no allocation happens inside). */
+typedef struct
+{
+  const int *pos;            /* (N) position of each token */
+  const int *lengths;        /* (B) padding-free sequences, each attending to itself */
+  int B;
+  LtKVCache *cache;          /* or one sequence continuing @cache (lengths unused): keys and
+                                values are appended at cache length (the caller advances it) */
+  float *tmp;                /* (N, C) */
+  float *h;                  /* (N, I) SwiGLU output with a record; NULL: over gate */
+  float *att_scratch;        /* lt_attention_scratch_floats (longest sequence, keys seen) */
+  float *lin_scratch;        /* every block linear's forward scratch */
+  gsize lin_scratch_floats;
+} LtBlockStep;
+
+/* x_out (N, C) = block l (x_in (N, C)); x_out may be x_in. @acts: NULL (evaluation,
+ * decoding: the run state's buffers) or the record the backward reads (then every linear
+ * runs lt_linear_forward_train with acts->xa and acts->drop). */
+void lt_model_block_forward (LtModel *model, int l, const float *x_in, float *x_out, int N,
+                             const LtBlockStep *step, LtBlockActs *acts);
+/* A block's linear layer @j (0..LT_BLOCK_LINEARS - 1, in that order). */
+LtLinear *lt_layer_linear (LtLayerWeights *layer, int j);
+/* x (N, C) = the embedding rows of tokens (N) (checked by lt_model_check_batch). */
+void lt_model_embed (LtModel *model, const int32_t *tokens, int N, float *x);
+/* Checks a padding-free batch (B >= 1 non-empty sequences, at most G_MAXINT / 4 tokens in
+ * all, token ids inside the vocabulary) and returns its token count in *N. */
+gboolean lt_model_check_batch (const LtModel *model, const int32_t *tokens, const int *lengths,
+                               int B, int *N, GError **error);
+/* Vocabulary chunk width of the chunked LM head for N tokens (0 = automatic: about 4 Mi
+ * logits at once, at least 256 columns). */
+int lt_model_logit_chunk (const LtModel *model, int N, int columns);
+/* Pass 1 of the chunked LM head + cross-entropy (lt-loss): for xn (N, C) the final-normed
+ * hidden states, the online log-sum-exp m, s (N) and the target logits tgt (N) of the rows
+ * whose weight (N; NULL = all) is non-zero (others untouched; a target outside the vocabulary
+ * is never gathered). buf (N, chunk) holds one chunk of logits. */
+void lt_model_head_logsumexp (LtModel *model, const float *xn, int N, const int32_t *targets,
+                              const float *weights, int chunk, float *buf, float *m, double *s,
+                              float *tgt, float *scratch, gsize scratch_floats);
+
+/* Hooks for lt-model-train: its state hangs off the model (freed with it). */
+gpointer lt_model_get_train_state (LtModel *model);
+void lt_model_set_train_state (LtModel *model, gpointer state, GDestroyNotify free_fn);
+/* Regrows the forward's scratch after a layer's needs changed (QAT). */
+void lt_model_update_scratch (LtModel *model);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtModel, lt_model_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtKVCache, lt_kv_cache_free)

@@ -80,7 +80,14 @@ num_text (double v)
   char buf[G_ASCII_DTOSTR_BUF_SIZE];
   GString *t;
 
-  g_ascii_dtostr (buf, sizeof buf, v);
+  /* the shortest of %.15g … %.17g that reads back exactly (2e-4, not 2.0000000000000001e-04) */
+  for (int digits = 15; digits <= 17; digits++)
+    {
+      g_ascii_formatd (buf, sizeof buf, digits == 15 ? "%.15g" : digits == 16 ? "%.16g" : "%.17g",
+                       v);
+      if (g_ascii_strtod (buf, NULL) == v)
+        break;
+    }
   t = g_string_new (buf);
   if (strchr (buf, 'e') != NULL && strchr (buf, '.') == NULL)
     g_string_insert (t, strchr (buf, 'e') - buf, ".0");

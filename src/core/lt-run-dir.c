@@ -19,6 +19,7 @@ struct _LtRunDir
   JsonObject *run;  /* run.json as written */
   GString *metrics; /* metrics.jsonl as written */
   GString *log;     /* log.txt as written */
+  GString *samples; /* samples.jsonl as written */
 };
 
 static const char *const status_names[] = { "running", "stopped", "finished", "failed" };
@@ -80,6 +81,12 @@ char *
 lt_run_dir_log_path (const char *dir)
 {
   return g_build_filename (dir, "log.txt", NULL);
+}
+
+char *
+lt_run_dir_samples_path (const char *dir)
+{
+  return g_build_filename (dir, "samples.jsonl", NULL);
 }
 
 char *
@@ -508,6 +515,7 @@ run_dir_new (const char *path)
 
   rd->path = g_strdup (path);
   rd->metrics = g_string_new (NULL);
+  rd->samples = g_string_new (NULL);
   rd->log = g_string_new (NULL);
   return rd;
 }
@@ -520,6 +528,7 @@ lt_run_dir_free (LtRunDir *rd)
   g_free (rd->path);
   g_clear_pointer (&rd->run, json_object_unref);
   g_string_free (rd->metrics, TRUE);
+  g_string_free (rd->samples, TRUE);
   g_string_free (rd->log, TRUE);
   g_free (rd);
 }
@@ -597,11 +606,15 @@ lt_run_dir_create (const LtRunConfig *cfg, int state_format, GError **error)
   if (!write_run_json (rd, error))
     return NULL;
 
-  /* no stale metrics or log from an earlier run in this folder */
+  /* no stale metrics, log or samples from an earlier run in this folder */
   metrics = lt_run_dir_metrics_path (rd->path);
   log = lt_run_dir_log_path (rd->path);
   if (!lt_run_dir_write_file (metrics, "", 0, error) || !lt_run_dir_write_file (log, "", 0, error))
     return NULL;
+  {
+    g_autofree char *samples = lt_run_dir_samples_path (rd->path);
+    g_unlink (samples);
+  }
   return g_steal_pointer (&rd);
 }
 
@@ -675,6 +688,10 @@ lt_run_dir_open_resume (const LtRunConfig *cfg, GError **error)
       g_string_assign (rd->log, text);
     if (g_file_get_contents (mp, &mtext, NULL, NULL))
       g_string_assign (rd->metrics, mtext);
+    g_autofree char *sp = lt_run_dir_samples_path (rd->path);
+    g_autofree char *stext = NULL;
+    if (g_file_get_contents (sp, &stext, NULL, NULL))
+      g_string_assign (rd->samples, stext);
   }
   if (!lt_run_dir_set_status (rd, LT_RUN_STATUS_RUNNING, member_int (rd->run, "step", 0),
                               member_int (rd->run, "total_steps", 0), NULL, error))
@@ -690,6 +707,101 @@ lt_run_dir_set_status (LtRunDir *rd, LtRunStatus status, gint64 step, gint64 tot
 
   set_status_members (rd->run, status, step, total_steps, reason);
   return write_run_json (rd, error);
+}
+
+/* ---- samples ---- */
+
+static void
+sample_clear (LtRunSample *sample)
+{
+  g_clear_pointer (&sample->prompt, g_free);
+  g_clear_pointer (&sample->text, g_free);
+}
+
+static gboolean
+sample_from_json (const char *line, LtRunSample *sample)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *o;
+
+  if (!json_parser_load_from_data (parser, line, -1, NULL)
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    return FALSE;
+  o = json_node_get_object (json_parser_get_root (parser));
+  if (!json_object_has_member (o, "step") || !json_object_has_member (o, "prompt")
+      || !json_object_has_member (o, "text"))
+    return FALSE;
+  sample->step = json_object_get_int_member (o, "step");
+  sample->prompt = g_strdup (json_object_get_string_member (o, "prompt"));
+  sample->text = g_strdup (json_object_get_string_member (o, "text"));
+  return sample->prompt != NULL && sample->text != NULL;
+}
+
+gboolean
+lt_run_dir_append_sample (LtRunDir *rd, gint64 step, const char *prompt, const char *text,
+                          GError **error)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autofree char *line = NULL;
+  g_autofree char *path = NULL;
+
+  g_return_val_if_fail (rd != NULL && prompt != NULL && text != NULL, FALSE);
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "step");
+  json_builder_add_int_value (b, step);
+  json_builder_set_member_name (b, "prompt");
+  json_builder_add_string_value (b, prompt);
+  json_builder_set_member_name (b, "text");
+  json_builder_add_string_value (b, text);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  line = json_generator_to_data (gen, NULL);
+  path = lt_run_dir_samples_path (rd->path);
+  g_string_append (rd->samples, line);
+  g_string_append_c (rd->samples, '\n');
+  return lt_run_dir_write_file (path, rd->samples->str, (gssize) rd->samples->len, error);
+}
+
+void
+lt_run_sample_free (LtRunSample *sample)
+{
+  if (sample == NULL)
+    return;
+  sample_clear (sample);
+  g_free (sample);
+}
+
+GPtrArray *
+lt_run_dir_read_samples (const char *dir, GError **error)
+{
+  g_autofree char *path = lt_run_dir_samples_path (dir);
+  g_autofree char *text = NULL;
+  g_autoptr (GError) local = NULL;
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_run_sample_free);
+  g_auto (GStrv) lines = NULL;
+
+  if (!g_file_get_contents (path, &text, NULL, &local))
+    {
+      if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+        return out;
+      g_ptr_array_unref (out);
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", path, local->message);
+      return NULL;
+    }
+  lines = g_strsplit (text, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      LtRunSample *sample = g_new0 (LtRunSample, 1);
+      if (lines[i][0] != '\0' && sample_from_json (lines[i], sample))
+        g_ptr_array_add (out, sample);
+      else
+        lt_run_sample_free (sample);
+    }
+  return out;
 }
 
 gboolean
@@ -714,7 +826,33 @@ lt_run_dir_truncate_metrics (LtRunDir *rd, gint64 step, GError **error)
     }
   g_string_free (rd->metrics, TRUE);
   rd->metrics = out;
-  return lt_run_dir_write_file (path, rd->metrics->str, (gssize) rd->metrics->len, error);
+  if (!lt_run_dir_write_file (path, rd->metrics->str, (gssize) rd->metrics->len, error))
+    return FALSE;
+
+  /* the samples of steps a resume repeats go too */
+  if (rd->samples->len > 0)
+    {
+      g_autofree char *spath = lt_run_dir_samples_path (rd->path);
+      g_auto (GStrv) slines = g_strsplit (rd->samples->str, "\n", -1);
+      GString *kept = g_string_new (NULL);
+
+      for (guint i = 0; slines[i] != NULL; i++)
+        {
+          LtRunSample sample = { 0 };
+          if (slines[i][0] == '\0' || !sample_from_json (slines[i], &sample))
+            continue;
+          if (sample.step <= step)
+            {
+              g_string_append (kept, slines[i]);
+              g_string_append_c (kept, '\n');
+            }
+          sample_clear (&sample);
+        }
+      g_string_free (rd->samples, TRUE);
+      rd->samples = kept;
+      return lt_run_dir_write_file (spath, rd->samples->str, (gssize) rd->samples->len, error);
+    }
+  return TRUE;
 }
 
 gboolean

@@ -9,6 +9,7 @@
  *                      "step", "total_steps", "pid"}
  *   metrics.jsonl     one LtRunMetric per line (event "report" or "eval")
  *   log.txt           timestamped lines
+ *   samples.jsonl     {"step", "prompt", "text"} per sample prompt and sampling step
  *   adapters.safetensors + adapter_config.json   (written by lt_model_save_adapters)
  *   checkpoints/NNNNNNN_adapters.safetensors
  *   state/            exact-resume state (its contents are lt-trainer's; the paths are here)
@@ -94,6 +95,19 @@ gboolean lt_run_metric_from_json (const char *line, LtRunMetric *m, const char *
  * @error only when the file exists and cannot be read. */
 GArray *lt_run_dir_read_metrics (const char *dir, GError **error);
 
+/* One generation of a sample prompt at a step (samples.jsonl). */
+typedef struct
+{
+  gint64 step;
+  char *prompt;
+  char *text;
+} LtRunSample;
+
+void lt_run_sample_free (LtRunSample *sample);
+/* Every sample of DIR/samples.jsonl in file order (GPtrArray of LtRunSample*); an absent file
+ * gives an empty array; NULL and @error only when the file exists and cannot be read. */
+GPtrArray *lt_run_dir_read_samples (const char *dir, GError **error);
+
 /* Writes @data atomically (temp + rename, fsync): the run folder's one way to write a file. */
 gboolean lt_run_dir_write_file (const char *path, const char *data, gssize len, GError **error);
 
@@ -101,6 +115,7 @@ gboolean lt_run_dir_write_file (const char *path, const char *data, gssize len, 
 char *lt_run_dir_run_json_path (const char *dir);
 char *lt_run_dir_metrics_path (const char *dir);
 char *lt_run_dir_log_path (const char *dir);
+char *lt_run_dir_samples_path (const char *dir);         /* samples.jsonl */
 char *lt_run_dir_adapter_path (const char *dir);          /* adapters.safetensors */
 char *lt_run_dir_checkpoints_path (const char *dir);      /* checkpoints/ */
 /* checkpoints/NNNNNNN_adapters.safetensors's file name for @step */
@@ -147,6 +162,9 @@ gboolean lt_run_dir_truncate_metrics (LtRunDir *rd, gint64 step, GError **error)
 gboolean lt_run_dir_append_metric (LtRunDir *rd, const LtRunMetric *m, GError **error);
 /* Appends "STAMP LINE" to log.txt (best effort: the log never fails a run). */
 void lt_run_dir_log (LtRunDir *rd, const char *line);
+/* Appends one sample (samples.jsonl is rewritten atomically). */
+gboolean lt_run_dir_append_sample (LtRunDir *rd, gint64 step, const char *prompt,
+                                   const char *text, GError **error);
 /* Creates checkpoints/ and returns its path. */
 char *lt_run_dir_ensure_checkpoints (LtRunDir *rd, GError **error);
 /* Creates state/ and returns its path. */

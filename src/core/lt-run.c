@@ -8,6 +8,8 @@
 
 #include "lt-run.h"
 
+#include "lt-qat.h"
+
 #include <errno.h>
 #include <math.h>
 #include <string.h>
@@ -246,6 +248,14 @@ static const LtRunKeyInfo keys[] = {
        N_("First step with fake quantization"), qat_start_step),
   ROW ("qat_interval", "qat-interval", LT_RUN_KEY_INT, "N",
        N_("Re-quantize every N steps"), qat_interval),
+  { "sample_prompts", "sample-prompts", LT_RUN_KEY_STRV, NULL, "P1,P2|FILE.jsonl",
+    N_("Prompts to generate from during the run, into samples.jsonl (or a JSONL file of "
+       "\"prompt\" lines; unset: none)"),
+    OFF (sample_prompts), ENUM_NONE, 0, TRUE },
+  ROW ("steps_per_sample", "steps-per-sample", LT_RUN_KEY_INT, "N",
+       N_("Generate the samples every N steps (0: at each evaluation)"), steps_per_sample),
+  ROW ("sample_max_tokens", "sample-max-tokens", LT_RUN_KEY_INT, "N",
+       N_("Tokens generated per sample"), sample_max_tokens),
   /* Aliases (other spellings). */
   { "fine_tune_type", "fine-tune-type", LT_RUN_KEY_ENUM, "train_type", "lora|dora|full",
     N_("Same as --train-type (mlx-lm's name)"), OFF (train_type), ENUM_TRAIN_TYPE, 0, FALSE },
@@ -338,6 +348,8 @@ lt_run_config_new (void)
   cfg->beta = 0.1;
   cfg->dpo_loss_type = 0;
   cfg->label_smoothing = 0.0;
+  cfg->steps_per_sample = 0;
+  cfg->sample_max_tokens = 64;
   cfg->qat_enable = FALSE;
   cfg->qat_bits = 8;
   cfg->qat_group_size = 64;
@@ -1626,7 +1638,7 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
   if (cfg->lora_rank < 1)
     add_issue (issues, "lora_parameters.rank", _("must be at least 1 (got %d)"),
                cfg->lora_rank);
-  if (!(cfg->lora_scale > 0.0))
+  if (!(cfg->lora_scale > 0.0 && isfinite (cfg->lora_scale)))
     add_issue (issues, "lora_parameters.scale", _("must be greater than 0 (got %g)"),
                cfg->lora_scale);
   if (!(cfg->lora_dropout >= 0.0 && cfg->lora_dropout < 1.0))
@@ -1655,6 +1667,14 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
   if (!(cfg->learning_rate > 0.0))
     add_issue (issues, "learning_rate", _("must be greater than 0 (got %g)"),
                cfg->learning_rate);
+  else if (!isfinite (cfg->learning_rate))
+    add_issue (issues, "learning_rate", _("must be a finite number (got %g)"),
+               cfg->learning_rate);
+  else if (!isfinite (cfg->learning_rate * (double) MAX (cfg->warmup_steps, 1) * 2.0))
+    /* the warm-up computes learning_rate × step and the schedules learning_rate × 2 terms:
+     * each must stay finite */
+    add_issue (issues, "learning_rate", _("%g overflows the learning-rate schedule"),
+               cfg->learning_rate);
   if (cfg->warmup_steps < 0)
     add_issue (issues, "warmup_steps", _("must be at least 0 (got %d)"), cfg->warmup_steps);
   if (cfg->gradient_accumulation_steps < 1)
@@ -1663,19 +1683,19 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
   if (cfg->max_seq_length < 2)
     add_issue (issues, "max_seq_length", _("must be at least 2 (got %d)"),
                cfg->max_seq_length);
-  if (!(cfg->weight_decay >= 0.0))
+  if (!(cfg->weight_decay >= 0.0 && isfinite (cfg->weight_decay)))
     add_issue (issues, "optimizer_config.weight_decay", _("must be at least 0 (got %g)"),
                cfg->weight_decay);
   if (!(cfg->beta1 >= 0.0 && cfg->beta1 < 1.0))
     add_issue (issues, "optimizer_config.beta1", _("must be in [0, 1) (got %g)"), cfg->beta1);
   if (!(cfg->beta2 >= 0.0 && cfg->beta2 < 1.0))
     add_issue (issues, "optimizer_config.beta2", _("must be in [0, 1) (got %g)"), cfg->beta2);
-  if (!(cfg->eps > 0.0))
+  if (!(cfg->eps > 0.0 && isfinite (cfg->eps)))
     add_issue (issues, "optimizer_config.eps", _("must be greater than 0 (got %g)"), cfg->eps);
   if (!(cfg->momentum >= 0.0 && cfg->momentum < 1.0))
     add_issue (issues, "optimizer_config.momentum", _("must be in [0, 1) (got %g)"),
                cfg->momentum);
-  if (!(cfg->max_grad_norm >= 0.0))
+  if (!(cfg->max_grad_norm >= 0.0 && isfinite (cfg->max_grad_norm)))
     add_issue (issues, "max_grad_norm", _("must be at least 0 (got %g)"), cfg->max_grad_norm);
   if (cfg->steps_per_report < 1)
     add_issue (issues, "steps_per_report", _("must be at least 1 (got %d)"),
@@ -1685,10 +1705,16 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
                cfg->steps_per_eval);
   if (cfg->save_every < 0)
     add_issue (issues, "save_every", _("must be at least 0 (got %d)"), cfg->save_every);
+  if (cfg->steps_per_sample < 0)
+    add_issue (issues, "steps_per_sample", _("must be at least 0 (got %d)"),
+               cfg->steps_per_sample);
+  if (cfg->sample_max_tokens < 1 || cfg->sample_max_tokens > 4096)
+    add_issue (issues, "sample_max_tokens", _("must be between 1 and 4096 (got %d)"),
+               cfg->sample_max_tokens);
   if (cfg->val_batches < -1)
     add_issue (issues, "val_batches", _("must be -1 (the whole set) or at least 0 (got %d)"),
                cfg->val_batches);
-  if (!(cfg->beta > 0.0))
+  if (!(cfg->beta > 0.0 && isfinite (cfg->beta)))
     add_issue (issues, "beta", _("must be greater than 0 (got %g)"), cfg->beta);
   if (!(cfg->label_smoothing >= 0.0 && cfg->label_smoothing < 0.5))
     add_issue (issues, "label_smoothing", _("must be at least 0 and below 0.5 (got %g)"),
@@ -1698,6 +1724,29 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
   if (cfg->qat_group_size < 0)
     add_issue (issues, "qat_group_size", _("must be 0 (per tensor) or at least 1 (got %d)"),
                cfg->qat_group_size);
+  else if (cfg->qat_enable)
+    {
+      /* the fake quantizer's own list, the one the trainer and the form use */
+      gsize n_sizes = 0;
+      const int *sizes = lt_fake_quantize_group_sizes (&n_sizes);
+      gboolean known = FALSE;
+      g_autoptr (GString) list = g_string_new (NULL);
+
+      for (gsize i = 0; i < n_sizes; i++)
+        {
+          known = known || sizes[i] == cfg->qat_group_size;
+          if (sizes[i] != 0)
+            g_string_append_printf (list, "%s%d", list->len > 0 ? ", " : "", sizes[i]);
+        }
+      if (!known)
+        {
+          add_issue (issues, "qat_group_size",
+                     _("%d is not a group size of the fake quantizer (0 = per tensor, %s)"),
+                     cfg->qat_group_size, list->str);
+          ((LtRunIssue *) g_ptr_array_index (issues, issues->len - 1))->code
+            = LT_ERROR_UNSUPPORTED;
+        }
+    }
   if (cfg->qat_start_step < 1)
     add_issue (issues, "qat_start_step", _("must be at least 1 (got %d)"),
                cfg->qat_start_step);
@@ -1717,8 +1766,8 @@ lt_run_config_validate (const LtRunConfig *cfg, gboolean for_start, GError **err
   if (issues->len == 0)
     return TRUE;
   first = g_ptr_array_index (issues, 0);
-  g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "%s: %s", first->key,
-               first->message);
+  g_set_error (error, LT_ERROR, first->code != 0 ? first->code : LT_ERROR_INVALID_ARGUMENT,
+               "%s: %s", first->key, first->message);
   return FALSE;
 }
 

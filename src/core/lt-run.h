@@ -78,6 +78,13 @@ typedef struct
   /* preference training (appended) */
   int dpo_loss_type;         /* "dpo_loss_type": 0 sigmoid, 1 hinge, 2 ipo (lt-preference) */
   double label_smoothing;    /* "label_smoothing": DPO sigmoid, default 0 */
+
+  /* samples while training (appended) */
+  char **sample_prompts;     /* "sample_prompts": prompts generated from greedily during the
+                                run; one entry naming a .jsonl file reads its "prompt" lines.
+                                NULL = none */
+  int steps_per_sample;      /* "steps_per_sample": every N steps; 0 = at each evaluation */
+  int sample_max_tokens;     /* "sample_max_tokens": tokens per sample, default 64 */
 } LtRunConfig;
 
 /* One problem with one key, for inline display on the form. */
@@ -85,6 +92,7 @@ typedef struct
 {
   char *key;     /* the JSON key, e.g. "lora_parameters.rank", "qat_group_size", "model" */
   char *message; /* translated, user-facing */
+  int code;      /* the LtError code a run reports it with; 0 = LT_ERROR_INVALID_ARGUMENT */
 } LtRunIssue;
 
 LtRunConfig *lt_run_config_new (void);     /* all defaults */
@@ -104,10 +112,14 @@ char *lt_run_config_to_string (const LtRunConfig *cfg, gboolean pretty);
 /* Atomic. */
 gboolean lt_run_config_save (const LtRunConfig *cfg, const char *path, GError **error);
 
-/* Range and consistency checks. With @for_start, also what a run needs (a model path, data).
+/* Range and consistency checks, every rule on the values alone (lt-run-check.h adds the model's
+ * shapes and the dataset): ranges, finite numbers (a learning rate or warm-up whose schedule
+ * overflows is refused), the fake quantizer's group sizes (lt_fake_quantize_group_sizes) when
+ * QAT is on. With @for_start, also what a run needs (a model path, data).
  * Returns a GPtrArray of LtRunIssue (empty when valid). */
 GPtrArray *lt_run_config_check (const LtRunConfig *cfg, gboolean for_start);
-/* FALSE + LT_ERROR_INVALID_ARGUMENT with the first issue's "key: message". */
+/* FALSE + an LT_ERROR with the first issue's "key: message" (its code, by default
+ * LT_ERROR_INVALID_ARGUMENT). */
 gboolean lt_run_config_validate (const LtRunConfig *cfg, gboolean for_start, GError **error);
 
 /* The equivalent command line: {"lathe", "train", "--model", …}, only non-default flags. */

@@ -40,6 +40,7 @@
 #include "lt-optimizer.h"
 #include "lt-preference.h"
 #include "lt-run-dir.h"
+#include "lt-run-check.h"
 #include "lt-safetensors.h"
 #include "lt-tokenizer.h"
 #include "lt-trainer.h"
@@ -1074,47 +1075,30 @@ static gboolean
 load_data (Trainer *tr, GError **error)
 {
   const LtRunConfig *cfg = tr->cfg;
-  g_autofree char *train_path = NULL, *valid_path = NULL, *test_path = NULL;
 
-  if (!lt_dataset_find_files (cfg->data, &train_path, &valid_path, &test_path, error))
+  /* the one loader and its rules, shared with lt_run_config_check_inputs (--dry-run, the form) */
+  if (!lt_run_load_data (cfg, tr->tok, tr->tmpl, &tr->train, &tr->valid, error))
     return FALSE;
-  tr->train = lt_dataset_load (train_path, tr->tok, tr->tmpl, cfg->max_seq_length, error);
-  if (tr->train == NULL)
-    return FALSE;
-  if (tr->train->n_examples == 0)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "%s: no examples", train_path);
-      return FALSE;
-    }
-  if ((tr->train->format == LT_DATA_FORMAT_PREFERENCE) != (cfg->train_mode != LT_TRAIN_MODE_SFT))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   cfg->train_mode == LT_TRAIN_MODE_SFT
-                     ? "%s: preference data (prompt/chosen/rejected) needs train_mode dpo or orpo"
-                     : "%s: train_mode dpo / orpo needs preference data (prompt, chosen, rejected)",
-                   train_path);
-      return FALSE;
-    }
   trainer_log (tr, "train: %s, %s, %" G_GSIZE_FORMAT " examples, %" G_GINT64_FORMAT
-               " tokens, %" G_GSIZE_FORMAT " truncated to %d tokens", train_path,
+               " tokens, %" G_GSIZE_FORMAT " truncated to %d tokens", tr->train->path,
                lt_data_format_to_string (tr->train->format), tr->train->n_examples,
                tr->train->n_tokens, tr->train->n_truncated, cfg->max_seq_length);
-  if (valid_path != NULL)
-    {
-      tr->valid = lt_dataset_load (valid_path, tr->tok, tr->tmpl, cfg->max_seq_length, error);
-      if (tr->valid == NULL)
-        return FALSE;
-      if (tr->valid->format != tr->train->format)
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                       "%s: “%s” data, but train.jsonl holds “%s” data", valid_path,
-                       lt_data_format_to_string (tr->valid->format),
-                       lt_data_format_to_string (tr->train->format));
-          return FALSE;
-        }
-      trainer_log (tr, "valid: %s, %" G_GSIZE_FORMAT " examples, %" G_GSIZE_FORMAT
-                   " truncated", valid_path, tr->valid->n_examples, tr->valid->n_truncated);
-    }
+  if (tr->valid != NULL)
+    trainer_log (tr, "valid: %s, %" G_GSIZE_FORMAT " examples, %" G_GSIZE_FORMAT
+                 " truncated", tr->valid->path, tr->valid->n_examples, tr->valid->n_truncated);
+  {
+    /* lt-memory's one definition, for this data: the number the memory chart draws against
+     * the process's peak RSS */
+    LtMemoryEstimate est;
+    g_autofree char *total = NULL;
+
+    lt_memory_estimate_for_data (cfg, tr->model->config, tr->train->n_examples,
+                                 lt_run_data_longest_example (tr->train), &est);
+    tr->mem_estimate = est.total;
+    total = lt_memory_format (est.total);
+    trainer_log (tr, "memory estimate: %s (peak resident, batches of %d tokens)", total,
+                 est.seq_tokens);
+  }
   return TRUE;
 }
 
@@ -1157,40 +1141,6 @@ load_model (Trainer *tr, GError **error)
         trainer_log (tr, "the model's chat template cannot be used (%s): chat data will be "
                      "refused", local->message);
     }
-
-  if (cfg->qat_enable)
-    {
-      const LtConfig *c = tr->model->config;
-      int in_features[3] = { c->hidden_size, c->num_attention_heads * c->head_dim,
-                             c->intermediate_size };
-      g_autoptr (LtRunIssue) issue = NULL;
-
-      if (cfg->qat_group_size != 0 && cfg->qat_group_size != 32 && cfg->qat_group_size != 64
-          && cfg->qat_group_size != 128)
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                       "qat_group_size: %d is not a group size of the fake quantizer (0 = per "
-                       "tensor, 32, 64 or 128)", cfg->qat_group_size);
-          return FALSE;
-        }
-      issue = lt_run_config_check_group_size (cfg, in_features, G_N_ELEMENTS (in_features));
-      if (issue != NULL)
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "%s: %s (%s)", issue->key,
-                       issue->message, cfg->model);
-          return FALSE;
-        }
-    }
-
-  {
-    LtMemoryEstimate est;
-    g_autofree char *total = NULL;
-
-    lt_memory_estimate (cfg, tr->model->config, &est);
-    tr->mem_estimate = est.total;
-    total = lt_memory_format (est.total);
-    trainer_log (tr, "memory estimate: %s", total);
-  }
 
   lt_adapter_spec_from_config (&spec, cfg);
   if (!lt_model_attach_trainable (tr->model, &spec, error))
@@ -1253,6 +1203,18 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
 
   if (!lt_run_config_validate (cfg, TRUE, error))
     return FALSE;
+  {
+    /* the model's shapes (config.json only), before a run folder exists: a refused
+     * configuration leaves nothing behind (lt-run-check, the rules --dry-run applies) */
+    g_autoptr (LtConfig) shapes = lt_config_load (cfg->model, error);
+    g_autoptr (GPtrArray) issues = NULL;
+
+    if (shapes == NULL)
+      return FALSE;
+    issues = lt_run_config_check_model (cfg, shapes);
+    if (!lt_run_issues_to_error (issues, error))
+      return FALSE;
+  }
   if (cfg->adapter_path == NULL || cfg->adapter_path[0] == '\0')
     {
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,

@@ -7,10 +7,14 @@
  *                              captured after 24 reports, then stopped gracefully
  *   OUTPUT.png --runs FOLDER   the Runs page on FOLDER, the first run compared with the second
  *   OUTPUT.png --export RUN    the Export dialog after a verified export of RUN (MLX 4-bit and
- *                              GGUF q8_0 into RUN-export) */
+ *                              GGUF q8_0 into RUN-export)
+ * Environment: LATHE_SHOT_SIZE=WxH (window size), LATHE_SHOT_TRAINER=0|1|2 (SFT, DPO, ORPO),
+ * LATHE_SHOT_TRAIN_TYPE=0|1|2 (LoRA, DoRA, Full), LATHE_SHOT_SCROLL=PIXELS (scrolls the form). */
 #include "config.h"
 
 #include <adwaita.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "lathe-application.h"
 #include "lathe-window.h"
@@ -27,6 +31,7 @@ static const char *export_run;
 static guint n_reports;
 static gboolean snapped;
 static int exit_status = 1;
+static int shot_width = WIDTH, shot_height = HEIGHT;
 
 static gboolean
 snap_cb (gpointer user_data)
@@ -87,6 +92,19 @@ export_finished_cb (GtkWindow *dialog)
     g_timeout_add (1000, snap_cb, dialog);
 }
 
+/* Scrolls the Train form by LATHE_SHOT_SCROLL pixels (to show the rows below the fold). */
+static gboolean
+scroll_form_cb (gpointer user_data)
+{
+  LatheTrainPage *page = lathe_window_get_train_page (LATHE_WINDOW (user_data));
+  GtkWidget *row = lathe_train_page_get_row_for_key (page, "train_mode");
+  GtkWidget *scroller = gtk_widget_get_ancestor (row, GTK_TYPE_SCROLLED_WINDOW);
+  GtkAdjustment *adj = gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (scroller));
+
+  gtk_adjustment_set_value (adj, atof (g_getenv ("LATHE_SHOT_SCROLL")));
+  return G_SOURCE_REMOVE;
+}
+
 static char *
 demo_dir (const char *name)
 {
@@ -112,9 +130,18 @@ activate_cb (GApplication *app)
                 "lora-keys", "",
                 NULL);
 
+  if (g_getenv ("LATHE_SHOT_TRAINER") != NULL)
+    g_object_set (settings, "train-mode", (guint) atoi (g_getenv ("LATHE_SHOT_TRAINER")), NULL);
+  if (g_getenv ("LATHE_SHOT_TRAIN_TYPE") != NULL)
+    g_object_set (settings, "train-type", (guint) atoi (g_getenv ("LATHE_SHOT_TRAIN_TYPE")),
+                  "quantization", (guint) LT_QUANTIZATION_NONE, NULL);
+
   if (running_dir != NULL)
     {
-      g_autofree char *model = demo_dir ("model"), *data = demo_dir ("sft");
+      /* DPO and ORPO train on the demo's preference pairs */
+      g_autofree char *model = demo_dir ("model");
+      g_autofree char *data = demo_dir (lathe_run_settings_get_train_mode (settings)
+                                          == LT_TRAIN_MODE_SFT ? "sft" : "preference");
       LatheTrainPage *page = lathe_window_get_train_page (LATHE_WINDOW (window));
 
       g_object_set (settings, "model", model, "data", data, "adapter-path", running_dir,
@@ -122,7 +149,8 @@ activate_cb (GApplication *app)
                     "lora-dropout", 0.0, "batch-size", 4, "max-seq-length", 128,
                     "learning-rate", 2e-3, "iters", 400, "steps-per-report", 2,
                     "steps-per-eval", 10, "save-every", 0, NULL);
-      gtk_window_set_default_size (window, WIDTH + 300, HEIGHT);
+      gtk_window_set_default_size (window, g_getenv ("LATHE_SHOT_SIZE") ? shot_width : WIDTH + 300,
+                                   shot_height);
       gtk_window_unmaximize (window);
       if (!lathe_train_page_start (page))
         {
@@ -142,7 +170,7 @@ activate_cb (GApplication *app)
       g_signal_connect (runs, "loaded", G_CALLBACK (runs_loaded_cb), window);
       adw_view_stack_set_visible_child_name (stack, "runs");
       lathe_runs_page_set_folder (runs, runs_folder);
-      gtk_window_set_default_size (window, WIDTH, HEIGHT);
+      gtk_window_set_default_size (window, shot_width, shot_height);
       gtk_window_unmaximize (window);
       return;
     }
@@ -175,8 +203,10 @@ activate_cb (GApplication *app)
       lathe_train_page_start (lathe_window_get_train_page (LATHE_WINDOW (window)));
     }
 
-  gtk_window_set_default_size (window, WIDTH, HEIGHT);
+  gtk_window_set_default_size (window, shot_width, shot_height);
   gtk_window_unmaximize (window);
+  if (g_getenv ("LATHE_SHOT_SCROLL") != NULL)
+    g_timeout_add (1500, scroll_form_cb, window);
   g_timeout_add (2000, snap_cb, window);
 }
 
@@ -202,6 +232,12 @@ main (int   argc,
       return 2;
     }
   output_path = argv[1];
+  if (g_getenv ("LATHE_SHOT_SIZE") != NULL
+      && sscanf (g_getenv ("LATHE_SHOT_SIZE"), "%dx%d", &shot_width, &shot_height) != 2)
+    {
+      g_printerr ("LATHE_SHOT_SIZE: WIDTHxHEIGHT expected\n");
+      return 2;
+    }
 
   app = lathe_application_new ();
   g_application_set_flags (G_APPLICATION (app), G_APPLICATION_NON_UNIQUE);

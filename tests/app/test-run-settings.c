@@ -90,6 +90,115 @@ test_schema_defaults_are_core_defaults (void)
   }
 }
 
+/* The nick the schema must hold for an enum-like property's default value. */
+static const char *
+default_nick (const char *key, guint value)
+{
+  if (g_str_equal (key, "train-mode"))
+    return lt_train_mode_to_string ((LtTrainMode) value);
+  if (g_str_equal (key, "train-type"))
+    return lt_train_type_to_string ((LtTrainType) value);
+  if (g_str_equal (key, "quantization"))
+    return lt_quantization_to_string ((LtQuantization) value);
+  if (g_str_equal (key, "lr-schedule"))
+    return lt_lr_schedule_to_string ((LtLrSchedule) value);
+  if (g_str_equal (key, "optimizer"))
+    return lt_optimizer_to_string ((LtOptimizerKind) value);
+  if (g_str_equal (key, "length-unit"))
+    return value == LATHE_LENGTH_UNIT_EPOCHS ? "epochs" : "iterations";
+  if (g_str_equal (key, "dpo-loss-type"))
+    return value == 1 ? "hinge" : value == 2 ? "ipo" : "sigmoid";
+  g_error ("%s: no enum", key);
+  return NULL;
+}
+
+/* One set of defaults (issue 11 item 10), key by key: the compiled schema of the build dir, read
+ * through GSettingsSchemaSource, holds for every key of a LatheRunSettings property the default
+ * of that property, and that default is the value a fresh object takes from the core's table
+ * (lt_run_config_new). A key whose default drifts is named. */
+static void
+test_schema_key_defaults (void)
+{
+  const char *dir = g_getenv ("GSETTINGS_SCHEMA_DIR");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSettingsSchemaSource) source = NULL;
+  g_autoptr(GSettingsSchema) schema = NULL;
+  g_autoptr(LatheRunSettings) settings = lathe_run_settings_new ();
+  g_auto(GStrv) keys = NULL;
+  guint n_checked = 0;
+
+  g_assert_nonnull (dir);
+  source = g_settings_schema_source_new_from_directory (dir, NULL, TRUE, &error);
+  g_assert_no_error (error);
+  schema = g_settings_schema_source_lookup (source, APP_ID, FALSE);
+  g_assert_nonnull (schema);
+  keys = g_settings_schema_list_keys (schema);
+  for (guint i = 0; keys[i] != NULL; i++)
+    {
+      GParamSpec *pspec = g_object_class_find_property (G_OBJECT_GET_CLASS (settings), keys[i]);
+      g_autoptr(GSettingsSchemaKey) key = g_settings_schema_get_key (schema, keys[i]);
+      g_autoptr(GVariant) dflt = g_settings_schema_key_get_default_value (key);
+      g_auto(GValue) now = G_VALUE_INIT;
+      const GValue *pdef;
+      gboolean same;
+
+      if (pspec == NULL)
+        continue; /* window state, preferences: no run setting */
+      pdef = g_param_spec_get_default_value (pspec);
+      /* the property's default is the value the core's defaults give a fresh object */
+      g_value_init (&now, pspec->value_type);
+      g_object_get_property (G_OBJECT (settings), keys[i], &now);
+      if (g_param_values_cmp (pspec, pdef, &now) != 0)
+        g_error ("property “%s”: default %s, a fresh object holds %s", keys[i],
+                 g_strdup_value_contents (pdef), g_strdup_value_contents (&now));
+
+      if (G_IS_PARAM_SPEC_UINT (pspec))
+        same = g_str_equal (g_variant_get_string (dflt, NULL),
+                            default_nick (keys[i], g_value_get_uint (pdef)));
+      else if (G_IS_PARAM_SPEC_INT (pspec))
+        same = g_variant_get_int32 (dflt) == g_value_get_int (pdef);
+      else if (G_IS_PARAM_SPEC_INT64 (pspec))
+        same = g_variant_get_int64 (dflt) == g_value_get_int64 (pdef);
+      else if (G_IS_PARAM_SPEC_DOUBLE (pspec))
+        same = g_variant_get_double (dflt) == g_value_get_double (pdef);
+      else if (G_IS_PARAM_SPEC_BOOLEAN (pspec))
+        same = g_variant_get_boolean (dflt) == g_value_get_boolean (pdef);
+      else
+        same = g_strcmp0 (g_variant_get_string (dflt, NULL), g_value_get_string (pdef)) == 0;
+      if (!same)
+        {
+          g_autofree char *schema_text = g_variant_print (dflt, FALSE);
+          g_autofree char *core_text = g_strdup_value_contents (pdef);
+          g_error ("schema key “%s”: default %s, the core's is %s", keys[i], schema_text,
+                   core_text);
+        }
+      n_checked++;
+    }
+  /* every property has its key (checked above) and each was compared */
+  {
+    guint n = 0;
+    g_autofree GParamSpec **pspecs =
+      g_object_class_list_properties (G_OBJECT_GET_CLASS (settings), &n);
+    g_assert_cmpuint (n_checked, ==, n);
+  }
+  /* the values a user meets, spelled out (the CLI's --help prints the same from the table) */
+  {
+    g_autoptr(LtRunConfig) d = lt_run_config_new ();
+    double lr;
+    int iters, max_seq, num_layers;
+    gboolean all;
+
+    g_object_get (settings, "learning-rate", &lr, "iters", &iters, "max-seq-length", &max_seq,
+                  "num-layers", &num_layers, "all-layers", &all, NULL);
+    g_assert_cmpfloat (lr, ==, d->learning_rate);
+    g_assert_cmpint (iters, ==, d->iters);
+    g_assert_cmpint (max_seq, ==, d->max_seq_length);
+    g_assert_cmpint (all, ==, d->num_layers < 0);
+    if (!all)
+      g_assert_cmpint (num_layers, ==, d->num_layers);
+  }
+}
+
 static void
 test_config_round_trip (void)
 {
@@ -363,6 +472,7 @@ main (int   argc,
 
   g_test_add_func ("/run-settings/defaults", test_defaults_are_core_defaults);
   g_test_add_func ("/run-settings/schema-defaults", test_schema_defaults_are_core_defaults);
+  g_test_add_func ("/run-settings/schema-key-defaults", test_schema_key_defaults);
   g_test_add_func ("/run-settings/config-round-trip", test_config_round_trip);
   g_test_add_func ("/run-settings/properties-round-trip", test_properties_round_trip);
   g_test_add_func ("/run-settings/recipe-file-round-trip", test_recipe_file_round_trip);

@@ -326,6 +326,13 @@ state_cb (LatheTrainJob *job, GParamSpec *pspec, GArray *states)
 }
 
 static void
+history_cb (LatheTrainJob *job, GPtrArray *samples, guint *n)
+{
+  g_assert_cmpuint (samples->len, >, 0);
+  (*n)++;
+}
+
+static void
 test_stop (Fixture *f, gconstpointer data)
 {
   g_autoptr (LtRunConfig) cfg = NULL;
@@ -350,6 +357,9 @@ test_stop (Fixture *f, gconstpointer data)
     g_main_context_iteration (NULL, TRUE);
 
   g_assert_cmpint (lathe_train_job_get_state (job), ==, LATHE_TRAIN_STATE_CANCELLED);
+  /* Issue 11: the time left keeps its last value after Stop (the log and save events of the
+   * final save carry no time; they reset it to unknown before). */
+  g_assert_cmpfloat (lathe_train_job_get_eta (job), >=, 0.0);
   g_assert_cmpint (g_array_index (states, LatheTrainState, 0), ==, LATHE_TRAIN_STATE_LOADING);
   g_assert_cmpint (g_array_index (states, LatheTrainState, states->len - 1), ==,
                    LATHE_TRAIN_STATE_CANCELLED);
@@ -380,6 +390,8 @@ test_stop (Fixture *f, gconstpointer data)
   /* Resume through a new job: it continues from the saved step. */
   {
     g_autoptr (LatheTrainJob) resumed = NULL;
+    LatheMonitor *monitor;
+    guint n_history = 0;
     gint64 stopped_at = g_array_index (f->steps, gint64, f->steps->len - 1);
     g_autoptr (LtRunConfig) rcfg = lt_run_config_copy (cfg);
 
@@ -387,8 +399,14 @@ test_stop (Fixture *f, gconstpointer data)
     g_array_set_size (f->steps, 0);
     f->finished = FALSE;
     resumed = lathe_train_job_new (rcfg, TRUE);
+    monitor = g_object_ref_sink (LATHE_MONITOR (lathe_monitor_new ()));
     g_signal_connect (resumed, "progress", G_CALLBACK (progress_cb), f);
     g_signal_connect (resumed, "finished", G_CALLBACK (finished_cb), f);
+    g_signal_connect_swapped (resumed, "progress", G_CALLBACK (lathe_monitor_add_progress),
+                              monitor);
+    g_signal_connect_swapped (resumed, "history", G_CALLBACK (lathe_monitor_add_history),
+                              monitor);
+    g_signal_connect (resumed, "history", G_CALLBACK (history_cb), &n_history);
     g_assert_true (lathe_train_job_start (resumed, NULL, &error));
     while (!f->finished)
       g_main_context_iteration (NULL, TRUE);
@@ -397,6 +415,23 @@ test_stop (Fixture *f, gconstpointer data)
     g_assert_cmpint (lathe_train_job_get_state (resumed), ==, LATHE_TRAIN_STATE_FINISHED);
     g_assert_cmpuint (f->steps->len, >, 0);
     g_assert_cmpint (g_array_index (f->steps, gint64, 0), ==, stopped_at + 1);
+
+    /* Issue 11: the monitor of the resumed run shows the whole run, steps 1 to the end: the
+     * history (metrics.jsonl, one `history` emission) and then the new steps. */
+    {
+      LatheChart *chart = lathe_monitor_get_loss_chart (monitor);
+      const LatheChartPoint *pts;
+      guint n_pts;
+
+      g_assert_cmpuint (n_history, ==, 1);
+      pts = lathe_chart_get_points (chart, LATHE_MONITOR_TRAIN_LOSS, &n_pts);
+      g_assert_cmpuint (n_pts, ==, (guint) stopped_at + f->steps->len);
+      for (guint i = 0; i < n_pts; i++)
+        g_assert_cmpfloat (pts[i].x, ==, (double) (i + 1));
+      g_assert_cmpuint (lathe_chart_get_n_points (chart, LATHE_MONITOR_SMOOTHED_LOSS), ==,
+                        n_pts);
+    }
+    g_object_unref (monitor);
     g_assert_finalize_object (g_steal_pointer (&resumed));
   }
   g_assert_finalize_object (g_steal_pointer (&job));
@@ -464,6 +499,187 @@ test_dispose_mid_run (Fixture *f, gconstpointer data)
     g_main_context_iteration (NULL, FALSE), g_usleep (5000);
 }
 
+
+typedef struct
+{
+  LatheTrainJob *job;
+  guint n;
+} PushData;
+
+/* A worker-like thread: @n reports as fast as it can. */
+static gpointer
+push_thread (gpointer data)
+{
+  PushData *d = data;
+
+  for (guint i = 1; i <= d->n; i++)
+    {
+      LtTrainProgress p = { 0 };
+
+      p.event = LT_TRAIN_EVENT_REPORT;
+      p.phase = LT_TRAIN_PHASE_TRAINING;
+      p.step = i;
+      p.total_steps = d->n;
+      p.loss = 3.0 - 1.0 * i / d->n;
+      p.val_loss = NAN;
+      p.learning_rate = 1e-3;
+      p.tokens_per_s = 1000.0 + i;
+      p.trained_tokens = 512 * i;
+      p.rss_bytes = (guint64) (100 + i % 7) << 20;
+      p.peak_rss_bytes = (guint64) 120 << 20;
+      p.mem_estimate_bytes = (guint64) 110 << 20;
+      p.elapsed_s = 0.01 * i;
+      p.reward_accuracy = p.reward_margin = NAN;
+      lathe_train_job_push_progress (d->job, &p);
+      if (i % 10 == 0)
+        g_usleep (20000); /* about a second in all */
+    }
+  return NULL;
+}
+
+static void
+count_progress (LatheTrainJob *job, const LtTrainProgress *p, guint *n)
+{
+  (*n)++;
+}
+
+static gboolean
+flag_cb (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* Issue 11: samples posted quickly from the worker are coalesced: every one reaches `progress`
+ * and the monitor's charts, in a few dispatches (at most 2 a second), and the monitor in a
+ * realized window redraws its charts a few times, never measures them again (no relayout for
+ * data) and sets each read-out's text at most once per dispatch. */
+static void
+test_coalesced (Fixture *f, gconstpointer data)
+{
+  g_autoptr (LtRunConfig) cfg = lathe_run_settings_dup_config (f->settings);
+  g_autoptr (LatheTrainJob) job = lathe_train_job_new (cfg, FALSE);
+  GtkWidget *window = gtk_window_new ();
+  LatheMonitor *monitor = LATHE_MONITOR (lathe_monitor_new ());
+  LatheChart *loss, *memory;
+  PushData d = { job, 500 };
+  GThread *thread;
+  guint n_progress = 0, measures, snapshots, labels, dispatches;
+  gboolean settled = FALSE;
+  gint64 t0, t1;
+  double seconds;
+
+  gtk_window_set_child (GTK_WINDOW (window), GTK_WIDGET (monitor));
+  gtk_window_set_default_size (GTK_WINDOW (window), 700, 900);
+  gtk_window_present (GTK_WINDOW (window));
+  g_timeout_add (400, flag_cb, &settled);
+  while (!settled)
+    g_main_context_iteration (NULL, TRUE);
+
+  loss = lathe_monitor_get_loss_chart (monitor);
+  memory = lathe_monitor_get_memory_chart (monitor);
+  measures = lathe_chart_get_n_measures (loss) + lathe_chart_get_n_measures (memory);
+  snapshots = lathe_chart_get_n_snapshots (loss);
+  labels = lathe_monitor_get_n_label_updates (monitor);
+  g_signal_connect_swapped (job, "progress", G_CALLBACK (lathe_monitor_add_progress), monitor);
+  g_signal_connect (job, "progress", G_CALLBACK (count_progress), &n_progress);
+
+  t0 = g_get_monotonic_time ();
+  thread = g_thread_new ("push", push_thread, &d);
+  while (n_progress < d.n)
+    g_main_context_iteration (NULL, TRUE);
+  t1 = g_get_monotonic_time ();
+  g_thread_join (thread);
+  settled = FALSE;
+  g_timeout_add (300, flag_cb, &settled);
+  while (!settled)
+    g_main_context_iteration (NULL, TRUE);
+
+  seconds = (t1 - t0) / 1e6;
+  dispatches = lathe_train_job_get_n_dispatches (job);
+  g_test_message ("%u samples in %.2f s: %u dispatches (largest %u), %u loss-chart draws, "
+                  "%u chart measures, %u label updates", d.n, seconds, dispatches,
+                  lathe_train_job_get_max_batch (job),
+                  lathe_chart_get_n_snapshots (loss) - snapshots,
+                  lathe_chart_get_n_measures (loss) + lathe_chart_get_n_measures (memory)
+                    - measures, lathe_monitor_get_n_label_updates (monitor) - labels);
+  g_assert_cmpuint (n_progress, ==, d.n);
+  g_assert_cmpuint (lathe_chart_get_n_points (loss, LATHE_MONITOR_TRAIN_LOSS), ==, d.n);
+  /* coalesced: at most one dispatch per interval (and the first at once) */
+  g_assert_cmpuint (dispatches, <=, 2 + (guint) (seconds * 1000 / LATHE_TRAIN_JOB_DISPATCH_INTERVAL_MS));
+  g_assert_cmpuint (lathe_train_job_get_max_batch (job), >, 1);
+  /* the chart is drawn about once per dispatch, not once per sample */
+  g_assert_cmpuint (lathe_chart_get_n_snapshots (loss) - snapshots, >=, 1);
+  g_assert_cmpuint (lathe_chart_get_n_snapshots (loss) - snapshots, <=, dispatches + 2);
+  /* data never re-measures a chart */
+  g_assert_cmpuint (lathe_chart_get_n_measures (loss) + lathe_chart_get_n_measures (memory), ==,
+                    measures);
+  /* a label's text is set at most once a dispatch, and only when it changed (peak RSS and
+   * the estimate never change here: set once) */
+  g_assert_cmpuint (lathe_monitor_get_n_label_updates (monitor) - labels, <=,
+                    LATHE_MONITOR_N_STATS * dispatches);
+  g_assert_cmpstr (lathe_monitor_get_stat (monitor, LATHE_MONITOR_STAT_STEP), ==, "500 / 500");
+  g_assert_cmpstr (lathe_monitor_get_stat (monitor, LATHE_MONITOR_STAT_TRAIN_LOSS), ==,
+                   "2.0000");
+  g_assert_cmpstr (lathe_monitor_get_stat (monitor, LATHE_MONITOR_STAT_PEAK), ==, "120 MiB");
+  g_assert_cmpstr (lathe_monitor_get_stat (monitor, LATHE_MONITOR_STAT_ESTIMATE), ==,
+                   "110 MiB");
+  /* the memory chart's estimate line is the reports' mem_estimate_bytes */
+  g_assert_cmpuint (lathe_chart_get_n_points (memory, LATHE_MONITOR_PEAK_RSS), ==, d.n);
+  gtk_window_destroy (GTK_WINDOW (window));
+}
+
+/* Issue 11 item 7: after Stop, elapsed and remaining keep their last values: the events of
+ * the final save (log, save, phase: no measured time) neither reset them to 0 nor blank them. */
+static void
+test_monitor_freezes_time (Fixture *f, gconstpointer data)
+{
+  LatheMonitor *monitor = g_object_ref_sink (LATHE_MONITOR (lathe_monitor_new ()));
+  LtTrainProgress p = { 0 };
+  const LtTrainEvent after[] = { LT_TRAIN_EVENT_LOG, LT_TRAIN_EVENT_PHASE, LT_TRAIN_EVENT_SAVE,
+                                 LT_TRAIN_EVENT_LOG, LT_TRAIN_EVENT_PHASE };
+
+  p.event = LT_TRAIN_EVENT_REPORT;
+  p.step = 40;
+  p.total_steps = 100;
+  p.loss = 2.5;
+  p.val_loss = NAN;
+  p.learning_rate = 1e-3;
+  p.tokens_per_s = 900;
+  p.elapsed_s = 65.0;
+  p.reward_accuracy = p.reward_margin = NAN;
+  lathe_monitor_add_progress (monitor, &p);
+  g_assert_cmpstr (lathe_monitor_get_stat (monitor, LATHE_MONITOR_STAT_ELAPSED), ==, "1:05");
+  g_assert_cmpstr (lathe_monitor_get_stat (monitor, LATHE_MONITOR_STAT_REMAINING), ==,
+                   "1:38");
+
+  /* Stop: what the trainer sends while it saves (as lt-trainer fills them: log events with
+   * no time, phase and save events with a later time at the same step) */
+  for (guint i = 0; i < G_N_ELEMENTS (after); i++)
+    {
+      LtTrainProgress q = { 0 };
+
+      q.event = after[i];
+      q.phase = LT_TRAIN_PHASE_SAVING;
+      q.step = 40;
+      q.total_steps = 100;
+      q.loss = q.val_loss = q.learning_rate = q.tokens_per_s = NAN;
+      q.reward_accuracy = q.reward_margin = NAN;
+      q.elapsed_s = after[i] == LT_TRAIN_EVENT_LOG ? 0.0 : 70.0 + i;
+      q.message = after[i] == LT_TRAIN_EVENT_PHASE ? NULL : "saved";
+      lathe_monitor_add_progress (monitor, &q);
+    }
+  lathe_monitor_set_status (monitor, "Stopped");
+  g_assert_cmpstr (lathe_monitor_get_stat (monitor, LATHE_MONITOR_STAT_ELAPSED), ==, "1:05");
+  g_assert_cmpstr (lathe_monitor_get_stat (monitor, LATHE_MONITOR_STAT_REMAINING), ==,
+                   "1:38");
+  g_assert_cmpstr (lathe_monitor_get_stat (monitor, LATHE_MONITOR_STAT_STEP), ==, "40 / 100");
+  g_assert_cmpstr (lathe_monitor_get_stat (monitor, LATHE_MONITOR_STAT_TRAIN_LOSS), ==,
+                   "2.5000");
+  g_assert_cmpuint (lathe_monitor_get_n_log_lines (monitor), ==, 3);
+  g_object_unref (monitor);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -477,5 +693,7 @@ main (int argc, char **argv)
   ADD ("invalid-starts-nothing", test_invalid_starts_nothing);
   ADD ("dispose-mid-run", test_dispose_mid_run);
   ADD ("dpo-rewards", test_dpo_rewards);
+  ADD ("coalesced", test_coalesced);
+  ADD ("monitor-freezes-time", test_monitor_freezes_time);
   return g_test_run ();
 }

@@ -5,7 +5,10 @@
 
 #include <adwaita.h>
 #include <glib/gstdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "src/core/lt-qat.h"
 
 #include "lathe-train-page.h"
 
@@ -23,10 +26,13 @@ fixture_setup (Fixture       *f,
   f->settings = lathe_train_page_get_settings (f->page);
 }
 
+static void wait_released (Fixture *f);
+
 static void
 fixture_teardown (Fixture       *f,
                   gconstpointer  data)
 {
+  wait_released (f); /* the dataset check's worker, when one runs */
   g_assert_finalize_object (f->page);
 }
 
@@ -532,6 +538,217 @@ test_start_format_mismatch (Fixture       *f,
   g_assert_cmpint (g_rmdir (dir), ==, 0);
 }
 
+static gboolean
+tick_cb (gpointer data)
+{
+  return G_SOURCE_CONTINUE;
+}
+
+/* Iterates the main loop until @cond (@data) holds or 20 s pass. */
+static gboolean
+wait_until (gboolean (*cond) (gpointer), gpointer data)
+{
+  gint64 end = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+  guint tick = g_timeout_add (20, tick_cb, NULL); /* wakes the blocking iteration */
+
+  while (!cond (data) && g_get_monotonic_time () < end)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (tick);
+  return cond (data);
+}
+
+static gboolean
+only_fixture_ref (gpointer data)
+{
+  return G_OBJECT (data)->ref_count == 1;
+}
+
+/* A worker's GTask holds a reference on the page until its thread lets go of the task. */
+static void
+wait_released (Fixture *f)
+{
+  g_assert_true (wait_until (only_fixture_ref, f->page));
+}
+
+typedef struct
+{
+  GtkWidget *row;
+  const char *text;
+  gboolean error;
+} SubtitleWait;
+
+static gboolean
+subtitle_shows (gpointer data)
+{
+  SubtitleWait *w = data;
+  const char *subtitle = adw_action_row_get_subtitle (ADW_ACTION_ROW (w->row));
+
+  return subtitle != NULL && strstr (subtitle, w->text) != NULL
+         && gtk_widget_has_css_class (w->row, "error") == w->error;
+}
+
+/* Issue 11 item 6: the dataset is checked on a worker with the model's tokenizer; the summary
+ * (or the first broken line, in red) is the Dataset row's subtitle. */
+static void
+test_dataset_check (Fixture       *f,
+                    gconstpointer  data)
+{
+  const char *test_data = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *model = g_build_filename (test_data, "models", "llama-f32", NULL);
+  g_autofree char *train = g_build_filename (test_data, "train", "train.jsonl", NULL);
+  g_autofree char *pref = g_build_filename (test_data, "preference", "tinystories", NULL);
+  g_autofree char *dir = g_dir_make_tmp ("lathe-check-XXXXXX", NULL);
+  g_autofree char *bad = g_build_filename (dir, "bad.jsonl", NULL);
+  g_autofree char *expected = NULL, *mismatch = NULL;
+  g_autoptr(LtDatasetReport) report = NULL;
+  g_autoptr(GError) error = NULL;
+  SubtitleWait w = { row (f, "data"), NULL, FALSE };
+
+  report = lt_dataset_inspect (train, model, 32, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (report->have_lengths);
+  g_assert_cmpuint (report->n_examples, >, 0);
+  expected = lathe_dataset_report_describe (report, 32);
+  g_assert_nonnull (strstr (expected, "examples"));
+
+  g_object_set (f->settings, "model", model, "data", train, "max-seq-length", 32, NULL);
+  w.text = expected;
+  g_assert_true (wait_until (subtitle_shows, &w));
+  g_assert_cmpstr (adw_action_row_get_subtitle (ADW_ACTION_ROW (w.row)), ==, expected);
+
+  /* A broken third line: named with its number, in red; Start refuses and creates nothing. */
+  g_assert_true (g_file_set_contents (bad, "{\"text\": \"a\"}\n{\"text\": \"b\"}\n{\"text\": \n",
+                                      -1, NULL));
+  g_object_set (f->settings, "data", bad, NULL);
+  w.text = ":3: not valid JSON";
+  w.error = TRUE;
+  g_assert_true (wait_until (subtitle_shows, &w));
+  {
+    g_autofree char *out = g_build_filename (dir, "run", NULL);
+    g_object_set (f->settings, "adapter-path", out, NULL);
+    g_assert_false (lathe_train_page_start (f->page));
+    g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  }
+
+  /* Preference pairs under SFT: the trainer's mismatch; under DPO the summary. */
+  mismatch = lathe_data_format_mismatch (LT_DATA_FORMAT_PREFERENCE, LT_TRAIN_MODE_SFT);
+  g_object_set (f->settings, "data", pref, "train-mode", (guint) LT_TRAIN_MODE_SFT, NULL);
+  w.text = mismatch;
+  g_assert_true (wait_until (subtitle_shows, &w));
+  g_object_set (f->settings, "train-mode", (guint) LT_TRAIN_MODE_DPO, NULL);
+  w.text = "Preference pairs";
+  w.error = FALSE;
+  g_assert_true (wait_until (subtitle_shows, &w));
+
+  wait_released (f);
+  g_assert_cmpint (g_unlink (bad), ==, 0);
+  g_assert_cmpint (g_rmdir (dir), ==, 0);
+}
+
+static gboolean
+group_sizes_follow_model (gpointer data)
+{
+  Fixture *f = data;
+  GListModel *list = adw_combo_row_get_model (ADW_COMBO_ROW (row (f, "qat_group_size")));
+  g_autoptr(GArray) expected = lathe_qat_group_size_choices (NULL);
+
+  /* Without the model every size is offered; the test model's widths rule some out. */
+  return g_list_model_get_n_items (list) < expected->len;
+}
+
+/* Issue 11 item 6: the QAT group size is a choice of the fake quantizer's sizes that divide
+ * the model's layer widths, 0 shown as "Per tensor". */
+static void
+test_group_size_choices (Fixture       *f,
+                         gconstpointer  data)
+{
+  const char *test_data = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *model = g_build_filename (test_data, "models", "llama-f32", NULL);
+  g_autoptr(LtConfig) config = lt_config_load (model, NULL);
+  AdwComboRow *combo = ADW_COMBO_ROW (row (f, "qat_group_size"));
+  GListModel *list = adw_combo_row_get_model (combo);
+  gsize n_sizes = 0;
+  const int *sizes = lt_fake_quantize_group_sizes (&n_sizes);
+  guint n_dividing = 0;
+  int value;
+
+  g_assert_nonnull (config);
+  g_assert_cmpuint (g_list_model_get_n_items (list), ==, n_sizes);
+  g_assert_cmpstr (gtk_string_list_get_string (GTK_STRING_LIST (list), 0), ==, "Per tensor");
+
+  for (gsize i = 0; i < n_sizes; i++)
+    if (sizes[i] == 0 || (config->hidden_size % sizes[i] == 0
+                          && config->num_attention_heads * config->head_dim % sizes[i] == 0
+                          && config->intermediate_size % sizes[i] == 0))
+      n_dividing++;
+  g_assert_cmpuint (n_dividing, <, n_sizes);
+
+  g_object_set (f->settings, "model", model, "qat-enable", TRUE, "qat-group-size", 32, NULL);
+  g_assert_true (wait_until (group_sizes_follow_model, f));
+  g_assert_cmpuint (g_list_model_get_n_items (list), ==, n_dividing);
+
+  /* Choosing an entry sets the size; every offered size passes the start check. */
+  for (guint i = 0; i < n_dividing; i++)
+    {
+      const char *label = gtk_string_list_get_string (GTK_STRING_LIST (list), i);
+
+      adw_combo_row_set_selected (combo, i);
+      g_object_get (f->settings, "qat-group-size", &value, NULL);
+      g_assert_cmpint (value, ==, i == 0 ? 0 : atoi (label));
+      if (value > 0)
+        g_assert_cmpint (config->hidden_size % value, ==, 0);
+    }
+
+  /* A value from a recipe that is not offered is shown (the check says why it fails). */
+  g_object_set (f->settings, "qat-group-size", 16, NULL);
+  g_assert_cmpuint (g_list_model_get_n_items (list), ==, n_dividing + 1);
+  g_assert_cmpstr (gtk_string_list_get_string (GTK_STRING_LIST (list),
+                                               adw_combo_row_get_selected (combo)), ==, "16");
+  wait_released (f);
+}
+
+/* Issue 11 item 7: Start on a folder that holds a run picks a new folder named after the model
+ * and the day (-2, -3 when taken) instead of an error; a refused Start creates nothing. */
+static void
+test_start_new_folder (Fixture       *f,
+                       gconstpointer  data)
+{
+  const char *test_data = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *model = g_build_filename (test_data, "models", "llama-f32", NULL);
+  g_autofree char *train = g_build_filename (test_data, "train", "train.jsonl", NULL);
+  g_autofree char *dir = g_dir_make_tmp ("lathe-folder-XXXXXX", NULL);
+  g_autofree char *old = g_build_filename (dir, "run", NULL);
+  g_autofree char *state = g_build_filename (old, "state", NULL);
+  g_autofree char *trainer = g_build_filename (state, "trainer.json", NULL);
+  g_autoptr(GDateTime) now = g_date_time_new_now_local ();
+  g_autofree char *day = g_date_time_format (now, "%Y-%m-%d");
+  g_autofree char *leaf = g_strdup_printf ("llama-f32-%s", day);
+  g_autofree char *expected = g_build_filename (dir, leaf, NULL);
+  g_autofree char *second = NULL, *next = NULL;
+  g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", dir);
+
+  g_assert_cmpint (g_mkdir_with_parents (state, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (trainer, "{}", -1, NULL));
+  g_assert_true (lathe_run_folder_holds_run (old));
+
+  /* rank 0 makes the start fail its check: the new name is filled in, nothing created */
+  g_object_set (f->settings, "model", model, "data", train, "adapter-path", old,
+                "lora-rank", 0, NULL);
+  g_assert_false (lathe_train_page_start (f->page));
+  g_assert_cmpstr (lathe_run_settings_get_adapter_path (f->settings), ==, expected);
+  g_assert_false (g_file_test (expected, G_FILE_TEST_EXISTS));
+  assert_row_ok (f, "adapter_path");
+  assert_row_error (f, "lora_parameters.rank", TRUE);
+
+  g_assert_cmpint (g_mkdir (expected, 0755), ==, 0);
+  second = g_strdup_printf ("%s-2", expected);
+  next = lathe_new_run_folder (old, model);
+  g_assert_cmpstr (next, ==, second);
+  wait_released (f);
+
+  g_assert_true (g_spawn_command_line_sync (cmd, NULL, NULL, NULL, NULL));
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -555,6 +772,9 @@ main (int   argc,
   ADD ("preference-rows", test_preference_rows);
   ADD ("data-format", test_data_format);
   ADD ("start-format-mismatch", test_start_format_mismatch);
+  ADD ("dataset-check", test_dataset_check);
+  ADD ("group-size-choices", test_group_size_choices);
+  ADD ("start-new-folder", test_start_new_folder);
 #undef ADD
 
   return g_test_run ();

@@ -309,6 +309,153 @@ test_chat_prompt_prefix (void)
   g_assert_true (g_str_has_prefix (decoded, "Four."));
 }
 
+/* lt_dataset_inspect: formats, the first broken line by number, counts and token lengths. */
+static void
+test_inspect (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tok_dir = data_path ("tokenizers", "llama3", NULL);
+  g_autoptr (LtTokenizer) tok = llama3_tokenizer ();
+  g_autofree char *text = write_tmp ("inspect-text.jsonl",
+                                     "{\"text\": \"a\"}\n"
+                                     "\n"
+                                     "{\"text\": \"The quick brown fox jumps over the lazy dog.\"}\n"
+                                     "{\"text\": \"one two three\"}\n"
+                                     "{\"text\": \"Once upon a time there was a little girl who "
+                                     "lived in a village near the forest.\"}\n");
+  g_autoptr (LtDatasetReport) r = NULL;
+  g_autoptr (LtDataset) ds = NULL;
+  int lengths[4];
+
+  /* Without a model: format and count only. */
+  r = lt_dataset_inspect (text, NULL, 8, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (r->have_format);
+  g_assert_cmpint (r->format, ==, LT_DATA_FORMAT_TEXT);
+  g_assert_cmpuint (r->n_examples, ==, 4);
+  g_assert_null (r->problem);
+  g_assert_false (r->have_lengths);
+  g_clear_pointer (&r, lt_dataset_report_free);
+
+  /* With the tokenizer: the lengths lt_dataset_load gives (BOS + text + EOS), sorted. */
+  ds = lt_dataset_load (text, tok, NULL, 0, &error);
+  g_assert_no_error (error);
+  for (int i = 0; i < 4; i++)
+    lengths[i] = ds->examples[i].n;
+  g_assert_cmpint (lengths[0], <, lengths[2]);
+  g_assert_cmpint (lengths[2], <, lengths[1]);
+  g_assert_cmpint (lengths[1], <, lengths[3]);
+  r = lt_dataset_inspect (text, tok_dir, 12, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_null (r->problem);
+  g_assert_true (r->have_lengths);
+  g_assert_cmpuint (r->n_examples, ==, 4);
+  g_assert_cmpint (r->min_tokens, ==, lengths[0]);
+  g_assert_cmpint (r->median_tokens, ==, lengths[1]); /* the upper middle of 4 */
+  g_assert_cmpint (r->max_tokens, ==, lengths[3]);
+  g_assert_cmpint (lengths[2], <=, 12); /* so that the count below is of the two longest */
+  g_assert_cmpint (lengths[1], >, 12);
+  g_assert_cmpuint (r->n_truncated, ==, 2);
+  g_clear_pointer (&r, lt_dataset_report_free);
+  {
+    /* The count agrees with what a run truncates. */
+    g_autoptr (LtDataset) cut = lt_dataset_load (text, tok, NULL, 12, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (cut->n_truncated, ==, 2);
+  }
+  r = lt_dataset_inspect (text, tok_dir, 0, NULL, &error);
+  g_assert_cmpuint (r->n_truncated, ==, 0);
+  g_clear_pointer (&r, lt_dataset_report_free);
+
+  /* A broken line: named with its number (blank lines count), the records before it counted. */
+  {
+    g_autofree char *bad = write_tmp ("inspect-bad.jsonl",
+                                      "{\"text\": \"a\"}\n\n{\"text\": \"b\"}\n{\"text\": \"c\",\n"
+                                      "{\"text\": \"d\"}\n");
+    g_autofree char *prefix = g_strdup_printf ("%s:4: not valid JSON", bad);
+
+    r = lt_dataset_inspect (bad, tok_dir, 8, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_nonnull (r->problem);
+    g_assert_true (g_str_has_prefix (r->problem, prefix));
+    g_assert_cmpuint (r->problem_line, ==, 4);
+    g_assert_cmpuint (r->n_examples, ==, 2);
+    g_assert_false (r->have_lengths);
+    g_clear_pointer (&r, lt_dataset_report_free);
+  }
+
+  /* Formats that change mid-file: the first differing line. */
+  {
+    g_autofree char *mixed = write_tmp ("inspect-mixed.jsonl",
+                                        "{\"prompt\": \"p\", \"completion\": \"c\"}\n"
+                                        "{\"prompt\": \"p\", \"completion\": \"c\"}\n"
+                                        "{\"text\": \"t\"}\n");
+    r = lt_dataset_inspect (mixed, NULL, 0, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (r->format, ==, LT_DATA_FORMAT_COMPLETIONS);
+    g_assert_cmpuint (r->problem_line, ==, 3);
+    g_assert_nonnull (strstr (r->problem, "same format"));
+    g_clear_pointer (&r, lt_dataset_report_free);
+  }
+
+  /* A problem only tokenization finds (a key that is not a string): the loader's message. */
+  {
+    g_autofree char *typed = write_tmp ("inspect-typed.jsonl",
+                                        "{\"prompt\": \"p\", \"completion\": \"c\"}\n"
+                                        "{\"prompt\": 5, \"completion\": \"c\"}\n");
+    g_autoptr (GError) load_error = NULL;
+    g_autoptr (LtDataset) none = lt_dataset_load (typed, tok, NULL, 0, &load_error);
+
+    g_assert_null (none);
+    r = lt_dataset_inspect (typed, NULL, 0, NULL, &error);
+    g_assert_null (r->problem); /* the keys are there */
+    g_clear_pointer (&r, lt_dataset_report_free);
+    r = lt_dataset_inspect (typed, tok_dir, 0, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpstr (r->problem, ==, load_error->message);
+    g_assert_cmpuint (r->problem_line, ==, 2);
+    g_clear_pointer (&r, lt_dataset_report_free);
+  }
+
+  /* Preference pairs (a folder): the format and which trainers it suits. */
+  {
+    g_autofree char *pref = data_path ("preference", "tinystories", NULL);
+
+    r = lt_dataset_inspect (pref, NULL, 0, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_null (r->problem);
+    g_assert_cmpint (r->format, ==, LT_DATA_FORMAT_PREFERENCE);
+    g_assert_cmpuint (r->n_examples, >, 0);
+    g_assert_true (g_str_has_suffix (r->path, "train.jsonl"));
+    g_assert_true (lt_data_format_suits (r->format, TRUE));
+    g_assert_false (lt_data_format_suits (r->format, FALSE));
+    g_assert_true (lt_data_format_suits (LT_DATA_FORMAT_CHAT, FALSE));
+    g_assert_false (lt_data_format_suits (LT_DATA_FORMAT_TEXT, TRUE));
+    g_clear_pointer (&r, lt_dataset_report_free);
+  }
+
+  /* Empty file, missing data, cancelled. */
+  {
+    g_autofree char *empty = write_tmp ("inspect-empty.jsonl", "\n\n");
+    g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+
+    r = lt_dataset_inspect (empty, NULL, 0, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_nonnull (strstr (r->problem, "no examples"));
+    g_assert_false (r->have_format);
+    g_clear_pointer (&r, lt_dataset_report_free);
+
+    g_assert_null (lt_dataset_inspect ("/nonexistent/data", NULL, 0, NULL, &error));
+    g_assert_error (error, LT_ERROR, LT_ERROR_IO);
+    g_clear_error (&error);
+
+    g_cancellable_cancel (cancellable);
+    g_assert_null (lt_dataset_inspect (text, tok_dir, 0, cancellable, &error));
+    g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+    g_clear_error (&error);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -320,5 +467,6 @@ main (int argc, char **argv)
   g_test_add_func ("/dataset/errors", test_errors);
   g_test_add_func ("/dataset/find-files", test_find_files);
   g_test_add_func ("/dataset/epoch-order", test_epoch_order);
+  g_test_add_func ("/dataset/inspect", test_inspect);
   return g_test_run ();
 }

@@ -24,7 +24,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "src/core/kernels/lt-backward.h"
+#include "src/core/kernels/lt-kernels.h"
 #include "src/core/lt-error.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-qat.h"
@@ -395,10 +395,11 @@ test_kernels (void)
       g_autofree float *x = g_new (float, nc), *w = g_new (float, C), *dy = g_new (float, nc);
       g_autofree float *dx1 = g_new (float, nc), *dx2 = g_new (float, nc);
       g_autofree float *dw1 = g_new0 (float, C), *dw2 = g_new0 (float, C);
+      g_autofree float *scratch = g_new (float, lt_rmsnorm_backward_scratch_floats (rows, C));
       fill (x, nc, 2.0f);
       fill (w, C, 1.0f);
       fill (dy, nc, 1.0f);
-      lt_rmsnorm_backward (dx1, dw1, x, w, dy, 1e-5f, rows, C);
+      lt_rmsnorm_backward (dx1, dw1, x, w, dy, 1e-5f, rows, C, scratch);
       lt_rmsnorm_backward_ref (dx2, dw2, x, w, dy, 1e-5f, rows, C);
       g_assert_cmpfloat (max_rel (dx1, dx2, nc), <=, 1e-6);
       g_assert_cmpfloat (max_rel (dw1, dw2, C), <=, 1e-5);
@@ -432,11 +433,12 @@ test_kernels (void)
       g_autofree float *dv1 = g_new (float, kn);
       g_autofree float *dq2 = g_new (float, qn), *dk2 = g_new (float, kn);
       g_autofree float *dv2 = g_new (float, kn);
+      g_autofree float *att_scratch = g_new (float, lt_attention_backward_scratch_floats (n));
       fill (q, qn, 1.0f);
       fill (k, kn, 1.0f);
       fill (v, kn, 1.0f);
       fill (dout, qn, 1.0f);
-      lt_attention_backward (dq1, dk1, dv1, q, k, v, dout, n, H, KVH, D);
+      lt_attention_backward (dq1, dk1, dv1, q, k, v, dout, n, H, KVH, D, att_scratch);
       lt_attention_backward_ref (dq2, dk2, dv2, q, k, v, dout, n, H, KVH, D);
       g_test_message ("attention backward n %d: fast vs reference %.2e %.2e %.2e", n,
                       max_rel (dq1, dq2, qn), max_rel (dk1, dk2, kn), max_rel (dv1, dv2, kn));

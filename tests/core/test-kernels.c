@@ -284,6 +284,89 @@ test_logsumexp (void)
     g_assert_cmpfloat (fabs (m[i] + log (s[i]) - lse[i]), <, 1e-5);
 }
 
+static void
+test_cross_entropy (void)
+{
+  /* lt-loss over vocabulary chunks against a full-row log-softmax in double */
+  g_autoptr (GRand) r = g_rand_new_with_seed (9);
+  int N = 11, V = 1009, chunk = 101;
+  g_autofree float *logits = random_floats (r, (size_t) N * V, 15.0);
+  g_autofree int32_t *target = g_new (int32_t, N);
+  g_autofree float *weight = g_new (float, N);
+  g_autofree float *scale = g_new (float, N);
+  g_autofree float *m = g_new (float, N);
+  g_autofree double *s = g_new (double, N);
+  g_autofree double *lse = g_new (double, N);
+  g_autofree double *lse_ref = g_new (double, N);
+  g_autofree float *tgt = g_new (float, N);
+  g_autofree float *part = g_new (float, (size_t) N * chunk);
+  double want = 0.0, got;
+
+  for (int i = 0; i < N; i++)
+    {
+      target[i] = g_rand_int_range (r, 0, V);
+      weight[i] = i % 4 == 3 ? 0.0f : (float) g_rand_double_range (r, 0.25, 2.0);
+      scale[i] = weight[i] * 0.5f;
+      m[i] = -INFINITY, s[i] = 0.0, tgt[i] = 0.0f;
+    }
+  lt_logsumexp_ref (lse_ref, logits, N, V);
+  for (int i = 0; i < N; i++)
+    if (weight[i] != 0.0f)
+      want += weight[i] * (lse_ref[i] - logits[(size_t) i * V + target[i]]);
+
+  /* pass 1 */
+  for (int v0 = 0; v0 < V; v0 += chunk)
+    {
+      int vc = MIN (chunk, V - v0);
+      for (int i = 0; i < N; i++)
+        memcpy (part + (size_t) i * vc, logits + (size_t) i * V + v0, sizeof (float) * vc);
+      lt_logsumexp_update (m, s, part, N, vc);
+      lt_ce_gather_target (tgt, part, target, weight, N, v0, vc);
+    }
+  got = lt_ce_finish (lse, tgt, m, s, weight, N);
+  g_assert_cmpfloat (fabs (got - want), <, 1e-5 * fabs (want));
+  for (int i = 0; i < N; i++)
+    {
+      g_assert_cmpfloat (fabs (lse[i] - lse_ref[i]), <, 1e-5);
+      if (weight[i] != 0.0f)
+        g_assert_cmpfloat (tgt[i], ==, logits[(size_t) i * V + target[i]]);
+      else
+        g_assert_cmpfloat (tgt[i], ==, (float) lse[i]); /* its loss reads 0 */
+    }
+
+  /* pass 2: scale·(softmax − onehot) */
+  for (int v0 = 0; v0 < V; v0 += chunk)
+    {
+      int vc = MIN (chunk, V - v0);
+      for (int i = 0; i < N; i++)
+        memcpy (part + (size_t) i * vc, logits + (size_t) i * V + v0, sizeof (float) * vc);
+      lt_ce_chunk_grad (part, lse, target, scale, N, v0, vc);
+      for (int i = 0; i < N; i++)
+        for (int j = 0; j < vc; j++)
+          {
+            double p = exp ((double) logits[(size_t) i * V + v0 + j] - lse_ref[i]);
+            double g = scale[i] * (p - (v0 + j == target[i] ? 1.0 : 0.0));
+            g_assert_cmpfloat (fabs (part[(size_t) i * vc + j] - g), <, 1e-6);
+          }
+    }
+}
+
+static void
+test_add (void)
+{
+  g_autoptr (GRand) r = g_rand_new_with_seed (10);
+  size_t n = 70001;
+  g_autofree float *x = random_floats (r, n, 3.0);
+  g_autofree float *y = random_floats (r, n, 3.0);
+  g_autofree float *out = g_new (float, n);
+
+  lt_add (out, x, y, n);
+  for (size_t i = 0; i < n; i++)
+    g_assert_cmpfloat (out[i], ==, x[i] + y[i]);
+  lt_add (x, x, y, n); /* in place, as the evaluation's residual stream */
+  g_assert_cmpmem (x, n * sizeof (float), out, n * sizeof (float));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -299,5 +382,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/swiglu", test_swiglu);
   g_test_add_func ("/kernels/exp", test_exp);
   g_test_add_func ("/kernels/logsumexp", test_logsumexp);
+  g_test_add_func ("/kernels/cross-entropy", test_cross_entropy);
+  g_test_add_func ("/kernels/add", test_add);
   return g_test_run ();
 }

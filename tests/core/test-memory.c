@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "config.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
 #include "lt-memory.h"
+#include "lt-run-check.h"
 #include "lt-run.h"
 
 static void
@@ -304,6 +306,223 @@ test_estimate_cli (void)
   }
 }
 
+/* The one measured quantity: lt_memory_peak_rss is VmHWM; the baseline term is a fixed,
+ * per-program constant that moves the total and nothing else. */
+static void
+test_peak_rss_and_baseline (void)
+{
+  guint64 peak = 0, peak2;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  LtConfig c;
+  LtMemoryEstimate a, b, again;
+
+  g_assert_true (lt_memory_get_process (NULL, &peak));
+  peak2 = lt_memory_peak_rss ();
+  g_assert_cmpuint (peak2, >=, peak);
+  g_assert_cmpuint (peak2, <, peak + (16u << 20));
+
+  llama_1b (&c);
+  g_assert_cmpuint (lt_memory_get_baseline (), ==, LT_MEMORY_BASELINE_CLI_BYTES);
+  lt_memory_estimate (cfg, &c, &a);
+  /* no "now" measurement: the same settings give the same number, however the process grew */
+  {
+    gsize n = 32u << 20;
+    char *block = malloc (n);
+    memset (block, 1, n);
+    lt_memory_estimate (cfg, &c, &again);
+    free (block);
+  }
+  g_assert_cmpuint (again.total, ==, a.total);
+  lt_memory_set_baseline (LT_MEMORY_BASELINE_APP_BYTES);
+  lt_memory_estimate (cfg, &c, &b);
+  lt_memory_set_baseline (LT_MEMORY_BASELINE_CLI_BYTES);
+  g_assert_cmpuint (b.total - a.total, ==,
+                    LT_MEMORY_BASELINE_APP_BYTES - LT_MEMORY_BASELINE_CLI_BYTES);
+  g_assert_cmpuint (b.baseline - a.baseline, ==, b.total - a.total);
+  g_assert_cmpuint (sum_items (&b), ==, b.total);
+
+  /* the data-aware estimate: short examples, few examples */
+  {
+    LtMemoryEstimate full, data, few;
+    lt_memory_estimate (cfg, &c, &full);
+    lt_memory_estimate_for_data (cfg, &c, 0, 0, &data);
+    g_assert_cmpuint (data.total, ==, full.total);
+    g_assert_cmpint (full.seq_tokens, ==, cfg->max_seq_length);
+    lt_memory_estimate_for_data (cfg, &c, 1000, 100, &data);
+    g_assert_cmpint (data.seq_tokens, ==, 100);
+    g_assert_cmpuint (data.n_tokens, ==, (guint64) cfg->batch_size * 100);
+    g_assert_cmpuint (data.activations, <, full.activations);
+    lt_memory_estimate_for_data (cfg, &c, 1, 100, &few);
+    g_assert_cmpuint (few.n_tokens, ==, 100);
+    /* longer than max_seq_length: cut, as the dataset is */
+    lt_memory_estimate_for_data (cfg, &c, 1000, cfg->max_seq_length * 4, &data);
+    g_assert_cmpuint (data.total, ==, full.total);
+  }
+}
+
+/* Runs `lathe train` for 3 steps; returns its last report's peak_rss_bytes and
+ * mem_estimate_bytes. */
+static void
+measure_run (const char *cli, const char *model, const char *data, const char *const *extra,
+             guint64 *peak, guint64 *estimate)
+{
+  g_autofree char *dir = g_dir_make_tmp ("lathe-mem-XXXXXX", NULL);
+  g_autofree char *run = g_build_filename (dir, "run", NULL);
+  g_autofree char *out = NULL, *err = NULL, *rm = NULL;
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GError) error = NULL;
+  g_auto (GStrv) lines = NULL;
+  int status;
+  const char *base[] = { cli, "train", "--model", model, "--data", data, "--adapter-path", run,
+                         "--iters", "3", "--steps-per-report", "1", "--steps-per-eval", "0",
+                         "--json" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (base); i++)
+    g_ptr_array_add (argv, (gpointer) base[i]);
+  for (gsize i = 0; extra != NULL && extra[i] != NULL; i++)
+    g_ptr_array_add (argv, (gpointer) extra[i]);
+  g_ptr_array_add (argv, NULL);
+  g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                               &out, &err, &status, &error));
+  g_assert_no_error (error);
+  if (!g_spawn_check_wait_status (status, NULL))
+    g_error ("lathe train on %s failed: %s", model, err);
+  *peak = *estimate = 0;
+  lines = g_strsplit (out, "\n", -1);
+  for (int i = 0; lines[i] != NULL; i++)
+    {
+      g_autoptr (JsonParser) p = json_parser_new ();
+      JsonObject *o;
+      if (lines[i][0] != '{' || !json_parser_load_from_data (p, lines[i], -1, NULL))
+        continue;
+      o = json_node_get_object (json_parser_get_root (p));
+      *peak = MAX (*peak, (guint64) json_object_get_int_member (o, "peak_rss_bytes"));
+      *estimate = (guint64) json_object_get_int_member (o, "mem_estimate_bytes");
+    }
+  rm = g_strdup_printf ("rm -rf '%s'", dir);
+  g_assert_cmpint (system (rm), ==, 0);
+}
+
+/* Issue 11 item 5: the estimate (the number the form, the chart and `lathe estimate --data`
+ * show) within ±15 % of the measured peak RSS of real runs, on the demo model with its SFT set
+ * and on every tiny fixture model; and the trainer's number is lt_memory_estimate_for_data of
+ * what lt_run_config_check_inputs reads (one definition). */
+static void
+test_estimate_vs_measured (void)
+{
+  const char *cli = g_getenv ("LATHE_CLI"), *test_data = g_getenv ("LATHE_TEST_DATA");
+  const char *src = g_getenv ("LATHE_SOURCE_DIR");
+  g_autofree char *demo = NULL, *demo_sft = NULL, *fixtures = NULL, *fixture_data = NULL;
+  const char *const lora[] = { NULL };
+  const char *const full[] = { "--train-type", "full", NULL };
+  const char *const dora[] = { "--train-type", "dora", "--batch-size", "8", "--rank", "16",
+                               NULL };
+  const char *const ckpt[] = { "--grad-checkpoint", "--batch-size", "1", NULL };
+  const char *const q4[] = { "--quantization", "4bit", "--batch-size", "2", NULL };
+  struct { const char *model; const char *data; const char *const *extra; } cases[16];
+  int n = 0;
+  double worst = 0.0;
+  GDir *d;
+  const char *name;
+
+  if (cli == NULL || test_data == NULL || src == NULL)
+    {
+      g_test_skip ("LATHE_CLI / LATHE_TEST_DATA / LATHE_SOURCE_DIR not set");
+      return;
+    }
+  demo = g_build_filename (src, "data", "demo", "model", NULL);
+  demo_sft = g_build_filename (src, "data", "demo", "sft", NULL);
+  fixtures = g_build_filename (test_data, "models", NULL);
+  fixture_data = g_build_filename (test_data, "train", NULL);
+  cases[n++] = (typeof (cases[0])) { demo, demo_sft, lora };
+  cases[n++] = (typeof (cases[0])) { demo, demo_sft, full };
+  cases[n++] = (typeof (cases[0])) { demo, demo_sft, dora };
+  cases[n++] = (typeof (cases[0])) { demo, demo_sft, ckpt };
+  cases[n++] = (typeof (cases[0])) { demo, demo_sft, q4 };
+  d = g_dir_open (fixtures, 0, NULL);
+  g_assert_nonnull (d);
+  {
+    g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+    while ((name = g_dir_read_name (d)) != NULL)
+      g_ptr_array_add (names, g_build_filename (fixtures, name, NULL));
+    g_dir_close (d);
+    for (guint i = 0; i < names->len && n < (int) G_N_ELEMENTS (cases); i++)
+      cases[n++] = (typeof (cases[0])) { g_ptr_array_index (names, i), fixture_data, lora };
+
+    for (int i = 0; i < n; i++)
+      {
+        g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+        g_autoptr (LtRunInputs) in = NULL;
+        g_autoptr (GPtrArray) issues = NULL;
+        g_autoptr (GError) error = NULL;
+        LtMemoryEstimate est;
+        guint64 peak, reported;
+        double err;
+
+        measure_run (cli, cases[i].model, cases[i].data, cases[i].extra, &peak, &reported);
+        /* the same number, computed here from what the check reads */
+        cfg->model = g_strdup (cases[i].model);
+        cfg->data = g_strdup (cases[i].data);
+        for (gsize k = 0; cases[i].extra[k] != NULL; k++)
+          {
+            const char *flag = cases[i].extra[k] + 2;
+            if (g_str_equal (flag, "grad-checkpoint"))
+              g_assert_true (lt_run_config_set_from_string (cfg, "grad_checkpoint", "true",
+                                                            &error));
+            else
+              {
+                g_assert_true (lt_run_config_set_from_string (cfg,
+                                                              lt_run_config_lookup_key (flag)->key,
+                                                              cases[i].extra[k + 1], &error));
+                k++;
+              }
+          }
+        issues = lt_run_config_check_inputs (cfg, &in, NULL);
+        g_assert_cmpuint (issues->len, ==, 0);
+        lt_memory_estimate_for_data (cfg, in->model, in->n_train, in->longest_example, &est);
+        g_assert_cmpuint (est.total, ==, reported);
+        err = ((double) est.total - (double) peak) / (double) peak;
+        {
+          g_autofree char *flags = g_strjoinv (" ", (char **) cases[i].extra);
+          g_autofree char *base = g_path_get_basename (cases[i].model);
+          g_test_message ("%-12s %-44s estimate %7.2f MiB  peak RSS %7.2f MiB  %+5.1f%%",
+                          base, flags[0] ? flags : "(defaults: lora)", est.total / 1048576.0,
+                          peak / 1048576.0, 100.0 * err);
+        }
+        worst = MAX (worst, fabs (err));
+        g_assert_cmpfloat (fabs (err), <=, 0.15);
+      }
+  }
+  g_test_message ("worst |error| over %d runs: %.1f%%", n, 100.0 * worst);
+
+  /* `lathe estimate --data` prints the same number as the trainer reports */
+  {
+    const char *argv[] = { cli, "estimate", "--model", demo, "--data", demo_sft, "--json", NULL };
+    g_autofree char *out = NULL;
+    g_autoptr (GError) error = NULL;
+    g_autoptr (JsonParser) p = json_parser_new ();
+    g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+    g_autoptr (LtRunInputs) in = NULL;
+    g_autoptr (GPtrArray) issues = NULL;
+    LtMemoryEstimate est;
+    guint64 peak, reported;
+    int status;
+
+    g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out,
+                                 NULL, &status, &error));
+    g_assert_true (g_spawn_check_wait_status (status, NULL));
+    g_assert_true (json_parser_load_from_data (p, out, -1, NULL));
+    cfg->model = g_strdup (demo);
+    cfg->data = g_strdup (demo_sft);
+    issues = lt_run_config_check_inputs (cfg, &in, NULL);
+    lt_memory_estimate_for_data (cfg, in->model, in->n_train, in->longest_example, &est);
+    g_assert_cmpint (json_object_get_int_member (json_node_get_object (json_parser_get_root (p)),
+                                                 "total_bytes"), ==, (gint64) est.total);
+    measure_run (cli, demo, demo_sft, lora, &peak, &reported);
+    g_assert_cmpuint (reported, ==, est.total);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -318,5 +537,7 @@ main (int argc, char **argv)
   g_test_add_func ("/memory/estimate/json", test_estimate_json);
   g_test_add_func ("/memory/verdict", test_verdict);
   g_test_add_func ("/memory/estimate/cli", test_estimate_cli);
+  g_test_add_func ("/memory/peak-rss-and-baseline", test_peak_rss_and_baseline);
+  g_test_add_func ("/memory/estimate/vs-measured", test_estimate_vs_measured);
   return g_test_run ();
 }

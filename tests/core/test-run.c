@@ -2,11 +2,14 @@
 /* Tests for lt-run: the run configuration. */
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
 
 #include <glib/gstdio.h>
 
 #include "lt-error.h"
+#include "lt-qat.h"
+#include "lt-run-check.h"
 #include "lt-run.h"
 
 static LtRunConfig *
@@ -108,6 +111,9 @@ all_changed (void)
   c->qat_interval = 4;
   c->dpo_loss_type = 2;
   c->label_smoothing = 0.2;
+  c->sample_prompts = g_strdupv ((char **) (const char *[]) { "Once upon a time", "Hi", NULL });
+  c->steps_per_sample = 25;
+  c->sample_max_tokens = 32;
   return c;
 }
 
@@ -1110,6 +1116,270 @@ test_set_from_string (void)
   g_assert_true (lt_run_config_equal (c, before));
 }
 
+/* One validation (issue 12 item 5): the fake quantizer's group sizes, finite numbers and an
+ * overflowing schedule are rules of lt_run_config_check itself. */
+static void
+test_check_one_validation (void)
+{
+  g_autoptr (LtRunConfig) c = lt_run_config_new ();
+  g_autoptr (GError) error = NULL;
+  gsize n_sizes = 0;
+  const int *sizes = lt_fake_quantize_group_sizes (&n_sizes);
+
+  c->qat_enable = TRUE;
+  for (gsize i = 0; i < n_sizes; i++)
+    {
+      g_autoptr (GPtrArray) issues = NULL;
+      c->qat_group_size = sizes[i];
+      issues = lt_run_config_check (c, FALSE);
+      g_assert_cmpuint (issues->len, ==, 0);
+    }
+  for (int g = 1; g <= 256; g++)
+    {
+      g_autoptr (GPtrArray) issues = NULL;
+      gboolean known = FALSE;
+
+      for (gsize i = 0; i < n_sizes; i++)
+        known = known || sizes[i] == g;
+      c->qat_group_size = g;
+      issues = lt_run_config_check (c, FALSE);
+      g_assert_cmpuint (issues->len, ==, known ? 0 : 1);
+      if (!known)
+        g_assert_true (has_issue (issues, "qat_group_size"));
+    }
+  /* 48 passed lt-run and failed in lt-trainer after loading: now refused here, with the code
+   * the trainer used */
+  c->qat_group_size = 48;
+  g_assert_false (lt_run_config_validate (c, FALSE, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+  g_assert_true (g_str_has_prefix (error->message, "qat_group_size: 48 "));
+  g_clear_error (&error);
+  /* QAT off: the group size is not used */
+  c->qat_enable = FALSE;
+  g_assert_true (lt_run_config_validate (c, FALSE, &error));
+
+  /* non-finite numbers and a schedule that overflows (issue 16 item 5) */
+  {
+    struct { double lr; int warmup; gboolean ok; } lr_cases[] = {
+      { INFINITY, 0, FALSE }, { NAN, 0, FALSE }, { -INFINITY, 0, FALSE },
+      { 1e308, 10, FALSE },   /* the warm-up's lr × step overflows */
+      { 1e308, 0, FALSE },    /* lr × 2 overflows */
+      { 1e30, 0, TRUE },      /* finite: the NaN guard during the run handles the rest */
+      { 1e-5, 1000000, TRUE },
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS (lr_cases); i++)
+      {
+        g_autoptr (GPtrArray) issues = NULL;
+        c->learning_rate = lr_cases[i].lr;
+        c->warmup_steps = lr_cases[i].warmup;
+        issues = lt_run_config_check (c, FALSE);
+        if (g_test_verbose ())
+          g_test_message ("lr %g warmup %d: %u issue(s)", lr_cases[i].lr, lr_cases[i].warmup,
+                          issues->len);
+        g_assert_cmpuint (issues->len, ==, lr_cases[i].ok ? 0 : 1);
+        if (!lr_cases[i].ok)
+          g_assert_true (has_issue (issues, "learning_rate"));
+      }
+    c->learning_rate = 1e-5;
+    c->warmup_steps = 0;
+  }
+  {
+    g_autoptr (GPtrArray) issues = NULL;
+    c->lora_scale = INFINITY;
+    c->beta = NAN;
+    c->max_grad_norm = INFINITY;
+    c->eps = INFINITY;
+    c->weight_decay = INFINITY;
+    issues = lt_run_config_check (c, FALSE);
+    g_assert_cmpuint (issues->len, ==, 5);
+    g_assert_true (has_issue (issues, "lora_parameters.scale"));
+    g_assert_true (has_issue (issues, "beta"));
+    g_assert_true (has_issue (issues, "max_grad_norm"));
+    g_assert_true (has_issue (issues, "optimizer_config.eps"));
+    g_assert_true (has_issue (issues, "optimizer_config.weight_decay"));
+  }
+  /* a JSON number that overflows a double reads as infinity: refused by the check */
+  {
+    g_autoptr (LtRunConfig) big = from_json ("{\"learning_rate\": 1e999}", &error);
+    if (big != NULL)
+      {
+        g_autoptr (GPtrArray) issues = lt_run_config_check (big, FALSE);
+        g_assert_true (has_issue (issues, "learning_rate"));
+      }
+    else
+      g_assert_nonnull (strstr (error->message, "learning_rate"));
+    g_clear_error (&error);
+  }
+}
+
+/* The demo model's shapes (data/demo/model/config.json). */
+static void
+demo_shapes (LtConfig *m)
+{
+  memset (m, 0, sizeof *m);
+  m->hidden_size = 64;
+  m->intermediate_size = 192;
+  m->num_hidden_layers = 2;
+  m->num_attention_heads = 4;
+  m->num_key_value_heads = 2;
+  m->head_dim = 16;
+  m->vocab_size = 453;
+}
+
+static void
+test_check_model (void)
+{
+  LtConfig m;
+  g_autoptr (LtRunConfig) c = lt_run_config_new ();
+  int in_features[LT_RUN_N_IN_FEATURES], allowed[8];
+  gsize n;
+
+  demo_shapes (&m);
+  g_assert_cmpint (lt_run_model_in_features (&m, in_features), ==, 3);
+  g_assert_cmpint (in_features[0], ==, 64);
+  g_assert_cmpint (in_features[1], ==, 64);
+  g_assert_cmpint (in_features[2], ==, 192);
+  /* the quantizer's sizes that divide 64 and 192: per tensor, 32, 64 (not 128) */
+  n = lt_run_model_qat_group_sizes (&m, allowed, G_N_ELEMENTS (allowed));
+  g_assert_cmpuint (n, ==, 3);
+  g_assert_cmpint (allowed[0], ==, 0);
+  g_assert_cmpint (allowed[1], ==, 32);
+  g_assert_cmpint (allowed[2], ==, 64);
+  {
+    g_autoptr (GPtrArray) issues = lt_run_config_check_model (c, &m);
+    g_assert_cmpuint (issues->len, ==, 0);
+  }
+  c->qat_enable = TRUE;
+  c->qat_group_size = 128;
+  {
+    g_autoptr (GPtrArray) issues = lt_run_config_check_model (c, &m);
+    g_autoptr (GError) error = NULL;
+    g_assert_cmpuint (issues->len, ==, 1);
+    g_assert_true (has_issue (issues, "qat_group_size"));
+    g_assert_false (lt_run_issues_to_error (issues, &error));
+    g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+    g_assert_true (g_str_has_prefix (error->message, "qat_group_size: 128 does not divide"));
+  }
+  c->qat_group_size = 64;
+  /* rank: at most min (in, out) of every adapted linear: k/v_proj are 64 → 32 */
+  c->lora_rank = 33;
+  {
+    g_autoptr (GPtrArray) issues = lt_run_config_check_model (c, &m);
+    g_assert_cmpuint (issues->len, ==, 1);
+    g_assert_true (has_issue (issues, "lora_parameters.rank"));
+  }
+  {
+    /* only q_proj and up_proj adapted: 64 is the limit */
+    const char *keys[] = { "q_proj", "mlp.up_proj", NULL };
+    g_autoptr (GPtrArray) issues = NULL;
+    c->lora_keys = g_strdupv ((char **) keys);
+    issues = lt_run_config_check_model (c, &m);
+    g_assert_cmpuint (issues->len, ==, 0);
+    c->lora_rank = 65;
+    g_clear_pointer (&issues, g_ptr_array_unref);
+    issues = lt_run_config_check_model (c, &m);
+    g_assert_true (has_issue (issues, "lora_parameters.rank"));
+    /* full fine-tuning has no rank */
+    c->train_type = LT_TRAIN_TYPE_FULL;
+    g_clear_pointer (&issues, g_ptr_array_unref);
+    issues = lt_run_config_check_model (c, &m);
+    g_assert_cmpuint (issues->len, ==, 0);
+    c->train_type = LT_TRAIN_TYPE_LORA;
+    c->lora_rank = 8;
+  }
+  {
+    const char *keys[] = { "q_proj", "mlp.w1", NULL };
+    g_autoptr (GPtrArray) issues = NULL;
+    g_strfreev (c->lora_keys);
+    c->lora_keys = g_strdupv ((char **) keys);
+    issues = lt_run_config_check_model (c, &m);
+    g_assert_cmpuint (issues->len, ==, 1);
+    g_assert_true (has_issue (issues, "lora_parameters.keys"));
+  }
+}
+
+/* lt_run_config_check_inputs: the model and the dataset read as a run reads them. */
+static void
+test_check_inputs (void)
+{
+  g_autofree char *model = g_build_filename (g_getenv ("LATHE_SOURCE_DIR"), "data", "demo",
+                                             "model", NULL);
+  g_autofree char *demo_sft = g_build_filename (g_getenv ("LATHE_SOURCE_DIR"), "data", "demo",
+                                                "sft", NULL);
+  g_autofree char *dir = g_dir_make_tmp ("lathe-check-XXXXXX", NULL);
+  g_autofree char *broken = g_build_filename (dir, "broken.jsonl", NULL);
+  g_autofree char *needle = g_strdup_printf ("%s:3:", broken);
+  g_autoptr (LtRunConfig) c = lt_run_config_new ();
+
+  c->model = g_strdup (model);
+  c->data = g_strdup (demo_sft);
+  {
+    g_autoptr (LtRunInputs) in = NULL;
+    g_autoptr (GPtrArray) issues = lt_run_config_check_inputs (c, &in, NULL);
+
+    g_assert_cmpuint (issues->len, ==, 0);
+    g_assert_nonnull (in);
+    g_assert_nonnull (in->model);
+    g_assert_cmpint (in->model->hidden_size, ==, 64);
+    g_assert_cmpint (in->format, ==, LT_DATA_FORMAT_COMPLETIONS);
+    g_assert_cmpuint (in->n_train, ==, 200);
+    g_assert_cmpuint (in->n_valid, ==, 40);
+    g_assert_cmpint (in->longest_example, >, 10);
+    g_assert_cmpint (in->longest_example, <=, c->max_seq_length);
+    g_assert_cmpuint (in->n_truncated, ==, 0);
+  }
+  /* a broken line 3: the issue on "data" names file:3 */
+  g_assert_true (g_file_set_contents (broken, "{\"text\": \"one\"}\n{\"text\": \"two\"}\n"
+                                      "{\"text\": three}\n{\"text\": \"four\"}\n", -1, NULL));
+  g_free (c->data);
+  c->data = g_strdup (broken);
+  {
+    g_autoptr (GPtrArray) issues = lt_run_config_check_inputs (c, NULL, NULL);
+    LtRunIssue *issue;
+
+    g_assert_cmpuint (issues->len, ==, 1);
+    issue = g_ptr_array_index (issues, 0);
+    g_assert_cmpstr (issue->key, ==, "data");
+    if (strstr (issue->message, needle) == NULL)
+      g_error ("“%s” not in “%s”", needle, issue->message);
+  }
+  /* text data for DPO */
+  g_free (c->data);
+  c->data = g_strdup (demo_sft);
+  c->train_mode = LT_TRAIN_MODE_DPO;
+  {
+    g_autoptr (GPtrArray) issues = lt_run_config_check_inputs (c, NULL, NULL);
+    g_assert_cmpuint (issues->len, ==, 1);
+    g_assert_true (has_issue (issues, "data"));
+  }
+  c->train_mode = LT_TRAIN_MODE_SFT;
+  /* values, model shapes: all reported, in that order */
+  c->qat_enable = TRUE;
+  c->qat_group_size = 128;
+  c->batch_size = 0;
+  {
+    g_autoptr (GPtrArray) issues = lt_run_config_check_inputs (c, NULL, NULL);
+    g_assert_cmpuint (issues->len, ==, 2);
+    g_assert_cmpstr (((LtRunIssue *) g_ptr_array_index (issues, 0))->key, ==, "batch_size");
+    g_assert_cmpstr (((LtRunIssue *) g_ptr_array_index (issues, 1))->key, ==,
+                     "qat_group_size");
+  }
+  /* no model: one issue, nothing read */
+  g_clear_pointer (&c->model, g_free);
+  c->batch_size = 4;
+  c->qat_enable = FALSE;
+  {
+    g_autoptr (LtRunInputs) in = NULL;
+    g_autoptr (GPtrArray) issues = lt_run_config_check_inputs (c, &in, NULL);
+    g_assert_cmpuint (issues->len, ==, 1);
+    g_assert_true (has_issue (issues, "model"));
+    g_assert_null (in->model);
+    g_assert_null (in->train_path);
+  }
+  g_remove (broken);
+  g_rmdir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1126,6 +1396,9 @@ main (int argc, char **argv)
   g_test_add_func ("/run/check", test_check);
   g_test_add_func ("/run/check-for-start", test_check_for_start);
   g_test_add_func ("/run/group-size", test_group_size);
+  g_test_add_func ("/run/check-one-validation", test_check_one_validation);
+  g_test_add_func ("/run/check-model", test_check_model);
+  g_test_add_func ("/run/check-inputs", test_check_inputs);
   g_test_add_func ("/run/file-errors", test_file_errors);
   g_test_add_func ("/run/recipes", test_recipes);
   g_test_add_func ("/run/argv", test_argv);

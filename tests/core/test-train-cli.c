@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <string.h>
+#include <unistd.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -17,38 +18,68 @@
 typedef struct
 {
   char *dir;
-  char *model; /* a folder with config.json */
-  char *data;  /* a JSONL file */
+  char *model;     /* a usable model: links to the demo model's files (its shapes take every
+                      recipe of tests/data/recipes, QAT group 64 included) */
+  char *data;      /* a JSONL file */
+  char *pref_data; /* a preference JSONL file */
+  char *bad_model; /* a folder whose config.json is "{}" */
 } Fixture;
+
+static const char *const model_files[] = { "config.json", "tokenizer.json",
+                                           "tokenizer_config.json", "model.safetensors" };
 
 static void
 fixture_setup (Fixture *f, gconstpointer unused)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *config = NULL;
+  g_autofree char *demo = g_build_filename (g_getenv ("LATHE_SOURCE_DIR"), "data", "demo",
+                                            "model", NULL);
 
   f->dir = g_dir_make_tmp ("lathe-train-XXXXXX", &error);
   g_assert_no_error (error);
+  /* --dry-run reads the model and the data as a run does (lt_run_config_check_inputs): the
+   * fixture's model must be one a run takes */
   f->model = g_build_filename (f->dir, "model", NULL);
-  f->data = g_build_filename (f->dir, "train.jsonl", NULL);
-  config = g_build_filename (f->model, "config.json", NULL);
   g_assert_cmpint (g_mkdir (f->model, 0755), ==, 0);
+  for (gsize i = 0; i < G_N_ELEMENTS (model_files); i++)
+    {
+      g_autofree char *from = g_build_filename (demo, model_files[i], NULL);
+      g_autofree char *to = g_build_filename (f->model, model_files[i], NULL);
+      g_assert_cmpint (symlink (from, to), ==, 0);
+    }
+  f->bad_model = g_build_filename (f->dir, "bad-model", NULL);
+  config = g_build_filename (f->bad_model, "config.json", NULL);
+  g_assert_cmpint (g_mkdir (f->bad_model, 0755), ==, 0);
   g_assert_true (g_file_set_contents (config, "{}", -1, NULL));
+  f->data = g_build_filename (f->dir, "train.jsonl", NULL);
   g_assert_true (g_file_set_contents (f->data, "{\"text\": \"hello\"}\n", -1, NULL));
+  f->pref_data = g_build_filename (f->dir, "pref.jsonl", NULL);
+  g_assert_true (g_file_set_contents (f->pref_data, "{\"prompt\": \"Say hi\", \"chosen\": "
+                                      "\"hello\", \"rejected\": \"go away\"}\n", -1, NULL));
 }
 
 static void
 fixture_teardown (Fixture *f, gconstpointer unused)
 {
-  g_autofree char *config = g_build_filename (f->model, "config.json", NULL);
+  g_autofree char *config = g_build_filename (f->bad_model, "config.json", NULL);
 
-  g_remove (config);
+  for (gsize i = 0; i < G_N_ELEMENTS (model_files); i++)
+    {
+      g_autofree char *link = g_build_filename (f->model, model_files[i], NULL);
+      g_remove (link);
+    }
   g_rmdir (f->model);
+  g_remove (config);
+  g_rmdir (f->bad_model);
   g_remove (f->data);
+  g_remove (f->pref_data);
   g_rmdir (f->dir);
   g_free (f->dir);
   g_free (f->model);
+  g_free (f->bad_model);
   g_free (f->data);
+  g_free (f->pref_data);
 }
 
 /* Runs `lathe train ARGS…`; returns the exit status. */
@@ -229,6 +260,9 @@ test_argv_round_trip (Fixture *f, gconstpointer unused)
         {
           const char *keys[] = { "self_attn.q_proj", "mlp.gate_proj", NULL };
           cfg->train_mode = LT_TRAIN_MODE_ORPO;
+          /* --dry-run loads the data as a run does: ORPO needs preference data */
+          g_free (cfg->data);
+          cfg->data = g_strdup (f->pref_data);
           cfg->train_type = LT_TRAIN_TYPE_DORA;
           cfg->quantization = LT_QUANTIZATION_MXFP4;
           cfg->lora_rank = 32;
@@ -268,6 +302,9 @@ test_argv_round_trip (Fixture *f, gconstpointer unused)
       else if (round == 2)
         {
           /* Back to defaults for booleans that were on: --no-… flags. */
+          cfg->train_mode = LT_TRAIN_MODE_SFT;
+          g_free (cfg->data);
+          cfg->data = g_strdup (f->data);
           cfg->mask_prompt = FALSE;
           cfg->grad_checkpoint = FALSE;
           cfg->qat_enable = FALSE;
@@ -316,7 +353,8 @@ test_bad_model (Fixture *f, gconstpointer unused)
   g_autofree char *out = NULL;
   g_autofree char *err = NULL;
   g_autofree char *run = g_build_filename (f->dir, "run", NULL);
-  const char *args[] = { "--model", f->model, "--data", f->data, "--adapter-path", run, NULL };
+  const char *args[] = { "--model", f->bad_model, "--data", f->data, "--adapter-path", run,
+                         NULL };
   int status;
 
   if (skip_without_cli ())
@@ -643,6 +681,129 @@ test_sigint_resume (Fixture *f, gconstpointer unused)
   rm_tree (run);
 }
 
+/* --dry-run runs every check a real run makes before its first step, and says what a real run
+ * would refuse: the values (the fake quantizer's group sizes, an overflowing learning rate), the
+ * model's shapes, the dataset (the first broken line named file:line, its format against the
+ * trainer). Each is one error line naming the key, status 2; the same refusals as lt_train's. */
+static void
+test_dry_run_checks_inputs (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *broken = g_build_filename (f->dir, "broken.jsonl", NULL);
+  g_autofree char *broken_needle = g_strdup_printf ("%s:3:", broken);
+  struct
+  {
+    const char *flag, *value, *flag2, *value2, *needle;
+  } cases[] = {
+    /* not a group size of the fake quantizer: refused before anything is read */
+    { "--qat-enable", NULL, "--qat-group-size", "48",
+      "lathe train: qat_group_size: 48 is not a group size of the fake quantizer" },
+    /* a group size of the quantizer that does not divide the demo model's widths (64) */
+    { "--qat-enable", NULL, "--qat-group-size", "128",
+      "lathe train: qat_group_size: 128 does not divide the input size 64" },
+    /* a rank larger than the smallest adapted layer (k/v_proj: 64 → 32) */
+    { "--rank", "33", NULL, NULL, "lathe train: lora_parameters.rank: 33 is larger than" },
+    { "--lora-keys", "self_attn.q_proj,mlp.w1", NULL, NULL,
+      "lathe train: lora_parameters.keys: “mlp.w1” is not a linear layer" },
+    /* the dataset, loaded and tokenized: line 3 is not JSON */
+    { "--data", broken, NULL, NULL, broken_needle },
+    /* text data for a preference trainer */
+    { "--train-mode", "dpo", NULL, NULL, "needs preference data" },
+    /* a learning rate whose warm-up overflows, and one that is not finite */
+    { "--learning-rate", "1e308", "--warmup-steps", "10",
+      "lathe train: learning_rate: 1e+308 overflows the learning-rate schedule" },
+    { "--learning-rate", "inf", NULL, NULL, "learning_rate" },
+  };
+
+  if (skip_without_cli ())
+    return;
+  g_assert_true (g_file_set_contents (broken, "{\"text\": \"one\"}\n{\"text\": \"two\"}\n"
+                                      "{\"text\": \"three\"\n{\"text\": \"four\"}\n", -1, NULL));
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *out = NULL;
+      g_autofree char *err = NULL;
+      g_autofree char *run = g_build_filename (f->dir, "run", NULL);
+      const char *args[12];
+      int n = 0;
+
+      args[n++] = "--model";
+      args[n++] = f->model;
+      args[n++] = "--data";
+      args[n++] = f->data;
+      args[n++] = "--adapter-path";
+      args[n++] = run;
+      args[n++] = cases[i].flag;
+      if (cases[i].value != NULL)
+        args[n++] = cases[i].value;
+      if (cases[i].flag2 != NULL)
+        {
+          args[n++] = cases[i].flag2;
+          args[n++] = cases[i].value2;
+        }
+      args[n++] = "--dry-run";
+      args[n] = NULL;
+      g_assert_cmpint (run_train (args, &out, &err), ==, 2);
+      g_assert_cmpstr (out, ==, "");
+      assert_one_error_line (err);
+      if (strstr (err, cases[i].needle) == NULL)
+        g_error ("%s %s: “%s” not in “%s”", cases[i].flag, cases[i].value ? cases[i].value : "",
+                 cases[i].needle, err);
+      /* a dry run leaves no run folder */
+      g_assert_false (g_file_test (run, G_FILE_TEST_EXISTS));
+    }
+
+  /* a real run refuses the model's shapes the same way, before a run folder exists */
+  {
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    g_autofree char *run = g_build_filename (f->dir, "run", NULL);
+    const char *args[] = { "--model", f->model, "--data", f->data, "--adapter-path", run,
+                           "--qat-enable", "--qat-group-size", "128", NULL };
+
+    g_assert_cmpint (run_train (args, &out, &err), ==, 2);
+    g_assert_nonnull (strstr (err, "lathe train: qat_group_size: 128 does not divide"));
+    g_assert_false (g_file_test (run, G_FILE_TEST_EXISTS));
+  }
+
+  /* the same broken dataset in --json: the issue on "data"; a good one: what was read */
+  {
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    const char *args[] = { "--model", f->model, "--data", broken, "--dry-run", "--json", NULL };
+    JsonArray *issues;
+    JsonObject *obj;
+
+    g_assert_cmpint (run_train (args, &out, &err), ==, 2);
+    g_assert_true (json_parser_load_from_data (parser, out, -1, NULL));
+    obj = json_node_get_object (json_parser_get_root (parser));
+    g_assert_false (json_object_get_boolean_member (obj, "valid"));
+    issues = json_object_get_array_member (obj, "issues");
+    g_assert_cmpuint (json_array_get_length (issues), ==, 1);
+    g_assert_cmpstr (json_object_get_string_member (json_array_get_object_element (issues, 0),
+                                                    "key"), ==, "data");
+    g_assert_nonnull (strstr (json_object_get_string_member (
+                                json_array_get_object_element (issues, 0), "message"),
+                              broken_needle));
+  }
+  {
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    const char *args[] = { "--model", f->model, "--data", f->data, "--dry-run", "--json", NULL };
+    JsonObject *data;
+
+    g_assert_cmpint (run_train (args, &out, &err), ==, 0);
+    g_assert_true (json_parser_load_from_data (parser, out, -1, NULL));
+    data = json_object_get_object_member (json_node_get_object (json_parser_get_root (parser)),
+                                          "data");
+    g_assert_cmpstr (json_object_get_string_member (data, "format"), ==, "text");
+    g_assert_cmpint (json_object_get_int_member (data, "examples"), ==, 1);
+    g_assert_cmpint (json_object_get_int_member (data, "longest_example"), >, 1);
+  }
+  g_remove (broken);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -656,6 +817,7 @@ main (int argc, char **argv)
   ADD ("/train-cli/bad-recipes", test_bad_recipes);
   ADD ("/train-cli/bad-flags", test_bad_flags);
   ADD ("/train-cli/json-output", test_json_output);
+  ADD ("/train-cli/dry-run-checks-inputs", test_dry_run_checks_inputs);
   ADD ("/train-cli/train-runs", test_train_runs);
   ADD ("/train-cli/sigint-resume", test_sigint_resume);
 #undef ADD

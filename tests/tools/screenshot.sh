@@ -1,13 +1,14 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-3.0-or-later
-# Writes data/screenshots/: the real app, 1100×800 (1400×800 mid-run), light style, headless.
-#   train.png          the Train tab with example values
+# Writes data/screenshots/ from the current UI (`make screenshots`): the real app, 1100×800
+# (1400×800 mid-run), light style, headless.
+#   train.png          the Train tab scrolled to Fine-tune, every row of it visible
 #   train-running.png  the Train tab mid-run: a real run of the demo model (data/demo), charts
 #                      filled from its reports
 #   runs.png           the Runs page: two real short runs of the demo, one compared with the
 #                      other
-# Usage: tests/tools/screenshot.sh [BUILD_DIR] (default _build; build it and `make demo-model`
-# first).
+#   export.png         the Export dialog after a verified export of the first of those runs
+# Usage: tests/tools/screenshot.sh [BUILD_DIR] (default _build; build it first).
 set -e
 cd "$(dirname "$0")/../.."
 build="${1:-_build}"
@@ -22,7 +23,8 @@ shot() {
     "$build/tests/app/lathe-screenshot" "$@"
 }
 
-shot data/screenshots/train.png
+# Fine-tune at the top of the form: Trainer to Last layers.
+LATHE_SHOT_SCROLL=250 shot data/screenshots/train.png
 
 # Two short real runs for the history (different learning rates).
 for lr in 2e-3 5e-4; do
@@ -32,4 +34,5 @@ for lr in 2e-3 5e-4; do
     --adapter-path "$work/runs/demo-sft-lr$lr" > /dev/null
 done
 shot data/screenshots/runs.png --runs "$work/runs"
+shot data/screenshots/export.png --export "$work/runs/demo-sft-lr2e-3"
 shot data/screenshots/train-running.png --running "$work/live"

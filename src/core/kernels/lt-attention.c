@@ -8,9 +8,11 @@
 
 #include "lt-kernels.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -243,3 +245,181 @@ lt_attention_forward (float *out, const float *q, const float *k, const float *v
       }
   }
 }
+
+/* ---- attention backward ---- */
+
+#define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
+
+/* Query head h of kv head g: rows i of the sequence. p, dp: (n) scratch. */
+static void
+attention_backward_head (float *dq, float *dk, float *dv, const float *q, const float *k,
+                         const float *v, const float *dout, int n, int H, int KVH, int D, int h,
+                         float *p, float *dp)
+{
+  int g = h / (H / KVH);
+  size_t qs = (size_t) H * D, ks = (size_t) KVH * D;
+  float scale = 1.0f / sqrtf ((float) D);
+
+  for (int i = 0; i < n; i++)
+    {
+      const float *qi = q + i * qs + (size_t) h * D;
+      const float *doi = dout + i * qs + (size_t) h * D;
+      float *dqi = dq + i * qs + (size_t) h * D;
+      float mx = -INFINITY;
+      for (int j = 0; j <= i; j++)
+        {
+          const float *kj = k + j * ks + (size_t) g * D;
+          float s = 0.0f;
+          for (int d = 0; d < D; d++)
+            s += qi[d] * kj[d];
+          p[j] = s * scale;
+          if (p[j] > mx)
+            mx = p[j];
+        }
+      double sum = 0.0;
+      for (int j = 0; j <= i; j++)
+        {
+          p[j] = expf (p[j] - mx);
+          sum += p[j];
+        }
+      float inv = (float) (1.0 / sum);
+      double pdp = 0.0;
+      for (int j = 0; j <= i; j++)
+        {
+          const float *vj = v + j * ks + (size_t) g * D;
+          float *dvj = dv + j * ks + (size_t) g * D;
+          float s = 0.0f;
+          p[j] *= inv;
+          for (int d = 0; d < D; d++)
+            {
+              s += doi[d] * vj[d];
+              dvj[d] += p[j] * doi[d];
+            }
+          dp[j] = s;
+          pdp += (double) p[j] * s;
+        }
+      for (int d = 0; d < D; d++)
+        dqi[d] = 0.0f;
+      for (int j = 0; j <= i; j++)
+        {
+          const float *kj = k + j * ks + (size_t) g * D;
+          float *dkj = dk + j * ks + (size_t) g * D;
+          float ds = p[j] * (dp[j] - (float) pdp) * scale;
+          for (int d = 0; d < D; d++)
+            {
+              dqi[d] += ds * kj[d];
+              dkj[d] += ds * qi[d];
+            }
+        }
+    }
+}
+
+void
+lt_attention_backward_ref (float *dq, float *dk, float *dv, const float *q, const float *k,
+                           const float *v, const float *dout, int n, int H, int KVH, int D)
+{
+  /* p, dp (n) */
+  float *p = malloc ((size_t) 2 * n * sizeof (float));
+  memset (dk, 0, (size_t) n * KVH * D * sizeof (float));
+  memset (dv, 0, (size_t) n * KVH * D * sizeof (float));
+  for (int h = 0; h < H; h++)
+    attention_backward_head (dq, dk, dv, q, k, v, dout, n, H, KVH, D, h, p, p + n);
+  free (p);
+}
+
+/* Query rows per block of the fast attention backward: scores (rows, keys) and their
+ * gradient live in two per-thread buffers of ATT_BLOCK × n floats. */
+#define ATT_BLOCK 128
+
+/* Query head h over rows [i0, i1): keys 0 … i1−1. p, dp: (i1 − i0, i1) scratch. */
+static void
+attention_backward_block (float *dq, float *dk, float *dv, const float *q, const float *k,
+                          const float *v, const float *dout, int H, int KVH, int D, int h,
+                          int i0, int i1, float *p, float *dp)
+{
+  int g = h / (H / KVH);
+  int R = i1 - i0, nk = i1;
+  int qs = H * D, ks = KVH * D;
+  float scale = 1.0f / sqrtf ((float) D);
+  const float *qh = q + (size_t) i0 * qs + (size_t) h * D;
+  const float *doh = dout + (size_t) i0 * qs + (size_t) h * D;
+  const float *kg = k + (size_t) g * D, *vg = v + (size_t) g * D;
+
+  /* p (R, nk) = scale · Q Kᵀ;  dp (R, nk) = dO Vᵀ */
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, R, nk, D, scale, qh, qs, kg, ks, 0.0f, p,
+               nk);
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, R, nk, D, 1.0f, doh, qs, vg, ks, 0.0f, dp,
+               nk);
+  for (int r = 0; r < R; r++)
+    {
+      float *pr = p + (size_t) r * nk, *dpr = dp + (size_t) r * nk;
+      int seen = i0 + r + 1; /* causal */
+      float mx = -INFINITY;
+      for (int j = 0; j < seen; j++)
+        mx = pr[j] > mx ? pr[j] : mx;
+      double sum = 0.0;
+      for (int j = 0; j < seen; j++)
+        {
+          pr[j] = expf (pr[j] - mx);
+          sum += pr[j];
+        }
+      float inv = (float) (1.0 / sum);
+      double pdp = 0.0;
+      for (int j = 0; j < seen; j++)
+        {
+          pr[j] *= inv;
+          pdp += (double) pr[j] * dpr[j];
+        }
+      for (int j = 0; j < seen; j++)
+        dpr[j] = pr[j] * (dpr[j] - (float) pdp) * scale;
+      for (int j = seen; j < nk; j++)
+        pr[j] = dpr[j] = 0.0f;
+    }
+  /* dV += Pᵀ dO;  dQ = dS K;  dK += dSᵀ Q */
+  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, R, 1.0f, p, nk, doh, qs, 1.0f,
+               dv + (size_t) g * D, ks);
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, R, D, nk, 1.0f, dp, nk, kg, ks, 0.0f,
+               dq + (size_t) i0 * qs + (size_t) h * D, qs);
+  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, R, 1.0f, dp, nk, qh, qs, 1.0f,
+               dk + (size_t) g * D, ks);
+}
+
+size_t
+lt_attention_backward_scratch_floats (int n)
+{
+  size_t rows = n < ATT_BLOCK ? (size_t) n : ATT_BLOCK;
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  return (size_t) nt * 2 * rows * (size_t) (n > 0 ? n : 1);
+}
+
+void
+lt_attention_backward (float *dq, float *dk, float *dv, const float *q, const float *k,
+                       const float *v, const float *dout, int n, int H, int KVH, int D,
+                       float *scratch)
+{
+  int group = H / KVH;
+  int blocks = (n + ATT_BLOCK - 1) / ATT_BLOCK;
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  size_t rows = n < ATT_BLOCK ? (size_t) n : ATT_BLOCK;
+  size_t per_thread = 2 * rows * (size_t) n;
+  /* p, dp (rows, n) per thread */
+  float *buf = scratch;
+
+  memset (dk, 0, (size_t) n * KVH * D * sizeof (float));
+  memset (dv, 0, (size_t) n * KVH * D * sizeof (float));
+  /* Each thread owns whole key/value heads, so dk and dv rows are never shared; within a
+   * head, blocks of query rows run as sgemm (single-threaded under the one-pool policy). */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if ((size_t) n * n * H * D > 65536)
+  for (int g = 0; g < KVH; g++)
+    {
+      float *p = buf + (size_t) omp_get_thread_num () * per_thread;
+      for (int h = g * group; h < (g + 1) * group; h++)
+        for (int b = 0; b < blocks; b++)
+          {
+            int i0 = b * ATT_BLOCK, i1 = MIN_INT (i0 + ATT_BLOCK, n);
+            attention_backward_block (dq, dk, dv, q, k, v, dout, H, KVH, D, h, i0, i1, p,
+                                      p + rows * (size_t) n);
+          }
+    }
+}
+

@@ -12,6 +12,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -282,3 +283,122 @@ lt_matmul_forward (float *y, const float *x, const void *w, LtKDType wdtype, con
                    y + r0, out);
     }
 }
+
+/* ---- linear layers backward ---- */
+
+/* dx (N, in) += dy (N, r) · tile (r, in), threads over blocks of N. */
+void
+lt_matmul_accumulate_dx (float *dx, const float *dy, int ldy, const float *tile, int N, int in,
+                         int r)
+{
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  if (nt > 1 && (double) N * in * r >= (1 << 18) && N >= 2 * nt)
+    {
+      int block = (N + nt - 1) / nt;
+#pragma omp parallel for schedule(static) num_threads(nt)
+      for (int t = 0; t < nt; t++)
+        {
+          int n0 = t * block;
+          int nn = N - n0 < block ? N - n0 : block;
+          if (nn > 0)
+            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, nn, in, r, 1.0f,
+                         dy + (size_t) n0 * ldy, ldy, tile, in, 1.0f, dx + (size_t) n0 * in, in);
+        }
+      return;
+    }
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, dy, ldy, tile, in,
+               1.0f, dx, in);
+}
+
+void
+lt_matmul_backward_dx (float *dx, const float *dy, int ldy, const void *w, LtKDType wdtype,
+                       int N, int in, int out, float *tile, size_t tile_floats)
+{
+  size_t esize = kdtype_size (wdtype);
+  if (N <= 0 || out <= 0)
+    return;
+  if (wdtype == LT_KDTYPE_F32 && ((uintptr_t) w % sizeof (float)) == 0)
+    {
+      lt_matmul_accumulate_dx (dx, dy, ldy, (const float *) w, N, in, out);
+      return;
+    }
+  int rows = (int) (tile_floats / (size_t) in);
+  if (rows < 1)
+    rows = 1;
+  for (int r0 = 0; r0 < out; r0 += rows)
+    {
+      int r = out - r0 < rows ? out - r0 : rows;
+      const char *src = (const char *) w + (size_t) r0 * in * esize;
+      /* tile (r, in) */
+#pragma omp parallel for schedule(static) if ((size_t) r * in > 16384)
+      for (int i = 0; i < r; i++)
+        lt_expand_f32 (wdtype, src + (size_t) i * in * esize, (size_t) in, tile + (size_t) i * in);
+      lt_matmul_accumulate_dx (dx, dy + r0, ldy, tile, N, in, r);
+    }
+}
+
+void
+lt_matmul_backward_dx_ref (float *dx, const float *dy, int ldy, const void *w, LtKDType wdtype,
+                           int N, int in, int out)
+{
+  size_t esize = kdtype_size (wdtype);
+  /* wrow (in) */
+  float *wrow = malloc ((size_t) in * sizeof (float));
+  double *acc = malloc ((size_t) in * sizeof (double));
+  for (int n = 0; n < N; n++)
+    {
+      for (int i = 0; i < in; i++)
+        acc[i] = 0.0;
+      for (int o = 0; o < out; o++)
+        {
+          lt_expand_f32 (wdtype, (const char *) w + (size_t) o * in * esize, (size_t) in, wrow);
+          double g = dy[(size_t) n * ldy + o];
+          for (int i = 0; i < in; i++)
+            acc[i] += g * wrow[i];
+        }
+      for (int i = 0; i < in; i++)
+        dx[(size_t) n * in + i] += (float) acc[i];
+    }
+  free (wrow);
+  free (acc);
+}
+
+void
+lt_matmul_backward_dw (float *dw, const float *dy, int ldy, const float *x, int N, int in,
+                       int out)
+{
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  if (N <= 0 || out <= 0)
+    return;
+  if (nt > 1 && (double) N * in * out >= (1 << 18) && out >= 2 * nt)
+    {
+      int block = (out + nt - 1) / nt;
+#pragma omp parallel for schedule(static) num_threads(nt)
+      for (int t = 0; t < nt; t++)
+        {
+          int o0 = t * block;
+          int oo = out - o0 < block ? out - o0 : block;
+          if (oo > 0)
+            cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, oo, in, N, 1.0f, dy + o0, ldy,
+                         x, in, 1.0f, dw + (size_t) o0 * in, in);
+        }
+      return;
+    }
+  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, out, in, N, 1.0f, dy, ldy, x, in, 1.0f,
+               dw, in);
+}
+
+void
+lt_matmul_backward_dw_ref (float *dw, const float *dy, int ldy, const float *x, int N, int in,
+                           int out)
+{
+  for (int o = 0; o < out; o++)
+    for (int i = 0; i < in; i++)
+      {
+        double acc = 0.0;
+        for (int n = 0; n < N; n++)
+          acc += (double) dy[(size_t) n * ldy + o] * x[(size_t) n * in + i];
+        dw[(size_t) o * in + i] += (float) acc;
+      }
+}
+

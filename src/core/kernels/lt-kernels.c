@@ -128,8 +128,8 @@ lt_exp_sub_inplace (float *x, int n, float sub)
   return sum;
 }
 
-static double
-sum_exp_sub (const float *x, int n, float sub)
+double
+lt_sum_exp_sub (const float *x, int n, float sub)
 {
 #ifdef LT_HAVE_X86
   if (have_avx2 ())
@@ -165,36 +165,48 @@ lt_add_inplace (float *x, const float *y, size_t n)
 }
 
 void
-lt_logsumexp_update (float *m, double *s, const float *logits, int N, int cols)
+lt_add (float *out, const float *x, const float *y, size_t n)
 {
-#pragma omp parallel for schedule(static) if ((size_t) N * cols > 65536)
-  for (int r = 0; r < N; r++)
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i++)
+    out[i] = x[i] + y[i];
+}
+
+/* ---- SwiGLU backward ---- */
+
+static inline void
+swiglu_back_one (float *dg, float *du, float g, float u, float dh)
+{
+  float sig = 1.0f / (1.0f + expf (-g));
+  float silu = g * sig;
+  *du = dh * silu;
+  *dg = dh * u * sig * (1.0f + g * (1.0f - sig));
+}
+
+void
+lt_swiglu_backward_ref (float *dg, float *du, const float *g, const float *u, const float *dh,
+                        size_t n)
+{
+  for (size_t i = 0; i < n; i++)
     {
-      /* row (cols) */
-      const float *row = logits + (size_t) r * cols;
-      float mx = m[r];
-      for (int c = 0; c < cols; c++)
-        if (row[c] > mx)
-          mx = row[c];
-      double acc = s[r] == 0.0 ? 0.0 : s[r] * exp ((double) m[r] - mx);
-      acc += sum_exp_sub (row, cols, mx);
-      m[r] = mx;
-      s[r] = acc;
+      float a, b;
+      swiglu_back_one (&a, &b, g[i], u[i], dh[i]);
+      dg[i] = a;
+      du[i] = b;
     }
 }
 
 void
-lt_logsumexp_ref (double *lse, const float *logits, int N, int cols)
+lt_swiglu_backward (float *dg, float *du, const float *g, const float *u, const float *dh,
+                    size_t n)
 {
-  for (int r = 0; r < N; r++)
+#pragma omp parallel for schedule(static) if (n > 16384)
+  for (size_t i = 0; i < n; i++)
     {
-      const float *row = logits + (size_t) r * cols;
-      double mx = -INFINITY;
-      for (int c = 0; c < cols; c++)
-        mx = row[c] > mx ? row[c] : mx;
-      double acc = 0.0;
-      for (int c = 0; c < cols; c++)
-        acc += exp (row[c] - mx);
-      lse[r] = mx + log (acc);
+      float a, b;
+      swiglu_back_one (&a, &b, g[i], u[i], dh[i]);
+      dg[i] = a;
+      du[i] = b;
     }
 }
+

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* lt-kernels: the forward kernels of a decoder-only transformer, over raw f32 buffers.
- * Plain C (no GLib). Each fast kernel (OpenMP over rows/heads, cblas for products) has a plain
- * reference kernel (`_ref`) next to it; tests/core/test-kernels.c compares them.
+/* lt-kernels: the kernels of a decoder-only transformer, forward and backward, over raw f32
+ * buffers. Plain C (no GLib). Each backward sits in the same file as its forward (lt-gemm.c,
+ * lt-norm.c, lt-rope.c, lt-attention.c, lt-kernels.c for the element-wise ones, lt-loss.c for
+ * the cross-entropy). Each fast kernel (OpenMP over rows/heads, cblas for products) has a plain
+ * reference kernel (`_ref`) next to it; tests/core/test-kernels.c and tests/core/test-grad.c
+ * compare them. Gradients named "accumulated" are added to (+=); the others are written (=).
  *
  * Letters used in the shape comments:
  *   N   rows (tokens of all sequences, concatenated)
@@ -45,12 +48,43 @@ void lt_matmul_forward (float *y, const float *x, const void *w, LtKDType wdtype
 void lt_matmul_forward_ref (float *y, const float *x, const void *w, LtKDType wdtype,
                             const float *b, int N, int in, int out);
 
+/* dx (N, in) += dy (N, out) · W (out, in), W in @wdtype expanded tile by tile into @tile
+ * (@tile_floats, at least @in) — never a whole f32 copy. OpenMP threads share blocks of N
+ * over single-threaded sgemm. @ldy: row stride of dy (>= out; the LM head passes a chunk). */
+void lt_matmul_backward_dx (float *dx, const float *dy, int ldy, const void *w, LtKDType wdtype,
+                            int N, int in, int out, float *tile, size_t tile_floats);
+void lt_matmul_backward_dx_ref (float *dx, const float *dy, int ldy, const void *w,
+                                LtKDType wdtype, int N, int in, int out);
+
+/* dx (N, in) += dy (N, r) · w (r, in), f32 (a tile already expanded); OpenMP threads share
+ * blocks of N over single-threaded sgemm. @ldy: row stride of dy. */
+void lt_matmul_accumulate_dx (float *dx, const float *dy, int ldy, const float *w, int N, int in,
+                              int r);
+
+/* dw (out, in) += dy (N, out)ᵀ · x (N, in) (f32; OpenMP over blocks of out). @ldy as above. */
+void lt_matmul_backward_dw (float *dw, const float *dy, int ldy, const float *x, int N, int in,
+                            int out);
+void lt_matmul_backward_dw_ref (float *dw, const float *dy, int ldy, const float *x, int N,
+                                int in, int out);
+
 /* ---- lt-norm.c ---------------------------------------------------------------------- */
 
 /* RMSNorm as transformers: out = w · x / sqrt(mean(x²) + eps). out may alias x.
  * out (N, C), x (N, C), w (C). */
 void lt_rmsnorm_forward (float *out, const float *x, const float *w, float eps, int N, int C);
 void lt_rmsnorm_forward_ref (float *out, const float *x, const float *w, float eps, int N, int C);
+
+/* RMSNorm y = w · x · r, r = 1/sqrt(mean(x²) + eps):
+ * dx (N, C) = r·(w·dy) − x·r³/C·Σ_c(w·dy·x)   (written; dx may alias dy)
+ * dw (C) += Σ_n dy·x·r                          (accumulated; dw may be NULL).
+ * x (N, C) the norm's input, w (C), dy (N, C). @scratch: lt_rmsnorm_backward_scratch_floats
+ * (N, C) floats (r (N) and per-thread partial sums of dw), asked for with the thread count
+ * the call will run with. */
+size_t lt_rmsnorm_backward_scratch_floats (int N, int C);
+void lt_rmsnorm_backward (float *dx, float *dw, const float *x, const float *w, const float *dy,
+                          float eps, int N, int C, float *scratch);
+void lt_rmsnorm_backward_ref (float *dx, float *dw, const float *x, const float *w,
+                              const float *dy, float eps, int N, int C);
 
 /* ---- lt-rope.c ---------------------------------------------------------------------- */
 
@@ -59,6 +93,12 @@ void lt_rmsnorm_forward_ref (float *out, const float *x, const float *w, float e
  * x (N, H, D), pos (N), inv_freq (D/2). */
 void lt_rope_forward (float *x, const int *pos, const float *inv_freq, int N, int H, int D);
 void lt_rope_forward_ref (float *x, const int *pos, const float *inv_freq, int N, int H, int D);
+
+/* RoPE backward in place: dx rotated by −θ (the transpose of the forward rotation), the angles
+ * formed exactly as lt_rope_forward forms them. dx (N, H, D), pos (N), inv_freq (D/2). */
+void lt_rope_backward (float *dx, const int *pos, const float *inv_freq, int N, int H, int D);
+void lt_rope_backward_ref (float *dx, const int *pos, const float *inv_freq, int N, int H,
+                           int D);
 
 /* ---- lt-attention.c ----------------------------------------------------------------- */
 
@@ -74,6 +114,20 @@ size_t lt_attention_scratch_floats (int n, int S);
 void lt_attention_forward (float *out, const float *q, const float *k, const float *v,
                            int n, int S, int H, int KVH, int D, float *scratch);
 
+/* Causal GQA attention backward for one sequence of n tokens (a full forward, S = n):
+ * dq (n, H, D) written; dk, dv (n, KVH, D) written. q (n, H, D), k, v (n, KVH, D),
+ * dout (n, H, D). Probabilities are recomputed (scale D^-½, f32 softmax as the forward).
+ * The fast kernel runs OpenMP over key/value heads and, per query head, blocks of 128 query
+ * rows as sgemm (scores and their gradient in two per-thread (min(n, 128), n) buffers in
+ * @scratch: lt_attention_backward_scratch_floats (n) floats, asked for with the thread count
+ * the call will run with); the reference goes row by row. */
+size_t lt_attention_backward_scratch_floats (int n);
+void lt_attention_backward (float *dq, float *dk, float *dv, const float *q, const float *k,
+                            const float *v, const float *dout, int n, int H, int KVH, int D,
+                            float *scratch);
+void lt_attention_backward_ref (float *dq, float *dk, float *dv, const float *q, const float *k,
+                                const float *v, const float *dout, int n, int H, int KVH, int D);
+
 /* ---- lt-kernels.c ------------------------------------------------------------------- */
 
 /* out (n) = silu(gate) · up, silu(g) = g / (1 + e^-g). out may alias gate. */
@@ -86,6 +140,26 @@ float lt_exp_sub_inplace (float *x, int n, float sub);
 
 /* x (n) += y (n). */
 void lt_add_inplace (float *x, const float *y, size_t n);
+/* out (n) = x (n) + y (n) (the residual connection); out may alias x or y. */
+void lt_add (float *out, const float *x, const float *y, size_t n);
+
+/* h = silu(g)·u: dg = dh·u·silu'(g), du = dh·silu(g) (written). All (n). dg may alias dh. */
+void lt_swiglu_backward (float *dg, float *du, const float *g, const float *u, const float *dh,
+                         size_t n);
+void lt_swiglu_backward_ref (float *dg, float *du, const float *g, const float *u,
+                             const float *dh, size_t n);
+
+/* Σ e^(x[i] − sub) over x (n) (x unchanged), in double; the AVX2 polynomial of
+ * lt_exp_sub_inplace where the CPU has it. */
+double lt_sum_exp_sub (const float *x, int n, float sub);
+
+/* ---- lt-loss.c ---------------------------------------------------------------------- */
+
+/* Cross-entropy of the LM head, computed over vocabulary chunks so that (N, V) logits never
+ * exist: the caller produces the logits (N, vc) of columns [v0, v0 + vc) chunk by chunk (the
+ * LM head is a linear layer above this level) and folds each one in with these kernels.
+ * Pass 1 (forward): lt_logsumexp_update and lt_ce_gather_target per chunk, then lt_ce_finish.
+ * Pass 2 (backward): per chunk again, lt_ce_chunk_grad turns the logits into dlogits. */
 
 /* Online log-sum-exp over column tiles: for each row r, folds logits (N, cols) into the
  * running max m (N) and sum s (N) (s = Σ exp(logit − m)); start with m = -INFINITY, s = 0.
@@ -93,6 +167,23 @@ void lt_add_inplace (float *x, const float *y, size_t n);
 void lt_logsumexp_update (float *m, double *s, const float *logits, int N, int cols);
 /* Reference over full rows: lse (N) of logits (N, cols). */
 void lt_logsumexp_ref (double *lse, const float *logits, int N, int cols);
+
+/* tgt (N): tgt[n] = logits[n, target[n] − v0] for the rows whose target falls in the chunk
+ * [v0, v0 + vc) and whose weight (N; NULL = all rows) is non-zero; other rows untouched.
+ * logits (N, vc), target (N). */
+void lt_ce_gather_target (float *tgt, const float *logits, const int32_t *target,
+                          const float *weight, int N, int v0, int vc);
+
+/* After pass 1: lse (N) = m + log(s); returns Σ_n weight[n]·(lse[n] − tgt[n]) over the rows
+ * with a non-zero weight, and sets tgt[n] = lse[n] on the others (so their loss reads 0).
+ * m (N), s (N) from lt_logsumexp_update, tgt (N), weight (N). */
+double lt_ce_finish (double *lse, float *tgt, const float *m, const double *s,
+                     const float *weight, int N);
+
+/* Pass 2, per chunk: logits (N, vc) of columns [v0, v0 + vc) are replaced by
+ * scale[n]·(softmax − onehot(target[n])) using the row's log-sum-exp lse (N). */
+void lt_ce_chunk_grad (float *logits, const double *lse, const int32_t *target,
+                       const float *scale, int N, int v0, int vc);
 
 #ifdef __cplusplus
 }
