@@ -50,8 +50,8 @@ lathe_cmd_chat (int argc, char **argv)
   int exit_status;
   const GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir,
-      "Model folder (config.json, safetensors, tokenizer.json with a chat template); required",
-      "DIR" },
+      LATHE_MODEL_HELP " (it needs a chat template)",
+      "DIR|FILE.gguf" },
     { "adapter-path", 'a', 0, G_OPTION_ARG_FILENAME, &adapter, LATHE_ADAPTER_PATH_HELP,
       "PATH" },
     { "quantization", 'q', 0, G_OPTION_ARG_STRING, &quantization,

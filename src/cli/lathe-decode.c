@@ -5,6 +5,7 @@
 
 #include "lathe-cli.h"
 #include "lt-linear.h"
+#include "lt-model-open.h"
 #include "lt-model-train.h"
 
 gboolean
@@ -18,16 +19,16 @@ lathe_decode_load (const char *cmd, const char *model_dir, const char *quantizat
   g_autoptr (LtTokenizer) tok = NULL;
 
   *out_exit = LATHE_EXIT_BAD_INPUT;
-  if (!g_file_test (model_dir, G_FILE_TEST_IS_DIR))
+  if (!g_file_test (model_dir, G_FILE_TEST_IS_DIR) && !lt_model_path_is_gguf (model_dir))
     {
-      g_printerr ("lathe %s: %s: not a model folder\n", cmd, model_dir);
+      g_printerr ("lathe %s: %s: not a model folder or a GGUF file\n", cmd, model_dir);
       return FALSE;
     }
   if (!lathe_cli_parse_quantization (cmd, quantization, &load_opts))
     return FALSE;
   /* one thread pool: OpenMP threads share each GEMM over single-threaded OpenBLAS */
   lt_linear_set_threads (0);
-  model = lt_model_load_with_options (model_dir, &load_opts, &error);
+  model = lt_model_open (model_dir, &load_opts, &error);
   if (model == NULL)
     {
       *out_exit = lathe_cli_report_error (cmd, error);
@@ -39,7 +40,7 @@ lathe_decode_load (const char *cmd, const char *model_dir, const char *quantizat
       *out_exit = lathe_cli_report_error (cmd, error);
       return FALSE;
     }
-  tok = lt_tokenizer_new_from_dir (model_dir, &error);
+  tok = lt_model_open_tokenizer (model_dir, &error);
   if (tok == NULL)
     {
       *out_exit = lathe_cli_report_error (cmd, error);

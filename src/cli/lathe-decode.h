@@ -10,7 +10,8 @@
 
 G_BEGIN_DECLS
 
-/* Loads @model_dir (config.json, safetensors, tokenizer.json) with --quantization @quantization
+/* Loads @model_dir (a folder: config.json, safetensors, tokenizer.json; or a .gguf file, its
+ * tokenizer rebuilt from tokenizer.ggml.*) with --quantization @quantization
  * (NULL = none) and its tokenizer; names layers left unquantized on stderr. @adapter (NULL =
  * none): a run folder or an mlx-lm or PEFT adapter, applied without fusing. FALSE after one
  * line on stderr, with the exit status in *out_exit. */
@@ -20,7 +21,13 @@ gboolean lathe_decode_load (const char *cmd, const char *model_dir, const char *
 
 /* The --adapter-path option's description, shared by the commands. */
 #define LATHE_ADAPTER_PATH_HELP \
-  "Apply this adapter without fusing it: a run folder, or an mlx-lm or PEFT adapter folder " \
-  "(default none)"
+  "Apply this adapter without fusing it: a run folder, an mlx-lm or PEFT adapter folder, or " \
+  "an mlx-lm adapters.safetensors (alone: shape from its tensors, scale 20) (default none)"
+
+/* The --model option's description, shared by the commands. */
+#define LATHE_MODEL_HELP \
+  "Model folder (config.json, safetensors, tokenizer.json) or a .gguf file (llama, mistral, " \
+  "qwen2, qwen3; F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q6_K tensors; tokenizer and chat template from " \
+  "its metadata); required"
 
 G_END_DECLS

@@ -100,7 +100,7 @@ lathe_cmd_eval (int argc, char **argv)
       "Quantize the model while loading it: none, 4bit, 6bit, 8bit (symmetric, group 128), "
       "mxfp4 (group 32) or nf4 (group 64) (default none)", "Q" },
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir,
-      "Model folder (config.json, safetensors, tokenizer.json); required", "DIR" },
+      LATHE_MODEL_HELP, "DIR|FILE.gguf" },
     { "data", 'd', 0, G_OPTION_ARG_FILENAME, &data,
       "JSONL file, one {\"text\": …} object per line; required", "FILE" },
     { "max-seq-length", 0, 0, G_OPTION_ARG_INT, &max_seq_length,

@@ -2,6 +2,7 @@
 /* lathe fuse: fuse a run's adapter into its base and export MLX / HF / GGUF / PEFT outputs. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +15,7 @@
 #include "lt-gguf.h"
 #include "lt-linear.h"
 #include "lt-model-train.h"
+#include "lt-ollama.h"
 
 /* The label of a verified model in the report. */
 static const char *
@@ -28,7 +30,7 @@ lathe_cmd_fuse (int argc, char **argv)
 {
   g_autofree char *model = NULL, *adapter = NULL, *save = NULL, *mode = NULL;
   g_autofree char *gguf_type = NULL, *gguf_path = NULL, *peft = NULL, *hf = NULL;
-  g_autofree char *dtype = NULL, *data = NULL;
+  g_autofree char *dtype = NULL, *data = NULL, *ollama = NULL;
   gboolean dequantize = FALSE, export_gguf = FALSE, verify = FALSE, force = FALSE;
   gboolean json = FALSE;
   int bits = 0, group = 0, exit_status;
@@ -37,7 +39,8 @@ lathe_cmd_fuse (int argc, char **argv)
       "Base model folder (HF or MLX layout); required", "DIR" },
     { "adapter-path", 'a', 0, G_OPTION_ARG_FILENAME, &adapter,
       "Run folder or adapter folder (mlx-lm adapters.safetensors or PEFT "
-      "adapter_model.safetensors); default none: convert the base", "DIR" },
+      "adapter_model.safetensors), or an mlx-lm adapters.safetensors alone (shape from its "
+      "tensors, scale 20); default none: convert the base", "DIR" },
     { "save-path", 's', 0, G_OPTION_ARG_FILENAME, &save,
       "Write the fused model in the MLX layout here (default: none)", "DIR" },
     { "de-quantize", 0, 0, G_OPTION_ARG_NONE, &dequantize,
@@ -56,6 +59,10 @@ lathe_cmd_fuse (int argc, char **argv)
     { "gguf-path", 0, 0, G_OPTION_ARG_FILENAME, &gguf_path,
       "GGUF file (default: SAVE_PATH.gguf beside the MLX output, else ./model.gguf)",
       "FILE" },
+    { "export-ollama", 0, 0, G_OPTION_ARG_FILENAME, &ollama,
+      "Write DIR/model.gguf (--gguf-type, default f16) and an Ollama Modelfile beside it "
+      "(chat template in Ollama's syntax, stop tokens, default parameters), and print the "
+      "`ollama create` command (default: none)", "DIR" },
     { "export-peft", 0, 0, G_OPTION_ARG_FILENAME, &peft,
       "Also write the adapter as a PEFT folder here (default: none)", "DIR" },
     { "export-hf", 0, 0, G_OPTION_ARG_FILENAME, &hf,
@@ -127,6 +134,20 @@ lathe_cmd_fuse (int argc, char **argv)
         }
     }
   g_autofree char *gguf_default = NULL;
+  if (ollama)
+    {
+      if (gguf_path)
+        {
+          g_printerr ("lathe fuse: --export-ollama writes DIR/model.gguf; drop --gguf-path\n");
+          return LATHE_EXIT_BAD_INPUT;
+        }
+      if (g_mkdir_with_parents (ollama, 0755) != 0)
+        {
+          g_printerr ("lathe fuse: --export-ollama: %s: %s\n", ollama, g_strerror (errno));
+          return LATHE_EXIT_BAD_INPUT;
+        }
+      gguf_path = g_build_filename (ollama, "model.gguf", NULL);
+    }
   if (export_gguf || gguf_path || gguf_type)
     {
       o.gguf_type = gguf_type ? lt_ggml_type_from_name (gguf_type, &error) : LT_GGML_F16;
@@ -145,8 +166,8 @@ lathe_cmd_fuse (int argc, char **argv)
     }
   if (!save && !hf && !o.gguf_path && !peft)
     {
-      g_printerr ("lathe fuse: no output: give --save-path, --export-hf, --export-gguf or "
-                  "--export-peft\n");
+      g_printerr ("lathe fuse: no output: give --save-path, --export-hf, --export-gguf, "
+                  "--export-ollama or --export-peft\n");
       return LATHE_EXIT_BAD_INPUT;
     }
   g_autofree char *valid = NULL;
@@ -165,6 +186,17 @@ lathe_cmd_fuse (int argc, char **argv)
   g_autoptr (LtExportReport) rep = lt_export_run (&o, NULL, NULL, &error);
   if (!rep)
     return lathe_cli_report_error ("fuse", error);
+
+  /* the Modelfile beside the GGUF, from the GGUF itself */
+  g_autofree char *ollama_cmd = NULL;
+  if (ollama)
+    {
+      g_autofree char *name = lt_ollama_model_name (ollama);
+      g_autofree char *mf = g_build_filename (ollama, "Modelfile", NULL);
+      if (!lt_ollama_write_modelfile (ollama, "model.gguf", model, &error))
+        return lathe_cli_report_error ("fuse", error);
+      ollama_cmd = g_strdup_printf ("ollama create %s -f %s", name, mf);
+    }
 
   /* verification */
   g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify)
@@ -221,6 +253,11 @@ lathe_cmd_fuse (int argc, char **argv)
           json_builder_end_object (b);
         }
       json_builder_end_array (b);
+      if (ollama_cmd)
+        {
+          json_builder_set_member_name (b, "ollama_create");
+          json_builder_add_string_value (b, ollama_cmd);
+        }
       json_builder_set_member_name (b, "outside_expected_loss");
       json_builder_add_boolean_value (b, outside);
       json_builder_end_object (b);
@@ -255,6 +292,9 @@ lathe_cmd_fuse (int argc, char **argv)
           LtVerifyRow *r = rows->pdata[i];
           g_print ("%-16s ppl %10.4f  sample: %s\n", verify_label (r->kind), r->ppl, r->sample);
         }
+      if (ollama_cmd)
+        g_print ("wrote %s/Modelfile beside model.gguf; create the Ollama model with:\n  %s\n",
+                 ollama, ollama_cmd);
       if (outside)
         g_print ("warning: an exported model's perplexity is outside the expected quantization "
                  "loss of base + adapter\n");

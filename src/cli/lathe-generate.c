@@ -90,7 +90,7 @@ lathe_cmd_generate (int argc, char **argv)
       "Quantize the model while loading it: none, 4bit, 6bit, 8bit (symmetric, group 128), "
       "mxfp4 (group 32) or nf4 (group 64) (default none)", "Q" },
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir,
-      "Model folder (config.json, safetensors, tokenizer.json); required", "DIR" },
+      LATHE_MODEL_HELP, "DIR|FILE.gguf" },
     { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt,
       "Prompt text (default empty: start from BOS)", "STR" },
     { "chat", 0, 0, G_OPTION_ARG_NONE, &chat,

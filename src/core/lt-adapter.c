@@ -153,10 +153,27 @@ lt_adapter_file_load (const char *path, GError **error)
     }
 
   cfg_path = g_build_filename (dir, "adapter_config.json", NULL);
-  if (!g_file_get_contents (cfg_path, &cfg_text, NULL, NULL))
+  if (!g_file_test (cfg_path, G_FILE_TEST_EXISTS) && !peft)
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: missing; an adapter needs its config",
-                   cfg_path);
+      /* a bare mlx-lm adapters.safetensors: as mlx-lm, the shape comes from the tensors and
+       * the run (rank from lora_a, DoRA where `.m` tensors exist, full fine-tuning where no
+       * adapter leaf exists; scale mlx-lm's default 20, which a run's own configuration
+       * replaces when it attaches its adapter first) */
+      gboolean leaves = FALSE, dora = FALSE;
+      for (guint i = 0; i < n; i++)
+        {
+          const char *name = lt_safetensors_get_tensor (st, i)->name;
+          leaves |= g_str_has_suffix (name, ".lora_a") || g_str_has_suffix (name, ".lora_b");
+          dora |= g_str_has_suffix (name, ".m");
+        }
+      cfg_text = g_strdup_printf ("{\"fine_tune_type\": \"%s\"}",
+                                  !leaves ? "full" : dora ? "dora" : "lora");
+      f->inferred = TRUE;
+    }
+  else if (!g_file_get_contents (cfg_path, &cfg_text, NULL, NULL))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: missing; a PEFT adapter needs its config "
+                   "(lora_alpha, r)", cfg_path);
       return NULL;
     }
   if (!json_parser_load_from_data (parser, cfg_text, -1, NULL)
@@ -392,6 +409,8 @@ lt_adapter_file_load (const char *path, GError **error)
           lt_tensor_read_f32 (p->m, 0, am->out_features, am->m);
         }
     }
+  if (f->inferred && f->modules->len > 0)
+    f->rank = ((LtAdapterModule *) f->modules->pdata[0])->rank;
   return g_steal_pointer (&f);
 }
 

@@ -15,7 +15,11 @@
  * alpha_pattern or rank_pattern, or fan_in_fan_out true (Conv1D weights), is refused; every
  * module needs both factors (2-D float), matching ranks, and a magnitude (1-D, out values)
  * exactly when the config says DoRA; PEFT scale = lora_alpha / r (rsLoRA: / √r) with each
- * module's own rank; mlx-lm scale = lora_parameters.scale (default 20). */
+ * module's own rank; mlx-lm scale = lora_parameters.scale (default 20).
+ * An mlx-lm adapters.safetensors without adapter_config.json beside it is read as mlx-lm
+ * does with `resume_adapter_file`: DoRA when `.m` tensors exist, LoRA when lora_a/lora_b do,
+ * full fine-tuning otherwise; each module's rank from its lora_a; scale 20 (inferred = TRUE).
+ * A PEFT adapter still needs its config (lora_alpha). */
 #pragma once
 
 #include <glib.h>
@@ -56,6 +60,9 @@ typedef struct
   int num_layers;            /* mlx-lm config; -1 when absent */
   GPtrArray *modules;        /* LtAdapterModule*, in file order (sorted by name) */
   GPtrArray *full;           /* LtTensor* (F32 copies), full fine-tuning */
+  gboolean inferred;         /* a bare mlx-lm adapters.safetensors (no adapter_config.json):
+                                type and rank from the tensors, scale 20 (mlx-lm's default);
+                                a run that attaches its own adapter first keeps its scale */
 } LtAdapterFile;
 
 /* Reads an adapter folder (adapters.safetensors or adapter_model.safetensors beside an

@@ -129,7 +129,7 @@ void lt_loaded_model_free (LtLoadedModel *m);
 /* A folder (HF safetensors or MLX, quantized tensors de-quantized to f32) or a .gguf file
  * (blocks de-quantized to f32, the Q/K permutation undone, names mapped back to HF). For a
  * GGUF @config_path (a config.json or a folder holding one) may be NULL: the config is then
- * rebuilt from the GGUF metadata (rope type default/linear only; llama3 needs @config_path). */
+ * rebuilt from the GGUF metadata (llama3 rope: recovered from rope_freqs.weight). */
 LtLoadedModel *lt_export_load (const char *path, const char *config_path, GError **error);
 
 /* The fused model in memory (f32, exact: base + adapter with no quantization), for

@@ -6,6 +6,7 @@
 #include "lt-gguf-model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <json-glib/json-glib.h>
@@ -36,19 +37,15 @@ lt_export_permute_qk (const float *src, /* (rows, cols) */
         }
 }
 
-void
-lt_export_llama3_rope_freqs (const LtConfig *c, float *ff)
+/* The llama3 rope divisors (hd/2) of these parameters. */
+static void
+llama3_rope_freqs (double theta, int hd, double factor, double low, double high, double old_ctx,
+                   float *ff)
 {
-  const int hd = c->head_dim;
-  const double factor = c->rope_factor > 0 ? c->rope_factor : 8.0;
-  const double low = c->rope_low_freq_factor > 0 ? c->rope_low_freq_factor : 1.0;
-  const double high = c->rope_high_freq_factor > 0 ? c->rope_high_freq_factor : 4.0;
-  const double old_ctx = c->rope_original_max_position_embeddings > 0
-                             ? c->rope_original_max_position_embeddings : 8192;
   const double low_wl = old_ctx / low, high_wl = old_ctx / high;
   for (int i = 0; i < hd / 2; i++)
     {
-      double inv = pow (c->rope_theta, -2.0 * i / hd);
+      double inv = pow (theta, -2.0 * i / hd);
       double wavelen = 2 * G_PI / inv;
       if (wavelen < high_wl)
         ff[i] = 1.0f;
@@ -60,6 +57,50 @@ lt_export_llama3_rope_freqs (const LtConfig *c, float *ff)
           ff[i] = (float) (1.0 / ((1 - s) / factor + s));
         }
     }
+}
+
+void
+lt_export_llama3_rope_freqs (const LtConfig *c, float *ff)
+{
+  llama3_rope_freqs (c->rope_theta, c->head_dim, c->rope_factor > 0 ? c->rope_factor : 8.0,
+                     c->rope_low_freq_factor > 0 ? c->rope_low_freq_factor : 1.0,
+                     c->rope_high_freq_factor > 0 ? c->rope_high_freq_factor : 4.0,
+                     c->rope_original_max_position_embeddings > 0
+                         ? c->rope_original_max_position_embeddings : 8192,
+                     ff);
+}
+
+/* The llama3 rope parameters behind a GGUF's rope_freqs.weight (llama.cpp stores only the
+ * divisors): factor = the largest divisor; low/high frequency factors and the original
+ * context searched over the values Llama 3.x and its derivatives use, accepted only when
+ * they reproduce every divisor (relative 1e-6). NULL when none does. */
+static char *
+llama3_rope_from_freqs (const float *ff, int hd, double theta)
+{
+  double factor = 1.0;
+  for (int i = 0; i < hd / 2; i++)
+    factor = MAX (factor, ff[i]);
+  static const double lows[] = { 1, 2, 0.5 }, highs[] = { 4, 2, 8, 1 };
+  g_autofree float *try = g_new (float, hd / 2);
+  for (int e = 6; e <= 20; e++)
+    for (guint a = 0; a < G_N_ELEMENTS (lows); a++)
+      for (guint b = 0; b < G_N_ELEMENTS (highs); b++)
+        {
+          if (highs[b] <= lows[a])
+            continue;
+          const double ctx = (double) (1 << e);
+          llama3_rope_freqs (theta, hd, factor, lows[a], highs[b], ctx, try);
+          gboolean same = TRUE;
+          for (int i = 0; same && i < hd / 2; i++)
+            same = fabs ((double) try[i] - ff[i]) <= 1e-6 * fabs ((double) ff[i]);
+          if (same)
+            return g_strdup_printf (", \"rope_scaling\": {\"rope_type\": \"llama3\", "
+                                    "\"factor\": %.9g, \"low_freq_factor\": %.9g, "
+                                    "\"high_freq_factor\": %.9g, "
+                                    "\"original_max_position_embeddings\": %d}",
+                                    factor, lows[a], highs[b], 1 << e);
+        }
+  return NULL;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -144,6 +185,17 @@ looks_special (const char *s)
          || (g_str_has_prefix (s, "<｜") && g_str_has_suffix (s, "｜>"))
          || g_str_equal (s, "<pad>") || g_str_equal (s, "<mask>")
          || g_str_has_prefix (s, "<unused");
+}
+
+int
+lt_gguf_model_find_token (const char *const *tokens, int n_tokens, const char *const *names,
+                          int n_names)
+{
+  for (int k = 0; k < n_names; k++)
+    for (int t = 0; t < n_tokens; t++)
+      if (tokens[t] && g_str_equal (tokens[t], names[k]))
+        return t;
+  return -1;
 }
 
 /* tokenizer.ggml.* from the model folder's tokenizer.json (+ tokenizer_config.json). */
@@ -308,13 +360,17 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
   lt_gguf_writer_add_string (w, "tokenizer.ggml.model", bytelevel ? "gpt2" : "llama");
   if (bytelevel)
     {
+      /* the pre-tokenizer decides (llama-bpe: digits in threes; qwen2: one digit; smollm:
+       * Digits; else GPT-2's ByteLevel regex), the architecture only where there is none */
       const char *pre_name = "gpt-2";
-      if (c->arch == LT_ARCH_QWEN2 || c->arch == LT_ARCH_QWEN3)
-        pre_name = "qwen2";
-      else if (pre_s && strstr (pre_s, "\\\\p{N}{1,3}"))
+      if (pre_s && strstr (pre_s, "\\\\p{N}{1,3}"))
         pre_name = "llama-bpe";
+      else if (pre_s && strstr (pre_s, "Split") && strstr (pre_s, "|\\\\p{N}|"))
+        pre_name = "qwen2";
       else if (pre_s && strstr (pre_s, "Digits"))
         pre_name = "smollm";
+      else if (!pre_s && (c->arch == LT_ARCH_QWEN2 || c->arch == LT_ARCH_QWEN3))
+        pre_name = "qwen2";
       lt_gguf_writer_add_string (w, "tokenizer.ggml.pre", pre_name);
     }
   lt_gguf_writer_add_string_array (w, "tokenizer.ggml.tokens", (const char *const *) tokens,
@@ -347,6 +403,19 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
       if (id >= 0)
         lt_gguf_writer_add_u32 (w, sp[i].key, (guint32) id);
     }
+  /* end-of-generation ids llama.cpp reads beside the EOS (its special_eog_ids): the end of
+   * a turn (Llama-3 <|eot_id|>, ChatML <|im_end|>, Phi <|end|>, Gemma <end_of_turn>) and
+   * Llama-3.1's end of a tool message */
+  static const char *const eot_names[] = { "<|eot_id|>", "<|im_end|>", "<|end|>",
+                                            "<end_of_turn>", "<|endoftext|>" };
+  int eot = lt_gguf_model_find_token ((const char *const *) tokens, n_vocab, eot_names,
+                                      G_N_ELEMENTS (eot_names));
+  static const char *const eom_names[] = { "<|eom_id|>" };
+  int eom = lt_gguf_model_find_token ((const char *const *) tokens, n_vocab, eom_names, 1);
+  if (eot >= 0)
+    lt_gguf_writer_add_u32 (w, "tokenizer.ggml.eot_token_id", (guint32) eot);
+  if (eom >= 0)
+    lt_gguf_writer_add_u32 (w, "tokenizer.ggml.eom_token_id", (guint32) eom);
   gboolean add_bos = FALSE;
   if (tc && json_object_has_member (tc, "add_bos_token"))
     add_bos = json_object_get_boolean_member_with_default (tc, "add_bos_token", FALSE);
@@ -407,8 +476,9 @@ gguf_add_arch (LtGgufWriter *w, const LtConfig *c, int type, const char *name)
       lt_gguf_writer_add_string (w, K ("rope.scaling.type"), "linear");
       lt_gguf_writer_add_f32 (w, K ("rope.scaling.factor"), (float) c->rope_factor);
     }
-  if (is_quant_type (type))
-    lt_gguf_writer_add_u32 (w, "general.quantization_version", 2);
+  /* llama.cpp's convert script writes it for every type; its loader reads it for the
+   * quantized ones */
+  lt_gguf_writer_add_u32 (w, "general.quantization_version", 2);
 #undef K
 }
 
@@ -515,66 +585,7 @@ lt_export_gguf_begin (ExportJob *j, GError **error)
   return TRUE;
 }
 
-/* config.json text rebuilt from GGUF metadata. */
-static LtConfig *
-config_from_gguf (LtGguf *g, const char *path, GError **error)
-{
-  g_autofree char *arch = lt_gguf_dup_string (g, "general.architecture");
-  if (!arch || !(g_str_equal (arch, "llama") || g_str_equal (arch, "qwen2")
-                 || g_str_equal (arch, "qwen3")))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: general.architecture %s is not "
-                   "llama, qwen2 or qwen3", path, arch ? arch : "(missing)");
-      return NULL;
-    }
-  if (lt_gguf_find_tensor (g, "rope_freqs.weight"))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: llama3 rope (rope_freqs.weight) "
-                   "needs the model's config.json", path);
-      return NULL;
-    }
-  guint32 u[8] = { 0 };
-  const char *keys[] = { "context_length", "embedding_length", "block_count",
-                         "feed_forward_length", "attention.head_count",
-                         "attention.head_count_kv", "attention.key_length" };
-  for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
-    {
-      g_autofree char *k = g_strdup_printf ("%s.%s", arch, keys[i]);
-      if (!lt_gguf_get_u32 (g, k, &u[i]))
-        {
-          if (i >= 5)
-            u[i] = i == 5 ? u[4] : u[1] / u[4];
-          else
-            {
-              g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s is missing", path, k);
-              return NULL;
-            }
-        }
-    }
-  float eps = 1e-6f, theta = 10000.0f;
-  g_autofree char *ke = g_strdup_printf ("%s.attention.layer_norm_rms_epsilon", arch);
-  g_autofree char *kt = g_strdup_printf ("%s.rope.freq_base", arch);
-  lt_gguf_get_f32 (g, ke, &eps);
-  lt_gguf_get_f32 (g, kt, &theta);
-  const LtGgufTensor *emb = lt_gguf_find_tensor (g, "token_embd.weight");
-  if (!emb)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: token_embd.weight is missing", path);
-      return NULL;
-    }
-  gboolean tied = lt_gguf_find_tensor (g, "output.weight") == NULL;
-  gboolean qwen2 = g_str_equal (arch, "qwen2"), qwen3 = g_str_equal (arch, "qwen3");
-  g_autofree char *text = g_strdup_printf (
-      "{\"architectures\": [\"%s\"], \"model_type\": \"%s\", \"hidden_size\": %u, "
-      "\"intermediate_size\": %u, \"num_hidden_layers\": %u, \"num_attention_heads\": %u, "
-      "\"num_key_value_heads\": %u, \"head_dim\": %u, \"vocab_size\": %" G_GINT64_FORMAT ", "
-      "\"max_position_embeddings\": %u, \"rms_norm_eps\": %.9g, \"rope_theta\": %.9g, "
-      "\"tie_word_embeddings\": %s, \"hidden_act\": \"silu\"}",
-      qwen3 ? "Qwen3ForCausalLM" : qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM", arch, u[1],
-      u[3], u[2], u[4], u[5], u[6], emb->ne[1], u[0], (double) eps, (double) theta,
-      tied ? "true" : "false");
-  return lt_config_new_from_data (text, -1, path, error);
-}
+static LtConfig *config_from_gguf (LtGguf *g, const char *path, GError **error);
 
 LtLoadedModel *
 lt_export_load_gguf (const char *path, const char *config_path, GError **error)
@@ -625,4 +636,816 @@ lt_export_load_gguf (const char *path, const char *config_path, GError **error)
       g_hash_table_insert (table, g_strdup (s->name), lt);
     }
   return lt_export_loaded_from_table (g_steal_pointer (&c), table, path, error);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* A GGUF file as an input model (issue 15 item 2).                                         */
+
+/* What an LtModel built over a GGUF keeps alive: the mapping (dense tensors are views of it)
+ * and the tensor table (the model borrows its tensors). */
+typedef struct
+{
+  LtGguf *gguf;
+  GHashTable *table;
+} GgufKeep;
+
+static void
+gguf_keep_free (gpointer p)
+{
+  GgufKeep *k = p;
+  g_clear_pointer (&k->table, g_hash_table_unref);
+  g_clear_pointer (&k->gguf, lt_gguf_free);
+  g_free (k);
+}
+
+/* The GGUF-order row that holds HF row @r of a Q/K projection permuted over @n_head heads
+ * (arch llama, §4.9): HF row h·hd + j·hd/2 + i is GGUF row h·hd + 2i + j. */
+static int64_t
+gguf_row_of_hf_row (int64_t r, int n_head, int64_t rows)
+{
+  if (n_head <= 0)
+    return r;
+  const int64_t hd = rows / n_head, half = hd / 2;
+  const int64_t h = r / hd, k = r % hd, j = k / half, i = k % half;
+  return h * hd + 2 * i + j;
+}
+
+/* Q8_0, Q4_0 and Q4_K rows as the MLX affine layout (codes LSB-first in u32 words, f32 scale
+ * and bias per group of 32), losslessly: fmaf (scale, q, bias) equals ggml's dequantized value
+ * bit for bit (Q8_0: d·(q+128) − 128·d = d·q; Q4_0: d·q − 8·d; Q4_K: (d·sc)·q − dmin·m, where
+ * every product is exact in f32). Rows are taken in HF order (@n_head: the Q/K permutation). */
+static gboolean
+gguf_to_affine (const LtGgufTensor *t, int n_head, const char *module, GHashTable *table,
+                int *out_bits, GError **error)
+{
+  const int64_t cols = t->ne[0], rows = t->n_dims == 1 ? 1 : t->ne[1];
+  const int bits = t->type == LT_GGML_Q8_0 ? 8 : 4;
+  const int64_t groups = cols / 32, words = cols * bits / 32;
+  const size_t rs = lt_gq_row_size (t->type, cols);
+  int64_t wshape[2] = { rows, words }, sshape[2] = { rows, groups };
+  g_autofree char *wn = g_strdup_printf ("%s.weight", module);
+  g_autofree char *sn = g_strdup_printf ("%s.scales", module);
+  g_autofree char *bn = g_strdup_printf ("%s.biases", module);
+  LtTensor *W = lt_tensor_new (wn, LT_DTYPE_U32, 2, wshape);
+  LtTensor *S = lt_tensor_new (sn, LT_DTYPE_F32, 2, sshape);
+  LtTensor *B = lt_tensor_new (bn, LT_DTYPE_F32, 2, sshape);
+  if (!W || !S || !B)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "no memory for %s", t->name);
+      g_clear_pointer (&W, lt_tensor_free);
+      g_clear_pointer (&S, lt_tensor_free);
+      g_clear_pointer (&B, lt_tensor_free);
+      return FALSE;
+    }
+  guint32 *codes = W->data;
+  float *scales = S->data, *biases = B->data;
+  memset (codes, 0, sizeof (guint32) * rows * words);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++)
+    {
+      const guint8 *src = (const guint8 *) t->data + rs * gguf_row_of_hf_row (r, n_head, rows);
+      guint32 *cw = codes + r * words;
+      float *sc = scales + r * groups, *bi = biases + r * groups;
+      guint8 q[256];
+      if (t->type == LT_GGML_Q8_0)
+        for (int64_t b = 0; b < groups; b++)
+          {
+            const lt_block_q8_0 *blk = (const lt_block_q8_0 *) src + b;
+            const float d = lt_f16_to_f32 (blk->d);
+            sc[b] = d, bi[b] = -128.0f * d;
+            for (int k = 0; k < 32; k++)
+              {
+                const int64_t e = b * 32 + k;
+                cw[e / 4] |= (guint32) (guint8) (blk->qs[k] + 128) << (8 * (e % 4));
+              }
+          }
+      else if (t->type == LT_GGML_Q4_0)
+        for (int64_t b = 0; b < groups; b++)
+          {
+            const lt_block_q4_0 *blk = (const lt_block_q4_0 *) src + b;
+            const float d = lt_f16_to_f32 (blk->d);
+            sc[b] = d, bi[b] = -8.0f * d;
+            for (int k = 0; k < 16; k++)
+              q[k] = blk->qs[k] & 15, q[k + 16] = blk->qs[k] >> 4;
+            for (int k = 0; k < 32; k++)
+              {
+                const int64_t e = b * 32 + k;
+                cw[e / 8] |= (guint32) q[k] << (4 * (e % 8));
+              }
+          }
+      else
+        for (int64_t sb = 0; sb < cols / 256; sb++)
+          {
+            const lt_block_q4_K *blk = (const lt_block_q4_K *) src + sb;
+            const float d = lt_f16_to_f32 (blk->d), dmin = lt_f16_to_f32 (blk->dmin);
+            const guint8 *s = blk->scales;
+            for (int j = 0; j < 8; j++)
+              {
+                int scv, mv;
+                if (j < 4)
+                  scv = s[j] & 63, mv = s[j + 4] & 63;
+                else
+                  {
+                    scv = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+                    mv = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+                  }
+                sc[sb * 8 + j] = d * (float) scv;
+                bi[sb * 8 + j] = -(dmin * (float) mv);
+              }
+            /* 64 values per 32 bytes: the low nibbles are sub-block 2k, the high 2k + 1 */
+            for (int k = 0; k < 4; k++)
+              for (int l = 0; l < 32; l++)
+                {
+                  q[64 * k + l] = blk->qs[32 * k + l] & 15;
+                  q[64 * k + 32 + l] = blk->qs[32 * k + l] >> 4;
+                }
+            for (int k = 0; k < 256; k++)
+              {
+                const int64_t e = sb * 256 + k;
+                cw[e / 8] |= (guint32) q[k] << (4 * (e % 8));
+              }
+          }
+    }
+  g_hash_table_insert (table, g_strdup (wn), W);
+  g_hash_table_insert (table, g_strdup (sn), S);
+  g_hash_table_insert (table, g_strdup (bn), B);
+  *out_bits = bits;
+  return TRUE;
+}
+
+static gboolean
+gguf_is_affine_type (int type)
+{
+  return type == LT_GGML_Q8_0 || type == LT_GGML_Q4_0 || type == LT_GGML_Q4_K;
+}
+
+/* A dense GGUF tensor (F32/F16/BF16) as an LtTensor in its stored dtype: a view of the
+ * mapping, or (Q/K of arch llama) a copy with the rows moved back to HF order. */
+static LtTensor *
+gguf_dense_tensor (const LtGgufTensor *t, const TensorSpec *s, int n_head)
+{
+  LtDType dt = t->type == LT_GGML_F32 ? LT_DTYPE_F32
+               : t->type == LT_GGML_F16 ? LT_DTYPE_F16 : LT_DTYPE_BF16;
+  if (n_head <= 0)
+    return lt_tensor_new_view (s->name, dt, s->ndim, s->shape, (void *) t->data, t->nbytes);
+  LtTensor *lt = lt_tensor_new (s->name, dt, s->ndim, s->shape);
+  const gsize es = dt == LT_DTYPE_F32 ? 4 : 2;
+  const int64_t rows = s->shape[0];
+  /* a weight moves whole rows; a bias (1-D) moves its elements */
+  const gsize rb = s->ndim == 1 ? es : es * s->shape[1];
+  for (int64_t r = 0; r < rows; r++)
+    memcpy ((guint8 *) lt->data + rb * r,
+            (const guint8 *) t->data + rb * gguf_row_of_hf_row (r, n_head, rows), rb);
+  return lt;
+}
+
+/* Any other type the GGUF kernels read (Q6_K): de-quantized to f32, this tensor only. */
+static LtTensor *
+gguf_f32_tensor (const LtGgufTensor *t, const TensorSpec *s, int n_head, const char *path,
+                 GError **error)
+{
+  const int64_t cols = s->ndim == 1 ? s->shape[0] : s->shape[1];
+  const int64_t rows = s->ndim == 1 ? 1 : s->shape[0];
+  g_autofree float *x = g_try_new (float, rows * cols);
+  if (!x)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "%s: no memory for tensor %s", path,
+                   t->name);
+      return NULL;
+    }
+  if (lt_gq_dequantize_rows (t->type, t->data, x, rows, cols) != 0)
+    {
+      const char *tn = lt_ggml_type_name (t->type);
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: tensor %s has ggml type %s (%d), "
+                   "which Lathe does not read (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)", path,
+                   t->name, tn ? tn : "?", t->type);
+      return NULL;
+    }
+  LtTensor *lt = lt_tensor_new (s->name, LT_DTYPE_F32, s->ndim, s->shape);
+  if (n_head > 0 && s->ndim == 2)
+    lt_export_permute_qk (x, lt->data, n_head, rows, cols, TRUE);
+  else if (n_head > 0)
+    lt_export_permute_qk (x, lt->data, n_head, s->shape[0], 1, TRUE);
+  else
+    memcpy (lt->data, x, sizeof (float) * rows * cols);
+  return lt;
+}
+
+/* config.json text rebuilt from GGUF metadata, with @extra (",\"key\": …" members) added. */
+static char *
+config_text_from_gguf (LtGguf *g, const char *path, const char *extra, GError **error)
+{
+  g_autofree char *arch = lt_gguf_dup_string (g, "general.architecture");
+  if (!arch || !(g_str_equal (arch, "llama") || g_str_equal (arch, "qwen2")
+                 || g_str_equal (arch, "qwen3")))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: general.architecture %s is not "
+                   "llama, qwen2 or qwen3", path, arch ? arch : "(missing)");
+      return NULL;
+    }
+  guint32 u[8] = { 0 };
+  const char *keys[] = { "context_length", "embedding_length", "block_count",
+                         "feed_forward_length", "attention.head_count",
+                         "attention.head_count_kv", "attention.key_length" };
+  for (guint i = 0; i < G_N_ELEMENTS (keys); i++)
+    {
+      g_autofree char *k = g_strdup_printf ("%s.%s", arch, keys[i]);
+      if (!lt_gguf_get_u32 (g, k, &u[i]))
+        {
+          if (i >= 5 && u[4] > 0)
+            u[i] = i == 5 ? u[4] : u[1] / u[4];
+          else
+            {
+              g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s is missing", path, k);
+              return NULL;
+            }
+        }
+    }
+  float eps = 1e-6f, theta = 10000.0f, factor = 1.0f;
+  g_autofree char *ke = g_strdup_printf ("%s.attention.layer_norm_rms_epsilon", arch);
+  g_autofree char *kt = g_strdup_printf ("%s.rope.freq_base", arch);
+  g_autofree char *ks = g_strdup_printf ("%s.rope.scaling.type", arch);
+  g_autofree char *kf = g_strdup_printf ("%s.rope.scaling.factor", arch);
+  lt_gguf_get_f32 (g, ke, &eps);
+  lt_gguf_get_f32 (g, kt, &theta);
+  g_autofree char *scaling = lt_gguf_dup_string (g, ks);
+  g_autofree char *rope = NULL;
+  const LtGgufTensor *rf = lt_gguf_find_tensor (g, "rope_freqs.weight");
+  if (rf)
+    {
+      /* llama3 rope: the parameters are recovered from the divisors */
+      if (rf->type != LT_GGML_F32 || rf->n_dims != 1 || rf->ne[0] != u[6] / 2
+          || (rope = llama3_rope_from_freqs (rf->data, (int) u[6], theta)) == NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: tensor rope_freqs.weight: "
+                       "not the llama3 rope divisors of any factor / low_freq_factor / "
+                       "high_freq_factor / original context Lathe knows (%u values expected)",
+                       path, u[6] / 2);
+          return NULL;
+        }
+    }
+  else if (scaling && g_str_equal (scaling, "linear") && lt_gguf_get_f32 (g, kf, &factor))
+    rope = g_strdup_printf (", \"rope_scaling\": {\"type\": \"linear\", \"factor\": %.9g}",
+                            (double) factor);
+  else if (scaling && !g_str_equal (scaling, "none"))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: %s “%s” is not supported (linear "
+                   "or none)", path, ks, scaling);
+      return NULL;
+    }
+  const LtGgufTensor *emb = lt_gguf_find_tensor (g, "token_embd.weight");
+  if (!emb)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: token_embd.weight is missing", path);
+      return NULL;
+    }
+  gboolean tied = lt_gguf_find_tensor (g, "output.weight") == NULL;
+  gboolean qwen2 = g_str_equal (arch, "qwen2"), qwen3 = g_str_equal (arch, "qwen3");
+  /* Qwen2 has q/k/v biases: present as blk.0.attn_q.bias */
+  gboolean bias = lt_gguf_find_tensor (g, "blk.0.attn_q.bias") != NULL;
+  return g_strdup_printf (
+      "{\"architectures\": [\"%s\"], \"model_type\": \"%s\", \"hidden_size\": %u, "
+      "\"intermediate_size\": %u, \"num_hidden_layers\": %u, \"num_attention_heads\": %u, "
+      "\"num_key_value_heads\": %u, \"head_dim\": %u, \"vocab_size\": %" G_GINT64_FORMAT ", "
+      "\"max_position_embeddings\": %u, \"rms_norm_eps\": %.9g, \"rope_theta\": %.9g, "
+      "\"tie_word_embeddings\": %s, \"hidden_act\": \"silu\"%s%s%s}",
+      qwen3 ? "Qwen3ForCausalLM" : qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM", arch, u[1],
+      u[3], u[2], u[4], u[5], u[6], emb->ne[1], u[0], (double) eps, (double) theta,
+      tied ? "true" : "false", qwen3 && bias ? ", \"attention_bias\": true" : "",
+      rope ? rope : "", extra ? extra : "");
+}
+
+static LtConfig *
+config_from_gguf (LtGguf *g, const char *path, GError **error)
+{
+  g_autofree char *text = config_text_from_gguf (g, path, NULL, error);
+  return text ? lt_config_new_from_data (text, -1, path, error) : NULL;
+}
+
+LtModel *
+lt_gguf_model_load (const char *path, const LtLoadOptions *opts, GError **error)
+{
+  g_autoptr (LtGguf) g = lt_gguf_open (path, error);
+  if (!g)
+    return NULL;
+  /* a first config (no quantization) gives the tensor list */
+  g_autoptr (LtConfig) c0 = config_from_gguf (g, path, error);
+  if (!c0)
+    return NULL;
+  g_autofree char *arch = lt_gguf_dup_string (g, "general.architecture");
+  const gboolean llama = g_str_equal (arch, "llama");
+  g_autoptr (GArray) specs = lt_export_specs_new (c0);
+  g_autoptr (GHashTable) table = lt_export_tensor_table_new ();
+  g_autoptr (GString) quant = g_string_new (NULL);
+  int n_quant = 0, first_bits = 0;
+  for (guint i = 0; i < specs->len; i++)
+    {
+      TensorSpec *s = &g_array_index (specs, TensorSpec, i);
+      const LtGgufTensor *t = lt_gguf_find_tensor (g, s->gguf);
+      const int64_t cols = s->ndim == 1 ? s->shape[0] : s->shape[1];
+      const int64_t rows = s->ndim == 1 ? 1 : s->shape[0];
+      if (!t || t->ne[0] != cols || (s->ndim == 2 && (t->n_dims != 2 || t->ne[1] != rows)))
+        {
+          g_autofree char *want = s->ndim == 1
+              ? g_strdup_printf ("[%" G_GINT64_FORMAT "]", cols)
+              : g_strdup_printf ("[%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "]", cols, rows);
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: tensor %s (%s) is %s; the "
+                       "metadata implies ne %s", path, s->gguf, s->name,
+                       t ? "of another shape" : "missing", want);
+          return NULL;
+        }
+      const int n_head = s->permute && llama ? s->permute : 0;
+      if (gguf_is_affine_type (t->type) && s->ndim == 2)
+        {
+          g_autofree char *module = g_strndup (s->name, strlen (s->name) - strlen (".weight"));
+          int bits;
+          if (!gguf_to_affine (t, n_head, module, table, &bits, error))
+            return NULL;
+          if (n_quant++ == 0)
+            first_bits = bits;
+          g_string_append_printf (quant, ", \"%s\": {\"bits\": %d, \"group_size\": 32}", module,
+                                  bits);
+          continue;
+        }
+      LtTensor *lt;
+      if (t->type == LT_GGML_F32 || t->type == LT_GGML_F16 || t->type == LT_GGML_BF16)
+        lt = gguf_dense_tensor (t, s, n_head);
+      else if ((lt = gguf_f32_tensor (t, s, n_head, path, error)) == NULL)
+        return NULL;
+      g_hash_table_insert (table, g_strdup (s->name), lt);
+    }
+  /* MLX "quantization" with one entry per quantized module (FORMATS.md §2.6); the special
+   * ids go into the config as a config.json would hold them */
+  g_autoptr (GString) extra = g_string_new (NULL);
+  if (n_quant > 0)
+    g_string_append_printf (extra, ", \"quantization\": {\"group_size\": 32, \"bits\": %d, "
+                            "\"mode\": \"affine\"%s}", first_bits, quant->str);
+  guint32 bos;
+  if (lt_gguf_get_u32 (g, "tokenizer.ggml.bos_token_id", &bos))
+    g_string_append_printf (extra, ", \"bos_token_id\": %u", bos);
+  {
+    const char *keys[] = { "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                           "tokenizer.ggml.eom_token_id" };
+    guint32 ids[3];
+    int n = 0;
+    for (guint k = 0; k < G_N_ELEMENTS (keys); k++)
+      {
+        guint32 v;
+        gboolean dup = FALSE;
+        if (!lt_gguf_get_u32 (g, keys[k], &v))
+          continue;
+        for (int m = 0; m < n; m++)
+          dup |= ids[m] == v;
+        if (!dup)
+          ids[n++] = v;
+      }
+    if (n > 0)
+      {
+        g_string_append (extra, ", \"eos_token_id\": [");
+        for (int m = 0; m < n; m++)
+          g_string_append_printf (extra, "%s%u", m ? ", " : "", ids[m]);
+        g_string_append_c (extra, ']');
+      }
+  }
+  g_autofree char *text = config_text_from_gguf (g, path, extra->str, error);
+  if (!text)
+    return NULL;
+  LtConfig *c = lt_config_new_from_data (text, -1, path, error);
+  if (!c)
+    return NULL;
+  LtModel *m = lt_model_new_from_table_with_options (c, table, path, opts, error);
+  if (!m)
+    return NULL;
+  GgufKeep *keep = g_new0 (GgufKeep, 1);
+  keep->gguf = g_steal_pointer (&g);
+  keep->table = g_steal_pointer (&table);
+  lt_model_set_keep (m, keep, gguf_keep_free);
+  m->prequantized = n_quant > 0;
+  return m;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The tokenizer rebuilt from tokenizer.ggml.* as the tokenizer.json it came from.           */
+
+#define LLAMA3_SPLIT \
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+" \
+  "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define QWEN2_SPLIT \
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+" \
+  "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+static void
+json_bytelevel (JsonBuilder *b, gboolean use_regex, gboolean trim_offsets)
+{
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "type");
+  json_builder_add_string_value (b, "ByteLevel");
+  json_builder_set_member_name (b, "add_prefix_space");
+  json_builder_add_boolean_value (b, FALSE);
+  json_builder_set_member_name (b, "trim_offsets");
+  json_builder_add_boolean_value (b, trim_offsets);
+  json_builder_set_member_name (b, "use_regex");
+  json_builder_add_boolean_value (b, use_regex);
+  json_builder_end_object (b);
+}
+
+static void
+json_split_bytelevel (JsonBuilder *b, const char *regex)
+{
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "type");
+  json_builder_add_string_value (b, "Sequence");
+  json_builder_set_member_name (b, "pretokenizers");
+  json_builder_begin_array (b);
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "type");
+  json_builder_add_string_value (b, "Split");
+  json_builder_set_member_name (b, "pattern");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "Regex");
+  json_builder_add_string_value (b, regex);
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "behavior");
+  json_builder_add_string_value (b, "Isolated");
+  json_builder_set_member_name (b, "invert");
+  json_builder_add_boolean_value (b, FALSE);
+  json_builder_end_object (b);
+  json_bytelevel (b, FALSE, TRUE);
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+}
+
+static void
+json_member_string (JsonBuilder *b, const char *k, const char *v)
+{
+  json_builder_set_member_name (b, k);
+  json_builder_add_string_value (b, v);
+}
+
+/* A TemplateProcessing that puts @bos before (and @eos after) each sequence. */
+static void
+json_template (JsonBuilder *b, const char *bos, int bos_id, const char *eos, int eos_id)
+{
+  json_builder_begin_object (b);
+  json_member_string (b, "type", "TemplateProcessing");
+  for (int pair = 0; pair < 2; pair++)
+    {
+      json_builder_set_member_name (b, pair ? "pair" : "single");
+      json_builder_begin_array (b);
+      for (int seq = 0; seq <= pair; seq++)
+        for (int part = 0; part < 3; part++)
+          {
+            const char *sp = part == 0 ? bos : part == 2 ? eos : NULL;
+            if (part != 1 && !sp)
+              continue;
+            json_builder_begin_object (b);
+            json_builder_set_member_name (b, part == 1 ? "Sequence" : "SpecialToken");
+            json_builder_begin_object (b);
+            json_member_string (b, "id", part == 1 ? (seq ? "B" : "A") : sp);
+            json_builder_set_member_name (b, "type_id");
+            json_builder_add_int_value (b, seq);
+            json_builder_end_object (b);
+            json_builder_end_object (b);
+          }
+      json_builder_end_array (b);
+    }
+  json_builder_set_member_name (b, "special_tokens");
+  json_builder_begin_object (b);
+  for (int k = 0; k < 2; k++)
+    {
+      const char *sp = k ? eos : bos;
+      if (!sp || (k && bos && g_str_equal (bos, eos)))
+        continue;
+      json_builder_set_member_name (b, sp);
+      json_builder_begin_object (b);
+      json_member_string (b, "id", sp);
+      json_builder_set_member_name (b, "ids");
+      json_builder_begin_array (b);
+      json_builder_add_int_value (b, k ? eos_id : bos_id);
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "tokens");
+      json_builder_begin_array (b);
+      json_builder_add_string_value (b, sp);
+      json_builder_end_array (b);
+      json_builder_end_object (b);
+    }
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+}
+
+typedef struct
+{
+  int left, right; /* token ids */
+  float score;     /* of the merged piece */
+  int id;          /* of the merged piece */
+} SpmMerge;
+
+static int
+spm_merge_cmp (gconstpointer a, gconstpointer b)
+{
+  const SpmMerge *x = a, *y = b;
+  if (x->score != y->score)
+    return x->score > y->score ? -1 : 1;
+  if (x->id != y->id)
+    return x->id < y->id ? -1 : 1;
+  return x->left - y->left;
+}
+
+/* SentencePiece vocabularies without merges (llama.cpp's "llama" files): a merge for every
+ * split of a piece into two pieces, the pieces of higher score first (as transformers'
+ * SentencePieceExtractor builds them). */
+static GPtrArray *
+spm_merges_from_scores (char **tokens, const float *scores, const gint32 *types, int n,
+                        GHashTable *ids)
+{
+  g_autoptr (GArray) m = g_array_new (FALSE, FALSE, sizeof (SpmMerge));
+  for (int t = 0; t < n; t++)
+    {
+      if (types && types[t] != 1)
+        continue;
+      const char *p = tokens[t];
+      for (const char *q = g_utf8_next_char (p); *q; q = g_utf8_next_char (q))
+        {
+          g_autofree char *left = g_strndup (p, q - p);
+          gpointer l, r;
+          if (g_hash_table_lookup_extended (ids, left, NULL, &l)
+              && g_hash_table_lookup_extended (ids, q, NULL, &r))
+            {
+              SpmMerge e = { GPOINTER_TO_INT (l), GPOINTER_TO_INT (r), scores ? scores[t] : 0, t };
+              g_array_append_val (m, e);
+            }
+        }
+    }
+  g_array_sort (m, spm_merge_cmp);
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < m->len; i++)
+    {
+      SpmMerge *e = &g_array_index (m, SpmMerge, i);
+      g_ptr_array_add (out, g_strdup_printf ("%s %s", tokens[e->left], tokens[e->right]));
+    }
+  return out;
+}
+
+static int
+gguf_id_or (LtGguf *g, const char *key, int n)
+{
+  guint32 v;
+  return lt_gguf_get_u32 (g, key, &v) && (int) v < n ? (int) v : -1;
+}
+
+LtTokenizer *
+lt_gguf_tokenizer_new (const char *path, GError **error)
+{
+  g_autoptr (LtGguf) g = lt_gguf_open (path, error);
+  if (!g)
+    return NULL;
+  g_autofree char *kind = lt_gguf_dup_string (g, "tokenizer.ggml.model");
+  g_autofree char *pre = lt_gguf_dup_string (g, "tokenizer.ggml.pre");
+  const LtGgufKv *tkv = lt_gguf_find_kv (g, "tokenizer.ggml.tokens");
+  if (!kind || !tkv || tkv->type != LT_GGUF_ARRAY || tkv->array_type != LT_GGUF_STRING)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s is missing (a GGUF model needs "
+                   "its tokenizer)", path, kind ? "tokenizer.ggml.tokens"
+                                                : "tokenizer.ggml.model");
+      return NULL;
+    }
+  const gboolean gpt2 = g_str_equal (kind, "gpt2"), spm = g_str_equal (kind, "llama");
+  if (!gpt2 && !spm)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: tokenizer.ggml.model “%s” is not "
+                   "one Lathe rebuilds (gpt2, llama)", path, kind);
+      return NULL;
+    }
+  const char *pre_name = pre ? pre : "default";
+  const char *split = NULL;
+  gboolean digits = FALSE, ignore_merges = FALSE, nfc = FALSE;
+  if (gpt2)
+    {
+      if (g_str_equal (pre_name, "llama-bpe") || g_str_equal (pre_name, "llama3"))
+        split = LLAMA3_SPLIT, ignore_merges = TRUE;
+      else if (g_str_equal (pre_name, "qwen2"))
+        split = QWEN2_SPLIT, nfc = TRUE;
+      else if (g_str_equal (pre_name, "smollm"))
+        digits = TRUE;
+      else if (!g_str_equal (pre_name, "gpt-2") && !g_str_equal (pre_name, "default"))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: tokenizer.ggml.pre “%s” is not "
+                       "one Lathe rebuilds (default, gpt-2, llama-bpe, qwen2, smollm)", path,
+                       pre_name);
+          return NULL;
+        }
+    }
+  const int n = (int) tkv->n;
+  g_autoptr (GPtrArray) tok_strs = g_ptr_array_new_with_free_func (g_free);
+  for (int i = 0; i < n; i++)
+    g_ptr_array_add (tok_strs, lt_gguf_dup_array_string (g, "tokenizer.ggml.tokens", i));
+  char **tokens = (char **) tok_strs->pdata;
+  const LtGgufKv *ty = lt_gguf_find_kv (g, "tokenizer.ggml.token_type");
+  const LtGgufKv *sc = lt_gguf_find_kv (g, "tokenizer.ggml.scores");
+  g_autofree gint32 *types = NULL;
+  g_autofree float *scores = NULL;
+  if (ty && ty->type == LT_GGUF_ARRAY && ty->array_type == LT_GGUF_INT32 && (int) ty->n == n)
+    types = g_memdup2 (ty->data, sizeof (gint32) * n);
+  if (sc && sc->type == LT_GGUF_ARRAY && sc->array_type == LT_GGUF_FLOAT32 && (int) sc->n == n)
+    scores = g_memdup2 (sc->data, sizeof (float) * n);
+  g_autoptr (GHashTable) ids = g_hash_table_new (g_str_hash, g_str_equal);
+  for (int i = n - 1; i >= 0; i--)
+    g_hash_table_insert (ids, tokens[i], GINT_TO_POINTER (i));
+  const int bos = gguf_id_or (g, "tokenizer.ggml.bos_token_id", n);
+  const int eos = gguf_id_or (g, "tokenizer.ggml.eos_token_id", n);
+  const int unk = gguf_id_or (g, "tokenizer.ggml.unknown_token_id", n);
+  gboolean add_bos = spm, add_eos = FALSE;
+  const LtGgufKv *kv;
+  if ((kv = lt_gguf_find_kv (g, "tokenizer.ggml.add_bos_token")) && kv->type == LT_GGUF_BOOL)
+    add_bos = kv->data[0] != 0;
+  if ((kv = lt_gguf_find_kv (g, "tokenizer.ggml.add_eos_token")) && kv->type == LT_GGUF_BOOL)
+    add_eos = kv->data[0] != 0;
+
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_member_string (b, "version", "1.0");
+  /* added tokens: control (3), user-defined (4) and unknown (2) pieces, matched whole */
+  json_builder_set_member_name (b, "added_tokens");
+  json_builder_begin_array (b);
+  for (int i = 0; types && i < n; i++)
+    if (types[i] == 2 || types[i] == 3 || types[i] == 4)
+      {
+        json_builder_begin_object (b);
+        json_builder_set_member_name (b, "id");
+        json_builder_add_int_value (b, i);
+        json_member_string (b, "content", tokens[i]);
+        const char *flags[] = { "single_word", "lstrip", "rstrip", "normalized" };
+        for (guint f = 0; f < G_N_ELEMENTS (flags); f++)
+          {
+            json_builder_set_member_name (b, flags[f]);
+            json_builder_add_boolean_value (b, FALSE);
+          }
+        json_builder_set_member_name (b, "special");
+        json_builder_add_boolean_value (b, types[i] != 4);
+        json_builder_end_object (b);
+      }
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "normalizer");
+  if (spm)
+    {
+      json_builder_begin_object (b);
+      json_member_string (b, "type", "Sequence");
+      json_builder_set_member_name (b, "normalizers");
+      json_builder_begin_array (b);
+      json_builder_begin_object (b);
+      json_member_string (b, "type", "Prepend");
+      json_member_string (b, "prepend", "\xe2\x96\x81");
+      json_builder_end_object (b);
+      json_builder_begin_object (b);
+      json_member_string (b, "type", "Replace");
+      json_builder_set_member_name (b, "pattern");
+      json_builder_begin_object (b);
+      json_member_string (b, "String", " ");
+      json_builder_end_object (b);
+      json_member_string (b, "content", "\xe2\x96\x81");
+      json_builder_end_object (b);
+      json_builder_end_array (b);
+      json_builder_end_object (b);
+    }
+  else if (nfc)
+    {
+      json_builder_begin_object (b);
+      json_member_string (b, "type", "NFC");
+      json_builder_end_object (b);
+    }
+  else
+    json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "pre_tokenizer");
+  if (spm)
+    json_builder_add_null_value (b);
+  else if (split)
+    json_split_bytelevel (b, split);
+  else if (digits)
+    {
+      json_builder_begin_object (b);
+      json_member_string (b, "type", "Sequence");
+      json_builder_set_member_name (b, "pretokenizers");
+      json_builder_begin_array (b);
+      json_builder_begin_object (b);
+      json_member_string (b, "type", "Digits");
+      json_builder_set_member_name (b, "individual_digits");
+      json_builder_add_boolean_value (b, TRUE);
+      json_builder_end_object (b);
+      json_bytelevel (b, TRUE, TRUE);
+      json_builder_end_array (b);
+      json_builder_end_object (b);
+    }
+  else
+    json_bytelevel (b, TRUE, TRUE);
+  json_builder_set_member_name (b, "post_processor");
+  if (add_bos || add_eos)
+    json_template (b, add_bos && bos >= 0 ? tokens[bos] : NULL, bos,
+                   add_eos && eos >= 0 ? tokens[eos] : NULL, eos);
+  else
+    json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "decoder");
+  if (spm)
+    {
+      json_builder_begin_object (b);
+      json_member_string (b, "type", "Sequence");
+      json_builder_set_member_name (b, "decoders");
+      json_builder_begin_array (b);
+      json_builder_begin_object (b);
+      json_member_string (b, "type", "Replace");
+      json_builder_set_member_name (b, "pattern");
+      json_builder_begin_object (b);
+      json_member_string (b, "String", "\xe2\x96\x81");
+      json_builder_end_object (b);
+      json_member_string (b, "content", " ");
+      json_builder_end_object (b);
+      json_builder_begin_object (b);
+      json_member_string (b, "type", "ByteFallback");
+      json_builder_end_object (b);
+      json_builder_begin_object (b);
+      json_member_string (b, "type", "Fuse");
+      json_builder_end_object (b);
+      json_builder_begin_object (b);
+      json_member_string (b, "type", "Strip");
+      json_member_string (b, "content", " ");
+      json_builder_set_member_name (b, "start");
+      json_builder_add_int_value (b, 1);
+      json_builder_set_member_name (b, "stop");
+      json_builder_add_int_value (b, 0);
+      json_builder_end_object (b);
+      json_builder_end_array (b);
+      json_builder_end_object (b);
+    }
+  else
+    json_bytelevel (b, TRUE, TRUE);
+  json_builder_set_member_name (b, "model");
+  json_builder_begin_object (b);
+  json_member_string (b, "type", "BPE");
+  json_builder_set_member_name (b, "unk_token");
+  if (spm && unk >= 0)
+    json_builder_add_string_value (b, tokens[unk]);
+  else
+    json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "fuse_unk");
+  json_builder_add_boolean_value (b, spm);
+  json_builder_set_member_name (b, "byte_fallback");
+  json_builder_add_boolean_value (b, spm);
+  json_builder_set_member_name (b, "ignore_merges");
+  json_builder_add_boolean_value (b, ignore_merges);
+  json_builder_set_member_name (b, "vocab");
+  json_builder_begin_object (b);
+  for (int i = 0; i < n; i++)
+    {
+      /* padding rows ([PADn], UNUSED) and duplicates are not vocabulary */
+      if ((types && types[i] == 5) || GPOINTER_TO_INT (g_hash_table_lookup (ids, tokens[i])) != i)
+        continue;
+      json_builder_set_member_name (b, tokens[i]);
+      json_builder_add_int_value (b, i);
+    }
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "merges");
+  json_builder_begin_array (b);
+  const LtGgufKv *mkv = lt_gguf_find_kv (g, "tokenizer.ggml.merges");
+  if (mkv && mkv->type == LT_GGUF_ARRAY && mkv->array_type == LT_GGUF_STRING)
+    for (guint64 i = 0; i < mkv->n; i++)
+      {
+        g_autofree char *m = lt_gguf_dup_array_string (g, "tokenizer.ggml.merges", i);
+        json_builder_add_string_value (b, m);
+      }
+  else if (spm)
+    {
+      g_autoptr (GPtrArray) ms = spm_merges_from_scores (tokens, scores, types, n, ids);
+      for (guint i = 0; i < ms->len; i++)
+        json_builder_add_string_value (b, ms->pdata[i]);
+    }
+  else
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: tokenizer.ggml.merges is missing "
+                   "(tokenizer.ggml.model gpt2 needs it)", path);
+      return NULL;
+    }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  gsize len = 0;
+  g_autofree char *text = json_generator_to_data (gen, &len);
+  g_autofree char *tmpl = lt_gguf_dup_string (g, "tokenizer.chat_template");
+  return lt_tokenizer_new_from_data (text, (gssize) len, path, bos >= 0 ? tokens[bos] : NULL,
+                                     eos >= 0 ? tokens[eos] : NULL, tmpl, error);
+}
+
+gboolean
+lt_gguf_is_gguf_file (const char *path)
+{
+  if (!g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    return FALSE;
+  FILE *f = fopen (path, "rb");
+  char magic[4] = { 0 };
+  gboolean yes = f && fread (magic, 1, 4, f) == 4 && memcmp (magic, "GGUF", 4) == 0;
+  if (f)
+    fclose (f);
+  return yes;
 }

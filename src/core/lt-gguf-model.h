@@ -16,6 +16,8 @@
 #include <glib.h>
 
 #include "lt-config.h"
+#include "lt-model.h"
+#include "lt-tokenizer.h"
 
 G_BEGIN_DECLS
 
@@ -26,5 +28,29 @@ void lt_export_permute_qk (const float *src, float *dst, int n_head, int64_t row
 
 /* llama3 rope_freqs divisors (§4.9), (hd/2). */
 void lt_export_llama3_rope_freqs (const LtConfig *config, float *ff);
+
+/* The first of @names (in the order given) found among @tokens (@n_tokens, entries may be
+ * NULL): its id, -1 when none. */
+int lt_gguf_model_find_token (const char *const *tokens, int n_tokens, const char *const *names,
+                              int n_names);
+
+/* A .gguf file as an input model (llama — also Mistral —, qwen2, qwen3; rope default,
+ * linear, or llama3 recovered from rope_freqs.weight). The config is rebuilt from the metadata; F32/F16/BF16 tensors stay views of the
+ * mapping (Q/K of arch llama: a copy in the stored dtype with the rows moved back to HF
+ * order); Q8_0, Q4_0 and Q4_K weights become the quantized base as MLX affine 8/4-bit g32
+ * layers, losslessly (the same f32 values as ggml's de-quantization), expanded tile by tile in
+ * each product like any quantized base; other types the GGUF kernels read (Q6_K) are
+ * de-quantized to f32, that tensor only. @opts: load-time quantization of an F32/F16/BF16
+ * file (a quantized one is refused as an already quantized folder is). The model keeps the
+ * mapping alive. Errors name the file and the key or tensor at fault. */
+LtModel *lt_gguf_model_load (const char *path, const LtLoadOptions *opts, GError **error);
+/* The tokenizer rebuilt from tokenizer.ggml.* as the tokenizer.json it came from: "gpt2"
+ * (byte-level BPE; pre default/gpt-2, llama-bpe, qwen2, smollm) or "llama" (SentencePiece-style
+ * BPE with byte fallback; merges from tokenizer.ggml.merges or, when absent, from the scores);
+ * control/user-defined tokens as added tokens, add_bos/add_eos as the post-processor, the
+ * bos/eos ids, and tokenizer.chat_template. */
+LtTokenizer *lt_gguf_tokenizer_new (const char *path, GError **error);
+/* TRUE when @path is a regular file that starts with "GGUF". */
+gboolean lt_gguf_is_gguf_file (const char *path);
 
 G_END_DECLS

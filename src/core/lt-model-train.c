@@ -1074,6 +1074,7 @@ lt_model_load_adapters (LtModel *m, const char *path, GError **error)
   if (f == NULL)
     return FALSE;
   t = train_get (m);
+  const gboolean was_attached = t->attached;
   if (f->type == LT_TRAIN_TYPE_FULL)
     return load_full (m, t, f, error);
   if (t->attached && t->spec.type == LT_TRAIN_TYPE_FULL)
@@ -1180,7 +1181,10 @@ lt_model_load_adapters (LtModel *m, const char *path, GError **error)
       memcpy (lo->b, am->b, (gsize) am->rank * am->out_features * sizeof (float));
       if (am->m)
         memcpy (lo->m, am->m, (gsize) am->out_features * sizeof (float));
-      lo->scale = (float) am->scale;
+      /* a bare mlx-lm file (no adapter_config.json) has no scale of its own: a run that
+       * attached its adapter first keeps the run's, as mlx-lm does */
+      if (!(f->inferred && was_attached))
+        lo->scale = (float) am->scale;
     }
   return TRUE;
 }

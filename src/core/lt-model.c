@@ -685,7 +685,16 @@ lt_model_free (LtModel *m)
   g_free (m->inv_freq);
   lt_config_free (m->config);
   g_clear_pointer (&m->files, lt_weights_free);
+  if (m->keep_free)
+    m->keep_free (m->keep);
   g_free (m);
+}
+
+void
+lt_model_set_keep (LtModel *m, gpointer keep, GDestroyNotify keep_free)
+{
+  m->keep = keep;
+  m->keep_free = keep_free;
 }
 
 /* ---- hooks for lt-model-train ---- */

@@ -78,6 +78,9 @@ typedef struct
   gboolean prequantized;     /* the folder was already quantized (MLX layout) */
   char **unquantized;        /* layers left in their stored precision (module paths, e.g.
                               * "model.layers.0.mlp.down_proj"): NULL-terminated, owned */
+  gpointer keep;             /* what a model built over borrowed tensors keeps alive (a GGUF
+                              * mapping and its tensor table); freed last by lt_model_free */
+  GDestroyNotify keep_free;
 } LtModel;
 
 /* How to load a model. Zero-initialised = as stored. */
@@ -124,6 +127,8 @@ LtModel *lt_model_new_from_table_with_options (LtConfig *config, GHashTable *ten
                                                const char *label, const LtLoadOptions *opts,
                                                GError **error);
 void lt_model_free (LtModel *model);
+/* Hands @keep to @model: @keep_free (@keep) runs after the model is freed. */
+void lt_model_set_keep (LtModel *model, gpointer keep, GDestroyNotify keep_free);
 
 /* Full-sequence logits: logits (N, V) for tokens (N), sequences of lengths (B). */
 gboolean lt_model_forward_logits (LtModel *model, const int32_t *tokens, const int *lengths,

@@ -451,6 +451,8 @@ parse_cls_sep (JsonObject *o, GPtrArray *templates, const char *path, const char
   return TRUE;
 }
 
+static LtTokenizer *tokenizer_from_root (JsonObject *root, const char *path, GError **error);
+
 static gboolean
 parse_post_processor (JsonNode *node, GPtrArray *templates, const char *path, const char *key,
                       GError **error)
@@ -497,8 +499,7 @@ lt_tokenizer_new_from_file (const char *path, GError **error)
   static GOnce once = G_ONCE_INIT;
   g_autoptr (JsonParser) parser = json_parser_new_immutable ();
   g_autoptr (GError) local = NULL;
-  g_autoptr (LtTokenizer) tok = NULL;
-  JsonNode *root_node, *n;
+  JsonNode *root_node;
   JsonObject *root;
 
   g_return_val_if_fail (path != NULL, NULL);
@@ -520,6 +521,15 @@ lt_tokenizer_new_from_file (const char *path, GError **error)
       return NULL;
     }
   root = json_node_get_object (root_node);
+  return tokenizer_from_root (root, path, error);
+}
+
+/* The tokenizer of a tokenizer.json's top-level object; @path names it in messages. */
+static LtTokenizer *
+tokenizer_from_root (JsonObject *root, const char *path, GError **error)
+{
+  g_autoptr (LtTokenizer) tok = NULL;
+  JsonNode *n;
 
   tok = g_new0 (LtTokenizer, 1);
   tok->path = g_strdup (path);
@@ -690,6 +700,48 @@ lt_tokenizer_new_from_dir (const char *model_dir, GError **error)
     }
   tok->bos_id = tok->bos_token ? lt_tokenizer_token_to_id (tok, tok->bos_token) : tok->bos_id;
   tok->eos_id = tok->eos_token ? lt_tokenizer_token_to_id (tok, tok->eos_token) : -1;
+  return g_steal_pointer (&tok);
+}
+
+LtTokenizer *
+lt_tokenizer_new_from_data (const char *tokenizer_json, gssize len, const char *label,
+                            const char *bos_token, const char *eos_token,
+                            const char *chat_template, GError **error)
+{
+  static GOnce once = G_ONCE_INIT;
+  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
+  g_autoptr (GError) local = NULL;
+  g_autoptr (LtTokenizer) tok = NULL;
+  JsonNode *root_node;
+
+  g_return_val_if_fail (tokenizer_json != NULL && label != NULL, NULL);
+  g_once (&once, tok_byte_table_init, NULL);
+  if (!json_parser_load_from_data (parser, tokenizer_json, len, &local))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not valid JSON: %s", label,
+                   local->message);
+      return NULL;
+    }
+  root_node = json_parser_get_root (parser);
+  if (root_node == NULL || !JSON_NODE_HOLDS_OBJECT (root_node))
+    {
+      tok_fail (error, LT_ERROR_FORMAT, label, "the top level must be an object");
+      return NULL;
+    }
+  if ((tok = tokenizer_from_root (json_node_get_object (root_node), label, error)) == NULL)
+    return NULL;
+  if (bos_token != NULL)
+    {
+      g_free (tok->bos_token);
+      tok->bos_token = g_strdup (bos_token);
+      tok->bos_id = lt_tokenizer_token_to_id (tok, bos_token);
+    }
+  if (eos_token != NULL)
+    {
+      tok->eos_token = g_strdup (eos_token);
+      tok->eos_id = lt_tokenizer_token_to_id (tok, eos_token);
+    }
+  tok->chat_template = g_strdup (chat_template);
   return g_steal_pointer (&tok);
 }
 

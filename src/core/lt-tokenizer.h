@@ -15,6 +15,13 @@ LtTokenizer *lt_tokenizer_new_from_file (const char *path, GError **error);
 /* Loads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json (bos/eos tokens,
  * chat_template). */
 LtTokenizer *lt_tokenizer_new_from_dir (const char *model_dir, GError **error);
+/* From a tokenizer.json text (@len bytes, -1 = NUL-terminated) and what tokenizer_config.json
+ * would add (each may be NULL); @label names the source in messages (a GGUF rebuilds its
+ * tokenizer this way, lt-gguf-model). */
+LtTokenizer *lt_tokenizer_new_from_data (const char *tokenizer_json, gssize len,
+                                         const char *label, const char *bos_token,
+                                         const char *eos_token, const char *chat_template,
+                                         GError **error);
 void lt_tokenizer_free (LtTokenizer *tok);
 
 /* Encodes UTF-8 @text (@len bytes, -1 = NUL-terminated). With @add_special_tokens the

@@ -8,7 +8,9 @@
 #include <glib/gstdio.h>
 
 #include "lt-error.h"
+#include "lt-export.h"
 #include "lt-gguf.h"
+#include "lt-ollama.h"
 
 static char *
 tmp_path (const char *name)
@@ -352,6 +354,207 @@ test_type_names (void)
     }
 }
 
+/* ---- issue 15 items 3 and 4: the metadata llama.cpp reads, and the Ollama Modelfile ---- */
+
+static char *
+copy_file (const char *src, const char *dst)
+{
+  g_autofree char *text = NULL;
+  gsize len;
+  g_assert_true (g_file_get_contents (src, &text, &len, NULL));
+  g_assert_true (g_file_set_contents (dst, text, len, NULL));
+  return g_strdup (dst);
+}
+
+/* A copy of fixture model @fixture in a temporary folder @name, with chat template @jinja
+ * (tests/data/chat-templates; NULL: none). */
+static char *
+model_with_template (const char *fixture, const char *name, const char *jinja)
+{
+  const char *data = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *src = g_build_filename (data, "models", fixture, NULL);
+  char *dir = tmp_path (name);
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  const char *files[] = { "config.json", "generation_config.json", "model.safetensors",
+                          "tokenizer.json", "tokenizer_config.json" };
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *a = g_build_filename (src, files[i], NULL);
+      g_autofree char *b = g_build_filename (dir, files[i], NULL);
+      g_free (copy_file (a, b));
+    }
+  if (jinja)
+    {
+      g_autofree char *a = g_build_filename (data, "chat-templates", jinja, NULL);
+      g_autofree char *b = g_build_filename (dir, "chat_template.jinja", NULL);
+      g_free (copy_file (a, b));
+    }
+  return dir;
+}
+
+static void
+export_to (const char *model_dir, int type, const char *out)
+{
+  g_autoptr (GError) error = NULL;
+  LtExportOptions o;
+  lt_export_options_init (&o);
+  o.model_dir = model_dir;
+  o.gguf_path = out;
+  o.gguf_type = type;
+  o.force = TRUE;
+  LtExportReport *r = lt_export_run (&o, NULL, NULL, &error);
+  g_assert_no_error (error);
+  lt_export_report_free (r);
+}
+
+static char *
+token_of (LtGguf *g, const char *key)
+{
+  guint32 id;
+  if (!lt_gguf_get_u32 (g, key, &id))
+    return NULL;
+  return lt_gguf_dup_array_string (g, "tokenizer.ggml.tokens", id);
+}
+
+/* The end-of-generation tokens llama.cpp reads beside the EOS (so that the EOS is among its
+ * special_eog_ids and the turn end stops generation), the chat template, general.name and
+ * general.quantization_version (2, every type). */
+static void
+test_llama_cpp_metadata (void)
+{
+  static const struct
+  {
+    const char *fixture, *jinja;
+    int type;
+    const char *eos, *eot, *eom;
+  } cases[] = {
+    /* llama3 tokenizer: <|end_of_text|> eos, <|eot_id|> the end of a turn */
+    { "llama-f32", "llama-3.1.jinja", LT_GGML_F16, "<|end_of_text|>", "<|eot_id|>", NULL },
+    /* these fixtures' vocabularies have <|endoftext|> only: it ends a turn too (the ChatML
+     * <|im_end|> case is in test-gguf-input, over the qwen2 tokenizer fixture) */
+    { "qwen2", "chatml.jinja", LT_GGML_Q8_0, "<|endoftext|>", "<|endoftext|>", NULL },
+    { "qwen3", NULL, LT_GGML_F32, "<|endoftext|>", "<|endoftext|>", NULL },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *name = g_strdup_printf ("meta-%s", cases[i].fixture);
+      g_autofree char *dir = model_with_template (cases[i].fixture, name, cases[i].jinja);
+      g_autofree char *out = g_strconcat (dir, ".gguf", NULL);
+      export_to (dir, cases[i].type, out);
+      g_autoptr (LtGguf) g = lt_gguf_open (out, &error);
+      g_assert_no_error (error);
+      g_autofree char *eos = token_of (g, "tokenizer.ggml.eos_token_id");
+      g_autofree char *eot = token_of (g, "tokenizer.ggml.eot_token_id");
+      g_autofree char *eom = token_of (g, "tokenizer.ggml.eom_token_id");
+      g_autofree char *gname = lt_gguf_dup_string (g, "general.name");
+      g_autofree char *tmpl = lt_gguf_dup_string (g, "tokenizer.chat_template");
+      guint32 qv = 0;
+      g_test_message ("%s: eos %s, eot %s, eom %s, general.name %s, quantization_version %s, "
+                      "chat_template %s", cases[i].fixture, eos, eot, eom ? eom : "(none)", gname,
+                      lt_gguf_get_u32 (g, "general.quantization_version", &qv) ? "2" : "missing",
+                      tmpl ? "yes" : "no");
+      g_assert_cmpstr (eos, ==, cases[i].eos);
+      g_assert_cmpstr (eot, ==, cases[i].eot);
+      g_assert_cmpstr (eom, ==, cases[i].eom);
+      g_assert_cmpstr (gname, ==, name);
+      g_assert_true (lt_gguf_get_u32 (g, "general.quantization_version", &qv));
+      g_assert_cmpuint (qv, ==, 2);
+      if (cases[i].jinja)
+        {
+          g_autofree char *jp = g_build_filename (dir, "chat_template.jinja", NULL);
+          g_autofree char *want = NULL;
+          g_assert_true (g_file_get_contents (jp, &want, NULL, NULL));
+          g_assert_cmpstr (tmpl, ==, want);
+        }
+      else
+        g_assert_null (tmpl);
+    }
+}
+
+/* `lathe fuse --export-ollama DIR`: DIR/model.gguf and DIR/Modelfile for a ChatML (Qwen2.5)
+ * and a Llama-3 template, checked line by line, and the printed `ollama create` command. */
+static void
+test_ollama_modelfile (void)
+{
+  static const struct
+  {
+    const char *fixture, *jinja, *family;
+    const char *template_lines[4];
+    const char *stops[5];
+    const char *system;
+  } cases[] = {
+    { "qwen2", "qwen2.5.jinja", "chatml",
+      { "TEMPLATE \"\"\"{{- if .System }}<|im_start|>system\n",
+        "{{- if or (eq .Role \"user\") (eq .Role \"assistant\") }}<|im_start|>{{ .Role }}\n"
+        "{{ .Content }}<|im_end|>\n",
+        "{{- end }}<|im_start|>assistant\n\"\"\"\n", NULL },
+      { "<|endoftext|>", "<|im_start|>", "<|im_end|>", NULL },
+      "SYSTEM \"\"\"You are Qwen, created by Alibaba Cloud. You are a helpful assistant.\"\"\"\n" },
+    { "llama-f32", "llama-3.1.jinja", "llama3",
+      { "TEMPLATE \"\"\"{{- if .System }}<|start_header_id|>system<|end_header_id|>\n\n"
+        "{{ .System }}<|eot_id|>\n",
+        "<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>\n",
+        "{{- end }}<|start_header_id|>assistant<|end_header_id|>\n\n\"\"\"\n", NULL },
+      { "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", NULL },
+      NULL },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree char *name = g_strdup_printf ("ollama-src-%s", cases[i].fixture);
+      g_autofree char *dir = model_with_template (cases[i].fixture, name, cases[i].jinja);
+      g_autofree char *outname = g_strdup_printf ("Ollama %s", cases[i].fixture);
+      g_autofree char *out = tmp_path (outname);
+      const char *argv[] = { g_getenv ("LATHE_CLI"), "fuse", "--model", dir, "--export-ollama",
+                             out, "--gguf-type", "q8_0", NULL };
+      g_autofree char *sout = NULL, *serr = NULL;
+      int status;
+      g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                                   &sout, &serr, &status, &error));
+      if (!g_spawn_check_wait_status (status, NULL))
+        g_error ("lathe fuse --export-ollama failed: %s", serr);
+      g_autofree char *mf_path = g_build_filename (out, "Modelfile", NULL);
+      g_autofree char *gguf = g_build_filename (out, "model.gguf", NULL);
+      g_autofree char *want_cmd = g_strdup_printf ("ollama create ollama-%s -f %s",
+                                                   cases[i].fixture, mf_path);
+      g_assert_nonnull (strstr (sout, want_cmd));
+      g_assert_true (g_file_test (gguf, G_FILE_TEST_IS_REGULAR));
+      g_autofree char *mf = NULL;
+      g_assert_true (g_file_get_contents (mf_path, &mf, NULL, NULL));
+      g_test_message ("%s:\n%s", mf_path, mf);
+      g_autofree char *fam = g_strdup_printf ("# chat template family: %s\n", cases[i].family);
+      g_assert_nonnull (strstr (mf, fam));
+      g_assert_nonnull (strstr (mf, "\nFROM ./model.gguf\n"));
+      for (int k = 0; cases[i].template_lines[k]; k++)
+        g_assert_nonnull (strstr (mf, cases[i].template_lines[k]));
+      int n_stop = 0;
+      for (const char *p = mf; (p = strstr (p, "PARAMETER stop ")); p++)
+        n_stop++;
+      int k = 0;
+      for (; cases[i].stops[k]; k++)
+        {
+          g_autofree char *line = g_strdup_printf ("PARAMETER stop \"%s\"\n", cases[i].stops[k]);
+          g_assert_nonnull (strstr (mf, line));
+        }
+      g_assert_cmpint (n_stop, ==, k);
+      g_assert_nonnull (strstr (mf, "PARAMETER temperature 0.8\n"));
+      g_assert_nonnull (strstr (mf, "PARAMETER top_p 0.9\n"));
+      g_assert_nonnull (strstr (mf, "PARAMETER top_k 40\n"));
+      g_assert_nonnull (strstr (mf, "PARAMETER num_ctx 256\n"));
+      if (cases[i].system)
+        g_assert_nonnull (strstr (mf, cases[i].system));
+      else
+        g_assert_null (strstr (mf, "SYSTEM"));
+    }
+  /* the families and the fallback */
+  g_assert_cmpint (lt_chat_family_detect (NULL), ==, LT_CHAT_FAMILY_PLAIN);
+  g_assert_cmpint (lt_chat_family_detect ("{{ '[INST] ' + m }}"), ==, LT_CHAT_FAMILY_MISTRAL);
+  g_assert_cmpint (lt_chat_family_detect ("<start_of_turn>"), ==, LT_CHAT_FAMILY_PLAIN);
+  g_autofree char *nm = lt_ollama_model_name ("/x/My Model v2");
+  g_assert_cmpstr (nm, ==, "my-model-v2");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -361,5 +564,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gguf/reader-rules", test_reader_rules);
   g_test_add_func ("/gguf/writer-errors", test_writer_errors);
   g_test_add_func ("/gguf/type-names", test_type_names);
+  g_test_add_func ("/gguf/llama-cpp-metadata", test_llama_cpp_metadata);
+  g_test_add_func ("/gguf/ollama-modelfile", test_ollama_modelfile);
   return g_test_run ();
 }

@@ -356,6 +356,116 @@ test_adapter_rules (void)
   g_rmdir (dir);
 }
 
+/* issue 15 item 6: a bare mlx-lm adapters.safetensors (no adapter_config.json beside it) is
+ * accepted as mlx-lm accepts it for resume_adapter_file: type and rank from the tensors, and
+ * with a run configuration attached first (what lt-trainer does for resume_adapter_file) the
+ * run's rank, DoRA and scale; the loss equals the model that read the same weights with their
+ * config. A run whose shape differs is refused, naming the file and the tensor. */
+static void
+test_bare_mlx_adapter (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *llama = data_path ("models", "llama-f32");
+  const char *kinds[] = { "lora", "dora" };
+  for (guint k = 0; k < G_N_ELEMENTS (kinds); k++)
+    {
+      const gboolean dora = k == 1;
+      g_autofree char *sub = g_strdup_printf ("llama-f32-%s", kinds[k]);
+      g_autofree char *peft = data_path ("train", sub);
+      g_autofree char *ref_path = g_build_filename (peft, "reference.json", NULL);
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      g_assert_true (json_parser_load_from_file (parser, ref_path, &error));
+      JsonArray *ids = json_array_get_array_element (
+          json_object_get_array_member (json_node_get_object (json_parser_get_root (parser)),
+                                        "example_ids"), 0);
+      g_autofree char *dir = g_dir_make_tmp ("lathe-bare-adapter-XXXXXX", &error);
+      g_assert_no_error (error);
+
+      /* the reference: the PEFT adapter (scale 2), saved in the mlx-lm layout */
+      g_autoptr (LtModel) a = lt_model_load (llama, &error);
+      g_assert_no_error (error);
+      g_assert_true (lt_model_load_adapters (a, peft, &error));
+      g_assert_no_error (error);
+      g_assert_true (lt_model_save_adapters (a, dir, NULL, NULL, &error));
+      g_assert_no_error (error);
+      double want = step (a, ids, &error);
+      g_assert_no_error (error);
+      g_autofree char *cpath = g_build_filename (dir, "adapter_config.json", NULL);
+      g_autofree char *wpath = g_build_filename (dir, "adapters.safetensors", NULL);
+      g_assert_cmpint (g_remove (cpath), ==, 0);
+      /* the reader: the shape from the tensors */
+      g_autoptr (LtAdapterFile) f = lt_adapter_file_load (wpath, &error);
+      g_assert_no_error (error);
+      g_assert_true (f->inferred);
+      g_assert_cmpint (f->layout, ==, LT_ADAPTER_LAYOUT_MLX);
+      g_assert_cmpint (f->type, ==, dora ? LT_TRAIN_TYPE_DORA : LT_TRAIN_TYPE_LORA);
+      g_assert_cmpuint (f->modules->len, ==, 7 * 2);
+      const int rank = ((LtAdapterModule *) f->modules->pdata[0])->rank;
+      g_assert_cmpint (f->rank, ==, rank);
+      g_assert_cmpfloat (f->scale, ==, 20.0);
+
+      /* a run configuration attached first, as lt-trainer does with resume_adapter_file */
+      g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+      cfg->train_type = dora ? LT_TRAIN_TYPE_DORA : LT_TRAIN_TYPE_LORA;
+      cfg->lora_rank = rank;
+      cfg->lora_scale = 2.0;
+      cfg->num_layers = -1;
+      LtAdapterSpec spec;
+      lt_adapter_spec_from_config (&spec, cfg);
+      g_autoptr (LtModel) b = lt_model_load (llama, &error);
+      g_assert_no_error (error);
+      g_assert_true (lt_model_attach_trainable (b, &spec, &error));
+      g_assert_no_error (error);
+      g_assert_true (lt_model_load_adapters (b, wpath, &error));
+      g_assert_no_error (error);
+      double got = step (b, ids, &error);
+      g_assert_no_error (error);
+      g_test_message ("%s: bare adapters.safetensors (rank %d from the tensors, scale 2 from "
+                      "the run): loss %.9f, with its config %.9f", kinds[k], rank, got, want);
+      g_assert_cmpfloat (got, ==, want);
+      /* the folder form too (the file found in it) */
+      {
+        g_autoptr (LtAdapterFile) fd = lt_adapter_file_load (dir, &error);
+        g_assert_no_error (error);
+        g_assert_true (fd->inferred);
+      }
+
+      /* a run of another shape (the other type; another rank) is refused */
+      for (int bad = 0; bad < 2; bad++)
+        {
+          g_autoptr (LtRunConfig) c2 = lt_run_config_new ();
+          c2->train_type = bad == 1 ? cfg->train_type
+                                    : dora ? LT_TRAIN_TYPE_LORA : LT_TRAIN_TYPE_DORA;
+          c2->lora_rank = bad == 1 ? rank + 2 : rank;
+          c2->num_layers = -1;
+          LtAdapterSpec s2;
+          lt_adapter_spec_from_config (&s2, c2);
+          g_autoptr (LtModel) m2 = lt_model_load (llama, &error);
+          g_assert_true (lt_model_attach_trainable (m2, &s2, &error));
+          g_assert_false (lt_model_load_adapters (m2, wpath, &error));
+          g_assert_error (error, LT_ERROR, LT_ERROR_FORMAT);
+          g_test_message ("%s", error->message);
+          g_assert_nonnull (strstr (error->message, wpath));
+          g_assert_nonnull (strstr (error->message, ".lora_a"));
+          g_clear_error (&error);
+        }
+      g_remove (wpath);
+      g_rmdir (dir);
+    }
+
+  /* a PEFT adapter still needs its config (lora_alpha): the message names the file */
+  g_autofree char *dir = g_dir_make_tmp ("lathe-bare-peft-XXXXXX", &error);
+  g_autofree char *w = write_adapter (dir, TRUE, "{}");
+  g_autofree char *c = g_build_filename (dir, "adapter_config.json", NULL);
+  g_remove (c);
+  g_assert_null (lt_adapter_file_load (w, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, c));
+  g_clear_error (&error);
+  g_remove (w);
+  g_rmdir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -373,5 +483,6 @@ main (int argc, char **argv)
     }
   g_test_add_func ("/peft/convert-and-mismatch", test_convert_and_mismatch);
   g_test_add_func ("/peft/adapter-rules", test_adapter_rules);
+  g_test_add_func ("/peft/bare-mlx-adapter", test_bare_mlx_adapter);
   return g_test_run ();
 }

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-model-open: a model folder or a .gguf file behind one call. See lt-model-open.h. */
+#include "config.h"
+
+#include "lt-model-open.h"
+
+#include "lt-gguf-model.h"
+
+gboolean
+lt_model_path_is_gguf (const char *path)
+{
+  return path != NULL && lt_gguf_is_gguf_file (path);
+}
+
+LtModel *
+lt_model_open (const char *path, const LtLoadOptions *opts, GError **error)
+{
+  static const LtLoadOptions none = { 0 };
+
+  g_return_val_if_fail (path != NULL, NULL);
+  if (lt_model_path_is_gguf (path))
+    return lt_gguf_model_load (path, opts, error);
+  return lt_model_load_with_options (path, opts ? opts : &none, error);
+}
+
+LtTokenizer *
+lt_model_open_tokenizer (const char *path, GError **error)
+{
+  g_return_val_if_fail (path != NULL, NULL);
+  if (lt_model_path_is_gguf (path))
+    return lt_gguf_tokenizer_new (path, error);
+  return lt_tokenizer_new_from_dir (path, error);
+}
