@@ -9,10 +9,12 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
+#include "lt-chat.h"
 #include "lt-dataset.h"
 #include "lt-error.h"
 #include "lt-model-train.h"
 #include "lt-model.h"
+#include "lt-run-dir.h"
 #include "lt-run.h"
 #include "lt-safetensors.h"
 #include "lt-tokenizer.h"
@@ -278,7 +280,7 @@ typedef struct
 {
   gint64 stop_at;      /* return FALSE at the report of this step (0 = never) */
   GCancellable *cancel;
-  int n_reports, n_evals, n_saves, n_phases;
+  int n_reports, n_evals, n_saves, n_phases, n_samples;
   gboolean saw_done;
 } Watch;
 
@@ -318,6 +320,11 @@ watch_cb (const LtTrainProgress *p, gpointer user_data)
       w->n_phases++;
       if (p->phase == LT_TRAIN_PHASE_DONE)
         w->saw_done = TRUE;
+      break;
+    case LT_TRAIN_EVENT_SAMPLE:
+      w->n_samples++;
+      g_assert_nonnull (p->sample_prompt);
+      g_assert_nonnull (p->message);
       break;
     case LT_TRAIN_EVENT_LOG:
     default:
@@ -799,6 +806,201 @@ test_tinystories (Fixture *f, gconstpointer user_data)
     }
 }
 
+/* ---- samples while training ---- */
+
+/* The (step, prompt) of every line of RUN/samples.jsonl as "STEP:PROMPT" joined by "|". */
+static char *
+sample_keys (const char *run_dir)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) samples = lt_run_dir_read_samples (run_dir, &error);
+  GString *out = g_string_new (NULL);
+
+  g_assert_no_error (error);
+  for (guint i = 0; i < samples->len; i++)
+    {
+      LtRunSample *s = g_ptr_array_index (samples, i);
+      g_string_append_printf (out, "%s%" G_GINT64_FORMAT ":%s", i > 0 ? "|" : "", s->step,
+                              s->prompt);
+    }
+  return g_string_free (out, FALSE);
+}
+
+/* Greedy generation from @model as the trainer does it for a text-format run: the prompt
+ * through the post-processor, at most @max tokens, stopping at EOS. */
+static char *
+direct_greedy (LtModel *model, LtTokenizer *tok, const char *prompt, int max)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) ids = lt_tokenizer_encode (tok, prompt, -1, TRUE, &error);
+  g_autoptr (LtKVCache) cache = lt_kv_cache_new (model, ids->len + max);
+  g_autoptr (LtTextStream) stream = lt_text_stream_new (tok);
+  g_autofree float *logits = g_new (float, model->config->vocab_size);
+  GString *text = g_string_new (NULL);
+  guint64 rng = 0;
+  g_autofree char *rest = NULL;
+
+  g_assert_no_error (error);
+  g_assert_true (lt_model_decode (model, cache, (const int32_t *) ids->data, ids->len, logits,
+                                  FALSE, &error));
+  for (int k = 0; k < max; k++)
+    {
+      g_autofree char *piece = NULL;
+      int32_t next = lt_sample_logits (logits, model->config->vocab_size, 0.0f, 1.0f, &rng);
+
+      if (lt_model_is_eos (model, tok, next))
+        break;
+      piece = lt_text_stream_push (stream, next);
+      g_string_append (text, piece);
+      if (k + 1 < max)
+        g_assert_true (lt_model_decode (model, cache, &next, 1, logits, FALSE, &error));
+      g_assert_no_error (error);
+    }
+  rest = lt_text_stream_flush (stream);
+  g_string_append (text, rest);
+  return g_string_free (text, FALSE);
+}
+
+/* samples.jsonl at step 0 and each evaluation (steps_per_sample 0), the prompts in order, a
+ * SAMPLE event each; the losses (dropout on) equal those of the same run without samples,
+ * bit for bit; the last step's text is what the saved adapter generates directly. */
+static void
+test_samples (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *train = fixture_train_text ();
+  g_autofree char *data = make_data (f, "data", train, train);
+  g_autoptr (LtRunConfig) a = small_config (f, data, "plain");
+  g_autoptr (LtRunConfig) b = small_config (f, data, "sampled");
+  g_autoptr (GError) error = NULL;
+  g_autofree char *keys = NULL;
+  Watch w = { 0 };
+  const char *prompts[] = { "Once upon a time", "The little fox", NULL };
+
+  a->lora_dropout = b->lora_dropout = 0.1;
+  a->shuffle = b->shuffle = TRUE;
+  a->save_every = b->save_every = 0;
+  b->sample_prompts = g_strdupv ((char **) prompts);
+  b->sample_max_tokens = 12;
+  g_assert_true (lt_train (a, FALSE, watch_cb, &w, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (w.n_samples, ==, 0);
+  {
+    g_autofree char *none = lt_run_dir_samples_path (a->adapter_path);
+    g_assert_false (g_file_test (none, G_FILE_TEST_EXISTS));
+  }
+  memset (&w, 0, sizeof w);
+  g_assert_true (lt_train (b, FALSE, watch_cb, &w, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (w.n_samples, ==, 6);
+  keys = sample_keys (b->adapter_path);
+  g_assert_cmpstr (keys, ==, "0:Once upon a time|0:The little fox|2:Once upon a time|"
+                             "2:The little fox|4:Once upon a time|4:The little fox");
+  {
+    g_autoptr (GArray) la = read_metrics (a->adapter_path, "report", "loss");
+    g_autoptr (GArray) lb = read_metrics (b->adapter_path, "report", "loss");
+    g_autoptr (GArray) va = read_metrics (a->adapter_path, "eval", "val_loss");
+    g_autoptr (GArray) vb = read_metrics (b->adapter_path, "eval", "val_loss");
+    assert_losses_equal (la, lb, 0.0);
+    assert_losses_equal (va, vb, 0.0);
+  }
+  {
+    g_autoptr (GPtrArray) samples = lt_run_dir_read_samples (b->adapter_path, &error);
+    g_autoptr (LtModel) m = lt_model_load (b->model, &error);
+    g_autoptr (LtTokenizer) tok = NULL;
+
+    g_assert_no_error (error);
+    tok = lt_tokenizer_new_from_dir (b->model, &error);
+    g_assert_no_error (error);
+    /* step 0 is the base model itself */
+    for (guint i = 0; i < 2; i++)
+      {
+        LtRunSample *s = g_ptr_array_index (samples, i);
+        g_autofree char *want = direct_greedy (m, tok, prompts[i], 12);
+        g_assert_cmpstr (s->text, ==, want);
+      }
+    g_assert_true (lt_model_load_adapters (m, b->adapter_path, &error));
+    g_assert_no_error (error);
+    for (guint i = 0; i < 2; i++)
+      {
+        LtRunSample *s = g_ptr_array_index (samples, 4 + i);
+        g_autofree char *want = direct_greedy (m, tok, prompts[i], 12);
+        g_assert_cmpint (s->step, ==, 4);
+        g_assert_cmpstr (s->text, ==, want);
+      }
+    g_test_message ("step 0: “%s”, step 4: “%s”",
+                    ((LtRunSample *) g_ptr_array_index (samples, 0))->text,
+                    ((LtRunSample *) g_ptr_array_index (samples, 4))->text);
+  }
+  {
+    g_autofree char *log = g_build_filename (b->adapter_path, "log.txt", NULL);
+    g_autofree char *log_text = NULL;
+    g_assert_true (g_file_get_contents (log, &log_text, NULL, NULL));
+    g_assert_nonnull (strstr (log_text, "sample “Once upon a time”"));
+    g_assert_nonnull (strstr (log_text, "not counted in tokens/s"));
+  }
+}
+
+/* steps_per_sample N: every N steps and the last, not step 0; a .jsonl file of prompts; a
+ * stopped and resumed run keeps the earlier samples and repeats none. */
+static void
+test_samples_resume (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *train = fixture_train_text ();
+  g_autofree char *data = make_data (f, "data", train, train);
+  g_autoptr (LtRunConfig) a = small_config (f, data, "straight");
+  g_autoptr (LtRunConfig) b = small_config (f, data, "stopped");
+  g_autofree char *pfile = g_build_filename (f->tmp, "prompts.jsonl", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *ka = NULL, *kb = NULL;
+  char *files[] = { pfile, NULL };
+  Watch w = { 0 };
+
+  g_assert_true (g_file_set_contents (pfile, "{\"prompt\": \"Once\"}\n\n{\"prompt\": \"A cat\"}\n",
+                                      -1, NULL));
+  a->iters = b->iters = 5;
+  a->save_every = b->save_every = 0;
+  a->lora_dropout = b->lora_dropout = 0.1;
+  a->sample_prompts = g_strdupv (files);
+  b->sample_prompts = g_strdupv (files);
+  a->steps_per_sample = b->steps_per_sample = 2;
+  a->sample_max_tokens = b->sample_max_tokens = 6;
+  g_assert_true (lt_train (a, FALSE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  ka = sample_keys (a->adapter_path);
+  g_assert_cmpstr (ka, ==, "2:Once|2:A cat|4:Once|4:A cat|5:Once|5:A cat");
+
+  w.stop_at = 2; /* stops right after step 2 and its samples */
+  g_assert_false (lt_train (b, FALSE, watch_cb, &w, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_CANCELLED);
+  g_clear_error (&error);
+  kb = sample_keys (b->adapter_path);
+  g_assert_cmpstr (kb, ==, "2:Once|2:A cat");
+  g_assert_true (lt_train (b, TRUE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_free (kb);
+  kb = sample_keys (b->adapter_path);
+  g_assert_cmpstr (kb, ==, ka);
+  {
+    g_autoptr (GPtrArray) sa = lt_run_dir_read_samples (a->adapter_path, &error);
+    g_autoptr (GPtrArray) sb = lt_run_dir_read_samples (b->adapter_path, &error);
+    for (guint i = 0; i < sa->len; i++)
+      g_assert_cmpstr (((LtRunSample *) g_ptr_array_index (sa, i))->text, ==,
+                       ((LtRunSample *) g_ptr_array_index (sb, i))->text);
+  }
+
+  /* a broken prompt file is refused before training, naming file:line */
+  g_assert_true (g_file_set_contents (pfile, "{\"prompt\": \"Once\"}\n{\"text\": 1}\n", -1,
+                                      NULL));
+  g_free (a->adapter_path);
+  a->adapter_path = g_build_filename (f->tmp, "broken", NULL);
+  g_assert_false (lt_train (a, FALSE, NULL, NULL, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_FORMAT);
+  {
+    g_autofree char *at = g_strdup_printf ("%s:2:", pfile);
+    g_assert_nonnull (strstr (error->message, at));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -816,6 +1018,8 @@ main (int argc, char **argv)
   ADD ("/trainer/qat-schedule", test_qat_schedule);
   ADD ("/trainer/accumulation", test_accumulation);
   ADD ("/trainer/tinystories", test_tinystories);
+  ADD ("/trainer/samples", test_samples);
+  ADD ("/trainer/samples-resume", test_samples_resume);
   g_test_add ("/trainer/tinystories-4bit", Fixture, "4bit", fixture_setup, test_tinystories,
               fixture_teardown);
 #undef ADD
