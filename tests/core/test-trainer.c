@@ -9,6 +9,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
+#include "lt-chat-template.h"
 #include "lt-chat.h"
 #include "lt-dataset.h"
 #include "lt-error.h"
@@ -829,10 +830,22 @@ sample_keys (const char *run_dir)
 /* Greedy generation from @model as the trainer does it for a text-format run: the prompt
  * through the post-processor, at most @max tokens, stopping at EOS. */
 static char *
+direct_greedy_ids (LtModel *model, LtTokenizer *tok, GArray *ids, int max);
+
+static char *
 direct_greedy (LtModel *model, LtTokenizer *tok, const char *prompt, int max)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GArray) ids = lt_tokenizer_encode (tok, prompt, -1, TRUE, &error);
+
+  g_assert_no_error (error);
+  return direct_greedy_ids (model, tok, ids, max);
+}
+
+static char *
+direct_greedy_ids (LtModel *model, LtTokenizer *tok, GArray *ids, int max)
+{
+  g_autoptr (GError) error = NULL;
   g_autoptr (LtKVCache) cache = lt_kv_cache_new (model, ids->len + max);
   g_autoptr (LtTextStream) stream = lt_text_stream_new (tok);
   g_autofree float *logits = g_new (float, model->config->vocab_size);
@@ -840,7 +853,6 @@ direct_greedy (LtModel *model, LtTokenizer *tok, const char *prompt, int max)
   guint64 rng = 0;
   g_autofree char *rest = NULL;
 
-  g_assert_no_error (error);
   g_assert_true (lt_model_decode (model, cache, (const int32_t *) ids->data, ids->len, logits,
                                   FALSE, &error));
   for (int k = 0; k < max; k++)
@@ -1001,6 +1013,89 @@ test_samples_resume (Fixture *f, gconstpointer unused)
   }
 }
 
+/* Chat data: the prompt goes through the model's chat template as one user turn with the
+ * generation prompt, encoded without added specials (the dataset's rendering); the step-0
+ * sample is the base's greedy continuation of exactly those ids. */
+static void
+test_samples_chat (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *src = data_path ("models", "llama-f32", NULL);
+  g_autofree char *model = g_build_filename (f->tmp, "model", NULL);
+  g_autofree char *tpath = data_path ("chat-templates", "chatml.jinja", NULL);
+  g_autofree char *source = NULL;
+  g_autoptr (GError) error = NULL;
+  const char *files[] = { "config.json", "generation_config.json", "model.safetensors",
+                          "tokenizer.json" };
+  const char *line = "{\"messages\": [{\"role\": \"user\", \"content\": \"Name a colour.\"}, "
+                     "{\"role\": \"assistant\", \"content\": \"Blue, like the sea.\"}]}\n";
+  g_autofree char *train = g_strconcat (line, line, line, line, NULL);
+  g_autofree char *data = NULL;
+  g_autoptr (LtRunConfig) cfg = NULL;
+  const char *prompts[] = { "Name a fruit.", NULL };
+
+  g_assert_cmpint (g_mkdir_with_parents (model, 0755), ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *from = g_build_filename (src, files[i], NULL);
+      g_autofree char *to = g_build_filename (model, files[i], NULL);
+      g_autofree char *contents = NULL;
+      gsize len;
+      g_assert_true (g_file_get_contents (from, &contents, &len, NULL));
+      g_assert_true (g_file_set_contents (to, contents, len, NULL));
+    }
+  g_assert_true (g_file_get_contents (tpath, &source, NULL, NULL));
+  {
+    /* the fixture's tokenizer_config.json with a ChatML template */
+    g_autofree char *from = g_build_filename (src, "tokenizer_config.json", NULL);
+    g_autofree char *to = g_build_filename (model, "tokenizer_config.json", NULL);
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    JsonObject *o = read_json_object (parser, from);
+    g_autoptr (JsonGenerator) gen = json_generator_new ();
+
+    json_object_set_string_member (o, "chat_template", source);
+    json_generator_set_root (gen, json_parser_get_root (parser));
+    g_assert_true (json_generator_to_file (gen, to, NULL));
+  }
+  data = make_data (f, "data", train, NULL);
+  cfg = small_config (f, data, "run");
+  g_free (cfg->model);
+  cfg->model = g_strdup (model);
+  cfg->iters = 1;
+  cfg->sample_prompts = g_strdupv ((char **) prompts);
+  cfg->sample_max_tokens = 10;
+  g_assert_true (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  {
+    g_autoptr (GPtrArray) samples = lt_run_dir_read_samples (cfg->adapter_path, &error);
+    g_autoptr (LtModel) m = lt_model_load (model, &error);
+    g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model, &error);
+    g_autoptr (LtChatTemplate) tmpl = lt_chat_template_new (source, &error);
+    g_autoptr (JsonNode) msgs = json_from_string ("[{\"role\": \"user\", "
+                                                  "\"content\": \"Name a fruit.\"}]", NULL);
+    g_autofree char *text = NULL;
+    g_autoptr (GArray) ids = NULL;
+    g_autofree char *want = NULL, *plain = NULL;
+    LtRunSample *s0;
+
+    g_assert_no_error (error);
+    g_assert_cmpuint (samples->len, ==, 2); /* steps 0 and 1 */
+    s0 = g_ptr_array_index (samples, 0);
+    g_assert_cmpint (s0->step, ==, 0);
+    g_assert_cmpstr (s0->prompt, ==, "Name a fruit.");
+    text = lt_chat_template_render (tmpl, json_node_get_array (msgs), TRUE,
+                                    lt_tokenizer_get_bos_token (tok),
+                                    lt_tokenizer_get_eos_token (tok), NULL, &error);
+    g_assert_no_error (error);
+    g_assert_true (g_str_has_suffix (text, "<|im_start|>assistant\n"));
+    ids = lt_tokenizer_encode (tok, text, -1, FALSE, &error);
+    g_assert_no_error (error);
+    want = direct_greedy_ids (m, tok, ids, 10);
+    plain = direct_greedy (m, tok, "Name a fruit.", 10);
+    g_assert_cmpstr (s0->text, ==, want);
+    g_assert_cmpstr (s0->text, !=, plain); /* the template made a difference */
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1020,6 +1115,7 @@ main (int argc, char **argv)
   ADD ("/trainer/tinystories", test_tinystories);
   ADD ("/trainer/samples", test_samples);
   ADD ("/trainer/samples-resume", test_samples_resume);
+  ADD ("/trainer/samples-chat", test_samples_chat);
   g_test_add ("/trainer/tinystories-4bit", Fixture, "4bit", fixture_setup, test_tinystories,
               fixture_teardown);
 #undef ADD
