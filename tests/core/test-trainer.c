@@ -1096,6 +1096,65 @@ test_samples_chat (Fixture *f, gconstpointer unused)
   }
 }
 
+typedef struct
+{
+  gint64 last_tokens;
+  gint64 last_wall;    /* µs of the last REPORT event */
+  double min_gap;      /* over report intervals: wall clock − the time tokens/s implies */
+  int n;               /* intervals measured */
+} SlowSamples;
+
+/* Sleeps 0.3 s at each SAMPLE event (inside the sampling time); at each REPORT, the interval
+ * tokens/s implies (Δ trained tokens / tokens_per_s) and the wall-clock one. */
+static gboolean
+slow_samples_cb (const LtTrainProgress *p, gpointer user_data)
+{
+  SlowSamples *w = user_data;
+
+  if (p->event == LT_TRAIN_EVENT_SAMPLE)
+    g_usleep (300000);
+  else if (p->event == LT_TRAIN_EVENT_REPORT)
+    {
+      gint64 now = g_get_monotonic_time ();
+      if (w->last_wall > 0)
+        {
+          double implied = (p->trained_tokens - w->last_tokens) / p->tokens_per_s;
+          w->min_gap = MIN (w->min_gap, (now - w->last_wall) / 1e6 - implied);
+          w->n++;
+        }
+      w->last_wall = now;
+      w->last_tokens = p->trained_tokens;
+    }
+  return TRUE;
+}
+
+/* Sampling time is not training time: with two prompts sampled at every step (one round right
+ * after a report, one inside the next interval, 4 × 0.3 s of sleep between two reports), the
+ * tokens/s of a report covers the training steps only. */
+static void
+test_samples_tokens_per_s (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *train = fixture_train_text ();
+  g_autofree char *data = make_data (f, "data", train, NULL);
+  g_autoptr (LtRunConfig) cfg = small_config (f, data, "run");
+  g_autoptr (GError) error = NULL;
+  const char *prompts[] = { "Once", "The fox", NULL };
+  SlowSamples w = { 0, 0, G_MAXDOUBLE, 0 };
+
+  cfg->iters = 6;
+  cfg->steps_per_report = 2;
+  cfg->save_every = 0;
+  cfg->steps_per_sample = 1;
+  cfg->sample_max_tokens = 2;
+  cfg->sample_prompts = g_strdupv ((char **) prompts);
+  g_assert_true (lt_train (cfg, FALSE, slow_samples_cb, &w, NULL, &error));
+  g_assert_no_error (error);
+  g_test_message ("%d report intervals: wall clock − tokens/s time ≥ %.3f s", w.n, w.min_gap);
+  g_assert_cmpint (w.n, ==, 2);
+  /* each interval held 1.2 s of sleep in sampling: none of it in tokens/s */
+  g_assert_cmpfloat (w.min_gap, >=, 1.2);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1116,6 +1175,7 @@ main (int argc, char **argv)
   ADD ("/trainer/samples", test_samples);
   ADD ("/trainer/samples-resume", test_samples_resume);
   ADD ("/trainer/samples-chat", test_samples_chat);
+  ADD ("/trainer/samples-tokens-per-s", test_samples_tokens_per_s);
   g_test_add ("/trainer/tinystories-4bit", Fixture, "4bit", fixture_setup, test_tinystories,
               fixture_teardown);
 #undef ADD
