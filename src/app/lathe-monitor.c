@@ -23,6 +23,9 @@ struct _LatheMonitor
   LatheChart *memory_chart;
   GtkWidget *reward_heading;
   LatheChart *reward_chart;
+  GtkExpander *samples_expander;
+  GtkWidget *samples_box;  /* one SampleRow per prompt, in order of arrival */
+  GHashTable *samples;     /* prompt → SampleRow (owned by the table) */
   GtkExpander *log_expander;
   GtkTextView *log_view;
   GtkTextBuffer *log_buffer;
@@ -37,6 +40,14 @@ struct _LatheMonitor
 };
 
 G_DEFINE_FINAL_TYPE (LatheMonitor, lathe_monitor, GTK_TYPE_WIDGET)
+
+/* The latest sample of one prompt: a heading (prompt, step) and the text. */
+typedef struct
+{
+  GtkLabel *heading;
+  GtkLabel *text;
+  gint64 step;
+} SampleRow;
 
 char *
 lathe_format_duration (double seconds)
@@ -79,6 +90,7 @@ lathe_monitor_finalize (GObject *object)
   for (int i = 0; i < LATHE_MONITOR_N_STATS; i++)
     g_free (self->stat_text[i]);
   g_string_free (self->pending_log, TRUE);
+  g_hash_table_unref (self->samples);
   G_OBJECT_CLASS (lathe_monitor_parent_class)->finalize (object);
 }
 
@@ -191,6 +203,16 @@ lathe_monitor_init (LatheMonitor *self)
   gtk_widget_set_visible (GTK_WIDGET (self->reward_chart), FALSE);
   gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->reward_chart));
 
+  /* the latest generation of each sample prompt (samples while training) */
+  self->samples = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->samples_expander = GTK_EXPANDER (gtk_expander_new (_("Samples")));
+  gtk_expander_set_expanded (self->samples_expander, TRUE);
+  self->samples_box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+  gtk_widget_set_margin_top (self->samples_box, 6);
+  gtk_expander_set_child (self->samples_expander, self->samples_box);
+  gtk_widget_set_visible (GTK_WIDGET (self->samples_expander), FALSE);
+  gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->samples_expander));
+
   self->log_expander = GTK_EXPANDER (gtk_expander_new (_("Log")));
   self->log_view = GTK_TEXT_VIEW (gtk_text_view_new ());
   gtk_text_view_set_editable (self->log_view, FALSE);
@@ -297,7 +319,75 @@ lathe_monitor_reset (LatheMonitor *self, guint64 estimate_bytes)
   g_string_truncate (self->pending_log, 0);
   gtk_text_buffer_set_text (self->log_buffer, "", 0);
   self->n_log_lines = 0;
+  g_hash_table_remove_all (self->samples);
+  {
+    GtkWidget *child;
+    while ((child = gtk_widget_get_first_child (self->samples_box)) != NULL)
+      gtk_box_remove (GTK_BOX (self->samples_box), child);
+  }
+  gtk_widget_set_visible (GTK_WIDGET (self->samples_expander), FALSE);
   schedule_flush (self);
+}
+
+/* A SAMPLE event: the prompt's row (made at its first sample) takes the newest text. Rare
+ * (one per prompt and sampling step), so the widgets change right away. */
+static void
+add_sample (LatheMonitor *self, const char *prompt, gint64 step, const char *text)
+{
+  SampleRow *row = g_hash_table_lookup (self->samples, prompt);
+  g_autofree char *heading = NULL;
+  g_autofree char *n = NULL;
+
+  if (row == NULL)
+    {
+      GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 2);
+
+      row = g_new0 (SampleRow, 1);
+      row->heading = GTK_LABEL (gtk_label_new (NULL));
+      gtk_label_set_xalign (row->heading, 0);
+      gtk_label_set_wrap (row->heading, TRUE);
+      gtk_label_set_wrap_mode (row->heading, PANGO_WRAP_WORD_CHAR);
+      gtk_label_set_selectable (row->heading, TRUE);
+      gtk_widget_add_css_class (GTK_WIDGET (row->heading), "dim-label");
+      gtk_widget_add_css_class (GTK_WIDGET (row->heading), "caption-heading");
+      row->text = GTK_LABEL (gtk_label_new (NULL));
+      gtk_label_set_xalign (row->text, 0);
+      gtk_label_set_wrap (row->text, TRUE);
+      gtk_label_set_wrap_mode (row->text, PANGO_WRAP_WORD_CHAR);
+      gtk_label_set_selectable (row->text, TRUE);
+      gtk_box_append (GTK_BOX (box), GTK_WIDGET (row->heading));
+      gtk_box_append (GTK_BOX (box), GTK_WIDGET (row->text));
+      gtk_box_append (GTK_BOX (self->samples_box), box);
+      g_hash_table_insert (self->samples, g_strdup (prompt), row);
+      gtk_widget_set_visible (GTK_WIDGET (self->samples_expander), TRUE);
+    }
+  row->step = step;
+  n = g_strdup_printf ("%" G_GINT64_FORMAT, step);
+  /* Translators: a sample prompt and the step its latest generation was made at */
+  heading = g_strdup_printf (_("%s — step %s"), prompt, n);
+  gtk_label_set_text (row->heading, heading);
+  gtk_label_set_text (row->text, text);
+}
+
+const char *
+lathe_monitor_get_sample (LatheMonitor *self, const char *prompt, gint64 *step)
+{
+  SampleRow *row;
+
+  g_return_val_if_fail (LATHE_IS_MONITOR (self), NULL);
+  row = g_hash_table_lookup (self->samples, prompt);
+  if (row == NULL)
+    return NULL;
+  if (step != NULL)
+    *step = row->step;
+  return gtk_label_get_text (row->text);
+}
+
+guint
+lathe_monitor_get_n_samples (LatheMonitor *self)
+{
+  g_return_val_if_fail (LATHE_IS_MONITOR (self), 0);
+  return g_hash_table_size (self->samples);
 }
 
 static char *
@@ -357,6 +447,10 @@ lathe_monitor_add_progress (LatheMonitor *self, const LtTrainProgress *p)
     case LT_TRAIN_EVENT_SAVE:
       if (p->message != NULL)
         lathe_monitor_add_log (self, p->message);
+      break;
+    case LT_TRAIN_EVENT_SAMPLE:
+      if (p->sample_prompt != NULL && p->message != NULL)
+        add_sample (self, p->sample_prompt, p->step, p->message);
       break;
     case LT_TRAIN_EVENT_PHASE:
     default:

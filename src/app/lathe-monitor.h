@@ -92,6 +92,11 @@ const char *lathe_monitor_get_stat (LatheMonitor *self, LatheMonitorStat stat);
 /* For tests: how many times a read-out label's text was set. */
 guint lathe_monitor_get_n_label_updates (LatheMonitor *self);
 
+/* The latest sample text shown for @prompt (NULL if none) and its step; how many prompts the
+ * Samples section shows. */
+const char *lathe_monitor_get_sample (LatheMonitor *self, const char *prompt, gint64 *step);
+guint lathe_monitor_get_n_samples (LatheMonitor *self);
+
 /* "1:05:09", "4:07" */
 char *lathe_format_duration (double seconds);
 

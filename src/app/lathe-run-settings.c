@@ -52,6 +52,8 @@ struct _LatheRunSettings
   int qat_group_size;
   int qat_start_step;
   int qat_interval;
+  char *sample_prompts;    /* comma-separated prompts, or a .jsonl path */
+  int steps_per_sample;
 };
 
 G_DEFINE_FINAL_TYPE (LatheRunSettings, lathe_run_settings, G_TYPE_OBJECT)
@@ -93,6 +95,8 @@ enum {
   PROP_QAT_GROUP_SIZE,
   PROP_QAT_START_STEP,
   PROP_QAT_INTERVAL,
+  PROP_SAMPLE_PROMPTS,
+  PROP_STEPS_PER_SAMPLE,
   N_PROPS
 };
 
@@ -232,6 +236,7 @@ lathe_run_settings_finalize (GObject *object)
   g_clear_pointer (&self->data, g_free);
   g_clear_pointer (&self->adapter_path, g_free);
   g_clear_pointer (&self->lora_keys, g_free);
+  g_clear_pointer (&self->sample_prompts, g_free);
 
   G_OBJECT_CLASS (lathe_run_settings_parent_class)->finalize (object);
 }
@@ -256,6 +261,8 @@ lathe_run_settings_get_property (GObject    *object,
     case PROP_LORA_SCALE: g_value_set_double (value, self->lora_scale); break;
     case PROP_LORA_DROPOUT: g_value_set_double (value, self->lora_dropout); break;
     case PROP_LORA_KEYS: g_value_set_string (value, self->lora_keys); break;
+    case PROP_SAMPLE_PROMPTS: g_value_set_string (value, self->sample_prompts); break;
+    case PROP_STEPS_PER_SAMPLE: g_value_set_int (value, self->steps_per_sample); break;
     case PROP_ALL_LAYERS: g_value_set_boolean (value, self->all_layers); break;
     case PROP_NUM_LAYERS: g_value_set_int (value, self->num_layers); break;
     case PROP_LEARNING_RATE: g_value_set_double (value, self->learning_rate); break;
@@ -324,6 +331,12 @@ lathe_run_settings_set_property (GObject      *object,
       break;
     case PROP_LORA_DROPOUT:
       set_double (self, prop_id, &self->lora_dropout, g_value_get_double (value));
+      break;
+    case PROP_SAMPLE_PROMPTS:
+      set_string (self, prop_id, &self->sample_prompts, g_value_get_string (value));
+      break;
+    case PROP_STEPS_PER_SAMPLE:
+      set_int (self, prop_id, &self->steps_per_sample, g_value_get_int (value));
       break;
     case PROP_LORA_KEYS:
       set_string (self, prop_id, &self->lora_keys, g_value_get_string (value));
@@ -457,6 +470,8 @@ lathe_run_settings_class_init (LatheRunSettingsClass *klass)
   {
     g_autoptr(LtRunConfig) d = lt_run_config_new ();
     g_autofree char *keys = d->lora_keys != NULL ? g_strjoinv (", ", d->lora_keys) : NULL;
+    g_autofree char *prompts = d->sample_prompts != NULL ? g_strjoinv (", ", d->sample_prompts)
+                                                         : NULL;
 
     properties[PROP_MODEL] = string_param ("model", d->model);
     properties[PROP_DATA] = string_param ("data", d->data);
@@ -500,6 +515,8 @@ lathe_run_settings_class_init (LatheRunSettingsClass *klass)
     properties[PROP_QAT_GROUP_SIZE] = int_param ("qat-group-size", d->qat_group_size);
     properties[PROP_QAT_START_STEP] = int_param ("qat-start-step", d->qat_start_step);
     properties[PROP_QAT_INTERVAL] = int_param ("qat-interval", d->qat_interval);
+    properties[PROP_SAMPLE_PROMPTS] = string_param ("sample-prompts", prompts);
+    properties[PROP_STEPS_PER_SAMPLE] = int_param ("steps-per-sample", d->steps_per_sample);
   }
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -514,6 +531,7 @@ lathe_run_settings_init (LatheRunSettings *self)
   self->data = g_strdup ("");
   self->adapter_path = g_strdup ("");
   self->lora_keys = g_strdup ("");
+  self->sample_prompts = g_strdup ("");
   /* what set_config() leaves alone (the other unit's count, the layer count under "all"):
    * the pspec defaults, which are the core's */
   self->num_layers = G_PARAM_SPEC_INT (properties[PROP_NUM_LAYERS])->default_value;
@@ -533,6 +551,28 @@ static char *
 dup_nonempty (const char *s)
 {
   return (s != NULL && s[0] != '\0') ? g_strdup (s) : NULL;
+}
+
+/* "P1, P2" → {"P1", "P2"}: split at commas, each prompt trimmed; NULL when none. */
+static char **
+split_prompts (const char *text)
+{
+  g_auto(GStrv) parts = NULL;
+  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
+  guint n = 0;
+
+  if (text == NULL)
+    return NULL;
+  parts = g_strsplit (text, ",", -1);
+  for (guint i = 0; parts[i] != NULL; i++)
+    {
+      g_strstrip (parts[i]);
+      if (parts[i][0] == '\0')
+        continue;
+      g_strv_builder_add (builder, parts[i]);
+      n++;
+    }
+  return n > 0 ? g_strv_builder_end (builder) : NULL;
 }
 
 static char **
@@ -587,6 +627,19 @@ lathe_run_settings_dup_config (LatheRunSettings *self)
   cfg->lora_dropout = self->lora_dropout;
   g_strfreev (cfg->lora_keys);
   cfg->lora_keys = split_keys (self->lora_keys);
+  {
+    /* the entry's text as it came from a configuration keeps that list (a prompt may hold a
+     * comma); an edited text is split at commas */
+    g_autofree char *base = self->base->sample_prompts != NULL
+                              ? g_strjoinv (", ", self->base->sample_prompts) : NULL;
+
+    if (g_strcmp0 (base != NULL ? base : "", self->sample_prompts) != 0)
+      {
+        g_strfreev (cfg->sample_prompts);
+        cfg->sample_prompts = split_prompts (self->sample_prompts);
+      }
+  }
+  cfg->steps_per_sample = self->steps_per_sample;
   cfg->num_layers = self->all_layers ? -1 : self->num_layers;
   cfg->learning_rate = self->learning_rate;
   cfg->lr_schedule = (LtLrSchedule) self->lr_schedule;
@@ -655,6 +708,12 @@ lathe_run_settings_set_config (LatheRunSettings  *self,
   set_double (self, PROP_LORA_DROPOUT, &self->lora_dropout, cfg->lora_dropout);
   keys = cfg->lora_keys != NULL ? g_strjoinv (", ", cfg->lora_keys) : NULL;
   set_string (self, PROP_LORA_KEYS, &self->lora_keys, keys);
+  {
+    g_autofree char *prompts = cfg->sample_prompts != NULL
+                                 ? g_strjoinv (", ", cfg->sample_prompts) : NULL;
+    set_string (self, PROP_SAMPLE_PROMPTS, &self->sample_prompts, prompts);
+  }
+  set_int (self, PROP_STEPS_PER_SAMPLE, &self->steps_per_sample, cfg->steps_per_sample);
   set_boolean (self, PROP_ALL_LAYERS, &self->all_layers, cfg->num_layers < 0);
   if (cfg->num_layers >= 0)
     set_int (self, PROP_NUM_LAYERS, &self->num_layers, cfg->num_layers);

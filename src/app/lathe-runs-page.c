@@ -44,6 +44,8 @@ struct _LatheRunsPage
   GArray *compare_map;      /* guint: dropdown position - 1 → run index */
   GtkWidget *diff_group;
   GtkGrid *diff_grid;
+  GtkWidget *samples_group; /* the selected run's samples.jsonl, grouped by prompt */
+  GtkWidget *samples_box;
   GPtrArray *differences;   /* Difference */
   GtkLabel *action_error;
   GtkButton *resume_button;
@@ -54,6 +56,7 @@ struct _LatheRunsPage
 
   char *folder;
   GPtrArray *runs; /* LtRunInfo */
+  GHashTable *samples; /* run path → GPtrArray of LtRunSample (runs with samples only) */
   int selected;
   int compared;
   gboolean updating_dropdown;
@@ -124,11 +127,46 @@ train_type_name (const LtRunInfo *info)
 
 /* --- The page ---------------------------------------------------------------------------- */
 
+/* What the scan worker reads: the runs, and each run's samples.jsonl. */
+typedef struct
+{
+  GPtrArray *runs;      /* LtRunInfo */
+  GHashTable *samples;  /* path → GPtrArray of LtRunSample */
+} ScanResult;
+
+static void
+scan_result_free (ScanResult *r)
+{
+  g_clear_pointer (&r->runs, g_ptr_array_unref);
+  g_clear_pointer (&r->samples, g_hash_table_unref);
+  g_free (r);
+}
+
 static void
 scan_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
-  g_task_return_pointer (task, lt_run_dir_scan (task_data, cancellable),
-                         (GDestroyNotify) g_ptr_array_unref);
+  ScanResult *r = g_new0 (ScanResult, 1);
+
+  r->runs = lt_run_dir_scan (task_data, cancellable);
+  r->samples = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                      (GDestroyNotify) g_ptr_array_unref);
+  for (guint i = 0; r->runs != NULL && i < r->runs->len; i++)
+    {
+      const LtRunInfo *info = g_ptr_array_index (r->runs, i);
+      GPtrArray *samples = lt_run_dir_read_samples (info->path, NULL);
+
+      if (samples != NULL && samples->len > 0)
+        g_hash_table_insert (r->samples, g_strdup (info->path), samples);
+      else if (samples != NULL)
+        g_ptr_array_unref (samples);
+    }
+  if (r->runs == NULL)
+    {
+      scan_result_free (r);
+      g_task_return_pointer (task, NULL, NULL);
+      return;
+    }
+  g_task_return_pointer (task, r, (GDestroyNotify) scan_result_free);
 }
 
 static GtkWidget *
@@ -180,10 +218,16 @@ scan_cb (GObject *object, GAsyncResult *result, gpointer user_data)
   GtkWidget *child;
   guint select = 0;
 
-  runs = g_task_propagate_pointer (G_TASK (result), &error);
-  if (runs == NULL)
+  ScanResult *r;
+
+  r = g_task_propagate_pointer (G_TASK (result), &error);
+  if (r == NULL)
     return; /* cancelled: the page may be gone */
+  runs = g_steal_pointer (&r->runs);
   self = LATHE_RUNS_PAGE (object);
+  g_clear_pointer (&self->samples, g_hash_table_unref);
+  self->samples = g_steal_pointer (&r->samples);
+  scan_result_free (r);
 
   if (self->runs != NULL && self->selected >= 0 && (guint) self->selected < self->runs->len)
     previous = g_strdup (((LtRunInfo *) g_ptr_array_index (self->runs, self->selected))->path);
@@ -383,6 +427,96 @@ lathe_runs_page_get_compare_choice (LatheRunsPage *self, guint i)
   return gtk_string_list_get_string (self->compare_names, i + 1);
 }
 
+static GtkWidget *
+sample_label (const char *text, gboolean dim)
+{
+  GtkWidget *label = gtk_label_new (text);
+
+  gtk_label_set_xalign (GTK_LABEL (label), 0);
+  gtk_label_set_yalign (GTK_LABEL (label), 0);
+  if (dim)
+    gtk_widget_add_css_class (label, "dim-label");
+  else
+    {
+      gtk_label_set_wrap (GTK_LABEL (label), TRUE);
+      gtk_label_set_wrap_mode (GTK_LABEL (label), PANGO_WRAP_WORD_CHAR);
+      gtk_label_set_selectable (GTK_LABEL (label), TRUE);
+      gtk_widget_set_hexpand (label, TRUE);
+    }
+  return label;
+}
+
+/* The selected run's samples, one block per prompt (in order of first appearance), its
+ * generations by step, ascending: how a behaviour appears over the run. */
+static void
+fill_samples (LatheRunsPage *self, const LtRunInfo *info)
+{
+  GPtrArray *samples = self->samples != NULL
+                         ? g_hash_table_lookup (self->samples, info->path) : NULL;
+  g_autoptr (GPtrArray) prompts = g_ptr_array_new ();
+  GtkWidget *child;
+
+  while ((child = gtk_widget_get_first_child (self->samples_box)) != NULL)
+    gtk_box_remove (GTK_BOX (self->samples_box), child);
+  gtk_widget_set_visible (self->samples_group, samples != NULL);
+  if (samples == NULL)
+    return;
+  for (guint i = 0; i < samples->len; i++)
+    {
+      LtRunSample *s = g_ptr_array_index (samples, i);
+      gboolean seen = FALSE;
+      for (guint k = 0; k < prompts->len && !seen; k++)
+        seen = strcmp (g_ptr_array_index (prompts, k), s->prompt) == 0;
+      if (!seen)
+        g_ptr_array_add (prompts, s->prompt);
+    }
+  for (guint k = 0; k < prompts->len; k++)
+    {
+      const char *prompt = g_ptr_array_index (prompts, k);
+      GtkWidget *heading = gtk_label_new (prompt);
+      GtkGrid *grid = GTK_GRID (gtk_grid_new ());
+      g_autoptr (GPtrArray) rows = g_ptr_array_new ();
+      int row = 0;
+
+      gtk_label_set_xalign (GTK_LABEL (heading), 0);
+      gtk_label_set_wrap (GTK_LABEL (heading), TRUE);
+      gtk_label_set_wrap_mode (GTK_LABEL (heading), PANGO_WRAP_WORD_CHAR);
+      gtk_label_set_selectable (GTK_LABEL (heading), TRUE);
+      gtk_widget_add_css_class (heading, "heading");
+      if (k > 0)
+        gtk_widget_set_margin_top (heading, 6);
+      gtk_box_append (GTK_BOX (self->samples_box), heading);
+      gtk_grid_set_column_spacing (grid, 12);
+      gtk_grid_set_row_spacing (grid, 4);
+      for (guint i = 0; i < samples->len; i++)
+        {
+          LtRunSample *s = g_ptr_array_index (samples, i);
+          if (strcmp (s->prompt, prompt) == 0)
+            g_ptr_array_add (rows, s);
+        }
+      /* file order is step order; a stable sort keeps it so should a file be out of order */
+      for (guint i = 1; i < rows->len; i++)
+        for (guint j = i; j > 0 && ((LtRunSample *) rows->pdata[j - 1])->step
+                                     > ((LtRunSample *) rows->pdata[j])->step; j--)
+          {
+            gpointer t = rows->pdata[j];
+            rows->pdata[j] = rows->pdata[j - 1];
+            rows->pdata[j - 1] = t;
+          }
+      for (guint i = 0; i < rows->len; i++, row++)
+        {
+          LtRunSample *s = g_ptr_array_index (rows, i);
+          /* Translators: the step a sample generation was made at */
+          g_autofree char *n = g_strdup_printf ("%" G_GINT64_FORMAT, s->step);
+          g_autofree char *step = g_strdup_printf (_("step %s"), n);
+
+          gtk_grid_attach (grid, sample_label (step, TRUE), 0, row, 1, 1);
+          gtk_grid_attach (grid, sample_label (s->text, FALSE), 1, row, 1, 1);
+        }
+      gtk_box_append (GTK_BOX (self->samples_box), GTK_WIDGET (grid));
+    }
+}
+
 void
 lathe_runs_page_select (LatheRunsPage *self, guint index)
 {
@@ -442,6 +576,7 @@ lathe_runs_page_select (LatheRunsPage *self, guint index)
     gtk_widget_set_visible (GTK_WIDGET (self->reason), FALSE);
   gtk_label_set_text (self->details, details->str);
   g_string_free (details, TRUE);
+  fill_samples (self, info);
 
   fill_compare_choices (self);
   lathe_runs_page_compare (self, -1);
@@ -800,6 +935,7 @@ lathe_runs_page_dispose (GObject *object)
   g_clear_object (&self->cancellable);
   g_clear_pointer (&self->paned, gtk_widget_unparent);
   g_clear_pointer (&self->runs, g_ptr_array_unref);
+  g_clear_pointer (&self->samples, g_hash_table_unref);
   g_clear_pointer (&self->differences, g_ptr_array_unref);
   G_OBJECT_CLASS (lathe_runs_page_parent_class)->dispose (object);
 }
@@ -940,6 +1076,16 @@ lathe_runs_page_init (LatheRunsPage *self)
                              GTK_WIDGET (self->diff_grid));
   gtk_widget_set_visible (self->diff_group, FALSE);
   gtk_box_append (self->chart_box, self->diff_group);
+
+  self->samples_group = adw_preferences_group_new ();
+  adw_preferences_group_set_title (ADW_PREFERENCES_GROUP (self->samples_group), _("Samples"));
+  adw_preferences_group_set_description (ADW_PREFERENCES_GROUP (self->samples_group),
+                                         _("What the model generated from each sample prompt "
+                                           "during the run"));
+  self->samples_box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
+  adw_preferences_group_add (ADW_PREFERENCES_GROUP (self->samples_group), self->samples_box);
+  gtk_widget_set_visible (self->samples_group, FALSE);
+  gtk_box_append (GTK_BOX (right), self->samples_group);
 
   self->action_error = GTK_LABEL (gtk_label_new (NULL));
   gtk_label_set_xalign (self->action_error, 0);

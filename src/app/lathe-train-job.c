@@ -111,6 +111,7 @@ static void
 progress_free (LtTrainProgress *p)
 {
   g_free ((char *) p->message);
+  g_free ((char *) p->sample_prompt);
   g_free (p);
 }
 
@@ -264,6 +265,7 @@ progress_cb (const LtTrainProgress *progress, gpointer user_data)
   LtTrainProgress *copy = g_memdup2 (progress, sizeof *progress);
 
   copy->message = g_strdup (progress->message);
+  copy->sample_prompt = g_strdup (progress->sample_prompt);
   g_mutex_lock (&ch->mutex);
   g_ptr_array_add (ch->queue, copy);
   schedule_dispatch_locked (ch);
@@ -311,6 +313,24 @@ load_history (const char *run_dir)
       p->logp_rejected = m->logp_rejected;
       g_ptr_array_add (samples, p);
     }
+  {
+    /* the earlier samples too (samples.jsonl), as SAMPLE events */
+    g_autoptr (GPtrArray) gens = lt_run_dir_read_samples (run_dir, NULL);
+
+    for (guint i = 0; gens != NULL && i < gens->len; i++)
+      {
+        const LtRunSample *g = g_ptr_array_index (gens, i);
+        LtTrainProgress *p = g_new0 (LtTrainProgress, 1);
+
+        p->event = LT_TRAIN_EVENT_SAMPLE;
+        p->phase = LT_TRAIN_PHASE_TRAINING;
+        p->step = g->step;
+        p->loss = p->val_loss = p->learning_rate = p->tokens_per_s = NAN;
+        p->message = g_strdup (g->text);
+        p->sample_prompt = g_strdup (g->prompt);
+        g_ptr_array_add (samples, p);
+      }
+  }
   return g_steal_pointer (&samples);
 }
 

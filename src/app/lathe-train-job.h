@@ -12,8 +12,9 @@
  * `finished` is emitted once the worker has returned (after the final save).
  *
  * A resumed run first emits `history` (a GPtrArray of LtTrainProgress): the reports and
- * evaluations already in its metrics.jsonl, read on the worker thread, delivered once before
- * the first `progress`, so that a monitor shows the run's whole curve. */
+ * evaluations already in its metrics.jsonl (then its samples.jsonl as SAMPLE events), read on
+ * the worker thread, delivered once before the first `progress`, so that a monitor shows the
+ * run's whole curve. */
 #pragma once
 
 #include <gio/gio.h>

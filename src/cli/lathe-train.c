@@ -268,6 +268,23 @@ end_bar (TrainJob *job)
     }
 }
 
+/* @text on one line, at most @max characters (an ellipsis marks a cut). */
+static char *
+one_line (const char *text, glong max)
+{
+  g_autofree char *flat = g_strdup (text);
+  GString *out;
+
+  for (char *c = flat; *c != '\0'; c++)
+    if (*c == '\n' || *c == '\r' || *c == '\t')
+      *c = ' ';
+  if (g_utf8_strlen (flat, -1) <= max)
+    return g_steal_pointer (&flat);
+  out = g_string_new_len (flat, g_utf8_offset_to_pointer (flat, max - 1) - flat);
+  g_string_append (out, "…");
+  return g_string_free (out, FALSE);
+}
+
 static gboolean
 on_progress (const LtTrainProgress *p, gpointer user_data)
 {
@@ -275,7 +292,8 @@ on_progress (const LtTrainProgress *p, gpointer user_data)
 
   if (job->json)
     {
-      if (p->event == LT_TRAIN_EVENT_REPORT || p->event == LT_TRAIN_EVENT_EVAL)
+      if (p->event == LT_TRAIN_EVENT_REPORT || p->event == LT_TRAIN_EVENT_EVAL
+          || p->event == LT_TRAIN_EVENT_SAMPLE)
         {
           g_autofree char *line = lt_train_progress_to_json (p);
           printf ("%s\n", line);
@@ -319,6 +337,16 @@ on_progress (const LtTrainProgress *p, gpointer user_data)
         }
       else
         fprintf (stderr, "%s\n", line);
+      fflush (stderr);
+    }
+  else if (p->event == LT_TRAIN_EVENT_SAMPLE && p->message != NULL)
+    {
+      g_autofree char *prompt = one_line (p->sample_prompt != NULL ? p->sample_prompt : "", 40);
+      g_autofree char *text = one_line (p->message, 100);
+
+      fprintf (stderr, "%ssample @ step %" G_GINT64_FORMAT ": %s → %s\n",
+               job->tty ? "\r\033[K" : "", p->step, prompt, text);
+      job->bar_open = FALSE;
       fflush (stderr);
     }
   else if (p->event == LT_TRAIN_EVENT_SAVE && p->message != NULL)

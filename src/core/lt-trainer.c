@@ -32,6 +32,7 @@
 #include <json-glib/json-glib.h>
 
 #include "lt-chat-template.h"
+#include "lt-chat.h"
 #include "lt-dataset.h"
 #include "lt-error.h"
 #include "lt-memory.h"
@@ -96,6 +97,10 @@ typedef struct
   LtModel *ref_model;        /* DPO with full fine-tuning: the frozen base; else NULL */
   LtPrefStats report_pref;   /* sums since the last report */
   int report_pref_n;
+
+  /* samples while training */
+  GPtrArray *sample_prompts; /* (char *) the prompts, NULL when none */
+  GPtrArray *sample_ids;     /* (GArray of int32_t) each prompt's encoding */
 } Trainer;
 
 static LtTrainStepHook step_hook;
@@ -230,7 +235,8 @@ progress_to_metric (const LtTrainProgress *p, LtRunMetric *m)
 char *
 lt_train_progress_to_json (const LtTrainProgress *p)
 {
-  static const char *const events[] = { "phase", "report", "eval", "save", "log" };
+  static const char *const events[] = { "phase", "report", "eval", "save", "log",
+                                          "sample" };
   static const char *const phases[] = { "loading", "training", "saving", "done" };
   g_autoptr (JsonBuilder) b = json_builder_new ();
   g_autoptr (JsonNode) root = NULL;
@@ -242,6 +248,18 @@ lt_train_progress_to_json (const LtTrainProgress *p)
   json_builder_set_member_name (b, "event");
   json_builder_add_string_value (b, (guint) p->event < G_N_ELEMENTS (events)
                                       ? events[p->event] : "unknown");
+  if (p->event == LT_TRAIN_EVENT_SAMPLE)
+    {
+      /* {"event": "sample", "step", "prompt", "text"}: a samples.jsonl line with its event */
+      add_int (b, "step", p->step);
+      json_builder_set_member_name (b, "prompt");
+      json_builder_add_string_value (b, p->sample_prompt != NULL ? p->sample_prompt : "");
+      json_builder_set_member_name (b, "text");
+      json_builder_add_string_value (b, p->message != NULL ? p->message : "");
+      json_builder_end_object (b);
+      root = json_builder_get_root (b);
+      return lt_run_json_to_string (root, FALSE);
+    }
   if (p->event == LT_TRAIN_EVENT_PHASE)
     {
       json_builder_set_member_name (b, "phase");
@@ -886,6 +904,253 @@ do_eval (Trainer *tr, GError **error)
   return TRUE;
 }
 
+/* ---- samples while training ---- */
+
+/* cfg->sample_prompts, or the "prompt" of every line of the one .jsonl file it names. */
+static GPtrArray *
+read_sample_prompts (const LtRunConfig *cfg, GError **error)
+{
+  g_autoptr (GPtrArray) prompts = g_ptr_array_new_with_free_func (g_free);
+  char **list = cfg->sample_prompts;
+
+  if (list == NULL || list[0] == NULL)
+    return g_steal_pointer (&prompts);
+  if (list[1] == NULL && g_str_has_suffix (list[0], ".jsonl"))
+    {
+      const char *path = list[0];
+      g_autofree char *text = NULL;
+      g_auto (GStrv) lines = NULL;
+      g_autoptr (GError) local = NULL;
+
+      if (!g_file_get_contents (path, &text, NULL, &local))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_IO, "sample_prompts: %s", local->message);
+          return NULL;
+        }
+      lines = g_strsplit (text, "\n", -1);
+      for (guint i = 0; lines[i] != NULL; i++)
+        {
+          g_autoptr (JsonParser) parser = json_parser_new ();
+          g_autoptr (GError) perr = NULL;
+          JsonNode *root;
+          JsonNode *node;
+
+          g_strstrip (lines[i]);
+          if (lines[i][0] == '\0')
+            continue;
+          if (!json_parser_load_from_data (parser, lines[i], -1, &perr))
+            {
+              g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: %s", path, i + 1,
+                           perr->message);
+              return NULL;
+            }
+          root = json_parser_get_root (parser);
+          node = JSON_NODE_HOLDS_OBJECT (root)
+                   ? json_object_get_member (json_node_get_object (root), "prompt") : NULL;
+          if (node == NULL || !JSON_NODE_HOLDS_VALUE (node)
+              || json_node_get_value_type (node) != G_TYPE_STRING)
+            {
+              g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                           "%s:%u: expected an object with a string “prompt”", path, i + 1);
+              return NULL;
+            }
+          g_ptr_array_add (prompts, g_strdup (json_node_get_string (node)));
+        }
+      if (prompts->len == 0)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: no prompts", path);
+          return NULL;
+        }
+      return g_steal_pointer (&prompts);
+    }
+  for (guint i = 0; list[i] != NULL; i++)
+    g_ptr_array_add (prompts, g_strdup (list[i]));
+  return g_steal_pointer (&prompts);
+}
+
+/* Reads and encodes the sample prompts once: through the chat template as one user turn with
+ * the generation prompt (without special tokens, as apply_chat_template) when the data is chat,
+ * or completions / preference pairs and the model has a template (as lt-dataset renders them);
+ * else with the tokenizer's post-processor. */
+static gboolean
+load_samples (Trainer *tr, GError **error)
+{
+  const LtRunConfig *cfg = tr->cfg;
+  gboolean use_template = tr->tmpl != NULL && tr->train->format != LT_DATA_FORMAT_TEXT;
+  int max_pos = tr->model->config->max_position_embeddings;
+
+  tr->sample_prompts = read_sample_prompts (cfg, error);
+  if (tr->sample_prompts == NULL)
+    return FALSE;
+  tr->sample_ids = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
+  for (guint i = 0; i < tr->sample_prompts->len; i++)
+    {
+      const char *prompt = g_ptr_array_index (tr->sample_prompts, i);
+      g_autoptr (GError) local = NULL;
+      g_autofree char *text = NULL;
+      GArray *ids;
+
+      if (use_template)
+        {
+          g_autoptr (JsonArray) msgs = json_array_new ();
+          JsonObject *m = json_object_new ();
+
+          json_object_set_string_member (m, "role", "user");
+          json_object_set_string_member (m, "content", prompt);
+          json_array_add_object_element (msgs, m);
+          text = lt_chat_template_render (tr->tmpl, msgs, TRUE,
+                                          lt_tokenizer_get_bos_token (tr->tok),
+                                          lt_tokenizer_get_eos_token (tr->tok), NULL, &local);
+          if (text == NULL)
+            {
+              g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                           "sample prompt %u: chat template: %s", i + 1, local->message);
+              return FALSE;
+            }
+        }
+      ids = lt_tokenizer_encode (tr->tok, use_template ? text : prompt, -1, !use_template,
+                                 &local);
+      if (ids == NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "sample prompt %u: %s", i + 1,
+                       local->message);
+          return FALSE;
+        }
+      if (ids->len == 0 || (max_pos > 0 && (int) ids->len >= max_pos))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                       "sample prompt %u: %u tokens (the model takes 1 to %d)", i + 1,
+                       ids->len, max_pos - 1);
+          g_array_unref (ids);
+          return FALSE;
+        }
+      g_ptr_array_add (tr->sample_ids, ids);
+    }
+  if (tr->sample_prompts->len > 0)
+    trainer_log (tr, "%u sample prompts, %d tokens each, %s", tr->sample_prompts->len,
+                 cfg->sample_max_tokens,
+                 cfg->steps_per_sample > 0 ? "every steps_per_sample steps"
+                                           : "at each evaluation");
+  return TRUE;
+}
+
+/* @text cut to @max characters with an ellipsis, on one line. */
+static char *
+shorten (const char *text, glong max)
+{
+  g_autofree char *flat = g_strdup (text);
+  GString *out;
+
+  for (char *c = flat; *c != '\0'; c++)
+    if (*c == '\n' || *c == '\r' || *c == '\t')
+      *c = ' ';
+  if (g_utf8_strlen (flat, -1) <= max)
+    return g_steal_pointer (&flat);
+  out = g_string_new_len (flat, g_utf8_offset_to_pointer (flat, max - 1) - flat);
+  g_string_append (out, "…");
+  return g_string_free (out, FALSE);
+}
+
+/* Greedy generation of at most sample_max_tokens after @prompt_ids, stopping at EOS. */
+static char *
+generate_sample (Trainer *tr, LtKVCache *cache, const GArray *prompt_ids, float *logits,
+                 GError **error)
+{
+  g_autoptr (LtTextStream) stream = lt_text_stream_new (tr->tok);
+  g_autoptr (GString) text = g_string_new (NULL);
+  int V = tr->model->config->vocab_size;
+  guint64 rng = 0;
+
+  lt_kv_cache_reset (cache);
+  if (!lt_model_decode (tr->model, cache, (const int32_t *) prompt_ids->data,
+                        (int) prompt_ids->len, logits, FALSE, error))
+    return NULL;
+  for (int k = 0; k < tr->cfg->sample_max_tokens; k++)
+    {
+      g_autofree char *piece = NULL;
+      int32_t next = lt_sample_logits (logits, V, 0.0f, 1.0f, &rng);
+
+      if (lt_model_is_eos (tr->model, tr->tok, next))
+        break;
+      piece = lt_text_stream_push (stream, next);
+      g_string_append (text, piece);
+      if (k + 1 == tr->cfg->sample_max_tokens
+          || lt_kv_cache_get_length (cache) >= lt_kv_cache_get_capacity (cache))
+        break;
+      if (!lt_model_decode (tr->model, cache, &next, 1, logits, FALSE, error))
+        return NULL;
+    }
+  {
+    g_autofree char *rest = lt_text_stream_flush (stream);
+    g_string_append (text, rest);
+  }
+  return g_string_free (g_steal_pointer (&text), FALSE);
+}
+
+/* One sampling step: every prompt generated greedily by the model as it is now (dropout off,
+ * adapters on), appended to samples.jsonl, logged and sent as SAMPLE events. Touches no
+ * gradient, optimizer state, data cursor or dropout counter; its time is taken out of the
+ * report interval (tokens/s). */
+static gboolean
+do_samples (Trainer *tr, GError **error)
+{
+  gint64 t0 = g_get_monotonic_time ();
+  g_autoptr (LtKVCache) cache = NULL;
+  g_autofree float *logits = NULL;
+  int max_pos = tr->model->config->max_position_embeddings;
+  guint longest = 0;
+  int cap;
+
+  if (tr->sample_prompts == NULL || tr->sample_prompts->len == 0)
+    return TRUE;
+  for (guint i = 0; i < tr->sample_ids->len; i++)
+    longest = MAX (longest, ((GArray *) g_ptr_array_index (tr->sample_ids, i))->len);
+  cap = (int) longest + tr->cfg->sample_max_tokens;
+  if (max_pos > 0)
+    cap = MIN (cap, max_pos);
+  cache = lt_kv_cache_new (tr->model, cap);
+  logits = g_new (float, tr->model->config->vocab_size);
+  lt_model_set_training (tr->model, FALSE, 0);
+  for (guint i = 0; i < tr->sample_prompts->len; i++)
+    {
+      const char *prompt = g_ptr_array_index (tr->sample_prompts, i);
+      g_autofree char *text = NULL;
+      g_autofree char *short_prompt = NULL;
+      g_autofree char *short_text = NULL;
+      LtTrainProgress p = { 0 };
+      gint64 t1 = g_get_monotonic_time ();
+
+      text = generate_sample (tr, cache, g_ptr_array_index (tr->sample_ids, i), logits, error);
+      if (text == NULL)
+        return FALSE;
+      if (!lt_run_dir_append_sample (tr->rd, tr->step, prompt, text, error))
+        return FALSE;
+      short_prompt = shorten (prompt, 40);
+      short_text = shorten (text, 80);
+      trainer_log (tr, "step %" G_GINT64_FORMAT ": sample “%s” → “%s” (%.2f s)", tr->step,
+                   short_prompt, short_text, (g_get_monotonic_time () - t1) / 1e6);
+      p.event = LT_TRAIN_EVENT_SAMPLE;
+      p.phase = LT_TRAIN_PHASE_TRAINING;
+      p.loss = NAN;
+      p.val_loss = NAN;
+      p.learning_rate = NAN;
+      p.tokens_per_s = NAN;
+      fill_common (tr, &p);
+      p.message = text;
+      p.sample_prompt = prompt;
+      emit (tr, &p);
+    }
+  {
+    gint64 dt = g_get_monotonic_time () - t0;
+
+    /* generation is not training: tokens/s counts the steps only */
+    tr->report_t0 += dt;
+    trainer_log (tr, "step %" G_GINT64_FORMAT ": %u samples in %.2f s (not counted in "
+                 "tokens/s)", tr->step, tr->sample_prompts->len, dt / 1e6);
+  }
+  return TRUE;
+}
+
 static void
 qat_snapshot_take (Trainer *tr)
 {
@@ -1173,6 +1438,8 @@ trainer_free (Trainer *tr)
     for (guint i = 0; i < tr->n_params; i++)
       g_free (tr->qat_snapshot[i]);
   g_free (tr->qat_snapshot);
+  g_clear_pointer (&tr->sample_prompts, g_ptr_array_unref);
+  g_clear_pointer (&tr->sample_ids, g_ptr_array_unref);
   g_clear_pointer (&tr->opt, lt_optimizer_free);
   g_clear_pointer (&tr->train, lt_dataset_free);
   g_clear_pointer (&tr->valid, lt_dataset_free);
@@ -1243,7 +1510,7 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
   emit_phase (&tr, LT_TRAIN_PHASE_LOADING);
   trainer_log (&tr, "%s run: model %s, data %s, %s", resume ? "resuming the" : "a new",
                cfg->model, cfg->data, lt_train_type_to_string (cfg->train_type));
-  if (!load_model (&tr, error) || !load_data (&tr, error))
+  if (!load_model (&tr, error) || !load_data (&tr, error) || !load_samples (&tr, error))
     goto out;
 
   {
@@ -1302,6 +1569,8 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
   tr.report_t0 = g_get_monotonic_time ();
   if (!resume && !tr.stop && !do_eval (&tr, error))
     goto out;
+  if (!resume && !tr.stop && cfg->steps_per_sample == 0 && !do_samples (&tr, error))
+    goto out;
 
   while (tr.step < tr.total_steps && !tr.stop)
     {
@@ -1322,6 +1591,14 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
         }
       else if (s == tr.total_steps && !do_eval (&tr, error))
         goto out;
+      if (cfg->steps_per_sample > 0
+            ? (s % cfg->steps_per_sample == 0 || s == tr.total_steps)
+            : ((cfg->steps_per_eval > 0 && s % cfg->steps_per_eval == 0)
+               || s == tr.total_steps))
+        {
+          if (!do_samples (&tr, error))
+            goto out;
+        }
       if (cfg->save_every > 0 && s % cfg->save_every == 0 && s < tr.total_steps)
         {
           g_autofree char *name = g_strdup_printf ("%07" G_GINT64_FORMAT

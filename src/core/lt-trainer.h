@@ -23,6 +23,13 @@
  * validation loss and the REPORT's preference fields; DPO's reference is the base with the
  * adapters off, or for full fine-tuning a second, frozen copy of the base. Step 0 (before any
  * update) is evaluated on a fresh run.
+ * Samples: with cfg->sample_prompts, at every steps_per_sample-th step and the last (0: at
+ * each evaluation point, step 0 of a fresh run included) each prompt is generated from
+ * greedily (at most sample_max_tokens, stopping at EOS) by the model being trained (dropout
+ * off, adapters on), through the run's chat template as one user turn when the data is chat
+ * (or completions / preference pairs and the model has a template); appended to samples.jsonl,
+ * logged and sent as SAMPLE events. Sampling leaves the losses unchanged and its time is not
+ * counted in tokens/s.
  * lt-trainer.c's header describes state/. */
 #pragma once
 
@@ -40,6 +47,7 @@ typedef enum
   LT_TRAIN_EVENT_EVAL,    /* a validation loss */
   LT_TRAIN_EVENT_SAVE,    /* a checkpoint or the final adapter was written (message = path) */
   LT_TRAIN_EVENT_LOG,     /* a line for the log (message) */
+  LT_TRAIN_EVENT_SAMPLE,  /* a sample generation: sample_prompt, its greedy text in message */
 } LtTrainEvent;
 
 typedef enum
@@ -77,6 +85,7 @@ typedef struct
   double log_odds_ratio;     /* ORPO: mean log σ(log odds ratio) */
   double logp_chosen;        /* policy log-probs (DPO: sums; ORPO: means per token) */
   double logp_rejected;
+  const char *sample_prompt; /* SAMPLE: the prompt (as given, before any template), else NULL */
 } LtTrainProgress;
 
 /* Called on the training thread; FALSE asks the run to stop gracefully. */

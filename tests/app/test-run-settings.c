@@ -464,6 +464,42 @@ test_finalize (void)
   g_assert_finalize_object (settings);
 }
 
+/* Sample prompts: the entry's comma-separated text becomes the list (trimmed, empties
+ * dropped); a configuration's list whose prompts hold commas survives a round trip while the
+ * text is left alone; steps-per-sample follows. */
+static void
+test_sample_prompts (void)
+{
+  g_autoptr(LatheRunSettings) s = lathe_run_settings_new ();
+  g_autoptr(LtRunConfig) cfg = NULL;
+  g_autoptr(LtRunConfig) back = NULL;
+  g_autoptr(LtRunConfig) in = lt_run_config_new ();
+  g_autofree char *text = NULL;
+  const char *with_comma[] = { "Hello, world", "Tell a story", NULL };
+
+  g_object_set (s, "sample-prompts", " Once upon a time,, The fox ,", "steps-per-sample", 25,
+                NULL);
+  cfg = lathe_run_settings_dup_config (s);
+  g_assert_cmpuint (g_strv_length (cfg->sample_prompts), ==, 2);
+  g_assert_cmpstr (cfg->sample_prompts[0], ==, "Once upon a time");
+  g_assert_cmpstr (cfg->sample_prompts[1], ==, "The fox");
+  g_assert_cmpint (cfg->steps_per_sample, ==, 25);
+
+  in->sample_prompts = g_strdupv ((char **) with_comma);
+  lathe_run_settings_set_config (s, in);
+  g_object_get (s, "sample-prompts", &text, NULL);
+  g_assert_cmpstr (text, ==, "Hello, world, Tell a story");
+  back = lathe_run_settings_dup_config (s);
+  g_assert_cmpuint (g_strv_length (back->sample_prompts), ==, 2);
+  g_assert_cmpstr (back->sample_prompts[0], ==, "Hello, world");
+  g_assert_cmpint (back->steps_per_sample, ==, 0);
+  g_clear_pointer (&back, lt_run_config_free);
+
+  g_object_set (s, "sample-prompts", "", NULL);
+  back = lathe_run_settings_dup_config (s);
+  g_assert_null (back->sample_prompts);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -481,6 +517,7 @@ main (int   argc,
   g_test_add_func ("/run-settings/gsettings-persistence", test_gsettings_persistence);
   g_test_add_func ("/run-settings/command-line", test_command_line);
   g_test_add_func ("/run-settings/finalize", test_finalize);
+  g_test_add_func ("/run-settings/sample-prompts", test_sample_prompts);
 
   return g_test_run ();
 }

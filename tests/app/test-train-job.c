@@ -680,6 +680,106 @@ test_monitor_freezes_time (Fixture *f, gconstpointer data)
   g_object_unref (monitor);
 }
 
+/* Labels under @w whose text is @text. */
+static guint
+count_labels (GtkWidget *w, const char *text)
+{
+  guint n = 0;
+
+  if (GTK_IS_LABEL (w) && g_strcmp0 (gtk_label_get_text (GTK_LABEL (w)), text) == 0)
+    n++;
+  for (GtkWidget *c = gtk_widget_get_first_child (w); c != NULL;
+       c = gtk_widget_get_next_sibling (c))
+    n += count_labels (c, text);
+  return n;
+}
+
+static void
+count_samples (LatheTrainJob *job, const LtTrainProgress *p, guint *n)
+{
+  if (p->event == LT_TRAIN_EVENT_SAMPLE)
+    {
+      g_assert_nonnull (p->sample_prompt);
+      g_assert_nonnull (p->message);
+      (*n)++;
+    }
+}
+
+/* Samples while training: the monitor shows each prompt's latest text with its step, equal to
+ * samples.jsonl's last lines; the Runs page lists every step's text for the selected run. */
+static void
+test_samples (Fixture *f, gconstpointer data)
+{
+  g_autoptr (LtRunConfig) cfg = NULL;
+  g_autoptr (LatheTrainJob) job = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) samples = NULL;
+  const char *prompts[] = { "Once upon a time", "The fox", NULL };
+  LatheMonitor *monitor;
+  guint n_events = 0;
+
+  g_object_set (f->settings, "iters", 4, NULL);
+  cfg = lathe_run_settings_dup_config (f->settings);
+  g_strfreev (cfg->sample_prompts);
+  cfg->sample_prompts = g_strdupv ((char **) prompts);
+  cfg->steps_per_sample = 2;
+  cfg->sample_max_tokens = 6;
+  job = lathe_train_job_new (cfg, FALSE);
+  monitor = g_object_ref_sink (LATHE_MONITOR (lathe_monitor_new ()));
+  g_assert_cmpuint (lathe_monitor_get_n_samples (monitor), ==, 0);
+  g_signal_connect_swapped (job, "progress", G_CALLBACK (lathe_monitor_add_progress), monitor);
+  g_signal_connect (job, "progress", G_CALLBACK (count_samples), &n_events);
+  g_signal_connect (job, "finished", G_CALLBACK (finished_cb), f);
+  g_assert_true (lathe_train_job_start (job, NULL, &error));
+  g_assert_no_error (error);
+  while (!f->finished)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpint (lathe_train_job_get_state (job), ==, LATHE_TRAIN_STATE_FINISHED);
+  g_assert_cmpuint (n_events, ==, 4); /* 2 prompts × steps 2 and 4 */
+
+  samples = lt_run_dir_read_samples (cfg->adapter_path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (samples->len, ==, 4);
+  g_assert_cmpuint (lathe_monitor_get_n_samples (monitor), ==, 2);
+  for (guint i = 0; i < 2; i++)
+    {
+      LtRunSample *last = g_ptr_array_index (samples, 2 + i);
+      gint64 step = 0;
+      const char *shown = lathe_monitor_get_sample (monitor, prompts[i], &step);
+
+      g_assert_cmpstr (last->prompt, ==, prompts[i]);
+      g_assert_cmpint (last->step, ==, 4);
+      g_assert_cmpstr (shown, ==, last->text);
+      g_assert_cmpint (step, ==, 4);
+    }
+  lathe_monitor_reset (monitor, 0);
+  g_assert_cmpuint (lathe_monitor_get_n_samples (monitor), ==, 0);
+
+  /* the Runs page: the selected run's samples, every step's text under its prompt */
+  {
+    g_autofree char *parent = g_path_get_dirname (cfg->adapter_path);
+    LatheRunsPage *page = g_object_ref_sink (LATHE_RUNS_PAGE (lathe_runs_page_new ()));
+    gboolean loaded = FALSE;
+
+    g_signal_connect_swapped (page, "loaded", G_CALLBACK (quit_flag), &loaded);
+    lathe_runs_page_set_folder (page, parent);
+    while (!loaded)
+      g_main_context_iteration (NULL, TRUE);
+    g_assert_cmpuint (lathe_runs_page_get_n_runs (page), ==, 1);
+    g_assert_cmpuint (count_labels (GTK_WIDGET (page), "The fox"), ==, 1);
+    g_assert_cmpuint (count_labels (GTK_WIDGET (page), "step 2"), ==, 2);
+    g_assert_cmpuint (count_labels (GTK_WIDGET (page), "step 4"), ==, 2);
+    for (guint i = 0; i < samples->len; i++)
+      {
+        LtRunSample *s = g_ptr_array_index (samples, i);
+        g_assert_cmpuint (count_labels (GTK_WIDGET (page), s->text), >=, 1);
+      }
+    g_object_unref (page);
+  }
+  g_assert_finalize_object (g_steal_pointer (&job));
+  g_object_unref (monitor);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -695,5 +795,6 @@ main (int argc, char **argv)
   ADD ("dpo-rewards", test_dpo_rewards);
   ADD ("coalesced", test_coalesced);
   ADD ("monitor-freezes-time", test_monitor_freezes_time);
+  ADD ("samples", test_samples);
   return g_test_run ();
 }

@@ -9,10 +9,13 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
+#include "lt-chat-template.h"
+#include "lt-chat.h"
 #include "lt-dataset.h"
 #include "lt-error.h"
 #include "lt-model-train.h"
 #include "lt-model.h"
+#include "lt-run-dir.h"
 #include "lt-run.h"
 #include "lt-safetensors.h"
 #include "lt-tokenizer.h"
@@ -278,7 +281,7 @@ typedef struct
 {
   gint64 stop_at;      /* return FALSE at the report of this step (0 = never) */
   GCancellable *cancel;
-  int n_reports, n_evals, n_saves, n_phases;
+  int n_reports, n_evals, n_saves, n_phases, n_samples;
   gboolean saw_done;
 } Watch;
 
@@ -318,6 +321,11 @@ watch_cb (const LtTrainProgress *p, gpointer user_data)
       w->n_phases++;
       if (p->phase == LT_TRAIN_PHASE_DONE)
         w->saw_done = TRUE;
+      break;
+    case LT_TRAIN_EVENT_SAMPLE:
+      w->n_samples++;
+      g_assert_nonnull (p->sample_prompt);
+      g_assert_nonnull (p->message);
       break;
     case LT_TRAIN_EVENT_LOG:
     default:
@@ -799,6 +807,354 @@ test_tinystories (Fixture *f, gconstpointer user_data)
     }
 }
 
+/* ---- samples while training ---- */
+
+/* The (step, prompt) of every line of RUN/samples.jsonl as "STEP:PROMPT" joined by "|". */
+static char *
+sample_keys (const char *run_dir)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) samples = lt_run_dir_read_samples (run_dir, &error);
+  GString *out = g_string_new (NULL);
+
+  g_assert_no_error (error);
+  for (guint i = 0; i < samples->len; i++)
+    {
+      LtRunSample *s = g_ptr_array_index (samples, i);
+      g_string_append_printf (out, "%s%" G_GINT64_FORMAT ":%s", i > 0 ? "|" : "", s->step,
+                              s->prompt);
+    }
+  return g_string_free (out, FALSE);
+}
+
+/* Greedy generation from @model as the trainer does it for a text-format run: the prompt
+ * through the post-processor, at most @max tokens, stopping at EOS. */
+static char *
+direct_greedy_ids (LtModel *model, LtTokenizer *tok, GArray *ids, int max);
+
+static char *
+direct_greedy (LtModel *model, LtTokenizer *tok, const char *prompt, int max)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) ids = lt_tokenizer_encode (tok, prompt, -1, TRUE, &error);
+
+  g_assert_no_error (error);
+  return direct_greedy_ids (model, tok, ids, max);
+}
+
+static char *
+direct_greedy_ids (LtModel *model, LtTokenizer *tok, GArray *ids, int max)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtKVCache) cache = lt_kv_cache_new (model, ids->len + max);
+  g_autoptr (LtTextStream) stream = lt_text_stream_new (tok);
+  g_autofree float *logits = g_new (float, model->config->vocab_size);
+  GString *text = g_string_new (NULL);
+  guint64 rng = 0;
+  g_autofree char *rest = NULL;
+
+  g_assert_true (lt_model_decode (model, cache, (const int32_t *) ids->data, ids->len, logits,
+                                  FALSE, &error));
+  for (int k = 0; k < max; k++)
+    {
+      g_autofree char *piece = NULL;
+      int32_t next = lt_sample_logits (logits, model->config->vocab_size, 0.0f, 1.0f, &rng);
+
+      if (lt_model_is_eos (model, tok, next))
+        break;
+      piece = lt_text_stream_push (stream, next);
+      g_string_append (text, piece);
+      if (k + 1 < max)
+        g_assert_true (lt_model_decode (model, cache, &next, 1, logits, FALSE, &error));
+      g_assert_no_error (error);
+    }
+  rest = lt_text_stream_flush (stream);
+  g_string_append (text, rest);
+  return g_string_free (text, FALSE);
+}
+
+/* samples.jsonl at step 0 and each evaluation (steps_per_sample 0), the prompts in order, a
+ * SAMPLE event each; the losses (dropout on) equal those of the same run without samples,
+ * bit for bit; the last step's text is what the saved adapter generates directly. */
+static void
+test_samples (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *train = fixture_train_text ();
+  g_autofree char *data = make_data (f, "data", train, train);
+  g_autoptr (LtRunConfig) a = small_config (f, data, "plain");
+  g_autoptr (LtRunConfig) b = small_config (f, data, "sampled");
+  g_autoptr (GError) error = NULL;
+  g_autofree char *keys = NULL;
+  Watch w = { 0 };
+  const char *prompts[] = { "Once upon a time", "The little fox", NULL };
+
+  a->lora_dropout = b->lora_dropout = 0.1;
+  a->shuffle = b->shuffle = TRUE;
+  a->save_every = b->save_every = 0;
+  b->sample_prompts = g_strdupv ((char **) prompts);
+  b->sample_max_tokens = 12;
+  g_assert_true (lt_train (a, FALSE, watch_cb, &w, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (w.n_samples, ==, 0);
+  {
+    g_autofree char *none = lt_run_dir_samples_path (a->adapter_path);
+    g_assert_false (g_file_test (none, G_FILE_TEST_EXISTS));
+  }
+  memset (&w, 0, sizeof w);
+  g_assert_true (lt_train (b, FALSE, watch_cb, &w, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (w.n_samples, ==, 6);
+  keys = sample_keys (b->adapter_path);
+  g_assert_cmpstr (keys, ==, "0:Once upon a time|0:The little fox|2:Once upon a time|"
+                             "2:The little fox|4:Once upon a time|4:The little fox");
+  {
+    g_autoptr (GArray) la = read_metrics (a->adapter_path, "report", "loss");
+    g_autoptr (GArray) lb = read_metrics (b->adapter_path, "report", "loss");
+    g_autoptr (GArray) va = read_metrics (a->adapter_path, "eval", "val_loss");
+    g_autoptr (GArray) vb = read_metrics (b->adapter_path, "eval", "val_loss");
+    assert_losses_equal (la, lb, 0.0);
+    assert_losses_equal (va, vb, 0.0);
+  }
+  {
+    g_autoptr (GPtrArray) samples = lt_run_dir_read_samples (b->adapter_path, &error);
+    g_autoptr (LtModel) m = lt_model_load (b->model, &error);
+    g_autoptr (LtTokenizer) tok = NULL;
+
+    g_assert_no_error (error);
+    tok = lt_tokenizer_new_from_dir (b->model, &error);
+    g_assert_no_error (error);
+    /* step 0 is the base model itself */
+    for (guint i = 0; i < 2; i++)
+      {
+        LtRunSample *s = g_ptr_array_index (samples, i);
+        g_autofree char *want = direct_greedy (m, tok, prompts[i], 12);
+        g_assert_cmpstr (s->text, ==, want);
+      }
+    g_assert_true (lt_model_load_adapters (m, b->adapter_path, &error));
+    g_assert_no_error (error);
+    for (guint i = 0; i < 2; i++)
+      {
+        LtRunSample *s = g_ptr_array_index (samples, 4 + i);
+        g_autofree char *want = direct_greedy (m, tok, prompts[i], 12);
+        g_assert_cmpint (s->step, ==, 4);
+        g_assert_cmpstr (s->text, ==, want);
+      }
+    g_test_message ("step 0: “%s”, step 4: “%s”",
+                    ((LtRunSample *) g_ptr_array_index (samples, 0))->text,
+                    ((LtRunSample *) g_ptr_array_index (samples, 4))->text);
+  }
+  {
+    g_autofree char *log = g_build_filename (b->adapter_path, "log.txt", NULL);
+    g_autofree char *log_text = NULL;
+    g_assert_true (g_file_get_contents (log, &log_text, NULL, NULL));
+    g_assert_nonnull (strstr (log_text, "sample “Once upon a time”"));
+    g_assert_nonnull (strstr (log_text, "not counted in tokens/s"));
+  }
+}
+
+/* steps_per_sample N: every N steps and the last, not step 0; a .jsonl file of prompts; a
+ * stopped and resumed run keeps the earlier samples and repeats none. */
+static void
+test_samples_resume (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *train = fixture_train_text ();
+  g_autofree char *data = make_data (f, "data", train, train);
+  g_autoptr (LtRunConfig) a = small_config (f, data, "straight");
+  g_autoptr (LtRunConfig) b = small_config (f, data, "stopped");
+  g_autofree char *pfile = g_build_filename (f->tmp, "prompts.jsonl", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *ka = NULL, *kb = NULL;
+  char *files[] = { pfile, NULL };
+  Watch w = { 0 };
+
+  g_assert_true (g_file_set_contents (pfile, "{\"prompt\": \"Once\"}\n\n{\"prompt\": \"A cat\"}\n",
+                                      -1, NULL));
+  a->iters = b->iters = 5;
+  a->save_every = b->save_every = 0;
+  a->lora_dropout = b->lora_dropout = 0.1;
+  a->sample_prompts = g_strdupv (files);
+  b->sample_prompts = g_strdupv (files);
+  a->steps_per_sample = b->steps_per_sample = 2;
+  a->sample_max_tokens = b->sample_max_tokens = 6;
+  g_assert_true (lt_train (a, FALSE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  ka = sample_keys (a->adapter_path);
+  g_assert_cmpstr (ka, ==, "2:Once|2:A cat|4:Once|4:A cat|5:Once|5:A cat");
+
+  w.stop_at = 2; /* stops right after step 2 and its samples */
+  g_assert_false (lt_train (b, FALSE, watch_cb, &w, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_CANCELLED);
+  g_clear_error (&error);
+  kb = sample_keys (b->adapter_path);
+  g_assert_cmpstr (kb, ==, "2:Once|2:A cat");
+  g_assert_true (lt_train (b, TRUE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_free (kb);
+  kb = sample_keys (b->adapter_path);
+  g_assert_cmpstr (kb, ==, ka);
+  {
+    g_autoptr (GPtrArray) sa = lt_run_dir_read_samples (a->adapter_path, &error);
+    g_autoptr (GPtrArray) sb = lt_run_dir_read_samples (b->adapter_path, &error);
+    for (guint i = 0; i < sa->len; i++)
+      g_assert_cmpstr (((LtRunSample *) g_ptr_array_index (sa, i))->text, ==,
+                       ((LtRunSample *) g_ptr_array_index (sb, i))->text);
+  }
+
+  /* a broken prompt file is refused before training, naming file:line */
+  g_assert_true (g_file_set_contents (pfile, "{\"prompt\": \"Once\"}\n{\"text\": 1}\n", -1,
+                                      NULL));
+  g_free (a->adapter_path);
+  a->adapter_path = g_build_filename (f->tmp, "broken", NULL);
+  g_assert_false (lt_train (a, FALSE, NULL, NULL, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_FORMAT);
+  {
+    g_autofree char *at = g_strdup_printf ("%s:2:", pfile);
+    g_assert_nonnull (strstr (error->message, at));
+  }
+}
+
+/* Chat data: the prompt goes through the model's chat template as one user turn with the
+ * generation prompt, encoded without added specials (the dataset's rendering); the step-0
+ * sample is the base's greedy continuation of exactly those ids. */
+static void
+test_samples_chat (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *src = data_path ("models", "llama-f32", NULL);
+  g_autofree char *model = g_build_filename (f->tmp, "model", NULL);
+  g_autofree char *tpath = data_path ("chat-templates", "chatml.jinja", NULL);
+  g_autofree char *source = NULL;
+  g_autoptr (GError) error = NULL;
+  const char *files[] = { "config.json", "generation_config.json", "model.safetensors",
+                          "tokenizer.json" };
+  const char *line = "{\"messages\": [{\"role\": \"user\", \"content\": \"Name a colour.\"}, "
+                     "{\"role\": \"assistant\", \"content\": \"Blue, like the sea.\"}]}\n";
+  g_autofree char *train = g_strconcat (line, line, line, line, NULL);
+  g_autofree char *data = NULL;
+  g_autoptr (LtRunConfig) cfg = NULL;
+  const char *prompts[] = { "Name a fruit.", NULL };
+
+  g_assert_cmpint (g_mkdir_with_parents (model, 0755), ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *from = g_build_filename (src, files[i], NULL);
+      g_autofree char *to = g_build_filename (model, files[i], NULL);
+      g_autofree char *contents = NULL;
+      gsize len;
+      g_assert_true (g_file_get_contents (from, &contents, &len, NULL));
+      g_assert_true (g_file_set_contents (to, contents, len, NULL));
+    }
+  g_assert_true (g_file_get_contents (tpath, &source, NULL, NULL));
+  {
+    /* the fixture's tokenizer_config.json with a ChatML template */
+    g_autofree char *from = g_build_filename (src, "tokenizer_config.json", NULL);
+    g_autofree char *to = g_build_filename (model, "tokenizer_config.json", NULL);
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    JsonObject *o = read_json_object (parser, from);
+    g_autoptr (JsonGenerator) gen = json_generator_new ();
+
+    json_object_set_string_member (o, "chat_template", source);
+    json_generator_set_root (gen, json_parser_get_root (parser));
+    g_assert_true (json_generator_to_file (gen, to, NULL));
+  }
+  data = make_data (f, "data", train, NULL);
+  cfg = small_config (f, data, "run");
+  g_free (cfg->model);
+  cfg->model = g_strdup (model);
+  cfg->iters = 1;
+  cfg->sample_prompts = g_strdupv ((char **) prompts);
+  cfg->sample_max_tokens = 10;
+  g_assert_true (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  {
+    g_autoptr (GPtrArray) samples = lt_run_dir_read_samples (cfg->adapter_path, &error);
+    g_autoptr (LtModel) m = lt_model_load (model, &error);
+    g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model, &error);
+    g_autoptr (LtChatTemplate) tmpl = lt_chat_template_new (source, &error);
+    g_autoptr (JsonNode) msgs = json_from_string ("[{\"role\": \"user\", "
+                                                  "\"content\": \"Name a fruit.\"}]", NULL);
+    g_autofree char *text = NULL;
+    g_autoptr (GArray) ids = NULL;
+    g_autofree char *want = NULL, *plain = NULL;
+    LtRunSample *s0;
+
+    g_assert_no_error (error);
+    g_assert_cmpuint (samples->len, ==, 2); /* steps 0 and 1 */
+    s0 = g_ptr_array_index (samples, 0);
+    g_assert_cmpint (s0->step, ==, 0);
+    g_assert_cmpstr (s0->prompt, ==, "Name a fruit.");
+    text = lt_chat_template_render (tmpl, json_node_get_array (msgs), TRUE,
+                                    lt_tokenizer_get_bos_token (tok),
+                                    lt_tokenizer_get_eos_token (tok), NULL, &error);
+    g_assert_no_error (error);
+    g_assert_true (g_str_has_suffix (text, "<|im_start|>assistant\n"));
+    ids = lt_tokenizer_encode (tok, text, -1, FALSE, &error);
+    g_assert_no_error (error);
+    want = direct_greedy_ids (m, tok, ids, 10);
+    plain = direct_greedy (m, tok, "Name a fruit.", 10);
+    g_assert_cmpstr (s0->text, ==, want);
+    g_assert_cmpstr (s0->text, !=, plain); /* the template made a difference */
+  }
+}
+
+typedef struct
+{
+  gint64 last_tokens;
+  gint64 last_wall;    /* µs of the last REPORT event */
+  double min_gap;      /* over report intervals: wall clock − the time tokens/s implies */
+  int n;               /* intervals measured */
+} SlowSamples;
+
+/* Sleeps 0.3 s at each SAMPLE event (inside the sampling time); at each REPORT, the interval
+ * tokens/s implies (Δ trained tokens / tokens_per_s) and the wall-clock one. */
+static gboolean
+slow_samples_cb (const LtTrainProgress *p, gpointer user_data)
+{
+  SlowSamples *w = user_data;
+
+  if (p->event == LT_TRAIN_EVENT_SAMPLE)
+    g_usleep (300000);
+  else if (p->event == LT_TRAIN_EVENT_REPORT)
+    {
+      gint64 now = g_get_monotonic_time ();
+      if (w->last_wall > 0)
+        {
+          double implied = (p->trained_tokens - w->last_tokens) / p->tokens_per_s;
+          w->min_gap = MIN (w->min_gap, (now - w->last_wall) / 1e6 - implied);
+          w->n++;
+        }
+      w->last_wall = now;
+      w->last_tokens = p->trained_tokens;
+    }
+  return TRUE;
+}
+
+/* Sampling time is not training time: with two prompts sampled at every step (one round right
+ * after a report, one inside the next interval, 4 × 0.3 s of sleep between two reports), the
+ * tokens/s of a report covers the training steps only. */
+static void
+test_samples_tokens_per_s (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *train = fixture_train_text ();
+  g_autofree char *data = make_data (f, "data", train, NULL);
+  g_autoptr (LtRunConfig) cfg = small_config (f, data, "run");
+  g_autoptr (GError) error = NULL;
+  const char *prompts[] = { "Once", "The fox", NULL };
+  SlowSamples w = { 0, 0, G_MAXDOUBLE, 0 };
+
+  cfg->iters = 6;
+  cfg->steps_per_report = 2;
+  cfg->save_every = 0;
+  cfg->steps_per_sample = 1;
+  cfg->sample_max_tokens = 2;
+  cfg->sample_prompts = g_strdupv ((char **) prompts);
+  g_assert_true (lt_train (cfg, FALSE, slow_samples_cb, &w, NULL, &error));
+  g_assert_no_error (error);
+  g_test_message ("%d report intervals: wall clock − tokens/s time ≥ %.3f s", w.n, w.min_gap);
+  g_assert_cmpint (w.n, ==, 2);
+  /* each interval held 1.2 s of sleep in sampling: none of it in tokens/s */
+  g_assert_cmpfloat (w.min_gap, >=, 1.2);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -816,6 +1172,10 @@ main (int argc, char **argv)
   ADD ("/trainer/qat-schedule", test_qat_schedule);
   ADD ("/trainer/accumulation", test_accumulation);
   ADD ("/trainer/tinystories", test_tinystories);
+  ADD ("/trainer/samples", test_samples);
+  ADD ("/trainer/samples-resume", test_samples_resume);
+  ADD ("/trainer/samples-chat", test_samples_chat);
+  ADD ("/trainer/samples-tokens-per-s", test_samples_tokens_per_s);
   g_test_add ("/trainer/tinystories-4bit", Fixture, "4bit", fixture_setup, test_tinystories,
               fixture_teardown);
 #undef ADD
