@@ -8,6 +8,8 @@
 
 #include "lathe-train-checks.h"
 
+#include "lathe-dataset-preview.h"
+
 #include <string.h>
 
 #include "src/core/lt-run-check.h"
@@ -403,4 +405,45 @@ lathe_memory_fit_clear (LatheMemoryFit *fit)
   g_clear_pointer (&fit->total_text, g_free);
   g_clear_pointer (&fit->breakdown, g_free);
   g_clear_pointer (&fit->subtitle, g_free);
+}
+
+gboolean
+lathe_open_dataset_preview (GtkWidget *widget, const LtRunConfig *cfg)
+{
+  GtkRoot *root = gtk_widget_get_root (widget);
+  LatheDatasetPreview *preview;
+
+  if (cfg->data == NULL || cfg->data[0] == '\0' || cfg->model == NULL || cfg->model[0] == '\0')
+    return FALSE;
+  preview = lathe_dataset_preview_new (GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
+                                       cfg->data, cfg->model, cfg->max_seq_length,
+                                       cfg->mask_prompt);
+  gtk_window_present (GTK_WINDOW (preview));
+  return TRUE;
+}
+
+GStrv
+lathe_qat_group_size_labels (GArray *choices, int current, guint *selected)
+{
+  GStrvBuilder *labels = g_strv_builder_new ();
+  gboolean found = FALSE;
+  GStrv out;
+
+  for (guint i = 0; i < choices->len && !found; i++)
+    found = g_array_index (choices, int, i) == current;
+  if (!found)
+    g_array_append_val (choices, current);
+  *selected = 0;
+  for (guint i = 0; i < choices->len; i++)
+    {
+      int g = g_array_index (choices, int, i);
+      g_autofree char *text = g == 0 ? g_strdup (_("Per tensor")) : g_strdup_printf ("%d", g);
+
+      if (g == current)
+        *selected = i;
+      g_strv_builder_add (labels, text);
+    }
+  out = g_strv_builder_end (labels);
+  g_strv_builder_unref (labels);
+  return out;
 }

@@ -4,7 +4,7 @@
  * folder names. No widgets: the page shows what these return. */
 #pragma once
 
-#include <gio/gio.h>
+#include <gtk/gtk.h>
 
 #include "src/core/lt-config.h"
 #include "src/core/lt-dataset.h"
@@ -53,6 +53,9 @@ char *lathe_dataset_report_describe (const LtDatasetReport *report,
 /* The group sizes of the fake quantizer that divide the input size of every linear layer of
  * @model (all of them when @model is NULL); 0 (per tensor) first. Returns (element-type int). */
 GArray *lathe_qat_group_size_choices (const LtConfig *model);
+/* The labels of @choices ("Per tensor" for 0), after appending @current when it is none of
+ * them (so the form can show why it fails); *@selected: the index of @current. */
+GStrv lathe_qat_group_size_labels (GArray *choices, int current, guint *selected);
 
 /* Whether @path holds a run (its trainer state): a new run must go elsewhere. */
 gboolean lathe_run_folder_holds_run (const char *path);
@@ -79,5 +82,9 @@ void lathe_memory_fit (const LtRunConfig *cfg,
 void lathe_memory_fit_clear (LatheMemoryFit *fit);
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (LatheMemoryFit, lathe_memory_fit_clear)
+
+/* Opens the dataset preview of @cfg's data with its model's tokenizer and template, over the
+ * window of @widget; FALSE (nothing opened) when the model or the data is not set. */
+gboolean lathe_open_dataset_preview (GtkWidget *widget, const LtRunConfig *cfg);
 
 G_END_DECLS

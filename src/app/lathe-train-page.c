@@ -7,7 +7,6 @@
 
 #include "lathe-train-page.h"
 
-#include "lathe-dataset-preview.h"
 #include "lathe-monitor.h"
 #include "lathe-train-job.h"
 #include "lathe-export-dialog.h"
@@ -43,7 +42,7 @@ struct _RowInfo
   X (grad_checkpoint_row) X (seed_row) X (optimizer_row) X (beta_row) X (dpo_loss_type_row) \
   X (steps_per_report_row) X (steps_per_eval_row) X (save_every_row) X (qat_enable_row) \
   X (qat_bits_row) X (qat_group_size_row) X (qat_start_step_row) X (qat_interval_row) \
-  X (memory_row)
+  X (sample_prompts_row) X (steps_per_sample_row) X (memory_row)
 #define DECLARE_ROW(name) AdwActionRow *name;
 
 struct _LatheTrainPage
@@ -300,33 +299,21 @@ fill_group_sizes (LatheTrainPage *self,
                   const LtConfig *model)
 {
   g_autoptr(GArray) choices = lathe_qat_group_size_choices (model);
-  g_autoptr(GPtrArray) labels = g_ptr_array_new_with_free_func (g_free);
+  g_auto(GStrv) labels = NULL;
   int current = 0;
   guint selected = 0;
-  gboolean found = FALSE, qat_enable = FALSE;
+  gboolean qat_enable = FALSE;
 
   g_object_get (self->settings, "qat-group-size", &current, NULL);
   self->group_size_model = model;
-  for (guint i = 0; i < choices->len && !found; i++)
-    found = g_array_index (choices, int, i) == current;
-  if (!found)
-    g_array_append_val (choices, current);
-  for (guint i = 0; i < choices->len; i++)
-    {
-      int g = g_array_index (choices, int, i);
-
-      if (g == current)
-        selected = i;
-      g_ptr_array_add (labels, g == 0 ? g_strdup (_("Per tensor")) : g_strdup_printf ("%d", g));
-    }
-  g_ptr_array_add (labels, NULL);
+  labels = lathe_qat_group_size_labels (choices, current, &selected);
 
   self->filling_group_sizes = TRUE;
   g_array_set_size (self->group_sizes, 0);
   g_array_append_vals (self->group_sizes, choices->data, choices->len);
   gtk_string_list_splice (self->group_size_list, 0,
                           g_list_model_get_n_items (G_LIST_MODEL (self->group_size_list)),
-                          (const char * const *) labels->pdata);
+                          (const char * const *) labels);
   adw_combo_row_set_selected (ADW_COMBO_ROW (self->qat_group_size_row), selected);
   /* A combo row makes itself sensitive when its list changes: the QAT switch decides. */
   g_object_get (self->settings, "qat-enable", &qat_enable, NULL);
@@ -1203,45 +1190,29 @@ copy_command_action (GtkWidget  *widget,
   toast (self, _("Command copied"));
 }
 
+/* The file choosers, and the dataset as the trainer will see it (the preview). */
 static void
 choose_action (GtkWidget  *widget,
                const char *action_name,
                GVariant   *param)
 {
+  /* in LatheChoice order */
+  static const char *const names[] = { "train.choose-model", "train.choose-data-file",
+                                       "train.choose-data-folder", "train.choose-output" };
   LatheTrainPage *self = LATHE_TRAIN_PAGE (widget);
 
-  if (g_str_equal (action_name, "train.choose-model"))
-    open_chooser (self, LATHE_CHOOSE_MODEL);
-  else if (g_str_equal (action_name, "train.choose-data-file"))
-    open_chooser (self, LATHE_CHOOSE_DATA_FILE);
-  else if (g_str_equal (action_name, "train.choose-data-folder"))
-    open_chooser (self, LATHE_CHOOSE_DATA_FOLDER);
-  else if (g_str_equal (action_name, "train.choose-output"))
-    open_chooser (self, LATHE_CHOOSE_OUTPUT);
-  else
-    g_assert_not_reached ();
-}
-
-/* The dataset as the trainer will see it, with the model's tokenizer and template. */
-static void
-preview_data_action (GtkWidget  *widget,
-                     const char *action_name,
-                     GVariant   *param)
-{
-  LatheTrainPage *self = LATHE_TRAIN_PAGE (widget);
-  g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
-  GtkRoot *root = gtk_widget_get_root (widget);
-  LatheDatasetPreview *preview;
-
-  if (cfg->data == NULL || cfg->data[0] == '\0' || cfg->model == NULL || cfg->model[0] == '\0')
-    {
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    if (g_str_equal (action_name, names[i]))
+      {
+        open_chooser (self, (LatheChoice) i);
+        return;
+      }
+  g_assert (g_str_equal (action_name, "train.preview-data"));
+  {
+    g_autoptr(LtRunConfig) cfg = lathe_run_settings_dup_config (self->settings);
+    if (!lathe_open_dataset_preview (widget, cfg))
       toast (self, _("Choose a model and a dataset to preview"));
-      return;
-    }
-  preview = lathe_dataset_preview_new (GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
-                                       cfg->data, cfg->model, cfg->max_seq_length,
-                                       cfg->mask_prompt);
-  gtk_window_present (GTK_WINDOW (preview));
+  }
 }
 
 static void
@@ -1387,8 +1358,7 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   gtk_widget_class_install_action (widget_class, "train.choose-data-folder", NULL,
                                    choose_action);
   gtk_widget_class_install_action (widget_class, "train.choose-output", NULL, choose_action);
-  gtk_widget_class_install_action (widget_class, "train.preview-data", NULL,
-                                   preview_data_action);
+  gtk_widget_class_install_action (widget_class, "train.preview-data", NULL, choose_action);
   gtk_widget_class_install_action (widget_class, "train.use-recent-model", "s",
                                    use_recent_model_action);
   gtk_widget_class_install_action (widget_class, "train.copy-command", NULL,
@@ -1442,6 +1412,8 @@ lathe_train_page_init (LatheTrainPage *self)
   add_row (self, self->steps_per_report_row, "steps_per_report", NULL);
   add_row (self, self->steps_per_eval_row, "steps_per_eval", NULL);
   add_row (self, self->save_every_row, "save_every", NULL);
+  add_row (self, self->sample_prompts_row, "sample_prompts", NULL);
+  add_row (self, self->steps_per_sample_row, "steps_per_sample", NULL);
   add_row (self, self->qat_enable_row, "qat_enable", NULL);
   add_row (self, self->qat_bits_row, "qat_bits", NULL);
   add_row (self, self->qat_group_size_row, "qat_group_size", NULL);
