@@ -41,6 +41,7 @@
 #include "lt-optimizer.h"
 #include "lt-preference.h"
 #include "lt-run-dir.h"
+#include "lt-sampler.h"
 #include "lt-run-check.h"
 #include "lt-safetensors.h"
 #include "lt-tokenizer.h"
@@ -99,8 +100,7 @@ typedef struct
   int report_pref_n;
 
   /* samples while training */
-  GPtrArray *sample_prompts; /* (char *) the prompts, NULL when none */
-  GPtrArray *sample_ids;     /* (GArray of int32_t) each prompt's encoding */
+  LtSampler *sampler;
 } Trainer;
 
 static LtTrainStepHook step_hook;
@@ -906,129 +906,18 @@ do_eval (Trainer *tr, GError **error)
 
 /* ---- samples while training ---- */
 
-/* cfg->sample_prompts, or the "prompt" of every line of the one .jsonl file it names. */
-static GPtrArray *
-read_sample_prompts (const LtRunConfig *cfg, GError **error)
-{
-  g_autoptr (GPtrArray) prompts = g_ptr_array_new_with_free_func (g_free);
-  char **list = cfg->sample_prompts;
-
-  if (list == NULL || list[0] == NULL)
-    return g_steal_pointer (&prompts);
-  if (list[1] == NULL && g_str_has_suffix (list[0], ".jsonl"))
-    {
-      const char *path = list[0];
-      g_autofree char *text = NULL;
-      g_auto (GStrv) lines = NULL;
-      g_autoptr (GError) local = NULL;
-
-      if (!g_file_get_contents (path, &text, NULL, &local))
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_IO, "sample_prompts: %s", local->message);
-          return NULL;
-        }
-      lines = g_strsplit (text, "\n", -1);
-      for (guint i = 0; lines[i] != NULL; i++)
-        {
-          g_autoptr (JsonParser) parser = json_parser_new ();
-          g_autoptr (GError) perr = NULL;
-          JsonNode *root;
-          JsonNode *node;
-
-          g_strstrip (lines[i]);
-          if (lines[i][0] == '\0')
-            continue;
-          if (!json_parser_load_from_data (parser, lines[i], -1, &perr))
-            {
-              g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: %s", path, i + 1,
-                           perr->message);
-              return NULL;
-            }
-          root = json_parser_get_root (parser);
-          node = JSON_NODE_HOLDS_OBJECT (root)
-                   ? json_object_get_member (json_node_get_object (root), "prompt") : NULL;
-          if (node == NULL || !JSON_NODE_HOLDS_VALUE (node)
-              || json_node_get_value_type (node) != G_TYPE_STRING)
-            {
-              g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                           "%s:%u: expected an object with a string “prompt”", path, i + 1);
-              return NULL;
-            }
-          g_ptr_array_add (prompts, g_strdup (json_node_get_string (node)));
-        }
-      if (prompts->len == 0)
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: no prompts", path);
-          return NULL;
-        }
-      return g_steal_pointer (&prompts);
-    }
-  for (guint i = 0; list[i] != NULL; i++)
-    g_ptr_array_add (prompts, g_strdup (list[i]));
-  return g_steal_pointer (&prompts);
-}
-
-/* Reads and encodes the sample prompts once: through the chat template as one user turn with
- * the generation prompt (without special tokens, as apply_chat_template) when the data is chat,
- * or completions / preference pairs and the model has a template (as lt-dataset renders them);
- * else with the tokenizer's post-processor. */
+/* The sample prompts, read and encoded once (lt-sampler). */
 static gboolean
 load_samples (Trainer *tr, GError **error)
 {
   const LtRunConfig *cfg = tr->cfg;
-  gboolean use_template = tr->tmpl != NULL && tr->train->format != LT_DATA_FORMAT_TEXT;
-  int max_pos = tr->model->config->max_position_embeddings;
 
-  tr->sample_prompts = read_sample_prompts (cfg, error);
-  if (tr->sample_prompts == NULL)
+  tr->sampler = lt_sampler_new (cfg, tr->model, tr->tok, tr->tmpl, tr->train->format, error);
+  if (tr->sampler == NULL)
     return FALSE;
-  tr->sample_ids = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
-  for (guint i = 0; i < tr->sample_prompts->len; i++)
-    {
-      const char *prompt = g_ptr_array_index (tr->sample_prompts, i);
-      g_autoptr (GError) local = NULL;
-      g_autofree char *text = NULL;
-      GArray *ids;
-
-      if (use_template)
-        {
-          g_autoptr (JsonArray) msgs = json_array_new ();
-          JsonObject *m = json_object_new ();
-
-          json_object_set_string_member (m, "role", "user");
-          json_object_set_string_member (m, "content", prompt);
-          json_array_add_object_element (msgs, m);
-          text = lt_chat_template_render (tr->tmpl, msgs, TRUE,
-                                          lt_tokenizer_get_bos_token (tr->tok),
-                                          lt_tokenizer_get_eos_token (tr->tok), NULL, &local);
-          if (text == NULL)
-            {
-              g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                           "sample prompt %u: chat template: %s", i + 1, local->message);
-              return FALSE;
-            }
-        }
-      ids = lt_tokenizer_encode (tr->tok, use_template ? text : prompt, -1, !use_template,
-                                 &local);
-      if (ids == NULL)
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "sample prompt %u: %s", i + 1,
-                       local->message);
-          return FALSE;
-        }
-      if (ids->len == 0 || (max_pos > 0 && (int) ids->len >= max_pos))
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                       "sample prompt %u: %u tokens (the model takes 1 to %d)", i + 1,
-                       ids->len, max_pos - 1);
-          g_array_unref (ids);
-          return FALSE;
-        }
-      g_ptr_array_add (tr->sample_ids, ids);
-    }
-  if (tr->sample_prompts->len > 0)
-    trainer_log (tr, "%u sample prompts, %d tokens each, %s", tr->sample_prompts->len,
-                 cfg->sample_max_tokens,
+  if (lt_sampler_get_n_prompts (tr->sampler) > 0)
+    trainer_log (tr, "%u sample prompts, %d tokens each, %s",
+                 lt_sampler_get_n_prompts (tr->sampler), cfg->sample_max_tokens,
                  cfg->steps_per_sample > 0 ? "every steps_per_sample steps"
                                            : "at each evaluation");
   return TRUE;
@@ -1051,42 +940,6 @@ shorten (const char *text, glong max)
   return g_string_free (out, FALSE);
 }
 
-/* Greedy generation of at most sample_max_tokens after @prompt_ids, stopping at EOS. */
-static char *
-generate_sample (Trainer *tr, LtKVCache *cache, const GArray *prompt_ids, float *logits,
-                 GError **error)
-{
-  g_autoptr (LtTextStream) stream = lt_text_stream_new (tr->tok);
-  g_autoptr (GString) text = g_string_new (NULL);
-  int V = tr->model->config->vocab_size;
-  guint64 rng = 0;
-
-  lt_kv_cache_reset (cache);
-  if (!lt_model_decode (tr->model, cache, (const int32_t *) prompt_ids->data,
-                        (int) prompt_ids->len, logits, FALSE, error))
-    return NULL;
-  for (int k = 0; k < tr->cfg->sample_max_tokens; k++)
-    {
-      g_autofree char *piece = NULL;
-      int32_t next = lt_sample_logits (logits, V, 0.0f, 1.0f, &rng);
-
-      if (lt_model_is_eos (tr->model, tr->tok, next))
-        break;
-      piece = lt_text_stream_push (stream, next);
-      g_string_append (text, piece);
-      if (k + 1 == tr->cfg->sample_max_tokens
-          || lt_kv_cache_get_length (cache) >= lt_kv_cache_get_capacity (cache))
-        break;
-      if (!lt_model_decode (tr->model, cache, &next, 1, logits, FALSE, error))
-        return NULL;
-    }
-  {
-    g_autofree char *rest = lt_text_stream_flush (stream);
-    g_string_append (text, rest);
-  }
-  return g_string_free (g_steal_pointer (&text), FALSE);
-}
-
 /* One sampling step: every prompt generated greedily by the model as it is now (dropout off,
  * adapters on), appended to samples.jsonl, logged and sent as SAMPLE events. Touches no
  * gradient, optimizer state, data cursor or dropout counter; its time is taken out of the
@@ -1095,32 +948,21 @@ static gboolean
 do_samples (Trainer *tr, GError **error)
 {
   gint64 t0 = g_get_monotonic_time ();
-  g_autoptr (LtKVCache) cache = NULL;
-  g_autofree float *logits = NULL;
-  int max_pos = tr->model->config->max_position_embeddings;
-  guint longest = 0;
-  int cap;
+  guint n = tr->sampler != NULL ? lt_sampler_get_n_prompts (tr->sampler) : 0;
 
-  if (tr->sample_prompts == NULL || tr->sample_prompts->len == 0)
+  if (n == 0)
     return TRUE;
-  for (guint i = 0; i < tr->sample_ids->len; i++)
-    longest = MAX (longest, ((GArray *) g_ptr_array_index (tr->sample_ids, i))->len);
-  cap = (int) longest + tr->cfg->sample_max_tokens;
-  if (max_pos > 0)
-    cap = MIN (cap, max_pos);
-  cache = lt_kv_cache_new (tr->model, cap);
-  logits = g_new (float, tr->model->config->vocab_size);
   lt_model_set_training (tr->model, FALSE, 0);
-  for (guint i = 0; i < tr->sample_prompts->len; i++)
+  for (guint i = 0; i < n; i++)
     {
-      const char *prompt = g_ptr_array_index (tr->sample_prompts, i);
+      const char *prompt = lt_sampler_get_prompt (tr->sampler, i);
       g_autofree char *text = NULL;
       g_autofree char *short_prompt = NULL;
       g_autofree char *short_text = NULL;
       LtTrainProgress p = { 0 };
       gint64 t1 = g_get_monotonic_time ();
 
-      text = generate_sample (tr, cache, g_ptr_array_index (tr->sample_ids, i), logits, error);
+      text = lt_sampler_generate (tr->sampler, i, error);
       if (text == NULL)
         return FALSE;
       if (!lt_run_dir_append_sample (tr->rd, tr->step, prompt, text, error))
@@ -1146,7 +988,7 @@ do_samples (Trainer *tr, GError **error)
     /* generation is not training: tokens/s counts the steps only */
     tr->report_t0 += dt;
     trainer_log (tr, "step %" G_GINT64_FORMAT ": %u samples in %.2f s (not counted in "
-                 "tokens/s)", tr->step, tr->sample_prompts->len, dt / 1e6);
+                 "tokens/s)", tr->step, n, dt / 1e6);
   }
   return TRUE;
 }
@@ -1438,8 +1280,7 @@ trainer_free (Trainer *tr)
     for (guint i = 0; i < tr->n_params; i++)
       g_free (tr->qat_snapshot[i]);
   g_free (tr->qat_snapshot);
-  g_clear_pointer (&tr->sample_prompts, g_ptr_array_unref);
-  g_clear_pointer (&tr->sample_ids, g_ptr_array_unref);
+  g_clear_pointer (&tr->sampler, lt_sampler_free);
   g_clear_pointer (&tr->opt, lt_optimizer_free);
   g_clear_pointer (&tr->train, lt_dataset_free);
   g_clear_pointer (&tr->valid, lt_dataset_free);
