@@ -11,15 +11,15 @@
 #include "lt-error.h"
 #include "lt-export-private.h"
 #include "lt-export-mlx.h"
-#include "lt-run.h"
+#include "lt-json.h"
 #include "lt-safetensors.h"
 
-/* JSON with numbers that read back exactly and print short (lt_run_json_to_string: 0.2, not
+/* JSON with numbers that read back exactly and print short (lt_json_to_string: 0.2, not
  * json-glib's 0.20000000000000001). */
 gboolean
 lt_export_write_json (const char *path, JsonNode *root, GError **error)
 {
-  g_autofree char *text = lt_run_json_to_string (root, TRUE);
+  g_autofree char *text = lt_json_to_string (root, TRUE);
   g_autofree char *t2 = g_strconcat (text, "\n", NULL);
   return g_file_set_contents_full (path, t2, -1,
                                    G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* lt-json: typed getters that name the file and the key (see lt-json.h). */
+/* lt-json: typed getters that name the file and the key, and the one JSON writer (see
+ * lt-json.h). */
 #include "config.h"
 
 #include "lt-json.h"
 
 #include <glib/gi18n-lib.h>
 #include <math.h>
+#include <string.h>
 
 /* 2^53: the integers a double holds exactly. */
 #define EXACT_LIMIT 9007199254740992.0
@@ -104,22 +106,6 @@ wrong_type (const LtJsonAt *at, const char *name, const char *expected, JsonNode
                                            lt_json_type_name (node)));
 }
 
-/* The shortest text that reads back as @v. */
-static char *
-format_double (double v)
-{
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-
-  for (int digits = 15; digits <= 17; digits++)
-    {
-      g_autofree char *fmt = g_strdup_printf ("%%.%dg", digits);
-      g_ascii_formatd (buf, sizeof buf, fmt, v);
-      if (digits == 17 || g_ascii_strtod (buf, NULL) == v)
-        break;
-    }
-  return g_strdup (buf);
-}
-
 /* ---- strings ---- */
 
 static gboolean
@@ -172,7 +158,7 @@ get_int (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean require
       if (!(d == floor (d) && fabs (d) < EXACT_LIMIT))
         {
           g_autofree char *key = lt_json_key (at, name);
-          g_autofree char *s = format_double (d);
+          g_autofree char *s = lt_json_format_double (d);
           return fail (at, error, g_strdup_printf (_("key “%s”: expected an integer, got %s"),
                                                    key, s));
         }
@@ -372,4 +358,163 @@ lt_json_node_object (const LtJsonAt *at, JsonNode *node, GError **error)
       return NULL;
     }
   return json_node_get_object (node);
+}
+
+/* ---- writing ---- */
+
+char *
+lt_json_format_double (double v)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  /* Plain notation where it is short ("20", "0.999"), else exponent ("1e-05"). */
+  if (v == 0.0 || (fabs (v) >= 1e-4 && fabs (v) < 1e15))
+    for (int prec = 0; prec <= 17; prec++)
+      {
+        char fmt[8];
+
+        g_snprintf (fmt, sizeof fmt, "%%.%df", prec);
+        g_ascii_formatd (buf, sizeof buf, fmt, v);
+        if (g_ascii_strtod (buf, NULL) == v)
+          return g_strdup (buf);
+      }
+  for (int prec = 1; prec <= 17; prec++)
+    {
+      char fmt[8];
+
+      g_snprintf (fmt, sizeof fmt, "%%.%dg", prec);
+      g_ascii_formatd (buf, sizeof buf, fmt, v);
+      if (g_ascii_strtod (buf, NULL) == v)
+        break;
+    }
+  return g_strdup (buf);
+}
+
+static void
+write_indent (GString *out, gboolean pretty, int depth)
+{
+  if (!pretty)
+    return;
+  g_string_append_c (out, '\n');
+  for (int i = 0; i < depth; i++)
+    g_string_append (out, "  ");
+}
+
+static void
+write_string (GString *out, const char *s)
+{
+  g_string_append_c (out, '"');
+  for (const unsigned char *p = (const unsigned char *) s; *p != '\0'; p++)
+    switch (*p)
+      {
+      case '"':
+        g_string_append (out, "\\\"");
+        break;
+      case '\\':
+        g_string_append (out, "\\\\");
+        break;
+      case '\n':
+        g_string_append (out, "\\n");
+        break;
+      case '\t':
+        g_string_append (out, "\\t");
+        break;
+      case '\r':
+        g_string_append (out, "\\r");
+        break;
+      default:
+        if (*p < 0x20)
+          g_string_append_printf (out, "\\u%04x", *p);
+        else
+          g_string_append_c (out, (char) *p);
+      }
+  g_string_append_c (out, '"');
+}
+
+static void
+write_node (GString *out, JsonNode *node, gboolean pretty, int depth)
+{
+  switch (JSON_NODE_TYPE (node))
+    {
+    case JSON_NODE_OBJECT:
+      {
+        JsonObject *obj = json_node_get_object (node);
+        g_autoptr (GList) members = json_object_get_members (obj);
+
+        g_string_append_c (out, '{');
+        for (GList *l = members; l != NULL; l = l->next)
+          {
+            write_indent (out, pretty, depth + 1);
+            write_string (out, l->data);
+            g_string_append (out, pretty ? ": " : ":");
+            write_node (out, json_object_get_member (obj, l->data), pretty, depth + 1);
+            if (l->next != NULL)
+              g_string_append_c (out, ',');
+          }
+        if (members != NULL)
+          write_indent (out, pretty, depth);
+        g_string_append_c (out, '}');
+        break;
+      }
+    case JSON_NODE_ARRAY:
+      {
+        JsonArray *a = json_node_get_array (node);
+        guint n = json_array_get_length (a);
+
+        g_string_append_c (out, '[');
+        for (guint i = 0; i < n; i++)
+          {
+            if (i > 0)
+              g_string_append (out, pretty ? ", " : ",");
+            write_node (out, json_array_get_element (a, i), pretty, depth + 1);
+          }
+        g_string_append_c (out, ']');
+        break;
+      }
+    case JSON_NODE_NULL:
+      g_string_append (out, "null");
+      break;
+    case JSON_NODE_VALUE:
+    default:
+      switch (json_node_get_value_type (node))
+        {
+        case G_TYPE_STRING:
+          write_string (out, json_node_get_string (node));
+          break;
+        case G_TYPE_INT64:
+          g_string_append_printf (out, "%" G_GINT64_FORMAT, json_node_get_int (node));
+          break;
+        case G_TYPE_BOOLEAN:
+          g_string_append (out, json_node_get_boolean (node) ? "true" : "false");
+          break;
+        case G_TYPE_DOUBLE:
+          {
+            double v = json_node_get_double (node);
+            g_autofree char *s = NULL;
+
+            if (!isfinite (v))
+              {
+                g_string_append (out, "null");
+                break;
+              }
+            s = lt_json_format_double (v);
+            g_string_append (out, s);
+            if (strpbrk (s, ".eEn") == NULL) /* keep it a double: 20 -> 20.0 */
+              g_string_append (out, ".0");
+            break;
+          }
+        default:
+          g_string_append (out, "null");
+        }
+    }
+}
+
+char *
+lt_json_to_string (JsonNode *node, gboolean pretty)
+{
+  GString *out = g_string_new (NULL);
+
+  g_return_val_if_fail (node != NULL, NULL);
+  write_node (out, node, pretty, 0);
+  return g_string_free (out, FALSE);
 }

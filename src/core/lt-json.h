@@ -15,12 +15,9 @@
  * boolean is true or false, never 0/1 or a string. Strings, arrays and objects are borrowed
  * from @obj.
  *
- * Writing (next, moved here from lt-run.c, where it is lt_run_json_to_string today):
- *   char *lt_json_to_string (JsonNode *node, gboolean pretty);
- * the one JSON writer: members in insertion order, doubles that stay doubles (20 -> 20.0)
- * and non-finite ones as null, strings escaped as JSON requires and otherwise left as UTF-8;
- * pretty = two-space indent, one member per line, arrays on one line. Files are written with
- * it and then atomically (temp + rename). */
+ * Writing: lt_json_to_string is the one JSON writer; every JSON file the core writes goes
+ * through it (json-glib 1.6's generator writes 1e-08 as "1e-08.0", not JSON, and 0.9 as
+ * 0.90000000000000002). Files are written with it and then atomically (temp + rename). */
 #pragma once
 
 #include <glib.h>
@@ -92,5 +89,13 @@ gboolean lt_json_req_object (const LtJsonAt *at, JsonObject *obj, const char *na
 /* @node itself (an array element, a root) must be an object; its key in messages is
  * @at->path. NULL (absent) counts as missing. */
 JsonObject *lt_json_node_object (const LtJsonAt *at, JsonNode *node, GError **error);
+
+/* The shortest decimal that reads back as @v: plain where short ("20", "0.999"), else with an
+ * exponent ("1e-05"). */
+char *lt_json_format_double (double v);
+/* JSON text of @node: members in insertion order, doubles that stay doubles (20 -> 20.0) and
+ * read back exactly, non-finite ones as null, strings escaped as JSON requires and otherwise
+ * left as UTF-8; @pretty: two-space indent, one member per line, arrays on one line. */
+char *lt_json_to_string (JsonNode *node, gboolean pretty);
 
 G_END_DECLS

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lt-json.h"
+
 /* Reads "Key:   12345 kB" lines of a /proc file; @keys and @values have @n entries. */
 static gboolean
 read_kb_fields (const char *path, const char *const *keys, guint64 *values, int n)
@@ -304,7 +306,6 @@ char *
 lt_memory_estimate_to_json (const LtMemoryEstimate *est, gboolean pretty)
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
   g_autoptr (JsonNode) root = NULL;
   const struct { const char *key; guint64 v; } f[] = {
     { "total_bytes", est->total },
@@ -335,9 +336,7 @@ lt_memory_estimate_to_json (const LtMemoryEstimate *est, gboolean pretty)
   json_builder_add_int_value (b, est->group_size);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  json_generator_set_pretty (gen, pretty);
-  return json_generator_to_data (gen, NULL);
+  return lt_json_to_string (root, pretty);
 }
 
 LtMemoryVerdict

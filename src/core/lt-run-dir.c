@@ -11,6 +11,7 @@
 #include <glib/gstdio.h>
 
 #include "lt-error.h"
+#include "lt-json.h"
 #include "lt-run-dir.h"
 
 struct _LtRunDir
@@ -221,7 +222,7 @@ lt_run_metric_to_json (const LtRunMetric *m)
   lt_run_metric_add_members (m, b);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
-  return lt_run_json_to_string (root, FALSE);
+  return lt_json_to_string (root, FALSE);
 }
 
 static double
@@ -486,7 +487,7 @@ write_run_json (LtRunDir *rd, GError **error)
   g_autofree char *text = NULL;
 
   json_node_set_object (root, rd->run);
-  text = lt_run_json_to_string (root, TRUE);
+  text = lt_json_to_string (root, TRUE);
   return lt_run_dir_write_file (path, text, -1, error);
 }
 
@@ -743,7 +744,6 @@ lt_run_dir_append_sample (LtRunDir *rd, gint64 step, const char *prompt, const c
 {
   g_autoptr (JsonBuilder) b = json_builder_new ();
   g_autoptr (JsonNode) root = NULL;
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
   g_autofree char *line = NULL;
   g_autofree char *path = NULL;
 
@@ -758,8 +758,7 @@ lt_run_dir_append_sample (LtRunDir *rd, gint64 step, const char *prompt, const c
   json_builder_add_string_value (b, text);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  line = json_generator_to_data (gen, NULL);
+  line = lt_json_to_string (root, FALSE);
   path = lt_run_dir_samples_path (rd->path);
   g_string_append (rd->samples, line);
   g_string_append_c (rd->samples, '\n');

@@ -17,6 +17,7 @@
 #include <glib/gi18n-lib.h>
 
 #include "lt-error.h"
+#include "lt-json.h"
 
 /* ---- enums ---- */
 
@@ -430,35 +431,6 @@ lt_run_config_equal (const LtRunConfig *a, const LtRunConfig *b)
 
 /* ---- values to text ---- */
 
-/* The shortest decimal that reads back as the same double. */
-static char *
-format_double (double v)
-{
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-
-  /* Plain notation where it is short ("20", "0.999"), else exponent ("1e-05"). */
-  if (v == 0.0 || (fabs (v) >= 1e-4 && fabs (v) < 1e15))
-    for (int prec = 0; prec <= 17; prec++)
-      {
-        char fmt[8];
-
-        g_snprintf (fmt, sizeof fmt, "%%.%df", prec);
-        g_ascii_formatd (buf, sizeof buf, fmt, v);
-        if (g_ascii_strtod (buf, NULL) == v)
-          return g_strdup (buf);
-      }
-  for (int prec = 1; prec <= 17; prec++)
-    {
-      char fmt[8];
-
-      g_snprintf (fmt, sizeof fmt, "%%.%dg", prec);
-      g_ascii_formatd (buf, sizeof buf, fmt, v);
-      if (g_ascii_strtod (buf, NULL) == v)
-        break;
-    }
-  return g_strdup (buf);
-}
-
 char *
 lt_run_config_dup_value_string (const LtRunConfig *cfg, const char *key)
 {
@@ -484,7 +456,7 @@ lt_run_config_dup_value_string (const LtRunConfig *cfg, const char *key)
     case LT_RUN_KEY_INT64:
       return g_strdup_printf ("%" G_GINT64_FORMAT, *CFIELD (cfg, info, gint64));
     case LT_RUN_KEY_DOUBLE:
-      return format_double (*CFIELD (cfg, info, double));
+      return lt_json_format_double (*CFIELD (cfg, info, double));
     case LT_RUN_KEY_BOOLEAN:
       return g_strdup (*CFIELD (cfg, info, gboolean) ? "true" : "false");
     case LT_RUN_KEY_ENUM:
@@ -585,7 +557,7 @@ get_integer (JsonNode *node, const char *key, gint64 min, gint64 max, gint64 *ou
       /* 4.0 is fine (some YAML→JSON tools write it); 4.5 is not. */
       if (!(d == floor (d) && fabs (d) < 9.0e15))
         {
-          char *s = format_double (d);
+          char *s = lt_json_format_double (d);
           g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
                        _("key “%s”: expected an integer, got %s"), key, s);
           g_free (s);
@@ -1420,133 +1392,10 @@ lt_run_config_to_json (const LtRunConfig *cfg)
   return json_node_init_object (json_node_alloc (), root);
 }
 
-static void
-write_indent (GString *out, gboolean pretty, int depth)
-{
-  if (!pretty)
-    return;
-  g_string_append_c (out, '\n');
-  for (int i = 0; i < depth; i++)
-    g_string_append (out, "  ");
-}
-
-static void
-write_string (GString *out, const char *s)
-{
-  g_string_append_c (out, '"');
-  for (const unsigned char *p = (const unsigned char *) s; *p != '\0'; p++)
-    switch (*p)
-      {
-      case '"':
-        g_string_append (out, "\\\"");
-        break;
-      case '\\':
-        g_string_append (out, "\\\\");
-        break;
-      case '\n':
-        g_string_append (out, "\\n");
-        break;
-      case '\t':
-        g_string_append (out, "\\t");
-        break;
-      case '\r':
-        g_string_append (out, "\\r");
-        break;
-      default:
-        if (*p < 0x20)
-          g_string_append_printf (out, "\\u%04x", *p);
-        else
-          g_string_append_c (out, (char) *p);
-      }
-  g_string_append_c (out, '"');
-}
-
-static void
-write_node (GString *out, JsonNode *node, gboolean pretty, int depth)
-{
-  switch (JSON_NODE_TYPE (node))
-    {
-    case JSON_NODE_OBJECT:
-      {
-        JsonObject *obj = json_node_get_object (node);
-        g_autoptr (GList) members = json_object_get_members (obj);
-
-        g_string_append_c (out, '{');
-        for (GList *l = members; l != NULL; l = l->next)
-          {
-            write_indent (out, pretty, depth + 1);
-            write_string (out, l->data);
-            g_string_append (out, pretty ? ": " : ":");
-            write_node (out, json_object_get_member (obj, l->data), pretty, depth + 1);
-            if (l->next != NULL)
-              g_string_append_c (out, ',');
-          }
-        if (members != NULL)
-          write_indent (out, pretty, depth);
-        g_string_append_c (out, '}');
-        break;
-      }
-    case JSON_NODE_ARRAY:
-      {
-        JsonArray *a = json_node_get_array (node);
-        guint n = json_array_get_length (a);
-
-        g_string_append_c (out, '[');
-        for (guint i = 0; i < n; i++)
-          {
-            if (i > 0)
-              g_string_append (out, pretty ? ", " : ",");
-            write_node (out, json_array_get_element (a, i), pretty, depth + 1);
-          }
-        g_string_append_c (out, ']');
-        break;
-      }
-    case JSON_NODE_NULL:
-      g_string_append (out, "null");
-      break;
-    case JSON_NODE_VALUE:
-    default:
-      switch (json_node_get_value_type (node))
-        {
-        case G_TYPE_STRING:
-          write_string (out, json_node_get_string (node));
-          break;
-        case G_TYPE_INT64:
-          g_string_append_printf (out, "%" G_GINT64_FORMAT, json_node_get_int (node));
-          break;
-        case G_TYPE_BOOLEAN:
-          g_string_append (out, json_node_get_boolean (node) ? "true" : "false");
-          break;
-        case G_TYPE_DOUBLE:
-          {
-            double v = json_node_get_double (node);
-            g_autofree char *s = NULL;
-
-            if (!isfinite (v))
-              {
-                g_string_append (out, "null");
-                break;
-              }
-            s = format_double (v);
-            g_string_append (out, s);
-            if (strpbrk (s, ".eEn") == NULL) /* keep it a double: 20 -> 20.0 */
-              g_string_append (out, ".0");
-            break;
-          }
-        default:
-          g_string_append (out, "null");
-        }
-    }
-}
-
 char *
 lt_run_json_to_string (JsonNode *node, gboolean pretty)
 {
-  GString *out = g_string_new (NULL);
-
-  g_return_val_if_fail (node != NULL, NULL);
-  write_node (out, node, pretty, 0);
-  return g_string_free (out, FALSE);
+  return lt_json_to_string (node, pretty);
 }
 
 char *
@@ -1556,7 +1405,7 @@ lt_run_config_to_string (const LtRunConfig *cfg, gboolean pretty)
 
   g_return_val_if_fail (cfg != NULL, NULL);
   root = lt_run_config_to_json (cfg);
-  return lt_run_json_to_string (root, pretty);
+  return lt_json_to_string (root, pretty);
 }
 
 gboolean

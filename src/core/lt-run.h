@@ -218,9 +218,7 @@ char *lt_run_config_dup_value_string (const LtRunConfig *cfg, const char *key);
 LtRunIssue *lt_run_config_check_group_size (const LtRunConfig *cfg, const int *in_features,
                                             int n);
 
-/* JSON text of @node whose numbers read back exactly: json-glib 1.6's generator writes 1e-08
- * as "1e-08.0" (not JSON) and 0.9 as 0.90000000000000002. Use this, not JsonGenerator, for
- * anything holding a run configuration. */
+/* lt_json_to_string under its old name (lt-json.h), for callers not yet moved. */
 char *lt_run_json_to_string (JsonNode *node, gboolean pretty);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtRunIssue, lt_run_issue_free)

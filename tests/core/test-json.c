@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <locale.h>
+#include <math.h>
 #include <string.h>
 
 #include "lt-error.h"
@@ -214,6 +215,54 @@ test_key (void)
   g_assert_cmpstr (d, ==, "model");
 }
 
+/* The writer: doubles stay doubles and read back exactly (json-glib 1.6 writes 1e-08 as
+ * "1e-08.0" and 0.9 as 0.90000000000000002), non-finite doubles are null, strings are escaped,
+ * members keep their order; pretty is two-space indented with arrays on one line. */
+static void
+test_write (void)
+{
+  const double values[] = { 1e-8, 0.9, 20.0, -0.0, 1e300, 0.1 + 0.2, 5e-324 };
+  g_autoptr (JsonObject) o = json_object_new ();
+  g_autoptr (JsonArray) a = json_array_new ();
+  g_autoptr (JsonNode) root = json_node_new (JSON_NODE_OBJECT);
+  g_autofree char *compact = NULL;
+  g_autofree char *pretty = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  JsonArray *back;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (values); i++)
+    json_array_add_double_element (a, values[i]);
+  json_object_set_string_member (o, "z", "a \"q\" \\ \n\t\x01 é");
+  json_object_set_int_member (o, "i", -42);
+  json_object_set_array_member (o, "d", json_array_ref (a));
+  json_object_set_double_member (o, "nan", NAN);
+  json_object_set_boolean_member (o, "b", TRUE);
+  json_object_set_null_member (o, "n");
+  json_node_set_object (root, o);
+
+  compact = lt_json_to_string (root, FALSE);
+  g_assert_cmpstr (compact, ==,
+                   "{\"z\":\"a \\\"q\\\" \\\\ \\n\\t\\u0001 é\",\"i\":-42,"
+                   "\"d\":[1e-08,0.9,20.0,-0.0,1e+300,0.30000000000000004,5e-324],"
+                   "\"nan\":null,\"b\":true,\"n\":null}");
+  pretty = lt_json_to_string (root, TRUE);
+  g_assert_true (g_str_has_prefix (pretty, "{\n  \"z\": "));
+  g_assert_nonnull (strstr (pretty, ",\n  \"d\": [1e-08, 0.9, 20.0, "));
+  g_assert_true (g_str_has_suffix (pretty, "\n  \"n\": null\n}"));
+
+  /* both read back to the same doubles, bit for bit */
+  g_assert_true (json_parser_load_from_data (parser, pretty, -1, &error));
+  g_assert_no_error (error);
+  back = json_object_get_array_member (json_node_get_object (json_parser_get_root (parser)), "d");
+  g_assert_cmpuint (json_array_get_length (back), ==, G_N_ELEMENTS (values));
+  for (gsize i = 0; i < G_N_ELEMENTS (values); i++)
+    {
+      double v = json_array_get_double_element (back, i);
+      g_assert_cmpmem (&v, sizeof v, &values[i], sizeof values[i]);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -225,5 +274,6 @@ main (int argc, char **argv)
   g_test_add_func ("/json/optional", test_optional);
   g_test_add_func ("/json/errors", test_errors);
   g_test_add_func ("/json/key", test_key);
+  g_test_add_func ("/json/write", test_write);
   return g_test_run ();
 }

@@ -12,6 +12,7 @@
 #include <json-glib/json-glib.h>
 
 #include "lt-error.h"
+#include "lt-json.h"
 #include "lt-run-dir.h"
 
 static void
@@ -476,7 +477,7 @@ test_interrupted (Fixture *f, gconstpointer unused)
   run = read_run_json (cfg->adapter_path);
   json_object_set_int_member (run, "pid", child);
   json_node_set_object (node, run);
-  text = lt_run_json_to_string (node, TRUE);
+  text = lt_json_to_string (node, TRUE);
   g_assert_true (g_file_set_contents (path, text, -1, NULL));
 
   info = lt_run_info_load (cfg->adapter_path, &error);
