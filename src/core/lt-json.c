@@ -97,9 +97,9 @@ missing (const LtJsonAt *at, const char *name, GError **error)
   return fail (at, error, g_strdup_printf (_("missing key “%s”"), key));
 }
 
-static gboolean
-wrong_type (const LtJsonAt *at, const char *name, const char *expected, JsonNode *node,
-            GError **error)
+gboolean
+lt_json_wrong_type (const LtJsonAt *at, const char *name, const char *expected, JsonNode *node,
+                    GError **error)
 {
   g_autofree char *key = lt_json_key (at, name);
   return fail (at, error, g_strdup_printf (_("key “%s”: expected %s, got %s"), key, expected,
@@ -107,6 +107,17 @@ wrong_type (const LtJsonAt *at, const char *name, const char *expected, JsonNode
 }
 
 /* ---- strings ---- */
+
+/* The checks of one value @node (not NULL) at key @name of @at; a JSON null is a wrong type. */
+static gboolean
+string_value (const LtJsonAt *at, const char *name, JsonNode *node, const char **out,
+              GError **error)
+{
+  if (!lt_json_holds (node, G_TYPE_STRING))
+    return lt_json_wrong_type (at, name, _("a string"), node, error);
+  *out = json_node_get_string (node);
+  return TRUE;
+}
 
 static gboolean
 get_string (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean required,
@@ -117,10 +128,7 @@ get_string (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean requ
   *out = NULL;
   if (lt_json_is_null (node))
     return required ? missing (at, name, error) : TRUE;
-  if (!lt_json_holds (node, G_TYPE_STRING))
-    return wrong_type (at, name, _("a string"), node, error);
-  *out = json_node_get_string (node);
-  return TRUE;
+  return string_value (at, name, node, out, error);
 }
 
 gboolean
@@ -140,15 +148,11 @@ lt_json_req_string (const LtJsonAt *at, JsonObject *obj, const char *name, const
 /* ---- integers ---- */
 
 static gboolean
-get_int (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean required, gint64 min,
-         gint64 max, gint64 def, gint64 *out, GError **error)
+int_value (const LtJsonAt *at, const char *name, JsonNode *node, gint64 min, gint64 max,
+           gint64 *out, GError **error)
 {
-  JsonNode *node = lt_json_member (obj, name);
   gint64 v;
 
-  *out = def;
-  if (lt_json_is_null (node))
-    return required ? missing (at, name, error) : TRUE;
   if (lt_json_holds (node, G_TYPE_INT64))
     v = json_node_get_int (node);
   else if (lt_json_holds (node, G_TYPE_DOUBLE))
@@ -165,7 +169,7 @@ get_int (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean require
       v = (gint64) d;
     }
   else
-    return wrong_type (at, name, _("an integer"), node, error);
+    return lt_json_wrong_type (at, name, _("an integer"), node, error);
 
   if (v < min || v > max)
     {
@@ -179,6 +183,18 @@ get_int (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean require
     }
   *out = v;
   return TRUE;
+}
+
+static gboolean
+get_int (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean required, gint64 min,
+         gint64 max, gint64 def, gint64 *out, GError **error)
+{
+  JsonNode *node = lt_json_member (obj, name);
+
+  *out = def;
+  if (lt_json_is_null (node))
+    return required ? missing (at, name, error) : TRUE;
+  return int_value (at, name, node, min, max, out, error);
 }
 
 gboolean
@@ -201,6 +217,7 @@ lt_json_opt_int32 (const LtJsonAt *at, JsonObject *obj, const char *name, int mi
 {
   gint64 v;
 
+  *out = def;
   if (!get_int (at, obj, name, FALSE, min, max, def, &v, error))
     return FALSE;
   *out = (int) v;
@@ -213,6 +230,7 @@ lt_json_req_int32 (const LtJsonAt *at, JsonObject *obj, const char *name, int mi
 {
   gint64 v;
 
+  *out = 0;
   if (!get_int (at, obj, name, TRUE, min, max, 0, &v, error))
     return FALSE;
   *out = (int) v;
@@ -220,6 +238,18 @@ lt_json_req_int32 (const LtJsonAt *at, JsonObject *obj, const char *name, int mi
 }
 
 /* ---- numbers ---- */
+
+static gboolean
+double_value (const LtJsonAt *at, const char *name, JsonNode *node, double *out, GError **error)
+{
+  if (lt_json_holds (node, G_TYPE_DOUBLE))
+    *out = json_node_get_double (node);
+  else if (lt_json_holds (node, G_TYPE_INT64))
+    *out = (double) json_node_get_int (node);
+  else
+    return lt_json_wrong_type (at, name, _("a number"), node, error);
+  return TRUE;
+}
 
 static gboolean
 get_double (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean required,
@@ -230,13 +260,7 @@ get_double (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean requ
   *out = def;
   if (lt_json_is_null (node))
     return required ? missing (at, name, error) : TRUE;
-  if (lt_json_holds (node, G_TYPE_DOUBLE))
-    *out = json_node_get_double (node);
-  else if (lt_json_holds (node, G_TYPE_INT64))
-    *out = (double) json_node_get_int (node);
-  else
-    return wrong_type (at, name, _("a number"), node, error);
-  return TRUE;
+  return double_value (at, name, node, out, error);
 }
 
 gboolean
@@ -256,6 +280,15 @@ lt_json_req_double (const LtJsonAt *at, JsonObject *obj, const char *name, doubl
 /* ---- booleans ---- */
 
 static gboolean
+bool_value (const LtJsonAt *at, const char *name, JsonNode *node, gboolean *out, GError **error)
+{
+  if (!lt_json_holds (node, G_TYPE_BOOLEAN))
+    return lt_json_wrong_type (at, name, _("a boolean"), node, error);
+  *out = json_node_get_boolean (node);
+  return TRUE;
+}
+
+static gboolean
 get_bool (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean required,
           gboolean def, gboolean *out, GError **error)
 {
@@ -264,10 +297,7 @@ get_bool (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean requir
   *out = def;
   if (lt_json_is_null (node))
     return required ? missing (at, name, error) : TRUE;
-  if (!lt_json_holds (node, G_TYPE_BOOLEAN))
-    return wrong_type (at, name, _("a boolean"), node, error);
-  *out = json_node_get_boolean (node);
-  return TRUE;
+  return bool_value (at, name, node, out, error);
 }
 
 gboolean
@@ -296,7 +326,7 @@ get_array (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean requi
   if (lt_json_is_null (node))
     return required ? missing (at, name, error) : TRUE;
   if (!JSON_NODE_HOLDS_ARRAY (node))
-    return wrong_type (at, name, _("an array"), node, error);
+    return lt_json_wrong_type (at, name, _("an array"), node, error);
   *out = json_node_get_array (node);
   return TRUE;
 }
@@ -325,7 +355,7 @@ get_object (const LtJsonAt *at, JsonObject *obj, const char *name, gboolean requ
   if (lt_json_is_null (node))
     return required ? missing (at, name, error) : TRUE;
   if (!JSON_NODE_HOLDS_OBJECT (node))
-    return wrong_type (at, name, _("an object"), node, error);
+    return lt_json_wrong_type (at, name, _("an object"), node, error);
   *out = json_node_get_object (node);
   return TRUE;
 }
@@ -354,10 +384,40 @@ lt_json_node_object (const LtJsonAt *at, JsonNode *node, GError **error)
     }
   if (!JSON_NODE_HOLDS_OBJECT (node))
     {
-      wrong_type (at, NULL, _("an object"), node, error);
+      lt_json_wrong_type (at, NULL, _("an object"), node, error);
       return NULL;
     }
   return json_node_get_object (node);
+}
+
+gboolean
+lt_json_node_string (const LtJsonAt *at, JsonNode *node, const char **out, GError **error)
+{
+  *out = NULL;
+  return node == NULL ? missing (at, NULL, error) : string_value (at, NULL, node, out, error);
+}
+
+gboolean
+lt_json_node_int (const LtJsonAt *at, JsonNode *node, gint64 min, gint64 max, gint64 *out,
+                  GError **error)
+{
+  *out = 0;
+  return node == NULL ? missing (at, NULL, error)
+                      : int_value (at, NULL, node, min, max, out, error);
+}
+
+gboolean
+lt_json_node_double (const LtJsonAt *at, JsonNode *node, double *out, GError **error)
+{
+  *out = 0.0;
+  return node == NULL ? missing (at, NULL, error) : double_value (at, NULL, node, out, error);
+}
+
+gboolean
+lt_json_node_bool (const LtJsonAt *at, JsonNode *node, gboolean *out, GError **error)
+{
+  *out = FALSE;
+  return node == NULL ? missing (at, NULL, error) : bool_value (at, NULL, node, out, error);
 }
 
 /* ---- writing ---- */

@@ -9,6 +9,11 @@
  *   lt_json_opt_*  absent or null: *out = the default (NULL for strings, arrays and objects)
  *                  and TRUE. lt_json_has tells whether the member was there.
  *   lt_json_req_*  absent or null: "missing key" and FALSE.
+ *   lt_json_node_* the same checks on a value in hand (an array element, a member met while
+ *                  iterating), whose key is @at->path: NULL is "missing key", a JSON null is
+ *                  a wrong type ("got null").
+ * On any failure *out is the default (NULL, 0, FALSE for lt_json_req_* and lt_json_node_*), so
+ * a reader that tolerates a malformed member may pass a NULL @error and take the default.
  *
  * Types follow JSON: an integer is a JSON integer, or a number with no fraction (4.0, which
  * some JSON writers produce) below 2^53 in magnitude; a number is an integer or a float; a
@@ -89,6 +94,17 @@ gboolean lt_json_req_object (const LtJsonAt *at, JsonObject *obj, const char *na
 /* @node itself (an array element, a root) must be an object; its key in messages is
  * @at->path. NULL (absent) counts as missing. */
 JsonObject *lt_json_node_object (const LtJsonAt *at, JsonNode *node, GError **error);
+
+gboolean lt_json_node_string (const LtJsonAt *at, JsonNode *node, const char **out,
+                              GError **error);
+gboolean lt_json_node_int (const LtJsonAt *at, JsonNode *node, gint64 min, gint64 max,
+                           gint64 *out, GError **error);
+gboolean lt_json_node_double (const LtJsonAt *at, JsonNode *node, double *out, GError **error);
+gboolean lt_json_node_bool (const LtJsonAt *at, JsonNode *node, gboolean *out, GError **error);
+/* Sets "FILE: key “PATH.NAME”: expected @expected, got (the type of @node)" and returns FALSE:
+ * for the types the getters do not cover ("an array of strings", "a string or an object"). */
+gboolean lt_json_wrong_type (const LtJsonAt *at, const char *name, const char *expected,
+                             JsonNode *node, GError **error);
 
 /* The shortest decimal that reads back as @v: plain where short ("20", "0.999"), else with an
  * exponent ("1e-05"). */

@@ -468,58 +468,21 @@ lt_run_config_dup_value_string (const LtRunConfig *cfg, const char *key)
 
 /* ---- applying JSON ---- */
 
-static const char *
-node_type_name (JsonNode *node)
-{
-  switch (JSON_NODE_TYPE (node))
-    {
-    case JSON_NODE_OBJECT:
-      return _("an object");
-    case JSON_NODE_ARRAY:
-      return _("an array");
-    case JSON_NODE_NULL:
-      return _("null");
-    case JSON_NODE_VALUE:
-    default:
-      switch (json_node_get_value_type (node))
-        {
-        case G_TYPE_STRING:
-          return _("a string");
-        case G_TYPE_INT64:
-          return _("an integer");
-        case G_TYPE_DOUBLE:
-          return _("a number");
-        case G_TYPE_BOOLEAN:
-          return _("a boolean");
-        default:
-          return _("a value");
-        }
-    }
-}
-
-static gboolean
-holds (JsonNode *node, GType type)
-{
-  return JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == type;
-}
+/* Where a run configuration's key sits: no file (the caller adds it), the key path @key,
+ * LT_ERROR_INVALID_ARGUMENT (settings the user wrote). */
+#define RUN_KEY(key) (&(const LtJsonAt) { NULL, (key), LT_ERROR_INVALID_ARGUMENT })
 
 static gboolean
 type_error (GError **error, const char *key, const char *expected, JsonNode *node)
 {
-  g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-               _("key “%s”: expected %s, got %s"), key, expected, node_type_name (node));
-  return FALSE;
+  return lt_json_wrong_type (RUN_KEY (key), NULL, expected, node, error);
 }
 
 static gboolean
 get_number (JsonNode *node, const char *key, gboolean accept_string, double *out,
             GError **error)
 {
-  if (holds (node, G_TYPE_DOUBLE))
-    *out = json_node_get_double (node);
-  else if (holds (node, G_TYPE_INT64))
-    *out = (double) json_node_get_int (node);
-  else if (accept_string && holds (node, G_TYPE_STRING))
+  if (accept_string && lt_json_holds (node, G_TYPE_STRING))
     {
       const char *s = json_node_get_string (node);
       char *end = NULL;
@@ -533,47 +496,13 @@ get_number (JsonNode *node, const char *key, gboolean accept_string, double *out
           return FALSE;
         }
     }
-  else
-    return type_error (error, key, _("a number"), node);
+  else if (!lt_json_node_double (RUN_KEY (key), node, out, error))
+    return FALSE;
 
   if (!isfinite (*out))
     {
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
                    _("key “%s”: expected a finite number"), key);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-get_integer (JsonNode *node, const char *key, gint64 min, gint64 max, gint64 *out,
-             GError **error)
-{
-  if (holds (node, G_TYPE_INT64))
-    *out = json_node_get_int (node);
-  else if (holds (node, G_TYPE_DOUBLE))
-    {
-      double d = json_node_get_double (node);
-      /* 4.0 is fine (some YAML→JSON tools write it); 4.5 is not. */
-      if (!(d == floor (d) && fabs (d) < 9.0e15))
-        {
-          char *s = lt_json_format_double (d);
-          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                       _("key “%s”: expected an integer, got %s"), key, s);
-          g_free (s);
-          return FALSE;
-        }
-      *out = (gint64) d;
-    }
-  else
-    return type_error (error, key, _("an integer"), node);
-
-  if (*out < min || *out > max)
-    {
-      /* the number as a string: a format macro inside _() would cut the message in xgettext */
-      g_autofree char *number = g_strdup_printf ("%" G_GINT64_FORMAT, *out);
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   _("key “%s”: %s is out of range"), key, number);
       return FALSE;
     }
   return TRUE;
@@ -605,7 +534,7 @@ apply_key (LtRunConfig *cfg, const LtRunKeyInfo *info, const char *key, JsonNode
             g_clear_pointer (field, g_free);
             return TRUE;
           }
-        if (!holds (node, G_TYPE_STRING))
+        if (!lt_json_holds (node, G_TYPE_STRING))
           return type_error (error, key, _("a string"), node);
         g_free (*field);
         *field = g_strdup (json_node_get_string (node));
@@ -626,11 +555,11 @@ apply_key (LtRunConfig *cfg, const LtRunKeyInfo *info, const char *key, JsonNode
           return type_error (error, key, _("an array of strings"), node);
         array = json_node_get_array (node);
         for (guint i = 0; i < json_array_get_length (array); i++)
-          if (!holds (json_array_get_element (array, i), G_TYPE_STRING))
+          if (!lt_json_holds (json_array_get_element (array, i), G_TYPE_STRING))
             {
               g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
                            _("key “%s”: expected an array of strings, got %s at index %u"),
-                           key, node_type_name (json_array_get_element (array, i)), i);
+                           key, lt_json_type_name (json_array_get_element (array, i)), i);
               return FALSE;
             }
         b = g_strv_builder_new ();
@@ -645,7 +574,7 @@ apply_key (LtRunConfig *cfg, const LtRunKeyInfo *info, const char *key, JsonNode
       {
         gint64 v;
 
-        if (!get_integer (node, key, G_MININT, G_MAXINT, &v, error))
+        if (!lt_json_node_int (RUN_KEY (key), node, G_MININT, G_MAXINT, &v, error))
           return FALSE;
         *FIELD (cfg, info, int) = (int) v;
         return TRUE;
@@ -654,7 +583,7 @@ apply_key (LtRunConfig *cfg, const LtRunKeyInfo *info, const char *key, JsonNode
       {
         gint64 v;
 
-        if (!get_integer (node, key, G_MININT64, G_MAXINT64, &v, error))
+        if (!lt_json_node_int (RUN_KEY (key), node, G_MININT64, G_MAXINT64, &v, error))
           return FALSE;
         *FIELD (cfg, info, gint64) = v;
         return TRUE;
@@ -671,7 +600,7 @@ apply_key (LtRunConfig *cfg, const LtRunKeyInfo *info, const char *key, JsonNode
         return TRUE;
       }
     case LT_RUN_KEY_BOOLEAN:
-      if (!holds (node, G_TYPE_BOOLEAN))
+      if (!lt_json_holds (node, G_TYPE_BOOLEAN))
         return type_error (error, key, _("a boolean"), node);
       *FIELD (cfg, info, gboolean) = json_node_get_boolean (node);
       return TRUE;
@@ -679,7 +608,7 @@ apply_key (LtRunConfig *cfg, const LtRunKeyInfo *info, const char *key, JsonNode
       {
         int v;
 
-        if (!holds (node, G_TYPE_STRING))
+        if (!lt_json_holds (node, G_TYPE_STRING))
           return type_error (error, key, _("a string"), node);
         v = names_lookup (enum_names[info->enum_id], json_node_get_string (node));
         if (v < 0)
@@ -884,7 +813,7 @@ apply_lr_schedule_object (LtRunConfig *cfg, JsonObject *obj, GError **error)
                    _("key “lr_schedule”: the object needs a “name”"));
       return FALSE;
     }
-  if (!holds (name_node, G_TYPE_STRING))
+  if (!lt_json_holds (name_node, G_TYPE_STRING))
     return type_error (error, "lr_schedule.name", _("a string"), name_node);
   name = json_node_get_string (name_node);
   if (strcmp (name, "cosine_decay") == 0)
@@ -924,8 +853,8 @@ apply_lr_schedule_object (LtRunConfig *cfg, JsonObject *obj, GError **error)
   if (json_object_has_member (obj, "warmup"))
     {
       gint64 v;
-      if (!get_integer (json_object_get_member (obj, "warmup"), "lr_schedule.warmup", G_MININT,
-                        G_MAXINT, &v, error))
+      if (!lt_json_node_int (RUN_KEY ("lr_schedule.warmup"), json_object_get_member (obj, "warmup"),
+                             G_MININT, G_MAXINT, &v, error))
         return FALSE;
       cfg->warmup_steps = (int) v;
     }
@@ -955,7 +884,7 @@ apply_lr_schedule (LtRunConfig *cfg, const LtRunKeyInfo *info, JsonNode *node, G
       cfg->lr_schedule = LT_LR_SCHEDULE_CONSTANT;
       return TRUE;
     }
-  if (!holds (node, G_TYPE_STRING))
+  if (!lt_json_holds (node, G_TYPE_STRING))
     return type_error (error, "lr_schedule", _("a string or an object"), node);
   return apply_key (cfg, info, "lr_schedule", node, error);
 }
@@ -965,7 +894,7 @@ static gboolean
 apply_mlx_flag (const char *key, JsonNode *node, gboolean accepted, const char *why,
                 GError **error)
 {
-  if (!holds (node, G_TYPE_BOOLEAN))
+  if (!lt_json_holds (node, G_TYPE_BOOLEAN))
     return type_error (error, key, _("a boolean"), node);
   if (json_node_get_boolean (node) != accepted)
     {
@@ -1009,7 +938,7 @@ apply_json_to (LtRunConfig *cfg, JsonObject *obj, GError **error)
         ok = unknown_key_error (error, name);
       else if (info->quant != 0)
         {
-          if (!holds (node, G_TYPE_BOOLEAN))
+          if (!lt_json_holds (node, G_TYPE_BOOLEAN))
             ok = type_error (error, name, _("a boolean"), node);
           else if (!json_node_get_boolean (node))
             g_ptr_array_add (load_in_false, (gpointer) info);

@@ -215,6 +215,53 @@ test_key (void)
   g_assert_cmpstr (d, ==, "model");
 }
 
+/* The node getters: the same checks on a value in hand, keyed by @at->path; a JSON null is a
+ * wrong type, an absent value is missing; on failure *out is the default. */
+static void
+test_node (void)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *o = parse (parser);
+  const LtJsonAt at = { NULL, "lora_parameters.rank", LT_ERROR_INVALID_ARGUMENT };
+  g_autoptr (GError) error = NULL;
+  const char *s = "x";
+  gint64 i = 5;
+  double d = 5.0;
+  gboolean b = TRUE;
+
+  g_assert_true (lt_json_node_int (&at, lt_json_member (o, "whole"), 1, 8, &i, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (i, ==, 4);
+  g_assert_false (lt_json_node_int (&at, lt_json_member (o, "i"), 1, 8, &i, &error));
+  expect (&error, LT_ERROR_INVALID_ARGUMENT, "key “lora_parameters.rank”: 42 is above 8");
+  g_assert_cmpint (i, ==, 0);
+  g_assert_false (lt_json_node_int (&at, lt_json_member (o, "half"), 1, 8, &i, &error));
+  expect (&error, LT_ERROR_INVALID_ARGUMENT,
+          "key “lora_parameters.rank”: expected an integer, got 4.5");
+  g_assert_false (lt_json_node_double (&at, lt_json_member (o, "n"), &d, &error));
+  expect (&error, LT_ERROR_INVALID_ARGUMENT,
+          "key “lora_parameters.rank”: expected a number, got null");
+  g_assert_cmpfloat (d, ==, 0.0);
+  g_assert_true (lt_json_node_double (&at, lt_json_member (o, "i"), &d, &error));
+  g_assert_cmpfloat (d, ==, 42.0);
+  g_assert_false (lt_json_node_bool (&at, lt_json_member (o, "s"), &b, &error));
+  expect (&error, LT_ERROR_INVALID_ARGUMENT,
+          "key “lora_parameters.rank”: expected a boolean, got a string");
+  g_assert_false (b);
+  g_assert_false (lt_json_node_string (LT_JSON_AT ("r.json", "x"), NULL, &s, &error));
+  expect (&error, LT_ERROR_FORMAT, "r.json: missing key “x”");
+  g_assert_null (s);
+  g_assert_true (lt_json_node_string (&at, lt_json_member (o, "s"), &s, &error));
+  g_assert_cmpstr (s, ==, "text");
+  g_assert_false (lt_json_wrong_type (LT_JSON_AT ("r.json", "cfg"), "list",
+                                      "an array of strings", lt_json_member (o, "o"), &error));
+  expect (&error, LT_ERROR_FORMAT,
+          "r.json: key “cfg.list”: expected an array of strings, got an object");
+  /* a tolerant reader: the default on a wrong type */
+  g_assert_false (lt_json_opt_double (LT_JSON_AT ("r.json", NULL), o, "s", NAN, &d, NULL));
+  g_assert_true (isnan (d));
+}
+
 /* The writer: doubles stay doubles and read back exactly (json-glib 1.6 writes 1e-08 as
  * "1e-08.0" and 0.9 as 0.90000000000000002), non-finite doubles are null, strings are escaped,
  * members keep their order; pretty is two-space indented with arrays on one line. */
@@ -274,6 +321,7 @@ main (int argc, char **argv)
   g_test_add_func ("/json/optional", test_optional);
   g_test_add_func ("/json/errors", test_errors);
   g_test_add_func ("/json/key", test_key);
+  g_test_add_func ("/json/node", test_node);
   g_test_add_func ("/json/write", test_write);
   return g_test_run ();
 }
