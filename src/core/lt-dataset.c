@@ -11,6 +11,7 @@
 #include <json-glib/json-glib.h>
 
 #include "lt-error.h"
+#include "lt-json.h"
 
 const char *
 lt_data_format_to_string (LtDataFormat format)
@@ -72,19 +73,21 @@ detect_format (JsonObject *obj, LtDataFormat *format)
   return TRUE;
 }
 
+/* "FILE:LINE", where a line's keys sit, for lt-json's messages. */
+static char *
+line_at (const char *path, guint line)
+{
+  return g_strdup_printf ("%s:%u", path, line);
+}
+
 /* The string member @key of @obj, or NULL with an error naming file, line and key. */
 static const char *
 get_string (JsonObject *obj, const char *key, const char *path, guint line, GError **error)
 {
-  JsonNode *node = json_object_get_member (obj, key);
-  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node)
-      || json_node_get_value_type (node) != G_TYPE_STRING)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: key “%s”: expected a string", path,
-                   line, key);
-      return NULL;
-    }
-  return json_node_get_string (node);
+  g_autofree char *where = line_at (path, line);
+  const char *s;
+
+  return lt_json_req_string (LT_JSON_AT (where, NULL), obj, key, &s, error) ? s : NULL;
 }
 
 static JsonArray *
@@ -226,13 +229,11 @@ parse_line (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTemplate *tm
       }
     case LT_DATA_FORMAT_CHAT:
       {
-        JsonNode *node = json_object_get_member (obj, "messages");
-        if (node == NULL || !JSON_NODE_HOLDS_ARRAY (node))
-          {
-            g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: key “messages”: expected a list",
-                         path, line);
-            return FALSE;
-          }
+        g_autofree char *where = line_at (path, line);
+        JsonArray *messages;
+
+        if (!lt_json_req_array (LT_JSON_AT (where, NULL), obj, "messages", &messages, error))
+          return FALSE;
         if (tmpl == NULL)
           {
             g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
@@ -240,8 +241,7 @@ parse_line (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTemplate *tm
                          "tokenizer_config.json has none", path, line);
             return FALSE;
           }
-        if (!encode_chat (tmpl, tok, json_node_get_array (node), path, line, &ids, &prompt_len,
-                          error))
+        if (!encode_chat (tmpl, tok, messages, path, line, &ids, &prompt_len, error))
           return FALSE;
         break;
       }
@@ -267,12 +267,6 @@ dup_ids (const GArray *a, guint from, guint to, int *n)
                     MAX (*n, 1) * sizeof (int32_t));
 }
 
-static JsonNode *
-member_of (JsonObject *obj, const char *key)
-{
-  return json_object_has_member (obj, key) ? json_object_get_member (obj, key) : NULL;
-}
-
 /* A preference line: strings, or "chosen" / "rejected" message lists (with an optional
  * "prompt" message list before them). */
 static gboolean
@@ -281,31 +275,22 @@ parse_preference (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTempla
 {
   const char *path = ds->path;
   int32_t eos = lt_tokenizer_get_eos_id (tok);
-  JsonNode *cn = member_of (obj, "chosen"), *rn = member_of (obj, "rejected");
-  JsonNode *sn = member_of (obj, "preference_score");
+  JsonNode *cn = lt_json_member (obj, "chosen"), *rn = lt_json_member (obj, "rejected");
+  g_autofree char *where = line_at (path, line);
   g_autoptr (GArray) prompt = NULL;
   g_autoptr (GArray) c = NULL;
   g_autoptr (GArray) r = NULL;
   guint cut_c = 0, cut_r = 0;
 
-  pe->score = NAN;
-  if (sn != NULL)
-    {
-      if (!JSON_NODE_HOLDS_VALUE (sn) || (json_node_get_value_type (sn) != G_TYPE_DOUBLE
-                                          && json_node_get_value_type (sn) != G_TYPE_INT64))
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                       "%s:%u: key “preference_score”: expected a number", path, line);
-          return FALSE;
-        }
-      pe->score = json_node_get_double (sn);
-    }
+  if (!lt_json_opt_double (LT_JSON_AT (where, NULL), obj, "preference_score", NAN, &pe->score,
+                           error))
+    return FALSE;
 
   if (JSON_NODE_HOLDS_ARRAY (cn) || JSON_NODE_HOLDS_ARRAY (rn))
     {
       /* conversational: render prompt + chosen and prompt + rejected; the shared leading
        * tokens are the prompt */
-      JsonNode *pn = member_of (obj, "prompt");
+      JsonNode *pn = lt_json_member (obj, "prompt");
       const char *bad = !JSON_NODE_HOLDS_ARRAY (cn) ? "chosen"
                         : !JSON_NODE_HOLDS_ARRAY (rn) ? "rejected"
                         : pn != NULL && !JSON_NODE_HOLDS_ARRAY (pn) ? "prompt" : NULL;
@@ -365,8 +350,7 @@ parse_preference (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTempla
       const char *sys = NULL;
       if (rs == NULL)
         return FALSE;
-      if (member_of (obj, "system")
-          && (sys = get_string (obj, "system", path, line, error)) == NULL)
+      if (!lt_json_opt_string (LT_JSON_AT (where, NULL), obj, "system", &sys, error))
         return FALSE;
       if (tmpl != NULL)
         {
