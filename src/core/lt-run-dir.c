@@ -225,56 +225,48 @@ lt_run_metric_to_json (const LtRunMetric *m)
   return lt_json_to_string (root, FALSE);
 }
 
+/* run.json and metrics lines are read tolerantly (a run of another version still lists): a
+ * member that is absent, null or of another type reads as the default. */
+static const LtJsonAt tolerant = { NULL, NULL, LT_ERROR_FORMAT };
+
 static double
 member_double (JsonObject *o, const char *key)
 {
-  JsonNode *n = json_object_get_member (o, key);
+  double v = NAN;
 
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n))
-    return NAN;
-  switch (json_node_get_value_type (n))
-    {
-    case G_TYPE_DOUBLE:
-    case G_TYPE_INT64:
-      return json_node_get_double (n);
-    default:
-      return NAN;
-    }
+  if (o != NULL)
+    lt_json_opt_double (&tolerant, o, key, NAN, &v, NULL);
+  return v;
 }
 
 static gint64
 member_int (JsonObject *o, const char *key, gint64 dflt)
 {
-  JsonNode *n = json_object_get_member (o, key);
+  gint64 v = dflt;
 
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n))
-    return dflt;
-  switch (json_node_get_value_type (n))
-    {
-    case G_TYPE_INT64:
-      return json_node_get_int (n);
-    case G_TYPE_DOUBLE:
-      return (gint64) json_node_get_double (n);
-    default:
-      return dflt;
-    }
+  if (o != NULL)
+    lt_json_opt_int (&tolerant, o, key, G_MININT64, G_MAXINT64, dflt, &v, NULL);
+  return v;
 }
 
 static const char *
 member_string (JsonObject *o, const char *key)
 {
-  JsonNode *n = json_object_get_member (o, key);
+  const char *v = NULL;
 
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (n);
+  if (o != NULL)
+    lt_json_opt_string (&tolerant, o, key, &v, NULL);
+  return v;
 }
 
 static JsonObject *
 member_object (JsonObject *o, const char *key)
 {
-  JsonNode *n = json_object_get_member (o, key);
-  return n != NULL && JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
+  JsonObject *v = NULL;
+
+  if (o != NULL)
+    lt_json_opt_object (&tolerant, o, key, &v, NULL);
+  return v;
 }
 
 gboolean
