@@ -13,6 +13,7 @@
 #include <json-glib/json-glib.h>
 
 #include "lt-error.h"
+#include "lt-json.h"
 #include "lt-export-mlx.h"
 #include "lt-export-private.h"
 #include "lt-run.h"
@@ -127,20 +128,28 @@ lt_export_source_free (ExportSource *s)
   g_free (s);
 }
 
+/* The MLX quantization parameters of @q, at @at in config.json; a mistyped member is an error
+ * naming the file and the key, an unknown mode one naming the file. */
 static gboolean
-quant_params_from_json (JsonObject *q, LtQuantMode *mode, int *bits, int *group)
+quant_params_from_json (const LtJsonAt *at, JsonObject *q, LtQuantMode *mode, int *bits,
+                        int *group, GError **error)
 {
-  const char *m = json_object_has_member (q, "mode")
-                      ? json_object_get_string_member_with_default (q, "mode", "affine")
-                      : "affine";
-  int md = lt_quant_mode_from_name (m);
-  if (md < 0)
+  const char *m;
+  int md;
+
+  if (!lt_json_opt_string (at, q, "mode", &m, error))
     return FALSE;
+  md = lt_quant_mode_from_name (m != NULL ? m : "affine");
+  if (md < 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "%s: quantization mode is not one Lathe reads (affine, mxfp4)", at->file);
+      return FALSE;
+    }
   *mode = md;
   lt_quant_mode_defaults (*mode, bits, group);
-  *bits = (int) json_object_get_int_member_with_default (q, "bits", *bits);
-  *group = (int) json_object_get_int_member_with_default (q, "group_size", *group);
-  return TRUE;
+  return lt_json_opt_int32 (at, q, "bits", 1, 32, *bits, bits, error)
+         && lt_json_opt_int32 (at, q, "group_size", 1, G_MAXINT, *group, group, error);
 }
 
 JsonNode *
@@ -180,12 +189,11 @@ lt_export_source_open (const char *dir, GError **error)
                                           : s->config->quantization_config;
   if (q && (json_object_has_member (q, "bits") || json_object_has_member (q, "group_size")))
     {
-      if (!quant_params_from_json (q, &s->qmode, &s->qbits, &s->qgroup))
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                       "%s: quantization mode is not one Lathe reads (affine, mxfp4)", cpath);
-          return NULL;
-        }
+      const char *key = s->config->quantization ? "quantization" : "quantization_config";
+
+      if (!quant_params_from_json (LT_JSON_AT (cpath, key), q, &s->qmode, &s->qbits, &s->qgroup,
+                                   error))
+        return NULL;
       s->quantized = TRUE;
     }
   /* the float dtype: the embedding's (or its scales') */
@@ -205,11 +213,19 @@ lt_export_source_module_quant (ExportSource *s, const char *module, LtQuantMode 
   *bits = s->qbits;
   *group = s->qgroup;
   JsonObject *q = s->config->quantization;
-  if (q && module && json_object_has_member (q, module))
+  JsonObject *mq = NULL;
+  /* an override that does not read keeps the model's parameters (as before: no error path) */
+  if (q && module && lt_json_opt_object (LT_JSON_AT ("config.json", "quantization"), q, module,
+                                         &mq, NULL) && mq != NULL)
     {
-      JsonNode *n = json_object_get_member (q, module);
-      if (JSON_NODE_HOLDS_OBJECT (n))
-        quant_params_from_json (json_node_get_object (n), mode, bits, group);
+      LtQuantMode m2 = *mode;
+      int b2 = *bits, g2 = *group;
+      if (quant_params_from_json (LT_JSON_AT ("config.json", module), mq, &m2, &b2, &g2, NULL))
+        {
+          *mode = m2;
+          *bits = b2;
+          *group = g2;
+        }
     }
 }
 
