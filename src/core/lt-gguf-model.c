@@ -12,6 +12,7 @@
 #include <json-glib/json-glib.h>
 
 #include "lt-error.h"
+#include "lt-json.h"
 #include "lt-export-private.h"
 #include "lt-ggml-quants.h"
 
@@ -164,18 +165,21 @@ load_json_object (const char *path, JsonParser **keep)
   return json_node_get_object (json_parser_get_root (p));
 }
 
+/* tokenizer_config.json's free-form members (special tokens, a chat template that may be a
+ * list of named templates) are read tolerantly: another shape counts as absent. */
+static const LtJsonAt tolerant = { NULL, NULL, LT_ERROR_FORMAT };
+
 static const char *
 special_token_content (JsonObject *tc, const char *key)
 {
-  if (!tc || !json_object_has_member (tc, key))
-    return NULL;
-  JsonNode *n = json_object_get_member (tc, key);
-  if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+  JsonNode *n = tc ? lt_json_member (tc, key) : NULL;
+  const char *s = NULL;
+
+  if (lt_json_holds (n, G_TYPE_STRING))
     return json_node_get_string (n);
-  if (JSON_NODE_HOLDS_OBJECT (n))
-    return json_object_get_string_member_with_default (json_node_get_object (n), "content",
-                                                       NULL);
-  return NULL;
+  if (n != NULL && JSON_NODE_HOLDS_OBJECT (n))
+    lt_json_opt_string (&tolerant, json_node_get_object (n), "content", &s, NULL);
+  return s;
 }
 
 static gboolean
@@ -213,43 +217,66 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
                    "%s: missing or not JSON (GGUF needs the tokenizer)", tpath);
       return FALSE;
     }
-  JsonObject *model = json_object_get_object_member (tj, "model");
-  if (!model || !json_object_has_member (model, "vocab")
-      || !g_str_equal (json_object_get_string_member_with_default (model, "type", "BPE"), "BPE"))
+  const LtJsonAt *top = LT_JSON_AT (tpath, NULL);
+  const LtJsonAt *in_model = LT_JSON_AT (tpath, "model");
+  const LtJsonAt *in_vocab = LT_JSON_AT (tpath, "model.vocab");
+  JsonObject *model, *vocab;
+  const char *type = NULL;
+  if (!lt_json_opt_object (top, tj, "model", &model, error)
+      || (model && !lt_json_opt_string (in_model, model, "type", &type, error)))
+    return FALSE;
+  if (!model || !lt_json_has (model, "vocab") || (type != NULL && !g_str_equal (type, "BPE")))
     {
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
                    "%s: model is not a BPE vocabulary", tpath);
       return FALSE;
     }
-  JsonObject *vocab = json_object_get_object_member (model, "vocab");
+  if (!lt_json_req_object (in_model, model, "vocab", &vocab, error))
+    return FALSE;
   /* byte-level if the pre-tokenizer or decoder is ByteLevel */
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  JsonNode *pre = json_object_get_member (tj, "pre_tokenizer");
-  JsonNode *dec = json_object_get_member (tj, "decoder");
-  g_autofree char *pre_s = NULL, *dec_s = NULL;
-  if (pre)
-    {
-      json_generator_set_root (gen, pre);
-      pre_s = json_generator_to_data (gen, NULL);
-    }
-  if (dec)
-    {
-      json_generator_set_root (gen, dec);
-      dec_s = json_generator_to_data (gen, NULL);
-    }
+  JsonNode *pre = lt_json_member (tj, "pre_tokenizer");
+  JsonNode *dec = lt_json_member (tj, "decoder");
+  g_autofree char *pre_s = pre ? lt_json_to_string (pre, FALSE) : NULL;
+  g_autofree char *dec_s = dec ? lt_json_to_string (dec, FALSE) : NULL;
   gboolean bytelevel = (pre_s && strstr (pre_s, "ByteLevel"))
                        || (dec_s && strstr (dec_s, "ByteLevel"));
 
   int n_vocab = MAX (c->vocab_size, 0);
   GList *members = json_object_get_members (vocab);
   int max_id = -1;
+  JsonArray *added = NULL;
   for (GList *l = members; l; l = l->next)
-    max_id = MAX (max_id, (int) json_object_get_int_member (vocab, l->data));
-  JsonArray *added = json_object_has_member (tj, "added_tokens")
-                         ? json_object_get_array_member (tj, "added_tokens") : NULL;
+    {
+      int id;
+      if (!lt_json_req_int32 (in_vocab, vocab, l->data, G_MININT, G_MAXINT, &id, error))
+        {
+          g_list_free (members);
+          return FALSE;
+        }
+      max_id = MAX (max_id, id);
+    }
+  if (!lt_json_opt_array (top, tj, "added_tokens", &added, error))
+    {
+      g_list_free (members);
+      return FALSE;
+    }
   for (guint i = 0; added && i < json_array_get_length (added); i++)
-    max_id = MAX (max_id, (int) json_object_get_int_member (
-                             json_array_get_object_element (added, i), "id"));
+    {
+      g_autofree char *key = g_strdup_printf ("added_tokens[%u]", i);
+      const LtJsonAt *in_added = LT_JSON_AT (tpath, key);
+      JsonObject *a = lt_json_node_object (in_added, json_array_get_element (added, i), error);
+      int id;
+      const char *content;
+      gboolean special;
+      if (a == NULL || !lt_json_req_int32 (in_added, a, "id", 0, G_MAXINT, &id, error)
+          || !lt_json_req_string (in_added, a, "content", &content, error)
+          || !lt_json_opt_bool (in_added, a, "special", FALSE, &special, error))
+        {
+          g_list_free (members);
+          return FALSE;
+        }
+      max_id = MAX (max_id, id);
+    }
   if (max_id + 1 > n_vocab)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: token id %d is outside the embedding's "
@@ -274,14 +301,27 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
         types[id] = 6;
     }
   g_list_free (members);
-  JsonArray *merges = json_object_has_member (model, "merges")
-                          ? json_object_get_array_member (model, "merges") : NULL;
+  JsonArray *merges;
+  if (!lt_json_opt_array (in_model, model, "merges", &merges, error))
+    return FALSE;
   guint n_merges = merges ? json_array_get_length (merges) : 0;
   g_autoptr (GPtrArray) merge_strs = g_ptr_array_new_with_free_func (g_free);
   for (guint i = 0; i < n_merges; i++)
     {
       JsonNode *e = json_array_get_element (merges, i);
-      if (JSON_NODE_HOLDS_ARRAY (e))
+      gboolean pair_ok = JSON_NODE_HOLDS_ARRAY (e)
+                         && json_array_get_length (json_node_get_array (e)) == 2
+                         && lt_json_holds (json_array_get_element (json_node_get_array (e), 0),
+                                           G_TYPE_STRING)
+                         && lt_json_holds (json_array_get_element (json_node_get_array (e), 1),
+                                           G_TYPE_STRING);
+      if (!pair_ok && !lt_json_holds (e, G_TYPE_STRING))
+        {
+          g_autofree char *key = g_strdup_printf ("model.merges[%u]", i);
+          return lt_json_wrong_type (LT_JSON_AT (tpath, key), NULL,
+                                     "a string or an array of two strings", e, error);
+        }
+      if (pair_ok)
         {
           JsonArray *pair = json_node_get_array (e);
           g_autoptr (GString) a = g_string_new (json_array_get_string_element (pair, 0));
@@ -329,7 +369,9 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
       for (int i = 0; i < n_vocab; i++)
         if (tokens[i] && scores[i] == -1000.0f)
           scores[i] = 0.0f;
-      const char *unk = json_object_get_string_member_with_default (model, "unk_token", NULL);
+      const char *unk;
+      if (!lt_json_opt_string (in_model, model, "unk_token", &unk, error))
+        return FALSE;
       if (unk && json_object_has_member (vocab, unk))
         {
           int id = (int) json_object_get_int_member (vocab, unk);
@@ -416,24 +458,30 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
     lt_gguf_writer_add_u32 (w, "tokenizer.ggml.eot_token_id", (guint32) eot);
   if (eom >= 0)
     lt_gguf_writer_add_u32 (w, "tokenizer.ggml.eom_token_id", (guint32) eom);
+  const LtJsonAt *in_tc = LT_JSON_AT (cpath, NULL);
   gboolean add_bos = FALSE;
-  if (tc && json_object_has_member (tc, "add_bos_token"))
-    add_bos = json_object_get_boolean_member_with_default (tc, "add_bos_token", FALSE);
-  else if (json_object_has_member (tj, "post_processor"))
+  if (tc && lt_json_has (tc, "add_bos_token"))
     {
-      JsonNode *pp = json_object_get_member (tj, "post_processor");
-      json_generator_set_root (gen, pp);
-      g_autofree char *pp_s = json_generator_to_data (gen, NULL);
+      if (!lt_json_req_bool (in_tc, tc, "add_bos_token", &add_bos, error))
+        return FALSE;
+    }
+  else if (lt_json_has (tj, "post_processor"))
+    {
+      g_autofree char *pp_s = lt_json_to_string (lt_json_member (tj, "post_processor"), FALSE);
       const char *bos = special_token_content (tc, "bos_token");
       add_bos = pp_s && strstr (pp_s, "TemplateProcessing") && bos && strstr (pp_s, bos);
     }
   lt_gguf_writer_add_bool (w, "tokenizer.ggml.add_bos_token", add_bos);
-  if (tc && json_object_has_member (tc, "add_eos_token"))
-    lt_gguf_writer_add_bool (w, "tokenizer.ggml.add_eos_token",
-                             json_object_get_boolean_member_with_default (tc, "add_eos_token",
-                                                                          FALSE));
-  const char *tmpl = tc ? json_object_get_string_member_with_default (tc, "chat_template", NULL)
-                        : NULL;
+  if (tc && lt_json_has (tc, "add_eos_token"))
+    {
+      gboolean add_eos;
+      if (!lt_json_req_bool (in_tc, tc, "add_eos_token", &add_eos, error))
+        return FALSE;
+      lt_gguf_writer_add_bool (w, "tokenizer.ggml.add_eos_token", add_eos);
+    }
+  const char *tmpl = NULL;
+  if (tc)
+    lt_json_opt_string (&tolerant, tc, "chat_template", &tmpl, NULL);
   g_autofree char *tmpl_file = NULL;
   if (!tmpl)
     {
@@ -1427,11 +1475,9 @@ lt_gguf_tokenizer_new (const char *path, GError **error)
   json_builder_end_object (b);
   json_builder_end_object (b);
 
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
   g_autoptr (JsonNode) root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  gsize len = 0;
-  g_autofree char *text = json_generator_to_data (gen, &len);
+  g_autofree char *text = lt_json_to_string (root, FALSE);
+  gsize len = strlen (text);
   g_autofree char *tmpl = lt_gguf_dup_string (g, "tokenizer.chat_template");
   return lt_tokenizer_new_from_data (text, (gssize) len, path, bos >= 0 ? tokens[bos] : NULL,
                                      eos >= 0 ? tokens[eos] : NULL, tmpl, error);
