@@ -22,6 +22,7 @@
 #include "lt-export.h"
 #include "lt-ggml-quants.h"
 #include "lt-gguf.h"
+#include "lt-json.h"
 #include "lt-model-train.h"
 #include "lt-safetensors.h"
 
@@ -356,6 +357,86 @@ export_gguf (const char *model, const char *adapter, int type, const char *name)
   o.force = TRUE;
   g_autoptr (LtExportReport) r = export_or_die (&o);
   return out;
+}
+
+/* A model folder copied from the fixture @model with its JSON file @file's member @key (a
+ * path of object keys, "a.b") set to the JSON text @value. */
+static char *
+model_with_json_edit (const char *model, const char *file, const char *key, const char *value,
+                      const char *name)
+{
+  g_autofree char *src = model_path (model);
+  char *dst = tmp_path (name);
+  g_autoptr (GDir) d = g_dir_open (src, 0, NULL);
+  const char *e;
+
+  g_assert_cmpint (g_mkdir_with_parents (dst, 0755), ==, 0);
+  while ((e = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *a = g_build_filename (src, e, NULL);
+      g_autofree char *b = g_build_filename (dst, e, NULL);
+      g_autofree char *text = NULL;
+      gsize len;
+      if (g_file_test (a, G_FILE_TEST_IS_DIR))
+        continue;
+      g_assert_true (g_file_get_contents (a, &text, &len, NULL));
+      if (g_str_equal (e, file))
+        {
+          g_autoptr (JsonParser) p = json_parser_new ();
+          g_autoptr (JsonParser) v = json_parser_new ();
+          g_auto (GStrv) parts = g_strsplit (key, ".", -1);
+          JsonObject *o;
+          g_assert_true (json_parser_load_from_data (p, text, (gssize) len, NULL));
+          g_assert_true (json_parser_load_from_data (v, value, -1, NULL));
+          o = json_node_get_object (json_parser_get_root (p));
+          for (guint i = 0; parts[i + 1] != NULL; i++)
+            o = json_object_get_object_member (o, parts[i]);
+          json_object_set_member (o, parts[g_strv_length (parts) - 1],
+                                  json_node_copy (json_parser_get_root (v)));
+          g_free (text);
+          text = lt_json_to_string (json_parser_get_root (p), TRUE);
+          len = strlen (text);
+        }
+      g_assert_true (g_file_set_contents (b, text, (gssize) len, NULL));
+    }
+  return dst;
+}
+
+/* A mistyped member of the model's JSON files is an error that names the file and the key
+ * (lt-json), not json-glib's silent default. */
+static void
+test_json_errors (void)
+{
+  static const struct { const char *file, *key, *value, *message; int code; } cases[] = {
+    { "tokenizer.json", "model.vocab.!", "\"seven\"",
+      "tokenizer.json: key “model.vocab.!”: expected an integer, got a string" },
+    { "tokenizer.json", "model.merges", "[[\"t\", \"h\"], 3]",
+      "tokenizer.json: key “model.merges[1]”: expected a string or an array of two strings, "
+      "got an integer" },
+    { "tokenizer_config.json", "add_bos_token", "\"yes\"",
+      "tokenizer_config.json: key “add_bos_token”: expected a boolean, got a string" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *name = g_strdup_printf ("json-error-%u", i);
+      g_autofree char *gname = g_strdup_printf ("json-error-%u.gguf", i);
+      g_autofree char *dir = model_with_json_edit ("llama-f32", cases[i].file, cases[i].key,
+                                                   cases[i].value, name);
+      g_autofree char *out = tmp_path (gname);
+      g_autoptr (GError) error = NULL;
+      LtExportOptions o;
+      lt_export_options_init (&o);
+      o.model_dir = dir;
+      o.gguf_path = out;
+      o.gguf_type = LT_GGML_F16;
+      o.force = TRUE;
+      g_autoptr (LtExportReport) r = lt_export_run (&o, NULL, NULL, &error);
+      g_assert_null (r);
+      g_assert_error (error, LT_ERROR, LT_ERROR_FORMAT);
+      if (!g_str_has_suffix (error->message, cases[i].message))
+        g_error ("“%s” does not end in “%s”", error->message, cases[i].message);
+    }
 }
 
 /* §4.1–4.8 field by field on a llama export (Q8_0): header, KV types, tensor infos, offsets
@@ -1296,6 +1377,7 @@ main (int argc, char **argv)
   g_test_add_func ("/export/force-and-atomic", test_force_and_atomic);
   g_test_add_func ("/export/sharded", test_sharded);
   g_test_add_func ("/export/cli", test_cli);
+  g_test_add_func ("/export/json-errors", test_json_errors);
   g_test_add_func ("/export/train-then-fuse", test_train_then_fuse);
   return g_test_run ();
 }
