@@ -22,7 +22,8 @@
  *
  * Writing: lt_json_to_string is the one JSON writer; every JSON file the core writes goes
  * through it (json-glib 1.6's generator writes 1e-08 as "1e-08.0", not JSON, and 0.9 as
- * 0.90000000000000002). Files are written with it and then atomically (temp + rename). */
+ * 0.90000000000000002); lt-adapter's adapter_config.json is the one left on JsonGenerator.
+ * Files are written with it and then atomically (temp + rename). */
 #pragma once
 
 #include <glib.h>
