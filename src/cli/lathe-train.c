@@ -28,6 +28,7 @@
 
 #include "lathe-cli.h"
 #include "lt-error.h"
+#include "lt-json.h"
 #include "lt-run-dir.h"
 #include "lt-run.h"
 #include "lt-run-check.h"
@@ -223,7 +224,7 @@ print_json_result (const LtRunConfig *cfg, GPtrArray *issues, const LtRunInputs 
   json_builder_end_object (b);
 
   root = json_builder_get_root (b);
-  text = lt_run_json_to_string (root, FALSE);
+  text = lt_json_to_string (root, FALSE);
   printf ("%s\n", text);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lt-error.h"
+#include "lt-json.h"
 #include "lt-safetensors.h"
 
 #define PEFT_PREFIX "base_model.model."
@@ -54,23 +55,6 @@ static void
 parts_free (gpointer p)
 {
   g_free (p);
-}
-
-static double
-member_double (JsonObject *o, const char *key, double def)
-{
-  JsonNode *n = json_object_get_member (o, key);
-  if (n == NULL || JSON_NODE_TYPE (n) != JSON_NODE_VALUE)
-    return def;
-  return json_node_get_double (n);
-}
-
-static gboolean
-member_bool (JsonObject *o, const char *key)
-{
-  JsonNode *n = json_object_get_member (o, key);
-  return n != NULL && JSON_NODE_TYPE (n) == JSON_NODE_VALUE
-         && json_node_get_value_type (n) == G_TYPE_BOOLEAN && json_node_get_boolean (n);
 }
 
 /* Reads @t (2-D) into a new (rows, cols) f32 array, transposed when @transpose. */
@@ -183,6 +167,7 @@ lt_adapter_file_load (const char *path, GError **error)
       return NULL;
     }
   root = json_node_get_object (json_parser_get_root (parser));
+  const LtJsonAt *at = LT_JSON_AT (cfg_path, NULL);
 
   /* PEFT: its tensor names, or a config that says so ("peft_type", LORA only) */
   if (json_object_has_member (root, "peft_type"))
@@ -218,26 +203,37 @@ lt_adapter_file_load (const char *path, GError **error)
               return NULL;
             }
         }
-      if (member_bool (root, "fan_in_fan_out"))
+      gboolean fan_in_fan_out = FALSE, dora = FALSE;
+      gint64 r = 8;
+
+      if (!lt_json_opt_bool (at, root, "fan_in_fan_out", FALSE, &fan_in_fan_out, error)
+          || !lt_json_opt_double (at, root, "lora_alpha", 8.0, &alpha, error)
+          || !lt_json_opt_int (at, root, "r", 1, G_MAXINT, 8, &r, error)
+          || !lt_json_opt_bool (at, root, "use_rslora", FALSE, &rslora, error)
+          || !lt_json_opt_bool (at, root, "use_dora", FALSE, &dora, error)
+          || !lt_json_opt_double (at, root, "lora_dropout", 0.0, &f->dropout, error))
+        return NULL;
+      if (fan_in_fan_out)
         {
           g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
                        "%s: “fan_in_fan_out” (Conv1D-style weights) is not supported", cfg_path);
           return NULL;
         }
-      alpha = member_double (root, "lora_alpha", 8.0);
-      r_cfg = member_double (root, "r", 8.0);
-      f->rank = (int) r_cfg;
-      rslora = member_bool (root, "use_rslora");
-      f->type = member_bool (root, "use_dora") ? LT_TRAIN_TYPE_DORA : LT_TRAIN_TYPE_LORA;
-      f->dropout = member_double (root, "lora_dropout", 0.0);
+      r_cfg = (double) r;
+      f->rank = (int) r;
+      f->type = dora ? LT_TRAIN_TYPE_DORA : LT_TRAIN_TYPE_LORA;
       f->scale = rslora ? alpha / sqrt (r_cfg) : alpha / r_cfg;
     }
   else
     {
-      const char *ft = json_object_has_member (root, "fine_tune_type")
-                       ? json_object_get_string_member (root, "fine_tune_type") : "lora";
-      JsonNode *lp = json_object_get_member (root, "lora_parameters");
-      if (g_strcmp0 (ft, "lora") == 0)
+      const char *ft = NULL;
+      JsonObject *lp = NULL;
+
+      if (!lt_json_opt_string (at, root, "fine_tune_type", &ft, error)
+          || !lt_json_opt_int32 (at, root, "num_layers", -1, G_MAXINT, -1, &f->num_layers, error)
+          || !lt_json_opt_object (at, root, "lora_parameters", &lp, error))
+        return NULL;
+      if (ft == NULL || g_strcmp0 (ft, "lora") == 0)
         f->type = LT_TRAIN_TYPE_LORA;
       else if (g_strcmp0 (ft, "dora") == 0)
         f->type = LT_TRAIN_TYPE_DORA;
@@ -246,18 +242,18 @@ lt_adapter_file_load (const char *path, GError **error)
       else
         {
           g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                       "%s: “fine_tune_type” must be lora, dora or full, not “%s”", cfg_path,
-                       ft ? ft : "(not a string)");
+                       "%s: “fine_tune_type” must be lora, dora or full, not “%s”", cfg_path, ft);
           return NULL;
         }
-      f->num_layers = (int) member_double (root, "num_layers", -1);
       f->scale = 20.0;
       f->rank = 8;
-      if (lp && JSON_NODE_TYPE (lp) == JSON_NODE_OBJECT)
+      if (lp != NULL)
         {
-          f->rank = (int) member_double (json_node_get_object (lp), "rank", 8);
-          f->scale = member_double (json_node_get_object (lp), "scale", 20.0);
-          f->dropout = member_double (json_node_get_object (lp), "dropout", 0.0);
+          const LtJsonAt *lat = LT_JSON_AT (cfg_path, "lora_parameters");
+          if (!lt_json_opt_int32 (lat, lp, "rank", 1, G_MAXINT, 8, &f->rank, error)
+              || !lt_json_opt_double (lat, lp, "scale", 20.0, &f->scale, error)
+              || !lt_json_opt_double (lat, lp, "dropout", 0.0, &f->dropout, error))
+            return NULL;
         }
     }
 

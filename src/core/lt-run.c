@@ -1322,12 +1322,6 @@ lt_run_config_to_json (const LtRunConfig *cfg)
 }
 
 char *
-lt_run_json_to_string (JsonNode *node, gboolean pretty)
-{
-  return lt_json_to_string (node, pretty);
-}
-
-char *
 lt_run_config_to_string (const LtRunConfig *cfg, gboolean pretty)
 {
   g_autoptr (JsonNode) root = NULL;

@@ -218,9 +218,6 @@ char *lt_run_config_dup_value_string (const LtRunConfig *cfg, const char *key);
 LtRunIssue *lt_run_config_check_group_size (const LtRunConfig *cfg, const int *in_features,
                                             int n);
 
-/* lt_json_to_string under its old name (lt-json.h), for callers not yet moved. */
-char *lt_run_json_to_string (JsonNode *node, gboolean pretty);
-
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtRunIssue, lt_run_issue_free)
 
 G_END_DECLS

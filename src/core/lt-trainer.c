@@ -35,6 +35,7 @@
 #include "lt-chat.h"
 #include "lt-dataset.h"
 #include "lt-error.h"
+#include "lt-json.h"
 #include "lt-memory.h"
 #include "lt-model-train.h"
 #include "lt-model.h"
@@ -258,7 +259,7 @@ lt_train_progress_to_json (const LtTrainProgress *p)
       json_builder_add_string_value (b, p->message != NULL ? p->message : "");
       json_builder_end_object (b);
       root = json_builder_get_root (b);
-      return lt_run_json_to_string (root, FALSE);
+      return lt_json_to_string (root, FALSE);
     }
   if (p->event == LT_TRAIN_EVENT_PHASE)
     {
@@ -276,7 +277,7 @@ lt_train_progress_to_json (const LtTrainProgress *p)
     }
   json_builder_end_object (b);
   root = json_builder_get_root (b);
-  return lt_run_json_to_string (root, FALSE);
+  return lt_json_to_string (root, FALSE);
 }
 
 static gboolean
@@ -404,7 +405,7 @@ save_state (Trainer *tr, GError **error)
   add_int (b, "report_tokens", tr->report_tokens);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
-  text = lt_run_json_to_string (root, TRUE);
+  text = lt_json_to_string (root, TRUE);
   return lt_run_dir_write_file (json_path, text, -1, error);
 }
 
@@ -471,15 +472,6 @@ load_params_file (Trainer *tr, const char *path, gint64 step, float **dst, GErro
   return TRUE;
 }
 
-static gint64
-json_int (JsonObject *o, const char *key, gint64 dflt)
-{
-  JsonNode *n = json_object_get_member (o, key);
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n))
-    return dflt;
-  return json_node_get_int (n);
-}
-
 static gboolean
 load_state (Trainer *tr, GError **error)
 {
@@ -506,31 +498,43 @@ load_state (Trainer *tr, GError **error)
       return FALSE;
     }
   o = json_node_get_object (root);
-  if (json_int (o, "format", 0) != STATE_FORMAT)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: state format %" G_GINT64_FORMAT
-                   " (this Lathe reads %d)", json_path, json_int (o, "format", 0),
-                   STATE_FORMAT);
+  {
+    const LtJsonAt *at = LT_JSON_AT (json_path, NULL);
+    gint64 format = 0, cursor = 0, report_steps = 0, epoch = 0;
+    gboolean ok;
+
+    if (!lt_json_opt_int (at, o, "format", 0, G_MAXINT, 0, &format, error))
       return FALSE;
-    }
-  tr->step = json_int (o, "step", 0);
-  tr->epoch = (int) json_int (o, "epoch", 0);
-  tr->cursor = (gsize) json_int (o, "cursor", 0);
-  tr->trained_tokens = json_int (o, "trained_tokens", 0);
-  tr->elapsed_before = json_object_has_member (o, "elapsed_s")
-                         ? json_object_get_double_member (o, "elapsed_s") : 0.0;
-  seed = json_object_has_member (o, "dropout_seed")
-           ? json_object_get_string_member (o, "dropout_seed") : NULL;
-  if (seed != NULL)
-    tr->dropout_seed = g_ascii_strtoull (seed, NULL, 10);
-  tr->qat_active = json_object_has_member (o, "qat_active")
-                   && json_object_get_boolean_member (o, "qat_active");
-  tr->qat_first_step = json_int (o, "qat_first_step", 0);
-  tr->qat_last_recompute = json_int (o, "qat_last_recompute_step", 0);
-  tr->report_loss_sum = json_object_has_member (o, "report_loss_sum")
-                          ? json_object_get_double_member (o, "report_loss_sum") : 0.0;
-  tr->report_steps = (int) json_int (o, "report_steps", 0);
-  tr->report_tokens = json_int (o, "report_tokens", 0);
+    if (format != STATE_FORMAT)
+      {
+        g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: state format %" G_GINT64_FORMAT
+                     " (this Lathe reads %d)", json_path, format, STATE_FORMAT);
+        return FALSE;
+      }
+    ok = lt_json_opt_int (at, o, "step", 0, G_MAXINT64, 0, &tr->step, error)
+         && lt_json_opt_int (at, o, "epoch", 0, G_MAXINT, 0, &epoch, error)
+         && lt_json_opt_int (at, o, "cursor", 0, G_MAXINT64, 0, &cursor, error)
+         && lt_json_opt_int (at, o, "trained_tokens", 0, G_MAXINT64, 0, &tr->trained_tokens,
+                             error)
+         && lt_json_opt_double (at, o, "elapsed_s", 0.0, &tr->elapsed_before, error)
+         && lt_json_opt_string (at, o, "dropout_seed", &seed, error)
+         && lt_json_opt_bool (at, o, "qat_active", FALSE, &tr->qat_active, error)
+         && lt_json_opt_int (at, o, "qat_first_step", G_MININT64, G_MAXINT64, 0,
+                             &tr->qat_first_step, error)
+         && lt_json_opt_int (at, o, "qat_last_recompute_step", G_MININT64, G_MAXINT64, 0,
+                             &tr->qat_last_recompute, error)
+         && lt_json_opt_double (at, o, "report_loss_sum", 0.0, &tr->report_loss_sum, error)
+         && lt_json_opt_int (at, o, "report_steps", 0, G_MAXINT, 0, &report_steps, error)
+         && lt_json_opt_int (at, o, "report_tokens", 0, G_MAXINT64, 0, &tr->report_tokens,
+                             error);
+    if (!ok)
+      return FALSE;
+    tr->epoch = (int) epoch;
+    tr->cursor = (gsize) cursor;
+    tr->report_steps = (int) report_steps;
+    if (seed != NULL)
+      tr->dropout_seed = g_ascii_strtoull (seed, NULL, 10);
+  }
   if (tr->step < 0 || tr->epoch < 0 || tr->cursor > tr->train->n_examples)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
