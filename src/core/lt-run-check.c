@@ -4,9 +4,230 @@
 
 #include "lt-run-check.h"
 
+#include <math.h>
+#include <string.h>
+
+#include <glib/gi18n-lib.h>
+
 #include "lt-error.h"
 #include "lt-model-train.h"
 #include "lt-qat.h"
+
+/* ---- the rules on the values alone (lt_run_config_check, declared in lt-run.h) ---- */
+
+void
+lt_run_issue_free (LtRunIssue *issue)
+{
+  if (issue == NULL)
+    return;
+  g_free (issue->key);
+  g_free (issue->message);
+  g_free (issue);
+}
+
+G_GNUC_PRINTF (3, 4)
+static void
+add_issuef (GPtrArray *issues, const char *key, const char *format, ...)
+{
+  LtRunIssue *issue = g_new0 (LtRunIssue, 1);
+  va_list ap;
+
+  va_start (ap, format);
+  issue->key = g_strdup (key);
+  issue->message = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  g_ptr_array_add (issues, issue);
+}
+
+GPtrArray *
+lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
+{
+  GPtrArray *issues = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_run_issue_free);
+
+  g_return_val_if_fail (cfg != NULL, issues);
+
+  if (for_start)
+    {
+      if (cfg->model == NULL || cfg->model[0] == '\0')
+        add_issuef (issues, "model", _("choose a model folder"));
+      else
+        {
+          g_autofree char *config_json = g_build_filename (cfg->model, "config.json", NULL);
+          if (!g_file_test (cfg->model, G_FILE_TEST_IS_DIR))
+            add_issuef (issues, "model", _("“%s” is not a folder"), cfg->model);
+          else if (!g_file_test (config_json, G_FILE_TEST_IS_REGULAR))
+            add_issuef (issues, "model", _("“%s” has no config.json"), cfg->model);
+        }
+      if (cfg->data == NULL || cfg->data[0] == '\0')
+        add_issuef (issues, "data", _("choose a data folder or file"));
+      else if (!g_file_test (cfg->data, G_FILE_TEST_EXISTS))
+        add_issuef (issues, "data", _("“%s” does not exist"), cfg->data);
+    }
+
+  if (cfg->adapter_path == NULL || cfg->adapter_path[0] == '\0')
+    add_issuef (issues, "adapter_path", _("must not be empty"));
+  if (cfg->train_type == LT_TRAIN_TYPE_FULL && cfg->quantization != LT_QUANTIZATION_NONE)
+    add_issuef (issues, "quantization", _("a quantized base cannot be fully fine-tuned"));
+
+  if (cfg->lora_rank < 1)
+    add_issuef (issues, "lora_parameters.rank", _("must be at least 1 (got %d)"),
+               cfg->lora_rank);
+  if (!(cfg->lora_scale > 0.0 && isfinite (cfg->lora_scale)))
+    add_issuef (issues, "lora_parameters.scale", _("must be greater than 0 (got %g)"),
+               cfg->lora_scale);
+  if (!(cfg->lora_dropout >= 0.0 && cfg->lora_dropout < 1.0))
+    add_issuef (issues, "lora_parameters.dropout", _("must be in [0, 1) (got %g)"),
+               cfg->lora_dropout);
+  if (cfg->lora_keys != NULL && cfg->lora_keys[0] == NULL)
+    add_issuef (issues, "lora_parameters.keys", _("the list of layers is empty"));
+  else if (cfg->lora_keys != NULL)
+    for (char **k = cfg->lora_keys; *k != NULL; k++)
+      if (**k == '\0')
+        {
+          add_issuef (issues, "lora_parameters.keys", _("a layer name is empty"));
+          break;
+        }
+  if (cfg->num_layers != -1 && cfg->num_layers < 1)
+    add_issuef (issues, "num_layers", _("must be -1 (all blocks) or at least 1 (got %d)"),
+               cfg->num_layers);
+  if (cfg->batch_size < 1)
+    add_issuef (issues, "batch_size", _("must be at least 1 (got %d)"), cfg->batch_size);
+  if (cfg->iters < 0)
+    add_issuef (issues, "iters", _("must be at least 0 (got %d)"), cfg->iters);
+  if (cfg->epochs < 0)
+    add_issuef (issues, "epochs", _("must be at least 0 (got %d)"), cfg->epochs);
+  if (cfg->iters == 0 && cfg->epochs == 0)
+    add_issuef (issues, "iters", _("iters and epochs cannot both be 0"));
+  if (!(cfg->learning_rate > 0.0))
+    add_issuef (issues, "learning_rate", _("must be greater than 0 (got %g)"),
+               cfg->learning_rate);
+  else if (!isfinite (cfg->learning_rate))
+    add_issuef (issues, "learning_rate", _("must be a finite number (got %g)"),
+               cfg->learning_rate);
+  else if (!isfinite (cfg->learning_rate * (double) MAX (cfg->warmup_steps, 1) * 2.0))
+    /* the warm-up computes learning_rate × step and the schedules learning_rate × 2 terms:
+     * each must stay finite */
+    add_issuef (issues, "learning_rate", _("%g overflows the learning-rate schedule"),
+               cfg->learning_rate);
+  if (cfg->warmup_steps < 0)
+    add_issuef (issues, "warmup_steps", _("must be at least 0 (got %d)"), cfg->warmup_steps);
+  if (cfg->gradient_accumulation_steps < 1)
+    add_issuef (issues, "gradient_accumulation_steps", _("must be at least 1 (got %d)"),
+               cfg->gradient_accumulation_steps);
+  if (cfg->max_seq_length < 2)
+    add_issuef (issues, "max_seq_length", _("must be at least 2 (got %d)"),
+               cfg->max_seq_length);
+  if (!(cfg->weight_decay >= 0.0 && isfinite (cfg->weight_decay)))
+    add_issuef (issues, "optimizer_config.weight_decay", _("must be at least 0 (got %g)"),
+               cfg->weight_decay);
+  if (!(cfg->beta1 >= 0.0 && cfg->beta1 < 1.0))
+    add_issuef (issues, "optimizer_config.beta1", _("must be in [0, 1) (got %g)"), cfg->beta1);
+  if (!(cfg->beta2 >= 0.0 && cfg->beta2 < 1.0))
+    add_issuef (issues, "optimizer_config.beta2", _("must be in [0, 1) (got %g)"), cfg->beta2);
+  if (!(cfg->eps > 0.0 && isfinite (cfg->eps)))
+    add_issuef (issues, "optimizer_config.eps", _("must be greater than 0 (got %g)"), cfg->eps);
+  if (!(cfg->momentum >= 0.0 && cfg->momentum < 1.0))
+    add_issuef (issues, "optimizer_config.momentum", _("must be in [0, 1) (got %g)"),
+               cfg->momentum);
+  if (!(cfg->max_grad_norm >= 0.0 && isfinite (cfg->max_grad_norm)))
+    add_issuef (issues, "max_grad_norm", _("must be at least 0 (got %g)"), cfg->max_grad_norm);
+  if (cfg->steps_per_report < 1)
+    add_issuef (issues, "steps_per_report", _("must be at least 1 (got %d)"),
+               cfg->steps_per_report);
+  if (cfg->steps_per_eval < 0)
+    add_issuef (issues, "steps_per_eval", _("must be at least 0 (got %d)"),
+               cfg->steps_per_eval);
+  if (cfg->save_every < 0)
+    add_issuef (issues, "save_every", _("must be at least 0 (got %d)"), cfg->save_every);
+  if (cfg->steps_per_sample < 0)
+    add_issuef (issues, "steps_per_sample", _("must be at least 0 (got %d)"),
+               cfg->steps_per_sample);
+  if (cfg->sample_max_tokens < 1 || cfg->sample_max_tokens > 4096)
+    add_issuef (issues, "sample_max_tokens", _("must be between 1 and 4096 (got %d)"),
+               cfg->sample_max_tokens);
+  if (cfg->val_batches < -1)
+    add_issuef (issues, "val_batches", _("must be -1 (the whole set) or at least 0 (got %d)"),
+               cfg->val_batches);
+  if (!(cfg->beta > 0.0 && isfinite (cfg->beta)))
+    add_issuef (issues, "beta", _("must be greater than 0 (got %g)"), cfg->beta);
+  if (!(cfg->label_smoothing >= 0.0 && cfg->label_smoothing < 0.5))
+    add_issuef (issues, "label_smoothing", _("must be at least 0 and below 0.5 (got %g)"),
+               cfg->label_smoothing);
+  if (cfg->qat_bits < 2 || cfg->qat_bits > 8)
+    add_issuef (issues, "qat_bits", _("must be between 2 and 8 (got %d)"), cfg->qat_bits);
+  if (cfg->qat_group_size < 0)
+    add_issuef (issues, "qat_group_size", _("must be 0 (per tensor) or at least 1 (got %d)"),
+               cfg->qat_group_size);
+  else if (cfg->qat_enable)
+    {
+      /* the fake quantizer's own list, the one the trainer and the form use */
+      gsize n_sizes = 0;
+      const int *sizes = lt_fake_quantize_group_sizes (&n_sizes);
+      gboolean known = FALSE;
+      g_autoptr (GString) list = g_string_new (NULL);
+
+      for (gsize i = 0; i < n_sizes; i++)
+        {
+          known = known || sizes[i] == cfg->qat_group_size;
+          if (sizes[i] != 0)
+            g_string_append_printf (list, "%s%d", list->len > 0 ? ", " : "", sizes[i]);
+        }
+      if (!known)
+        {
+          add_issuef (issues, "qat_group_size",
+                     _("%d is not a group size of the fake quantizer (0 = per tensor, %s)"),
+                     cfg->qat_group_size, list->str);
+          ((LtRunIssue *) g_ptr_array_index (issues, issues->len - 1))->code
+            = LT_ERROR_UNSUPPORTED;
+        }
+    }
+  if (cfg->qat_start_step < 1)
+    add_issuef (issues, "qat_start_step", _("must be at least 1 (got %d)"),
+               cfg->qat_start_step);
+  if (cfg->qat_interval < 1)
+    add_issuef (issues, "qat_interval", _("must be at least 1 (got %d)"), cfg->qat_interval);
+  return issues;
+}
+
+gboolean
+lt_run_config_validate (const LtRunConfig *cfg, gboolean for_start, GError **error)
+{
+  g_autoptr (GPtrArray) issues = NULL;
+  LtRunIssue *first;
+
+  g_return_val_if_fail (cfg != NULL, FALSE);
+  issues = lt_run_config_check (cfg, for_start);
+  if (issues->len == 0)
+    return TRUE;
+  first = g_ptr_array_index (issues, 0);
+  g_set_error (error, LT_ERROR, first->code != 0 ? first->code : LT_ERROR_INVALID_ARGUMENT,
+               "%s: %s", first->key, first->message);
+  return FALSE;
+}
+
+LtRunIssue *
+lt_run_config_check_group_size (const LtRunConfig *cfg, const int *in_features, int n)
+{
+  LtRunIssue *issue;
+
+  g_return_val_if_fail (cfg != NULL, NULL);
+  g_return_val_if_fail (n == 0 || in_features != NULL, NULL);
+  if (!cfg->qat_enable || cfg->qat_group_size <= 0)
+    return NULL;
+  for (int i = 0; i < n; i++)
+    if (in_features[i] % cfg->qat_group_size != 0)
+      {
+        issue = g_new0 (LtRunIssue, 1);
+        issue->key = g_strdup ("qat_group_size");
+        issue->message = g_strdup_printf (_("%d does not divide the input size %d of the "
+                                            "model's layers"),
+                                          cfg->qat_group_size, in_features[i]);
+        return issue;
+      }
+  return NULL;
+}
+
+/* ---- the model's shapes and the inputs ---- */
 
 int
 lt_run_model_in_features (const LtConfig *model, int in_features[LT_RUN_N_IN_FEATURES])

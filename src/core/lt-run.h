@@ -112,7 +112,8 @@ char *lt_run_config_to_string (const LtRunConfig *cfg, gboolean pretty);
 /* Atomic. */
 gboolean lt_run_config_save (const LtRunConfig *cfg, const char *path, GError **error);
 
-/* Range and consistency checks, every rule on the values alone (lt-run-check.h adds the model's
+/* (Implemented in lt-run-check.c, beside the checks that need the model and the data.)
+ * Range and consistency checks, every rule on the values alone (lt-run-check.h adds the model's
  * shapes and the dataset): ranges, finite numbers (a learning rate or warm-up whose schedule
  * overflows is refused), the fake quantizer's group sizes (lt_fake_quantize_group_sizes) when
  * QAT is on. With @for_start, also what a run needs (a model path, data).
