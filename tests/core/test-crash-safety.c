@@ -20,7 +20,7 @@
 #include "lt-error.h"
 #include "lt-output-dir.h"
 
-#define N_KILLS 10
+#define N_KILLS 20
 
 static char *
 data_path (const char *rel)
@@ -137,16 +137,28 @@ run_cli (const char *const *args, double *seconds)
   return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
 }
 
-/* Kills after @delay seconds (or lets it finish first); TRUE when it was killed. */
+static char *siblings (const char *path, const char *kind);
+
+/* Kills after @delay seconds (or lets it finish first); TRUE when it was killed. With @watch,
+ * the delay counts from the moment the writer's temporary folder beside @watch appears (the
+ * write phase), so those kills land while the output is being written. */
 static gboolean
-run_cli_killed (const char *const *args, double delay)
+run_cli_killed (const char *const *args, double delay, const char *watch)
 {
   GPid pid = spawn_cli (args);
-  gint64 end = g_get_monotonic_time () + (gint64) (delay * 1e6);
+  gint64 end = G_MAXINT64;
   int status = 0;
 
+  if (watch == NULL)
+    end = g_get_monotonic_time () + (gint64) (delay * 1e6);
   while (g_get_monotonic_time () < end)
     {
+      if (watch != NULL && end == G_MAXINT64)
+        {
+          g_autofree char *t = siblings (watch, "tmp");
+          if (t[0] != '\0')
+            end = g_get_monotonic_time () + (gint64) (delay * 1e6);
+        }
       if (waitpid (pid, &status, WNOHANG) == pid)
         {
           g_assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
@@ -168,7 +180,7 @@ kill_loop (const char *what, MakeArgs make_args, const char *tmp)
   g_autofree char *out = g_build_filename (tmp, "out", NULL);
   char *ref[2];
   double full = 0;
-  int killed = 0, in_window = 0;
+  int killed = 0, in_window = 0, mid_write = 0;
 
   /* the two complete outputs, written uninterrupted */
   for (int v = 0; v < 2; v++)
@@ -190,11 +202,15 @@ kill_loop (const char *what, MakeArgs make_args, const char *tmp)
   for (int k = 0; k < N_KILLS; k++)
     {
       int next = 1 - current;
-      double delay = g_test_rand_double_range (0.0, full * 1.1);
-      gboolean was_killed = run_cli_killed (make_args (next, out), delay);
+      /* even rounds: anywhere in the run; odd rounds: in the write phase */
+      gboolean watch = k % 2 == 1;
+      double delay = g_test_rand_double_range (0.0, watch ? full * 0.1 : full * 0.7);
+      gboolean was_killed = run_cli_killed (make_args (next, out), delay, watch ? out : NULL);
       g_autofree char *now = listing (out);
+      g_autofree char *left = siblings (out, "tmp");
 
       killed += was_killed;
+      mid_write += was_killed && left[0] != '\0';
       if (now == NULL)
         {
           /* between the two renames: the previous output waits in .out.old-* */
@@ -228,10 +244,12 @@ kill_loop (const char *what, MakeArgs make_args, const char *tmp)
       g_test_message ("%s: kill %d after %.3f s: %s; output now variant %d", what, k, delay,
                       was_killed ? "killed" : "finished first", current);
     }
-  g_test_message ("%s: %d of %d runs killed mid-way (%d in the commit window)", what, killed,
-                  N_KILLS, in_window);
-  /* a kill that hits nothing is no test: most delays fall inside the run */
-  g_assert_cmpint (killed, >=, N_KILLS / 2);
+  g_test_message ("%s: %d of %d runs killed mid-way, %d of them while writing the temporary "
+                  "folder (%d in the commit window)", what, killed, N_KILLS, mid_write, in_window);
+  /* a kill that hits nothing is no test: most delays fall inside the run, and the watched
+   * ones inside the write phase */
+  g_assert_cmpint (killed, >=, N_KILLS / 4);
+  g_assert_cmpint (mid_write, >=, 1);
   g_free (ref[0]);
   g_free (ref[1]);
 }
