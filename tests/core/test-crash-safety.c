@@ -11,6 +11,7 @@
 
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -309,6 +310,59 @@ test_kill (gconstpointer data)
   rm_rf (tmp);
 }
 
+/* In the child: files may not grow past 64 KiB, and going past fails the write with EFBIG
+ * instead of killing the process, as a full disk fails it with ENOSPC. */
+static void
+limit_file_size (gpointer data)
+{
+  struct rlimit rl = { 64 * 1024, 64 * 1024 };
+  signal (SIGXFSZ, SIG_IGN);
+  setrlimit (RLIMIT_FSIZE, &rl);
+}
+
+/* A full disk: the writer fails with one error naming the file it could not write, exits
+ * non-zero, leaves the previous output as it was and no temporary folder. */
+static void
+test_full_disk (gconstpointer data)
+{
+  gboolean fuse = GPOINTER_TO_INT (data);
+  MakeArgs make_args = fuse ? fuse_args : quantize_args;
+  g_autofree char *tmp = NULL, *out = NULL, *before = NULL, *after = NULL, *t = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GError) error = NULL;
+  int status = 0;
+
+  if (g_getenv ("LATHE_CLI") == NULL)
+    {
+      g_test_skip ("LATHE_CLI is not set");
+      return;
+    }
+  tmp = g_dir_make_tmp ("test-crash-safety-XXXXXX", NULL);
+  out = g_build_filename (tmp, "out", NULL);
+  g_assert_cmpint (run_cli (make_args (0, out), NULL), ==, 0);
+  before = listing (out);
+
+  g_ptr_array_add (argv, (gpointer) g_getenv ("LATHE_CLI"));
+  for (const char *const *a = make_args (1, out); *a; a++)
+    g_ptr_array_add (argv, (gpointer) *a);
+  g_ptr_array_add (argv, NULL);
+  g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, NULL, G_SPAWN_STDOUT_TO_DEV_NULL,
+                               limit_file_size, NULL, NULL, &err, &status, &error));
+  g_assert_no_error (error);
+  g_test_message ("%s on a full disk: %s", fuse ? "fuse" : "quantize", err);
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (WEXITSTATUS (status), !=, 0);
+  /* the message names the file and the reason */
+  g_assert_nonnull (strstr (err, "File too large"));
+  g_assert_nonnull (strstr (err, ".safetensors"));
+  after = listing (out);
+  g_assert_cmpstr (after, ==, before);
+  t = siblings (out, "tmp");
+  g_assert_cmpstr (t, ==, "");
+  rm_rf (tmp);
+}
+
 static void
 write_file (const char *dir, const char *name, const char *text)
 {
@@ -379,5 +433,7 @@ main (int argc, char **argv)
   g_test_add_func ("/crash-safety/recover", test_recover);
   g_test_add_data_func ("/crash-safety/kill-quantize", GINT_TO_POINTER (0), test_kill);
   g_test_add_data_func ("/crash-safety/kill-fuse", GINT_TO_POINTER (1), test_kill);
+  g_test_add_data_func ("/crash-safety/full-disk-quantize", GINT_TO_POINTER (0), test_full_disk);
+  g_test_add_data_func ("/crash-safety/full-disk-fuse", GINT_TO_POINTER (1), test_full_disk);
   return g_test_run ();
 }
