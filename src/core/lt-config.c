@@ -348,7 +348,9 @@ lt_config_new_from_data (const char *data, gssize len, const char *label, GError
                    local->message);
       return NULL;
     }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  /* an empty file parses to no root at all */
+  if (json_parser_get_root (parser) == NULL
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     {
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: expected a JSON object", label);
       return NULL;
@@ -539,9 +541,12 @@ lt_config_rope_inv_freq (const LtConfig *c, float *inv_freq)
 gint64
 lt_config_n_params (const LtConfig *c)
 {
-  gint64 C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
-  gint64 H = c->num_attention_heads, KV = c->num_key_value_heads, V = c->vocab_size;
-  gint64 per_layer = C * H * D + 2 * C * KV * D + H * D * C + 3 * C * I + 2 * C;
+  /* in double: a config.json's sizes are only bounded by int, and their products overflow
+   * 64 bits (exact below 2^53, far above any real model); saturates at G_MAXINT64 */
+  double C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+  double H = c->num_attention_heads, KV = c->num_key_value_heads, V = c->vocab_size;
+  double per_layer = C * H * D + 2 * C * KV * D + H * D * C + 3 * C * I + 2 * C;
+  double n;
 
   if (c->qkv_bias)
     per_layer += H * D + 2 * KV * D;
@@ -551,5 +556,6 @@ lt_config_n_params (const LtConfig *c)
     per_layer += 2 * I + C;
   if (c->qk_norm)
     per_layer += 2 * D;
-  return per_layer * c->num_hidden_layers + V * C * (c->tie_word_embeddings ? 1 : 2) + C;
+  n = per_layer * c->num_hidden_layers + V * C * (c->tie_word_embeddings ? 1 : 2) + C;
+  return n >= 0x1p63 ? G_MAXINT64 : (gint64) n;
 }

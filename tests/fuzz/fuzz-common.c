@@ -11,6 +11,7 @@
 
 static char *tmp_dir;
 static const char *harness_name = "fuzz";
+gboolean fuzz_error_utf8_known_bad;
 
 static void
 remove_tmp_dir (void)
@@ -67,7 +68,12 @@ fuzz_check_error (const GError *error)
   fuzz_check (error != NULL, "refused without an error");
   fuzz_check (error->domain == LT_ERROR, "error outside LT_ERROR");
   fuzz_check (error->message != NULL && error->message[0] != '\0', "empty error message");
-  fuzz_check (g_utf8_validate (error->message, -1, NULL), "error message is not UTF-8");
+  if (!fuzz_error_utf8_known_bad && !g_utf8_validate (error->message, -1, NULL))
+    {
+      g_autofree char *esc = g_strescape (error->message, NULL);
+      fprintf (stderr, "%s: error message: \"%s\"\n", harness_name, esc);
+      fuzz_check (FALSE, "error message is not UTF-8");
+    }
   /* FUZZ_VERBOSE=1: print every refusal (to see which seeds reach past the parser) */
   if (g_getenv ("FUZZ_VERBOSE") != NULL)
     fprintf (stderr, "  refused: %s\n", error->message);
@@ -83,17 +89,20 @@ const char *
 fuzz_write (const char *name, const void *data, gsize size)
 {
   static GHashTable *paths;
-  g_autoptr (GError) error = NULL;
   char *path;
 
   if (paths == NULL)
     paths = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   path = g_build_filename (tmp_dir, name, NULL);
-  if (!g_file_set_contents (path, data, size, &error))
-    {
-      fprintf (stderr, "%s: %s\n", harness_name, error->message);
-      abort ();
-    }
+  /* plain stdio: g_file_set_contents() fsyncs a file that exists, ten times slower */
+  {
+    FILE *f = fopen (path, "wb");
+    if (f == NULL || (size && fwrite (data, 1, size, f) != size) || fclose (f) != 0)
+      {
+        fprintf (stderr, "%s: cannot write %s\n", harness_name, path);
+        abort ();
+      }
+  }
   g_hash_table_replace (paths, g_strdup (name), path);
   return path;
 }
