@@ -344,8 +344,9 @@ lt_config_new_from_data (const char *data, gssize len, const char *label, GError
   c->path = g_strdup (label);
   if (!json_parser_load_from_data (parser, data, len, &local))
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not valid JSON: %s", label,
-                   local->message);
+      /* json-glib quotes the offending bytes, a lone surrogate escape among them */
+      g_autofree char *msg = g_utf8_make_valid (local->message, -1);
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not valid JSON: %s", label, msg);
       return NULL;
     }
   /* an empty file parses to no root at all */
