@@ -222,3 +222,72 @@ seeds['bad-truncated.gguf'] = seeds['small.gguf'][:-5]
 seeds['bad-huge-count.gguf'] = b'GGUF' + struct.pack('<IQQ', 3, 2**62, 2**62)
 seeds['bad-dup-tensor.gguf'] = gguf([], [('t', 0, [1], f32(1)), ('t', 0, [1], f32(2))])
 put('gguf', seeds)
+
+# --- model: config.json + SEP + model.safetensors (tiny models, dense and MLX-quantized) ---
+def tensor_blob(dtype, vals):
+    if dtype == 'F32':
+        return struct.pack(f'<{len(vals)}f', *vals)
+    if dtype == 'BF16':
+        return b''.join(struct.pack('<f', v)[2:] for v in vals)
+    if dtype == 'U8':
+        return bytes(vals)
+    if dtype == 'U32':
+        return struct.pack(f'<{len(vals)}I', *vals)
+    raise ValueError(dtype)
+
+def st_typed(tensors):
+    hd, blob = {}, b''
+    for tname, (dtype, shape, vals) in tensors.items():
+        b = tensor_blob(dtype, vals)
+        hd[tname] = {'dtype': dtype, 'shape': shape, 'data_offsets': [len(blob), len(blob) + len(b)]}
+        blob += b
+    return raw(hdr(hd), blob)
+
+def tiny_model(arch='LlamaForCausalLM', mtype='llama', quant=None, qk_norm=False, bias=False, tied=True):
+    C, H, KV, D, I, V = 32, 2, 1, 16, 32, 16
+    cfg = {'architectures': [arch], 'model_type': mtype, 'hidden_size': C, 'num_attention_heads': H,
+           'num_key_value_heads': KV, 'head_dim': D, 'intermediate_size': I, 'num_hidden_layers': 1,
+           'vocab_size': V, 'max_position_embeddings': 64, 'rms_norm_eps': 1e-6, 'rope_theta': 10000.0,
+           'tie_word_embeddings': tied, 'bos_token_id': 1, 'eos_token_id': 2}
+    val = lambda n: [((i * 37) % 17 - 8) / 64.0 for i in range(n)]
+    t = {'model.embed_tokens.weight': ('BF16', [V, C], val(V * C)), 'model.norm.weight': ('BF16', [C], [1.0] * C)}
+    if not tied:
+        t['lm_head.weight'] = ('BF16', [V, C], val(V * C))
+    p = 'model.layers.0.'
+    t[p + 'input_layernorm.weight'] = ('BF16', [C], [1.0] * C)
+    t[p + 'post_attention_layernorm.weight'] = ('BF16', [C], [1.0] * C)
+    shapes = {'self_attn.q_proj': (H * D, C), 'self_attn.k_proj': (KV * D, C), 'self_attn.v_proj': (KV * D, C),
+              'self_attn.o_proj': (C, H * D), 'mlp.gate_proj': (I, C), 'mlp.up_proj': (I, C), 'mlp.down_proj': (C, I)}
+    for mod, (o, i) in shapes.items():
+        if quant and mod in ('self_attn.q_proj', 'mlp.up_proj'):
+            bits, gs = quant['bits'], quant['group_size']
+            t[p + mod + '.weight'] = ('U32', [o, i * bits // 32], [(k * 2654435761) & 0xffffffff for k in range(o * i * bits // 32)])
+            if quant.get('mode', 'affine') == 'mxfp4':
+                t[p + mod + '.scales'] = ('U8', [o, i // gs], [120] * (o * i // gs))  # E8M0
+            else:
+                t[p + mod + '.scales'] = ('BF16', [o, i // gs], [0.01] * (o * i // gs))
+            if quant.get('mode', 'affine') == 'affine':
+                t[p + mod + '.biases'] = ('BF16', [o, i // gs], [-0.05] * (o * i // gs))
+        else:
+            t[p + mod + '.weight'] = ('BF16', [o, i], val(o * i))
+    if bias:
+        for mod in ('q_proj', 'k_proj', 'v_proj'):
+            t[p + 'self_attn.' + mod + '.bias'] = ('BF16', [shapes['self_attn.' + mod][0]], [0.0] * shapes['self_attn.' + mod][0])
+    if qk_norm:
+        t[p + 'self_attn.q_norm.weight'] = ('BF16', [D], [1.0] * D)
+        t[p + 'self_attn.k_norm.weight'] = ('BF16', [D], [1.0] * D)
+    if quant:
+        cfg['quantization'] = quant
+    return json.dumps(cfg, indent=1).encode() + SEP + st_typed(t)
+
+seeds = {}
+seeds['llama-dense'] = tiny_model()
+seeds['llama-untied'] = tiny_model(tied=False)
+seeds['qwen2-bias'] = tiny_model('Qwen2ForCausalLM', 'qwen2', bias=True)
+seeds['qwen3-qknorm'] = tiny_model('Qwen3ForCausalLM', 'qwen3', qk_norm=True)
+seeds['mlx-affine-4bit'] = tiny_model(quant={'group_size': 32, 'bits': 4})
+seeds['mlx-affine-8bit-override'] = tiny_model(quant={'group_size': 32, 'bits': 8,
+                                                     'model.layers.0.mlp.up_proj': {'group_size': 32, 'bits': 8}})
+seeds['mlx-mxfp4'] = tiny_model(quant={'group_size': 32, 'bits': 4, 'mode': 'mxfp4'})
+seeds['bad-missing-tensor'] = tiny_model().replace(b'"num_hidden_layers": 1', b'"num_hidden_layers": 2')
+put('model', seeds)
