@@ -20,6 +20,8 @@
 
 #include "lt-error.h"
 #include "lt-output-dir.h"
+#include "lt-run.h"
+#include "lt-safetensors.h"
 
 #define N_KILLS 20
 
@@ -363,6 +365,83 @@ test_full_disk (gconstpointer data)
   rm_rf (tmp);
 }
 
+/* No file of @dir but @keep (may be NULL) may exist: a failed write leaves no temporary. */
+static void
+assert_only (const char *dir, const char *keep)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *n;
+  while (d && (n = g_dir_read_name (d)) != NULL)
+    if (g_strcmp0 (n, keep) != 0)
+      g_error ("%s: unexpected file left behind: %s", dir, n);
+}
+
+/* The core's single-file writers on a full disk (this process, files capped at 1 KiB): the
+ * safetensors writer and the run configuration's save fail with one LT_ERROR_IO naming the
+ * file and the reason, keep the previous good file byte for byte, and leave no temporary. */
+static void
+test_full_disk_files (void)
+{
+  if (g_test_subprocess ())
+    {
+      g_autofree char *dir = g_dir_make_tmp ("test-crash-safety-XXXXXX", NULL);
+      g_autofree char *st = g_build_filename (dir, "w.safetensors", NULL);
+      g_autofree char *rj = g_build_filename (dir, "run.json", NULL);
+      g_autofree char *st_before = NULL, *rj_before = NULL, *st_after = NULL, *rj_after = NULL;
+      gsize st_len = 0, st_len2 = 0;
+      const int64_t small[1] = { 4 }, big[1] = { 4096 };
+      g_autoptr (GError) error = NULL;
+      LtTensor *t;
+
+      /* the previous good files, written before the disk fills */
+      t = lt_tensor_new ("w", LT_DTYPE_F32, 1, small);
+      g_assert_true (lt_safetensors_write (st, (const LtTensor *const *) &t, 1, NULL, &error));
+      lt_tensor_free (t);
+      {
+        g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+        g_assert_true (lt_run_config_save (cfg, rj, &error));
+      }
+      g_assert_no_error (error);
+      g_assert_true (g_file_get_contents (st, &st_before, &st_len, NULL));
+      g_assert_true (g_file_get_contents (rj, &rj_before, NULL, NULL));
+      limit_file_size (NULL);
+      struct rlimit rl = { 1024, 1024 };
+      g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &rl), ==, 0);
+
+      t = lt_tensor_new ("w", LT_DTYPE_F32, 1, big);
+      g_assert_false (lt_safetensors_write (st, (const LtTensor *const *) &t, 1, NULL, &error));
+      lt_tensor_free (t);
+      g_assert_error (error, LT_ERROR, LT_ERROR_IO);
+      g_test_message ("safetensors: %s", error->message);
+      g_assert_nonnull (strstr (error->message, st));
+      g_assert_nonnull (strstr (error->message, "File too large"));
+      g_clear_error (&error);
+
+      {
+        g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+        g_autofree char *longpath = g_strnfill (3000, 'm');
+        g_assert_true (lt_run_config_set_from_string (cfg, "model", longpath, NULL));
+        g_assert_false (lt_run_config_save (cfg, rj, &error));
+      }
+      g_assert_nonnull (error);
+      g_assert_true (error->domain == LT_ERROR);
+      g_test_message ("run.json: %s", error->message);
+      g_assert_nonnull (strstr (error->message, rj));
+
+      g_assert_true (g_file_get_contents (st, &st_after, &st_len2, NULL));
+      g_assert_true (st_len == st_len2 && memcmp (st_before, st_after, st_len) == 0);
+      g_assert_true (g_file_get_contents (rj, &rj_after, NULL, NULL));
+      g_assert_cmpstr (rj_after, ==, rj_before);
+      g_remove (st);
+      assert_only (dir, "run.json");
+      g_remove (rj);
+      g_rmdir (dir);
+      return;
+    }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_test_trap_assert_passed ();
+}
+
 static void
 write_file (const char *dir, const char *name, const char *text)
 {
@@ -435,5 +514,6 @@ main (int argc, char **argv)
   g_test_add_data_func ("/crash-safety/kill-fuse", GINT_TO_POINTER (1), test_kill);
   g_test_add_data_func ("/crash-safety/full-disk-quantize", GINT_TO_POINTER (0), test_full_disk);
   g_test_add_data_func ("/crash-safety/full-disk-fuse", GINT_TO_POINTER (1), test_full_disk);
+  g_test_add_func ("/crash-safety/full-disk-files", test_full_disk_files);
   return g_test_run ();
 }
