@@ -330,6 +330,35 @@ read_token_ids (LtConfig *c, JsonObject *root, const char *label, GError **error
   return TRUE;
 }
 
+/* TRUE when every string (and member name) under @node is UTF-8: json-glib decodes a lone
+ * surrogate escape ("\ud800") to bytes that are not, which would reach messages and names. */
+static gboolean
+json_all_utf8 (JsonNode *node, int depth)
+{
+  if (node == NULL || depth > 64)
+    return TRUE;
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
+    return g_utf8_validate (json_node_get_string (node), -1, NULL);
+  if (JSON_NODE_HOLDS_ARRAY (node))
+    {
+      JsonArray *a = json_node_get_array (node);
+      for (guint i = 0; i < json_array_get_length (a); i++)
+        if (!json_all_utf8 (json_array_get_element (a, i), depth + 1))
+          return FALSE;
+    }
+  if (JSON_NODE_HOLDS_OBJECT (node))
+    {
+      JsonObjectIter it;
+      const char *name;
+      JsonNode *member;
+      json_object_iter_init (&it, json_node_get_object (node));
+      while (json_object_iter_next (&it, &name, &member))
+        if (!g_utf8_validate (name, -1, NULL) || !json_all_utf8 (member, depth + 1))
+          return FALSE;
+    }
+  return TRUE;
+}
+
 LtConfig *
 lt_config_new_from_data (const char *data, gssize len, const char *label, GError **error)
 {
@@ -354,6 +383,13 @@ lt_config_new_from_data (const char *data, gssize len, const char *label, GError
       || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     {
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: expected a JSON object", label);
+      return NULL;
+    }
+  if (!json_all_utf8 (json_parser_get_root (parser), 0))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                   "%s: a string is not valid UTF-8 (a lone surrogate escape such as \\ud800)",
+                   label);
       return NULL;
     }
   root = json_node_get_object (json_parser_get_root (parser));
