@@ -305,7 +305,7 @@ read_token_ids (LtConfig *c, JsonObject *root, const char *label, GError **error
           double v = lt_json_holds (e, G_TYPE_INT64)    ? (double) json_node_get_int (e)
                      : lt_json_holds (e, G_TYPE_DOUBLE) ? json_node_get_double (e)
                                                         : -1.0;
-          if (v != floor (v) || v < 0)
+          if (v != floor (v) || v < 0 || v > G_MAXINT)
             {
               g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
                            "%s: key “eos_token_id”: expected an integer or a list of integers",
