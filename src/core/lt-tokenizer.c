@@ -557,11 +557,13 @@ lt_tokenizer_new_from_file (const char *path, GError **error)
       GArray *t = g_ptr_array_index (tok->templates, i);
       int32_t vocab = lt_tokenizer_get_vocab_size (tok);
       for (guint j = 0; j < t->len; j++)
-        if (g_array_index (t, int32_t, j) >= vocab)
+        if (g_array_index (t, int32_t, j) >= vocab
+            || (g_array_index (t, int32_t, j) >= 0
+                && lt_tokenizer_id_to_token (tok, g_array_index (t, int32_t, j)) == NULL))
           {
             tok_fail (error, LT_ERROR_FORMAT, path,
-                      "key “post_processor”: special token id %d is outside the vocabulary "
-                      "(%d tokens)", g_array_index (t, int32_t, j), vocab);
+                      "key “post_processor”: special token id %d is not a token of the "
+                      "vocabulary (%d tokens)", g_array_index (t, int32_t, j), vocab);
             return NULL;
           }
     }
