@@ -305,7 +305,7 @@ read_token_ids (LtConfig *c, JsonObject *root, const char *label, GError **error
           double v = lt_json_holds (e, G_TYPE_INT64)    ? (double) json_node_get_int (e)
                      : lt_json_holds (e, G_TYPE_DOUBLE) ? json_node_get_double (e)
                                                         : -1.0;
-          if (v != floor (v) || v < 0)
+          if (v != floor (v) || v < 0 || v > G_MAXINT)
             {
               g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
                            "%s: key “eos_token_id”: expected an integer or a list of integers",
@@ -330,6 +330,35 @@ read_token_ids (LtConfig *c, JsonObject *root, const char *label, GError **error
   return TRUE;
 }
 
+/* TRUE when every string (and member name) under @node is UTF-8: json-glib decodes a lone
+ * surrogate escape ("\ud800") to bytes that are not, which would reach messages and names. */
+static gboolean
+json_all_utf8 (JsonNode *node, int depth)
+{
+  if (node == NULL || depth > 64)
+    return TRUE;
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
+    return g_utf8_validate (json_node_get_string (node), -1, NULL);
+  if (JSON_NODE_HOLDS_ARRAY (node))
+    {
+      JsonArray *a = json_node_get_array (node);
+      for (guint i = 0; i < json_array_get_length (a); i++)
+        if (!json_all_utf8 (json_array_get_element (a, i), depth + 1))
+          return FALSE;
+    }
+  if (JSON_NODE_HOLDS_OBJECT (node))
+    {
+      JsonObjectIter it;
+      const char *name;
+      JsonNode *member;
+      json_object_iter_init (&it, json_node_get_object (node));
+      while (json_object_iter_next (&it, &name, &member))
+        if (!g_utf8_validate (name, -1, NULL) || !json_all_utf8 (member, depth + 1))
+          return FALSE;
+    }
+  return TRUE;
+}
+
 LtConfig *
 lt_config_new_from_data (const char *data, gssize len, const char *label, GError **error)
 {
@@ -344,13 +373,23 @@ lt_config_new_from_data (const char *data, gssize len, const char *label, GError
   c->path = g_strdup (label);
   if (!json_parser_load_from_data (parser, data, len, &local))
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not valid JSON: %s", label,
-                   local->message);
+      /* json-glib quotes the offending bytes, a lone surrogate escape among them */
+      g_autofree char *msg = g_utf8_make_valid (local->message, -1);
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not valid JSON: %s", label, msg);
       return NULL;
     }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  /* an empty file parses to no root at all */
+  if (json_parser_get_root (parser) == NULL
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     {
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: expected a JSON object", label);
+      return NULL;
+    }
+  if (!json_all_utf8 (json_parser_get_root (parser), 0))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                   "%s: a string is not valid UTF-8 (a lone surrogate escape such as \\ud800)",
+                   label);
       return NULL;
     }
   root = json_node_get_object (json_parser_get_root (parser));
@@ -539,9 +578,12 @@ lt_config_rope_inv_freq (const LtConfig *c, float *inv_freq)
 gint64
 lt_config_n_params (const LtConfig *c)
 {
-  gint64 C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
-  gint64 H = c->num_attention_heads, KV = c->num_key_value_heads, V = c->vocab_size;
-  gint64 per_layer = C * H * D + 2 * C * KV * D + H * D * C + 3 * C * I + 2 * C;
+  /* in double: a config.json's sizes are only bounded by int, and their products overflow
+   * 64 bits (exact below 2^53, far above any real model); saturates at G_MAXINT64 */
+  double C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+  double H = c->num_attention_heads, KV = c->num_key_value_heads, V = c->vocab_size;
+  double per_layer = C * H * D + 2 * C * KV * D + H * D * C + 3 * C * I + 2 * C;
+  double n;
 
   if (c->qkv_bias)
     per_layer += H * D + 2 * KV * D;
@@ -551,5 +593,6 @@ lt_config_n_params (const LtConfig *c)
     per_layer += 2 * I + C;
   if (c->qk_norm)
     per_layer += 2 * D;
-  return per_layer * c->num_hidden_layers + V * C * (c->tie_word_embeddings ? 1 : 2) + C;
+  n = per_layer * c->num_hidden_layers + V * C * (c->tie_word_embeddings ? 1 : 2) + C;
+  return n >= 0x1p63 ? G_MAXINT64 : (gint64) n;
 }

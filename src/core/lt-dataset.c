@@ -487,8 +487,10 @@ lt_dataset_load (const char *path, LtTokenizer *tok, LtChatTemplate *tmpl, int m
 
       if (!json_parser_load_from_data (parser, text, len, &local))
         {
+          /* json-glib quotes the offending bytes, a lone surrogate escape among them */
+          g_autofree char *msg = g_utf8_make_valid (local->message, -1);
           g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: not valid JSON: %s", path, line,
-                       local->message);
+                       msg);
           goto fail;
         }
       JsonNode *root = json_parser_get_root (parser);

@@ -5,14 +5,61 @@
 #include "lt-output-dir.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include <glib/gstdio.h>
 
 #include "lt-error.h"
 
+static void rm_rf (const char *path);
+
+/* Finishes what a writer killed mid-way left beside @path: its temporary folders
+ * (".NAME.tmp-*") are removed; an old output moved aside (".NAME.old-*") is removed when @path
+ * exists (the commit got as far as the rename) and renamed back into place when it does not
+ * (the commit was killed between its two renames). So after a kill @path is the previous
+ * complete output or the new complete one, and nothing else remains. */
+static void
+recover_siblings (const char *path)
+{
+  g_autofree char *parent = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (path);
+  g_autofree char *tmp_prefix = g_strdup_printf (".%s.tmp-", base);
+  g_autofree char *old_prefix = g_strdup_printf (".%s.old-", base);
+  g_autoptr (GPtrArray) olds = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GDir) d = g_dir_open (parent, 0, NULL);
+  const char *n;
+
+  while (d && (n = g_dir_read_name (d)))
+    {
+      /* the random part of a name from make_sibling_dir is exactly 6 characters */
+      if (g_str_has_prefix (n, tmp_prefix) && strlen (n) == strlen (tmp_prefix) + 6)
+        {
+          g_autofree char *c = g_build_filename (parent, n, NULL);
+          rm_rf (c);
+        }
+      else if (g_str_has_prefix (n, old_prefix) && strlen (n) == strlen (old_prefix) + 6)
+        g_ptr_array_add (olds, g_build_filename (parent, n, NULL));
+    }
+  for (guint i = 0; i < olds->len; i++)
+    {
+      const char *old = olds->pdata[i];
+      /* an empty one is a name reserved before the move: never an output */
+      gboolean empty = TRUE;
+      if (g_file_test (old, G_FILE_TEST_IS_DIR))
+        {
+          g_autoptr (GDir) od = g_dir_open (old, 0, NULL);
+          empty = od == NULL || g_dir_read_name (od) == NULL;
+        }
+      if (!empty && !g_file_test (path, G_FILE_TEST_EXISTS) && g_rename (old, path) == 0)
+        continue;
+      rm_rf (old);
+    }
+}
+
 gboolean
 lt_output_dir_check (const char *path, gboolean force, GError **error)
 {
+  recover_siblings (path);
   if (!g_file_test (path, G_FILE_TEST_EXISTS))
     return TRUE;
   if (g_file_test (path, G_FILE_TEST_IS_DIR))
@@ -74,6 +121,7 @@ lt_output_dir_begin (const char *path, GError **error)
       g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot create: %s", parent, g_strerror (e));
       return NULL;
     }
+  recover_siblings (path);
   return make_sibling_dir (path, "tmp", error);
 }
 

@@ -406,7 +406,8 @@ parse_template (JsonObject *o, GPtrArray *templates, const char *path, const cha
               JsonNode *idn = json_array_get_element (ids, j);
               int32_t v;
 
-              if (!lt_json_holds (idn, G_TYPE_INT64) || json_node_get_int (idn) < 0)
+              if (!lt_json_holds (idn, G_TYPE_INT64) || json_node_get_int (idn) < 0
+                  || json_node_get_int (idn) > G_MAXINT32)
                 return tok_fail (error, LT_ERROR_FORMAT, path,
                                  "key “%s.special_tokens.%s.ids” must hold non-negative integers",
                                  key, id);
@@ -438,7 +439,9 @@ parse_cls_sep (JsonObject *o, GPtrArray *templates, const char *path, const char
 
       if (n == NULL || !JSON_NODE_HOLDS_ARRAY (n)
           || json_array_get_length (a = json_node_get_array (n)) != 2
-          || !lt_json_holds (json_array_get_element (a, 1), G_TYPE_INT64))
+          || !lt_json_holds (json_array_get_element (a, 1), G_TYPE_INT64)
+          || json_array_get_int_element (a, 1) < 0
+          || json_array_get_int_element (a, 1) > G_MAXINT32)
         return tok_fail (error, LT_ERROR_FORMAT, path, "key “%s.%s” must be [token, id]", key,
                          names[i]);
       v[i] = (int32_t) json_array_get_int_element (a, 1);
@@ -510,8 +513,11 @@ lt_tokenizer_new_from_file (const char *path, GError **error)
       if (local->domain == G_FILE_ERROR)
         g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", path, local->message);
       else
-        g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not valid JSON: %s", path,
-                     local->message);
+        {
+          /* json-glib quotes the offending bytes, a lone surrogate escape among them */
+          g_autofree char *msg = g_utf8_make_valid (local->message, -1);
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not valid JSON: %s", path, msg);
+        }
       return NULL;
     }
   root_node = json_parser_get_root (parser);
@@ -555,6 +561,22 @@ tokenizer_from_root (JsonObject *root, const char *path, GError **error)
     return NULL;
   if (!build_added_sets (tok, error))
     return NULL;
+  /* the post-processor's ids must be tokens: encode hands them to the embedding */
+  for (guint i = 0; i < tok->templates->len; i++)
+    {
+      GArray *t = g_ptr_array_index (tok->templates, i);
+      int32_t vocab = lt_tokenizer_get_vocab_size (tok);
+      for (guint j = 0; j < t->len; j++)
+        if (g_array_index (t, int32_t, j) >= vocab
+            || (g_array_index (t, int32_t, j) >= 0
+                && lt_tokenizer_id_to_token (tok, g_array_index (t, int32_t, j)) == NULL))
+          {
+            tok_fail (error, LT_ERROR_FORMAT, path,
+                      "key “post_processor”: special token id %d is not a token of the "
+                      "vocabulary (%d tokens)", g_array_index (t, int32_t, j), vocab);
+            return NULL;
+          }
+    }
 
   /* Without tokenizer_config.json, the BOS is what the post-processor puts first. */
   if (tok->templates->len > 0)
@@ -627,8 +649,8 @@ lt_tokenizer_new_from_dir (const char *model_dir, GError **error)
 
       if (!json_parser_load_from_mapped_file (parser, cfg, &local))
         {
-          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not valid JSON: %s", cfg,
-                       local->message);
+          g_autofree char *msg = g_utf8_make_valid (local->message, -1);
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not valid JSON: %s", cfg, msg);
           return NULL;
         }
       rn = json_parser_get_root (parser);

@@ -304,7 +304,7 @@ test_adapter_rules (void)
     g_assert_cmpfloat (m->b[1 * 6 + 4], ==, 0.01f * (16 + 2 * 4 + 1));
   }
   /* rsLoRA: alpha / √r */
-  write_adapter (dir, TRUE, "{\"r\": 2, \"lora_alpha\": 8, \"use_rslora\": true}");
+  g_free (write_adapter (dir, TRUE, "{\"r\": 2, \"lora_alpha\": 8, \"use_rslora\": true}"));
   {
     g_autoptr (LtAdapterFile) f = lt_adapter_file_load (wpath, &error);
     g_assert_no_error (error);
@@ -313,7 +313,7 @@ test_adapter_rules (void)
   }
   for (gsize i = 0; i < G_N_ELEMENTS (refused); i++)
     {
-      write_adapter (dir, TRUE, refused[i].config);
+      g_free (write_adapter (dir, TRUE, refused[i].config));
       g_assert_null (lt_adapter_file_load (dir, &error));
       g_assert_error (error, LT_ERROR, refused[i].code);
       g_test_message ("%s", error->message);
@@ -343,7 +343,7 @@ test_adapter_rules (void)
     g_assert_cmpfloat (m->scale, ==, 10.0);
     g_assert_cmpfloat (m->a[3 * 2 + 1], ==, 0.01f * 7);    /* a as stored, (in, r) */
   }
-  write_adapter (dir, FALSE, "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4}");
+  g_free (write_adapter (dir, FALSE, "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4}"));
   g_assert_null (lt_adapter_file_load (dir, &error));
   g_assert_error (error, LT_ERROR, LT_ERROR_FORMAT);
   g_assert_nonnull (strstr (error->message, "PEFT prefix"));

@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
-# Writes the seed corpus for fuzz-safetensors (tests/fuzz/corpus/safetensors/): small valid
-# files in the layouts real writers produce (Rust/PyTorch padded, MLX unpadded with a null
-# __metadata__) and one of each corruption the reference rejects.
-import json, os, struct, sys
+# Writes the seed corpora of the fuzz harnesses (tests/fuzz/corpus/NAME/) from the fixtures
+# under tests/data and small hand-made files. Seeds are named seed-*; regression inputs of
+# fixed crashes (crash-*, kept by hand) are never touched.
+#
+# safetensors: small valid files in the layouts real writers produce (Rust/PyTorch padded,
+# MLX unpadded with a null __metadata__) and one of each corruption the reference rejects.
+import glob, json, os, struct, sys
 
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'corpus', 'safetensors')
+here = os.path.dirname(os.path.abspath(__file__))
+data_dir = os.path.join(here, '..', 'data')
+out = os.path.join(here, 'corpus', 'safetensors')
 os.makedirs(out, exist_ok=True)
 
 def raw(header: bytes, data: bytes, pad=True):
@@ -50,3 +55,5 @@ for name, data in files.items():
     with open(os.path.join(out, name), 'wb') as f:
         f.write(data)
 print(f'{len(files)} files in {out}')
+
+exec(open(os.path.join(here, 'make-corpus-more.py')).read())

@@ -19,6 +19,7 @@
 #include "lt-convert.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define LT_HAVE_X86 1
 #endif
@@ -159,8 +160,12 @@ have_avx2 (void)
 {
   static int cached = -1;
   if (cached < 0)
-    cached = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma")
-             && __builtin_cpu_supports ("f16c");
+    {
+      /* F16C is CPUID.1:ECX bit 29: clang 14's __builtin_cpu_supports lacks "f16c" */
+      unsigned int eax, ebx, ecx = 0, edx;
+      cached = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma")
+               && __get_cpuid (1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+    }
   return cached;
 }
 #endif
