@@ -304,7 +304,12 @@ lt_gguf_writer_add_i32_array (LtGgufWriter *w, const char *key, const gint32 *v,
 {
   begin_array (w, key, LT_GGUF_INT32, n);
   for (gsize i = 0; i < n; i++)
-    put_u32 (w->kv, (guint32) v[i]);
+    {
+      /* @v may point into a mapped file, at any alignment */
+      gint32 x;
+      memcpy (&x, (const char *) v + i * sizeof x, sizeof x);
+      put_u32 (w->kv, (guint32) x);
+    }
 }
 
 void

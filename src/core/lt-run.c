@@ -371,6 +371,7 @@ lt_run_config_copy (const LtRunConfig *cfg)
   c->adapter_path = g_strdup (cfg->adapter_path);
   c->resume_adapter_file = g_strdup (cfg->resume_adapter_file);
   c->lora_keys = g_strdupv (cfg->lora_keys);
+  c->sample_prompts = g_strdupv (cfg->sample_prompts);
   return c;
 }
 
@@ -384,6 +385,7 @@ lt_run_config_free (LtRunConfig *cfg)
   g_free (cfg->adapter_path);
   g_free (cfg->resume_adapter_file);
   g_strfreev (cfg->lora_keys);
+  g_strfreev (cfg->sample_prompts);
   g_free (cfg);
 }
 
