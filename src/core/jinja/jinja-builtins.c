@@ -419,7 +419,8 @@ arg_str (Render *R, Node *n, Args *a, guint idx, const char *name, const char *w
 {
   Value *v = arg (a, idx, name);
 
-  if (v == NULL || v->kind == V_NONE)
+  /* an earlier argument already failed (and set the error): report that one only */
+  if (!*ok || v == NULL || v->kind == V_NONE)
     return NULL;
   if (v->kind != V_STR)
     {
