@@ -161,6 +161,7 @@ lt_adapter_file_load (const char *path, GError **error)
       return NULL;
     }
   if (!json_parser_load_from_data (parser, cfg_text, -1, NULL)
+      || json_parser_get_root (parser) == NULL  /* an empty file */
       || JSON_NODE_TYPE (json_parser_get_root (parser)) != JSON_NODE_OBJECT)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not a JSON object", cfg_path);

@@ -162,7 +162,8 @@ lt_export_model_config (const char *dir, GError **error)
       g_prefix_error (error, "%s: ", cpath);
       return NULL;
     }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  if (json_parser_get_root (parser) == NULL  /* an empty file */
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     {
       g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: expected a JSON object", cpath);
       return NULL;

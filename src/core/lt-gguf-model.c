@@ -156,6 +156,7 @@ load_json_object (const char *path, JsonParser **keep)
 {
   JsonParser *p = json_parser_new ();
   if (!json_parser_load_from_file (p, path, NULL)
+      || json_parser_get_root (p) == NULL /* an empty file */
       || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
     {
       g_object_unref (p);
