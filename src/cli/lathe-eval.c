@@ -12,6 +12,9 @@
 
 #include "lathe-cli.h"
 #include "lathe-decode.h"
+#include "lt-chat-template.h"
+#include "lt-model-train.h"
+#include "lt-dataset.h"
 #include "lt-error.h"
 #include "lt-model.h"
 #include "lt-run.h"
@@ -83,6 +86,112 @@ line_text (JsonParser *parser, const char *line, const char *file, int lineno, G
   return g_strdup (json_node_get_string (text));
 }
 
+/* Prompt/completion and chat data, scored as training scores it: the examples the trainer
+ * builds (chat template applied, EOS appended, cut to @max_seq_length), in file order in
+ * batches of @batch_size, the prompt left out of the loss with @mask_prompt; the mean over the
+ * scored tokens is the trainer's validation loss on the same file. */
+static gboolean
+eval_as_trained (LtModel *model, LtTokenizer *tok, const char *data, int max_seq_length,
+                 int batch_size, gboolean mask_prompt, double *nll, gint64 *predicted,
+                 GError **error)
+{
+  const char *source = lt_tokenizer_get_chat_template (tok);
+  g_autoptr (LtChatTemplate) tmpl = source ? lt_chat_template_new (source, NULL) : NULL;
+  g_autoptr (LtDataset) ds = lt_dataset_load (data, tok, tmpl, max_seq_length, error);
+  g_autoptr (GArray) tokens = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  g_autoptr (GArray) targets = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  g_autoptr (GArray) weights = g_array_new (FALSE, FALSE, sizeof (float));
+  g_autoptr (GArray) lengths = g_array_new (FALSE, FALSE, sizeof (int));
+
+  if (ds == NULL)
+    return FALSE;
+  if (ds->format == LT_DATA_FORMAT_PREFERENCE)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "%s: preference pairs are scored by the DPO/ORPO validation of lathe train, "
+                   "not by eval", data);
+      return FALSE;
+    }
+  *nll = 0.0;
+  *predicted = 0;
+  for (gsize i = 0; i < ds->n_examples; i += batch_size)
+    {
+      int m = (int) MIN ((gsize) batch_size, ds->n_examples - i);
+      g_autofree gsize *idx = g_new (gsize, m);
+      g_autoptr (LtBatch) batch = NULL;
+      double sum = 0.0;
+
+      for (int k = 0; k < m; k++)
+        idx[k] = i + k;
+      batch = lt_dataset_make_batch (ds, idx, m, mask_prompt, 0);
+      g_array_set_size (tokens, 0);
+      g_array_set_size (targets, 0);
+      g_array_set_size (weights, 0);
+      g_array_set_size (lengths, 0);
+      for (int b = 0; b < batch->B; b++)
+        {
+          int len = batch->lengths[b];
+          gsize off = (gsize) b * batch->T;
+          if (len <= 0)
+            continue;
+          g_array_append_vals (tokens, batch->inputs + off, len);
+          g_array_append_vals (targets, batch->targets + off, len);
+          g_array_append_vals (weights, batch->weights + off, len);
+          g_array_append_val (lengths, len);
+        }
+      if (batch->n_predicted == 0 || lengths->len == 0)
+        continue;
+      /* loss_scale 0: the forward and the loss only */
+      if (!lt_model_forward_backward (model, (const int32_t *) tokens->data,
+                                      (const int *) lengths->data, (int) lengths->len,
+                                      (const int32_t *) targets->data,
+                                      (const float *) weights->data, 0.0f, &sum, error))
+        return FALSE;
+      *nll += sum;
+      *predicted += batch->n_predicted;
+    }
+  return TRUE;
+}
+
+/* Prints the mean NLL and the perplexity over what @st scored. */
+static int
+report (const EvalState *st, const char *data, gint64 start, gboolean json)
+{
+  if (st->predicted == 0)
+    {
+      g_printerr ("lathe eval: %s: no line has two or more tokens to evaluate\n", data);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+
+  double secs = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+  double mean = st->nll / (double) st->predicted;
+  double tps = secs > 0 ? (double) st->predicted / secs : 0.0;
+  if (json)
+    printf ("{\"ppl\": %.17g, \"nll\": %.17g, \"tokens\": %" G_GINT64_FORMAT
+            ", \"tokens_per_s\": %.6g}\n", exp (mean), mean, st->predicted, tps);
+  else
+    printf ("perplexity %.4f  (mean NLL %.6f over %" G_GINT64_FORMAT " tokens, %.0f tokens/s)\n",
+            exp (mean), mean, st->predicted, tps);
+  return LATHE_EXIT_OK;
+}
+
+/* Whether the first record of @contents is a {"text"} line (the plain perplexity path). */
+static gboolean
+is_text_data (JsonParser *parser, const char *contents)
+{
+  g_auto (GStrv) lines = g_strsplit (contents, "\n", 64);
+
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      g_autofree char *text = NULL;
+      if (*g_strstrip (lines[i]) == '\0')
+        continue;
+      text = line_text (parser, lines[i], "", 0, NULL);
+      return text != NULL;
+    }
+  return TRUE;
+}
+
 int
 lathe_cmd_eval (int argc, char **argv)
 {
@@ -90,8 +199,8 @@ lathe_cmd_eval (int argc, char **argv)
   g_autofree char *quantization = NULL;
   g_autofree char *adapter = NULL;
   g_autofree char *data = NULL;
-  int max_seq_length = 2048;
-  gboolean json = FALSE;
+  int max_seq_length = 2048, batch_size = 4;
+  gboolean json = FALSE, mask_prompt = FALSE;
   int exit_status;
   const GOptionEntry entries[] = {
     { "adapter-path", 'a', 0, G_OPTION_ARG_FILENAME, &adapter, LATHE_ADAPTER_PATH_HELP,
@@ -105,6 +214,12 @@ lathe_cmd_eval (int argc, char **argv)
       "JSONL file, one {\"text\": …} object per line; required", "FILE" },
     { "max-seq-length", 0, 0, G_OPTION_ARG_INT, &max_seq_length,
       "Truncate each line to N tokens (default 2048)", "N" },
+    { "batch-size", 0, 0, G_OPTION_ARG_INT, &batch_size,
+      "Prompt/completion and chat data: examples per batch, as the trainer's --batch-size "
+      "(default 4)", "N" },
+    { "mask-prompt", 0, 0, G_OPTION_ARG_NONE, &mask_prompt,
+      "Prompt/completion and chat data: leave the prompt out of the loss, as training with "
+      "--mask-prompt does (default off)", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
       "Print {\"ppl\", \"nll\", \"tokens\", \"tokens_per_s\"} as JSON (default off)", NULL },
     { NULL },
@@ -114,7 +229,10 @@ lathe_cmd_eval (int argc, char **argv)
   if (!lathe_cli_parse ("eval", NULL,
                         "Mean negative log-likelihood (and perplexity) of a model over every "
                         "predicted token of a JSONL file. Each line's \"text\" is encoded with "
-                        "the tokenizer's post-processor (BOS where it adds one).",
+                        "the tokenizer's post-processor (BOS where it adds one). "
+                        "Prompt/completion and chat files are scored as training scores them "
+                        "(chat template, EOS, --mask-prompt, --batch-size): the result is the "
+                        "trainer's validation loss on that file.",
                         entries, &argc, &argv, &exit_status))
     return exit_status;
   if (model_dir == NULL || data == NULL)
@@ -138,14 +256,30 @@ lathe_cmd_eval (int argc, char **argv)
   if (!lathe_decode_load ("eval", model_dir, quantization, adapter, &model, &tok, &exit_status))
     return exit_status;
 
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  EvalState st = { .model = model };
+  gint64 start = g_get_monotonic_time ();
+
+  if (!is_text_data (parser, contents))
+    {
+      if (batch_size < 1)
+        {
+          g_printerr ("lathe eval: --batch-size must be at least 1 (got %d)\n", batch_size);
+          return LATHE_EXIT_BAD_INPUT;
+        }
+      if (!eval_as_trained (model, tok, data, max_seq_length, batch_size, mask_prompt, &st.nll,
+                            &st.predicted, &error))
+        return lathe_cli_report_error ("eval", error);
+      return report (&st, data, start, json);
+    }
+
   g_auto (GStrv) lines = g_strsplit (contents, "\n", -1);
   guint n_lines = g_strv_length (lines);
-  g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GArray) tokens = g_array_new (FALSE, FALSE, sizeof (int32_t));
   g_autoptr (GArray) lengths = g_array_new (FALSE, FALSE, sizeof (int));
-  EvalState st = { .model = model, .tokens = tokens, .lengths = lengths };
+  st.tokens = tokens;
+  st.lengths = lengths;
   gboolean tty = isatty (STDERR_FILENO);
-  gint64 start = g_get_monotonic_time ();
   gint64 last_report = start;
   gboolean reported = FALSE;
 
@@ -192,20 +326,5 @@ lathe_cmd_eval (int argc, char **argv)
   if (reported && tty)
     g_printerr ("\n");
 
-  if (st.predicted == 0)
-    {
-      g_printerr ("lathe eval: %s: no line has two or more tokens to evaluate\n", data);
-      return LATHE_EXIT_BAD_INPUT;
-    }
-
-  double secs = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
-  double mean = st.nll / (double) st.predicted;
-  double tps = secs > 0 ? (double) st.predicted / secs : 0.0;
-  if (json)
-    printf ("{\"ppl\": %.17g, \"nll\": %.17g, \"tokens\": %" G_GINT64_FORMAT
-            ", \"tokens_per_s\": %.6g}\n", exp (mean), mean, st.predicted, tps);
-  else
-    printf ("perplexity %.4f  (mean NLL %.6f over %" G_GINT64_FORMAT " tokens, %.0f tokens/s)\n",
-            exp (mean), mean, st.predicted, tps);
-  return LATHE_EXIT_OK;
+  return report (&st, data, start, json);
 }

@@ -119,6 +119,52 @@ check_adapter (gconstpointer data)
   g_assert_cmpint (system (rm), ==, 0);
 }
 
+/* `lathe eval` on prompt/completion data scores what training scores: with the run's adapter,
+ * --mask-prompt and --batch-size it reports the trainer's own validation loss on that file. */
+static void
+test_eval_as_trained (void)
+{
+  g_autofree char *demo = g_build_filename (g_getenv ("LATHE_SOURCE_DIR"), "data", "demo", NULL);
+  g_autofree char *model = g_build_filename (demo, "model", NULL);
+  g_autofree char *data = g_build_filename (demo, "sft", NULL);
+  g_autofree char *valid = g_build_filename (data, "valid.jsonl", NULL);
+  g_autofree char *tmp = g_dir_make_tmp ("lathe-eval-as-trained-XXXXXX", NULL);
+  g_autofree char *run = g_build_filename (tmp, "run", NULL);
+  g_autofree char *metrics = g_build_filename (run, "metrics.jsonl", NULL);
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+  double val_loss = NAN;
+
+  g_free (run_lathe ("train", "--model", model, "--data", data, "--adapter-path", run, "--iters",
+                     "10", "--batch-size", "4", "--max-seq-length", "64", "--mask-prompt",
+                     "--steps-per-eval", "10", "--val-batches", "-1", "--learning-rate",
+                     "0.002", "--save-every", "0", NULL));
+  g_assert_true (g_file_get_contents (metrics, &text, NULL, NULL));
+  lines = g_strsplit (text, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      g_autoptr (JsonParser) p = json_parser_new ();
+      JsonObject *o;
+      if (lines[i][0] == '\0')
+        continue;
+      o = parse (p, lines[i]);
+      if (g_str_equal (json_object_get_string_member (o, "event"), "eval"))
+        val_loss = json_object_get_double_member (o, "val_loss");
+    }
+  g_assert_true (isfinite (val_loss));
+
+  g_autofree char *out = run_lathe ("eval", "--model", model, "--adapter-path", run, "--data",
+                                    valid, "--mask-prompt", "--batch-size", "4",
+                                    "--max-seq-length", "64", "--json", NULL);
+  g_autoptr (JsonParser) p = json_parser_new ();
+  double nll = json_object_get_double_member (parse (p, out), "nll");
+  g_test_message ("trainer validation loss %.12f, lathe eval %.12f", val_loss, nll);
+  g_assert_cmpfloat (fabs (nll - val_loss), <=, 1e-9 * fabs (val_loss));
+
+  g_autofree char *rm = g_strdup_printf ("rm -rf '%s'", tmp);
+  g_assert_cmpint (system (rm), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -126,5 +172,6 @@ main (int argc, char **argv)
   g_test_add_data_func ("/unfused/peft-lora", "llama-f32-lora", check_adapter);
   g_test_add_data_func ("/unfused/peft-dora", "qwen3-dora", check_adapter);
   g_test_add_data_func ("/unfused/run-folder", "run", check_adapter);
+  g_test_add_func ("/unfused/eval-as-trained", test_eval_as_trained);
   return g_test_run ();
 }
