@@ -99,7 +99,13 @@ draw_histogram (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpoint
   (void) area;
   if (self->preview == NULL || self->preview->n_examples == 0 || pw <= 0 || ph <= 0)
     return;
-  gtk_style_context_get_color (gtk_widget_get_style_context (GTK_WIDGET (area)), &fg);
+  {
+    GtkStyleContext *ctx = gtk_widget_get_style_context (GTK_WIDGET (area));
+    /* the style's colours (libadwaita's named colours), the defaults only as a fallback */
+    gtk_style_context_get_color (ctx, &fg);
+    gtk_style_context_lookup_color (ctx, "accent_color", &accent);
+    gtk_style_context_lookup_color (ctx, "warning_color", &warn);
+  }
   lt_dataset_preview_histogram (self->preview, N_BINS, counts, &bin_width);
   for (int b = 0; b < N_BINS; b++)
     top = MAX (top, counts[b]);

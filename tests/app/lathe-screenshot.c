@@ -295,8 +295,11 @@ main (int   argc,
   app = lathe_application_new ();
   g_application_set_flags (G_APPLICATION (app), G_APPLICATION_NON_UNIQUE);
   g_signal_connect_after (app, "activate", G_CALLBACK (activate_cb), NULL);
+  /* light unless LATHE_SHOT_DARK is set (to check the dark style) */
   adw_style_manager_set_color_scheme (adw_style_manager_get_default (),
-                                      ADW_COLOR_SCHEME_FORCE_LIGHT);
+                                      g_getenv ("LATHE_SHOT_DARK") != NULL
+                                        ? ADW_COLOR_SCHEME_FORCE_DARK
+                                        : ADW_COLOR_SCHEME_FORCE_LIGHT);
 
   g_application_run (G_APPLICATION (app), 1, app_argv);
   return exit_status;
