@@ -1065,6 +1065,13 @@ gboolean
 lt_model_forward_nll (LtModel *m, const int32_t *tokens, const int *lengths, int B,
                       double *nll, GError **error)
 {
+  return lt_model_forward_nll_sq (m, tokens, lengths, B, nll, NULL, error);
+}
+
+gboolean
+lt_model_forward_nll_sq (LtModel *m, const int32_t *tokens, const int *lengths, int B,
+                         double *nll, double *nll_sq, GError **error)
+{
   LtRunState *s = m->state;
   int N, chunk;
 
@@ -1095,10 +1102,16 @@ lt_model_forward_nll (LtModel *m, const int32_t *tokens, const int *lengths, int
                            s->target, s->tile, s->tile_floats);
   for (int b = 0, o = 0; b < B; o += lengths[b], b++)
     {
-      double sum = 0.0;
+      double sum = 0.0, sq = 0.0;
       for (int t = 0; t + 1 < lengths[b]; t++)
-        sum += (double) s->lse_m[o + t] + log (s->lse_s[o + t]) - (double) s->target[o + t];
+        {
+          double ce = (double) s->lse_m[o + t] + log (s->lse_s[o + t]) - (double) s->target[o + t];
+          sum += ce;
+          sq += ce * ce;
+        }
       nll[b] = sum;
+      if (nll_sq != NULL)
+        nll_sq[b] = sq;
     }
   return TRUE;
 }
