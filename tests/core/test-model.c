@@ -554,6 +554,25 @@ test_load_errors (void)
   g_clear_error (&error);
   g_hash_table_remove (table, scales);
 
+  /* NaN in a stored weight (a damaged checkpoint) is named at load with its place */
+  {
+    const char *name = "model.layers.1.self_attn.v_proj.weight";
+    const LtTensor *orig = g_hash_table_lookup (table, name);
+    g_autoptr (LtTensor) copy = lt_tensor_copy (orig);
+    int64_t cols = lt_tensor_cols (copy);
+    ((float *) copy->data)[3 * cols + 5] = NAN;
+    g_hash_table_insert (table, (gpointer) name, copy);
+    m = lt_model_new_from_table (lt_config_load (dir, &error), table, "table", &error);
+    g_assert_null (m);
+    g_assert_error (error, LT_ERROR, LT_ERROR_NUMERIC);
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, name));
+    g_assert_nonnull (strstr (error->message, "NaN"));
+    g_assert_nonnull (strstr (error->message, "row 3, column 5"));
+    g_clear_error (&error);
+    g_hash_table_insert (table, (gpointer) name, (gpointer) orig);
+  }
+
   /* a token outside the vocabulary */
   g_autoptr (LtModel) good = lt_model_load (dir, &error);
   g_assert_no_error (error);
