@@ -317,7 +317,7 @@ lathe_cmd_eval (int argc, char **argv)
       text = line_text (parser, line, data, (int) i + 1, &error);
       if (text == NULL)
         return lathe_cli_report_error ("eval", error);
-      ids = lt_tokenizer_encode (tok, text, -1, TRUE, &error);
+      ids = lt_tokenizer_encode_prefix (tok, text, -1, TRUE, max_seq_length, &error);
       if (ids == NULL)
         {
           g_prefix_error (&error, "%s:%u: ", data, i + 1);
