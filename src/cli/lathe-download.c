@@ -56,7 +56,8 @@ on_progress (const LtHubProgress *p, gpointer data)
   DownloadJob *job = data;
   g_autofree char *done = g_format_size (p->done);
   g_autofree char *total = g_format_size (p->total);
-  g_autofree char *speed = g_format_size ((guint64) p->bytes_per_s);
+  g_autofree char *rate = g_format_size ((guint64) p->bytes_per_s);
+  g_autofree char *speed = p->bytes_per_s > 0 ? g_strconcat (rate, "/s", NULL) : g_strdup ("--");
   g_autofree char *eta = format_duration (p->eta_s);
   gboolean file_end = p->file_total > 0 && p->file_done == p->file_total;
 
@@ -64,13 +65,13 @@ on_progress (const LtHubProgress *p, gpointer data)
     return !g_cancellable_is_cancelled (job->cancellable);
   if (job->tty)
     {
-      g_printerr ("\r\033[K%u/%u %s  %s / %s  %s/s  ETA %s", p->file_index + 1, p->n_files,
+      g_printerr ("\r\033[K%u/%u %s  %s / %s  %s  ETA %s", p->file_index + 1, p->n_files,
                   p->file, done, total, speed, eta);
       job->bar_shown = TRUE;
     }
   else if (file_end && job->last_file != p->file)
     {
-      g_printerr ("lathe %s: %u/%u %s  %s / %s  %s/s  ETA %s\n", CMD, p->file_index + 1,
+      g_printerr ("lathe %s: %u/%u %s  %s / %s  %s  ETA %s\n", CMD, p->file_index + 1,
                   p->n_files, p->file, done, total, speed, eta);
       job->last_file = p->file;
     }

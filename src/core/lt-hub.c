@@ -761,7 +761,7 @@ transfer (Hub *h, HubFile *f, gboolean *out_resumed, GError **error)
         }
       h->p.file_done = have;
       buf = g_malloc (CHUNK);
-      for (;;)
+      for (gboolean first = TRUE;; first = FALSE)
         {
           g_autoptr (GError) local = NULL;
           gssize n = g_input_stream_read (stream, buf, CHUNK, h->cancellable, &local);
@@ -790,7 +790,7 @@ transfer (Hub *h, HubFile *f, gboolean *out_resumed, GError **error)
           have += n;
           h->p.file_done = have;
           h->p.done += n;
-          if (!report (h, FALSE, error))
+          if (!report (h, first, error)) /* the first bytes of each file are always shown */
             {
               fsync (fd);
               close (fd);
