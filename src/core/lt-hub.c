@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
@@ -323,9 +324,10 @@ set_status_error (Hub *h, SoupMessage *msg, const char *rev, const char *file, G
                                                    "X-Error-Code");
   g_autofree char *url = g_uri_to_string (soup_message_get_uri (msg));
 
-  if (g_strcmp0 (code, "GatedRepo") == 0 || (status == 403)
-      || (status == 401 && g_strcmp0 (code, "RepoNotFound") != 0 && h->sent_token == FALSE
-          && file != NULL))
+  /* The Hub answers 401 with X-Error-Code RepoNotFound for a repository that does not exist
+   * (or that this caller may not see), GatedRepo for a gated one; 403 is a refused access. */
+  if (g_strcmp0 (code, "GatedRepo") == 0 || status == 403
+      || (status == 401 && g_strcmp0 (code, "RepoNotFound") != 0))
     {
       if (h->sent_token)
         g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
@@ -692,19 +694,25 @@ file_size (const char *path)
   return g_stat (path, &st) == 0 ? (guint64) st.st_size : 0;
 }
 
-/* Transfers @f into blobs/ETAG.incomplete (resuming what is there), checks it, renames it to
- * blobs/ETAG. */
+/* Transfers @f into blobs/ETAG.incomplete (@fd, locked; resuming what is there), checks it,
+ * renames it to blobs/ETAG. */
 static gboolean
-transfer (Hub *h, HubFile *f, gboolean *out_resumed, GError **error)
+transfer_locked (Hub *h, HubFile *f, int fd, const char *blob, const char *inc,
+                 gboolean *out_resumed, GError **error)
 {
-  g_autofree char *blob = g_build_filename (h->repo_dir, "blobs", f->etag, NULL);
-  g_autofree char *inc = g_strconcat (blob, ".incomplete", NULL);
   g_autofree guint8 *buf = NULL;
-  guint64 have = file_size (inc);
   gboolean lfs = is_hex (f->etag, 64);
-  int fd;
+  GStatBuf st;
+  guint64 have;
 
   *out_resumed = FALSE;
+  if (fstat (fd, &st) != 0)
+    {
+      int e = errno;
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", inc, g_strerror (e));
+      return FALSE;
+    }
+  have = (guint64) st.st_size;
   if (f->size > 0 && have > f->size)
     have = 0;
   h->p.file = f->path;
@@ -738,7 +746,7 @@ transfer (Hub *h, HubFile *f, gboolean *out_resumed, GError **error)
           *out_resumed = TRUE;
         }
       else if (status == SOUP_STATUS_OK)
-        have = 0; /* the whole file again */
+        have = 0; /* the whole file again (the server ignored Range, or there was none) */
       else if (status == SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE && have > 0)
         {
           g_unlink (inc); /* a stale partial file: start over next time */
@@ -752,8 +760,7 @@ transfer (Hub *h, HubFile *f, gboolean *out_resumed, GError **error)
           return FALSE;
         }
 
-      fd = g_open (inc, O_WRONLY | O_CREAT | (have > 0 ? O_APPEND : O_TRUNC), 0644);
-      if (fd < 0)
+      if ((have == 0 && ftruncate (fd, 0) != 0) || lseek (fd, (off_t) have, SEEK_SET) < 0)
         {
           int e = errno;
           g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", inc, g_strerror (e));
@@ -769,7 +776,6 @@ transfer (Hub *h, HubFile *f, gboolean *out_resumed, GError **error)
           if (n < 0)
             {
               fsync (fd);
-              close (fd);
               if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
                 set_network_error (h, f->url, local, error);
               else
@@ -783,7 +789,6 @@ transfer (Hub *h, HubFile *f, gboolean *out_resumed, GError **error)
           if (!write_all (fd, buf, n))
             {
               int e = errno;
-              close (fd);
               g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", inc, g_strerror (e));
               return FALSE;
             }
@@ -793,11 +798,10 @@ transfer (Hub *h, HubFile *f, gboolean *out_resumed, GError **error)
           if (!report (h, first, error)) /* the first bytes of each file are always shown */
             {
               fsync (fd);
-              close (fd);
               return FALSE;
             }
         }
-      if (fsync (fd) != 0 || close (fd) != 0)
+      if (fsync (fd) != 0)
         {
           int e = errno;
           g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", inc, g_strerror (e));
@@ -841,6 +845,38 @@ transfer (Hub *h, HubFile *f, gboolean *out_resumed, GError **error)
       return FALSE;
     }
   return report (h, TRUE, error);
+}
+
+/* One writer per partial file: an exclusive lock on blobs/ETAG.incomplete (another Lathe, or the
+ * app and the CLI at once, would interleave their bytes). */
+static gboolean
+transfer (Hub *h, HubFile *f, gboolean *out_resumed, GError **error)
+{
+  g_autofree char *blob = g_build_filename (h->repo_dir, "blobs", f->etag, NULL);
+  g_autofree char *inc = g_strconcat (blob, ".incomplete", NULL);
+  gboolean ok;
+  int fd = g_open (inc, O_WRONLY | O_CREAT, 0644);
+
+  if (fd < 0)
+    {
+      int e = errno;
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", inc, g_strerror (e));
+      return FALSE;
+    }
+  if (flock (fd, LOCK_EX | LOCK_NB) != 0)
+    {
+      int e = errno;
+      close (fd);
+      if (e == EWOULDBLOCK)
+        g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: another download of this file is "
+                     "running (%s is locked); let it finish or stop it", f->path, inc);
+      else
+        g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", inc, g_strerror (e));
+      return FALSE;
+    }
+  ok = transfer_locked (h, f, fd, blob, inc, out_resumed, error);
+  close (fd);
+  return ok;
 }
 
 /* snapshots/COMMIT/PATH → ../../blobs/ETAG (one more ../ per folder in PATH), replaced

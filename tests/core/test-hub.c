@@ -6,7 +6,9 @@
  * downloaded snapshot is then opened as a model by its repository id. */
 #include "config.h"
 
+#include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -708,6 +710,34 @@ test_corrupt_refused (Fixture *fx, gconstpointer data)
   g_assert_cmpuint (count_suffix (blobs, ".incomplete"), ==, 0);
 }
 
+/* Two downloads of one file at once (the app and the CLI): the second is refused while the
+ * first holds the partial file, instead of interleaving bytes. */
+static void
+test_locked (Fixture *fx, gconstpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  FixtureFile *model = find_file ("model.safetensors", FALSE);
+  g_autofree char *blobs = repo_file (fx, REPO, "blobs");
+  g_autofree char *inc = NULL;
+  g_autofree char *snapshot = NULL;
+  int fd;
+
+  g_assert_cmpint (g_mkdir_with_parents (blobs, 0755), ==, 0);
+  inc = g_strdup_printf ("%s/%s.incomplete", blobs, model->etag);
+  fd = g_open (inc, O_WRONLY | O_CREAT, 0644);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (flock (fd, LOCK_EX | LOCK_NB), ==, 0);
+  snapshot = lt_hub_download (REPO, &fx->opts, NULL, NULL, NULL, NULL, &error);
+  g_assert_null (snapshot);
+  g_test_message ("locked: %s", error->message);
+  g_assert_nonnull (strstr (error->message, "another download of this file is running"));
+  g_clear_error (&error);
+  close (fd);
+  snapshot = lt_hub_download (REPO, &fx->opts, NULL, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  assert_snapshot_complete (fx, REPO, snapshot);
+}
+
 static void
 test_not_found (Fixture *fx, gconstpointer data)
 {
@@ -969,6 +999,7 @@ main (int argc, char **argv)
   ADD ("/hub/interrupted-resumes", test_interrupted_resumes);
   ADD ("/hub/cancel-resumes", test_cancel_resumes);
   ADD ("/hub/corrupt-refused", test_corrupt_refused);
+  ADD ("/hub/locked", test_locked);
   ADD ("/hub/not-found", test_not_found);
   ADD ("/hub/gated", test_gated);
   ADD ("/hub/offline", test_offline);
