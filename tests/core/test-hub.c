@@ -332,6 +332,8 @@ server_thread (gpointer data)
   g_main_loop_run (hub.loop);
   soup_server_disconnect (hub.server);
   g_clear_object (&hub.server);
+  while (g_main_context_iteration (hub.ctx, FALSE)) /* the connections' last callbacks */
+    ;
   g_main_context_pop_thread_default (hub.ctx);
   return NULL;
 }
