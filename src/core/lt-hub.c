@@ -87,7 +87,10 @@ hf_home (void)
 
   if (home != NULL)
     return home;
-  if (g_getenv ("XDG_CACHE_HOME") != NULL && *g_getenv ("XDG_CACHE_HOME") != '\0')
+  /* Inside a Flatpak XDG_CACHE_HOME is the sandbox's own (~/.var/app/ID/cache): the cache the
+   * host's HF tools share is the home's, which the manifest's --filesystem=home reaches. */
+  if (g_getenv ("XDG_CACHE_HOME") != NULL && *g_getenv ("XDG_CACHE_HOME") != '\0'
+      && !g_file_test ("/.flatpak-info", G_FILE_TEST_EXISTS))
     return g_build_filename (g_getenv ("XDG_CACHE_HOME"), "huggingface", NULL);
   return g_build_filename (g_get_home_dir (), ".cache", "huggingface", NULL);
 }

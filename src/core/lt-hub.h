@@ -5,7 +5,7 @@
  * huggingface-cli find Lathe's downloads and Lathe finds theirs):
  *
  *   $HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
- *   ~/.cache/huggingface/hub
+ *   ~/.cache/huggingface/hub (inside a Flatpak the home's, not the sandbox's XDG_CACHE_HOME)
  *     models--ORG--NAME/
  *       blobs/ETAG                    one file's bytes, named by the Hub's ETag: the sha256 of
  *                                     an LFS file (X-Linked-Etag), the git blob id of others
