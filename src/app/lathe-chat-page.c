@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "lathe-chat-page.h"
+#include "lathe-hub-dialog.h"
 
 #include <glib/gi18n.h>
 
@@ -848,6 +849,7 @@ static void
 lathe_chat_page_init (LatheChatPage *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
+  lathe_hub_dialog_attach (GTK_WIDGET (self->model_entry)); /* a repo id → the HF cache */
   g_mutex_init (&self->lock);
   for (int i = 0; i < N_COLS; i++)
     self->pending[i] = g_string_new (NULL);
