@@ -7,6 +7,7 @@
 
 #include "lathe-run-settings.h"
 
+#include "lt-model-open.h"
 #include "lt-preference.h"
 
 struct _LatheRunSettings
@@ -614,6 +615,17 @@ lathe_run_settings_dup_config (LatheRunSettings *self)
 
   g_free (cfg->model);
   cfg->model = dup_nonempty (self->model);
+  if (cfg->model != NULL)
+    {
+      /* a Hugging Face repository id typed into the field: its snapshot in the HF cache
+       * (lt_model_resolve never downloads; an id not cached stays, and the form says how) */
+      char *resolved = lt_model_resolve (cfg->model, NULL);
+      if (resolved != NULL)
+        {
+          g_free (cfg->model);
+          cfg->model = resolved;
+        }
+    }
   g_free (cfg->data);
   cfg->data = dup_nonempty (self->data);
   g_free (cfg->adapter_path);

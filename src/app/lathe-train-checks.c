@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "src/core/lt-model-open.h"
 #include "src/core/lt-run-check.h"
 #include "src/core/lt-memory.h"
 #include "src/core/lt-qat.h"
@@ -133,6 +134,15 @@ lathe_check_start_inputs (const LtRunConfig *cfg,
   if (cfg->model == NULL)
     return;
 
+  {
+    /* a repository id that is not in the HF cache: lt-hub's message says how to download it */
+    g_autofree char *resolved = lt_model_resolve (cfg->model, &error);
+    if (resolved == NULL)
+      {
+        g_ptr_array_add (issues, issue_new ("model", g_strdup (error->message)));
+        return;
+      }
+  }
   model = lt_config_load (cfg->model, &error);
   if (model == NULL)
     {

@@ -500,6 +500,35 @@ test_sample_prompts (void)
   g_assert_null (back->sample_prompts);
 }
 
+/* A Hugging Face repository id typed into the model field becomes its snapshot folder in the
+ * HF cache (HF_HUB_CACHE); an id that is not cached stays as typed. */
+static void
+test_repo_id (void)
+{
+  g_autofree char *cache = g_dir_make_tmp ("lathe-hf-cache-XXXXXX", NULL);
+  g_autofree char *refs = g_build_filename (cache, "models--acme--tiny", "refs", NULL);
+  g_autofree char *snap = g_build_filename (cache, "models--acme--tiny", "snapshots",
+                                            "0123456789abcdef0123456789abcdef01234567", NULL);
+  g_autofree char *ref_main = g_build_filename (refs, "main", NULL);
+  g_autoptr(LatheRunSettings) s = lathe_run_settings_new ();
+  LtRunConfig *cfg;
+
+  g_assert_cmpint (g_mkdir_with_parents (refs, 0755), ==, 0);
+  g_assert_cmpint (g_mkdir_with_parents (snap, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (ref_main, "0123456789abcdef0123456789abcdef01234567", -1,
+                                      NULL));
+  g_setenv ("HF_HUB_CACHE", cache, TRUE);
+  g_object_set (s, "model", "acme/tiny", NULL);
+  cfg = lathe_run_settings_dup_config (s);
+  g_assert_cmpstr (cfg->model, ==, snap);
+  lt_run_config_free (cfg);
+  g_object_set (s, "model", "acme/not-here", NULL);
+  cfg = lathe_run_settings_dup_config (s);
+  g_assert_cmpstr (cfg->model, ==, "acme/not-here");
+  lt_run_config_free (cfg);
+  g_unsetenv ("HF_HUB_CACHE");
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -518,6 +547,7 @@ main (int   argc,
   g_test_add_func ("/run-settings/command-line", test_command_line);
   g_test_add_func ("/run-settings/finalize", test_finalize);
   g_test_add_func ("/run-settings/sample-prompts", test_sample_prompts);
+  g_test_add_func ("/run-settings/repo-id", test_repo_id);
 
   return g_test_run ();
 }
