@@ -505,6 +505,62 @@ test_recover (void)
   rm_rf (tmp);
 }
 
+/* A disk that fails with EIO (tests/tools/eio-shim.c preloaded into `lathe`) while quantize or
+ * fuse replaces an existing output: once in the middle of the writes (after 64 KiB, the write
+ * that crosses it cut short), once at fsync. The command fails with a message naming the
+ * reason, the previous output stays byte for byte, and no temporary sibling is left. */
+static void
+test_eio (gconstpointer data)
+{
+  int which = GPOINTER_TO_INT (data);
+  gboolean fuse = which & 1, at_fsync = which & 2;
+  MakeArgs make_args = fuse ? fuse_args : quantize_args;
+  const char *shim = g_getenv ("LATHE_EIO_SHIM");
+  g_autofree char *tmp = NULL, *out = NULL, *before = NULL, *after = NULL, *t = NULL;
+  g_autofree char *err = NULL, *asan = NULL;
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_auto (GStrv) envp = g_get_environ ();
+  g_autoptr (GError) error = NULL;
+  int status = 0;
+
+  if (g_getenv ("LATHE_CLI") == NULL || shim == NULL)
+    {
+      g_test_skip ("LATHE_CLI or LATHE_EIO_SHIM is not set");
+      return;
+    }
+  tmp = g_dir_make_tmp ("test-crash-safety-XXXXXX", NULL);
+  out = g_build_filename (tmp, "out", NULL);
+  g_assert_cmpint (run_cli (make_args (0, out), NULL), ==, 0);
+  before = listing (out);
+
+  envp = g_environ_setenv (envp, "LD_PRELOAD", shim, TRUE);
+  envp = g_environ_setenv (envp, "LATHE_EIO_MATCH", tmp, TRUE);
+  envp = g_environ_setenv (envp, at_fsync ? "LATHE_EIO_FSYNC" : "LATHE_EIO_AFTER",
+                           at_fsync ? "1" : "65536", TRUE);
+  /* under AddressSanitizer the shim is loaded before its runtime */
+  asan = g_strdup_printf ("%s%sverify_asan_link_order=0",
+                          g_environ_getenv (envp, "ASAN_OPTIONS") ?: "",
+                          g_environ_getenv (envp, "ASAN_OPTIONS") ? ":" : "");
+  envp = g_environ_setenv (envp, "ASAN_OPTIONS", asan, TRUE);
+  g_ptr_array_add (argv, (gpointer) g_getenv ("LATHE_CLI"));
+  for (const char *const *a = make_args (1, out); *a; a++)
+    g_ptr_array_add (argv, (gpointer) *a);
+  g_ptr_array_add (argv, NULL);
+  g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, envp, G_SPAWN_STDOUT_TO_DEV_NULL,
+                               NULL, NULL, NULL, &err, &status, &error));
+  g_assert_no_error (error);
+  g_test_message ("%s with EIO %s: %s", fuse ? "fuse" : "quantize",
+                  at_fsync ? "at fsync" : "after 64 KiB", err);
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (WEXITSTATUS (status), !=, 0);
+  g_assert_nonnull (strstr (err, "Input/output error"));
+  after = listing (out);
+  g_assert_cmpstr (after, ==, before);
+  t = siblings (out, "tmp");
+  g_assert_cmpstr (t, ==, "");
+  rm_rf (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -515,5 +571,9 @@ main (int argc, char **argv)
   g_test_add_data_func ("/crash-safety/full-disk-quantize", GINT_TO_POINTER (0), test_full_disk);
   g_test_add_data_func ("/crash-safety/full-disk-fuse", GINT_TO_POINTER (1), test_full_disk);
   g_test_add_func ("/crash-safety/full-disk-files", test_full_disk_files);
+  g_test_add_data_func ("/crash-safety/eio-write-quantize", GINT_TO_POINTER (0), test_eio);
+  g_test_add_data_func ("/crash-safety/eio-write-fuse", GINT_TO_POINTER (1), test_eio);
+  g_test_add_data_func ("/crash-safety/eio-fsync-quantize", GINT_TO_POINTER (2), test_eio);
+  g_test_add_data_func ("/crash-safety/eio-fsync-fuse", GINT_TO_POINTER (3), test_eio);
   return g_test_run ();
 }
