@@ -38,9 +38,16 @@ void lathe_export_job_get_mlx_quantization (LatheExportJob *self, int *bits, int
                                             int *mode);
 /* @dtype: LT_DTYPE_F32, F16 or BF16. */
 void lathe_export_job_set_hf (LatheExportJob *self, gboolean enable, LtDType dtype);
-/* @name: "f16", "q8_0", "q4_0", "q4_k" or "q6_k". */
+/* @name: a GGUF type the core parses (lt_ggml_type_from_name): "f16", "q8_0", "q4_0", … */
 void lathe_export_job_set_gguf (LatheExportJob *self, gboolean enable, const char *name);
 void lathe_export_job_set_peft (LatheExportJob *self, gboolean enable);
+/* Ollama: with the GGUF output, a Modelfile beside it (OUT/Modelfile, lt-ollama: FROM the GGUF,
+ * the chat template in Ollama's syntax, stop tokens, parameters). */
+void lathe_export_job_set_ollama (LatheExportJob *self, gboolean enable);
+/* OUT/Modelfile and the `ollama create NAME -f OUT/Modelfile` command (NAME from the output
+ * folder's name, lt_ollama_model_name), or NULL without Ollama or without GGUF. */
+const char *lathe_export_job_get_modelfile_path (LatheExportJob *self);
+const char *lathe_export_job_get_ollama_command (LatheExportJob *self);
 /* @data: the JSONL the perplexities are measured on (NULL: no verification). */
 void lathe_export_job_set_verify (LatheExportJob *self, const char *data);
 
