@@ -660,7 +660,6 @@ fill_gguf_types (LatheExportDialog *self)
   adw_combo_row_set_model (self->gguf_type_row, G_LIST_MODEL (labels));
   g_signal_connect_object (self->gguf_type_row, "notify::selected",
                            G_CALLBACK (gguf_type_changed_cb), self, G_CONNECT_SWAPPED);
-  lathe_export_dialog_set_gguf_type (self, "q8_0");
   gguf_type_changed_cb (self);
 }
 
