@@ -3,6 +3,8 @@
 
 #include "config.h"
 
+#include <string.h>
+
 #include <glib/gi18n.h>
 
 #include "lathe-chooser.h"
@@ -186,6 +188,24 @@ model_choice_new (char *label, const char *model, const char *adapter)
   return choice;
 }
 
+char *
+lathe_model_display_name (const char *path)
+{
+  g_autofree char *base = g_path_get_basename (path);
+  g_autofree char *parent = g_path_get_dirname (path);
+  g_autofree char *parent_name = g_path_get_basename (parent);
+  g_autofree char *repo_dir = g_path_get_dirname (parent);
+  g_autofree char *repo = g_path_get_basename (repo_dir);
+
+  /* HF_HOME/hub/models--ORG--NAME/snapshots/REVISION */
+  if (g_str_equal (parent_name, "snapshots") && g_str_has_prefix (repo, "models--"))
+    {
+      g_auto(GStrv) parts = g_strsplit (repo + strlen ("models--"), "--", -1);
+      return g_strjoinv ("/", parts);
+    }
+  return g_steal_pointer (&base);
+}
+
 /* The Export dialog's default output for @run holds a fused model: its MLX or HF folder. */
 static char *
 fused_export_of (const char *run)
@@ -225,7 +245,7 @@ lathe_model_choices_scan (const char *const *folders,
             model = info->config->model;
           if (info->status != LT_RUN_STATUS_FINISHED || !info->has_adapter || model == NULL)
             continue;
-          base = g_path_get_basename (model);
+          base = lathe_model_display_name (model);
           /* Translators: a finished run in the Chat page's model menu: its folder's name,
            * then the name of its base model */
           g_ptr_array_add (choices, model_choice_new (g_strdup_printf (_("%s (on %s)"),
@@ -305,7 +325,7 @@ lathe_model_choices_fill_menu (GMenu      *menu,
   g_menu_remove_all (menu);
   for (guint i = 0; recent[i] != NULL; i++, n++)
     {
-      g_autofree char *name = g_path_get_basename (recent[i]);
+      g_autofree char *name = lathe_model_display_name (recent[i]);
       append_choice (recent_section, name, recent[i], NULL, action);
     }
   for (guint i = 0; runs != NULL && i < runs->len; i++, n++)

@@ -51,6 +51,9 @@ typedef struct
 } LatheModelChoice;
 
 void lathe_model_choice_free (LatheModelChoice *choice);
+/* A model folder's name as the menu shows it: "ORG/NAME" for a snapshot in the Hugging Face
+ * cache (HF_HOME/hub/models--ORG--NAME/snapshots/REV), else the folder's name. */
+char *lathe_model_display_name (const char *path);
 
 /* The finished runs with an adapter in each of @folders (lt_run_dir_scan, newest first), as
  * choices: the run's base model with the run as adapter, and after it the run's fused export

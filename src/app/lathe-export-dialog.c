@@ -142,20 +142,20 @@ static gboolean
 scroll_tick_cb (GtkWidget *widget, GdkFrameClock *clock, gpointer user_data)
 {
   LatheExportDialog *self = LATHE_EXPORT_DIALOG (widget);
-  GtkWidget *scrolled = gtk_widget_get_ancestor (GTK_WIDGET (self->results_group),
-                                                 GTK_TYPE_SCROLLED_WINDOW);
+  /* the first group of the result: the files written, else the verification */
+  GtkWidget *target = gtk_widget_get_visible (GTK_WIDGET (self->outputs_group))
+                        ? GTK_WIDGET (self->outputs_group) : GTK_WIDGET (self->results_group);
+  GtkWidget *scrolled = gtk_widget_get_ancestor (target, GTK_TYPE_SCROLLED_WINDOW);
   GtkWidget *content;
   GtkAdjustment *adj;
   double x = 0, y = 0;
 
-  if (scrolled == NULL || !gtk_widget_get_visible (GTK_WIDGET (self->results_group))
-      || gtk_widget_get_height (GTK_WIDGET (self->results_group)) <= 0)
+  if (scrolled == NULL || !gtk_widget_get_visible (target) || gtk_widget_get_height (target) <= 0)
     return G_SOURCE_CONTINUE;
   content = gtk_scrolled_window_get_child (GTK_SCROLLED_WINDOW (scrolled));
   adj = gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (scrolled));
   if (content == NULL
-      || !gtk_widget_translate_coordinates (GTK_WIDGET (self->results_group), content, 0, 0,
-                                            &x, &y))
+      || !gtk_widget_translate_coordinates (target, content, 0, 0, &x, &y))
     return G_SOURCE_CONTINUE;
   /* y is from the top of the visible area (the viewport scrolls its child); the progress bar
    * just above stays in view */
@@ -334,7 +334,11 @@ job_finished_cb (LatheExportDialog *self)
           gtk_widget_set_visible (GTK_WIDGET (self->sample_label), TRUE);
         }
     }
-  gtk_widget_set_visible (GTK_WIDGET (self->results_group), report != NULL || rows->len > 0);
+  /* the Written group lists the files (with Open Folder); the Verification group shows when
+   * there is something to verify or warn about */
+  gtk_widget_set_visible (GTK_WIDGET (self->results_group),
+                          rows->len > 0
+                            || gtk_widget_get_visible (GTK_WIDGET (self->warning_expander)));
   if (gtk_widget_get_visible (GTK_WIDGET (self->results_group))
       || gtk_widget_get_visible (GTK_WIDGET (self->outputs_group)))
     scroll_to_results (self);

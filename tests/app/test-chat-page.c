@@ -16,6 +16,7 @@
 #include <json-glib/json-glib.h>
 
 #include "src/app/lathe-chat-page.h"
+#include "src/app/lathe-chooser.h"
 #include "src/app/lathe-export-job.h"
 #include "src/app/lathe-run-settings.h"
 #include "src/app/lathe-train-job.h"
@@ -396,6 +397,13 @@ test_model_choices (void)
     g_assert_true (lt_run_dir_set_status (rd, LT_RUN_STATUS_STOPPED, 1, 3, NULL, &error));
   }
   g_settings_set_strv (settings, "recent-models", recent);
+  {
+    g_autofree char *hub = lathe_model_display_name ("/home/a/.cache/huggingface/hub/"
+                                                     "models--Qwen--Qwen3-0.6B/snapshots/0a1b2c");
+    g_autofree char *plain = lathe_model_display_name ("/home/a/models/SmolLM2-135M");
+    g_assert_cmpstr (hub, ==, "Qwen/Qwen3-0.6B");
+    g_assert_cmpstr (plain, ==, "SmolLM2-135M");
+  }
 
   window = new_page_in_window ();
   page = LATHE_CHAT_PAGE (gtk_window_get_child (GTK_WINDOW (window)));

@@ -217,10 +217,11 @@ test_real_export (void)
     g_assert_nonnull (again);
   }
 
-  /* The results scrolled into view: the page moved down and the results' top is inside it. */
+  /* The results scrolled into view: the page moved down and the results' top (the Written
+   * group, the files, above the Verification group) is inside it. */
   {
     GtkWidget *results = find_widget (GTK_WIDGET (dialog), ADW_TYPE_PREFERENCES_GROUP,
-                                      "Verification");
+                                      "Written");
     GtkWidget *scrolled = gtk_widget_get_ancestor (results, GTK_TYPE_SCROLLED_WINDOW);
     GtkAdjustment *adj = gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (scrolled));
     GtkWidget *content = gtk_scrolled_window_get_child (GTK_SCROLLED_WINDOW (scrolled));
@@ -555,6 +556,10 @@ test_gguf_types_and_ollama (void)
   g_assert_nonnull (row);
   g_assert_cmpstr (adw_action_row_get_subtitle (ADW_ACTION_ROW (row)), ==, want_command);
   g_assert_null (find_widget (GTK_WIDGET (dialog), ADW_TYPE_ACTION_ROW, "MLX model"));
+  /* nothing verified: no empty Verification group */
+  g_assert_false (gtk_widget_get_visible (find_widget (GTK_WIDGET (dialog),
+                                                       ADW_TYPE_PREFERENCES_GROUP,
+                                                       "Verification")));
   g_assert_true (gtk_widget_is_visible (row));
   g_assert_cmpint (gtk_widget_get_height (row), >, 0);
   g_assert_cmpint (gtk_widget_get_width (row), >, 200);
