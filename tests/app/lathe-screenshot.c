@@ -14,7 +14,9 @@
  *   OUTPUT.png --export RUN    the Export dialog after a verified export of RUN (MLX 4-bit and
  *                              GGUF q8_0 with an Ollama Modelfile into RUN-export)
  * Environment: LATHE_SHOT_SIZE=WxH (window size), LATHE_SHOT_TRAINER=0|1|2 (SFT, DPO, ORPO),
- * LATHE_SHOT_TRAIN_TYPE=0|1|2 (LoRA, DoRA, Full), LATHE_SHOT_SCROLL=PIXELS (scrolls the form). */
+ * LATHE_SHOT_TRAIN_TYPE=0|1|2 (LoRA, DoRA, Full), LATHE_SHOT_SCROLL=PIXELS (scrolls the form),
+ * LATHE_SHOT_LR=RATE (--running's learning rate; a run that fails, 1e30 diverges at once, is
+ * captured when it stops). */
 #include "config.h"
 
 #include <adwaita.h>
@@ -103,6 +105,14 @@ progress_cb (GtkWindow *window, const LtTrainProgress *p)
 {
   if (p->event == LT_TRAIN_EVENT_REPORT && ++n_reports == 24 && !snapped)
     g_timeout_add (300, snap_cb, window);
+}
+
+/* A run that ends before 24 reports (it failed): captured as it stopped. */
+static void
+run_finished_cb (GtkWindow *window)
+{
+  if (!snapped && n_reports < 24)
+    g_timeout_add (500, snap_cb, window);
 }
 
 static void
@@ -231,6 +241,9 @@ activate_cb (GApplication *app)
                     "lora-dropout", 0.0, "batch-size", 4, "max-seq-length", 128,
                     "learning-rate", 2e-3, "iters", 400, "steps-per-report", 2,
                     "steps-per-eval", 10, "save-every", 0, NULL);
+      if (g_getenv ("LATHE_SHOT_LR") != NULL)
+        g_object_set (settings, "learning-rate", g_ascii_strtod (g_getenv ("LATHE_SHOT_LR"), NULL),
+                      NULL);
       gtk_window_set_default_size (window, g_getenv ("LATHE_SHOT_SIZE") ? shot_width : WIDTH + 300,
                                    shot_height);
       gtk_window_unmaximize (window);
@@ -242,6 +255,8 @@ activate_cb (GApplication *app)
         }
       g_signal_connect_swapped (lathe_train_page_get_job (page), "progress",
                                 G_CALLBACK (progress_cb), window);
+      g_signal_connect_swapped (lathe_train_page_get_job (page), "finished",
+                                G_CALLBACK (run_finished_cb), window);
       return;
     }
   if (runs_folder != NULL)
