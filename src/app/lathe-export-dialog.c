@@ -56,8 +56,9 @@ struct _LatheExportDialog
 G_DEFINE_FINAL_TYPE (LatheExportDialog, lathe_export_dialog, ADW_TYPE_WINDOW)
 
 /* The GGUF types as llama.cpp users name them (llama-quantize's names), largest first. The Type
- * row offers those the core writes: gguf_type_supported() asks the core's one parser of type
- * names, so a type or mix the core learns appears here without a change to the dialog. */
+ * row offers those the core writes, once each: lathe_export_gguf_type_id() asks the core's one
+ * parser of type names, so a type or mix the core learns appears here without a change to the
+ * dialog (an alias of an earlier entry, as q4_k of q4_k_m in llama-quantize, is left out). */
 typedef struct
 {
   const char *name;         /* the core's (and `lathe fuse --gguf-type`'s) name */
@@ -83,12 +84,6 @@ static const GgufChoice gguf_choices[] = {
   { "q2_k", "Q2_K", N_("2-bit K-quants: large loss, the smallest file") },
 };
 
-/* Whether the core writes GGUF type @name. */
-static gboolean
-gguf_type_supported (const char *name)
-{
-  return lt_ggml_type_from_name (name, NULL) >= 0;
-}
 
 static const LtDType hf_dtypes[] = { LT_DTYPE_BF16, LT_DTYPE_F16, LT_DTYPE_F32 };
 /* The MLX Quantization row, in order: the Train tab's quantizations that MLX stores (NF4 has
@@ -654,13 +649,22 @@ fill_gguf_types (LatheExportDialog *self)
 {
   g_autoptr (GtkStringList) labels = gtk_string_list_new (NULL);
 
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (int));
+
   self->gguf_offered = g_ptr_array_new ();
   for (guint i = 0; i < G_N_ELEMENTS (gguf_choices); i++)
-    if (gguf_type_supported (gguf_choices[i].name))
-      {
-        g_ptr_array_add (self->gguf_offered, (gpointer) &gguf_choices[i]);
-        gtk_string_list_append (labels, gguf_choices[i].label);
-      }
+    {
+      int id = lathe_export_gguf_type_id (gguf_choices[i].name);
+      gboolean seen = FALSE;
+
+      for (guint j = 0; j < ids->len; j++)
+        seen |= g_array_index (ids, int, j) == id;
+      if (id < 0 || seen)
+        continue;
+      g_array_append_val (ids, id);
+      g_ptr_array_add (self->gguf_offered, (gpointer) &gguf_choices[i]);
+      gtk_string_list_append (labels, gguf_choices[i].label);
+    }
   adw_combo_row_set_model (self->gguf_type_row, G_LIST_MODEL (labels));
   g_signal_connect_object (self->gguf_type_row, "notify::selected",
                            G_CALLBACK (gguf_type_changed_cb), self, G_CONNECT_SWAPPED);

@@ -7,6 +7,13 @@
 #include <gio/gio.h>
 
 #include "src/core/lt-export.h"
+/* llama-quantize's file types (q4_k_m, …) where the core has them (branch gguf): the Export
+ * dialog then offers them and the job passes them as LtExportOptions.gguf_ftype. Once merged,
+ * this test can go and its first branches stay. */
+#if __has_include ("src/core/lt-gguf-mix.h")
+#include "src/core/lt-gguf-mix.h"
+#define LATHE_HAVE_GGUF_MIX 1
+#endif
 #include "src/core/lt-run.h"
 
 G_BEGIN_DECLS
@@ -72,6 +79,10 @@ const char *lathe_export_job_get_what (LatheExportJob *self);
 const LtExportReport *lathe_export_job_get_report (LatheExportJob *self);
 GPtrArray *lathe_export_job_get_rows (LatheExportJob *self);
 const GError *lathe_export_job_get_error (LatheExportJob *self);
+
+/* The core's id of GGUF type @name (its file type where the core has llama-quantize's file
+ * types, else its tensor type), or -1 when the core does not write it. */
+int lathe_export_gguf_type_id (const char *name);
 
 /* Whether @run_dir holds an adapter (adapters.safetensors + adapter_config.json). */
 gboolean lathe_export_run_has_adapter (const char *run_dir);

@@ -490,17 +490,37 @@ test_gguf_types_and_ollama (void)
   offered = lathe_export_dialog_get_gguf_types (dialog);
   all = lathe_export_dialog_get_llama_cpp_gguf_types (&n_all);
   g_assert_cmpuint (n_all, ==, 13);
-  for (gsize i = 0; i < n_all; i++)
-    {
-      gboolean core = lt_ggml_type_from_name (all[i], NULL) >= 0;
+  /* in the table's order, each name the core writes once (an alias of an earlier one left
+   * out), nothing else */
+  {
+    g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (int));
 
-      g_test_message ("GGUF %s: %s", all[i], core ? "offered" : "not in the core yet");
-      if (core)
+    for (gsize i = 0; i < n_all; i++)
+      {
+        int id = lathe_export_gguf_type_id (all[i]);
+        gboolean seen = FALSE;
+
+        for (guint j = 0; j < ids->len; j++)
+          seen |= g_array_index (ids, int, j) == id;
+        g_test_message ("GGUF %s: %s", all[i],
+                        id < 0 ? "not in the core yet" : seen ? "an alias" : "offered");
+        if (id < 0 || seen)
+          continue;
+        g_array_append_val (ids, id);
         g_assert_cmpstr (offered[next++], ==, all[i]);
-    }
-  g_assert_null (offered[next]);
+      }
+    g_assert_null (offered[next]);
+  }
+  /* the core's parser: the ids are those of lt-gguf (or lt-gguf-mix where it exists) */
+  g_assert_cmpint (lathe_export_gguf_type_id ("q8_0"), >=, 0);
+  g_assert_cmpint (lathe_export_gguf_type_id ("q9_z"), ==, -1);
   for (gsize i = 0; i < G_N_ELEMENTS (today); i++)
-    g_assert_true (g_strv_contains ((const char *const *) offered, today[i]));
+    g_assert_cmpint (lt_ggml_type_from_name (today[i], NULL) >= 0, ==, TRUE);
+  /* today's types stay offered (q4_k: itself, or Q4_K_M where llama-quantize's q4_k means it) */
+  for (gsize i = 0; i < G_N_ELEMENTS (today); i++)
+    g_assert_true (g_strv_contains ((const char *const *) offered, today[i])
+                   || (g_str_equal (today[i], "q4_k")
+                       && g_strv_contains ((const char *const *) offered, "q4_k_m")));
   g_assert_false (lathe_export_dialog_set_gguf_type (dialog, "q9_z"));
   g_assert_true (lathe_export_dialog_set_gguf_type (dialog, "Q8_0"));
   type_row = find_widget (GTK_WIDGET (dialog), ADW_TYPE_COMBO_ROW, "Type");
