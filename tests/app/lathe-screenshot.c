@@ -15,8 +15,8 @@
  *                              GGUF q8_0 with an Ollama Modelfile into RUN-export)
  * Environment: LATHE_SHOT_SIZE=WxH (window size), LATHE_SHOT_TRAINER=0|1|2 (SFT, DPO, ORPO),
  * LATHE_SHOT_TRAIN_TYPE=0|1|2 (LoRA, DoRA, Full), LATHE_SHOT_SCROLL=PIXELS (scrolls the form),
- * LATHE_SHOT_LR=RATE (--running's learning rate; a run that fails, 1e30 diverges at once, is
- * captured when it stops). */
+ * LATHE_SHOT_GGUF=TYPE (--export's GGUF type, default q8_0), LATHE_SHOT_LR=RATE (--running's
+ * learning rate; a run that fails, 1e30 diverges at once, is captured when it stops). */
 #include "config.h"
 
 #include <adwaita.h>
@@ -326,7 +326,10 @@ activate_cb (GApplication *app)
       gtk_window_set_application (GTK_WINDOW (dialog), GTK_APPLICATION (app));
       gtk_window_set_default_size (GTK_WINDOW (dialog), 560, 1400);
       lathe_export_dialog_set_formats (LATHE_EXPORT_DIALOG (dialog), TRUE, 4, FALSE,
-                                       LT_DTYPE_BF16, TRUE, "q8_0", TRUE);
+                                       LT_DTYPE_BF16, TRUE,
+                                       g_getenv ("LATHE_SHOT_GGUF") != NULL
+                                         ? g_getenv ("LATHE_SHOT_GGUF") : "q8_0",
+                                       TRUE);
       lathe_export_dialog_set_ollama (LATHE_EXPORT_DIALOG (dialog), TRUE);
       gtk_window_present (GTK_WINDOW (dialog));
       if (!lathe_export_dialog_start (LATHE_EXPORT_DIALOG (dialog), &error))
