@@ -15,6 +15,7 @@
  *                              GGUF q8_0 with an Ollama Modelfile into RUN-export)
  * Environment: LATHE_SHOT_SIZE=WxH (window size), LATHE_SHOT_TRAINER=0|1|2 (SFT, DPO, ORPO),
  * LATHE_SHOT_TRAIN_TYPE=0|1|2 (LoRA, DoRA, Full), LATHE_SHOT_SCROLL=PIXELS (scrolls the form),
+ * LATHE_SHOT_MISSING=1 (--chat-models: a recent folder that is gone, chosen: the message),
  * LATHE_SHOT_GGUF=TYPE (--export's GGUF type, default q8_0), LATHE_SHOT_LR=RATE (--running's
  * learning rate; a run that fails, 1e30 diverges at once, is captured when it stops). */
 #include "config.h"
@@ -146,12 +147,22 @@ find_type (GtkWidget *root, GType type)
   return NULL;
 }
 
+#define GONE_MODEL "/home/ada/models/Qwen2.5-0.5B-Instruct"
+
 static gboolean
 open_choices_cb (gpointer user_data)
 {
   GtkWidget *window = user_data;
   LatheChatPage *chat = lathe_window_get_chat_page (LATHE_WINDOW (window));
   GtkWidget *button = find_type (GTK_WIDGET (chat), GTK_TYPE_MENU_BUTTON);
+
+  if (g_getenv ("LATHE_SHOT_MISSING") != NULL)
+    {
+      /* the recent folder that is gone, chosen: the message on the Load row */
+      gtk_widget_activate_action (GTK_WIDGET (chat), "chat.use-choice", "(ss)", GONE_MODEL, "");
+      g_timeout_add (500, snap_cb, window);
+      return G_SOURCE_REMOVE;
+    }
 
   gtk_menu_button_popup (GTK_MENU_BUTTON (button));
   shot_popover = GTK_WIDGET (gtk_menu_button_get_popover (GTK_MENU_BUTTON (button)));
@@ -295,7 +306,8 @@ activate_cb (GApplication *app)
                                                                      ADW_TYPE_VIEW_STACK));
       g_autofree char *model = demo_dir ("model");
       g_autoptr(GSettings) app_settings = g_settings_new ("io.github.lathe.Lathe");
-      const char *recent[] = { model, NULL };
+      const char *recent[] = { model, g_getenv ("LATHE_SHOT_MISSING") ? GONE_MODEL : NULL,
+                               NULL };
 
       g_settings_set_strv (app_settings, "recent-models", recent);
       gtk_window_set_default_size (window, shot_width, shot_height);
