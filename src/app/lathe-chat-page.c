@@ -4,6 +4,7 @@
 
 #include "lathe-chat-page.h"
 #include "lathe-chooser.h"
+#include "lathe-hub-dialog.h"
 
 #include <glib/gi18n.h>
 
@@ -315,7 +316,8 @@ load_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 
       set_error (self, NULL);
       self->loaded = l;
-      if (self->settings != NULL)
+      /* a folder (not a repository id resolved in the HF cache) joins the recent models */
+      if (self->settings != NULL && g_file_test (job->model_dir, G_FILE_TEST_IS_DIR))
         lathe_recent_models_add (self->settings, job->model_dir);
       adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->load_row), l->title);
       adw_action_row_set_subtitle (self->load_row, l->subtitle);
@@ -1006,6 +1008,7 @@ static void
 lathe_chat_page_init (LatheChatPage *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
+  lathe_hub_dialog_attach (GTK_WIDGET (self->model_entry)); /* a repo id → the HF cache */
   g_mutex_init (&self->lock);
   for (int i = 0; i < N_COLS; i++)
     self->pending[i] = g_string_new (NULL);

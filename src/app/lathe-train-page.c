@@ -11,6 +11,7 @@
 #include "lathe-train-job.h"
 #include "lathe-export-dialog.h"
 #include "lathe-chooser.h"
+#include "lathe-hub-dialog.h"
 #include "lathe-recipe.h"
 #include "lathe-train-checks.h"
 
@@ -1373,6 +1374,7 @@ lathe_train_page_init (LatheTrainPage *self)
   RowInfo *unit;
 
   gtk_widget_init_template (GTK_WIDGET (self));
+  lathe_hub_dialog_attach (GTK_WIDGET (self->model_row)); /* a repo id → the HF cache */
 
   self->cancellable = g_cancellable_new ();
   self->rows = g_ptr_array_new_with_free_func ((GDestroyNotify) row_info_free);

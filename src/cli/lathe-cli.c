@@ -9,6 +9,8 @@
 #include <gio/gio.h>
 
 #include "lt-error.h"
+#include "lt-hub.h"
+#include "lt-model-open.h"
 #include "lt-run.h"
 
 int
@@ -85,4 +87,25 @@ lathe_cli_report_unquantized (const char *cmd, const LtModel *model)
                   "divisible by group %d): %s\n", cmd, g_strv_length (model->unquantized),
                   model->quant_group_size, list);
     }
+}
+
+gboolean
+lathe_cli_resolve_model (const char *cmd, char **model, int *out_exit)
+{
+  g_autoptr (GError) error = NULL;
+  char *path;
+
+  *out_exit = LATHE_EXIT_OK;
+  if (*model == NULL || g_file_test (*model, G_FILE_TEST_EXISTS) || !lt_hub_is_repo_id (*model))
+    return TRUE;
+  path = lt_model_resolve (*model, &error);
+  if (path == NULL)
+    {
+      *out_exit = lathe_cli_report_error (cmd, error);
+      return FALSE;
+    }
+  g_printerr ("lathe %s: %s from the Hugging Face cache: %s\n", cmd, *model, path);
+  g_free (*model);
+  *model = path;
+  return TRUE;
 }

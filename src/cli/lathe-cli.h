@@ -33,6 +33,11 @@ gboolean lathe_cli_parse_quantization (const char *cmd, const char *text, LtLoad
 /* Names on stderr the layers a load-time quantization left in their stored precision. */
 void lathe_cli_report_unquantized (const char *cmd, const LtModel *model);
 
+/* --model ORG/NAME: replaces *@model (when it is a Hugging Face repository id and no such path
+ * exists) by its snapshot folder in the HF cache, saying so on stderr. The cache only: a model
+ * that is not there is an error naming `lathe download ORG/NAME` (exit status 2). */
+gboolean lathe_cli_resolve_model (const char *cmd, char **model, int *out_exit);
+
 #define LATHE_DECLARE_COMMAND(name) int lathe_cmd_##name (int argc, char **argv)
 
 LATHE_DECLARE_COMMAND (train);
@@ -44,5 +49,6 @@ LATHE_DECLARE_COMMAND (chat);
 LATHE_DECLARE_COMMAND (quantize);
 LATHE_DECLARE_COMMAND (fuse);
 LATHE_DECLARE_COMMAND (export_recipe);
+LATHE_DECLARE_COMMAND (download);
 
 G_END_DECLS

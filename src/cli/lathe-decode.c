@@ -17,7 +17,11 @@ lathe_decode_load (const char *cmd, const char *model_dir, const char *quantizat
   g_autoptr (GError) error = NULL;
   g_autoptr (LtModel) model = NULL;
   g_autoptr (LtTokenizer) tok = NULL;
+  g_autofree char *resolved = g_strdup (model_dir); /* ORG/NAME: its snapshot in the HF cache */
 
+  if (!lathe_cli_resolve_model (cmd, &resolved, out_exit))
+    return FALSE;
+  model_dir = resolved;
   *out_exit = LATHE_EXIT_BAD_INPUT;
   if (!g_file_test (model_dir, G_FILE_TEST_IS_DIR) && !lt_model_path_is_gguf (model_dir))
     {

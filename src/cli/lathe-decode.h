@@ -28,6 +28,7 @@ gboolean lathe_decode_load (const char *cmd, const char *model_dir, const char *
 #define LATHE_MODEL_HELP \
   "Model folder (config.json, safetensors, tokenizer.json) or a .gguf file (llama, mistral, " \
   "qwen2, qwen3; F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q6_K tensors; tokenizer and chat template from " \
-  "its metadata); required"
+  "its metadata), or a Hugging Face repo id ORG/NAME in the HF cache (lathe download); " \
+  "required"
 
 G_END_DECLS

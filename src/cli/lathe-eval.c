@@ -29,6 +29,7 @@ typedef struct
   GArray *tokens;            /* int32_t, the batch's sequences back to back */
   GArray *lengths;           /* int */
   double nll;
+  double nll_sq;             /* Σ of the tokens' squared NLL: the standard error */
   gint64 predicted;
 } EvalState;
 
@@ -37,16 +38,19 @@ flush_batch (EvalState *st, GError **error)
 {
   int B = (int) st->lengths->len;
   g_autofree double *nll = NULL;
+  g_autofree double *nll_sq = NULL;
 
   if (B == 0)
     return TRUE;
   nll = g_new (double, B);
-  if (!lt_model_forward_nll (st->model, (const int32_t *) st->tokens->data,
-                             (const int *) st->lengths->data, B, nll, error))
+  nll_sq = g_new (double, B);
+  if (!lt_model_forward_nll_sq (st->model, (const int32_t *) st->tokens->data,
+                                (const int *) st->lengths->data, B, nll, nll_sq, error))
     return FALSE;
   for (int b = 0; b < B; b++)
     {
       st->nll += nll[b];
+      st->nll_sq += nll_sq[b];
       st->predicted += g_array_index (st->lengths, int, b) - 1;
     }
   g_array_set_size (st->tokens, 0);
@@ -92,8 +96,8 @@ line_text (JsonParser *parser, const char *line, const char *file, int lineno, G
  * scored tokens is the trainer's validation loss on the same file. */
 static gboolean
 eval_as_trained (LtModel *model, LtTokenizer *tok, const char *data, int max_seq_length,
-                 int batch_size, gboolean mask_prompt, double *nll, gint64 *predicted,
-                 GError **error)
+                 int batch_size, gboolean mask_prompt, double *nll, double *nll_sq,
+                 gint64 *predicted, GError **error)
 {
   const char *source = lt_tokenizer_get_chat_template (tok);
   g_autoptr (LtChatTemplate) tmpl = source ? lt_chat_template_new (source, NULL) : NULL;
@@ -113,6 +117,7 @@ eval_as_trained (LtModel *model, LtTokenizer *tok, const char *data, int max_seq
       return FALSE;
     }
   *nll = 0.0;
+  *nll_sq = 0.0;
   *predicted = 0;
   for (gsize i = 0; i < ds->n_examples; i += batch_size)
     {
@@ -149,11 +154,25 @@ eval_as_trained (LtModel *model, LtTokenizer *tok, const char *data, int max_seq
         return FALSE;
       *nll += sum;
       *predicted += batch->n_predicted;
+      g_autofree float *ce = g_new (float, tokens->len);
+      if (!lt_model_get_token_losses (model, ce, (int) tokens->len))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "token losses unavailable");
+          return FALSE;
+        }
+      for (guint t = 0; t < tokens->len; t++)
+        {
+          float w = g_array_index (weights, float, t);
+          if (w != 0.0f)
+            *nll_sq += (double) w * ce[t] * ce[t];
+        }
     }
   return TRUE;
 }
 
-/* Prints the mean NLL and the perplexity over what @st scored. */
+/* Prints the mean NLL and the perplexity over what @st scored, each with its standard error
+ * as MLX LM's perplexity tool gives it: the tokens' loss standard deviation (n − 1) over √n,
+ * and for the perplexity the delta method, ppl · se(NLL). */
 static int
 report (const EvalState *st, const char *data, gint64 start, gboolean json)
 {
@@ -166,12 +185,16 @@ report (const EvalState *st, const char *data, gint64 start, gboolean json)
   double secs = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
   double mean = st->nll / (double) st->predicted;
   double tps = secs > 0 ? (double) st->predicted / secs : 0.0;
+  double n = (double) st->predicted;
+  double var = n > 1 ? MAX (0.0, (st->nll_sq - n * mean * mean) / (n - 1)) : 0.0;
+  double se = sqrt (var / n), ppl = exp (mean);
   if (json)
-    printf ("{\"ppl\": %.17g, \"nll\": %.17g, \"tokens\": %" G_GINT64_FORMAT
-            ", \"tokens_per_s\": %.6g}\n", exp (mean), mean, st->predicted, tps);
+    printf ("{\"ppl\": %.17g, \"ppl_se\": %.17g, \"nll\": %.17g, \"nll_se\": %.17g, "
+            "\"tokens\": %" G_GINT64_FORMAT ", \"tokens_per_s\": %.6g}\n",
+            ppl, ppl * se, mean, se, st->predicted, tps);
   else
-    printf ("perplexity %.4f  (mean NLL %.6f over %" G_GINT64_FORMAT " tokens, %.0f tokens/s)\n",
-            exp (mean), mean, st->predicted, tps);
+    printf ("perplexity %.4f ± %.4f  (mean NLL %.6f ± %.6f over %" G_GINT64_FORMAT
+            " tokens, %.0f tokens/s)\n", ppl, ppl * se, mean, se, st->predicted, tps);
   return LATHE_EXIT_OK;
 }
 
@@ -221,7 +244,7 @@ lathe_cmd_eval (int argc, char **argv)
       "Prompt/completion and chat data: leave the prompt out of the loss, as training with "
       "--mask-prompt does (default off)", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
-      "Print {\"ppl\", \"nll\", \"tokens\", \"tokens_per_s\"} as JSON (default off)", NULL },
+      "Print {\"ppl\", \"ppl_se\", \"nll\", \"nll_se\", \"tokens\", \"tokens_per_s\"} as JSON (default off)", NULL },
     { NULL },
   };
   g_autoptr (GError) error = NULL;
@@ -268,7 +291,7 @@ lathe_cmd_eval (int argc, char **argv)
           return LATHE_EXIT_BAD_INPUT;
         }
       if (!eval_as_trained (model, tok, data, max_seq_length, batch_size, mask_prompt, &st.nll,
-                            &st.predicted, &error))
+                            &st.nll_sq, &st.predicted, &error))
         return lathe_cli_report_error ("eval", error);
       return report (&st, data, start, json);
     }
@@ -294,7 +317,7 @@ lathe_cmd_eval (int argc, char **argv)
       text = line_text (parser, line, data, (int) i + 1, &error);
       if (text == NULL)
         return lathe_cli_report_error ("eval", error);
-      ids = lt_tokenizer_encode (tok, text, -1, TRUE, &error);
+      ids = lt_tokenizer_encode_prefix (tok, text, -1, TRUE, max_seq_length, &error);
       if (ids == NULL)
         {
           g_prefix_error (&error, "%s:%u: ", data, i + 1);

@@ -496,6 +496,9 @@ run (int argc, char **argv)
       return LATHE_EXIT_BAD_INPUT; /* a bad --config file or flag value is bad input */
     }
 
+  if (!lathe_cli_resolve_model (CMD, &cfg->model, &status)) /* ORG/NAME: the HF cache */
+    return status;
+
   /* --dry-run: every check a real run makes before its first step (the values, the model's
    * shapes, the dataset loaded and tokenized), lt-run-check's; a real run: the values here, the
    * rest as the trainer loads the inputs (the same functions) */

@@ -30,6 +30,7 @@ static const LatheCommand commands[] = {
   { "fuse", lathe_cmd_fuse, "Fuse an adapter into its base model and export it" },
   { "export-recipe", lathe_cmd_export_recipe,
     "Write a run as an axolotl, LLaMA-Factory or torchtune config" },
+  { "download", lathe_cmd_download, "Download a model from the Hugging Face Hub into its cache" },
   { NULL, NULL, NULL },
 };
 

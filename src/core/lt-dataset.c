@@ -108,12 +108,14 @@ make_messages (const char *user, const char *assistant)
   return arr;
 }
 
+/* @max: the load's max_seq_length (0: none). The ids past it are cut anyway, so a 100 MB
+ * line costs what its first max tokens cost (lt_tokenizer_encode_prefix). */
 static GArray *
-encode (LtTokenizer *tok, const char *text, gboolean special, const char *path, guint line,
-        GError **error)
+encode (LtTokenizer *tok, const char *text, gboolean special, int max, const char *path,
+        guint line, GError **error)
 {
   g_autoptr (GError) local = NULL;
-  GArray *ids = lt_tokenizer_encode (tok, text, -1, special, &local);
+  GArray *ids = lt_tokenizer_encode_prefix (tok, text, -1, special, max, &local);
   if (ids == NULL)
     g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s:%u: %s", path, line, local->message);
   return ids;
@@ -136,8 +138,8 @@ render (LtChatTemplate *tmpl, LtTokenizer *tok, JsonArray *messages, gboolean ge
 /* Encodes a chat: the whole conversation, and the prompt (all but the last message, with the
  * generation prompt) to find where the answer starts. */
 static gboolean
-encode_chat (LtChatTemplate *tmpl, LtTokenizer *tok, JsonArray *messages, const char *path,
-             guint line, GArray **ids_out, int *prompt_len, GError **error)
+encode_chat (LtChatTemplate *tmpl, LtTokenizer *tok, JsonArray *messages, int max,
+             const char *path, guint line, GArray **ids_out, int *prompt_len, GError **error)
 {
   guint n = json_array_get_length (messages);
   if (n == 0)
@@ -167,10 +169,10 @@ encode_chat (LtChatTemplate *tmpl, LtTokenizer *tok, JsonArray *messages, const 
                                   : g_strdup ("");
   if (prompt == NULL)
     return FALSE;
-  GArray *ids = encode (tok, full, FALSE, path, line, error);
+  GArray *ids = encode (tok, full, FALSE, max, path, line, error);
   if (ids == NULL)
     return FALSE;
-  GArray *pids = encode (tok, prompt, FALSE, path, line, error);
+  GArray *pids = encode (tok, prompt, FALSE, max, path, line, error);
   if (pids == NULL)
     {
       g_array_unref (ids);
@@ -187,6 +189,7 @@ parse_line (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTemplate *tm
             guint line, LtExample *ex, GError **error)
 {
   const char *path = ds->path;
+  const int max = ds->max_seq_length;
   g_autoptr (GArray) ids = NULL;
   int prompt_len = 0;
   int32_t eos = lt_tokenizer_get_eos_id (tok);
@@ -196,7 +199,7 @@ parse_line (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTemplate *tm
     case LT_DATA_FORMAT_TEXT:
       {
         const char *text = get_string (obj, "text", path, line, error);
-        if (text == NULL || (ids = encode (tok, text, TRUE, path, line, error)) == NULL)
+        if (text == NULL || (ids = encode (tok, text, TRUE, max, path, line, error)) == NULL)
           return FALSE;
         if (eos >= 0 && (ids->len == 0 || g_array_index (ids, int32_t, ids->len - 1) != eos))
           g_array_append_val (ids, eos);
@@ -211,14 +214,14 @@ parse_line (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTemplate *tm
         if (tmpl != NULL)
           {
             g_autoptr (JsonArray) msgs = make_messages (prompt, completion);
-            if (!encode_chat (tmpl, tok, msgs, path, line, &ids, &prompt_len, error))
+            if (!encode_chat (tmpl, tok, msgs, max, path, line, &ids, &prompt_len, error))
               return FALSE;
           }
         else
           {
             g_autoptr (GArray) c = NULL;
-            if ((ids = encode (tok, prompt, TRUE, path, line, error)) == NULL
-                || (c = encode (tok, completion, FALSE, path, line, error)) == NULL)
+            if ((ids = encode (tok, prompt, TRUE, max, path, line, error)) == NULL
+                || (c = encode (tok, completion, FALSE, max, path, line, error)) == NULL)
               return FALSE;
             prompt_len = ids->len;
             g_array_append_vals (ids, c->data, c->len);
@@ -241,7 +244,7 @@ parse_line (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTemplate *tm
                          "tokenizer_config.json has none", path, line);
             return FALSE;
           }
-        if (!encode_chat (tmpl, tok, messages, path, line, &ids, &prompt_len, error))
+        if (!encode_chat (tmpl, tok, messages, max, path, line, &ids, &prompt_len, error))
           return FALSE;
         break;
       }
@@ -274,6 +277,7 @@ parse_preference (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTempla
                   guint line, LtPreferenceExample *pe, GError **error)
 {
   const char *path = ds->path;
+  const int max = 0; /* whole texts: a pair's shared prompt is found by comparing them */
   int32_t eos = lt_tokenizer_get_eos_id (tok);
   JsonNode *cn = lt_json_member (obj, "chosen"), *rn = lt_json_member (obj, "rejected");
   g_autofree char *where = line_at (path, line);
@@ -318,7 +322,7 @@ parse_preference (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTempla
             for (guint i = 0; parts[q] && i < json_array_get_length (parts[q]); i++)
               json_array_add_element (msgs, json_node_copy (json_array_get_element (parts[q], i)));
           g_autofree char *text = render (tmpl, tok, msgs, FALSE, path, line, error);
-          if (text == NULL || (full[k] = encode (tok, text, FALSE, path, line, error)) == NULL)
+          if (text == NULL || (full[k] = encode (tok, text, FALSE, max, path, line, error)) == NULL)
             {
               if (full[0])
                 g_array_unref (full[0]);
@@ -382,8 +386,8 @@ parse_preference (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTempla
                     }
                 }
             }
-          if (!encode_chat (tmpl, tok, mc, path, line, &c, &plen_c, error)
-              || !encode_chat (tmpl, tok, mr, path, line, &r, &plen_r, error))
+          if (!encode_chat (tmpl, tok, mc, max, path, line, &c, &plen_c, error)
+              || !encode_chat (tmpl, tok, mr, max, path, line, &r, &plen_r, error))
             return FALSE;
           prompt = g_array_new (FALSE, FALSE, sizeof (int32_t));
           g_array_append_vals (prompt, c->data, plen_c);
@@ -393,9 +397,9 @@ parse_preference (LtDataset *ds, JsonObject *obj, LtTokenizer *tok, LtChatTempla
       else
         {
           g_autofree char *full_prompt = sys ? g_strdup_printf ("%s\n%s", sys, ps) : g_strdup (ps);
-          if ((prompt = encode (tok, full_prompt, TRUE, path, line, error)) == NULL
-              || (c = encode (tok, cs, FALSE, path, line, error)) == NULL
-              || (r = encode (tok, rs, FALSE, path, line, error)) == NULL)
+          if ((prompt = encode (tok, full_prompt, TRUE, max, path, line, error)) == NULL
+              || (c = encode (tok, cs, FALSE, max, path, line, error)) == NULL
+              || (r = encode (tok, rs, FALSE, max, path, line, error)) == NULL)
             return FALSE;
           if (eos >= 0)
             {
@@ -462,6 +466,7 @@ lt_dataset_load (const char *path, LtTokenizer *tok, LtChatTemplate *tmpl, int m
 
   g_autoptr (LtDataset) ds = g_new0 (LtDataset, 1);
   ds->path = g_strdup (path);
+  ds->max_seq_length = MAX (max_seq_length, 0);
   GArray *examples = g_array_new (FALSE, TRUE, sizeof (LtExample));
   g_autoptr (GArray) pairs = g_array_new (FALSE, TRUE, sizeof (LtPreferenceExample));
   g_autoptr (JsonParser) parser = json_parser_new ();

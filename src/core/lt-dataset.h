@@ -69,6 +69,7 @@ typedef struct
   LtExample *examples; /* (n_examples) */
   gsize n_examples;
   gsize n_truncated;   /* examples cut to max_seq_length */
+  int max_seq_length;  /* the load's (0: none) */
   gint64 n_tokens;     /* after truncation */
   LtPreferenceExample *pairs; /* (n_examples) preference format only, else NULL */
 } LtDataset;

@@ -5,6 +5,16 @@
 #include "lt-model-open.h"
 
 #include "lt-gguf-model.h"
+#include "lt-hub.h"
+
+char *
+lt_model_resolve (const char *path, GError **error)
+{
+  g_return_val_if_fail (path != NULL, NULL);
+  if (g_file_test (path, G_FILE_TEST_EXISTS) || !lt_hub_is_repo_id (path))
+    return g_strdup (path);
+  return lt_hub_find_cached (path, NULL, NULL, error);
+}
 
 gboolean
 lt_model_path_is_gguf (const char *path)
@@ -16,8 +26,13 @@ LtModel *
 lt_model_open (const char *path, const LtLoadOptions *opts, GError **error)
 {
   static const LtLoadOptions none = { 0 };
+  g_autofree char *resolved = NULL;
 
   g_return_val_if_fail (path != NULL, NULL);
+  resolved = lt_model_resolve (path, error);
+  if (resolved == NULL)
+    return NULL;
+  path = resolved;
   if (lt_model_path_is_gguf (path))
     return lt_gguf_model_load (path, opts, error);
   return lt_model_load_with_options (path, opts ? opts : &none, error);
@@ -26,7 +41,13 @@ lt_model_open (const char *path, const LtLoadOptions *opts, GError **error)
 LtTokenizer *
 lt_model_open_tokenizer (const char *path, GError **error)
 {
+  g_autofree char *resolved = NULL;
+
   g_return_val_if_fail (path != NULL, NULL);
+  resolved = lt_model_resolve (path, error);
+  if (resolved == NULL)
+    return NULL;
+  path = resolved;
   if (lt_model_path_is_gguf (path))
     return lt_gguf_tokenizer_new (path, error);
   return lt_tokenizer_new_from_dir (path, error);

@@ -95,6 +95,27 @@ shape_string (int ndim, const int64_t *shape)
   return g_string_free (s, FALSE);
 }
 
+/* A corrupted checkpoint: NaN or Inf in a stored tensor is named at load (element, row, column)
+ * rather than surfacing later as a NaN loss. */
+static gboolean
+check_finite (const Source *src, const char *name, const LtTensor *t, GError **error)
+{
+  int64_t at = lt_dtype_is_float (t->dtype) ? lt_tensor_find_nonfinite (t) : -1;
+  int64_t cols = lt_tensor_cols (t);
+  float v;
+
+  if (at < 0)
+    return TRUE;
+  lt_tensor_read_f32 (t, at, 1, &v);
+  g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
+               "%s: tensor “%s” holds %s at element %" G_GINT64_FORMAT " (row %" G_GINT64_FORMAT
+               ", column %" G_GINT64_FORMAT "): the checkpoint is damaged; download or export it "
+               "again", source_file (src, name), name,
+               isnan (v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", at, cols > 0 ? at / cols : 0,
+               cols > 0 ? at % cols : at);
+  return FALSE;
+}
+
 /* Looks up @name and checks its shape against (d0[, d1]); d1 < 0 means 1-D. */
 static const LtTensor *
 expect_tensor (const Source *src, const LtConfig *config, const char *name, int64_t d0,
@@ -127,6 +148,8 @@ expect_tensor (const Source *src, const LtConfig *config, const char *name, int6
                    source_file (src, name), name, lt_dtype_name (t->dtype));
       return NULL;
     }
+  if (!check_finite (src, name, t, error))
+    return NULL;
   return t;
 }
 
@@ -262,6 +285,9 @@ load_mlx_weight (const Source *src, const char *prefix, int64_t out, int64_t in,
                    source_file (src, bname), bname);
       return NULL;
     }
+  if (!check_finite (src, sname, sc, error)
+      || (bi != NULL && !check_finite (src, bname, bi, error)))
+    return NULL;
   q = lt_quant_tensor_from_mlx (w, sc, bi, mode, bits, group, error);
   if (q == NULL)
     {
@@ -1065,6 +1091,13 @@ gboolean
 lt_model_forward_nll (LtModel *m, const int32_t *tokens, const int *lengths, int B,
                       double *nll, GError **error)
 {
+  return lt_model_forward_nll_sq (m, tokens, lengths, B, nll, NULL, error);
+}
+
+gboolean
+lt_model_forward_nll_sq (LtModel *m, const int32_t *tokens, const int *lengths, int B,
+                         double *nll, double *nll_sq, GError **error)
+{
   LtRunState *s = m->state;
   int N, chunk;
 
@@ -1095,10 +1128,16 @@ lt_model_forward_nll (LtModel *m, const int32_t *tokens, const int *lengths, int
                            s->target, s->tile, s->tile_floats);
   for (int b = 0, o = 0; b < B; o += lengths[b], b++)
     {
-      double sum = 0.0;
+      double sum = 0.0, sq = 0.0;
       for (int t = 0; t + 1 < lengths[b]; t++)
-        sum += (double) s->lse_m[o + t] + log (s->lse_s[o + t]) - (double) s->target[o + t];
+        {
+          double ce = (double) s->lse_m[o + t] + log (s->lse_s[o + t]) - (double) s->target[o + t];
+          sum += ce;
+          sq += ce * ce;
+        }
       nll[b] = sum;
+      if (nll_sq != NULL)
+        nll_sq[b] = sq;
     }
   return TRUE;
 }

@@ -138,6 +138,10 @@ gboolean lt_model_forward_logits (LtModel *model, const int32_t *tokens, const i
  * log-sum-exp, so (N, V) logits never exist. */
 gboolean lt_model_forward_nll (LtModel *model, const int32_t *tokens, const int *lengths,
                                int B, double *nll, GError **error);
+/* The same, and nll_sq (B) receives Σ over the same tokens of (−log p)²: with the sum and the
+ * count it gives the tokens' loss variance, hence the standard error of the mean NLL. */
+gboolean lt_model_forward_nll_sq (LtModel *model, const int32_t *tokens, const int *lengths,
+                                  int B, double *nll, double *nll_sq, GError **error);
 
 LtKVCache *lt_kv_cache_new (const LtModel *model, int max_tokens);
 void lt_kv_cache_free (LtKVCache *cache);

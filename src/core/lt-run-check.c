@@ -8,8 +8,10 @@
 #include <string.h>
 
 #include <glib/gi18n-lib.h>
+#include <glib/gstdio.h>
 
 #include "lt-error.h"
+#include "lt-memory.h"
 #include "lt-model-train.h"
 #include "lt-qat.h"
 
@@ -318,6 +320,69 @@ lt_run_config_check_model (const LtRunConfig *cfg, const LtConfig *model)
       g_ptr_array_add (issues, issue);
     }
   return issues;
+}
+
+/* Bytes of @data's training and validation files (a file, or a folder's train/valid.jsonl). */
+static guint64
+data_file_bytes (const char *data)
+{
+  const char *names[] = { "train.jsonl", "valid.jsonl" };
+  GStatBuf st;
+  guint64 n = 0;
+
+  if (data == NULL || g_stat (data, &st) != 0)
+    return 0;
+  if (!S_ISDIR (st.st_mode))
+    return (guint64) st.st_size;
+  for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *p = g_build_filename (data, names[i], NULL);
+      if (g_stat (p, &st) == 0)
+        n += (guint64) st.st_size;
+    }
+  return n;
+}
+
+gboolean
+lt_run_check_memory_with (const LtRunConfig *cfg, const LtConfig *model, guint64 available_bytes,
+                          GError **error)
+{
+  LtMemoryEstimate est;
+  guint64 data, need;
+
+  g_return_val_if_fail (cfg != NULL && model != NULL, FALSE);
+  lt_memory_estimate (cfg, model, &est);
+  data = 2 * data_file_bytes (cfg->data);
+  need = est.total + data;
+  if (need <= available_bytes)
+    return TRUE;
+
+  g_autofree char *need_s = lt_memory_format (need);
+  g_autofree char *avail_s = lt_memory_format (available_bytes);
+  g_autofree char *weights_s = lt_memory_format (est.base_weights + est.embeddings);
+  g_autofree char *act_s = lt_memory_format (est.activations + est.lm_head + est.workspace);
+  g_autofree char *opt_s = lt_memory_format (est.trainable + est.gradients + est.optimizer);
+  g_autofree char *data_s = lt_memory_format (data);
+  g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+               "this run needs about %s (model weights %s, activations %s for batches of %d × "
+               "%d tokens, trainable parameters with gradients and optimizer state %s, data %s) "
+               "but %s of memory is available: quantize the base (quantization: 4bit), lower "
+               "batch_size or max_seq_length, or turn on grad_checkpoint "
+               "(LATHE_IGNORE_MEMORY_CHECK=1 starts it anyway)",
+               need_s, weights_s, act_s, cfg->batch_size, est.seq_tokens, opt_s, data_s,
+               avail_s);
+  return FALSE;
+}
+
+gboolean
+lt_run_check_memory (const LtRunConfig *cfg, const LtConfig *model, GError **error)
+{
+  const char *skip = g_getenv ("LATHE_IGNORE_MEMORY_CHECK");
+  guint64 total, avail;
+
+  if ((skip != NULL && skip[0] != '\0') || !lt_memory_get_system (&total, &avail))
+    return TRUE;
+  return lt_run_check_memory_with (cfg, model, avail, error);
 }
 
 void

@@ -41,6 +41,15 @@ gsize lt_run_model_qat_group_sizes (const LtConfig *model, int *out, gsize n_out
  * beside them). GPtrArray of LtRunIssue, empty when valid. */
 GPtrArray *lt_run_config_check_model (const LtRunConfig *cfg, const LtConfig *model);
 
+/* Refuses, before anything is loaded, a run whose memory estimate (lt_memory_estimate: full
+ * batches of max_seq_length, the worst case) plus twice the training and validation files'
+ * size (the text and its ids while loading) exceeds @available_bytes: LT_ERROR_NO_MEMORY with
+ * the estimate, its largest parts and what to change. _check_memory reads MemAvailable (TRUE
+ * when it cannot) and is skipped when LATHE_IGNORE_MEMORY_CHECK is set non-empty. */
+gboolean lt_run_check_memory_with (const LtRunConfig *cfg, const LtConfig *model,
+                                   guint64 available_bytes, GError **error);
+gboolean lt_run_check_memory (const LtRunConfig *cfg, const LtConfig *model, GError **error);
+
 /* What lt_run_config_check_inputs learned: the model's shapes and the training data. */
 typedef struct
 {

@@ -4,6 +4,8 @@
 
 #include "lt-tensor.h"
 
+#include <string.h>
+
 #include "lt-error.h"
 
 typedef struct
@@ -305,6 +307,50 @@ lt_tensor_to_f32 (const LtTensor *t, GError **error)
       lt_tensor_read_f32 (t, 0, numel, out->data);
     }
   return g_steal_pointer (&out);
+}
+
+/* First non-finite element in [lo, hi): an all-ones exponent (f32 0x7f800000, bf16 0x7f80,
+ * f16 0x7c00), -1 if none. */
+static int64_t
+scan_nonfinite (const guint8 *base, LtDType dtype, int64_t lo, int64_t hi)
+{
+  for (int64_t i = lo; i < hi; i++)
+    {
+      if (dtype == LT_DTYPE_F32)
+        {
+          guint32 v;
+          memcpy (&v, base + (gsize) i * 4, 4);
+          if ((v & 0x7f800000u) == 0x7f800000u)
+            return i;
+        }
+      else
+        {
+          guint16 v;
+          memcpy (&v, base + (gsize) i * 2, 2);
+          if (dtype == LT_DTYPE_BF16 ? (v & 0x7f80u) == 0x7f80u : (v & 0x7c00u) == 0x7c00u)
+            return i;
+        }
+    }
+  return -1;
+}
+
+int64_t
+lt_tensor_find_nonfinite (const LtTensor *t)
+{
+  const int64_t chunk = 1 << 16;
+  int64_t n, n_chunks, first = G_MAXINT64;
+
+  g_return_val_if_fail (t != NULL && lt_dtype_is_float (t->dtype), -1);
+  n = lt_tensor_numel (t);
+  n_chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) reduction(min : first) if (n_chunks > 1)
+  for (int64_t c = 0; c < n_chunks; c++)
+    {
+      int64_t at = scan_nonfinite (t->data, t->dtype, c * chunk, MIN (n, (c + 1) * chunk));
+      if (at >= 0 && at < first)
+        first = at;
+    }
+  return first == G_MAXINT64 ? -1 : first;
 }
 
 char *

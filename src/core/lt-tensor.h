@@ -82,6 +82,9 @@ void lt_tensor_read_f32 (const LtTensor *t, int64_t start, int64_t n, float *dst
 /* Returns a new F32 tensor with the same shape and name (F32, F16, BF16 and F64 sources;
  * NULL + LT_ERROR_UNSUPPORTED for the others). */
 LtTensor *lt_tensor_to_f32 (const LtTensor *t, GError **error);
+/* Index of the first NaN or ±Inf element of a F32/F16/BF16 tensor (read as stored, unaligned
+ * allowed; all cores), or -1 when every element is finite. */
+int64_t lt_tensor_find_nonfinite (const LtTensor *t);
 /* "[2, 3, 4]" style, for messages. */
 char *lt_tensor_shape_string (const LtTensor *t);
 

@@ -978,6 +978,46 @@ lt_tokenizer_encode (LtTokenizer *tok, const char *text, gssize len, gboolean ad
   return g_steal_pointer (&ids);
 }
 
+/* Where to cut @text near @want bytes: after the last whitespace byte in the 4 KiB before
+ * @want, else at the UTF-8 character boundary at or before @want. */
+static gsize
+prefix_cut (const char *text, gsize len, gsize want)
+{
+  if (want >= len)
+    return len;
+  for (gsize i = want; i > 0 && want - i < 4096; i--)
+    if (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r')
+      return i;
+  while (want > 0 && ((guchar) text[want] & 0xc0) == 0x80)
+    want--;
+  return want;
+}
+
+GArray *
+lt_tokenizer_encode_prefix (LtTokenizer *tok, const char *text, gssize len,
+                            gboolean add_special_tokens, int max_tokens, GError **error)
+{
+  gsize n, want;
+
+  g_return_val_if_fail (tok != NULL, NULL);
+  g_return_val_if_fail (text != NULL || len == 0, NULL);
+  n = len < 0 ? strlen (text) : (gsize) len;
+  if (max_tokens <= 0)
+    return lt_tokenizer_encode (tok, text, (gssize) n, add_special_tokens, error);
+  want = MAX ((gsize) 256 * 1024, (gsize) max_tokens * 64);
+  for (;;)
+    {
+      gsize cut = prefix_cut (text, n, want);
+      GArray *ids = lt_tokenizer_encode (tok, text, (gssize) cut, add_special_tokens, error);
+
+      /* + 8: room for what a post-processor appends (EOS, SEP) after the text's ids */
+      if (ids == NULL || cut == n || ids->len >= (guint) max_tokens + 8)
+        return ids;
+      g_array_unref (ids);
+      want = want > n / 4 ? n : want * 4;
+    }
+}
+
 /* ---- decode and lookups ---- */
 
 char *

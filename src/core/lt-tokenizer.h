@@ -29,6 +29,16 @@ void lt_tokenizer_free (LtTokenizer *tok);
  * Returns a GArray of int32_t ids. Invalid UTF-8 is an error. */
 GArray *lt_tokenizer_encode (LtTokenizer *tok, const char *text, gssize len,
                              gboolean add_special_tokens, GError **error);
+/* The first @max_tokens ids of lt_tokenizer_encode (@text) — or more: the caller cuts — in
+ * time and memory bounded by @max_tokens rather than by the text: a text longer than
+ * 64 bytes per wanted token (at least 256 KiB) is encoded up to a whitespace byte past that
+ * length, four times further each time that gives too few ids. Pre-tokenizers split at
+ * whitespace, so the ids equal the whole text's up to that point; a run of more than 4 KiB
+ * without whitespace is cut inside (its last few ids may then differ, never the first
+ * @max_tokens of a text whose words are shorter). @max_tokens <= 0: the whole text. */
+GArray *lt_tokenizer_encode_prefix (LtTokenizer *tok, const char *text, gssize len,
+                                    gboolean add_special_tokens, int max_tokens,
+                                    GError **error);
 /* Decodes ids to UTF-8 text; with @skip_special_tokens special added tokens are dropped. */
 char *lt_tokenizer_decode (LtTokenizer *tok, const int32_t *ids, gsize n_ids,
                            gboolean skip_special_tokens);

@@ -456,6 +456,39 @@ test_inspect (void)
   }
 }
 
+/* A 3 MB text line and a 3 MB prompt cost their first max_seq_length tokens: the examples
+ * equal the whole texts' encodings cut to 64, and both count as truncated. */
+static void
+test_long_line (void)
+{
+  g_autoptr (LtTokenizer) tok = llama3_tokenizer ();
+  g_autoptr (GString) words = g_string_new (NULL);
+  g_autoptr (GError) error = NULL;
+
+  while (words->len < 3 * 1024 * 1024)
+    g_string_append (words, "Once upon a time a fox read 1024 books. ");
+  g_autofree char *contents = g_strdup_printf ("{\"text\": \"%s\"}\n{\"text\": \"short\"}\n",
+                                               words->str);
+  g_autofree char *path = write_tmp ("long.jsonl", contents);
+  g_autoptr (LtDataset) ds = lt_dataset_load (path, tok, NULL, 64, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (ds->n_examples, ==, 2);
+  g_assert_cmpuint (ds->n_truncated, ==, 1);
+  g_assert_cmpint (ds->examples[0].n, ==, 64);
+  g_autoptr (GArray) full = lt_tokenizer_encode (tok, words->str, -1, TRUE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (memcmp (ds->examples[0].ids, full->data, 64 * sizeof (int32_t)), ==, 0);
+
+  g_autofree char *pc = g_strdup_printf ("{\"prompt\": \"%s\", \"completion\": \" end\"}\n",
+                                         words->str);
+  g_autofree char *path2 = write_tmp ("long-pc.jsonl", pc);
+  g_autoptr (LtDataset) d2 = lt_dataset_load (path2, tok, NULL, 64, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (d2->examples[0].n, ==, 64);
+  g_assert_cmpint (d2->examples[0].prompt_len, >=, 64);
+  g_assert_cmpint (memcmp (d2->examples[0].ids, full->data, 64 * sizeof (int32_t)), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -468,5 +501,6 @@ main (int argc, char **argv)
   g_test_add_func ("/dataset/find-files", test_find_files);
   g_test_add_func ("/dataset/epoch-order", test_epoch_order);
   g_test_add_func ("/dataset/inspect", test_inspect);
+  g_test_add_func ("/dataset/long-line", test_long_line);
   return g_test_run ();
 }

@@ -6,6 +6,9 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include <glib/gstdio.h>
+
+#include "lt-error.h"
 #include "lt-memory.h"
 #include "lt-run-check.h"
 #include "lt-run.h"
@@ -529,6 +532,49 @@ test_estimate_vs_measured (void)
   }
 }
 
+/* A run that cannot fit is refused before anything loads, with the estimate and what to
+ * change; one that fits passes; the real check reads MemAvailable and can be skipped. */
+static void
+test_refuse (void)
+{
+  const char *test_data = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *model = NULL, *data = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtConfig) mc = NULL;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  LtMemoryEstimate e;
+
+  if (test_data == NULL)
+    {
+      g_test_skip ("LATHE_TEST_DATA not set");
+      return;
+    }
+  model = g_build_filename (test_data, "models", "llama-f32", NULL);
+  data = g_build_filename (test_data, "eval", "stories.jsonl", NULL);
+  mc = lt_config_load (model, &error);
+  g_assert_no_error (error);
+  cfg->data = g_strdup (data);
+  lt_memory_estimate (cfg, mc, &e);
+
+  g_assert_false (lt_run_check_memory_with (cfg, mc, e.total, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_NO_MEMORY);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "quantization: 4bit"));
+  g_assert_nonnull (strstr (error->message, "max_seq_length"));
+  g_assert_nonnull (strstr (error->message, "LATHE_IGNORE_MEMORY_CHECK"));
+  g_clear_error (&error);
+  /* the estimate plus twice the data file fits exactly */
+  GStatBuf st;
+  g_assert_cmpint (g_stat (data, &st), ==, 0);
+  g_assert_true (lt_run_check_memory_with (cfg, mc, e.total + 2 * (guint64) st.st_size, &error));
+  g_assert_no_error (error);
+  g_assert_false (lt_run_check_memory_with (cfg, mc, e.total + 2 * (guint64) st.st_size - 1,
+                                            NULL));
+  /* this machine has room for a fixture run; the skip switch skips */
+  g_assert_true (lt_run_check_memory (cfg, mc, &error));
+  g_assert_no_error (error);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -542,6 +588,7 @@ main (int argc, char **argv)
   g_test_add_func ("/memory/estimate/checkpointing", test_estimate_checkpointing);
   g_test_add_func ("/memory/estimate/json", test_estimate_json);
   g_test_add_func ("/memory/verdict", test_verdict);
+  g_test_add_func ("/memory/refuse", test_refuse);
   g_test_add_func ("/memory/estimate/cli", test_estimate_cli);
   g_test_add_func ("/memory/peak-rss-and-baseline", test_peak_rss_and_baseline);
   g_test_add_func ("/memory/estimate/vs-measured", test_estimate_vs_measured);

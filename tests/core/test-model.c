@@ -119,6 +119,35 @@ check_model_logits (gconstpointer data)
   g_assert_no_error (error);
   assert_logits_close (name, logits, ref, (gsize) B * T * V);
 
+  /* the per-sequence NLL and its sum of squares (the standard error of lathe eval) against the
+   * same from the PyTorch logits */
+  {
+    g_autofree double *nll = g_new (double, B);
+    g_autofree double *nll_sq = g_new (double, B);
+    g_assert_true (lt_model_forward_nll_sq (m, ids, lengths, B, nll, nll_sq, &error));
+    g_assert_no_error (error);
+    for (int b = 0; b < B; b++)
+      {
+        double want = 0.0, want_sq = 0.0;
+        for (int t = 0; t + 1 < T; t++)
+          {
+            const float *row = ref + ((gsize) b * T + t) * V;
+            double mx = -INFINITY, se = 0.0;
+            for (int v = 0; v < V; v++)
+              mx = MAX (mx, row[v]);
+            for (int v = 0; v < V; v++)
+              se += exp (row[v] - mx);
+            double ce = mx + log (se) - row[ids[(gsize) b * T + t + 1]];
+            want += ce;
+            want_sq += ce * ce;
+          }
+        g_test_message ("%s row %d: nll %.9f (torch %.9f), Σnll² %.9f (torch %.9f)", name, b,
+                        nll[b], want, nll_sq[b], want_sq);
+        g_assert_cmpfloat (fabs (nll[b] - want), <=, 1e-4 * want);
+        g_assert_cmpfloat (fabs (nll_sq[b] - want_sq), <=, 2e-4 * want_sq);
+      }
+  }
+
   /* variable lengths: row 1 cut to T − 5 is the prefix of its reference (causal) */
   g_autofree int32_t *cat = g_new (int32_t, 2 * T);
   memcpy (cat, ids + T, sizeof (int32_t) * (T - 5));
@@ -219,6 +248,12 @@ check_eval (const char *model_dir, const char *ref_dir, const char *jsonl)
   g_assert_cmpfloat (fabs (ppl - rppl), <=, 1e-3 * rppl);
   g_assert_cmpfloat (fabs (nll - rnll), <=, 1e-3 * rnll);
   g_assert_cmpfloat (json_object_get_double_member (got, "tokens_per_s"), >, 0.0);
+  /* the standard errors: positive, far below the mean, the perplexity's by the delta method */
+  double nll_se = json_object_get_double_member (got, "nll_se");
+  double ppl_se = json_object_get_double_member (got, "ppl_se");
+  g_assert_cmpfloat (nll_se, >, 0.0);
+  g_assert_cmpfloat (nll_se, <, 0.5 * nll);
+  g_assert_cmpfloat (fabs (ppl_se - ppl * nll_se), <=, 1e-9 * ppl_se);
 }
 
 static void
@@ -518,6 +553,25 @@ test_load_errors (void)
   g_assert_nonnull (strstr (error->message, "quantized"));
   g_clear_error (&error);
   g_hash_table_remove (table, scales);
+
+  /* NaN in a stored weight (a damaged checkpoint) is named at load with its place */
+  {
+    const char *name = "model.layers.1.self_attn.v_proj.weight";
+    const LtTensor *orig = g_hash_table_lookup (table, name);
+    g_autoptr (LtTensor) copy = lt_tensor_copy (orig);
+    int64_t cols = lt_tensor_cols (copy);
+    ((float *) copy->data)[3 * cols + 5] = NAN;
+    g_hash_table_insert (table, (gpointer) name, copy);
+    m = lt_model_new_from_table (lt_config_load (dir, &error), table, "table", &error);
+    g_assert_null (m);
+    g_assert_error (error, LT_ERROR, LT_ERROR_NUMERIC);
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, name));
+    g_assert_nonnull (strstr (error->message, "NaN"));
+    g_assert_nonnull (strstr (error->message, "row 3, column 5"));
+    g_clear_error (&error);
+    g_hash_table_insert (table, (gpointer) name, (gpointer) orig);
+  }
 
   /* a token outside the vocabulary */
   g_autoptr (LtModel) good = lt_model_load (dir, &error);

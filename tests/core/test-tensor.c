@@ -359,6 +359,42 @@ test_read_f32 (void)
   g_assert_nonnull (strstr (error->message, "I32"));
 }
 
+/* lt_tensor_find_nonfinite: every 16-bit pattern of F16 and BF16 classified as the f32
+ * conversion classifies it; the first of several bad elements, across chunk boundaries, at
+ * an unaligned address. */
+static void
+test_find_nonfinite (void)
+{
+  for (int d = 0; d < 2; d++)
+    {
+      LtDType dt = d == 0 ? LT_DTYPE_F16 : LT_DTYPE_BF16;
+      for (guint32 v = 0; v < 65536; v++)
+        {
+          guint16 h = (guint16) v;
+          int64_t one = 1;
+          float f;
+          g_autoptr (LtTensor) t = lt_tensor_new_view ("h", dt, 1, &one, &h, 2);
+          lt_tensor_read_f32 (t, 0, 1, &f);
+          g_assert_cmpint (lt_tensor_find_nonfinite (t), ==, isfinite (f) ? -1 : 0);
+        }
+    }
+
+  int64_t n = 300001;
+  g_autofree guint8 *buf = g_malloc0 ((gsize) n * 4 + 1);
+  float *x = g_new (float, n);
+  for (int64_t i = 0; i < n; i++)
+    x[i] = (float) i * 1e-3f - 7.0f;
+  memcpy (buf + 1, x, (gsize) n * 4);
+  g_autoptr (LtTensor) t = lt_tensor_new_view ("w", LT_DTYPE_F32, 1, &n, buf + 1, (gsize) n * 4);
+  g_assert_cmpint (lt_tensor_find_nonfinite (t), ==, -1);
+  x[250000] = -INFINITY;
+  x[131073] = NAN;
+  x[299999] = INFINITY;
+  memcpy (buf + 1, x, (gsize) n * 4);
+  g_assert_cmpint (lt_tensor_find_nonfinite (t), ==, 131073);
+  g_free (x);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -370,5 +406,6 @@ main (int argc, char **argv)
   g_test_add_func ("/convert/rounding-midpoints", test_rounding_midpoints);
   g_test_add_func ("/convert/random-f32", test_random_f32);
   g_test_add_func ("/tensor/read-f32", test_read_f32);
+  g_test_add_func ("/tensor/find-nonfinite", test_find_nonfinite);
   return g_test_run ();
 }

@@ -613,6 +613,51 @@ test_cli (void)
   }
 }
 
+/* lt_tokenizer_encode_prefix: on a 600 KB text made of every fixture text, the first max ids
+ * equal the whole text's for each fixture tokenizer, with and without special tokens, for
+ * bounds under and over the 256 KiB first cut (the 100 MB line of issue 16 costs its first
+ * max_seq_length tokens, not the whole line). */
+static void
+test_prefix (gconstpointer data)
+{
+  const char *name = data;
+  g_autofree char *dir = data_path ("tokenizers", name, NULL);
+  g_autofree char *texts_path = data_path ("tokenizers", "texts.json", NULL);
+  g_autoptr (GPtrArray) texts = load_strings (texts_path, NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (dir, &error);
+  g_autoptr (GString) big = g_string_new (NULL);
+  const int bounds[] = { 1, 100, 4096, 60000 };
+
+  g_assert_no_error (error);
+  while (big->len < 600 * 1024)
+    for (guint i = 0; i < texts->len; i++)
+      {
+        gsize n;
+        const char *t = g_bytes_get_data (g_ptr_array_index (texts, i), &n);
+        g_string_append_len (big, t, (gssize) n);
+        g_string_append_c (big, i % 3 ? ' ' : '\n');
+      }
+  for (int special = 0; special < 2; special++)
+    {
+      g_autoptr (GArray) full = lt_tokenizer_encode (tok, big->str, (gssize) big->len, special,
+                                                     &error);
+      g_assert_no_error (error);
+      for (gsize b = 0; b < G_N_ELEMENTS (bounds); b++)
+        {
+          g_autoptr (GArray) pre = lt_tokenizer_encode_prefix (tok, big->str, (gssize) big->len,
+                                                               special, bounds[b], &error);
+          guint want = MIN ((guint) bounds[b], full->len);
+          g_assert_no_error (error);
+          g_assert_cmpuint (pre->len, >=, want);
+          g_assert_cmpuint (pre->len, <=, full->len);
+          g_assert_cmpint (memcmp (pre->data, full->data, want * sizeof (int32_t)), ==, 0);
+          if (bounds[b] == 100)
+            g_assert_cmpuint (pre->len, <, full->len); /* it did stop early */
+        }
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -624,6 +669,8 @@ main (int argc, char **argv)
       g_autofree char *p = g_strdup_printf ("/tokenizer/fixture/%s", names[i]);
 
       g_test_add_data_func (p, names[i], test_fixture);
+      g_autofree char *q = g_strdup_printf ("/tokenizer/prefix/%s", names[i]);
+      g_test_add_data_func (q, names[i], test_prefix);
     }
   g_test_add_func ("/tokenizer/fixture/tinystories", test_tinystories);
   g_test_add_func ("/tokenizer/config", test_config);
