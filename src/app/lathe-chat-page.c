@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "lathe-chat-page.h"
+#include "lathe-chooser.h"
 #include "lathe-hub-dialog.h"
 
 #include <glib/gi18n.h>
@@ -71,6 +72,7 @@ struct _LatheChatPage
   AdwActionRow *model_row;
   GtkEntry *model_entry;
   GtkButton *model_button;
+  GtkMenuButton *choices_button;
   GtkEntry *adapter_entry;
   GtkButton *adapter_button;
   AdwComboRow *quantization_row;
@@ -102,6 +104,13 @@ struct _LatheChatPage
   guint n_updates;
   GtkFileChooserNative *chooser;
 
+  /* the model menu: recent folders and finished runs */
+  GSettings *settings;       /* NULL without the schema (the model menu then lists runs only) */
+  GMenu *choices_menu;
+  GPtrArray *run_choices;    /* LatheModelChoice of the last scan */
+  GCancellable *scan_cancellable;
+  char *runs_folder;         /* set by lathe_chat_page_set_runs_folder, else NULL */
+
   /* filled by the worker, taken by the main thread under @lock */
   GMutex lock;
   GString *pending[N_COLS];
@@ -111,7 +120,7 @@ struct _LatheChatPage
 
 G_DEFINE_FINAL_TYPE (LatheChatPage, lathe_chat_page, GTK_TYPE_WIDGET)
 
-enum { SIGNAL_LOADED, SIGNAL_REPLY_FINISHED, N_SIGNALS };
+enum { SIGNAL_LOADED, SIGNAL_REPLY_FINISHED, SIGNAL_CHOICES_CHANGED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 static void update_sensitivity (LatheChatPage *self);
@@ -303,8 +312,13 @@ load_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   else
     {
+      LoadJob *job = g_task_get_task_data (G_TASK (result));
+
       set_error (self, NULL);
       self->loaded = l;
+      /* a folder (not a repository id resolved in the HF cache) joins the recent models */
+      if (self->settings != NULL && g_file_test (job->model_dir, G_FILE_TEST_IS_DIR))
+        lathe_recent_models_add (self->settings, job->model_dir);
       adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->load_row), l->title);
       adw_action_row_set_subtitle (self->load_row, l->subtitle);
       gtk_widget_remove_css_class (GTK_WIDGET (self->load_row), "error");
@@ -744,6 +758,131 @@ stop_shortcut_cb (GtkWidget *widget, GVariant *args, gpointer user_data)
   return TRUE;
 }
 
+/* ---- the model menu: recent model folders and finished runs ---- */
+
+static void
+show_load_error (LatheChatPage *self, const char *message)
+{
+  set_error (self, message);
+  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->load_row), _("Not loaded"));
+  adw_action_row_set_subtitle (self->load_row, message);
+  gtk_widget_add_css_class (GTK_WIDGET (self->load_row), "error");
+}
+
+static void
+refill_choices (LatheChatPage *self)
+{
+  guint n = lathe_model_choices_fill_menu (self->choices_menu, self->settings, self->run_choices,
+                                           "chat.use-choice");
+
+  gtk_widget_set_sensitive (GTK_WIDGET (self->choices_button), n > 0);
+  gtk_widget_set_tooltip_text (GTK_WIDGET (self->choices_button),
+                               n > 0 ? _("Recent models and finished runs")
+                                     : _("No recent models or finished runs yet"));
+  g_signal_emit (self, signals[SIGNAL_CHOICES_CHANGED], 0);
+}
+
+static void
+scan_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  (void) source;
+  g_task_return_pointer (task, lathe_model_choices_scan (task_data, cancellable),
+                         (GDestroyNotify) g_ptr_array_unref);
+}
+
+static void
+scan_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  LatheChatPage *self = LATHE_CHAT_PAGE (source);
+  GPtrArray *choices = g_task_propagate_pointer (G_TASK (result), NULL);
+
+  (void) user_data;
+  if (g_task_get_cancellable (G_TASK (result)) == self->scan_cancellable)
+    g_clear_object (&self->scan_cancellable);
+  if (self->disposed || choices == NULL
+      || g_cancellable_is_cancelled (g_task_get_cancellable (G_TASK (result))))
+    {
+      g_clear_pointer (&choices, g_ptr_array_unref);
+      return;
+    }
+  g_clear_pointer (&self->run_choices, g_ptr_array_unref);
+  self->run_choices = choices;
+  refill_choices (self);
+}
+
+/* Scans the runs folders for finished runs in a worker; the menu is refilled when it is done. */
+static void
+rescan_choices (LatheChatPage *self)
+{
+  g_autoptr (GTask) task = NULL;
+  GStrv folders;
+
+  if (self->disposed)
+    return;
+  if (self->scan_cancellable != NULL)
+    g_cancellable_cancel (self->scan_cancellable);
+  g_clear_object (&self->scan_cancellable);
+  if (self->runs_folder != NULL)
+    {
+      folders = g_new0 (char *, 2);
+      folders[0] = g_strdup (self->runs_folder);
+    }
+  else if (self->settings != NULL)
+    folders = lathe_model_choices_folders (self->settings);
+  else
+    folders = g_new0 (char *, 1);
+  self->scan_cancellable = g_cancellable_new ();
+  task = g_task_new (self, self->scan_cancellable, scan_done_cb, NULL);
+  g_task_set_task_data (task, folders, (GDestroyNotify) g_strfreev);
+  g_task_run_in_thread (task, scan_thread);
+}
+
+/* "chat.use-choice" (model, adapter): fills the fields from a menu item; a folder that is gone
+ * is said so on the Load row (and leaves the recent list) instead of being loaded. */
+static void
+use_choice_action (GtkWidget *widget, const char *action_name, GVariant *parameter)
+{
+  LatheChatPage *self = LATHE_CHAT_PAGE (widget);
+  const char *model, *adapter;
+  g_autofree char *message = NULL;
+
+  (void) action_name;
+  g_variant_get (parameter, "(&s&s)", &model, &adapter);
+  if (self->busy)
+    return;
+  if (!g_file_test (model, G_FILE_TEST_IS_DIR))
+    {
+      if (adapter[0] != '\0')
+        /* Translators: %s is a model folder */
+        message = g_strdup_printf (_("The model folder %s that this run was trained on no longer "
+                                     "exists. Choose the model with the folder button."), model);
+      else
+        /* Translators: %s is a model folder */
+        message = g_strdup_printf (_("The model folder %s no longer exists (moved or deleted); "
+                                     "it is removed from the recent models."), model);
+      if (self->settings != NULL && adapter[0] == '\0')
+        lathe_recent_models_remove (self->settings, model);
+    }
+  else if (adapter[0] != '\0' && !g_file_test (adapter, G_FILE_TEST_IS_DIR))
+    /* Translators: %s is a run folder */
+    message = g_strdup_printf (_("The run folder %s no longer exists (moved or deleted)."),
+                               adapter);
+  if (message != NULL)
+    {
+      show_load_error (self, message);
+      return;
+    }
+  gtk_editable_set_text (GTK_EDITABLE (self->model_entry), model);
+  gtk_editable_set_text (GTK_EDITABLE (self->adapter_entry), adapter);
+  set_error (self, NULL);
+  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->load_row), _("Not loaded"));
+  adw_action_row_set_subtitle (self->load_row, adapter[0] != '\0'
+                                                 ? _("The run's base model with its adapter")
+                                                 : model);
+  gtk_widget_remove_css_class (GTK_WIDGET (self->load_row), "error");
+  gtk_widget_grab_focus (GTK_WIDGET (self->load_button));
+}
+
 /* The model and run folder the Train tab uses, as a starting point. */
 static void
 prefill_from_settings (LatheChatPage *self)
@@ -752,14 +891,20 @@ prefill_from_settings (LatheChatPage *self)
   g_autoptr (GSettingsSchema) schema = source ? g_settings_schema_source_lookup (
                                                   source, "io.github.lathe.Lathe", TRUE)
                                               : NULL;
-  g_autoptr (GSettings) settings = NULL;
+  GSettings *settings;
   g_autofree char *model = NULL;
   g_autofree char *run = NULL;
   g_autofree char *adapter = NULL;
 
   if (schema == NULL || !g_settings_schema_has_key (schema, "model"))
     return;
-  settings = g_settings_new ("io.github.lathe.Lathe");
+  settings = self->settings = g_settings_new ("io.github.lathe.Lathe");
+  g_signal_connect_object (settings, "changed::recent-models", G_CALLBACK (refill_choices), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (settings, "changed::adapter-path", G_CALLBACK (rescan_choices), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (settings, "changed::runs-folder", G_CALLBACK (rescan_choices), self,
+                           G_CONNECT_SWAPPED);
   model = g_settings_get_string (settings, "model");
   run = g_settings_get_string (settings, "adapter-path");
   gtk_editable_set_text (GTK_EDITABLE (self->model_entry), model);
@@ -776,6 +921,12 @@ lathe_chat_page_dispose (GObject *object)
   if (self->cancellable != NULL)
     g_cancellable_cancel (self->cancellable);
   self->disposed = TRUE;
+  if (self->scan_cancellable != NULL)
+    g_cancellable_cancel (self->scan_cancellable);
+  g_clear_object (&self->scan_cancellable);
+  if (self->settings != NULL)
+    g_signal_handlers_disconnect_by_data (self->settings, self);
+  g_clear_object (&self->settings);
   if (self->turns != NULL)
     g_ptr_array_set_size (self->turns, 0);
   g_clear_object (&self->chooser);
@@ -795,6 +946,9 @@ lathe_chat_page_finalize (GObject *object)
     g_string_free (self->pending[i], TRUE);
   g_mutex_clear (&self->lock);
   g_free (self->error);
+  g_clear_pointer (&self->run_choices, g_ptr_array_unref);
+  g_clear_object (&self->choices_menu);
+  g_free (self->runs_folder);
   G_OBJECT_CLASS (lathe_chat_page_parent_class)->finalize (object);
 }
 
@@ -812,6 +966,10 @@ lathe_chat_page_class_init (LatheChatPageClass *klass)
   signals[SIGNAL_REPLY_FINISHED] = g_signal_new ("reply-finished", G_TYPE_FROM_CLASS (klass),
                                                  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
                                                  G_TYPE_NONE, 0);
+  signals[SIGNAL_CHOICES_CHANGED] = g_signal_new ("choices-changed", G_TYPE_FROM_CLASS (klass),
+                                                  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                                  G_TYPE_NONE, 0);
+  gtk_widget_class_install_action (widget_class, "chat.use-choice", "(ss)", use_choice_action);
 
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/lathe/Lathe/lathe-chat-page.ui");
@@ -821,6 +979,7 @@ lathe_chat_page_class_init (LatheChatPageClass *klass)
   BIND (model_row);
   BIND (model_entry);
   BIND (model_button);
+  BIND (choices_button);
   BIND (adapter_entry);
   BIND (adapter_button);
   BIND (quantization_row);
@@ -872,7 +1031,12 @@ lathe_chat_page_init (LatheChatPage *self)
   g_signal_connect_swapped (self->system_entry, "changed", G_CALLBACK (system_changed_cb), self);
   g_signal_connect_swapped (self->compare_switch, "notify::active",
                             G_CALLBACK (compare_changed_cb), self);
+  self->choices_menu = g_menu_new ();
+  gtk_menu_button_set_menu_model (self->choices_button, G_MENU_MODEL (self->choices_menu));
   prefill_from_settings (self);
+  refill_choices (self);
+  /* runs finish while the app is open: the list is read again each time the page is shown */
+  g_signal_connect (self, "map", G_CALLBACK (rescan_choices), NULL);
   update_sensitivity (self);
 }
 
@@ -1019,4 +1183,34 @@ lathe_chat_page_get_n_updates (LatheChatPage *self)
 {
   g_return_val_if_fail (LATHE_IS_CHAT_PAGE (self), 0);
   return self->n_updates;
+}
+
+void
+lathe_chat_page_set_runs_folder (LatheChatPage *self, const char *folder)
+{
+  g_return_if_fail (LATHE_IS_CHAT_PAGE (self));
+  g_free (self->runs_folder);
+  self->runs_folder = g_strdup (folder);
+  rescan_choices (self);
+}
+
+void
+lathe_chat_page_refresh_choices (LatheChatPage *self)
+{
+  g_return_if_fail (LATHE_IS_CHAT_PAGE (self));
+  rescan_choices (self);
+}
+
+const char *
+lathe_chat_page_get_model_dir (LatheChatPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_CHAT_PAGE (self), NULL);
+  return gtk_editable_get_text (GTK_EDITABLE (self->model_entry));
+}
+
+const char *
+lathe_chat_page_get_adapter (LatheChatPage *self)
+{
+  g_return_val_if_fail (LATHE_IS_CHAT_PAGE (self), NULL);
+  return gtk_editable_get_text (GTK_EDITABLE (self->adapter_entry));
 }

@@ -43,4 +43,16 @@ guint lathe_chat_page_get_n_turns (LatheChatPage *self);
 /* How many times streamed text was written into the page (for tests of the throttling). */
 guint lathe_chat_page_get_n_updates (LatheChatPage *self);
 
+/* The model menu (the clock button beside the model folder) lists the recent model folders
+ * (GSettings "recent-models"; a model loaded here joins them) and the finished runs of the runs
+ * folders (lathe_model_choices_folders), read again each time the page is shown; each item
+ * activates "chat.use-choice" (model, adapter), which fills the two fields. `choices-changed` is
+ * emitted when the menu was refilled. @folder (NULL: from the settings) replaces the runs
+ * folders and rescans. */
+void lathe_chat_page_set_runs_folder (LatheChatPage *self, const char *folder);
+void lathe_chat_page_refresh_choices (LatheChatPage *self);
+/* The model and adapter fields as typed (borrowed). */
+const char *lathe_chat_page_get_model_dir (LatheChatPage *self);
+const char *lathe_chat_page_get_adapter (LatheChatPage *self);
+
 G_END_DECLS

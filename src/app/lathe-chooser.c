@@ -3,9 +3,12 @@
 
 #include "config.h"
 
+#include <string.h>
+
 #include <glib/gi18n.h>
 
 #include "lathe-chooser.h"
+#include "src/core/lt-run-dir.h"
 
 #define MAX_RECENT_MODELS 8
 #define CHOOSER_KEY "lathe-chooser"
@@ -159,4 +162,196 @@ lathe_recent_models_add (GSettings  *settings,
     }
   updated = g_strv_builder_end (builder);
   g_settings_set_strv (settings, "recent-models", (const char * const *) updated);
+}
+
+/* ---- the Chat page's model choices ---- */
+
+void
+lathe_model_choice_free (LatheModelChoice *choice)
+{
+  if (choice == NULL)
+    return;
+  g_free (choice->label);
+  g_free (choice->model);
+  g_free (choice->adapter);
+  g_free (choice);
+}
+
+static LatheModelChoice *
+model_choice_new (char *label, const char *model, const char *adapter)
+{
+  LatheModelChoice *choice = g_new0 (LatheModelChoice, 1);
+
+  choice->label = label;
+  choice->model = g_strdup (model);
+  choice->adapter = g_strdup (adapter);
+  return choice;
+}
+
+char *
+lathe_model_display_name (const char *path)
+{
+  g_autofree char *base = g_path_get_basename (path);
+  g_autofree char *parent = g_path_get_dirname (path);
+  g_autofree char *parent_name = g_path_get_basename (parent);
+  g_autofree char *repo_dir = g_path_get_dirname (parent);
+  g_autofree char *repo = g_path_get_basename (repo_dir);
+
+  /* HF_HOME/hub/models--ORG--NAME/snapshots/REVISION */
+  if (g_str_equal (parent_name, "snapshots") && g_str_has_prefix (repo, "models--"))
+    {
+      g_auto(GStrv) parts = g_strsplit (repo + strlen ("models--"), "--", -1);
+      return g_strjoinv ("/", parts);
+    }
+  return g_steal_pointer (&base);
+}
+
+/* The Export dialog's default output for @run holds a fused model: its MLX or HF folder. */
+static char *
+fused_export_of (const char *run)
+{
+  g_autofree char *out = g_strconcat (run, "-export", NULL);
+  const char *kinds[] = { "mlx", "hf" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (kinds); i++)
+    {
+      g_autofree char *dir = g_build_filename (out, kinds[i], NULL);
+      g_autofree char *config = g_build_filename (dir, "config.json", NULL);
+
+      if (g_file_test (config, G_FILE_TEST_IS_REGULAR))
+        return g_steal_pointer (&dir);
+    }
+  return NULL;
+}
+
+GPtrArray *
+lathe_model_choices_scan (const char *const *folders,
+                          GCancellable      *cancellable)
+{
+  GPtrArray *choices = g_ptr_array_new_with_free_func ((GDestroyNotify) lathe_model_choice_free);
+
+  for (guint f = 0; folders != NULL && folders[f] != NULL; f++)
+    {
+      g_autoptr(GPtrArray) runs = lt_run_dir_scan (folders[f], cancellable);
+
+      for (guint i = 0; runs != NULL && i < runs->len; i++)
+        {
+          LtRunInfo *info = g_ptr_array_index (runs, i);
+          const char *model = info->model;
+          g_autofree char *base = NULL;
+          g_autofree char *fused = NULL;
+
+          if (model == NULL && info->config != NULL)
+            model = info->config->model;
+          if (info->status != LT_RUN_STATUS_FINISHED || !info->has_adapter || model == NULL)
+            continue;
+          base = lathe_model_display_name (model);
+          /* Translators: a finished run in the Chat page's model menu: its folder's name,
+           * then the name of its base model */
+          g_ptr_array_add (choices, model_choice_new (g_strdup_printf (_("%s (on %s)"),
+                                                                       info->name, base),
+                                                      model, info->path));
+          fused = fused_export_of (info->path);
+          if (fused != NULL)
+            /* Translators: a run's merged (fused) model, written by the Export dialog */
+            g_ptr_array_add (choices, model_choice_new (g_strdup_printf (_("%s, fused export"),
+                                                                         info->name),
+                                                        fused, NULL));
+        }
+    }
+  return choices;
+}
+
+GStrv
+lathe_model_choices_folders (GSettings *settings)
+{
+  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
+  g_autofree char *runs = g_settings_get_string (settings, "runs-folder");
+  g_autofree char *out = g_settings_get_string (settings, "adapter-path");
+  g_autofree char *runs_abs = NULL;
+
+  if (runs[0] != '\0')
+    {
+      runs_abs = g_canonicalize_filename (runs, NULL);
+      g_strv_builder_add (builder, runs_abs);
+    }
+  if (out[0] != '\0')
+    {
+      g_autofree char *abs = g_canonicalize_filename (out, NULL);
+      g_autofree char *parent = g_path_get_dirname (abs);
+
+      if (g_strcmp0 (parent, runs_abs) != 0)
+        g_strv_builder_add (builder, parent);
+    }
+  return g_strv_builder_end (builder);
+}
+
+/* A menu label shows '_' as a mnemonic mark: folder names keep theirs doubled. */
+static char *
+menu_label (const char *text)
+{
+  g_auto(GStrv) parts = g_strsplit (text, "_", -1);
+  return g_strjoinv ("__", parts);
+}
+
+static void
+append_choice (GMenu      *section,
+               const char *label,
+               const char *model,
+               const char *adapter,
+               const char *action)
+{
+  g_autofree char *escaped = menu_label (label);
+  g_autoptr(GMenuItem) item = g_menu_item_new (escaped, NULL);
+
+  g_menu_item_set_action_and_target_value (item, action,
+                                           g_variant_new ("(ss)", model,
+                                                          adapter != NULL ? adapter : ""));
+  g_menu_append_item (section, item);
+}
+
+guint
+lathe_model_choices_fill_menu (GMenu      *menu,
+                               GSettings  *settings,
+                               GPtrArray  *runs,
+                               const char *action)
+{
+  g_auto(GStrv) recent = settings != NULL ? g_settings_get_strv (settings, "recent-models")
+                                           : g_new0 (char *, 1);
+  g_autoptr(GMenu) recent_section = g_menu_new ();
+  g_autoptr(GMenu) runs_section = g_menu_new ();
+  guint n = 0;
+
+  g_menu_remove_all (menu);
+  for (guint i = 0; recent[i] != NULL; i++, n++)
+    {
+      g_autofree char *name = lathe_model_display_name (recent[i]);
+      append_choice (recent_section, name, recent[i], NULL, action);
+    }
+  for (guint i = 0; runs != NULL && i < runs->len; i++, n++)
+    {
+      LatheModelChoice *choice = g_ptr_array_index (runs, i);
+      append_choice (runs_section, choice->label, choice->model, choice->adapter, action);
+    }
+  if (g_menu_model_get_n_items (G_MENU_MODEL (recent_section)) > 0)
+    g_menu_append_section (menu, _("Recent Models"), G_MENU_MODEL (recent_section));
+  if (g_menu_model_get_n_items (G_MENU_MODEL (runs_section)) > 0)
+    g_menu_append_section (menu, _("Finished Runs"), G_MENU_MODEL (runs_section));
+  return n;
+}
+
+void
+lathe_recent_models_remove (GSettings  *settings,
+                            const char *path)
+{
+  g_auto(GStrv) recent = g_settings_get_strv (settings, "recent-models");
+  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
+  g_auto(GStrv) updated = NULL;
+
+  for (guint i = 0; recent[i] != NULL; i++)
+    if (g_strcmp0 (recent[i], path) != 0)
+      g_strv_builder_add (builder, recent[i]);
+  updated = g_strv_builder_end (builder);
+  if (g_strv_length (updated) != g_strv_length (recent))
+    g_settings_set_strv (settings, "recent-models", (const char * const *) updated);
 }

@@ -8,6 +8,7 @@
 #include <glib/gi18n.h>
 
 #include "lathe-export-dialog.h"
+#include "src/core/lt-gguf.h"
 #include "src/core/lt-run-dir.h"
 #include "src/core/lt-run.h"
 
@@ -29,6 +30,10 @@ struct _LatheExportDialog
   AdwComboRow *hf_dtype_row;
   AdwExpanderRow *gguf_row;
   AdwComboRow *gguf_type_row;
+  AdwActionRow *ollama_row;
+  GtkSwitch *ollama_switch;
+  AdwPreferencesGroup *outputs_group;
+  GtkListBox *outputs_list;
   GtkSwitch *peft_switch;
   AdwPreferencesGroup *progress_group;
   GtkProgressBar *progress_bar;
@@ -39,6 +44,7 @@ struct _LatheExportDialog
   GtkLabel *sample_label;
 
   GtkStringList *runs;      /* run folder paths, the run row's model */
+  GPtrArray *gguf_offered;  /* const GgufChoice*: the Type row's items, in order */
   char *output_dir;
   GtkFileChooserNative *chooser;
   LatheExportJob *job;
@@ -49,7 +55,36 @@ struct _LatheExportDialog
 
 G_DEFINE_FINAL_TYPE (LatheExportDialog, lathe_export_dialog, ADW_TYPE_WINDOW)
 
-static const char *const gguf_types[] = { "f16", "q8_0", "q4_0", "q4_k", "q6_k" };
+/* The GGUF types as llama.cpp users name them (llama-quantize's names), largest first. The Type
+ * row offers those the core writes, once each: lathe_export_gguf_type_id() asks the core's one
+ * parser of type names, so a type or mix the core learns appears here without a change to the
+ * dialog (an alias of an earlier entry, as q4_k of q4_k_m in llama-quantize, is left out). */
+typedef struct
+{
+  const char *name;         /* the core's (and `lathe fuse --gguf-type`'s) name */
+  const char *label;        /* llama.cpp's spelling */
+  const char *description;
+} GgufChoice;
+
+static const GgufChoice gguf_choices[] = {
+  { "f16", "F16", N_("16-bit floats: no quantization loss") },
+  { "q8_0", "Q8_0", N_("8-bit blocks: nearly lossless") },
+  { "q6_k", "Q6_K", N_("6-bit K-quants: very small loss") },
+  { "q5_k_m", "Q5_K_M", N_("5-bit K-quants, 6-bit for the most sensitive tensors") },
+  { "q5_k_s", "Q5_K_S", N_("5-bit K-quants throughout") },
+  { "q5_1", "Q5_1", N_("Older 5-bit blocks with an offset") },
+  { "q5_0", "Q5_0", N_("Older 5-bit blocks") },
+  { "q4_k_m", "Q4_K_M", N_("4-bit K-quants, 6-bit for the most sensitive tensors: llama.cpp's "
+                           "usual choice") },
+  { "q4_k_s", "Q4_K_S", N_("4-bit K-quants throughout") },
+  { "q4_k", "Q4_K", N_("4-bit K-quants for every matrix") },
+  { "q4_0", "Q4_0", N_("Older 4-bit blocks") },
+  { "q3_k_m", "Q3_K_M", N_("3-bit K-quants, more bits for the sensitive tensors: noticeable "
+                           "loss") },
+  { "q2_k", "Q2_K", N_("2-bit K-quants: large loss, the smallest file") },
+};
+
+
 static const LtDType hf_dtypes[] = { LT_DTYPE_BF16, LT_DTYPE_F16, LT_DTYPE_F32 };
 /* The MLX Quantization row, in order: the Train tab's quantizations that MLX stores (NF4 has
  * no MLX layout). */
@@ -77,6 +112,7 @@ set_running (LatheExportDialog *self, gboolean running)
   gtk_widget_set_sensitive (GTK_WIDGET (self->hf_row), !running);
   gtk_widget_set_sensitive (GTK_WIDGET (self->gguf_row), !running);
   gtk_widget_set_sensitive (GTK_WIDGET (self->peft_switch), !running);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->ollama_switch), !running);
   gtk_widget_set_sensitive (GTK_WIDGET (self->verify_switch), !running);
 }
 
@@ -101,20 +137,20 @@ static gboolean
 scroll_tick_cb (GtkWidget *widget, GdkFrameClock *clock, gpointer user_data)
 {
   LatheExportDialog *self = LATHE_EXPORT_DIALOG (widget);
-  GtkWidget *scrolled = gtk_widget_get_ancestor (GTK_WIDGET (self->results_group),
-                                                 GTK_TYPE_SCROLLED_WINDOW);
+  /* the first group of the result: the files written, else the verification */
+  GtkWidget *target = gtk_widget_get_visible (GTK_WIDGET (self->outputs_group))
+                        ? GTK_WIDGET (self->outputs_group) : GTK_WIDGET (self->results_group);
+  GtkWidget *scrolled = gtk_widget_get_ancestor (target, GTK_TYPE_SCROLLED_WINDOW);
   GtkWidget *content;
   GtkAdjustment *adj;
   double x = 0, y = 0;
 
-  if (scrolled == NULL || !gtk_widget_get_visible (GTK_WIDGET (self->results_group))
-      || gtk_widget_get_height (GTK_WIDGET (self->results_group)) <= 0)
+  if (scrolled == NULL || !gtk_widget_get_visible (target) || gtk_widget_get_height (target) <= 0)
     return G_SOURCE_CONTINUE;
   content = gtk_scrolled_window_get_child (GTK_SCROLLED_WINDOW (scrolled));
   adj = gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (scrolled));
   if (content == NULL
-      || !gtk_widget_translate_coordinates (GTK_WIDGET (self->results_group), content, 0, 0,
-                                            &x, &y))
+      || !gtk_widget_translate_coordinates (target, content, 0, 0, &x, &y))
     return G_SOURCE_CONTINUE;
   /* y is from the top of the visible area (the viewport scrolls its child); the progress bar
    * just above stays in view */
@@ -139,6 +175,9 @@ clear_results (LatheExportDialog *self)
   while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->results_list))) != NULL)
     gtk_list_box_remove (self->results_list, child);
   self->n_result_rows = 0;
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->outputs_list))) != NULL)
+    gtk_list_box_remove (self->outputs_list, child);
+  gtk_widget_set_visible (GTK_WIDGET (self->outputs_group), FALSE);
   gtk_widget_set_visible (GTK_WIDGET (self->results_group), FALSE);
   gtk_widget_set_visible (GTK_WIDGET (self->warning_expander), FALSE);
   gtk_widget_set_visible (GTK_WIDGET (self->sample_label), FALSE);
@@ -152,6 +191,8 @@ job_fraction_cb (LatheExportDialog *self)
   gtk_progress_bar_set_fraction (self->progress_bar, lathe_export_job_get_fraction (self->job));
   if (g_strcmp0 (what, "verify") == 0)
     gtk_progress_bar_set_text (self->progress_bar, _("Verifying…"));
+  else if (g_strcmp0 (what, "ollama") == 0)
+    gtk_progress_bar_set_text (self->progress_bar, _("Writing the Ollama Modelfile…"));
   else
     gtk_progress_bar_set_text (self->progress_bar, _("Exporting…"));
 }
@@ -188,6 +229,59 @@ add_result_row (LatheExportDialog *self, const LatheExportRow *row)
 }
 
 static void
+copy_clicked_cb (GtkButton *button, const char *text)
+{
+  gdk_clipboard_set_text (gtk_widget_get_clipboard (GTK_WIDGET (button)), text);
+}
+
+/* A row of the Written group: what, where (or the command), and a Copy button. */
+static void
+add_output_row (LatheExportDialog *self, const char *title, const char *text)
+{
+  GtkWidget *row = adw_action_row_new ();
+  GtkWidget *copy = gtk_button_new_from_icon_name ("edit-copy-symbolic");
+
+  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), title);
+  adw_preferences_row_set_use_markup (ADW_PREFERENCES_ROW (row), FALSE);
+  adw_action_row_set_subtitle (ADW_ACTION_ROW (row), text);
+  gtk_widget_set_valign (copy, GTK_ALIGN_CENTER);
+  gtk_widget_add_css_class (copy, "flat");
+  gtk_widget_set_tooltip_text (copy, _("Copy"));
+  gtk_accessible_update_property (GTK_ACCESSIBLE (copy), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                  _("Copy"), -1);
+  g_signal_connect_data (copy, "clicked", G_CALLBACK (copy_clicked_cb), g_strdup (text),
+                         (GClosureNotify) G_CALLBACK (g_free), 0);
+  adw_action_row_add_suffix (ADW_ACTION_ROW (row), copy);
+  gtk_list_box_append (self->outputs_list, row);
+}
+
+/* The files the export wrote and, with Ollama, the command that imports the model. */
+static void
+fill_outputs (LatheExportDialog *self)
+{
+  LatheExportJob *job = self->job;
+  const char *gguf = lathe_export_job_get_gguf_path (job);
+  const char *modelfile = lathe_export_job_get_modelfile_path (job);
+
+  if (lathe_export_job_get_mlx_path (job) != NULL)
+    add_output_row (self, _("MLX model"), lathe_export_job_get_mlx_path (job));
+  if (lathe_export_job_get_hf_path (job) != NULL)
+    add_output_row (self, _("Hugging Face model"), lathe_export_job_get_hf_path (job));
+  if (gguf != NULL)
+    add_output_row (self, _("GGUF file"), gguf);
+  if (lathe_export_job_get_peft_path (job) != NULL)
+    add_output_row (self, _("PEFT adapter"), lathe_export_job_get_peft_path (job));
+  if (modelfile != NULL)
+    {
+      add_output_row (self, _("Ollama Modelfile"), modelfile);
+      /* Translators: the row that shows the `ollama create` command line */
+      add_output_row (self, _("Import into Ollama"), lathe_export_job_get_ollama_command (job));
+    }
+  gtk_widget_set_visible (GTK_WIDGET (self->outputs_group),
+                          gtk_widget_get_first_child (GTK_WIDGET (self->outputs_list)) != NULL);
+}
+
+static void
 job_finished_cb (LatheExportDialog *self)
 {
   const GError *error = lathe_export_job_get_error (self->job);
@@ -203,6 +297,7 @@ job_finished_cb (LatheExportDialog *self)
     {
       gtk_progress_bar_set_text (self->progress_bar, _("Done"));
       set_done (self, TRUE);
+      fill_outputs (self);
     }
 
   for (guint i = 0; i < rows->len; i++)
@@ -234,8 +329,13 @@ job_finished_cb (LatheExportDialog *self)
           gtk_widget_set_visible (GTK_WIDGET (self->sample_label), TRUE);
         }
     }
-  gtk_widget_set_visible (GTK_WIDGET (self->results_group), report != NULL || rows->len > 0);
-  if (gtk_widget_get_visible (GTK_WIDGET (self->results_group)))
+  /* the Written group lists the files (with Open Folder); the Verification group shows when
+   * there is something to verify or warn about */
+  gtk_widget_set_visible (GTK_WIDGET (self->results_group),
+                          rows->len > 0
+                            || gtk_widget_get_visible (GTK_WIDGET (self->warning_expander)));
+  if (gtk_widget_get_visible (GTK_WIDGET (self->results_group))
+      || gtk_widget_get_visible (GTK_WIDGET (self->outputs_group)))
     scroll_to_results (self);
 }
 
@@ -272,6 +372,7 @@ lathe_export_dialog_start (LatheExportDialog *self, GError **error)
   g_autoptr (LtRunConfig) cfg = NULL;
   g_autoptr (LatheExportJob) job = NULL;
   guint dtype_pos, type_pos;
+  const GgufChoice *gguf_choice;
   LtQuantization quantization;
   int group_size;
 
@@ -308,13 +409,15 @@ lathe_export_dialog_start (LatheExportDialog *self, GError **error)
   job = lathe_export_job_new (cfg->model, run, self->output_dir);
   quantization = lathe_export_dialog_get_mlx_quantization (self, &group_size);
   dtype_pos = MIN (adw_combo_row_get_selected (self->hf_dtype_row), G_N_ELEMENTS (hf_dtypes) - 1);
-  type_pos = MIN (adw_combo_row_get_selected (self->gguf_type_row), G_N_ELEMENTS (gguf_types) - 1);
+  type_pos = MIN (adw_combo_row_get_selected (self->gguf_type_row), self->gguf_offered->len - 1);
+  gguf_choice = g_ptr_array_index (self->gguf_offered, type_pos);
   lathe_export_job_set_mlx (job, adw_expander_row_get_enable_expansion (self->mlx_row), 0);
   lathe_export_job_set_mlx_quantization (job, quantization, group_size);
   lathe_export_job_set_hf (job, adw_expander_row_get_enable_expansion (self->hf_row),
                            hf_dtypes[dtype_pos]);
   lathe_export_job_set_gguf (job, adw_expander_row_get_enable_expansion (self->gguf_row),
-                             gguf_types[type_pos]);
+                             gguf_choice->name);
+  lathe_export_job_set_ollama (job, gtk_switch_get_active (self->ollama_switch));
   lathe_export_job_set_peft (job, gtk_switch_get_active (self->peft_switch));
   if (gtk_switch_get_active (self->verify_switch))
     {
@@ -447,6 +550,7 @@ lathe_export_dialog_finalize (GObject *object)
   LatheExportDialog *self = LATHE_EXPORT_DIALOG (object);
 
   g_clear_object (&self->runs);
+  g_clear_pointer (&self->gguf_offered, g_ptr_array_unref);
   g_free (self->output_dir);
 
   G_OBJECT_CLASS (lathe_export_dialog_parent_class)->finalize (object);
@@ -478,6 +582,10 @@ lathe_export_dialog_class_init (LatheExportDialogClass *klass)
   BIND (hf_dtype_row);
   BIND (gguf_row);
   BIND (gguf_type_row);
+  BIND (ollama_row);
+  BIND (ollama_switch);
+  BIND (outputs_group);
+  BIND (outputs_list);
   BIND (peft_switch);
   BIND (progress_group);
   BIND (progress_bar);
@@ -523,6 +631,46 @@ run_changed_cb (LatheExportDialog *self)
   lathe_export_dialog_set_mlx_quantization (self, q, group);
 }
 
+/* The Type row's subtitle says what the chosen type gives up. */
+static void
+gguf_type_changed_cb (LatheExportDialog *self)
+{
+  guint pos = adw_combo_row_get_selected (self->gguf_type_row);
+
+  if (pos < self->gguf_offered->len)
+    {
+      const GgufChoice *choice = g_ptr_array_index (self->gguf_offered, pos);
+      adw_action_row_set_subtitle (ADW_ACTION_ROW (self->gguf_type_row), _(choice->description));
+    }
+}
+
+static void
+fill_gguf_types (LatheExportDialog *self)
+{
+  g_autoptr (GtkStringList) labels = gtk_string_list_new (NULL);
+
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (int));
+
+  self->gguf_offered = g_ptr_array_new ();
+  for (guint i = 0; i < G_N_ELEMENTS (gguf_choices); i++)
+    {
+      int id = lathe_export_gguf_type_id (gguf_choices[i].name);
+      gboolean seen = FALSE;
+
+      for (guint j = 0; j < ids->len; j++)
+        seen |= g_array_index (ids, int, j) == id;
+      if (id < 0 || seen)
+        continue;
+      g_array_append_val (ids, id);
+      g_ptr_array_add (self->gguf_offered, (gpointer) &gguf_choices[i]);
+      gtk_string_list_append (labels, gguf_choices[i].label);
+    }
+  adw_combo_row_set_model (self->gguf_type_row, G_LIST_MODEL (labels));
+  g_signal_connect_object (self->gguf_type_row, "notify::selected",
+                           G_CALLBACK (gguf_type_changed_cb), self, G_CONNECT_SWAPPED);
+  gguf_type_changed_cb (self);
+}
+
 static void
 lathe_export_dialog_init (LatheExportDialog *self)
 {
@@ -530,6 +678,7 @@ lathe_export_dialog_init (LatheExportDialog *self)
   GtkExpression *path;
 
   gtk_widget_init_template (GTK_WIDGET (self));
+  fill_gguf_types (self);
   self->runs = gtk_string_list_new (NULL);
   /* the list holds paths; the row shows the run's name */
   path = gtk_property_expression_new (GTK_TYPE_STRING_OBJECT, NULL, "string");
@@ -627,9 +776,7 @@ lathe_export_dialog_set_formats (LatheExportDialog *self,
     if (hf_dtypes[i] == hf_dtype)
       adw_combo_row_set_selected (self->hf_dtype_row, i);
   adw_expander_row_set_enable_expansion (self->gguf_row, gguf);
-  for (guint i = 0; i < G_N_ELEMENTS (gguf_types); i++)
-    if (g_ascii_strcasecmp (gguf_types[i], gguf_type != NULL ? gguf_type : "f16") == 0)
-      adw_combo_row_set_selected (self->gguf_type_row, i);
+  lathe_export_dialog_set_gguf_type (self, gguf_type != NULL ? gguf_type : "f16");
   gtk_switch_set_active (self->peft_switch, peft);
 }
 
@@ -705,4 +852,52 @@ lathe_export_dialog_is_done (LatheExportDialog *self)
 {
   g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), FALSE);
   return self->done;
+}
+
+gboolean
+lathe_export_dialog_set_gguf_type (LatheExportDialog *self, const char *name)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), FALSE);
+
+  for (guint i = 0; i < self->gguf_offered->len; i++)
+    {
+      const GgufChoice *choice = g_ptr_array_index (self->gguf_offered, i);
+
+      if (g_ascii_strcasecmp (choice->name, name) == 0)
+        {
+          adw_combo_row_set_selected (self->gguf_type_row, i);
+          return TRUE;
+        }
+    }
+  return FALSE;
+}
+
+GStrv
+lathe_export_dialog_get_gguf_types (LatheExportDialog *self)
+{
+  g_autoptr (GStrvBuilder) builder = g_strv_builder_new ();
+
+  g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), NULL);
+  for (guint i = 0; i < self->gguf_offered->len; i++)
+    g_strv_builder_add (builder, ((const GgufChoice *) g_ptr_array_index (self->gguf_offered,
+                                                                          i))->name);
+  return g_strv_builder_end (builder);
+}
+
+const char *const *
+lathe_export_dialog_get_llama_cpp_gguf_types (gsize *n)
+{
+  static const char *names[G_N_ELEMENTS (gguf_choices)];
+
+  for (guint i = 0; i < G_N_ELEMENTS (gguf_choices); i++)
+    names[i] = gguf_choices[i].name;
+  *n = G_N_ELEMENTS (gguf_choices);
+  return names;
+}
+
+void
+lathe_export_dialog_set_ollama (LatheExportDialog *self, gboolean ollama)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_DIALOG (self));
+  gtk_switch_set_active (self->ollama_switch, ollama);
 }

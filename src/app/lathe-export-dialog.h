@@ -21,12 +21,21 @@ GtkWidget *lathe_export_dialog_new (const char *run_dir, GtkWindow *parent);
 /* The chosen run folder (borrowed), or NULL. */
 const char *lathe_export_dialog_get_run (LatheExportDialog *self);
 void lathe_export_dialog_set_output_dir (LatheExportDialog *self, const char *dir);
-/* Sets the form: @mlx_bits 0 (none), 4, 6 or 8 (affine); @gguf_type "f16", "q8_0", "q4_0", "q4_k",
- * "q6_k". */
+/* Sets the form: @mlx_bits 0 (none), 4, 6 or 8 (affine); @gguf_type one of
+ * lathe_export_dialog_get_gguf_types ("f16", "q8_0", …). */
 void lathe_export_dialog_set_formats (LatheExportDialog *self, gboolean mlx, int mlx_bits,
                                       gboolean hf, LtDType hf_dtype, gboolean gguf,
                                       const char *gguf_type, gboolean peft);
 void lathe_export_dialog_set_verify (LatheExportDialog *self, gboolean verify);
+/* Selects GGUF type @name (case-insensitive); FALSE when the Type row does not offer it. */
+gboolean lathe_export_dialog_set_gguf_type (LatheExportDialog *self, const char *name);
+/* The GGUF types the Type row offers, in order: those of
+ * lathe_export_dialog_get_llama_cpp_gguf_types that the core writes (lt_ggml_type_from_name). */
+GStrv lathe_export_dialog_get_gguf_types (LatheExportDialog *self);
+/* Every GGUF type the dialog knows, as llama.cpp users name them (lower case), largest first. */
+const char *const *lathe_export_dialog_get_llama_cpp_gguf_types (gsize *n);
+/* With GGUF: an Ollama Modelfile beside it; the result then shows the `ollama create` command. */
+void lathe_export_dialog_set_ollama (LatheExportDialog *self, gboolean ollama);
 /* The MLX output's quantization (one of lathe_export_dialog_get_mlx_quantizations) and group
  * size (32, 64 or 128; MXFP4 takes 32). Choosing a run sets them from its QAT settings: its
  * QAT group size, and its QAT bits when it trained with QAT. */

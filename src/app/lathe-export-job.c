@@ -5,12 +5,14 @@
 
 #include <errno.h>
 #include <math.h>
+#include <string.h>
 
 #include <glib/gi18n.h>
 
 #include "lathe-export-job.h"
 #include "src/core/lt-gguf.h"
 #include "src/core/lt-model-train.h"
+#include "src/core/lt-ollama.h"
 #include "src/core/lt-quant.h"
 #include "src/core/lt-run-dir.h"
 #include "src/core/lt-run.h"
@@ -32,6 +34,9 @@ struct _LatheExportJob
   char *gguf_name;
   char *peft_path;
   char *verify_data;
+  gboolean ollama;
+  char *modelfile_path;       /* OUT/Modelfile when Ollama and GGUF are chosen */
+  char *ollama_command;
 
   gboolean running;
   GCancellable *cancellable;
@@ -107,6 +112,8 @@ lathe_export_job_finalize (GObject *object)
   g_free (self->gguf_name);
   g_free (self->peft_path);
   g_free (self->verify_data);
+  g_free (self->modelfile_path);
+  g_free (self->ollama_command);
   g_clear_object (&self->cancellable);
   g_clear_pointer (&self->report, lt_export_report_free);
   g_clear_pointer (&self->rows, g_ptr_array_unref);
@@ -179,6 +186,8 @@ lathe_export_job_new (const char *model_dir,
   self->output_dir = g_strdup (output_dir);
   return self;
 }
+
+static void update_ollama (LatheExportJob *self);
 
 static void
 set_path (char **field, gboolean enable, const char *dir, const char *name)
@@ -257,6 +266,56 @@ lathe_export_job_set_gguf (LatheExportJob *self, gboolean enable, const char *na
   self->gguf_name = g_ascii_strdown (name != NULL ? name : "f16", -1);
   file = g_strdup_printf ("model-%s.gguf", self->gguf_name);
   set_path (&self->gguf_path, enable, self->output_dir, file);
+  update_ollama (self);
+}
+
+/* A path as a shell word: as it is when it needs no quoting. */
+static char *
+shell_word (const char *path)
+{
+  for (const char *p = path; *p != '\0'; p++)
+    if (!g_ascii_isalnum (*p) && strchr ("/._-+,:@%", *p) == NULL)
+      return g_shell_quote (path);
+  return g_strdup (path);
+}
+
+/* The Modelfile goes beside the GGUF: only with both chosen. */
+static void
+update_ollama (LatheExportJob *self)
+{
+  g_clear_pointer (&self->modelfile_path, g_free);
+  g_clear_pointer (&self->ollama_command, g_free);
+  if (self->ollama && self->gguf_path != NULL)
+    {
+      g_autofree char *name = lt_ollama_model_name (self->output_dir);
+      g_autofree char *word = NULL;
+
+      self->modelfile_path = g_build_filename (self->output_dir, "Modelfile", NULL);
+      word = shell_word (self->modelfile_path);
+      self->ollama_command = g_strdup_printf ("ollama create %s -f %s", name, word);
+    }
+}
+
+void
+lathe_export_job_set_ollama (LatheExportJob *self, gboolean enable)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
+  self->ollama = enable;
+  update_ollama (self);
+}
+
+const char *
+lathe_export_job_get_modelfile_path (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), NULL);
+  return self->modelfile_path;
+}
+
+const char *
+lathe_export_job_get_ollama_command (LatheExportJob *self)
+{
+  g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), NULL);
+  return self->ollama_command;
 }
 
 void
@@ -433,8 +492,17 @@ export_thread (GTask        *task,
   opts.hf_path = self->hf_path;
   opts.hf_dtype = self->hf_dtype;
   opts.gguf_path = self->gguf_path;
+#ifdef LATHE_HAVE_GGUF_MIX
+  /* a file type: llama-quantize's per-tensor mix and fallbacks */
+  if (self->gguf_path != NULL)
+    {
+      opts.gguf_ftype = lt_gguf_ftype_from_name (self->gguf_name, &error);
+      opts.gguf_type = opts.gguf_ftype >= 0 ? lt_gguf_ftype_default_type (opts.gguf_ftype) : -1;
+    }
+#else
   opts.gguf_type = self->gguf_path != NULL ? lt_ggml_type_from_name (self->gguf_name, &error)
                                             : LT_GGML_F16;
+#endif
   opts.peft_path = self->peft_path;
   opts.force = FALSE; /* an existing non-empty output is refused, never silently replaced */
 
@@ -456,6 +524,18 @@ export_thread (GTask        *task,
       result_free (result);
       g_task_return_error (task, error);
       return;
+    }
+  if (self->modelfile_path != NULL)
+    {
+      g_autofree char *gguf_name = g_path_get_basename (self->gguf_path);
+
+      post_progress (self, 1.0, "ollama");
+      if (!lt_ollama_write_modelfile (self->output_dir, gguf_name, self->model_dir, &error))
+        {
+          result_free (result);
+          g_task_return_error (task, error);
+          return;
+        }
     }
   if (self->verify_data != NULL && !verify (self, &opts, result, &error))
     {
@@ -595,6 +675,16 @@ lathe_export_job_get_error (LatheExportJob *self)
 {
   g_return_val_if_fail (LATHE_IS_EXPORT_JOB (self), NULL);
   return self->error;
+}
+
+int
+lathe_export_gguf_type_id (const char *name)
+{
+#ifdef LATHE_HAVE_GGUF_MIX
+  return lt_gguf_ftype_from_name (name, NULL);
+#else
+  return lt_ggml_type_from_name (name, NULL);
+#endif
 }
 
 gboolean

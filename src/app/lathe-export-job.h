@@ -7,6 +7,13 @@
 #include <gio/gio.h>
 
 #include "src/core/lt-export.h"
+/* llama-quantize's file types (q4_k_m, …) where the core has them (branch gguf): the Export
+ * dialog then offers them and the job passes them as LtExportOptions.gguf_ftype. Once merged,
+ * this test can go and its first branches stay. */
+#if __has_include ("src/core/lt-gguf-mix.h")
+#include "src/core/lt-gguf-mix.h"
+#define LATHE_HAVE_GGUF_MIX 1
+#endif
 #include "src/core/lt-run.h"
 
 G_BEGIN_DECLS
@@ -38,9 +45,16 @@ void lathe_export_job_get_mlx_quantization (LatheExportJob *self, int *bits, int
                                             int *mode);
 /* @dtype: LT_DTYPE_F32, F16 or BF16. */
 void lathe_export_job_set_hf (LatheExportJob *self, gboolean enable, LtDType dtype);
-/* @name: "f16", "q8_0", "q4_0", "q4_k" or "q6_k". */
+/* @name: a GGUF type the core parses (lt_ggml_type_from_name): "f16", "q8_0", "q4_0", … */
 void lathe_export_job_set_gguf (LatheExportJob *self, gboolean enable, const char *name);
 void lathe_export_job_set_peft (LatheExportJob *self, gboolean enable);
+/* Ollama: with the GGUF output, a Modelfile beside it (OUT/Modelfile, lt-ollama: FROM the GGUF,
+ * the chat template in Ollama's syntax, stop tokens, parameters). */
+void lathe_export_job_set_ollama (LatheExportJob *self, gboolean enable);
+/* OUT/Modelfile and the `ollama create NAME -f OUT/Modelfile` command (NAME from the output
+ * folder's name, lt_ollama_model_name), or NULL without Ollama or without GGUF. */
+const char *lathe_export_job_get_modelfile_path (LatheExportJob *self);
+const char *lathe_export_job_get_ollama_command (LatheExportJob *self);
 /* @data: the JSONL the perplexities are measured on (NULL: no verification). */
 void lathe_export_job_set_verify (LatheExportJob *self, const char *data);
 
@@ -65,6 +79,10 @@ const char *lathe_export_job_get_what (LatheExportJob *self);
 const LtExportReport *lathe_export_job_get_report (LatheExportJob *self);
 GPtrArray *lathe_export_job_get_rows (LatheExportJob *self);
 const GError *lathe_export_job_get_error (LatheExportJob *self);
+
+/* The core's id of GGUF type @name (its file type where the core has llama-quantize's file
+ * types, else its tensor type), or -1 when the core does not write it. */
+int lathe_export_gguf_type_id (const char *name);
 
 /* Whether @run_dir holds an adapter (adapters.safetensors + adapter_config.json). */
 gboolean lathe_export_run_has_adapter (const char *run_dir);

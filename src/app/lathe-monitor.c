@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <string.h>
 
 #include <adwaita.h>
 #include <glib/gi18n.h>
@@ -17,6 +18,7 @@ struct _LatheMonitor
 
   GtkWidget *box;
   GtkLabel *status;
+  GtkLabel *detail;        /* the status's lines after the first (what to try), or hidden */
   GtkProgressBar *progress;
   GtkLabel *stats[LATHE_MONITOR_N_STATS];
   LatheChart *loss_chart;
@@ -129,6 +131,14 @@ lathe_monitor_init (LatheMonitor *self)
   gtk_label_set_wrap (self->status, TRUE);
   gtk_widget_add_css_class (GTK_WIDGET (self->status), "title-4");
   gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->status));
+  self->detail = GTK_LABEL (gtk_label_new (NULL));
+  gtk_label_set_xalign (self->detail, 0);
+  gtk_label_set_wrap (self->detail, TRUE);
+  gtk_label_set_selectable (self->detail, TRUE);
+  /* a long explanation wraps to the monitor's width: it asks for no more than the heading */
+  gtk_label_set_max_width_chars (self->detail, 40);
+  gtk_widget_set_visible (GTK_WIDGET (self->detail), FALSE);
+  gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->detail));
 
   self->progress = GTK_PROGRESS_BAR (gtk_progress_bar_new ());
   gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->progress));
@@ -504,9 +514,17 @@ lathe_monitor_add_log (LatheMonitor *self, const char *line)
 void
 lathe_monitor_set_status (LatheMonitor *self, const char *status)
 {
+  const char *newline = status != NULL ? strchr (status, '\n') : NULL;
+  g_autofree char *first = newline != NULL ? g_strndup (status, newline - status) : NULL;
+
   g_return_if_fail (LATHE_IS_MONITOR (self));
+  /* the first line is the heading; the lines after it (an error's advice) go below it */
+  if (first != NULL)
+    status = first;
   if (g_strcmp0 (gtk_label_get_text (self->status), status) != 0)
     gtk_label_set_text (self->status, status);
+  gtk_label_set_text (self->detail, newline != NULL ? newline + 1 : "");
+  gtk_widget_set_visible (GTK_WIDGET (self->detail), newline != NULL);
 }
 
 LatheChart *

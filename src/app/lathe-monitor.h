@@ -80,7 +80,8 @@ void lathe_monitor_add_progress (LatheMonitor *self, const LtTrainProgress *p);
  * steps. */
 void lathe_monitor_add_history (LatheMonitor *self, GPtrArray *samples);
 void lathe_monitor_add_log (LatheMonitor *self, const char *line);
-/* A one-line state ("Loading…", "Finished", an error). */
+/* The state ("Loading…", "Finished", an error) as a heading; lines after the first (an
+ * error's explanation and what to try) are shown below it in body text. */
 void lathe_monitor_set_status (LatheMonitor *self, const char *status);
 
 LatheChart *lathe_monitor_get_loss_chart (LatheMonitor *self);

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __linux__
@@ -385,6 +386,66 @@ train_thread (GTask *task, gpointer source_object, gpointer task_data,
 }
 
 /* Main loop: the worker returned (its final save is done). */
+
+/* The trainer stopped on a loss or gradient that is NaN or infinite (LT_ERROR_NUMERIC, "step N:
+ * …"): what happened as the first line (the monitor's heading), then what to try, then the
+ * trainer's own words. */
+static GError *
+diverged_error (const LtRunConfig *cfg, const GError *error)
+{
+  g_autofree char *lower = g_ascii_strdown (error->message, -1);
+  g_autofree char *step = g_strdup ("–");
+  g_autofree char *rate = g_strdup_printf ("%g", cfg->learning_rate);
+  g_autofree char *lower_rate = g_strdup_printf ("%g", cfg->learning_rate / 10.0);
+  g_autofree char *heading = NULL;
+  const char *value = strstr (lower, "nan") != NULL || strstr (lower, "inf") == NULL
+                        ? "NaN" : _("infinite");
+  g_autofree char *message = NULL;
+  gint64 n;
+  GString *text;
+
+  if (sscanf (error->message, "step %" G_GINT64_FORMAT ":", &n) == 1)
+    {
+      g_free (step);
+      step = g_strdup_printf ("%" G_GINT64_FORMAT, n);
+    }
+  if (strstr (lower, "validation loss") != NULL)
+    /* Translators: the first %s is a step number, the second "NaN" or "infinite" */
+    heading = g_strdup_printf (_("training diverged at step %s: the validation loss became %s"),
+                               step, value);
+  else if (strstr (lower, "gradient") != NULL)
+    /* Translators: the first %s is a step number, the second "NaN" or "infinite" */
+    heading = g_strdup_printf (_("training diverged at step %s: a gradient became %s"), step,
+                               value);
+  else
+    /* Translators: the first %s is a step number, the second "NaN" or "infinite" */
+    heading = g_strdup_printf (_("training diverged at step %s: the loss became %s"), step,
+                               value);
+  text = g_string_new (heading);
+  g_string_append_c (text, '\n');
+  /* Translators: the %s are learning rates, the lower one first */
+  g_string_append_printf (text, _("The updates grew too large for the numbers to hold. Start a "
+                                  "new run with a learning rate 10× lower (%s instead of %s), "
+                                  "or add warm-up steps so that the rate rises gradually."),
+                          lower_rate, rate);
+  if (cfg->train_type != LT_TRAIN_TYPE_FULL && cfg->lora_scale > 1.0)
+    {
+      g_autofree char *scale = g_strdup_printf ("%g", cfg->lora_scale);
+
+      g_string_append_c (text, ' ');
+      /* Translators: %s is the LoRA scale */
+      g_string_append_printf (text, _("A lower LoRA scale (now %s) also makes the updates "
+                                      "smaller."), scale);
+    }
+  g_string_append_c (text, ' ');
+  g_string_append (text, _("Checkpoints saved before this step stay in the run folder."));
+  g_string_append_c (text, '\n');
+  /* Translators: %s is the trainer's own message (English) */
+  g_string_append_printf (text, _("Details: %s"), error->message);
+  message = g_string_free (text, FALSE);
+  return g_error_new_literal (LT_ERROR, LT_ERROR_NUMERIC, message);
+}
+
 static void
 train_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -416,7 +477,8 @@ train_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
       else
         {
           g_clear_error (&self->error);
-          self->error = g_error_copy (error);
+          self->error = g_error_matches (error, LT_ERROR, LT_ERROR_NUMERIC)
+                          ? diverged_error (self->cfg, error) : g_error_copy (error);
           set_state (self, LATHE_TRAIN_STATE_FAILED);
         }
       if (ok && self->fraction != 1.0)

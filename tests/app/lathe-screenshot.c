@@ -8,11 +8,16 @@
  *   OUTPUT.png --runs FOLDER   the Runs page on FOLDER, the first run compared with the second
  *   OUTPUT.png --chat RUN      the Chat page comparing the demo model with and without RUN's
  *                              adapter on one prompt
+ *   OUTPUT.png --chat-models FOLDER  the Chat page's model menu open: the demo model as a
+ *                              recent folder and FOLDER's finished runs
  *   OUTPUT.png --preview       the dataset preview of the demo's SFT data
  *   OUTPUT.png --export RUN    the Export dialog after a verified export of RUN (MLX 4-bit and
- *                              GGUF q8_0 into RUN-export)
+ *                              GGUF q8_0 with an Ollama Modelfile into RUN-export)
  * Environment: LATHE_SHOT_SIZE=WxH (window size), LATHE_SHOT_TRAINER=0|1|2 (SFT, DPO, ORPO),
- * LATHE_SHOT_TRAIN_TYPE=0|1|2 (LoRA, DoRA, Full), LATHE_SHOT_SCROLL=PIXELS (scrolls the form). */
+ * LATHE_SHOT_TRAIN_TYPE=0|1|2 (LoRA, DoRA, Full), LATHE_SHOT_SCROLL=PIXELS (scrolls the form),
+ * LATHE_SHOT_MISSING=1 (--chat-models: a recent folder that is gone, chosen: the message),
+ * LATHE_SHOT_GGUF=TYPE (--export's GGUF type, default q8_0), LATHE_SHOT_LR=RATE (--running's
+ * learning rate; a run that fails, 1e30 diverges at once, is captured when it stops). */
 #include "config.h"
 
 #include <adwaita.h>
@@ -33,6 +38,8 @@ static const char *running_dir;
 static const char *runs_folder;
 static const char *export_run;
 static const char *chat_run;
+static const char *chat_models;
+static GtkWidget *shot_popover; /* an open popover drawn over the window, or NULL */
 static gboolean show_preview;
 static guint n_reports;
 static gboolean snapped;
@@ -52,6 +59,25 @@ snap_cb (gpointer user_data)
   GskRenderer *renderer = gtk_native_get_renderer (GTK_NATIVE (window));
 
   gdk_paintable_snapshot (paintable, snapshot, width, height);
+  if (shot_popover != NULL && gtk_widget_get_mapped (shot_popover))
+    {
+      /* a popover is a surface of its own: drawn where it sits over the window */
+      g_autoptr(GdkPaintable) pop = gtk_widget_paintable_new (shot_popover);
+      GdkSurface *surface = gtk_native_get_surface (GTK_NATIVE (shot_popover));
+      double wx = 0, wy = 0, px = 0, py = 0;
+
+      gtk_native_get_surface_transform (GTK_NATIVE (window), &wx, &wy);
+      gtk_native_get_surface_transform (GTK_NATIVE (shot_popover), &px, &py);
+      gtk_snapshot_save (snapshot);
+      gtk_snapshot_translate (snapshot,
+                              &GRAPHENE_POINT_INIT (gdk_popup_get_position_x (GDK_POPUP (surface))
+                                                      + px - wx,
+                                                    gdk_popup_get_position_y (GDK_POPUP (surface))
+                                                      + py - wy));
+      gdk_paintable_snapshot (pop, snapshot, gtk_widget_get_width (shot_popover),
+                              gtk_widget_get_height (shot_popover));
+      gtk_snapshot_restore (snapshot);
+    }
   node = gtk_snapshot_free_to_node (snapshot);
   texture = gsk_renderer_render_texture (renderer, node, &GRAPHENE_RECT_INIT (0, 0, width, height));
 
@@ -82,6 +108,14 @@ progress_cb (GtkWindow *window, const LtTrainProgress *p)
     g_timeout_add (300, snap_cb, window);
 }
 
+/* A run that ends before 24 reports (it failed): captured as it stopped. */
+static void
+run_finished_cb (GtkWindow *window)
+{
+  if (!snapped && n_reports < 24)
+    g_timeout_add (500, snap_cb, window);
+}
+
 static void
 runs_loaded_cb (LatheRunsPage *page, GtkWindow *window)
 {
@@ -97,6 +131,54 @@ chat_loaded_cb (LatheChatPage *page)
   lathe_chat_page_set_compare (page, TRUE);
   lathe_chat_page_set_sampling (page, 0.0, 1.0, 40);
   lathe_chat_page_send (page, "Mia had a yellow ball. What did Mia have?");
+}
+
+static GtkWidget *
+find_type (GtkWidget *root, GType type)
+{
+  if (G_TYPE_CHECK_INSTANCE_TYPE (root, type))
+    return root;
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_type (c, type);
+      if (found != NULL)
+        return found;
+    }
+  return NULL;
+}
+
+#define GONE_MODEL "/home/ada/models/Qwen2.5-0.5B-Instruct"
+
+static gboolean
+open_choices_cb (gpointer user_data)
+{
+  GtkWidget *window = user_data;
+  LatheChatPage *chat = lathe_window_get_chat_page (LATHE_WINDOW (window));
+  GtkWidget *button = find_type (GTK_WIDGET (chat), GTK_TYPE_MENU_BUTTON);
+
+  if (g_getenv ("LATHE_SHOT_MISSING") != NULL)
+    {
+      /* the recent folder that is gone, chosen: the message on the Load row */
+      gtk_widget_activate_action (GTK_WIDGET (chat), "chat.use-choice", "(ss)", GONE_MODEL, "");
+      g_timeout_add (500, snap_cb, window);
+      return G_SOURCE_REMOVE;
+    }
+
+  gtk_menu_button_popup (GTK_MENU_BUTTON (button));
+  shot_popover = GTK_WIDGET (gtk_menu_button_get_popover (GTK_MENU_BUTTON (button)));
+  g_timeout_add (1000, snap_cb, window);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+choices_changed_cb (LatheChatPage *chat, GtkWidget *window)
+{
+  static gboolean once;
+
+  if (once)
+    return;
+  once = TRUE;
+  g_timeout_add (500, open_choices_cb, window);
 }
 
 static void
@@ -170,6 +252,9 @@ activate_cb (GApplication *app)
                     "lora-dropout", 0.0, "batch-size", 4, "max-seq-length", 128,
                     "learning-rate", 2e-3, "iters", 400, "steps-per-report", 2,
                     "steps-per-eval", 10, "save-every", 0, NULL);
+      if (g_getenv ("LATHE_SHOT_LR") != NULL)
+        g_object_set (settings, "learning-rate", g_ascii_strtod (g_getenv ("LATHE_SHOT_LR"), NULL),
+                      NULL);
       gtk_window_set_default_size (window, g_getenv ("LATHE_SHOT_SIZE") ? shot_width : WIDTH + 300,
                                    shot_height);
       gtk_window_unmaximize (window);
@@ -181,6 +266,8 @@ activate_cb (GApplication *app)
         }
       g_signal_connect_swapped (lathe_train_page_get_job (page), "progress",
                                 G_CALLBACK (progress_cb), window);
+      g_signal_connect_swapped (lathe_train_page_get_job (page), "finished",
+                                G_CALLBACK (run_finished_cb), window);
       return;
     }
   if (runs_folder != NULL)
@@ -212,6 +299,25 @@ activate_cb (GApplication *app)
       return;
     }
 
+  if (chat_models != NULL)
+    {
+      LatheChatPage *chat = lathe_window_get_chat_page (LATHE_WINDOW (window));
+      AdwViewStack *stack = ADW_VIEW_STACK (gtk_widget_get_ancestor (GTK_WIDGET (chat),
+                                                                     ADW_TYPE_VIEW_STACK));
+      g_autofree char *model = demo_dir ("model");
+      g_autoptr(GSettings) app_settings = g_settings_new ("io.github.lathe.Lathe");
+      const char *recent[] = { model, g_getenv ("LATHE_SHOT_MISSING") ? GONE_MODEL : NULL,
+                               NULL };
+
+      g_settings_set_strv (app_settings, "recent-models", recent);
+      gtk_window_set_default_size (window, shot_width, shot_height);
+      gtk_window_unmaximize (window);
+      g_signal_connect (chat, "choices-changed", G_CALLBACK (choices_changed_cb), window);
+      lathe_chat_page_set_runs_folder (chat, chat_models);
+      adw_view_stack_set_visible_child_name (stack, "chat");
+      return;
+    }
+
   if (show_preview)
     {
       g_autofree char *model = demo_dir ("model");
@@ -232,7 +338,11 @@ activate_cb (GApplication *app)
       gtk_window_set_application (GTK_WINDOW (dialog), GTK_APPLICATION (app));
       gtk_window_set_default_size (GTK_WINDOW (dialog), 560, 1400);
       lathe_export_dialog_set_formats (LATHE_EXPORT_DIALOG (dialog), TRUE, 4, FALSE,
-                                       LT_DTYPE_BF16, TRUE, "q8_0", TRUE);
+                                       LT_DTYPE_BF16, TRUE,
+                                       g_getenv ("LATHE_SHOT_GGUF") != NULL
+                                         ? g_getenv ("LATHE_SHOT_GGUF") : "q8_0",
+                                       TRUE);
+      lathe_export_dialog_set_ollama (LATHE_EXPORT_DIALOG (dialog), TRUE);
       gtk_window_present (GTK_WINDOW (dialog));
       if (!lathe_export_dialog_start (LATHE_EXPORT_DIALOG (dialog), &error))
         {
@@ -274,13 +384,15 @@ main (int   argc,
     export_run = argv[3];
   else if (argc == 4 && g_str_equal (argv[2], "--chat"))
     chat_run = argv[3];
+  else if (argc == 4 && g_str_equal (argv[2], "--chat-models"))
+    chat_models = argv[3];
   else if (argc == 3 && g_str_equal (argv[2], "--preview"))
     show_preview = TRUE;
   else if (argc == 3 && g_str_equal (argv[2], "--invalid"))
     show_invalid = TRUE;
   else if (argc != 2)
     {
-      g_printerr ("usage: %s OUTPUT.png [--invalid | --running DIR | --runs FOLDER | --export RUN | --chat RUN | --preview]\n",
+      g_printerr ("usage: %s OUTPUT.png [--invalid | --running DIR | --runs FOLDER | --export RUN | --chat RUN | --chat-models FOLDER | --preview]\n",
                   argv[0]);
       return 2;
     }

@@ -16,6 +16,7 @@
 #include "lathe-runs-page.h"
 #include "lathe-train-page.h"
 #include "lathe-train-job.h"
+#include "src/core/lt-gguf.h"
 #include "src/core/lt-quant.h"
 #include "src/core/lt-run-dir.h"
 
@@ -216,10 +217,11 @@ test_real_export (void)
     g_assert_nonnull (again);
   }
 
-  /* The results scrolled into view: the page moved down and the results' top is inside it. */
+  /* The results scrolled into view: the page moved down and the results' top (the Written
+   * group, the files, above the Verification group) is inside it. */
   {
     GtkWidget *results = find_widget (GTK_WIDGET (dialog), ADW_TYPE_PREFERENCES_GROUP,
-                                      "Verification");
+                                      "Written");
     GtkWidget *scrolled = gtk_widget_get_ancestor (results, GTK_TYPE_SCROLLED_WINDOW);
     GtkAdjustment *adj = gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (scrolled));
     GtkWidget *content = gtk_scrolled_window_get_child (GTK_SCROLLED_WINDOW (scrolled));
@@ -459,6 +461,134 @@ test_quantization (void)
   rm_rf (dir);
 }
 
+/* GGUF types: the Type row offers, in the table's order, every llama.cpp name the core writes
+ * (today's five at least) and nothing the core refuses; the row's subtitle describes the one
+ * chosen. Ollama: a GGUF q8_0 export with the Modelfile beside it; the result lists the files
+ * and the `ollama create` command. */
+static void
+test_gguf_types_and_ollama (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("lathe-export-ollama-XXXXXX", NULL);
+  g_autofree char *run = make_run (dir);
+  g_autofree char *out = g_build_filename (dir, "my-export", NULL);
+  g_autofree char *gguf = g_build_filename (out, "model-q8_0.gguf", NULL);
+  g_autofree char *modelfile = g_build_filename (out, "Modelfile", NULL);
+  g_autofree char *want_command = g_strdup_printf ("ollama create my-export -f %s", modelfile);
+  g_autofree char *text = NULL;
+  g_autoptr (GError) error = NULL;
+  g_auto (GStrv) offered = NULL;
+  const char *const *all;
+  const char *today[] = { "f16", "q8_0", "q4_0", "q4_k", "q6_k" };
+  gsize n_all = 0;
+  guint next = 0;
+  LatheExportDialog *dialog;
+  LatheExportJob *job;
+  GtkWidget *type_row, *row;
+  gboolean finished = FALSE;
+
+  dialog = LATHE_EXPORT_DIALOG (g_object_ref_sink (lathe_export_dialog_new (run, NULL)));
+  offered = lathe_export_dialog_get_gguf_types (dialog);
+  all = lathe_export_dialog_get_llama_cpp_gguf_types (&n_all);
+  g_assert_cmpuint (n_all, ==, 13);
+  /* in the table's order, each name the core writes once (an alias of an earlier one left
+   * out), nothing else */
+  {
+    g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (int));
+
+    for (gsize i = 0; i < n_all; i++)
+      {
+        int id = lathe_export_gguf_type_id (all[i]);
+        gboolean seen = FALSE;
+
+        for (guint j = 0; j < ids->len; j++)
+          seen |= g_array_index (ids, int, j) == id;
+        g_test_message ("GGUF %s: %s", all[i],
+                        id < 0 ? "not in the core yet" : seen ? "an alias" : "offered");
+        if (id < 0 || seen)
+          continue;
+        g_array_append_val (ids, id);
+        g_assert_cmpstr (offered[next++], ==, all[i]);
+      }
+    g_assert_null (offered[next]);
+  }
+  /* the core's parser: the ids are those of lt-gguf (or lt-gguf-mix where it exists) */
+  g_assert_cmpint (lathe_export_gguf_type_id ("q8_0"), >=, 0);
+  g_assert_cmpint (lathe_export_gguf_type_id ("q9_z"), ==, -1);
+  for (gsize i = 0; i < G_N_ELEMENTS (today); i++)
+    g_assert_cmpint (lt_ggml_type_from_name (today[i], NULL) >= 0, ==, TRUE);
+  /* today's types stay offered (q4_k: itself, or Q4_K_M where llama-quantize's q4_k means it) */
+  for (gsize i = 0; i < G_N_ELEMENTS (today); i++)
+    g_assert_true (g_strv_contains ((const char *const *) offered, today[i])
+                   || (g_str_equal (today[i], "q4_k")
+                       && g_strv_contains ((const char *const *) offered, "q4_k_m")));
+  g_assert_false (lathe_export_dialog_set_gguf_type (dialog, "q9_z"));
+  g_assert_true (lathe_export_dialog_set_gguf_type (dialog, "Q8_0"));
+  type_row = find_widget (GTK_WIDGET (dialog), ADW_TYPE_COMBO_ROW, "Type");
+  g_assert_nonnull (type_row);
+  g_assert_cmpstr (gtk_string_object_get_string (GTK_STRING_OBJECT (
+                     adw_combo_row_get_selected_item (ADW_COMBO_ROW (type_row)))), ==, "Q8_0");
+  g_assert_cmpstr (adw_action_row_get_subtitle (ADW_ACTION_ROW (type_row)), ==,
+                   "8-bit blocks: nearly lossless");
+
+  /* Ollama needs the GGUF: without it the job writes no Modelfile. */
+  {
+    g_autoptr (LatheExportJob) j = lathe_export_job_new ("/models/demo", run, out);
+    lathe_export_job_set_ollama (j, TRUE);
+    g_assert_null (lathe_export_job_get_modelfile_path (j));
+    lathe_export_job_set_gguf (j, TRUE, "q8_0");
+    g_assert_cmpstr (lathe_export_job_get_modelfile_path (j), ==, modelfile);
+    lathe_export_job_set_gguf (j, FALSE, "q8_0");
+    g_assert_null (lathe_export_job_get_ollama_command (j));
+  }
+
+  gtk_window_set_default_size (GTK_WINDOW (dialog), 560, 700);
+  gtk_window_present (GTK_WINDOW (dialog));
+  lathe_export_dialog_set_output_dir (dialog, out);
+  lathe_export_dialog_set_formats (dialog, FALSE, 0, FALSE, LT_DTYPE_BF16, TRUE, "q8_0", FALSE);
+  lathe_export_dialog_set_ollama (dialog, TRUE);
+  lathe_export_dialog_set_verify (dialog, FALSE);
+  g_assert_true (lathe_export_dialog_start (dialog, &error));
+  g_assert_no_error (error);
+  job = lathe_export_dialog_get_job (dialog);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  while (!finished)
+    g_main_context_iteration (NULL, TRUE);
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_assert_null (lathe_export_job_get_error (job));
+
+  /* the Modelfile beside the GGUF, FROM it */
+  g_assert_true (g_file_test (gguf, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (g_file_get_contents (modelfile, &text, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_nonnull (strstr (text, "\nFROM ./model-q8_0.gguf\n"));
+  g_assert_nonnull (strstr (text, "TEMPLATE"));
+  g_assert_cmpstr (lathe_export_job_get_ollama_command (job), ==, want_command);
+
+  /* the result: the files written and the command, shown with a size */
+  row = find_widget (GTK_WIDGET (dialog), ADW_TYPE_ACTION_ROW, "GGUF file");
+  g_assert_nonnull (row);
+  g_assert_cmpstr (adw_action_row_get_subtitle (ADW_ACTION_ROW (row)), ==, gguf);
+  row = find_widget (GTK_WIDGET (dialog), ADW_TYPE_ACTION_ROW, "Ollama Modelfile");
+  g_assert_nonnull (row);
+  g_assert_cmpstr (adw_action_row_get_subtitle (ADW_ACTION_ROW (row)), ==, modelfile);
+  row = find_widget (GTK_WIDGET (dialog), ADW_TYPE_ACTION_ROW, "Import into Ollama");
+  g_assert_nonnull (row);
+  g_assert_cmpstr (adw_action_row_get_subtitle (ADW_ACTION_ROW (row)), ==, want_command);
+  g_assert_null (find_widget (GTK_WIDGET (dialog), ADW_TYPE_ACTION_ROW, "MLX model"));
+  /* nothing verified: no empty Verification group */
+  g_assert_false (gtk_widget_get_visible (find_widget (GTK_WIDGET (dialog),
+                                                       ADW_TYPE_PREFERENCES_GROUP,
+                                                       "Verification")));
+  g_assert_true (gtk_widget_is_visible (row));
+  g_assert_cmpint (gtk_widget_get_height (row), >, 0);
+  g_assert_cmpint (gtk_widget_get_width (row), >, 200);
+
+  gtk_window_destroy (GTK_WINDOW (dialog));
+  g_assert_finalize_object (dialog);
+  rm_rf (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -469,5 +599,6 @@ main (int argc, char **argv)
   g_test_add_func ("/export/real-export", test_real_export);
   g_test_add_func ("/export/cancel", test_cancel);
   g_test_add_func ("/export/quantization", test_quantization);
+  g_test_add_func ("/export/gguf-types-and-ollama", test_gguf_types_and_ollama);
   return g_test_run ();
 }

@@ -8,8 +8,13 @@
 #   runs.png           the Runs page: two real short runs of the demo, one compared with the
 #                      other
 #   export.png         the Export dialog after a verified export of the first of those runs
+#                      (MLX 4-bit, GGUF Q8_0 with an Ollama Modelfile, PEFT)
 #   chat.png           the Chat page comparing the demo model without and with that run's
 #                      adapter (the demo has no chat template: plain completion)
+#   chat-models.png    the Chat page's model menu open: the demo model as a recent folder, the
+#                      two runs and the first one's fused export
+#   train-diverged.png the Train tab after a run at a learning rate of 1e30 stopped on a NaN
+#                      loss: what happened and what to try
 #   preview.png        the dataset preview of the demo's SFT data at a max length of 40
 # Usage: tests/tools/screenshot.sh [BUILD_DIR] (default _build; build it first).
 set -e
@@ -39,5 +44,7 @@ done
 shot data/screenshots/runs.png --runs "$work/runs"
 shot data/screenshots/export.png --export "$work/runs/demo-sft-lr2e-3"
 shot data/screenshots/chat.png --chat "$work/runs/demo-sft-lr2e-3"
+shot data/screenshots/chat-models.png --chat-models "$work/runs"
 shot data/screenshots/preview.png --preview
 shot data/screenshots/train-running.png --running "$work/live"
+LATHE_SHOT_LR=1e30 shot data/screenshots/train-diverged.png --running "$work/diverged"
