@@ -626,6 +626,19 @@ lathe_run_settings_dup_config (LatheRunSettings *self)
           cfg->model = resolved;
         }
     }
+  {
+    /* run.json records where the model and data are from any folder (the Runs and Chat
+     * pages reopen a run's base model): relative paths that exist become absolute */
+    char **fields[] = { &cfg->model, &cfg->data };
+    for (gsize i = 0; i < G_N_ELEMENTS (fields); i++)
+      if (*fields[i] != NULL && !g_path_is_absolute (*fields[i])
+          && g_file_test (*fields[i], G_FILE_TEST_EXISTS))
+        {
+          char *abs = g_canonicalize_filename (*fields[i], NULL);
+          g_free (*fields[i]);
+          *fields[i] = abs;
+        }
+  }
   g_free (cfg->data);
   cfg->data = dup_nonempty (self->data);
   g_free (cfg->adapter_path);

@@ -498,6 +498,19 @@ run (int argc, char **argv)
 
   if (!lathe_cli_resolve_model (CMD, &cfg->model, &status)) /* ORG/NAME: the HF cache */
     return status;
+  /* run.json records where the model and data are from any folder (the Runs and Chat pages
+   * reopen a run's base model): relative paths that exist become absolute */
+  {
+    char **fields[] = { &cfg->model, &cfg->data };
+    for (gsize i = 0; i < G_N_ELEMENTS (fields); i++)
+      if (*fields[i] != NULL && !g_path_is_absolute (*fields[i])
+          && g_file_test (*fields[i], G_FILE_TEST_EXISTS))
+        {
+          char *abs = g_canonicalize_filename (*fields[i], NULL);
+          g_free (*fields[i]);
+          *fields[i] = abs;
+        }
+  }
 
   /* --dry-run: every check a real run makes before its first step (the values, the model's
    * shapes, the dataset loaded and tokenized), lt-run-check's; a real run: the values here, the
