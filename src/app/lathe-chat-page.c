@@ -10,6 +10,7 @@
 
 #include "src/core/lt-chat.h"
 #include "src/core/lt-error.h"
+#include "src/core/lt-model-open.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-run.h"
 
@@ -249,8 +250,8 @@ load_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
 
   (void) source;
   (void) cancellable;
-  if ((l->model = lt_model_load_with_options (job->model_dir, &opts, &error)) == NULL
-      || (l->tok = lt_tokenizer_new_from_dir (job->model_dir, &error)) == NULL)
+  if ((l->model = lt_model_open (job->model_dir, &opts, &error)) == NULL
+      || (l->tok = lt_model_open_tokenizer (job->model_dir, &error)) == NULL)
     goto fail;
   if (job->adapter != NULL)
     {

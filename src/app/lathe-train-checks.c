@@ -143,7 +143,7 @@ lathe_check_start_inputs (const LtRunConfig *cfg,
         return;
       }
   }
-  model = lt_config_load (cfg->model, &error);
+  model = lt_model_open_config (cfg->model, &error); /* a folder or a GGUF file */
   if (model == NULL)
     {
       g_ptr_array_add (issues, issue_new ("model", g_strdup (error->message)));
@@ -162,7 +162,7 @@ load_config_thread (GTask        *task,
                     GCancellable *cancellable)
 {
   GError *error = NULL;
-  LtConfig *config = lt_config_load (task_data, &error);
+  LtConfig *config = lt_model_open_config (task_data, &error);
 
   if (config == NULL)
     g_task_return_error (task, error);

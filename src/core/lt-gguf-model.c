@@ -634,7 +634,6 @@ lt_export_gguf_begin (ExportJob *j, GError **error)
   return TRUE;
 }
 
-static LtConfig *config_from_gguf (LtGguf *g, const char *path, GError **error);
 
 LtLoadedModel *
 lt_export_load_gguf (const char *path, const char *config_path, GError **error)
@@ -643,7 +642,7 @@ lt_export_load_gguf (const char *path, const char *config_path, GError **error)
   if (!g)
     return NULL;
   g_autoptr (LtConfig) c = config_path ? lt_config_load (config_path, error)
-                                       : config_from_gguf (g, path, error);
+                                       : lt_gguf_model_config (g, path, error);
   if (!c)
     return NULL;
   g_autofree char *arch = lt_gguf_dup_string (g, "general.architecture");
@@ -964,8 +963,8 @@ config_text_from_gguf (LtGguf *g, const char *path, const char *extra, GError **
       rope ? rope : "", extra ? extra : "");
 }
 
-static LtConfig *
-config_from_gguf (LtGguf *g, const char *path, GError **error)
+LtConfig *
+lt_gguf_model_config (LtGguf *g, const char *path, GError **error)
 {
   g_autofree char *text = config_text_from_gguf (g, path, NULL, error);
   return text ? lt_config_new_from_data (text, -1, path, error) : NULL;
@@ -978,7 +977,7 @@ lt_gguf_model_load (const char *path, const LtLoadOptions *opts, GError **error)
   if (!g)
     return NULL;
   /* a first config (no quantization) gives the tensor list */
-  g_autoptr (LtConfig) c0 = config_from_gguf (g, path, error);
+  g_autoptr (LtConfig) c0 = lt_gguf_model_config (g, path, error);
   if (!c0)
     return NULL;
   g_autofree char *arch = lt_gguf_dup_string (g, "general.architecture");

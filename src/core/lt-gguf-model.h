@@ -16,6 +16,7 @@
 #include <glib.h>
 
 #include "lt-config.h"
+#include "lt-gguf.h"
 #include "lt-model.h"
 #include "lt-tokenizer.h"
 
@@ -44,6 +45,8 @@ int lt_gguf_model_find_token (const char *const *tokens, int n_tokens, const cha
  * file (a quantized one is refused as an already quantized folder is). The model keeps the
  * mapping alive. Errors name the file and the key or tensor at fault. */
 LtModel *lt_gguf_model_load (const char *path, const LtLoadOptions *opts, GError **error);
+/* The model configuration (config.json's fields) an opened GGUF file describes. */
+LtConfig *lt_gguf_model_config (LtGguf *g, const char *path, GError **error);
 /* The tokenizer rebuilt from tokenizer.ggml.* as the tokenizer.json it came from: "gpt2"
  * (byte-level BPE; pre default/gpt-2, llama-bpe, qwen2, smollm) or "llama" (SentencePiece-style
  * BPE with byte fallback; merges from tokenizer.ggml.merges or, when absent, from the scores);

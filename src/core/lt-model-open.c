@@ -38,6 +38,23 @@ lt_model_open (const char *path, const LtLoadOptions *opts, GError **error)
   return lt_model_load_with_options (path, opts ? opts : &none, error);
 }
 
+LtConfig *
+lt_model_open_config (const char *path, GError **error)
+{
+  g_autofree char *resolved = NULL;
+
+  g_return_val_if_fail (path != NULL, NULL);
+  resolved = lt_model_resolve (path, error);
+  if (resolved == NULL)
+    return NULL;
+  if (lt_model_path_is_gguf (resolved))
+    {
+      g_autoptr (LtGguf) g = lt_gguf_open (resolved, error);
+      return g ? lt_gguf_model_config (g, resolved, error) : NULL;
+    }
+  return lt_config_load (resolved, error);
+}
+
 LtTokenizer *
 lt_model_open_tokenizer (const char *path, GError **error)
 {

@@ -20,6 +20,9 @@ gboolean lt_model_path_is_gguf (const char *path);
 /* The model at @path (a repository id goes through lt_model_resolve): lt_model_load_with_options for a folder, lt_gguf_model_load for a GGUF
  * file. @opts may be NULL. */
 LtModel *lt_model_open (const char *path, const LtLoadOptions *opts, GError **error);
+/* Its configuration (the shapes) without loading weights: lt_config_load for a folder, the
+ * GGUF file's metadata for a GGUF file. */
+LtConfig *lt_model_open_config (const char *path, GError **error);
 /* Its tokenizer: lt_tokenizer_new_from_dir for a folder, lt_gguf_tokenizer_new for a GGUF
  * file (rebuilt from tokenizer.ggml.*, chat template from tokenizer.chat_template). */
 LtTokenizer *lt_model_open_tokenizer (const char *path, GError **error);

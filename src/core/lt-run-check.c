@@ -12,6 +12,7 @@
 
 #include "lt-error.h"
 #include "lt-memory.h"
+#include "lt-model-open.h"
 #include "lt-model-train.h"
 #include "lt-qat.h"
 
@@ -55,8 +56,11 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
       else
         {
           g_autofree char *config_json = g_build_filename (cfg->model, "config.json", NULL);
-          if (!g_file_test (cfg->model, G_FILE_TEST_IS_DIR))
-            add_issuef (issues, "model", _("“%s” is not a folder"), cfg->model);
+          if (lt_model_path_is_gguf (cfg->model))
+            ; /* a GGUF file: its metadata holds the configuration */
+          else if (!g_file_test (cfg->model, G_FILE_TEST_IS_DIR))
+            add_issuef (issues, "model", _("“%s” is neither a folder nor a GGUF file"),
+                        cfg->model);
           else if (!g_file_test (config_json, G_FILE_TEST_IS_REGULAR))
             add_issuef (issues, "model", _("“%s” has no config.json"), cfg->model);
         }
@@ -515,7 +519,7 @@ lt_run_config_check_inputs (const LtRunConfig *cfg, LtRunInputs **inputs_out,
         goto out;
     }
 
-  in->model = lt_config_load (cfg->model, &error);
+  in->model = lt_model_open_config (cfg->model, &error);
   if (in->model == NULL)
     {
       add_issue (issues, "model", error->code, error->message);
@@ -534,7 +538,7 @@ lt_run_config_check_inputs (const LtRunConfig *cfg, LtRunInputs **inputs_out,
 
   /* the tokenizer and chat template as lt-trainer loads them: a template that cannot be used
    * is no error by itself (chat data is then refused by the dataset loader) */
-  tok = lt_tokenizer_new_from_dir (cfg->model, &error);
+  tok = lt_model_open_tokenizer (cfg->model, &error);
   if (tok == NULL)
     {
       add_issue (issues, "model", error->code, error->message);

@@ -37,6 +37,7 @@
 #include "lt-error.h"
 #include "lt-json.h"
 #include "lt-memory.h"
+#include "lt-model-open.h"
 #include "lt-model-train.h"
 #include "lt-model.h"
 #include "lt-optimizer.h"
@@ -1226,7 +1227,7 @@ load_model (Trainer *tr, GError **error)
     LtLoadOptions opts = { 0 };
 
     opts.quantization = cfg->quantization;
-    tr->model = lt_model_load_with_options (cfg->model, &opts, error);
+    tr->model = lt_model_open (cfg->model, &opts, error); /* a folder or a GGUF file */
     if (tr->model == NULL)
       return FALSE;
   }
@@ -1240,7 +1241,7 @@ load_model (Trainer *tr, GError **error)
                    tr->model->quant_group_size,
                    kept != NULL ? "; kept in stored precision: " : "", kept ? kept : "");
     }
-  tr->tok = lt_tokenizer_new_from_dir (cfg->model, error);
+  tr->tok = lt_model_open_tokenizer (cfg->model, error);
   if (tr->tok == NULL)
     return FALSE;
   source = lt_tokenizer_get_chat_template (tr->tok);
@@ -1262,7 +1263,7 @@ load_model (Trainer *tr, GError **error)
        * (the base's size again in memory) */
       LtLoadOptions opts = { 0 };
       opts.quantization = cfg->quantization;
-      tr->ref_model = lt_model_load_with_options (cfg->model, &opts, error);
+      tr->ref_model = lt_model_open (cfg->model, &opts, error);
       if (tr->ref_model == NULL)
         return FALSE;
       trainer_log (tr, "DPO reference: a frozen copy of the base (full fine-tuning)");
@@ -1318,7 +1319,7 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
   {
     /* the model's shapes (config.json only), before a run folder exists: a refused
      * configuration leaves nothing behind (lt-run-check, the rules --dry-run applies) */
-    g_autoptr (LtConfig) shapes = lt_config_load (cfg->model, error);
+    g_autoptr (LtConfig) shapes = lt_model_open_config (cfg->model, error);
     g_autoptr (GPtrArray) issues = NULL;
 
     if (shapes == NULL)

@@ -22,6 +22,8 @@
 #include "lt-gguf-model.h"
 #include "lt-model-open.h"
 #include "lt-quant.h"
+#include "lt-run.h"
+#include "lt-trainer.h"
 #include "lt-safetensors.h"
 #include "lt-tokenizer.h"
 
@@ -705,6 +707,86 @@ test_cli_eval (void)
   g_assert_cmpfloat (fabs (nll[0] - nll[2]), >, 1e-3);
 }
 
+/* The "loss" of every report line of RUN/metrics.jsonl. */
+static GArray *
+report_losses (const char *run)
+{
+  g_autofree char *path = g_build_filename (run, "metrics.jsonl", NULL);
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+  GArray *out = g_array_new (FALSE, FALSE, sizeof (double));
+
+  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+  lines = g_strsplit (text, "\n", -1);
+  for (char **l = lines; *l != NULL; l++)
+    {
+      g_autoptr (JsonParser) p = json_parser_new ();
+      JsonObject *o;
+      if (**l == '\0' || !json_parser_load_from_data (p, *l, -1, NULL))
+        continue;
+      o = json_node_get_object (json_parser_get_root (p));
+      if (g_strcmp0 (json_object_get_string_member_with_default (o, "event", ""), "report") != 0)
+        continue;
+      double v = json_object_get_double_member (o, "loss");
+      g_array_append_val (out, v);
+    }
+  return out;
+}
+
+static GArray *
+train_on (const char *model, const char *run)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+
+  g_free (cfg->model);
+  cfg->model = g_strdup (model);
+  g_free (cfg->data);
+  cfg->data = data_path ("eval", "stories.jsonl", NULL);
+  g_free (cfg->adapter_path);
+  cfg->adapter_path = g_build_filename (tmp_root, run, NULL);
+  cfg->lora_rank = 4;
+  cfg->iters = 4;
+  cfg->batch_size = 2;
+  cfg->learning_rate = 1e-2;
+  cfg->steps_per_report = 1;
+  cfg->steps_per_eval = 0;
+  cfg->save_every = 0;
+  cfg->seed = 7;
+  g_assert_true (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  return report_losses (cfg->adapter_path);
+}
+
+/* Training on a GGUF file as the frozen base (issue 15 item 2): from an F32 GGUF the losses
+ * equal the source folder's step for step (the same weights, tokenizer rebuilt from the
+ * file); from a Q8_0 GGUF (its own quantization, de-quantized as it loads) the run trains. */
+static void
+test_train_on_gguf (void)
+{
+  g_autofree char *dir = data_path ("models", "llama-f32", NULL);
+  g_autofree char *f32 = g_build_filename (tmp_root, "train-base-f32.gguf", NULL);
+  g_autofree char *q8 = g_build_filename (tmp_root, "train-base-q8_0.gguf", NULL);
+
+  export_gguf (dir, "f32", f32);
+  export_gguf (dir, "q8_0", q8);
+  g_autoptr (GArray) want = train_on (dir, "run-folder");
+  g_autoptr (GArray) got = train_on (f32, "run-gguf-f32");
+  g_autoptr (GArray) q = train_on (q8, "run-gguf-q8");
+  g_assert_cmpuint (want->len, ==, 4);
+  g_assert_cmpuint (got->len, ==, want->len);
+  g_assert_cmpuint (q->len, ==, want->len);
+  for (guint i = 0; i < want->len; i++)
+    {
+      double a = g_array_index (want, double, i), b = g_array_index (got, double, i);
+      double c = g_array_index (q, double, i);
+      g_test_message ("step %u: folder %.9f, GGUF f32 %.9f, GGUF q8_0 %.9f", i + 1, a, b, c);
+      g_assert_cmpfloat (fabs (a - b), <=, 1e-6 * a);
+      g_assert_cmpfloat (fabs (a - c), <=, 2e-2 * a);
+    }
+  g_assert_cmpfloat (g_array_index (q, double, 3), <, g_array_index (q, double, 0));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -751,6 +833,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gguf-input/tokenizer/spm-without-merges", test_spm_without_merges);
   g_test_add_func ("/gguf-input/errors", test_errors);
   g_test_add_func ("/gguf-input/cli-eval", test_cli_eval);
+  g_test_add_func ("/gguf-input/train", test_train_on_gguf);
   int rc = g_test_run ();
   g_autofree char *rm = g_strdup_printf ("rm -rf '%s'", tmp_root);
   if (system (rm) != 0)
