@@ -288,11 +288,20 @@ spawn (const char *const *argv, char **out)
   return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
 }
 
-/* A QAT run on the tied fixture, fused at its grid: stored weights == the QAT forward's. */
+typedef struct
+{
+  Grid grid;
+  const char *keys; /* --lora-keys, or NULL: the default */
+} RunCase;
+
+/* A QAT run on the tied fixture, fused at its grid: stored weights == the QAT forward's
+ * (adapted linears: fq(W_eff) after a recompute; frozen linears and the embedding: their
+ * fq copies). */
 static void
 test_run_then_fuse (gconstpointer data)
 {
-  const Grid *g = data;
+  const RunCase *rc = data;
+  const Grid *g = &rc->grid;
   const char *cli = g_getenv ("LATHE_CLI");
   if (!cli)
     {
@@ -314,7 +323,7 @@ test_run_then_fuse (gconstpointer data)
   g_assert_true (g_file_set_contents (vf, text, (gssize) len, NULL));
 
   const char *mode = lt_quant_mode_name (g->mode);
-  g_autofree char *rname = g_strdup_printf ("run-%s", mode);
+  g_autofree char *rname = g_strdup_printf ("run-%s%s", mode, rc->keys ? "-keys" : "");
   g_autofree char *run = g_build_filename (tmp_root, rname, NULL);
   g_autofree char *out = g_strconcat (run, "-mlx", NULL);
   g_autofree char *bits = g_strdup_printf ("%d", g->bits);
@@ -323,7 +332,7 @@ test_run_then_fuse (gconstpointer data)
                           "--iters", "4", "--batch-size", "1", "--num-layers", "-1",
                           "--learning-rate", "2e-2", "--steps-per-eval", "0", "--qat-enable",
                           "--qat-mode", mode, "--qat-bits", bits, "--qat-group-size", group,
-                          NULL };
+                          rc->keys ? "--lora-keys" : NULL, rc->keys, NULL };
   g_assert_cmpint (spawn (targv, NULL), ==, 0);
 
   g_autofree char *json = NULL;
@@ -391,6 +400,8 @@ test_run_then_fuse (gconstpointer data)
                   " weights: %" G_GSIZE_FORMAT " differ from the QAT forward's", want, compared,
                   adapted, total, bad);
   g_assert_cmpint (adapted, >, 0);
+  if (rc->keys)
+    g_assert_cmpint (adapted, <, compared); /* frozen linears were compared too */
   g_assert_cmpuint (bad, ==, 0);
 }
 
@@ -402,12 +413,17 @@ main (int argc, char **argv)
   g_test_add_func ("/qat/equals-lt-quant", test_equals_lt_quant);
   g_test_add_func ("/qat/symmetric-in-affine-layout", test_symmetric_in_affine_layout);
   g_test_add_func ("/qat/run-key", test_run_key);
-  static const Grid runs[] = {
-    { LT_QUANT_SYMMETRIC, 4, 32 }, { LT_QUANT_AFFINE, 4, 32 }, { LT_QUANT_MXFP4, 4, 32 },
+  static const RunCase runs[] = {
+    { { LT_QUANT_SYMMETRIC, 4, 32 }, NULL },
+    { { LT_QUANT_AFFINE, 4, 32 }, NULL },
+    { { LT_QUANT_MXFP4, 4, 32 }, NULL },
+    { { LT_QUANT_AFFINE, 3, 32 }, "self_attn.q_proj,mlp.down_proj" },
   };
   g_test_add_data_func ("/qat/run-then-fuse/symmetric", &runs[0], test_run_then_fuse);
   g_test_add_data_func ("/qat/run-then-fuse/affine", &runs[1], test_run_then_fuse);
   g_test_add_data_func ("/qat/run-then-fuse/mxfp4", &runs[2], test_run_then_fuse);
+  g_test_add_data_func ("/qat/run-then-fuse/affine-3bit-frozen-linears", &runs[3],
+                        test_run_then_fuse);
   int rc = g_test_run ();
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmp_root);
   if (system (cmd) != 0)
