@@ -3,7 +3,7 @@
  *
  * On TinyStories-656K (LATHE_SHARED_DIR or ../shared: models/tinystories-656k; the bench
  * prints a line and exits 0 without it): LoRA r8 runs of BENCH_QAT_STEPS (default 150) steps,
- * batch 4, learning rate 1e-3, seed 0, on tests/data/stories (train.jsonl; valid.jsonl is the
+ * batch 4, learning rate 1e-3, seed BENCH_QAT_SEED (default 0), on tests/data/stories (train.jsonl; valid.jsonl is the
  * run's validation set), one without QAT and one per QAT grid at 4 bits (symmetric, affine,
  * nf4: group 64; mxfp4: group 32). Each run is fused in f32 (lt_export_load_fused) and exported
  * at 4 bits on each grid:
@@ -52,6 +52,7 @@ static const Grid grids[N_GRIDS] = {
 };
 
 static const char *model_dir, *heldout;
+static gint64 seed;
 
 static void
 die (const char *what, GError *error)
@@ -90,7 +91,7 @@ train_run (const char *data, const char *run, const Grid *qat, int steps)
   cfg->steps_per_eval = 0;
   cfg->steps_per_report = steps;
   cfg->save_every = 0;
-  cfg->seed = 0;
+  cfg->seed = seed;
   if (qat)
     {
       cfg->qat_enable = TRUE;
@@ -158,6 +159,7 @@ main (int argc, char **argv)
   const char *test_data = g_getenv ("LATHE_TEST_DATA");
   const char *steps_env = g_getenv ("BENCH_QAT_STEPS");
   int steps = steps_env ? atoi (steps_env) : 150;
+  seed = g_getenv ("BENCH_QAT_SEED") ? g_ascii_strtoll (g_getenv ("BENCH_QAT_SEED"), NULL, 10) : 0;
   g_autofree char *shared_dir = shared ? g_strdup (shared)
                                        : g_build_filename (SOURCE_DIR, "..", "shared", NULL);
   g_autofree char *data_dir = test_data ? g_strdup (test_data)
@@ -207,8 +209,9 @@ main (int argc, char **argv)
       fprintf (stderr, "  %s: %d steps in %.0f s\n", name, steps, secs[r]);
     }
 
-  printf ("QAT and the merged export: TinyStories-656K, LoRA r8, %d steps (batch 4, lr 1e-3), "
-          "held-out %s\n", steps, "tests/data/eval/stories.jsonl");
+  printf ("QAT and the merged export: TinyStories-656K, LoRA r8, %d steps (batch 4, lr 1e-3, "
+          "seed %" G_GINT64_FORMAT "), held-out %s\n", steps, seed,
+          "tests/data/eval/stories.jsonl");
   printf ("%-14s | %-7s | %10s | %12s | %7s\n", "grid (4-bit)", "QAT", "f32 fuse",
           "4-bit export", "loss");
   printf ("---------------+---------+------------+--------------+--------\n");
