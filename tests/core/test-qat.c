@@ -402,6 +402,26 @@ test_run_then_fuse (gconstpointer data)
   g_assert_cmpint (adapted, >, 0);
   if (rc->keys)
     g_assert_cmpint (adapted, <, compared); /* frozen linears were compared too */
+
+  /* an explicit --mode is obeyed: no QAT grid (MLX's own affine rule for a symmetric run) */
+  if (g->mode == LT_QUANT_SYMMETRIC)
+    {
+      g_autofree char *out2 = g_strconcat (run, "-affine", NULL);
+      g_autofree char *json2 = NULL;
+      const char *f2[] = { cli, "fuse", "--model", mdir, "--adapter-path", run, "--save-path",
+                           out2, "--mode", "affine", "--bits", bits, "--group-size", group,
+                           "--json", NULL };
+      g_assert_cmpint (spawn (f2, &json2), ==, 0);
+      g_autoptr (JsonParser) p2 = json_parser_new ();
+      g_assert_true (json_parser_load_from_data (p2, json2, -1, NULL));
+      JsonObject *o2 = json_node_get_object (json_parser_get_root (p2));
+      g_assert_true (json_object_get_null_member (o2, "qat_grid")
+                     || g_strcmp0 (json_object_get_string_member (o2, "qat_grid"), "") == 0);
+      g_autoptr (LtLoadedModel) y = lt_export_load (out2, NULL, &error);
+      g_assert_no_error (error);
+      const LtTensor *e2 = g_hash_table_lookup (y->tensors, "model.embed_tokens.weight");
+      g_assert_cmpuint (mismatches (e2->data, fe, ne), >, ne / 2);
+    }
   g_assert_cmpuint (bad, ==, 0);
 }
 
