@@ -10,6 +10,7 @@
 #include "lathe-export-dialog.h"
 #include "src/core/lt-gguf.h"
 #include "src/core/lt-run-dir.h"
+#include "src/core/lt-quant.h"
 #include "src/core/lt-run.h"
 
 struct _LatheExportDialog
@@ -628,6 +629,10 @@ run_changed_cb (LatheExportDialog *self)
   if (cfg->qat_enable)
     q = cfg->qat_bits == 4 ? LT_QUANTIZATION_4BIT : cfg->qat_bits == 6 ? LT_QUANTIZATION_6BIT
         : cfg->qat_bits == 8 ? LT_QUANTIZATION_8BIT : q;
+  /* an mxfp4 QAT grid exports as mxfp4; a symmetric one the core keeps from the run
+   * (LtExportOptions.ignore_qat_grid stays off) */
+  if (cfg->qat_enable && cfg->qat_mode == LT_QUANT_MXFP4)
+    q = LT_QUANTIZATION_MXFP4;
   lathe_export_dialog_set_mlx_quantization (self, q, group);
 }
 

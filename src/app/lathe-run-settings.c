@@ -9,6 +9,7 @@
 
 #include "lt-model-open.h"
 #include "lt-preference.h"
+#include "lt-quant.h"
 
 struct _LatheRunSettings
 {
@@ -53,6 +54,7 @@ struct _LatheRunSettings
   int qat_group_size;
   int qat_start_step;
   int qat_interval;
+  guint qat_mode;          /* LtQuantMode 0..3: symmetric, affine, mxfp4, nf4 */
   char *sample_prompts;    /* comma-separated prompts, or a .jsonl path */
   int steps_per_sample;
 };
@@ -98,6 +100,7 @@ enum {
   PROP_QAT_INTERVAL,
   PROP_SAMPLE_PROMPTS,
   PROP_STEPS_PER_SAMPLE,
+  PROP_QAT_MODE,
   N_PROPS
 };
 
@@ -117,6 +120,7 @@ enum_n_values (guint prop_id)
     case PROP_OPTIMIZER: return LT_OPTIMIZER_SGD + 1;
     case PROP_LENGTH_UNIT: return LATHE_LENGTH_UNIT_EPOCHS + 1;
     case PROP_DPO_LOSS_TYPE: return LT_PREF_LOSS_IPO + 1;
+    case PROP_QAT_MODE: return LT_QUANT_NF4 + 1;
     default: g_assert_not_reached ();
     }
 }
@@ -137,6 +141,7 @@ enum_to_nick (guint prop_id, guint value)
     case PROP_LENGTH_UNIT: return value == LATHE_LENGTH_UNIT_EPOCHS ? "epochs" : "iterations";
     case PROP_DPO_LOSS_TYPE:
       return value == LT_PREF_LOSS_HINGE ? "hinge" : value == LT_PREF_LOSS_IPO ? "ipo" : "sigmoid";
+    case PROP_QAT_MODE: return lt_quant_mode_name ((LtQuantMode) value);
     default: g_assert_not_reached ();
     }
 }
@@ -161,6 +166,11 @@ enum_from_nick (guint prop_id, const char *nick)
       {
         int v = lt_pref_loss_from_string (nick);
         return v <= LT_PREF_LOSS_IPO ? v : -1;
+      }
+    case PROP_QAT_MODE:
+      {
+        int v = lt_quant_mode_from_name (nick);
+        return v <= LT_QUANT_NF4 ? v : -1;
       }
     default: g_assert_not_reached ();
     }
@@ -283,6 +293,7 @@ lathe_run_settings_get_property (GObject    *object,
     case PROP_OPTIMIZER: g_value_set_uint (value, self->optimizer); break;
     case PROP_BETA: g_value_set_double (value, self->beta); break;
     case PROP_DPO_LOSS_TYPE: g_value_set_uint (value, self->dpo_loss_type); break;
+    case PROP_QAT_MODE: g_value_set_uint (value, self->qat_mode); break;
     case PROP_STEPS_PER_REPORT: g_value_set_int (value, self->steps_per_report); break;
     case PROP_STEPS_PER_EVAL: g_value_set_int (value, self->steps_per_eval); break;
     case PROP_SAVE_EVERY: g_value_set_int (value, self->save_every); break;
@@ -392,6 +403,9 @@ lathe_run_settings_set_property (GObject      *object,
       break;
     case PROP_DPO_LOSS_TYPE:
       set_uint_enum (self, prop_id, &self->dpo_loss_type, g_value_get_uint (value));
+      break;
+    case PROP_QAT_MODE:
+      set_uint_enum (self, prop_id, &self->qat_mode, g_value_get_uint (value));
       break;
     case PROP_STEPS_PER_REPORT:
       set_int (self, prop_id, &self->steps_per_report, g_value_get_int (value));
@@ -518,6 +532,7 @@ lathe_run_settings_class_init (LatheRunSettingsClass *klass)
     properties[PROP_QAT_INTERVAL] = int_param ("qat-interval", d->qat_interval);
     properties[PROP_SAMPLE_PROMPTS] = string_param ("sample-prompts", prompts);
     properties[PROP_STEPS_PER_SAMPLE] = int_param ("steps-per-sample", d->steps_per_sample);
+    properties[PROP_QAT_MODE] = enum_param ("qat-mode", MAX (d->qat_mode, 0));
   }
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -698,6 +713,7 @@ lathe_run_settings_dup_config (LatheRunSettings *self)
   cfg->qat_group_size = self->qat_group_size;
   cfg->qat_start_step = self->qat_start_step;
   cfg->qat_interval = self->qat_interval;
+  cfg->qat_mode = (int) self->qat_mode;
 
   return cfg;
 }
@@ -778,6 +794,8 @@ lathe_run_settings_set_config (LatheRunSettings  *self,
   set_int (self, PROP_QAT_GROUP_SIZE, &self->qat_group_size, cfg->qat_group_size);
   set_int (self, PROP_QAT_START_STEP, &self->qat_start_step, cfg->qat_start_step);
   set_int (self, PROP_QAT_INTERVAL, &self->qat_interval, cfg->qat_interval);
+  set_uint_enum (self, PROP_QAT_MODE, &self->qat_mode,
+                 cfg->qat_mode >= 0 && cfg->qat_mode <= LT_QUANT_NF4 ? (guint) cfg->qat_mode : 0);
 
   g_object_thaw_notify (G_OBJECT (self));
 }

@@ -51,7 +51,9 @@ lathe_cmd_fuse (int argc, char **argv)
     { "group-size", 0, 0, G_OPTION_ARG_INT, &group,
       "Group size of the MLX re-quantization (default: the base's or the mode's)", "G" },
     { "mode", 0, 0, G_OPTION_ARG_STRING, &mode,
-      "MLX quantization mode affine|mxfp4 (default: the base's, else affine)", "MODE" },
+      "MLX quantization mode affine|mxfp4|symmetric (symmetric: stored in the affine layout "
+      "with bias = qmin·scale; default: a QAT run's grid, else the base's, else affine)",
+      "MODE" },
     { "export-gguf", 0, 0, G_OPTION_ARG_NONE, &export_gguf,
       "Also write a GGUF v3 file (default off)", NULL },
     { "gguf-type", 0, 0, G_OPTION_ARG_STRING, &gguf_type,
@@ -113,11 +115,12 @@ lathe_cmd_fuse (int argc, char **argv)
   if (mode)
     {
       o.mode = lt_quant_mode_from_name (mode);
-      if (o.mode != LT_QUANT_AFFINE && o.mode != LT_QUANT_MXFP4)
+      if (o.mode != LT_QUANT_AFFINE && o.mode != LT_QUANT_MXFP4 && o.mode != LT_QUANT_SYMMETRIC)
         {
-          g_printerr ("lathe fuse: --mode must be affine or mxfp4 (got %s)\n", mode);
+          g_printerr ("lathe fuse: --mode must be affine, mxfp4 or symmetric (got %s)\n", mode);
           return LATHE_EXIT_BAD_INPUT;
         }
+      o.ignore_qat_grid = TRUE; /* asked for: not the run's QAT grid */
     }
   if (dtype)
     {
@@ -236,6 +239,8 @@ lathe_cmd_fuse (int argc, char **argv)
           json_builder_end_object (b);
         }
       json_builder_end_array (b);
+      json_builder_set_member_name (b, "qat_grid");
+      json_builder_add_string_value (b, rep->qat_grid);
       json_builder_set_member_name (b, "warning");
       json_builder_add_string_value (b, rep->warning);
       json_builder_set_member_name (b, "verify");
@@ -274,6 +279,8 @@ lathe_cmd_fuse (int argc, char **argv)
                rep->n_fused, rep->adapter_kind ? rep->adapter_kind : "no adapter",
                rep->bytes_written / 1e6, rep->seconds_fuse + rep->seconds_write,
                rep->seconds_fuse, rep->seconds_write);
+      if (rep->qat_grid)
+        g_print ("MLX output on the run's QAT grid: %s\n", rep->qat_grid);
       if (rep->survival->len > 0)
         {
           double mn = 1e9, mx = 0, cmin = 1;

@@ -13,6 +13,14 @@ mlx_quantize (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int 
               LtDType scale_dtype, GError **error)
 {
   LtQuantTensor *q = lt_quant_tensor_quantize (w, rows, cols, mode, bits, group, error);
+  if (q && mode == LT_QUANT_SYMMETRIC)
+    {
+      /* a QAT run's symmetric grid: the same codes in MLX's affine layout, bias = qmin·s
+       * (exact: de-quantizes to the same bits) */
+      LtQuantTensor *aff = lt_quant_symmetric_to_affine (q, error);
+      lt_quant_tensor_free (q);
+      q = aff;
+    }
   if (q && !lt_quant_tensor_round_scales (q, scale_dtype, error))
     g_clear_pointer (&q, lt_quant_tensor_free);
   return q;
@@ -115,7 +123,9 @@ lt_export_mlx_quant_params (LtQuantMode mode, int bits, int group_size)
   json_builder_set_member_name (b, "bits");
   json_builder_add_int_value (b, bits);
   json_builder_set_member_name (b, "mode");
-  json_builder_add_string_value (b, lt_quant_mode_name (mode));
+  /* a symmetric grid is stored in the affine layout: MLX reads it as affine */
+  json_builder_add_string_value (b, lt_quant_mode_name (mode == LT_QUANT_SYMMETRIC
+                                                        ? LT_QUANT_AFFINE : mode));
   json_builder_end_object (b);
   return json_builder_get_root (b);
 }

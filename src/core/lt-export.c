@@ -16,6 +16,8 @@
 #include "lt-json.h"
 #include "lt-export-mlx.h"
 #include "lt-export-private.h"
+#include "lt-qat.h"
+#include "lt-run-dir.h"
 #include "lt-run.h"
 #include "lt-safetensors.h"
 
@@ -348,10 +350,14 @@ fuse_one (const ExportAdapter *as, const LtAdapterModule *ad, const float *W, in
       g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "no memory to fuse %s", ad->module);
       return NULL;
     }
-  memcpy (Wp, W, sizeof (float) * out * in);
-  /* W' (out, in) += s · Bᵀ (out, r) · Aᵀ (r, in) */
-  cblas_sgemm (CblasRowMajor, CblasTrans, CblasTrans, (int) out, (int) in, ad->rank,
-               (float) ad->scale, ad->b, (int) out, ad->a, ad->rank, 1.0f, Wp, (int) in);
+  /* W' (out, in) = W + s · Bᵀ (out, r) · Aᵀ (r, in), row by row with the trainer's own
+   * arithmetic (lt_qat_lora_row): a QAT run's fused weight is the W_eff its forward
+   * fake-quantized, bit for bit */
+  const float s = (float) ad->scale;
+#pragma omp parallel for schedule(static) if (out * in * ad->rank >= 65536)
+  for (int64_t o = 0; o < out; o++)
+    lt_qat_lora_row (W + o * in, ad->a, ad->b, (int) in, ad->rank, (int) out, (int) o, s,
+                     Wp + o * in);
   if (ad->m)
     {
       for (int64_t o = 0; o < out; o++)
@@ -422,6 +428,7 @@ lt_export_report_free (LtExportReport *r)
 {
   if (!r)
     return;
+  g_free (r->qat_grid);
   if (r->survival)
     {
       for (guint i = 0; i < r->survival->len; i++)
@@ -489,6 +496,7 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
   g_autoptr (LtExportReport) report = g_new0 (LtExportReport, 1);
   report->survival = g_array_new (FALSE, TRUE, sizeof (LtSurvival));
   ExportJob j = { 0 };
+  LtExportOptions qo; /* *o with the run's QAT grid filled in (MLX output) */
   j.o = o;
   j.report = report;
   gboolean ok = FALSE;
@@ -535,6 +543,26 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
   /* MLX output parameters */
   if (o->save_path)
     {
+      int qm, qb, qg;
+      qo = *o;
+      g_autoptr (LtRunConfig) run = !o->ignore_qat_grid && !o->dequantize && o->adapter_path
+                                    && g_file_test (o->adapter_path, G_FILE_TEST_IS_DIR)
+                                    ? lt_run_dir_load_config (o->adapter_path, NULL) : NULL;
+      /* a QAT run's grid (lt_qat_export_grid): the whole grid when nothing was asked for, its
+       * mode when the bits and group size asked for are its own */
+      if (run && lt_qat_export_grid (run->qat_enable, run->qat_mode, run->qat_bits,
+                                     run->qat_group_size, &qm, &qb, &qg)
+          && ((o->bits <= 0 && o->group_size <= 0 && o->mode < 0)
+              || ((o->mode < 0 || o->mode == LT_QUANT_AFFINE) && (o->bits <= 0 || o->bits == qb)
+                  && (o->group_size <= 0 || o->group_size == qg))))
+        {
+          qo.mode = qm;
+          qo.bits = qb;
+          qo.group_size = qg;
+          report->qat_grid = g_strdup_printf ("%s %d-bit g%d", lt_quant_mode_name (qm), qb, qg);
+        }
+      o = &qo;
+      j.o = o;
       j.mlx_float = src->float_dtype;
       if (o->dequantize)
         j.mlx_quant = FALSE;
@@ -558,14 +586,19 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
         }
       if (j.mlx_quant)
         {
-          if (j.mlx_mode != LT_QUANT_AFFINE && j.mlx_mode != LT_QUANT_MXFP4)
+          if (j.mlx_mode != LT_QUANT_AFFINE && j.mlx_mode != LT_QUANT_MXFP4
+              && j.mlx_mode != LT_QUANT_SYMMETRIC)
             {
               g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                           "MLX output mode must be affine or mxfp4");
+                           "MLX output mode must be affine, mxfp4 or symmetric (stored in the "
+                           "affine layout)");
               goto out;
             }
-          if (!lt_quant_check_params (j.mlx_mode, j.mlx_bits, j.mlx_group,
-                                      src->config->hidden_size, error))
+          /* symmetric: stored in the affine layout, so affine's bit widths */
+          if (!lt_quant_check_params (j.mlx_mode == LT_QUANT_SYMMETRIC ? LT_QUANT_AFFINE
+                                                                       : j.mlx_mode,
+                                      j.mlx_bits, j.mlx_group, src->config->hidden_size,
+                                      error))
             goto out;
         }
       report->mlx_format = j.mlx_quant ? g_strdup_printf ("mlx:%d", j.mlx_bits)

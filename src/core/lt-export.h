@@ -78,6 +78,13 @@ typedef struct
   const char *peft_path;
 
   gboolean force;
+
+  /* When @adapter_path is a run folder whose run.json trained with QAT on a grid the MLX
+   * layout stores (lt_qat_export_grid), the MLX output defaults to that grid: with no bits,
+   * group size or mode asked for, its mode, bits and group; with bits / group size equal to the
+   * run's (or 0) and mode affine or unset, its mode (a symmetric grid, stored in the affine
+   * layout with bias = qmin·s). TRUE turns this off (an explicit --mode). */
+  gboolean ignore_qat_grid;
 } LtExportOptions;
 
 void lt_export_options_init (LtExportOptions *opts);
@@ -102,6 +109,8 @@ typedef struct
   char *mlx_format;       /* the MLX output's weights: "mlx:4" (bits) or "bf16"/"f16"/"f32" */
   double seconds_fuse;    /* reading, de-quantizing and fusing */
   double seconds_write;   /* converting, quantizing and writing */
+  char *qat_grid;         /* "symmetric 4-bit g64" when the MLX output took the run's QAT
+                             grid, else NULL */
 } LtExportReport;
 
 void lt_export_report_free (LtExportReport *report);

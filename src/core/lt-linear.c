@@ -142,6 +142,7 @@ lt_linear_clear (LtLinear *lin)
     g_free (lin->grad_weight);
   g_free (lin->grad_bias);
   g_free (lin->qat_scales);
+  g_free (lin->qat_biases);
   memset (lin, 0, sizeof *lin);
 }
 
@@ -538,13 +539,8 @@ adapted_row (const LtLinear *lin, int o, float *row)
   expand_rows (lin, o, 1, row);
   if (l == NULL)
     return;
-  for (int i = 0; i < in; i++)
-    {
-      float acc = 0.0f;
-      for (int j = 0; j < r; j++)
-        acc += l->a[(gsize) i * r + j] * l->b[(gsize) j * out + o];
-      row[i] += l->scale * acc;
-    }
+  /* the export fuses with the same function: the same bits (lt-qat) */
+  lt_qat_lora_row (row, l->a, l->b, in, r, out, o, l->scale, row);
 }
 
 void
@@ -615,8 +611,11 @@ lt_linear_qat_weight (LtLinear *lin, float *w)
     }
   if (lin->qat_scales == NULL)
     lin->qat_scales = g_new0 (float, n_scales);
-  if (!lt_fake_quantize_symmetric (w, w, out, in, lin->qat_bits, lin->qat_group,
-                                   lin->qat_scales, !lin->qat_scales_valid))
+  if (lin->qat_mode == LT_QUANT_AFFINE && lin->qat_biases == NULL)
+    lin->qat_biases = g_new0 (float, n_scales);
+  if (!lt_fake_quantize ((LtQuantMode) lin->qat_mode, w, w, out, in, lin->qat_bits,
+                         lin->qat_group, lin->qat_scales, lin->qat_biases,
+                         !lin->qat_scales_valid))
     return; /* non-finite weights: left unquantized; the loss shows it */
   lin->qat_scales_valid = TRUE;
 }

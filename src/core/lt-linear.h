@@ -75,6 +75,8 @@ typedef struct
   int qat_group;             /* 0 = per tensor */
   float *qat_scales;         /* (out, in / group) or (out) frozen scales; owned */
   gboolean qat_scales_valid; /* FALSE: the next forward recomputes them */
+  int qat_mode;              /* LtQuantMode of fq (lt-qat): symmetric (0) … nf4 */
+  float *qat_biases;         /* affine: (out, in / group) frozen biases; owned */
 } LtLinear;
 
 /* Dropout of one layer in one step: keep x[n, i] when hash(seed, n·in + i) ≥ p. p = 0 (or

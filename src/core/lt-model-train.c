@@ -13,6 +13,7 @@
 #include "lt-adapter.h"
 #include "lt-error.h"
 #include "lt-kernels.h"
+#include "lt-qat.h"
 #include "lt-quant.h"
 
 #define N_LIN LT_BLOCK_LINEARS
@@ -43,6 +44,7 @@ typedef struct
   gboolean ckpt;
   gboolean qat;
   int qat_bits, qat_group;
+  GArray *qat_swaps;         /* QatSwap: frozen weights replaced by their fq copies */
   int chunk_cols;            /* LM-head chunk width; 0 = automatic */
   int last_n;                /* tokens of the last forward (lt_model_get_token_losses) */
   gboolean adapters_off;     /* lt_model_set_adapters_enabled (FALSE) */
@@ -79,6 +81,16 @@ typedef struct
   float *ce_scale;
 } Train;
 
+/* A frozen weight the export will quantize, swapped for its fake-quantized copy while QAT is
+ * on (lt_model_set_qat_grid with @all_weights). */
+typedef struct
+{
+  const LtTensor **slot;     /* &lin->weight or &m->w.embed */
+  const LtTensor *orig;
+  LtTensor *copy;            /* owned; several slots may share one copy (tied head) */
+  gboolean owner;
+} QatSwap;
+
 static void
 train_free (gpointer p)
 {
@@ -107,6 +119,14 @@ train_free (gpointer p)
   if (t->off_saved)
     g_array_free (t->off_saved, TRUE);
   g_free (t->ce_scale);
+  /* the model's layers are gone by now (lt_model_free): only the copies are freed */
+  if (t->qat_swaps)
+    {
+      for (guint i = 0; i < t->qat_swaps->len; i++)
+        if (g_array_index (t->qat_swaps, QatSwap, i).owner)
+          lt_tensor_free (g_array_index (t->qat_swaps, QatSwap, i).copy);
+      g_array_unref (t->qat_swaps);
+    }
   g_free (t);
 }
 
@@ -498,7 +518,7 @@ foreach_trainable_linear (LtModel *m, void (*fn) (LtLinear *, gpointer), gpointe
 typedef struct
 {
   gboolean enabled;
-  int bits, group;
+  int mode, bits, group;
 } QatArgs;
 
 static void
@@ -506,25 +526,127 @@ set_qat_one (LtLinear *lin, gpointer data)
 {
   const QatArgs *a = data;
   lin->qat = a->enabled;
+  lin->qat_mode = a->mode;
   lin->qat_bits = a->bits;
   /* lt-qat groups: 32, 64, 128 dividing the row; otherwise one scale per tensor (lt-run's
-   * validation refuses such a group size before training) */
+   * validation refuses such a group size before training); the other grids have no per
+   * tensor form: such a layer stays float, as the export leaves it */
   lin->qat_group = (a->group == 32 || a->group == 64 || a->group == 128)
                    && lin->in_features % a->group == 0 ? a->group : 0;
+  if (a->mode != LT_QUANT_SYMMETRIC && lin->qat_group == 0)
+    lin->qat = FALSE;
   lin->qat_scales_valid = FALSE;
   g_clear_pointer (&lin->qat_scales, g_free);
+  g_clear_pointer (&lin->qat_biases, g_free);
+}
+
+/* Puts every swapped frozen weight back and frees the copies. */
+static void
+qat_unswap (Train *t)
+{
+  if (t->qat_swaps == NULL)
+    return;
+  for (guint i = 0; i < t->qat_swaps->len; i++)
+    {
+      QatSwap *sw = &g_array_index (t->qat_swaps, QatSwap, i);
+      *sw->slot = sw->orig;
+      if (sw->owner)
+        lt_tensor_free (sw->copy);
+    }
+  g_array_set_size (t->qat_swaps, 0);
+}
+
+static gboolean
+qat_swap (Train *t, const LtTensor **slot, const QatArgs *a, GError **error)
+{
+  QatSwap sw = { slot, *slot, NULL, TRUE };
+  sw.copy = lt_fake_quantize_tensor (*slot, a->mode, a->bits, a->group, error);
+  if (sw.copy == NULL)
+    return FALSE;
+  *slot = sw.copy;
+  g_array_append_val (t->qat_swaps, sw);
+  return TRUE;
+}
+
+/* Frozen dense weights the export quantizes (every linear without an adapter or a master,
+ * the frozen embedding and the head tied to it, an untied frozen head): their fake-quantized
+ * copies stand in for them. They never change, so one quantization serves the whole run. */
+static gboolean
+qat_swap_frozen (LtModel *m, Train *t, const QatArgs *a, GError **error)
+{
+  const LtConfig *c = m->config;
+  if (t->qat_swaps == NULL)
+    t->qat_swaps = g_array_new (FALSE, FALSE, sizeof (QatSwap));
+  for (int l = 0; l < c->num_hidden_layers; l++)
+    for (int j = 0; j < N_LIN; j++)
+      {
+        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
+        if (lin->lora || lin->master || lin->kind != LT_LINEAR_DENSE
+            || !lt_fake_quantize_covers (a->group, lin->in_features))
+          continue;
+        if (!qat_swap (t, &lin->weight, a, error))
+          return FALSE;
+      }
+  if (m->w.embed != NULL && t->embed_master == NULL
+      && lt_fake_quantize_covers (a->group, c->hidden_size))
+    {
+      gboolean tied = m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight == m->w.embed;
+      if (!qat_swap (t, &m->w.embed, a, error))
+        return FALSE;
+      if (tied)
+        {
+          QatSwap sw = g_array_index (t->qat_swaps, QatSwap, t->qat_swaps->len - 1);
+          sw.slot = &m->w.lm_head.weight;
+          sw.owner = FALSE;
+          g_array_append_val (t->qat_swaps, sw);
+          m->w.lm_head.weight = sw.copy;
+        }
+    }
+  if (!c->tie_word_embeddings && m->w.lm_head.kind == LT_LINEAR_DENSE && !m->w.lm_head.lora
+      && !m->w.lm_head.master && lt_fake_quantize_covers (a->group, c->hidden_size)
+      && !qat_swap (t, &m->w.lm_head.weight, a, error))
+    return FALSE;
+  return TRUE;
 }
 
 void
 lt_model_set_qat (LtModel *m, gboolean enabled, int bits, int group_size)
 {
   Train *t = train_get (m);
-  QatArgs a = { enabled, CLAMP (bits, 2, 8), MAX (group_size, 0) };
+  QatArgs a = { enabled, LT_QUANT_SYMMETRIC, CLAMP (bits, 2, 8), MAX (group_size, 0) };
+  qat_unswap (t);
   t->qat = enabled;
   t->qat_bits = a.bits;
   t->qat_group = a.group;
   foreach_trainable_linear (m, set_qat_one, &a);
   lt_model_update_scratch (m);
+}
+
+gboolean
+lt_model_set_qat_grid (LtModel *m, gboolean enabled, int mode, int bits, int group_size,
+                       gboolean all_weights, GError **error)
+{
+  Train *t = train_get (m);
+  QatArgs a = { enabled, mode, CLAMP (bits, 2, 8), MAX (group_size, 0) };
+
+  if (enabled && !lt_fake_quantize_check ((LtQuantMode) mode, a.bits, a.group, error))
+    return FALSE;
+  qat_unswap (t);
+  t->qat = enabled;
+  t->qat_bits = a.bits;
+  t->qat_group = a.group;
+  foreach_trainable_linear (m, set_qat_one, &a);
+  if (enabled && all_weights && !qat_swap_frozen (m, t, &a, error))
+    {
+      qat_unswap (t);
+      a.enabled = FALSE;
+      t->qat = FALSE;
+      foreach_trainable_linear (m, set_qat_one, &a);
+      lt_model_update_scratch (m);
+      return FALSE;
+    }
+  lt_model_update_scratch (m);
+  return TRUE;
 }
 
 static void

@@ -67,6 +67,15 @@ void lt_model_set_grad_checkpointing (LtModel *model, gboolean enabled);
  * quantization with @bits and @group_size, 0 = per tensor, lt-qat), and its backward treats fq
  * as the identity (straight-through). Scales are frozen until lt_model_qat_recompute_scales. */
 void lt_model_set_qat (LtModel *model, gboolean enabled, int bits, int group_size);
+/* The same on @mode's grid (lt-qat: LT_QUANT_SYMMETRIC — lt_model_set_qat —, AFFINE, MXFP4,
+ * NF4; a layer whose row the group does not divide stays float on the non-symmetric grids).
+ * With @all_weights every frozen dense weight the merged export quantizes (linears without
+ * an adapter, the frozen embedding and a head tied to it, a frozen untied head; rows the group
+ * divides) is replaced by its fake-quantized f32 copy until QAT is switched off (the
+ * straight-through estimator needs nothing for them: they get no gradient). An invalid grid
+ * or a weight that cannot be fake-quantized is an error (QAT then stays off). */
+gboolean lt_model_set_qat_grid (LtModel *model, gboolean enabled, int mode, int bits,
+                                int group_size, gboolean all_weights, GError **error);
 void lt_model_qat_recompute_scales (LtModel *model);
 
 /* One micro-batch of B padding-free sequences (tokens (N), lengths (B), N = Σ lengths), with

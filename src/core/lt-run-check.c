@@ -187,6 +187,26 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
             = LT_ERROR_UNSUPPORTED;
         }
     }
+  if (cfg->qat_mode < LT_QUANT_SYMMETRIC || cfg->qat_mode > LT_QUANT_NF4)
+    add_issuef (issues, "qat_mode", _("must be symmetric, affine, mxfp4 or nf4"));
+  else if (cfg->qat_enable && cfg->qat_mode != LT_QUANT_SYMMETRIC && cfg->qat_bits >= 2
+           && cfg->qat_bits <= 8 && cfg->qat_group_size >= 0
+           && !lt_fake_quantize_check (cfg->qat_mode, cfg->qat_bits, cfg->qat_group_size, NULL))
+    {
+      /* the grids of lt-quant: what each mode takes */
+      if (cfg->qat_mode == LT_QUANT_AFFINE)
+        add_issuef (issues, "qat_mode", _("affine takes 2, 3, 4, 5, 6 or 8 bits and group "
+                                          "size 32, 64 or 128 (got %d bits, group size %d)"),
+                    cfg->qat_bits, cfg->qat_group_size);
+      else if (cfg->qat_mode == LT_QUANT_MXFP4)
+        add_issuef (issues, "qat_mode", _("mxfp4 takes 4 bits and group size 32 (got %d bits, "
+                                          "group size %d)"),
+                    cfg->qat_bits, cfg->qat_group_size);
+      else
+        add_issuef (issues, "qat_mode", _("nf4 takes 4 bits and group size 32, 64 or 128 (got "
+                                          "%d bits, group size %d)"),
+                    cfg->qat_bits, cfg->qat_group_size);
+    }
   if (cfg->qat_start_step < 1)
     add_issuef (issues, "qat_start_step", _("must be at least 1 (got %d)"),
                cfg->qat_start_step);

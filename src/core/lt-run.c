@@ -30,6 +30,7 @@ enum
   ENUM_LR_SCHEDULE,
   ENUM_OPTIMIZER,
   ENUM_DPO_LOSS_TYPE,
+  ENUM_QAT_MODE,
 };
 
 static const char *const train_mode_names[] = { "sft", "dpo", "orpo", NULL };
@@ -39,10 +40,12 @@ static const char *const quantization_names[] = { "none", "4bit", "6bit", "8bit"
 static const char *const lr_schedule_names[] = { "constant", "cosine", "linear", NULL };
 static const char *const optimizer_names[] = { "adamw", "adam", "sgd", NULL };
 static const char *const dpo_loss_type_names[] = { "sigmoid", "hinge", "ipo", NULL };
+/* lt-qat's modes: the first LtQuantMode values, in their order */
+static const char *const qat_mode_names[] = { "symmetric", "affine", "mxfp4", "nf4", NULL };
 
 static const char *const *const enum_names[] = {
   train_mode_names, train_type_names, quantization_names, lr_schedule_names, optimizer_names,
-  dpo_loss_type_names,
+  dpo_loss_type_names, qat_mode_names,
 };
 
 static int
@@ -245,6 +248,8 @@ static const LtRunKeyInfo keys[] = {
   ROW ("qat_bits", "qat-bits", LT_RUN_KEY_INT, "N", N_("QAT bits (2–8)"), qat_bits),
   ROW ("qat_group_size", "qat-group-size", LT_RUN_KEY_INT, "N",
        N_("QAT group size (0: per tensor)"), qat_group_size),
+  ROW_ENUM ("qat_mode", "qat-mode", ENUM_QAT_MODE, "symmetric|affine|mxfp4|nf4",
+            N_("QAT grid, as the export stores it"), qat_mode),
   ROW ("qat_start_step", "qat-start-step", LT_RUN_KEY_INT, "N",
        N_("First step with fake quantization"), qat_start_step),
   ROW ("qat_interval", "qat-interval", LT_RUN_KEY_INT, "N",

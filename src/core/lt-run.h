@@ -85,6 +85,10 @@ typedef struct
                                 NULL = none */
   int steps_per_sample;      /* "steps_per_sample": every N steps; 0 = at each evaluation */
   int sample_max_tokens;     /* "sample_max_tokens": tokens per sample, default 64 */
+
+  /* QAT grid (appended) */
+  int qat_mode;              /* "qat_mode": symmetric|affine|mxfp4|nf4 (the LtQuantMode values
+                                0..3, lt-qat); default symmetric */
 } LtRunConfig;
 
 /* One problem with one key, for inline display on the form. */

@@ -599,7 +599,9 @@ load_state (Trainer *tr, GError **error)
           current[i] = g_memdup2 (data, n * sizeof (float));
           memcpy (data, tr->qat_snapshot[i], n * sizeof (float));
         }
-      lt_model_set_qat (tr->model, TRUE, tr->cfg->qat_bits, tr->cfg->qat_group_size);
+      if (!lt_model_set_qat_grid (tr->model, TRUE, tr->cfg->qat_mode, tr->cfg->qat_bits,
+                                  tr->cfg->qat_group_size, TRUE, error))
+        return FALSE;
       lt_model_qat_recompute_scales (tr->model);
       for (guint i = 0; i < tr->n_params; i++)
         {
@@ -1034,7 +1036,10 @@ train_step (Trainer *tr, GError **error)
     {
       if (!tr->qat_active)
         {
-          lt_model_set_qat (tr->model, TRUE, cfg->qat_bits, cfg->qat_group_size);
+          /* every weight the merged export quantizes, on the run's grid (lt-qat) */
+          if (!lt_model_set_qat_grid (tr->model, TRUE, cfg->qat_mode, cfg->qat_bits,
+                                      cfg->qat_group_size, TRUE, error))
+            return FALSE;
           tr->qat_active = TRUE;
           tr->qat_first_step = s;
           recomputed = TRUE;

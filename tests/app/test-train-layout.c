@@ -46,6 +46,7 @@ static const RowPlace places[] = {
   { "Batch size", "Schedule" },
   { "Gradient accumulation", "Schedule" },
   { "Enable QAT", "Quantization-Aware Training" },
+  { "Grid", "Quantization-Aware Training" },
   { "Bits", "Quantization-Aware Training" },
   { "Group size", "Quantization-Aware Training" },
   { "Start step", "Quantization-Aware Training" },
@@ -266,6 +267,65 @@ test_rows (Fixture       *f,
       }
 }
 
+/* The QAT grid row (issue 13 item 7): a dropdown of the four grids in lt-run's order, bound to
+ * qat-mode both ways, sensitive only with QAT on (like the other QAT rows), reachable from the
+ * keyboard (it takes the focus when sensitive), laid out below "Enable QAT" and above "Bits". */
+static void
+test_qat_grid (Fixture       *f,
+               gconstpointer  data)
+{
+  GtkWidget *page = GTK_WIDGET (f->page);
+  GtkWidget *row = find_row (page, "Grid");
+  GtkWidget *enable = find_row (page, "Enable QAT");
+  GtkWidget *bits = find_row (page, "Bits");
+  static const char *const names[] = { "Symmetric", "Affine (MLX)", "MXFP4", "NF4" };
+  graphene_rect_t b_row, b_enable, b_bits;
+  guint mode = 99;
+
+  g_assert_nonnull (row);
+  g_assert_true (ADW_IS_COMBO_ROW (row));
+  GListModel *model = adw_combo_row_get_model (ADW_COMBO_ROW (row));
+  g_assert_cmpuint (g_list_model_get_n_items (model), ==, G_N_ELEMENTS (names));
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    g_assert_cmpstr (gtk_string_list_get_string (GTK_STRING_LIST (model), i), ==, names[i]);
+
+  /* QAT off (the default): insensitive, so it takes no focus */
+  g_object_set (f->settings, "qat-enable", FALSE, NULL);
+  settle ();
+  g_assert_false (gtk_widget_get_sensitive (row));
+  g_assert_false (gtk_widget_grab_focus (row));
+  /* QAT on: sensitive, focusable, activatable from the keyboard */
+  g_object_set (f->settings, "qat-enable", TRUE, NULL);
+  settle ();
+  g_assert_true (gtk_widget_get_sensitive (row));
+  g_assert_true (gtk_widget_get_focusable (row));
+  g_assert_true (gtk_widget_grab_focus (row));
+  g_assert_true (gtk_widget_has_focus (row));
+  g_assert_true (gtk_widget_get_sensitive (find_row (page, "Group size")));
+
+  /* both ways */
+  adw_combo_row_set_selected (ADW_COMBO_ROW (row), 2);
+  g_object_get (f->settings, "qat-mode", &mode, NULL);
+  g_assert_cmpuint (mode, ==, 2);
+  g_object_set (f->settings, "qat-mode", 3, NULL);
+  g_assert_cmpuint (adw_combo_row_get_selected (ADW_COMBO_ROW (row)), ==, 3);
+  {
+    g_autoptr (LtRunConfig) cfg = lathe_run_settings_dup_config (f->settings);
+    g_assert_cmpint (cfg->qat_mode, ==, 3);
+  }
+
+  /* mapped, wide, between Enable QAT and Bits */
+  settle ();
+  g_assert_true (gtk_widget_get_mapped (row));
+  g_assert_true (gtk_widget_compute_bounds (row, page, &b_row));
+  g_assert_true (gtk_widget_compute_bounds (enable, page, &b_enable));
+  g_assert_true (gtk_widget_compute_bounds (bits, page, &b_bits));
+  g_assert_cmpfloat (b_row.size.width, >=, MIN_ROW_WIDTH);
+  g_assert_cmpfloat (b_row.origin.y, >=, b_enable.origin.y + b_enable.size.height - 0.5);
+  g_assert_cmpfloat (b_row.origin.y + b_row.size.height, <=, b_bits.origin.y + 0.5);
+  check_layout (f, LT_TRAIN_MODE_SFT, "QAT on");
+}
+
 /* The scrolled form (the ancestor scrolled window of the Trainer row). */
 static GtkWidget *
 form_of (Fixture *f)
@@ -471,6 +531,8 @@ main (int   argc,
   adw_init ();
 
   g_test_add ("/train-layout/rows", Fixture, NULL, fixture_setup, test_rows, fixture_teardown);
+  g_test_add ("/train-layout/qat-grid", Fixture, NULL, fixture_setup, test_qat_grid,
+              fixture_teardown);
   g_test_add ("/train-layout/running", Fixture, NULL, fixture_setup, test_running,
               fixture_teardown);
   g_test_add ("/train-layout/narrow", Fixture, GINT_TO_POINTER (700), fixture_setup,

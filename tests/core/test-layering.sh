@@ -33,8 +33,8 @@ fi
 # layer and of the layers below; "a b" share a layer). lt-model.c including lt-model-train.h
 # is the arrow this test was written against.
 layers="lt-error
-lt-tensor lt-qat lt-config lt-tokenizer lt-chat-template
-lt-safetensors lt-gguf lt-quant
+lt-tensor lt-config lt-tokenizer lt-chat-template
+lt-safetensors lt-gguf lt-quant lt-qat
 lt-linear lt-adapter lt-run lt-dataset
 lt-model
 lt-model-train

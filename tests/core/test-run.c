@@ -109,6 +109,7 @@ all_changed (void)
   c->qat_group_size = 32;
   c->qat_start_step = 10;
   c->qat_interval = 4;
+  c->qat_mode = 1; /* affine */
   c->dpo_loss_type = 2;
   c->label_smoothing = 0.2;
   c->sample_prompts = g_strdupv ((char **) (const char *[]) { "Once upon a time", "Hi", NULL });
