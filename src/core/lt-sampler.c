@@ -219,3 +219,19 @@ lt_sampler_generate (LtSampler *s, guint i, GError **error)
   return g_string_free (g_steal_pointer (&text), FALSE);
 }
 
+/* @text cut to @max characters with an ellipsis, on one line. */
+char *
+lt_sampler_shorten (const char *text, glong max)
+{
+  g_autofree char *flat = g_strdup (text);
+  GString *out;
+
+  for (char *c = flat; *c != '\0'; c++)
+    if (*c == '\n' || *c == '\r' || *c == '\t')
+      *c = ' ';
+  if (g_utf8_strlen (flat, -1) <= max)
+    return g_steal_pointer (&flat);
+  out = g_string_new_len (flat, g_utf8_offset_to_pointer (flat, max - 1) - flat);
+  g_string_append (out, "…");
+  return g_string_free (out, FALSE);
+}

@@ -34,6 +34,8 @@ guint lt_sampler_get_n_prompts (LtSampler *sampler);
 const char *lt_sampler_get_prompt (LtSampler *sampler, guint i);
 /* The greedy generation for prompt @i (its text, without the prompt). */
 char *lt_sampler_generate (LtSampler *sampler, guint i, GError **error);
+/* @text cut to @max characters with an ellipsis, on one line (for logs). */
+char *lt_sampler_shorten (const char *text, glong max);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtSampler, lt_sampler_free)
 

@@ -930,23 +930,6 @@ load_samples (Trainer *tr, GError **error)
   return TRUE;
 }
 
-/* @text cut to @max characters with an ellipsis, on one line. */
-static char *
-shorten (const char *text, glong max)
-{
-  g_autofree char *flat = g_strdup (text);
-  GString *out;
-
-  for (char *c = flat; *c != '\0'; c++)
-    if (*c == '\n' || *c == '\r' || *c == '\t')
-      *c = ' ';
-  if (g_utf8_strlen (flat, -1) <= max)
-    return g_steal_pointer (&flat);
-  out = g_string_new_len (flat, g_utf8_offset_to_pointer (flat, max - 1) - flat);
-  g_string_append (out, "…");
-  return g_string_free (out, FALSE);
-}
-
 /* One sampling step: every prompt generated greedily by the model as it is now (dropout off,
  * adapters on), appended to samples.jsonl, logged and sent as SAMPLE events. Touches no
  * gradient, optimizer state, data cursor or dropout counter; its time is taken out of the
@@ -974,8 +957,8 @@ do_samples (Trainer *tr, GError **error)
         return FALSE;
       if (!lt_run_dir_append_sample (tr->rd, tr->step, prompt, text, error))
         return FALSE;
-      short_prompt = shorten (prompt, 40);
-      short_text = shorten (text, 80);
+      short_prompt = lt_sampler_shorten (prompt, 40);
+      short_text = lt_sampler_shorten (text, 80);
       trainer_log (tr, "step %" G_GINT64_FORMAT ": sample “%s” → “%s” (%.2f s)", tr->step,
                    short_prompt, short_text, (g_get_monotonic_time () - t1) / 1e6);
       p.event = LT_TRAIN_EVENT_SAMPLE;
