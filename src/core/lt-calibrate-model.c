@@ -330,9 +330,18 @@ pass_block (Pass *P, int l, int c, float *x)
 }
 
 static gboolean
+cancelled (Pass *P, GError **error)
+{
+  if (P->cancellable == NULL || !g_cancellable_is_cancelled (P->cancellable))
+    return FALSE;
+  g_set_error (error, LT_ERROR, LT_ERROR_CANCELLED, "calibration cancelled");
+  return TRUE;
+}
+
+static gboolean
 pass_progress (Pass *P, double f, const char *what, GError **error)
 {
-  if (g_cancellable_set_error_if_cancelled (P->cancellable, error))
+  if (cancelled (P, error))
     return FALSE;
   if (P->progress && !P->progress (P->f0 + (P->f1 - P->f0) * f, what, P->user_data))
     {
@@ -357,7 +366,7 @@ pass_capture (Pass *P, int l, LtCalibStats *const *stats, gboolean write, GError
       float *x = write ? rows : P->x;
       const float *src[4] = { P->xn1, P->att, P->xn2, P->h };
 
-      if (g_cancellable_set_error_if_cancelled (P->cancellable, error))
+      if (cancelled (P, error))
         return FALSE;
       if (!write)
         memcpy (x, rows, (gsize) n * P->C * sizeof (float));
@@ -843,7 +852,7 @@ run_rest (Pass *P, int l0, gboolean embed, float *xq, GError **error)
   for (int c = 0; c < P->n_chunks; c++)
     {
       int n = chunk_n (P, c);
-      if (g_cancellable_set_error_if_cancelled (P->cancellable, error))
+      if (cancelled (P, error))
         return FALSE;
       if (embed)
         lt_model_embed (P->m, P->data->tokens + P->chunk_tok[c], n, P->x);
