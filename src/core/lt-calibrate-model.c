@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "lt-calibrate-model.h"
+#include "lt-calibrate-model-private.h"
 
 #include <math.h>
 #include <string.h>
@@ -140,8 +141,8 @@ lt_calib_model_report_free (LtCalibModelReport *r)
   g_free (r);
 }
 
-static LtCalibLayerReport *
-report_add (LtCalibModelReport *rep, const char *module, int bits, int group, int64_t n)
+LtCalibLayerReport *
+lt_calib_report_add (LtCalibModelReport *rep, const char *module, int bits, int group, int64_t n)
 {
   LtCalibLayerReport *r = g_new0 (LtCalibLayerReport, 1);
   r->module = g_strdup (module);
@@ -155,28 +156,6 @@ report_add (LtCalibModelReport *rep, const char *module, int bits, int group, in
 
 /* ---- the pass: chunks of whole sequences and one chunk's block activations ------------ */
 
-typedef struct
-{
-  LtModel *m;
-  const LtCalibTokens *data;
-  const LtCalibModelOptions *o;
-  LtCalibProgress progress;
-  gpointer user_data;
-  GCancellable *cancellable;
-  int C, I, qd, kvd, L, V;
-  int n_chunks;
-  int *chunk_seq;            /* (n_chunks + 1) first sequence of each chunk */
-  int64_t *chunk_tok;        /* (n_chunks + 1) first token */
-  int max_chunk, max_len;
-  int *pos;                  /* (n_tokens) */
-  float *hidden;             /* (n_tokens, C) the current block's input */
-  float *xn1, *q, *k, *v, *att, *x_mid, *xn2, *gate, *up, *h, *tmp, *x;
-  float *att_scratch;
-  float *lin_scratch;
-  gsize lin_scratch_floats;
-  GPtrArray *unquantized;    /* char* */
-  double f0, f1;             /* progress range of the current block */
-} Pass;
 
 static void
 pass_clear (Pass *P)
@@ -193,8 +172,8 @@ pass_clear (Pass *P)
     g_ptr_array_unref (P->unquantized);
 }
 
-static gboolean
-try_floats (float **p, gsize n, GError **error)
+gboolean
+lt_calib_try_floats (float **p, gsize n, GError **error)
 {
   *p = g_try_new (float, MAX (n, 1));
   if (*p == NULL)
@@ -257,20 +236,23 @@ pass_init (Pass *P, LtModel *m, const LtCalibTokens *data, const LtCalibModelOpt
       P->pos[o2 + t] = t;
 
   gsize M = (gsize) P->max_chunk;
-  return try_floats (&P->hidden, (gsize) tok * P->C, error)
-         && try_floats (&P->xn1, M * P->C, error) && try_floats (&P->q, M * P->qd, error)
-         && try_floats (&P->k, M * P->kvd, error) && try_floats (&P->v, M * P->kvd, error)
-         && try_floats (&P->att, M * P->qd, error) && try_floats (&P->x_mid, M * P->C, error)
-         && try_floats (&P->xn2, M * P->C, error) && try_floats (&P->gate, M * P->I, error)
-         && try_floats (&P->up, M * P->I, error) && try_floats (&P->h, M * P->I, error)
-         && try_floats (&P->tmp, M * P->C, error) && try_floats (&P->x, M * P->C, error)
-         && try_floats (&P->att_scratch, lt_attention_scratch_floats (P->max_chunk, P->max_len),
-                        error);
+  struct { float **p; gsize n; } bufs[] = {
+    { &P->hidden, (gsize) tok * P->C }, { &P->xn1, M * P->C }, { &P->q, M * P->qd },
+    { &P->k, M * P->kvd }, { &P->v, M * P->kvd }, { &P->att, M * P->qd },
+    { &P->x_mid, M * P->C }, { &P->xn2, M * P->C }, { &P->gate, M * P->I },
+    { &P->up, M * P->I }, { &P->h, M * P->I }, { &P->tmp, M * P->C }, { &P->x, M * P->C },
+    { &P->att_scratch, lt_attention_scratch_floats (P->max_chunk, P->max_len) },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (bufs); i++)
+    if (!lt_calib_try_floats (bufs[i].p, bufs[i].n, error))
+      return FALSE;
+  return TRUE;
 }
 
+
 /* Grows the linear scratch to what every linear of the model needs now. */
-static void
-pass_scratch (Pass *P)
+void
+lt_calib_pass_scratch (Pass *P)
 {
   gsize need = MAX (lt_linear_scratch_floats (&P->m->w.lm_head), 1);
   for (int l = 0; l < P->L; l++)
@@ -285,8 +267,8 @@ pass_scratch (Pass *P)
     }
 }
 
-static void
-pass_scratch_at_least (Pass *P, gsize need)
+void
+lt_calib_pass_scratch_at_least (Pass *P, gsize need)
 {
   if (need > P->lin_scratch_floats)
     {
@@ -296,15 +278,15 @@ pass_scratch_at_least (Pass *P, gsize need)
     }
 }
 
-static int
-chunk_n (const Pass *P, int c)
+int
+lt_calib_chunk_n (const Pass *P, int c)
 {
   return (int) (P->chunk_tok[c + 1] - P->chunk_tok[c]);
 }
 
 /* Block l over chunk c's rows x (in place), the activations left in P's buffers. */
-static void
-pass_block (Pass *P, int l, int c, float *x)
+void
+lt_calib_pass_block (Pass *P, int l, int c, float *x)
 {
   LtBlockStep step = { 0 };
   LtBlockActs acts = { 0 };
@@ -326,11 +308,11 @@ pass_block (Pass *P, int l, int c, float *x)
   acts.xn2 = P->xn2;
   acts.gate = P->gate;
   acts.up = P->up;
-  lt_model_block_forward (P->m, l, x, x, chunk_n (P, c), &step, &acts);
+  lt_model_block_forward (P->m, l, x, x, lt_calib_chunk_n (P, c), &step, &acts);
 }
 
-static gboolean
-cancelled (Pass *P, GError **error)
+gboolean
+lt_calib_cancelled (Pass *P, GError **error)
 {
   if (P->cancellable == NULL || !g_cancellable_is_cancelled (P->cancellable))
     return FALSE;
@@ -338,10 +320,10 @@ cancelled (Pass *P, GError **error)
   return TRUE;
 }
 
-static gboolean
-pass_progress (Pass *P, double f, const char *what, GError **error)
+gboolean
+lt_calib_pass_progress (Pass *P, double f, const char *what, GError **error)
 {
-  if (cancelled (P, error))
+  if (lt_calib_cancelled (P, error))
     return FALSE;
   if (P->progress && !P->progress (P->f0 + (P->f1 - P->f0) * f, what, P->user_data))
     {
@@ -355,22 +337,22 @@ pass_progress (Pass *P, double f, const char *what, GError **error)
  * stats[i] (NULL: not captured): 0 xn1 (q/k/v), 1 attention output (o_proj), 2 xn2
  * (gate/up), 3 SwiGLU output (down_proj). With @write the block's output replaces the
  * hidden states (the next block's input). */
-static gboolean
-pass_capture (Pass *P, int l, LtCalibStats *const *stats, gboolean write, GError **error)
+gboolean
+lt_calib_pass_capture (Pass *P, int l, LtCalibStats *const *stats, gboolean write, GError **error)
 {
-  pass_scratch (P);
+  lt_calib_pass_scratch (P);
   for (int c = 0; c < P->n_chunks; c++)
     {
-      int n = chunk_n (P, c);
+      int n = lt_calib_chunk_n (P, c);
       float *rows = P->hidden + P->chunk_tok[c] * P->C;
       float *x = write ? rows : P->x;
       const float *src[4] = { P->xn1, P->att, P->xn2, P->h };
 
-      if (cancelled (P, error))
+      if (lt_calib_cancelled (P, error))
         return FALSE;
       if (!write)
         memcpy (x, rows, (gsize) n * P->C * sizeof (float));
-      pass_block (P, l, c, x);
+      lt_calib_pass_block (P, l, c, x);
       for (int i = 0; stats && i < 4; i++)
         if (stats[i] && !lt_calib_stats_add (stats[i], src[i], n, P->cancellable, error))
           return FALSE;
@@ -385,14 +367,14 @@ linear_f32 (const LtLinear *lin, GError **error)
 {
   gsize n = (gsize) lin->out_features * lin->in_features;
   float *w;
-  if (!try_floats (&w, n, error))
+  if (!lt_calib_try_floats (&w, n, error))
     return NULL;
   lt_tensor_read_f32 (lin->weight, 0, (int64_t) n, w);
   return w;
 }
 
-static LtQuantTensor *
-rtn (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int bits, int group,
+LtQuantTensor *
+lt_calib_rtn (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int bits, int group,
      LtDType dt, GError **error)
 {
   LtQuantTensor *q = lt_quant_tensor_quantize (w, rows, cols, mode, bits, group, error);
@@ -401,8 +383,8 @@ rtn (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int bits, int
   return q;
 }
 
-static void
-linear_set_quant (LtLinear *lin, LtQuantTensor *q)
+void
+lt_calib_linear_set_quant (LtLinear *lin, LtQuantTensor *q)
 {
   if (lin->kind == LT_LINEAR_QUANTIZED)
     lt_quant_tensor_free (lin->quant);
@@ -411,8 +393,8 @@ linear_set_quant (LtLinear *lin, LtQuantTensor *q)
   lin->weight = NULL;
 }
 
-static void
-linear_set_dense (LtLinear *lin, const LtTensor *w)
+void
+lt_calib_linear_set_dense (LtLinear *lin, const LtTensor *w)
 {
   if (lin->kind == LT_LINEAR_QUANTIZED)
     lt_quant_tensor_free (lin->quant);
@@ -442,8 +424,8 @@ static double
 rtn_output_mse (const Pass *P, const LtCalibStats *st, const float *w0, int64_t rows,
                 int64_t cols, LtDType dt)
 {
-  g_autoptr (LtQuantTensor) q = rtn (w0, rows, cols, P->o->mode, P->o->bits, P->o->group_size,
-                                     dt, NULL);
+  g_autoptr (LtQuantTensor) q = lt_calib_rtn (w0, rows, cols, P->o->mode, P->o->bits,
+                                              P->o->group_size, dt, NULL);
   return q ? q_output_mse (st, w0, q, NULL, NULL) : NAN;
 }
 
@@ -462,27 +444,27 @@ quantize_embedding (Pass *P, int bits, gboolean head, LtCalibModelReport *rep, G
   if (P->C % g != 0)
     {
       g_ptr_array_add (P->unquantized, g_strdup ("model.embed_tokens"));
-      report_add (rep, "model.embed_tokens", 0, 0, (int64_t) P->V * P->C);
+      lt_calib_report_add (rep, "model.embed_tokens", 0, 0, (int64_t) P->V * P->C);
       if (!tied && head)
         {
           g_ptr_array_add (P->unquantized, g_strdup ("lm_head"));
-          report_add (rep, "lm_head", 0, 0, (int64_t) P->V * P->C);
+          lt_calib_report_add (rep, "lm_head", 0, 0, (int64_t) P->V * P->C);
         }
       return TRUE;
     }
   {
     g_autofree float *f = NULL;
     LtQuantTensor *q;
-    if (!try_floats (&f, (gsize) P->V * P->C, error))
+    if (!lt_calib_try_floats (&f, (gsize) P->V * P->C, error))
       return FALSE;
     lt_tensor_read_f32 (e, 0, (int64_t) P->V * P->C, f);
-    if ((q = rtn (f, P->V, P->C, P->o->mode, bits, g, e->dtype, error)) == NULL)
+    if ((q = lt_calib_rtn (f, P->V, P->C, P->o->mode, bits, g, e->dtype, error)) == NULL)
       return FALSE;
     m->w.embed_q = q;
     m->w.embed = NULL;
     if (tied)
-      linear_set_quant (&m->w.lm_head, q);
-    report_add (rep, "model.embed_tokens", bits, g, (int64_t) P->V * P->C);
+      lt_calib_linear_set_quant (&m->w.lm_head, q);
+    lt_calib_report_add (rep, "model.embed_tokens", bits, g, (int64_t) P->V * P->C);
   }
   if (!tied && head && m->w.lm_head.kind == LT_LINEAR_DENSE)
     {
@@ -490,21 +472,21 @@ quantize_embedding (Pass *P, int bits, gboolean head, LtCalibModelReport *rep, G
       g_autofree float *f = linear_f32 (lin, error);
       LtQuantTensor *q;
       if (f == NULL
-          || (q = rtn (f, lin->out_features, lin->in_features, P->o->mode, bits, g,
+          || (q = lt_calib_rtn (f, lin->out_features, lin->in_features, P->o->mode, bits, g,
                        lin->weight->dtype, error)) == NULL)
         return FALSE;
-      linear_set_quant (lin, q);
-      report_add (rep, "lm_head", bits, g, (int64_t) P->V * P->C);
+      lt_calib_linear_set_quant (lin, q);
+      lt_calib_report_add (rep, "lm_head", bits, g, (int64_t) P->V * P->C);
     }
   return TRUE;
 }
 
 /* hidden = the embedding of the calibration tokens (as the model now embeds them). */
-static void
-pass_embed (Pass *P)
+void
+lt_calib_pass_embed (Pass *P)
 {
   for (int c = 0; c < P->n_chunks; c++)
-    lt_model_embed (P->m, P->data->tokens + P->chunk_tok[c], chunk_n (P, c),
+    lt_model_embed (P->m, P->data->tokens + P->chunk_tok[c], lt_calib_chunk_n (P, c),
                     P->hidden + P->chunk_tok[c] * P->C);
 }
 
@@ -524,15 +506,15 @@ rtn_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
       if (cols % P->o->group_size != 0)
         {
           g_ptr_array_add (P->unquantized, g_strdup (lin->name));
-          report_add (rep, lin->name, 0, 0, rows * cols);
+          lt_calib_report_add (rep, lin->name, 0, 0, rows * cols);
           continue;
         }
       if ((w = linear_f32 (lin, error)) == NULL
-          || (q = rtn (w, rows, cols, P->o->mode, P->o->bits, P->o->group_size,
+          || (q = lt_calib_rtn (w, rows, cols, P->o->mode, P->o->bits, P->o->group_size,
                        lin->weight->dtype, error)) == NULL)
         return FALSE;
-      report_add (rep, lin->name, P->o->bits, P->o->group_size, rows * cols);
-      linear_set_quant (lin, q);
+      lt_calib_report_add (rep, lin->name, P->o->bits, P->o->group_size, rows * cols);
+      lt_calib_linear_set_quant (lin, q);
     }
   return TRUE;
 }
@@ -566,10 +548,10 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
       g_autofree char *what = g_strdup_printf ("block %d of %d: GPTQ %s", l + 1, P->L,
                                                strrchr (first->name, '.') + 1);
 
-      if (st == NULL || !pass_progress (P, s / 5.0, what, error))
+      if (st == NULL || !lt_calib_pass_progress (P, s / 5.0, what, error))
         return FALSE;
       sts[s] = st;
-      if (!pass_capture (P, l, sts, FALSE, error))
+      if (!lt_calib_pass_capture (P, l, sts, FALSE, error))
         return FALSE;
       for (int j = stage_first[s]; j < stage_first[s] + stage_count[s]; j++)
         {
@@ -582,7 +564,7 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
           if (cols % o->group_size != 0)
             {
               g_ptr_array_add (P->unquantized, g_strdup (lin->name));
-              report_add (rep, lin->name, 0, 0, rows * cols);
+              lt_calib_report_add (rep, lin->name, 0, 0, rows * cols);
               continue;
             }
           if ((w = linear_f32 (lin, error)) == NULL)
@@ -595,15 +577,15 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
               g_prefix_error (error, "%s: ", lin->name);
               return FALSE;
             }
-          r = report_add (rep, lin->name, o->bits, o->group_size, rows * cols);
+          r = lt_calib_report_add (rep, lin->name, o->bits, o->group_size, rows * cols);
           r->out_mse = q_output_mse (st, w, q, NULL, NULL);
           r->rtn_mse = rtn_output_mse (P, st, w, rows, cols, lin->weight->dtype);
-          linear_set_quant (lin, q);
+          lt_calib_linear_set_quant (lin, q);
         }
     }
-  if (!pass_progress (P, 0.8, "block output", error))
+  if (!lt_calib_pass_progress (P, 0.8, "block output", error))
     return FALSE;
-  return pass_capture (P, l, NULL, TRUE, error);
+  return lt_calib_pass_capture (P, l, NULL, TRUE, error);
 }
 
 /* ---- AWQ ----------------------------------------------------------------------------- */
@@ -646,12 +628,12 @@ awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
   ao.group_size = g;
   ao.n_grid = o->n_grid;
 
-  if (!pass_progress (P, 0.0, what, error))
+  if (!lt_calib_pass_progress (P, 0.0, what, error))
     return FALSE;
   for (int i = 0; i < 4; i++)
     if ((st[i] = lt_calib_stats_new (ins[i], error)) == NULL)
       goto out;
-  if (!pass_capture (P, l, st, FALSE, error))
+  if (!lt_calib_pass_capture (P, l, st, FALSE, error))
     goto out;
   for (int j = 0; j < LT_BLOCK_LINEARS; j++)
     {
@@ -664,7 +646,7 @@ awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
       w0[j] = g_memdup2 (w[j], (gsize) lin[j]->out_features * lin[j]->in_features
                                  * sizeof (float));
     }
-  if (!pass_progress (P, 0.3, what, error))
+  if (!lt_calib_pass_progress (P, 0.3, what, error))
     goto out;
 
   /* the scale searches, each folded at once: q/k/v ← input_layernorm */
@@ -719,7 +701,7 @@ awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
       divide_rows (w[5], P->I, P->C, s[3]);
       scale_columns (w[6], P->C, P->I, s[3]);
     }
-  if (!pass_progress (P, 0.55, what, error))
+  if (!lt_calib_pass_progress (P, 0.55, what, error))
     goto out;
 
   /* clipping (not q, k: MLX LM), round-to-nearest, install */
@@ -734,23 +716,23 @@ awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
       if (!quant[j])
         {
           g_ptr_array_add (P->unquantized, g_strdup (lin[j]->name));
-          report_add (rep, lin[j]->name, 0, 0, rows * cols);
+          lt_calib_report_add (rep, lin[j]->name, 0, 0, rows * cols);
           continue;
         }
       if (j >= 2 && !lt_awq_search_clip (st[in], s[in], w[j], rows, &ao, NULL, NULL, NULL,
                                          NULL, NULL, P->cancellable, error))
         goto out;
-      if ((q = rtn (w[j], rows, cols, o->mode, o->bits, g, lin[j]->weight->dtype, error))
+      if ((q = lt_calib_rtn (w[j], rows, cols, o->mode, o->bits, g, lin[j]->weight->dtype, error))
           == NULL)
         goto out;
-      r = report_add (rep, lin[j]->name, o->bits, g, rows * cols);
+      r = lt_calib_report_add (rep, lin[j]->name, o->bits, g, rows * cols);
       r->out_mse = q_output_mse (st[in], w0[j], q, row_mul, s[in]);
       r->rtn_mse = rtn_output_mse (P, st[in], w0[j], rows, cols, lin[j]->weight->dtype);
-      linear_set_quant (lin[j], q);
+      lt_calib_linear_set_quant (lin[j], q);
     }
-  if (!pass_progress (P, 0.8, "block output", error))
+  if (!lt_calib_pass_progress (P, 0.8, "block output", error))
     goto out;
-  ok = pass_capture (P, l, NULL, TRUE, error);
+  ok = lt_calib_pass_capture (P, l, NULL, TRUE, error);
 
 out:
   for (int i = 0; i < 4; i++)
@@ -766,381 +748,24 @@ out:
   return ok;
 }
 
-/* ---- dynamic ------------------------------------------------------------------------- */
-
-#define DYN_LOW_GROUP(o) ((o)->low_group_size > 0 ? (o)->low_group_size : (o)->group_size)
-#define DYN_HIGH_GROUP(o) ((o)->high_group_size > 0 ? (o)->high_group_size : (o)->group_size)
-
-typedef struct
-{
-  char *module;
-  int l, j;                  /* block and linear; l = -1 embedding, l = L the untied head */
-  int64_t rows, cols;
-} DynLayer;
-
-static void
-dyn_layer_free (gpointer p)
-{
-  DynLayer *d = p;
-  g_free (d->module);
-  g_free (d);
-}
-
-static LtLinear *
-dyn_linear (Pass *P, const DynLayer *d)
-{
-  if (d->l < 0 || d->l >= P->L)
-    return &P->m->w.lm_head;
-  return lt_layer_linear (&P->m->w.layers[d->l], d->j);
-}
-
-/* Quantizes layer d at @bits (round-to-nearest) into the model. The embedding: embed_q (and
- * the tied head); *saved_embed keeps the stored embedding for dyn_restore. */
-static gboolean
-dyn_install (Pass *P, const DynLayer *d, int bits, int group, GError **error)
+/* The statistics of the LM head's input: the final-normed hidden states. */
+static LtCalibStats *
+head_stats (Pass *P, GError **error)
 {
   LtModel *m = P->m;
-  LtLinear *lin = dyn_linear (P, d);
-  const LtTensor *src = d->l < 0 ? m->w.embed : lin->weight;
-  g_autofree float *f = NULL;
-  LtQuantTensor *q;
+  g_autoptr (LtCalibStats) st = lt_calib_stats_new (P->C, error);
 
-  if (!try_floats (&f, (gsize) d->rows * d->cols, error))
-    return FALSE;
-  lt_tensor_read_f32 (src, 0, d->rows * d->cols, f);
-  if ((q = rtn (f, d->rows, d->cols, P->o->mode, bits, group, src->dtype, error))
-      == NULL)
-    return FALSE;
-  if (d->l < 0)
-    {
-      gboolean tied = lin->kind == LT_LINEAR_DENSE && lin->weight == m->w.embed;
-      m->w.embed_q = q;
-      m->w.embed = NULL;
-      if (tied)
-        linear_set_quant (lin, q);
-      else
-        m->w.embed_q = q;
-    }
-  else
-    linear_set_quant (lin, q);
-  return TRUE;
-}
-
-static void
-dyn_restore (Pass *P, const DynLayer *d, const LtTensor *stored, const LtTensor *head)
-{
-  LtModel *m = P->m;
-  if (d->l < 0)
-    {
-      if (m->w.lm_head.kind == LT_LINEAR_QUANTIZED && m->w.lm_head.quant == m->w.embed_q)
-        linear_set_dense (&m->w.lm_head, head);
-      else
-        lt_quant_tensor_free (m->w.embed_q);
-      m->w.embed_q = NULL;
-      m->w.embed = stored;
-    }
-  else
-    linear_set_dense (dyn_linear (P, d), stored);
-}
-
-/* xq (N, C) = final norm (blocks l0 … L−1 (hidden)); from the embedding when @embed. */
-static gboolean
-run_rest (Pass *P, int l0, gboolean embed, float *xq, GError **error)
-{
-  const LtConfig *cfg = P->m->config;
-  pass_scratch (P);
+  if (st == NULL)
+    return NULL;
   for (int c = 0; c < P->n_chunks; c++)
     {
-      int n = chunk_n (P, c);
-      if (cancelled (P, error))
-        return FALSE;
-      if (embed)
-        lt_model_embed (P->m, P->data->tokens + P->chunk_tok[c], n, P->x);
-      else
-        memcpy (P->x, P->hidden + P->chunk_tok[c] * P->C, (gsize) n * P->C * sizeof (float));
-      for (int l = l0; l < P->L; l++)
-        pass_block (P, l, c, P->x);
-      lt_rmsnorm_forward (xq + P->chunk_tok[c] * P->C, P->x, P->m->w.norm,
-                          (float) cfg->rms_norm_eps, n, P->C);
+      int n = lt_calib_chunk_n (P, c);
+      lt_rmsnorm_forward (P->x, P->hidden + P->chunk_tok[c] * P->C, m->w.norm,
+                          (float) m->config->rms_norm_eps, n, P->C);
+      if (!lt_calib_stats_add (st, P->x, n, P->cancellable, error))
+        return NULL;
     }
-  return TRUE;
-}
-
-/* Mean over the tokens of KL (softmax (head_f (xf)) ‖ softmax (head_q (xq))). */
-static double
-kl_mean (Pass *P, const float *xf, const LtLinear *head_f, const float *xq,
-         const LtLinear *head_q)
-{
-  const int64_t N = P->data->n_tokens;
-  const int V = P->V, C = P->C;
-  int R = (int) MIN ((int64_t) MAX (1, (1 << 20) / V), N);
-  g_autofree float *zf = g_new (float, (gsize) R * V);
-  g_autofree float *zq = g_new (float, (gsize) R * V);
-  double total = 0.0;
-
-  pass_scratch (P);
-  pass_scratch_at_least (P, lt_linear_scratch_floats (head_f));
-  pass_scratch_at_least (P, lt_linear_scratch_floats (head_q));
-  for (int64_t r0 = 0; r0 < N; r0 += R)
-    {
-      int n = (int) MIN ((int64_t) R, N - r0);
-      lt_linear_forward (head_f, xf + r0 * C, n, zf, P->lin_scratch, P->lin_scratch_floats);
-      lt_linear_forward (head_q, xq + r0 * C, n, zq, P->lin_scratch, P->lin_scratch_floats);
-#pragma omp parallel for reduction(+:total) schedule(static)
-      for (int i = 0; i < n; i++)
-        {
-          const float *a = zf + (gsize) i * V, *b = zq + (gsize) i * V;
-          double ma = -INFINITY, mb = -INFINITY, sa = 0, sb = 0, dot = 0;
-          for (int v = 0; v < V; v++)
-            {
-              ma = MAX (ma, a[v]);
-              mb = MAX (mb, b[v]);
-            }
-          for (int v = 0; v < V; v++)
-            {
-              double ea = exp (a[v] - ma);
-              sa += ea;
-              sb += exp (b[v] - mb);
-              dot += ea * ((double) a[v] - b[v]);
-            }
-          total += dot / sa - (ma + log (sa)) + (mb + log (sb));
-        }
-    }
-  return total / (double) N;
-}
-
-static gboolean
-sens_read (const char *path, GPtrArray *layers, double *sens, GError **error)
-{
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (GHashTable) map = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  JsonNode *root;
-  JsonArray *a;
-
-  if (!json_parser_load_from_file (parser, path, error))
-    {
-      g_prefix_error (error, "%s: ", path);
-      return FALSE;
-    }
-  root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_ARRAY (root))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                   "%s: not a sensitivities file (a list of [module, value] pairs)", path);
-      return FALSE;
-    }
-  a = json_node_get_array (root);
-  for (guint i = 0; i < json_array_get_length (a); i++)
-    {
-      JsonNode *e = json_array_get_element (a, i);
-      JsonArray *pair = JSON_NODE_HOLDS_ARRAY (e) ? json_node_get_array (e) : NULL;
-      JsonNode *k, *v;
-      if (pair == NULL || json_array_get_length (pair) != 2
-          || !JSON_NODE_HOLDS_VALUE ((k = json_array_get_element (pair, 0)))
-          || json_node_get_value_type (k) != G_TYPE_STRING
-          || !JSON_NODE_HOLDS_VALUE ((v = json_array_get_element (pair, 1)))
-          || (json_node_get_value_type (v) != G_TYPE_DOUBLE
-              && json_node_get_value_type (v) != G_TYPE_INT64))
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                       "%s: entry %u is not a [module, number] pair", path, i + 1);
-          return FALSE;
-        }
-      double *d = g_new (double, 1);
-      *d = json_node_get_double (v);
-      g_hash_table_insert (map, g_strdup (json_node_get_string (k)), d);
-    }
-  for (guint i = 0; i < layers->len; i++)
-    {
-      const DynLayer *d = layers->pdata[i];
-      const double *v = g_hash_table_lookup (map, d->module);
-      if (v == NULL || !isfinite (*v))
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                       "%s: no sensitivity for “%s” (computed for another model? delete the "
-                       "file to recompute)", path, d->module);
-          return FALSE;
-        }
-      sens[i] = *v;
-    }
-  return TRUE;
-}
-
-static gboolean
-sens_write (const char *path, GPtrArray *layers, const double *sens, GError **error)
-{
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  g_autoptr (JsonNode) root = NULL;
-  g_autofree char *text = NULL;
-
-  json_builder_begin_array (b);
-  for (guint i = 0; i < layers->len; i++)
-    {
-      const DynLayer *d = layers->pdata[i];
-      json_builder_begin_array (b);
-      json_builder_add_string_value (b, d->module);
-      json_builder_add_double_value (b, sens[i]);
-      json_builder_end_array (b);
-    }
-  json_builder_end_array (b);
-  root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  text = json_generator_to_data (gen, NULL);
-  if (!g_file_set_contents (path, text, -1, error))
-    {
-      g_prefix_error (error, "sensitivities: ");
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-dyn_sensitivities (Pass *P, GPtrArray *layers, double *sens, GError **error)
-{
-  LtModel *m = P->m;
-  const int64_t N = P->data->n_tokens;
-  const int bits[2] = { P->o->low_bits, P->o->high_bits };
-  const int groups[2] = { DYN_LOW_GROUP (P->o), DYN_HIGH_GROUP (P->o) };
-  const LtTensor *head_w = m->w.lm_head.weight;
-  LtLinear head_f = m->w.lm_head;   /* the float head, for the reference logits */
-  g_autofree float *xf = NULL, *xq = NULL;
-  guint k = 0;
-
-  if (!try_floats (&xf, (gsize) N * P->C, error) || !try_floats (&xq, (gsize) N * P->C, error))
-    return FALSE;
-  pass_embed (P);
-  if (!run_rest (P, 0, FALSE, xf, error))
-    return FALSE;
-  for (int l = -1; l <= P->L; l++)
-    {
-      /* the layers of block l (−1: the embedding, L: the head), then block l's float output
-       * becomes the hidden states */
-      for (; k < layers->len && ((DynLayer *) layers->pdata[k])->l == l; k++)
-        {
-          const DynLayer *d = layers->pdata[k];
-          LtLinear *lin = dyn_linear (P, d);
-          const LtTensor *stored = d->l < 0 ? m->w.embed : lin->weight;
-          double kl[2];
-          g_autofree char *what = g_strdup_printf ("sensitivity of %s", d->module);
-
-          P->f0 = 0.8 * k / layers->len;
-          P->f1 = 0.8 * (k + 1) / layers->len;
-          if (!pass_progress (P, 0, what, error))
-            return FALSE;
-          for (int i = 0; i < 2; i++)
-            {
-              gboolean ok;
-              if (!dyn_install (P, d, bits[i], groups[i], error))
-                return FALSE;
-              if (l >= P->L)
-                ok = TRUE, memcpy (xq, xf, (gsize) N * P->C * sizeof (float));
-              else
-                ok = run_rest (P, MAX (l, 0), l < 0, xq, error);
-              kl[i] = ok ? kl_mean (P, xf, &head_f, xq, &m->w.lm_head) : NAN;
-              dyn_restore (P, d, stored, head_w);
-              if (!ok)
-                return FALSE;
-            }
-          sens[k] = (kl[0] - kl[1]) / ((double) d->rows * d->cols / 1e6);
-        }
-      if (l >= 0 && l < P->L && !pass_capture (P, l, NULL, TRUE, error))
-        return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-dynamic_quantize (Pass *P, LtCalibModelReport *rep, GError **error)
-{
-  LtModel *m = P->m;
-  const LtCalibModelOptions *o = P->o;
-  const int lg = DYN_LOW_GROUP (o), hg = DYN_HIGH_GROUP (o);
-  g_autoptr (GPtrArray) layers = g_ptr_array_new_with_free_func (dyn_layer_free);
-  g_autofree double *sens = NULL;
-  g_autofree int64_t *nw = NULL;
-  g_autofree int *bits = NULL;
-  gboolean tied = m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight == m->w.embed;
-  double bpw;
-
-  /* the quantizable layers in model order: embedding, blocks, untied head */
-  for (int l = -1; l <= P->L; l++)
-    for (int j = 0; j < (l >= 0 && l < P->L ? LT_BLOCK_LINEARS : 1); j++)
-      {
-        DynLayer *d = g_new0 (DynLayer, 1);
-        d->l = l;
-        d->j = j;
-        if (l < 0)
-          {
-            d->module = g_strdup ("model.embed_tokens");
-            d->rows = P->V, d->cols = P->C;
-          }
-        else if (l == P->L)
-          {
-            if (tied)
-              {
-                g_free (d);
-                continue;
-              }
-            d->module = g_strdup ("lm_head");
-            d->rows = P->V, d->cols = P->C;
-          }
-        else
-          {
-            LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
-            d->module = g_strdup (lin->name);
-            d->rows = lin->out_features, d->cols = lin->in_features;
-          }
-        if (d->cols % lg != 0 || d->cols % hg != 0)
-          {
-            g_ptr_array_add (P->unquantized, g_strdup (d->module));
-            dyn_layer_free (d);
-            continue;
-          }
-        g_ptr_array_add (layers, d);
-      }
-  if (layers->len == 0)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "no layer's input size is a multiple of the group sizes %d and %d", lg, hg);
-      return FALSE;
-    }
-  sens = g_new (double, layers->len);
-  nw = g_new (int64_t, layers->len);
-  bits = g_new (int, layers->len);
-  for (guint i = 0; i < layers->len; i++)
-    nw[i] = ((DynLayer *) layers->pdata[i])->rows * ((DynLayer *) layers->pdata[i])->cols;
-
-  if (o->sensitivities && g_file_test (o->sensitivities, G_FILE_TEST_EXISTS))
-    {
-      if (!sens_read (o->sensitivities, layers, sens, error))
-        return FALSE;
-      rep->sensitivities_read = TRUE;
-    }
-  else
-    {
-      if (!dyn_sensitivities (P, layers, sens, error))
-        return FALSE;
-      if (o->sensitivities && !sens_write (o->sensitivities, layers, sens, error))
-        return FALSE;
-    }
-  if (!lt_calib_allocate_bits (sens, nw, (int) layers->len, o->low_bits, lg, o->high_bits, hg,
-                               o->target_bpw, bits, &bpw, error))
-    return FALSE;
-
-  P->f0 = 0.8, P->f1 = 1.0;
-  for (guint i = 0; i < layers->len; i++)
-    {
-      const DynLayer *d = layers->pdata[i];
-      LtCalibLayerReport *r;
-      int group = bits[i] == o->high_bits ? hg : lg;
-      if (!pass_progress (P, (double) i / layers->len, d->module, error)
-          || !dyn_install (P, d, bits[i], group, error))
-        return FALSE;
-      r = report_add (rep, d->module, bits[i], group, nw[i]);
-      r->sensitivity = sens[i];
-    }
-  return TRUE;
+  return g_steal_pointer (&st);
 }
 
 /* GPTQ of the LM head (the tied embedding too) over the final-normed hidden states of the
@@ -1161,16 +786,8 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
 
   if (lin->kind != LT_LINEAR_DENSE || P->C % o->group_size != 0)
     return TRUE;
-  if ((st = lt_calib_stats_new (P->C, error)) == NULL || !pass_progress (P, 0, "GPTQ lm_head", error))
+  if (!lt_calib_pass_progress (P, 0, "GPTQ lm_head", error) || (st = head_stats (P, error)) == NULL)
     return FALSE;
-  for (int c = 0; c < P->n_chunks; c++)
-    {
-      int n = chunk_n (P, c);
-      lt_rmsnorm_forward (P->x, P->hidden + P->chunk_tok[c] * P->C, m->w.norm,
-                          (float) m->config->rms_norm_eps, n, P->C);
-      if (!lt_calib_stats_add (st, P->x, n, P->cancellable, error))
-        return FALSE;
-    }
   lt_gptq_options_init (&go);
   go.mode = o->mode;
   go.bits = o->bits;
@@ -1178,7 +795,7 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
   go.damp = tied ? MAX (o->damp, o->tied_damp) : o->damp;
   go.block_size = o->block_size;
   go.measure = FALSE;
-  if (!try_floats (&w, (gsize) P->V * P->C, error))
+  if (!lt_calib_try_floats (&w, (gsize) P->V * P->C, error))
     return FALSE;
   lt_tensor_read_f32 (src, 0, (int64_t) P->V * P->C, w);
   q = lt_gptq_quantize (w, P->V, P->C, st, &go, NULL, NULL, NULL, P->cancellable, error);
@@ -1189,11 +806,85 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
       g_prefix_error (error, "lm_head: ");
       return FALSE;
     }
-  r = report_add (rep, tied ? "model.embed_tokens" : "lm_head", o->bits, o->group_size,
+  r = lt_calib_report_add (rep, tied ? "model.embed_tokens" : "lm_head", o->bits, o->group_size,
                   (int64_t) P->V * P->C);
   r->out_mse = q_output_mse (st, w, q, NULL, NULL);
   r->rtn_mse = rtn_output_mse (P, st, w, P->V, P->C, src->dtype);
-  linear_set_quant (lin, q);
+  lt_calib_linear_set_quant (lin, q);
+  if (tied)
+    {
+      m->w.embed_q = q;
+      m->w.embed = NULL;
+    }
+  return TRUE;
+}
+
+/* AWQ of the LM head: an untied head's input scales are folded into the final norm, then
+ * its clipping search; a tied head (the embedding too) cannot be scaled, and its clipping
+ * search runs on H + λI, λ = tied_damp · mean (diag H), for the embedding's weight-space
+ * error (as GPTQ's tied head). */
+static gboolean
+awq_head (Pass *P, LtCalibModelReport *rep, GError **error)
+{
+  LtModel *m = P->m;
+  const LtCalibModelOptions *o = P->o;
+  LtLinear *lin = &m->w.lm_head;
+  gboolean tied = lin->kind == LT_LINEAR_DENSE && lin->weight == m->w.embed;
+  const LtTensor *src = lin->weight;
+  const gsize n = (gsize) P->V * P->C;
+  g_autoptr (LtCalibStats) st = NULL;
+  g_autoptr (LtCalibStats) clip_st = NULL;
+  g_autofree float *w = NULL, *w0 = NULL, *s = NULL;
+  LtAwqOptions ao;
+  LtQuantTensor *q;
+  LtCalibLayerReport *r;
+
+  if (lin->kind != LT_LINEAR_DENSE || P->C % o->group_size != 0)
+    return TRUE;
+  if (!lt_calib_pass_progress (P, 0, "AWQ lm_head", error) || (st = head_stats (P, error)) == NULL
+      || (clip_st = lt_calib_stats_new (P->C, error)) == NULL
+      || !lt_calib_try_floats (&w, n, error))
+    return FALSE;
+  lt_awq_options_init (&ao);
+  ao.mode = o->mode;
+  ao.bits = o->bits;
+  ao.group_size = o->group_size;
+  ao.n_grid = o->n_grid;
+  lt_tensor_read_f32 (src, 0, (int64_t) n, w);
+  w0 = g_memdup2 (w, n * sizeof (float));
+  if (!tied)
+    {
+      LtAwqLinear al = { w, P->V };
+      s = g_new (float, P->C);
+      if (!lt_awq_search_scales (st, &al, 1, &ao, s, NULL, NULL, NULL, P->cancellable, error))
+        return FALSE;
+      for (int c = 0; c < P->C; c++)
+        m->w.norm[c] /= s[c];
+      scale_columns (w, P->V, P->C, s);
+    }
+  /* the clipping statistics: a copy, damped when tied */
+  memcpy (clip_st->h, st->h, (gsize) P->C * P->C * sizeof (float));
+  memcpy (clip_st->abs_sum, st->abs_sum, (gsize) P->C * sizeof (double));
+  clip_st->n = st->n;
+  if (tied)
+    {
+      double mean = 0;
+      for (int i = 0; i < P->C; i++)
+        mean += st->h[(gsize) i * P->C + i];
+      mean /= P->C;
+      for (int i = 0; i < P->C; i++)
+        clip_st->h[(gsize) i * P->C + i] += (float) (o->tied_damp * mean);
+    }
+  if (!lt_awq_search_clip (clip_st, s, w, P->V, &ao, NULL, NULL, NULL, NULL, NULL,
+                           P->cancellable, error)
+      || (q = lt_calib_rtn (w, P->V, P->C, o->mode, o->bits, o->group_size, src->dtype,
+                            error)) == NULL)
+    return FALSE;
+  r = lt_calib_report_add (rep, tied ? "model.embed_tokens" : "lm_head", o->bits, o->group_size,
+                  (int64_t) n);
+  r->out_mse = q_output_mse (st, w0, q, NULL, s);
+  r->rtn_mse = rtn_output_mse (P, st, w0, P->V, P->C, src->dtype);
+  lt_calib_linear_set_quant (lin, q);
   if (tied)
     {
       m->w.embed_q = q;
@@ -1282,17 +973,18 @@ lt_calib_model_quantize (LtModel *m, const LtCalibTokens *data, const LtCalibMod
     goto out;
 
   if (o->method == LT_CALIB_METHOD_DYNAMIC)
-    ok = dynamic_quantize (&P, rep, error);
+    ok = lt_calib_dynamic_quantize (&P, rep, error);
   else
     {
-      gboolean head = o->method == LT_CALIB_METHOD_GPTQ;
-      /* GPTQ: an untied embedding now, the LM head (or the tied embedding) after the blocks */
+      gboolean head = o->method == LT_CALIB_METHOD_GPTQ || o->method == LT_CALIB_METHOD_AWQ;
+      /* GPTQ, AWQ: an untied embedding now, the LM head (or the tied embedding) after the
+       * blocks */
       gboolean tied = m->w.lm_head.kind == LT_LINEAR_DENSE
                       && m->w.lm_head.weight == m->w.embed;
       if (!(head && tied) && !quantize_embedding (&P, o->bits, !head, rep, error))
         goto out;
       if (o->method != LT_CALIB_METHOD_RTN)
-        pass_embed (&P);
+        lt_calib_pass_embed (&P);
       for (int l = 0; l < P.L; l++)
         {
           gboolean done;
@@ -1300,13 +992,14 @@ lt_calib_model_quantize (LtModel *m, const LtCalibTokens *data, const LtCalibMod
           P.f1 = (double) (l + 1) / P.L;
           done = o->method == LT_CALIB_METHOD_GPTQ ? gptq_block (&P, l, rep, error)
                  : o->method == LT_CALIB_METHOD_AWQ ? awq_block (&P, l, rep, error)
-                 : pass_progress (&P, 0, "round-to-nearest", error)
+                 : lt_calib_pass_progress (&P, 0, "round-to-nearest", error)
                    && rtn_block (&P, l, rep, error);
           if (!done)
             goto out;
         }
       P.f0 = 0.99, P.f1 = 1.0;
-      if (head && !gptq_head (&P, rep, error))
+      if (head && !(o->method == LT_CALIB_METHOD_GPTQ ? gptq_head (&P, rep, error)
+                                                       : awq_head (&P, rep, error)))
         goto out;
       ok = TRUE;
     }

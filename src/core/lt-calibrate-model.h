@@ -4,10 +4,11 @@
  * block at a time, and the MLX-layout writer of the result.
  *
  * The model is loaded as stored (dense, its weights borrowed from the mapping). The pass
- * quantizes it IN PLACE: each block linear becomes an LT_LINEAR_QUANTIZED layer, the
- * embedding (and an untied LM head) round-to-nearest at the same bits (as MLX LM does after
- * its GPTQ/AWQ passes; GPTQ also does the LM head, see below); AWQ also rewrites the f32 norms it folds 1/s into. The model is then
- * the quantized model: evaluate it, or write it with lt_calib_model_write.
+ * quantizes it IN PLACE: each block linear becomes an LT_LINEAR_QUANTIZED layer, an untied
+ * embedding round-to-nearest at the same bits (as MLX LM does after its GPTQ/AWQ passes),
+ * the LM head (a tied one is the embedding too) by the method (see below); AWQ also rewrites
+ * the f32 norms it folds 1/s into. The model is then the quantized model: evaluate it, or
+ * write it with lt_calib_model_write.
  *
  * Memory: the stored model (mapped) + the quantized layers + one block's linears in f32 +
  * the calibration hidden states (tokens, hidden) f32 + one chunk of block activations
@@ -27,7 +28,10 @@
  *         v_proj rows (and bias) /= s for o_proj, only when n_kv_heads == n_heads (else o_proj
  *         keeps s = 1, as MLX LM); post_attention_layernorm /= s (gate/up); up_proj rows /= s
  *         (down). Then the clip search on v, o, gate, up, down (MLX LM skips q and k),
- *         round-to-nearest, and the quantized block's output feeds the next block.
+ *         round-to-nearest, and the quantized block's output feeds the next block. After
+ *         the last block, the LM head: an untied head's scales fold into the final norm, then
+ *         its clipping search; a tied head only the clipping, on H + tied_damp·mean(diag H)·I
+ *         (the embedding's weight-space error, as GPTQ's tied head).
  *   Dynamic  sensitivity of each quantizable layer (every block linear, the embedding and an
  *         untied LM head) = (KL(float ‖ only that layer at low bits) − KL(float ‖ only that
  *         layer at high bits)) per million weights, the mean KL over the calibration tokens;
@@ -91,8 +95,8 @@ typedef struct
   int group_size;            /* default 64 */
   double damp;               /* GPTQ, default 0.01 */
   int block_size;            /* GPTQ, default 128 */
-  double tied_damp;          /* GPTQ of a tied LM head, default 3.0: the head's rows are also
-                              * the embedding, whose lookup error is weight-space error; a
+  double tied_damp;          /* GPTQ / AWQ clipping of a tied LM head, default 3.0: its rows are
+                              * also the embedding, whose lookup error is weight-space error; a
                               * damping of λ = tied_damp · mean (diag H) adds λ‖ΔW‖² to the
                               * head's output error (chosen on the calibration text's
                               * perplexity, TinyStories-656K) */
