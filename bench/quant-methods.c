@@ -2,8 +2,9 @@
 /* bench-quant-methods: what learned quantization (issue 13, lt-calibrate-model) recovers of
  * round-to-nearest's perplexity loss on TinyStories-656K.
  *
- *   bench-quant-methods [--model DIR] [--data DIR]
+ *   bench-quant-methods [--model DIR] [--data DIR] [--method NAME]
  *
+ * --method NAME: only the float, rtn and NAME rows.
  * Model: DIR, else $LATHE_SHARED_DIR/models/tinystories-656k, else
  * ../shared/models/tinystories-656k; the bench prints a line and exits 0 when absent.
  * Text (DIR, else $LATHE_TEST_DATA, else tests/data): calibration on the first 40 stories of
@@ -165,7 +166,7 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
 int
 main (int argc, char **argv)
 {
-  const char *model_arg = NULL, *data_arg = NULL;
+  const char *model_arg = NULL, *data_arg = NULL, *only = NULL;
   const char *shared = g_getenv ("LATHE_SHARED_DIR");
   g_autofree char *model = NULL, *data = NULL;
 
@@ -175,6 +176,8 @@ main (int argc, char **argv)
         model_arg = argv[++i];
       else if (strcmp (argv[i], "--data") == 0)
         data_arg = argv[++i];
+      else if (strcmp (argv[i], "--method") == 0)
+        only = argv[++i];
     }
   model = model_arg ? g_strdup (model_arg)
           : g_build_filename (shared ? shared : "../shared", "models", "tinystories-656k", NULL);
@@ -226,6 +229,10 @@ main (int argc, char **argv)
       const Row *r = &rows[i];
       g_autofree char *bits = NULL, *peak = NULL, *rec = NULL;
 
+      memset (&res[i], 0, sizeof res[i]);
+      if (only && r->method != FLOAT_ROW && r->method != LT_CALIB_METHOD_RTN
+          && strcmp (lt_calib_method_name (r->method), only) != 0)
+        continue;
       res[i] = run_row (model, r, calib, eval);
       bits = r->method == FLOAT_ROW ? g_strdup ("f32")
              : r->method == LT_CALIB_METHOD_DYNAMIC ? g_strdup_printf ("%.2f", r->target)
