@@ -542,6 +542,54 @@ test_bad_input (void)
   g_rmdir (tmp);
 }
 
+/* The CLI's calibrated path end to end: gptq with --report-ppl --json on a fixture writes a
+ * folder Lathe loads, and prints the method, bits per weight and both perplexities. */
+static void
+test_cli (void)
+{
+  const char *cli = g_getenv ("LATHE_CLI");
+  g_autofree char *dir = fixture ("llama-f32");
+  g_autofree char *data = stories ("train.jsonl");
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tmp = NULL, *out = NULL, *so = NULL, *se = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (LtModel) m = NULL;
+  JsonObject *o;
+  int status;
+
+  if (cli == NULL)
+    {
+      g_test_skip ("LATHE_CLI unset");
+      return;
+    }
+  tmp = g_dir_make_tmp ("calib-cli-XXXXXX", &error);
+  g_assert_no_error (error);
+  out = g_build_filename (tmp, "q", NULL);
+  const char *argv[] = { cli, "quantize", "--model", dir, "--out", out, "--method", "gptq",
+                         "--bits", "4", "--group-size", "32", "--data", data,
+                         "--num-samples", "12", "--report-ppl", "--json", NULL };
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &so,
+                               &se, &status, &error));
+  g_assert_no_error (error);
+  g_test_message ("%s", se);
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (WEXITSTATUS (status), ==, 0);
+  g_assert_true (json_parser_load_from_data (parser, so, -1, &error));
+  g_assert_no_error (error);
+  o = json_node_get_object (json_parser_get_root (parser));
+  g_assert_cmpstr (json_object_get_string_member (o, "method"), ==, "gptq");
+  g_assert_cmpfloat (json_object_get_double_member (o, "bpw"), ==, 5.0);
+  g_assert_cmpint (json_object_get_int_member (o, "calibration_sequences"), ==, 12);
+  /* 60 examples: the last 6 held out */
+  g_assert_cmpint (json_object_get_int_member (o, "eval_sequences"), ==, 6);
+  g_assert_true (isfinite (json_object_get_double_member (o, "ppl_before")));
+  g_assert_true (isfinite (json_object_get_double_member (o, "ppl_after")));
+  m = lt_model_load (out, &error);
+  g_assert_no_error (error);
+  g_assert_true (m->prequantized);
+  rm_rf (out);
+}
+
 /* TinyStories-656K, 4-bit group 64, calibrated on tests/data/stories/train.jsonl: perplexity
  * on stories/valid.jsonl (not calibrated on) after GPTQ is below round-to-nearest's. */
 static void
@@ -585,6 +633,7 @@ main (int argc, char **argv)
   g_test_add_func ("/calibrate-model/dynamic", test_dynamic);
   g_test_add_func ("/calibrate-model/cancel", test_cancel);
   g_test_add_func ("/calibrate-model/bad-input", test_bad_input);
+  g_test_add_func ("/calibrate-model/cli", test_cli);
   g_test_add_func ("/calibrate-model/tinystories-gptq", test_tinystories_gptq);
   return g_test_run ();
 }
