@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* lathe quantize: quantize a model's linear layers, embedding and LM head and write the result
  * in the MLX layout (FORMATS.md §2.5-2.6), which `lathe eval`, `lathe generate` and mlx-lm
- * load. */
+ * load. --method rtn (the default) is round-to-nearest at load time, below; gptq, awq and
+ * dynamic use calibration data (lathe-quantize-calib.c over lt-calibrate-model). */
 #include "config.h"
 
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <json-glib/json-glib.h>
 
 #include "lathe-cli.h"
+#include "lathe-quantize-calib.h"
 #include "lt-error.h"
 #include "lt-export.h"
 #include "lt-export-mlx.h"
@@ -237,6 +239,15 @@ lathe_cmd_quantize (int argc, char **argv)
   int bits = 4, group_size = 64;
   gboolean force = FALSE, json = FALSE;
   int exit_status;
+  g_autofree char *method_text = NULL;
+  g_autofree char *data = NULL;
+  g_autofree char *eval_data = NULL;
+  g_autofree char *sensitivities = NULL;
+  int num_samples = 128, max_seq_length = 512;
+  double damp = NAN, target_bpw = NAN;
+  int block_size = -1, n_grid = -1, low_bits = -1, high_bits = -1;
+  int low_group = -1, high_group = -1;
+  gboolean report_ppl = FALSE;
   const GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir,
       "Model folder (config.json, safetensors in F32/F16/BF16); required", "DIR" },
@@ -253,15 +264,56 @@ lathe_cmd_quantize (int argc, char **argv)
       "Replace a non-empty --out folder (default off)", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
       "Print the per-layer error and the output size as JSON (default off)", NULL },
+    { "method", 0, 0, G_OPTION_ARG_STRING, &method_text,
+      "rtn (round-to-nearest, no data), gptq, awq or dynamic (mixed-bit); the last three need "
+      "--data (default rtn)", "METHOD" },
+    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data,
+      "Calibration data: a JSONL file or dataset folder in any format Lathe trains on", "FILE" },
+    { "num-samples", 0, 0, G_OPTION_ARG_INT, &num_samples,
+      "Calibration sequences, the first N examples; 0 = all (default 128)", "N" },
+    { "max-seq-length", 0, 0, G_OPTION_ARG_INT, &max_seq_length,
+      "Tokens per calibration sequence, longer examples are cut (default 512)", "N" },
+    { "damp", 0, 0, G_OPTION_ARG_DOUBLE, &damp,
+      "gptq: damping, a fraction of the mean Hessian diagonal (default 0.01)", "X" },
+    { "block-size", 0, 0, G_OPTION_ARG_INT, &block_size,
+      "gptq: columns per lazy-update block (default 128)", "N" },
+    { "n-grid", 0, 0, G_OPTION_ARG_INT, &n_grid,
+      "awq: grid points of the scale and clipping searches (default 20)", "N" },
+    { "target-bpw", 0, 0, G_OPTION_ARG_DOUBLE, &target_bpw,
+      "dynamic: bits per weight to reach, bits + 32/group averaged over the quantized layers "
+      "(default 5.0)", "X" },
+    { "low-bits", 0, 0, G_OPTION_ARG_INT, &low_bits,
+      "dynamic: bits of the less sensitive layers (default 4)", "N" },
+    { "high-bits", 0, 0, G_OPTION_ARG_INT, &high_bits,
+      "dynamic: bits of the more sensitive layers (default 5)", "N" },
+    { "low-group-size", 0, 0, G_OPTION_ARG_INT, &low_group,
+      "dynamic: group size of the low width (default --group-size)", "G" },
+    { "high-group-size", 0, 0, G_OPTION_ARG_INT, &high_group,
+      "dynamic: group size of the high width (default --group-size)", "G" },
+    { "sensitivities", 0, 0, G_OPTION_ARG_FILENAME, &sensitivities,
+      "dynamic: per-layer sensitivities as JSON, read when the file exists, else computed and "
+      "written there (MLX LM's [[module, value], ...] form)", "FILE" },
+    { "report-ppl", 0, 0, G_OPTION_ARG_NONE, &report_ppl,
+      "Print the perplexity before and after on held-out data: --eval-data, else the last "
+      "tenth of --data, which calibration then does not use (default off)", NULL },
+    { "eval-data", 0, 0, G_OPTION_ARG_FILENAME, &eval_data,
+      "Held-out data for --report-ppl (any training format)", "FILE" },
     { NULL },
   };
   g_autoptr (GError) error = NULL;
   LtQuantMode mode = LT_QUANT_AFFINE;
   gboolean group_given = FALSE;
 
+  gboolean bits_given = FALSE;
+  LtCalibMethod method = LT_CALIB_METHOD_RTN;
+
   for (int i = 1; i < argc; i++)
-    if (g_str_has_prefix (argv[i], "--group-size") || strcmp (argv[i], "-g") == 0)
-      group_given = TRUE;
+    {
+      if (g_str_has_prefix (argv[i], "--group-size") || strcmp (argv[i], "-g") == 0)
+        group_given = TRUE;
+      if (g_str_has_prefix (argv[i], "--bits") || strcmp (argv[i], "-b") == 0)
+        bits_given = TRUE;
+    }
 
   if (!lathe_cli_parse ("quantize", NULL,
                         "Quantizes every linear layer of the decoder blocks, the embedding and "
@@ -269,7 +321,9 @@ lathe_cmd_quantize (int argc, char **argv)
                         "stays in its stored precision); norms and biases stay float. Writes "
                         "an MLX-layout model (U32 weights + scales + biases in the model's "
                         "float dtype, config.json \"quantization\") and copies the tokenizer "
-                        "files.",
+                        "files. --method gptq, awq or dynamic (mixed-bit: per-layer bits in "
+                        "config.json as MLX LM writes them) reduce the loss with calibration "
+                        "data (--data); --report-ppl measures it on held-out data.",
                         entries, &argc, &argv, &exit_status))
     return exit_status;
   if (model_dir == NULL || out == NULL)
@@ -288,8 +342,81 @@ lathe_cmd_quantize (int argc, char **argv)
         }
       mode = (LtQuantMode) mv;
     }
+  if (method_text != NULL)
+    {
+      int mv = lt_calib_method_from_name (method_text);
+      if (mv < 0)
+        {
+          g_printerr ("lathe quantize: --method: unknown value “%s” (rtn, gptq, awq, dynamic)\n",
+                      method_text);
+          return LATHE_EXIT_BAD_INPUT;
+        }
+      method = (LtCalibMethod) mv;
+    }
   if (mode == LT_QUANT_MXFP4 && !group_given)
     group_size = 32;
+  {
+    /* each method's own options, and the data they need */
+    const struct { gboolean given; LtCalibMethod method; const char *name; } own[] = {
+      { isfinite (damp), LT_CALIB_METHOD_GPTQ, "--damp" },
+      { block_size != -1, LT_CALIB_METHOD_GPTQ, "--block-size" },
+      { n_grid != -1, LT_CALIB_METHOD_AWQ, "--n-grid" },
+      { isfinite (target_bpw), LT_CALIB_METHOD_DYNAMIC, "--target-bpw" },
+      { low_bits != -1, LT_CALIB_METHOD_DYNAMIC, "--low-bits" },
+      { high_bits != -1, LT_CALIB_METHOD_DYNAMIC, "--high-bits" },
+      { low_group != -1, LT_CALIB_METHOD_DYNAMIC, "--low-group-size" },
+      { high_group != -1, LT_CALIB_METHOD_DYNAMIC, "--high-group-size" },
+      { sensitivities != NULL, LT_CALIB_METHOD_DYNAMIC, "--sensitivities" },
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS (own); i++)
+      if (own[i].given && own[i].method != method)
+        {
+          g_printerr ("lathe quantize: %s applies to --method %s only\n", own[i].name,
+                      lt_calib_method_name (own[i].method));
+          return LATHE_EXIT_BAD_INPUT;
+        }
+    if (method == LT_CALIB_METHOD_DYNAMIC && bits_given)
+      {
+        g_printerr ("lathe quantize: --bits does not apply to --method dynamic (use --low-bits "
+                    "and --high-bits)\n");
+        return LATHE_EXIT_BAD_INPUT;
+      }
+    if (method == LT_CALIB_METHOD_DWQ)
+      {
+        /* lt-dwq will be called here */
+        g_printerr ("lathe quantize: --method dwq: dwq is not built in yet\n");
+        return LATHE_EXIT_BAD_INPUT;
+      }
+    if ((method != LT_CALIB_METHOD_RTN || report_ppl) && data == NULL)
+      {
+        g_printerr ("lathe quantize: --method %s%s needs --data CALIB.jsonl\n",
+                    lt_calib_method_name (method), report_ppl ? " --report-ppl" : "");
+        return LATHE_EXIT_BAD_INPUT;
+      }
+    if (method == LT_CALIB_METHOD_RTN && !report_ppl && data != NULL)
+      {
+        g_printerr ("lathe quantize: --data is for --method gptq, awq, dynamic or --report-ppl\n");
+        return LATHE_EXIT_BAD_INPUT;
+      }
+    if (eval_data != NULL && !report_ppl)
+      {
+        g_printerr ("lathe quantize: --eval-data goes with --report-ppl\n");
+        return LATHE_EXIT_BAD_INPUT;
+      }
+    if (num_samples < 0 || max_seq_length < 2)
+      {
+        g_printerr ("lathe quantize: --num-samples must be 0 (all) or more and "
+                    "--max-seq-length at least 2 (got %d, %d)\n", num_samples, max_seq_length);
+        return LATHE_EXIT_BAD_INPUT;
+      }
+    if ((isfinite (damp) && !(damp >= 0 && damp < 10)) || (block_size != -1 && block_size < 1)
+        || (n_grid != -1 && (n_grid < 1 || n_grid > 1000)))
+      {
+        g_printerr ("lathe quantize: --damp must be in [0, 10), --block-size at least 1, "
+                    "--n-grid 1 to 1000\n");
+        return LATHE_EXIT_BAD_INPUT;
+      }
+  }
   if (group_size <= 0)
     {
       g_printerr ("lathe quantize: --group-size must be 32, 64 or 128 (got %d)\n", group_size);
@@ -319,6 +446,35 @@ lathe_cmd_quantize (int argc, char **argv)
                       out);
           return LATHE_EXIT_BAD_INPUT;
         }
+    }
+  if (method != LT_CALIB_METHOD_RTN || report_ppl)
+    {
+      LatheQuantizeCalib a = { .model_dir = model_dir, .out = out, .force = force, .json = json,
+                               .data = data, .eval_data = eval_data, .num_samples = num_samples,
+                               .max_seq_length = max_seq_length, .report_ppl = report_ppl };
+      lt_calib_model_options_init (&a.opts);
+      a.opts.method = method;
+      a.opts.mode = mode;
+      a.opts.bits = bits;
+      a.opts.group_size = group_size;
+      if (isfinite (damp))
+        a.opts.damp = damp;
+      if (block_size != -1)
+        a.opts.block_size = block_size;
+      if (n_grid != -1)
+        a.opts.n_grid = n_grid;
+      if (isfinite (target_bpw))
+        a.opts.target_bpw = target_bpw;
+      if (low_bits != -1)
+        a.opts.low_bits = low_bits;
+      if (high_bits != -1)
+        a.opts.high_bits = high_bits;
+      if (low_group != -1)
+        a.opts.low_group_size = low_group;
+      if (high_group != -1)
+        a.opts.high_group_size = high_group;
+      a.opts.sensitivities = sensitivities;
+      return lathe_quantize_calibrated (&a);
     }
   lt_linear_set_threads (0);
 

@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* bench-quant-methods: what learned quantization (issue 13, lt-calibrate-model) recovers of
+ * round-to-nearest's perplexity loss on TinyStories-656K.
+ *
+ *   bench-quant-methods [--model DIR] [--data DIR] [--method NAME]
+ *
+ * --method NAME: only the float, rtn and NAME rows.
+ * Model: DIR, else $LATHE_SHARED_DIR/models/tinystories-656k, else
+ * ../shared/models/tinystories-656k; the bench prints a line and exits 0 when absent.
+ * Text (DIR, else $LATHE_TEST_DATA, else tests/data): calibration on the first 40 stories of
+ * stories/train.jsonl (with the trainer's BOS/EOS); perplexity on held-out text never used
+ * for calibration: the other 20 stories of train.jsonl, stories/valid.jsonl and
+ * eval/stories.jsonl (36 stories), each scored as `lathe eval` scores a text line (BOS + text,
+ * no EOS).
+ * One table: method × (4-bit g64, 3-bit g32) — perplexity, % of round-to-nearest's loss
+ * recovered ((ppl_rtn − ppl) / (ppl_rtn − ppl_float)), bits per weight over the quantized
+ * layers, the quantization's wall time, and the peak RSS of the process that ran it (each
+ * row in its own forked process, from loading the model to the end); then dynamic rows at
+ * 4.5 bits per weight against uniform 4-bit g64 (also 4.5). The machine is shared: times are
+ * wall clock, loaded. */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "lt-calibrate-model.h"
+#include "lt-memory.h"
+#include "lt-threads.h"
+#include "lt-tokenizer.h"
+
+#define FLOAT_ROW ((LtCalibMethod) 99)
+
+typedef struct
+{
+  const char *label;
+  LtCalibMethod method;
+  int bits, group;
+  int low_bits, low_group, high_bits, high_group;
+  double target;
+  int baseline;              /* row index of the RTN row it is compared with, -1: itself */
+} Row;
+
+typedef struct
+{
+  double ppl, bpw, seconds;
+  guint64 peak;
+  int ok;
+} Result;
+
+static LtCalibTokens *
+tokens (const char *model, const char *file, gssize first, gssize count, gboolean strip_eos)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model, &error);
+  g_autoptr (LtDataset) ds = NULL;
+  LtCalibTokens *t;
+
+  if (tok == NULL || (ds = lt_calib_dataset_load (file, tok, 512, &error)) == NULL)
+    {
+      g_printerr ("bench-quant-methods: %s\n", error->message);
+      exit (1);
+    }
+  if (strip_eos)
+    {
+      int32_t eos = lt_tokenizer_get_eos_id (tok);
+      for (gsize i = 0; i < ds->n_examples; i++)
+        if (ds->examples[i].n > 2 && ds->examples[i].ids[ds->examples[i].n - 1] == eos)
+          ds->examples[i].n--;
+    }
+  if ((t = lt_calib_tokens_from_dataset (ds, first, count, &error)) == NULL)
+    {
+      g_printerr ("bench-quant-methods: %s\n", error->message);
+      exit (1);
+    }
+  return t;
+}
+
+static LtCalibTokens *
+concat (LtCalibTokens **parts, int n)
+{
+  LtCalibTokens *t = g_new0 (LtCalibTokens, 1);
+  for (int i = 0; i < n; i++)
+    {
+      t->n_tokens += parts[i]->n_tokens;
+      t->B += parts[i]->B;
+    }
+  t->tokens = g_new (int32_t, t->n_tokens);
+  t->lengths = g_new (int, t->B);
+  for (int i = 0, o = 0, b = 0; i < n; i++)
+    {
+      memcpy (t->tokens + o, parts[i]->tokens, parts[i]->n_tokens * sizeof (int32_t));
+      memcpy (t->lengths + b, parts[i]->lengths, parts[i]->B * sizeof (int));
+      o += parts[i]->n_tokens;
+      b += parts[i]->B;
+    }
+  return t;
+}
+
+/* In a child: load, quantize (unless float), evaluate. */
+static Result
+run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCalibTokens *eval)
+{
+  Result res = { NAN, NAN, NAN, 0, 0 };
+  int fd[2];
+  pid_t pid;
+
+  if (pipe (fd) != 0)
+    return res;
+  pid = fork ();
+  if (pid == 0)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (LtModel) m = NULL;
+      g_autoptr (LtCalibModelReport) rep = NULL;
+      Result out = { NAN, NAN, 0, 0, 0 };
+      guint64 rss = 0;
+
+      close (fd[0]);
+      lt_set_threads (0);
+      m = lt_model_load (model, &error);
+      if (m != NULL && r->method != FLOAT_ROW)
+        {
+          LtCalibModelOptions o;
+          lt_calib_model_options_init (&o);
+          o.method = r->method;
+          o.bits = r->bits;
+          o.group_size = r->group;
+          o.low_bits = r->low_bits;
+          o.low_group_size = r->low_group;
+          o.high_bits = r->high_bits;
+          o.high_group_size = r->high_group;
+          o.target_bpw = r->target;
+          if (lt_calib_model_quantize (m, calib, &o, &rep, NULL, NULL, NULL, &error))
+            {
+              out.bpw = rep->bpw;
+              out.seconds = rep->seconds;
+            }
+          else
+            g_clear_pointer (&m, lt_model_free);
+        }
+      if (m != NULL && lt_calib_model_perplexity (m, eval, 0, &out.ppl, &error))
+        out.ok = 1;
+      if (error)
+        g_printerr ("bench-quant-methods: %s: %s\n", r->label, error->message);
+      lt_memory_get_process (&rss, &out.peak);
+      if (write (fd[1], &out, sizeof out) != sizeof out)
+        _exit (1);
+      _exit (0);
+    }
+  close (fd[1]);
+  if (pid > 0 && read (fd[0], &res, sizeof res) != sizeof res)
+    res.ok = 0;
+  close (fd[0]);
+  if (pid > 0)
+    waitpid (pid, NULL, 0);
+  return res;
+}
+
+int
+main (int argc, char **argv)
+{
+  const char *model_arg = NULL, *data_arg = NULL, *only = NULL;
+  const char *shared = g_getenv ("LATHE_SHARED_DIR");
+  g_autofree char *model = NULL, *data = NULL;
+
+  for (int i = 1; i + 1 < argc; i++)
+    {
+      if (strcmp (argv[i], "--model") == 0)
+        model_arg = argv[++i];
+      else if (strcmp (argv[i], "--data") == 0)
+        data_arg = argv[++i];
+      else if (strcmp (argv[i], "--method") == 0)
+        only = argv[++i];
+    }
+  model = model_arg ? g_strdup (model_arg)
+          : g_build_filename (shared ? shared : "../shared", "models", "tinystories-656k", NULL);
+  data = g_strdup (data_arg ? data_arg
+                   : g_getenv ("LATHE_TEST_DATA") ? g_getenv ("LATHE_TEST_DATA") : "tests/data");
+  if (!g_file_test (model, G_FILE_TEST_IS_DIR))
+    {
+      printf ("bench-quant-methods: %s is absent: skipped\n", model);
+      return 0;
+    }
+
+  g_autofree char *train = g_build_filename (data, "stories", "train.jsonl", NULL);
+  g_autofree char *valid = g_build_filename (data, "stories", "valid.jsonl", NULL);
+  g_autofree char *evs = g_build_filename (data, "eval", "stories.jsonl", NULL);
+  g_autoptr (LtCalibTokens) calib = tokens (model, train, 0, 40, FALSE);
+  LtCalibTokens *parts[3] = { tokens (model, train, 40, -1, TRUE),
+                              tokens (model, valid, 0, -1, TRUE),
+                              tokens (model, evs, 0, -1, TRUE) };
+  g_autoptr (LtCalibTokens) eval = concat (parts, 3);
+  for (int i = 0; i < 3; i++)
+    lt_calib_tokens_free (parts[i]);
+
+  const Row rows[] = {
+    { "float", FLOAT_ROW, 0, 0, 0, 0, 0, 0, 0, -1 },
+    { "rtn", LT_CALIB_METHOD_RTN, 4, 64, 0, 0, 0, 0, 0, -1 },
+    { "gptq", LT_CALIB_METHOD_GPTQ, 4, 64, 0, 0, 0, 0, 0, 1 },
+    { "awq", LT_CALIB_METHOD_AWQ, 4, 64, 0, 0, 0, 0, 0, 1 },
+    { "rtn", LT_CALIB_METHOD_RTN, 3, 32, 0, 0, 0, 0, 0, -1 },
+    { "gptq", LT_CALIB_METHOD_GPTQ, 3, 32, 0, 0, 0, 0, 0, 4 },
+    { "awq", LT_CALIB_METHOD_AWQ, 3, 32, 0, 0, 0, 0, 0, 4 },
+    { "dynamic 3g64/5g64", LT_CALIB_METHOD_DYNAMIC, 4, 64, 3, 64, 5, 64, 4.5, 1 },
+    { "dynamic 4g128/5g64", LT_CALIB_METHOD_DYNAMIC, 4, 64, 4, 128, 5, 64, 4.5, 1 },
+    { "dynamic 4g128/8g128", LT_CALIB_METHOD_DYNAMIC, 4, 64, 4, 128, 8, 128, 4.5, 1 },
+  };
+  Result res[G_N_ELEMENTS (rows)];
+  g_autofree char *st = NULL;
+  GStatBuf sb;
+  g_autofree char *weights = g_build_filename (model, "model.safetensors", NULL);
+
+  st = g_stat (weights, &sb) == 0 ? lt_memory_format ((guint64) sb.st_size) : g_strdup ("?");
+  printf ("TinyStories-656K (%s stored), calibration %d sequences / %" G_GINT64_FORMAT
+          " tokens (stories/train.jsonl 1-40), perplexity on %d held-out sequences / %"
+          G_GINT64_FORMAT " tokens\n\n", st, calib->B, calib->n_tokens, eval->B,
+          eval->n_tokens);
+  printf ("%-22s %-9s %10s %10s %6s %8s %10s\n", "method", "bits", "perplexity", "recovered",
+          "bpw", "time s", "peak RSS");
+  for (gsize i = 0; i < G_N_ELEMENTS (rows); i++)
+    {
+      const Row *r = &rows[i];
+      g_autofree char *bits = NULL, *peak = NULL, *rec = NULL;
+
+      memset (&res[i], 0, sizeof res[i]);
+      if (only && r->method != FLOAT_ROW && r->method != LT_CALIB_METHOD_RTN
+          && strcmp (lt_calib_method_name (r->method), only) != 0)
+        continue;
+      res[i] = run_row (model, r, calib, eval);
+      bits = r->method == FLOAT_ROW ? g_strdup ("f32")
+             : r->method == LT_CALIB_METHOD_DYNAMIC ? g_strdup_printf ("%.2f", r->target)
+             : g_strdup_printf ("%d g%d", r->bits, r->group);
+      peak = lt_memory_format (res[i].peak);
+      if (r->baseline >= 0 && res[r->baseline].ok && res[0].ok)
+        {
+          double lost = res[r->baseline].ppl - res[0].ppl;
+          rec = g_strdup_printf ("%.0f%%", 100.0 * (res[r->baseline].ppl - res[i].ppl) / lost);
+        }
+      else
+        rec = g_strdup (r->method == FLOAT_ROW ? "" : "(base)");
+      if (!res[i].ok)
+        printf ("%-22s %-9s %10s\n", r->label, bits, "failed");
+      else
+        printf ("%-22s %-9s %10.4f %10s %6.3f %8.1f %10s\n", r->label, bits, res[i].ppl, rec,
+                r->method == FLOAT_ROW ? 32.0 : res[i].bpw,
+                r->method == FLOAT_ROW ? 0.0 : res[i].seconds, peak);
+      fflush (stdout);
+    }
+  printf ("\nrecovered: of the loss of round-to-nearest at the same bits (dynamic: of uniform "
+          "4-bit g64, also 4.5 bits per weight)\n");
+  return 0;
+}

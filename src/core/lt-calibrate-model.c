@@ -1,0 +1,1208 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-calibrate-model: the model-level pass of GPTQ, AWQ and dynamic quantization. See
+ * lt-calibrate-model.h. */
+#include "config.h"
+
+#include "lt-calibrate-model.h"
+#include "lt-calibrate-model-private.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <json-glib/json-glib.h>
+
+#include "lt-error.h"
+#include "lt-export.h"
+#include "lt-export-mlx.h"
+#include "lt-export-private.h"
+#include "lt-kernels.h"
+
+const char *
+lt_calib_method_name (LtCalibMethod method)
+{
+  static const char *const names[] = { "rtn", "gptq", "awq", "dynamic", "dwq" };
+  return (unsigned) method < G_N_ELEMENTS (names) ? names[method] : "?";
+}
+
+int
+lt_calib_method_from_name (const char *name)
+{
+  for (int i = LT_CALIB_METHOD_RTN; i <= LT_CALIB_METHOD_DWQ; i++)
+    if (g_strcmp0 (name, lt_calib_method_name ((LtCalibMethod) i)) == 0)
+      return i;
+  return -1;
+}
+
+void
+lt_calib_model_options_init (LtCalibModelOptions *o)
+{
+  memset (o, 0, sizeof *o);
+  o->method = LT_CALIB_METHOD_RTN;
+  o->mode = LT_QUANT_AFFINE;
+  o->bits = 4;
+  o->group_size = 64;
+  o->damp = 0.01;
+  o->block_size = 128;
+  o->tied_damp = 3.0;
+  o->n_grid = 20;
+  o->target_bpw = 5.0;
+  o->low_bits = 4;
+  o->high_bits = 5;
+  o->low_group_size = 0;
+  o->high_group_size = 0;
+  o->chunk_tokens = 2048;
+}
+
+/* ---- data ---------------------------------------------------------------------------- */
+
+LtCalibTokens *
+lt_calib_tokens_from_dataset (const LtDataset *ds, gssize first, gssize count, GError **error)
+{
+  gsize a = first < 0 ? 0 : MIN ((gsize) first, ds->n_examples);
+  gsize b = count < 0 ? ds->n_examples : MIN (ds->n_examples, a + (gsize) count);
+  g_autoptr (GArray) tok = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  g_autoptr (GArray) len = g_array_new (FALSE, FALSE, sizeof (int));
+  LtCalibTokens *t;
+
+  for (gsize i = a; i < b; i++)
+    {
+      const LtExample *ex = &ds->examples[i];
+      if (ex->n < 2)
+        continue;
+      g_array_append_vals (tok, ex->ids, ex->n);
+      g_array_append_val (len, ex->n);
+    }
+  if (len->len == 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "%s: no example of two tokens or more among examples %" G_GSIZE_FORMAT
+                   "–%" G_GSIZE_FORMAT " (of %" G_GSIZE_FORMAT ")", ds->path, a + 1, b,
+                   ds->n_examples);
+      return NULL;
+    }
+  t = g_new0 (LtCalibTokens, 1);
+  t->n_tokens = tok->len;
+  t->B = (int) len->len;
+  t->tokens = (int32_t *) g_array_free (g_steal_pointer (&tok), FALSE);
+  t->lengths = (int *) g_array_free (g_steal_pointer (&len), FALSE);
+  return t;
+}
+
+void
+lt_calib_tokens_free (LtCalibTokens *t)
+{
+  if (t == NULL)
+    return;
+  g_free (t->tokens);
+  g_free (t->lengths);
+  g_free (t);
+}
+
+LtDataset *
+lt_calib_dataset_load (const char *path, LtTokenizer *tok, int max_seq_length, GError **error)
+{
+  g_autofree char *train = NULL, *valid = NULL, *test = NULL;
+  const char *source;
+  g_autoptr (LtChatTemplate) tmpl = NULL;
+  LtDataset *ds;
+
+  if (!lt_dataset_find_files (path, &train, &valid, &test, error))
+    return NULL;
+  source = lt_tokenizer_get_chat_template (tok);
+  if (source != NULL && (tmpl = lt_chat_template_new (source, error)) == NULL)
+    return NULL;
+  ds = lt_dataset_load (train, tok, tmpl, max_seq_length, error);
+  if (ds != NULL && ds->n_examples == 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "%s: no examples to calibrate on", train);
+      lt_dataset_free (ds);
+      return NULL;
+    }
+  return ds;
+}
+
+/* ---- report -------------------------------------------------------------------------- */
+
+static void
+layer_report_free (gpointer p)
+{
+  LtCalibLayerReport *r = p;
+  g_free (r->module);
+  g_free (r);
+}
+
+void
+lt_calib_model_report_free (LtCalibModelReport *r)
+{
+  if (r == NULL)
+    return;
+  g_ptr_array_unref (r->layers);
+  g_free (r);
+}
+
+LtCalibLayerReport *
+lt_calib_report_add (LtCalibModelReport *rep, const char *module, int bits, int group, int64_t n)
+{
+  LtCalibLayerReport *r = g_new0 (LtCalibLayerReport, 1);
+  r->module = g_strdup (module);
+  r->bits = bits;
+  r->group_size = group;
+  r->n_weights = n;
+  r->out_mse = r->rtn_mse = r->sensitivity = NAN;
+  g_ptr_array_add (rep->layers, r);
+  return r;
+}
+
+/* ---- the pass: chunks of whole sequences and one chunk's block activations ------------ */
+
+
+static void
+pass_clear (Pass *P)
+{
+  g_free (P->chunk_seq);
+  g_free (P->chunk_tok);
+  g_free (P->pos);
+  g_free (P->hidden);
+  float **bufs[] = { &P->xn1, &P->q, &P->k, &P->v, &P->att, &P->x_mid, &P->xn2, &P->gate,
+                     &P->up, &P->h, &P->tmp, &P->x, &P->att_scratch, &P->lin_scratch };
+  for (gsize i = 0; i < G_N_ELEMENTS (bufs); i++)
+    g_clear_pointer (bufs[i], g_free);
+  if (P->unquantized)
+    g_ptr_array_unref (P->unquantized);
+}
+
+gboolean
+lt_calib_try_floats (float **p, gsize n, GError **error)
+{
+  *p = g_try_new (float, MAX (n, 1));
+  if (*p == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                   "could not allocate %" G_GSIZE_FORMAT " MiB for calibration",
+                   n * sizeof (float) >> 20);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+pass_init (Pass *P, LtModel *m, const LtCalibTokens *data, const LtCalibModelOptions *o,
+           GError **error)
+{
+  const LtConfig *c = m->config;
+  int chunk = o->chunk_tokens > 0 ? o->chunk_tokens : 2048;
+  GArray *cs = g_array_new (FALSE, FALSE, sizeof (int));
+  GArray *ct = g_array_new (FALSE, FALSE, sizeof (int64_t));
+  int64_t tok = 0, start = 0;
+  int dummy;
+
+  P->m = m;
+  P->data = data;
+  P->o = o;
+  P->C = c->hidden_size;
+  P->I = c->intermediate_size;
+  P->qd = c->num_attention_heads * c->head_dim;
+  P->kvd = c->num_key_value_heads * c->head_dim;
+  P->L = c->num_hidden_layers;
+  P->V = c->vocab_size;
+  P->unquantized = g_ptr_array_new_with_free_func (g_free);
+  if (!lt_model_check_batch (m, data->tokens, data->lengths, data->B, &dummy, error))
+    {
+      g_array_free (cs, TRUE);
+      g_array_free (ct, TRUE);
+      return FALSE;
+    }
+  for (int b = 0; b < data->B; b++)
+    {
+      if (b == 0 || tok - start + data->lengths[b] > chunk)
+        {
+          g_array_append_val (cs, b);
+          g_array_append_val (ct, tok);
+          start = tok;
+        }
+      tok += data->lengths[b];
+      P->max_len = MAX (P->max_len, data->lengths[b]);
+      P->max_chunk = (int) MAX (P->max_chunk, tok - start);
+    }
+  g_array_append_val (cs, data->B);
+  g_array_append_val (ct, tok);
+  P->n_chunks = (int) cs->len - 1;
+  P->chunk_seq = (int *) g_array_free (cs, FALSE);
+  P->chunk_tok = (int64_t *) g_array_free (ct, FALSE);
+  P->pos = g_new (int, MAX (tok, 1));
+  for (int b = 0, o2 = 0; b < data->B; o2 += data->lengths[b], b++)
+    for (int t = 0; t < data->lengths[b]; t++)
+      P->pos[o2 + t] = t;
+
+  gsize M = (gsize) P->max_chunk;
+  struct { float **p; gsize n; } bufs[] = {
+    { &P->hidden, (gsize) tok * P->C }, { &P->xn1, M * P->C }, { &P->q, M * P->qd },
+    { &P->k, M * P->kvd }, { &P->v, M * P->kvd }, { &P->att, M * P->qd },
+    { &P->x_mid, M * P->C }, { &P->xn2, M * P->C }, { &P->gate, M * P->I },
+    { &P->up, M * P->I }, { &P->h, M * P->I }, { &P->tmp, M * P->C }, { &P->x, M * P->C },
+    { &P->att_scratch, lt_attention_scratch_floats (P->max_chunk, P->max_len) },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (bufs); i++)
+    if (!lt_calib_try_floats (bufs[i].p, bufs[i].n, error))
+      return FALSE;
+  return TRUE;
+}
+
+
+/* Grows the linear scratch to what every linear of the model needs now. */
+void
+lt_calib_pass_scratch (Pass *P)
+{
+  gsize need = MAX (lt_linear_scratch_floats (&P->m->w.lm_head), 1);
+  for (int l = 0; l < P->L; l++)
+    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+      need = MAX (need, lt_linear_train_scratch_floats (lt_layer_linear (&P->m->w.layers[l], j),
+                                                         P->max_chunk));
+  if (need > P->lin_scratch_floats)
+    {
+      g_free (P->lin_scratch);
+      P->lin_scratch = g_new (float, need);
+      P->lin_scratch_floats = need;
+    }
+}
+
+void
+lt_calib_pass_scratch_at_least (Pass *P, gsize need)
+{
+  if (need > P->lin_scratch_floats)
+    {
+      g_free (P->lin_scratch);
+      P->lin_scratch = g_new (float, need);
+      P->lin_scratch_floats = need;
+    }
+}
+
+int
+lt_calib_chunk_n (const Pass *P, int c)
+{
+  return (int) (P->chunk_tok[c + 1] - P->chunk_tok[c]);
+}
+
+/* Block l over chunk c's rows x (in place), the activations left in P's buffers. */
+void
+lt_calib_pass_block (Pass *P, int l, int c, float *x)
+{
+  LtBlockStep step = { 0 };
+  LtBlockActs acts = { 0 };
+
+  step.pos = P->pos + P->chunk_tok[c];
+  step.lengths = P->data->lengths + P->chunk_seq[c];
+  step.B = P->chunk_seq[c + 1] - P->chunk_seq[c];
+  step.tmp = P->tmp;
+  step.h = P->h;
+  step.att_scratch = P->att_scratch;
+  step.lin_scratch = P->lin_scratch;
+  step.lin_scratch_floats = P->lin_scratch_floats;
+  acts.xn1 = P->xn1;
+  acts.q = P->q;
+  acts.k = P->k;
+  acts.v = P->v;
+  acts.att = P->att;
+  acts.x_mid = P->x_mid;
+  acts.xn2 = P->xn2;
+  acts.gate = P->gate;
+  acts.up = P->up;
+  lt_model_block_forward (P->m, l, x, x, lt_calib_chunk_n (P, c), &step, &acts);
+}
+
+gboolean
+lt_calib_cancelled (Pass *P, GError **error)
+{
+  if (P->cancellable == NULL || !g_cancellable_is_cancelled (P->cancellable))
+    return FALSE;
+  g_set_error (error, LT_ERROR, LT_ERROR_CANCELLED, "calibration cancelled");
+  return TRUE;
+}
+
+gboolean
+lt_calib_pass_progress (Pass *P, double f, const char *what, GError **error)
+{
+  if (lt_calib_cancelled (P, error))
+    return FALSE;
+  if (P->progress && !P->progress (P->f0 + (P->f1 - P->f0) * f, what, P->user_data))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_CANCELLED, "calibration cancelled");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Runs block l over every chunk of the hidden states, adding each captured input to
+ * stats[i] (NULL: not captured): 0 xn1 (q/k/v), 1 attention output (o_proj), 2 xn2
+ * (gate/up), 3 SwiGLU output (down_proj). With @write the block's output replaces the
+ * hidden states (the next block's input). */
+gboolean
+lt_calib_pass_capture (Pass *P, int l, LtCalibStats *const *stats, gboolean write, GError **error)
+{
+  lt_calib_pass_scratch (P);
+  for (int c = 0; c < P->n_chunks; c++)
+    {
+      int n = lt_calib_chunk_n (P, c);
+      float *rows = P->hidden + P->chunk_tok[c] * P->C;
+      float *x = write ? rows : P->x;
+      const float *src[4] = { P->xn1, P->att, P->xn2, P->h };
+
+      if (lt_calib_cancelled (P, error))
+        return FALSE;
+      if (!write)
+        memcpy (x, rows, (gsize) n * P->C * sizeof (float));
+      lt_calib_pass_block (P, l, c, x);
+      for (int i = 0; stats && i < 4; i++)
+        if (stats[i] && !lt_calib_stats_add (stats[i], src[i], n, P->cancellable, error))
+          return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- layers -------------------------------------------------------------------------- */
+
+static float *
+linear_f32 (const LtLinear *lin, GError **error)
+{
+  gsize n = (gsize) lin->out_features * lin->in_features;
+  float *w;
+  if (!lt_calib_try_floats (&w, n, error))
+    return NULL;
+  lt_tensor_read_f32 (lin->weight, 0, (int64_t) n, w);
+  return w;
+}
+
+LtQuantTensor *
+lt_calib_rtn (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int bits, int group,
+     LtDType dt, GError **error)
+{
+  LtQuantTensor *q = lt_quant_tensor_quantize (w, rows, cols, mode, bits, group, error);
+  if (q && !lt_quant_tensor_round_scales (q, dt, error))
+    g_clear_pointer (&q, lt_quant_tensor_free);
+  return q;
+}
+
+void
+lt_calib_linear_set_quant (LtLinear *lin, LtQuantTensor *q)
+{
+  if (lin->kind == LT_LINEAR_QUANTIZED)
+    lt_quant_tensor_free (lin->quant);
+  lin->kind = LT_LINEAR_QUANTIZED;
+  lin->quant = q;
+  lin->weight = NULL;
+}
+
+void
+lt_calib_linear_set_dense (LtLinear *lin, const LtTensor *w)
+{
+  if (lin->kind == LT_LINEAR_QUANTIZED)
+    lt_quant_tensor_free (lin->quant);
+  lin->kind = LT_LINEAR_DENSE;
+  lin->quant = NULL;
+  lin->weight = w;
+}
+
+/* Layer-output MSE of q against w0 on the inputs of @st, Ŵ[r, c] = deq[r, c] · row_mul[r] /
+ * col_div[c] (either NULL for 1): the quantized weight mapped back to the unscaled model. */
+static double
+q_output_mse (const LtCalibStats *st, const float *w0, const LtQuantTensor *q,
+              const float *row_mul, const float *col_div)
+{
+  gsize n = (gsize) q->rows * q->cols;
+  g_autofree float *w = g_new (float, n);
+
+  lt_quant_tensor_dequantize_rows (q, 0, q->rows, w);
+  if (row_mul || col_div)
+    for (int64_t r = 0; r < q->rows; r++)
+      for (int64_t c = 0; c < q->cols; c++)
+        w[r * q->cols + c] *= (row_mul ? row_mul[r] : 1.0f) / (col_div ? col_div[c] : 1.0f);
+  return lt_calib_output_mse (st, w0, w, q->rows);
+}
+
+static double
+rtn_output_mse (const Pass *P, const LtCalibStats *st, const float *w0, int64_t rows,
+                int64_t cols, LtDType dt)
+{
+  g_autoptr (LtQuantTensor) q = lt_calib_rtn (w0, rows, cols, P->o->mode, P->o->bits,
+                                              P->o->group_size, dt, NULL);
+  return q ? q_output_mse (st, w0, q, NULL, NULL) : NAN;
+}
+
+/* The embedding round-to-nearest at @bits, with the LM head when tied; an untied LM head
+ * too when @head. */
+static gboolean
+quantize_embedding (Pass *P, int bits, gboolean head, LtCalibModelReport *rep, GError **error)
+{
+  LtModel *m = P->m;
+  const int g = P->o->group_size;
+  const LtTensor *e = m->w.embed;
+  gboolean tied = m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight == e;
+
+  if (e == NULL)
+    return TRUE;
+  if (P->C % g != 0)
+    {
+      g_ptr_array_add (P->unquantized, g_strdup ("model.embed_tokens"));
+      lt_calib_report_add (rep, "model.embed_tokens", 0, 0, (int64_t) P->V * P->C);
+      if (!tied && head)
+        {
+          g_ptr_array_add (P->unquantized, g_strdup ("lm_head"));
+          lt_calib_report_add (rep, "lm_head", 0, 0, (int64_t) P->V * P->C);
+        }
+      return TRUE;
+    }
+  {
+    g_autofree float *f = NULL;
+    LtQuantTensor *q;
+    if (!lt_calib_try_floats (&f, (gsize) P->V * P->C, error))
+      return FALSE;
+    lt_tensor_read_f32 (e, 0, (int64_t) P->V * P->C, f);
+    if ((q = lt_calib_rtn (f, P->V, P->C, P->o->mode, bits, g, e->dtype, error)) == NULL)
+      return FALSE;
+    m->w.embed_q = q;
+    m->w.embed = NULL;
+    if (tied)
+      lt_calib_linear_set_quant (&m->w.lm_head, q);
+    lt_calib_report_add (rep, "model.embed_tokens", bits, g, (int64_t) P->V * P->C);
+  }
+  if (!tied && head && m->w.lm_head.kind == LT_LINEAR_DENSE)
+    {
+      LtLinear *lin = &m->w.lm_head;
+      g_autofree float *f = linear_f32 (lin, error);
+      LtQuantTensor *q;
+      if (f == NULL
+          || (q = lt_calib_rtn (f, lin->out_features, lin->in_features, P->o->mode, bits, g,
+                       lin->weight->dtype, error)) == NULL)
+        return FALSE;
+      lt_calib_linear_set_quant (lin, q);
+      lt_calib_report_add (rep, "lm_head", bits, g, (int64_t) P->V * P->C);
+    }
+  return TRUE;
+}
+
+/* hidden = the embedding of the calibration tokens (as the model now embeds them). */
+void
+lt_calib_pass_embed (Pass *P)
+{
+  for (int c = 0; c < P->n_chunks; c++)
+    lt_model_embed (P->m, P->data->tokens + P->chunk_tok[c], lt_calib_chunk_n (P, c),
+                    P->hidden + P->chunk_tok[c] * P->C);
+}
+
+/* ---- round-to-nearest ---------------------------------------------------------------- */
+
+static gboolean
+rtn_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
+{
+  LtLayerWeights *lw = &P->m->w.layers[l];
+  for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+    {
+      LtLinear *lin = lt_layer_linear (lw, j);
+      int64_t rows = lin->out_features, cols = lin->in_features;
+      g_autofree float *w = NULL;
+      LtQuantTensor *q;
+
+      if (cols % P->o->group_size != 0)
+        {
+          g_ptr_array_add (P->unquantized, g_strdup (lin->name));
+          lt_calib_report_add (rep, lin->name, 0, 0, rows * cols);
+          continue;
+        }
+      if ((w = linear_f32 (lin, error)) == NULL
+          || (q = lt_calib_rtn (w, rows, cols, P->o->mode, P->o->bits, P->o->group_size,
+                       lin->weight->dtype, error)) == NULL)
+        return FALSE;
+      lt_calib_report_add (rep, lin->name, P->o->bits, P->o->group_size, rows * cols);
+      lt_calib_linear_set_quant (lin, q);
+    }
+  return TRUE;
+}
+
+/* ---- GPTQ ---------------------------------------------------------------------------- */
+
+static const int stage_first[4] = { 0, 3, 4, 6 };
+static const int stage_count[4] = { 3, 1, 2, 1 };
+static const int linear_input[LT_BLOCK_LINEARS] = { 0, 0, 0, 1, 2, 2, 3 };
+
+static gboolean
+gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
+{
+  LtLayerWeights *lw = &P->m->w.layers[l];
+  const LtCalibModelOptions *o = P->o;
+  LtGptqOptions go;
+
+  lt_gptq_options_init (&go);
+  go.mode = o->mode;
+  go.bits = o->bits;
+  go.group_size = o->group_size;
+  go.damp = o->damp;
+  go.block_size = o->block_size;
+  go.measure = FALSE;
+
+  for (int s = 0; s < 4; s++)
+    {
+      LtLinear *first = lt_layer_linear (lw, stage_first[s]);
+      g_autoptr (LtCalibStats) st = lt_calib_stats_new (first->in_features, error);
+      LtCalibStats *sts[4] = { NULL };
+      g_autofree char *what = g_strdup_printf ("block %d of %d: GPTQ %s", l + 1, P->L,
+                                               strrchr (first->name, '.') + 1);
+
+      if (st == NULL || !lt_calib_pass_progress (P, s / 5.0, what, error))
+        return FALSE;
+      sts[s] = st;
+      if (!lt_calib_pass_capture (P, l, sts, FALSE, error))
+        return FALSE;
+      for (int j = stage_first[s]; j < stage_first[s] + stage_count[s]; j++)
+        {
+          LtLinear *lin = lt_layer_linear (lw, j);
+          int64_t rows = lin->out_features, cols = lin->in_features;
+          g_autofree float *w = NULL;
+          LtQuantTensor *q;
+          LtCalibLayerReport *r;
+
+          if (cols % o->group_size != 0)
+            {
+              g_ptr_array_add (P->unquantized, g_strdup (lin->name));
+              lt_calib_report_add (rep, lin->name, 0, 0, rows * cols);
+              continue;
+            }
+          if ((w = linear_f32 (lin, error)) == NULL)
+            return FALSE;
+          q = lt_gptq_quantize (w, rows, cols, st, &go, NULL, NULL, NULL, P->cancellable, error);
+          if (q == NULL || !lt_quant_tensor_round_scales (q, lin->weight->dtype, error))
+            {
+              if (q)
+                lt_quant_tensor_free (q);
+              g_prefix_error (error, "%s: ", lin->name);
+              return FALSE;
+            }
+          r = lt_calib_report_add (rep, lin->name, o->bits, o->group_size, rows * cols);
+          r->out_mse = q_output_mse (st, w, q, NULL, NULL);
+          r->rtn_mse = rtn_output_mse (P, st, w, rows, cols, lin->weight->dtype);
+          lt_calib_linear_set_quant (lin, q);
+        }
+    }
+  if (!lt_calib_pass_progress (P, 0.8, "block output", error))
+    return FALSE;
+  return lt_calib_pass_capture (P, l, NULL, TRUE, error);
+}
+
+/* ---- AWQ ----------------------------------------------------------------------------- */
+
+static void
+scale_columns (float *w, int64_t rows, int64_t cols, const float *s)
+{
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++)
+      w[r * cols + c] *= s[c];
+}
+
+static void
+divide_rows (float *w, int64_t rows, int64_t cols, const float *s)
+{
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++)
+      w[r * cols + c] /= s[r];
+}
+
+static gboolean
+awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
+{
+  const LtConfig *cfg = P->m->config;
+  LtLayerWeights *lw = &P->m->w.layers[l];
+  const LtCalibModelOptions *o = P->o;
+  const int g = o->group_size;
+  LtCalibStats *st[4] = { NULL };
+  float *w[LT_BLOCK_LINEARS] = { NULL }, *w0[LT_BLOCK_LINEARS] = { NULL };
+  float *s[4] = { NULL };
+  LtLinear *lin[LT_BLOCK_LINEARS];
+  gboolean quant[LT_BLOCK_LINEARS], ok = FALSE;
+  const int ins[4] = { P->C, P->qd, P->C, P->I };
+  LtAwqOptions ao;
+  g_autofree char *what = g_strdup_printf ("block %d of %d: AWQ", l + 1, P->L);
+
+  lt_awq_options_init (&ao);
+  ao.mode = o->mode;
+  ao.bits = o->bits;
+  ao.group_size = g;
+  ao.n_grid = o->n_grid;
+
+  if (!lt_calib_pass_progress (P, 0.0, what, error))
+    return FALSE;
+  for (int i = 0; i < 4; i++)
+    if ((st[i] = lt_calib_stats_new (ins[i], error)) == NULL)
+      goto out;
+  if (!lt_calib_pass_capture (P, l, st, FALSE, error))
+    goto out;
+  for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+    {
+      lin[j] = lt_layer_linear (lw, j);
+      quant[j] = lin[j]->in_features % g == 0;
+      if (!quant[j])
+        continue;
+      if ((w[j] = linear_f32 (lin[j], error)) == NULL)
+        goto out;
+      w0[j] = g_memdup2 (w[j], (gsize) lin[j]->out_features * lin[j]->in_features
+                                 * sizeof (float));
+    }
+  if (!lt_calib_pass_progress (P, 0.3, what, error))
+    goto out;
+
+  /* the scale searches, each folded at once: q/k/v ← input_layernorm */
+  if (quant[0])
+    {
+      LtAwqLinear al[3] = { { w[0], lin[0]->out_features }, { w[1], lin[1]->out_features },
+                            { w[2], lin[2]->out_features } };
+      s[0] = g_new (float, P->C);
+      if (!lt_awq_search_scales (st[0], al, 3, &ao, s[0], NULL, NULL, NULL, P->cancellable,
+                                 error))
+        goto out;
+      for (int c = 0; c < P->C; c++)
+        lw->input_norm[c] /= s[0][c];
+      for (int j = 0; j < 3; j++)
+        scale_columns (w[j], lin[j]->out_features, P->C, s[0]);
+    }
+  /* o_proj ← v_proj rows: only without GQA (a v row feeds several heads otherwise) */
+  if (quant[3] && quant[2] && cfg->num_key_value_heads == cfg->num_attention_heads)
+    {
+      LtAwqLinear al = { w[3], lin[3]->out_features };
+      s[1] = g_new (float, P->qd);
+      if (!lt_awq_search_scales (st[1], &al, 1, &ao, s[1], NULL, NULL, NULL, P->cancellable,
+                                 error))
+        goto out;
+      divide_rows (w[2], P->kvd, P->C, s[1]);
+      if (lin[2]->bias)
+        for (int r = 0; r < P->kvd; r++)
+          lin[2]->bias[r] /= s[1][r];
+      scale_columns (w[3], P->C, P->qd, s[1]);
+    }
+  /* gate/up ← post_attention_layernorm */
+  if (quant[4])
+    {
+      LtAwqLinear al[2] = { { w[4], P->I }, { w[5], P->I } };
+      s[2] = g_new (float, P->C);
+      if (!lt_awq_search_scales (st[2], al, 2, &ao, s[2], NULL, NULL, NULL, P->cancellable,
+                                 error))
+        goto out;
+      for (int c = 0; c < P->C; c++)
+        lw->post_norm[c] /= s[2][c];
+      scale_columns (w[4], P->I, P->C, s[2]);
+      scale_columns (w[5], P->I, P->C, s[2]);
+    }
+  /* down_proj ← up_proj rows */
+  if (quant[6] && quant[5])
+    {
+      LtAwqLinear al = { w[6], P->C };
+      s[3] = g_new (float, P->I);
+      if (!lt_awq_search_scales (st[3], &al, 1, &ao, s[3], NULL, NULL, NULL, P->cancellable,
+                                 error))
+        goto out;
+      divide_rows (w[5], P->I, P->C, s[3]);
+      scale_columns (w[6], P->C, P->I, s[3]);
+    }
+  if (!lt_calib_pass_progress (P, 0.55, what, error))
+    goto out;
+
+  /* clipping (not q, k: MLX LM), round-to-nearest, install */
+  for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+    {
+      int in = linear_input[j];
+      int64_t rows = lin[j]->out_features, cols = lin[j]->in_features;
+      const float *row_mul = j == 2 ? s[1] : j == 5 ? s[3] : NULL;
+      LtQuantTensor *q;
+      LtCalibLayerReport *r;
+
+      if (!quant[j])
+        {
+          g_ptr_array_add (P->unquantized, g_strdup (lin[j]->name));
+          lt_calib_report_add (rep, lin[j]->name, 0, 0, rows * cols);
+          continue;
+        }
+      if (j >= 2 && !lt_awq_search_clip (st[in], s[in], w[j], rows, &ao, NULL, NULL, NULL,
+                                         NULL, NULL, P->cancellable, error))
+        goto out;
+      if ((q = lt_calib_rtn (w[j], rows, cols, o->mode, o->bits, g, lin[j]->weight->dtype, error))
+          == NULL)
+        goto out;
+      r = lt_calib_report_add (rep, lin[j]->name, o->bits, g, rows * cols);
+      r->out_mse = q_output_mse (st[in], w0[j], q, row_mul, s[in]);
+      r->rtn_mse = rtn_output_mse (P, st[in], w0[j], rows, cols, lin[j]->weight->dtype);
+      lt_calib_linear_set_quant (lin[j], q);
+    }
+  if (!lt_calib_pass_progress (P, 0.8, "block output", error))
+    goto out;
+  ok = lt_calib_pass_capture (P, l, NULL, TRUE, error);
+
+out:
+  for (int i = 0; i < 4; i++)
+    {
+      lt_calib_stats_free (st[i]);
+      g_free (s[i]);
+    }
+  for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+    {
+      g_free (w[j]);
+      g_free (w0[j]);
+    }
+  return ok;
+}
+
+/* The statistics of the LM head's input: the final-normed hidden states. */
+static LtCalibStats *
+head_stats (Pass *P, GError **error)
+{
+  LtModel *m = P->m;
+  g_autoptr (LtCalibStats) st = lt_calib_stats_new (P->C, error);
+
+  if (st == NULL)
+    return NULL;
+  for (int c = 0; c < P->n_chunks; c++)
+    {
+      int n = lt_calib_chunk_n (P, c);
+      lt_rmsnorm_forward (P->x, P->hidden + P->chunk_tok[c] * P->C, m->w.norm,
+                          (float) m->config->rms_norm_eps, n, P->C);
+      if (!lt_calib_stats_add (st, P->x, n, P->cancellable, error))
+        return NULL;
+    }
+  return g_steal_pointer (&st);
+}
+
+/* GPTQ of the LM head (the tied embedding too) over the final-normed hidden states of the
+ * quantized blocks. */
+static gboolean
+gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
+{
+  LtModel *m = P->m;
+  const LtCalibModelOptions *o = P->o;
+  LtLinear *lin = &m->w.lm_head;
+  gboolean tied = lin->kind == LT_LINEAR_DENSE && lin->weight == m->w.embed;
+  const LtTensor *src = lin->weight;
+  g_autoptr (LtCalibStats) st = NULL;
+  g_autofree float *w = NULL;
+  LtGptqOptions go;
+  LtQuantTensor *q;
+  LtCalibLayerReport *r;
+
+  if (lin->kind != LT_LINEAR_DENSE || P->C % o->group_size != 0)
+    return TRUE;
+  if (!lt_calib_pass_progress (P, 0, "GPTQ lm_head", error) || (st = head_stats (P, error)) == NULL)
+    return FALSE;
+  lt_gptq_options_init (&go);
+  go.mode = o->mode;
+  go.bits = o->bits;
+  go.group_size = o->group_size;
+  go.damp = tied ? MAX (o->damp, o->tied_damp) : o->damp;
+  go.block_size = o->block_size;
+  go.measure = FALSE;
+  if (!lt_calib_try_floats (&w, (gsize) P->V * P->C, error))
+    return FALSE;
+  lt_tensor_read_f32 (src, 0, (int64_t) P->V * P->C, w);
+  q = lt_gptq_quantize (w, P->V, P->C, st, &go, NULL, NULL, NULL, P->cancellable, error);
+  if (q == NULL || !lt_quant_tensor_round_scales (q, src->dtype, error))
+    {
+      if (q)
+        lt_quant_tensor_free (q);
+      g_prefix_error (error, "lm_head: ");
+      return FALSE;
+    }
+  r = lt_calib_report_add (rep, tied ? "model.embed_tokens" : "lm_head", o->bits, o->group_size,
+                  (int64_t) P->V * P->C);
+  r->out_mse = q_output_mse (st, w, q, NULL, NULL);
+  r->rtn_mse = rtn_output_mse (P, st, w, P->V, P->C, src->dtype);
+  lt_calib_linear_set_quant (lin, q);
+  if (tied)
+    {
+      m->w.embed_q = q;
+      m->w.embed = NULL;
+    }
+  return TRUE;
+}
+
+/* AWQ of the LM head: an untied head's input scales are folded into the final norm, then
+ * its clipping search; a tied head (the embedding too) cannot be scaled, and its clipping
+ * search runs on H + λI, λ = tied_damp · mean (diag H), for the embedding's weight-space
+ * error (as GPTQ's tied head). */
+static gboolean
+awq_head (Pass *P, LtCalibModelReport *rep, GError **error)
+{
+  LtModel *m = P->m;
+  const LtCalibModelOptions *o = P->o;
+  LtLinear *lin = &m->w.lm_head;
+  gboolean tied = lin->kind == LT_LINEAR_DENSE && lin->weight == m->w.embed;
+  const LtTensor *src = lin->weight;
+  const gsize n = (gsize) P->V * P->C;
+  g_autoptr (LtCalibStats) st = NULL;
+  g_autoptr (LtCalibStats) clip_st = NULL;
+  g_autofree float *w = NULL, *w0 = NULL, *s = NULL;
+  LtAwqOptions ao;
+  LtQuantTensor *q;
+  LtCalibLayerReport *r;
+
+  if (lin->kind != LT_LINEAR_DENSE || P->C % o->group_size != 0)
+    return TRUE;
+  if (!lt_calib_pass_progress (P, 0, "AWQ lm_head", error) || (st = head_stats (P, error)) == NULL
+      || (clip_st = lt_calib_stats_new (P->C, error)) == NULL
+      || !lt_calib_try_floats (&w, n, error))
+    return FALSE;
+  lt_awq_options_init (&ao);
+  ao.mode = o->mode;
+  ao.bits = o->bits;
+  ao.group_size = o->group_size;
+  ao.n_grid = o->n_grid;
+  lt_tensor_read_f32 (src, 0, (int64_t) n, w);
+  w0 = g_memdup2 (w, n * sizeof (float));
+  if (!tied)
+    {
+      LtAwqLinear al = { w, P->V };
+      s = g_new (float, P->C);
+      if (!lt_awq_search_scales (st, &al, 1, &ao, s, NULL, NULL, NULL, P->cancellable, error))
+        return FALSE;
+      for (int c = 0; c < P->C; c++)
+        m->w.norm[c] /= s[c];
+      scale_columns (w, P->V, P->C, s);
+    }
+  /* the clipping statistics: a copy, damped when tied */
+  memcpy (clip_st->h, st->h, (gsize) P->C * P->C * sizeof (float));
+  memcpy (clip_st->abs_sum, st->abs_sum, (gsize) P->C * sizeof (double));
+  clip_st->n = st->n;
+  if (tied)
+    {
+      double mean = 0;
+      for (int i = 0; i < P->C; i++)
+        mean += st->h[(gsize) i * P->C + i];
+      mean /= P->C;
+      for (int i = 0; i < P->C; i++)
+        clip_st->h[(gsize) i * P->C + i] += (float) (o->tied_damp * mean);
+    }
+  if (!lt_awq_search_clip (clip_st, s, w, P->V, &ao, NULL, NULL, NULL, NULL, NULL,
+                           P->cancellable, error)
+      || (q = lt_calib_rtn (w, P->V, P->C, o->mode, o->bits, o->group_size, src->dtype,
+                            error)) == NULL)
+    return FALSE;
+  r = lt_calib_report_add (rep, tied ? "model.embed_tokens" : "lm_head", o->bits, o->group_size,
+                  (int64_t) n);
+  r->out_mse = q_output_mse (st, w0, q, NULL, s);
+  r->rtn_mse = rtn_output_mse (P, st, w0, P->V, P->C, src->dtype);
+  lt_calib_linear_set_quant (lin, q);
+  if (tied)
+    {
+      m->w.embed_q = q;
+      m->w.embed = NULL;
+    }
+  return TRUE;
+}
+
+/* ---- the entry ----------------------------------------------------------------------- */
+
+static gboolean
+check_options (const LtModel *m, const LtCalibModelOptions *o, GError **error)
+{
+  if (o->method == LT_CALIB_METHOD_DWQ)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "dwq is not built in yet");
+      return FALSE;
+    }
+  if ((unsigned) o->method > LT_CALIB_METHOD_DWQ)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "unknown method %d", o->method);
+      return FALSE;
+    }
+  if (m->quantized || m->files == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "calibrated quantization needs an unquantized model folder (F32/F16/BF16 "
+                   "safetensors)");
+      return FALSE;
+    }
+  if (o->method == LT_CALIB_METHOD_DYNAMIC)
+    {
+      int lg = DYN_LOW_GROUP (o), hg = DYN_HIGH_GROUP (o);
+      if (!lt_quant_check_params (o->mode, o->low_bits, lg, lg, error)
+          || !lt_quant_check_params (o->mode, o->high_bits, hg, hg, error))
+        return FALSE;
+      if (o->high_bits <= o->low_bits)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                       "high bits (%d) must be more than low bits (%d)", o->high_bits,
+                       o->low_bits);
+          return FALSE;
+        }
+    }
+  else if (!lt_quant_check_params (o->mode, o->bits, o->group_size, o->group_size, error))
+    return FALSE;
+  if (o->method == LT_CALIB_METHOD_GPTQ && (!(o->damp >= 0 && o->damp < 10) || o->block_size < 1))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "GPTQ needs damp in [0, 10) and a positive block size (got %g, %d)",
+                   o->damp, o->block_size);
+      return FALSE;
+    }
+  if (o->method == LT_CALIB_METHOD_AWQ && (o->n_grid < 1 || o->n_grid > 1000))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "AWQ n_grid must be 1 to 1000 (got %d)", o->n_grid);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+lt_calib_model_quantize (LtModel *m, const LtCalibTokens *data, const LtCalibModelOptions *o,
+                         LtCalibModelReport **report, LtCalibProgress progress,
+                         gpointer user_data, GCancellable *cancellable, GError **error)
+{
+  g_autoptr (LtCalibModelReport) rep = g_new0 (LtCalibModelReport, 1);
+  Pass P = { 0 };
+  gboolean ok = FALSE;
+  gint64 t0 = g_get_monotonic_time ();
+  double wsum = 0, bsum = 0;
+
+  rep->layers = g_ptr_array_new_with_free_func (layer_report_free);
+  if (!check_options (m, o, error))
+    return FALSE;
+  if (data == NULL || data->B < 1)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "no calibration data");
+      return FALSE;
+    }
+  P.progress = progress;
+  P.user_data = user_data;
+  P.cancellable = cancellable;
+  if (!pass_init (&P, m, data, o, error))
+    goto out;
+
+  if (o->method == LT_CALIB_METHOD_DYNAMIC)
+    ok = lt_calib_dynamic_quantize (&P, rep, error);
+  else
+    {
+      gboolean head = o->method == LT_CALIB_METHOD_GPTQ || o->method == LT_CALIB_METHOD_AWQ;
+      /* GPTQ, AWQ: an untied embedding now, the LM head (or the tied embedding) after the
+       * blocks */
+      gboolean tied = m->w.lm_head.kind == LT_LINEAR_DENSE
+                      && m->w.lm_head.weight == m->w.embed;
+      if (!(head && tied) && !quantize_embedding (&P, o->bits, !head, rep, error))
+        goto out;
+      if (o->method != LT_CALIB_METHOD_RTN)
+        lt_calib_pass_embed (&P);
+      for (int l = 0; l < P.L; l++)
+        {
+          gboolean done;
+          P.f0 = (double) l / P.L;
+          P.f1 = (double) (l + 1) / P.L;
+          done = o->method == LT_CALIB_METHOD_GPTQ ? gptq_block (&P, l, rep, error)
+                 : o->method == LT_CALIB_METHOD_AWQ ? awq_block (&P, l, rep, error)
+                 : lt_calib_pass_progress (&P, 0, "round-to-nearest", error)
+                   && rtn_block (&P, l, rep, error);
+          if (!done)
+            goto out;
+        }
+      P.f0 = 0.99, P.f1 = 1.0;
+      if (head && !(o->method == LT_CALIB_METHOD_GPTQ ? gptq_head (&P, rep, error)
+                                                       : awq_head (&P, rep, error)))
+        goto out;
+      ok = TRUE;
+    }
+  if (!ok)
+    goto out;
+  if (progress && !progress (1.0, "done", user_data))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_CANCELLED, "calibration cancelled");
+      ok = FALSE;
+      goto out;
+    }
+
+  /* the model is now the quantized model */
+  m->quantized = TRUE;
+  m->quant_mode = o->mode;
+  m->quant_bits = o->method == LT_CALIB_METHOD_DYNAMIC ? o->low_bits : o->bits;
+  m->quant_group_size = o->method == LT_CALIB_METHOD_DYNAMIC ? DYN_LOW_GROUP (o)
+                                                              : o->group_size;
+  g_strfreev (m->unquantized);
+  g_ptr_array_add (P.unquantized, NULL);
+  m->unquantized = (char **) g_ptr_array_free (g_steal_pointer (&P.unquantized), FALSE);
+  lt_model_update_scratch (m);
+  for (guint i = 0; i < rep->layers->len; i++)
+    {
+      const LtCalibLayerReport *r = rep->layers->pdata[i];
+      if (r->bits > 0)
+        {
+          wsum += (double) r->n_weights;
+          bsum += (double) r->n_weights * lt_calib_bits_per_weight (r->bits, r->group_size);
+        }
+    }
+  rep->bpw = wsum > 0 ? bsum / wsum : 0;
+  rep->seconds = (g_get_monotonic_time () - t0) / 1e6;
+  if (report)
+    *report = g_steal_pointer (&rep);
+
+out:
+  pass_clear (&P);
+  return ok;
+}
+
+/* ---- writer -------------------------------------------------------------------------- */
+
+gboolean
+lt_calib_model_write (LtModel *m, const char *src_dir, const char *dir, guint64 *written,
+                      GError **error)
+{
+  g_autoptr (GHashTable) qmods = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr (GHashTable) f32 = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr (GHashTable) done = g_hash_table_new (g_direct_hash, g_direct_equal);
+  g_autoptr (GPtrArray) owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_tensor_free);
+  g_autoptr (GPtrArray) list = g_ptr_array_new ();
+  g_autoptr (GPtrArray) mods = g_ptr_array_new ();
+  const LtConfig *c = m->config;
+  const char *const *names;
+  const LtQuantMode base_mode = m->quant_mode == LT_QUANT_MXFP4 ? LT_QUANT_MXFP4
+                                : LT_QUANT_AFFINE;
+  g_autoptr (JsonNode) config = NULL;
+  guint64 bytes = 0;
+
+  if (m->files == NULL || !m->quantized)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "lt_calib_model_write: the model was not quantized by lt_calib_model_quantize");
+      return FALSE;
+    }
+  if (m->w.embed_q)
+    g_hash_table_insert (qmods, g_strdup ("model.embed_tokens"), m->w.embed_q);
+  if (m->w.lm_head.kind == LT_LINEAR_QUANTIZED && m->w.lm_head.quant != m->w.embed_q)
+    g_hash_table_insert (qmods, g_strdup ("lm_head"), m->w.lm_head.quant);
+  g_hash_table_insert (f32, g_strdup ("model.norm.weight"), m->w.norm);
+  for (int l = 0; l < c->num_hidden_layers; l++)
+    {
+      LtLayerWeights *lw = &m->w.layers[l];
+      g_hash_table_insert (f32, g_strdup_printf ("model.layers.%d.input_layernorm.weight", l),
+                           lw->input_norm);
+      g_hash_table_insert (f32, g_strdup_printf ("model.layers.%d.post_attention_layernorm"
+                                                 ".weight", l), lw->post_norm);
+      for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+        {
+          LtLinear *lin = lt_layer_linear (lw, j);
+          if (lin->kind == LT_LINEAR_QUANTIZED)
+            g_hash_table_insert (qmods, g_strdup (lin->name), lin->quant);
+          if (lin->bias)
+            g_hash_table_insert (f32, g_strdup_printf ("%s.bias", lin->name), lin->bias);
+        }
+    }
+
+  names = lt_weights_get_names (m->files);
+  for (gsize i = 0; names[i] != NULL; i++)
+    {
+      const LtTensor *t = lt_weights_lookup (m->files, names[i]);
+      g_autofree char *module = NULL;
+      const LtQuantTensor *q = NULL;
+      const float *f;
+
+      if (g_str_has_suffix (names[i], ".weight"))
+        {
+          module = g_strndup (names[i], strlen (names[i]) - strlen (".weight"));
+          if (c->tie_word_embeddings && strcmp (module, "lm_head") == 0 && m->w.embed_q)
+            {
+              g_free (module);
+              module = g_strdup ("model.embed_tokens");
+            }
+          q = g_hash_table_lookup (qmods, module);
+        }
+      if (q != NULL)
+        {
+          g_autoptr (LtQuantTensor) aff = NULL;
+          LtTensor *wt = NULL, *sc = NULL, *bi = NULL;
+          if (g_hash_table_contains (done, q))
+            continue;
+          g_hash_table_add (done, (gpointer) q);
+          g_ptr_array_add (mods, (gpointer) q);
+          g_ptr_array_add (mods, (gpointer) g_intern_string (module));
+          if (q->mode == LT_QUANT_SYMMETRIC)
+            {
+              if ((aff = lt_quant_symmetric_to_affine (q, error)) == NULL)
+                return FALSE;
+              q = aff;
+            }
+          if (!lt_quant_tensor_to_mlx (q, module, t->dtype, &wt, &sc, &bi, error))
+            return FALSE;
+          g_ptr_array_add (owned, wt);
+          g_ptr_array_add (list, wt);
+          g_ptr_array_add (owned, sc);
+          g_ptr_array_add (list, sc);
+          if (bi)
+            {
+              g_ptr_array_add (owned, bi);
+              g_ptr_array_add (list, bi);
+            }
+        }
+      else if ((f = g_hash_table_lookup (f32, names[i])) != NULL)
+        {
+          LtTensor *nt = lt_export_tensor_from_f32 (names[i], f, t->ndim, t->shape, t->dtype);
+          g_ptr_array_add (owned, nt);
+          g_ptr_array_add (list, nt);
+        }
+      else
+        g_ptr_array_add (list, (gpointer) t);
+    }
+
+  /* config.json: the model's bits and group, an entry per layer that differs (as MLX LM's
+   * mixed quantization writes it), false for a layer kept in float */
+  if ((config = lt_export_model_config (src_dir, error)) == NULL)
+    return FALSE;
+  for (int k = 0; k < 2; k++)
+    {
+      JsonNode *n = lt_export_mlx_quant_params (base_mode, m->quant_bits, m->quant_group_size);
+      JsonObject *obj = json_node_get_object (n);
+      for (guint i = 0; i < mods->len; i += 2)
+        {
+          const LtQuantTensor *q = mods->pdata[i];
+          LtQuantMode qm = q->mode == LT_QUANT_MXFP4 ? LT_QUANT_MXFP4 : LT_QUANT_AFFINE;
+          if (q->bits != m->quant_bits || q->group_size != m->quant_group_size || qm != base_mode)
+            json_object_set_member (obj, mods->pdata[i + 1],
+                                    lt_export_mlx_quant_params (qm, q->bits, q->group_size));
+        }
+      for (char **u = m->unquantized; u && *u; u++)
+        json_object_set_boolean_member (obj, *u, FALSE);
+      json_object_set_member (json_node_get_object (config),
+                              k == 0 ? "quantization" : "quantization_config", n);
+    }
+  if (!lt_export_mlx_write_folder (dir, src_dir, list, config, &bytes, error))
+    return FALSE;
+  if (written)
+    *written += bytes;
+  return TRUE;
+}
+
+/* ---- perplexity ---------------------------------------------------------------------- */
+
+gboolean
+lt_calib_model_perplexity (LtModel *m, const LtCalibTokens *d, int chunk_tokens, double *ppl,
+                           GError **error)
+{
+  int chunk = chunk_tokens > 0 ? chunk_tokens : 2048;
+  double total = 0.0;
+  int64_t predicted = 0, off = 0;
+
+  for (int b0 = 0; b0 < d->B;)
+    {
+      int nb = 0, n = 0;
+      g_autofree double *nll = NULL;
+      while (b0 + nb < d->B && (nb == 0 || n + d->lengths[b0 + nb] <= chunk))
+        n += d->lengths[b0 + nb++];
+      nll = g_new (double, nb);
+      if (!lt_model_forward_nll (m, d->tokens + off, d->lengths + b0, nb, nll, error))
+        return FALSE;
+      for (int b = 0; b < nb; b++)
+        {
+          total += nll[b];
+          predicted += d->lengths[b0 + b] - 1;
+        }
+      off += n;
+      b0 += nb;
+    }
+  if (predicted == 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "no token to predict");
+      return FALSE;
+    }
+  *ppl = exp (total / (double) predicted);
+  return TRUE;
+}
