@@ -398,6 +398,7 @@ lt_dwq_options_init (LtDwqOptions *opts)
   opts->train_norms = TRUE;
   opts->grad_checkpointing = FALSE;
   opts->seed = 123;
+  opts->lr_schedule = LT_LR_SCHEDULE_CONSTANT;
 }
 
 static guint64
@@ -538,7 +539,8 @@ lt_dwq_run (LtModel *teacher, LtModel *student, const LtDwqSequence *train, int 
       lt_optimizer_zero_grad (opt);
       if (!run_batch (&d, TRUE, &s, error) || !lt_optimizer_check_finite (opt, error))
         goto out;
-      lt_optimizer_step (opt, opts->learning_rate);
+      lt_optimizer_step (opt, lt_lr_schedule_at (opts->lr_schedule, opts->learning_rate, 0,
+                                                  r.iters, it + 1));
       s /= d.N;
       if (it == 0)
         r.train_kl_first = s;

@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "lt-model.h"
+#include "lt-run.h"
 
 G_BEGIN_DECLS
 
@@ -57,6 +58,8 @@ typedef struct
   gboolean train_norms;      /* TRUE: the RMSNorm weights train too */
   gboolean grad_checkpointing; /* FALSE: keep every block's activations */
   guint64 seed;              /* the order of the training batches; 123 */
+  LtLrSchedule lr_schedule;  /* constant (MLX LM), cosine or linear decay over the steps
+                              * (lt_lr_schedule_at, no warm-up) */
 } LtDwqOptions;
 
 void lt_dwq_options_init (LtDwqOptions *opts);
