@@ -4,9 +4,9 @@
  *
  * The student is a model quantized with MLX affine codes (Ŵ = s·q + b per group of a row,
  * lt-quant.h); the teacher is the same model unquantized (or at 8 bits). The codes q stay
- * fixed; the scales s and biases b of every quantized layer below 8 bits (the block linears,
- * the embedding and the LM head; tied: one set), the biases of those layers and the RMSNorm
- * weights are trained with Adam to minimise, per token t,
+ * fixed; the scales s and biases b of every affine quantized layer below 8 bits (the block
+ * linears, the embedding and the LM head; tied: one set), the biases of those layers and the
+ * RMSNorm weights are trained with Adam to minimise, per token t,
  *
  *   KL_t = Σ_v p_t(v) · (log p_t(v) − log q_t(v)),  p = softmax (z_teacher / T),
  *                                                   q = softmax (z_student / T)

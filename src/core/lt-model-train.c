@@ -377,13 +377,13 @@ lt_model_attach_trainable (LtModel *m, const LtAdapterSpec *spec, GError **error
   return TRUE;
 }
 
-/* The trainable affine parameters of a quantized layer (bits < 8, as MLX LM's DWQ). */
+/* Whether a quantized layer's scales and biases train: MLX affine below 8 bits, as MLX LM's
+ * DWQ (symmetric layers keep bias = qmin·scale, which training would break). */
 static gboolean
 quant_trainable (const LtLinear *lin)
 {
   const LtQuantTensor *q = lin->quant;
-  return lin->kind == LT_LINEAR_QUANTIZED && q->bits < 8
-         && (q->mode == LT_QUANT_AFFINE || q->mode == LT_QUANT_SYMMETRIC);
+  return lin->kind == LT_LINEAR_QUANTIZED && q->bits < 8 && q->mode == LT_QUANT_AFFINE;
 }
 
 static void
@@ -432,8 +432,7 @@ lt_model_attach_quant_trainable (LtModel *m, gboolean norms, GError **error)
       t->norms_floats = (gsize) L * (2 * C + (c->qk_norm ? 2 * c->head_dim : 0)) + C;
       t->grad_norms = g_new0 (float, t->norms_floats);
     }
-  if (m->w.embed_q && (m->w.embed_q->mode == LT_QUANT_AFFINE
-                       || m->w.embed_q->mode == LT_QUANT_SYMMETRIC) && m->w.embed_q->bits < 8)
+  if (m->w.embed_q && m->w.embed_q->mode == LT_QUANT_AFFINE && m->w.embed_q->bits < 8)
     {
       if (m->w.lm_head.quant == m->w.embed_q)
         {

@@ -78,8 +78,8 @@ gboolean lt_model_forward_backward (LtModel *model, const int32_t *tokens, const
                                     int B, const int32_t *targets, const float *weights,
                                     float loss_scale, double *loss_sum, GError **error);
 
-/* DWQ (lt-dwq): makes trainable the affine scales and biases of every quantized linear layer
- * below 8 bits (as MLX LM's DWQ), of the quantized embedding (tied: the head's, one set),
+/* DWQ (lt-dwq): makes trainable the scales and biases of every MLX affine quantized linear
+ * layer below 8 bits (as MLX LM's DWQ; other modes stay frozen), of the quantized embedding (tied: the head's, one set),
  * the biases of those layers and, when @norms, every RMSNorm weight; everything else stays
  * frozen. Parameters: "<module>.scales" / ".biases" (rows, groups), "<module>.bias",
  * "<norm>.weight", block by block (norms, q/k/v [q_norm, k_norm], o, gate/up/down, post
