@@ -280,7 +280,8 @@ main (int argc, char **argv)
       else
         {
           fprintf (stderr, "usage: bench-dwq [--lr X] [--iters N] [--batch N] "
-                           "[--temperature T] [--synthetic N] [--cosine] [--no-norms] [--bits 4|3]\n");
+                           "[--temperature T] [--synthetic N] [--cosine] [--no-norms] "
+                           "[--bits 4|3]\n");
           return 2;
         }
     }

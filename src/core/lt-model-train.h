@@ -79,9 +79,9 @@ gboolean lt_model_forward_backward (LtModel *model, const int32_t *tokens, const
                                     float loss_scale, double *loss_sum, GError **error);
 
 /* DWQ (lt-dwq): makes trainable the scales and biases of every MLX affine quantized linear
- * layer below 8 bits (as MLX LM's DWQ; other modes stay frozen), of the quantized embedding (tied: the head's, one set),
- * the biases of those layers and, when @norms, every RMSNorm weight; everything else stays
- * frozen. Parameters: "<module>.scales" / ".biases" (rows, groups), "<module>.bias",
+ * layer below 8 bits (as MLX LM's DWQ; other modes stay frozen), of the quantized embedding
+ * (tied: the head's, one set), the biases of those layers and, when @norms, every RMSNorm
+ * weight; everything else stays frozen. Parameters: "<module>.scales" / ".biases" (rows, groups), "<module>.bias",
  * "<norm>.weight", block by block (norms, q/k/v [q_norm, k_norm], o, gate/up/down, post
  * norm), then model.norm and the head; an untied quantized embedding first. All no-decay.
  * They point into the quantized tensors themselves: an optimizer step changes the model. */

@@ -11,7 +11,9 @@
  *   within 2e-2 relative, and (b) on its 3 coordinates of largest |g|, within 5e-2 relative
  *   (+ 1e-6 absolute);
  * - a short DWQ run (lr 1e-3, 160 steps of 4 random sequences of 32 tokens out of 160) lowers
- *   the KL on 4 held-out sequences to below 0.85 of its start (measured: 0.2563 → 0.2030), and reports the same kl_before as lt_dwq_eval_kl of the untrained student;
+ *   the KL on 4 held-out sequences to below 0.85 of its start (measured: 0.2563 → 0.2030),
+ *   reports the same kl_before as lt_dwq_eval_kl of the untrained student, and leaves the
+ *   trained model in memory (kl_after = its KL);
  * - cancelling from the progress callback stops after that step with LT_ERROR_CANCELLED;
  * - a dense student (nothing to train) is LT_ERROR_UNSUPPORTED. */
 #include "config.h"
