@@ -143,6 +143,8 @@ lt_linear_clear (LtLinear *lin)
   g_free (lin->grad_bias);
   g_free (lin->qat_scales);
   g_free (lin->qat_biases);
+  g_free (lin->grad_scales);
+  g_free (lin->grad_biases);
   memset (lin, 0, sizeof *lin);
 }
 
@@ -521,6 +523,66 @@ lt_linear_make_trainable (LtLinear *lin, GError **error)
   return TRUE;
 }
 
+gboolean
+lt_linear_make_quant_trainable (LtLinear *lin, GError **error)
+{
+  const LtQuantTensor *q = lin->quant;
+  gsize ng;
+
+  if (lin->kind != LT_LINEAR_QUANTIZED
+      || (q->mode != LT_QUANT_AFFINE && q->mode != LT_QUANT_SYMMETRIC))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "%s: only affine quantized layers have trainable scales and biases",
+                   lin->name);
+      return FALSE;
+    }
+  if (lin->grad_scales)
+    return TRUE;
+  ng = (gsize) (q->rows * q->groups_per_row);
+  lin->grad_scales = g_try_new0 (float, ng);
+  lin->grad_biases = g_try_new0 (float, ng);
+  if (lin->grad_scales == NULL || lin->grad_biases == NULL)
+    {
+      g_clear_pointer (&lin->grad_scales, g_free);
+      g_clear_pointer (&lin->grad_biases, g_free);
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                   "%s: could not allocate the scale gradients", lin->name);
+      return FALSE;
+    }
+  if (lin->bias && lin->grad_bias == NULL)
+    lin->grad_bias = g_new0 (float, lin->out_features);
+  return TRUE;
+}
+
+/* Floats of one ∂L/∂Ŵ tile: whole rows, about 1 Mi floats. */
+gsize
+lt_linear_quant_grad_scratch_floats (const LtLinear *lin)
+{
+  gsize in = lin->in_features;
+  gsize rows = CLAMP (((gsize) 1 << 20) / in, 1, (gsize) lin->out_features);
+  return rows * in;
+}
+
+void
+lt_linear_accumulate_quant_grad (LtLinear *lin, const float *dy, int ldy, int N,
+                                 const float *x, int row0, int n_rows, float *scratch,
+                                 gsize scratch_floats)
+{
+  int in = lin->in_features;
+  int rows = (int) MAX (scratch_floats / (gsize) in, 1);
+
+  g_return_if_fail (lin->grad_scales != NULL && scratch_floats >= (gsize) in);
+  for (int r0 = 0; r0 < n_rows; r0 += rows)
+    {
+      int r = MIN (rows, n_rows - r0);
+      memset (scratch, 0, (gsize) r * in * sizeof (float));
+      lt_matmul_backward_dw (scratch, dy + r0, ldy, x, N, in, r);
+      lt_quant_tensor_accumulate_grad (lin->quant, row0 + r0, r, scratch, in, lin->grad_scales,
+                                       lin->grad_biases);
+    }
+}
+
 void
 lt_linear_share_trainable (LtLinear *lin, const LtTensor *weight, float *grad)
 {
@@ -643,6 +705,8 @@ lt_linear_train_scratch_floats (const LtLinear *lin, int N)
   gsize n = base_scratch_floats (lin);
   if (lin->qat)
     n += (gsize) lin->out_features * lin->in_features;
+  if (lin->grad_scales)
+    n += lt_linear_quant_grad_scratch_floats (lin);
   if (lin->lora)
     {
       n += (gsize) N * lin->in_features + (gsize) N * lin->lora->rank;
@@ -744,6 +808,11 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
     }
   if (lin->grad_weight)
     lt_matmul_backward_dw (lin->grad_weight, dy, out, x, N, in, out);
+  if (lin->grad_scales)
+    {
+      gsize gf = lt_linear_quant_grad_scratch_floats (lin);
+      lt_linear_accumulate_quant_grad (lin, dy, out, N, x, 0, out, bump (&bs, gf), gf);
+    }
 
   if (l)
     {

@@ -77,6 +77,9 @@ typedef struct
   gboolean qat_scales_valid; /* FALSE: the next forward recomputes them */
   int qat_mode;              /* LtQuantMode of fq (lt-qat): symmetric (0) … nf4 */
   float *qat_biases;         /* affine: (out, in / group) frozen biases; owned */
+  float *grad_scales;        /* DWQ: (out, in / group) gradients of the quantized weight's
+                                affine scales and biases, else NULL; owned */
+  float *grad_biases;
 } LtLinear;
 
 /* Dropout of one layer in one step: keep x[n, i] when hash(seed, n·in + i) ≥ p. p = 0 (or
@@ -119,6 +122,18 @@ gboolean lt_linear_make_trainable (LtLinear *lin, GError **error);
 /* Full fine-tuning over a weight owned elsewhere (tied head): @weight (out, in) F32, @grad. */
 void lt_linear_share_trainable (LtLinear *lin, const LtTensor *weight, float *grad);
 
+/* DWQ (lt-dwq): gradients for the affine scales and biases of a quantized layer
+ * (grad_scales / grad_biases, and grad_bias when it has a bias), straight through the fixed
+ * codes; lt_linear_backward then adds to them. Only affine (or symmetric, stored as affine)
+ * layers: others are LT_ERROR_UNSUPPORTED. */
+gboolean lt_linear_make_quant_trainable (LtLinear *lin, GError **error);
+/* Adds to grad_scales / grad_biases the gradient from dy (N, n_rows; row stride @ldy), the
+ * output gradient of rows [row0, row0 + n_rows), and the input x (N, in): ∂L/∂Ŵ = dyᵀ·x is
+ * formed a tile of rows at a time in @scratch (lt_linear_quant_grad_scratch_floats). */
+void lt_linear_accumulate_quant_grad (LtLinear *lin, const float *dy, int ldy, int N,
+                                      const float *x, int row0, int n_rows, float *scratch,
+                                      gsize scratch_floats);
+gsize lt_linear_quant_grad_scratch_floats (const LtLinear *lin);
 /* DoRA: norm (out) = ‖W + scale·(AB)ᵀ‖_row, row by row (OpenMP), no full W_eff. */
 void lt_linear_dora_norms (const LtLinear *lin, float *norm);
 /* QAT: out (out, in) = fq(W_eff) with the layer's frozen scales (recomputed first when not

@@ -56,6 +56,11 @@ typedef struct
   float *grad_norms;         /* like w.f32_arena */
   gsize norms_floats;
 
+  /* DWQ (lt_model_attach_quant_trainable): the quantized embedding's scale gradients (the
+   * head's when tied, else owned) */
+  float *embed_gs, *embed_gb;
+  gboolean embed_grads_owned;
+
   /* step memory: one arena, laid out again each step (step_memory) */
   int cap;                   /* tokens the per-token arrays below hold */
   float *arena;
@@ -108,6 +113,11 @@ train_free (gpointer p)
     lt_tensor_free (t->embed_master);
   g_free (t->grad_embed);
   g_free (t->grad_norms);
+  if (t->embed_grads_owned)
+    {
+      g_free (t->embed_gs);
+      g_free (t->embed_gb);
+    }
   g_free (t->arena);
   g_free (t->acts);
   g_free (t->x_saved);
@@ -382,6 +392,118 @@ lt_model_attach_trainable (LtModel *m, const LtAdapterSpec *spec, GError **error
               return FALSE;
             add_lora_params (t, lin);
           }
+  t->attached = TRUE;
+  lt_model_update_scratch (m);
+  return TRUE;
+}
+
+/* Whether a quantized layer's scales and biases train: MLX affine below 8 bits, as MLX LM's
+ * DWQ (symmetric layers keep bias = qmin·scale, which training would break). */
+static gboolean
+quant_trainable (const LtLinear *lin)
+{
+  const LtQuantTensor *q = lin->quant;
+  return lin->kind == LT_LINEAR_QUANTIZED && q->bits < 8 && q->mode == LT_QUANT_AFFINE;
+}
+
+static void
+add_quant_params (Train *t, const char *prefix, const LtQuantTensor *q, float *gs, float *gb)
+{
+  g_autofree char *ns = g_strdup_printf ("%s.scales", prefix);
+  g_autofree char *nb = g_strdup_printf ("%s.biases", prefix);
+  add_param2 (t, ns, q->scales, gs, q->rows, q->groups_per_row, FALSE);
+  add_param2 (t, nb, q->biases, gb, q->rows, q->groups_per_row, FALSE);
+}
+
+static gboolean
+attach_quant_linear (Train *t, LtLinear *lin, GError **error)
+{
+  if (!quant_trainable (lin))
+    return TRUE;
+  if (!lt_linear_make_quant_trainable (lin, error))
+    return FALSE;
+  add_quant_params (t, lin->name, lin->quant, lin->grad_scales, lin->grad_biases);
+  if (lin->bias)
+    {
+      g_autofree char *nb = g_strdup_printf ("%s.bias", lin->name);
+      add_param (t, nb, lin->bias, lin->grad_bias, lin->out_features, FALSE);
+    }
+  return TRUE;
+}
+
+gboolean
+lt_model_attach_quant_trainable (LtModel *m, gboolean norms, GError **error)
+{
+  const LtConfig *c = m->config;
+  int L = c->num_hidden_layers, C = c->hidden_size;
+  Train *t;
+
+  if (lt_model_get_train_state (m) && ((Train *) lt_model_get_train_state (m))->attached)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "the model already has trainable parameters");
+      return FALSE;
+    }
+  t = train_get (m);
+  t->first = 0;
+  t->spec.type = LT_TRAIN_TYPE_FULL; /* no adapter dropout */
+  if (norms)
+    {
+      t->norms_floats = (gsize) L * (2 * C + (c->qk_norm ? 2 * c->head_dim : 0)) + C;
+      t->grad_norms = g_new0 (float, t->norms_floats);
+    }
+  if (m->w.embed_q && m->w.embed_q->mode == LT_QUANT_AFFINE && m->w.embed_q->bits < 8)
+    {
+      if (m->w.lm_head.quant == m->w.embed_q)
+        {
+          /* tied: the head's gradients, registered with the head below */
+          if (!lt_linear_make_quant_trainable (&m->w.lm_head, error))
+            return FALSE;
+          t->embed_gs = m->w.lm_head.grad_scales;
+          t->embed_gb = m->w.lm_head.grad_biases;
+        }
+      else
+        {
+          gsize ng = (gsize) (m->w.embed_q->rows * m->w.embed_q->groups_per_row);
+          t->embed_gs = g_new0 (float, ng);
+          t->embed_gb = g_new0 (float, ng);
+          t->embed_grads_owned = TRUE;
+          add_quant_params (t, "model.embed_tokens", m->w.embed_q, t->embed_gs, t->embed_gb);
+        }
+    }
+  for (int l = 0; l < L; l++)
+    {
+      LtLayerWeights *lw = &m->w.layers[l];
+      if (norms)
+        {
+          g_autofree char *n1 = g_strdup_printf ("model.layers.%d.input_layernorm.weight", l);
+          add_norm_param (t, m, n1, lw->input_norm, C);
+        }
+      for (int j = 0; j < N_LIN; j++)
+        {
+          if (!attach_quant_linear (t, lt_layer_linear (lw, j), error))
+            return FALSE;
+          if (j == 2 && lw->q_norm && norms)
+            {
+              g_autofree char *qn = g_strdup_printf ("model.layers.%d.self_attn.q_norm.weight",
+                                                     l);
+              g_autofree char *kn = g_strdup_printf ("model.layers.%d.self_attn.k_norm.weight",
+                                                     l);
+              add_norm_param (t, m, qn, lw->q_norm, c->head_dim);
+              add_norm_param (t, m, kn, lw->k_norm, c->head_dim);
+            }
+        }
+      if (norms)
+        {
+          g_autofree char *n2 = g_strdup_printf ("model.layers.%d.post_attention_layernorm"
+                                                 ".weight", l);
+          add_norm_param (t, m, n2, lw->post_norm, C);
+        }
+    }
+  if (norms)
+    add_norm_param (t, m, "model.norm.weight", m->w.norm, C);
+  if (!attach_quant_linear (t, &m->w.lm_head, error))
+    return FALSE;
   t->attached = TRUE;
   lt_model_update_scratch (m);
   return TRUE;
@@ -1019,10 +1141,12 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
     }
 }
 
-gboolean
-lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths, int B,
-                           const int32_t *targets, const float *weights, float loss_scale,
-                           double *loss_sum, GError **error)
+/* lt_model_forward_backward, or with @head (then @targets, @weights unused and @loss_scale
+ * only says whether a backward runs) lt_model_forward_backward_head. */
+static gboolean
+forward_backward (LtModel *m, const int32_t *tokens, const int *lengths, int B,
+                  const int32_t *targets, const float *weights, float loss_scale,
+                  LtHeadLossFunc head, gpointer head_data, double *loss_sum, GError **error)
 {
   const LtConfig *c = m->config;
   Train *t = train_get (m);
@@ -1031,7 +1155,8 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
   int N, max_len = 0;
   float *x, *dx;
 
-  if (!check_batch (m, tokens, lengths, B, targets, weights, &N, error))
+  if (head ? !lt_model_check_batch (m, tokens, lengths, B, &N, error)
+           : !check_batch (m, tokens, lengths, B, targets, weights, &N, error))
     return FALSE;
   for (int b = 0; b < B; b++)
     max_len = MAX (max_len, lengths[b]);
@@ -1067,7 +1192,13 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
   {
     /* dxn of the final norm shares the shared set's xn1 (free at this point) */
     float *dxn = t->shared.xn1;
-    head_loss_backward (m, t, N, targets, weights, loss_scale, loss_sum, dxn);
+    if (head)
+      {
+        if (!head (m, t->xnf, N, loss_scale != 0.0f ? dxn : NULL, loss_sum, head_data, error))
+          return FALSE;
+      }
+    else
+      head_loss_backward (m, t, N, targets, weights, loss_scale, loss_sum, dxn);
     if (loss_scale == 0.0f)
       return TRUE; /* nothing to add to the gradients */
     lt_rmsnorm_backward (dx, norm_grad (t, m, m->w.norm), t->xf, m->w.norm, dxn, eps, N, C,
@@ -1095,7 +1226,31 @@ lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths
         for (int k = 0; k < C; k++)
           g[k] += dx[(gsize) i * C + k];
       }
+  /* quantized embedding's scales and biases (DWQ) */
+  if (t->embed_gs && t->first == 0)
+    for (int i = 0; i < N; i++)
+      lt_quant_tensor_accumulate_grad (m->w.embed_q, tokens[i], 1, dx + (gsize) i * C, C,
+                                       t->embed_gs, t->embed_gb);
   return TRUE;
+}
+
+gboolean
+lt_model_forward_backward (LtModel *m, const int32_t *tokens, const int *lengths, int B,
+                           const int32_t *targets, const float *weights, float loss_scale,
+                           double *loss_sum, GError **error)
+{
+  return forward_backward (m, tokens, lengths, B, targets, weights, loss_scale, NULL, NULL,
+                           loss_sum, error);
+}
+
+gboolean
+lt_model_forward_backward_head (LtModel *m, const int32_t *tokens, const int *lengths, int B,
+                                LtHeadLossFunc head, gpointer user_data, gboolean backward,
+                                double *loss_sum, GError **error)
+{
+  g_return_val_if_fail (head != NULL, FALSE);
+  return forward_backward (m, tokens, lengths, B, NULL, NULL, backward ? 1.0f : 0.0f, head,
+                           user_data, loss_sum, error);
 }
 
 /* ---- adapters on disk ---- */

@@ -87,6 +87,29 @@ gboolean lt_model_forward_backward (LtModel *model, const int32_t *tokens, const
                                     int B, const int32_t *targets, const float *weights,
                                     float loss_scale, double *loss_sum, GError **error);
 
+/* DWQ (lt-dwq): makes trainable the scales and biases of every MLX affine quantized linear
+ * layer below 8 bits (as MLX LM's DWQ; other modes stay frozen), of the quantized embedding
+ * (tied: the head's, one set), the biases of those layers and, when @norms, every RMSNorm
+ * weight; everything else stays frozen. Parameters: "<module>.scales" / ".biases" (rows, groups), "<module>.bias",
+ * "<norm>.weight", block by block (norms, q/k/v [q_norm, k_norm], o, gate/up/down, post
+ * norm), then model.norm and the head; an untied quantized embedding first. All no-decay.
+ * They point into the quantized tensors themselves: an optimizer step changes the model. */
+gboolean lt_model_attach_quant_trainable (LtModel *model, gboolean norms, GError **error);
+
+/* A replacement for the LM head and loss of a forward + backward: @xn (N, C) the final normed
+ * hidden states; sets *loss_sum; when @dxn is not NULL (a backward follows), writes dxn (N, C)
+ * = ∂loss/∂xn and adds the head's own parameter gradients. FALSE + @error stops the step. */
+typedef gboolean (*LtHeadLossFunc) (LtModel *model, const float *xn, int N, float *dxn,
+                                    double *loss_sum, gpointer user_data, GError **error);
+/* lt_model_forward_backward with @head in place of the LM head + cross-entropy: the blocks'
+ * forward, @head, then (when @backward) the backward through every trained block and the
+ * embedding, adding to the parameters' gradients. @backward FALSE: forward only (a teacher's
+ * hidden states, an evaluation). */
+gboolean lt_model_forward_backward_head (LtModel *model, const int32_t *tokens,
+                                         const int *lengths, int B, LtHeadLossFunc head,
+                                         gpointer user_data, gboolean backward,
+                                         double *loss_sum, GError **error);
+
 /* Adapters on disk. Save writes DIR/adapters.safetensors + DIR/adapter_config.json in the
  * mlx-lm layout (atomic); @file_name overrides the weights file name (checkpoints). Load takes an
  * mlx-lm or PEFT adapter file or folder and detects which. */

@@ -5,6 +5,7 @@
 #include "lt-quant.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -594,6 +595,36 @@ lt_quant_tensor_get_code (const LtQuantTensor *q, int64_t row, int64_t col)
 {
   g_return_val_if_fail (q != NULL && row >= 0 && row < q->rows && col >= 0 && col < q->cols, 0);
   return lt_qk_get_code (q->codes + row * q->words_per_row, col, q->bits);
+}
+
+void
+lt_quant_tensor_accumulate_grad (const LtQuantTensor *q, int64_t row0, int64_t nrows,
+                                 const float *dw, int64_t ldw, float *grad_scales,
+                                 float *grad_biases)
+{
+  int64_t gl = q->group_len, gpr = q->groups_per_row;
+
+  g_return_if_fail (q->mode == LT_QUANT_AFFINE || q->mode == LT_QUANT_SYMMETRIC);
+  g_return_if_fail (row0 >= 0 && nrows >= 0 && row0 + nrows <= q->rows);
+#pragma omp parallel for schedule(static) if (nrows * q->cols >= 65536 && !omp_in_parallel ())
+  for (int64_t r = 0; r < nrows; r++)
+    {
+      const uint32_t *codes = q->codes + (row0 + r) * q->words_per_row;
+      const float *d = dw + r * ldw;
+      float *gs = grad_scales + (row0 + r) * gpr;
+      float *gb = grad_biases + (row0 + r) * gpr;
+      for (int64_t g = 0; g < gpr; g++)
+        {
+          double as = 0.0, ab = 0.0;
+          for (int64_t j = g * gl; j < (g + 1) * gl; j++)
+            {
+              as += (double) d[j] * (double) lt_qk_get_code (codes, j, q->bits);
+              ab += d[j];
+            }
+          gs[g] += (float) as;
+          gb[g] += (float) ab;
+        }
+    }
 }
 
 gsize

@@ -114,6 +114,16 @@ void lt_quant_tensor_dequantize_rows_ref (const LtQuantTensor *q, int64_t row0, 
 /* Code of element (row, col). */
 unsigned lt_quant_tensor_get_code (const LtQuantTensor *q, int64_t row, int64_t col);
 
+/* DWQ (lt-dwq): the gradient of a loss with respect to the affine parameters of rows
+ * [row0, row0 + nrows), straight through the fixed codes (Ŵ = s·q + b per group), from
+ * dw (nrows, cols; row stride @ldw) = ∂loss/∂Ŵ of those rows:
+ *   grad_scales[r, g] += Σ_{j ∈ g} dw[r, j]·q[r, j];   grad_biases[r, g] += Σ_{j ∈ g} dw[r, j]
+ * grad_scales / grad_biases: (rows, groups_per_row) for the whole tensor. Affine and symmetric
+ * codes (unsigned q) only. OpenMP over rows for large blocks (not inside a parallel region). */
+void lt_quant_tensor_accumulate_grad (const LtQuantTensor *q, int64_t row0, int64_t nrows,
+                                      const float *dw, int64_t ldw, float *grad_scales,
+                                      float *grad_biases);
+
 /* Bytes as stored on disk (codes + scales [+ biases] in scale_dtype; mxfp4 scales 1 byte). */
 gsize lt_quant_tensor_storage_bytes (const LtQuantTensor *q);
 /* Bytes held in memory by this struct (codes + f32 scales/biases + E8M0 bytes). */
