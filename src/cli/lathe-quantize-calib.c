@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* lathe quantize --method gptq|awq|dynamic: see lathe-quantize-calib.h. */
+/* lathe quantize --method gptq|awq|dynamic|dwq: see lathe-quantize-calib.h. */
 #include "config.h"
 
 #include "lathe-quantize-calib.h"
@@ -140,6 +140,97 @@ print_table (const LatheQuantizeCalib *a, const LtCalibModelReport *rep, guint64
             ppl_before, ppl_after, 100.0 * (ppl_after / ppl_before - 1.0));
 }
 
+static void
+dwq_progress (LtDwqPhase phase, int step, int steps, double kl, gpointer user_data)
+{
+  static const char *const what[] = { "validation before", "training", "validation after" };
+  char text[96];
+
+  g_snprintf (text, sizeof text, "dwq %s, step %d of %d, KL %.5f", what[phase], step, steps,
+              kl);
+  progress_cb (steps > 0 ? (double) step / steps : 1.0, text, user_data);
+}
+
+/* --method dwq: the student quantized at load (MLX affine), its scales, biases and norms
+ * distilled from the teacher on the calibration sequences (lt-dwq), written like the other
+ * methods. The validation KL is measured on the held-out sequences when there are some. */
+static int
+run_dwq (const LatheQuantizeCalib *a, const LtCalibTokens *calib, const LtCalibTokens *held)
+{
+  g_autoptr (GError) error = NULL;
+  LtLoadOptions lo = { .bits = a->opts.bits, .mode = LT_QUANT_AFFINE,
+                       .group_size = a->opts.group_size };
+  g_autoptr (LtModel) teacher = NULL;
+  g_autoptr (LtModel) student = NULL;
+  g_autofree LtDwqSequence *train = g_new (LtDwqSequence, calib->B);
+  g_autofree LtDwqSequence *valid = held ? g_new (LtDwqSequence, held->B) : NULL;
+  double ppl_float = NAN, ppl_rtn = NAN, ppl_after = NAN;
+  guint64 bytes = 0;
+  LtDwqResult r;
+
+  for (int b = 0, o = 0; b < calib->B; o += calib->lengths[b], b++)
+    train[b] = (LtDwqSequence) { calib->tokens + o, calib->lengths[b] };
+  for (int b = 0, o = 0; held != NULL && b < held->B; o += held->lengths[b], b++)
+    valid[b] = (LtDwqSequence) { held->tokens + o, held->lengths[b] };
+  if ((teacher = lt_model_load (a->teacher ? a->teacher : a->model_dir, &error)) == NULL
+      || (student = lt_model_load_with_options (a->model_dir, &lo, &error)) == NULL)
+    return lathe_cli_report_error ("quantize", error);
+  if (a->report_ppl && (!perplexity (teacher, held, &ppl_float, &error)
+                        || !perplexity (student, held, &ppl_rtn, &error)))
+    return lathe_cli_report_error ("quantize", error);
+  g_printerr ("lathe quantize: dwq on %s (%d sequences, %" G_GINT64_FORMAT " tokens, lr %g, "
+              "batch %d)\n", a->model_dir, calib->B, calib->n_tokens, a->dwq.learning_rate,
+              a->dwq.batch_size);
+  if (!lt_dwq_run (teacher, student, train, calib->B, valid, held ? held->B : 0, &a->dwq,
+                   dwq_progress, NULL, NULL, &r, &error))
+    return lathe_cli_report_error ("quantize", error);
+  if (r.worse)
+    g_printerr ("lathe quantize: warning: the validation KL ended worse than it started "
+                "(%.5f, from %.5f): lower --learning-rate or give more data\n", r.kl_after,
+                r.kl_before);
+
+  g_autofree char *tmp = lt_output_dir_begin (a->out, &error);
+  if (tmp == NULL)
+    return lathe_cli_report_error ("quantize", error);
+  g_printerr ("lathe quantize: writing %s\n", a->out);
+  if (!lt_calib_model_write (student, a->model_dir, tmp, &bytes, &error))
+    {
+      lt_output_dir_abort (tmp);
+      return lathe_cli_report_error ("quantize", error);
+    }
+  if (!lt_output_dir_commit (tmp, a->out, &error))
+    return lathe_cli_report_error ("quantize", error);
+  g_clear_pointer (&student, lt_model_free);
+  if (a->report_ppl)
+    {
+      g_autoptr (LtModel) out = lt_model_load (a->out, &error);
+      if (out == NULL || !perplexity (out, held, &ppl_after, &error))
+        return lathe_cli_report_error ("quantize", error);
+    }
+  g_autofree char *human = lt_memory_format (bytes);
+  if (a->json)
+    {
+      printf ("{\"out\": \"%s\", \"method\": \"dwq\", \"bits\": %d, \"group_size\": %d, "
+              "\"bytes\": %" G_GUINT64_FORMAT ", \"steps\": %d, \"kl_before\": %.9g, "
+              "\"kl_after\": %.9g, \"worse\": %s", a->out, a->opts.bits, a->opts.group_size,
+              bytes, r.iters, r.kl_before, r.kl_after, r.worse ? "true" : "false");
+      if (a->report_ppl)
+        printf (", \"ppl_float\": %.9g, \"ppl_rtn\": %.9g, \"ppl_after\": %.9g", ppl_float,
+                ppl_rtn, ppl_after);
+      printf ("}\n");
+      return LATHE_EXIT_OK;
+    }
+  printf ("wrote %s: %s (%" G_GUINT64_FORMAT " bytes), method dwq, affine %d bits, group %d: "
+          "%d steps, validation KL %.5f -> %.5f (%u tensors, %" G_GSIZE_FORMAT " values "
+          "trained)\n", a->out, human, bytes, a->opts.bits, a->opts.group_size, r.iters,
+          r.kl_before, r.kl_after, r.n_tensors, r.n_values);
+  if (a->report_ppl)
+    printf ("perplexity on %d held-out sequences: float %.4f, round-to-nearest %.4f, dwq %.4f "
+            "(%.0f%% of the loss recovered)\n", held->B, ppl_float, ppl_rtn, ppl_after,
+            100.0 * (ppl_rtn - ppl_after) / (ppl_rtn - ppl_float));
+  return LATHE_EXIT_OK;
+}
+
 int
 lathe_quantize_calibrated (const LatheQuantizeCalib *a)
 {
@@ -190,6 +281,8 @@ lathe_quantize_calibrated (const LatheQuantizeCalib *a)
         return lathe_cli_report_error ("quantize", error);
     }
 
+  if (a->opts.method == LT_CALIB_METHOD_DWQ)
+    return run_dwq (a, calib, held);
   if ((model = lt_model_load (a->model_dir, &error)) == NULL)
     return lathe_cli_report_error ("quantize", error);
   if (model->prequantized)

@@ -6,6 +6,7 @@
 #include <glib.h>
 
 #include "lt-calibrate-model.h"
+#include "lt-dwq.h"
 
 typedef struct
 {
@@ -19,6 +20,8 @@ typedef struct
   int num_samples;           /* <= 0: all */
   int max_seq_length;
   gboolean report_ppl;
+  LtDwqOptions dwq;          /* --method dwq */
+  const char *teacher;       /* dwq: the model distilled from, NULL = model_dir */
 } LatheQuantizeCalib;
 
 /* Runs the calibrated quantization; returns the exit status. */

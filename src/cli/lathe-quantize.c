@@ -248,6 +248,9 @@ lathe_cmd_quantize (int argc, char **argv)
   int block_size = -1, n_grid = -1, low_bits = -1, high_bits = -1;
   int low_group = -1, high_group = -1;
   gboolean report_ppl = FALSE;
+  double dwq_lr = NAN;
+  int dwq_batch = -1, dwq_iters = -1;
+  g_autofree char *teacher = NULL;
   const GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir,
       "Model folder (config.json, safetensors in F32/F16/BF16); required", "DIR" },
@@ -265,8 +268,8 @@ lathe_cmd_quantize (int argc, char **argv)
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
       "Print the per-layer error and the output size as JSON (default off)", NULL },
     { "method", 0, 0, G_OPTION_ARG_STRING, &method_text,
-      "rtn (round-to-nearest, no data), gptq, awq or dynamic (mixed-bit); the last three need "
-      "--data (default rtn)", "METHOD" },
+      "rtn (round-to-nearest, no data), gptq, awq, dynamic (mixed-bit) or dwq (distilled "
+      "scales); all but rtn need --data (default rtn)", "METHOD" },
     { "data", 0, 0, G_OPTION_ARG_FILENAME, &data,
       "Calibration data: a JSONL file or dataset folder in any format Lathe trains on", "FILE" },
     { "num-samples", 0, 0, G_OPTION_ARG_INT, &num_samples,
@@ -298,6 +301,15 @@ lathe_cmd_quantize (int argc, char **argv)
       "tenth of --data, which calibration then does not use (default off)", NULL },
     { "eval-data", 0, 0, G_OPTION_ARG_FILENAME, &eval_data,
       "Held-out data for --report-ppl (any training format)", "FILE" },
+    { "learning-rate", 0, 0, G_OPTION_ARG_DOUBLE, &dwq_lr,
+      "dwq: Adam's learning rate for the scales, biases and norms (default 1e-6, MLX LM's)",
+      "X" },
+    { "batch-size", 0, 0, G_OPTION_ARG_INT, &dwq_batch,
+      "dwq: sequences per step (default 4)", "N" },
+    { "iters", 0, 0, G_OPTION_ARG_INT, &dwq_iters,
+      "dwq: steps; 0 = one pass over the calibration sequences (default 0)", "N" },
+    { "teacher", 0, 0, G_OPTION_ARG_FILENAME, &teacher,
+      "dwq: the model to distil from (default --model itself, unquantized)", "DIR" },
     { NULL },
   };
   g_autoptr (GError) error = NULL;
@@ -321,8 +333,9 @@ lathe_cmd_quantize (int argc, char **argv)
                         "stays in its stored precision); norms and biases stay float. Writes "
                         "an MLX-layout model (U32 weights + scales + biases in the model's "
                         "float dtype, config.json \"quantization\") and copies the tokenizer "
-                        "files. --method gptq, awq or dynamic (mixed-bit: per-layer bits in "
-                        "config.json as MLX LM writes them) reduce the loss with calibration "
+                        "files. --method gptq, awq, dynamic (mixed-bit: per-layer bits in "
+                        "config.json as MLX LM writes them) or dwq (scales distilled from the "
+                        "float model) reduce the loss with calibration "
                         "data (--data); --report-ppl measures it on held-out data.",
                         entries, &argc, &argv, &exit_status))
     return exit_status;
@@ -367,6 +380,10 @@ lathe_cmd_quantize (int argc, char **argv)
       { low_group != -1, LT_CALIB_METHOD_DYNAMIC, "--low-group-size" },
       { high_group != -1, LT_CALIB_METHOD_DYNAMIC, "--high-group-size" },
       { sensitivities != NULL, LT_CALIB_METHOD_DYNAMIC, "--sensitivities" },
+      { isfinite (dwq_lr), LT_CALIB_METHOD_DWQ, "--learning-rate" },
+      { dwq_batch != -1, LT_CALIB_METHOD_DWQ, "--batch-size" },
+      { dwq_iters != -1, LT_CALIB_METHOD_DWQ, "--iters" },
+      { teacher != NULL, LT_CALIB_METHOD_DWQ, "--teacher" },
     };
     for (gsize i = 0; i < G_N_ELEMENTS (own); i++)
       if (own[i].given && own[i].method != method)
@@ -381,10 +398,14 @@ lathe_cmd_quantize (int argc, char **argv)
                     "and --high-bits)\n");
         return LATHE_EXIT_BAD_INPUT;
       }
-    if (method == LT_CALIB_METHOD_DWQ)
+    if (method == LT_CALIB_METHOD_DWQ
+        && (mode != LT_QUANT_AFFINE || bits >= 8
+            || (isfinite (dwq_lr) && !(dwq_lr > 0 && dwq_lr < 1))
+            || (dwq_batch != -1 && dwq_batch < 1) || dwq_iters < -1))
       {
-        /* lt-dwq will be called here */
-        g_printerr ("lathe quantize: --method dwq: dwq is not built in yet\n");
+        g_printerr ("lathe quantize: --method dwq trains affine layers below 8 bits "
+                    "(--mode affine, --bits 2-6), --learning-rate in (0, 1), --batch-size at "
+                    "least 1, --iters 0 or more\n");
         return LATHE_EXIT_BAD_INPUT;
       }
     if ((method != LT_CALIB_METHOD_RTN || report_ppl) && data == NULL)
@@ -451,7 +472,8 @@ lathe_cmd_quantize (int argc, char **argv)
     {
       LatheQuantizeCalib a = { .model_dir = model_dir, .out = out, .force = force, .json = json,
                                .data = data, .eval_data = eval_data, .num_samples = num_samples,
-                               .max_seq_length = max_seq_length, .report_ppl = report_ppl };
+                               .max_seq_length = max_seq_length, .report_ppl = report_ppl,
+                               .teacher = teacher };
       lt_calib_model_options_init (&a.opts);
       a.opts.method = method;
       a.opts.mode = mode;
@@ -474,6 +496,14 @@ lathe_cmd_quantize (int argc, char **argv)
       if (high_group != -1)
         a.opts.high_group_size = high_group;
       a.opts.sensitivities = sensitivities;
+      lt_dwq_options_init (&a.dwq);
+      if (isfinite (dwq_lr))
+        a.dwq.learning_rate = dwq_lr;
+      if (dwq_batch != -1)
+        a.dwq.batch_size = dwq_batch;
+      if (dwq_iters != -1)
+        a.dwq.iters = dwq_iters;
+      a.dwq.max_seq_length = max_seq_length;
       return lathe_quantize_calibrated (&a);
     }
   lt_linear_set_threads (0);

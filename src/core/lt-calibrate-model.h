@@ -59,7 +59,7 @@ typedef enum
   LT_CALIB_METHOD_GPTQ,
   LT_CALIB_METHOD_AWQ,
   LT_CALIB_METHOD_DYNAMIC,
-  LT_CALIB_METHOD_DWQ,       /* lt-dwq: not built in yet (LT_ERROR_UNSUPPORTED here) */
+  LT_CALIB_METHOD_DWQ,       /* lt-dwq's lt_dwq_run (LT_ERROR_UNSUPPORTED here) */
 } LtCalibMethod;
 
 const char *lt_calib_method_name (LtCalibMethod method);

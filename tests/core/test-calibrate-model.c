@@ -507,13 +507,14 @@ test_bad_input (void)
       NULL },
     { "quantize", "--model", dir, "--out", out, "--method", "gptq", "--n-grid", "10",
       "--data", data, NULL },
-    { "quantize", "--model", dir, "--out", out, "--method", "dwq", "--data", data, NULL },
+    { "quantize", "--model", dir, "--out", out, "--method", "dwq", "--bits", "8", "--data",
+      data, NULL },
     { "quantize", "--model", dir, "--out", out, "--method", "nope", NULL },
     { "quantize", "--model", dir, "--out", out, "--method", "dynamic", "--bits", "4",
       "--data", data, NULL },
   };
   const char *expect[] = { "bad.jsonl", "needs --data", "applies to --method awq only",
-                           "dwq is not built in yet", "unknown value", "--bits does not apply" };
+                           "dwq trains affine layers below 8 bits", "unknown value", "--bits does not apply" };
   if (cli == NULL)
     {
       g_test_message ("LATHE_CLI unset: the CLI part is skipped");

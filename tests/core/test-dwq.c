@@ -19,7 +19,10 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <json-glib/json-glib.h>
 
 #include "src/core/lt-dwq.h"
 #include "src/core/lt-error.h"
@@ -321,6 +324,64 @@ test_dense_student (void)
   g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
 }
 
+/* `lathe quantize --method dwq` end to end: 30 steps on the fixture writes an MLX folder that
+ * loads (its perplexity measured from the written files), the validation KL falls, and the
+ * options of the other methods are refused with dwq's. */
+static void
+test_cli (void)
+{
+  const char *cli = g_getenv ("LATHE_CLI"), *data_dir = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *model = NULL, *data = NULL, *tmp = NULL, *out = NULL, *stdout_text = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr (JsonParser) p = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  int status;
+
+  if (cli == NULL || data_dir == NULL)
+    {
+      g_test_skip ("LATHE_CLI / LATHE_TEST_DATA not set");
+      return;
+    }
+  model = g_build_filename (data_dir, "models", "llama-f32", NULL);
+  data = g_build_filename (data_dir, "stories", "train.jsonl", NULL);
+  tmp = g_dir_make_tmp ("test-dwq-XXXXXX", NULL);
+  out = g_build_filename (tmp, "out", NULL);
+  {
+    const char *argv[] = { cli, "quantize", "--model", model, "--out", out, "--bits", "3",
+                           "--group-size", "32", "--method", "dwq", "--data", data,
+                           "--learning-rate", "1e-3", "--iters", "30", "--report-ppl", "--json",
+                           NULL };
+    g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                                 &stdout_text, &err, &status, &error));
+    g_assert_no_error (error);
+    if (!g_spawn_check_wait_status (status, NULL))
+      g_error ("lathe quantize --method dwq failed: %s", err);
+  }
+  g_test_message ("%s", stdout_text);
+  g_assert_true (json_parser_load_from_data (p, stdout_text, -1, NULL));
+  JsonObject *o = json_node_get_object (json_parser_get_root (p));
+  g_assert_cmpint (json_object_get_int_member (o, "steps"), ==, 30);
+  g_assert_cmpfloat (json_object_get_double_member (o, "kl_after"), <,
+                     json_object_get_double_member (o, "kl_before"));
+  g_assert_false (json_object_get_boolean_member (o, "worse"));
+  g_assert_true (isfinite (json_object_get_double_member (o, "ppl_after")));
+  g_autofree char *cfg = g_build_filename (out, "config.json", NULL);
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (cfg, &text, NULL, NULL));
+  g_assert_nonnull (strstr (text, "\"quantization\""));
+  {
+    const char *argv[] = { cli, "quantize", "--model", model, "--out", out, "--force",
+                           "--method", "dwq", "--data", data, "--damp", "0.1", NULL };
+    g_clear_pointer (&err, g_free);
+    g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL,
+                                 NULL, NULL, &err, &status, &error));
+    g_assert_false (g_spawn_check_wait_status (status, NULL));
+    g_assert_nonnull (strstr (err, "--damp applies to --method gptq only"));
+  }
+  g_autofree char *rm = g_strdup_printf ("rm -rf '%s'", tmp);
+  g_assert_cmpint (system (rm), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -330,5 +391,6 @@ main (int argc, char **argv)
   g_test_add_func ("/dwq/run/lowers-kl", test_run_lowers_kl);
   g_test_add_func ("/dwq/run/cancel", test_cancel);
   g_test_add_func ("/dwq/run/dense-student", test_dense_student);
+  g_test_add_func ("/dwq/cli", test_cli);
   return g_test_run ();
 }
