@@ -108,6 +108,8 @@ default_nick (const char *key, guint value)
     return value == LATHE_LENGTH_UNIT_EPOCHS ? "epochs" : "iterations";
   if (g_str_equal (key, "dpo-loss-type"))
     return value == 1 ? "hinge" : value == 2 ? "ipo" : "sigmoid";
+  if (g_str_equal (key, "compute-dtype"))
+    return lt_compute_dtype_choice_to_string ((LtComputeDTypeChoice) value);
   g_error ("%s: no enum", key);
   return NULL;
 }
