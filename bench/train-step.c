@@ -109,7 +109,7 @@ bf16_matmul_rate (int M, int N, int K, int reps)
   for (int r = 0; r < reps + 1; r++)
     {
       double t0 = bench_now_s ();
-      lt_compute_gemm_w (M, N, K, 1.0f, x, K, w, LT_KDTYPE_BF16, K, 0.0f, y, N);
+      lt_compute_gemm_w (LT_TRANS, M, N, K, 1.0f, x, K, w, LT_KDTYPE_BF16, K, 0.0f, y, N);
       double dt = bench_now_s () - t0;
       if (r > 0 && dt < best)
         best = dt;

@@ -318,6 +318,15 @@ lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx
         memset (dx, 0, (gsize) N * n_in * sizeof (float));
       return;
     }
+  if (lin->kind == LT_LINEAR_DENSE && lt_compute_get_dtype () == LT_COMPUTE_BF16)
+    {
+      /* bf16 products: dx (N, n_in) (+)= dy · W, W as stored (lt-compute) */
+      LtKDType kd = LT_KDTYPE_F32;
+      kdtype_of (lin->weight->dtype, &kd);
+      lt_compute_gemm_w (LT_NO_TRANS, N, n_in, n_out, 1.0f, dy, n_out, lin->weight->data, kd,
+                         n_in, accumulate ? 1.0f : 0.0f, dx, n_in);
+      return;
+    }
   nt = one_pool_threads ((double) N * n_out * n_in);
   if (lin->kind == LT_LINEAR_QUANTIZED && N <= lt_qk_fused_max_m)
     nt = 1; /* the fused path, as in the forward */

@@ -202,21 +202,40 @@ test_bf16_backward (void)
   fill (x, (size_t) N * in, 51);
   fill (w, (size_t) out * in, 52);
 
+  /* dx with W stored in each dtype (f16 and bf16: the f32 values rounded to them first) */
+  LtKDType types[] = { LT_KDTYPE_F16, LT_KDTYPE_BF16, LT_KDTYPE_F32 };
+  g_autofree uint16_t *w16 = g_new (uint16_t, (size_t) out * in);
+  for (guint t = 0; t < G_N_ELEMENTS (types); t++)
+    {
+      const void *wp = w;
+      if (types[t] != LT_KDTYPE_F32)
+        {
+          for (size_t i = 0; i < (size_t) out * in; i++)
+            w16[i] = types[t] == LT_KDTYPE_F16 ? lt_f32_to_f16 (w[i])
+                                                : lt_compute_f32_to_bf16 (w[i]);
+          lt_expand_f32 (types[t], w16, (size_t) out * in, w);
+          wp = w16;
+        }
+      memset (dx, 0, (size_t) N * in * sizeof (float));
+      memset (dx_ref, 0, (size_t) N * in * sizeof (float));
+      lt_compute_set_dtype (LT_COMPUTE_BF16);
+      lt_matmul_backward_dx (dx, dy, out, wp, types[t], N, in, out, tile, tile_floats);
+      lt_compute_set_dtype (LT_COMPUTE_F32);
+      lt_compute_sgemm_bf16_ref (LT_NO_TRANS, LT_NO_TRANS, N, in, out, 1.0f, dy, out, w, in,
+                                 1.0f, dx_ref, in);
+      for (int n = 0; n < N; n++)
+        for (int i = 0; i < in; i++)
+          {
+            double s = abs_sum (LT_NO_TRANS, LT_NO_TRANS, out, dy, out, w, in, n, i);
+            g_assert_cmpfloat (fabs ((double) dx[(size_t) n * in + i]
+                                     - dx_ref[(size_t) n * in + i]), <=, 2e-6 * out * s + 1e-6);
+          }
+    }
   lt_compute_set_dtype (LT_COMPUTE_BF16);
-  lt_matmul_backward_dx (dx, dy, out, w, LT_KDTYPE_F32, N, in, out, tile, tile_floats);
   lt_matmul_backward_dw (dw, dy, out, x, N, in, out);
   lt_compute_set_dtype (LT_COMPUTE_F32);
-  lt_compute_sgemm_bf16_ref (LT_NO_TRANS, LT_NO_TRANS, N, in, out, 1.0f, dy, out, w, in, 1.0f,
-                             dx_ref, in);
   lt_compute_sgemm_bf16_ref (LT_TRANS, LT_NO_TRANS, out, in, N, 1.0f, dy, out, x, in, 1.0f,
                              dw_ref, in);
-  for (int n = 0; n < N; n++)
-    for (int i = 0; i < in; i++)
-      {
-        double s = abs_sum (LT_NO_TRANS, LT_NO_TRANS, out, dy, out, w, in, n, i);
-        g_assert_cmpfloat (fabs ((double) dx[(size_t) n * in + i] - dx_ref[(size_t) n * in + i]),
-                           <=, 2e-6 * out * s + 1e-6);
-      }
   for (int o = 0; o < out; o++)
     for (int i = 0; i < in; i++)
       {
@@ -224,6 +243,63 @@ test_bf16_backward (void)
         g_assert_cmpfloat (fabs ((double) dw[(size_t) o * in + i] - dw_ref[(size_t) o * in + i]),
                            <=, 2e-6 * N * s + 1e-6);
       }
+}
+
+/* A weight larger than lt-compute's bf16 tile (1 Mi elements): f32 and f16 weights are rounded
+ * in several tiles, forward (tiles of output columns) and input gradient (tiles of K). */
+static void
+test_bf16_tiles (void)
+{
+  const int M = 6, in = 1024, out = 1100;
+  g_autofree float *x = g_new (float, (size_t) M * in);
+  g_autofree float *w = g_new (float, (size_t) out * in);
+  g_autofree uint16_t *w16 = g_new (uint16_t, (size_t) out * in);
+  g_autofree float *dy = g_new (float, (size_t) M * out);
+  g_autofree float *y = g_new (float, (size_t) M * out);
+  g_autofree float *y_ref = g_new0 (float, (size_t) M * out);
+  g_autofree float *dx = g_new0 (float, (size_t) M * in);
+  g_autofree float *dx_ref = g_new0 (float, (size_t) M * in);
+  size_t tile_floats = lt_matmul_tile_floats (in, out);
+  g_autofree float *tile = g_new (float, tile_floats * 4);
+  fill (x, (size_t) M * in, 70);
+  fill (w, (size_t) out * in, 71);
+  fill (dy, (size_t) M * out, 72);
+  for (size_t i = 0; i < (size_t) out * in; i++)
+    w16[i] = lt_f32_to_f16 (w[i]);
+  lt_expand_f32 (LT_KDTYPE_F16, w16, (size_t) out * in, w); /* w: the f16 values */
+
+  for (int f16 = 0; f16 < 2; f16++)
+    {
+      const void *wp = f16 ? (const void *) w16 : (const void *) w;
+      LtKDType kd = f16 ? LT_KDTYPE_F16 : LT_KDTYPE_F32;
+      memset (dx, 0, (size_t) M * in * sizeof (float));
+      lt_compute_set_dtype (LT_COMPUTE_BF16);
+      lt_matmul_forward (y, x, wp, kd, NULL, M, in, out, tile, tile_floats);
+      lt_matmul_backward_dx (dx, dy, out, wp, kd, M, in, out, tile, tile_floats);
+      lt_compute_set_dtype (LT_COMPUTE_F32);
+      if (!f16)
+        {
+          lt_compute_sgemm_bf16_ref (LT_NO_TRANS, LT_TRANS, M, out, in, 1.0f, x, in, w, in, 0.0f,
+                                     y_ref, out);
+          lt_compute_sgemm_bf16_ref (LT_NO_TRANS, LT_NO_TRANS, M, in, out, 1.0f, dy, out, w, in,
+                                     0.0f, dx_ref, in);
+        }
+      for (int m = 0; m < M; m++)
+        {
+          for (int o = 0; o < out; o++)
+            {
+              double s = abs_sum (LT_NO_TRANS, LT_TRANS, in, x, in, w, in, m, o);
+              g_assert_cmpfloat (fabs ((double) y[(size_t) m * out + o]
+                                       - y_ref[(size_t) m * out + o]), <=, 2e-6 * in * s + 1e-6);
+            }
+          for (int i = 0; i < in; i++)
+            {
+              double s = abs_sum (LT_NO_TRANS, LT_NO_TRANS, out, dy, out, w, in, m, i);
+              g_assert_cmpfloat (fabs ((double) dx[(size_t) m * in + i]
+                                       - dx_ref[(size_t) m * in + i]), <=, 2e-6 * out * s + 1e-6);
+            }
+        }
+    }
 }
 
 /* Products from several OpenMP threads at once equal the same products run one by one. */
@@ -410,6 +486,7 @@ main (int argc, char **argv)
   g_test_add_func ("/compute/bf16-sgemm", test_bf16_sgemm);
   g_test_add_func ("/compute/bf16-weight-gemm", test_bf16_weight_gemm);
   g_test_add_func ("/compute/bf16-backward", test_bf16_backward);
+  g_test_add_func ("/compute/bf16-tiles", test_bf16_tiles);
   g_test_add_func ("/compute/bf16-threads", test_bf16_threads);
   g_test_add_func ("/compute/resolve", test_resolve);
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)

@@ -512,23 +512,25 @@ lt_compute_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, cons
 }
 
 static void
-gemm_w_as (LtComputeDType d, int M, int N, int K, float alpha, const float *X, int ldx,
-           const void *W, LtKDType wdtype, int ldw, float beta, float *Y, int ldy)
+gemm_w_as (LtComputeDType d, LtTrans tw, int M, int N, int K, float alpha, const float *X,
+           int ldx, const void *W, LtKDType wdtype, int ldw, float beta, float *Y, int ldy)
 {
   size_t esize = wdtype == LT_KDTYPE_F32 ? 4 : 2;
+  /* W stored (wr, wc): (N, K) when transposed, (K, N) otherwise; tiles are rows of W */
+  int wr = tw ? N : K, wc = tw ? K : N;
   int rows;
 
   if (M <= 0 || N <= 0)
     return;
-  if (d == LT_COMPUTE_F32)
+  if (d == LT_COMPUTE_F32 || K <= 0)
     {
       /* f32 W only (the callers expand other types) */
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, alpha, X, ldx, W, ldw, beta,
-                   Y, ldy);
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, tw ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+                   X, ldx, W, ldw, beta, Y, ldy);
       return;
     }
-  rows = (int) (BF16_TILE_ELEMS / (size_t) (K > 0 ? K : 1));
-  rows = rows < 1 ? 1 : rows > N ? N : rows;
+  rows = (int) (BF16_TILE_ELEMS / (size_t) wc);
+  rows = rows < 1 ? 1 : rows > wr ? wr : rows;
 #ifdef LT_HAVE_DNNL
   if (dnnl_ok ())
     {
@@ -538,57 +540,65 @@ gemm_w_as (LtComputeDType d, int M, int N, int K, float alpha, const float *X, i
       to_bf16 (x, X, M, K, ldx);
       if (wdtype == LT_KDTYPE_BF16)
         {
-          /* W (N, K) as stored: op(B)(k, n) at n·ldw + k */
-          if (onednn_gemm (M, N, K, alpha, x, K, 1, W, 1, ldw, beta, Y, ldy))
+          /* W as stored: op(W)(k, n) at n·ldw + k (transposed) or k·ldw + n */
+          if (onednn_gemm (M, N, K, alpha, x, K, 1, W, tw ? 1 : ldw, tw ? ldw : 1, beta, Y, ldy))
             return;
         }
       else
         {
-          uint16_t *w = buf_get (1, (size_t) rows * K * 2);
-          float *row = buf_get (2, (size_t) K * sizeof (float));
+          uint16_t *w = buf_get (1, (size_t) rows * wc * 2);
+          float *row = buf_get (2, (size_t) wc * sizeof (float));
           int ok = w && row;
-          for (int r0 = 0; ok && r0 < N; r0 += rows)
+          for (int r0 = 0; ok && r0 < wr; r0 += rows)
             {
-              int r = N - r0 < rows ? N - r0 : rows;
-              weight_to_bf16 (w, (const char *) W + (size_t) r0 * ldw * esize, wdtype, r, K, ldw,
+              int r = wr - r0 < rows ? wr - r0 : rows;
+              weight_to_bf16 (w, (const char *) W + (size_t) r0 * ldw * esize, wdtype, r, wc, ldw,
                               row);
-              ok = onednn_gemm (M, r, K, alpha, x, K, 1, w, 1, K, beta, Y + r0, ldy);
+              if (tw) /* Y[:, r0 : r0 + r] = X · tileᵀ */
+                ok = onednn_gemm (M, r, K, alpha, x, K, 1, w, 1, K, beta, Y + r0, ldy);
+              else /* Y (+)= X[:, r0 : r0 + r] · tile */
+                ok = onednn_gemm (M, N, r, alpha, x + r0, K, 1, w, N, 1, r0 == 0 ? beta : 1.0f, Y,
+                                  ldy);
             }
           if (ok)
             return;
-          if (beta != 0.0f)
-            abort (); /* a partial product cannot be redone with beta != 0 */
+          if (beta != 0.0f || !tw)
+            abort (); /* a partial product cannot be redone */
         }
     }
 #endif
   {
     float *x = buf_get (0, (size_t) M * K * sizeof (float));
-    float *w = buf_get (1, (size_t) rows * K * sizeof (float));
+    float *w = buf_get (1, (size_t) rows * wc * sizeof (float));
     if (x == NULL || w == NULL)
       abort ();
     round_rows (x, X, M, K, ldx);
-    for (int r0 = 0; r0 < N; r0 += rows)
+    for (int r0 = 0; r0 < wr; r0 += rows)
       {
-        int r = N - r0 < rows ? N - r0 : rows;
+        int r = wr - r0 < rows ? wr - r0 : rows;
         for (int i = 0; i < r; i++)
           {
             const char *src = (const char *) W + ((size_t) (r0 + i) * ldw) * esize;
-            float *d = w + (size_t) i * K;
-            lt_expand_f32 (wdtype, src, (size_t) K, d);
-            for (int k = 0; k < K; k++)
-              d[k] = lt_compute_round_bf16 (d[k]);
+            float *dst = w + (size_t) i * wc;
+            lt_expand_f32 (wdtype, src, (size_t) wc, dst);
+            for (int k = 0; k < wc; k++)
+              dst[k] = lt_compute_round_bf16 (dst[k]);
           }
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, r, K, alpha, x, K, w, K, beta,
-                     Y + r0, ldy);
+        if (tw)
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, r, K, alpha, x, K, w, K, beta,
+                       Y + r0, ldy);
+        else
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, r, alpha, x + r0, K, w, N,
+                       r0 == 0 ? beta : 1.0f, Y, ldy);
       }
   }
 }
 
 void
-lt_compute_gemm_w (int M, int N, int K, float alpha, const float *X, int ldx, const void *W,
-                   LtKDType wdtype, int ldw, float beta, float *Y, int ldy)
+lt_compute_gemm_w (LtTrans tw, int M, int N, int K, float alpha, const float *X, int ldx,
+                   const void *W, LtKDType wdtype, int ldw, float beta, float *Y, int ldy)
 {
-  gemm_w_as (lt_compute_get_dtype (), M, N, K, alpha, X, ldx, W, wdtype, ldw, beta, Y, ldy);
+  gemm_w_as (lt_compute_get_dtype (), tw, M, N, K, alpha, X, ldx, W, wdtype, ldw, beta, Y, ldy);
 }
 
 void
@@ -715,7 +725,7 @@ bf16_gemm_weight (int M, float alpha, const LtComputeTensor *X, const LtComputeW
                   float beta, LtComputeTensor *Y)
 {
   /* W is bf16 already: fed to the product as stored */
-  gemm_w_as (LT_COMPUTE_BF16, M, W->rows, W->cols, alpha, X->data, W->cols, W->data,
+  gemm_w_as (LT_COMPUTE_BF16, LT_TRANS, M, W->rows, W->cols, alpha, X->data, W->cols, W->data,
              LT_KDTYPE_BF16, W->cols, beta, Y->data, W->rows);
 }
 

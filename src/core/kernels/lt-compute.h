@@ -89,12 +89,14 @@ const char *lt_compute_bf16_engine (void);
 void lt_compute_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A,
                        int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-/* Y (M, N) = alpha · X (M, K) · Wᵀ + beta · Y with W (N, K) row-major (row stride @ldw) stored
- * in @wdtype — a linear layer's weight. F32 backend: W must be F32 (callers expand other
- * types into tiles as before). BF16 backend: a BF16 W feeds the product as stored (no copy),
- * F32/F16 W are rounded to bf16 tile by tile into a reused per-thread buffer. */
-void lt_compute_gemm_w (int M, int N, int K, float alpha, const float *X, int ldx, const void *W,
-                        LtKDType wdtype, int ldw, float beta, float *Y, int ldy);
+/* Y (M, N) = alpha · X (M, K) · op(W) + beta · Y, W a linear layer's weight stored row-major
+ * (row stride @ldw) in @wdtype: @tw LT_TRANS, W (N, K) and op(W) = Wᵀ (the forward);
+ * LT_NO_TRANS, W (K, N) (the input gradient: dx = dy · W). F32 backend: W must be F32
+ * (callers expand other types into tiles as before). BF16 backend: a BF16 W feeds the product
+ * as stored (no copy); F32/F16 W are rounded to bf16 tile by tile (rows of W) into a reused
+ * per-thread buffer. */
+void lt_compute_gemm_w (LtTrans tw, int M, int N, int K, float alpha, const float *X, int ldx,
+                        const void *W, LtKDType wdtype, int ldw, float beta, float *Y, int ldy);
 
 /* Plain reference for the BF16 backend: double accumulation of bf16-rounded operands. */
 void lt_compute_sgemm_bf16_ref (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,

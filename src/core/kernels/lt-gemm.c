@@ -228,7 +228,7 @@ lt_matmul_forward (float *y, const float *x, const void *w, LtKDType wdtype, con
     fill_bias (y, b, N, out);
   if (lt_compute_get_dtype () == LT_COMPUTE_BF16)
     {
-      lt_compute_gemm_w (N, out, in, 1.0f, x, in, w, wdtype, in, beta, y, out);
+      lt_compute_gemm_w (LT_TRANS, N, out, in, 1.0f, x, in, w, wdtype, in, beta, y, out);
       return;
     }
 
@@ -331,6 +331,12 @@ lt_matmul_backward_dx (float *dx, const float *dy, int ldy, const void *w, LtKDT
   size_t esize = kdtype_size (wdtype);
   if (N <= 0 || out <= 0)
     return;
+  if (lt_compute_get_dtype () == LT_COMPUTE_BF16)
+    {
+      /* dx (N, in) += dy (N, out) · W (out, in), W as stored */
+      lt_compute_gemm_w (LT_NO_TRANS, N, in, out, 1.0f, dy, ldy, w, wdtype, in, 1.0f, dx, in);
+      return;
+    }
   if (wdtype == LT_KDTYPE_F32 && ((uintptr_t) w % sizeof (float)) == 0)
     {
       lt_matmul_accumulate_dx (dx, dy, ldy, (const float *) w, N, in, out);
