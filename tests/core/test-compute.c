@@ -129,8 +129,9 @@ test_bf16_sgemm (void)
   check_bf16_sgemm (33, 65, 130, 1.0f, 1.0f, &worst_ref, &worst_f32);
   check_bf16_sgemm (64, 48, 96, 0.125f, 0.0f, &worst_ref, &worst_f32);
   check_bf16_sgemm (17, 300, 257, 2.0f, 1.0f, &worst_ref, &worst_f32);
-  g_test_message ("bf16 engine %s: worst |C − bf16 ref| / S = %.2e, worst |C − f32| / S = %.2e",
-                  lt_compute_bf16_engine (), worst_ref, worst_f32);
+  g_test_message ("bf16 engine %s: worst |C - bf16 ref| / S = %.3e, worst |C - f32| / S = %.3e; "
+                  "%d oneDNN primitives cached", lt_compute_bf16_engine (), worst_ref, worst_f32,
+                  lt_compute_cache_size ());
   /* the bf16 path does round: it differs from f32 somewhere */
   g_assert_cmpfloat (worst_f32, >, 1e-5);
 }
@@ -324,10 +325,11 @@ test_bf16_threads (void)
   lt_compute_set_dtype (LT_COMPUTE_F32);
   g_assert_cmpmem (C1, (size_t) JOBS * M * N * sizeof (float), C2,
                    (size_t) JOBS * M * N * sizeof (float));
-  if (strcmp (lt_compute_bf16_engine (), "onednn") == 0)
+  if (g_str_has_prefix (lt_compute_bf16_engine (), "onednn"))
     {
-      /* three shapes: three cached primitives, reused */
+      /* the shapes' primitives are cached, and a shape seen before reuses its own */
       int n0 = lt_compute_cache_size ();
+      g_assert_cmpint (n0, >, 0);
       lt_compute_set_dtype (LT_COMPUTE_BF16);
       lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, M, N, K, 1.0f, A, K, B, N, 0.0f, C1, N);
       lt_compute_set_dtype (LT_COMPUTE_F32);
@@ -459,8 +461,9 @@ test_trajectory (gconstpointer data)
   for (int s = 0; s < 6; s++)
     {
       double rel = fabs (bf16[s] - f32[s]) / fabs (f32[s]);
-      g_test_message ("%s-%s%s step %d: f32 %.6f, bf16 %.6f, relative %.2e", c->model, c->kind,
-                      c->quant ? " (mxfp4 base)" : "", s, f32[s], bf16[s], rel);
+      g_test_message ("%s-%s%s step %d: f32 %.6f, bf16 (%s) %.6f, relative %.2e", c->model,
+                      c->kind, c->quant ? " (mxfp4 base)" : "", s, f32[s],
+                      lt_compute_bf16_engine (), bf16[s], rel);
       g_assert_cmpfloat (rel, <=, 2e-2);
       worst = MAX (worst, rel);
       moved = MAX (moved, fabs (f32[s] - f32[0]));
@@ -468,6 +471,29 @@ test_trajectory (gconstpointer data)
   /* the runs train (the losses move) and bf16 is not f32 in disguise */
   g_assert_cmpfloat (moved, >, 1e-3);
   g_assert_cmpfloat (worst, >, 0.0);
+}
+
+/* Each bf16 test runs under every engine that can run here: the emulation always, oneDNN over
+ * f32 operands holding bf16 values wherever libdnnl is there (every step of the oneDNN path),
+ * and oneDNN's bf16 kernels where the CPU has them (AVX-512). */
+typedef struct
+{
+  const char *engine;
+  GTestFunc func;
+  const Case *c;
+} Job;
+
+static void
+run_job (gconstpointer data)
+{
+  const Job *j = data;
+  g_assert_true (lt_compute_set_bf16_engine (j->engine));
+  g_assert_cmpstr (lt_compute_bf16_engine (), ==, j->engine);
+  if (j->c)
+    test_trajectory (j->c);
+  else
+    j->func ();
+  lt_compute_set_bf16_engine ("auto");
 }
 
 int
@@ -480,20 +506,45 @@ main (int argc, char **argv)
     { "qwen3", "dora", LT_QUANTIZATION_NONE },
     { "qwen3", "lora", LT_QUANTIZATION_MXFP4 },
   };
+  static const struct
+  {
+    const char *name;
+    GTestFunc func;
+  } funcs[] = {
+    { "bf16-sgemm", test_bf16_sgemm },   { "bf16-weight-gemm", test_bf16_weight_gemm },
+    { "bf16-backward", test_bf16_backward }, { "bf16-tiles", test_bf16_tiles },
+    { "bf16-threads", test_bf16_threads },
+  };
+  static const char *const engines[] = { "emulated", "onednn-f32", "onednn" };
+  static Job jobs[G_N_ELEMENTS (engines) * (G_N_ELEMENTS (funcs) + G_N_ELEMENTS (cases))];
+  guint n_jobs = 0;
 
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/compute/f32-is-cblas", test_f32_is_cblas);
-  g_test_add_func ("/compute/bf16-sgemm", test_bf16_sgemm);
-  g_test_add_func ("/compute/bf16-weight-gemm", test_bf16_weight_gemm);
-  g_test_add_func ("/compute/bf16-backward", test_bf16_backward);
-  g_test_add_func ("/compute/bf16-tiles", test_bf16_tiles);
-  g_test_add_func ("/compute/bf16-threads", test_bf16_threads);
   g_test_add_func ("/compute/resolve", test_resolve);
-  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+  for (guint e = 0; e < G_N_ELEMENTS (engines); e++)
     {
-      g_autofree char *path = g_strdup_printf ("/compute/trajectory/%s-%s%s", cases[i].model,
-                                               cases[i].kind, cases[i].quant ? "-mxfp4" : "");
-      g_test_add_data_func (path, &cases[i], test_trajectory);
+      gboolean ok = lt_compute_set_bf16_engine (engines[e]);
+      lt_compute_set_bf16_engine ("auto");
+      if (!ok)
+        {
+          g_test_message ("bf16 engine %s cannot run here: its tests are left out", engines[e]);
+          continue;
+        }
+      for (guint i = 0; i < G_N_ELEMENTS (funcs); i++)
+        {
+          g_autofree char *path = g_strdup_printf ("/compute/%s/%s", engines[e], funcs[i].name);
+          jobs[n_jobs] = (Job) { engines[e], funcs[i].func, NULL };
+          g_test_add_data_func (path, &jobs[n_jobs++], run_job);
+        }
+      for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+        {
+          g_autofree char *path = g_strdup_printf ("/compute/%s/trajectory/%s-%s%s", engines[e],
+                                                   cases[i].model, cases[i].kind,
+                                                   cases[i].quant ? "-mxfp4" : "");
+          jobs[n_jobs] = (Job) { engines[e], NULL, &cases[i] };
+          g_test_add_data_func (path, &jobs[n_jobs++], run_job);
+        }
     }
   return g_test_run ();
 }

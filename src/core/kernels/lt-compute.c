@@ -29,6 +29,13 @@
 
 static int compute_dtype = LT_COMPUTE_F32;
 
+/* Which engine runs the bf16 backend: auto (oneDNN where it has bf16 kernels, else the
+ * emulation), or forced (tests): the emulation, or oneDNN over f32 operands holding the
+ * bf16-rounded values — every step of the oneDNN path (strides, tiles, scales, sums, the
+ * cache) on CPUs where oneDNN has no bf16 kernels. */
+enum { ENGINE_AUTO, ENGINE_EMULATED, ENGINE_ONEDNN_F32 };
+static int engine_mode = ENGINE_AUTO;
+
 /* ---- names, CPU features, selection ---- */
 
 const char *
@@ -197,6 +204,13 @@ round_rows (float *dst, const float *src, int rows, int cols, int ld)
       dst[(size_t) r * cols + c] = lt_compute_round_bf16 (src[(size_t) r * ld + c]);
 }
 
+/* bytes of one operand element on the oneDNN path */
+static size_t
+op_size (void)
+{
+  return engine_mode == ENGINE_ONEDNN_F32 ? 4 : 2;
+}
+
 /* rows of a weight in @wdtype (stride @ldw elements) -> compact bf16 */
 static void
 weight_to_bf16 (uint16_t *dst, const void *w, LtKDType wdtype, int rows, int cols, int ldw,
@@ -218,6 +232,35 @@ weight_to_bf16 (uint16_t *dst, const void *w, LtKDType wdtype, int rows, int col
         to_bf16 (dst + (size_t) r * cols, (const float *) w + (size_t) r * ldw, 1, cols, cols);
         break;
       }
+}
+
+/* oneDNN operands: compact bf16, or bf16-rounded f32 for the check engine */
+static void
+to_op (void *dst, const float *src, int rows, int cols, int ld)
+{
+  if (engine_mode == ENGINE_ONEDNN_F32)
+    round_rows (dst, src, rows, cols, ld);
+  else
+    to_bf16 (dst, src, rows, cols, ld);
+}
+
+static void
+weight_to_op (void *dst, const void *w, LtKDType wdtype, int rows, int cols, int ldw,
+              float *row_f32)
+{
+  size_t esize = wdtype == LT_KDTYPE_F32 ? 4 : 2;
+  if (engine_mode != ENGINE_ONEDNN_F32)
+    {
+      weight_to_bf16 (dst, w, wdtype, rows, cols, ldw, row_f32);
+      return;
+    }
+  for (int r = 0; r < rows; r++)
+    {
+      float *d = (float *) dst + (size_t) r * cols;
+      lt_expand_f32 (wdtype, (const char *) w + (size_t) r * ldw * esize, (size_t) cols, d);
+      for (int c = 0; c < cols; c++)
+        d[c] = lt_compute_round_bf16 (d[c]);
+    }
 }
 
 /* ---- per-thread buffers ---- */
@@ -250,6 +293,7 @@ typedef struct
 {
   int M, N, K;
   int sa0, sa1, sb0, sb1, ldc; /* strides of the compact bf16 A, B and of C */
+  int f32;                     /* operands stored as f32 (the "onednn-f32" check engine) */
   float alpha, beta;
   dnnl_primitive_t prim;
   size_t scratch_bytes;
@@ -260,6 +304,7 @@ static Entry *cache;
 static int cache_n;
 static dnnl_engine_t engine;
 static int dnnl_state = -1; /* -1 unprobed, 0 refused, 1 available */
+static int have_engine;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static __thread dnnl_stream_t tl_stream;
 
@@ -275,8 +320,10 @@ make_primitive (const Entry *k, size_t *scratch_bytes)
   dnnl_primitive_desc_t pd = NULL;
   dnnl_primitive_t prim = NULL;
 
-  if (dnnl_memory_desc_init_by_strides (&a_md, 2, a_dims, dnnl_bf16, a_str) != dnnl_success
-      || dnnl_memory_desc_init_by_strides (&b_md, 2, b_dims, dnnl_bf16, b_str) != dnnl_success
+  dnnl_data_type_t dt = k->f32 ? dnnl_f32 : dnnl_bf16;
+
+  if (dnnl_memory_desc_init_by_strides (&a_md, 2, a_dims, dt, a_str) != dnnl_success
+      || dnnl_memory_desc_init_by_strides (&b_md, 2, b_dims, dt, b_str) != dnnl_success
       || dnnl_memory_desc_init_by_strides (&c_md, 2, c_dims, dnnl_f32, c_str) != dnnl_success
       || dnnl_matmul_desc_init (&desc, &a_md, &b_md, NULL, &c_md) != dnnl_success
       || dnnl_primitive_attr_create (&attr) != dnnl_success)
@@ -307,13 +354,11 @@ make_primitive (const Entry *k, size_t *scratch_bytes)
 static void
 probe (void)
 {
-  const char *force = getenv ("LATHE_BF16_ENGINE");
   dnnl_state = 0;
-  if (force && strcmp (force, "emulated") == 0)
-    return;
   if (dnnl_engine_create (&engine, dnnl_cpu, 0) != dnnl_success)
     return;
-  Entry k = { 16, 16, 16, 16, 1, 16, 1, 16, 1.0f, 0.0f, NULL, 0 };
+  have_engine = 1;
+  Entry k = { 16, 16, 16, 16, 1, 16, 1, 16, 0, 1.0f, 0.0f, NULL, 0 };
   size_t sb = 0;
   dnnl_primitive_t p = make_primitive (&k, &sb);
   if (p)
@@ -327,6 +372,10 @@ static int
 dnnl_ok (void)
 {
   pthread_once (&probe_once, probe);
+  if (engine_mode == ENGINE_EMULATED)
+    return 0;
+  if (engine_mode == ENGINE_ONEDNN_F32)
+    return have_engine;
   return dnnl_state == 1;
 }
 
@@ -335,7 +384,7 @@ entry_eq (const Entry *a, const Entry *b)
 {
   return a->M == b->M && a->N == b->N && a->K == b->K && a->sa0 == b->sa0 && a->sa1 == b->sa1
          && a->sb0 == b->sb0 && a->sb1 == b->sb1 && a->ldc == b->ldc && a->alpha == b->alpha
-         && a->beta == b->beta;
+         && a->beta == b->beta && a->f32 == b->f32;
 }
 
 /* The cached primitive of @k (created on first use); *owned when the caller must destroy it. */
@@ -377,10 +426,11 @@ lookup (Entry *k, int *owned)
 /* C = alpha · A·B + beta · C with compact bf16 A (strides sa0, sa1), B (sb0, sb1); 0 on
  * failure (the caller falls back). */
 static int
-onednn_gemm (int M, int N, int K, float alpha, const uint16_t *A, int sa0, int sa1,
-             const uint16_t *B, int sb0, int sb1, float beta, float *C, int ldc)
+onednn_gemm (int M, int N, int K, float alpha, const void *A, int sa0, int sa1, const void *B,
+             int sb0, int sb1, float beta, float *C, int ldc)
 {
-  Entry k = { M, N, K, sa0, sa1, sb0, sb1, ldc, alpha, beta, NULL, 0 };
+  Entry k = { M, N, K, sa0, sa1, sb0, sb1, ldc, engine_mode == ENGINE_ONEDNN_F32, alpha, beta,
+              NULL, 0 };
   int owned, ok = 0;
   dnnl_primitive_t p = lookup (&k, &owned);
   const_dnnl_primitive_desc_t pd;
@@ -436,10 +486,25 @@ const char *
 lt_compute_bf16_engine (void)
 {
 #ifdef LT_HAVE_DNNL
-  return dnnl_ok () ? "onednn" : "emulated";
+  if (!dnnl_ok ())
+    return "emulated";
+  return engine_mode == ENGINE_ONEDNN_F32 ? "onednn-f32" : "onednn";
 #else
   return "emulated";
 #endif
+}
+
+int
+lt_compute_set_bf16_engine (const char *name)
+{
+  int mode = name == NULL || strcmp (name, "auto") == 0 ? ENGINE_AUTO
+             : strcmp (name, "emulated") == 0           ? ENGINE_EMULATED
+             : strcmp (name, "onednn-f32") == 0         ? ENGINE_ONEDNN_F32
+                                                        : -1;
+  if (mode < 0)
+    return 0;
+  engine_mode = mode;
+  return strcmp (lt_compute_bf16_engine (), name ? name : "") == 0 || mode == ENGINE_AUTO;
 }
 
 int
@@ -489,12 +554,12 @@ sgemm_as (LtComputeDType d, LtTrans ta, LtTrans tb, int M, int N, int K, float a
   if (dnnl_ok ())
     {
       int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
-      uint16_t *a = buf_get (0, (size_t) ar * ac * 2);
-      uint16_t *b = buf_get (1, (size_t) br * bc * 2);
+      void *a = buf_get (0, (size_t) ar * ac * op_size ());
+      void *b = buf_get (1, (size_t) br * bc * op_size ());
       if (a == NULL || b == NULL)
         abort ();
-      to_bf16 (a, A, ar, ac, lda);
-      to_bf16 (b, B, br, bc, ldb);
+      to_op (a, A, ar, ac, lda);
+      to_op (b, B, br, bc, ldb);
       /* op(A)(m, k): NoTrans at m·ac + k, Trans at k·ac + m */
       if (onednn_gemm (M, N, K, alpha, a, ta ? 1 : ac, ta ? ac : 1, b, tb ? 1 : bc, tb ? bc : 1,
                      beta, C, ldc))
@@ -534,11 +599,12 @@ gemm_w_as (LtComputeDType d, LtTrans tw, int M, int N, int K, float alpha, const
 #ifdef LT_HAVE_DNNL
   if (dnnl_ok ())
     {
-      uint16_t *x = buf_get (0, (size_t) M * K * 2);
+      size_t osz = op_size ();
+      char *x = buf_get (0, (size_t) M * K * osz);
       if (x == NULL)
         abort ();
-      to_bf16 (x, X, M, K, ldx);
-      if (wdtype == LT_KDTYPE_BF16)
+      to_op (x, X, M, K, ldx);
+      if (wdtype == LT_KDTYPE_BF16 && engine_mode != ENGINE_ONEDNN_F32)
         {
           /* W as stored: op(W)(k, n) at n·ldw + k (transposed) or k·ldw + n */
           if (onednn_gemm (M, N, K, alpha, x, K, 1, W, tw ? 1 : ldw, tw ? ldw : 1, beta, Y, ldy))
@@ -546,19 +612,19 @@ gemm_w_as (LtComputeDType d, LtTrans tw, int M, int N, int K, float alpha, const
         }
       else
         {
-          uint16_t *w = buf_get (1, (size_t) rows * wc * 2);
+          void *w = buf_get (1, (size_t) rows * wc * osz);
           float *row = buf_get (2, (size_t) wc * sizeof (float));
           int ok = w && row;
           for (int r0 = 0; ok && r0 < wr; r0 += rows)
             {
               int r = wr - r0 < rows ? wr - r0 : rows;
-              weight_to_bf16 (w, (const char *) W + (size_t) r0 * ldw * esize, wdtype, r, wc, ldw,
-                              row);
+              weight_to_op (w, (const char *) W + (size_t) r0 * ldw * esize, wdtype, r, wc, ldw,
+                            row);
               if (tw) /* Y[:, r0 : r0 + r] = X · tileᵀ */
                 ok = onednn_gemm (M, r, K, alpha, x, K, 1, w, 1, K, beta, Y + r0, ldy);
               else /* Y (+)= X[:, r0 : r0 + r] · tile */
-                ok = onednn_gemm (M, N, r, alpha, x + r0, K, 1, w, N, 1, r0 == 0 ? beta : 1.0f, Y,
-                                  ldy);
+                ok = onednn_gemm (M, N, r, alpha, x + (size_t) r0 * osz, K, 1, w, N, 1,
+                                  r0 == 0 ? beta : 1.0f, Y, ldy);
             }
           if (ok)
             return;

@@ -107,6 +107,12 @@ void lt_compute_sgemm_bf16_ref (LtTrans ta, LtTrans tb, int M, int N, int K, flo
 uint16_t lt_compute_f32_to_bf16 (float f);
 float lt_compute_round_bf16 (float f);
 
+/* Tests: which engine runs the bf16 backend — "auto" (the default), "emulated", or
+ * "onednn-f32" (oneDNN's matmul over f32 operands holding the bf16-rounded values: the whole
+ * oneDNN path on a CPU where oneDNN has no bf16 kernels). Not thread-safe against running
+ * products. Returns FALSE when that engine cannot run here. */
+int lt_compute_set_bf16_engine (const char *name);
+
 /* Number of oneDNN primitives in the cache (tests). */
 int lt_compute_cache_size (void);
 
