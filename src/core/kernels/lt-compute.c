@@ -12,7 +12,77 @@
 #include <string.h>
 
 #ifdef LT_HAVE_DNNL
+#include <dlfcn.h>
 #include <oneapi/dnnl/dnnl.h>
+
+/* libdnnl is opened on first use of the bf16 backend (dlopen), not linked: an f32 process never
+ * maps its 40 MB nor pays its start-up (the memory estimate's baseline stays true), and a
+ * machine without libdnnl2 falls back to the emulation. */
+#define DNNL_FUNCS(X) \
+  X (dnnl_engine_create) \
+  X (dnnl_matmul_desc_init) \
+  X (dnnl_memory_create) \
+  X (dnnl_memory_desc_get_size) \
+  X (dnnl_memory_desc_init_by_strides) \
+  X (dnnl_memory_destroy) \
+  X (dnnl_post_ops_append_sum) \
+  X (dnnl_post_ops_create) \
+  X (dnnl_post_ops_destroy) \
+  X (dnnl_primitive_attr_create) \
+  X (dnnl_primitive_attr_destroy) \
+  X (dnnl_primitive_attr_set_output_scales) \
+  X (dnnl_primitive_attr_set_post_ops) \
+  X (dnnl_primitive_attr_set_scratchpad_mode) \
+  X (dnnl_primitive_create) \
+  X (dnnl_primitive_desc_create) \
+  X (dnnl_primitive_desc_destroy) \
+  X (dnnl_primitive_desc_query_md) \
+  X (dnnl_primitive_destroy) \
+  X (dnnl_primitive_execute) \
+  X (dnnl_primitive_get_primitive_desc) \
+  X (dnnl_stream_create) \
+  X (dnnl_stream_wait)
+#define DECLARE_FN(f) __typeof__ (f) *p_##f;
+static struct
+{
+  DNNL_FUNCS (DECLARE_FN)
+} dn;
+#undef DECLARE_FN
+
+static int
+dnnl_load (void)
+{
+  void *h = dlopen ("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+  if (h == NULL)
+    return 0;
+#define LOAD_FN(f) if ((*(void **) &dn.p_##f = dlsym (h, #f)) == NULL) return 0;
+  DNNL_FUNCS (LOAD_FN)
+#undef LOAD_FN
+  return 1;
+}
+#define dnnl_engine_create (*dn.p_dnnl_engine_create)
+#define dnnl_matmul_desc_init (*dn.p_dnnl_matmul_desc_init)
+#define dnnl_memory_create (*dn.p_dnnl_memory_create)
+#define dnnl_memory_desc_get_size (*dn.p_dnnl_memory_desc_get_size)
+#define dnnl_memory_desc_init_by_strides (*dn.p_dnnl_memory_desc_init_by_strides)
+#define dnnl_memory_destroy (*dn.p_dnnl_memory_destroy)
+#define dnnl_post_ops_append_sum (*dn.p_dnnl_post_ops_append_sum)
+#define dnnl_post_ops_create (*dn.p_dnnl_post_ops_create)
+#define dnnl_post_ops_destroy (*dn.p_dnnl_post_ops_destroy)
+#define dnnl_primitive_attr_create (*dn.p_dnnl_primitive_attr_create)
+#define dnnl_primitive_attr_destroy (*dn.p_dnnl_primitive_attr_destroy)
+#define dnnl_primitive_attr_set_output_scales (*dn.p_dnnl_primitive_attr_set_output_scales)
+#define dnnl_primitive_attr_set_post_ops (*dn.p_dnnl_primitive_attr_set_post_ops)
+#define dnnl_primitive_attr_set_scratchpad_mode (*dn.p_dnnl_primitive_attr_set_scratchpad_mode)
+#define dnnl_primitive_create (*dn.p_dnnl_primitive_create)
+#define dnnl_primitive_desc_create (*dn.p_dnnl_primitive_desc_create)
+#define dnnl_primitive_desc_destroy (*dn.p_dnnl_primitive_desc_destroy)
+#define dnnl_primitive_desc_query_md (*dn.p_dnnl_primitive_desc_query_md)
+#define dnnl_primitive_destroy (*dn.p_dnnl_primitive_destroy)
+#define dnnl_primitive_execute (*dn.p_dnnl_primitive_execute)
+#define dnnl_primitive_get_primitive_desc (*dn.p_dnnl_primitive_get_primitive_desc)
+#define dnnl_stream_create (*dn.p_dnnl_stream_create)
+#define dnnl_stream_wait (*dn.p_dnnl_stream_wait)
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -355,7 +425,7 @@ static void
 probe (void)
 {
   dnnl_state = 0;
-  if (dnnl_engine_create (&engine, dnnl_cpu, 0) != dnnl_success)
+  if (!dnnl_load () || dnnl_engine_create (&engine, dnnl_cpu, 0) != dnnl_success)
     return;
   have_engine = 1;
   Entry k = { 16, 16, 16, 16, 1, 16, 1, 16, 0, 1.0f, 0.0f, NULL, 0 };
@@ -576,6 +646,41 @@ lt_compute_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, cons
   sgemm_as (lt_compute_get_dtype (), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+/* The emulation of gemm_w_as from the tile of W starting at row @r_start on (Y already holds
+ * the tiles before it: a oneDNN tile that failed is picked up here). */
+static void
+emulated_gemm_w (LtTrans tw, int M, int N, int K, float alpha, const float *X, int ldx,
+                 const void *W, LtKDType wdtype, int ldw, float beta, float *Y, int ldy,
+                 int rows, int r_start)
+{
+  size_t esize = wdtype == LT_KDTYPE_F32 ? 4 : 2;
+  int wr = tw ? N : K, wc = tw ? K : N;
+  float *x = buf_get (0, (size_t) M * K * sizeof (float));
+  float *w = buf_get (1, (size_t) rows * wc * sizeof (float));
+
+  if (x == NULL || w == NULL)
+    abort ();
+  round_rows (x, X, M, K, ldx);
+  for (int r0 = r_start; r0 < wr; r0 += rows)
+    {
+      int r = wr - r0 < rows ? wr - r0 : rows;
+      for (int i = 0; i < r; i++)
+        {
+          const char *src = (const char *) W + ((size_t) (r0 + i) * ldw) * esize;
+          float *dst = w + (size_t) i * wc;
+          lt_expand_f32 (wdtype, src, (size_t) wc, dst);
+          for (int k = 0; k < wc; k++)
+            dst[k] = lt_compute_round_bf16 (dst[k]);
+        }
+      if (tw)
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, r, K, alpha, x, K, w, K, beta,
+                     Y + r0, ldy);
+      else
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, r, alpha, x + r0, K, w, N,
+                     r0 == 0 ? beta : 1.0f, Y, ldy);
+    }
+}
+
 static void
 gemm_w_as (LtComputeDType d, LtTrans tw, int M, int N, int K, float alpha, const float *X,
            int ldx, const void *W, LtKDType wdtype, int ldw, float beta, float *Y, int ldy)
@@ -614,10 +719,12 @@ gemm_w_as (LtComputeDType d, LtTrans tw, int M, int N, int K, float alpha, const
         {
           void *w = buf_get (1, (size_t) rows * wc * osz);
           float *row = buf_get (2, (size_t) wc * sizeof (float));
-          int ok = w && row;
-          for (int r0 = 0; ok && r0 < wr; r0 += rows)
+          if (w == NULL || row == NULL)
+            abort ();
+          for (int r0 = 0; r0 < wr; r0 += rows)
             {
               int r = wr - r0 < rows ? wr - r0 : rows;
+              int ok;
               weight_to_op (w, (const char *) W + (size_t) r0 * ldw * esize, wdtype, r, wc, ldw,
                             row);
               if (tw) /* Y[:, r0 : r0 + r] = X · tileᵀ */
@@ -625,39 +732,19 @@ gemm_w_as (LtComputeDType d, LtTrans tw, int M, int N, int K, float alpha, const
               else /* Y (+)= X[:, r0 : r0 + r] · tile */
                 ok = onednn_gemm (M, N, r, alpha, x + (size_t) r0 * osz, K, 1, w, N, 1,
                                   r0 == 0 ? beta : 1.0f, Y, ldy);
+              if (!ok)
+                {
+                  /* a shape oneDNN refused: this tile and the rest emulated */
+                  emulated_gemm_w (tw, M, N, K, alpha, X, ldx, W, wdtype, ldw, beta, Y, ldy, rows,
+                                   r0);
+                  return;
+                }
             }
-          if (ok)
-            return;
-          if (beta != 0.0f || !tw)
-            abort (); /* a partial product cannot be redone */
+          return;
         }
     }
 #endif
-  {
-    float *x = buf_get (0, (size_t) M * K * sizeof (float));
-    float *w = buf_get (1, (size_t) rows * wc * sizeof (float));
-    if (x == NULL || w == NULL)
-      abort ();
-    round_rows (x, X, M, K, ldx);
-    for (int r0 = 0; r0 < wr; r0 += rows)
-      {
-        int r = wr - r0 < rows ? wr - r0 : rows;
-        for (int i = 0; i < r; i++)
-          {
-            const char *src = (const char *) W + ((size_t) (r0 + i) * ldw) * esize;
-            float *dst = w + (size_t) i * wc;
-            lt_expand_f32 (wdtype, src, (size_t) wc, dst);
-            for (int k = 0; k < wc; k++)
-              dst[k] = lt_compute_round_bf16 (dst[k]);
-          }
-        if (tw)
-          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, r, K, alpha, x, K, w, K, beta,
-                       Y + r0, ldy);
-        else
-          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, r, alpha, x + r0, K, w, N,
-                       r0 == 0 ? beta : 1.0f, Y, ldy);
-      }
-  }
+  emulated_gemm_w (tw, M, N, K, alpha, X, ldx, W, wdtype, ldw, beta, Y, ldy, rows, 0);
 }
 
 void
