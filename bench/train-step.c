@@ -4,11 +4,17 @@
  * vocab 49152, tied embeddings) with random weights, seq 512, batch 1, rank 8 on every linear
  * layer of every block, against this machine's sgemm rate measured in the same run.
  *
- *   bench-train-step [--seq N] [--reps R] [--threads T] [--rank R]
+ *   bench-train-step [--seq N] [--reps R] [--threads T] [--rank R] [--compute-dtype D]
  *
  * Every configuration (base f32 / bf16 / 4-bit quantized at load time from the bf16 weights,
- * gradient checkpointing off / on) runs in its own
- * child process (this program with --one DTYPE:CKPT), so that each peak RSS is its own.
+ * gradient checkpointing off / on, compute dtype f32 / bf16) runs in its own child process
+ * (this program with --one DTYPE:CKPT:COMPUTE), so that each peak RSS is its own.
+ * --compute-dtype f32 (the f32 rows only), bf16 (the bf16-compute rows only) or both
+ * (default). The bf16-compute rows run lt-compute's bf16 backend (oneDNN's matmul where the
+ * CPU has AVX-512; elsewhere the emulation, which is slower than f32: it exists for
+ * correctness, and the table says which engine ran); their MFU is against the bf16 matmul
+ * peak measured in the same child: the best of lt_compute_gemm_w on bf16 weights at
+ * 512×1536×576 and 512×576×1536 (the shapes of the MLP's products).
  *
  * Model FLOPs per step (what MFU counts, recomputation excluded): 2·P·T forward through every
  * linear layer and the LM head, 2·P·T for the input gradients of the frozen layers, causal
@@ -31,6 +37,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 
+#include "lt-compute.h"
 #include "lt-config.h"
 #include "lt-convert.h"
 #include "lt-memory.h"
@@ -83,16 +90,48 @@ load_average (void)
   return g_ascii_strtod (text, NULL);
 }
 
+/* GFLOP/s of Y (M, N) = X (M, K) · Wᵀ with W bf16 (N, K), through lt-compute's bf16 backend
+ * (best of @reps after one warm-up). */
+static double
+bf16_matmul_rate (int M, int N, int K, int reps)
+{
+  float *x = g_new (float, (gsize) M * K);
+  uint16_t *w = g_new (uint16_t, (gsize) N * K);
+  float *y = g_new (float, (gsize) M * N);
+  double best = 1e30;
+  LtComputeDType saved = lt_compute_get_dtype ();
+
+  for (gsize i = 0; i < (gsize) M * K; i++)
+    x[i] = (float) bench_rng_u32 () / 4294967296.0f - 0.5f;
+  for (gsize i = 0; i < (gsize) N * K; i++)
+    w[i] = lt_f32_to_bf16 ((float) bench_rng_u32 () / 4294967296.0f - 0.5f);
+  lt_compute_set_dtype (LT_COMPUTE_BF16);
+  for (int r = 0; r < reps + 1; r++)
+    {
+      double t0 = bench_now_s ();
+      lt_compute_gemm_w (LT_TRANS, M, N, K, 1.0f, x, K, w, LT_KDTYPE_BF16, K, 0.0f, y, N);
+      double dt = bench_now_s () - t0;
+      if (r > 0 && dt < best)
+        best = dt;
+    }
+  lt_compute_set_dtype (saved);
+  g_free (x);
+  g_free (w);
+  g_free (y);
+  return 2.0 * M * N * K / best / 1e9;
+}
+
 /* One configuration; prints one machine-readable line "RESULT key=value …". */
 static int
 run_one (const char *spec, int seq, int reps, int threads, int rank)
 {
   g_autoptr (GError) error = NULL;
-  g_auto (GStrv) parts = g_strsplit (spec, ":", 2);
+  g_auto (GStrv) parts = g_strsplit (spec, ":", 3);
   LtDType dtype = g_strcmp0 (parts[0], "f32") == 0 ? LT_DTYPE_F32 : LT_DTYPE_BF16;
   gboolean q4 = g_strcmp0 (parts[0], "q4") == 0; /* bf16 weights quantized at load: 4-bit */
   LtLoadOptions lopts = { 0 };
   gboolean ckpt = parts[1] != NULL && g_strcmp0 (parts[1], "1") == 0;
+  gboolean bf16c = parts[1] != NULL && g_strcmp0 (parts[2], "bf16") == 0;
   guint64 weight_bytes = 0, train_bytes = 0, rss0 = 0, peak0 = 0, rss = 0, peak = 0;
   gsize n_lora = 0;
 
@@ -196,6 +235,7 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
   lt_memory_get_process (&rss0, &peak0);
 
   double best = 1e30, best_cpu = 1e30, rate_small = 0.0, rate_square = 0.0, loss = 0.0;
+  double rate_bf16 = 0.0;
   for (int r = 0; r < reps + 1; r++)
     {
       /* the machine's sgemm rate: OpenBLAS threading its own product over every thread */
@@ -203,6 +243,13 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
       rate_small = MAX (rate_small, bench_sgemm_rate (seq, II, C, 3));
       rate_square = MAX (rate_square, bench_sgemm_rate (1024, 1024, 1024, 2));
       lt_linear_set_threads (threads);
+      if (bf16c)
+        {
+          /* the bf16 matmul peak, threaded as the step runs it */
+          rate_bf16 = MAX (rate_bf16, bf16_matmul_rate (seq, II, C, 3));
+          rate_bf16 = MAX (rate_bf16, bf16_matmul_rate (seq, C, II, 3));
+        }
+      lt_compute_set_dtype (bf16c ? LT_COMPUTE_BF16 : LT_COMPUTE_F32);
 
       double t0 = bench_now_s (), c0 = cpu_s ();
       lt_optimizer_zero_grad (opt);
@@ -214,6 +261,7 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
         }
       lt_optimizer_step (opt, 1e-4);
       double dt = bench_now_s () - t0, dc = cpu_s () - c0;
+      lt_compute_set_dtype (LT_COMPUTE_F32);
       if (r > 0 && dt < best)
         best = dt;
       if (r > 0 && dc < best_cpu)
@@ -222,13 +270,14 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
   lt_memory_get_process (&rss, &peak);
   g_assert_true (isfinite (loss));
 
-  double rate = MAX (rate_small, rate_square);
+  double rate = bf16c ? rate_bf16 : MAX (rate_small, rate_square);
   double T = seq;
   double model_flops = 4.0 * (double) n_params * T
                        + 3.0 * 4.0 * D * (T * (T + 1) / 2.0) * H * L
                        + 6.0 * (double) n_lora * T;
   int n_threads = lt_get_threads ();
-  printf ("RESULT dtype=%s ckpt=%d step_s=%.4f cpu_s=%.4f mfu_cpu=%.2f tok_s=%.1f "
+  printf ("RESULT engine=%s", bf16c ? lt_compute_bf16_engine () : "openblas");
+  printf (" dtype=%s ckpt=%d step_s=%.4f cpu_s=%.4f mfu_cpu=%.2f tok_s=%.1f "
           "gflops=%.2f sgemm=%.2f mfu=%.2f peak_mib=%.1f rss0_mib=%.1f weights_mib=%.1f "
           "train_mib=%.1f base_mib=%.1f lora=%" G_GSIZE_FORMAT " load=%.2f\n", parts[0], ckpt,
           best, best_cpu, 100.0 * model_flops / (best_cpu / n_threads) / 1e9 / rate, T / best,
@@ -252,19 +301,31 @@ field (const char *line, const char *key)
   return p ? g_ascii_strtod (p + strlen (k), NULL) : NAN;
 }
 
+/* "engine=NAME" of a RESULT line */
+static char *
+engine_of (const char *line)
+{
+  const char *p = strstr (line, "engine=");
+  return p ? g_strndup (p + 7, strcspn (p + 7, " \n")) : g_strdup ("?");
+}
+
 int
 main (int argc, char **argv)
 {
   int seq = 512, reps = 3, threads = 0, rank = 8;
   g_autofree char *one = NULL;
+  g_autofree char *compute = NULL;
   g_autoptr (GError) error = NULL;
   const GOptionEntry entries[] = {
     { "seq", 0, 0, G_OPTION_ARG_INT, &seq, "Tokens in the sequence (default 512)", "N" },
     { "reps", 0, 0, G_OPTION_ARG_INT, &reps, "Timed steps; the best counts (default 3)", "R" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "Threads (default 0: all cores)", "T" },
     { "rank", 0, 0, G_OPTION_ARG_INT, &rank, "LoRA rank (default 8)", "R" },
-    { "one", 0, 0, G_OPTION_ARG_STRING, &one, "Run one configuration (f32|bf16):(0|1) and "
-      "print its RESULT line (the parent spawns these)", "SPEC" },
+    { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute,
+      "Rows with f32 products, bf16 products, or both (default both)", "f32|bf16|both" },
+    { "one", 0, 0, G_OPTION_ARG_STRING, &one, "Run one configuration "
+      "(f32|bf16|q4):(0|1):(f32|bf16) and print its RESULT line (the parent spawns these)",
+      "SPEC" },
     { NULL },
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new ("- time one LoRA training step");
@@ -277,15 +338,29 @@ main (int argc, char **argv)
   if (one != NULL)
     return run_one (one, seq, reps, threads, rank);
 
-  static const char *const specs[] = { "f32:0", "f32:1", "bf16:0", "bf16:1", "q4:0", "q4:1" };
+  static const char *const all_specs[] = { "f32:0:f32", "f32:1:f32", "bf16:0:f32", "bf16:1:f32",
+                                           "q4:0:f32", "q4:1:f32", "bf16:0:bf16", "bf16:1:bf16",
+                                           "q4:0:bf16" };
   g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
-  for (gsize i = 0; i < G_N_ELEMENTS (specs); i++)
+  g_autoptr (GPtrArray) specs = g_ptr_array_new ();
+  if (compute != NULL && g_strcmp0 (compute, "f32") != 0 && g_strcmp0 (compute, "bf16") != 0
+      && g_strcmp0 (compute, "both") != 0)
     {
+      fprintf (stderr, "bench-train-step: --compute-dtype must be f32, bf16 or both\n");
+      return 2;
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (all_specs); i++)
+    if (compute == NULL || g_strcmp0 (compute, "both") == 0
+        || g_str_has_suffix (all_specs[i], compute))
+      g_ptr_array_add (specs, (gpointer) all_specs[i]);
+  for (guint i = 0; i < specs->len; i++)
+    {
+      const char *spec = g_ptr_array_index (specs, i);
       g_autofree char *s_seq = g_strdup_printf ("%d", seq);
       g_autofree char *s_reps = g_strdup_printf ("%d", reps);
       g_autofree char *s_threads = g_strdup_printf ("%d", threads);
       g_autofree char *s_rank = g_strdup_printf ("%d", rank);
-      const char *child[] = { argv[0], "--one", specs[i], "--seq", s_seq, "--reps", s_reps,
+      const char *child[] = { argv[0], "--one", spec, "--seq", s_seq, "--reps", s_reps,
                               "--threads", s_threads, "--rank", s_rank, NULL };
       g_autofree char *out = NULL;
       int status = 0;
@@ -295,7 +370,7 @@ main (int argc, char **argv)
                          &status, &error)
           || !g_spawn_check_wait_status (status, &error))
         {
-          fprintf (stderr, "bench-train-step: %s: %s\n", specs[i], error->message);
+          fprintf (stderr, "bench-train-step: %s: %s\n", spec, error->message);
           return 1;
         }
       line = strstr (out, "RESULT ");
@@ -305,22 +380,27 @@ main (int argc, char **argv)
   printf ("bench-train-step: Llama 576h × 30L, 9/3 heads, I 1536, V 49152 (tied), LoRA rank %d "
           "on all 7 linears of all 30 blocks, AdamW, seq %d, batch 1, best of %d steps, "
           "%d threads\n", rank, seq, reps, threads > 0 ? threads : (int) g_get_num_processors ());
-  printf ("| base | grad ckpt | step s | tokens/s | model GFLOP/s | sgemm GFLOP/s | MFU | "
+  printf ("| base | grad ckpt | products | step s | tokens/s | model GFLOP/s | "
+          "peak GFLOP/s (sgemm; bf16: matmul) | MFU | "
           "step CPU s | MFU on CPU time | peak RSS MiB | weights file MiB | RSS after load MiB | "
           "LoRA+grad+Adam MiB | step buffers MiB (activations, scratch, Adam m/v) | "
           "load avg |\n");
-  printf ("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  printf ("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (guint i = 0; i < lines->len; i++)
     {
       const char *l = g_ptr_array_index (lines, i);
+      const char *spec = g_ptr_array_index (specs, i);
+      g_autofree char *engine = engine_of (l);
+      g_autofree char *products = g_str_has_suffix (spec, ":bf16")
+                                    ? g_strdup_printf ("bf16 (%s)", engine) : g_strdup ("f32");
       double peak = field (l, "peak_mib");
       double w = field (l, "weights_mib"), t = field (l, "train_mib");
 
-      printf ("| %s | %s | %.3f | %.0f | %.1f | %.1f | %.1f%% | %.3f | %.1f%% | %.0f | %.0f | "
-              "%.0f | %.1f | %.0f | %.2f |\n", g_str_has_prefix (specs[i], "f32") ? "f32"
-                                         : g_str_has_prefix (specs[i], "q4") ? "4-bit (g128)"
+      printf ("| %s | %s | %s | %.3f | %.0f | %.1f | %.1f | %.1f%% | %.3f | %.1f%% | %.0f | %.0f | "
+              "%.0f | %.1f | %.0f | %.2f |\n", g_str_has_prefix (spec, "f32") ? "f32"
+                                         : g_str_has_prefix (spec, "q4") ? "4-bit (g128)"
                                          : "bf16",
-              g_str_has_suffix (specs[i], ":1") ? "on" : "off", field (l, "step_s"),
+              strstr (spec, ":1:") ? "on" : "off", products, field (l, "step_s"),
               field (l, "tok_s"), field (l, "gflops"), field (l, "sgemm"), field (l, "mfu"),
               field (l, "cpu_s"), field (l, "mfu_cpu"), peak, w, field (l, "rss0_mib"), t,
               peak - field (l, "rss0_mib"), field (l, "load"));

@@ -46,6 +46,7 @@ struct _LatheRunSettings
   guint optimizer;
   double beta;
   guint dpo_loss_type;
+  guint compute_dtype;
   int steps_per_report;
   int steps_per_eval;
   int save_every;
@@ -101,6 +102,7 @@ enum {
   PROP_SAMPLE_PROMPTS,
   PROP_STEPS_PER_SAMPLE,
   PROP_QAT_MODE,
+  PROP_COMPUTE_DTYPE,
   N_PROPS
 };
 
@@ -121,6 +123,7 @@ enum_n_values (guint prop_id)
     case PROP_LENGTH_UNIT: return LATHE_LENGTH_UNIT_EPOCHS + 1;
     case PROP_DPO_LOSS_TYPE: return LT_PREF_LOSS_IPO + 1;
     case PROP_QAT_MODE: return LT_QUANT_NF4 + 1;
+    case PROP_COMPUTE_DTYPE: return LT_COMPUTE_DTYPE_BF16 + 1;
     default: g_assert_not_reached ();
     }
 }
@@ -142,6 +145,8 @@ enum_to_nick (guint prop_id, guint value)
     case PROP_DPO_LOSS_TYPE:
       return value == LT_PREF_LOSS_HINGE ? "hinge" : value == LT_PREF_LOSS_IPO ? "ipo" : "sigmoid";
     case PROP_QAT_MODE: return lt_quant_mode_name ((LtQuantMode) value);
+    case PROP_COMPUTE_DTYPE:
+      return lt_compute_dtype_choice_to_string ((LtComputeDTypeChoice) value);
     default: g_assert_not_reached ();
     }
 }
@@ -172,6 +177,7 @@ enum_from_nick (guint prop_id, const char *nick)
         int v = lt_quant_mode_from_name (nick);
         return v <= LT_QUANT_NF4 ? v : -1;
       }
+    case PROP_COMPUTE_DTYPE: return lt_compute_dtype_choice_from_string (nick);
     default: g_assert_not_reached ();
     }
 }
@@ -294,6 +300,7 @@ lathe_run_settings_get_property (GObject    *object,
     case PROP_BETA: g_value_set_double (value, self->beta); break;
     case PROP_DPO_LOSS_TYPE: g_value_set_uint (value, self->dpo_loss_type); break;
     case PROP_QAT_MODE: g_value_set_uint (value, self->qat_mode); break;
+    case PROP_COMPUTE_DTYPE: g_value_set_uint (value, self->compute_dtype); break;
     case PROP_STEPS_PER_REPORT: g_value_set_int (value, self->steps_per_report); break;
     case PROP_STEPS_PER_EVAL: g_value_set_int (value, self->steps_per_eval); break;
     case PROP_SAVE_EVERY: g_value_set_int (value, self->save_every); break;
@@ -406,6 +413,8 @@ lathe_run_settings_set_property (GObject      *object,
       break;
     case PROP_QAT_MODE:
       set_uint_enum (self, prop_id, &self->qat_mode, g_value_get_uint (value));
+    case PROP_COMPUTE_DTYPE:
+      set_uint_enum (self, prop_id, &self->compute_dtype, g_value_get_uint (value));
       break;
     case PROP_STEPS_PER_REPORT:
       set_int (self, prop_id, &self->steps_per_report, g_value_get_int (value));
@@ -533,6 +542,7 @@ lathe_run_settings_class_init (LatheRunSettingsClass *klass)
     properties[PROP_SAMPLE_PROMPTS] = string_param ("sample-prompts", prompts);
     properties[PROP_STEPS_PER_SAMPLE] = int_param ("steps-per-sample", d->steps_per_sample);
     properties[PROP_QAT_MODE] = enum_param ("qat-mode", MAX (d->qat_mode, 0));
+    properties[PROP_COMPUTE_DTYPE] = enum_param ("compute-dtype", d->compute_dtype);
   }
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -705,6 +715,7 @@ lathe_run_settings_dup_config (LatheRunSettings *self)
   cfg->optimizer = (LtOptimizerKind) self->optimizer;
   cfg->beta = self->beta;
   cfg->dpo_loss_type = (int) self->dpo_loss_type;
+  cfg->compute_dtype = (LtComputeDTypeChoice) self->compute_dtype;
   cfg->steps_per_report = self->steps_per_report;
   cfg->steps_per_eval = self->steps_per_eval;
   cfg->save_every = self->save_every;
@@ -786,6 +797,7 @@ lathe_run_settings_set_config (LatheRunSettings  *self,
   set_double (self, PROP_BETA, &self->beta, cfg->beta);
   set_uint_enum (self, PROP_DPO_LOSS_TYPE, &self->dpo_loss_type,
                  cfg->dpo_loss_type >= 0 ? (guint) cfg->dpo_loss_type : 0);
+  set_uint_enum (self, PROP_COMPUTE_DTYPE, &self->compute_dtype, cfg->compute_dtype);
   set_int (self, PROP_STEPS_PER_REPORT, &self->steps_per_report, cfg->steps_per_report);
   set_int (self, PROP_STEPS_PER_EVAL, &self->steps_per_eval, cfg->steps_per_eval);
   set_int (self, PROP_SAVE_EVERY, &self->save_every, cfg->save_every);

@@ -408,8 +408,13 @@ train (const LtRunConfig *cfg, gboolean resume, gboolean json)
   sigint = g_unix_signal_add (SIGINT, on_signal, &job);
   sigterm = g_unix_signal_add (SIGTERM, on_signal, &job);
   if (!json)
-    g_printerr ("lathe %s: %s %s\n", CMD, resume ? "resuming" : "training into",
-                cfg->adapter_path);
+    {
+      const char *why = NULL;
+      const char *dtype = lt_run_describe_compute_dtype (cfg->compute_dtype, &why);
+      g_printerr ("lathe %s: %s %s\n", CMD, resume ? "resuming" : "training into",
+                  cfg->adapter_path);
+      g_printerr ("lathe %s: matrix products in %s (%s)\n", CMD, dtype, why);
+    }
   thread = g_thread_new ("lathe-train", train_thread, &job);
   g_main_loop_run (job.loop);
   g_thread_join (thread);

@@ -8,6 +8,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "lt-compute.h"
 #include "lt-error.h"
 #include "lt-kernels.h"
 #include "lt-qat.h"
@@ -214,7 +215,9 @@ quant_forward (const LtQKWeight *w, const float *x, int N, float *y, const float
    * codes and runs on the calling thread unless OpenMP waits passively (measured several
    * times faster than row blocks of tiny sgemm calls, see bench-quant-quality --speed) */
   nt = N <= lt_qk_fused_max_m ? 1 : one_pool_threads ((double) N * n_out * n_in);
-  if (nt > 1 && n_out >= 2 * nt)
+  /* bf16 compute: the tiles below, rounded to bf16 by lt-compute (lt_qk_forward is f32) */
+  if ((nt > 1 && n_out >= 2 * nt)
+      || (N > lt_qk_fused_max_m && lt_compute_get_dtype () == LT_COMPUTE_BF16))
     {
       /* one pool: each OpenMP thread expands its own block of rows of Ŵ and runs a
        * single-threaded sgemm on it; blocks are about four per thread, 16 to 256 rows */
@@ -235,8 +238,8 @@ quant_forward (const LtQKWeight *w, const float *x, int N, float *y, const float
               /* tile (r, n_in) */
               float *tile = scratch + (gsize) omp_get_thread_num () * share;
               lt_qk_expand_rows (w, r0, r, tile);
-              cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, r, n_in, 1.0f, x, n_in, tile,
-                           n_in, 0.0f, y + r0, n_out);
+              lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, N, r, n_in, 1.0f, x, n_in, tile,
+                                n_in, 0.0f, y + r0, n_out);
               if (b)
                 add_bias (y + r0, b + r0, N, r, n_out);
             }
@@ -318,6 +321,15 @@ lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx
         memset (dx, 0, (gsize) N * n_in * sizeof (float));
       return;
     }
+  if (lin->kind == LT_LINEAR_DENSE && lt_compute_get_dtype () == LT_COMPUTE_BF16)
+    {
+      /* bf16 products: dx (N, n_in) (+)= dy · W, W as stored (lt-compute) */
+      LtKDType kd = LT_KDTYPE_F32;
+      kdtype_of (lin->weight->dtype, &kd);
+      lt_compute_gemm_w (LT_NO_TRANS, N, n_in, n_out, 1.0f, dy, n_out, lin->weight->data, kd,
+                         n_in, accumulate ? 1.0f : 0.0f, dx, n_in);
+      return;
+    }
   nt = one_pool_threads ((double) N * n_out * n_in);
   if (lin->kind == LT_LINEAR_QUANTIZED && N <= lt_qk_fused_max_m)
     nt = 1; /* the fused path, as in the forward */
@@ -335,17 +347,18 @@ lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx
           for (int ci = 0; ci < n_cb; ci++)
             {
               int c0 = ci * cb, c = MIN (n_in - c0, cb);
-              cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, c, n_out, 1.0f, dy, n_out,
-                           w + c0, n_in, beta, dx + c0, n_in);
+              lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, c, n_out, 1.0f, dy, n_out,
+                                w + c0, n_in, beta, dx + c0, n_in);
             }
         }
       else
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, n_out, 1.0f, dy, n_out,
-                     w, n_in, beta, dx, n_in);
+        lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, n_in, n_out, 1.0f, dy, n_out,
+                          w, n_in, beta, dx, n_in);
       return;
     }
 
-  if (nt == 1 && lin->kind == LT_LINEAR_QUANTIZED)
+  if (nt == 1 && lin->kind == LT_LINEAR_QUANTIZED
+      && (N <= lt_qk_fused_max_m || lt_compute_get_dtype () == LT_COMPUTE_F32))
     {
       /* lt-quant's own tiling (fused path for few tokens), OpenBLAS threads the sgemm */
       LtQKWeight view;
@@ -382,16 +395,16 @@ lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx
             for (int ci = 0; ci < n_cb; ci++)
               {
                 int c0 = ci * cb, c = MIN (n_in - c0, cb);
-                cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, c, r, 1.0f, dy + r0,
-                             n_out, scratch + c0, n_in, beta, dx + c0, n_in);
+                lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, c, r, 1.0f, dy + r0,
+                                  n_out, scratch + c0, n_in, beta, dx + c0, n_in);
               }
           }
         }
       else
         {
           expand_rows (lin, r0, r, scratch);
-          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, r, 1.0f, dy + r0, n_out,
-                       scratch, n_in, beta, dx, n_in);
+          lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, n_in, r, 1.0f, dy + r0, n_out,
+                            scratch, n_in, beta, dx, n_in);
         }
     }
 }
@@ -755,8 +768,8 @@ lt_linear_forward_train (LtLinear *lin, const float *x, int N, float *y, float *
       lt_linear_qat_weight (lin, weff);
       lt_matmul_forward (y, x, weff, LT_KDTYPE_F32, lin->bias, N, in, out, tile, tile_floats);
       if (l)
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, l->rank, in, 1.0f, x, in,
-                     l->a, l->rank, 0.0f, xa, l->rank);
+        lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, l->rank, in, 1.0f, x, in,
+                          l->a, l->rank, 0.0f, xa, l->rank);
       return;
     }
 
@@ -766,10 +779,10 @@ lt_linear_forward_train (LtLinear *lin, const float *x, int N, float *y, float *
   float *xdbuf = drop && drop->p > 0.0f ? bump (&bs, (gsize) N * in) : NULL;
   const float *xd = dropped (lin, x, N, drop, xdbuf);
   /* xa (N, r) = xd · A;  y += scale · xa · B */
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, l->rank, in, 1.0f, xd, in, l->a,
-               l->rank, 0.0f, xa, l->rank);
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, out, l->rank, l->scale, xa,
-               l->rank, l->b, out, 1.0f, y, out);
+  lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, l->rank, in, 1.0f, xd, in, l->a,
+                    l->rank, 0.0f, xa, l->rank);
+  lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, out, l->rank, l->scale, xa,
+                    l->rank, l->b, out, 1.0f, y, out);
   if (l->m)
     {
       dora_norms_refresh (lin);
@@ -830,8 +843,8 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
           if (!lin->qat)
             dora_norms_refresh (lin);
           base_forward_rows (lin, x, N, 0, out, z, NULL, tile, tile_floats);
-          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, out, r, l->scale, xa, r,
-                       l->b, out, 1.0f, z, out);
+          lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, out, r, l->scale, xa, r,
+                            l->b, out, 1.0f, z, out);
 #pragma omp parallel for schedule(static) if ((gsize) N * out > 65536)
           for (int o = 0; o < out; o++)
             {
@@ -847,23 +860,23 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
           dz = dzb;
         }
       /* dB (r, out) += scale · xaᵀ · dz;  dxa (N, r) = scale · dz · Bᵀ;  dA (in, r) += xdᵀ · dxa */
-      cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, r, out, N, l->scale, xa, r, dz, out,
-                   1.0f, l->grad_b, out);
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, r, out, l->scale, dz, out, l->b,
-                   out, 0.0f, dxa, r);
-      cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, in, r, N, 1.0f, xd, in, dxa, r, 1.0f,
-                   l->grad_a, r);
+      lt_compute_sgemm (LT_TRANS, LT_NO_TRANS, r, out, N, l->scale, xa, r, dz, out,
+                        1.0f, l->grad_b, out);
+      lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, N, r, out, l->scale, dz, out, l->b,
+                        out, 0.0f, dxa, r);
+      lt_compute_sgemm (LT_TRANS, LT_NO_TRANS, in, r, N, 1.0f, xd, in, dxa, r, 1.0f,
+                        l->grad_a, r);
       if (dx && !lin->qat)
         {
           /* dx += dropout'(dxa · Aᵀ): the same mask and 1/(1−p) as the forward */
           if (xd == x)
-            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, in, r, 1.0f, dxa, r, l->a,
-                         r, 1.0f, dx, in);
+            lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, N, in, r, 1.0f, dxa, r, l->a,
+                              r, 1.0f, dx, in);
           else
             {
               float keep = 1.0f / (1.0f - drop->p);
-              cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, in, r, 1.0f, dxa, r,
-                           l->a, r, 0.0f, xdbuf, in);
+              lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, N, in, r, 1.0f, dxa, r,
+                                l->a, r, 0.0f, xdbuf, in);
               for (gsize idx = 0; idx < (gsize) N * in; idx++)
                 if (uniform01 (drop->seed, idx) >= drop->p)
                   dx[idx] += xdbuf[idx] * keep;

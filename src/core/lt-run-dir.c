@@ -10,6 +10,7 @@
 
 #include <glib/gstdio.h>
 
+#include "lt-compute.h"
 #include "lt-error.h"
 #include "lt-json.h"
 #include "lt-run-dir.h"
@@ -545,6 +546,32 @@ check_adapter_path (const LtRunConfig *cfg, GError **error)
   return TRUE;
 }
 
+/* A run's start: its compute_dtype made the process's (lt-compute), and run.json's "compute"
+ * says what was chosen and why. */
+static void
+apply_compute (LtRunDir *rd, const LtRunConfig *cfg)
+{
+  const char *why = NULL;
+  const char *dtype = lt_run_apply_compute_dtype (cfg->compute_dtype, &why);
+  JsonObject *c = json_object_new ();
+
+  json_object_set_string_member (c, "dtype", dtype);
+  json_object_set_string_member (c, "reason", why);
+  json_object_set_string_member (c, "bf16_engine", g_str_equal (dtype, "bf16")
+                                                     ? lt_compute_bf16_engine () : "none");
+  json_object_set_object_member (rd->run, "compute", c);
+}
+
+static void
+log_compute (LtRunDir *rd)
+{
+  JsonObject *c = member_object (rd->run, "compute");
+  g_autofree char *line = g_strdup_printf (
+    "matrix products in %s (%s; bf16 engine: %s)", json_object_get_string_member (c, "dtype"),
+    json_object_get_string_member (c, "reason"), json_object_get_string_member (c, "bf16_engine"));
+  lt_run_dir_log (rd, line);
+}
+
 LtRunDir *
 lt_run_dir_create (const LtRunConfig *cfg, int state_format, GError **error)
 {
@@ -595,6 +622,7 @@ lt_run_dir_create (const LtRunConfig *cfg, int state_format, GError **error)
   json_object_set_int_member (versions, "state_format", state_format);
   json_object_set_object_member (rd->run, "versions", versions);
   json_object_set_string_member (rd->run, "created", stamp);
+  apply_compute (rd, cfg);
   set_status_members (rd->run, LT_RUN_STATUS_RUNNING, 0, 0, NULL);
   if (!write_run_json (rd, error))
     return NULL;
@@ -608,6 +636,7 @@ lt_run_dir_create (const LtRunConfig *cfg, int state_format, GError **error)
     g_autofree char *samples = lt_run_dir_samples_path (rd->path);
     g_unlink (samples);
   }
+  log_compute (rd);
   return g_steal_pointer (&rd);
 }
 
@@ -618,7 +647,7 @@ key_may_change_on_resume (const char *key)
 {
   static const char *const keys[] = { "iters", "epochs", "steps_per_report", "steps_per_eval",
                                       "save_every", "val_batches", "adapter_path",
-                                      "grad_checkpoint", NULL };
+                                      "grad_checkpoint", "compute_dtype", NULL };
   return g_strv_contains (keys, key);
 }
 
@@ -686,9 +715,11 @@ lt_run_dir_open_resume (const LtRunConfig *cfg, GError **error)
     if (g_file_get_contents (sp, &stext, NULL, NULL))
       g_string_assign (rd->samples, stext);
   }
+  apply_compute (rd, cfg);
   if (!lt_run_dir_set_status (rd, LT_RUN_STATUS_RUNNING, member_int (rd->run, "step", 0),
                               member_int (rd->run, "total_steps", 0), NULL, error))
     return NULL;
+  log_compute (rd);
   return g_steal_pointer (&rd);
 }
 

@@ -16,6 +16,7 @@
 
 #include <glib/gi18n-lib.h>
 
+#include "lt-compute.h"
 #include "lt-error.h"
 #include "lt-json.h"
 
@@ -31,6 +32,7 @@ enum
   ENUM_OPTIMIZER,
   ENUM_DPO_LOSS_TYPE,
   ENUM_QAT_MODE,
+  ENUM_COMPUTE_DTYPE,
 };
 
 static const char *const train_mode_names[] = { "sft", "dpo", "orpo", NULL };
@@ -42,10 +44,11 @@ static const char *const optimizer_names[] = { "adamw", "adam", "sgd", NULL };
 static const char *const dpo_loss_type_names[] = { "sigmoid", "hinge", "ipo", NULL };
 /* lt-qat's modes: the first LtQuantMode values, in their order */
 static const char *const qat_mode_names[] = { "symmetric", "affine", "mxfp4", "nf4", NULL };
+static const char *const compute_dtype_names[] = { "auto", "f32", "bf16", NULL };
 
 static const char *const *const enum_names[] = {
   train_mode_names, train_type_names, quantization_names, lr_schedule_names, optimizer_names,
-  dpo_loss_type_names, qat_mode_names,
+  dpo_loss_type_names, qat_mode_names, compute_dtype_names,
 };
 
 static int
@@ -114,6 +117,40 @@ int
 lt_lr_schedule_from_string (const char *s)
 {
   return names_lookup (lr_schedule_names, s);
+}
+
+const char *
+lt_compute_dtype_choice_to_string (LtComputeDTypeChoice v)
+{
+  return names_get (compute_dtype_names, v);
+}
+
+int
+lt_compute_dtype_choice_from_string (const char *s)
+{
+  return names_lookup (compute_dtype_names, s);
+}
+
+static LtComputeDType
+compute_request (LtComputeDTypeChoice v)
+{
+  return v == LT_COMPUTE_DTYPE_F32 ? LT_COMPUTE_F32
+         : v == LT_COMPUTE_DTYPE_BF16 ? LT_COMPUTE_BF16 : LT_COMPUTE_AUTO;
+}
+
+const char *
+lt_run_describe_compute_dtype (LtComputeDTypeChoice v, const char **why)
+{
+  return lt_compute_dtype_to_string (lt_compute_resolve (compute_request (v), why));
+}
+
+const char *
+lt_run_apply_compute_dtype (LtComputeDTypeChoice v, const char **why)
+{
+  LtComputeDType d = lt_compute_configure (compute_request (v));
+  if (why)
+    *why = lt_compute_get_reason ();
+  return lt_compute_dtype_to_string (d);
 }
 
 const char *
@@ -262,6 +299,9 @@ static const LtRunKeyInfo keys[] = {
        N_("Generate the samples every N steps (0: at each evaluation)"), steps_per_sample),
   ROW ("sample_max_tokens", "sample-max-tokens", LT_RUN_KEY_INT, "N",
        N_("Tokens generated per sample"), sample_max_tokens),
+  ROW_ENUM ("compute_dtype", "compute-dtype", ENUM_COMPUTE_DTYPE, "auto|f32|bf16",
+            N_("Precision of the matrix products (auto: bf16 where the CPU has AMX or "
+               "AVX512-BF16)"), compute_dtype),
   /* Aliases (other spellings). */
   { "fine_tune_type", "fine-tune-type", LT_RUN_KEY_ENUM, "train_type", "lora|dora|full",
     N_("Same as --train-type (mlx-lm's name)"), OFF (train_type), ENUM_TRAIN_TYPE, 0, FALSE },
@@ -356,6 +396,7 @@ lt_run_config_new (void)
   cfg->label_smoothing = 0.0;
   cfg->steps_per_sample = 0;
   cfg->sample_max_tokens = 64;
+  cfg->compute_dtype = LT_COMPUTE_DTYPE_AUTO;
   cfg->qat_enable = FALSE;
   cfg->qat_bits = 8;
   cfg->qat_group_size = 64;

@@ -26,6 +26,13 @@ typedef enum
 } LtQuantization;
 typedef enum { LT_LR_SCHEDULE_CONSTANT, LT_LR_SCHEDULE_COSINE, LT_LR_SCHEDULE_LINEAR } LtLrSchedule;
 typedef enum { LT_OPTIMIZER_ADAMW, LT_OPTIMIZER_ADAM, LT_OPTIMIZER_SGD } LtOptimizerKind;
+/* "compute_dtype": auto picks bf16 where the CPU has AMX-BF16 or AVX512-BF16 (lt-compute.h). */
+typedef enum
+{
+  LT_COMPUTE_DTYPE_AUTO,
+  LT_COMPUTE_DTYPE_F32,
+  LT_COMPUTE_DTYPE_BF16,
+} LtComputeDTypeChoice;
 
 typedef struct
 {
@@ -89,6 +96,8 @@ typedef struct
   /* QAT grid (appended) */
   int qat_mode;              /* "qat_mode": symmetric|affine|mxfp4|nf4 (the LtQuantMode values
                                 0..3, lt-qat); default symmetric */
+  /* precision of the matrix products (appended) */
+  LtComputeDTypeChoice compute_dtype; /* "compute_dtype": auto|f32|bf16 (lt-compute.h) */
 } LtRunConfig;
 
 /* One problem with one key, for inline display on the form. */
@@ -141,6 +150,14 @@ const char *lt_lr_schedule_to_string (LtLrSchedule v);
 int lt_lr_schedule_from_string (const char *s);
 const char *lt_optimizer_to_string (LtOptimizerKind v);
 int lt_optimizer_from_string (const char *s);
+const char *lt_compute_dtype_choice_to_string (LtComputeDTypeChoice v);
+int lt_compute_dtype_choice_from_string (const char *s);
+/* Resolves @v on this machine and makes it the process's compute dtype (lt_compute_set_dtype).
+ * Returns "f32" or "bf16"; *why (may be NULL) gets a static English reason for the log and
+ * run.json ("requested", "auto: the CPU has AMX-BF16", …). */
+const char *lt_run_apply_compute_dtype (LtComputeDTypeChoice v, const char **why);
+/* The same without applying it (for a line printed before the run starts). */
+const char *lt_run_describe_compute_dtype (LtComputeDTypeChoice v, const char **why);
 /* Bits and group size of a load-time quantization (0/0 for none). */
 void lt_quantization_get_params (LtQuantization q, int *bits, int *group_size);
 

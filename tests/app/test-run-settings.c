@@ -110,6 +110,8 @@ default_nick (const char *key, guint value)
     return value == 1 ? "hinge" : value == 2 ? "ipo" : "sigmoid";
   if (g_str_equal (key, "qat-mode"))
     return value == 1 ? "affine" : value == 2 ? "mxfp4" : value == 3 ? "nf4" : "symmetric";
+  if (g_str_equal (key, "compute-dtype"))
+    return lt_compute_dtype_choice_to_string ((LtComputeDTypeChoice) value);
   g_error ("%s: no enum", key);
   return NULL;
 }

@@ -115,6 +115,7 @@ all_changed (void)
   c->sample_prompts = g_strdupv ((char **) (const char *[]) { "Once upon a time", "Hi", NULL });
   c->steps_per_sample = 25;
   c->sample_max_tokens = 32;
+  c->compute_dtype = LT_COMPUTE_DTYPE_BF16;
   return c;
 }
 

@@ -6,6 +6,7 @@
  * probability-weighted sum of values, in a per-thread buffer. */
 #include "config.h"
 
+#include "lt-compute.h"
 #include "lt-kernels.h"
 
 #include <cblas.h>
@@ -346,10 +347,10 @@ attention_backward_block (float *dq, float *dk, float *dv, const float *q, const
   const float *kg = k + (size_t) g * D, *vg = v + (size_t) g * D;
 
   /* p (R, nk) = scale · Q Kᵀ;  dp (R, nk) = dO Vᵀ */
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, R, nk, D, scale, qh, qs, kg, ks, 0.0f, p,
-               nk);
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, R, nk, D, 1.0f, doh, qs, vg, ks, 0.0f, dp,
-               nk);
+  lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, R, nk, D, scale, qh, qs, kg, ks, 0.0f, p,
+                    nk);
+  lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, R, nk, D, 1.0f, doh, qs, vg, ks, 0.0f, dp,
+                    nk);
   for (int r = 0; r < R; r++)
     {
       float *pr = p + (size_t) r * nk, *dpr = dp + (size_t) r * nk;
@@ -376,12 +377,12 @@ attention_backward_block (float *dq, float *dk, float *dv, const float *q, const
         pr[j] = dpr[j] = 0.0f;
     }
   /* dV += Pᵀ dO;  dQ = dS K;  dK += dSᵀ Q */
-  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, R, 1.0f, p, nk, doh, qs, 1.0f,
-               dv + (size_t) g * D, ks);
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, R, D, nk, 1.0f, dp, nk, kg, ks, 0.0f,
-               dq + (size_t) i0 * qs + (size_t) h * D, qs);
-  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, R, 1.0f, dp, nk, qh, qs, 1.0f,
-               dk + (size_t) g * D, ks);
+  lt_compute_sgemm (LT_TRANS, LT_NO_TRANS, nk, D, R, 1.0f, p, nk, doh, qs, 1.0f,
+                    dv + (size_t) g * D, ks);
+  lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, R, D, nk, 1.0f, dp, nk, kg, ks, 0.0f,
+                    dq + (size_t) i0 * qs + (size_t) h * D, qs);
+  lt_compute_sgemm (LT_TRANS, LT_NO_TRANS, nk, D, R, 1.0f, dp, nk, qh, qs, 1.0f,
+                    dk + (size_t) g * D, ks);
 }
 
 size_t

@@ -5,7 +5,10 @@
  * cblas_sgemm (OpenBLAS threads) multiplies the whole x by that tile. The expansion costs
  * one pass over W per call, i.e. 1/N of the multiply-adds.
  * Small N (decode): a fused dot product reads W directly (AVX2/F16C when the CPU has them),
- * OpenMP over output rows. */
+ * OpenMP over output rows.
+ * Every product goes through lt-compute (lt_compute_sgemm): f32 there is cblas_sgemm itself;
+ * with the bf16 compute dtype the forward hands W as stored to lt_compute_gemm_w (bf16
+ * weights need no copy). The decode path (N <= 4) stays the f32 fused dot product. */
 #include "config.h"
 
 #include "lt-kernels.h"
@@ -16,6 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "lt-compute.h"
 #include "lt-convert.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -222,6 +226,11 @@ lt_matmul_forward (float *y, const float *x, const void *w, LtKDType wdtype, con
     }
   if (b)
     fill_bias (y, b, N, out);
+  if (lt_compute_get_dtype () == LT_COMPUTE_BF16)
+    {
+      lt_compute_gemm_w (LT_TRANS, N, out, in, 1.0f, x, in, w, wdtype, in, beta, y, out);
+      return;
+    }
 
   /* OpenBLAS single-threaded and several OpenMP threads: the OpenMP threads take blocks of
    * rows of W in turn (dynamic, so a thread the OS preempts does not hold the others up), each
@@ -248,16 +257,16 @@ lt_matmul_forward (float *y, const float *x, const void *w, LtKDType wdtype, con
               int r0 = bi * block;
               int r = out - r0 < block ? out - r0 : block;
               if (aligned)
-                cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, 1.0f, x, in,
-                             (const float *) w + (size_t) r0 * in, in, beta, y + r0, out);
+                lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, N, r, in, 1.0f, x, in,
+                                  (const float *) w + (size_t) r0 * in, in, beta, y + r0, out);
               else
                 {
                   /* my_tile (r, in) */
                   float *my_tile = tile + (size_t) omp_get_thread_num () * share;
                   lt_expand_f32 (wdtype, (const char *) w + (size_t) r0 * in * esize,
                                  (size_t) r * in, my_tile);
-                  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, 1.0f, x, in,
-                               my_tile, in, beta, y + r0, out);
+                  lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, N, r, in, 1.0f, x, in,
+                                    my_tile, in, beta, y + r0, out);
                 }
             }
           return;
@@ -266,8 +275,8 @@ lt_matmul_forward (float *y, const float *x, const void *w, LtKDType wdtype, con
 
   if (wdtype == LT_KDTYPE_F32 && ((uintptr_t) w % sizeof (float)) == 0)
     {
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in, 1.0f, x, in,
-                   (const float *) w, in, beta, y, out);
+      lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, N, out, in, 1.0f, x, in,
+                        (const float *) w, in, beta, y, out);
       return;
     }
 
@@ -284,8 +293,8 @@ lt_matmul_forward (float *y, const float *x, const void *w, LtKDType wdtype, con
 #pragma omp parallel for schedule(static)
       for (int i = 0; i < r; i++)
         lt_expand_f32 (wdtype, src + (size_t) i * in * esize, (size_t) in, tile + (size_t) i * in);
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, r, in, 1.0f, x, in, tile, in, beta,
-                   y + r0, out);
+      lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, N, r, in, 1.0f, x, in, tile, in, beta,
+                        y + r0, out);
     }
 }
 
@@ -306,13 +315,13 @@ lt_matmul_accumulate_dx (float *dx, const float *dy, int ldy, const float *tile,
           int n0 = t * block;
           int nn = N - n0 < block ? N - n0 : block;
           if (nn > 0)
-            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, nn, in, r, 1.0f,
-                         dy + (size_t) n0 * ldy, ldy, tile, in, 1.0f, dx + (size_t) n0 * in, in);
+            lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, nn, in, r, 1.0f, dy + (size_t) n0 * ldy,
+                              ldy, tile, in, 1.0f, dx + (size_t) n0 * in, in);
         }
       return;
     }
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, r, 1.0f, dy, ldy, tile, in,
-               1.0f, dx, in);
+  lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, in, r, 1.0f, dy, ldy, tile, in,
+                    1.0f, dx, in);
 }
 
 void
@@ -322,6 +331,12 @@ lt_matmul_backward_dx (float *dx, const float *dy, int ldy, const void *w, LtKDT
   size_t esize = kdtype_size (wdtype);
   if (N <= 0 || out <= 0)
     return;
+  if (lt_compute_get_dtype () == LT_COMPUTE_BF16)
+    {
+      /* dx (N, in) += dy (N, out) · W (out, in), W as stored */
+      lt_compute_gemm_w (LT_NO_TRANS, N, in, out, 1.0f, dy, ldy, w, wdtype, in, 1.0f, dx, in);
+      return;
+    }
   if (wdtype == LT_KDTYPE_F32 && ((uintptr_t) w % sizeof (float)) == 0)
     {
       lt_matmul_accumulate_dx (dx, dy, ldy, (const float *) w, N, in, out);
@@ -384,13 +399,13 @@ lt_matmul_backward_dw (float *dw, const float *dy, int ldy, const float *x, int 
           int o0 = t * block;
           int oo = out - o0 < block ? out - o0 : block;
           if (oo > 0)
-            cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, oo, in, N, 1.0f, dy + o0, ldy,
-                         x, in, 1.0f, dw + (size_t) o0 * in, in);
+            lt_compute_sgemm (LT_TRANS, LT_NO_TRANS, oo, in, N, 1.0f, dy + o0, ldy,
+                              x, in, 1.0f, dw + (size_t) o0 * in, in);
         }
       return;
     }
-  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, out, in, N, 1.0f, dy, ldy, x, in, 1.0f,
-               dw, in);
+  lt_compute_sgemm (LT_TRANS, LT_NO_TRANS, out, in, N, 1.0f, dy, ldy, x, in, 1.0f,
+                    dw, in);
 }
 
 void

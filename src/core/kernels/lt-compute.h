@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-compute: the one place that runs the matrix products of Lathe — the linear layers'
+ * forward and backward (lt-gemm.c, lt-linear.c), the LoRA/DoRA products, attention's
+ * backward products (lt-attention.c) and the LM head (lt-model-train.c via lt-gemm.c). Plain
+ * C (no GLib) so that the kernels can call it; it lives beside them in src/core/kernels for
+ * that reason (tests/core/test-layering: a kernel includes only kernel headers).
+ *
+ * Backends, chosen at run time (lt_compute_set_dtype):
+ *   - LT_COMPUTE_F32: cblas_sgemm (OpenBLAS), exactly the calls Lathe made before this layer
+ *     existed, so f32 results are bit-for-bit those of before.
+ *   - LT_COMPUTE_BF16: both operands rounded to bf16 (round to nearest even) at the GEMM's
+ *     input, products accumulated in f32, the result f32. Runs on oneDNN's matmul primitive
+ *     (libdnnl 2.6: AMX / AVX512-BF16 kernels where the CPU has them), one primitive per shape,
+ *     created once and cached (a mutex guards the cache; execution is concurrent). Where
+ *     oneDNN refuses bf16 (2.6 only implements bf16 matmul on AVX512-capable x86), a portable
+ *     emulation runs instead: the operands rounded to bf16 in f32 buffers, then cblas_sgemm.
+ *     A product of two bf16 values is exact in f32, so the emulation computes the same
+ *     mathematical quantity (bf16 inputs, f32 accumulation); only the summation order differs.
+ *     lt_compute_bf16_engine () says which one runs.
+ *   Everything that is not a matrix product (norms, softmax, RoPE, SwiGLU, the loss, the
+ *   optimizer) stays f32 in the kernels; trainable parameters and optimizer state stay f32
+ *   in memory (the bf16 path rounds a copy of them at a GEMM's input, as torch.autocast does).
+ *
+ * The dtype is process-wide: a run sets it once at its start (lt_compute_set_dtype) and every
+ * product of the process follows it. Products may be called from OpenMP threads
+ * concurrently; each thread uses its own conversion buffers and oneDNN stream.
+ *
+ * ---- A later GPU backend ----
+ * LtComputeBackend below is the seam. A backend owns
+ *   - tensors that live in its memory (tensor_alloc / tensor_free / upload / download): the
+ *     trainer would keep activations and gradients of a step on the device and download
+ *     only what the f32 host code needs (the loss, the optimizer's parameters);
+ *   - weights resident in it (weight_upload: a frozen matrix handed over once, converted to
+ *     the backend's type then — bf16, or a quantized format it multiplies directly — and
+ *     referred to afterwards by an opaque LtComputeWeight handle);
+ *   - gemm over its own tensors, with the cblas conventions of lt_compute_sgemm.
+ * The two CPU backends implement the interface with host memory (tensor_alloc = malloc;
+ * bf16 weight_upload converts the matrix once to bf16 and keeps it). Today's call sites use
+ * the host entry points (lt_compute_sgemm, lt_compute_gemm_w) on host pointers; a GPU backend
+ * moves the model's LtLinear weights to weight handles and the step's buffers to tensors. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lt-kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum
+{
+  LT_COMPUTE_AUTO = -1, /* only as a request: lt_compute_resolve turns it into one below */
+  LT_COMPUTE_F32 = 0,
+  LT_COMPUTE_BF16 = 1,
+} LtComputeDType;
+
+typedef enum { LT_NO_TRANS = 0, LT_TRANS = 1 } LtTrans;
+
+/* "auto", "f32", "bf16" <-> the enum; -2 for an unknown name. */
+const char *lt_compute_dtype_to_string (LtComputeDType d);
+int lt_compute_dtype_from_string (const char *s);
+
+/* CPU features that make bf16 fast (cpuid; AMX also needs the OS to allow its state). */
+int lt_compute_cpu_has_amx_bf16 (void);
+int lt_compute_cpu_has_avx512_bf16 (void);
+
+/* What @requested resolves to on this machine: AUTO is BF16 where the CPU has AMX-BF16 or
+ * AVX512-BF16 and F32 elsewhere. @why (may be NULL) receives a static English sentence
+ * for the log and run.json ("requested", "auto: the CPU has AMX-BF16", ...). */
+LtComputeDType lt_compute_resolve (LtComputeDType requested, const char **why);
+
+/* The process-wide dtype of every product (default F32). AUTO is resolved first. */
+void lt_compute_set_dtype (LtComputeDType d);
+LtComputeDType lt_compute_get_dtype (void);
+/* lt_compute_set_dtype that also remembers lt_compute_resolve's reason: a run's start calls
+ * it, run.json and the log report lt_compute_get_reason () ("default" before any run). */
+LtComputeDType lt_compute_configure (LtComputeDType requested);
+const char *lt_compute_get_reason (void);
+
+/* "onednn" when oneDNN's bf16 matmul is available on this CPU, else "emulated" (bf16-rounded
+ * operands through cblas_sgemm); the first call probes oneDNN. */
+const char *lt_compute_bf16_engine (void);
+
+/* C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C, row-major, cblas_sgemm's
+ * conventions (lda/ldb/ldc are row strides of the stored matrices). F32: cblas_sgemm itself.
+ * BF16: as the header says. beta == 0 never reads C. */
+void lt_compute_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A,
+                       int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Y (M, N) = alpha · X (M, K) · op(W) + beta · Y, W a linear layer's weight stored row-major
+ * (row stride @ldw) in @wdtype: @tw LT_TRANS, W (N, K) and op(W) = Wᵀ (the forward);
+ * LT_NO_TRANS, W (K, N) (the input gradient: dx = dy · W). F32 backend: W must be F32
+ * (callers expand other types into tiles as before). BF16 backend: a BF16 W feeds the product
+ * as stored (no copy); F32/F16 W are rounded to bf16 tile by tile (rows of W) into a reused
+ * per-thread buffer. */
+void lt_compute_gemm_w (LtTrans tw, int M, int N, int K, float alpha, const float *X, int ldx,
+                        const void *W, LtKDType wdtype, int ldw, float beta, float *Y, int ldy);
+
+/* Plain reference for the BF16 backend: double accumulation of bf16-rounded operands. */
+void lt_compute_sgemm_bf16_ref (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
+                                const float *A, int lda, const float *B, int ldb, float beta,
+                                float *C, int ldc);
+
+/* Round-to-nearest-even f32 -> bf16 (NaN kept quiet), and the f32 value it stands for. */
+uint16_t lt_compute_f32_to_bf16 (float f);
+float lt_compute_round_bf16 (float f);
+
+/* Tests: which engine runs the bf16 backend — "auto" (the default), "emulated", or
+ * "onednn-f32" (oneDNN's matmul over f32 operands holding the bf16-rounded values: the whole
+ * oneDNN path on a CPU where oneDNN has no bf16 kernels). Not thread-safe against running
+ * products. Returns FALSE when that engine cannot run here. */
+int lt_compute_set_bf16_engine (const char *name);
+
+/* Number of oneDNN primitives in the cache (tests). */
+int lt_compute_cache_size (void);
+
+/* ---- the backend interface (see the header comment) ---- */
+
+typedef struct LtComputeTensor LtComputeTensor; /* memory of a backend */
+typedef struct LtComputeWeight LtComputeWeight; /* a frozen matrix resident in a backend */
+
+typedef struct
+{
+  const char *name; /* "f32", "bf16" */
+  LtComputeTensor *(*tensor_alloc) (size_t n_floats);
+  void (*tensor_free) (LtComputeTensor *t);
+  void (*upload) (LtComputeTensor *dst, const float *src, size_t n);
+  void (*download) (const LtComputeTensor *src, float *dst, size_t n);
+  /* W (rows, cols) in @wdtype, handed over once */
+  LtComputeWeight *(*weight_upload) (const void *w, LtKDType wdtype, int rows, int cols);
+  void (*weight_free) (LtComputeWeight *w);
+  /* Y (M, rows) = alpha · X (M, cols) · Wᵀ + beta · Y, X and Y the backend's tensors */
+  void (*gemm_weight) (int M, float alpha, const LtComputeTensor *X, const LtComputeWeight *W,
+                       float beta, LtComputeTensor *Y);
+  /* lt_compute_sgemm over the backend's tensors */
+  void (*gemm) (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
+                const LtComputeTensor *A, int lda, const LtComputeTensor *B, int ldb, float beta,
+                LtComputeTensor *C, int ldc);
+} LtComputeBackend;
+
+/* The backend of @d (F32 or BF16; host memory). */
+const LtComputeBackend *lt_compute_backend (LtComputeDType d);
+
+#ifdef __cplusplus
+}
+#endif

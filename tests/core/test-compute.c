@@ -1,0 +1,550 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-compute: the f32 backend is cblas_sgemm bit for bit; every bf16 product against its
+ * reference with a stated tolerance; `auto` against cpuid; the primitive cache; products from
+ * concurrent OpenMP threads; 6-step LoRA/DoRA (and a quantized-base LoRA) trajectories of the
+ * fixture models in bf16 within 2e-2 relative of the f32 path.
+ *
+ * Tolerances (K the inner dimension, S = Σ_k |a_k·b_k| of the bf16-rounded operands):
+ *   - bf16 product vs lt_compute_sgemm_bf16_ref (the same bf16 inputs, double sums):
+ *     |C − ref| ≤ 2e-6 · K · S_max + 1e-6 — only the f32 summation differs;
+ *   - bf16 product vs the f32 product: |C − C32| ≤ 2^-7 · S + 1e-6 — each operand's rounding
+ *     is at most 2^-9 relative, so each product at most ~2^-8 (plus the f32 sums). */
+#include "config.h"
+
+#include <cblas.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "src/core/kernels/lt-compute.h"
+#include "src/core/kernels/lt-kernels.h"
+#include "src/core/lt-error.h"
+#include "src/core/lt-model-train.h"
+#include "src/core/lt-model.h"
+#include "src/core/lt-optimizer.h"
+#include "src/core/lt-run.h"
+
+static void
+fill (float *p, size_t n, guint32 seed)
+{
+  GRand *r = g_rand_new_with_seed (seed);
+  for (size_t i = 0; i < n; i++)
+    p[i] = (float) g_rand_double_range (r, -1.0, 1.0);
+  g_rand_free (r);
+}
+
+static float
+at (const float *m, int ld, int trans, int i, int j)
+{
+  return trans ? m[(size_t) j * ld + i] : m[(size_t) i * ld + j];
+}
+
+/* S(m, n) = Σ_k |a·b| with bf16-rounded operands */
+static double
+abs_sum (LtTrans ta, LtTrans tb, int K, const float *A, int lda, const float *B, int ldb, int m,
+         int n)
+{
+  double s = 0.0;
+  for (int k = 0; k < K; k++)
+    s += fabs ((double) lt_compute_round_bf16 (at (A, lda, ta, m, k))
+               * lt_compute_round_bf16 (at (B, ldb, tb, k, n)));
+  return s;
+}
+
+static void
+test_f32_is_cblas (void)
+{
+  const int M = 37, N = 29, K = 53;
+  lt_compute_set_dtype (LT_COMPUTE_F32);
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++)
+      {
+        int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+        g_autofree float *A = g_new (float, (size_t) (ta ? K : M) * lda);
+        g_autofree float *B = g_new (float, (size_t) (tb ? N : K) * ldb);
+        g_autofree float *C1 = g_new (float, (size_t) M * ldc);
+        g_autofree float *C2 = g_new (float, (size_t) M * ldc);
+        fill (A, (size_t) (ta ? K : M) * lda, 1);
+        fill (B, (size_t) (tb ? N : K) * ldb, 2);
+        fill (C1, (size_t) M * ldc, 3);
+        memcpy (C2, C1, (size_t) M * ldc * sizeof (float));
+        lt_compute_sgemm (ta, tb, M, N, K, 0.75f, A, lda, B, ldb, 0.5f, C1, ldc);
+        cblas_sgemm (CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                     M, N, K, 0.75f, A, lda, B, ldb, 0.5f, C2, ldc);
+        g_assert_cmpmem (C1, (size_t) M * ldc * sizeof (float), C2,
+                         (size_t) M * ldc * sizeof (float));
+      }
+}
+
+/* One bf16 product, every transposition, alpha/beta, strided: against both references. */
+static void
+check_bf16_sgemm (int M, int N, int K, float alpha, float beta, double *worst_ref,
+                  double *worst_f32)
+{
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++)
+      {
+        int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 2, ldc = N + 3;
+        size_t na = (size_t) (ta ? K : M) * lda, nb = (size_t) (tb ? N : K) * ldb;
+        size_t nc = (size_t) M * ldc;
+        g_autofree float *A = g_new (float, na);
+        g_autofree float *B = g_new (float, nb);
+        g_autofree float *C = g_new (float, nc);
+        g_autofree float *R = g_new (float, nc);
+        g_autofree float *F = g_new (float, nc);
+        fill (A, na, 10 + ta);
+        fill (B, nb, 20 + tb);
+        fill (C, nc, 30);
+        memcpy (R, C, nc * sizeof (float));
+        memcpy (F, C, nc * sizeof (float));
+        lt_compute_set_dtype (LT_COMPUTE_BF16);
+        lt_compute_sgemm (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        lt_compute_sgemm_bf16_ref (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
+        lt_compute_set_dtype (LT_COMPUTE_F32);
+        lt_compute_sgemm (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, F, ldc);
+        for (int m = 0; m < M; m++)
+          for (int n = 0; n < N; n++)
+            {
+              size_t i = (size_t) m * ldc + n;
+              double s = fabs (alpha) * abs_sum (ta, tb, K, A, lda, B, ldb, m, n);
+              double e_ref = fabs ((double) C[i] - R[i]), e_f32 = fabs ((double) C[i] - F[i]);
+              g_assert_cmpfloat (e_ref, <=, 2e-6 * K * s + 1e-6);
+              g_assert_cmpfloat (e_f32, <=, s / 128.0 + 1e-6);
+              *worst_ref = MAX (*worst_ref, e_ref / (s + 1e-30));
+              *worst_f32 = MAX (*worst_f32, e_f32 / (s + 1e-30));
+            }
+        /* the padding between rows of C is never written */
+        for (int m = 0; m < M; m++)
+          for (int n = N; n < ldc; n++)
+            g_assert_cmpfloat (C[(size_t) m * ldc + n], ==, R[(size_t) m * ldc + n]);
+      }
+}
+
+static void
+test_bf16_sgemm (void)
+{
+  double worst_ref = 0.0, worst_f32 = 0.0;
+  check_bf16_sgemm (5, 7, 3, 1.0f, 0.0f, &worst_ref, &worst_f32);
+  check_bf16_sgemm (33, 65, 130, 1.0f, 1.0f, &worst_ref, &worst_f32);
+  check_bf16_sgemm (64, 48, 96, 0.125f, 0.0f, &worst_ref, &worst_f32);
+  check_bf16_sgemm (17, 300, 257, 2.0f, 1.0f, &worst_ref, &worst_f32);
+  g_test_message ("bf16 engine %s: worst |C - bf16 ref| / S = %.3e, worst |C - f32| / S = %.3e; "
+                  "%d oneDNN primitives cached", lt_compute_bf16_engine (), worst_ref, worst_f32,
+                  lt_compute_cache_size ());
+  /* the bf16 path does round: it differs from f32 somewhere */
+  g_assert_cmpfloat (worst_f32, >, 1e-5);
+}
+
+static void
+test_bf16_weight_gemm (void)
+{
+  const int M = 23, N = 150, K = 72;
+  LtKDType types[] = { LT_KDTYPE_F32, LT_KDTYPE_F16, LT_KDTYPE_BF16 };
+  g_autofree float *X = g_new (float, (size_t) M * K);
+  g_autofree float *W = g_new (float, (size_t) N * K);
+  g_autofree uint16_t *W16 = g_new (uint16_t, (size_t) N * K);
+  g_autofree float *Wx = g_new (float, (size_t) N * K);
+  g_autofree float *b = g_new (float, N);
+  fill (X, (size_t) M * K, 40);
+  fill (W, (size_t) N * K, 41);
+  fill (b, N, 42);
+
+  for (guint t = 0; t < G_N_ELEMENTS (types); t++)
+    {
+      const void *w = W;
+      if (types[t] == LT_KDTYPE_BF16)
+        for (size_t i = 0; i < (size_t) N * K; i++)
+          W16[i] = lt_compute_f32_to_bf16 (W[i]);
+      else if (types[t] == LT_KDTYPE_F16)
+        for (size_t i = 0; i < (size_t) N * K; i++)
+          W16[i] = lt_f32_to_f16 (W[i]);
+      if (types[t] != LT_KDTYPE_F32)
+        w = W16;
+      lt_expand_f32 (types[t], w, (size_t) N * K, Wx);
+
+      /* lt_matmul_forward (the linear layers' forward) with bias, and gemm_w directly */
+      g_autofree float *Y = g_new (float, (size_t) M * N);
+      g_autofree float *R = g_new (float, (size_t) M * N);
+      size_t tile_floats = lt_matmul_tile_floats (K, N);
+      g_autofree float *tile = g_new (float, tile_floats * 4);
+      lt_compute_set_dtype (LT_COMPUTE_BF16);
+      lt_matmul_forward (Y, X, w, types[t], b, M, K, N, tile, tile_floats);
+      lt_compute_set_dtype (LT_COMPUTE_F32);
+      for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++)
+          R[(size_t) m * N + n] = b[n];
+      lt_compute_sgemm_bf16_ref (LT_NO_TRANS, LT_TRANS, M, N, K, 1.0f, X, K, Wx, K, 1.0f, R, N);
+      for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++)
+          {
+            double s = abs_sum (LT_NO_TRANS, LT_TRANS, K, X, K, Wx, K, m, n);
+            g_assert_cmpfloat (fabs ((double) Y[(size_t) m * N + n] - R[(size_t) m * N + n]), <=,
+                               2e-6 * K * s + 1e-6);
+          }
+    }
+}
+
+/* The backward products of a linear layer in bf16: dx += dy·W and dW += dyᵀ·x. */
+static void
+test_bf16_backward (void)
+{
+  const int N = 40, in = 48, out = 80;
+  g_autofree float *dy = g_new (float, (size_t) N * out);
+  g_autofree float *x = g_new (float, (size_t) N * in);
+  g_autofree float *w = g_new (float, (size_t) out * in);
+  g_autofree float *dx = g_new0 (float, (size_t) N * in);
+  g_autofree float *dx_ref = g_new0 (float, (size_t) N * in);
+  g_autofree float *dw = g_new0 (float, (size_t) out * in);
+  g_autofree float *dw_ref = g_new0 (float, (size_t) out * in);
+  size_t tile_floats = lt_matmul_tile_floats (in, out);
+  g_autofree float *tile = g_new (float, tile_floats);
+  fill (dy, (size_t) N * out, 50);
+  fill (x, (size_t) N * in, 51);
+  fill (w, (size_t) out * in, 52);
+
+  /* dx with W stored in each dtype (f16 and bf16: the f32 values rounded to them first) */
+  LtKDType types[] = { LT_KDTYPE_F16, LT_KDTYPE_BF16, LT_KDTYPE_F32 };
+  g_autofree uint16_t *w16 = g_new (uint16_t, (size_t) out * in);
+  for (guint t = 0; t < G_N_ELEMENTS (types); t++)
+    {
+      const void *wp = w;
+      if (types[t] != LT_KDTYPE_F32)
+        {
+          for (size_t i = 0; i < (size_t) out * in; i++)
+            w16[i] = types[t] == LT_KDTYPE_F16 ? lt_f32_to_f16 (w[i])
+                                                : lt_compute_f32_to_bf16 (w[i]);
+          lt_expand_f32 (types[t], w16, (size_t) out * in, w);
+          wp = w16;
+        }
+      memset (dx, 0, (size_t) N * in * sizeof (float));
+      memset (dx_ref, 0, (size_t) N * in * sizeof (float));
+      lt_compute_set_dtype (LT_COMPUTE_BF16);
+      lt_matmul_backward_dx (dx, dy, out, wp, types[t], N, in, out, tile, tile_floats);
+      lt_compute_set_dtype (LT_COMPUTE_F32);
+      lt_compute_sgemm_bf16_ref (LT_NO_TRANS, LT_NO_TRANS, N, in, out, 1.0f, dy, out, w, in,
+                                 1.0f, dx_ref, in);
+      for (int n = 0; n < N; n++)
+        for (int i = 0; i < in; i++)
+          {
+            double s = abs_sum (LT_NO_TRANS, LT_NO_TRANS, out, dy, out, w, in, n, i);
+            g_assert_cmpfloat (fabs ((double) dx[(size_t) n * in + i]
+                                     - dx_ref[(size_t) n * in + i]), <=, 2e-6 * out * s + 1e-6);
+          }
+    }
+  lt_compute_set_dtype (LT_COMPUTE_BF16);
+  lt_matmul_backward_dw (dw, dy, out, x, N, in, out);
+  lt_compute_set_dtype (LT_COMPUTE_F32);
+  lt_compute_sgemm_bf16_ref (LT_TRANS, LT_NO_TRANS, out, in, N, 1.0f, dy, out, x, in, 1.0f,
+                             dw_ref, in);
+  for (int o = 0; o < out; o++)
+    for (int i = 0; i < in; i++)
+      {
+        double s = abs_sum (LT_TRANS, LT_NO_TRANS, N, dy, out, x, in, o, i);
+        g_assert_cmpfloat (fabs ((double) dw[(size_t) o * in + i] - dw_ref[(size_t) o * in + i]),
+                           <=, 2e-6 * N * s + 1e-6);
+      }
+}
+
+/* A weight larger than lt-compute's bf16 tile (1 Mi elements): f32 and f16 weights are rounded
+ * in several tiles, forward (tiles of output columns) and input gradient (tiles of K). */
+static void
+test_bf16_tiles (void)
+{
+  const int M = 6, in = 1024, out = 1100;
+  g_autofree float *x = g_new (float, (size_t) M * in);
+  g_autofree float *w = g_new (float, (size_t) out * in);
+  g_autofree uint16_t *w16 = g_new (uint16_t, (size_t) out * in);
+  g_autofree float *dy = g_new (float, (size_t) M * out);
+  g_autofree float *y = g_new (float, (size_t) M * out);
+  g_autofree float *y_ref = g_new0 (float, (size_t) M * out);
+  g_autofree float *dx = g_new0 (float, (size_t) M * in);
+  g_autofree float *dx_ref = g_new0 (float, (size_t) M * in);
+  size_t tile_floats = lt_matmul_tile_floats (in, out);
+  g_autofree float *tile = g_new (float, tile_floats * 4);
+  fill (x, (size_t) M * in, 70);
+  fill (w, (size_t) out * in, 71);
+  fill (dy, (size_t) M * out, 72);
+  for (size_t i = 0; i < (size_t) out * in; i++)
+    w16[i] = lt_f32_to_f16 (w[i]);
+  lt_expand_f32 (LT_KDTYPE_F16, w16, (size_t) out * in, w); /* w: the f16 values */
+
+  for (int f16 = 0; f16 < 2; f16++)
+    {
+      const void *wp = f16 ? (const void *) w16 : (const void *) w;
+      LtKDType kd = f16 ? LT_KDTYPE_F16 : LT_KDTYPE_F32;
+      memset (dx, 0, (size_t) M * in * sizeof (float));
+      lt_compute_set_dtype (LT_COMPUTE_BF16);
+      lt_matmul_forward (y, x, wp, kd, NULL, M, in, out, tile, tile_floats);
+      lt_matmul_backward_dx (dx, dy, out, wp, kd, M, in, out, tile, tile_floats);
+      lt_compute_set_dtype (LT_COMPUTE_F32);
+      if (!f16)
+        {
+          lt_compute_sgemm_bf16_ref (LT_NO_TRANS, LT_TRANS, M, out, in, 1.0f, x, in, w, in, 0.0f,
+                                     y_ref, out);
+          lt_compute_sgemm_bf16_ref (LT_NO_TRANS, LT_NO_TRANS, M, in, out, 1.0f, dy, out, w, in,
+                                     0.0f, dx_ref, in);
+        }
+      for (int m = 0; m < M; m++)
+        {
+          for (int o = 0; o < out; o++)
+            {
+              double s = abs_sum (LT_NO_TRANS, LT_TRANS, in, x, in, w, in, m, o);
+              g_assert_cmpfloat (fabs ((double) y[(size_t) m * out + o]
+                                       - y_ref[(size_t) m * out + o]), <=, 2e-6 * in * s + 1e-6);
+            }
+          for (int i = 0; i < in; i++)
+            {
+              double s = abs_sum (LT_NO_TRANS, LT_NO_TRANS, out, dy, out, w, in, m, i);
+              g_assert_cmpfloat (fabs ((double) dx[(size_t) m * in + i]
+                                       - dx_ref[(size_t) m * in + i]), <=, 2e-6 * out * s + 1e-6);
+            }
+        }
+    }
+}
+
+/* Products from several OpenMP threads at once equal the same products run one by one. */
+static void
+test_bf16_threads (void)
+{
+  enum { JOBS = 8, M = 31, N = 45, K = 67 };
+  g_autofree float *A = g_new (float, (size_t) JOBS * M * K);
+  g_autofree float *B = g_new (float, (size_t) K * N);
+  g_autofree float *C1 = g_new0 (float, (size_t) JOBS * M * N);
+  g_autofree float *C2 = g_new0 (float, (size_t) JOBS * M * N);
+  fill (A, (size_t) JOBS * M * K, 60);
+  fill (B, (size_t) K * N, 61);
+  lt_compute_set_dtype (LT_COMPUTE_BF16);
+  for (int j = 0; j < JOBS; j++)
+    lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, M - (j % 3), N, K, 1.0f, A + (size_t) j * M * K,
+                      K, B, N, 0.0f, C1 + (size_t) j * M * N, N);
+#pragma omp parallel for num_threads(4) schedule(dynamic, 1)
+  for (int j = 0; j < JOBS; j++)
+    lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, M - (j % 3), N, K, 1.0f, A + (size_t) j * M * K,
+                      K, B, N, 0.0f, C2 + (size_t) j * M * N, N);
+  lt_compute_set_dtype (LT_COMPUTE_F32);
+  g_assert_cmpmem (C1, (size_t) JOBS * M * N * sizeof (float), C2,
+                   (size_t) JOBS * M * N * sizeof (float));
+  if (g_str_has_prefix (lt_compute_bf16_engine (), "onednn"))
+    {
+      /* the shapes' primitives are cached, and a shape seen before reuses its own */
+      int n0 = lt_compute_cache_size ();
+      g_assert_cmpint (n0, >, 0);
+      lt_compute_set_dtype (LT_COMPUTE_BF16);
+      lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, M, N, K, 1.0f, A, K, B, N, 0.0f, C1, N);
+      lt_compute_set_dtype (LT_COMPUTE_F32);
+      g_assert_cmpint (lt_compute_cache_size (), ==, n0);
+    }
+}
+
+static void
+test_resolve (void)
+{
+  const char *why = NULL;
+  int native = lt_compute_cpu_has_amx_bf16 () || lt_compute_cpu_has_avx512_bf16 ();
+  LtComputeDType d = lt_compute_resolve (LT_COMPUTE_AUTO, &why);
+
+  g_test_message ("AMX-BF16 %d, AVX512-BF16 %d: auto = %s (%s); bf16 engine %s",
+                  lt_compute_cpu_has_amx_bf16 (), lt_compute_cpu_has_avx512_bf16 (),
+                  lt_compute_dtype_to_string (d), why, lt_compute_bf16_engine ());
+  g_assert_cmpint (d, ==, native ? LT_COMPUTE_BF16 : LT_COMPUTE_F32);
+  g_assert_true (g_str_has_prefix (why, "auto: "));
+  g_assert_cmpint (lt_compute_resolve (LT_COMPUTE_BF16, &why), ==, LT_COMPUTE_BF16);
+  g_assert_cmpstr (why, ==, "requested");
+  g_assert_cmpint (lt_compute_resolve (LT_COMPUTE_F32, NULL), ==, LT_COMPUTE_F32);
+  g_assert_cmpint (lt_compute_dtype_from_string ("bf16"), ==, LT_COMPUTE_BF16);
+  g_assert_cmpint (lt_compute_dtype_from_string ("auto"), ==, LT_COMPUTE_AUTO);
+  g_assert_cmpint (lt_compute_dtype_from_string ("fp16"), ==, -2);
+
+  /* the run key */
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  g_autoptr (GError) error = NULL;
+  g_assert_cmpint (cfg->compute_dtype, ==, LT_COMPUTE_DTYPE_AUTO);
+  g_assert_true (lt_run_config_set_from_string (cfg, "compute-dtype", "bf16", &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (cfg->compute_dtype, ==, LT_COMPUTE_DTYPE_BF16);
+  g_assert_false (lt_run_config_set_from_string (cfg, "compute_dtype", "f16", &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpstr (lt_run_apply_compute_dtype (LT_COMPUTE_DTYPE_BF16, &why), ==, "bf16");
+  g_assert_cmpint (lt_compute_get_dtype (), ==, LT_COMPUTE_BF16);
+  g_assert_cmpstr (lt_compute_get_reason (), ==, "requested");
+  g_assert_cmpstr (lt_run_apply_compute_dtype (LT_COMPUTE_DTYPE_AUTO, &why), ==,
+                   native ? "bf16" : "f32");
+  lt_compute_set_dtype (LT_COMPUTE_F32);
+}
+
+/* ---- trajectories ---- */
+
+typedef struct
+{
+  const char *model;
+  const char *kind;
+  LtQuantization quant;
+} Case;
+
+static char *
+data_path (const char *a, const char *b)
+{
+  const char *root = g_getenv ("LATHE_TEST_DATA");
+  return g_build_filename (root ? root : "tests/data", a, b, NULL);
+}
+
+/* 6 AdamW steps on the fixture's examples; losses[6] */
+static void
+trajectory (const Case *c, LtComputeDType d, double *losses)
+{
+  g_autofree char *sub = g_strdup_printf ("%s-%s", c->model, c->kind);
+  g_autofree char *model_dir = data_path ("models", c->model);
+  g_autofree char *adapter_dir = data_path ("train", sub);
+  g_autofree char *ref_path = g_build_filename (adapter_dir, "reference.json", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (LtModel) model = NULL;
+  g_autoptr (LtOptimizer) opt = NULL;
+  LtOptimizerParams op = { LT_OPTIMIZER_ADAMW, 0.01, 0.9, 0.999, 1e-8, 0.0 };
+  LtLoadOptions lo = { 0 };
+  JsonArray *examples;
+
+  g_assert_true (json_parser_load_from_file (parser, ref_path, &error));
+  g_assert_no_error (error);
+  examples = json_object_get_array_member (json_node_get_object (json_parser_get_root (parser)),
+                                           "example_ids");
+  lo.quantization = c->quant;
+  model = lt_model_load_with_options (model_dir, &lo, &error);
+  g_assert_no_error (error);
+  g_assert_true (lt_model_load_adapters (model, adapter_dir, &error));
+  g_assert_no_error (error);
+  lt_model_set_training (model, TRUE, 0);
+  opt = lt_optimizer_new (&op);
+  for (guint i = 0; i < lt_model_get_n_params (model); i++)
+    {
+      const char *name;
+      float *p, *g;
+      gsize n;
+      lt_model_get_param (model, i, &name, &p, &g, &n, NULL);
+      lt_optimizer_add (opt, name, p, g, n, TRUE);
+    }
+  lt_compute_set_dtype (d);
+  for (guint s = 0; s < 6; s++)
+    {
+      JsonArray *ids = json_array_get_array_element (examples, s);
+      int T = (int) json_array_get_length (ids);
+      g_autofree int32_t *tok = g_new (int32_t, T);
+      g_autofree int32_t *tgt = g_new (int32_t, T);
+      g_autofree float *w = g_new (float, T);
+      double loss_sum = 0.0;
+      for (int i = 0; i < T; i++)
+        {
+          tok[i] = (int32_t) json_array_get_int_element (ids, i);
+          w[i] = i + 1 < T ? 1.0f : 0.0f;
+        }
+      for (int i = 0; i < T; i++)
+        tgt[i] = i + 1 < T ? tok[i + 1] : -1;
+      lt_optimizer_zero_grad (opt);
+      g_assert_true (lt_model_forward_backward (model, tok, &T, 1, tgt, w, 1.0f / (float) (T - 1),
+                                                &loss_sum, &error));
+      g_assert_no_error (error);
+      losses[s] = loss_sum / (T - 1);
+      lt_optimizer_step (opt, 1e-2);
+    }
+  lt_compute_set_dtype (LT_COMPUTE_F32);
+}
+
+static void
+test_trajectory (gconstpointer data)
+{
+  const Case *c = data;
+  double f32[6], bf16[6], worst = 0.0, moved = 0.0;
+
+  trajectory (c, LT_COMPUTE_F32, f32);
+  trajectory (c, LT_COMPUTE_BF16, bf16);
+  for (int s = 0; s < 6; s++)
+    {
+      double rel = fabs (bf16[s] - f32[s]) / fabs (f32[s]);
+      g_test_message ("%s-%s%s step %d: f32 %.6f, bf16 (%s) %.6f, relative %.2e", c->model,
+                      c->kind, c->quant ? " (mxfp4 base)" : "", s, f32[s],
+                      lt_compute_bf16_engine (), bf16[s], rel);
+      g_assert_cmpfloat (rel, <=, 2e-2);
+      worst = MAX (worst, rel);
+      moved = MAX (moved, fabs (f32[s] - f32[0]));
+    }
+  /* the runs train (the losses move) and bf16 is not f32 in disguise */
+  g_assert_cmpfloat (moved, >, 1e-3);
+  g_assert_cmpfloat (worst, >, 0.0);
+}
+
+/* Each bf16 test runs under every engine that can run here: the emulation always, oneDNN over
+ * f32 operands holding bf16 values wherever libdnnl is there (every step of the oneDNN path),
+ * and oneDNN's bf16 kernels where the CPU has them (AVX-512). */
+typedef struct
+{
+  const char *engine;
+  GTestFunc func;
+  const Case *c;
+} Job;
+
+static void
+run_job (gconstpointer data)
+{
+  const Job *j = data;
+  g_assert_true (lt_compute_set_bf16_engine (j->engine));
+  g_assert_cmpstr (lt_compute_bf16_engine (), ==, j->engine);
+  if (j->c)
+    test_trajectory (j->c);
+  else
+    j->func ();
+  lt_compute_set_bf16_engine ("auto");
+}
+
+int
+main (int argc, char **argv)
+{
+  static const Case cases[] = {
+    { "llama-f32", "lora", LT_QUANTIZATION_NONE },
+    { "llama-f32", "dora", LT_QUANTIZATION_NONE },
+    { "qwen3", "lora", LT_QUANTIZATION_NONE },
+    { "qwen3", "dora", LT_QUANTIZATION_NONE },
+    { "qwen3", "lora", LT_QUANTIZATION_MXFP4 },
+  };
+  static const struct
+  {
+    const char *name;
+    GTestFunc func;
+  } funcs[] = {
+    { "bf16-sgemm", test_bf16_sgemm },   { "bf16-weight-gemm", test_bf16_weight_gemm },
+    { "bf16-backward", test_bf16_backward }, { "bf16-tiles", test_bf16_tiles },
+    { "bf16-threads", test_bf16_threads },
+  };
+  static const char *const engines[] = { "emulated", "onednn-f32", "onednn" };
+  static Job jobs[G_N_ELEMENTS (engines) * (G_N_ELEMENTS (funcs) + G_N_ELEMENTS (cases))];
+  guint n_jobs = 0;
+
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/compute/f32-is-cblas", test_f32_is_cblas);
+  g_test_add_func ("/compute/resolve", test_resolve);
+  for (guint e = 0; e < G_N_ELEMENTS (engines); e++)
+    {
+      gboolean ok = lt_compute_set_bf16_engine (engines[e]);
+      lt_compute_set_bf16_engine ("auto");
+      if (!ok)
+        {
+          g_test_message ("bf16 engine %s cannot run here: its tests are left out", engines[e]);
+          continue;
+        }
+      for (guint i = 0; i < G_N_ELEMENTS (funcs); i++)
+        {
+          g_autofree char *path = g_strdup_printf ("/compute/%s/%s", engines[e], funcs[i].name);
+          jobs[n_jobs] = (Job) { engines[e], funcs[i].func, NULL };
+          g_test_add_data_func (path, &jobs[n_jobs++], run_job);
+        }
+      for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+        {
+          g_autofree char *path = g_strdup_printf ("/compute/%s/trajectory/%s-%s%s", engines[e],
+                                                   cases[i].model, cases[i].kind,
+                                                   cases[i].quant ? "-mxfp4" : "");
+          jobs[n_jobs] = (Job) { engines[e], NULL, &cases[i] };
+          g_test_add_data_func (path, &jobs[n_jobs++], run_job);
+        }
+    }
+  return g_test_run ();
+}
