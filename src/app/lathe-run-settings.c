@@ -413,6 +413,7 @@ lathe_run_settings_set_property (GObject      *object,
       break;
     case PROP_QAT_MODE:
       set_uint_enum (self, prop_id, &self->qat_mode, g_value_get_uint (value));
+      break;
     case PROP_COMPUTE_DTYPE:
       set_uint_enum (self, prop_id, &self->compute_dtype, g_value_get_uint (value));
       break;
