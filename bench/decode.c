@@ -109,6 +109,7 @@ main (int argc, char **argv)
 {
   int n_prompt = 512, n_tokens = 128, threads = 0;
   g_autofree char *only = NULL;
+  gboolean no_bw = FALSE;
   g_autoptr (GError) error = NULL;
   const GOptionEntry entries[] = {
     { "prompt", 0, 0, G_OPTION_ARG_INT, &n_prompt, "Prompt tokens (default 512)", "N" },
@@ -116,6 +117,8 @@ main (int argc, char **argv)
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "Threads (default 0: all cores)", "T" },
     { "only", 0, 0, G_OPTION_ARG_STRING, &only,
       "Run one mode only (bf16, 8 or 4; for perf / callgrind)", "MODE" },
+    { "no-bandwidth", 0, 0, G_OPTION_ARG_NONE, &no_bw,
+      "Skip measuring the read bandwidth (under callgrind)", NULL },
     { NULL },
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new ("- time decoding, bf16 vs quantized");
@@ -130,7 +133,7 @@ main (int argc, char **argv)
   g_autofree char *dir = g_dir_make_tmp ("lathe-bench-decode-XXXXXX", NULL);
   if (dir == NULL || bench_write_model (dir) != 0)
     return 1;
-  double bw = read_bandwidth ();
+  double bw = no_bw ? NAN : read_bandwidth ();
 
   /* group 64, not the presets' 128: hidden_size 576 = 9 × 64 is no multiple of 128, and a
    * layer whose input the group does not divide stays bf16 (q, k, v, o, gate, up and the LM

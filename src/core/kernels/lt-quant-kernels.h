@@ -115,6 +115,22 @@ extern int64_t lt_qk_fused_max_m;
  * calling thread; > 1 = OpenMP threads. */
 extern int lt_qk_fused_threads;
 
+/* Few-token forward (decode): y (M, O) = beta * y + x (M, I) · Ŵᵀ with fused de-quantize + dot
+ * kernels (lt-qgemv.c), no f32 copy of Ŵ, rows of Ŵ split statically over @threads OpenMP
+ * threads (1 or less, a small product, or inside a parallel region: the calling thread).
+ * Specialized kernels (AVX2+FMA where the CPU has it, else scalar) for 4-bit affine, 4-bit LUT
+ * (NF4, MXFP4) and 8-bit affine with group_len a multiple of 32; every other format expands
+ * one row at a time (lt_qk_expand_rows) and dots it. The de-quantized weights are the
+ * reference's bit for bit; the sums' order differs (eight lanes, four accumulators), so y
+ * equals lt_qk_forward_ref's within float rounding. lt_qk_forward uses it for
+ * M <= lt_qk_fused_max_m. Returns 0, or -1 when a buffer cannot be allocated. */
+int lt_qk_gemv (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
+                int threads);
+/* The kernel lt_qk_gemv picks for @w: "q4-affine avx2", "q8-affine scalar", "generic", ... */
+const char *lt_qk_gemv_kernel_name (const LtQKWeight *w);
+/* -1 (default): AVX2+FMA kernels where the CPU has them; 0: the scalar kernels (tests). */
+extern int lt_qk_gemv_isa;
+
 int lt_qk_forward (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
                    float *work, int64_t tile_rows);
 int lt_qk_backward (float *dx, const float *dy, const LtQKWeight *w, int64_t M, float beta,
