@@ -39,6 +39,7 @@
 #endif
 
 int lt_qk_gemv_isa = -1;
+int lt_qk_gemv_generic = 0;
 
 typedef enum
 {
@@ -51,7 +52,7 @@ typedef enum
 static Kernel
 pick_kernel (const LtQKWeight *w)
 {
-  if (w->group_len % 32 != 0 || w->cols % w->group_len != 0)
+  if (lt_qk_gemv_generic || w->group_len % 32 != 0 || w->cols % w->group_len != 0)
     return KERNEL_GENERIC;
   if (w->bits == 4 && w->kind == LT_QK_AFFINE)
     return KERNEL_Q4_AFFINE;

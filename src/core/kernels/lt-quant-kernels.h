@@ -130,6 +130,9 @@ int lt_qk_gemv (float *y, const float *x, const LtQKWeight *w, int64_t M, float 
 const char *lt_qk_gemv_kernel_name (const LtQKWeight *w);
 /* -1 (default): AVX2+FMA kernels where the CPU has them; 0: the scalar kernels (tests). */
 extern int lt_qk_gemv_isa;
+/* 1: every format takes the generic path (expand a row, dot it), as the fused path did before
+ * the specialized kernels: the reference the tests compare generated text with. */
+extern int lt_qk_gemv_generic;
 
 int lt_qk_forward (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
                    float *work, int64_t tile_rows);
