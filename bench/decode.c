@@ -26,6 +26,7 @@
 #include "lt-memory.h"
 #include "lt-model.h"
 #include "lt-quant.h"
+#include "kernels/lt-quant-kernels.h"
 #include "lt-run.h"
 #include "lt-threads.h"
 
@@ -75,6 +76,73 @@ bench_decode_tokens (LtModel *model, LtKVCache *cache, int32_t next, int n, floa
   return TRUE;
 }
 
+/* CPU seconds of this thread: other load on the machine stretches wall time, not this. */
+static double
+thread_cpu_s (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* --kernels: lt_qk_gemv on one thread, M = 1, for the decode shapes of the bench model (an MLP
+ * matrix that fits the L2 cache and the LM head that does not): GB/s of weight bytes per CPU
+ * second, the specialized kernel beside the generic path (expand a row, dot it). */
+static void
+bench_kernels (void)
+{
+  static const struct
+  {
+    int mode, bits, group;
+  } fmts[] = {
+    { LT_QUANT_SYMMETRIC, 4, 64 }, { LT_QUANT_AFFINE, 4, 128 }, { LT_QUANT_NF4, 4, 64 },
+    { LT_QUANT_SYMMETRIC, 8, 64 }, { LT_QUANT_AFFINE, 6, 64 },
+  };
+  static const int shapes[][2] = { { 576, 576 }, { 576, 1536 }, { 49152, 576 } };
+
+  printf ("%-22s %14s %14s %12s %12s %8s\n", "kernel (1 thread)", "W [O, I]", "MB", "GB/s",
+          "generic", "speedup");
+  for (gsize f = 0; f < G_N_ELEMENTS (fmts); f++)
+    for (gsize s = 0; s < G_N_ELEMENTS (shapes); s++)
+      {
+        int O = shapes[s][0], I = shapes[s][1];
+        g_autofree float *w = g_new (float, (gsize) O * I);
+        g_autofree float *x = g_new (float, I);
+        g_autofree float *y = g_new (float, O);
+        for (gsize k = 0; k < (gsize) O * I; k++)
+          w[k] = (float) ((int) (bench_rng_u32 () % 2001) - 1000) * 1e-4f;
+        for (int k = 0; k < I; k++)
+          x[k] = (float) ((int) (bench_rng_u32 () % 2001) - 1000) * 1e-3f;
+        g_autoptr (LtQuantTensor) q = lt_quant_tensor_quantize (w, O, I, fmts[f].mode,
+                                                                fmts[f].bits, fmts[f].group,
+                                                                NULL);
+        if (q == NULL)
+          continue;
+        LtQKWeight kw;
+        lt_quant_tensor_get_weight (q, &kw);
+        double mb = lt_quant_tensor_memory_bytes (q) / 1e6, gbs[2];
+        for (int generic = 1; generic >= 0; generic--)
+          {
+            int reps = 0;
+            lt_qk_gemv_generic = generic;
+            double t0 = thread_cpu_s (), t;
+            do
+              {
+                lt_qk_gemv (y, x, &kw, 1, 0.0f, 1);
+                reps++;
+              }
+            while ((t = thread_cpu_s () - t0) < 0.5);
+            gbs[generic] = mb * reps / t / 1e3;
+          }
+        lt_qk_gemv_generic = 0;
+        g_autofree char *name = g_strdup_printf ("%s %d-bit g%d", lt_quant_mode_name (fmts[f].mode),
+                                                 fmts[f].bits, fmts[f].group);
+        g_autofree char *shape = g_strdup_printf ("[%d, %d]", O, I);
+        printf ("%-22s %14s %14.2f %12.2f %12.2f %7.2f×  %s\n", name, shape, mb, gbs[0], gbs[1],
+                gbs[0] / gbs[1], lt_qk_gemv_kernel_name (&kw));
+      }
+}
+
 typedef struct
 {
   const char *name;
@@ -109,7 +177,7 @@ main (int argc, char **argv)
 {
   int n_prompt = 512, n_tokens = 128, threads = 0;
   g_autofree char *only = NULL;
-  gboolean no_bw = FALSE;
+  gboolean no_bw = FALSE, kernels = FALSE;
   g_autoptr (GError) error = NULL;
   const GOptionEntry entries[] = {
     { "prompt", 0, 0, G_OPTION_ARG_INT, &n_prompt, "Prompt tokens (default 512)", "N" },
@@ -117,6 +185,8 @@ main (int argc, char **argv)
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "Threads (default 0: all cores)", "T" },
     { "only", 0, 0, G_OPTION_ARG_STRING, &only,
       "Run one mode only (bf16, 8 or 4; for perf / callgrind)", "MODE" },
+    { "kernels", 0, 0, G_OPTION_ARG_NONE, &kernels,
+      "Time the quantized GEMV kernels alone (CPU time of one thread) and exit", NULL },
     { "no-bandwidth", 0, 0, G_OPTION_ARG_NONE, &no_bw,
       "Skip measuring the read bandwidth (under callgrind)", NULL },
     { NULL },
@@ -129,6 +199,11 @@ main (int argc, char **argv)
       return 2;
     }
   lt_set_threads (threads);
+  if (kernels)
+    {
+      bench_kernels ();
+      return 0;
+    }
 
   g_autofree char *dir = g_dir_make_tmp ("lathe-bench-decode-XXXXXX", NULL);
   if (dir == NULL || bench_write_model (dir) != 0)

@@ -321,6 +321,12 @@ expand_one_row (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
   expand_row_ref (w, r, 0, w->cols / w->group_len, dst);
 }
 
+void
+lt_qk_expand_row (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
+{
+  expand_one_row (w, r, dst);
+}
+
 static void
 axpy_plain (float alpha, const float *x, float *y, int64_t n)
 {

@@ -87,6 +87,9 @@ void lt_qk_pack_row (const uint8_t *codes, int64_t n, int bits, uint32_t *row);
  * Both give identical bits. */
 void lt_qk_expand_rows (const LtQKWeight *w, int64_t row0, int64_t nrows, float *dst);
 void lt_qk_expand_rows_ref (const LtQKWeight *w, int64_t row0, int64_t nrows, float *dst);
+/* Row r of Ŵ into dst (I) on the calling thread (AVX2 where the CPU has it): for callers that
+ * are already split over threads. Same bits as the above. */
+void lt_qk_expand_row (const LtQKWeight *w, int64_t r, float *dst);
 
 /* Tile height used when tile_rows <= 0: about 4 MiB of f32 per tile (512 rows at I = 2048;
  * 128-row tiles measured ~8% slower forward, OpenBLAS re-packs X for every tile), at least 8
