@@ -27,8 +27,9 @@
  * Other formats (2, 3, 5, 6, 7 bits, group lengths that are no multiple of 32) take the
  * generic path. The AVX2+FMA code is compiled with GCC target attributes and picked at run
  * time (__builtin_cpu_supports); the scalar versions of q4 and q8 are the fallback (and what
- * lt_qk_gemv_isa = 0 forces, for tests). Rows of W are split statically over the OpenMP
- * threads the caller asks for. */
+ * lt_qk_gemv_isa = 0 forces, for tests). Rows of W are split over the OpenMP threads the caller
+ * asks for in blocks of 32 taken in turn (dynamic: a thread that the OS preempts on a busy
+ * machine holds up one block, not half the matrix). */
 #include "config.h"
 
 #include "lt-quant-kernels.h"
@@ -375,7 +376,7 @@ lt_qk_gemv (float *y,       /* (M, O) */
 #pragma omp atomic write
           fail = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 32)
       for (int64_t o = 0; o < O; o++)
         {
           if (fn == NULL && row == NULL)
