@@ -213,9 +213,9 @@ row_q4_avx2 (const LtQKWeight *w, int64_t r, const float *xp, int lut)
       __m256 vb = lut ? vs : _mm256_set1_ps (bi[g]);
       for (int64_t c = g * gl; c < (g + 1) * gl; c += 32)
         {
-          __m256i b0 = _mm256_cvtepu8_epi32 (_mm_loadl_epi64 ((const __m128i *) (p + c / 2)));
-          __m256i b1
-            = _mm256_cvtepu8_epi32 (_mm_loadl_epi64 ((const __m128i *) (p + c / 2 + 8)));
+          const uint8_t *pc = p + (c >> 1); /* 32 codes: 16 bytes */
+          __m256i b0 = _mm256_cvtepu8_epi32 (_mm_loadl_epi64 ((const __m128i *) pc));
+          __m256i b1 = _mm256_cvtepu8_epi32 (_mm_loadl_epi64 ((const __m128i *) (pc + 8)));
           __m256i q0 = _mm256_and_si256 (b0, m4), q1 = _mm256_srli_epi32 (b0, 4);
           __m256i q2 = _mm256_and_si256 (b1, m4), q3 = _mm256_srli_epi32 (b1, 4);
           __m256 w0, w1, w2, w3;
