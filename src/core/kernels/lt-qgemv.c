@@ -24,7 +24,9 @@
  * 3): ~7.5 GB/s of codes per core; factoring the scale out of each group (Σ s·Σq·x + Σ b·Σx,
  * saving the de-quantizing FMA) measured within noise of that, so the exact form stays;
  * without the int→float conversions it would run ~30% faster.
- * Other formats (2, 3, 5, 6, 7 bits, group lengths that are no multiple of 32) take the
+ *   qn   2, 3, 5 or 6 bits, affine, group_len a multiple of 32 (AVX2 only): eight codes from
+ *        one 8-byte load, split with 64-bit shifts.
+ * Other formats (7 bits, group lengths that are no multiple of 32, qn without AVX2) take the
  * generic path. The AVX2+FMA code is compiled with GCC target attributes and picked at run
  * time (__builtin_cpu_supports); the scalar versions of q4 and q8 are the fallback (and what
  * lt_qk_gemv_isa = 0 forces, for tests). Rows of W are split over the OpenMP threads the caller
@@ -53,7 +55,10 @@ typedef enum
   KERNEL_Q4_AFFINE,
   KERNEL_Q4_LUT,
   KERNEL_Q8_AFFINE,
+  KERNEL_QN_AFFINE, /* 2, 3, 5, 6 bits */
 } Kernel;
+
+static int use_avx2 (void);
 
 static Kernel
 pick_kernel (const LtQKWeight *w)
@@ -66,6 +71,9 @@ pick_kernel (const LtQKWeight *w)
     return KERNEL_Q4_LUT;
   if (w->bits == 8 && w->kind == LT_QK_AFFINE)
     return KERNEL_Q8_AFFINE;
+  if ((w->bits == 2 || w->bits == 3 || w->bits == 5 || w->bits == 6) && w->kind == LT_QK_AFFINE
+      && use_avx2 ())
+    return KERNEL_QN_AFFINE;
   return KERNEL_GENERIC;
 }
 
@@ -90,9 +98,9 @@ use_avx2 (void)
 const char *
 lt_qk_gemv_kernel_name (const LtQKWeight *w)
 {
-  static const char *const names[2][4] = {
-    { "generic", "q4-affine scalar", "q4-lut scalar", "q8-affine scalar" },
-    { "generic", "q4-affine avx2", "q4-lut avx2", "q8-affine avx2" },
+  static const char *const names[2][5] = {
+    { "generic", "q4-affine scalar", "q4-lut scalar", "q8-affine scalar", "generic" },
+    { "generic", "q4-affine avx2", "q4-lut avx2", "q8-affine avx2", "qn-affine avx2" },
   };
   return names[use_avx2 ()][pick_kernel (w)];
 }
@@ -284,6 +292,52 @@ row_q8_avx2 (const LtQKWeight *w, int64_t r, const float *x)
   return hsum4 (a0, a1, a2, a3);
 }
 
+/* One row of Ŵ (2, 3, 5 or 6 bits, affine) dotted with x (I). Eight codes of b bits fill b
+ * bytes: one unaligned 8-byte load (a b-byte copy at the very end of the codes), shifted apart
+ * in 64-bit lanes. */
+AVX2 static float
+row_qn_avx2 (const LtQKWeight *w, int64_t r, const float *x)
+{
+  const int bits = w->bits;
+  const uint8_t *p = (const uint8_t *) (w->codes + r * w->words_per_row);
+  int64_t gl = w->group_len, ng = w->cols / gl;
+  int64_t readable = (w->rows - r) * w->words_per_row * 4; /* bytes from p on */
+  const float *sc = w->scales + r * ng;
+  const float *bi = w->biases + r * ng;
+  const __m256i m64 = _mm256_set1_epi64x ((1 << bits) - 1);
+  const __m256i sh_lo = _mm256_setr_epi64x (0, bits, 2 * bits, 3 * bits);
+  const __m256i sh_hi = _mm256_setr_epi64x (4 * bits, 5 * bits, 6 * bits, 7 * bits);
+  const __m256i pick = _mm256_setr_epi32 (0, 2, 4, 6, 0, 2, 4, 6);
+  __m256 a0 = _mm256_setzero_ps (), a1 = _mm256_setzero_ps ();
+
+  for (int64_t g = 0; g < ng; g++)
+    {
+      __m256 vs = _mm256_set1_ps (sc[g]), vb = _mm256_set1_ps (bi[g]);
+      for (int64_t c = g * gl; c < (g + 1) * gl; c += 16)
+        {
+          __m256 q[2];
+          for (int h = 0; h < 2; h++)
+            {
+              int64_t off = ((c + 8 * h) * bits) >> 3;
+              uint64_t v = 0;
+              if (off + 8 <= readable)
+                memcpy (&v, p + off, 8); /* little-endian; bits above 8·bits masked off */
+              else
+                memcpy (&v, p + off, (size_t) bits);
+              __m256i vv = _mm256_set1_epi64x ((long long) v);
+              __m256i lo = _mm256_and_si256 (_mm256_srlv_epi64 (vv, sh_lo), m64);
+              __m256i hi = _mm256_and_si256 (_mm256_srlv_epi64 (vv, sh_hi), m64);
+              __m256i c8 = _mm256_blend_epi32 (_mm256_permutevar8x32_epi32 (lo, pick),
+                                               _mm256_permutevar8x32_epi32 (hi, pick), 0xF0);
+              q[h] = _mm256_fmadd_ps (vs, _mm256_cvtepi32_ps (c8), vb);
+            }
+          a0 = _mm256_fmadd_ps (q[0], _mm256_loadu_ps (x + c), a0);
+          a1 = _mm256_fmadd_ps (q[1], _mm256_loadu_ps (x + c + 8), a1);
+        }
+    }
+  return hsum4 (a0, a1, _mm256_setzero_ps (), _mm256_setzero_ps ());
+}
+
 AVX2 static float
 dot_avx2 (const float *a, const float *b, int64_t n)
 {
@@ -359,6 +413,11 @@ lt_qk_gemv (float *y,       /* (M, O) */
         }
 #endif
       fn = row_q8_scalar;
+      break;
+    case KERNEL_QN_AFFINE:
+#ifdef LT_QG_X86
+      fn = row_qn_avx2; /* picked only where use_avx2 () */
+#endif
       break;
     case KERNEL_GENERIC:
     default:
