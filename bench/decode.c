@@ -96,7 +96,7 @@ bench_kernels (void)
     int mode, bits, group;
   } fmts[] = {
     { LT_QUANT_SYMMETRIC, 4, 64 }, { LT_QUANT_AFFINE, 4, 128 }, { LT_QUANT_NF4, 4, 64 },
-    { LT_QUANT_SYMMETRIC, 8, 64 }, { LT_QUANT_AFFINE, 6, 64 },
+    { LT_QUANT_SYMMETRIC, 8, 64 }, { LT_QUANT_AFFINE, 6, 64 }, { LT_QUANT_AFFINE, 2, 64 },
   };
   static const int shapes[][2] = { { 576, 576 }, { 576, 1536 }, { 49152, 576 } };
 

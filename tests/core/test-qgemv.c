@@ -55,11 +55,12 @@ static const Format formats[] = {
   { LT_QUANT_NF4, 4, 32, "q4-lut" },          { LT_QUANT_MXFP4, 4, 32, "q4-lut" },
   { LT_QUANT_AFFINE, 8, 32, "q8-affine" },    { LT_QUANT_AFFINE, 8, 64, "q8-affine" },
   { LT_QUANT_AFFINE, 8, 128, "q8-affine" },   { LT_QUANT_SYMMETRIC, 8, 128, "q8-affine" },
-  /* 2, 3, 5, 6 bits: the qn kernel where the CPU has AVX2, else the generic path */
-  { LT_QUANT_AFFINE, 2, 32, "qn-affine" },    { LT_QUANT_AFFINE, 3, 64, "qn-affine" },
-  { LT_QUANT_AFFINE, 5, 32, "qn-affine" },    { LT_QUANT_AFFINE, 6, 128, "qn-affine" },
-  { LT_QUANT_SYMMETRIC, 6, 64, "qn-affine" }, { LT_QUANT_TERNARY, 2, 32, "qn-affine" },
-  /* the generic path: 7 bits, and per-tensor scales over an odd I (a column tail) */
+  /* 2 and 6 bits: the q2 / q6 kernels where the CPU has AVX2, else the generic path */
+  { LT_QUANT_AFFINE, 2, 32, "q2-affine" },    { LT_QUANT_TERNARY, 2, 32, "q2-affine" },
+  { LT_QUANT_AFFINE, 2, 128, "q2-affine" },   { LT_QUANT_AFFINE, 6, 32, "q6-affine" },
+  { LT_QUANT_AFFINE, 6, 128, "q6-affine" },   { LT_QUANT_SYMMETRIC, 6, 64, "q6-affine" },
+  /* the generic path: 3, 5, 7 bits, and per-tensor scales over an odd I (a column tail) */
+  { LT_QUANT_AFFINE, 3, 64, "generic" },      { LT_QUANT_AFFINE, 5, 32, "generic" },
   { LT_QUANT_SYMMETRIC, 7, 32, "generic" },   { LT_QUANT_SYMMETRIC, 4, 0, "generic" },
   { LT_QUANT_SYMMETRIC, 8, 0, "generic" },
 };
@@ -80,7 +81,8 @@ run_case (GRand *rng, const Format *f, int64_t M, int64_t O, int64_t ngroups)
   lt_quant_tensor_get_weight (q, &kw);
   const char *kname = lt_qk_gemv_kernel_name (&kw);
   if (!g_str_has_prefix (kname, f->kernel)
-      && !(g_str_equal (f->kernel, "qn-affine") && g_str_equal (kname, "generic") && !have_avx2 ()))
+      && !((g_str_equal (f->kernel, "q2-affine") || g_str_equal (f->kernel, "q6-affine"))
+           && g_str_equal (kname, "generic") && !have_avx2 ()))
     g_error ("%s %d-bit g%d: kernel %s, expected %s", lt_quant_mode_name (f->mode), f->bits,
              f->group, kname, f->kernel);
 
@@ -228,6 +230,7 @@ test_generate_fixtures (void)
       check_generate (dir, LT_QUANT_SYMMETRIC, 8, 32);
       check_generate (dir, LT_QUANT_NF4, 4, 32);
       check_generate (dir, LT_QUANT_AFFINE, 6, 32);
+      check_generate (dir, LT_QUANT_AFFINE, 2, 32);
     }
 }
 

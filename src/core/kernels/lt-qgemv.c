@@ -24,10 +24,11 @@
  * 3): ~7.5 GB/s of codes per core; factoring the scale out of each group (Σ s·Σq·x + Σ b·Σx,
  * saving the de-quantizing FMA) measured within noise of that, so the exact form stays;
  * without the int→float conversions it would run ~30% faster.
- *   qn   2, 3, 5 or 6 bits, affine, group_len a multiple of 32 (AVX2 only): eight codes from
- *        one 8-byte load, split with 64-bit shifts.
- * Other formats (7 bits, group lengths that are no multiple of 32, qn without AVX2) take the
- * generic path. The AVX2+FMA code is compiled with GCC target attributes and picked at run
+ *   q2, q6  2 and 6-bit affine, group_len a multiple of 32 (AVX2 only): each int32 lane holds
+ *        four consecutive codes (one byte, or three bytes placed by a byte shuffle), split by
+ *        shifts into four phases; X is pre-arranged to match.
+ * Other formats (3, 5, 7 bits, group lengths that are no multiple of 32, q2/q6 without AVX2)
+ * take the generic path. The AVX2+FMA code is compiled with GCC target attributes and picked at run
  * time (__builtin_cpu_supports); the scalar versions of q4 and q8 are the fallback (and what
  * lt_qk_gemv_isa = 0 forces, for tests). Rows of W are split over the OpenMP threads the caller
  * asks for in blocks of 32 taken in turn (dynamic: a thread that the OS preempts on a busy
@@ -55,7 +56,8 @@ typedef enum
   KERNEL_Q4_AFFINE,
   KERNEL_Q4_LUT,
   KERNEL_Q8_AFFINE,
-  KERNEL_QN_AFFINE, /* 2, 3, 5, 6 bits */
+  KERNEL_Q2_AFFINE, /* AVX2 only */
+  KERNEL_Q6_AFFINE, /* AVX2 only */
 } Kernel;
 
 static int use_avx2 (void);
@@ -71,9 +73,8 @@ pick_kernel (const LtQKWeight *w)
     return KERNEL_Q4_LUT;
   if (w->bits == 8 && w->kind == LT_QK_AFFINE)
     return KERNEL_Q8_AFFINE;
-  if ((w->bits == 2 || w->bits == 3 || w->bits == 5 || w->bits == 6) && w->kind == LT_QK_AFFINE
-      && use_avx2 ())
-    return KERNEL_QN_AFFINE;
+  if ((w->bits == 2 || w->bits == 6) && w->kind == LT_QK_AFFINE && use_avx2 ())
+    return w->bits == 2 ? KERNEL_Q2_AFFINE : KERNEL_Q6_AFFINE;
   return KERNEL_GENERIC;
 }
 
@@ -98,9 +99,10 @@ use_avx2 (void)
 const char *
 lt_qk_gemv_kernel_name (const LtQKWeight *w)
 {
-  static const char *const names[2][5] = {
-    { "generic", "q4-affine scalar", "q4-lut scalar", "q8-affine scalar", "generic" },
-    { "generic", "q4-affine avx2", "q4-lut avx2", "q8-affine avx2", "qn-affine avx2" },
+  static const char *const names[2][6] = {
+    { "generic", "q4-affine scalar", "q4-lut scalar", "q8-affine scalar", "generic", "generic" },
+    { "generic", "q4-affine avx2", "q4-lut avx2", "q8-affine avx2", "q2-affine avx2",
+      "q6-affine avx2" },
   };
   return names[use_avx2 ()][pick_kernel (w)];
 }
@@ -117,6 +119,17 @@ arrange_q4 (const float *x, int64_t I, float *xp)
         xp[c + j] = x[c + 2 * j];
         xp[c + 8 + j] = x[c + 2 * j + 1];
       }
+}
+
+/* x (I) → xp (I) in 4-phase order: per 32 columns, phase k (k = 0..3) holds columns 4j + k,
+ * j = 0..7. */
+static void
+arrange_4phase (const float *x, int64_t I, float *xp)
+{
+  for (int64_t c = 0; c < I; c += 32)
+    for (int k = 0; k < 4; k++)
+      for (int j = 0; j < 8; j++)
+        xp[c + 8 * k + j] = x[c + 4 * j + k];
 }
 
 /* ---- scalar kernels ---------------------------------------------------------------------- */
@@ -292,50 +305,82 @@ row_q8_avx2 (const LtQKWeight *w, int64_t r, const float *x)
   return hsum4 (a0, a1, a2, a3);
 }
 
-/* One row of Ŵ (2, 3, 5 or 6 bits, affine) dotted with x (I). Eight codes of b bits fill b
- * bytes: one unaligned 8-byte load (a b-byte copy at the very end of the codes), shifted apart
- * in 64-bit lanes. */
-AVX2 static float
-row_qn_avx2 (const LtQKWeight *w, int64_t r, const float *x)
+/* One row of Ŵ (2 or 6 bits, affine) dotted with xp (I, 4-phase order). Per 32 columns, eight
+ * int32 lanes each hold four consecutive codes (lane j: codes 4j .. 4j + 3, code 4j + k at
+ * bit k·bits): for 2 bits a zero-extended byte, for 6 bits three bytes placed by a byte
+ * shuffle. Phase k (one shift and a mask) is then codes 4j + k of the eight lanes. */
+AVX2 static inline __attribute__ ((always_inline)) float
+row_q4phase_avx2 (const LtQKWeight *w, int64_t r, const float *xp, const int bits)
 {
-  const int bits = w->bits;
   const uint8_t *p = (const uint8_t *) (w->codes + r * w->words_per_row);
   int64_t gl = w->group_len, ng = w->cols / gl;
   int64_t readable = (w->rows - r) * w->words_per_row * 4; /* bytes from p on */
   const float *sc = w->scales + r * ng;
   const float *bi = w->biases + r * ng;
-  const __m256i m64 = _mm256_set1_epi64x ((1 << bits) - 1);
-  const __m256i sh_lo = _mm256_setr_epi64x (0, bits, 2 * bits, 3 * bits);
-  const __m256i sh_hi = _mm256_setr_epi64x (4 * bits, 5 * bits, 6 * bits, 7 * bits);
-  const __m256i pick = _mm256_setr_epi32 (0, 2, 4, 6, 0, 2, 4, 6);
+  const __m256i mask = _mm256_set1_epi32 ((1 << bits) - 1);
+  const __m256i shuf = _mm256_setr_epi8 (0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1,
+                                         0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
   __m256 a0 = _mm256_setzero_ps (), a1 = _mm256_setzero_ps ();
+  __m256 a2 = _mm256_setzero_ps (), a3 = _mm256_setzero_ps ();
 
   for (int64_t g = 0; g < ng; g++)
     {
       __m256 vs = _mm256_set1_ps (sc[g]), vb = _mm256_set1_ps (bi[g]);
-      for (int64_t c = g * gl; c < (g + 1) * gl; c += 16)
+      for (int64_t c = g * gl; c < (g + 1) * gl; c += 32)
         {
-          __m256 q[2];
-          for (int h = 0; h < 2; h++)
+          __m256i v, q0, q1, q2, q3;
+          if (bits == 2)
             {
-              int64_t off = ((c + 8 * h) * bits) >> 3;
-              uint64_t v = 0;
-              if (off + 8 <= readable)
-                memcpy (&v, p + off, 8); /* little-endian; bits above 8·bits masked off */
-              else
-                memcpy (&v, p + off, (size_t) bits);
-              __m256i vv = _mm256_set1_epi64x ((long long) v);
-              __m256i lo = _mm256_and_si256 (_mm256_srlv_epi64 (vv, sh_lo), m64);
-              __m256i hi = _mm256_and_si256 (_mm256_srlv_epi64 (vv, sh_hi), m64);
-              __m256i c8 = _mm256_blend_epi32 (_mm256_permutevar8x32_epi32 (lo, pick),
-                                               _mm256_permutevar8x32_epi32 (hi, pick), 0xF0);
-              q[h] = _mm256_fmadd_ps (vs, _mm256_cvtepi32_ps (c8), vb);
+              v = _mm256_cvtepu8_epi32 (_mm_loadl_epi64 ((const __m128i *) (p + (c >> 2))));
+              q1 = _mm256_srli_epi32 (v, 2);
+              q2 = _mm256_srli_epi32 (v, 4);
+              q3 = _mm256_srli_epi32 (v, 6);
             }
-          a0 = _mm256_fmadd_ps (q[0], _mm256_loadu_ps (x + c), a0);
-          a1 = _mm256_fmadd_ps (q[1], _mm256_loadu_ps (x + c + 8), a1);
+          else
+            {
+              /* 24 bytes; the loads read 28 (a copy at the very end of the codes) */
+              int64_t off = (c * 3) >> 2;
+              uint8_t tail[32];
+              const uint8_t *src = p + off;
+              if (off + 28 > readable)
+                {
+                  memset (tail, 0, sizeof tail);
+                  memcpy (tail, src, 24);
+                  src = tail;
+                }
+              v = _mm256_loadu2_m128i ((const __m128i *) (src + 12), (const __m128i *) src);
+              v = _mm256_shuffle_epi8 (v, shuf);
+              q1 = _mm256_srli_epi32 (v, 6);
+              q2 = _mm256_srli_epi32 (v, 12);
+              q3 = _mm256_srli_epi32 (v, 18);
+            }
+          q0 = _mm256_and_si256 (v, mask);
+          q1 = _mm256_and_si256 (q1, mask);
+          q2 = _mm256_and_si256 (q2, mask);
+          q3 = _mm256_and_si256 (q3, mask);
+          a0 = _mm256_fmadd_ps (_mm256_fmadd_ps (vs, _mm256_cvtepi32_ps (q0), vb),
+                                _mm256_loadu_ps (xp + c), a0);
+          a1 = _mm256_fmadd_ps (_mm256_fmadd_ps (vs, _mm256_cvtepi32_ps (q1), vb),
+                                _mm256_loadu_ps (xp + c + 8), a1);
+          a2 = _mm256_fmadd_ps (_mm256_fmadd_ps (vs, _mm256_cvtepi32_ps (q2), vb),
+                                _mm256_loadu_ps (xp + c + 16), a2);
+          a3 = _mm256_fmadd_ps (_mm256_fmadd_ps (vs, _mm256_cvtepi32_ps (q3), vb),
+                                _mm256_loadu_ps (xp + c + 24), a3);
         }
     }
-  return hsum4 (a0, a1, _mm256_setzero_ps (), _mm256_setzero_ps ());
+  return hsum4 (a0, a1, a2, a3);
+}
+
+AVX2 static float
+row_q2_avx2 (const LtQKWeight *w, int64_t r, const float *xp)
+{
+  return row_q4phase_avx2 (w, r, xp, 2);
+}
+
+AVX2 static float
+row_q6_avx2 (const LtQKWeight *w, int64_t r, const float *xp)
+{
+  return row_q4phase_avx2 (w, r, xp, 6);
 }
 
 AVX2 static float
@@ -414,9 +459,15 @@ lt_qk_gemv (float *y,       /* (M, O) */
 #endif
       fn = row_q8_scalar;
       break;
-    case KERNEL_QN_AFFINE:
+    case KERNEL_Q2_AFFINE:
+    case KERNEL_Q6_AFFINE:
 #ifdef LT_QG_X86
-      fn = row_qn_avx2; /* picked only where use_avx2 () */
+      /* picked only where use_avx2 () */
+      fn = k == KERNEL_Q2_AFFINE ? row_q2_avx2 : row_q6_avx2;
+      if ((xp = malloc ((size_t) (M * I) * sizeof (float))) == NULL)
+        return -1;
+      for (int64_t m = 0; m < M; m++)
+        arrange_4phase (x + m * I, I, xp + m * I);
 #endif
       break;
     case KERNEL_GENERIC:
