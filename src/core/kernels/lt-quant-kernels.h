@@ -108,10 +108,11 @@ int64_t lt_qk_default_tile_rows (const LtQKWeight *w);
  * pools are one and 1 can pay off. Not thread-safe to change while matmuls run. */
 extern int lt_qk_matmul_parallel_expand;
 
-/* Up to this many tokens (default 8) the matmuls skip the GEMM and expand Ŵ one row at a
- * time into a per-thread buffer, dotting it with every row of X (forward) or adding it into
- * per-thread partial dX rows (backward), in parallel over the rows of Ŵ (OpenMP): reads only
- * the packed codes, the decode case. Set to 0 to always take the tiled GEMM path. */
+/* Up to this many tokens (default 8) the matmuls skip the GEMM: the forward is lt_qk_gemv
+ * (fused de-quantize + dot kernels); the backward expands Ŵ one row at a time into a
+ * per-thread buffer and adds it into per-thread partial dX rows; both in parallel over the
+ * rows of Ŵ (OpenMP) and reading only the packed codes, the decode case. Set to 0 to always
+ * take the tiled GEMM path. */
 extern int64_t lt_qk_fused_max_m;
 /* Threads of the fused path: -1 (default) = all OpenMP threads when the process runs with
  * OMP_WAIT_POLICY=passive (or GOMP_SPINCOUNT=0), else the calling thread only; 0 or 1 = the
