@@ -321,13 +321,10 @@ expand_one_row (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
   expand_row_ref (w, r, 0, w->cols / w->group_len, dst);
 }
 
-static float
-dot_plain (const float *a, const float *b, int64_t n)
+void
+lt_qk_expand_row (const LtQKWeight *w, int64_t r, float *dst /* (I) */)
 {
-  float s = 0.0f;
-  for (int64_t i = 0; i < n; i++)
-    s += a[i] * b[i];
-  return s;
+  expand_one_row (w, r, dst);
 }
 
 static void
@@ -338,31 +335,6 @@ axpy_plain (float alpha, const float *x, float *y, int64_t n)
 }
 
 #ifdef LT_QK_X86
-__attribute__ ((target ("avx2,fma"))) static float
-dot_avx2 (const float *a, const float *b, int64_t n)
-{
-  __m256 s0 = _mm256_setzero_ps (), s1 = _mm256_setzero_ps ();
-  __m256 s2 = _mm256_setzero_ps (), s3 = _mm256_setzero_ps ();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    {
-      s0 = _mm256_fmadd_ps (_mm256_loadu_ps (a + i), _mm256_loadu_ps (b + i), s0);
-      s1 = _mm256_fmadd_ps (_mm256_loadu_ps (a + i + 8), _mm256_loadu_ps (b + i + 8), s1);
-      s2 = _mm256_fmadd_ps (_mm256_loadu_ps (a + i + 16), _mm256_loadu_ps (b + i + 16), s2);
-      s3 = _mm256_fmadd_ps (_mm256_loadu_ps (a + i + 24), _mm256_loadu_ps (b + i + 24), s3);
-    }
-  for (; i + 8 <= n; i += 8)
-    s0 = _mm256_fmadd_ps (_mm256_loadu_ps (a + i), _mm256_loadu_ps (b + i), s0);
-  __m256 s = _mm256_add_ps (_mm256_add_ps (s0, s1), _mm256_add_ps (s2, s3));
-  __m128 h = _mm_add_ps (_mm256_castps256_ps128 (s), _mm256_extractf128_ps (s, 1));
-  h = _mm_add_ps (h, _mm_movehl_ps (h, h));
-  h = _mm_add_ss (h, _mm_movehdup_ps (h));
-  float r = _mm_cvtss_f32 (h);
-  for (; i < n; i++)
-    r += a[i] * b[i];
-  return r;
-}
-
 __attribute__ ((target ("avx2,fma"))) static void
 axpy_avx2 (float alpha, const float *x, float *y, int64_t n)
 {
@@ -375,16 +347,6 @@ axpy_avx2 (float alpha, const float *x, float *y, int64_t n)
     y[i] += alpha * x[i];
 }
 #endif
-
-static float
-dot (const float *a, const float *b, int64_t n)
-{
-#ifdef LT_QK_X86
-  if (have_avx2 ())
-    return dot_avx2 (a, b, n);
-#endif
-  return dot_plain (a, b, n);
-}
 
 static void
 axpy (float alpha, const float *x, float *y, int64_t n)
@@ -399,36 +361,11 @@ axpy (float alpha, const float *x, float *y, int64_t n)
   axpy_plain (alpha, x, y, n);
 }
 
-/* y (M, O) = beta*y + x (M, I) · Ŵᵀ, one row of Ŵ at a time into a per-thread (I) buffer. */
+/* y (M, O) = beta*y + x (M, I) · Ŵᵀ: lt-qgemv's fused de-quantize + dot kernels. */
 static int
 forward_fused (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta)
 {
-  int64_t O = w->rows, I = w->cols;
-  int fail = 0;
-
-#pragma omp parallel if (fused_parallel (w))
-  {
-    float *row = malloc ((size_t) I * sizeof (float)); /* (I) */
-    if (row == NULL)
-      {
-#pragma omp atomic write
-        fail = 1;
-      }
-#pragma omp for schedule(static)
-    for (int64_t o = 0; o < O; o++)
-      {
-        if (row == NULL)
-          continue;
-        expand_one_row (w, o, row);
-        for (int64_t m = 0; m < M; m++)
-          {
-            float d = dot (x + m * I, row, I);
-            y[m * O + o] = beta == 0.0f ? d : d + beta * y[m * O + o];
-          }
-      }
-    free (row);
-  }
-  return fail ? -1 : 0;
+  return lt_qk_gemv (y, x, w, M, beta, fused_parallel (w) ? omp_get_max_threads () : 1);
 }
 
 /* dx (M, I) = beta*dx + dy (M, O) · Ŵ: per-thread partial sums (threads, M, I), added up in

@@ -87,6 +87,9 @@ void lt_qk_pack_row (const uint8_t *codes, int64_t n, int bits, uint32_t *row);
  * Both give identical bits. */
 void lt_qk_expand_rows (const LtQKWeight *w, int64_t row0, int64_t nrows, float *dst);
 void lt_qk_expand_rows_ref (const LtQKWeight *w, int64_t row0, int64_t nrows, float *dst);
+/* Row r of Ŵ into dst (I) on the calling thread (AVX2 where the CPU has it): for callers that
+ * are already split over threads. Same bits as the above. */
+void lt_qk_expand_row (const LtQKWeight *w, int64_t r, float *dst);
 
 /* Tile height used when tile_rows <= 0: about 4 MiB of f32 per tile (512 rows at I = 2048;
  * 128-row tiles measured ~8% slower forward, OpenBLAS re-packs X for every tile), at least 8
@@ -105,15 +108,35 @@ int64_t lt_qk_default_tile_rows (const LtQKWeight *w);
  * pools are one and 1 can pay off. Not thread-safe to change while matmuls run. */
 extern int lt_qk_matmul_parallel_expand;
 
-/* Up to this many tokens (default 8) the matmuls skip the GEMM and expand Ŵ one row at a
- * time into a per-thread buffer, dotting it with every row of X (forward) or adding it into
- * per-thread partial dX rows (backward), in parallel over the rows of Ŵ (OpenMP): reads only
- * the packed codes, the decode case. Set to 0 to always take the tiled GEMM path. */
+/* Up to this many tokens (default 8) the matmuls skip the GEMM: the forward is lt_qk_gemv
+ * (fused de-quantize + dot kernels); the backward expands Ŵ one row at a time into a
+ * per-thread buffer and adds it into per-thread partial dX rows; both in parallel over the
+ * rows of Ŵ (OpenMP) and reading only the packed codes, the decode case. Set to 0 to always
+ * take the tiled GEMM path. */
 extern int64_t lt_qk_fused_max_m;
 /* Threads of the fused path: -1 (default) = all OpenMP threads when the process runs with
  * OMP_WAIT_POLICY=passive (or GOMP_SPINCOUNT=0), else the calling thread only; 0 or 1 = the
  * calling thread; > 1 = OpenMP threads. */
 extern int lt_qk_fused_threads;
+
+/* Few-token forward (decode): y (M, O) = beta * y + x (M, I) · Ŵᵀ with fused de-quantize + dot
+ * kernels (lt-qgemv.c), no f32 copy of Ŵ, rows of Ŵ split statically over @threads OpenMP
+ * threads (1 or less, a small product, or inside a parallel region: the calling thread).
+ * Specialized kernels (AVX2+FMA where the CPU has it, else scalar) for 4-bit affine, 4-bit LUT
+ * (NF4, MXFP4) and 8-bit affine with group_len a multiple of 32; every other format expands
+ * one row at a time (lt_qk_expand_rows) and dots it. The de-quantized weights are the
+ * reference's bit for bit; the sums' order differs (eight lanes, four accumulators), so y
+ * equals lt_qk_forward_ref's within float rounding. lt_qk_forward uses it for
+ * M <= lt_qk_fused_max_m. Returns 0, or -1 when a buffer cannot be allocated. */
+int lt_qk_gemv (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
+                int threads);
+/* The kernel lt_qk_gemv picks for @w: "q4-affine avx2", "q8-affine scalar", "generic", ... */
+const char *lt_qk_gemv_kernel_name (const LtQKWeight *w);
+/* -1 (default): AVX2+FMA kernels where the CPU has them; 0: the scalar kernels (tests). */
+extern int lt_qk_gemv_isa;
+/* 1: every format takes the generic path (expand a row, dot it), as the fused path did before
+ * the specialized kernels: the reference the tests compare generated text with. */
+extern int lt_qk_gemv_generic;
 
 int lt_qk_forward (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
                    float *work, int64_t tile_rows);

@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* test-qgemv: the decode path's fused de-quantize + dot kernels (lt_qk_gemv) against the
+ * reference (de-quantize everything, then a double-precision dot), for every specialized
+ * (bits, group, mode) and the generic formats, with odd row counts, M = 1..5, beta 0 and 1,
+ * one and two threads, the AVX2 and the scalar kernels; and greedy decoding of the fixture
+ * models and tinystories-656k, quantized at load time, unchanged from the generic path. */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "lt-model.h"
+#include "lt-quant.h"
+#include "lt-run.h"
+#include "lt-threads.h"
+
+static float *
+randn (GRand *rng, gsize n, float sigma)
+{
+  float *v = g_new (float, n);
+  for (gsize i = 0; i < n; i += 2)
+    {
+      double u1 = g_rand_double_range (rng, 1e-12, 1.0), u2 = g_rand_double (rng);
+      double r = sqrt (-2.0 * log (u1));
+      v[i] = (float) (sigma * r * cos (2 * G_PI * u2));
+      if (i + 1 < n)
+        v[i + 1] = (float) (sigma * r * sin (2 * G_PI * u2));
+    }
+  return v;
+}
+
+static gboolean
+have_avx2 (void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  return __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma");
+#else
+  return FALSE;
+#endif
+}
+
+typedef struct
+{
+  LtQuantMode mode;
+  int bits, group;
+  const char *kernel; /* the kernel lt_qk_gemv must pick (prefix), "generic" */
+} Format;
+
+static const Format formats[] = {
+  { LT_QUANT_AFFINE, 4, 32, "q4-affine" },    { LT_QUANT_AFFINE, 4, 64, "q4-affine" },
+  { LT_QUANT_AFFINE, 4, 128, "q4-affine" },   { LT_QUANT_SYMMETRIC, 4, 64, "q4-affine" },
+  { LT_QUANT_SYMMETRIC, 4, 128, "q4-affine" }, { LT_QUANT_NF4, 4, 64, "q4-lut" },
+  { LT_QUANT_NF4, 4, 32, "q4-lut" },          { LT_QUANT_MXFP4, 4, 32, "q4-lut" },
+  { LT_QUANT_AFFINE, 8, 32, "q8-affine" },    { LT_QUANT_AFFINE, 8, 64, "q8-affine" },
+  { LT_QUANT_AFFINE, 8, 128, "q8-affine" },   { LT_QUANT_SYMMETRIC, 8, 128, "q8-affine" },
+  /* 2 and 6 bits: the q2 / q6 kernels where the CPU has AVX2, else the generic path */
+  { LT_QUANT_AFFINE, 2, 32, "q2-affine" },    { LT_QUANT_TERNARY, 2, 32, "q2-affine" },
+  { LT_QUANT_AFFINE, 2, 128, "q2-affine" },   { LT_QUANT_AFFINE, 6, 32, "q6-affine" },
+  { LT_QUANT_AFFINE, 6, 128, "q6-affine" },   { LT_QUANT_SYMMETRIC, 6, 64, "q6-affine" },
+  /* the generic path: 3, 5, 7 bits, and per-tensor scales over an odd I (a column tail) */
+  { LT_QUANT_AFFINE, 3, 64, "generic" },      { LT_QUANT_AFFINE, 5, 32, "generic" },
+  { LT_QUANT_SYMMETRIC, 7, 32, "generic" },   { LT_QUANT_SYMMETRIC, 4, 0, "generic" },
+  { LT_QUANT_SYMMETRIC, 8, 0, "generic" },
+};
+
+/* One (format, M, O, groups) case: every ISA, both thread counts, beta 0 and 1. */
+static void
+run_case (GRand *rng, const Format *f, int64_t M, int64_t O, int64_t ngroups)
+{
+  int64_t I = f->group ? ngroups * f->group : 32 * ngroups + 13; /* per-row group: odd I */
+  g_autofree float *w = randn (rng, O * I, 0.1f);
+  g_autofree float *x = randn (rng, M * I, 1.0f);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtQuantTensor) q
+    = lt_quant_tensor_quantize (w, O, I, f->mode, f->bits, f->group, &error);
+  LtQKWeight kw;
+
+  g_assert_no_error (error);
+  lt_quant_tensor_get_weight (q, &kw);
+  const char *kname = lt_qk_gemv_kernel_name (&kw);
+  if (!g_str_has_prefix (kname, f->kernel)
+      && !((g_str_equal (f->kernel, "q2-affine") || g_str_equal (f->kernel, "q6-affine"))
+           && g_str_equal (kname, "generic") && !have_avx2 ()))
+    g_error ("%s %d-bit g%d: kernel %s, expected %s", lt_quant_mode_name (f->mode), f->bits,
+             f->group, kname, f->kernel);
+
+  g_autofree float *wf = g_new (float, O * I); /* (O, I) the reference weights */
+  lt_qk_expand_rows_ref (&kw, 0, O, wf);
+  g_autofree float *bound = g_new0 (float, M * O); /* Σ |x·w| per output */
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t o = 0; o < O; o++)
+      for (int64_t i = 0; i < I; i++)
+        bound[m * O + o] += fabsf (x[m * I + i] * wf[o * I + i]);
+
+  g_autofree float *y = g_new (float, M * O);
+  g_autofree float *yr = g_new (float, M * O);
+  for (int isa = 0; isa < 2; isa++)
+    for (int threads = 1; threads <= 2; threads++)
+      for (int b = 0; b < 2; b++)
+        {
+          float beta = (float) b;
+          for (int64_t k = 0; k < M * O; k++)
+            y[k] = yr[k] = 0.25f * (float) (k % 7);
+          lt_qk_gemv_isa = isa == 0 ? 0 : -1;
+          g_assert_cmpint (lt_qk_gemv (y, x, &kw, M, beta, threads), ==, 0);
+          g_assert_cmpint (lt_qk_forward_ref (yr, x, &kw, M, beta), ==, 0);
+          for (int64_t k = 0; k < M * O; k++)
+            {
+              float tol = 1e-5f * (bound[k] + beta * 1.5f) + 1e-6f;
+              if (!(fabsf (y[k] - yr[k]) <= tol))
+                g_error ("%s %d-bit g%d (%s), M %" G_GINT64_FORMAT " O %" G_GINT64_FORMAT
+                         " I %" G_GINT64_FORMAT ", %d threads, beta %g: y[%" G_GINT64_FORMAT
+                         "] = %.9g, reference %.9g", lt_quant_mode_name (f->mode), f->bits,
+                         f->group, lt_qk_gemv_kernel_name (&kw), M, O, I, threads, beta, k,
+                         y[k], yr[k]);
+            }
+        }
+  lt_qk_gemv_isa = -1;
+
+  /* the de-quantized weights are the reference's bit for bit: with x a one-hot row, y is
+   * one column of Ŵ exactly (a sum of exact zeros and one product by 1) */
+  int64_t cols[] = { 0, 1, 15, 16, 17, I / 2, I - 2, I - 1 };
+  g_autofree float *e = g_new0 (float, I);
+  g_autofree float *col = g_new (float, O);
+  for (int isa = 0; isa < 2; isa++)
+    for (gsize c = 0; c < G_N_ELEMENTS (cols); c++)
+      {
+        int64_t i = CLAMP (cols[c], 0, I - 1);
+        lt_qk_gemv_isa = isa == 0 ? 0 : -1;
+        e[i] = 1.0f;
+        g_assert_cmpint (lt_qk_gemv (col, e, &kw, 1, 0.0f, 1), ==, 0);
+        e[i] = 0.0f;
+        for (int64_t o = 0; o < O; o++)
+          if (col[o] != wf[o * I + i])
+            g_error ("%s %d-bit g%d (%s): weight (%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                     ") = %.9g, reference %.9g", lt_quant_mode_name (f->mode), f->bits,
+                     f->group, lt_qk_gemv_kernel_name (&kw), o, i, col[o], wf[o * I + i]);
+      }
+  lt_qk_gemv_isa = -1;
+}
+
+static void
+test_kernels (void)
+{
+  /* (M, O, groups per row): odd O, O = 1, several groups, a threaded size */
+  static const int64_t shapes[][3] = {
+    { 1, 1, 1 }, { 1, 37, 3 }, { 2, 5, 1 }, { 3, 33, 5 }, { 5, 9, 2 }, { 1, 257, 4 },
+    { 1, 300, 8 },
+  };
+  g_autoptr (GRand) rng = g_rand_new_with_seed (1806);
+
+  for (gsize f = 0; f < G_N_ELEMENTS (formats); f++)
+    for (gsize s = 0; s < G_N_ELEMENTS (shapes); s++)
+      run_case (rng, &formats[f], shapes[s][0], shapes[s][1], shapes[s][2]);
+}
+
+/* ---- greedy decoding: the kernels against the generic path -------------------------------- */
+
+#define N_TOKENS 24
+
+/* Greedy tokens after a fixed prompt, and the logits of the last step. */
+static void
+greedy (LtModel *model, int32_t *out, float *last_logits)
+{
+  int V = model->config->vocab_size;
+  g_autofree float *logits = g_new (float, V);
+  g_autoptr (LtKVCache) cache = lt_kv_cache_new (model, N_TOKENS + 8);
+  g_autoptr (GError) error = NULL;
+  int32_t prompt[5] = { 1, 7 % V, 42 % V, 300 % V, 5 % V };
+  guint64 rng = 0;
+
+  g_assert_true (lt_model_decode (model, cache, prompt, 5, logits, FALSE, &error));
+  g_assert_no_error (error);
+  out[0] = lt_sample_logits (logits, V, 0.0f, 1.0f, &rng);
+  for (int i = 1; i < N_TOKENS; i++)
+    {
+      g_assert_true (lt_model_decode (model, cache, &out[i - 1], 1, logits, FALSE, &error));
+      out[i] = lt_sample_logits (logits, V, 0.0f, 1.0f, &rng);
+    }
+  memcpy (last_logits, logits, (gsize) V * sizeof (float));
+}
+
+static void
+check_generate (const char *dir, LtQuantMode mode, int bits, int group)
+{
+  LtLoadOptions opts = { .bits = bits, .mode = mode, .group_size = group };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtModel) model = lt_model_load_with_options (dir, &opts, &error);
+  int32_t fast[N_TOKENS], ref[N_TOKENS];
+
+  g_assert_no_error (error);
+  g_assert_true (model->unquantized == NULL || model->unquantized[0] == NULL);
+  int V = model->config->vocab_size;
+  g_autofree float *lf = g_new (float, V);
+  g_autofree float *lr = g_new (float, V);
+  LtQKWeight kw;
+  lt_quant_tensor_get_weight (model->w.lm_head.quant, &kw);
+  g_test_message ("%s: %s %d-bit g%d, LM head kernel %s", dir, lt_quant_mode_name (mode), bits,
+                  group, lt_qk_gemv_kernel_name (&kw));
+  g_assert_false (g_str_equal (lt_qk_gemv_kernel_name (&kw), "generic"));
+
+  greedy (model, fast, lf);
+  lt_qk_gemv_generic = 1;
+  greedy (model, ref, lr);
+  lt_qk_gemv_generic = 0;
+  for (int i = 0; i < N_TOKENS; i++)
+    if (fast[i] != ref[i])
+      g_error ("%s: token %d is %d with the kernels, %d on the generic path", dir, i, fast[i],
+               ref[i]);
+  float mx = 0.0f;
+  for (int v = 0; v < V; v++)
+    mx = MAX (mx, fabsf (lr[v]));
+  for (int v = 0; v < V; v++)
+    g_assert_cmpfloat (fabsf (lf[v] - lr[v]), <=, 1e-4f * mx + 1e-5f);
+}
+
+static void
+test_generate_fixtures (void)
+{
+  static const char *const models[] = { "llama-bf16", "llama-tied", "qwen3" };
+  const char *data = g_getenv ("LATHE_TEST_DATA");
+
+  g_assert_nonnull (data);
+  for (gsize i = 0; i < G_N_ELEMENTS (models); i++)
+    {
+      g_autofree char *dir = g_build_filename (data, "models", models[i], NULL);
+      check_generate (dir, LT_QUANT_AFFINE, 4, 32);
+      check_generate (dir, LT_QUANT_SYMMETRIC, 8, 32);
+      check_generate (dir, LT_QUANT_NF4, 4, 32);
+      check_generate (dir, LT_QUANT_AFFINE, 6, 32);
+      check_generate (dir, LT_QUANT_AFFINE, 2, 32);
+    }
+}
+
+static void
+test_generate_tinystories (void)
+{
+  const char *shared = g_getenv ("LATHE_SHARED_DIR");
+  g_autofree char *dir
+    = shared ? g_build_filename (shared, "models", "tinystories-656k", NULL) : NULL;
+
+  if (dir == NULL || !g_file_test (dir, G_FILE_TEST_IS_DIR))
+    {
+      g_test_skip ("../shared/models/tinystories-656k is absent");
+      return;
+    }
+  check_generate (dir, LT_QUANT_SYMMETRIC, 4, 64);
+  check_generate (dir, LT_QUANT_AFFINE, 4, 128);
+  check_generate (dir, LT_QUANT_AFFINE, 8, 64);
+  check_generate (dir, LT_QUANT_MXFP4, 4, 32);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  lt_set_threads (2);
+  g_test_add_func ("/qgemv/kernels", test_kernels);
+  g_test_add_func ("/qgemv/generate/fixtures", test_generate_fixtures);
+  g_test_add_func ("/qgemv/generate/tinystories", test_generate_tinystories);
+  return g_test_run ();
+}
