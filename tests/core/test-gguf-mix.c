@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <sys/wait.h>
 #include <string.h>
 
 #include <glib/gstdio.h>
@@ -446,6 +447,89 @@ test_weighted_error (void)
     }
 }
 
+static int
+run_fuse (const char *const *args)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_ptr_array_add (argv, (gpointer) g_getenv ("LATHE_CLI"));
+  g_ptr_array_add (argv, "fuse");
+  for (; *args; args++)
+    g_ptr_array_add (argv, (gpointer) *args);
+  g_ptr_array_add (argv, NULL);
+  int status = 0;
+  g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, NULL,
+                               G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, NULL,
+                               NULL, NULL, NULL, &status, NULL));
+  return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+/* Bytes of every tensor of two GGUF files: the count of tensors that differ. */
+static int
+count_differing (const char *a, const char *b)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtGguf) ga = lt_gguf_open (a, &error);
+  g_autoptr (LtGguf) gb = lt_gguf_open (b, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (lt_gguf_get_n_tensors (ga), ==, lt_gguf_get_n_tensors (gb));
+  int n = 0;
+  for (guint i = 0; i < lt_gguf_get_n_tensors (ga); i++)
+    {
+      const LtGgufTensor *ta = lt_gguf_get_tensor (ga, i);
+      const LtGgufTensor *tb = lt_gguf_find_tensor (gb, ta->name);
+      g_assert_nonnull (tb);
+      g_assert_cmpint (ta->type, ==, tb->type);
+      n += ta->nbytes != tb->nbytes || memcmp (ta->data, tb->data, ta->nbytes) != 0;
+    }
+  return n;
+}
+
+/* lathe fuse --gguf-type q4_k_m --gguf-imatrix (computed on --data, saved with
+ * --gguf-imatrix-out) equals the same export from the saved file (--gguf-imatrix-file), and
+ * differs from the plain export in the weighted tensors only; the file type is Q4_K_M. */
+static void
+test_cli (void)
+{
+  if (!g_getenv ("LATHE_CLI"))
+    {
+      g_test_skip ("LATHE_CLI is not set");
+      return;
+    }
+  g_autoptr (GError) error = NULL;
+  g_autofree char *mdir = data_path ("models", "llama-f32", NULL);
+  g_autofree char *data = data_path ("stories", "train.jsonl", NULL);
+  g_autofree char *a = g_build_filename (tmp_root, "cli-a.gguf", NULL);
+  g_autofree char *b = g_build_filename (tmp_root, "cli-b.gguf", NULL);
+  g_autofree char *p = g_build_filename (tmp_root, "cli-p.gguf", NULL);
+  g_autofree char *im = g_build_filename (tmp_root, "cli.imatrix", NULL);
+  const char *args_a[] = { "--model", mdir, "--gguf-path", a, "--gguf-type", "q4_k_m",
+                           "--gguf-imatrix", "--data", data, "--gguf-imatrix-out", im, NULL };
+  g_assert_cmpint (run_fuse (args_a), ==, 0);
+  const char *args_b[] = { "--model", mdir, "--gguf-path", b, "--gguf-type", "Q4_K_M",
+                           "--gguf-imatrix-file", im, NULL };
+  g_assert_cmpint (run_fuse (args_b), ==, 0);
+  const char *args_p[] = { "--model", mdir, "--gguf-path", p, "--gguf-type", "q4_k", NULL };
+  g_assert_cmpint (run_fuse (args_p), ==, 0);
+  g_assert_cmpint (count_differing (a, b), ==, 0);
+  /* 2 layers × 7 weighted matrices (Q5_0/Q8_0 fallbacks on the 64-wide fixture; the Q8_0 ones
+   * ignore the weights, as in ggml) */
+  const int n = count_differing (a, p);
+  g_test_message ("imatrix vs plain q4_k_m: %d tensors differ", n);
+  g_assert_cmpint (n, >=, 8);
+  g_autoptr (LtGgufImatrix) loaded = lt_gguf_imatrix_load (im, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (lt_gguf_imatrix_get_n_entries (loaded), ==, 14);
+  g_autoptr (LtGguf) g = lt_gguf_open (a, &error);
+  guint32 ft = 0;
+  g_assert_true (lt_gguf_get_u32 (g, "general.file_type", &ft));
+  g_assert_cmpuint (ft, ==, LT_GGUF_FTYPE_Q4_K_M);
+  /* an imatrix without a GGUF output, and q2_k_s without one, are refused */
+  const char *bad1[] = { "--model", mdir, "--save-path", b, "--gguf-imatrix", NULL };
+  g_assert_cmpint (run_fuse (bad1), ==, 2);
+  const char *bad2[] = { "--model", mdir, "--gguf-path", b, "--gguf-type", "q2_k_s", "-f", NULL };
+  g_assert_cmpint (run_fuse (bad2), !=, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -459,6 +543,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gguf-mix/imatrix-file", test_imatrix_file);
   g_test_add_func ("/gguf-mix/imatrix-compute", test_imatrix_compute);
   g_test_add_func ("/gguf-mix/weighted-error", test_weighted_error);
+  g_test_add_func ("/gguf-mix/cli", test_cli);
   int rc = g_test_run ();
   g_autofree char *rm = g_strdup_printf ("rm -rf '%s'", tmp_root);
   if (system (rm) != 0)
