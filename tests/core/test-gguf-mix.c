@@ -240,7 +240,7 @@ check_bytes (gconstpointer data)
       g_unlink (out);
       n_cases++;
     }
-  g_test_message ("%s: %d file types × imatrix on/off, %d tensors compared with "
+  g_test_message ("%s: %d file types x imatrix on/off, %d tensors compared with "
                   "llama-quantize's", m->name, n_cases, n_tensors);
   g_assert_cmpint (n_cases, >=, 30);
   g_assert_cmpstr (mismatch->str, ==, "");
@@ -282,7 +282,7 @@ test_deep_types (void)
         }
       n_cases++;
     }
-  g_test_message ("deep (16 layers): %d file types × imatrix on/off", n_cases);
+  g_test_message ("deep (16 layers): %d file types x imatrix on/off", n_cases);
   g_assert_cmpint (n_cases, >=, 30);
   g_assert_cmpstr (mismatch->str, ==, "");
 }
