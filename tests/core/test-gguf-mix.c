@@ -181,13 +181,61 @@ sha16 (const void *data, gsize n)
   return g_strndup (full, 16);
 }
 
-/* Lathe's export of @m as @ftype (with the synthetic imatrix or not) equals llama-quantize's
- * output from the same f32 GGUF: every tensor's type and bytes, and general.file_type. */
+/* Exports @dir as @ftype_name with @im and compares every tensor's type and bytes, and
+ * general.file_type, with the case @c of expected.json; mismatches go to @mismatch. Returns
+ * the tensors compared. */
+static int
+compare_export (const char *dir, const char *key, JsonObject *c, const char *ftype_name,
+                const LtGgufImatrix *im, GString *mismatch)
+{
+  g_autoptr (GError) error = NULL;
+  LtExportOptions o;
+  lt_export_options_init (&o);
+  o.model_dir = dir;
+  g_autofree char *base = g_strdelimit (g_strdup (key), "/", '-');
+  g_autofree char *out = g_strdup_printf ("%s/%s.gguf", tmp_root, base);
+  o.gguf_path = out;
+  o.gguf_ftype = lt_gguf_ftype_from_name (ftype_name, &error);
+  g_assert_no_error (error);
+  o.gguf_type = lt_gguf_ftype_default_type (o.gguf_ftype);
+  o.gguf_imatrix = im;
+  o.force = TRUE;
+  LtExportReport *r = lt_export_run (&o, NULL, NULL, &error);
+  g_assert_no_error (error);
+  lt_export_report_free (r);
+  g_autoptr (LtGguf) g = lt_gguf_open (out, &error);
+  g_assert_no_error (error);
+  guint32 ft = 0;
+  g_assert_true (lt_gguf_get_u32 (g, "general.file_type", &ft));
+  g_assert_cmpint (ft, ==, json_object_get_int_member (c, "file_type"));
+  JsonObject *want = json_object_get_object_member (c, "tensors");
+  g_assert_cmpuint (json_object_get_size (want), ==, lt_gguf_get_n_tensors (g));
+  int n = 0;
+  for (guint i = 0; i < lt_gguf_get_n_tensors (g); i++)
+    {
+      const LtGgufTensor *t = lt_gguf_get_tensor (g, i);
+      JsonArray *w = json_object_get_array_member (want, t->name);
+      g_assert_nonnull (w);
+      g_autofree char *h = sha16 (t->data, t->nbytes);
+      if (t->type != json_array_get_int_element (w, 0)
+          || !g_str_equal (h, json_array_get_string_element (w, 1)))
+        g_string_append_printf (mismatch, " %s:%s(%s %s, llama-quantize %s %s)", key, t->name,
+                                lt_ggml_type_name (t->type), h,
+                                lt_ggml_type_name (json_array_get_int_element (w, 0)),
+                                json_array_get_string_element (w, 1));
+      n++;
+    }
+  g_unlink (out);
+  return n;
+}
+
+/* Lathe's export of @m as each file type (with the synthetic imatrix or not) equals
+ * llama-quantize's output from the same f32 GGUF: every tensor's type and bytes, and
+ * general.file_type. */
 static void
 check_bytes (gconstpointer data)
 {
   const MixModel *m = data;
-  g_autoptr (GError) error = NULL;
   g_autoptr (JsonParser) keep = NULL;
   JsonObject *cases = expected_cases (&keep);
   g_autofree char *dir = write_model (m);
@@ -200,49 +248,53 @@ check_bytes (gconstpointer data)
       g_auto (GStrv) parts = g_strsplit (k->data, "/", 3);
       if (!g_str_equal (parts[0], m->name))
         continue;
-      JsonObject *c = json_object_get_object_member (cases, k->data);
-      gboolean with_im = g_str_equal (parts[2], "imatrix");
-      LtExportOptions o;
-      lt_export_options_init (&o);
-      o.model_dir = dir;
-      g_autofree char *out = g_strdup_printf ("%s/%s-%s-%s.gguf", tmp_root, m->name, parts[1],
-                                              parts[2]);
-      o.gguf_path = out;
-      o.gguf_ftype = lt_gguf_ftype_from_name (parts[1], &error);
-      g_assert_no_error (error);
-      o.gguf_type = lt_gguf_ftype_default_type (o.gguf_ftype);
-      o.gguf_imatrix = with_im ? im : NULL;
-      o.force = TRUE;
-      LtExportReport *r = lt_export_run (&o, NULL, NULL, &error);
-      g_assert_no_error (error);
-      lt_export_report_free (r);
-      g_autoptr (LtGguf) g = lt_gguf_open (out, &error);
-      g_assert_no_error (error);
-      guint32 ft = 0;
-      g_assert_true (lt_gguf_get_u32 (g, "general.file_type", &ft));
-      g_assert_cmpint (ft, ==, json_object_get_int_member (c, "file_type"));
-      JsonObject *want = json_object_get_object_member (c, "tensors");
-      g_assert_cmpuint (json_object_get_size (want), ==, lt_gguf_get_n_tensors (g));
-      for (guint i = 0; i < lt_gguf_get_n_tensors (g); i++)
-        {
-          const LtGgufTensor *t = lt_gguf_get_tensor (g, i);
-          JsonArray *w = json_object_get_array_member (want, t->name);
-          g_assert_nonnull (w);
-          g_autofree char *h = sha16 (t->data, t->nbytes);
-          if (t->type != json_array_get_int_element (w, 0)
-              || !g_str_equal (h, json_array_get_string_element (w, 1)))
-            g_string_append_printf (mismatch, " %s:%s(%s %s, llama-quantize %s %s)",
-                                    (char *) k->data, t->name, lt_ggml_type_name (t->type), h,
-                                    lt_ggml_type_name (json_array_get_int_element (w, 0)),
-                                    json_array_get_string_element (w, 1));
-          n_tensors++;
-        }
-      g_unlink (out);
+      n_tensors += compare_export (dir, k->data, json_object_get_object_member (cases, k->data),
+                                   parts[1], g_str_equal (parts[2], "imatrix") ? im : NULL,
+                                   mismatch);
       n_cases++;
     }
   g_test_message ("%s: %d file types x imatrix on/off, %d tensors compared with "
                   "llama-quantize's", m->name, n_cases, n_tensors);
   g_assert_cmpint (n_cases, >=, 30);
+  g_assert_cmpstr (mismatch->str, ==, "");
+}
+
+/* A real llama-imatrix file (tests/data/gguf-mix/tinystories.imatrix, written by llama.cpp's
+ * llama-imatrix over tests/data/stories/train.jsonl): read by Lathe, it gives the bytes
+ * llama-quantize --imatrix gives on TinyStories-656K. */
+static void
+test_tinystories_imatrix (void)
+{
+  const char *shared = g_getenv ("LATHE_SHARED_DIR");
+  g_autofree char *dir = shared ? g_build_filename (shared, "models", "tinystories-656k", NULL)
+                                : NULL;
+  if (!dir || !g_file_test (dir, G_FILE_TEST_IS_DIR))
+    {
+      g_test_skip ("LATHE_SHARED_DIR/models/tinystories-656k is not here");
+      return;
+    }
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = data_path ("gguf-mix", "tinystories.imatrix", NULL);
+  g_autoptr (LtGgufImatrix) im = lt_gguf_imatrix_load (path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (lt_gguf_imatrix_get_n_entries (im), ==, 14);
+  g_autoptr (JsonParser) keep = NULL;
+  JsonObject *cases = expected_cases (&keep);
+  g_autoptr (GList) keys = json_object_get_members (cases);
+  g_autoptr (GString) mismatch = g_string_new (NULL);
+  int n_cases = 0, n_tensors = 0;
+  for (GList *k = keys; k; k = k->next)
+    {
+      g_auto (GStrv) parts = g_strsplit (k->data, "/", 3);
+      if (!g_str_equal (parts[0], "tinystories"))
+        continue;
+      n_tensors += compare_export (dir, k->data, json_object_get_object_member (cases, k->data),
+                                   parts[1], im, mismatch);
+      n_cases++;
+    }
+  g_test_message ("tinystories with llama-imatrix's file: %d file types, %d tensors", n_cases,
+                  n_tensors);
+  g_assert_cmpint (n_cases, ==, 4);
   g_assert_cmpstr (mismatch->str, ==, "");
 }
 
@@ -540,6 +592,8 @@ main (int argc, char **argv)
   g_test_add_data_func ("/gguf-mix/llama-quantize/wide", &models[0], check_bytes);
   g_test_add_data_func ("/gguf-mix/llama-quantize/narrow", &models[1], check_bytes);
   g_test_add_func ("/gguf-mix/llama-quantize/deep-types", test_deep_types);
+  g_test_add_func ("/gguf-mix/llama-quantize/tinystories-llama-imatrix",
+                   test_tinystories_imatrix);
   g_test_add_func ("/gguf-mix/imatrix-file", test_imatrix_file);
   g_test_add_func ("/gguf-mix/imatrix-compute", test_imatrix_compute);
   g_test_add_func ("/gguf-mix/weighted-error", test_weighted_error);

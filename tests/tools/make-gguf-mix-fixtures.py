@@ -13,7 +13,12 @@ same models bit for bit), this script
 The result is tests/data/gguf-mix/expected.json. Only the Python standard library is used.
 
     python3 tests/tools/make-gguf-mix-fixtures.py --lathe _build/src/cli/lathe \
-        --llama-bin /tmp/llama/build/bin --out tests/data/gguf-mix/expected.json
+        --llama-bin /tmp/llama/build/bin --out tests/data/gguf-mix/expected.json \
+        --tinystories ../shared/models/tinystories-656k
+
+With --tinystories it also runs llama-imatrix on tests/data/stories/train.jsonl's text (chunks of
+128 tokens), keeps that file as tests/data/gguf-mix/tinystories.imatrix, and records
+llama-quantize's output with it for four file types (cases tinystories/TYPE/llama-imatrix).
 """
 import argparse
 import hashlib
@@ -234,6 +239,9 @@ def main():
     ap.add_argument("--llama-bin", required=True, help="folder with llama-quantize")
     ap.add_argument("--out", required=True, help="expected.json to write")
     ap.add_argument("--keep", help="keep the work folder here")
+    ap.add_argument("--tinystories", help="TinyStories-656K folder: also run llama-imatrix on "
+                    "tests/data/stories/train.jsonl, save its file beside --out "
+                    "(tinystories.imatrix) and quantize with it")
     a = ap.parse_args()
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     work = a.keep or tempfile.mkdtemp(prefix="gguf-mix-")
@@ -272,6 +280,28 @@ def main():
                 result["cases"][key] = case
                 os.remove(out)
         print(f"{mname}: {sum(1 for k in result['cases'] if k.startswith(mname + '/'))} cases")
+    if a.tinystories:
+        # a real llama-imatrix file: Lathe must read it and give llama-quantize's bytes
+        src = os.path.join(work, "tinystories-f32.gguf")
+        subprocess.run([a.lathe, "fuse", "--model", a.tinystories, "--gguf-path", src,
+                        "--gguf-type", "f32", "-f"], check=True, stdout=subprocess.DEVNULL)
+        txt = os.path.join(work, "train.txt")
+        with open(os.path.join(repo, "tests/data/stories/train.jsonl")) as f, open(txt, "w") as o:
+            o.write("\n".join(json.loads(l)["text"] for l in f if l.strip()))
+        imat = os.path.join(os.path.dirname(os.path.abspath(a.out)), "tinystories.imatrix")
+        subprocess.run([os.path.join(a.llama_bin, "llama-imatrix"), "-m", src, "-f", txt, "-c",
+                        "128", "-b", "128", "-t", "1", "-o", imat], env=env, check=True,
+                       capture_output=True)
+        for ft in ("q4_k_m", "q4_0", "q5_1", "q3_k_m"):
+            out = os.path.join(work, f"tinystories-{ft}.gguf")
+            subprocess.run([quantize, "--imatrix", imat, src, out, ft.upper(), "1"], env=env,
+                           check=True, capture_output=True)
+            tensors, kv = read_gguf(out)
+            result["cases"][f"tinystories/{ft}/llama-imatrix"] = {
+                "file_type": kv.get("general.file_type"),
+                "tensors": {n: [t, hashlib.sha256(d).hexdigest()[:16]]
+                            for n, (t, d) in sorted(tensors.items())}}
+        print("tinystories: 4 cases with llama-imatrix's file")
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(result, f, indent=0, sort_keys=True)
