@@ -13,6 +13,8 @@
 #include "lt-error.h"
 #include "lt-export.h"
 #include "lt-gguf.h"
+#include "lt-gguf-imatrix.h"
+#include "lt-gguf-mix.h"
 #include "lt-linear.h"
 #include "lt-model-train.h"
 #include "lt-ollama.h"
@@ -31,7 +33,9 @@ lathe_cmd_fuse (int argc, char **argv)
   g_autofree char *model = NULL, *adapter = NULL, *save = NULL, *mode = NULL;
   g_autofree char *gguf_type = NULL, *gguf_path = NULL, *peft = NULL, *hf = NULL;
   g_autofree char *dtype = NULL, *data = NULL, *ollama = NULL;
+  g_autofree char *imatrix_file = NULL, *imatrix_out = NULL;
   gboolean dequantize = FALSE, export_gguf = FALSE, verify = FALSE, force = FALSE;
+  gboolean gguf_imatrix = FALSE;
   gboolean json = FALSE;
   int bits = 0, group = 0, exit_status;
   const GOptionEntry entries[] = {
@@ -57,7 +61,19 @@ lathe_cmd_fuse (int argc, char **argv)
     { "export-gguf", 0, 0, G_OPTION_ARG_NONE, &export_gguf,
       "Also write a GGUF v3 file (default off)", NULL },
     { "gguf-type", 0, 0, G_OPTION_ARG_STRING, &gguf_type,
-      "GGUF tensor type f16|q8_0|q4_0|q4_k|q6_k (also f32, bf16; default f16)", "TYPE" },
+      "GGUF file type as llama-quantize names it, with its per-tensor choices: f16, bf16, f32, "
+      "q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s, q3_k_m, q3_k_s, q3_k_l, q2_k, q2_k_s, q5_0, "
+      "q5_1, q4_0, q4_1 (q3_k, q4_k, q5_k: the _m mixes; default f16)", "TYPE" },
+    { "gguf-imatrix", 0, 0, G_OPTION_ARG_NONE, &gguf_imatrix,
+      "Weight the GGUF block search by each column's mean squared input (llama.cpp's "
+      "imatrix) computed on --data (default: the run's valid.jsonl) with the fused model "
+      "(default off)", NULL },
+    { "gguf-imatrix-file", 0, 0, G_OPTION_ARG_FILENAME, &imatrix_file,
+      "Weight the GGUF block search by this imatrix file (llama-imatrix's GGUF format) "
+      "instead of computing one (default: none)", "FILE" },
+    { "gguf-imatrix-out", 0, 0, G_OPTION_ARG_FILENAME, &imatrix_out,
+      "Also save the computed imatrix here, in llama-imatrix's GGUF format (llama-quantize "
+      "--imatrix reads it) (default: none)", "FILE" },
     { "gguf-path", 0, 0, G_OPTION_ARG_FILENAME, &gguf_path,
       "GGUF file (default: SAVE_PATH.gguf beside the MLX output, else ./model.gguf)",
       "FILE" },
@@ -75,7 +91,8 @@ lathe_cmd_fuse (int argc, char **argv)
       "Perplexity of base, base + adapter and each export on the validation set, with a greedy "
       "sample of each (default off)", NULL },
     { "data", 'd', 0, G_OPTION_ARG_FILENAME, &data,
-      "Validation JSONL for --verify (default: the run's valid.jsonl per its run.json)", "FILE" },
+      "Validation JSONL for --verify and --gguf-imatrix (default: the run's valid.jsonl per its "
+      "run.json)", "FILE" },
     { "force", 'f', 0, G_OPTION_ARG_NONE, &force,
       "Replace existing non-empty outputs (default off)", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the report as JSON (default off)", NULL },
@@ -153,12 +170,14 @@ lathe_cmd_fuse (int argc, char **argv)
     }
   if (export_gguf || gguf_path || gguf_type)
     {
-      o.gguf_type = gguf_type ? lt_ggml_type_from_name (gguf_type, &error) : LT_GGML_F16;
-      if (o.gguf_type < 0)
+      o.gguf_ftype = gguf_type ? lt_gguf_ftype_from_name (gguf_type, &error)
+                               : LT_GGUF_FTYPE_F16;
+      if (o.gguf_ftype < 0)
         {
           g_printerr ("lathe fuse: --gguf-type: %s\n", error->message);
           return LATHE_EXIT_BAD_INPUT;
         }
+      o.gguf_type = lt_gguf_ftype_default_type (o.gguf_ftype);
       if (!gguf_path)
         {
           /* beside the MLX output when there is one, else in the current folder */
@@ -173,6 +192,44 @@ lathe_cmd_fuse (int argc, char **argv)
                   "--export-ollama or --export-peft\n");
       return LATHE_EXIT_BAD_INPUT;
     }
+  if ((gguf_imatrix || imatrix_file || imatrix_out) && !o.gguf_path)
+    {
+      g_printerr ("lathe fuse: --gguf-imatrix, --gguf-imatrix-file and --gguf-imatrix-out need "
+                  "a GGUF output (--export-gguf, --gguf-path or --export-ollama)\n");
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if (imatrix_file && (gguf_imatrix || imatrix_out))
+    {
+      g_printerr ("lathe fuse: --gguf-imatrix-file replaces --gguf-imatrix; give one\n");
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  g_autoptr (LtGgufImatrix) imatrix = NULL;
+  if (imatrix_file)
+    {
+      imatrix = lt_gguf_imatrix_load (imatrix_file, &error);
+      if (!imatrix)
+        return lathe_cli_report_error ("fuse", error);
+    }
+  else if (gguf_imatrix || imatrix_out)
+    {
+      g_autofree char *calib = data ? g_strdup (data)
+                               : adapter ? lt_export_verify_data_for_run (adapter) : NULL;
+      if (!calib)
+        {
+          g_printerr ("lathe fuse: --gguf-imatrix needs --data FILE (no run.json with a data "
+                      "folder holding valid.jsonl in %s)\n", adapter ? adapter : "(no adapter)");
+          return LATHE_EXIT_BAD_INPUT;
+        }
+      lt_linear_set_threads (0);
+      imatrix = lt_gguf_imatrix_from_data (model, adapter, calib, 0, 0, NULL, NULL, NULL, &error);
+      if (!imatrix)
+        return lathe_cli_report_error ("fuse", error);
+      if (imatrix_out && !lt_gguf_imatrix_save (imatrix, imatrix_out, calib, 0, 0, &error))
+        return lathe_cli_report_error ("fuse", error);
+      if (!json)
+        g_print ("imatrix: %u entries from %s\n", lt_gguf_imatrix_get_n_entries (imatrix), calib);
+    }
+  o.gguf_imatrix = imatrix;
   g_autofree char *valid = NULL;
   if (verify)
     {

@@ -421,6 +421,7 @@ lt_export_options_init (LtExportOptions *o)
   o->mode = -1;
   o->hf_dtype = LT_DTYPE_BF16;
   o->gguf_type = LT_GGML_F16;
+  o->gguf_ftype = -1;
 }
 
 void

@@ -40,6 +40,8 @@
 #include <json-glib/json-glib.h>
 
 #include "lt-config.h"
+#include "lt-gguf-imatrix.h"
+#include "lt-gguf-mix.h"
 #include "lt-gguf-model.h"
 #include "lt-model.h"
 #include "lt-output-dir.h"
@@ -69,10 +71,16 @@ typedef struct
 
   /* GGUF output */
   const char *gguf_path;
-  int gguf_type;             /* LtGgmlType: F16, Q8_0, Q4_0, Q4_K, Q6_K (F32 and BF16 too).
-                              1-D tensors, norms and biases are F32 (§4.8); a matrix whose
-                              ne[0] the block does not divide falls back: Q4_K → Q4_0,
-                              Q6_K → Q8_0 (ne[0] % 32 == 0), else F16 */
+  int gguf_type;             /* LtGgmlType, used when gguf_ftype < 0: every matrix this type
+                              (llama-quantize --pure). 1-D tensors, norms and biases are F32
+                              (§4.8); a matrix whose ne[0] the block does not divide falls
+                              back as llama-quantize does (lt-gguf-mix.h): Q2_K/Q3_K → Q4_0,
+                              Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, else F16 */
+  int gguf_ftype;            /* LtGgufFtype (q4_k_m, q5_0, …: llama-quantize's file type, its
+                              per-tensor mix and fallbacks), or -1 (default): gguf_type */
+  const LtGgufImatrix *gguf_imatrix; /* importance vectors by GGUF tensor name (llama.cpp's
+                              imatrix), weighting the block search as llama-quantize --imatrix;
+                              NULL (default): unweighted. Borrowed */
 
   /* PEFT output (needs a LoRA/DoRA adapter) */
   const char *peft_path;

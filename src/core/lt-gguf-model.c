@@ -15,6 +15,8 @@
 #include "lt-json.h"
 #include "lt-export-private.h"
 #include "lt-ggml-quants.h"
+#include "lt-gguf-imatrix.h"
+#include "lt-gguf-mix.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Permutation and rope_freqs.                                                              */
@@ -113,42 +115,19 @@ gguf_arch (LtArch a)
   return a == LT_ARCH_QWEN2 ? "qwen2" : a == LT_ARCH_QWEN3 ? "qwen3" : "llama";
 }
 
-static guint32
-gguf_file_type (int t)
-{
-  switch (t)
-    {
-    case LT_GGML_F32: return 0;
-    case LT_GGML_F16: return 1;
-    case LT_GGML_Q4_0: return 2;
-    case LT_GGML_Q8_0: return 7;
-    case LT_GGML_Q4_K: return 14; /* Q4_K_S: every matrix Q4_K */
-    case LT_GGML_Q6_K: return 18;
-    case LT_GGML_BF16: return 32;
-    default: return 1;
-    }
-}
-
-static gboolean
-is_quant_type (int t)
-{
-  return t == LT_GGML_Q4_0 || t == LT_GGML_Q8_0 || t == LT_GGML_Q4_K || t == LT_GGML_Q6_K;
-}
-
-/* The type a tensor gets: F32 for 1-D tensors, norms and biases (§4.8); the requested type
- * else, falling back (K-quants → Q8_0 / Q4_0 → F16) when ne[0] does not divide. */
+/* The type a tensor gets (lt-gguf-mix: llama-quantize's choice for the file type, or every
+ * matrix the asked type when none is given, with its fallbacks); 1-D tensors, norms and biases
+ * are F32 (§4.8). */
 static int
-gguf_tensor_type (const TensorSpec *s, int want)
+gguf_tensor_type (const ExportJob *j, const TensorSpec *s)
 {
-  if (s->ndim == 1 || g_str_has_suffix (s->gguf, "_norm.weight")
-      || !g_str_has_suffix (s->gguf, ".weight"))
-    return LT_GGML_F32;
-  int64_t n = s->shape[1];
-  if (lt_gq_row_size (want, n) != 0)
-    return want;
-  if ((want == LT_GGML_Q4_K || want == LT_GGML_Q6_K) && n % 32 == 0)
-    return want == LT_GGML_Q4_K ? LT_GGML_Q4_0 : LT_GGML_Q8_0;
-  return LT_GGML_F16;
+  const LtConfig *c = j->src->config;
+  LtGgufMix mix;
+  lt_gguf_mix_init (&mix, j->o->gguf_ftype, j->o->gguf_type, j->o->gguf_ftype < 0,
+                    gguf_arch (c->arch), c->num_hidden_layers, c->num_attention_heads,
+                    c->num_key_value_heads, c->tie_word_embeddings, j->o->gguf_imatrix != NULL);
+  return lt_gguf_mix_tensor_type (&mix, s->gguf, s->ndim, s->ndim == 1 ? s->shape[0]
+                                                                       : s->shape[1]);
 }
 
 static JsonObject *
@@ -496,7 +475,7 @@ gguf_add_tokenizer (LtGgufWriter *w, const char *dir, const LtConfig *c, GError 
 }
 
 static void
-gguf_add_arch (LtGgufWriter *w, const LtConfig *c, int type, const char *name)
+gguf_add_arch (LtGgufWriter *w, const LtConfig *c, int ftype, const char *name)
 {
   const char *a = gguf_arch (c->arch);
   char k[128];
@@ -514,7 +493,7 @@ gguf_add_arch (LtGgufWriter *w, const LtConfig *c, int type, const char *name)
   lt_gguf_writer_add_f32 (w, K ("attention.layer_norm_rms_epsilon"), (float) c->rms_norm_eps);
   lt_gguf_writer_add_u32 (w, K ("attention.key_length"), (guint32) c->head_dim);
   lt_gguf_writer_add_u32 (w, K ("attention.value_length"), (guint32) c->head_dim);
-  lt_gguf_writer_add_u32 (w, "general.file_type", gguf_file_type (type));
+  lt_gguf_writer_add_u32 (w, "general.file_type", (guint32) ftype);
   if (c->arch == LT_ARCH_LLAMA || c->arch == LT_ARCH_MISTRAL)
     {
       lt_gguf_writer_add_u32 (w, K ("vocab_size"), (guint32) c->vocab_size);
@@ -539,10 +518,11 @@ lt_export_gguf_add (ExportJob *j, const TensorSpec *s, const float *W, const flo
                     gboolean fused, GError **error)
 {
   const int64_t n = lt_export_spec_numel (s);
-  const int type = gguf_tensor_type (s, j->o->gguf_type);
+  const int type = gguf_tensor_type (j, s);
   const int64_t cols = s->ndim == 1 ? s->shape[0] : s->shape[1];
   const int64_t rows = s->ndim == 1 ? 1 : s->shape[0];
   size_t rs = lt_gq_row_size (type, cols);
+  const float *qw = lt_gguf_imatrix_get (j->o->gguf_imatrix, s->gguf, cols);
   g_autofree guint8 *buf = g_try_malloc (rs * rows);
   if (!buf)
     {
@@ -554,16 +534,16 @@ lt_export_gguf_add (ExportJob *j, const TensorSpec *s, const float *W, const flo
       /* a bias: permute the values themselves (one row) */
       g_autofree float *perm = g_new (float, n);
       lt_export_permute_qk (Wp, perm, s->permute, s->shape[0], 1, FALSE);
-      lt_gq_quantize_rows (type, perm, buf, rows, cols);
+      lt_gq_quantize_rows_imat (type, perm, buf, rows, cols, qw);
     }
   else
-    lt_gq_quantize_rows (type, Wp, buf, rows, cols);
-  if (fused && is_quant_type (type))
+    lt_gq_quantize_rows_imat (type, Wp, buf, rows, cols, qw);
+  if (fused && lt_gq_block_size (type) > 1)
     {
       g_autofree guint8 *b0 = g_malloc (rs * rows);
       g_autofree float *a = g_new (float, n);
       g_autofree float *b = g_new (float, n);
-      lt_gq_quantize_rows (type, W, b0, rows, cols);
+      lt_gq_quantize_rows_imat (type, W, b0, rows, cols, qw);
       lt_gq_dequantize_rows (type, b0, a, rows, cols);
       lt_gq_dequantize_rows (type, buf, b, rows, cols);
       g_autofree char *fmt = g_strdup_printf ("gguf %s", lt_ggml_type_name (type));
@@ -596,15 +576,22 @@ lt_export_gguf_begin (ExportJob *j, GError **error)
 {
   const LtConfig *c = j->src->config;
   const LtExportOptions *o = j->o;
-  if (!lt_gq_block_size (o->gguf_type))
+  const int ftype = o->gguf_ftype >= 0 ? o->gguf_ftype : lt_gguf_ftype_of_type (o->gguf_type);
+  if (o->gguf_ftype >= 0 ? !lt_gguf_ftype_name (ftype) : !lt_gq_block_size (o->gguf_type))
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "GGUF type %d is not one Lathe "
-                   "writes (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)", o->gguf_type);
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "GGUF type %d (file type %d) is "
+                   "not one Lathe writes", o->gguf_type, o->gguf_ftype);
+      return FALSE;
+    }
+  if (ftype == LT_GGUF_FTYPE_Q2_K_S && !o->gguf_imatrix)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "GGUF q2_k_s needs an importance "
+                   "matrix (as in llama-quantize)");
       return FALSE;
     }
   j->gw = lt_gguf_writer_new ();
   g_autofree char *name = g_path_get_basename (j->src->dir);
-  gguf_add_arch (j->gw, c, o->gguf_type, name);
+  gguf_add_arch (j->gw, c, ftype, name);
   if (!gguf_add_tokenizer (j->gw, j->src->dir, c, error))
     return FALSE;
   if (c->rope_type == LT_ROPE_LLAMA3)
@@ -618,7 +605,7 @@ lt_export_gguf_begin (ExportJob *j, GError **error)
     {
       TensorSpec *s = &g_array_index (j->specs, TensorSpec, i);
       int64_t ne[2] = { s->ndim == 1 ? s->shape[0] : s->shape[1], s->shape[0] };
-      if (!lt_gguf_writer_add_tensor_info (j->gw, s->gguf, gguf_tensor_type (s, o->gguf_type),
+      if (!lt_gguf_writer_add_tensor_info (j->gw, s->gguf, gguf_tensor_type (j, s),
                                            s->ndim, ne, error))
         return FALSE;
     }
@@ -865,7 +852,7 @@ gguf_f32_tensor (const LtGgufTensor *t, const TensorSpec *s, int n_head, const c
     {
       const char *tn = lt_ggml_type_name (t->type);
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: tensor %s has ggml type %s (%d), "
-                   "which Lathe does not read (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)", path,
+                   "which Lathe does not read (F32, F16, BF16, Q4_0-Q8_0, Q2_K-Q6_K)", path,
                    t->name, tn ? tn : "?", t->type);
       return NULL;
     }

@@ -720,10 +720,11 @@ test_gguf_arch (void)
   g_assert_cmpuint (qv, ==, 2);
   g_assert_true (lt_gguf_get_u32 (gk, "general.file_type", &ft));
   g_assert_cmpuint (ft, ==, 14);
-  /* K-quant requested on a 64-wide model: matrices fall back to Q4_0 (ne[0] % 256 != 0) */
+  /* K-quant requested on a 64-wide model: matrices fall back as llama-quantize's do, Q4_K to
+   * Q5_0 (ne[0] % 256 != 0; issue 15 item 8) */
   g_autofree char *fb = export_gguf ("llama-f32", NULL, LT_GGML_Q4_K, "fallback.gguf");
   g_autoptr (LtGguf) gf = lt_gguf_open (fb, &error);
-  g_assert_cmpint (lt_gguf_find_tensor (gf, "blk.0.attn_q.weight")->type, ==, LT_GGML_Q4_0);
+  g_assert_cmpint (lt_gguf_find_tensor (gf, "blk.0.attn_q.weight")->type, ==, 6 /* Q5_0 */);
 }
 
 /* --- MLX --------------------------------------------------------------------------------- */
@@ -1080,7 +1081,8 @@ test_cli (void)
   g_assert_cmpint (run_cli (bad1, NULL), ==, 2);
   const char *bad2[] = { "--model", mdir, NULL };
   g_assert_cmpint (run_cli (bad2, NULL), ==, 2);
-  const char *bad3[] = { "--model", mdir, "--export-gguf", "--gguf-type", "q3_k", NULL };
+  /* q3_k is llama-quantize's alias of q3_k_m now (issue 15 item 8): an unknown name */
+  const char *bad3[] = { "--model", mdir, "--export-gguf", "--gguf-type", "q3_k_x", NULL };
   g_assert_cmpint (run_cli (bad3, NULL), ==, 2);
   const char *ok[] = { "--model", mdir, "--adapter-path", adir, "--save-path", out,
                        "--export-gguf", "--gguf-type", "q8_0", "--gguf-path", gg, "--verify",

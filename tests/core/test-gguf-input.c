@@ -795,7 +795,7 @@ main (int argc, char **argv)
   g_assert_nonnull (tmp_root);
 
   /* budgets: max |dlogit| as a fraction of the HF logit range, |ΔNLL| in nats per token; the
-   * fixtures are 64 wide, so q4_k/q6_k fall back to q4_0/q8_0 there (test_k_quants covers
+   * fixtures are 64 wide, so q4_k/q6_k fall back to q5_0/q8_0 there, as in llama-quantize (test_k_quants covers
    * the K types on a 256-wide model) */
   static const RoundTrip cases[] = {
     { "llama-f32", "f32", 1e-4, 1e-4, TRUE },

@@ -13,8 +13,9 @@
 #include <string.h>
 
 #include "lt-convert.h"
+#include "lt-ggml-quants-private.h"
 
-#define GROUP_MAX_EPS 1e-15f
+#define GROUP_MAX_EPS LT_GQ_GROUP_MAX_EPS
 #define MIN_I(a, b) ((a) < (b) ? (a) : (b))
 #define MAX_I(a, b) ((a) > (b) ? (a) : (b))
 
@@ -39,10 +40,15 @@ lt_gq_block_size (int type)
     case LT_GQ_BF16:
       return 1;
     case LT_GQ_Q4_0:
-      return LT_QK4_0;
+    case LT_GQ_Q4_1:
+    case LT_GQ_Q5_0:
+    case LT_GQ_Q5_1:
     case LT_GQ_Q8_0:
-      return LT_QK8_0;
+      return 32;
+    case LT_GQ_Q2_K:
+    case LT_GQ_Q3_K:
     case LT_GQ_Q4_K:
+    case LT_GQ_Q5_K:
     case LT_GQ_Q6_K:
       return LT_QK_K;
     default:
@@ -68,6 +74,18 @@ lt_gq_type_size (int type)
       return (int) sizeof (lt_block_q4_K);
     case LT_GQ_Q6_K:
       return (int) sizeof (lt_block_q6_K);
+    case LT_GQ_Q4_1:
+      return (int) sizeof (lt_block_q4_1);
+    case LT_GQ_Q5_0:
+      return (int) sizeof (lt_block_q5_0);
+    case LT_GQ_Q5_1:
+      return (int) sizeof (lt_block_q5_1);
+    case LT_GQ_Q2_K:
+      return (int) sizeof (lt_block_q2_K);
+    case LT_GQ_Q3_K:
+      return (int) sizeof (lt_block_q3_K);
+    case LT_GQ_Q5_K:
+      return (int) sizeof (lt_block_q5_K);
     default:
       return 0;
     }
@@ -176,9 +194,9 @@ lt_gq_dequantize_row_q4_0 (const lt_block_q4_0 *x, /* (n/32) */
 
 /* ---- K-quant helpers ---- */
 
-/* ggml make_qx_quants; L receives l + nmax. rmse_type 1 (weights x²), no qw. */
-static float
-make_qx_quants (int n, int nmax, const float *x, int8_t *L)
+/* ggml make_qx_quants, rmse_type 1 (weights @qw, else x²); L receives l + nmax. */
+float
+lt_gq_make_qx_quants (int n, int nmax, const float *x, int8_t *L, const float *qw)
 {
   float max = 0.0f, amax = 0.0f;
   for (int i = 0; i < n; i++)
@@ -203,7 +221,7 @@ make_qx_quants (int n, int nmax, const float *x, int8_t *L)
       int l = nearest_int (iscale * x[i]);
       l = MAX_I (-nmax, MIN_I (nmax - 1, l));
       L[i] = (int8_t) (l + nmax);
-      float w = x[i] * x[i];
+      float w = qw ? qw[i] : x[i] * x[i];
       sumlx += w * x[i] * l;
       suml2 += w * l * l;
     }
@@ -219,7 +237,7 @@ make_qx_quants (int n, int nmax, const float *x, int8_t *L)
         {
           int l = nearest_int (iscale * x[i]);
           l = MAX_I (-nmax, MIN_I (nmax - 1, l));
-          float w = x[i] * x[i];
+          float w = qw ? qw[i] : x[i] * x[i];
           sumlx += w * x[i] * l;
           suml2 += w * l * l;
         }
@@ -237,10 +255,11 @@ make_qx_quants (int n, int nmax, const float *x, int8_t *L)
   return scale;
 }
 
-/* ggml make_qkx2_quants (use_mad false): returns the scale, *the_min = −offset (≥ 0). */
-static float
-make_qkx2_quants (int n, int nmax, const float *x, const float *weights, uint8_t *L,
-                  float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep)
+/* ggml make_qkx2_quants: returns the scale, *the_min = −offset (≥ 0). */
+float
+lt_gq_make_qkx2_quants (int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                        float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                        bool use_mad)
 {
   float min = x[0];
   float max = x[0];
@@ -273,7 +292,7 @@ make_qkx2_quants (int n, int nmax, const float *x, const float *weights, uint8_t
       int l = nearest_int (iscale * (x[i] - min));
       L[i] = (uint8_t) MAX_I (0, MIN_I (nmax, l));
       float diff = scale * L[i] + min - x[i];
-      diff = diff * diff;
+      diff = use_mad ? fabsf (diff) : diff * diff;
       best_error += weights[i] * diff;
     }
   if (nstep < 1)
@@ -309,7 +328,7 @@ make_qkx2_quants (int n, int nmax, const float *x, const float *weights, uint8_t
           for (int i = 0; i < n; i++)
             {
               float diff = this_scale * Laux[i] + this_min - x[i];
-              diff = diff * diff;
+              diff = use_mad ? fabsf (diff) : diff * diff;
               cur_error += weights[i] * diff;
             }
           if (cur_error < best_error)
@@ -367,8 +386,8 @@ lt_gq_quantize_row_q4_K (const float *x, /* (n) */
           float av_x = sqrtf (sum_x2 / 32);
           for (int l = 0; l < 32; ++l)
             weights[l] = av_x + fabsf (x[32 * j + l]);
-          scales[j] = make_qkx2_quants (32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
-                                        -1.f, 0.1f, 20);
+          scales[j] = lt_gq_make_qkx2_quants (32, 15, x + 32 * j, weights, L + 32 * j, &mins[j],
+                                              Laux, -1.f, 0.1f, 20, false);
           if (scales[j] > max_scale)
             max_scale = scales[j];
           if (mins[j] > max_min)
@@ -472,7 +491,7 @@ lt_gq_quantize_row_q6_K (const float *x, /* (n) */
       float max_abs_scale = 0;
       for (int ib = 0; ib < LT_QK_K / 16; ++ib)
         {
-          const float scale = make_qx_quants (16, 32, x + 16 * ib, L + 16 * ib);
+          const float scale = lt_gq_make_qx_quants (16, 32, x + 16 * ib, L + 16 * ib, NULL);
           scales[ib] = scale;
           const float abs_scale = fabsf (scale);
           if (abs_scale > max_abs_scale)
@@ -594,6 +613,24 @@ lt_gq_quantize_row_ref (int type, const float *x, void *dst, int64_t n)
     case LT_GQ_Q6_K:
       lt_gq_quantize_row_q6_K (x, dst, n);
       return 0;
+    case LT_GQ_Q4_1:
+      lt_gq_quantize_row_q4_1 (x, dst, n);
+      return 0;
+    case LT_GQ_Q5_0:
+      lt_gq_quantize_row_q5_0 (x, dst, n);
+      return 0;
+    case LT_GQ_Q5_1:
+      lt_gq_quantize_row_q5_1 (x, dst, n);
+      return 0;
+    case LT_GQ_Q2_K:
+      lt_gq_quantize_row_q2_K (x, dst, n);
+      return 0;
+    case LT_GQ_Q3_K:
+      lt_gq_quantize_row_q3_K (x, dst, n);
+      return 0;
+    case LT_GQ_Q5_K:
+      lt_gq_quantize_row_q5_K (x, dst, n);
+      return 0;
     default:
       return -1;
     }
@@ -627,6 +664,24 @@ lt_gq_dequantize_row_ref (int type, const void *src, float *y, int64_t n)
     case LT_GQ_Q6_K:
       lt_gq_dequantize_row_q6_K (src, y, n);
       return 0;
+    case LT_GQ_Q4_1:
+      lt_gq_dequantize_row_q4_1 (src, y, n);
+      return 0;
+    case LT_GQ_Q5_0:
+      lt_gq_dequantize_row_q5_0 (src, y, n);
+      return 0;
+    case LT_GQ_Q5_1:
+      lt_gq_dequantize_row_q5_1 (src, y, n);
+      return 0;
+    case LT_GQ_Q2_K:
+      lt_gq_dequantize_row_q2_K (src, y, n);
+      return 0;
+    case LT_GQ_Q3_K:
+      lt_gq_dequantize_row_q3_K (src, y, n);
+      return 0;
+    case LT_GQ_Q5_K:
+      lt_gq_dequantize_row_q5_K (src, y, n);
+      return 0;
     default:
       return -1;
     }
@@ -650,6 +705,22 @@ lt_gq_quantize_rows (int type, const float *x, void *dst, int64_t R, int64_t n)
 #pragma omp parallel for schedule(dynamic, 4) if (R * n >= 65536)
   for (int64_t r = 0; r < R; r++)
     lt_gq_quantize_row_ref (type, x + r * n, (uint8_t *) dst + (size_t) r * rs, n);
+  return 0;
+}
+
+int
+lt_gq_quantize_rows_imat (int type, const float *x, void *dst, int64_t R, int64_t n,
+                          const float *qw)
+{
+  size_t rs = lt_gq_row_size (type, n);
+  if (qw == NULL || type == LT_GQ_F32 || type == LT_GQ_F16 || type == LT_GQ_BF16
+      || type == LT_GQ_Q8_0)
+    return lt_gq_quantize_rows (type, x, dst, R, n);
+  if (rs == 0 && n != 0)
+    return -1;
+#pragma omp parallel for schedule(dynamic, 4) if (R * n >= 65536)
+  for (int64_t r = 0; r < R; r++)
+    lt_gq_quantize_row_imat (type, x + r * n, (uint8_t *) dst + (size_t) r * rs, n, qw);
   return 0;
 }
 
