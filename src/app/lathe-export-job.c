@@ -492,17 +492,12 @@ export_thread (GTask        *task,
   opts.hf_path = self->hf_path;
   opts.hf_dtype = self->hf_dtype;
   opts.gguf_path = self->gguf_path;
-#ifdef LATHE_HAVE_GGUF_MIX
   /* a file type: llama-quantize's per-tensor mix and fallbacks */
   if (self->gguf_path != NULL)
     {
       opts.gguf_ftype = lt_gguf_ftype_from_name (self->gguf_name, &error);
       opts.gguf_type = opts.gguf_ftype >= 0 ? lt_gguf_ftype_default_type (opts.gguf_ftype) : -1;
     }
-#else
-  opts.gguf_type = self->gguf_path != NULL ? lt_ggml_type_from_name (self->gguf_name, &error)
-                                            : LT_GGML_F16;
-#endif
   opts.peft_path = self->peft_path;
   opts.force = FALSE; /* an existing non-empty output is refused, never silently replaced */
 
@@ -680,11 +675,7 @@ lathe_export_job_get_error (LatheExportJob *self)
 int
 lathe_export_gguf_type_id (const char *name)
 {
-#ifdef LATHE_HAVE_GGUF_MIX
   return lt_gguf_ftype_from_name (name, NULL);
-#else
-  return lt_ggml_type_from_name (name, NULL);
-#endif
 }
 
 gboolean

@@ -7,13 +7,9 @@
 #include <gio/gio.h>
 
 #include "src/core/lt-export.h"
-/* llama-quantize's file types (q4_k_m, …) where the core has them (branch gguf): the Export
- * dialog then offers them and the job passes them as LtExportOptions.gguf_ftype. Once merged,
- * this test can go and its first branches stay. */
-#if __has_include ("src/core/lt-gguf-mix.h")
+/* llama-quantize's file types (q4_k_m, …): the Export dialog offers them and the job passes
+ * them as LtExportOptions.gguf_ftype. */
 #include "src/core/lt-gguf-mix.h"
-#define LATHE_HAVE_GGUF_MIX 1
-#endif
 #include "src/core/lt-run.h"
 
 G_BEGIN_DECLS
