@@ -4,6 +4,7 @@
 
 #include "lathe-chat-page.h"
 #include "lathe-chooser.h"
+#include "lathe-combo.h"
 #include "lathe-hub-dialog.h"
 
 #include <glib/gi18n.h>
@@ -1009,6 +1010,7 @@ static void
 lathe_chat_page_init (LatheChatPage *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
+  lathe_combo_rows_keep_values (GTK_WIDGET (self));
   lathe_hub_dialog_attach (GTK_WIDGET (self->model_entry)); /* a repo id → the HF cache */
   g_mutex_init (&self->lock);
   for (int i = 0; i < N_COLS; i++)

@@ -11,6 +11,7 @@
 #include "lathe-train-job.h"
 #include "lathe-export-dialog.h"
 #include "lathe-chooser.h"
+#include "lathe-combo.h"
 #include "lathe-hub-dialog.h"
 #include "lathe-recipe.h"
 #include "lathe-train-checks.h"
@@ -1375,13 +1376,13 @@ lathe_train_page_init (LatheTrainPage *self)
 
   gtk_widget_init_template (GTK_WIDGET (self));
   lathe_hub_dialog_attach (GTK_WIDGET (self->model_row)); /* a repo id → the HF cache */
+  lathe_combo_rows_keep_values (GTK_WIDGET (self)); /* values never cut to "S…" */
 
   self->cancellable = g_cancellable_new ();
   self->rows = g_ptr_array_new_with_free_func ((GDestroyNotify) row_info_free);
   self->rows_by_key = g_hash_table_new (g_str_hash, g_str_equal);
   self->model_configs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                               (GDestroyNotify) lt_config_free
-                                               );
+                                               (GDestroyNotify) lt_config_free);
 
   /* Run-configuration keys (lt-run.h) → the row that shows their issues. */
   add_row (self, self->model_row, "model", NULL);

@@ -54,6 +54,7 @@ static const RowPlace places[] = {
   { "Maximum sequence length", "Advanced" },
   { "Mask prompt", "Advanced" },
   { "Gradient checkpointing", "Advanced" },
+  { "Precision", "Advanced" },
   { "Seed", "Advanced" },
   { "Optimizer", "Advanced" },
   { "Report every", "Advanced" },
@@ -168,6 +169,27 @@ expect_visible (const char  *title,
   return TRUE;
 }
 
+/* No mapped label under @w is cut to an ellipsis (a dropdown's value squeezed by a long
+ * subtitle reads "Autom…"). */
+static void
+check_no_ellipsis (GtkWidget  *w,
+                   const char *row,
+                   const char *context)
+{
+  for (GtkWidget *c = gtk_widget_get_first_child (w); c != NULL; c = gtk_widget_get_next_sibling (c))
+    {
+      if (GTK_IS_LABEL (c) && gtk_widget_get_mapped (c)
+          && pango_layout_is_ellipsized (gtk_label_get_layout (GTK_LABEL (c))))
+        {
+          int nat = 0;
+          gtk_widget_measure (c, GTK_ORIENTATION_HORIZONTAL, -1, NULL, &nat, NULL, NULL);
+          g_error ("%s: row “%s”: the label “%s” is cut to an ellipsis (%d px of %d)", context,
+                   row, gtk_label_get_text (GTK_LABEL (c)), gtk_widget_get_width (c), nat);
+        }
+      check_no_ellipsis (c, row, context);
+    }
+}
+
 static void
 check_layout (Fixture     *f,
               LtTrainMode  mode,
@@ -227,6 +249,7 @@ check_layout (Fixture     *f,
       if (bounds.size.width < MIN_ROW_WIDTH)
         g_error ("%s: row “%s” is %.0f px wide (< %d)", context, places[i].title,
                  bounds.size.width, MIN_ROW_WIDTH);
+      check_no_ellipsis (row, places[i].title, context);
       n_checked++;
 
       /* No overlap with any other mapped row. */
