@@ -3,6 +3,8 @@
 # Writes data/screenshots/ from the current UI (`make screenshots`): the real app, 1100×800
 # (1400×800 mid-run), light style, headless.
 #   train.png          the Train tab scrolled to Fine-tune, every row of it visible
+#   train-advanced.png the Train tab scrolled to the end of QAT (its Grid row) and Advanced
+#                      (the Precision row)
 #   train-running.png  the Train tab mid-run: a real run of the demo model (data/demo), charts
 #                      filled from its reports
 #   runs.png           the Runs page: two real short runs of the demo, one compared with the
@@ -33,6 +35,7 @@ shot() {
 
 # Fine-tune at the top of the form: Trainer to Last layers.
 LATHE_SHOT_SCROLL=250 shot data/screenshots/train.png
+LATHE_SHOT_SCROLL=1300 shot data/screenshots/train-advanced.png
 
 # Two short real runs for the history (different learning rates).
 for lr in 2e-3 5e-4; do
