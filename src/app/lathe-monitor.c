@@ -156,7 +156,9 @@ lathe_monitor_init (LatheMonitor *self)
       int row = i / 4 * 2;
 
       gtk_label_set_xalign (GTK_LABEL (name), 0);
-      gtk_label_set_ellipsize (GTK_LABEL (name), PANGO_ELLIPSIZE_END);
+      /* a narrow monitor wraps a long name ("Resident memory") rather than cutting it */
+      gtk_label_set_wrap (GTK_LABEL (name), TRUE);
+      gtk_label_set_wrap_mode (GTK_LABEL (name), PANGO_WRAP_WORD_CHAR);
       gtk_widget_add_css_class (name, "caption");
       gtk_widget_add_css_class (name, "dim-label");
       gtk_label_set_xalign (GTK_LABEL (value), 0);
