@@ -391,6 +391,21 @@ json_method (JsonBuilder *b, const FuseMethod *m, const FuseMethodReport *r)
   json_builder_add_double_value (b, survival_mean (r->rtn, TRUE));
   json_builder_set_member_name (b, "survival_cosine_method");
   json_builder_add_double_value (b, survival_mean (r->method, TRUE));
+  if (r->layers)
+    {
+      /* the block linears' output error on their calibration inputs, summed */
+      double out = 0, rtn = 0;
+      for (guint i = 0; i < r->layers->layers->len; i++)
+        {
+          const LtCalibLayerReport *l = r->layers->layers->pdata[i];
+          if (isfinite (l->out_mse) && isfinite (l->rtn_mse))
+            out += l->out_mse, rtn += l->rtn_mse;
+        }
+      json_builder_set_member_name (b, "layer_out_mse");
+      json_builder_add_double_value (b, out);
+      json_builder_set_member_name (b, "layer_rtn_mse");
+      json_builder_add_double_value (b, rtn);
+    }
   json_survival (b, "survival_rtn", r->rtn);
   json_survival (b, "survival_method", r->method);
   json_builder_end_object (b);
