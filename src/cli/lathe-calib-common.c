@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "lt-output-dir.h"
+#include "lt-export-method.h"
 
 gboolean
 lathe_calib_progress (double fraction, const char *what, gpointer user_data)
@@ -39,29 +39,14 @@ lathe_calib_dwq_train (const char *cmd, LtModel *teacher, LtModel *student,
                        const LtCalibTokens *calib, const LtCalibTokens *held,
                        const LtDwqOptions *dwq, LtDwqResult *result, GError **error)
 {
-  g_autofree LtDwqSequence *train = g_new (LtDwqSequence, calib->B);
-  g_autofree LtDwqSequence *valid = held ? g_new (LtDwqSequence, held->B) : NULL;
-
-  for (int b = 0, o = 0; b < calib->B; o += calib->lengths[b], b++)
-    train[b] = (LtDwqSequence) { calib->tokens + o, calib->lengths[b] };
-  for (int b = 0, o = 0; held != NULL && b < held->B; o += held->lengths[b], b++)
-    valid[b] = (LtDwqSequence) { held->tokens + o, held->lengths[b] };
-  return lt_dwq_run (teacher, student, train, calib->B, valid, held ? held->B : 0, dwq,
-                     dwq_progress, (gpointer) cmd, NULL, result, error);
+  return lt_export_method_dwq (teacher, student, calib, held, dwq, dwq_progress, (gpointer) cmd,
+                               NULL, result, error);
 }
 
 gboolean
 lathe_calib_write (const char *cmd, LtModel *model, const char *src_dir, const char *out,
                    guint64 *bytes, GError **error)
 {
-  g_autofree char *tmp = lt_output_dir_begin (out, error);
-  if (tmp == NULL)
-    return FALSE;
   g_printerr ("lathe %s: writing %s\n", cmd, out);
-  if (!lt_calib_model_write (model, src_dir, tmp, bytes, error))
-    {
-      lt_output_dir_abort (tmp);
-      return FALSE;
-    }
-  return lt_output_dir_commit (tmp, out, error);
+  return lt_export_method_write (model, src_dir, out, bytes, error);
 }

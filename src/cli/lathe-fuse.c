@@ -15,14 +15,13 @@
 #include "lt-calibrate-model.h"
 #include "lt-error.h"
 #include "lt-export.h"
+#include "lt-export-method.h"
 #include "lt-gguf.h"
 #include "lt-gguf-imatrix.h"
 #include "lt-gguf-mix.h"
 #include "lt-linear.h"
 #include "lt-model-train.h"
 #include "lt-ollama.h"
-#include "lt-output-dir.h"
-#include "lt-tokenizer.h"
 
 /* The label of a verified model in the report. */
 static const char *
@@ -32,179 +31,15 @@ verify_label (LtVerifyKind kind)
   return labels[kind];
 }
 
-/* --method: a learned quantizer for the MLX output (see --help). */
-typedef struct
-{
-  LtCalibModelOptions opts;
-  LtDwqOptions dwq;
-  const char *data;          /* calibration data */
-  int num_samples;
-  int max_seq_length;
-} FuseMethod;
-
-typedef struct
-{
-  LtExportReport *rtn;       /* the round-to-nearest MLX export's report (its survival) */
-  LtExportReport *method;    /* survival of the method's output */
-  LtCalibModelReport *layers; /* the method's per-layer errors (NULL for dwq) */
-  LtDwqResult dwq;
-  double ppl_float, ppl_rtn, ppl_method;
-  int n_calib;
-  guint64 bytes;
-} FuseMethodReport;
-
-static void
-fuse_method_report_clear (FuseMethodReport *r)
-{
-  g_clear_pointer (&r->rtn, lt_export_report_free);
-  g_clear_pointer (&r->method, lt_export_report_free);
-  g_clear_pointer (&r->layers, lt_calib_model_report_free);
-}
-
-/* Quantizes the float model folder @src with @m on @calib into @out. */
-static gboolean
-method_quantize (const FuseMethod *m, const char *src, const LtCalibTokens *calib,
-                 const char *out, LtCalibModelReport **layers, LtDwqResult *dr, guint64 *bytes,
-                 GError **error)
-{
-  if (m->opts.method == LT_CALIB_METHOD_DWQ)
-    {
-      LtLoadOptions lo = { .bits = m->opts.bits, .mode = LT_QUANT_AFFINE,
-                           .group_size = m->opts.group_size };
-      g_autoptr (LtModel) teacher = lt_model_load (src, error);
-      if (teacher == NULL)
-        return FALSE;
-      g_autoptr (LtModel) student = lt_model_load_with_options (src, &lo, error);
-      return student != NULL
-             && lathe_calib_dwq_train ("fuse", teacher, student, calib, NULL, &m->dwq, dr, error)
-             && lathe_calib_write ("fuse", student, src, out, bytes, error);
-    }
-  g_autoptr (LtModel) model = lt_model_load (src, error);
-  return model != NULL
-         && lt_calib_model_quantize (model, calib, &m->opts, layers, lathe_calib_progress,
-                                     "fuse", NULL, error)
-         && lathe_calib_write ("fuse", model, src, out, bytes, error);
-}
-
-static const float *
-table_f32 (const LtLoadedModel *lm, const char *name)
-{
-  LtTensor *t = lm->tensors ? g_hash_table_lookup (lm->tensors, name) : NULL;
-  return t != NULL && t->dtype == LT_DTYPE_F32 ? t->data : NULL;
-}
-
-static double
-ppl_of (const char *dir, const LtCalibTokens *t, GError **error)
-{
-  double ppl = NAN;
-  g_autoptr (LtModel) m = lt_model_load (dir, error);
-  if (m == NULL || !lt_calib_model_perplexity (m, t, 0, &ppl, error))
-    return NAN;
-  return ppl;
-}
-
-/* The fused float model is in @work/fused. Writes the round-to-nearest export (@o's bits /
- * group / mode) to @work/rtn for the comparison, the float base to @work/base, runs the method
- * on both float models (the output to @save, the base's to @work/base-q), and measures the
- * survival of the adapter in each and the perplexity on the calibration sequences. */
-static gboolean
-fuse_method_run (const LtExportOptions *user, const FuseMethod *m, const char *work,
-                 const char *save, FuseMethodReport *r, GError **error)
-{
-  g_autofree char *fused = g_build_filename (work, "fused", NULL);
-  g_autofree char *rtn = g_build_filename (work, "rtn", NULL);
-  g_autofree char *base = g_build_filename (work, "base", NULL);
-  g_autofree char *base_q = g_build_filename (work, "base-q", NULL);
-  LtExportOptions o;
-
-  lt_export_options_init (&o);
-  o.model_dir = user->model_dir;
-  o.adapter_path = user->adapter_path;
-  o.save_path = rtn;
-  o.bits = m->opts.bits;
-  o.group_size = m->opts.group_size;
-  o.mode = m->opts.mode;
-  o.ignore_qat_grid = TRUE;
-  if ((r->rtn = lt_export_run (&o, NULL, NULL, error)) == NULL)
-    return FALSE;
-  lt_export_options_init (&o);
-  o.model_dir = user->model_dir;
-  o.save_path = base;
-  o.dequantize = TRUE;
-  g_autoptr (LtExportReport) rb = lt_export_run (&o, NULL, NULL, error);
-  if (rb == NULL)
-    return FALSE;
-
-  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (fused, error);
-  if (tok == NULL)
-    return FALSE;
-  g_autoptr (LtDataset) ds = lt_calib_dataset_load (m->data, tok, m->max_seq_length, error);
-  if (ds == NULL)
-    return FALSE;
-  g_autoptr (LtCalibTokens) calib
-    = lt_calib_tokens_from_dataset (ds, 0, m->num_samples > 0 ? m->num_samples : -1, error);
-  if (calib == NULL)
-    return FALSE;
-  r->n_calib = calib->B;
-  g_printerr ("lathe fuse: %s on the fused model (%d sequences, %" G_GINT64_FORMAT
-              " tokens from %s)\n", lt_calib_method_name (m->opts.method), calib->B,
-              calib->n_tokens, m->data);
-  if (!method_quantize (m, fused, calib, save, &r->layers, &r->dwq, &r->bytes, error))
-    return FALSE;
-  g_printerr ("lathe fuse: %s on the base, the reference of the adapter's survival\n",
-              lt_calib_method_name (m->opts.method));
-  g_autoptr (LtCalibModelReport) base_layers = NULL;
-  LtDwqResult base_dwq;
-  if (!method_quantize (m, base, calib, base_q, &base_layers, &base_dwq, NULL, error))
-    return FALSE;
-
-  /* survival: D = M(W + ΔW) − M(W), M the method's quantize + de-quantize */
-  g_autoptr (LtLoadedModel) lf = lt_export_load_fused (fused, NULL, error);
-  g_autoptr (LtLoadedModel) lb = lf ? lt_export_load_fused (base, NULL, error) : NULL;
-  g_autoptr (LtLoadedModel) qf = lb ? lt_export_load_fused (save, NULL, error) : NULL;
-  g_autoptr (LtLoadedModel) qb = qf ? lt_export_load_fused (base_q, NULL, error) : NULL;
-  if (qb == NULL)
-    return FALSE;
-  g_autofree char *fmt = g_strdup_printf ("mlx %s %d-bit g%d",
-                                          lt_calib_method_name (m->opts.method), m->opts.bits,
-                                          m->opts.group_size);
-  r->method = g_new0 (LtExportReport, 1);
-  r->method->survival = g_array_new (FALSE, TRUE, sizeof (LtSurvival));
-  for (guint i = 0; i < r->rtn->survival->len; i++)
-    {
-      const char *layer = g_array_index (r->rtn->survival, LtSurvival, i).layer;
-      g_autofree char *name = g_strconcat (layer, ".weight", NULL);
-      const float *W = table_f32 (lb, name), *Wp = table_f32 (lf, name);
-      const float *qW = table_f32 (qb, name), *qWp = table_f32 (qf, name);
-      LtTensor *t = g_hash_table_lookup (lf->tensors, name);
-      if (W == NULL || Wp == NULL || qW == NULL || qWp == NULL)
-        continue;
-      lt_export_add_survival (r->method, layer, fmt, W, Wp, qW, qWp, lt_tensor_numel (t));
-    }
-
-  /* perplexity on the calibration sequences: float, round-to-nearest, the method */
-  if (!lt_calib_model_perplexity (lf->model, calib, 0, &r->ppl_float, error))
-    return FALSE;
-  r->ppl_rtn = ppl_of (rtn, calib, error);
-  if (isnan (r->ppl_rtn))
-    return FALSE;
-  r->ppl_method = ppl_of (save, calib, error);
-  return !isnan (r->ppl_method);
-}
-
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (FuseMethodReport, fuse_method_report_clear)
-
 /* --method and its options into @m; an exit status (BAD_INPUT with a message). */
 static int
-fuse_method_options (FuseMethod *m, const char *method_text, const char *save, int bits,
+fuse_method_options (LtExportMethod *m, const char *method_text, const char *save, int bits,
                      int group, int mode, gboolean dequantize, gboolean verify, double damp,
                      int n_grid, double target_bpw, double learning_rate, int iters)
 {
   int mv = method_text ? lt_calib_method_from_name (method_text) : LT_CALIB_METHOD_RTN;
   g_autoptr (GError) error = NULL;
 
-  lt_calib_model_options_init (&m->opts);
-  lt_dwq_options_init (&m->dwq);
   if (mv < 0)
     {
       g_printerr ("lathe fuse: --method: unknown value “%s” (rtn, gptq, awq, dwq, dynamic)\n",
@@ -318,7 +153,7 @@ survival_mean (const LtExportReport *rep, gboolean cosine)
 }
 
 static void
-print_method (const FuseMethod *m, const FuseMethodReport *r, const char *save)
+print_method (const LtExportMethod *m, const LtExportMethodReport *r, const char *save)
 {
   const char *name = lt_calib_method_name (m->opts.method);
   double a, b, c;
@@ -361,7 +196,7 @@ json_survival (JsonBuilder *b, const char *member, const LtExportReport *rep)
 }
 
 static void
-json_method (JsonBuilder *b, const FuseMethod *m, const FuseMethodReport *r)
+json_method (JsonBuilder *b, const LtExportMethod *m, const LtExportMethodReport *r)
 {
   json_builder_set_member_name (b, "method");
   json_builder_begin_object (b);
@@ -648,7 +483,10 @@ lathe_cmd_fuse (int argc, char **argv)
         }
     }
 
-  FuseMethod fm = { .num_samples = num_samples, .max_seq_length = max_seq_length };
+  LtExportMethod fm;
+  lt_export_method_init (&fm);
+  fm.num_samples = num_samples;
+  fm.max_seq_length = max_seq_length;
   g_autofree char *calib_data = NULL;
   int rc = fuse_method_options (&fm, method_text, save, bits, group, mode ? o.mode : -1,
                                 dequantize, verify, damp, n_grid, target_bpw, learning_rate,
@@ -671,31 +509,18 @@ lathe_cmd_fuse (int argc, char **argv)
   else
     g_clear_pointer (&method_text, g_free);
 
-  /* with a method the export writes the fused float model into a work folder beside
-   * --save-path (removed at the end), which the method then quantizes into --save-path */
-  g_autofree char *work = NULL, *work_fused = NULL;
+  lt_linear_set_threads (0);
+  g_autoptr (LtExportReport) rep = NULL;
+  g_autoptr (LtExportMethodReport) mrep = NULL;
   if (method_text)
     {
-      /* not the output's own temporary name: writing it clears those */
-      g_autofree char *work_name = g_strconcat (save, ".fuse-work", NULL);
-      if (!lt_output_dir_check (save, force, &error)
-          || (work = lt_output_dir_begin (work_name, &error)) == NULL)
+      /* the fused float model in a work folder, then the method into --save-path */
+      mrep = lt_export_method_run (&o, &fm, lathe_calib_progress, "fuse", NULL, &rep, &error);
+      if (!mrep)
         return lathe_cli_report_error ("fuse", error);
-      work_fused = g_build_filename (work, "fused", NULL);
-      o.save_path = work_fused;
-      o.dequantize = TRUE;
-      o.bits = 0;
-      o.group_size = 0;
-      o.mode = -1;
     }
-
-  lt_linear_set_threads (0);
-  g_autoptr (LtExportReport) rep = lt_export_run (&o, NULL, NULL, &error);
-  g_auto (FuseMethodReport) mrep = { 0 };
-  if (rep && method_text && !fuse_method_run (&o, &fm, work, save, &mrep, &error))
-    g_clear_pointer (&rep, lt_export_report_free);
-  if (work)
-    lt_output_dir_abort (work);
+  else
+    rep = lt_export_run (&o, NULL, NULL, &error);
   if (!rep)
     return lathe_cli_report_error ("fuse", error);
 
@@ -773,7 +598,7 @@ lathe_cmd_fuse (int argc, char **argv)
           json_builder_add_string_value (b, ollama_cmd);
         }
       if (method_text)
-        json_method (b, &fm, &mrep);
+        json_method (b, &fm, mrep);
       json_builder_set_member_name (b, "outside_expected_loss");
       json_builder_add_boolean_value (b, outside);
       json_builder_end_object (b);
@@ -806,7 +631,7 @@ lathe_cmd_fuse (int argc, char **argv)
                    "%.3f, lowest cosine with ΔW %.3f\n", rep->survival->len, mn, mx, cmin);
         }
       if (method_text)
-        print_method (&fm, &mrep, save);
+        print_method (&fm, mrep, save);
       for (guint i = 0; i < rows->len; i++)
         {
           LtVerifyRow *r = rows->pdata[i];
