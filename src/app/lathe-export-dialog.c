@@ -8,6 +8,7 @@
 #include <glib/gi18n.h>
 
 #include "lathe-export-dialog.h"
+#include "src/core/lt-calibrate-model.h"
 #include "src/core/lt-gguf.h"
 #include "src/core/lt-run-dir.h"
 #include "src/core/lt-quant.h"
@@ -27,6 +28,7 @@ struct _LatheExportDialog
   AdwExpanderRow *mlx_row;
   AdwComboRow *mlx_bits_row;
   AdwComboRow *mlx_group_row;
+  AdwComboRow *mlx_method_row;
   AdwExpanderRow *hf_row;
   AdwComboRow *hf_dtype_row;
   AdwExpanderRow *gguf_row;
@@ -93,6 +95,9 @@ static const LtQuantization mlx_quantizations[] = { LT_QUANTIZATION_NONE, LT_QUA
                                                     LT_QUANTIZATION_6BIT, LT_QUANTIZATION_8BIT,
                                                     LT_QUANTIZATION_MXFP4 };
 static const int mlx_group_sizes[] = { 32, 64, 128 };
+/* The Method row's entries. */
+static const LtCalibMethod mlx_methods[] = { LT_CALIB_METHOD_RTN, LT_CALIB_METHOD_GPTQ,
+                                             LT_CALIB_METHOD_AWQ, LT_CALIB_METHOD_DWQ };
 #define MLX_DEFAULT_GROUP 64 /* mlx-lm's */
 
 static void
@@ -317,7 +322,9 @@ job_finished_cb (LatheExportDialog *self)
       gtk_label_set_text (self->warning_label, report->warning);
       gtk_widget_set_visible (GTK_WIDGET (self->warning_expander), TRUE);
     }
-  if (rows->len >= 2)
+  if (rows->len >= 2
+      && g_strcmp0 (((const LatheExportRow *) g_ptr_array_index (rows, 1))->label,
+                    _("Base + adapter")) == 0)
     {
       const LatheExportRow *fused = g_ptr_array_index (rows, 1);
       g_autofree char *text = NULL;
@@ -376,6 +383,8 @@ lathe_export_dialog_start (LatheExportDialog *self, GError **error)
   const GgufChoice *gguf_choice;
   LtQuantization quantization;
   int group_size;
+  guint method_pos;
+  LtCalibMethod method;
 
   g_return_val_if_fail (LATHE_IS_EXPORT_DIALOG (self), FALSE);
 
@@ -414,6 +423,29 @@ lathe_export_dialog_start (LatheExportDialog *self, GError **error)
   gguf_choice = g_ptr_array_index (self->gguf_offered, type_pos);
   lathe_export_job_set_mlx (job, adw_expander_row_get_enable_expansion (self->mlx_row), 0);
   lathe_export_job_set_mlx_quantization (job, quantization, group_size);
+  method_pos = adw_combo_row_get_selected (self->mlx_method_row);
+  method = method_pos < G_N_ELEMENTS (mlx_methods) ? mlx_methods[method_pos]
+                                                   : LT_CALIB_METHOD_RTN;
+  if (adw_expander_row_get_enable_expansion (self->mlx_row)
+      && gtk_widget_get_sensitive (GTK_WIDGET (self->mlx_method_row))
+      && method != LT_CALIB_METHOD_RTN)
+    {
+      g_autofree char *calib = lt_export_verify_data_for_run (run);
+      if (calib == NULL)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                       _("No calibration data for %s: %s names no data folder with "
+                         "valid.jsonl"), lt_calib_method_name (method), run_json);
+          return FALSE;
+        }
+      if (method == LT_CALIB_METHOD_DWQ && quantization == LT_QUANTIZATION_8BIT)
+        {
+          g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                               _("DWQ trains 2- to 6-bit layers: choose 4-bit or 6-bit"));
+          return FALSE;
+        }
+      lathe_export_job_set_mlx_method (job, method, calib);
+    }
   lathe_export_job_set_hf (job, adw_expander_row_get_enable_expansion (self->hf_row),
                            hf_dtypes[dtype_pos]);
   lathe_export_job_set_gguf (job, adw_expander_row_get_enable_expansion (self->gguf_row),
@@ -486,6 +518,9 @@ mlx_quantization_changed_cb (LatheExportDialog *self)
   if (q == LT_QUANTIZATION_MXFP4)
     adw_combo_row_set_selected (self->mlx_group_row, 0);
   gtk_widget_set_sensitive (GTK_WIDGET (self->mlx_group_row),
+                            q != LT_QUANTIZATION_NONE && q != LT_QUANTIZATION_MXFP4);
+  /* the learned methods write affine layers */
+  gtk_widget_set_sensitive (GTK_WIDGET (self->mlx_method_row),
                             q != LT_QUANTIZATION_NONE && q != LT_QUANTIZATION_MXFP4);
 }
 
@@ -574,6 +609,7 @@ lathe_export_dialog_class_init (LatheExportDialogClass *klass)
   BIND (close_button);
   BIND (page);
   BIND (mlx_group_row);
+  BIND (mlx_method_row);
   BIND (run_row);
   BIND (output_row);
   BIND (verify_switch);

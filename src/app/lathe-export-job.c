@@ -13,6 +13,7 @@
 #include "src/core/lt-gguf.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-ollama.h"
+#include "src/core/lt-export-method.h"
 #include "src/core/lt-quant.h"
 #include "src/core/lt-run-dir.h"
 #include "src/core/lt-run.h"
@@ -28,6 +29,8 @@ struct _LatheExportJob
   int mlx_bits;
   int mlx_group_size;        /* 0: the mode's default */
   int mlx_mode;              /* LtQuantMode, -1: affine */
+  int mlx_method;            /* LtCalibMethod: RTN, or a learned method on calib_data */
+  char *calib_data;
   char *hf_path;
   LtDType hf_dtype;
   char *gguf_path;
@@ -112,6 +115,7 @@ lathe_export_job_finalize (GObject *object)
   g_free (self->gguf_name);
   g_free (self->peft_path);
   g_free (self->verify_data);
+  g_free (self->calib_data);
   g_free (self->modelfile_path);
   g_free (self->ollama_command);
   g_clear_object (&self->cancellable);
@@ -233,6 +237,15 @@ lathe_export_job_set_mlx_quantization (LatheExportJob *self, LtQuantization quan
       self->mlx_group_size = 0;
       break;
     }
+}
+
+void
+lathe_export_job_set_mlx_method (LatheExportJob *self, int method, const char *data)
+{
+  g_return_if_fail (LATHE_IS_EXPORT_JOB (self));
+  self->mlx_method = method;
+  g_free (self->calib_data);
+  self->calib_data = g_strdup (data);
 }
 
 void
@@ -468,6 +481,73 @@ verify (LatheExportJob *self, const LtExportOptions *opts, Result *result, GErro
   return ok;
 }
 
+static double
+survival_mean (const LtExportReport *rep, gboolean cosine)
+{
+  double sum = 0;
+  for (guint i = 0; i < rep->survival->len; i++)
+    {
+      LtSurvival *sv = &g_array_index (rep->survival, LtSurvival, i);
+      sum += cosine ? sv->cosine : sv->ratio;
+    }
+  return rep->survival->len > 0 ? sum / rep->survival->len : NAN;
+}
+
+static void
+add_method_row (Result *result, const char *label, const char *path, double ppl,
+                const LtExportReport *survival, const char *data)
+{
+  LatheExportRow *row = g_new0 (LatheExportRow, 1);
+  g_autofree char *name = g_path_get_basename (data);
+
+  row->label = g_strdup (label);
+  row->path = g_strdup (path);
+  row->ppl = ppl;
+  row->limit = NAN;
+  /* Translators: the mean of ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ and of its cosine with ΔW over the
+   * fused layers; the perplexity is measured on the calibration file */
+  row->sample = g_strdup_printf (_("Adapter survival %.3f, cosine %.3f; perplexity on %s"),
+                                 survival_mean (survival, FALSE), survival_mean (survival, TRUE),
+                                 name);
+  g_ptr_array_add (result->rows, row);
+}
+
+/* Worker thread: lt_export_method_run in place of lt_export_run; rows for round-to-nearest and
+ * the method (perplexity on the calibration data, survival of the adapter). */
+static LtExportReport *
+export_method (LatheExportJob *self, const LtExportOptions *opts, Result *result,
+               GError **error)
+{
+  LtExportMethod m;
+  LtExportReport *rep = NULL;
+
+  lt_export_method_init (&m);
+  m.opts.method = self->mlx_method;
+  m.opts.mode = self->mlx_mode >= 0 ? self->mlx_mode : LT_QUANT_AFFINE;
+  m.opts.bits = self->mlx_bits;
+  m.opts.group_size = self->mlx_group_size > 0 ? self->mlx_group_size
+                                               : m.opts.mode == LT_QUANT_MXFP4 ? 32 : 64;
+  m.data = self->calib_data;
+  g_autoptr (LtExportMethodReport) mr = lt_export_method_run (opts, &m, export_progress_cb, self,
+                                                              self->cancellable, &rep, error);
+  if (mr == NULL)
+    return NULL;
+  g_autofree char *rtn = g_strdup_printf (_("MLX, round to nearest, %d-bit"), m.opts.bits);
+  g_autofree char *name = g_ascii_strup (lt_calib_method_name (m.opts.method), -1);
+  g_autofree char *learned = g_strdup_printf (_("MLX, %s, %d-bit"), name, m.opts.bits);
+  add_method_row (result, rtn, NULL, mr->ppl_rtn, mr->rtn, m.data);
+  add_method_row (result, learned, opts->save_path, mr->ppl_method, mr->method, m.data);
+  return rep;
+}
+
+/* The method's rows (the first @n) after the verification's (base, base + adapter first). */
+static void
+move_to_end (GPtrArray *rows, guint n)
+{
+  for (guint i = 0; i < n; i++)
+    g_ptr_array_add (rows, g_ptr_array_steal_index (rows, 0));
+}
+
 static void
 export_thread (GTask        *task,
                gpointer      source_object,
@@ -507,7 +587,10 @@ export_thread (GTask        *task,
       g_task_return_error (task, error);
       return;
     }
-  result->report = lt_export_run (&opts, export_progress_cb, self, &error);
+  gboolean method = self->mlx_method != LT_CALIB_METHOD_RTN && self->mlx_path != NULL
+                    && self->mlx_bits > 0;
+  result->report = method ? export_method (self, &opts, result, &error)
+                          : lt_export_run (&opts, export_progress_cb, self, &error);
   if (result->report == NULL)
     {
       if (g_cancellable_is_cancelled (cancellable))
@@ -532,13 +615,18 @@ export_thread (GTask        *task,
           return;
         }
     }
+  guint n_method = result->rows->len;
+  if (method)
+    opts.save_path = NULL; /* the MLX output has its rows from the method's run */
   if (self->verify_data != NULL && !verify (self, &opts, result, &error))
     {
+      move_to_end (result->rows, n_method);
       /* the rows verified so far are kept for the table */
       g_task_set_task_data (task, result, (GDestroyNotify) result_free);
       g_task_return_error (task, error);
       return;
     }
+  move_to_end (result->rows, n_method);
   post_progress (self, 1.0, NULL);
   g_task_return_pointer (task, result, (GDestroyNotify) result_free);
 }

@@ -36,6 +36,10 @@ void lathe_export_job_set_mlx (LatheExportJob *self, gboolean enable, int bits);
  * mode's default); NONE (or NF4, which MLX does not store) writes float weights. */
 void lathe_export_job_set_mlx_quantization (LatheExportJob *self, LtQuantization quantization,
                                             int group_size);
+/* The MLX output's quantizer: LT_CALIB_METHOD_RTN (default), or GPTQ / AWQ / DWQ calibrated
+ * on @data (the run's validation set) through lt_export_method_run, which adds rows for
+ * round-to-nearest and the method (perplexity on @data, adapter survival). */
+void lathe_export_job_set_mlx_method (LatheExportJob *self, int method, const char *data);
 /* What the job passes to lt_export_run: bits (0: float), group size, LtQuantMode (-1: affine). */
 void lathe_export_job_get_mlx_quantization (LatheExportJob *self, int *bits, int *group_size,
                                             int *mode);

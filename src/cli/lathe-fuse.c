@@ -3,15 +3,19 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
+#include "lathe-calib-common.h"
 #include "lathe-cli.h"
+#include "lt-calibrate-model.h"
 #include "lt-error.h"
 #include "lt-export.h"
+#include "lt-export-method.h"
 #include "lt-gguf.h"
 #include "lt-gguf-imatrix.h"
 #include "lt-gguf-mix.h"
@@ -27,6 +31,221 @@ verify_label (LtVerifyKind kind)
   return labels[kind];
 }
 
+/* --method and its options into @m; an exit status (BAD_INPUT with a message). */
+static int
+fuse_method_options (LtExportMethod *m, const char *method_text, const char *save, int bits,
+                     int group, int mode, gboolean dequantize, gboolean verify, double damp,
+                     int n_grid, double target_bpw, double learning_rate, int iters)
+{
+  int mv = method_text ? lt_calib_method_from_name (method_text) : LT_CALIB_METHOD_RTN;
+  g_autoptr (GError) error = NULL;
+
+  if (mv < 0)
+    {
+      g_printerr ("lathe fuse: --method: unknown value “%s” (rtn, gptq, awq, dwq, dynamic)\n",
+                  method_text);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  m->opts.method = (LtCalibMethod) mv;
+  const struct { gboolean given; LtCalibMethod method; const char *name; } own[] = {
+    { isfinite (damp), LT_CALIB_METHOD_GPTQ, "--damp" },
+    { n_grid != -1, LT_CALIB_METHOD_AWQ, "--n-grid" },
+    { isfinite (target_bpw), LT_CALIB_METHOD_DYNAMIC, "--target-bpw" },
+    { isfinite (learning_rate), LT_CALIB_METHOD_DWQ, "--learning-rate" },
+    { iters != -1, LT_CALIB_METHOD_DWQ, "--iters" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (own); i++)
+    if (own[i].given && own[i].method != m->opts.method)
+      {
+        g_printerr ("lathe fuse: %s applies to --method %s only\n", own[i].name,
+                    lt_calib_method_name (own[i].method));
+        return LATHE_EXIT_BAD_INPUT;
+      }
+  if (m->opts.method == LT_CALIB_METHOD_RTN)
+    return LATHE_EXIT_OK;
+  if (!save || dequantize || verify)
+    {
+      g_printerr ("lathe fuse: --method %s re-quantizes the MLX output: it needs --save-path "
+                  "and no --de-quantize or --verify (it prints its own perplexity)\n",
+                  method_text);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if (m->opts.method != LT_CALIB_METHOD_DYNAMIC && bits <= 0)
+    {
+      g_printerr ("lathe fuse: --method %s needs --bits N (the width of the MLX output)\n",
+                  method_text);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if (m->opts.method == LT_CALIB_METHOD_DYNAMIC && bits > 0)
+    {
+      g_printerr ("lathe fuse: --bits does not apply to --method dynamic (--target-bpw)\n");
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if (m->num_samples < 0 || m->max_seq_length < 2)
+    {
+      g_printerr ("lathe fuse: --num-samples must be 0 (all) or more and --max-seq-length at "
+                  "least 2\n");
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  m->opts.mode = mode >= 0 ? (LtQuantMode) mode : LT_QUANT_AFFINE;
+  if (bits > 0)
+    m->opts.bits = bits;
+  m->opts.group_size = group > 0 ? group : m->opts.mode == LT_QUANT_MXFP4 ? 32 : 64;
+  if (m->opts.method != LT_CALIB_METHOD_DYNAMIC
+      && !lt_quant_check_params (m->opts.mode, m->opts.bits, m->opts.group_size,
+                                 m->opts.group_size, &error))
+    {
+      g_printerr ("lathe fuse: --method %s: %s\n", method_text, error->message);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if (m->opts.method == LT_CALIB_METHOD_DWQ
+      && (m->opts.mode != LT_QUANT_AFFINE || m->opts.bits > 6
+          || (isfinite (learning_rate) && !(learning_rate > 0 && learning_rate < 1))
+          || iters < -1))
+    {
+      g_printerr ("lathe fuse: --method dwq trains affine layers below 8 bits (--mode affine, "
+                  "--bits 2-6), --learning-rate in (0, 1), --iters 0 or more\n");
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if ((isfinite (damp) && !(damp >= 0 && damp < 10)) || (n_grid != -1 && (n_grid < 1
+                                                                           || n_grid > 1000)))
+    {
+      g_printerr ("lathe fuse: --damp must be in [0, 10), --n-grid 1 to 1000\n");
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if (isfinite (damp))
+    m->opts.damp = damp;
+  if (n_grid != -1)
+    m->opts.n_grid = n_grid;
+  if (isfinite (target_bpw))
+    m->opts.target_bpw = target_bpw;
+  if (isfinite (learning_rate))
+    m->dwq.learning_rate = learning_rate;
+  if (iters != -1)
+    m->dwq.iters = iters;
+  m->dwq.max_seq_length = m->max_seq_length;
+  return LATHE_EXIT_OK;
+}
+
+static void
+survival_range (const LtExportReport *rep, double *mn, double *mx, double *cmin)
+{
+  *mn = 1e9, *mx = 0, *cmin = 1;
+  for (guint i = 0; i < rep->survival->len; i++)
+    {
+      LtSurvival *sv = &g_array_index (rep->survival, LtSurvival, i);
+      *mn = MIN (*mn, sv->ratio);
+      *mx = MAX (*mx, sv->ratio);
+      *cmin = MIN (*cmin, sv->cosine);
+    }
+}
+
+static double
+survival_mean (const LtExportReport *rep, gboolean cosine)
+{
+  double s = 0;
+  for (guint i = 0; i < rep->survival->len; i++)
+    {
+      LtSurvival *sv = &g_array_index (rep->survival, LtSurvival, i);
+      s += cosine ? sv->cosine : sv->ratio;
+    }
+  return rep->survival->len ? s / rep->survival->len : NAN;
+}
+
+static void
+print_method (const LtExportMethod *m, const LtExportMethodReport *r, const char *save)
+{
+  const char *name = lt_calib_method_name (m->opts.method);
+  double a, b, c;
+
+  g_print ("wrote %s: method %s, %d bits, group %d, %.1f MB, calibrated on %d sequences of %s\n",
+           save, name, m->opts.bits, m->opts.group_size, r->bytes / 1e6, r->n_calib, m->data);
+  if (m->opts.method == LT_CALIB_METHOD_DWQ)
+    g_print ("dwq: %d steps, KL %.5f -> %.5f\n", r->dwq.iters, r->dwq.kl_before,
+             r->dwq.kl_after);
+  g_print ("adapter survival over %u layer(s), ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ (mean, range) and "
+           "cosine with ΔW (mean, lowest):\n", r->method->survival->len);
+  survival_range (r->rtn, &a, &b, &c);
+  g_print ("  %-6s ratio %.3f (%.3f to %.3f)  cosine %.3f (lowest %.3f)\n", "rtn",
+           survival_mean (r->rtn, FALSE), a, b, survival_mean (r->rtn, TRUE), c);
+  survival_range (r->method, &a, &b, &c);
+  g_print ("  %-6s ratio %.3f (%.3f to %.3f)  cosine %.3f (lowest %.3f)\n", name,
+           survival_mean (r->method, FALSE), a, b, survival_mean (r->method, TRUE), c);
+  g_print ("perplexity on the %d calibration sequences: fused float %.4f, rtn %.4f, %s %.4f\n",
+           r->n_calib, r->ppl_float, r->ppl_rtn, name, r->ppl_method);
+}
+
+static void
+json_survival (JsonBuilder *b, const char *member, const LtExportReport *rep)
+{
+  json_builder_set_member_name (b, member);
+  json_builder_begin_array (b);
+  for (guint i = 0; i < rep->survival->len; i++)
+    {
+      LtSurvival *s = &g_array_index (rep->survival, LtSurvival, i);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "layer");
+      json_builder_add_string_value (b, s->layer);
+      json_builder_set_member_name (b, "ratio");
+      json_builder_add_double_value (b, s->ratio);
+      json_builder_set_member_name (b, "cosine");
+      json_builder_add_double_value (b, s->cosine);
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+}
+
+static void
+json_method (JsonBuilder *b, const LtExportMethod *m, const LtExportMethodReport *r)
+{
+  json_builder_set_member_name (b, "method");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "name");
+  json_builder_add_string_value (b, lt_calib_method_name (m->opts.method));
+  json_builder_set_member_name (b, "bits");
+  json_builder_add_int_value (b, m->opts.bits);
+  json_builder_set_member_name (b, "group_size");
+  json_builder_add_int_value (b, m->opts.group_size);
+  json_builder_set_member_name (b, "data");
+  json_builder_add_string_value (b, m->data);
+  json_builder_set_member_name (b, "calibration_sequences");
+  json_builder_add_int_value (b, r->n_calib);
+  json_builder_set_member_name (b, "bytes");
+  json_builder_add_int_value (b, (gint64) r->bytes);
+  json_builder_set_member_name (b, "ppl_float");
+  json_builder_add_double_value (b, r->ppl_float);
+  json_builder_set_member_name (b, "ppl_rtn");
+  json_builder_add_double_value (b, r->ppl_rtn);
+  json_builder_set_member_name (b, "ppl_method");
+  json_builder_add_double_value (b, r->ppl_method);
+  json_builder_set_member_name (b, "survival_ratio_rtn");
+  json_builder_add_double_value (b, survival_mean (r->rtn, FALSE));
+  json_builder_set_member_name (b, "survival_ratio_method");
+  json_builder_add_double_value (b, survival_mean (r->method, FALSE));
+  json_builder_set_member_name (b, "survival_cosine_rtn");
+  json_builder_add_double_value (b, survival_mean (r->rtn, TRUE));
+  json_builder_set_member_name (b, "survival_cosine_method");
+  json_builder_add_double_value (b, survival_mean (r->method, TRUE));
+  if (r->layers)
+    {
+      /* the block linears' output error on their calibration inputs, summed */
+      double out = 0, rtn = 0;
+      for (guint i = 0; i < r->layers->layers->len; i++)
+        {
+          const LtCalibLayerReport *l = r->layers->layers->pdata[i];
+          if (isfinite (l->out_mse) && isfinite (l->rtn_mse))
+            out += l->out_mse, rtn += l->rtn_mse;
+        }
+      json_builder_set_member_name (b, "layer_out_mse");
+      json_builder_add_double_value (b, out);
+      json_builder_set_member_name (b, "layer_rtn_mse");
+      json_builder_add_double_value (b, rtn);
+    }
+  json_survival (b, "survival_rtn", r->rtn);
+  json_survival (b, "survival_method", r->method);
+  json_builder_end_object (b);
+}
+
 int
 lathe_cmd_fuse (int argc, char **argv)
 {
@@ -38,6 +257,9 @@ lathe_cmd_fuse (int argc, char **argv)
   gboolean gguf_imatrix = FALSE;
   gboolean json = FALSE;
   int bits = 0, group = 0, exit_status;
+  g_autofree char *method_text = NULL;
+  int num_samples = 128, max_seq_length = 512, n_grid = -1, iters = -1;
+  double damp = NAN, target_bpw = NAN, learning_rate = NAN;
   const GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model,
       "Base model folder (HF or MLX layout); required", "DIR" },
@@ -91,8 +313,27 @@ lathe_cmd_fuse (int argc, char **argv)
       "Perplexity of base, base + adapter and each export on the validation set, with a greedy "
       "sample of each (default off)", NULL },
     { "data", 'd', 0, G_OPTION_ARG_FILENAME, &data,
-      "Validation JSONL for --verify and --gguf-imatrix (default: the run's valid.jsonl per its "
+      "Validation JSONL for --verify, --gguf-imatrix and --method (default: the run's valid.jsonl per its "
       "run.json)", "FILE" },
+    { "method", 0, 0, G_OPTION_ARG_STRING, &method_text,
+      "Re-quantize the MLX output (--save-path, --bits) with a learned method instead of "
+      "round-to-nearest: gptq, awq, dwq or dynamic, calibrated on --data (default: the run's "
+      "valid.jsonl); prints the adapter's survival and the perplexity for rtn and the method "
+      "(default rtn)", "METHOD" },
+    { "num-samples", 0, 0, G_OPTION_ARG_INT, &num_samples,
+      "--method: calibration sequences, the first N examples; 0 = all (default 128)", "N" },
+    { "max-seq-length", 0, 0, G_OPTION_ARG_INT, &max_seq_length,
+      "--method: tokens per calibration sequence (default 512)", "N" },
+    { "damp", 0, 0, G_OPTION_ARG_DOUBLE, &damp,
+      "gptq: damping, a fraction of the mean Hessian diagonal (default 0.01)", "X" },
+    { "n-grid", 0, 0, G_OPTION_ARG_INT, &n_grid,
+      "awq: grid points of the scale and clipping searches (default 20)", "N" },
+    { "target-bpw", 0, 0, G_OPTION_ARG_DOUBLE, &target_bpw,
+      "dynamic: bits per weight to reach (default 5.0; low / high bits 4 / 5)", "X" },
+    { "learning-rate", 0, 0, G_OPTION_ARG_DOUBLE, &learning_rate,
+      "dwq: Adam's learning rate for the scales, biases and norms (default 1e-6)", "X" },
+    { "iters", 0, 0, G_OPTION_ARG_INT, &iters,
+      "dwq: steps; 0 = one pass over the calibration sequences (default 0)", "N" },
     { "force", 'f', 0, G_OPTION_ARG_NONE, &force,
       "Replace existing non-empty outputs (default off)", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the report as JSON (default off)", NULL },
@@ -242,8 +483,44 @@ lathe_cmd_fuse (int argc, char **argv)
         }
     }
 
+  LtExportMethod fm;
+  lt_export_method_init (&fm);
+  fm.num_samples = num_samples;
+  fm.max_seq_length = max_seq_length;
+  g_autofree char *calib_data = NULL;
+  int rc = fuse_method_options (&fm, method_text, save, bits, group, mode ? o.mode : -1,
+                                dequantize, verify, damp, n_grid, target_bpw, learning_rate,
+                                iters);
+  if (rc != LATHE_EXIT_OK)
+    return rc;
+  if (method_text && fm.opts.method != LT_CALIB_METHOD_RTN)
+    {
+      calib_data = data ? g_strdup (data) : adapter ? lt_export_verify_data_for_run (adapter)
+                                                    : NULL;
+      if (!calib_data)
+        {
+          g_printerr ("lathe fuse: --method %s needs --data CALIB.jsonl (no run.json with a data "
+                      "folder holding valid.jsonl in %s)\n", method_text,
+                      adapter ? adapter : "(no adapter)");
+          return LATHE_EXIT_BAD_INPUT;
+        }
+      fm.data = calib_data;
+    }
+  else
+    g_clear_pointer (&method_text, g_free);
+
   lt_linear_set_threads (0);
-  g_autoptr (LtExportReport) rep = lt_export_run (&o, NULL, NULL, &error);
+  g_autoptr (LtExportReport) rep = NULL;
+  g_autoptr (LtExportMethodReport) mrep = NULL;
+  if (method_text)
+    {
+      /* the fused float model in a work folder, then the method into --save-path */
+      mrep = lt_export_method_run (&o, &fm, lathe_calib_progress, "fuse", NULL, &rep, &error);
+      if (!mrep)
+        return lathe_cli_report_error ("fuse", error);
+    }
+  else
+    rep = lt_export_run (&o, NULL, NULL, &error);
   if (!rep)
     return lathe_cli_report_error ("fuse", error);
 
@@ -320,6 +597,8 @@ lathe_cmd_fuse (int argc, char **argv)
           json_builder_set_member_name (b, "ollama_create");
           json_builder_add_string_value (b, ollama_cmd);
         }
+      if (method_text)
+        json_method (b, &fm, mrep);
       json_builder_set_member_name (b, "outside_expected_loss");
       json_builder_add_boolean_value (b, outside);
       json_builder_end_object (b);
@@ -351,6 +630,8 @@ lathe_cmd_fuse (int argc, char **argv)
           g_print ("adapter survival over %u layer(s): ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ from %.3f to "
                    "%.3f, lowest cosine with ΔW %.3f\n", rep->survival->len, mn, mx, cmin);
         }
+      if (method_text)
+        print_method (&fm, mrep, save);
       for (guint i = 0; i < rows->len; i++)
         {
           LtVerifyRow *r = rows->pdata[i];

@@ -6,29 +6,15 @@
 
 #include <math.h>
 #include <stdio.h>
-#include <unistd.h>
 
 #include <json-glib/json-glib.h>
 
+#include "lathe-calib-common.h"
 #include "lathe-cli.h"
 #include "lt-linear.h"
 #include "lt-memory.h"
 #include "lt-model.h"
-#include "lt-output-dir.h"
 #include "lt-tokenizer.h"
-
-static gboolean
-progress_cb (double fraction, const char *what, gpointer user_data)
-{
-  static int last = -1;
-  int pct = (int) (fraction * 100.0);
-  if (isatty (STDERR_FILENO))
-    g_printerr ("\rlathe quantize: %3d%% %-60.60s%s", pct, what, fraction >= 1.0 ? "\n" : "");
-  else if (pct / 10 != last / 10 || fraction >= 1.0)
-    g_printerr ("lathe quantize: %3d%% %s\n", pct, what);
-  last = pct;
-  return TRUE;
-}
 
 static gboolean
 perplexity (LtModel *m, const LtCalibTokens *t, double *ppl, GError **error)
@@ -140,17 +126,6 @@ print_table (const LatheQuantizeCalib *a, const LtCalibModelReport *rep, guint64
             ppl_before, ppl_after, 100.0 * (ppl_after / ppl_before - 1.0));
 }
 
-static void
-dwq_progress (LtDwqPhase phase, int step, int steps, double kl, gpointer user_data)
-{
-  static const char *const what[] = { "validation before", "training", "validation after" };
-  char text[96];
-
-  g_snprintf (text, sizeof text, "dwq %s, step %d of %d, KL %.5f", what[phase], step, steps,
-              kl);
-  progress_cb (steps > 0 ? (double) step / steps : 1.0, text, user_data);
-}
-
 /* --method dwq: the student quantized at load (MLX affine), its scales, biases and norms
  * distilled from the teacher on the calibration sequences (lt-dwq), written like the other
  * methods. The validation KL is measured on the held-out sequences when there are some. */
@@ -162,16 +137,10 @@ run_dwq (const LatheQuantizeCalib *a, const LtCalibTokens *calib, const LtCalibT
                        .group_size = a->opts.group_size };
   g_autoptr (LtModel) teacher = NULL;
   g_autoptr (LtModel) student = NULL;
-  g_autofree LtDwqSequence *train = g_new (LtDwqSequence, calib->B);
-  g_autofree LtDwqSequence *valid = held ? g_new (LtDwqSequence, held->B) : NULL;
   double ppl_float = NAN, ppl_rtn = NAN, ppl_after = NAN;
   guint64 bytes = 0;
   LtDwqResult r;
 
-  for (int b = 0, o = 0; b < calib->B; o += calib->lengths[b], b++)
-    train[b] = (LtDwqSequence) { calib->tokens + o, calib->lengths[b] };
-  for (int b = 0, o = 0; held != NULL && b < held->B; o += held->lengths[b], b++)
-    valid[b] = (LtDwqSequence) { held->tokens + o, held->lengths[b] };
   if ((teacher = lt_model_load (a->teacher ? a->teacher : a->model_dir, &error)) == NULL
       || (student = lt_model_load_with_options (a->model_dir, &lo, &error)) == NULL)
     return lathe_cli_report_error ("quantize", error);
@@ -181,24 +150,14 @@ run_dwq (const LatheQuantizeCalib *a, const LtCalibTokens *calib, const LtCalibT
   g_printerr ("lathe quantize: dwq on %s (%d sequences, %" G_GINT64_FORMAT " tokens, lr %g, "
               "batch %d)\n", a->model_dir, calib->B, calib->n_tokens, a->dwq.learning_rate,
               a->dwq.batch_size);
-  if (!lt_dwq_run (teacher, student, train, calib->B, valid, held ? held->B : 0, &a->dwq,
-                   dwq_progress, NULL, NULL, &r, &error))
+  if (!lathe_calib_dwq_train ("quantize", teacher, student, calib, held, &a->dwq, &r, &error))
     return lathe_cli_report_error ("quantize", error);
   if (r.worse)
     g_printerr ("lathe quantize: warning: the validation KL ended worse than it started "
                 "(%.5f, from %.5f): lower --learning-rate or give more data\n", r.kl_after,
                 r.kl_before);
 
-  g_autofree char *tmp = lt_output_dir_begin (a->out, &error);
-  if (tmp == NULL)
-    return lathe_cli_report_error ("quantize", error);
-  g_printerr ("lathe quantize: writing %s\n", a->out);
-  if (!lt_calib_model_write (student, a->model_dir, tmp, &bytes, &error))
-    {
-      lt_output_dir_abort (tmp);
-      return lathe_cli_report_error ("quantize", error);
-    }
-  if (!lt_output_dir_commit (tmp, a->out, &error))
+  if (!lathe_calib_write ("quantize", student, a->model_dir, a->out, &bytes, &error))
     return lathe_cli_report_error ("quantize", error);
   g_clear_pointer (&student, lt_model_free);
   if (a->report_ppl)
@@ -295,19 +254,11 @@ lathe_quantize_calibrated (const LatheQuantizeCalib *a)
     return lathe_cli_report_error ("quantize", error);
   g_printerr ("lathe quantize: %s on %s (%d sequences, %" G_GINT64_FORMAT " tokens)\n",
               lt_calib_method_name (a->opts.method), a->model_dir, calib->B, calib->n_tokens);
-  if (!lt_calib_model_quantize (model, calib, &a->opts, &rep, progress_cb, NULL, NULL, &error))
+  if (!lt_calib_model_quantize (model, calib, &a->opts, &rep, lathe_calib_progress, "quantize",
+                                NULL, &error))
     return lathe_cli_report_error ("quantize", error);
 
-  g_autofree char *tmp = lt_output_dir_begin (a->out, &error);
-  if (tmp == NULL)
-    return lathe_cli_report_error ("quantize", error);
-  g_printerr ("lathe quantize: writing %s\n", a->out);
-  if (!lt_calib_model_write (model, a->model_dir, tmp, &bytes, &error))
-    {
-      lt_output_dir_abort (tmp);
-      return lathe_cli_report_error ("quantize", error);
-    }
-  if (!lt_output_dir_commit (tmp, a->out, &error))
+  if (!lathe_calib_write ("quantize", model, a->model_dir, a->out, &bytes, &error))
     return lathe_cli_report_error ("quantize", error);
   g_clear_pointer (&model, lt_model_free);
 

@@ -100,9 +100,6 @@ typedef struct
 } ExportJob;
 
 /* lt-export.c */
-void lt_export_add_survival (LtExportReport *r, const char *layer, const char *fmt,
-                             const float *W, const float *Wp, const float *qW, const float *qWp,
-                             int64_t n);
 int lt_export_cmp_str (gconstpointer a, gconstpointer b);
 GHashTable *lt_export_tensor_table_new (void);
 LtLoadedModel *lt_export_loaded_from_table (LtConfig *config, GHashTable *table,

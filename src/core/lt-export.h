@@ -123,6 +123,13 @@ typedef struct
 
 void lt_export_report_free (LtExportReport *report);
 
+/* Appends to @r's survival the entry of @layer (format label @fmt): W / Wp the base and fused
+ * f32 weights, qW / qWp them quantized and de-quantized, @n values each (also for a learned
+ * quantizer, `lathe fuse --method`). */
+void lt_export_add_survival (LtExportReport *r, const char *layer, const char *fmt,
+                             const float *W, const float *Wp, const float *qW, const float *qWp,
+                             int64_t n);
+
 /* Runs the export. @progress (may be NULL) gets a fraction in [0, 1] and returns FALSE to
  * cancel. */
 typedef gboolean (*LtExportProgress) (double fraction, const char *what, gpointer user_data);
