@@ -29,8 +29,8 @@ keep_value (AdwComboRow *row)
   g_autoptr (GObject) first = NULL;
   GtkListItemFactory *factory;
 
-  if (model == NULL)
-    return;
+  if (model == NULL || adw_combo_row_get_expression (row) != NULL)
+    return; /* a row that shows its items through an expression keeps its own factory */
   if (!GTK_IS_STRING_LIST (model))
     {
       if (g_list_model_get_n_items (model) == 0)

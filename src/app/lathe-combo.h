@@ -6,7 +6,8 @@
 
 G_BEGIN_DECLS
 
-/* Every AdwComboRow under @root whose model holds GtkStringObjects gets a factory whose label
+/* Every AdwComboRow under @root whose model holds GtkStringObjects (and that has no
+ * expression of its own) gets a factory whose label
  * does not ellipsize: a long subtitle wraps instead of squeezing the value to "S…"
  * (libadwaita's default factory ellipsizes it). The popover lists the same labels. */
 void lathe_combo_rows_keep_values (GtkWidget *root);

@@ -8,6 +8,7 @@
 #include <glib/gi18n.h>
 
 #include "lathe-export-dialog.h"
+#include "lathe-combo.h"
 #include "src/core/lt-calibrate-model.h"
 #include "src/core/lt-gguf.h"
 #include "src/core/lt-run-dir.h"
@@ -730,6 +731,7 @@ lathe_export_dialog_init (LatheExportDialog *self)
   g_signal_connect_object (self->run_row, "notify::selected", G_CALLBACK (run_changed_cb), self,
                            G_CONNECT_SWAPPED);
   adw_combo_row_set_selected (self->mlx_group_row, 1); /* 64 */
+  lathe_combo_rows_keep_values (GTK_WIDGET (self)); /* values never cut to "GP…" */
   update_output_row (self);
 }
 
