@@ -31,7 +31,9 @@
  *              per group: e = clamp (round (log2 (max|W_g| / 6)), -127, 127), byte = e + 127,
  *              an all-zero group gets byte 127; code = argmin_k |w / 2^e - fp4[k]| over the
  *              16-entry table, the first index winning ties (so 0.75 -> 0.5, -0.1 -> +0).
- *              scale = 2^(byte - 127) (byte 0 -> 2^-127, as MLX).
+ *              scale = 2^(byte - 127) (byte 0 -> 2^-127, as MLX). For a BF16/F16 weight
+ *              (lt_quant_tensor_quantize_dtype) MLX evaluates this in the weight dtype: every
+ *              step (max|W|/6, log2, round, 2^e, w / 2^e, |x - fp4[k]|) is rounded to it.
  *   nf4        QLoRA NormalFloat-4: group 32/64 (default)/128; scale = max|W_g| (absmax);
  *              code = argmin_k |w / scale - nf4[k]|, the first (lower) index winning ties;
  *              an all-zero group has scale 0 and code 7 (= 0.0). Packing: this module's
