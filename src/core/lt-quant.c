@@ -258,11 +258,13 @@ round_to_dtype (float v, LtDType dtype)
  * done in f32 and its result rounded to the dtype, as MLX's bfloat16/float16 element types do:
  *   s = rd (max|w| / 6);  e = s == 0 ? 0 : rint (rd (log2 (s)));  p = rd (2^e);
  *   x = rd (w / p);  code = argmin_k rd (|x - fp4[k]|), the first index winning ties.
- * Rounding log2 (s) to the dtype before rint moves e where log2 (s) is within half a dtype ulp
- * of k + 1/2, and ties created by rounding the distances go to the lower index; both change
- * codes and E8M0 bytes against the f32 computation. rd is monotone, so the minimal rounded
- * distance is rd (min d_k) and only the k with d_k <= 2·min d_k can reach it (two fp4 values
- * are >= 0.5 apart, so no two distances both underflow unless equal). */
+ * Rounding max|w|/6 and log2 (s) to the dtype before rint moves e where log2 (s) is near
+ * k + 1/2, which changes the E8M0 byte and the group's codes against the f32 computation
+ * (test-mlx-quant: without either rounding, bf16 groups differ from real MLX). Rounding the
+ * distances is kept for fidelity (a tie it creates goes to the lower index; none occurred in
+ * the fixtures). rd is monotone, so the minimal rounded distance is rd (min d_k) and only
+ * the k with d_k <= 2·min d_k can reach it (two fp4 values are >= 0.5 apart, so no two
+ * distances both underflow unless equal). */
 static void
 mxfp4_group_dtype (const float *w, int64_t n, LtDType dt, uint8_t *codes, float *scale_out,
                    uint8_t *byte_out)
