@@ -16,12 +16,17 @@
 //                                    B in 2 3 4 5 6 8, G in 32 64 128
 //   mxfp4.w                          input (128, 256) in the file's dtype
 //   mxfp4.{weight,scales}            mx::quantize (mxfp4.w, 32, 4, "mxfp4")
-// plus metadata "generator" and "mlx_version".
+// plus metadata "generator" and "mlx_version". The arrays are MLX's; the file is written in
+// the layout of the reference safetensors writer (entries sorted by dtype alignment, then
+// name; __metadata__ first; header padded to 8 bytes), which mx::save_safetensors does not
+// follow, so that test-safetensors' read-and-rewrite check holds for these files too.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <map>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "mlx/mlx.h"
@@ -117,6 +122,92 @@ make_input (int rows, int cols)
   return w;
 }
 
+struct DtypeInfo
+{
+  const char *name;
+  int rank; // the Rust writer's alignment order
+};
+
+static DtypeInfo
+dtype_info (mx::Dtype d)
+{
+  if (d == mx::float32)
+    return { "F32", 17 };
+  if (d == mx::uint32)
+    return { "U32", 16 };
+  if (d == mx::bfloat16)
+    return { "BF16", 14 };
+  if (d == mx::float16)
+    return { "F16", 13 };
+  if (d == mx::uint8)
+    return { "U8", 4 };
+  std::fprintf (stderr, "unexpected dtype\n");
+  std::exit (1);
+}
+
+// The arrays written as the reference safetensors library writes them (names are plain ASCII,
+// metadata values too: no JSON escaping needed).
+static void
+save (const std::string &path, std::map<std::string, mx::array> &arrays,
+      const std::map<std::string, std::string> &metadata)
+{
+  std::vector<std::string> names;
+  for (auto &kv : arrays)
+    {
+      kv.second = mx::contiguous (kv.second);
+      mx::eval (kv.second);
+      names.push_back (kv.first);
+    }
+  std::sort (names.begin (), names.end (), [&] (const std::string &a, const std::string &b) {
+    int ra = dtype_info (arrays.at (a).dtype ()).rank, rb = dtype_info (arrays.at (b).dtype ()).rank;
+    return ra != rb ? ra > rb : a < b;
+  });
+  std::string h = "{\"__metadata__\":{";
+  bool first = true;
+  for (auto &kv : metadata) // std::map: keys sorted
+    {
+      h += (first ? "\"" : ",\"") + kv.first + "\":\"" + kv.second + "\"";
+      first = false;
+    }
+  h += "}";
+  uint64_t off = 0;
+  for (auto &n : names)
+    {
+      const mx::array &a = arrays.at (n);
+      h += ",\"" + n + "\":{\"dtype\":\"" + dtype_info (a.dtype ()).name + "\",\"shape\":[";
+      for (size_t d = 0; d < a.shape ().size (); d++)
+        h += (d ? "," : "") + std::to_string (a.shape ()[d]);
+      h += "],\"data_offsets\":[" + std::to_string (off) + "," + std::to_string (off + a.nbytes ())
+           + "]}";
+      off += a.nbytes ();
+    }
+  h += "}";
+  while (h.size () % 8)
+    h += " ";
+  FILE *f = std::fopen (path.c_str (), "wb");
+  if (!f)
+    {
+      std::perror (path.c_str ());
+      std::exit (1);
+    }
+  uint64_t hl = h.size ();
+  unsigned char len[8];
+  for (int i = 0; i < 8; i++)
+    len[i] = (unsigned char) (hl >> (8 * i));
+  std::fwrite (len, 1, 8, f);
+  std::fwrite (h.data (), 1, h.size (), f);
+  for (auto &n : names)
+    {
+      const mx::array &a = arrays.at (n);
+      std::fwrite (a.data<uint8_t> (), 1, a.nbytes (), f);
+    }
+  if (std::fclose (f) != 0)
+    {
+      std::perror (path.c_str ());
+      std::exit (1);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -135,7 +226,7 @@ main (int argc, char **argv)
 
   for (const auto &dt : dts)
     {
-      std::unordered_map<std::string, mx::array> out;
+      std::map<std::string, mx::array> out;
       mx::array a = mx::astype (mx::array (wa.data (), mx::Shape{ 16, 256 }, mx::float32),
                                 dt.dtype);
       mx::array m = mx::astype (mx::array (wm.data (), mx::Shape{ 128, 256 }, mx::float32),
@@ -158,9 +249,8 @@ main (int argc, char **argv)
       out.insert ({ "mxfp4.weight", q[0] });
       out.insert ({ "mxfp4.scales", q[1] });
       std::string path = dir + "/" + dt.name + ".safetensors";
-      mx::save_safetensors (path, out,
-                            { { "generator", "tests/tools/make-mlx-quant-fixtures.cpp" },
-                              { "mlx_version", mx::version () } });
+      save (path, out, { { "generator", "tests/tools/make-mlx-quant-fixtures.cpp" },
+                         { "mlx_version", mx::version () } });
       std::printf ("%s: %zu tensors\n", path.c_str (), out.size ());
     }
   return 0;
