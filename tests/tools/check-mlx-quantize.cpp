@@ -9,37 +9,56 @@
 // Exits 1 when a byte differs.
 #include <cstdio>
 #include <cstdlib>
-#include <vector>
-#include <cstring>
 #include <string>
+#include <vector>
+
 #include "mlx/mlx.h"
+
 namespace mx = mlx::core;
-int main (int argc, char **argv) {
-  if (argc != 6) {
-    std::fprintf (stderr, "usage: %s SRC.safetensors OUT.safetensors MODE BITS GROUP\n", argv[0]);
-    return 2;
-  }
+
+int
+main (int argc, char **argv)
+{
+  if (argc != 6)
+    {
+      std::fprintf (stderr, "usage: %s SRC.safetensors OUT.safetensors MODE BITS GROUP\n",
+                    argv[0]);
+      return 2;
+    }
   auto src = mx::load_safetensors (argv[1]).first;
   auto out = mx::load_safetensors (argv[2]).first;
-  std::string mode = argv[3]; int bits = atoi (argv[4]), group = atoi (argv[5]);
+  std::string mode = argv[3];
+  int bits = std::atoi (argv[4]), group = std::atoi (argv[5]);
   size_t nw = 0, dw = 0, ns = 0, ds = 0, nt = 0;
-  for (auto &kv : out) {
-    const std::string &k = kv.first;
-    if (k.size () < 7 || k.substr (k.size () - 7) != ".scales") continue;
-    std::string p = k.substr (0, k.size () - 7);
-    auto w = src.at (p + ".weight");
-    auto q = mx::quantize (w, group, bits, mode);
-    mx::eval (q);
-    std::vector<std::string> names = {".weight", ".scales", ".biases"};
-    for (size_t i = 0; i < q.size (); i++) {
-      auto a = q[i]; auto b = out.at (p + names[i]); mx::eval (a, b);
-      auto ne = mx::sum (mx::astype (mx::not_equal (mx::view (a, mx::uint8), mx::view (b, mx::uint8)), mx::int32));
-      size_t d = (size_t) ne.item<int> ();
-      if (i == 0) { nw += a.size (); dw += d; } else { ns += a.size (); ds += d; }
+  const std::vector<std::string> parts = { ".weight", ".scales", ".biases" };
+
+  for (auto &kv : out)
+    {
+      const std::string &k = kv.first;
+      if (k.size () < 7 || k.substr (k.size () - 7) != ".scales")
+        continue;
+      std::string p = k.substr (0, k.size () - 7);
+      if (src.find (p + ".weight") == src.end ())
+        {
+          std::printf ("%s: no source weight (tied or renamed), skipped\n", p.c_str ());
+          continue;
+        }
+      auto q = mx::quantize (src.at (p + ".weight"), group, bits, mode);
+      mx::eval (q);
+      for (size_t i = 0; i < q.size (); i++)
+        {
+          auto a = q[i], b = out.at (p + parts[i]);
+          auto ne = mx::sum (mx::astype (mx::not_equal (mx::view (a, mx::uint8),
+                                                        mx::view (b, mx::uint8)),
+                                         mx::int32));
+          size_t d = (size_t) ne.item<int> ();
+          (i == 0 ? nw : ns) += a.nbytes ();
+          (i == 0 ? dw : ds) += d;
+        }
+      nt++;
     }
-    nt++;
-  }
-  std::printf ("%s bits %d group %d: %zu tensors; differing bytes: packed weights %zu of %zu bytes, scales and biases %zu of %zu bytes\n",
-          mode.c_str (), bits, group, nt, dw, nw * 4, ds, ns);
+  std::printf ("%s bits %d group %d: %zu modules; differing bytes: packed weights %zu of %zu, "
+               "scales and biases %zu of %zu\n", mode.c_str (), bits, group, nt, dw, nw, ds,
+               ns);
   return dw + ds == 0 && nt > 0 ? 0 : 1;
 }

@@ -159,7 +159,8 @@ save (const std::string &path, std::map<std::string, mx::array> &arrays,
       names.push_back (kv.first);
     }
   std::sort (names.begin (), names.end (), [&] (const std::string &a, const std::string &b) {
-    int ra = dtype_info (arrays.at (a).dtype ()).rank, rb = dtype_info (arrays.at (b).dtype ()).rank;
+    int ra = dtype_info (arrays.at (a).dtype ()).rank;
+    int rb = dtype_info (arrays.at (b).dtype ()).rank;
     return ra != rb ? ra > rb : a < b;
   });
   std::string h = "{\"__metadata__\":{";
