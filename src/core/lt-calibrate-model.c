@@ -377,7 +377,7 @@ LtQuantTensor *
 lt_calib_rtn (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int bits, int group,
      LtDType dt, GError **error)
 {
-  LtQuantTensor *q = lt_quant_tensor_quantize (w, rows, cols, mode, bits, group, error);
+  LtQuantTensor *q = lt_quant_tensor_quantize_dtype (w, rows, cols, mode, bits, group, dt, error);
   if (q && !lt_quant_tensor_round_scales (q, dt, error))
     g_clear_pointer (&q, lt_quant_tensor_free);
   return q;

@@ -12,7 +12,8 @@ static LtQuantTensor *
 mlx_quantize (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int bits, int group,
               LtDType scale_dtype, GError **error)
 {
-  LtQuantTensor *q = lt_quant_tensor_quantize (w, rows, cols, mode, bits, group, error);
+  LtQuantTensor *q = lt_quant_tensor_quantize_dtype (w, rows, cols, mode, bits, group,
+                                                     scale_dtype, error);
   if (q && mode == LT_QUANT_SYMMETRIC)
     {
       /* a QAT run's symmetric grid: the same codes in MLX's affine layout, bias = qmin·s

@@ -203,7 +203,8 @@ quantize_weight (const Source *src, const char *name, const LtTensor *w, gboolea
       return NULL;
     }
   lt_tensor_read_f32 (w, 0, rows * cols, f);
-  q = lt_quant_tensor_quantize (f, rows, cols, src->q_mode, src->q_bits, src->q_group, error);
+  q = lt_quant_tensor_quantize_dtype (f, rows, cols, src->q_mode, src->q_bits, src->q_group,
+                                      w->dtype, error);
   if (q == NULL)
     {
       g_prefix_error (error, "%s: tensor “%s”: ", source_file (src, name), name);

@@ -242,6 +242,67 @@ table_codes_avx2 (const float *w, int64_t n, float div, const float *table, uint
 }
 #endif
 
+/* v rounded to dtype (round to nearest even, as MLX's float -> bfloat16/float16 casts). */
+static inline float
+round_to_dtype (float v, LtDType dtype)
+{
+  if (dtype == LT_DTYPE_BF16)
+    return lt_bf16_to_f32 (lt_f32_to_bf16 (v));
+  if (dtype == LT_DTYPE_F16)
+    return lt_f16_to_f32 (lt_f32_to_f16 (v));
+  return v;
+}
+
+/* MXFP4 of one group of a BF16 or F16 weight (values already in that dtype), as MLX's CPU
+ * graph (fp_quantize's fallback) evaluates it on an array of that dtype: every operation is
+ * done in f32 and its result rounded to the dtype, as MLX's bfloat16/float16 element types do:
+ *   s = rd (max|w| / 6);  e = s == 0 ? 0 : rint (rd (log2 (s)));  p = rd (2^e);
+ *   x = rd (w / p);  code = argmin_k rd (|x - fp4[k]|), the first index winning ties.
+ * Rounding max|w|/6 and log2 (s) to the dtype before rint moves e where log2 (s) is near
+ * k + 1/2, which changes the E8M0 byte and the group's codes against the f32 computation
+ * (test-mlx-quant: without either rounding, bf16 groups differ from real MLX). Rounding the
+ * distances is kept for fidelity (a tie it creates goes to the lower index; none occurred in
+ * the fixtures). rd is monotone, so the minimal rounded distance is rd (min d_k) and only
+ * the k with d_k <= 2·min d_k can reach it (two fp4 values are >= 0.5 apart, so no two
+ * distances both underflow unless equal). */
+static void
+mxfp4_group_dtype (const float *w, int64_t n, LtDType dt, uint8_t *codes, float *scale_out,
+                   uint8_t *byte_out)
+{
+  float amax = 0.0f, s, p;
+  int e;
+
+  for (int64_t j = 0; j < n; j++)
+    amax = amax < fabsf (w[j]) ? fabsf (w[j]) : amax;
+  s = round_to_dtype (amax / 6.0f, dt);
+  if (s == 0.0f)
+    e = 0;
+  else
+    e = (int) round_to_dtype (rintf (round_to_dtype (log2f (s), dt)), dt);
+  p = round_to_dtype (ldexpf (1.0f, e), dt);
+  for (int64_t j = 0; j < n; j++)
+    {
+      float x = round_to_dtype (w[j] / p, dt), d[16], dmin, r;
+      int best = 0;
+      for (int k = 0; k < 16; k++)
+        d[k] = fabsf (x - lt_qk_fp4_lut[k]);
+      dmin = d[0];
+      for (int k = 1; k < 16; k++)
+        dmin = d[k] < dmin ? d[k] : dmin;
+      r = round_to_dtype (dmin, dt);
+      for (int k = 0; k < 16; k++)
+        if (d[k] <= 2.0f * dmin && round_to_dtype (d[k], dt) == r)
+          {
+            best = k;
+            break;
+          }
+      codes[j] = (uint8_t) best;
+    }
+  e = e < -127 ? -127 : (e > 127 ? 127 : e);
+  *byte_out = (uint8_t) (e + 127);
+  *scale_out = ldexpf (1.0f, e);
+}
+
 /* std::max / std::min as MLX uses them; inputs are finite (checked before). Explicit
  * comparisons let the compiler use vmaxss/vminss, where fmaxf/fminf are libm calls. */
 #define MAXF(a, b) ((a) < (b) ? (b) : (a))
@@ -251,7 +312,7 @@ table_codes_avx2 (const float *w, int64_t n, float div, const float *table, uint
  * modes (symmetric/ternary with group_size 0) the caller passes the tensor-wide scale in
  * *fixed_scale; otherwise fixed_scale is NULL. */
 static inline __attribute__ ((always_inline)) void
-quantize_group_body (LtQuantMode mode, int bits, const float *w, /* (n) */
+quantize_group_body (LtQuantMode mode, int bits, LtDType dt, const float *w, /* (n) */
                      int64_t n, const float *fixed_scale, uint8_t *codes, /* (n) */
                      float *scale_out, float *bias_out, uint8_t *byte_out, int use_avx2)
 {
@@ -313,6 +374,11 @@ quantize_group_body (LtQuantMode mode, int bits, const float *w, /* (n) */
       {
         float amax = 0.0f, scale;
         int e;
+        if (dt == LT_DTYPE_BF16 || dt == LT_DTYPE_F16)
+          {
+            mxfp4_group_dtype (w, n, dt, codes, scale_out, byte_out);
+            break;
+          }
         for (int64_t j = 0; j < n; j++)
           amax = MAXF (amax, fabsf (w[j]));
         if (amax == 0.0f)
@@ -381,25 +447,27 @@ quantize_group_body (LtQuantMode mode, int bits, const float *w, /* (n) */
  * becomes vroundss, no libm call). No a*b+c appears in the body, so nothing can be
  * contracted into an FMA: both give identical bits (tested). */
 static void
-quantize_group_plain (LtQuantMode mode, int bits, const float *w, int64_t n,
+quantize_group_plain (LtQuantMode mode, int bits, LtDType dt, const float *w, int64_t n,
                       const float *fixed_scale, uint8_t *codes, float *scale_out,
                       float *bias_out, uint8_t *byte_out)
 {
-  quantize_group_body (mode, bits, w, n, fixed_scale, codes, scale_out, bias_out, byte_out, 0);
+  quantize_group_body (mode, bits, dt, w, n, fixed_scale, codes, scale_out, bias_out, byte_out,
+                       0);
 }
 
 #if defined(__x86_64__)
 __attribute__ ((target ("avx2"))) static void
-quantize_group_avx2 (LtQuantMode mode, int bits, const float *w, int64_t n,
+quantize_group_avx2 (LtQuantMode mode, int bits, LtDType dt, const float *w, int64_t n,
                      const float *fixed_scale, uint8_t *codes, float *scale_out,
                      float *bias_out, uint8_t *byte_out)
 {
-  quantize_group_body (mode, bits, w, n, fixed_scale, codes, scale_out, bias_out, byte_out, 1);
+  quantize_group_body (mode, bits, dt, w, n, fixed_scale, codes, scale_out, bias_out, byte_out,
+                       1);
 }
 #endif
 
-typedef void (*QuantizeGroupFunc) (LtQuantMode, int, const float *, int64_t, const float *,
-                                   uint8_t *, float *, float *, uint8_t *);
+typedef void (*QuantizeGroupFunc) (LtQuantMode, int, LtDType, const float *, int64_t,
+                                   const float *, uint8_t *, float *, float *, uint8_t *);
 
 static QuantizeGroupFunc
 pick_quantize_group (gboolean fast)
@@ -484,13 +552,54 @@ check_values (const float *w, int64_t rows, int64_t cols, gboolean parallel, GEr
   return TRUE;
 }
 
+/* w rounded to dtype (BF16/F16) when some value is not one of that dtype's values (as MLX's
+ * astype would round it); NULL when w is already exact (the usual case: read from such a
+ * tensor), or on error (NO_MEMORY, or NUMERIC for a value beyond F16's range). */
+static float *
+round_input (const float *w, int64_t rows, int64_t cols, LtDType dtype, GError **error)
+{
+  gsize n = (gsize) (rows * cols), k;
+  float *copy;
+
+  if (dtype != LT_DTYPE_BF16 && dtype != LT_DTYPE_F16)
+    return NULL;
+  for (k = 0; k < n; k++)
+    if (round_to_dtype (w[k], dtype) != w[k])
+      break;
+  if (k == n)
+    return NULL;
+  copy = g_try_malloc_n (n, sizeof (float));
+  if (copy == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                   "out of memory for a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " weight",
+                   rows, cols);
+      return NULL;
+    }
+  for (k = 0; k < n; k++)
+    {
+      copy[k] = round_to_dtype (w[k], dtype);
+      if (isinf (copy[k]))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
+                       "cannot quantize: weight [row %" G_GINT64_FORMAT ", column %"
+                       G_GINT64_FORMAT "] = %g is beyond the range of %s", (int64_t) k / cols,
+                       (int64_t) k % cols, w[k], lt_dtype_name (dtype));
+          g_free (copy);
+          return NULL;
+        }
+    }
+  return copy;
+}
+
 static LtQuantTensor *
 quantize_impl (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int bits,
-               int group_size, gboolean parallel, GError **error)
+               int group_size, LtDType dtype, gboolean parallel, GError **error)
 {
   LtQuantTensor *q;
   float fixed = 0.0f;
   gboolean per_tensor;
+  g_autofree float *rounded = NULL;
 
   if (!lt_quant_check_params (mode, bits, group_size, cols, error))
     return NULL;
@@ -502,8 +611,27 @@ quantize_impl (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int
     }
   if (rows > 0)
     g_return_val_if_fail (w != NULL, NULL);
+  if (dtype != LT_DTYPE_F32 && dtype != LT_DTYPE_BF16 && dtype != LT_DTYPE_F16)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "quantization: the weight dtype must be F32, BF16 or F16, not %s",
+                   lt_dtype_name (dtype));
+      return NULL;
+    }
   if (!check_values (w, rows, cols, parallel, error))
     return NULL;
+  if (rows > 0)
+    {
+      GError *local = NULL;
+      rounded = round_input (w, rows, cols, dtype, &local);
+      if (local)
+        {
+          g_propagate_error (error, local);
+          return NULL;
+        }
+      if (rounded)
+        w = rounded;
+    }
   q = tensor_alloc (mode, bits, group_size, rows, cols, error);
   if (q == NULL)
     return NULL;
@@ -524,7 +652,7 @@ quantize_impl (const float *w, int64_t rows, int64_t cols, LtQuantMode mode, int
             int64_t k = r * q->groups_per_row + g;
             float dummy_bias;
             uint8_t dummy_byte;
-            quantize_group (mode, bits, w + r * cols + g * q->group_len, q->group_len,
+            quantize_group (mode, bits, dtype, w + r * cols + g * q->group_len, q->group_len,
                             per_tensor ? &fixed : NULL, codes + g * q->group_len,
                             &q->scales[k], q->biases ? &q->biases[k] : &dummy_bias,
                             q->scale_bytes ? &q->scale_bytes[k] : &dummy_byte);
@@ -540,14 +668,24 @@ LtQuantTensor *
 lt_quant_tensor_quantize (const float *w, int64_t rows, int64_t cols, LtQuantMode mode,
                           int bits, int group_size, GError **error)
 {
-  return quantize_impl (w, rows, cols, mode, bits, group_size, TRUE, error);
+  return quantize_impl (w, rows, cols, mode, bits, group_size, LT_DTYPE_F32, TRUE, error);
+}
+
+LtQuantTensor *
+lt_quant_tensor_quantize_dtype (const float *w, int64_t rows, int64_t cols, LtQuantMode mode,
+                                int bits, int group_size, LtDType dtype, GError **error)
+{
+  LtQuantTensor *q = quantize_impl (w, rows, cols, mode, bits, group_size, dtype, TRUE, error);
+  if (q && !lt_quant_tensor_round_scales (q, dtype, error))
+    g_clear_pointer (&q, lt_quant_tensor_free);
+  return q;
 }
 
 LtQuantTensor *
 lt_quant_tensor_quantize_ref (const float *w, int64_t rows, int64_t cols, LtQuantMode mode,
                               int bits, int group_size, GError **error)
 {
-  return quantize_impl (w, rows, cols, mode, bits, group_size, FALSE, error);
+  return quantize_impl (w, rows, cols, mode, bits, group_size, LT_DTYPE_F32, FALSE, error);
 }
 
 /* ---- views, dequantization, sizes ---------------------------------------------------- */
@@ -644,16 +782,6 @@ lt_quant_tensor_memory_bytes (const LtQuantTensor *q)
 }
 
 /* ---- dtype rounding ------------------------------------------------------------------ */
-
-static float
-round_to_dtype (float v, LtDType dtype)
-{
-  if (dtype == LT_DTYPE_BF16)
-    return lt_bf16_to_f32 (lt_f32_to_bf16 (v));
-  if (dtype == LT_DTYPE_F16)
-    return lt_f16_to_f32 (lt_f32_to_f16 (v));
-  return v;
-}
 
 gboolean
 lt_quant_tensor_round_scales (LtQuantTensor *q, LtDType dtype, GError **error)

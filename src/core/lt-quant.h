@@ -31,7 +31,9 @@
  *              per group: e = clamp (round (log2 (max|W_g| / 6)), -127, 127), byte = e + 127,
  *              an all-zero group gets byte 127; code = argmin_k |w / 2^e - fp4[k]| over the
  *              16-entry table, the first index winning ties (so 0.75 -> 0.5, -0.1 -> +0).
- *              scale = 2^(byte - 127) (byte 0 -> 2^-127, as MLX).
+ *              scale = 2^(byte - 127) (byte 0 -> 2^-127, as MLX). For a BF16/F16 weight
+ *              (lt_quant_tensor_quantize_dtype) MLX evaluates this in the weight dtype: every
+ *              step (max|W|/6, log2, round, 2^e, w / 2^e, |x - fp4[k]|) is rounded to it.
  *   nf4        QLoRA NormalFloat-4: group 32/64 (default)/128; scale = max|W_g| (absmax);
  *              code = argmin_k |w / scale - nf4[k]|, the first (lower) index winning ties;
  *              an all-zero group has scale 0 and code 7 (= 0.0). Packing: this module's
@@ -99,6 +101,16 @@ gboolean lt_quant_check_params (LtQuantMode mode, int bits, int group_size, int6
 LtQuantTensor *lt_quant_tensor_quantize (const float *w, int64_t rows, int64_t cols,
                                          LtQuantMode mode, int bits, int group_size,
                                          GError **error);
+/* The same for a weight stored as @dtype (F32, BF16 or F16), bit for bit what MLX's
+ * mx::quantize (CPU) returns for an array of that dtype: w is first rounded to dtype (no-op for
+ * values read from such a tensor; NUMERIC error beyond F16's range); affine codes come from
+ * the f32 scale and bias (MLX's CPU kernel), mxfp4 evaluates MLX's graph in the dtype
+ * (max|w|/6, log2, round, 2^e, w/2^e and |x - fp4[k]| each rounded to dtype, which moves the
+ * E8M0 exponent and codes of some groups against f32); then the scales and biases are rounded
+ * to dtype (lt_quant_tensor_round_scales). F32 = lt_quant_tensor_quantize. */
+LtQuantTensor *lt_quant_tensor_quantize_dtype (const float *w, int64_t rows, int64_t cols,
+                                               LtQuantMode mode, int bits, int group_size,
+                                               LtDType dtype, GError **error);
 /* Plain single-threaded scalar version of the same quantizer: identical output. */
 LtQuantTensor *lt_quant_tensor_quantize_ref (const float *w, int64_t rows, int64_t cols,
                                              LtQuantMode mode, int bits, int group_size,
