@@ -88,10 +88,30 @@ add_file (const char *path, GBytes *data, gboolean lfs)
   g_ptr_array_add (hub.files, f);
 }
 
+/* The real tinystories-656k when ../shared has it, else the committed llama-f32 fixture (a
+ * fresh clone in CI has no ../shared): the same code paths, smaller files. */
 static char *
 model_dir (void)
 {
-  return g_build_filename (g_getenv ("LATHE_SHARED_DIR"), "models", "tinystories-656k", NULL);
+  const char *shared = g_getenv ("LATHE_SHARED_DIR");
+  char *dir = shared ? g_build_filename (shared, "models", "tinystories-656k", NULL) : NULL;
+
+  if (dir != NULL && g_file_test (dir, G_FILE_TEST_IS_DIR))
+    return dir;
+  g_free (dir);
+  return g_build_filename (g_getenv ("LATHE_TEST_DATA"), "models", "llama-f32", NULL);
+}
+
+/* Bytes of the fixture's model.safetensors. */
+static guint64
+model_size (void)
+{
+  g_autofree char *dir = model_dir ();
+  g_autofree char *p = g_build_filename (dir, "model.safetensors", NULL);
+  GStatBuf st;
+
+  g_assert_cmpint (g_stat (p, &st), ==, 0);
+  return (guint64) st.st_size;
 }
 
 static void
@@ -109,7 +129,14 @@ load_fixture (void)
       g_autofree char *p = g_build_filename (dir, small[i], NULL);
       char *text;
       gsize len;
-      g_assert_true (g_file_get_contents (p, &text, &len, NULL));
+      if (!g_file_test (p, G_FILE_TEST_EXISTS))
+        {
+          /* llama-f32 has no special_tokens_map.json: the same file set either way */
+          text = g_strdup ("{}\n");
+          len = 3;
+        }
+      else
+        g_assert_true (g_file_get_contents (p, &text, &len, NULL));
       add_file (small[i], g_bytes_new_take (text, len), FALSE);
     }
   add_file ("docs/README.md", g_bytes_new_static (readme, strlen (readme)), FALSE);
@@ -651,7 +678,7 @@ on_progress (const LtHubProgress *p, gpointer data)
   if (strcmp (p->file, "model.safetensors") == 0 && p->file_done > 0)
     {
       log->saw_model = TRUE;
-      g_assert_cmpuint (p->file_total, ==, 2626168);
+      g_assert_cmpuint (p->file_total, ==, model_size ());
       if (log->cancel_in_model)
         return FALSE;
     }
