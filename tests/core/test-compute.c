@@ -524,6 +524,16 @@ main (int argc, char **argv)
   g_test_add_func ("/compute/resolve", test_resolve);
   for (guint e = 0; e < G_N_ELEMENTS (engines); e++)
     {
+#ifdef __SANITIZE_ADDRESS__
+      /* LeakSanitizer's exit check crashes in a process that dlopen'ed libdnnl (its tracer
+       * faults on oneDNN's threads): the AddressSanitizer pass runs the emulation only; the
+       * oneDNN engines run in the plain build */
+      if (g_str_has_prefix (engines[e], "onednn"))
+        {
+          g_test_message ("bf16 engine %s: not under AddressSanitizer", engines[e]);
+          continue;
+        }
+#endif
       gboolean ok = lt_compute_set_bf16_engine (engines[e]);
       lt_compute_set_bf16_engine ("auto");
       if (!ok)
