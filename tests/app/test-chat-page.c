@@ -23,6 +23,7 @@
 #include "src/core/lt-chat.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-run-dir.h"
+#include "tests/test-util.h"
 
 static const char *chatml =
   "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -239,29 +240,6 @@ test_completion_and_errors (void)
   remove_model (dir);
 }
 
-static void
-rm_rf (const char *path)
-{
-  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-        rm_rf (child);
-      else
-        g_unlink (child);
-    }
-  g_rmdir (path);
-}
-
-static void
-set_flag (gboolean *flag)
-{
-  *flag = TRUE;
-}
-
 /* A finished 3-step LoRA run of @model into @out (through the app's train job). */
 static void
 make_finished_run (const char *model, const char *out)
@@ -279,7 +257,7 @@ make_finished_run (const char *model, const char *out)
                 "steps-per-eval", 1000000, "save-every", 1000000, "learning-rate", 1e-3, NULL);
   cfg = lathe_run_settings_dup_config (settings);
   job = lathe_train_job_new (cfg, FALSE);
-  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (test_set_flag), &finished);
   g_assert_true (lathe_train_job_start (job, NULL, &error));
   g_assert_no_error (error);
   while (!finished)
@@ -504,7 +482,7 @@ test_model_choices (void)
   }
   gtk_window_destroy (GTK_WINDOW (window));
   remove_model (model);
-  rm_rf (root);
+  test_rm_rf (root);
 }
 
 int

@@ -19,29 +19,7 @@
 #include "src/core/lt-gguf.h"
 #include "src/core/lt-quant.h"
 #include "src/core/lt-run-dir.h"
-
-static void
-rm_rf (const char *path)
-{
-  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-        rm_rf (child);
-      else
-        g_unlink (child);
-    }
-  g_rmdir (path);
-}
-
-static void
-set_flag (gboolean *flag)
-{
-  *flag = TRUE;
-}
+#include "tests/test-util.h"
 
 /* A 3-step LoRA run of llama-f32 on tests/data/train into @dir/run (lt_train, through the
  * app's train job). */
@@ -63,7 +41,7 @@ make_run (const char *dir)
                 "steps-per-eval", 1000000, "save-every", 1000000, "learning-rate", 1e-3, NULL);
   cfg = lathe_run_settings_dup_config (settings);
   job = lathe_train_job_new (cfg, FALSE);
-  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (test_set_flag), &finished);
   g_assert_true (lathe_train_job_start (job, NULL, &error));
   g_assert_no_error (error);
   while (!finished)
@@ -153,7 +131,7 @@ test_real_export (void)
   job = lathe_export_dialog_get_job (dialog);
   g_assert_nonnull (job);
   g_assert_cmpstr (lathe_export_job_get_output_dir (job), ==, out);
-  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (test_set_flag), &finished);
   while (!finished)
     {
       g_main_context_iteration (NULL, TRUE);
@@ -286,7 +264,7 @@ test_real_export (void)
     gboolean loaded = FALSE;
 
     g_assert_false (gtk_widget_get_sensitive (button));
-    g_signal_connect_swapped (page, "loaded", G_CALLBACK (set_flag), &loaded);
+    g_signal_connect_swapped (page, "loaded", G_CALLBACK (test_set_flag), &loaded);
     lathe_runs_page_set_folder (page, dir);
     while (!loaded)
       g_main_context_iteration (NULL, TRUE);
@@ -295,7 +273,7 @@ test_real_export (void)
     g_assert_true (gtk_widget_get_sensitive (button));
     g_object_unref (page);
   }
-  rm_rf (dir);
+  test_rm_rf (dir);
 }
 
 static void
@@ -332,7 +310,7 @@ test_cancel (void)
   g_assert_no_error (error);
   job = lathe_export_dialog_get_job (dialog);
   g_signal_connect (job, "notify::fraction", G_CALLBACK (cancel_on_first_progress), &cancelled);
-  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (test_set_flag), &finished);
   while (!finished)
     g_main_context_iteration (NULL, TRUE);
   while (g_main_context_iteration (NULL, FALSE))
@@ -343,7 +321,7 @@ test_cancel (void)
 
   gtk_window_destroy (GTK_WINDOW (dialog));
   g_assert_finalize_object (dialog);
-  rm_rf (dir);
+  test_rm_rf (dir);
 }
 
 /* A run folder with run.json only (lt-run-dir), for the dialog's defaults. */
@@ -458,7 +436,7 @@ test_quantization (void)
     gtk_window_destroy (GTK_WINDOW (dialog));
     g_assert_finalize_object (dialog);
   }
-  rm_rf (dir);
+  test_rm_rf (dir);
 }
 
 /* GGUF types: the Type row offers, in the table's order, every llama.cpp name the core writes
@@ -550,7 +528,7 @@ test_gguf_types_and_ollama (void)
   g_assert_true (lathe_export_dialog_start (dialog, &error));
   g_assert_no_error (error);
   job = lathe_export_dialog_get_job (dialog);
-  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (test_set_flag), &finished);
   while (!finished)
     g_main_context_iteration (NULL, TRUE);
   while (g_main_context_iteration (NULL, FALSE))
@@ -586,7 +564,7 @@ test_gguf_types_and_ollama (void)
 
   gtk_window_destroy (GTK_WINDOW (dialog));
   g_assert_finalize_object (dialog);
-  rm_rf (dir);
+  test_rm_rf (dir);
 }
 
 int

@@ -18,29 +18,7 @@
 #include "lathe-train-job.h"
 #include "src/core/lt-quant.h"
 #include "src/core/lt-run-dir.h"
-
-static void
-rm_rf (const char *path)
-{
-  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-        rm_rf (child);
-      else
-        g_unlink (child);
-    }
-  g_rmdir (path);
-}
-
-static void
-set_flag (gboolean *flag)
-{
-  *flag = TRUE;
-}
+#include "tests/test-util.h"
 
 /* A 3-step LoRA run of llama-f32 on data/demo/sft (train.jsonl + valid.jsonl) into @dir/run. */
 static char *
@@ -62,7 +40,7 @@ make_run (const char *dir)
                 "steps-per-eval", 1000000, "save-every", 1000000, "learning-rate", 1e-2, NULL);
   cfg = lathe_run_settings_dup_config (settings);
   job = lathe_train_job_new (cfg, FALSE);
-  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (test_set_flag), &finished);
   g_assert_true (lathe_train_job_start (job, NULL, &error));
   g_assert_no_error (error);
   while (!finished)
@@ -136,7 +114,7 @@ test_gptq (void)
   g_assert_true (lathe_export_dialog_start (dialog, &error));
   g_assert_no_error (error);
   LatheExportJob *job = lathe_export_dialog_get_job (dialog);
-  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (test_set_flag), &finished);
   while (!finished)
     g_main_context_iteration (NULL, TRUE);
   while (g_main_context_iteration (NULL, FALSE))
@@ -175,7 +153,7 @@ test_gptq (void)
 
   gtk_window_destroy (GTK_WINDOW (dialog));
   g_assert_finalize_object (dialog);
-  rm_rf (dir);
+  test_rm_rf (dir);
 }
 
 int

@@ -14,32 +14,10 @@
 
 #include "lathe-runs-page.h"
 #include "src/core/lt-run-dir.h"
+#include "tests/test-util.h"
 
 static char *tmp;   /* the test's folder: runs/ and data/ (XDG_DATA_HOME) */
 static char *runs;
-
-static void
-rm_rf (const char *path)
-{
-  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-        rm_rf (child);
-      else
-        g_unlink (child);
-    }
-  g_rmdir (path);
-}
-
-static void
-set_flag (gboolean *flag)
-{
-  *flag = TRUE;
-}
 
 /* A run folder RUNS/NAME: @n_reports reports (every 5 steps) and an eval every 10 steps, then
  * @status at @step of 40. */
@@ -90,7 +68,7 @@ load_page (void)
   LatheRunsPage *page = LATHE_RUNS_PAGE (g_object_ref_sink (lathe_runs_page_new ()));
   gboolean loaded = FALSE;
 
-  g_signal_connect_swapped (page, "loaded", G_CALLBACK (set_flag), &loaded);
+  g_signal_connect_swapped (page, "loaded", G_CALLBACK (test_set_flag), &loaded);
   lathe_runs_page_set_folder (page, runs);
   while (!loaded)
     g_main_context_iteration (NULL, TRUE);
@@ -102,7 +80,7 @@ static void
 wait_loaded (LatheRunsPage *page)
 {
   gboolean loaded = FALSE;
-  gulong id = g_signal_connect_swapped (page, "loaded", G_CALLBACK (set_flag), &loaded);
+  gulong id = g_signal_connect_swapped (page, "loaded", G_CALLBACK (test_set_flag), &loaded);
 
   while (!loaded)
     g_main_context_iteration (NULL, TRUE);
@@ -121,7 +99,7 @@ find_run (LatheRunsPage *page, const char *name)
 static void
 setup_runs (void)
 {
-  rm_rf (runs);
+  test_rm_rf (runs);
   make_run ("alpha", 1e-3, 8, 8, LT_RUN_STATUS_FINISHED, 40, NULL);
   make_run ("beta", 2e-3, 16, 3, LT_RUN_STATUS_STOPPED, 17, "stopped at step 17 of 40");
   make_run ("gamma", 1e-3, 8, 1, LT_RUN_STATUS_FAILED, 6,
@@ -362,7 +340,7 @@ main (int argc, char **argv)
   g_test_add_func ("/runs-page/rename", test_rename);
   g_test_add_func ("/runs-page/delete", test_delete);
   status = g_test_run ();
-  rm_rf (tmp);
+  test_rm_rf (tmp);
   g_free (runs);
   g_free (tmp);
   return status;

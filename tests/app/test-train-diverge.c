@@ -15,29 +15,7 @@
 #include "lathe-train-job.h"
 #include "lathe-train-page.h"
 #include "src/core/lt-error.h"
-
-static void
-rm_rf (const char *path)
-{
-  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-        rm_rf (child);
-      else
-        g_unlink (child);
-    }
-  g_rmdir (path);
-}
-
-static void
-set_flag (gboolean *flag)
-{
-  *flag = TRUE;
-}
+#include "tests/test-util.h"
 
 /* The monitor's heading (the "title-4" label) and the label after it. */
 static void
@@ -83,7 +61,7 @@ test_diverged_message (void)
                 "lora-scale", 20.0, NULL);
   g_assert_true (lathe_train_page_start (page));
   job = lathe_train_page_get_job (page);
-  g_signal_connect_swapped (job, "finished", G_CALLBACK (set_flag), &finished);
+  g_signal_connect_swapped (job, "finished", G_CALLBACK (test_set_flag), &finished);
   while (!finished)
     g_main_context_iteration (NULL, TRUE);
   while (g_main_context_iteration (NULL, FALSE))
@@ -104,6 +82,12 @@ test_diverged_message (void)
   g_assert_null (strchr (text, '\n'));
   /* below it, shown: what to try, with the numbers */
   g_assert_true (gtk_widget_is_visible (GTK_WIDGET (detail)));
+  {
+    /* laid out at the next frame: wait for it (at most 5 s) */
+    gint64 end = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+    while (gtk_widget_get_height (GTK_WIDGET (detail)) == 0 && g_get_monotonic_time () < end)
+      g_main_context_iteration (NULL, TRUE);
+  }
   g_assert_cmpint (gtk_widget_get_height (GTK_WIDGET (detail)), >, 0);
   text = gtk_label_get_text (detail);
   g_assert_nonnull (strstr (text, "learning rate 10× lower (1e+29 instead of 1e+30)"));
@@ -119,7 +103,7 @@ test_diverged_message (void)
   g_assert_false (gtk_widget_get_visible (GTK_WIDGET (detail)));
 
   gtk_window_destroy (GTK_WINDOW (window));
-  rm_rf (dir);
+  test_rm_rf (dir);
 }
 
 int

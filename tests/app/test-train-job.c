@@ -18,6 +18,7 @@
 #include "lathe-train-job.h"
 #include "src/core/lt-error.h"
 #include "src/core/lt-model-train.h"
+#include "tests/test-util.h"
 
 typedef struct
 {
@@ -53,26 +54,9 @@ fixture_setup (Fixture *f, gconstpointer data)
 }
 
 static void
-rm_rf (const char *path)
-{
-  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-      if (g_file_test (child, G_FILE_TEST_IS_DIR))
-        rm_rf (child);
-      else
-        g_unlink (child);
-    }
-  g_rmdir (path);
-}
-
-static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
-  rm_rf (f->dir);
+  test_rm_rf (f->dir);
   g_free (f->dir);
   g_assert_finalize_object (f->settings);
   g_array_unref (f->steps);

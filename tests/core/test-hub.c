@@ -19,6 +19,7 @@
 #include "lt-error.h"
 #include "lt-hub.h"
 #include "lt-model-open.h"
+#include "tests/test-util.h"
 
 #define REPO "lathe-test/tinystories-656k"
 #define GATED "lathe-test/gated"
@@ -436,31 +437,9 @@ fixture_setup (Fixture *fx, gconstpointer data)
 }
 
 static void
-rm_rf (const char *path)
-{
-  GDir *dir;
-  const char *name;
-
-  if (g_file_test (path, G_FILE_TEST_IS_SYMLINK) || !g_file_test (path, G_FILE_TEST_IS_DIR))
-    {
-      g_unlink (path);
-      return;
-    }
-  dir = g_dir_open (path, 0, NULL);
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-      rm_rf (child);
-    }
-  if (dir != NULL)
-    g_dir_close (dir);
-  g_rmdir (path);
-}
-
-static void
 fixture_teardown (Fixture *fx, gconstpointer data)
 {
-  rm_rf (fx->cache);
+  test_rm_rf (fx->cache);
   g_free (fx->cache);
   g_unsetenv ("HF_HUB_OFFLINE");
 }
@@ -828,7 +807,7 @@ test_gated (Fixture *fx, gconstpointer data)
   g_clear_pointer (&snapshot, g_free);
 
   /* the token file the HF tools keep ($HF_HOME/token), on a fresh cache */
-  rm_rf (fx->cache);
+  test_rm_rf (fx->cache);
   g_assert_cmpint (g_mkdir_with_parents (home, 0700), ==, 0);
   g_assert_true (g_file_set_contents (token_file, TOKEN "\n", -1, NULL));
   g_setenv ("HF_HOME", home, TRUE);

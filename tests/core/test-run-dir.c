@@ -14,27 +14,7 @@
 #include "lt-error.h"
 #include "lt-json.h"
 #include "lt-run-dir.h"
-
-static void
-rm_rf (const char *path)
-{
-  if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK))
-    {
-      GDir *dir = g_dir_open (path, 0, NULL);
-      const char *name;
-
-      while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          rm_rf (child);
-        }
-      if (dir != NULL)
-        g_dir_close (dir);
-      g_rmdir (path);
-    }
-  else
-    g_unlink (path);
-}
+#include "tests/test-util.h"
 
 typedef struct
 {
@@ -53,7 +33,7 @@ fixture_setup (Fixture *f, gconstpointer unused)
 static void
 fixture_teardown (Fixture *f, gconstpointer unused)
 {
-  rm_rf (f->tmp);
+  test_rm_rf (f->tmp);
   g_free (f->tmp);
 }
 

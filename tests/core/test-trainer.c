@@ -20,33 +20,12 @@
 #include "lt-safetensors.h"
 #include "lt-tokenizer.h"
 #include "lt-trainer.h"
+#include "tests/test-util.h"
 
 static char *
 data_path (const char *a, const char *b, const char *c)
 {
   return g_build_filename (g_getenv ("LATHE_TEST_DATA"), a, b, c, NULL);
-}
-
-static void
-rm_rf (const char *path)
-{
-  GDir *dir;
-  const char *name;
-
-  if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK))
-    {
-      dir = g_dir_open (path, 0, NULL);
-      while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          rm_rf (child);
-        }
-      if (dir != NULL)
-        g_dir_close (dir);
-      g_rmdir (path);
-    }
-  else
-    g_unlink (path);
 }
 
 typedef struct
@@ -66,7 +45,7 @@ fixture_setup (Fixture *f, gconstpointer unused)
 static void
 fixture_teardown (Fixture *f, gconstpointer unused)
 {
-  rm_rf (f->tmp);
+  test_rm_rf (f->tmp);
   g_free (f->tmp);
 }
 
@@ -256,7 +235,7 @@ test_refusals (Fixture *f, gconstpointer unused)
   g_assert_true (g_str_has_prefix (error->message, "qat_group_size"));
   g_clear_error (&error);
   cfg->qat_enable = FALSE;
-  rm_rf (cfg->adapter_path);
+  test_rm_rf (cfg->adapter_path);
 
   /* resume without state/ */
   g_assert_false (lt_train (cfg, TRUE, NULL, NULL, NULL, &error));
@@ -751,7 +730,7 @@ test_peft_reference (gconstpointer user_data)
       if (!(fabs (got - exp) <= 1e-3 * fabs (exp)))
         g_error ("%s step %u: loss %.7f, PEFT/torch %.7f", name, i + 1, got, exp);
     }
-  rm_rf (tmp);
+  test_rm_rf (tmp);
 }
 
 /* ~30 steps on tinystories-656k with the story fixture: the validation loss falls. With
