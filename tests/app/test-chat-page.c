@@ -24,6 +24,7 @@
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-run-dir.h"
 #include "tests/test-util.h"
+#include "test-app-util.h"
 
 static const char *chatml =
   "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -246,23 +247,7 @@ make_finished_run (const char *model, const char *out)
 {
   g_autofree char *train = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "train",
                                              "train.jsonl", NULL);
-  g_autoptr (LatheRunSettings) settings = lathe_run_settings_new ();
-  g_autoptr (LtRunConfig) cfg = NULL;
-  g_autoptr (LatheTrainJob) job = NULL;
-  g_autoptr (GError) error = NULL;
-  gboolean finished = FALSE;
-
-  g_object_set (settings, "model", model, "data", train, "adapter-path", out, "iters", 3,
-                "batch-size", 2, "max-seq-length", 64, "steps-per-report", 1,
-                "steps-per-eval", 1000000, "save-every", 1000000, "learning-rate", 1e-3, NULL);
-  cfg = lathe_run_settings_dup_config (settings);
-  job = lathe_train_job_new (cfg, FALSE);
-  g_signal_connect_swapped (job, "finished", G_CALLBACK (test_set_flag), &finished);
-  g_assert_true (lathe_train_job_start (job, NULL, &error));
-  g_assert_no_error (error);
-  while (!finished)
-    g_main_context_iteration (NULL, TRUE);
-  g_assert_cmpint (lathe_train_job_get_state (job), ==, LATHE_TRAIN_STATE_FINISHED);
+  test_app_finished_run (model, train, out, 64, 1e-3);
   g_assert_true (lathe_export_run_has_adapter (out));
 }
 

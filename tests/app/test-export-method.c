@@ -19,6 +19,7 @@
 #include "src/core/lt-quant.h"
 #include "src/core/lt-run-dir.h"
 #include "tests/test-util.h"
+#include "test-app-util.h"
 
 /* A 3-step LoRA run of llama-f32 on data/demo/sft (train.jsonl + valid.jsonl) into @dir/run. */
 static char *
@@ -29,23 +30,7 @@ make_run (const char *dir)
   g_autofree char *data = g_build_filename (g_getenv ("LATHE_SOURCE_DIR"), "data", "demo", "sft",
                                             NULL);
   char *out = g_build_filename (dir, "run", NULL);
-  g_autoptr (LatheRunSettings) settings = lathe_run_settings_new ();
-  g_autoptr (LtRunConfig) cfg = NULL;
-  g_autoptr (LatheTrainJob) job = NULL;
-  g_autoptr (GError) error = NULL;
-  gboolean finished = FALSE;
-
-  g_object_set (settings, "model", model, "data", data, "adapter-path", out, "iters", 3,
-                "batch-size", 2, "max-seq-length", 32, "steps-per-report", 1,
-                "steps-per-eval", 1000000, "save-every", 1000000, "learning-rate", 1e-2, NULL);
-  cfg = lathe_run_settings_dup_config (settings);
-  job = lathe_train_job_new (cfg, FALSE);
-  g_signal_connect_swapped (job, "finished", G_CALLBACK (test_set_flag), &finished);
-  g_assert_true (lathe_train_job_start (job, NULL, &error));
-  g_assert_no_error (error);
-  while (!finished)
-    g_main_context_iteration (NULL, TRUE);
-  g_assert_cmpint (lathe_train_job_get_state (job), ==, LATHE_TRAIN_STATE_FINISHED);
+  test_app_finished_run (model, data, out, 32, 1e-2);
   return out;
 }
 
