@@ -182,6 +182,8 @@ lt_compute_cpu_has_avx512_bf16 (void)
 #endif
 }
 
+static int dnnl_ok (void);
+
 LtComputeDType
 lt_compute_resolve (LtComputeDType requested, const char **why)
 {
@@ -207,6 +209,14 @@ lt_compute_resolve (LtComputeDType requested, const char **why)
     {
       d = LT_COMPUTE_F32;
       w = "auto: the CPU has neither AMX-BF16 nor AVX512-BF16";
+    }
+  if (requested != LT_COMPUTE_F32 && requested != LT_COMPUTE_BF16 && d == LT_COMPUTE_BF16
+      && !dnnl_ok ())
+    {
+      /* without oneDNN's bf16 kernels the products would run in the emulation, several
+       * times slower than f32: auto never picks a slower path */
+      d = LT_COMPUTE_F32;
+      w = "auto: the CPU has bf16 units but oneDNN (libdnnl.so.2) could not be loaded";
     }
   if (why)
     *why = w;
