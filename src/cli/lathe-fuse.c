@@ -175,8 +175,10 @@ print_method (const LtExportMethod *m, const LtExportMethodReport *r, const char
            r->n_calib, r->ppl_float, r->ppl_rtn, name, r->ppl_method);
 }
 
+/* @member: the layers' survival ({"layer", ["format",] "ratio", "cosine"}). */
 static void
-json_survival (JsonBuilder *b, const char *member, const LtExportReport *rep)
+json_survival (JsonBuilder *b, const char *member, const LtExportReport *rep,
+               gboolean with_format)
 {
   json_builder_set_member_name (b, member);
   json_builder_begin_array (b);
@@ -186,6 +188,11 @@ json_survival (JsonBuilder *b, const char *member, const LtExportReport *rep)
       json_builder_begin_object (b);
       json_builder_set_member_name (b, "layer");
       json_builder_add_string_value (b, s->layer);
+      if (with_format)
+        {
+          json_builder_set_member_name (b, "format");
+          json_builder_add_string_value (b, s->format);
+        }
       json_builder_set_member_name (b, "ratio");
       json_builder_add_double_value (b, s->ratio);
       json_builder_set_member_name (b, "cosine");
@@ -241,8 +248,8 @@ json_method (JsonBuilder *b, const LtExportMethod *m, const LtExportMethodReport
       json_builder_set_member_name (b, "layer_rtn_mse");
       json_builder_add_double_value (b, rtn);
     }
-  json_survival (b, "survival_rtn", r->rtn);
-  json_survival (b, "survival_method", r->method);
+  json_survival (b, "survival_rtn", r->rtn, FALSE);
+  json_survival (b, "survival_method", r->method, FALSE);
   json_builder_end_object (b);
 }
 
@@ -556,23 +563,7 @@ lathe_cmd_fuse (int argc, char **argv)
       json_builder_add_double_value (b, rep->seconds_fuse);
       json_builder_set_member_name (b, "seconds_write");
       json_builder_add_double_value (b, rep->seconds_write);
-      json_builder_set_member_name (b, "survival");
-      json_builder_begin_array (b);
-      for (guint i = 0; i < rep->survival->len; i++)
-        {
-          LtSurvival *s = &g_array_index (rep->survival, LtSurvival, i);
-          json_builder_begin_object (b);
-          json_builder_set_member_name (b, "layer");
-          json_builder_add_string_value (b, s->layer);
-          json_builder_set_member_name (b, "format");
-          json_builder_add_string_value (b, s->format);
-          json_builder_set_member_name (b, "ratio");
-          json_builder_add_double_value (b, s->ratio);
-          json_builder_set_member_name (b, "cosine");
-          json_builder_add_double_value (b, s->cosine);
-          json_builder_end_object (b);
-        }
-      json_builder_end_array (b);
+      json_survival (b, "survival", rep, TRUE);
       json_builder_set_member_name (b, "qat_grid");
       json_builder_add_string_value (b, rep->qat_grid);
       json_builder_set_member_name (b, "warning");

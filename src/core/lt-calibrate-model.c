@@ -195,7 +195,7 @@ pass_init (Pass *P, LtModel *m, const LtCalibTokens *data, const LtCalibModelOpt
   GArray *cs = g_array_new (FALSE, FALSE, sizeof (int));
   GArray *ct = g_array_new (FALSE, FALSE, sizeof (int64_t));
   int64_t tok = 0, start = 0;
-  int dummy;
+  int n_checked; /* the batch's token count: data->n_tokens already holds it */
 
   P->m = m;
   P->data = data;
@@ -207,7 +207,7 @@ pass_init (Pass *P, LtModel *m, const LtCalibTokens *data, const LtCalibModelOpt
   P->L = c->num_hidden_layers;
   P->V = c->vocab_size;
   P->unquantized = g_ptr_array_new_with_free_func (g_free);
-  if (!lt_model_check_batch (m, data->tokens, data->lengths, data->B, &dummy, error))
+  if (!lt_model_check_batch (m, data->tokens, data->lengths, data->B, &n_checked, error))
     {
       g_array_free (cs, TRUE);
       g_array_free (ct, TRUE);

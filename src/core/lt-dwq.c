@@ -282,11 +282,11 @@ make_batch (Dwq *d, const LtDwqSequence *seqs, const int *idx, int n, int max_se
 static gboolean
 run_batch (Dwq *d, gboolean backward, double *kl_sum, GError **error)
 {
-  double dummy;
+  double teacher_sum; /* unused: the teacher's head only records its hidden states */
 
   if (!dwq_prepare (d, d->N, error)
       || !lt_model_forward_backward_head (d->teacher, d->tokens, d->lengths, d->B, teacher_head,
-                                          d, FALSE, &dummy, error))
+                                          d, FALSE, &teacher_sum, error))
     return FALSE;
   return lt_model_forward_backward_head (d->student, d->tokens, d->lengths, d->B, student_head,
                                          d, backward, kl_sum, error);

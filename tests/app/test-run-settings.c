@@ -6,6 +6,7 @@
 #include <glib/gstdio.h>
 
 #include "lathe-run-settings.h"
+#include "tests/test-util.h"
 #include "src/core/lt-error.h"
 
 /* Every property value of @a equals @b's. */
@@ -531,6 +532,7 @@ test_repo_id (void)
   g_assert_cmpstr (cfg->model, ==, "acme/not-here");
   lt_run_config_free (cfg);
   g_unsetenv ("HF_HUB_CACHE");
+  test_rm_rf (cache);
 }
 
 int
