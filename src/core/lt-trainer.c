@@ -1159,13 +1159,15 @@ do_report (Trainer *tr, GError **error)
   tr->report_loss_sum = 0;
   tr->report_steps = 0;
   tr->report_tokens = 0;
-  tr->report_t0 = t;
   if (!append_metrics (tr, &p, error))
     return FALSE;
   trainer_log (tr, "step %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT ": loss %.6f, lr %.3g, "
                "%.1f tokens/s", tr->step, tr->total_steps, p.loss, p.learning_rate,
                p.tokens_per_s);
   emit (tr, &p);
+  /* the next interval starts once this report is written and delivered: its fsyncs and the
+   * listener's time are not training time, as sampling is not */
+  tr->report_t0 = g_get_monotonic_time ();
   return TRUE;
 }
 
