@@ -351,12 +351,43 @@ typedef struct
   size_t bytes;
 } Buf;
 
-static __thread Buf tl_buf[4];
+enum { N_BUFS = 4 };
+
+/* Each thread's buffers hang off a key whose destructor frees them when the thread ends (an
+ * OpenMP pool thread that exits would otherwise leak what a __thread array held). */
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+
+static void
+bufs_free (void *data)
+{
+  Buf *bufs = data;
+  for (int i = 0; i < N_BUFS; i++)
+    free (bufs[i].p);
+  free (bufs);
+}
+
+static void
+buf_key_create (void)
+{
+  pthread_key_create (&buf_key, bufs_free);
+}
 
 static void *
 buf_get (int i, size_t bytes)
 {
-  Buf *b = &tl_buf[i];
+  pthread_once (&buf_once, buf_key_create);
+  Buf *bufs = pthread_getspecific (buf_key);
+  if (!bufs)
+    {
+      bufs = calloc (N_BUFS, sizeof *bufs);
+      if (!bufs || pthread_setspecific (buf_key, bufs) != 0)
+        {
+          free (bufs);
+          return NULL;
+        }
+    }
+  Buf *b = &bufs[i];
   if (b->bytes < bytes)
     {
       free (b->p);
