@@ -254,6 +254,7 @@ load_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   if ((l->model = lt_model_open (job->model_dir, &opts, &error)) == NULL
       || (l->tok = lt_model_open_tokenizer (job->model_dir, &error)) == NULL)
     goto fail;
+  l->model->decode_act8 = TRUE; /* replies as `lathe chat` gives them (its default) */
   if (job->adapter != NULL)
     {
       if (!lt_model_load_adapters (l->model, job->adapter, &error))

@@ -47,6 +47,7 @@ lathe_cmd_chat (int argc, char **argv)
   int max_tokens = 256, context = 0;
   double temp = 0.0, top_p = 1.0;
   gint64 seed = 0;
+  gboolean exact = FALSE;
   int exit_status;
   const GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir,
@@ -66,6 +67,7 @@ lathe_cmd_chat (int argc, char **argv)
     { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &top_p,
       "Nucleus sampling: keep the most likely tokens up to this mass (default 1)", "P" },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, "Random seed for sampling (default 0)", "S" },
+    { "exact", 0, 0, G_OPTION_ARG_NONE, &exact, LATHE_EXACT_HELP, NULL },
     { "context", 'c', 0, G_OPTION_ARG_INT, &context,
       "Tokens the conversation may hold (default: the model's maximum, at most 4096)", "N" },
     { NULL },
@@ -95,6 +97,7 @@ lathe_cmd_chat (int argc, char **argv)
   g_autoptr (LtTokenizer) tok = NULL;
   if (!lathe_decode_load ("chat", model_dir, quantization, adapter, &model, &tok, &exit_status))
     return exit_status;
+  model->decode_act8 = !exact;
   g_autoptr (LtChat) chat = lt_chat_new (model, tok, context, &error);
   if (chat == NULL)
     {

@@ -24,6 +24,11 @@ gboolean lathe_decode_load (const char *cmd, const char *model_dir, const char *
   "Apply this adapter without fusing it: a run folder, an mlx-lm or PEFT adapter folder, or " \
   "an mlx-lm adapters.safetensors (alone: shape from its tensors, scale 20) (default none)"
 
+/* The --exact option's description (generate, chat). */
+#define LATHE_EXACT_HELP \
+  "Keep the inputs of 4-bit layers in f32 while decoding (slower; default: rounded to 8 bits " \
+  "per group, as llama.cpp does, about 1.5× faster replies)"
+
 /* The --model option's description, shared by the commands. */
 #define LATHE_MODEL_HELP \
   "Model folder (config.json, safetensors, tokenizer.json) or a .gguf file (llama, mistral, " \

@@ -83,6 +83,7 @@ lathe_cmd_generate (int argc, char **argv)
   int max_tokens = 256;
   double temp = 0.0, top_p = 1.0;
   gint64 seed = 0;
+  gboolean exact = FALSE;
   int exit_status;
   const GOptionEntry entries[] = {
     { "adapter-path", 'a', 0, G_OPTION_ARG_FILENAME, &adapter, LATHE_ADAPTER_PATH_HELP,
@@ -104,6 +105,7 @@ lathe_cmd_generate (int argc, char **argv)
     { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &top_p,
       "Nucleus sampling: keep the most likely tokens up to this mass (default 1)", "P" },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, "Random seed for sampling (default 0)", "S" },
+    { "exact", 0, 0, G_OPTION_ARG_NONE, &exact, LATHE_EXACT_HELP, NULL },
     { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute_dtype,
       "Precision of the matrix products: auto (bf16 where the CPU has AMX or AVX512-BF16), "
       "f32 or bf16 (default auto)", "auto|f32|bf16" },
@@ -149,6 +151,7 @@ lathe_cmd_generate (int argc, char **argv)
   g_autoptr (LtTokenizer) tok = NULL;
   if (!lathe_decode_load ("generate", model_dir, quantization, adapter, &model, &tok, &exit_status))
     return exit_status;
+  model->decode_act8 = !exact;
   g_autoptr (GArray) ids = prompt_ids (model, tok, prompt ? prompt : "", chat, &error);
   if (ids == NULL)
     return lathe_cli_report_error ("generate", error);

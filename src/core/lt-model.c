@@ -10,6 +10,7 @@
 
 #include "lt-error.h"
 #include "lt-kernels.h"
+#include "kernels/lt-quant-kernels.h"
 
 /* Floats of LM-head logits computed at once in the evaluation path (N × chunk). */
 #define LT_LOGIT_CHUNK_FLOATS ((gsize) 4 << 20)
@@ -1206,15 +1207,18 @@ lt_model_decode (LtModel *m, LtKVCache *cache, const int32_t *tokens, int n, flo
                    "the KV cache holds %d tokens; %d more do not fit", cache->cap, n);
       return FALSE;
     }
-  if (!check_tokens (m, tokens, n, error) || !forward_hidden (m, tokens, n, NULL, 1, cache, error))
+  if (!check_tokens (m, tokens, n, error))
     return FALSE;
-  if (all_logits)
+  int act8 = lt_qk_gemv_set_act8 (m->decode_act8);
+  gboolean ok = forward_hidden (m, tokens, n, NULL, 1, cache, error);
+  if (ok && all_logits)
     lt_linear_forward (&m->w.lm_head, m->state->xb, n, logits, m->state->tile,
                        m->state->tile_floats);
-  else
+  else if (ok)
     lt_linear_forward (&m->w.lm_head, m->state->xb + (gsize) (n - 1) * C, 1, logits,
                        m->state->tile, m->state->tile_floats);
-  return TRUE;
+  lt_qk_gemv_set_act8 (act8);
+  return ok;
 }
 
 /* ---- sampling ---- */

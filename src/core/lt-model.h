@@ -78,6 +78,10 @@ typedef struct
   gboolean prequantized;     /* the folder was already quantized (MLX layout) */
   char **unquantized;        /* layers left in their stored precision (module paths, e.g.
                               * "model.layers.0.mlp.down_proj"): NULL-terminated, owned */
+  gboolean decode_act8;      /* lt_model_decode rounds the inputs of 4-bit affine layers to
+                              * 8 bits (lt_qk_gemv_set_act8): about 2× faster replies, within
+                              * the activations' rounding of the exact ones. FALSE at load;
+                              * generate and chat turn it on unless asked to be exact */
   gpointer keep;             /* what a model built over borrowed tensors keeps alive (a GGUF
                               * mapping and its tensor table); freed last by lt_model_free */
   GDestroyNotify keep_free;

@@ -24,6 +24,8 @@
  * 3): ~7.5 GB/s of codes per core; factoring the scale out of each group (Σ s·Σq·x + Σ b·Σx,
  * saving the de-quantizing FMA) measured within noise of that, so the exact form stays;
  * without the int→float conversions it would run ~30% faster.
+ * With 8-bit activations (lt_qk_gemv_set_act8; decode's default in generate and chat) the
+ * 4-bit affine product runs in integers, four rows at a time: a third of the instructions.
  *   q2, q6  2 and 6-bit affine, group_len a multiple of 32 (AVX2 only): each int32 lane holds
  *        four consecutive codes (one byte, or three bytes placed by a byte shuffle), split by
  *        shifts into four phases; X is pre-arranged to match.
@@ -49,6 +51,15 @@
 
 int lt_qk_gemv_isa = -1;
 int lt_qk_gemv_generic = 0;
+static _Thread_local int act8_on;
+
+int
+lt_qk_gemv_set_act8 (int on)
+{
+  int prev = act8_on;
+  act8_on = on != 0;
+  return prev;
+}
 
 typedef enum
 {
@@ -104,7 +115,10 @@ lt_qk_gemv_kernel_name (const LtQKWeight *w)
     { "generic", "q4-affine avx2", "q4-lut avx2", "q8-affine avx2", "q2-affine avx2",
       "q6-affine avx2" },
   };
-  return names[use_avx2 ()][pick_kernel (w)];
+  Kernel k = pick_kernel (w);
+  if (k == KERNEL_Q4_AFFINE && act8_on)
+    return use_avx2 () ? "q4-affine act8 avx2" : "q4-affine act8 scalar";
+  return names[use_avx2 ()][k];
 }
 
 /* ---- activations ------------------------------------------------------------------------ */
@@ -183,6 +197,100 @@ row_q8_scalar (const LtQKWeight *w, int64_t r, const float *x)
       for (int j = 0; j < 8; j++)
         acc[j] += fmaf (sc[g], (float) p[c + j], bi[g]) * x[c + j];
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* ---- 4-bit affine with 8-bit activations ------------------------------------------------
+ *
+ * x is rounded once per call to int8 per group of the weight (d = max |x| / 127 over the
+ * group, xq = round (x / d): llama.cpp's Q8_0 over 32 columns, Q8_K over 256), and each
+ * group's codes are dotted in integers: per 32 codes one vpmaddubsw (the unsigned codes times
+ * the signed xq, pairs summed to int16: at most 2·15·127) and one vpmaddwd (eight int32
+ * lanes), added up over the group, then one conversion and one FMA by s·d per group. The bias
+ * term uses x's exact sums: Σ_g s_g·d_g·Σ q·xq + b_g·Σ x. The only error beyond float
+ * rounding is x's rounding: |y − Ŵ·x| ≤ Σ_i |s·q_i|·d_g / 2. */
+
+typedef struct
+{
+  const int8_t *q;  /* (I) per 32 columns: the x of the even codes, then of the odd */
+  const float *d;   /* (I / group_len) the groups' steps */
+  const float *sum; /* (I / group_len) exact sums of x per group */
+} Act8;
+
+/* Bytes of one row of Act8 storage: I bytes, then the two float arrays. */
+static size_t
+act8_bytes (int64_t I, int64_t gl)
+{
+  return (size_t) I + (size_t) (2 * (I / gl)) * sizeof (float);
+}
+
+static Act8
+act8_view (const char *buf, int64_t I, int64_t gl)
+{
+  Act8 a = { (const int8_t *) buf, (const float *) (buf + I), (const float *) (buf + I) + I / gl };
+  return a;
+}
+
+/* x (I) → @buf (act8_bytes): xq in q4 block order, the group steps, the group sums. @round
+ * rounds 32 floats to the nearest integer, ties to even (lrintf's default rounding mode). */
+static inline __attribute__ ((always_inline)) void
+act8_quantize_with (const float *x, int64_t I, int64_t gl, char *buf,
+                    void (*round) (const float *x, float id, int32_t *out))
+{
+  int8_t *q = (int8_t *) buf;
+  float *d = (float *) (buf + I), *sum = d + I / gl;
+  for (int64_t c0 = 0; c0 < I; c0 += gl)
+    {
+      float amax = 0.0f, t = 0.0f;
+      for (int64_t i = c0; i < c0 + gl; i++)
+        {
+          amax = fmaxf (amax, fabsf (x[i]));
+          t += x[i];
+        }
+      float dg = amax / 127.0f, id = dg > 0.0f ? 1.0f / dg : 0.0f;
+      d[c0 / gl] = dg;
+      sum[c0 / gl] = t;
+      for (int64_t c = c0; c < c0 + gl; c += 32)
+        {
+          int32_t r[32];
+          round (x + c, id, r);
+          for (int j = 0; j < 16; j++)
+            {
+              q[c + j] = (int8_t) r[2 * j];
+              q[c + 16 + j] = (int8_t) r[2 * j + 1];
+            }
+        }
+    }
+}
+
+static void
+round32_scalar (const float *x, float id, int32_t *out)
+{
+  for (int i = 0; i < 32; i++)
+    out[i] = (int32_t) lrintf (x[i] * id);
+}
+
+static void
+act8_quantize_scalar (const float *x, int64_t I, int64_t gl, char *buf)
+{
+  act8_quantize_with (x, I, gl, buf, round32_scalar);
+}
+
+static float
+row_q4_act8_scalar (const LtQKWeight *w, int64_t r, const Act8 *a)
+{
+  const uint8_t *p = (const uint8_t *) (w->codes + r * w->words_per_row);
+  int64_t gl = w->group_len, ng = w->cols / gl;
+  const float *sc = w->scales + r * ng, *bi = w->biases + r * ng;
+  float y = 0.0f;
+  for (int64_t g = 0; g < ng; g++)
+    {
+      int32_t acc = 0;
+      for (int64_t c = g * gl; c < (g + 1) * gl; c += 32)
+        for (int j = 0; j < 16; j++)
+          acc += (p[(c >> 1) + j] & 15) * a->q[c + j] + (p[(c >> 1) + j] >> 4) * a->q[c + 16 + j];
+      y += sc[g] * a->d[g] * (float) acc + bi[g] * a->sum[g];
+    }
+  return y;
 }
 
 /* ---- AVX2 kernels ------------------------------------------------------------------------ */
@@ -383,6 +491,105 @@ row_q6_avx2 (const LtQKWeight *w, int64_t r, const float *xp)
   return row_q4phase_avx2 (w, r, xp, 6);
 }
 
+/* Four rows of Ŵ (4-bit affine) from @r dotted with one x (Act8) into out[0..3]: the rows
+ * share each load of xq, and one horizontal sum serves all four. */
+AVX2 static void
+rows4_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
+{
+  const int64_t gl = w->group_len, ng = w->cols / gl, nb = gl / 32;
+  const int64_t stride = w->words_per_row * 4; /* bytes from one row's codes to the next */
+  const uint8_t *pc = (const uint8_t *) (w->codes + r * w->words_per_row);
+  const float *sc = w->scales + r * ng, *bi = w->biases + r * ng;
+  const int8_t *xq = a->q;
+  const __m256i m4 = _mm256_set1_epi8 (15), ones = _mm256_set1_epi16 (1);
+  __m256 acc0 = _mm256_setzero_ps (), acc1 = _mm256_setzero_ps ();
+  __m256 acc2 = _mm256_setzero_ps (), acc3 = _mm256_setzero_ps ();
+  __m128 bias = _mm_setzero_ps ();
+
+  for (int64_t g = 0; g < ng; g++)
+    {
+      __m256i s0 = _mm256_setzero_si256 (), s1 = _mm256_setzero_si256 ();
+      __m256i s2 = _mm256_setzero_si256 (), s3 = _mm256_setzero_si256 ();
+      for (int64_t b = 0; b < nb; b++, pc += 16, xq += 32)
+        {
+          __m256i xv = _mm256_loadu_si256 ((const __m256i *) xq);
+          /* row k's 32 codes in 16 bytes: the low nibbles (even codes), then the high (odd) */
+#define ROW(k, s) \
+  do \
+    { \
+      __m128i c = _mm_loadu_si128 ((const __m128i *) (pc + (k) * stride)); \
+      __m256i q = _mm256_and_si256 ( \
+        _mm256_inserti128_si256 (_mm256_castsi128_si256 (c), _mm_srli_epi16 (c, 4), 1), m4); \
+      s = _mm256_add_epi32 (s, _mm256_madd_epi16 (_mm256_maddubs_epi16 (q, xv), ones)); \
+    } \
+  while (0)
+          ROW (0, s0);
+          ROW (1, s1);
+          ROW (2, s2);
+          ROW (3, s3);
+#undef ROW
+        }
+      float d = a->d[g];
+      acc0 = _mm256_fmadd_ps (_mm256_cvtepi32_ps (s0), _mm256_set1_ps (sc[g] * d), acc0);
+      acc1 = _mm256_fmadd_ps (_mm256_cvtepi32_ps (s1), _mm256_set1_ps (sc[ng + g] * d), acc1);
+      acc2 = _mm256_fmadd_ps (_mm256_cvtepi32_ps (s2), _mm256_set1_ps (sc[2 * ng + g] * d), acc2);
+      acc3 = _mm256_fmadd_ps (_mm256_cvtepi32_ps (s3), _mm256_set1_ps (sc[3 * ng + g] * d), acc3);
+      bias = _mm_fmadd_ps (_mm_setr_ps (bi[g], bi[ng + g], bi[2 * ng + g], bi[3 * ng + g]),
+                           _mm_set1_ps (a->sum[g]), bias);
+    }
+  /* (a0 a1 a2 a3) lanes summed: two hadds, then the two 128-bit halves */
+  __m256 h = _mm256_hadd_ps (_mm256_hadd_ps (acc0, acc1), _mm256_hadd_ps (acc2, acc3));
+  __m128 t = _mm_add_ps (_mm256_castps256_ps128 (h), _mm256_extractf128_ps (h, 1));
+  _mm_storeu_ps (out, _mm_add_ps (t, bias));
+}
+
+AVX2 static float
+row_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a)
+{
+  const uint8_t *pc = (const uint8_t *) (w->codes + r * w->words_per_row);
+  const int8_t *xq = a->q;
+  const int64_t gl = w->group_len, ng = w->cols / gl, nb = gl / 32;
+  const float *sc = w->scales + r * ng, *bi = w->biases + r * ng;
+  const __m256i m4 = _mm256_set1_epi8 (15), ones = _mm256_set1_epi16 (1);
+  __m256 acc = _mm256_setzero_ps ();
+  float bias = 0.0f;
+
+  for (int64_t g = 0; g < ng; g++)
+    {
+      __m256i isum = _mm256_setzero_si256 ();
+      for (int64_t b = 0; b < nb; b++, pc += 16, xq += 32)
+        {
+          __m128i c = _mm_loadu_si128 ((const __m128i *) pc);
+          __m256i q = _mm256_and_si256 (
+            _mm256_inserti128_si256 (_mm256_castsi128_si256 (c), _mm_srli_epi16 (c, 4), 1), m4);
+          isum = _mm256_add_epi32 (
+            isum, _mm256_madd_epi16 (
+                    _mm256_maddubs_epi16 (q, _mm256_loadu_si256 ((const __m256i *) xq)), ones));
+        }
+      acc = _mm256_fmadd_ps (_mm256_cvtepi32_ps (isum), _mm256_set1_ps (sc[g] * a->d[g]), acc);
+      bias += bi[g] * a->sum[g];
+    }
+  __m128 h = _mm_add_ps (_mm256_castps256_ps128 (acc), _mm256_extractf128_ps (acc, 1));
+  h = _mm_add_ps (h, _mm_movehl_ps (h, h));
+  h = _mm_add_ss (h, _mm_movehdup_ps (h));
+  return _mm_cvtss_f32 (h) + bias;
+}
+
+AVX2 static void
+round32_avx2 (const float *x, float id, int32_t *out)
+{
+  __m256 vi = _mm256_set1_ps (id);
+  for (int i = 0; i < 32; i += 8) /* vcvtps2dq: the MXCSR mode, nearest even as lrintf */
+    _mm256_storeu_si256 ((__m256i *) (out + i),
+                         _mm256_cvtps_epi32 (_mm256_mul_ps (_mm256_loadu_ps (x + i), vi)));
+}
+
+AVX2 static void
+act8_quantize_avx2 (const float *x, int64_t I, int64_t gl, char *buf)
+{
+  act8_quantize_with (x, I, gl, buf, round32_avx2);
+}
+
 AVX2 static float
 dot_avx2 (const float *a, const float *b, int64_t n)
 {
@@ -418,6 +625,53 @@ dot_scalar (const float *a, const float *b, int64_t n)
 
 typedef float (*RowFn) (const LtQKWeight *w, int64_t r, const float *x);
 
+/* lt_qk_gemv for 4-bit affine Ŵ with x rounded to 8 bits (lt_qk_gemv_set_act8). */
+static int
+gemv_act8 (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta, int threads,
+           int avx2)
+{
+  int64_t O = w->rows, I = w->cols;
+  size_t rb = act8_bytes (I, w->group_len);
+  char *buf = malloc ((size_t) M * rb);
+
+  if (buf == NULL)
+    return -1;
+  for (int64_t m = 0; m < M; m++)
+    {
+#ifdef LT_QG_X86
+      if (avx2)
+        act8_quantize_avx2 (x + m * I, I, w->group_len, buf + (size_t) m * rb);
+      else
+#endif
+        act8_quantize_scalar (x + m * I, I, w->group_len, buf + (size_t) m * rb);
+    }
+  if (threads < 1 || O * I < 65536 || omp_in_parallel ())
+    threads = 1;
+  /* blocks of 4 rows (the AVX2 kernel's unit), 8 blocks taken in turn */
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(dynamic, 8)
+  for (int64_t o0 = 0; o0 < O; o0 += 4)
+    for (int64_t m = 0; m < M; m++)
+      {
+        Act8 a = act8_view (buf + (size_t) m * rb, I, w->group_len);
+        float d[4];
+        int n = O - o0 < 4 ? (int) (O - o0) : 4;
+#ifdef LT_QG_X86
+        if (avx2 && n == 4)
+          rows4_q4_act8_avx2 (w, o0, &a, d);
+        else if (avx2)
+          for (int k = 0; k < n; k++)
+            d[k] = row_q4_act8_avx2 (w, o0 + k, &a);
+        else
+#endif
+          for (int k = 0; k < n; k++)
+            d[k] = row_q4_act8_scalar (w, o0 + k, &a);
+        for (int k = 0; k < n; k++)
+          y[m * O + o0 + k] = beta == 0.0f ? d[k] : d[k] + beta * y[m * O + o0 + k];
+      }
+  free (buf);
+  return 0;
+}
+
 int
 lt_qk_gemv (float *y,       /* (M, O) */
             const float *x, /* (M, I) */
@@ -432,6 +686,8 @@ lt_qk_gemv (float *y,       /* (M, O) */
 
   if (M <= 0 || O <= 0)
     return 0;
+  if (k == KERNEL_Q4_AFFINE && act8_on)
+    return gemv_act8 (y, x, w, M, beta, threads, avx2);
   switch (k)
     {
     case KERNEL_Q4_AFFINE:

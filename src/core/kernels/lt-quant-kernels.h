@@ -130,6 +130,12 @@ extern int lt_qk_fused_threads;
  * M <= lt_qk_fused_max_m. Returns 0, or -1 when a buffer cannot be allocated. */
 int lt_qk_gemv (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
                 int threads);
+/* On the calling thread from now on, lt_qk_gemv rounds x to 8 bits (blocks of 32, as
+ * llama.cpp's Q8_0) for 4-bit affine Ŵ and sums in integers (@on nonzero), or keeps x in f32
+ * (0, the default). Returns the previous setting. Decoding turns it on where the model asks
+ * (LtModel.decode_act8): the 4-bit product then costs a third of the instructions, within
+ * Σ |s·q|·d / 2 of the exact one (d: the block's step). */
+int lt_qk_gemv_set_act8 (int on);
 /* The kernel lt_qk_gemv picks for @w: "q4-affine avx2", "q8-affine scalar", "generic", ... */
 const char *lt_qk_gemv_kernel_name (const LtQKWeight *w);
 /* -1 (default): AVX2+FMA kernels where the CPU has them; 0: the scalar kernels (tests). */
