@@ -502,6 +502,7 @@ rows4_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
   const float *sc = w->scales + r * ng, *bi = w->biases + r * ng;
   const int8_t *xq = a->q;
   const __m256i m4 = _mm256_set1_epi8 (15), ones = _mm256_set1_epi16 (1);
+  const __m256i hi4 = _mm256_setr_epi32 (0, 0, 0, 0, 4, 4, 4, 4); /* upper half: high nibbles */
   __m256 acc0 = _mm256_setzero_ps (), acc1 = _mm256_setzero_ps ();
   __m256 acc2 = _mm256_setzero_ps (), acc3 = _mm256_setzero_ps ();
   __m128 bias = _mm_setzero_ps ();
@@ -517,9 +518,9 @@ rows4_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
 #define ROW(k, s) \
   do \
     { \
-      __m128i c = _mm_loadu_si128 ((const __m128i *) (pc + (k) * stride)); \
-      __m256i q = _mm256_and_si256 ( \
-        _mm256_inserti128_si256 (_mm256_castsi128_si256 (c), _mm_srli_epi16 (c, 4), 1), m4); \
+      __m256i c = _mm256_broadcastsi128_si256 ( \
+        _mm_loadu_si128 ((const __m128i *) (pc + (k) * stride))); \
+      __m256i q = _mm256_and_si256 (_mm256_srlv_epi32 (c, hi4), m4); \
       s = _mm256_add_epi32 (s, _mm256_madd_epi16 (_mm256_maddubs_epi16 (q, xv), ones)); \
     } \
   while (0)
@@ -551,6 +552,7 @@ row_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a)
   const int64_t gl = w->group_len, ng = w->cols / gl, nb = gl / 32;
   const float *sc = w->scales + r * ng, *bi = w->biases + r * ng;
   const __m256i m4 = _mm256_set1_epi8 (15), ones = _mm256_set1_epi16 (1);
+  const __m256i hi4 = _mm256_setr_epi32 (0, 0, 0, 0, 4, 4, 4, 4); /* upper half: high nibbles */
   __m256 acc = _mm256_setzero_ps ();
   float bias = 0.0f;
 
@@ -559,9 +561,8 @@ row_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a)
       __m256i isum = _mm256_setzero_si256 ();
       for (int64_t b = 0; b < nb; b++, pc += 16, xq += 32)
         {
-          __m128i c = _mm_loadu_si128 ((const __m128i *) pc);
-          __m256i q = _mm256_and_si256 (
-            _mm256_inserti128_si256 (_mm256_castsi128_si256 (c), _mm_srli_epi16 (c, 4), 1), m4);
+          __m256i c = _mm256_broadcastsi128_si256 (_mm_loadu_si128 ((const __m128i *) pc));
+          __m256i q = _mm256_and_si256 (_mm256_srlv_epi32 (c, hi4), m4);
           isum = _mm256_add_epi32 (
             isum, _mm256_madd_epi16 (
                     _mm256_maddubs_epi16 (q, _mm256_loadu_si256 ((const __m256i *) xq)), ones));
