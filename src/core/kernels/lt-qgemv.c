@@ -503,8 +503,8 @@ rows4_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
   const int8_t *xq = a->q;
   const __m256i m4 = _mm256_set1_epi8 (15), ones = _mm256_set1_epi16 (1);
   const __m256i hi4 = _mm256_setr_epi32 (0, 0, 0, 0, 4, 4, 4, 4); /* upper half: high nibbles */
-  __m256 acc0 = _mm256_setzero_ps (), acc1 = _mm256_setzero_ps ();
-  __m256 acc2 = _mm256_setzero_ps (), acc3 = _mm256_setzero_ps ();
+  const __m128i rows = _mm_setr_epi32 (0, (int) ng, (int) (2 * ng), (int) (3 * ng));
+  __m256 acc = _mm256_setzero_ps ();
   __m128 bias = _mm_setzero_ps ();
 
   for (int64_t g = 0; g < ng; g++)
@@ -530,17 +530,14 @@ rows4_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
           ROW (3, s3);
 #undef ROW
         }
-      float d = a->d[g];
-      acc0 = _mm256_fmadd_ps (_mm256_cvtepi32_ps (s0), _mm256_set1_ps (sc[g] * d), acc0);
-      acc1 = _mm256_fmadd_ps (_mm256_cvtepi32_ps (s1), _mm256_set1_ps (sc[ng + g] * d), acc1);
-      acc2 = _mm256_fmadd_ps (_mm256_cvtepi32_ps (s2), _mm256_set1_ps (sc[2 * ng + g] * d), acc2);
-      acc3 = _mm256_fmadd_ps (_mm256_cvtepi32_ps (s3), _mm256_set1_ps (sc[3 * ng + g] * d), acc3);
-      bias = _mm_fmadd_ps (_mm_setr_ps (bi[g], bi[ng + g], bi[2 * ng + g], bi[3 * ng + g]),
-                           _mm_set1_ps (a->sum[g]), bias);
+      /* the four rows' int32 sums folded into one vector (rows 0..3 over the low columns,
+       * then over the high), converted once and scaled by s·d per row */
+      __m256i h = _mm256_hadd_epi32 (_mm256_hadd_epi32 (s0, s1), _mm256_hadd_epi32 (s2, s3));
+      __m128 sd = _mm_mul_ps (_mm_i32gather_ps (sc + g, rows, 4), _mm_set1_ps (a->d[g]));
+      acc = _mm256_fmadd_ps (_mm256_cvtepi32_ps (h), _mm256_set_m128 (sd, sd), acc);
+      bias = _mm_fmadd_ps (_mm_i32gather_ps (bi + g, rows, 4), _mm_set1_ps (a->sum[g]), bias);
     }
-  /* (a0 a1 a2 a3) lanes summed: two hadds, then the two 128-bit halves */
-  __m256 h = _mm256_hadd_ps (_mm256_hadd_ps (acc0, acc1), _mm256_hadd_ps (acc2, acc3));
-  __m128 t = _mm_add_ps (_mm256_castps256_ps128 (h), _mm256_extractf128_ps (h, 1));
+  __m128 t = _mm_add_ps (_mm256_castps256_ps128 (acc), _mm256_extractf128_ps (acc, 1));
   _mm_storeu_ps (out, _mm_add_ps (t, bias));
 }
 
