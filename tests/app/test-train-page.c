@@ -334,9 +334,10 @@ wait_for_tasks (LatheTrainPage *page)
 {
   gint64 end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
 
-  while (G_OBJECT (page)->ref_count > 2 && g_get_monotonic_time () < end)
+  /* Read atomically: the task's thread drops its reference with an atomic decrement. */
+  while (g_atomic_int_get (&G_OBJECT (page)->ref_count) > 2 && g_get_monotonic_time () < end)
     g_main_context_iteration (NULL, TRUE);
-  g_assert_cmpuint (G_OBJECT (page)->ref_count, ==, 2);
+  g_assert_cmpuint (g_atomic_int_get (&G_OBJECT (page)->ref_count), ==, 2);
 }
 
 static void
@@ -560,7 +561,7 @@ wait_until (gboolean (*cond) (gpointer), gpointer data)
 static gboolean
 only_fixture_ref (gpointer data)
 {
-  return G_OBJECT (data)->ref_count == 1;
+  return g_atomic_int_get (&G_OBJECT (data)->ref_count) == 1;
 }
 
 /* A worker's GTask holds a reference on the page until its thread lets go of the task. */
