@@ -243,7 +243,8 @@ act8_quantize_with (const float *x, int64_t I, int64_t gl, char *buf,
       float amax = 0.0f, t = 0.0f;
       for (int64_t i = c0; i < c0 + gl; i++)
         {
-          amax = fmaxf (amax, fabsf (x[i]));
+          float v = fabsf (x[i]);
+          amax = v > amax ? v : amax;
           t += x[i];
         }
       float dg = amax / 127.0f, id = dg > 0.0f ? 1.0f / dg : 0.0f;
@@ -511,25 +512,43 @@ rows4_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
     {
       __m256i s0 = _mm256_setzero_si256 (), s1 = _mm256_setzero_si256 ();
       __m256i s2 = _mm256_setzero_si256 (), s3 = _mm256_setzero_si256 ();
-      for (int64_t b = 0; b < nb; b++, pc += 16, xq += 32)
+      /* blocks in pairs: the two blocks' int16 pair sums (each ≤ 2·15·127) added as int16,
+       * then widened once */
+#define CODES(k, off) \
+  _mm256_and_si256 (_mm256_srlv_epi32 (_mm256_broadcastsi128_si256 (_mm_loadu_si128 ( \
+                                         (const __m128i *) (pc + (k) * stride + (off)))), \
+                                       hi4), \
+                    m4)
+#define PAIR(k, s) \
+  s = _mm256_add_epi32 ( \
+    s, _mm256_madd_epi16 (_mm256_add_epi16 (_mm256_maddubs_epi16 (CODES (k, 0), x0), \
+                                            _mm256_maddubs_epi16 (CODES (k, 16), x1)), \
+                          ones))
+#define ONE(k, s) \
+  s = _mm256_add_epi32 (s, _mm256_madd_epi16 (_mm256_maddubs_epi16 (CODES (k, 0), x0), ones))
+      int64_t b = 0;
+      for (; b + 2 <= nb; b += 2, pc += 32, xq += 64)
         {
-          __m256i xv = _mm256_loadu_si256 ((const __m256i *) xq);
-          /* row k's 32 codes in 16 bytes: the low nibbles (even codes), then the high (odd) */
-#define ROW(k, s) \
-  do \
-    { \
-      __m256i c = _mm256_broadcastsi128_si256 ( \
-        _mm_loadu_si128 ((const __m128i *) (pc + (k) * stride))); \
-      __m256i q = _mm256_and_si256 (_mm256_srlv_epi32 (c, hi4), m4); \
-      s = _mm256_add_epi32 (s, _mm256_madd_epi16 (_mm256_maddubs_epi16 (q, xv), ones)); \
-    } \
-  while (0)
-          ROW (0, s0);
-          ROW (1, s1);
-          ROW (2, s2);
-          ROW (3, s3);
-#undef ROW
+          __m256i x0 = _mm256_loadu_si256 ((const __m256i *) xq);
+          __m256i x1 = _mm256_loadu_si256 ((const __m256i *) (xq + 32));
+          PAIR (0, s0);
+          PAIR (1, s1);
+          PAIR (2, s2);
+          PAIR (3, s3);
         }
+      if (b < nb)
+        {
+          __m256i x0 = _mm256_loadu_si256 ((const __m256i *) xq);
+          ONE (0, s0);
+          ONE (1, s1);
+          ONE (2, s2);
+          ONE (3, s3);
+          pc += 16;
+          xq += 32;
+        }
+#undef ONE
+#undef PAIR
+#undef CODES
       /* the four rows' int32 sums folded into one vector (rows 0..3 over the low columns,
        * then over the high), converted once and scaled by s·d per row */
       __m256i h = _mm256_hadd_epi32 (_mm256_hadd_epi32 (s0, s1), _mm256_hadd_epi32 (s2, s3));
@@ -623,6 +642,41 @@ dot_scalar (const float *a, const float *b, int64_t n)
 
 typedef float (*RowFn) (const LtQKWeight *w, int64_t r, const float *x);
 
+/* Rows [@o_begin, @o_end) of y (M, O) = beta·y + x·Ŵᵀ from the rounded x in @buf (M rows of
+ * @rb bytes), four rows of Ŵ at a time. */
+static void
+act8_range (float *y, const LtQKWeight *w, const char *buf, size_t rb, int64_t M, float beta,
+            int64_t o_begin, int64_t o_end, int avx2)
+{
+  int64_t O = w->rows, I = w->cols, o = o_begin;
+
+#ifdef LT_QG_X86
+  if (avx2)
+    for (; o + 4 <= o_end; o += 4)
+      for (int64_t m = 0; m < M; m++)
+        {
+          Act8 a = act8_view (buf + (size_t) m * rb, I, w->group_len);
+          float d[4], *ym = y + m * O + o;
+          rows4_q4_act8_avx2 (w, o, &a, d);
+          for (int k = 0; k < 4; k++)
+            ym[k] = beta == 0.0f ? d[k] : d[k] + beta * ym[k];
+        }
+#endif
+  for (; o < o_end; o++)
+    for (int64_t m = 0; m < M; m++)
+      {
+        Act8 a = act8_view (buf + (size_t) m * rb, I, w->group_len);
+        float d;
+#ifdef LT_QG_X86
+        if (avx2)
+          d = row_q4_act8_avx2 (w, o, &a);
+        else
+#endif
+          d = row_q4_act8_scalar (w, o, &a);
+        y[m * O + o] = beta == 0.0f ? d : d + beta * y[m * O + o];
+      }
+}
+
 /* lt_qk_gemv for 4-bit affine Ŵ with x rounded to 8 bits (lt_qk_gemv_set_act8). */
 static int
 gemv_act8 (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta, int threads,
@@ -645,27 +699,16 @@ gemv_act8 (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
     }
   if (threads < 1 || O * I < 65536 || omp_in_parallel ())
     threads = 1;
-  /* blocks of 4 rows (the AVX2 kernel's unit), 8 blocks taken in turn */
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(dynamic, 8)
-  for (int64_t o0 = 0; o0 < O; o0 += 4)
-    for (int64_t m = 0; m < M; m++)
-      {
-        Act8 a = act8_view (buf + (size_t) m * rb, I, w->group_len);
-        float d[4];
-        int n = O - o0 < 4 ? (int) (O - o0) : 4;
-#ifdef LT_QG_X86
-        if (avx2 && n == 4)
-          rows4_q4_act8_avx2 (w, o0, &a, d);
-        else if (avx2)
-          for (int k = 0; k < n; k++)
-            d[k] = row_q4_act8_avx2 (w, o0 + k, &a);
-        else
-#endif
-          for (int k = 0; k < n; k++)
-            d[k] = row_q4_act8_scalar (w, o0 + k, &a);
-        for (int k = 0; k < n; k++)
-          y[m * O + o0 + k] = beta == 0.0f ? d[k] : d[k] + beta * y[m * O + o0 + k];
-      }
+  if (threads == 1)
+    act8_range (y, w, buf, rb, M, beta, 0, O, avx2);
+  else
+    {
+      /* chunks of 64 rows taken in turn (a thread the OS preempts holds up one chunk) */
+      int64_t nc = (O + 63) / 64;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+      for (int64_t c = 0; c < nc; c++)
+        act8_range (y, w, buf, rb, M, beta, c * 64, c * 64 + 64 < O ? c * 64 + 64 : O, avx2);
+    }
   free (buf);
   return 0;
 }
