@@ -44,6 +44,7 @@ lathe_cmd_chat (int argc, char **argv)
   g_autofree char *quantization = NULL;
   g_autofree char *adapter = NULL;
   g_autofree char *system = NULL;
+  g_autofree char *compute_dtype = NULL;
   int max_tokens = 256, context = 0;
   double temp = 0.0, top_p = 1.0;
   gint64 seed = 0;
@@ -70,6 +71,8 @@ lathe_cmd_chat (int argc, char **argv)
     { "exact", 0, 0, G_OPTION_ARG_NONE, &exact, LATHE_EXACT_HELP, NULL },
     { "context", 'c', 0, G_OPTION_ARG_INT, &context,
       "Tokens the conversation may hold (default: the model's maximum, at most 4096)", "N" },
+    { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute_dtype, LATHE_COMPUTE_DTYPE_HELP,
+      "auto|f32|bf16" },
     { NULL },
   };
   g_autoptr (GError) error = NULL;
@@ -81,6 +84,8 @@ lathe_cmd_chat (int argc, char **argv)
                         "is one user turn and only the replies are printed.",
                         entries, &argc, &argv, &exit_status))
     return exit_status;
+  if (!lathe_cli_apply_compute_dtype ("chat", compute_dtype, FALSE))
+    return LATHE_EXIT_BAD_INPUT;
   if (model_dir == NULL)
     {
       g_printerr ("lathe chat: --model is required\n");

@@ -109,3 +109,20 @@ lathe_cli_resolve_model (const char *cmd, char **model, int *out_exit)
   *model = path;
   return TRUE;
 }
+
+gboolean
+lathe_cli_apply_compute_dtype (const char *cmd, const char *text, gboolean quiet)
+{
+  int choice = lt_compute_dtype_choice_from_string (text ? text : "auto");
+  const char *why = NULL, *dtype;
+
+  if (choice < 0)
+    {
+      g_printerr ("lathe %s: --compute-dtype must be auto, f32 or bf16 (got “%s”)\n", cmd, text);
+      return FALSE;
+    }
+  dtype = lt_run_apply_compute_dtype ((LtComputeDTypeChoice) choice, &why);
+  if (!quiet)
+    g_printerr ("lathe %s: matrix products in %s (%s)\n", cmd, dtype, why);
+  return TRUE;
+}

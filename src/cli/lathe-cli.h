@@ -38,6 +38,16 @@ void lathe_cli_report_unquantized (const char *cmd, const LtModel *model);
  * that is not there is an error naming `lathe download ORG/NAME` (exit status 2). */
 gboolean lathe_cli_resolve_model (const char *cmd, char **model, int *out_exit);
 
+/* --compute-dtype VALUE (auto|f32|bf16; NULL = auto): applies it to the process's matrix
+ * products and, unless @quiet, says on stderr what was chosen and why. FALSE after one line
+ * naming the bad value (exit status 2). */
+gboolean lathe_cli_apply_compute_dtype (const char *cmd, const char *text, gboolean quiet);
+
+/* The --compute-dtype option's description, shared by the commands. */
+#define LATHE_COMPUTE_DTYPE_HELP \
+  "Precision of the matrix products: auto (bf16 where the CPU has AMX or AVX512-BF16), " \
+  "f32 or bf16 (default auto)"
+
 #define LATHE_DECLARE_COMMAND(name) int lathe_cmd_##name (int argc, char **argv)
 
 LATHE_DECLARE_COMMAND (train);

@@ -244,9 +244,8 @@ lathe_cmd_eval (int argc, char **argv)
     { "mask-prompt", 0, 0, G_OPTION_ARG_NONE, &mask_prompt,
       "Prompt/completion and chat data: leave the prompt out of the loss, as training with "
       "--mask-prompt does (default off)", NULL },
-    { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute_dtype,
-      "Precision of the matrix products: auto (bf16 where the CPU has AMX or AVX512-BF16), "
-      "f32 or bf16 (default auto)", "auto|f32|bf16" },
+    { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute_dtype, LATHE_COMPUTE_DTYPE_HELP,
+      "auto|f32|bf16" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
       "Print {\"ppl\", \"ppl_se\", \"nll\", \"nll_se\", \"tokens\", \"tokens_per_s\"} as JSON (default off)", NULL },
     { NULL },
@@ -262,20 +261,8 @@ lathe_cmd_eval (int argc, char **argv)
                         "trainer's validation loss on that file.",
                         entries, &argc, &argv, &exit_status))
     return exit_status;
-  {
-    int choice = lt_compute_dtype_choice_from_string (compute_dtype ? compute_dtype : "auto");
-    const char *why = NULL;
-    const char *dtype;
-    if (choice < 0)
-      {
-        g_printerr ("lathe eval: --compute-dtype must be auto, f32 or bf16 (got “%s”)\n",
-                    compute_dtype);
-        return LATHE_EXIT_BAD_INPUT;
-      }
-    dtype = lt_run_apply_compute_dtype ((LtComputeDTypeChoice) choice, &why);
-    if (!json)
-      g_printerr ("lathe eval: matrix products in %s (%s)\n", dtype, why);
-  }
+  if (!lathe_cli_apply_compute_dtype ("eval", compute_dtype, json))
+    return LATHE_EXIT_BAD_INPUT;
   if (model_dir == NULL || data == NULL)
     {
       g_printerr ("lathe eval: --model and --data are required\n");

@@ -260,6 +260,7 @@ lathe_cmd_fuse (int argc, char **argv)
   g_autofree char *gguf_type = NULL, *gguf_path = NULL, *peft = NULL, *hf = NULL;
   g_autofree char *dtype = NULL, *data = NULL, *ollama = NULL;
   g_autofree char *imatrix_file = NULL, *imatrix_out = NULL;
+  g_autofree char *compute_dtype = NULL;
   gboolean dequantize = FALSE, export_gguf = FALSE, verify = FALSE, force = FALSE;
   gboolean gguf_imatrix = FALSE;
   gboolean json = FALSE;
@@ -344,6 +345,8 @@ lathe_cmd_fuse (int argc, char **argv)
     { "force", 'f', 0, G_OPTION_ARG_NONE, &force,
       "Replace existing non-empty outputs (default off)", NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the report as JSON (default off)", NULL },
+    { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute_dtype, LATHE_COMPUTE_DTYPE_HELP,
+      "auto|f32|bf16" },
     { NULL },
   };
   g_autoptr (GError) error = NULL;
@@ -356,6 +359,8 @@ lathe_cmd_fuse (int argc, char **argv)
                         "0.01%, bf16/f16 1%, 8-bit 2%, 6-bit 5%, 4-bit 25%).",
                         entries, &argc, &argv, &exit_status))
     return exit_status;
+  if (!lathe_cli_apply_compute_dtype ("fuse", compute_dtype, json))
+    return LATHE_EXIT_BAD_INPUT;
   if (!model)
     {
       g_printerr ("lathe fuse: --model is required\n");

@@ -106,9 +106,8 @@ lathe_cmd_generate (int argc, char **argv)
       "Nucleus sampling: keep the most likely tokens up to this mass (default 1)", "P" },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, "Random seed for sampling (default 0)", "S" },
     { "exact", 0, 0, G_OPTION_ARG_NONE, &exact, LATHE_EXACT_HELP, NULL },
-    { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute_dtype,
-      "Precision of the matrix products: auto (bf16 where the CPU has AMX or AVX512-BF16), "
-      "f32 or bf16 (default auto)", "auto|f32|bf16" },
+    { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute_dtype, LATHE_COMPUTE_DTYPE_HELP,
+      "auto|f32|bf16" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
       "Print {\"text\", \"ids\" (the new ids, with the EOS that ended them), "
       "\"tokens_per_s\", \"prompt_tokens\", \"time_to_first_token_s\"} as JSON at the end "
@@ -122,20 +121,8 @@ lathe_cmd_generate (int argc, char **argv)
                         "after --max-tokens new tokens.",
                         entries, &argc, &argv, &exit_status))
     return exit_status;
-  {
-    int choice = lt_compute_dtype_choice_from_string (compute_dtype ? compute_dtype : "auto");
-    const char *why = NULL;
-    const char *dtype;
-    if (choice < 0)
-      {
-        g_printerr ("lathe generate: --compute-dtype must be auto, f32 or bf16 (got “%s”)\n",
-                    compute_dtype);
-        return LATHE_EXIT_BAD_INPUT;
-      }
-    dtype = lt_run_apply_compute_dtype ((LtComputeDTypeChoice) choice, &why);
-    if (!json)
-      g_printerr ("lathe generate: matrix products in %s (%s)\n", dtype, why);
-  }
+  if (!lathe_cli_apply_compute_dtype ("generate", compute_dtype, json))
+    return LATHE_EXIT_BAD_INPUT;
   if (model_dir == NULL)
     {
       g_printerr ("lathe generate: --model is required\n");

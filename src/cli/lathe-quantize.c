@@ -251,6 +251,7 @@ lathe_cmd_quantize (int argc, char **argv)
   double dwq_lr = NAN;
   int dwq_batch = -1, dwq_iters = -1;
   g_autofree char *teacher = NULL;
+  g_autofree char *compute_dtype = NULL;
   const GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir,
       "Model folder (config.json, safetensors in F32/F16/BF16); required", "DIR" },
@@ -310,6 +311,8 @@ lathe_cmd_quantize (int argc, char **argv)
       "dwq: steps; 0 = one pass over the calibration sequences (default 0)", "N" },
     { "teacher", 0, 0, G_OPTION_ARG_FILENAME, &teacher,
       "dwq: the model to distil from (default --model itself, unquantized)", "DIR" },
+    { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute_dtype, LATHE_COMPUTE_DTYPE_HELP,
+      "auto|f32|bf16" },
     { NULL },
   };
   g_autoptr (GError) error = NULL;
@@ -339,6 +342,8 @@ lathe_cmd_quantize (int argc, char **argv)
                         "data (--data); --report-ppl measures it on held-out data.",
                         entries, &argc, &argv, &exit_status))
     return exit_status;
+  if (!lathe_cli_apply_compute_dtype ("quantize", compute_dtype, json))
+    return LATHE_EXIT_BAD_INPUT;
   if (model_dir == NULL || out == NULL)
     {
       g_printerr ("lathe quantize: --model and --out are required\n");

@@ -24,6 +24,9 @@
 #include "src/core/lt-model.h"
 #include "src/core/lt-optimizer.h"
 #include "src/core/lt-run.h"
+#include "tests/test-util.h"
+
+#include <sys/wait.h>
 
 static void
 fill (float *p, size_t n, guint32 seed)
@@ -496,6 +499,65 @@ run_job (gconstpointer data)
   lt_compute_set_bf16_engine ("auto");
 }
 
+/* Runs `lathe ARGS…`; returns its exit status with its stderr in *err. */
+static int
+run_cli (const char *const *args, char **err)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GError) error = NULL;
+  int status = -1;
+
+  g_ptr_array_add (argv, (gpointer) g_getenv ("LATHE_CLI"));
+  for (int i = 0; args[i]; i++)
+    g_ptr_array_add (argv, (gpointer) args[i]);
+  g_ptr_array_add (argv, NULL);
+  g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, NULL, G_SPAWN_STDOUT_TO_DEV_NULL,
+                               NULL, NULL, NULL, err, &status, &error));
+  g_assert_no_error (error);
+  return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+/* Every command that runs the model takes --compute-dtype: a bad value is exit status 2 naming
+ * the flag; bf16 is applied and said (quantize, fuse --verify, eval, generate, chat). */
+static void
+test_cli_flag (void)
+{
+  static const char *const cmds[] = { "eval", "generate", "chat", "quantize", "fuse" };
+  const char *cli = g_getenv ("LATHE_CLI");
+  g_autofree char *model = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "models",
+                                             "llama-bf16", NULL);
+  g_autofree char *tmp = g_dir_make_tmp ("lathe-compute-cli-XXXXXX", NULL);
+  g_autofree char *out = g_build_filename (tmp, "q", NULL);
+
+  if (cli == NULL)
+    {
+      g_test_skip ("LATHE_CLI is not set");
+      return;
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (cmds); i++)
+    {
+      const char *args[] = { cmds[i], "--model", model, "--compute-dtype", "fp8", NULL };
+      g_autofree char *err = NULL;
+      g_assert_cmpint (run_cli (args, &err), ==, 2);
+      g_assert_nonnull (strstr (err, "--compute-dtype must be auto, f32 or bf16 (got “fp8”)"));
+    }
+  {
+    const char *args[] = { "quantize", "--model", model, "--out", out, "--compute-dtype", "bf16",
+                           NULL };
+    g_autofree char *err = NULL;
+    g_assert_cmpint (run_cli (args, &err), ==, 0);
+    g_assert_nonnull (strstr (err, "lathe quantize: matrix products in bf16"));
+  }
+  {
+    const char *args[] = { "generate", "--model", model, "--max-tokens", "2",
+                           "--compute-dtype", "f32", NULL };
+    g_autofree char *err = NULL;
+    g_assert_cmpint (run_cli (args, &err), ==, 0);
+    g_assert_nonnull (strstr (err, "lathe generate: matrix products in f32"));
+  }
+  test_rm_rf (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -522,6 +584,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/compute/f32-is-cblas", test_f32_is_cblas);
   g_test_add_func ("/compute/resolve", test_resolve);
+  g_test_add_func ("/compute/cli-flag", test_cli_flag);
   for (guint e = 0; e < G_N_ELEMENTS (engines); e++)
     {
 #ifdef __SANITIZE_ADDRESS__
