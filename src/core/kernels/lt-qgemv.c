@@ -703,11 +703,13 @@ gemv_act8 (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
     act8_range (y, w, buf, rb, M, beta, 0, O, avx2);
   else
     {
-      /* chunks of 64 rows taken in turn (a thread the OS preempts holds up one chunk) */
-      int64_t nc = (O + 63) / 64;
+      /* about four chunks per thread (a multiple of 4 rows) taken in turn: a thread the OS
+       * preempts holds up one chunk, and 16 threads still share a 192-row product */
+      int64_t cs = ((O + 4 * threads - 1) / (4 * threads) + 3) / 4 * 4;
+      int64_t nc = (O + cs - 1) / cs;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
       for (int64_t c = 0; c < nc; c++)
-        act8_range (y, w, buf, rb, M, beta, c * 64, c * 64 + 64 < O ? c * 64 + 64 : O, avx2);
+        act8_range (y, w, buf, rb, M, beta, c * cs, c * cs + cs < O ? c * cs + cs : O, avx2);
     }
   free (buf);
   return 0;
