@@ -148,15 +148,19 @@ run_case (GRand *rng, const Format *f, int64_t M, int64_t O, int64_t ngroups)
           }
       int prev = lt_qk_gemv_set_act8 (1);
       g_assert_cmpint (prev, ==, 0);
-      for (int isa = 0; isa < 2; isa++)
+      /* the scalar kernel, AVX2 at most, and the best the CPU has (AVX-512 VNNI where there) */
+      static const int isas[] = { 0, 1, -1 };
+      for (gsize isa_i = 0; isa_i < G_N_ELEMENTS (isas); isa_i++)
         for (int threads = 1; threads <= 2; threads++)
           for (int b = 0; b < 2; b++)
             {
               float beta = (float) b;
               for (int64_t k = 0; k < M * O; k++)
                 y[k] = yr[k] = 0.25f * (float) (k % 7);
-              lt_qk_gemv_isa = isa == 0 ? 0 : -1;
+              lt_qk_gemv_isa = isas[isa_i];
               g_assert_true (strstr (lt_qk_gemv_kernel_name (&kw), "act8") != NULL);
+              if (M == 2 && threads == 1 && b == 0)
+                g_test_message ("act8 isa %d: %s", isas[isa_i], lt_qk_gemv_kernel_name (&kw));
               g_assert_cmpint (lt_qk_gemv (y, x, &kw, M, beta, threads), ==, 0);
               for (int64_t k = 0; k < M * O; k++)
                 yr[k] = (float) (yexp[k] + beta * yr[k]);

@@ -107,6 +107,24 @@ use_avx2 (void)
 #endif
 }
 
+/* AVX-512 VNNI (vpdpbusd on 512-bit registers) for the 8-bit-activation 4-bit kernel: where
+ * the CPU has it and lt_qk_gemv_isa is -1. */
+static int
+use_vnni (void)
+{
+#ifdef LT_QG_X86
+  static int cached = -1;
+  if (lt_qk_gemv_isa >= 0 || !use_avx2 ())
+    return 0;
+  if (cached < 0)
+    cached = __builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512bw")
+             && __builtin_cpu_supports ("avx512vl") && __builtin_cpu_supports ("avx512vnni");
+  return cached;
+#else
+  return 0;
+#endif
+}
+
 const char *
 lt_qk_gemv_kernel_name (const LtQKWeight *w)
 {
@@ -117,7 +135,9 @@ lt_qk_gemv_kernel_name (const LtQKWeight *w)
   };
   Kernel k = pick_kernel (w);
   if (k == KERNEL_Q4_AFFINE && act8_on)
-    return use_avx2 () ? "q4-affine act8 avx2" : "q4-affine act8 scalar";
+    return use_vnni ()   ? "q4-affine act8 avx512vnni"
+           : use_avx2 () ? "q4-affine act8 avx2"
+                         : "q4-affine act8 scalar";
   return names[use_avx2 ()][k];
 }
 
@@ -560,6 +580,83 @@ rows4_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
   _mm_storeu_ps (out, _mm_add_ps (t, bias));
 }
 
+#define VNNI __attribute__ ((target ("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/* rows4_q4_act8_avx2 on 512-bit registers with vpdpbusd: per row, two blocks (32 code bytes)
+ * are placed as [bytes 0-15, bytes 0-15, bytes 16-31, bytes 16-31] in the four 128-bit lanes,
+ * shifted by 0 or 4 and masked (the low and the high nibbles: the xq order of the two blocks),
+ * and one vpdpbusd multiplies them by the 64 xq and adds the products into 16 int32 lanes. */
+VNNI static void
+rows4_q4_act8_vnni (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
+{
+  const int64_t gl = w->group_len, ng = w->cols / gl, nb = gl / 32;
+  const int64_t stride = w->words_per_row * 4;
+  const uint8_t *pc = (const uint8_t *) (w->codes + r * w->words_per_row);
+  const float *sc = w->scales + r * ng, *bi = w->biases + r * ng;
+  const int8_t *xq = a->q;
+  const __m512i m4 = _mm512_set1_epi8 (15);
+  const __m512i sh = _mm512_setr_epi32 (0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
+  const __m128i rows = _mm_setr_epi32 (0, (int) ng, (int) (2 * ng), (int) (3 * ng));
+  __m256 acc = _mm256_setzero_ps ();
+  __m128 bias = _mm_setzero_ps ();
+
+  for (int64_t g = 0; g < ng; g++)
+    {
+      __m512i s0 = _mm512_setzero_si512 (), s1 = _mm512_setzero_si512 ();
+      __m512i s2 = _mm512_setzero_si512 (), s3 = _mm512_setzero_si512 ();
+      int64_t b = 0;
+#define CODES(c) _mm512_and_si512 (_mm512_srlv_epi32 (_mm512_shuffle_i64x2 (c, c, 0x50), sh), m4)
+#define TWO(k, s) \
+  do \
+    { \
+      __m512i c = _mm512_castsi256_si512 ( \
+        _mm256_loadu_si256 ((const __m256i *) (pc + (k) * stride))); \
+      s = _mm512_dpbusd_epi32 (s, CODES (c), xv); \
+    } \
+  while (0)
+#define ONE(k, s) \
+  do \
+    { \
+      __m512i c = _mm512_castsi128_si512 (_mm_loadu_si128 ((const __m128i *) (pc + (k) * stride))); \
+      s = _mm512_dpbusd_epi32 (s, CODES (c), xv); \
+    } \
+  while (0)
+      for (; b + 2 <= nb; b += 2, pc += 32, xq += 64)
+        {
+          __m512i xv = _mm512_loadu_si512 ((const void *) xq);
+          TWO (0, s0);
+          TWO (1, s1);
+          TWO (2, s2);
+          TWO (3, s3);
+        }
+      if (b < nb)
+        {
+          /* one block: its codes in lanes 0-1 (and copies in 2-3, multiplied by zeros) */
+          __m512i xv = _mm512_inserti64x4 (_mm512_setzero_si512 (),
+                                           _mm256_loadu_si256 ((const __m256i *) xq), 0);
+          ONE (0, s0);
+          ONE (1, s1);
+          ONE (2, s2);
+          ONE (3, s3);
+          pc += 16;
+          xq += 32;
+        }
+#undef ONE
+#undef TWO
+#undef CODES
+      /* 16 lanes to 8, then as rows4_q4_act8_avx2 */
+#define HALVES(s) _mm256_add_epi32 (_mm512_castsi512_si256 (s), _mm512_extracti64x4_epi64 (s, 1))
+      __m256i h = _mm256_hadd_epi32 (_mm256_hadd_epi32 (HALVES (s0), HALVES (s1)),
+                                     _mm256_hadd_epi32 (HALVES (s2), HALVES (s3)));
+#undef HALVES
+      __m128 sd = _mm_mul_ps (_mm_i32gather_ps (sc + g, rows, 4), _mm_set1_ps (a->d[g]));
+      acc = _mm256_fmadd_ps (_mm256_cvtepi32_ps (h), _mm256_set_m128 (sd, sd), acc);
+      bias = _mm_fmadd_ps (_mm_i32gather_ps (bi + g, rows, 4), _mm_set1_ps (a->sum[g]), bias);
+    }
+  __m128 t = _mm_add_ps (_mm256_castps256_ps128 (acc), _mm256_extractf128_ps (acc, 1));
+  _mm_storeu_ps (out, _mm_add_ps (t, bias));
+}
+
 AVX2 static float
 row_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a)
 {
@@ -651,13 +748,17 @@ act8_range (float *y, const LtQKWeight *w, const char *buf, size_t rb, int64_t M
   int64_t O = w->rows, I = w->cols, o = o_begin;
 
 #ifdef LT_QG_X86
+  int vnni = avx2 && use_vnni ();
   if (avx2)
     for (; o + 4 <= o_end; o += 4)
       for (int64_t m = 0; m < M; m++)
         {
           Act8 a = act8_view (buf + (size_t) m * rb, I, w->group_len);
           float d[4], *ym = y + m * O + o;
-          rows4_q4_act8_avx2 (w, o, &a, d);
+          if (vnni)
+            rows4_q4_act8_vnni (w, o, &a, d);
+          else
+            rows4_q4_act8_avx2 (w, o, &a, d);
           for (int k = 0; k < 4; k++)
             ym[k] = beta == 0.0f ? d[k] : d[k] + beta * ym[k];
         }

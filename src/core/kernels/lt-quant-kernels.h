@@ -138,7 +138,8 @@ int lt_qk_gemv (float *y, const float *x, const LtQKWeight *w, int64_t M, float 
 int lt_qk_gemv_set_act8 (int on);
 /* The kernel lt_qk_gemv picks for @w: "q4-affine avx2", "q8-affine scalar", "generic", ... */
 const char *lt_qk_gemv_kernel_name (const LtQKWeight *w);
-/* -1 (default): AVX2+FMA kernels where the CPU has them; 0: the scalar kernels (tests). */
+/* -1 (default): AVX2+FMA kernels where the CPU has them, AVX-512 VNNI for the 8-bit-activation
+ * 4-bit kernel where it has that; 1: AVX2 at most; 0: the scalar kernels (tests). */
 extern int lt_qk_gemv_isa;
 /* 1: every format takes the generic path (expand a row, dot it), as the fused path did before
  * the specialized kernels: the reference the tests compare generated text with. */
