@@ -27,7 +27,7 @@ gboolean lathe_decode_load (const char *cmd, const char *model_dir, const char *
 /* The --exact option's description (generate, chat). */
 #define LATHE_EXACT_HELP \
   "Keep the inputs of 4-bit layers in f32 while decoding (slower; default: rounded to 8 bits " \
-  "per group, as llama.cpp does, about 1.5× faster replies)"
+  "per group, as llama.cpp does: 1.2–1.6× faster replies)"
 
 /* The --model option's description, shared by the commands. */
 #define LATHE_MODEL_HELP \
