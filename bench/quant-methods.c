@@ -17,7 +17,14 @@
  * layers, the quantization's wall time, and the peak RSS of the process that ran it (each
  * row in its own forked process, from loading the model to the end); then dynamic rows at
  * 4.5 bits per weight against uniform 4-bit g64 (also 4.5). The machine is shared: times are
- * wall clock, loaded. */
+ * wall clock, loaded.
+ *
+ *   bench-quant-methods --smollm N SEQ [--method gptq|awq]
+ *
+ * The time goal instead: GPTQ (or AWQ) 4-bit g64 on the SmolLM2-135M shape (bench-common's
+ * random bf16 model, 30 layers, hidden 576, vocab 49152) over N calibration sequences of SEQ
+ * random tokens (`lathe quantize` defaults: 128 × 512): load, quantize, the calibration's
+ * wall time, and the process's peak RSS beside the model's stored size. */
 #include "config.h"
 
 #include <math.h>
@@ -30,6 +37,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 
+#include "bench-common.h"
 #include "lt-calibrate-model.h"
 #include "lt-memory.h"
 #include "lt-threads.h"
@@ -163,6 +171,67 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
   return res;
 }
 
+/* --smollm: the calibration's time on the SmolLM2-135M shape (see the header). */
+static int
+smollm (int n, int seq, const char *method)
+{
+  g_autofree char *dir = g_dir_make_tmp ("lathe-bench-quant-XXXXXX", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtCalibModelReport) rep = NULL;
+  LtCalibModelOptions o;
+  LtCalibTokens t = { 0 };
+  guint64 rss = 0, peak = 0;
+  GStatBuf sb;
+
+  if (dir == NULL || bench_write_model (dir) != 0)
+    return 1;
+  g_autofree char *weights = g_build_filename (dir, "model.safetensors", NULL);
+  lt_set_threads (0);
+  double t0 = bench_now_s ();
+  g_autoptr (LtModel) m = lt_model_load (dir, &error);
+  if (m == NULL)
+    {
+      fprintf (stderr, "bench-quant-methods: %s\n", error->message);
+      return 1;
+    }
+  double t_load = bench_now_s () - t0;
+  t.B = n;
+  t.n_tokens = (int64_t) n * seq;
+  t.tokens = g_new (int32_t, t.n_tokens);
+  t.lengths = g_new (int, n);
+  for (int b = 0; b < n; b++)
+    t.lengths[b] = seq;
+  for (int64_t i = 0; i < t.n_tokens; i++)
+    t.tokens[i] = (int32_t) (bench_rng_u32 () % (guint32) m->config->vocab_size);
+  lt_calib_model_options_init (&o);
+  o.method = g_strcmp0 (method, "awq") == 0 ? LT_CALIB_METHOD_AWQ : LT_CALIB_METHOD_GPTQ;
+  o.bits = 4;
+  o.group_size = 64;
+  gboolean ok = lt_calib_model_quantize (m, &t, &o, &rep, NULL, NULL, NULL, &error);
+  lt_memory_get_process (&rss, &peak);
+  g_free (t.tokens);
+  g_free (t.lengths);
+  if (!ok)
+    {
+      fprintf (stderr, "bench-quant-methods: %s\n", error->message);
+      return 1;
+    }
+  g_autofree char *stored = g_stat (weights, &sb) == 0 ? lt_memory_format ((guint64) sb.st_size)
+                                                       : g_strdup ("?");
+  g_autofree char *pk = lt_memory_format (peak);
+  printf ("SmolLM2-135M shape (random bf16, %s stored), %s 4-bit g64, calibration %d × %d "
+          "tokens, %d threads\n\n", stored, lt_calib_method_name (o.method), n, seq,
+          lt_get_threads ());
+  printf ("%-12s %10s %14s %12s %8s\n", "method", "load s", "quantize s", "peak RSS", "goal");
+  printf ("%-12s %10.1f %14.1f %12s %8s\n", lt_calib_method_name (o.method), t_load, rep->seconds,
+          pk, rep->seconds <= 60.0 ? "≤ 60 s" : "> 60 s");
+  g_unlink (weights);
+  g_autofree char *cfg = g_build_filename (dir, "config.json", NULL);
+  g_unlink (cfg);
+  g_rmdir (dir);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -179,6 +248,9 @@ main (int argc, char **argv)
       else if (strcmp (argv[i], "--method") == 0)
         only = argv[++i];
     }
+  for (int i = 1; i + 2 < argc; i++)
+    if (strcmp (argv[i], "--smollm") == 0)
+      return smollm (atoi (argv[i + 1]), atoi (argv[i + 2]), only);
   model = model_arg ? g_strdup (model_arg)
           : g_build_filename (shared ? shared : "../shared", "models", "tinystories-656k", NULL);
   data = g_strdup (data_arg ? data_arg
