@@ -4,6 +4,7 @@
 
 #include "lt-run-check.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -110,9 +111,10 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
   else if (!isfinite (cfg->learning_rate))
     add_issuef (issues, "learning_rate", _("must be a finite number (got %g)"),
                cfg->learning_rate);
-  else if (!isfinite (cfg->learning_rate * (double) MAX (cfg->warmup_steps, 1) * 2.0))
-    /* the warm-up computes learning_rate × step and the schedules learning_rate × 2 terms:
-     * each must stay finite */
+  else if (!(cfg->learning_rate * (double) MAX (cfg->warmup_steps, 1) * 2.0 <= FLT_MAX))
+    /* the warm-up computes learning_rate × step and the schedules learning_rate × 2 terms, and
+     * the optimizer applies the rate to f32 parameters: each must stay a finite float (1e39
+     * trained a step into infinite weights) */
     add_issuef (issues, "learning_rate", _("%g overflows the learning-rate schedule"),
                cfg->learning_rate);
   if (cfg->warmup_steps < 0)

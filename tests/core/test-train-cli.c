@@ -712,6 +712,9 @@ test_dry_run_checks_inputs (Fixture *f, gconstpointer unused)
     { "--learning-rate", "1e308", "--warmup-steps", "10",
       "lathe train: learning_rate: 1e+308 overflows the learning-rate schedule" },
     { "--learning-rate", "inf", NULL, NULL, "learning_rate" },
+    /* finite in double, infinite as the f32 the optimizer applies it to */
+    { "--learning-rate", "1e39", NULL, NULL,
+      "lathe train: learning_rate: 1e+39 overflows the learning-rate schedule" },
   };
 
   if (skip_without_cli ())
