@@ -512,6 +512,25 @@ row_q6_avx2 (const LtQKWeight *w, int64_t r, const float *xp)
   return row_q4phase_avx2 (w, r, xp, 6);
 }
 
+/* One group of four rows: @h their int32 sums (rows 0..3 over the group's low columns, then
+ * over its high ones), converted once and scaled by s·d per row into @acc; b·Σx into @bias. */
+AVX2 static inline __attribute__ ((always_inline)) void
+act8_group_add (__m256i h, const float *sc, const float *bi, __m128i rows, float d, float xsum,
+                __m256 *acc, __m128 *bias)
+{
+  __m128 sd = _mm_mul_ps (_mm_i32gather_ps (sc, rows, 4), _mm_set1_ps (d));
+  *acc = _mm256_fmadd_ps (_mm256_cvtepi32_ps (h), _mm256_set_m128 (sd, sd), *acc);
+  *bias = _mm_fmadd_ps (_mm_i32gather_ps (bi, rows, 4), _mm_set1_ps (xsum), *bias);
+}
+
+/* out[0..3]: the two column halves of @acc added, plus @bias. */
+AVX2 static inline __attribute__ ((always_inline)) void
+act8_store4 (__m256 acc, __m128 bias, float *out)
+{
+  __m128 t = _mm_add_ps (_mm256_castps256_ps128 (acc), _mm256_extractf128_ps (acc, 1));
+  _mm_storeu_ps (out, _mm_add_ps (t, bias));
+}
+
 /* Four rows of Ŵ (4-bit affine) from @r dotted with one x (Act8) into out[0..3]: the rows
  * share each load of xq, and one horizontal sum serves all four. */
 AVX2 static void
@@ -570,14 +589,11 @@ rows4_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
 #undef PAIR
 #undef CODES
       /* the four rows' int32 sums folded into one vector (rows 0..3 over the low columns,
-       * then over the high), converted once and scaled by s·d per row */
-      __m256i h = _mm256_hadd_epi32 (_mm256_hadd_epi32 (s0, s1), _mm256_hadd_epi32 (s2, s3));
-      __m128 sd = _mm_mul_ps (_mm_i32gather_ps (sc + g, rows, 4), _mm_set1_ps (a->d[g]));
-      acc = _mm256_fmadd_ps (_mm256_cvtepi32_ps (h), _mm256_set_m128 (sd, sd), acc);
-      bias = _mm_fmadd_ps (_mm_i32gather_ps (bi + g, rows, 4), _mm_set1_ps (a->sum[g]), bias);
+       * then over the high) */
+      act8_group_add (_mm256_hadd_epi32 (_mm256_hadd_epi32 (s0, s1), _mm256_hadd_epi32 (s2, s3)),
+                      sc + g, bi + g, rows, a->d[g], a->sum[g], &acc, &bias);
     }
-  __m128 t = _mm_add_ps (_mm256_castps256_ps128 (acc), _mm256_extractf128_ps (acc, 1));
-  _mm_storeu_ps (out, _mm_add_ps (t, bias));
+  act8_store4 (acc, bias, out);
 }
 
 #define VNNI __attribute__ ((target ("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -646,15 +662,12 @@ rows4_q4_act8_vnni (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
 #undef CODES
       /* 16 lanes to 8, then as rows4_q4_act8_avx2 */
 #define HALVES(s) _mm256_add_epi32 (_mm512_castsi512_si256 (s), _mm512_extracti64x4_epi64 (s, 1))
-      __m256i h = _mm256_hadd_epi32 (_mm256_hadd_epi32 (HALVES (s0), HALVES (s1)),
-                                     _mm256_hadd_epi32 (HALVES (s2), HALVES (s3)));
+      act8_group_add (_mm256_hadd_epi32 (_mm256_hadd_epi32 (HALVES (s0), HALVES (s1)),
+                                         _mm256_hadd_epi32 (HALVES (s2), HALVES (s3))),
+                      sc + g, bi + g, rows, a->d[g], a->sum[g], &acc, &bias);
 #undef HALVES
-      __m128 sd = _mm_mul_ps (_mm_i32gather_ps (sc + g, rows, 4), _mm_set1_ps (a->d[g]));
-      acc = _mm256_fmadd_ps (_mm256_cvtepi32_ps (h), _mm256_set_m128 (sd, sd), acc);
-      bias = _mm_fmadd_ps (_mm_i32gather_ps (bi + g, rows, 4), _mm_set1_ps (a->sum[g]), bias);
     }
-  __m128 t = _mm_add_ps (_mm256_castps256_ps128 (acc), _mm256_extractf128_ps (acc, 1));
-  _mm_storeu_ps (out, _mm_add_ps (t, bias));
+  act8_store4 (acc, bias, out);
 }
 
 AVX2 static float
