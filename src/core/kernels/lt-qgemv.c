@@ -752,6 +752,10 @@ dot_scalar (const float *a, const float *b, int64_t n)
 
 typedef float (*RowFn) (const LtQKWeight *w, int64_t r, const float *x);
 
+/* How far ahead act8_range asks for rows (8 measured best of 8, 16, 32: 107 against 98 and
+ * 97 tokens/s on one core) */
+#define PREFETCH_ROWS 8
+
 /* Rows [@o_begin, @o_end) of y (M, O) = beta·y + x·Ŵᵀ from the rounded x in @buf (M rows of
  * @rb bytes), four rows of Ŵ at a time. */
 static void
@@ -762,8 +766,26 @@ act8_range (float *y, const LtQKWeight *w, const char *buf, size_t rb, int64_t M
 
 #ifdef LT_QG_X86
   int vnni = avx2 && use_vnni ();
+  const int64_t row_bytes = w->words_per_row * 4;
   if (avx2)
     for (; o + 4 <= o_end; o += 4)
+      {
+        /* The next-but-one four rows' codes, scales and biases, asked for now: a decoded token
+         * streams the weights from memory once, in short rows that the hardware prefetcher
+         * does not pick up (measured: without this, 4-bit decode read 6.5 GB/s on one core,
+         * where bf16 reads 13) */
+        if (o + PREFETCH_ROWS + 4 <= o_end)
+          {
+            const char *next = (const char *) w->codes + (o + PREFETCH_ROWS) * row_bytes;
+            const int64_t ng = w->cols / w->group_len;
+            for (int64_t off = 0; off < 4 * row_bytes; off += 64)
+              __builtin_prefetch (next + off);
+            for (int64_t off = 0; off < 4 * ng * 4; off += 64)
+              {
+                __builtin_prefetch ((const char *) (w->scales + (o + PREFETCH_ROWS) * ng) + off);
+                __builtin_prefetch ((const char *) (w->biases + (o + PREFETCH_ROWS) * ng) + off);
+              }
+          }
       for (int64_t m = 0; m < M; m++)
         {
           Act8 a = act8_view (buf + (size_t) m * rb, I, w->group_len);
@@ -775,6 +797,7 @@ act8_range (float *y, const LtQKWeight *w, const char *buf, size_t rb, int64_t M
           for (int k = 0; k < 4; k++)
             ym[k] = beta == 0.0f ? d[k] : d[k] + beta * ym[k];
         }
+      }
 #endif
   for (; o < o_end; o++)
     for (int64_t m = 0; m < M; m++)
