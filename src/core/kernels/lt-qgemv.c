@@ -756,6 +756,19 @@ typedef float (*RowFn) (const LtQKWeight *w, int64_t r, const float *x);
  * 97 tokens/s on one core) */
 #define PREFETCH_ROWS 8
 
+/* Asks for row @r of @w: its codes, scales and biases. */
+static inline void
+prefetch_row (const LtQKWeight *w, int64_t r)
+{
+  const int64_t ng = w->cols / w->group_len;
+  const char *codes = (const char *) (w->codes + r * w->words_per_row);
+  for (int64_t off = 0; off < w->words_per_row * 4; off += 64)
+    __builtin_prefetch (codes + off);
+  __builtin_prefetch (w->scales + r * ng);
+  if (w->biases)
+    __builtin_prefetch (w->biases + r * ng);
+}
+
 /* Rows [@o_begin, @o_end) of y (M, O) = beta·y + x·Ŵᵀ from the rounded x in @buf (M rows of
  * @rb bytes), four rows of Ŵ at a time. */
 static void
@@ -766,7 +779,6 @@ act8_range (float *y, const LtQKWeight *w, const char *buf, size_t rb, int64_t M
 
 #ifdef LT_QG_X86
   int vnni = avx2 && use_vnni ();
-  const int64_t row_bytes = w->words_per_row * 4;
   if (avx2)
     for (; o + 4 <= o_end; o += 4)
       {
@@ -776,9 +788,9 @@ act8_range (float *y, const LtQKWeight *w, const char *buf, size_t rb, int64_t M
          * where bf16 reads 13) */
         if (o + PREFETCH_ROWS + 4 <= o_end)
           {
-            const char *next = (const char *) w->codes + (o + PREFETCH_ROWS) * row_bytes;
+            const char *next = (const char *) (w->codes + (o + PREFETCH_ROWS) * w->words_per_row);
             const int64_t ng = w->cols / w->group_len;
-            for (int64_t off = 0; off < 4 * row_bytes; off += 64)
+            for (int64_t off = 0; off < 4 * w->words_per_row * 4; off += 64)
               __builtin_prefetch (next + off);
             for (int64_t off = 0; off < 4 * ng * 4; off += 64)
               {
@@ -927,6 +939,8 @@ lt_qk_gemv (float *y,       /* (M, O) */
         {
           if (fn == NULL && row == NULL)
             continue;
+          if (o + PREFETCH_ROWS < O) /* as act8_range: rows ahead, from memory */
+            prefetch_row (w, o + PREFETCH_ROWS);
           if (fn == NULL)
             lt_qk_expand_row (w, o, row);
           for (int64_t m = 0; m < M; m++)
