@@ -139,8 +139,9 @@ bench_kernels (void)
                 gbs[generic] = mb * reps / t / 1e3;
               }
             lt_qk_gemv_generic = 0;
-            g_autofree char *name = g_strdup_printf ("%s %d-bit g%d", lt_quant_mode_name (fmts[f].mode),
-                                                     fmts[f].bits, fmts[f].group);
+            g_autofree char *name
+              = g_strdup_printf ("%s %d-bit g%d", lt_quant_mode_name (fmts[f].mode),
+                                 fmts[f].bits, fmts[f].group);
             g_autofree char *shape = g_strdup_printf ("[%d, %d]", O, I);
             printf ("%-22s %14s %14.2f %12.2f %12.2f %7.2f×  %s\n", name, shape, mb, gbs[0],
                     gbs[1], gbs[0] / gbs[1], lt_qk_gemv_kernel_name (&kw));

@@ -14,6 +14,7 @@
 #include "lt-error.h"
 #include "lt-json.h"
 #include "lt-run-dir.h"
+#include "lt-safetensors.h"
 
 struct _LtRunDir
 {
@@ -120,6 +121,66 @@ lt_run_dir_has_state (const char *dir)
 {
   g_autofree char *p = lt_run_dir_state_path (dir, "trainer.json");
   return g_file_test (p, G_FILE_TEST_IS_REGULAR);
+}
+
+#define PENDING ".pending"
+
+char *
+lt_run_dir_state_pending_path (const char *dir, const char *file)
+{
+  g_autofree char *name = g_strconcat (file, PENDING, NULL);
+  return lt_run_dir_state_path (dir, name);
+}
+
+/* Moves the pending files of state/ into place; with @step ≥ 0 only those whose "step"
+ * metadata is @step, deleting the others. */
+static gboolean
+state_move_pending (const char *dir, gint64 step, GError **error)
+{
+  g_autofree char *state = lt_run_dir_state_path (dir, NULL);
+  g_autoptr (GDir) d = g_dir_open (state, 0, NULL);
+  const char *name;
+
+  if (d == NULL)
+    return TRUE;
+  while ((name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *from = NULL, *to = NULL;
+      if (!g_str_has_suffix (name, PENDING))
+        continue;
+      from = g_build_filename (state, name, NULL);
+      to = g_strndup (from, strlen (from) - strlen (PENDING));
+      if (step >= 0)
+        {
+          g_autoptr (LtSafetensors) st = lt_safetensors_open (from, NULL);
+          const char *s = st ? lt_safetensors_get_metadata (st, "step") : NULL;
+          if (s == NULL || g_ascii_strtoll (s, NULL, 10) != step)
+            {
+              g_unlink (from);
+              continue;
+            }
+        }
+      if (g_rename (from, to) != 0)
+        {
+          int e = errno;
+          g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: cannot move into place: %s", to,
+                       g_strerror (e));
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+gboolean
+lt_run_dir_state_commit (const char *dir, GError **error)
+{
+  return state_move_pending (dir, -1, error);
+}
+
+gboolean
+lt_run_dir_state_settle (const char *dir, gint64 step, GError **error)
+{
+  return state_move_pending (dir, step, error);
 }
 
 static gboolean

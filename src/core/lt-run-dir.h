@@ -123,6 +123,16 @@ char *lt_run_dir_checkpoint_name (gint64 step);
 char *lt_run_dir_state_path (const char *dir, const char *file); /* state/ or state/FILE */
 /* TRUE when DIR/state/trainer.json exists: a run that can be resumed (or a finished one). */
 gboolean lt_run_dir_has_state (const char *dir);
+/* A save of state/ is one step or none. The trainer writes each tensor file as its pending
+ * version (state/FILE.pending, each atomically), then trainer.json (atomically: the commit
+ * point), then lt_run_dir_state_commit moves the pending files into place. A save cut short
+ * before the commit (a full disk, a kill) leaves the previous step's files and trainer.json
+ * as they were; one cut short after it leaves pending files of trainer.json's step, which
+ * lt_run_dir_state_settle moves into place before a resume reads the state (and it deletes
+ * pending files of any other step: a save that never committed). */
+char *lt_run_dir_state_pending_path (const char *dir, const char *file);
+gboolean lt_run_dir_state_commit (const char *dir, GError **error);
+gboolean lt_run_dir_state_settle (const char *dir, gint64 step, GError **error);
 
 /* ---- reading run.json ---- */
 

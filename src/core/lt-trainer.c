@@ -10,8 +10,8 @@
  * micro-batches equals one bigger batch. Then: NaN/Inf check (loss and gradients), global-norm
  * clipping, the learning rate of the schedule at s, one optimizer update.
  *
- * state/ (written at every checkpoint, at a stop and at the end; trainer.json last, as the
- * commit point; the two safetensors files carry the step in their metadata and must agree):
+ * state/ (at every checkpoint, a stop and the end; the tensor files, which carry the step, are
+ * pending until trainer.json, written last, commits them: lt_run_dir_state_commit/_settle):
  *   params.safetensors      the trainable tensors (f32, lt_model_get_param names)
  *   optimizer.safetensors   NAME.m / NAME.v (Adam, AdamW) or NAME.m (SGD momentum)
  *   qat_params.safetensors  the trainable tensors as they were when the QAT scales were last
@@ -333,9 +333,9 @@ save_params_file (Trainer *tr, const char *path, float *const *override, GError 
 static gboolean
 save_state (Trainer *tr, GError **error)
 {
-  g_autofree char *state = NULL;
-  g_autofree char *params = lt_run_dir_state_path (tr->dir, "params.safetensors");
-  g_autofree char *optim = lt_run_dir_state_path (tr->dir, "optimizer.safetensors");
+  g_autofree char *state = NULL; /* the tensor files pending until trainer.json commits */
+  g_autofree char *params = lt_run_dir_state_pending_path (tr->dir, "params.safetensors");
+  g_autofree char *optim = lt_run_dir_state_pending_path (tr->dir, "optimizer.safetensors");
   g_autofree char *qat = lt_run_dir_state_path (tr->dir, "qat_params.safetensors");
   g_autofree char *json_path = lt_run_dir_state_path (tr->dir, "trainer.json");
   g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
@@ -378,7 +378,8 @@ save_state (Trainer *tr, GError **error)
 
   if (tr->qat_active)
     {
-      if (!save_params_file (tr, qat, tr->qat_snapshot, error))
+      g_autofree char *qat_next = lt_run_dir_state_pending_path (tr->dir, "qat_params.safetensors");
+      if (!save_params_file (tr, qat_next, tr->qat_snapshot, error))
         return FALSE;
     }
   else
@@ -407,7 +408,8 @@ save_state (Trainer *tr, GError **error)
   json_builder_end_object (b);
   root = json_builder_get_root (b);
   text = lt_json_to_string (root, TRUE);
-  return lt_run_dir_write_file (json_path, text, -1, error);
+  return lt_run_dir_write_file (json_path, text, -1, error)
+         && lt_run_dir_state_commit (tr->dir, error);
 }
 
 /* Reads @path (a state safetensors file) and checks its step. */
@@ -528,7 +530,7 @@ load_state (Trainer *tr, GError **error)
          && lt_json_opt_int (at, o, "report_steps", 0, G_MAXINT, 0, &report_steps, error)
          && lt_json_opt_int (at, o, "report_tokens", 0, G_MAXINT64, 0, &tr->report_tokens,
                              error);
-    if (!ok)
+    if (!ok || !lt_run_dir_state_settle (tr->dir, tr->step, error))
       return FALSE;
     tr->epoch = (int) epoch;
     tr->cursor = (gsize) cursor;

@@ -561,6 +561,96 @@ test_eio (gconstpointer data)
   rm_rf (tmp);
 }
 
+/* `lathe train` on a disk that fails mid-save: with the optimizer's state of the step-2 save
+ * written and that of the step-4 save failing with EIO (after the step-4 params were written),
+ * train exits non-zero naming the file, and `--resume` continues from step 2 to the same
+ * adapter as an uninterrupted run, bit for bit. (Before state saves were committed by
+ * trainer.json, the step-4 params replaced step 2's and the run could not be resumed.) */
+static void
+test_eio_train (void)
+{
+  const char *shim = g_getenv ("LATHE_EIO_SHIM");
+  g_autofree char *tmp = NULL, *data = NULL, *ref = NULL, *run = NULL, *err = NULL;
+  g_autofree char *model = NULL, *jsonl = NULL, *src = NULL, *opt = NULL, *budget = NULL;
+  g_autofree char *a = NULL, *b = NULL, *asan = NULL;
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_auto (GStrv) envp = g_get_environ ();
+  g_autoptr (GError) error = NULL;
+  gsize na = 0, nb = 0;
+  int status = 0;
+  GStatBuf sb;
+
+  if (g_getenv ("LATHE_CLI") == NULL || shim == NULL)
+    {
+      g_test_skip ("LATHE_CLI or LATHE_EIO_SHIM is not set");
+      return;
+    }
+  tmp = g_dir_make_tmp ("test-crash-safety-XXXXXX", NULL);
+  data = g_build_filename (tmp, "data", NULL);
+  ref = g_build_filename (tmp, "ref", NULL);
+  run = g_build_filename (tmp, "run", NULL);
+  model = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "models", "llama-bf16", NULL);
+  src = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "train", "train.jsonl", NULL);
+  jsonl = g_build_filename (data, "train.jsonl", NULL);
+  g_assert_cmpint (g_mkdir (data, 0755), ==, 0);
+  {
+    g_autofree char *text = NULL;
+    gsize len = 0;
+    g_assert_true (g_file_get_contents (src, &text, &len, NULL));
+    g_assert_true (g_file_set_contents (jsonl, text, (gssize) len, NULL));
+  }
+  {
+    const char *args[] = { "train", "--model", model, "--data", data, "--iters", "6",
+                           "--save-every", "2", "--adapter-path", ref, NULL };
+    g_assert_cmpint (run_cli (args, NULL), ==, 0);
+  }
+  /* the budget: exactly one save's optimizer state */
+  opt = g_build_filename (ref, "state", "optimizer.safetensors", NULL);
+  g_assert_cmpint (g_stat (opt, &sb), ==, 0);
+  budget = g_strdup_printf ("%" G_GINT64_FORMAT, (gint64) sb.st_size);
+
+  envp = g_environ_setenv (envp, "LD_PRELOAD", shim, TRUE);
+  envp = g_environ_setenv (envp, "LATHE_EIO_AFTER", budget, TRUE);
+  asan = g_strdup_printf ("%s%sverify_asan_link_order=0",
+                          g_environ_getenv (envp, "ASAN_OPTIONS") ?: "",
+                          g_environ_getenv (envp, "ASAN_OPTIONS") ? ":" : "");
+  envp = g_environ_setenv (envp, "ASAN_OPTIONS", asan, TRUE);
+  {
+    const char *args[] = { g_getenv ("LATHE_CLI"), "train", "--model", model, "--data", data,
+                           "--iters", "6", "--save-every", "2", "--adapter-path", run, NULL };
+    for (int i = 0; args[i]; i++)
+      g_ptr_array_add (argv, (gpointer) args[i]);
+    g_ptr_array_add (argv, NULL);
+  }
+  /* the shim counts only the optimizer's files (the temporary the atomic writer fills is
+   * state/.optimizer.safetensors…) */
+  {
+    g_autofree char *match = g_build_filename (run, "state", ".optimizer", NULL);
+    envp = g_environ_setenv (envp, "LATHE_EIO_MATCH", match, TRUE);
+  }
+  g_assert_true (g_spawn_sync (NULL, (char **) argv->pdata, envp, G_SPAWN_STDOUT_TO_DEV_NULL,
+                               NULL, NULL, NULL, &err, &status, &error));
+  g_assert_no_error (error);
+  g_test_message ("train with EIO at the second save: %s", err);
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (WEXITSTATUS (status), !=, 0);
+  g_assert_nonnull (strstr (err, "optimizer.safetensors"));
+  g_assert_nonnull (strstr (err, "Input/output error"));
+
+  {
+    const char *args[] = { "train", "--resume", run, NULL };
+    g_assert_cmpint (run_cli (args, NULL), ==, 0);
+  }
+  {
+    g_autofree char *pa = g_build_filename (ref, "adapters.safetensors", NULL);
+    g_autofree char *pb = g_build_filename (run, "adapters.safetensors", NULL);
+    g_assert_true (g_file_get_contents (pa, &a, &na, NULL));
+    g_assert_true (g_file_get_contents (pb, &b, &nb, NULL));
+    g_assert_cmpmem (a, na, b, nb);
+  }
+  rm_rf (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -575,5 +665,6 @@ main (int argc, char **argv)
   g_test_add_data_func ("/crash-safety/eio-write-fuse", GINT_TO_POINTER (1), test_eio);
   g_test_add_data_func ("/crash-safety/eio-fsync-quantize", GINT_TO_POINTER (2), test_eio);
   g_test_add_data_func ("/crash-safety/eio-fsync-fuse", GINT_TO_POINTER (3), test_eio);
+  g_test_add_func ("/crash-safety/eio-train", test_eio_train);
   return g_test_run ();
 }

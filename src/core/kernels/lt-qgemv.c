@@ -633,7 +633,8 @@ rows4_q4_act8_vnni (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
 #define ONE(k, s) \
   do \
     { \
-      __m512i c = _mm512_castsi128_si512 (_mm_loadu_si128 ((const __m128i *) (pc + (k) * stride))); \
+      __m512i c \
+        = _mm512_castsi128_si512 (_mm_loadu_si128 ((const __m128i *) (pc + (k) * stride))); \
       s = _mm512_dpbusd_epi32 (s, CODES (c), xv); \
     } \
   while (0)
