@@ -874,8 +874,9 @@ config_text_from_gguf (LtGguf *g, const char *path, const char *extra, GError **
   if (!arch || !(g_str_equal (arch, "llama") || g_str_equal (arch, "qwen2")
                  || g_str_equal (arch, "qwen3")))
     {
+      g_autofree char *shown = arch ? g_utf8_make_valid (arch, -1) : NULL;
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: general.architecture %s is not "
-                   "llama, qwen2 or qwen3", path, arch ? arch : "(missing)");
+                   "llama, qwen2 or qwen3", path, shown ? shown : "(missing)");
       return NULL;
     }
   guint32 u[8] = { 0 };

@@ -502,7 +502,9 @@ lt_hub_parse_listing (const char *data, gsize size, const char *label, char **ou
 
   if (!json_parser_load_from_data (parser, data, size, &local))
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not JSON: %s", label, local->message);
+      /* json-glib quotes the offending bytes, which need not be UTF-8 */
+      g_autofree char *msg = g_utf8_make_valid (local->message, -1);
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not JSON: %s", label, msg);
       return FALSE;
     }
   root = json_parser_get_root (parser);
@@ -524,11 +526,11 @@ lt_hub_parse_listing (const char *data, gsize size, const char *label, char **ou
         ? json_object_get_string_member_with_default (json_node_get_object (n), "rfilename",
                                                       NULL)
         : NULL;
-      if (!repo_path_ok (path))
+      if (!repo_path_ok (path) || !g_utf8_validate (path, -1, NULL))
         {
+          g_autofree char *shown = path ? g_utf8_make_valid (path, -1) : g_strdup ("missing");
           g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                       "%s: siblings[%u] has no usable “rfilename” (%s)", label, i,
-                       path ? path : "missing");
+                       "%s: siblings[%u] has no usable “rfilename” (%s)", label, i, shown);
           return FALSE;
         }
       g_ptr_array_add (paths, g_strdup (path));
