@@ -15,6 +15,7 @@
 #include <libsoup/soup.h>
 
 #include "lt-error.h"
+#include "lt-json.h"
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"
 #define MAX_REDIRECTS 10
@@ -488,6 +489,16 @@ read_all (Hub *h, GInputStream *stream, const char *url, GError **error)
 
 /* ---- the listing ---------------------------------------------------------------------- */
 
+/* @name's string, NULL when absent or not a string (json-glib's _with_default getters fail a
+ * g_return_if_fail on an object or array there). */
+static const char *
+member_string (JsonObject *obj, const char *name)
+{
+  JsonNode *n = json_object_get_member (obj, name);
+
+  return n != NULL && lt_json_holds (n, G_TYPE_STRING) ? json_node_get_string (n) : NULL;
+}
+
 gboolean
 lt_hub_parse_listing (const char *data, gsize size, const char *label, char **out_commit,
                       GPtrArray *out_paths, GError **error)
@@ -509,7 +520,7 @@ lt_hub_parse_listing (const char *data, gsize size, const char *label, char **ou
     }
   root = json_parser_get_root (parser);
   obj = root != NULL && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
-  sha = obj != NULL ? json_object_get_string_member_with_default (obj, "sha", NULL) : NULL;
+  sha = obj != NULL ? member_string (obj, "sha") : NULL;
   siblings = obj != NULL && json_object_has_member (obj, "siblings")
              && JSON_NODE_HOLDS_ARRAY (json_object_get_member (obj, "siblings"))
                ? json_object_get_array_member (obj, "siblings") : NULL;
@@ -523,9 +534,7 @@ lt_hub_parse_listing (const char *data, gsize size, const char *label, char **ou
     {
       JsonNode *n = json_array_get_element (siblings, i);
       const char *path = JSON_NODE_HOLDS_OBJECT (n)
-        ? json_object_get_string_member_with_default (json_node_get_object (n), "rfilename",
-                                                      NULL)
-        : NULL;
+                           ? member_string (json_node_get_object (n), "rfilename") : NULL;
       if (!repo_path_ok (path) || !g_utf8_validate (path, -1, NULL))
         {
           g_autofree char *shown = path ? g_utf8_make_valid (path, -1) : g_strdup ("missing");
