@@ -970,6 +970,15 @@ lt_gguf_model_load (const char *path, const LtLoadOptions *opts, GError **error)
     return NULL;
   g_autofree char *arch = lt_gguf_dup_string (g, "general.architecture");
   const gboolean llama = g_str_equal (arch, "llama");
+  /* every block has its tensors in the file: a block_count of 2^31 in a small file is refused
+   * before the tensor list (9+ entries a block) is built (found by fuzz-gguf-model) */
+  if ((guint64) c0->num_hidden_layers > lt_gguf_get_n_tensors (g))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s.block_count is %d but the file "
+                   "holds %u tensors", path, arch, c0->num_hidden_layers,
+                   (guint) lt_gguf_get_n_tensors (g));
+      return NULL;
+    }
   g_autoptr (GArray) specs = lt_export_specs_new (c0);
   g_autoptr (GHashTable) table = lt_export_tensor_table_new ();
   g_autoptr (GString) quant = g_string_new (NULL);
