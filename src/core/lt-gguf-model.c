@@ -925,8 +925,9 @@ config_text_from_gguf (LtGguf *g, const char *path, const char *extra, GError **
                             (double) factor);
   else if (scaling && !g_str_equal (scaling, "none"))
     {
+      g_autofree char *shown = g_utf8_make_valid (scaling, -1);
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: %s “%s” is not supported (linear "
-                   "or none)", path, ks, scaling);
+                   "or none)", path, ks, shown);
       return NULL;
     }
   const LtGgufTensor *emb = lt_gguf_find_tensor (g, "token_embd.weight");
@@ -1257,8 +1258,9 @@ lt_gguf_tokenizer_new (const char *path, GError **error)
   const gboolean gpt2 = g_str_equal (kind, "gpt2"), spm = g_str_equal (kind, "llama");
   if (!gpt2 && !spm)
     {
+      g_autofree char *shown = g_utf8_make_valid (kind, -1); /* file bytes, maybe not UTF-8 */
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: tokenizer.ggml.model “%s” is not "
-                   "one Lathe rebuilds (gpt2, llama)", path, kind);
+                   "one Lathe rebuilds (gpt2, llama)", path, shown);
       return NULL;
     }
   const char *pre_name = pre ? pre : "default";
@@ -1274,9 +1276,10 @@ lt_gguf_tokenizer_new (const char *path, GError **error)
         digits = TRUE;
       else if (!g_str_equal (pre_name, "gpt-2") && !g_str_equal (pre_name, "default"))
         {
+          g_autofree char *shown = g_utf8_make_valid (pre_name, -1);
           g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: tokenizer.ggml.pre “%s” is not "
                        "one Lathe rebuilds (default, gpt-2, llama-bpe, qwen2, smollm)", path,
-                       pre_name);
+                       shown);
           return NULL;
         }
     }
