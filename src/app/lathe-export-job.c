@@ -564,7 +564,8 @@ rebase_path (const char *path, const char *from, const char *to)
  * written into its hidden sibling (lt-output-dir: ".OUT.tmp-XXXXXX"), renamed into place once
  * all are there: a kill leaves the folder as it was, never some outputs without the others,
  * and the next export removes the sibling. Into a folder that holds other files each output
- * stays its own transaction. Returns the staging folder (or NULL with @error unset). */
+ * stays its own transaction. Returns the staging folder; NULL without @error when the folder
+ * holds files, NULL with @error when the staging folder cannot be made. */
 static char *
 stage_outputs (LatheExportJob *self, LtExportOptions *opts, GError **error)
 {
