@@ -1210,6 +1210,10 @@ spm_merges_from_scores (char **tokens, const float *scores, const gint32 *types,
       if (types && types[t] != 1)
         continue;
       const char *p = tokens[t];
+      /* g_utf8_next_char steps over the NUL after a truncated sequence: a piece that is not
+       * UTF-8 has no splits (found by fuzz-gguf-model) */
+      if (p == NULL || !g_utf8_validate (p, -1, NULL))
+        continue;
       for (const char *q = g_utf8_next_char (p); *q; q = g_utf8_next_char (q))
         {
           g_autofree char *left = g_strndup (p, q - p);
