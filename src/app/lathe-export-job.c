@@ -13,6 +13,7 @@
 #include "src/core/lt-gguf.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-ollama.h"
+#include "src/core/lt-output-dir.h"
 #include "src/core/lt-export-method.h"
 #include "src/core/lt-quant.h"
 #include "src/core/lt-run-dir.h"
@@ -536,7 +537,7 @@ export_method (LatheExportJob *self, const LtExportOptions *opts, Result *result
   g_autofree char *name = g_ascii_strup (lt_calib_method_name (m.opts.method), -1);
   g_autofree char *learned = g_strdup_printf (_("MLX, %s, %d-bit"), name, m.opts.bits);
   add_method_row (result, rtn, NULL, mr->ppl_rtn, mr->rtn, m.data);
-  add_method_row (result, learned, opts->save_path, mr->ppl_method, mr->method, m.data);
+  add_method_row (result, learned, self->mlx_path, mr->ppl_method, mr->method, m.data);
   return rep;
 }
 
@@ -546,6 +547,57 @@ move_to_end (GPtrArray *rows, guint n)
 {
   for (guint i = 0; i < n; i++)
     g_ptr_array_add (rows, g_ptr_array_steal_index (rows, 0));
+}
+
+/* @path (under @from, or NULL) moved under @to. */
+static char *
+rebase_path (const char *path, const char *from, const char *to)
+{
+  if (path == NULL)
+    return NULL;
+  g_return_val_if_fail (g_str_has_prefix (path, from), NULL);
+  return g_strconcat (to, path + strlen (from), NULL);
+}
+
+/* Worker thread: the outputs appear together. Into an absent or empty output folder (the
+ * dialog's RUN-export, made by lathe_export_job_start) every output and the Modelfile are
+ * written into its hidden sibling (lt-output-dir: ".OUT.tmp-XXXXXX"), renamed into place once
+ * all are there: a kill leaves the folder as it was, never some outputs without the others,
+ * and the next export removes the sibling. Into a folder that holds other files each output
+ * stays its own transaction. Returns the staging folder; NULL without @error when the folder
+ * holds files, NULL with @error when the staging folder cannot be made. */
+static char *
+stage_outputs (LatheExportJob *self, LtExportOptions *opts, GError **error)
+{
+  g_autoptr (GDir) d = NULL;
+  char *staging;
+
+  if (!lt_output_dir_check (self->output_dir, TRUE, error)) /* recovers a killed export */
+    return NULL;
+  d = g_dir_open (self->output_dir, 0, NULL);
+  if (d != NULL && g_dir_read_name (d) != NULL)
+    return NULL;
+  staging = lt_output_dir_begin (self->output_dir, error);
+  if (staging == NULL)
+    return NULL;
+  opts->save_path = rebase_path (self->mlx_path, self->output_dir, staging);
+  opts->hf_path = rebase_path (self->hf_path, self->output_dir, staging);
+  opts->gguf_path = rebase_path (self->gguf_path, self->output_dir, staging);
+  opts->peft_path = rebase_path (self->peft_path, self->output_dir, staging);
+  return staging;
+}
+
+static void
+unstage_paths (LatheExportJob *self, LtExportOptions *opts)
+{
+  g_free ((char *) opts->save_path);
+  g_free ((char *) opts->hf_path);
+  g_free ((char *) opts->gguf_path);
+  g_free ((char *) opts->peft_path);
+  opts->save_path = self->mlx_path;
+  opts->hf_path = self->hf_path;
+  opts->gguf_path = self->gguf_path;
+  opts->peft_path = self->peft_path;
 }
 
 static void
@@ -587,12 +639,24 @@ export_thread (GTask        *task,
       g_task_return_error (task, error);
       return;
     }
+  g_autofree char *staging = stage_outputs (self, &opts, &error);
+  if (staging == NULL && error != NULL)
+    {
+      result_free (result);
+      g_task_return_error (task, error);
+      return;
+    }
   gboolean method = self->mlx_method != LT_CALIB_METHOD_RTN && self->mlx_path != NULL
                     && self->mlx_bits > 0;
   result->report = method ? export_method (self, &opts, result, &error)
                           : lt_export_run (&opts, export_progress_cb, self, &error);
   if (result->report == NULL)
     {
+      if (staging != NULL)
+        {
+          lt_output_dir_abort (staging);
+          unstage_paths (self, &opts);
+        }
       if (g_cancellable_is_cancelled (cancellable))
         {
           g_clear_error (&error);
@@ -608,7 +672,24 @@ export_thread (GTask        *task,
       g_autofree char *gguf_name = g_path_get_basename (self->gguf_path);
 
       post_progress (self, 1.0, "ollama");
-      if (!lt_ollama_write_modelfile (self->output_dir, gguf_name, self->model_dir, &error))
+      if (!lt_ollama_write_modelfile (staging ? staging : self->output_dir, gguf_name,
+                                      self->model_dir, &error))
+        {
+          if (staging != NULL)
+            {
+              lt_output_dir_abort (staging);
+              unstage_paths (self, &opts);
+            }
+          result_free (result);
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+  if (staging != NULL)
+    {
+      gboolean committed = lt_output_dir_commit (staging, self->output_dir, &error);
+      unstage_paths (self, &opts);
+      if (!committed)
         {
           result_free (result);
           g_task_return_error (task, error);

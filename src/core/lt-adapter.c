@@ -242,8 +242,11 @@ lt_adapter_file_load (const char *path, GError **error)
         f->type = LT_TRAIN_TYPE_FULL;
       else
         {
+          /* json-glib passes a lone surrogate (\ud800) through as invalid UTF-8 */
+          g_autofree char *shown = g_utf8_make_valid (ft, -1);
           g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                       "%s: “fine_tune_type” must be lora, dora or full, not “%s”", cfg_path, ft);
+                       "%s: “fine_tune_type” must be lora, dora or full, not “%s”", cfg_path,
+                       shown);
           return NULL;
         }
       f->scale = 20.0;

@@ -293,8 +293,9 @@ bpe_word (LtTokenizer *tok, const char *w, gsize len, GArray *ids)
   bpe_merge_word (tok, w, len, ids);
   cached = g_new (int32_t, ids->len - before + 1);
   cached[0] = (int32_t) (ids->len - before);
-  memcpy (cached + 1, &g_array_index (ids, int32_t, before),
-          (ids->len - before) * sizeof (int32_t));
+  if (ids->len > before) /* an empty array's data may be NULL (UBSan: NULL + 0) */
+    memcpy (cached + 1, &g_array_index (ids, int32_t, before),
+            (ids->len - before) * sizeof (int32_t));
   g_mutex_lock (&tok->cache_lock);
   if (g_hash_table_size (tok->cache) < CACHE_MAX_ENTRIES)
     g_hash_table_replace (tok->cache, g_strndup (w, len), cached);

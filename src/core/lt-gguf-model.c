@@ -874,8 +874,9 @@ config_text_from_gguf (LtGguf *g, const char *path, const char *extra, GError **
   if (!arch || !(g_str_equal (arch, "llama") || g_str_equal (arch, "qwen2")
                  || g_str_equal (arch, "qwen3")))
     {
+      g_autofree char *shown = arch ? g_utf8_make_valid (arch, -1) : NULL;
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: general.architecture %s is not "
-                   "llama, qwen2 or qwen3", path, arch ? arch : "(missing)");
+                   "llama, qwen2 or qwen3", path, shown ? shown : "(missing)");
       return NULL;
     }
   guint32 u[8] = { 0 };
@@ -924,8 +925,9 @@ config_text_from_gguf (LtGguf *g, const char *path, const char *extra, GError **
                             (double) factor);
   else if (scaling && !g_str_equal (scaling, "none"))
     {
+      g_autofree char *shown = g_utf8_make_valid (scaling, -1);
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: %s “%s” is not supported (linear "
-                   "or none)", path, ks, scaling);
+                   "or none)", path, ks, shown);
       return NULL;
     }
   const LtGgufTensor *emb = lt_gguf_find_tensor (g, "token_embd.weight");
@@ -969,6 +971,15 @@ lt_gguf_model_load (const char *path, const LtLoadOptions *opts, GError **error)
     return NULL;
   g_autofree char *arch = lt_gguf_dup_string (g, "general.architecture");
   const gboolean llama = g_str_equal (arch, "llama");
+  /* every block has its tensors in the file: a block_count of 2^31 in a small file is refused
+   * before the tensor list (9+ entries a block) is built (found by fuzz-gguf-model) */
+  if ((guint64) c0->num_hidden_layers > lt_gguf_get_n_tensors (g))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: %s.block_count is %d but the file "
+                   "holds %u tensors", path, arch, c0->num_hidden_layers,
+                   (guint) lt_gguf_get_n_tensors (g));
+      return NULL;
+    }
   g_autoptr (GArray) specs = lt_export_specs_new (c0);
   g_autoptr (GHashTable) table = lt_export_tensor_table_new ();
   g_autoptr (GString) quant = g_string_new (NULL);
@@ -1199,6 +1210,10 @@ spm_merges_from_scores (char **tokens, const float *scores, const gint32 *types,
       if (types && types[t] != 1)
         continue;
       const char *p = tokens[t];
+      /* g_utf8_next_char steps over the NUL after a truncated sequence: a piece that is not
+       * UTF-8 has no splits (found by fuzz-gguf-model) */
+      if (p == NULL || !g_utf8_validate (p, -1, NULL))
+        continue;
       for (const char *q = g_utf8_next_char (p); *q; q = g_utf8_next_char (q))
         {
           g_autofree char *left = g_strndup (p, q - p);
@@ -1247,8 +1262,9 @@ lt_gguf_tokenizer_new (const char *path, GError **error)
   const gboolean gpt2 = g_str_equal (kind, "gpt2"), spm = g_str_equal (kind, "llama");
   if (!gpt2 && !spm)
     {
+      g_autofree char *shown = g_utf8_make_valid (kind, -1); /* file bytes, maybe not UTF-8 */
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: tokenizer.ggml.model “%s” is not "
-                   "one Lathe rebuilds (gpt2, llama)", path, kind);
+                   "one Lathe rebuilds (gpt2, llama)", path, shown);
       return NULL;
     }
   const char *pre_name = pre ? pre : "default";
@@ -1264,9 +1280,10 @@ lt_gguf_tokenizer_new (const char *path, GError **error)
         digits = TRUE;
       else if (!g_str_equal (pre_name, "gpt-2") && !g_str_equal (pre_name, "default"))
         {
+          g_autofree char *shown = g_utf8_make_valid (pre_name, -1);
           g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "%s: tokenizer.ggml.pre “%s” is not "
                        "one Lathe rebuilds (default, gpt-2, llama-bpe, qwen2, smollm)", path,
-                       pre_name);
+                       shown);
           return NULL;
         }
     }

@@ -703,10 +703,11 @@ parse (LtGguf *g, GError **error)
         return FALSE;
       char *key = g_strndup (k, klen);
       g_ptr_array_add (g->key_store, key);
-      if (klen == 0 || strlen (key) != klen)
+      /* keys are UTF-8 (the format says so; messages quote them) */
+      if (klen == 0 || strlen (key) != klen || !g_utf8_validate (key, klen, NULL))
         {
           g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: key/value %" G_GUINT64_FORMAT
-                       " has an empty or invalid key", g->label, i);
+                       " has an empty or invalid key (not UTF-8)", g->label, i);
           return FALSE;
         }
       if (!g_hash_table_add (seen, key))
@@ -781,10 +782,12 @@ parse (LtGguf *g, GError **error)
         return FALSE;
       char *name = g_strndup (s, len);
       g_ptr_array_add (g->name_store, name);
-      if (len == 0 || len > LT_GGUF_MAX_NAME || strlen (name) != len)
+      if (len == 0 || len > LT_GGUF_MAX_NAME || strlen (name) != len
+          || !g_utf8_validate (name, len, NULL))
         {
           g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                       "%s: tensor %" G_GUINT64_FORMAT ": its name must have 1 to 63 bytes",
+                       "%s: tensor %" G_GUINT64_FORMAT ": its name must have 1 to 63 bytes of "
+                       "UTF-8",
                        g->label, i);
           return FALSE;
         }

@@ -15,6 +15,7 @@
 #include <libsoup/soup.h>
 
 #include "lt-error.h"
+#include "lt-json.h"
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"
 #define MAX_REDIRECTS 10
@@ -488,6 +489,67 @@ read_all (Hub *h, GInputStream *stream, const char *url, GError **error)
 
 /* ---- the listing ---------------------------------------------------------------------- */
 
+/* @name's string, NULL when absent or not a string (json-glib's _with_default getters fail a
+ * g_return_if_fail on an object or array there). */
+static const char *
+member_string (JsonObject *obj, const char *name)
+{
+  JsonNode *n = json_object_get_member (obj, name);
+
+  return n != NULL && lt_json_holds (n, G_TYPE_STRING) ? json_node_get_string (n) : NULL;
+}
+
+gboolean
+lt_hub_parse_listing (const char *data, gsize size, const char *label, char **out_commit,
+                      GPtrArray *out_paths, GError **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) local = NULL;
+  g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
+  JsonNode *root;
+  JsonObject *obj;
+  JsonArray *siblings;
+  const char *sha;
+
+  if (!json_parser_load_from_data (parser, data, size, &local))
+    {
+      /* json-glib quotes the offending bytes, which need not be UTF-8 */
+      g_autofree char *msg = g_utf8_make_valid (local->message, -1);
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not JSON: %s", label, msg);
+      return FALSE;
+    }
+  root = json_parser_get_root (parser);
+  obj = root != NULL && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
+  sha = obj != NULL ? member_string (obj, "sha") : NULL;
+  siblings = obj != NULL && json_object_has_member (obj, "siblings")
+             && JSON_NODE_HOLDS_ARRAY (json_object_get_member (obj, "siblings"))
+               ? json_object_get_array_member (obj, "siblings") : NULL;
+  if (sha == NULL || siblings == NULL || !etag_ok (sha))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                   "%s: the answer has no commit “sha” or no “siblings” list", label);
+      return FALSE;
+    }
+  for (guint i = 0; i < json_array_get_length (siblings); i++)
+    {
+      JsonNode *n = json_array_get_element (siblings, i);
+      const char *path = JSON_NODE_HOLDS_OBJECT (n)
+                           ? member_string (json_node_get_object (n), "rfilename") : NULL;
+      if (!repo_path_ok (path) || !g_utf8_validate (path, -1, NULL))
+        {
+          g_autofree char *shown = path ? g_utf8_make_valid (path, -1) : g_strdup ("missing");
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
+                       "%s: siblings[%u] has no usable “rfilename” (%s)", label, i, shown);
+          return FALSE;
+        }
+      g_ptr_array_add (paths, g_strdup (path));
+    }
+  for (guint i = 0; i < paths->len; i++)
+    g_ptr_array_add (out_paths, g_steal_pointer (&paths->pdata[i]));
+  *out_commit = g_strdup (sha);
+  return TRUE;
+}
+
 static gboolean
 list_files (Hub *h, const char *rev, char **out_commit, GPtrArray *out_paths, GError **error)
 {
@@ -497,12 +559,6 @@ list_files (Hub *h, const char *rev, char **out_commit, GPtrArray *out_paths, GE
   g_autoptr (SoupMessage) msg = NULL;
   g_autoptr (GInputStream) stream = NULL;
   g_autoptr (GBytes) body = NULL;
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (GError) local = NULL;
-  JsonNode *root;
-  JsonObject *obj;
-  JsonArray *siblings;
-  const char *sha;
 
   stream = hub_send (h, "GET", url, 0, FALSE, &msg, error);
   if (stream == NULL)
@@ -515,42 +571,8 @@ list_files (Hub *h, const char *rev, char **out_commit, GPtrArray *out_paths, GE
   body = read_all (h, stream, url, error);
   if (body == NULL)
     return FALSE;
-  if (!json_parser_load_from_data (parser, g_bytes_get_data (body, NULL),
-                                   g_bytes_get_size (body), &local))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: not JSON: %s", url, local->message);
-      return FALSE;
-    }
-  root = json_parser_get_root (parser);
-  obj = root != NULL && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
-  sha = obj != NULL ? json_object_get_string_member_with_default (obj, "sha", NULL) : NULL;
-  siblings = obj != NULL && json_object_has_member (obj, "siblings")
-             && JSON_NODE_HOLDS_ARRAY (json_object_get_member (obj, "siblings"))
-               ? json_object_get_array_member (obj, "siblings") : NULL;
-  if (sha == NULL || siblings == NULL || !etag_ok (sha))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                   "%s: the answer has no commit “sha” or no “siblings” list", url);
-      return FALSE;
-    }
-  for (guint i = 0; i < json_array_get_length (siblings); i++)
-    {
-      JsonNode *n = json_array_get_element (siblings, i);
-      const char *path = JSON_NODE_HOLDS_OBJECT (n)
-        ? json_object_get_string_member_with_default (json_node_get_object (n), "rfilename",
-                                                      NULL)
-        : NULL;
-      if (!repo_path_ok (path))
-        {
-          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT,
-                       "%s: siblings[%u] has no usable “rfilename” (%s)", url, i,
-                       path ? path : "missing");
-          return FALSE;
-        }
-      g_ptr_array_add (out_paths, g_strdup (path));
-    }
-  *out_commit = g_strdup (sha);
-  return TRUE;
+  return lt_hub_parse_listing (g_bytes_get_data (body, NULL), g_bytes_get_size (body), url,
+                               out_commit, out_paths, error);
 }
 
 /* HEAD on resolve/COMMIT/PATH: where the bytes are, the ETag and the size. */
@@ -914,26 +936,74 @@ link_snapshot (Hub *h, const char *commit, const HubFile *f, GError **error)
   return TRUE;
 }
 
+#define REF_TMP_PREFIX ".lathe-ref-"
+
+/* refs/REV ← @commit through a temporary file beside refs/, not in it (REPO/.lathe-ref-XXXXXX,
+ * locked while it exists), renamed into place: refs/ only ever holds whole commit hashes (the
+ * HF tools read every file there as a ref, and a killed writer's temporary would be one). */
 static gboolean
 write_ref (Hub *h, const char *rev, const char *commit, GError **error)
 {
   g_autofree char *ref = g_build_filename (h->repo_dir, "refs", rev, NULL);
   g_autofree char *dir = g_path_get_dirname (ref);
+  g_autofree char *tmp = g_build_filename (h->repo_dir, REF_TMP_PREFIX "XXXXXX", NULL);
   g_autofree char *old = NULL;
-  g_autoptr (GError) local = NULL;
+  int fd, e = 0;
 
   if (strcmp (rev, commit) == 0)
     return TRUE; /* a commit needs no ref (huggingface_hub does the same) */
   if (g_file_get_contents (ref, &old, NULL, NULL) && strcmp (old, commit) == 0)
     return TRUE;
-  if (g_mkdir_with_parents (dir, 0755) != 0
-      || !g_file_set_contents (ref, commit, -1, &local)) /* temp file + rename */
+  if (g_mkdir_with_parents (dir, 0755) != 0)
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", ref,
-                   local ? local->message : g_strerror (errno));
+      e = errno;
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", dir, g_strerror (e));
+      return FALSE;
+    }
+  fd = g_mkstemp_full (tmp, O_WRONLY, 0644);
+  if (fd < 0)
+    {
+      e = errno;
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", ref, g_strerror (e));
+      return FALSE;
+    }
+  if (flock (fd, LOCK_EX) != 0 || !write_all (fd, (const guint8 *) commit, strlen (commit))
+      || fsync (fd) != 0 || g_rename (tmp, ref) != 0)
+    e = errno;
+  if (e != 0)
+    g_unlink (tmp);
+  close (fd);
+  if (e != 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_IO, "%s: %s", ref, g_strerror (e));
       return FALSE;
     }
   return TRUE;
+}
+
+/* Removes the ref temporaries (REF_TMP_PREFIX) that a killed writer left: those nobody holds
+ * locked. */
+static void
+clean_ref_temps (const char *repo_dir)
+{
+  g_autoptr (GDir) d = g_dir_open (repo_dir, 0, NULL);
+  const char *name;
+
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *p = NULL;
+      int fd;
+
+      if (!g_str_has_prefix (name, REF_TMP_PREFIX))
+        continue;
+      p = g_build_filename (repo_dir, name, NULL);
+      fd = g_open (p, O_RDONLY | O_NOFOLLOW, 0);
+      if (fd < 0)
+        continue;
+      if (flock (fd, LOCK_EX | LOCK_NB) == 0)
+        g_unlink (p);
+      close (fd);
+    }
 }
 
 /* ---- the download --------------------------------------------------------------------- */
@@ -1067,6 +1137,8 @@ lt_hub_download (const char *repo_id, const LtHubOptions *opts, LtHubProgressFun
       hub_clear (&h);
       return NULL;
     }
+
+  clean_ref_temps (h.repo_dir);
 
   /* which files: those in the snapshot already need no request at all */
   for (guint i = 0; i < paths->len; i++)

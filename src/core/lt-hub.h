@@ -95,4 +95,12 @@ char *lt_hub_download (const char *repo_id, const LtHubOptions *opts, LtHubProgr
                        gpointer user_data, LtHubResult *result, GCancellable *cancellable,
                        GError **error);
 
+/* The Hub API's answer to GET /api/models/{repo}/revision/{rev} (@data, @size bytes, not
+ * necessarily NUL-terminated): its commit "sha" (a name usable as a folder) into @out_commit and
+ * its "siblings"[].rfilename (relative paths that stay inside the snapshot) appended to
+ * @out_paths (char*, owned by the array). FALSE with an LT_ERROR_FORMAT naming @label (nothing
+ * appended) otherwise. The parser lt_hub_download uses; public for the fuzz harness. */
+gboolean lt_hub_parse_listing (const char *data, gsize size, const char *label,
+                               char **out_commit, GPtrArray *out_paths, GError **error);
+
 G_END_DECLS

@@ -153,8 +153,11 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
     return FALSE;
   tok->unk_id = -1;
   if (unk != NULL && !bpe_vocab_lookup (tok, unk, strlen (unk), &tok->unk_id))
-    return tok_fail (error, LT_ERROR_FORMAT, path,
-                     "key “model.unk_token”: “%s” is not in model.vocab", unk);
+    {
+      g_autofree char *shown = g_utf8_make_valid (unk, -1);
+      return tok_fail (error, LT_ERROR_FORMAT, path,
+                       "key “model.unk_token”: “%s” is not in model.vocab", shown);
+    }
   if (!lt_json_opt_string (LT_JSON_AT (path, "model"), m, "continuing_subword_prefix", &s, error))
     return FALSE;
   tok->cont_prefix = g_strdup (s);
@@ -227,20 +230,26 @@ load_model (LtTokenizer *tok, JsonObject *root, const char *path, GError **error
           return tok_fail (error, LT_ERROR_FORMAT, path,
                            "key “model.merges[%u]” must be a string “a b” or a list of two strings",
                            i);
-        if (!bpe_vocab_lookup (tok, a, strlen (a), &ia))
-          return tok_fail (error, LT_ERROR_FORMAT, path,
-                           "key “model.merges[%u]”: token “%s” is not in model.vocab", i, a);
-        if (!bpe_vocab_lookup (tok, b, strlen (b), &ib))
-          return tok_fail (error, LT_ERROR_FORMAT, path,
-                           "key “model.merges[%u]”: token “%s” is not in model.vocab", i, b);
+        gboolean have_a = bpe_vocab_lookup (tok, a, strlen (a), &ia);
+        if (!have_a || !bpe_vocab_lookup (tok, b, strlen (b), &ib))
+          {
+            /* json-glib passes a lone surrogate (\ud800) through as invalid UTF-8 */
+            g_autofree char *shown = g_utf8_make_valid (have_a ? b : a, -1);
+            return tok_fail (error, LT_ERROR_FORMAT, path,
+                             "key “model.merges[%u]”: token “%s” is not in model.vocab", i,
+                             shown);
+          }
         if (plen > 0 && g_str_has_prefix (b, tok->cont_prefix))
           joined = g_strconcat (a, b + plen, NULL);
         else
           joined = g_strconcat (a, b, NULL);
         if (!bpe_vocab_lookup (tok, joined, strlen (joined), &inew))
-          return tok_fail (error, LT_ERROR_FORMAT, path,
-                           "key “model.merges[%u]”: merged token “%s” is not in model.vocab", i,
-                           joined);
+          {
+            g_autofree char *shown = g_utf8_make_valid (joined, -1);
+            return tok_fail (error, LT_ERROR_FORMAT, path,
+                             "key “model.merges[%u]”: merged token “%s” is not in model.vocab",
+                             i, shown);
+          }
         bpe_merge_put (tok, ia, ib, rank++, inew);
       }
   }

@@ -34,10 +34,26 @@ remove_tmp_dir (void)
   g_clear_pointer (&tmp_dir, g_free);
 }
 
+/* Criticals and warnings abort (SIGABRT) rather than reaching GLib's fatal path, which raises
+ * SIGTRAP: libFuzzer does not catch SIGTRAP, so the input was lost with the process. */
+static void
+fatal_log_handler (const char *domain, GLogLevelFlags level, const char *message,
+                   gpointer user_data)
+{
+  g_log_default_handler (domain, level, message, user_data);
+  if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING))
+    {
+      fprintf (stderr, "%s: check failed: a %s was logged\n", harness_name,
+               level & G_LOG_LEVEL_WARNING ? "warning" : "critical");
+      abort ();
+    }
+}
+
 void
 fuzz_init (const char *harness)
 {
   harness_name = harness;
+  g_log_set_default_handler (fatal_log_handler, NULL);
   g_log_set_always_fatal (G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING);
   if (tmp_dir == NULL)
     {

@@ -291,3 +291,107 @@ seeds['mlx-affine-8bit-override'] = tiny_model(quant={'group_size': 32, 'bits': 
 seeds['mlx-mxfp4'] = tiny_model(quant={'group_size': 32, 'bits': 4, 'mode': 'mxfp4'})
 seeds['bad-missing-tensor'] = tiny_model().replace(b'"num_hidden_layers": 1', b'"num_hidden_layers": 2')
 put('model', seeds)
+
+# --- gguf-model: a GGUF file as an input model (tiny llama / qwen2 / qwen3, F32/F16/Q8_0/Q4_0) ---
+def gguf_model(arch='llama', C=8, I=16, H=2, KVH=1, D=4, tok='llama', wtype=0, tied=True, extra_kv=()):
+    V = 8
+    vals = lambda n, k=0: [((j * 37 + k * 11) % 17 - 8) / 16.0 for j in range(n)]
+    def blob(gtype, ne):
+        n = 1
+        for x in ne:
+            n *= x
+        if gtype == 0:
+            return f32(*vals(n))
+        if gtype == 1:
+            return struct.pack(f'<{n}e', *vals(n))
+        if gtype == 8:   # Q8_0: per 32 values an f16 scale and 32 int8
+            return b''.join(struct.pack('<e', 0.03) + bytes((j * 7 + b) % 256 for j in range(32)) for b in range(n // 32))
+        if gtype == 2:   # Q4_0: an f16 scale and 16 bytes of nibbles
+            return b''.join(struct.pack('<e', 0.05) + bytes((j * 13 + b) % 256 for j in range(16)) for b in range(n // 32))
+        raise ValueError(gtype)
+    def mat(name, cols, rows):
+        t = wtype if cols % 32 == 0 else 0
+        return (name, t, [cols, rows], blob(t, [cols, rows]))
+    def vec(name, n, v=1.0):
+        return (name, 0, [n], f32(*([v] * n)))
+    tensors = [mat('token_embd.weight', C, V), vec('output_norm.weight', C)]
+    if not tied:
+        tensors.append(mat('output.weight', C, V))
+    p = 'blk.0.'
+    tensors += [vec(p + 'attn_norm.weight', C), vec(p + 'ffn_norm.weight', C),
+                mat(p + 'attn_q.weight', C, H * D), mat(p + 'attn_k.weight', C, KVH * D),
+                mat(p + 'attn_v.weight', C, KVH * D), mat(p + 'attn_output.weight', H * D, C),
+                mat(p + 'ffn_gate.weight', C, I), mat(p + 'ffn_up.weight', C, I),
+                mat(p + 'ffn_down.weight', I, C)]
+    if arch == 'qwen2':
+        tensors += [vec(p + 'attn_q.bias', H * D, 0.0), vec(p + 'attn_k.bias', KVH * D, 0.0),
+                    vec(p + 'attn_v.bias', KVH * D, 0.0)]
+    if arch == 'qwen3':
+        tensors += [vec(p + 'attn_q_norm.weight', D), vec(p + 'attn_k_norm.weight', D)]
+    kvs = [('general.architecture', 'str', arch), ('general.name', 'str', 'tiny'),
+           (arch + '.context_length', 'u32', 64), (arch + '.embedding_length', 'u32', C),
+           (arch + '.block_count', 'u32', 1), (arch + '.feed_forward_length', 'u32', I),
+           (arch + '.attention.head_count', 'u32', H), (arch + '.attention.head_count_kv', 'u32', KVH),
+           (arch + '.attention.key_length', 'u32', D), (arch + '.attention.value_length', 'u32', D),
+           (arch + '.rope.freq_base', 'f32', 10000.0),
+           (arch + '.attention.layer_norm_rms_epsilon', 'f32', 1e-5)]
+    if tok == 'llama':
+        toks = ['<unk>', '<s>', '</s>', '\u2581O', 'n', 'ce', '<0x41>', '\u2581']
+        kvs += [('tokenizer.ggml.model', 'str', 'llama'), ('tokenizer.ggml.tokens', 'arr', ('str', toks)),
+                ('tokenizer.ggml.scores', 'arr', ('f32', [0.0, 0.0, 0.0, -1.0, -2.0, -3.0, 0.0, -4.0])),
+                ('tokenizer.ggml.token_type', 'arr', ('i32', [2, 3, 3, 1, 1, 1, 6, 1])),
+                ('tokenizer.ggml.bos_token_id', 'u32', 1), ('tokenizer.ggml.eos_token_id', 'u32', 2),
+                ('tokenizer.ggml.unknown_token_id', 'u32', 0), ('tokenizer.ggml.add_bos_token', 'bool', True)]
+    else:
+        toks = ['O', 'n', 'c', 'e', '\u0120', 'On', 'ce', '<|endoftext|>']
+        kvs += [('tokenizer.ggml.model', 'str', 'gpt2'), ('tokenizer.ggml.pre', 'str', 'qwen2'),
+                ('tokenizer.ggml.tokens', 'arr', ('str', toks)),
+                ('tokenizer.ggml.token_type', 'arr', ('i32', [1, 1, 1, 1, 1, 1, 1, 3])),
+                ('tokenizer.ggml.merges', 'arr', ('str', ['O n', 'c e'])),
+                ('tokenizer.ggml.eos_token_id', 'u32', 7),
+                ('tokenizer.chat_template', 'str',
+                 "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}")]
+    kvs += list(extra_kv)
+    return gguf(kvs, tensors)
+
+seeds = {}
+seeds['llama-f32.gguf'] = gguf_model()
+seeds['llama-f16-untied.gguf'] = gguf_model(wtype=1, tied=False)
+seeds['llama-q8_0.gguf'] = gguf_model(C=32, I=32, H=4, KVH=2, D=8, wtype=8)
+seeds['llama-q4_0.gguf'] = gguf_model(C=32, I=32, H=4, KVH=2, D=8, wtype=2)
+seeds['llama-linear-rope.gguf'] = gguf_model(extra_kv=[('llama.rope.scaling.type', 'str', 'linear'),
+                                                       ('llama.rope.scaling.factor', 'f32', 2.0)])
+seeds['qwen2-bias-bpe.gguf'] = gguf_model('qwen2', tok='gpt2')
+seeds['qwen3-qknorm-bpe.gguf'] = gguf_model('qwen3', tok='gpt2', tied=False)
+seeds['bad-arch.gguf'] = gguf_model('gpt2')
+seeds['bad-heads.gguf'] = gguf_model(H=3, KVH=2)
+put('gguf-model', seeds)
+
+# --- hub-listing: the Hub API's answer to /api/models/{repo}/revision/{rev} ---
+sha = '0123456789abcdef0123456789abcdef01234567'
+files = ['.gitattributes', 'README.md', 'config.json', 'generation_config.json', 'model.safetensors',
+         'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json', 'docs/README.md']
+def listing(sib, **extra):
+    d = {'_id': '65f0c0ffee', 'id': 'lathe-test/tinystories-656k', 'private': False, 'sha': sha,
+         'siblings': sib}
+    d.update(extra)
+    return json.dumps(d).encode()
+seeds = {}
+seeds['test-server'] = listing([{'rfilename': f} for f in files])
+seeds['full-api'] = listing([{'rfilename': f} for f in files], author='lathe-test', lastModified='2026-01-02T03:04:05.000Z',
+                            gated=False, disabled=False, downloads=12, likes=3, tags=['safetensors', 'llama', 'text-generation'],
+                            pipeline_tag='text-generation', library_name='transformers',
+                            config={'architectures': ['LlamaForCausalLM'], 'model_type': 'llama'},
+                            cardData={'license': 'mit'}, safetensors={'parameters': {'F32': 656000}, 'total': 656000},
+                            createdAt='2026-01-01T00:00:00.000Z', usedStorage=2624000)
+seeds['nested-unicode'] = listing([{'rfilename': 'a/b/c/\u00e9t\u00e9.json'}, {'rfilename': 'x y/z'}])
+seeds['empty-siblings'] = listing([])
+seeds['bad-dotdot'] = listing([{'rfilename': '../../etc/passwd'}])
+seeds['bad-absolute'] = listing([{'rfilename': '/etc/passwd'}])
+seeds['bad-backslash'] = listing([{'rfilename': 'a\\..\\b'}])
+seeds['bad-no-sha'] = json.dumps({'siblings': [{'rfilename': 'a'}]}).encode()
+seeds['bad-sha-slash'] = listing([{'rfilename': 'a'}]).replace(sha.encode(), b'../x')
+seeds['bad-siblings-object'] = json.dumps({'sha': sha, 'siblings': {'rfilename': 'a'}}).encode()
+seeds['bad-rfilename-number'] = listing([{'rfilename': 1}])
+seeds['bad-not-json'] = b'<html>502 Bad Gateway</html>'
+put('hub-listing', seeds)
