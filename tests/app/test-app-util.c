@@ -30,3 +30,11 @@ test_app_finished_run (const char *model, const char *data, const char *out,
     g_main_context_iteration (NULL, TRUE);
   g_assert_cmpint (lathe_train_job_get_state (job), ==, LATHE_TRAIN_STATE_FINISHED);
 }
+
+void
+test_app_wait_laid_out (GtkWidget *widget)
+{
+  gint64 end = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  while (gtk_widget_get_height (widget) == 0 && g_get_monotonic_time () < end)
+    g_main_context_iteration (NULL, TRUE);
+}

@@ -544,6 +544,7 @@ test_gguf_types_and_ollama (void)
                                                        ADW_TYPE_PREFERENCES_GROUP,
                                                        "Verification")));
   g_assert_true (gtk_widget_is_visible (row));
+  test_app_wait_laid_out (row);
   g_assert_cmpint (gtk_widget_get_height (row), >, 0);
   g_assert_cmpint (gtk_widget_get_width (row), >, 200);
 

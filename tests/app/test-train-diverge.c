@@ -16,6 +16,7 @@
 #include "lathe-train-page.h"
 #include "src/core/lt-error.h"
 #include "tests/test-util.h"
+#include "test-app-util.h"
 
 /* The monitor's heading (the "title-4" label) and the label after it. */
 static void
@@ -82,12 +83,7 @@ test_diverged_message (void)
   g_assert_null (strchr (text, '\n'));
   /* below it, shown: what to try, with the numbers */
   g_assert_true (gtk_widget_is_visible (GTK_WIDGET (detail)));
-  {
-    /* laid out at the next frame: wait for it (at most 5 s) */
-    gint64 end = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
-    while (gtk_widget_get_height (GTK_WIDGET (detail)) == 0 && g_get_monotonic_time () < end)
-      g_main_context_iteration (NULL, TRUE);
-  }
+  test_app_wait_laid_out (GTK_WIDGET (detail));
   g_assert_cmpint (gtk_widget_get_height (GTK_WIDGET (detail)), >, 0);
   text = gtk_label_get_text (detail);
   g_assert_nonnull (strstr (text, "learning rate 10× lower (1e+29 instead of 1e+30)"));
