@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "test-util.h"
 
+#include <sys/wait.h>
+
 #include <glib/gstdio.h>
 
 void
@@ -24,4 +26,30 @@ void
 test_set_flag (gboolean *flag)
 {
   *flag = TRUE;
+}
+
+GPid
+test_spawn_quiet (const char *const *argv)
+{
+  g_autoptr (GError) error = NULL;
+  GPid pid = 0;
+
+  g_assert_true (g_spawn_async (NULL, (char **) argv, NULL,
+                                G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL
+                                  | G_SPAWN_STDERR_TO_DEV_NULL,
+                                NULL, NULL, &pid, &error));
+  g_assert_no_error (error);
+  return pid;
+}
+
+int
+test_wait_exit (GPid pid, gint64 t0_us, double *seconds)
+{
+  int status = 0;
+
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  if (seconds != NULL)
+    *seconds = (g_get_monotonic_time () - t0_us) / 1e6;
+  g_assert_true (WIFEXITED (status));
+  return WEXITSTATUS (status);
 }

@@ -8,3 +8,8 @@
 void test_rm_rf (const char *path);
 /* *@flag = TRUE: a GCallback for signals a test waits on. */
 void test_set_flag (gboolean *flag);
+/* Starts @argv (NULL-terminated) with its output discarded, not reaped: for tests that kill it. */
+GPid test_spawn_quiet (const char *const *argv);
+/* Waits for @pid (from test_spawn_quiet); asserts it exited and returns its status, with the
+ * seconds since @t0_us (g_get_monotonic_time) in *@seconds when not NULL. */
+int test_wait_exit (GPid pid, gint64 t0_us, double *seconds);

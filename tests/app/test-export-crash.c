@@ -103,15 +103,7 @@ spawn_driver (const char *out)
   g_autofree char *model = data_path ("models/llama-f32");
   g_autofree char *run = data_path ("train/llama-f32-lora");
   const char *argv[] = { g_getenv ("LATHE_EXPORT_DRIVER"), model, run, out, NULL };
-  g_autoptr (GError) error = NULL;
-  GPid pid = 0;
-
-  g_assert_true (g_spawn_async (NULL, (char **) argv, NULL,
-                                G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL
-                                  | G_SPAWN_STDERR_TO_DEV_NULL,
-                                NULL, NULL, &pid, &error));
-  g_assert_no_error (error);
-  return pid;
+  return test_spawn_quiet (argv);
 }
 
 /* Runs the export to its end; returns the exit status. */
@@ -119,14 +111,7 @@ static int
 run_driver (const char *out, double *seconds)
 {
   gint64 t0 = g_get_monotonic_time ();
-  GPid pid = spawn_driver (out);
-  int status = 0;
-
-  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
-  if (seconds != NULL)
-    *seconds = (g_get_monotonic_time () - t0) / 1e6;
-  g_assert_true (WIFEXITED (status));
-  return WEXITSTATUS (status);
+  return test_wait_exit (spawn_driver (out), t0, seconds);
 }
 
 /* Kills the export @delay seconds after its start or, with @watch, after a hidden sibling of

@@ -22,6 +22,7 @@
 #include "lt-output-dir.h"
 #include "lt-run.h"
 #include "lt-safetensors.h"
+#include "tests/test-util.h"
 
 #define N_KILLS 20
 
@@ -112,19 +113,12 @@ static GPid
 spawn_cli (const char *const *args)
 {
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  g_autoptr (GError) error = NULL;
-  GPid pid = 0;
 
   g_ptr_array_add (argv, (gpointer) g_getenv ("LATHE_CLI"));
   for (; *args; args++)
     g_ptr_array_add (argv, (gpointer) *args);
   g_ptr_array_add (argv, NULL);
-  g_assert_true (g_spawn_async (NULL, (char **) argv->pdata, NULL,
-                                G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL |
-                                  G_SPAWN_STDERR_TO_DEV_NULL,
-                                NULL, NULL, &pid, &error));
-  g_assert_no_error (error);
-  return pid;
+  return test_spawn_quiet ((const char *const *) argv->pdata);
 }
 
 /* Runs to the end; returns the exit status. */
@@ -290,13 +284,6 @@ fuse_args (int variant, const char *out)
 }
 
 static void
-rm_rf (const char *dir)
-{
-  g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", dir);
-  g_assert_cmpint (system (cmd), ==, 0);
-}
-
-static void
 test_kill (gconstpointer data)
 {
   gboolean fuse = GPOINTER_TO_INT (data);
@@ -309,7 +296,7 @@ test_kill (gconstpointer data)
     }
   tmp = g_dir_make_tmp ("test-crash-safety-XXXXXX", NULL);
   kill_loop (fuse ? "fuse" : "quantize", fuse ? fuse_args : quantize_args, tmp);
-  rm_rf (tmp);
+  test_rm_rf (tmp);
 }
 
 /* In the child: files may not grow past 64 KiB, and going past fails the write with EFBIG
@@ -362,7 +349,7 @@ test_full_disk (gconstpointer data)
   g_assert_cmpstr (after, ==, before);
   t = siblings (out, "tmp");
   g_assert_cmpstr (t, ==, "");
-  rm_rf (tmp);
+  test_rm_rf (tmp);
 }
 
 /* No file of @dir but @keep (may be NULL) may exist: a failed write leaves no temporary. */
@@ -502,7 +489,7 @@ test_recover (void)
     g_assert_true (g_file_get_contents (p, &text, NULL, NULL));
     g_assert_cmpstr (text, ==, "previous");
   }
-  rm_rf (tmp);
+  test_rm_rf (tmp);
 }
 
 /* A disk that fails with EIO (tests/tools/eio-shim.c preloaded into `lathe`) while quantize or
@@ -558,7 +545,7 @@ test_eio (gconstpointer data)
   g_assert_cmpstr (after, ==, before);
   t = siblings (out, "tmp");
   g_assert_cmpstr (t, ==, "");
-  rm_rf (tmp);
+  test_rm_rf (tmp);
 }
 
 /* `lathe train` on a disk that fails mid-save: with the optimizer's state of the step-2 save
@@ -648,7 +635,7 @@ test_eio_train (void)
     g_assert_true (g_file_get_contents (pb, &b, &nb, NULL));
     g_assert_cmpmem (a, na, b, nb);
   }
-  rm_rf (tmp);
+  test_rm_rf (tmp);
 }
 
 int

@@ -228,29 +228,14 @@ spawn_download (const char *cache)
 {
   const char *argv[] = { g_getenv ("LATHE_CLI"), "download", "--endpoint", hub.base,
                          "--cache-dir", cache, REPO, NULL };
-  g_autoptr (GError) error = NULL;
-  GPid pid = 0;
-
-  g_assert_true (g_spawn_async (NULL, (char **) argv, NULL,
-                                G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL
-                                  | G_SPAWN_STDERR_TO_DEV_NULL,
-                                NULL, NULL, &pid, &error));
-  g_assert_no_error (error);
-  return pid;
+  return test_spawn_quiet (argv);
 }
 
 static void
 run_download (const char *cache, double *seconds)
 {
   gint64 t0 = g_get_monotonic_time ();
-  GPid pid = spawn_download (cache);
-  int status = 0;
-
-  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
-  g_assert_true (WIFEXITED (status));
-  g_assert_cmpint (WEXITSTATUS (status), ==, 0);
-  if (seconds != NULL)
-    *seconds = (g_get_monotonic_time () - t0) / 1e6;
+  g_assert_cmpint (test_wait_exit (spawn_download (cache), t0, seconds), ==, 0);
 }
 
 /* Kills the download @delay seconds after its start or, with @watch, after @watch appears;
