@@ -204,10 +204,11 @@ run_case (GRand *rng, const Format *f, int64_t M, int64_t O, int64_t ngroups)
 static void
 test_kernels (void)
 {
-  /* (M, O, groups per row): odd O, O = 1, several groups, a threaded size */
+  /* (M, O, groups per row): odd O, O = 1, several groups, a threaded size, and more groups
+   * than the act8 kernels' tile of 64 (70: a second tile of 6, not a multiple of 4) */
   static const int64_t shapes[][3] = {
     { 1, 1, 1 }, { 1, 37, 3 }, { 2, 5, 1 }, { 3, 33, 5 }, { 5, 9, 2 }, { 1, 257, 4 },
-    { 1, 300, 8 },
+    { 1, 300, 8 }, { 2, 7, 70 },
   };
   g_autoptr (GRand) rng = g_rand_new_with_seed (1806);
 

@@ -512,23 +512,65 @@ row_q6_avx2 (const LtQKWeight *w, int64_t r, const float *xp)
   return row_q4phase_avx2 (w, r, xp, 6);
 }
 
-/* One group of four rows: @h their int32 sums (rows 0..3 over the group's low columns, then
- * over its high ones), converted once and scaled by s·d per row into @acc; b·Σx into @bias. */
-AVX2 static inline __attribute__ ((always_inline)) void
-act8_group_add (__m256i h, const float *sc, const float *bi, __m128i rows, float d, float xsum,
-                __m256 *acc, __m128 *bias)
+/* The four rows' float sums are built in two steps, without a gather: per group, the int32
+ * sums of the four rows are scaled by the group's step d into a tile T[g][0..3]
+ * (act8_tile_put); per tile of ACT8_TILE groups, four groups at a time are transposed to one
+ * vector per row and multiplied by the rows' contiguous scales, and the rows' biases by x's
+ * group sums (act8_tile_flush). Four strided scales per group had cost two gathers. */
+#define ACT8_TILE 64
+
+typedef struct
 {
-  __m128 sd = _mm_mul_ps (_mm_i32gather_ps (sc, rows, 4), _mm_set1_ps (d));
-  *acc = _mm256_fmadd_ps (_mm256_cvtepi32_ps (h), _mm256_set_m128 (sd, sd), *acc);
-  *bias = _mm_fmadd_ps (_mm_i32gather_ps (bi, rows, 4), _mm_set1_ps (xsum), *bias);
+  __m128 row[4]; /* per row, four groups' partial sums */
+  __m128 tail;   /* per row (lanes), groups past a multiple of four */
+} Act8Acc;
+
+/* T[g] = d·(@h's two column halves added), @h: rows 0..3 over the group's low columns, then
+ * over its high ones. */
+AVX2 static inline __attribute__ ((always_inline)) void
+act8_tile_put (__m256i h, float d, float *t)
+{
+  __m128i s = _mm_add_epi32 (_mm256_castsi256_si128 (h), _mm256_extracti128_si256 (h, 1));
+  _mm_storeu_ps (t, _mm_mul_ps (_mm_cvtepi32_ps (s), _mm_set1_ps (d)));
 }
 
-/* out[0..3]: the two column halves of @acc added, plus @bias. */
+/* @acc += the @n groups of the tile @T: row k gains Σ_g sc[k·ng + g]·T[g][k] + bi[k·ng + g]·xs[g]
+ * (@sc, @bi and @xs at the tile's first group). */
 AVX2 static inline __attribute__ ((always_inline)) void
-act8_store4 (__m256 acc, __m128 bias, float *out)
+act8_tile_flush (const float *T, int64_t n, const float *sc, const float *bi, int64_t ng,
+                 const float *xs, Act8Acc *acc)
 {
-  __m128 t = _mm_add_ps (_mm256_castps256_ps128 (acc), _mm256_extractf128_ps (acc, 1));
-  _mm_storeu_ps (out, _mm_add_ps (t, bias));
+  int64_t g = 0;
+  for (; g + 4 <= n; g += 4)
+    {
+      __m128 t0 = _mm_loadu_ps (T + 4 * g), t1 = _mm_loadu_ps (T + 4 * g + 4);
+      __m128 t2 = _mm_loadu_ps (T + 4 * g + 8), t3 = _mm_loadu_ps (T + 4 * g + 12);
+      __m128 x4 = _mm_loadu_ps (xs + g);
+      _MM_TRANSPOSE4_PS (t0, t1, t2, t3); /* t_k: row k over the four groups */
+      __m128 t[4] = { t0, t1, t2, t3 };
+      for (int k = 0; k < 4; k++)
+        {
+          __m128 v = _mm_fmadd_ps (t[k], _mm_loadu_ps (sc + k * ng + g), acc->row[k]);
+          acc->row[k] = _mm_fmadd_ps (_mm_loadu_ps (bi + k * ng + g), x4, v);
+        }
+    }
+  for (; g < n; g++)
+    {
+      __m128 s4 = _mm_setr_ps (sc[g], sc[ng + g], sc[2 * ng + g], sc[3 * ng + g]);
+      __m128 b4 = _mm_setr_ps (bi[g], bi[ng + g], bi[2 * ng + g], bi[3 * ng + g]);
+      acc->tail = _mm_fmadd_ps (_mm_loadu_ps (T + 4 * g), s4, acc->tail);
+      acc->tail = _mm_fmadd_ps (b4, _mm_set1_ps (xs[g]), acc->tail);
+    }
+}
+
+/* out[0..3]: each row's sums added. */
+AVX2 static inline __attribute__ ((always_inline)) void
+act8_acc_store (Act8Acc *acc, float *out)
+{
+  __m128 a0 = acc->row[0], a1 = acc->row[1], a2 = acc->row[2], a3 = acc->row[3];
+  _MM_TRANSPOSE4_PS (a0, a1, a2, a3);
+  _mm_storeu_ps (out, _mm_add_ps (_mm_add_ps (_mm_add_ps (a0, a1), _mm_add_ps (a2, a3)),
+                                  acc->tail));
 }
 
 /* Four rows of Ŵ (4-bit affine) from @r dotted with one x (Act8) into out[0..3]: the rows
@@ -543,57 +585,77 @@ rows4_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
   const int8_t *xq = a->q;
   const __m256i m4 = _mm256_set1_epi8 (15), ones = _mm256_set1_epi16 (1);
   const __m256i hi4 = _mm256_setr_epi32 (0, 0, 0, 0, 4, 4, 4, 4); /* upper half: high nibbles */
-  const __m128i rows = _mm_setr_epi32 (0, (int) ng, (int) (2 * ng), (int) (3 * ng));
-  __m256 acc = _mm256_setzero_ps ();
-  __m128 bias = _mm_setzero_ps ();
+  float T[4 * ACT8_TILE];
+  Act8Acc acc = { { _mm_setzero_ps (), _mm_setzero_ps (), _mm_setzero_ps (), _mm_setzero_ps () },
+                  _mm_setzero_ps () };
 
-  for (int64_t g = 0; g < ng; g++)
+  for (int64_t g0 = 0; g0 < ng; g0 += ACT8_TILE)
     {
-      __m256i s0 = _mm256_setzero_si256 (), s1 = _mm256_setzero_si256 ();
-      __m256i s2 = _mm256_setzero_si256 (), s3 = _mm256_setzero_si256 ();
-      /* blocks in pairs: the two blocks' int16 pair sums (each ≤ 2·15·127) added as int16,
-       * then widened once */
-#define CODES(k, off) \
-  _mm256_and_si256 (_mm256_srlv_epi32 (_mm256_broadcastsi128_si256 (_mm_loadu_si128 ( \
-                                         (const __m128i *) (pc + (k) * stride + (off)))), \
-                                       hi4), \
-                    m4)
+      const int64_t g1 = g0 + ACT8_TILE < ng ? g0 + ACT8_TILE : ng;
+      for (int64_t g = g0; g < g1; g++)
+        {
+          __m256i s0 = _mm256_setzero_si256 (), s1 = _mm256_setzero_si256 ();
+          __m256i s2 = _mm256_setzero_si256 (), s3 = _mm256_setzero_si256 ();
+          /* Blocks in pairs: one 32-byte load holds both blocks' codes, its low nibbles
+           * (the two blocks' first halves of xq) and its high nibbles (their second halves);
+           * xq's halves are swapped to match once for the four rows. The two int16 pair sums
+           * (each ≤ 2·15·127) are added as int16, then widened once. */
 #define PAIR(k, s) \
-  s = _mm256_add_epi32 ( \
-    s, _mm256_madd_epi16 (_mm256_add_epi16 (_mm256_maddubs_epi16 (CODES (k, 0), x0), \
-                                            _mm256_maddubs_epi16 (CODES (k, 16), x1)), \
-                          ones))
+  do \
+    { \
+      __m256i c = _mm256_loadu_si256 ((const __m256i *) (pc + (k) * stride)); \
+      __m256i lo = _mm256_and_si256 (c, m4); \
+      __m256i hi = _mm256_and_si256 (_mm256_srli_epi16 (c, 4), m4); \
+      s = _mm256_add_epi32 ( \
+        s, _mm256_madd_epi16 ( \
+             _mm256_add_epi16 (_mm256_maddubs_epi16 (lo, xl), _mm256_maddubs_epi16 (hi, xh)), \
+             ones)); \
+    } \
+  while (0)
 #define ONE(k, s) \
-  s = _mm256_add_epi32 (s, _mm256_madd_epi16 (_mm256_maddubs_epi16 (CODES (k, 0), x0), ones))
-      int64_t b = 0;
-      for (; b + 2 <= nb; b += 2, pc += 32, xq += 64)
-        {
-          __m256i x0 = _mm256_loadu_si256 ((const __m256i *) xq);
-          __m256i x1 = _mm256_loadu_si256 ((const __m256i *) (xq + 32));
-          PAIR (0, s0);
-          PAIR (1, s1);
-          PAIR (2, s2);
-          PAIR (3, s3);
-        }
-      if (b < nb)
-        {
-          __m256i x0 = _mm256_loadu_si256 ((const __m256i *) xq);
-          ONE (0, s0);
-          ONE (1, s1);
-          ONE (2, s2);
-          ONE (3, s3);
-          pc += 16;
-          xq += 32;
-        }
+  s = _mm256_add_epi32 ( \
+    s, _mm256_madd_epi16 ( \
+         _mm256_maddubs_epi16 ( \
+           _mm256_and_si256 ( \
+             _mm256_srlv_epi32 ( \
+               _mm256_broadcastsi128_si256 (_mm_loadu_si128 ((const __m128i *) (pc + (k) * stride))), \
+               hi4), \
+             m4), \
+           x0), \
+         ones))
+          int64_t b = 0;
+          for (; b + 2 <= nb; b += 2, pc += 32, xq += 64)
+            {
+              __m256i x0 = _mm256_loadu_si256 ((const __m256i *) xq);
+              __m256i x1 = _mm256_loadu_si256 ((const __m256i *) (xq + 32));
+              __m256i xl = _mm256_permute2x128_si256 (x0, x1, 0x20);
+              __m256i xh = _mm256_permute2x128_si256 (x0, x1, 0x31);
+              PAIR (0, s0);
+              PAIR (1, s1);
+              PAIR (2, s2);
+              PAIR (3, s3);
+            }
+          if (b < nb)
+            {
+              __m256i x0 = _mm256_loadu_si256 ((const __m256i *) xq);
+              ONE (0, s0);
+              ONE (1, s1);
+              ONE (2, s2);
+              ONE (3, s3);
+              pc += 16;
+              xq += 32;
+            }
 #undef ONE
 #undef PAIR
-#undef CODES
-      /* the four rows' int32 sums folded into one vector (rows 0..3 over the low columns,
-       * then over the high) */
-      act8_group_add (_mm256_hadd_epi32 (_mm256_hadd_epi32 (s0, s1), _mm256_hadd_epi32 (s2, s3)),
-                      sc + g, bi + g, rows, a->d[g], a->sum[g], &acc, &bias);
+          /* the four rows' int32 sums folded into one vector (rows 0..3 over the low
+           * columns, then over the high) */
+          act8_tile_put (
+            _mm256_hadd_epi32 (_mm256_hadd_epi32 (s0, s1), _mm256_hadd_epi32 (s2, s3)), a->d[g],
+            T + 4 * (g - g0));
+        }
+      act8_tile_flush (T, g1 - g0, sc + g0, bi + g0, ng, a->sum + g0, &acc);
     }
-  act8_store4 (acc, bias, out);
+  act8_acc_store (&acc, out);
 }
 
 #define VNNI __attribute__ ((target ("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -612,9 +674,9 @@ rows4_q4_act8_vnni (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
   const int8_t *xq = a->q;
   const __m512i m4 = _mm512_set1_epi8 (15);
   const __m512i sh = _mm512_setr_epi32 (0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
-  const __m128i rows = _mm_setr_epi32 (0, (int) ng, (int) (2 * ng), (int) (3 * ng));
-  __m256 acc = _mm256_setzero_ps ();
-  __m128 bias = _mm_setzero_ps ();
+  float T[4 * ACT8_TILE];
+  Act8Acc acc = { { _mm_setzero_ps (), _mm_setzero_ps (), _mm_setzero_ps (), _mm_setzero_ps () },
+                  _mm_setzero_ps () };
 
   for (int64_t g = 0; g < ng; g++)
     {
@@ -663,12 +725,17 @@ rows4_q4_act8_vnni (const LtQKWeight *w, int64_t r, const Act8 *a, float *out)
 #undef CODES
       /* 16 lanes to 8, then as rows4_q4_act8_avx2 */
 #define HALVES(s) _mm256_add_epi32 (_mm512_castsi512_si256 (s), _mm512_extracti64x4_epi64 (s, 1))
-      act8_group_add (_mm256_hadd_epi32 (_mm256_hadd_epi32 (HALVES (s0), HALVES (s1)),
-                                         _mm256_hadd_epi32 (HALVES (s2), HALVES (s3))),
-                      sc + g, bi + g, rows, a->d[g], a->sum[g], &acc, &bias);
+      act8_tile_put (_mm256_hadd_epi32 (_mm256_hadd_epi32 (HALVES (s0), HALVES (s1)),
+                                        _mm256_hadd_epi32 (HALVES (s2), HALVES (s3))),
+                     a->d[g], T + 4 * (g % ACT8_TILE));
 #undef HALVES
+      if (g % ACT8_TILE == ACT8_TILE - 1 || g == ng - 1)
+        {
+          const int64_t g0 = g - g % ACT8_TILE;
+          act8_tile_flush (T, g - g0 + 1, sc + g0, bi + g0, ng, a->sum + g0, &acc);
+        }
     }
-  act8_store4 (acc, bias, out);
+  act8_acc_store (&acc, out);
 }
 
 AVX2 static float
