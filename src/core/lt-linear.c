@@ -451,6 +451,27 @@ lt_linear_forward (const LtLinear *lin, const float *x, int N, float *y, float *
   lt_linear_forward_rows (lin, x, N, 0, lin->out_features, y, scratch, scratch_floats);
 }
 
+void
+lt_linear_forward_many (LtLinear *const *lins, int n, const float *x, int N, float *const *ys,
+                        float *scratch, gsize scratch_floats)
+{
+  LtQKWeight views[8];
+  gboolean together = n >= 1 && n <= (int) G_N_ELEMENTS (views) && N <= lt_qk_fused_max_m;
+
+  for (int j = 0; j < n && together; j++)
+    {
+      const LtLinear *lin = lins[j];
+      together = lin->kind == LT_LINEAR_QUANTIZED && lin->lora == NULL && !lin->qat
+                 && lin->bias == NULL && lin->in_features == lins[0]->in_features;
+      if (together)
+        lt_quant_tensor_get_weight (lin->quant, &views[j]);
+    }
+  if (together && lt_qk_forward_multi (n, ys, x, views, N) == 0)
+    return;
+  for (int j = 0; j < n; j++)
+    lt_linear_forward (lins[j], x, N, ys[j], scratch, scratch_floats);
+}
+
 /* ---- training ---- */
 
 static guint64

@@ -107,6 +107,11 @@ gsize lt_linear_scratch_floats (const LtLinear *lin);
 /* y (N, out) = x (N, in) · Wᵀ + b. @scratch: lt_linear_scratch_floats() floats or more. */
 void lt_linear_forward (const LtLinear *lin, const float *x, int N, float *y, float *scratch,
                         gsize scratch_floats);
+/* ys[j] = lt_linear_forward (lins[j], x) for @n (at most 8) layers that read the same x: for
+ * few tokens (decode), quantized layers without adapter, QAT or bias share one
+ * lt_qk_forward_multi (one rounding of x, one parallel region); otherwise one by one. */
+void lt_linear_forward_many (LtLinear *const *lins, int n, const float *x, int N,
+                             float *const *ys, float *scratch, gsize scratch_floats);
 /* Only output rows [row0, row0 + n_rows) of W: y (N, n_rows). Used for the LM head in chunks
  * of the vocabulary. */
 void lt_linear_forward_rows (const LtLinear *lin, const float *x, int N, int row0, int n_rows,

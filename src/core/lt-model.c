@@ -915,6 +915,25 @@ block_linear (LtModel *m, int l, int j, const float *x, int N, float *y,
     lt_linear_forward (lin, x, N, y, step->lin_scratch, step->lin_scratch_floats);
 }
 
+/* Linear layers j0 … j0 + n − 1 of block l, which read the same x: without a record
+ * (inference), through lt_linear_forward_many (one parallel region for a decoded token). */
+static void
+block_linears (LtModel *m, int l, int j0, int n, const float *x, int N, float *const *ys,
+               const LtBlockStep *step, LtBlockActs *acts)
+{
+  LtLinear *lins[LT_BLOCK_LINEARS];
+
+  if (acts)
+    {
+      for (int j = 0; j < n; j++)
+        block_linear (m, l, j0 + j, x, N, ys[j], step, acts);
+      return;
+    }
+  for (int j = 0; j < n; j++)
+    lins[j] = lt_layer_linear (&m->w.layers[l], j0 + j);
+  lt_linear_forward_many (lins, n, x, N, ys, step->lin_scratch, step->lin_scratch_floats);
+}
+
 /* The block's attention call site: att (N, H·D) from q (N, H·D), k, v (N, KVH·D), per
  * sequence of the batch, or over the KV cache's layer l (k, v appended to it first). */
 static void
@@ -977,9 +996,8 @@ lt_model_block_forward (LtModel *m, int l, const float *x_in, float *x_out, int 
 
   /* attention: x_mid = x_in + o(attn(rope(norm(q)), rope(norm(k)), v)) */
   lt_rmsnorm_forward (a->xn1, x_in, lw->input_norm, eps, N, C);
-  block_linear (m, l, 0, a->xn1, N, a->qraw ? a->qraw : a->q, step, acts);
-  block_linear (m, l, 1, a->xn1, N, a->kraw ? a->kraw : a->k, step, acts);
-  block_linear (m, l, 2, a->xn1, N, a->v, step, acts);
+  float *qkv[3] = { a->qraw ? a->qraw : a->q, a->kraw ? a->kraw : a->k, a->v };
+  block_linears (m, l, 0, 3, a->xn1, N, qkv, step, acts);
   if (lw->q_norm)
     {
       lt_rmsnorm_forward (a->q, a->qraw ? a->qraw : a->q, lw->q_norm, eps, N * H, D);
@@ -993,8 +1011,8 @@ lt_model_block_forward (LtModel *m, int l, const float *x_in, float *x_out, int 
 
   /* MLP: x_out = x_mid + down(silu(gate)·up) */
   lt_rmsnorm_forward (a->xn2, a->x_mid, lw->post_norm, eps, N, C);
-  block_linear (m, l, 4, a->xn2, N, a->gate, step, acts);
-  block_linear (m, l, 5, a->xn2, N, a->up, step, acts);
+  float *gate_up[2] = { a->gate, a->up };
+  block_linears (m, l, 4, 2, a->xn2, N, gate_up, step, acts);
   lt_swiglu_forward (h, a->gate, a->up, nI);
   block_linear (m, l, 6, h, N, tmp, step, acts);
   lt_add (x_out, a->x_mid, tmp, nC);

@@ -402,6 +402,69 @@ test_generate_tinystories (void)
   check_generate (dir, LT_QUANT_MXFP4, 4, 32);
 }
 
+/* lt_qk_gemv_multi: the q/k/v (or gate/up) products of a decoded token in one call equal
+ * lt_qk_gemv's one by one, bit for bit: with the 8-bit activations on (x rounded once, one
+ * parallel region over all rows), off, and for a set whose last weight is not 4-bit affine
+ * (one by one). Widths 576 (g64) and 1536 (g128), 1 and 2 threads, M 1 and 3. */
+static void
+test_multi (void)
+{
+  g_autoptr (GRand) rng = g_rand_new_with_seed (1807);
+  static const int64_t rows[3] = { 576, 196, 61 };
+  static const struct
+  {
+    int64_t I, group;
+  } widths[] = { { 576, 64 }, { 1536, 128 } };
+
+  for (gsize wi = 0; wi < G_N_ELEMENTS (widths); wi++)
+    for (int last8 = 0; last8 < 2; last8++)
+      {
+        int64_t I = widths[wi].I;
+        LtQuantTensor *qt[3];
+        LtQKWeight ws[3];
+        float *w[3];
+        for (int j = 0; j < 3; j++)
+          {
+            GError *error = NULL;
+            w[j] = randn (rng, rows[j] * I, 0.1f);
+            qt[j] = lt_quant_tensor_quantize (w[j], rows[j], I, LT_QUANT_AFFINE,
+                                              j == 2 && last8 ? 8 : 4, widths[wi].group, &error);
+            g_assert_no_error (error);
+            lt_quant_tensor_get_weight (qt[j], &ws[j]);
+          }
+        for (int64_t M = 1; M <= 3; M += 2)
+          for (int act8 = 0; act8 < 2; act8++)
+            for (int threads = 1; threads <= 2; threads++)
+              {
+                g_autofree float *x = randn (rng, M * I, 1.0f);
+                float *ys[3], *yr[3];
+                int prev = lt_qk_gemv_set_act8 (act8);
+                for (int j = 0; j < 3; j++)
+                  {
+                    ys[j] = g_new (float, M * rows[j]);
+                    yr[j] = g_new (float, M * rows[j]);
+                    g_assert_cmpint (lt_qk_gemv (yr[j], x, &ws[j], M, 0.0f, threads), ==, 0);
+                  }
+                g_assert_cmpint (lt_qk_gemv_multi (3, ys, x, ws, M, threads), ==, 0);
+                for (int j = 0; j < 3; j++)
+                  {
+                    if (memcmp (ys[j], yr[j], (gsize) (M * rows[j]) * sizeof (float)) != 0)
+                      g_error ("I %" G_GINT64_FORMAT " weight %d (%d-bit), M %" G_GINT64_FORMAT
+                               ", act8 %d, %d threads: the joint product differs",
+                               I, j, ws[j].bits, M, act8, threads);
+                    g_free (ys[j]);
+                    g_free (yr[j]);
+                  }
+                lt_qk_gemv_set_act8 (prev);
+              }
+        for (int j = 0; j < 3; j++)
+          {
+            lt_quant_tensor_free (qt[j]);
+            g_free (w[j]);
+          }
+      }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -411,5 +474,6 @@ main (int argc, char **argv)
   g_test_add_func ("/qgemv/generate/fixtures", test_generate_fixtures);
   g_test_add_func ("/qgemv/generate/tinystories", test_generate_tinystories);
   g_test_add_func ("/qgemv/act8", test_act8);
+  g_test_add_func ("/qgemv/multi", test_multi);
   return g_test_run ();
 }

@@ -910,41 +910,73 @@ act8_range (float *y, const LtQKWeight *w, const char *buf, size_t rb, int64_t M
       }
 }
 
-/* lt_qk_gemv for 4-bit affine Ŵ with x rounded to 8 bits (lt_qk_gemv_set_act8). */
+/* lt_qk_gemv for @n 4-bit affine Ŵ_j of one shape of row (cols, group) with x rounded to 8
+ * bits (lt_qk_gemv_set_act8): x is rounded once, and the products share one parallel region. */
 static int
-gemv_act8 (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta, int threads,
-           int avx2)
+gemv_act8 (int n, float *const *ys, const float *x, const LtQKWeight *ws, int64_t M, float beta,
+           int threads, int avx2)
 {
-  int64_t O = w->rows, I = w->cols;
-  size_t rb = act8_bytes (I, w->group_len);
+  int64_t I = ws[0].cols, R = 0;
+  size_t rb = act8_bytes (I, ws[0].group_len);
   char *buf = malloc ((size_t) M * rb);
 
   if (buf == NULL)
     return -1;
+  for (int j = 0; j < n; j++)
+    R += ws[j].rows;
   for (int64_t m = 0; m < M; m++)
     {
 #ifdef LT_QG_X86
       if (avx2)
-        act8_quantize_avx2 (x + m * I, I, w->group_len, buf + (size_t) m * rb);
+        act8_quantize_avx2 (x + m * I, I, ws[0].group_len, buf + (size_t) m * rb);
       else
 #endif
-        act8_quantize_scalar (x + m * I, I, w->group_len, buf + (size_t) m * rb);
+        act8_quantize_scalar (x + m * I, I, ws[0].group_len, buf + (size_t) m * rb);
     }
-  if (threads < 1 || O * I < 65536 || omp_in_parallel ())
+  if (threads < 1 || R * I < 65536 || omp_in_parallel ())
     threads = 1;
   if (threads == 1)
-    act8_range (y, w, buf, rb, M, beta, 0, O, avx2);
+    for (int j = 0; j < n; j++)
+      act8_range (ys[j], &ws[j], buf, rb, M, beta, 0, ws[j].rows, avx2);
   else
     {
-      /* about four chunks per thread (a multiple of 4 rows) taken in turn: a thread the OS
-       * preempts holds up one chunk, and 16 threads still share a 192-row product */
-      int64_t cs = ((O + 4 * threads - 1) / (4 * threads) + 3) / 4 * 4;
-      int64_t nc = (O + cs - 1) / cs;
+      /* about four chunks per thread over all the rows (a multiple of 4 rows, none across
+       * two weights) taken in turn: a thread the OS preempts holds up one chunk, and 16
+       * threads still share a 192-row product */
+      int64_t cs = ((R + 4 * threads - 1) / (4 * threads) + 3) / 4 * 4, nc = 0;
+      for (int j = 0; j < n; j++)
+        nc += (ws[j].rows + cs - 1) / cs;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
       for (int64_t c = 0; c < nc; c++)
-        act8_range (y, w, buf, rb, M, beta, c * cs, c * cs + cs < O ? c * cs + cs : O, avx2);
+        {
+          int j = 0;
+          int64_t c0 = c, nj;
+          while (c0 >= (nj = (ws[j].rows + cs - 1) / cs))
+            {
+              c0 -= nj;
+              j++;
+            }
+          int64_t O = ws[j].rows, o0 = c0 * cs;
+          act8_range (ys[j], &ws[j], buf, rb, M, beta, o0, o0 + cs < O ? o0 + cs : O, avx2);
+        }
     }
   free (buf);
+  return 0;
+}
+
+int
+lt_qk_gemv_multi (int n, float *const *ys, const float *x, const LtQKWeight *ws, int64_t M,
+                  int threads)
+{
+  int shared = act8_on && n > 0;
+  for (int j = 0; j < n && shared; j++)
+    shared = pick_kernel (&ws[j]) == KERNEL_Q4_AFFINE && ws[j].cols == ws[0].cols
+             && ws[j].group_len == ws[0].group_len && ws[j].rows > 0;
+  if (M > 0 && shared)
+    return gemv_act8 (n, ys, x, ws, M, 0.0f, threads, use_avx2 ());
+  for (int j = 0; j < n; j++)
+    if (lt_qk_gemv (ys[j], x, &ws[j], M, 0.0f, threads) != 0)
+      return -1;
   return 0;
 }
 
@@ -963,7 +995,7 @@ lt_qk_gemv (float *y,       /* (M, O) */
   if (M <= 0 || O <= 0)
     return 0;
   if (k == KERNEL_Q4_AFFINE && act8_on)
-    return gemv_act8 (y, x, w, M, beta, threads, avx2);
+    return gemv_act8 (1, &y, x, w, M, beta, threads, avx2);
   switch (k)
     {
     case KERNEL_Q4_AFFINE:

@@ -368,6 +368,17 @@ forward_fused (float *y, const float *x, const LtQKWeight *w, int64_t M, float b
   return lt_qk_gemv (y, x, w, M, beta, fused_parallel (w) ? omp_get_max_threads () : 1);
 }
 
+int
+lt_qk_forward_multi (int n, float *const *ys, const float *x, const LtQKWeight *ws, int64_t M)
+{
+  int64_t size = 0;
+  for (int j = 0; j < n; j++)
+    size += ws[j].rows * ws[j].cols;
+  LtQKWeight all = ws[0]; /* fused_parallel's size test on the products together */
+  all.rows = size / all.cols;
+  return lt_qk_gemv_multi (n, ys, x, ws, M, fused_parallel (&all) ? omp_get_max_threads () : 1);
+}
+
 /* dx (M, I) = beta*dx + dy (M, O) · Ŵ: per-thread partial sums (threads, M, I), added up in
  * thread order (deterministic for a given thread count). */
 static int

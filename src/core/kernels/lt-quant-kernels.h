@@ -130,6 +130,16 @@ extern int lt_qk_fused_threads;
  * M <= lt_qk_fused_max_m. Returns 0, or -1 when a buffer cannot be allocated. */
 int lt_qk_gemv (float *y, const float *x, const LtQKWeight *w, int64_t M, float beta,
                 int threads);
+/* y_j (M, Ŵ_j rows) = x (M, I) · Ŵ_jᵀ for the @n weights in @ws, which read the same x (the
+ * q/k/v or gate/up projections of a decoded token). With the 8-bit activations on and every
+ * Ŵ_j 4-bit affine of one group length, x is rounded once and the products share one
+ * parallel region; otherwise as @n lt_qk_gemv calls. The results equal those calls'. */
+int lt_qk_gemv_multi (int n, float *const *ys, const float *x, const LtQKWeight *ws, int64_t M,
+                      int threads);
+/* lt_qk_forward's fused path (M <= lt_qk_fused_max_m, beta 0) for @n weights of one width
+ * that read the same x, through lt_qk_gemv_multi. */
+int lt_qk_forward_multi (int n, float *const *ys, const float *x, const LtQKWeight *ws,
+                         int64_t M);
 /* On the calling thread from now on, lt_qk_gemv rounds x to 8 bits (blocks of 32, as
  * llama.cpp's Q8_0) for 4-bit affine Ŵ and sums in integers (@on nonzero), or keeps x in f32
  * (0, the default). Returns the previous setting. Decoding turns it on where the model asks
