@@ -159,12 +159,18 @@ typedef struct
 } Mode;
 
 /* Bytes of one linear layer's weight as decode reads it: bf16/f32 as stored, or the packed
- * codes plus the f32 scales (and biases) held in memory. */
+ * codes plus the scales (and biases): f32, or the bf16 copy the 8-bit-activation kernels read
+ * (lt_quant_tensor_ensure_scales16, made by the first lt_model_decode). */
 static double
 linear_bytes (const LtLinear *lin)
 {
   if (lin->kind == LT_LINEAR_QUANTIZED)
-    return (double) lt_quant_tensor_memory_bytes (lin->quant);
+    {
+      const LtQuantTensor *q = lin->quant;
+      double ng = (double) q->rows * q->groups_per_row;
+      return (double) q->rows * q->words_per_row * 4
+             + ng * (q->scales16 ? 2 : 4) * (q->biases ? 2 : 1);
+    }
   return (double) lin->out_features * lin->in_features * (lt_dtype_bits (lin->weight->dtype) / 8);
 }
 
@@ -252,7 +258,6 @@ main (int argc, char **argv)
       g_autoptr (LtKVCache) cache = lt_kv_cache_new (model, n_prompt + n_tokens + 1);
       guint64 rng = 0;
 
-      double mb = model_bytes (model) / 1e6;
       guint n_unq = model->unquantized ? g_strv_length (model->unquantized) : 0;
 
       for (int i = 0; i < n_prompt; i++)
@@ -265,6 +270,7 @@ main (int argc, char **argv)
         }
       int32_t next = lt_sample_logits (logits, V, 0.0f, 1.0f, &rng);
       double ttft = bench_now_s () - t0;
+      double mb = model_bytes (model) / 1e6; /* after the first decode: its bf16 scales */
       t0 = bench_now_s ();
       if (!bench_decode_tokens (model, cache, next, n_tokens, logits, &error))
         {

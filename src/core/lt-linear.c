@@ -191,6 +191,11 @@ quant_view (const LtLinear *lin, int row0, int n, LtQKWeight *view)
   view->scales += (gsize) row0 * gpr;
   if (view->biases)
     view->biases += (gsize) row0 * gpr;
+  if (view->scales16)
+    {
+      view->scales16 += (gsize) row0 * gpr;
+      view->biases16 += (gsize) row0 * gpr;
+    }
 }
 
 static void

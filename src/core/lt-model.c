@@ -1227,6 +1227,21 @@ lt_model_decode (LtModel *m, LtKVCache *cache, const int32_t *tokens, int n, flo
     }
   if (!check_tokens (m, tokens, n, error))
     return FALSE;
+  if (m->decode_act8 && !m->scales16_made)
+    {
+      /* the 8-bit-activation kernels read bf16 scales and biases where they are bf16 values
+       * (half of their bytes; 10 % of a 4-bit g64 model's) */
+      for (int l = 0; l < m->config->num_hidden_layers; l++)
+        for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+          {
+            LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
+            if (lin->kind == LT_LINEAR_QUANTIZED)
+              lt_quant_tensor_ensure_scales16 (lin->quant);
+          }
+      if (m->w.lm_head.kind == LT_LINEAR_QUANTIZED)
+        lt_quant_tensor_ensure_scales16 (m->w.lm_head.quant);
+      m->scales16_made = TRUE;
+    }
   int act8 = lt_qk_gemv_set_act8 (m->decode_act8);
   gboolean ok = forward_hidden (m, tokens, n, NULL, 1, cache, error);
   if (ok && all_logits)

@@ -82,6 +82,8 @@ typedef struct
                               * 8 bits (lt_qk_gemv_set_act8): about 2× faster replies, within
                               * the activations' rounding of the exact ones. FALSE at load;
                               * generate and chat turn it on unless asked to be exact */
+  gboolean scales16_made;    /* lt_model_decode made the bf16 copies of the 4-bit layers'
+                              * scales (lt_quant_tensor_ensure_scales16) */
   gpointer keep;             /* what a model built over borrowed tensors keeps alive (a GGUF
                               * mapping and its tensor table); freed last by lt_model_free */
   GDestroyNotify keep_free;

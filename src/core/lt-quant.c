@@ -146,6 +146,8 @@ lt_quant_tensor_free (LtQuantTensor *q)
   g_free (q->scales);
   g_free (q->biases);
   g_free (q->scale_bytes);
+  g_free (q->scales16);
+  g_free (q->biases16);
   g_free (q);
 }
 
@@ -704,6 +706,9 @@ lt_quant_tensor_get_weight (const LtQuantTensor *q, LtQKWeight *out)
   out->codes = q->codes;
   out->scales = q->scales;
   out->biases = q->biases;
+  out->biases16 = g_atomic_pointer_get ((uint16_t **) &q->biases16);
+  out->scales16 = out->biases16 ? q->scales16 : NULL;
+  out->half_kind = out->biases16 ? q->half_kind : 0;
   out->lut = q->mode == LT_QUANT_MXFP4 ? lt_qk_fp4_lut
              : q->mode == LT_QUANT_NF4 ? lt_qk_nf4_lut : NULL;
 }
@@ -778,7 +783,7 @@ lt_quant_tensor_memory_bytes (const LtQuantTensor *q)
 {
   gsize ng = (gsize) (q->rows * q->groups_per_row);
   return sizeof *q + (gsize) (q->rows * q->words_per_row) * 4 + ng * 4 * (q->biases ? 2 : 1)
-         + (q->scale_bytes ? ng : 0);
+         + (q->scale_bytes ? ng : 0) + (q->scales16 ? ng * 2 * 2 : 0);
 }
 
 /* ---- dtype rounding ------------------------------------------------------------------ */
@@ -798,6 +803,8 @@ lt_quant_tensor_round_scales (LtQuantTensor *q, LtDType dtype, GError **error)
     }
   if (q->mode == LT_QUANT_MXFP4)
     return TRUE;
+  g_clear_pointer (&q->scales16, g_free);
+  g_clear_pointer (&q->biases16, g_free);
   ng = (gsize) (q->rows * q->groups_per_row);
   for (gsize k = 0; k < ng; k++)
     {
@@ -808,6 +815,68 @@ lt_quant_tensor_round_scales (LtQuantTensor *q, LtDType dtype, GError **error)
   if (dtype != LT_DTYPE_F32)
     q->scale_dtype = dtype;
   return TRUE;
+}
+
+/* @v as f16 into @out; FALSE where f16 would lose more than its rounding (beyond its range,
+ * or below its normal range, where fewer bits remain): the copy is then not made. */
+static gboolean
+to_f16_normal (float v, uint16_t *out)
+{
+  float a = fabsf (v);
+  if (!(a == 0.0f || (a >= 6.103515625e-05f && a <= 65504.0f)))
+    return FALSE;
+  *out = lt_f32_to_f16 (v);
+  return TRUE;
+}
+
+gboolean
+lt_quant_tensor_ensure_scales16 (LtQuantTensor *q)
+{
+  static GMutex lock;
+  gsize ng;
+  uint16_t *s16, *b16;
+  gboolean ok = TRUE;
+
+  g_return_val_if_fail (q != NULL, FALSE);
+  if (g_atomic_pointer_get (&q->biases16) != NULL)
+    return TRUE;
+  if (q->bits != 4 || q->biases == NULL) /* what lt_qk_gemv's 4-bit affine kernels take */
+    return FALSE;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init ();
+  if (q->scale_dtype != LT_DTYPE_BF16 && !__builtin_cpu_supports ("f16c"))
+    return FALSE;
+#endif
+  g_mutex_lock (&lock);
+  if (q->biases16 == NULL)
+    {
+      ng = (gsize) (q->rows * q->groups_per_row);
+      s16 = g_try_new (uint16_t, ng);
+      b16 = g_try_new (uint16_t, ng);
+      ok = s16 != NULL && b16 != NULL;
+      for (gsize k = 0; k < ng && ok; k++)
+        if (q->scale_dtype == LT_DTYPE_BF16)
+          {
+            /* bf16 values already (round_scales): their upper halves, exactly */
+            s16[k] = lt_f32_to_bf16 (q->scales[k]);
+            b16[k] = lt_f32_to_bf16 (q->biases[k]);
+          }
+        else
+          ok = to_f16_normal (q->scales[k], &s16[k]) && to_f16_normal (q->biases[k], &b16[k]);
+      if (ok)
+        {
+          q->half_kind = q->scale_dtype == LT_DTYPE_BF16 ? LT_QK_HALF_BF16 : LT_QK_HALF_F16;
+          q->scales16 = s16;
+          g_atomic_pointer_set (&q->biases16, b16); /* last: the copy is complete */
+        }
+      else
+        {
+          g_free (s16);
+          g_free (b16);
+        }
+    }
+  g_mutex_unlock (&lock);
+  return q->biases16 != NULL;
 }
 
 /* ---- symmetric <-> affine ------------------------------------------------------------ */

@@ -82,6 +82,9 @@ typedef struct
   float *biases;          /* (rows, groups_per_row); NULL for mxfp4 and nf4 */
   uint8_t *scale_bytes;   /* (rows, groups_per_row) E8M0 bytes; mxfp4 only, else NULL */
   LtDType scale_dtype;    /* F32, or BF16/F16 once lt_quant_tensor_round_scales() ran */
+  uint16_t *scales16;     /* (rows, groups_per_row) decode's 16-bit copy of the scales and */
+  uint16_t *biases16;     /* biases (lt_quant_tensor_ensure_scales16), or NULL */
+  int half_kind;          /* its LtQKHalf */
 } LtQuantTensor;
 
 const char *lt_quant_mode_name (LtQuantMode mode);
@@ -148,6 +151,14 @@ void lt_quant_tensor_get_weight (const LtQuantTensor *q, LtQKWeight *out);
  * place, as MLX stores them in the weight dtype. Codes are unchanged (MLX computes them with
  * the f32 scale). No-op for mxfp4 (E8M0 scales are exact). */
 gboolean lt_quant_tensor_round_scales (LtQuantTensor *q, LtDType dtype, GError **error);
+/* Decode reads every weight once per token: for a 4-bit affine tensor, keeps a 16-bit copy of
+ * the scales and biases (half their bytes) that lt_quant_tensor_get_weight hands to
+ * lt_qk_gemv's 8-bit-activation kernels. bf16 values (scale_dtype BF16) are copied exactly as
+ * bf16; others are rounded to f16 (relative error ≤ 2⁻¹¹, part of the 8-bit activations'
+ * approximation), and no copy is made where a value is outside f16's normal range or the CPU
+ * lacks F16C. Idempotent and safe from several threads; lt_quant_tensor_round_scales (which
+ * every change of the scales goes through) drops the copy. Returns whether there is one. */
+gboolean lt_quant_tensor_ensure_scales16 (LtQuantTensor *q);
 
 /* Symmetric → affine: same codes, scale = s, bias = qmin·s, mode AFFINE. Lossless:
  * dequantize gives the same bits. */

@@ -17,6 +17,7 @@
 #include "lt-quant.h"
 #include "lt-run.h"
 #include "lt-threads.h"
+#include "kernels/lt-convert.h"
 
 static float *
 randn (GRand *rng, gsize n, float sigma)
@@ -465,6 +466,92 @@ test_multi (void)
       }
 }
 
+/* y (M, O) through the act8 kernels on @q's 16-bit copy (made here), and on @ref's f32 scales,
+ * must be equal bit for bit: 1 and 2 threads, M 1 and 2. */
+static void
+check_scales16 (LtQuantTensor *q, const LtQuantTensor *ref, const float *x, int expect_kind)
+{
+  int64_t O = q->rows;
+  g_autofree float *y16 = g_new (float, 2 * O);
+  g_autofree float *y32 = g_new (float, 2 * O);
+  LtQKWeight kw, kr;
+
+  g_assert_true (lt_quant_tensor_ensure_scales16 (q));
+  lt_quant_tensor_get_weight (q, &kw);
+  lt_quant_tensor_get_weight (ref, &kr);
+  g_assert_nonnull (kw.scales16);
+  g_assert_cmpint (kw.half_kind, ==, expect_kind);
+  g_assert_null (kr.scales16);
+  int prev = lt_qk_gemv_set_act8 (1);
+  for (int threads = 1; threads <= 2; threads++)
+    for (int64_t M = 1; M <= 2; M++)
+      {
+        g_assert_cmpint (lt_qk_gemv (y16, x, &kw, M, 0.0f, threads), ==, 0);
+        g_assert_cmpint (lt_qk_gemv (y32, x, &kr, M, 0.0f, threads), ==, 0);
+        for (int64_t k = 0; k < M * O; k++)
+          if (y16[k] != y32[k])
+            g_error ("kind %d, %d threads, M %" G_GINT64_FORMAT ": y[%" G_GINT64_FORMAT
+                     "] = %.9g with the 16-bit copy, %.9g without", expect_kind, threads, M, k,
+                     y16[k], y32[k]);
+      }
+  lt_qk_gemv_set_act8 (prev);
+}
+
+/* Decode's 16-bit copy of a 4-bit affine tensor's scales and biases
+ * (lt_quant_tensor_ensure_scales16), read by the act8 kernels (9 and 70 groups: the kernels'
+ * four-group steps and their tails):
+ * - bf16-valued scales (MLX's, or quantized from a bf16 weight): an exact bf16 copy, the same
+ *   results bit for bit as the f32 scales;
+ * - f32 scales: an f16 copy, the same results as f32 scales rounded to f16;
+ * - a value beyond f16's range: no copy; and rounding the scales again drops the copy. */
+static void
+test_scales16 (void)
+{
+  g_autoptr (GRand) rng = g_rand_new_with_seed (1808);
+  static const int64_t groups[] = { 9, 70 };
+
+  for (gsize gi = 0; gi < G_N_ELEMENTS (groups); gi++)
+    {
+      GError *error = NULL;
+      int64_t O = 37, I = groups[gi] * 64, ng = O * groups[gi];
+      g_autofree float *w = randn (rng, O * I, 0.1f);
+      g_autofree float *x = randn (rng, 2 * I, 1.0f);
+
+      g_autoptr (LtQuantTensor) qb = lt_quant_tensor_quantize_dtype (w, O, I, LT_QUANT_AFFINE, 4,
+                                                                     64, LT_DTYPE_BF16, &error);
+      g_assert_no_error (error);
+      g_autoptr (LtQuantTensor) rb = lt_quant_tensor_quantize_dtype (w, O, I, LT_QUANT_AFFINE, 4,
+                                                                     64, LT_DTYPE_BF16, &error);
+      check_scales16 (qb, rb, x, LT_QK_HALF_BF16);
+
+      g_autoptr (LtQuantTensor) qf = lt_quant_tensor_quantize (w, O, I, LT_QUANT_AFFINE, 4, 64,
+                                                               &error);
+      g_autoptr (LtQuantTensor) rf = lt_quant_tensor_quantize (w, O, I, LT_QUANT_AFFINE, 4, 64,
+                                                               &error);
+      g_assert_no_error (error);
+      int differ = 0;
+      for (int64_t k = 0; k < ng; k++)
+        {
+          float s = lt_f16_to_f32 (lt_f32_to_f16 (rf->scales[k]));
+          float b = lt_f16_to_f32 (lt_f32_to_f16 (rf->biases[k]));
+          differ += s != rf->scales[k];
+          rf->scales[k] = s;
+          rf->biases[k] = b;
+        }
+      g_assert_cmpint (differ, >, 0); /* the f16 copy rounds */
+      check_scales16 (qf, rf, x, LT_QK_HALF_F16);
+
+      g_assert_true (lt_quant_tensor_round_scales (qb, LT_DTYPE_BF16, &error));
+      g_assert_null (qb->scales16);
+      LtQKWeight kw;
+      lt_quant_tensor_get_weight (qb, &kw);
+      g_assert_null (kw.scales16);
+
+      rf->biases[ng / 2] = 70000.0f; /* beyond f16 */
+      g_assert_false (lt_quant_tensor_ensure_scales16 (rf));
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -475,5 +562,6 @@ main (int argc, char **argv)
   g_test_add_func ("/qgemv/generate/tinystories", test_generate_tinystories);
   g_test_add_func ("/qgemv/act8", test_act8);
   g_test_add_func ("/qgemv/multi", test_multi);
+  g_test_add_func ("/qgemv/scales16", test_scales16);
   return g_test_run ();
 }

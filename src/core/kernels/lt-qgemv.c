@@ -99,7 +99,8 @@ use_avx2 (void)
   if (cached < 0)
     {
       __builtin_cpu_init ();
-      cached = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma");
+      cached = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma")
+               && __builtin_cpu_supports ("f16c"); /* every AVX2 CPU has F16C */
     }
   return cached;
 #else
@@ -317,7 +318,7 @@ row_q4_act8_scalar (const LtQKWeight *w, int64_t r, const Act8 *a)
 /* ---- AVX2 kernels ------------------------------------------------------------------------ */
 
 #ifdef LT_QG_X86
-#define AVX2 __attribute__ ((target ("avx2,fma")))
+#define AVX2 __attribute__ ((target ("avx2,fma,f16c")))
 
 AVX2 static inline float
 hsum4 (__m256 a, __m256 b, __m256 c, __m256 d)
@@ -534,10 +535,35 @@ act8_tile_put (__m256i h, float d, float *t)
   _mm_storeu_ps (t, _mm_mul_ps (_mm_cvtepi32_ps (s), _mm_set1_ps (d)));
 }
 
+/* Value @i of a 16-bit copy (LtQKHalf @kind). */
+AVX2 static inline __attribute__ ((always_inline)) float
+half_get (const uint16_t *h, int kind, int64_t i)
+{
+  if (kind == LT_QK_HALF_F16)
+    return _cvtsh_ss (h[i]);
+  uint32_t u = (uint32_t) h[i] << 16;
+  float f;
+  memcpy (&f, &u, 4);
+  return f;
+}
+
+/* Four floats from @f, or from their 16-bit copy @h (LtQKHalf @kind) where there is one. */
+AVX2 static inline __attribute__ ((always_inline)) __m128
+load4_scales (const float *f, const uint16_t *h, int kind, int64_t i)
+{
+  if (h == NULL)
+    return _mm_loadu_ps (f + i);
+  __m128i v = _mm_loadl_epi64 ((const __m128i *) (h + i));
+  if (kind == LT_QK_HALF_F16)
+    return _mm_cvtph_ps (v);
+  return _mm_castsi128_ps (_mm_slli_epi32 (_mm_cvtepu16_epi32 (v), 16));
+}
+
 /* @acc += the @n groups of the tile @T: row k gains Σ_g sc[k·ng + g]·T[g][k] + bi[k·ng + g]·xs[g]
- * (@sc, @bi and @xs at the tile's first group). */
+ * (@sc, @bi, their bf16 copies @sc16, @bi16 (or NULL) and @xs at the tile's first group). */
 AVX2 static inline __attribute__ ((always_inline)) void
-act8_tile_flush (const float *T, int64_t n, const float *sc, const float *bi, int64_t ng,
+act8_tile_flush (const float *T, int64_t n, const float *sc, const float *bi,
+                 const uint16_t *sc16, const uint16_t *bi16, int kind, int64_t ng,
                  const float *xs, Act8Acc *acc)
 {
   int64_t g = 0;
@@ -550,14 +576,18 @@ act8_tile_flush (const float *T, int64_t n, const float *sc, const float *bi, in
       __m128 t[4] = { t0, t1, t2, t3 };
       for (int k = 0; k < 4; k++)
         {
-          __m128 v = _mm_fmadd_ps (t[k], _mm_loadu_ps (sc + k * ng + g), acc->row[k]);
-          acc->row[k] = _mm_fmadd_ps (_mm_loadu_ps (bi + k * ng + g), x4, v);
+          __m128 v = _mm_fmadd_ps (t[k], load4_scales (sc, sc16, kind, k * ng + g), acc->row[k]);
+          acc->row[k] = _mm_fmadd_ps (load4_scales (bi, bi16, kind, k * ng + g), x4, v);
         }
     }
   for (; g < n; g++)
     {
-      __m128 s4 = _mm_setr_ps (sc[g], sc[ng + g], sc[2 * ng + g], sc[3 * ng + g]);
-      __m128 b4 = _mm_setr_ps (bi[g], bi[ng + g], bi[2 * ng + g], bi[3 * ng + g]);
+#define V(f, h, i) (h ? half_get (h, kind, i) : f[i])
+      __m128 s4 = _mm_setr_ps (V (sc, sc16, g), V (sc, sc16, ng + g), V (sc, sc16, 2 * ng + g),
+                               V (sc, sc16, 3 * ng + g));
+      __m128 b4 = _mm_setr_ps (V (bi, bi16, g), V (bi, bi16, ng + g), V (bi, bi16, 2 * ng + g),
+                               V (bi, bi16, 3 * ng + g));
+#undef V
       acc->tail = _mm_fmadd_ps (_mm_loadu_ps (T + 4 * g), s4, acc->tail);
       acc->tail = _mm_fmadd_ps (b4, _mm_set1_ps (xs[g]), acc->tail);
     }
@@ -582,6 +612,8 @@ rows4_q4_act8_avx2_nb (const LtQKWeight *w, int64_t r, int64_t ng, const Act8 *a
   const int64_t stride = w->words_per_row * 4; /* bytes from one row's codes to the next */
   const uint8_t *pc = (const uint8_t *) (w->codes + r * w->words_per_row);
   const float *sc = w->scales + r * ng, *bi = w->biases + r * ng;
+  const uint16_t *sc16 = w->scales16 ? w->scales16 + r * ng : NULL;
+  const uint16_t *bi16 = w->scales16 ? w->biases16 + r * ng : NULL;
   const int8_t *xq = a->q;
   const __m256i m4 = _mm256_set1_epi8 (15), ones = _mm256_set1_epi16 (1);
   const __m256i hi4 = _mm256_setr_epi32 (0, 0, 0, 0, 4, 4, 4, 4); /* upper half: high nibbles */
@@ -653,7 +685,8 @@ rows4_q4_act8_avx2_nb (const LtQKWeight *w, int64_t r, int64_t ng, const Act8 *a
             _mm256_hadd_epi32 (_mm256_hadd_epi32 (s0, s1), _mm256_hadd_epi32 (s2, s3)), a->d[g],
             T + 4 * (g - g0));
         }
-      act8_tile_flush (T, g1 - g0, sc + g0, bi + g0, ng, a->sum + g0, &acc);
+      act8_tile_flush (T, g1 - g0, sc + g0, bi + g0, sc16 ? sc16 + g0 : NULL,
+                       bi16 ? bi16 + g0 : NULL, w->half_kind, ng, a->sum + g0, &acc);
     }
   act8_acc_store (&acc, out);
 }
@@ -669,7 +702,7 @@ rows4_q4_act8_avx2 (const LtQKWeight *w, int64_t r, int64_t ng, const Act8 *a, f
     rows4_q4_act8_avx2_nb (w, r, ng, a, out, w->group_len / 32);
 }
 
-#define VNNI __attribute__ ((target ("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define VNNI __attribute__ ((target ("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 /* rows4_q4_act8_avx2 on 512-bit registers with vpdpbusd: per row, two blocks (32 code bytes)
  * are placed as [bytes 0-15, bytes 0-15, bytes 16-31, bytes 16-31] in the four 128-bit lanes,
@@ -682,6 +715,8 @@ rows4_q4_act8_vnni (const LtQKWeight *w, int64_t r, int64_t ng, const Act8 *a, f
   const int64_t stride = w->words_per_row * 4;
   const uint8_t *pc = (const uint8_t *) (w->codes + r * w->words_per_row);
   const float *sc = w->scales + r * ng, *bi = w->biases + r * ng;
+  const uint16_t *sc16 = w->scales16 ? w->scales16 + r * ng : NULL;
+  const uint16_t *bi16 = w->scales16 ? w->biases16 + r * ng : NULL;
   const int8_t *xq = a->q;
   const __m512i m4 = _mm512_set1_epi8 (15);
   const __m512i sh = _mm512_setr_epi32 (0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
@@ -743,7 +778,8 @@ rows4_q4_act8_vnni (const LtQKWeight *w, int64_t r, int64_t ng, const Act8 *a, f
       if (g % ACT8_TILE == ACT8_TILE - 1 || g == ng - 1)
         {
           const int64_t g0 = g - g % ACT8_TILE;
-          act8_tile_flush (T, g - g0 + 1, sc + g0, bi + g0, ng, a->sum + g0, &acc);
+          act8_tile_flush (T, g - g0 + 1, sc + g0, bi + g0, sc16 ? sc16 + g0 : NULL,
+                           bi16 ? bi16 + g0 : NULL, w->half_kind, ng, a->sum + g0, &acc);
         }
     }
   act8_acc_store (&acc, out);
@@ -772,8 +808,14 @@ row_q4_act8_avx2 (const LtQKWeight *w, int64_t r, const Act8 *a)
             isum, _mm256_madd_epi16 (
                     _mm256_maddubs_epi16 (q, _mm256_loadu_si256 ((const __m256i *) xq)), ones));
         }
-      acc = _mm256_fmadd_ps (_mm256_cvtepi32_ps (isum), _mm256_set1_ps (sc[g] * a->d[g]), acc);
-      bias += bi[g] * a->sum[g];
+      float sg = sc[g], bg = bi[g];
+      if (w->scales16) /* the 16-bit copy the four-row kernels read */
+        {
+          sg = half_get (w->scales16 + r * ng, w->half_kind, g);
+          bg = half_get (w->biases16 + r * ng, w->half_kind, g);
+        }
+      acc = _mm256_fmadd_ps (_mm256_cvtepi32_ps (isum), _mm256_set1_ps (sg * a->d[g]), acc);
+      bias += bg * a->sum[g];
     }
   __m128 h = _mm_add_ps (_mm256_castps256_ps128 (acc), _mm256_extractf128_ps (acc, 1));
   h = _mm_add_ps (h, _mm_movehl_ps (h, h));
@@ -859,7 +901,8 @@ act8_range (float *y, const LtQKWeight *w, const char *buf, size_t rb, int64_t M
 
 #ifdef LT_QG_X86
   int vnni = avx2 && use_vnni ();
-  const size_t row_bytes = (size_t) w->words_per_row * 4, group_bytes = (size_t) ng * 4;
+  const size_t row_bytes = (size_t) w->words_per_row * 4;
+  const size_t group_bytes = (size_t) ng * (w->scales16 ? 2 : 4); /* a row's scales */
   if (avx2)
     for (; o + 4 <= o_end; o += 4)
       {
@@ -870,8 +913,10 @@ act8_range (float *y, const LtQKWeight *w, const char *buf, size_t rb, int64_t M
         if (o + PREFETCH_ROWS + 4 <= o_end)
           {
             const char *p = (const char *) w->codes + (size_t) (o + PREFETCH_ROWS) * row_bytes;
-            const char *s = (const char *) w->scales + (size_t) (o + PREFETCH_ROWS) * group_bytes;
-            const char *bb = (const char *) w->biases + (size_t) (o + PREFETCH_ROWS) * group_bytes;
+            const char *s = w->scales16 ? (const char *) (w->scales16 + (o + PREFETCH_ROWS) * ng)
+                                        : (const char *) (w->scales + (o + PREFETCH_ROWS) * ng);
+            const char *bb = w->scales16 ? (const char *) (w->biases16 + (o + PREFETCH_ROWS) * ng)
+                                         : (const char *) (w->biases + (o + PREFETCH_ROWS) * ng);
 #pragma GCC unroll 4
             for (size_t off = 0; off < 4 * row_bytes; off += 64)
               __builtin_prefetch (p + off);

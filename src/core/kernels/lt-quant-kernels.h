@@ -66,7 +66,17 @@ typedef struct
   const float *scales;    /* (O, I/group_len) */
   const float *biases;    /* (O, I/group_len); LT_QK_AFFINE only */
   const float *lut;       /* (1 << bits); LT_QK_LUT only */
+  const uint16_t *scales16; /* NULL, or a 16-bit copy of the scales and biases (LtQKHalf */
+  const uint16_t *biases16; /* half_kind), read instead by the 8-bit-activation kernels */
+  int half_kind;
 } LtQKWeight;
+
+/* The 16-bit copy's format: bf16 (values that are bf16 already: exact) or f16. */
+typedef enum
+{
+  LT_QK_HALF_BF16 = 1,
+  LT_QK_HALF_F16 = 2,
+} LtQKHalf;
 
 /* NormalFloat-4 (QLoRA, Dettmers et al. 2023, arXiv:2305.14314, Appendix E), as float32,
  * index = 4-bit code. */
