@@ -502,7 +502,8 @@ check_scales16 (LtQuantTensor *q, const LtQuantTensor *ref, const float *x, int 
  * four-group steps and their tails):
  * - bf16-valued scales (MLX's, or quantized from a bf16 weight): an exact bf16 copy, the same
  *   results bit for bit as the f32 scales;
- * - f32 scales: an f16 copy, the same results as f32 scales rounded to f16;
+ * - f32 scales: an f16 copy, the same results as f32 scales rounded to f16 (affine mode; none
+ *   for symmetric tensors);
  * - a value beyond f16's range: no copy; and rounding the scales again drops the copy. */
 static void
 test_scales16 (void)
@@ -510,24 +511,24 @@ test_scales16 (void)
   g_autoptr (GRand) rng = g_rand_new_with_seed (1808);
   static const int64_t groups[] = { 9, 70 };
 
-  for (gsize gi = 0; gi < G_N_ELEMENTS (groups); gi++)
+  for (gsize gi = 0; gi < G_N_ELEMENTS (groups) * 4; gi++)
     {
       GError *error = NULL;
-      int64_t O = 37, I = groups[gi] * 64, ng = O * groups[gi];
+      LtQuantMode mode = gi / 2 % 2 ? LT_QUANT_SYMMETRIC : LT_QUANT_AFFINE;
+      int gs = gi / 4 ? 128 : 64;
+      int64_t O = 37, I = groups[gi % 2] * 128, ng = O * (I / gs);
       g_autofree float *w = randn (rng, O * I, 0.1f);
       g_autofree float *x = randn (rng, 2 * I, 1.0f);
 
-      g_autoptr (LtQuantTensor) qb = lt_quant_tensor_quantize_dtype (w, O, I, LT_QUANT_AFFINE, 4,
-                                                                     64, LT_DTYPE_BF16, &error);
+      g_autoptr (LtQuantTensor) qb = lt_quant_tensor_quantize_dtype (w, O, I, mode, 4, gs,
+                                                                     LT_DTYPE_BF16, &error);
       g_assert_no_error (error);
-      g_autoptr (LtQuantTensor) rb = lt_quant_tensor_quantize_dtype (w, O, I, LT_QUANT_AFFINE, 4,
-                                                                     64, LT_DTYPE_BF16, &error);
+      g_autoptr (LtQuantTensor) rb = lt_quant_tensor_quantize_dtype (w, O, I, mode, 4, gs,
+                                                                     LT_DTYPE_BF16, &error);
       check_scales16 (qb, rb, x, LT_QK_HALF_BF16);
 
-      g_autoptr (LtQuantTensor) qf = lt_quant_tensor_quantize (w, O, I, LT_QUANT_AFFINE, 4, 64,
-                                                               &error);
-      g_autoptr (LtQuantTensor) rf = lt_quant_tensor_quantize (w, O, I, LT_QUANT_AFFINE, 4, 64,
-                                                               &error);
+      g_autoptr (LtQuantTensor) qf = lt_quant_tensor_quantize (w, O, I, mode, 4, gs, &error);
+      g_autoptr (LtQuantTensor) rf = lt_quant_tensor_quantize (w, O, I, mode, 4, gs, &error);
       g_assert_no_error (error);
       int differ = 0;
       for (int64_t k = 0; k < ng; k++)
@@ -539,7 +540,10 @@ test_scales16 (void)
           rf->biases[k] = b;
         }
       g_assert_cmpint (differ, >, 0); /* the f16 copy rounds */
-      check_scales16 (qf, rf, x, LT_QK_HALF_F16);
+      if (mode == LT_QUANT_AFFINE)
+        check_scales16 (qf, rf, x, LT_QK_HALF_F16);
+      else
+        g_assert_false (lt_quant_tensor_ensure_scales16 (qf)); /* f16: affine only */
 
       g_assert_true (lt_quant_tensor_round_scales (qb, LT_DTYPE_BF16, &error));
       g_assert_null (qb->scales16);
