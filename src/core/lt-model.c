@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "lt-model.h"
+#include "kernels/lt-convert.h"
 
 #include <math.h>
 #include <string.h>
@@ -47,8 +48,11 @@ struct _LtKVCache
   int cap;                   /* tokens */
   int len;                   /* tokens held */
   int kv_dim;                /* KVH·D */
+  gboolean half;             /* keys and values stored as f16 (k16, v16), else f32 (k, v) */
   float *k;                  /* (L, cap, KVH·D) */
   float *v;                  /* (L, cap, KVH·D) */
+  uint16_t *k16;             /* (L, cap, KVH·D) */
+  uint16_t *v16;             /* (L, cap, KVH·D) */
 };
 
 /* ---- tensor source: LtWeights or a table ---- */
@@ -945,7 +949,16 @@ block_attention (LtModel *m, int l, float *att, const float *q, const float *k, 
   int qd = H * D, kvd = KVH * D;
   LtKVCache *cache = step->cache;
 
-  if (cache)
+  if (cache && cache->half)
+    {
+      gsize at = (gsize) l * cache->cap * kvd;
+      uint16_t *kc = cache->k16 + at, *vc = cache->v16 + at;
+      lt_f32_to_f16_row (k, kc + (gsize) cache->len * kvd, (gsize) N * kvd);
+      lt_f32_to_f16_row (v, vc + (gsize) cache->len * kvd, (gsize) N * kvd);
+      lt_attention_forward_f16kv (att, q, kc, vc, N, cache->len + N, H, KVH, D,
+                                  step->att_scratch);
+    }
+  else if (cache)
     {
       int past = cache->len;
       float *kc = cache->k + (gsize) l * cache->cap * kvd;
@@ -1174,8 +1187,19 @@ lt_kv_cache_new (const LtModel *m, int max_tokens)
   cache->cap = MAX (max_tokens, 1);
   cache->kv_dim = m->config->num_key_value_heads * m->config->head_dim;
   n = (gsize) cache->n_layers * cache->cap * cache->kv_dim;
-  cache->k = g_new (float, n);
-  cache->v = g_new (float, n);
+  /* decode with 8-bit activations (generate's and chat's default) keeps keys and values in
+   * f16, as llama.cpp does: half the bytes each token's attention reads */
+  cache->half = m->decode_act8;
+  if (cache->half)
+    {
+      cache->k16 = g_new (uint16_t, n);
+      cache->v16 = g_new (uint16_t, n);
+    }
+  else
+    {
+      cache->k = g_new (float, n);
+      cache->v = g_new (float, n);
+    }
   return cache;
 }
 
@@ -1186,6 +1210,8 @@ lt_kv_cache_free (LtKVCache *cache)
     return;
   g_free (cache->k);
   g_free (cache->v);
+  g_free (cache->k16);
+  g_free (cache->v16);
   g_free (cache);
 }
 

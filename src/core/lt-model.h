@@ -149,6 +149,9 @@ gboolean lt_model_forward_nll (LtModel *model, const int32_t *tokens, const int 
 gboolean lt_model_forward_nll_sq (LtModel *model, const int32_t *tokens, const int *lengths,
                                   int B, double *nll, double *nll_sq, GError **error);
 
+/* A KV cache of @max_tokens for @model. Keys and values are stored as f16 where the model
+ * decodes with 8-bit activations (decode_act8, set before this call: generate's and chat's
+ * default), as f32 otherwise (exact decoding). */
 LtKVCache *lt_kv_cache_new (const LtModel *model, int max_tokens);
 void lt_kv_cache_free (LtKVCache *cache);
 void lt_kv_cache_reset (LtKVCache *cache);

@@ -181,6 +181,20 @@ check_attention (GRand *r, int n, int S, int H, int KVH, int D)
   lt_attention_forward (o, q, k, v, n, S, H, KVH, D, scratch);
   lt_attention_forward_ref (oref, q, k, v, n, S, H, KVH, D);
   g_assert_cmpfloat (rel_err (o, oref, (size_t) n * H * D), <, 1e-5);
+
+  /* decode's half KV cache: k and v as f16 give bit for bit what f32 arrays holding the same
+   * values give */
+  size_t nkv = (size_t) S * KVH * D;
+  g_autofree uint16_t *k16 = g_new (uint16_t, nkv);
+  g_autofree uint16_t *v16 = g_new (uint16_t, nkv);
+  lt_f32_to_f16_row (k, k16, nkv);
+  lt_f32_to_f16_row (v, v16, nkv);
+  lt_f16_to_f32_row (k16, k, nkv);
+  lt_f16_to_f32_row (v16, v, nkv);
+  lt_attention_forward (oref, q, k, v, n, S, H, KVH, D, scratch);
+  lt_attention_forward_f16kv (o, q, k16, v16, n, S, H, KVH, D, scratch);
+  g_assert_cmpmem (o, (size_t) n * H * D * sizeof (float), oref,
+                   (size_t) n * H * D * sizeof (float));
 }
 
 static void

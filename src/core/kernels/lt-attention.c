@@ -8,6 +8,7 @@
 
 #include "lt-compute.h"
 #include "lt-kernels.h"
+#include "lt-convert.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -67,24 +68,34 @@ lt_attention_forward_ref (float *out, const float *q, const float *k, const floa
 #define LT_ATT_ROWS 8
 
 #ifdef LT_HAVE_X86
-__attribute__ ((target ("avx2,fma"))) static void
-scores_avx2 (float *s, const float *q, const float *k, int n_keys, int kstride, int D,
-             float scale)
+#define AVX2F16 __attribute__ ((target ("avx2,fma,f16c")))
+
+/* Eight keys or values from element @i of @p: f32, or f16 (@half). */
+AVX2F16 static inline __attribute__ ((always_inline)) __m256
+load8 (const void *p, size_t i, int half)
+{
+  if (half)
+    return _mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) ((const uint16_t *) p + i)));
+  return _mm256_loadu_ps ((const float *) p + i);
+}
+
+AVX2F16 static inline __attribute__ ((always_inline)) void
+scores_avx2_any (float *s, const float *q, const void *k, int n_keys, int kstride, int D,
+                 float scale, int half)
 {
   int j = 0;
   for (; j + 4 <= n_keys; j += 4)
     {
-      const float *k0 = k + (size_t) j * kstride, *k1 = k0 + kstride;
-      const float *k2 = k1 + kstride, *k3 = k2 + kstride;
+      size_t k0 = (size_t) j * kstride, k1 = k0 + kstride, k2 = k1 + kstride, k3 = k2 + kstride;
       __m256 a0 = _mm256_setzero_ps (), a1 = _mm256_setzero_ps ();
       __m256 a2 = _mm256_setzero_ps (), a3 = _mm256_setzero_ps ();
       for (int d = 0; d < D; d += 8)
         {
           __m256 qv = _mm256_loadu_ps (q + d);
-          a0 = _mm256_fmadd_ps (qv, _mm256_loadu_ps (k0 + d), a0);
-          a1 = _mm256_fmadd_ps (qv, _mm256_loadu_ps (k1 + d), a1);
-          a2 = _mm256_fmadd_ps (qv, _mm256_loadu_ps (k2 + d), a2);
-          a3 = _mm256_fmadd_ps (qv, _mm256_loadu_ps (k3 + d), a3);
+          a0 = _mm256_fmadd_ps (qv, load8 (k, k0 + d, half), a0);
+          a1 = _mm256_fmadd_ps (qv, load8 (k, k1 + d, half), a1);
+          a2 = _mm256_fmadd_ps (qv, load8 (k, k2 + d, half), a2);
+          a3 = _mm256_fmadd_ps (qv, load8 (k, k3 + d, half), a3);
         }
       __m256 t = _mm256_hadd_ps (_mm256_hadd_ps (a0, a1), _mm256_hadd_ps (a2, a3));
       __m128 r = _mm_add_ps (_mm256_castps256_ps128 (t), _mm256_extractf128_ps (t, 1));
@@ -92,10 +103,10 @@ scores_avx2 (float *s, const float *q, const float *k, int n_keys, int kstride, 
     }
   for (; j < n_keys; j++)
     {
-      const float *kj = k + (size_t) j * kstride;
+      size_t kj = (size_t) j * kstride;
       __m256 a = _mm256_setzero_ps ();
       for (int d = 0; d < D; d += 8)
-        a = _mm256_fmadd_ps (_mm256_loadu_ps (q + d), _mm256_loadu_ps (kj + d), a);
+        a = _mm256_fmadd_ps (_mm256_loadu_ps (q + d), load8 (k, kj + d, half), a);
       __m128 h = _mm_add_ps (_mm256_castps256_ps128 (a), _mm256_extractf128_ps (a, 1));
       h = _mm_add_ps (h, _mm_movehl_ps (h, h));
       h = _mm_add_ss (h, _mm_shuffle_ps (h, h, 1));
@@ -104,35 +115,36 @@ scores_avx2 (float *s, const float *q, const float *k, int n_keys, int kstride, 
 }
 
 /* o (D) = Σ_j p[j] · v_j, D a multiple of 8 (32 columns at a time) */
-__attribute__ ((target ("avx2,fma"))) static void
-weighted_sum_avx2 (float *o, const float *p, const float *v, int n_keys, int vstride, int D)
+AVX2F16 static inline __attribute__ ((always_inline)) void
+weighted_sum_avx2_any (float *o, const float *p, const void *v, int n_keys, int vstride, int D,
+                       int half)
 {
   for (int d0 = 0; d0 < D; d0 += 32)
     {
       int w = D - d0 < 32 ? D - d0 : 32; /* 8, 16, 24 or 32 */
       __m256 a0 = _mm256_setzero_ps (), a1 = _mm256_setzero_ps ();
       __m256 a2 = _mm256_setzero_ps (), a3 = _mm256_setzero_ps ();
-      const float *vb = v + d0;
+      size_t vb = (size_t) d0;
       if (w == 32)
         for (int j = 0; j < n_keys; j++)
           {
             __m256 pj = _mm256_set1_ps (p[j]);
-            const float *vj = vb + (size_t) j * vstride;
-            a0 = _mm256_fmadd_ps (pj, _mm256_loadu_ps (vj), a0);
-            a1 = _mm256_fmadd_ps (pj, _mm256_loadu_ps (vj + 8), a1);
-            a2 = _mm256_fmadd_ps (pj, _mm256_loadu_ps (vj + 16), a2);
-            a3 = _mm256_fmadd_ps (pj, _mm256_loadu_ps (vj + 24), a3);
+            size_t vj = vb + (size_t) j * vstride;
+            a0 = _mm256_fmadd_ps (pj, load8 (v, vj, half), a0);
+            a1 = _mm256_fmadd_ps (pj, load8 (v, vj + 8, half), a1);
+            a2 = _mm256_fmadd_ps (pj, load8 (v, vj + 16, half), a2);
+            a3 = _mm256_fmadd_ps (pj, load8 (v, vj + 24, half), a3);
           }
       else
         for (int j = 0; j < n_keys; j++)
           {
             __m256 pj = _mm256_set1_ps (p[j]);
-            const float *vj = vb + (size_t) j * vstride;
-            a0 = _mm256_fmadd_ps (pj, _mm256_loadu_ps (vj), a0);
+            size_t vj = vb + (size_t) j * vstride;
+            a0 = _mm256_fmadd_ps (pj, load8 (v, vj, half), a0);
             if (w > 8)
-              a1 = _mm256_fmadd_ps (pj, _mm256_loadu_ps (vj + 8), a1);
+              a1 = _mm256_fmadd_ps (pj, load8 (v, vj + 8, half), a1);
             if (w > 16)
-              a2 = _mm256_fmadd_ps (pj, _mm256_loadu_ps (vj + 16), a2);
+              a2 = _mm256_fmadd_ps (pj, load8 (v, vj + 16, half), a2);
           }
       _mm256_storeu_ps (o + d0, a0);
       if (w > 8)
@@ -144,40 +156,69 @@ weighted_sum_avx2 (float *o, const float *p, const float *v, int n_keys, int vst
     }
 }
 
+AVX2F16 static void
+scores_avx2 (float *s, const float *q, const void *k, int n_keys, int kstride, int D, float scale,
+             int half)
+{
+  if (half)
+    scores_avx2_any (s, q, k, n_keys, kstride, D, scale, 1);
+  else
+    scores_avx2_any (s, q, k, n_keys, kstride, D, scale, 0);
+}
+
+AVX2F16 static void
+weighted_sum_avx2 (float *o, const float *p, const void *v, int n_keys, int vstride, int D,
+                   int half)
+{
+  if (half)
+    weighted_sum_avx2_any (o, p, v, n_keys, vstride, D, 1);
+  else
+    weighted_sum_avx2_any (o, p, v, n_keys, vstride, D, 0);
+}
+
 static int
 have_avx2 (void)
 {
   static int cached = -1;
   if (cached < 0)
-    cached = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma");
+    cached = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma")
+             && __builtin_cpu_supports ("f16c"); /* every AVX2 CPU has F16C */
   return cached;
 }
 #endif
 
+/* Element @i of @p: f32, or f16 (@half). */
+static inline float
+kv_at (const void *p, size_t i, int half)
+{
+  return half ? lt_f16_to_f32 (((const uint16_t *) p)[i]) : ((const float *) p)[i];
+}
+
 static void
-scores_plain (float *s, const float *q, const float *k, int n_keys, int kstride, int D,
-              float scale)
+scores_plain (float *s, const float *q, const void *k, int n_keys, int kstride, int D,
+              float scale, int half)
 {
   for (int j = 0; j < n_keys; j++)
     {
-      const float *kj = k + (size_t) j * kstride;
+      size_t kj = (size_t) j * kstride;
       float a = 0.0f;
       for (int d = 0; d < D; d++)
-        a += q[d] * kj[d];
+        a += q[d] * kv_at (k, kj + d, half);
       s[j] = a * scale;
     }
 }
 
 static void
-weighted_sum_plain (float *o, const float *p, const float *v, int n_keys, int vstride, int D)
+weighted_sum_plain (float *o, const float *p, const void *v, int n_keys, int vstride, int D,
+                    int half)
 {
   for (int d = 0; d < D; d++)
     o[d] = 0.0f;
   for (int j = 0; j < n_keys; j++)
     {
-      const float *vj = v + (size_t) j * vstride;
+      size_t vj = (size_t) j * vstride;
       for (int d = 0; d < D; d++)
-        o[d] += p[j] * vj[d];
+        o[d] += p[j] * kv_at (v, vj + d, half);
     }
 }
 
@@ -188,9 +229,9 @@ lt_attention_scratch_floats (int n, int S)
   return (size_t) omp_get_max_threads () * (size_t) S;
 }
 
-void
-lt_attention_forward (float *out, const float *q, const float *k, const float *v, int n, int S,
-                      int H, int KVH, int D, float *scratch)
+static void
+attention_forward (float *out, const float *q, const void *k, const void *v, int half, int n,
+                   int S, int H, int KVH, int D, float *scratch)
 {
   int past = S - n;
   int group = H / KVH;
@@ -213,8 +254,9 @@ lt_attention_forward (float *out, const float *q, const float *k, const float *v
         int h = item % H;
         int blk = blocks - 1 - item / H;
         int g = h / group;
-        const float *kg = k + (size_t) g * D; /* rows of stride KVH·D */
-        const float *vg = v + (size_t) g * D;
+        /* rows of stride KVH·D */
+        const void *kg = (const char *) k + (size_t) g * D * (half ? 2 : 4);
+        const void *vg = (const char *) v + (size_t) g * D * (half ? 2 : 4);
         int i1 = (blk + 1) * LT_ATT_ROWS < n ? (blk + 1) * LT_ATT_ROWS : n;
 
         for (int i = blk * LT_ATT_ROWS; i < i1; i++)
@@ -224,10 +266,10 @@ lt_attention_forward (float *out, const float *q, const float *k, const float *v
             int nk = past + i + 1; /* causal: keys 0 … past+i */
 #ifdef LT_HAVE_X86
             if (fast)
-              scores_avx2 (p, qi, kg, nk, KVH * D, D, scale);
+              scores_avx2 (p, qi, kg, nk, KVH * D, D, scale, half);
             else
 #endif
-              scores_plain (p, qi, kg, nk, KVH * D, D, scale);
+              scores_plain (p, qi, kg, nk, KVH * D, D, scale, half);
             float mx = -INFINITY;
             for (int j = 0; j < nk; j++)
               mx = p[j] > mx ? p[j] : mx;
@@ -235,16 +277,30 @@ lt_attention_forward (float *out, const float *q, const float *k, const float *v
             /* o = Σ p_j v_j / Σ p_j (normalised once, at the end) */
 #ifdef LT_HAVE_X86
             if (fast)
-              weighted_sum_avx2 (o, p, vg, nk, KVH * D, D);
+              weighted_sum_avx2 (o, p, vg, nk, KVH * D, D, half);
             else
 #endif
-              weighted_sum_plain (o, p, vg, nk, KVH * D, D);
+              weighted_sum_plain (o, p, vg, nk, KVH * D, D, half);
             float inv = 1.0f / sum;
             for (int d = 0; d < D; d++)
               o[d] *= inv;
           }
       }
   }
+}
+
+void
+lt_attention_forward (float *out, const float *q, const float *k, const float *v, int n, int S,
+                      int H, int KVH, int D, float *scratch)
+{
+  attention_forward (out, q, k, v, 0, n, S, H, KVH, D, scratch);
+}
+
+void
+lt_attention_forward_f16kv (float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                            int n, int S, int H, int KVH, int D, float *scratch)
+{
+  attention_forward (out, q, k, v, 1, n, S, H, KVH, D, scratch);
 }
 
 /* ---- attention backward ---- */

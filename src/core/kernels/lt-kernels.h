@@ -113,6 +113,10 @@ void lt_attention_forward_ref (float *out, const float *q, const float *k, const
 size_t lt_attention_scratch_floats (int n, int S);
 void lt_attention_forward (float *out, const float *q, const float *k, const float *v,
                            int n, int S, int H, int KVH, int D, float *scratch);
+/* The same with k and v stored as f16 (decode's half KV cache, LtKVCache): equal bit for bit
+ * to lt_attention_forward on k and v holding the same f16 values as f32. */
+void lt_attention_forward_f16kv (float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                                 int n, int S, int H, int KVH, int D, float *scratch);
 
 /* Causal GQA attention backward for one sequence of n tokens (a full forward, S = n):
  * dq (n, H, D) written; dk, dv (n, KVH, D) written. q (n, H, D), k, v (n, KVH, D),
