@@ -26,8 +26,8 @@ gboolean lathe_decode_load (const char *cmd, const char *model_dir, const char *
 
 /* The --exact option's description (generate, chat). */
 #define LATHE_EXACT_HELP \
-  "Keep the inputs of 4-bit layers in f32 while decoding (slower; default: rounded to 8 bits " \
-  "per group, as llama.cpp does: 1.2–1.6× faster replies)"
+  "Keep the inputs of 4-bit layers and the KV cache in f32 while decoding (slower; default, " \
+  "as llama.cpp does: inputs rounded to 8 bits per group, keys and values in f16)"
 
 /* The --model option's description, shared by the commands. */
 #define LATHE_MODEL_HELP \
