@@ -513,6 +513,17 @@ row_q6_avx2 (const LtQKWeight *w, int64_t r, const float *xp)
   return row_q4phase_avx2 (w, r, xp, 6);
 }
 
+/* The per-block step @M (k, s_k) of the four-row kernels, for rows 0..3 into s0..s3. */
+#define ROWS4(M) \
+  do \
+    { \
+      M (0, s0); \
+      M (1, s1); \
+      M (2, s2); \
+      M (3, s3); \
+    } \
+  while (0)
+
 /* The four rows' float sums are built in two steps, without a gather: per group, the int32
  * sums of the four rows are scaled by the group's step d into a tile T[g][0..3]
  * (act8_tile_put); per tile of ACT8_TILE groups, four groups at a time are transposed to one
@@ -662,18 +673,12 @@ rows4_q4_act8_avx2_nb (const LtQKWeight *w, int64_t r, int64_t ng, const Act8 *a
               __m256i x1 = _mm256_loadu_si256 ((const __m256i *) (xq + 32));
               __m256i xl = _mm256_permute2x128_si256 (x0, x1, 0x20);
               __m256i xh = _mm256_permute2x128_si256 (x0, x1, 0x31);
-              PAIR (0, s0);
-              PAIR (1, s1);
-              PAIR (2, s2);
-              PAIR (3, s3);
+              ROWS4 (PAIR);
             }
           if (b < nb)
             {
               __m256i x0 = _mm256_loadu_si256 ((const __m256i *) xq);
-              ONE (0, s0);
-              ONE (1, s1);
-              ONE (2, s2);
-              ONE (3, s3);
+              ROWS4 (ONE);
               pc += 16;
               xq += 32;
             }
@@ -749,20 +754,14 @@ rows4_q4_act8_vnni (const LtQKWeight *w, int64_t r, int64_t ng, const Act8 *a, f
       for (; b + 2 <= nb; b += 2, pc += 32, xq += 64)
         {
           __m512i xv = _mm512_loadu_si512 ((const void *) xq);
-          TWO (0, s0);
-          TWO (1, s1);
-          TWO (2, s2);
-          TWO (3, s3);
+          ROWS4 (TWO);
         }
       if (b < nb)
         {
           /* one block: its codes in lanes 0-1 (and copies in 2-3, multiplied by zeros) */
           __m512i xv = _mm512_inserti64x4 (_mm512_setzero_si512 (),
                                            _mm256_loadu_si256 ((const __m256i *) xq), 0);
-          ONE (0, s0);
-          ONE (1, s1);
-          ONE (2, s2);
-          ONE (3, s3);
+          ROWS4 (ONE);
           pc += 16;
           xq += 32;
         }
