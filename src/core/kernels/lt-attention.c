@@ -242,7 +242,7 @@ attention_forward (float *out, const float *q, const void *k, const void *v, int
   fast = have_avx2 () && D % 8 == 0;
 #endif
 
-#pragma omp parallel if ((size_t) n * S * H > 4096)
+#pragma omp parallel if ((size_t) n * S * H * D > 32768)
   {
     /* p (S): this thread's scores, then probabilities */
     float *p = scratch + (size_t) omp_get_thread_num () * S;
