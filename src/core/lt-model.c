@@ -1312,9 +1312,25 @@ lt_sample_logits (float *logits, int V, float temperature, float top_p, guint64 
 {
   int32_t best = 0;
 
-  for (int i = 1; i < V; i++)
-    if (logits[i] > logits[best])
-      best = i;
+  /* the first index of the largest logit (as a scan with ">" finds it): the maximum over eight
+   * independent lanes, which the compiler vectorizes (one decoded token scans 49,152 logits
+   * of the SmolLM2 shape: a dependent scan took 0.2 ms of each token), then its first index */
+  if (!isnan (logits[0]))
+    {
+      float m8[8], mx = logits[0];
+      int i = 0;
+      for (int j = 0; j < 8; j++)
+        m8[j] = logits[0];
+      for (; i + 8 <= V; i += 8)
+        for (int j = 0; j < 8; j++)
+          m8[j] = logits[i + j] > m8[j] ? logits[i + j] : m8[j];
+      for (; i < V; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
+      for (int j = 0; j < 8; j++)
+        mx = m8[j] > mx ? m8[j] : mx;
+      while (logits[best] != mx)
+        best++;
+    }
   if (temperature <= 0.0f)
     return best;
 

@@ -593,6 +593,34 @@ test_sample (void)
 
   memcpy (copy, logits, sizeof logits);
   g_assert_cmpint (lt_sample_logits (copy, 5, 0.0f, 1.0f, &rng), ==, 1);
+  /* greedy over a vocabulary of 8k+3 logits (the eight-lane maximum, then its index) is the
+   * first index a scan with ">" finds: ties go to the first, in the lanes and in the tail; a
+   * NaN never wins, and a NaN first logit, -inf everywhere and all NaN give 0 */
+  {
+    enum { V = 8 * 37 + 3 };
+    static const int top[] = { 5, 8, 13, 150, 295, 296, 297, 298 };
+    float big[V];
+    for (gsize t = 0; t < G_N_ELEMENTS (top); t++)
+      {
+        for (int i = 0; i < V; i++)
+          big[i] = (float) ((i * 37) % 101) / 101.0f;
+        big[top[t]] = 3.0f;
+        big[V - 1] = t % 2 ? 3.0f : big[V - 1]; /* a later tie */
+        big[(top[t] + 9) % V] = NAN;
+        int want = top[t];
+        g_assert_cmpint (lt_sample_logits (big, V, 0.0f, 1.0f, &rng), ==,
+                         big[top[t]] == 3.0f ? want : V - 1);
+      }
+    for (int i = 0; i < V; i++)
+      big[i] = -INFINITY;
+    g_assert_cmpint (lt_sample_logits (big, V, 0.0f, 1.0f, &rng), ==, 0);
+    big[0] = NAN;
+    big[77] = 1.0f;
+    g_assert_cmpint (lt_sample_logits (big, V, 0.0f, 1.0f, &rng), ==, 0);
+    for (int i = 0; i < V; i++)
+      big[i] = NAN;
+    g_assert_cmpint (lt_sample_logits (big, V, 0.0f, 1.0f, &rng), ==, 0);
+  }
   /* top_p small keeps only the two most likely (equal) tokens */
   for (int i = 0; i < 2000; i++)
     {
