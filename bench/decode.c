@@ -227,14 +227,14 @@ main (int argc, char **argv)
     return 1;
   double bw = no_bw ? NAN : read_bandwidth ();
 
-  /* group 64, not the presets' 128: hidden_size 576 = 9 × 64 is no multiple of 128, and a
-   * layer whose input the group does not divide stays bf16 (q, k, v, o, gate, up and the LM
-   * head here: only down_proj would be 4-bit). mlx-community's SmolLM2 4-bit uses group 64. */
+  /* the presets as `lathe generate -q 8bit|4bit` loads them: group 128, and where a layer's
+   * input is no multiple of 128 (hidden_size 576 = 9 × 64: q, k, v, o, gate, up and the LM
+   * head) group 64 (LtLoadOptions.group_fallback); down_proj (1536) keeps 128 */
   const Mode modes[] = {
     { "bf16 (stored)", LT_QUANTIZATION_NONE, 0, TRUE },
-    { "8-bit g64", LT_QUANTIZATION_8BIT, 64, TRUE },
-    { "4-bit --exact", LT_QUANTIZATION_4BIT, 64, FALSE },
-    { "4-bit g64", LT_QUANTIZATION_4BIT, 64, TRUE },
+    { "8-bit", LT_QUANTIZATION_8BIT, 0, TRUE },
+    { "4-bit --exact", LT_QUANTIZATION_4BIT, 0, FALSE },
+    { "4-bit", LT_QUANTIZATION_4BIT, 0, TRUE },
   };
   double tps[G_N_ELEMENTS (modes)] = { 0 };
   const char *keys[G_N_ELEMENTS (modes)] = { "bf16", "8", "4x", "4" };
@@ -247,7 +247,8 @@ main (int argc, char **argv)
     {
       if (only != NULL && g_strcmp0 (only, keys[m]) != 0)
         continue;
-      LtLoadOptions opts = { .quantization = modes[m].quant, .group_size = modes[m].group };
+      LtLoadOptions opts = { .quantization = modes[m].quant, .group_size = modes[m].group,
+                             .group_fallback = TRUE };
       g_autoptr (LtModel) model = lt_model_load_with_options (dir, &opts, &error);
       if (model == NULL)
         {

@@ -243,8 +243,8 @@ static void
 load_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   LoadJob *job = task_data;
-  LtLoadOptions opts = { .quantization = job->quantization, .progress = load_progress_cb,
-                         .progress_data = job->self };
+  LtLoadOptions opts = { .quantization = job->quantization, .group_fallback = TRUE,
+                         .progress = load_progress_cb, .progress_data = job->self };
   Loaded *l = g_new0 (Loaded, 1);
   GError *error = NULL;
   g_autofree char *name = g_path_get_basename (job->model_dir);

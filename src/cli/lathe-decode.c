@@ -30,6 +30,9 @@ lathe_decode_load (const char *cmd, const char *model_dir, const char *quantizat
     }
   if (!lathe_cli_parse_quantization (cmd, quantization, &load_opts))
     return FALSE;
+  /* replies, not a training run's view of the base: a preset's group that a layer's width
+   * does not divide falls back to 64 or 32, so that every layer decodes quantized */
+  load_opts.group_fallback = g_strcmp0 (cmd, "eval") != 0;
   /* one thread pool: OpenMP threads share each GEMM over single-threaded OpenBLAS */
   lt_linear_set_threads (0);
   model = lt_model_open (model_dir, &load_opts, &error);

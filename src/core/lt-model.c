@@ -66,6 +66,7 @@ typedef struct
   LtQuantMode q_mode;
   int q_bits;
   int q_group;
+  gboolean q_group_fallback;
   /* MLX quantized folder: config.json's "quantization" object, else NULL */
   JsonObject *mlx;
   LtQuantMode mlx_mode;
@@ -193,8 +194,17 @@ quantize_weight (const Source *src, const char *name, const LtTensor *w, gboolea
   g_autofree float *f = NULL;
   LtQuantTensor *q;
 
+  int group = src->q_group;
+
   *skipped = FALSE;
-  if (src->q_group > 0 && cols % src->q_group != 0)
+  if (group > 0 && cols % group != 0 && src->q_group_fallback)
+    for (int g = group / 2; g >= 32; g /= 2)
+      if (cols % g == 0 && lt_quant_check_params (src->q_mode, src->q_bits, g, cols, NULL))
+        {
+          group = g;
+          break;
+        }
+  if (group > 0 && cols % group != 0)
     {
       *skipped = TRUE;
       return NULL;
@@ -208,8 +218,8 @@ quantize_weight (const Source *src, const char *name, const LtTensor *w, gboolea
       return NULL;
     }
   lt_tensor_read_f32 (w, 0, rows * cols, f);
-  q = lt_quant_tensor_quantize_dtype (f, rows, cols, src->q_mode, src->q_bits, src->q_group,
-                                      w->dtype, error);
+  q = lt_quant_tensor_quantize_dtype (f, rows, cols, src->q_mode, src->q_bits, group, w->dtype,
+                                      error);
   if (q == NULL)
     {
       g_prefix_error (error, "%s: tensor “%s”: ", source_file (src, name), name);
@@ -570,6 +580,7 @@ model_new (LtConfig *config, Source *src, const LtLoadOptions *opts, GError **er
   if (!source_set_mlx (src, config, error))
     return NULL;
   lt_load_options_get_quant (opts, &src->q_mode, &src->q_bits, &src->q_group);
+  src->q_group_fallback = opts != NULL && opts->group_fallback;
   if (src->q_bits > 0 && src->mlx != NULL)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,

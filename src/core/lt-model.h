@@ -97,6 +97,10 @@ typedef struct
   int bits;                    /* > 0: quantize with @mode / @bits instead of the preset */
   int mode;                    /* LtQuantMode, used when bits > 0 */
   int group_size;              /* > 0: overrides the preset's (or mode's) group size */
+  gboolean group_fallback;     /* a layer whose input size the group size does not divide is
+                                * quantized with the largest of its halves down to 32 that does
+                                * (generate and chat: SmolLM2's 576 takes 64 where the presets
+                                * say 128), instead of staying in its stored precision */
   /* Called after the embedding/LM head (done 0) and after each block (done = l + 1) of
    * @total = num_hidden_layers; may be NULL. */
   void (*progress) (int done, int total, gpointer user_data);

@@ -797,6 +797,38 @@ test_same_mlx_writer (void)
   g_assert_cmpint (system (rm), ==, 0);
 }
 
+/* LtLoadOptions.group_fallback (generate and chat): with the 4bit preset (group 128) on a
+ * fixture of hidden 64 and intermediate 96, no layer is left unquantized: the ones of input 64
+ * take group 64, down_proj (input 96) group 32, where without it every layer stays bf16. */
+static void
+test_group_fallback (void)
+{
+  g_autofree char *dir = fixture ("llama-bf16");
+  GError *error = NULL;
+  LtLoadOptions plain = { .quantization = LT_QUANTIZATION_4BIT };
+  LtLoadOptions fb = { .quantization = LT_QUANTIZATION_4BIT, .group_fallback = TRUE };
+
+  g_autoptr (LtModel) m0 = lt_model_load_with_options (dir, &plain, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (m0->unquantized);
+  g_assert_true (g_strv_contains ((const char *const *) m0->unquantized,
+                                  "model.layers.0.self_attn.q_proj"));
+  g_assert_cmpint (m0->w.layers[0].q_proj.kind, ==, LT_LINEAR_DENSE);
+
+  g_autoptr (LtModel) m = lt_model_load_with_options (dir, &fb, &error);
+  g_assert_no_error (error);
+  g_assert_true (m->unquantized == NULL || m->unquantized[0] == NULL);
+  for (int l = 0; l < m->config->num_hidden_layers; l++)
+    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+      {
+        const LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
+        g_assert_cmpint (lin->kind, ==, LT_LINEAR_QUANTIZED);
+        const LtQuantTensor *q = lin->quant;
+        g_assert_cmpint (q->group_size, ==, lin->in_features == 96 ? 32 : 64);
+        g_assert_cmpint (q->bits, ==, 4);
+      }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -811,5 +843,6 @@ main (int argc, char **argv)
   g_test_add_func ("/quantize/cli-refusals", test_cli_refusals);
   g_test_add_func ("/quantize/tinystories-8bit", test_tinystories_8bit);
   g_test_add_func ("/quantize/same-mlx-writer", test_same_mlx_writer);
+  g_test_add_func ("/quantize/group-fallback", test_group_fallback);
   return g_test_run ();
 }
