@@ -109,6 +109,12 @@ typedef struct
   const char *sensitivities; /* dynamic: JSON cache, read when it exists, else written; NULL:
                               * computed and not kept */
   int chunk_tokens;          /* rows of one block forward, default 2048 */
+  gboolean refine;           /* GPTQ / AWQ, default TRUE: each group's affine / symmetric
+                              * parameters searched for the least output error (GPTQ:
+                              * LtGptqOptions.mse_search; AWQ: lt_calib_quantize_searched on
+                              * the scaled weight, every linear, instead of MLX LM's
+                              * clipping and round-to-nearest); FALSE: the paper's min/max
+                              * groups and MLX LM's clipping */
 } LtCalibModelOptions;
 
 void lt_calib_model_options_init (LtCalibModelOptions *opts);

@@ -372,6 +372,210 @@ quant_elem (LtQuantMode mode, int bits, float w, float scale, float bias, uint8_
   return 0.0f;
 }
 
+static gboolean check_group_params (const char *what, LtQuantMode mode, int bits,
+                                    int group_size, int64_t cols, GError **error);
+
+/* ---- group parameter search ----------------------------------------------------------- */
+
+#define SEARCH_STEPS 8      /* shrinks per side of the affine range, 0 … (STEPS−1)·STEP */
+#define SEARCH_STEP 0.03f
+#define SEARCH_SYM_STEPS 16 /* symmetric: absmax · (1 − i·0.02) */
+
+/* ⟨x, y⟩ under the group's metric: Σ d_j x_j y_j (hg NULL) or xᵀ hg y (hg (n, n) full). */
+static double
+metric_ip (const float *hg, const float *d, int n, const float *x, const float *y)
+{
+  double acc = 0.0;
+  if (hg == NULL)
+    {
+      for (int j = 0; j < n; j++)
+        acc += (double) d[j] * x[j] * y[j];
+      return acc;
+    }
+  for (int a = 0; a < n; a++)
+    {
+      double t = 0.0;
+      for (int b = 0; b < n; b++)
+        t += (double) hg[a * n + b] * y[b];
+      acc += t * x[a];
+    }
+  return acc;
+}
+
+/* The group w (n) quantized with scale / bias: the error w − ŵ into @del, the code level
+ * (affine: the code; symmetric: the signed level) into @lev; returns the metric's ‖δ‖². */
+static double
+group_err (LtQuantMode mode, int bits, const float *w, int n, const float *d, const float *hg,
+           float scale, float bias, float *del, float *lev)
+{
+  const float qmin = mode == LT_QUANT_SYMMETRIC ? -(float) (1 << (bits - 1)) : 0.0f;
+  for (int j = 0; j < n; j++)
+    {
+      uint8_t code;
+      del[j] = w[j] - quant_elem (mode, bits, w[j], scale, bias, &code);
+      lev[j] = (float) code + qmin;
+    }
+  return metric_ip (hg, d, n, del, del);
+}
+
+/* Tries @scale / @bias, then refits them to the levels it gives by weighted least squares
+ * (affine: scale and bias; symmetric: the scale, bias = qmin·scale) and tries the refit too;
+ * keeps the best in *best / *bs / *bb. */
+static void
+group_try (LtQuantMode mode, int bits, const float *w, int n, const float *d, const float *hg,
+           float scale, float bias, float *del, float *lev, float *one, double *best, float *bs,
+           float *bb)
+{
+  double e = group_err (mode, bits, w, n, d, hg, scale, bias, del, lev);
+  if (e < *best)
+    {
+      *best = e;
+      *bs = scale;
+      *bb = bias;
+    }
+  if (mode == LT_QUANT_SYMMETRIC)
+    {
+      double ll = metric_ip (hg, d, n, lev, lev), lw = metric_ip (hg, d, n, lev, w);
+      float s = ll > 0.0 ? (float) (lw / ll) : 0.0f;
+      float qmin = -(float) (1 << (bits - 1));
+      if (s > 0.0f && isfinite (s))
+        {
+          e = group_err (mode, bits, w, n, d, hg, s, qmin * s, del, lev);
+          if (e < *best)
+            {
+              *best = e;
+              *bs = s;
+              *bb = qmin * s;
+            }
+        }
+      return;
+    }
+  {
+    double s2 = metric_ip (hg, d, n, lev, lev), s1 = metric_ip (hg, d, n, lev, one);
+    double s0 = metric_ip (hg, d, n, one, one), t1 = metric_ip (hg, d, n, lev, w);
+    double t0 = metric_ip (hg, d, n, one, w), det = s0 * s2 - s1 * s1;
+    float s, b;
+    if (!(det > 1e-12 * s0 * s2))
+      return;
+    s = (float) ((s0 * t1 - s1 * t0) / det);
+    b = (float) ((s2 * t0 - s1 * t1) / det);
+    if (!(s > 0.0f) || !isfinite (s) || !isfinite (b))
+      return;
+    e = group_err (mode, bits, w, n, d, hg, s, b, del, lev);
+    if (e < *best)
+      {
+        *best = e;
+        *bs = s;
+        *bb = b;
+      }
+  }
+}
+
+/* The group parameters of w (n ≤ 128) minimising the weighted error (diagonal @d, or the full
+ * block @hg): *scale / *bias hold the starting point (lt-quant's round-to-nearest) and get
+ * the best of it and a grid of shrunk ranges, each with its least-squares refit. Affine and
+ * symmetric only (other modes keep the start). */
+static void
+group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
+              const float *hg, float *scale, float *bias)
+{
+  float del[128], lev[128], one[128], bs, bb, lo = INFINITY, hi = -INFINITY;
+  double best = INFINITY;
+
+  if ((mode != LT_QUANT_AFFINE && mode != LT_QUANT_SYMMETRIC) || n > 128 || bias == NULL)
+    return;
+  bs = *scale;
+  bb = *bias;
+  for (int j = 0; j < n; j++)
+    {
+      one[j] = 1.0f;
+      lo = MINF (lo, w[j]);
+      hi = MAXF (hi, w[j]);
+    }
+  best = group_err (mode, bits, w, n, d, hg, bs, bb, del, lev);
+  if (!(hi > lo))
+    return;
+  if (mode == LT_QUANT_AFFINE)
+    {
+      float n_bins = (float) ((1 << bits) - 1), range = hi - lo;
+      for (int a = 0; a < SEARCH_STEPS; a++)
+        for (int b = 0; b < SEARCH_STEPS; b++)
+          {
+            float l = lo + (float) a * SEARCH_STEP * range;
+            float h = hi - (float) b * SEARCH_STEP * range;
+            group_try (mode, bits, w, n, d, hg, (h - l) / n_bins, l, del, lev, one, &best, &bs,
+                       &bb);
+          }
+    }
+  else
+    {
+      float amax = MAXF (fabsf (lo), fabsf (hi)), qmax = (float) ((1 << (bits - 1)) - 1);
+      float qmin = -qmax - 1.0f;
+      for (int i = 0; i < SEARCH_SYM_STEPS; i++)
+        {
+          float s = amax * (1.0f - 0.02f * (float) i) / qmax;
+          group_try (mode, bits, w, n, d, hg, s, qmin * s, del, lev, one, &best, &bs, &bb);
+        }
+    }
+  *scale = bs;
+  *bias = bb;
+}
+
+LtQuantTensor *
+lt_calib_quantize_searched (const LtCalibStats *stats, const float *col_scales, const float *w,
+                            int64_t rows, int64_t cols, LtQuantMode mode, int bits,
+                            int group_size, GError **error)
+{
+  g_return_val_if_fail (stats != NULL && w != NULL, NULL);
+  const int64_t gs = group_size, ngr = cols / MAX (gs, 1);
+  g_autoptr (LtQuantTensor) q = NULL;
+  g_autofree float *hg = NULL;
+  g_autofree uint8_t *codes = NULL;
+
+  if (rows <= 0 || cols != stats->in || stats->n <= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "searched quantization: a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT
+                   " weight with statistics of %" G_GINT64_FORMAT " inputs", rows, cols,
+                   stats->in);
+      return NULL;
+    }
+  if (!check_group_params ("searched quantization", mode, bits, group_size, cols, error))
+    return NULL;
+  if ((q = lt_quant_tensor_quantize (w, rows, cols, mode, bits, group_size, error)) == NULL)
+    return NULL;
+  if ((mode != LT_QUANT_AFFINE && mode != LT_QUANT_SYMMETRIC) || gs > 128)
+    return g_steal_pointer (&q);
+  hg = g_new (float, cols * gs);
+  codes = g_new (uint8_t, rows * cols);
+  /* diagonal blocks of H' = diag(1/s) H diag(1/s) */
+  for (int64_t g = 0; g < ngr; g++)
+    for (int64_t i = 0; i < gs; i++)
+      for (int64_t j = 0; j < gs; j++)
+        {
+          int64_t ci = g * gs + i, cj = g * gs + j;
+          float h = cj >= ci ? stats->h[ci * cols + cj] : stats->h[cj * cols + ci];
+          if (col_scales)
+            h = h / (col_scales[ci] * col_scales[cj]);
+          hg[(g * gs + i) * gs + j] = h;
+        }
+#pragma omp parallel for schedule(dynamic, 4) if (rows * cols >= 16384)
+  for (int64_t r = 0; r < rows; r++)
+    {
+      for (int64_t g = 0; g < ngr; g++)
+        {
+          float *sc = &q->scales[r * q->groups_per_row + g];
+          float *bi = &q->biases[r * q->groups_per_row + g];
+          const float *wg = w + r * cols + g * gs;
+          group_search (mode, bits, wg, (int) gs, NULL, hg + g * gs * gs, sc, bi);
+          for (int64_t j = 0; j < gs; j++)
+            quant_elem (mode, bits, wg[j], *sc, *bi, codes + r * cols + g * gs + j);
+        }
+      lt_qk_pack_row (codes + r * cols, cols, bits, q->codes + r * q->words_per_row);
+    }
+  return g_steal_pointer (&q);
+}
+
 /* ---- GPTQ ---------------------------------------------------------------------------- */
 
 void
@@ -495,6 +699,17 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
                                          error);
           if (gq == NULL)
             return NULL;
+          if (opts->mse_search)
+            {
+              /* each column's error costs e² = δ² / U_jj² once the later ones compensate */
+              float dg[128];
+              for (int64_t j = 0; j < gs && j < 128; j++)
+                dg[j] = 1.0f / (a[(g0 + j) * n + g0 + j] * a[(g0 + j) * n + g0 + j]);
+#pragma omp parallel for schedule(static) if (rows * gs >= 16384)
+              for (int64_t r = 0; r < rows; r++)
+                group_search (opts->mode, opts->bits, gbuf + r * gs, (int) gs, dg, NULL,
+                              &gq->scales[r], gq->biases ? &gq->biases[r] : NULL);
+            }
 #pragma omp parallel for schedule(static) if (rows * gs * (i2 - g0) >= 65536)
           for (int64_t r = 0; r < rows; r++)
             {
