@@ -2,9 +2,10 @@
 /* bench-quant-methods: what learned quantization (issue 13, lt-calibrate-model) recovers of
  * round-to-nearest's perplexity loss on TinyStories-656K.
  *
- *   bench-quant-methods [--model DIR] [--data DIR] [--method NAME]
+ *   bench-quant-methods [--model DIR] [--data DIR] [--method NAME] [--threads N]
  *
- * --method NAME: only the float, rtn and NAME rows.
+ * --method NAME: only the float, rtn and NAME rows. --threads N: lt_set_threads (N) in each
+ * row (default 0: every core; 1 on a shared machine, where spinning OpenMP threads lose).
  * Model: DIR, else $LATHE_SHARED_DIR/models/tinystories-656k, else
  * ../shared/models/tinystories-656k; the bench prints a line and exits 0 when absent.
  * Text (DIR, else $LATHE_TEST_DATA, else tests/data): calibration on the first 40 stories of
@@ -39,11 +40,14 @@
 
 #include "bench-common.h"
 #include "lt-calibrate-model.h"
+#include "lt-dwq.h"
 #include "lt-memory.h"
 #include "lt-threads.h"
 #include "lt-tokenizer.h"
 
 #define FLOAT_ROW ((LtCalibMethod) 99)
+
+static int bench_threads; /* --threads N; 0: every core */
 
 typedef struct
 {
@@ -111,6 +115,47 @@ concat (LtCalibTokens **parts, int n)
   return t;
 }
 
+/* DWQ: @m (loaded float) quantized round-to-nearest as the rtn rows (lt_calib_model_quantize),
+ * then distilled from a second copy of the float model: trained on the first 32 calibration
+ * sequences, the last 8 its validation set (the values kept at the best validation KL). */
+static gboolean
+run_dwq (const char *model, LtModel *m, const Row *r, const LtCalibTokens *calib, Result *out,
+         GError **error)
+{
+  g_autoptr (LtModel) teacher = lt_model_load (model, error);
+  g_autofree LtDwqSequence *seqs = g_new (LtDwqSequence, calib->B);
+  LtCalibModelOptions o;
+  LtDwqOptions d;
+  LtDwqResult res;
+  int n_valid = calib->B >= 16 ? 8 : 0;
+  double t0 = g_get_monotonic_time () / 1e6;
+
+  if (teacher == NULL)
+    return FALSE;
+  lt_calib_model_options_init (&o);
+  o.method = LT_CALIB_METHOD_RTN;
+  o.bits = r->bits;
+  o.group_size = r->group;
+  if (!lt_calib_model_quantize (m, calib, &o, NULL, NULL, NULL, NULL, error))
+    return FALSE;
+  for (int b = 0, off = 0; b < calib->B; off += calib->lengths[b], b++)
+    seqs[b] = (LtDwqSequence) { calib->tokens + off, calib->lengths[b] };
+  lt_dwq_options_init (&d);
+  d.learning_rate = g_getenv ("DBG_LR") ? atof (g_getenv ("DBG_LR")) : 1e-3;
+  d.iters = g_getenv ("DBG_ITERS") ? atoi (g_getenv ("DBG_ITERS")) : 200;
+  d.valid_every = g_getenv ("DBG_VE") ? atoi (g_getenv ("DBG_VE")) : 10;
+  d.n_samples = g_getenv ("DBG_NS") ? atoi (g_getenv ("DBG_NS")) : 0;
+  if (!lt_dwq_run (teacher, m, seqs, calib->B - n_valid, seqs + calib->B - n_valid, n_valid,
+                   &d, NULL, NULL, NULL, &res, error))
+    return FALSE;
+  out->bpw = lt_calib_bits_per_weight (r->bits, r->group);
+  out->seconds = g_get_monotonic_time () / 1e6 - t0;
+  if (g_getenv ("DBG_VE"))
+    g_printerr ("dwq: KL %.5f -> %.5f, best step %d of %d\n", res.kl_before, res.kl_after,
+                res.best_iter, res.iters);
+  return TRUE;
+}
+
 /* In a child: load, quantize (unless float), evaluate. */
 static Result
 run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCalibTokens *eval)
@@ -131,9 +176,14 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
       guint64 rss = 0;
 
       close (fd[0]);
-      lt_set_threads (0);
+      lt_set_threads (bench_threads);
       m = lt_model_load (model, &error);
-      if (m != NULL && r->method != FLOAT_ROW)
+      if (m != NULL && r->method == LT_CALIB_METHOD_DWQ)
+        {
+          if (!run_dwq (model, m, r, calib, &out, &error))
+            g_clear_pointer (&m, lt_model_free);
+        }
+      else if (m != NULL && r->method != FLOAT_ROW)
         {
           LtCalibModelOptions o;
           lt_calib_model_options_init (&o);
@@ -145,6 +195,10 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
           o.high_bits = r->high_bits;
           o.high_group_size = r->high_group;
           o.target_bpw = r->target;
+          if (g_getenv ("DBG_DAMP")) o.damp = atof (g_getenv ("DBG_DAMP"));
+          if (g_getenv ("DBG_TIED")) o.tied_damp = atof (g_getenv ("DBG_TIED"));
+          if (g_getenv ("DBG_ACT")) o.act_order = atoi (g_getenv ("DBG_ACT"));
+          if (g_getenv ("DBG_REFINE")) o.refine = atoi (g_getenv ("DBG_REFINE"));
           if (lt_calib_model_quantize (m, calib, &o, &rep, NULL, NULL, NULL, &error))
             {
               out.bpw = rep->bpw;
@@ -247,6 +301,8 @@ main (int argc, char **argv)
         data_arg = argv[++i];
       else if (strcmp (argv[i], "--method") == 0)
         only = argv[++i];
+      else if (strcmp (argv[i], "--threads") == 0)
+        bench_threads = atoi (argv[++i]);
     }
   for (int i = 1; i + 2 < argc; i++)
     if (strcmp (argv[i], "--smollm") == 0)
@@ -280,6 +336,8 @@ main (int argc, char **argv)
     { "rtn", LT_CALIB_METHOD_RTN, 3, 32, 0, 0, 0, 0, 0, -1 },
     { "gptq", LT_CALIB_METHOD_GPTQ, 3, 32, 0, 0, 0, 0, 0, 4 },
     { "awq", LT_CALIB_METHOD_AWQ, 3, 32, 0, 0, 0, 0, 0, 4 },
+    { "dwq", LT_CALIB_METHOD_DWQ, 4, 64, 0, 0, 0, 0, 0, 1 },
+    { "dwq", LT_CALIB_METHOD_DWQ, 3, 32, 0, 0, 0, 0, 0, 4 },
     { "dynamic 3g64/5g64", LT_CALIB_METHOD_DYNAMIC, 4, 64, 3, 64, 5, 64, 4.5, 1 },
     { "dynamic 4g128/5g64", LT_CALIB_METHOD_DYNAMIC, 4, 64, 4, 128, 5, 64, 4.5, 1 },
     { "dynamic 4g128/8g128", LT_CALIB_METHOD_DYNAMIC, 4, 64, 4, 128, 8, 128, 4.5, 1 },

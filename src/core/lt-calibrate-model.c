@@ -52,6 +52,7 @@ lt_calib_model_options_init (LtCalibModelOptions *o)
   o->high_group_size = 0;
   o->chunk_tokens = 2048;
   o->refine = TRUE;
+  o->act_order = TRUE;
 }
 
 /* ---- data ---------------------------------------------------------------------------- */
@@ -541,6 +542,7 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
   go.block_size = o->block_size;
   go.measure = FALSE;
   go.mse_search = o->refine;
+  go.act_order = o->act_order;
 
   for (int s = 0; s < 4; s++)
     {
@@ -809,6 +811,7 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
   go.block_size = o->block_size;
   go.measure = FALSE;
   go.mse_search = o->refine;
+  go.act_order = o->act_order;
   if (!lt_calib_try_floats (&w, (gsize) P->V * P->C, error))
     return FALSE;
   lt_tensor_read_f32 (src, 0, (int64_t) P->V * P->C, w);

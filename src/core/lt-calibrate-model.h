@@ -115,6 +115,7 @@ typedef struct
                               * the scaled weight, every linear, instead of MLX LM's
                               * clipping and round-to-nearest); FALSE: the paper's min/max
                               * groups and MLX LM's clipping */
+  gboolean act_order;        /* GPTQ, default TRUE: LtGptqOptions.act_order (static groups) */
 } LtCalibModelOptions;
 
 void lt_calib_model_options_init (LtCalibModelOptions *opts);

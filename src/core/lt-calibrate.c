@@ -418,36 +418,54 @@ group_err (LtQuantMode mode, int bits, const float *w, int n, const float *d, co
   return metric_ip (hg, d, n, del, del);
 }
 
+/* The best few (scale, bias) pairs seen, by error. */
+#define TOP_K 8
+typedef struct
+{
+  int n, k;
+  double e[TOP_K];
+  float s[TOP_K], b[TOP_K];
+} Top;
+
+static void
+top_offer (Top *t, double e, float scale, float bias)
+{
+  int i;
+  if (!isfinite (e) || (t->n == t->k && e >= t->e[t->n - 1]))
+    return;
+  for (i = 0; i < t->n; i++)
+    if (t->s[i] == scale && t->b[i] == bias)
+      return;
+  i = t->n < t->k ? t->n++ : t->n - 1;
+  while (i > 0 && t->e[i - 1] > e)
+    {
+      t->e[i] = t->e[i - 1];
+      t->s[i] = t->s[i - 1];
+      t->b[i] = t->b[i - 1];
+      i--;
+    }
+  t->e[i] = e;
+  t->s[i] = scale;
+  t->b[i] = bias;
+}
+
 /* Tries @scale / @bias, then refits them to the levels it gives by weighted least squares
  * (affine: scale and bias; symmetric: the scale, bias = qmin·scale) and tries the refit too;
- * keeps the best in *best / *bs / *bb. */
+ * both offered to @top. */
 static void
 group_try (LtQuantMode mode, int bits, const float *w, int n, const float *d, const float *hg,
-           float scale, float bias, float *del, float *lev, float *one, double *best, float *bs,
-           float *bb)
+           float scale, float bias, float *del, float *lev, const float *one, Top *top)
 {
   double e = group_err (mode, bits, w, n, d, hg, scale, bias, del, lev);
-  if (e < *best)
-    {
-      *best = e;
-      *bs = scale;
-      *bb = bias;
-    }
+  top_offer (top, e, scale, bias);
   if (mode == LT_QUANT_SYMMETRIC)
     {
       double ll = metric_ip (hg, d, n, lev, lev), lw = metric_ip (hg, d, n, lev, w);
       float s = ll > 0.0 ? (float) (lw / ll) : 0.0f;
       float qmin = -(float) (1 << (bits - 1));
       if (s > 0.0f && isfinite (s))
-        {
-          e = group_err (mode, bits, w, n, d, hg, s, qmin * s, del, lev);
-          if (e < *best)
-            {
-              *best = e;
-              *bs = s;
-              *bb = qmin * s;
-            }
-        }
+        top_offer (top, group_err (mode, bits, w, n, d, hg, s, qmin * s, del, lev), s,
+                   qmin * s);
       return;
     }
   {
@@ -459,40 +477,38 @@ group_try (LtQuantMode mode, int bits, const float *w, int n, const float *d, co
       return;
     s = (float) ((s0 * t1 - s1 * t0) / det);
     b = (float) ((s2 * t0 - s1 * t1) / det);
-    if (!(s > 0.0f) || !isfinite (s) || !isfinite (b))
-      return;
-    e = group_err (mode, bits, w, n, d, hg, s, b, del, lev);
-    if (e < *best)
-      {
-        *best = e;
-        *bs = s;
-        *bb = b;
-      }
+    if (s > 0.0f && isfinite (s) && isfinite (b))
+      top_offer (top, group_err (mode, bits, w, n, d, hg, s, b, del, lev), s, b);
   }
 }
 
 /* The group parameters of w (n ≤ 128) minimising the weighted error (diagonal @d, or the full
  * block @hg): *scale / *bias hold the starting point (lt-quant's round-to-nearest) and get
- * the best of it and a grid of shrunk ranges, each with its least-squares refit. Affine and
- * symmetric only (other modes keep the start). */
+ * the best of it and a grid of shrunk ranges, each with its least-squares refit. With @hg
+ * the grid is screened on diag (hg) and its TOP_K best are tried again (with their refits)
+ * on the full block. Affine and symmetric only (other modes keep the start). */
 static void
 group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
               const float *hg, float *scale, float *bias)
 {
-  float del[128], lev[128], one[128], bs, bb, lo = INFINITY, hi = -INFINITY;
-  double best = INFINITY;
+  float del[128], lev[128], one[128], dd[128], lo = INFINITY, hi = -INFINITY;
+  Top top = { 0, TOP_K }, fin = { 0, 1 };
+  const float *dm = d;
 
   if ((mode != LT_QUANT_AFFINE && mode != LT_QUANT_SYMMETRIC) || n > 128 || bias == NULL)
     return;
-  bs = *scale;
-  bb = *bias;
   for (int j = 0; j < n; j++)
     {
       one[j] = 1.0f;
       lo = MINF (lo, w[j]);
       hi = MAXF (hi, w[j]);
+      if (hg)
+        dd[j] = hg[j * n + j];
     }
-  best = group_err (mode, bits, w, n, d, hg, bs, bb, del, lev);
+  if (hg)
+    dm = dd;
+  top_offer (&fin, group_err (mode, bits, w, n, d, hg, *scale, *bias, del, lev), *scale,
+             *bias);
   if (!(hi > lo))
     return;
   if (mode == LT_QUANT_AFFINE)
@@ -503,8 +519,7 @@ group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
           {
             float l = lo + (float) a * SEARCH_STEP * range;
             float h = hi - (float) b * SEARCH_STEP * range;
-            group_try (mode, bits, w, n, d, hg, (h - l) / n_bins, l, del, lev, one, &best, &bs,
-                       &bb);
+            group_try (mode, bits, w, n, dm, NULL, (h - l) / n_bins, l, del, lev, one, &top);
           }
     }
   else
@@ -514,11 +529,19 @@ group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
       for (int i = 0; i < SEARCH_SYM_STEPS; i++)
         {
           float s = amax * (1.0f - 0.02f * (float) i) / qmax;
-          group_try (mode, bits, w, n, d, hg, s, qmin * s, del, lev, one, &best, &bs, &bb);
+          group_try (mode, bits, w, n, dm, NULL, s, qmin * s, del, lev, one, &top);
         }
     }
-  *scale = bs;
-  *bias = bb;
+  if (hg == NULL)
+    {
+      for (int i = 0; i < top.n; i++)
+        top_offer (&fin, top.e[i], top.s[i], top.b[i]);
+    }
+  else
+    for (int i = 0; i < top.n; i++)
+      group_try (mode, bits, w, n, NULL, hg, top.s[i], top.b[i], del, lev, one, &fin);
+  *scale = fin.s[0];
+  *bias = fin.b[0];
 }
 
 LtQuantTensor *
@@ -603,6 +626,18 @@ check_group_params (const char *what, LtQuantMode mode, int bits, int group_size
   return lt_quant_check_params (mode, bits, group_size, cols, error);
 }
 
+/* Column order of act-order: decreasing H_jj, then increasing index. */
+static gint
+by_diag_desc (gconstpointer pa, gconstpointer pb, gpointer user_data)
+{
+  const float *diag = user_data;
+  int64_t ia = *(const int64_t *) pa, ib = *(const int64_t *) pb;
+  float da = diag[ia], db = diag[ib];
+  if (da != db)
+    return da > db ? -1 : 1;
+  return ia < ib ? -1 : (ia > ib);
+}
+
 LtQuantTensor *
 lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats *stats,
                   const LtGptqOptions *opts, LtGptqResult *result, LtCalibProgress progress,
@@ -613,6 +648,7 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
   g_autoptr (LtQuantTensor) q = NULL;
   g_autofree float *a = NULL, *b = NULL, *wc = NULL, *err = NULL, *gbuf = NULL;
   g_autofree uint8_t *codes = NULL;
+  g_autofree int64_t *perm = NULL;
   LtGptqResult res = { NAN, NAN, 0.0, 0.0, 0, 0 };
   int64_t eb;
   double diag_sum = 0.0;
@@ -677,6 +713,38 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
       diag_sum += a[i * n + i];
     }
   res.lambda = opts->damp * diag_sum / (double) n;
+  if (opts->act_order)
+    {
+      /* static groups: every group's parameters from the original weights, then the columns
+       * in the order of decreasing H_jj (ties: lower index first) */
+      g_autoptr (LtQuantTensor) st = NULL;
+      g_autofree float *diag = g_new (float, (gsize) MAX (n, 1));
+      perm = g_new (int64_t, (gsize) MAX (n, 1));
+      for (int64_t i = 0; i < n; i++)
+        {
+          perm[i] = i;
+          diag[i] = a[i * n + i];
+        }
+      g_qsort_with_data (perm, (gint) n, sizeof (int64_t), by_diag_desc, diag);
+      st = opts->mse_search
+           ? lt_calib_quantize_searched (stats, NULL, wc, rows, cols, opts->mode, opts->bits,
+                                         (int) gs, error)
+           : lt_quant_tensor_quantize (wc, rows, cols, opts->mode, opts->bits, (int) gs, error);
+      if (st == NULL)
+        return NULL;
+      lt_quant_tensor_free (q);
+      q = g_steal_pointer (&st);
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++)
+          b[i * n + j] = a[perm[i] * n + perm[j]];
+      memcpy (a, b, (gsize) (n * n) * sizeof (float));
+      for (int64_t r = 0; r < rows; r++)
+        {
+          for (int64_t j = 0; j < n; j++)
+            b[j] = wc[r * cols + perm[j]];
+          memcpy (wc + r * cols, b, (gsize) n * sizeof (float));
+        }
+    }
   for (int64_t i = 0; i < n; i++)
     a[i * n + i] += (float) res.lambda;
   if (!inverse_cholesky_upper (a, b, n, error))
@@ -685,7 +753,49 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
   if (!keep_going (progress, user_data, cancellable, 0.1, "GPTQ", error))
     return NULL;
 
-  for (int64_t i1 = 0; i1 < cols; i1 += eb)
+  for (int64_t i1 = 0; perm != NULL && i1 < cols; i1 += eb)
+    {
+      int64_t i2 = MIN (i1 + eb, cols);
+#pragma omp parallel for schedule(static) if (rows * (i2 - i1) * (i2 - i1) >= 65536)
+      for (int64_t r = 0; r < rows; r++)
+        {
+          float *wr = wc + r * cols;
+          for (int64_t j = i1; j < i2; j++)
+            {
+              const float *u = a + j * n;
+              int64_t k0 = r * q->groups_per_row + perm[j] / gs;
+              float deq = quant_elem (opts->mode, opts->bits, wr[j], q->scales[k0],
+                                      q->biases ? q->biases[k0] : 0.0f,
+                                      codes + r * cols + perm[j]);
+              float e = (wr[j] - deq) / u[j];
+              wr[j] = deq;
+              err[r * eb + (j - i1)] = e;
+              for (int64_t k = j + 1; k < i2; k++)
+                wr[k] -= e * u[k];
+            }
+        }
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < i2 - i1; j++)
+          res.proxy += (double) err[r * eb + j] * err[r * eb + j];
+      if (i2 < cols)
+        par_gemm (CblasNoTrans, CblasNoTrans, rows, cols - i2, i2 - i1, -1.0f, err, eb,
+                  a + i1 * n + i2, n, 1.0f, wc + i2, cols);
+      if (!keep_going (progress, user_data, cancellable, 0.1 + 0.85 * (double) i2 / cols,
+                       "GPTQ", error))
+        return NULL;
+    }
+  if (perm != NULL)
+    {
+      g_autofree float *row = g_new (float, (gsize) n);
+      for (int64_t r = 0; r < rows; r++)
+        {
+          for (int64_t j = 0; j < n; j++)
+            row[perm[j]] = wc[r * cols + j];
+          memcpy (wc + r * cols, row, (gsize) n * sizeof (float));
+        }
+    }
+
+  for (int64_t i1 = 0; perm == NULL && i1 < cols; i1 += eb)
     {
       int64_t i2 = MIN (i1 + eb, cols);
       for (int64_t g0 = i1; g0 < i2; g0 += gs)

@@ -137,6 +137,9 @@ typedef struct
                       * affine / symmetric group parameters searched (lt_calib_quantize_searched's
                       * grid and refit) for the least Σ_j δ_j² / U_jj², GPTQ's error of the
                       * group once later columns compensate */
+  gboolean act_order; /* default FALSE: columns in order of decreasing H_jj, with static
+                      * groups (every group's parameters from the original weights first:
+                      * lt_calib_quantize_searched with mse_search, else lt-quant's) */
 } LtGptqOptions;
 
 void lt_gptq_options_init (LtGptqOptions *opts);

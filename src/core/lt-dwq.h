@@ -60,6 +60,16 @@ typedef struct
   guint64 seed;              /* the order of the training batches; 123 */
   LtLrSchedule lr_schedule;  /* constant (MLX LM), cosine or linear decay over the steps
                               * (lt_lr_schedule_at, no warm-up) */
+  int n_samples;             /* 0 (default): train on @train only; N > 0: the teacher first
+                              * writes N sequences (temperature 1 from BOS, at most
+                              * sample_length tokens, stopping after EOS, drawn from @seed),
+                              * trained on with @train: distillation text that never runs out
+                              * and needs no held-out data */
+  int sample_length;         /* 128 */
+  int valid_every;           /* 0 (default): validation only before and after; N > 0 (with
+                              * validation sequences): also every N steps, and the trained
+                              * values end as they were at the best validation KL (the start
+                              * included), so the KL never ends worse than it started */
 } LtDwqOptions;
 
 void lt_dwq_options_init (LtDwqOptions *opts);
@@ -72,6 +82,8 @@ typedef struct
   double train_kl_first;     /* the first and last training batches' mean KL */
   double train_kl_last;
   int iters;                 /* steps taken */
+  int best_iter;             /* valid_every: the step whose values were kept (0: the start);
+                              * else iters */
   gint64 valid_tokens;       /* tokens KL was measured on */
   guint n_tensors;           /* trained tensors */
   gsize n_values;            /* trained values */
