@@ -57,11 +57,20 @@ typedef struct
   int low_bits, low_group, high_bits, high_group;
   double target;
   int baseline;              /* row index of the RTN row it is compared with, -1: itself */
+  gboolean plain;            /* refine and act_order off: the paper's GPTQ, MLX LM's AWQ */
 } Row;
+
+/* The DWQ rows: Adam at 1e-3 for 500 steps of 4 sequences, validated every 25 steps (the
+ * values of the best validation KL kept), on the calibration sequences and 256 sequences the
+ * float model writes (lt-dwq's n_samples, a seed unlike the sampled column's). */
+#define DWQ_LR 1e-3
+#define DWQ_ITERS 500
+#define DWQ_VALID_EVERY 25
+#define DWQ_SAMPLES 256
 
 typedef struct
 {
-  double ppl, bpw, seconds;
+  double ppl, ppl_s, bpw, seconds;
   guint64 peak;
   int ok;
 } Result;
@@ -141,16 +150,16 @@ run_dwq (const char *model, LtModel *m, const Row *r, const LtCalibTokens *calib
   for (int b = 0, off = 0; b < calib->B; off += calib->lengths[b], b++)
     seqs[b] = (LtDwqSequence) { calib->tokens + off, calib->lengths[b] };
   lt_dwq_options_init (&d);
-  d.learning_rate = g_getenv ("DBG_LR") ? atof (g_getenv ("DBG_LR")) : 1e-3;
-  d.iters = g_getenv ("DBG_ITERS") ? atoi (g_getenv ("DBG_ITERS")) : 200;
-  d.valid_every = g_getenv ("DBG_VE") ? atoi (g_getenv ("DBG_VE")) : 10;
-  d.n_samples = g_getenv ("DBG_NS") ? atoi (g_getenv ("DBG_NS")) : 0;
+  d.learning_rate = DWQ_LR;
+  d.iters = DWQ_ITERS;
+  d.valid_every = DWQ_VALID_EVERY;
+  d.n_samples = DWQ_SAMPLES;
   if (!lt_dwq_run (teacher, m, seqs, calib->B - n_valid, seqs + calib->B - n_valid, n_valid,
                    &d, NULL, NULL, NULL, &res, error))
     return FALSE;
   out->bpw = lt_calib_bits_per_weight (r->bits, r->group);
   out->seconds = g_get_monotonic_time () / 1e6 - t0;
-  if (g_getenv ("DBG_VE"))
+  if (g_getenv ("BENCH_DWQ_VERBOSE"))
     g_printerr ("dwq: KL %.5f -> %.5f, best step %d of %d\n", res.kl_before, res.kl_after,
                 res.best_iter, res.iters);
   return TRUE;
@@ -158,9 +167,10 @@ run_dwq (const char *model, LtModel *m, const Row *r, const LtCalibTokens *calib
 
 /* In a child: load, quantize (unless float), evaluate. */
 static Result
-run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCalibTokens *eval)
+run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCalibTokens *eval,
+         const LtCalibTokens *samples)
 {
-  Result res = { NAN, NAN, NAN, 0, 0 };
+  Result res = { NAN, NAN, NAN, NAN, 0, 0 };
   int fd[2];
   pid_t pid;
 
@@ -172,7 +182,7 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
       g_autoptr (GError) error = NULL;
       g_autoptr (LtModel) m = NULL;
       g_autoptr (LtCalibModelReport) rep = NULL;
-      Result out = { NAN, NAN, 0, 0, 0 };
+      Result out = { NAN, NAN, NAN, 0, 0, 0 };
       guint64 rss = 0;
 
       close (fd[0]);
@@ -195,10 +205,8 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
           o.high_bits = r->high_bits;
           o.high_group_size = r->high_group;
           o.target_bpw = r->target;
-          if (g_getenv ("DBG_DAMP")) o.damp = atof (g_getenv ("DBG_DAMP"));
-          if (g_getenv ("DBG_TIED")) o.tied_damp = atof (g_getenv ("DBG_TIED"));
-          if (g_getenv ("DBG_ACT")) o.act_order = atoi (g_getenv ("DBG_ACT"));
-          if (g_getenv ("DBG_REFINE")) o.refine = atoi (g_getenv ("DBG_REFINE"));
+          if (r->plain)
+            o.refine = o.act_order = FALSE;
           if (lt_calib_model_quantize (m, calib, &o, &rep, NULL, NULL, NULL, &error))
             {
               out.bpw = rep->bpw;
@@ -207,7 +215,8 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
           else
             g_clear_pointer (&m, lt_model_free);
         }
-      if (m != NULL && lt_calib_model_perplexity (m, eval, 0, &out.ppl, &error))
+      if (m != NULL && lt_calib_model_perplexity (m, eval, 0, &out.ppl, &error)
+          && lt_calib_model_perplexity (m, samples, 0, &out.ppl_s, &error))
         out.ok = 1;
       if (error)
         g_printerr ("bench-quant-methods: %s: %s\n", r->label, error->message);
@@ -223,6 +232,36 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
   if (pid > 0)
     waitpid (pid, NULL, 0);
   return res;
+}
+
+/* The float model's own text: @n samples of at most 128 tokens (lt_dwq_teacher_samples, a
+ * seed of their own, unlike DWQ's training samples). */
+static LtCalibTokens *
+samples_of (const char *model, int n)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtModel) m = lt_model_load (model, &error);
+  g_autoptr (GPtrArray) seqs = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
+  LtCalibTokens *t = g_new0 (LtCalibTokens, 1);
+
+  lt_set_threads (bench_threads);
+  if (m == NULL || !lt_dwq_teacher_samples (m, n, 128, 20261206, seqs, NULL, &error))
+    {
+      g_printerr ("bench-quant-methods: %s\n", error->message);
+      exit (1);
+    }
+  t->lengths = g_new (int, seqs->len);
+  for (guint i = 0; i < seqs->len; i++)
+    t->n_tokens += ((GArray *) seqs->pdata[i])->len;
+  t->tokens = g_new (int32_t, t->n_tokens);
+  for (guint i = 0, o = 0; i < seqs->len; i++)
+    {
+      GArray *a = seqs->pdata[i];
+      memcpy (t->tokens + o, a->data, a->len * sizeof (int32_t));
+      o += a->len;
+      t->lengths[t->B++] = (int) a->len;
+    }
+  return t;
 }
 
 /* --smollm: the calibration's time on the SmolLM2-135M shape (see the header). */
@@ -325,19 +364,24 @@ main (int argc, char **argv)
                               tokens (model, valid, 0, -1, TRUE),
                               tokens (model, evs, 0, -1, TRUE) };
   g_autoptr (LtCalibTokens) eval = concat (parts, 3);
+  g_autoptr (LtCalibTokens) samples = samples_of (model, 256);
   for (int i = 0; i < 3; i++)
     lt_calib_tokens_free (parts[i]);
 
   const Row rows[] = {
     { "float", FLOAT_ROW, 0, 0, 0, 0, 0, 0, 0, -1 },
     { "rtn", LT_CALIB_METHOD_RTN, 4, 64, 0, 0, 0, 0, 0, -1 },
+    { "gptq (paper)", LT_CALIB_METHOD_GPTQ, 4, 64, 0, 0, 0, 0, 0, 1, TRUE },
     { "gptq", LT_CALIB_METHOD_GPTQ, 4, 64, 0, 0, 0, 0, 0, 1 },
+    { "awq (MLX LM)", LT_CALIB_METHOD_AWQ, 4, 64, 0, 0, 0, 0, 0, 1, TRUE },
     { "awq", LT_CALIB_METHOD_AWQ, 4, 64, 0, 0, 0, 0, 0, 1 },
-    { "rtn", LT_CALIB_METHOD_RTN, 3, 32, 0, 0, 0, 0, 0, -1 },
-    { "gptq", LT_CALIB_METHOD_GPTQ, 3, 32, 0, 0, 0, 0, 0, 4 },
-    { "awq", LT_CALIB_METHOD_AWQ, 3, 32, 0, 0, 0, 0, 0, 4 },
     { "dwq", LT_CALIB_METHOD_DWQ, 4, 64, 0, 0, 0, 0, 0, 1 },
-    { "dwq", LT_CALIB_METHOD_DWQ, 3, 32, 0, 0, 0, 0, 0, 4 },
+    { "rtn", LT_CALIB_METHOD_RTN, 3, 32, 0, 0, 0, 0, 0, -1 },
+    { "gptq (paper)", LT_CALIB_METHOD_GPTQ, 3, 32, 0, 0, 0, 0, 0, 7, TRUE },
+    { "gptq", LT_CALIB_METHOD_GPTQ, 3, 32, 0, 0, 0, 0, 0, 7 },
+    { "awq (MLX LM)", LT_CALIB_METHOD_AWQ, 3, 32, 0, 0, 0, 0, 0, 7, TRUE },
+    { "awq", LT_CALIB_METHOD_AWQ, 3, 32, 0, 0, 0, 0, 0, 7 },
+    { "dwq", LT_CALIB_METHOD_DWQ, 3, 32, 0, 0, 0, 0, 0, 7 },
     { "dynamic 3g64/5g64", LT_CALIB_METHOD_DYNAMIC, 4, 64, 3, 64, 5, 64, 4.5, 1 },
     { "dynamic 4g128/5g64", LT_CALIB_METHOD_DYNAMIC, 4, 64, 4, 128, 5, 64, 4.5, 1 },
     { "dynamic 4g128/8g128", LT_CALIB_METHOD_DYNAMIC, 4, 64, 4, 128, 8, 128, 4.5, 1 },
@@ -352,18 +396,18 @@ main (int argc, char **argv)
           " tokens (stories/train.jsonl 1-40), perplexity on %d held-out sequences / %"
           G_GINT64_FORMAT " tokens\n\n", st, calib->B, calib->n_tokens, eval->B,
           eval->n_tokens);
-  printf ("%-22s %-9s %10s %10s %6s %8s %10s\n", "method", "bits", "perplexity", "recovered",
-          "bpw", "time s", "peak RSS");
+  printf ("%-22s %-9s %10s %10s %10s %10s %6s %8s %10s\n", "method", "bits", "perplexity",
+          "recovered", "ppl sampl.", "recovered", "bpw", "time s", "peak RSS");
   for (gsize i = 0; i < G_N_ELEMENTS (rows); i++)
     {
       const Row *r = &rows[i];
-      g_autofree char *bits = NULL, *peak = NULL, *rec = NULL;
+      g_autofree char *bits = NULL, *peak = NULL, *rec = NULL, *rec_s = NULL;
 
       memset (&res[i], 0, sizeof res[i]);
       if (only && r->method != FLOAT_ROW && r->method != LT_CALIB_METHOD_RTN
           && strcmp (lt_calib_method_name (r->method), only) != 0)
         continue;
-      res[i] = run_row (model, r, calib, eval);
+      res[i] = run_row (model, r, calib, eval, samples);
       bits = r->method == FLOAT_ROW ? g_strdup ("f32")
              : r->method == LT_CALIB_METHOD_DYNAMIC ? g_strdup_printf ("%.2f", r->target)
              : g_strdup_printf ("%d g%d", r->bits, r->group);
@@ -372,18 +416,30 @@ main (int argc, char **argv)
         {
           double lost = res[r->baseline].ppl - res[0].ppl;
           rec = g_strdup_printf ("%.0f%%", 100.0 * (res[r->baseline].ppl - res[i].ppl) / lost);
+          lost = log (res[r->baseline].ppl_s) - log (res[0].ppl_s);
+          rec_s = g_strdup_printf ("%.0f%%", 100.0 * (log (res[r->baseline].ppl_s)
+                                                      - log (res[i].ppl_s)) / lost);
         }
       else
-        rec = g_strdup (r->method == FLOAT_ROW ? "" : "(base)");
+        {
+          rec = g_strdup (r->method == FLOAT_ROW ? "" : "(base)");
+          rec_s = g_strdup (rec);
+        }
       if (!res[i].ok)
         printf ("%-22s %-9s %10s\n", r->label, bits, "failed");
       else
-        printf ("%-22s %-9s %10.4f %10s %6.3f %8.1f %10s\n", r->label, bits, res[i].ppl, rec,
-                r->method == FLOAT_ROW ? 32.0 : res[i].bpw,
+        printf ("%-22s %-9s %10.4f %10s %10.4f %10s %6.3f %8.1f %10s\n", r->label, bits,
+                res[i].ppl, rec, res[i].ppl_s, rec_s, r->method == FLOAT_ROW ? 32.0 : res[i].bpw,
                 r->method == FLOAT_ROW ? 0.0 : res[i].seconds, peak);
       fflush (stdout);
     }
   printf ("\nrecovered: of the loss of round-to-nearest at the same bits (dynamic: of uniform "
-          "4-bit g64, also 4.5 bits per weight)\n");
+          "4-bit g64, also 4.5 bits per weight); perplexity on the held-out text, and on %d "
+          "sequences / %" G_GINT64_FORMAT " tokens the float model wrote (ppl sampl.: there "
+          "the share of log-perplexity, i.e. of KL(float ‖ rtn), recovered; 20× the tokens, "
+          "far less noise)\n(paper) / (MLX LM): refine and act_order off. dwq: lr %g, %d "
+          "steps of 4, 8 calibration sequences validate every %d steps (best kept), %d "
+          "sequences of the float model's (another seed) trained on too\n", samples->B,
+          samples->n_tokens, DWQ_LR, DWQ_ITERS, DWQ_VALID_EVERY, DWQ_SAMPLES);
   return 0;
 }

@@ -725,7 +725,7 @@ awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
         }
       if (o->refine)
         {
-          q = lt_calib_quantize_searched (st[in], s[in], w[j], rows, cols, o->mode, o->bits, g,
+          q = lt_calib_quantize_searched (st[in], s[in], NULL, w[j], rows, cols, o->mode, o->bits, g,
                                           error);
           if (q == NULL)
             goto out;
@@ -894,7 +894,7 @@ awq_head (Pass *P, LtCalibModelReport *rep, GError **error)
     }
   if (o->refine)
     {
-      if ((q = lt_calib_quantize_searched (clip_st, s, w, P->V, P->C, o->mode, o->bits,
+      if ((q = lt_calib_quantize_searched (clip_st, s, NULL, w, P->V, P->C, o->mode, o->bits,
                                            o->group_size, error)) == NULL)
         return FALSE;
       if (!lt_quant_tensor_round_scales (q, src->dtype, error))

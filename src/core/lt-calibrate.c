@@ -381,9 +381,11 @@ static gboolean check_group_params (const char *what, LtQuantMode mode, int bits
 #define SEARCH_STEP 0.03f
 #define SEARCH_SYM_STEPS 16 /* symmetric: absmax · (1 − i·0.02) */
 
-/* ⟨x, y⟩ under the group's metric: Σ d_j x_j y_j (hg NULL) or xᵀ hg y (hg (n, n) full). */
+/* ⟨x, y⟩ under the group's metric: Σ d_j x_j y_j (hg NULL) or xᵀ (hg + lam·I) y (hg (n, n)
+ * full). */
 static double
-metric_ip (const float *hg, const float *d, int n, const float *x, const float *y)
+metric_ip_damped (const float *hg, const float *d, float lam, int n, const float *x,
+                  const float *y)
 {
   double acc = 0.0;
   if (hg == NULL)
@@ -394,7 +396,7 @@ metric_ip (const float *hg, const float *d, int n, const float *x, const float *
     }
   for (int a = 0; a < n; a++)
     {
-      double t = 0.0;
+      double t = (double) lam * y[a];
       for (int b = 0; b < n; b++)
         t += (double) hg[a * n + b] * y[b];
       acc += t * x[a];
@@ -406,7 +408,7 @@ metric_ip (const float *hg, const float *d, int n, const float *x, const float *
  * (affine: the code; symmetric: the signed level) into @lev; returns the metric's ‖δ‖². */
 static double
 group_err (LtQuantMode mode, int bits, const float *w, int n, const float *d, const float *hg,
-           float scale, float bias, float *del, float *lev)
+           float lam, float scale, float bias, float *del, float *lev)
 {
   const float qmin = mode == LT_QUANT_SYMMETRIC ? -(float) (1 << (bits - 1)) : 0.0f;
   for (int j = 0; j < n; j++)
@@ -415,11 +417,11 @@ group_err (LtQuantMode mode, int bits, const float *w, int n, const float *d, co
       del[j] = w[j] - quant_elem (mode, bits, w[j], scale, bias, &code);
       lev[j] = (float) code + qmin;
     }
-  return metric_ip (hg, d, n, del, del);
+  return metric_ip_damped (hg, d, lam, n, del, del);
 }
 
 /* The best few (scale, bias) pairs seen, by error. */
-#define TOP_K 8
+#define TOP_K 4
 typedef struct
 {
   int n, k;
@@ -454,31 +456,32 @@ top_offer (Top *t, double e, float scale, float bias)
  * both offered to @top. */
 static void
 group_try (LtQuantMode mode, int bits, const float *w, int n, const float *d, const float *hg,
-           float scale, float bias, float *del, float *lev, const float *one, Top *top)
+           float lam, float scale, float bias, float *del, float *lev, const float *one,
+           Top *top)
 {
-  double e = group_err (mode, bits, w, n, d, hg, scale, bias, del, lev);
+  double e = group_err (mode, bits, w, n, d, hg, lam, scale, bias, del, lev);
   top_offer (top, e, scale, bias);
   if (mode == LT_QUANT_SYMMETRIC)
     {
-      double ll = metric_ip (hg, d, n, lev, lev), lw = metric_ip (hg, d, n, lev, w);
+      double ll = metric_ip_damped (hg, d, lam, n, lev, lev), lw = metric_ip_damped (hg, d, lam, n, lev, w);
       float s = ll > 0.0 ? (float) (lw / ll) : 0.0f;
       float qmin = -(float) (1 << (bits - 1));
       if (s > 0.0f && isfinite (s))
-        top_offer (top, group_err (mode, bits, w, n, d, hg, s, qmin * s, del, lev), s,
+        top_offer (top, group_err (mode, bits, w, n, d, hg, lam, s, qmin * s, del, lev), s,
                    qmin * s);
       return;
     }
   {
-    double s2 = metric_ip (hg, d, n, lev, lev), s1 = metric_ip (hg, d, n, lev, one);
-    double s0 = metric_ip (hg, d, n, one, one), t1 = metric_ip (hg, d, n, lev, w);
-    double t0 = metric_ip (hg, d, n, one, w), det = s0 * s2 - s1 * s1;
+    double s2 = metric_ip_damped (hg, d, lam, n, lev, lev), s1 = metric_ip_damped (hg, d, lam, n, lev, one);
+    double s0 = metric_ip_damped (hg, d, lam, n, one, one), t1 = metric_ip_damped (hg, d, lam, n, lev, w);
+    double t0 = metric_ip_damped (hg, d, lam, n, one, w), det = s0 * s2 - s1 * s1;
     float s, b;
     if (!(det > 1e-12 * s0 * s2))
       return;
     s = (float) ((s0 * t1 - s1 * t0) / det);
     b = (float) ((s2 * t0 - s1 * t1) / det);
     if (s > 0.0f && isfinite (s) && isfinite (b))
-      top_offer (top, group_err (mode, bits, w, n, d, hg, s, b, del, lev), s, b);
+      top_offer (top, group_err (mode, bits, w, n, d, hg, lam, s, b, del, lev), s, b);
   }
 }
 
@@ -489,7 +492,7 @@ group_try (LtQuantMode mode, int bits, const float *w, int n, const float *d, co
  * on the full block. Affine and symmetric only (other modes keep the start). */
 static void
 group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
-              const float *hg, float *scale, float *bias)
+              const float *hg, float lam, float *scale, float *bias)
 {
   float del[128], lev[128], one[128], dd[128], lo = INFINITY, hi = -INFINITY;
   Top top = { 0, TOP_K }, fin = { 0, 1 };
@@ -503,11 +506,11 @@ group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
       lo = MINF (lo, w[j]);
       hi = MAXF (hi, w[j]);
       if (hg)
-        dd[j] = hg[j * n + j];
+        dd[j] = hg[j * n + j] + lam;
     }
   if (hg)
     dm = dd;
-  top_offer (&fin, group_err (mode, bits, w, n, d, hg, *scale, *bias, del, lev), *scale,
+  top_offer (&fin, group_err (mode, bits, w, n, d, hg, lam, *scale, *bias, del, lev), *scale,
              *bias);
   if (!(hi > lo))
     return;
@@ -519,7 +522,8 @@ group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
           {
             float l = lo + (float) a * SEARCH_STEP * range;
             float h = hi - (float) b * SEARCH_STEP * range;
-            group_try (mode, bits, w, n, dm, NULL, (h - l) / n_bins, l, del, lev, one, &top);
+            group_try (mode, bits, w, n, dm, NULL, 0.0f, (h - l) / n_bins, l, del, lev, one,
+                       &top);
           }
     }
   else
@@ -529,7 +533,7 @@ group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
       for (int i = 0; i < SEARCH_SYM_STEPS; i++)
         {
           float s = amax * (1.0f - 0.02f * (float) i) / qmax;
-          group_try (mode, bits, w, n, dm, NULL, s, qmin * s, del, lev, one, &top);
+          group_try (mode, bits, w, n, dm, NULL, 0.0f, s, qmin * s, del, lev, one, &top);
         }
     }
   if (hg == NULL)
@@ -539,15 +543,15 @@ group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
     }
   else
     for (int i = 0; i < top.n; i++)
-      group_try (mode, bits, w, n, NULL, hg, top.s[i], top.b[i], del, lev, one, &fin);
+      group_try (mode, bits, w, n, NULL, hg, lam, top.s[i], top.b[i], del, lev, one, &fin);
   *scale = fin.s[0];
   *bias = fin.b[0];
 }
 
 LtQuantTensor *
-lt_calib_quantize_searched (const LtCalibStats *stats, const float *col_scales, const float *w,
-                            int64_t rows, int64_t cols, LtQuantMode mode, int bits,
-                            int group_size, GError **error)
+lt_calib_quantize_searched (const LtCalibStats *stats, const float *col_scales,
+                            const float *row_damp, const float *w, int64_t rows, int64_t cols,
+                            LtQuantMode mode, int bits, int group_size, GError **error)
 {
   g_return_val_if_fail (stats != NULL && w != NULL, NULL);
   const int64_t gs = group_size, ngr = cols / MAX (gs, 1);
@@ -590,7 +594,8 @@ lt_calib_quantize_searched (const LtCalibStats *stats, const float *col_scales, 
           float *sc = &q->scales[r * q->groups_per_row + g];
           float *bi = &q->biases[r * q->groups_per_row + g];
           const float *wg = w + r * cols + g * gs;
-          group_search (mode, bits, wg, (int) gs, NULL, hg + g * gs * gs, sc, bi);
+          group_search (mode, bits, wg, (int) gs, NULL, hg + g * gs * gs,
+                        row_damp ? row_damp[r] : 0.0f, sc, bi);
           for (int64_t j = 0; j < gs; j++)
             quant_elem (mode, bits, wg[j], *sc, *bi, codes + r * cols + g * gs + j);
         }
@@ -727,7 +732,7 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
         }
       g_qsort_with_data (perm, (gint) n, sizeof (int64_t), by_diag_desc, diag);
       st = opts->mse_search
-           ? lt_calib_quantize_searched (stats, NULL, wc, rows, cols, opts->mode, opts->bits,
+           ? lt_calib_quantize_searched (stats, NULL, NULL, wc, rows, cols, opts->mode, opts->bits,
                                          (int) gs, error)
            : lt_quant_tensor_quantize (wc, rows, cols, opts->mode, opts->bits, (int) gs, error);
       if (st == NULL)
@@ -817,7 +822,7 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
                 dg[j] = 1.0f / (a[(g0 + j) * n + g0 + j] * a[(g0 + j) * n + g0 + j]);
 #pragma omp parallel for schedule(static) if (rows * gs >= 16384)
               for (int64_t r = 0; r < rows; r++)
-                group_search (opts->mode, opts->bits, gbuf + r * gs, (int) gs, dg, NULL,
+                group_search (opts->mode, opts->bits, gbuf + r * gs, (int) gs, dg, NULL, 0.0f,
                               &gq->scales[r], gq->biases ? &gq->biases[r] : NULL);
             }
 #pragma omp parallel for schedule(static) if (rows * gs * (i2 - g0) >= 65536)

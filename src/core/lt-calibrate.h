@@ -216,9 +216,12 @@ gboolean lt_awq_search_clip (const LtCalibStats *stats, const float *scales, flo
  * raised and the maximum lowered by 0, 3, …, 21% of the range each, 64 pairs; symmetric:
  * absmax · (1 − 0.02·i), i < 16), each followed by the weighted least-squares refit of the
  * scale and bias to the levels it gave; the best of all, so never worse than
- * round-to-nearest on this objective. Other modes: round-to-nearest. Deterministic. */
+ * round-to-nearest on this objective. @row_damp (rows, or NULL): row r's groups are judged
+ * on H'_gg + row_damp[r]·I instead (a tied embedding's lookup error, weighted by how often
+ * its token occurs). Other modes: round-to-nearest. Deterministic. */
 LtQuantTensor *lt_calib_quantize_searched (const LtCalibStats *stats, const float *col_scales,
-                                           const float *w, int64_t rows, int64_t cols,
+                                           const float *row_damp, const float *w,
+                                           int64_t rows, int64_t cols,
                                            LtQuantMode mode, int bits, int group_size,
                                            GError **error);
 

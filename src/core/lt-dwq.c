@@ -402,10 +402,8 @@ lt_dwq_options_init (LtDwqOptions *opts)
   opts->sample_length = 128;
 }
 
-/* Appends @n sequences the teacher writes (see LtDwqOptions.n_samples) to @seqs (GArray* of
- * int32_t). */
-static gboolean
-teacher_samples (LtModel *m, int n, int max_len, guint64 seed, GPtrArray *seqs,
+gboolean
+lt_dwq_teacher_samples (LtModel *m, int n, int max_len, guint64 seed, GPtrArray *seqs,
                  GCancellable *cancellable, GError **error)
 {
   g_autoptr (LtKVCache) cache = lt_kv_cache_new (m, max_len);
@@ -532,7 +530,8 @@ lt_dwq_run (LtModel *teacher, LtModel *student, const LtDwqSequence *train, int 
           return FALSE;
         }
       samples = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
-      if (!teacher_samples (teacher, opts->n_samples, opts->sample_length, opts->seed, samples,
+      if (!lt_dwq_teacher_samples (teacher, opts->n_samples, opts->sample_length, opts->seed,
+                                   samples,
                             cancellable, error))
         return FALSE;
       all = g_new (LtDwqSequence, samples->len + n_train);

@@ -131,4 +131,11 @@ gboolean lt_dwq_batch_grad (LtModel *teacher, LtModel *student, const LtDwqSeque
                             int n_seqs, int max_seq_length, double temperature, double *kl,
                             GError **error);
 
+/* Appends @n sequences @m writes (temperature 1 from BOS, at most @max_len tokens, stopping
+ * after EOS; drawn from @seed) to @seqs (GArray* of int32_t): LtDwqOptions.n_samples' text,
+ * and a bench's low-noise held-out text (the NLL of a quantized model over the float model's
+ * own samples, less the float model's, estimates KL(float ‖ quantized)). */
+gboolean lt_dwq_teacher_samples (LtModel *m, int n, int max_len, guint64 seed, GPtrArray *seqs,
+                                 GCancellable *cancellable, GError **error);
+
 G_END_DECLS
