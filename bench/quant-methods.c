@@ -13,8 +13,13 @@
  * for calibration: the other 20 stories of train.jsonl, stories/valid.jsonl and
  * eval/stories.jsonl (36 stories), each scored as `lathe eval` scores a text line (BOS + text,
  * no EOS).
+ * Also scored: 256 sequences (31,892 tokens) the float model writes (temperature 1, its own
+ * seed): a quantized model's log-perplexity there minus the float model's estimates
+ * KL(float ‖ quantized), with 20× the tokens of the held-out text (whose figures move by ±10
+ * points of "recovered" between nearly equal models).
  * One table: method × (4-bit g64, 3-bit g32) — perplexity, % of round-to-nearest's loss
- * recovered ((ppl_rtn − ppl) / (ppl_rtn − ppl_float)), bits per weight over the quantized
+ * recovered ((ppl_rtn − ppl) / (ppl_rtn − ppl_float); on the samples the same in log
+ * perplexity), bits per weight over the quantized
  * layers, the quantization's wall time, and the peak RSS of the process that ran it (each
  * row in its own forked process, from loading the model to the end); then dynamic rows at
  * 4.5 bits per weight against uniform 4-bit g64 (also 4.5). The machine is shared: times are
@@ -60,7 +65,8 @@ typedef struct
   gboolean plain;            /* refine and act_order off: the paper's GPTQ, MLX LM's AWQ */
 } Row;
 
-/* The DWQ rows: Adam at 1e-3 for 500 steps of 4 sequences, validated every 25 steps (the
+/* The DWQ rows: the student's groups first re-fitted to the float weights (init_search,
+ * data-free), then Adam at 1e-3 for 500 steps of 4 sequences, validated every 25 steps (the
  * values of the best validation KL kept), on the calibration sequences and 256 sequences the
  * float model writes (lt-dwq's n_samples, a seed unlike the sampled column's). */
 #define DWQ_LR 1e-3
@@ -154,6 +160,7 @@ run_dwq (const char *model, LtModel *m, const Row *r, const LtCalibTokens *calib
   d.iters = DWQ_ITERS;
   d.valid_every = DWQ_VALID_EVERY;
   d.n_samples = DWQ_SAMPLES;
+  d.init_search = TRUE;
   if (!lt_dwq_run (teacher, m, seqs, calib->B - n_valid, seqs + calib->B - n_valid, n_valid,
                    &d, NULL, NULL, NULL, &res, error))
     return FALSE;
@@ -279,7 +286,7 @@ smollm (int n, int seq, const char *method)
   if (dir == NULL || bench_write_model (dir) != 0)
     return 1;
   g_autofree char *weights = g_build_filename (dir, "model.safetensors", NULL);
-  lt_set_threads (0);
+  lt_set_threads (bench_threads);
   double t0 = bench_now_s ();
   g_autoptr (LtModel) m = lt_model_load (dir, &error);
   if (m == NULL)

@@ -381,43 +381,87 @@ static gboolean check_group_params (const char *what, LtQuantMode mode, int bits
 #define SEARCH_STEP 0.03f
 #define SEARCH_SYM_STEPS 16 /* symmetric: absmax · (1 − i·0.02) */
 
-/* ⟨x, y⟩ under the group's metric: Σ d_j x_j y_j (hg NULL) or xᵀ (hg + lam·I) y (hg (n, n)
- * full). */
-static double
-metric_ip_damped (const float *hg, const float *d, float lam, int n, const float *x,
-                  const float *y)
+/* One group's search: its weights and metric — Σ_j d_j δ_j² (hg NULL) or δᵀ (hg + lam·I) δ
+ * (hg (n, n) full) — and, for the full metric, hg·w and hg·1 (fixed over the candidates). */
+typedef struct
 {
-  double acc = 0.0;
-  if (hg == NULL)
-    {
-      for (int j = 0; j < n; j++)
-        acc += (double) d[j] * x[j] * y[j];
-      return acc;
-    }
+  LtQuantMode mode;
+  int bits, n;
+  const float *w, *d, *hg;
+  float lam;
+  float hw[128], h1[128];
+} Group;
+
+/* y = (hg + lam·I) x, four partial sums per row (the inner loop vectorises). */
+static void
+group_matvec (const Group *G, const float *x, float *y)
+{
+  const int n = G->n;
   for (int a = 0; a < n; a++)
     {
-      double t = (double) lam * y[a];
-      for (int b = 0; b < n; b++)
-        t += (double) hg[a * n + b] * y[b];
-      acc += t * x[a];
+      const float *h = G->hg + a * n;
+      float p0 = 0.0f, p1 = 0.0f, p2 = 0.0f, p3 = 0.0f;
+      int b = 0;
+      for (; b + 4 <= n; b += 4)
+        {
+          p0 += h[b] * x[b];
+          p1 += h[b + 1] * x[b + 1];
+          p2 += h[b + 2] * x[b + 2];
+          p3 += h[b + 3] * x[b + 3];
+        }
+      for (; b < n; b++)
+        p0 += h[b] * x[b];
+      y[a] = (p0 + p1) + (p2 + p3) + G->lam * x[a];
     }
-  return acc;
 }
 
-/* The group w (n) quantized with scale / bias: the error w − ŵ into @del, the code level
- * (affine: the code; symmetric: the signed level) into @lev; returns the metric's ‖δ‖². */
+/* The group quantized with scale / bias: the error w − ŵ into @del, the code level (affine:
+ * the code; symmetric: the signed level) into @lev; returns the metric's ‖δ‖². */
 static double
-group_err (LtQuantMode mode, int bits, const float *w, int n, const float *d, const float *hg,
-           float lam, float scale, float bias, float *del, float *lev)
+group_err (const Group *G, float scale, float bias, float *del, float *lev)
 {
-  const float qmin = mode == LT_QUANT_SYMMETRIC ? -(float) (1 << (bits - 1)) : 0.0f;
-  for (int j = 0; j < n; j++)
+  const float qmin = G->mode == LT_QUANT_SYMMETRIC ? -(float) (1 << (G->bits - 1)) : 0.0f;
+  const int n = G->n;
+  double acc = 0.0;
+  if (G->mode == LT_QUANT_AFFINE && scale > 0.0f)
     {
-      uint8_t code;
-      del[j] = w[j] - quant_elem (mode, bits, w[j], scale, bias, &code);
-      lev[j] = (float) code + qmin;
+      /* quant_elem's affine rule, vectorisable (ties round up instead of to even: the search
+       * only ranks candidates; the codes stored come from quant_elem) */
+      const float inv = 1.0f / scale, nb = (float) ((1 << G->bits) - 1);
+      for (int j = 0; j < n; j++)
+        {
+          float x = (G->w[j] - bias) * inv;
+          x = x < 0.0f ? 0.0f : x;
+          x = x > nb ? nb : x;
+          lev[j] = (float) (int) (x + 0.5f);
+          del[j] = G->w[j] - (scale * lev[j] + bias);
+        }
     }
-  return metric_ip_damped (hg, d, lam, n, del, del);
+  else
+    for (int j = 0; j < n; j++)
+      {
+        uint8_t code;
+        del[j] = G->w[j] - quant_elem (G->mode, G->bits, G->w[j], scale, bias, &code);
+        lev[j] = (float) code + qmin;
+      }
+  if (G->hg == NULL)
+    {
+      float p[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
+      int j = 0;
+      for (; j + 4 <= n; j += 4)
+        for (int k = 0; k < 4; k++)
+          p[k] += G->d[j + k] * del[j + k] * del[j + k];
+      for (; j < n; j++)
+        p[0] += G->d[j] * del[j] * del[j];
+      return (double) ((p[0] + p[1]) + (p[2] + p[3]));
+    }
+  {
+    float u[128];
+    group_matvec (G, del, u);
+    for (int j = 0; j < G->n; j++)
+      acc += (double) u[j] * del[j];
+  }
+  return acc;
 }
 
 /* The best few (scale, bias) pairs seen, by error. */
@@ -455,63 +499,92 @@ top_offer (Top *t, double e, float scale, float bias)
  * (affine: scale and bias; symmetric: the scale, bias = qmin·scale) and tries the refit too;
  * both offered to @top. */
 static void
-group_try (LtQuantMode mode, int bits, const float *w, int n, const float *d, const float *hg,
-           float lam, float scale, float bias, float *del, float *lev, const float *one,
-           Top *top)
+group_try (const Group *G, float scale, float bias, float *del, float *lev, Top *top)
 {
-  double e = group_err (mode, bits, w, n, d, hg, lam, scale, bias, del, lev);
+  const int n = G->n;
+  double s2 = 0.0, s1 = 0.0, s0 = 0.0, t1 = 0.0, t0 = 0.0;
+  double e = group_err (G, scale, bias, del, lev);
+
   top_offer (top, e, scale, bias);
-  if (mode == LT_QUANT_SYMMETRIC)
+  /* ⟨lev, lev⟩, ⟨lev, 1⟩, ⟨1, 1⟩, ⟨lev, w⟩, ⟨1, w⟩ under the metric */
+  if (G->hg == NULL)
+    for (int j = 0; j < n; j++)
+      {
+        double dl = (double) G->d[j] * lev[j];
+        s2 += dl * lev[j];
+        s1 += dl;
+        s0 += G->d[j];
+        t1 += dl * G->w[j];
+        t0 += (double) G->d[j] * G->w[j];
+      }
+  else
     {
-      double ll = metric_ip_damped (hg, d, lam, n, lev, lev), lw = metric_ip_damped (hg, d, lam, n, lev, w);
-      float s = ll > 0.0 ? (float) (lw / ll) : 0.0f;
-      float qmin = -(float) (1 << (bits - 1));
+      float u[128];
+      group_matvec (G, lev, u);
+      for (int j = 0; j < n; j++)
+        {
+          s2 += (double) u[j] * lev[j];
+          s1 += u[j];
+          s0 += G->h1[j];
+          t1 += (double) u[j] * G->w[j];
+          t0 += G->hw[j];
+        }
+    }
+  if (G->mode == LT_QUANT_SYMMETRIC)
+    {
+      float s = s2 > 0.0 ? (float) (t1 / s2) : 0.0f;
+      float qmin = -(float) (1 << (G->bits - 1));
       if (s > 0.0f && isfinite (s))
-        top_offer (top, group_err (mode, bits, w, n, d, hg, lam, s, qmin * s, del, lev), s,
-                   qmin * s);
+        top_offer (top, group_err (G, s, qmin * s, del, lev), s, qmin * s);
       return;
     }
   {
-    double s2 = metric_ip_damped (hg, d, lam, n, lev, lev), s1 = metric_ip_damped (hg, d, lam, n, lev, one);
-    double s0 = metric_ip_damped (hg, d, lam, n, one, one), t1 = metric_ip_damped (hg, d, lam, n, lev, w);
-    double t0 = metric_ip_damped (hg, d, lam, n, one, w), det = s0 * s2 - s1 * s1;
+    double det = s0 * s2 - s1 * s1;
     float s, b;
     if (!(det > 1e-12 * s0 * s2))
       return;
     s = (float) ((s0 * t1 - s1 * t0) / det);
     b = (float) ((s2 * t0 - s1 * t1) / det);
     if (s > 0.0f && isfinite (s) && isfinite (b))
-      top_offer (top, group_err (mode, bits, w, n, d, hg, lam, s, b, del, lev), s, b);
+      top_offer (top, group_err (G, s, b, del, lev), s, b);
   }
 }
 
 /* The group parameters of w (n ≤ 128) minimising the weighted error (diagonal @d, or the full
- * block @hg): *scale / *bias hold the starting point (lt-quant's round-to-nearest) and get
- * the best of it and a grid of shrunk ranges, each with its least-squares refit. With @hg
- * the grid is screened on diag (hg) and its TOP_K best are tried again (with their refits)
- * on the full block. Affine and symmetric only (other modes keep the start). */
+ * block @hg + lam·I): *scale / *bias hold the starting point (lt-quant's round-to-nearest)
+ * and get the best of it and a grid of shrunk ranges, each with its least-squares refit.
+ * With @hg the grid is screened on its diagonal and its TOP_K best are tried again (with
+ * their refits) on the full block. Affine and symmetric only (other modes keep the start). */
 static void
 group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
               const float *hg, float lam, float *scale, float *bias)
 {
-  float del[128], lev[128], one[128], dd[128], lo = INFINITY, hi = -INFINITY;
+  float del[128], lev[128], dd[128], lo = INFINITY, hi = -INFINITY;
   Top top = { 0, TOP_K }, fin = { 0, 1 };
-  const float *dm = d;
+  Group full = { mode, bits, n, w, d, hg, lam }, diag = full;
 
   if ((mode != LT_QUANT_AFFINE && mode != LT_QUANT_SYMMETRIC) || n > 128 || bias == NULL)
     return;
   for (int j = 0; j < n; j++)
     {
-      one[j] = 1.0f;
       lo = MINF (lo, w[j]);
       hi = MAXF (hi, w[j]);
-      if (hg)
-        dd[j] = hg[j * n + j] + lam;
     }
   if (hg)
-    dm = dd;
-  top_offer (&fin, group_err (mode, bits, w, n, d, hg, lam, *scale, *bias, del, lev), *scale,
-             *bias);
+    {
+      float one[128];
+      for (int j = 0; j < n; j++)
+        {
+          dd[j] = hg[j * n + j] + lam;
+          one[j] = 1.0f;
+        }
+      group_matvec (&full, w, full.hw);
+      group_matvec (&full, one, full.h1);
+      diag.hg = NULL;
+      diag.d = dd;
+      diag.lam = 0.0f;
+    }
+  top_offer (&fin, group_err (&full, *scale, *bias, del, lev), *scale, *bias);
   if (!(hi > lo))
     return;
   if (mode == LT_QUANT_AFFINE)
@@ -522,8 +595,7 @@ group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
           {
             float l = lo + (float) a * SEARCH_STEP * range;
             float h = hi - (float) b * SEARCH_STEP * range;
-            group_try (mode, bits, w, n, dm, NULL, 0.0f, (h - l) / n_bins, l, del, lev, one,
-                       &top);
+            group_try (&diag, (h - l) / n_bins, l, del, lev, &top);
           }
     }
   else
@@ -533,7 +605,7 @@ group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
       for (int i = 0; i < SEARCH_SYM_STEPS; i++)
         {
           float s = amax * (1.0f - 0.02f * (float) i) / qmax;
-          group_try (mode, bits, w, n, dm, NULL, 0.0f, s, qmin * s, del, lev, one, &top);
+          group_try (&diag, s, qmin * s, del, lev, &top);
         }
     }
   if (hg == NULL)
@@ -543,28 +615,47 @@ group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
     }
   else
     for (int i = 0; i < top.n; i++)
-      group_try (mode, bits, w, n, NULL, hg, lam, top.s[i], top.b[i], del, lev, one, &fin);
+      group_try (&full, top.s[i], top.b[i], del, lev, &fin);
   *scale = fin.s[0];
   *bias = fin.b[0];
 }
+
+static LtQuantTensor *
+quantize_searched (const LtCalibStats *stats, gboolean full_block, const float *col_scales,
+                   const float *row_damp, const float *w, int64_t rows, int64_t cols,
+                   LtQuantMode mode, int bits, int group_size, GError **error);
 
 LtQuantTensor *
 lt_calib_quantize_searched (const LtCalibStats *stats, const float *col_scales,
                             const float *row_damp, const float *w, int64_t rows, int64_t cols,
                             LtQuantMode mode, int bits, int group_size, GError **error)
 {
-  g_return_val_if_fail (stats != NULL && w != NULL, NULL);
+  return quantize_searched (stats, TRUE, col_scales, row_damp, w, rows, cols, mode, bits,
+                            group_size, error);
+}
+
+/* lt_calib_quantize_searched; without @full_block each group is judged on the diagonal of
+ * its H block only (n_g times cheaper), as GPTQ's static groups are. */
+static LtQuantTensor *
+quantize_searched (const LtCalibStats *stats, gboolean full_block, const float *col_scales,
+                   const float *row_damp, const float *w, int64_t rows, int64_t cols,
+                   LtQuantMode mode, int bits, int group_size, GError **error)
+{
+  g_return_val_if_fail (w != NULL, NULL);
   const int64_t gs = group_size, ngr = cols / MAX (gs, 1);
   g_autoptr (LtQuantTensor) q = NULL;
   g_autofree float *hg = NULL;
   g_autofree uint8_t *codes = NULL;
+  float ones[128];
 
-  if (rows <= 0 || cols != stats->in || stats->n <= 0)
+  for (int j = 0; j < 128; j++)
+    ones[j] = 1.0f;
+  if (rows <= 0 || (stats != NULL && (cols != stats->in || stats->n <= 0)))
     {
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
                    "searched quantization: a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT
                    " weight with statistics of %" G_GINT64_FORMAT " inputs", rows, cols,
-                   stats->in);
+                   stats ? stats->in : cols);
       return NULL;
     }
   if (!check_group_params ("searched quantization", mode, bits, group_size, cols, error))
@@ -573,10 +664,11 @@ lt_calib_quantize_searched (const LtCalibStats *stats, const float *col_scales,
     return NULL;
   if ((mode != LT_QUANT_AFFINE && mode != LT_QUANT_SYMMETRIC) || gs > 128)
     return g_steal_pointer (&q);
-  hg = g_new (float, cols * gs);
   codes = g_new (uint8_t, rows * cols);
+  if (stats != NULL)
+    hg = g_new (float, cols * gs);
   /* diagonal blocks of H' = diag(1/s) H diag(1/s) */
-  for (int64_t g = 0; g < ngr; g++)
+  for (int64_t g = 0; stats != NULL && g < ngr; g++)
     for (int64_t i = 0; i < gs; i++)
       for (int64_t j = 0; j < gs; j++)
         {
@@ -594,8 +686,15 @@ lt_calib_quantize_searched (const LtCalibStats *stats, const float *col_scales,
           float *sc = &q->scales[r * q->groups_per_row + g];
           float *bi = &q->biases[r * q->groups_per_row + g];
           const float *wg = w + r * cols + g * gs;
-          group_search (mode, bits, wg, (int) gs, NULL, hg + g * gs * gs,
-                        row_damp ? row_damp[r] : 0.0f, sc, bi);
+          float dg[128];
+          const float *hb = hg ? hg + g * gs * gs : NULL;
+          for (int64_t j = 0; hb != NULL && !full_block && j < gs; j++)
+            dg[j] = hb[j * gs + j] + (row_damp ? row_damp[r] : 0.0f);
+          if (hb != NULL && !full_block)
+            group_search (mode, bits, wg, (int) gs, dg, NULL, 0.0f, sc, bi);
+          else
+            group_search (mode, bits, wg, (int) gs, ones, hb, row_damp ? row_damp[r] : 0.0f, sc,
+                          bi);
           for (int64_t j = 0; j < gs; j++)
             quant_elem (mode, bits, wg[j], *sc, *bi, codes + r * cols + g * gs + j);
         }
@@ -732,8 +831,8 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
         }
       g_qsort_with_data (perm, (gint) n, sizeof (int64_t), by_diag_desc, diag);
       st = opts->mse_search
-           ? lt_calib_quantize_searched (stats, NULL, NULL, wc, rows, cols, opts->mode, opts->bits,
-                                         (int) gs, error)
+           ? quantize_searched (stats, TRUE, NULL, NULL, wc, rows, cols, opts->mode, opts->bits,
+                                (int) gs, error)
            : lt_quant_tensor_quantize (wc, rows, cols, opts->mode, opts->bits, (int) gs, error);
       if (st == NULL)
         return NULL;

@@ -218,7 +218,8 @@ gboolean lt_awq_search_clip (const LtCalibStats *stats, const float *scales, flo
  * scale and bias to the levels it gave; the best of all, so never worse than
  * round-to-nearest on this objective. @row_damp (rows, or NULL): row r's groups are judged
  * on H'_gg + row_damp[r]·I instead (a tied embedding's lookup error, weighted by how often
- * its token occurs). Other modes: round-to-nearest. Deterministic. */
+ * its token occurs). @stats NULL: the weights' own squared error (data-free; @col_scales
+ * and @row_damp ignored). Other modes: round-to-nearest. Deterministic. */
 LtQuantTensor *lt_calib_quantize_searched (const LtCalibStats *stats, const float *col_scales,
                                            const float *row_damp, const float *w,
                                            int64_t rows, int64_t cols,

@@ -11,6 +11,7 @@
 #include "lt-linear.h"
 #include "lt-model-train.h"
 #include "lt-optimizer.h"
+#include "lt-calibrate.h"
 
 /* One batch's state, shared by the teacher's and the student's head callbacks. */
 typedef struct
@@ -459,6 +460,55 @@ shuffle (int *idx, int n, guint64 *rng)
     }
 }
 
+/* LtDwqOptions.init_search for one tensor: @q re-quantized from @w (dense, q's shape). */
+static gboolean
+init_tensor (LtQuantTensor *q, const LtTensor *w, GError **error)
+{
+  gsize n = (gsize) (q->rows * q->cols), ng = (gsize) (q->rows * q->groups_per_row);
+  g_autofree float *f = NULL;
+  g_autoptr (LtQuantTensor) s = NULL;
+
+  if (w == NULL || w->ndim != 2 || w->shape[0] != q->rows || w->shape[1] != q->cols)
+    return TRUE;
+  f = g_try_new (float, n);
+  if (f == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "DWQ: out of memory");
+      return FALSE;
+    }
+  lt_tensor_read_f32 (w, 0, (int64_t) n, f);
+  s = lt_calib_quantize_searched (NULL, NULL, NULL, f, q->rows, q->cols, q->mode, q->bits,
+                                  q->group_size, error);
+  if (s == NULL)
+    return FALSE;
+  memcpy (q->codes, s->codes, (gsize) (q->rows * q->words_per_row) * sizeof (uint32_t));
+  memcpy (q->scales, s->scales, ng * sizeof (float));
+  memcpy (q->biases, s->biases, ng * sizeof (float));
+  return TRUE;
+}
+
+static gboolean
+init_search (LtModel *teacher, LtModel *student, GError **error)
+{
+  for (int l = 0; l < student->config->num_hidden_layers; l++)
+    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+      {
+        LtLinear *lin = lt_layer_linear (&student->w.layers[l], j);
+        LtLinear *tl = lt_layer_linear (&teacher->w.layers[l], j);
+        if (lin->grad_scales && tl->kind == LT_LINEAR_DENSE
+            && !init_tensor (lin->quant, tl->weight, error))
+          return FALSE;
+      }
+  if (student->w.embed_q && student->w.embed_q->mode == LT_QUANT_AFFINE
+      && student->w.embed_q->bits < 8 && !init_tensor (student->w.embed_q, teacher->w.embed, error))
+    return FALSE;
+  if (student->w.lm_head.grad_scales && student->w.lm_head.quant != student->w.embed_q
+      && teacher->w.lm_head.kind == LT_LINEAR_DENSE
+      && !init_tensor (student->w.lm_head.quant, teacher->w.lm_head.weight, error))
+    return FALSE;
+  return TRUE;
+}
+
 /* Rounds every trained quantized tensor's scales and biases to its stored dtype. */
 static gboolean
 round_scales (LtModel *m, GError **error)
@@ -566,6 +616,8 @@ lt_dwq_run (LtModel *teacher, LtModel *student, const LtDwqSequence *train, int 
     }
   lt_model_set_grad_checkpointing (student, opts->grad_checkpointing);
 
+  if (opts->init_search && !init_search (teacher, student, error))
+    goto out;
   /* validation before */
   if (n_valid > 0)
     {

@@ -66,6 +66,12 @@ typedef struct
                               * trained on with @train: distillation text that never runs out
                               * and needs no held-out data */
   int sample_length;         /* 128 */
+  gboolean init_search;      /* FALSE (default, MLX LM): train from the student's codes,
+                              * scales and biases as given; TRUE: first, every trained tensor
+                              * whose weight is dense in the teacher (same shape) is
+                              * re-quantized from it with the group parameters of least
+                              * squared weight error (lt_calib_quantize_searched without
+                              * statistics: data-free), then trained */
   int valid_every;           /* 0 (default): validation only before and after; N > 0 (with
                               * validation sequences): also every N steps, and the trained
                               * values end as they were at the best validation KL (the start
