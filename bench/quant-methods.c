@@ -6,6 +6,7 @@
  *
  * --method NAME: only the float, rtn and NAME rows. --threads N: lt_set_threads (N) in each
  * row (default 0: every core; 1 on a shared machine, where spinning OpenMP threads lose).
+ * BENCH_DWQ_VERBOSE=1 prints each DWQ row's validation KL and best step on stderr.
  * Model: DIR, else $LATHE_SHARED_DIR/models/tinystories-656k, else
  * ../shared/models/tinystories-656k; the bench prints a line and exits 0 when absent.
  * Text (DIR, else $LATHE_TEST_DATA, else tests/data): calibration on the first 40 stories of

@@ -725,8 +725,8 @@ awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
         }
       if (o->refine)
         {
-          q = lt_calib_quantize_searched (st[in], s[in], NULL, w[j], rows, cols, o->mode, o->bits, g,
-                                          error);
+          q = lt_calib_quantize_searched (st[in], s[in], NULL, w[j], rows, cols, o->mode,
+                                          o->bits, g, error);
           if (q == NULL)
             goto out;
           if (!lt_quant_tensor_round_scales (q, lin[j]->weight->dtype, error))

@@ -18,6 +18,9 @@
  *
  * Per block (Hessian stats = lt_calib_stats_add over each linear's input rows, captured from
  * lt_model_block_forward's LtBlockActs chunk by chunk):
+ *   (refine, the default: GPTQ's groups and AWQ's final quantization use searched group
+ *   parameters, lt_calib_quantize_searched, instead of min/max and MLX LM's clipping; GPTQ
+ *   runs act-order with static groups. FALSE for both: the paper / MLX LM as below.)
  *   GPTQ  true sequential: capture xn1 → GPTQ q, k, v; re-run, capture att → GPTQ o_proj;
  *         re-run, capture xn2 → GPTQ gate, up; re-run, capture SwiGLU → GPTQ down. Then the
  *         quantized block's output is the next block's input. After the last block, GPTQ of
