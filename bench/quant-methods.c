@@ -68,12 +68,12 @@ typedef struct
 
 /* The DWQ rows: the student's groups first re-fitted to the float weights (init_search,
  * data-free), then Adam at 1e-3 for 500 steps of 4 sequences, validated every 25 steps (the
- * values of the best validation KL kept), on the calibration sequences and 256 sequences the
+ * values of the best validation KL kept), on the calibration sequences and 512 sequences the
  * float model writes (lt-dwq's n_samples, a seed unlike the sampled column's). */
 #define DWQ_LR 1e-3
 #define DWQ_ITERS 500
 #define DWQ_VALID_EVERY 25
-#define DWQ_SAMPLES 256
+#define DWQ_SAMPLES 512
 
 typedef struct
 {
@@ -445,7 +445,7 @@ main (int argc, char **argv)
           "4-bit g64, also 4.5 bits per weight); perplexity on the held-out text, and on %d "
           "sequences / %" G_GINT64_FORMAT " tokens the float model wrote (ppl sampl.: there "
           "the share of log-perplexity, i.e. of KL(float ‖ rtn), recovered; 20× the tokens, "
-          "far less noise)\n(paper) / (MLX LM): refine and act_order off. dwq: lr %g, %d "
+          "far less noise)\n(paper) / (MLX LM): refine and act_order off. dwq: init_search, lr %g, %d "
           "steps of 4, 8 calibration sequences validate every %d steps (best kept), %d "
           "sequences of the float model's (another seed) trained on too\n", samples->B,
           samples->n_tokens, DWQ_LR, DWQ_ITERS, DWQ_VALID_EVERY, DWQ_SAMPLES);
