@@ -248,11 +248,14 @@ static LtCalibTokens *
 samples_of (const char *model, int n)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (LtModel) m = lt_model_load (model, &error);
+  g_autoptr (LtModel) m = NULL;
   g_autoptr (GPtrArray) seqs = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
   LtCalibTokens *t = g_new0 (LtCalibTokens, 1);
 
-  lt_set_threads (bench_threads);
+  /* one thread, before anything runs OpenMP: a pool of workers started in this parent would
+   * hang the forked rows (libgomp is not fork-safe) */
+  lt_set_threads (1);
+  m = lt_model_load (model, &error);
   if (m == NULL || !lt_dwq_teacher_samples (m, n, 128, 20261206, seqs, NULL, &error))
     {
       g_printerr ("bench-quant-methods: %s\n", error->message);
@@ -445,8 +448,8 @@ main (int argc, char **argv)
           "4-bit g64, also 4.5 bits per weight); perplexity on the held-out text, and on %d "
           "sequences / %" G_GINT64_FORMAT " tokens the float model wrote (ppl sampl.: there "
           "the share of log-perplexity, i.e. of KL(float ‖ rtn), recovered; 20× the tokens, "
-          "far less noise)\n(paper) / (MLX LM): refine and act_order off. dwq: init_search, lr %g, %d "
-          "steps of 4, 8 calibration sequences validate every %d steps (best kept), %d "
+          "far less noise)\n(paper) / (MLX LM): refine and act_order off. dwq: init_search, "
+          "lr %g, %d steps of 4, 8 calibration sequences validate every %d steps (best kept), %d "
           "sequences of the float model's (another seed) trained on too\n", samples->B,
           samples->n_tokens, DWQ_LR, DWQ_ITERS, DWQ_VALID_EVERY, DWQ_SAMPLES);
   return 0;
