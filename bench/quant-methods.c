@@ -2,9 +2,11 @@
 /* bench-quant-methods: what learned quantization (issue 13, lt-calibrate-model) recovers of
  * round-to-nearest's perplexity loss on TinyStories-656K.
  *
- *   bench-quant-methods [--model DIR] [--data DIR] [--method NAME]
+ *   bench-quant-methods [--model DIR] [--data DIR] [--method NAME] [--threads N]
  *
- * --method NAME: only the float, rtn and NAME rows.
+ * --method NAME: only the float, rtn and NAME rows. --threads N: lt_set_threads (N) in each
+ * row (default 0: every core; 1 on a shared machine, where spinning OpenMP threads lose).
+ * BENCH_DWQ_VERBOSE=1 prints each DWQ row's validation KL and best step on stderr.
  * Model: DIR, else $LATHE_SHARED_DIR/models/tinystories-656k, else
  * ../shared/models/tinystories-656k; the bench prints a line and exits 0 when absent.
  * Text (DIR, else $LATHE_TEST_DATA, else tests/data): calibration on the first 40 stories of
@@ -12,8 +14,13 @@
  * for calibration: the other 20 stories of train.jsonl, stories/valid.jsonl and
  * eval/stories.jsonl (36 stories), each scored as `lathe eval` scores a text line (BOS + text,
  * no EOS).
+ * Also scored: 256 sequences (31,892 tokens) the float model writes (temperature 1, its own
+ * seed): a quantized model's log-perplexity there minus the float model's estimates
+ * KL(float ‖ quantized), with 20× the tokens of the held-out text (whose figures move by ±10
+ * points of "recovered" between nearly equal models).
  * One table: method × (4-bit g64, 3-bit g32) — perplexity, % of round-to-nearest's loss
- * recovered ((ppl_rtn − ppl) / (ppl_rtn − ppl_float)), bits per weight over the quantized
+ * recovered ((ppl_rtn − ppl) / (ppl_rtn − ppl_float); on the samples the same in log
+ * perplexity), bits per weight over the quantized
  * layers, the quantization's wall time, and the peak RSS of the process that ran it (each
  * row in its own forked process, from loading the model to the end); then dynamic rows at
  * 4.5 bits per weight against uniform 4-bit g64 (also 4.5). The machine is shared: times are
@@ -39,11 +46,14 @@
 
 #include "bench-common.h"
 #include "lt-calibrate-model.h"
+#include "lt-dwq.h"
 #include "lt-memory.h"
 #include "lt-threads.h"
 #include "lt-tokenizer.h"
 
 #define FLOAT_ROW ((LtCalibMethod) 99)
+
+static int bench_threads; /* --threads N; 0: every core */
 
 typedef struct
 {
@@ -53,11 +63,21 @@ typedef struct
   int low_bits, low_group, high_bits, high_group;
   double target;
   int baseline;              /* row index of the RTN row it is compared with, -1: itself */
+  gboolean plain;            /* refine and act_order off: the paper's GPTQ, MLX LM's AWQ */
 } Row;
+
+/* The DWQ rows: the student's groups first re-fitted to the float weights (init_search,
+ * data-free), then Adam at 1e-3 for 500 steps of 4 sequences, validated every 25 steps (the
+ * values of the best validation KL kept), on the calibration sequences and 512 sequences the
+ * float model writes (lt-dwq's n_samples, a seed unlike the sampled column's). */
+#define DWQ_LR 1e-3
+#define DWQ_ITERS 500
+#define DWQ_VALID_EVERY 25
+#define DWQ_SAMPLES 512
 
 typedef struct
 {
-  double ppl, bpw, seconds;
+  double ppl, ppl_s, bpw, seconds;
   guint64 peak;
   int ok;
 } Result;
@@ -111,11 +131,54 @@ concat (LtCalibTokens **parts, int n)
   return t;
 }
 
+/* DWQ: @m (loaded float) quantized round-to-nearest as the rtn rows (lt_calib_model_quantize),
+ * then distilled from a second copy of the float model: trained on the first 32 calibration
+ * sequences, the last 8 its validation set (the values kept at the best validation KL). */
+static gboolean
+run_dwq (const char *model, LtModel *m, const Row *r, const LtCalibTokens *calib, Result *out,
+         GError **error)
+{
+  g_autoptr (LtModel) teacher = lt_model_load (model, error);
+  g_autofree LtDwqSequence *seqs = g_new (LtDwqSequence, calib->B);
+  LtCalibModelOptions o;
+  LtDwqOptions d;
+  LtDwqResult res;
+  int n_valid = calib->B >= 16 ? 8 : 0;
+  double t0 = g_get_monotonic_time () / 1e6;
+
+  if (teacher == NULL)
+    return FALSE;
+  lt_calib_model_options_init (&o);
+  o.method = LT_CALIB_METHOD_RTN;
+  o.bits = r->bits;
+  o.group_size = r->group;
+  if (!lt_calib_model_quantize (m, calib, &o, NULL, NULL, NULL, NULL, error))
+    return FALSE;
+  for (int b = 0, off = 0; b < calib->B; off += calib->lengths[b], b++)
+    seqs[b] = (LtDwqSequence) { calib->tokens + off, calib->lengths[b] };
+  lt_dwq_options_init (&d);
+  d.learning_rate = DWQ_LR;
+  d.iters = DWQ_ITERS;
+  d.valid_every = DWQ_VALID_EVERY;
+  d.n_samples = DWQ_SAMPLES;
+  d.init_search = TRUE;
+  if (!lt_dwq_run (teacher, m, seqs, calib->B - n_valid, seqs + calib->B - n_valid, n_valid,
+                   &d, NULL, NULL, NULL, &res, error))
+    return FALSE;
+  out->bpw = lt_calib_bits_per_weight (r->bits, r->group);
+  out->seconds = g_get_monotonic_time () / 1e6 - t0;
+  if (g_getenv ("BENCH_DWQ_VERBOSE"))
+    g_printerr ("dwq: KL %.5f -> %.5f, best step %d of %d\n", res.kl_before, res.kl_after,
+                res.best_iter, res.iters);
+  return TRUE;
+}
+
 /* In a child: load, quantize (unless float), evaluate. */
 static Result
-run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCalibTokens *eval)
+run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCalibTokens *eval,
+         const LtCalibTokens *samples)
 {
-  Result res = { NAN, NAN, NAN, 0, 0 };
+  Result res = { NAN, NAN, NAN, NAN, 0, 0 };
   int fd[2];
   pid_t pid;
 
@@ -127,13 +190,18 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
       g_autoptr (GError) error = NULL;
       g_autoptr (LtModel) m = NULL;
       g_autoptr (LtCalibModelReport) rep = NULL;
-      Result out = { NAN, NAN, 0, 0, 0 };
+      Result out = { NAN, NAN, NAN, 0, 0, 0 };
       guint64 rss = 0;
 
       close (fd[0]);
-      lt_set_threads (0);
+      lt_set_threads (bench_threads);
       m = lt_model_load (model, &error);
-      if (m != NULL && r->method != FLOAT_ROW)
+      if (m != NULL && r->method == LT_CALIB_METHOD_DWQ)
+        {
+          if (!run_dwq (model, m, r, calib, &out, &error))
+            g_clear_pointer (&m, lt_model_free);
+        }
+      else if (m != NULL && r->method != FLOAT_ROW)
         {
           LtCalibModelOptions o;
           lt_calib_model_options_init (&o);
@@ -145,6 +213,8 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
           o.high_bits = r->high_bits;
           o.high_group_size = r->high_group;
           o.target_bpw = r->target;
+          if (r->plain)
+            o.refine = o.act_order = FALSE;
           if (lt_calib_model_quantize (m, calib, &o, &rep, NULL, NULL, NULL, &error))
             {
               out.bpw = rep->bpw;
@@ -153,7 +223,8 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
           else
             g_clear_pointer (&m, lt_model_free);
         }
-      if (m != NULL && lt_calib_model_perplexity (m, eval, 0, &out.ppl, &error))
+      if (m != NULL && lt_calib_model_perplexity (m, eval, 0, &out.ppl, &error)
+          && lt_calib_model_perplexity (m, samples, 0, &out.ppl_s, &error))
         out.ok = 1;
       if (error)
         g_printerr ("bench-quant-methods: %s: %s\n", r->label, error->message);
@@ -171,6 +242,39 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
   return res;
 }
 
+/* The float model's own text: @n samples of at most 128 tokens (lt_dwq_teacher_samples, a
+ * seed of their own, unlike DWQ's training samples). */
+static LtCalibTokens *
+samples_of (const char *model, int n)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtModel) m = NULL;
+  g_autoptr (GPtrArray) seqs = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
+  LtCalibTokens *t = g_new0 (LtCalibTokens, 1);
+
+  /* one thread, before anything runs OpenMP: a pool of workers started in this parent would
+   * hang the forked rows (libgomp is not fork-safe) */
+  lt_set_threads (1);
+  m = lt_model_load (model, &error);
+  if (m == NULL || !lt_dwq_teacher_samples (m, n, 128, 20261206, seqs, NULL, &error))
+    {
+      g_printerr ("bench-quant-methods: %s\n", error->message);
+      exit (1);
+    }
+  t->lengths = g_new (int, seqs->len);
+  for (guint i = 0; i < seqs->len; i++)
+    t->n_tokens += ((GArray *) seqs->pdata[i])->len;
+  t->tokens = g_new (int32_t, t->n_tokens);
+  for (guint i = 0, o = 0; i < seqs->len; i++)
+    {
+      GArray *a = seqs->pdata[i];
+      memcpy (t->tokens + o, a->data, a->len * sizeof (int32_t));
+      o += a->len;
+      t->lengths[t->B++] = (int) a->len;
+    }
+  return t;
+}
+
 /* --smollm: the calibration's time on the SmolLM2-135M shape (see the header). */
 static int
 smollm (int n, int seq, const char *method)
@@ -186,7 +290,7 @@ smollm (int n, int seq, const char *method)
   if (dir == NULL || bench_write_model (dir) != 0)
     return 1;
   g_autofree char *weights = g_build_filename (dir, "model.safetensors", NULL);
-  lt_set_threads (0);
+  lt_set_threads (bench_threads);
   double t0 = bench_now_s ();
   g_autoptr (LtModel) m = lt_model_load (dir, &error);
   if (m == NULL)
@@ -247,6 +351,8 @@ main (int argc, char **argv)
         data_arg = argv[++i];
       else if (strcmp (argv[i], "--method") == 0)
         only = argv[++i];
+      else if (strcmp (argv[i], "--threads") == 0)
+        bench_threads = atoi (argv[++i]);
     }
   for (int i = 1; i + 2 < argc; i++)
     if (strcmp (argv[i], "--smollm") == 0)
@@ -269,17 +375,24 @@ main (int argc, char **argv)
                               tokens (model, valid, 0, -1, TRUE),
                               tokens (model, evs, 0, -1, TRUE) };
   g_autoptr (LtCalibTokens) eval = concat (parts, 3);
+  g_autoptr (LtCalibTokens) samples = samples_of (model, 256);
   for (int i = 0; i < 3; i++)
     lt_calib_tokens_free (parts[i]);
 
   const Row rows[] = {
     { "float", FLOAT_ROW, 0, 0, 0, 0, 0, 0, 0, -1 },
     { "rtn", LT_CALIB_METHOD_RTN, 4, 64, 0, 0, 0, 0, 0, -1 },
+    { "gptq (paper)", LT_CALIB_METHOD_GPTQ, 4, 64, 0, 0, 0, 0, 0, 1, TRUE },
     { "gptq", LT_CALIB_METHOD_GPTQ, 4, 64, 0, 0, 0, 0, 0, 1 },
+    { "awq (MLX LM)", LT_CALIB_METHOD_AWQ, 4, 64, 0, 0, 0, 0, 0, 1, TRUE },
     { "awq", LT_CALIB_METHOD_AWQ, 4, 64, 0, 0, 0, 0, 0, 1 },
+    { "dwq", LT_CALIB_METHOD_DWQ, 4, 64, 0, 0, 0, 0, 0, 1 },
     { "rtn", LT_CALIB_METHOD_RTN, 3, 32, 0, 0, 0, 0, 0, -1 },
-    { "gptq", LT_CALIB_METHOD_GPTQ, 3, 32, 0, 0, 0, 0, 0, 4 },
-    { "awq", LT_CALIB_METHOD_AWQ, 3, 32, 0, 0, 0, 0, 0, 4 },
+    { "gptq (paper)", LT_CALIB_METHOD_GPTQ, 3, 32, 0, 0, 0, 0, 0, 7, TRUE },
+    { "gptq", LT_CALIB_METHOD_GPTQ, 3, 32, 0, 0, 0, 0, 0, 7 },
+    { "awq (MLX LM)", LT_CALIB_METHOD_AWQ, 3, 32, 0, 0, 0, 0, 0, 7, TRUE },
+    { "awq", LT_CALIB_METHOD_AWQ, 3, 32, 0, 0, 0, 0, 0, 7 },
+    { "dwq", LT_CALIB_METHOD_DWQ, 3, 32, 0, 0, 0, 0, 0, 7 },
     { "dynamic 3g64/5g64", LT_CALIB_METHOD_DYNAMIC, 4, 64, 3, 64, 5, 64, 4.5, 1 },
     { "dynamic 4g128/5g64", LT_CALIB_METHOD_DYNAMIC, 4, 64, 4, 128, 5, 64, 4.5, 1 },
     { "dynamic 4g128/8g128", LT_CALIB_METHOD_DYNAMIC, 4, 64, 4, 128, 8, 128, 4.5, 1 },
@@ -294,18 +407,18 @@ main (int argc, char **argv)
           " tokens (stories/train.jsonl 1-40), perplexity on %d held-out sequences / %"
           G_GINT64_FORMAT " tokens\n\n", st, calib->B, calib->n_tokens, eval->B,
           eval->n_tokens);
-  printf ("%-22s %-9s %10s %10s %6s %8s %10s\n", "method", "bits", "perplexity", "recovered",
-          "bpw", "time s", "peak RSS");
+  printf ("%-22s %-9s %10s %10s %10s %10s %6s %8s %10s\n", "method", "bits", "perplexity",
+          "recovered", "ppl sampl.", "recovered", "bpw", "time s", "peak RSS");
   for (gsize i = 0; i < G_N_ELEMENTS (rows); i++)
     {
       const Row *r = &rows[i];
-      g_autofree char *bits = NULL, *peak = NULL, *rec = NULL;
+      g_autofree char *bits = NULL, *peak = NULL, *rec = NULL, *rec_s = NULL;
 
       memset (&res[i], 0, sizeof res[i]);
       if (only && r->method != FLOAT_ROW && r->method != LT_CALIB_METHOD_RTN
           && strcmp (lt_calib_method_name (r->method), only) != 0)
         continue;
-      res[i] = run_row (model, r, calib, eval);
+      res[i] = run_row (model, r, calib, eval, samples);
       bits = r->method == FLOAT_ROW ? g_strdup ("f32")
              : r->method == LT_CALIB_METHOD_DYNAMIC ? g_strdup_printf ("%.2f", r->target)
              : g_strdup_printf ("%d g%d", r->bits, r->group);
@@ -314,18 +427,30 @@ main (int argc, char **argv)
         {
           double lost = res[r->baseline].ppl - res[0].ppl;
           rec = g_strdup_printf ("%.0f%%", 100.0 * (res[r->baseline].ppl - res[i].ppl) / lost);
+          lost = log (res[r->baseline].ppl_s) - log (res[0].ppl_s);
+          rec_s = g_strdup_printf ("%.0f%%", 100.0 * (log (res[r->baseline].ppl_s)
+                                                      - log (res[i].ppl_s)) / lost);
         }
       else
-        rec = g_strdup (r->method == FLOAT_ROW ? "" : "(base)");
+        {
+          rec = g_strdup (r->method == FLOAT_ROW ? "" : "(base)");
+          rec_s = g_strdup (rec);
+        }
       if (!res[i].ok)
         printf ("%-22s %-9s %10s\n", r->label, bits, "failed");
       else
-        printf ("%-22s %-9s %10.4f %10s %6.3f %8.1f %10s\n", r->label, bits, res[i].ppl, rec,
-                r->method == FLOAT_ROW ? 32.0 : res[i].bpw,
+        printf ("%-22s %-9s %10.4f %10s %10.4f %10s %6.3f %8.1f %10s\n", r->label, bits,
+                res[i].ppl, rec, res[i].ppl_s, rec_s, r->method == FLOAT_ROW ? 32.0 : res[i].bpw,
                 r->method == FLOAT_ROW ? 0.0 : res[i].seconds, peak);
       fflush (stdout);
     }
   printf ("\nrecovered: of the loss of round-to-nearest at the same bits (dynamic: of uniform "
-          "4-bit g64, also 4.5 bits per weight)\n");
+          "4-bit g64, also 4.5 bits per weight); perplexity on the held-out text, and on %d "
+          "sequences / %" G_GINT64_FORMAT " tokens the float model wrote (ppl sampl.: there "
+          "the share of log-perplexity, i.e. of KL(float ‖ rtn), recovered; 20× the tokens, "
+          "far less noise)\n(paper) / (MLX LM): refine and act_order off. dwq: init_search, "
+          "lr %g, %d steps of 4, 8 calibration sequences validate every %d steps (best kept), %d "
+          "sequences of the float model's (another seed) trained on too\n", samples->B,
+          samples->n_tokens, DWQ_LR, DWQ_ITERS, DWQ_VALID_EVERY, DWQ_SAMPLES);
   return 0;
 }

@@ -51,6 +51,8 @@ lt_calib_model_options_init (LtCalibModelOptions *o)
   o->low_group_size = 0;
   o->high_group_size = 0;
   o->chunk_tokens = 2048;
+  o->refine = TRUE;
+  o->act_order = TRUE;
 }
 
 /* ---- data ---------------------------------------------------------------------------- */
@@ -539,6 +541,8 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
   go.damp = o->damp;
   go.block_size = o->block_size;
   go.measure = FALSE;
+  go.mse_search = o->refine;
+  go.act_order = o->act_order;
 
   for (int s = 0; s < 4; s++)
     {
@@ -719,11 +723,22 @@ awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
           lt_calib_report_add (rep, lin[j]->name, 0, 0, rows * cols);
           continue;
         }
-      if (j >= 2 && !lt_awq_search_clip (st[in], s[in], w[j], rows, &ao, NULL, NULL, NULL,
-                                         NULL, NULL, P->cancellable, error))
-        goto out;
-      if ((q = lt_calib_rtn (w[j], rows, cols, o->mode, o->bits, g, lin[j]->weight->dtype, error))
-          == NULL)
+      if (o->refine)
+        {
+          q = lt_calib_quantize_searched (st[in], s[in], NULL, w[j], rows, cols, o->mode,
+                                          o->bits, g, error);
+          if (q == NULL)
+            goto out;
+          if (!lt_quant_tensor_round_scales (q, lin[j]->weight->dtype, error))
+            {
+              lt_quant_tensor_free (q);
+              goto out;
+            }
+        }
+      else if ((j >= 2 && !lt_awq_search_clip (st[in], s[in], w[j], rows, &ao, NULL, NULL, NULL,
+                                               NULL, NULL, P->cancellable, error))
+               || (q = lt_calib_rtn (w[j], rows, cols, o->mode, o->bits, g,
+                                     lin[j]->weight->dtype, error)) == NULL)
         goto out;
       r = lt_calib_report_add (rep, lin[j]->name, o->bits, g, rows * cols);
       r->out_mse = q_output_mse (st[in], w0[j], q, row_mul, s[in]);
@@ -795,6 +810,8 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
   go.damp = tied ? MAX (o->damp, o->tied_damp) : o->damp;
   go.block_size = o->block_size;
   go.measure = FALSE;
+  go.mse_search = o->refine;
+  go.act_order = o->act_order;
   if (!lt_calib_try_floats (&w, (gsize) P->V * P->C, error))
     return FALSE;
   lt_tensor_read_f32 (src, 0, (int64_t) P->V * P->C, w);
@@ -875,10 +892,21 @@ awq_head (Pass *P, LtCalibModelReport *rep, GError **error)
       for (int i = 0; i < P->C; i++)
         clip_st->h[(gsize) i * P->C + i] += (float) (o->tied_damp * mean);
     }
-  if (!lt_awq_search_clip (clip_st, s, w, P->V, &ao, NULL, NULL, NULL, NULL, NULL,
-                           P->cancellable, error)
-      || (q = lt_calib_rtn (w, P->V, P->C, o->mode, o->bits, o->group_size, src->dtype,
-                            error)) == NULL)
+  if (o->refine)
+    {
+      if ((q = lt_calib_quantize_searched (clip_st, s, NULL, w, P->V, P->C, o->mode, o->bits,
+                                           o->group_size, error)) == NULL)
+        return FALSE;
+      if (!lt_quant_tensor_round_scales (q, src->dtype, error))
+        {
+          lt_quant_tensor_free (q);
+          return FALSE;
+        }
+    }
+  else if (!lt_awq_search_clip (clip_st, s, w, P->V, &ao, NULL, NULL, NULL, NULL, NULL,
+                                P->cancellable, error)
+           || (q = lt_calib_rtn (w, P->V, P->C, o->mode, o->bits, o->group_size, src->dtype,
+                                 error)) == NULL)
     return FALSE;
   r = lt_calib_report_add (rep, tied ? "model.embed_tokens" : "lm_head", o->bits, o->group_size,
                   (int64_t) n);

@@ -18,6 +18,9 @@
  *
  * Per block (Hessian stats = lt_calib_stats_add over each linear's input rows, captured from
  * lt_model_block_forward's LtBlockActs chunk by chunk):
+ *   (refine, the default: GPTQ's groups and AWQ's final quantization use searched group
+ *   parameters, lt_calib_quantize_searched, instead of min/max and MLX LM's clipping; GPTQ
+ *   runs act-order with static groups. FALSE for both: the paper / MLX LM as below.)
  *   GPTQ  true sequential: capture xn1 → GPTQ q, k, v; re-run, capture att → GPTQ o_proj;
  *         re-run, capture xn2 → GPTQ gate, up; re-run, capture SwiGLU → GPTQ down. Then the
  *         quantized block's output is the next block's input. After the last block, GPTQ of
@@ -109,6 +112,13 @@ typedef struct
   const char *sensitivities; /* dynamic: JSON cache, read when it exists, else written; NULL:
                               * computed and not kept */
   int chunk_tokens;          /* rows of one block forward, default 2048 */
+  gboolean refine;           /* GPTQ / AWQ, default TRUE: each group's affine / symmetric
+                              * parameters searched for the least output error (GPTQ:
+                              * LtGptqOptions.mse_search; AWQ: lt_calib_quantize_searched on
+                              * the scaled weight, every linear, instead of MLX LM's
+                              * clipping and round-to-nearest); FALSE: the paper's min/max
+                              * groups and MLX LM's clipping */
+  gboolean act_order;        /* GPTQ, default TRUE: LtGptqOptions.act_order (static groups) */
 } LtCalibModelOptions;
 
 void lt_calib_model_options_init (LtCalibModelOptions *opts);

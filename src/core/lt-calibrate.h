@@ -133,6 +133,13 @@ typedef struct
   double damp;       /* relative damping, default 0.01 */
   int block_size;    /* default 128; rounded up to a multiple of group_size */
   gboolean measure;  /* default TRUE: fill out_mse and rtn_mse (2 more rows·in² products) */
+  gboolean mse_search; /* default FALSE (the paper's min/max groups, the reference fixture):
+                      * affine / symmetric group parameters searched (lt_calib_quantize_searched's
+                      * grid and refit) for the least Σ_j δ_j² / U_jj², GPTQ's error of the
+                      * group once later columns compensate */
+  gboolean act_order; /* default FALSE: columns in order of decreasing H_jj, with static
+                      * groups (every group's parameters from the original weights first:
+                      * lt_calib_quantize_searched with mse_search, else lt-quant's) */
 } LtGptqOptions;
 
 void lt_gptq_options_init (LtGptqOptions *opts);
@@ -199,6 +206,25 @@ gboolean lt_awq_search_clip (const LtCalibStats *stats, const float *scales, flo
                              int64_t rows, const LtAwqOptions *opts, float *clip,
                              double *mse_before, double *mse_after, LtCalibProgress progress,
                              gpointer user_data, GCancellable *cancellable, GError **error);
+
+/* ---- searched group parameters ------------------------------------------------------- */
+
+/* Quantizes w (rows, cols = stats->in) with the affine / symmetric parameters of each group
+ * (row, g) that minimise its share of the layer output error δ_gᵀ H'_gg δ_g (H' = diag(1/s)
+ * H diag(1/s) with @col_scales s, for a weight already scaled by AWQ; NULL: H): starting
+ * from lt-quant's round-to-nearest parameters, a grid of shrunk ranges (affine: the minimum
+ * raised and the maximum lowered by 0, 3, …, 21% of the range each, 64 pairs; symmetric:
+ * absmax · (1 − 0.02·i), i < 16), each followed by the weighted least-squares refit of the
+ * scale and bias to the levels it gave; the best of all, so never worse than
+ * round-to-nearest on this objective. @row_damp (rows, or NULL): row r's groups are judged
+ * on H'_gg + row_damp[r]·I instead (a tied embedding's lookup error, weighted by how often
+ * its token occurs). @stats NULL: the weights' own squared error (data-free; @col_scales
+ * and @row_damp ignored). Other modes: round-to-nearest. Deterministic. */
+LtQuantTensor *lt_calib_quantize_searched (const LtCalibStats *stats, const float *col_scales,
+                                           const float *row_damp, const float *w,
+                                           int64_t rows, int64_t cols,
+                                           LtQuantMode mode, int bits, int group_size,
+                                           GError **error);
 
 /* ---- dynamic mixed-bit allocation ---------------------------------------------------- */
 

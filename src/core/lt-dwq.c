@@ -11,6 +11,7 @@
 #include "lt-linear.h"
 #include "lt-model-train.h"
 #include "lt-optimizer.h"
+#include "lt-calibrate.h"
 
 /* One batch's state, shared by the teacher's and the student's head callbacks. */
 typedef struct
@@ -399,6 +400,41 @@ lt_dwq_options_init (LtDwqOptions *opts)
   opts->grad_checkpointing = FALSE;
   opts->seed = 123;
   opts->lr_schedule = LT_LR_SCHEDULE_CONSTANT;
+  opts->sample_length = 128;
+}
+
+gboolean
+lt_dwq_teacher_samples (LtModel *m, int n, int max_len, guint64 seed, GPtrArray *seqs,
+                 GCancellable *cancellable, GError **error)
+{
+  g_autoptr (LtKVCache) cache = lt_kv_cache_new (m, max_len);
+  const LtConfig *c = m->config;
+  g_autofree float *logits = g_new (float, c->vocab_size);
+  guint64 rng = seed ^ 0x5eedf00dull;
+
+  for (int i = 0; i < n; i++)
+    {
+      g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (int32_t));
+      int32_t t = c->bos_token_id >= 0 ? c->bos_token_id : 1;
+      if (cancelled (cancellable, error))
+        return FALSE;
+      lt_kv_cache_reset (cache);
+      g_array_append_val (ids, t);
+      while ((int) ids->len < max_len)
+        {
+          gboolean eos = FALSE;
+          if (!lt_model_decode (m, cache, &t, 1, logits, FALSE, error))
+            return FALSE;
+          t = lt_sample_logits (logits, c->vocab_size, 1.0f, 1.0f, &rng);
+          g_array_append_val (ids, t);
+          for (int e = 0; e < c->n_eos_token_ids; e++)
+            eos = eos || t == c->eos_token_ids[e];
+          if (eos)
+            break;
+        }
+      g_ptr_array_add (seqs, g_steal_pointer (&ids));
+    }
+  return TRUE;
 }
 
 static guint64
@@ -422,6 +458,55 @@ shuffle (int *idx, int n, guint64 *rng)
       idx[i] = idx[j];
       idx[j] = tmp;
     }
+}
+
+/* LtDwqOptions.init_search for one tensor: @q re-quantized from @w (dense, q's shape). */
+static gboolean
+init_tensor (LtQuantTensor *q, const LtTensor *w, GError **error)
+{
+  gsize n = (gsize) (q->rows * q->cols), ng = (gsize) (q->rows * q->groups_per_row);
+  g_autofree float *f = NULL;
+  g_autoptr (LtQuantTensor) s = NULL;
+
+  if (w == NULL || w->ndim != 2 || w->shape[0] != q->rows || w->shape[1] != q->cols)
+    return TRUE;
+  f = g_try_new (float, n);
+  if (f == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "DWQ: out of memory");
+      return FALSE;
+    }
+  lt_tensor_read_f32 (w, 0, (int64_t) n, f);
+  s = lt_calib_quantize_searched (NULL, NULL, NULL, f, q->rows, q->cols, q->mode, q->bits,
+                                  q->group_size, error);
+  if (s == NULL)
+    return FALSE;
+  memcpy (q->codes, s->codes, (gsize) (q->rows * q->words_per_row) * sizeof (uint32_t));
+  memcpy (q->scales, s->scales, ng * sizeof (float));
+  memcpy (q->biases, s->biases, ng * sizeof (float));
+  return TRUE;
+}
+
+static gboolean
+init_search (LtModel *teacher, LtModel *student, GError **error)
+{
+  for (int l = 0; l < student->config->num_hidden_layers; l++)
+    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+      {
+        LtLinear *lin = lt_layer_linear (&student->w.layers[l], j);
+        LtLinear *tl = lt_layer_linear (&teacher->w.layers[l], j);
+        if (lin->grad_scales && tl->kind == LT_LINEAR_DENSE
+            && !init_tensor (lin->quant, tl->weight, error))
+          return FALSE;
+      }
+  if (student->w.embed_q && student->w.embed_q->mode == LT_QUANT_AFFINE
+      && student->w.embed_q->bits < 8 && !init_tensor (student->w.embed_q, teacher->w.embed, error))
+    return FALSE;
+  if (student->w.lm_head.grad_scales && student->w.lm_head.quant != student->w.embed_q
+      && teacher->w.lm_head.kind == LT_LINEAR_DENSE
+      && !init_tensor (student->w.lm_head.quant, teacher->w.lm_head.weight, error))
+    return FALSE;
+  return TRUE;
 }
 
 /* Rounds every trained quantized tensor's scales and biases to its stored dtype. */
@@ -476,12 +561,39 @@ lt_dwq_run (LtModel *teacher, LtModel *student, const LtDwqSequence *train, int 
   g_autoptr (LtOptimizer) opt = NULL;
   g_autofree int *order = NULL;
   guint64 rng = opts->seed;
+  g_autoptr (GPtrArray) best = NULL;
+  g_autoptr (GPtrArray) samples = NULL;
+  g_autofree LtDwqSequence *all = NULL;
+  double best_kl = INFINITY;
   int per_pass, pos;
   gboolean ok = FALSE;
 
   if (!check_options (opts, n_train, error)
       || !check_models (teacher, student, opts->temperature, error))
     return FALSE;
+  if (opts->n_samples > 0)
+    {
+      if (opts->sample_length < 2)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                       "DWQ: samples of %d tokens", opts->sample_length);
+          return FALSE;
+        }
+      samples = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
+      if (!lt_dwq_teacher_samples (teacher, opts->n_samples, opts->sample_length, opts->seed,
+                                   samples,
+                            cancellable, error))
+        return FALSE;
+      all = g_new (LtDwqSequence, samples->len + n_train);
+      for (guint i = 0; i < samples->len; i++)
+        {
+          GArray *ids = samples->pdata[i];
+          all[i] = (LtDwqSequence) { (const int32_t *) ids->data, (int) ids->len };
+        }
+      memcpy (all + samples->len, train, (gsize) n_train * sizeof *train);
+      n_train += (int) samples->len;
+      train = all;
+    }
   if (!lt_model_attach_quant_trainable (student, opts->train_norms, error))
     return FALSE;
   opt = lt_optimizer_new (&op);
@@ -504,6 +616,8 @@ lt_dwq_run (LtModel *teacher, LtModel *student, const LtDwqSequence *train, int 
     }
   lt_model_set_grad_checkpointing (student, opts->grad_checkpointing);
 
+  if (opts->init_search && !init_search (teacher, student, error))
+    goto out;
   /* validation before */
   if (n_valid > 0)
     {
@@ -519,6 +633,20 @@ lt_dwq_run (LtModel *teacher, LtModel *student, const LtDwqSequence *train, int 
 
   per_pass = (n_train + opts->batch_size - 1) / opts->batch_size;
   r.iters = opts->iters > 0 ? opts->iters : per_pass;
+  r.best_iter = r.iters;
+  if (opts->valid_every > 0 && n_valid > 0)
+    {
+      best = g_ptr_array_new_with_free_func (g_free);
+      for (guint i = 0; i < lt_model_get_n_params (student); i++)
+        {
+          float *data;
+          gsize n;
+          lt_model_get_param (student, i, NULL, &data, NULL, &n, NULL);
+          g_ptr_array_add (best, g_memdup2 (data, n * sizeof (float)));
+        }
+      best_kl = r.kl_before;
+      r.best_iter = 0;
+    }
   order = g_new (int, n_train);
   pos = n_train; /* a new order first */
   for (int it = 0; it < r.iters; it++)
@@ -547,7 +675,34 @@ lt_dwq_run (LtModel *teacher, LtModel *student, const LtDwqSequence *train, int 
       r.train_kl_last = s;
       if (progress)
         progress (LT_DWQ_PHASE_TRAIN, it + 1, r.iters, s, user_data);
+      if (best != NULL && ((it + 1) % opts->valid_every == 0 || it + 1 == r.iters))
+        {
+          double v;
+          if (!eval_kl (&d, valid, n_valid, opts->batch_size, opts->max_seq_length,
+                        LT_DWQ_PHASE_VALIDATE_AFTER, NULL, NULL, &v, NULL, cancellable, error))
+            goto out;
+          if (v < best_kl)
+            {
+              best_kl = v;
+              r.best_iter = it + 1;
+              for (guint i = 0; i < best->len; i++)
+                {
+                  float *data;
+                  gsize n;
+                  lt_model_get_param (student, i, NULL, &data, NULL, &n, NULL);
+                  memcpy (best->pdata[i], data, n * sizeof (float));
+                }
+            }
+        }
     }
+  if (best != NULL)
+    for (guint i = 0; i < best->len; i++)
+      {
+        float *data;
+        gsize n;
+        lt_model_get_param (student, i, NULL, &data, NULL, &n, NULL);
+        memcpy (data, best->pdata[i], n * sizeof (float));
+      }
 
   if (!round_scales (student, error))
     goto out;

@@ -60,6 +60,22 @@ typedef struct
   guint64 seed;              /* the order of the training batches; 123 */
   LtLrSchedule lr_schedule;  /* constant (MLX LM), cosine or linear decay over the steps
                               * (lt_lr_schedule_at, no warm-up) */
+  int n_samples;             /* 0 (default): train on @train only; N > 0: the teacher first
+                              * writes N sequences (temperature 1 from BOS, at most
+                              * sample_length tokens, stopping after EOS, drawn from @seed),
+                              * trained on with @train: distillation text that never runs out
+                              * and needs no held-out data */
+  int sample_length;         /* 128 */
+  gboolean init_search;      /* FALSE (default, MLX LM): train from the student's codes,
+                              * scales and biases as given; TRUE: first, every trained tensor
+                              * whose weight is dense in the teacher (same shape) is
+                              * re-quantized from it with the group parameters of least
+                              * squared weight error (lt_calib_quantize_searched without
+                              * statistics: data-free), then trained */
+  int valid_every;           /* 0 (default): validation only before and after; N > 0 (with
+                              * validation sequences): also every N steps, and the trained
+                              * values end as they were at the best validation KL (the start
+                              * included), so the KL never ends worse than it started */
 } LtDwqOptions;
 
 void lt_dwq_options_init (LtDwqOptions *opts);
@@ -72,6 +88,8 @@ typedef struct
   double train_kl_first;     /* the first and last training batches' mean KL */
   double train_kl_last;
   int iters;                 /* steps taken */
+  int best_iter;             /* valid_every: the step whose values were kept (0: the start);
+                              * else iters */
   gint64 valid_tokens;       /* tokens KL was measured on */
   guint n_tensors;           /* trained tensors */
   gsize n_values;            /* trained values */
@@ -118,5 +136,12 @@ gboolean lt_dwq_eval_kl (LtModel *teacher, LtModel *student, const LtDwqSequence
 gboolean lt_dwq_batch_grad (LtModel *teacher, LtModel *student, const LtDwqSequence *seqs,
                             int n_seqs, int max_seq_length, double temperature, double *kl,
                             GError **error);
+
+/* Appends @n sequences @m writes (temperature 1 from BOS, at most @max_len tokens, stopping
+ * after EOS; drawn from @seed) to @seqs (GArray* of int32_t): LtDwqOptions.n_samples' text,
+ * and a bench's low-noise held-out text (the NLL of a quantized model over the float model's
+ * own samples, less the float model's, estimates KL(float ‖ quantized)). */
+gboolean lt_dwq_teacher_samples (LtModel *m, int n, int max_len, guint64 seed, GPtrArray *seqs,
+                                 GCancellable *cancellable, GError **error);
 
 G_END_DECLS
