@@ -742,6 +742,35 @@ by_diag_desc (gconstpointer pa, gconstpointer pb, gpointer user_data)
   return ia < ib ? -1 : (ia > ib);
 }
 
+/* Column j of a row quantized to @deq: its error scaled by U_jj, spread over the block's
+ * later columns (< @i2) through row j of U. Returns the scaled error. */
+static inline float
+gptq_column (float *wr, const float *u, int64_t j, int64_t i2, float deq)
+{
+  float e = (wr[j] - deq) / u[j];
+  wr[j] = deq;
+  for (int64_t k = j + 1; k < i2; k++)
+    wr[k] -= e * u[k];
+  return e;
+}
+
+/* The end of the block of columns [@i1, @i2): its scaled errors' squares into @proxy, the lazy
+ * batch update of the columns after it (U (n = cols, n)), and progress. */
+static gboolean
+gptq_block_end (float *wc, const float *err, const float *a, int64_t rows, int64_t cols,
+                int64_t eb, int64_t i1, int64_t i2, double *proxy, LtCalibProgress progress,
+                gpointer user_data, GCancellable *cancellable, GError **error)
+{
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t j = 0; j < i2 - i1; j++)
+      *proxy += (double) err[r * eb + j] * err[r * eb + j];
+  if (i2 < cols)
+    par_gemm (CblasNoTrans, CblasNoTrans, rows, cols - i2, i2 - i1, -1.0f, err, eb,
+              a + i1 * cols + i2, cols, 1.0f, wc + i2, cols);
+  return keep_going (progress, user_data, cancellable, 0.1 + 0.85 * (double) i2 / cols, "GPTQ",
+                     error);
+}
+
 LtQuantTensor *
 lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats *stats,
                   const LtGptqOptions *opts, LtGptqResult *result, LtCalibProgress progress,
@@ -871,21 +900,11 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
               float deq = quant_elem (opts->mode, opts->bits, wr[j], q->scales[k0],
                                       q->biases ? q->biases[k0] : 0.0f,
                                       codes + r * cols + perm[j]);
-              float e = (wr[j] - deq) / u[j];
-              wr[j] = deq;
-              err[r * eb + (j - i1)] = e;
-              for (int64_t k = j + 1; k < i2; k++)
-                wr[k] -= e * u[k];
+              err[r * eb + (j - i1)] = gptq_column (wr, u, j, i2, deq);
             }
         }
-      for (int64_t r = 0; r < rows; r++)
-        for (int64_t j = 0; j < i2 - i1; j++)
-          res.proxy += (double) err[r * eb + j] * err[r * eb + j];
-      if (i2 < cols)
-        par_gemm (CblasNoTrans, CblasNoTrans, rows, cols - i2, i2 - i1, -1.0f, err, eb,
-                  a + i1 * n + i2, n, 1.0f, wc + i2, cols);
-      if (!keep_going (progress, user_data, cancellable, 0.1 + 0.85 * (double) i2 / cols,
-                       "GPTQ", error))
+      if (!gptq_block_end (wc, err, a, rows, cols, eb, i1, i2, &res.proxy, progress, user_data,
+                           cancellable, error))
         return NULL;
     }
   if (perm != NULL)
@@ -939,23 +958,12 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
                   const float *u = a + j * n;
                   float deq = quant_elem (opts->mode, opts->bits, wr[j], scale, bias,
                                           codes + r * cols + j);
-                  float e = (wr[j] - deq) / u[j];
-                  wr[j] = deq;
-                  err[r * eb + (j - i1)] = e;
-                  for (int64_t k = j + 1; k < i2; k++)
-                    wr[k] -= e * u[k];
+                  err[r * eb + (j - i1)] = gptq_column (wr, u, j, i2, deq);
                 }
             }
         }
-      for (int64_t r = 0; r < rows; r++)
-        for (int64_t j = 0; j < i2 - i1; j++)
-          res.proxy += (double) err[r * eb + j] * err[r * eb + j];
-      /* Lazy batch update of the columns after the block. */
-      if (i2 < cols)
-        par_gemm (CblasNoTrans, CblasNoTrans, rows, cols - i2, i2 - i1, -1.0f, err, eb,
-                  a + i1 * n + i2, n, 1.0f, wc + i2, cols);
-      if (!keep_going (progress, user_data, cancellable, 0.1 + 0.85 * (double) i2 / cols,
-                       "GPTQ", error))
+      if (!gptq_block_end (wc, err, a, rows, cols, eb, i1, i2, &res.proxy, progress, user_data,
+                           cancellable, error))
         return NULL;
     }
 
