@@ -94,39 +94,6 @@ perplexity (LtModel *m, GPtrArray *seqs)
   return exp (nll / (double) n);
 }
 
-/* Appends @n stories sampled from @m (temperature 1, from BOS, at most @max_len tokens,
- * stopping after EOS) to @seqs: calibration text the teacher itself writes. */
-static void
-sample_sequences (LtModel *m, int n, int max_len, guint64 seed, GPtrArray *seqs)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (LtKVCache) cache = lt_kv_cache_new (m, max_len);
-  const LtConfig *c = m->config;
-  g_autofree float *logits = g_new (float, c->vocab_size);
-  guint64 rng = seed;
-
-  for (int i = 0; i < n; i++)
-    {
-      GArray *ids = g_array_new (FALSE, FALSE, sizeof (int32_t));
-      int32_t t = c->bos_token_id >= 0 ? c->bos_token_id : 1;
-      lt_kv_cache_reset (cache);
-      g_array_append_val (ids, t);
-      while ((int) ids->len < max_len)
-        {
-          gboolean eos = FALSE;
-          if (!lt_model_decode (m, cache, &t, 1, logits, FALSE, &error))
-            die ("sampling", error);
-          t = lt_sample_logits (logits, c->vocab_size, 1.0f, 1.0f, &rng);
-          g_array_append_val (ids, t);
-          for (int e = 0; e < c->n_eos_token_ids; e++)
-            eos = eos || t == c->eos_token_ids[e];
-          if (eos)
-            break;
-        }
-      g_ptr_array_add (seqs, ids);
-    }
-}
-
 static LtDwqSequence *
 as_dwq (GPtrArray *seqs, guint from, guint to)
 {
@@ -302,7 +269,10 @@ main (int argc, char **argv)
     if (teacher == NULL)
       die (dir, error);
     ppl_f32 = perplexity (teacher, held);
-    sample_sequences (teacher, n_synth, 128, 2026, synth);
+    /* lt-dwq's teacher text (drawn from seed ^ 0x5eedf00d: the stories of seed 2026) */
+    if (!lt_dwq_teacher_samples (teacher, n_synth, 128, 2026 ^ 0x5eedf00dull, synth, NULL,
+                                 &error))
+      die ("sampling", error);
   }
   {
     gint64 nc = 0, nh = 0, ns = 0;
