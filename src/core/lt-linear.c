@@ -794,8 +794,8 @@ lt_linear_forward_train (LtLinear *lin, const float *x, int N, float *y, float *
       lt_linear_qat_weight (lin, weff);
       lt_matmul_forward (y, x, weff, LT_KDTYPE_F32, lin->bias, N, in, out, tile, tile_floats);
       if (l)
-        lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, l->rank, in, 1.0f, x, in,
-                          l->a, l->rank, 0.0f, xa, l->rank);
+        lt_compute_sgemm_f32 (LT_NO_TRANS, LT_NO_TRANS, N, l->rank, in, 1.0f, x, in,
+                              l->a, l->rank, 0.0f, xa, l->rank);
       return;
     }
 
@@ -805,10 +805,10 @@ lt_linear_forward_train (LtLinear *lin, const float *x, int N, float *y, float *
   float *xdbuf = drop && drop->p > 0.0f ? bump (&bs, (gsize) N * in) : NULL;
   const float *xd = dropped (lin, x, N, drop, xdbuf);
   /* xa (N, r) = xd · A;  y += scale · xa · B */
-  lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, l->rank, in, 1.0f, xd, in, l->a,
-                    l->rank, 0.0f, xa, l->rank);
-  lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, out, l->rank, l->scale, xa,
-                    l->rank, l->b, out, 1.0f, y, out);
+  lt_compute_sgemm_f32 (LT_NO_TRANS, LT_NO_TRANS, N, l->rank, in, 1.0f, xd, in, l->a,
+                        l->rank, 0.0f, xa, l->rank);
+  lt_compute_sgemm_f32 (LT_NO_TRANS, LT_NO_TRANS, N, out, l->rank, l->scale, xa,
+                        l->rank, l->b, out, 1.0f, y, out);
   if (l->m)
     {
       dora_norms_refresh (lin);
@@ -869,8 +869,8 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
           if (!lin->qat)
             dora_norms_refresh (lin);
           base_forward_rows (lin, x, N, 0, out, z, NULL, tile, tile_floats);
-          lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, N, out, r, l->scale, xa, r,
-                            l->b, out, 1.0f, z, out);
+          lt_compute_sgemm_f32 (LT_NO_TRANS, LT_NO_TRANS, N, out, r, l->scale, xa, r,
+                                l->b, out, 1.0f, z, out);
 #pragma omp parallel for schedule(static) if ((gsize) N * out > 65536)
           for (int o = 0; o < out; o++)
             {
@@ -886,23 +886,23 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
           dz = dzb;
         }
       /* dB (r, out) += scale · xaᵀ · dz;  dxa (N, r) = scale · dz · Bᵀ;  dA (in, r) += xdᵀ · dxa */
-      lt_compute_sgemm (LT_TRANS, LT_NO_TRANS, r, out, N, l->scale, xa, r, dz, out,
-                        1.0f, l->grad_b, out);
-      lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, N, r, out, l->scale, dz, out, l->b,
-                        out, 0.0f, dxa, r);
-      lt_compute_sgemm (LT_TRANS, LT_NO_TRANS, in, r, N, 1.0f, xd, in, dxa, r, 1.0f,
-                        l->grad_a, r);
+      lt_compute_sgemm_f32 (LT_TRANS, LT_NO_TRANS, r, out, N, l->scale, xa, r, dz, out,
+                            1.0f, l->grad_b, out);
+      lt_compute_sgemm_f32 (LT_NO_TRANS, LT_TRANS, N, r, out, l->scale, dz, out, l->b,
+                            out, 0.0f, dxa, r);
+      lt_compute_sgemm_f32 (LT_TRANS, LT_NO_TRANS, in, r, N, 1.0f, xd, in, dxa, r, 1.0f,
+                            l->grad_a, r);
       if (dx && !lin->qat)
         {
           /* dx += dropout'(dxa · Aᵀ): the same mask and 1/(1−p) as the forward */
           if (xd == x)
-            lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, N, in, r, 1.0f, dxa, r, l->a,
-                              r, 1.0f, dx, in);
+            lt_compute_sgemm_f32 (LT_NO_TRANS, LT_TRANS, N, in, r, 1.0f, dxa, r, l->a,
+                                  r, 1.0f, dx, in);
           else
             {
               float keep = 1.0f / (1.0f - drop->p);
-              lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, N, in, r, 1.0f, dxa, r,
-                                l->a, r, 0.0f, xdbuf, in);
+              lt_compute_sgemm_f32 (LT_NO_TRANS, LT_TRANS, N, in, r, 1.0f, dxa, r,
+                                    l->a, r, 0.0f, xdbuf, in);
               for (gsize idx = 0; idx < (gsize) N * in; idx++)
                 if (uniform01 (drop->seed, idx) >= drop->p)
                   dx[idx] += xdbuf[idx] * keep;

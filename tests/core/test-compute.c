@@ -20,6 +20,7 @@
 #include "src/core/kernels/lt-compute.h"
 #include "src/core/kernels/lt-kernels.h"
 #include "src/core/lt-error.h"
+#include "src/core/lt-linear.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-model.h"
 #include "src/core/lt-optimizer.h"
@@ -78,6 +79,63 @@ test_f32_is_cblas (void)
         g_assert_cmpmem (C1, (size_t) M * ldc * sizeof (float), C2,
                          (size_t) M * ldc * sizeof (float));
       }
+}
+
+/* Under the bf16 dtype, LoRA's rank-r products run in f32 (lt_compute_sgemm_f32): a layer's
+ * saved xa = x·A and its gradients dB = scale·xaᵀ·dy, dA = xᵀ·(scale·dy·Bᵀ) equal the cblas
+ * products bit for bit, while the base product is the bf16 one (it differs from f32). */
+static void
+test_lora_products_f32 (void)
+{
+  const int N = 48, in = 96, out = 80, r = 8;
+  const float scale = 2.0f;
+  int64_t shape[2] = { out, in };
+  g_autoptr (GError) error = NULL;
+  LtTensor *w = lt_tensor_new ("w", LT_DTYPE_F32, 2, shape);
+  LtLinear lin = { 0 };
+  g_autofree float *x = g_new (float, (gsize) N * in);
+  g_autofree float *dy = g_new (float, (gsize) N * out);
+  g_autofree float *y = g_new (float, (gsize) N * out);
+  g_autofree float *y32 = g_new (float, (gsize) N * out);
+  g_autofree float *xa = g_new (float, (gsize) N * r);
+  g_autofree float *xa_ref = g_new (float, (gsize) N * r);
+  g_autofree float *dxa = g_new (float, (gsize) N * r);
+  g_autofree float *ga = g_new0 (float, (gsize) in * r);
+  g_autofree float *gb = g_new0 (float, (gsize) r * out);
+
+  fill ((float *) w->data, (gsize) out * in, 41);
+  fill (x, (gsize) N * in, 42);
+  fill (dy, (gsize) N * out, 43);
+  g_assert_true (lt_linear_init_dense (&lin, "d", w, NULL, &error));
+  g_assert_true (lt_linear_attach_lora (&lin, r, scale, 0.0f, FALSE, 7, &error));
+  fill (lin.lora->b, (gsize) r * out, 44); /* B is zero at init: make its products count */
+  gsize sf = lt_linear_train_scratch_floats (&lin, N);
+  g_autofree float *scratch = g_new (float, sf);
+
+  lt_compute_set_dtype (LT_COMPUTE_F32);
+  lt_linear_forward_train (&lin, x, N, y32, xa, NULL, scratch, sf);
+  lt_compute_set_dtype (LT_COMPUTE_BF16);
+  lt_linear_forward_train (&lin, x, N, y, xa, NULL, scratch, sf);
+  lt_linear_backward (&lin, x, N, dy, NULL, xa, NULL, scratch, sf);
+  lt_compute_set_dtype (LT_COMPUTE_F32);
+
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, in, 1.0f, x, in, lin.lora->a, r,
+               0.0f, xa_ref, r);
+  g_assert_cmpmem (xa, (gsize) N * r * sizeof (float), xa_ref, (gsize) N * r * sizeof (float));
+  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, r, out, N, scale, xa_ref, r, dy, out,
+               1.0f, gb, out);
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, N, r, out, scale, dy, out, lin.lora->b,
+               out, 0.0f, dxa, r);
+  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, in, r, N, 1.0f, x, in, dxa, r, 1.0f, ga,
+               r);
+  g_assert_cmpmem (lin.lora->grad_b, (gsize) r * out * sizeof (float), gb,
+                   (gsize) r * out * sizeof (float));
+  g_assert_cmpmem (lin.lora->grad_a, (gsize) in * r * sizeof (float), ga,
+                   (gsize) in * r * sizeof (float));
+  /* the base product did run in bf16 */
+  g_assert_true (memcmp (y, y32, (gsize) N * out * sizeof (float)) != 0);
+  lt_linear_clear (&lin);
+  lt_tensor_free (w);
 }
 
 /* One bf16 product, every transposition, alpha/beta, strided: against both references. */
@@ -575,7 +633,7 @@ main (int argc, char **argv)
   } funcs[] = {
     { "bf16-sgemm", test_bf16_sgemm },   { "bf16-weight-gemm", test_bf16_weight_gemm },
     { "bf16-backward", test_bf16_backward }, { "bf16-tiles", test_bf16_tiles },
-    { "bf16-threads", test_bf16_threads },
+    { "bf16-threads", test_bf16_threads }, { "lora-products-f32", test_lora_products_f32 },
   };
   static const char *const engines[] = { "emulated", "onednn-f32", "onednn" };
   static Job jobs[G_N_ELEMENTS (engines) * (G_N_ELEMENTS (funcs) + G_N_ELEMENTS (cases))];

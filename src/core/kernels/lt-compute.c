@@ -267,10 +267,22 @@ lt_compute_round_bf16 (float f)
   return lt_bf16_to_f32 (lt_f32_to_bf16 (f));
 }
 
+/* Operand conversions run on every core once they are this large (elements): a product's
+ * caller is the main thread, and a 512 × 1536 activation converted on one core of 16 takes
+ * longer than its bf16 product on all of them. Inside an OpenMP region they stay serial. */
+#define CONVERT_PAR_ELEMS 65536
+
+static int
+convert_parallel (int rows, int cols)
+{
+  return rows > 1 && (size_t) rows * cols >= CONVERT_PAR_ELEMS && !omp_in_parallel ();
+}
+
 /* dst (rows, cols) compact bf16 = src rows (stride ld); lt-convert's AVX2 rows */
 static void
 to_bf16 (uint16_t *dst, const float *src, int rows, int cols, int ld)
 {
+#pragma omp parallel for schedule(static) if (convert_parallel (rows, cols))
   for (int r = 0; r < rows; r++)
     lt_f32_to_bf16_row (src + (size_t) r * ld, dst + (size_t) r * cols, (size_t) cols);
 }
@@ -279,6 +291,7 @@ to_bf16 (uint16_t *dst, const float *src, int rows, int cols, int ld)
 static void
 round_rows (float *dst, const float *src, int rows, int cols, int ld)
 {
+#pragma omp parallel for schedule(static) if (convert_parallel (rows, cols))
   for (int r = 0; r < rows; r++)
     for (int c = 0; c < cols; c++)
       dst[(size_t) r * cols + c] = lt_compute_round_bf16 (src[(size_t) r * ld + c]);
@@ -291,12 +304,13 @@ op_size (void)
   return engine_mode == ENGINE_ONEDNN_F32 ? 4 : 2;
 }
 
-/* rows of a weight in @wdtype (stride @ldw elements) -> compact bf16 */
+/* rows of a weight in @wdtype (stride @ldw elements) -> compact bf16; an f16 weight passes
+ * through f32 (exact) a row at a time, in @row_f32 (cols floats) when serial */
 static void
-weight_to_bf16 (uint16_t *dst, const void *w, LtKDType wdtype, int rows, int cols, int ldw,
-                float *row_f32)
+weight_rows_to_bf16 (uint16_t *dst, const void *w, LtKDType wdtype, int r0, int r1, int cols,
+                     int ldw, float *row_f32)
 {
-  for (int r = 0; r < rows; r++)
+  for (int r = r0; r < r1; r++)
     switch (wdtype)
       {
       case LT_KDTYPE_BF16:
@@ -305,13 +319,35 @@ weight_to_bf16 (uint16_t *dst, const void *w, LtKDType wdtype, int rows, int col
         break;
       case LT_KDTYPE_F16:
         lt_f16_to_f32_row ((const uint16_t *) w + (size_t) r * ldw, row_f32, (size_t) cols);
-        to_bf16 (dst + (size_t) r * cols, row_f32, 1, cols, cols);
+        lt_f32_to_bf16_row (row_f32, dst + (size_t) r * cols, (size_t) cols);
         break;
       case LT_KDTYPE_F32:
       default:
-        to_bf16 (dst + (size_t) r * cols, (const float *) w + (size_t) r * ldw, 1, cols, cols);
+        lt_f32_to_bf16_row ((const float *) w + (size_t) r * ldw, dst + (size_t) r * cols,
+                            (size_t) cols);
         break;
       }
+}
+
+static void
+weight_to_bf16 (uint16_t *dst, const void *w, LtKDType wdtype, int rows, int cols, int ldw,
+                float *row_f32)
+{
+  if (!convert_parallel (rows, cols))
+    {
+      weight_rows_to_bf16 (dst, w, wdtype, 0, rows, cols, ldw, row_f32);
+      return;
+    }
+#pragma omp parallel
+  {
+    int nt = omp_get_num_threads (), t = omp_get_thread_num ();
+    int r0 = (int) ((long) rows * t / nt), r1 = (int) ((long) rows * (t + 1) / nt);
+    float *row = wdtype == LT_KDTYPE_F16 ? malloc ((size_t) cols * sizeof (float)) : NULL;
+    if (wdtype == LT_KDTYPE_F16 && row == NULL)
+      abort ();
+    weight_rows_to_bf16 (dst, w, wdtype, r0, r1, cols, ldw, row);
+    free (row);
+  }
 }
 
 /* oneDNN operands: compact bf16, or bf16-rounded f32 for the check engine */
@@ -685,6 +721,13 @@ lt_compute_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, cons
                   int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
   sgemm_as (lt_compute_get_dtype (), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void
+lt_compute_sgemm_f32 (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+  sgemm_as (LT_COMPUTE_F32, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* The emulation of gemm_w_as from the tile of W starting at row @r_start on (Y already holds

@@ -89,6 +89,15 @@ const char *lt_compute_bf16_engine (void);
 void lt_compute_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A,
                        int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* lt_compute_sgemm in f32 (cblas_sgemm) whatever the process's dtype: the low-rank adapter
+ * products of lt-linear (LoRA's X·A, xa·B and their gradients). One of their dimensions is the
+ * rank (8–64): bf16 units gain nothing there, and rounding their large operand (an N × in
+ * activation) to bf16 would cost more than the product. Their trainable operands (A, B) and
+ * gradients stay exact f32, as the trainable parameters do. */
+void lt_compute_sgemm_f32 (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
+                           const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                           int ldc);
+
 /* Y (M, N) = alpha · X (M, K) · op(W) + beta · Y, W a linear layer's weight stored row-major
  * (row stride @ldw) in @wdtype: @tw LT_TRANS, W (N, K) and op(W) = Wᵀ (the forward);
  * LT_NO_TRANS, W (K, N) (the input gradient: dx = dy · W). F32 backend: W must be F32
