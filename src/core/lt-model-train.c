@@ -886,7 +886,7 @@ step_memory (LtModel *m, Train *t, int N, int max_len, GError **error)
                         lt_linear_train_scratch_floats (lt_layer_linear (&m->w.layers[l], j), N));
   /* the attention forward's and backward's scratch share their place (never used at once) */
   att_floats = MAX (lt_attention_scratch_floats (max_len, max_len),
-                    lt_attention_backward_scratch_floats (max_len));
+                    lt_attention_backward_scratch_floats (max_len, kvd));
   /* the widest RMSNorm backward: N·H rows of D (Qwen3's q_norm) or N rows of C */
   norm_floats = lt_rmsnorm_backward_scratch_floats (N * MAX (c->num_attention_heads, 1),
                                                     MAX (c->hidden_size, c->head_dim));

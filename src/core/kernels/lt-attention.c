@@ -441,12 +441,25 @@ attention_backward_block (float *dq, float *dk, float *dv, const float *q, const
                     dk + (size_t) g * D, ks);
 }
 
+/* Query rows per work item when the key/value heads are fewer than the threads: about two
+ * items per thread, at least 32 rows, at most ATT_BLOCK. */
+static int
+split_rows (int n, int KVH, int nt)
+{
+  int per_head = (2 * nt + KVH - 1) / KVH;
+  int rows = (n + per_head - 1) / per_head;
+  rows = (rows + 15) / 16 * 16;
+  return rows < 32 ? 32 : rows > ATT_BLOCK ? ATT_BLOCK : rows;
+}
+
 size_t
-lt_attention_backward_scratch_floats (int n)
+lt_attention_backward_scratch_floats (int n, int kv_dim)
 {
   size_t rows = n < ATT_BLOCK ? (size_t) n : ATT_BLOCK;
   int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
-  return (size_t) nt * 2 * rows * (size_t) (n > 0 ? n : 1);
+  size_t nn = (size_t) (n > 0 ? n : 1);
+  /* p, dp (rows, n), and the split's dk, dv partial sums (n, kv_dim) */
+  return (size_t) nt * (2 * rows * nn + 2 * nn * (size_t) (kv_dim > 0 ? kv_dim : 1));
 }
 
 void
@@ -458,25 +471,68 @@ lt_attention_backward (float *dq, float *dk, float *dv, const float *q, const fl
   int blocks = (n + ATT_BLOCK - 1) / ATT_BLOCK;
   int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
   size_t rows = n < ATT_BLOCK ? (size_t) n : ATT_BLOCK;
-  size_t per_thread = 2 * rows * (size_t) n;
-  /* p, dp (rows, n) per thread */
+  size_t kvn = (size_t) n * KVH * D;
+  size_t per_thread = 2 * rows * (size_t) n + 2 * kvn;
+  int big = (size_t) n * n * H * D > 65536;
+  /* p, dp (rows, n) per thread, then (split) its dk, dv partial sums */
   float *buf = scratch;
 
-  memset (dk, 0, (size_t) n * KVH * D * sizeof (float));
-  memset (dv, 0, (size_t) n * KVH * D * sizeof (float));
-  /* Each thread owns whole key/value heads, so dk and dv rows are never shared; within a
-   * head, blocks of query rows run as sgemm (single-threaded under the one-pool policy). */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if ((size_t) n * n * H * D > 65536)
-  for (int g = 0; g < KVH; g++)
+  memset (dk, 0, kvn * sizeof (float));
+  memset (dv, 0, kvn * sizeof (float));
+  if (!big || nt <= KVH)
     {
-      float *p = buf + (size_t) omp_get_thread_num () * per_thread;
-      for (int h = g * group; h < (g + 1) * group; h++)
-        for (int b = 0; b < blocks; b++)
-          {
-            int i0 = b * ATT_BLOCK, i1 = MIN_INT (i0 + ATT_BLOCK, n);
-            attention_backward_block (dq, dk, dv, q, k, v, dout, H, KVH, D, h, i0, i1, p,
-                                      p + rows * (size_t) n);
-          }
+      /* Each thread owns whole key/value heads, so dk and dv rows are never shared; within a
+       * head, blocks of query rows run as sgemm (single-threaded under the one-pool policy). */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (big)
+      for (int g = 0; g < KVH; g++)
+        {
+          float *p = buf + (size_t) omp_get_thread_num () * per_thread;
+          for (int h = g * group; h < (g + 1) * group; h++)
+            for (int b = 0; b < blocks; b++)
+              {
+                int i0 = b * ATT_BLOCK, i1 = MIN_INT (i0 + ATT_BLOCK, n);
+                attention_backward_block (dq, dk, dv, q, k, v, dout, H, KVH, D, h, i0, i1, p,
+                                          p + rows * (size_t) n);
+              }
+        }
+      return;
     }
+
+  /* More threads than key/value heads (GQA models have few: SmolLM2 3): the work items are
+   * (head group, block of query rows), the costly blocks (further down, more keys) first. dq
+   * rows belong to one item; dk and dv gather into each thread's partial sums, added up at
+   * the end (so only their summation order differs from the path above). */
+  int brows = split_rows (n, KVH, nt);
+  int nb = (n + brows - 1) / brows;
+#pragma omp parallel num_threads(nt)
+  {
+    int team = omp_get_num_threads ();
+    float *p = buf + (size_t) omp_get_thread_num () * per_thread;
+    float *pdk = p + 2 * rows * (size_t) n, *pdv = pdk + kvn;
+    memset (pdk, 0, 2 * kvn * sizeof (float));
+#pragma omp for schedule(dynamic, 1)
+    for (int item = 0; item < KVH * nb; item++)
+      {
+        int g = item % KVH, b = nb - 1 - item / KVH;
+        int i0 = b * brows, i1 = MIN_INT (i0 + brows, n);
+        for (int h = g * group; h < (g + 1) * group; h++)
+          attention_backward_block (dq, pdk, pdv, q, k, v, dout, H, KVH, D, h, i0, i1, p,
+                                    p + rows * (size_t) n);
+      }
+    /* the implicit barrier above: every partial sum is complete */
+#pragma omp for schedule(static)
+    for (size_t i = 0; i < kvn; i++)
+      {
+        float sk = 0.0f, sv = 0.0f;
+        for (int t = 0; t < team; t++)
+          {
+            const float *tk = buf + (size_t) t * per_thread + 2 * rows * (size_t) n;
+            sk += tk[i];
+            sv += tk[kvn + i];
+          }
+        dk[i] = sk;
+        dv[i] = sv;
+      }
+  }
 }
 

@@ -123,9 +123,11 @@ void lt_attention_forward_f16kv (float *out, const float *q, const uint16_t *k, 
  * dout (n, H, D). Probabilities are recomputed (scale D^-½, f32 softmax as the forward).
  * The fast kernel runs OpenMP over key/value heads and, per query head, blocks of 128 query
  * rows as sgemm (scores and their gradient in two per-thread (min(n, 128), n) buffers in
- * @scratch: lt_attention_backward_scratch_floats (n) floats, asked for with the thread count
- * the call will run with); the reference goes row by row. */
-size_t lt_attention_backward_scratch_floats (int n);
+ * @scratch: lt_attention_backward_scratch_floats (n, KVH·D) floats, asked for with the thread
+ * count the call will run with). With more threads than key/value heads it runs over (head
+ * group, block of query rows) instead, each thread summing its dk, dv into its own (n, KVH·D)
+ * pair in @scratch, added up at the end. The reference goes row by row. */
+size_t lt_attention_backward_scratch_floats (int n, int kv_dim);
 void lt_attention_backward (float *dq, float *dk, float *dv, const float *q, const float *k,
                             const float *v, const float *dout, int n, int H, int KVH, int D,
                             float *scratch);
