@@ -206,6 +206,13 @@ add_bias (float *y, const float *b, int N, int n, int ld)
       y[(gsize) i * ld + o] += b[o];
 }
 
+/* lt_compute_gemm_rows' expansion of a quantized weight (@user: its LtQKWeight) */
+static void
+expand_qk (void *user, int r0, int n, float *dst)
+{
+  lt_qk_expand_rows (user, r0, n, dst);
+}
+
 /* y (N, n_out) = x (N, n_in) · Ŵᵀ (+ b (n_out)), Ŵ = @w (n_out rows). */
 static void
 quant_forward (const LtQKWeight *w, const float *x, int N, float *y, const float *b,
@@ -219,10 +226,18 @@ quant_forward (const LtQKWeight *w, const float *x, int N, float *y, const float
   /* few tokens (decode): lt-quant's fused expand-and-dot path, which reads only the packed
    * codes and runs on the calling thread unless OpenMP waits passively (measured several
    * times faster than row blocks of tiny sgemm calls, see bench-quant-quality --speed) */
+  if (N > lt_qk_fused_max_m && lt_compute_get_dtype () == LT_COMPUTE_BF16)
+    {
+      /* bf16 compute: lt-compute expands tiles of Ŵ on every thread and rounds x once per
+       * tile (lt_qk_forward is f32) */
+      lt_compute_gemm_rows (LT_TRANS, N, n_out, n_in, 1.0f, x, n_in, expand_qk, (void *) w,
+                            0.0f, y, n_out);
+      if (b)
+        add_bias (y, b, N, n_out, n_out);
+      return;
+    }
   nt = N <= lt_qk_fused_max_m ? 1 : one_pool_threads ((double) N * n_out * n_in);
-  /* bf16 compute: the tiles below, rounded to bf16 by lt-compute (lt_qk_forward is f32) */
-  if ((nt > 1 && n_out >= 2 * nt)
-      || (N > lt_qk_fused_max_m && lt_compute_get_dtype () == LT_COMPUTE_BF16))
+  if (nt > 1 && n_out >= 2 * nt)
     {
       /* one pool: each OpenMP thread expands its own block of rows of Ŵ and runs a
        * single-threaded sgemm on it; blocks are about four per thread, 16 to 256 rows */
@@ -333,6 +348,16 @@ lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx
       kdtype_of (lin->weight->dtype, &kd);
       lt_compute_gemm_w (LT_NO_TRANS, N, n_in, n_out, 1.0f, dy, n_out, lin->weight->data, kd,
                          n_in, accumulate ? 1.0f : 0.0f, dx, n_in);
+      return;
+    }
+  if (lin->kind == LT_LINEAR_QUANTIZED && N > lt_qk_fused_max_m
+      && lt_compute_get_dtype () == LT_COMPUTE_BF16)
+    {
+      /* bf16 products: dx (N, n_in) (+)= dy · Ŵ, tiles of Ŵ expanded by lt-compute */
+      LtQKWeight view;
+      lt_quant_tensor_get_weight (lin->quant, &view);
+      lt_compute_gemm_rows (LT_NO_TRANS, N, n_in, n_out, 1.0f, dy, n_out, expand_qk, &view,
+                            accumulate ? 1.0f : 0.0f, dx, n_in);
       return;
     }
   nt = one_pool_threads ((double) N * n_out * n_in);

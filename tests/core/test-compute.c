@@ -81,6 +81,83 @@ test_f32_is_cblas (void)
       }
 }
 
+/* lt_compute_gemm_rows: a weight given by a row-expansion callback (a quantized layer's), both
+ * transpositions, alpha/beta, strided X and Y, a weight of 1.1 Mi values (two tiles: the
+ * second short), in f32 and in bf16: against the double references with the tolerance of
+ * check_bf16_sgemm; in bf16 the result differs from f32 (it does round). */
+typedef struct
+{
+  const float *w;
+  int wc;
+  int calls;
+} RowsSource;
+
+static void
+expand_rows_cb (void *user, int r0, int n, float *dst)
+{
+  RowsSource *src = user;
+  memcpy (dst, src->w + (size_t) r0 * src->wc, (size_t) n * src->wc * sizeof (float));
+  __atomic_add_fetch (&src->calls, 1, __ATOMIC_RELAXED);
+}
+
+static void
+test_gemm_rows (void)
+{
+  const int M = 6, wr = 1100, wc = 1000;
+  const float alpha = 0.75f, beta = 0.5f;
+  g_autofree float *W = g_new (float, (size_t) wr * wc);
+  fill (W, (size_t) wr * wc, 51);
+  for (int tw = 0; tw < 2; tw++)
+    {
+      /* op(W) (K, N): W (N, K) transposed, or W (K, N) */
+      int N = tw ? wr : wc, K = tw ? wc : wr;
+      int ldx = K + 1, ldy = N + 2;
+      g_autofree float *X = g_new (float, (size_t) M * ldx);
+      g_autofree float *Y0 = g_new (float, (size_t) M * ldy);
+      g_autofree float *Y32 = g_new (float, (size_t) M * ldy);
+      g_autofree float *Y16 = g_new (float, (size_t) M * ldy);
+      g_autofree float *R16 = g_new (float, (size_t) M * ldy);
+      double worst_f32 = 0.0;
+      fill (X, (size_t) M * ldx, 52 + tw);
+      fill (Y0, (size_t) M * ldy, 54);
+      memcpy (Y32, Y0, (size_t) M * ldy * sizeof (float));
+      memcpy (Y16, Y0, (size_t) M * ldy * sizeof (float));
+      memcpy (R16, Y0, (size_t) M * ldy * sizeof (float));
+      RowsSource src = { W, wc, 0 };
+      lt_compute_set_dtype (LT_COMPUTE_F32);
+      lt_compute_gemm_rows (tw, M, N, K, alpha, X, ldx, expand_rows_cb, &src, beta, Y32, ldy);
+      g_assert_cmpint (src.calls, >=, 2); /* two tiles at least */
+      lt_compute_set_dtype (LT_COMPUTE_BF16);
+      lt_compute_gemm_rows (tw, M, N, K, alpha, X, ldx, expand_rows_cb, &src, beta, Y16, ldy);
+      lt_compute_set_dtype (LT_COMPUTE_F32);
+      lt_compute_sgemm_bf16_ref (LT_NO_TRANS, tw, M, N, K, alpha, X, ldx, W, wc, beta, R16, ldy);
+      for (int m = 0; m < M; m++)
+        {
+          for (int n = 0; n < N; n++)
+            {
+              size_t i = (size_t) m * ldy + n;
+              double s = 0.0, s32 = 0.0, ref32 = 0.0;
+              for (int k = 0; k < K; k++)
+                {
+                  double a = X[(size_t) m * ldx + k];
+                  double b = tw ? W[(size_t) n * wc + k] : W[(size_t) k * wc + n];
+                  ref32 += a * b;
+                  s32 += fabs (a * b);
+                }
+              s = fabs (alpha) * abs_sum (LT_NO_TRANS, tw, K, X, ldx, W, wc, m, n);
+              ref32 = alpha * ref32 + beta * (double) Y0[i];
+              s32 *= fabs (alpha);
+              g_assert_cmpfloat (fabs (Y32[i] - ref32), <=, 2e-6 * K * s32 + 1e-6);
+              g_assert_cmpfloat (fabs ((double) Y16[i] - R16[i]), <=, 2e-6 * K * s + 1e-6);
+              worst_f32 = MAX (worst_f32, fabs ((double) Y16[i] - ref32) / (s32 + 1e-30));
+            }
+          for (int n = N; n < ldy; n++) /* the padding is never written */
+            g_assert_cmpfloat (Y16[(size_t) m * ldy + n], ==, Y0[(size_t) m * ldy + n]);
+        }
+      g_assert_cmpfloat (worst_f32, >, 1e-5);
+    }
+}
+
 /* Under the bf16 dtype, LoRA's rank-r products run in f32 (lt_compute_sgemm_f32): a layer's
  * saved xa = x·A and its gradients dB = scale·xaᵀ·dy, dA = xᵀ·(scale·dy·Bᵀ) equal the cblas
  * products bit for bit, while the base product is the bf16 one (it differs from f32). */
@@ -634,6 +711,7 @@ main (int argc, char **argv)
     { "bf16-sgemm", test_bf16_sgemm },   { "bf16-weight-gemm", test_bf16_weight_gemm },
     { "bf16-backward", test_bf16_backward }, { "bf16-tiles", test_bf16_tiles },
     { "bf16-threads", test_bf16_threads }, { "lora-products-f32", test_lora_products_f32 },
+    { "gemm-rows", test_gemm_rows },
   };
   static const char *const engines[] = { "emulated", "onednn-f32", "onednn" };
   static Job jobs[G_N_ELEMENTS (engines) * (G_N_ELEMENTS (funcs) + G_N_ELEMENTS (cases))];

@@ -387,7 +387,7 @@ typedef struct
   size_t bytes;
 } Buf;
 
-enum { N_BUFS = 4 };
+enum { N_BUFS = 5 }; /* 0 X, 1 W tile, 2 a row, 3 scratchpad, 4 expanded tile */
 
 /* Each thread's buffers hang off a key whose destructor frees them when the thread ends (an
  * OpenMP pool thread that exits would otherwise leak what a __thread array held). */
@@ -836,6 +836,48 @@ lt_compute_gemm_w (LtTrans tw, int M, int N, int K, float alpha, const float *X,
                    const void *W, LtKDType wdtype, int ldw, float beta, float *Y, int ldy)
 {
   gemm_w_as (lt_compute_get_dtype (), tw, M, N, K, alpha, X, ldx, W, wdtype, ldw, beta, Y, ldy);
+}
+
+/* lt_compute_gemm_rows' tiles: values of the weight expanded at once */
+#define EXPAND_TILE_ELEMS ((size_t) 1 << 20)
+
+void
+lt_compute_gemm_rows (LtTrans tw, int M, int N, int K, float alpha, const float *X, int ldx,
+                      LtComputeExpandFn expand, void *user, float beta, float *Y, int ldy)
+{
+  LtComputeDType d = lt_compute_get_dtype ();
+  /* W stored (wr, wc): (N, K) when transposed, (K, N) otherwise; tiles are rows of W */
+  int wr = tw ? N : K, wc = tw ? K : N;
+  int rows;
+  float *tile;
+
+  if (M <= 0 || N <= 0)
+    return;
+  if (K <= 0)
+    {
+      gemm_w_as (d, tw, M, N, K, alpha, X, ldx, NULL, LT_KDTYPE_F32, wc, beta, Y, ldy);
+      return;
+    }
+  rows = (int) (EXPAND_TILE_ELEMS / (size_t) wc);
+  rows = rows < 1 ? 1 : rows > wr ? wr : rows;
+  tile = buf_get (4, (size_t) rows * wc * sizeof (float));
+  if (tile == NULL)
+    abort ();
+  for (int r0 = 0; r0 < wr; r0 += rows)
+    {
+      int r = wr - r0 < rows ? wr - r0 : rows;
+      int chunk = (r + 63) / 64;
+      /* every thread expands chunks of the tile's rows */
+#pragma omp parallel for schedule(dynamic, 1) if (convert_parallel (r, wc))
+      for (int c0 = 0; c0 < r; c0 += chunk)
+        expand (user, r0 + c0, r - c0 < chunk ? r - c0 : chunk, tile + (size_t) c0 * wc);
+      if (tw) /* Y[:, r0 : r0 + r] = X · tileᵀ */
+        gemm_w_as (d, LT_TRANS, M, r, K, alpha, X, ldx, tile, LT_KDTYPE_F32, K, beta, Y + r0,
+                   ldy);
+      else /* Y (+)= X[:, r0 : r0 + r] · tile */
+        gemm_w_as (d, LT_NO_TRANS, M, N, r, alpha, X + r0, ldx, tile, LT_KDTYPE_F32, N,
+                   r0 == 0 ? beta : 1.0f, Y, ldy);
+    }
 }
 
 void

@@ -107,6 +107,19 @@ void lt_compute_sgemm_f32 (LtTrans ta, LtTrans tb, int M, int N, int K, float al
 void lt_compute_gemm_w (LtTrans tw, int M, int N, int K, float alpha, const float *X, int ldx,
                         const void *W, LtKDType wdtype, int ldw, float beta, float *Y, int ldy);
 
+/* Rows [r0, r0 + n) of a weight, expanded to f32 into @dst (n rows of the weight's width);
+ * called from several threads at once for disjoint rows. */
+typedef void (*LtComputeExpandFn) (void *user, int r0, int n, float *dst);
+
+/* lt_compute_gemm_w for a weight given by @expand (a quantized one): W stored (N, K) when @tw
+ * is LT_TRANS (the forward), (K, N) otherwise (the input gradient). The weight is expanded a
+ * tile of rows at a time (at most 1 Mi values, 4 MiB) by every thread into a reused per-thread
+ * buffer, and each tile is one lt_compute_gemm_w product: the bf16 path rounds the operand X
+ * once per tile, not once per block of rows as products over small row blocks would. F32
+ * backend: the same tiles through cblas_sgemm. */
+void lt_compute_gemm_rows (LtTrans tw, int M, int N, int K, float alpha, const float *X, int ldx,
+                           LtComputeExpandFn expand, void *user, float beta, float *Y, int ldy);
+
 /* Plain reference for the BF16 backend: double accumulation of bf16-rounded operands. */
 void lt_compute_sgemm_bf16_ref (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
                                 const float *A, int lda, const float *B, int ldb, float beta,
