@@ -1342,6 +1342,9 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
   }
 
   tr.total_steps = lt_trainer_total_steps (cfg, tr.train); /* packed epochs: lt-trainer-batch */
+  if (cfg->packing)
+    trainer_log (&tr, "packing: micro-batches of consecutive examples up to %" G_GINT64_FORMAT
+                 " tokens", lt_trainer_batch_budget (cfg));
 
   if (resume)
     {
