@@ -47,6 +47,7 @@ struct _LatheRunSettings
   double beta;
   guint dpo_loss_type;
   guint compute_dtype;
+  gboolean packing;
   int steps_per_report;
   int steps_per_eval;
   int save_every;
@@ -103,6 +104,7 @@ enum {
   PROP_STEPS_PER_SAMPLE,
   PROP_QAT_MODE,
   PROP_COMPUTE_DTYPE,
+  PROP_PACKING,
   N_PROPS
 };
 
@@ -295,6 +297,7 @@ lathe_run_settings_get_property (GObject    *object,
     case PROP_MAX_SEQ_LENGTH: g_value_set_int (value, self->max_seq_length); break;
     case PROP_MASK_PROMPT: g_value_set_boolean (value, self->mask_prompt); break;
     case PROP_GRAD_CHECKPOINT: g_value_set_boolean (value, self->grad_checkpoint); break;
+    case PROP_PACKING: g_value_set_boolean (value, self->packing); break;
     case PROP_SEED: g_value_set_int64 (value, self->seed); break;
     case PROP_OPTIMIZER: g_value_set_uint (value, self->optimizer); break;
     case PROP_BETA: g_value_set_double (value, self->beta); break;
@@ -398,6 +401,9 @@ lathe_run_settings_set_property (GObject      *object,
       break;
     case PROP_GRAD_CHECKPOINT:
       set_boolean (self, prop_id, &self->grad_checkpoint, g_value_get_boolean (value));
+      break;
+    case PROP_PACKING:
+      set_boolean (self, prop_id, &self->packing, g_value_get_boolean (value));
       break;
     case PROP_SEED:
       set_int64 (self, prop_id, &self->seed, g_value_get_int64 (value));
@@ -544,6 +550,7 @@ lathe_run_settings_class_init (LatheRunSettingsClass *klass)
     properties[PROP_STEPS_PER_SAMPLE] = int_param ("steps-per-sample", d->steps_per_sample);
     properties[PROP_QAT_MODE] = enum_param ("qat-mode", MAX (d->qat_mode, 0));
     properties[PROP_COMPUTE_DTYPE] = enum_param ("compute-dtype", d->compute_dtype);
+    properties[PROP_PACKING] = boolean_param ("packing", d->packing);
   }
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -712,6 +719,7 @@ lathe_run_settings_dup_config (LatheRunSettings *self)
   cfg->max_seq_length = self->max_seq_length;
   cfg->mask_prompt = self->mask_prompt;
   cfg->grad_checkpoint = self->grad_checkpoint;
+  cfg->packing = self->packing;
   cfg->seed = self->seed;
   cfg->optimizer = (LtOptimizerKind) self->optimizer;
   cfg->beta = self->beta;
@@ -793,6 +801,7 @@ lathe_run_settings_set_config (LatheRunSettings  *self,
   set_int (self, PROP_MAX_SEQ_LENGTH, &self->max_seq_length, cfg->max_seq_length);
   set_boolean (self, PROP_MASK_PROMPT, &self->mask_prompt, cfg->mask_prompt);
   set_boolean (self, PROP_GRAD_CHECKPOINT, &self->grad_checkpoint, cfg->grad_checkpoint);
+  set_boolean (self, PROP_PACKING, &self->packing, cfg->packing);
   set_int64 (self, PROP_SEED, &self->seed, cfg->seed);
   set_uint_enum (self, PROP_OPTIMIZER, &self->optimizer, cfg->optimizer);
   set_double (self, PROP_BETA, &self->beta, cfg->beta);

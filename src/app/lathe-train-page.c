@@ -14,6 +14,7 @@
 #include "lathe-combo.h"
 #include "lathe-hub-dialog.h"
 #include "lathe-recipe.h"
+#include "lathe-spin-format.h"
 #include "lathe-train-checks.h"
 
 #include <json-glib/json-glib.h>
@@ -44,7 +45,7 @@ struct _RowInfo
   X (grad_checkpoint_row) X (seed_row) X (optimizer_row) X (beta_row) X (dpo_loss_type_row) \
   X (steps_per_report_row) X (steps_per_eval_row) X (save_every_row) X (qat_enable_row) \
   X (qat_bits_row) X (qat_group_size_row) X (qat_start_step_row) X (qat_interval_row) \
-  X (sample_prompts_row) X (steps_per_sample_row) X (memory_row) X (qat_mode_row)
+  X (sample_prompts_row) X (steps_per_sample_row) X (memory_row) X (qat_mode_row) X (packing_row)
 #define DECLARE_ROW(name) AdwActionRow *name;
 
 struct _LatheTrainPage
@@ -511,39 +512,6 @@ bind_is (LatheTrainPage *self,
   g_object_bind_property_full (self->settings, property, target, target_property,
                                G_BINDING_SYNC_CREATE, is_value_transform, NULL,
                                GUINT_TO_POINTER (value), NULL);
-}
-
-/* The learning rate is shown as 1e-05 rather than 0.00001000. */
-static gboolean
-learning_rate_output_cb (GtkSpinButton *spin)
-{
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-  double value = gtk_adjustment_get_value (gtk_spin_button_get_adjustment (spin));
-
-  g_ascii_formatd (buf, sizeof buf, "%g", value);
-  if (g_strcmp0 (gtk_editable_get_text (GTK_EDITABLE (spin)), buf) != 0)
-    gtk_editable_set_text (GTK_EDITABLE (spin), buf);
-  return TRUE;
-}
-
-static int
-learning_rate_input_cb (GtkSpinButton *spin,
-                        double        *new_value)
-{
-  const char *text = gtk_editable_get_text (GTK_EDITABLE (spin));
-  char *end = NULL;
-  double value;
-
-  value = g_ascii_strtod (text, &end);
-  if (end == text)
-    return GTK_INPUT_ERROR;
-  while (g_ascii_isspace (*end))
-    end++;
-  if (*end != '\0')
-    return GTK_INPUT_ERROR;
-
-  *new_value = value;
-  return TRUE;
 }
 
 static void
@@ -1348,9 +1316,12 @@ lathe_train_page_class_init (LatheTrainPageClass *klass)
   BIND_ROW (stop_button)
   BIND_ROW (export_button)
   BIND_ROW (monitor)
-  gtk_widget_class_bind_template_callback (widget_class, learning_rate_input_cb);
+  /* the learning rate is shown as 1e-05 rather than 0.00001000 */
+  gtk_widget_class_bind_template_callback_full (widget_class, "learning_rate_input_cb",
+                                                G_CALLBACK (lathe_spin_format_g_input));
   gtk_widget_class_bind_template_callback (widget_class, export_clicked_cb);
-  gtk_widget_class_bind_template_callback (widget_class, learning_rate_output_cb);
+  gtk_widget_class_bind_template_callback_full (widget_class, "learning_rate_output_cb",
+                                                G_CALLBACK (lathe_spin_format_g_output));
   gtk_widget_class_bind_template_callback (widget_class, preview_popover_show_cb);
   gtk_widget_class_bind_template_callback (widget_class, leaflet_notify_cb);
   gtk_widget_class_bind_template_callback (widget_class, group_size_selected_cb);
@@ -1405,6 +1376,7 @@ lathe_train_page_init (LatheTrainPage *self)
   add_row (self, self->epochs_row, "epochs", NULL)->fallback = unit;
   add_row (self, self->batch_size_row, "batch_size", NULL);
   add_row (self, self->grad_accum_row, "gradient_accumulation_steps", NULL);
+  add_row (self, self->packing_row, "packing", NULL);
   add_row (self, self->max_seq_length_row, "max_seq_length", NULL);
   add_row (self, self->mask_prompt_row, "mask_prompt", NULL);
   add_row (self, self->grad_checkpoint_row, "grad_checkpoint", NULL);

@@ -246,6 +246,14 @@ lt_memory_estimate_for_data (const LtRunConfig *cfg, const LtConfig *c, gsize n_
   if (n_examples > 0)
     rows = MIN (rows, (guint64) n_examples);
   N = rows * (guint64) T;
+  if (cfg->packing && cfg->train_mode == LT_TRAIN_MODE_SFT)
+    {
+      /* packed micro-batches (lt-trainer-batch): up to batch_size × max_seq_length tokens, and
+       * never more than the whole dataset */
+      N = (guint64) MAX (cfg->batch_size, 1) * (guint64) MAX (cfg->max_seq_length, 1);
+      if (n_examples > 0 && longest_example > 0)
+        N = MIN (N, (guint64) n_examples * (guint64) T);
+    }
   if (cfg->train_mode != LT_TRAIN_MODE_SFT)
     N *= 2;
   out->n_tokens = N;

@@ -38,7 +38,9 @@
  * The tokens per micro-batch (N) are batch × the longest sequence a batch holds: max_seq_length
  * for lt_memory_estimate (full batches, the worst case), or the dataset's longest tokenized
  * example (cut to max_seq_length; a batch is padded to its longest example) for
- * lt_memory_estimate_for_data, which is what a run of that dataset really reaches.
+ * lt_memory_estimate_for_data, which is what a run of that dataset really reaches. With
+ * packing (SFT) a micro-batch is filled up to batch × max_seq_length tokens whatever the
+ * examples' lengths: N is that (for data, at most n_examples × the longest example).
  *
  * ONE measured quantity: every estimate (the Train form, the memory chart's estimate line,
  * `lathe estimate`, metrics.jsonl's mem_estimate_bytes) predicts the peak resident set size of

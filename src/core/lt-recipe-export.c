@@ -399,7 +399,7 @@ write_axolotl (Yaml *y, Run *r)
     y_double (y, "val_set_size", 0.0);
 
   y_int (y, "sequence_len", c->max_seq_length);
-  y_bool (y, "sample_packing", FALSE);
+  y_bool (y, "sample_packing", c->packing); /* multipack: per-sequence attention */
   y_bool (y, "train_on_inputs", !c->mask_prompt);
   y_int (y, "micro_batch_size", c->batch_size);
   y_int (y, "gradient_accumulation_steps", c->gradient_accumulation_steps);
@@ -543,6 +543,11 @@ write_llama_factory (Yaml *y, Run *r)
   y_str (y, "dataset_dir", "DATASET_DIR");
   y_word (y, "template", "default");
   y_int (y, "cutoff_len", c->max_seq_length);
+  /* LLaMA-Factory packs pre-training data unless told; neat_packing keeps attention inside
+   * each example, as Lathe's packing does */
+  y_bool (y, "packing", c->packing);
+  if (c->packing)
+    y_bool (y, "neat_packing", TRUE);
   y_bool (y, "train_on_prompt", !c->mask_prompt);
   y_bool (y, "overwrite_cache", TRUE);
   if (r->valid_file != NULL)
@@ -773,7 +778,7 @@ write_torchtune (Yaml *y, Run *r)
   y_word (y, "source", "json");
   y_str (y, "data_files", r->train_file);
   y_word (y, "split", "train");
-  y_bool (y, "packed", FALSE);
+  y_bool (y, "packed", c->packing); /* PackedDataset: block-causal mask */
   y_close (y);
   y_int (y, "seed", c->seed);
   y_bool (y, "shuffle", c->shuffle);

@@ -158,6 +158,9 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
                cfg->val_batches);
   if (!(cfg->beta > 0.0 && isfinite (cfg->beta)))
     add_issuef (issues, "beta", _("must be greater than 0 (got %g)"), cfg->beta);
+  if (cfg->packing && cfg->train_mode != LT_TRAIN_MODE_SFT)
+    add_issuef (issues, "packing", _("packs SFT examples only: turn it off for %s"),
+               lt_train_mode_to_string (cfg->train_mode));
   if (!(cfg->label_smoothing >= 0.0 && cfg->label_smoothing < 0.5))
     add_issuef (issues, "label_smoothing", _("must be at least 0 and below 0.5 (got %g)"),
                cfg->label_smoothing);

@@ -264,6 +264,9 @@ static const LtRunKeyInfo keys[] = {
        N_("Train on completions only, not on prompts"), mask_prompt),
   ROW ("grad_checkpoint", "grad-checkpoint", LT_RUN_KEY_BOOLEAN, NULL,
        N_("Recompute activations in the backward pass to save memory"), grad_checkpoint),
+  ROW ("packing", "packing", LT_RUN_KEY_BOOLEAN, NULL,
+       N_("Pack short examples into batches of batch_size × max_seq_length tokens (SFT)"),
+       packing),
   ROW ("seed", "seed", LT_RUN_KEY_INT64, "N", N_("Random seed"), seed),
   ROW ("shuffle", "shuffle", LT_RUN_KEY_BOOLEAN, NULL, N_("Shuffle the training data"),
        shuffle),
@@ -378,6 +381,7 @@ lt_run_config_new (void)
   cfg->max_seq_length = 2048;
   cfg->mask_prompt = FALSE;
   cfg->grad_checkpoint = FALSE;
+  cfg->packing = FALSE;
   cfg->seed = 0;
   cfg->shuffle = TRUE;
   cfg->optimizer = LT_OPTIMIZER_ADAM;

@@ -98,6 +98,10 @@ typedef struct
                                 0..3, lt-qat); default symmetric */
   /* precision of the matrix products (appended) */
   LtComputeDTypeChoice compute_dtype; /* "compute_dtype": auto|f32|bf16 (lt-compute.h) */
+  /* sequence packing (appended) */
+  gboolean packing;          /* "packing": a micro-batch takes consecutive examples while their
+                                tokens fit batch_size × max_seq_length (lt-trainer-batch.h);
+                                SFT only, default false */
 } LtRunConfig;
 
 /* One problem with one key, for inline display on the form. */

@@ -4,7 +4,8 @@
  * paths of checkpoints/ and state/) is lt-run-dir's; this file writes state/'s contents.
  *
  * One optimizer step s (numbered from 1) takes gradient_accumulation_steps micro-batches of
- * batch_size examples each, in lt_dataset_epoch_order (shuffle, seed, epoch) order; an epoch's
+ * batch_size examples each (with packing: as many as fit batch_size × max_seq_length tokens,
+ * lt-trainer-batch), in lt_dataset_epoch_order (shuffle, seed, epoch) order; an epoch's
  * last micro-batch may be short. Each micro-batch's loss is the mean cross-entropy over its
  * unmasked predicted tokens, divided by the number of micro-batches, so accumulation over equal
  * micro-batches equals one bigger batch. Then: NaN/Inf check (loss and gradients), global-norm
@@ -47,6 +48,7 @@
 #include "lt-run-check.h"
 #include "lt-safetensors.h"
 #include "lt-tokenizer.h"
+#include "lt-trainer-batch.h"
 #include "lt-trainer.h"
 
 #define STATE_FORMAT 1
@@ -93,8 +95,7 @@ typedef struct
   gint64 fb_calls;           /* lt_model_forward_backward calls on this model */
   guint64 mem_estimate;      /* lt_memory_estimate's total for this run */
 
-  /* padding-free micro-batch buffers */
-  GArray *mb_tokens, *mb_targets, *mb_weights, *mb_lengths;
+  LtMicroBatch mb;           /* padding-free micro-batch buffers */
 
   /* preference training */
   LtModel *ref_model;        /* DPO with full fine-tuning: the frozen base; else NULL */
@@ -682,63 +683,38 @@ ensure_order (Trainer *tr)
   tr->order_epoch = tr->epoch;
 }
 
-/* The next micro-batch of the training order; advances the cursor (and the epoch). */
-static LtBatch *
+/* Lays out the next micro-batch of the training order (lt-trainer-batch) in tr->mb; advances
+ * the cursor (and the epoch). Returns its predicted tokens. */
+static gint64
 next_train_batch (Trainer *tr)
 {
-  gsize n = tr->train->n_examples;
-  int bs;
-  LtBatch *batch;
+  gsize m;
 
-  if (tr->cursor >= n)
+  if (tr->cursor >= tr->train->n_examples)
     {
       tr->epoch++;
       tr->cursor = 0;
     }
   ensure_order (tr);
-  bs = (int) MIN ((gsize) tr->cfg->batch_size, n - tr->cursor);
-  batch = lt_dataset_make_batch (tr->train, tr->order + tr->cursor, bs, tr->cfg->mask_prompt,
-                                 0);
-  tr->cursor += bs;
-  return batch;
+  m = lt_trainer_batch_next (tr->cfg, tr->train, tr->order, tr->cursor);
+  tr->cursor += m;
+  return lt_micro_batch_fill (&tr->mb, tr->train, tr->order + tr->cursor - m, m,
+                              tr->cfg->mask_prompt);
 }
 
-/* Concatenates the rows of @batch by their lengths (padding-free layout). */
-static void
-flatten_batch (Trainer *tr, const LtBatch *batch)
-{
-  g_array_set_size (tr->mb_tokens, 0);
-  g_array_set_size (tr->mb_targets, 0);
-  g_array_set_size (tr->mb_weights, 0);
-  g_array_set_size (tr->mb_lengths, 0);
-  for (int b = 0; b < batch->B; b++)
-    {
-      int len = batch->lengths[b];
-      gsize off = (gsize) b * batch->T;
-
-      if (len <= 0)
-        continue;
-      g_array_append_vals (tr->mb_tokens, batch->inputs + off, len);
-      g_array_append_vals (tr->mb_targets, batch->targets + off, len);
-      g_array_append_vals (tr->mb_weights, batch->weights + off, len);
-      g_array_append_val (tr->mb_lengths, len);
-    }
-}
-
+/* Runs the micro-batch laid out in tr->mb. */
 static gboolean
-run_micro_batch (Trainer *tr, const LtBatch *batch, float loss_scale, double *loss_sum,
-                 GError **error)
+run_micro_batch (Trainer *tr, float loss_scale, double *loss_sum, GError **error)
 {
-  flatten_batch (tr, batch);
   *loss_sum = 0.0;
-  if (tr->mb_lengths->len == 0)
+  if (tr->mb.lengths->len == 0)
     return TRUE;
   tr->fb_calls++;
-  return lt_model_forward_backward (tr->model, (const int32_t *) tr->mb_tokens->data,
-                                    (const int *) tr->mb_lengths->data,
-                                    (int) tr->mb_lengths->len,
-                                    (const int32_t *) tr->mb_targets->data,
-                                    (const float *) tr->mb_weights->data, loss_scale, loss_sum,
+  return lt_model_forward_backward (tr->model, (const int32_t *) tr->mb.tokens->data,
+                                    (const int *) tr->mb.lengths->data,
+                                    (int) tr->mb.lengths->len,
+                                    (const int32_t *) tr->mb.targets->data,
+                                    (const float *) tr->mb.weights->data, loss_scale, loss_sum,
                                     error);
 }
 
@@ -844,39 +820,37 @@ pref_evaluate (Trainer *tr, double *val_loss, GError **error)
   return TRUE;
 }
 
-/* Validation loss: token-weighted mean over val_batches batches of valid.jsonl in file order,
- * no dropout, no update. The gradients it adds (× 0) are cleared. */
+/* Validation loss: token-weighted mean over val_batches micro-batches of valid.jsonl in file
+ * order (packed as training packs), no dropout, no update. The gradients it adds (× 0) are
+ * cleared. */
 static gboolean
 evaluate (Trainer *tr, double *val_loss, GError **error)
 {
   LtDataset *ds = tr->valid;
-  gsize n = ds->n_examples;
-  int bs = tr->cfg->batch_size;
-  gsize n_batches = (n + bs - 1) / bs;
+  gsize n = ds->n_examples, cursor = 0;
   double sum = 0.0;
   gint64 count = 0;
 
   if (tr->cfg->train_mode != LT_TRAIN_MODE_SFT)
     return pref_evaluate (tr, val_loss, error);
-  if (tr->cfg->val_batches >= 0)
-    n_batches = MIN (n_batches, (gsize) tr->cfg->val_batches);
   lt_model_set_training (tr->model, FALSE, 0);
-  for (gsize i = 0; i < n_batches; i++)
+  for (int i = 0; cursor < n && (tr->cfg->val_batches < 0 || i < tr->cfg->val_batches); i++)
     {
-      g_autofree gsize *idx = g_new (gsize, bs);
-      g_autoptr (LtBatch) batch = NULL;
-      int m = (int) MIN ((gsize) bs, n - i * bs);
+      gsize m = lt_trainer_batch_next (tr->cfg, ds, NULL, cursor);
+      g_autofree gsize *idx = g_new (gsize, m);
+      gint64 n_predicted;
       double s = 0.0;
 
-      for (int k = 0; k < m; k++)
-        idx[k] = i * bs + k;
-      batch = lt_dataset_make_batch (ds, idx, m, tr->cfg->mask_prompt, 0);
-      if (batch->n_predicted == 0)
+      for (gsize k = 0; k < m; k++)
+        idx[k] = cursor + k;
+      cursor += m;
+      n_predicted = lt_micro_batch_fill (&tr->mb, ds, idx, m, tr->cfg->mask_prompt);
+      if (n_predicted == 0)
         continue;
-      if (!run_micro_batch (tr, batch, 0.0f, &s, error))
+      if (!run_micro_batch (tr, 0.0f, &s, error))
         return FALSE;
       sum += s;
-      count += batch->n_predicted;
+      count += n_predicted;
     }
   lt_optimizer_zero_grad (tr->opt);
   *val_loss = count > 0 ? sum / count : NAN;
@@ -1062,27 +1036,27 @@ train_step (Trainer *tr, GError **error)
           tokens += pt;
           continue;
         }
-      g_autoptr (LtBatch) batch = next_train_batch (tr);
+      gint64 n_predicted = next_train_batch (tr);
       double loss_sum = 0.0;
       float scale;
 
-      if (batch->n_predicted == 0)
+      if (n_predicted == 0)
         continue;
-      scale = (float) (1.0 / ((double) batch->n_predicted * accum));
+      scale = (float) (1.0 / ((double) n_predicted * accum));
       /* lt-model-train mixes its own count of forward_backward calls (·K) into the dropout
        * seed; a resumed run's model has made fewer calls, so cancel it: the masks then depend
        * on (seed, step, micro-batch) alone. */
       lt_model_set_training (tr->model, TRUE,
                              mix64 (tr->dropout_seed ^ mix64 ((guint64) s * 64 + micro))
                                ^ ((guint64) (tr->fb_calls + 1) * 0x9e3779b97f4a7c15ull));
-      if (!run_micro_batch (tr, batch, scale, &loss_sum, error))
+      if (!run_micro_batch (tr, scale, &loss_sum, error))
         {
           g_prefix_error (error, "step %" G_GINT64_FORMAT ": ", s);
           return FALSE;
         }
-      loss_mean += loss_sum / batch->n_predicted;
+      loss_mean += loss_sum / n_predicted;
       n_counted++;
-      tokens += batch->n_predicted;
+      tokens += n_predicted;
     }
   if (n_counted > 0)
     loss_mean /= accum;
@@ -1288,10 +1262,7 @@ trainer_free (Trainer *tr)
   g_free (tr->order);
   g_free (tr->dir);
   g_clear_pointer (&tr->rd, lt_run_dir_free);
-  g_array_unref (tr->mb_tokens);
-  g_array_unref (tr->mb_targets);
-  g_array_unref (tr->mb_weights);
-  g_array_unref (tr->mb_lengths);
+  lt_micro_batch_clear (&tr->mb);
 }
 
 gboolean
@@ -1300,8 +1271,6 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
 {
   Trainer tr = { 0 };
   gboolean ok = FALSE;
-  gsize micro_per_epoch;
-  int accum;
 
   g_return_val_if_fail (cfg != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
@@ -1333,10 +1302,7 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
   tr.user_data = user_data;
   tr.cancellable = cancellable;
   tr.t_start = g_get_monotonic_time ();
-  tr.mb_tokens = g_array_new (FALSE, FALSE, sizeof (int32_t));
-  tr.mb_targets = g_array_new (FALSE, FALSE, sizeof (int32_t));
-  tr.mb_weights = g_array_new (FALSE, FALSE, sizeof (float));
-  tr.mb_lengths = g_array_new (FALSE, FALSE, sizeof (int));
+  lt_micro_batch_init (&tr.mb);
   tr.dropout_seed = mix64 ((guint64) cfg->seed ^ 0x6c617468652d6470ull);
 
   /* run.json (status running), metrics.jsonl and log.txt: lt-run-dir */
@@ -1375,12 +1341,10 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
       }
   }
 
-  accum = MAX (cfg->gradient_accumulation_steps, 1);
-  micro_per_epoch = (tr.train->n_examples + cfg->batch_size - 1) / cfg->batch_size;
-  if (cfg->epochs > 0)
-    tr.total_steps = ((gint64) cfg->epochs * micro_per_epoch + accum - 1) / accum;
-  else
-    tr.total_steps = cfg->iters;
+  tr.total_steps = lt_trainer_total_steps (cfg, tr.train); /* packed epochs: lt-trainer-batch */
+  if (cfg->packing)
+    trainer_log (&tr, "packing: micro-batches of consecutive examples up to %" G_GINT64_FORMAT
+                 " tokens", lt_trainer_batch_budget (cfg));
 
   if (resume)
     {

@@ -459,6 +459,33 @@ test_command_line (void)
   g_assert_true (g_strv_equal ((const char * const *) parsed, (const char * const *) argv));
 }
 
+/* The packing switch: default off (the core's), carried into the configuration, the
+ * command line and back. */
+static void
+test_packing (void)
+{
+  g_autoptr(LatheRunSettings) settings = lathe_run_settings_new ();
+  g_autoptr(LatheRunSettings) back = lathe_run_settings_new ();
+  g_autoptr(LtRunConfig) cfg = NULL;
+  g_auto(GStrv) argv = NULL;
+  gboolean packing = TRUE;
+
+  g_object_get (settings, "packing", &packing, NULL);
+  g_assert_false (packing);
+  argv = lathe_run_settings_dup_argv (settings);
+  g_assert_false (g_strv_contains ((const char * const *) argv, "--packing"));
+  g_clear_pointer (&argv, g_strfreev);
+
+  g_object_set (settings, "packing", TRUE, NULL);
+  cfg = lathe_run_settings_dup_config (settings);
+  g_assert_true (cfg->packing);
+  argv = lathe_run_settings_dup_argv (settings);
+  g_assert_true (g_strv_contains ((const char * const *) argv, "--packing"));
+  lathe_run_settings_set_config (back, cfg);
+  g_object_get (back, "packing", &packing, NULL);
+  g_assert_true (packing);
+}
+
 static void
 test_finalize (void)
 {
@@ -554,6 +581,7 @@ main (int   argc,
   g_test_add_func ("/run-settings/finalize", test_finalize);
   g_test_add_func ("/run-settings/sample-prompts", test_sample_prompts);
   g_test_add_func ("/run-settings/repo-id", test_repo_id);
+  g_test_add_func ("/run-settings/packing", test_packing);
 
   return g_test_run ();
 }

@@ -45,6 +45,7 @@ static const RowPlace places[] = {
   { "Epochs", "Schedule" },
   { "Batch size", "Schedule" },
   { "Gradient accumulation", "Schedule" },
+  { "Pack short examples", "Schedule" },
   { "Enable QAT", "Quantization-Aware Training" },
   { "Grid", "Quantization-Aware Training" },
   { "Bits", "Quantization-Aware Training" },

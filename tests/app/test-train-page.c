@@ -469,6 +469,54 @@ test_preference_rows (Fixture       *f,
   g_assert_cmpint (cfg->train_mode, ==, LT_TRAIN_MODE_DPO);
 }
 
+/* Issue 14 item 4: the "Pack short examples" row is there, shown and sensitive for SFT, reached
+ * by the keyboard (a focusable switch that the row activates), and it sets the packing key;
+ * for DPO the key's issue shows on the row. */
+static void
+test_packing_row (Fixture       *f,
+                  gconstpointer  data)
+{
+  GtkWidget *packing = row (f, "packing");
+  GtkWidget *sw;
+  g_autoptr(LtRunConfig) cfg = NULL;
+  gboolean on = TRUE, animations = TRUE; /* the switch toggles at once without animations */
+
+  g_assert_nonnull (packing);
+  g_assert_cmpstr (adw_preferences_row_get_title (ADW_PREFERENCES_ROW (packing)), ==,
+                   "Pack short examples");
+  g_assert_nonnull (adw_action_row_get_subtitle (ADW_ACTION_ROW (packing)));
+  g_assert_true (gtk_widget_get_visible (packing));
+  g_assert_true (gtk_widget_is_sensitive (packing));
+  sw = adw_action_row_get_activatable_widget (ADW_ACTION_ROW (packing));
+  g_assert_true (GTK_IS_SWITCH (sw));
+  g_assert_true (gtk_widget_get_focusable (sw));
+  g_assert_true (gtk_list_box_row_get_activatable (GTK_LIST_BOX_ROW (packing)));
+  g_assert_false (gtk_switch_get_active (GTK_SWITCH (sw)));
+
+  /* activating the row (the list's row-activated, what Enter or a click on the row gives)
+   * flips the switch and the setting */
+  g_assert_true (GTK_IS_LIST_BOX (gtk_widget_get_parent (packing)));
+  g_object_get (gtk_settings_get_default (), "gtk-enable-animations", &animations, NULL);
+  g_object_set (gtk_settings_get_default (), "gtk-enable-animations", FALSE, NULL);
+  g_signal_emit_by_name (gtk_widget_get_parent (packing), "row-activated", packing);
+  g_object_set (gtk_settings_get_default (), "gtk-enable-animations", animations, NULL);
+  g_assert_true (gtk_switch_get_active (GTK_SWITCH (sw)));
+  g_object_get (f->settings, "packing", &on, NULL);
+  g_assert_true (on);
+  cfg = lathe_run_settings_dup_config (f->settings);
+  g_assert_true (cfg->packing);
+  assert_row_ok (f, "packing");
+
+  g_object_set (f->settings, "train-mode", (guint) LT_TRAIN_MODE_DPO, NULL);
+  assert_row_error (f, "packing", FALSE);
+  g_object_set (f->settings, "train-mode", (guint) LT_TRAIN_MODE_SFT, NULL);
+  assert_row_ok (f, "packing");
+
+  /* the setting flips the switch back */
+  g_object_set (f->settings, "packing", FALSE, NULL);
+  g_assert_false (gtk_switch_get_active (GTK_SWITCH (sw)));
+}
+
 /* The dataset's first record against the trainer, on the test data's SFT and preference
  * sets (and a file with blank lines before its first record). */
 static void
@@ -776,6 +824,7 @@ main (int   argc,
   ADD ("dataset-check", test_dataset_check);
   ADD ("group-size-choices", test_group_size_choices);
   ADD ("start-new-folder", test_start_new_folder);
+  ADD ("packing-row", test_packing_row);
 #undef ADD
 
   return g_test_run ();

@@ -105,6 +105,18 @@ check("torchtune steps", y["max_steps_per_epoch"] == 120 and y["batch_size"] == 
       and y["gradient_accumulation_steps"] == 2)
 check("torchtune launch line", "tune run --nproc_per_node N qat_lora_finetune_distributed" in out)
 
+# packing: each target's own key, off unless the run packs
+packed = dict(base, packing=True)
+for target, get in (("axolotl", lambda y: y["sample_packing"]),
+                    ("llama-factory", lambda y: (y["packing"], y.get("neat_packing"))),
+                    ("torchtune", lambda y: y["dataset"]["packed"])):
+    rc0, out0, err0 = export(base, target)
+    rc1, out1, err1 = export(packed, target)
+    off, on = get(yaml.safe_load(out0)), get(yaml.safe_load(out1))
+    want_off, want_on = ((False, None), (True, True)) if target == "llama-factory" else (False, True)
+    check(f"{target} packing", rc0 == 0 and rc1 == 0 and off == want_off and on == want_on,
+          f"{off} {on} {err1}")
+
 # errors
 rc, out, err = export(base, "deepspeed")
 check("unknown target refused", rc == 2 and "unknown trainer" in err and out == "", err)

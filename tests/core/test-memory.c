@@ -221,6 +221,35 @@ test_estimate_checkpointing (void)
   g_assert_cmpuint (on.base_weights, ==, off.base_weights);
 }
 
+/* Packing (lt-trainer-batch) fills a micro-batch up to batch × max_seq_length tokens whatever
+ * the examples' lengths: the data-aware estimate counts that many tokens (never more than the
+ * dataset holds), the same as the worst case without data. */
+static void
+test_estimate_packing (void)
+{
+  LtConfig c;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  LtMemoryEstimate full, plain, packed, tiny;
+
+  llama_1b (&c);
+  cfg->max_seq_length = 512;
+  cfg->batch_size = 4;
+  lt_memory_estimate_for_data (cfg, &c, 1000, 40, &plain);
+  g_assert_cmpuint (plain.n_tokens, ==, 4 * 40);
+  cfg->packing = TRUE;
+  lt_memory_estimate (cfg, &c, &full);
+  lt_memory_estimate_for_data (cfg, &c, 1000, 40, &packed);
+  g_assert_cmpuint (packed.n_tokens, ==, 4 * 512);
+  g_assert_cmpuint (packed.total, ==, full.total - (full.workspace - packed.workspace));
+  g_assert_cmpuint (packed.activations, >, plain.activations);
+  lt_memory_estimate_for_data (cfg, &c, 10, 40, &tiny);
+  g_assert_cmpuint (tiny.n_tokens, ==, 10 * 40);
+  /* preference training does not pack */
+  cfg->train_mode = LT_TRAIN_MODE_DPO;
+  lt_memory_estimate_for_data (cfg, &c, 1000, 40, &packed);
+  g_assert_cmpuint (packed.n_tokens, ==, 2 * 4 * 40);
+}
+
 static void
 test_verdict (void)
 {
@@ -586,6 +615,7 @@ main (int argc, char **argv)
   g_test_add_func ("/memory/estimate/monotonic", test_estimate_monotonic);
   g_test_add_func ("/memory/estimate/quantization", test_estimate_quantization);
   g_test_add_func ("/memory/estimate/checkpointing", test_estimate_checkpointing);
+  g_test_add_func ("/memory/estimate/packing", test_estimate_packing);
   g_test_add_func ("/memory/estimate/json", test_estimate_json);
   g_test_add_func ("/memory/verdict", test_verdict);
   g_test_add_func ("/memory/refuse", test_refuse);

@@ -116,6 +116,7 @@ all_changed (void)
   c->steps_per_sample = 25;
   c->sample_max_tokens = 32;
   c->compute_dtype = LT_COMPUTE_DTYPE_BF16;
+  c->packing = TRUE;
   return c;
 }
 

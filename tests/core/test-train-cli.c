@@ -624,6 +624,74 @@ test_train_runs (Fixture *f, gconstpointer unused)
   rm_tree (run2);
 }
 
+/* --packing reaches the run: run.json's config says so, and a packed micro-batch (batch 1 ×
+ * 188 tokens) takes 4 of the fixture's 6 examples (39–48 input tokens each): step 1 trains
+ * more tokens than the longest example, step 2 finishes the epoch (269 tokens, each example
+ * once). Without it a step trains one example. DPO refuses the key by name. */
+static void
+test_packing (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *model = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "models", "llama-f32",
+                                             NULL);
+  g_autofree char *data = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "train", "train.jsonl",
+                                            NULL);
+  g_autofree char *run = g_build_filename (f->dir, "packed", NULL);
+  g_autofree char *run_json = g_build_filename (run, "run.json", NULL);
+  const char *flags[] = { "--packing", "--no-packing" };
+
+  if (skip_without_cli ())
+    return;
+  for (gsize k = 0; k < G_N_ELEMENTS (flags); k++)
+    {
+      g_autofree char *out = NULL, *err = NULL;
+      g_auto (GStrv) lines = NULL;
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      g_autoptr (GError) error = NULL;
+      JsonObject *config;
+      const char *args[] = { "--model", model, "--data", data, "--adapter-path", run,
+                             "--iters", "2", "--batch-size", "1", "--max-seq-length", "188",
+                             "--steps-per-report", "1", "--rank", "4", flags[k], "--json",
+                             NULL };
+      gint64 tokens[2];
+
+      g_assert_cmpint (run_train (args, &out, &err), ==, 0);
+      json_parser_load_from_file (parser, run_json, &error);
+      g_assert_no_error (error);
+      config = json_object_get_object_member (json_node_get_object (json_parser_get_root (parser)),
+                                              "config");
+      g_assert_cmpint (json_object_get_boolean_member (config, "packing"), ==, k == 0);
+      lines = g_strsplit (g_strchomp (out), "\n", -1);
+      g_assert_cmpuint (g_strv_length (lines), ==, 2);
+      for (int i = 0; i < 2; i++)
+        {
+          g_autoptr (JsonParser) p = json_parser_new ();
+          json_parser_load_from_data (p, lines[i], -1, &error);
+          g_assert_no_error (error);
+          tokens[i] = json_object_get_int_member (json_node_get_object (json_parser_get_root (p)),
+                                                  "trained_tokens");
+        }
+      g_test_message ("%s: trained tokens %" G_GINT64_FORMAT ", %" G_GINT64_FORMAT, flags[k],
+                      tokens[0], tokens[1]);
+      if (k == 0)
+        {
+          g_assert_cmpint (tokens[0], >, 48);
+          g_assert_cmpint (tokens[1], ==, 269);
+        }
+      else
+        g_assert_cmpint (tokens[1], <=, 2 * 48);
+      rm_tree (run);
+    }
+  {
+    g_autofree char *out = NULL, *err = NULL;
+    const char *args[] = { "--model", f->model, "--data", f->pref_data, "--train-mode", "dpo",
+                           "--packing", "--dry-run", NULL };
+
+    g_assert_cmpint (run_train (args, &out, &err), ==, 2);
+    assert_one_error_line (err);
+    g_assert_nonnull (strstr (err, "packing: "));
+  }
+}
+
 /* SIGINT: a graceful stop with status 130 and state/ saved; --resume finishes the run. */
 static void
 test_sigint_resume (Fixture *f, gconstpointer unused)
@@ -823,6 +891,7 @@ main (int argc, char **argv)
   ADD ("/train-cli/dry-run-checks-inputs", test_dry_run_checks_inputs);
   ADD ("/train-cli/train-runs", test_train_runs);
   ADD ("/train-cli/sigint-resume", test_sigint_resume);
+  ADD ("/train-cli/packing", test_packing);
 #undef ADD
   return g_test_run ();
 }

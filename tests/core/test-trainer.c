@@ -19,6 +19,7 @@
 #include "lt-run.h"
 #include "lt-safetensors.h"
 #include "lt-tokenizer.h"
+#include "lt-trainer-batch.h"
 #include "lt-trainer.h"
 #include "tests/test-util.h"
 
@@ -449,9 +450,11 @@ assert_losses_equal (GArray *a, GArray *b, double tol)
     }
 }
 
-/* 6 steps straight vs 3, a stop, and a resume: the same losses. */
+/* 6 steps straight vs 3, a stop, and a resume: the same losses. With @packing the
+ * micro-batches are packed (batch 1 × 188 tokens: the six examples' 39–48 input tokens make
+ * micro-batches of 4 and 2 examples) and the stop falls inside the second epoch. */
 static void
-resume_case (Fixture *f, gboolean qat, gboolean use_cancellable)
+resume_case (Fixture *f, gboolean qat, gboolean use_cancellable, gboolean packing)
 {
   g_autofree char *train = fixture_train_text ();
   g_autofree char *data = make_data (f, "data", train, train);
@@ -468,6 +471,12 @@ resume_case (Fixture *f, gboolean qat, gboolean use_cancellable)
   a->save_every = b->save_every = 0;
   if (use_cancellable)
     a->steps_per_report = b->steps_per_report = 2; /* the stop falls between two reports */
+  if (packing)
+    {
+      a->packing = b->packing = TRUE;
+      a->batch_size = b->batch_size = 1;
+      a->max_seq_length = b->max_seq_length = 188;
+    }
   if (qat)
     {
       a->qat_enable = b->qat_enable = TRUE;
@@ -488,6 +497,16 @@ resume_case (Fixture *f, gboolean qat, gboolean use_cancellable)
     g_autoptr (JsonParser) p = json_parser_new ();
     JsonObject *o = read_json_object (p, st);
     g_assert_cmpint (json_object_get_int_member (o, "step"), ==, 3);
+    if (packing)
+      {
+        /* 3 packed micro-batches took more than 3 examples and stopped inside an epoch */
+        gint64 cursor = json_object_get_int_member (o, "cursor");
+        g_test_message ("packed: stopped at epoch %" G_GINT64_FORMAT ", cursor %"
+                        G_GINT64_FORMAT, json_object_get_int_member (o, "epoch"), cursor);
+        g_assert_true (json_object_get_int_member (o, "epoch") > 0 || cursor > 3);
+        g_assert_cmpint (cursor, >, 0);
+        g_assert_cmpint (cursor, <, 6);
+      }
   }
   /* the stopped run's adapter is complete and loadable */
   {
@@ -514,13 +533,19 @@ resume_case (Fixture *f, gboolean qat, gboolean use_cancellable)
 static void
 test_resume (Fixture *f, gconstpointer unused)
 {
-  resume_case (f, FALSE, FALSE);
+  resume_case (f, FALSE, FALSE, FALSE);
 }
 
 static void
 test_resume_qat_cancellable (Fixture *f, gconstpointer unused)
 {
-  resume_case (f, TRUE, TRUE);
+  resume_case (f, TRUE, TRUE, FALSE);
+}
+
+static void
+test_resume_packing (Fixture *f, gconstpointer unused)
+{
+  resume_case (f, FALSE, FALSE, TRUE);
 }
 
 static void
@@ -650,6 +675,359 @@ test_accumulation (Fixture *f, gconstpointer unused)
   lb = run_losses (b, 0, FALSE, &error);
   g_assert_no_error (error);
   assert_losses_equal (la, lb, 1e-5);
+}
+
+/* ---- sequence packing (lt-trainer-batch) ---- */
+
+/* A dataset of @n examples of @len[i] tokens (ids i·1000 + t; the first third a prompt). */
+static LtDataset *
+synthetic_dataset (const int *len, gsize n)
+{
+  LtDataset *ds = g_new0 (LtDataset, 1);
+
+  ds->path = g_strdup ("synthetic");
+  ds->examples = g_new0 (LtExample, n);
+  ds->n_examples = n;
+  for (gsize i = 0; i < n; i++)
+    {
+      ds->examples[i].n = len[i];
+      ds->examples[i].ids = g_new (int32_t, MAX (len[i], 1));
+      for (int t = 0; t < len[i]; t++)
+        ds->examples[i].ids[t] = (int32_t) (i * 1000 + t);
+      ds->examples[i].prompt_len = len[i] / 3;
+      ds->n_tokens += len[i];
+    }
+  return ds;
+}
+
+/* One pass over @order (NULL: file order) by lt_trainer_batch_next: each micro-batch is the
+ * next run of the order (at least one example), within the budget and as long as the budget
+ * allows (packing) or batch_size examples (not); every example exactly once. Returns the
+ * micro-batch count. */
+static gsize
+check_epoch (const LtRunConfig *cfg, const LtDataset *ds, const gsize *order)
+{
+  gsize n = ds->n_examples, cursor = 0, count = 0, max_m = 0;
+  gint64 budget = lt_trainer_batch_budget (cfg);
+  g_autofree int *seen = g_new0 (int, n);
+
+  while (cursor < n)
+    {
+      gsize m = lt_trainer_batch_next (cfg, ds, order, cursor);
+      gint64 used = 0;
+
+      g_assert_cmpuint (m, >=, 1);
+      g_assert_cmpuint (cursor + m, <=, n);
+      for (gsize k = 0; k < m; k++)
+        {
+          gsize i = order != NULL ? order[cursor + k] : cursor + k;
+          seen[i]++;
+          used += lt_trainer_example_tokens (&ds->examples[i]);
+        }
+      if (cfg->packing)
+        {
+          g_assert_true (m == 1 || used <= budget); /* a lone example may exceed it */
+          if (cursor + m < n)
+            {
+              gsize next = order != NULL ? order[cursor + m] : cursor + m;
+              g_assert_cmpint (used + lt_trainer_example_tokens (&ds->examples[next]), >,
+                               budget);
+            }
+        }
+      else
+        g_assert_cmpuint (m, ==, MIN ((gsize) cfg->batch_size, n - cursor));
+      max_m = MAX (max_m, m);
+      cursor += m;
+      count++;
+    }
+  for (gsize i = 0; i < n; i++)
+    g_assert_cmpint (seen[i], ==, 1);
+  g_assert_cmpuint (lt_trainer_batch_next (cfg, ds, order, n), ==, 0);
+  g_assert_cmpuint (lt_trainer_batch_count (cfg, ds, order), ==, count);
+  if (cfg->packing)
+    g_assert_cmpuint (max_m, >, (gsize) cfg->batch_size); /* it did pack */
+  return count;
+}
+
+/* The policy on 400 examples of 1–61 tokens (and one of 300, over the budget), shuffled over
+ * 3 epochs: order kept, budget respected, each example once per epoch; the total steps
+ * (the schedule's) are the epochs' micro-batches over the accumulation. */
+static void
+test_packing_policy (void)
+{
+  g_autoptr (GRand) rand = g_rand_new_with_seed (2026);
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  g_autoptr (LtDataset) ds = NULL;
+  int len[400];
+  gsize packed_micro = 0, plain_micro;
+
+  for (int i = 0; i < 400; i++)
+    len[i] = g_rand_int_range (rand, 1, 62);
+  len[17] = 300;
+  ds = synthetic_dataset (len, 400);
+  cfg->batch_size = 2;
+  cfg->max_seq_length = 64; /* budget 128 tokens */
+  cfg->epochs = 3;
+  cfg->gradient_accumulation_steps = 3;
+  cfg->seed = 11;
+  cfg->shuffle = TRUE;
+
+  plain_micro = check_epoch (cfg, ds, NULL);
+  g_assert_cmpuint (plain_micro, ==, 200);
+  g_assert_cmpint (lt_trainer_total_steps (cfg, ds), ==, (3 * 200 + 2) / 3);
+
+  cfg->packing = TRUE;
+  g_assert_cmpint (lt_trainer_batch_budget (cfg), ==, 128);
+  g_assert_cmpuint (check_epoch (cfg, ds, NULL) * 3, <, plain_micro * 2);
+  for (int e = 0; e < cfg->epochs; e++)
+    {
+      g_autofree gsize *order = lt_dataset_epoch_order (ds, TRUE, (guint64) cfg->seed, e);
+      packed_micro += check_epoch (cfg, ds, order);
+    }
+  g_assert_cmpint (lt_trainer_total_steps (cfg, ds), ==, ((gint64) packed_micro + 2) / 3);
+  cfg->epochs = 0;
+  cfg->iters = 17;
+  g_assert_cmpint (lt_trainer_total_steps (cfg, ds), ==, 17); /* iters count steps */
+
+  /* preference training does not pack: lt-run refuses it, naming the key */
+  {
+    g_autoptr (GError) error = NULL;
+
+    cfg->train_mode = LT_TRAIN_MODE_DPO;
+    g_assert_false (lt_run_config_validate (cfg, FALSE, &error));
+    g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+    g_assert_true (g_str_has_prefix (error->message, "packing: "));
+    g_assert_cmpuint (lt_trainer_batch_next (cfg, ds, NULL, 0), ==, 2);
+  }
+}
+
+/* The padding-free layout equals lt_dataset_make_batch's rows without their padding. */
+static void
+test_packing_layout (void)
+{
+  const int len[] = { 7, 1, 12, 0, 5, 30 };
+  g_autoptr (LtDataset) ds = synthetic_dataset (len, G_N_ELEMENTS (len));
+  const gsize idx[] = { 5, 0, 1, 3, 2, 4 };
+  LtMicroBatch mb;
+
+  lt_micro_batch_init (&mb);
+  for (int mask = 0; mask < 2; mask++)
+    {
+      g_autoptr (LtBatch) b = lt_dataset_make_batch (ds, idx, G_N_ELEMENTS (idx), mask, 0);
+      gint64 n_pred = lt_micro_batch_fill (&mb, ds, idx, G_N_ELEMENTS (idx), mask);
+      guint off = 0, row = 0;
+
+      g_assert_cmpint (n_pred, ==, b->n_predicted);
+      for (int r = 0; r < b->B; r++)
+        {
+          if (b->lengths[r] == 0)
+            continue;
+          g_assert_cmpint (g_array_index (mb.lengths, int, row), ==, b->lengths[r]);
+          for (int t = 0; t < b->lengths[r]; t++)
+            {
+              gsize k = (gsize) r * b->T + t;
+              g_assert_cmpint (g_array_index (mb.tokens, int32_t, off + t), ==, b->inputs[k]);
+              g_assert_cmpint (g_array_index (mb.targets, int32_t, off + t), ==, b->targets[k]);
+              g_assert_cmpfloat (g_array_index (mb.weights, float, off + t), ==, b->weights[k]);
+            }
+          off += b->lengths[r];
+          row++;
+        }
+      g_assert_cmpuint (mb.lengths->len, ==, row);
+      g_assert_cmpuint (mb.tokens->len, ==, off);
+    }
+  lt_micro_batch_clear (&mb);
+}
+
+/* Sets every trainable tensor's gradient of @m to 0, or (@out non-NULL) appends them. */
+static void
+grads (LtModel *m, GArray *out)
+{
+  for (guint i = 0; i < lt_model_get_n_params (m); i++)
+    {
+      const char *name;
+      float *data, *grad;
+      gsize n;
+      gboolean decay;
+
+      lt_model_get_param (m, i, &name, &data, &grad, &n, &decay);
+      if (out != NULL)
+        g_array_append_vals (out, grad, n);
+      else
+        memset (grad, 0, n * sizeof (float));
+    }
+}
+
+static void
+run_mb (LtModel *m, const LtMicroBatch *mb, const float *weights, float scale, double *loss)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (lt_model_forward_backward (m, (const int32_t *) mb->tokens->data,
+                                            (const int *) mb->lengths->data,
+                                            (int) mb->lengths->len,
+                                            (const int32_t *) mb->targets->data,
+                                            weights != NULL ? weights
+                                                            : (const float *) mb->weights->data,
+                                            scale, loss, &error));
+  g_assert_no_error (error);
+}
+
+/* Issue 14 item 4: the losses of a packed micro-batch equal the unpacked run's per example.
+ * The six fixture sentences packed into one micro-batch, on llama-f32 with every weight
+ * trained (f32 products): each example's loss inside the pack (the other examples' loss
+ * weights set to 0) equals its loss run alone within 1e-5 relative, and the pack's gradient
+ * equals the sum of the six examples' gradients within 1e-4 of the largest entry: each
+ * example's attention sees only its own tokens, at positions from 0. */
+static void
+test_packing_losses (Fixture *f, gconstpointer unused)
+{
+  g_autofree char *model = data_path ("models", "llama-f32", NULL);
+  g_autofree char *train = data_path ("train", "train.jsonl", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model, &error);
+  g_autoptr (LtDataset) ds = NULL;
+  g_autoptr (LtModel) m = NULL;
+  g_autoptr (LtRunConfig) cfg = small_config (f, train, "unused");
+  g_autoptr (GArray) g_pack = g_array_new (FALSE, FALSE, sizeof (float));
+  g_autoptr (GArray) g_sum = g_array_new (FALSE, FALSE, sizeof (float));
+  g_autofree gsize *all = NULL;
+  LtAdapterSpec spec;
+  LtMicroBatch pack, one;
+  gsize n, off = 0;
+  double total = 0.0, pack_total = 0.0, gmax = 0.0, gdiff = 0.0;
+
+  g_assert_no_error (error);
+  lt_run_apply_compute_dtype (LT_COMPUTE_DTYPE_F32, NULL);
+  ds = lt_dataset_load (train, tok, NULL, 2048, &error);
+  g_assert_no_error (error);
+  n = ds->n_examples;
+  g_assert_cmpuint (n, ==, 6);
+  m = lt_model_load (model, &error);
+  g_assert_no_error (error);
+  cfg->train_type = LT_TRAIN_TYPE_FULL;
+  lt_adapter_spec_from_config (&spec, cfg);
+  g_assert_true (lt_model_attach_trainable (m, &spec, &error));
+  g_assert_no_error (error);
+  lt_model_set_training (m, FALSE, 0);
+
+  lt_micro_batch_init (&pack);
+  lt_micro_batch_init (&one);
+  all = g_new (gsize, n);
+  for (gsize i = 0; i < n; i++)
+    all[i] = i;
+  lt_micro_batch_fill (&pack, ds, all, n, FALSE);
+  g_assert_cmpuint (pack.lengths->len, ==, n);
+
+  for (gsize i = 0; i < n; i++)
+    {
+      int len = g_array_index (pack.lengths, int, i);
+      g_autofree float *w = g_new0 (float, pack.weights->len);
+      double in_pack = 0.0, alone = 0.0;
+
+      for (int t = 0; t < len; t++)
+        w[off + t] = 1.0f;
+      run_mb (m, &pack, w, 0.0f, &in_pack);
+      lt_micro_batch_fill (&one, ds, &i, 1, FALSE);
+      run_mb (m, &one, NULL, 0.0f, &alone);
+      g_test_message ("example %" G_GSIZE_FORMAT ": %d tokens, loss sum %.9g packed, %.9g "
+                      "alone", i, len, in_pack, alone);
+      g_assert_cmpfloat (fabs (in_pack - alone), <=, 1e-5 * fabs (alone));
+      total += alone;
+      off += len;
+    }
+
+  /* the gradients: the pack's against the sum of the examples' */
+  grads (m, NULL);
+  run_mb (m, &pack, NULL, 1.0f, &pack_total);
+  g_assert_cmpfloat (fabs (pack_total - total), <=, 1e-5 * fabs (total));
+  grads (m, g_pack);
+  grads (m, NULL);
+  for (gsize i = 0; i < n; i++)
+    {
+      double s = 0.0;
+      lt_micro_batch_fill (&one, ds, &i, 1, FALSE);
+      run_mb (m, &one, NULL, 1.0f, &s);
+    }
+  grads (m, g_sum);
+  g_assert_cmpuint (g_pack->len, ==, g_sum->len);
+  for (guint k = 0; k < g_pack->len; k++)
+    {
+      gmax = MAX (gmax, fabs (g_array_index (g_sum, float, k)));
+      gdiff = MAX (gdiff, fabs (g_array_index (g_pack, float, k)
+                                - g_array_index (g_sum, float, k)));
+    }
+  g_test_message ("gradients: %u values, largest %.6g, largest difference %.3g", g_pack->len,
+                  gmax, gdiff);
+  g_assert_cmpfloat (gmax, >, 0.0);
+  g_assert_cmpfloat (gdiff, <=, 1e-4 * gmax);
+  lt_micro_batch_clear (&pack);
+  lt_micro_batch_clear (&one);
+}
+
+/* Equal-length examples: packing 2 examples' tokens per micro-batch (batch 1 × 2(n-1)
+ * tokens) trains exactly as batch 2 unpacked, validation included, and the total steps of
+ * epochs follow the packed micro-batches; run.json records the key. */
+static void
+test_packing_equals_batch (Fixture *f, gconstpointer unused)
+{
+  const char *lines[] = { "the cat sat on a mat", "the dog sat on a log",
+                          "the bat sat on a hat", "the hen sat on a log" };
+  g_autoptr (GString) text = g_string_new (NULL);
+  g_autofree char *data = NULL;
+  g_autoptr (LtRunConfig) a = NULL, b = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) la = NULL, lb = NULL, va = NULL, vb = NULL, ta = NULL, tb = NULL;
+  int n_tokens;
+
+  for (guint i = 0; i < G_N_ELEMENTS (lines); i++)
+    g_string_append_printf (text, "{\"text\": \"%s\"}\n", lines[i]);
+  data = make_data (f, "data", text->str, text->str);
+  {
+    g_autofree char *model = data_path ("models", "llama-f32", NULL);
+    g_autofree char *tpath = g_build_filename (data, "train.jsonl", NULL);
+    g_autoptr (LtTokenizer) tok = lt_tokenizer_new_from_dir (model, &error);
+    g_autoptr (LtDataset) ds = NULL;
+
+    g_assert_no_error (error);
+    ds = lt_dataset_load (tpath, tok, NULL, 2048, &error);
+    g_assert_no_error (error);
+    for (gsize i = 1; i < ds->n_examples; i++)
+      g_assert_cmpint (ds->examples[i].n, ==, ds->examples[0].n);
+    n_tokens = ds->examples[0].n;
+    g_assert_cmpint (n_tokens, >=, 3);
+  }
+
+  a = small_config (f, data, "batch2");
+  b = small_config (f, data, "packed");
+  a->shuffle = b->shuffle = TRUE;
+  a->iters = b->iters = 0;
+  a->epochs = b->epochs = 2; /* 2 micro-batches an epoch: 4 steps */
+  a->max_seq_length = b->max_seq_length = 2 * (n_tokens - 1);
+  a->batch_size = 2;
+  b->batch_size = 1;
+  b->packing = TRUE;
+  la = run_losses (a, 0, FALSE, &error);
+  g_assert_no_error (error);
+  lb = run_losses (b, 0, FALSE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (lb->len, ==, 4);
+  assert_losses_equal (la, lb, 1e-6);
+  va = read_metrics (a->adapter_path, "eval", "val_loss");
+  vb = read_metrics (b->adapter_path, "eval", "val_loss");
+  g_assert_cmpuint (vb->len, >, 0);
+  assert_losses_equal (va, vb, 1e-6);
+  ta = read_metrics (a->adapter_path, "report", "trained_tokens");
+  tb = read_metrics (b->adapter_path, "report", "trained_tokens");
+  assert_losses_equal (ta, tb, 0.0);
+  {
+    g_autofree char *path = g_build_filename (b->adapter_path, "run.json", NULL);
+    g_autoptr (JsonParser) p = json_parser_new ();
+    JsonObject *o = read_json_object (p, path);
+    JsonObject *cfg = json_object_has_member (o, "config")
+                        ? json_object_get_object_member (o, "config") : o;
+    g_assert_true (json_object_get_boolean_member (cfg, "packing"));
+  }
 }
 
 /* PEFT: 6 AdamW steps from a saved initial adapter reproduce torch's losses. */
@@ -1150,6 +1528,11 @@ main (int argc, char **argv)
   ADD ("/trainer/nan-stop", test_nan_stop);
   ADD ("/trainer/qat-schedule", test_qat_schedule);
   ADD ("/trainer/accumulation", test_accumulation);
+  ADD ("/trainer/resume-packing", test_resume_packing);
+  ADD ("/trainer/packing-losses", test_packing_losses);
+  ADD ("/trainer/packing-equals-batch", test_packing_equals_batch);
+  g_test_add_func ("/trainer/packing-policy", test_packing_policy);
+  g_test_add_func ("/trainer/packing-layout", test_packing_layout);
   ADD ("/trainer/tinystories", test_tinystories);
   ADD ("/trainer/samples", test_samples);
   ADD ("/trainer/samples-resume", test_samples_resume);
