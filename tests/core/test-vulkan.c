@@ -17,8 +17,10 @@
  *   - attention: 2e-5 absolute (outputs are convex mixtures of values in [−1, 1]). */
 #include "config.h"
 
+#include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "src/core/kernels/lt-compute.h"
 #include "src/core/kernels/lt-kernels.h"
@@ -829,6 +831,59 @@ test_attention (void)
   g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
 }
 
+/* ---- lathe devices ---- */
+
+static int
+run_cli (const char *args, char **out)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *cmd = g_strdup_printf ("%s devices %s", g_getenv ("LATHE_CLI"), args);
+  int wait_status = 0;
+
+  g_assert_true (g_spawn_command_line_sync (cmd, out, NULL, &wait_status, &error));
+  g_assert_no_error (error);
+  return WIFEXITED (wait_status) ? WEXITSTATUS (wait_status) : -1;
+}
+
+/* `lathe devices --json` lists "cpu" first and then exactly the devices lt-vulkan finds (none
+ * where it is not built); runs with or without a device. */
+static void
+test_cli_devices (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) devs = lt_vulkan_list_devices (&error);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *out = NULL, *help = NULL, *bad = NULL;
+  JsonArray *list;
+  guint n_vk = devs != NULL ? devs->len : 0;
+
+  if (g_getenv ("LATHE_CLI") == NULL)
+    {
+      g_test_skip ("LATHE_CLI is not set (run through meson test)");
+      return;
+    }
+  g_assert_cmpint (run_cli ("--json", &out), ==, 0);
+  g_assert_true (json_parser_load_from_data (parser, out, -1, NULL));
+  list = json_object_get_array_member (json_node_get_object (json_parser_get_root (parser)),
+                                       "devices");
+  g_assert_cmpuint (json_array_get_length (list), ==, 1 + n_vk);
+  g_assert_cmpstr (json_object_get_string_member (json_array_get_object_element (list, 0), "id"),
+                   ==, "cpu");
+  for (guint i = 0; i < n_vk; i++)
+    {
+      JsonObject *d = json_array_get_object_element (list, 1 + i);
+      const LtVulkanDeviceInfo *info = devs->pdata[i];
+      g_autofree char *id = g_strdup_printf ("vulkan:%u", i);
+      g_assert_cmpstr (json_object_get_string_member (d, "id"), ==, id);
+      g_assert_cmpstr (json_object_get_string_member (d, "name"), ==, info->name);
+      g_assert_cmpint (json_object_get_int_member (d, "memory_bytes"), ==,
+                       (gint64) info->device_local_bytes);
+    }
+  g_assert_cmpint (run_cli ("--help", &help), ==, 0);
+  g_assert_nonnull (strstr (help, "--json"));
+  g_assert_cmpint (run_cli ("extra", &bad), ==, 2);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -855,6 +910,7 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan/cross-entropy", test_cross_entropy);
   g_test_add_func ("/vulkan/adamw", test_adamw);
   g_test_add_func ("/vulkan/attention", test_attention);
+  g_test_add_func ("/vulkan/cli-devices", test_cli_devices);
   status = g_test_run ();
   lt_vulkan_free (vk);
   g_free (skip_reason);
