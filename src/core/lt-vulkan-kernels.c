@@ -97,8 +97,9 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
     kernel = LT_VK_GEMM_BF16_BF16;
   else
     return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
-                                  "Vulkan gemm: operand storage A %d / B %d is not handled (f32/f32, "
-                                  "f32/bf16 and bf16/bf16 are)", (int) A->dtype, (int) B->dtype);
+                                  "Vulkan gemm: operand storage A %d / B %d is not handled "
+                                  "(f32/f32, f32/bf16 and bf16/bf16 are)", (int) A->dtype,
+                                  (int) B->dtype);
   if (C->dtype != LT_KDTYPE_F32)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
                                   "Vulkan gemm: the result must be f32");

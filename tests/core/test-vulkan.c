@@ -446,7 +446,8 @@ test_gemm_general (void)
                   double acc = 0.0;
                   for (int k = 0; k < K; k++)
                     acc += (double) elem (A, lda, ta, i, k) * elem (B, ldb, tb, k, j);
-                  ref[(gsize) i * ldc + j] = (float) (alpha * acc + beta * ref[(gsize) i * ldc + j]);
+                  float *r = &ref[(gsize) i * ldc + j];
+                  *r = (float) (alpha * acc + beta * *r);
                 }
           }
         else
