@@ -82,7 +82,7 @@ typedef struct
 
 struct _LtVulkan
 {
-  VkInstance instance;
+  VkInstance instance; /* the process's (get_instance), not owned */
   VkPhysicalDevice phys;
   VkDevice device;
   VkQueue queue;
@@ -143,8 +143,16 @@ vk_error (GError **error, VkResult r, const char *what)
   return FALSE;
 }
 
-static VkInstance
-create_instance (GError **error)
+/* The process's one VkInstance, created on first use and kept for the process's life (as
+ * GLib keeps its type system): listing devices then costs no driver start-up each time, and
+ * the drivers the loader opened stay loaded, so that their own once-allocated state is not
+ * orphaned by an unload (Mesa's lavapipe keeps such state; LeakSanitizer reports it as a leak
+ * in an unknown module once the loader has dlclose()d it). A failure is remembered too. */
+static VkInstance the_instance = VK_NULL_HANDLE;
+static VkResult the_instance_result = VK_SUCCESS;
+
+static gpointer
+create_instance_once (gpointer data)
 {
   VkApplicationInfo app = {
     .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
@@ -156,21 +164,30 @@ create_instance (GError **error)
     .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
     .pApplicationInfo = &app,
   };
-  VkInstance instance = VK_NULL_HANDLE;
-  VkResult r = vkCreateInstance (&ci, NULL, &instance);
+  the_instance_result = vkCreateInstance (&ci, NULL, &the_instance);
+  if (the_instance_result != VK_SUCCESS)
+    the_instance = VK_NULL_HANDLE;
+  return NULL;
+}
 
-  if (r == VK_ERROR_INCOMPATIBLE_DRIVER)
+static VkInstance
+get_instance (GError **error)
+{
+  static GOnce once = G_ONCE_INIT;
+
+  g_once (&once, create_instance_once, NULL);
+  if (the_instance_result == VK_ERROR_INCOMPATIBLE_DRIVER)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
                    "Vulkan: no driver is installed (the loader found no Vulkan 1.1 device)");
       return VK_NULL_HANDLE;
     }
-  if (r != VK_SUCCESS)
+  if (the_instance_result != VK_SUCCESS)
     {
-      vk_error (error, r, "vkCreateInstance");
+      vk_error (error, the_instance_result, "vkCreateInstance");
       return VK_NULL_HANDLE;
     }
-  return instance;
+  return the_instance;
 }
 
 /* The queue family with compute of @phys, or -1. */
@@ -283,17 +300,14 @@ fill_info (LtVulkanDeviceInfo *info, VkPhysicalDevice phys, guint index)
 GPtrArray *
 lt_vulkan_list_devices (GError **error)
 {
-  VkInstance instance = create_instance (error);
+  VkInstance instance = get_instance (error);
   GPtrArray *list;
   GArray *devs;
 
   if (instance == VK_NULL_HANDLE)
     return NULL;
   if ((devs = compute_devices (instance, error)) == NULL)
-    {
-      vkDestroyInstance (instance, NULL);
-      return NULL;
-    }
+    return NULL;
   list = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_device_info_free);
   for (guint i = 0; i < devs->len; i++)
     {
@@ -302,7 +316,6 @@ lt_vulkan_list_devices (GError **error)
       g_ptr_array_add (list, info);
     }
   g_array_unref (devs);
-  vkDestroyInstance (instance, NULL);
   return list;
 }
 
@@ -315,7 +328,7 @@ lt_vulkan_new (guint index, GError **error)
   VkResult r;
 
   g_mutex_init (&vk->lock);
-  if ((vk->instance = create_instance (error)) == VK_NULL_HANDLE)
+  if ((vk->instance = get_instance (error)) == VK_NULL_HANDLE)
     return NULL;
   if ((devs = compute_devices (vk->instance, error)) == NULL)
     return NULL;
@@ -416,8 +429,6 @@ lt_vulkan_free (LtVulkan *vk)
         vkDestroyCommandPool (vk->device, vk->xfer_pool, NULL);
       vkDestroyDevice (vk->device, NULL);
     }
-  if (vk->instance != VK_NULL_HANDLE)
-    vkDestroyInstance (vk->instance, NULL);
   g_free (vk->info.name);
   g_mutex_clear (&vk->lock);
   g_free (vk);
