@@ -350,39 +350,86 @@ lt_vulkan_adamw (LtVulkanStream *s, LtVulkanBuffer *w, LtVulkanBuffer *g, LtVulk
 /* ---- attention ---- */
 
 #define ATT_MAX_D 128
-#define ATT_SHARED_BYTES (16 * ATT_MAX_D * 4 * 3 + 16 * 16 * 4) /* attention-forward.comp */
+/* shared memory of attention-forward.comp and of the larger backward pass (-dq) */
+#define ATT_SHARED_BYTES (16 * ATT_MAX_D * 4 * 3 + 16 * 16 * 4)
+#define ATT_BWD_SHARED_BYTES (16 * ATT_MAX_D * 4 * 2 + 8 * ATT_MAX_D * 4 * 2 + 8 * 16 * 4 \
+                              + 16 * 16 * 4)
 
-gboolean
-lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *q,
-                             LtVulkanBuffer *k, LtVulkanBuffer *v, int n, int S, int H, int KVH,
-                             int D, GError **error)
+static gboolean
+attention_shape (LtVulkanStream *s, const char *what, int n, int S, int H, int KVH, int D,
+                 guint shared, GError **error)
 {
-  struct { guint32 n, S, H, KVH, D; float scale; } pc = {
-    (guint32) n, (guint32) S, (guint32) H, (guint32) KVH, (guint32) D, 1.0f / sqrtf ((float) D)
-  };
-
   if (n < 0 || S < n || H <= 0 || KVH <= 0 || H % KVH != 0 || D <= 0 || D % 2 != 0)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
-                                  "Vulkan attention: bad shape n=%d S=%d H=%d KVH=%d D=%d", n, S,
+                                  "Vulkan %s: bad shape n=%d S=%d H=%d KVH=%d D=%d", what, n, S,
                                   H, KVH, D);
   if (D > ATT_MAX_D)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
-                                  "Vulkan attention: head dim %d > %d is not handled yet", D,
+                                  "Vulkan %s: head dim %d > %d is not handled yet", what, D,
                                   ATT_MAX_D);
-  if (lt_vulkan_stream_max_shared_bytes (s) < ATT_SHARED_BYTES)
+  if (lt_vulkan_stream_max_shared_bytes (s) < shared)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
-                                  "Vulkan attention: the device has %u bytes of shared memory, "
-                                  "the kernel needs %d", lt_vulkan_stream_max_shared_bytes (s),
-                                  ATT_SHARED_BYTES);
+                                  "Vulkan %s: the device has %u bytes of shared memory, the "
+                                  "kernel needs %u", what, lt_vulkan_stream_max_shared_bytes (s),
+                                  shared);
+  return fits_u32 (s, (gsize) MAX ((gsize) n * H, (gsize) S * KVH) * D, what, error);
+}
+
+gboolean
+lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse,
+                             LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v, int n,
+                             int S, int H, int KVH, int D, GError **error)
+{
+  struct { guint32 n, S, H, KVH, D; float scale; guint32 write_lse; } pc = {
+    (guint32) n, (guint32) S, (guint32) H, (guint32) KVH, (guint32) D, 1.0f / sqrtf ((float) D),
+    lse != NULL
+  };
+
+  if (!attention_shape (s, "attention", n, S, H, KVH, D, ATT_SHARED_BYTES, error))
+    return FALSE;
   if (n == 0)
     return TRUE;
   if (!holds (s, out, 0, (gsize) n * H * D, 4, "attention", "out", error)
       || !holds (s, q, 0, (gsize) n * H * D, 4, "attention", "q", error)
       || !holds (s, k, 0, (gsize) S * KVH * D, 4, "attention", "k", error)
       || !holds (s, v, 0, (gsize) S * KVH * D, 4, "attention", "v", error)
-      || !fits_u32 (s, (gsize) MAX (n * H, S * KVH) * D, "attention", error))
+      || (lse != NULL && !holds (s, lse, 0, (gsize) n * H, 4, "attention", "lse", error)))
     return FALSE;
-  LtVulkanBuffer *bufs[] = { out, q, k, v };
-  return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_FORWARD, bufs, 4, &pc, sizeof pc,
+  /* without lse the shader writes none; out stands in for the binding */
+  LtVulkanBuffer *bufs[] = { out, q, k, v, lse != NULL ? lse : out };
+  return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_FORWARD, bufs, 5, &pc, sizeof pc,
                                     ((guint) n + 15) / 16, (guint) H, 1, error);
+}
+
+gboolean
+lt_vulkan_attention_backward (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulkanBuffer *dk,
+                              LtVulkanBuffer *dv, LtVulkanBuffer *q, LtVulkanBuffer *k,
+                              LtVulkanBuffer *v, LtVulkanBuffer *out, LtVulkanBuffer *lse,
+                              LtVulkanBuffer *dout, LtVulkanBuffer *delta, int n, int H, int KVH,
+                              int D, GError **error)
+{
+  struct { guint32 n, H, KVH, D; float scale; } pc = {
+    (guint32) n, (guint32) H, (guint32) KVH, (guint32) D, 1.0f / sqrtf ((float) D)
+  };
+  gsize nq = (gsize) n * H * D, nk = (gsize) n * KVH * D;
+  const char *w = "attention backward";
+
+  if (!attention_shape (s, w, n, n, H, KVH, D, ATT_BWD_SHARED_BYTES, error))
+    return FALSE;
+  if (n == 0)
+    return TRUE;
+  if (!holds (s, dq, 0, nq, 4, w, "dq", error) || !holds (s, dk, 0, nk, 4, w, "dk", error)
+      || !holds (s, dv, 0, nk, 4, w, "dv", error) || !holds (s, q, 0, nq, 4, w, "q", error)
+      || !holds (s, k, 0, nk, 4, w, "k", error) || !holds (s, v, 0, nk, 4, w, "v", error)
+      || !holds (s, out, 0, nq, 4, w, "out", error)
+      || !holds (s, lse, 0, (gsize) n * H, 4, w, "lse", error)
+      || !holds (s, dout, 0, nq, 4, w, "dout", error)
+      || !holds (s, delta, 0, (gsize) n * H, 4, w, "delta", error))
+    return FALSE;
+  LtVulkanBuffer *first[] = { dq, delta, q, k, v, out, lse, dout };
+  LtVulkanBuffer *second[] = { dk, dv, q, k, v, lse, delta, dout };
+  return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DQ, first, 8, &pc, sizeof pc,
+                                    ((guint) n + 15) / 16, (guint) H, 1, error)
+         && lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, second, 8, &pc,
+                                       sizeof pc, ((guint) n + 15) / 16, (guint) KVH, 1, error);
 }

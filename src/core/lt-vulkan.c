@@ -69,7 +69,9 @@ static const struct
   [LT_VK_CE_FORWARD] = { "ce-forward", 5 },
   [LT_VK_CE_BACKWARD] = { "ce-backward", 4 },
   [LT_VK_ADAMW] = { "adamw", 4 },
-  [LT_VK_ATTENTION_FORWARD] = { "attention-forward", 4 },
+  [LT_VK_ATTENTION_FORWARD] = { "attention-forward", 5 },
+  [LT_VK_ATTENTION_BACKWARD_DQ] = { "attention-backward-dq", 8 },
+  [LT_VK_ATTENTION_BACKWARD_DKDV] = { "attention-backward-dkdv", 8 },
 };
 
 typedef struct

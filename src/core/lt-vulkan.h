@@ -209,10 +209,21 @@ gboolean lt_vulkan_adamw (LtVulkanStream *s, LtVulkanBuffer *w, LtVulkanBuffer *
                           GError **error);
 
 /* Causal GQA attention forward (tiled, flash-style), as lt_attention_forward: out (n, H, D),
- * q (n, H, D), k, v (S, KVH, D), S >= n; D even and <= 128. */
-gboolean lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *q,
-                                      LtVulkanBuffer *k, LtVulkanBuffer *v, int n, int S, int H,
-                                      int KVH, int D, GError **error);
+ * q (n, H, D), k, v (S, KVH, D), S >= n; D even and <= 128. @lse (n, H; may be NULL) receives
+ * each row's log-sum-exp of the scaled scores, which the backward needs. */
+gboolean lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse,
+                                      LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
+                                      int n, int S, int H, int KVH, int D, GError **error);
+/* Its backward for one sequence (S = n), as lt_attention_backward but from the forward's
+ * @out and @lse (the probabilities are recomputed, FlashAttention-2's way, never stored):
+ * dq (n, H, D), dk, dv (n, KVH, D) written; @delta (n, H) is scratch. Two dispatches: dq
+ * (owning query rows), then dk and dv (owning keys) — no atomics, deterministic. */
+gboolean lt_vulkan_attention_backward (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulkanBuffer *dk,
+                                       LtVulkanBuffer *dv, LtVulkanBuffer *q, LtVulkanBuffer *k,
+                                       LtVulkanBuffer *v, LtVulkanBuffer *out,
+                                       LtVulkanBuffer *lse, LtVulkanBuffer *dout,
+                                       LtVulkanBuffer *delta, int n, int H, int KVH, int D,
+                                       GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkan, lt_vulkan_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanBuffer, lt_vulkan_buffer_free)

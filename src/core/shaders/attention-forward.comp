@@ -8,7 +8,8 @@
 // every lane folds the tile into its row's running max m, sum l and output o (online
 // softmax), lane tx owning output columns tx, tx + 16, … (D ≤ 128). Shared memory:
 // 16·128·4·3 + 16·16·4 bytes = 25 KiB. Key tiles past the block's last query are skipped.
-// out (n, H, D), q (n, H, D), k (S, KVH, D), v (S, KVH, D).
+// out (n, H, D), q (n, H, D), k (S, KVH, D), v (S, KVH, D); with write_lse, lse (n, H) gets
+// each row's log-sum-exp of the scaled scores (the backward's softmax statistics).
 #version 450
 layout (local_size_x = 16, local_size_y = 16) in;
 
@@ -21,8 +22,9 @@ layout (std430, set = 0, binding = 0) writeonly buffer Out { float o_[]; };
 layout (std430, set = 0, binding = 1) readonly buffer Q { float q[]; };
 layout (std430, set = 0, binding = 2) readonly buffer K { float k[]; };
 layout (std430, set = 0, binding = 3) readonly buffer Vv { float v[]; };
+layout (std430, set = 0, binding = 4) buffer Lse { float lse[]; };
 
-layout (push_constant) uniform Params { uint n, S, H, KVH, D; float scale; } p;
+layout (push_constant) uniform Params { uint n, S, H, KVH, D; float scale; uint write_lse; } p;
 
 shared float Qs[BR][MAXD];
 shared float Ks[BC][MAXD];
@@ -104,10 +106,14 @@ main ()
     }
 
   if (valid)
-    for (uint c = 0u; c < OPT; c++)
-      {
-        const uint d = tx + 16u * c;
-        if (d < p.D)
-          o_[(i * p.H + h) * p.D + d] = acc[c] / l;
-      }
+    {
+      for (uint c = 0u; c < OPT; c++)
+        {
+          const uint d = tx + 16u * c;
+          if (d < p.D)
+            o_[(i * p.H + h) * p.D + d] = acc[c] / l;
+        }
+      if (tx == 0u && p.write_lse != 0u)
+        lse[i * p.H + h] = m + log (l);
+    }
 }
