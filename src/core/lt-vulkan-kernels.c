@@ -268,28 +268,77 @@ lt_vulkan_swiglu_backward (LtVulkanStream *s, LtVulkanBuffer *dg, LtVulkanBuffer
 /* ---- cross-entropy ---- */
 
 gboolean
+lt_vulkan_cross_entropy_forward_chunk (LtVulkanStream *s, LtVulkanBuffer *logits, gsize l_off,
+                                       int ld, LtVulkanBuffer *target, LtVulkanBuffer *weight,
+                                       LtVulkanBuffer *state, LtVulkanBuffer *lse,
+                                       LtVulkanBuffer *loss, int N, int v0, int vc,
+                                       gboolean first, gboolean last, GError **error)
+{
+  struct { guint32 N, vc, ld, v0, l_off, first, last; } pc = {
+    (guint32) N, (guint32) vc, (guint32) ld, (guint32) v0, (guint32) l_off, first != FALSE,
+    last != FALSE
+  };
+  const char *w = "cross-entropy";
+
+  if (N < 0 || vc <= 0 || v0 < 0 || ld < vc)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad shape N=%d v0=%d vc=%d ld=%d", w, N, v0, vc,
+                                  ld);
+  if (!(first && last) && state == NULL)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: several chunks need a state buffer", w);
+  if (N == 0)
+    return TRUE;
+  if (!holds (s, logits, l_off, span (N, vc, ld), 4, w, "logits", error)
+      || !holds (s, target, 0, (gsize) N, 4, w, "target", error)
+      || !holds (s, weight, 0, (gsize) N, 4, w, "weight", error)
+      || (state != NULL && !holds (s, state, 0, (gsize) N * 2, 4, w, "state", error))
+      || !holds (s, lse, 0, (gsize) N, 4, w, "lse", error)
+      || !holds (s, loss, 0, (gsize) N, 4, w, "loss", error)
+      || !fits_u32 (s, l_off + span (N, vc, ld), w, error))
+    return FALSE;
+  /* a single chunk never touches the state: lse stands in for the binding */
+  LtVulkanBuffer *bufs[] = { logits, target, weight, state != NULL ? state : lse, lse, loss };
+  return lt_vulkan_stream_dispatch (s, LT_VK_CE_FORWARD, bufs, 6, &pc, sizeof pc,
+                                    groups_rows (s, N), 1, 1, error);
+}
+
+gboolean
+lt_vulkan_cross_entropy_backward_chunk (LtVulkanStream *s, LtVulkanBuffer *logits, gsize l_off,
+                                        int ld, LtVulkanBuffer *lse, LtVulkanBuffer *target,
+                                        LtVulkanBuffer *scale, int N, int v0, int vc,
+                                        GError **error)
+{
+  struct { guint32 N, vc, ld, v0, l_off; } pc = {
+    (guint32) N, (guint32) vc, (guint32) ld, (guint32) v0, (guint32) l_off
+  };
+  const char *w = "cross-entropy backward";
+
+  if (N < 0 || vc <= 0 || v0 < 0 || ld < vc)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad shape N=%d v0=%d vc=%d ld=%d", w, N, v0, vc,
+                                  ld);
+  if (N == 0)
+    return TRUE;
+  if (!holds (s, logits, l_off, span (N, vc, ld), 4, w, "logits", error)
+      || !holds (s, lse, 0, (gsize) N, 4, w, "lse", error)
+      || !holds (s, target, 0, (gsize) N, 4, w, "target", error)
+      || !holds (s, scale, 0, (gsize) N, 4, w, "scale", error)
+      || !fits_u32 (s, l_off + span (N, vc, ld), w, error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { logits, lse, target, scale };
+  return lt_vulkan_stream_dispatch (s, LT_VK_CE_BACKWARD, bufs, 4, &pc, sizeof pc,
+                                    groups_rows (s, N), 1, 1, error);
+}
+
+gboolean
 lt_vulkan_cross_entropy_forward (LtVulkanStream *s, LtVulkanBuffer *logits, gsize l_off,
                                  LtVulkanBuffer *target, LtVulkanBuffer *weight,
                                  LtVulkanBuffer *lse, LtVulkanBuffer *loss, int N, int V,
                                  GError **error)
 {
-  struct { guint32 N, V, l_off; } pc = { (guint32) N, (guint32) V, (guint32) l_off };
-
-  if (N < 0 || V <= 0)
-    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
-                                  "Vulkan cross-entropy: bad shape N=%d V=%d", N, V);
-  if (N == 0)
-    return TRUE;
-  if (!holds (s, logits, l_off, (gsize) N * V, 4, "cross-entropy", "logits", error)
-      || !holds (s, target, 0, (gsize) N, 4, "cross-entropy", "target", error)
-      || !holds (s, weight, 0, (gsize) N, 4, "cross-entropy", "weight", error)
-      || !holds (s, lse, 0, (gsize) N, 4, "cross-entropy", "lse", error)
-      || !holds (s, loss, 0, (gsize) N, 4, "cross-entropy", "loss", error)
-      || !fits_u32 (s, l_off + (gsize) N * V, "cross-entropy", error))
-    return FALSE;
-  LtVulkanBuffer *bufs[] = { logits, target, weight, lse, loss };
-  return lt_vulkan_stream_dispatch (s, LT_VK_CE_FORWARD, bufs, 5, &pc, sizeof pc,
-                                    groups_rows (s, N), 1, 1, error);
+  return lt_vulkan_cross_entropy_forward_chunk (s, logits, l_off, V, target, weight, NULL, lse,
+                                                loss, N, 0, V, TRUE, TRUE, error);
 }
 
 gboolean
@@ -297,22 +346,52 @@ lt_vulkan_cross_entropy_backward (LtVulkanStream *s, LtVulkanBuffer *logits, gsi
                                   LtVulkanBuffer *lse, LtVulkanBuffer *target,
                                   LtVulkanBuffer *scale, int N, int V, GError **error)
 {
-  struct { guint32 N, V, l_off; } pc = { (guint32) N, (guint32) V, (guint32) l_off };
+  return lt_vulkan_cross_entropy_backward_chunk (s, logits, l_off, V, lse, target, scale, N, 0,
+                                                 V, error);
+}
 
-  if (N < 0 || V <= 0)
+/* ---- residual add, embedding ---- */
+
+gboolean
+lt_vulkan_add (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *x, LtVulkanBuffer *y,
+               gsize n, GError **error)
+{
+  struct { guint32 n; } pc = { (guint32) n };
+
+  if (n == 0)
+    return TRUE;
+  if (!holds (s, out, 0, n, 4, "add", "out", error) || !holds (s, x, 0, n, 4, "add", "x", error)
+      || !holds (s, y, 0, n, 4, "add", "y", error) || !fits_u32 (s, n, "add", error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { out, x, y };
+  return lt_vulkan_stream_dispatch (s, LT_VK_ADD, bufs, 3, &pc, sizeof pc, groups_1d (s, n), 1,
+                                    1, error);
+}
+
+gboolean
+lt_vulkan_embedding (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *table,
+                     LtKDType dtype, LtVulkanBuffer *ids, int N, int C, int V, GError **error)
+{
+  struct { guint32 N, C, V; } pc = { (guint32) N, (guint32) C, (guint32) V };
+
+  if (N < 0 || C <= 0 || V <= 0)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
-                                  "Vulkan cross-entropy backward: bad shape N=%d V=%d", N, V);
+                                  "Vulkan embedding: bad shape N=%d C=%d V=%d", N, C, V);
+  if (dtype != LT_KDTYPE_F32 && dtype != LT_KDTYPE_BF16)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan embedding: the table must be f32 or bf16");
   if (N == 0)
     return TRUE;
-  if (!holds (s, logits, l_off, (gsize) N * V, 4, "cross-entropy backward", "logits", error)
-      || !holds (s, lse, 0, (gsize) N, 4, "cross-entropy backward", "lse", error)
-      || !holds (s, target, 0, (gsize) N, 4, "cross-entropy backward", "target", error)
-      || !holds (s, scale, 0, (gsize) N, 4, "cross-entropy backward", "scale", error)
-      || !fits_u32 (s, l_off + (gsize) N * V, "cross-entropy backward", error))
+  if (!holds (s, out, 0, (gsize) N * C, 4, "embedding", "out", error)
+      || !holds (s, table, 0, (gsize) V * C, kd_bytes (dtype), "embedding", "table", error)
+      || !holds (s, ids, 0, (gsize) N, 4, "embedding", "ids", error)
+      || !fits_u32 (s, MAX ((gsize) N, (gsize) V) * C, "embedding", error))
     return FALSE;
-  LtVulkanBuffer *bufs[] = { logits, lse, target, scale };
-  return lt_vulkan_stream_dispatch (s, LT_VK_CE_BACKWARD, bufs, 4, &pc, sizeof pc,
-                                    groups_rows (s, N), 1, 1, error);
+  LtVulkanBuffer *bufs[] = { out, table, ids };
+  return lt_vulkan_stream_dispatch (s, dtype == LT_KDTYPE_BF16 ? LT_VK_EMBEDDING_BF16
+                                                               : LT_VK_EMBEDDING_F32,
+                                    bufs, 3, &pc, sizeof pc, groups_1d (s, (gsize) N * C), 1, 1,
+                                    error);
 }
 
 /* ---- AdamW ---- */

@@ -66,12 +66,15 @@ static const struct
   [LT_VK_ROPE] = { "rope", 3 },
   [LT_VK_SWIGLU_FORWARD] = { "swiglu-forward", 3 },
   [LT_VK_SWIGLU_BACKWARD] = { "swiglu-backward", 5 },
-  [LT_VK_CE_FORWARD] = { "ce-forward", 5 },
+  [LT_VK_CE_FORWARD] = { "ce-forward", 6 },
   [LT_VK_CE_BACKWARD] = { "ce-backward", 4 },
   [LT_VK_ADAMW] = { "adamw", 4 },
   [LT_VK_ATTENTION_FORWARD] = { "attention-forward", 5 },
   [LT_VK_ATTENTION_BACKWARD_DQ] = { "attention-backward-dq", 8 },
   [LT_VK_ATTENTION_BACKWARD_DKDV] = { "attention-backward-dkdv", 8 },
+  [LT_VK_ADD] = { "add", 3 },
+  [LT_VK_EMBEDDING_F32] = { "embedding-f32", 3 },
+  [LT_VK_EMBEDDING_BF16] = { "embedding-bf16", 3 },
 };
 
 typedef struct

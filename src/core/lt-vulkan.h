@@ -191,7 +191,8 @@ gboolean lt_vulkan_swiglu_backward (LtVulkanStream *s, LtVulkanBuffer *dg, LtVul
 /* Softmax cross-entropy over the whole vocabulary: logits (N, V) at element offset @l_off,
  * target (N) int32, weight (N); writes lse (N) and loss (N) = weight·(lse − logit[target])
  * (0 where the weight is 0). The backward turns the logits in place into
- * scale[n]·(softmax − onehot(target)). */
+ * scale[n]·(softmax − onehot(target)). The _chunk forms below do the same one vocabulary
+ * chunk at a time; these are the one-chunk case. */
 gboolean lt_vulkan_cross_entropy_forward (LtVulkanStream *s, LtVulkanBuffer *logits, gsize l_off,
                                           LtVulkanBuffer *target, LtVulkanBuffer *weight,
                                           LtVulkanBuffer *lse, LtVulkanBuffer *loss, int N,
@@ -200,6 +201,32 @@ gboolean lt_vulkan_cross_entropy_backward (LtVulkanStream *s, LtVulkanBuffer *lo
                                            gsize l_off, LtVulkanBuffer *lse,
                                            LtVulkanBuffer *target, LtVulkanBuffer *scale, int N,
                                            int V, GError **error);
+
+/* The LM head's chunked loss, as lt-loss.c: the logits (N, vc) of columns [v0, v0 + vc), row
+ * stride @ld, at element offset @l_off. Forward: call per chunk in vocabulary order, @first
+ * on the first, @last on the last; @state (2N floats) carries the running max and sum between
+ * chunks (and loss the target's logit) until the last writes lse and loss as above. Backward:
+ * per chunk, after the forward's last, the chunk's logits become its dlogits. */
+gboolean lt_vulkan_cross_entropy_forward_chunk (LtVulkanStream *s, LtVulkanBuffer *logits,
+                                                gsize l_off, int ld, LtVulkanBuffer *target,
+                                                LtVulkanBuffer *weight, LtVulkanBuffer *state,
+                                                LtVulkanBuffer *lse, LtVulkanBuffer *loss, int N,
+                                                int v0, int vc, gboolean first, gboolean last,
+                                                GError **error);
+gboolean lt_vulkan_cross_entropy_backward_chunk (LtVulkanStream *s, LtVulkanBuffer *logits,
+                                                 gsize l_off, int ld, LtVulkanBuffer *lse,
+                                                 LtVulkanBuffer *target, LtVulkanBuffer *scale,
+                                                 int N, int v0, int vc, GError **error);
+
+/* out (n) = x + y, the residual connection (out may be x or y). */
+gboolean lt_vulkan_add (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *x,
+                        LtVulkanBuffer *y, gsize n, GError **error);
+
+/* out (N, C) = rows ids (N, int32) of table (V, C) stored @dtype (f32 or bf16, expanded
+ * exactly); an id outside [0, V) gives a row of NaN. */
+gboolean lt_vulkan_embedding (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *table,
+                              LtKDType dtype, LtVulkanBuffer *ids, int N, int C, int V,
+                              GError **error);
 
 /* One AdamW step (PyTorch's, as lt-optimizer.c) over w, g, m, v (n) at step @t (from 1);
  * @weight_decay 0 for parameters exempt from decay. f32 on the device. */

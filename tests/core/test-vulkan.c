@@ -732,6 +732,266 @@ test_cross_entropy (void)
     g_assert_cmpfloat (got[i], ==, 0.0f); /* before the offset: untouched */
 }
 
+/* The LM head's chunked form: three chunks of the vocabulary, each stored as its own (N, vc)
+ * block (as the LM head produces them), against the whole-row references. */
+static void
+test_cross_entropy_chunked (void)
+{
+  enum { N = 5, V = 1000 };
+  const int v0s[] = { 0, 384, 768, V };
+  g_autoptr (GError) error = NULL;
+  g_autofree float *logits = g_new (float, N * V), *blocks = g_new (float, N * V);
+  g_autofree float *got = g_new (float, N * V), *gref = g_new (float, N * V);
+  gint32 target[N] = { 3, 400, 999, 767, 768 };
+  float weight[N] = { 1, 1, 0.5f, 0, 2 }, scale[N] = { 1, 0.5f, 0.25f, 0, 1 };
+  float lse[N], loss[N];
+  double lse_ref[N], e_lse = 0, e_loss = 0, e_grad = 0;
+  g_autoptr (LtVulkanStream) s = NULL;
+
+  REQUIRE_DEVICE ();
+  fill (logits, N * V, 81, -6, 6);
+  lt_logsumexp_ref (lse_ref, logits, N, V);
+  /* blocks: chunk c holds rows of its vc columns, one block after the other */
+  for (int c = 0; c < 3; c++)
+    {
+      int v0 = v0s[c], vc = v0s[c + 1] - v0s[c];
+      for (int n = 0; n < N; n++)
+        memcpy (blocks + (gsize) N * v0 + (gsize) n * vc, logits + (gsize) n * V + v0,
+                sizeof (float) * vc);
+      memcpy (gref + (gsize) N * v0, blocks + (gsize) N * v0, sizeof (float) * N * vc);
+      lt_ce_chunk_grad (gref + (gsize) N * v0, lse_ref, target, scale, N, v0, vc);
+    }
+  g_autoptr (LtVulkanBuffer) bl = upload (blocks, sizeof (float) * N * V);
+  g_autoptr (LtVulkanBuffer) bt = upload (target, sizeof target);
+  g_autoptr (LtVulkanBuffer) bw = upload (weight, sizeof weight);
+  g_autoptr (LtVulkanBuffer) bs = upload (scale, sizeof scale);
+  g_autoptr (LtVulkanBuffer) bst = lt_vulkan_buffer_new (vk, sizeof (float) * 2 * N, &error);
+  g_autoptr (LtVulkanBuffer) blse = lt_vulkan_buffer_new (vk, sizeof lse, &error);
+  g_autoptr (LtVulkanBuffer) bloss = lt_vulkan_buffer_new (vk, sizeof loss, &error);
+  g_assert_no_error (error);
+  s = stream ();
+  for (int c = 0; c < 3; c++)
+    {
+      int v0 = v0s[c], vc = v0s[c + 1] - v0s[c];
+      g_assert_true (lt_vulkan_cross_entropy_forward_chunk (s, bl, (gsize) N * v0, vc, bt, bw, bst,
+                                                            blse, bloss, N, v0, vc, c == 0,
+                                                            c == 2, &error));
+    }
+  for (int c = 0; c < 3; c++)
+    {
+      int v0 = v0s[c], vc = v0s[c + 1] - v0s[c];
+      g_assert_true (lt_vulkan_cross_entropy_backward_chunk (s, bl, (gsize) N * v0, vc, blse, bt,
+                                                             bs, N, v0, vc, &error));
+    }
+  g_assert_no_error (error);
+  run (s);
+  download (blse, lse, sizeof lse);
+  download (bloss, loss, sizeof loss);
+  download (bl, got, sizeof (float) * N * V);
+  for (int n = 0; n < N; n++)
+    {
+      double want = weight[n] != 0 ? weight[n] * (lse_ref[n] - logits[n * V + target[n]]) : 0.0;
+      e_lse = MAX (e_lse, fabs (lse[n] - lse_ref[n]));
+      e_loss = MAX (e_loss, fabs (loss[n] - want));
+    }
+  e_grad = max_abs (got, gref, N * V);
+  g_test_message ("cross-entropy in 3 chunks N=%d V=%d: lse %.3g, loss %.3g, dlogits %.3g "
+                  "(max abs error)", N, V, e_lse, e_loss, e_grad);
+  g_assert_cmpfloat (loss[3], ==, 0.0f);
+  g_assert_cmpfloat (e_lse, <=, 2e-5);
+  g_assert_cmpfloat (e_loss, <=, 2e-5);
+  g_assert_cmpfloat (e_grad, <=, 1e-6);
+
+  /* several chunks without a state buffer are refused */
+  g_assert_false (lt_vulkan_cross_entropy_forward_chunk (s, bl, 0, 384, bt, bw, NULL, blse, bloss,
+                                                         N, 0, 384, TRUE, FALSE, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+}
+
+/* ---- embedding ---- */
+
+static void
+test_embedding (void)
+{
+  enum { N = 9, C = 33, V = 50 };
+  g_autoptr (GError) error = NULL;
+  g_autofree float *table = g_new (float, V * C), *got = g_new (float, N * C);
+  g_autofree guint16 *t16 = g_new (guint16, V * C);
+  gint32 ids[N] = { 0, 49, 7, 7, 23, 50, 1, 48, -1 };
+  g_autoptr (LtVulkanStream) s = NULL;
+
+  REQUIRE_DEVICE ();
+  fill (table, V * C, 110, -1, 1);
+  to_bf16 (t16, table, V * C);
+  g_autoptr (LtVulkanBuffer) bt = upload (table, sizeof (float) * V * C);
+  g_autoptr (LtVulkanBuffer) bt16 = upload (t16, sizeof (guint16) * V * C);
+  g_autoptr (LtVulkanBuffer) bi = upload (ids, sizeof ids);
+  g_autoptr (LtVulkanBuffer) bo = lt_vulkan_buffer_new (vk, sizeof (float) * N * C, &error);
+  g_assert_no_error (error);
+  s = stream ();
+  for (int bf = 0; bf < 2; bf++)
+    {
+      g_assert_true (lt_vulkan_embedding (s, bo, bf ? bt16 : bt,
+                                          bf ? LT_KDTYPE_BF16 : LT_KDTYPE_F32, bi, N, C, V,
+                                          &error));
+      g_assert_no_error (error);
+      run (s);
+      download (bo, got, sizeof (float) * N * C);
+      for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+          {
+            float g = got[n * C + c];
+            if (ids[n] < 0 || ids[n] >= V)
+              g_assert_true (isnan (g));
+            else if (bf)
+              g_assert_cmpfloat (g, ==, lt_compute_round_bf16 (table[ids[n] * C + c]));
+            else
+              g_assert_cmpfloat (g, ==, table[ids[n] * C + c]);
+          }
+    }
+}
+
+/* ---- a whole block in one submit ---- */
+
+/* A Llama block's forward recorded into one stream and submitted once — embedding, RMSNorm,
+ * the q/k/v/o and MLP products on bf16 weights, RoPE, attention, SwiGLU, both residual adds —
+ * against the same block composed from the CPU references. */
+static void
+test_block_forward (void)
+{
+  enum { T = 24, C = 64, H = 4, KVH = 2, D = 16, I = 96, V = 40, P = 32 };
+  const int QD = H * D, KD = KVH * D;
+  g_autoptr (GError) error = NULL;
+  g_autofree float *emb = g_new (float, V * C), *wn1 = g_new (float, C), *wn2 = g_new (float, C);
+  g_autofree float *wq = g_new (float, QD * C), *wk = g_new (float, KD * C);
+  g_autofree float *wv = g_new (float, KD * C), *wo = g_new (float, C * QD);
+  g_autofree float *wg = g_new (float, I * C), *wu = g_new (float, I * C);
+  g_autofree float *wd = g_new (float, C * I), *inv = g_new (float, D / 2);
+  g_autofree float *table = g_new (float, P * D);
+  g_autofree guint16 *q16 = g_new (guint16, QD * C), *k16 = g_new (guint16, KD * C);
+  g_autofree guint16 *v16 = g_new (guint16, KD * C), *o16 = g_new (guint16, C * QD);
+  g_autofree guint16 *g16 = g_new (guint16, I * C), *u16 = g_new (guint16, I * C);
+  g_autofree guint16 *d16 = g_new (guint16, C * I);
+  g_autofree float *x = g_new (float, T * C), *h = g_new (float, T * C);
+  g_autofree float *q = g_new (float, T * QD), *k = g_new (float, T * KD);
+  g_autofree float *v = g_new (float, T * KD), *att = g_new (float, T * QD);
+  g_autofree float *o = g_new (float, T * C), *ga = g_new (float, T * I);
+  g_autofree float *up = g_new (float, T * I), *y = g_new (float, T * C);
+  g_autofree float *got = g_new (float, T * C);
+  gint32 ids[T];
+  int pos[T];
+  g_autoptr (LtVulkanStream) s = NULL;
+  double e;
+
+  REQUIRE_DEVICE ();
+  fill (emb, V * C, 120, -1, 1);
+  fill (wn1, C, 121, 0.5, 1.5);
+  fill (wn2, C, 122, 0.5, 1.5);
+  fill (wq, QD * C, 123, -0.2, 0.2);
+  fill (wk, KD * C, 124, -0.2, 0.2);
+  fill (wv, KD * C, 125, -0.2, 0.2);
+  fill (wo, C * QD, 126, -0.2, 0.2);
+  fill (wg, I * C, 127, -0.2, 0.2);
+  fill (wu, I * C, 128, -0.2, 0.2);
+  fill (wd, C * I, 129, -0.2, 0.2);
+  to_bf16 (q16, wq, QD * C);
+  to_bf16 (k16, wk, KD * C);
+  to_bf16 (v16, wv, KD * C);
+  to_bf16 (o16, wo, C * QD);
+  to_bf16 (g16, wg, I * C);
+  to_bf16 (u16, wu, I * C);
+  to_bf16 (d16, wd, C * I);
+  for (int i = 0; i < D / 2; i++)
+    inv[i] = (float) pow (10000.0, -2.0 * i / D);
+  lt_vulkan_rope_table (table, inv, P, D);
+  for (int t = 0; t < T; t++)
+    {
+      ids[t] = (t * 7 + 3) % V;
+      pos[t] = t;
+    }
+
+  /* the CPU block */
+  for (int t = 0; t < T; t++)
+    memcpy (x + t * C, emb + ids[t] * C, sizeof (float) * C);
+  lt_rmsnorm_forward_ref (h, x, wn1, 1e-5f, T, C);
+  lt_matmul_forward_ref (q, h, q16, LT_KDTYPE_BF16, NULL, T, C, QD);
+  lt_matmul_forward_ref (k, h, k16, LT_KDTYPE_BF16, NULL, T, C, KD);
+  lt_matmul_forward_ref (v, h, v16, LT_KDTYPE_BF16, NULL, T, C, KD);
+  lt_rope_forward_ref (q, pos, inv, T, H, D);
+  lt_rope_forward_ref (k, pos, inv, T, KVH, D);
+  lt_attention_forward_ref (att, q, k, v, T, T, H, KVH, D);
+  lt_matmul_forward_ref (o, att, o16, LT_KDTYPE_BF16, NULL, T, QD, C);
+  lt_add (x, x, o, (gsize) T * C);
+  lt_rmsnorm_forward_ref (h, x, wn2, 1e-5f, T, C);
+  lt_matmul_forward_ref (ga, h, g16, LT_KDTYPE_BF16, NULL, T, C, I);
+  lt_matmul_forward_ref (up, h, u16, LT_KDTYPE_BF16, NULL, T, C, I);
+  lt_swiglu_forward_ref (ga, ga, up, (gsize) T * I);
+  lt_matmul_forward_ref (y, ga, d16, LT_KDTYPE_BF16, NULL, T, I, C);
+  lt_add (y, y, x, (gsize) T * C);
+
+  /* the GPU block: weights uploaded once, the step recorded and submitted once */
+  g_autoptr (LtVulkanBuffer) bemb = upload (emb, sizeof (float) * V * C);
+  g_autoptr (LtVulkanBuffer) bn1 = upload (wn1, sizeof (float) * C);
+  g_autoptr (LtVulkanBuffer) bn2 = upload (wn2, sizeof (float) * C);
+  g_autoptr (LtVulkanBuffer) bwq = upload (q16, sizeof (guint16) * QD * C);
+  g_autoptr (LtVulkanBuffer) bwk = upload (k16, sizeof (guint16) * KD * C);
+  g_autoptr (LtVulkanBuffer) bwv = upload (v16, sizeof (guint16) * KD * C);
+  g_autoptr (LtVulkanBuffer) bwo = upload (o16, sizeof (guint16) * C * QD);
+  g_autoptr (LtVulkanBuffer) bwg = upload (g16, sizeof (guint16) * I * C);
+  g_autoptr (LtVulkanBuffer) bwu = upload (u16, sizeof (guint16) * I * C);
+  g_autoptr (LtVulkanBuffer) bwd = upload (d16, sizeof (guint16) * C * I);
+  g_autoptr (LtVulkanBuffer) btab = upload (table, sizeof (float) * P * D);
+  g_autoptr (LtVulkanBuffer) bids = upload (ids, sizeof ids);
+  g_autoptr (LtVulkanBuffer) bpos = upload (pos, sizeof pos);
+  g_autoptr (LtVulkanBuffer) bx = lt_vulkan_buffer_new (vk, sizeof (float) * T * C, &error);
+  g_autoptr (LtVulkanBuffer) bh = lt_vulkan_buffer_new (vk, sizeof (float) * T * C, &error);
+  g_autoptr (LtVulkanBuffer) bq = lt_vulkan_buffer_new (vk, sizeof (float) * T * QD, &error);
+  g_autoptr (LtVulkanBuffer) bk = lt_vulkan_buffer_new (vk, sizeof (float) * T * KD, &error);
+  g_autoptr (LtVulkanBuffer) bv = lt_vulkan_buffer_new (vk, sizeof (float) * T * KD, &error);
+  g_autoptr (LtVulkanBuffer) ba = lt_vulkan_buffer_new (vk, sizeof (float) * T * QD, &error);
+  g_autoptr (LtVulkanBuffer) bo = lt_vulkan_buffer_new (vk, sizeof (float) * T * C, &error);
+  g_autoptr (LtVulkanBuffer) bg = lt_vulkan_buffer_new (vk, sizeof (float) * T * I, &error);
+  g_autoptr (LtVulkanBuffer) bu = lt_vulkan_buffer_new (vk, sizeof (float) * T * I, &error);
+  g_assert_no_error (error);
+  LtVulkanMatrix mh = { bh, 0, C, LT_KDTYPE_F32 }, ma = { ba, 0, QD, LT_KDTYPE_F32 };
+  LtVulkanMatrix mg = { bg, 0, I, LT_KDTYPE_F32 }, mu = { bu, 0, I, LT_KDTYPE_F32 };
+  LtVulkanMatrix mq = { bq, 0, QD, LT_KDTYPE_F32 }, mk = { bk, 0, KD, LT_KDTYPE_F32 };
+  LtVulkanMatrix mv = { bv, 0, KD, LT_KDTYPE_F32 }, mo = { bo, 0, C, LT_KDTYPE_F32 };
+  LtVulkanMatrix wmq = { bwq, 0, C, LT_KDTYPE_BF16 }, wmk = { bwk, 0, C, LT_KDTYPE_BF16 };
+  LtVulkanMatrix wmv = { bwv, 0, C, LT_KDTYPE_BF16 }, wmo = { bwo, 0, QD, LT_KDTYPE_BF16 };
+  LtVulkanMatrix wmg = { bwg, 0, C, LT_KDTYPE_BF16 }, wmu = { bwu, 0, C, LT_KDTYPE_BF16 };
+  LtVulkanMatrix wmd = { bwd, 0, I, LT_KDTYPE_BF16 };
+  const LtTrans N_ = LT_NO_TRANS, T_ = LT_TRANS;
+  const LtComputeDType F = LT_COMPUTE_F32;
+
+  s = stream ();
+  g_assert_true (lt_vulkan_embedding (s, bx, bemb, LT_KDTYPE_F32, bids, T, C, V, &error));
+  g_assert_true (lt_vulkan_rmsnorm_forward (s, bh, bx, bn1, 1e-5f, T, C, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, QD, C, 1, &mh, &wmq, 0, &mq, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, KD, C, 1, &mh, &wmk, 0, &mk, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, KD, C, 1, &mh, &wmv, 0, &mv, F, &error));
+  g_assert_true (lt_vulkan_rope (s, bq, 0, bpos, btab, P, T, H, D, FALSE, &error));
+  g_assert_true (lt_vulkan_rope (s, bk, 0, bpos, btab, P, T, KVH, D, FALSE, &error));
+  g_assert_true (lt_vulkan_attention_forward (s, ba, NULL, bq, bk, bv, T, T, H, KVH, D, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, C, QD, 1, &ma, &wmo, 0, &mo, F, &error));
+  g_assert_true (lt_vulkan_add (s, bx, bx, bo, (gsize) T * C, &error));
+  g_assert_true (lt_vulkan_rmsnorm_forward (s, bh, bx, bn2, 1e-5f, T, C, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, I, C, 1, &mh, &wmg, 0, &mg, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, I, C, 1, &mh, &wmu, 0, &mu, F, &error));
+  g_assert_true (lt_vulkan_swiglu_forward (s, bg, bg, bu, (gsize) T * I, &error));
+  /* y = a·Wdᵀ, then the second residual */
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, C, I, 1, &mg, &wmd, 0, &mo, F, &error));
+  g_assert_true (lt_vulkan_add (s, bo, bo, bx, (gsize) T * C, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (lt_vulkan_stream_get_n_dispatches (s), ==, 16);
+  run (s);
+  download (bo, got, sizeof (float) * T * C);
+  e = max_rel (got, y, T * C);
+  g_test_message ("one block forward (16 dispatches, one submit) T=%d C=%d H=%d KVH=%d I=%d: "
+                  "max rel error %.3g", T, C, H, KVH, I, e);
+  g_assert_cmpfloat (e, <=, 1e-5);
+}
+
 /* ---- AdamW ---- */
 
 static void
@@ -969,6 +1229,9 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan/rope", test_rope);
   g_test_add_func ("/vulkan/swiglu", test_swiglu);
   g_test_add_func ("/vulkan/cross-entropy", test_cross_entropy);
+  g_test_add_func ("/vulkan/cross-entropy-chunked", test_cross_entropy_chunked);
+  g_test_add_func ("/vulkan/embedding", test_embedding);
+  g_test_add_func ("/vulkan/block-forward", test_block_forward);
   g_test_add_func ("/vulkan/adamw", test_adamw);
   g_test_add_func ("/vulkan/attention", test_attention);
   g_test_add_func ("/vulkan/attention-backward", test_attention_backward);
