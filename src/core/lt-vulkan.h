@@ -12,6 +12,8 @@
  *   LtVulkan        one logical device (opened by its index in lt_vulkan_list_devices) with
  *                   one compute queue. Pipelines are created once per shader, on first use,
  *                   and cached for the device's life (a mutex guards the cache).
+ *                   The VkInstance under them is the process's: created on first use
+ *                   and kept (see lt-vulkan.c).
  *   LtVulkanBuffer  device-local memory, one allocation per buffer (a sub-allocator comes
  *                   with the trainer). Upload / download are synchronous: where the device-
  *                   local memory is also host-visible (lavapipe, integrated GPUs, resizable
@@ -27,8 +29,8 @@
  *                   wait returns. A recording error (e.g. a bad shape) is reported by the
  *                   entry point that met it and also makes submit fail, so a step that
  *                   checks only submit cannot run half-recorded.
- *   Shaders         GLSL files in src/core/shaders (.comp), compiled to SPIR-V by glslc at build
- *                   time and embedded as a GResource; each kernel binds storage buffers
+ *   Shaders         GLSL files in src/core/shaders (.comp), compiled to SPIR-V by glslc at
+ *                   build time and embedded as a GResource; each kernel binds storage buffers
  *                   (set 0, bindings 0…) and takes its sizes as push constants. Only core
  *                   Vulkan 1.1 compute features are used (the portable path, which lavapipe
  *                   runs); cooperative-matrix GEMMs are not written yet.
