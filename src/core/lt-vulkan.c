@@ -122,6 +122,7 @@ struct _LtVulkanStream
   VkFence fence;
   GArray *desc_pools; /* VkDescriptorPool */
   guint cur_pool;
+  guint sets_in_pool; /* sets taken from desc_pools[cur_pool] */
   gboolean recording; /* vkBeginCommandBuffer called */
   gboolean submitted;
   gboolean fence_pending;
@@ -927,6 +928,7 @@ stream_reset (LtVulkanStream *s)
   for (guint i = 0; i < s->desc_pools->len; i++)
     vkResetDescriptorPool (dev, g_array_index (s->desc_pools, VkDescriptorPool, i), 0);
   s->cur_pool = 0;
+  s->sets_in_pool = 0;
   s->recording = FALSE;
   s->submitted = FALSE;
   s->fence_pending = FALSE;
@@ -995,6 +997,13 @@ alloc_set (LtVulkanStream *s, VkDescriptorSetLayout layout, VkDescriptorSet *set
 
   for (;;)
     {
+      /* a pool gives SETS_PER_POOL sets, counted here rather than left to the driver's
+       * VK_ERROR_OUT_OF_POOL_MEMORY (lavapipe never reports it) */
+      if (s->sets_in_pool == SETS_PER_POOL)
+        {
+          s->cur_pool++;
+          s->sets_in_pool = 0;
+        }
       if (s->cur_pool == s->desc_pools->len)
         {
           VkDescriptorPoolSize size = {
@@ -1020,10 +1029,14 @@ alloc_set (LtVulkanStream *s, VkDescriptorSetLayout layout, VkDescriptorSet *set
       };
       r = vkAllocateDescriptorSets (dev, &ai, set);
       if (r == VK_SUCCESS)
-        return TRUE;
-      if (r != VK_ERROR_OUT_OF_POOL_MEMORY && r != VK_ERROR_FRAGMENTED_POOL)
+        {
+          s->sets_in_pool++;
+          return TRUE;
+        }
+      if ((r != VK_ERROR_OUT_OF_POOL_MEMORY && r != VK_ERROR_FRAGMENTED_POOL)
+          || s->sets_in_pool == 0)
         return vk_error (error, r, "vkAllocateDescriptorSets");
-      s->cur_pool++; /* this pool is full: the next one (created when missing) */
+      s->sets_in_pool = SETS_PER_POOL; /* full early: the next pool (created when missing) */
     }
 }
 

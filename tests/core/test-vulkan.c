@@ -264,6 +264,25 @@ test_stream (void)
   /* and the stream records again afterwards */
   g_assert_true (lt_vulkan_rmsnorm_forward (s, bh, bx, bw, 1e-5f, N, C, &error));
   run (s);
+
+  /* more dispatches than one descriptor pool gives (256 sets), each reading the one before:
+   * h = 0, then h += 0.5 three hundred times, in one submit */
+  {
+    enum { REPS = 300 };
+    g_autofree float *half = g_new (float, N * C), *zero = g_new0 (float, N * C);
+    for (int i = 0; i < N * C; i++)
+      half[i] = 0.5f;
+    g_assert_true (lt_vulkan_buffer_upload (bh, 0, zero, sizeof (float) * N * C, &error));
+    g_assert_true (lt_vulkan_buffer_upload (bo, 0, half, sizeof (float) * N * C, &error));
+    for (int r = 0; r < REPS; r++)
+      g_assert_true (lt_vulkan_add (s, bh, bh, bo, (gsize) N * C, &error));
+    g_assert_no_error (error);
+    g_assert_cmpuint (lt_vulkan_stream_get_n_dispatches (s), ==, REPS);
+    run (s);
+    download (bh, got, sizeof (float) * N * C);
+    for (int i = 0; i < N * C; i++)
+      g_assert_cmpfloat (got[i], ==, 0.5f * REPS);
+  }
 }
 
 /* ---- GEMM ---- */
