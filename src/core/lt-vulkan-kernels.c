@@ -93,12 +93,14 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
     kernel = LT_VK_GEMM_F32;
   else if (A->dtype == LT_KDTYPE_F32 && B->dtype == LT_KDTYPE_BF16)
     kernel = LT_VK_GEMM_F32_BF16;
+  else if (A->dtype == LT_KDTYPE_F32 && B->dtype == LT_KDTYPE_F16)
+    kernel = LT_VK_GEMM_F32_F16;
   else if (A->dtype == LT_KDTYPE_BF16 && B->dtype == LT_KDTYPE_BF16)
     kernel = LT_VK_GEMM_BF16_BF16;
   else
     return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
                                   "Vulkan gemm: operand storage A %d / B %d is not handled "
-                                  "(f32/f32, f32/bf16 and bf16/bf16 are)", (int) A->dtype,
+                                  "(f32/f32, f32/bf16, f32/f16 and bf16/bf16 are)", (int) A->dtype,
                                   (int) B->dtype);
   if (C->dtype != LT_KDTYPE_F32)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
@@ -121,7 +123,7 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
     .a_off = (guint32) A->offset, .b_off = (guint32) B->offset, .c_off = (guint32) C->offset,
     .ta = ta == LT_TRANS, .tb = tb == LT_TRANS,
     .round_a = precision == LT_COMPUTE_BF16 && A->dtype == LT_KDTYPE_F32,
-    .round_b = precision == LT_COMPUTE_BF16 && B->dtype == LT_KDTYPE_F32,
+    .round_b = precision == LT_COMPUTE_BF16 && B->dtype != LT_KDTYPE_BF16,
     .alpha = alpha, .beta = beta,
   };
   LtVulkanBuffer *bufs[] = { A->buf, B->buf, C->buf };

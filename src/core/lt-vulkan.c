@@ -60,6 +60,7 @@ static const struct
   [LT_VK_GEMM_F32] = { "gemm-f32", 3 },
   [LT_VK_GEMM_F32_BF16] = { "gemm-f32-bf16", 3 },
   [LT_VK_GEMM_BF16_BF16] = { "gemm-bf16-bf16", 3 },
+  [LT_VK_GEMM_F32_F16] = { "gemm-f32-f16", 3 },
   [LT_VK_RMSNORM_FORWARD] = { "rmsnorm-forward", 3 },
   [LT_VK_RMSNORM_BACKWARD] = { "rmsnorm-backward", 5 },
   [LT_VK_RMSNORM_BACKWARD_DW] = { "rmsnorm-backward-dw", 4 },

@@ -144,7 +144,7 @@ gboolean lt_vulkan_stream_wait (LtVulkanStream *s, GError **error);
  * it cannot (the stream then refuses to submit). Shapes as in lt-kernels.h. ---- */
 
 /* A matrix operand: @buf holds it at element offset @offset with row stride @ld, stored as
- * @dtype (LT_KDTYPE_F32, or LT_KDTYPE_BF16 two per 32-bit word; F16 is not handled yet). */
+ * @dtype (LT_KDTYPE_F32, or LT_KDTYPE_BF16 / LT_KDTYPE_F16 two per 32-bit word). */
 typedef struct
 {
   LtVulkanBuffer *buf;
@@ -154,9 +154,10 @@ typedef struct
 } LtVulkanMatrix;
 
 /* C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C with lt_compute_sgemm's
- * conventions; C is f32; beta == 0 never reads C. Storage pairs: A f32 with B f32 or bf16,
- * or both bf16. @precision LT_COMPUTE_BF16 rounds f32 operands to bf16 at load (bf16 inputs,
- * f32 accumulation, as the CPU's bf16 backend); LT_COMPUTE_F32 uses them as stored. The three
+ * conventions; C is f32; beta == 0 never reads C. Storage pairs: A f32 with B f32, bf16 or
+ * f16, or both bf16. @precision LT_COMPUTE_BF16 rounds operands that are not bf16 to bf16 at
+ * load (bf16 inputs, f32 accumulation, as the CPU's bf16 backend does with f32 and f16
+ * weights); LT_COMPUTE_F32 uses them as stored. The three
  * products of a linear layer's step: y = x·Wᵀ (NO_TRANS, TRANS), dx = dy·W (NO_TRANS,
  * NO_TRANS), dW = dyᵀ·x (TRANS, NO_TRANS). Tiled 64×64 per workgroup. */
 gboolean lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K,

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 
 #include "src/core/kernels/lt-compute.h"
+#include "src/core/kernels/lt-convert.h"
 #include "src/core/kernels/lt-kernels.h"
 #include "src/core/lt-error.h"
 #include "src/core/lt-optimizer.h"
@@ -343,7 +344,8 @@ linear_products (LtKDType wdtype)
   g_autofree float *dw = g_new (float, OUT * IN), *dwref = g_new (float, OUT * IN);
   const void *wstore;
   gsize wbytes;
-  const char *name = wdtype == LT_KDTYPE_BF16 ? "bf16 W" : "f32 W";
+  const char *name = wdtype == LT_KDTYPE_BF16 ? "bf16 W" : wdtype == LT_KDTYPE_F16 ? "f16 W"
+                                                                                  : "f32 W";
 
   fill (x, NT * IN, 10, -1, 1);
   fill (w, OUT * IN, 11, -1, 1);
@@ -352,11 +354,14 @@ linear_products (LtKDType wdtype)
   fill (dw, OUT * IN, 14, -1, 1);
   memcpy (dxref, dx, sizeof (float) * NT * IN);
   memcpy (dwref, dw, sizeof (float) * OUT * IN);
-  to_bf16 (w16, w, OUT * IN);
   if (wdtype == LT_KDTYPE_BF16)
+    to_bf16 (w16, w, OUT * IN);
+  else
+    lt_f32_to_f16_row (w, w16, OUT * IN);
+  if (wdtype != LT_KDTYPE_F32)
     {
       for (int i = 0; i < OUT * IN; i++)
-        wr[i] = lt_compute_round_bf16 (w[i]);
+        wr[i] = wdtype == LT_KDTYPE_BF16 ? lt_compute_round_bf16 (w[i]) : lt_f16_to_f32 (w16[i]);
       wstore = w16;
       wbytes = sizeof (guint16) * OUT * IN;
     }
@@ -402,6 +407,25 @@ linear_products (LtKDType wdtype)
     check_gemm (dw, IN, dwref, IN, LT_TRANS, LT_NO_TRANS, OUT, IN, NT, 1.0f, dy, OUT, x, IN,
                 "dW += dy^T*x");
   }
+
+  /* the forward with the bf16 precision: x and W (as stored) rounded to bf16 at load, as the
+   * CPU's bf16 backend does (lt_compute_sgemm_bf16_ref over W's stored values) */
+  {
+    g_autofree float *xr = g_new (float, NT * IN), *wrr = g_new (float, OUT * IN);
+    g_autofree char *c = g_strdup_printf ("x*W^T bf16-precision (%s)", name);
+    lt_compute_sgemm_bf16_ref (LT_NO_TRANS, LT_TRANS, NT, OUT, IN, 1.0f, x, IN, wr, IN, 0.0f,
+                               yref, OUT);
+    g_assert_true (lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, NT, OUT, IN, 1.0f, &mx, &mw, 0.0f,
+                                   &my, LT_COMPUTE_BF16, &error));
+    g_assert_no_error (error);
+    run (s);
+    download (by, y, sizeof (float) * NT * OUT);
+    for (int i = 0; i < NT * IN; i++)
+      xr[i] = lt_compute_round_bf16 (x[i]);
+    for (int i = 0; i < OUT * IN; i++)
+      wrr[i] = lt_compute_round_bf16 (wr[i]);
+    check_gemm (y, OUT, yref, OUT, LT_NO_TRANS, LT_TRANS, NT, OUT, IN, 1.0f, xr, IN, wrr, IN, c);
+  }
 }
 
 static void
@@ -416,6 +440,13 @@ test_gemm_linear_bf16 (void)
 {
   REQUIRE_DEVICE ();
   linear_products (LT_KDTYPE_BF16);
+}
+
+static void
+test_gemm_linear_f16 (void)
+{
+  REQUIRE_DEVICE ();
+  linear_products (LT_KDTYPE_F16);
 }
 
 /* All four transposition cases with alpha, beta, offsets and row strides wider than the rows,
@@ -528,7 +559,7 @@ test_gemm_errors (void)
                                   LT_COMPUTE_F32, &error));
   g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
   g_clear_error (&error);
-  g_assert_false (lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, 8, 8, 8, 1, &m, &m16, 0, &m,
+  g_assert_false (lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, 8, 8, 8, 1, &m16, &m, 0, &m,
                                   LT_COMPUTE_F32, &error));
   g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
   g_clear_error (&error);
@@ -1242,6 +1273,7 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan/stream", test_stream);
   g_test_add_func ("/vulkan/gemm/linear-f32", test_gemm_linear_f32);
   g_test_add_func ("/vulkan/gemm/linear-bf16", test_gemm_linear_bf16);
+  g_test_add_func ("/vulkan/gemm/linear-f16", test_gemm_linear_f16);
   g_test_add_func ("/vulkan/gemm/general", test_gemm_general);
   g_test_add_func ("/vulkan/gemm/errors", test_gemm_errors);
   g_test_add_func ("/vulkan/rmsnorm", test_rmsnorm);

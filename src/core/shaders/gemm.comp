@@ -3,8 +3,9 @@
 // conventions (lda/ldb/ldc: row strides of the stored matrices; offsets in elements).
 // Tiled: a workgroup of 16×16 threads computes a 64×64 block of C, each thread 4×4 of it
 // (rows ty + 16·r, columns tx + 16·c), over K in slices of 16 staged in shared memory.
-// Accumulation is f32. Built three times by glslc: A and B f32; A f32 and B bf16 (-DB_BF16);
-// both bf16 (-DA_BF16 -DB_BF16). bf16 operands are stored two per uint. round_a / round_b
+// Accumulation is f32. Built four times by glslc: A and B f32; A f32 and B bf16 (-DB_BF16) or
+// f16 (-DB_F16, a frozen weight stored f16); both bf16 (-DA_BF16 -DB_BF16). 16-bit operands
+// are stored two per uint (element 0 in the low half) and expanded exactly. round_a / round_b
 // round f32 operands to bf16 at load (LT_COMPUTE_BF16: bf16 inputs, f32 accumulation).
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -23,9 +24,12 @@ layout (std430, set = 0, binding = 0) readonly buffer ABuf { uint a[]; };
 layout (std430, set = 0, binding = 0) readonly buffer ABuf { float a[]; };
 #define LOAD_A(i) a[(i)]
 #endif
-#ifdef B_BF16
+#if defined(B_BF16)
 layout (std430, set = 0, binding = 1) readonly buffer BBuf { uint b[]; };
 #define LOAD_B(i) LT_BF16_AT (b, (i))
+#elif defined(B_F16)
+layout (std430, set = 0, binding = 1) readonly buffer BBuf { uint b[]; };
+#define LOAD_B(i) unpackHalf2x16 (b[(i) >> 1])[(i) & 1u]
 #else
 layout (std430, set = 0, binding = 1) readonly buffer BBuf { float b[]; };
 #define LOAD_B(i) b[(i)]
