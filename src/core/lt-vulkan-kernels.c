@@ -428,6 +428,51 @@ lt_vulkan_adamw (LtVulkanStream *s, LtVulkanBuffer *w, LtVulkanBuffer *g, LtVulk
                                     1, error);
 }
 
+/* ---- gradient clipping ---- */
+
+gboolean
+lt_vulkan_sum_squares (LtVulkanStream *s, LtVulkanBuffer *x, gsize n, LtVulkanBuffer *partial,
+                       LtVulkanBuffer *sumsq, gboolean accumulate, GError **error)
+{
+  struct { guint32 n, groups, stage, accumulate; } pc;
+  guint groups = MIN (groups_1d (s, n), LT_VULKAN_SUMSQ_PARTIAL);
+
+  if (!holds (s, x, 0, n, 4, "sum of squares", "x", error)
+      || !holds (s, partial, 0, LT_VULKAN_SUMSQ_PARTIAL, 4, "sum of squares", "partial", error)
+      || !holds (s, sumsq, 0, 1, 4, "sum of squares", "sumsq", error)
+      || !fits_u32 (s, n, "sum of squares", error))
+    return FALSE;
+  if (n == 0)
+    groups = 0; /* stage 1 alone: adds 0 (or writes it) */
+  LtVulkanBuffer *bufs[] = { x, partial, sumsq };
+  pc = (typeof (pc)) { (guint32) n, groups, 0, accumulate != FALSE };
+  if (groups > 0
+      && !lt_vulkan_stream_dispatch (s, LT_VK_SUMSQ, bufs, 3, &pc, sizeof pc, groups, 1, 1,
+                                     error))
+    return FALSE;
+  pc.stage = 1;
+  return lt_vulkan_stream_dispatch (s, LT_VK_SUMSQ, bufs, 3, &pc, sizeof pc, 1, 1, 1, error);
+}
+
+gboolean
+lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n, LtVulkanBuffer *sumsq,
+                        float max_norm, GError **error)
+{
+  struct { guint32 n; float max_norm; } pc = { (guint32) n, max_norm };
+
+  if (!(max_norm > 0.0f))
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan clip: max_norm must be > 0");
+  if (n == 0)
+    return TRUE;
+  if (!holds (s, g, 0, n, 4, "clip", "g", error)
+      || !holds (s, sumsq, 0, 1, 4, "clip", "sumsq", error) || !fits_u32 (s, n, "clip", error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { g, sumsq };
+  return lt_vulkan_stream_dispatch (s, LT_VK_CLIP, bufs, 2, &pc, sizeof pc, groups_1d (s, n), 1,
+                                    1, error);
+}
+
 /* ---- attention ---- */
 
 #define ATT_MAX_D 128

@@ -74,6 +74,8 @@ static const struct
   [LT_VK_ATTENTION_BACKWARD_DQ] = { "attention-backward-dq", 8 },
   [LT_VK_ATTENTION_BACKWARD_DKDV] = { "attention-backward-dkdv", 8 },
   [LT_VK_ADD] = { "add", 3 },
+  [LT_VK_SUMSQ] = { "sumsq", 3 },
+  [LT_VK_CLIP] = { "clip", 2 },
   [LT_VK_EMBEDDING_F32] = { "embedding-f32", 3 },
   [LT_VK_EMBEDDING_BF16] = { "embedding-bf16", 3 },
 };

@@ -238,6 +238,17 @@ gboolean lt_vulkan_adamw (LtVulkanStream *s, LtVulkanBuffer *w, LtVulkanBuffer *
                           double beta2, double eps, double weight_decay, gint64 t,
                           GError **error);
 
+/* Gradient clipping on the device, as lt_optimizer_clip_grad_norm: sum_squares adds Σ x² of
+ * x (n) into sumsq[0] (@accumulate FALSE for the first tensor, TRUE for the others; @partial
+ * holds LT_VULKAN_SUMSQ_PARTIAL floats of scratch); clip_by_norm then scales g (n) by
+ * max_norm / (√sumsq + 1e-6) where that is < 1 — the norm never leaves the device. */
+#define LT_VULKAN_SUMSQ_PARTIAL 1024
+gboolean lt_vulkan_sum_squares (LtVulkanStream *s, LtVulkanBuffer *x, gsize n,
+                                LtVulkanBuffer *partial, LtVulkanBuffer *sumsq,
+                                gboolean accumulate, GError **error);
+gboolean lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n,
+                                 LtVulkanBuffer *sumsq, float max_norm, GError **error);
+
 /* Causal GQA attention forward (tiled, flash-style), as lt_attention_forward: out (n, H, D),
  * q (n, H, D), k, v (S, KVH, D), S >= n; D even and <= 128. @lse (n, H; may be NULL) receives
  * each row's log-sum-exp of the scaled scores, which the backward needs. */

@@ -1095,6 +1095,207 @@ test_adamw (void)
   g_assert_cmpfloat (fabs (got[0] - w0[0]), >, 1e-3); /* it moved */
 }
 
+/* ---- gradient clipping ---- */
+
+static void
+test_clip (void)
+{
+  enum { N1 = 70000, N2 = 333 }; /* N1 spans more than one partial per workgroup */
+  g_autoptr (GError) error = NULL;
+  g_autofree float *p1 = g_new0 (float, N1), *p2 = g_new0 (float, N2);
+  g_autofree float *g1 = g_new (float, N1), *g2 = g_new (float, N2);
+  g_autofree float *got1 = g_new (float, N1), *got2 = g_new (float, N2);
+  LtOptimizerParams hp = { LT_OPTIMIZER_ADAMW, 0.0, 0.9, 0.999, 1e-8, 0 };
+  g_autoptr (LtVulkanStream) s = NULL;
+
+  REQUIRE_DEVICE ();
+  g_autoptr (LtVulkanBuffer) b1 = lt_vulkan_buffer_new (vk, sizeof (float) * N1, &error);
+  g_autoptr (LtVulkanBuffer) b2 = lt_vulkan_buffer_new (vk, sizeof (float) * N2, &error);
+  g_autoptr (LtVulkanBuffer) bp = NULL;
+  g_autoptr (LtVulkanBuffer) bss = lt_vulkan_buffer_new (vk, sizeof (float), &error);
+  bp = lt_vulkan_buffer_new (vk, sizeof (float) * LT_VULKAN_SUMSQ_PARTIAL, &error);
+  g_assert_no_error (error);
+  s = stream ();
+  for (int round = 0; round < 2; round++) /* 0: clipped; 1: under the limit, untouched */
+    {
+      g_autoptr (LtOptimizer) opt = lt_optimizer_new (&hp);
+      const double max_norm = round == 0 ? 1.0 : 1e4;
+      float sumsq;
+      double norm, e1, e2;
+
+      fill (g1, N1, 130 + round, -0.1, 0.1);
+      fill (g2, N2, 140 + round, -3, 3);
+      lt_optimizer_add (opt, "a", p1, g1, N1, TRUE);
+      lt_optimizer_add (opt, "b", p2, g2, N2, TRUE);
+      g_assert_true (lt_vulkan_buffer_upload (b1, 0, g1, sizeof (float) * N1, &error));
+      g_assert_true (lt_vulkan_buffer_upload (b2, 0, g2, sizeof (float) * N2, &error));
+      norm = lt_optimizer_clip_grad_norm (opt, max_norm); /* clips g1, g2 on the CPU */
+      g_assert_true (lt_vulkan_sum_squares (s, b1, N1, bp, bss, FALSE, &error));
+      g_assert_true (lt_vulkan_sum_squares (s, b2, N2, bp, bss, TRUE, &error));
+      g_assert_true (lt_vulkan_clip_by_norm (s, b1, N1, bss, (float) max_norm, &error));
+      g_assert_true (lt_vulkan_clip_by_norm (s, b2, N2, bss, (float) max_norm, &error));
+      g_assert_no_error (error);
+      run (s);
+      download (bss, &sumsq, sizeof sumsq);
+      download (b1, got1, sizeof (float) * N1);
+      download (b2, got2, sizeof (float) * N2);
+      e1 = max_rel (got1, g1, N1);
+      e2 = max_rel (got2, g2, N2);
+      g_test_message ("clip (max_norm %g): norm %.6f vs %.6f (rel %.3g), grads %.3g / %.3g",
+                      max_norm, sqrt (sumsq), norm, fabs (sqrt (sumsq) - norm) / norm, e1, e2);
+      g_assert_cmpfloat (fabs (sqrt (sumsq) - norm) / norm, <=, 1e-6);
+      g_assert_cmpfloat (e1, <=, 1e-6);
+      g_assert_cmpfloat (e2, <=, 1e-6);
+    }
+}
+
+/* ---- a LoRA step in one submit ---- */
+
+/* One training step of a LoRA linear layer recorded into one stream: the forward
+ * y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ over a frozen bf16 W, the backward from an upstream dy (dB = s·dyᵀ·h,
+ * dh = s·dy·B, dA = dhᵀ·x, dx = dy·W + dh·A), the global-norm clip and AdamW on A and B —
+ * against the CPU references and LtOptimizer. */
+static void
+test_lora_step (void)
+{
+  enum { T = 37, IN = 96, OUT = 80, R = 8 };
+  const float sc = 2.0f; /* alpha / r */
+  const double lr = 1e-3, max_norm = 0.5;
+  g_autoptr (GError) error = NULL;
+  g_autofree float *x = g_new (float, T * IN), *w = g_new (float, OUT * IN);
+  g_autofree float *A = g_new (float, R * IN), *B = g_new (float, OUT * R);
+  g_autofree float *dy = g_new (float, T * OUT), *h = g_new (float, T * R);
+  g_autofree float *y = g_new (float, T * OUT), *dx = g_new0 (float, T * IN);
+  g_autofree float *dA = g_new0 (float, R * IN), *dB = g_new0 (float, OUT * R);
+  g_autofree float *dh = g_new0 (float, T * R), *zero = g_new0 (float, OUT * IN);
+  g_autofree float *gy = g_new (float, T * OUT), *gdx = g_new (float, T * IN);
+  g_autofree float *gA = g_new (float, R * IN), *gB = g_new (float, OUT * R);
+  g_autofree float *gdA = g_new (float, R * IN), *gdB = g_new (float, OUT * R);
+  g_autofree float *gvA = g_new (float, R * IN);
+  g_autofree guint16 *w16 = g_new (guint16, OUT * IN);
+  const float *state_m, *state_v;
+  LtOptimizerParams hp = { LT_OPTIMIZER_ADAMW, 0.01, 0.9, 0.999, 1e-8, 0 };
+  g_autoptr (LtOptimizer) opt = lt_optimizer_new (&hp);
+  g_autoptr (LtVulkanStream) s = NULL;
+  double norm, ey, edx, eA, eB, edA, edB, ev;
+
+  REQUIRE_DEVICE ();
+  fill (x, T * IN, 150, -1, 1);
+  fill (w, OUT * IN, 151, -0.3, 0.3);
+  fill (A, R * IN, 152, -0.1, 0.1);
+  fill (B, OUT * R, 153, -0.1, 0.1); /* non-zero, so that dA is too */
+  fill (dy, T * OUT, 154, -1, 1);
+  to_bf16 (w16, w, OUT * IN);
+
+  g_autoptr (LtVulkanBuffer) bx = upload (x, sizeof (float) * T * IN);
+  g_autoptr (LtVulkanBuffer) bw = upload (w16, sizeof (guint16) * OUT * IN);
+  g_autoptr (LtVulkanBuffer) bA = upload (A, sizeof (float) * R * IN);
+  g_autoptr (LtVulkanBuffer) bB = upload (B, sizeof (float) * OUT * R);
+  g_autoptr (LtVulkanBuffer) bdy = upload (dy, sizeof (float) * T * OUT);
+  g_autoptr (LtVulkanBuffer) bmA = upload (zero, sizeof (float) * R * IN);
+  g_autoptr (LtVulkanBuffer) bvA = upload (zero, sizeof (float) * R * IN);
+  g_autoptr (LtVulkanBuffer) bmB = upload (zero, sizeof (float) * OUT * R);
+  g_autoptr (LtVulkanBuffer) bvB = upload (zero, sizeof (float) * OUT * R);
+  g_autoptr (LtVulkanBuffer) bh = lt_vulkan_buffer_new (vk, sizeof (float) * T * R, &error);
+  g_autoptr (LtVulkanBuffer) by = lt_vulkan_buffer_new (vk, sizeof (float) * T * OUT, &error);
+  g_autoptr (LtVulkanBuffer) bdh = lt_vulkan_buffer_new (vk, sizeof (float) * T * R, &error);
+  g_autoptr (LtVulkanBuffer) bdx = lt_vulkan_buffer_new (vk, sizeof (float) * T * IN, &error);
+  g_autoptr (LtVulkanBuffer) bdA = lt_vulkan_buffer_new (vk, sizeof (float) * R * IN, &error);
+  g_autoptr (LtVulkanBuffer) bdB = lt_vulkan_buffer_new (vk, sizeof (float) * OUT * R, &error);
+  g_autoptr (LtVulkanBuffer) bp = NULL;
+  g_autoptr (LtVulkanBuffer) bss = lt_vulkan_buffer_new (vk, sizeof (float), &error);
+  bp = lt_vulkan_buffer_new (vk, sizeof (float) * LT_VULKAN_SUMSQ_PARTIAL, &error);
+  g_assert_no_error (error);
+  LtVulkanMatrix mx = { bx, 0, IN, LT_KDTYPE_F32 }, mw = { bw, 0, IN, LT_KDTYPE_BF16 };
+  LtVulkanMatrix mA = { bA, 0, IN, LT_KDTYPE_F32 }, mB = { bB, 0, R, LT_KDTYPE_F32 };
+  LtVulkanMatrix mh = { bh, 0, R, LT_KDTYPE_F32 }, my = { by, 0, OUT, LT_KDTYPE_F32 };
+  LtVulkanMatrix mdy = { bdy, 0, OUT, LT_KDTYPE_F32 }, mdh = { bdh, 0, R, LT_KDTYPE_F32 };
+  LtVulkanMatrix mdx = { bdx, 0, IN, LT_KDTYPE_F32 }, mdA = { bdA, 0, IN, LT_KDTYPE_F32 };
+  LtVulkanMatrix mdB = { bdB, 0, R, LT_KDTYPE_F32 };
+  const LtTrans N_ = LT_NO_TRANS, T_ = LT_TRANS;
+  const LtComputeDType F = LT_COMPUTE_F32;
+
+  s = stream ();
+  /* forward */
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, R, IN, 1, &mx, &mA, 0, &mh, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, OUT, IN, 1, &mx, &mw, 0, &my, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, OUT, R, sc, &mh, &mB, 1, &my, F, &error));
+  /* backward */
+  g_assert_true (lt_vulkan_gemm (s, T_, N_, OUT, R, T, sc, &mdy, &mh, 0, &mdB, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, N_, T, R, OUT, sc, &mdy, &mB, 0, &mdh, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, T_, N_, R, IN, T, 1, &mdh, &mx, 0, &mdA, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, N_, T, IN, OUT, 1, &mdy, &mw, 0, &mdx, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, N_, T, IN, R, 1, &mdh, &mA, 1, &mdx, F, &error));
+  /* clip, AdamW */
+  g_assert_true (lt_vulkan_sum_squares (s, bdA, R * IN, bp, bss, FALSE, &error));
+  g_assert_true (lt_vulkan_sum_squares (s, bdB, OUT * R, bp, bss, TRUE, &error));
+  g_assert_true (lt_vulkan_clip_by_norm (s, bdA, R * IN, bss, (float) max_norm, &error));
+  g_assert_true (lt_vulkan_clip_by_norm (s, bdB, OUT * R, bss, (float) max_norm, &error));
+  g_assert_true (lt_vulkan_adamw (s, bA, bdA, bmA, bvA, R * IN, lr, hp.beta1, hp.beta2, hp.eps,
+                                  hp.weight_decay, 1, &error));
+  g_assert_true (lt_vulkan_adamw (s, bB, bdB, bmB, bvB, OUT * R, lr, hp.beta1, hp.beta2, hp.eps,
+                                  hp.weight_decay, 1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (lt_vulkan_stream_get_n_dispatches (s), ==, 16);
+  run (s);
+  download (by, gy, sizeof (float) * T * OUT);
+  download (bdx, gdx, sizeof (float) * T * IN);
+  download (bA, gA, sizeof (float) * R * IN);
+  download (bB, gB, sizeof (float) * OUT * R);
+  download (bdA, gdA, sizeof (float) * R * IN);
+  download (bdB, gdB, sizeof (float) * OUT * R);
+  download (bvA, gvA, sizeof (float) * R * IN);
+
+  /* the CPU step, from the references */
+  lt_matmul_forward_ref (h, x, A, LT_KDTYPE_F32, NULL, T, IN, R);
+  lt_matmul_forward_ref (y, x, w16, LT_KDTYPE_BF16, NULL, T, IN, OUT);
+  for (int t = 0; t < T; t++)
+    for (int o = 0; o < OUT; o++)
+      {
+        double acc = 0.0;
+        for (int r = 0; r < R; r++)
+          acc += (double) h[t * R + r] * B[o * R + r];
+        y[t * OUT + o] += (float) (sc * acc);
+      }
+  lt_matmul_backward_dw_ref (dB, dy, OUT, h, T, R, OUT);
+  for (int i = 0; i < OUT * R; i++)
+    dB[i] *= sc;
+  lt_matmul_backward_dx_ref (dh, dy, OUT, B, LT_KDTYPE_F32, T, R, OUT);
+  for (int i = 0; i < T * R; i++)
+    dh[i] *= sc;
+  lt_matmul_backward_dw_ref (dA, dh, R, x, T, IN, R);
+  lt_matmul_backward_dx_ref (dx, dy, OUT, w16, LT_KDTYPE_BF16, T, IN, OUT);
+  lt_matmul_backward_dx_ref (dx, dh, R, A, LT_KDTYPE_F32, T, IN, R);
+  lt_optimizer_add (opt, "A", A, dA, R * IN, TRUE);
+  lt_optimizer_add (opt, "B", B, dB, OUT * R, TRUE);
+  norm = lt_optimizer_clip_grad_norm (opt, max_norm);
+  g_assert_cmpfloat (norm, >, max_norm); /* the clip acts */
+  lt_optimizer_step (opt, lr);
+  lt_optimizer_get_state (opt, 0, &state_m, &state_v);
+
+  /* the clipped gradients and the second moment carry the gradients' scale (AdamW's first
+   * update, m/√v, does not) */
+  edA = max_rel (gdA, dA, R * IN);
+  edB = max_rel (gdB, dB, OUT * R);
+  ev = max_rel (gvA, state_v, R * IN);
+  g_test_message ("LoRA step gradients after the clip: dA %.3g, dB %.3g, v(A) %.3g "
+                  "(max rel error)", edA, edB, ev);
+  g_assert_cmpfloat (edA, <=, 1e-5);
+  g_assert_cmpfloat (edB, <=, 1e-5);
+  g_assert_cmpfloat (ev, <=, 1e-5);
+  ey = max_rel (gy, y, T * OUT);
+  edx = max_rel (gdx, dx, T * IN);
+  eA = max_rel (gA, A, R * IN);
+  eB = max_rel (gB, B, OUT * R);
+  g_test_message ("LoRA step (16 dispatches, one submit) T=%d in=%d out=%d r=%d: y %.3g, "
+                  "dx %.3g, A %.3g, B %.3g after clip (norm %.3f) and AdamW (max rel error)", T,
+                  IN, OUT, R, ey, edx, eA, eB, norm);
+  g_assert_cmpfloat (ey, <=, 1e-5);
+  g_assert_cmpfloat (edx, <=, 1e-5);
+  g_assert_cmpfloat (eA, <=, 1e-5);
+  g_assert_cmpfloat (eB, <=, 1e-5);
+}
+
 /* ---- attention ---- */
 
 static void
@@ -1284,6 +1485,8 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan/embedding", test_embedding);
   g_test_add_func ("/vulkan/block-forward", test_block_forward);
   g_test_add_func ("/vulkan/adamw", test_adamw);
+  g_test_add_func ("/vulkan/clip", test_clip);
+  g_test_add_func ("/vulkan/lora-step", test_lora_step);
   g_test_add_func ("/vulkan/attention", test_attention);
   g_test_add_func ("/vulkan/attention-backward", test_attention_backward);
   g_test_add_func ("/vulkan/cli-devices", test_cli_devices);
