@@ -503,8 +503,9 @@ attention_shape (LtVulkanStream *s, const char *what, int n, int S, int H, int K
 
 gboolean
 lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse,
-                             LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v, int n,
-                             int S, int H, int KVH, int D, GError **error)
+                             LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
+                             LtKDType kv_dtype, int n, int S, int H, int KVH, int D,
+                             GError **error)
 {
   struct { guint32 n, S, H, KVH, D; float scale; guint32 write_lse; } pc = {
     (guint32) n, (guint32) S, (guint32) H, (guint32) KVH, (guint32) D, 1.0f / sqrtf ((float) D),
@@ -513,18 +514,23 @@ lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuf
 
   if (!attention_shape (s, "attention", n, S, H, KVH, D, ATT_SHARED_BYTES, error))
     return FALSE;
+  if (kv_dtype != LT_KDTYPE_F32 && kv_dtype != LT_KDTYPE_F16)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan attention: k and v must be f32 or f16");
   if (n == 0)
     return TRUE;
   if (!holds (s, out, 0, (gsize) n * H * D, 4, "attention", "out", error)
       || !holds (s, q, 0, (gsize) n * H * D, 4, "attention", "q", error)
-      || !holds (s, k, 0, (gsize) S * KVH * D, 4, "attention", "k", error)
-      || !holds (s, v, 0, (gsize) S * KVH * D, 4, "attention", "v", error)
+      || !holds (s, k, 0, (gsize) S * KVH * D, kd_bytes (kv_dtype), "attention", "k", error)
+      || !holds (s, v, 0, (gsize) S * KVH * D, kd_bytes (kv_dtype), "attention", "v", error)
       || (lse != NULL && !holds (s, lse, 0, (gsize) n * H, 4, "attention", "lse", error)))
     return FALSE;
   /* without lse the shader writes none; out stands in for the binding */
   LtVulkanBuffer *bufs[] = { out, q, k, v, lse != NULL ? lse : out };
-  return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_FORWARD, bufs, 5, &pc, sizeof pc,
-                                    ((guint) n + 15) / 16, (guint) H, 1, error);
+  return lt_vulkan_stream_dispatch (s, kv_dtype == LT_KDTYPE_F16 ? LT_VK_ATTENTION_FORWARD_F16KV
+                                                                 : LT_VK_ATTENTION_FORWARD,
+                                    bufs, 5, &pc, sizeof pc, ((guint) n + 15) / 16, (guint) H, 1,
+                                    error);
 }
 
 gboolean

@@ -71,6 +71,7 @@ static const struct
   [LT_VK_CE_BACKWARD] = { "ce-backward", 4 },
   [LT_VK_ADAMW] = { "adamw", 4 },
   [LT_VK_ATTENTION_FORWARD] = { "attention-forward", 5 },
+  [LT_VK_ATTENTION_FORWARD_F16KV] = { "attention-forward-f16kv", 5 },
   [LT_VK_ATTENTION_BACKWARD_DQ] = { "attention-backward-dq", 8 },
   [LT_VK_ATTENTION_BACKWARD_DKDV] = { "attention-backward-dkdv", 8 },
   [LT_VK_ADD] = { "add", 3 },

@@ -250,11 +250,13 @@ gboolean lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n,
                                  LtVulkanBuffer *sumsq, float max_norm, GError **error);
 
 /* Causal GQA attention forward (tiled, flash-style), as lt_attention_forward: out (n, H, D),
- * q (n, H, D), k, v (S, KVH, D), S >= n; D even and <= 128. @lse (n, H; may be NULL) receives
+ * q (n, H, D), k, v (S, KVH, D) stored @kv_dtype (f32, or f16 as decode's half KV cache:
+ * lt_attention_forward_f16kv), S >= n; D even and <= 128. @lse (n, H; may be NULL) receives
  * each row's log-sum-exp of the scaled scores, which the backward needs. */
 gboolean lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse,
                                       LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
-                                      int n, int S, int H, int KVH, int D, GError **error);
+                                      LtKDType kv_dtype, int n, int S, int H, int KVH, int D,
+                                      GError **error);
 /* Its backward for one sequence (S = n), as lt_attention_backward but from the forward's
  * @out and @lse (the probabilities are recomputed, FlashAttention-2's way, never stored):
  * dq (n, H, D), dk, dv (n, KVH, D) written; @delta (n, H) is scratch. Two dispatches: dq

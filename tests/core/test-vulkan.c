@@ -1022,7 +1022,8 @@ test_block_forward (void)
   g_assert_true (lt_vulkan_gemm (s, N_, T_, T, KD, C, 1, &mh, &wmv, 0, &mv, F, &error));
   g_assert_true (lt_vulkan_rope (s, bq, 0, bpos, btab, P, T, H, D, FALSE, &error));
   g_assert_true (lt_vulkan_rope (s, bk, 0, bpos, btab, P, T, KVH, D, FALSE, &error));
-  g_assert_true (lt_vulkan_attention_forward (s, ba, NULL, bq, bk, bv, T, T, H, KVH, D, &error));
+  g_assert_true (lt_vulkan_attention_forward (s, ba, NULL, bq, bk, bv, LT_KDTYPE_F32, T, T, H,
+                                              KVH, D, &error));
   g_assert_true (lt_vulkan_gemm (s, N_, T_, T, C, QD, 1, &ma, &wmo, 0, &mo, F, &error));
   g_assert_true (lt_vulkan_add (s, bx, bx, bo, (gsize) T * C, &error));
   g_assert_true (lt_vulkan_rmsnorm_forward (s, bh, bx, bn2, 1e-5f, T, C, &error));
@@ -1317,13 +1318,48 @@ attention_case (int n, int S, int H, int KVH, int D)
   g_autoptr (LtVulkanBuffer) bv = upload (v, sizeof (float) * nk);
   g_autoptr (LtVulkanBuffer) bo = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
   g_assert_no_error (error);
-  g_assert_true (lt_vulkan_attention_forward (s, bo, NULL, bq, bk, bv, n, S, H, KVH, D,
-                                             &error));
+  g_assert_true (lt_vulkan_attention_forward (s, bo, NULL, bq, bk, bv, LT_KDTYPE_F32, n, S, H,
+                                             KVH, D, &error));
   g_assert_no_error (error);
   run (s);
   download (bo, out, sizeof (float) * nq);
   e = max_abs (out, ref, nq);
   g_test_message ("attention n=%d S=%d H=%d KVH=%d D=%d: max abs error %.3g", n, S, H, KVH, D, e);
+  g_assert_cmpfloat (e, <=, 5e-6);
+}
+
+/* Decoding over a half (f16) KV cache, against lt_attention_forward_f16kv. */
+static void
+attention_f16kv_case (int n, int S, int H, int KVH, int D)
+{
+  g_autoptr (GError) error = NULL;
+  gsize nq = (gsize) n * H * D, nk = (gsize) S * KVH * D;
+  g_autofree float *q = g_new (float, nq), *kf = g_new (float, nk), *vf = g_new (float, nk);
+  g_autofree guint16 *k = g_new (guint16, nk), *v = g_new (guint16, nk);
+  g_autofree float *out = g_new (float, nq), *ref = g_new (float, nq);
+  g_autofree float *scratch = g_new (float, lt_attention_scratch_floats (n, S));
+  g_autoptr (LtVulkanStream) s = stream ();
+  double e;
+
+  fill (q, nq, 800 + n, -2, 2);
+  fill (kf, nk, 810 + S, -2, 2);
+  fill (vf, nk, 820 + D, -1, 1);
+  lt_f32_to_f16_row (kf, k, nk);
+  lt_f32_to_f16_row (vf, v, nk);
+  lt_attention_forward_f16kv (ref, q, k, v, n, S, H, KVH, D, scratch);
+  g_autoptr (LtVulkanBuffer) bq = upload (q, sizeof (float) * nq);
+  g_autoptr (LtVulkanBuffer) bk = upload (k, sizeof (guint16) * nk);
+  g_autoptr (LtVulkanBuffer) bv = upload (v, sizeof (guint16) * nk);
+  g_autoptr (LtVulkanBuffer) bo = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
+  g_assert_no_error (error);
+  g_assert_true (lt_vulkan_attention_forward (s, bo, NULL, bq, bk, bv, LT_KDTYPE_F16, n, S, H,
+                                              KVH, D, &error));
+  g_assert_no_error (error);
+  run (s);
+  download (bo, out, sizeof (float) * nq);
+  e = max_abs (out, ref, nq);
+  g_test_message ("attention over an f16 KV cache n=%d S=%d H=%d KVH=%d D=%d: max abs error %.3g",
+                  n, S, H, KVH, D, e);
   g_assert_cmpfloat (e, <=, 5e-6);
 }
 
@@ -1338,10 +1374,13 @@ test_attention (void)
   attention_case (50, 50, 3, 1, 128); /* multi-query, the largest head dim */
   attention_case (5, 40, 4, 4, 32);   /* decoding 5 tokens over a cache of 35 */
   attention_case (1, 1, 2, 1, 2);
+  attention_f16kv_case (1, 57, 4, 2, 64);  /* one token over a half cache */
+  attention_f16kv_case (3, 130, 2, 1, 128);
 
   g_autoptr (LtVulkanBuffer) b = upload (z, sizeof z);
   g_autoptr (LtVulkanStream) s = stream ();
-  g_assert_false (lt_vulkan_attention_forward (s, b, NULL, b, b, b, 1, 1, 1, 1, 256, &error));
+  g_assert_false (lt_vulkan_attention_forward (s, b, NULL, b, b, b, LT_KDTYPE_F32, 1, 1, 1, 1, 256,
+                                               &error));
   g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
 }
 
@@ -1427,7 +1466,8 @@ attention_backward_case (int n, int H, int KVH, int D)
   g_autoptr (LtVulkanBuffer) bdk = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
   g_autoptr (LtVulkanBuffer) bdv = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
   g_assert_no_error (error);
-  g_assert_true (lt_vulkan_attention_forward (s, bo, blse, bq, bk, bv, n, n, H, KVH, D, &error));
+  g_assert_true (lt_vulkan_attention_forward (s, bo, blse, bq, bk, bv, LT_KDTYPE_F32, n, n, H, KVH,
+                                              D, &error));
   g_assert_true (lt_vulkan_attention_backward (s, bdq, bdk, bdv, bq, bk, bv, bo, blse, bdo, bdelta,
                                                n, H, KVH, D, &error));
   g_assert_no_error (error);

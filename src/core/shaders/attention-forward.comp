@@ -8,6 +8,7 @@
 // every lane folds the tile into its row's running max m, sum l and output o (online
 // softmax), lane tx owning output columns tx, tx + 16, … (D ≤ 128). Shared memory:
 // 16·128·4·3 + 16·16·4 bytes = 25 KiB. Key tiles past the block's last query are skipped.
+// Built twice: k and v f32, or f16 (-DKV_F16, decode's half KV cache).
 // out (n, H, D), q (n, H, D), k (S, KVH, D), v (S, KVH, D); with write_lse, lse (n, H) gets
 // each row's log-sum-exp of the scaled scores (the backward's softmax statistics).
 #version 450
@@ -20,8 +21,18 @@ layout (local_size_x = 16, local_size_y = 16) in;
 
 layout (std430, set = 0, binding = 0) writeonly buffer Out { float o_[]; };
 layout (std430, set = 0, binding = 1) readonly buffer Q { float q[]; };
+#ifdef KV_F16
+// a half KV cache (LtKVCache's f16): two per uint, element 0 in the low half, exact to f32
+layout (std430, set = 0, binding = 2) readonly buffer K { uint k[]; };
+layout (std430, set = 0, binding = 3) readonly buffer Vv { uint v[]; };
+#define LOAD_K(i) unpackHalf2x16 (k[(i) >> 1])[(i) & 1u]
+#define LOAD_V(i) unpackHalf2x16 (v[(i) >> 1])[(i) & 1u]
+#else
 layout (std430, set = 0, binding = 2) readonly buffer K { float k[]; };
 layout (std430, set = 0, binding = 3) readonly buffer Vv { float v[]; };
+#define LOAD_K(i) k[(i)]
+#define LOAD_V(i) v[(i)]
+#endif
 layout (std430, set = 0, binding = 4) buffer Lse { float lse[]; };
 
 layout (push_constant) uniform Params { uint n, S, H, KVH, D; float scale; uint write_lse; } p;
@@ -64,8 +75,8 @@ main ()
           const uint jj = e / p.D, d = e % p.D, j = j0 + jj;
           const bool in_range = j < p.S;
           const uint src = (j * p.KVH + kvh) * p.D + d;
-          Ks[jj][d] = in_range ? k[src] : 0.0;
-          Vs[jj][d] = in_range ? v[src] : 0.0;
+          Ks[jj][d] = in_range ? LOAD_K (src) : 0.0;
+          Vs[jj][d] = in_range ? LOAD_V (src) : 0.0;
         }
       barrier ();
       float s = NEG_INF;
