@@ -481,17 +481,23 @@ find_memory_type (LtVulkan *vk, guint32 bits, VkMemoryPropertyFlags flags)
   return -1;
 }
 
-/* The memory type for a device buffer: device-local and mappable where that memory is the
- * device's main heap (lavapipe, integrated GPUs, resizable BAR) — not a small BAR window —,
- * else plain device-local, else anything the buffer accepts. *@mappable says which. */
+/* The memory type for a device buffer: device-local and mapped where the host reads it at
+ * memory speed — host-cached device-local memory (lavapipe, most integrated GPUs), or any
+ * host-visible device-local memory of an integrated or CPU device — and where that memory is
+ * the device's main heap, not a small window; else plain device-local memory reached through
+ * staging (a discrete GPU, also with resizable BAR: reading uncached VRAM over PCIe is slow),
+ * else anything the buffer accepts. *@mappable says which. */
 static int
 device_memory_type (LtVulkan *vk, guint32 bits, gboolean *mappable)
 {
   const VkMemoryPropertyFlags local = VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
   const VkMemoryPropertyFlags host = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT
                                      | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-  int t = find_memory_type (vk, bits, local | host);
+  int t = find_memory_type (vk, bits, local | host | VK_MEMORY_PROPERTY_HOST_CACHED_BIT);
 
+  if (t < 0 && (vk->info.type == LT_VULKAN_DEVICE_INTEGRATED
+                || vk->info.type == LT_VULKAN_DEVICE_CPU))
+    t = find_memory_type (vk, bits, local | host);
   if (t >= 0)
     {
       guint64 heap = vk->mem.memoryHeaps[vk->mem.memoryTypes[t].heapIndex].size;

@@ -16,9 +16,10 @@
  *                   and kept (see lt-vulkan.c).
  *   LtVulkanBuffer  device-local memory, one allocation per buffer (a sub-allocator comes
  *                   with the trainer). Upload / download are synchronous: where the device-
- *                   local memory is also host-visible (lavapipe, integrated GPUs, resizable
- *                   BAR) it is mapped and copied directly; elsewhere through a host-visible
- *                   staging buffer and a transfer submitted and waited for at once.
+ *                   local memory is host-visible and reads at memory speed (lavapipe,
+ *                   integrated GPUs) it is mapped and copied directly; elsewhere (discrete
+ *                   GPUs) through a host-visible staging buffer and a transfer submitted and
+ *                   waited for at once.
  *   LtVulkanStream  a command buffer that records many dispatches and is submitted once:
  *                   the issue's "one submit per step". record (the kernel entry points in
  *                   the second half of this header) → lt_vulkan_stream_submit →
