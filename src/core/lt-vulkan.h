@@ -48,7 +48,7 @@
  * yet.
  *
  * Threads: an LtVulkan and its buffers may be used from any one thread at a time; a stream
- * belongs to one thread. Errors: LT_ERROR_UNSUPPORTED (not built, no device, a shape or type
+ * belongs to one thread. Streams and buffers are freed before the LtVulkan they came from. Errors: LT_ERROR_UNSUPPORTED (not built, no device, a shape or type
  * the kernels do not handle), LT_ERROR_INVALID_ARGUMENT (out-of-range sizes or offsets),
  * LT_ERROR_NO_MEMORY (device memory), LT_ERROR_IO (any other Vulkan failure, with its
  * VkResult). */
