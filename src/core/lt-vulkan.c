@@ -39,7 +39,12 @@ lt_vulkan_device_info_free (LtVulkanDeviceInfo *info)
 
 #ifdef LT_HAVE_VULKAN
 
+#include <dlfcn.h>
 #include <gio/gio.h>
+/* The loader is opened at run time (dlopen, like lt-compute's oneDNN): a process that never
+ * asks for a device neither loads nor needs libvulkan.so.1. Only the headers are compiled
+ * against; every entry point below is a pointer of this file, filled from the loader. */
+#define VK_NO_PROTOTYPES
 #include <vulkan/vulkan.h>
 
 /* The GResource that gnome.compile_resources builds from src/core/shaders (c_name
@@ -50,6 +55,62 @@ GResource *lt_vulkan_shaders_get_resource (void);
 #define PUSH_BYTES 128 /* the push-constant range of every layout: Vulkan's guaranteed minimum */
 #define MAX_BINDINGS 8
 #define SETS_PER_POOL 256
+
+static PFN_vkGetInstanceProcAddr vkGetInstanceProcAddr;
+static PFN_vkCreateInstance vkCreateInstance;
+/* the instance-level pointers of every other function this file calls */
+#define LT_VK_FUNCS(X) \
+  X (vkAllocateCommandBuffers) \
+  X (vkAllocateDescriptorSets) \
+  X (vkAllocateMemory) \
+  X (vkBeginCommandBuffer) \
+  X (vkBindBufferMemory) \
+  X (vkCmdBindDescriptorSets) \
+  X (vkCmdBindPipeline) \
+  X (vkCmdCopyBuffer) \
+  X (vkCmdDispatch) \
+  X (vkCmdPipelineBarrier) \
+  X (vkCmdPushConstants) \
+  X (vkCreateBuffer) \
+  X (vkCreateCommandPool) \
+  X (vkCreateComputePipelines) \
+  X (vkCreateDescriptorPool) \
+  X (vkCreateDescriptorSetLayout) \
+  X (vkCreateDevice) \
+  X (vkCreateFence) \
+  X (vkCreatePipelineLayout) \
+  X (vkCreateShaderModule) \
+  X (vkDestroyBuffer) \
+  X (vkDestroyCommandPool) \
+  X (vkDestroyDescriptorPool) \
+  X (vkDestroyDescriptorSetLayout) \
+  X (vkDestroyDevice) \
+  X (vkDestroyFence) \
+  X (vkDestroyPipeline) \
+  X (vkDestroyPipelineLayout) \
+  X (vkDestroyShaderModule) \
+  X (vkDeviceWaitIdle) \
+  X (vkEndCommandBuffer) \
+  X (vkEnumerateDeviceExtensionProperties) \
+  X (vkEnumeratePhysicalDevices) \
+  X (vkFreeMemory) \
+  X (vkGetBufferMemoryRequirements) \
+  X (vkGetDeviceQueue) \
+  X (vkGetPhysicalDeviceFeatures2) \
+  X (vkGetPhysicalDeviceMemoryProperties) \
+  X (vkGetPhysicalDeviceProperties) \
+  X (vkGetPhysicalDeviceQueueFamilyProperties) \
+  X (vkMapMemory) \
+  X (vkQueueSubmit) \
+  X (vkResetCommandBuffer) \
+  X (vkResetDescriptorPool) \
+  X (vkResetFences) \
+  X (vkUnmapMemory) \
+  X (vkUpdateDescriptorSets) \
+  X (vkWaitForFences)
+#define LT_VK_DECLARE(f) static PFN_##f f;
+LT_VK_FUNCS (LT_VK_DECLARE)
+#undef LT_VK_DECLARE
 
 /* .spv name and storage-buffer count of each LtVulkanKernel (the shader's bindings 0…). */
 static const struct
@@ -160,6 +221,7 @@ vk_error (GError **error, VkResult r, const char *what)
  * in an unknown module once the loader has dlclose()d it). A failure is remembered too. */
 static VkInstance the_instance = VK_NULL_HANDLE;
 static VkResult the_instance_result = VK_SUCCESS;
+static const char *the_instance_missing; /* a library or function the loader lacks */
 
 static gpointer
 create_instance_once (gpointer data)
@@ -174,9 +236,34 @@ create_instance_once (gpointer data)
     .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
     .pApplicationInfo = &app,
   };
+  /* kept open for the process's life, as the instance is */
+  void *lib = dlopen ("libvulkan.so.1", RTLD_NOW | RTLD_LOCAL);
+
+  if (lib == NULL
+      || (vkGetInstanceProcAddr = (PFN_vkGetInstanceProcAddr) dlsym (lib, "vkGetInstanceProcAddr"))
+           == NULL
+      || (vkCreateInstance = (PFN_vkCreateInstance) vkGetInstanceProcAddr (NULL,
+                                                                           "vkCreateInstance"))
+           == NULL)
+    {
+      the_instance_missing = "libvulkan.so.1 (the Vulkan loader)";
+      the_instance_result = VK_ERROR_INITIALIZATION_FAILED;
+      return NULL;
+    }
   the_instance_result = vkCreateInstance (&ci, NULL, &the_instance);
   if (the_instance_result != VK_SUCCESS)
-    the_instance = VK_NULL_HANDLE;
+    {
+      the_instance = VK_NULL_HANDLE;
+      return NULL;
+    }
+#define LT_VK_LOAD(f)                                                                           \
+  if (the_instance_missing == NULL                                                              \
+      && (f = (PFN_##f) vkGetInstanceProcAddr (the_instance, #f)) == NULL)                      \
+    the_instance_missing = #f;
+  LT_VK_FUNCS (LT_VK_LOAD)
+#undef LT_VK_LOAD
+  if (the_instance_missing != NULL)
+    the_instance_result = VK_ERROR_INITIALIZATION_FAILED; /* the instance is kept regardless */
   return NULL;
 }
 
@@ -186,6 +273,12 @@ get_instance (GError **error)
   static GOnce once = G_ONCE_INIT;
 
   g_once (&once, create_instance_once, NULL);
+  if (the_instance_missing != NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "Vulkan: the loader lacks %s",
+                   the_instance_missing);
+      return VK_NULL_HANDLE;
+    }
   if (the_instance_result == VK_ERROR_INCOMPATIBLE_DRIVER)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
