@@ -6,7 +6,9 @@
  *
  * Built with -Dvulkan=auto when libvulkan-dev and glslc are found (config.h: LT_HAVE_VULKAN).
  * Without them this module still compiles: lt_vulkan_is_built () is FALSE and every entry
- * point fails with LT_ERROR_UNSUPPORTED, so callers need no #ifdef.
+ * point fails with LT_ERROR_UNSUPPORTED, so callers need no #ifdef. The loader itself
+ * (libvulkan.so.1) is opened when a device is first asked for, not linked: a process that
+ * never uses the GPU does not load it, and one on a machine without it gets that error.
  *
  * ---- Design ----
  *   LtVulkan        one logical device (opened by its index in lt_vulkan_list_devices) with
