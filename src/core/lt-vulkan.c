@@ -221,7 +221,8 @@ vk_error (GError **error, VkResult r, const char *what)
  * in an unknown module once the loader has dlclose()d it). A failure is remembered too. */
 static VkInstance the_instance = VK_NULL_HANDLE;
 static VkResult the_instance_result = VK_SUCCESS;
-static const char *the_instance_missing; /* a library or function the loader lacks */
+static gboolean the_loader_missing;      /* no libvulkan.so.1 */
+static const char *the_instance_missing; /* a function the loader lacks */
 
 static gpointer
 create_instance_once (gpointer data)
@@ -246,7 +247,7 @@ create_instance_once (gpointer data)
                                                                            "vkCreateInstance"))
            == NULL)
     {
-      the_instance_missing = "libvulkan.so.1 (the Vulkan loader)";
+      the_loader_missing = TRUE;
       the_instance_result = VK_ERROR_INITIALIZATION_FAILED;
       return NULL;
     }
@@ -273,6 +274,12 @@ get_instance (GError **error)
   static GOnce once = G_ONCE_INIT;
 
   g_once (&once, create_instance_once, NULL);
+  if (the_loader_missing)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "Vulkan: the loader libvulkan.so.1 is not installed (Debian: libvulkan1)");
+      return VK_NULL_HANDLE;
+    }
   if (the_instance_missing != NULL)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "Vulkan: the loader lacks %s",
