@@ -7,7 +7,7 @@ MESON_FLAGS ?=
 DEB_PACKAGES = gcc make meson ninja-build pkg-config python3 \
   libglib2.0-dev libglib2.0-bin libgtk-4-dev libadwaita-1-dev libjson-glib-dev \
   libopenblas-dev libdnnl-dev libpcre2-dev libsoup-3.0-dev python3-yaml gettext desktop-file-utils appstream libxml2-utils \
-  xvfb xauth dbus-daemon
+  xvfb xauth dbus-daemon libvulkan-dev glslc mesa-vulkan-drivers
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

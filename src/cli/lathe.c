@@ -31,6 +31,7 @@ static const LatheCommand commands[] = {
   { "export-recipe", lathe_cmd_export_recipe,
     "Write a run as an axolotl, LLaMA-Factory or torchtune config" },
   { "download", lathe_cmd_download, "Download a model from the Hugging Face Hub into its cache" },
+  { "devices", lathe_cmd_devices, "List the compute devices: the CPU and each Vulkan GPU" },
   { NULL, NULL, NULL },
 };
 

@@ -1,0 +1,567 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-vulkan-kernels: the host side of each compute shader in src/core/shaders — argument
+ * checks, the push-constant block (laid out exactly as the shader's `Params`), the workgroup
+ * grid, and one lt_vulkan_stream_dispatch per pass. */
+#include "config.h"
+
+#include <math.h>
+
+#include "lt-error.h"
+#include "lt-vulkan-private.h"
+
+#define GROUP 256u /* local_size_x of the 1-D shaders */
+
+/* Workgroups for @n items of a grid-stride 1-D kernel. */
+static guint
+groups_1d (LtVulkanStream *s, gsize n)
+{
+  gsize g = (n + GROUP - 1) / GROUP;
+  return (guint) MIN (g, (gsize) MIN (lt_vulkan_stream_max_groups_x (s), 65535u));
+}
+
+/* One workgroup per row, rows strided by the group count. */
+static guint
+groups_rows (LtVulkanStream *s, int N)
+{
+  return (guint) MIN ((guint) N, MIN (lt_vulkan_stream_max_groups_x (s), 65535u));
+}
+
+/* Does @buf hold @n elements of @elem_bytes from element @off? */
+static gboolean
+holds (LtVulkanStream *s, LtVulkanBuffer *buf, gsize off, gsize n, gsize elem_bytes,
+       const char *what, const char *name, GError **error)
+{
+  if (buf == NULL)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT, "Vulkan %s: no %s buffer",
+                                  what, name);
+  if ((off + n) * elem_bytes > lt_vulkan_buffer_get_size (buf))
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: %s needs %" G_GSIZE_FORMAT " bytes, its buffer has %"
+                                  G_GSIZE_FORMAT, what, name, (off + n) * elem_bytes,
+                                  lt_vulkan_buffer_get_size (buf));
+  return TRUE;
+}
+
+/* 32-bit element indices in the shaders. */
+static gboolean
+fits_u32 (LtVulkanStream *s, gsize n, const char *what, GError **error)
+{
+  if (n > G_MAXUINT32)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan %s: %" G_GSIZE_FORMAT " elements exceed 32-bit indexing",
+                                  what, n);
+  return TRUE;
+}
+
+/* ---- GEMM ---- */
+
+static gsize
+kd_bytes (LtKDType t)
+{
+  return t == LT_KDTYPE_F32 ? 4 : 2;
+}
+
+/* Elements a stored matrix spans: @rows rows of stride @ld, the last one @cols long. */
+static gsize
+span (int rows, int cols, int ld)
+{
+  return rows == 0 || cols == 0 ? 0 : (gsize) (rows - 1) * (gsize) ld + (gsize) cols;
+}
+
+gboolean
+lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
+                const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
+                const LtVulkanMatrix *C, LtComputeDType precision, GError **error)
+{
+  struct
+  {
+    guint32 M, N, K, lda, ldb, ldc, a_off, b_off, c_off, ta, tb, round_a, round_b;
+    float alpha, beta;
+  } pc;
+  LtVulkanKernel kernel;
+  /* stored shapes: A (M, K) or (K, M); B (K, N) or (N, K) */
+  int a_rows = ta == LT_NO_TRANS ? M : K, a_cols = ta == LT_NO_TRANS ? K : M;
+  int b_rows = tb == LT_NO_TRANS ? K : N, b_cols = tb == LT_NO_TRANS ? N : K;
+
+  g_return_val_if_fail (s != NULL && A != NULL && B != NULL && C != NULL, FALSE);
+  if (M < 0 || N < 0 || K < 0 || A->ld < MAX (a_cols, 1) || B->ld < MAX (b_cols, 1)
+      || C->ld < MAX (N, 1))
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan gemm: bad shape M=%d N=%d K=%d lda=%d ldb=%d ldc=%d", M,
+                                  N, K, A->ld, B->ld, C->ld);
+  if (A->dtype == LT_KDTYPE_F32 && B->dtype == LT_KDTYPE_F32)
+    kernel = LT_VK_GEMM_F32;
+  else if (A->dtype == LT_KDTYPE_F32 && B->dtype == LT_KDTYPE_BF16)
+    kernel = LT_VK_GEMM_F32_BF16;
+  else if (A->dtype == LT_KDTYPE_F32 && B->dtype == LT_KDTYPE_F16)
+    kernel = LT_VK_GEMM_F32_F16;
+  else if (A->dtype == LT_KDTYPE_BF16 && B->dtype == LT_KDTYPE_BF16)
+    kernel = LT_VK_GEMM_BF16_BF16;
+  else
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan gemm: operand storage A %d / B %d is not handled "
+                                  "(f32/f32, f32/bf16, f32/f16 and bf16/bf16 are)", (int) A->dtype,
+                                  (int) B->dtype);
+  if (C->dtype != LT_KDTYPE_F32)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan gemm: the result must be f32");
+  if (M == 0 || N == 0)
+    return TRUE;
+  if (!holds (s, A->buf, A->offset, span (a_rows, a_cols, A->ld), kd_bytes (A->dtype), "gemm", "A",
+              error)
+      || !holds (s, B->buf, B->offset, span (b_rows, b_cols, B->ld), kd_bytes (B->dtype), "gemm",
+                 "B", error)
+      || !holds (s, C->buf, C->offset, span (M, N, C->ld), 4, "gemm", "C", error)
+      || !fits_u32 (s, A->offset + span (a_rows, a_cols, A->ld), "gemm", error)
+      || !fits_u32 (s, B->offset + span (b_rows, b_cols, B->ld), "gemm", error)
+      || !fits_u32 (s, C->offset + span (M, N, C->ld), "gemm", error))
+    return FALSE;
+
+  pc = (typeof (pc)) {
+    .M = (guint32) M, .N = (guint32) N, .K = (guint32) K,
+    .lda = (guint32) A->ld, .ldb = (guint32) B->ld, .ldc = (guint32) C->ld,
+    .a_off = (guint32) A->offset, .b_off = (guint32) B->offset, .c_off = (guint32) C->offset,
+    .ta = ta == LT_TRANS, .tb = tb == LT_TRANS,
+    .round_a = precision == LT_COMPUTE_BF16 && A->dtype == LT_KDTYPE_F32,
+    .round_b = precision == LT_COMPUTE_BF16 && B->dtype != LT_KDTYPE_BF16,
+    .alpha = alpha, .beta = beta,
+  };
+  LtVulkanBuffer *bufs[] = { A->buf, B->buf, C->buf };
+  return lt_vulkan_stream_dispatch (s, kernel, bufs, 3, &pc, sizeof pc, ((guint) N + 63) / 64,
+                                    ((guint) M + 63) / 64, 1, error);
+}
+
+/* ---- RMSNorm ---- */
+
+gboolean
+lt_vulkan_rmsnorm_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *x,
+                           LtVulkanBuffer *w, float eps, int N, int C, GError **error)
+{
+  struct { guint32 N, C; float eps; } pc = { (guint32) N, (guint32) C, eps };
+
+  if (N < 0 || C <= 0)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan rmsnorm: bad shape N=%d C=%d", N, C);
+  if (N == 0)
+    return TRUE;
+  if (!holds (s, out, 0, (gsize) N * C, 4, "rmsnorm", "out", error)
+      || !holds (s, x, 0, (gsize) N * C, 4, "rmsnorm", "x", error)
+      || !holds (s, w, 0, (gsize) C, 4, "rmsnorm", "w", error)
+      || !fits_u32 (s, (gsize) N * C, "rmsnorm", error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { out, x, w };
+  return lt_vulkan_stream_dispatch (s, LT_VK_RMSNORM_FORWARD, bufs, 3, &pc, sizeof pc,
+                                    groups_rows (s, N), 1, 1, error);
+}
+
+gboolean
+lt_vulkan_rmsnorm_backward (LtVulkanStream *s, LtVulkanBuffer *dx, LtVulkanBuffer *dw,
+                            LtVulkanBuffer *x, LtVulkanBuffer *w, LtVulkanBuffer *dy, float eps,
+                            int N, int C, LtVulkanBuffer *scratch, GError **error)
+{
+  struct { guint32 N, C; float eps; } pc = { (guint32) N, (guint32) C, eps };
+  struct { guint32 N, C; } pdw = { (guint32) N, (guint32) C };
+
+  if (N < 0 || C <= 0)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan rmsnorm backward: bad shape N=%d C=%d", N, C);
+  if (dx == dy)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan rmsnorm backward: dx must not be dy");
+  if (N == 0)
+    return TRUE;
+  if (!holds (s, dx, 0, (gsize) N * C, 4, "rmsnorm backward", "dx", error)
+      || !holds (s, dw, 0, (gsize) C, 4, "rmsnorm backward", "dw", error)
+      || !holds (s, x, 0, (gsize) N * C, 4, "rmsnorm backward", "x", error)
+      || !holds (s, w, 0, (gsize) C, 4, "rmsnorm backward", "w", error)
+      || !holds (s, dy, 0, (gsize) N * C, 4, "rmsnorm backward", "dy", error)
+      || !holds (s, scratch, 0, (gsize) N, 4, "rmsnorm backward", "scratch", error)
+      || !fits_u32 (s, (gsize) N * C, "rmsnorm backward", error))
+    return FALSE;
+  LtVulkanBuffer *rows[] = { dx, scratch, x, w, dy };
+  LtVulkanBuffer *cols[] = { dw, x, dy, scratch };
+  return lt_vulkan_stream_dispatch (s, LT_VK_RMSNORM_BACKWARD, rows, 5, &pc, sizeof pc,
+                                    groups_rows (s, N), 1, 1, error)
+         && lt_vulkan_stream_dispatch (s, LT_VK_RMSNORM_BACKWARD_DW, cols, 4, &pdw, sizeof pdw,
+                                       ((guint) C + GROUP - 1) / GROUP, 1, 1, error);
+}
+
+/* ---- RoPE ---- */
+
+void
+lt_vulkan_rope_table (float *table, const float *inv_freq, int P, int D)
+{
+  int half = D / 2;
+  for (int p = 0; p < P; p++)
+    for (int i = 0; i < half; i++)
+      {
+        /* as lt_rope_forward: the angle in f32, its cosine and sine in double */
+        float theta = (float) p * inv_freq[i];
+        table[((gsize) p * half + i) * 2] = (float) cos ((double) theta);
+        table[((gsize) p * half + i) * 2 + 1] = (float) sin ((double) theta);
+      }
+}
+
+gboolean
+lt_vulkan_rope (LtVulkanStream *s, LtVulkanBuffer *x, gsize x_off, LtVulkanBuffer *pos,
+                LtVulkanBuffer *table, int P, int N, int H, int D, gboolean backward,
+                GError **error)
+{
+  struct { guint32 N, H, D, P, x_off; float sgn; } pc = {
+    (guint32) N, (guint32) H, (guint32) D, (guint32) P, (guint32) x_off, backward ? -1.0f : 1.0f
+  };
+
+  if (N < 0 || H <= 0 || D <= 0 || D % 2 != 0 || P <= 0)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan rope: bad shape N=%d H=%d D=%d P=%d", N, H, D, P);
+  if (N == 0)
+    return TRUE;
+  if (!holds (s, x, x_off, (gsize) N * H * D, 4, "rope", "x", error)
+      || !holds (s, pos, 0, (gsize) N, 4, "rope", "pos", error)
+      || !holds (s, table, 0, (gsize) P * D, 4, "rope", "table", error)
+      || !fits_u32 (s, x_off + (gsize) N * H * D, "rope", error)
+      || !fits_u32 (s, (gsize) P * D, "rope", error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { x, pos, table };
+  return lt_vulkan_stream_dispatch (s, LT_VK_ROPE, bufs, 3, &pc, sizeof pc,
+                                    groups_1d (s, (gsize) N * H * (D / 2)), 1, 1, error);
+}
+
+/* ---- SwiGLU ---- */
+
+gboolean
+lt_vulkan_swiglu_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *gate,
+                          LtVulkanBuffer *up, gsize n, GError **error)
+{
+  struct { guint32 n; } pc = { (guint32) n };
+
+  if (n == 0)
+    return TRUE;
+  if (!holds (s, out, 0, n, 4, "swiglu", "out", error)
+      || !holds (s, gate, 0, n, 4, "swiglu", "gate", error)
+      || !holds (s, up, 0, n, 4, "swiglu", "up", error) || !fits_u32 (s, n, "swiglu", error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { out, gate, up };
+  return lt_vulkan_stream_dispatch (s, LT_VK_SWIGLU_FORWARD, bufs, 3, &pc, sizeof pc,
+                                    groups_1d (s, n), 1, 1, error);
+}
+
+gboolean
+lt_vulkan_swiglu_backward (LtVulkanStream *s, LtVulkanBuffer *dg, LtVulkanBuffer *du,
+                           LtVulkanBuffer *gate, LtVulkanBuffer *up, LtVulkanBuffer *dh, gsize n,
+                           GError **error)
+{
+  struct { guint32 n; } pc = { (guint32) n };
+
+  if (n == 0)
+    return TRUE;
+  if (!holds (s, dg, 0, n, 4, "swiglu backward", "dg", error)
+      || !holds (s, du, 0, n, 4, "swiglu backward", "du", error)
+      || !holds (s, gate, 0, n, 4, "swiglu backward", "gate", error)
+      || !holds (s, up, 0, n, 4, "swiglu backward", "up", error)
+      || !holds (s, dh, 0, n, 4, "swiglu backward", "dh", error)
+      || !fits_u32 (s, n, "swiglu backward", error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { dg, du, gate, up, dh };
+  return lt_vulkan_stream_dispatch (s, LT_VK_SWIGLU_BACKWARD, bufs, 5, &pc, sizeof pc,
+                                    groups_1d (s, n), 1, 1, error);
+}
+
+/* ---- cross-entropy ---- */
+
+gboolean
+lt_vulkan_cross_entropy_forward_chunk (LtVulkanStream *s, LtVulkanBuffer *logits, gsize l_off,
+                                       int ld, LtVulkanBuffer *target, LtVulkanBuffer *weight,
+                                       LtVulkanBuffer *state, LtVulkanBuffer *lse,
+                                       LtVulkanBuffer *loss, int N, int v0, int vc,
+                                       gboolean first, gboolean last, GError **error)
+{
+  struct { guint32 N, vc, ld, v0, l_off, first, last; } pc = {
+    (guint32) N, (guint32) vc, (guint32) ld, (guint32) v0, (guint32) l_off, first != FALSE,
+    last != FALSE
+  };
+  const char *w = "cross-entropy";
+
+  if (N < 0 || vc <= 0 || v0 < 0 || ld < vc)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad shape N=%d v0=%d vc=%d ld=%d", w, N, v0, vc,
+                                  ld);
+  if (!(first && last) && state == NULL)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: several chunks need a state buffer", w);
+  if (N == 0)
+    return TRUE;
+  if (!holds (s, logits, l_off, span (N, vc, ld), 4, w, "logits", error)
+      || !holds (s, target, 0, (gsize) N, 4, w, "target", error)
+      || !holds (s, weight, 0, (gsize) N, 4, w, "weight", error)
+      || (state != NULL && !holds (s, state, 0, (gsize) N * 2, 4, w, "state", error))
+      || !holds (s, lse, 0, (gsize) N, 4, w, "lse", error)
+      || !holds (s, loss, 0, (gsize) N, 4, w, "loss", error)
+      || !fits_u32 (s, l_off + span (N, vc, ld), w, error))
+    return FALSE;
+  /* a single chunk never touches the state: lse stands in for the binding */
+  LtVulkanBuffer *bufs[] = { logits, target, weight, state != NULL ? state : lse, lse, loss };
+  return lt_vulkan_stream_dispatch (s, LT_VK_CE_FORWARD, bufs, 6, &pc, sizeof pc,
+                                    groups_rows (s, N), 1, 1, error);
+}
+
+gboolean
+lt_vulkan_cross_entropy_backward_chunk (LtVulkanStream *s, LtVulkanBuffer *logits, gsize l_off,
+                                        int ld, LtVulkanBuffer *lse, LtVulkanBuffer *target,
+                                        LtVulkanBuffer *scale, int N, int v0, int vc,
+                                        GError **error)
+{
+  struct { guint32 N, vc, ld, v0, l_off; } pc = {
+    (guint32) N, (guint32) vc, (guint32) ld, (guint32) v0, (guint32) l_off
+  };
+  const char *w = "cross-entropy backward";
+
+  if (N < 0 || vc <= 0 || v0 < 0 || ld < vc)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad shape N=%d v0=%d vc=%d ld=%d", w, N, v0, vc,
+                                  ld);
+  if (N == 0)
+    return TRUE;
+  if (!holds (s, logits, l_off, span (N, vc, ld), 4, w, "logits", error)
+      || !holds (s, lse, 0, (gsize) N, 4, w, "lse", error)
+      || !holds (s, target, 0, (gsize) N, 4, w, "target", error)
+      || !holds (s, scale, 0, (gsize) N, 4, w, "scale", error)
+      || !fits_u32 (s, l_off + span (N, vc, ld), w, error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { logits, lse, target, scale };
+  return lt_vulkan_stream_dispatch (s, LT_VK_CE_BACKWARD, bufs, 4, &pc, sizeof pc,
+                                    groups_rows (s, N), 1, 1, error);
+}
+
+gboolean
+lt_vulkan_cross_entropy_forward (LtVulkanStream *s, LtVulkanBuffer *logits, gsize l_off,
+                                 LtVulkanBuffer *target, LtVulkanBuffer *weight,
+                                 LtVulkanBuffer *lse, LtVulkanBuffer *loss, int N, int V,
+                                 GError **error)
+{
+  return lt_vulkan_cross_entropy_forward_chunk (s, logits, l_off, V, target, weight, NULL, lse,
+                                                loss, N, 0, V, TRUE, TRUE, error);
+}
+
+gboolean
+lt_vulkan_cross_entropy_backward (LtVulkanStream *s, LtVulkanBuffer *logits, gsize l_off,
+                                  LtVulkanBuffer *lse, LtVulkanBuffer *target,
+                                  LtVulkanBuffer *scale, int N, int V, GError **error)
+{
+  return lt_vulkan_cross_entropy_backward_chunk (s, logits, l_off, V, lse, target, scale, N, 0,
+                                                 V, error);
+}
+
+/* ---- residual add, embedding ---- */
+
+gboolean
+lt_vulkan_add (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *x, LtVulkanBuffer *y,
+               gsize n, GError **error)
+{
+  struct { guint32 n; } pc = { (guint32) n };
+
+  if (n == 0)
+    return TRUE;
+  if (!holds (s, out, 0, n, 4, "add", "out", error) || !holds (s, x, 0, n, 4, "add", "x", error)
+      || !holds (s, y, 0, n, 4, "add", "y", error) || !fits_u32 (s, n, "add", error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { out, x, y };
+  return lt_vulkan_stream_dispatch (s, LT_VK_ADD, bufs, 3, &pc, sizeof pc, groups_1d (s, n), 1,
+                                    1, error);
+}
+
+gboolean
+lt_vulkan_embedding (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *table,
+                     LtKDType dtype, LtVulkanBuffer *ids, int N, int C, int V, GError **error)
+{
+  struct { guint32 N, C, V; } pc = { (guint32) N, (guint32) C, (guint32) V };
+
+  if (N < 0 || C <= 0 || V <= 0)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan embedding: bad shape N=%d C=%d V=%d", N, C, V);
+  if (dtype != LT_KDTYPE_F32 && dtype != LT_KDTYPE_BF16)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan embedding: the table must be f32 or bf16");
+  if (N == 0)
+    return TRUE;
+  if (!holds (s, out, 0, (gsize) N * C, 4, "embedding", "out", error)
+      || !holds (s, table, 0, (gsize) V * C, kd_bytes (dtype), "embedding", "table", error)
+      || !holds (s, ids, 0, (gsize) N, 4, "embedding", "ids", error)
+      || !fits_u32 (s, MAX ((gsize) N, (gsize) V) * C, "embedding", error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { out, table, ids };
+  return lt_vulkan_stream_dispatch (s, dtype == LT_KDTYPE_BF16 ? LT_VK_EMBEDDING_BF16
+                                                               : LT_VK_EMBEDDING_F32,
+                                    bufs, 3, &pc, sizeof pc, groups_1d (s, (gsize) N * C), 1, 1,
+                                    error);
+}
+
+/* ---- AdamW ---- */
+
+gboolean
+lt_vulkan_adamw (LtVulkanStream *s, LtVulkanBuffer *w, LtVulkanBuffer *g, LtVulkanBuffer *m,
+                 LtVulkanBuffer *v, gsize n, double lr, double beta1, double beta2, double eps,
+                 double weight_decay, gint64 t, GError **error)
+{
+  struct { guint32 n; float lr, beta1, beta2, eps, wd, step_size, bc2_sqrt; } pc;
+
+  if (t < 1)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan adamw: steps count from 1 (got %" G_GINT64_FORMAT ")",
+                                  t);
+  if (n == 0)
+    return TRUE;
+  if (!holds (s, w, 0, n, 4, "adamw", "w", error) || !holds (s, g, 0, n, 4, "adamw", "g", error)
+      || !holds (s, m, 0, n, 4, "adamw", "m", error) || !holds (s, v, 0, n, 4, "adamw", "v", error)
+      || !fits_u32 (s, n, "adamw", error))
+    return FALSE;
+  pc.n = (guint32) n;
+  pc.lr = (float) lr;
+  pc.beta1 = (float) beta1;
+  pc.beta2 = (float) beta2;
+  pc.eps = (float) eps;
+  pc.wd = (float) weight_decay;
+  pc.step_size = (float) (lr / (1.0 - pow (beta1, (double) t)));
+  pc.bc2_sqrt = (float) sqrt (1.0 - pow (beta2, (double) t));
+  LtVulkanBuffer *bufs[] = { w, g, m, v };
+  return lt_vulkan_stream_dispatch (s, LT_VK_ADAMW, bufs, 4, &pc, sizeof pc, groups_1d (s, n), 1,
+                                    1, error);
+}
+
+/* ---- gradient clipping ---- */
+
+gboolean
+lt_vulkan_sum_squares (LtVulkanStream *s, LtVulkanBuffer *x, gsize n, LtVulkanBuffer *partial,
+                       LtVulkanBuffer *sumsq, gboolean accumulate, GError **error)
+{
+  struct { guint32 n, groups, stage, accumulate; } pc;
+  guint groups = MIN (groups_1d (s, n), LT_VULKAN_SUMSQ_PARTIAL);
+
+  if (!holds (s, x, 0, n, 4, "sum of squares", "x", error)
+      || !holds (s, partial, 0, LT_VULKAN_SUMSQ_PARTIAL, 4, "sum of squares", "partial", error)
+      || !holds (s, sumsq, 0, 1, 4, "sum of squares", "sumsq", error)
+      || !fits_u32 (s, n, "sum of squares", error))
+    return FALSE;
+  if (n == 0)
+    groups = 0; /* stage 1 alone: adds 0 (or writes it) */
+  LtVulkanBuffer *bufs[] = { x, partial, sumsq };
+  pc = (typeof (pc)) { (guint32) n, groups, 0, accumulate != FALSE };
+  if (groups > 0
+      && !lt_vulkan_stream_dispatch (s, LT_VK_SUMSQ, bufs, 3, &pc, sizeof pc, groups, 1, 1,
+                                     error))
+    return FALSE;
+  pc.stage = 1;
+  return lt_vulkan_stream_dispatch (s, LT_VK_SUMSQ, bufs, 3, &pc, sizeof pc, 1, 1, 1, error);
+}
+
+gboolean
+lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n, LtVulkanBuffer *sumsq,
+                        float max_norm, GError **error)
+{
+  struct { guint32 n; float max_norm; } pc = { (guint32) n, max_norm };
+
+  if (!(max_norm > 0.0f))
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan clip: max_norm must be > 0");
+  if (n == 0)
+    return TRUE;
+  if (!holds (s, g, 0, n, 4, "clip", "g", error)
+      || !holds (s, sumsq, 0, 1, 4, "clip", "sumsq", error) || !fits_u32 (s, n, "clip", error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { g, sumsq };
+  return lt_vulkan_stream_dispatch (s, LT_VK_CLIP, bufs, 2, &pc, sizeof pc, groups_1d (s, n), 1,
+                                    1, error);
+}
+
+/* ---- attention ---- */
+
+#define ATT_MAX_D 128
+/* shared memory of attention-forward.comp and of the larger backward pass (-dq) */
+#define ATT_SHARED_BYTES (16 * ATT_MAX_D * 4 * 3 + 16 * 16 * 4)
+#define ATT_BWD_SHARED_BYTES (16 * ATT_MAX_D * 4 * 2 + 8 * ATT_MAX_D * 4 * 2 + 8 * 16 * 4 \
+                              + 16 * 16 * 4)
+
+static gboolean
+attention_shape (LtVulkanStream *s, const char *what, int n, int S, int H, int KVH, int D,
+                 guint shared, GError **error)
+{
+  if (n < 0 || S < n || H <= 0 || KVH <= 0 || H % KVH != 0 || D <= 0 || D % 2 != 0)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad shape n=%d S=%d H=%d KVH=%d D=%d", what, n, S,
+                                  H, KVH, D);
+  if (D > ATT_MAX_D)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan %s: head dim %d > %d is not handled yet", what, D,
+                                  ATT_MAX_D);
+  if (lt_vulkan_stream_max_shared_bytes (s) < shared)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan %s: the device has %u bytes of shared memory, the "
+                                  "kernel needs %u", what, lt_vulkan_stream_max_shared_bytes (s),
+                                  shared);
+  return fits_u32 (s, (gsize) MAX ((gsize) n * H, (gsize) S * KVH) * D, what, error);
+}
+
+gboolean
+lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse,
+                             LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
+                             LtKDType kv_dtype, int n, int S, int H, int KVH, int D,
+                             GError **error)
+{
+  struct { guint32 n, S, H, KVH, D; float scale; guint32 write_lse; } pc = {
+    (guint32) n, (guint32) S, (guint32) H, (guint32) KVH, (guint32) D, 1.0f / sqrtf ((float) D),
+    lse != NULL
+  };
+
+  if (!attention_shape (s, "attention", n, S, H, KVH, D, ATT_SHARED_BYTES, error))
+    return FALSE;
+  if (kv_dtype != LT_KDTYPE_F32 && kv_dtype != LT_KDTYPE_F16)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan attention: k and v must be f32 or f16");
+  if (n == 0)
+    return TRUE;
+  if (!holds (s, out, 0, (gsize) n * H * D, 4, "attention", "out", error)
+      || !holds (s, q, 0, (gsize) n * H * D, 4, "attention", "q", error)
+      || !holds (s, k, 0, (gsize) S * KVH * D, kd_bytes (kv_dtype), "attention", "k", error)
+      || !holds (s, v, 0, (gsize) S * KVH * D, kd_bytes (kv_dtype), "attention", "v", error)
+      || (lse != NULL && !holds (s, lse, 0, (gsize) n * H, 4, "attention", "lse", error)))
+    return FALSE;
+  /* without lse the shader writes none; out stands in for the binding */
+  LtVulkanBuffer *bufs[] = { out, q, k, v, lse != NULL ? lse : out };
+  return lt_vulkan_stream_dispatch (s, kv_dtype == LT_KDTYPE_F16 ? LT_VK_ATTENTION_FORWARD_F16KV
+                                                                 : LT_VK_ATTENTION_FORWARD,
+                                    bufs, 5, &pc, sizeof pc, ((guint) n + 15) / 16, (guint) H, 1,
+                                    error);
+}
+
+gboolean
+lt_vulkan_attention_backward (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulkanBuffer *dk,
+                              LtVulkanBuffer *dv, LtVulkanBuffer *q, LtVulkanBuffer *k,
+                              LtVulkanBuffer *v, LtVulkanBuffer *out, LtVulkanBuffer *lse,
+                              LtVulkanBuffer *dout, LtVulkanBuffer *delta, int n, int H, int KVH,
+                              int D, GError **error)
+{
+  struct { guint32 n, H, KVH, D; float scale; } pc = {
+    (guint32) n, (guint32) H, (guint32) KVH, (guint32) D, 1.0f / sqrtf ((float) D)
+  };
+  gsize nq = (gsize) n * H * D, nk = (gsize) n * KVH * D;
+  const char *w = "attention backward";
+
+  if (!attention_shape (s, w, n, n, H, KVH, D, ATT_BWD_SHARED_BYTES, error))
+    return FALSE;
+  if (n == 0)
+    return TRUE;
+  if (!holds (s, dq, 0, nq, 4, w, "dq", error) || !holds (s, dk, 0, nk, 4, w, "dk", error)
+      || !holds (s, dv, 0, nk, 4, w, "dv", error) || !holds (s, q, 0, nq, 4, w, "q", error)
+      || !holds (s, k, 0, nk, 4, w, "k", error) || !holds (s, v, 0, nk, 4, w, "v", error)
+      || !holds (s, out, 0, nq, 4, w, "out", error)
+      || !holds (s, lse, 0, (gsize) n * H, 4, w, "lse", error)
+      || !holds (s, dout, 0, nq, 4, w, "dout", error)
+      || !holds (s, delta, 0, (gsize) n * H, 4, w, "delta", error))
+    return FALSE;
+  LtVulkanBuffer *first[] = { dq, delta, q, k, v, out, lse, dout };
+  LtVulkanBuffer *second[] = { dk, dv, q, k, v, lse, delta, dout };
+  return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DQ, first, 8, &pc, sizeof pc,
+                                    ((guint) n + 15) / 16, (guint) H, 1, error)
+         && lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, second, 8, &pc,
+                                       sizeof pc, ((guint) n + 15) / 16, (guint) KVH, 1, error);
+}

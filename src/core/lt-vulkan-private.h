@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-vulkan-private.h: what lt-vulkan-kernels.c needs of lt-vulkan.c — the kernel table and
+ * the generic dispatch. Not for other modules. */
+#pragma once
+
+#include "lt-vulkan.h"
+
+G_BEGIN_DECLS
+
+/* One per shader of src/core/shaders (its .spv name and binding count: lt-vulkan.c). */
+typedef enum
+{
+  LT_VK_GEMM_F32,
+  LT_VK_GEMM_F32_BF16,
+  LT_VK_GEMM_BF16_BF16,
+  LT_VK_GEMM_F32_F16,
+  LT_VK_RMSNORM_FORWARD,
+  LT_VK_RMSNORM_BACKWARD,
+  LT_VK_RMSNORM_BACKWARD_DW,
+  LT_VK_ROPE,
+  LT_VK_SWIGLU_FORWARD,
+  LT_VK_SWIGLU_BACKWARD,
+  LT_VK_CE_FORWARD,
+  LT_VK_CE_BACKWARD,
+  LT_VK_ADAMW,
+  LT_VK_ATTENTION_FORWARD,
+  LT_VK_ATTENTION_FORWARD_F16KV,
+  LT_VK_ATTENTION_BACKWARD_DQ,
+  LT_VK_ATTENTION_BACKWARD_DKDV,
+  LT_VK_ADD,
+  LT_VK_SUMSQ,
+  LT_VK_CLIP,
+  LT_VK_EMBEDDING_F32,
+  LT_VK_EMBEDDING_BF16,
+  LT_VK_N_KERNELS
+} LtVulkanKernel;
+
+/* Records one dispatch of @kernel over (gx, gy, gz) workgroups with @bufs bound to bindings
+ * 0… (as many as the kernel declares) and @push as its push constants (the shader's block,
+ * @push_size bytes), followed by a compute→compute barrier. Creates the pipeline on first
+ * use. A failure is also remembered by the stream (submit refuses). */
+gboolean lt_vulkan_stream_dispatch (LtVulkanStream *s, LtVulkanKernel kernel,
+                                    LtVulkanBuffer *const *bufs, guint n_bufs, const void *push,
+                                    gsize push_size, guint gx, guint gy, guint gz,
+                                    GError **error);
+/* Sets @error (and marks the stream failed, as a dispatch error does). */
+gboolean lt_vulkan_stream_fail (LtVulkanStream *s, GError **error, int code, const char *format,
+                                ...) G_GNUC_PRINTF (4, 5);
+/* Workgroup count limit of dimension x (maxComputeWorkGroupCount[0]; grid-stride kernels
+ * clamp to it). */
+guint lt_vulkan_stream_max_groups_x (LtVulkanStream *s);
+/* maxComputeSharedMemorySize of the stream's device, bytes. */
+guint lt_vulkan_stream_max_shared_bytes (LtVulkanStream *s);
+
+G_END_DECLS

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+// C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C, row-major with cblas_sgemm's
+// conventions (lda/ldb/ldc: row strides of the stored matrices; offsets in elements).
+// Tiled: a workgroup of 16×16 threads computes a 64×64 block of C, each thread 4×4 of it
+// (rows ty + 16·r, columns tx + 16·c), over K in slices of 16 staged in shared memory.
+// Accumulation is f32. Built four times by glslc: A and B f32; A f32 and B bf16 (-DB_BF16) or
+// f16 (-DB_F16, a frozen weight stored f16); both bf16 (-DA_BF16 -DB_BF16). 16-bit operands
+// are stored two per uint (element 0 in the low half) and expanded exactly. round_a / round_b
+// round f32 operands to bf16 at load (LT_COMPUTE_BF16: bf16 inputs, f32 accumulation).
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout (local_size_x = 16, local_size_y = 16) in;
+
+#define BM 64
+#define BN 64
+#define BK 16
+
+#ifdef A_BF16
+layout (std430, set = 0, binding = 0) readonly buffer ABuf { uint a[]; };
+#define LOAD_A(i) LT_BF16_AT (a, (i))
+#else
+layout (std430, set = 0, binding = 0) readonly buffer ABuf { float a[]; };
+#define LOAD_A(i) a[(i)]
+#endif
+#if defined(B_BF16)
+layout (std430, set = 0, binding = 1) readonly buffer BBuf { uint b[]; };
+#define LOAD_B(i) LT_BF16_AT (b, (i))
+#elif defined(B_F16)
+layout (std430, set = 0, binding = 1) readonly buffer BBuf { uint b[]; };
+#define LOAD_B(i) unpackHalf2x16 (b[(i) >> 1])[(i) & 1u]
+#else
+layout (std430, set = 0, binding = 1) readonly buffer BBuf { float b[]; };
+#define LOAD_B(i) b[(i)]
+#endif
+layout (std430, set = 0, binding = 2) buffer CBuf { float c[]; };
+
+layout (push_constant) uniform Params
+{
+  uint M, N, K;
+  uint lda, ldb, ldc;
+  uint a_off, b_off, c_off;
+  uint ta, tb;
+  uint round_a, round_b;
+  float alpha, beta;
+} p;
+
+shared float As[BK][BM];
+shared float Bs[BK][BN];
+
+void
+main ()
+{
+  const uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
+  const uint tid = ty * 16u + tx;
+  const uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
+  float acc[4][4];
+  for (uint r = 0u; r < 4u; r++)
+    for (uint q = 0u; q < 4u; q++)
+      acc[r][q] = 0.0;
+
+  for (uint k0 = 0u; k0 < p.K; k0 += BK)
+    {
+      // A slice: op(A) rows row0.., columns k0..; consecutive threads walk stored rows.
+      for (uint e = tid; e < BM * BK; e += 256u)
+        {
+          uint ii, kk;
+          if (p.ta == 0u)
+            {
+              kk = e % BK;
+              ii = e / BK;
+            }
+          else
+            {
+              ii = e % BM;
+              kk = e / BM;
+            }
+          const uint gi = row0 + ii, gk = k0 + kk;
+          float v = 0.0;
+          if (gi < p.M && gk < p.K)
+            {
+              v = LOAD_A (p.a_off + (p.ta == 0u ? gi * p.lda + gk : gk * p.lda + gi));
+              if (p.round_a != 0u)
+                v = lt_round_bf16 (v);
+            }
+          As[kk][ii] = v;
+        }
+      // B slice: op(B) rows k0.., columns col0..
+      for (uint e = tid; e < BK * BN; e += 256u)
+        {
+          uint kk, jj;
+          if (p.tb == 0u)
+            {
+              jj = e % BN;
+              kk = e / BN;
+            }
+          else
+            {
+              kk = e % BK;
+              jj = e / BK;
+            }
+          const uint gk = k0 + kk, gj = col0 + jj;
+          float v = 0.0;
+          if (gk < p.K && gj < p.N)
+            {
+              v = LOAD_B (p.b_off + (p.tb == 0u ? gk * p.ldb + gj : gj * p.ldb + gk));
+              if (p.round_b != 0u)
+                v = lt_round_bf16 (v);
+            }
+          Bs[kk][jj] = v;
+        }
+      barrier ();
+      for (uint kk = 0u; kk < BK; kk++)
+        {
+          float ar[4], bc[4];
+          for (uint r = 0u; r < 4u; r++)
+            ar[r] = As[kk][ty + 16u * r];
+          for (uint q = 0u; q < 4u; q++)
+            bc[q] = Bs[kk][tx + 16u * q];
+          for (uint r = 0u; r < 4u; r++)
+            for (uint q = 0u; q < 4u; q++)
+              acc[r][q] += ar[r] * bc[q];
+        }
+      barrier ();
+    }
+
+  for (uint r = 0u; r < 4u; r++)
+    for (uint q = 0u; q < 4u; q++)
+      {
+        const uint gi = row0 + ty + 16u * r, gj = col0 + tx + 16u * q;
+        if (gi < p.M && gj < p.N)
+          {
+            const uint ci = p.c_off + gi * p.ldc + gj;
+            float v = p.alpha * acc[r][q];
+            if (p.beta != 0.0)
+              v += p.beta * c[ci];
+            c[ci] = v;
+          }
+      }
+}

@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-vulkan: whole sequences of kernels recorded into one stream and submitted once — a Llama
+ * block's forward, and a LoRA linear layer's training step (forward, backward, clip, AdamW) —
+ * against the same computation composed from the CPU references (lt-kernels.h) and
+ * LtOptimizer. The single kernels are test-vulkan's. Skips like it.
+ * Tolerance: 1e-5 relative to max(1, |ref|) for every output (measured ≤ 1.4e-6 on lavapipe). */
+#include "config.h"
+
+#include "src/core/kernels/lt-kernels.h"
+#include "src/core/lt-error.h"
+#include "src/core/lt-optimizer.h"
+#include "tests/core/test-vulkan.h"
+
+/* ---- a whole block in one submit ---- */
+
+/* A Llama block's forward recorded into one stream and submitted once — embedding, RMSNorm,
+ * the q/k/v/o and MLP products on bf16 weights, RoPE, attention, SwiGLU, both residual adds —
+ * against the same block composed from the CPU references. */
+static void
+test_block_forward (void)
+{
+  enum { T = 24, C = 64, H = 4, KVH = 2, D = 16, I = 96, V = 40, P = 32 };
+  const int QD = H * D, KD = KVH * D;
+  g_autoptr (GError) error = NULL;
+  g_autofree float *emb = g_new (float, V * C), *wn1 = g_new (float, C), *wn2 = g_new (float, C);
+  g_autofree float *wq = g_new (float, QD * C), *wk = g_new (float, KD * C);
+  g_autofree float *wv = g_new (float, KD * C), *wo = g_new (float, C * QD);
+  g_autofree float *wg = g_new (float, I * C), *wu = g_new (float, I * C);
+  g_autofree float *wd = g_new (float, C * I), *inv = g_new (float, D / 2);
+  g_autofree float *table = g_new (float, P * D);
+  g_autofree guint16 *q16 = g_new (guint16, QD * C), *k16 = g_new (guint16, KD * C);
+  g_autofree guint16 *v16 = g_new (guint16, KD * C), *o16 = g_new (guint16, C * QD);
+  g_autofree guint16 *g16 = g_new (guint16, I * C), *u16 = g_new (guint16, I * C);
+  g_autofree guint16 *d16 = g_new (guint16, C * I);
+  g_autofree float *x = g_new (float, T * C), *h = g_new (float, T * C);
+  g_autofree float *q = g_new (float, T * QD), *k = g_new (float, T * KD);
+  g_autofree float *v = g_new (float, T * KD), *att = g_new (float, T * QD);
+  g_autofree float *o = g_new (float, T * C), *ga = g_new (float, T * I);
+  g_autofree float *up = g_new (float, T * I), *y = g_new (float, T * C);
+  g_autofree float *got = g_new (float, T * C);
+  gint32 ids[T];
+  int pos[T];
+  g_autoptr (LtVulkanStream) s = NULL;
+  double e;
+
+  REQUIRE_DEVICE ();
+  fill (emb, V * C, 120, -1, 1);
+  fill (wn1, C, 121, 0.5, 1.5);
+  fill (wn2, C, 122, 0.5, 1.5);
+  fill (wq, QD * C, 123, -0.2, 0.2);
+  fill (wk, KD * C, 124, -0.2, 0.2);
+  fill (wv, KD * C, 125, -0.2, 0.2);
+  fill (wo, C * QD, 126, -0.2, 0.2);
+  fill (wg, I * C, 127, -0.2, 0.2);
+  fill (wu, I * C, 128, -0.2, 0.2);
+  fill (wd, C * I, 129, -0.2, 0.2);
+  to_bf16 (q16, wq, QD * C);
+  to_bf16 (k16, wk, KD * C);
+  to_bf16 (v16, wv, KD * C);
+  to_bf16 (o16, wo, C * QD);
+  to_bf16 (g16, wg, I * C);
+  to_bf16 (u16, wu, I * C);
+  to_bf16 (d16, wd, C * I);
+  for (int i = 0; i < D / 2; i++)
+    inv[i] = (float) pow (10000.0, -2.0 * i / D);
+  lt_vulkan_rope_table (table, inv, P, D);
+  for (int t = 0; t < T; t++)
+    {
+      ids[t] = (t * 7 + 3) % V;
+      pos[t] = t;
+    }
+
+  /* the CPU block */
+  for (int t = 0; t < T; t++)
+    memcpy (x + t * C, emb + ids[t] * C, sizeof (float) * C);
+  lt_rmsnorm_forward_ref (h, x, wn1, 1e-5f, T, C);
+  lt_matmul_forward_ref (q, h, q16, LT_KDTYPE_BF16, NULL, T, C, QD);
+  lt_matmul_forward_ref (k, h, k16, LT_KDTYPE_BF16, NULL, T, C, KD);
+  lt_matmul_forward_ref (v, h, v16, LT_KDTYPE_BF16, NULL, T, C, KD);
+  lt_rope_forward_ref (q, pos, inv, T, H, D);
+  lt_rope_forward_ref (k, pos, inv, T, KVH, D);
+  lt_attention_forward_ref (att, q, k, v, T, T, H, KVH, D);
+  lt_matmul_forward_ref (o, att, o16, LT_KDTYPE_BF16, NULL, T, QD, C);
+  lt_add (x, x, o, (gsize) T * C);
+  lt_rmsnorm_forward_ref (h, x, wn2, 1e-5f, T, C);
+  lt_matmul_forward_ref (ga, h, g16, LT_KDTYPE_BF16, NULL, T, C, I);
+  lt_matmul_forward_ref (up, h, u16, LT_KDTYPE_BF16, NULL, T, C, I);
+  lt_swiglu_forward_ref (ga, ga, up, (gsize) T * I);
+  lt_matmul_forward_ref (y, ga, d16, LT_KDTYPE_BF16, NULL, T, I, C);
+  lt_add (y, y, x, (gsize) T * C);
+
+  /* the GPU block: weights uploaded once, the step recorded and submitted once */
+  g_autoptr (LtVulkanBuffer) bemb = upload (emb, sizeof (float) * V * C);
+  g_autoptr (LtVulkanBuffer) bn1 = upload (wn1, sizeof (float) * C);
+  g_autoptr (LtVulkanBuffer) bn2 = upload (wn2, sizeof (float) * C);
+  g_autoptr (LtVulkanBuffer) bwq = upload (q16, sizeof (guint16) * QD * C);
+  g_autoptr (LtVulkanBuffer) bwk = upload (k16, sizeof (guint16) * KD * C);
+  g_autoptr (LtVulkanBuffer) bwv = upload (v16, sizeof (guint16) * KD * C);
+  g_autoptr (LtVulkanBuffer) bwo = upload (o16, sizeof (guint16) * C * QD);
+  g_autoptr (LtVulkanBuffer) bwg = upload (g16, sizeof (guint16) * I * C);
+  g_autoptr (LtVulkanBuffer) bwu = upload (u16, sizeof (guint16) * I * C);
+  g_autoptr (LtVulkanBuffer) bwd = upload (d16, sizeof (guint16) * C * I);
+  g_autoptr (LtVulkanBuffer) btab = upload (table, sizeof (float) * P * D);
+  g_autoptr (LtVulkanBuffer) bids = upload (ids, sizeof ids);
+  g_autoptr (LtVulkanBuffer) bpos = upload (pos, sizeof pos);
+  g_autoptr (LtVulkanBuffer) bx = lt_vulkan_buffer_new (vk, sizeof (float) * T * C, &error);
+  g_autoptr (LtVulkanBuffer) bh = lt_vulkan_buffer_new (vk, sizeof (float) * T * C, &error);
+  g_autoptr (LtVulkanBuffer) bq = lt_vulkan_buffer_new (vk, sizeof (float) * T * QD, &error);
+  g_autoptr (LtVulkanBuffer) bk = lt_vulkan_buffer_new (vk, sizeof (float) * T * KD, &error);
+  g_autoptr (LtVulkanBuffer) bv = lt_vulkan_buffer_new (vk, sizeof (float) * T * KD, &error);
+  g_autoptr (LtVulkanBuffer) ba = lt_vulkan_buffer_new (vk, sizeof (float) * T * QD, &error);
+  g_autoptr (LtVulkanBuffer) bo = lt_vulkan_buffer_new (vk, sizeof (float) * T * C, &error);
+  g_autoptr (LtVulkanBuffer) bg = lt_vulkan_buffer_new (vk, sizeof (float) * T * I, &error);
+  g_autoptr (LtVulkanBuffer) bu = lt_vulkan_buffer_new (vk, sizeof (float) * T * I, &error);
+  g_assert_no_error (error);
+  LtVulkanMatrix mh = { bh, 0, C, LT_KDTYPE_F32 }, ma = { ba, 0, QD, LT_KDTYPE_F32 };
+  LtVulkanMatrix mg = { bg, 0, I, LT_KDTYPE_F32 }, mu = { bu, 0, I, LT_KDTYPE_F32 };
+  LtVulkanMatrix mq = { bq, 0, QD, LT_KDTYPE_F32 }, mk = { bk, 0, KD, LT_KDTYPE_F32 };
+  LtVulkanMatrix mv = { bv, 0, KD, LT_KDTYPE_F32 }, mo = { bo, 0, C, LT_KDTYPE_F32 };
+  LtVulkanMatrix wmq = { bwq, 0, C, LT_KDTYPE_BF16 }, wmk = { bwk, 0, C, LT_KDTYPE_BF16 };
+  LtVulkanMatrix wmv = { bwv, 0, C, LT_KDTYPE_BF16 }, wmo = { bwo, 0, QD, LT_KDTYPE_BF16 };
+  LtVulkanMatrix wmg = { bwg, 0, C, LT_KDTYPE_BF16 }, wmu = { bwu, 0, C, LT_KDTYPE_BF16 };
+  LtVulkanMatrix wmd = { bwd, 0, I, LT_KDTYPE_BF16 };
+  const LtTrans N_ = LT_NO_TRANS, T_ = LT_TRANS;
+  const LtComputeDType F = LT_COMPUTE_F32;
+
+  s = stream ();
+  g_assert_true (lt_vulkan_embedding (s, bx, bemb, LT_KDTYPE_F32, bids, T, C, V, &error));
+  g_assert_true (lt_vulkan_rmsnorm_forward (s, bh, bx, bn1, 1e-5f, T, C, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, QD, C, 1, &mh, &wmq, 0, &mq, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, KD, C, 1, &mh, &wmk, 0, &mk, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, KD, C, 1, &mh, &wmv, 0, &mv, F, &error));
+  g_assert_true (lt_vulkan_rope (s, bq, 0, bpos, btab, P, T, H, D, FALSE, &error));
+  g_assert_true (lt_vulkan_rope (s, bk, 0, bpos, btab, P, T, KVH, D, FALSE, &error));
+  g_assert_true (lt_vulkan_attention_forward (s, ba, NULL, bq, bk, bv, LT_KDTYPE_F32, T, T, H,
+                                              KVH, D, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, C, QD, 1, &ma, &wmo, 0, &mo, F, &error));
+  g_assert_true (lt_vulkan_add (s, bx, bx, bo, (gsize) T * C, &error));
+  g_assert_true (lt_vulkan_rmsnorm_forward (s, bh, bx, bn2, 1e-5f, T, C, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, I, C, 1, &mh, &wmg, 0, &mg, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, I, C, 1, &mh, &wmu, 0, &mu, F, &error));
+  g_assert_true (lt_vulkan_swiglu_forward (s, bg, bg, bu, (gsize) T * I, &error));
+  /* y = a·Wdᵀ, then the second residual */
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, C, I, 1, &mg, &wmd, 0, &mo, F, &error));
+  g_assert_true (lt_vulkan_add (s, bo, bo, bx, (gsize) T * C, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (lt_vulkan_stream_get_n_dispatches (s), ==, 16);
+  run (s);
+  download (bo, got, sizeof (float) * T * C);
+  e = max_rel (got, y, T * C);
+  g_test_message ("one block forward (16 dispatches, one submit) T=%d C=%d H=%d KVH=%d I=%d: "
+                  "max rel error %.3g", T, C, H, KVH, I, e);
+  g_assert_cmpfloat (e, <=, 1e-5);
+}
+
+/* ---- a LoRA step in one submit ---- */
+
+/* One training step of a LoRA linear layer recorded into one stream: the forward
+ * y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ over a frozen bf16 W, the backward from an upstream dy (dB = s·dyᵀ·h,
+ * dh = s·dy·B, dA = dhᵀ·x, dx = dy·W + dh·A), the global-norm clip and AdamW on A and B —
+ * against the CPU references and LtOptimizer. */
+static void
+test_lora_step (void)
+{
+  enum { T = 37, IN = 96, OUT = 80, R = 8 };
+  const float sc = 2.0f; /* alpha / r */
+  const double lr = 1e-3, max_norm = 0.5;
+  g_autoptr (GError) error = NULL;
+  g_autofree float *x = g_new (float, T * IN), *w = g_new (float, OUT * IN);
+  g_autofree float *A = g_new (float, R * IN), *B = g_new (float, OUT * R);
+  g_autofree float *dy = g_new (float, T * OUT), *h = g_new (float, T * R);
+  g_autofree float *y = g_new (float, T * OUT), *dx = g_new0 (float, T * IN);
+  g_autofree float *dA = g_new0 (float, R * IN), *dB = g_new0 (float, OUT * R);
+  g_autofree float *dh = g_new0 (float, T * R), *zero = g_new0 (float, OUT * IN);
+  g_autofree float *gy = g_new (float, T * OUT), *gdx = g_new (float, T * IN);
+  g_autofree float *gA = g_new (float, R * IN), *gB = g_new (float, OUT * R);
+  g_autofree float *gdA = g_new (float, R * IN), *gdB = g_new (float, OUT * R);
+  g_autofree float *gvA = g_new (float, R * IN);
+  g_autofree guint16 *w16 = g_new (guint16, OUT * IN);
+  const float *state_m, *state_v;
+  LtOptimizerParams hp = { LT_OPTIMIZER_ADAMW, 0.01, 0.9, 0.999, 1e-8, 0 };
+  g_autoptr (LtOptimizer) opt = lt_optimizer_new (&hp);
+  g_autoptr (LtVulkanStream) s = NULL;
+  double norm, ey, edx, eA, eB, edA, edB, ev;
+
+  REQUIRE_DEVICE ();
+  fill (x, T * IN, 150, -1, 1);
+  fill (w, OUT * IN, 151, -0.3, 0.3);
+  fill (A, R * IN, 152, -0.1, 0.1);
+  fill (B, OUT * R, 153, -0.1, 0.1); /* non-zero, so that dA is too */
+  fill (dy, T * OUT, 154, -1, 1);
+  to_bf16 (w16, w, OUT * IN);
+
+  g_autoptr (LtVulkanBuffer) bx = upload (x, sizeof (float) * T * IN);
+  g_autoptr (LtVulkanBuffer) bw = upload (w16, sizeof (guint16) * OUT * IN);
+  g_autoptr (LtVulkanBuffer) bA = upload (A, sizeof (float) * R * IN);
+  g_autoptr (LtVulkanBuffer) bB = upload (B, sizeof (float) * OUT * R);
+  g_autoptr (LtVulkanBuffer) bdy = upload (dy, sizeof (float) * T * OUT);
+  g_autoptr (LtVulkanBuffer) bmA = upload (zero, sizeof (float) * R * IN);
+  g_autoptr (LtVulkanBuffer) bvA = upload (zero, sizeof (float) * R * IN);
+  g_autoptr (LtVulkanBuffer) bmB = upload (zero, sizeof (float) * OUT * R);
+  g_autoptr (LtVulkanBuffer) bvB = upload (zero, sizeof (float) * OUT * R);
+  g_autoptr (LtVulkanBuffer) bh = lt_vulkan_buffer_new (vk, sizeof (float) * T * R, &error);
+  g_autoptr (LtVulkanBuffer) by = lt_vulkan_buffer_new (vk, sizeof (float) * T * OUT, &error);
+  g_autoptr (LtVulkanBuffer) bdh = lt_vulkan_buffer_new (vk, sizeof (float) * T * R, &error);
+  g_autoptr (LtVulkanBuffer) bdx = lt_vulkan_buffer_new (vk, sizeof (float) * T * IN, &error);
+  g_autoptr (LtVulkanBuffer) bdA = lt_vulkan_buffer_new (vk, sizeof (float) * R * IN, &error);
+  g_autoptr (LtVulkanBuffer) bdB = lt_vulkan_buffer_new (vk, sizeof (float) * OUT * R, &error);
+  g_autoptr (LtVulkanBuffer) bp = NULL;
+  g_autoptr (LtVulkanBuffer) bss = lt_vulkan_buffer_new (vk, sizeof (float), &error);
+  bp = lt_vulkan_buffer_new (vk, sizeof (float) * LT_VULKAN_SUMSQ_PARTIAL, &error);
+  g_assert_no_error (error);
+  LtVulkanMatrix mx = { bx, 0, IN, LT_KDTYPE_F32 }, mw = { bw, 0, IN, LT_KDTYPE_BF16 };
+  LtVulkanMatrix mA = { bA, 0, IN, LT_KDTYPE_F32 }, mB = { bB, 0, R, LT_KDTYPE_F32 };
+  LtVulkanMatrix mh = { bh, 0, R, LT_KDTYPE_F32 }, my = { by, 0, OUT, LT_KDTYPE_F32 };
+  LtVulkanMatrix mdy = { bdy, 0, OUT, LT_KDTYPE_F32 }, mdh = { bdh, 0, R, LT_KDTYPE_F32 };
+  LtVulkanMatrix mdx = { bdx, 0, IN, LT_KDTYPE_F32 }, mdA = { bdA, 0, IN, LT_KDTYPE_F32 };
+  LtVulkanMatrix mdB = { bdB, 0, R, LT_KDTYPE_F32 };
+  const LtTrans N_ = LT_NO_TRANS, T_ = LT_TRANS;
+  const LtComputeDType F = LT_COMPUTE_F32;
+
+  s = stream ();
+  /* forward */
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, R, IN, 1, &mx, &mA, 0, &mh, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, OUT, IN, 1, &mx, &mw, 0, &my, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, T_, T, OUT, R, sc, &mh, &mB, 1, &my, F, &error));
+  /* backward */
+  g_assert_true (lt_vulkan_gemm (s, T_, N_, OUT, R, T, sc, &mdy, &mh, 0, &mdB, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, N_, T, R, OUT, sc, &mdy, &mB, 0, &mdh, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, T_, N_, R, IN, T, 1, &mdh, &mx, 0, &mdA, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, N_, T, IN, OUT, 1, &mdy, &mw, 0, &mdx, F, &error));
+  g_assert_true (lt_vulkan_gemm (s, N_, N_, T, IN, R, 1, &mdh, &mA, 1, &mdx, F, &error));
+  /* clip, AdamW */
+  g_assert_true (lt_vulkan_sum_squares (s, bdA, R * IN, bp, bss, FALSE, &error));
+  g_assert_true (lt_vulkan_sum_squares (s, bdB, OUT * R, bp, bss, TRUE, &error));
+  g_assert_true (lt_vulkan_clip_by_norm (s, bdA, R * IN, bss, (float) max_norm, &error));
+  g_assert_true (lt_vulkan_clip_by_norm (s, bdB, OUT * R, bss, (float) max_norm, &error));
+  g_assert_true (lt_vulkan_adamw (s, bA, bdA, bmA, bvA, R * IN, lr, hp.beta1, hp.beta2, hp.eps,
+                                  hp.weight_decay, 1, &error));
+  g_assert_true (lt_vulkan_adamw (s, bB, bdB, bmB, bvB, OUT * R, lr, hp.beta1, hp.beta2, hp.eps,
+                                  hp.weight_decay, 1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (lt_vulkan_stream_get_n_dispatches (s), ==, 16);
+  run (s);
+  download (by, gy, sizeof (float) * T * OUT);
+  download (bdx, gdx, sizeof (float) * T * IN);
+  download (bA, gA, sizeof (float) * R * IN);
+  download (bB, gB, sizeof (float) * OUT * R);
+  download (bdA, gdA, sizeof (float) * R * IN);
+  download (bdB, gdB, sizeof (float) * OUT * R);
+  download (bvA, gvA, sizeof (float) * R * IN);
+
+  /* the CPU step, from the references */
+  lt_matmul_forward_ref (h, x, A, LT_KDTYPE_F32, NULL, T, IN, R);
+  lt_matmul_forward_ref (y, x, w16, LT_KDTYPE_BF16, NULL, T, IN, OUT);
+  for (int t = 0; t < T; t++)
+    for (int o = 0; o < OUT; o++)
+      {
+        double acc = 0.0;
+        for (int r = 0; r < R; r++)
+          acc += (double) h[t * R + r] * B[o * R + r];
+        y[t * OUT + o] += (float) (sc * acc);
+      }
+  lt_matmul_backward_dw_ref (dB, dy, OUT, h, T, R, OUT);
+  for (int i = 0; i < OUT * R; i++)
+    dB[i] *= sc;
+  lt_matmul_backward_dx_ref (dh, dy, OUT, B, LT_KDTYPE_F32, T, R, OUT);
+  for (int i = 0; i < T * R; i++)
+    dh[i] *= sc;
+  lt_matmul_backward_dw_ref (dA, dh, R, x, T, IN, R);
+  lt_matmul_backward_dx_ref (dx, dy, OUT, w16, LT_KDTYPE_BF16, T, IN, OUT);
+  lt_matmul_backward_dx_ref (dx, dh, R, A, LT_KDTYPE_F32, T, IN, R);
+  lt_optimizer_add (opt, "A", A, dA, R * IN, TRUE);
+  lt_optimizer_add (opt, "B", B, dB, OUT * R, TRUE);
+  norm = lt_optimizer_clip_grad_norm (opt, max_norm);
+  g_assert_cmpfloat (norm, >, max_norm); /* the clip acts */
+  lt_optimizer_step (opt, lr);
+  lt_optimizer_get_state (opt, 0, &state_m, &state_v);
+
+  /* the clipped gradients and the second moment carry the gradients' scale (AdamW's first
+   * update, m/√v, does not) */
+  edA = max_rel (gdA, dA, R * IN);
+  edB = max_rel (gdB, dB, OUT * R);
+  ev = max_rel (gvA, state_v, R * IN);
+  g_test_message ("LoRA step gradients after the clip: dA %.3g, dB %.3g, v(A) %.3g "
+                  "(max rel error)", edA, edB, ev);
+  g_assert_cmpfloat (edA, <=, 1e-5);
+  g_assert_cmpfloat (edB, <=, 1e-5);
+  g_assert_cmpfloat (ev, <=, 1e-5);
+  ey = max_rel (gy, y, T * OUT);
+  edx = max_rel (gdx, dx, T * IN);
+  eA = max_rel (gA, A, R * IN);
+  eB = max_rel (gB, B, OUT * R);
+  g_test_message ("LoRA step (16 dispatches, one submit) T=%d in=%d out=%d r=%d: y %.3g, "
+                  "dx %.3g, A %.3g, B %.3g after clip (norm %.3f) and AdamW (max rel error)", T,
+                  IN, OUT, R, ey, edx, eA, eB, norm);
+  g_assert_cmpfloat (ey, <=, 1e-5);
+  g_assert_cmpfloat (edx, <=, 1e-5);
+  g_assert_cmpfloat (eA, <=, 1e-5);
+  g_assert_cmpfloat (eB, <=, 1e-5);
+}
+
+int
+main (int argc, char **argv)
+{
+  int status;
+
+  g_test_init (&argc, &argv, NULL);
+  vulkan_test_open ();
+  g_test_add_func ("/vulkan-step/block-forward", test_block_forward);
+  g_test_add_func ("/vulkan-step/lora-step", test_lora_step);
+  status = g_test_run ();
+  vulkan_test_close ();
+  return status;
+}
