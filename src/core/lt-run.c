@@ -153,6 +153,28 @@ lt_run_apply_compute_dtype (LtComputeDTypeChoice v, const char **why)
   return lt_compute_dtype_to_string (d);
 }
 
+gboolean
+lt_run_parse_compute_device (const char *value, gboolean *vulkan, guint *index)
+{
+  gboolean v = FALSE;
+  guint64 n = 0;
+
+  if (value == NULL || g_str_equal (value, "auto") || g_str_equal (value, "cpu"))
+    ;
+  else if (g_str_equal (value, "vulkan"))
+    v = TRUE;
+  else if (g_str_has_prefix (value, "vulkan:") && value[7] != '\0'
+           && g_ascii_string_to_unsigned (value + 7, 10, 0, 255, &n, NULL))
+    v = TRUE;
+  else
+    return FALSE;
+  if (vulkan)
+    *vulkan = v;
+  if (index)
+    *index = (guint) n;
+  return TRUE;
+}
+
 const char *
 lt_optimizer_to_string (LtOptimizerKind v)
 {
@@ -305,6 +327,9 @@ static const LtRunKeyInfo keys[] = {
   ROW_ENUM ("compute_dtype", "compute-dtype", ENUM_COMPUTE_DTYPE, "auto|f32|bf16",
             N_("Precision of the matrix products (auto: bf16 where the CPU has AMX or "
                "AVX512-BF16)"), compute_dtype),
+  ROW ("compute_device", "device", LT_RUN_KEY_STRING, "auto|cpu|vulkan|vulkan:N",
+       N_("Where the training step runs (auto: the CPU for now; vulkan: the first GPU, "
+          "vulkan:N the Nth of `lathe devices`; LoRA only)"), compute_device),
   /* Aliases (other spellings). */
   { "fine_tune_type", "fine-tune-type", LT_RUN_KEY_ENUM, "train_type", "lora|dora|full",
     N_("Same as --train-type (mlx-lm's name)"), OFF (train_type), ENUM_TRAIN_TYPE, 0, FALSE },
@@ -401,6 +426,7 @@ lt_run_config_new (void)
   cfg->steps_per_sample = 0;
   cfg->sample_max_tokens = 64;
   cfg->compute_dtype = LT_COMPUTE_DTYPE_AUTO;
+  cfg->compute_device = g_strdup ("auto");
   cfg->qat_enable = FALSE;
   cfg->qat_bits = 8;
   cfg->qat_group_size = 64;
@@ -422,6 +448,7 @@ lt_run_config_copy (const LtRunConfig *cfg)
   c->resume_adapter_file = g_strdup (cfg->resume_adapter_file);
   c->lora_keys = g_strdupv (cfg->lora_keys);
   c->sample_prompts = g_strdupv (cfg->sample_prompts);
+  c->compute_device = g_strdup (cfg->compute_device);
   return c;
 }
 
@@ -436,6 +463,7 @@ lt_run_config_free (LtRunConfig *cfg)
   g_free (cfg->resume_adapter_file);
   g_strfreev (cfg->lora_keys);
   g_strfreev (cfg->sample_prompts);
+  g_free (cfg->compute_device);
   g_free (cfg);
 }
 

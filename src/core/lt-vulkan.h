@@ -271,6 +271,22 @@ gboolean lt_vulkan_attention_backward (LtVulkanStream *s, LtVulkanBuffer *dq, Lt
                                        LtVulkanBuffer *delta, int n, int H, int KVH, int D,
                                        GError **error);
 
+/* The same for one sequence of a padding-free packed batch: every array (out, lse, q, k, v;
+ * dq, dk, dv, dout, delta) is read and written from row (token) @base on, the sequence's
+ * first; the forward then needs S = n (training: each sequence attends to itself). */
+gboolean lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out,
+                                          LtVulkanBuffer *lse, LtVulkanBuffer *q,
+                                          LtVulkanBuffer *k, LtVulkanBuffer *v, LtKDType kv_dtype,
+                                          int base, int n, int S, int H, int KVH, int D,
+                                          GError **error);
+gboolean lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq,
+                                           LtVulkanBuffer *dk, LtVulkanBuffer *dv,
+                                           LtVulkanBuffer *q, LtVulkanBuffer *k,
+                                           LtVulkanBuffer *v, LtVulkanBuffer *out,
+                                           LtVulkanBuffer *lse, LtVulkanBuffer *dout,
+                                           LtVulkanBuffer *delta, int base, int n, int H,
+                                           int KVH, int D, GError **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkan, lt_vulkan_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanBuffer, lt_vulkan_buffer_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanStream, lt_vulkan_stream_free)
