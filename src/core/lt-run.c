@@ -175,6 +175,25 @@ lt_run_parse_compute_device (const char *value, gboolean *vulkan, guint *index)
   return TRUE;
 }
 
+char *
+lt_run_describe_compute_device (const char *value, const char **why)
+{
+  gboolean v = FALSE;
+  guint n = 0;
+
+  if (!lt_run_parse_compute_device (value, &v, &n))
+    {
+      if (why)
+        *why = "invalid";
+      return g_strdup (value ? value : "cpu");
+    }
+  if (why)
+    *why = v || (value != NULL && g_str_equal (value, "cpu"))
+             ? "requested"
+             : "auto: the CPU (the Vulkan training step is new and not yet measured)";
+  return v ? g_strdup_printf ("vulkan:%u", n) : g_strdup ("cpu");
+}
+
 const char *
 lt_optimizer_to_string (LtOptimizerKind v)
 {

@@ -169,6 +169,9 @@ const char *lt_run_describe_compute_dtype (LtComputeDTypeChoice v, const char **
  * device index); else *vulkan (may be NULL) says whether the GPU was asked for (auto: no, in
  * this stage) and *index (may be NULL) the device (0 for plain "vulkan"). */
 gboolean lt_run_parse_compute_device (const char *value, gboolean *vulkan, guint *index);
+/* "cpu" or "vulkan:N" for a compute_device value (newly allocated), *why (static English,
+ * may be NULL) "requested" or auto's reason, for run.json and the log. */
+char *lt_run_describe_compute_device (const char *value, const char **why);
 /* Bits and group size of a load-time quantization (0/0 for none). */
 void lt_quantization_get_params (LtQuantization q, int *bits, int *group_size);
 

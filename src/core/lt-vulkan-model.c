@@ -1008,3 +1008,52 @@ lt_vulkan_trainer_free (LtVulkanTrainer *vt)
   g_free (vt->device_name);
   g_free (vt);
 }
+
+gboolean
+lt_vulkan_trainer_start (const LtRunConfig *cfg, LtModel *model, LtOptimizer *opt,
+                         LtVulkanTrainer **out, GError **error)
+{
+  GError *local = NULL;
+
+  *out = lt_vulkan_trainer_new (cfg, model, opt, &local);
+  if (local != NULL)
+    {
+      g_propagate_error (error, local);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+lt_vulkan_trainer_forward_backward (LtVulkanTrainer *vt, const LtMicroBatch *mb,
+                                    float loss_scale, double *loss_sum, GError **error)
+{
+  return lt_vulkan_model_forward_backward (vt->vm, (const int32_t *) mb->tokens->data,
+                                           (const int *) mb->lengths->data,
+                                           (int) mb->lengths->len,
+                                           (const int32_t *) mb->targets->data,
+                                           (const float *) mb->weights->data, loss_scale,
+                                           loss_sum, error);
+}
+
+void
+lt_vulkan_trainer_zero_grad (LtVulkanTrainer *vt)
+{
+  if (vt != NULL)
+    lt_vulkan_model_zero_grad (vt->vm);
+}
+
+gboolean
+lt_vulkan_trainer_step (LtVulkanTrainer *vt, const LtRunConfig *cfg, double lr, gint64 t,
+                        GError **error)
+{
+  LtOptimizerParams hp;
+
+  lt_optimizer_params_from_config (&hp, cfg);
+  if (!lt_vulkan_model_step (vt->vm, &hp, cfg->max_grad_norm, lr, t, NULL, error))
+    {
+      g_prefix_error (error, "step %" G_GINT64_FORMAT ": ", t);
+      return FALSE;
+    }
+  return TRUE;
+}

@@ -34,6 +34,7 @@
 #include "lt-model.h"
 #include "lt-optimizer.h"
 #include "lt-run.h"
+#include "lt-trainer-batch.h"
 #include "lt-vulkan.h"
 
 G_BEGIN_DECLS
@@ -116,6 +117,17 @@ typedef struct
 LtVulkanTrainer *lt_vulkan_trainer_new (const LtRunConfig *cfg, LtModel *model, LtOptimizer *opt,
                                         GError **error);
 void lt_vulkan_trainer_free (LtVulkanTrainer *vt);
+/* lt_vulkan_trainer_new into *@out (NULL for the CPU); FALSE + @error when it fails. */
+gboolean lt_vulkan_trainer_start (const LtRunConfig *cfg, LtModel *model, LtOptimizer *opt,
+                                  LtVulkanTrainer **out, GError **error);
+/* The trainer's calls, each a line there: a micro-batch (lt_vulkan_model_forward_backward), the
+ * gradients zeroed (NULL @vt: nothing), and the optimizer step @t at @lr with @cfg's optimizer
+ * and clip ("step N: " prefixed to an error). */
+gboolean lt_vulkan_trainer_forward_backward (LtVulkanTrainer *vt, const LtMicroBatch *mb,
+                                             float loss_scale, double *loss_sum, GError **error);
+void lt_vulkan_trainer_zero_grad (LtVulkanTrainer *vt);
+gboolean lt_vulkan_trainer_step (LtVulkanTrainer *vt, const LtRunConfig *cfg, double lr,
+                                 gint64 t, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanModel, lt_vulkan_model_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanTrainer, lt_vulkan_trainer_free)

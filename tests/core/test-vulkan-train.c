@@ -141,6 +141,223 @@ test_grads (gconstpointer data)
   g_ptr_array_unref (ref);
 }
 
+/* ---- the trainer ---- */
+
+/* The numbers of RUN/metrics.jsonl: every "loss" then every "val_loss" that is a number. */
+static GArray *
+read_losses (const char *run_dir, const char *field)
+{
+  g_autofree char *path = g_build_filename (run_dir, "metrics.jsonl", NULL);
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+  GArray *out = g_array_new (FALSE, FALSE, sizeof (double));
+
+  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+  lines = g_strsplit (text, "\n", -1);
+  for (int i = 0; lines[i] != NULL; i++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      JsonObject *o;
+      JsonNode *n;
+      if (lines[i][0] == '\0')
+        continue;
+      g_assert_true (json_parser_load_from_data (parser, lines[i], -1, NULL));
+      o = json_node_get_object (json_parser_get_root (parser));
+      n = json_object_get_member (o, field);
+      if (n != NULL && json_node_get_value_type (n) == G_TYPE_DOUBLE)
+        {
+          double v = json_node_get_double (n);
+          g_array_append_val (out, v);
+        }
+    }
+  return out;
+}
+
+static LtRunConfig *
+run_config (const char *tmp, const char *run, const char *device)
+{
+  LtRunConfig *cfg = lt_run_config_new ();
+  g_autofree char *train = data_path ("train", "train.jsonl");
+  g_autofree char *dir = g_build_filename (tmp, "data", NULL);
+  g_autofree char *t = g_build_filename (dir, "train.jsonl", NULL);
+  g_autofree char *v = g_build_filename (dir, "valid.jsonl", NULL);
+  g_autofree char *text = NULL;
+
+  if (!g_file_test (t, G_FILE_TEST_EXISTS))
+    {
+      g_assert_true (g_file_get_contents (train, &text, NULL, NULL));
+      g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+      g_assert_true (g_file_set_contents (t, text, -1, NULL));
+      g_assert_true (g_file_set_contents (v, text, -1, NULL));
+    }
+  g_free (cfg->model);
+  cfg->model = data_path ("models", "llama-f32");
+  g_free (cfg->data);
+  cfg->data = g_strdup (dir);
+  g_free (cfg->adapter_path);
+  cfg->adapter_path = g_build_filename (tmp, run, NULL);
+  g_free (cfg->compute_device);
+  cfg->compute_device = g_strdup (device);
+  cfg->lora_rank = 4;
+  cfg->lora_scale = 2.0;
+  cfg->num_layers = -1;
+  cfg->iters = 6;
+  cfg->batch_size = 2;
+  cfg->learning_rate = 1e-2;
+  cfg->optimizer = LT_OPTIMIZER_ADAMW;
+  cfg->weight_decay = 0.01;
+  cfg->max_grad_norm = 0.5;
+  cfg->steps_per_report = 1;
+  cfg->steps_per_eval = 3;
+  cfg->save_every = 3;
+  cfg->val_batches = 2;
+  cfg->seed = 7;
+  return cfg;
+}
+
+/* run.json's compute.device */
+static char *
+run_device (const char *run_dir)
+{
+  g_autofree char *p = g_build_filename (run_dir, "run.json", NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *o;
+
+  g_assert_true (json_parser_load_from_file (parser, p, NULL));
+  o = json_object_get_object_member (json_node_get_object (json_parser_get_root (parser)),
+                                     "compute");
+  return g_strdup (json_object_get_string_member (o, "device"));
+}
+
+/* 6 steps of lt_train on the GPU and on the CPU: the same losses (train and validation, the
+ * latter on the CPU from the synced weights) within 1e-3 relative, and the losses move. */
+static void
+test_trajectory (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-train-XXXXXX", &error);
+  g_autoptr (LtRunConfig) cpu = NULL, gpu = NULL;
+  const char *fields[] = { "loss", "val_loss" };
+  double worst = 0.0, moved = 0.0;
+
+  REQUIRE_DEVICE ();
+  g_assert_no_error (error);
+  cpu = run_config (tmp, "cpu", "cpu");
+  gpu = run_config (tmp, "gpu", "vulkan");
+  g_assert_true (lt_train (cpu, FALSE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (lt_train (gpu, FALSE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  for (guint f = 0; f < G_N_ELEMENTS (fields); f++)
+    {
+      g_autoptr (GArray) a = read_losses (cpu->adapter_path, fields[f]);
+      g_autoptr (GArray) b = read_losses (gpu->adapter_path, fields[f]);
+      g_assert_cmpuint (a->len, ==, b->len);
+      g_assert_cmpuint (a->len, >=, f == 0 ? 6 : 3);
+      for (guint i = 0; i < a->len; i++)
+        {
+          double x = g_array_index (a, double, i), y = g_array_index (b, double, i);
+          double rel = fabs (x - y) / fabs (x);
+          g_test_message ("%s %u: CPU %.6f, GPU %.6f, relative %.2e", fields[f], i, x, y, rel);
+          worst = MAX (worst, rel);
+          moved = MAX (moved, fabs (x - g_array_index (a, double, 0)));
+          g_assert_cmpfloat (rel, <=, 1e-3);
+        }
+    }
+  g_test_message ("6-step trajectory: worst relative difference %.2e", worst);
+  g_assert_cmpfloat (moved, >, 1e-2); /* it trains */
+  {
+    /* run.json says where the step ran; the log names the device */
+    g_autofree char *log = g_build_filename (gpu->adapter_path, "log.txt", NULL);
+    g_autofree char *ltext = NULL;
+    g_autofree char *dg = run_device (gpu->adapter_path), *dc = run_device (cpu->adapter_path);
+    g_assert_cmpstr (dg, ==, "vulkan:0");
+    g_assert_cmpstr (dc, ==, "cpu");
+    g_assert_true (g_file_get_contents (log, &ltext, NULL, NULL));
+    g_assert_nonnull (strstr (ltext, "runs on the GPU"));
+  }
+  test_rm_rf (tmp);
+}
+
+/* What the GPU step lacks is refused before a run folder exists, naming the key and the
+ * feature; so is a missing device and a value that is not one. */
+static void
+test_refused (void)
+{
+  static const struct
+  {
+    const char *what;
+    const char *feature;
+  } cases[] = {
+    { "dora", "DoRA" }, { "full", "full fine-tuning" }, { "dpo", "DPO or ORPO" },
+    { "qat", "QAT" }, { "quant", "quantized base" }, { "dropout", "dropout" },
+    { "sgd", "SGD" },
+  };
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-refused-XXXXXX", &error);
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (LtRunConfig) cfg = run_config (tmp, "run", "vulkan");
+      const char *w = cases[i].what;
+      if (g_str_equal (w, "dora"))
+        cfg->train_type = LT_TRAIN_TYPE_DORA;
+      else if (g_str_equal (w, "full"))
+        cfg->train_type = LT_TRAIN_TYPE_FULL;
+      else if (g_str_equal (w, "dpo"))
+        cfg->train_mode = LT_TRAIN_MODE_DPO;
+      else if (g_str_equal (w, "qat"))
+        cfg->qat_enable = TRUE;
+      else if (g_str_equal (w, "quant"))
+        cfg->quantization = LT_QUANTIZATION_4BIT;
+      else if (g_str_equal (w, "dropout"))
+        cfg->lora_dropout = 0.1;
+      else
+        cfg->optimizer = LT_OPTIMIZER_SGD;
+      g_clear_error (&error);
+      g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+      g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+      g_test_message ("%s: %s", w, error->message);
+      g_assert_true (g_str_has_prefix (error->message, "compute_device: "));
+      /* without a device the device is what is missing */
+      if (vk != NULL)
+        g_assert_nonnull (strstr (error->message, cases[i].feature));
+      g_assert_false (g_file_test (cfg->adapter_path, G_FILE_TEST_EXISTS));
+    }
+  {
+    g_autoptr (LtRunConfig) cfg = run_config (tmp, "run", "vulkan:200");
+    g_clear_error (&error);
+    g_assert_false (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+    g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+    g_test_message ("vulkan:200: %s", error->message);
+    g_assert_true (g_str_has_prefix (error->message, "compute_device: vulkan:200: "));
+  }
+  {
+    g_autoptr (LtRunConfig) cfg = run_config (tmp, "run", "cpu");
+    g_clear_error (&error);
+    g_assert_true (lt_run_config_set_from_string (cfg, "device", "vulkan:1", &error));
+    g_assert_cmpstr (cfg->compute_device, ==, "vulkan:1");
+    g_assert_true (lt_run_config_set_from_string (cfg, "device", "gpu", &error));
+    g_assert_false (lt_run_config_validate (cfg, FALSE, &error));
+    g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+    g_assert_true (g_str_has_prefix (error->message, "compute_device: "));
+  }
+  if (vk != NULL)
+    {
+      /* a DoRA model (loaded adapters decide) is refused by the model check too */
+      g_autofree char *dir = data_path ("models", "qwen3");
+      g_autofree char *ad = data_path ("train", "qwen3-dora");
+      g_autoptr (LtModel) m = (g_clear_error (&error), lt_model_load (dir, &error));
+      g_assert_no_error (error);
+      g_assert_true (lt_model_load_adapters (m, ad, &error));
+      g_assert_no_error (error);
+      g_assert_null (lt_vulkan_model_new (vk, m, &error));
+      g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+      g_assert_nonnull (strstr (error->message, "DoRA"));
+    }
+  test_rm_rf (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -155,6 +372,8 @@ main (int argc, char **argv)
       g_autofree char *path = g_strdup_printf ("/vulkan-train/grads/%s", models[i]);
       g_test_add_data_func (path, models[i], test_grads);
     }
+  g_test_add_func ("/vulkan-train/trajectory", test_trajectory);
+  g_test_add_func ("/vulkan-train/refused", test_refused);
   status = g_test_run ();
   vulkan_test_close ();
   return status;
