@@ -721,7 +721,7 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
   if (backward)
     {
       LtVulkanMatrix ml = mat (vm->logits, 0, chunk, F32), mdxn = mat (vm->dxn, 0, C, F32);
-      /* pass 2: dlogits per chunk → dxn */
+      /* pass 2: dlogits per chunk → dxn (f32, as lt_linear_backward_input_rows) */
       for (int v0 = 0; v0 < V; v0 += chunk)
         {
           int vc = MIN (chunk, V - v0);
@@ -731,7 +731,7 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
                                                           vm->targets, vm->scale_b, N, v0, vc,
                                                           error)
               || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, C, vc, 1.0f, &ml, &mw,
-                                  v0 == 0 ? 0.0f : 1.0f, &mdxn, vm->prec, error))
+                                  v0 == 0 ? 0.0f : 1.0f, &mdxn, LT_COMPUTE_F32, error))
             return FALSE;
         }
       if (!lt_vulkan_rmsnorm_backward (s, vm->dx, vm->junk, vm->xin[L], vm->norm, vm->dxn, eps,
