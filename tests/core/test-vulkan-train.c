@@ -1,16 +1,17 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* lt-vulkan-model: the LoRA training step on the GPU against the CPU path.
- *   grads-bf16/...  the same with bf16 products on both sides (compute_dtype bf16): loss
- *                   1e-3 relative, gradients 2e-2 of the tensor's largest value, the issue's
- *                   bf16 tolerance (measured: loss ≤ 1.5e-4, gradients ≤ 1.2e-2 on lavapipe);
  *   grads/<model>   one packed micro-batch (two sequences, masked positions, the LM head in
  *                   three vocabulary chunks) on each fixture model: the loss and every LoRA
  *                   A and B gradient against lt_model_forward_backward;
+ *   grads-bf16/...  the same with bf16 products on both sides (compute_dtype bf16): loss
+ *                   1e-3 relative, gradients 2e-2 of the tensor's largest value, the issue's
+ *                   bf16 tolerance (measured: loss ≤ 1.5e-4, gradients ≤ 1.2e-2 on lavapipe);
  *   trajectory      6 steps of `lt_train` with compute_device vulkan against the same run on
- *                   the CPU (losses and the saved adapter);
+ *                   the CPU (train losses, and validation losses computed on the CPU
+ *                   from the weights synced back);
  *   refused         what the GPU step lacks is an error naming compute_device and the feature.
- * Tolerances: the matrix products are f32 on both sides here (the fixtures' compute dtype is
- * f32; bf16 weights are widened exactly), so the differences are f32 summation order:
+ * Tolerances (f32 cases): the matrix products are f32 on both sides (bf16 weights widened
+ * exactly), so the differences are f32 summation order:
  * gradients 1e-4 relative to the tensor's largest magnitude, losses 1e-5 relative; the
  * trajectory, where AdamW's first steps amplify such differences (m/√v of tiny gradients),
  * 1e-3 relative on the losses (the issue's bf16 tolerance is 2e-2).
