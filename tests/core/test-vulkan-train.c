@@ -306,6 +306,50 @@ test_trajectory (void)
   test_rm_rf (tmp);
 }
 
+static gboolean
+stop_at_4 (const LtTrainProgress *p, gpointer user_data)
+{
+  return !(p->event == LT_TRAIN_EVENT_REPORT && p->step == 4);
+}
+
+/* A GPU run stopped after step 4 and resumed (weights and AdamW moments saved from the GPU,
+ * uploaded again) ends as the uninterrupted one: the same losses of steps 5 and 6 and the same
+ * final validation loss. */
+static void
+test_resume (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-resume-XXXXXX", &error);
+  g_autoptr (LtRunConfig) whole = NULL, parts = NULL;
+  const char *fields[] = { "loss", "val_loss" };
+
+  REQUIRE_DEVICE ();
+  whole = run_config (tmp, "whole", "vulkan");
+  parts = run_config (tmp, "parts", "vulkan");
+  whole->save_every = parts->save_every = 2;
+  g_assert_true (lt_train (whole, FALSE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_false (lt_train (parts, FALSE, stop_at_4, NULL, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_assert_true (lt_train (parts, TRUE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  for (guint f = 0; f < G_N_ELEMENTS (fields); f++)
+    {
+      g_autoptr (GArray) a = read_losses (whole->adapter_path, fields[f]);
+      g_autoptr (GArray) b = read_losses (parts->adapter_path, fields[f]);
+      g_assert_cmpuint (a->len, ==, b->len);
+      for (guint i = 0; i < a->len; i++)
+        {
+          double x = g_array_index (a, double, i), y = g_array_index (b, double, i);
+          g_test_message ("%s %u: whole %.7f, stopped at 4 and resumed %.7f", fields[f], i, x,
+                          y);
+          g_assert_cmpfloat (fabs (x - y), <=, 1e-6 * fabs (x));
+        }
+    }
+  test_rm_rf (tmp);
+}
+
 /* What the GPU step lacks is refused before a run folder exists, naming the key and the
  * feature; so is a missing device and a value that is not one. */
 static void
@@ -402,6 +446,7 @@ main (int argc, char **argv)
   g_test_add_data_func ("/vulkan-train/grads-bf16/llama-f32", "llama-f32", test_grads_bf16);
   g_test_add_data_func ("/vulkan-train/grads-bf16/qwen3", "qwen3", test_grads_bf16);
   g_test_add_func ("/vulkan-train/trajectory", test_trajectory);
+  g_test_add_func ("/vulkan-train/resume", test_resume);
   g_test_add_func ("/vulkan-train/refused", test_refused);
   status = g_test_run ();
   vulkan_test_close ();
