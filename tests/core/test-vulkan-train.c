@@ -3,6 +3,8 @@
  *   grads/<model>   one packed micro-batch (two sequences, masked positions, the LM head in
  *                   three vocabulary chunks) on each fixture model: the loss and every LoRA
  *                   A and B gradient against lt_model_forward_backward;
+ *   grads-partial   adapters on q_proj and down_proj of the last block only (a frozen block
+ *                   below, layers without an adapter);
  *   grads-bf16/...  the same with bf16 products on both sides (compute_dtype bf16): loss
  *                   1e-3 relative, gradients 2e-2 of the tensor's largest value, the issue's
  *                   bf16 tolerance (measured: loss ≤ 1.5e-4, gradients ≤ 1.2e-2 on lavapipe);
@@ -36,14 +38,22 @@ data_path (const char *a, const char *b)
   return g_build_filename (root ? root : "tests/data", a, b, NULL);
 }
 
+static gboolean partial; /* adapters on q_proj and down_proj of the last block only */
+
 static LtModel *
 load_lora (const char *name)
 {
   g_autofree char *dir = data_path ("models", name);
   g_autoptr (GError) error = NULL;
+  char *keys[] = { "self_attn.q_proj", "mlp.down_proj", NULL };
   LtAdapterSpec spec = { LT_TRAIN_TYPE_LORA, 4, 2.0, 0.0, NULL, -1, 11 };
   LtModel *m = lt_model_load (dir, &error);
 
+  if (partial)
+    {
+      spec.keys = keys;
+      spec.num_layers = 1;
+    }
   g_assert_no_error (error);
   g_assert_true (lt_model_attach_trainable (m, &spec, &error));
   g_assert_no_error (error);
@@ -160,6 +170,14 @@ static void
 test_grads (gconstpointer data)
 {
   grads (data, LT_COMPUTE_F32);
+}
+
+static void
+test_grads_partial (gconstpointer data)
+{
+  partial = TRUE;
+  grads (data, LT_COMPUTE_F32);
+  partial = FALSE;
 }
 
 static void
@@ -446,6 +464,7 @@ main (int argc, char **argv)
       g_autofree char *path = g_strdup_printf ("/vulkan-train/grads/%s", models[i]);
       g_test_add_data_func (path, models[i], test_grads);
     }
+  g_test_add_data_func ("/vulkan-train/grads-partial/qwen2", "qwen2", test_grads_partial);
   g_test_add_data_func ("/vulkan-train/grads-bf16/llama-f32", "llama-f32", test_grads_bf16);
   g_test_add_data_func ("/vulkan-train/grads-bf16/qwen3", "qwen3", test_grads_bf16);
   g_test_add_func ("/vulkan-train/trajectory", test_trajectory);
