@@ -346,7 +346,7 @@ static const LtRunKeyInfo keys[] = {
   ROW_ENUM ("compute_dtype", "compute-dtype", ENUM_COMPUTE_DTYPE, "auto|f32|bf16",
             N_("Precision of the matrix products (auto: bf16 where the CPU has AMX or "
                "AVX512-BF16)"), compute_dtype),
-  ROW ("compute_device", "device", LT_RUN_KEY_STRING, "auto|cpu|vulkan|vulkan:N",
+  ROW ("compute_device", "compute-device", LT_RUN_KEY_STRING, "auto|cpu|vulkan|vulkan:N",
        N_("Where the training step runs (auto: the CPU for now; vulkan: the first GPU, "
           "vulkan:N the Nth of `lathe devices`; LoRA only)"), compute_device),
   /* Aliases (other spellings). */
@@ -355,6 +355,8 @@ static const LtRunKeyInfo keys[] = {
   { "grad_accumulation_steps", "grad-accumulation-steps", LT_RUN_KEY_INT,
     "gradient_accumulation_steps", "N", N_("Same as --gradient-accumulation-steps (mlx-lm's name)"),
     OFF (gradient_accumulation_steps), ENUM_NONE, 0, FALSE },
+  { "device", "device", LT_RUN_KEY_STRING, "compute_device", "auto|cpu|vulkan|vulkan:N",
+    N_("Same as --compute-device"), OFF (compute_device), ENUM_NONE, 0, FALSE },
   ROW_LOAD_IN ("load_in_4bits", "load-in-4bits", LT_QUANTIZATION_4BIT,
                N_("Same as --quantization 4bit")),
   ROW_LOAD_IN ("load_in_6bits", "load-in-6bits", LT_QUANTIZATION_6BIT,
