@@ -65,12 +65,13 @@ struct _LtVulkanModel
   /* step memory for (cap) tokens, sequences up to (cap_len) */
   int cap, cap_len;
   GPtrArray *acts;            /* the buffers below and the blocks' activations */
+  GPtrArray *tables;          /* table and logits (grown apart from the rest) */
+  gsize logits_floats;
   LtVulkanBuffer **xin;       /* (L + 1) block inputs; xin[L] the final hidden state */
   LtVulkanBuffer *xnf, *dx, *dxn, *dtmp, *h, *dh, *du, *datt, *dq, *dk, *dv, *dqn, *dkn;
   LtVulkanBuffer *dxa, *junk, *nscratch, *delta, *ones, *logits, *ce_state, *ce_lse, *ce_loss;
   LtVulkanBuffer *ids, *pos, *targets, *weights_b, *scale_b, *table;
   LtVulkanBuffer *partial, *sumsq;
-  int chunk_alloc;
 };
 
 #define F32 LT_KDTYPE_F32
@@ -135,7 +136,7 @@ own (LtVulkanModel *vm, GPtrArray *list, gsize bytes, const void *src, GError **
   LtVulkanBuffer *b = lt_vulkan_buffer_new (vm->vk, MAX (bytes, 4), error);
   if (b == NULL)
     return NULL;
-  g_ptr_array_add (list, b);
+  g_ptr_array_add (list, b); /* freed with the list, also when the upload fails */
   if (src != NULL && !lt_vulkan_buffer_upload (b, 0, src, bytes, error))
     return NULL;
   return b;
@@ -247,6 +248,7 @@ lt_vulkan_model_new (LtVulkan *vk, LtModel *m, GError **error)
                                        (GDestroyNotify) lt_vulkan_buffer_free);
   vm->owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
   vm->acts = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
+  vm->tables = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
   vm->params = g_array_new (FALSE, TRUE, sizeof (VParam));
   vm->blocks = g_new0 (VBlock, L);
   vm->first = L;
@@ -319,6 +321,7 @@ lt_vulkan_model_free (LtVulkanModel *vm)
     return;
   g_clear_pointer (&vm->s, lt_vulkan_stream_free);
   g_clear_pointer (&vm->acts, g_ptr_array_unref);
+  g_clear_pointer (&vm->tables, g_ptr_array_unref);
   g_clear_pointer (&vm->owned, g_ptr_array_unref);
   g_clear_pointer (&vm->weights, g_hash_table_unref);
   if (vm->params)
@@ -348,8 +351,42 @@ lt_vulkan_model_get_n_submits (LtVulkanModel *vm)
 
 /* ---- step memory ---- */
 
+/* The RoPE table for positions below @max_len and the LM head's logits (N, chunk), each
+ * grown on its own (rounded up: a batch a little longer does not reallocate). */
 static gboolean
-step_memory (LtVulkanModel *vm, int N, int max_len, int chunk, GError **error)
+step_tables (LtVulkanModel *vm, int N, int max_len, int chunk, GError **error)
+{
+  int D = vm->model->config->head_dim;
+
+  if (max_len > vm->cap_len)
+    {
+      int P = (max_len + 255) / 256 * 256;
+      g_autofree float *table = g_new (float, (gsize) P * D);
+      g_ptr_array_set_size (vm->tables, 0);
+      vm->table = vm->logits = NULL;
+      vm->cap_len = 0;
+      vm->logits_floats = 0;
+      lt_vulkan_rope_table (table, vm->model->inv_freq, P, D);
+      if ((vm->table = own (vm, vm->tables, (gsize) P * D * 4, table, error)) == NULL)
+        return FALSE;
+      vm->cap_len = P;
+    }
+  if ((gsize) N * chunk > vm->logits_floats)
+    {
+      gsize floats = (gsize) ((N + 255) / 256 * 256) * chunk;
+      if (vm->logits != NULL)
+        g_ptr_array_remove (vm->tables, vm->logits);
+      vm->logits_floats = 0;
+      if ((vm->logits = own (vm, vm->tables, floats * 4, NULL, error)) == NULL)
+        return FALSE;
+      vm->logits_floats = floats;
+    }
+  return TRUE;
+}
+
+/* Every per-token buffer for at least @N tokens (rounded up to 256). */
+static gboolean
+step_memory (LtVulkanModel *vm, int N, GError **error)
 {
   const LtConfig *c = vm->model->config;
   int L = c->num_hidden_layers, C = c->hidden_size, I = c->intermediate_size;
@@ -357,13 +394,13 @@ step_memory (LtVulkanModel *vm, int N, int max_len, int chunk, GError **error)
   gsize n, qd = (gsize) H * D, kvd = (gsize) KVH * D;
   GPtrArray *a;
 
-  if (N <= vm->cap && max_len <= vm->cap_len && chunk <= vm->chunk_alloc)
+  if (N <= vm->cap)
     return TRUE;
-  /* grow to at least what is asked, with room, then lay everything out again */
+  /* lay everything out again */
   g_ptr_array_set_size (vm->acts, 0);
   g_clear_pointer (&vm->xin, g_free);
-  vm->cap = vm->cap_len = vm->chunk_alloc = 0;
-  n = (gsize) MAX (N, 16);
+  vm->cap = 0;
+  n = (gsize) (N + 255) / 256 * 256;
   a = vm->acts;
 #define NB(field, floats) \
   if ((vm->field = own (vm, a, (floats) * 4, NULL, error)) == NULL) return FALSE
@@ -413,7 +450,6 @@ step_memory (LtVulkanModel *vm, int N, int max_len, int chunk, GError **error)
   NB (junk, (gsize) MAX (C, D));
   NB (nscratch, n * MAX (H, 1));
   NB (delta, n * H);
-  NB (logits, n * chunk);
   NB (ce_state, 2 * n);
   NB (ce_lse, n);
   NB (ce_loss, n);
@@ -422,23 +458,15 @@ step_memory (LtVulkanModel *vm, int N, int max_len, int chunk, GError **error)
   NB (targets, n);
   NB (weights_b, n);
   NB (scale_b, n);
-  NB (table, (gsize) MAX (max_len, 1) * D);
 #undef NB
   {
     g_autofree float *one = g_new (float, n);
-    g_autofree float *table = g_new (float, (gsize) MAX (max_len, 1) * D);
     for (gsize i = 0; i < n; i++)
       one[i] = 1.0f;
     if ((vm->ones = own (vm, a, n * 4, one, error)) == NULL)
       return FALSE;
-    lt_vulkan_rope_table (table, vm->model->inv_freq, MAX (max_len, 1), D);
-    if (!lt_vulkan_buffer_upload (vm->table, 0, table, (gsize) MAX (max_len, 1) * D * 4,
-                                  error))
-      return FALSE;
   }
   vm->cap = (int) n;
-  vm->cap_len = MAX (max_len, 1);
-  vm->chunk_alloc = chunk;
   return TRUE;
 }
 
@@ -691,7 +719,7 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
       scale[i] = weights[i] * loss_scale;
     }
   chunk = vm->chunk_cols > 0 ? MIN (vm->chunk_cols, V) : lt_model_logit_chunk (m, N, 0);
-  if (!step_memory (vm, N, max_len, chunk, error)
+  if (!step_memory (vm, N, error) || !step_tables (vm, N, max_len, chunk, error)
       || !lt_vulkan_buffer_upload (vm->ids, 0, tokens, (gsize) N * 4, error)
       || !lt_vulkan_buffer_upload (vm->pos, 0, pos, (gsize) N * 4, error)
       || !lt_vulkan_buffer_upload (vm->targets, 0, tgt, (gsize) N * 4, error)

@@ -8,6 +8,7 @@
  *   grads-bf16/...  the same with bf16 products on both sides (compute_dtype bf16): loss
  *                   1e-3 relative, gradients 2e-2 of the tensor's largest value, the issue's
  *                   bf16 tolerance (measured: loss ≤ 1.5e-4, gradients ≤ 1.2e-2 on lavapipe);
+ *   regrow          the step memory grown between micro-batches (20 tokens, then 300);
  *   trajectory      6 steps of `lt_train` with compute_device vulkan against the same run on
  *                   the CPU (train losses, and validation losses computed on the CPU
  *                   from the weights synced back);
@@ -184,6 +185,63 @@ static void
 test_grads_bf16 (gconstpointer data)
 {
   grads (data, LT_COMPUTE_BF16);
+}
+
+/* Step memory grown between micro-batches: 20 tokens, then 300 in sequences of 40 and 260
+ * (tokens, the RoPE table and the logits all outgrow their first layout); the second
+ * micro-batch's loss and gradients still equal the CPU's. */
+static void
+test_regrow (void)
+{
+  enum { N = 300 };
+  const int small = 20, lengths[2] = { 40, 260 };
+  g_autofree int32_t *tok = g_new (int32_t, N), *tgt = g_new (int32_t, N);
+  g_autofree float *w = g_new (float, N);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtModel) m = NULL;
+  g_autoptr (LtVulkanModel) vm = NULL;
+  g_autofree float *ref = NULL;
+  double cpu_loss = 0.0, gpu_loss = 0.0, e;
+  const char *pname;
+  float *p, *g;
+  gsize n;
+
+  REQUIRE_DEVICE ();
+  m = load_lora ("llama-f32");
+  for (int i = 0; i < N; i++)
+    {
+      tok[i] = (i * 29 + 3) % 384;
+      tgt[i] = (i * 31 + 7) % 384;
+      w[i] = 1.0f;
+    }
+  vm = lt_vulkan_model_new (vk, m, &error);
+  g_assert_no_error (error);
+  lt_vulkan_model_zero_grad (vm);
+  g_assert_true (lt_vulkan_model_forward_backward (vm, tok, &small, 1, tgt, w, 0.0f, &gpu_loss,
+                                                   &error));
+  g_assert_no_error (error);
+  g_assert_true (lt_vulkan_model_forward_backward (vm, tok, lengths, 2, tgt, w, 0.01f,
+                                                   &gpu_loss, &error));
+  g_assert_no_error (error);
+  g_assert_true (lt_vulkan_model_download_grads (vm, &error));
+  g_assert_no_error (error);
+  /* the last adapter's A gradient, and the loss, against the CPU */
+  lt_model_get_param (m, lt_model_get_n_params (m) - 2, &pname, &p, &g, &n, NULL);
+  ref = g_memdup2 (g, n * sizeof (float));
+  for (guint i = 0; i < lt_model_get_n_params (m); i++)
+    {
+      lt_model_get_param (m, i, &pname, &p, &g, &n, NULL);
+      memset (g, 0, n * sizeof (float));
+    }
+  g_assert_true (lt_model_forward_backward (m, tok, lengths, 2, tgt, w, 0.01f, &cpu_loss,
+                                            &error));
+  g_assert_no_error (error);
+  lt_model_get_param (m, lt_model_get_n_params (m) - 2, &pname, &p, &g, &n, NULL);
+  e = rel_to_max (ref, g, n);
+  g_test_message ("after growing to %d tokens: loss CPU %.6f GPU %.6f; %s %.3g", N, cpu_loss,
+                  gpu_loss, pname, e);
+  g_assert_cmpfloat (fabs (gpu_loss - cpu_loss), <=, 1e-5 * cpu_loss);
+  g_assert_cmpfloat (e, <=, 1e-4);
 }
 
 /* ---- the trainer ---- */
@@ -467,6 +525,7 @@ main (int argc, char **argv)
   g_test_add_data_func ("/vulkan-train/grads-partial/qwen2", "qwen2", test_grads_partial);
   g_test_add_data_func ("/vulkan-train/grads-bf16/llama-f32", "llama-f32", test_grads_bf16);
   g_test_add_data_func ("/vulkan-train/grads-bf16/qwen3", "qwen3", test_grads_bf16);
+  g_test_add_func ("/vulkan-train/regrow", test_regrow);
   g_test_add_func ("/vulkan-train/trajectory", test_trajectory);
   g_test_add_func ("/vulkan-train/resume", test_resume);
   g_test_add_func ("/vulkan-train/refused", test_refused);
