@@ -45,9 +45,9 @@
  * same cblas conventions as lt_compute_sgemm). The seam's functions are synchronous and take
  * no stream; this module keeps the stream explicit because the issue's design records a
  * whole step and submits it once. The adapter that implements LtComputeBackend on top of
- * these calls (a stream per thread, submitted when the host needs a result) is the next
- * stage, together with the trainer's integration; nothing in the trainer calls this module
- * yet.
+ * these calls (a stream per thread, submitted when the host needs a result) is not
+ * written; the trainer reaches this module through lt-vulkan-model (the whole LoRA step,
+ * compute_device vulkan), which records the kernels directly.
  *
  * Threads: an LtVulkan and its buffers may be used from any one thread at a time; a stream
  * belongs to one thread. Streams and buffers are freed before the LtVulkan they came from. Errors: LT_ERROR_UNSUPPORTED (not built, no device, a shape or type
