@@ -58,6 +58,7 @@ struct _LatheRunSettings
   int qat_interval;
   guint qat_mode;          /* LtQuantMode 0..3: symmetric, affine, mxfp4, nf4 */
   char *sample_prompts;    /* comma-separated prompts, or a .jsonl path */
+  char *compute_device;    /* "auto", "cpu", "vulkan:N" (lt-run's compute_device) */
   int steps_per_sample;
 };
 
@@ -105,6 +106,7 @@ enum {
   PROP_QAT_MODE,
   PROP_COMPUTE_DTYPE,
   PROP_PACKING,
+  PROP_COMPUTE_DEVICE,
   N_PROPS
 };
 
@@ -256,6 +258,7 @@ lathe_run_settings_finalize (GObject *object)
   g_clear_pointer (&self->adapter_path, g_free);
   g_clear_pointer (&self->lora_keys, g_free);
   g_clear_pointer (&self->sample_prompts, g_free);
+  g_clear_pointer (&self->compute_device, g_free);
 
   G_OBJECT_CLASS (lathe_run_settings_parent_class)->finalize (object);
 }
@@ -273,6 +276,7 @@ lathe_run_settings_get_property (GObject    *object,
     case PROP_MODEL: g_value_set_string (value, self->model); break;
     case PROP_DATA: g_value_set_string (value, self->data); break;
     case PROP_ADAPTER_PATH: g_value_set_string (value, self->adapter_path); break;
+    case PROP_COMPUTE_DEVICE: g_value_set_string (value, self->compute_device); break;
     case PROP_TRAIN_MODE: g_value_set_uint (value, self->train_mode); break;
     case PROP_TRAIN_TYPE: g_value_set_uint (value, self->train_type); break;
     case PROP_QUANTIZATION: g_value_set_uint (value, self->quantization); break;
@@ -335,6 +339,9 @@ lathe_run_settings_set_property (GObject      *object,
       break;
     case PROP_ADAPTER_PATH:
       set_string (self, prop_id, &self->adapter_path, g_value_get_string (value));
+      break;
+    case PROP_COMPUTE_DEVICE:
+      set_string (self, prop_id, &self->compute_device, g_value_get_string (value));
       break;
     case PROP_TRAIN_MODE:
       set_uint_enum (self, prop_id, &self->train_mode, g_value_get_uint (value));
@@ -551,6 +558,7 @@ lathe_run_settings_class_init (LatheRunSettingsClass *klass)
     properties[PROP_QAT_MODE] = enum_param ("qat-mode", MAX (d->qat_mode, 0));
     properties[PROP_COMPUTE_DTYPE] = enum_param ("compute-dtype", d->compute_dtype);
     properties[PROP_PACKING] = boolean_param ("packing", d->packing);
+    properties[PROP_COMPUTE_DEVICE] = string_param ("compute-device", d->compute_device);
   }
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -566,6 +574,7 @@ lathe_run_settings_init (LatheRunSettings *self)
   self->adapter_path = g_strdup ("");
   self->lora_keys = g_strdup ("");
   self->sample_prompts = g_strdup ("");
+  self->compute_device = g_strdup ("auto");
   /* what set_config() leaves alone (the other unit's count, the layer count under "all"):
    * the pspec defaults, which are the core's */
   self->num_layers = G_PARAM_SPEC_INT (properties[PROP_NUM_LAYERS])->default_value;
@@ -725,6 +734,9 @@ lathe_run_settings_dup_config (LatheRunSettings *self)
   cfg->beta = self->beta;
   cfg->dpo_loss_type = (int) self->dpo_loss_type;
   cfg->compute_dtype = (LtComputeDTypeChoice) self->compute_dtype;
+  g_free (cfg->compute_device);
+  cfg->compute_device = g_strdup (self->compute_device != NULL && self->compute_device[0] != '\0'
+                                    ? self->compute_device : "auto");
   cfg->steps_per_report = self->steps_per_report;
   cfg->steps_per_eval = self->steps_per_eval;
   cfg->save_every = self->save_every;
@@ -808,6 +820,8 @@ lathe_run_settings_set_config (LatheRunSettings  *self,
   set_uint_enum (self, PROP_DPO_LOSS_TYPE, &self->dpo_loss_type,
                  cfg->dpo_loss_type >= 0 ? (guint) cfg->dpo_loss_type : 0);
   set_uint_enum (self, PROP_COMPUTE_DTYPE, &self->compute_dtype, cfg->compute_dtype);
+  set_string (self, PROP_COMPUTE_DEVICE, &self->compute_device,
+              cfg->compute_device != NULL ? cfg->compute_device : "auto");
   set_int (self, PROP_STEPS_PER_REPORT, &self->steps_per_report, cfg->steps_per_report);
   set_int (self, PROP_STEPS_PER_EVAL, &self->steps_per_eval, cfg->steps_per_eval);
   set_int (self, PROP_SAVE_EVERY, &self->save_every, cfg->save_every);

@@ -12,6 +12,7 @@
 #include "lathe-export-dialog.h"
 #include "lathe-chooser.h"
 #include "lathe-combo.h"
+#include "lathe-device-row.h"
 #include "lathe-hub-dialog.h"
 #include "lathe-recipe.h"
 #include "lathe-spin-format.h"
@@ -45,7 +46,8 @@ struct _RowInfo
   X (grad_checkpoint_row) X (seed_row) X (optimizer_row) X (beta_row) X (dpo_loss_type_row) \
   X (steps_per_report_row) X (steps_per_eval_row) X (save_every_row) X (qat_enable_row) \
   X (qat_bits_row) X (qat_group_size_row) X (qat_start_step_row) X (qat_interval_row) \
-  X (sample_prompts_row) X (steps_per_sample_row) X (memory_row) X (qat_mode_row) X (packing_row)
+  X (sample_prompts_row) X (steps_per_sample_row) X (memory_row) X (qat_mode_row) X (packing_row) \
+  X (device_row)
 #define DECLARE_ROW(name) AdwActionRow *name;
 
 struct _LatheTrainPage
@@ -1382,6 +1384,8 @@ lathe_train_page_init (LatheTrainPage *self)
   add_row (self, self->grad_checkpoint_row, "grad_checkpoint", NULL);
   add_row (self, self->seed_row, "seed", NULL);
   add_row (self, self->optimizer_row, "optimizer", "optimizer_config", NULL);
+  add_row (self, self->device_row, "compute_device", NULL);
+  lathe_device_row_setup (ADW_COMBO_ROW (self->device_row), self->settings);
   add_row (self, self->beta_row, "beta", NULL);
   add_row (self, self->dpo_loss_type_row, "dpo_loss_type", NULL);
   add_row (self, self->steps_per_report_row, "steps_per_report", NULL);

@@ -76,6 +76,9 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
   if (cfg->train_type == LT_TRAIN_TYPE_FULL && cfg->quantization != LT_QUANTIZATION_NONE)
     add_issuef (issues, "quantization", _("a quantized base cannot be fully fine-tuned"));
 
+  if (!lt_run_parse_compute_device (cfg->compute_device, NULL, NULL))
+    add_issuef (issues, "compute_device", _("must be auto, cpu, vulkan or vulkan:N (got “%s”)"),
+                cfg->compute_device);
   if (cfg->lora_rank < 1)
     add_issuef (issues, "lora_parameters.rank", _("must be at least 1 (got %d)"),
                cfg->lora_rank);

@@ -620,6 +620,12 @@ apply_compute (LtRunDir *rd, const LtRunConfig *cfg)
   json_object_set_string_member (c, "reason", why);
   json_object_set_string_member (c, "bf16_engine", g_str_equal (dtype, "bf16")
                                                      ? lt_compute_bf16_engine () : "none");
+  {
+    /* where the step runs (compute_device; the trainer logs the device's name) */
+    g_autofree char *device = lt_run_describe_compute_device (cfg->compute_device, &why);
+    json_object_set_string_member (c, "device", device);
+    json_object_set_string_member (c, "device_reason", why);
+  }
   json_object_set_object_member (rd->run, "compute", c);
 }
 
@@ -708,7 +714,8 @@ key_may_change_on_resume (const char *key)
 {
   static const char *const keys[] = { "iters", "epochs", "steps_per_report", "steps_per_eval",
                                       "save_every", "val_batches", "adapter_path",
-                                      "grad_checkpoint", "compute_dtype", NULL };
+                                      "grad_checkpoint", "compute_dtype", "compute_device",
+                                      NULL };
   return g_strv_contains (keys, key);
 }
 

@@ -153,6 +153,47 @@ lt_run_apply_compute_dtype (LtComputeDTypeChoice v, const char **why)
   return lt_compute_dtype_to_string (d);
 }
 
+gboolean
+lt_run_parse_compute_device (const char *value, gboolean *vulkan, guint *index)
+{
+  gboolean v = FALSE;
+  guint64 n = 0;
+
+  if (value == NULL || g_str_equal (value, "auto") || g_str_equal (value, "cpu"))
+    ;
+  else if (g_str_equal (value, "vulkan"))
+    v = TRUE;
+  else if (g_str_has_prefix (value, "vulkan:") && value[7] != '\0'
+           && g_ascii_string_to_unsigned (value + 7, 10, 0, 255, &n, NULL))
+    v = TRUE;
+  else
+    return FALSE;
+  if (vulkan)
+    *vulkan = v;
+  if (index)
+    *index = (guint) n;
+  return TRUE;
+}
+
+char *
+lt_run_describe_compute_device (const char *value, const char **why)
+{
+  gboolean v = FALSE;
+  guint n = 0;
+
+  if (!lt_run_parse_compute_device (value, &v, &n))
+    {
+      if (why)
+        *why = "invalid";
+      return g_strdup (value ? value : "cpu");
+    }
+  if (why)
+    *why = v || (value != NULL && g_str_equal (value, "cpu"))
+             ? "requested"
+             : "auto: the CPU (the Vulkan training step is new and not yet measured)";
+  return v ? g_strdup_printf ("vulkan:%u", n) : g_strdup ("cpu");
+}
+
 const char *
 lt_optimizer_to_string (LtOptimizerKind v)
 {
@@ -305,12 +346,17 @@ static const LtRunKeyInfo keys[] = {
   ROW_ENUM ("compute_dtype", "compute-dtype", ENUM_COMPUTE_DTYPE, "auto|f32|bf16",
             N_("Precision of the matrix products (auto: bf16 where the CPU has AMX or "
                "AVX512-BF16)"), compute_dtype),
+  ROW ("compute_device", "compute-device", LT_RUN_KEY_STRING, "auto|cpu|vulkan|vulkan:N",
+       N_("Where the training step runs (auto: the CPU for now; vulkan: the first GPU, "
+          "vulkan:N the Nth of `lathe devices`; LoRA only)"), compute_device),
   /* Aliases (other spellings). */
   { "fine_tune_type", "fine-tune-type", LT_RUN_KEY_ENUM, "train_type", "lora|dora|full",
     N_("Same as --train-type (mlx-lm's name)"), OFF (train_type), ENUM_TRAIN_TYPE, 0, FALSE },
   { "grad_accumulation_steps", "grad-accumulation-steps", LT_RUN_KEY_INT,
     "gradient_accumulation_steps", "N", N_("Same as --gradient-accumulation-steps (mlx-lm's name)"),
     OFF (gradient_accumulation_steps), ENUM_NONE, 0, FALSE },
+  { "device", "device", LT_RUN_KEY_STRING, "compute_device", "auto|cpu|vulkan|vulkan:N",
+    N_("Same as --compute-device"), OFF (compute_device), ENUM_NONE, 0, FALSE },
   ROW_LOAD_IN ("load_in_4bits", "load-in-4bits", LT_QUANTIZATION_4BIT,
                N_("Same as --quantization 4bit")),
   ROW_LOAD_IN ("load_in_6bits", "load-in-6bits", LT_QUANTIZATION_6BIT,
@@ -401,6 +447,7 @@ lt_run_config_new (void)
   cfg->steps_per_sample = 0;
   cfg->sample_max_tokens = 64;
   cfg->compute_dtype = LT_COMPUTE_DTYPE_AUTO;
+  cfg->compute_device = g_strdup ("auto");
   cfg->qat_enable = FALSE;
   cfg->qat_bits = 8;
   cfg->qat_group_size = 64;
@@ -422,6 +469,7 @@ lt_run_config_copy (const LtRunConfig *cfg)
   c->resume_adapter_file = g_strdup (cfg->resume_adapter_file);
   c->lora_keys = g_strdupv (cfg->lora_keys);
   c->sample_prompts = g_strdupv (cfg->sample_prompts);
+  c->compute_device = g_strdup (cfg->compute_device);
   return c;
 }
 
@@ -436,6 +484,7 @@ lt_run_config_free (LtRunConfig *cfg)
   g_free (cfg->resume_adapter_file);
   g_strfreev (cfg->lora_keys);
   g_strfreev (cfg->sample_prompts);
+  g_free (cfg->compute_device);
   g_free (cfg);
 }
 

@@ -98,6 +98,9 @@ typedef struct
                                 0..3, lt-qat); default symmetric */
   /* precision of the matrix products (appended) */
   LtComputeDTypeChoice compute_dtype; /* "compute_dtype": auto|f32|bf16 (lt-compute.h) */
+  /* where the training step runs (appended) */
+  char *compute_device;      /* "compute_device": auto|cpu|vulkan|vulkan:N (lt-vulkan-model.h);
+                                auto is the CPU in this stage; default "auto" */
   /* sequence packing (appended) */
   gboolean packing;          /* "packing": a micro-batch takes consecutive examples while their
                                 tokens fit batch_size × max_seq_length (lt-trainer-batch.h);
@@ -162,6 +165,13 @@ int lt_compute_dtype_choice_from_string (const char *s);
 const char *lt_run_apply_compute_dtype (LtComputeDTypeChoice v, const char **why);
 /* The same without applying it (for a line printed before the run starts). */
 const char *lt_run_describe_compute_dtype (LtComputeDTypeChoice v, const char **why);
+/* Parses a compute_device value: FALSE when it is not auto, cpu, vulkan or vulkan:N (N a
+ * device index); else *vulkan (may be NULL) says whether the GPU was asked for (auto: no, in
+ * this stage) and *index (may be NULL) the device (0 for plain "vulkan"). */
+gboolean lt_run_parse_compute_device (const char *value, gboolean *vulkan, guint *index);
+/* "cpu" or "vulkan:N" for a compute_device value (newly allocated), *why (static English,
+ * may be NULL) "requested" or auto's reason, for run.json and the log. */
+char *lt_run_describe_compute_device (const char *value, const char **why);
 /* Bits and group size of a load-time quantization (0/0 for none). */
 void lt_quantization_get_params (LtQuantization q, int *bits, int *group_size);
 

@@ -50,6 +50,7 @@
 #include "lt-tokenizer.h"
 #include "lt-trainer-batch.h"
 #include "lt-trainer.h"
+#include "lt-vulkan-model.h"
 
 #define STATE_FORMAT 1
 
@@ -93,6 +94,7 @@ typedef struct
   float **qat_snapshot;      /* (n_params) copies of the params at the last recompute */
 
   gint64 fb_calls;           /* lt_model_forward_backward calls on this model */
+  LtVulkanTrainer *gpu;      /* compute_device vulkan: the step runs there (lt-vulkan-model) */
   guint64 mem_estimate;      /* lt_memory_estimate's total for this run */
 
   LtMicroBatch mb;           /* padding-free micro-batch buffers */
@@ -623,6 +625,14 @@ load_state (Trainer *tr, GError **error)
 
 /* ---- saving adapters ---- */
 
+/* The GPU's LoRA weights and AdamW moments to the host (before a save, an evaluation or
+ * samples, which run on the CPU). */
+static gboolean
+gpu_sync (Trainer *tr, GError **error)
+{
+  return tr->gpu == NULL || lt_vulkan_model_sync (tr->gpu->vm, tr->opt, tr->step, error);
+}
+
 static gboolean
 save_adapter (Trainer *tr, const char *file_name, GError **error)
 {
@@ -630,6 +640,8 @@ save_adapter (Trainer *tr, const char *file_name, GError **error)
   g_autofree char *path = NULL;
   g_autofree char *dir = NULL;
 
+  if (!gpu_sync (tr, error))
+    return FALSE;
   if (file_name != NULL)
     {
       dir = lt_run_dir_ensure_checkpoints (tr->rd, error);
@@ -710,6 +722,8 @@ run_micro_batch (Trainer *tr, float loss_scale, double *loss_sum, GError **error
   if (tr->mb.lengths->len == 0)
     return TRUE;
   tr->fb_calls++;
+  if (tr->gpu != NULL && loss_scale != 0.0f) /* the GPU; evaluation: the CPU, after a sync */
+    return lt_vulkan_trainer_forward_backward (tr->gpu, &tr->mb, loss_scale, loss_sum, error);
   return lt_model_forward_backward (tr->model, (const int32_t *) tr->mb.tokens->data,
                                     (const int *) tr->mb.lengths->data,
                                     (int) tr->mb.lengths->len,
@@ -863,6 +877,8 @@ do_eval (Trainer *tr, GError **error)
   LtTrainProgress p = { 0 };
   double val = NAN;
 
+  if (!gpu_sync (tr, error))
+    return FALSE;
   if (tr->valid == NULL || tr->valid->n_examples == 0 || tr->cfg->val_batches == 0)
     return TRUE;
   if (!evaluate (tr, &val, error))
@@ -916,6 +932,8 @@ do_samples (Trainer *tr, GError **error)
   gint64 t0 = g_get_monotonic_time ();
   guint n = tr->sampler != NULL ? lt_sampler_get_n_prompts (tr->sampler) : 0;
 
+  if (n > 0 && !gpu_sync (tr, error))
+    return FALSE;
   if (n == 0)
     return TRUE;
   lt_model_set_training (tr->model, FALSE, 0);
@@ -1016,6 +1034,7 @@ train_step (Trainer *tr, GError **error)
     step_hook (s, tr->qat_active, recomputed, step_hook_data);
 
   lt_optimizer_zero_grad (tr->opt);
+  lt_vulkan_trainer_zero_grad (tr->gpu);
   for (int micro = 0; micro < accum; micro++)
     {
       if (cfg->train_mode != LT_TRAIN_MODE_SFT)
@@ -1080,11 +1099,19 @@ train_step (Trainer *tr, GError **error)
         return FALSE;
       }
   }
-  if (cfg->max_grad_norm > 0)
-    lt_optimizer_clip_grad_norm (tr->opt, cfg->max_grad_norm);
   lr = lt_lr_schedule_at (cfg->lr_schedule, cfg->learning_rate, cfg->warmup_steps,
                           tr->total_steps, s);
-  lt_optimizer_step (tr->opt, lr);
+  if (tr->gpu != NULL) /* the gradients, the clip and AdamW stay on the GPU */
+    {
+      if (!lt_vulkan_trainer_step (tr->gpu, cfg, lr, s, error))
+        return FALSE;
+    }
+  else
+    {
+      if (cfg->max_grad_norm > 0)
+        lt_optimizer_clip_grad_norm (tr->opt, cfg->max_grad_norm);
+      lt_optimizer_step (tr->opt, lr);
+    }
   tr->step = s;
   tr->trained_tokens += tokens;
   if (n_counted > 0)
@@ -1247,6 +1274,7 @@ load_model (Trainer *tr, GError **error)
 static void
 trainer_free (Trainer *tr)
 {
+  g_clear_pointer (&tr->gpu, lt_vulkan_trainer_free);
   if (tr->qat_snapshot != NULL)
     for (guint i = 0; i < tr->n_params; i++)
       g_free (tr->qat_snapshot[i]);
@@ -1275,7 +1303,8 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
   g_return_val_if_fail (cfg != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (!lt_run_config_validate (cfg, TRUE, error))
+  if (!lt_run_config_validate (cfg, TRUE, error)
+      || !lt_vulkan_trainer_check (cfg, NULL, NULL, error))
     return FALSE;
   {
     /* the model's shapes (config.json only), before a run folder exists: a refused
@@ -1356,6 +1385,12 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
       trainer_log (&tr, "resumed at step %" G_GINT64_FORMAT " (epoch %d, example %"
                    G_GSIZE_FORMAT ")", tr.step, tr.epoch, tr.cursor);
     }
+  /* compute_device vulkan: the model and the optimizer's moments (resumed too) to the GPU */
+  if (!lt_vulkan_trainer_start (cfg, tr.model, tr.opt, &tr.gpu, error))
+    goto out;
+  if (tr.gpu != NULL)
+    trainer_log (&tr, "the training step runs on the GPU: %s (Vulkan); evaluation and samples "
+                 "on the CPU", tr.gpu->device_name);
   {
     gsize n_values = 0;
     for (guint i = 0; i < tr.n_params; i++)

@@ -507,9 +507,19 @@ lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuf
                              LtKDType kv_dtype, int n, int S, int H, int KVH, int D,
                              GError **error)
 {
-  struct { guint32 n, S, H, KVH, D; float scale; guint32 write_lse; } pc = {
+  return lt_vulkan_attention_forward_seq (s, out, lse, q, k, v, kv_dtype, 0, n, S, H, KVH, D,
+                                          error);
+}
+
+gboolean
+lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse,
+                                 LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
+                                 LtKDType kv_dtype, int base, int n, int S, int H, int KVH,
+                                 int D, GError **error)
+{
+  struct { guint32 n, S, H, KVH, D; float scale; guint32 write_lse, base; } pc = {
     (guint32) n, (guint32) S, (guint32) H, (guint32) KVH, (guint32) D, 1.0f / sqrtf ((float) D),
-    lse != NULL
+    lse != NULL, (guint32) base
   };
 
   if (!attention_shape (s, "attention", n, S, H, KVH, D, ATT_SHARED_BYTES, error))
@@ -517,13 +527,17 @@ lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuf
   if (kv_dtype != LT_KDTYPE_F32 && kv_dtype != LT_KDTYPE_F16)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
                                   "Vulkan attention: k and v must be f32 or f16");
+  if (base < 0 || (base > 0 && S != n))
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan attention: a sequence at row %d must have S = n", base);
   if (n == 0)
     return TRUE;
-  if (!holds (s, out, 0, (gsize) n * H * D, 4, "attention", "out", error)
-      || !holds (s, q, 0, (gsize) n * H * D, 4, "attention", "q", error)
-      || !holds (s, k, 0, (gsize) S * KVH * D, kd_bytes (kv_dtype), "attention", "k", error)
-      || !holds (s, v, 0, (gsize) S * KVH * D, kd_bytes (kv_dtype), "attention", "v", error)
-      || (lse != NULL && !holds (s, lse, 0, (gsize) n * H, 4, "attention", "lse", error)))
+  gsize b = (gsize) base;
+  if (!holds (s, out, 0, (b + n) * H * D, 4, "attention", "out", error)
+      || !holds (s, q, 0, (b + n) * H * D, 4, "attention", "q", error)
+      || !holds (s, k, 0, (b + S) * KVH * D, kd_bytes (kv_dtype), "attention", "k", error)
+      || !holds (s, v, 0, (b + S) * KVH * D, kd_bytes (kv_dtype), "attention", "v", error)
+      || (lse != NULL && !holds (s, lse, 0, (b + n) * H, 4, "attention", "lse", error)))
     return FALSE;
   /* without lse the shader writes none; out stands in for the binding */
   LtVulkanBuffer *bufs[] = { out, q, k, v, lse != NULL ? lse : out };
@@ -540,10 +554,23 @@ lt_vulkan_attention_backward (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulkanBuf
                               LtVulkanBuffer *dout, LtVulkanBuffer *delta, int n, int H, int KVH,
                               int D, GError **error)
 {
-  struct { guint32 n, H, KVH, D; float scale; } pc = {
-    (guint32) n, (guint32) H, (guint32) KVH, (guint32) D, 1.0f / sqrtf ((float) D)
+  return lt_vulkan_attention_backward_seq (s, dq, dk, dv, q, k, v, out, lse, dout, delta, 0, n,
+                                           H, KVH, D, error);
+}
+
+gboolean
+lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulkanBuffer *dk,
+                                  LtVulkanBuffer *dv, LtVulkanBuffer *q, LtVulkanBuffer *k,
+                                  LtVulkanBuffer *v, LtVulkanBuffer *out, LtVulkanBuffer *lse,
+                                  LtVulkanBuffer *dout, LtVulkanBuffer *delta, int base, int n,
+                                  int H, int KVH, int D, GError **error)
+{
+  struct { guint32 n, H, KVH, D; float scale; guint32 base; } pc = {
+    (guint32) n, (guint32) H, (guint32) KVH, (guint32) D, 1.0f / sqrtf ((float) D),
+    (guint32) MAX (base, 0)
   };
-  gsize nq = (gsize) n * H * D, nk = (gsize) n * KVH * D;
+  gsize nq = ((gsize) MAX (base, 0) + n) * H * D, nk = ((gsize) MAX (base, 0) + n) * KVH * D;
+  gsize nh = ((gsize) MAX (base, 0) + n) * H;
   const char *w = "attention backward";
 
   if (!attention_shape (s, w, n, n, H, KVH, D, ATT_BWD_SHARED_BYTES, error))
@@ -554,9 +581,9 @@ lt_vulkan_attention_backward (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulkanBuf
       || !holds (s, dv, 0, nk, 4, w, "dv", error) || !holds (s, q, 0, nq, 4, w, "q", error)
       || !holds (s, k, 0, nk, 4, w, "k", error) || !holds (s, v, 0, nk, 4, w, "v", error)
       || !holds (s, out, 0, nq, 4, w, "out", error)
-      || !holds (s, lse, 0, (gsize) n * H, 4, w, "lse", error)
+      || !holds (s, lse, 0, nh, 4, w, "lse", error)
       || !holds (s, dout, 0, nq, 4, w, "dout", error)
-      || !holds (s, delta, 0, (gsize) n * H, 4, w, "delta", error))
+      || !holds (s, delta, 0, nh, 4, w, "delta", error))
     return FALSE;
   LtVulkanBuffer *first[] = { dq, delta, q, k, v, out, lse, dout };
   LtVulkanBuffer *second[] = { dk, dv, q, k, v, lse, delta, dout };

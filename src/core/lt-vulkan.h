@@ -45,9 +45,9 @@
  * same cblas conventions as lt_compute_sgemm). The seam's functions are synchronous and take
  * no stream; this module keeps the stream explicit because the issue's design records a
  * whole step and submits it once. The adapter that implements LtComputeBackend on top of
- * these calls (a stream per thread, submitted when the host needs a result) is the next
- * stage, together with the trainer's integration; nothing in the trainer calls this module
- * yet.
+ * these calls (a stream per thread, submitted when the host needs a result) is not
+ * written; the trainer reaches this module through lt-vulkan-model (the whole LoRA step,
+ * compute_device vulkan), which records the kernels directly.
  *
  * Threads: an LtVulkan and its buffers may be used from any one thread at a time; a stream
  * belongs to one thread. Streams and buffers are freed before the LtVulkan they came from. Errors: LT_ERROR_UNSUPPORTED (not built, no device, a shape or type
@@ -270,6 +270,22 @@ gboolean lt_vulkan_attention_backward (LtVulkanStream *s, LtVulkanBuffer *dq, Lt
                                        LtVulkanBuffer *lse, LtVulkanBuffer *dout,
                                        LtVulkanBuffer *delta, int n, int H, int KVH, int D,
                                        GError **error);
+
+/* The same for one sequence of a padding-free packed batch: every array (out, lse, q, k, v;
+ * dq, dk, dv, dout, delta) is read and written from row (token) @base on, the sequence's
+ * first; the forward then needs S = n (training: each sequence attends to itself). */
+gboolean lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out,
+                                          LtVulkanBuffer *lse, LtVulkanBuffer *q,
+                                          LtVulkanBuffer *k, LtVulkanBuffer *v, LtKDType kv_dtype,
+                                          int base, int n, int S, int H, int KVH, int D,
+                                          GError **error);
+gboolean lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq,
+                                           LtVulkanBuffer *dk, LtVulkanBuffer *dv,
+                                           LtVulkanBuffer *q, LtVulkanBuffer *k,
+                                           LtVulkanBuffer *v, LtVulkanBuffer *out,
+                                           LtVulkanBuffer *lse, LtVulkanBuffer *dout,
+                                           LtVulkanBuffer *delta, int base, int n, int H,
+                                           int KVH, int D, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkan, lt_vulkan_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanBuffer, lt_vulkan_buffer_free)

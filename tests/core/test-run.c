@@ -117,6 +117,8 @@ all_changed (void)
   c->sample_max_tokens = 32;
   c->compute_dtype = LT_COMPUTE_DTYPE_BF16;
   c->packing = TRUE;
+  g_free (c->compute_device);
+  c->compute_device = g_strdup ("vulkan:1");
   return c;
 }
 

@@ -26,7 +26,8 @@ layout (std430, set = 0, binding = 5) readonly buffer Lse { float lse[]; };
 layout (std430, set = 0, binding = 6) readonly buffer Delta { float delta_[]; };
 layout (std430, set = 0, binding = 7) readonly buffer DOut { float dout[]; };
 
-layout (push_constant) uniform Params { uint n, H, KVH, D; float scale; } p;
+// base: the first row (token) of a packed batch's sequence that every array is read from
+layout (push_constant) uniform Params { uint n, H, KVH, D; float scale; uint base; } p;
 
 shared float Ks[BK][MAXD];
 shared float Vs[BK][MAXD];
@@ -52,7 +53,7 @@ main ()
     {
       const uint r = e / p.D, d = e % p.D;
       const bool in_range = j0 + r < p.n;
-      const uint src = ((j0 + r) * p.KVH + g) * p.D + d;
+      const uint src = ((j0 + r) * p.KVH + p.base * p.KVH + g) * p.D + d;
       Ks[r][d] = in_range ? k[src] : 0.0;
       Vs[r][d] = in_range ? v[src] : 0.0;
     }
@@ -74,15 +75,15 @@ main ()
             {
               const uint r = e / p.D, d = e % p.D;
               const bool in_range = i0 + r < p.n;
-              const uint src = ((i0 + r) * p.H + h) * p.D + d;
+              const uint src = ((i0 + r) * p.H + p.base * p.H + h) * p.D + d;
               Qs[r][d] = in_range ? q[src] : 0.0;
               dOs[r][d] = in_range ? dout[src] : 0.0;
             }
           if (tid < BQ)
             {
               const bool in_range = i0 + tid < p.n;
-              lse_s[tid] = in_range ? lse[(i0 + tid) * p.H + h] : 0.0;
-              delta_s[tid] = in_range ? delta_[(i0 + tid) * p.H + h] : 0.0;
+              lse_s[tid] = in_range ? lse[(i0 + tid) * p.H + p.base * p.H + h] : 0.0;
+              delta_s[tid] = in_range ? delta_[(i0 + tid) * p.H + p.base * p.H + h] : 0.0;
             }
           barrier ();
           if (tx < BQ)
@@ -127,8 +128,8 @@ main ()
         const uint d = tx + 16u * c;
         if (d < p.D)
           {
-            dk[(j * p.KVH + g) * p.D + d] = acck[c] * p.scale;
-            dv[(j * p.KVH + g) * p.D + d] = accv[c];
+            dk[(j * p.KVH + p.base * p.KVH + g) * p.D + d] = acck[c] * p.scale;
+            dv[(j * p.KVH + p.base * p.KVH + g) * p.D + d] = accv[c];
           }
       }
 }

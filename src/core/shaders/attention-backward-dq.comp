@@ -26,7 +26,8 @@ layout (std430, set = 0, binding = 5) readonly buffer Out { float o_[]; };
 layout (std430, set = 0, binding = 6) readonly buffer Lse { float lse[]; };
 layout (std430, set = 0, binding = 7) readonly buffer DOut { float dout[]; };
 
-layout (push_constant) uniform Params { uint n, H, KVH, D; float scale; } p;
+// base: the first row (token) of a packed batch's sequence that every array is read from
+layout (push_constant) uniform Params { uint n, H, KVH, D; float scale; uint base; } p;
 
 shared float Qs[BR][MAXD];
 shared float dOs[BR][MAXD];
@@ -51,7 +52,7 @@ main ()
     {
       const uint r = e / p.D, d = e % p.D;
       const bool in_range = i0 + r < p.n;
-      const uint src = ((i0 + r) * p.H + h) * p.D + d;
+      const uint src = ((i0 + r) * p.H + p.base * p.H + h) * p.D + d;
       Qs[r][d] = in_range ? q[src] : 0.0;
       dOs[r][d] = in_range ? dout[src] : 0.0;
     }
@@ -60,15 +61,15 @@ main ()
   float part = 0.0;
   if (valid)
     for (uint d = tx; d < p.D; d += 16u)
-      part += dOs[ty][d] * o_[(i * p.H + h) * p.D + d];
+      part += dOs[ty][d] * o_[(i * p.H + p.base * p.H + h) * p.D + d];
   red[ty][tx] = part;
   barrier ();
   float delta = 0.0;
   for (uint t = 0u; t < 16u; t++)
     delta += red[ty][t];
   if (valid && tx == 0u)
-    delta_[i * p.H + h] = delta;
-  const float lse_i = valid ? lse[i * p.H + h] : 0.0;
+    delta_[i * p.H + p.base * p.H + h] = delta;
+  const float lse_i = valid ? lse[i * p.H + p.base * p.H + h] : 0.0;
 
   float acc[OPT];
   for (uint c = 0u; c < OPT; c++)
@@ -80,7 +81,7 @@ main ()
         {
           const uint jj = e / p.D, d = e % p.D, j = j0 + jj;
           const bool in_range = j < p.n;
-          const uint src = (j * p.KVH + kvh) * p.D + d;
+          const uint src = (j * p.KVH + p.base * p.KVH + kvh) * p.D + d;
           Ks[jj][d] = in_range ? k[src] : 0.0;
           Vs[jj][d] = in_range ? v[src] : 0.0;
         }
@@ -122,6 +123,6 @@ main ()
       {
         const uint d = tx + 16u * c;
         if (d < p.D)
-          dq[(i * p.H + h) * p.D + d] = acc[c] * p.scale;
+          dq[(i * p.H + p.base * p.H + h) * p.D + d] = acc[c] * p.scale;
       }
 }

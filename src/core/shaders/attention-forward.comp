@@ -35,7 +35,13 @@ layout (std430, set = 0, binding = 3) readonly buffer Vv { float v[]; };
 #endif
 layout (std430, set = 0, binding = 4) buffer Lse { float lse[]; };
 
-layout (push_constant) uniform Params { uint n, S, H, KVH, D; float scale; uint write_lse; } p;
+// base: the first row (token) of a packed batch's sequence that every array is read from
+layout (push_constant) uniform Params
+{
+  uint n, S, H, KVH, D;
+  float scale;
+  uint write_lse, base;
+} p;
 
 shared float Qs[BR][MAXD];
 shared float Ks[BC][MAXD];
@@ -60,7 +66,7 @@ main ()
   for (uint e = tid; e < BR * p.D; e += 256u)
     {
       const uint r = e / p.D, d = e % p.D;
-      Qs[r][d] = (i0 + r < p.n) ? q[((i0 + r) * p.H + h) * p.D + d] : 0.0;
+      Qs[r][d] = (i0 + r < p.n) ? q[((i0 + r) * p.H + p.base * p.H + h) * p.D + d] : 0.0;
     }
 
   float acc[OPT];
@@ -74,7 +80,7 @@ main ()
         {
           const uint jj = e / p.D, d = e % p.D, j = j0 + jj;
           const bool in_range = j < p.S;
-          const uint src = (j * p.KVH + kvh) * p.D + d;
+          const uint src = (j * p.KVH + p.base * p.KVH + kvh) * p.D + d;
           Ks[jj][d] = in_range ? LOAD_K (src) : 0.0;
           Vs[jj][d] = in_range ? LOAD_V (src) : 0.0;
         }
@@ -122,9 +128,9 @@ main ()
         {
           const uint d = tx + 16u * c;
           if (d < p.D)
-            o_[(i * p.H + h) * p.D + d] = acc[c] / l;
+            o_[(i * p.H + p.base * p.H + h) * p.D + d] = acc[c] / l;
         }
       if (tx == 0u && p.write_lse != 0u)
-        lse[i * p.H + h] = m + log (l);
+        lse[i * p.H + p.base * p.H + h] = m + log (l);
     }
 }

@@ -1,0 +1,1087 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-vulkan-model: the LoRA training step on a Vulkan device (see the header). The step
+ * mirrors lt-model-train's forward_backward and block_backward line by line, with lt-vulkan's
+ * kernels in place of lt-kernels' and device buffers in place of the step arena. */
+#include "config.h"
+
+#include "lt-vulkan-model.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "lt-error.h"
+#include "lt-model-train.h"
+
+#define N_LIN LT_BLOCK_LINEARS
+
+typedef struct
+{
+  float *host_w, *host_g;     /* the model's LtLora a / b and grad_a / grad_b */
+  gsize n;
+  gboolean decay;
+  LtVulkanBuffer *w, *g, *m, *v;
+} VParam;
+
+typedef struct
+{
+  LtLinear *lin;
+  int in, out, r;
+  float scale;
+  LtVulkanBuffer *w;          /* frozen weight (out, in) as stored; shared by tied tensors */
+  LtKDType wdt;
+  LtVulkanBuffer *bias;       /* (out) f32 or NULL */
+  int pa, pb;                 /* VParam indices of A and B, -1 without an adapter */
+} VLin;
+
+typedef struct
+{
+  VLin lin[N_LIN];
+  LtVulkanBuffer *input_norm, *post_norm, *q_norm, *k_norm;
+  /* activations kept for the backward, (cap) tokens */
+  LtVulkanBuffer *xn1, *qraw, *kraw, *q, *k, *v, *att, *lse, *x_mid, *xn2, *gate, *up;
+  LtVulkanBuffer *xa[N_LIN];
+} VBlock;
+
+struct _LtVulkanModel
+{
+  LtVulkan *vk;
+  LtModel *model;
+  LtVulkanStream *s;
+  GHashTable *weights;        /* const LtTensor * → LtVulkanBuffer * (owned) */
+  GPtrArray *owned;           /* every other buffer of the model (norms, biases, params) */
+  GArray *params;             /* VParam */
+  VBlock *blocks;             /* (L) */
+  int first;                  /* lowest block with an adapter */
+  int max_rank;
+  LtComputeDType prec;
+  LtVulkanBuffer *embed;      /* (V, C) f32 or bf16 */
+  LtKDType embed_dt;
+  LtVulkanBuffer *norm;       /* (C) */
+  VLin head;
+  int chunk_cols;
+  gboolean grads_zero;        /* the next forward_backward writes the gradients */
+  guint n_submits;
+
+  /* step memory for (cap) tokens, sequences up to (cap_len) */
+  int cap, cap_len;
+  GPtrArray *acts;            /* the buffers below and the blocks' activations */
+  GPtrArray *tables;          /* table and logits (grown apart from the rest) */
+  gsize logits_floats;
+  LtVulkanBuffer **xin;       /* (L + 1) block inputs; xin[L] the final hidden state */
+  LtVulkanBuffer *xnf, *dx, *dxn, *dtmp, *h, *dh, *du, *datt, *dq, *dk, *dv, *dqn, *dkn;
+  LtVulkanBuffer *dxa, *junk, *nscratch, *delta, *ones, *logits, *ce_state, *ce_lse, *ce_loss;
+  LtVulkanBuffer *ids, *pos, *targets, *weights_b, *scale_b, *table;
+  LtVulkanBuffer *partial, *sumsq;
+};
+
+#define F32 LT_KDTYPE_F32
+
+/* ---- what the GPU path refuses ---- */
+
+static gboolean
+refuse (GError **error, const char *key, const char *feature)
+{
+  g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+               "%s: the Vulkan training step does not support %s yet; train on the CPU "
+               "(%s cpu)", key, feature, key);
+  return FALSE;
+}
+
+gboolean
+lt_vulkan_model_check (LtModel *m, const char *key, GError **error)
+{
+  const LtConfig *c = m->config;
+  gboolean any = FALSE;
+
+  if (m->quantized || m->w.embed_q != NULL || m->w.embed == NULL)
+    return refuse (error, key, "a quantized base model");
+  if (m->w.lm_head.kind != LT_LINEAR_DENSE || m->w.lm_head.grad_weight != NULL)
+    return refuse (error, key, "full fine-tuning");
+  if (c->head_dim % 2 != 0 || c->head_dim > 128)
+    return refuse (error, key, "a head size above 128");
+  for (int l = 0; l < c->num_hidden_layers; l++)
+    for (int j = 0; j < N_LIN; j++)
+      {
+        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
+        if (lin->kind != LT_LINEAR_DENSE)
+          return refuse (error, key, "a quantized base model");
+        if (lin->master != NULL || lin->grad_weight != NULL)
+          return refuse (error, key, "full fine-tuning");
+        if (lin->grad_scales != NULL)
+          return refuse (error, key, "DWQ");
+        if (lin->qat)
+          return refuse (error, key, "quantization-aware training (QAT)");
+        if (lin->lora == NULL)
+          continue;
+        if (lin->lora->m != NULL)
+          return refuse (error, key, "DoRA");
+        if (lin->lora->dropout > 0.0f)
+          return refuse (error, key, "LoRA dropout (lora_dropout > 0)");
+        any = TRUE;
+      }
+  if (!any)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "%s: the Vulkan training step needs LoRA adapters on the model", key);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- buffers ---- */
+
+static LtVulkanBuffer *
+own (LtVulkanModel *vm, GPtrArray *list, gsize bytes, const void *src, GError **error)
+{
+  LtVulkanBuffer *b = lt_vulkan_buffer_new (vm->vk, MAX (bytes, 4), error);
+  if (b == NULL)
+    return NULL;
+  g_ptr_array_add (list, b); /* freed with the list, also when the upload fails */
+  if (src != NULL && !lt_vulkan_buffer_upload (b, 0, src, bytes, error))
+    return NULL;
+  return b;
+}
+
+static gboolean
+kd_of (LtDType d, LtKDType *out, gsize *size)
+{
+  switch (d)
+    {
+    case LT_DTYPE_F32:
+      *out = LT_KDTYPE_F32;
+      *size = 4;
+      return TRUE;
+    case LT_DTYPE_BF16:
+      *out = LT_KDTYPE_BF16;
+      *size = 2;
+      return TRUE;
+    case LT_DTYPE_F16:
+      *out = LT_KDTYPE_F16;
+      *size = 2;
+      return TRUE;
+    default:
+      return FALSE;
+    }
+}
+
+/* A frozen weight as stored, once per tensor (a tied head shares the embedding's). */
+static LtVulkanBuffer *
+weight (LtVulkanModel *vm, const LtTensor *t, LtKDType *dt, GError **error)
+{
+  LtVulkanBuffer *b = g_hash_table_lookup (vm->weights, t);
+  gsize es, n = 1;
+
+  if (!kd_of (t->dtype, dt, &es))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "Vulkan training: weight %s has a dtype the GEMM does not take",
+                   t->name ? t->name : "?");
+      return NULL;
+    }
+  if (b != NULL)
+    return b;
+  for (int i = 0; i < t->ndim; i++)
+    n *= (gsize) t->shape[i];
+  b = lt_vulkan_buffer_new (vm->vk, n * es, error);
+  if (b == NULL)
+    return NULL;
+  g_hash_table_insert (vm->weights, (gpointer) t, b);
+  if (!lt_vulkan_buffer_upload (b, 0, t->data, n * es, error))
+    return NULL;
+  return b;
+}
+
+static int
+add_param (LtVulkanModel *vm, float *w, float *g, gsize n, GError **error)
+{
+  VParam p = { w, g, n, TRUE, NULL, NULL, NULL, NULL };
+  g_autofree float *zero = g_new0 (float, n);
+
+  if ((p.w = own (vm, vm->owned, n * 4, w, error)) == NULL
+      || (p.g = own (vm, vm->owned, n * 4, zero, error)) == NULL
+      || (p.m = own (vm, vm->owned, n * 4, zero, error)) == NULL
+      || (p.v = own (vm, vm->owned, n * 4, zero, error)) == NULL)
+    return -1;
+  g_array_append_val (vm->params, p);
+  return (int) vm->params->len - 1;
+}
+
+static gboolean
+setup_linear (LtVulkanModel *vm, VLin *v, LtLinear *lin, GError **error)
+{
+  memset (v, 0, sizeof *v);
+  v->lin = lin;
+  v->in = lin->in_features;
+  v->out = lin->out_features;
+  v->pa = v->pb = -1;
+  if ((v->w = weight (vm, lin->weight, &v->wdt, error)) == NULL)
+    return FALSE;
+  if (lin->bias != NULL
+      && (v->bias = own (vm, vm->owned, (gsize) v->out * 4, lin->bias, error)) == NULL)
+    return FALSE;
+  if (lin->lora != NULL)
+    {
+      LtLora *l = lin->lora;
+      v->r = l->rank;
+      v->scale = l->scale;
+      vm->max_rank = MAX (vm->max_rank, l->rank);
+      if ((v->pa = add_param (vm, l->a, l->grad_a, (gsize) v->in * v->r, error)) < 0
+          || (v->pb = add_param (vm, l->b, l->grad_b, (gsize) v->r * v->out, error)) < 0)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+LtVulkanModel *
+lt_vulkan_model_new (LtVulkan *vk, LtModel *m, GError **error)
+{
+  const LtConfig *c = m->config;
+  int L = c->num_hidden_layers, C = c->hidden_size, D = c->head_dim;
+  g_autoptr (LtVulkanModel) vm = NULL;
+
+  if (!lt_vulkan_model_check (m, "compute_device", error))
+    return NULL;
+  vm = g_new0 (LtVulkanModel, 1);
+  vm->vk = vk;
+  vm->model = m;
+  vm->weights = g_hash_table_new_full (NULL, NULL, NULL,
+                                       (GDestroyNotify) lt_vulkan_buffer_free);
+  vm->owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
+  vm->acts = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
+  vm->tables = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
+  vm->params = g_array_new (FALSE, TRUE, sizeof (VParam));
+  vm->blocks = g_new0 (VBlock, L);
+  vm->first = L;
+  vm->grads_zero = TRUE;
+  if ((vm->s = lt_vulkan_stream_new (vk, error)) == NULL)
+    return NULL;
+
+  /* the embedding: f32 or bf16 for the lookup (f16 widened) */
+  {
+    const LtTensor *e = m->w.embed;
+    gsize n = (gsize) c->vocab_size * C;
+    if (e->dtype == LT_DTYPE_F16)
+      {
+        g_autofree float *f = g_new (float, n);
+        const guint16 *h = e->data;
+        for (gsize i = 0; i < n; i++)
+          f[i] = lt_f16_to_f32 (h[i]);
+        vm->embed_dt = F32;
+        if ((vm->embed = own (vm, vm->owned, n * 4, f, error)) == NULL)
+          return NULL;
+      }
+    else if ((vm->embed = weight (vm, e, &vm->embed_dt, error)) == NULL)
+      return NULL;
+  }
+  for (int l = 0; l < L; l++)
+    {
+      LtLayerWeights *lw = &m->w.layers[l];
+      VBlock *b = &vm->blocks[l];
+      for (int j = 0; j < N_LIN; j++)
+        {
+          if (!setup_linear (vm, &b->lin[j], lt_layer_linear (lw, j), error))
+            return NULL;
+          if (b->lin[j].pa >= 0)
+            vm->first = MIN (vm->first, l);
+        }
+      if ((b->input_norm = own (vm, vm->owned, (gsize) C * 4, lw->input_norm, error)) == NULL
+          || (b->post_norm = own (vm, vm->owned, (gsize) C * 4, lw->post_norm, error)) == NULL)
+        return NULL;
+      if (lw->q_norm != NULL
+          && ((b->q_norm = own (vm, vm->owned, (gsize) D * 4, lw->q_norm, error)) == NULL
+              || (b->k_norm = own (vm, vm->owned, (gsize) D * 4, lw->k_norm, error)) == NULL))
+        return NULL;
+    }
+  if ((vm->norm = own (vm, vm->owned, (gsize) C * 4, m->w.norm, error)) == NULL
+      || !setup_linear (vm, &vm->head, &m->w.lm_head, error))
+    return NULL;
+  /* the parameters' decay flags, as the trainer's optimizer registers them */
+  for (guint i = 0; i < lt_model_get_n_params (m); i++)
+    {
+      const char *name;
+      float *data, *grad;
+      gsize n;
+      gboolean decay;
+      lt_model_get_param (m, i, &name, &data, &grad, &n, &decay);
+      for (guint k = 0; k < vm->params->len; k++)
+        if (g_array_index (vm->params, VParam, k).host_w == data)
+          g_array_index (vm->params, VParam, k).decay = decay;
+    }
+  if ((vm->partial = own (vm, vm->owned, LT_VULKAN_SUMSQ_PARTIAL * 4, NULL, error)) == NULL
+      || (vm->sumsq = own (vm, vm->owned, 4, NULL, error)) == NULL)
+    return NULL;
+  vm->prec = lt_compute_get_dtype () == LT_COMPUTE_BF16 ? LT_COMPUTE_BF16 : LT_COMPUTE_F32;
+  return g_steal_pointer (&vm);
+}
+
+void
+lt_vulkan_model_free (LtVulkanModel *vm)
+{
+  if (vm == NULL)
+    return;
+  g_clear_pointer (&vm->s, lt_vulkan_stream_free);
+  g_clear_pointer (&vm->acts, g_ptr_array_unref);
+  g_clear_pointer (&vm->tables, g_ptr_array_unref);
+  g_clear_pointer (&vm->owned, g_ptr_array_unref);
+  g_clear_pointer (&vm->weights, g_hash_table_unref);
+  if (vm->params)
+    g_array_unref (vm->params);
+  g_free (vm->xin);
+  g_free (vm->blocks);
+  g_free (vm);
+}
+
+void
+lt_vulkan_model_set_logit_chunk (LtVulkanModel *vm, int columns)
+{
+  vm->chunk_cols = MAX (columns, 0);
+}
+
+void
+lt_vulkan_model_zero_grad (LtVulkanModel *vm)
+{
+  vm->grads_zero = TRUE;
+}
+
+guint
+lt_vulkan_model_get_n_submits (LtVulkanModel *vm)
+{
+  return vm->n_submits;
+}
+
+/* ---- step memory ---- */
+
+/* The RoPE table for positions below @max_len and the LM head's logits (N, chunk), each
+ * grown on its own (rounded up: a batch a little longer does not reallocate). */
+static gboolean
+step_tables (LtVulkanModel *vm, int N, int max_len, int chunk, GError **error)
+{
+  int D = vm->model->config->head_dim;
+
+  if (max_len > vm->cap_len)
+    {
+      int P = (max_len + 255) / 256 * 256;
+      g_autofree float *table = g_new (float, (gsize) P * D);
+      g_ptr_array_set_size (vm->tables, 0);
+      vm->table = vm->logits = NULL;
+      vm->cap_len = 0;
+      vm->logits_floats = 0;
+      lt_vulkan_rope_table (table, vm->model->inv_freq, P, D);
+      if ((vm->table = own (vm, vm->tables, (gsize) P * D * 4, table, error)) == NULL)
+        return FALSE;
+      vm->cap_len = P;
+    }
+  if ((gsize) N * chunk > vm->logits_floats)
+    {
+      gsize floats = (gsize) ((N + 255) / 256 * 256) * chunk;
+      if (vm->logits != NULL)
+        g_ptr_array_remove (vm->tables, vm->logits);
+      vm->logits_floats = 0;
+      if ((vm->logits = own (vm, vm->tables, floats * 4, NULL, error)) == NULL)
+        return FALSE;
+      vm->logits_floats = floats;
+    }
+  return TRUE;
+}
+
+/* Every per-token buffer for at least @N tokens (rounded up to 256). */
+static gboolean
+step_memory (LtVulkanModel *vm, int N, GError **error)
+{
+  const LtConfig *c = vm->model->config;
+  int L = c->num_hidden_layers, C = c->hidden_size, I = c->intermediate_size;
+  int H = c->num_attention_heads, KVH = c->num_key_value_heads, D = c->head_dim;
+  gsize n, qd = (gsize) H * D, kvd = (gsize) KVH * D;
+  GPtrArray *a;
+
+  if (N <= vm->cap)
+    return TRUE;
+  /* lay everything out again */
+  g_ptr_array_set_size (vm->acts, 0);
+  g_clear_pointer (&vm->xin, g_free);
+  vm->cap = 0;
+  n = (gsize) (N + 255) / 256 * 256;
+  a = vm->acts;
+#define NB(field, floats) \
+  if ((vm->field = own (vm, a, (floats) * 4, NULL, error)) == NULL) return FALSE
+  vm->xin = g_new0 (LtVulkanBuffer *, L + 1);
+  for (int l = 0; l <= L; l++)
+    if ((vm->xin[l] = own (vm, a, n * C * 4, NULL, error)) == NULL)
+      return FALSE;
+  for (int l = 0; l < L; l++)
+    {
+      VBlock *b = &vm->blocks[l];
+#define BB(field, floats) \
+  if ((b->field = own (vm, a, (floats) * 4, NULL, error)) == NULL) return FALSE
+      BB (xn1, n * C);
+      BB (q, n * qd);
+      BB (k, n * kvd);
+      BB (v, n * kvd);
+      BB (att, n * qd);
+      BB (lse, n * H);
+      BB (x_mid, n * C);
+      BB (xn2, n * C);
+      BB (gate, n * I);
+      BB (up, n * I);
+      if (b->q_norm)
+        {
+          BB (qraw, n * qd);
+          BB (kraw, n * kvd);
+        }
+      for (int j = 0; j < N_LIN; j++)
+        if (b->lin[j].pa >= 0)
+          BB (xa[j], n * b->lin[j].r);
+#undef BB
+    }
+  NB (xnf, n * C);
+  NB (dx, n * C);
+  NB (dxn, n * C);
+  NB (dtmp, n * C);
+  NB (h, n * I);
+  NB (dh, n * I);
+  NB (du, n * I);
+  NB (datt, n * qd);
+  NB (dq, n * qd);
+  NB (dk, n * kvd);
+  NB (dv, n * kvd);
+  NB (dqn, n * qd);
+  NB (dkn, n * kvd);
+  NB (dxa, n * MAX (vm->max_rank, 1));
+  NB (junk, (gsize) MAX (C, D));
+  NB (nscratch, n * MAX (H, 1));
+  NB (delta, n * H);
+  NB (ce_state, 2 * n);
+  NB (ce_lse, n);
+  NB (ce_loss, n);
+  NB (ids, n);
+  NB (pos, n);
+  NB (targets, n);
+  NB (weights_b, n);
+  NB (scale_b, n);
+#undef NB
+  {
+    g_autofree float *one = g_new (float, n);
+    for (gsize i = 0; i < n; i++)
+      one[i] = 1.0f;
+    if ((vm->ones = own (vm, a, n * 4, one, error)) == NULL)
+      return FALSE;
+  }
+  vm->cap = (int) n;
+  return TRUE;
+}
+
+/* ---- one linear layer ---- */
+
+static LtVulkanMatrix
+mat (LtVulkanBuffer *b, gsize off, int ld, LtKDType dt)
+{
+  LtVulkanMatrix mx = { b, off, ld, dt };
+  return mx;
+}
+
+static VParam *
+param (LtVulkanModel *vm, int i)
+{
+  return &g_array_index (vm->params, VParam, i);
+}
+
+/* y (N, out) = x·Wᵀ (+ b) + scale·(x·A)·B, keeping xa (N, r) = x·A. */
+static gboolean
+lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffer *y,
+             LtVulkanBuffer *xa, GError **error)
+{
+  LtVulkanStream *s = vm->s;
+  LtVulkanMatrix mx = mat (x, 0, v->in, F32), mw = mat (v->w, 0, v->in, v->wdt);
+  LtVulkanMatrix my = mat (y, 0, v->out, F32);
+
+  if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->out, v->in, 1.0f, &mx, &mw, 0.0f, &my,
+                       vm->prec, error))
+    return FALSE;
+  if (v->bias != NULL)
+    {
+      LtVulkanMatrix m1 = mat (vm->ones, 0, 1, F32), mb = mat (v->bias, 0, v->out, F32);
+      if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, 1, 1.0f, &m1, &mb, 1.0f, &my,
+                           LT_COMPUTE_F32, error))
+        return FALSE;
+    }
+  if (v->pa >= 0)
+    {
+      LtVulkanMatrix ma = mat (param (vm, v->pa)->w, 0, v->r, F32);
+      LtVulkanMatrix mB = mat (param (vm, v->pb)->w, 0, v->out, F32);
+      LtVulkanMatrix mxa = mat (xa, 0, v->r, F32);
+      if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->r, v->in, 1.0f, &mx, &ma, 0.0f,
+                           &mxa, LT_COMPUTE_F32, error)
+          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, v->r, v->scale, &mxa, &mB,
+                              1.0f, &my, LT_COMPUTE_F32, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* The adapter's gradients from dy (N, out) (written when vm->grads_zero, else added) and
+ * dx (N, in) = dy·W + scale·(dy·Bᵀ)·Aᵀ, written or (@acc) added. */
+static gboolean
+lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa, int N,
+              LtVulkanBuffer *dy, LtVulkanBuffer *dx, gboolean acc, GError **error)
+{
+  LtVulkanStream *s = vm->s;
+  LtVulkanMatrix mx = mat (x, 0, v->in, F32), mw = mat (v->w, 0, v->in, v->wdt);
+  LtVulkanMatrix mdy = mat (dy, 0, v->out, F32), mdx = mat (dx, 0, v->in, F32);
+  float gb = vm->grads_zero ? 0.0f : 1.0f;
+
+  if (v->pa >= 0)
+    {
+      VParam *pa = param (vm, v->pa), *pb = param (vm, v->pb);
+      LtVulkanMatrix mxa = mat (xa, 0, v->r, F32), mdxa = mat (vm->dxa, 0, v->r, F32);
+      LtVulkanMatrix mB = mat (pb->w, 0, v->out, F32), mgB = mat (pb->g, 0, v->out, F32);
+      LtVulkanMatrix mgA = mat (pa->g, 0, v->r, F32);
+      /* dB (r, out) += scale·xaᵀ·dy; dxa (N, r) = scale·dy·Bᵀ; dA (in, r) += xᵀ·dxa */
+      if (!lt_vulkan_gemm (s, LT_TRANS, LT_NO_TRANS, v->r, v->out, N, v->scale, &mxa, &mdy, gb,
+                           &mgB, LT_COMPUTE_F32, error)
+          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->r, v->out, v->scale, &mdy, &mB,
+                              0.0f, &mdxa, LT_COMPUTE_F32, error)
+          || !lt_vulkan_gemm (s, LT_TRANS, LT_NO_TRANS, v->in, v->r, N, 1.0f, &mx, &mdxa, gb,
+                              &mgA, LT_COMPUTE_F32, error))
+        return FALSE;
+    }
+  if (dx == NULL)
+    return TRUE;
+  if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->in, v->out, 1.0f, &mdy, &mw,
+                       acc ? 1.0f : 0.0f, &mdx, vm->prec, error))
+    return FALSE;
+  if (v->pa >= 0)
+    {
+      LtVulkanMatrix mdxa = mat (vm->dxa, 0, v->r, F32);
+      LtVulkanMatrix ma = mat (param (vm, v->pa)->w, 0, v->r, F32);
+      if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->in, v->r, 1.0f, &mdxa, &ma, 1.0f,
+                           &mdx, LT_COMPUTE_F32, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- one block ---- */
+
+static gboolean
+block_forward (LtVulkanModel *vm, int l, int N, const int *lengths, int B, GError **error)
+{
+  const LtConfig *c = vm->model->config;
+  VBlock *b = &vm->blocks[l];
+  LtVulkanStream *s = vm->s;
+  int C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+  int H = c->num_attention_heads, KVH = c->num_key_value_heads;
+  float eps = (float) c->rms_norm_eps;
+  LtVulkanBuffer *x_in = vm->xin[l], *x_out = vm->xin[l + 1];
+  gsize nC = (gsize) N * C, nI = (gsize) N * I;
+
+  if (!lt_vulkan_rmsnorm_forward (s, b->xn1, x_in, b->input_norm, eps, N, C, error)
+      || !lin_forward (vm, &b->lin[0], b->xn1, N, b->qraw ? b->qraw : b->q, b->xa[0], error)
+      || !lin_forward (vm, &b->lin[1], b->xn1, N, b->kraw ? b->kraw : b->k, b->xa[1], error)
+      || !lin_forward (vm, &b->lin[2], b->xn1, N, b->v, b->xa[2], error))
+    return FALSE;
+  if (b->q_norm != NULL
+      && (!lt_vulkan_rmsnorm_forward (s, b->q, b->qraw, b->q_norm, eps, N * H, D, error)
+          || !lt_vulkan_rmsnorm_forward (s, b->k, b->kraw, b->k_norm, eps, N * KVH, D, error)))
+    return FALSE;
+  if (!lt_vulkan_rope (s, b->q, 0, vm->pos, vm->table, vm->cap_len, N, H, D, FALSE, error)
+      || !lt_vulkan_rope (s, b->k, 0, vm->pos, vm->table, vm->cap_len, N, KVH, D, FALSE, error))
+    return FALSE;
+  for (int i = 0, o = 0; i < B; o += lengths[i], i++)
+    if (!lt_vulkan_attention_forward_seq (s, b->att, b->lse, b->q, b->k, b->v, F32, o,
+                                          lengths[i], lengths[i], H, KVH, D, error))
+      return FALSE;
+  if (!lin_forward (vm, &b->lin[3], b->att, N, vm->dtmp, b->xa[3], error)
+      || !lt_vulkan_add (s, b->x_mid, x_in, vm->dtmp, nC, error)
+      || !lt_vulkan_rmsnorm_forward (s, b->xn2, b->x_mid, b->post_norm, eps, N, C, error)
+      || !lin_forward (vm, &b->lin[4], b->xn2, N, b->gate, b->xa[4], error)
+      || !lin_forward (vm, &b->lin[5], b->xn2, N, b->up, b->xa[5], error)
+      || !lt_vulkan_swiglu_forward (s, vm->h, b->gate, b->up, nI, error)
+      || !lin_forward (vm, &b->lin[6], vm->h, N, vm->dtmp, b->xa[6], error)
+      || !lt_vulkan_add (s, x_out, b->x_mid, vm->dtmp, nC, error))
+    return FALSE;
+  return TRUE;
+}
+
+/* vm->dx (N, C): in, the gradient at block l's output; out, at its input. */
+static gboolean
+block_backward (LtVulkanModel *vm, int l, int N, const int *lengths, int B, GError **error)
+{
+  const LtConfig *c = vm->model->config;
+  VBlock *b = &vm->blocks[l];
+  LtVulkanStream *s = vm->s;
+  int C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+  int H = c->num_attention_heads, KVH = c->num_key_value_heads;
+  float eps = (float) c->rms_norm_eps;
+  gsize nC = (gsize) N * C, nI = (gsize) N * I;
+  LtVulkanBuffer *dq = vm->dq, *dk = vm->dk;
+
+  /* MLP */
+  if (!lt_vulkan_swiglu_forward (s, vm->h, b->gate, b->up, nI, error)
+      || !lin_backward (vm, &b->lin[6], vm->h, b->xa[6], N, vm->dx, vm->dh, FALSE, error)
+      || !lt_vulkan_swiglu_backward (s, vm->dh, vm->du, b->gate, b->up, vm->dh, nI, error)
+      || !lin_backward (vm, &b->lin[4], b->xn2, b->xa[4], N, vm->dh, vm->dxn, FALSE, error)
+      || !lin_backward (vm, &b->lin[5], b->xn2, b->xa[5], N, vm->du, vm->dxn, TRUE, error)
+      || !lt_vulkan_rmsnorm_backward (s, vm->dtmp, vm->junk, b->x_mid, b->post_norm, vm->dxn,
+                                      eps, N, C, vm->nscratch, error)
+      || !lt_vulkan_add (s, vm->dx, vm->dx, vm->dtmp, nC, error))
+    return FALSE;
+  /* attention */
+  if (!lin_backward (vm, &b->lin[3], b->att, b->xa[3], N, vm->dx, vm->datt, FALSE, error))
+    return FALSE;
+  for (int i = 0, o = 0; i < B; o += lengths[i], i++)
+    if (!lt_vulkan_attention_backward_seq (s, vm->dq, vm->dk, vm->dv, b->q, b->k, b->v, b->att,
+                                           b->lse, vm->datt, vm->delta, o, lengths[i], H, KVH, D,
+                                           error))
+      return FALSE;
+  if (!lt_vulkan_rope (s, vm->dq, 0, vm->pos, vm->table, vm->cap_len, N, H, D, TRUE, error)
+      || !lt_vulkan_rope (s, vm->dk, 0, vm->pos, vm->table, vm->cap_len, N, KVH, D, TRUE, error))
+    return FALSE;
+  if (b->q_norm != NULL)
+    {
+      if (!lt_vulkan_rmsnorm_backward (s, vm->dqn, vm->junk, b->qraw, b->q_norm, vm->dq, eps,
+                                       N * H, D, vm->nscratch, error)
+          || !lt_vulkan_rmsnorm_backward (s, vm->dkn, vm->junk, b->kraw, b->k_norm, vm->dk, eps,
+                                          N * KVH, D, vm->nscratch, error))
+        return FALSE;
+      dq = vm->dqn;
+      dk = vm->dkn;
+    }
+  if (!lin_backward (vm, &b->lin[0], b->xn1, b->xa[0], N, dq, vm->dxn, FALSE, error)
+      || !lin_backward (vm, &b->lin[1], b->xn1, b->xa[1], N, dk, vm->dxn, TRUE, error)
+      || !lin_backward (vm, &b->lin[2], b->xn1, b->xa[2], N, vm->dv, vm->dxn, TRUE, error))
+    return FALSE;
+  if (l == vm->first)
+    return TRUE; /* nothing below needs the input's gradient */
+  return lt_vulkan_rmsnorm_backward (s, vm->dtmp, vm->junk, vm->xin[l], b->input_norm, vm->dxn,
+                                     eps, N, C, vm->nscratch, error)
+         && lt_vulkan_add (s, vm->dx, vm->dx, vm->dtmp, nC, error);
+}
+
+/* ---- the micro-batch ---- */
+
+static gboolean
+head_logits (LtVulkanModel *vm, int N, int v0, int vc, int chunk, GError **error)
+{
+  int C = vm->model->config->hidden_size;
+  LtVulkanMatrix mx = mat (vm->xnf, 0, C, F32), ml = mat (vm->logits, 0, chunk, F32);
+  LtVulkanMatrix mw = mat (vm->head.w, (gsize) v0 * C, C, vm->head.wdt);
+
+  return lt_vulkan_gemm (vm->s, LT_NO_TRANS, LT_TRANS, N, vc, C, 1.0f, &mx, &mw, 0.0f, &ml,
+                         vm->prec, error);
+}
+
+static gboolean
+submit_wait (LtVulkanModel *vm, GError **error)
+{
+  vm->n_submits++;
+  return lt_vulkan_stream_submit (vm->s, error) && lt_vulkan_stream_wait (vm->s, error);
+}
+
+gboolean
+lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, const int *lengths,
+                                  int B, const int32_t *targets, const float *weights,
+                                  float loss_scale, double *loss_sum, GError **error)
+{
+  LtModel *m = vm->model;
+  const LtConfig *c = m->config;
+  int L = c->num_hidden_layers, C = c->hidden_size, V = c->vocab_size;
+  float eps = (float) c->rms_norm_eps;
+  LtVulkanStream *s = vm->s;
+  int N, max_len = 0, chunk;
+  g_autofree int32_t *pos = NULL;
+  g_autofree int32_t *tgt = NULL;
+  g_autofree float *scale = NULL, *loss = NULL;
+  gboolean backward = loss_scale != 0.0f;
+
+  *loss_sum = 0.0;
+  if (!lt_model_check_batch (m, tokens, lengths, B, &N, error))
+    return FALSE;
+  pos = g_new (int32_t, N);
+  tgt = g_new (int32_t, N);
+  scale = g_new (float, N);
+  loss = g_new (float, N);
+  for (int i = 0, o = 0; i < B; o += lengths[i], i++)
+    {
+      max_len = MAX (max_len, lengths[i]);
+      for (int t = 0; t < lengths[i]; t++)
+        pos[o + t] = t;
+    }
+  for (int i = 0; i < N; i++)
+    {
+      if (weights[i] != 0.0f && (targets[i] < 0 || targets[i] >= V))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                       "target id %d at position %d is outside the vocabulary (size %d)",
+                       targets[i], i, V);
+          return FALSE;
+        }
+      tgt[i] = weights[i] != 0.0f ? targets[i] : 0;
+      scale[i] = weights[i] * loss_scale;
+    }
+  chunk = vm->chunk_cols > 0 ? MIN (vm->chunk_cols, V) : lt_model_logit_chunk (m, N, 0);
+  if (!step_memory (vm, N, error) || !step_tables (vm, N, max_len, chunk, error)
+      || !lt_vulkan_buffer_upload (vm->ids, 0, tokens, (gsize) N * 4, error)
+      || !lt_vulkan_buffer_upload (vm->pos, 0, pos, (gsize) N * 4, error)
+      || !lt_vulkan_buffer_upload (vm->targets, 0, tgt, (gsize) N * 4, error)
+      || !lt_vulkan_buffer_upload (vm->weights_b, 0, weights, (gsize) N * 4, error)
+      || !lt_vulkan_buffer_upload (vm->scale_b, 0, scale, (gsize) N * 4, error))
+    return FALSE;
+
+  /* forward */
+  if (!lt_vulkan_embedding (s, vm->xin[0], vm->embed, vm->embed_dt, vm->ids, N, C, V, error))
+    return FALSE;
+  for (int l = 0; l < L; l++)
+    if (!block_forward (vm, l, N, lengths, B, error))
+      return FALSE;
+  if (!lt_vulkan_rmsnorm_forward (s, vm->xnf, vm->xin[L], vm->norm, eps, N, C, error))
+    return FALSE;
+  /* LM head pass 1: the running log-sum-exp over vocabulary chunks */
+  for (int v0 = 0; v0 < V; v0 += chunk)
+    {
+      int vc = MIN (chunk, V - v0);
+      if (!head_logits (vm, N, v0, vc, chunk, error)
+          || !lt_vulkan_cross_entropy_forward_chunk (s, vm->logits, 0, chunk, vm->targets,
+                                                     vm->weights_b, vm->ce_state, vm->ce_lse,
+                                                     vm->ce_loss, N, v0, vc, v0 == 0,
+                                                     v0 + vc >= V, error))
+        return FALSE;
+    }
+  if (backward)
+    {
+      LtVulkanMatrix ml = mat (vm->logits, 0, chunk, F32), mdxn = mat (vm->dxn, 0, C, F32);
+      /* pass 2: dlogits per chunk → dxn (f32, as lt_linear_backward_input_rows) */
+      for (int v0 = 0; v0 < V; v0 += chunk)
+        {
+          int vc = MIN (chunk, V - v0);
+          LtVulkanMatrix mw = mat (vm->head.w, (gsize) v0 * C, C, vm->head.wdt);
+          if (!head_logits (vm, N, v0, vc, chunk, error)
+              || !lt_vulkan_cross_entropy_backward_chunk (s, vm->logits, 0, chunk, vm->ce_lse,
+                                                          vm->targets, vm->scale_b, N, v0, vc,
+                                                          error)
+              || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, C, vc, 1.0f, &ml, &mw,
+                                  v0 == 0 ? 0.0f : 1.0f, &mdxn, LT_COMPUTE_F32, error))
+            return FALSE;
+        }
+      if (!lt_vulkan_rmsnorm_backward (s, vm->dx, vm->junk, vm->xin[L], vm->norm, vm->dxn, eps,
+                                       N, C, vm->nscratch, error))
+        return FALSE;
+      for (int l = L - 1; l >= vm->first; l--)
+        if (!block_backward (vm, l, N, lengths, B, error))
+          return FALSE;
+    }
+  if (!submit_wait (vm, error)
+      || !lt_vulkan_buffer_download (vm->ce_loss, 0, loss, (gsize) N * 4, error))
+    return FALSE;
+  if (backward)
+    vm->grads_zero = FALSE;
+  for (int i = 0; i < N; i++)
+    if (weights[i] != 0.0f)
+      *loss_sum += loss[i];
+  return TRUE;
+}
+
+gboolean
+lt_vulkan_model_download_grads (LtVulkanModel *vm, GError **error)
+{
+  for (guint i = 0; i < vm->params->len; i++)
+    {
+      VParam *p = param (vm, (int) i);
+      if (vm->grads_zero)
+        memset (p->host_g, 0, p->n * 4);
+      else if (!lt_vulkan_buffer_download (p->g, 0, p->host_g, p->n * 4, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- the optimizer step ---- */
+
+gboolean
+lt_vulkan_model_step (LtVulkanModel *vm, const LtOptimizerParams *hp, double max_grad_norm,
+                      double lr, gint64 t, double *grad_norm_sq, GError **error)
+{
+  LtVulkanStream *s = vm->s;
+  float sq = 0.0f;
+
+  if (hp->kind != LT_OPTIMIZER_ADAMW
+      && !(hp->kind == LT_OPTIMIZER_ADAM && hp->weight_decay == 0.0))
+    return refuse (error, "optimizer", "this optimizer (Adam with weight decay, SGD)");
+  if (vm->grads_zero)
+    {
+      /* no micro-batch counted: the gradients are zero (lazily) — write them */
+      g_autofree float *zero = NULL;
+      for (guint i = 0; i < vm->params->len; i++)
+        {
+          VParam *p = param (vm, (int) i);
+          g_free (zero);
+          zero = g_new0 (float, p->n);
+          if (!lt_vulkan_buffer_upload (p->g, 0, zero, p->n * 4, error))
+            return FALSE;
+        }
+      vm->grads_zero = FALSE;
+    }
+  /* the norm first, alone: a non-finite gradient stops before any update */
+  for (guint i = 0; i < vm->params->len; i++)
+    if (!lt_vulkan_sum_squares (s, param (vm, (int) i)->g, param (vm, (int) i)->n, vm->partial,
+                                vm->sumsq, i > 0, error))
+      return FALSE;
+  if (!submit_wait (vm, error) || !lt_vulkan_buffer_download (vm->sumsq, 0, &sq, 4, error))
+    return FALSE;
+  if (grad_norm_sq)
+    *grad_norm_sq = sq;
+  if (!isfinite (sq))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
+                   "the adapter gradients on the GPU hold NaN or Inf (Σ g² = %g)", (double) sq);
+      return FALSE;
+    }
+  for (guint i = 0; i < vm->params->len; i++)
+    {
+      VParam *p = param (vm, (int) i);
+      if (max_grad_norm > 0.0
+          && !lt_vulkan_clip_by_norm (s, p->g, p->n, vm->sumsq, (float) max_grad_norm, error))
+        return FALSE;
+      if (!lt_vulkan_adamw (s, p->w, p->g, p->m, p->v, p->n, lr, hp->beta1, hp->beta2, hp->eps,
+                            p->decay ? hp->weight_decay : 0.0, t, error))
+        return FALSE;
+    }
+  if (!submit_wait (vm, error))
+    return FALSE;
+  vm->grads_zero = TRUE;
+  return TRUE;
+}
+
+/* The optimizer's index of parameter @p (matched by its tensor), or -1. */
+static int
+opt_index (LtOptimizer *opt, LtModel *m, const VParam *p)
+{
+  for (guint i = 0; i < lt_model_get_n_params (m) && i < lt_optimizer_get_n_params (opt); i++)
+    {
+      const char *name;
+      float *data, *grad;
+      gsize n;
+      lt_model_get_param (m, i, &name, &data, &grad, &n, NULL);
+      if (data == p->host_w)
+        return (int) i;
+    }
+  return -1;
+}
+
+gboolean
+lt_vulkan_model_sync (LtVulkanModel *vm, LtOptimizer *opt, gint64 t, GError **error)
+{
+  for (guint i = 0; i < vm->params->len; i++)
+    {
+      VParam *p = param (vm, (int) i);
+      if (!lt_vulkan_buffer_download (p->w, 0, p->host_w, p->n * 4, error))
+        return FALSE;
+      if (opt != NULL)
+        {
+          int k = opt_index (opt, vm->model, p);
+          g_autofree float *mm = g_new (float, p->n), *vv = g_new (float, p->n);
+          if (k < 0)
+            continue;
+          if (!lt_vulkan_buffer_download (p->m, 0, mm, p->n * 4, error)
+              || !lt_vulkan_buffer_download (p->v, 0, vv, p->n * 4, error))
+            return FALSE;
+          lt_optimizer_set_state (opt, (guint) k, t, mm, vv);
+        }
+    }
+  return TRUE;
+}
+
+gboolean
+lt_vulkan_model_upload_params (LtVulkanModel *vm, LtOptimizer *opt, GError **error)
+{
+  for (guint i = 0; i < vm->params->len; i++)
+    {
+      VParam *p = param (vm, (int) i);
+      if (!lt_vulkan_buffer_upload (p->w, 0, p->host_w, p->n * 4, error))
+        return FALSE;
+      if (opt != NULL)
+        {
+          int k = opt_index (opt, vm->model, p);
+          const float *mm, *vv;
+          if (k < 0)
+            continue;
+          lt_optimizer_get_state (opt, (guint) k, &mm, &vv);
+          if (mm != NULL && vv != NULL
+              && (!lt_vulkan_buffer_upload (p->m, 0, mm, p->n * 4, error)
+                  || !lt_vulkan_buffer_upload (p->v, 0, vv, p->n * 4, error)))
+            return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* ---- the trainer's device ---- */
+
+gboolean
+lt_vulkan_resolve_device (const char *compute_device, gboolean *use_vulkan, guint *index,
+                          const char **why, GError **error)
+{
+  g_autoptr (GPtrArray) devices = NULL;
+  g_autoptr (GError) local = NULL;
+  gboolean v = FALSE;
+  guint n = 0;
+
+  *use_vulkan = FALSE;
+  *index = 0;
+  if (!lt_run_parse_compute_device (compute_device, &v, &n))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "compute_device: must be auto, cpu, vulkan or vulkan:N (got “%s”)",
+                   compute_device);
+      return FALSE;
+    }
+  if (!v)
+    {
+      if (why)
+        *why = compute_device == NULL || g_str_equal (compute_device, "auto")
+                 ? "auto: the CPU (the Vulkan training step is new and not yet measured)"
+                 : "requested";
+      return TRUE;
+    }
+  devices = lt_vulkan_list_devices (&local);
+  if (devices == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "compute_device: %s: %s",
+                   compute_device, local->message);
+      return FALSE;
+    }
+  if (n >= devices->len)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "compute_device: %s: %s", compute_device,
+                   devices->len == 0 ? "no Vulkan device was found (`lathe devices` lists them)"
+                                     : "no such Vulkan device (`lathe devices` lists them)");
+      return FALSE;
+    }
+  *use_vulkan = TRUE;
+  *index = n;
+  if (why)
+    *why = "requested";
+  return TRUE;
+}
+
+/* What the configuration asks for that the GPU step lacks (before any model is loaded). */
+static gboolean
+check_config (const LtRunConfig *cfg, GError **error)
+{
+  const char *key = "compute_device";
+
+  if (cfg->train_mode != LT_TRAIN_MODE_SFT)
+    return refuse (error, key, "DPO or ORPO training (train_mode)");
+  if (cfg->train_type == LT_TRAIN_TYPE_DORA)
+    return refuse (error, key, "DoRA");
+  if (cfg->train_type == LT_TRAIN_TYPE_FULL)
+    return refuse (error, key, "full fine-tuning");
+  if (cfg->quantization != LT_QUANTIZATION_NONE)
+    return refuse (error, key, "a quantized base model (quantization)");
+  if (cfg->qat_enable)
+    return refuse (error, key, "quantization-aware training (QAT)");
+  if (cfg->lora_dropout > 0.0)
+    return refuse (error, key, "LoRA dropout (lora_dropout > 0)");
+  if (cfg->optimizer == LT_OPTIMIZER_SGD)
+    return refuse (error, key, "the SGD optimizer");
+  if (cfg->optimizer == LT_OPTIMIZER_ADAM && cfg->weight_decay != 0.0)
+    return refuse (error, key, "Adam with weight decay (L2; AdamW is supported)");
+  return TRUE;
+}
+
+gboolean
+lt_vulkan_trainer_check (const LtRunConfig *cfg, const char **device, const char **why,
+                         GError **error)
+{
+  gboolean v;
+  guint n;
+
+  if (!lt_vulkan_resolve_device (cfg->compute_device, &v, &n, why, error))
+    return FALSE;
+  if (device)
+    *device = v ? "vulkan" : "cpu";
+  return !v || check_config (cfg, error);
+}
+
+LtVulkanTrainer *
+lt_vulkan_trainer_new (const LtRunConfig *cfg, LtModel *model, LtOptimizer *opt, GError **error)
+{
+  g_autoptr (LtVulkanTrainer) vt = NULL;
+  gboolean v;
+  guint n;
+
+  if (!lt_vulkan_resolve_device (cfg->compute_device, &v, &n, NULL, error))
+    return NULL;
+  if (!v)
+    return NULL;
+  if (!check_config (cfg, error) || !lt_vulkan_model_check (model, "compute_device", error))
+    return NULL;
+  vt = g_new0 (LtVulkanTrainer, 1);
+  if ((vt->vk = lt_vulkan_new (n, error)) == NULL)
+    return NULL;
+  vt->device_name = g_strdup (lt_vulkan_get_info (vt->vk)->name);
+  if ((vt->vm = lt_vulkan_model_new (vt->vk, model, error)) == NULL
+      || !lt_vulkan_model_upload_params (vt->vm, opt, error))
+    return NULL;
+  return g_steal_pointer (&vt);
+}
+
+void
+lt_vulkan_trainer_free (LtVulkanTrainer *vt)
+{
+  if (vt == NULL)
+    return;
+  g_clear_pointer (&vt->vm, lt_vulkan_model_free);
+  g_clear_pointer (&vt->vk, lt_vulkan_free);
+  g_free (vt->device_name);
+  g_free (vt);
+}
+
+gboolean
+lt_vulkan_trainer_start (const LtRunConfig *cfg, LtModel *model, LtOptimizer *opt,
+                         LtVulkanTrainer **out, GError **error)
+{
+  GError *local = NULL;
+
+  *out = lt_vulkan_trainer_new (cfg, model, opt, &local);
+  if (local != NULL)
+    {
+      g_propagate_error (error, local);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+lt_vulkan_trainer_forward_backward (LtVulkanTrainer *vt, const LtMicroBatch *mb,
+                                    float loss_scale, double *loss_sum, GError **error)
+{
+  return lt_vulkan_model_forward_backward (vt->vm, (const int32_t *) mb->tokens->data,
+                                           (const int *) mb->lengths->data,
+                                           (int) mb->lengths->len,
+                                           (const int32_t *) mb->targets->data,
+                                           (const float *) mb->weights->data, loss_scale,
+                                           loss_sum, error);
+}
+
+void
+lt_vulkan_trainer_zero_grad (LtVulkanTrainer *vt)
+{
+  if (vt != NULL)
+    lt_vulkan_model_zero_grad (vt->vm);
+}
+
+gboolean
+lt_vulkan_trainer_step (LtVulkanTrainer *vt, const LtRunConfig *cfg, double lr, gint64 t,
+                        GError **error)
+{
+  LtOptimizerParams hp;
+
+  lt_optimizer_params_from_config (&hp, cfg);
+  if (!lt_vulkan_model_step (vt->vm, &hp, cfg->max_grad_norm, lr, t, NULL, error))
+    {
+      g_prefix_error (error, "step %" G_GINT64_FORMAT ": ", t);
+      return FALSE;
+    }
+  return TRUE;
+}

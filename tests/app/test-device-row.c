@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* The Train tab's Device row (lathe-device-row): Automatic, CPU and every Vulkan device that
+ * lt_vulkan_list_devices finds, kept in step with the run settings' compute-device both ways;
+ * a stored device this machine lacks is listed as not found; the page has the row. */
+#include "config.h"
+
+#include <adwaita.h>
+
+#include "lathe-device-row.h"
+#include "lathe-run-settings.h"
+#include "lathe-train-page.h"
+#include "lt-vulkan.h"
+
+static char *
+item (AdwComboRow *row, guint i)
+{
+  GListModel *m = adw_combo_row_get_model (row);
+  g_autoptr (GtkStringObject) s = g_list_model_get_item (m, i);
+  return g_strdup (gtk_string_object_get_string (s));
+}
+
+static void
+test_row (void)
+{
+  g_autoptr (LatheRunSettings) settings = lathe_run_settings_new ();
+  AdwComboRow *row = ADW_COMBO_ROW (adw_combo_row_new ());
+  g_autoptr (GtkStringList) list = gtk_string_list_new (NULL);
+  g_autoptr (GPtrArray) devices = lt_vulkan_list_devices (NULL);
+  guint n_dev = devices != NULL ? devices->len : 0;
+  g_autofree char *value = NULL;
+  g_autofree char *last = NULL;
+  GListModel *m;
+
+  g_object_ref_sink (row);
+  adw_combo_row_set_model (row, G_LIST_MODEL (list));
+  lathe_device_row_setup (row, settings);
+  m = adw_combo_row_get_model (row);
+  g_assert_cmpuint (g_list_model_get_n_items (m), ==, 2 + n_dev);
+  g_test_message ("%u Vulkan device(s) listed", n_dev);
+  g_assert_cmpuint (adw_combo_row_get_selected (row), ==, 0); /* auto, the default */
+  for (guint i = 0; i < n_dev; i++)
+    {
+      const LtVulkanDeviceInfo *info = g_ptr_array_index (devices, i);
+      g_autofree char *label = item (row, 2 + i);
+      g_test_message ("item %u: %s", 2 + i, label);
+      g_assert_true (g_str_has_prefix (label, info->name));
+      g_assert_nonnull (strstr (label, "GiB"));
+    }
+  /* row → settings */
+  adw_combo_row_set_selected (row, 1);
+  g_object_get (settings, "compute-device", &value, NULL);
+  g_assert_cmpstr (value, ==, "cpu");
+  if (n_dev > 0)
+    {
+      g_free (value);
+      adw_combo_row_set_selected (row, 2);
+      g_object_get (settings, "compute-device", &value, NULL);
+      g_assert_cmpstr (value, ==, "vulkan:0");
+    }
+  /* settings → row */
+  g_object_set (settings, "compute-device", "auto", NULL);
+  g_assert_cmpuint (adw_combo_row_get_selected (row), ==, 0);
+  g_object_set (settings, "compute-device", "vulkan:42", NULL);
+  g_assert_cmpuint (g_list_model_get_n_items (m), ==, 3 + n_dev);
+  g_assert_cmpuint (adw_combo_row_get_selected (row), ==, 2 + n_dev);
+  last = item (row, 2 + n_dev);
+  g_assert_cmpstr (last, ==, "vulkan:42 (not found)");
+  g_object_unref (row);
+}
+
+static void
+test_page_has_row (void)
+{
+  GtkWidget *page = g_object_ref_sink (g_object_new (LATHE_TYPE_TRAIN_PAGE, NULL));
+  gboolean found = FALSE;
+  GtkWidget *w = page;
+
+  /* walk the page's widgets for an AdwComboRow titled "Device" */
+  GPtrArray *stack = g_ptr_array_new ();
+  g_ptr_array_add (stack, w);
+  while (stack->len > 0 && !found)
+    {
+      w = g_ptr_array_steal_index (stack, stack->len - 1);
+      if (ADW_IS_COMBO_ROW (w)
+          && g_strcmp0 (adw_preferences_row_get_title (ADW_PREFERENCES_ROW (w)), "Device") == 0)
+        found = TRUE;
+      for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
+        g_ptr_array_add (stack, c);
+    }
+  g_ptr_array_unref (stack);
+  g_assert_true (found);
+  g_object_unref (page);
+}
+
+int
+main (int argc, char **argv)
+{
+  gtk_test_init (&argc, &argv, NULL);
+  adw_init ();
+  g_test_add_func ("/device-row/row", test_row);
+  g_test_add_func ("/device-row/page", test_page_has_row);
+  return g_test_run ();
+}
