@@ -527,8 +527,10 @@ static const int stage_first[4] = { 0, 3, 4, 6 };
 static const int stage_count[4] = { 3, 1, 2, 1 };
 static const int linear_input[LT_BLOCK_LINEARS] = { 0, 0, 0, 1, 2, 2, 3 };
 
+/* GPTQ of the linears of stage @s (q/k/v, o, gate/up, down) on their input's statistics. */
 static gboolean
-gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
+gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, LtCalibModelReport *rep,
+            GError **error)
 {
   LtLayerWeights *lw = &P->m->w.layers[l];
   const LtCalibModelOptions *o = P->o;
@@ -543,53 +545,133 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
   go.measure = FALSE;
   go.mse_search = o->refine;
   go.act_order = o->act_order;
+  for (int j = stage_first[s]; j < stage_first[s] + stage_count[s]; j++)
+    {
+      LtLinear *lin = lt_layer_linear (lw, j);
+      int64_t rows = lin->out_features, cols = lin->in_features;
+      g_autofree float *w = NULL;
+      LtQuantTensor *q;
+      LtCalibLayerReport *r;
 
-  for (int s = 0; s < 4; s++)
+      if (cols % o->group_size != 0)
+        {
+          g_ptr_array_add (P->unquantized, g_strdup (lin->name));
+          lt_calib_report_add (rep, lin->name, 0, 0, rows * cols);
+          continue;
+        }
+      if ((w = linear_f32 (lin, error)) == NULL)
+        return FALSE;
+      q = lt_gptq_quantize (w, rows, cols, st, &go, NULL, NULL, NULL, P->cancellable, error);
+      if (q == NULL || !lt_quant_tensor_round_scales (q, lin->weight->dtype, error))
+        {
+          if (q)
+            lt_quant_tensor_free (q);
+          g_prefix_error (error, "%s: ", lin->name);
+          return FALSE;
+        }
+      r = lt_calib_report_add (rep, lin->name, o->bits, o->group_size, rows * cols);
+      r->out_mse = q_output_mse (st, w, q, NULL, NULL);
+      r->rtn_mse = rtn_output_mse (P, st, w, rows, cols, lin->weight->dtype);
+      lt_calib_linear_set_quant (lin, q);
+    }
+  lt_calib_pass_scratch (P);
+  return TRUE;
+}
+
+/* y (n, out) = linear j of block l (x), as the block forward runs it (no adapter). */
+static void
+pass_linear (Pass *P, int l, int j, const float *x, int n, float *y)
+{
+  const LtDropout none = { 0 };
+  lt_linear_forward_train (lt_layer_linear (&P->m->w.layers[l], j), x, n, y, NULL, &none,
+                           P->lin_scratch, P->lin_scratch_floats);
+}
+
+/* GPTQ of block l, true sequential, one block forward and the MLP's products once more:
+ *   q/k/v  on input_layernorm (x) (no forward);
+ *   o      on the attention output of a block forward with q/k/v quantized (kept, (tokens,
+ *          H·D), for the next step);
+ *   gate/up on post_attention_layernorm (x_mid), x_mid = x + o(att) with o quantized (it
+ *          replaces the hidden states in place);
+ *   down   on silu (gate (xn2)) · up (xn2) with gate/up quantized;
+ * then the block's output x_mid + down (h) (h recomputed) is the next block's input. */
+static gboolean
+gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
+{
+  LtLayerWeights *lw = &P->m->w.layers[l];
+  const float eps = (float) P->m->config->rms_norm_eps;
+  const int ins[4] = { P->C, P->qd, P->C, P->I };
+  g_autofree float *att = NULL;
+  gboolean ok = TRUE;
+
+  lt_calib_pass_scratch (P);
+  for (int s = 0; s < 4 && ok; s++)
     {
       LtLinear *first = lt_layer_linear (lw, stage_first[s]);
-      g_autoptr (LtCalibStats) st = lt_calib_stats_new (first->in_features, error);
-      LtCalibStats *sts[4] = { NULL };
+      g_autoptr (LtCalibStats) st = lt_calib_stats_new (ins[s], error);
       g_autofree char *what = g_strdup_printf ("block %d of %d: GPTQ %s", l + 1, P->L,
                                                strrchr (first->name, '.') + 1);
 
       if (st == NULL || !lt_calib_pass_progress (P, s / 5.0, what, error))
         return FALSE;
-      sts[s] = st;
-      if (!lt_calib_pass_capture (P, l, sts, FALSE, error))
+      if (s == 1 && !lt_calib_try_floats (&att, (gsize) P->data->n_tokens * P->qd, error))
         return FALSE;
-      for (int j = stage_first[s]; j < stage_first[s] + stage_count[s]; j++)
+      for (int c = 0; c < P->n_chunks && ok; c++)
         {
-          LtLinear *lin = lt_layer_linear (lw, j);
-          int64_t rows = lin->out_features, cols = lin->in_features;
-          g_autofree float *w = NULL;
-          LtQuantTensor *q;
-          LtCalibLayerReport *r;
+          int n = lt_calib_chunk_n (P, c);
+          float *rows = P->hidden + P->chunk_tok[c] * P->C, *in = NULL;
 
-          if (cols % o->group_size != 0)
-            {
-              g_ptr_array_add (P->unquantized, g_strdup (lin->name));
-              lt_calib_report_add (rep, lin->name, 0, 0, rows * cols);
-              continue;
-            }
-          if ((w = linear_f32 (lin, error)) == NULL)
+          if (lt_calib_cancelled (P, error))
             return FALSE;
-          q = lt_gptq_quantize (w, rows, cols, st, &go, NULL, NULL, NULL, P->cancellable, error);
-          if (q == NULL || !lt_quant_tensor_round_scales (q, lin->weight->dtype, error))
+          switch (s)
             {
-              if (q)
-                lt_quant_tensor_free (q);
-              g_prefix_error (error, "%s: ", lin->name);
-              return FALSE;
+            case 0:
+              lt_rmsnorm_forward (P->xn1, rows, lw->input_norm, eps, n, P->C);
+              in = P->xn1;
+              break;
+            case 1:
+              memcpy (P->x, rows, (gsize) n * P->C * sizeof (float));
+              lt_calib_pass_block (P, l, c, P->x);
+              memcpy (att + P->chunk_tok[c] * P->qd, P->att, (gsize) n * P->qd * sizeof (float));
+              in = P->att;
+              break;
+            case 2:
+              pass_linear (P, l, 3, att + P->chunk_tok[c] * P->qd, n, P->tmp);
+              lt_add (rows, rows, P->tmp, (gsize) n * P->C);
+              lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, P->C);
+              in = P->xn2;
+              break;
+            default:
+              lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, P->C);
+              pass_linear (P, l, 4, P->xn2, n, P->gate);
+              pass_linear (P, l, 5, P->xn2, n, P->up);
+              lt_swiglu_forward (P->h, P->gate, P->up, (gsize) n * P->I);
+              in = P->h;
+              break;
             }
-          r = lt_calib_report_add (rep, lin->name, o->bits, o->group_size, rows * cols);
-          r->out_mse = q_output_mse (st, w, q, NULL, NULL);
-          r->rtn_mse = rtn_output_mse (P, st, w, rows, cols, lin->weight->dtype);
-          lt_calib_linear_set_quant (lin, q);
+          ok = lt_calib_stats_add (st, in, n, P->cancellable, error);
         }
+      if (s == 2)
+        g_clear_pointer (&att, g_free);
+      ok = ok && gptq_stage (P, l, s, st, rep, error);
     }
-  if (!lt_calib_pass_progress (P, 0.8, "block output", error))
+  if (!ok || !lt_calib_pass_progress (P, 0.8, "block output", error))
     return FALSE;
-  return lt_calib_pass_capture (P, l, NULL, TRUE, error);
+  /* the block's output: x_mid (in the hidden states) + down (silu (gate) · up) */
+  for (int c = 0; c < P->n_chunks; c++)
+    {
+      int n = lt_calib_chunk_n (P, c);
+      float *rows = P->hidden + P->chunk_tok[c] * P->C;
+      if (lt_calib_cancelled (P, error))
+        return FALSE;
+      lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, P->C);
+      pass_linear (P, l, 4, P->xn2, n, P->gate);
+      pass_linear (P, l, 5, P->xn2, n, P->up);
+      lt_swiglu_forward (P->h, P->gate, P->up, (gsize) n * P->I);
+      pass_linear (P, l, 6, P->h, n, P->tmp);
+      lt_add (rows, rows, P->tmp, (gsize) n * P->C);
+    }
+  return TRUE;
 }
 
 /* ---- AWQ ----------------------------------------------------------------------------- */
