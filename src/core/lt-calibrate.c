@@ -144,13 +144,17 @@ lt_calib_stats_add (LtCalibStats *stats, const float *x, int64_t n, GCancellable
                    alpha, x + i0, (int) in, x + i0, (int) in, beta, stats->h + i0 * in + i0,
                    (int) in);
     }
-#pragma omp parallel for schedule(static) if (in * n >= 65536)
-  for (int64_t c = 0; c < in; c++)
+  /* Σ|x| per channel: blocks of CHUNK channels, rows in order within each (row-major reads) */
+#pragma omp parallel for schedule(static) if (in * n >= 65536 && nblocks > 1)
+  for (int64_t b = 0; b < nblocks; b++)
     {
-      double acc = 0.0;
+      int64_t c0 = b * CHUNK, m = MIN (CHUNK, in - c0);
+      double acc[CHUNK] = { 0.0 };
       for (int64_t r = 0; r < n; r++)
-        acc += fabsf (x[r * in + c]);
-      stats->abs_sum[c] += acc;
+        for (int64_t c = 0; c < m; c++)
+          acc[c] += fabsf (x[r * in + c0 + c]);
+      for (int64_t c = 0; c < m; c++)
+        stats->abs_sum[c0 + c] += acc[c];
     }
   stats->n = total;
   return TRUE;
