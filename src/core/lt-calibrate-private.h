@@ -70,6 +70,10 @@ quant_elem (LtQuantMode mode, int bits, float w, float scale, float bias, uint8_
   return 0.0f;
 }
 
+/* Gives the whole pages inside [data, data + nbytes) back to the kernel (MADV_PAGEOUT): a
+ * mapped file re-reads them if touched again, heap memory is only paged out, never lost. */
+G_GNUC_INTERNAL void lt_calib_release_pages (const void *data, gsize nbytes);
+
 /* group_size > 0 (no per-tensor scale) and lt_quant_check_params. */
 G_GNUC_INTERNAL gboolean lt_calib_check_group_params (const char *what, LtQuantMode mode,
                                                       int bits, int group_size, int64_t cols,

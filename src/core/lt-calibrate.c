@@ -11,6 +11,8 @@
 #endif
 #include <math.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "lt-error.h"
 #include "lt-quant-kernels.h"
@@ -71,6 +73,18 @@ all_finite (const float *v, int64_t n)
   for (int64_t i = 0; i < n; i++)
     bad |= !isfinite (v[i]);
   return !bad;
+}
+
+void
+lt_calib_release_pages (const void *data, gsize nbytes)
+{
+#ifdef MADV_PAGEOUT
+  gsize page = (gsize) sysconf (_SC_PAGESIZE);
+  guintptr a = ((guintptr) data + page - 1) / page * page;
+  guintptr b = ((guintptr) data + nbytes) / page * page;
+  if (b > a)
+    madvise ((void *) a, b - a, MADV_PAGEOUT);
+#endif
 }
 
 /* ---- statistics ---------------------------------------------------------------------- */
@@ -406,69 +420,119 @@ gptq_column (float *wr, const float *u, int64_t j, int64_t i2, float deq)
   return e;
 }
 
-/* The end of the block of columns [@i1, @i2): its scaled errors' squares into @proxy, the lazy
- * batch update of the columns after it (U (n = cols, n)), and progress. */
-static gboolean
-gptq_block_end (float *wc, const float *err, const float *a, int64_t rows, int64_t cols,
-                int64_t eb, int64_t i1, int64_t i2, double *proxy, LtCalibProgress progress,
-                gpointer user_data, GCancellable *cancellable, GError **error)
+/* One GPTQ call: the factor U and the column order, shared by the slabs of rows. */
+typedef struct
 {
+  const LtCalibStats *stats;
+  const LtGptqOptions *opts;
+  int64_t n, gs, eb;
+  float *a;                  /* U (n, n), in the column order */
+  int64_t *perm;             /* act-order's column order, or NULL */
+  gboolean *dead;            /* (n) H_ii = 0 */
+  LtGptqResult res;
+  double out_sse, rtn_sse;
+  LtCalibProgress progress;
+  gpointer user_data;
+  GCancellable *cancellable;
+  double f0, f1;             /* progress range of the current slab */
+} Gptq;
+
+/* The end of the block of columns [@i1, @i2) of a slab of @rows: its scaled errors' squares
+ * into the proxy, the lazy batch update of the columns after it (U (n, n)), and progress. */
+static gboolean
+gptq_block_end (Gptq *G, float *wc, const float *err, int64_t rows, int64_t i1, int64_t i2,
+                GError **error)
+{
+  const int64_t cols = G->n, eb = G->eb;
   for (int64_t r = 0; r < rows; r++)
     for (int64_t j = 0; j < i2 - i1; j++)
-      *proxy += (double) err[r * eb + j] * err[r * eb + j];
+      G->res.proxy += (double) err[r * eb + j] * err[r * eb + j];
   if (i2 < cols)
     par_gemm (CblasNoTrans, CblasNoTrans, rows, cols - i2, i2 - i1, -1.0f, err, eb,
-              a + i1 * cols + i2, cols, 1.0f, wc + i2, cols);
-  return keep_going (progress, user_data, cancellable, 0.1 + 0.85 * (double) i2 / cols, "GPTQ",
-                     error);
+              G->a + i1 * cols + i2, cols, 1.0f, wc + i2, cols);
+  return keep_going (G->progress, G->user_data, G->cancellable,
+                     G->f0 + (G->f1 - G->f0) * (double) i2 / cols, "GPTQ", error);
 }
 
-LtQuantTensor *
-lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats *stats,
-                  const LtGptqOptions *opts, LtGptqResult *result, LtCalibProgress progress,
-                  gpointer user_data, GCancellable *cancellable, GError **error)
+static void
+gptq_clear (Gptq *G)
 {
-  g_return_val_if_fail (w != NULL && stats != NULL && opts != NULL, NULL);
-  const int64_t n = cols, gs = opts->group_size;
-  g_autoptr (LtQuantTensor) q = NULL;
-  g_autofree float *a = NULL, *b = NULL, *wc = NULL, *err = NULL, *gbuf = NULL;
-  g_autofree uint8_t *codes = NULL;
-  g_autofree int64_t *perm = NULL;
-  LtGptqResult res = { NAN, NAN, 0.0, 0.0, 0, 0 };
-  int64_t eb;
+  g_free (G->a);
+  g_free (G->perm);
+  g_free (G->dead);
+}
+
+/* H: dead columns, damping, act-order's column order, U = chol (H⁻¹)ᵀ-upper. */
+static gboolean
+gptq_prepare (Gptq *G, GError **error)
+{
+  const int64_t n = G->n;
+  g_autofree float *b = g_try_malloc_n ((gsize) (n * n), sizeof (float));
   double diag_sum = 0.0;
 
-  if (rows <= 0 || cols != stats->in || stats->n <= 0)
+  G->a = g_try_malloc_n ((gsize) (n * n), sizeof (float));
+  G->dead = g_new0 (gboolean, n);
+  if (G->a == NULL || b == NULL)
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "GPTQ: a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " weight with statistics "
-                   "of %" G_GINT64_FORMAT " inputs over %" G_GINT64_FORMAT " rows", rows, cols,
-                   stats->in, stats->n);
-      return NULL;
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                   "GPTQ: out of memory for a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT
+                   " Hessian", n, n);
+      return FALSE;
     }
-  if (!lt_calib_check_group_params ("GPTQ", opts->mode, opts->bits, (int) gs, cols, error))
-    return NULL;
-  if (!(opts->damp >= 0.0) || opts->block_size <= 0)
+  lt_calib_stats_get_hessian (G->stats, G->a);
+  for (int64_t i = 0; i < n; i++)
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "GPTQ: damp %g and block size %d (want damp >= 0, block size > 0)",
-                   opts->damp, opts->block_size);
-      return NULL;
+      if (G->a[i * n + i] == 0.0f)
+        {
+          G->a[i * n + i] = 1.0f;
+          G->res.n_dead++;
+          G->dead[i] = TRUE;
+        }
+      diag_sum += G->a[i * n + i];
     }
-  eb = ((opts->block_size + gs - 1) / gs) * gs;
-  res.block_size = (int) eb;
+  G->res.lambda = G->opts->damp * diag_sum / (double) n;
+  if (G->opts->act_order)
+    {
+      /* the columns in the order of decreasing H_jj (ties: lower index first) */
+      g_autofree float *diag = g_new (float, (gsize) MAX (n, 1));
+      G->perm = g_new (int64_t, (gsize) MAX (n, 1));
+      for (int64_t i = 0; i < n; i++)
+        {
+          G->perm[i] = i;
+          diag[i] = G->a[i * n + i];
+        }
+      g_qsort_with_data (G->perm, (gint) n, sizeof (int64_t), by_diag_desc, diag);
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++)
+          b[i * n + j] = G->a[G->perm[i] * n + G->perm[j]];
+      memcpy (G->a, b, (gsize) (n * n) * sizeof (float));
+    }
+  for (int64_t i = 0; i < n; i++)
+    G->a[i * n + i] += (float) G->res.lambda;
+  return inverse_cholesky_upper (G->a, b, n, error);
+}
+
+/* GPTQ of rows (m, n) of the weight: the slab's quantized tensor. */
+static LtQuantTensor *
+gptq_slab (Gptq *G, const float *w, int64_t rows, GError **error)
+{
+  const LtGptqOptions *opts = G->opts;
+  const int64_t n = G->n, cols = n, gs = G->gs, eb = G->eb;
+  const float *a = G->a;
+  const int64_t *perm = G->perm;
+  g_autoptr (LtQuantTensor) q = NULL;
+  g_autofree float *wc = NULL, *err = NULL, *gbuf = NULL;
+  g_autofree uint8_t *codes = NULL;
 
   /* Round-to-nearest first: the layout to fill (and the baseline). Checks w's values. */
   q = lt_quant_tensor_quantize (w, rows, cols, opts->mode, opts->bits, (int) gs, error);
   if (q == NULL)
     return NULL;
-  a = g_try_malloc_n ((gsize) (n * n), sizeof (float));
-  b = g_try_malloc_n ((gsize) (n * n), sizeof (float));
   wc = g_try_malloc_n ((gsize) (rows * cols), sizeof (float));
   err = g_try_malloc_n ((gsize) (rows * eb), sizeof (float));
   gbuf = g_try_malloc_n ((gsize) (rows * gs), sizeof (float));
   codes = g_try_malloc_n ((gsize) (rows * cols), 1);
-  if (!a || !b || !wc || !err || !gbuf || !codes)
+  if (!wc || !err || !gbuf || !codes)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
                    "GPTQ: out of memory for a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " layer",
@@ -478,65 +542,34 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
   if (opts->measure)
     {
       lt_quant_tensor_dequantize_rows (q, 0, rows, wc);
-      res.rtn_mse = lt_calib_output_mse (stats, w, wc, rows);
+      G->rtn_sse += output_sse (G->stats->h, n, w, wc, rows);
     }
-  if (!keep_going (progress, user_data, cancellable, 0.0, "GPTQ", error))
-    return NULL;
-
-  /* H: dead columns, damping, U = chol (H⁻¹)ᵀ-upper. */
-  lt_calib_stats_get_hessian (stats, a);
   memcpy (wc, w, (gsize) (rows * cols) * sizeof (float));
   for (int64_t i = 0; i < n; i++)
+    if (G->dead[i])
+      for (int64_t r = 0; r < rows; r++)
+        wc[r * cols + i] = 0.0f;
+  if (perm != NULL)
     {
-      if (a[i * n + i] == 0.0f)
-        {
-          a[i * n + i] = 1.0f;
-          res.n_dead++;
-          for (int64_t r = 0; r < rows; r++)
-            wc[r * cols + i] = 0.0f;
-        }
-      diag_sum += a[i * n + i];
-    }
-  res.lambda = opts->damp * diag_sum / (double) n;
-  if (opts->act_order)
-    {
-      /* static groups: every group's parameters from the original weights, then the columns
-       * in the order of decreasing H_jj (ties: lower index first) */
+      /* static groups: every group's parameters from the original weights (dead columns
+       * zeroed), then the columns in act-order */
       g_autoptr (LtQuantTensor) st = NULL;
-      g_autofree float *diag = g_new (float, (gsize) MAX (n, 1));
-      perm = g_new (int64_t, (gsize) MAX (n, 1));
-      for (int64_t i = 0; i < n; i++)
-        {
-          perm[i] = i;
-          diag[i] = a[i * n + i];
-        }
-      g_qsort_with_data (perm, (gint) n, sizeof (int64_t), by_diag_desc, diag);
+      g_autofree float *row = g_new (float, (gsize) n);
       st = opts->mse_search
-           ? lt_calib_quantize_searched_full (stats, TRUE, NULL, NULL, wc, rows, cols,
+           ? lt_calib_quantize_searched_full (G->stats, TRUE, NULL, NULL, wc, rows, cols,
                                               opts->mode, opts->bits, (int) gs, error)
            : lt_quant_tensor_quantize (wc, rows, cols, opts->mode, opts->bits, (int) gs, error);
       if (st == NULL)
         return NULL;
       lt_quant_tensor_free (q);
       q = g_steal_pointer (&st);
-      for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++)
-          b[i * n + j] = a[perm[i] * n + perm[j]];
-      memcpy (a, b, (gsize) (n * n) * sizeof (float));
       for (int64_t r = 0; r < rows; r++)
         {
           for (int64_t j = 0; j < n; j++)
-            b[j] = wc[r * cols + perm[j]];
-          memcpy (wc + r * cols, b, (gsize) n * sizeof (float));
+            row[j] = wc[r * cols + perm[j]];
+          memcpy (wc + r * cols, row, (gsize) n * sizeof (float));
         }
     }
-  for (int64_t i = 0; i < n; i++)
-    a[i * n + i] += (float) res.lambda;
-  if (!inverse_cholesky_upper (a, b, n, error))
-    return NULL;
-  g_clear_pointer (&b, g_free);
-  if (!keep_going (progress, user_data, cancellable, 0.1, "GPTQ", error))
-    return NULL;
 
   for (int64_t i1 = 0; perm != NULL && i1 < cols; i1 += eb)
     {
@@ -555,8 +588,7 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
               err[r * eb + (j - i1)] = gptq_column (wr, u, j, i2, deq);
             }
         }
-      if (!gptq_block_end (wc, err, a, rows, cols, eb, i1, i2, &res.proxy, progress, user_data,
-                           cancellable, error))
+      if (!gptq_block_end (G, wc, err, rows, i1, i2, error))
         return NULL;
     }
   if (perm != NULL)
@@ -615,20 +647,173 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
                 }
             }
         }
-      if (!gptq_block_end (wc, err, a, rows, cols, eb, i1, i2, &res.proxy, progress, user_data,
-                           cancellable, error))
+      if (!gptq_block_end (G, wc, err, rows, i1, i2, error))
         return NULL;
     }
 
   for (int64_t r = 0; r < rows; r++)
     lt_qk_pack_row (codes + r * cols, cols, opts->bits, q->codes + r * q->words_per_row);
   if (opts->measure)
-    res.out_mse = lt_calib_output_mse (stats, w, wc, rows);
+    G->out_sse += output_sse (G->stats->h, n, w, wc, rows);
+  return g_steal_pointer (&q);
+}
+
+/* Rows [r0, r0 + src->rows) of @dst ← @src (the same layout). */
+static void
+quant_copy_rows (LtQuantTensor *dst, int64_t r0, const LtQuantTensor *src)
+{
+  gsize g = (gsize) src->rows * src->groups_per_row, o = (gsize) r0 * dst->groups_per_row;
+  memcpy (dst->codes + r0 * dst->words_per_row, src->codes,
+          (gsize) src->rows * src->words_per_row * sizeof (uint32_t));
+  memcpy (dst->scales + o, src->scales, g * sizeof (float));
+  if (src->biases)
+    memcpy (dst->biases + o, src->biases, g * sizeof (float));
+  if (src->scale_bytes)
+    memcpy (dst->scale_bytes + o, src->scale_bytes, g);
+}
+
+/* An empty tensor of @rows with the layout of @like. */
+static LtQuantTensor *
+quant_new_like (const LtQuantTensor *like, int64_t rows, GError **error)
+{
+  LtQuantTensor *q = g_new0 (LtQuantTensor, 1);
+  gsize g = (gsize) rows * like->groups_per_row;
+  *q = *like;
+  q->rows = rows;
+  q->codes = g_try_malloc_n ((gsize) rows * like->words_per_row, sizeof (uint32_t));
+  q->scales = g_try_malloc_n (g, sizeof (float));
+  q->biases = like->biases ? g_try_malloc_n (g, sizeof (float)) : NULL;
+  q->scale_bytes = like->scale_bytes ? g_try_malloc (g) : NULL;
+  q->scales16 = q->biases16 = NULL;
+  if (!q->codes || !q->scales || (like->biases && !q->biases)
+      || (like->scale_bytes && !q->scale_bytes))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "GPTQ: out of memory for a %"
+                   G_GINT64_FORMAT "-row quantized tensor", rows);
+      lt_quant_tensor_free (q);
+      return NULL;
+    }
+  return q;
+}
+
+/* GPTQ over @w (rows, cols) f32, or the stored @src read in slabs of GPTQ_SLAB rows. */
+#define GPTQ_SLAB 4096
+static LtQuantTensor *
+gptq_run (const float *w, const LtTensor *src, int64_t rows, int64_t cols,
+          const LtCalibStats *stats, const LtGptqOptions *opts, LtGptqResult *result,
+          LtCalibProgress progress, gpointer user_data, GCancellable *cancellable,
+          GError **error)
+{
+  const int64_t gs = opts->group_size;
+  Gptq G = { 0 };
+  g_autoptr (LtQuantTensor) q = NULL;
+  g_autofree float *buf = NULL;
+
+  if (rows <= 0 || cols != stats->in || stats->n <= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "GPTQ: a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " weight with statistics "
+                   "of %" G_GINT64_FORMAT " inputs over %" G_GINT64_FORMAT " rows", rows, cols,
+                   stats->in, stats->n);
+      return NULL;
+    }
+  if (!lt_calib_check_group_params ("GPTQ", opts->mode, opts->bits, (int) gs, cols, error))
+    return NULL;
+  if (!(opts->damp >= 0.0) || opts->block_size <= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "GPTQ: damp %g and block size %d (want damp >= 0, block size > 0)",
+                   opts->damp, opts->block_size);
+      return NULL;
+    }
+  G.stats = stats;
+  G.opts = opts;
+  G.n = cols;
+  G.gs = gs;
+  G.eb = ((opts->block_size + gs - 1) / gs) * gs;
+  G.res = (LtGptqResult) { NAN, NAN, 0.0, 0.0, 0, (int) G.eb };
+  G.progress = progress;
+  G.user_data = user_data;
+  G.cancellable = cancellable;
+  if (!keep_going (progress, user_data, cancellable, 0.0, "GPTQ", error)
+      || !gptq_prepare (&G, error)
+      || !keep_going (progress, user_data, cancellable, 0.1, "GPTQ", error))
+    goto fail;
+  if (src != NULL
+      && (buf = g_try_malloc_n ((gsize) MIN (rows, GPTQ_SLAB) * cols, sizeof (float))) == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "GPTQ: out of memory for %d rows",
+                   GPTQ_SLAB);
+      goto fail;
+    }
+  for (int64_t r0 = 0; r0 < rows; r0 += GPTQ_SLAB)
+    {
+      int64_t m = MIN (GPTQ_SLAB, rows - r0);
+      g_autoptr (LtQuantTensor) qs = NULL;
+      const float *ws = w ? w + r0 * cols : buf;
+      if (src != NULL)
+        {
+          lt_tensor_read_f32 (src, r0 * cols, m * cols, buf);
+          if (opts->release_source)
+            lt_calib_release_pages ((const char *) src->data
+                                    + (gsize) r0 * cols * lt_dtype_bits (src->dtype) / 8,
+                                    (gsize) m * cols * lt_dtype_bits (src->dtype) / 8);
+        }
+      G.f0 = 0.1 + 0.85 * (double) r0 / rows;
+      G.f1 = 0.1 + 0.85 * (double) (r0 + m) / rows;
+      if ((qs = gptq_slab (&G, ws, m, error)) == NULL)
+        goto fail;
+      if (m == rows)
+        q = g_steal_pointer (&qs);
+      else
+        {
+          if (q == NULL && (q = quant_new_like (qs, rows, error)) == NULL)
+            goto fail;
+          quant_copy_rows (q, r0, qs);
+        }
+    }
+  if (opts->measure)
+    {
+      G.res.out_mse = G.out_sse / (2.0 * (double) rows);
+      G.res.rtn_mse = G.rtn_sse / (2.0 * (double) rows);
+    }
   if (result)
-    *result = res;
+    *result = G.res;
+  gptq_clear (&G);
   if (!keep_going (progress, user_data, cancellable, 1.0, "GPTQ", error))
     return NULL;
   return g_steal_pointer (&q);
+
+fail:
+  gptq_clear (&G);
+  return NULL;
+}
+
+LtQuantTensor *
+lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats *stats,
+                  const LtGptqOptions *opts, LtGptqResult *result, LtCalibProgress progress,
+                  gpointer user_data, GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (w != NULL && stats != NULL && opts != NULL, NULL);
+  return gptq_run (w, NULL, rows, cols, stats, opts, result, progress, user_data, cancellable,
+                   error);
+}
+
+LtQuantTensor *
+lt_gptq_quantize_tensor (const LtTensor *src, const LtCalibStats *stats,
+                         const LtGptqOptions *opts, LtGptqResult *result,
+                         LtCalibProgress progress, gpointer user_data,
+                         GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (src != NULL && stats != NULL && opts != NULL, NULL);
+  if (src->ndim != 2)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "GPTQ: %s is not a matrix", src->name ? src->name : "the weight");
+      return NULL;
+    }
+  return gptq_run (NULL, src, src->shape[0], src->shape[1], stats, opts, result, progress,
+                   user_data, cancellable, error);
 }
 
 /* ---- AWQ ----------------------------------------------------------------------------- */

@@ -140,6 +140,9 @@ typedef struct
   gboolean act_order; /* default FALSE: columns in order of decreasing H_jj, with static
                       * groups (every group's parameters from the original weights first:
                       * lt_calib_quantize_searched with mse_search, else lt-quant's) */
+  gboolean release_source; /* default FALSE: lt_gptq_quantize_tensor gives each slab's pages
+                      * of the source back to the kernel once read (MADV_PAGEOUT: a mapped
+                      * file's are re-read if touched again) */
 } LtGptqOptions;
 
 void lt_gptq_options_init (LtGptqOptions *opts);
@@ -162,6 +165,15 @@ LtQuantTensor *lt_gptq_quantize (const float *w, int64_t rows, int64_t cols,
                                  const LtCalibStats *stats, const LtGptqOptions *opts,
                                  LtGptqResult *result, LtCalibProgress progress,
                                  gpointer user_data, GCancellable *cancellable, GError **error);
+
+/* lt_gptq_quantize of a stored weight @src ((rows, cols), F32/F16/BF16), read as f32 in
+ * slabs of 4096 rows: at most one slab of the weight is in f32 at a time (GPTQ's rows are
+ * independent once U is known). The same codes, scales and biases as lt_gptq_quantize of the
+ * whole weight read as f32; the measures and proxy are summed slab by slab. */
+LtQuantTensor *lt_gptq_quantize_tensor (const LtTensor *src, const LtCalibStats *stats,
+                                        const LtGptqOptions *opts, LtGptqResult *result,
+                                        LtCalibProgress progress, gpointer user_data,
+                                        GCancellable *cancellable, GError **error);
 
 /* ---- AWQ ----------------------------------------------------------------------------- */
 
