@@ -5,6 +5,7 @@
 
 #include "lt-calibrate-model.h"
 #include "lt-calibrate-model-private.h"
+#include "lt-calibrate-private.h"
 
 #include <math.h>
 #include <string.h>
@@ -395,6 +396,18 @@ lt_calib_linear_set_quant (LtLinear *lin, LtQuantTensor *q)
   lin->weight = NULL;
 }
 
+/* lt_calib_linear_set_quant, giving the stored weight's mapped pages back first: the
+ * quantized layer replaces it for good (the model's stored size stays the bound of what is
+ * resident, not the sum of it and the quantized model). */
+void
+lt_calib_pass_install (Pass *P, LtLinear *lin, LtQuantTensor *q)
+{
+  if (P->m->files != NULL && lin->kind == LT_LINEAR_DENSE && lin->weight != NULL
+      && lin->weight != P->m->w.embed)
+    lt_calib_release_pages (lin->weight->data, lin->weight->nbytes);
+  lt_calib_linear_set_quant (lin, q);
+}
+
 void
 lt_calib_linear_set_dense (LtLinear *lin, const LtTensor *w)
 {
@@ -516,7 +529,7 @@ rtn_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
                        lin->weight->dtype, error)) == NULL)
         return FALSE;
       lt_calib_report_add (rep, lin->name, P->o->bits, P->o->group_size, rows * cols);
-      lt_calib_linear_set_quant (lin, q);
+      lt_calib_pass_install (P, lin, q);
     }
   return TRUE;
 }
@@ -572,7 +585,7 @@ gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, LtCalibModelReport *r
       r = lt_calib_report_add (rep, lin->name, o->bits, o->group_size, rows * cols);
       r->out_mse = q_output_mse (st, w, q, NULL, NULL);
       r->rtn_mse = rtn_output_mse (P, st, w, rows, cols, lin->weight->dtype);
-      lt_calib_linear_set_quant (lin, q);
+      lt_calib_pass_install (P, lin, q);
     }
   lt_calib_pass_scratch (P);
   return TRUE;
@@ -825,7 +838,7 @@ awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
       r = lt_calib_report_add (rep, lin[j]->name, o->bits, g, rows * cols);
       r->out_mse = q_output_mse (st[in], w0[j], q, row_mul, s[in]);
       r->rtn_mse = rtn_output_mse (P, st[in], w0[j], rows, cols, lin[j]->weight->dtype);
-      lt_calib_linear_set_quant (lin[j], q);
+      lt_calib_pass_install (P, lin[j], q);
     }
   if (!lt_calib_pass_progress (P, 0.8, "block output", error))
     goto out;
@@ -865,8 +878,50 @@ head_stats (Pass *P, GError **error)
   return g_steal_pointer (&st);
 }
 
+/* The layer-output MSE of @q and of round-to-nearest (scales rounded to @src's dtype) on
+ * @st's inputs against the stored weight @src, GPTQ_MEASURE_SLAB rows at a time in f32 (each
+ * slab's mapped pages given back after when @release). */
+#define MEASURE_SLAB 4096
+static gboolean
+slab_measures (Pass *P, const LtCalibStats *st, const LtTensor *src, const LtQuantTensor *q,
+               gboolean release, LtCalibLayerReport *r, GError **error)
+{
+  const int64_t rows = q->rows, cols = q->cols, slab = MIN (rows, MEASURE_SLAB);
+  const gsize esize = (gsize) lt_dtype_bits (src->dtype) / 8;
+  g_autofree float *w = NULL, *d = NULL;
+  double out = 0.0, rtn = 0.0;
+
+  if (!lt_calib_try_floats (&w, (gsize) slab * cols, error)
+      || !lt_calib_try_floats (&d, (gsize) slab * cols, error))
+    return FALSE;
+  for (int64_t r0 = 0; r0 < rows; r0 += MEASURE_SLAB)
+    {
+      int64_t m = MIN (MEASURE_SLAB, rows - r0);
+      g_autoptr (LtQuantTensor) rq = NULL;
+      if (lt_calib_cancelled (P, error))
+        return FALSE;
+      lt_tensor_read_f32 (src, r0 * cols, m * cols, w);
+      if (release)
+        lt_calib_release_pages ((const char *) src->data + (gsize) r0 * cols * esize,
+                                (gsize) m * cols * esize);
+      lt_quant_tensor_dequantize_rows (q, r0, m, d);
+      out += lt_calib_output_mse (st, w, d, m) * (double) m;
+      rq = lt_calib_rtn (w, m, cols, P->o->mode, q->bits, q->group_size, src->dtype, NULL);
+      if (rq != NULL)
+        {
+          lt_quant_tensor_dequantize_rows (rq, 0, m, d);
+          rtn += lt_calib_output_mse (st, w, d, m) * (double) m;
+        }
+      else
+        rtn = NAN;
+    }
+  r->out_mse = out / (double) rows;
+  r->rtn_mse = rtn / (double) rows;
+  return TRUE;
+}
+
 /* GPTQ of the LM head (the tied embedding too) over the final-normed hidden states of the
- * quantized blocks. */
+ * quantized blocks, read from the stored weight in slabs of rows (never whole in f32). */
 static gboolean
 gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
 {
@@ -876,7 +931,6 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
   gboolean tied = lin->kind == LT_LINEAR_DENSE && lin->weight == m->w.embed;
   const LtTensor *src = lin->weight;
   g_autoptr (LtCalibStats) st = NULL;
-  g_autofree float *w = NULL;
   LtGptqOptions go;
   LtQuantTensor *q;
   LtCalibLayerReport *r;
@@ -894,10 +948,8 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
   go.measure = FALSE;
   go.mse_search = o->refine;
   go.act_order = o->act_order;
-  if (!lt_calib_try_floats (&w, (gsize) P->V * P->C, error))
-    return FALSE;
-  lt_tensor_read_f32 (src, 0, (int64_t) P->V * P->C, w);
-  q = lt_gptq_quantize (w, P->V, P->C, st, &go, NULL, NULL, NULL, P->cancellable, error);
+  go.release_source = m->files != NULL;
+  q = lt_gptq_quantize_tensor (src, st, &go, NULL, NULL, NULL, P->cancellable, error);
   if (q == NULL || !lt_quant_tensor_round_scales (q, src->dtype, error))
     {
       if (q)
@@ -907,8 +959,11 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
     }
   r = lt_calib_report_add (rep, tied ? "model.embed_tokens" : "lm_head", o->bits, o->group_size,
                   (int64_t) P->V * P->C);
-  r->out_mse = q_output_mse (st, w, q, NULL, NULL);
-  r->rtn_mse = rtn_output_mse (P, st, w, P->V, P->C, src->dtype);
+  if (!slab_measures (P, st, src, q, m->files != NULL, r, error))
+    {
+      lt_quant_tensor_free (q);
+      return FALSE;
+    }
   lt_calib_linear_set_quant (lin, q);
   if (tied)
     {
@@ -1003,6 +1058,25 @@ awq_head (Pass *P, LtCalibModelReport *rep, GError **error)
   return TRUE;
 }
 
+void
+lt_calib_model_release_stored (LtModel *m)
+{
+  g_return_if_fail (m != NULL);
+  if (m->files == NULL)
+    return;
+  for (int l = 0; l < m->config->num_hidden_layers; l++)
+    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+      {
+        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
+        if (lin->kind == LT_LINEAR_DENSE && lin->weight != NULL)
+          lt_calib_release_pages (lin->weight->data, lin->weight->nbytes);
+      }
+  if (m->w.embed != NULL)
+    lt_calib_release_pages (m->w.embed->data, m->w.embed->nbytes);
+  if (m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight != NULL)
+    lt_calib_release_pages (m->w.lm_head.weight->data, m->w.lm_head.weight->nbytes);
+}
+
 /* ---- the entry ----------------------------------------------------------------------- */
 
 static gboolean
@@ -1081,6 +1155,7 @@ lt_calib_model_quantize (LtModel *m, const LtCalibTokens *data, const LtCalibMod
   P.cancellable = cancellable;
   if (!pass_init (&P, m, data, o, error))
     goto out;
+  lt_calib_model_release_stored (m);
 
   if (o->method == LT_CALIB_METHOD_DYNAMIC)
     ok = lt_calib_dynamic_quantize (&P, rep, error);
