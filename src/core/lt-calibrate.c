@@ -651,6 +651,7 @@ gptq_slab (Gptq *G, const float *w, int64_t rows, GError **error)
         return NULL;
     }
 
+#pragma omp parallel for schedule(static) if (rows * cols >= 65536)
   for (int64_t r = 0; r < rows; r++)
     lt_qk_pack_row (codes + r * cols, cols, opts->bits, q->codes + r * q->words_per_row);
   if (opts->measure)
