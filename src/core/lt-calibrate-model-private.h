@@ -33,6 +33,7 @@ typedef struct
   gsize lin_scratch_floats;
   GPtrArray *unquantized;    /* char* */
   double f0, f1;             /* progress range of the current block */
+  gboolean attention_only;   /* lt_calib_pass_block: stop after the attention output */
 } LtCalibPass;
 
 typedef LtCalibPass Pass;

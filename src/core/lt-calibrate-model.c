@@ -302,6 +302,7 @@ lt_calib_pass_block (Pass *P, int l, int c, float *x)
   step.att_scratch = P->att_scratch;
   step.lin_scratch = P->lin_scratch;
   step.lin_scratch_floats = P->lin_scratch_floats;
+  step.attention_only = P->attention_only;
   acts.xn1 = P->xn1;
   acts.q = P->q;
   acts.k = P->k;
@@ -600,10 +601,11 @@ pass_linear (Pass *P, int l, int j, const float *x, int n, float *y)
                            P->lin_scratch, P->lin_scratch_floats);
 }
 
-/* GPTQ of block l, true sequential, one block forward and the MLP's products once more:
+/* GPTQ of block l, true sequential: the attention half of a block forward, then o_proj, the
+ * MLP's gate/up twice and down once:
  *   q/k/v  on input_layernorm (x) (no forward);
- *   o      on the attention output of a block forward with q/k/v quantized (kept, (tokens,
- *          H·D), for the next step);
+ *   o      on the attention output of the block forward's attention half with q/k/v
+ *          quantized (LtBlockStep.attention_only; kept, (tokens, H·D), for the next step);
  *   gate/up on post_attention_layernorm (x_mid), x_mid = x + o(att) with o quantized (it
  *          replaces the hidden states in place);
  *   down   on silu (gate (xn2)) · up (xn2) with gate/up quantized;
@@ -643,8 +645,9 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
               in = P->xn1;
               break;
             case 1:
-              memcpy (P->x, rows, (gsize) n * P->C * sizeof (float));
-              lt_calib_pass_block (P, l, c, P->x);
+              P->attention_only = TRUE;
+              lt_calib_pass_block (P, l, c, rows);
+              P->attention_only = FALSE;
               memcpy (att + P->chunk_tok[c] * P->qd, P->att, (gsize) n * P->qd * sizeof (float));
               in = P->att;
               break;
