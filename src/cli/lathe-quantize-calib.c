@@ -171,8 +171,11 @@ run_dwq (const LatheQuantizeCalib *a, const LtCalibTokens *calib, const LtCalibT
     {
       printf ("{\"out\": \"%s\", \"method\": \"dwq\", \"bits\": %d, \"group_size\": %d, "
               "\"bytes\": %" G_GUINT64_FORMAT ", \"steps\": %d, \"kl_before\": %.9g, "
-              "\"kl_after\": %.9g, \"worse\": %s", a->out, a->opts.bits, a->opts.group_size,
-              bytes, r.iters, r.kl_before, r.kl_after, r.worse ? "true" : "false");
+              "\"kl_after\": %.9g, \"worse\": %s, \"best_step\": %d, \"init_search\": %s, "
+              "\"valid_every\": %d, \"teacher_samples\": %d", a->out, a->opts.bits,
+              a->opts.group_size, bytes, r.iters, r.kl_before, r.kl_after,
+              r.worse ? "true" : "false", r.best_iter, a->dwq.init_search ? "true" : "false",
+              a->dwq.valid_every, a->dwq.n_samples);
       if (a->report_ppl)
         printf (", \"ppl_float\": %.9g, \"ppl_rtn\": %.9g, \"ppl_after\": %.9g", ppl_float,
                 ppl_rtn, ppl_after);
@@ -183,6 +186,9 @@ run_dwq (const LatheQuantizeCalib *a, const LtCalibTokens *calib, const LtCalibT
           "%d steps, validation KL %.5f -> %.5f (%u tensors, %" G_GSIZE_FORMAT " values "
           "trained)\n", a->out, human, bytes, a->opts.bits, a->opts.group_size, r.iters,
           r.kl_before, r.kl_after, r.n_tensors, r.n_values);
+  if (a->dwq.valid_every > 0)
+    printf ("validated every %d steps: the values of step %d kept\n", a->dwq.valid_every,
+            r.best_iter);
   if (a->report_ppl)
     printf ("perplexity on %d held-out sequences: float %.4f, round-to-nearest %.4f, dwq %.4f "
             "(%.0f%% of the loss recovered)\n", held->B, ppl_float, ppl_rtn, ppl_after,

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <glib.h>
+#include <glib/gi18n.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
@@ -249,7 +250,8 @@ lathe_cmd_quantize (int argc, char **argv)
   int low_group = -1, high_group = -1;
   gboolean report_ppl = FALSE;
   double dwq_lr = NAN;
-  int dwq_batch = -1, dwq_iters = -1;
+  int dwq_batch = -1, dwq_iters = -1, dwq_valid_every = -1, dwq_samples = -1;
+  gboolean dwq_init_search = FALSE;
   g_autofree char *teacher = NULL;
   g_autofree char *compute_dtype = NULL;
   const GOptionEntry entries[] = {
@@ -311,6 +313,17 @@ lathe_cmd_quantize (int argc, char **argv)
       "dwq: steps; 0 = one pass over the calibration sequences (default 0)", "N" },
     { "teacher", 0, 0, G_OPTION_ARG_FILENAME, &teacher,
       "dwq: the model to distil from (default --model itself, unquantized)", "DIR" },
+    { "init-search", 0, 0, G_OPTION_ARG_NONE, &dwq_init_search,
+      _("dwq: before training, fit each group's scale and bias to the teacher's float weights "
+        "(least squared error, no data) instead of starting from round-to-nearest (default "
+        "off, as MLX LM)"), NULL },
+    { "valid-every", 0, 0, G_OPTION_ARG_INT, &dwq_valid_every,
+      _("dwq: also measure the validation KL every N steps and keep the values of the best "
+        "one, so it never ends worse than it started; needs held-out data (--report-ppl). 0 = "
+        "before and after only (default 0)"), "N" },
+    { "teacher-samples", 0, 0, G_OPTION_ARG_INT, &dwq_samples,
+      _("dwq: the teacher first writes N sequences (up to 128 tokens each) that are trained on "
+        "with --data (default 0)"), "N" },
     { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute_dtype, LATHE_COMPUTE_DTYPE_HELP,
       "auto|f32|bf16" },
     { NULL },
@@ -389,6 +402,9 @@ lathe_cmd_quantize (int argc, char **argv)
       { dwq_batch != -1, LT_CALIB_METHOD_DWQ, "--batch-size" },
       { dwq_iters != -1, LT_CALIB_METHOD_DWQ, "--iters" },
       { teacher != NULL, LT_CALIB_METHOD_DWQ, "--teacher" },
+      { dwq_init_search, LT_CALIB_METHOD_DWQ, "--init-search" },
+      { dwq_valid_every != -1, LT_CALIB_METHOD_DWQ, "--valid-every" },
+      { dwq_samples != -1, LT_CALIB_METHOD_DWQ, "--teacher-samples" },
     };
     for (gsize i = 0; i < G_N_ELEMENTS (own); i++)
       if (own[i].given && own[i].method != method)
@@ -411,6 +427,20 @@ lathe_cmd_quantize (int argc, char **argv)
         g_printerr ("lathe quantize: --method dwq trains affine layers below 8 bits "
                     "(--mode affine, --bits 2-6), --learning-rate in (0, 1), --batch-size at "
                     "least 1, --iters 0 or more\n");
+        return LATHE_EXIT_BAD_INPUT;
+      }
+    if (dwq_valid_every < -1 || dwq_valid_every > 1000000 || dwq_samples < -1
+        || dwq_samples > 100000)
+      {
+        g_printerr (_("lathe quantize: --valid-every must be 0 to 1000000 and "
+                      "--teacher-samples 0 to 100000 (got %d, %d)\n"),
+                    dwq_valid_every, dwq_samples);
+        return LATHE_EXIT_BAD_INPUT;
+      }
+    if (dwq_valid_every > 0 && !report_ppl)
+      {
+        g_printerr (_("lathe quantize: --valid-every needs held-out sequences to validate on: "
+                      "add --report-ppl (and --eval-data, or a tenth of --data is held out)\n"));
         return LATHE_EXIT_BAD_INPUT;
       }
     if ((method != LT_CALIB_METHOD_RTN || report_ppl) && data == NULL)
@@ -509,6 +539,11 @@ lathe_cmd_quantize (int argc, char **argv)
       if (dwq_iters != -1)
         a.dwq.iters = dwq_iters;
       a.dwq.max_seq_length = max_seq_length;
+      a.dwq.init_search = dwq_init_search;
+      if (dwq_valid_every != -1)
+        a.dwq.valid_every = dwq_valid_every;
+      if (dwq_samples != -1)
+        a.dwq.n_samples = dwq_samples;
       return lathe_quantize_calibrated (&a);
     }
   lt_linear_set_threads (0);

@@ -33,6 +33,7 @@ typedef struct
   gsize lin_scratch_floats;
   GPtrArray *unquantized;    /* char* */
   double f0, f1;             /* progress range of the current block */
+  gboolean attention_only;   /* lt_calib_pass_block: stop after the attention output */
 } LtCalibPass;
 
 typedef LtCalibPass Pass;
@@ -60,6 +61,8 @@ G_GNUC_INTERNAL LtQuantTensor *lt_calib_rtn (const float *w, int64_t rows, int64
                                              LtQuantMode mode, int bits, int group, LtDType dt,
                                              GError **error);
 G_GNUC_INTERNAL void lt_calib_linear_set_quant (LtLinear *lin, LtQuantTensor *q);
+/* lt_calib_linear_set_quant for good: a block linear's mapped weight pages are given back. */
+G_GNUC_INTERNAL void lt_calib_pass_install (Pass *P, LtLinear *lin, LtQuantTensor *q);
 G_GNUC_INTERNAL void lt_calib_linear_set_dense (LtLinear *lin, const LtTensor *w);
 G_GNUC_INTERNAL LtCalibLayerReport *lt_calib_report_add (LtCalibModelReport *rep,
                                                          const char *module, int bits,

@@ -5,6 +5,7 @@
 
 #include "lt-calibrate-model.h"
 #include "lt-calibrate-model-private.h"
+#include "lt-calibrate-private.h"
 
 #include <math.h>
 #include <string.h>
@@ -301,6 +302,7 @@ lt_calib_pass_block (Pass *P, int l, int c, float *x)
   step.att_scratch = P->att_scratch;
   step.lin_scratch = P->lin_scratch;
   step.lin_scratch_floats = P->lin_scratch_floats;
+  step.attention_only = P->attention_only;
   acts.xn1 = P->xn1;
   acts.q = P->q;
   acts.k = P->k;
@@ -393,6 +395,18 @@ lt_calib_linear_set_quant (LtLinear *lin, LtQuantTensor *q)
   lin->kind = LT_LINEAR_QUANTIZED;
   lin->quant = q;
   lin->weight = NULL;
+}
+
+/* lt_calib_linear_set_quant, giving the stored weight's mapped pages back first: the
+ * quantized layer replaces it for good (the model's stored size stays the bound of what is
+ * resident, not the sum of it and the quantized model). */
+void
+lt_calib_pass_install (Pass *P, LtLinear *lin, LtQuantTensor *q)
+{
+  if (P->m->files != NULL && lin->kind == LT_LINEAR_DENSE && lin->weight != NULL
+      && lin->weight != P->m->w.embed)
+    lt_calib_release_pages (lin->weight->data, lin->weight->nbytes);
+  lt_calib_linear_set_quant (lin, q);
 }
 
 void
@@ -516,7 +530,7 @@ rtn_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
                        lin->weight->dtype, error)) == NULL)
         return FALSE;
       lt_calib_report_add (rep, lin->name, P->o->bits, P->o->group_size, rows * cols);
-      lt_calib_linear_set_quant (lin, q);
+      lt_calib_pass_install (P, lin, q);
     }
   return TRUE;
 }
@@ -527,8 +541,10 @@ static const int stage_first[4] = { 0, 3, 4, 6 };
 static const int stage_count[4] = { 3, 1, 2, 1 };
 static const int linear_input[LT_BLOCK_LINEARS] = { 0, 0, 0, 1, 2, 2, 3 };
 
+/* GPTQ of the linears of stage @s (q/k/v, o, gate/up, down) on their input's statistics. */
 static gboolean
-gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
+gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, LtCalibModelReport *rep,
+            GError **error)
 {
   LtLayerWeights *lw = &P->m->w.layers[l];
   const LtCalibModelOptions *o = P->o;
@@ -543,53 +559,135 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
   go.measure = FALSE;
   go.mse_search = o->refine;
   go.act_order = o->act_order;
+  for (int j = stage_first[s]; j < stage_first[s] + stage_count[s]; j++)
+    {
+      LtLinear *lin = lt_layer_linear (lw, j);
+      int64_t rows = lin->out_features, cols = lin->in_features;
+      g_autofree float *w = NULL;
+      LtQuantTensor *q;
+      LtCalibLayerReport *r;
 
-  for (int s = 0; s < 4; s++)
+      if (cols % o->group_size != 0)
+        {
+          g_ptr_array_add (P->unquantized, g_strdup (lin->name));
+          lt_calib_report_add (rep, lin->name, 0, 0, rows * cols);
+          continue;
+        }
+      if ((w = linear_f32 (lin, error)) == NULL)
+        return FALSE;
+      q = lt_gptq_quantize (w, rows, cols, st, &go, NULL, NULL, NULL, P->cancellable, error);
+      if (q == NULL || !lt_quant_tensor_round_scales (q, lin->weight->dtype, error))
+        {
+          if (q)
+            lt_quant_tensor_free (q);
+          g_prefix_error (error, "%s: ", lin->name);
+          return FALSE;
+        }
+      r = lt_calib_report_add (rep, lin->name, o->bits, o->group_size, rows * cols);
+      r->out_mse = q_output_mse (st, w, q, NULL, NULL);
+      r->rtn_mse = rtn_output_mse (P, st, w, rows, cols, lin->weight->dtype);
+      lt_calib_pass_install (P, lin, q);
+    }
+  lt_calib_pass_scratch (P);
+  return TRUE;
+}
+
+/* y (n, out) = linear j of block l (x), as the block forward runs it (no adapter). */
+static void
+pass_linear (Pass *P, int l, int j, const float *x, int n, float *y)
+{
+  const LtDropout none = { 0 };
+  lt_linear_forward_train (lt_layer_linear (&P->m->w.layers[l], j), x, n, y, NULL, &none,
+                           P->lin_scratch, P->lin_scratch_floats);
+}
+
+/* GPTQ of block l, true sequential: the attention half of a block forward, then o_proj, the
+ * MLP's gate/up twice and down once:
+ *   q/k/v  on input_layernorm (x) (no forward);
+ *   o      on the attention output of the block forward's attention half with q/k/v
+ *          quantized (LtBlockStep.attention_only; kept, (tokens, H·D), for the next step);
+ *   gate/up on post_attention_layernorm (x_mid), x_mid = x + o(att) with o quantized (it
+ *          replaces the hidden states in place);
+ *   down   on silu (gate (xn2)) · up (xn2) with gate/up quantized;
+ * then the block's output x_mid + down (h) (h recomputed) is the next block's input. */
+static gboolean
+gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
+{
+  LtLayerWeights *lw = &P->m->w.layers[l];
+  const float eps = (float) P->m->config->rms_norm_eps;
+  const int ins[4] = { P->C, P->qd, P->C, P->I };
+  g_autofree float *att = NULL;
+  gboolean ok = TRUE;
+
+  lt_calib_pass_scratch (P);
+  for (int s = 0; s < 4 && ok; s++)
     {
       LtLinear *first = lt_layer_linear (lw, stage_first[s]);
-      g_autoptr (LtCalibStats) st = lt_calib_stats_new (first->in_features, error);
-      LtCalibStats *sts[4] = { NULL };
+      g_autoptr (LtCalibStats) st = lt_calib_stats_new (ins[s], error);
       g_autofree char *what = g_strdup_printf ("block %d of %d: GPTQ %s", l + 1, P->L,
                                                strrchr (first->name, '.') + 1);
 
       if (st == NULL || !lt_calib_pass_progress (P, s / 5.0, what, error))
         return FALSE;
-      sts[s] = st;
-      if (!lt_calib_pass_capture (P, l, sts, FALSE, error))
+      if (s == 1 && !lt_calib_try_floats (&att, (gsize) P->data->n_tokens * P->qd, error))
         return FALSE;
-      for (int j = stage_first[s]; j < stage_first[s] + stage_count[s]; j++)
+      for (int c = 0; c < P->n_chunks && ok; c++)
         {
-          LtLinear *lin = lt_layer_linear (lw, j);
-          int64_t rows = lin->out_features, cols = lin->in_features;
-          g_autofree float *w = NULL;
-          LtQuantTensor *q;
-          LtCalibLayerReport *r;
+          int n = lt_calib_chunk_n (P, c);
+          float *rows = P->hidden + P->chunk_tok[c] * P->C, *in = NULL;
 
-          if (cols % o->group_size != 0)
-            {
-              g_ptr_array_add (P->unquantized, g_strdup (lin->name));
-              lt_calib_report_add (rep, lin->name, 0, 0, rows * cols);
-              continue;
-            }
-          if ((w = linear_f32 (lin, error)) == NULL)
+          if (lt_calib_cancelled (P, error))
             return FALSE;
-          q = lt_gptq_quantize (w, rows, cols, st, &go, NULL, NULL, NULL, P->cancellable, error);
-          if (q == NULL || !lt_quant_tensor_round_scales (q, lin->weight->dtype, error))
+          switch (s)
             {
-              if (q)
-                lt_quant_tensor_free (q);
-              g_prefix_error (error, "%s: ", lin->name);
-              return FALSE;
+            case 0:
+              lt_rmsnorm_forward (P->xn1, rows, lw->input_norm, eps, n, P->C);
+              in = P->xn1;
+              break;
+            case 1:
+              P->attention_only = TRUE;
+              lt_calib_pass_block (P, l, c, rows);
+              P->attention_only = FALSE;
+              memcpy (att + P->chunk_tok[c] * P->qd, P->att, (gsize) n * P->qd * sizeof (float));
+              in = P->att;
+              break;
+            case 2:
+              pass_linear (P, l, 3, att + P->chunk_tok[c] * P->qd, n, P->tmp);
+              lt_add (rows, rows, P->tmp, (gsize) n * P->C);
+              lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, P->C);
+              in = P->xn2;
+              break;
+            default:
+              lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, P->C);
+              pass_linear (P, l, 4, P->xn2, n, P->gate);
+              pass_linear (P, l, 5, P->xn2, n, P->up);
+              lt_swiglu_forward (P->h, P->gate, P->up, (gsize) n * P->I);
+              in = P->h;
+              break;
             }
-          r = lt_calib_report_add (rep, lin->name, o->bits, o->group_size, rows * cols);
-          r->out_mse = q_output_mse (st, w, q, NULL, NULL);
-          r->rtn_mse = rtn_output_mse (P, st, w, rows, cols, lin->weight->dtype);
-          lt_calib_linear_set_quant (lin, q);
+          ok = lt_calib_stats_add (st, in, n, P->cancellable, error);
         }
+      if (s == 2)
+        g_clear_pointer (&att, g_free);
+      ok = ok && gptq_stage (P, l, s, st, rep, error);
     }
-  if (!lt_calib_pass_progress (P, 0.8, "block output", error))
+  if (!ok || !lt_calib_pass_progress (P, 0.8, "block output", error))
     return FALSE;
-  return lt_calib_pass_capture (P, l, NULL, TRUE, error);
+  /* the block's output: x_mid (in the hidden states) + down (silu (gate) · up) */
+  for (int c = 0; c < P->n_chunks; c++)
+    {
+      int n = lt_calib_chunk_n (P, c);
+      float *rows = P->hidden + P->chunk_tok[c] * P->C;
+      if (lt_calib_cancelled (P, error))
+        return FALSE;
+      lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, P->C);
+      pass_linear (P, l, 4, P->xn2, n, P->gate);
+      pass_linear (P, l, 5, P->xn2, n, P->up);
+      lt_swiglu_forward (P->h, P->gate, P->up, (gsize) n * P->I);
+      pass_linear (P, l, 6, P->h, n, P->tmp);
+      lt_add (rows, rows, P->tmp, (gsize) n * P->C);
+    }
+  return TRUE;
 }
 
 /* ---- AWQ ----------------------------------------------------------------------------- */
@@ -743,7 +841,7 @@ awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
       r = lt_calib_report_add (rep, lin[j]->name, o->bits, g, rows * cols);
       r->out_mse = q_output_mse (st[in], w0[j], q, row_mul, s[in]);
       r->rtn_mse = rtn_output_mse (P, st[in], w0[j], rows, cols, lin[j]->weight->dtype);
-      lt_calib_linear_set_quant (lin[j], q);
+      lt_calib_pass_install (P, lin[j], q);
     }
   if (!lt_calib_pass_progress (P, 0.8, "block output", error))
     goto out;
@@ -783,8 +881,50 @@ head_stats (Pass *P, GError **error)
   return g_steal_pointer (&st);
 }
 
+/* The layer-output MSE of @q and of round-to-nearest (scales rounded to @src's dtype) on
+ * @st's inputs against the stored weight @src, GPTQ_MEASURE_SLAB rows at a time in f32 (each
+ * slab's mapped pages given back after when @release). */
+#define MEASURE_SLAB 4096
+static gboolean
+slab_measures (Pass *P, const LtCalibStats *st, const LtTensor *src, const LtQuantTensor *q,
+               gboolean release, LtCalibLayerReport *r, GError **error)
+{
+  const int64_t rows = q->rows, cols = q->cols, slab = MIN (rows, MEASURE_SLAB);
+  const gsize esize = (gsize) lt_dtype_bits (src->dtype) / 8;
+  g_autofree float *w = NULL, *d = NULL;
+  double out = 0.0, rtn = 0.0;
+
+  if (!lt_calib_try_floats (&w, (gsize) slab * cols, error)
+      || !lt_calib_try_floats (&d, (gsize) slab * cols, error))
+    return FALSE;
+  for (int64_t r0 = 0; r0 < rows; r0 += MEASURE_SLAB)
+    {
+      int64_t m = MIN (MEASURE_SLAB, rows - r0);
+      g_autoptr (LtQuantTensor) rq = NULL;
+      if (lt_calib_cancelled (P, error))
+        return FALSE;
+      lt_tensor_read_f32 (src, r0 * cols, m * cols, w);
+      if (release)
+        lt_calib_release_pages ((const char *) src->data + (gsize) r0 * cols * esize,
+                                (gsize) m * cols * esize);
+      lt_quant_tensor_dequantize_rows (q, r0, m, d);
+      out += lt_calib_output_mse (st, w, d, m) * (double) m;
+      rq = lt_calib_rtn (w, m, cols, P->o->mode, q->bits, q->group_size, src->dtype, NULL);
+      if (rq != NULL)
+        {
+          lt_quant_tensor_dequantize_rows (rq, 0, m, d);
+          rtn += lt_calib_output_mse (st, w, d, m) * (double) m;
+        }
+      else
+        rtn = NAN;
+    }
+  r->out_mse = out / (double) rows;
+  r->rtn_mse = rtn / (double) rows;
+  return TRUE;
+}
+
 /* GPTQ of the LM head (the tied embedding too) over the final-normed hidden states of the
- * quantized blocks. */
+ * quantized blocks, read from the stored weight in slabs of rows (never whole in f32). */
 static gboolean
 gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
 {
@@ -794,7 +934,6 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
   gboolean tied = lin->kind == LT_LINEAR_DENSE && lin->weight == m->w.embed;
   const LtTensor *src = lin->weight;
   g_autoptr (LtCalibStats) st = NULL;
-  g_autofree float *w = NULL;
   LtGptqOptions go;
   LtQuantTensor *q;
   LtCalibLayerReport *r;
@@ -812,10 +951,8 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
   go.measure = FALSE;
   go.mse_search = o->refine;
   go.act_order = o->act_order;
-  if (!lt_calib_try_floats (&w, (gsize) P->V * P->C, error))
-    return FALSE;
-  lt_tensor_read_f32 (src, 0, (int64_t) P->V * P->C, w);
-  q = lt_gptq_quantize (w, P->V, P->C, st, &go, NULL, NULL, NULL, P->cancellable, error);
+  go.release_source = m->files != NULL;
+  q = lt_gptq_quantize_tensor (src, st, &go, NULL, NULL, NULL, P->cancellable, error);
   if (q == NULL || !lt_quant_tensor_round_scales (q, src->dtype, error))
     {
       if (q)
@@ -825,8 +962,11 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
     }
   r = lt_calib_report_add (rep, tied ? "model.embed_tokens" : "lm_head", o->bits, o->group_size,
                   (int64_t) P->V * P->C);
-  r->out_mse = q_output_mse (st, w, q, NULL, NULL);
-  r->rtn_mse = rtn_output_mse (P, st, w, P->V, P->C, src->dtype);
+  if (!slab_measures (P, st, src, q, m->files != NULL, r, error))
+    {
+      lt_quant_tensor_free (q);
+      return FALSE;
+    }
   lt_calib_linear_set_quant (lin, q);
   if (tied)
     {
@@ -921,6 +1061,25 @@ awq_head (Pass *P, LtCalibModelReport *rep, GError **error)
   return TRUE;
 }
 
+void
+lt_calib_model_release_stored (LtModel *m)
+{
+  g_return_if_fail (m != NULL);
+  if (m->files == NULL)
+    return;
+  for (int l = 0; l < m->config->num_hidden_layers; l++)
+    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+      {
+        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
+        if (lin->kind == LT_LINEAR_DENSE && lin->weight != NULL)
+          lt_calib_release_pages (lin->weight->data, lin->weight->nbytes);
+      }
+  if (m->w.embed != NULL)
+    lt_calib_release_pages (m->w.embed->data, m->w.embed->nbytes);
+  if (m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight != NULL)
+    lt_calib_release_pages (m->w.lm_head.weight->data, m->w.lm_head.weight->nbytes);
+}
+
 /* ---- the entry ----------------------------------------------------------------------- */
 
 static gboolean
@@ -999,6 +1158,7 @@ lt_calib_model_quantize (LtModel *m, const LtCalibTokens *data, const LtCalibMod
   P.cancellable = cancellable;
   if (!pass_init (&P, m, data, o, error))
     goto out;
+  lt_calib_model_release_stored (m);
 
   if (o->method == LT_CALIB_METHOD_DYNAMIC)
     ok = lt_calib_dynamic_quantize (&P, rep, error);

@@ -10,7 +10,10 @@
  * the f32 norms it folds 1/s into. The model is then the quantized model: evaluate it, or
  * write it with lt_calib_model_write.
  *
- * Memory: the stored model (mapped) + the quantized layers + one block's linears in f32 +
+ * Memory: the stored weights' pages are given back before the pass and after each layer
+ * (lt_calib_model_release_stored): the quantized layers + one block's linears in f32 (the LM
+ * head and a tied embedding: 4096-row slabs, lt_gptq_quantize_tensor) + the GPTQ attention
+ * output (tokens, H·D) +
  * the calibration hidden states (tokens, hidden) f32 + one chunk of block activations
  * (chunk_tokens rows) + the Hessian statistics of one input (in² floats; 2·in² more during a
  * GPTQ factorization). Dynamic also keeps the float model's final hidden states and the
@@ -154,6 +157,14 @@ gboolean lt_calib_model_quantize (LtModel *model, const LtCalibTokens *data,
                                   const LtCalibModelOptions *opts, LtCalibModelReport **report,
                                   LtCalibProgress progress, gpointer user_data,
                                   GCancellable *cancellable, GError **error);
+
+/* Gives the mapped pages of every stored weight of @model (block linears, embedding, LM head)
+ * back to the kernel (MADV_PAGEOUT; they are read again when touched). Loading checks every
+ * value, so a loaded model has its whole stored size resident; lt_calib_model_quantize calls
+ * this first and then reads each weight once more, one layer (or slab of rows) at a time,
+ * giving its pages back once the layer is quantized: the pass's peak is the quantized layers
+ * + one layer in f32 + the activations, not the stored model on top. */
+void lt_calib_model_release_stored (LtModel *model);
 
 /* Writes @model (after lt_calib_model_quantize, its folder @src_dir) in the MLX layout into
  * the empty folder @dir: quantized layers as U32 weight + scales + biases in the stored

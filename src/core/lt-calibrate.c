@@ -3,18 +3,22 @@
 #include "config.h"
 
 #include "lt-calibrate.h"
+#include "lt-calibrate-private.h"
 
 #include <cblas.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "lt-error.h"
 #include "lt-quant-kernels.h"
 
 #define CHUNK 64 /* rows per sgemm block: fixed, so results do not depend on threads */
 
-#define MAXF(a, b) ((a) < (b) ? (b) : (a))
-#define MINF(a, b) ((b) < (a) ? (b) : (a))
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -69,6 +73,18 @@ all_finite (const float *v, int64_t n)
   for (int64_t i = 0; i < n; i++)
     bad |= !isfinite (v[i]);
   return !bad;
+}
+
+void
+lt_calib_release_pages (const void *data, gsize nbytes)
+{
+#ifdef MADV_PAGEOUT
+  gsize page = (gsize) sysconf (_SC_PAGESIZE);
+  guintptr a = ((guintptr) data + page - 1) / page * page;
+  guintptr b = ((guintptr) data + nbytes) / page * page;
+  if (b > a)
+    madvise ((void *) a, b - a, MADV_PAGEOUT);
+#endif
 }
 
 /* ---- statistics ---------------------------------------------------------------------- */
@@ -142,13 +158,17 @@ lt_calib_stats_add (LtCalibStats *stats, const float *x, int64_t n, GCancellable
                    alpha, x + i0, (int) in, x + i0, (int) in, beta, stats->h + i0 * in + i0,
                    (int) in);
     }
-#pragma omp parallel for schedule(static) if (in * n >= 65536)
-  for (int64_t c = 0; c < in; c++)
+  /* Σ|x| per channel: blocks of CHUNK channels, rows in order within each (row-major reads) */
+#pragma omp parallel for schedule(static) if (in * n >= 65536 && nblocks > 1)
+  for (int64_t b = 0; b < nblocks; b++)
     {
-      double acc = 0.0;
+      int64_t c0 = b * CHUNK, m = MIN (CHUNK, in - c0);
+      double acc[CHUNK] = { 0.0 };
       for (int64_t r = 0; r < n; r++)
-        acc += fabsf (x[r * in + c]);
-      stats->abs_sum[c] += acc;
+        for (int64_t c = 0; c < m; c++)
+          acc[c] += fabsf (x[r * in + c0 + c]);
+      for (int64_t c = 0; c < m; c++)
+        stats->abs_sum[c0 + c] += acc[c];
     }
   stats->n = total;
   return TRUE;
@@ -170,36 +190,51 @@ lt_calib_stats_get_abs_mean (const LtCalibStats *stats, float *out)
     out[c] = stats->n > 0 ? (float) (stats->abs_sum[c] / (double) stats->n) : 0.0f;
 }
 
-/* Σ_rows (W−Ŵ)_r H (W−Ŵ)_rᵀ, H given by its upper triangle (in, in); summed per CHUNK of
- * rows, then in chunk order (deterministic). */
+/* Σ_rows (W−Ŵ)_r H (W−Ŵ)_rᵀ = ⟨H, ΔᵀΔ⟩ (Frobenius), H given by its upper triangle (in, in):
+ * Δ in slabs of SSE_SLAB rows; per slab, the upper blocks of ΔᵀΔ (CHUNK rows of it each, one
+ * sgemm, in parallel as lt_calib_stats_add) meet H's (off-diagonal terms twice); summed per
+ * block, then in block and slab order (deterministic). rows·in² flops, half of Δ·H·Δᵀ's. */
+#define SSE_SLAB 2048
 static double
 output_sse (const float *h, int64_t in, const float *w, const float *w_hat, int64_t rows)
 {
-  int64_t nblocks = (rows + CHUNK - 1) / CHUNK;
-  double *part = g_new0 (double, nblocks > 0 ? nblocks : 1), total = 0.0;
+  int64_t nblocks = (in + CHUNK - 1) / CHUNK, slab = MIN (rows, SSE_SLAB);
+  g_autofree double *part = g_new (double, MAX (nblocks, 1));
+  g_autofree float *d = g_new (float, MAX (slab * in, 1));
+  double total = 0.0;
 
+  for (int64_t s0 = 0; s0 < rows; s0 += SSE_SLAB)
+    {
+      int64_t m = MIN (SSE_SLAB, rows - s0);
+      const float *ws = w + s0 * in, *hs = w_hat + s0 * in;
+#pragma omp parallel for schedule(static) if (m * in >= 65536)
+      for (int64_t i = 0; i < m * in; i++)
+        d[i] = ws[i] - hs[i];
 #pragma omp parallel if (nblocks > 1 && blocks_in_parallel ())
-  {
-    float *d = g_new (float, CHUNK * in), *t = g_new (float, CHUNK * in);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t b = 0; b < nblocks; b++)
       {
-        int64_t r0 = b * CHUNK, m = MIN (CHUNK, rows - r0);
-        double acc = 0.0;
-        for (int64_t i = 0; i < m * in; i++)
-          d[i] = w[r0 * in + i] - w_hat[r0 * in + i];
-        cblas_ssymm (CblasRowMajor, CblasRight, CblasUpper, (int) m, (int) in, 1.0f, h,
-                     (int) in, d, (int) in, 0.0f, t, (int) in);
-        for (int64_t i = 0; i < m * in; i++)
-          acc += (double) t[i] * (double) d[i];
-        part[b] = acc;
+        float *g = g_new (float, CHUNK * in);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = 0; b < nblocks; b++)
+          {
+            int64_t i0 = b * CHUNK, bm = MIN (CHUNK, in - i0), nc = in - i0;
+            double acc = 0.0;
+            cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) bm, (int) nc, (int) m,
+                         1.0f, d + i0, (int) in, d + i0, (int) in, 0.0f, g, (int) nc);
+            for (int64_t i = 0; i < bm; i++)
+              {
+                const float *hr = h + (i0 + i) * in + i0, *gr = g + i * nc;
+                double o = 0.0;
+                for (int64_t j = i + 1; j < nc; j++)
+                  o += (double) hr[j] * gr[j];
+                acc += (double) hr[i] * gr[i] + 2.0 * o;
+              }
+            part[b] = acc;
+          }
+        g_free (g);
       }
-    g_free (d);
-    g_free (t);
-  }
-  for (int64_t b = 0; b < nblocks; b++)
-    total += part[b];
-  g_free (part);
+      for (int64_t b = 0; b < nblocks; b++)
+        total += part[b];
+    }
   return total;
 }
 
@@ -313,395 +348,6 @@ inverse_cholesky_upper (float *a, float *b, int64_t n, GError **error)
   return TRUE;
 }
 
-/* ---- one element with given group parameters (lt-quant.h's rules) --------------------- */
-
-static inline uint8_t
-nearest16 (float x, const float *table)
-{
-  int best = 0;
-  float bd = fabsf (x - table[0]);
-  for (int k = 1; k < 16; k++)
-    {
-      float d = fabsf (x - table[k]);
-      if (d < bd) /* strict: the first index wins ties, as lt-quant */
-        {
-          best = k;
-          bd = d;
-        }
-    }
-  return (uint8_t) best;
-}
-
-/* The code of w in a group with @scale / @bias, and the value lt-quant dequantizes it to. */
-static inline float
-quant_elem (LtQuantMode mode, int bits, float w, float scale, float bias, uint8_t *code)
-{
-  switch (mode)
-    {
-    case LT_QUANT_SYMMETRIC:
-      {
-        float qmax = (float) ((1 << (bits - 1)) - 1), qmin = -qmax - 1.0f;
-        float Q = scale == 0.0f ? 0.0f : rintf (w / scale);
-        Q = MINF (MAXF (Q, qmin), qmax);
-        *code = (uint8_t) (int) (Q - qmin);
-        return fmaf (scale, (float) *code, bias);
-      }
-    case LT_QUANT_AFFINE:
-      {
-        float n_bins = (float) ((1 << bits) - 1);
-        float q = rintf ((w - bias) / scale);
-        q = MINF (MAXF (q, 0.0f), n_bins);
-        *code = (uint8_t) (int) q;
-        return fmaf (scale, q, bias);
-      }
-    case LT_QUANT_TERNARY:
-      {
-        float t = MINF (MAXF (rintf (w / scale), -1.0f), 1.0f);
-        *code = (uint8_t) (int) (t + 1.0f);
-        return fmaf (scale, (float) *code, bias);
-      }
-    case LT_QUANT_NF4:
-      *code = scale == 0.0f ? 7 : nearest16 (w / scale, lt_qk_nf4_lut);
-      return lt_qk_nf4_lut[*code] * scale;
-    case LT_QUANT_MXFP4:
-      *code = nearest16 (w / scale, lt_qk_fp4_lut);
-      return lt_qk_fp4_lut[*code] * scale;
-    default:
-      g_assert_not_reached ();
-    }
-  return 0.0f;
-}
-
-static gboolean check_group_params (const char *what, LtQuantMode mode, int bits,
-                                    int group_size, int64_t cols, GError **error);
-
-/* ---- group parameter search ----------------------------------------------------------- */
-
-#define SEARCH_STEPS 8      /* shrinks per side of the affine range, 0 … (STEPS−1)·STEP */
-#define SEARCH_STEP 0.03f
-#define SEARCH_SYM_STEPS 16 /* symmetric: absmax · (1 − i·0.02) */
-
-/* One group's search: its weights and metric — Σ_j d_j δ_j² (hg NULL) or δᵀ (hg + lam·I) δ
- * (hg (n, n) full) — and, for the full metric, hg·w and hg·1 (fixed over the candidates). */
-typedef struct
-{
-  LtQuantMode mode;
-  int bits, n;
-  const float *w, *d, *hg;
-  float lam;
-  float hw[128], h1[128];
-} Group;
-
-/* y = (hg + lam·I) x, four partial sums per row (the inner loop vectorises). */
-static void
-group_matvec (const Group *G, const float *x, float *y)
-{
-  const int n = G->n;
-  for (int a = 0; a < n; a++)
-    {
-      const float *h = G->hg + a * n;
-      float p0 = 0.0f, p1 = 0.0f, p2 = 0.0f, p3 = 0.0f;
-      int b = 0;
-      for (; b + 4 <= n; b += 4)
-        {
-          p0 += h[b] * x[b];
-          p1 += h[b + 1] * x[b + 1];
-          p2 += h[b + 2] * x[b + 2];
-          p3 += h[b + 3] * x[b + 3];
-        }
-      for (; b < n; b++)
-        p0 += h[b] * x[b];
-      y[a] = (p0 + p1) + (p2 + p3) + G->lam * x[a];
-    }
-}
-
-/* The group quantized with scale / bias: the error w − ŵ into @del, the code level (affine:
- * the code; symmetric: the signed level) into @lev; returns the metric's ‖δ‖². */
-static double
-group_err (const Group *G, float scale, float bias, float *del, float *lev)
-{
-  const float qmin = G->mode == LT_QUANT_SYMMETRIC ? -(float) (1 << (G->bits - 1)) : 0.0f;
-  const int n = G->n;
-  double acc = 0.0;
-  if (G->mode == LT_QUANT_AFFINE && scale > 0.0f)
-    {
-      /* quant_elem's affine rule, vectorisable (ties round up instead of to even: the search
-       * only ranks candidates; the codes stored come from quant_elem) */
-      const float inv = 1.0f / scale, nb = (float) ((1 << G->bits) - 1);
-      for (int j = 0; j < n; j++)
-        {
-          float x = (G->w[j] - bias) * inv;
-          x = x < 0.0f ? 0.0f : x;
-          x = x > nb ? nb : x;
-          lev[j] = (float) (int) (x + 0.5f);
-          del[j] = G->w[j] - (scale * lev[j] + bias);
-        }
-    }
-  else
-    for (int j = 0; j < n; j++)
-      {
-        uint8_t code;
-        del[j] = G->w[j] - quant_elem (G->mode, G->bits, G->w[j], scale, bias, &code);
-        lev[j] = (float) code + qmin;
-      }
-  if (G->hg == NULL)
-    {
-      float p[4] = { 0.0f, 0.0f, 0.0f, 0.0f };
-      int j = 0;
-      for (; j + 4 <= n; j += 4)
-        for (int k = 0; k < 4; k++)
-          p[k] += G->d[j + k] * del[j + k] * del[j + k];
-      for (; j < n; j++)
-        p[0] += G->d[j] * del[j] * del[j];
-      return (double) ((p[0] + p[1]) + (p[2] + p[3]));
-    }
-  {
-    float u[128];
-    group_matvec (G, del, u);
-    for (int j = 0; j < G->n; j++)
-      acc += (double) u[j] * del[j];
-  }
-  return acc;
-}
-
-/* The best few (scale, bias) pairs seen, by error. */
-#define TOP_K 4
-typedef struct
-{
-  int n, k;
-  double e[TOP_K];
-  float s[TOP_K], b[TOP_K];
-} Top;
-
-static void
-top_offer (Top *t, double e, float scale, float bias)
-{
-  int i;
-  if (!isfinite (e) || (t->n == t->k && e >= t->e[t->n - 1]))
-    return;
-  for (i = 0; i < t->n; i++)
-    if (t->s[i] == scale && t->b[i] == bias)
-      return;
-  i = t->n < t->k ? t->n++ : t->n - 1;
-  while (i > 0 && t->e[i - 1] > e)
-    {
-      t->e[i] = t->e[i - 1];
-      t->s[i] = t->s[i - 1];
-      t->b[i] = t->b[i - 1];
-      i--;
-    }
-  t->e[i] = e;
-  t->s[i] = scale;
-  t->b[i] = bias;
-}
-
-/* Tries @scale / @bias, then refits them to the levels it gives by weighted least squares
- * (affine: scale and bias; symmetric: the scale, bias = qmin·scale) and tries the refit too;
- * both offered to @top. */
-static void
-group_try (const Group *G, float scale, float bias, float *del, float *lev, Top *top)
-{
-  const int n = G->n;
-  double s2 = 0.0, s1 = 0.0, s0 = 0.0, t1 = 0.0, t0 = 0.0;
-  double e = group_err (G, scale, bias, del, lev);
-
-  top_offer (top, e, scale, bias);
-  /* ⟨lev, lev⟩, ⟨lev, 1⟩, ⟨1, 1⟩, ⟨lev, w⟩, ⟨1, w⟩ under the metric */
-  if (G->hg == NULL)
-    for (int j = 0; j < n; j++)
-      {
-        double dl = (double) G->d[j] * lev[j];
-        s2 += dl * lev[j];
-        s1 += dl;
-        s0 += G->d[j];
-        t1 += dl * G->w[j];
-        t0 += (double) G->d[j] * G->w[j];
-      }
-  else
-    {
-      float u[128];
-      group_matvec (G, lev, u);
-      for (int j = 0; j < n; j++)
-        {
-          s2 += (double) u[j] * lev[j];
-          s1 += u[j];
-          s0 += G->h1[j];
-          t1 += (double) u[j] * G->w[j];
-          t0 += G->hw[j];
-        }
-    }
-  if (G->mode == LT_QUANT_SYMMETRIC)
-    {
-      float s = s2 > 0.0 ? (float) (t1 / s2) : 0.0f;
-      float qmin = -(float) (1 << (G->bits - 1));
-      if (s > 0.0f && isfinite (s))
-        top_offer (top, group_err (G, s, qmin * s, del, lev), s, qmin * s);
-      return;
-    }
-  {
-    double det = s0 * s2 - s1 * s1;
-    float s, b;
-    if (!(det > 1e-12 * s0 * s2))
-      return;
-    s = (float) ((s0 * t1 - s1 * t0) / det);
-    b = (float) ((s2 * t0 - s1 * t1) / det);
-    if (s > 0.0f && isfinite (s) && isfinite (b))
-      top_offer (top, group_err (G, s, b, del, lev), s, b);
-  }
-}
-
-/* The group parameters of w (n ≤ 128) minimising the weighted error (diagonal @d, or the full
- * block @hg + lam·I): *scale / *bias hold the starting point (lt-quant's round-to-nearest)
- * and get the best of it and a grid of shrunk ranges, each with its least-squares refit.
- * With @hg the grid is screened on its diagonal and its TOP_K best are tried again (with
- * their refits) on the full block. Affine and symmetric only (other modes keep the start). */
-static void
-group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
-              const float *hg, float lam, float *scale, float *bias)
-{
-  float del[128], lev[128], dd[128], lo = INFINITY, hi = -INFINITY;
-  Top top = { 0, TOP_K }, fin = { 0, 1 };
-  Group full = { mode, bits, n, w, d, hg, lam }, diag = full;
-
-  if ((mode != LT_QUANT_AFFINE && mode != LT_QUANT_SYMMETRIC) || n > 128 || bias == NULL)
-    return;
-  for (int j = 0; j < n; j++)
-    {
-      lo = MINF (lo, w[j]);
-      hi = MAXF (hi, w[j]);
-    }
-  if (hg)
-    {
-      float one[128];
-      for (int j = 0; j < n; j++)
-        {
-          dd[j] = hg[j * n + j] + lam;
-          one[j] = 1.0f;
-        }
-      group_matvec (&full, w, full.hw);
-      group_matvec (&full, one, full.h1);
-      diag.hg = NULL;
-      diag.d = dd;
-      diag.lam = 0.0f;
-    }
-  top_offer (&fin, group_err (&full, *scale, *bias, del, lev), *scale, *bias);
-  if (!(hi > lo))
-    return;
-  if (mode == LT_QUANT_AFFINE)
-    {
-      float n_bins = (float) ((1 << bits) - 1), range = hi - lo;
-      for (int a = 0; a < SEARCH_STEPS; a++)
-        for (int b = 0; b < SEARCH_STEPS; b++)
-          {
-            float l = lo + (float) a * SEARCH_STEP * range;
-            float h = hi - (float) b * SEARCH_STEP * range;
-            group_try (&diag, (h - l) / n_bins, l, del, lev, &top);
-          }
-    }
-  else
-    {
-      float amax = MAXF (fabsf (lo), fabsf (hi)), qmax = (float) ((1 << (bits - 1)) - 1);
-      float qmin = -qmax - 1.0f;
-      for (int i = 0; i < SEARCH_SYM_STEPS; i++)
-        {
-          float s = amax * (1.0f - 0.02f * (float) i) / qmax;
-          group_try (&diag, s, qmin * s, del, lev, &top);
-        }
-    }
-  if (hg == NULL)
-    {
-      for (int i = 0; i < top.n; i++)
-        top_offer (&fin, top.e[i], top.s[i], top.b[i]);
-    }
-  else
-    for (int i = 0; i < top.n; i++)
-      group_try (&full, top.s[i], top.b[i], del, lev, &fin);
-  *scale = fin.s[0];
-  *bias = fin.b[0];
-}
-
-static LtQuantTensor *
-quantize_searched (const LtCalibStats *stats, gboolean full_block, const float *col_scales,
-                   const float *row_damp, const float *w, int64_t rows, int64_t cols,
-                   LtQuantMode mode, int bits, int group_size, GError **error);
-
-LtQuantTensor *
-lt_calib_quantize_searched (const LtCalibStats *stats, const float *col_scales,
-                            const float *row_damp, const float *w, int64_t rows, int64_t cols,
-                            LtQuantMode mode, int bits, int group_size, GError **error)
-{
-  return quantize_searched (stats, TRUE, col_scales, row_damp, w, rows, cols, mode, bits,
-                            group_size, error);
-}
-
-/* lt_calib_quantize_searched; without @full_block each group is judged on the diagonal of
- * its H block only (n_g times cheaper), as GPTQ's static groups are. */
-static LtQuantTensor *
-quantize_searched (const LtCalibStats *stats, gboolean full_block, const float *col_scales,
-                   const float *row_damp, const float *w, int64_t rows, int64_t cols,
-                   LtQuantMode mode, int bits, int group_size, GError **error)
-{
-  g_return_val_if_fail (w != NULL, NULL);
-  const int64_t gs = group_size, ngr = cols / MAX (gs, 1);
-  g_autoptr (LtQuantTensor) q = NULL;
-  g_autofree float *hg = NULL;
-  g_autofree uint8_t *codes = NULL;
-  float ones[128];
-
-  for (int j = 0; j < 128; j++)
-    ones[j] = 1.0f;
-  if (rows <= 0 || (stats != NULL && (cols != stats->in || stats->n <= 0)))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "searched quantization: a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT
-                   " weight with statistics of %" G_GINT64_FORMAT " inputs", rows, cols,
-                   stats ? stats->in : cols);
-      return NULL;
-    }
-  if (!check_group_params ("searched quantization", mode, bits, group_size, cols, error))
-    return NULL;
-  if ((q = lt_quant_tensor_quantize (w, rows, cols, mode, bits, group_size, error)) == NULL)
-    return NULL;
-  if ((mode != LT_QUANT_AFFINE && mode != LT_QUANT_SYMMETRIC) || gs > 128)
-    return g_steal_pointer (&q);
-  codes = g_new (uint8_t, rows * cols);
-  if (stats != NULL)
-    hg = g_new (float, cols * gs);
-  /* diagonal blocks of H' = diag(1/s) H diag(1/s) */
-  for (int64_t g = 0; stats != NULL && g < ngr; g++)
-    for (int64_t i = 0; i < gs; i++)
-      for (int64_t j = 0; j < gs; j++)
-        {
-          int64_t ci = g * gs + i, cj = g * gs + j;
-          float h = cj >= ci ? stats->h[ci * cols + cj] : stats->h[cj * cols + ci];
-          if (col_scales)
-            h = h / (col_scales[ci] * col_scales[cj]);
-          hg[(g * gs + i) * gs + j] = h;
-        }
-#pragma omp parallel for schedule(dynamic, 4) if (rows * cols >= 16384)
-  for (int64_t r = 0; r < rows; r++)
-    {
-      for (int64_t g = 0; g < ngr; g++)
-        {
-          float *sc = &q->scales[r * q->groups_per_row + g];
-          float *bi = &q->biases[r * q->groups_per_row + g];
-          const float *wg = w + r * cols + g * gs;
-          float dg[128];
-          const float *hb = hg ? hg + g * gs * gs : NULL;
-          for (int64_t j = 0; hb != NULL && !full_block && j < gs; j++)
-            dg[j] = hb[j * gs + j] + (row_damp ? row_damp[r] : 0.0f);
-          if (hb != NULL && !full_block)
-            group_search (mode, bits, wg, (int) gs, dg, NULL, 0.0f, sc, bi);
-          else
-            group_search (mode, bits, wg, (int) gs, ones, hb, row_damp ? row_damp[r] : 0.0f, sc,
-                          bi);
-          for (int64_t j = 0; j < gs; j++)
-            quant_elem (mode, bits, wg[j], *sc, *bi, codes + r * cols + g * gs + j);
-        }
-      lt_qk_pack_row (codes + r * cols, cols, bits, q->codes + r * q->words_per_row);
-    }
-  return g_steal_pointer (&q);
-}
 
 /* ---- GPTQ ---------------------------------------------------------------------------- */
 
@@ -717,18 +363,6 @@ lt_gptq_options_init (LtGptqOptions *opts)
   opts->measure = TRUE;
 }
 
-static gboolean
-check_group_params (const char *what, LtQuantMode mode, int bits, int group_size, int64_t cols,
-                    GError **error)
-{
-  if (group_size <= 0)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "%s needs a group size (32, 64 or 128), not a per-tensor scale", what);
-      return FALSE;
-    }
-  return lt_quant_check_params (mode, bits, group_size, cols, error);
-}
 
 /* Column order of act-order: decreasing H_jj, then increasing index. */
 static gint
@@ -744,79 +378,161 @@ by_diag_desc (gconstpointer pa, gconstpointer pb, gpointer user_data)
 
 /* Column j of a row quantized to @deq: its error scaled by U_jj, spread over the block's
  * later columns (< @i2) through row j of U. Returns the scaled error. */
+#if defined(__x86_64__) || defined(__i386__)
+/* y −= a·x with a product and a difference per element, as the scalar loop rounds (no FMA):
+ * the same bits either way. */
+__attribute__ ((target ("avx2"))) static void
+axpy_neg_avx2 (float *y, const float *x, float a, int64_t n)
+{
+  const __m256 va = _mm256_set1_ps (a);
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    _mm256_storeu_ps (y + k, _mm256_sub_ps (_mm256_loadu_ps (y + k),
+                                            _mm256_mul_ps (va, _mm256_loadu_ps (x + k))));
+  for (; k < n; k++)
+    y[k] -= a * x[k];
+}
+
+static gboolean
+have_avx2 (void)
+{
+  static int cached = -1;
+  if (cached < 0)
+    cached = __builtin_cpu_supports ("avx2");
+  return cached;
+}
+#endif
+
 static inline float
 gptq_column (float *wr, const float *u, int64_t j, int64_t i2, float deq)
 {
   float e = (wr[j] - deq) / u[j];
   wr[j] = deq;
+#if defined(__x86_64__) || defined(__i386__)
+  if (have_avx2 ())
+    {
+      axpy_neg_avx2 (wr + j + 1, u + j + 1, e, i2 - j - 1);
+      return e;
+    }
+#endif
   for (int64_t k = j + 1; k < i2; k++)
     wr[k] -= e * u[k];
   return e;
 }
 
-/* The end of the block of columns [@i1, @i2): its scaled errors' squares into @proxy, the lazy
- * batch update of the columns after it (U (n = cols, n)), and progress. */
-static gboolean
-gptq_block_end (float *wc, const float *err, const float *a, int64_t rows, int64_t cols,
-                int64_t eb, int64_t i1, int64_t i2, double *proxy, LtCalibProgress progress,
-                gpointer user_data, GCancellable *cancellable, GError **error)
+/* One GPTQ call: the factor U and the column order, shared by the slabs of rows. */
+typedef struct
 {
+  const LtCalibStats *stats;
+  const LtGptqOptions *opts;
+  int64_t n, gs, eb;
+  float *a;                  /* U (n, n), in the column order */
+  int64_t *perm;             /* act-order's column order, or NULL */
+  gboolean *dead;            /* (n) H_ii = 0 */
+  LtGptqResult res;
+  double out_sse, rtn_sse;
+  LtCalibProgress progress;
+  gpointer user_data;
+  GCancellable *cancellable;
+  double f0, f1;             /* progress range of the current slab */
+} Gptq;
+
+/* The end of the block of columns [@i1, @i2) of a slab of @rows: its scaled errors' squares
+ * into the proxy, the lazy batch update of the columns after it (U (n, n)), and progress. */
+static gboolean
+gptq_block_end (Gptq *G, float *wc, const float *err, int64_t rows, int64_t i1, int64_t i2,
+                GError **error)
+{
+  const int64_t cols = G->n, eb = G->eb;
   for (int64_t r = 0; r < rows; r++)
     for (int64_t j = 0; j < i2 - i1; j++)
-      *proxy += (double) err[r * eb + j] * err[r * eb + j];
+      G->res.proxy += (double) err[r * eb + j] * err[r * eb + j];
   if (i2 < cols)
     par_gemm (CblasNoTrans, CblasNoTrans, rows, cols - i2, i2 - i1, -1.0f, err, eb,
-              a + i1 * cols + i2, cols, 1.0f, wc + i2, cols);
-  return keep_going (progress, user_data, cancellable, 0.1 + 0.85 * (double) i2 / cols, "GPTQ",
-                     error);
+              G->a + i1 * cols + i2, cols, 1.0f, wc + i2, cols);
+  return keep_going (G->progress, G->user_data, G->cancellable,
+                     G->f0 + (G->f1 - G->f0) * (double) i2 / cols, "GPTQ", error);
 }
 
-LtQuantTensor *
-lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats *stats,
-                  const LtGptqOptions *opts, LtGptqResult *result, LtCalibProgress progress,
-                  gpointer user_data, GCancellable *cancellable, GError **error)
+static void
+gptq_clear (Gptq *G)
 {
-  g_return_val_if_fail (w != NULL && stats != NULL && opts != NULL, NULL);
-  const int64_t n = cols, gs = opts->group_size;
-  g_autoptr (LtQuantTensor) q = NULL;
-  g_autofree float *a = NULL, *b = NULL, *wc = NULL, *err = NULL, *gbuf = NULL;
-  g_autofree uint8_t *codes = NULL;
-  g_autofree int64_t *perm = NULL;
-  LtGptqResult res = { NAN, NAN, 0.0, 0.0, 0, 0 };
-  int64_t eb;
+  g_free (G->a);
+  g_free (G->perm);
+  g_free (G->dead);
+}
+
+/* H: dead columns, damping, act-order's column order, U = chol (H⁻¹)ᵀ-upper. */
+static gboolean
+gptq_prepare (Gptq *G, GError **error)
+{
+  const int64_t n = G->n;
+  g_autofree float *b = g_try_malloc_n ((gsize) (n * n), sizeof (float));
   double diag_sum = 0.0;
 
-  if (rows <= 0 || cols != stats->in || stats->n <= 0)
+  G->a = g_try_malloc_n ((gsize) (n * n), sizeof (float));
+  G->dead = g_new0 (gboolean, n);
+  if (G->a == NULL || b == NULL)
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "GPTQ: a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " weight with statistics "
-                   "of %" G_GINT64_FORMAT " inputs over %" G_GINT64_FORMAT " rows", rows, cols,
-                   stats->in, stats->n);
-      return NULL;
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                   "GPTQ: out of memory for a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT
+                   " Hessian", n, n);
+      return FALSE;
     }
-  if (!check_group_params ("GPTQ", opts->mode, opts->bits, (int) gs, cols, error))
-    return NULL;
-  if (!(opts->damp >= 0.0) || opts->block_size <= 0)
+  lt_calib_stats_get_hessian (G->stats, G->a);
+  for (int64_t i = 0; i < n; i++)
     {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "GPTQ: damp %g and block size %d (want damp >= 0, block size > 0)",
-                   opts->damp, opts->block_size);
-      return NULL;
+      if (G->a[i * n + i] == 0.0f)
+        {
+          G->a[i * n + i] = 1.0f;
+          G->res.n_dead++;
+          G->dead[i] = TRUE;
+        }
+      diag_sum += G->a[i * n + i];
     }
-  eb = ((opts->block_size + gs - 1) / gs) * gs;
-  res.block_size = (int) eb;
+  G->res.lambda = G->opts->damp * diag_sum / (double) n;
+  if (G->opts->act_order)
+    {
+      /* the columns in the order of decreasing H_jj (ties: lower index first) */
+      g_autofree float *diag = g_new (float, (gsize) MAX (n, 1));
+      G->perm = g_new (int64_t, (gsize) MAX (n, 1));
+      for (int64_t i = 0; i < n; i++)
+        {
+          G->perm[i] = i;
+          diag[i] = G->a[i * n + i];
+        }
+      g_qsort_with_data (G->perm, (gint) n, sizeof (int64_t), by_diag_desc, diag);
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++)
+          b[i * n + j] = G->a[G->perm[i] * n + G->perm[j]];
+      memcpy (G->a, b, (gsize) (n * n) * sizeof (float));
+    }
+  for (int64_t i = 0; i < n; i++)
+    G->a[i * n + i] += (float) G->res.lambda;
+  return inverse_cholesky_upper (G->a, b, n, error);
+}
+
+/* GPTQ of rows (m, n) of the weight: the slab's quantized tensor. */
+static LtQuantTensor *
+gptq_slab (Gptq *G, const float *w, int64_t rows, GError **error)
+{
+  const LtGptqOptions *opts = G->opts;
+  const int64_t n = G->n, cols = n, gs = G->gs, eb = G->eb;
+  const float *a = G->a;
+  const int64_t *perm = G->perm;
+  g_autoptr (LtQuantTensor) q = NULL;
+  g_autofree float *wc = NULL, *err = NULL, *gbuf = NULL;
+  g_autofree uint8_t *codes = NULL;
 
   /* Round-to-nearest first: the layout to fill (and the baseline). Checks w's values. */
   q = lt_quant_tensor_quantize (w, rows, cols, opts->mode, opts->bits, (int) gs, error);
   if (q == NULL)
     return NULL;
-  a = g_try_malloc_n ((gsize) (n * n), sizeof (float));
-  b = g_try_malloc_n ((gsize) (n * n), sizeof (float));
   wc = g_try_malloc_n ((gsize) (rows * cols), sizeof (float));
   err = g_try_malloc_n ((gsize) (rows * eb), sizeof (float));
   gbuf = g_try_malloc_n ((gsize) (rows * gs), sizeof (float));
   codes = g_try_malloc_n ((gsize) (rows * cols), 1);
-  if (!a || !b || !wc || !err || !gbuf || !codes)
+  if (!wc || !err || !gbuf || !codes)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
                    "GPTQ: out of memory for a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " layer",
@@ -826,65 +542,34 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
   if (opts->measure)
     {
       lt_quant_tensor_dequantize_rows (q, 0, rows, wc);
-      res.rtn_mse = lt_calib_output_mse (stats, w, wc, rows);
+      G->rtn_sse += output_sse (G->stats->h, n, w, wc, rows);
     }
-  if (!keep_going (progress, user_data, cancellable, 0.0, "GPTQ", error))
-    return NULL;
-
-  /* H: dead columns, damping, U = chol (H⁻¹)ᵀ-upper. */
-  lt_calib_stats_get_hessian (stats, a);
   memcpy (wc, w, (gsize) (rows * cols) * sizeof (float));
   for (int64_t i = 0; i < n; i++)
+    if (G->dead[i])
+      for (int64_t r = 0; r < rows; r++)
+        wc[r * cols + i] = 0.0f;
+  if (perm != NULL)
     {
-      if (a[i * n + i] == 0.0f)
-        {
-          a[i * n + i] = 1.0f;
-          res.n_dead++;
-          for (int64_t r = 0; r < rows; r++)
-            wc[r * cols + i] = 0.0f;
-        }
-      diag_sum += a[i * n + i];
-    }
-  res.lambda = opts->damp * diag_sum / (double) n;
-  if (opts->act_order)
-    {
-      /* static groups: every group's parameters from the original weights, then the columns
-       * in the order of decreasing H_jj (ties: lower index first) */
+      /* static groups: every group's parameters from the original weights (dead columns
+       * zeroed), then the columns in act-order */
       g_autoptr (LtQuantTensor) st = NULL;
-      g_autofree float *diag = g_new (float, (gsize) MAX (n, 1));
-      perm = g_new (int64_t, (gsize) MAX (n, 1));
-      for (int64_t i = 0; i < n; i++)
-        {
-          perm[i] = i;
-          diag[i] = a[i * n + i];
-        }
-      g_qsort_with_data (perm, (gint) n, sizeof (int64_t), by_diag_desc, diag);
+      g_autofree float *row = g_new (float, (gsize) n);
       st = opts->mse_search
-           ? quantize_searched (stats, TRUE, NULL, NULL, wc, rows, cols, opts->mode, opts->bits,
-                                (int) gs, error)
+           ? lt_calib_quantize_searched_full (G->stats, TRUE, NULL, NULL, wc, rows, cols,
+                                              opts->mode, opts->bits, (int) gs, error)
            : lt_quant_tensor_quantize (wc, rows, cols, opts->mode, opts->bits, (int) gs, error);
       if (st == NULL)
         return NULL;
       lt_quant_tensor_free (q);
       q = g_steal_pointer (&st);
-      for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++)
-          b[i * n + j] = a[perm[i] * n + perm[j]];
-      memcpy (a, b, (gsize) (n * n) * sizeof (float));
       for (int64_t r = 0; r < rows; r++)
         {
           for (int64_t j = 0; j < n; j++)
-            b[j] = wc[r * cols + perm[j]];
-          memcpy (wc + r * cols, b, (gsize) n * sizeof (float));
+            row[j] = wc[r * cols + perm[j]];
+          memcpy (wc + r * cols, row, (gsize) n * sizeof (float));
         }
     }
-  for (int64_t i = 0; i < n; i++)
-    a[i * n + i] += (float) res.lambda;
-  if (!inverse_cholesky_upper (a, b, n, error))
-    return NULL;
-  g_clear_pointer (&b, g_free);
-  if (!keep_going (progress, user_data, cancellable, 0.1, "GPTQ", error))
-    return NULL;
 
   for (int64_t i1 = 0; perm != NULL && i1 < cols; i1 += eb)
     {
@@ -903,8 +588,7 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
               err[r * eb + (j - i1)] = gptq_column (wr, u, j, i2, deq);
             }
         }
-      if (!gptq_block_end (wc, err, a, rows, cols, eb, i1, i2, &res.proxy, progress, user_data,
-                           cancellable, error))
+      if (!gptq_block_end (G, wc, err, rows, i1, i2, error))
         return NULL;
     }
   if (perm != NULL)
@@ -940,8 +624,9 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
                 dg[j] = 1.0f / (a[(g0 + j) * n + g0 + j] * a[(g0 + j) * n + g0 + j]);
 #pragma omp parallel for schedule(static) if (rows * gs >= 16384)
               for (int64_t r = 0; r < rows; r++)
-                group_search (opts->mode, opts->bits, gbuf + r * gs, (int) gs, dg, NULL, 0.0f,
-                              &gq->scales[r], gq->biases ? &gq->biases[r] : NULL);
+                lt_calib_group_search (opts->mode, opts->bits, gbuf + r * gs, (int) gs, dg,
+                                       NULL, 0.0f, &gq->scales[r],
+                                       gq->biases ? &gq->biases[r] : NULL);
             }
 #pragma omp parallel for schedule(static) if (rows * gs * (i2 - g0) >= 65536)
           for (int64_t r = 0; r < rows; r++)
@@ -962,20 +647,174 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
                 }
             }
         }
-      if (!gptq_block_end (wc, err, a, rows, cols, eb, i1, i2, &res.proxy, progress, user_data,
-                           cancellable, error))
+      if (!gptq_block_end (G, wc, err, rows, i1, i2, error))
         return NULL;
     }
 
+#pragma omp parallel for schedule(static) if (rows * cols >= 65536)
   for (int64_t r = 0; r < rows; r++)
     lt_qk_pack_row (codes + r * cols, cols, opts->bits, q->codes + r * q->words_per_row);
   if (opts->measure)
-    res.out_mse = lt_calib_output_mse (stats, w, wc, rows);
+    G->out_sse += output_sse (G->stats->h, n, w, wc, rows);
+  return g_steal_pointer (&q);
+}
+
+/* Rows [r0, r0 + src->rows) of @dst ← @src (the same layout). */
+static void
+quant_copy_rows (LtQuantTensor *dst, int64_t r0, const LtQuantTensor *src)
+{
+  gsize g = (gsize) src->rows * src->groups_per_row, o = (gsize) r0 * dst->groups_per_row;
+  memcpy (dst->codes + r0 * dst->words_per_row, src->codes,
+          (gsize) src->rows * src->words_per_row * sizeof (uint32_t));
+  memcpy (dst->scales + o, src->scales, g * sizeof (float));
+  if (src->biases)
+    memcpy (dst->biases + o, src->biases, g * sizeof (float));
+  if (src->scale_bytes)
+    memcpy (dst->scale_bytes + o, src->scale_bytes, g);
+}
+
+/* An empty tensor of @rows with the layout of @like. */
+static LtQuantTensor *
+quant_new_like (const LtQuantTensor *like, int64_t rows, GError **error)
+{
+  LtQuantTensor *q = g_new0 (LtQuantTensor, 1);
+  gsize g = (gsize) rows * like->groups_per_row;
+  *q = *like;
+  q->rows = rows;
+  q->codes = g_try_malloc_n ((gsize) rows * like->words_per_row, sizeof (uint32_t));
+  q->scales = g_try_malloc_n (g, sizeof (float));
+  q->biases = like->biases ? g_try_malloc_n (g, sizeof (float)) : NULL;
+  q->scale_bytes = like->scale_bytes ? g_try_malloc (g) : NULL;
+  q->scales16 = q->biases16 = NULL;
+  if (!q->codes || !q->scales || (like->biases && !q->biases)
+      || (like->scale_bytes && !q->scale_bytes))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "GPTQ: out of memory for a %"
+                   G_GINT64_FORMAT "-row quantized tensor", rows);
+      lt_quant_tensor_free (q);
+      return NULL;
+    }
+  return q;
+}
+
+/* GPTQ over @w (rows, cols) f32, or the stored @src read in slabs of GPTQ_SLAB rows. */
+#define GPTQ_SLAB 4096
+static LtQuantTensor *
+gptq_run (const float *w, const LtTensor *src, int64_t rows, int64_t cols,
+          const LtCalibStats *stats, const LtGptqOptions *opts, LtGptqResult *result,
+          LtCalibProgress progress, gpointer user_data, GCancellable *cancellable,
+          GError **error)
+{
+  const int64_t gs = opts->group_size;
+  Gptq G = { 0 };
+  g_autoptr (LtQuantTensor) q = NULL;
+  g_autofree float *buf = NULL;
+
+  if (rows <= 0 || cols != stats->in || stats->n <= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "GPTQ: a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " weight with statistics "
+                   "of %" G_GINT64_FORMAT " inputs over %" G_GINT64_FORMAT " rows", rows, cols,
+                   stats->in, stats->n);
+      return NULL;
+    }
+  if (!lt_calib_check_group_params ("GPTQ", opts->mode, opts->bits, (int) gs, cols, error))
+    return NULL;
+  if (!(opts->damp >= 0.0) || opts->block_size <= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "GPTQ: damp %g and block size %d (want damp >= 0, block size > 0)",
+                   opts->damp, opts->block_size);
+      return NULL;
+    }
+  G.stats = stats;
+  G.opts = opts;
+  G.n = cols;
+  G.gs = gs;
+  G.eb = ((opts->block_size + gs - 1) / gs) * gs;
+  G.res = (LtGptqResult) { NAN, NAN, 0.0, 0.0, 0, (int) G.eb };
+  G.progress = progress;
+  G.user_data = user_data;
+  G.cancellable = cancellable;
+  if (!keep_going (progress, user_data, cancellable, 0.0, "GPTQ", error)
+      || !gptq_prepare (&G, error)
+      || !keep_going (progress, user_data, cancellable, 0.1, "GPTQ", error))
+    goto fail;
+  if (src != NULL
+      && (buf = g_try_malloc_n ((gsize) MIN (rows, GPTQ_SLAB) * cols, sizeof (float))) == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "GPTQ: out of memory for %d rows",
+                   GPTQ_SLAB);
+      goto fail;
+    }
+  for (int64_t r0 = 0; r0 < rows; r0 += GPTQ_SLAB)
+    {
+      int64_t m = MIN (GPTQ_SLAB, rows - r0);
+      g_autoptr (LtQuantTensor) qs = NULL;
+      const float *ws = w ? w + r0 * cols : buf;
+      if (src != NULL)
+        {
+          lt_tensor_read_f32 (src, r0 * cols, m * cols, buf);
+          if (opts->release_source)
+            lt_calib_release_pages ((const char *) src->data
+                                    + (gsize) r0 * cols * lt_dtype_bits (src->dtype) / 8,
+                                    (gsize) m * cols * lt_dtype_bits (src->dtype) / 8);
+        }
+      G.f0 = 0.1 + 0.85 * (double) r0 / rows;
+      G.f1 = 0.1 + 0.85 * (double) (r0 + m) / rows;
+      if ((qs = gptq_slab (&G, ws, m, error)) == NULL)
+        goto fail;
+      if (m == rows)
+        q = g_steal_pointer (&qs);
+      else
+        {
+          if (q == NULL && (q = quant_new_like (qs, rows, error)) == NULL)
+            goto fail;
+          quant_copy_rows (q, r0, qs);
+        }
+    }
+  if (opts->measure)
+    {
+      G.res.out_mse = G.out_sse / (2.0 * (double) rows);
+      G.res.rtn_mse = G.rtn_sse / (2.0 * (double) rows);
+    }
   if (result)
-    *result = res;
+    *result = G.res;
+  gptq_clear (&G);
   if (!keep_going (progress, user_data, cancellable, 1.0, "GPTQ", error))
     return NULL;
   return g_steal_pointer (&q);
+
+fail:
+  gptq_clear (&G);
+  return NULL;
+}
+
+LtQuantTensor *
+lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats *stats,
+                  const LtGptqOptions *opts, LtGptqResult *result, LtCalibProgress progress,
+                  gpointer user_data, GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (w != NULL && stats != NULL && opts != NULL, NULL);
+  return gptq_run (w, NULL, rows, cols, stats, opts, result, progress, user_data, cancellable,
+                   error);
+}
+
+LtQuantTensor *
+lt_gptq_quantize_tensor (const LtTensor *src, const LtCalibStats *stats,
+                         const LtGptqOptions *opts, LtGptqResult *result,
+                         LtCalibProgress progress, gpointer user_data,
+                         GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (src != NULL && stats != NULL && opts != NULL, NULL);
+  if (src->ndim != 2)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "GPTQ: %s is not a matrix", src->name ? src->name : "the weight");
+      return NULL;
+    }
+  return gptq_run (NULL, src, src->shape[0], src->shape[1], stats, opts, result, progress,
+                   user_data, cancellable, error);
 }
 
 /* ---- AWQ ----------------------------------------------------------------------------- */
@@ -1023,7 +862,7 @@ lt_awq_search_scales (const LtCalibStats *stats, const LtAwqLinear *linears, int
                    n_linears, opts->n_grid, stats->n);
       return FALSE;
     }
-  if (!check_group_params ("AWQ", opts->mode, opts->bits, opts->group_size, in, error))
+  if (!lt_calib_check_group_params ("AWQ", opts->mode, opts->bits, opts->group_size, in, error))
     return FALSE;
   for (int l = 0; l < n_linears; l++)
     {
@@ -1118,7 +957,7 @@ lt_awq_search_clip (const LtCalibStats *stats, const float *scales, float *w, in
                    opts->n_grid, opts->max_shrink);
       return FALSE;
     }
-  if (!check_group_params ("AWQ", opts->mode, opts->bits, (int) gs, in, error))
+  if (!lt_calib_check_group_params ("AWQ", opts->mode, opts->bits, (int) gs, in, error))
     return FALSE;
   ngr = in / gs;
   n_try = MAX ((int64_t) (opts->max_shrink * opts->n_grid), 1);

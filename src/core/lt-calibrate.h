@@ -33,7 +33,8 @@
  * so the result is written (lt_quant_tensor_to_mlx) and loaded like any lt-quant tensor and
  * dequantizes to exactly the Ŵ whose errors GPTQ propagated.
  * Cost: in³ for the factorizations plus rows·in² for the updates; memory 2·in² floats plus
- * a copy of W.
+ * a copy of one slab of W: the rows are independent once U is known, so they run in slabs of
+ * 4096 (lt_gptq_quantize_tensor reads a stored weight that way, never whole in f32).
  *
  * AWQ (Lin et al. 2023, as AutoAWQ / MLX LM's awq.py): for a group of linears sharing one
  * input, s_c = max (mean|x_c|^α, 1e-4), normalised by sqrt (max s · min s), α = i / n_grid for
@@ -44,6 +45,11 @@
  * p = 1 − i/n_grid, i = 0 … ⌊max_shrink·n_grid⌋−1, minimising the group's share of the output
  * error δ_gᵀ H'_gg δ_g (H' = the Hessian of X/s; cross-group terms ignored, as AutoAWQ).
  * Deterministic: same input → same bits (see Threads).
+ *
+ * SIMD: the searched group parameters' inner loops have AVX2/FMA versions chosen at run time
+ * (lt-calibrate-search.c); on a CPU without them the scalar loops sum in another order and
+ * may pick another candidate on a near tie. GPTQ's column update gives the same bits either
+ * way.
  *
  * Threads (lt-threads.h): products run in fixed blocks of rows, taken by OpenMP threads (each
  * a single-threaded sgemm) in the one-pool mode, or in turn with OpenBLAS threading each in
@@ -140,6 +146,9 @@ typedef struct
   gboolean act_order; /* default FALSE: columns in order of decreasing H_jj, with static
                       * groups (every group's parameters from the original weights first:
                       * lt_calib_quantize_searched with mse_search, else lt-quant's) */
+  gboolean release_source; /* default FALSE: lt_gptq_quantize_tensor gives each slab's pages
+                      * of the source back to the kernel once read (MADV_PAGEOUT: a mapped
+                      * file's are re-read if touched again) */
 } LtGptqOptions;
 
 void lt_gptq_options_init (LtGptqOptions *opts);
@@ -162,6 +171,15 @@ LtQuantTensor *lt_gptq_quantize (const float *w, int64_t rows, int64_t cols,
                                  const LtCalibStats *stats, const LtGptqOptions *opts,
                                  LtGptqResult *result, LtCalibProgress progress,
                                  gpointer user_data, GCancellable *cancellable, GError **error);
+
+/* lt_gptq_quantize of a stored weight @src ((rows, cols), F32/F16/BF16), read as f32 in
+ * slabs of 4096 rows: at most one slab of the weight is in f32 at a time (GPTQ's rows are
+ * independent once U is known). The same codes, scales and biases as lt_gptq_quantize of the
+ * whole weight read as f32; the measures and proxy are summed slab by slab. */
+LtQuantTensor *lt_gptq_quantize_tensor (const LtTensor *src, const LtCalibStats *stats,
+                                        const LtGptqOptions *opts, LtGptqResult *result,
+                                        LtCalibProgress progress, gpointer user_data,
+                                        GCancellable *cancellable, GError **error);
 
 /* ---- AWQ ----------------------------------------------------------------------------- */
 

@@ -1030,6 +1030,8 @@ lt_model_block_forward (LtModel *m, int l, const float *x_in, float *x_out, int 
   lt_rope_forward (a->q, step->pos, m->inv_freq, N, H, D);
   lt_rope_forward (a->k, step->pos, m->inv_freq, N, KVH, D);
   block_attention (m, l, a->att, a->q, a->k, a->v, N, step);
+  if (step->attention_only)
+    return;
   block_linear (m, l, 3, a->att, N, tmp, step, acts);
   lt_add (a->x_mid, x_in, tmp, nC);
 

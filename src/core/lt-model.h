@@ -217,6 +217,8 @@ typedef struct
   float *att_scratch;        /* lt_attention_scratch_floats (longest sequence, keys seen) */
   float *lin_scratch;        /* every block linear's forward scratch */
   gsize lin_scratch_floats;
+  gboolean attention_only;   /* stop once the attention output (acts->att) is computed:
+                              * x_out is not written (calibration captures o_proj's input) */
 } LtBlockStep;
 
 /* x_out (N, C) = block l (x_in (N, C)); x_out may be x_in. @acts: NULL (evaluation,

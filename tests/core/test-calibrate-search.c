@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lt-calibrate.h"
+#include "lt-convert.h"
 #include "lt-dwq.h"
 #include "lt-error.h"
 #include "lt-linear.h"
@@ -225,6 +226,69 @@ test_gptq_variants (void)
   fixture_clear (&f);
 }
 
+/* A weight of more than one GPTQ slab (4096 rows): stored BF16 and read slab by slab
+ * (lt_gptq_quantize_tensor) it gives the codes, scales and measures of lt_gptq_quantize on
+ * its f32 values, and rows [4096, 4160) (the second slab's first) equal the GPTQ of those 64
+ * rows alone: the slabs are assembled at the right rows. */
+static void
+test_gptq_slabs (void)
+{
+  Fixture f = { 0 };
+  const int64_t rows = 4096 + 904;
+  int64_t shape[2];
+  g_autoptr (LtTensor) t = NULL;
+  g_autofree float *w = NULL;
+  guint32 rng = 2026;
+
+  fixture_load (&f);
+  shape[0] = rows;
+  shape[1] = f.cols;
+  t = lt_tensor_new ("w", LT_DTYPE_BF16, 2, shape);
+  w = g_new (float, rows * f.cols);
+  for (int64_t i = 0; i < rows * f.cols; i++)
+    {
+      float v;
+      rng = rng * 1664525u + 1013904223u;
+      v = ((float) (rng >> 8) / 16777216.0f - 0.5f) * f.w[i % (f.rows * f.cols)] * 4.0f;
+      ((uint16_t *) t->data)[i] = lt_f32_to_bf16 (v);
+      w[i] = lt_bf16_to_f32 (((uint16_t *) t->data)[i]);
+    }
+  for (int v = 0; v < 2; v++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (LtQuantTensor) a = NULL;
+      g_autoptr (LtQuantTensor) b = NULL;
+      g_autoptr (LtQuantTensor) c = NULL;
+      LtGptqOptions o;
+      LtGptqResult ra, rb;
+
+      lt_gptq_options_init (&o);
+      o.group_size = 32;
+      o.mse_search = o.act_order = v == 1;
+      a = lt_gptq_quantize (w, rows, f.cols, f.stats, &o, &ra, NULL, NULL, NULL, &error);
+      g_assert_no_error (error);
+      b = lt_gptq_quantize_tensor (t, f.stats, &o, &rb, NULL, NULL, NULL, &error);
+      g_assert_no_error (error);
+      c = lt_gptq_quantize (w + 4096 * f.cols, 64, f.cols, f.stats, &o, NULL, NULL, NULL, NULL,
+                            &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (b->rows, ==, rows);
+      g_assert_cmpmem (a->codes, rows * a->words_per_row * 4, b->codes,
+                       rows * b->words_per_row * 4);
+      g_assert_cmpmem (a->scales, rows * a->groups_per_row * 4, b->scales,
+                       rows * b->groups_per_row * 4);
+      g_assert_cmpmem (a->biases, rows * a->groups_per_row * 4, b->biases,
+                       rows * b->groups_per_row * 4);
+      g_assert_cmpfloat (ra.out_mse, ==, rb.out_mse);
+      g_assert_cmpfloat (ra.out_mse, <, ra.rtn_mse);
+      g_assert_cmpmem (a->codes + 4096 * a->words_per_row, 64 * a->words_per_row * 4, c->codes,
+                       64 * c->words_per_row * 4);
+      g_assert_cmpmem (a->scales + 4096 * a->groups_per_row, 64 * a->groups_per_row * 4,
+                       c->scales, 64 * c->groups_per_row * 4);
+    }
+  fixture_clear (&f);
+}
+
 static LtModel *
 load_fixture_model (gboolean quantize)
 {
@@ -304,6 +368,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/calibrate/searched", test_searched);
   g_test_add_func ("/calibrate/gptq/variants", test_gptq_variants);
+  g_test_add_func ("/calibrate/gptq/slabs", test_gptq_slabs);
   g_test_add_func ("/calibrate/dwq/best", test_dwq_best);
   return g_test_run ();
 }

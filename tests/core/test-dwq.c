@@ -378,6 +378,62 @@ test_cli (void)
     g_assert_false (g_spawn_check_wait_status (status, NULL));
     g_assert_nonnull (strstr (err, "--damp applies to --method gptq only"));
   }
+  {
+    /* DWQ's init search, validation interval and teacher samples: bad values are refused
+     * before anything loads, good ones reach lt_dwq (echoed in the JSON; the kept step is a
+     * multiple of the interval) */
+    const char *bad[][4] = {
+      { "--valid-every", "-2", NULL, "--valid-every must be 0 to 1000000" },
+      { "--teacher-samples", "-5", NULL, "--teacher-samples 0 to 100000" },
+      { "--teacher-samples", "200000", NULL, "--teacher-samples 0 to 100000" },
+      { "--valid-every", "5", NULL, "--valid-every needs held-out sequences" },
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+      {
+        const char *argv[] = { cli, "quantize", "--model", model, "--out", out, "--force",
+                               "--method", "dwq", "--data", data, bad[i][0], bad[i][1], NULL };
+        g_clear_pointer (&err, g_free);
+        g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL,
+                                     NULL, NULL, NULL, &err, &status, &error));
+        g_assert_true (WIFEXITED (status));
+        g_assert_cmpint (WEXITSTATUS (status), ==, 2);
+        g_assert_nonnull (strstr (err, bad[i][3]));
+      }
+    {
+      const char *argv[] = { cli, "quantize", "--model", model, "--out", out, "--force",
+                             "--method", "gptq", "--data", data, "--init-search", NULL };
+      g_clear_pointer (&err, g_free);
+      g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL,
+                                   NULL, NULL, NULL, &err, &status, &error));
+      g_assert_false (g_spawn_check_wait_status (status, NULL));
+      g_assert_nonnull (strstr (err, "--init-search applies to --method dwq only"));
+    }
+    {
+      const char *argv[] = { cli, "quantize", "--model", model, "--out", out, "--force",
+                             "--bits", "3", "--group-size", "32", "--method", "dwq", "--data",
+                             data, "--learning-rate", "1e-3", "--iters", "12", "--report-ppl",
+                             "--json", "--init-search", "--valid-every", "4",
+                             "--teacher-samples", "6", NULL };
+      g_autoptr (JsonParser) p2 = json_parser_new ();
+      JsonObject *o2;
+      g_clear_pointer (&err, g_free);
+      g_clear_pointer (&stdout_text, g_free);
+      g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                                   &stdout_text, &err, &status, &error));
+      if (!g_spawn_check_wait_status (status, NULL))
+        g_error ("lathe quantize --method dwq --valid-every failed: %s", err);
+      g_test_message ("%s", stdout_text);
+      g_assert_true (json_parser_load_from_data (p2, stdout_text, -1, NULL));
+      o2 = json_node_get_object (json_parser_get_root (p2));
+      g_assert_true (json_object_get_boolean_member (o2, "init_search"));
+      g_assert_cmpint (json_object_get_int_member (o2, "valid_every"), ==, 4);
+      g_assert_cmpint (json_object_get_int_member (o2, "teacher_samples"), ==, 6);
+      g_assert_cmpint (json_object_get_int_member (o2, "steps"), ==, 12);
+      g_assert_cmpint (json_object_get_int_member (o2, "best_step") % 4, ==, 0);
+      g_assert_cmpfloat (json_object_get_double_member (o2, "kl_after"), <=,
+                         json_object_get_double_member (o2, "kl_before") * (1 + 1e-6));
+    }
+  }
   g_autofree char *rm = g_strdup_printf ("rm -rf '%s'", tmp);
   g_assert_cmpint (system (rm), ==, 0);
 }
