@@ -6,7 +6,9 @@
 #include "lathe-device-row.h"
 
 #include <glib/gi18n.h>
+#include <string.h>
 
+#include "lt-run.h"
 #include "lt-vulkan.h"
 
 typedef struct
@@ -97,4 +99,23 @@ lathe_device_row_setup (AdwComboRow *row, LatheRunSettings *settings)
                            row, G_CONNECT_SWAPPED);
   g_signal_connect (row, "notify::selected", G_CALLBACK (selected_changed), NULL);
   settings_changed (row);
+}
+
+char *
+lathe_device_describe (const char *compute_device)
+{
+  g_autoptr (GPtrArray) devices = NULL;
+  gboolean vulkan = FALSE;
+  guint index = 0;
+
+  if (!lt_run_parse_compute_device (compute_device, &vulkan, &index) || !vulkan)
+    return g_strdup (_("CPU"));
+  devices = lt_vulkan_list_devices (NULL);
+  for (guint i = 0; devices != NULL && i < devices->len; i++)
+    {
+      const LtVulkanDeviceInfo *info = g_ptr_array_index (devices, i);
+      if (info->index == index) /* "llvmpipe (LLVM 15.0.6, 256 bits)": its first words */
+        return g_strchomp (g_strndup (info->name, strcspn (info->name, "(")));
+    }
+  return g_strdup_printf ("vulkan:%u", index);
 }

@@ -13,5 +13,8 @@ G_BEGIN_DECLS
  * @settings' compute-device ("auto", "cpu", "vulkan:N") in step both ways. A stored
  * vulkan:N that is not found is listed as such. */
 void lathe_device_row_setup (AdwComboRow *row, LatheRunSettings *settings);
+/* What the monitor shows for a compute_device value: "CPU" (auto and cpu), the Vulkan
+ * device's name, or "vulkan:N" when no such device is found. Newly allocated. */
+char *lathe_device_describe (const char *compute_device);
 
 G_END_DECLS

@@ -114,7 +114,7 @@ lathe_monitor_init (LatheMonitor *self)
   const char *stat_names[LATHE_MONITOR_N_STATS] = {
     N_("Step"), N_("Train loss"), N_("Validation loss"), N_("Learning rate"), N_("Tokens/s"),
     N_("Trained tokens"), N_("Elapsed"), N_("Remaining"), N_("Resident memory"),
-    N_("Peak RSS"), N_("Estimated peak"),
+    N_("Peak RSS"), N_("Estimated peak"), N_("Device"),
   };
   GtkWidget *grid, *scrolled;
 
@@ -303,6 +303,14 @@ set_stat (LatheMonitor *self, LatheMonitorStat stat, char *text)
   g_free (self->stat_text[stat]);
   self->stat_text[stat] = text;
   schedule_flush (self);
+}
+
+void
+lathe_monitor_set_device (LatheMonitor *self, const char *device)
+{
+  g_return_if_fail (LATHE_IS_MONITOR (self));
+  set_stat (self, LATHE_MONITOR_STAT_DEVICE, g_strdup (device ? device : "–"));
+  gtk_widget_set_tooltip_text (GTK_WIDGET (self->stats[LATHE_MONITOR_STAT_DEVICE]), device);
 }
 
 static void

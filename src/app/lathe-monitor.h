@@ -41,6 +41,7 @@ typedef enum
   LATHE_MONITOR_STAT_RESIDENT,
   LATHE_MONITOR_STAT_PEAK,
   LATHE_MONITOR_STAT_ESTIMATE,
+  LATHE_MONITOR_STAT_DEVICE,
   LATHE_MONITOR_N_STATS
 } LatheMonitorStat;
 
@@ -73,6 +74,9 @@ GtkWidget *lathe_monitor_new (void);
 /* Clears the charts and the read-outs for a new run; @estimate_bytes (0 = none) is drawn as
  * the memory chart's reference line until the run's first report brings the core's estimate
  * (mem_estimate_bytes, lt_memory_estimate's total). */
+/* The "Device" read-out: where the run's training step runs ("CPU", or a GPU's name; the
+ * read-out is narrow, so the name is also its tooltip). */
+void lathe_monitor_set_device (LatheMonitor *self, const char *device);
 void lathe_monitor_reset (LatheMonitor *self, guint64 estimate_bytes);
 void lathe_monitor_add_progress (LatheMonitor *self, const LtTrainProgress *p);
 /* The earlier reports and evaluations of a resumed run (LtTrainProgress, in file order, as

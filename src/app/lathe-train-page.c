@@ -1015,6 +1015,10 @@ start_job (LatheTrainPage *self, LtRunConfig *cfg, gboolean resume)
       g_clear_object (&self->job);
     }
   lathe_monitor_reset (self->monitor, self->last_estimate);
+  {
+    g_autofree char *device = lathe_device_describe (cfg->compute_device);
+    lathe_monitor_set_device (self->monitor, device);
+  }
   g_signal_connect_object (job, "notify::state", G_CALLBACK (job_state_cb), self,
                            G_CONNECT_SWAPPED);
   g_signal_connect_object (job, "notify::fraction", G_CALLBACK (job_fraction_cb), self,

@@ -17,7 +17,8 @@
  * LATHE_SHOT_TRAIN_TYPE=0|1|2 (LoRA, DoRA, Full), LATHE_SHOT_SCROLL=PIXELS (scrolls the form),
  * LATHE_SHOT_MISSING=1 (--chat-models: a recent folder that is gone, chosen: the message),
  * LATHE_SHOT_GGUF=TYPE (--export's GGUF type, default q8_0), LATHE_SHOT_LR=RATE (--running's
- * learning rate; a run that fails, 1e30 diverges at once, is captured when it stops). */
+ * learning rate; a run that fails, 1e30 diverges at once, is captured when it stops),
+ * LATHE_SHOT_DEVICE=DEVICE (--running's compute device: cpu, vulkan, vulkan:N). */
 #include "config.h"
 
 #include <adwaita.h>
@@ -255,6 +256,8 @@ activate_cb (GApplication *app)
       if (g_getenv ("LATHE_SHOT_LR") != NULL)
         g_object_set (settings, "learning-rate", g_ascii_strtod (g_getenv ("LATHE_SHOT_LR"), NULL),
                       NULL);
+      if (g_getenv ("LATHE_SHOT_DEVICE") != NULL)
+        g_object_set (settings, "compute-device", g_getenv ("LATHE_SHOT_DEVICE"), NULL);
       gtk_window_set_default_size (window, g_getenv ("LATHE_SHOT_SIZE") ? shot_width : WIDTH + 300,
                                    shot_height);
       gtk_window_unmaximize (window);

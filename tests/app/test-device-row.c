@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <adwaita.h>
+#include <string.h>
 
 #include "lathe-device-row.h"
 #include "lathe-run-settings.h"
@@ -68,6 +69,31 @@ test_row (void)
   g_object_unref (row);
 }
 
+/* The monitor's "Device" read-out: CPU for auto and cpu, a Vulkan device's first words (its
+ * name without the driver's parenthesis), the value itself for a device not found. */
+static void
+test_describe (void)
+{
+  g_autoptr (GPtrArray) devices = lt_vulkan_list_devices (NULL);
+  g_autofree char *cpu = lathe_device_describe ("cpu");
+  g_autofree char *autod = lathe_device_describe ("auto");
+  g_autofree char *missing = lathe_device_describe ("vulkan:200");
+
+  g_assert_cmpstr (cpu, ==, "CPU");
+  g_assert_cmpstr (autod, ==, "CPU");
+  g_assert_cmpstr (missing, ==, "vulkan:200");
+  if (devices != NULL && devices->len > 0)
+    {
+      const LtVulkanDeviceInfo *info = g_ptr_array_index (devices, 0);
+      g_autofree char *id = g_strdup_printf ("vulkan:%u", info->index);
+      g_autofree char *name = lathe_device_describe (id);
+      g_assert_cmpstr (name, !=, "");
+      g_assert_true (g_str_has_prefix (info->name, name));
+      g_assert_null (strchr (name, '('));
+      g_assert_false (g_str_has_suffix (name, " "));
+    }
+}
+
 static void
 test_page_has_row (void)
 {
@@ -99,5 +125,6 @@ main (int argc, char **argv)
   adw_init ();
   g_test_add_func ("/device-row/row", test_row);
   g_test_add_func ("/device-row/page", test_page_has_row);
+  g_test_add_func ("/device-row/describe", test_describe);
   return g_test_run ();
 }

@@ -411,8 +411,10 @@ test_running (Fixture       *f,
   g_assert_true (gtk_widget_get_mapped (form_of (f))); /* beside the monitor, not folded away */
   g_assert_cmpint (gtk_widget_get_width (form_of (f)), >=, MIN_FORM_WIDTH);
   g_assert_true (is_locked (f));
-  /* the read-outs' names and values are whole beside the form */
+  /* the read-outs' names and values are whole beside the form; the device is named */
   check_no_ellipsis (monitor, "monitor", "running");
+  g_assert_cmpstr (lathe_monitor_get_stat (LATHE_MONITOR (monitor), LATHE_MONITOR_STAT_DEVICE),
+                   ==, "CPU");
   g_assert_true (gtk_widget_get_mapped (lock_label));
   g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (lock_label)), !=, "");
   g_assert_true (gtk_widget_get_mapped (monitor));
