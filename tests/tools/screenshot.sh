@@ -3,8 +3,7 @@
 # Writes data/screenshots/ from the current UI (`make screenshots`): the real app, 1100×800
 # (1400×800 mid-run), light style, headless.
 #   train.png          the Train tab scrolled to Fine-tune, every row of it visible
-#   train-advanced.png the Train tab scrolled to the end of QAT (its Grid row) and Advanced
-#                      (the Precision row)
+#   train-advanced.png the Train tab scrolled to the end of QAT and Advanced (Precision, Device)
 #   train-running.png  the Train tab mid-run: a real run of the demo model (data/demo), charts
 #                      filled from its reports
 #   runs.png           the Runs page: two real short runs of the demo, one compared with the
@@ -18,6 +17,9 @@
 #   train-diverged.png the Train tab after a run at a learning rate of 1e30 stopped on a NaN
 #                      loss: what happened and what to try
 #   preview.png        the dataset preview of the demo's SFT data at a max length of 40
+#   train-gpu.png      the Train tab mid-run with the training step on the first Vulkan device
+#                      (Mesa's lavapipe where there is no GPU), the Device read-out naming it;
+#                      skipped where `lathe devices` lists none
 # Usage: tests/tools/screenshot.sh [BUILD_DIR] (default _build; build it first).
 set -e
 cd "$(dirname "$0")/../.."
@@ -35,7 +37,7 @@ shot() {
 
 # Fine-tune at the top of the form: Trainer to Last layers.
 LATHE_SHOT_SCROLL=250 shot data/screenshots/train.png
-LATHE_SHOT_SCROLL=1300 shot data/screenshots/train-advanced.png
+LATHE_SHOT_SCROLL=1700 shot data/screenshots/train-advanced.png
 
 # Two short real runs for the history (different learning rates).
 for lr in 2e-3 5e-4; do
@@ -51,3 +53,6 @@ shot data/screenshots/chat-models.png --chat-models "$work/runs"
 shot data/screenshots/preview.png --preview
 shot data/screenshots/train-running.png --running "$work/live"
 LATHE_SHOT_LR=1e30 shot data/screenshots/train-diverged.png --running "$work/diverged"
+if "$build/src/cli/lathe" devices 2>/dev/null | grep -q '^vulkan:0'; then
+  LATHE_SHOT_DEVICE=vulkan shot data/screenshots/train-gpu.png --running "$work/gpu"
+fi
