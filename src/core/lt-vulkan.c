@@ -429,6 +429,43 @@ lt_vulkan_list_devices (GError **error)
   return list;
 }
 
+/* A resettable command pool on @vk's queue family, one primary command buffer from it and an
+ * unsignalled fence: the transfer path's set and each stream's. Their owner destroys them. */
+static gboolean
+command_set_new (LtVulkan *vk, VkCommandPool *pool, VkCommandBuffer *cmd, VkFence *fence,
+                 GError **error)
+{
+  VkResult r;
+  VkCommandPoolCreateInfo pci = {
+    .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+    .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+    .queueFamilyIndex = vk->queue_family,
+  };
+  if ((r = vkCreateCommandPool (vk->device, &pci, NULL, pool)) != VK_SUCCESS)
+    {
+      vk_error (error, r, "vkCreateCommandPool");
+      return FALSE;
+    }
+  VkCommandBufferAllocateInfo cai = {
+    .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+    .commandPool = *pool,
+    .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+    .commandBufferCount = 1,
+  };
+  if ((r = vkAllocateCommandBuffers (vk->device, &cai, cmd)) != VK_SUCCESS)
+    {
+      vk_error (error, r, "vkAllocateCommandBuffers");
+      return FALSE;
+    }
+  VkFenceCreateInfo fci = { .sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
+  if ((r = vkCreateFence (vk->device, &fci, NULL, fence)) != VK_SUCCESS)
+    {
+      vk_error (error, r, "vkCreateFence");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 LtVulkan *
 lt_vulkan_new (guint index, GError **error)
 {
@@ -483,33 +520,8 @@ lt_vulkan_new (guint index, GError **error)
     }
   vkGetDeviceQueue (vk->device, vk->queue_family, 0, &vk->queue);
 
-  VkCommandPoolCreateInfo pci = {
-    .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
-    .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
-    .queueFamilyIndex = vk->queue_family,
-  };
-  if ((r = vkCreateCommandPool (vk->device, &pci, NULL, &vk->xfer_pool)) != VK_SUCCESS)
-    {
-      vk_error (error, r, "vkCreateCommandPool");
-      return NULL;
-    }
-  VkCommandBufferAllocateInfo cai = {
-    .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-    .commandPool = vk->xfer_pool,
-    .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-    .commandBufferCount = 1,
-  };
-  if ((r = vkAllocateCommandBuffers (vk->device, &cai, &vk->xfer_cmd)) != VK_SUCCESS)
-    {
-      vk_error (error, r, "vkAllocateCommandBuffers");
-      return NULL;
-    }
-  VkFenceCreateInfo fci = { .sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
-  if ((r = vkCreateFence (vk->device, &fci, NULL, &vk->xfer_fence)) != VK_SUCCESS)
-    {
-      vk_error (error, r, "vkCreateFence");
-      return NULL;
-    }
+  if (!command_set_new (vk, &vk->xfer_pool, &vk->xfer_cmd, &vk->xfer_fence, error))
+    return NULL;
   return g_steal_pointer (&vk);
 }
 
@@ -993,38 +1005,12 @@ LtVulkanStream *
 lt_vulkan_stream_new (LtVulkan *vk, GError **error)
 {
   g_autoptr (LtVulkanStream) s = g_new0 (LtVulkanStream, 1);
-  VkResult r;
 
   g_return_val_if_fail (vk != NULL, NULL);
   s->vk = vk;
   s->desc_pools = g_array_new (FALSE, FALSE, sizeof (VkDescriptorPool));
-  VkCommandPoolCreateInfo pci = {
-    .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
-    .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
-    .queueFamilyIndex = vk->queue_family,
-  };
-  if ((r = vkCreateCommandPool (vk->device, &pci, NULL, &s->pool)) != VK_SUCCESS)
-    {
-      vk_error (error, r, "vkCreateCommandPool");
-      return NULL;
-    }
-  VkCommandBufferAllocateInfo cai = {
-    .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-    .commandPool = s->pool,
-    .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-    .commandBufferCount = 1,
-  };
-  if ((r = vkAllocateCommandBuffers (vk->device, &cai, &s->cmd)) != VK_SUCCESS)
-    {
-      vk_error (error, r, "vkAllocateCommandBuffers");
-      return NULL;
-    }
-  VkFenceCreateInfo fci = { .sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
-  if ((r = vkCreateFence (vk->device, &fci, NULL, &s->fence)) != VK_SUCCESS)
-    {
-      vk_error (error, r, "vkCreateFence");
-      return NULL;
-    }
+  if (!command_set_new (vk, &s->pool, &s->cmd, &s->fence, error))
+    return NULL;
   return g_steal_pointer (&s);
 }
 
