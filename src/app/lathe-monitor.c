@@ -198,6 +198,7 @@ lathe_monitor_init (LatheMonitor *self)
   lathe_chart_add_series (self->memory_chart, _("resident"), LATHE_CHART_LINE, "accent_color");
   lathe_chart_add_series (self->memory_chart, _("peak RSS"), LATHE_CHART_DOTTED, "error_color");
   lathe_chart_set_series_line (self->memory_chart, LATHE_MONITOR_PEAK_RSS, 2.5, 1.0);
+  lathe_chart_add_series (self->memory_chart, _("GPU memory"), LATHE_CHART_LINE, "success_color");
   gtk_box_append (GTK_BOX (self->box), GTK_WIDGET (self->memory_chart));
 
   /* Preference training (DPO / ORPO) reports reward accuracy and margin; the chart shows
@@ -431,6 +432,8 @@ lathe_monitor_add_progress (LatheMonitor *self, const LtTrainProgress *p)
         set_stat (self, LATHE_MONITOR_STAT_TRAIN_LOSS, format_loss (p->loss));
       if (p->rss_bytes > 0)
         lathe_chart_append (self->memory_chart, LATHE_MONITOR_RSS, step, (double) p->rss_bytes);
+      if (p->device_bytes > 0)
+        lathe_chart_append (self->memory_chart, LATHE_MONITOR_GPU, step, (double) p->device_bytes);
       if (p->peak_rss_bytes > 0)
         lathe_chart_append (self->memory_chart, LATHE_MONITOR_PEAK_RSS, step,
                             (double) p->peak_rss_bytes);

@@ -53,6 +53,7 @@ enum
 {
   LATHE_MONITOR_RSS,
   LATHE_MONITOR_PEAK_RSS,
+  LATHE_MONITOR_GPU, /* the GPU memory a run on a Vulkan device holds (none on the CPU) */
 };
 
 /* Series of the rewards chart (preference training only; hidden otherwise). */

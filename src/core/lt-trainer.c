@@ -161,6 +161,9 @@ fill_common (Trainer *tr, LtTrainProgress *p)
   p->elapsed_s = now_s (tr);
   p->mem_estimate_bytes = tr->mem_estimate;
   lt_memory_get_process (&p->rss_bytes, &p->peak_rss_bytes);
+  p->device_bytes = 0;
+  if (tr->gpu != NULL)
+    lt_vulkan_get_allocated (tr->gpu->vk, &p->device_bytes, NULL);
   p->rewards_chosen = p->rewards_rejected = p->reward_accuracy = p->reward_margin = NAN;
   p->nll = p->log_odds_ratio = p->logp_chosen = p->logp_rejected = NAN;
 }

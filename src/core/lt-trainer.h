@@ -73,6 +73,7 @@ typedef struct
   guint64 mem_estimate_bytes;
   guint64 rss_bytes;
   guint64 peak_rss_bytes;
+  guint64 device_bytes;      /* compute_device vulkan: GPU memory the run's buffers hold; else 0 */
   double elapsed_s;
   const char *message;       /* LOG / SAVE text, else NULL */
   /* preference training (REPORT events of train_mode dpo / orpo; NAN otherwise): means over

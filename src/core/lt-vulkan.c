@@ -168,6 +168,8 @@ struct _LtVulkan
   VkCommandPool xfer_pool;
   VkCommandBuffer xfer_cmd;
   VkFence xfer_fence;
+  guint64 allocated; /* bytes of the live buffers (atomic) */
+  guint64 peak_allocated;
 };
 
 struct _LtVulkanBuffer
@@ -563,6 +565,16 @@ lt_vulkan_get_info (LtVulkan *vk)
   return &vk->info;
 }
 
+void
+lt_vulkan_get_allocated (LtVulkan *vk, guint64 *bytes, guint64 *peak_bytes)
+{
+  g_return_if_fail (vk != NULL);
+  if (bytes)
+    *bytes = __atomic_load_n (&vk->allocated, __ATOMIC_RELAXED);
+  if (peak_bytes)
+    *peak_bytes = __atomic_load_n (&vk->peak_allocated, __ATOMIC_RELAXED);
+}
+
 guint
 lt_vulkan_get_n_pipelines (LtVulkan *vk)
 {
@@ -729,6 +741,14 @@ lt_vulkan_buffer_new (LtVulkan *vk, gsize bytes, GError **error)
       g_free (buf);
       return NULL;
     }
+  {
+    guint64 now = __atomic_add_fetch (&vk->allocated, (guint64) padded, __ATOMIC_RELAXED);
+    guint64 peak = __atomic_load_n (&vk->peak_allocated, __ATOMIC_RELAXED);
+    while (now > peak
+           && !__atomic_compare_exchange_n (&vk->peak_allocated, &peak, now, TRUE,
+                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+      ;
+  }
   return buf;
 }
 
@@ -741,6 +761,8 @@ lt_vulkan_buffer_free (LtVulkanBuffer *buf)
     vkUnmapMemory (buf->vk->device, buf->memory);
   vkDestroyBuffer (buf->vk->device, buf->buffer, NULL);
   vkFreeMemory (buf->vk->device, buf->memory, NULL);
+  __atomic_sub_fetch (&buf->vk->allocated, (guint64) ((buf->size + 15) & ~(gsize) 15),
+                      __ATOMIC_RELAXED);
   g_free (buf);
 }
 
@@ -1339,6 +1361,15 @@ const LtVulkanDeviceInfo *
 lt_vulkan_get_info (LtVulkan *vk)
 {
   return vk != NULL ? &vk->info : NULL;
+}
+
+void
+lt_vulkan_get_allocated (LtVulkan *vk, guint64 *bytes, guint64 *peak_bytes)
+{
+  if (bytes)
+    *bytes = 0;
+  if (peak_bytes)
+    *peak_bytes = 0;
 }
 
 guint

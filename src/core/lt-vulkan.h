@@ -107,6 +107,9 @@ void lt_vulkan_free (LtVulkan *vk);
 const LtVulkanDeviceInfo *lt_vulkan_get_info (LtVulkan *vk);
 /* Pipelines created so far (each shader once; tests check the cache). */
 guint lt_vulkan_get_n_pipelines (LtVulkan *vk);
+/* Device memory held by @vk's live buffers (each rounded up to 16 bytes, as allocated) and
+ * the most it has held: what the trainer reports as the run's GPU memory. */
+void lt_vulkan_get_allocated (LtVulkan *vk, guint64 *bytes, guint64 *peak_bytes);
 /* Tests: TRUE routes every upload/download through a staging buffer even where the memory
  * is host-visible, so that lavapipe runs the discrete GPUs' path. */
 void lt_vulkan_set_force_staging (LtVulkan *vk, gboolean force);

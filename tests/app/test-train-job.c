@@ -313,6 +313,22 @@ test_dpo_rewards (Fixture *f, gconstpointer data)
   g_assert_false (gtk_widget_get_visible (GTK_WIDGET (chart)));
   g_assert_cmpuint (lathe_chart_get_n_points (chart, LATHE_MONITOR_REWARD_ACCURACY), ==, 0);
 
+  /* GPU memory: charted when a report carries it (a run on a Vulkan device), not otherwise */
+  {
+    LatheChart *memory = lathe_monitor_get_memory_chart (monitor);
+    LtTrainProgress p = { 0 };
+
+    g_assert_cmpuint (lathe_chart_get_n_points (memory, LATHE_MONITOR_GPU), ==, 0);
+    p.event = LT_TRAIN_EVENT_REPORT;
+    p.step = 2;
+    p.loss = 1.5;
+    p.rss_bytes = 100 << 20;
+    p.device_bytes = 300 << 20;
+    lathe_monitor_add_progress (monitor, &p);
+    g_assert_cmpuint (lathe_chart_get_n_points (memory, LATHE_MONITOR_GPU), ==, 1);
+    g_assert_cmpuint (lathe_chart_get_n_points (memory, LATHE_MONITOR_RSS), ==, 1);
+  }
+
   g_array_unref (log.accuracy);
   g_array_unref (log.margin);
   g_assert_finalize_object (g_steal_pointer (&job));

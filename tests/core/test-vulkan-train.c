@@ -21,6 +21,7 @@
  * Skips where the backend is not built or no Vulkan device exists. */
 #include "config.h"
 
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
 #include "src/core/lt-error.h"
@@ -332,9 +333,21 @@ run_device (const char *run_dir)
   return g_strdup (json_object_get_string_member (o, "device"));
 }
 
+/* The largest GPU memory (LtTrainProgress.device_bytes) the reports of a run carried. */
+static gboolean
+max_device_bytes (const LtTrainProgress *p, gpointer user_data)
+{
+  guint64 *max = user_data;
+  if (p->event == LT_TRAIN_EVENT_REPORT)
+    *max = MAX (*max, p->device_bytes);
+  return TRUE;
+}
+
 /* 6 steps of lt_train (2 accumulated micro-batches of 2 examples, AdamW with decay, the clip
  * at 0.5) on the GPU and on the CPU: the same losses (train and validation, the
- * latter on the CPU from the synced weights) within 1e-3 relative, and the losses move. */
+ * latter on the CPU from the synced weights) within 1e-3 relative, and the losses move. The
+ * GPU run's reports carry the device memory it holds (at least the frozen weights, as
+ * stored), the CPU run's none. */
 static void
 test_trajectory (void)
 {
@@ -343,6 +356,7 @@ test_trajectory (void)
   g_autoptr (LtRunConfig) cpu = NULL, gpu = NULL;
   const char *fields[] = { "loss", "val_loss" };
   double worst = 0.0, moved = 0.0;
+  guint64 cpu_bytes = 0, gpu_bytes = 0;
 
   REQUIRE_DEVICE ();
   g_assert_no_error (error);
@@ -350,10 +364,19 @@ test_trajectory (void)
   gpu = run_config (tmp, "gpu", "vulkan");
   /* two micro-batches per step: the device gradients accumulate */
   cpu->gradient_accumulation_steps = gpu->gradient_accumulation_steps = 2;
-  g_assert_true (lt_train (cpu, FALSE, NULL, NULL, NULL, &error));
+  g_assert_true (lt_train (cpu, FALSE, max_device_bytes, &cpu_bytes, NULL, &error));
   g_assert_no_error (error);
-  g_assert_true (lt_train (gpu, FALSE, NULL, NULL, NULL, &error));
+  g_assert_true (lt_train (gpu, FALSE, max_device_bytes, &gpu_bytes, NULL, &error));
   g_assert_no_error (error);
+  {
+    g_autofree char *weights = g_build_filename (cpu->model, "model.safetensors", NULL);
+    GStatBuf st;
+    g_assert_cmpint (g_stat (weights, &st), ==, 0);
+    g_test_message ("GPU memory in the reports: %" G_GUINT64_FORMAT " bytes (the stored weights: "
+                    "%" G_GUINT64_FORMAT ")", gpu_bytes, (guint64) st.st_size);
+    g_assert_cmpuint (cpu_bytes, ==, 0);
+    g_assert_cmpuint (gpu_bytes, >=, (guint64) st.st_size * 9 / 10);
+  }
   for (guint f = 0; f < G_N_ELEMENTS (fields); f++)
     {
       g_autoptr (GArray) a = read_losses (cpu->adapter_path, fields[f]);
