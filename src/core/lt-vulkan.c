@@ -878,9 +878,11 @@ check_range (LtVulkanBuffer *buf, gsize offset, gsize bytes, GError **error)
   return TRUE;
 }
 
-gboolean
-lt_vulkan_buffer_upload (LtVulkanBuffer *buf, gsize offset, const void *src, gsize bytes,
-                         GError **error)
+/* @bytes between @host and @buf at @offset: a plain copy where the memory is mapped, else
+ * through a staging buffer */
+static gboolean
+host_copy (LtVulkanBuffer *buf, gsize offset, void *host, gsize bytes, gboolean to_device,
+           GError **error)
 {
   g_return_val_if_fail (buf != NULL, FALSE);
   if (!check_range (buf, offset, bytes, error))
@@ -889,27 +891,27 @@ lt_vulkan_buffer_upload (LtVulkanBuffer *buf, gsize offset, const void *src, gsi
     return TRUE;
   if (buf->mapped != NULL && !buf->vk->force_staging)
     {
-      memcpy ((char *) buf->mapped + offset, src, bytes);
+      if (to_device)
+        memcpy ((char *) buf->mapped + offset, host, bytes);
+      else
+        memcpy (host, (const char *) buf->mapped + offset, bytes);
       return TRUE;
     }
-  return staged_copy (buf, offset, (void *) src, bytes, TRUE, error);
+  return staged_copy (buf, offset, host, bytes, to_device, error);
+}
+
+gboolean
+lt_vulkan_buffer_upload (LtVulkanBuffer *buf, gsize offset, const void *src, gsize bytes,
+                         GError **error)
+{
+  return host_copy (buf, offset, (void *) src, bytes, TRUE, error);
 }
 
 gboolean
 lt_vulkan_buffer_download (LtVulkanBuffer *buf, gsize offset, void *dst, gsize bytes,
                            GError **error)
 {
-  g_return_val_if_fail (buf != NULL, FALSE);
-  if (!check_range (buf, offset, bytes, error))
-    return FALSE;
-  if (bytes == 0)
-    return TRUE;
-  if (buf->mapped != NULL && !buf->vk->force_staging)
-    {
-      memcpy (dst, (const char *) buf->mapped + offset, bytes);
-      return TRUE;
-    }
-  return staged_copy (buf, offset, dst, bytes, FALSE, error);
+  return host_copy (buf, offset, dst, bytes, FALSE, error);
 }
 
 /* ---- pipelines ---- */

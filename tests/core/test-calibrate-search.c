@@ -15,36 +15,14 @@
 #include "lt-error.h"
 #include "lt-linear.h"
 #include "lt-safetensors.h"
-
-typedef struct
-{
-  LtSafetensors *st;
-  const float *w;   /* (rows, cols) */
-  const float *x;   /* (n, cols) */
-  int64_t rows, cols, n;
-  LtCalibStats *stats;
-} Fixture;
+#include "tests/core/test-gptq-fixture.h"
 
 static void
 fixture_load (Fixture *f)
 {
-  const char *root = g_getenv ("LATHE_TEST_DATA");
-  g_autofree char *path = g_build_filename (root ? root : "tests/data", "calibrate",
-                                            "gptq-fixture.safetensors", NULL);
   g_autoptr (GError) error = NULL;
-  const LtTensor *w, *x;
 
-  f->st = lt_safetensors_open (path, &error);
-  g_assert_no_error (error);
-  w = lt_safetensors_lookup (f->st, "W");
-  x = lt_safetensors_lookup (f->st, "X");
-  g_assert_nonnull (w);
-  g_assert_nonnull (x);
-  f->w = w->data;
-  f->x = x->data;
-  f->rows = w->shape[0];
-  f->cols = w->shape[1];
-  f->n = x->shape[0];
+  gptq_fixture_open (f);
   f->stats = lt_calib_stats_new (f->cols, &error);
   g_assert_no_error (error);
   g_assert_true (lt_calib_stats_add (f->stats, f->x, f->n, NULL, &error));

@@ -13,39 +13,7 @@
 #include "lt-error.h"
 #include "lt-safetensors.h"
 #include "lt-threads.h"
-
-typedef struct
-{
-  LtSafetensors *st;
-  const float *w;   /* (rows, cols) */
-  const float *x;   /* (n, cols) */
-  int64_t rows, cols, n;
-} Fixture;
-
-static void
-fixture_load (Fixture *f)
-{
-  const char *root = g_getenv ("LATHE_TEST_DATA");
-  g_autofree char *path = g_build_filename (root ? root : "tests/data", "calibrate",
-                                            "gptq-fixture.safetensors", NULL);
-  g_autoptr (GError) error = NULL;
-  const LtTensor *w, *x;
-
-  f->st = lt_safetensors_open (path, &error);
-  g_assert_no_error (error);
-  w = lt_safetensors_lookup (f->st, "W");
-  x = lt_safetensors_lookup (f->st, "X");
-  g_assert_nonnull (w);
-  g_assert_nonnull (x);
-  g_assert_cmpint (w->dtype, ==, LT_DTYPE_F32);
-  g_assert_cmpint (x->dtype, ==, LT_DTYPE_F32);
-  f->w = w->data;
-  f->x = x->data;
-  f->rows = w->shape[0];
-  f->cols = w->shape[1];
-  f->n = x->shape[0];
-  g_assert_cmpint (x->shape[1], ==, f->cols);
-}
+#include "tests/core/test-gptq-fixture.h"
 
 static LtCalibStats *
 stats_from (const float *x, int64_t n, int64_t cols, int64_t chunk)
@@ -108,7 +76,7 @@ test_stats (void)
   g_autofree float *h1 = NULL, *h2 = NULL, *m = NULL;
   double hmax = 0.0, d_chunk = 0.0, d_ref = 0.0;
 
-  fixture_load (&f);
+  gptq_fixture_open (&f);
   one = stats_from (f.x, f.n, f.cols, f.n);
   chunks = stats_from (f.x, f.n, f.cols, 100); /* 100 + 100 + 56 rows */
   g_assert_cmpint (one->n, ==, f.n);
@@ -175,7 +143,7 @@ test_gptq_reference (void)
   g_autoptr (GError) jerror = NULL;
   JsonObject *all;
 
-  fixture_load (&f);
+  gptq_fixture_open (&f);
   stats = stats_from (f.x, f.n, f.cols, 100);
   g_assert_nonnull (lt_safetensors_get_metadata (f.st, "fixture"));
   root = json_from_string (lt_safetensors_get_metadata (f.st, "fixture"), &jerror);
@@ -292,7 +260,7 @@ test_gptq_blocks (void)
   LtGptqResult ra, rb;
   int64_t diff = 0;
 
-  fixture_load (&f);
+  gptq_fixture_open (&f);
   stats = stats_from (f.x, f.n, f.cols, f.n);
   lt_gptq_options_init (&opts);
   opts.group_size = 32;
@@ -324,7 +292,7 @@ test_gptq_diagonal (void)
   g_autofree float *x = NULL;
   LtGptqOptions opts;
 
-  fixture_load (&f);
+  gptq_fixture_open (&f);
   x = g_new0 (float, f.cols * f.cols);
   for (int64_t i = 0; i < f.cols; i++)
     x[i * f.cols + i] = (float) (1.0 + 0.25 * (i % 5)); /* H = 2/n diag (x_ii²) */
@@ -365,7 +333,7 @@ test_pools (void)
   LtAwqLinear lin;
   LtAwqScaleResult r1, r2;
 
-  fixture_load (&f);
+  gptq_fixture_open (&f);
   lt_gptq_options_init (&opts);
   opts.group_size = 32;
   lt_awq_options_init (&aopts);
@@ -440,7 +408,7 @@ test_gptq_progress_cancel (void)
   LtGptqOptions opts;
   ProgressLog log = { 0, 0, 0.0, TRUE };
 
-  fixture_load (&f);
+  gptq_fixture_open (&f);
   stats = stats_from (f.x, f.n, f.cols, f.n);
   lt_gptq_options_init (&opts);
   opts.group_size = 32;
@@ -499,7 +467,7 @@ test_gptq_modes (void)
   Fixture f = { 0 };
   g_autoptr (LtCalibStats) stats = NULL;
 
-  fixture_load (&f);
+  gptq_fixture_open (&f);
   stats = stats_from (f.x, f.n, f.cols, f.n);
   for (guint i = 0; i < G_N_ELEMENTS (modes); i++)
     {
@@ -543,7 +511,7 @@ test_awq (void)
   g_autofree float *what = NULL;
   double before, after, err_scaled, err_awq, rtn;
 
-  fixture_load (&f);
+  gptq_fixture_open (&f);
   g_assert_cmpint (f.cols, ==, in);
   stats = stats_from (f.x, f.n, f.cols, 64);
   lt_awq_options_init (&opts);
