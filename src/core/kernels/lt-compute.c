@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef LT_HAVE_DNNL
 #include <dlfcn.h>
@@ -329,9 +330,51 @@ weight_rows_to_bf16 (uint16_t *dst, const void *w, LtKDType wdtype, int r0, int 
       }
 }
 
+static void weight_to_bf16_uncounted (uint16_t *dst, const void *w, LtKDType wdtype, int rows,
+                                      int cols, int ldw, float *row_f32);
+
+/* Weight values converted from f32/f16 to bf16 and the nanoseconds the calling threads spent
+ * on it (lt_compute_get_weight_conversions) */
+static uint64_t conv_values, conv_ns;
+
+static uint64_t
+now_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+static void
+count_conversion (LtKDType wdtype, size_t n, uint64_t t0)
+{
+  if (wdtype == LT_KDTYPE_BF16)
+    return;
+  __atomic_add_fetch (&conv_values, (uint64_t) n, __ATOMIC_RELAXED);
+  __atomic_add_fetch (&conv_ns, now_ns () - t0, __ATOMIC_RELAXED);
+}
+
+void
+lt_compute_get_weight_conversions (uint64_t *values, double *seconds)
+{
+  if (values)
+    *values = __atomic_load_n (&conv_values, __ATOMIC_RELAXED);
+  if (seconds)
+    *seconds = (double) __atomic_load_n (&conv_ns, __ATOMIC_RELAXED) / 1e9;
+}
+
 static void
 weight_to_bf16 (uint16_t *dst, const void *w, LtKDType wdtype, int rows, int cols, int ldw,
                 float *row_f32)
+{
+  uint64_t t0 = now_ns ();
+  weight_to_bf16_uncounted (dst, w, wdtype, rows, cols, ldw, row_f32);
+  count_conversion (wdtype, (size_t) rows * cols, t0);
+}
+
+static void
+weight_to_bf16_uncounted (uint16_t *dst, const void *w, LtKDType wdtype, int rows, int cols,
+                          int ldw, float *row_f32)
 {
   if (!convert_parallel (rows, cols))
     {
@@ -365,18 +408,22 @@ weight_to_op (void *dst, const void *w, LtKDType wdtype, int rows, int cols, int
               float *row_f32)
 {
   size_t esize = wdtype == LT_KDTYPE_F32 ? 4 : 2;
+  uint64_t t0;
   if (engine_mode != ENGINE_ONEDNN_F32)
     {
       weight_to_bf16 (dst, w, wdtype, rows, cols, ldw, row_f32);
       return;
     }
+  t0 = now_ns ();
   for (int r = 0; r < rows; r++)
     {
       float *d = (float *) dst + (size_t) r * cols;
       lt_expand_f32 (wdtype, (const char *) w + (size_t) r * ldw * esize, (size_t) cols, d);
-      for (int c = 0; c < cols; c++)
-        d[c] = lt_compute_round_bf16 (d[c]);
+      if (wdtype != LT_KDTYPE_BF16) /* a bf16 value rounds to itself */
+        for (int c = 0; c < cols; c++)
+          d[c] = lt_compute_round_bf16 (d[c]);
     }
+  count_conversion (wdtype, (size_t) rows * cols, t0);
 }
 
 /* ---- per-thread buffers ---- */
@@ -748,14 +795,17 @@ emulated_gemm_w (LtTrans tw, int M, int N, int K, float alpha, const float *X, i
   for (int r0 = r_start; r0 < wr; r0 += rows)
     {
       int r = wr - r0 < rows ? wr - r0 : rows;
+      uint64_t t0 = now_ns ();
       for (int i = 0; i < r; i++)
         {
           const char *src = (const char *) W + ((size_t) (r0 + i) * ldw) * esize;
           float *dst = w + (size_t) i * wc;
           lt_expand_f32 (wdtype, src, (size_t) wc, dst);
-          for (int k = 0; k < wc; k++)
-            dst[k] = lt_compute_round_bf16 (dst[k]);
+          if (wdtype != LT_KDTYPE_BF16) /* a bf16 value rounds to itself */
+            for (int k = 0; k < wc; k++)
+              dst[k] = lt_compute_round_bf16 (dst[k]);
         }
+      count_conversion (wdtype, (size_t) r * wc, t0);
       if (tw)
         cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, r, K, alpha, x, K, w, K, beta,
                      Y + r0, ldy);
@@ -898,6 +948,23 @@ lt_compute_sgemm_bf16_ref (LtTrans ta, LtTrans tb, int M, int N, int K, float al
         float *c = &C[(size_t) m * ldc + n];
         *c = (float) (alpha * acc + (beta != 0.0f ? (double) beta * *c : 0.0));
       }
+}
+
+uint16_t *
+lt_compute_weight_to_bf16 (const void *w, LtKDType wdtype, int rows, int cols, int ldw)
+{
+  uint16_t *dst = malloc ((size_t) rows * cols * sizeof (uint16_t) + 1);
+  float *row = NULL;
+  if (dst == NULL)
+    return NULL;
+  if (wdtype == LT_KDTYPE_F16 && (row = malloc ((size_t) cols * sizeof (float))) == NULL)
+    {
+      free (dst);
+      return NULL;
+    }
+  weight_to_bf16 (dst, w, wdtype, rows, cols, ldw, row);
+  free (row);
+  return dst;
 }
 
 /* ---- the backend interface over host memory ---- */
