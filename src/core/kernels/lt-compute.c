@@ -294,8 +294,16 @@ round_rows (float *dst, const float *src, int rows, int cols, int ld)
 {
 #pragma omp parallel for schedule(static) if (convert_parallel (rows, cols))
   for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++)
-      dst[(size_t) r * cols + c] = lt_compute_round_bf16 (src[(size_t) r * ld + c]);
+    {
+      /* lt-convert's AVX2 rows, through bf16 and back, 256 values at a time */
+      uint16_t h[256];
+      for (int c0 = 0; c0 < cols; c0 += 256)
+        {
+          size_t n = (size_t) (cols - c0 < 256 ? cols - c0 : 256);
+          lt_f32_to_bf16_row (src + (size_t) r * ld + c0, h, n);
+          lt_bf16_to_f32_row (h, dst + (size_t) r * cols + c0, n);
+        }
+    }
 }
 
 /* bytes of one operand element on the oneDNN path */
@@ -716,6 +724,34 @@ lt_compute_cache_size (void)
 
 /* ---- products ---- */
 
+/* The emulation's cblas_sgemm on rounded copies. Under the one-pool policy OpenBLAS runs
+ * single-threaded: a large product outside a parallel region is split into blocks of rows of
+ * C, one single-threaded sgemm per OpenMP thread (each C element's sum is the same sgemm's). */
+static void
+emu_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A, int lda,
+           const float *B, int ldb, float beta, float *C, int ldc)
+{
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  if (nt > 1 && openblas_get_num_threads () == 1 && M >= 2 * nt
+      && (double) M * N * K >= (double) (1 << 18))
+    {
+      int mb = (M + 2 * nt - 1) / (2 * nt);
+      int nblk = (M + mb - 1) / mb;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+      for (int bi = 0; bi < nblk; bi++)
+        {
+          int m0 = bi * mb, m = M - m0 < mb ? M - m0 : mb;
+          const float *a = ta ? A + m0 : A + (size_t) m0 * lda;
+          cblas_sgemm (CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                       tb ? CblasTrans : CblasNoTrans, m, N, K, alpha, a, lda, B, ldb, beta,
+                       C + (size_t) m0 * ldc, ldc);
+        }
+      return;
+    }
+  cblas_sgemm (CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+               N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 static void
 emulated_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A,
                 int lda, const float *B, int ldb, float beta, float *C, int ldc)
@@ -728,8 +764,7 @@ emulated_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const 
     abort ();
   round_rows (a, A, ar, ac, lda);
   round_rows (b, B, br, bc, ldb);
-  cblas_sgemm (CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
-               N, K, alpha, a, ac, b, bc, beta, C, ldc);
+  emu_sgemm (ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
 }
 
 static void
@@ -807,11 +842,10 @@ emulated_gemm_w (LtTrans tw, int M, int N, int K, float alpha, const float *X, i
         }
       count_conversion (wdtype, (size_t) r * wc, t0);
       if (tw)
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, r, K, alpha, x, K, w, K, beta,
-                     Y + r0, ldy);
+        emu_sgemm (LT_NO_TRANS, LT_TRANS, M, r, K, alpha, x, K, w, K, beta, Y + r0, ldy);
       else
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, r, alpha, x + r0, K, w, N,
-                     r0 == 0 ? beta : 1.0f, Y, ldy);
+        emu_sgemm (LT_NO_TRANS, LT_NO_TRANS, M, N, r, alpha, x + r0, K, w, N,
+                   r0 == 0 ? beta : 1.0f, Y, ldy);
     }
 }
 
