@@ -21,6 +21,7 @@
 #include "src/core/kernels/lt-kernels.h"
 #include "src/core/lt-error.h"
 #include "src/core/lt-linear.h"
+#include "src/core/lt-memory.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-model.h"
 #include "src/core/lt-optimizer.h"
@@ -781,6 +782,63 @@ trajectory (const Case *c, LtComputeDType d, double *losses)
   lt_compute_set_dtype (LT_COMPUTE_F32);
 }
 
+/* The bf16 copies a training step makes on an f32 model (every block linear and the untied
+ * LM head, lt_linear_bf16_base) are what the memory estimate adds for compute_dtype bf16:
+ * measured bytes == the estimate's bf16 term, and the f32 compute makes none. */
+static void
+test_bf16_copies_estimate (void)
+{
+  Case c = { "llama-f32", "lora", LT_QUANTIZATION_NONE };
+  g_autofree char *model_dir = data_path ("models", c.model);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtModel) model = NULL;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  LtMemoryEstimate e32, e16;
+  g_autofree char *adapter_dir = data_path ("train", "llama-f32-lora");
+  guint64 bytes = 0;
+
+  g_assert_true (lt_compute_set_bf16_engine ("emulated"));
+  model = lt_model_load (model_dir, &error);
+  g_assert_no_error (error);
+  g_assert_true (lt_model_load_adapters (model, adapter_dir, &error));
+  lt_model_set_training (model, TRUE, 0);
+  {
+    int32_t tok[12], tgt[12];
+    float w[12];
+    int T = 12;
+    double loss = 0.0;
+    for (int i = 0; i < T; i++)
+      {
+        tok[i] = 5 + 7 * i;
+        tgt[i] = i + 1 < T ? 5 + 7 * (i + 1) : -1;
+        w[i] = i + 1 < T ? 1.0f : 0.0f;
+      }
+    lt_compute_set_dtype (LT_COMPUTE_F32);
+    g_assert_true (lt_model_forward_backward (model, tok, &T, 1, tgt, w, 1.0f, &loss, &error));
+    for (int l = 0; l < model->config->num_hidden_layers; l++)
+      for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+        g_assert_cmpuint (lt_linear_bf16_base_bytes (lt_layer_linear (&model->w.layers[l], j)),
+                          ==, 0);
+    lt_compute_set_dtype (LT_COMPUTE_BF16);
+    g_assert_true (lt_model_forward_backward (model, tok, &T, 1, tgt, w, 1.0f, &loss, &error));
+    lt_compute_set_dtype (LT_COMPUTE_F32);
+    g_assert_no_error (error);
+  }
+  for (int l = 0; l < model->config->num_hidden_layers; l++)
+    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+      bytes += lt_linear_bf16_base_bytes (lt_layer_linear (&model->w.layers[l], j));
+  bytes += lt_linear_bf16_base_bytes (&model->w.lm_head);
+  cfg->compute_dtype = LT_COMPUTE_DTYPE_F32;
+  lt_memory_estimate (cfg, model->config, &e32);
+  cfg->compute_dtype = LT_COMPUTE_DTYPE_BF16;
+  lt_memory_estimate (cfg, model->config, &e16);
+  g_test_message ("llama-f32: bf16 copies %" G_GUINT64_FORMAT " bytes; the estimate's bf16 term "
+                  "%" G_GUINT64_FORMAT, bytes, e16.total - e32.total);
+  g_assert_cmpuint (bytes, >, 0);
+  g_assert_cmpuint (e16.total - e32.total, ==, bytes);
+  lt_compute_set_bf16_engine ("auto");
+}
+
 static void
 test_trajectory (gconstpointer data)
 {
@@ -985,6 +1043,7 @@ main (int argc, char **argv)
   g_test_add_func ("/compute/resolve", test_resolve);
   g_test_add_func ("/compute/cli-flag", test_cli_flag);
   g_test_add_func ("/compute/tinystories-60", test_tinystories_60);
+  g_test_add_func ("/compute/bf16-copies-estimate", test_bf16_copies_estimate);
   for (guint e = 0; e < G_N_ELEMENTS (engines); e++)
     {
 #ifdef __SANITIZE_ADDRESS__
