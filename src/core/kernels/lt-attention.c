@@ -3,7 +3,8 @@
  *
  * Fast version: one OpenMP region over (query head, block of rows); each row computes its
  * scores against only the keys it can see (AVX2, four keys at a time), the softmax, and the
- * probability-weighted sum of values, in a per-thread buffer. */
+ * probability-weighted sum of values, in a per-thread buffer. Under the bf16 compute dtype a
+ * block of queries runs QKᵀ and PV as lt-compute products instead (softmax in f32). */
 #include "config.h"
 
 #include "lt-compute.h"

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* lt-compute: the one place that runs the matrix products of Lathe — the linear layers'
  * forward and backward (lt-gemm.c, lt-linear.c), the LoRA/DoRA products, attention's
- * backward products (lt-attention.c) and the LM head (lt-model-train.c via lt-gemm.c). Plain
+ * backward products and, under bf16, its forward QKᵀ and PV (lt-attention.c), and the LM head
+ * (lt-model-train.c via lt-linear.c). Frozen f32/f16 dense bases reach the bf16 products as
+ * a bf16 copy made once per layer (lt_compute_weight_to_bf16, kept by lt-linear). Plain
  * C (no GLib) so that the kernels can call it; it lives beside them in src/core/kernels for
  * that reason (tests/core/test-layering: a kernel includes only kernel headers).
  *
