@@ -9,6 +9,8 @@
  * Every configuration (base f32 / bf16 / 4-bit quantized at load time from the bf16 weights,
  * gradient checkpointing off / on, compute dtype f32 / bf16) runs in its own child process
  * (this program with --one DTYPE:CKPT:COMPUTE), so that each peak RSS is its own.
+ * The f32-base bf16-compute row shows the weights' conversion to bf16 (once per layer, on the
+ * first step: its timed steps convert nothing; the table's last column counts it).
  * --compute-dtype f32 (the f32 rows only), bf16 (the bf16-compute rows only) or both
  * (default). The bf16-compute rows run lt-compute's bf16 backend (oneDNN's matmul where the
  * CPU has AVX-512; elsewhere the emulation, which is slower than f32: it exists for
@@ -235,7 +237,8 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
   lt_memory_get_process (&rss0, &peak0);
 
   double best = 1e30, best_cpu = 1e30, rate_small = 0.0, rate_square = 0.0, loss = 0.0;
-  double rate_bf16 = 0.0;
+  double rate_bf16 = 0.0, conv_s = 0.0, conv_s0 = 0.0;
+  guint64 conv = 0, conv0 = 0;
   for (int r = 0; r < reps + 1; r++)
     {
       /* the machine's sgemm rate: OpenBLAS threading its own product over every thread */
@@ -252,6 +255,8 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
       lt_compute_set_dtype (bf16c ? LT_COMPUTE_BF16 : LT_COMPUTE_F32);
 
       double t0 = bench_now_s (), c0 = cpu_s ();
+      if (r == 1) /* the timed steps' weight conversions (the first step makes the copies) */
+        lt_compute_get_weight_conversions (&conv0, &conv_s0);
       lt_optimizer_zero_grad (opt);
       if (!lt_model_forward_backward (model, tokens, &seq, 1, targets, weights,
                                       1.0f / (seq - 1), &loss, &error))
@@ -269,6 +274,10 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
     }
   lt_memory_get_process (&rss, &peak);
   g_assert_true (isfinite (loss));
+  lt_compute_get_weight_conversions (&conv, &conv_s);
+  /* per timed step; the bf16 matmul peak's products (bf16 weights) convert nothing */
+  conv = reps > 0 ? (conv - conv0) / (guint64) reps : 0;
+  conv_s = reps > 0 ? (conv_s - conv_s0) / reps : 0.0;
 
   double rate = bf16c ? rate_bf16 : MAX (rate_small, rate_square);
   double T = seq;
@@ -279,11 +288,12 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
   printf ("RESULT engine=%s", bf16c ? lt_compute_bf16_engine () : "openblas");
   printf (" dtype=%s ckpt=%d step_s=%.4f cpu_s=%.4f mfu_cpu=%.2f tok_s=%.1f "
           "gflops=%.2f sgemm=%.2f mfu=%.2f peak_mib=%.1f rss0_mib=%.1f weights_mib=%.1f "
-          "train_mib=%.1f base_mib=%.1f lora=%" G_GSIZE_FORMAT " load=%.2f\n", parts[0], ckpt,
+          "train_mib=%.1f base_mib=%.1f lora=%" G_GSIZE_FORMAT " load=%.2f conv_m=%.2f "
+          "conv_s=%.4f\n", parts[0], ckpt,
           best, best_cpu, 100.0 * model_flops / (best_cpu / n_threads) / 1e9 / rate, T / best,
           model_flops / best / 1e9, rate, 100.0 * model_flops / best / 1e9 / rate,
           peak / 1048576.0, rss0 / 1048576.0, weight_bytes / 1048576.0, train_bytes / 1048576.0,
-          peak0 / 1048576.0, n_lora, load_average ());
+          peak0 / 1048576.0, n_lora, load_average (), conv / 1e6, conv_s);
   g_free (tokens);
   g_free (targets);
   g_free (weights);
@@ -339,8 +349,8 @@ main (int argc, char **argv)
     return run_one (one, seq, reps, threads, rank);
 
   static const char *const all_specs[] = { "f32:0:f32", "f32:1:f32", "bf16:0:f32", "bf16:1:f32",
-                                           "q4:0:f32", "q4:1:f32", "bf16:0:bf16", "bf16:1:bf16",
-                                           "q4:0:bf16" };
+                                           "q4:0:f32", "q4:1:f32", "f32:0:bf16", "bf16:0:bf16",
+                                           "bf16:1:bf16", "q4:0:bf16" };
   g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GPtrArray) specs = g_ptr_array_new ();
   if (compute != NULL && g_strcmp0 (compute, "f32") != 0 && g_strcmp0 (compute, "bf16") != 0
@@ -384,8 +394,8 @@ main (int argc, char **argv)
           "peak GFLOP/s (sgemm; bf16: matmul) | MFU | "
           "step CPU s | MFU on CPU time | peak RSS MiB | weights file MiB | RSS after load MiB | "
           "LoRA+grad+Adam MiB | step buffers MiB (activations, scratch, Adam m/v) | "
-          "load avg |\n");
-  printf ("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+          "load avg | weight→bf16 per step: M values, s |\n");
+  printf ("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (guint i = 0; i < lines->len; i++)
     {
       const char *l = g_ptr_array_index (lines, i);
@@ -397,16 +407,20 @@ main (int argc, char **argv)
       double w = field (l, "weights_mib"), t = field (l, "train_mib");
 
       printf ("| %s | %s | %s | %.3f | %.0f | %.1f | %.1f | %.1f%% | %.3f | %.1f%% | %.0f | %.0f | "
-              "%.0f | %.1f | %.0f | %.2f |\n", g_str_has_prefix (spec, "f32") ? "f32"
+              "%.0f | %.1f | %.0f | %.2f | %.1f, %.3f |\n", g_str_has_prefix (spec, "f32") ? "f32"
                                          : g_str_has_prefix (spec, "q4") ? "4-bit (g128)"
                                          : "bf16",
               strstr (spec, ":1:") ? "on" : "off", products, field (l, "step_s"),
               field (l, "tok_s"), field (l, "gflops"), field (l, "sgemm"), field (l, "mfu"),
               field (l, "cpu_s"), field (l, "mfu_cpu"), peak, w, field (l, "rss0_mib"), t,
-              peak - field (l, "rss0_mib"), field (l, "load"));
+              peak - field (l, "rss0_mib"), field (l, "load"), field (l, "conv_m"),
+              field (l, "conv_s"));
     }
   printf ("(MFU on CPU time: model FLOPs / (step CPU seconds / threads) / sgemm rate, the MFU "
           "the step would have on cores it had to itself; spinning threads count as busy.)\n");
+  printf ("(weight→bf16: f32/f16 weight values lt-compute converted to bf16 per timed step, and "
+          "the seconds the converting calls took; a frozen f32 base is converted once, on the "
+          "first step, into the layer's bf16 copy, which the peak RSS includes.)\n");
   printf ("(4-bit: the bf16 file quantized at load time, symmetric, group 128; weights file = "
           "the safetensors file loaded (mmapped). Peak RSS: of the steps (VmHWM reset after "
           "loading). Step buffers = peak RSS − RSS after load.)\n");

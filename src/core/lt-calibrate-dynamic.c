@@ -248,10 +248,13 @@ dyn_sensitivities (Pass *P, GPtrArray *layers, double *sens, GError **error)
   const int bits[2] = { P->o->low_bits, P->o->high_bits };
   const int groups[2] = { DYN_LOW_GROUP (P->o), DYN_HIGH_GROUP (P->o) };
   const LtTensor *head_w = m->w.lm_head.weight;
-  LtLinear head_f = m->w.lm_head;   /* the float head, for the reference logits */
+  /* the float head, for the reference logits; its own bf16 copy (if the bf16 compute makes
+   * one) is freed on return */
+  LtLinear head_f __attribute__ ((cleanup (lt_linear_drop_bf16_base))) = m->w.lm_head;
   g_autofree float *xf = NULL, *xq = NULL;
   guint k = 0;
 
+  head_f.bf16_base = NULL;
   if (!lt_calib_try_floats (&xf, (gsize) N * P->C, error)
       || !lt_calib_try_floats (&xq, (gsize) N * P->C, error))
     return FALSE;

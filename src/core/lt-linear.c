@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lt-compute.h"
@@ -146,7 +147,144 @@ lt_linear_clear (LtLinear *lin)
   g_free (lin->qat_biases);
   g_free (lin->grad_scales);
   g_free (lin->grad_biases);
+  lt_linear_drop_bf16_base (lin);
   memset (lin, 0, sizeof *lin);
+}
+
+/* ---- the bf16 copy of a frozen dense base ---- */
+
+typedef struct
+{
+  const LtLinear *owner;   /* a struct copy of the layer does not own (nor use) it */
+  const LtTensor *tensor;  /* lin->weight it was made from */
+  const void *data;        /* and its data */
+  guint64 stamp;           /* weight_stamp of those values */
+  guint16 *w;              /* (out, in) bf16 */
+  gsize bytes;
+} Bf16Base;
+
+static GMutex bf16_lock;
+
+/* A hash of 64 stored values spread over the weight (first and last included): a weight
+ * replaced by another at the same address (a QAT swap freeing one copy and allocating the
+ * next) differs in nearly all of them. */
+static guint64
+weight_stamp (const LtTensor *t)
+{
+  gsize esize = lt_dtype_bits (t->dtype) / 8;
+  guint64 n = (guint64) lt_tensor_numel (t);
+  guint64 h = 0xcbf29ce484222325ull;
+
+  for (guint64 i = 0; i < 64 && n > 0; i++)
+    {
+      const guchar *p = (const guchar *) t->data + (gsize) (i * (n - 1) / 63) * esize;
+      for (gsize b = 0; b < esize; b++)
+        h = (h ^ p[b]) * 0x100000001b3ull;
+    }
+  return h;
+}
+
+/* The bf16 path would convert this layer's weight per call without the copy. */
+static gboolean
+bf16_base_applies (const LtLinear *lin)
+{
+  return lt_compute_get_dtype () == LT_COMPUTE_BF16 && lin->kind == LT_LINEAR_DENSE
+         && lin->weight != NULL && lin->master == NULL && lin->grad_weight == NULL
+         && (lin->weight->dtype == LT_DTYPE_F32 || lin->weight->dtype == LT_DTYPE_F16);
+}
+
+static gboolean
+bf16_base_current (const Bf16Base *c, const LtLinear *lin, guint64 stamp)
+{
+  return c->tensor == lin->weight && c->data == lin->weight->data && c->stamp == stamp;
+}
+
+static void
+bf16_base_free (Bf16Base *c)
+{
+  if (c == NULL)
+    return;
+  free (c->w); /* lt_compute_weight_to_bf16's malloc */
+  g_free (c);
+}
+
+const guint16 *
+lt_linear_bf16_base (const LtLinear *lin)
+{
+  LtLinear *l = (LtLinear *) lin; /* the copy is a cache of the layer's own weight */
+  Bf16Base *c = lin->bf16_base;
+  guint64 stamp;
+
+  if (c != NULL && c->owner != lin)
+    return NULL; /* a struct copy of a layer: the per-call path */
+  if (!bf16_base_applies (lin))
+    {
+      if (c != NULL && lt_compute_get_dtype () == LT_COMPUTE_BF16)
+        lt_linear_drop_bf16_base (l); /* the layer became quantized or trainable */
+      return NULL;
+    }
+  stamp = weight_stamp (lin->weight);
+  if (c != NULL && bf16_base_current (c, lin, stamp))
+    return c->w;
+  g_mutex_lock (&bf16_lock);
+  c = l->bf16_base;
+  if (c == NULL || !bf16_base_current (c, lin, stamp))
+    {
+      LtKDType kd = LT_KDTYPE_F32;
+      Bf16Base *n = g_new0 (Bf16Base, 1);
+      kdtype_of (lin->weight->dtype, &kd);
+      n->owner = lin;
+      n->tensor = lin->weight;
+      n->data = lin->weight->data;
+      n->stamp = stamp;
+      /* the old copy first: the peak holds one of them */
+      bf16_base_free (c);
+      l->bf16_base = NULL;
+      n->w = lt_compute_weight_to_bf16 (lin->weight->data, kd, lin->out_features,
+                                        lin->in_features, lin->in_features);
+      n->bytes = (gsize) lin->out_features * lin->in_features * sizeof (guint16);
+      if (n->w == NULL)
+        g_clear_pointer (&n, g_free); /* out of memory: the per-call path */
+      l->bf16_base = c = n;
+    }
+  g_mutex_unlock (&bf16_lock);
+  return c ? c->w : NULL;
+}
+
+gsize
+lt_linear_bf16_base_bytes (const LtLinear *lin)
+{
+  const Bf16Base *c = lin->bf16_base;
+  return c != NULL && c->owner == lin ? c->bytes : 0;
+}
+
+void
+lt_linear_drop_bf16_base (LtLinear *lin)
+{
+  Bf16Base *c = lin->bf16_base;
+  if (c == NULL)
+    return;
+  g_mutex_lock (&bf16_lock);
+  if (c->owner == lin)
+    bf16_base_free (c);
+  lin->bf16_base = NULL;
+  g_mutex_unlock (&bf16_lock);
+}
+
+/* The dense weight as the bf16 products take it: the layer's bf16 copy, else as stored
+ * (bf16 as is; f32/f16 rounded per call by lt-compute). */
+static const void *
+dense_bf16_weight (const LtLinear *lin, LtKDType *kd)
+{
+  const guint16 *c = lt_linear_bf16_base (lin);
+  if (c != NULL)
+    {
+      *kd = LT_KDTYPE_BF16;
+      return c;
+    }
+  *kd = LT_KDTYPE_F32;
+  kdtype_of (lin->weight->dtype, kd);
+  return lin->weight->data;
 }
 
 static gsize
@@ -163,6 +301,9 @@ base_scratch_floats (const LtLinear *lin)
       return lt_matmul_tile_floats (lin->in_features, lin->out_features);
     }
 }
+
+/* lt-gemm's few-token gemv (LT_GEMV_MAX_N): f32 products on the weight as stored */
+#define LT_LINEAR_GEMV_MAX_N 4
 
 /* Multiply-adds below which a product is not worth splitting across OpenMP threads. */
 #define PARALLEL_MIN (1 << 18)
@@ -279,14 +420,21 @@ base_forward_rows (const LtLinear *lin, const float *x, int N, int row0, int n_r
 {
   g_assert (row0 >= 0 && n_rows >= 0 && row0 + n_rows <= lin->out_features);
 
+  if (lin->bf16_base != NULL && lin->kind != LT_LINEAR_DENSE)
+    lt_linear_bf16_base (lin); /* quantized since (calibration): frees the stale copy */
   switch (lin->kind)
     {
     case LT_LINEAR_DENSE:
       {
         LtKDType kd = LT_KDTYPE_F32;
-        gsize esize = lt_dtype_bits (lin->weight->dtype) / 8;
-        kdtype_of (lin->weight->dtype, &kd);
-        const char *w = (const char *) lin->weight->data + (gsize) row0 * lin->in_features * esize;
+        const void *wd = lin->weight->data;
+        /* bf16 products (not the few-token gemv, which stays f32): the layer's bf16 copy */
+        if (N > LT_LINEAR_GEMV_MAX_N && lt_compute_get_dtype () == LT_COMPUTE_BF16)
+          wd = dense_bf16_weight (lin, &kd);
+        else
+          kdtype_of (lin->weight->dtype, &kd);
+        gsize esize = kd == LT_KDTYPE_F32 ? 4 : 2;
+        const char *w = (const char *) wd + (gsize) row0 * lin->in_features * esize;
         lt_matmul_forward (y, x, w, kd, bias ? bias + row0 : NULL, N,
                            lin->in_features, n_rows, scratch, scratch_floats);
         break;
@@ -343,11 +491,11 @@ lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, float *dx
     }
   if (lin->kind == LT_LINEAR_DENSE && lt_compute_get_dtype () == LT_COMPUTE_BF16)
     {
-      /* bf16 products: dx (N, n_in) (+)= dy · W, W as stored (lt-compute) */
-      LtKDType kd = LT_KDTYPE_F32;
-      kdtype_of (lin->weight->dtype, &kd);
-      lt_compute_gemm_w (LT_NO_TRANS, N, n_in, n_out, 1.0f, dy, n_out, lin->weight->data, kd,
-                         n_in, accumulate ? 1.0f : 0.0f, dx, n_in);
+      /* bf16 products: dx (N, n_in) (+)= dy · W, W the layer's bf16 copy or as stored */
+      LtKDType kd;
+      const void *w = dense_bf16_weight (lin, &kd);
+      lt_compute_gemm_w (LT_NO_TRANS, N, n_in, n_out, 1.0f, dy, n_out, w, kd, n_in,
+                         accumulate ? 1.0f : 0.0f, dx, n_in);
       return;
     }
   if (lin->kind == LT_LINEAR_QUANTIZED && N > lt_qk_fused_max_m
@@ -578,6 +726,7 @@ lt_linear_make_trainable (LtLinear *lin, GError **error)
       return FALSE;
     }
   lt_tensor_read_f32 (lin->weight, 0, (int64_t) lin->out_features * lin->in_features, t->data);
+  lt_linear_drop_bf16_base (lin); /* the weight now changes each step */
   lin->master = t;
   lin->weight = t;
   lin->grad_weight = g_new0 (float, (gsize) lin->out_features * lin->in_features);
@@ -650,6 +799,7 @@ lt_linear_accumulate_quant_grad (LtLinear *lin, const float *dy, int ldy, int N,
 void
 lt_linear_share_trainable (LtLinear *lin, const LtTensor *weight, float *grad)
 {
+  lt_linear_drop_bf16_base (lin);
   lin->weight = weight;
   lin->grad_weight = grad;
   lin->grad_weight_shared = TRUE;
@@ -954,6 +1104,19 @@ lt_linear_backward_input_rows (const LtLinear *lin, const float *dy, int ldy, in
   int in = lin->in_features;
   int rows = (int) MAX (scratch_floats / (gsize) in, 1);
 
+  if (N <= 0 || n_rows <= 0)
+    return;
+  if (lin->kind == LT_LINEAR_DENSE && lt_compute_get_dtype () == LT_COMPUTE_BF16)
+    {
+      /* bf16 products: dx += dy · W[row0 : row0 + n_rows, :], W the layer's bf16 copy or as
+       * stored (the LM head's vocabulary chunks: the head is rounded once, not per chunk) */
+      LtKDType kd;
+      const void *w = dense_bf16_weight (lin, &kd);
+      gsize esize = kd == LT_KDTYPE_F32 ? 4 : 2;
+      lt_compute_gemm_w (LT_NO_TRANS, N, in, n_rows, 1.0f, dy, ldy,
+                         (const char *) w + (gsize) row0 * in * esize, kd, in, 1.0f, dx, in);
+      return;
+    }
   if (lin->kind == LT_LINEAR_DENSE && lin->weight->dtype == LT_DTYPE_F32
       && ((guintptr) lin->weight->data % 4) == 0)
     {

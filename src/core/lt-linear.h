@@ -80,6 +80,8 @@ typedef struct
   float *grad_scales;        /* DWQ: (out, in / group) gradients of the quantized weight's
                                 affine scales and biases, else NULL; owned */
   float *grad_biases;
+  gpointer bf16_base;        /* bf16 compute: a frozen dense F32/F16 base converted to bf16
+                                once (lt_linear_bf16_base), created on first use; owned */
 } LtLinear;
 
 /* Dropout of one layer in one step: keep x[n, i] when hash(seed, n·in + i) ≥ p. p = 0 (or
@@ -170,6 +172,23 @@ void lt_linear_backward_input (const LtLinear *lin, const float *dy, int N, floa
 void lt_linear_backward_input_rows (const LtLinear *lin, const float *dy, int ldy, int N,
                                     int row0, int n_rows, float *dx, float *scratch,
                                     gsize scratch_floats);
+
+/* The bf16 compute path's copy of a frozen dense base (bf16 compute dtype, an F32 or F16
+ * weight, no full fine-tuning): (out, in) bf16, made on the first product that needs it (every
+ * core converts) and reused by every later one, forward and input gradient, so that the
+ * weight is not rounded again per call. Rebuilt when lin->weight is replaced (another tensor,
+ * other data, or other values at 64 sampled places, as a QAT swap makes); never made for a
+ * trainable weight (full fine-tuning, its tied head), which changes each step and keeps the
+ * per-call conversion. Freed by lt_linear_clear; a layer turned quantized frees it on its next
+ * bf16 product. NULL when none applies (or out of memory: the per-call path runs then). A
+ * struct copy of the layer neither uses nor frees the original's copy. Concurrent products on
+ * one layer may create it (a mutex guards that); replacing lin->weight while another thread
+ * multiplies with the layer is not allowed (as before). */
+const guint16 *lt_linear_bf16_base (const LtLinear *lin);
+/* Bytes the layer holds in its bf16 copy (0 when it has none). */
+gsize lt_linear_bf16_base_bytes (const LtLinear *lin);
+/* Frees the layer's bf16 copy (the next bf16 product makes it again where it applies). */
+void lt_linear_drop_bf16_base (LtLinear *lin);
 
 /* Thread policy for linear layers: @n OpenMP threads (n <= 0: all cores) share each product's
  * blocks of rows and call OpenBLAS single-threaded, so one thread pool does all the work.

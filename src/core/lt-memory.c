@@ -219,6 +219,18 @@ lt_memory_estimate_for_data (const LtRunConfig *cfg, const LtConfig *c, gsize n_
       out->base_weights = L * linear_bytes;
       out->embeddings = (guint64) ((double) (V * C * (c->tie_word_embeddings ? 1 : 2)) * ebpw
                                    + (double) (L * block_other + C) * stored);
+      /* bf16 compute over an f32/f16 base: every unquantized frozen linear and the LM head
+       * keep a bf16 copy of their weight (lt_linear_bf16_base), 2 bytes a weight */
+      if (g_strcmp0 (lt_run_describe_compute_dtype (cfg->compute_dtype, NULL), "bf16") == 0
+          && !(c->dtype != NULL && (g_str_equal (c->dtype, "bfloat16")
+                                    || g_str_equal (c->dtype, "bf16"))))
+        {
+          for (gsize i = 0; i < G_N_ELEMENTS (lin); i++)
+            if (!(out->weight_bits > 0 && lin[i].in % (guint64) out->group_size == 0))
+              out->base_weights += 2 * L * lin[i].in * lin[i].out;
+          if (ebpw == stored)
+            out->embeddings += 2 * V * C;
+        }
       out->n_trainable_params = n_adapted_layers * adapter_per_block;
       out->trainable = 4 * out->n_trainable_params;
     }

@@ -8,7 +8,9 @@
  *   base_weights   the frozen block linears at the load-time quantization: bits/8 per weight
  *                  plus the f32 scale (and, for the integer formats, f32 bias) per group
  *                  (lt-quant: symmetric g128 scale+bias, MXFP4 g32 scale, NF4 g64 scale);
- *                  unquantized, the stored dtype (config.json torch_dtype: bf16/f16 2, f32 4).
+ *                  unquantized, the stored dtype (config.json torch_dtype: bf16/f16 2, f32 4),
+ *                  plus, when compute_dtype resolves to bf16 and the base is f32 or f16, the
+ *                  layers' bf16 copies (2 bytes a weight; the LM head's under embeddings).
  *                  Full fine-tuning has no frozen base: its weights are in "trainable".
  *   embeddings     the embedding, the LM head (unless tied), quantized like the linears when a
  *                  load-time quantization is chosen, and the norms at the stored dtype.

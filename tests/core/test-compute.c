@@ -21,6 +21,7 @@
 #include "src/core/kernels/lt-kernels.h"
 #include "src/core/lt-error.h"
 #include "src/core/lt-linear.h"
+#include "src/core/lt-memory.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-model.h"
 #include "src/core/lt-optimizer.h"
@@ -213,6 +214,199 @@ test_lora_products_f32 (void)
   g_assert_true (memcmp (y, y32, (gsize) N * out * sizeof (float)) != 0);
   lt_linear_clear (&lin);
   lt_tensor_free (w);
+}
+
+/* y of a dense layer over @w through the per-call path (lt_compute_gemm_w rounds @w itself) */
+static void
+per_call_forward (const LtTensor *w, const float *x, int N, float *y)
+{
+  LtKDType kd = w->dtype == LT_DTYPE_F16 ? LT_KDTYPE_F16 : LT_KDTYPE_F32;
+  int out = (int) w->shape[0], in = (int) w->shape[1];
+  lt_compute_gemm_w (LT_TRANS, N, out, in, 1.0f, x, in, w->data, kd, in, 0.0f, y, out);
+}
+
+static guint64
+conversions (void)
+{
+  guint64 v = 0;
+  lt_compute_get_weight_conversions (&v, NULL);
+  return v;
+}
+
+/* A frozen f32 / f16 dense base is converted to bf16 once per layer (lt_linear_bf16_base):
+ * the first bf16 product makes the copy (out·in values converted, counted in its bytes), later
+ * forwards, input gradients and LM-head row products convert nothing, and each equals the
+ * per-call conversion bit for bit (the same rounding, the same single tile). A weight replaced
+ * by another tensor, or rewritten in place, is converted again; full fine-tuning keeps the
+ * per-call path (its weight changes each step) and drops the copy; f32 compute makes none. */
+static void
+test_bf16_base_copy (void)
+{
+  const int N = 40, in = 96, out = 80;
+  LtDType dts[] = { LT_DTYPE_F32, LT_DTYPE_F16 };
+  int64_t shape[2] = { out, in };
+  g_autofree float *x = g_new (float, (gsize) N * in);
+  g_autofree float *dy = g_new (float, (gsize) N * out);
+  g_autofree float *y = g_new (float, (gsize) N * out);
+  g_autofree float *yr = g_new (float, (gsize) N * out);
+  g_autofree float *dx = g_new (float, (gsize) N * in);
+  g_autofree float *dxr = g_new (float, (gsize) N * in);
+  g_autofree float *vals = g_new (float, (gsize) out * in);
+
+  fill (x, (gsize) N * in, 51);
+  fill (dy, (gsize) N * out, 52);
+  for (guint t = 0; t < G_N_ELEMENTS (dts); t++)
+    {
+      g_autoptr (GError) error = NULL;
+      LtTensor *w = lt_tensor_new ("w", dts[t], 2, shape);
+      LtTensor *w2 = lt_tensor_new ("w2", dts[t], 2, shape);
+      LtLinear lin = { 0 };
+      gsize esize = dts[t] == LT_DTYPE_F16 ? 2 : 4;
+      guint64 c0, c1;
+
+#define FILL_W(tensor, seed) G_STMT_START { \
+        fill (vals, (gsize) out * in, (seed)); \
+        for (gsize i_ = 0; i_ < (gsize) out * in; i_++) \
+          if (esize == 2) ((guint16 *) (tensor)->data)[i_] = lt_f32_to_f16 (vals[i_]); \
+          else ((float *) (tensor)->data)[i_] = vals[i_]; } G_STMT_END
+      FILL_W (w, 53);
+      FILL_W (w2, 54);
+      g_assert_true (lt_linear_init_dense (&lin, "d", w, NULL, &error));
+      gsize sf = lt_linear_train_scratch_floats (&lin, N);
+      g_autofree float *scratch = g_new (float, sf);
+
+      /* f32 compute: no copy */
+      lt_compute_set_dtype (LT_COMPUTE_F32);
+      lt_linear_forward (&lin, x, N, y, scratch, sf);
+      g_assert_cmpuint (lt_linear_bf16_base_bytes (&lin), ==, 0);
+
+      lt_compute_set_dtype (LT_COMPUTE_BF16);
+      c0 = conversions ();
+      lt_linear_forward (&lin, x, N, y, scratch, sf);
+      c1 = conversions ();
+      g_assert_cmpuint (c1 - c0, ==, (guint64) out * in); /* the copy, once */
+      g_assert_cmpuint (lt_linear_bf16_base_bytes (&lin), ==, (gsize) out * in * 2);
+      g_assert_nonnull (lt_linear_bf16_base (&lin));
+      per_call_forward (w, x, N, yr);
+      g_assert_cmpmem (y, (gsize) N * out * 4, yr, (gsize) N * out * 4);
+
+      /* again, and the input gradient, and LM-head rows: nothing converted */
+      c0 = conversions ();
+      lt_linear_forward (&lin, x, N, y, scratch, sf);
+      lt_linear_backward_input (&lin, dy, N, dx, FALSE, scratch, sf);
+      memset (dxr, 0, (gsize) N * in * 4);
+      lt_linear_backward_input_rows (&lin, dy + 16, out, N, 16, 32, dxr, scratch, sf);
+      g_assert_cmpuint (conversions () - c0, ==, 0);
+      g_assert_cmpmem (y, (gsize) N * out * 4, yr, (gsize) N * out * 4);
+      {
+        /* per call: dx = dy · W; the rows: dy[:, 16:48] · W[16:48, :] */
+        LtKDType kd = esize == 2 ? LT_KDTYPE_F16 : LT_KDTYPE_F32;
+        g_autofree float *r1 = g_new (float, (gsize) N * in);
+        g_autofree float *r2 = g_new0 (float, (gsize) N * in);
+        lt_compute_gemm_w (LT_NO_TRANS, N, in, out, 1.0f, dy, out, w->data, kd, in, 0.0f, r1,
+                           in);
+        lt_compute_gemm_w (LT_NO_TRANS, N, in, 32, 1.0f, dy + 16, out,
+                           (const char *) w->data + (gsize) 16 * in * esize, kd, in, 1.0f, r2,
+                           in);
+        g_assert_cmpmem (dx, (gsize) N * in * 4, r1, (gsize) N * in * 4);
+        g_assert_cmpmem (dxr, (gsize) N * in * 4, r2, (gsize) N * in * 4);
+      }
+
+      /* another tensor in its place: converted again */
+      lin.weight = w2;
+      c0 = conversions ();
+      lt_linear_forward (&lin, x, N, y, scratch, sf);
+      g_assert_cmpuint (conversions () - c0, ==, (guint64) out * in);
+      per_call_forward (w2, x, N, yr);
+      g_assert_cmpmem (y, (gsize) N * out * 4, yr, (gsize) N * out * 4);
+      /* the same tensor rewritten in place (a freed copy's address reused): converted again */
+      FILL_W (w2, 55);
+      lt_linear_forward (&lin, x, N, y, scratch, sf);
+      per_call_forward (w2, x, N, yr);
+      g_assert_cmpmem (y, (gsize) N * out * 4, yr, (gsize) N * out * 4);
+      g_assert_cmpuint (lt_linear_bf16_base_bytes (&lin), ==, (gsize) out * in * 2);
+
+      /* full fine-tuning: the copy is dropped and every product rounds the master afresh */
+      g_assert_true (lt_linear_make_trainable (&lin, &error));
+      g_assert_cmpuint (lt_linear_bf16_base_bytes (&lin), ==, 0);
+      for (gsize i = 0; i < (gsize) out * in; i++)
+        ((float *) lin.master->data)[i] *= 1.5f; /* as an optimizer step would */
+      lt_linear_forward (&lin, x, N, y, scratch, sf);
+      g_assert_null (lt_linear_bf16_base (&lin));
+      g_assert_cmpuint (lt_linear_bf16_base_bytes (&lin), ==, 0);
+      per_call_forward (lin.master, x, N, yr);
+      g_assert_cmpmem (y, (gsize) N * out * 4, yr, (gsize) N * out * 4);
+#undef FILL_W
+      lt_compute_set_dtype (LT_COMPUTE_F32);
+      lt_linear_clear (&lin);
+      lt_tensor_free (w);
+      lt_tensor_free (w2);
+    }
+}
+
+/* Attention's forward under bf16 (QKᵀ and PV as lt-compute products, two blocks of 64 query
+ * rows, one partial; with and without a past): against the same computation in plain loops
+ * (lt_attention_forward_products_ref: bf16-rounded operands, double sums) within 1e-3 of the
+ * output's largest value (the two differ by f32 sums only — and, rarely, a probability that
+ * sits on a bf16 rounding boundary rounds the other way), and against the f32 reference within
+ * 2e-2 (each operand rounded at most 2^-9 relative). Fewer than LT_ATTENTION_PRODUCTS_MIN_N
+ * queries (decode) keep the f32 kernel bit for bit. */
+static void
+test_attention_products (void)
+{
+  const int H = 6, KVH = 2, D = 32;
+  const int ns[] = { 100, 100, 7 }, Ss[] = { 100, 130, 40 };
+  double worst_ref = 0.0, worst_f32 = 0.0;
+
+  for (guint c = 0; c < G_N_ELEMENTS (ns); c++)
+    {
+      int n = ns[c], S = Ss[c];
+      gsize qn = (gsize) n * H * D, kn = (gsize) S * KVH * D;
+      g_autofree float *q = g_new (float, qn);
+      g_autofree float *k = g_new (float, kn);
+      g_autofree float *v = g_new (float, kn);
+      g_autofree float *o = g_new (float, qn);
+      g_autofree float *o32 = g_new (float, qn);
+      g_autofree float *rb = g_new (float, qn);
+      g_autofree float *rf = g_new (float, qn);
+      g_autofree float *scratch = g_new (float, lt_attention_scratch_floats (n, S));
+      double mx = 0.0, e_ref = 0.0, e_f32 = 0.0;
+
+      fill (q, qn, 61);
+      fill (k, kn, 62);
+      fill (v, kn, 63);
+      for (gsize i = 0; i < qn; i++)
+        q[i] *= 4.0f; /* peaked softmax rows as well as flat ones */
+      lt_compute_set_dtype (LT_COMPUTE_F32);
+      lt_attention_forward (o32, q, k, v, n, S, H, KVH, D, scratch);
+      lt_compute_set_dtype (LT_COMPUTE_BF16);
+      lt_attention_forward (o, q, k, v, n, S, H, KVH, D, scratch);
+      lt_compute_set_dtype (LT_COMPUTE_F32);
+      if (n < LT_ATTENTION_PRODUCTS_MIN_N)
+        {
+          g_assert_cmpmem (o, qn * 4, o32, qn * 4);
+          continue;
+        }
+      lt_attention_forward_products_ref (rb, q, k, v, n, S, H, KVH, D);
+      lt_attention_forward_ref (rf, q, k, v, n, S, H, KVH, D);
+      for (gsize i = 0; i < qn; i++)
+        mx = MAX (mx, fabs (rf[i]));
+      for (gsize i = 0; i < qn; i++)
+        {
+          e_ref = MAX (e_ref, fabs ((double) o[i] - rb[i]) / mx);
+          e_f32 = MAX (e_f32, fabs ((double) o[i] - rf[i]) / mx);
+        }
+      g_test_message ("attention n %d, S %d (%s): max |o − bf16 ref| / max|o| = %.3e, "
+                      "max |o − f32 ref| / max|o| = %.3e", n, S, lt_compute_bf16_engine (),
+                      e_ref, e_f32);
+      g_assert_cmpfloat (e_ref, <=, 1e-3);
+      g_assert_cmpfloat (e_f32, <=, 2e-2);
+      worst_ref = MAX (worst_ref, e_ref);
+      worst_f32 = MAX (worst_f32, e_f32);
+    }
+  /* the products did round: bf16 is not the f32 kernel */
+  g_assert_cmpfloat (worst_f32, >, 1e-5);
+  g_assert_cmpfloat (worst_ref, <, worst_f32);
 }
 
 /* One bf16 product, every transposition, alpha/beta, strided: against both references. */
@@ -588,6 +782,63 @@ trajectory (const Case *c, LtComputeDType d, double *losses)
   lt_compute_set_dtype (LT_COMPUTE_F32);
 }
 
+/* The bf16 copies a training step makes on an f32 model (every block linear and the untied
+ * LM head, lt_linear_bf16_base) are what the memory estimate adds for compute_dtype bf16:
+ * measured bytes == the estimate's bf16 term, and the f32 compute makes none. */
+static void
+test_bf16_copies_estimate (void)
+{
+  Case c = { "llama-f32", "lora", LT_QUANTIZATION_NONE };
+  g_autofree char *model_dir = data_path ("models", c.model);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtModel) model = NULL;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  LtMemoryEstimate e32, e16;
+  g_autofree char *adapter_dir = data_path ("train", "llama-f32-lora");
+  guint64 bytes = 0;
+
+  g_assert_true (lt_compute_set_bf16_engine ("emulated"));
+  model = lt_model_load (model_dir, &error);
+  g_assert_no_error (error);
+  g_assert_true (lt_model_load_adapters (model, adapter_dir, &error));
+  lt_model_set_training (model, TRUE, 0);
+  {
+    int32_t tok[12], tgt[12];
+    float w[12];
+    int T = 12;
+    double loss = 0.0;
+    for (int i = 0; i < T; i++)
+      {
+        tok[i] = 5 + 7 * i;
+        tgt[i] = i + 1 < T ? 5 + 7 * (i + 1) : -1;
+        w[i] = i + 1 < T ? 1.0f : 0.0f;
+      }
+    lt_compute_set_dtype (LT_COMPUTE_F32);
+    g_assert_true (lt_model_forward_backward (model, tok, &T, 1, tgt, w, 1.0f, &loss, &error));
+    for (int l = 0; l < model->config->num_hidden_layers; l++)
+      for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+        g_assert_cmpuint (lt_linear_bf16_base_bytes (lt_layer_linear (&model->w.layers[l], j)),
+                          ==, 0);
+    lt_compute_set_dtype (LT_COMPUTE_BF16);
+    g_assert_true (lt_model_forward_backward (model, tok, &T, 1, tgt, w, 1.0f, &loss, &error));
+    lt_compute_set_dtype (LT_COMPUTE_F32);
+    g_assert_no_error (error);
+  }
+  for (int l = 0; l < model->config->num_hidden_layers; l++)
+    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+      bytes += lt_linear_bf16_base_bytes (lt_layer_linear (&model->w.layers[l], j));
+  bytes += lt_linear_bf16_base_bytes (&model->w.lm_head);
+  cfg->compute_dtype = LT_COMPUTE_DTYPE_F32;
+  lt_memory_estimate (cfg, model->config, &e32);
+  cfg->compute_dtype = LT_COMPUTE_DTYPE_BF16;
+  lt_memory_estimate (cfg, model->config, &e16);
+  g_test_message ("llama-f32: bf16 copies %" G_GUINT64_FORMAT " bytes; the estimate's bf16 term "
+                  "%" G_GUINT64_FORMAT, bytes, e16.total - e32.total);
+  g_assert_cmpuint (bytes, >, 0);
+  g_assert_cmpuint (e16.total - e32.total, ==, bytes);
+  lt_compute_set_bf16_engine ("auto");
+}
+
 static void
 test_trajectory (gconstpointer data)
 {
@@ -780,7 +1031,8 @@ main (int argc, char **argv)
     { "bf16-sgemm", test_bf16_sgemm },   { "bf16-weight-gemm", test_bf16_weight_gemm },
     { "bf16-backward", test_bf16_backward }, { "bf16-tiles", test_bf16_tiles },
     { "bf16-threads", test_bf16_threads }, { "lora-products-f32", test_lora_products_f32 },
-    { "gemm-rows", test_gemm_rows },
+    { "gemm-rows", test_gemm_rows }, { "bf16-base-copy", test_bf16_base_copy },
+    { "attention-products", test_attention_products },
   };
   static const char *const engines[] = { "emulated", "onednn-f32", "onednn" };
   static Job jobs[G_N_ELEMENTS (engines) * (G_N_ELEMENTS (funcs) + G_N_ELEMENTS (cases))];
@@ -791,6 +1043,7 @@ main (int argc, char **argv)
   g_test_add_func ("/compute/resolve", test_resolve);
   g_test_add_func ("/compute/cli-flag", test_cli_flag);
   g_test_add_func ("/compute/tinystories-60", test_tinystories_60);
+  g_test_add_func ("/compute/bf16-copies-estimate", test_bf16_copies_estimate);
   for (guint e = 0; e < G_N_ELEMENTS (engines); e++)
     {
 #ifdef __SANITIZE_ADDRESS__

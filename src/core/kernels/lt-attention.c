@@ -3,7 +3,8 @@
  *
  * Fast version: one OpenMP region over (query head, block of rows); each row computes its
  * scores against only the keys it can see (AVX2, four keys at a time), the softmax, and the
- * probability-weighted sum of values, in a per-thread buffer. */
+ * probability-weighted sum of values, in a per-thread buffer. Under the bf16 compute dtype a
+ * block of queries runs QKᵀ and PV as lt-compute products instead (softmax in f32). */
 #include "config.h"
 
 #include "lt-compute.h"
@@ -66,6 +67,7 @@ lt_attention_forward_ref (float *out, const float *q, const float *k, const floa
 /* ---- fast version: OpenMP over (head, block of query rows); AVX2 dot products and axpys ---- */
 
 #define LT_ATT_ROWS 8
+#define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
 
 #ifdef LT_HAVE_X86
 #define AVX2F16 __attribute__ ((target ("avx2,fma,f16c")))
@@ -289,10 +291,117 @@ attention_forward (float *out, const float *q, const void *k, const void *v, int
   }
 }
 
+/* ---- bf16 compute: the forward's two products through lt-compute ---- */
+
+/* Query rows per (head, block) item of the product forward: scores (rows, keys) per thread. */
+#define ATT_FWD_BLOCK 64
+
+/* For each (query head, block of query rows), in f32 between two products:
+ *   s (R, nk) = scale · Q Kᵀ                  lt_compute_sgemm (bf16 operands, f32 sums)
+ *   p = e^(s − max) over each row's visible keys, 0 beyond (causal), f32
+ *   O (R, D) = (p V) / Σ p                    lt_compute_sgemm, normalised afterwards in f32
+ * as the f32 kernel normalises at the end. The keys past the block's diagonal are computed and
+ * masked (at most R − 1 per row). Returns 0 when the scores buffer cannot be allocated (the
+ * caller runs the f32 kernel). */
+static int
+attention_forward_products (float *out, const float *q, const float *k, const float *v, int n,
+                            int S, int H, int KVH, int D)
+{
+  int past = S - n, group = H / KVH;
+  float scale = 1.0f / sqrtf ((float) D);
+  int rows = n < ATT_FWD_BLOCK ? n : ATT_FWD_BLOCK;
+  int blocks = (n + rows - 1) / rows;
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  size_t per_thread = (size_t) rows * S + (size_t) rows; /* scores, then 1/Σ per row */
+  float *buf = malloc ((size_t) nt * per_thread * sizeof (float));
+
+  if (buf == NULL)
+    return 0;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    float *sc = buf + (size_t) omp_get_thread_num () * per_thread;
+    float *inv = sc + (size_t) rows * S;
+
+    /* rows further down see more keys: the costly blocks first */
+#pragma omp for schedule(dynamic, 1)
+    for (int item = 0; item < H * blocks; item++)
+      {
+        int h = item % H, blk = blocks - 1 - item / H, g = h / group;
+        int i0 = blk * rows, i1 = MIN_INT (i0 + rows, n), R = i1 - i0, nk = past + i1;
+        const float *qh = q + ((size_t) i0 * H + h) * D;
+        float *oh = out + ((size_t) i0 * H + h) * D;
+
+        lt_compute_sgemm (LT_NO_TRANS, LT_TRANS, R, nk, D, scale, qh, H * D,
+                          k + (size_t) g * D, KVH * D, 0.0f, sc, nk);
+        for (int r = 0; r < R; r++)
+          {
+            float *pr = sc + (size_t) r * nk;
+            int seen = past + i0 + r + 1;
+            float mx = -INFINITY;
+            for (int j = 0; j < seen; j++)
+              mx = pr[j] > mx ? pr[j] : mx;
+            inv[r] = 1.0f / lt_exp_sub_inplace (pr, seen, mx);
+            for (int j = seen; j < nk; j++)
+              pr[j] = 0.0f;
+          }
+        lt_compute_sgemm (LT_NO_TRANS, LT_NO_TRANS, R, D, nk, 1.0f, sc, nk,
+                          v + (size_t) g * D, KVH * D, 0.0f, oh, H * D);
+        for (int r = 0; r < R; r++)
+          for (int d = 0; d < D; d++)
+            oh[(size_t) r * H * D + d] *= inv[r];
+      }
+  }
+  free (buf);
+  return 1;
+}
+
+void
+lt_attention_forward_products_ref (float *out, const float *q, const float *k, const float *v,
+                                   int n, int S, int H, int KVH, int D)
+{
+  int past = S - n, group = H / KVH;
+  float scale = 1.0f / sqrtf ((float) D);
+  float *p = malloc ((size_t) S * sizeof (float));
+
+  for (int i = 0; i < n; i++)
+    for (int h = 0; h < H; h++)
+      {
+        int g = h / group, seen = past + i + 1;
+        const float *qi = q + ((size_t) i * H + h) * D;
+        float mx = -INFINITY;
+        double sum = 0.0;
+        for (int j = 0; j < seen; j++)
+          {
+            const float *kj = k + ((size_t) j * KVH + g) * D;
+            double dot = 0.0;
+            for (int d = 0; d < D; d++)
+              dot += (double) lt_compute_round_bf16 (qi[d]) * lt_compute_round_bf16 (kj[d]);
+            p[j] = (float) (scale * dot);
+            mx = p[j] > mx ? p[j] : mx;
+          }
+        sum = lt_exp_sub_inplace (p, seen, mx); /* the path's own exp */
+        float *o = out + ((size_t) i * H + h) * D;
+        for (int d = 0; d < D; d++)
+          {
+            double acc = 0.0;
+            for (int j = 0; j < seen; j++)
+              acc += (double) lt_compute_round_bf16 (p[j])
+                     * lt_compute_round_bf16 (v[((size_t) j * KVH + g) * D + d]);
+            o[d] = (float) (acc / sum);
+          }
+      }
+  free (p);
+}
+
 void
 lt_attention_forward (float *out, const float *q, const float *k, const float *v, int n, int S,
                       int H, int KVH, int D, float *scratch)
 {
+  /* bf16 compute and a block of queries (a training step, eval, a prompt): QKᵀ and PV as
+   * bf16 products; few queries (decode) and the f32 compute keep the f32 kernel */
+  if (n >= LT_ATTENTION_PRODUCTS_MIN_N && lt_compute_get_dtype () == LT_COMPUTE_BF16
+      && attention_forward_products (out, q, k, v, n, S, H, KVH, D))
+    return;
   attention_forward (out, q, k, v, 0, n, S, H, KVH, D, scratch);
 }
 
@@ -304,8 +413,6 @@ lt_attention_forward_f16kv (float *out, const float *q, const uint16_t *k, const
 }
 
 /* ---- attention backward ---- */
-
-#define MIN_INT(a, b) ((a) < (b) ? (a) : (b))
 
 /* Query head h of kv head g: rows i of the sequence. p, dp: (n) scratch. */
 static void

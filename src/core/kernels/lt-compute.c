@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef LT_HAVE_DNNL
 #include <dlfcn.h>
@@ -293,8 +294,16 @@ round_rows (float *dst, const float *src, int rows, int cols, int ld)
 {
 #pragma omp parallel for schedule(static) if (convert_parallel (rows, cols))
   for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++)
-      dst[(size_t) r * cols + c] = lt_compute_round_bf16 (src[(size_t) r * ld + c]);
+    {
+      /* lt-convert's AVX2 rows, through bf16 and back, 256 values at a time */
+      uint16_t h[256];
+      for (int c0 = 0; c0 < cols; c0 += 256)
+        {
+          size_t n = (size_t) (cols - c0 < 256 ? cols - c0 : 256);
+          lt_f32_to_bf16_row (src + (size_t) r * ld + c0, h, n);
+          lt_bf16_to_f32_row (h, dst + (size_t) r * cols + c0, n);
+        }
+    }
 }
 
 /* bytes of one operand element on the oneDNN path */
@@ -329,9 +338,51 @@ weight_rows_to_bf16 (uint16_t *dst, const void *w, LtKDType wdtype, int r0, int 
       }
 }
 
+static void weight_to_bf16_uncounted (uint16_t *dst, const void *w, LtKDType wdtype, int rows,
+                                      int cols, int ldw, float *row_f32);
+
+/* Weight values converted from f32/f16 to bf16 and the nanoseconds the calling threads spent
+ * on it (lt_compute_get_weight_conversions) */
+static uint64_t conv_values, conv_ns;
+
+static uint64_t
+now_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+static void
+count_conversion (LtKDType wdtype, size_t n, uint64_t t0)
+{
+  if (wdtype == LT_KDTYPE_BF16)
+    return;
+  __atomic_add_fetch (&conv_values, (uint64_t) n, __ATOMIC_RELAXED);
+  __atomic_add_fetch (&conv_ns, now_ns () - t0, __ATOMIC_RELAXED);
+}
+
+void
+lt_compute_get_weight_conversions (uint64_t *values, double *seconds)
+{
+  if (values)
+    *values = __atomic_load_n (&conv_values, __ATOMIC_RELAXED);
+  if (seconds)
+    *seconds = (double) __atomic_load_n (&conv_ns, __ATOMIC_RELAXED) / 1e9;
+}
+
 static void
 weight_to_bf16 (uint16_t *dst, const void *w, LtKDType wdtype, int rows, int cols, int ldw,
                 float *row_f32)
+{
+  uint64_t t0 = now_ns ();
+  weight_to_bf16_uncounted (dst, w, wdtype, rows, cols, ldw, row_f32);
+  count_conversion (wdtype, (size_t) rows * cols, t0);
+}
+
+static void
+weight_to_bf16_uncounted (uint16_t *dst, const void *w, LtKDType wdtype, int rows, int cols,
+                          int ldw, float *row_f32)
 {
   if (!convert_parallel (rows, cols))
     {
@@ -365,18 +416,22 @@ weight_to_op (void *dst, const void *w, LtKDType wdtype, int rows, int cols, int
               float *row_f32)
 {
   size_t esize = wdtype == LT_KDTYPE_F32 ? 4 : 2;
+  uint64_t t0;
   if (engine_mode != ENGINE_ONEDNN_F32)
     {
       weight_to_bf16 (dst, w, wdtype, rows, cols, ldw, row_f32);
       return;
     }
+  t0 = now_ns ();
   for (int r = 0; r < rows; r++)
     {
       float *d = (float *) dst + (size_t) r * cols;
       lt_expand_f32 (wdtype, (const char *) w + (size_t) r * ldw * esize, (size_t) cols, d);
-      for (int c = 0; c < cols; c++)
-        d[c] = lt_compute_round_bf16 (d[c]);
+      if (wdtype != LT_KDTYPE_BF16) /* a bf16 value rounds to itself */
+        for (int c = 0; c < cols; c++)
+          d[c] = lt_compute_round_bf16 (d[c]);
     }
+  count_conversion (wdtype, (size_t) rows * cols, t0);
 }
 
 /* ---- per-thread buffers ---- */
@@ -669,6 +724,34 @@ lt_compute_cache_size (void)
 
 /* ---- products ---- */
 
+/* The emulation's cblas_sgemm on rounded copies. Under the one-pool policy OpenBLAS runs
+ * single-threaded: a large product outside a parallel region is split into blocks of rows of
+ * C, one single-threaded sgemm per OpenMP thread (each C element's sum is the same sgemm's). */
+static void
+emu_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A, int lda,
+           const float *B, int ldb, float beta, float *C, int ldc)
+{
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  if (nt > 1 && openblas_get_num_threads () == 1 && M >= 2 * nt
+      && (double) M * N * K >= (double) (1 << 18))
+    {
+      int mb = (M + 2 * nt - 1) / (2 * nt);
+      int nblk = (M + mb - 1) / mb;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+      for (int bi = 0; bi < nblk; bi++)
+        {
+          int m0 = bi * mb, m = M - m0 < mb ? M - m0 : mb;
+          const float *a = ta ? A + m0 : A + (size_t) m0 * lda;
+          cblas_sgemm (CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                       tb ? CblasTrans : CblasNoTrans, m, N, K, alpha, a, lda, B, ldb, beta,
+                       C + (size_t) m0 * ldc, ldc);
+        }
+      return;
+    }
+  cblas_sgemm (CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+               N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 static void
 emulated_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A,
                 int lda, const float *B, int ldb, float beta, float *C, int ldc)
@@ -681,8 +764,7 @@ emulated_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const 
     abort ();
   round_rows (a, A, ar, ac, lda);
   round_rows (b, B, br, bc, ldb);
-  cblas_sgemm (CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
-               N, K, alpha, a, ac, b, bc, beta, C, ldc);
+  emu_sgemm (ta, tb, M, N, K, alpha, a, ac, b, bc, beta, C, ldc);
 }
 
 static void
@@ -748,20 +830,22 @@ emulated_gemm_w (LtTrans tw, int M, int N, int K, float alpha, const float *X, i
   for (int r0 = r_start; r0 < wr; r0 += rows)
     {
       int r = wr - r0 < rows ? wr - r0 : rows;
+      uint64_t t0 = now_ns ();
       for (int i = 0; i < r; i++)
         {
           const char *src = (const char *) W + ((size_t) (r0 + i) * ldw) * esize;
           float *dst = w + (size_t) i * wc;
           lt_expand_f32 (wdtype, src, (size_t) wc, dst);
-          for (int k = 0; k < wc; k++)
-            dst[k] = lt_compute_round_bf16 (dst[k]);
+          if (wdtype != LT_KDTYPE_BF16) /* a bf16 value rounds to itself */
+            for (int k = 0; k < wc; k++)
+              dst[k] = lt_compute_round_bf16 (dst[k]);
         }
+      count_conversion (wdtype, (size_t) r * wc, t0);
       if (tw)
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, r, K, alpha, x, K, w, K, beta,
-                     Y + r0, ldy);
+        emu_sgemm (LT_NO_TRANS, LT_TRANS, M, r, K, alpha, x, K, w, K, beta, Y + r0, ldy);
       else
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, r, alpha, x + r0, K, w, N,
-                     r0 == 0 ? beta : 1.0f, Y, ldy);
+        emu_sgemm (LT_NO_TRANS, LT_NO_TRANS, M, N, r, alpha, x + r0, K, w, N,
+                   r0 == 0 ? beta : 1.0f, Y, ldy);
     }
 }
 
@@ -898,6 +982,23 @@ lt_compute_sgemm_bf16_ref (LtTrans ta, LtTrans tb, int M, int N, int K, float al
         float *c = &C[(size_t) m * ldc + n];
         *c = (float) (alpha * acc + (beta != 0.0f ? (double) beta * *c : 0.0));
       }
+}
+
+uint16_t *
+lt_compute_weight_to_bf16 (const void *w, LtKDType wdtype, int rows, int cols, int ldw)
+{
+  uint16_t *dst = malloc ((size_t) rows * cols * sizeof (uint16_t) + 1);
+  float *row = NULL;
+  if (dst == NULL)
+    return NULL;
+  if (wdtype == LT_KDTYPE_F16 && (row = malloc ((size_t) cols * sizeof (float))) == NULL)
+    {
+      free (dst);
+      return NULL;
+    }
+  weight_to_bf16 (dst, w, wdtype, rows, cols, ldw, row);
+  free (row);
+  return dst;
 }
 
 /* ---- the backend interface over host memory ---- */

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* lt-compute: the one place that runs the matrix products of Lathe — the linear layers'
  * forward and backward (lt-gemm.c, lt-linear.c), the LoRA/DoRA products, attention's
- * backward products (lt-attention.c) and the LM head (lt-model-train.c via lt-gemm.c). Plain
+ * backward products and, under bf16, its forward QKᵀ and PV (lt-attention.c), and the LM head
+ * (lt-model-train.c via lt-linear.c). Frozen f32/f16 dense bases reach the bf16 products as
+ * a bf16 copy made once per layer (lt_compute_weight_to_bf16, kept by lt-linear). Plain
  * C (no GLib) so that the kernels can call it; it lives beside them in src/core/kernels for
  * that reason (tests/core/test-layering: a kernel includes only kernel headers).
  *
@@ -119,6 +121,21 @@ typedef void (*LtComputeExpandFn) (void *user, int r0, int n, float *dst);
  * backend: the same tiles through cblas_sgemm. */
 void lt_compute_gemm_rows (LtTrans tw, int M, int N, int K, float alpha, const float *X, int ldx,
                            LtComputeExpandFn expand, void *user, float beta, float *Y, int ldy);
+
+/* A frozen weight converted to bf16 once: W (rows, cols; row stride @ldw) in @wdtype (F32, F16
+ * or BF16) -> a compact (rows, cols) bf16 copy (malloc, free () it), rounded to nearest even
+ * exactly as lt_compute_gemm_w rounds a weight per call, on every core for a large weight.
+ * Handing the copy to lt_compute_gemm_w as LT_KDTYPE_BF16 then feeds the product the stored
+ * bf16 values (no conversion per call). NULL when out of memory. lt-linear keeps one per frozen
+ * dense f32/f16 base (lt_linear_bf16_base). */
+uint16_t *lt_compute_weight_to_bf16 (const void *w, LtKDType wdtype, int rows, int cols,
+                                     int ldw);
+
+/* Weight values the bf16 backend has converted from f32 or f16 to bf16 since the process
+ * started (per-call tiles of lt_compute_gemm_w and lt_compute_weight_to_bf16 copies), and the
+ * wall-clock seconds the converting calls took (summed over threads that convert on their
+ * own). Either may be NULL. */
+void lt_compute_get_weight_conversions (uint64_t *values, double *seconds);
 
 /* Plain reference for the BF16 backend: double accumulation of bf16-rounded operands. */
 void lt_compute_sgemm_bf16_ref (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,

@@ -111,8 +111,18 @@ void lt_attention_forward_ref (float *out, const float *q, const float *k, const
 /* Same, OpenMP over (head, block of rows); @scratch holds lt_attention_scratch_floats (n, S)
  * floats (one row of S per OpenMP thread: ask again after changing the thread count). */
 size_t lt_attention_scratch_floats (int n, int S);
+/* With the bf16 compute dtype (lt-compute) and at least LT_ATTENTION_PRODUCTS_MIN_N queries,
+ * QKᵀ and PV run as two lt_compute_sgemm products per (query head, block of 64 query rows):
+ * bf16 operands (q, k; the unnormalised probabilities, v), f32 sums; max, exp, the sum and
+ * the final 1/Σ scaling in f32. It allocates its own (threads × 64 × S) scores buffer (the f32
+ * kernel runs when that fails). Otherwise (f32, decode) the f32 kernel below, unchanged. */
+#define LT_ATTENTION_PRODUCTS_MIN_N 16
 void lt_attention_forward (float *out, const float *q, const float *k, const float *v,
                            int n, int S, int H, int KVH, int D, float *scratch);
+/* What the product path computes, in plain loops: q, k, v and the unnormalised probabilities
+ * e^(s − max) rounded to bf16, dot products summed in double, s and the probabilities f32. */
+void lt_attention_forward_products_ref (float *out, const float *q, const float *k,
+                                        const float *v, int n, int S, int H, int KVH, int D);
 /* The same with k and v stored as f16 (decode's half KV cache, LtKVCache): equal bit for bit
  * to lt_attention_forward on k and v holding the same f16 values as f32. */
 void lt_attention_forward_f16kv (float *out, const float *q, const uint16_t *k, const uint16_t *v,
