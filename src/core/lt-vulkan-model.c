@@ -11,6 +11,7 @@
 
 #include "lt-error.h"
 #include "lt-model-train.h"
+#include "lt-vulkan-kernels.h"
 
 #define N_LIN LT_BLOCK_LINEARS
 
@@ -29,6 +30,7 @@ typedef struct
   float scale;
   LtVulkanBuffer *w;          /* frozen weight (out, in) as stored; shared by tied tensors */
   LtKDType wdt;
+  const LtVulkanQMatrix *q;   /* or the packed quantized weight (vm->qweights), w NULL */
   LtVulkanBuffer *bias;       /* (out) f32 or NULL */
   int pa, pb;                 /* VParam indices of A and B, -1 without an adapter */
 } VLin;
@@ -48,6 +50,7 @@ struct _LtVulkanModel
   LtModel *model;
   LtVulkanStream *s;
   GHashTable *weights;        /* const LtTensor * → LtVulkanBuffer * (owned) */
+  GHashTable *qweights;       /* const LtQuantTensor * → LtVulkanQMatrix * (owned) */
   GPtrArray *owned;           /* every other buffer of the model (norms, biases, params) */
   GArray *params;             /* VParam */
   VBlock *blocks;             /* (L) */
@@ -56,6 +59,7 @@ struct _LtVulkanModel
   LtComputeDType prec;
   LtVulkanBuffer *embed;      /* (V, C) f32 or bf16 */
   LtKDType embed_dt;
+  const LtVulkanQMatrix *embed_q; /* or the quantized table (embed NULL) */
   LtVulkanBuffer *norm;       /* (C) */
   VLin head;
   int chunk_cols;
@@ -93,9 +97,9 @@ lt_vulkan_model_check (LtModel *m, const char *key, GError **error)
   const LtConfig *c = m->config;
   gboolean any = FALSE;
 
-  if (m->quantized || m->w.embed_q != NULL || m->w.embed == NULL)
-    return refuse (error, key, "a quantized base model");
-  if (m->w.lm_head.kind != LT_LINEAR_DENSE || m->w.lm_head.grad_weight != NULL)
+  if (m->w.embed_q == NULL && m->w.embed == NULL)
+    return refuse (error, key, "a model without an embedding table");
+  if (m->w.lm_head.grad_weight != NULL || m->w.lm_head.grad_scales != NULL)
     return refuse (error, key, "full fine-tuning");
   if (c->head_dim % 2 != 0 || c->head_dim > 128)
     return refuse (error, key, "a head size above 128");
@@ -103,8 +107,6 @@ lt_vulkan_model_check (LtModel *m, const char *key, GError **error)
     for (int j = 0; j < N_LIN; j++)
       {
         LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
-        if (lin->kind != LT_LINEAR_DENSE)
-          return refuse (error, key, "a quantized base model");
         if (lin->master != NULL || lin->grad_weight != NULL)
           return refuse (error, key, "full fine-tuning");
         if (lin->grad_scales != NULL)
@@ -191,6 +193,31 @@ weight (LtVulkanModel *vm, const LtTensor *t, LtKDType *dt, GError **error)
   return b;
 }
 
+/* A packed quantized weight, once per tensor (a tied head shares the embedding's). */
+static const LtVulkanQMatrix *
+qweight (LtVulkanModel *vm, const LtQuantTensor *q, GError **error)
+{
+  LtVulkanQMatrix *qm = g_hash_table_lookup (vm->qweights, q);
+
+  if (qm != NULL)
+    return qm;
+  qm = g_new0 (LtVulkanQMatrix, 1);
+  if (!lt_vulkan_qmatrix_upload (vm->vk, q, qm, error))
+    {
+      g_free (qm);
+      return NULL;
+    }
+  g_hash_table_insert (vm->qweights, (gpointer) q, qm);
+  return qm;
+}
+
+static void
+qmatrix_free (gpointer p)
+{
+  lt_vulkan_qmatrix_clear (p);
+  g_free (p);
+}
+
 static int
 add_param (LtVulkanModel *vm, float *w, float *g, gsize n, GError **error)
 {
@@ -214,7 +241,12 @@ setup_linear (LtVulkanModel *vm, VLin *v, LtLinear *lin, GError **error)
   v->in = lin->in_features;
   v->out = lin->out_features;
   v->pa = v->pb = -1;
-  if ((v->w = weight (vm, lin->weight, &v->wdt, error)) == NULL)
+  if (lin->kind == LT_LINEAR_QUANTIZED)
+    {
+      if ((v->q = qweight (vm, lin->quant, error)) == NULL)
+        return FALSE;
+    }
+  else if ((v->w = weight (vm, lin->weight, &v->wdt, error)) == NULL)
     return FALSE;
   if (lin->bias != NULL
       && (v->bias = own (vm, vm->owned, (gsize) v->out * 4, lin->bias, error)) == NULL)
@@ -246,6 +278,7 @@ lt_vulkan_model_new (LtVulkan *vk, LtModel *m, GError **error)
   vm->model = m;
   vm->weights = g_hash_table_new_full (NULL, NULL, NULL,
                                        (GDestroyNotify) lt_vulkan_buffer_free);
+  vm->qweights = g_hash_table_new_full (NULL, NULL, NULL, qmatrix_free);
   vm->owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
   vm->acts = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
   vm->tables = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
@@ -256,23 +289,25 @@ lt_vulkan_model_new (LtVulkan *vk, LtModel *m, GError **error)
   if ((vm->s = lt_vulkan_stream_new (vk, error)) == NULL)
     return NULL;
 
-  /* the embedding: f32 or bf16 for the lookup (f16 widened) */
-  {
-    const LtTensor *e = m->w.embed;
-    gsize n = (gsize) c->vocab_size * C;
-    if (e->dtype == LT_DTYPE_F16)
-      {
-        g_autofree float *f = g_new (float, n);
-        const guint16 *h = e->data;
-        for (gsize i = 0; i < n; i++)
-          f[i] = lt_f16_to_f32 (h[i]);
-        vm->embed_dt = F32;
-        if ((vm->embed = own (vm, vm->owned, n * 4, f, error)) == NULL)
-          return NULL;
-      }
-    else if ((vm->embed = weight (vm, e, &vm->embed_dt, error)) == NULL)
-      return NULL;
-  }
+  /* the embedding: f32 or bf16 for the lookup (f16 widened), or packed as quantized */
+  if (m->w.embed_q != NULL)
+    {
+      if ((vm->embed_q = qweight (vm, m->w.embed_q, error)) == NULL)
+        return NULL;
+    }
+  else if (m->w.embed->dtype == LT_DTYPE_F16)
+    {
+      const guint16 *h = m->w.embed->data;
+      gsize n = (gsize) c->vocab_size * C;
+      g_autofree float *f = g_new (float, n);
+      for (gsize i = 0; i < n; i++)
+        f[i] = lt_f16_to_f32 (h[i]);
+      vm->embed_dt = F32;
+      if ((vm->embed = own (vm, vm->owned, n * 4, f, error)) == NULL)
+        return NULL;
+    }
+  else if ((vm->embed = weight (vm, m->w.embed, &vm->embed_dt, error)) == NULL)
+    return NULL;
   for (int l = 0; l < L; l++)
     {
       LtLayerWeights *lw = &m->w.layers[l];
@@ -324,6 +359,7 @@ lt_vulkan_model_free (LtVulkanModel *vm)
   g_clear_pointer (&vm->tables, g_ptr_array_unref);
   g_clear_pointer (&vm->owned, g_ptr_array_unref);
   g_clear_pointer (&vm->weights, g_hash_table_unref);
+  g_clear_pointer (&vm->qweights, g_hash_table_unref);
   if (vm->params)
     g_array_unref (vm->params);
   g_free (vm->xin);
@@ -485,17 +521,39 @@ param (LtVulkanModel *vm, int i)
   return &g_array_index (vm->params, VParam, i);
 }
 
+/* The frozen base's product with rows [row0, row0 + n) of W (dense as stored, or packed
+ * quantized): @tw LT_TRANS y (N, n) = x (N, in)·Wᵀ (the forward), LT_NO_TRANS dx (N, in) =
+ * dy (N, n)·W (the input gradient; @n the rows, all of them but for the LM head's chunks).
+ * The CPU's quantized product is bf16 only above lt_qk_fused_max_m tokens (its fused
+ * decode path is f32); @prec follows. */
+static gboolean
+base_gemm (LtVulkanModel *vm, const VLin *v, LtTrans tw, int N, int row0, int n, float alpha,
+           const LtVulkanMatrix *x, float beta, const LtVulkanMatrix *y, LtComputeDType prec,
+           GError **error)
+{
+  int M_n = tw == LT_TRANS ? n : v->in, K = tw == LT_TRANS ? v->in : n;
+
+  if (v->q != NULL)
+    {
+      LtVulkanQMatrix q = *v->q;
+      q.row0 = row0;
+      if (N <= (int) lt_qk_fused_max_m)
+        prec = LT_COMPUTE_F32;
+      return lt_vulkan_gemm_q (vm->s, tw, N, M_n, K, alpha, x, &q, beta, y, prec, error);
+    }
+  LtVulkanMatrix mw = mat (v->w, (gsize) row0 * v->in, v->in, v->wdt);
+  return lt_vulkan_gemm (vm->s, LT_NO_TRANS, tw, N, M_n, K, alpha, x, &mw, beta, y, prec, error);
+}
+
 /* y (N, out) = x·Wᵀ (+ b) + scale·(x·A)·B, keeping xa (N, r) = x·A. */
 static gboolean
 lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffer *y,
              LtVulkanBuffer *xa, GError **error)
 {
   LtVulkanStream *s = vm->s;
-  LtVulkanMatrix mx = mat (x, 0, v->in, F32), mw = mat (v->w, 0, v->in, v->wdt);
-  LtVulkanMatrix my = mat (y, 0, v->out, F32);
+  LtVulkanMatrix mx = mat (x, 0, v->in, F32), my = mat (y, 0, v->out, F32);
 
-  if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->out, v->in, 1.0f, &mx, &mw, 0.0f, &my,
-                       vm->prec, error))
+  if (!base_gemm (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &my, vm->prec, error))
     return FALSE;
   if (v->bias != NULL)
     {
@@ -525,7 +583,7 @@ lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa,
               LtVulkanBuffer *dy, LtVulkanBuffer *dx, gboolean acc, GError **error)
 {
   LtVulkanStream *s = vm->s;
-  LtVulkanMatrix mx = mat (x, 0, v->in, F32), mw = mat (v->w, 0, v->in, v->wdt);
+  LtVulkanMatrix mx = mat (x, 0, v->in, F32);
   LtVulkanMatrix mdy = mat (dy, 0, v->out, F32), mdx = mat (dx, 0, v->in, F32);
   float gb = vm->grads_zero ? 0.0f : 1.0f;
 
@@ -546,8 +604,8 @@ lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa,
     }
   if (dx == NULL)
     return TRUE;
-  if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->in, v->out, 1.0f, &mdy, &mw,
-                       acc ? 1.0f : 0.0f, &mdx, vm->prec, error))
+  if (!base_gemm (vm, v, LT_NO_TRANS, N, 0, v->out, 1.0f, &mdy, acc ? 1.0f : 0.0f, &mdx,
+                  vm->prec, error))
     return FALSE;
   if (v->pa >= 0)
     {
@@ -664,10 +722,8 @@ head_logits (LtVulkanModel *vm, int N, int v0, int vc, int chunk, GError **error
 {
   int C = vm->model->config->hidden_size;
   LtVulkanMatrix mx = mat (vm->xnf, 0, C, F32), ml = mat (vm->logits, 0, chunk, F32);
-  LtVulkanMatrix mw = mat (vm->head.w, (gsize) v0 * C, C, vm->head.wdt);
 
-  return lt_vulkan_gemm (vm->s, LT_NO_TRANS, LT_TRANS, N, vc, C, 1.0f, &mx, &mw, 0.0f, &ml,
-                         vm->prec, error);
+  return base_gemm (vm, &vm->head, LT_TRANS, N, v0, vc, 1.0f, &mx, 0.0f, &ml, vm->prec, error);
 }
 
 static gboolean
@@ -728,7 +784,9 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
     return FALSE;
 
   /* forward */
-  if (!lt_vulkan_embedding (s, vm->xin[0], vm->embed, vm->embed_dt, vm->ids, N, C, V, error))
+  if (vm->embed_q != NULL
+        ? !lt_vulkan_embedding_q (s, vm->xin[0], vm->embed_q, vm->ids, N, error)
+        : !lt_vulkan_embedding (s, vm->xin[0], vm->embed, vm->embed_dt, vm->ids, N, C, V, error))
     return FALSE;
   for (int l = 0; l < L; l++)
     if (!block_forward (vm, l, N, lengths, B, error))
@@ -753,13 +811,12 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
       for (int v0 = 0; v0 < V; v0 += chunk)
         {
           int vc = MIN (chunk, V - v0);
-          LtVulkanMatrix mw = mat (vm->head.w, (gsize) v0 * C, C, vm->head.wdt);
           if (!head_logits (vm, N, v0, vc, chunk, error)
               || !lt_vulkan_cross_entropy_backward_chunk (s, vm->logits, 0, chunk, vm->ce_lse,
                                                           vm->targets, vm->scale_b, N, v0, vc,
                                                           error)
-              || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, C, vc, 1.0f, &ml, &mw,
-                                  v0 == 0 ? 0.0f : 1.0f, &mdxn, LT_COMPUTE_F32, error))
+              || !base_gemm (vm, &vm->head, LT_NO_TRANS, N, v0, vc, 1.0f, &ml,
+                             v0 == 0 ? 0.0f : 1.0f, &mdxn, LT_COMPUTE_F32, error))
             return FALSE;
         }
       if (!lt_vulkan_rmsnorm_backward (s, vm->dx, vm->junk, vm->xin[L], vm->norm, vm->dxn, eps,
@@ -976,8 +1033,6 @@ check_config (const LtRunConfig *cfg, GError **error)
     return refuse (error, key, "DoRA");
   if (cfg->train_type == LT_TRAIN_TYPE_FULL)
     return refuse (error, key, "full fine-tuning");
-  if (cfg->quantization != LT_QUANTIZATION_NONE)
-    return refuse (error, key, "a quantized base model (quantization)");
   if (cfg->qat_enable)
     return refuse (error, key, "quantization-aware training (QAT)");
   if (cfg->lora_dropout > 0.0)

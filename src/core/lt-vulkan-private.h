@@ -32,6 +32,8 @@ typedef enum
   LT_VK_CLIP,
   LT_VK_EMBEDDING_F32,
   LT_VK_EMBEDDING_BF16,
+  LT_VK_GEMM_Q,
+  LT_VK_EMBEDDING_Q,
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 

@@ -140,6 +140,8 @@ static const struct
   [LT_VK_CLIP] = { "clip", 2 },
   [LT_VK_EMBEDDING_F32] = { "embedding-f32", 3 },
   [LT_VK_EMBEDDING_BF16] = { "embedding-bf16", 3 },
+  [LT_VK_GEMM_Q] = { "gemm-q", 5 },
+  [LT_VK_EMBEDDING_Q] = { "embedding-q", 5 },
 };
 
 typedef struct

@@ -9,6 +9,8 @@
 #include "src/core/kernels/lt-kernels.h"
 #include "src/core/lt-error.h"
 #include "src/core/lt-optimizer.h"
+#include "src/core/lt-quant.h"
+#include "src/core/lt-vulkan-kernels.h"
 #include "tests/core/test-vulkan.h"
 
 /* ---- a whole block in one submit ---- */
@@ -300,6 +302,121 @@ test_lora_step (void)
   g_assert_cmpfloat (eB, <=, 1e-5);
 }
 
+
+/* ---- quantized weights ---- */
+
+/* lt_vulkan_gemm_q and lt_vulkan_embedding_q on every format load-time quantization (and MLX
+ * folders) give — symmetric 4-bit and 8-bit (stored affine), affine 3-bit (codes straddling
+ * words) and 5-bit, ternary, nf4, mxfp4 — against the CPU: Ŵ de-quantized by lt-quant's
+ * reference expansion, then a double-precision product. The forward y = x·Ŵᵀ over a row window
+ * (the LM head's chunks), the input gradient dx = dy·Ŵ accumulated (beta 1), the embedding
+ * rows; then both products with bf16 operands against the same reference on bf16-rounded
+ * operands. Tolerance 1e-5 relative to max(1, |ref|) for the products (f32 summation order);
+ * the embedding rows, Ŵ itself, bit for bit (quant.glsl's exact fmaf). */
+static void
+test_gemm_q (void)
+{
+  static const struct
+  {
+    LtQuantMode mode;
+    int bits, group;
+  } fmts[] = {
+    { LT_QUANT_SYMMETRIC, 4, 32 }, { LT_QUANT_SYMMETRIC, 8, 64 }, { LT_QUANT_AFFINE, 3, 32 },
+    { LT_QUANT_AFFINE, 5, 64 },    { LT_QUANT_TERNARY, 2, 32 },   { LT_QUANT_NF4, 4, 64 },
+    { LT_QUANT_MXFP4, 4, 32 },
+  };
+  enum { T = 29, IN = 128, OUT = 72, R0 = 8, NR = 56 };
+
+  REQUIRE_DEVICE ();
+  for (guint f = 0; f < G_N_ELEMENTS (fmts); f++)
+    for (int bf = 0; bf <= 1; bf++)
+      {
+        g_autoptr (GError) error = NULL;
+        g_autofree float *w = g_new (float, OUT * IN), *wq = g_new (float, OUT * IN);
+        g_autofree float *x = g_new (float, T * IN), *dy = g_new (float, T * NR);
+        g_autofree float *dx0 = g_new (float, T * IN), *y = g_new (float, T * NR);
+        g_autofree float *dx = g_new (float, T * IN), *gy = g_new (float, T * NR);
+        g_autofree float *gdx = g_new (float, T * IN), *emb = g_new (float, T * IN);
+        g_autofree float *gemb = g_new (float, T * IN);
+        gint32 ids[T];
+        g_autoptr (LtQuantTensor) q = NULL;
+        g_autoptr (LtVulkanStream) s = NULL;
+        LtVulkanQMatrix qm;
+        double ey, edx, ee;
+
+        fill (w, OUT * IN, 400 + f, -0.5, 0.5);
+        fill (x, T * IN, 410 + f, -1, 1);
+        fill (dy, T * NR, 420 + f, -1, 1);
+        fill (dx0, T * IN, 430 + f, -1, 1);
+        for (int t = 0; t < T; t++)
+          ids[t] = (t * 11 + 5) % OUT;
+        q = lt_quant_tensor_quantize (w, OUT, IN, fmts[f].mode, fmts[f].bits, fmts[f].group,
+                                      &error);
+        g_assert_no_error (error);
+        lt_quant_tensor_dequantize_rows_ref (q, 0, OUT, wq);
+        g_assert_true (lt_vulkan_qmatrix_upload (vk, q, &qm, &error));
+        g_assert_no_error (error);
+
+        /* the CPU: y = x·Ŵ[R0:R0+NR]ᵀ, dx = dx0 + dy·Ŵ[R0:R0+NR], the embedding rows */
+        for (int t = 0; t < T; t++)
+          {
+            for (int o = 0; o < NR; o++)
+              {
+                double acc = 0.0;
+                for (int i = 0; i < IN; i++)
+                  acc += (double) (bf ? lt_compute_round_bf16 (x[t * IN + i]) : x[t * IN + i])
+                         * (bf ? lt_compute_round_bf16 (wq[(R0 + o) * IN + i])
+                               : wq[(R0 + o) * IN + i]);
+                y[t * NR + o] = (float) acc;
+              }
+            for (int i = 0; i < IN; i++)
+              {
+                double acc = dx0[t * IN + i];
+                for (int o = 0; o < NR; o++)
+                  acc += (double) (bf ? lt_compute_round_bf16 (dy[t * NR + o]) : dy[t * NR + o])
+                         * (bf ? lt_compute_round_bf16 (wq[(R0 + o) * IN + i])
+                               : wq[(R0 + o) * IN + i]);
+                dx[t * IN + i] = (float) acc;
+              }
+            memcpy (emb + t * IN, wq + ids[t] * IN, sizeof (float) * IN);
+          }
+
+        g_autoptr (LtVulkanBuffer) bx = upload (x, sizeof (float) * T * IN);
+        g_autoptr (LtVulkanBuffer) bdy = upload (dy, sizeof (float) * T * NR);
+        g_autoptr (LtVulkanBuffer) bdx = upload (dx0, sizeof (float) * T * IN);
+        g_autoptr (LtVulkanBuffer) bids = upload (ids, sizeof ids);
+        g_autoptr (LtVulkanBuffer) by = lt_vulkan_buffer_new (vk, sizeof (float) * T * NR, &error);
+        g_autoptr (LtVulkanBuffer) be = lt_vulkan_buffer_new (vk, sizeof (float) * T * IN, &error);
+        g_assert_no_error (error);
+        LtVulkanMatrix mx = { bx, 0, IN, LT_KDTYPE_F32 }, my = { by, 0, NR, LT_KDTYPE_F32 };
+        LtVulkanMatrix mdy = { bdy, 0, NR, LT_KDTYPE_F32 }, mdx = { bdx, 0, IN, LT_KDTYPE_F32 };
+        LtComputeDType prec = bf ? LT_COMPUTE_BF16 : LT_COMPUTE_F32;
+        LtVulkanQMatrix view = qm;
+        view.row0 = R0;
+        s = stream ();
+        g_assert_true (lt_vulkan_gemm_q (s, LT_TRANS, T, NR, IN, 1.0f, &mx, &view, 0.0f, &my,
+                                         prec, &error));
+        g_assert_true (lt_vulkan_gemm_q (s, LT_NO_TRANS, T, IN, NR, 1.0f, &mdy, &view, 1.0f,
+                                         &mdx, prec, &error));
+        g_assert_true (lt_vulkan_embedding_q (s, be, &qm, bids, T, &error));
+        g_assert_no_error (error);
+        run (s);
+        download (by, gy, sizeof (float) * T * NR);
+        download (bdx, gdx, sizeof (float) * T * IN);
+        download (be, gemb, sizeof (float) * T * IN);
+        ey = max_rel (gy, y, T * NR);
+        edx = max_rel (gdx, dx, T * IN);
+        ee = max_rel (gemb, emb, T * IN);
+        g_test_message ("gemm_q %s %d-bit group %d (%s operands): y %.3g, dx %.3g, embedding "
+                        "%.3g (max rel error)", lt_quant_mode_name (fmts[f].mode), fmts[f].bits,
+                        fmts[f].group, bf ? "bf16" : "f32", ey, edx, ee);
+        g_assert_cmpfloat (ey, <=, 1e-5);
+        g_assert_cmpfloat (edx, <=, 1e-5);
+        g_assert_cmpfloat (ee, ==, 0.0); /* the de-quantization is bit for bit */
+        lt_vulkan_qmatrix_clear (&qm);
+      }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -309,6 +426,7 @@ main (int argc, char **argv)
   vulkan_test_open ();
   g_test_add_func ("/vulkan-step/block-forward", test_block_forward);
   g_test_add_func ("/vulkan-step/lora-step", test_lora_step);
+  g_test_add_func ("/vulkan-step/gemm-q", test_gemm_q);
   status = g_test_run ();
   vulkan_test_close ();
   return status;

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-vulkan-kernels.h: the training features' kernels beyond lt-vulkan.h's set (issue 17's
+ * goal "every training feature that works on the CPU works on the GPU"):
+ *
+ *   load-time quantized bases   a packed LtQuantTensor resident in device memory as stored
+ *                               (codes, f32 group scales, f32 biases or the nf4 / fp4 table)
+ *                               and de-quantized inside the GEMM (lt_vulkan_gemm_q) and the
+ *                               embedding lookup (lt_vulkan_embedding_q), bit for bit the
+ *                               values lt_qk_expand_rows gives (quant.glsl emulates fmaf's
+ *                               single rounding: a Vulkan fma may round twice). */
+#pragma once
+
+#include "lt-quant.h"
+#include "lt-vulkan.h"
+
+G_BEGIN_DECLS
+
+/* A packed quantized weight (rows, cols) on the device, viewed from stored row @row0 on. */
+typedef struct
+{
+  LtVulkanBuffer *codes;  /* (rows, words_per_row) uint32, LSB-first bit stream per row */
+  LtVulkanBuffer *scales; /* (rows, groups_per_row) f32 */
+  LtVulkanBuffer *aux;    /* lut FALSE: biases (rows, groups_per_row); TRUE: 1 << bits table */
+  gboolean lut;           /* FALSE: Ŵ = fma (scale, q, bias); TRUE: Ŵ = lut[q] · scale */
+  int bits, rows, cols, words_per_row, group_len;
+  int row0;
+} LtVulkanQMatrix;
+
+/* Uploads @q (every mode lt-quant has: symmetric and ternary in their affine form, affine,
+ * nf4, mxfp4) into three new buffers of @vk, view at row 0. FALSE + error (nothing left
+ * allocated) when a buffer cannot be made or a size exceeds 32-bit indexing. */
+gboolean lt_vulkan_qmatrix_upload (LtVulkan *vk, const LtQuantTensor *q, LtVulkanQMatrix *out,
+                                   GError **error);
+/* Frees the three buffers and zeroes @qm. */
+void lt_vulkan_qmatrix_clear (LtVulkanQMatrix *qm);
+
+/* C (M, N) = alpha · A (M, K) · op(Ŵ) (K, N) + beta · C, A f32 row-major (not transposed),
+ * Ŵ = @W from its row0: @tw LT_TRANS reads Ŵ as (N, K) (the forward, y = x·Ŵᵀ; K = cols),
+ * LT_NO_TRANS as (K, N) (the input gradient, dx = dy·Ŵ; N = cols). @precision
+ * LT_COMPUTE_BF16 rounds both operands to bf16 (f32 accumulation), as the CPU's quantized
+ * product does. A separate entry point from lt_vulkan_gemm (whose signature others hook). */
+gboolean lt_vulkan_gemm_q (LtVulkanStream *s, LtTrans tw, int M, int N, int K, float alpha,
+                           const LtVulkanMatrix *A, const LtVulkanQMatrix *W, float beta,
+                           const LtVulkanMatrix *C, LtComputeDType precision, GError **error);
+
+/* out (N, C) = rows ids (N, int32) of the quantized table @W (V = W->rows, C = W->cols),
+ * de-quantized; an id outside [0, V) gives a row of NaN. */
+gboolean lt_vulkan_embedding_q (LtVulkanStream *s, LtVulkanBuffer *out, const LtVulkanQMatrix *W,
+                                LtVulkanBuffer *ids, int N, GError **error);
+
+G_END_DECLS
