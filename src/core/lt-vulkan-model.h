@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* lt-vulkan-model: the LoRA training step of an LtModel on a Vulkan device (issue 17, stage 1).
  *
- * lt_vulkan_model_new uploads once, into device memory, the frozen base of a dense Llama-family
+ * lt_vulkan_model_new uploads once, into device memory, the frozen base of a Llama-family
  * model (Llama, Mistral, Qwen2 with its biases, Qwen3 with its q/k norms; tied or untied head)
- * as stored (f32, bf16 or f16; an f16 embedding is widened to f32 for the lookup), its norms,
+ * as stored (f32, bf16 or f16; an f16 embedding is widened to f32 for the lookup; a layer,
+ * embedding or head quantized at load time or read from an MLX folder in its packed form,
+ * de-quantized inside the GEMM and the lookup: lt-vulkan-kernels.h), its norms,
  * the LoRA A and B of every adapted linear layer (f32), their gradients and the AdamW moments.
  * lt_vulkan_model_forward_backward then records one micro-batch — embedding, every block
  * (RMSNorm, q/k/v/o with LoRA, q/k norms, RoPE, causal GQA attention per packed sequence,
@@ -20,8 +22,7 @@
  * attention and everything else are f32, as on the CPU.
  *
  * What the GPU path lacks is refused by lt_vulkan_model_check (LT_ERROR_UNSUPPORTED, naming
- * the feature): DoRA, full fine-tuning, a quantized base (load-time or MLX), QAT, DWQ,
- * adapter dropout > 0, and optimizers other than Adam / AdamW without L2 decay (SGD, Adam
+ * the feature): DoRA, full fine-tuning, QAT, DWQ, adapter dropout > 0, and optimizers other than Adam / AdamW without L2 decay (SGD, Adam
  * with weight decay).
  *
  * The host copies of A and B (the model's LtLora) are the truth at lt_vulkan_model_new and
@@ -98,7 +99,7 @@ gboolean lt_vulkan_resolve_device (const char *compute_device, gboolean *use_vul
 
 /* Before a run folder exists: resolves @cfg's device (*device "cpu" or "vulkan", *why the
  * reason, both static) and, for vulkan, refuses what the configuration asks for that the GPU
- * step lacks (DPO/ORPO, DoRA, full fine-tuning, a quantized base, QAT, dropout, SGD, Adam
+ * step lacks (DPO/ORPO, DoRA, full fine-tuning, QAT, dropout, SGD, Adam
  * with weight decay), naming the key and the feature. */
 gboolean lt_vulkan_trainer_check (const LtRunConfig *cfg, const char **device, const char **why,
                                   GError **error);

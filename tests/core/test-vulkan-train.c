@@ -8,10 +8,13 @@
  *   grads-bf16/...  the same with bf16 products on both sides (compute_dtype bf16): loss
  *                   1e-3 relative, gradients 2e-2 of the tensor's largest value, the issue's
  *                   bf16 tolerance (measured: loss ≤ 1.5e-4, gradients ≤ 1.2e-2 on lavapipe);
+ *   grads-quant/... the same on a base quantized at load time (symmetric, affine, nf4, mxfp4,
+ *                   ternary; tied head, Qwen2's biases, bf16 products), read packed by the GPU;
  *   regrow          the step memory grown between micro-batches (20 tokens, then 300);
  *   trajectory      6 steps of `lt_train` with compute_device vulkan against the same run on
  *                   the CPU (train losses, and validation losses computed on the CPU
  *                   from the weights synced back);
+ *   trajectory-quant/...  the trajectory on an mxfp4 and an nf4 base (trainer presets);
  *   refused         what the GPU step lacks is an error naming compute_device and the feature.
  * Tolerances (f32 cases): the matrix products are f32 on both sides (bf16 weights widened
  * exactly), so the differences are f32 summation order:
@@ -41,6 +44,7 @@ data_path (const char *a, const char *b)
 }
 
 static gboolean partial; /* adapters on q_proj and down_proj of the last block only */
+static const LtLoadOptions *load_opts; /* a load-time quantization, or NULL */
 
 static LtModel *
 load_lora (const char *name)
@@ -49,7 +53,7 @@ load_lora (const char *name)
   g_autoptr (GError) error = NULL;
   char *keys[] = { "self_attn.q_proj", "mlp.down_proj", NULL };
   LtAdapterSpec spec = { LT_TRAIN_TYPE_LORA, 4, 2.0, 0.0, NULL, -1, 11 };
-  LtModel *m = lt_model_load (dir, &error);
+  LtModel *m = lt_model_load_with_options (dir, load_opts, &error);
 
   if (partial)
     {
@@ -105,6 +109,13 @@ grads (const char *name, LtComputeDType dtype)
   REQUIRE_DEVICE ();
   lt_compute_set_dtype (dtype);
   m = load_lora (name);
+  if (load_opts != NULL)
+    {
+      /* the GPU reads these packed: the first block's q_proj and the embedding */
+      g_assert_true (m->quantized);
+      g_assert_cmpint (lt_layer_linear (&m->w.layers[0], 0)->kind, ==, LT_LINEAR_QUANTIZED);
+      g_assert_nonnull (m->w.embed_q);
+    }
   for (int i = 0; i < N; i++)
     {
       tok[i] = (i * 37 + 5) % 384;
@@ -186,6 +197,33 @@ static void
 test_grads_bf16 (gconstpointer data)
 {
   grads (data, LT_COMPUTE_BF16);
+}
+
+/* A base quantized at load time: every format, group 32 (so that all of the fixture's layers,
+ * the embedding and the LM head are quantized; nf4's group 64 leaves down_proj, 96 wide, in
+ * its stored precision, a mixed base); the same tolerances as the dense base. */
+typedef struct
+{
+  const char *model;
+  LtQuantMode mode;
+  int bits, group;
+  LtComputeDType dtype;
+} QuantCase;
+
+static void
+test_grads_quant (gconstpointer data)
+{
+  const QuantCase *qc = data;
+  LtLoadOptions opts = { 0 };
+
+  opts.bits = qc->bits;
+  opts.mode = qc->mode;
+  opts.group_size = qc->group;
+  load_opts = &opts;
+  g_test_message ("%s base quantized %s %d-bit group %d", qc->model,
+                  lt_quant_mode_name (qc->mode), qc->bits, qc->group);
+  grads (qc->model, qc->dtype);
+  load_opts = NULL;
 }
 
 /* Step memory grown between micro-batches: 20 tokens, then 300 in sequences of 40 and 260
@@ -349,7 +387,7 @@ max_device_bytes (const LtTrainProgress *p, gpointer user_data)
  * GPU run's reports carry the device memory it holds (at least the frozen weights, as
  * stored), the CPU run's none. */
 static void
-test_trajectory (void)
+trajectory (LtQuantization quantization)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-train-XXXXXX", &error);
@@ -362,6 +400,7 @@ test_trajectory (void)
   g_assert_no_error (error);
   cpu = run_config (tmp, "cpu", "cpu");
   gpu = run_config (tmp, "gpu", "vulkan");
+  cpu->quantization = gpu->quantization = quantization;
   /* two micro-batches per step: the device gradients accumulate */
   cpu->gradient_accumulation_steps = gpu->gradient_accumulation_steps = 2;
   g_assert_true (lt_train (cpu, FALSE, max_device_bytes, &cpu_bytes, NULL, &error));
@@ -375,7 +414,10 @@ test_trajectory (void)
     g_test_message ("GPU memory in the reports: %" G_GUINT64_FORMAT " bytes (the stored weights: "
                     "%" G_GUINT64_FORMAT ")", gpu_bytes, (guint64) st.st_size);
     g_assert_cmpuint (cpu_bytes, ==, 0);
-    g_assert_cmpuint (gpu_bytes, >=, (guint64) st.st_size * 9 / 10);
+    if (quantization == LT_QUANTIZATION_NONE)
+      g_assert_cmpuint (gpu_bytes, >=, (guint64) st.st_size * 9 / 10);
+    else
+      g_assert_cmpuint (gpu_bytes, >, 0);
   }
   for (guint f = 0; f < G_N_ELEMENTS (fields); f++)
     {
@@ -404,8 +446,24 @@ test_trajectory (void)
     g_assert_cmpstr (dc, ==, "cpu");
     g_assert_true (g_file_get_contents (log, &ltext, NULL, NULL));
     g_assert_nonnull (strstr (ltext, "runs on the GPU"));
+    if (quantization != LT_QUANTIZATION_NONE)
+      g_assert_nonnull (strstr (ltext, "base quantized at load time"));
   }
   test_rm_rf (tmp);
+}
+
+static void
+test_trajectory (void)
+{
+  trajectory (LT_QUANTIZATION_NONE);
+}
+
+/* The same on a base quantized at load time: mxfp4 (group 32, every layer, the embedding and
+ * the LM head of the fixture) and nf4 (group 64: down_proj stays f32). */
+static void
+test_trajectory_quant (gconstpointer data)
+{
+  trajectory (GPOINTER_TO_INT (data));
 }
 
 static gboolean
@@ -463,7 +521,7 @@ test_refused (void)
     const char *feature;
   } cases[] = {
     { "dora", "DoRA" }, { "full", "full fine-tuning" }, { "dpo", "DPO or ORPO" },
-    { "qat", "QAT" }, { "quant", "quantized base" }, { "dropout", "dropout" },
+    { "qat", "QAT" }, { "dropout", "dropout" },
     { "sgd", "SGD" },
   };
   g_autoptr (GError) error = NULL;
@@ -481,8 +539,6 @@ test_refused (void)
         cfg->train_mode = LT_TRAIN_MODE_DPO;
       else if (g_str_equal (w, "qat"))
         cfg->qat_enable = TRUE;
-      else if (g_str_equal (w, "quant"))
-        cfg->quantization = LT_QUANTIZATION_4BIT;
       else if (g_str_equal (w, "dropout"))
         cfg->lora_dropout = 0.1;
       else
@@ -548,8 +604,32 @@ main (int argc, char **argv)
   g_test_add_data_func ("/vulkan-train/grads-partial/qwen2", "qwen2", test_grads_partial);
   g_test_add_data_func ("/vulkan-train/grads-bf16/llama-f32", "llama-f32", test_grads_bf16);
   g_test_add_data_func ("/vulkan-train/grads-bf16/qwen3", "qwen3", test_grads_bf16);
+  {
+    static const QuantCase quant[] = {
+      { "llama-f32", LT_QUANT_SYMMETRIC, 4, 32, LT_COMPUTE_F32 },
+      { "llama-f32", LT_QUANT_AFFINE, 3, 32, LT_COMPUTE_F32 },
+      { "llama-f32", LT_QUANT_NF4, 4, 64, LT_COMPUTE_F32 },
+      { "llama-f32", LT_QUANT_MXFP4, 4, 32, LT_COMPUTE_F32 },
+      { "llama-f32", LT_QUANT_TERNARY, 2, 32, LT_COMPUTE_F32 },
+      { "llama-tied", LT_QUANT_SYMMETRIC, 8, 32, LT_COMPUTE_F32 },
+      { "qwen2", LT_QUANT_AFFINE, 4, 32, LT_COMPUTE_F32 },
+      { "qwen3", LT_QUANT_AFFINE, 4, 32, LT_COMPUTE_BF16 },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (quant); i++)
+      {
+        g_autofree char *path = g_strdup_printf (
+            "/vulkan-train/grads-quant/%s-%s%d%s", quant[i].model,
+            lt_quant_mode_name (quant[i].mode), quant[i].bits,
+            quant[i].dtype == LT_COMPUTE_BF16 ? "-bf16" : "");
+        g_test_add_data_func (path, &quant[i], test_grads_quant);
+      }
+  }
   g_test_add_func ("/vulkan-train/regrow", test_regrow);
   g_test_add_func ("/vulkan-train/trajectory", test_trajectory);
+  g_test_add_data_func ("/vulkan-train/trajectory-quant/mxfp4",
+                        GINT_TO_POINTER (LT_QUANTIZATION_MXFP4), test_trajectory_quant);
+  g_test_add_data_func ("/vulkan-train/trajectory-quant/nf4",
+                        GINT_TO_POINTER (LT_QUANTIZATION_NF4), test_trajectory_quant);
   g_test_add_func ("/vulkan-train/resume", test_resume);
   g_test_add_func ("/vulkan-train/refused", test_refused);
   status = g_test_run ();
