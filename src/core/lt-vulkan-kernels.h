@@ -7,7 +7,9 @@
  *                               and de-quantized inside the GEMM (lt_vulkan_gemm_q) and the
  *                               embedding lookup (lt_vulkan_embedding_q), bit for bit the
  *                               values lt_qk_expand_rows gives (quant.glsl emulates fmaf's
- *                               single rounding: a Vulkan fma may round twice). */
+ *                               single rounding: a Vulkan fma may round twice);
+ *   QAT                         the fake-quantized adapted weight fq (W + s·(AB)ᵀ) with frozen
+ *                               scales, every lt-qat grid (lt_vulkan_qat_weight). */
 #pragma once
 
 #include "lt-quant.h"
@@ -47,5 +49,17 @@ gboolean lt_vulkan_gemm_q (LtVulkanStream *s, LtTrans tw, int M, int N, int K, f
  * de-quantized; an id outside [0, V) gives a row of NaN. */
 gboolean lt_vulkan_embedding_q (LtVulkanStream *s, LtVulkanBuffer *out, const LtVulkanQMatrix *W,
                                 LtVulkanBuffer *ids, int N, GError **error);
+
+/* QAT (lt_linear_qat_weight against frozen scales): out (rows, cols) f32 = fq (W + lscale ·
+ * (A·B)ᵀ), W (rows, cols) stored @wdt (f32, bf16, f16), A (cols, r), B (r, rows) f32, on
+ * @mode's grid (LtQuantMode: symmetric, affine, mxfp4, nf4) with @bits and @group (dividing
+ * cols; cols for symmetric's one scale per tensor, stored once per row as lt-linear does):
+ * @scales (rows, cols / group) and, for affine, @biases (the same shape;
+ * else any buffer); @lut the 16-entry table for mxfp4 / nf4 (else any buffer). */
+gboolean lt_vulkan_qat_weight (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *w,
+                               LtKDType wdt, LtVulkanBuffer *A, LtVulkanBuffer *B, int r,
+                               float lscale, LtVulkanBuffer *scales, LtVulkanBuffer *biases,
+                               LtVulkanBuffer *lut, int mode, int bits, int group, int rows,
+                               int cols, GError **error);
 
 G_END_DECLS

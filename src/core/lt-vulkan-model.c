@@ -31,6 +31,9 @@ typedef struct
   LtVulkanBuffer *w;          /* frozen weight (out, in) as stored; shared by tied tensors */
   LtKDType wdt;
   const LtVulkanQMatrix *q;   /* or the packed quantized weight (vm->qweights), w NULL */
+  const LtTensor *src;        /* the dense tensor w holds (QAT swaps frozen ones for fq copies) */
+  LtVulkanBuffer *qat_s, *qat_b; /* QAT: the frozen scales and biases (vm->owned) */
+  guint64 qat_key;            /* hash of the scales and biases uploaded */
   LtVulkanBuffer *bias;       /* (out) f32 or NULL */
   int pa, pb;                 /* VParam indices of A and B, -1 without an adapter */
 } VLin;
@@ -60,6 +63,10 @@ struct _LtVulkanModel
   LtVulkanBuffer *embed;      /* (V, C) f32 or bf16 */
   LtKDType embed_dt;
   const LtVulkanQMatrix *embed_q; /* or the quantized table (embed NULL) */
+  const LtTensor *embed_src;  /* the dense table embed holds */
+  LtVulkanBuffer *weff;       /* QAT: one layer's fq (W_eff) (out, in), recomputed per use */
+  gsize weff_floats;
+  LtVulkanBuffer *lut[LT_N_QUANT_MODES]; /* the mxfp4 / nf4 tables, uploaded on first use */
   LtVulkanBuffer *norm;       /* (C) */
   VLin head;
   int chunk_cols;
@@ -91,6 +98,17 @@ refuse (GError **error, const char *key, const char *feature)
   return FALSE;
 }
 
+/* QAT on the GPU: an adapted dense layer, LoRA (lt_vulkan_qat_weight). */
+static gboolean
+qat_supported (const LtLinear *lin, const char *key, GError **error)
+{
+  if (lin->lora == NULL || lin->kind != LT_LINEAR_DENSE)
+    return refuse (error, key, "quantization-aware training (QAT) on a quantized base");
+  if (lin->lora->m != NULL)
+    return refuse (error, key, "quantization-aware training (QAT) with DoRA");
+  return TRUE;
+}
+
 gboolean
 lt_vulkan_model_check (LtModel *m, const char *key, GError **error)
 {
@@ -111,8 +129,8 @@ lt_vulkan_model_check (LtModel *m, const char *key, GError **error)
           return refuse (error, key, "full fine-tuning");
         if (lin->grad_scales != NULL)
           return refuse (error, key, "DWQ");
-        if (lin->qat)
-          return refuse (error, key, "quantization-aware training (QAT)");
+        if (lin->qat && !qat_supported (lin, key, error))
+          return FALSE;
         if (lin->lora == NULL)
           continue;
         if (lin->lora->m != NULL)
@@ -218,6 +236,26 @@ qmatrix_free (gpointer p)
   g_free (p);
 }
 
+/* The dense embedding table: f32 or bf16 as stored, f16 widened to f32 (for the lookup). */
+static gboolean
+upload_embed (LtVulkanModel *vm, GError **error)
+{
+  const LtTensor *e = vm->model->w.embed;
+
+  vm->embed_src = e;
+  if (e->dtype == LT_DTYPE_F16)
+    {
+      const guint16 *h = e->data;
+      gsize n = (gsize) vm->model->config->vocab_size * vm->model->config->hidden_size;
+      g_autofree float *f = g_new (float, n);
+      for (gsize i = 0; i < n; i++)
+        f[i] = lt_f16_to_f32 (h[i]);
+      vm->embed_dt = F32;
+      return (vm->embed = own (vm, vm->owned, n * 4, f, error)) != NULL;
+    }
+  return (vm->embed = weight (vm, e, &vm->embed_dt, error)) != NULL;
+}
+
 static int
 add_param (LtVulkanModel *vm, float *w, float *g, gsize n, GError **error)
 {
@@ -248,6 +286,7 @@ setup_linear (LtVulkanModel *vm, VLin *v, LtLinear *lin, GError **error)
     }
   else if ((v->w = weight (vm, lin->weight, &v->wdt, error)) == NULL)
     return FALSE;
+  v->src = lin->weight;
   if (lin->bias != NULL
       && (v->bias = own (vm, vm->owned, (gsize) v->out * 4, lin->bias, error)) == NULL)
     return FALSE;
@@ -295,18 +334,7 @@ lt_vulkan_model_new (LtVulkan *vk, LtModel *m, GError **error)
       if ((vm->embed_q = qweight (vm, m->w.embed_q, error)) == NULL)
         return NULL;
     }
-  else if (m->w.embed->dtype == LT_DTYPE_F16)
-    {
-      const guint16 *h = m->w.embed->data;
-      gsize n = (gsize) c->vocab_size * C;
-      g_autofree float *f = g_new (float, n);
-      for (gsize i = 0; i < n; i++)
-        f[i] = lt_f16_to_f32 (h[i]);
-      vm->embed_dt = F32;
-      if ((vm->embed = own (vm, vm->owned, n * 4, f, error)) == NULL)
-        return NULL;
-    }
-  else if ((vm->embed = weight (vm, m->w.embed, &vm->embed_dt, error)) == NULL)
+  else if (!upload_embed (vm, error))
     return NULL;
   for (int l = 0; l < L; l++)
     {
@@ -521,6 +549,159 @@ param (LtVulkanModel *vm, int i)
   return &g_array_index (vm->params, VParam, i);
 }
 
+/* ---- QAT ---- */
+
+/* Block l's linear j, or the LM head for l = L. */
+static VLin *
+vlin_at (LtVulkanModel *vm, int l, int j)
+{
+  return l == vm->model->config->num_hidden_layers ? &vm->head : &vm->blocks[l].lin[j];
+}
+
+static guint64
+hash_floats (guint64 h, const float *p, gsize n)
+{
+  const guint32 *u = (const guint32 *) p;
+  for (gsize i = 0; p != NULL && i < n; i++)
+    h = (h ^ u[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* Frozen dense weights the model swapped since the upload (QAT puts fake-quantized copies in
+ * their place, and back): uploaded again, and buffers of tensors no longer referenced
+ * dropped (so that a freed tensor's address cannot find them). */
+static gboolean
+refresh_frozen (LtVulkanModel *vm, GError **error)
+{
+  LtModel *m = vm->model;
+  int L = m->config->num_hidden_layers;
+  gboolean changed = FALSE;
+  GHashTableIter it;
+  gpointer key;
+  g_autoptr (GHashTable) live = NULL;
+
+  if (vm->embed_q == NULL && m->w.embed != vm->embed_src)
+    changed = TRUE;
+  for (int l = 0; l <= L; l++)
+    for (int j = 0; j < (l == L ? 1 : N_LIN); j++)
+      if (vlin_at (vm, l, j)->q == NULL && vlin_at (vm, l, j)->lin->weight != vlin_at (vm, l, j)->src)
+        changed = TRUE;
+  if (!changed)
+    return TRUE;
+  live = g_hash_table_new (NULL, NULL);
+  for (int l = 0; l <= L; l++)
+    for (int j = 0; j < (l == L ? 1 : N_LIN); j++)
+      {
+        VLin *v = vlin_at (vm, l, j);
+        if (v->q == NULL)
+          g_hash_table_add (live, (gpointer) v->lin->weight);
+      }
+  if (vm->embed_q == NULL)
+    g_hash_table_add (live, (gpointer) m->w.embed);
+  g_hash_table_iter_init (&it, vm->weights);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    if (!g_hash_table_contains (live, key))
+      g_hash_table_iter_remove (&it);
+  for (int l = 0; l <= L; l++)
+    for (int j = 0; j < (l == L ? 1 : N_LIN); j++)
+      {
+        VLin *v = vlin_at (vm, l, j);
+        if (v->q == NULL && (v->w = weight (vm, v->lin->weight, &v->wdt, error)) == NULL)
+          return FALSE;
+        v->src = v->lin->weight;
+      }
+  return vm->embed_q != NULL || upload_embed (vm, error);
+}
+
+/* Before a micro-batch: the frozen weights as the model has them now, and for every layer
+ * QAT fake-quantizes, its frozen scales (and biases) on the device. Scales the CPU
+ * invalidated (lt_model_qat_recompute_scales: QAT's start and every qat_interval) are
+ * recomputed as the CPU does — lt_linear_qat_weight from the adapters' current values,
+ * downloaded first — once per recompute; the per-step fq (W_eff) is the device's. */
+static gboolean
+qat_prepare (LtVulkanModel *vm, GError **error)
+{
+  LtModel *m = vm->model;
+  int L = m->config->num_hidden_layers;
+  gboolean synced = FALSE;
+
+  if (!refresh_frozen (vm, error))
+    return FALSE;
+  for (int l = vm->first; l < L; l++)
+    for (int j = 0; j < N_LIN; j++)
+      {
+        VLin *v = &vm->blocks[l].lin[j];
+        LtLinear *lin = v->lin;
+        gsize n = (gsize) v->out * v->in, ng;
+        guint64 key;
+        if (!lin->qat)
+          continue;
+        if (!qat_supported (lin, "compute_device", error))
+          return FALSE;
+        ng = n / (gsize) (lin->qat_group > 0 ? lin->qat_group : v->in); /* 0: per tensor */
+        if (!lin->qat_scales_valid)
+          {
+            /* the CPU's recompute, from the device's A and B */
+            g_autofree float *tmp = g_try_new (float, n);
+            if (tmp == NULL)
+              {
+                g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                             "%s: no memory to recompute the QAT scales", lin->name);
+                return FALSE;
+              }
+            if (!synced && !lt_vulkan_model_sync (vm, NULL, 0, error))
+              return FALSE;
+            synced = TRUE;
+            lt_linear_qat_weight (lin, tmp);
+          }
+        key = hash_floats (hash_floats (0xcbf29ce484222325ull, lin->qat_scales, ng),
+                           lin->qat_biases, ng);
+        if (v->qat_s == NULL
+            && ((v->qat_s = own (vm, vm->owned, ng * 4, NULL, error)) == NULL
+                || (v->qat_b = own (vm, vm->owned, ng * 4, NULL, error)) == NULL))
+          return FALSE;
+        if (lin->qat_scales != NULL && key != v->qat_key)
+          {
+            if (!lt_vulkan_buffer_upload (v->qat_s, 0, lin->qat_scales, ng * 4, error)
+                || (lin->qat_biases != NULL
+                    && !lt_vulkan_buffer_upload (v->qat_b, 0, lin->qat_biases, ng * 4, error)))
+              return FALSE;
+            v->qat_key = key;
+          }
+        if (n > vm->weff_floats)
+          {
+            if (vm->weff != NULL)
+              g_ptr_array_remove (vm->owned, vm->weff);
+            vm->weff_floats = 0;
+            if ((vm->weff = own (vm, vm->owned, n * 4, NULL, error)) == NULL)
+              return FALSE;
+            vm->weff_floats = n;
+          }
+        if ((lin->qat_mode == LT_QUANT_MXFP4 || lin->qat_mode == LT_QUANT_NF4)
+            && vm->lut[lin->qat_mode] == NULL
+            && (vm->lut[lin->qat_mode]
+                = own (vm, vm->owned, 16 * 4,
+                       lin->qat_mode == LT_QUANT_MXFP4 ? lt_qk_fp4_lut : lt_qk_nf4_lut, error))
+                 == NULL)
+          return FALSE;
+      }
+  return TRUE;
+}
+
+/* vm->weff = fq (W + scale·(AB)ᵀ) of a QAT layer, recorded into the stream. */
+static gboolean
+qat_weight (LtVulkanModel *vm, const VLin *v, GError **error)
+{
+  const LtLinear *lin = v->lin;
+  LtVulkanBuffer *lut = vm->lut[lin->qat_mode] ? vm->lut[lin->qat_mode] : v->qat_s;
+
+  return lt_vulkan_qat_weight (vm->s, vm->weff, v->w, v->wdt, param (vm, v->pa)->w,
+                               param (vm, v->pb)->w, v->r, v->scale, v->qat_s, v->qat_b, lut,
+                               lin->qat_mode, lin->qat_bits,
+                               lin->qat_group > 0 ? lin->qat_group : v->in, v->out, v->in,
+                               error);
+}
+
 /* The frozen base's product with rows [row0, row0 + n) of W (dense as stored, or packed
  * quantized): @tw LT_TRANS y (N, n) = x (N, in)·Wᵀ (the forward), LT_NO_TRANS dx (N, in) =
  * dy (N, n)·W (the input gradient; @n the rows, all of them but for the LM head's chunks).
@@ -552,8 +733,18 @@ lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffe
 {
   LtVulkanStream *s = vm->s;
   LtVulkanMatrix mx = mat (x, 0, v->in, F32), my = mat (y, 0, v->out, F32);
+  gboolean qat = v->lin->qat;
 
-  if (!base_gemm (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &my, vm->prec, error))
+  if (qat)
+    {
+      /* QAT: y = x·fq (W_eff)ᵀ (+ b); the adapter is inside W_eff, xa kept for the backward */
+      LtVulkanMatrix mq = mat (vm->weff, 0, v->in, F32);
+      if (!qat_weight (vm, v, error)
+          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->out, v->in, 1.0f, &mx, &mq, 0.0f,
+                              &my, vm->prec, error))
+        return FALSE;
+    }
+  else if (!base_gemm (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &my, vm->prec, error))
     return FALSE;
   if (v->bias != NULL)
     {
@@ -569,8 +760,9 @@ lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffe
       LtVulkanMatrix mxa = mat (xa, 0, v->r, F32);
       if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->r, v->in, 1.0f, &mx, &ma, 0.0f,
                            &mxa, LT_COMPUTE_F32, error)
-          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, v->r, v->scale, &mxa, &mB,
-                              1.0f, &my, LT_COMPUTE_F32, error))
+          || (!qat
+              && !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, v->r, v->scale, &mxa,
+                                  &mB, 1.0f, &my, LT_COMPUTE_F32, error)))
         return FALSE;
     }
   return TRUE;
@@ -604,6 +796,14 @@ lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa,
     }
   if (dx == NULL)
     return TRUE;
+  if (v->lin->qat)
+    {
+      /* straight-through: dx (+)= dy·fq (W_eff), the adapter's path included */
+      LtVulkanMatrix mq = mat (vm->weff, 0, v->in, F32);
+      return qat_weight (vm, v, error)
+             && lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->in, v->out, 1.0f, &mdy, &mq,
+                                acc ? 1.0f : 0.0f, &mdx, vm->prec, error);
+    }
   if (!base_gemm (vm, v, LT_NO_TRANS, N, 0, v->out, 1.0f, &mdy, acc ? 1.0f : 0.0f, &mdx,
                   vm->prec, error))
     return FALSE;
@@ -775,7 +975,8 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
       scale[i] = weights[i] * loss_scale;
     }
   chunk = vm->chunk_cols > 0 ? MIN (vm->chunk_cols, V) : lt_model_logit_chunk (m, N, 0);
-  if (!step_memory (vm, N, error) || !step_tables (vm, N, max_len, chunk, error)
+  if (!qat_prepare (vm, error) || !step_memory (vm, N, error)
+      || !step_tables (vm, N, max_len, chunk, error)
       || !lt_vulkan_buffer_upload (vm->ids, 0, tokens, (gsize) N * 4, error)
       || !lt_vulkan_buffer_upload (vm->pos, 0, pos, (gsize) N * 4, error)
       || !lt_vulkan_buffer_upload (vm->targets, 0, tgt, (gsize) N * 4, error)
@@ -1033,8 +1234,8 @@ check_config (const LtRunConfig *cfg, GError **error)
     return refuse (error, key, "DoRA");
   if (cfg->train_type == LT_TRAIN_TYPE_FULL)
     return refuse (error, key, "full fine-tuning");
-  if (cfg->qat_enable)
-    return refuse (error, key, "quantization-aware training (QAT)");
+  if (cfg->qat_enable && cfg->quantization != LT_QUANTIZATION_NONE)
+    return refuse (error, key, "quantization-aware training (QAT) on a quantized base");
   if (cfg->lora_dropout > 0.0)
     return refuse (error, key, "LoRA dropout (lora_dropout > 0)");
   if (cfg->optimizer == LT_OPTIMIZER_SGD)

@@ -16,13 +16,22 @@
  * global-norm clip and AdamW into one stream and submits it once (the squared norm comes back:
  * the trainer's finiteness check).
  *
+ * QAT (lt_model_set_qat_grid, as the trainer switches it on at qat_start_step): each micro-batch
+ * first takes the model's frozen weights as they are now (the fake-quantized copies QAT swaps
+ * in are uploaded when they appear) and, where the CPU invalidated a layer's scales (QAT's
+ * start, every qat_interval), recomputes them with lt_linear_qat_weight from the device's
+ * adapters (downloaded for it) and uploads them; the forward and the straight-through
+ * backward then use fq (W + s·(AB)ᵀ) built on the device (lt_vulkan_qat_weight) in one
+ * scratch buffer, layer by layer.
+ *
  * Same computation as lt_model_forward_backward (lt-model-train): the products with the frozen
  * base and the LM head take the process's compute precision (lt_compute_get_dtype: bf16
  * operands with f32 accumulation where the CPU path uses them, f32 otherwise), LoRA products,
  * attention and everything else are f32, as on the CPU.
  *
  * What the GPU path lacks is refused by lt_vulkan_model_check (LT_ERROR_UNSUPPORTED, naming
- * the feature): DoRA, full fine-tuning, QAT, DWQ, adapter dropout > 0, and optimizers other than Adam / AdamW without L2 decay (SGD, Adam
+ * the feature): DoRA, full fine-tuning, QAT on a quantized base or with DoRA, DWQ, adapter
+ * dropout > 0, and optimizers other than Adam / AdamW without L2 decay (SGD, Adam
  * with weight decay).
  *
  * The host copies of A and B (the model's LtLora) are the truth at lt_vulkan_model_new and
@@ -99,7 +108,7 @@ gboolean lt_vulkan_resolve_device (const char *compute_device, gboolean *use_vul
 
 /* Before a run folder exists: resolves @cfg's device (*device "cpu" or "vulkan", *why the
  * reason, both static) and, for vulkan, refuses what the configuration asks for that the GPU
- * step lacks (DPO/ORPO, DoRA, full fine-tuning, QAT, dropout, SGD, Adam
+ * step lacks (DPO/ORPO, DoRA, full fine-tuning, QAT on a quantized base, dropout, SGD, Adam
  * with weight decay), naming the key and the feature. */
 gboolean lt_vulkan_trainer_check (const LtRunConfig *cfg, const char **device, const char **why,
                                   GError **error);

@@ -142,6 +142,9 @@ static const struct
   [LT_VK_EMBEDDING_BF16] = { "embedding-bf16", 3 },
   [LT_VK_GEMM_Q] = { "gemm-q", 5 },
   [LT_VK_EMBEDDING_Q] = { "embedding-q", 5 },
+  [LT_VK_QAT_WEIGHT_F32] = { "qat-weight-f32", 7 },
+  [LT_VK_QAT_WEIGHT_BF16] = { "qat-weight-bf16", 7 },
+  [LT_VK_QAT_WEIGHT_F16] = { "qat-weight-f16", 7 },
 };
 
 typedef struct

@@ -9,6 +9,7 @@
 #include "src/core/kernels/lt-kernels.h"
 #include "src/core/lt-error.h"
 #include "src/core/lt-optimizer.h"
+#include "src/core/lt-qat.h"
 #include "src/core/lt-quant.h"
 #include "src/core/lt-vulkan-kernels.h"
 #include "tests/core/test-vulkan.h"
@@ -417,6 +418,91 @@ test_gemm_q (void)
       }
 }
 
+/* ---- QAT ---- */
+
+/* lt_vulkan_qat_weight against lt-qat on the CPU: W_eff = W + s·(AB)ᵀ row by row
+ * (lt_qat_lora_row), its scales from lt_fake_quantize (recomputed), then the frozen-scale
+ * fake quantization the trainer's steps use — every grid (symmetric per group and per tensor,
+ * affine, mxfp4, nf4), W f32 and bf16. The same arithmetic in the same order: every element
+ * equal (a driver whose division is not correctly rounded may move an element on a rounding
+ * boundary: at most 1 in 1000 allowed). */
+static void
+test_qat_weight (void)
+{
+  static const struct
+  {
+    LtQuantMode mode;
+    int bits, group;
+  } grids[] = {
+    { LT_QUANT_SYMMETRIC, 4, 32 }, { LT_QUANT_SYMMETRIC, 3, 0 }, { LT_QUANT_AFFINE, 4, 64 },
+    { LT_QUANT_AFFINE, 8, 32 },    { LT_QUANT_MXFP4, 4, 32 },    { LT_QUANT_NF4, 4, 64 },
+  };
+  enum { OUT = 40, IN = 128, R = 8 };
+  const float sc = 2.0f;
+
+  REQUIRE_DEVICE ();
+  for (guint gi = 0; gi < G_N_ELEMENTS (grids); gi++)
+    for (int bf = 0; bf <= 1; bf++)
+      {
+        int group = grids[gi].group, eff = group > 0 ? group : IN;
+        gsize ng = (gsize) OUT * (IN / eff);
+        g_autoptr (GError) error = NULL;
+        g_autofree float *w = g_new (float, OUT * IN), *A = g_new (float, IN * R);
+        g_autofree float *B = g_new (float, R * OUT), *weff = g_new (float, OUT * IN);
+        g_autofree float *ref = g_new (float, OUT * IN), *got = g_new (float, OUT * IN);
+        g_autofree float *scales = g_new0 (float, ng), *biases = g_new0 (float, ng);
+        g_autofree guint16 *w16 = g_new (guint16, OUT * IN);
+        g_autoptr (LtVulkanStream) s = NULL;
+        const float *lut = grids[gi].mode == LT_QUANT_MXFP4 ? lt_qk_fp4_lut : lt_qk_nf4_lut;
+        gsize bad = 0;
+        double e;
+
+        fill (w, OUT * IN, 500 + gi, -0.4, 0.4);
+        fill (A, IN * R, 510 + gi, -0.1, 0.1);
+        fill (B, R * OUT, 520 + gi, -0.1, 0.1);
+        if (bf)
+          {
+            to_bf16 (w16, w, OUT * IN);
+            for (int i = 0; i < OUT * IN; i++)
+              w[i] = lt_compute_round_bf16 (w[i]);
+          }
+        for (int o = 0; o < OUT; o++)
+          lt_qat_lora_row (w + o * IN, A, B, IN, R, OUT, o, sc, weff + o * IN);
+        g_assert_true (lt_fake_quantize (grids[gi].mode, weff, ref, OUT, IN, grids[gi].bits, group,
+                                         scales, biases, TRUE));
+        g_assert_true (lt_fake_quantize (grids[gi].mode, weff, ref, OUT, IN, grids[gi].bits, group,
+                                         scales, biases, FALSE));
+        if (group == 0)
+          for (int o = 1; o < OUT; o++)
+            scales[o] = scales[0]; /* lt-linear's layout: the tensor's scale on every row */
+
+        g_autoptr (LtVulkanBuffer) bw = bf ? upload (w16, sizeof (guint16) * OUT * IN)
+                                           : upload (w, sizeof (float) * OUT * IN);
+        g_autoptr (LtVulkanBuffer) bA = upload (A, sizeof (float) * IN * R);
+        g_autoptr (LtVulkanBuffer) bB = upload (B, sizeof (float) * R * OUT);
+        g_autoptr (LtVulkanBuffer) bs = upload (scales, sizeof (float) * ng);
+        g_autoptr (LtVulkanBuffer) bb = upload (biases, sizeof (float) * ng);
+        g_autoptr (LtVulkanBuffer) bl = upload (lut, sizeof (float) * 16);
+        g_autoptr (LtVulkanBuffer) bo = lt_vulkan_buffer_new (vk, sizeof (float) * OUT * IN,
+                                                              &error);
+        g_assert_no_error (error);
+        s = stream ();
+        g_assert_true (lt_vulkan_qat_weight (s, bo, bw, bf ? LT_KDTYPE_BF16 : LT_KDTYPE_F32, bA,
+                                             bB, R, sc, bs, bb, bl, grids[gi].mode,
+                                             grids[gi].bits, eff, OUT, IN, &error));
+        g_assert_no_error (error);
+        run (s);
+        download (bo, got, sizeof (float) * OUT * IN);
+        for (int i = 0; i < OUT * IN; i++)
+          bad += got[i] != ref[i];
+        e = max_abs (got, ref, OUT * IN);
+        g_test_message ("qat weight %s %d-bit group %d (W %s): %" G_GSIZE_FORMAT " of %d elements "
+                        "differ, max abs difference %.3g", lt_quant_mode_name (grids[gi].mode),
+                        grids[gi].bits, group, bf ? "bf16" : "f32", bad, OUT * IN, e);
+        g_assert_cmpuint (bad, <=, (gsize) OUT * IN / 1000);
+      }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -427,6 +513,7 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan-step/block-forward", test_block_forward);
   g_test_add_func ("/vulkan-step/lora-step", test_lora_step);
   g_test_add_func ("/vulkan-step/gemm-q", test_gemm_q);
+  g_test_add_func ("/vulkan-step/qat-weight", test_qat_weight);
   status = g_test_run ();
   vulkan_test_close ();
   return status;

@@ -10,11 +10,15 @@
  *                   bf16 tolerance (measured: loss ≤ 1.5e-4, gradients ≤ 1.2e-2 on lavapipe);
  *   grads-quant/... the same on a base quantized at load time (symmetric, affine, nf4, mxfp4,
  *                   ternary; tied head, Qwen2's biases, bf16 products), read packed by the GPU;
+ *   grads-qat/...   QAT on (every grid, per group and per tensor, f32/bf16 weights and
+ *                   products), the scales recomputed by the GPU model;
  *   regrow          the step memory grown between micro-batches (20 tokens, then 300);
  *   trajectory      6 steps of `lt_train` with compute_device vulkan against the same run on
  *                   the CPU (train losses, and validation losses computed on the CPU
  *                   from the weights synced back);
  *   trajectory-quant/...  the trajectory on an mxfp4 and an nf4 base (trainer presets);
+ *   trajectory-qat/...    the trajectory with QAT switched on at step 3 (affine, nf4);
+ *   resume-qat      the resume case with QAT on;
  *   refused         what the GPU step lacks is an error naming compute_device and the feature.
  * Tolerances (f32 cases): the matrix products are f32 on both sides (bf16 weights widened
  * exactly), so the differences are f32 summation order:
@@ -45,6 +49,7 @@ data_path (const char *a, const char *b)
 
 static gboolean partial; /* adapters on q_proj and down_proj of the last block only */
 static const LtLoadOptions *load_opts; /* a load-time quantization, or NULL */
+static const int *qat_grid;           /* QAT on: {mode, bits, group}, or NULL */
 
 static LtModel *
 load_lora (const char *name)
@@ -116,6 +121,13 @@ grads (const char *name, LtComputeDType dtype)
       g_assert_cmpint (lt_layer_linear (&m->w.layers[0], 0)->kind, ==, LT_LINEAR_QUANTIZED);
       g_assert_nonnull (m->w.embed_q);
     }
+  if (qat_grid != NULL)
+    {
+      /* every adapted layer fake-quantized, the frozen weights swapped for fq copies */
+      g_assert_true (lt_model_set_qat_grid (m, TRUE, qat_grid[0], qat_grid[1], qat_grid[2], TRUE,
+                                            &error));
+      g_assert_no_error (error);
+    }
   for (int i = 0; i < N; i++)
     {
       tok[i] = (i * 37 + 5) % 384;
@@ -139,6 +151,8 @@ grads (const char *name, LtComputeDType dtype)
       memset (g, 0, n * sizeof (float));
     }
 
+  if (qat_grid != NULL)
+    lt_model_qat_recompute_scales (m); /* the GPU model recomputes them, as a new QAT step */
   vm = lt_vulkan_model_new (vk, m, &error);
   g_assert_no_error (error);
   lt_vulkan_model_set_logit_chunk (vm, 128);
@@ -197,6 +211,26 @@ static void
 test_grads_bf16 (gconstpointer data)
 {
   grads (data, LT_COMPUTE_BF16);
+}
+
+/* QAT: fq (W + s·(AB)ᵀ) on the device against lt-linear's QAT forward and straight-through
+ * backward, every grid (symmetric group 32 and one scale per tensor, affine, mxfp4, nf4), the
+ * scales recomputed before the GPU's micro-batch; f32 and bf16 products. */
+typedef struct
+{
+  const char *model;
+  int grid[3];
+  LtComputeDType dtype;
+} QatCase;
+
+static void
+test_grads_qat (gconstpointer data)
+{
+  const QatCase *qc = data;
+
+  qat_grid = qc->grid;
+  grads (qc->model, qc->dtype);
+  qat_grid = NULL;
 }
 
 /* A base quantized at load time: every format, group 32 (so that all of the fixture's layers,
@@ -387,7 +421,7 @@ max_device_bytes (const LtTrainProgress *p, gpointer user_data)
  * GPU run's reports carry the device memory it holds (at least the frozen weights, as
  * stored), the CPU run's none. */
 static void
-trajectory (LtQuantization quantization)
+trajectory (LtQuantization quantization, int qat_mode)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-train-XXXXXX", &error);
@@ -401,6 +435,17 @@ trajectory (LtQuantization quantization)
   cpu = run_config (tmp, "cpu", "cpu");
   gpu = run_config (tmp, "gpu", "vulkan");
   cpu->quantization = gpu->quantization = quantization;
+  if (qat_mode >= 0)
+    {
+      /* QAT from step 3 on (after step 2), scales recomputed every 2 steps: the frozen
+       * weights' fq copies appear mid-run, after the GPU model uploaded the originals */
+      cpu->qat_enable = gpu->qat_enable = TRUE;
+      cpu->qat_mode = gpu->qat_mode = qat_mode;
+      cpu->qat_bits = gpu->qat_bits = 4;
+      cpu->qat_group_size = gpu->qat_group_size = 32;
+      cpu->qat_start_step = gpu->qat_start_step = 2;
+      cpu->qat_interval = gpu->qat_interval = 2;
+    }
   /* two micro-batches per step: the device gradients accumulate */
   cpu->gradient_accumulation_steps = gpu->gradient_accumulation_steps = 2;
   g_assert_true (lt_train (cpu, FALSE, max_device_bytes, &cpu_bytes, NULL, &error));
@@ -455,7 +500,14 @@ trajectory (LtQuantization quantization)
 static void
 test_trajectory (void)
 {
-  trajectory (LT_QUANTIZATION_NONE);
+  trajectory (LT_QUANTIZATION_NONE, -1);
+}
+
+/* The trajectory with QAT switched on at step 3 (affine and nf4 grids, group 32). */
+static void
+test_trajectory_qat (gconstpointer data)
+{
+  trajectory (LT_QUANTIZATION_NONE, GPOINTER_TO_INT (data));
 }
 
 /* The same on a base quantized at load time: mxfp4 (group 32, every layer, the embedding and
@@ -463,7 +515,7 @@ test_trajectory (void)
 static void
 test_trajectory_quant (gconstpointer data)
 {
-  trajectory (GPOINTER_TO_INT (data));
+  trajectory (GPOINTER_TO_INT (data), -1);
 }
 
 static gboolean
@@ -476,8 +528,9 @@ stop_at_4 (const LtTrainProgress *p, gpointer user_data)
  * uploaded again) ends as the uninterrupted one: the same losses of steps 5 and 6 and the same
  * final validation loss. */
 static void
-test_resume (void)
+test_resume (gconstpointer data)
 {
+  gboolean qat = GPOINTER_TO_INT (data);
   g_autoptr (GError) error = NULL;
   g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-resume-XXXXXX", &error);
   g_autoptr (LtRunConfig) whole = NULL, parts = NULL;
@@ -487,6 +540,20 @@ test_resume (void)
   whole = run_config (tmp, "whole", "vulkan");
   parts = run_config (tmp, "parts", "vulkan");
   whole->save_every = parts->save_every = 2;
+  if (qat)
+    {
+      /* QAT from step 2, scales recomputed at steps 2 and 5: the resumed run (from step 4's
+       * checkpoint) recomputes step 5's from the GPU's adapters as the whole run does. (A
+       * recompute at step 4 itself — interval 2 — differs after the resume on the CPU as on
+       * the GPU, by the same 0.051 at step 5: the trainer restores the QAT snapshot but the
+       * scales are recomputed lazily, after the current adapters are back.) */
+      whole->qat_enable = parts->qat_enable = TRUE;
+      whole->qat_mode = parts->qat_mode = LT_QUANT_SYMMETRIC;
+      whole->qat_bits = parts->qat_bits = 4;
+      whole->qat_group_size = parts->qat_group_size = 32;
+      whole->qat_start_step = parts->qat_start_step = 1;
+      whole->qat_interval = parts->qat_interval = 3;
+    }
   g_assert_true (lt_train (whole, FALSE, NULL, NULL, NULL, &error));
   g_assert_no_error (error);
   g_assert_false (lt_train (parts, FALSE, stop_at_4, NULL, NULL, &error));
@@ -521,7 +588,7 @@ test_refused (void)
     const char *feature;
   } cases[] = {
     { "dora", "DoRA" }, { "full", "full fine-tuning" }, { "dpo", "DPO or ORPO" },
-    { "qat", "QAT" }, { "dropout", "dropout" },
+    { "dropout", "dropout" },
     { "sgd", "SGD" },
   };
   g_autoptr (GError) error = NULL;
@@ -537,8 +604,6 @@ test_refused (void)
         cfg->train_type = LT_TRAIN_TYPE_FULL;
       else if (g_str_equal (w, "dpo"))
         cfg->train_mode = LT_TRAIN_MODE_DPO;
-      else if (g_str_equal (w, "qat"))
-        cfg->qat_enable = TRUE;
       else if (g_str_equal (w, "dropout"))
         cfg->lora_dropout = 0.1;
       else
@@ -624,13 +689,36 @@ main (int argc, char **argv)
         g_test_add_data_func (path, &quant[i], test_grads_quant);
       }
   }
+  {
+    static const QatCase qat[] = {
+      { "llama-f32", { LT_QUANT_SYMMETRIC, 4, 32 }, LT_COMPUTE_F32 },
+      { "llama-f32", { LT_QUANT_SYMMETRIC, 3, 0 }, LT_COMPUTE_F32 },
+      { "llama-bf16", { LT_QUANT_AFFINE, 4, 32 }, LT_COMPUTE_F32 },
+      { "qwen2", { LT_QUANT_MXFP4, 4, 32 }, LT_COMPUTE_F32 },
+      { "qwen3", { LT_QUANT_NF4, 4, 32 }, LT_COMPUTE_F32 },
+      { "llama-tied", { LT_QUANT_AFFINE, 8, 32 }, LT_COMPUTE_BF16 },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (qat); i++)
+      {
+        g_autofree char *path = g_strdup_printf (
+            "/vulkan-train/grads-qat/%s-%s%d-g%d%s", qat[i].model,
+            lt_quant_mode_name (qat[i].grid[0]), qat[i].grid[1], qat[i].grid[2],
+            qat[i].dtype == LT_COMPUTE_BF16 ? "-bf16" : "");
+        g_test_add_data_func (path, &qat[i], test_grads_qat);
+      }
+  }
   g_test_add_func ("/vulkan-train/regrow", test_regrow);
   g_test_add_func ("/vulkan-train/trajectory", test_trajectory);
   g_test_add_data_func ("/vulkan-train/trajectory-quant/mxfp4",
                         GINT_TO_POINTER (LT_QUANTIZATION_MXFP4), test_trajectory_quant);
   g_test_add_data_func ("/vulkan-train/trajectory-quant/nf4",
                         GINT_TO_POINTER (LT_QUANTIZATION_NF4), test_trajectory_quant);
-  g_test_add_func ("/vulkan-train/resume", test_resume);
+  g_test_add_data_func ("/vulkan-train/trajectory-qat/affine", GINT_TO_POINTER (LT_QUANT_AFFINE),
+                        test_trajectory_qat);
+  g_test_add_data_func ("/vulkan-train/trajectory-qat/nf4", GINT_TO_POINTER (LT_QUANT_NF4),
+                        test_trajectory_qat);
+  g_test_add_data_func ("/vulkan-train/resume", GINT_TO_POINTER (FALSE), test_resume);
+  g_test_add_data_func ("/vulkan-train/resume-qat", GINT_TO_POINTER (TRUE), test_resume);
   g_test_add_func ("/vulkan-train/refused", test_refused);
   status = g_test_run ();
   vulkan_test_close ();
