@@ -782,3 +782,103 @@ lt_vulkan_qat_weight (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *w,
                                                               : LT_VK_QAT_WEIGHT_F32,
                                     bufs, 7, &pc, sizeof pc, groups_1d (s, n), 1, 1, error);
 }
+
+/* ---- DoRA (lt-vulkan-kernels.h) ---- */
+
+gboolean
+lt_vulkan_dora_norm (LtVulkanStream *s, LtVulkanBuffer *norm, LtVulkanBuffer *W, LtKDType wdt,
+                     const LtVulkanQMatrix *Wq, LtVulkanBuffer *A, LtVulkanBuffer *B, int r,
+                     float lscale, int rows, int cols, GError **error)
+{
+  struct
+  {
+    guint32 rows, cols, r;
+    float lscale;
+    guint32 q_lut, q_bits, q_wpr, q_group, q_gpr;
+  } pc = { (guint32) rows, (guint32) cols, (guint32) r, lscale, 0, 0, 0, 1, 0 };
+  const char *what = "dora norm";
+  LtVulkanKernel k;
+
+  if (rows < 0 || cols <= 0 || r < 0 || (W == NULL) == (Wq == NULL))
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad arguments (%d × %d, r %d)", what, rows, cols, r);
+  if (rows == 0)
+    return TRUE;
+  if (!holds (s, norm, 0, (gsize) rows, 4, what, "norm", error)
+      || !holds (s, A, 0, (gsize) cols * r, 4, what, "A", error)
+      || !holds (s, B, 0, (gsize) r * rows, 4, what, "B", error)
+      || !fits_u32 (s, MAX ((gsize) rows * cols, MAX ((gsize) cols * r, (gsize) r * rows)), what,
+                    error))
+    return FALSE;
+  if (Wq != NULL)
+    {
+      if (Wq->rows != rows || Wq->cols != cols)
+        return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                      "Vulkan %s: the quantized weight is not %d × %d", what,
+                                      rows, cols);
+      if (!q_holds (s, Wq, what, error))
+        return FALSE;
+      pc.q_lut = Wq->lut != FALSE;
+      pc.q_bits = (guint32) Wq->bits;
+      pc.q_wpr = (guint32) Wq->words_per_row;
+      pc.q_group = (guint32) Wq->group_len;
+      pc.q_gpr = (guint32) (cols / Wq->group_len);
+      LtVulkanBuffer *bufs[] = { norm, Wq->codes, A, B, Wq->scales, Wq->aux };
+      return lt_vulkan_stream_dispatch (s, LT_VK_DORA_NORM_Q, bufs, 6, &pc, sizeof pc,
+                                        groups_rows (s, rows), 1, 1, error);
+    }
+  if (!holds (s, W, 0, (gsize) rows * cols, kd_bytes (wdt), what, "W", error))
+    return FALSE;
+  k = wdt == LT_KDTYPE_BF16  ? LT_VK_DORA_NORM_BF16
+      : wdt == LT_KDTYPE_F16 ? LT_VK_DORA_NORM_F16
+                             : LT_VK_DORA_NORM_F32;
+  /* bindings 4 and 5 are read only by the quantized variant */
+  LtVulkanBuffer *bufs[] = { norm, W, A, B, A, A };
+  return lt_vulkan_stream_dispatch (s, k, bufs, 6, &pc, sizeof pc, groups_rows (s, rows), 1, 1,
+                                    error);
+}
+
+gboolean
+lt_vulkan_dora_scale (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *in,
+                      LtVulkanBuffer *m, LtVulkanBuffer *norm, LtVulkanBuffer *bias, int N, int C,
+                      GError **error)
+{
+  struct { guint32 N, C, has_bias; } pc = { (guint32) N, (guint32) C, bias != NULL };
+  const char *what = "dora scale";
+  gsize n = (gsize) N * C;
+
+  if (N < 0 || C <= 0)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad shape N=%d C=%d", what, N, C);
+  if (N == 0)
+    return TRUE;
+  if (!holds (s, out, 0, n, 4, what, "out", error) || !holds (s, in, 0, n, 4, what, "in", error)
+      || !holds (s, m, 0, (gsize) C, 4, what, "m", error)
+      || !holds (s, norm, 0, (gsize) C, 4, what, "norm", error)
+      || (bias != NULL && !holds (s, bias, 0, (gsize) C, 4, what, "bias", error))
+      || !fits_u32 (s, n, what, error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { out, in, m, norm, bias != NULL ? bias : m };
+  return lt_vulkan_stream_dispatch (s, LT_VK_DORA_SCALE, bufs, 5, &pc, sizeof pc,
+                                    groups_1d (s, n), 1, 1, error);
+}
+
+gboolean
+lt_vulkan_dora_dm (LtVulkanStream *s, LtVulkanBuffer *dm, LtVulkanBuffer *dy, LtVulkanBuffer *z,
+                   LtVulkanBuffer *norm, int N, int C, gboolean accumulate, GError **error)
+{
+  struct { guint32 N, C, accumulate; } pc = { (guint32) N, (guint32) C, accumulate != FALSE };
+  const char *what = "dora dm";
+  gsize n = (gsize) N * C;
+
+  if (N < 0 || C <= 0)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad shape N=%d C=%d", what, N, C);
+  if (!holds (s, dm, 0, (gsize) C, 4, what, "dm", error)
+      || !holds (s, dy, 0, n, 4, what, "dy", error) || !holds (s, z, 0, n, 4, what, "z", error)
+      || !holds (s, norm, 0, (gsize) C, 4, what, "norm", error) || !fits_u32 (s, n, what, error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { dm, dy, z, norm };
+  return lt_vulkan_stream_dispatch (s, LT_VK_DORA_DM, bufs, 4, &pc, sizeof pc,
+                                    ((guint) C + GROUP - 1) / GROUP, 1, 1, error);
+}

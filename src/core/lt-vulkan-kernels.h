@@ -9,7 +9,9 @@
  *                               values lt_qk_expand_rows gives (quant.glsl emulates fmaf's
  *                               single rounding: a Vulkan fma may round twice);
  *   QAT                         the fake-quantized adapted weight fq (W + s·(AB)ᵀ) with frozen
- *                               scales, every lt-qat grid (lt_vulkan_qat_weight). */
+ *                               scales, every lt-qat grid (lt_vulkan_qat_weight);
+ *   DoRA                        the detached row norms of W + s·(AB)ᵀ, the magnitude applied
+ *                               per column, and the magnitude's gradient. */
 #pragma once
 
 #include "lt-quant.h"
@@ -61,5 +63,21 @@ gboolean lt_vulkan_qat_weight (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanB
                                float lscale, LtVulkanBuffer *scales, LtVulkanBuffer *biases,
                                LtVulkanBuffer *lut, int mode, int bits, int group, int rows,
                                int cols, GError **error);
+
+/* DoRA (lt_linear_dora_norms): norm (rows) = ‖W + lscale·(A·B)ᵀ‖_row, W (rows, cols) dense
+ * (@W set, stored @wdt: f32, bf16, f16) or packed quantized (@Wq set, its view's row0 ignored),
+ * A (cols, r), B (r, rows). */
+gboolean lt_vulkan_dora_norm (LtVulkanStream *s, LtVulkanBuffer *norm, LtVulkanBuffer *W,
+                              LtKDType wdt, const LtVulkanQMatrix *Wq, LtVulkanBuffer *A,
+                              LtVulkanBuffer *B, int r, float lscale, int rows, int cols,
+                              GError **error);
+/* out (N, C) = in · (m / norm) per column (+ @bias (C) when not NULL); out may be in. */
+gboolean lt_vulkan_dora_scale (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *in,
+                               LtVulkanBuffer *m, LtVulkanBuffer *norm, LtVulkanBuffer *bias,
+                               int N, int C, GError **error);
+/* dm (C) = (@accumulate ? dm : 0) + (Σ_n dy·z) / norm per column, dy and z (N, C). */
+gboolean lt_vulkan_dora_dm (LtVulkanStream *s, LtVulkanBuffer *dm, LtVulkanBuffer *dy,
+                            LtVulkanBuffer *z, LtVulkanBuffer *norm, int N, int C,
+                            gboolean accumulate, GError **error);
 
 G_END_DECLS

@@ -37,6 +37,8 @@ typedef struct
   guint64 qat_key;            /* hash of the scales and biases uploaded */
   LtVulkanBuffer *bias;       /* (out) f32 or NULL */
   int pa, pb;                 /* VParam indices of A and B, -1 without an adapter */
+  int pm;                     /* DoRA: VParam index of the magnitude m, else -1 */
+  LtVulkanBuffer *norm;       /* DoRA: (out) the detached row norms of this micro-batch */
 } VLin;
 
 typedef struct
@@ -84,6 +86,8 @@ struct _LtVulkanModel
   LtVulkanBuffer *dxa, *junk, *nscratch, *delta, *ones, *logits, *ce_state, *ce_lse, *ce_loss;
   LtVulkanBuffer *ids, *pos, *targets, *weights_b, *scale_b, *table;
   LtVulkanBuffer *partial, *sumsq;
+  gboolean dora;              /* some layer has a DoRA magnitude */
+  LtVulkanBuffer *dora_z, *dora_dz; /* DoRA's backward: z and dz (cap, widest out) */
 };
 
 #define F32 LT_KDTYPE_F32
@@ -134,8 +138,6 @@ lt_vulkan_model_check (LtModel *m, const char *key, GError **error)
           return FALSE;
         if (lin->lora == NULL)
           continue;
-        if (lin->lora->m != NULL)
-          return lt_vulkan_model_refuse (error, key, "DoRA");
         if (lin->lora->dropout > 0.0f)
           return lt_vulkan_model_refuse (error, key, "LoRA dropout (lora_dropout > 0)");
         any = TRUE;
@@ -279,7 +281,7 @@ setup_linear (LtVulkanModel *vm, VLin *v, LtLinear *lin, GError **error)
   v->lin = lin;
   v->in = lin->in_features;
   v->out = lin->out_features;
-  v->pa = v->pb = -1;
+  v->pa = v->pb = v->pm = -1;
   if (lin->kind == LT_LINEAR_QUANTIZED)
     {
       if ((v->q = qweight (vm, lin->quant, error)) == NULL)
@@ -300,6 +302,11 @@ setup_linear (LtVulkanModel *vm, VLin *v, LtLinear *lin, GError **error)
       if ((v->pa = add_param (vm, l->a, l->grad_a, (gsize) v->in * v->r, error)) < 0
           || (v->pb = add_param (vm, l->b, l->grad_b, (gsize) v->r * v->out, error)) < 0)
         return FALSE;
+      if (l->m != NULL
+          && ((v->pm = add_param (vm, l->m, l->grad_m, (gsize) v->out, error)) < 0
+              || (v->norm = own (vm, vm->owned, (gsize) v->out * 4, NULL, error)) == NULL))
+        return FALSE;
+      vm->dora |= l->m != NULL;
     }
   return TRUE;
 }
@@ -512,6 +519,12 @@ step_memory (LtVulkanModel *vm, int N, GError **error)
   NB (dqn, n * qd);
   NB (dkn, n * kvd);
   NB (dxa, n * MAX (vm->max_rank, 1));
+  if (vm->dora)
+    {
+      gsize wide = MAX (MAX ((gsize) C, (gsize) I), MAX (qd, kvd));
+      NB (dora_z, n * wide);
+      NB (dora_dz, n * wide);
+    }
   NB (junk, (gsize) MAX (C, D));
   NB (nscratch, n * MAX (H, 1));
   NB (delta, n * H);
@@ -727,7 +740,16 @@ base_gemm (LtVulkanModel *vm, const VLin *v, LtTrans tw, int N, int row0, int n,
   return lt_vulkan_gemm (vm->s, LT_NO_TRANS, tw, N, M_n, K, alpha, x, &mw, beta, y, prec, error);
 }
 
-/* y (N, out) = x·Wᵀ (+ b) + scale·(x·A)·B, keeping xa (N, r) = x·A. */
+/* DoRA: v->norm = ‖W + s·(AB)ᵀ‖_row, recorded into the stream. */
+static gboolean
+dora_norm (LtVulkanModel *vm, const VLin *v, GError **error)
+{
+  return lt_vulkan_dora_norm (vm->s, v->norm, v->w, v->wdt, v->q, param (vm, v->pa)->w,
+                              param (vm, v->pb)->w, v->r, v->scale, v->out, v->in, error);
+}
+
+/* y (N, out) = x·Wᵀ (+ b) + scale·(x·A)·B, keeping xa (N, r) = x·A (DoRA: y scaled by m/‖·‖
+ * per column before the bias). */
 static gboolean
 lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffer *y,
              LtVulkanBuffer *xa, GError **error)
@@ -747,7 +769,7 @@ lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffe
     }
   else if (!base_gemm (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &my, vm->prec, error))
     return FALSE;
-  if (v->bias != NULL)
+  if (v->bias != NULL && v->pm < 0)
     {
       LtVulkanMatrix m1 = mat (vm->ones, 0, 1, F32), mb = mat (v->bias, 0, v->out, F32);
       if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, 1, 1.0f, &m1, &mb, 1.0f, &my,
@@ -766,6 +788,15 @@ lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffe
                                   &mB, 1.0f, &my, LT_COMPUTE_F32, error)))
         return FALSE;
     }
+  if (v->pm >= 0)
+    {
+      /* DoRA: y = (m / ‖W + s·(AB)ᵀ‖_row)·z + b, the norms detached, of this micro-batch's A
+       * and B (kept for the backward) */
+      if (!dora_norm (vm, v, error)
+          || !lt_vulkan_dora_scale (s, y, y, param (vm, v->pm)->w, v->norm, v->bias, N, v->out,
+                                    error))
+        return FALSE;
+    }
   return TRUE;
 }
 
@@ -780,6 +811,22 @@ lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa,
   LtVulkanMatrix mdy = mat (dy, 0, v->out, F32), mdx = mat (dx, 0, v->in, F32);
   float gb = vm->grads_zero ? 0.0f : 1.0f;
 
+  if (v->pm >= 0)
+    {
+      /* DoRA: z = x·Wᵀ + s·xa·B again (no bias); dm (+)= Σ dy·z / ‖·‖; dz = dy·m/‖·‖ takes
+       * dy's place below (the norms detached, as lt_linear_backward) */
+      VParam *pm = param (vm, v->pm);
+      LtVulkanMatrix mz = mat (vm->dora_z, 0, v->out, F32), mxa = mat (xa, 0, v->r, F32);
+      LtVulkanMatrix mB = mat (param (vm, v->pb)->w, 0, v->out, F32);
+      if (!base_gemm (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &mz, vm->prec, error)
+          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, v->r, v->scale, &mxa, &mB,
+                              1.0f, &mz, LT_COMPUTE_F32, error)
+          || !lt_vulkan_dora_dm (s, pm->g, dy, vm->dora_z, v->norm, N, v->out, !vm->grads_zero,
+                                 error)
+          || !lt_vulkan_dora_scale (s, vm->dora_dz, dy, pm->w, v->norm, NULL, N, v->out, error))
+        return FALSE;
+      mdy = mat (vm->dora_dz, 0, v->out, F32);
+    }
   if (v->pa >= 0)
     {
       VParam *pa = param (vm, v->pa), *pb = param (vm, v->pb);

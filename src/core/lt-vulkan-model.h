@@ -16,6 +16,11 @@
  * global-norm clip and AdamW into one stream and submits it once (the squared norm comes back:
  * the trainer's finiteness check).
  *
+ * DoRA: the magnitude m is a parameter like A and B (its gradient, moments and sync); each
+ * micro-batch computes the detached row norms ‖W + s·(AB)ᵀ‖ on the device (lt_vulkan_dora_norm,
+ * dense or quantized W), scales the layer's output by m/‖·‖ before the bias, and in the backward
+ * recomputes z = x·Wᵀ + s·xa·B for m's gradient, as lt-linear does.
+ *
  * QAT (lt_model_set_qat_grid, as the trainer switches it on at qat_start_step): each micro-batch
  * first takes the model's frozen weights as they are now (the fake-quantized copies QAT swaps
  * in are uploaded when they appear) and, where the CPU invalidated a layer's scales (QAT's
@@ -30,7 +35,7 @@
  * attention and everything else are f32, as on the CPU.
  *
  * What the GPU path lacks is refused by lt_vulkan_model_check (LT_ERROR_UNSUPPORTED, naming
- * the feature): DoRA, full fine-tuning, QAT on a quantized base or with DoRA, DWQ, adapter
+ * the feature): full fine-tuning, QAT on a quantized base or with DoRA, DWQ, adapter
  * dropout > 0, and optimizers other than Adam / AdamW without L2 decay (SGD, Adam
  * with weight decay).
  *
@@ -108,7 +113,7 @@ gboolean lt_vulkan_resolve_device (const char *compute_device, gboolean *use_vul
 
 /* Before a run folder exists: resolves @cfg's device (*device "cpu" or "vulkan", *why the
  * reason, both static) and, for vulkan, refuses what the configuration asks for that the GPU
- * step lacks (DPO/ORPO, DoRA, full fine-tuning, QAT on a quantized base, dropout, SGD, Adam
+ * step lacks (DPO/ORPO, full fine-tuning, QAT on a quantized base or with DoRA, dropout, SGD, Adam
  * with weight decay), naming the key and the feature. */
 gboolean lt_vulkan_trainer_check (const LtRunConfig *cfg, const char **device, const char **why,
                                   GError **error);

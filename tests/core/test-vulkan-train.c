@@ -17,6 +17,9 @@
  *                   the CPU (train losses, and validation losses computed on the CPU
  *                   from the weights synced back);
  *   trajectory-quant/...  the trajectory on an mxfp4 and an nf4 base (trainer presets);
+ *   grads-dora/...  DoRA (m, A, B gradients; dense, bf16, biases, tied, quantized base, bf16
+ *                   products, a trained adapter loaded from disk);
+ *   trajectory-dora/...   the trajectory with DoRA, dense and on an nf4 base;
  *   trajectory-qat/...    the trajectory with QAT switched on at step 3 (affine, nf4);
  *   resume-qat      the resume case with QAT on;
  *   refused         what the GPU step lacks is an error naming compute_device and the feature.
@@ -50,6 +53,8 @@ data_path (const char *a, const char *b)
 static gboolean partial; /* adapters on q_proj and down_proj of the last block only */
 static const LtLoadOptions *load_opts; /* a load-time quantization, or NULL */
 static const int *qat_grid;           /* QAT on: {mode, bits, group}, or NULL */
+static gboolean dora;                 /* DoRA adapters instead of LoRA */
+static const char *adapter;           /* tests/data/train/NAME loaded instead of attached */
 
 static LtModel *
 load_lora (const char *name)
@@ -66,7 +71,15 @@ load_lora (const char *name)
       spec.num_layers = 1;
     }
   g_assert_no_error (error);
-  g_assert_true (lt_model_attach_trainable (m, &spec, &error));
+  if (dora)
+    spec.type = LT_TRAIN_TYPE_DORA;
+  if (adapter != NULL)
+    {
+      g_autofree char *ad = data_path ("train", adapter);
+      g_assert_true (lt_model_load_adapters (m, ad, &error));
+    }
+  else
+    g_assert_true (lt_model_attach_trainable (m, &spec, &error));
   g_assert_no_error (error);
   /* B starts at zero (mlx-lm): give it values, so that every A gradient is non-zero too */
   for (guint i = 0; i < lt_model_get_n_params (m); i++)
@@ -75,7 +88,7 @@ load_lora (const char *name)
       float *data, *grad;
       gsize n;
       lt_model_get_param (m, i, &pname, &data, &grad, &n, NULL);
-      if (g_str_has_suffix (pname, "lora_b"))
+      if (g_str_has_suffix (pname, "lora_b") && adapter == NULL)
         fill (data, n, 300 + i, -0.05, 0.05);
     }
   lt_model_set_training (m, TRUE, 0);
@@ -211,6 +224,38 @@ static void
 test_grads_bf16 (gconstpointer data)
 {
   grads (data, LT_COMPUTE_BF16);
+}
+
+/* DoRA: the magnitude m, its gradient and the LoRA gradients through the detached row norms
+ * of W + s·(AB)ᵀ (recomputed on the device every micro-batch), against lt-linear's DoRA; on
+ * f32 and bf16 weights, Qwen2's biases (added after the magnitude), a tied head, a quantized
+ * base, bf16 products, and a trained DoRA adapter loaded from disk (qwen3-dora). The same
+ * tolerances as LoRA: the norms' squares summed in f32 by a tree (the CPU: double, in order)
+ * stay far inside them. */
+typedef struct
+{
+  const char *model;
+  int quant_bits;                     /* 0: as stored; else affine, group 32 */
+  LtComputeDType dtype;
+  const char *adapter;
+} DoraCase;
+
+static void
+test_grads_dora (gconstpointer data)
+{
+  const DoraCase *dc = data;
+  LtLoadOptions opts = { 0 };
+
+  opts.bits = dc->quant_bits;
+  opts.mode = LT_QUANT_AFFINE;
+  opts.group_size = 32;
+  load_opts = dc->quant_bits > 0 ? &opts : NULL;
+  dora = TRUE;
+  adapter = dc->adapter;
+  grads (dc->model, dc->dtype);
+  dora = FALSE;
+  adapter = NULL;
+  load_opts = NULL;
 }
 
 /* QAT: fq (W + s·(AB)ᵀ) on the device against lt-linear's QAT forward and straight-through
@@ -421,7 +466,7 @@ max_device_bytes (const LtTrainProgress *p, gpointer user_data)
  * GPU run's reports carry the device memory it holds (at least the frozen weights, as
  * stored), the CPU run's none. */
 static void
-trajectory (LtQuantization quantization, int qat_mode)
+trajectory (LtQuantization quantization, int qat_mode, gboolean use_dora)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-train-XXXXXX", &error);
@@ -435,6 +480,8 @@ trajectory (LtQuantization quantization, int qat_mode)
   cpu = run_config (tmp, "cpu", "cpu");
   gpu = run_config (tmp, "gpu", "vulkan");
   cpu->quantization = gpu->quantization = quantization;
+  if (use_dora)
+    cpu->train_type = gpu->train_type = LT_TRAIN_TYPE_DORA;
   if (qat_mode >= 0)
     {
       /* QAT from step 3 on (after step 2), scales recomputed every 2 steps: the frozen
@@ -500,14 +547,21 @@ trajectory (LtQuantization quantization, int qat_mode)
 static void
 test_trajectory (void)
 {
-  trajectory (LT_QUANTIZATION_NONE, -1);
+  trajectory (LT_QUANTIZATION_NONE, -1, FALSE);
+}
+
+/* The trajectory with DoRA (m trained with A and B), on a dense and on an nf4 base. */
+static void
+test_trajectory_dora (gconstpointer data)
+{
+  trajectory (GPOINTER_TO_INT (data), -1, TRUE);
 }
 
 /* The trajectory with QAT switched on at step 3 (affine and nf4 grids, group 32). */
 static void
 test_trajectory_qat (gconstpointer data)
 {
-  trajectory (LT_QUANTIZATION_NONE, GPOINTER_TO_INT (data));
+  trajectory (LT_QUANTIZATION_NONE, GPOINTER_TO_INT (data), FALSE);
 }
 
 /* The same on a base quantized at load time: mxfp4 (group 32, every layer, the embedding and
@@ -515,7 +569,7 @@ test_trajectory_qat (gconstpointer data)
 static void
 test_trajectory_quant (gconstpointer data)
 {
-  trajectory (GPOINTER_TO_INT (data), -1);
+  trajectory (GPOINTER_TO_INT (data), -1, FALSE);
 }
 
 static gboolean
@@ -587,7 +641,8 @@ test_refused (void)
     const char *what;
     const char *feature;
   } cases[] = {
-    { "dora", "DoRA" }, { "full", "full fine-tuning" }, { "dpo", "DPO or ORPO" },
+    { "dora-qat", "QAT) with DoRA" }, { "quant-qat", "QAT) on a quantized base" },
+    { "full", "full fine-tuning" }, { "dpo", "DPO or ORPO" },
     { "dropout", "dropout" },
     { "sgd", "SGD" },
   };
@@ -598,8 +653,16 @@ test_refused (void)
     {
       g_autoptr (LtRunConfig) cfg = run_config (tmp, "run", "vulkan");
       const char *w = cases[i].what;
-      if (g_str_equal (w, "dora"))
-        cfg->train_type = LT_TRAIN_TYPE_DORA;
+      if (g_str_equal (w, "dora-qat"))
+        {
+          cfg->train_type = LT_TRAIN_TYPE_DORA;
+          cfg->qat_enable = TRUE;
+        }
+      else if (g_str_equal (w, "quant-qat"))
+        {
+          cfg->quantization = LT_QUANTIZATION_MXFP4;
+          cfg->qat_enable = TRUE;
+        }
       else if (g_str_equal (w, "full"))
         cfg->train_type = LT_TRAIN_TYPE_FULL;
       else if (g_str_equal (w, "dpo"))
@@ -636,19 +699,6 @@ test_refused (void)
     g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
     g_assert_true (g_str_has_prefix (error->message, "compute_device: "));
   }
-  if (vk != NULL)
-    {
-      /* a DoRA model (loaded adapters decide) is refused by the model check too */
-      g_autofree char *dir = data_path ("models", "qwen3");
-      g_autofree char *ad = data_path ("train", "qwen3-dora");
-      g_autoptr (LtModel) m = (g_clear_error (&error), lt_model_load (dir, &error));
-      g_assert_no_error (error);
-      g_assert_true (lt_model_load_adapters (m, ad, &error));
-      g_assert_no_error (error);
-      g_assert_null (lt_vulkan_model_new (vk, m, &error));
-      g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
-      g_assert_nonnull (strstr (error->message, "DoRA"));
-    }
   test_rm_rf (tmp);
 }
 
@@ -707,12 +757,33 @@ main (int argc, char **argv)
         g_test_add_data_func (path, &qat[i], test_grads_qat);
       }
   }
+  {
+    static const DoraCase dcases[] = {
+      { "llama-f32", 0, LT_COMPUTE_F32, NULL },   { "llama-bf16", 0, LT_COMPUTE_F32, NULL },
+      { "qwen2", 0, LT_COMPUTE_F32, NULL },       { "llama-tied", 0, LT_COMPUTE_F32, NULL },
+      { "llama-f32", 4, LT_COMPUTE_F32, NULL },   { "qwen3", 0, LT_COMPUTE_BF16, NULL },
+      { "qwen3", 0, LT_COMPUTE_F32, "qwen3-dora" },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (dcases); i++)
+      {
+        g_autofree char *path = g_strdup_printf (
+            "/vulkan-train/grads-dora/%s%s%s%s", dcases[i].model,
+            dcases[i].quant_bits ? "-affine4" : "",
+            dcases[i].dtype == LT_COMPUTE_BF16 ? "-bf16" : "",
+            dcases[i].adapter ? "-loaded" : "");
+        g_test_add_data_func (path, &dcases[i], test_grads_dora);
+      }
+  }
   g_test_add_func ("/vulkan-train/regrow", test_regrow);
   g_test_add_func ("/vulkan-train/trajectory", test_trajectory);
   g_test_add_data_func ("/vulkan-train/trajectory-quant/mxfp4",
                         GINT_TO_POINTER (LT_QUANTIZATION_MXFP4), test_trajectory_quant);
   g_test_add_data_func ("/vulkan-train/trajectory-quant/nf4",
                         GINT_TO_POINTER (LT_QUANTIZATION_NF4), test_trajectory_quant);
+  g_test_add_data_func ("/vulkan-train/trajectory-dora/dense",
+                        GINT_TO_POINTER (LT_QUANTIZATION_NONE), test_trajectory_dora);
+  g_test_add_data_func ("/vulkan-train/trajectory-dora/nf4",
+                        GINT_TO_POINTER (LT_QUANTIZATION_NF4), test_trajectory_dora);
   g_test_add_data_func ("/vulkan-train/trajectory-qat/affine", GINT_TO_POINTER (LT_QUANT_AFFINE),
                         test_trajectory_qat);
   g_test_add_data_func ("/vulkan-train/trajectory-qat/nf4", GINT_TO_POINTER (LT_QUANT_NF4),
