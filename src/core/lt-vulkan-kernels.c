@@ -882,3 +882,30 @@ lt_vulkan_dora_dm (LtVulkanStream *s, LtVulkanBuffer *dm, LtVulkanBuffer *dy, Lt
   return lt_vulkan_stream_dispatch (s, LT_VK_DORA_DM, bufs, 4, &pc, sizeof pc,
                                     ((guint) C + GROUP - 1) / GROUP, 1, 1, error);
 }
+
+/* ---- adapter dropout (lt-vulkan-kernels.h) ---- */
+
+gboolean
+lt_vulkan_dropout (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *in, gsize n, float p,
+                   guint64 seed, gboolean accumulate, GError **error)
+{
+  struct { guint32 n, seed_lo, seed_hi, thresh_lo, thresh_hi, accumulate; float keep; } pc;
+  /* kept ⇔ (z >> 11)·2⁻⁵³ >= p ⇔ (z >> 11) >= ⌈p·2⁵³⌉, exact in double */
+  guint64 thresh = (guint64) ceil ((double) p * 9007199254740992.0);
+
+  if (!(p >= 0.0f && p < 1.0f))
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan dropout: p = %g is not in [0, 1)", (double) p);
+  if (n == 0)
+    return TRUE;
+  if (!holds (s, out, 0, n, 4, "dropout", "out", error)
+      || !holds (s, in, 0, n, 4, "dropout", "in", error) || !fits_u32 (s, n, "dropout", error))
+    return FALSE;
+  pc = (typeof (pc)) {
+    (guint32) n, (guint32) seed, (guint32) (seed >> 32), (guint32) thresh,
+    (guint32) (thresh >> 32), accumulate != FALSE, 1.0f / (1.0f - p)
+  };
+  LtVulkanBuffer *bufs[] = { out, in };
+  return lt_vulkan_stream_dispatch (s, LT_VK_DROPOUT, bufs, 2, &pc, sizeof pc, groups_1d (s, n),
+                                    1, 1, error);
+}

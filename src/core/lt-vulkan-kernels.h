@@ -11,7 +11,9 @@
  *   QAT                         the fake-quantized adapted weight fq (W + s·(AB)ᵀ) with frozen
  *                               scales, every lt-qat grid (lt_vulkan_qat_weight);
  *   DoRA                        the detached row norms of W + s·(AB)ᵀ, the magnitude applied
- *                               per column, and the magnitude's gradient. */
+ *                               per column, and the magnitude's gradient;
+ *   adapter dropout             lt-linear's mask stream (splitmix64 of seed and index) on the
+ *                               device (lt_vulkan_dropout). */
 #pragma once
 
 #include "lt-quant.h"
@@ -79,5 +81,11 @@ gboolean lt_vulkan_dora_scale (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanB
 gboolean lt_vulkan_dora_dm (LtVulkanStream *s, LtVulkanBuffer *dm, LtVulkanBuffer *dy,
                             LtVulkanBuffer *z, LtVulkanBuffer *norm, int N, int C,
                             gboolean accumulate, GError **error);
+
+/* Adapter dropout as lt-linear's (inverted; element idx kept when uniform01 (@seed, idx) >=
+ * @p, the same 64-bit stream): out (n) = dropout (in), or out += dropout (in) with
+ * @accumulate. out may be in. */
+gboolean lt_vulkan_dropout (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *in, gsize n,
+                            float p, guint64 seed, gboolean accumulate, GError **error);
 
 G_END_DECLS

@@ -71,8 +71,6 @@ check_config (const LtRunConfig *cfg, GError **error)
     return lt_vulkan_model_refuse (error, key, "full fine-tuning");
   if (cfg->qat_enable && cfg->quantization != LT_QUANTIZATION_NONE)
     return lt_vulkan_model_refuse (error, key, "quantization-aware training (QAT) on a quantized base");
-  if (cfg->lora_dropout > 0.0)
-    return lt_vulkan_model_refuse (error, key, "LoRA dropout (lora_dropout > 0)");
   if (cfg->optimizer == LT_OPTIMIZER_SGD)
     return lt_vulkan_model_refuse (error, key, "the SGD optimizer");
   if (cfg->optimizer == LT_OPTIMIZER_ADAM && cfg->weight_decay != 0.0)

@@ -39,6 +39,8 @@ typedef struct
   int pa, pb;                 /* VParam indices of A and B, -1 without an adapter */
   int pm;                     /* DoRA: VParam index of the magnitude m, else -1 */
   LtVulkanBuffer *norm;       /* DoRA: (out) the detached row norms of this micro-batch */
+  float drop_p;               /* this micro-batch's adapter dropout (lt_model_get_dropout) */
+  guint64 drop_seed;
 } VLin;
 
 typedef struct
@@ -88,6 +90,8 @@ struct _LtVulkanModel
   LtVulkanBuffer *partial, *sumsq;
   gboolean dora;              /* some layer has a DoRA magnitude */
   LtVulkanBuffer *dora_z, *dora_dz; /* DoRA's backward: z and dz (cap, widest out) */
+  gboolean dropout;           /* the model trains with adapter dropout */
+  LtVulkanBuffer *xd;         /* dropout (x), then dropout' (dxa·Aᵀ) (cap, widest in) */
 };
 
 #define F32 LT_KDTYPE_F32
@@ -138,8 +142,6 @@ lt_vulkan_model_check (LtModel *m, const char *key, GError **error)
           return FALSE;
         if (lin->lora == NULL)
           continue;
-        if (lin->lora->dropout > 0.0f)
-          return lt_vulkan_model_refuse (error, key, "LoRA dropout (lora_dropout > 0)");
         any = TRUE;
       }
   if (!any)
@@ -307,6 +309,7 @@ setup_linear (LtVulkanModel *vm, VLin *v, LtLinear *lin, GError **error)
               || (v->norm = own (vm, vm->owned, (gsize) v->out * 4, NULL, error)) == NULL))
         return FALSE;
       vm->dora |= l->m != NULL;
+      vm->dropout |= l->dropout > 0.0f;
     }
   return TRUE;
 }
@@ -519,6 +522,8 @@ step_memory (LtVulkanModel *vm, int N, GError **error)
   NB (dqn, n * qd);
   NB (dkn, n * kvd);
   NB (dxa, n * MAX (vm->max_rank, 1));
+  if (vm->dropout)
+    NB (xd, n * MAX (MAX ((gsize) C, (gsize) I), qd));
   if (vm->dora)
     {
       gsize wide = MAX (MAX ((gsize) C, (gsize) I), MAX (qd, kvd));
@@ -780,9 +785,14 @@ lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffe
     {
       LtVulkanMatrix ma = mat (param (vm, v->pa)->w, 0, v->r, F32);
       LtVulkanMatrix mB = mat (param (vm, v->pb)->w, 0, v->out, F32);
-      LtVulkanMatrix mxa = mat (xa, 0, v->r, F32);
-      if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->r, v->in, 1.0f, &mx, &ma, 0.0f,
-                           &mxa, LT_COMPUTE_F32, error)
+      LtVulkanMatrix mxa = mat (xa, 0, v->r, F32), mxd = mat (vm->xd, 0, v->in, F32);
+      gboolean drop = v->drop_p > 0.0f;
+      /* xa = dropout (x)·A (lt-linear's mask) */
+      if ((drop
+           && !lt_vulkan_dropout (s, vm->xd, x, (gsize) N * v->in, v->drop_p, v->drop_seed,
+                                  FALSE, error))
+          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->r, v->in, 1.0f,
+                              drop ? &mxd : &mx, &ma, 0.0f, &mxa, LT_COMPUTE_F32, error)
           || (!qat
               && !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, v->r, v->scale, &mxa,
                                   &mB, 1.0f, &my, LT_COMPUTE_F32, error)))
@@ -832,14 +842,19 @@ lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa,
       VParam *pa = param (vm, v->pa), *pb = param (vm, v->pb);
       LtVulkanMatrix mxa = mat (xa, 0, v->r, F32), mdxa = mat (vm->dxa, 0, v->r, F32);
       LtVulkanMatrix mB = mat (pb->w, 0, v->out, F32), mgB = mat (pb->g, 0, v->out, F32);
-      LtVulkanMatrix mgA = mat (pa->g, 0, v->r, F32);
-      /* dB (r, out) += scale·xaᵀ·dy; dxa (N, r) = scale·dy·Bᵀ; dA (in, r) += xᵀ·dxa */
+      LtVulkanMatrix mgA = mat (pa->g, 0, v->r, F32), mxd = mat (vm->xd, 0, v->in, F32);
+      gboolean drop = v->drop_p > 0.0f;
+      /* dB (r, out) += scale·xaᵀ·dy; dxa (N, r) = scale·dy·Bᵀ; dA (in, r) += xdᵀ·dxa, xd the
+       * forward's dropout (x) again */
       if (!lt_vulkan_gemm (s, LT_TRANS, LT_NO_TRANS, v->r, v->out, N, v->scale, &mxa, &mdy, gb,
                            &mgB, LT_COMPUTE_F32, error)
           || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->r, v->out, v->scale, &mdy, &mB,
                               0.0f, &mdxa, LT_COMPUTE_F32, error)
-          || !lt_vulkan_gemm (s, LT_TRANS, LT_NO_TRANS, v->in, v->r, N, 1.0f, &mx, &mdxa, gb,
-                              &mgA, LT_COMPUTE_F32, error))
+          || (drop
+              && !lt_vulkan_dropout (s, vm->xd, x, (gsize) N * v->in, v->drop_p, v->drop_seed,
+                                     FALSE, error))
+          || !lt_vulkan_gemm (s, LT_TRANS, LT_NO_TRANS, v->in, v->r, N, 1.0f, drop ? &mxd : &mx,
+                              &mdxa, gb, &mgA, LT_COMPUTE_F32, error))
         return FALSE;
     }
   if (dx == NULL)
@@ -859,6 +874,13 @@ lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa,
     {
       LtVulkanMatrix mdxa = mat (vm->dxa, 0, v->r, F32);
       LtVulkanMatrix ma = mat (param (vm, v->pa)->w, 0, v->r, F32);
+      LtVulkanMatrix mxd = mat (vm->xd, 0, v->in, F32);
+      if (v->drop_p > 0.0f)
+        /* dx += dropout' (dxa·Aᵀ): the same mask and 1/(1−p) */
+        return lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->in, v->r, 1.0f, &mdxa, &ma, 0.0f,
+                               &mxd, LT_COMPUTE_F32, error)
+               && lt_vulkan_dropout (s, dx, vm->xd, (gsize) N * v->in, v->drop_p, v->drop_seed,
+                                     TRUE, error);
       if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->in, v->r, 1.0f, &mdxa, &ma, 1.0f,
                            &mdx, LT_COMPUTE_F32, error))
         return FALSE;
@@ -1000,6 +1022,16 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
   *loss_sum = 0.0;
   if (!lt_model_check_batch (m, tokens, lengths, B, &N, error))
     return FALSE;
+  /* the dropout step advances as lt_model_forward_backward's does: the same masks */
+  lt_model_set_dropout_step (m, lt_model_get_dropout_step (m) + 1);
+  for (int l = vm->first; l < L; l++)
+    for (int j = 0; j < N_LIN; j++)
+      {
+        VLin *v = &vm->blocks[l].lin[j];
+        lt_model_get_dropout (m, l, j, &v->drop_p, &v->drop_seed);
+        if (v->pa < 0 || v->lin->qat || !vm->dropout)
+          v->drop_p = 0.0f; /* QAT: none, as lt-linear */
+      }
   pos = g_new (int32_t, N);
   tgt = g_new (int32_t, N);
   scale = g_new (float, N);

@@ -21,6 +21,11 @@
  * dense or quantized W), scales the layer's output by m/‖·‖ before the bias, and in the backward
  * recomputes z = x·Wᵀ + s·xa·B for m's gradient, as lt-linear does.
  *
+ * Adapter dropout: each micro-batch advances the model's dropout step as
+ * lt_model_forward_backward does and draws lt-linear's masks for it (lt_model_get_dropout,
+ * lt_vulkan_dropout: the same 64-bit stream), in the forward, the A gradient and dx's adapter
+ * path — the CPU's masks exactly.
+ *
  * QAT (lt_model_set_qat_grid, as the trainer switches it on at qat_start_step): each micro-batch
  * first takes the model's frozen weights as they are now (the fake-quantized copies QAT swaps
  * in are uploaded when they appear) and, where the CPU invalidated a layer's scales (QAT's
@@ -35,8 +40,7 @@
  * attention and everything else are f32, as on the CPU.
  *
  * What the GPU path lacks is refused by lt_vulkan_model_check (LT_ERROR_UNSUPPORTED, naming
- * the feature): full fine-tuning, QAT on a quantized base or with DoRA, DWQ, adapter
- * dropout > 0, and optimizers other than Adam / AdamW without L2 decay (SGD, Adam
+ * the feature): full fine-tuning, QAT on a quantized base or with DoRA, DWQ, and optimizers other than Adam / AdamW without L2 decay (SGD, Adam
  * with weight decay).
  *
  * The host copies of A and B (the model's LtLora) are the truth at lt_vulkan_model_new and
@@ -113,7 +117,7 @@ gboolean lt_vulkan_resolve_device (const char *compute_device, gboolean *use_vul
 
 /* Before a run folder exists: resolves @cfg's device (*device "cpu" or "vulkan", *why the
  * reason, both static) and, for vulkan, refuses what the configuration asks for that the GPU
- * step lacks (DPO/ORPO, full fine-tuning, QAT on a quantized base or with DoRA, dropout, SGD, Adam
+ * step lacks (DPO/ORPO, full fine-tuning, QAT on a quantized base or with DoRA, SGD, Adam
  * with weight decay), naming the key and the feature. */
 gboolean lt_vulkan_trainer_check (const LtRunConfig *cfg, const char **device, const char **why,
                                   GError **error);

@@ -151,6 +151,7 @@ static const struct
   [LT_VK_DORA_NORM_Q] = { "dora-norm-q", 6 },
   [LT_VK_DORA_SCALE] = { "dora-scale", 5 },
   [LT_VK_DORA_DM] = { "dora-dm", 4 },
+  [LT_VK_DROPOUT] = { "dropout", 2 },
 };
 
 typedef struct

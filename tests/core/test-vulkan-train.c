@@ -20,6 +20,8 @@
  *   grads-dora/...  DoRA (m, A, B gradients; dense, bf16, biases, tied, quantized base, bf16
  *                   products, a trained adapter loaded from disk);
  *   trajectory-dora/...   the trajectory with DoRA, dense and on an nf4 base;
+ *   grads-dropout/...  adapter dropout 0.3: the CPU's masks (LoRA, DoRA, bf16 products);
+ *   trajectory-dropout/...  the trajectory with dropout 0.2, LoRA and DoRA;
  *   trajectory-qat/...    the trajectory with QAT switched on at step 3 (affine, nf4);
  *   resume-qat      the resume case with QAT on;
  *   refused         what the GPU step lacks is an error naming compute_device and the feature.
@@ -55,6 +57,7 @@ static const LtLoadOptions *load_opts; /* a load-time quantization, or NULL */
 static const int *qat_grid;           /* QAT on: {mode, bits, group}, or NULL */
 static gboolean dora;                 /* DoRA adapters instead of LoRA */
 static const char *adapter;           /* tests/data/train/NAME loaded instead of attached */
+static double lora_dropout;           /* the adapters' dropout */
 
 static LtModel *
 load_lora (const char *name)
@@ -73,6 +76,7 @@ load_lora (const char *name)
   g_assert_no_error (error);
   if (dora)
     spec.type = LT_TRAIN_TYPE_DORA;
+  spec.dropout = lora_dropout;
   if (adapter != NULL)
     {
       g_autofree char *ad = data_path ("train", adapter);
@@ -91,7 +95,7 @@ load_lora (const char *name)
       if (g_str_has_suffix (pname, "lora_b") && adapter == NULL)
         fill (data, n, 300 + i, -0.05, 0.05);
     }
-  lt_model_set_training (m, TRUE, 0);
+  lt_model_set_training (m, TRUE, 0x5eed5eedull);
   return m;
 }
 
@@ -166,6 +170,8 @@ grads (const char *name, LtComputeDType dtype)
 
   if (qat_grid != NULL)
     lt_model_qat_recompute_scales (m); /* the GPU model recomputes them, as a new QAT step */
+  /* the GPU's call draws the dropout masks of the CPU's (the same dropout step) */
+  lt_model_set_dropout_step (m, lt_model_get_dropout_step (m) - 1);
   vm = lt_vulkan_model_new (vk, m, &error);
   g_assert_no_error (error);
   lt_vulkan_model_set_logit_chunk (vm, 128);
@@ -256,6 +262,21 @@ test_grads_dora (gconstpointer data)
   dora = FALSE;
   adapter = NULL;
   load_opts = NULL;
+}
+
+/* Adapter dropout (p 0.3): the GPU draws lt-linear's masks (the same 64-bit stream, seed and
+ * dropout step) in the forward, the dA product and dx's adapter path — LoRA and DoRA, f32 and
+ * bf16 products. A mask off by one element would move a gradient far beyond the tolerance. */
+static void
+test_grads_dropout (gconstpointer data)
+{
+  const DoraCase *dc = data;
+
+  lora_dropout = 0.3;
+  dora = dc->quant_bits != 0; /* here: 1 = DoRA */
+  grads (dc->model, dc->dtype);
+  dora = FALSE;
+  lora_dropout = 0.0;
 }
 
 /* QAT: fq (W + s·(AB)ᵀ) on the device against lt-linear's QAT forward and straight-through
@@ -482,6 +503,7 @@ trajectory (LtQuantization quantization, int qat_mode, gboolean use_dora)
   cpu->quantization = gpu->quantization = quantization;
   if (use_dora)
     cpu->train_type = gpu->train_type = LT_TRAIN_TYPE_DORA;
+  cpu->lora_dropout = gpu->lora_dropout = lora_dropout;
   if (qat_mode >= 0)
     {
       /* QAT from step 3 on (after step 2), scales recomputed every 2 steps: the frozen
@@ -548,6 +570,16 @@ static void
 test_trajectory (void)
 {
   trajectory (LT_QUANTIZATION_NONE, -1, FALSE);
+}
+
+/* The trajectory with adapter dropout 0.2 (the trainer's per-step, per-micro-batch seeds),
+ * LoRA and DoRA. */
+static void
+test_trajectory_dropout (gconstpointer data)
+{
+  lora_dropout = 0.2;
+  trajectory (LT_QUANTIZATION_NONE, -1, GPOINTER_TO_INT (data));
+  lora_dropout = 0.0;
 }
 
 /* The trajectory with DoRA (m trained with A and B), on a dense and on an nf4 base. */
@@ -642,9 +674,7 @@ test_refused (void)
     const char *feature;
   } cases[] = {
     { "dora-qat", "QAT) with DoRA" }, { "quant-qat", "QAT) on a quantized base" },
-    { "full", "full fine-tuning" }, { "dpo", "DPO or ORPO" },
-    { "dropout", "dropout" },
-    { "sgd", "SGD" },
+    { "full", "full fine-tuning" }, { "dpo", "DPO or ORPO" }, { "sgd", "SGD" },
   };
   g_autoptr (GError) error = NULL;
   g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-refused-XXXXXX", &error);
@@ -667,8 +697,6 @@ test_refused (void)
         cfg->train_type = LT_TRAIN_TYPE_FULL;
       else if (g_str_equal (w, "dpo"))
         cfg->train_mode = LT_TRAIN_MODE_DPO;
-      else if (g_str_equal (w, "dropout"))
-        cfg->lora_dropout = 0.1;
       else
         cfg->optimizer = LT_OPTIMIZER_SGD;
       g_clear_error (&error);
@@ -774,6 +802,19 @@ main (int argc, char **argv)
         g_test_add_data_func (path, &dcases[i], test_grads_dora);
       }
   }
+  {
+    static const DoraCase drop[] = {
+      { "llama-f32", 0, LT_COMPUTE_F32, NULL }, { "qwen2", 1, LT_COMPUTE_F32, NULL },
+      { "qwen3", 0, LT_COMPUTE_BF16, NULL },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (drop); i++)
+      {
+        g_autofree char *path = g_strdup_printf (
+            "/vulkan-train/grads-dropout/%s%s%s", drop[i].model, drop[i].quant_bits ? "-dora" : "",
+            drop[i].dtype == LT_COMPUTE_BF16 ? "-bf16" : "");
+        g_test_add_data_func (path, &drop[i], test_grads_dropout);
+      }
+  }
   g_test_add_func ("/vulkan-train/regrow", test_regrow);
   g_test_add_func ("/vulkan-train/trajectory", test_trajectory);
   g_test_add_data_func ("/vulkan-train/trajectory-quant/mxfp4",
@@ -784,6 +825,10 @@ main (int argc, char **argv)
                         GINT_TO_POINTER (LT_QUANTIZATION_NONE), test_trajectory_dora);
   g_test_add_data_func ("/vulkan-train/trajectory-dora/nf4",
                         GINT_TO_POINTER (LT_QUANTIZATION_NF4), test_trajectory_dora);
+  g_test_add_data_func ("/vulkan-train/trajectory-dropout/lora", GINT_TO_POINTER (FALSE),
+                        test_trajectory_dropout);
+  g_test_add_data_func ("/vulkan-train/trajectory-dropout/dora", GINT_TO_POINTER (TRUE),
+                        test_trajectory_dropout);
   g_test_add_data_func ("/vulkan-train/trajectory-qat/affine", GINT_TO_POINTER (LT_QUANT_AFFINE),
                         test_trajectory_qat);
   g_test_add_data_func ("/vulkan-train/trajectory-qat/nf4", GINT_TO_POINTER (LT_QUANT_NF4),
