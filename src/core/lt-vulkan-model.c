@@ -112,7 +112,8 @@ static gboolean
 qat_supported (const LtLinear *lin, const char *key, GError **error)
 {
   if (lin->lora == NULL || lin->kind != LT_LINEAR_DENSE)
-    return lt_vulkan_model_refuse (error, key, "quantization-aware training (QAT) on a quantized base");
+    return lt_vulkan_model_refuse (error, key,
+                                   "quantization-aware training (QAT) on a quantized base");
   if (lin->lora->m != NULL)
     return lt_vulkan_model_refuse (error, key, "quantization-aware training (QAT) with DoRA");
   return TRUE;
@@ -603,8 +604,10 @@ refresh_frozen (LtVulkanModel *vm, GError **error)
     changed = TRUE;
   for (int l = 0; l <= L; l++)
     for (int j = 0; j < (l == L ? 1 : N_LIN); j++)
-      if (vlin_at (vm, l, j)->q == NULL && vlin_at (vm, l, j)->lin->weight != vlin_at (vm, l, j)->src)
-        changed = TRUE;
+      {
+        const VLin *v = vlin_at (vm, l, j);
+        changed |= v->q == NULL && v->lin->weight != v->src;
+      }
   if (!changed)
     return TRUE;
   live = g_hash_table_new (NULL, NULL);
@@ -1143,7 +1146,8 @@ lt_vulkan_model_step (LtVulkanModel *vm, const LtOptimizerParams *hp, double max
 
   if (hp->kind != LT_OPTIMIZER_ADAMW
       && !(hp->kind == LT_OPTIMIZER_ADAM && hp->weight_decay == 0.0))
-    return lt_vulkan_model_refuse (error, "optimizer", "this optimizer (Adam with weight decay, SGD)");
+    return lt_vulkan_model_refuse (error, "optimizer",
+                                   "this optimizer (Adam with weight decay, SGD)");
   if (vm->grads_zero)
     {
       /* no micro-batch counted: the gradients are zero (lazily) — write them */

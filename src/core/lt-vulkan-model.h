@@ -40,8 +40,8 @@
  * attention and everything else are f32, as on the CPU.
  *
  * What the GPU path lacks is refused by lt_vulkan_model_check (LT_ERROR_UNSUPPORTED, naming
- * the feature): full fine-tuning, QAT on a quantized base or with DoRA, DWQ, and optimizers other than Adam / AdamW without L2 decay (SGD, Adam
- * with weight decay).
+ * the feature): full fine-tuning, QAT on a quantized base or with DoRA, DWQ, and optimizers
+ * other than Adam / AdamW without L2 decay (SGD, Adam with weight decay).
  *
  * The host copies of A and B (the model's LtLora) are the truth at lt_vulkan_model_new and
  * after lt_vulkan_model_sync; between them the device's are. */
