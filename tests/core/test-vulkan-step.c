@@ -9,6 +9,7 @@
 #include "src/core/kernels/lt-kernels.h"
 #include "src/core/lt-error.h"
 #include "src/core/lt-optimizer.h"
+#include "src/core/lt-linear.h"
 #include "src/core/lt-qat.h"
 #include "src/core/lt-quant.h"
 #include "src/core/lt-vulkan-kernels.h"
@@ -503,6 +504,173 @@ test_qat_weight (void)
       }
 }
 
+/* ---- DoRA and dropout ---- */
+
+/* DoRA's kernels against lt-linear on one layer (in 96, out 40, r 4, B non-zero): the row
+ * norms ‖W + s·(AB)ᵀ‖ (lt_linear_dora_norms) over an f32, a bf16 and a packed affine-4 W
+ * (≤ 1e-6 relative: f32 tree sums against the CPU's double), the magnitude scaling with a bias
+ * and the magnitude gradient Σ dy·z / ‖·‖ (≤ 1e-5 relative to max(1, |ref|)); then adapter
+ * dropout: xa = dropout (x)·A from lt_vulkan_dropout + GEMM against lt_linear_forward_train with
+ * the same LtDropout (the CPU's mask, p 0.25: equal within f32 summation order, 1e-5), and the
+ * backward's accumulate form. */
+static void
+test_dora_dropout (void)
+{
+  enum { N = 21, IN = 96, OUT = 40, R = 4 };
+  const float sc = 1.5f;
+  int64_t shape[2] = { OUT, IN };
+  g_autoptr (GError) error = NULL;
+  g_autofree float *w = g_new (float, OUT * IN), *norm = g_new (float, OUT);
+  g_autofree float *gnorm = g_new (float, OUT), *y = g_new (float, N * OUT);
+  g_autofree float *z = g_new (float, N * OUT), *dy = g_new (float, N * OUT);
+  g_autofree float *bias = g_new (float, OUT), *ref = g_new (float, N * OUT);
+  g_autofree float *got = g_new (float, N * OUT), *dm = g_new (float, OUT);
+  g_autofree float *gdm = g_new (float, OUT), *x = g_new (float, N * IN);
+  g_autofree float *xa = g_new (float, N * R), *gxa = g_new (float, N * R);
+  g_autofree float *scratch = NULL, *acc = g_new (float, N * IN), *gacc = g_new (float, N * IN);
+  LtDropout drop = { 0.25f, 0x1234567890abcdefull };
+  double e;
+
+  REQUIRE_DEVICE ();
+  fill (w, OUT * IN, 600, -0.3, 0.3);
+  for (int kind = 0; kind < 3; kind++)
+    {
+      g_autoptr (LtTensor) t = lt_tensor_new ("w", kind == 1 ? LT_DTYPE_BF16 : LT_DTYPE_F32, 2,
+                                              shape);
+      LtLinear lin;
+      LtVulkanQMatrix qm = { 0 };
+      g_autoptr (LtVulkanStream) s = NULL;
+      g_autoptr (LtVulkanBuffer) bw = NULL;
+
+      if (kind == 1)
+        to_bf16 (t->data, w, OUT * IN);
+      else
+        memcpy (t->data, w, sizeof (float) * OUT * IN);
+      if (kind == 2)
+        {
+          LtQuantTensor *q = lt_quant_tensor_quantize (w, OUT, IN, LT_QUANT_AFFINE, 4, 32, &error);
+          g_assert_no_error (error);
+          g_assert_true (lt_vulkan_qmatrix_upload (vk, q, &qm, &error));
+          g_assert_true (lt_linear_init_quantized (&lin, "q", q, NULL, &error));
+        }
+      else
+        {
+          g_assert_true (lt_linear_init_dense (&lin, "w", t, NULL, &error));
+          bw = upload (t->data, kind == 1 ? 2 * OUT * IN : 4 * OUT * IN);
+        }
+      g_assert_no_error (error);
+      g_assert_true (lt_linear_attach_lora (&lin, R, sc, 0.0f, TRUE, 7, &error));
+      g_assert_no_error (error);
+      fill (lin.lora->b, R * OUT, 601 + kind, -0.2, 0.2);
+      fill (lin.lora->m, OUT, 604 + kind, 0.5, 2.0);
+      lt_linear_dora_norms (&lin, norm);
+
+      g_autoptr (LtVulkanBuffer) bA = upload (lin.lora->a, sizeof (float) * IN * R);
+      g_autoptr (LtVulkanBuffer) bB = upload (lin.lora->b, sizeof (float) * R * OUT);
+      g_autoptr (LtVulkanBuffer) bm = upload (lin.lora->m, sizeof (float) * OUT);
+      g_autoptr (LtVulkanBuffer) bn = lt_vulkan_buffer_new (vk, sizeof (float) * OUT, &error);
+      g_assert_no_error (error);
+      s = stream ();
+      g_assert_true (lt_vulkan_dora_norm (s, bn, bw, kind == 1 ? LT_KDTYPE_BF16 : LT_KDTYPE_F32,
+                                          kind == 2 ? &qm : NULL, bA, bB, R, sc, OUT, IN,
+                                          &error));
+      g_assert_no_error (error);
+      run (s);
+      download (bn, gnorm, sizeof (float) * OUT);
+      e = max_rel (gnorm, norm, OUT);
+      g_test_message ("dora norms (W %s): max rel error %.3g",
+                      kind == 0 ? "f32" : kind == 1 ? "bf16" : "affine 4-bit", e);
+      g_assert_cmpfloat (e, <=, 1e-6);
+
+      if (kind == 0)
+        {
+          /* the magnitude: y = z·m/‖·‖ + b, dm = Σ dy·z / ‖·‖ (the CPU's norms) */
+          fill (z, N * OUT, 610, -2, 2);
+          fill (dy, N * OUT, 611, -1, 1);
+          fill (bias, OUT, 612, -0.5, 0.5);
+          for (int o = 0; o < OUT; o++)
+            {
+              double a = 0.0;
+              for (int n = 0; n < N; n++)
+                {
+                  ref[n * OUT + o] = z[n * OUT + o] * (lin.lora->m[o] / norm[o]) + bias[o];
+                  a += (double) dy[n * OUT + o] * z[n * OUT + o];
+                }
+              dm[o] = 0.25f + (float) (a / norm[o]);
+            }
+          g_autoptr (LtVulkanBuffer) bz = upload (z, sizeof (float) * N * OUT);
+          g_autoptr (LtVulkanBuffer) bdy = upload (dy, sizeof (float) * N * OUT);
+          g_autoptr (LtVulkanBuffer) bb = upload (bias, sizeof (float) * OUT);
+          g_autoptr (LtVulkanBuffer) bnc = upload (norm, sizeof (float) * OUT);
+          g_autoptr (LtVulkanBuffer) bdm = NULL;
+          g_autoptr (LtVulkanBuffer) by = lt_vulkan_buffer_new (vk, 4 * N * OUT, &error);
+          for (int o = 0; o < OUT; o++)
+            gdm[o] = 0.25f;
+          bdm = upload (gdm, sizeof (float) * OUT);
+          g_clear_pointer (&s, lt_vulkan_stream_free);
+          s = stream ();
+          g_assert_true (lt_vulkan_dora_scale (s, by, bz, bm, bnc, bb, N, OUT, &error));
+          g_assert_true (lt_vulkan_dora_dm (s, bdm, bdy, bz, bnc, N, OUT, TRUE, &error));
+          g_assert_no_error (error);
+          run (s);
+          download (by, got, sizeof (float) * N * OUT);
+          download (bdm, gdm, sizeof (float) * OUT);
+          e = max_rel (got, ref, N * OUT);
+          g_test_message ("dora scale: max rel error %.3g; dm %.3g", e, max_rel (gdm, dm, OUT));
+          g_assert_cmpfloat (e, <=, 1e-6);
+          g_assert_cmpfloat (max_rel (gdm, dm, OUT), <=, 1e-5);
+
+          /* dropout: xa = dropout (x)·A, the CPU's mask */
+          gsize sf = lt_linear_train_scratch_floats (&lin, N);
+          scratch = g_new (float, sf);
+          lin.lora->dropout = drop.p;
+          g_clear_pointer (&lin.lora->m, g_free); /* plain LoRA */
+          fill (x, N * IN, 613, -1, 1);
+          lt_linear_forward_train (&lin, x, N, y, xa, &drop, scratch, sf);
+          fill (acc, N * IN, 614, -1, 1);
+          memcpy (gacc, acc, sizeof (float) * N * IN);
+          g_autoptr (LtVulkanBuffer) bx = upload (x, sizeof (float) * N * IN);
+          g_autoptr (LtVulkanBuffer) bacc = upload (acc, sizeof (float) * N * IN);
+          g_autoptr (LtVulkanBuffer) bxd = lt_vulkan_buffer_new (vk, 4 * N * IN, &error);
+          g_autoptr (LtVulkanBuffer) bxa = lt_vulkan_buffer_new (vk, 4 * N * R, &error);
+          g_assert_no_error (error);
+          LtVulkanMatrix mxd = { bxd, 0, IN, LT_KDTYPE_F32 }, ma = { bA, 0, R, LT_KDTYPE_F32 };
+          LtVulkanMatrix mxa = { bxa, 0, R, LT_KDTYPE_F32 };
+          g_clear_pointer (&s, lt_vulkan_stream_free);
+          s = stream ();
+          g_assert_true (lt_vulkan_dropout (s, bxd, bx, N * IN, drop.p, drop.seed, FALSE,
+                                            &error));
+          g_assert_true (lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, R, IN, 1.0f, &mxd, &ma,
+                                         0.0f, &mxa, LT_COMPUTE_F32, &error));
+          g_assert_true (lt_vulkan_dropout (s, bacc, bx, N * IN, drop.p, drop.seed, TRUE,
+                                            &error));
+          g_assert_no_error (error);
+          run (s);
+          download (bxa, gxa, sizeof (float) * N * R);
+          download (bacc, gacc, sizeof (float) * N * IN);
+          e = max_rel (gxa, xa, N * R);
+          /* the accumulate form: acc + dropout (x), the kept ones x·keep */
+          {
+            g_autofree float *xd = g_new (float, N * IN);
+            gsize kept = 0;
+            download (bxd, xd, sizeof (float) * N * IN);
+            for (int i = 0; i < N * IN; i++)
+              {
+                kept += xd[i] != 0.0f;
+                g_assert_cmpfloat (gacc[i], ==, acc[i] + xd[i]);
+              }
+            g_test_message ("dropout p %.2f: %" G_GSIZE_FORMAT " of %d kept; xa against "
+                            "lt_linear_forward_train %.3g", drop.p, kept, N * IN, e);
+            g_assert_cmpuint (kept, >, N * IN / 2);
+            g_assert_cmpuint (kept, <, N * IN);
+          }
+          g_assert_cmpfloat (e, <=, 1e-5);
+        }
+      lt_linear_clear (&lin);
+      lt_vulkan_qmatrix_clear (&qm);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -514,6 +682,7 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan-step/lora-step", test_lora_step);
   g_test_add_func ("/vulkan-step/gemm-q", test_gemm_q);
   g_test_add_func ("/vulkan-step/qat-weight", test_qat_weight);
+  g_test_add_func ("/vulkan-step/dora-dropout", test_dora_dropout);
   status = g_test_run ();
   vulkan_test_close ();
   return status;
