@@ -90,7 +90,11 @@ lathe_device_row_setup (AdwComboRow *row, LatheRunSettings *settings)
     {
       const LtVulkanDeviceInfo *info = g_ptr_array_index (devices, i);
       g_autofree char *id = g_strdup_printf ("vulkan:%u", info->index);
-      g_autofree char *label = g_strdup_printf (_("%s (%.1f GiB, Vulkan)"), info->name,
+      /* the name's first words ("llvmpipe", not "llvmpipe (LLVM 15.0.6, 256 bits)"): a long
+       * name squeezed the row's title and subtitle into a narrow column */
+      g_autofree char *name = g_strchomp (g_strndup (info->name, strcspn (info->name, "(")));
+      g_autofree char *label = g_strdup_printf (_("%s (%.1f GiB, Vulkan)"),
+                                                name[0] != '\0' ? name : info->name,
                                                 (double) info->device_local_bytes
                                                   / (1024.0 * 1024.0 * 1024.0));
       add_item (row, d, id, label);

@@ -16,6 +16,8 @@
 #include "src/core/lt-run-check.h"
 #include "src/core/lt-memory.h"
 #include "src/core/lt-qat.h"
+#include "src/core/lt-vulkan-model.h"
+#include "src/core/lt-vulkan.h"
 
 /* The first non-empty line of a JSONL file, read quickly (the first MiB at most); NULL when
  * the file cannot be read or holds no such line within that. */
@@ -353,6 +355,57 @@ lathe_new_run_folder (const char *previous,
     }
 }
 
+/* compute_device vulkan[:N]: the GPU memory of the training step against the device's, added
+ * to the breakdown and the verdict (the worse of the two decides the style). */
+static void
+memory_fit_gpu (const LtRunConfig *cfg, const LtConfig *model, LatheMemoryFit *fit)
+{
+  g_autoptr (GPtrArray) devices = NULL;
+  g_autofree char *need = NULL, *have = NULL, *subtitle = NULL, *breakdown = NULL;
+  const LtVulkanDeviceInfo *dev;
+  LtMemoryEstimate gpu;
+  gboolean use_vulkan = FALSE;
+  guint index = 0;
+
+  if (!lt_vulkan_resolve_device (cfg->compute_device, &use_vulkan, &index, NULL, NULL)
+      || !use_vulkan || (devices = lt_vulkan_list_devices (NULL)) == NULL
+      || index >= devices->len)
+    return;
+  dev = g_ptr_array_index (devices, index);
+  lt_memory_estimate_device_for_data (cfg, model, 0, 0, &gpu);
+  need = lt_memory_format (gpu.total);
+  have = lt_memory_format (dev->device_local_bytes);
+  /* Translators: a line of the memory breakdown: the GPU memory the training step needs */
+  breakdown = g_strdup_printf ("%s\n%s\t%s", fit->breakdown, _("GPU memory"), need);
+  g_free (fit->breakdown);
+  fit->breakdown = g_steal_pointer (&breakdown);
+  switch (lt_memory_verdict (gpu.total, dev->device_local_bytes))
+    {
+    case LT_MEMORY_FITS:
+      /* Translators: appended to the memory verdict; "%s of %s" is GPU memory needed of the
+       * device's, then the device's name */
+      subtitle = g_strdup_printf (_("%s; GPU: %s of %s on %s"), fit->subtitle, need, have,
+                                  dev->name);
+      break;
+    case LT_MEMORY_TIGHT:
+      subtitle = g_strdup_printf (_("%s; GPU: tight, %s of %s on %s; lower the batch size or "
+                                    "the sequence length"), fit->subtitle, need, have,
+                                  dev->name);
+      if (g_strcmp0 (fit->style, "success") == 0)
+        fit->style = "warning";
+      break;
+    case LT_MEMORY_DOES_NOT_FIT:
+    default:
+      subtitle = g_strdup_printf (_("%s; GPU: does not fit, %s needed but %s has %s; lower the "
+                                    "batch size or the sequence length, or train on the CPU"),
+                                  fit->subtitle, need, dev->name, have);
+      fit->style = "error";
+      break;
+    }
+  g_free (fit->subtitle);
+  fit->subtitle = g_steal_pointer (&subtitle);
+}
+
 void
 lathe_memory_fit (const LtRunConfig *cfg,
                   const LtConfig    *model,
@@ -407,6 +460,7 @@ lathe_memory_fit (const LtRunConfig *cfg,
       fit->style = "error";
       break;
     }
+  memory_fit_gpu (cfg, model, fit);
 }
 
 void

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* lathe estimate: the memory a run configuration needs, as a breakdown (lt-memory).
  *
- *   lathe estimate [--config run.json] [--model DIR] [--set KEY=VALUE …] [--json]
+ *   lathe estimate [--config run.json] [--model DIR] [--device DEV] [--set KEY=VALUE …] [--json]
  *
  * The model's config.json is read (no weights). With data (--data or the configuration's
  * "data"), the dataset is read and tokenized as a run reads it (lt_run_config_check_inputs) and
  * the estimate is the one the trainer reports for it (lt_memory_estimate_for_data: batches padded
  * to the longest example); without, full batches of max_seq_length (the worst case). The total
- * predicts the peak resident set size of `lathe train` (lt-memory.h). */
+ * predicts the peak resident set size of `lathe train` (lt-memory.h). With compute_device
+ * vulkan[:N] (--device), a second breakdown: the GPU memory of the training step
+ * (lt_memory_estimate_device_for_data) against the device's memory. */
 #include "config.h"
 
 #include <stdio.h>
@@ -22,19 +24,27 @@
 #include "lt-memory.h"
 #include "lt-run-check.h"
 #include "lt-run.h"
+#include "lt-vulkan-model.h"
+#include "lt-vulkan.h"
 
 #define CMD "estimate"
 
 int
 lathe_cmd_estimate (int argc, char **argv)
 {
-  g_autofree char *config_path = NULL, *model = NULL, *data = NULL;
+  g_autofree char *config_path = NULL, *model = NULL, *data = NULL, *device = NULL;
   g_auto (GStrv) sets = NULL;
   gboolean json = FALSE;
   g_autoptr (GError) error = NULL;
   g_autoptr (LtRunConfig) cfg = NULL;
   g_autoptr (LtConfig) mc = NULL;
-  LtMemoryEstimate est;
+  LtMemoryEstimate est, gpu;
+  g_autoptr (GPtrArray) devices = NULL;
+  const LtVulkanDeviceInfo *dev = NULL;
+  gboolean use_vulkan = FALSE;
+  guint dev_index = 0;
+  gsize n_train = 0;
+  int longest = 0;
   guint64 total_mem = 0, avail = 0;
   int status;
   const GOptionEntry entries[] = {
@@ -45,6 +55,9 @@ lathe_cmd_estimate (int argc, char **argv)
     { "data", 'd', 0, G_OPTION_ARG_FILENAME, &data,
       "Data folder or file, over the configuration's \"data\": read and tokenized, the estimate "
       "is for its longest example (default: full batches of max_seq_length)", "PATH" },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device,
+      "compute_device, over the configuration's: auto, cpu, vulkan or vulkan:N; with a GPU, "
+      "the GPU memory of the training step is estimated too", "DEV" },
     { "set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &sets,
       "Set one run-configuration key (JSON key or train flag), e.g. --set rank=16 "
       "--set grad-checkpoint=true; repeatable", "KEY=VALUE" },
@@ -77,6 +90,11 @@ lathe_cmd_estimate (int argc, char **argv)
     {
       g_free (cfg->data);
       cfg->data = g_strdup (data);
+    }
+  if (device != NULL)
+    {
+      g_free (cfg->compute_device);
+      cfg->compute_device = g_strdup (device);
     }
   for (guint i = 0; sets != NULL && sets[i] != NULL; i++)
     {
@@ -133,16 +151,39 @@ lathe_cmd_estimate (int argc, char **argv)
           g_printerr ("lathe %s: %s: %s\n", CMD, first->key, first->message);
           return LATHE_EXIT_BAD_INPUT;
         }
-      lt_memory_estimate_for_data (cfg, mc, in->n_train, in->longest_example, &est);
+      n_train = in->n_train;
+      longest = in->longest_example;
     }
-  else
-    lt_memory_estimate (cfg, mc, &est);
+  lt_memory_estimate_for_data (cfg, mc, n_train, longest, &est);
   lt_memory_get_system (&total_mem, &avail);
+  if (!lt_vulkan_resolve_device (cfg->compute_device, &use_vulkan, &dev_index, NULL, &error))
+    {
+      lathe_cli_report_error (CMD, error);
+      return LATHE_EXIT_BAD_INPUT;
+    }
+  if (use_vulkan)
+    {
+      devices = lt_vulkan_list_devices (NULL);
+      if (devices != NULL && dev_index < devices->len)
+        dev = g_ptr_array_index (devices, dev_index);
+      lt_memory_estimate_device_for_data (cfg, mc, n_train, longest, &gpu);
+    }
 
   if (json)
     {
       g_autofree char *text = lt_memory_estimate_to_json (&est, FALSE);
-      printf ("%s\n", text);
+      if (use_vulkan)
+        {
+          /* the host's object with "gpu": the device's breakdown and memory */
+          g_autofree char *g = lt_memory_estimate_to_json (&gpu, FALSE);
+          text[strlen (text) - 1] = '\0';
+          g[strlen (g) - 1] = '\0';
+          printf ("%s,\"gpu\":%s,\"device\":\"vulkan:%u\",\"device_bytes\":%"
+                  G_GUINT64_FORMAT "}}\n", text, g, dev_index,
+                  dev ? dev->device_local_bytes : 0);
+        }
+      else
+        printf ("%s\n", text);
       return LATHE_EXIT_OK;
     }
   else
@@ -183,6 +224,27 @@ lathe_cmd_estimate (int argc, char **argv)
           break;
         }
       printf ("  available: %s — %s\n", a, verdict);
+      if (use_vulkan)
+        {
+          g_autofree char *gt = lt_memory_format (gpu.total);
+          g_autofree char *ga = lt_memory_format (dev ? dev->device_local_bytes : 0);
+          lt_memory_estimate_get_items (&gpu, items);
+          printf ("GPU memory of the training step (vulkan:%u, %s)\n", dev_index,
+                  dev ? dev->name : "not found");
+          for (int i = 0; i < LT_MEMORY_N_ITEMS - 1; i++) /* no process baseline */
+            {
+              g_autofree char *v = lt_memory_format (items[i].bytes);
+              printf ("  %-22s %12s\n", items[i].name, v);
+            }
+          printf ("  %-22s %12s  (the step's device buffers; the driver adds its own)\n",
+                  "Total", gt);
+          if (dev != NULL)
+            printf ("  device memory: %s — %s\n", ga,
+                    lt_memory_verdict (gpu.total, dev->device_local_bytes) == LT_MEMORY_FITS
+                      ? "fits"
+                      : gpu.total <= dev->device_local_bytes
+                          ? "tight (over 80% of the device's memory)" : "does not fit");
+        }
     }
   return LATHE_EXIT_OK;
 }

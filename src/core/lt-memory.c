@@ -293,6 +293,70 @@ lt_memory_estimate_for_data (const LtRunConfig *cfg, const LtConfig *c, gsize n_
                + out->baseline;
 }
 
+/* The Vulkan step's device memory (lt-vulkan-model): what lt_vulkan_get_allocated reaches. */
+void
+lt_memory_estimate_device_for_data (const LtRunConfig *cfg, const LtConfig *c,
+                                    gsize n_examples, int longest_example,
+                                    LtMemoryEstimate *out)
+{
+  const guint64 C = (guint64) c->hidden_size, I = (guint64) c->intermediate_size;
+  const guint64 H = (guint64) c->num_attention_heads, D = (guint64) c->head_dim;
+  const guint64 qd = H * D, kvd = (guint64) c->num_key_value_heads * D;
+  const guint64 V = (guint64) c->vocab_size, L = (guint64) c->num_hidden_layers;
+  const char *names[] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                          "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+                          "mlp.down_proj" };
+  LtMemoryEstimate host;
+  guint64 n, chunk, r = (guint64) MAX (cfg->lora_rank, 0), r_sum = 0, P, biases;
+  double stored = stored_dtype_bytes (c);
+  gboolean f16 = c->dtype != NULL && (g_str_equal (c->dtype, "float16")
+                                      || g_str_equal (c->dtype, "fp16"));
+
+  /* the shapes, the tokens and the parameter counts are the host estimate's */
+  lt_memory_estimate_for_data (cfg, c, n_examples, longest_example, &host);
+  memset (out, 0, sizeof *out);
+  out->n_base_params = host.n_base_params;
+  out->n_trainable_params = host.n_trainable_params;
+  out->n_tokens = host.n_tokens;
+  out->seq_tokens = host.seq_tokens;
+  out->weight_bits = host.weight_bits;
+  out->group_size = host.group_size;
+  out->bytes_per_weight = host.bytes_per_weight;
+  for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
+    if (key_selected (cfg, names[i]))
+      r_sum += r;
+
+  /* the frozen block linears as the host holds them (stored dtype, or the packed codes); the
+   * embedding at its dtype (f16 widened to f32), an untied head too; norms and biases f32 */
+  out->base_weights = host.base_weights;
+  biases = (c->qkv_bias ? qd + 2 * kvd : 0) + (c->o_bias ? C : 0)
+           + (c->mlp_bias ? 2 * I + C : 0);
+  out->embeddings = (guint64) ((double) (V * C) * (f16 ? 4.0 : stored))
+                    + (c->tie_word_embeddings ? 0 : (guint64) ((double) (V * C) * stored))
+                    + 4 * (L * (2 * C + (c->qk_norm ? 2 * D : 0) + biases) + C);
+  /* each adapter matrix: weights, gradient and AdamW's two moments, f32 */
+  out->trainable = 4 * host.n_trainable_params;
+  out->gradients = 4 * host.n_trainable_params;
+  out->optimizer = 8 * host.n_trainable_params;
+
+  /* per-token buffers for N tokens rounded up to 256: x_in of every block and the output,
+   * each block's set (xn1, x_mid, xn2, q, att, k, v, the attention's log-sum-exp, gate, up,
+   * [raw q, k], x·A), and the shared backward set */
+  n = (host.n_tokens + 255) / 256 * 256;
+  out->activations = 4 * n * ((L + 1) * C
+                              + L * (3 * C + 2 * qd + 2 * kvd + H + 2 * I
+                                     + (c->qk_norm ? qd + kvd : 0) + r_sum));
+  out->workspace = 4 * n * (4 * C + 3 * I + 3 * qd + 3 * kvd + MAX (r, 1) + 2 * H + 11)
+                   + 4 * MAX (C, D);
+  /* the LM head's logits (N, chunk) and the RoPE table for the longest sequence */
+  chunk = MIN (V, MAX (((guint64) 4 << 20) / MAX (host.n_tokens, 1), (guint64) 256));
+  P = ((guint64) MAX (host.seq_tokens, 1) + 255) / 256 * 256;
+  out->lm_head = 4 * n * chunk + 4 * P * D;
+  out->baseline = 0;
+  out->total = out->base_weights + out->embeddings + out->trainable + out->gradients
+               + out->optimizer + out->activations + out->lm_head + out->workspace;
+}
+
 void
 lt_memory_estimate_get_items (const LtMemoryEstimate *est, LtMemoryItem *items)
 {

@@ -128,6 +128,17 @@ void lt_memory_estimate_for_data (const LtRunConfig *cfg, const LtConfig *model_
                                   gsize n_examples, int longest_example,
                                   LtMemoryEstimate *out);
 
+/* compute_device vulkan: the GPU memory the training step's buffers hold (lt-vulkan-model,
+ * what lt_vulkan_get_allocated and the monitor's "GPU memory" line report), in the same
+ * categories: the frozen weights resident at their stored dtype (an f16 embedding widened to
+ * f32), norms and biases in f32, the adapters with their gradients and AdamW moments, every
+ * block's forward set for N tokens rounded up to 256 (the GPU keeps all blocks' inputs), the
+ * shared backward set, one (N, chunk) block of logits and the RoPE table. baseline is 0: the
+ * driver's own context is not counted. The host's estimate stays lt_memory_estimate_for_data. */
+void lt_memory_estimate_device_for_data (const LtRunConfig *cfg, const LtConfig *model_cfg,
+                                         gsize n_examples, int longest_example,
+                                         LtMemoryEstimate *out);
+
 /* The breakdown as a JSON object: {"total_bytes", "base_weights_bytes", …, "n_trainable_params"}. */
 char *lt_memory_estimate_to_json (const LtMemoryEstimate *est, gboolean pretty);
 

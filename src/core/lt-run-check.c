@@ -16,6 +16,8 @@
 #include "lt-model-open.h"
 #include "lt-model-train.h"
 #include "lt-qat.h"
+#include "lt-vulkan-model.h"
+#include "lt-vulkan.h"
 
 /* ---- the rules on the values alone (lt_run_config_check, declared in lt-run.h) ---- */
 
@@ -415,6 +417,56 @@ lt_run_check_memory (const LtRunConfig *cfg, const LtConfig *model, GError **err
   if ((skip != NULL && skip[0] != '\0') || !lt_memory_get_system (&total, &avail))
     return TRUE;
   return lt_run_check_memory_with (cfg, model, avail, error);
+}
+
+gboolean
+lt_run_check_device_memory_with (const LtRunConfig *cfg, const LtConfig *model,
+                                 const char *device, const char *device_name,
+                                 guint64 device_bytes, GError **error)
+{
+  LtMemoryEstimate est;
+
+  g_return_val_if_fail (cfg != NULL && model != NULL, FALSE);
+  lt_memory_estimate_device_for_data (cfg, model, 0, 0, &est);
+  if (est.total <= device_bytes)
+    return TRUE;
+
+  g_autofree char *need_s = lt_memory_format (est.total);
+  g_autofree char *avail_s = lt_memory_format (device_bytes);
+  g_autofree char *weights_s = lt_memory_format (est.base_weights + est.embeddings);
+  g_autofree char *act_s = lt_memory_format (est.activations + est.lm_head + est.workspace);
+  g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+               "compute_device: this run needs about %s of GPU memory (model weights %s, "
+               "activations %s for batches of %d × %d tokens) but %s (%s) has %s: lower "
+               "batch_size or max_seq_length, or train on the CPU (compute_device cpu) "
+               "(LATHE_IGNORE_MEMORY_CHECK=1 starts it anyway)",
+               need_s, weights_s, act_s, cfg->batch_size, est.seq_tokens, device,
+               device_name, avail_s);
+  return FALSE;
+}
+
+gboolean
+lt_run_check_device_memory (const LtRunConfig *cfg, const LtConfig *model, GError **error)
+{
+  const char *skip = g_getenv ("LATHE_IGNORE_MEMORY_CHECK");
+  g_autoptr (GPtrArray) devices = NULL;
+  const LtVulkanDeviceInfo *info;
+  gboolean use_vulkan = FALSE;
+  guint index = 0;
+
+  if (skip != NULL && skip[0] != '\0')
+    return TRUE;
+  /* an unknown or missing device is the trainer's error, reported when it opens it */
+  if (!lt_vulkan_resolve_device (cfg->compute_device, &use_vulkan, &index, NULL, NULL)
+      || !use_vulkan || (devices = lt_vulkan_list_devices (NULL)) == NULL
+      || index >= devices->len)
+    return TRUE;
+  info = g_ptr_array_index (devices, index);
+  if (info->device_local_bytes == 0)
+    return TRUE;
+  g_autofree char *label = g_strdup_printf ("vulkan:%u", index);
+  return lt_run_check_device_memory_with (cfg, model, label, info->name,
+                                          info->device_local_bytes, error);
 }
 
 void

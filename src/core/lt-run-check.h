@@ -50,6 +50,17 @@ gboolean lt_run_check_memory_with (const LtRunConfig *cfg, const LtConfig *model
                                    guint64 available_bytes, GError **error);
 gboolean lt_run_check_memory (const LtRunConfig *cfg, const LtConfig *model, GError **error);
 
+/* compute_device vulkan[:N]: refuses a run whose GPU memory estimate
+ * (lt_memory_estimate_device_for_data) exceeds the device's memory (its device-local heaps),
+ * with LT_ERROR_NO_MEMORY naming compute_device, the device and what to change. TRUE for a CPU
+ * run, where no device is found (the trainer reports that) or LATHE_IGNORE_MEMORY_CHECK is set.
+ * _with takes the device's label ("vulkan:0"), name and bytes (tests). */
+gboolean lt_run_check_device_memory_with (const LtRunConfig *cfg, const LtConfig *model,
+                                          const char *device, const char *device_name,
+                                          guint64 device_bytes, GError **error);
+gboolean lt_run_check_device_memory (const LtRunConfig *cfg, const LtConfig *model,
+                                     GError **error);
+
 /* What lt_run_config_check_inputs learned: the model's shapes and the training data. */
 typedef struct
 {

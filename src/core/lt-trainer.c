@@ -1321,7 +1321,8 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
     if (shapes == NULL)
       return FALSE;
     issues = lt_run_config_check_model (cfg, shapes);
-    if (!lt_run_issues_to_error (issues, error) || !lt_run_check_memory (cfg, shapes, error))
+    if (!lt_run_issues_to_error (issues, error) || !lt_run_check_memory (cfg, shapes, error)
+        || !lt_run_check_device_memory (cfg, shapes, error))
       return FALSE;
   }
   if (cfg->adapter_path == NULL || cfg->adapter_path[0] == '\0')

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* The Train tab's Device row (lathe-device-row): Automatic, CPU and every Vulkan device that
  * lt_vulkan_list_devices finds, kept in step with the run settings' compute-device both ways;
- * a stored device this machine lacks is listed as not found; the page has the row. */
+ * a stored device this machine lacks is listed as not found; the page has the row; with a
+ * GPU chosen, the memory verdict adds the step's GPU memory against the device's. */
 #include "config.h"
 
 #include <adwaita.h>
@@ -9,7 +10,11 @@
 
 #include "lathe-device-row.h"
 #include "lathe-run-settings.h"
+#include "lathe-train-checks.h"
 #include "lathe-train-page.h"
+#include "lt-config.h"
+#include "lt-memory.h"
+#include "lt-run.h"
 #include "lt-vulkan.h"
 
 static char *
@@ -118,6 +123,64 @@ test_page_has_row (void)
   g_object_unref (page);
 }
 
+/* lathe_memory_fit with compute_device vulkan: the breakdown gains a "GPU memory" line equal
+ * to lt_memory_estimate_device_for_data's total and the subtitle names the device; on the CPU
+ * neither. */
+static void
+test_memory_fit (void)
+{
+  const char *root = g_getenv ("LATHE_TEST_DATA");
+  g_autofree char *dir = g_build_filename (root ? root : "tests/data", "models", "llama-f32",
+                                           NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  g_autoptr (GPtrArray) devices = lt_vulkan_list_devices (NULL);
+  LtConfig *model = lt_config_load (dir, &error);
+  const LtVulkanDeviceInfo *dev;
+  LtMemoryEstimate gpu;
+  g_autofree char *need = NULL;
+
+  g_assert_no_error (error);
+  {
+    g_auto (LatheMemoryFit) fit = { 0 };
+    lathe_memory_fit (cfg, model, &fit);
+    g_assert_null (strstr (fit.subtitle, "GPU"));
+    g_assert_null (strstr (fit.breakdown, "GPU"));
+  }
+  if (devices == NULL || devices->len == 0)
+    {
+      lt_config_free (model);
+      g_test_skip ("no Vulkan device");
+      return;
+    }
+  dev = g_ptr_array_index (devices, 0);
+  g_free (cfg->compute_device);
+  cfg->compute_device = g_strdup ("vulkan:0");
+  lt_memory_estimate_device_for_data (cfg, model, 0, 0, &gpu);
+  need = lt_memory_format (gpu.total);
+  {
+    g_auto (LatheMemoryFit) fit = { 0 };
+    g_autofree char *line = g_strdup_printf ("GPU memory\t%s", need);
+    lathe_memory_fit (cfg, model, &fit);
+    g_test_message ("%s", fit.subtitle);
+    g_assert_nonnull (strstr (fit.breakdown, line));
+    g_assert_nonnull (strstr (fit.subtitle, need));
+    g_assert_nonnull (strstr (fit.subtitle, dev->name));
+    g_assert_cmpstr (fit.style, ==, "success");
+  }
+  /* a batch the device cannot hold: the error style and "does not fit" */
+  cfg->batch_size = 4096;
+  cfg->max_seq_length = 65536;
+  {
+    g_auto (LatheMemoryFit) fit = { 0 };
+    lathe_memory_fit (cfg, model, &fit);
+    g_test_message ("%s", fit.subtitle);
+    g_assert_cmpstr (fit.style, ==, "error");
+    g_assert_nonnull (strstr (fit.subtitle, "GPU: does not fit"));
+  }
+  lt_config_free (model);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -126,5 +189,6 @@ main (int argc, char **argv)
   g_test_add_func ("/device-row/row", test_row);
   g_test_add_func ("/device-row/page", test_page_has_row);
   g_test_add_func ("/device-row/describe", test_describe);
+  g_test_add_func ("/device-row/memory-fit", test_memory_fit);
   return g_test_run ();
 }

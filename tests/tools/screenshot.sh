@@ -20,6 +20,8 @@
 #   train-gpu.png      the Train tab mid-run with the training step on the first Vulkan device
 #                      (Mesa's lavapipe where there is no GPU), the Device read-out naming it;
 #                      skipped where `lathe devices` lists none
+#   train-gpu-memory.png the Train form's end with that device chosen for the demo model: the
+#                      Device row and the memory verdict with the GPU's estimate
 # Usage: tests/tools/screenshot.sh [BUILD_DIR] (default _build; build it first).
 set -e
 cd "$(dirname "$0")/../.."
@@ -55,4 +57,5 @@ shot data/screenshots/train-running.png --running "$work/live"
 LATHE_SHOT_LR=1e30 shot data/screenshots/train-diverged.png --running "$work/diverged"
 if "$build/src/cli/lathe" devices 2>/dev/null | grep -q '^vulkan:0'; then
   LATHE_SHOT_DEVICE=vulkan shot data/screenshots/train-gpu.png --running "$work/gpu"
+  LATHE_SHOT_DEVICE=vulkan LATHE_SHOT_SCROLL=2400 shot data/screenshots/train-gpu-memory.png
 fi
