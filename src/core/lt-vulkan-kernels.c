@@ -747,18 +747,15 @@ lt_vulkan_embedding_q (LtVulkanStream *s, LtVulkanBuffer *out, const LtVulkanQMa
 gboolean
 lt_vulkan_qat_weight (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *w, LtKDType wdt,
                       LtVulkanBuffer *A, LtVulkanBuffer *B, int r, float lscale,
-                      LtVulkanBuffer *scales, LtVulkanBuffer *biases, LtVulkanBuffer *lut,
-                      int mode, int bits, int group, int rows, int cols, GError **error)
+                      LtVulkanBuffer *grid, LtVulkanBuffer *m, LtVulkanBuffer *norm, int mode,
+                      int bits, int group, int rows, int cols, GError **error)
 {
-  struct { guint32 rows, cols, r, mode, bits, group; float lscale; } pc = {
-    (guint32) rows, (guint32) cols, (guint32) r, (guint32) mode, (guint32) bits,
-    (guint32) group, lscale
-  };
+  struct { guint32 rows, cols, r, mode, bits, group; float lscale; guint32 dora, ng; } pc;
   const char *what = "qat weight";
   gsize n = (gsize) rows * (gsize) cols, ng;
 
   if (rows < 0 || cols <= 0 || r < 0 || group <= 0 || cols % group != 0 || bits < 2 || bits > 8
-      || mode < LT_QUANT_SYMMETRIC || mode > LT_QUANT_NF4)
+      || mode < LT_QUANT_SYMMETRIC || mode > LT_QUANT_NF4 || (m == NULL) != (norm == NULL))
     return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
                                   "Vulkan %s: bad arguments (%d × %d, r %d, mode %d, %d bits, "
                                   "group %d)", what, rows, cols, r, mode, bits, group);
@@ -769,14 +766,18 @@ lt_vulkan_qat_weight (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *w,
       || !holds (s, w, 0, n, kd_bytes (wdt), what, "W", error)
       || !holds (s, A, 0, (gsize) cols * r, 4, what, "A", error)
       || !holds (s, B, 0, (gsize) r * rows, 4, what, "B", error)
-      || !holds (s, scales, 0, ng, 4, what, "scales", error)
-      || (mode == LT_QUANT_AFFINE && !holds (s, biases, 0, ng, 4, what, "biases", error))
-      || ((mode == LT_QUANT_MXFP4 || mode == LT_QUANT_NF4)
-          && !holds (s, lut, 0, 16, 4, what, "table", error))
+      || !holds (s, grid, 0, 2 * ng + 16, 4, what, "grid", error)
+      || (m != NULL && (!holds (s, m, 0, (gsize) rows, 4, what, "m", error)
+                        || !holds (s, norm, 0, (gsize) rows, 4, what, "norm", error)))
       || !fits_u32 (s, MAX (n, (gsize) cols * r), what, error)
-      || !fits_u32 (s, (gsize) r * rows, what, error))
+      || !fits_u32 (s, MAX (2 * ng + 16, (gsize) r * rows), what, error))
     return FALSE;
-  LtVulkanBuffer *bufs[] = { out, w, A, B, scales, biases, lut };
+  pc = (typeof (pc)) {
+    (guint32) rows, (guint32) cols, (guint32) r, (guint32) mode, (guint32) bits,
+    (guint32) group, lscale, m != NULL, (guint32) ng
+  };
+  /* without DoRA, m and norm are not read: any buffer stands in */
+  LtVulkanBuffer *bufs[] = { out, w, A, B, grid, m ? m : A, norm ? norm : A };
   return lt_vulkan_stream_dispatch (s, wdt == LT_KDTYPE_BF16  ? LT_VK_QAT_WEIGHT_BF16
                                        : wdt == LT_KDTYPE_F16 ? LT_VK_QAT_WEIGHT_F16
                                                               : LT_VK_QAT_WEIGHT_F32,

@@ -54,16 +54,18 @@ gboolean lt_vulkan_gemm_q (LtVulkanStream *s, LtTrans tw, int M, int N, int K, f
 gboolean lt_vulkan_embedding_q (LtVulkanStream *s, LtVulkanBuffer *out, const LtVulkanQMatrix *W,
                                 LtVulkanBuffer *ids, int N, GError **error);
 
-/* QAT (lt_linear_qat_weight against frozen scales): out (rows, cols) f32 = fq (W + lscale ·
- * (A·B)ᵀ), W (rows, cols) stored @wdt (f32, bf16, f16), A (cols, r), B (r, rows) f32, on
- * @mode's grid (LtQuantMode: symmetric, affine, mxfp4, nf4) with @bits and @group (dividing
- * cols; cols for symmetric's one scale per tensor, stored once per row as lt-linear does):
- * @scales (rows, cols / group) and, for affine, @biases (the same shape;
- * else any buffer); @lut the 16-entry table for mxfp4 / nf4 (else any buffer). */
+/* QAT (lt_linear_qat_weight against frozen scales): out (rows, cols) f32 = fq (W_eff), W_eff =
+ * W + lscale·(A·B)ᵀ — with DoRA (@m and @norm (rows) not NULL) each row then scaled by
+ * m / norm — W (rows, cols) stored @wdt (f32, bf16, f16; out may be W: a quantized W is
+ * expanded into out first, lt_vulkan_embedding_q), A (cols, r), B (r, rows) f32, on @mode's
+ * grid (LtQuantMode: symmetric, affine, mxfp4, nf4) with @bits and @group (dividing cols;
+ * cols for symmetric's one scale per tensor, stored once per row as lt-linear does). @grid
+ * holds the frozen scales (ng = rows·cols / group), then the biases (ng; affine), then the
+ * 16-entry table (mxfp4 / nf4): 2·ng + 16 floats. */
 gboolean lt_vulkan_qat_weight (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *w,
                                LtKDType wdt, LtVulkanBuffer *A, LtVulkanBuffer *B, int r,
-                               float lscale, LtVulkanBuffer *scales, LtVulkanBuffer *biases,
-                               LtVulkanBuffer *lut, int mode, int bits, int group, int rows,
+                               float lscale, LtVulkanBuffer *grid, LtVulkanBuffer *m,
+                               LtVulkanBuffer *norm, int mode, int bits, int group, int rows,
                                int cols, GError **error);
 
 /* DoRA (lt_linear_dora_norms): norm (rows) = ‖W + lscale·(A·B)ᵀ‖_row, W (rows, cols) dense

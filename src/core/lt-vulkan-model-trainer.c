@@ -65,13 +65,8 @@ check_config (const LtRunConfig *cfg, GError **error)
 
   if (cfg->train_mode != LT_TRAIN_MODE_SFT)
     return lt_vulkan_model_refuse (error, key, "DPO or ORPO training (train_mode)");
-  if (cfg->train_type == LT_TRAIN_TYPE_DORA && cfg->qat_enable)
-    return lt_vulkan_model_refuse (error, key, "quantization-aware training (QAT) with DoRA");
   if (cfg->train_type == LT_TRAIN_TYPE_FULL)
     return lt_vulkan_model_refuse (error, key, "full fine-tuning");
-  if (cfg->qat_enable && cfg->quantization != LT_QUANTIZATION_NONE)
-    return lt_vulkan_model_refuse (error, key,
-                                   "quantization-aware training (QAT) on a quantized base");
   if (cfg->optimizer == LT_OPTIMIZER_SGD)
     return lt_vulkan_model_refuse (error, key, "the SGD optimizer");
   if (cfg->optimizer == LT_OPTIMIZER_ADAM && cfg->weight_decay != 0.0)

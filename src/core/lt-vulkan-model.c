@@ -33,7 +33,7 @@ typedef struct
   LtKDType wdt;
   const LtVulkanQMatrix *q;   /* or the packed quantized weight (vm->qweights), w NULL */
   const LtTensor *src;        /* the dense tensor w holds (QAT swaps frozen ones for fq copies) */
-  LtVulkanBuffer *qat_s, *qat_b; /* QAT: the frozen scales and biases (vm->owned) */
+  LtVulkanBuffer *qat_grid;   /* QAT: the frozen scales, biases and table (vm->owned) */
   guint64 qat_key;            /* hash of the scales and biases uploaded */
   LtVulkanBuffer *bias;       /* (out) f32 or NULL */
   int pa, pb;                 /* VParam indices of A and B, -1 without an adapter */
@@ -71,7 +71,8 @@ struct _LtVulkanModel
   const LtTensor *embed_src;  /* the dense table embed holds */
   LtVulkanBuffer *weff;       /* QAT: one layer's fq (W_eff) (out, in), recomputed per use */
   gsize weff_floats;
-  LtVulkanBuffer *lut[LT_N_QUANT_MODES]; /* the mxfp4 / nf4 tables, uploaded on first use */
+  LtVulkanBuffer *qat_ids;    /* QAT on a quantized layer: row ids 0… (its expansion) */
+  int qat_ids_n;
   LtVulkanBuffer *norm;       /* (C) */
   VLin head;
   int chunk_cols;
@@ -107,15 +108,12 @@ lt_vulkan_model_refuse (GError **error, const char *key, const char *feature)
   return FALSE;
 }
 
-/* QAT on the GPU: an adapted dense layer, LoRA (lt_vulkan_qat_weight). */
+/* QAT on the GPU: an adapted layer (lt_vulkan_qat_weight). */
 static gboolean
 qat_supported (const LtLinear *lin, const char *key, GError **error)
 {
-  if (lin->lora == NULL || lin->kind != LT_LINEAR_DENSE)
-    return lt_vulkan_model_refuse (error, key,
-                                   "quantization-aware training (QAT) on a quantized base");
-  if (lin->lora->m != NULL)
-    return lt_vulkan_model_refuse (error, key, "quantization-aware training (QAT) with DoRA");
+  if (lin->lora == NULL)
+    return lt_vulkan_model_refuse (error, key, "QAT on a layer without an adapter");
   return TRUE;
 }
 
@@ -678,17 +676,35 @@ qat_prepare (LtVulkanModel *vm, GError **error)
           }
         key = hash_floats (hash_floats (0xcbf29ce484222325ull, lin->qat_scales, ng),
                            lin->qat_biases, ng);
-        if (v->qat_s == NULL
-            && ((v->qat_s = own (vm, vm->owned, ng * 4, NULL, error)) == NULL
-                || (v->qat_b = own (vm, vm->owned, ng * 4, NULL, error)) == NULL))
-          return FALSE;
+        if (v->qat_grid == NULL)
+          {
+            /* scales (ng), biases (ng), the grid's table (16) */
+            const float *lut = lin->qat_mode == LT_QUANT_MXFP4 ? lt_qk_fp4_lut : lt_qk_nf4_lut;
+            if ((v->qat_grid = own (vm, vm->owned, (2 * ng + 16) * 4, NULL, error)) == NULL
+                || !lt_vulkan_buffer_upload (v->qat_grid, 2 * ng * 4, lut, 16 * 4, error))
+              return FALSE;
+          }
         if (lin->qat_scales != NULL && key != v->qat_key)
           {
-            if (!lt_vulkan_buffer_upload (v->qat_s, 0, lin->qat_scales, ng * 4, error)
+            if (!lt_vulkan_buffer_upload (v->qat_grid, 0, lin->qat_scales, ng * 4, error)
                 || (lin->qat_biases != NULL
-                    && !lt_vulkan_buffer_upload (v->qat_b, 0, lin->qat_biases, ng * 4, error)))
+                    && !lt_vulkan_buffer_upload (v->qat_grid, ng * 4, lin->qat_biases, ng * 4,
+                                                 error)))
               return FALSE;
             v->qat_key = key;
+          }
+        if (v->q != NULL && v->out > vm->qat_ids_n)
+          {
+            /* Ŵ expanded row by row into weff before fq (the lookup over every row) */
+            g_autofree gint32 *ids = g_new (gint32, v->out);
+            for (int i = 0; i < v->out; i++)
+              ids[i] = i;
+            if (vm->qat_ids != NULL)
+              g_ptr_array_remove (vm->owned, vm->qat_ids);
+            vm->qat_ids_n = 0;
+            if ((vm->qat_ids = own (vm, vm->owned, (gsize) v->out * 4, ids, error)) == NULL)
+              return FALSE;
+            vm->qat_ids_n = v->out;
           }
         if (n > vm->weff_floats)
           {
@@ -699,27 +715,31 @@ qat_prepare (LtVulkanModel *vm, GError **error)
               return FALSE;
             vm->weff_floats = n;
           }
-        if ((lin->qat_mode == LT_QUANT_MXFP4 || lin->qat_mode == LT_QUANT_NF4)
-            && vm->lut[lin->qat_mode] == NULL
-            && (vm->lut[lin->qat_mode]
-                = own (vm, vm->owned, 16 * 4,
-                       lin->qat_mode == LT_QUANT_MXFP4 ? lt_qk_fp4_lut : lt_qk_nf4_lut, error))
-                 == NULL)
-          return FALSE;
       }
   return TRUE;
 }
 
-/* vm->weff = fq (W + scale·(AB)ᵀ) of a QAT layer, recorded into the stream. */
+/* vm->weff = fq (W_eff) of a QAT layer, recorded into the stream: W_eff = W + s·(AB)ᵀ, with
+ * DoRA scaled by m / ‖·‖ per row (v->norm: this micro-batch's, computed first); a quantized
+ * W is expanded into weff first. */
 static gboolean
 qat_weight (LtVulkanModel *vm, const VLin *v, GError **error)
 {
   const LtLinear *lin = v->lin;
-  LtVulkanBuffer *lut = vm->lut[lin->qat_mode] ? vm->lut[lin->qat_mode] : v->qat_s;
+  LtVulkanBuffer *w = v->w;
+  LtKDType wdt = v->wdt;
 
-  return lt_vulkan_qat_weight (vm->s, vm->weff, v->w, v->wdt, param (vm, v->pa)->w,
-                               param (vm, v->pb)->w, v->r, v->scale, v->qat_s, v->qat_b, lut,
-                               lin->qat_mode, lin->qat_bits,
+  if (v->q != NULL)
+    {
+      if (!lt_vulkan_embedding_q (vm->s, vm->weff, v->q, vm->qat_ids, v->out, error))
+        return FALSE;
+      w = vm->weff;
+      wdt = F32;
+    }
+  return lt_vulkan_qat_weight (vm->s, vm->weff, w, wdt, param (vm, v->pa)->w,
+                               param (vm, v->pb)->w, v->r, v->scale, v->qat_grid,
+                               v->pm >= 0 ? param (vm, v->pm)->w : NULL,
+                               v->pm >= 0 ? v->norm : NULL, lin->qat_mode, lin->qat_bits,
                                lin->qat_group > 0 ? lin->qat_group : v->in, v->out, v->in,
                                error);
 }
@@ -768,16 +788,17 @@ lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffe
 
   if (qat)
     {
-      /* QAT: y = x·fq (W_eff)ᵀ (+ b); the adapter is inside W_eff, xa kept for the backward */
+      /* QAT: y = x·fq (W_eff)ᵀ (+ b); the adapter (and DoRA's m/‖·‖) is inside W_eff, xa
+       * kept for the backward */
       LtVulkanMatrix mq = mat (vm->weff, 0, v->in, F32);
-      if (!qat_weight (vm, v, error)
+      if ((v->pm >= 0 && !dora_norm (vm, v, error)) || !qat_weight (vm, v, error)
           || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->out, v->in, 1.0f, &mx, &mq, 0.0f,
                               &my, vm->prec, error))
         return FALSE;
     }
   else if (!base_gemm (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &my, vm->prec, error))
     return FALSE;
-  if (v->bias != NULL && v->pm < 0)
+  if (v->bias != NULL && (v->pm < 0 || qat))
     {
       LtVulkanMatrix m1 = mat (vm->ones, 0, 1, F32), mb = mat (v->bias, 0, v->out, F32);
       if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, 1, 1.0f, &m1, &mb, 1.0f, &my,
@@ -801,7 +822,7 @@ lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffe
                                   &mB, 1.0f, &my, LT_COMPUTE_F32, error)))
         return FALSE;
     }
-  if (v->pm >= 0)
+  if (v->pm >= 0 && !qat)
     {
       /* DoRA: y = (m / ‖W + s·(AB)ᵀ‖_row)·z + b, the norms detached, of this micro-batch's A
        * and B (kept for the backward) */
@@ -822,6 +843,7 @@ lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa,
   LtVulkanStream *s = vm->s;
   LtVulkanMatrix mx = mat (x, 0, v->in, F32);
   LtVulkanMatrix mdy = mat (dy, 0, v->out, F32), mdx = mat (dx, 0, v->in, F32);
+  LtVulkanMatrix mdy0 = mdy; /* QAT's dx takes dy itself, also with DoRA (lt-linear) */
   float gb = vm->grads_zero ? 0.0f : 1.0f;
 
   if (v->pm >= 0)
@@ -867,7 +889,7 @@ lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa,
       /* straight-through: dx (+)= dy·fq (W_eff), the adapter's path included */
       LtVulkanMatrix mq = mat (vm->weff, 0, v->in, F32);
       return qat_weight (vm, v, error)
-             && lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->in, v->out, 1.0f, &mdy, &mq,
+             && lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->in, v->out, 1.0f, &mdy0, &mq,
                                 acc ? 1.0f : 0.0f, &mdx, vm->prec, error);
     }
   if (!base_gemm (vm, v, LT_NO_TRANS, N, 0, v->out, 1.0f, &mdy, acc ? 1.0f : 0.0f, &mdx,

@@ -31,8 +31,9 @@
  * in are uploaded when they appear) and, where the CPU invalidated a layer's scales (QAT's
  * start, every qat_interval), recomputes them with lt_linear_qat_weight from the device's
  * adapters (downloaded for it) and uploads them; the forward and the straight-through
- * backward then use fq (W + s·(AB)ᵀ) built on the device (lt_vulkan_qat_weight) in one
- * scratch buffer, layer by layer.
+ * backward then use fq (W_eff) built on the device (lt_vulkan_qat_weight; W_eff = W + s·(AB)ᵀ,
+ * with DoRA scaled by m/‖·‖, a quantized W expanded first) in one scratch buffer, layer by
+ * layer.
  *
  * Same computation as lt_model_forward_backward (lt-model-train): the products with the frozen
  * base and the LM head take the process's compute precision (lt_compute_get_dtype: bf16
@@ -40,8 +41,8 @@
  * attention and everything else are f32, as on the CPU.
  *
  * What the GPU path lacks is refused by lt_vulkan_model_check (LT_ERROR_UNSUPPORTED, naming
- * the feature): full fine-tuning, QAT on a quantized base or with DoRA, DWQ, and optimizers
- * other than Adam / AdamW without L2 decay (SGD, Adam with weight decay).
+ * the feature): full fine-tuning, DWQ, and optimizers other than Adam / AdamW without L2
+ * decay (SGD, Adam with weight decay).
  *
  * The host copies of A and B (the model's LtLora) are the truth at lt_vulkan_model_new and
  * after lt_vulkan_model_sync; between them the device's are. */
@@ -117,7 +118,7 @@ gboolean lt_vulkan_resolve_device (const char *compute_device, gboolean *use_vul
 
 /* Before a run folder exists: resolves @cfg's device (*device "cpu" or "vulkan", *why the
  * reason, both static) and, for vulkan, refuses what the configuration asks for that the GPU
- * step lacks (DPO/ORPO, full fine-tuning, QAT on a quantized base or with DoRA, SGD, Adam
+ * step lacks (DPO/ORPO, full fine-tuning, SGD, Adam
  * with weight decay), naming the key and the feature. */
 gboolean lt_vulkan_trainer_check (const LtRunConfig *cfg, const char **device, const char **why,
                                   GError **error);

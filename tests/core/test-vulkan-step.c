@@ -424,9 +424,9 @@ test_gemm_q (void)
 /* lt_vulkan_qat_weight against lt-qat on the CPU: W_eff = W + s·(AB)ᵀ row by row
  * (lt_qat_lora_row), its scales from lt_fake_quantize (recomputed), then the frozen-scale
  * fake quantization the trainer's steps use — every grid (symmetric per group and per tensor,
- * affine, mxfp4, nf4), W f32 and bf16. The same arithmetic in the same order: every element
- * equal (a driver whose division is not correctly rounded may move an element on a rounding
- * boundary: at most 1 in 1000 allowed). */
+ * affine, mxfp4, nf4), W f32 and bf16, and DoRA's W_eff (each row scaled by m / ‖·‖). The
+ * same arithmetic in the same order: every element equal (a driver whose division is not
+ * correctly rounded may move an element on a rounding boundary: at most 1 in 1000 allowed). */
 static void
 test_qat_weight (void)
 {
@@ -443,15 +443,18 @@ test_qat_weight (void)
 
   REQUIRE_DEVICE ();
   for (guint gi = 0; gi < G_N_ELEMENTS (grids); gi++)
-    for (int bf = 0; bf <= 1; bf++)
+    for (int bf = 0; bf <= 2; bf++)
       {
+        /* bf 0: W f32, 1: W bf16, 2: W f32 with DoRA's m / ‖·‖ per row */
         int group = grids[gi].group, eff = group > 0 ? group : IN;
         gsize ng = (gsize) OUT * (IN / eff);
         g_autoptr (GError) error = NULL;
         g_autofree float *w = g_new (float, OUT * IN), *A = g_new (float, IN * R);
         g_autofree float *B = g_new (float, R * OUT), *weff = g_new (float, OUT * IN);
         g_autofree float *ref = g_new (float, OUT * IN), *got = g_new (float, OUT * IN);
-        g_autofree float *scales = g_new0 (float, ng), *biases = g_new0 (float, ng);
+        g_autofree float *grid = g_new0 (float, 2 * ng + 16);
+        float *scales = grid, *biases = grid + ng;
+        g_autofree float *mag = g_new (float, OUT), *nrm = g_new (float, OUT);
         g_autofree guint16 *w16 = g_new (guint16, OUT * IN);
         g_autoptr (LtVulkanStream) s = NULL;
         const float *lut = grids[gi].mode == LT_QUANT_MXFP4 ? lt_qk_fp4_lut : lt_qk_nf4_lut;
@@ -461,14 +464,25 @@ test_qat_weight (void)
         fill (w, OUT * IN, 500 + gi, -0.4, 0.4);
         fill (A, IN * R, 510 + gi, -0.1, 0.1);
         fill (B, R * OUT, 520 + gi, -0.1, 0.1);
-        if (bf)
+        fill (mag, OUT, 530 + gi, 0.5, 1.5);
+        fill (nrm, OUT, 540 + gi, 0.8, 1.2);
+        if (bf == 1)
           {
             to_bf16 (w16, w, OUT * IN);
             for (int i = 0; i < OUT * IN; i++)
               w[i] = lt_compute_round_bf16 (w[i]);
           }
         for (int o = 0; o < OUT; o++)
-          lt_qat_lora_row (w + o * IN, A, B, IN, R, OUT, o, sc, weff + o * IN);
+          {
+            lt_qat_lora_row (w + o * IN, A, B, IN, R, OUT, o, sc, weff + o * IN);
+            if (bf == 2)
+              {
+                /* lt_linear_qat_weight's DoRA row */
+                float g = mag[o] / nrm[o];
+                for (int i = 0; i < IN; i++)
+                  weff[o * IN + i] *= g;
+              }
+          }
         g_assert_true (lt_fake_quantize (grids[gi].mode, weff, ref, OUT, IN, grids[gi].bits, group,
                                          scales, biases, TRUE));
         g_assert_true (lt_fake_quantize (grids[gi].mode, weff, ref, OUT, IN, grids[gi].bits, group,
@@ -477,19 +491,21 @@ test_qat_weight (void)
           for (int o = 1; o < OUT; o++)
             scales[o] = scales[0]; /* lt-linear's layout: the tensor's scale on every row */
 
-        g_autoptr (LtVulkanBuffer) bw = bf ? upload (w16, sizeof (guint16) * OUT * IN)
-                                           : upload (w, sizeof (float) * OUT * IN);
+        memcpy (grid + 2 * ng, lut, sizeof (float) * 16);
+        g_autoptr (LtVulkanBuffer) bw = bf == 1 ? upload (w16, sizeof (guint16) * OUT * IN)
+                                                : upload (w, sizeof (float) * OUT * IN);
         g_autoptr (LtVulkanBuffer) bA = upload (A, sizeof (float) * IN * R);
         g_autoptr (LtVulkanBuffer) bB = upload (B, sizeof (float) * R * OUT);
-        g_autoptr (LtVulkanBuffer) bs = upload (scales, sizeof (float) * ng);
-        g_autoptr (LtVulkanBuffer) bb = upload (biases, sizeof (float) * ng);
-        g_autoptr (LtVulkanBuffer) bl = upload (lut, sizeof (float) * 16);
+        g_autoptr (LtVulkanBuffer) bg = upload (grid, sizeof (float) * (2 * ng + 16));
+        g_autoptr (LtVulkanBuffer) bm = upload (mag, sizeof (float) * OUT);
+        g_autoptr (LtVulkanBuffer) bn = upload (nrm, sizeof (float) * OUT);
         g_autoptr (LtVulkanBuffer) bo = lt_vulkan_buffer_new (vk, sizeof (float) * OUT * IN,
                                                               &error);
         g_assert_no_error (error);
         s = stream ();
-        g_assert_true (lt_vulkan_qat_weight (s, bo, bw, bf ? LT_KDTYPE_BF16 : LT_KDTYPE_F32, bA,
-                                             bB, R, sc, bs, bb, bl, grids[gi].mode,
+        g_assert_true (lt_vulkan_qat_weight (s, bo, bw, bf == 1 ? LT_KDTYPE_BF16 : LT_KDTYPE_F32,
+                                             bA, bB, R, sc, bg, bf == 2 ? bm : NULL,
+                                             bf == 2 ? bn : NULL, grids[gi].mode,
                                              grids[gi].bits, eff, OUT, IN, &error));
         g_assert_no_error (error);
         run (s);
@@ -499,7 +515,8 @@ test_qat_weight (void)
         e = max_abs (got, ref, OUT * IN);
         g_test_message ("qat weight %s %d-bit group %d (W %s): %" G_GSIZE_FORMAT " of %d elements "
                         "differ, max abs difference %.3g", lt_quant_mode_name (grids[gi].mode),
-                        grids[gi].bits, group, bf ? "bf16" : "f32", bad, OUT * IN, e);
+                        grids[gi].bits, group,
+                        bf == 0 ? "f32" : bf == 1 ? "bf16" : "f32, DoRA", bad, OUT * IN, e);
         g_assert_cmpuint (bad, <=, (gsize) OUT * IN / 1000);
       }
 }

@@ -11,7 +11,8 @@
  *   grads-quant/... the same on a base quantized at load time (symmetric, affine, nf4, mxfp4,
  *                   ternary; tied head, Qwen2's biases, bf16 products), read packed by the GPU;
  *   grads-qat/...   QAT on (every grid, per group and per tensor, f32/bf16 weights and
- *                   products), the scales recomputed by the GPU model;
+ *                   products, with DoRA, on a quantized base), the scales recomputed by the
+ *                   GPU model;
  *   regrow          the step memory grown between micro-batches (20 tokens, then 300);
  *   trajectory      6 steps of `lt_train` with compute_device vulkan against the same run on
  *                   the CPU (train losses, and validation losses computed on the CPU
@@ -287,16 +288,26 @@ typedef struct
   const char *model;
   int grid[3];
   LtComputeDType dtype;
+  gboolean dora;
+  int quant_bits; /* a base quantized at load time (affine, group 32), or 0 */
 } QatCase;
 
 static void
 test_grads_qat (gconstpointer data)
 {
   const QatCase *qc = data;
+  LtLoadOptions opts = { 0 };
 
+  opts.bits = qc->quant_bits;
+  opts.mode = LT_QUANT_AFFINE;
+  opts.group_size = 32;
+  load_opts = qc->quant_bits > 0 ? &opts : NULL;
   qat_grid = qc->grid;
+  dora = qc->dora;
   grads (qc->model, qc->dtype);
+  dora = FALSE;
   qat_grid = NULL;
+  load_opts = NULL;
 }
 
 /* A base quantized at load time: every format, group 32 (so that all of the fixture's layers,
@@ -667,7 +678,6 @@ test_refused (void)
     const char *what;
     const char *feature;
   } cases[] = {
-    { "dora-qat", "QAT) with DoRA" }, { "quant-qat", "QAT) on a quantized base" },
     { "full", "full fine-tuning" }, { "dpo", "DPO or ORPO" }, { "sgd", "SGD" },
   };
   g_autoptr (GError) error = NULL;
@@ -677,17 +687,7 @@ test_refused (void)
     {
       g_autoptr (LtRunConfig) cfg = run_config (tmp, "run", "vulkan");
       const char *w = cases[i].what;
-      if (g_str_equal (w, "dora-qat"))
-        {
-          cfg->train_type = LT_TRAIN_TYPE_DORA;
-          cfg->qat_enable = TRUE;
-        }
-      else if (g_str_equal (w, "quant-qat"))
-        {
-          cfg->quantization = LT_QUANTIZATION_MXFP4;
-          cfg->qat_enable = TRUE;
-        }
-      else if (g_str_equal (w, "full"))
+      if (g_str_equal (w, "full"))
         cfg->train_type = LT_TRAIN_TYPE_FULL;
       else if (g_str_equal (w, "dpo"))
         cfg->train_mode = LT_TRAIN_MODE_DPO;
@@ -769,12 +769,17 @@ main (int argc, char **argv)
       { "qwen2", { LT_QUANT_MXFP4, 4, 32 }, LT_COMPUTE_F32 },
       { "qwen3", { LT_QUANT_NF4, 4, 32 }, LT_COMPUTE_F32 },
       { "llama-tied", { LT_QUANT_AFFINE, 8, 32 }, LT_COMPUTE_BF16 },
+      { "qwen2", { LT_QUANT_SYMMETRIC, 4, 32 }, LT_COMPUTE_F32, TRUE },
+      { "llama-f32", { LT_QUANT_NF4, 4, 32 }, LT_COMPUTE_F32, FALSE, 4 },
+      { "llama-f32", { LT_QUANT_AFFINE, 4, 64 }, LT_COMPUTE_F32, TRUE, 4 },
+      { "qwen3", { LT_QUANT_SYMMETRIC, 4, 32 }, LT_COMPUTE_BF16, TRUE },
     };
     for (guint i = 0; i < G_N_ELEMENTS (qat); i++)
       {
         g_autofree char *path = g_strdup_printf (
-            "/vulkan-train/grads-qat/%s-%s%d-g%d%s", qat[i].model,
-            lt_quant_mode_name (qat[i].grid[0]), qat[i].grid[1], qat[i].grid[2],
+            "/vulkan-train/grads-qat/%s%s-%s%d-g%d%s%s", qat[i].model,
+            qat[i].quant_bits ? "-affine4base" : "", lt_quant_mode_name (qat[i].grid[0]),
+            qat[i].grid[1], qat[i].grid[2], qat[i].dora ? "-dora" : "",
             qat[i].dtype == LT_COMPUTE_BF16 ? "-bf16" : "");
         g_test_add_data_func (path, &qat[i], test_grads_qat);
       }

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // fmaf's single rounding from f32 operations (quant.glsl, qat-weight.comp).
+#ifndef LT_FMA_GLSL
+#define LT_FMA_GLSL
 // The CPU rounds scale·q + bias once (fmaf). A Vulkan fma may round twice (lavapipe's does,
 // `precise` or not), which moves a third of an affine weight's elements by an ulp and, where
 // that crosses a bf16 tie, a bf16 product by a whole bf16 ulp. lt_fma_exact computes the
@@ -40,4 +42,4 @@ lt_fma_exact (float s, float q, float b)
   precise float r = th + v;
   return r;
 }
-
+#endif

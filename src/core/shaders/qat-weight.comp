@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // QAT's weight (lt_linear_qat_weight with frozen scales, lt-qat): out (rows, cols) =
 // fq (W + lscale·(A·B)ᵀ), A (cols, r), B (r, rows), W stored f32, bf16 (-DW_BF16) or f16
-// (-DW_F16). The adapter's row is lt_qat_lora_row's arithmetic (j ascending, no fused
-// multiply-add: `precise`); fq is lt-qat's rule against the frozen group scales (and biases):
+// (-DW_F16) — a quantized W is expanded into out first (out may be W); with dora, each row
+// scaled by m[o] / norm[o] first (DoRA's W_eff). The adapter's row is lt_qat_lora_row's
+// arithmetic (j ascending, no fused multiply-add: `precise`); fq is lt-qat's rule against the
+// frozen group scales (and biases):
 //   mode 0 symmetric  Q = clip (roundEven (w / s), qmin, qmax), Q·s (0 where s = 0);
 //   mode 1 affine     q = clip (roundEven ((w − bias) / s), 0, 2^bits − 1), fmaf (s, q, bias);
 //   mode 2 mxfp4, 3 nf4  the nearest table entry of w / s (the first wins ties), lut[k]·s
@@ -28,14 +30,19 @@ layout (std430, set = 0, binding = 1) readonly buffer W { float w[]; };
 #endif
 layout (std430, set = 0, binding = 2) readonly buffer ABuf { float a[]; };
 layout (std430, set = 0, binding = 3) readonly buffer BBuf { float b[]; };
-layout (std430, set = 0, binding = 4) readonly buffer Scales { float qs[]; };
-layout (std430, set = 0, binding = 5) readonly buffer Biases { float qb[]; };
-layout (std430, set = 0, binding = 6) readonly buffer Lut { float lut[]; };
+// the frozen grid: scales (ng), biases (ng), the 16-entry table, one after the other
+layout (std430, set = 0, binding = 4) readonly buffer Grid { float grid[]; };
+layout (std430, set = 0, binding = 5) readonly buffer M { float m[]; };
+layout (std430, set = 0, binding = 6) readonly buffer Norm { float norm[]; };
+#define qs(g) grid[(g)]
+#define qb(g) grid[p.ng + (g)]
+#define lut(k) grid[2u * p.ng + (k)]
 
 layout (push_constant) uniform Params
 {
   uint rows, cols, r, mode, bits, group;
   float lscale;
+  uint dora, ng;
 } p;
 
 void
@@ -55,8 +62,13 @@ main ()
         }
       precise float ls = p.lscale * acc;
       precise float x = LOAD_W (e) + ls;
+      if (p.dora != 0u)
+        {
+          precise float gm = m[oi] / norm[oi];
+          x = x * gm;
+        }
       const uint g = oi * ng + i / p.group;
-      const float s = qs[g];
+      const float s = qs (g);
       float y;
       if (p.mode == 0u)
         {
@@ -74,7 +86,7 @@ main ()
         }
       else if (p.mode == 1u)
         {
-          const float bias = qb[g], n_bins = float ((1u << p.bits) - 1u);
+          const float bias = qb (g), n_bins = float ((1u << p.bits) - 1u);
           precise float d = x - bias;
           precise float q = roundEven (d / s);
           q = q < 0.0 ? 0.0 : q;
@@ -82,22 +94,22 @@ main ()
           y = lt_fma_exact (s, q, bias);
         }
       else if (p.mode == 3u && s == 0.0)
-        y = lut[7] * s;
+        y = lut (7u) * s;
       else
         {
           precise float xs = x / s;
           uint best = 0u;
-          float bd = abs (xs - lut[0]);
+          float bd = abs (xs - lut (0u));
           for (uint k = 1u; k < 16u; k++)
             {
-              precise float d = abs (xs - lut[k]);
+              precise float d = abs (xs - lut (k));
               if (d < bd)
                 {
                   best = k;
                   bd = d;
                 }
             }
-          precise float v = lut[best] * s;
+          precise float v = lut (best) * s;
           y = v;
         }
       o[e] = y;
