@@ -23,7 +23,8 @@
  *   trajectory-dora-dropout/nf4  the trajectory with DoRA and dropout 0.2 on an nf4 base
  *                   (nf4's group 64 leaves down_proj f32: quantized and dense DoRA layers);
  *   grads-dropout/...  adapter dropout 0.3: the CPU's masks (LoRA, DoRA, bf16 products);
- *   trajectory-qat/nf4    the trajectory with QAT switched on at step 3 (nf4 grid);
+ *   trajectory-qat-dora/nf4  the trajectory with DoRA and QAT switched on at step 3 (nf4
+ *                   grid);
  *   resume-qat      the resume case with QAT on;
  *   refused         what the GPU step lacks is an error naming compute_device and the feature.
  * Tolerances (f32 cases): the matrix products are f32 on both sides (bf16 weights widened
@@ -594,11 +595,12 @@ test_trajectory_dora (gconstpointer data)
   lora_dropout = 0.0;
 }
 
-/* The trajectory with QAT switched on at step 3 (affine and nf4 grids, group 32). */
+/* The trajectory with QAT switched on at step 3 (group 32), with DoRA (LoRA's QAT through the
+ * trainer: resume-qat). */
 static void
 test_trajectory_qat (gconstpointer data)
 {
-  trajectory (LT_QUANTIZATION_NONE, GPOINTER_TO_INT (data), FALSE);
+  trajectory (LT_QUANTIZATION_NONE, GPOINTER_TO_INT (data), TRUE);
 }
 
 /* The same on a base quantized at load time: mxfp4 (group 32, every layer, the embedding and
@@ -820,7 +822,7 @@ main (int argc, char **argv)
                         GINT_TO_POINTER (LT_QUANTIZATION_MXFP4), test_trajectory_quant);
   g_test_add_data_func ("/vulkan-train/trajectory-dora-dropout/nf4",
                         GINT_TO_POINTER (LT_QUANTIZATION_NF4), test_trajectory_dora);
-  g_test_add_data_func ("/vulkan-train/trajectory-qat/nf4", GINT_TO_POINTER (LT_QUANT_NF4),
+  g_test_add_data_func ("/vulkan-train/trajectory-qat-dora/nf4", GINT_TO_POINTER (LT_QUANT_NF4),
                         test_trajectory_qat);
   g_test_add_data_func ("/vulkan-train/resume", GINT_TO_POINTER (FALSE), test_resume);
   g_test_add_data_func ("/vulkan-train/resume-qat", GINT_TO_POINTER (TRUE), test_resume);
