@@ -975,6 +975,14 @@ drop_of (const Train *t, int l, int j)
   return d;
 }
 
+void
+lt_model_get_dropout (LtModel *m, int l, int j, float *p, guint64 *seed)
+{
+  LtDropout d = drop_of (train_get (m), l, j);
+  *p = d.p;
+  *seed = d.seed;
+}
+
 /* Sets the record's adapter dropout for block l in this step (its backward reads the same). */
 static Acts *
 acts_for_step (const Train *t, int l, Acts *a)

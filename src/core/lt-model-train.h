@@ -61,6 +61,10 @@ void lt_model_set_training (LtModel *model, gboolean training, guint64 dropout_s
  * uniform ≥ p, scale 1/(1−p)); passing seed ^ step·0x9e3779b97f4a7c15 cancels the step. Set it
  * on resume for the same masks. */
 void lt_model_set_dropout_step (LtModel *model, guint64 step);
+/* The adapter dropout block @l's linear @j (LT_BLOCK_LINEARS order) gets in the current
+ * dropout step: *p (0: none) and its mask seed (lt-linear's LtDropout) — for a device that
+ * runs the step itself (lt-vulkan-model) after advancing the step as a call here does. */
+void lt_model_get_dropout (LtModel *model, int l, int j, float *p, guint64 *seed);
 void lt_model_set_grad_checkpointing (LtModel *model, gboolean enabled);
 
 /* QAT: while enabled, each trainable linear layer's forward uses fq(W_eff) (symmetric fake

@@ -1030,6 +1030,9 @@ train_step (Trainer *tr, GError **error)
         {
           lt_model_qat_recompute_scales (tr->model);
           tr->qat_last_recompute = s;
+          /* on a GPU the adapters' truth is the device's: the snapshot needs them here */
+          if (tr->gpu != NULL && !lt_vulkan_model_sync (tr->gpu->vm, NULL, 0, error))
+            return FALSE;
           qat_snapshot_take (tr);
         }
     }

@@ -5,8 +5,10 @@
 #include "config.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "lt-error.h"
+#include "lt-vulkan-kernels.h"
 #include "lt-vulkan-private.h"
 
 #define GROUP 256u /* local_size_x of the 1-D shaders */
@@ -591,4 +593,320 @@ lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulka
                                     ((guint) n + 15) / 16, (guint) H, 1, error)
          && lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, second, 8, &pc,
                                        sizeof pc, ((guint) n + 15) / 16, (guint) KVH, 1, error);
+}
+
+/* ---- quantized weights (lt-vulkan-kernels.h) ---- */
+
+gboolean
+lt_vulkan_qmatrix_upload (LtVulkan *vk, const LtQuantTensor *q, LtVulkanQMatrix *out,
+                          GError **error)
+{
+  LtQKWeight w;
+  gsize ng = (gsize) (q->rows * q->groups_per_row), nw = (gsize) (q->rows * q->words_per_row);
+  gsize n_aux;
+
+  memset (out, 0, sizeof *out);
+  lt_quant_tensor_get_weight (q, &w);
+  if (w.kind == LT_QK_LUT && w.lut == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "Vulkan: quantized weight mode %s has no table", lt_quant_mode_name (q->mode));
+      return FALSE;
+    }
+  if (nw > G_MAXUINT32 || ng > G_MAXUINT32 || q->rows > G_MAXINT || q->cols > G_MAXINT
+      || (guint64) q->cols * (guint64) q->bits > G_MAXUINT32)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "Vulkan: a quantized weight of %" G_GINT64_FORMAT " × %" G_GINT64_FORMAT
+                   " exceeds 32-bit indexing", q->rows, q->cols);
+      return FALSE;
+    }
+  out->lut = w.kind == LT_QK_LUT;
+  out->bits = q->bits;
+  out->rows = (int) q->rows;
+  out->cols = (int) q->cols;
+  out->words_per_row = (int) q->words_per_row;
+  out->group_len = (int) q->group_len;
+  n_aux = out->lut ? (gsize) 1 << q->bits : ng;
+  if ((out->codes = lt_vulkan_buffer_new (vk, MAX (nw, 1) * 4, error)) == NULL
+      || (out->scales = lt_vulkan_buffer_new (vk, MAX (ng, 1) * 4, error)) == NULL
+      || (out->aux = lt_vulkan_buffer_new (vk, MAX (n_aux, 1) * 4, error)) == NULL
+      || !lt_vulkan_buffer_upload (out->codes, 0, q->codes, nw * 4, error)
+      || !lt_vulkan_buffer_upload (out->scales, 0, q->scales, ng * 4, error)
+      || !lt_vulkan_buffer_upload (out->aux, 0, out->lut ? w.lut : w.biases, n_aux * 4, error))
+    {
+      lt_vulkan_qmatrix_clear (out);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+lt_vulkan_qmatrix_clear (LtVulkanQMatrix *qm)
+{
+  g_clear_pointer (&qm->codes, lt_vulkan_buffer_free);
+  g_clear_pointer (&qm->scales, lt_vulkan_buffer_free);
+  g_clear_pointer (&qm->aux, lt_vulkan_buffer_free);
+  memset (qm, 0, sizeof *qm);
+}
+
+/* The quantized view's own checks: its three buffers hold what its shape says. */
+static gboolean
+q_holds (LtVulkanStream *s, const LtVulkanQMatrix *W, const char *what, GError **error)
+{
+  gsize gpr = W->group_len > 0 ? (gsize) (W->cols / W->group_len) : 0;
+
+  if (W->bits < 1 || W->bits > 8 || W->group_len <= 0 || W->cols % W->group_len != 0
+      || W->rows < 0 || W->cols <= 0)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad quantized weight (%d bits, %d × %d, group %d)",
+                                  what, W->bits, W->rows, W->cols, W->group_len);
+  return holds (s, W->codes, 0, (gsize) W->rows * W->words_per_row, 4, what, "codes", error)
+         && holds (s, W->scales, 0, (gsize) W->rows * gpr, 4, what, "scales", error)
+         && holds (s, W->aux, 0, W->lut ? (gsize) 1 << W->bits : (gsize) W->rows * gpr, 4, what,
+                   W->lut ? "table" : "biases", error);
+}
+
+gboolean
+lt_vulkan_gemm_q (LtVulkanStream *s, LtTrans tw, int M, int N, int K, float alpha,
+                  const LtVulkanMatrix *A, const LtVulkanQMatrix *W, float beta,
+                  const LtVulkanMatrix *C, LtComputeDType precision, GError **error)
+{
+  struct
+  {
+    guint32 M, N, K, lda, ldc, a_off, c_off, tb, round_a, round_b;
+    float alpha, beta;
+    guint32 q_lut, q_bits, q_wpr, q_group, q_gpr, q_row0;
+  } pc;
+  int w_rows = tw == LT_TRANS ? N : K, w_cols = tw == LT_TRANS ? K : N;
+
+  g_return_val_if_fail (s != NULL && A != NULL && W != NULL && C != NULL, FALSE);
+  if (M < 0 || N < 0 || K < 0 || A->ld < MAX (K, 1) || C->ld < MAX (N, 1))
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan gemm_q: bad shape M=%d N=%d K=%d lda=%d ldc=%d", M, N,
+                                  K, A->ld, C->ld);
+  if (A->dtype != LT_KDTYPE_F32 || C->dtype != LT_KDTYPE_F32)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan gemm_q: A and C must be f32");
+  if (w_cols != W->cols || W->row0 < 0 || W->row0 + w_rows > W->rows)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan gemm_q: rows [%d, %d) × %d columns of a %d × %d weight",
+                                  W->row0, W->row0 + w_rows, w_cols, W->rows, W->cols);
+  if (M == 0 || N == 0)
+    return TRUE;
+  if (!q_holds (s, W, "gemm_q", error)
+      || !holds (s, A->buf, A->offset, span (M, K, A->ld), 4, "gemm_q", "A", error)
+      || !holds (s, C->buf, C->offset, span (M, N, C->ld), 4, "gemm_q", "C", error)
+      || !fits_u32 (s, A->offset + span (M, K, A->ld), "gemm_q", error)
+      || !fits_u32 (s, C->offset + span (M, N, C->ld), "gemm_q", error))
+    return FALSE;
+  pc = (typeof (pc)) {
+    .M = (guint32) M, .N = (guint32) N, .K = (guint32) K,
+    .lda = (guint32) A->ld, .ldc = (guint32) C->ld,
+    .a_off = (guint32) A->offset, .c_off = (guint32) C->offset,
+    .tb = tw == LT_TRANS,
+    .round_a = precision == LT_COMPUTE_BF16, .round_b = precision == LT_COMPUTE_BF16,
+    .alpha = alpha, .beta = beta,
+    .q_lut = W->lut != FALSE, .q_bits = (guint32) W->bits,
+    .q_wpr = (guint32) W->words_per_row, .q_group = (guint32) W->group_len,
+    .q_gpr = (guint32) (W->cols / W->group_len), .q_row0 = (guint32) W->row0,
+  };
+  LtVulkanBuffer *bufs[] = { A->buf, W->codes, W->scales, W->aux, C->buf };
+  return lt_vulkan_stream_dispatch (s, LT_VK_GEMM_Q, bufs, 5, &pc, sizeof pc,
+                                    ((guint) N + 63) / 64, ((guint) M + 63) / 64, 1, error);
+}
+
+gboolean
+lt_vulkan_embedding_q (LtVulkanStream *s, LtVulkanBuffer *out, const LtVulkanQMatrix *W,
+                       LtVulkanBuffer *ids, int N, GError **error)
+{
+  struct { guint32 N, C, V, q_lut, q_bits, q_wpr, q_group, q_gpr; } pc;
+  int C = W->cols, V = W->rows;
+
+  if (N < 0 || C <= 0 || V <= 0)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan embedding_q: bad shape N=%d C=%d V=%d", N, C, V);
+  if (N == 0)
+    return TRUE;
+  if (!q_holds (s, W, "embedding_q", error)
+      || !holds (s, out, 0, (gsize) N * C, 4, "embedding_q", "out", error)
+      || !holds (s, ids, 0, (gsize) N, 4, "embedding_q", "ids", error)
+      || !fits_u32 (s, (gsize) N * C, "embedding_q", error))
+    return FALSE;
+  pc = (typeof (pc)) {
+    (guint32) N, (guint32) C, (guint32) V, W->lut != FALSE, (guint32) W->bits,
+    (guint32) W->words_per_row, (guint32) W->group_len, (guint32) (C / W->group_len)
+  };
+  LtVulkanBuffer *bufs[] = { out, W->codes, W->scales, W->aux, ids };
+  return lt_vulkan_stream_dispatch (s, LT_VK_EMBEDDING_Q, bufs, 5, &pc, sizeof pc,
+                                    groups_1d (s, (gsize) N * C), 1, 1, error);
+}
+
+/* ---- QAT (lt-vulkan-kernels.h) ---- */
+
+gboolean
+lt_vulkan_qat_weight (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *w, LtKDType wdt,
+                      LtVulkanBuffer *A, LtVulkanBuffer *B, int r, float lscale,
+                      LtVulkanBuffer *grid, LtVulkanBuffer *m, LtVulkanBuffer *norm, int mode,
+                      int bits, int group, int rows, int cols, GError **error)
+{
+  struct { guint32 rows, cols, r, mode, bits, group; float lscale; guint32 dora, ng; } pc;
+  const char *what = "qat weight";
+  gsize n = (gsize) rows * (gsize) cols, ng;
+
+  if (rows < 0 || cols <= 0 || r < 0 || group <= 0 || cols % group != 0 || bits < 2 || bits > 8
+      || mode < LT_QUANT_SYMMETRIC || mode > LT_QUANT_NF4 || (m == NULL) != (norm == NULL))
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad arguments (%d × %d, r %d, mode %d, %d bits, "
+                                  "group %d)", what, rows, cols, r, mode, bits, group);
+  if (rows == 0)
+    return TRUE;
+  ng = n / (gsize) group;
+  if (!holds (s, out, 0, n, 4, what, "out", error)
+      || !holds (s, w, 0, n, kd_bytes (wdt), what, "W", error)
+      || !holds (s, A, 0, (gsize) cols * r, 4, what, "A", error)
+      || !holds (s, B, 0, (gsize) r * rows, 4, what, "B", error)
+      || !holds (s, grid, 0, 2 * ng + 16, 4, what, "grid", error)
+      || (m != NULL && (!holds (s, m, 0, (gsize) rows, 4, what, "m", error)
+                        || !holds (s, norm, 0, (gsize) rows, 4, what, "norm", error)))
+      || !fits_u32 (s, MAX (n, (gsize) cols * r), what, error)
+      || !fits_u32 (s, MAX (2 * ng + 16, (gsize) r * rows), what, error))
+    return FALSE;
+  pc = (typeof (pc)) {
+    (guint32) rows, (guint32) cols, (guint32) r, (guint32) mode, (guint32) bits,
+    (guint32) group, lscale, m != NULL, (guint32) ng
+  };
+  /* without DoRA, m and norm are not read: any buffer stands in */
+  LtVulkanBuffer *bufs[] = { out, w, A, B, grid, m ? m : A, norm ? norm : A };
+  return lt_vulkan_stream_dispatch (s, wdt == LT_KDTYPE_BF16  ? LT_VK_QAT_WEIGHT_BF16
+                                       : wdt == LT_KDTYPE_F16 ? LT_VK_QAT_WEIGHT_F16
+                                                              : LT_VK_QAT_WEIGHT_F32,
+                                    bufs, 7, &pc, sizeof pc, groups_1d (s, n), 1, 1, error);
+}
+
+/* ---- DoRA (lt-vulkan-kernels.h) ---- */
+
+gboolean
+lt_vulkan_dora_norm (LtVulkanStream *s, LtVulkanBuffer *norm, LtVulkanBuffer *W, LtKDType wdt,
+                     const LtVulkanQMatrix *Wq, LtVulkanBuffer *A, LtVulkanBuffer *B, int r,
+                     float lscale, int rows, int cols, GError **error)
+{
+  struct
+  {
+    guint32 rows, cols, r;
+    float lscale;
+    guint32 q_lut, q_bits, q_wpr, q_group, q_gpr;
+  } pc = { (guint32) rows, (guint32) cols, (guint32) r, lscale, 0, 0, 0, 1, 0 };
+  const char *what = "dora norm";
+  LtVulkanKernel k;
+
+  if (rows < 0 || cols <= 0 || r < 0 || (W == NULL) == (Wq == NULL))
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad arguments (%d × %d, r %d)", what, rows, cols, r);
+  if (rows == 0)
+    return TRUE;
+  if (!holds (s, norm, 0, (gsize) rows, 4, what, "norm", error)
+      || !holds (s, A, 0, (gsize) cols * r, 4, what, "A", error)
+      || !holds (s, B, 0, (gsize) r * rows, 4, what, "B", error)
+      || !fits_u32 (s, MAX ((gsize) rows * cols, MAX ((gsize) cols * r, (gsize) r * rows)), what,
+                    error))
+    return FALSE;
+  if (Wq != NULL)
+    {
+      if (Wq->rows != rows || Wq->cols != cols)
+        return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                      "Vulkan %s: the quantized weight is not %d × %d", what,
+                                      rows, cols);
+      if (!q_holds (s, Wq, what, error))
+        return FALSE;
+      pc.q_lut = Wq->lut != FALSE;
+      pc.q_bits = (guint32) Wq->bits;
+      pc.q_wpr = (guint32) Wq->words_per_row;
+      pc.q_group = (guint32) Wq->group_len;
+      pc.q_gpr = (guint32) (cols / Wq->group_len);
+      LtVulkanBuffer *bufs[] = { norm, Wq->codes, A, B, Wq->scales, Wq->aux };
+      return lt_vulkan_stream_dispatch (s, LT_VK_DORA_NORM_Q, bufs, 6, &pc, sizeof pc,
+                                        groups_rows (s, rows), 1, 1, error);
+    }
+  if (!holds (s, W, 0, (gsize) rows * cols, kd_bytes (wdt), what, "W", error))
+    return FALSE;
+  k = wdt == LT_KDTYPE_BF16  ? LT_VK_DORA_NORM_BF16
+      : wdt == LT_KDTYPE_F16 ? LT_VK_DORA_NORM_F16
+                             : LT_VK_DORA_NORM_F32;
+  /* bindings 4 and 5 are read only by the quantized variant */
+  LtVulkanBuffer *bufs[] = { norm, W, A, B, A, A };
+  return lt_vulkan_stream_dispatch (s, k, bufs, 6, &pc, sizeof pc, groups_rows (s, rows), 1, 1,
+                                    error);
+}
+
+gboolean
+lt_vulkan_dora_scale (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *in,
+                      LtVulkanBuffer *m, LtVulkanBuffer *norm, LtVulkanBuffer *bias, int N, int C,
+                      GError **error)
+{
+  struct { guint32 N, C, has_bias; } pc = { (guint32) N, (guint32) C, bias != NULL };
+  const char *what = "dora scale";
+  gsize n = (gsize) N * C;
+
+  if (N < 0 || C <= 0)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad shape N=%d C=%d", what, N, C);
+  if (N == 0)
+    return TRUE;
+  if (!holds (s, out, 0, n, 4, what, "out", error) || !holds (s, in, 0, n, 4, what, "in", error)
+      || !holds (s, m, 0, (gsize) C, 4, what, "m", error)
+      || !holds (s, norm, 0, (gsize) C, 4, what, "norm", error)
+      || (bias != NULL && !holds (s, bias, 0, (gsize) C, 4, what, "bias", error))
+      || !fits_u32 (s, n, what, error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { out, in, m, norm, bias != NULL ? bias : m };
+  return lt_vulkan_stream_dispatch (s, LT_VK_DORA_SCALE, bufs, 5, &pc, sizeof pc,
+                                    groups_1d (s, n), 1, 1, error);
+}
+
+gboolean
+lt_vulkan_dora_dm (LtVulkanStream *s, LtVulkanBuffer *dm, LtVulkanBuffer *dy, LtVulkanBuffer *z,
+                   LtVulkanBuffer *norm, int N, int C, gboolean accumulate, GError **error)
+{
+  struct { guint32 N, C, accumulate; } pc = { (guint32) N, (guint32) C, accumulate != FALSE };
+  const char *what = "dora dm";
+  gsize n = (gsize) N * C;
+
+  if (N < 0 || C <= 0)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan %s: bad shape N=%d C=%d", what, N, C);
+  if (!holds (s, dm, 0, (gsize) C, 4, what, "dm", error)
+      || !holds (s, dy, 0, n, 4, what, "dy", error) || !holds (s, z, 0, n, 4, what, "z", error)
+      || !holds (s, norm, 0, (gsize) C, 4, what, "norm", error) || !fits_u32 (s, n, what, error))
+    return FALSE;
+  LtVulkanBuffer *bufs[] = { dm, dy, z, norm };
+  return lt_vulkan_stream_dispatch (s, LT_VK_DORA_DM, bufs, 4, &pc, sizeof pc,
+                                    ((guint) C + GROUP - 1) / GROUP, 1, 1, error);
+}
+
+/* ---- adapter dropout (lt-vulkan-kernels.h) ---- */
+
+gboolean
+lt_vulkan_dropout (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *in, gsize n, float p,
+                   guint64 seed, gboolean accumulate, GError **error)
+{
+  struct { guint32 n, seed_lo, seed_hi, thresh_lo, thresh_hi, accumulate; float keep; } pc;
+  /* kept ⇔ (z >> 11)·2⁻⁵³ >= p ⇔ (z >> 11) >= ⌈p·2⁵³⌉, exact in double */
+  guint64 thresh = (guint64) ceil ((double) p * 9007199254740992.0);
+
+  if (!(p >= 0.0f && p < 1.0f))
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
+                                  "Vulkan dropout: p = %g is not in [0, 1)", (double) p);
+  if (n == 0)
+    return TRUE;
+  if (!holds (s, out, 0, n, 4, "dropout", "out", error)
+      || !holds (s, in, 0, n, 4, "dropout", "in", error) || !fits_u32 (s, n, "dropout", error))
+    return FALSE;
+  pc = (typeof (pc)) {
+    (guint32) n, (guint32) seed, (guint32) (seed >> 32), (guint32) thresh,
+    (guint32) (thresh >> 32), accumulate != FALSE, 1.0f / (1.0f - p)
+  };
+  LtVulkanBuffer *bufs[] = { out, in };
+  return lt_vulkan_stream_dispatch (s, LT_VK_DROPOUT, bufs, 2, &pc, sizeof pc, groups_1d (s, n),
+                                    1, 1, error);
 }

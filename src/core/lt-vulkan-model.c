@@ -11,6 +11,8 @@
 
 #include "lt-error.h"
 #include "lt-model-train.h"
+#include "lt-vulkan-kernels.h"
+#include "lt-vulkan-model-private.h"
 
 #define N_LIN LT_BLOCK_LINEARS
 
@@ -29,8 +31,16 @@ typedef struct
   float scale;
   LtVulkanBuffer *w;          /* frozen weight (out, in) as stored; shared by tied tensors */
   LtKDType wdt;
+  const LtVulkanQMatrix *q;   /* or the packed quantized weight (vm->qweights), w NULL */
+  const LtTensor *src;        /* the dense tensor w holds (QAT swaps frozen ones for fq copies) */
+  LtVulkanBuffer *qat_grid;   /* QAT: the frozen scales, biases and table (vm->owned) */
+  guint64 qat_key;            /* hash of the scales and biases uploaded */
   LtVulkanBuffer *bias;       /* (out) f32 or NULL */
   int pa, pb;                 /* VParam indices of A and B, -1 without an adapter */
+  int pm;                     /* DoRA: VParam index of the magnitude m, else -1 */
+  LtVulkanBuffer *norm;       /* DoRA: (out) the detached row norms of this micro-batch */
+  float drop_p;               /* this micro-batch's adapter dropout (lt_model_get_dropout) */
+  guint64 drop_seed;
 } VLin;
 
 typedef struct
@@ -48,6 +58,7 @@ struct _LtVulkanModel
   LtModel *model;
   LtVulkanStream *s;
   GHashTable *weights;        /* const LtTensor * → LtVulkanBuffer * (owned) */
+  GHashTable *qweights;       /* const LtQuantTensor * → LtVulkanQMatrix * (owned) */
   GPtrArray *owned;           /* every other buffer of the model (norms, biases, params) */
   GArray *params;             /* VParam */
   VBlock *blocks;             /* (L) */
@@ -56,6 +67,12 @@ struct _LtVulkanModel
   LtComputeDType prec;
   LtVulkanBuffer *embed;      /* (V, C) f32 or bf16 */
   LtKDType embed_dt;
+  const LtVulkanQMatrix *embed_q; /* or the quantized table (embed NULL) */
+  const LtTensor *embed_src;  /* the dense table embed holds */
+  LtVulkanBuffer *weff;       /* QAT: one layer's fq (W_eff) (out, in), recomputed per use */
+  gsize weff_floats;
+  LtVulkanBuffer *qat_ids;    /* QAT on a quantized layer: row ids 0… (its expansion) */
+  int qat_ids_n;
   LtVulkanBuffer *norm;       /* (C) */
   VLin head;
   int chunk_cols;
@@ -72,19 +89,32 @@ struct _LtVulkanModel
   LtVulkanBuffer *dxa, *junk, *nscratch, *delta, *ones, *logits, *ce_state, *ce_lse, *ce_loss;
   LtVulkanBuffer *ids, *pos, *targets, *weights_b, *scale_b, *table;
   LtVulkanBuffer *partial, *sumsq;
+  gboolean dora;              /* some layer has a DoRA magnitude */
+  LtVulkanBuffer *dora_z, *dora_dz; /* DoRA's backward: z and dz (cap, widest out) */
+  gboolean dropout;           /* the model trains with adapter dropout */
+  LtVulkanBuffer *xd;         /* dropout (x), then dropout' (dxa·Aᵀ) (cap, widest in) */
 };
 
 #define F32 LT_KDTYPE_F32
 
 /* ---- what the GPU path refuses ---- */
 
-static gboolean
-refuse (GError **error, const char *key, const char *feature)
+gboolean
+lt_vulkan_model_refuse (GError **error, const char *key, const char *feature)
 {
   g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
                "%s: the Vulkan training step does not support %s yet; train on the CPU "
                "(%s cpu)", key, feature, key);
   return FALSE;
+}
+
+/* QAT on the GPU: an adapted layer (lt_vulkan_qat_weight). */
+static gboolean
+qat_supported (const LtLinear *lin, const char *key, GError **error)
+{
+  if (lin->lora == NULL)
+    return lt_vulkan_model_refuse (error, key, "QAT on a layer without an adapter");
+  return TRUE;
 }
 
 gboolean
@@ -93,30 +123,24 @@ lt_vulkan_model_check (LtModel *m, const char *key, GError **error)
   const LtConfig *c = m->config;
   gboolean any = FALSE;
 
-  if (m->quantized || m->w.embed_q != NULL || m->w.embed == NULL)
-    return refuse (error, key, "a quantized base model");
-  if (m->w.lm_head.kind != LT_LINEAR_DENSE || m->w.lm_head.grad_weight != NULL)
-    return refuse (error, key, "full fine-tuning");
+  if (m->w.embed_q == NULL && m->w.embed == NULL)
+    return lt_vulkan_model_refuse (error, key, "a model without an embedding table");
+  if (m->w.lm_head.grad_weight != NULL || m->w.lm_head.grad_scales != NULL)
+    return lt_vulkan_model_refuse (error, key, "full fine-tuning");
   if (c->head_dim % 2 != 0 || c->head_dim > 128)
-    return refuse (error, key, "a head size above 128");
+    return lt_vulkan_model_refuse (error, key, "a head size above 128");
   for (int l = 0; l < c->num_hidden_layers; l++)
     for (int j = 0; j < N_LIN; j++)
       {
         LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
-        if (lin->kind != LT_LINEAR_DENSE)
-          return refuse (error, key, "a quantized base model");
         if (lin->master != NULL || lin->grad_weight != NULL)
-          return refuse (error, key, "full fine-tuning");
+          return lt_vulkan_model_refuse (error, key, "full fine-tuning");
         if (lin->grad_scales != NULL)
-          return refuse (error, key, "DWQ");
-        if (lin->qat)
-          return refuse (error, key, "quantization-aware training (QAT)");
+          return lt_vulkan_model_refuse (error, key, "DWQ");
+        if (lin->qat && !qat_supported (lin, key, error))
+          return FALSE;
         if (lin->lora == NULL)
           continue;
-        if (lin->lora->m != NULL)
-          return refuse (error, key, "DoRA");
-        if (lin->lora->dropout > 0.0f)
-          return refuse (error, key, "LoRA dropout (lora_dropout > 0)");
         any = TRUE;
       }
   if (!any)
@@ -191,6 +215,51 @@ weight (LtVulkanModel *vm, const LtTensor *t, LtKDType *dt, GError **error)
   return b;
 }
 
+/* A packed quantized weight, once per tensor (a tied head shares the embedding's). */
+static const LtVulkanQMatrix *
+qweight (LtVulkanModel *vm, const LtQuantTensor *q, GError **error)
+{
+  LtVulkanQMatrix *qm = g_hash_table_lookup (vm->qweights, q);
+
+  if (qm != NULL)
+    return qm;
+  qm = g_new0 (LtVulkanQMatrix, 1);
+  if (!lt_vulkan_qmatrix_upload (vm->vk, q, qm, error))
+    {
+      g_free (qm);
+      return NULL;
+    }
+  g_hash_table_insert (vm->qweights, (gpointer) q, qm);
+  return qm;
+}
+
+static void
+qmatrix_free (gpointer p)
+{
+  lt_vulkan_qmatrix_clear (p);
+  g_free (p);
+}
+
+/* The dense embedding table: f32 or bf16 as stored, f16 widened to f32 (for the lookup). */
+static gboolean
+upload_embed (LtVulkanModel *vm, GError **error)
+{
+  const LtTensor *e = vm->model->w.embed;
+
+  vm->embed_src = e;
+  if (e->dtype == LT_DTYPE_F16)
+    {
+      const guint16 *h = e->data;
+      gsize n = (gsize) vm->model->config->vocab_size * vm->model->config->hidden_size;
+      g_autofree float *f = g_new (float, n);
+      for (gsize i = 0; i < n; i++)
+        f[i] = lt_f16_to_f32 (h[i]);
+      vm->embed_dt = F32;
+      return (vm->embed = own (vm, vm->owned, n * 4, f, error)) != NULL;
+    }
+  return (vm->embed = weight (vm, e, &vm->embed_dt, error)) != NULL;
+}
+
 static int
 add_param (LtVulkanModel *vm, float *w, float *g, gsize n, GError **error)
 {
@@ -213,9 +282,15 @@ setup_linear (LtVulkanModel *vm, VLin *v, LtLinear *lin, GError **error)
   v->lin = lin;
   v->in = lin->in_features;
   v->out = lin->out_features;
-  v->pa = v->pb = -1;
-  if ((v->w = weight (vm, lin->weight, &v->wdt, error)) == NULL)
+  v->pa = v->pb = v->pm = -1;
+  if (lin->kind == LT_LINEAR_QUANTIZED)
+    {
+      if ((v->q = qweight (vm, lin->quant, error)) == NULL)
+        return FALSE;
+    }
+  else if ((v->w = weight (vm, lin->weight, &v->wdt, error)) == NULL)
     return FALSE;
+  v->src = lin->weight;
   if (lin->bias != NULL
       && (v->bias = own (vm, vm->owned, (gsize) v->out * 4, lin->bias, error)) == NULL)
     return FALSE;
@@ -228,6 +303,12 @@ setup_linear (LtVulkanModel *vm, VLin *v, LtLinear *lin, GError **error)
       if ((v->pa = add_param (vm, l->a, l->grad_a, (gsize) v->in * v->r, error)) < 0
           || (v->pb = add_param (vm, l->b, l->grad_b, (gsize) v->r * v->out, error)) < 0)
         return FALSE;
+      if (l->m != NULL
+          && ((v->pm = add_param (vm, l->m, l->grad_m, (gsize) v->out, error)) < 0
+              || (v->norm = own (vm, vm->owned, (gsize) v->out * 4, NULL, error)) == NULL))
+        return FALSE;
+      vm->dora |= l->m != NULL;
+      vm->dropout |= l->dropout > 0.0f;
     }
   return TRUE;
 }
@@ -246,6 +327,7 @@ lt_vulkan_model_new (LtVulkan *vk, LtModel *m, GError **error)
   vm->model = m;
   vm->weights = g_hash_table_new_full (NULL, NULL, NULL,
                                        (GDestroyNotify) lt_vulkan_buffer_free);
+  vm->qweights = g_hash_table_new_full (NULL, NULL, NULL, qmatrix_free);
   vm->owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
   vm->acts = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
   vm->tables = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
@@ -256,23 +338,14 @@ lt_vulkan_model_new (LtVulkan *vk, LtModel *m, GError **error)
   if ((vm->s = lt_vulkan_stream_new (vk, error)) == NULL)
     return NULL;
 
-  /* the embedding: f32 or bf16 for the lookup (f16 widened) */
-  {
-    const LtTensor *e = m->w.embed;
-    gsize n = (gsize) c->vocab_size * C;
-    if (e->dtype == LT_DTYPE_F16)
-      {
-        g_autofree float *f = g_new (float, n);
-        const guint16 *h = e->data;
-        for (gsize i = 0; i < n; i++)
-          f[i] = lt_f16_to_f32 (h[i]);
-        vm->embed_dt = F32;
-        if ((vm->embed = own (vm, vm->owned, n * 4, f, error)) == NULL)
-          return NULL;
-      }
-    else if ((vm->embed = weight (vm, e, &vm->embed_dt, error)) == NULL)
-      return NULL;
-  }
+  /* the embedding: f32 or bf16 for the lookup (f16 widened), or packed as quantized */
+  if (m->w.embed_q != NULL)
+    {
+      if ((vm->embed_q = qweight (vm, m->w.embed_q, error)) == NULL)
+        return NULL;
+    }
+  else if (!upload_embed (vm, error))
+    return NULL;
   for (int l = 0; l < L; l++)
     {
       LtLayerWeights *lw = &m->w.layers[l];
@@ -324,6 +397,7 @@ lt_vulkan_model_free (LtVulkanModel *vm)
   g_clear_pointer (&vm->tables, g_ptr_array_unref);
   g_clear_pointer (&vm->owned, g_ptr_array_unref);
   g_clear_pointer (&vm->weights, g_hash_table_unref);
+  g_clear_pointer (&vm->qweights, g_hash_table_unref);
   if (vm->params)
     g_array_unref (vm->params);
   g_free (vm->xin);
@@ -447,6 +521,14 @@ step_memory (LtVulkanModel *vm, int N, GError **error)
   NB (dqn, n * qd);
   NB (dkn, n * kvd);
   NB (dxa, n * MAX (vm->max_rank, 1));
+  if (vm->dropout)
+    NB (xd, n * MAX (MAX ((gsize) C, (gsize) I), qd));
+  if (vm->dora)
+    {
+      gsize wide = MAX (MAX ((gsize) C, (gsize) I), MAX (qd, kvd));
+      NB (dora_z, n * wide);
+      NB (dora_dz, n * wide);
+    }
   NB (junk, (gsize) MAX (C, D));
   NB (nscratch, n * MAX (H, 1));
   NB (delta, n * H);
@@ -485,19 +567,238 @@ param (LtVulkanModel *vm, int i)
   return &g_array_index (vm->params, VParam, i);
 }
 
-/* y (N, out) = x·Wᵀ (+ b) + scale·(x·A)·B, keeping xa (N, r) = x·A. */
+/* ---- QAT ---- */
+
+/* Block l's linear j, or the LM head for l = L. */
+static VLin *
+vlin_at (LtVulkanModel *vm, int l, int j)
+{
+  return l == vm->model->config->num_hidden_layers ? &vm->head : &vm->blocks[l].lin[j];
+}
+
+static guint64
+hash_floats (guint64 h, const float *p, gsize n)
+{
+  const guint32 *u = (const guint32 *) p;
+  for (gsize i = 0; p != NULL && i < n; i++)
+    h = (h ^ u[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* Frozen dense weights the model swapped since the upload (QAT puts fake-quantized copies in
+ * their place, and back): uploaded again, and buffers of tensors no longer referenced
+ * dropped (so that a freed tensor's address cannot find them). */
+static gboolean
+refresh_frozen (LtVulkanModel *vm, GError **error)
+{
+  LtModel *m = vm->model;
+  int L = m->config->num_hidden_layers;
+  gboolean changed = FALSE;
+  GHashTableIter it;
+  gpointer key;
+  g_autoptr (GHashTable) live = NULL;
+
+  if (vm->embed_q == NULL && m->w.embed != vm->embed_src)
+    changed = TRUE;
+  for (int l = 0; l <= L; l++)
+    for (int j = 0; j < (l == L ? 1 : N_LIN); j++)
+      {
+        const VLin *v = vlin_at (vm, l, j);
+        changed |= v->q == NULL && v->lin->weight != v->src;
+      }
+  if (!changed)
+    return TRUE;
+  live = g_hash_table_new (NULL, NULL);
+  for (int l = 0; l <= L; l++)
+    for (int j = 0; j < (l == L ? 1 : N_LIN); j++)
+      {
+        VLin *v = vlin_at (vm, l, j);
+        if (v->q == NULL)
+          g_hash_table_add (live, (gpointer) v->lin->weight);
+      }
+  if (vm->embed_q == NULL)
+    g_hash_table_add (live, (gpointer) m->w.embed);
+  g_hash_table_iter_init (&it, vm->weights);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    if (!g_hash_table_contains (live, key))
+      g_hash_table_iter_remove (&it);
+  for (int l = 0; l <= L; l++)
+    for (int j = 0; j < (l == L ? 1 : N_LIN); j++)
+      {
+        VLin *v = vlin_at (vm, l, j);
+        if (v->q == NULL && (v->w = weight (vm, v->lin->weight, &v->wdt, error)) == NULL)
+          return FALSE;
+        v->src = v->lin->weight;
+      }
+  return vm->embed_q != NULL || upload_embed (vm, error);
+}
+
+/* Before a micro-batch: the frozen weights as the model has them now, and for every layer
+ * QAT fake-quantizes, its frozen scales (and biases) on the device. Scales the CPU
+ * invalidated (lt_model_qat_recompute_scales: QAT's start and every qat_interval) are
+ * recomputed as the CPU does — lt_linear_qat_weight from the adapters' current values,
+ * downloaded first — once per recompute; the per-step fq (W_eff) is the device's. */
+static gboolean
+qat_prepare (LtVulkanModel *vm, GError **error)
+{
+  LtModel *m = vm->model;
+  int L = m->config->num_hidden_layers;
+  gboolean synced = FALSE;
+
+  if (!refresh_frozen (vm, error))
+    return FALSE;
+  for (int l = vm->first; l < L; l++)
+    for (int j = 0; j < N_LIN; j++)
+      {
+        VLin *v = &vm->blocks[l].lin[j];
+        LtLinear *lin = v->lin;
+        gsize n = (gsize) v->out * v->in, ng;
+        guint64 key;
+        if (!lin->qat)
+          continue;
+        if (!qat_supported (lin, "compute_device", error))
+          return FALSE;
+        ng = n / (gsize) (lin->qat_group > 0 ? lin->qat_group : v->in); /* 0: per tensor */
+        if (!lin->qat_scales_valid)
+          {
+            /* the CPU's recompute, from the device's A and B */
+            g_autofree float *tmp = g_try_new (float, n);
+            if (tmp == NULL)
+              {
+                g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY,
+                             "%s: no memory to recompute the QAT scales", lin->name);
+                return FALSE;
+              }
+            if (!synced && !lt_vulkan_model_sync (vm, NULL, 0, error))
+              return FALSE;
+            synced = TRUE;
+            lt_linear_qat_weight (lin, tmp);
+          }
+        key = hash_floats (hash_floats (0xcbf29ce484222325ull, lin->qat_scales, ng),
+                           lin->qat_biases, ng);
+        if (v->qat_grid == NULL)
+          {
+            /* scales (ng), biases (ng), the grid's table (16) */
+            const float *lut = lin->qat_mode == LT_QUANT_MXFP4 ? lt_qk_fp4_lut : lt_qk_nf4_lut;
+            if ((v->qat_grid = own (vm, vm->owned, (2 * ng + 16) * 4, NULL, error)) == NULL
+                || !lt_vulkan_buffer_upload (v->qat_grid, 2 * ng * 4, lut, 16 * 4, error))
+              return FALSE;
+          }
+        if (lin->qat_scales != NULL && key != v->qat_key)
+          {
+            if (!lt_vulkan_buffer_upload (v->qat_grid, 0, lin->qat_scales, ng * 4, error)
+                || (lin->qat_biases != NULL
+                    && !lt_vulkan_buffer_upload (v->qat_grid, ng * 4, lin->qat_biases, ng * 4,
+                                                 error)))
+              return FALSE;
+            v->qat_key = key;
+          }
+        if (v->q != NULL && v->out > vm->qat_ids_n)
+          {
+            /* Ŵ expanded row by row into weff before fq (the lookup over every row) */
+            g_autofree gint32 *ids = g_new (gint32, v->out);
+            for (int i = 0; i < v->out; i++)
+              ids[i] = i;
+            if (vm->qat_ids != NULL)
+              g_ptr_array_remove (vm->owned, vm->qat_ids);
+            vm->qat_ids_n = 0;
+            if ((vm->qat_ids = own (vm, vm->owned, (gsize) v->out * 4, ids, error)) == NULL)
+              return FALSE;
+            vm->qat_ids_n = v->out;
+          }
+        if (n > vm->weff_floats)
+          {
+            if (vm->weff != NULL)
+              g_ptr_array_remove (vm->owned, vm->weff);
+            vm->weff_floats = 0;
+            if ((vm->weff = own (vm, vm->owned, n * 4, NULL, error)) == NULL)
+              return FALSE;
+            vm->weff_floats = n;
+          }
+      }
+  return TRUE;
+}
+
+/* vm->weff = fq (W_eff) of a QAT layer, recorded into the stream: W_eff = W + s·(AB)ᵀ, with
+ * DoRA scaled by m / ‖·‖ per row (v->norm: this micro-batch's, computed first); a quantized
+ * W is expanded into weff first. */
+static gboolean
+qat_weight (LtVulkanModel *vm, const VLin *v, GError **error)
+{
+  const LtLinear *lin = v->lin;
+  LtVulkanBuffer *w = v->w;
+  LtKDType wdt = v->wdt;
+
+  if (v->q != NULL)
+    {
+      if (!lt_vulkan_embedding_q (vm->s, vm->weff, v->q, vm->qat_ids, v->out, error))
+        return FALSE;
+      w = vm->weff;
+      wdt = F32;
+    }
+  return lt_vulkan_qat_weight (vm->s, vm->weff, w, wdt, param (vm, v->pa)->w,
+                               param (vm, v->pb)->w, v->r, v->scale, v->qat_grid,
+                               v->pm >= 0 ? param (vm, v->pm)->w : NULL,
+                               v->pm >= 0 ? v->norm : NULL, lin->qat_mode, lin->qat_bits,
+                               lin->qat_group > 0 ? lin->qat_group : v->in, v->out, v->in,
+                               error);
+}
+
+/* The frozen base's product with rows [row0, row0 + n) of W (dense as stored, or packed
+ * quantized): @tw LT_TRANS y (N, n) = x (N, in)·Wᵀ (the forward), LT_NO_TRANS dx (N, in) =
+ * dy (N, n)·W (the input gradient; @n the rows, all of them but for the LM head's chunks).
+ * The CPU's quantized product is bf16 only above lt_qk_fused_max_m tokens (its fused
+ * decode path is f32); @prec follows. */
+static gboolean
+base_gemm (LtVulkanModel *vm, const VLin *v, LtTrans tw, int N, int row0, int n, float alpha,
+           const LtVulkanMatrix *x, float beta, const LtVulkanMatrix *y, LtComputeDType prec,
+           GError **error)
+{
+  int M_n = tw == LT_TRANS ? n : v->in, K = tw == LT_TRANS ? v->in : n;
+
+  if (v->q != NULL)
+    {
+      LtVulkanQMatrix q = *v->q;
+      q.row0 = row0;
+      if (N <= (int) lt_qk_fused_max_m)
+        prec = LT_COMPUTE_F32;
+      return lt_vulkan_gemm_q (vm->s, tw, N, M_n, K, alpha, x, &q, beta, y, prec, error);
+    }
+  LtVulkanMatrix mw = mat (v->w, (gsize) row0 * v->in, v->in, v->wdt);
+  return lt_vulkan_gemm (vm->s, LT_NO_TRANS, tw, N, M_n, K, alpha, x, &mw, beta, y, prec, error);
+}
+
+/* DoRA: v->norm = ‖W + s·(AB)ᵀ‖_row, recorded into the stream. */
+static gboolean
+dora_norm (LtVulkanModel *vm, const VLin *v, GError **error)
+{
+  return lt_vulkan_dora_norm (vm->s, v->norm, v->w, v->wdt, v->q, param (vm, v->pa)->w,
+                              param (vm, v->pb)->w, v->r, v->scale, v->out, v->in, error);
+}
+
+/* y (N, out) = x·Wᵀ (+ b) + scale·(x·A)·B, keeping xa (N, r) = x·A (DoRA: y scaled by m/‖·‖
+ * per column before the bias). */
 static gboolean
 lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffer *y,
              LtVulkanBuffer *xa, GError **error)
 {
   LtVulkanStream *s = vm->s;
-  LtVulkanMatrix mx = mat (x, 0, v->in, F32), mw = mat (v->w, 0, v->in, v->wdt);
-  LtVulkanMatrix my = mat (y, 0, v->out, F32);
+  LtVulkanMatrix mx = mat (x, 0, v->in, F32), my = mat (y, 0, v->out, F32);
+  gboolean qat = v->lin->qat;
 
-  if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->out, v->in, 1.0f, &mx, &mw, 0.0f, &my,
-                       vm->prec, error))
+  if (qat)
+    {
+      /* QAT: y = x·fq (W_eff)ᵀ (+ b); the adapter (and DoRA's m/‖·‖) is inside W_eff, xa
+       * kept for the backward */
+      LtVulkanMatrix mq = mat (vm->weff, 0, v->in, F32);
+      if ((v->pm >= 0 && !dora_norm (vm, v, error)) || !qat_weight (vm, v, error)
+          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->out, v->in, 1.0f, &mx, &mq, 0.0f,
+                              &my, vm->prec, error))
+        return FALSE;
+    }
+  else if (!base_gemm (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &my, vm->prec, error))
     return FALSE;
-  if (v->bias != NULL)
+  if (v->bias != NULL && (v->pm < 0 || qat))
     {
       LtVulkanMatrix m1 = mat (vm->ones, 0, 1, F32), mb = mat (v->bias, 0, v->out, F32);
       if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, 1, 1.0f, &m1, &mb, 1.0f, &my,
@@ -508,11 +809,26 @@ lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffe
     {
       LtVulkanMatrix ma = mat (param (vm, v->pa)->w, 0, v->r, F32);
       LtVulkanMatrix mB = mat (param (vm, v->pb)->w, 0, v->out, F32);
-      LtVulkanMatrix mxa = mat (xa, 0, v->r, F32);
-      if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->r, v->in, 1.0f, &mx, &ma, 0.0f,
-                           &mxa, LT_COMPUTE_F32, error)
-          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, v->r, v->scale, &mxa, &mB,
-                              1.0f, &my, LT_COMPUTE_F32, error))
+      LtVulkanMatrix mxa = mat (xa, 0, v->r, F32), mxd = mat (vm->xd, 0, v->in, F32);
+      gboolean drop = v->drop_p > 0.0f;
+      /* xa = dropout (x)·A (lt-linear's mask) */
+      if ((drop
+           && !lt_vulkan_dropout (s, vm->xd, x, (gsize) N * v->in, v->drop_p, v->drop_seed,
+                                  FALSE, error))
+          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->r, v->in, 1.0f,
+                              drop ? &mxd : &mx, &ma, 0.0f, &mxa, LT_COMPUTE_F32, error)
+          || (!qat
+              && !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, v->r, v->scale, &mxa,
+                                  &mB, 1.0f, &my, LT_COMPUTE_F32, error)))
+        return FALSE;
+    }
+  if (v->pm >= 0 && !qat)
+    {
+      /* DoRA: y = (m / ‖W + s·(AB)ᵀ‖_row)·z + b, the norms detached, of this micro-batch's A
+       * and B (kept for the backward) */
+      if (!dora_norm (vm, v, error)
+          || !lt_vulkan_dora_scale (s, y, y, param (vm, v->pm)->w, v->norm, v->bias, N, v->out,
+                                    error))
         return FALSE;
     }
   return TRUE;
@@ -525,34 +841,71 @@ lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa,
               LtVulkanBuffer *dy, LtVulkanBuffer *dx, gboolean acc, GError **error)
 {
   LtVulkanStream *s = vm->s;
-  LtVulkanMatrix mx = mat (x, 0, v->in, F32), mw = mat (v->w, 0, v->in, v->wdt);
+  LtVulkanMatrix mx = mat (x, 0, v->in, F32);
   LtVulkanMatrix mdy = mat (dy, 0, v->out, F32), mdx = mat (dx, 0, v->in, F32);
+  LtVulkanMatrix mdy0 = mdy; /* QAT's dx takes dy itself, also with DoRA (lt-linear) */
   float gb = vm->grads_zero ? 0.0f : 1.0f;
 
+  if (v->pm >= 0)
+    {
+      /* DoRA: z = x·Wᵀ + s·xa·B again (no bias); dm (+)= Σ dy·z / ‖·‖; dz = dy·m/‖·‖ takes
+       * dy's place below (the norms detached, as lt_linear_backward) */
+      VParam *pm = param (vm, v->pm);
+      LtVulkanMatrix mz = mat (vm->dora_z, 0, v->out, F32), mxa = mat (xa, 0, v->r, F32);
+      LtVulkanMatrix mB = mat (param (vm, v->pb)->w, 0, v->out, F32);
+      if (!base_gemm (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &mz, vm->prec, error)
+          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, v->r, v->scale, &mxa, &mB,
+                              1.0f, &mz, LT_COMPUTE_F32, error)
+          || !lt_vulkan_dora_dm (s, pm->g, dy, vm->dora_z, v->norm, N, v->out, !vm->grads_zero,
+                                 error)
+          || !lt_vulkan_dora_scale (s, vm->dora_dz, dy, pm->w, v->norm, NULL, N, v->out, error))
+        return FALSE;
+      mdy = mat (vm->dora_dz, 0, v->out, F32);
+    }
   if (v->pa >= 0)
     {
       VParam *pa = param (vm, v->pa), *pb = param (vm, v->pb);
       LtVulkanMatrix mxa = mat (xa, 0, v->r, F32), mdxa = mat (vm->dxa, 0, v->r, F32);
       LtVulkanMatrix mB = mat (pb->w, 0, v->out, F32), mgB = mat (pb->g, 0, v->out, F32);
-      LtVulkanMatrix mgA = mat (pa->g, 0, v->r, F32);
-      /* dB (r, out) += scale·xaᵀ·dy; dxa (N, r) = scale·dy·Bᵀ; dA (in, r) += xᵀ·dxa */
+      LtVulkanMatrix mgA = mat (pa->g, 0, v->r, F32), mxd = mat (vm->xd, 0, v->in, F32);
+      gboolean drop = v->drop_p > 0.0f;
+      /* dB (r, out) += scale·xaᵀ·dy; dxa (N, r) = scale·dy·Bᵀ; dA (in, r) += xdᵀ·dxa, xd the
+       * forward's dropout (x) again */
       if (!lt_vulkan_gemm (s, LT_TRANS, LT_NO_TRANS, v->r, v->out, N, v->scale, &mxa, &mdy, gb,
                            &mgB, LT_COMPUTE_F32, error)
           || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->r, v->out, v->scale, &mdy, &mB,
                               0.0f, &mdxa, LT_COMPUTE_F32, error)
-          || !lt_vulkan_gemm (s, LT_TRANS, LT_NO_TRANS, v->in, v->r, N, 1.0f, &mx, &mdxa, gb,
-                              &mgA, LT_COMPUTE_F32, error))
+          || (drop
+              && !lt_vulkan_dropout (s, vm->xd, x, (gsize) N * v->in, v->drop_p, v->drop_seed,
+                                     FALSE, error))
+          || !lt_vulkan_gemm (s, LT_TRANS, LT_NO_TRANS, v->in, v->r, N, 1.0f, drop ? &mxd : &mx,
+                              &mdxa, gb, &mgA, LT_COMPUTE_F32, error))
         return FALSE;
     }
   if (dx == NULL)
     return TRUE;
-  if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->in, v->out, 1.0f, &mdy, &mw,
-                       acc ? 1.0f : 0.0f, &mdx, vm->prec, error))
+  if (v->lin->qat)
+    {
+      /* straight-through: dx (+)= dy·fq (W_eff), the adapter's path included */
+      LtVulkanMatrix mq = mat (vm->weff, 0, v->in, F32);
+      return qat_weight (vm, v, error)
+             && lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->in, v->out, 1.0f, &mdy0, &mq,
+                                acc ? 1.0f : 0.0f, &mdx, vm->prec, error);
+    }
+  if (!base_gemm (vm, v, LT_NO_TRANS, N, 0, v->out, 1.0f, &mdy, acc ? 1.0f : 0.0f, &mdx,
+                  vm->prec, error))
     return FALSE;
   if (v->pa >= 0)
     {
       LtVulkanMatrix mdxa = mat (vm->dxa, 0, v->r, F32);
       LtVulkanMatrix ma = mat (param (vm, v->pa)->w, 0, v->r, F32);
+      LtVulkanMatrix mxd = mat (vm->xd, 0, v->in, F32);
+      if (v->drop_p > 0.0f)
+        /* dx += dropout' (dxa·Aᵀ): the same mask and 1/(1−p) */
+        return lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->in, v->r, 1.0f, &mdxa, &ma, 0.0f,
+                               &mxd, LT_COMPUTE_F32, error)
+               && lt_vulkan_dropout (s, dx, vm->xd, (gsize) N * v->in, v->drop_p, v->drop_seed,
+                                     TRUE, error);
       if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->in, v->r, 1.0f, &mdxa, &ma, 1.0f,
                            &mdx, LT_COMPUTE_F32, error))
         return FALSE;
@@ -664,10 +1017,8 @@ head_logits (LtVulkanModel *vm, int N, int v0, int vc, int chunk, GError **error
 {
   int C = vm->model->config->hidden_size;
   LtVulkanMatrix mx = mat (vm->xnf, 0, C, F32), ml = mat (vm->logits, 0, chunk, F32);
-  LtVulkanMatrix mw = mat (vm->head.w, (gsize) v0 * C, C, vm->head.wdt);
 
-  return lt_vulkan_gemm (vm->s, LT_NO_TRANS, LT_TRANS, N, vc, C, 1.0f, &mx, &mw, 0.0f, &ml,
-                         vm->prec, error);
+  return base_gemm (vm, &vm->head, LT_TRANS, N, v0, vc, 1.0f, &mx, 0.0f, &ml, vm->prec, error);
 }
 
 static gboolean
@@ -696,6 +1047,16 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
   *loss_sum = 0.0;
   if (!lt_model_check_batch (m, tokens, lengths, B, &N, error))
     return FALSE;
+  /* the dropout step advances as lt_model_forward_backward's does: the same masks */
+  lt_model_set_dropout_step (m, lt_model_get_dropout_step (m) + 1);
+  for (int l = vm->first; l < L; l++)
+    for (int j = 0; j < N_LIN; j++)
+      {
+        VLin *v = &vm->blocks[l].lin[j];
+        lt_model_get_dropout (m, l, j, &v->drop_p, &v->drop_seed);
+        if (v->pa < 0 || v->lin->qat || !vm->dropout)
+          v->drop_p = 0.0f; /* QAT: none, as lt-linear */
+      }
   pos = g_new (int32_t, N);
   tgt = g_new (int32_t, N);
   scale = g_new (float, N);
@@ -719,7 +1080,8 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
       scale[i] = weights[i] * loss_scale;
     }
   chunk = vm->chunk_cols > 0 ? MIN (vm->chunk_cols, V) : lt_model_logit_chunk (m, N, 0);
-  if (!step_memory (vm, N, error) || !step_tables (vm, N, max_len, chunk, error)
+  if (!qat_prepare (vm, error) || !step_memory (vm, N, error)
+      || !step_tables (vm, N, max_len, chunk, error)
       || !lt_vulkan_buffer_upload (vm->ids, 0, tokens, (gsize) N * 4, error)
       || !lt_vulkan_buffer_upload (vm->pos, 0, pos, (gsize) N * 4, error)
       || !lt_vulkan_buffer_upload (vm->targets, 0, tgt, (gsize) N * 4, error)
@@ -728,7 +1090,9 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
     return FALSE;
 
   /* forward */
-  if (!lt_vulkan_embedding (s, vm->xin[0], vm->embed, vm->embed_dt, vm->ids, N, C, V, error))
+  if (vm->embed_q != NULL
+        ? !lt_vulkan_embedding_q (s, vm->xin[0], vm->embed_q, vm->ids, N, error)
+        : !lt_vulkan_embedding (s, vm->xin[0], vm->embed, vm->embed_dt, vm->ids, N, C, V, error))
     return FALSE;
   for (int l = 0; l < L; l++)
     if (!block_forward (vm, l, N, lengths, B, error))
@@ -753,13 +1117,12 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
       for (int v0 = 0; v0 < V; v0 += chunk)
         {
           int vc = MIN (chunk, V - v0);
-          LtVulkanMatrix mw = mat (vm->head.w, (gsize) v0 * C, C, vm->head.wdt);
           if (!head_logits (vm, N, v0, vc, chunk, error)
               || !lt_vulkan_cross_entropy_backward_chunk (s, vm->logits, 0, chunk, vm->ce_lse,
                                                           vm->targets, vm->scale_b, N, v0, vc,
                                                           error)
-              || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, C, vc, 1.0f, &ml, &mw,
-                                  v0 == 0 ? 0.0f : 1.0f, &mdxn, LT_COMPUTE_F32, error))
+              || !base_gemm (vm, &vm->head, LT_NO_TRANS, N, v0, vc, 1.0f, &ml,
+                             v0 == 0 ? 0.0f : 1.0f, &mdxn, LT_COMPUTE_F32, error))
             return FALSE;
         }
       if (!lt_vulkan_rmsnorm_backward (s, vm->dx, vm->junk, vm->xin[L], vm->norm, vm->dxn, eps,
@@ -805,7 +1168,8 @@ lt_vulkan_model_step (LtVulkanModel *vm, const LtOptimizerParams *hp, double max
 
   if (hp->kind != LT_OPTIMIZER_ADAMW
       && !(hp->kind == LT_OPTIMIZER_ADAM && hp->weight_decay == 0.0))
-    return refuse (error, "optimizer", "this optimizer (Adam with weight decay, SGD)");
+    return lt_vulkan_model_refuse (error, "optimizer",
+                                   "this optimizer (Adam with weight decay, SGD)");
   if (vm->grads_zero)
     {
       /* no micro-batch counted: the gradients are zero (lazily) — write them */
@@ -910,178 +1274,6 @@ lt_vulkan_model_upload_params (LtVulkanModel *vm, LtOptimizer *opt, GError **err
                   || !lt_vulkan_buffer_upload (p->v, 0, vv, p->n * 4, error)))
             return FALSE;
         }
-    }
-  return TRUE;
-}
-
-/* ---- the trainer's device ---- */
-
-gboolean
-lt_vulkan_resolve_device (const char *compute_device, gboolean *use_vulkan, guint *index,
-                          const char **why, GError **error)
-{
-  g_autoptr (GPtrArray) devices = NULL;
-  g_autoptr (GError) local = NULL;
-  gboolean v = FALSE;
-  guint n = 0;
-
-  *use_vulkan = FALSE;
-  *index = 0;
-  if (!lt_run_parse_compute_device (compute_device, &v, &n))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "compute_device: must be auto, cpu, vulkan or vulkan:N (got “%s”)",
-                   compute_device);
-      return FALSE;
-    }
-  if (!v)
-    {
-      if (why)
-        *why = compute_device == NULL || g_str_equal (compute_device, "auto")
-                 ? "auto: the CPU (the Vulkan training step is new and not yet measured)"
-                 : "requested";
-      return TRUE;
-    }
-  devices = lt_vulkan_list_devices (&local);
-  if (devices == NULL)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED, "compute_device: %s: %s",
-                   compute_device, local->message);
-      return FALSE;
-    }
-  if (n >= devices->len)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "compute_device: %s: %s", compute_device,
-                   devices->len == 0 ? "no Vulkan device was found (`lathe devices` lists them)"
-                                     : "no such Vulkan device (`lathe devices` lists them)");
-      return FALSE;
-    }
-  *use_vulkan = TRUE;
-  *index = n;
-  if (why)
-    *why = "requested";
-  return TRUE;
-}
-
-/* What the configuration asks for that the GPU step lacks (before any model is loaded). */
-static gboolean
-check_config (const LtRunConfig *cfg, GError **error)
-{
-  const char *key = "compute_device";
-
-  if (cfg->train_mode != LT_TRAIN_MODE_SFT)
-    return refuse (error, key, "DPO or ORPO training (train_mode)");
-  if (cfg->train_type == LT_TRAIN_TYPE_DORA)
-    return refuse (error, key, "DoRA");
-  if (cfg->train_type == LT_TRAIN_TYPE_FULL)
-    return refuse (error, key, "full fine-tuning");
-  if (cfg->quantization != LT_QUANTIZATION_NONE)
-    return refuse (error, key, "a quantized base model (quantization)");
-  if (cfg->qat_enable)
-    return refuse (error, key, "quantization-aware training (QAT)");
-  if (cfg->lora_dropout > 0.0)
-    return refuse (error, key, "LoRA dropout (lora_dropout > 0)");
-  if (cfg->optimizer == LT_OPTIMIZER_SGD)
-    return refuse (error, key, "the SGD optimizer");
-  if (cfg->optimizer == LT_OPTIMIZER_ADAM && cfg->weight_decay != 0.0)
-    return refuse (error, key, "Adam with weight decay (L2; AdamW is supported)");
-  return TRUE;
-}
-
-gboolean
-lt_vulkan_trainer_check (const LtRunConfig *cfg, const char **device, const char **why,
-                         GError **error)
-{
-  gboolean v;
-  guint n;
-
-  if (!lt_vulkan_resolve_device (cfg->compute_device, &v, &n, why, error))
-    return FALSE;
-  if (device)
-    *device = v ? "vulkan" : "cpu";
-  return !v || check_config (cfg, error);
-}
-
-LtVulkanTrainer *
-lt_vulkan_trainer_new (const LtRunConfig *cfg, LtModel *model, LtOptimizer *opt, GError **error)
-{
-  g_autoptr (LtVulkanTrainer) vt = NULL;
-  gboolean v;
-  guint n;
-
-  if (!lt_vulkan_resolve_device (cfg->compute_device, &v, &n, NULL, error))
-    return NULL;
-  if (!v)
-    return NULL;
-  if (!check_config (cfg, error) || !lt_vulkan_model_check (model, "compute_device", error))
-    return NULL;
-  vt = g_new0 (LtVulkanTrainer, 1);
-  if ((vt->vk = lt_vulkan_new (n, error)) == NULL)
-    return NULL;
-  vt->device_name = g_strdup (lt_vulkan_get_info (vt->vk)->name);
-  if ((vt->vm = lt_vulkan_model_new (vt->vk, model, error)) == NULL
-      || !lt_vulkan_model_upload_params (vt->vm, opt, error))
-    return NULL;
-  return g_steal_pointer (&vt);
-}
-
-void
-lt_vulkan_trainer_free (LtVulkanTrainer *vt)
-{
-  if (vt == NULL)
-    return;
-  g_clear_pointer (&vt->vm, lt_vulkan_model_free);
-  g_clear_pointer (&vt->vk, lt_vulkan_free);
-  g_free (vt->device_name);
-  g_free (vt);
-}
-
-gboolean
-lt_vulkan_trainer_start (const LtRunConfig *cfg, LtModel *model, LtOptimizer *opt,
-                         LtVulkanTrainer **out, GError **error)
-{
-  GError *local = NULL;
-
-  *out = lt_vulkan_trainer_new (cfg, model, opt, &local);
-  if (local != NULL)
-    {
-      g_propagate_error (error, local);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-gboolean
-lt_vulkan_trainer_forward_backward (LtVulkanTrainer *vt, const LtMicroBatch *mb,
-                                    float loss_scale, double *loss_sum, GError **error)
-{
-  return lt_vulkan_model_forward_backward (vt->vm, (const int32_t *) mb->tokens->data,
-                                           (const int *) mb->lengths->data,
-                                           (int) mb->lengths->len,
-                                           (const int32_t *) mb->targets->data,
-                                           (const float *) mb->weights->data, loss_scale,
-                                           loss_sum, error);
-}
-
-void
-lt_vulkan_trainer_zero_grad (LtVulkanTrainer *vt)
-{
-  if (vt != NULL)
-    lt_vulkan_model_zero_grad (vt->vm);
-}
-
-gboolean
-lt_vulkan_trainer_step (LtVulkanTrainer *vt, const LtRunConfig *cfg, double lr, gint64 t,
-                        GError **error)
-{
-  LtOptimizerParams hp;
-
-  lt_optimizer_params_from_config (&hp, cfg);
-  if (!lt_vulkan_model_step (vt->vm, &hp, cfg->max_grad_norm, lr, t, NULL, error))
-    {
-      g_prefix_error (error, "step %" G_GINT64_FORMAT ": ", t);
-      return FALSE;
     }
   return TRUE;
 }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* lt-vulkan-model: the LoRA training step of an LtModel on a Vulkan device (issue 17, stage 1).
  *
- * lt_vulkan_model_new uploads once, into device memory, the frozen base of a dense Llama-family
+ * lt_vulkan_model_new uploads once, into device memory, the frozen base of a Llama-family
  * model (Llama, Mistral, Qwen2 with its biases, Qwen3 with its q/k norms; tied or untied head)
- * as stored (f32, bf16 or f16; an f16 embedding is widened to f32 for the lookup), its norms,
+ * as stored (f32, bf16 or f16; an f16 embedding is widened to f32 for the lookup; a layer,
+ * embedding or head quantized at load time or read from an MLX folder in its packed form,
+ * de-quantized inside the GEMM and the lookup: lt-vulkan-kernels.h), its norms,
  * the LoRA A and B of every adapted linear layer (f32), their gradients and the AdamW moments.
  * lt_vulkan_model_forward_backward then records one micro-batch — embedding, every block
  * (RMSNorm, q/k/v/o with LoRA, q/k norms, RoPE, causal GQA attention per packed sequence,
@@ -14,15 +16,33 @@
  * global-norm clip and AdamW into one stream and submits it once (the squared norm comes back:
  * the trainer's finiteness check).
  *
+ * DoRA: the magnitude m is a parameter like A and B (its gradient, moments and sync); each
+ * micro-batch computes the detached row norms ‖W + s·(AB)ᵀ‖ on the device (lt_vulkan_dora_norm,
+ * dense or quantized W), scales the layer's output by m/‖·‖ before the bias, and in the backward
+ * recomputes z = x·Wᵀ + s·xa·B for m's gradient, as lt-linear does.
+ *
+ * Adapter dropout: each micro-batch advances the model's dropout step as
+ * lt_model_forward_backward does and draws lt-linear's masks for it (lt_model_get_dropout,
+ * lt_vulkan_dropout: the same 64-bit stream), in the forward, the A gradient and dx's adapter
+ * path — the CPU's masks exactly.
+ *
+ * QAT (lt_model_set_qat_grid, as the trainer switches it on at qat_start_step): each micro-batch
+ * first takes the model's frozen weights as they are now (the fake-quantized copies QAT swaps
+ * in are uploaded when they appear) and, where the CPU invalidated a layer's scales (QAT's
+ * start, every qat_interval), recomputes them with lt_linear_qat_weight from the device's
+ * adapters (downloaded for it) and uploads them; the forward and the straight-through
+ * backward then use fq (W_eff) built on the device (lt_vulkan_qat_weight; W_eff = W + s·(AB)ᵀ,
+ * with DoRA scaled by m/‖·‖, a quantized W expanded first) in one scratch buffer, layer by
+ * layer.
+ *
  * Same computation as lt_model_forward_backward (lt-model-train): the products with the frozen
  * base and the LM head take the process's compute precision (lt_compute_get_dtype: bf16
  * operands with f32 accumulation where the CPU path uses them, f32 otherwise), LoRA products,
  * attention and everything else are f32, as on the CPU.
  *
  * What the GPU path lacks is refused by lt_vulkan_model_check (LT_ERROR_UNSUPPORTED, naming
- * the feature): DoRA, full fine-tuning, a quantized base (load-time or MLX), QAT, DWQ,
- * adapter dropout > 0, and optimizers other than Adam / AdamW without L2 decay (SGD, Adam
- * with weight decay).
+ * the feature): full fine-tuning, DWQ, and optimizers other than Adam / AdamW without L2
+ * decay (SGD, Adam with weight decay).
  *
  * The host copies of A and B (the model's LtLora) are the truth at lt_vulkan_model_new and
  * after lt_vulkan_model_sync; between them the device's are. */
@@ -98,7 +118,7 @@ gboolean lt_vulkan_resolve_device (const char *compute_device, gboolean *use_vul
 
 /* Before a run folder exists: resolves @cfg's device (*device "cpu" or "vulkan", *why the
  * reason, both static) and, for vulkan, refuses what the configuration asks for that the GPU
- * step lacks (DPO/ORPO, DoRA, full fine-tuning, a quantized base, QAT, dropout, SGD, Adam
+ * step lacks (DPO/ORPO, full fine-tuning, SGD, Adam
  * with weight decay), naming the key and the feature. */
 gboolean lt_vulkan_trainer_check (const LtRunConfig *cfg, const char **device, const char **why,
                                   GError **error);

@@ -140,6 +140,18 @@ static const struct
   [LT_VK_CLIP] = { "clip", 2 },
   [LT_VK_EMBEDDING_F32] = { "embedding-f32", 3 },
   [LT_VK_EMBEDDING_BF16] = { "embedding-bf16", 3 },
+  [LT_VK_GEMM_Q] = { "gemm-q", 5 },
+  [LT_VK_EMBEDDING_Q] = { "embedding-q", 5 },
+  [LT_VK_QAT_WEIGHT_F32] = { "qat-weight-f32", 7 },
+  [LT_VK_QAT_WEIGHT_BF16] = { "qat-weight-bf16", 7 },
+  [LT_VK_QAT_WEIGHT_F16] = { "qat-weight-f16", 7 },
+  [LT_VK_DORA_NORM_F32] = { "dora-norm-f32", 6 },
+  [LT_VK_DORA_NORM_BF16] = { "dora-norm-bf16", 6 },
+  [LT_VK_DORA_NORM_F16] = { "dora-norm-f16", 6 },
+  [LT_VK_DORA_NORM_Q] = { "dora-norm-q", 6 },
+  [LT_VK_DORA_SCALE] = { "dora-scale", 5 },
+  [LT_VK_DORA_DM] = { "dora-dm", 4 },
+  [LT_VK_DROPOUT] = { "dropout", 2 },
 };
 
 typedef struct

@@ -9,6 +9,10 @@
 #include "src/core/kernels/lt-kernels.h"
 #include "src/core/lt-error.h"
 #include "src/core/lt-optimizer.h"
+#include "src/core/lt-linear.h"
+#include "src/core/lt-qat.h"
+#include "src/core/lt-quant.h"
+#include "src/core/lt-vulkan-kernels.h"
 #include "tests/core/test-vulkan.h"
 
 /* ---- a whole block in one submit ---- */
@@ -300,6 +304,390 @@ test_lora_step (void)
   g_assert_cmpfloat (eB, <=, 1e-5);
 }
 
+
+/* ---- quantized weights ---- */
+
+/* lt_vulkan_gemm_q and lt_vulkan_embedding_q on every format load-time quantization (and MLX
+ * folders) give — symmetric 4-bit and 8-bit (stored affine), affine 3-bit (codes straddling
+ * words) and 5-bit, ternary, nf4, mxfp4 — against the CPU: Ŵ de-quantized by lt-quant's
+ * reference expansion, then a double-precision product. The forward y = x·Ŵᵀ over a row window
+ * (the LM head's chunks), the input gradient dx = dy·Ŵ accumulated (beta 1), the embedding
+ * rows; then both products with bf16 operands against the same reference on bf16-rounded
+ * operands. Tolerance 1e-5 relative to max(1, |ref|) for the products (f32 summation order);
+ * the embedding rows, Ŵ itself, bit for bit (quant.glsl's exact fmaf). */
+static void
+test_gemm_q (void)
+{
+  static const struct
+  {
+    LtQuantMode mode;
+    int bits, group;
+  } fmts[] = {
+    { LT_QUANT_SYMMETRIC, 4, 32 }, { LT_QUANT_SYMMETRIC, 8, 64 }, { LT_QUANT_AFFINE, 3, 32 },
+    { LT_QUANT_AFFINE, 5, 64 },    { LT_QUANT_TERNARY, 2, 32 },   { LT_QUANT_NF4, 4, 64 },
+    { LT_QUANT_MXFP4, 4, 32 },
+  };
+  enum { T = 29, IN = 128, OUT = 72, R0 = 8, NR = 56 };
+
+  REQUIRE_DEVICE ();
+  for (guint f = 0; f < G_N_ELEMENTS (fmts); f++)
+    for (int bf = 0; bf <= 1; bf++)
+      {
+        g_autoptr (GError) error = NULL;
+        g_autofree float *w = g_new (float, OUT * IN), *wq = g_new (float, OUT * IN);
+        g_autofree float *x = g_new (float, T * IN), *dy = g_new (float, T * NR);
+        g_autofree float *dx0 = g_new (float, T * IN), *y = g_new (float, T * NR);
+        g_autofree float *dx = g_new (float, T * IN), *gy = g_new (float, T * NR);
+        g_autofree float *gdx = g_new (float, T * IN), *emb = g_new (float, T * IN);
+        g_autofree float *gemb = g_new (float, T * IN);
+        gint32 ids[T];
+        g_autoptr (LtQuantTensor) q = NULL;
+        g_autoptr (LtVulkanStream) s = NULL;
+        LtVulkanQMatrix qm;
+        double ey, edx, ee;
+
+        fill (w, OUT * IN, 400 + f, -0.5, 0.5);
+        fill (x, T * IN, 410 + f, -1, 1);
+        fill (dy, T * NR, 420 + f, -1, 1);
+        fill (dx0, T * IN, 430 + f, -1, 1);
+        for (int t = 0; t < T; t++)
+          ids[t] = (t * 11 + 5) % OUT;
+        q = lt_quant_tensor_quantize (w, OUT, IN, fmts[f].mode, fmts[f].bits, fmts[f].group,
+                                      &error);
+        g_assert_no_error (error);
+        lt_quant_tensor_dequantize_rows_ref (q, 0, OUT, wq);
+        g_assert_true (lt_vulkan_qmatrix_upload (vk, q, &qm, &error));
+        g_assert_no_error (error);
+
+        /* the CPU: y = x·Ŵ[R0:R0+NR]ᵀ, dx = dx0 + dy·Ŵ[R0:R0+NR], the embedding rows */
+        for (int t = 0; t < T; t++)
+          {
+            for (int o = 0; o < NR; o++)
+              {
+                double acc = 0.0;
+                for (int i = 0; i < IN; i++)
+                  acc += (double) (bf ? lt_compute_round_bf16 (x[t * IN + i]) : x[t * IN + i])
+                         * (bf ? lt_compute_round_bf16 (wq[(R0 + o) * IN + i])
+                               : wq[(R0 + o) * IN + i]);
+                y[t * NR + o] = (float) acc;
+              }
+            for (int i = 0; i < IN; i++)
+              {
+                double acc = dx0[t * IN + i];
+                for (int o = 0; o < NR; o++)
+                  acc += (double) (bf ? lt_compute_round_bf16 (dy[t * NR + o]) : dy[t * NR + o])
+                         * (bf ? lt_compute_round_bf16 (wq[(R0 + o) * IN + i])
+                               : wq[(R0 + o) * IN + i]);
+                dx[t * IN + i] = (float) acc;
+              }
+            memcpy (emb + t * IN, wq + ids[t] * IN, sizeof (float) * IN);
+          }
+
+        g_autoptr (LtVulkanBuffer) bx = upload (x, sizeof (float) * T * IN);
+        g_autoptr (LtVulkanBuffer) bdy = upload (dy, sizeof (float) * T * NR);
+        g_autoptr (LtVulkanBuffer) bdx = upload (dx0, sizeof (float) * T * IN);
+        g_autoptr (LtVulkanBuffer) bids = upload (ids, sizeof ids);
+        g_autoptr (LtVulkanBuffer) by = lt_vulkan_buffer_new (vk, sizeof (float) * T * NR, &error);
+        g_autoptr (LtVulkanBuffer) be = lt_vulkan_buffer_new (vk, sizeof (float) * T * IN, &error);
+        g_assert_no_error (error);
+        LtVulkanMatrix mx = { bx, 0, IN, LT_KDTYPE_F32 }, my = { by, 0, NR, LT_KDTYPE_F32 };
+        LtVulkanMatrix mdy = { bdy, 0, NR, LT_KDTYPE_F32 }, mdx = { bdx, 0, IN, LT_KDTYPE_F32 };
+        LtComputeDType prec = bf ? LT_COMPUTE_BF16 : LT_COMPUTE_F32;
+        LtVulkanQMatrix view = qm;
+        view.row0 = R0;
+        s = stream ();
+        g_assert_true (lt_vulkan_gemm_q (s, LT_TRANS, T, NR, IN, 1.0f, &mx, &view, 0.0f, &my,
+                                         prec, &error));
+        g_assert_true (lt_vulkan_gemm_q (s, LT_NO_TRANS, T, IN, NR, 1.0f, &mdy, &view, 1.0f,
+                                         &mdx, prec, &error));
+        g_assert_true (lt_vulkan_embedding_q (s, be, &qm, bids, T, &error));
+        g_assert_no_error (error);
+        run (s);
+        download (by, gy, sizeof (float) * T * NR);
+        download (bdx, gdx, sizeof (float) * T * IN);
+        download (be, gemb, sizeof (float) * T * IN);
+        ey = max_rel (gy, y, T * NR);
+        edx = max_rel (gdx, dx, T * IN);
+        ee = max_rel (gemb, emb, T * IN);
+        g_test_message ("gemm_q %s %d-bit group %d (%s operands): y %.3g, dx %.3g, embedding "
+                        "%.3g (max rel error)", lt_quant_mode_name (fmts[f].mode), fmts[f].bits,
+                        fmts[f].group, bf ? "bf16" : "f32", ey, edx, ee);
+        g_assert_cmpfloat (ey, <=, 1e-5);
+        g_assert_cmpfloat (edx, <=, 1e-5);
+        g_assert_cmpfloat (ee, ==, 0.0); /* the de-quantization is bit for bit */
+        lt_vulkan_qmatrix_clear (&qm);
+      }
+}
+
+/* ---- QAT ---- */
+
+/* lt_vulkan_qat_weight against lt-qat on the CPU: W_eff = W + s·(AB)ᵀ row by row
+ * (lt_qat_lora_row), its scales from lt_fake_quantize (recomputed), then the frozen-scale
+ * fake quantization the trainer's steps use — every grid (symmetric per group and per tensor,
+ * affine, mxfp4, nf4), W f32 and bf16, and DoRA's W_eff (each row scaled by m / ‖·‖). The
+ * same arithmetic in the same order: every element equal (a driver whose division is not
+ * correctly rounded may move an element on a rounding boundary: at most 1 in 1000 allowed). */
+static void
+test_qat_weight (void)
+{
+  static const struct
+  {
+    LtQuantMode mode;
+    int bits, group;
+  } grids[] = {
+    { LT_QUANT_SYMMETRIC, 4, 32 }, { LT_QUANT_SYMMETRIC, 3, 0 }, { LT_QUANT_AFFINE, 4, 64 },
+    { LT_QUANT_AFFINE, 8, 32 },    { LT_QUANT_MXFP4, 4, 32 },    { LT_QUANT_NF4, 4, 64 },
+  };
+  enum { OUT = 40, IN = 128, R = 8 };
+  const float sc = 2.0f;
+
+  REQUIRE_DEVICE ();
+  for (guint gi = 0; gi < G_N_ELEMENTS (grids); gi++)
+    for (int bf = 0; bf <= 2; bf++)
+      {
+        /* bf 0: W f32, 1: W bf16, 2: W f32 with DoRA's m / ‖·‖ per row */
+        int group = grids[gi].group, eff = group > 0 ? group : IN;
+        gsize ng = (gsize) OUT * (IN / eff);
+        g_autoptr (GError) error = NULL;
+        g_autofree float *w = g_new (float, OUT * IN), *A = g_new (float, IN * R);
+        g_autofree float *B = g_new (float, R * OUT), *weff = g_new (float, OUT * IN);
+        g_autofree float *ref = g_new (float, OUT * IN), *got = g_new (float, OUT * IN);
+        g_autofree float *grid = g_new0 (float, 2 * ng + 16);
+        float *scales = grid, *biases = grid + ng;
+        g_autofree float *mag = g_new (float, OUT), *nrm = g_new (float, OUT);
+        g_autofree guint16 *w16 = g_new (guint16, OUT * IN);
+        g_autoptr (LtVulkanStream) s = NULL;
+        const float *lut = grids[gi].mode == LT_QUANT_MXFP4 ? lt_qk_fp4_lut : lt_qk_nf4_lut;
+        gsize bad = 0;
+        double e;
+
+        fill (w, OUT * IN, 500 + gi, -0.4, 0.4);
+        fill (A, IN * R, 510 + gi, -0.1, 0.1);
+        fill (B, R * OUT, 520 + gi, -0.1, 0.1);
+        fill (mag, OUT, 530 + gi, 0.5, 1.5);
+        fill (nrm, OUT, 540 + gi, 0.8, 1.2);
+        if (bf == 1)
+          {
+            to_bf16 (w16, w, OUT * IN);
+            for (int i = 0; i < OUT * IN; i++)
+              w[i] = lt_compute_round_bf16 (w[i]);
+          }
+        for (int o = 0; o < OUT; o++)
+          {
+            lt_qat_lora_row (w + o * IN, A, B, IN, R, OUT, o, sc, weff + o * IN);
+            if (bf == 2)
+              {
+                /* lt_linear_qat_weight's DoRA row */
+                float g = mag[o] / nrm[o];
+                for (int i = 0; i < IN; i++)
+                  weff[o * IN + i] *= g;
+              }
+          }
+        g_assert_true (lt_fake_quantize (grids[gi].mode, weff, ref, OUT, IN, grids[gi].bits, group,
+                                         scales, biases, TRUE));
+        g_assert_true (lt_fake_quantize (grids[gi].mode, weff, ref, OUT, IN, grids[gi].bits, group,
+                                         scales, biases, FALSE));
+        if (group == 0)
+          for (int o = 1; o < OUT; o++)
+            scales[o] = scales[0]; /* lt-linear's layout: the tensor's scale on every row */
+
+        memcpy (grid + 2 * ng, lut, sizeof (float) * 16);
+        g_autoptr (LtVulkanBuffer) bw = bf == 1 ? upload (w16, sizeof (guint16) * OUT * IN)
+                                                : upload (w, sizeof (float) * OUT * IN);
+        g_autoptr (LtVulkanBuffer) bA = upload (A, sizeof (float) * IN * R);
+        g_autoptr (LtVulkanBuffer) bB = upload (B, sizeof (float) * R * OUT);
+        g_autoptr (LtVulkanBuffer) bg = upload (grid, sizeof (float) * (2 * ng + 16));
+        g_autoptr (LtVulkanBuffer) bm = upload (mag, sizeof (float) * OUT);
+        g_autoptr (LtVulkanBuffer) bn = upload (nrm, sizeof (float) * OUT);
+        g_autoptr (LtVulkanBuffer) bo = lt_vulkan_buffer_new (vk, sizeof (float) * OUT * IN,
+                                                              &error);
+        g_assert_no_error (error);
+        s = stream ();
+        g_assert_true (lt_vulkan_qat_weight (s, bo, bw, bf == 1 ? LT_KDTYPE_BF16 : LT_KDTYPE_F32,
+                                             bA, bB, R, sc, bg, bf == 2 ? bm : NULL,
+                                             bf == 2 ? bn : NULL, grids[gi].mode,
+                                             grids[gi].bits, eff, OUT, IN, &error));
+        g_assert_no_error (error);
+        run (s);
+        download (bo, got, sizeof (float) * OUT * IN);
+        for (int i = 0; i < OUT * IN; i++)
+          bad += got[i] != ref[i];
+        e = max_abs (got, ref, OUT * IN);
+        g_test_message ("qat weight %s %d-bit group %d (W %s): %" G_GSIZE_FORMAT " of %d elements "
+                        "differ, max abs difference %.3g", lt_quant_mode_name (grids[gi].mode),
+                        grids[gi].bits, group,
+                        bf == 0 ? "f32" : bf == 1 ? "bf16" : "f32, DoRA", bad, OUT * IN, e);
+        g_assert_cmpuint (bad, <=, (gsize) OUT * IN / 1000);
+      }
+}
+
+/* ---- DoRA and dropout ---- */
+
+/* DoRA's kernels against lt-linear on one layer (in 96, out 40, r 4, B non-zero): the row
+ * norms ‖W + s·(AB)ᵀ‖ (lt_linear_dora_norms) over an f32, a bf16 and a packed affine-4 W
+ * (≤ 1e-6 relative: f32 tree sums against the CPU's double), the magnitude scaling with a bias
+ * and the magnitude gradient Σ dy·z / ‖·‖ (≤ 1e-5 relative to max(1, |ref|)); then adapter
+ * dropout: xa = dropout (x)·A from lt_vulkan_dropout + GEMM against lt_linear_forward_train with
+ * the same LtDropout (the CPU's mask, p 0.25: equal within f32 summation order, 1e-5), and the
+ * backward's accumulate form. */
+static void
+test_dora_dropout (void)
+{
+  enum { N = 21, IN = 96, OUT = 40, R = 4 };
+  const float sc = 1.5f;
+  int64_t shape[2] = { OUT, IN };
+  g_autoptr (GError) error = NULL;
+  g_autofree float *w = g_new (float, OUT * IN), *norm = g_new (float, OUT);
+  g_autofree float *gnorm = g_new (float, OUT), *y = g_new (float, N * OUT);
+  g_autofree float *z = g_new (float, N * OUT), *dy = g_new (float, N * OUT);
+  g_autofree float *bias = g_new (float, OUT), *ref = g_new (float, N * OUT);
+  g_autofree float *got = g_new (float, N * OUT), *dm = g_new (float, OUT);
+  g_autofree float *gdm = g_new (float, OUT), *x = g_new (float, N * IN);
+  g_autofree float *xa = g_new (float, N * R), *gxa = g_new (float, N * R);
+  g_autofree float *scratch = NULL, *acc = g_new (float, N * IN), *gacc = g_new (float, N * IN);
+  LtDropout drop = { 0.25f, 0x1234567890abcdefull };
+  double e;
+
+  REQUIRE_DEVICE ();
+  fill (w, OUT * IN, 600, -0.3, 0.3);
+  for (int kind = 0; kind < 3; kind++)
+    {
+      g_autoptr (LtTensor) t = lt_tensor_new ("w", kind == 1 ? LT_DTYPE_BF16 : LT_DTYPE_F32, 2,
+                                              shape);
+      LtLinear lin;
+      LtVulkanQMatrix qm = { 0 };
+      g_autoptr (LtVulkanStream) s = NULL;
+      g_autoptr (LtVulkanBuffer) bw = NULL;
+
+      if (kind == 1)
+        to_bf16 (t->data, w, OUT * IN);
+      else
+        memcpy (t->data, w, sizeof (float) * OUT * IN);
+      if (kind == 2)
+        {
+          LtQuantTensor *q = lt_quant_tensor_quantize (w, OUT, IN, LT_QUANT_AFFINE, 4, 32, &error);
+          g_assert_no_error (error);
+          g_assert_true (lt_vulkan_qmatrix_upload (vk, q, &qm, &error));
+          g_assert_true (lt_linear_init_quantized (&lin, "q", q, NULL, &error));
+        }
+      else
+        {
+          g_assert_true (lt_linear_init_dense (&lin, "w", t, NULL, &error));
+          bw = upload (t->data, kind == 1 ? 2 * OUT * IN : 4 * OUT * IN);
+        }
+      g_assert_no_error (error);
+      g_assert_true (lt_linear_attach_lora (&lin, R, sc, 0.0f, TRUE, 7, &error));
+      g_assert_no_error (error);
+      fill (lin.lora->b, R * OUT, 601 + kind, -0.2, 0.2);
+      fill (lin.lora->m, OUT, 604 + kind, 0.5, 2.0);
+      lt_linear_dora_norms (&lin, norm);
+
+      g_autoptr (LtVulkanBuffer) bA = upload (lin.lora->a, sizeof (float) * IN * R);
+      g_autoptr (LtVulkanBuffer) bB = upload (lin.lora->b, sizeof (float) * R * OUT);
+      g_autoptr (LtVulkanBuffer) bm = upload (lin.lora->m, sizeof (float) * OUT);
+      g_autoptr (LtVulkanBuffer) bn = lt_vulkan_buffer_new (vk, sizeof (float) * OUT, &error);
+      g_assert_no_error (error);
+      s = stream ();
+      g_assert_true (lt_vulkan_dora_norm (s, bn, bw, kind == 1 ? LT_KDTYPE_BF16 : LT_KDTYPE_F32,
+                                          kind == 2 ? &qm : NULL, bA, bB, R, sc, OUT, IN,
+                                          &error));
+      g_assert_no_error (error);
+      run (s);
+      download (bn, gnorm, sizeof (float) * OUT);
+      e = max_rel (gnorm, norm, OUT);
+      g_test_message ("dora norms (W %s): max rel error %.3g",
+                      kind == 0 ? "f32" : kind == 1 ? "bf16" : "affine 4-bit", e);
+      g_assert_cmpfloat (e, <=, 1e-6);
+
+      if (kind == 0)
+        {
+          /* the magnitude: y = z·m/‖·‖ + b, dm = Σ dy·z / ‖·‖ (the CPU's norms) */
+          fill (z, N * OUT, 610, -2, 2);
+          fill (dy, N * OUT, 611, -1, 1);
+          fill (bias, OUT, 612, -0.5, 0.5);
+          for (int o = 0; o < OUT; o++)
+            {
+              double a = 0.0;
+              for (int n = 0; n < N; n++)
+                {
+                  ref[n * OUT + o] = z[n * OUT + o] * (lin.lora->m[o] / norm[o]) + bias[o];
+                  a += (double) dy[n * OUT + o] * z[n * OUT + o];
+                }
+              dm[o] = 0.25f + (float) (a / norm[o]);
+            }
+          g_autoptr (LtVulkanBuffer) bz = upload (z, sizeof (float) * N * OUT);
+          g_autoptr (LtVulkanBuffer) bdy = upload (dy, sizeof (float) * N * OUT);
+          g_autoptr (LtVulkanBuffer) bb = upload (bias, sizeof (float) * OUT);
+          g_autoptr (LtVulkanBuffer) bnc = upload (norm, sizeof (float) * OUT);
+          g_autoptr (LtVulkanBuffer) bdm = NULL;
+          g_autoptr (LtVulkanBuffer) by = lt_vulkan_buffer_new (vk, 4 * N * OUT, &error);
+          for (int o = 0; o < OUT; o++)
+            gdm[o] = 0.25f;
+          bdm = upload (gdm, sizeof (float) * OUT);
+          g_clear_pointer (&s, lt_vulkan_stream_free);
+          s = stream ();
+          g_assert_true (lt_vulkan_dora_scale (s, by, bz, bm, bnc, bb, N, OUT, &error));
+          g_assert_true (lt_vulkan_dora_dm (s, bdm, bdy, bz, bnc, N, OUT, TRUE, &error));
+          g_assert_no_error (error);
+          run (s);
+          download (by, got, sizeof (float) * N * OUT);
+          download (bdm, gdm, sizeof (float) * OUT);
+          e = max_rel (got, ref, N * OUT);
+          g_test_message ("dora scale: max rel error %.3g; dm %.3g", e, max_rel (gdm, dm, OUT));
+          g_assert_cmpfloat (e, <=, 1e-6);
+          g_assert_cmpfloat (max_rel (gdm, dm, OUT), <=, 1e-5);
+
+          /* dropout: xa = dropout (x)·A, the CPU's mask */
+          gsize sf = lt_linear_train_scratch_floats (&lin, N);
+          scratch = g_new (float, sf);
+          lin.lora->dropout = drop.p;
+          g_clear_pointer (&lin.lora->m, g_free); /* plain LoRA */
+          fill (x, N * IN, 613, -1, 1);
+          lt_linear_forward_train (&lin, x, N, y, xa, &drop, scratch, sf);
+          fill (acc, N * IN, 614, -1, 1);
+          memcpy (gacc, acc, sizeof (float) * N * IN);
+          g_autoptr (LtVulkanBuffer) bx = upload (x, sizeof (float) * N * IN);
+          g_autoptr (LtVulkanBuffer) bacc = upload (acc, sizeof (float) * N * IN);
+          g_autoptr (LtVulkanBuffer) bxd = lt_vulkan_buffer_new (vk, 4 * N * IN, &error);
+          g_autoptr (LtVulkanBuffer) bxa = lt_vulkan_buffer_new (vk, 4 * N * R, &error);
+          g_assert_no_error (error);
+          LtVulkanMatrix mxd = { bxd, 0, IN, LT_KDTYPE_F32 }, ma = { bA, 0, R, LT_KDTYPE_F32 };
+          LtVulkanMatrix mxa = { bxa, 0, R, LT_KDTYPE_F32 };
+          g_clear_pointer (&s, lt_vulkan_stream_free);
+          s = stream ();
+          g_assert_true (lt_vulkan_dropout (s, bxd, bx, N * IN, drop.p, drop.seed, FALSE,
+                                            &error));
+          g_assert_true (lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, R, IN, 1.0f, &mxd, &ma,
+                                         0.0f, &mxa, LT_COMPUTE_F32, &error));
+          g_assert_true (lt_vulkan_dropout (s, bacc, bx, N * IN, drop.p, drop.seed, TRUE,
+                                            &error));
+          g_assert_no_error (error);
+          run (s);
+          download (bxa, gxa, sizeof (float) * N * R);
+          download (bacc, gacc, sizeof (float) * N * IN);
+          e = max_rel (gxa, xa, N * R);
+          /* the accumulate form: acc + dropout (x), the kept ones x·keep */
+          {
+            g_autofree float *xd = g_new (float, N * IN);
+            gsize kept = 0;
+            download (bxd, xd, sizeof (float) * N * IN);
+            for (int i = 0; i < N * IN; i++)
+              {
+                kept += xd[i] != 0.0f;
+                g_assert_cmpfloat (gacc[i], ==, acc[i] + xd[i]);
+              }
+            g_test_message ("dropout p %.2f: %" G_GSIZE_FORMAT " of %d kept; xa against "
+                            "lt_linear_forward_train %.3g", drop.p, kept, N * IN, e);
+            g_assert_cmpuint (kept, >, N * IN / 2);
+            g_assert_cmpuint (kept, <, N * IN);
+          }
+          g_assert_cmpfloat (e, <=, 1e-5);
+        }
+      lt_linear_clear (&lin);
+      lt_vulkan_qmatrix_clear (&qm);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -309,6 +697,9 @@ main (int argc, char **argv)
   vulkan_test_open ();
   g_test_add_func ("/vulkan-step/block-forward", test_block_forward);
   g_test_add_func ("/vulkan-step/lora-step", test_lora_step);
+  g_test_add_func ("/vulkan-step/gemm-q", test_gemm_q);
+  g_test_add_func ("/vulkan-step/qat-weight", test_qat_weight);
+  g_test_add_func ("/vulkan-step/dora-dropout", test_dora_dropout);
   status = g_test_run ();
   vulkan_test_close ();
   return status;

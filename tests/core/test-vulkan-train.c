@@ -8,10 +8,24 @@
  *   grads-bf16/...  the same with bf16 products on both sides (compute_dtype bf16): loss
  *                   1e-3 relative, gradients 2e-2 of the tensor's largest value, the issue's
  *                   bf16 tolerance (measured: loss ≤ 1.5e-4, gradients ≤ 1.2e-2 on lavapipe);
+ *   grads-quant/... the same on a base quantized at load time (symmetric, affine, nf4, mxfp4,
+ *                   ternary; tied head, Qwen2's biases, bf16 products), read packed by the GPU;
+ *   grads-qat/...   QAT on (every grid, per group and per tensor, f32/bf16 weights and
+ *                   products, with DoRA, on a quantized base), the scales recomputed by the
+ *                   GPU model;
  *   regrow          the step memory grown between micro-batches (20 tokens, then 300);
  *   trajectory      6 steps of `lt_train` with compute_device vulkan against the same run on
  *                   the CPU (train losses, and validation losses computed on the CPU
  *                   from the weights synced back);
+ *   trajectory-quant/mxfp4  the trajectory on an mxfp4 base (the trainer's preset);
+ *   grads-dora/...  DoRA (m, A, B gradients; dense, bf16, biases, tied, quantized base, bf16
+ *                   products, a trained adapter loaded from disk);
+ *   trajectory-dora-dropout/nf4  the trajectory with DoRA and dropout 0.2 on an nf4 base
+ *                   (nf4's group 64 leaves down_proj f32: quantized and dense DoRA layers);
+ *   grads-dropout/...  adapter dropout 0.3: the CPU's masks (LoRA, DoRA, bf16 products);
+ *   trajectory-qat-dora/nf4  the trajectory with DoRA and QAT switched on at step 3 (nf4
+ *                   grid);
+ *   resume-qat      the resume case with QAT on;
  *   refused         what the GPU step lacks is an error naming compute_device and the feature.
  * Tolerances (f32 cases): the matrix products are f32 on both sides (bf16 weights widened
  * exactly), so the differences are f32 summation order:
@@ -41,6 +55,11 @@ data_path (const char *a, const char *b)
 }
 
 static gboolean partial; /* adapters on q_proj and down_proj of the last block only */
+static const LtLoadOptions *load_opts; /* a load-time quantization, or NULL */
+static const int *qat_grid;           /* QAT on: {mode, bits, group}, or NULL */
+static gboolean dora;                 /* DoRA adapters instead of LoRA */
+static const char *adapter;           /* tests/data/train/NAME loaded instead of attached */
+static double lora_dropout;           /* the adapters' dropout */
 
 static LtModel *
 load_lora (const char *name)
@@ -49,7 +68,7 @@ load_lora (const char *name)
   g_autoptr (GError) error = NULL;
   char *keys[] = { "self_attn.q_proj", "mlp.down_proj", NULL };
   LtAdapterSpec spec = { LT_TRAIN_TYPE_LORA, 4, 2.0, 0.0, NULL, -1, 11 };
-  LtModel *m = lt_model_load (dir, &error);
+  LtModel *m = lt_model_load_with_options (dir, load_opts, &error);
 
   if (partial)
     {
@@ -57,7 +76,16 @@ load_lora (const char *name)
       spec.num_layers = 1;
     }
   g_assert_no_error (error);
-  g_assert_true (lt_model_attach_trainable (m, &spec, &error));
+  if (dora)
+    spec.type = LT_TRAIN_TYPE_DORA;
+  spec.dropout = lora_dropout;
+  if (adapter != NULL)
+    {
+      g_autofree char *ad = data_path ("train", adapter);
+      g_assert_true (lt_model_load_adapters (m, ad, &error));
+    }
+  else
+    g_assert_true (lt_model_attach_trainable (m, &spec, &error));
   g_assert_no_error (error);
   /* B starts at zero (mlx-lm): give it values, so that every A gradient is non-zero too */
   for (guint i = 0; i < lt_model_get_n_params (m); i++)
@@ -66,10 +94,10 @@ load_lora (const char *name)
       float *data, *grad;
       gsize n;
       lt_model_get_param (m, i, &pname, &data, &grad, &n, NULL);
-      if (g_str_has_suffix (pname, "lora_b"))
+      if (g_str_has_suffix (pname, "lora_b") && adapter == NULL)
         fill (data, n, 300 + i, -0.05, 0.05);
     }
-  lt_model_set_training (m, TRUE, 0);
+  lt_model_set_training (m, TRUE, 0x5eed5eedull);
   return m;
 }
 
@@ -105,6 +133,20 @@ grads (const char *name, LtComputeDType dtype)
   REQUIRE_DEVICE ();
   lt_compute_set_dtype (dtype);
   m = load_lora (name);
+  if (load_opts != NULL)
+    {
+      /* the GPU reads these packed: the first block's q_proj and the embedding */
+      g_assert_true (m->quantized);
+      g_assert_cmpint (lt_layer_linear (&m->w.layers[0], 0)->kind, ==, LT_LINEAR_QUANTIZED);
+      g_assert_nonnull (m->w.embed_q);
+    }
+  if (qat_grid != NULL)
+    {
+      /* every adapted layer fake-quantized, the frozen weights swapped for fq copies */
+      g_assert_true (lt_model_set_qat_grid (m, TRUE, qat_grid[0], qat_grid[1], qat_grid[2], TRUE,
+                                            &error));
+      g_assert_no_error (error);
+    }
   for (int i = 0; i < N; i++)
     {
       tok[i] = (i * 37 + 5) % 384;
@@ -128,6 +170,10 @@ grads (const char *name, LtComputeDType dtype)
       memset (g, 0, n * sizeof (float));
     }
 
+  if (qat_grid != NULL)
+    lt_model_qat_recompute_scales (m); /* the GPU model recomputes them, as a new QAT step */
+  /* the GPU's call draws the dropout masks of the CPU's (the same dropout step) */
+  lt_model_set_dropout_step (m, lt_model_get_dropout_step (m) - 1);
   vm = lt_vulkan_model_new (vk, m, &error);
   g_assert_no_error (error);
   lt_vulkan_model_set_logit_chunk (vm, 128);
@@ -186,6 +232,110 @@ static void
 test_grads_bf16 (gconstpointer data)
 {
   grads (data, LT_COMPUTE_BF16);
+}
+
+/* DoRA: the magnitude m, its gradient and the LoRA gradients through the detached row norms
+ * of W + s·(AB)ᵀ (recomputed on the device every micro-batch), against lt-linear's DoRA; on
+ * f32 and bf16 weights, Qwen2's biases (added after the magnitude), a tied head, a quantized
+ * base, bf16 products, and a trained DoRA adapter loaded from disk (qwen3-dora). The same
+ * tolerances as LoRA: the norms' squares summed in f32 by a tree (the CPU: double, in order)
+ * stay far inside them. */
+typedef struct
+{
+  const char *model;
+  int quant_bits;                     /* 0: as stored; else affine, group 32 */
+  LtComputeDType dtype;
+  const char *adapter;
+} DoraCase;
+
+static void
+test_grads_dora (gconstpointer data)
+{
+  const DoraCase *dc = data;
+  LtLoadOptions opts = { 0 };
+
+  opts.bits = dc->quant_bits;
+  opts.mode = LT_QUANT_AFFINE;
+  opts.group_size = 32;
+  load_opts = dc->quant_bits > 0 ? &opts : NULL;
+  dora = TRUE;
+  adapter = dc->adapter;
+  grads (dc->model, dc->dtype);
+  dora = FALSE;
+  adapter = NULL;
+  load_opts = NULL;
+}
+
+/* Adapter dropout (p 0.3): the GPU draws lt-linear's masks (the same 64-bit stream, seed and
+ * dropout step) in the forward, the dA product and dx's adapter path — LoRA and DoRA, f32 and
+ * bf16 products. A mask off by one element would move a gradient far beyond the tolerance. */
+static void
+test_grads_dropout (gconstpointer data)
+{
+  const DoraCase *dc = data;
+
+  lora_dropout = 0.3;
+  dora = dc->quant_bits != 0; /* here: 1 = DoRA */
+  grads (dc->model, dc->dtype);
+  dora = FALSE;
+  lora_dropout = 0.0;
+}
+
+/* QAT: fq (W + s·(AB)ᵀ) on the device against lt-linear's QAT forward and straight-through
+ * backward, every grid (symmetric group 32 and one scale per tensor, affine, mxfp4, nf4), the
+ * scales recomputed before the GPU's micro-batch; f32 and bf16 products. */
+typedef struct
+{
+  const char *model;
+  int grid[3];
+  LtComputeDType dtype;
+  gboolean dora;
+  int quant_bits; /* a base quantized at load time (affine, group 32), or 0 */
+} QatCase;
+
+static void
+test_grads_qat (gconstpointer data)
+{
+  const QatCase *qc = data;
+  LtLoadOptions opts = { 0 };
+
+  opts.bits = qc->quant_bits;
+  opts.mode = LT_QUANT_AFFINE;
+  opts.group_size = 32;
+  load_opts = qc->quant_bits > 0 ? &opts : NULL;
+  qat_grid = qc->grid;
+  dora = qc->dora;
+  grads (qc->model, qc->dtype);
+  dora = FALSE;
+  qat_grid = NULL;
+  load_opts = NULL;
+}
+
+/* A base quantized at load time: every format, group 32 (so that all of the fixture's layers,
+ * the embedding and the LM head are quantized; nf4's group 64 leaves down_proj, 96 wide, in
+ * its stored precision, a mixed base); the same tolerances as the dense base. */
+typedef struct
+{
+  const char *model;
+  LtQuantMode mode;
+  int bits, group;
+  LtComputeDType dtype;
+} QuantCase;
+
+static void
+test_grads_quant (gconstpointer data)
+{
+  const QuantCase *qc = data;
+  LtLoadOptions opts = { 0 };
+
+  opts.bits = qc->bits;
+  opts.mode = qc->mode;
+  opts.group_size = qc->group;
+  load_opts = &opts;
+  g_test_message ("%s base quantized %s %d-bit group %d", qc->model,
+                  lt_quant_mode_name (qc->mode), qc->bits, qc->group);
+  grads (qc->model, qc->dtype);
+  load_opts = NULL;
 }
 
 /* Step memory grown between micro-batches: 20 tokens, then 300 in sequences of 40 and 260
@@ -349,7 +499,7 @@ max_device_bytes (const LtTrainProgress *p, gpointer user_data)
  * GPU run's reports carry the device memory it holds (at least the frozen weights, as
  * stored), the CPU run's none. */
 static void
-test_trajectory (void)
+trajectory (LtQuantization quantization, int qat_mode, gboolean use_dora)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-train-XXXXXX", &error);
@@ -362,6 +512,21 @@ test_trajectory (void)
   g_assert_no_error (error);
   cpu = run_config (tmp, "cpu", "cpu");
   gpu = run_config (tmp, "gpu", "vulkan");
+  cpu->quantization = gpu->quantization = quantization;
+  if (use_dora)
+    cpu->train_type = gpu->train_type = LT_TRAIN_TYPE_DORA;
+  cpu->lora_dropout = gpu->lora_dropout = lora_dropout;
+  if (qat_mode >= 0)
+    {
+      /* QAT from step 3 on (after step 2), scales recomputed every 2 steps: the frozen
+       * weights' fq copies appear mid-run, after the GPU model uploaded the originals */
+      cpu->qat_enable = gpu->qat_enable = TRUE;
+      cpu->qat_mode = gpu->qat_mode = qat_mode;
+      cpu->qat_bits = gpu->qat_bits = 4;
+      cpu->qat_group_size = gpu->qat_group_size = 32;
+      cpu->qat_start_step = gpu->qat_start_step = 2;
+      cpu->qat_interval = gpu->qat_interval = 2;
+    }
   /* two micro-batches per step: the device gradients accumulate */
   cpu->gradient_accumulation_steps = gpu->gradient_accumulation_steps = 2;
   g_assert_true (lt_train (cpu, FALSE, max_device_bytes, &cpu_bytes, NULL, &error));
@@ -375,7 +540,10 @@ test_trajectory (void)
     g_test_message ("GPU memory in the reports: %" G_GUINT64_FORMAT " bytes (the stored weights: "
                     "%" G_GUINT64_FORMAT ")", gpu_bytes, (guint64) st.st_size);
     g_assert_cmpuint (cpu_bytes, ==, 0);
-    g_assert_cmpuint (gpu_bytes, >=, (guint64) st.st_size * 9 / 10);
+    if (quantization == LT_QUANTIZATION_NONE)
+      g_assert_cmpuint (gpu_bytes, >=, (guint64) st.st_size * 9 / 10);
+    else
+      g_assert_cmpuint (gpu_bytes, >, 0);
   }
   for (guint f = 0; f < G_N_ELEMENTS (fields); f++)
     {
@@ -404,8 +572,43 @@ test_trajectory (void)
     g_assert_cmpstr (dc, ==, "cpu");
     g_assert_true (g_file_get_contents (log, &ltext, NULL, NULL));
     g_assert_nonnull (strstr (ltext, "runs on the GPU"));
+    if (quantization != LT_QUANTIZATION_NONE)
+      g_assert_nonnull (strstr (ltext, "base quantized at load time"));
   }
   test_rm_rf (tmp);
+}
+
+static void
+test_trajectory (void)
+{
+  trajectory (LT_QUANTIZATION_NONE, -1, FALSE);
+}
+
+/* The trajectory with DoRA (m trained with A and B) and adapter dropout 0.2 (the trainer's
+ * per-step, per-micro-batch seeds) on an nf4 base (group 64: down_proj stays f32, so both
+ * quantized and dense DoRA layers train). */
+static void
+test_trajectory_dora (gconstpointer data)
+{
+  lora_dropout = 0.2;
+  trajectory (GPOINTER_TO_INT (data), -1, TRUE);
+  lora_dropout = 0.0;
+}
+
+/* The trajectory with QAT switched on at step 3 (group 32), with DoRA (LoRA's QAT through the
+ * trainer: resume-qat). */
+static void
+test_trajectory_qat (gconstpointer data)
+{
+  trajectory (LT_QUANTIZATION_NONE, GPOINTER_TO_INT (data), TRUE);
+}
+
+/* The same on a base quantized at load time: mxfp4 (group 32, every layer, the embedding and
+ * the LM head of the fixture) and nf4 (group 64: down_proj stays f32). */
+static void
+test_trajectory_quant (gconstpointer data)
+{
+  trajectory (GPOINTER_TO_INT (data), -1, FALSE);
 }
 
 static gboolean
@@ -418,8 +621,9 @@ stop_at_4 (const LtTrainProgress *p, gpointer user_data)
  * uploaded again) ends as the uninterrupted one: the same losses of steps 5 and 6 and the same
  * final validation loss. */
 static void
-test_resume (void)
+test_resume (gconstpointer data)
 {
+  gboolean qat = GPOINTER_TO_INT (data);
   g_autoptr (GError) error = NULL;
   g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-resume-XXXXXX", &error);
   g_autoptr (LtRunConfig) whole = NULL, parts = NULL;
@@ -429,6 +633,20 @@ test_resume (void)
   whole = run_config (tmp, "whole", "vulkan");
   parts = run_config (tmp, "parts", "vulkan");
   whole->save_every = parts->save_every = 2;
+  if (qat)
+    {
+      /* QAT from step 2, scales recomputed at steps 2 and 5: the resumed run (from step 4's
+       * checkpoint) recomputes step 5's from the GPU's adapters as the whole run does. (A
+       * recompute at step 4 itself — interval 2 — differs after the resume on the CPU as on
+       * the GPU, by the same 0.051 at step 5: the trainer restores the QAT snapshot but the
+       * scales are recomputed lazily, after the current adapters are back.) */
+      whole->qat_enable = parts->qat_enable = TRUE;
+      whole->qat_mode = parts->qat_mode = LT_QUANT_SYMMETRIC;
+      whole->qat_bits = parts->qat_bits = 4;
+      whole->qat_group_size = parts->qat_group_size = 32;
+      whole->qat_start_step = parts->qat_start_step = 1;
+      whole->qat_interval = parts->qat_interval = 3;
+    }
   g_assert_true (lt_train (whole, FALSE, NULL, NULL, NULL, &error));
   g_assert_no_error (error);
   g_assert_false (lt_train (parts, FALSE, stop_at_4, NULL, NULL, &error));
@@ -462,9 +680,7 @@ test_refused (void)
     const char *what;
     const char *feature;
   } cases[] = {
-    { "dora", "DoRA" }, { "full", "full fine-tuning" }, { "dpo", "DPO or ORPO" },
-    { "qat", "QAT" }, { "quant", "quantized base" }, { "dropout", "dropout" },
-    { "sgd", "SGD" },
+    { "full", "full fine-tuning" }, { "dpo", "DPO or ORPO" }, { "sgd", "SGD" },
   };
   g_autoptr (GError) error = NULL;
   g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-refused-XXXXXX", &error);
@@ -473,18 +689,10 @@ test_refused (void)
     {
       g_autoptr (LtRunConfig) cfg = run_config (tmp, "run", "vulkan");
       const char *w = cases[i].what;
-      if (g_str_equal (w, "dora"))
-        cfg->train_type = LT_TRAIN_TYPE_DORA;
-      else if (g_str_equal (w, "full"))
+      if (g_str_equal (w, "full"))
         cfg->train_type = LT_TRAIN_TYPE_FULL;
       else if (g_str_equal (w, "dpo"))
         cfg->train_mode = LT_TRAIN_MODE_DPO;
-      else if (g_str_equal (w, "qat"))
-        cfg->qat_enable = TRUE;
-      else if (g_str_equal (w, "quant"))
-        cfg->quantization = LT_QUANTIZATION_4BIT;
-      else if (g_str_equal (w, "dropout"))
-        cfg->lora_dropout = 0.1;
       else
         cfg->optimizer = LT_OPTIMIZER_SGD;
       g_clear_error (&error);
@@ -515,19 +723,6 @@ test_refused (void)
     g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
     g_assert_true (g_str_has_prefix (error->message, "compute_device: "));
   }
-  if (vk != NULL)
-    {
-      /* a DoRA model (loaded adapters decide) is refused by the model check too */
-      g_autofree char *dir = data_path ("models", "qwen3");
-      g_autofree char *ad = data_path ("train", "qwen3-dora");
-      g_autoptr (LtModel) m = (g_clear_error (&error), lt_model_load (dir, &error));
-      g_assert_no_error (error);
-      g_assert_true (lt_model_load_adapters (m, ad, &error));
-      g_assert_no_error (error);
-      g_assert_null (lt_vulkan_model_new (vk, m, &error));
-      g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
-      g_assert_nonnull (strstr (error->message, "DoRA"));
-    }
   test_rm_rf (tmp);
 }
 
@@ -548,9 +743,89 @@ main (int argc, char **argv)
   g_test_add_data_func ("/vulkan-train/grads-partial/qwen2", "qwen2", test_grads_partial);
   g_test_add_data_func ("/vulkan-train/grads-bf16/llama-f32", "llama-f32", test_grads_bf16);
   g_test_add_data_func ("/vulkan-train/grads-bf16/qwen3", "qwen3", test_grads_bf16);
+  {
+    static const QuantCase quant[] = {
+      { "llama-f32", LT_QUANT_SYMMETRIC, 4, 32, LT_COMPUTE_F32 },
+      { "llama-f32", LT_QUANT_AFFINE, 3, 32, LT_COMPUTE_F32 },
+      { "llama-f32", LT_QUANT_NF4, 4, 64, LT_COMPUTE_F32 },
+      { "llama-f32", LT_QUANT_MXFP4, 4, 32, LT_COMPUTE_F32 },
+      { "llama-f32", LT_QUANT_TERNARY, 2, 32, LT_COMPUTE_F32 },
+      { "llama-tied", LT_QUANT_SYMMETRIC, 8, 32, LT_COMPUTE_F32 },
+      { "qwen2", LT_QUANT_AFFINE, 4, 32, LT_COMPUTE_F32 },
+      { "qwen3", LT_QUANT_AFFINE, 4, 32, LT_COMPUTE_BF16 },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (quant); i++)
+      {
+        g_autofree char *path = g_strdup_printf (
+            "/vulkan-train/grads-quant/%s-%s%d%s", quant[i].model,
+            lt_quant_mode_name (quant[i].mode), quant[i].bits,
+            quant[i].dtype == LT_COMPUTE_BF16 ? "-bf16" : "");
+        g_test_add_data_func (path, &quant[i], test_grads_quant);
+      }
+  }
+  {
+    static const QatCase qat[] = {
+      { "llama-f32", { LT_QUANT_SYMMETRIC, 4, 32 }, LT_COMPUTE_F32 },
+      { "llama-f32", { LT_QUANT_SYMMETRIC, 3, 0 }, LT_COMPUTE_F32 },
+      { "llama-bf16", { LT_QUANT_AFFINE, 4, 32 }, LT_COMPUTE_F32 },
+      { "qwen2", { LT_QUANT_MXFP4, 4, 32 }, LT_COMPUTE_F32 },
+      { "qwen3", { LT_QUANT_NF4, 4, 32 }, LT_COMPUTE_F32 },
+      { "llama-tied", { LT_QUANT_AFFINE, 8, 32 }, LT_COMPUTE_BF16 },
+      { "qwen2", { LT_QUANT_SYMMETRIC, 4, 32 }, LT_COMPUTE_F32, TRUE },
+      { "llama-f32", { LT_QUANT_NF4, 4, 32 }, LT_COMPUTE_F32, FALSE, 4 },
+      { "llama-f32", { LT_QUANT_AFFINE, 4, 64 }, LT_COMPUTE_F32, TRUE, 4 },
+      { "qwen3", { LT_QUANT_SYMMETRIC, 4, 32 }, LT_COMPUTE_BF16, TRUE },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (qat); i++)
+      {
+        g_autofree char *path = g_strdup_printf (
+            "/vulkan-train/grads-qat/%s%s-%s%d-g%d%s%s", qat[i].model,
+            qat[i].quant_bits ? "-affine4base" : "", lt_quant_mode_name (qat[i].grid[0]),
+            qat[i].grid[1], qat[i].grid[2], qat[i].dora ? "-dora" : "",
+            qat[i].dtype == LT_COMPUTE_BF16 ? "-bf16" : "");
+        g_test_add_data_func (path, &qat[i], test_grads_qat);
+      }
+  }
+  {
+    static const DoraCase dcases[] = {
+      { "llama-f32", 0, LT_COMPUTE_F32, NULL },   { "llama-bf16", 0, LT_COMPUTE_F32, NULL },
+      { "qwen2", 0, LT_COMPUTE_F32, NULL },       { "llama-tied", 0, LT_COMPUTE_F32, NULL },
+      { "llama-f32", 4, LT_COMPUTE_F32, NULL },   { "qwen3", 0, LT_COMPUTE_BF16, NULL },
+      { "qwen3", 0, LT_COMPUTE_F32, "qwen3-dora" },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (dcases); i++)
+      {
+        g_autofree char *path = g_strdup_printf (
+            "/vulkan-train/grads-dora/%s%s%s%s", dcases[i].model,
+            dcases[i].quant_bits ? "-affine4" : "",
+            dcases[i].dtype == LT_COMPUTE_BF16 ? "-bf16" : "",
+            dcases[i].adapter ? "-loaded" : "");
+        g_test_add_data_func (path, &dcases[i], test_grads_dora);
+      }
+  }
+  {
+    static const DoraCase drop[] = {
+      { "llama-f32", 0, LT_COMPUTE_F32, NULL }, { "qwen2", 1, LT_COMPUTE_F32, NULL },
+      { "qwen3", 0, LT_COMPUTE_BF16, NULL },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (drop); i++)
+      {
+        g_autofree char *path = g_strdup_printf (
+            "/vulkan-train/grads-dropout/%s%s%s", drop[i].model, drop[i].quant_bits ? "-dora" : "",
+            drop[i].dtype == LT_COMPUTE_BF16 ? "-bf16" : "");
+        g_test_add_data_func (path, &drop[i], test_grads_dropout);
+      }
+  }
   g_test_add_func ("/vulkan-train/regrow", test_regrow);
   g_test_add_func ("/vulkan-train/trajectory", test_trajectory);
-  g_test_add_func ("/vulkan-train/resume", test_resume);
+  g_test_add_data_func ("/vulkan-train/trajectory-quant/mxfp4",
+                        GINT_TO_POINTER (LT_QUANTIZATION_MXFP4), test_trajectory_quant);
+  g_test_add_data_func ("/vulkan-train/trajectory-dora-dropout/nf4",
+                        GINT_TO_POINTER (LT_QUANTIZATION_NF4), test_trajectory_dora);
+  g_test_add_data_func ("/vulkan-train/trajectory-qat-dora/nf4", GINT_TO_POINTER (LT_QUANT_NF4),
+                        test_trajectory_qat);
+  g_test_add_data_func ("/vulkan-train/resume", GINT_TO_POINTER (FALSE), test_resume);
+  g_test_add_data_func ("/vulkan-train/resume-qat", GINT_TO_POINTER (TRUE), test_resume);
   g_test_add_func ("/vulkan-train/refused", test_refused);
   status = g_test_run ();
   vulkan_test_close ();
