@@ -319,10 +319,13 @@ lt_memory_estimate_device_for_data (const LtRunConfig *cfg, const LtConfig *c,
                           "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
                           "mlp.down_proj" };
   LtMemoryEstimate host;
+  const guint64 lin_in[] = { C, C, C, qd, C, C, I }, lin_out[] = { qd, kvd, kvd, C, I, I, C };
   guint64 n, chunk, r = (guint64) MAX (cfg->lora_rank, 0), r_sum = 0, P, biases;
-  double stored = stored_dtype_bytes (c);
+  guint64 out_sum = 0, largest = 0, groups = 0, wide, n_adapted, extra = 0;
+  double stored = stored_dtype_bytes (c), ebpw;
   gboolean f16 = c->dtype != NULL && (g_str_equal (c->dtype, "float16")
                                       || g_str_equal (c->dtype, "fp16"));
+  gboolean dora = cfg->train_type == LT_TRAIN_TYPE_DORA;
 
   /* the shapes, the tokens and the parameter counts are the host estimate's */
   lt_memory_estimate_for_data (cfg, c, n_examples, longest_example, &host);
@@ -336,20 +339,35 @@ lt_memory_estimate_device_for_data (const LtRunConfig *cfg, const LtConfig *c,
   out->bytes_per_weight = host.bytes_per_weight;
   for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
     if (key_selected (cfg, names[i]))
-      r_sum += r;
+      {
+        r_sum += r;
+        out_sum += lin_out[i];
+        largest = MAX (largest, lin_in[i] * lin_out[i]);
+        /* QAT's scales and biases per group (per-tensor grids: one) and the grid's table */
+        groups += 2 * (lin_in[i] * lin_out[i] / (guint64) MAX (cfg->qat_group_size, 1)) + 16;
+      }
+  n_adapted = cfg->num_layers < 0 ? L : MIN ((guint64) cfg->num_layers, L);
 
-  /* the frozen block linears as the host holds them (stored dtype, or the packed codes); the
-   * embedding at its dtype (f16 widened to f32), an untied head too; norms and biases f32 */
+  /* the frozen block linears as the host holds them (stored dtype, or the packed codes:
+   * bits/8 per weight, an f32 scale per group and, for the integer grids, an f32 bias); the
+   * embedding likewise (dense: its dtype, f16 widened to f32), an untied head too; norms and
+   * biases f32 */
   out->base_weights = host.base_weights;
   biases = (c->qkv_bias ? qd + 2 * kvd : 0) + (c->o_bias ? C : 0)
            + (c->mlp_bias ? 2 * I + C : 0);
-  out->embeddings = (guint64) ((double) (V * C) * (f16 ? 4.0 : stored))
-                    + (c->tie_word_embeddings ? 0 : (guint64) ((double) (V * C) * stored))
+  ebpw = out->weight_bits > 0 && C % (guint64) out->group_size == 0 ? out->bytes_per_weight
+         : stored;
+  out->embeddings = (guint64) ((double) (V * C) * (ebpw == stored && f16 ? 4.0 : ebpw))
+                    + (c->tie_word_embeddings ? 0 : (guint64) ((double) (V * C) * ebpw))
                     + 4 * (L * (2 * C + (c->qk_norm ? 2 * D : 0) + biases) + C);
-  /* each adapter matrix: weights, gradient and AdamW's two moments, f32 */
-  out->trainable = 4 * host.n_trainable_params;
+  /* each adapter matrix (and DoRA's magnitude): weights, gradient and AdamW's two moments,
+   * f32; DoRA's row norms */
+  out->trainable = 4 * host.n_trainable_params + (dora ? 4 * n_adapted * out_sum : 0);
   out->gradients = 4 * host.n_trainable_params;
   out->optimizer = 8 * host.n_trainable_params;
+  /* QAT: each adapted layer's grid, and the effective weight fake-quantized in place */
+  if (cfg->qat_enable)
+    extra = 4 * n_adapted * groups + 4 * largest;
 
   /* per-token buffers for N tokens rounded up to 256: x_in of every block and the output,
    * each block's set (xn1, x_mid, xn2, q, att, k, v, the attention's log-sum-exp, gate, up,
@@ -357,9 +375,14 @@ lt_memory_estimate_device_for_data (const LtRunConfig *cfg, const LtConfig *c,
   n = (host.n_tokens + 255) / 256 * 256;
   out->activations = 4 * n * ((L + 1) * C
                               + L * (3 * C + 2 * qd + 2 * kvd + H + 2 * I
-                                     + (c->qk_norm ? qd + kvd : 0) + r_sum));
-  out->workspace = 4 * n * (4 * C + 3 * I + 3 * qd + 3 * kvd + MAX (r, 1) + 2 * H + 11)
-                   + 4 * MAX (C, D);
+                                     + (c->qk_norm ? qd + kvd : 0))
+                              + n_adapted * r_sum);
+  /* the shared backward set; dropout's masked input, DoRA's z and its gradient */
+  wide = MAX (MAX (C, I), MAX (qd, kvd));
+  out->workspace = 4 * n * (4 * C + 3 * I + 3 * qd + 3 * kvd + MAX (r, 1) + 2 * H + 11
+                            + (cfg->lora_dropout > 0.0 ? MAX (MAX (C, I), qd) : 0)
+                            + (dora ? 2 * wide : 0))
+                   + 4 * MAX (C, D) + extra;
   /* the LM head's logits (N, chunk) and the RoPE table for the longest sequence */
   chunk = MIN (V, MAX (((guint64) 4 << 20) / MAX (host.n_tokens, 1), (guint64) 256));
   P = ((guint64) MAX (host.seq_tokens, 1) + 255) / 256 * 256;

@@ -133,9 +133,11 @@ void lt_memory_estimate_for_data (const LtRunConfig *cfg, const LtConfig *model_
 /* compute_device vulkan: the GPU memory the training step's buffers hold (lt-vulkan-model,
  * what lt_vulkan_get_allocated and the monitor's "GPU memory" line report), in the same
  * categories: the frozen weights resident at their stored dtype (an f16 embedding widened to
- * f32), norms and biases in f32, the adapters with their gradients and AdamW moments, every
- * block's forward set for N tokens rounded up to 256 (the GPU keeps all blocks' inputs), the
- * shared backward set, one (N, chunk) block of logits and the RoPE table. baseline is 0: the
+ * f32) or packed as quantized at load time (the embedding and head too), norms and biases in
+ * f32, the adapters (DoRA: with the magnitude and its row norms) with their gradients and AdamW
+ * moments, every block's forward set for N tokens rounded up to 256 (the GPU keeps all blocks'
+ * inputs), the shared backward set (with dropout's masked input and DoRA's z and dz), QAT's
+ * grids and effective weight, one (N, chunk) block of logits and the RoPE table. baseline is 0: the
  * driver's own context is not counted. The host's estimate stays lt_memory_estimate_for_data. */
 void lt_memory_estimate_device_for_data (const LtRunConfig *cfg, const LtConfig *model_cfg,
                                          gsize n_examples, int longest_example,
