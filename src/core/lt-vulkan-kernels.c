@@ -8,6 +8,7 @@
 
 #include "lt-error.h"
 #include "lt-vulkan-private.h"
+#include "lt-vulkan-coopmat.h"
 
 #define GROUP 256u /* local_size_x of the 1-D shaders */
 
@@ -116,6 +117,8 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
       || !fits_u32 (s, B->offset + span (b_rows, b_cols, B->ld), "gemm", error)
       || !fits_u32 (s, C->offset + span (M, N, C->ld), "gemm", error))
     return FALSE;
+  if (lt_vulkan_coopmat_wanted (s, M, N, K, precision)) /* the tensor cores: lt-vulkan-coopmat */
+    return lt_vulkan_coopmat_gemm (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
 
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .K = (guint32) K,

@@ -32,6 +32,10 @@ typedef enum
   LT_VK_CLIP,
   LT_VK_EMBEDDING_F32,
   LT_VK_EMBEDDING_BF16,
+  LT_VK_GEMM_COOPMAT_128_N16, /* gemm-coopmat.comp's tiles and fragment shapes */
+  LT_VK_GEMM_COOPMAT_128_N8,
+  LT_VK_GEMM_COOPMAT_64_N16,
+  LT_VK_GEMM_COOPMAT_64_N8,
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 
