@@ -253,11 +253,14 @@ lt_vulkan_coopmat_set_mode (LtVulkan *vk, LtVulkanCoopmatMode mode)
 }
 
 gboolean
-lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtComputeDType precision)
+lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dtype,
+                          LtKDType b_dtype, LtComputeDType precision)
 {
   LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (lt_vulkan_stream_get_vulkan (s));
 
-  if (!cm->available || precision != LT_COMPUTE_BF16)
+  if (!cm->available
+      || (precision != LT_COMPUTE_BF16
+          && !(a_dtype == LT_KDTYPE_BF16 && b_dtype == LT_KDTYPE_BF16)))
     return FALSE;
   switch (cm->mode)
     {
@@ -350,7 +353,8 @@ lt_vulkan_coopmat_set_mode (LtVulkan *vk, LtVulkanCoopmatMode mode)
 }
 
 gboolean
-lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtComputeDType precision)
+lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dtype,
+                          LtKDType b_dtype, LtComputeDType precision)
 {
   return FALSE;
 }

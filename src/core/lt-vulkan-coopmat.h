@@ -13,7 +13,7 @@
  * and every GEMM takes the portable gemm.comp.
  *
  * ---- When lt_vulkan_gemm takes it ----
- * Only with the bf16 precision (LT_COMPUTE_BF16): operands are then rounded to bf16 at load,
+ * Only with the bf16 precision (LT_COMPUTE_BF16, or both operands stored bf16): operands are then rounded to bf16 at load,
  * and a bf16 value converts to f16 exactly (8 significant bits into 11) as long as it is in
  * f16's normal range; gemm-coopmat.comp scales each 32-deep K slice of A and of B by a power
  * of two chosen from the slice's largest magnitude to keep it there (see the shader), and
@@ -67,9 +67,10 @@ LtVulkanCoopmatMode lt_vulkan_coopmat_get_mode (LtVulkan *vk);
 void lt_vulkan_coopmat_set_mode (LtVulkan *vk, LtVulkanCoopmatMode mode);
 
 /* lt_vulkan_gemm's branch: TRUE when this product goes to the cooperative-matrix kernel
- * (device, mode, precision and shape as above). */
-gboolean lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K,
-                                   LtComputeDType precision);
+ * (device, mode, precision and shape as above; both operands stored bf16 count as the bf16
+ * precision whatever @precision says: their values are bf16 either way). */
+gboolean lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dtype,
+                                   LtKDType b_dtype, LtComputeDType precision);
 /* Records the product on the tensor cores: lt_vulkan_gemm's arguments, already checked by it
  * (it calls this when lt_vulkan_coopmat_wanted says so). LT_ERROR_UNSUPPORTED where the
  * device has no cooperative matrices. */

@@ -117,7 +117,7 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
       || !fits_u32 (s, B->offset + span (b_rows, b_cols, B->ld), "gemm", error)
       || !fits_u32 (s, C->offset + span (M, N, C->ld), "gemm", error))
     return FALSE;
-  if (lt_vulkan_coopmat_wanted (s, M, N, K, precision)) /* the tensor cores: lt-vulkan-coopmat */
+  if (lt_vulkan_coopmat_wanted (s, M, N, K, A->dtype, B->dtype, precision)) /* tensor cores */
     return lt_vulkan_coopmat_gemm (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
 
   pc = (typeof (pc)) {

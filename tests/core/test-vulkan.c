@@ -513,7 +513,8 @@ big_bf16_product (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, dou
   g_autoptr (LtVulkanBuffer) bc = upload (C, sizeof (float) * nc);
   LtVulkanMatrix ma = { ba, 0, lda, LT_KDTYPE_F32 }, mb = { bb, 0, ldb, LT_KDTYPE_BF16 };
   LtVulkanMatrix mc = { bc, 0, N, LT_KDTYPE_F32 };
-  g_assert_true (lt_vulkan_coopmat_wanted (s, M, N, K, LT_COMPUTE_BF16));
+  g_assert_true (lt_vulkan_coopmat_wanted (s, M, N, K, LT_KDTYPE_F32, LT_KDTYPE_BF16,
+                                           LT_COMPUTE_BF16));
   g_assert_true (lt_vulkan_gemm (s, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc, LT_COMPUTE_BF16,
                                  &error));
   g_assert_no_error (error);
@@ -546,9 +547,14 @@ test_gemm_coopmat (void)
   lt_vulkan_coopmat_set_mode (vk, LT_VULKAN_COOPMAT_ALWAYS);
   {
     g_autoptr (LtVulkanStream) s = stream ();
-    /* the f32 precision never takes it; the bf16 precision does, at any shape when forced */
-    g_assert_false (lt_vulkan_coopmat_wanted (s, 512, 512, 512, LT_COMPUTE_F32));
-    g_assert_true (lt_vulkan_coopmat_wanted (s, 3, 5, 7, LT_COMPUTE_BF16));
+    /* the f32 precision never takes it unless both operands are stored bf16; the bf16
+     * precision does, at any shape when forced */
+    g_assert_false (lt_vulkan_coopmat_wanted (s, 512, 512, 512, LT_KDTYPE_F32, LT_KDTYPE_BF16,
+                                              LT_COMPUTE_F32));
+    g_assert_true (lt_vulkan_coopmat_wanted (s, 512, 512, 512, LT_KDTYPE_BF16, LT_KDTYPE_BF16,
+                                             LT_COMPUTE_F32));
+    g_assert_true (lt_vulkan_coopmat_wanted (s, 3, 5, 7, LT_KDTYPE_F32, LT_KDTYPE_F16,
+                                             LT_COMPUTE_BF16));
   }
   linear_products (LT_KDTYPE_F32);
   linear_products (LT_KDTYPE_BF16);
@@ -564,7 +570,8 @@ test_gemm_coopmat (void)
   lt_vulkan_coopmat_set_mode (vk, LT_VULKAN_COOPMAT_OFF);
   {
     g_autoptr (LtVulkanStream) s = stream ();
-    g_assert_false (lt_vulkan_coopmat_wanted (s, 512, 512, 512, LT_COMPUTE_BF16));
+    g_assert_false (lt_vulkan_coopmat_wanted (s, 512, 512, 512, LT_KDTYPE_F32, LT_KDTYPE_BF16,
+                                              LT_COMPUTE_BF16));
   }
   lt_vulkan_coopmat_set_mode (vk, saved);
 }
