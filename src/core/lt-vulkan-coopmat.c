@@ -3,9 +3,11 @@
  * (the design is in lt-vulkan-coopmat.h; the kernel is shaders/gemm-coopmat.comp). */
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/lt-compute.h"
 #include "lt-error.h"
 #include "lt-vulkan-private.h"
 
@@ -26,6 +28,8 @@
 #define SHARED_BYTES_NEEDED (2 * 128 * 40 * 2 + 8 * 256 * 4 + 64)
 
 #ifdef LT_HAVE_VULKAN
+
+static gboolean self_check (LtVulkan *vk, LtVulkanCoopmat *cm);
 
 static void
 set_why (LtVulkanCoopmat *cm, const char *why)
@@ -225,6 +229,7 @@ lt_vulkan_coopmat_available (LtVulkan *vk, const char **why)
 
   g_return_val_if_fail (vk != NULL, FALSE);
   cm = lt_vulkan_get_coopmat (vk);
+  self_check (vk, cm);
   if (why != NULL)
     *why = cm->available ? "" : cm->why;
   return cm->available;
@@ -265,9 +270,9 @@ lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dty
   switch (cm->mode)
     {
     case LT_VULKAN_COOPMAT_ALWAYS:
-      return TRUE;
+      return self_check (lt_vulkan_stream_get_vulkan (s), cm);
     case LT_VULKAN_COOPMAT_AUTO:
-      return M >= 64 && N >= 64 && K >= 32;
+      return M >= 64 && N >= 64 && K >= 32 && self_check (lt_vulkan_stream_get_vulkan (s), cm);
     case LT_VULKAN_COOPMAT_OFF:
     default:
       return FALSE;
@@ -280,13 +285,12 @@ dtype_code (LtKDType t)
   return t == LT_KDTYPE_F32 ? 0 : t == LT_KDTYPE_BF16 ? 1 : 2;
 }
 
-gboolean
-lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K,
-                        float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B,
-                        float beta, const LtVulkanMatrix *C, LtComputeDType precision,
-                        GError **error)
+/* Records the product with the large (@big) or the small tile. */
+static gboolean
+record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans tb, int M,
+        int N, int K, float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
+        const LtVulkanMatrix *C, LtComputeDType precision, GError **error)
 {
-  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (lt_vulkan_stream_get_vulkan (s));
   struct
   {
     guint32 M, N, K, lda, ldb, ldc, a_off, b_off, c_off, ta, tb, a_type, b_type, round_a,
@@ -294,17 +298,8 @@ lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N,
     float alpha, beta;
   } pc;
   LtVulkanKernel kernel;
-  guint tile;
-  gboolean big;
+  guint tile = big ? BIG_TILE : SMALL_TILE;
 
-  if (!cm->available)
-    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
-                                  "Vulkan gemm: no cooperative matrices: %s", cm->why);
-  if (M <= 0 || N <= 0)
-    return TRUE;
-  big = (gsize) ((M + BIG_TILE - 1) / BIG_TILE) * (gsize) ((N + BIG_TILE - 1) / BIG_TILE)
-        >= BIG_MIN_GROUPS;
-  tile = big ? BIG_TILE : SMALL_TILE;
   if (cm->n == 16)
     kernel = big ? LT_VK_GEMM_COOPMAT_128_N16 : LT_VK_GEMM_COOPMAT_64_N16;
   else
@@ -323,6 +318,132 @@ lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N,
   return lt_vulkan_stream_dispatch (s, kernel, bufs, 3, &pc, sizeof pc,
                                     ((guint) N + tile - 1) / tile, ((guint) M + tile - 1) / tile,
                                     1, error);
+}
+
+gboolean
+lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K,
+                        float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B,
+                        float beta, const LtVulkanMatrix *C, LtComputeDType precision,
+                        GError **error)
+{
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (lt_vulkan_stream_get_vulkan (s));
+  gboolean big;
+
+  if (!cm->available)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan gemm: no cooperative matrices: %s", cm->why);
+  if (M <= 0 || N <= 0)
+    return TRUE;
+  big = (gsize) ((M + BIG_TILE - 1) / BIG_TILE) * (gsize) ((N + BIG_TILE - 1) / BIG_TILE)
+        >= BIG_MIN_GROUPS;
+  return record (s, cm, big, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
+}
+
+/* ---- the self-check (lt-vulkan-coopmat.h) ---- */
+
+#define CHECK_M 125
+#define CHECK_N 120
+#define CHECK_K 100
+
+/* C's initial values in the self-check: about A·B's size, so that beta's term is checked */
+static float
+check_c (int idx)
+{
+  return (float) ((idx * 7 % 13) - 6) * 1.5e-5f;
+}
+
+/* One product of the self-check on @vk: FALSE + @why (of @why_size) on a failure. */
+static gboolean
+check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans tb,
+           const float *A, const float *B, char *why, gsize why_size)
+{
+  const int M = CHECK_M, N = CHECK_N, K = CHECK_K;
+  const int lda = ta == LT_NO_TRANS ? K : M, ldb = tb == LT_NO_TRANS ? N : K;
+  const float alpha = 0.5f, beta = -2.0f;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtVulkanStream) s = NULL;
+  g_autoptr (LtVulkanBuffer) ba = NULL, bb = NULL, bc = NULL;
+  g_autofree float *C = g_new (float, M * N);
+  double worst = 0.0;
+  int wi = 0, wj = 0;
+
+  for (int i = 0; i < M * N; i++)
+    C[i] = check_c (i);
+  if ((s = lt_vulkan_stream_new (vk, &error)) == NULL
+      || (ba = lt_vulkan_buffer_new (vk, sizeof (float) * M * K, &error)) == NULL
+      || (bb = lt_vulkan_buffer_new (vk, sizeof (float) * K * N, &error)) == NULL
+      || (bc = lt_vulkan_buffer_new (vk, sizeof (float) * M * N, &error)) == NULL
+      || !lt_vulkan_buffer_upload (ba, 0, A, sizeof (float) * M * K, &error)
+      || !lt_vulkan_buffer_upload (bb, 0, B, sizeof (float) * K * N, &error)
+      || !lt_vulkan_buffer_upload (bc, 0, C, sizeof (float) * M * N, &error))
+    goto failed;
+  LtVulkanMatrix ma = { ba, 0, lda, LT_KDTYPE_F32 }, mb = { bb, 0, ldb, LT_KDTYPE_F32 };
+  LtVulkanMatrix mc = { bc, 0, N, LT_KDTYPE_F32 };
+  if (!record (s, cm, big, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc, LT_COMPUTE_BF16, &error)
+      || !lt_vulkan_stream_submit (s, &error) || !lt_vulkan_stream_wait (s, &error)
+      || !lt_vulkan_buffer_download (bc, 0, C, sizeof (float) * M * N, &error))
+    goto failed;
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++)
+      {
+        double ref = 0.0, S = 0.0, c0 = check_c (i * N + j), err;
+        for (int k = 0; k < K; k++)
+          {
+            double a = lt_compute_round_bf16 (ta == LT_NO_TRANS ? A[i * lda + k] : A[k * lda + i]);
+            double b = lt_compute_round_bf16 (tb == LT_NO_TRANS ? B[k * ldb + j] : B[j * ldb + k]);
+            ref += a * b;
+            S += fabs (a * b);
+          }
+        ref = alpha * ref + beta * c0;
+        err = fabs (C[i * N + j] - ref) / (fabs (alpha) * S + 1e-30);
+        if (!(err <= worst)) /* NaN too */
+          {
+            worst = isnan (err) ? INFINITY : err;
+            wi = i;
+            wj = j;
+          }
+      }
+  if (worst <= 1e-4)
+    return TRUE;
+  snprintf (why, why_size, "its self-check failed: %s tile, %s%s, relative error %.3g at (%d, %d)",
+            big ? "128x128" : "64x64", ta == LT_TRANS ? "T" : "N", tb == LT_TRANS ? "T" : "N",
+            worst, wi, wj);
+  return FALSE;
+
+failed:
+  snprintf (why, why_size, "its self-check failed (%s tile): %s", big ? "128x128" : "64x64",
+            error != NULL ? error->message : "unknown error");
+  return FALSE;
+}
+
+/* Runs the self-check once per device; FALSE (and @cm unavailable) when it fails. */
+static gboolean
+self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
+{
+  g_autofree float *A = NULL, *B = NULL;
+  char why[sizeof cm->why];
+  guint32 x = 12345;
+
+  if (cm->checked || !cm->available)
+    return cm->available;
+  cm->checked = TRUE;
+  A = g_new (float, CHECK_M * CHECK_K);
+  B = g_new (float, CHECK_K * CHECK_N);
+  for (int i = 0; i < CHECK_M * CHECK_K; i++) /* A ~1e-5 (gradient-sized), B ~1 */
+    A[i] = (float) (((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0 - 0.5) * 2e-5f;
+  for (int i = 0; i < CHECK_K * CHECK_N; i++)
+    B[i] = (float) (((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0 - 0.5) * 2.0f;
+  for (int big = 0; big < 2; big++)
+    for (int t = 0; t < 4; t++)
+      if (!check_one (vk, cm, big, (t & 1) ? LT_TRANS : LT_NO_TRANS,
+                      (t & 2) ? LT_TRANS : LT_NO_TRANS, A, B, why, sizeof why))
+        {
+          g_strlcpy (cm->why, why, sizeof cm->why);
+          cm->available = FALSE;
+          cm->mode = LT_VULKAN_COOPMAT_OFF;
+          return FALSE;
+        }
+  return TRUE;
 }
 
 #else /* !LT_HAVE_VULKAN */

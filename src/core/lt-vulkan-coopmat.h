@@ -54,11 +54,17 @@ typedef struct
   LtVulkanCoopmatMode mode;
   guint m, n, k;        /* the fragment shape the kernels use: 16 × 16 × 16 or 16 × 8 × 16 */
   guint subgroup_size;
-  char why[160];        /* why not available (static English), for tests and the bench */
+  gboolean checked;     /* the self-check ran (first lt_vulkan_coopmat_available / _wanted) */
+  char why[200];        /* why not available (English), for tests and the bench */
 } LtVulkanCoopmat;
 
 /* TRUE when @vk's GEMMs can use the tensor cores; else FALSE and *@why (may be NULL) says why
- * not ("VK_NV_cooperative_matrix is not offered", …). */
+ * not ("the device does not offer VK_NV_cooperative_matrix", …).
+ * Self-check: the first time this or lt_vulkan_coopmat_wanted asks, both tiles run four small
+ * products (125 × 120 × 100, the four transpositions, edges in every dimension) on a stream of
+ * their own against a CPU reference; a kernel that fails to build or to agree (error above
+ * 1e-4 of Σ|a·b|, where the f32 sums of K = 100 products err by ~1e-6) turns the tensor cores off for the device, with the reason in *@why, so a
+ * driver that rejects or miscompiles the shader costs speed, never a wrong result. */
 gboolean lt_vulkan_coopmat_available (LtVulkan *vk, const char **why);
 /* The fragment shape in use (16, 16, 16 or 16, 8, 16); zeros where there is none. */
 void lt_vulkan_coopmat_shape (LtVulkan *vk, guint *m, guint *n, guint *k);

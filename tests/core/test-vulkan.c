@@ -499,7 +499,7 @@ big_bf16_product (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, dou
 
   fill (A, na, seed, -a_mag, a_mag);
   fill (B, nb, seed + 1, -b_mag, b_mag);
-  fill (C, nc, seed + 2, -1, 1);
+  fill (C, nc, seed + 2, -a_mag * b_mag, a_mag * b_mag); /* beta·C of A·B's size */
   to_bf16 (B16, B, nb);
   for (gsize i = 0; i < na; i++)
     Ar[i] = lt_compute_round_bf16 (A[i]);
