@@ -24,8 +24,9 @@
  * bf16-rounded operands; a row fails above 1e-3 (the f32 summation's worst case at K = 8192 is
  * 5e-4, typical 1e-6; a wrong tile or index is off by ~1). The divisor shrinks every dimension
  * (lavapipe: `--check 0 1 16`). Exit status 0: every row within the tolerance on a device with
- * cooperative matrices; 1: a mismatch or a failure; 2: the rows that ran passed but the device
- * has no cooperative matrices (the reason is printed). */
+ * cooperative matrices; 1: a mismatch or a failure (the kernel's self-check at first use
+ * included: lt-vulkan-coopmat.h); 2: the rows that ran passed but the device has no
+ * cooperative matrices (the reason is printed). */
 #include "config.h"
 
 #include <math.h>
@@ -323,6 +324,11 @@ run_check (int argc, char **argv)
                                TRUE, 1e-5, reps, have_coop);
       all_ok &= check_product (vk, "dW = dy^T*x (f32)", LT_TRANS, LT_NO_TRANS, O, I, T, FALSE,
                                1e-5, reps, have_coop);
+    }
+  if (!have_coop && lt_vulkan_coopmat_offered (vk))
+    {
+      printf ("\nMISMATCH: the device offers cooperative matrices but %s\n", why);
+      return 1;
     }
   if (!all_ok)
     {

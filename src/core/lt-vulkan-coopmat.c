@@ -171,18 +171,30 @@ device_fits (LtVulkanCoopmat *cm, PFN_vkGetInstanceProcAddr gipa, VkInstance ins
 }
 
 VkResult
-lt_vulkan_coopmat_create_device (LtVulkanCoopmat *cm, PFN_vkGetInstanceProcAddr gipa,
+lt_vulkan_coopmat_create_device (LtVulkan *vk, PFN_vkGetInstanceProcAddr gipa,
                                  VkInstance instance, VkPhysicalDevice phys,
                                  const VkDeviceCreateInfo *dci, VkDevice *device)
 {
   PFN_vkCreateDevice create = (PFN_vkCreateDevice) gipa (instance, "vkCreateDevice");
   const char *env = g_getenv ("LATHE_VULKAN_COOPMAT");
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (vk, NULL);
   VkDeviceCreateInfo ci = *dci;
   VkResult r;
 
   memset (cm, 0, sizeof *cm);
+  cm->vk = vk;
   if (create == NULL)
     return VK_ERROR_INITIALIZATION_FAILED;
+  if (env != NULL && g_str_has_prefix (env, "emulate"))
+    {
+      /* the plain-GLSL kernel: no extension, nothing to enable */
+      cm->offered = cm->available = cm->emulated = TRUE;
+      cm->m = cm->k = 16;
+      cm->n = strcmp (env, "emulate8") == 0 ? 8 : 16;
+      cm->subgroup_size = 32;
+      cm->mode = LT_VULKAN_COOPMAT_AUTO;
+      return create (phys, dci, NULL, device);
+    }
   if (!device_fits (cm, gipa, instance, phys))
     return create (phys, dci, NULL, device);
 
@@ -212,7 +224,7 @@ lt_vulkan_coopmat_create_device (LtVulkanCoopmat *cm, PFN_vkGetInstanceProcAddr 
   ci.pNext = &coop;
   if ((r = create (phys, &ci, NULL, device)) == VK_SUCCESS)
     {
-      cm->available = TRUE;
+      cm->offered = cm->available = TRUE;
       cm->mode = env != NULL && strcmp (env, "0") == 0 ? LT_VULKAN_COOPMAT_OFF
                                                         : LT_VULKAN_COOPMAT_AUTO;
       return r;
@@ -228,17 +240,23 @@ lt_vulkan_coopmat_available (LtVulkan *vk, const char **why)
   LtVulkanCoopmat *cm;
 
   g_return_val_if_fail (vk != NULL, FALSE);
-  cm = lt_vulkan_get_coopmat (vk);
+  cm = lt_vulkan_get_coopmat (vk, NULL);
   self_check (vk, cm);
   if (why != NULL)
     *why = cm->available ? "" : cm->why;
   return cm->available;
 }
 
+gboolean
+lt_vulkan_coopmat_offered (LtVulkan *vk)
+{
+  return lt_vulkan_get_coopmat (vk, NULL)->offered;
+}
+
 void
 lt_vulkan_coopmat_shape (LtVulkan *vk, guint *m, guint *n, guint *k)
 {
-  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (vk);
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (vk, NULL);
   *m = cm->available ? cm->m : 0;
   *n = cm->available ? cm->n : 0;
   *k = cm->available ? cm->k : 0;
@@ -247,13 +265,13 @@ lt_vulkan_coopmat_shape (LtVulkan *vk, guint *m, guint *n, guint *k)
 LtVulkanCoopmatMode
 lt_vulkan_coopmat_get_mode (LtVulkan *vk)
 {
-  return lt_vulkan_get_coopmat (vk)->mode;
+  return lt_vulkan_get_coopmat (vk, NULL)->mode;
 }
 
 void
 lt_vulkan_coopmat_set_mode (LtVulkan *vk, LtVulkanCoopmatMode mode)
 {
-  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (vk);
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (vk, NULL);
   cm->mode = cm->available ? mode : LT_VULKAN_COOPMAT_OFF;
 }
 
@@ -261,7 +279,7 @@ gboolean
 lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dtype,
                           LtKDType b_dtype, LtComputeDType precision)
 {
-  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (lt_vulkan_stream_get_vulkan (s));
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
 
   if (!cm->available
       || (precision != LT_COMPUTE_BF16
@@ -270,9 +288,9 @@ lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dty
   switch (cm->mode)
     {
     case LT_VULKAN_COOPMAT_ALWAYS:
-      return self_check (lt_vulkan_stream_get_vulkan (s), cm);
+      return self_check (cm->vk, cm);
     case LT_VULKAN_COOPMAT_AUTO:
-      return M >= 64 && N >= 64 && K >= 32 && self_check (lt_vulkan_stream_get_vulkan (s), cm);
+      return M >= 64 && N >= 64 && K >= 32 && self_check (cm->vk, cm);
     case LT_VULKAN_COOPMAT_OFF:
     default:
       return FALSE;
@@ -304,6 +322,8 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
     kernel = big ? LT_VK_GEMM_COOPMAT_128_N16 : LT_VK_GEMM_COOPMAT_64_N16;
   else
     kernel = big ? LT_VK_GEMM_COOPMAT_128_N8 : LT_VK_GEMM_COOPMAT_64_N8;
+  if (cm->emulated) /* the same order, four kernels on */
+    kernel += LT_VK_GEMM_COOPMAT_EMU_128_N16 - LT_VK_GEMM_COOPMAT_128_N16;
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .K = (guint32) MAX (K, 0),
     .lda = (guint32) A->ld, .ldb = (guint32) B->ld, .ldc = (guint32) C->ld,
@@ -326,7 +346,7 @@ lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N,
                         float beta, const LtVulkanMatrix *C, LtComputeDType precision,
                         GError **error)
 {
-  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (lt_vulkan_stream_get_vulkan (s));
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
   gboolean big;
 
   if (!cm->available)
@@ -453,6 +473,12 @@ lt_vulkan_coopmat_available (LtVulkan *vk, const char **why)
 {
   if (why != NULL)
     *why = "Lathe was built without the Vulkan backend";
+  return FALSE;
+}
+
+gboolean
+lt_vulkan_coopmat_offered (LtVulkan *vk)
+{
   return FALSE;
 }
 

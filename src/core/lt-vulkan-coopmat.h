@@ -29,6 +29,10 @@
  * (smaller products are launch-bound either way). The environment variable
  * LATHE_VULKAN_COOPMAT=0 (read when the device is opened) turns it off for the process, for
  * A/B comparisons; lt_vulkan_coopmat_set_mode does the same per device (tests, bench).
+ * LATHE_VULKAN_COOPMAT=emulate (16 × 16 × 16 fragments) or emulate8 (16 × 8 × 16) runs the
+ * kernel built with -DEMULATE_COOPMAT instead, on any device and without the extension: the
+ * same staging, scaling, layouts and epilogue with the fragment operations done in plain
+ * GLSL, slowly — how lavapipe checks the kernel (the test test-vulkan-coopmat-emulated).
  *
  * ---- Tiles ----
  * 128 × 128 per workgroup (8 subgroups of 64 × 32) where that gives at least 128 workgroups,
@@ -50,7 +54,10 @@ typedef enum
 /* What lt_vulkan_new found and enabled (a field of LtVulkan; zero where nothing was). */
 typedef struct
 {
-  gboolean available; /* extension, features and a shape found and enabled */
+  LtVulkan *vk;       /* whose record this is */
+  gboolean offered;   /* extension, features and a shape found and enabled, or emulated */
+  gboolean available; /* offered and the self-check passed (or has not run yet) */
+  gboolean emulated;  /* LATHE_VULKAN_COOPMAT=emulate / emulate8 */
   LtVulkanCoopmatMode mode;
   guint m, n, k;        /* the fragment shape the kernels use: 16 × 16 × 16 or 16 × 8 × 16 */
   guint subgroup_size;
@@ -66,6 +73,9 @@ typedef struct
  * 1e-4 of Σ|a·b|, where the f32 sums of K = 100 products err by ~1e-6) turns the tensor cores off for the device, with the reason in *@why, so a
  * driver that rejects or miscompiles the shader costs speed, never a wrong result. */
 gboolean lt_vulkan_coopmat_available (LtVulkan *vk, const char **why);
+/* TRUE where the device offers what the kernel needs (or it is emulated), whether or not its
+ * self-check then passed: a device that offers it and is not available has failed it. */
+gboolean lt_vulkan_coopmat_offered (LtVulkan *vk);
 /* The fragment shape in use (16, 16, 16 or 16, 8, 16); zeros where there is none. */
 void lt_vulkan_coopmat_shape (LtVulkan *vk, guint *m, guint *n, guint *k);
 LtVulkanCoopmatMode lt_vulkan_coopmat_get_mode (LtVulkan *vk);
@@ -87,16 +97,15 @@ gboolean lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int 
 
 /* ---- between lt-vulkan.c and this module ---- */
 
-/* lt-vulkan.c: the device's record, and a stream's device. */
-LtVulkanCoopmat *lt_vulkan_get_coopmat (LtVulkan *vk);
-LtVulkan *lt_vulkan_stream_get_vulkan (LtVulkanStream *s);
+/* lt-vulkan.c: the record of @vk, or (@vk NULL) of @s's device. */
+LtVulkanCoopmat *lt_vulkan_get_coopmat (LtVulkan *vk, LtVulkanStream *s);
 
 #ifdef VK_VERSION_1_0
 /* lt_vulkan_new's vkCreateDevice (@dci as it would pass it, with no extensions of these): fills
- * @cm (its mode from LATHE_VULKAN_COOPMAT) and, where the device has what the kernels need,
- * creates the device with the extensions and features they use added — or, should that fail,
- * without them (@cm then says so). Returns vkCreateDevice's result. */
-VkResult lt_vulkan_coopmat_create_device (LtVulkanCoopmat *cm, PFN_vkGetInstanceProcAddr gipa,
+ * @vk's record (its mode from LATHE_VULKAN_COOPMAT) and, where the device has what the kernels
+ * need, creates the device with the extensions and features they use added — or, should that
+ * fail, without them (the record then says so). Returns vkCreateDevice's result. */
+VkResult lt_vulkan_coopmat_create_device (LtVulkan *vk, PFN_vkGetInstanceProcAddr gipa,
                                           VkInstance instance, VkPhysicalDevice phys,
                                           const VkDeviceCreateInfo *dci, VkDevice *device);
 #endif

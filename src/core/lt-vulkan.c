@@ -146,6 +146,10 @@ static const struct
   [LT_VK_GEMM_COOPMAT_128_N8] = { "gemm-coopmat-128-n8", 3 },
   [LT_VK_GEMM_COOPMAT_64_N16] = { "gemm-coopmat-64-n16", 3 },
   [LT_VK_GEMM_COOPMAT_64_N8] = { "gemm-coopmat-64-n8", 3 },
+  [LT_VK_GEMM_COOPMAT_EMU_128_N16] = { "gemm-coopmat-emu-128-n16", 3 },
+  [LT_VK_GEMM_COOPMAT_EMU_128_N8] = { "gemm-coopmat-emu-128-n8", 3 },
+  [LT_VK_GEMM_COOPMAT_EMU_64_N16] = { "gemm-coopmat-emu-64-n16", 3 },
+  [LT_VK_GEMM_COOPMAT_EMU_64_N8] = { "gemm-coopmat-emu-64-n8", 3 },
 };
 
 typedef struct
@@ -522,8 +526,8 @@ lt_vulkan_new (guint index, GError **error)
     .queueCreateInfoCount = 1,
     .pQueueCreateInfos = &qci,
   };
-  if ((r = lt_vulkan_coopmat_create_device (&vk->coopmat, vkGetInstanceProcAddr, vk->instance,
-                                            vk->phys, &dci, &vk->device)) != VK_SUCCESS)
+  if ((r = lt_vulkan_coopmat_create_device (vk, vkGetInstanceProcAddr, vk->instance, vk->phys,
+                                            &dci, &vk->device)) != VK_SUCCESS)
     {
       vk_error (error, r, "vkCreateDevice");
       return NULL;
@@ -584,15 +588,9 @@ lt_vulkan_get_allocated (LtVulkan *vk, guint64 *bytes, guint64 *peak_bytes)
 }
 
 LtVulkanCoopmat *
-lt_vulkan_get_coopmat (LtVulkan *vk)
+lt_vulkan_get_coopmat (LtVulkan *vk, LtVulkanStream *s)
 {
-  return &vk->coopmat;
-}
-
-LtVulkan *
-lt_vulkan_stream_get_vulkan (LtVulkanStream *s)
-{
-  return s->vk;
+  return vk != NULL ? &vk->coopmat : &s->vk->coopmat;
 }
 
 guint

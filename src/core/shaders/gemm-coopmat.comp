@@ -24,13 +24,22 @@
 // largest (f16 normals), and rounded below that, where an element no longer matters to the
 // sum beside the largest. The slice's product is accumulated into a temporary fragment and
 // added to the f32 accumulator times 2^-(sa+sb), exact. Inf and NaN pass through unscaled.
+//
+// -DEMULATE_COOPMAT builds the same kernel without the extension, for checking it on a device
+// that lacks it (lavapipe): a fragment load records where it would read (offset, stride,
+// layout) and the multiply-add reads the staged slice there for the invocation's share of the
+// accumulator (elements lane + 32·r of each 16 × CN), the f16 conversions round through
+// packHalf2x16, subgroups are groups of 32 invocations and their operations workgroup ones:
+// the same data flow (staging, scaling, layouts, offsets, epilogue), slowly.
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#ifndef EMULATE_COOPMAT
 #extension GL_KHR_memory_scope_semantics : enable
 #extension GL_NV_cooperative_matrix : enable
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : enable
 #extension GL_KHR_shader_subgroup_basic : enable
 #extension GL_KHR_shader_subgroup_arithmetic : enable
+#endif
 #include "common.glsl"
 
 // WARPS_M, WARPS_N, TM, TN, CN come from glslc (-D): the tile variants of meson.build.
@@ -68,10 +77,91 @@ layout (push_constant) uniform Params
   float alpha, beta;
 } p;
 
-shared float16_t As[A_ELEMS];
-shared float16_t Bs[B_ELEMS];
 shared float Cs[NWARPS][CM * CN]; // each subgroup's accumulator, for the epilogue
 shared uint smax[4];              // bits of the largest |A|, |B| of slice parity 0, 1
+
+#ifndef EMULATE_COOPMAT
+shared float16_t As[A_ELEMS];
+shared float16_t Bs[B_ELEMS];
+#define TO_F16(x) float16_t (x)
+#define ACC_T fcoopmatNV<32, gl_ScopeSubgroup, CM, CN>
+#define FA_T fcoopmatNV<16, gl_ScopeSubgroup, CM, CK>
+#define FB_T fcoopmatNV<16, gl_ScopeSubgroup, CK, CN>
+#define ACC_ZERO ACC_T (0.0)
+#define LOAD_FA(m, off, stride, cm) coopMatLoadNV (m, As, off, stride, cm)
+#define LOAD_FB(m, off, stride, cm) coopMatLoadNV (m, Bs, off, stride, cm)
+#define MMA(x, y, z) coopMatMulAddNV (x, y, z)
+#define ADD_SCALED(acc, t, f) acc = acc + t * (f)
+#define STORE_ACC(m) coopMatStoreNV (m, Cs[warp], 0, CN, false)
+#define WARP_ID gl_SubgroupID
+#define LANE_ID gl_SubgroupInvocationID
+#define WARP_MAX(x) subgroupMax (x)
+#define WARP_ELECT() subgroupElect ()
+#define WARP_SYNC_SHARED()                                                                        \
+  subgroupMemoryBarrierShared ();                                                               \
+  subgroupBarrier ()
+#else
+shared float As[A_ELEMS];
+shared float Bs[B_ELEMS];
+#define TO_F16(v_) unpackHalf2x16 (packHalf2x16 (vec2 ((v_), 0.0))).x
+// a fragment of A or B: where coopMatLoadNV would read it (the slice is not written again
+// before the multiplications that use it); an accumulator: this invocation's elements
+// lane + 32·r, as a subgroup of 32 shares one
+struct FragE { uint off; uint stride; bool cm; };
+struct AccE { float v[CM * CN / 32]; };
+#define ACC_T AccE
+#define FA_T FragE
+#define FB_T FragE
+AccE
+acc_zero ()
+{
+  AccE z;
+  for (uint i = 0u; i < CM * CN / 32u; i++)
+    z.v[i] = 0.0;
+  return z;
+}
+#define ACC_ZERO acc_zero ()
+// element (r, c) of a fragment at off: row-major off + r·stride + c, else off + c·stride + r
+float
+fa_at (FragE m, uint r, uint q)
+{
+  return As[m.cm ? m.off + q * m.stride + r : m.off + r * m.stride + q];
+}
+float
+fb_at (FragE m, uint r, uint q)
+{
+  return Bs[m.cm ? m.off + q * m.stride + r : m.off + r * m.stride + q];
+}
+AccE
+mma (FragE x, FragE y, AccE z)
+{
+  for (uint i = 0u; i < CM * CN / 32u; i++)
+    {
+      const uint e = gl_LocalInvocationID.x % 32u + 32u * i, r = e / CN, q = e % CN;
+      float s = z.v[i];
+      for (uint k = 0u; k < CK; k++)
+        s += fa_at (x, r, k) * fb_at (y, k, q);
+      z.v[i] = s;
+    }
+  return z;
+}
+#define LOAD_FA(m, off_, stride_, cm_) m = FragE (off_, stride_, cm_)
+#define LOAD_FB(m, off_, stride_, cm_) m = FragE (off_, stride_, cm_)
+#define MMA(x, y, z) mma (x, y, z)
+#define ADD_SCALED(acc, t, f)                                                                   \
+  for (uint e_ = 0u; e_ < CM * CN / 32u; e_++)                                                  \
+  acc.v[e_] += t.v[e_] * (f)
+#define STORE_ACC(m)                                                                            \
+  for (uint e_ = 0u; e_ < CM * CN / 32u; e_++)                                                  \
+  Cs[warp][lane + 32u * e_] = m.v[e_]
+#define WARP_ID (gl_LocalInvocationID.x / 32u)
+#define LANE_ID (gl_LocalInvocationID.x % 32u)
+#define WARP_MAX(x) (x)
+#define WARP_ELECT() true
+#define WARP_SYNC_SHARED() barrier ()
+#endif
+
+float ra[EA], rb[EB]; // this invocation's share of the next slice
 
 float
 load_a (uint i)
@@ -122,7 +212,7 @@ b_index (uint kk, uint jj)
   return p.tb == 0u ? kk * (BN + PAD) + jj : jj * (BK + PAD) + kk;
 }
 
-// Thread @tid's r-th element of a slice: (row, column) in op(A) (ii, kk) / op(B) (kk, jj),
+// A thread's e-th element of a slice: (row, column) in op(A) (ii, kk) / op(B) (kk, jj),
 // walking the stored matrix's contiguous dimension first.
 uvec2
 a_elem (uint e)
@@ -136,177 +226,137 @@ b_elem (uint e)
   return p.tb == 0u ? uvec2 (e / BN, e % BN) : uvec2 (e % BK, e / BK);
 }
 
+// Loads this invocation's share of slice @s (K from s·BK) into ra, rb, bf16-rounded as asked
+// and 0 outside the matrices, and folds the slice's largest magnitudes into smax[2·par …].
+void
+load_slice (uint s, uint par, uint tid, uint row0, uint col0)
+{
+  const uint k0 = s * BK;
+  uint ma = 0u, mb = 0u;
+  for (uint r = 0u; r < EA; r++)
+    {
+      const uvec2 ik = a_elem (tid + r * NT);
+      const uint gi = row0 + ik.x, gk = k0 + ik.y;
+      float v = 0.0;
+      if (gi < p.M && gk < p.K)
+        {
+          v = load_a (p.a_off + (p.ta == 0u ? gi * p.lda + gk : gk * p.lda + gi));
+          if (p.round_a != 0u)
+            v = lt_round_bf16 (v);
+        }
+      ra[r] = v;
+      ma = max (ma, floatBitsToUint (abs (v)));
+    }
+  for (uint r = 0u; r < EB; r++)
+    {
+      const uvec2 kj = b_elem (tid + r * NT);
+      const uint gk = k0 + kj.x, gj = col0 + kj.y;
+      float v = 0.0;
+      if (gk < p.K && gj < p.N)
+        {
+          v = load_b (p.b_off + (p.tb == 0u ? gk * p.ldb + gj : gj * p.ldb + gk));
+          if (p.round_b != 0u)
+            v = lt_round_bf16 (v);
+        }
+      rb[r] = v;
+      mb = max (mb, floatBitsToUint (abs (v)));
+    }
+  ma = WARP_MAX (ma);
+  mb = WARP_MAX (mb);
+  if (WARP_ELECT ())
+    {
+      atomicMax (smax[2u * par], ma);
+      atomicMax (smax[2u * par + 1u], mb);
+    }
+}
+
 void
 main ()
 {
   const uint tid = gl_LocalInvocationID.x;
-  const uint warp = gl_SubgroupID, lane = gl_SubgroupInvocationID;
+  const uint warp = WARP_ID, lane = LANE_ID;
   const uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
   const uint wm0 = (warp / WARPS_N) * TM, wn0 = (warp % WARPS_N) * TN;
   const uint nk = (p.K + BK - 1u) / BK;
-  float ra[EA], rb[EB];
 
-  fcoopmatNV<32, gl_ScopeSubgroup, CM, CN> acc[FM][FN];
+  ACC_T acc[FM][FN];
   for (uint i = 0u; i < FM; i++)
     for (uint j = 0u; j < FN; j++)
-      acc[i][j] = fcoopmatNV<32, gl_ScopeSubgroup, CM, CN> (0.0);
+      acc[i][j] = ACC_ZERO;
 
   if (tid < 4u)
     smax[tid] = 0u;
   barrier ();
+  load_slice (0u, 0u, tid, row0, col0);
+  barrier ();
 
-  // slice 0 into registers (the loop loads slice s + 1 while it multiplies slice s)
-  for (uint s = 0u; s < nk + 1u; s++)
+  // slice s - 1 is in registers and its maxima in smax[2 (s - 1 & 1) …]: scale, convert and
+  // stage it; load slice s (its loads in flight during the multiplications); multiply s - 1
+  for (uint s = 1u; s <= nk; s++)
     {
-      const uint par = s & 1u;
-      if (s > 0u)
+      const uint par = s & 1u, q = par ^ 1u;
+      const int ea = scale_exp (smax[2u * q]), eb = scale_exp (smax[2u * q + 1u]);
+      const float sa = pow2 (ea), sb = pow2 (eb);
+      const float unscale = pow2 (clamp (-(ea + eb), -126, 127));
+      if (tid == 0u)
         {
-          // slice s - 1 is in registers and its maxima in smax[2 (par ^ 1) …]: scale, convert,
-          // stage; then multiply it below
-          const uint q = par ^ 1u;
-          const int ea = scale_exp (smax[2u * q]), eb = scale_exp (smax[2u * q + 1u]);
-          const float sa = pow2 (ea), sb = pow2 (eb);
-          if (tid == 0u)
-            {
-              smax[2u * par] = 0u; // parity par's maxima are gathered next, after the barrier
-              smax[2u * par + 1u] = 0u;
-            }
-          for (uint r = 0u; r < EA; r++)
-            {
-              const uvec2 ik = a_elem (tid + r * NT);
-              As[a_index (ik.x, ik.y)] = float16_t (ra[r] * sa);
-            }
-          for (uint r = 0u; r < EB; r++)
-            {
-              const uvec2 kj = b_elem (tid + r * NT);
-              Bs[b_index (kj.x, kj.y)] = float16_t (rb[r] * sb);
-            }
-          barrier ();
+          // slice s's maxima are gathered into these after the barrier below; their last
+          // readers (slice s - 2's staging) are past the barrier that ended iteration s - 1
+          smax[2u * par] = 0u;
+          smax[2u * par + 1u] = 0u;
+        }
+      for (uint r = 0u; r < EA; r++)
+        {
+          const uvec2 ik = a_elem (tid + r * NT);
+          As[a_index (ik.x, ik.y)] = TO_F16 (ra[r] * sa);
+        }
+      for (uint r = 0u; r < EB; r++)
+        {
+          const uvec2 kj = b_elem (tid + r * NT);
+          Bs[b_index (kj.x, kj.y)] = TO_F16 (rb[r] * sb);
+        }
+      barrier ();
 
-          const float unscale = pow2 (clamp (-(ea + eb), -126, 127));
-          fcoopmatNV<16, gl_ScopeSubgroup, CM, CK> fa[BK / CK][FM];
-          fcoopmatNV<16, gl_ScopeSubgroup, CK, CN> fb[BK / CK][FN];
-          for (uint kk = 0u; kk < BK / CK; kk++)
-            {
-              for (uint i = 0u; i < FM; i++)
-                {
-                  const uint m = wm0 + i * CM, k = kk * CK;
-                  if (p.ta == 0u)
-                    coopMatLoadNV (fa[kk][i], As, m * (BK + PAD) + k, BK + PAD, false);
-                  else
-                    coopMatLoadNV (fa[kk][i], As, k * (BM + PAD) + m, BM + PAD, true);
-                }
-              for (uint j = 0u; j < FN; j++)
-                {
-                  const uint n = wn0 + j * CN, k = kk * CK;
-                  if (p.tb == 0u)
-                    coopMatLoadNV (fb[kk][j], Bs, k * (BN + PAD) + n, BN + PAD, false);
-                  else
-                    coopMatLoadNV (fb[kk][j], Bs, n * (BK + PAD) + k, BK + PAD, true);
-                }
-            }
-          if (s < nk)
-            {
-              // load slice s (registers are free again: staged above)
-              const uint k0 = s * BK;
-              uint ma = 0u, mb = 0u;
-              for (uint r = 0u; r < EA; r++)
-                {
-                  const uvec2 ik = a_elem (tid + r * NT);
-                  const uint gi = row0 + ik.x, gk = k0 + ik.y;
-                  float v = 0.0;
-                  if (gi < p.M && gk < p.K)
-                    {
-                      v = load_a (p.a_off + (p.ta == 0u ? gi * p.lda + gk : gk * p.lda + gi));
-                      if (p.round_a != 0u)
-                        v = lt_round_bf16 (v);
-                    }
-                  ra[r] = v;
-                  ma = max (ma, floatBitsToUint (abs (v)));
-                }
-              for (uint r = 0u; r < EB; r++)
-                {
-                  const uvec2 kj = b_elem (tid + r * NT);
-                  const uint gk = k0 + kj.x, gj = col0 + kj.y;
-                  float v = 0.0;
-                  if (gk < p.K && gj < p.N)
-                    {
-                      v = load_b (p.b_off + (p.tb == 0u ? gk * p.ldb + gj : gj * p.ldb + gk));
-                      if (p.round_b != 0u)
-                        v = lt_round_bf16 (v);
-                    }
-                  rb[r] = v;
-                  mb = max (mb, floatBitsToUint (abs (v)));
-                }
-              ma = subgroupMax (ma);
-              mb = subgroupMax (mb);
-              if (subgroupElect ())
-                {
-                  atomicMax (smax[2u * par], ma);
-                  atomicMax (smax[2u * par + 1u], mb);
-                }
-            }
-          for (uint i = 0u; i < FM; i++)
-            for (uint j = 0u; j < FN; j++)
-              {
-                fcoopmatNV<32, gl_ScopeSubgroup, CM, CN> t
-                  = fcoopmatNV<32, gl_ScopeSubgroup, CM, CN> (0.0);
-                for (uint kk = 0u; kk < BK / CK; kk++)
-                  t = coopMatMulAddNV (fa[kk][i], fb[kk][j], t);
-                acc[i][j] = acc[i][j] + t * unscale;
-              }
-          barrier (); // the slice's readers are done before the next is staged
-        }
-      else
+      FA_T fa[BK / CK][FM];
+      FB_T fb[BK / CK][FN];
+      for (uint kk = 0u; kk < BK / CK; kk++)
         {
-          // slice 0 into registers and its maxima into smax[0], smax[1]
-          uint ma = 0u, mb = 0u;
-          for (uint r = 0u; r < EA; r++)
+          for (uint i = 0u; i < FM; i++)
             {
-              const uvec2 ik = a_elem (tid + r * NT);
-              const uint gi = row0 + ik.x, gk = ik.y;
-              float v = 0.0;
-              if (gi < p.M && gk < p.K)
-                {
-                  v = load_a (p.a_off + (p.ta == 0u ? gi * p.lda + gk : gk * p.lda + gi));
-                  if (p.round_a != 0u)
-                    v = lt_round_bf16 (v);
-                }
-              ra[r] = v;
-              ma = max (ma, floatBitsToUint (abs (v)));
+              const uint m = wm0 + i * CM, k = kk * CK;
+              if (p.ta == 0u)
+                LOAD_FA (fa[kk][i], m * (BK + PAD) + k, BK + PAD, false);
+              else
+                LOAD_FA (fa[kk][i], k * (BM + PAD) + m, BM + PAD, true);
             }
-          for (uint r = 0u; r < EB; r++)
+          for (uint j = 0u; j < FN; j++)
             {
-              const uvec2 kj = b_elem (tid + r * NT);
-              const uint gk = kj.x, gj = col0 + kj.y;
-              float v = 0.0;
-              if (gk < p.K && gj < p.N)
-                {
-                  v = load_b (p.b_off + (p.tb == 0u ? gk * p.ldb + gj : gj * p.ldb + gk));
-                  if (p.round_b != 0u)
-                    v = lt_round_bf16 (v);
-                }
-              rb[r] = v;
-              mb = max (mb, floatBitsToUint (abs (v)));
+              const uint n = wn0 + j * CN, k = kk * CK;
+              if (p.tb == 0u)
+                LOAD_FB (fb[kk][j], k * (BN + PAD) + n, BN + PAD, false);
+              else
+                LOAD_FB (fb[kk][j], n * (BK + PAD) + k, BK + PAD, true);
             }
-          ma = subgroupMax (ma);
-          mb = subgroupMax (mb);
-          if (subgroupElect ())
-            {
-              atomicMax (smax[0], ma);
-              atomicMax (smax[1], mb);
-            }
-          barrier ();
         }
+      if (s < nk)
+        load_slice (s, par, tid, row0, col0);
+      for (uint i = 0u; i < FM; i++)
+        for (uint j = 0u; j < FN; j++)
+          {
+            ACC_T t = ACC_ZERO;
+            for (uint kk = 0u; kk < BK / CK; kk++)
+              t = MMA (fa[kk][i], fb[kk][j], t);
+            ADD_SCALED (acc[i][j], t, unscale);
+          }
+      barrier (); // the slice's readers are done before the next is staged
     }
 
   // epilogue: each accumulator through the subgroup's scratch, alpha/beta, edges clipped
   for (uint i = 0u; i < FM; i++)
     for (uint j = 0u; j < FN; j++)
       {
-        coopMatStoreNV (acc[i][j], Cs[warp], 0, CN, false);
-        subgroupMemoryBarrierShared ();
-        subgroupBarrier ();
+        STORE_ACC (acc[i][j]);
+        WARP_SYNC_SHARED ();
         for (uint e = lane; e < CM * CN; e += 32u)
           {
             const uint gi = row0 + wm0 + i * CM + e / CN, gj = col0 + wn0 + j * CN + e % CN;
@@ -319,6 +369,6 @@ main ()
                 c[ci] = v;
               }
           }
-        subgroupBarrier (); // the scratch is read before the next store
+        WARP_SYNC_SHARED (); // the scratch is read before the next store
       }
 }
