@@ -173,7 +173,8 @@ sampled_error (const HostGemm *h, const float *C, int n)
   double worst = 0.0;
   for (int t = 0; t < n; t++)
     {
-      int i = (int) (bench_rng_u32 () % (guint32) h->M), j = (int) (bench_rng_u32 () % (guint32) h->N);
+      int i = (int) (bench_rng_u32 () % (guint32) h->M);
+      int j = (int) (bench_rng_u32 () % (guint32) h->N);
       double ref = 0.0, S = 0.0;
       if (t < 4) /* the corners too: the edge tiles */
         {

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kernels/lt-compute.h"
+#include "lt-compute.h"
 #include "lt-error.h"
 #include "lt-vulkan-private.h"
 

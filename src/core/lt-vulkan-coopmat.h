@@ -5,7 +5,7 @@
  * ---- What it uses ----
  * VK_NV_cooperative_matrix (NVIDIA's drivers expose it beside VK_KHR_cooperative_matrix;
  * Debian 12's glslc compiles only the NV form, GL_NV_cooperative_matrix): f16 × f16 → f32
- * products of 16 × N × 16 (N 16 or 8, the shape the device lists first of those two) at
+ * products of 16 × N × 16 (N 16 where the device lists that shape, else 8) at
  * subgroup scope, subgroups of 32. When lt_vulkan_new opens a device that lists the extension,
  * such a shape, shaderFloat16 (VK_KHR_shader_float16_int8) and the Vulkan memory model
  * (VK_KHR_vulkan_memory_model: the SPIR-V of GL_NV_cooperative_matrix declares it), those
@@ -13,12 +13,13 @@
  * and every GEMM takes the portable gemm.comp.
  *
  * ---- When lt_vulkan_gemm takes it ----
- * Only with the bf16 precision (LT_COMPUTE_BF16, or both operands stored bf16): operands are then rounded to bf16 at load,
- * and a bf16 value converts to f16 exactly (8 significant bits into 11) as long as it is in
- * f16's normal range; gemm-coopmat.comp scales each 32-deep K slice of A and of B by a power
- * of two chosen from the slice's largest magnitude to keep it there (see the shader), and
- * accumulates in f32. So the result is the portable bf16-precision result up to the order of
- * the f32 sums — no loss of range, and no change of precision the caller asked for. The f32
+ * Only with the bf16 precision (LT_COMPUTE_BF16, or both operands stored bf16): operands are
+ * then bf16 values, and a bf16 value converts to f16 exactly (8 significant bits into 11) as
+ * long as it is in f16's normal range; gemm-coopmat.comp scales each 32-deep K slice of A
+ * and of B by a power of two chosen from the slice's largest magnitude to keep it there (see
+ * the shader), and accumulates in f32. So the result is the portable bf16-precision result up
+ * to the order of the f32 sums — no loss of range, and no change of precision the caller asked
+ * for. The f32
  * precision (LT_COMPUTE_F32: the LoRA adapters' small products, and tests that need f32
  * accuracy) always takes the portable kernel: f16 keeps 11 of f32's 24 bits.
  * Limit of the scaling: it is per slice of a whole workgroup tile (up to 128 rows), so a row of
@@ -70,8 +71,9 @@ typedef struct
  * Self-check: the first time this or lt_vulkan_coopmat_wanted asks, both tiles run four small
  * products (125 × 120 × 100, the four transpositions, edges in every dimension) on a stream of
  * their own against a CPU reference; a kernel that fails to build or to agree (error above
- * 1e-4 of Σ|a·b|, where the f32 sums of K = 100 products err by ~1e-6) turns the tensor cores off for the device, with the reason in *@why, so a
- * driver that rejects or miscompiles the shader costs speed, never a wrong result. */
+ * 1e-4 of Σ|a·b|, where the f32 sums of K = 100 products err by ~1e-6) turns the tensor cores
+ * off for the device, with the reason in *@why, so a driver that rejects or miscompiles the
+ * shader costs speed, never a wrong result. */
 gboolean lt_vulkan_coopmat_available (LtVulkan *vk, const char **why);
 /* TRUE where the device offers what the kernel needs (or it is emulated), whether or not its
  * self-check then passed: a device that offers it and is not available has failed it. */
