@@ -11,15 +11,34 @@
  * Usage: bench-vulkan [device] [M] [C] [reps]
  * lavapipe is a correctness vehicle, not a fast device: there the default shapes take about
  * three minutes (2-core Zen 3: 0.2-0.3 GFLOP/s for the GEMMs against 91 for OpenBLAS);
- * `bench-vulkan 0 128 256 2` is quick. No GPU figures yet. */
+ * `bench-vulkan 0 128 256 2` is quick. No GPU figures yet.
+ *
+ * `bench-vulkan --check [device] [reps] [divisor]`: the cooperative-matrix GEMM
+ * (lt-vulkan-coopmat) against the portable one and a CPU reference, one table: for each
+ * linear-layer shape of the training step (tokens M, out N, in K: SmolLM2-135M at seq 512 —
+ * 512x576x576, 512x1536x576, 512x576x1536 — and Llama-3.2-1B at seq 2048 — 2048x2048x2048,
+ * 2048x8192x2048, 2048x2048x8192) its three products, with the bf16 precision the trainer uses:
+ * y = x·Wᵀ (NT, W stored bf16), dx = dy·W (NN, W bf16) and dW = dyᵀ·x (TN, both f32), dy of
+ * magnitude 1e-5 as gradients are (it would underflow f16 unscaled). Error: over 2048 sampled
+ * entries, max |C − ref| / Σ_k |a_k·b_k| with ref the double-precision product of the
+ * bf16-rounded operands; a row fails above 1e-3 (the f32 summation's worst case at K = 8192 is
+ * 5e-4, typical 1e-6; a wrong tile or index is off by ~1). The divisor shrinks every dimension
+ * (lavapipe: `--check 0 1 16`). Exit status 0: every row within the tolerance on a device with
+ * cooperative matrices; 1: a mismatch or a failure (the kernel's self-check at first use
+ * included: lt-vulkan-coopmat.h); 2: the rows that ran passed but the device has no
+ * cooperative matrices (the reason is printed). */
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bench/bench-common.h"
 #include "src/core/lt-error.h"
 #include "src/core/lt-threads.h"
+#include "src/core/kernels/lt-compute.h"
+#include "src/core/lt-vulkan-coopmat.h"
 #include "src/core/lt-vulkan.h"
 
 typedef gboolean (*RecordFn) (LtVulkanStream *s, gpointer data, GError **error);
@@ -114,9 +133,223 @@ random_buffer (LtVulkan *vk, gsize n_floats, GError **error)
   return b;
 }
 
+/* ---- --check ---- */
+
+typedef struct
+{
+  LtTrans ta, tb;
+  int M, N, K;
+  const float *A;    /* op(A)'s stored values (f32) */
+  const guint16 *B16; /* B stored bf16, or NULL */
+  const float *B;    /* B stored f32 (when B16 is NULL) */
+  int lda, ldb;
+} HostGemm;
+
+static double
+host_a (const HostGemm *h, int i, int k)
+{
+  float v = h->ta == LT_TRANS ? h->A[(gsize) k * h->lda + i] : h->A[(gsize) i * h->lda + k];
+  return lt_compute_round_bf16 (v);
+}
+
+static double
+host_b (const HostGemm *h, int k, int j)
+{
+  gsize at = h->tb == LT_TRANS ? (gsize) j * h->ldb + k : (gsize) k * h->ldb + j;
+  if (h->B16 != NULL)
+    {
+      guint32 bits = (guint32) h->B16[at] << 16;
+      float f;
+      memcpy (&f, &bits, 4);
+      return f;
+    }
+  return lt_compute_round_bf16 (h->B[at]);
+}
+
+/* max over @n sampled entries of |C − ref| / Σ|a·b| (bf16-rounded operands, double sums) */
+static double
+sampled_error (const HostGemm *h, const float *C, int n)
+{
+  double worst = 0.0;
+  for (int t = 0; t < n; t++)
+    {
+      int i = (int) (bench_rng_u32 () % (guint32) h->M);
+      int j = (int) (bench_rng_u32 () % (guint32) h->N);
+      double ref = 0.0, S = 0.0;
+      if (t < 4) /* the corners too: the edge tiles */
+        {
+          i = (t & 1) ? h->M - 1 : 0;
+          j = (t & 2) ? h->N - 1 : 0;
+        }
+      for (int k = 0; k < h->K; k++)
+        {
+          double p = host_a (h, i, k) * host_b (h, k, j);
+          ref += p;
+          S += fabs (p);
+        }
+      double err = fabs ((double) C[(gsize) i * h->N + j] - ref) / MAX (S, 1e-300);
+      if (isnan (err) || isnan (C[(gsize) i * h->N + j]))
+        return INFINITY;
+      worst = MAX (worst, err);
+    }
+  return worst;
+}
+
+static gboolean
+record_gemm_bf16 (LtVulkanStream *s, gpointer data, GError **error)
+{
+  GemmCall *g = data;
+  return lt_vulkan_gemm (s, g->ta, g->tb, g->M, g->N, g->K, 1.0f, &g->A, &g->B, 0.0f, &g->C,
+                         LT_COMPUTE_BF16, error);
+}
+
+static LtVulkanBuffer *
+upload_new (LtVulkan *vk, const void *data, gsize bytes, GError **error)
+{
+  LtVulkanBuffer *b = lt_vulkan_buffer_new (vk, bytes, error);
+  if (b != NULL && !lt_vulkan_buffer_upload (b, 0, data, bytes, error))
+    g_clear_pointer (&b, lt_vulkan_buffer_free);
+  return b;
+}
+
+/* One product: times and checks it with the cooperative-matrix kernel (when the device has
+ * it) and the portable one; prints a row; FALSE on a mismatch or failure. */
+static gboolean
+check_product (LtVulkan *vk, const char *label, LtTrans ta, LtTrans tb, int M, int N, int K,
+               gboolean w_bf16, double a_scale, int reps, gboolean have_coop)
+{
+  g_autoptr (GError) error = NULL;
+  int a_rows = ta == LT_NO_TRANS ? M : K, a_cols = ta == LT_NO_TRANS ? K : M;
+  int b_rows = tb == LT_NO_TRANS ? K : N, b_cols = tb == LT_NO_TRANS ? N : K;
+  gsize na = (gsize) a_rows * a_cols, nb = (gsize) b_rows * b_cols, nc = (gsize) M * N;
+  g_autofree float *A = g_new (float, na), *B = g_new (float, nb), *C = g_new (float, nc);
+  g_autofree guint16 *B16 = w_bf16 ? g_new (guint16, nb) : NULL;
+  g_autoptr (LtVulkanBuffer) ba = NULL, bb = NULL, bc = NULL;
+  HostGemm h = { ta, tb, M, N, K, A, B16, B, a_cols, b_cols };
+  double t[2] = { -1, -1 }, err[2] = { -1, -1 }, flops = 2.0 * M * N * K;
+  gboolean ok = TRUE;
+
+  for (gsize i = 0; i < na; i++)
+    A[i] = (float) (a_scale * ((double) (bench_rng_u32 () % 200001) / 100000.0 - 1.0));
+  for (gsize i = 0; i < nb; i++)
+    B[i] = (float) ((double) (bench_rng_u32 () % 200001) / 100000.0 - 1.0) * 0.05f;
+  if (w_bf16)
+    for (gsize i = 0; i < nb; i++)
+      B16[i] = lt_compute_f32_to_bf16 (B[i]);
+  if ((ba = upload_new (vk, A, na * 4, &error)) == NULL
+      || (bb = upload_new (vk, w_bf16 ? (void *) B16 : (void *) B, nb * (w_bf16 ? 2 : 4),
+                           &error)) == NULL
+      || (bc = lt_vulkan_buffer_new (vk, nc * 4, &error)) == NULL)
+    {
+      fprintf (stderr, "bench-vulkan: %s\n", error->message);
+      return FALSE;
+    }
+  GemmCall g = { ta, tb, M, N, K, { ba, 0, a_cols, LT_KDTYPE_F32 },
+                 { bb, 0, b_cols, w_bf16 ? LT_KDTYPE_BF16 : LT_KDTYPE_F32 },
+                 { bc, 0, N, LT_KDTYPE_F32 } };
+  for (int path = 0; path < 2; path++) /* 0: cooperative matrices, 1: portable */
+    {
+      if (path == 0 && !have_coop)
+        continue;
+      lt_vulkan_coopmat_set_mode (vk, path == 0 ? LT_VULKAN_COOPMAT_ALWAYS
+                                                : LT_VULKAN_COOPMAT_OFF);
+      if ((t[path] = time_calls (vk, record_gemm_bf16, &g, reps)) < 0
+          || !lt_vulkan_buffer_download (bc, 0, C, nc * 4, &error))
+        {
+          if (error != NULL)
+            fprintf (stderr, "bench-vulkan: %s\n", error->message);
+          return FALSE;
+        }
+      err[path] = sampled_error (&h, C, 2048);
+      if (!(err[path] <= 1e-3))
+        ok = FALSE;
+    }
+  lt_vulkan_coopmat_set_mode (vk, LT_VULKAN_COOPMAT_AUTO);
+  {
+    g_autofree char *shape = g_strdup_printf ("%dx%dx%d", M, N, K);
+    char coop_ms[32] = "-", coop_gf[32] = "-", coop_err[32] = "-", speedup[32] = "-";
+    if (have_coop)
+      {
+        g_snprintf (coop_ms, sizeof coop_ms, "%.3f", t[0] * 1e3);
+        g_snprintf (coop_gf, sizeof coop_gf, "%.1f", flops / t[0] / 1e9);
+        g_snprintf (coop_err, sizeof coop_err, "%.2e", err[0]);
+        g_snprintf (speedup, sizeof speedup, "%.1fx", t[1] / t[0]);
+      }
+    printf ("%-22s %-16s %9s %9s %9s | %9.3f %9.1f %9.2e | %7s %s\n", label, shape, coop_ms,
+            coop_gf, coop_err, t[1] * 1e3, flops / t[1] / 1e9, err[1], speedup,
+            ok ? "ok" : "MISMATCH");
+  }
+  return ok;
+}
+
+static int
+run_check (int argc, char **argv)
+{
+  int device = argc > 2 ? atoi (argv[2]) : 0;
+  int reps = argc > 3 ? MAX (atoi (argv[3]), 1) : 5;
+  int div = argc > 4 ? MAX (atoi (argv[4]), 1) : 1;
+  static const int shapes[6][3] = {
+    { 512, 576, 576 },    { 512, 1536, 576 },   { 512, 576, 1536 },
+    { 2048, 2048, 2048 }, { 2048, 8192, 2048 }, { 2048, 2048, 8192 },
+  };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtVulkan) vk = NULL;
+  const char *why = NULL;
+  gboolean have_coop, all_ok = TRUE;
+  guint cm, cn, ck;
+
+  if ((vk = lt_vulkan_new (device, &error)) == NULL)
+    {
+      fprintf (stderr, "bench-vulkan: %s\n", error->message);
+      return 1;
+    }
+  have_coop = lt_vulkan_coopmat_available (vk, &why);
+  lt_vulkan_coopmat_shape (vk, &cm, &cn, &ck);
+  printf ("device %d: %s; cooperative matrices: %s%s", device, lt_vulkan_get_info (vk)->name,
+          have_coop ? "yes" : "no: ", have_coop ? "" : why);
+  if (have_coop)
+    printf (" (VK_NV_cooperative_matrix, f16 %ux%ux%u fragments, f32 accumulation)", cm, cn,
+            ck);
+  printf ("\nbf16 precision, %d calls per submit, best of 3; dimensions divided by %d; error: "
+          "max |C - ref| / sum|a*b| over 2048 sampled entries (tolerance 1e-3)\n\n", reps, div);
+  printf ("%-22s %-16s %9s %9s %9s | %9s %9s %9s | %7s\n", "product", "MxNxK", "coop ms",
+          "GFLOP/s", "error", "port. ms", "GFLOP/s", "error", "speedup");
+  for (int i = 0; i < 6; i++)
+    {
+      int T = MAX (shapes[i][0] / div, 1), O = MAX (shapes[i][1] / div, 1);
+      int I = MAX (shapes[i][2] / div, 1);
+      /* y (T, O) = x (T, I)·Wᵀ; dx (T, I) = dy (T, O)·W; dW (O, I) = dyᵀ·x */
+      all_ok &= check_product (vk, "y = x*W^T (bf16 W)", LT_NO_TRANS, LT_TRANS, T, O, I, TRUE,
+                               1.0, reps, have_coop);
+      all_ok &= check_product (vk, "dx = dy*W (bf16 W)", LT_NO_TRANS, LT_NO_TRANS, T, I, O,
+                               TRUE, 1e-5, reps, have_coop);
+      all_ok &= check_product (vk, "dW = dy^T*x (f32)", LT_TRANS, LT_NO_TRANS, O, I, T, FALSE,
+                               1e-5, reps, have_coop);
+    }
+  if (!have_coop && lt_vulkan_coopmat_offered (vk))
+    {
+      printf ("\nMISMATCH: the device offers cooperative matrices but %s\n", why);
+      return 1;
+    }
+  if (!all_ok)
+    {
+      printf ("\nMISMATCH: a row's error exceeds the tolerance (or a GEMM failed)\n");
+      return 1;
+    }
+  if (!have_coop)
+    {
+      printf ("\nportable rows ok; no cooperative matrices on this device: %s\n", why);
+      return 2;
+    }
+  printf ("\nall rows ok\n");
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
+  if (argc > 1 && strcmp (argv[1], "--check") == 0)
+    return run_check (argc, argv);
   int device = argc > 1 ? atoi (argv[1]) : 0;
   int M = argc > 2 ? atoi (argv[2]) : 512;
   int C = argc > 3 ? atoi (argv[3]) : 576;

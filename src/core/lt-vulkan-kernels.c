@@ -10,6 +10,7 @@
 #include "lt-error.h"
 #include "lt-vulkan-kernels.h"
 #include "lt-vulkan-private.h"
+#include "lt-vulkan-coopmat.h"
 
 #define GROUP 256u /* local_size_x of the 1-D shaders */
 
@@ -118,6 +119,8 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
       || !fits_u32 (s, B->offset + span (b_rows, b_cols, B->ld), "gemm", error)
       || !fits_u32 (s, C->offset + span (M, N, C->ld), "gemm", error))
     return FALSE;
+  if (lt_vulkan_coopmat_wanted (s, M, N, K, A->dtype, B->dtype, precision)) /* tensor cores */
+    return lt_vulkan_coopmat_gemm (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
 
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .K = (guint32) K,

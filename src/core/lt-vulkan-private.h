@@ -44,6 +44,14 @@ typedef enum
   LT_VK_DORA_SCALE,
   LT_VK_DORA_DM,
   LT_VK_DROPOUT,
+  LT_VK_GEMM_COOPMAT_128_N16, /* gemm-coopmat.comp's tiles and fragment shapes */
+  LT_VK_GEMM_COOPMAT_128_N8,
+  LT_VK_GEMM_COOPMAT_64_N16,
+  LT_VK_GEMM_COOPMAT_64_N8,
+  LT_VK_GEMM_COOPMAT_EMU_128_N16, /* the same, -DEMULATE_COOPMAT (lavapipe's tests) */
+  LT_VK_GEMM_COOPMAT_EMU_128_N8,
+  LT_VK_GEMM_COOPMAT_EMU_64_N16,
+  LT_VK_GEMM_COOPMAT_EMU_64_N8,
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 

@@ -47,6 +47,8 @@ lt_vulkan_device_info_free (LtVulkanDeviceInfo *info)
 #define VK_NO_PROTOTYPES
 #include <vulkan/vulkan.h>
 
+#include "lt-vulkan-coopmat.h"
+
 /* The GResource that gnome.compile_resources builds from src/core/shaders (c_name
  * lt_vulkan_shaders); looked up directly, so nothing depends on its constructor running. */
 GResource *lt_vulkan_shaders_get_resource (void);
@@ -152,6 +154,14 @@ static const struct
   [LT_VK_DORA_SCALE] = { "dora-scale", 5 },
   [LT_VK_DORA_DM] = { "dora-dm", 4 },
   [LT_VK_DROPOUT] = { "dropout", 2 },
+  [LT_VK_GEMM_COOPMAT_128_N16] = { "gemm-coopmat-128-n16", 3 },
+  [LT_VK_GEMM_COOPMAT_128_N8] = { "gemm-coopmat-128-n8", 3 },
+  [LT_VK_GEMM_COOPMAT_64_N16] = { "gemm-coopmat-64-n16", 3 },
+  [LT_VK_GEMM_COOPMAT_64_N8] = { "gemm-coopmat-64-n8", 3 },
+  [LT_VK_GEMM_COOPMAT_EMU_128_N16] = { "gemm-coopmat-emu-128-n16", 3 },
+  [LT_VK_GEMM_COOPMAT_EMU_128_N8] = { "gemm-coopmat-emu-128-n8", 3 },
+  [LT_VK_GEMM_COOPMAT_EMU_64_N16] = { "gemm-coopmat-emu-64-n16", 3 },
+  [LT_VK_GEMM_COOPMAT_EMU_64_N8] = { "gemm-coopmat-emu-64-n8", 3 },
 };
 
 typedef struct
@@ -173,6 +183,7 @@ struct _LtVulkan
   VkPhysicalDeviceMemoryProperties mem;
   VkPhysicalDeviceLimits limits;
   gboolean force_staging;
+  LtVulkanCoopmat coopmat; /* lt-vulkan-coopmat: found and enabled at creation */
 
   GMutex lock; /* pipelines[] and the transfer command buffer */
   Pipeline pipelines[LT_VK_N_KERNELS];
@@ -527,7 +538,8 @@ lt_vulkan_new (guint index, GError **error)
     .queueCreateInfoCount = 1,
     .pQueueCreateInfos = &qci,
   };
-  if ((r = vkCreateDevice (vk->phys, &dci, NULL, &vk->device)) != VK_SUCCESS)
+  if ((r = lt_vulkan_coopmat_create_device (vk, vkGetInstanceProcAddr, vk->instance, vk->phys,
+                                            &dci, &vk->device)) != VK_SUCCESS)
     {
       vk_error (error, r, "vkCreateDevice");
       return NULL;
@@ -585,6 +597,12 @@ lt_vulkan_get_allocated (LtVulkan *vk, guint64 *bytes, guint64 *peak_bytes)
     *bytes = __atomic_load_n (&vk->allocated, __ATOMIC_RELAXED);
   if (peak_bytes)
     *peak_bytes = __atomic_load_n (&vk->peak_allocated, __ATOMIC_RELAXED);
+}
+
+LtVulkanCoopmat *
+lt_vulkan_get_coopmat (LtVulkan *vk, LtVulkanStream *s)
+{
+  return vk != NULL ? &vk->coopmat : &s->vk->coopmat;
 }
 
 guint

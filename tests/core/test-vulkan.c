@@ -31,6 +31,7 @@
 #include "src/core/kernels/lt-kernels.h"
 #include "src/core/lt-error.h"
 #include "src/core/lt-optimizer.h"
+#include "src/core/lt-vulkan-coopmat.h"
 #include "src/core/lt-vulkan.h"
 
 #include "tests/core/test-vulkan.h"
@@ -383,14 +384,13 @@ test_gemm_linear_f16 (void)
  * in f32 and with the bf16 precision (operands rounded at load) against
  * lt_compute_sgemm_bf16_ref; and both operands stored bf16. */
 static void
-test_gemm_general (void)
+gemm_general (int first_mode)
 {
   enum { M = 67, N = 130, K = 150, PAD = 5, OFF = 3 };
   const float alpha = 0.75f, beta = -0.5f;
 
-  REQUIRE_DEVICE ();
   for (int t = 0; t < 4; t++)
-    for (int mode = 0; mode < 3; mode++) /* f32, bf16 precision, bf16 storage */
+    for (int mode = first_mode; mode < 3; mode++) /* f32, bf16 precision, bf16 storage */
       {
         g_autoptr (GError) error = NULL;
         LtTrans ta = (t & 1) ? LT_TRANS : LT_NO_TRANS, tb = (t & 2) ? LT_TRANS : LT_NO_TRANS;
@@ -468,6 +468,115 @@ test_gemm_general (void)
                                 names[mode]);
         check_gemm (Co + OFF, ldc, ref, ldc, ta, tb, M, N, K, alpha, Ar, lda, Br, ldb, what);
       }
+}
+
+static void
+test_gemm_general (void)
+{
+  REQUIRE_DEVICE ();
+  gemm_general (0);
+}
+
+/* The cooperative-matrix kernel (lt-vulkan-coopmat), where the device has it (a GPU with
+ * VK_NV_cooperative_matrix; lavapipe skips): forced for every bf16-precision product, the
+ * cases above with the same tolerance (its operands are the same bf16 values, converted to f16
+ * exactly; only the f32 summation order differs), then products large enough for the 128×128
+ * tile, with magnitudes f16 could not hold unscaled (A ~1e-6: subnormal in f16; B ~1e6: past
+ * its 65504), edges in every dimension, alpha and beta. */
+static void
+big_bf16_product (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, double b_mag,
+                  guint32 seed)
+{
+  g_autoptr (GError) error = NULL;
+  int lda = ta == LT_NO_TRANS ? K : M, ldb = tb == LT_NO_TRANS ? N : K;
+  gsize na = (gsize) M * K, nb = (gsize) K * N, nc = (gsize) M * N;
+  g_autofree float *A = g_new (float, na), *B = g_new (float, nb), *Ar = g_new (float, na);
+  g_autofree float *Br = g_new (float, nb), *C = g_new (float, nc), *ref = g_new (float, nc);
+  g_autofree guint16 *B16 = g_new (guint16, nb);
+  g_autofree char *what = NULL;
+  g_autoptr (LtVulkanStream) s = stream ();
+  const float alpha = 1.5f, beta = 0.25f;
+
+  fill (A, na, seed, -a_mag, a_mag);
+  fill (B, nb, seed + 1, -b_mag, b_mag);
+  fill (C, nc, seed + 2, -a_mag * b_mag, a_mag * b_mag); /* beta·C of A·B's size */
+  to_bf16 (B16, B, nb);
+  for (gsize i = 0; i < na; i++)
+    Ar[i] = lt_compute_round_bf16 (A[i]);
+  for (gsize i = 0; i < nb; i++)
+    Br[i] = lt_compute_round_bf16 (B[i]);
+  memcpy (ref, C, sizeof (float) * nc);
+  lt_compute_sgemm_bf16_ref (ta, tb, M, N, K, alpha, A, lda, Br, ldb, beta, ref, N);
+
+  g_autoptr (LtVulkanBuffer) ba = upload (A, sizeof (float) * na);
+  g_autoptr (LtVulkanBuffer) bb = upload (B16, sizeof (guint16) * nb);
+  g_autoptr (LtVulkanBuffer) bc = upload (C, sizeof (float) * nc);
+  LtVulkanMatrix ma = { ba, 0, lda, LT_KDTYPE_F32 }, mb = { bb, 0, ldb, LT_KDTYPE_BF16 };
+  LtVulkanMatrix mc = { bc, 0, N, LT_KDTYPE_F32 };
+  g_assert_true (lt_vulkan_coopmat_wanted (s, M, N, K, LT_KDTYPE_F32, LT_KDTYPE_BF16,
+                                           LT_COMPUTE_BF16));
+  g_assert_true (lt_vulkan_gemm (s, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc, LT_COMPUTE_BF16,
+                                 &error));
+  g_assert_no_error (error);
+  run (s);
+  download (bc, C, sizeof (float) * nc);
+  what = g_strdup_printf ("coopmat %s%s |A| %g |B| %g", ta == LT_TRANS ? "T" : "N",
+                          tb == LT_TRANS ? "T" : "N", a_mag, b_mag);
+  check_gemm (C, N, ref, N, ta, tb, M, N, K, alpha, Ar, lda, Br, ldb, what);
+}
+
+static void
+test_gemm_coopmat (void)
+{
+  const char *why = NULL;
+  LtVulkanCoopmatMode saved;
+  guint m, n, k;
+
+  REQUIRE_DEVICE ();
+  if (!lt_vulkan_coopmat_available (vk, &why))
+    {
+      g_autofree char *msg = g_strdup_printf ("no cooperative matrices: %s", why);
+      /* offered but not available: the kernel failed its self-check — a defect, not a skip */
+      if (lt_vulkan_coopmat_offered (vk))
+        g_error ("%s", msg);
+      g_test_skip (msg);
+      return;
+    }
+  lt_vulkan_coopmat_shape (vk, &m, &n, &k);
+  g_test_message ("cooperative matrices: f16 %ux%ux%u fragments", m, n, k);
+  g_assert_cmpuint (m, ==, 16);
+  g_assert_true (n == 16 || n == 8);
+  saved = lt_vulkan_coopmat_get_mode (vk);
+  lt_vulkan_coopmat_set_mode (vk, LT_VULKAN_COOPMAT_ALWAYS);
+  {
+    g_autoptr (LtVulkanStream) s = stream ();
+    /* the f32 precision never takes it unless both operands are stored bf16; the bf16
+     * precision does, at any shape when forced */
+    g_assert_false (lt_vulkan_coopmat_wanted (s, 512, 512, 512, LT_KDTYPE_F32, LT_KDTYPE_BF16,
+                                              LT_COMPUTE_F32));
+    g_assert_true (lt_vulkan_coopmat_wanted (s, 512, 512, 512, LT_KDTYPE_BF16, LT_KDTYPE_BF16,
+                                             LT_COMPUTE_F32));
+    g_assert_true (lt_vulkan_coopmat_wanted (s, 3, 5, 7, LT_KDTYPE_F32, LT_KDTYPE_F16,
+                                             LT_COMPUTE_BF16));
+  }
+  linear_products (LT_KDTYPE_F32);
+  linear_products (LT_KDTYPE_BF16);
+  linear_products (LT_KDTYPE_F16);
+  gemm_general (1);
+  /* 12 × 12 tiles of 128 (the large tile), edges in M, N and K */
+  big_bf16_product (LT_NO_TRANS, LT_TRANS, 1500, 1450, 70, 1.0, 1.0, 60);
+  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 1450, 1500, 45, 1e-6, 1.0, 61);
+  big_bf16_product (LT_TRANS, LT_NO_TRANS, 1470, 1490, 97, 1e-6, 1e6, 62);
+  big_bf16_product (LT_TRANS, LT_TRANS, 1500, 1500, 33, 1.0, 1e-7, 63);
+  /* the same with the small tile */
+  big_bf16_product (LT_TRANS, LT_TRANS, 200, 130, 77, 1e5, 1e-6, 64);
+  lt_vulkan_coopmat_set_mode (vk, LT_VULKAN_COOPMAT_OFF);
+  {
+    g_autoptr (LtVulkanStream) s = stream ();
+    g_assert_false (lt_vulkan_coopmat_wanted (s, 512, 512, 512, LT_KDTYPE_F32, LT_KDTYPE_BF16,
+                                              LT_COMPUTE_BF16));
+  }
+  lt_vulkan_coopmat_set_mode (vk, saved);
 }
 
 static void
@@ -1154,6 +1263,7 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan/gemm/linear-f16", test_gemm_linear_f16);
   g_test_add_func ("/vulkan/gemm/general", test_gemm_general);
   g_test_add_func ("/vulkan/gemm/errors", test_gemm_errors);
+  g_test_add_func ("/vulkan/gemm/coopmat", test_gemm_coopmat);
   g_test_add_func ("/vulkan/rmsnorm", test_rmsnorm);
   g_test_add_func ("/vulkan/rope", test_rope);
   g_test_add_func ("/vulkan/swiglu", test_swiglu);

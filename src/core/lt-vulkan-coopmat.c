@@ -1,0 +1,520 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-vulkan-coopmat: feature detection at device creation and the GEMM on the tensor cores
+ * (the design is in lt-vulkan-coopmat.h; the kernel is shaders/gemm-coopmat.comp). */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lt-compute.h"
+#include "lt-error.h"
+#include "lt-vulkan-private.h"
+
+#ifdef LT_HAVE_VULKAN
+#define VK_NO_PROTOTYPES
+#include <vulkan/vulkan.h>
+#endif
+
+#include "lt-vulkan-coopmat.h"
+
+/* The large tile's side and the workgroups it must give to be chosen (an H100 has 132 SMs;
+ * fewer workgroups than that leave SMs idle, and the 64 × 64 tile gives 4× as many). */
+#define BIG_TILE 128
+#define SMALL_TILE 64
+#define BIG_MIN_GROUPS 128
+/* gemm-coopmat.comp's shared memory at the large tile: two f16 slices of 128 × 40 and eight
+ * 16 × 16 f32 scratch tiles, plus a few words */
+#define SHARED_BYTES_NEEDED (2 * 128 * 40 * 2 + 8 * 256 * 4 + 64)
+
+#ifdef LT_HAVE_VULKAN
+
+static gboolean self_check (LtVulkan *vk, LtVulkanCoopmat *cm);
+
+static void
+set_why (LtVulkanCoopmat *cm, const char *why)
+{
+  g_strlcpy (cm->why, why, sizeof cm->why);
+}
+
+static gboolean
+listed (const VkExtensionProperties *ext, guint32 n, const char *name)
+{
+  for (guint32 i = 0; i < n; i++)
+    if (strcmp (ext[i].extensionName, name) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* Whether @phys has everything gemm-coopmat.comp needs; fills @cm's shape and subgroup size,
+ * or its why. */
+static gboolean
+device_fits (LtVulkanCoopmat *cm, PFN_vkGetInstanceProcAddr gipa, VkInstance instance,
+             VkPhysicalDevice phys)
+{
+  PFN_vkEnumerateDeviceExtensionProperties enum_ext
+    = (PFN_vkEnumerateDeviceExtensionProperties) gipa (instance,
+                                                       "vkEnumerateDeviceExtensionProperties");
+  PFN_vkGetPhysicalDeviceFeatures2 features2
+    = (PFN_vkGetPhysicalDeviceFeatures2) gipa (instance, "vkGetPhysicalDeviceFeatures2");
+  PFN_vkGetPhysicalDeviceProperties2 properties2
+    = (PFN_vkGetPhysicalDeviceProperties2) gipa (instance, "vkGetPhysicalDeviceProperties2");
+  PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV coop_props
+    = (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV) gipa (
+      instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
+  guint32 n_ext = 0, n_props = 0;
+
+  if (enum_ext == NULL || features2 == NULL || properties2 == NULL)
+    {
+      set_why (cm, "the loader lacks the Vulkan 1.1 property queries");
+      return FALSE;
+    }
+  enum_ext (phys, NULL, &n_ext, NULL);
+  g_autofree VkExtensionProperties *ext = g_new0 (VkExtensionProperties, MAX (n_ext, 1));
+  enum_ext (phys, NULL, &n_ext, ext);
+  if (!listed (ext, n_ext, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME))
+    {
+      set_why (cm, "the device does not offer VK_NV_cooperative_matrix");
+      return FALSE;
+    }
+  if (!listed (ext, n_ext, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME)
+      || !listed (ext, n_ext, VK_KHR_VULKAN_MEMORY_MODEL_EXTENSION_NAME))
+    {
+      set_why (cm, "the device lacks VK_KHR_shader_float16_int8 or VK_KHR_vulkan_memory_model");
+      return FALSE;
+    }
+  if (coop_props == NULL)
+    {
+      set_why (cm, "the loader lacks vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
+      return FALSE;
+    }
+
+  VkPhysicalDeviceVulkanMemoryModelFeaturesKHR vmm = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES_KHR,
+  };
+  VkPhysicalDeviceShaderFloat16Int8FeaturesKHR f16 = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES_KHR,
+    .pNext = &vmm,
+  };
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV coop = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV,
+    .pNext = &f16,
+  };
+  VkPhysicalDeviceFeatures2 f2 = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+    .pNext = &coop,
+  };
+  features2 (phys, &f2);
+  if (!coop.cooperativeMatrix || !f16.shaderFloat16 || !vmm.vulkanMemoryModel)
+    {
+      set_why (cm, "the device lacks the cooperativeMatrix, shaderFloat16 or vulkanMemoryModel "
+                   "feature");
+      return FALSE;
+    }
+
+  VkPhysicalDeviceCooperativeMatrixPropertiesNV cprops = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV,
+  };
+  VkPhysicalDeviceSubgroupProperties sub = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES,
+    .pNext = &cprops,
+  };
+  VkPhysicalDeviceProperties2 p2 = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+    .pNext = &sub,
+  };
+  const VkSubgroupFeatureFlags ops = VK_SUBGROUP_FEATURE_BASIC_BIT
+                                     | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+  properties2 (phys, &p2);
+  cm->subgroup_size = sub.subgroupSize;
+  if (sub.subgroupSize != 32 || !(sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT)
+      || (sub.supportedOperations & ops) != ops
+      || !(cprops.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT))
+    {
+      snprintf (cm->why, sizeof cm->why, "the kernels need compute subgroups of 32 with "
+                "arithmetic operations and cooperative matrices (subgroup size %u)",
+                sub.subgroupSize);
+      return FALSE;
+    }
+  if (p2.properties.limits.maxComputeSharedMemorySize < SHARED_BYTES_NEEDED)
+    {
+      set_why (cm, "the device's shared memory is too small for the cooperative-matrix tiles");
+      return FALSE;
+    }
+
+  coop_props (phys, &n_props, NULL);
+  g_autofree VkCooperativeMatrixPropertiesNV *props
+    = g_new0 (VkCooperativeMatrixPropertiesNV, MAX (n_props, 1));
+  for (guint32 i = 0; i < n_props; i++)
+    props[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+  coop_props (phys, &n_props, props);
+  /* 16 × 16 × 16 first (fewer fragments per subgroup), else 16 × 8 × 16 */
+  for (guint want_n = 16; want_n >= 8; want_n -= 8)
+    for (guint32 i = 0; i < n_props; i++)
+      {
+        const VkCooperativeMatrixPropertiesNV *q = &props[i];
+        if (q->MSize == 16 && q->NSize == want_n && q->KSize == 16
+            && q->AType == VK_COMPONENT_TYPE_FLOAT16_NV
+            && q->BType == VK_COMPONENT_TYPE_FLOAT16_NV
+            && q->CType == VK_COMPONENT_TYPE_FLOAT32_NV
+            && q->DType == VK_COMPONENT_TYPE_FLOAT32_NV && q->scope == VK_SCOPE_SUBGROUP_NV)
+          {
+            cm->m = 16;
+            cm->n = want_n;
+            cm->k = 16;
+            return TRUE;
+          }
+      }
+  snprintf (cm->why, sizeof cm->why, "none of the device's %u cooperative-matrix shapes is "
+            "f16 x f16 -> f32 16x16x16 or 16x8x16 at subgroup scope", n_props);
+  return FALSE;
+}
+
+VkResult
+lt_vulkan_coopmat_create_device (LtVulkan *vk, PFN_vkGetInstanceProcAddr gipa,
+                                 VkInstance instance, VkPhysicalDevice phys,
+                                 const VkDeviceCreateInfo *dci, VkDevice *device)
+{
+  PFN_vkCreateDevice create = (PFN_vkCreateDevice) gipa (instance, "vkCreateDevice");
+  const char *env = g_getenv ("LATHE_VULKAN_COOPMAT");
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (vk, NULL);
+  VkDeviceCreateInfo ci = *dci;
+  VkResult r;
+
+  memset (cm, 0, sizeof *cm);
+  cm->vk = vk;
+  if (create == NULL)
+    return VK_ERROR_INITIALIZATION_FAILED;
+  if (env != NULL && g_str_has_prefix (env, "emulate"))
+    {
+      /* the plain-GLSL kernel: no extension, nothing to enable */
+      cm->offered = cm->available = cm->emulated = TRUE;
+      cm->m = cm->k = 16;
+      cm->n = strcmp (env, "emulate8") == 0 ? 8 : 16;
+      cm->subgroup_size = 32;
+      cm->mode = LT_VULKAN_COOPMAT_AUTO;
+      return create (phys, dci, NULL, device);
+    }
+  if (!device_fits (cm, gipa, instance, phys))
+    return create (phys, dci, NULL, device);
+
+  VkPhysicalDeviceVulkanMemoryModelFeaturesKHR vmm = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES_KHR,
+    .pNext = (void *) dci->pNext,
+    .vulkanMemoryModel = VK_TRUE,
+  };
+  VkPhysicalDeviceShaderFloat16Int8FeaturesKHR f16 = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES_KHR,
+    .pNext = &vmm,
+    .shaderFloat16 = VK_TRUE,
+  };
+  VkPhysicalDeviceCooperativeMatrixFeaturesNV coop = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV,
+    .pNext = &f16,
+    .cooperativeMatrix = VK_TRUE,
+  };
+  g_autofree const char **ext = g_new0 (const char *, dci->enabledExtensionCount + 3);
+  for (guint32 i = 0; i < dci->enabledExtensionCount; i++)
+    ext[i] = dci->ppEnabledExtensionNames[i];
+  ext[dci->enabledExtensionCount] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+  ext[dci->enabledExtensionCount + 1] = VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME;
+  ext[dci->enabledExtensionCount + 2] = VK_KHR_VULKAN_MEMORY_MODEL_EXTENSION_NAME;
+  ci.ppEnabledExtensionNames = ext;
+  ci.enabledExtensionCount = dci->enabledExtensionCount + 3;
+  ci.pNext = &coop;
+  if ((r = create (phys, &ci, NULL, device)) == VK_SUCCESS)
+    {
+      cm->offered = cm->available = TRUE;
+      cm->mode = env != NULL && strcmp (env, "0") == 0 ? LT_VULKAN_COOPMAT_OFF
+                                                        : LT_VULKAN_COOPMAT_AUTO;
+      return r;
+    }
+  snprintf (cm->why, sizeof cm->why, "vkCreateDevice failed (VkResult %d) with the "
+            "cooperative-matrix extensions; created without them", (int) r);
+  return create (phys, dci, NULL, device);
+}
+
+gboolean
+lt_vulkan_coopmat_available (LtVulkan *vk, const char **why)
+{
+  LtVulkanCoopmat *cm;
+
+  g_return_val_if_fail (vk != NULL, FALSE);
+  cm = lt_vulkan_get_coopmat (vk, NULL);
+  self_check (vk, cm);
+  if (why != NULL)
+    *why = cm->available ? "" : cm->why;
+  return cm->available;
+}
+
+gboolean
+lt_vulkan_coopmat_offered (LtVulkan *vk)
+{
+  return lt_vulkan_get_coopmat (vk, NULL)->offered;
+}
+
+void
+lt_vulkan_coopmat_shape (LtVulkan *vk, guint *m, guint *n, guint *k)
+{
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (vk, NULL);
+  *m = cm->available ? cm->m : 0;
+  *n = cm->available ? cm->n : 0;
+  *k = cm->available ? cm->k : 0;
+}
+
+LtVulkanCoopmatMode
+lt_vulkan_coopmat_get_mode (LtVulkan *vk)
+{
+  return lt_vulkan_get_coopmat (vk, NULL)->mode;
+}
+
+void
+lt_vulkan_coopmat_set_mode (LtVulkan *vk, LtVulkanCoopmatMode mode)
+{
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (vk, NULL);
+  cm->mode = cm->available ? mode : LT_VULKAN_COOPMAT_OFF;
+}
+
+gboolean
+lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dtype,
+                          LtKDType b_dtype, LtComputeDType precision)
+{
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
+
+  if (!cm->available
+      || (precision != LT_COMPUTE_BF16
+          && !(a_dtype == LT_KDTYPE_BF16 && b_dtype == LT_KDTYPE_BF16)))
+    return FALSE;
+  switch (cm->mode)
+    {
+    case LT_VULKAN_COOPMAT_ALWAYS:
+      return self_check (cm->vk, cm);
+    case LT_VULKAN_COOPMAT_AUTO:
+      return M >= 64 && N >= 64 && K >= 32 && self_check (cm->vk, cm);
+    case LT_VULKAN_COOPMAT_OFF:
+    default:
+      return FALSE;
+    }
+}
+
+static guint32
+dtype_code (LtKDType t)
+{
+  return t == LT_KDTYPE_F32 ? 0 : t == LT_KDTYPE_BF16 ? 1 : 2;
+}
+
+/* Records the product with the large (@big) or the small tile. */
+static gboolean
+record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans tb, int M,
+        int N, int K, float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
+        const LtVulkanMatrix *C, LtComputeDType precision, GError **error)
+{
+  struct
+  {
+    guint32 M, N, K, lda, ldb, ldc, a_off, b_off, c_off, ta, tb, a_type, b_type, round_a,
+      round_b;
+    float alpha, beta;
+  } pc;
+  LtVulkanKernel kernel;
+  guint tile = big ? BIG_TILE : SMALL_TILE;
+
+  if (cm->n == 16)
+    kernel = big ? LT_VK_GEMM_COOPMAT_128_N16 : LT_VK_GEMM_COOPMAT_64_N16;
+  else
+    kernel = big ? LT_VK_GEMM_COOPMAT_128_N8 : LT_VK_GEMM_COOPMAT_64_N8;
+  if (cm->emulated) /* the same order, four kernels on */
+    kernel += LT_VK_GEMM_COOPMAT_EMU_128_N16 - LT_VK_GEMM_COOPMAT_128_N16;
+  pc = (typeof (pc)) {
+    .M = (guint32) M, .N = (guint32) N, .K = (guint32) MAX (K, 0),
+    .lda = (guint32) A->ld, .ldb = (guint32) B->ld, .ldc = (guint32) C->ld,
+    .a_off = (guint32) A->offset, .b_off = (guint32) B->offset, .c_off = (guint32) C->offset,
+    .ta = ta == LT_TRANS, .tb = tb == LT_TRANS,
+    .a_type = dtype_code (A->dtype), .b_type = dtype_code (B->dtype),
+    .round_a = precision == LT_COMPUTE_BF16 && A->dtype != LT_KDTYPE_BF16,
+    .round_b = precision == LT_COMPUTE_BF16 && B->dtype != LT_KDTYPE_BF16,
+    .alpha = alpha, .beta = beta,
+  };
+  LtVulkanBuffer *bufs[] = { A->buf, B->buf, C->buf };
+  return lt_vulkan_stream_dispatch (s, kernel, bufs, 3, &pc, sizeof pc,
+                                    ((guint) N + tile - 1) / tile, ((guint) M + tile - 1) / tile,
+                                    1, error);
+}
+
+gboolean
+lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K,
+                        float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B,
+                        float beta, const LtVulkanMatrix *C, LtComputeDType precision,
+                        GError **error)
+{
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
+  gboolean big;
+
+  if (!cm->available)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan gemm: no cooperative matrices: %s", cm->why);
+  if (M <= 0 || N <= 0)
+    return TRUE;
+  big = (gsize) ((M + BIG_TILE - 1) / BIG_TILE) * (gsize) ((N + BIG_TILE - 1) / BIG_TILE)
+        >= BIG_MIN_GROUPS;
+  return record (s, cm, big, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
+}
+
+/* ---- the self-check (lt-vulkan-coopmat.h) ---- */
+
+#define CHECK_M 125
+#define CHECK_N 120
+#define CHECK_K 100
+
+/* C's initial values in the self-check: about A·B's size, so that beta's term is checked */
+static float
+check_c (int idx)
+{
+  return (float) ((idx * 7 % 13) - 6) * 1.5e-5f;
+}
+
+/* One product of the self-check on @vk: FALSE + @why (of @why_size) on a failure. */
+static gboolean
+check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans tb,
+           const float *A, const float *B, char *why, gsize why_size)
+{
+  const int M = CHECK_M, N = CHECK_N, K = CHECK_K;
+  const int lda = ta == LT_NO_TRANS ? K : M, ldb = tb == LT_NO_TRANS ? N : K;
+  const float alpha = 0.5f, beta = -2.0f;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtVulkanStream) s = NULL;
+  g_autoptr (LtVulkanBuffer) ba = NULL, bb = NULL, bc = NULL;
+  g_autofree float *C = g_new (float, M * N);
+  double worst = 0.0;
+  int wi = 0, wj = 0;
+
+  for (int i = 0; i < M * N; i++)
+    C[i] = check_c (i);
+  if ((s = lt_vulkan_stream_new (vk, &error)) == NULL
+      || (ba = lt_vulkan_buffer_new (vk, sizeof (float) * M * K, &error)) == NULL
+      || (bb = lt_vulkan_buffer_new (vk, sizeof (float) * K * N, &error)) == NULL
+      || (bc = lt_vulkan_buffer_new (vk, sizeof (float) * M * N, &error)) == NULL
+      || !lt_vulkan_buffer_upload (ba, 0, A, sizeof (float) * M * K, &error)
+      || !lt_vulkan_buffer_upload (bb, 0, B, sizeof (float) * K * N, &error)
+      || !lt_vulkan_buffer_upload (bc, 0, C, sizeof (float) * M * N, &error))
+    goto failed;
+  LtVulkanMatrix ma = { ba, 0, lda, LT_KDTYPE_F32 }, mb = { bb, 0, ldb, LT_KDTYPE_F32 };
+  LtVulkanMatrix mc = { bc, 0, N, LT_KDTYPE_F32 };
+  if (!record (s, cm, big, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc, LT_COMPUTE_BF16, &error)
+      || !lt_vulkan_stream_submit (s, &error) || !lt_vulkan_stream_wait (s, &error)
+      || !lt_vulkan_buffer_download (bc, 0, C, sizeof (float) * M * N, &error))
+    goto failed;
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++)
+      {
+        double ref = 0.0, S = 0.0, c0 = check_c (i * N + j), err;
+        for (int k = 0; k < K; k++)
+          {
+            double a = lt_compute_round_bf16 (ta == LT_NO_TRANS ? A[i * lda + k] : A[k * lda + i]);
+            double b = lt_compute_round_bf16 (tb == LT_NO_TRANS ? B[k * ldb + j] : B[j * ldb + k]);
+            ref += a * b;
+            S += fabs (a * b);
+          }
+        ref = alpha * ref + beta * c0;
+        err = fabs (C[i * N + j] - ref) / (fabs (alpha) * S + 1e-30);
+        if (!(err <= worst)) /* NaN too */
+          {
+            worst = isnan (err) ? INFINITY : err;
+            wi = i;
+            wj = j;
+          }
+      }
+  if (worst <= 1e-4)
+    return TRUE;
+  snprintf (why, why_size, "its self-check failed: %s tile, %s%s, relative error %.3g at (%d, %d)",
+            big ? "128x128" : "64x64", ta == LT_TRANS ? "T" : "N", tb == LT_TRANS ? "T" : "N",
+            worst, wi, wj);
+  return FALSE;
+
+failed:
+  snprintf (why, why_size, "its self-check failed (%s tile): %s", big ? "128x128" : "64x64",
+            error != NULL ? error->message : "unknown error");
+  return FALSE;
+}
+
+/* Runs the self-check once per device; FALSE (and @cm unavailable) when it fails. */
+static gboolean
+self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
+{
+  g_autofree float *A = NULL, *B = NULL;
+  char why[sizeof cm->why];
+  guint32 x = 12345;
+
+  if (cm->checked || !cm->available)
+    return cm->available;
+  cm->checked = TRUE;
+  A = g_new (float, CHECK_M * CHECK_K);
+  B = g_new (float, CHECK_K * CHECK_N);
+  for (int i = 0; i < CHECK_M * CHECK_K; i++) /* A ~1e-5 (gradient-sized), B ~1 */
+    A[i] = (float) (((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0 - 0.5) * 2e-5f;
+  for (int i = 0; i < CHECK_K * CHECK_N; i++)
+    B[i] = (float) (((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0 - 0.5) * 2.0f;
+  for (int big = 0; big < 2; big++)
+    for (int t = 0; t < 4; t++)
+      if (!check_one (vk, cm, big, (t & 1) ? LT_TRANS : LT_NO_TRANS,
+                      (t & 2) ? LT_TRANS : LT_NO_TRANS, A, B, why, sizeof why))
+        {
+          g_strlcpy (cm->why, why, sizeof cm->why);
+          cm->available = FALSE;
+          cm->mode = LT_VULKAN_COOPMAT_OFF;
+          return FALSE;
+        }
+  return TRUE;
+}
+
+#else /* !LT_HAVE_VULKAN */
+
+gboolean
+lt_vulkan_coopmat_available (LtVulkan *vk, const char **why)
+{
+  if (why != NULL)
+    *why = "Lathe was built without the Vulkan backend";
+  return FALSE;
+}
+
+gboolean
+lt_vulkan_coopmat_offered (LtVulkan *vk)
+{
+  return FALSE;
+}
+
+void
+lt_vulkan_coopmat_shape (LtVulkan *vk, guint *m, guint *n, guint *k)
+{
+  *m = *n = *k = 0;
+}
+
+LtVulkanCoopmatMode
+lt_vulkan_coopmat_get_mode (LtVulkan *vk)
+{
+  return LT_VULKAN_COOPMAT_OFF;
+}
+
+void
+lt_vulkan_coopmat_set_mode (LtVulkan *vk, LtVulkanCoopmatMode mode)
+{
+}
+
+gboolean
+lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dtype,
+                          LtKDType b_dtype, LtComputeDType precision)
+{
+  return FALSE;
+}
+
+gboolean
+lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K,
+                        float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B,
+                        float beta, const LtVulkanMatrix *C, LtComputeDType precision,
+                        GError **error)
+{
+  g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+               "Lathe was built without the Vulkan backend (needs libvulkan-dev and glslc)");
+  return FALSE;
+}
+
+#endif /* LT_HAVE_VULKAN */

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* lt-vulkan-coopmat: the GEMM on the tensor cores (issue 17 item 2: "GEMMs use cooperative-
+ * matrix instructions where the device has them, with a portable fallback").
+ *
+ * ---- What it uses ----
+ * VK_NV_cooperative_matrix (NVIDIA's drivers expose it beside VK_KHR_cooperative_matrix;
+ * Debian 12's glslc compiles only the NV form, GL_NV_cooperative_matrix): f16 × f16 → f32
+ * products of 16 × N × 16 (N 16 where the device lists that shape, else 8) at
+ * subgroup scope, subgroups of 32. When lt_vulkan_new opens a device that lists the extension,
+ * such a shape, shaderFloat16 (VK_KHR_shader_float16_int8) and the Vulkan memory model
+ * (VK_KHR_vulkan_memory_model: the SPIR-V of GL_NV_cooperative_matrix declares it), those
+ * extensions and features are enabled; elsewhere (lavapipe, AMD, Intel today) nothing changes
+ * and every GEMM takes the portable gemm.comp.
+ *
+ * ---- When lt_vulkan_gemm takes it ----
+ * Only with the bf16 precision (LT_COMPUTE_BF16, or both operands stored bf16): operands are
+ * then bf16 values, and a bf16 value converts to f16 exactly (8 significant bits into 11) as
+ * long as it is in f16's normal range; gemm-coopmat.comp scales each 32-deep K slice of A
+ * and of B by a power of two chosen from the slice's largest magnitude to keep it there (see
+ * the shader), and accumulates in f32. So the result is the portable bf16-precision result up
+ * to the order of the f32 sums — no loss of range, and no change of precision the caller asked
+ * for. The f32
+ * precision (LT_COMPUTE_F32: the LoRA adapters' small products, and tests that need f32
+ * accuracy) always takes the portable kernel: f16 keeps 11 of f32's 24 bits.
+ * Limit of the scaling: it is per slice of a whole workgroup tile (up to 128 rows), so a row of
+ * A (or column of B) whose values are all below 2^-28 of the largest in its tile's slice keeps
+ * fewer bits (f16 subnormals) — rows that differ that much contribute nothing beside the
+ * others in a training step; Inf and NaN pass through as they are.
+ * And the shape: LT_VULKAN_COOPMAT_AUTO (the default) takes it when M, N ≥ 64 and K ≥ 32
+ * (smaller products are launch-bound either way). The environment variable
+ * LATHE_VULKAN_COOPMAT=0 (read when the device is opened) turns it off for the process, for
+ * A/B comparisons; lt_vulkan_coopmat_set_mode does the same per device (tests, bench).
+ * LATHE_VULKAN_COOPMAT=emulate (16 × 16 × 16 fragments) or emulate8 (16 × 8 × 16) runs the
+ * kernel built with -DEMULATE_COOPMAT instead, on any device and without the extension: the
+ * same staging, scaling, layouts and epilogue with the fragment operations done in plain
+ * GLSL, slowly — how lavapipe checks the kernel (the test test-vulkan-coopmat-emulated).
+ *
+ * ---- Tiles ----
+ * 128 × 128 per workgroup (8 subgroups of 64 × 32) where that gives at least 128 workgroups,
+ * else 64 × 64 (4 subgroups of 32 × 32): the SmolLM2 shapes (512 × 576) would leave most of a
+ * 132-SM H100 idle with the large tile. */
+#pragma once
+
+#include "lt-vulkan.h"
+
+G_BEGIN_DECLS
+
+typedef enum
+{
+  LT_VULKAN_COOPMAT_OFF,    /* never: every GEMM takes the portable kernel */
+  LT_VULKAN_COOPMAT_AUTO,   /* bf16-precision GEMMs of M, N >= 64, K >= 32 */
+  LT_VULKAN_COOPMAT_ALWAYS, /* every bf16-precision GEMM, whatever its shape (tests) */
+} LtVulkanCoopmatMode;
+
+/* What lt_vulkan_new found and enabled (a field of LtVulkan; zero where nothing was). */
+typedef struct
+{
+  LtVulkan *vk;       /* whose record this is */
+  gboolean offered;   /* extension, features and a shape found and enabled, or emulated */
+  gboolean available; /* offered and the self-check passed (or has not run yet) */
+  gboolean emulated;  /* LATHE_VULKAN_COOPMAT=emulate / emulate8 */
+  LtVulkanCoopmatMode mode;
+  guint m, n, k;        /* the fragment shape the kernels use: 16 × 16 × 16 or 16 × 8 × 16 */
+  guint subgroup_size;
+  gboolean checked;     /* the self-check ran (first lt_vulkan_coopmat_available / _wanted) */
+  char why[200];        /* why not available (English), for tests and the bench */
+} LtVulkanCoopmat;
+
+/* TRUE when @vk's GEMMs can use the tensor cores; else FALSE and *@why (may be NULL) says why
+ * not ("the device does not offer VK_NV_cooperative_matrix", …).
+ * Self-check: the first time this or lt_vulkan_coopmat_wanted asks, both tiles run four small
+ * products (125 × 120 × 100, the four transpositions, edges in every dimension) on a stream of
+ * their own against a CPU reference; a kernel that fails to build or to agree (error above
+ * 1e-4 of Σ|a·b|, where the f32 sums of K = 100 products err by ~1e-6) turns the tensor cores
+ * off for the device, with the reason in *@why, so a driver that rejects or miscompiles the
+ * shader costs speed, never a wrong result. */
+gboolean lt_vulkan_coopmat_available (LtVulkan *vk, const char **why);
+/* TRUE where the device offers what the kernel needs (or it is emulated), whether or not its
+ * self-check then passed: a device that offers it and is not available has failed it. */
+gboolean lt_vulkan_coopmat_offered (LtVulkan *vk);
+/* The fragment shape in use (16, 16, 16 or 16, 8, 16); zeros where there is none. */
+void lt_vulkan_coopmat_shape (LtVulkan *vk, guint *m, guint *n, guint *k);
+LtVulkanCoopmatMode lt_vulkan_coopmat_get_mode (LtVulkan *vk);
+/* Ignored (stays OFF) where the device has no cooperative matrices. */
+void lt_vulkan_coopmat_set_mode (LtVulkan *vk, LtVulkanCoopmatMode mode);
+
+/* lt_vulkan_gemm's branch: TRUE when this product goes to the cooperative-matrix kernel
+ * (device, mode, precision and shape as above; both operands stored bf16 count as the bf16
+ * precision whatever @precision says: their values are bf16 either way). */
+gboolean lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dtype,
+                                   LtKDType b_dtype, LtComputeDType precision);
+/* Records the product on the tensor cores: lt_vulkan_gemm's arguments, already checked by it
+ * (it calls this when lt_vulkan_coopmat_wanted says so). LT_ERROR_UNSUPPORTED where the
+ * device has no cooperative matrices. */
+gboolean lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K,
+                                 float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B,
+                                 float beta, const LtVulkanMatrix *C, LtComputeDType precision,
+                                 GError **error);
+
+/* ---- between lt-vulkan.c and this module ---- */
+
+/* lt-vulkan.c: the record of @vk, or (@vk NULL) of @s's device. */
+LtVulkanCoopmat *lt_vulkan_get_coopmat (LtVulkan *vk, LtVulkanStream *s);
+
+#ifdef VK_VERSION_1_0
+/* lt_vulkan_new's vkCreateDevice (@dci as it would pass it, with no extensions of these): fills
+ * @vk's record (its mode from LATHE_VULKAN_COOPMAT) and, where the device has what the kernels
+ * need, creates the device with the extensions and features they use added — or, should that
+ * fail, without them (the record then says so). Returns vkCreateDevice's result. */
+VkResult lt_vulkan_coopmat_create_device (LtVulkan *vk, PFN_vkGetInstanceProcAddr gipa,
+                                          VkInstance instance, VkPhysicalDevice phys,
+                                          const VkDeviceCreateInfo *dci, VkDevice *device);
+#endif
+
+G_END_DECLS
