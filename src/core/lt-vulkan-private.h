@@ -55,6 +55,14 @@ typedef enum
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 
+/* Each kernel's .spv name and storage-buffer count (lt-vulkan-kernel-table.c). */
+typedef struct
+{
+  const char *name;
+  guint n_bindings;
+} LtVulkanKernelInfo;
+extern const LtVulkanKernelInfo lt_vulkan_kernels[LT_VK_N_KERNELS];
+
 /* Records one dispatch of @kernel over (gx, gy, gz) workgroups with @bufs bound to bindings
  * 0… (as many as the kernel declares) and @push as its push constants (the shader's block,
  * @push_size bytes), followed by a compute→compute barrier. Creates the pipeline on first

@@ -114,55 +114,6 @@ static PFN_vkCreateInstance vkCreateInstance;
 LT_VK_FUNCS (LT_VK_DECLARE)
 #undef LT_VK_DECLARE
 
-/* .spv name and storage-buffer count of each LtVulkanKernel (the shader's bindings 0…). */
-static const struct
-{
-  const char *name;
-  guint n_bindings;
-} kernels[LT_VK_N_KERNELS] = {
-  [LT_VK_GEMM_F32] = { "gemm-f32", 3 },
-  [LT_VK_GEMM_F32_BF16] = { "gemm-f32-bf16", 3 },
-  [LT_VK_GEMM_BF16_BF16] = { "gemm-bf16-bf16", 3 },
-  [LT_VK_GEMM_F32_F16] = { "gemm-f32-f16", 3 },
-  [LT_VK_RMSNORM_FORWARD] = { "rmsnorm-forward", 3 },
-  [LT_VK_RMSNORM_BACKWARD] = { "rmsnorm-backward", 5 },
-  [LT_VK_RMSNORM_BACKWARD_DW] = { "rmsnorm-backward-dw", 4 },
-  [LT_VK_ROPE] = { "rope", 3 },
-  [LT_VK_SWIGLU_FORWARD] = { "swiglu-forward", 3 },
-  [LT_VK_SWIGLU_BACKWARD] = { "swiglu-backward", 5 },
-  [LT_VK_CE_FORWARD] = { "ce-forward", 6 },
-  [LT_VK_CE_BACKWARD] = { "ce-backward", 4 },
-  [LT_VK_ADAMW] = { "adamw", 4 },
-  [LT_VK_ATTENTION_FORWARD] = { "attention-forward", 5 },
-  [LT_VK_ATTENTION_FORWARD_F16KV] = { "attention-forward-f16kv", 5 },
-  [LT_VK_ATTENTION_BACKWARD_DQ] = { "attention-backward-dq", 8 },
-  [LT_VK_ATTENTION_BACKWARD_DKDV] = { "attention-backward-dkdv", 8 },
-  [LT_VK_ADD] = { "add", 3 },
-  [LT_VK_SUMSQ] = { "sumsq", 3 },
-  [LT_VK_CLIP] = { "clip", 2 },
-  [LT_VK_EMBEDDING_F32] = { "embedding-f32", 3 },
-  [LT_VK_EMBEDDING_BF16] = { "embedding-bf16", 3 },
-  [LT_VK_GEMM_Q] = { "gemm-q", 5 },
-  [LT_VK_EMBEDDING_Q] = { "embedding-q", 5 },
-  [LT_VK_QAT_WEIGHT_F32] = { "qat-weight-f32", 7 },
-  [LT_VK_QAT_WEIGHT_BF16] = { "qat-weight-bf16", 7 },
-  [LT_VK_QAT_WEIGHT_F16] = { "qat-weight-f16", 7 },
-  [LT_VK_DORA_NORM_F32] = { "dora-norm-f32", 6 },
-  [LT_VK_DORA_NORM_BF16] = { "dora-norm-bf16", 6 },
-  [LT_VK_DORA_NORM_F16] = { "dora-norm-f16", 6 },
-  [LT_VK_DORA_NORM_Q] = { "dora-norm-q", 6 },
-  [LT_VK_DORA_SCALE] = { "dora-scale", 5 },
-  [LT_VK_DORA_DM] = { "dora-dm", 4 },
-  [LT_VK_DROPOUT] = { "dropout", 2 },
-  [LT_VK_GEMM_COOPMAT_128_N16] = { "gemm-coopmat-128-n16", 3 },
-  [LT_VK_GEMM_COOPMAT_128_N8] = { "gemm-coopmat-128-n8", 3 },
-  [LT_VK_GEMM_COOPMAT_64_N16] = { "gemm-coopmat-64-n16", 3 },
-  [LT_VK_GEMM_COOPMAT_64_N8] = { "gemm-coopmat-64-n8", 3 },
-  [LT_VK_GEMM_COOPMAT_EMU_128_N16] = { "gemm-coopmat-emu-128-n16", 3 },
-  [LT_VK_GEMM_COOPMAT_EMU_128_N8] = { "gemm-coopmat-emu-128-n8", 3 },
-  [LT_VK_GEMM_COOPMAT_EMU_64_N16] = { "gemm-coopmat-emu-64-n16", 3 },
-  [LT_VK_GEMM_COOPMAT_EMU_64_N8] = { "gemm-coopmat-emu-64-n8", 3 },
-};
 
 typedef struct
 {
@@ -963,7 +914,7 @@ get_pipeline (LtVulkan *vk, LtVulkanKernel k, GError **error)
       g_mutex_unlock (&vk->lock);
       return p;
     }
-  path = g_strconcat (SHADER_PREFIX, kernels[k].name, ".spv", NULL);
+  path = g_strconcat (SHADER_PREFIX, lt_vulkan_kernels[k].name, ".spv", NULL);
   spv = g_resource_lookup_data (lt_vulkan_shaders_get_resource (), path,
                                 G_RESOURCE_LOOKUP_FLAGS_NONE, NULL);
   if (spv == NULL || g_bytes_get_size (spv) % 4 != 0)
@@ -986,7 +937,7 @@ get_pipeline (LtVulkan *vk, LtVulkanKernel k, GError **error)
       goto fail;
     }
   VkDescriptorSetLayoutBinding b[MAX_BINDINGS];
-  for (guint i = 0; i < kernels[k].n_bindings; i++)
+  for (guint i = 0; i < lt_vulkan_kernels[k].n_bindings; i++)
     b[i] = (VkDescriptorSetLayoutBinding) {
       .binding = i,
       .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
@@ -995,7 +946,7 @@ get_pipeline (LtVulkan *vk, LtVulkanKernel k, GError **error)
     };
   VkDescriptorSetLayoutCreateInfo dli = {
     .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-    .bindingCount = kernels[k].n_bindings,
+    .bindingCount = lt_vulkan_kernels[k].n_bindings,
     .pBindings = b,
   };
   if ((r = vkCreateDescriptorSetLayout (vk->device, &dli, NULL, &p->set_layout)) != VK_SUCCESS)
@@ -1205,20 +1156,20 @@ lt_vulkan_stream_dispatch (LtVulkanStream *s, LtVulkanKernel kernel,
   if (s->submitted)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
                                   "Vulkan: recording into a submitted stream (wait first)");
-  if (n_bufs != kernels[kernel].n_bindings || push_size > PUSH_BYTES)
+  if (n_bufs != lt_vulkan_kernels[kernel].n_bindings || push_size > PUSH_BYTES)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
                                   "Vulkan: %s takes %u buffers and %d push bytes at most",
-                                  kernels[kernel].name, kernels[kernel].n_bindings, PUSH_BYTES);
+                                  lt_vulkan_kernels[kernel].name, lt_vulkan_kernels[kernel].n_bindings, PUSH_BYTES);
   for (guint i = 0; i < n_bufs; i++)
     if (bufs[i] == NULL || bufs[i]->vk != vk)
       return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
                                     "Vulkan: %s: buffer %u is missing or of another device",
-                                    kernels[kernel].name, i);
+                                    lt_vulkan_kernels[kernel].name, i);
   if (gx > vk->limits.maxComputeWorkGroupCount[0] || gy > vk->limits.maxComputeWorkGroupCount[1]
       || gz > vk->limits.maxComputeWorkGroupCount[2])
     return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
                                   "Vulkan: %s: %u×%u×%u workgroups exceed the device's limit",
-                                  kernels[kernel].name, gx, gy, gz);
+                                  lt_vulkan_kernels[kernel].name, gx, gy, gz);
   if (gx == 0 || gy == 0 || gz == 0)
     return TRUE;
   if ((p = get_pipeline (vk, kernel, &local)) == NULL

@@ -36,7 +36,8 @@
  *                   build time and embedded as a GResource; each kernel binds storage buffers
  *                   (set 0, bindings 0…) and takes its sizes as push constants. Only core
  *                   Vulkan 1.1 compute features are used (the portable path, which lavapipe
- *                   runs); cooperative-matrix GEMMs are not written yet.
+ *                   runs); on a device with VK_NV_cooperative_matrix the bf16-precision
+ *                   GEMMs take the tensor cores (lt-vulkan-coopmat).
  *
  * ---- Relation to LtComputeBackend (src/core/kernels/lt-compute.h) ----
  * LtComputeBackend is the seam a GPU backend plugs into: tensors in its memory
