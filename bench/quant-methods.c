@@ -330,6 +330,8 @@ smollm (int n, int seq, const char *method)
   o.method = g_strcmp0 (method, "awq") == 0 ? LT_CALIB_METHOD_AWQ : LT_CALIB_METHOD_GPTQ;
   o.bits = 4;
   o.group_size = 64;
+  if (g_getenv ("BENCH_ASYM"))
+    o.asym = atoi (g_getenv ("BENCH_ASYM")) != 0;
   guint64 load_peak = 0, calib_peak = 0;
   lt_memory_get_process (NULL, &load_peak);
   /* the calibration's own peak: the load's finite check touched every stored page; give
@@ -366,6 +368,8 @@ smollm (int n, int seq, const char *method)
   printf ("SmolLM2-135M shape (random bf16, %s stored), %s 4-bit g64, calibration %d × %d "
           "tokens, %d threads\n\n", stored, lt_calib_method_name (o.method), n, seq,
           lt_get_threads ());
+  if (o.method == LT_CALIB_METHOD_GPTQ)
+    printf ("asym %s\n\n", o.asym ? "on" : "off");
   printf ("%-8s %7s %11s %8s %14s %15s %10s %8s\n", "method", "load s", "quantize s", "goal",
           "peak RSS calib", "peak RSS (+load)", "limit", "goal");
   printf ("%-8s %7.1f %11.1f %8s %14s %15s %10s %8s\n", lt_calib_method_name (o.method), t_load,

@@ -555,6 +555,7 @@ gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, const LtCalibStats *s
   LtLayerWeights *lw = &P->m->w.layers[l];
   const LtCalibModelOptions *o = P->o;
   LtGptqOptions go;
+  g_autofree float *map = NULL; /* asym: the stage's lt_calib_asym_map */
 
   lt_gptq_options_init (&go);
   go.mode = o->mode;
@@ -583,12 +584,14 @@ gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, const LtCalibStats *s
         return FALSE;
       if (g != NULL)
         {
-          target = g_memdup2 (w, (gsize) (rows * cols) * sizeof (float));
-          if (!lt_calib_asym_target (st, g, o->asym_damp, target, rows, error))
+          g_autofree float *scratch = g_new (float, (gsize) (rows * cols));
+          if (map == NULL && (map = lt_calib_asym_map (st, g, o->asym_damp, error)) == NULL)
             {
               g_prefix_error (error, "%s: ", lin->name);
               return FALSE;
             }
+          target = g_memdup2 (w, (gsize) (rows * cols) * sizeof (float));
+          lt_calib_asym_apply (map, cols, target, rows, scratch);
         }
       q = lt_gptq_quantize (target ? target : w, rows, cols, st, &go, NULL, NULL, NULL,
                             P->cancellable, error);
@@ -834,6 +837,10 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
           lt_add (rows, rows, P->tmp, (gsize) n * P->C);
         }
     }
+  /* the float stream read the block's stored weights again: their pages go back */
+  for (int j = 0; asym && P->m->files != NULL && j < LT_BLOCK_LINEARS; j++)
+    if (P->orig[j] != NULL)
+      lt_calib_release_pages (P->orig[j]->data, P->orig[j]->nbytes);
   return TRUE;
 }
 
@@ -1251,6 +1258,8 @@ gptq_asym_start (Pass *P, LtCalibModelReport *rep, GError **error)
       for (int l = 0; l < P->L; l++)
         if (!lt_calib_pass_capture (P, l, NULL, TRUE, error))
           return FALSE;
+      /* the float pass read every stored weight: their pages go back */
+      lt_calib_model_release_stored (m);
       if (!gptq_head (P, rep, error))
         return FALSE;
     }

@@ -827,31 +827,29 @@ lt_calib_cross_add (float *g, int64_t in, const float *x_float, const float *x_q
   par_gemm (CblasTrans, CblasNoTrans, in, in, n, 1.0f, x_float, in, x_quant, in, 1.0f, g, in);
 }
 
-gboolean
-lt_calib_asym_target (const LtCalibStats *stats, const float *g, double damp, float *w,
-                      int64_t rows, GError **error)
+float *
+lt_calib_asym_map (const LtCalibStats *stats, const float *g, double damp, GError **error)
 {
   const int64_t n = stats->in;
   g_autofree float *a = g_try_malloc_n ((gsize) (n * n), sizeof (float));
   g_autofree float *m = g_try_malloc_n ((gsize) (n * n), sizeof (float));
-  g_autofree float *out = g_try_malloc_n ((gsize) MAX (rows * n, 1), sizeof (float));
   double diag = 0.0, scale, lambda;
   int64_t bad;
 
-  if (a == NULL || m == NULL || out == NULL)
+  if (a == NULL || m == NULL)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "asymmetric target: out of memory");
-      return FALSE;
+      return NULL;
     }
   if (stats->n < 1)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "asymmetric target: no rows");
-      return FALSE;
+      return NULL;
     }
   if (!all_finite (g, n * n))
     {
       g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC, "asymmetric target: non-finite inputs");
-      return FALSE;
+      return NULL;
     }
   /* A = H + λI (H = 2/N X̃ᵀX̃, dead columns 1 as GPTQ), M = Gᵀ + λI (G scaled as H,
    * 2/N Σ xᵀx̃): the ridge towards W, Ŵ* = W (G + λI) (H + λI)⁻¹ */
@@ -881,20 +879,39 @@ lt_calib_asym_target (const LtCalibStats *stats, const float *g, double damp, fl
       g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
                    "asymmetric target: the damped Hessian is not positive definite (column %"
                    G_GINT64_FORMAT "); raise the damping", bad);
-      return FALSE;
+      return NULL;
     }
-  /* M := A⁻¹ M = L⁻ᵀ L⁻¹ M (A = L Lᵀ), then Ŵ* = W Mᵀ */
+  /* M := A⁻¹ M = L⁻ᵀ L⁻¹ M (A = L Lᵀ); then Ŵ* = W Mᵀ */
   cblas_strsm (CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, (int) n,
                (int) n, 1.0f, a, (int) n, m, (int) n);
   cblas_strsm (CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, (int) n,
                (int) n, 1.0f, a, (int) n, m, (int) n);
-  par_gemm (CblasNoTrans, CblasTrans, rows, n, n, 1.0f, w, n, m, n, 0.0f, out, n);
-  if (!all_finite (out, rows * n))
+  if (!all_finite (m, n * n))
     {
       g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC, "asymmetric target: non-finite result");
-      return FALSE;
+      return NULL;
     }
-  memcpy (w, out, (gsize) (rows * n) * sizeof (float));
+  return g_steal_pointer (&m);
+}
+
+void
+lt_calib_asym_apply (const float *map, int64_t in, float *w, int64_t rows, float *scratch)
+{
+  par_gemm (CblasNoTrans, CblasTrans, rows, in, in, 1.0f, w, in, map, in, 0.0f, scratch, in);
+  memcpy (w, scratch, (gsize) (rows * in) * sizeof (float));
+}
+
+gboolean
+lt_calib_asym_target (const LtCalibStats *stats, const float *g, double damp, float *w,
+                      int64_t rows, GError **error)
+{
+  g_autofree float *m = lt_calib_asym_map (stats, g, damp, error);
+  g_autofree float *out = NULL;
+
+  if (m == NULL)
+    return FALSE;
+  out = g_new (float, (gsize) MAX (rows * stats->in, 1));
+  lt_calib_asym_apply (m, stats->in, w, rows, out);
   return TRUE;
 }
 

@@ -194,6 +194,12 @@ void lt_calib_cross_add (float *g, int64_t in, const float *x_float, const float
                          int64_t n);
 gboolean lt_calib_asym_target (const LtCalibStats *stats, const float *g, double damp,
                                float *w, int64_t rows, GError **error);
+/* lt_calib_asym_target in two steps, for the linears that share one input: the map M (in, in)
+ * (newly allocated; NULL + error as above), then Ŵ* = W Mᵀ for each (@scratch: rows · in
+ * floats). */
+float *lt_calib_asym_map (const LtCalibStats *stats, const float *g, double damp,
+                          GError **error);
+void lt_calib_asym_apply (const float *map, int64_t in, float *w, int64_t rows, float *scratch);
 /* The error asym minimises, per element of the layer output: ‖X Wᵀ − X̃ Ŵᵀ‖² / (N · rows),
  * from @stats (X̃), @stats_f (X, the same N rows) and @g (raw Σ xᵀx̃); w, w_hat (rows, in). */
 double lt_calib_asym_output_mse (const LtCalibStats *stats, const LtCalibStats *stats_f,
