@@ -7,6 +7,10 @@
  * --method NAME: only the float, rtn and NAME rows. --threads N: lt_set_threads (N) in each
  * row (default 0: every core; 1 on a shared machine, where spinning OpenMP threads lose).
  * BENCH_DWQ_VERBOSE=1 prints each DWQ row's validation KL and best step on stderr.
+ * BENCH_ASYM=0|1 and BENCH_ASYM_DAMP=X set LtCalibModelOptions.asym / asym_damp in the
+ * GPTQ rows but the (paper) one; BENCH_SELF=N adds N sequences of up to 128
+ * tokens that the float model writes (a seed unlike the sampled column's) to the calibration
+ * set (more calibration data without touching the held-out text).
  * Model: DIR, else $LATHE_SHARED_DIR/models/tinystories-656k, else
  * ../shared/models/tinystories-656k; the bench prints a line and exits 0 when absent.
  * Text (DIR, else $LATHE_TEST_DATA, else tests/data): calibration on the first 40 stories of
@@ -216,7 +220,11 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
           o.high_group_size = r->high_group;
           o.target_bpw = r->target;
           if (r->plain)
-            o.refine = o.act_order = FALSE;
+            o.refine = o.act_order = o.asym = FALSE;
+          if (!r->plain && g_getenv ("BENCH_ASYM_DAMP"))
+            o.asym_damp = g_ascii_strtod (g_getenv ("BENCH_ASYM_DAMP"), NULL);
+          if (!r->plain && g_getenv ("BENCH_ASYM"))
+            o.asym = atoi (g_getenv ("BENCH_ASYM")) != 0;
           if (lt_calib_model_quantize (m, calib, &o, &rep, NULL, NULL, NULL, &error))
             {
               out.bpw = rep->bpw;
@@ -247,7 +255,7 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
 /* The float model's own text: @n samples of at most 128 tokens (lt_dwq_teacher_samples, a
  * seed of their own, unlike DWQ's training samples). */
 static LtCalibTokens *
-samples_of (const char *model, int n)
+samples_of (const char *model, int n, guint64 seed)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (LtModel) m = NULL;
@@ -258,7 +266,7 @@ samples_of (const char *model, int n)
    * hang the forked rows (libgomp is not fork-safe) */
   lt_set_threads (1);
   m = lt_model_load (model, &error);
-  if (m == NULL || !lt_dwq_teacher_samples (m, n, 128, 20261206, seqs, NULL, &error))
+  if (m == NULL || !lt_dwq_teacher_samples (m, n, 128, seed, seqs, NULL, &error))
     {
       g_printerr ("bench-quant-methods: %s\n", error->message);
       exit (1);
@@ -322,6 +330,8 @@ smollm (int n, int seq, const char *method)
   o.method = g_strcmp0 (method, "awq") == 0 ? LT_CALIB_METHOD_AWQ : LT_CALIB_METHOD_GPTQ;
   o.bits = 4;
   o.group_size = 64;
+  if (g_getenv ("BENCH_ASYM"))
+    o.asym = atoi (g_getenv ("BENCH_ASYM")) != 0;
   guint64 load_peak = 0, calib_peak = 0;
   lt_memory_get_process (NULL, &load_peak);
   /* the calibration's own peak: the load's finite check touched every stored page; give
@@ -358,6 +368,8 @@ smollm (int n, int seq, const char *method)
   printf ("SmolLM2-135M shape (random bf16, %s stored), %s 4-bit g64, calibration %d × %d "
           "tokens, %d threads\n\n", stored, lt_calib_method_name (o.method), n, seq,
           lt_get_threads ());
+  if (o.method == LT_CALIB_METHOD_GPTQ)
+    printf ("asym %s\n\n", o.asym ? "on" : "off");
   printf ("%-8s %7s %11s %8s %14s %15s %10s %8s\n", "method", "load s", "quantize s", "goal",
           "peak RSS calib", "peak RSS (+load)", "limit", "goal");
   printf ("%-8s %7.1f %11.1f %8s %14s %15s %10s %8s\n", lt_calib_method_name (o.method), t_load,
@@ -414,7 +426,14 @@ main (int argc, char **argv)
                               tokens (model, valid, 0, -1, TRUE),
                               tokens (model, evs, 0, -1, TRUE) };
   g_autoptr (LtCalibTokens) eval = concat (parts, 3);
-  g_autoptr (LtCalibTokens) samples = samples_of (model, 256);
+  g_autoptr (LtCalibTokens) samples = samples_of (model, 256, 20261206);
+  if (g_getenv ("BENCH_SELF"))
+    {
+      LtCalibTokens *two[2] = { calib, samples_of (model, atoi (g_getenv ("BENCH_SELF")), 7) };
+      calib = concat (two, 2);
+      lt_calib_tokens_free (two[0]);
+      lt_calib_tokens_free (two[1]);
+    }
   for (int i = 0; i < 3; i++)
     lt_calib_tokens_free (parts[i]);
 
@@ -487,7 +506,7 @@ main (int argc, char **argv)
           "4-bit g64, also 4.5 bits per weight); perplexity on the held-out text, and on %d "
           "sequences / %" G_GINT64_FORMAT " tokens the float model wrote (ppl sampl.: there "
           "the share of log-perplexity, i.e. of KL(float ‖ rtn), recovered; 20× the tokens, "
-          "far less noise)\n(paper) / (MLX LM): refine and act_order off. dwq: init_search, "
+          "far less noise)\n(paper) / (MLX LM): refine, act_order and asym off. dwq: init_search, "
           "lr %g, %d steps of 4, 8 calibration sequences validate every %d steps (best kept), %d "
           "sequences of the float model's (another seed) trained on too\n", samples->B,
           samples->n_tokens, DWQ_LR, DWQ_ITERS, DWQ_VALID_EVERY, DWQ_SAMPLES);

@@ -248,6 +248,7 @@ lathe_cmd_quantize (int argc, char **argv)
   double damp = NAN, target_bpw = NAN;
   int block_size = -1, n_grid = -1, low_bits = -1, high_bits = -1;
   int low_group = -1, high_group = -1;
+  gboolean no_asym = FALSE;
   gboolean report_ppl = FALSE;
   double dwq_lr = NAN;
   int dwq_batch = -1, dwq_iters = -1, dwq_valid_every = -1, dwq_samples = -1;
@@ -283,6 +284,9 @@ lathe_cmd_quantize (int argc, char **argv)
       "gptq: damping, a fraction of the mean Hessian diagonal (default 0.01)", "X" },
     { "block-size", 0, 0, G_OPTION_ARG_INT, &block_size,
       "gptq: columns per lazy-update block (default 128)", "N" },
+    { "no-asym", 0, 0, G_OPTION_ARG_NONE, &no_asym,
+      "gptq: fit each layer to the quantized model's own inputs only, not to the float "
+      "model's outputs (about half the time; default off)", NULL },
     { "n-grid", 0, 0, G_OPTION_ARG_INT, &n_grid,
       "awq: grid points of the scale and clipping searches (default 20)", "N" },
     { "target-bpw", 0, 0, G_OPTION_ARG_DOUBLE, &target_bpw,
@@ -391,6 +395,7 @@ lathe_cmd_quantize (int argc, char **argv)
     const struct { gboolean given; LtCalibMethod method; const char *name; } own[] = {
       { isfinite (damp), LT_CALIB_METHOD_GPTQ, "--damp" },
       { block_size != -1, LT_CALIB_METHOD_GPTQ, "--block-size" },
+      { no_asym, LT_CALIB_METHOD_GPTQ, "--no-asym" },
       { n_grid != -1, LT_CALIB_METHOD_AWQ, "--n-grid" },
       { isfinite (target_bpw), LT_CALIB_METHOD_DYNAMIC, "--target-bpw" },
       { low_bits != -1, LT_CALIB_METHOD_DYNAMIC, "--low-bits" },
@@ -518,6 +523,8 @@ lathe_cmd_quantize (int argc, char **argv)
         a.opts.damp = damp;
       if (block_size != -1)
         a.opts.block_size = block_size;
+      if (no_asym)
+        a.opts.asym = FALSE;
       if (n_grid != -1)
         a.opts.n_grid = n_grid;
       if (isfinite (target_bpw))

@@ -34,6 +34,11 @@ typedef struct
   GPtrArray *unquantized;    /* char* */
   double f0, f1;             /* progress range of the current block */
   gboolean attention_only;   /* lt_calib_pass_block: stop after the attention output */
+  /* asym (GPTQ): the float model's stream beside the quantized one */
+  float *hidden_f;           /* (n_tokens, C) the float model's input of the current block */
+  float *xf;                 /* (max_chunk, max (C, qd, I)) one chunk's float layer input */
+  const LtTensor *orig[LT_BLOCK_LINEARS]; /* the current block's stored weights */
+  LtQuantTensor *swapped[LT_BLOCK_LINEARS];
 } LtCalibPass;
 
 typedef LtCalibPass Pass;

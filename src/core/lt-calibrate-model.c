@@ -54,6 +54,8 @@ lt_calib_model_options_init (LtCalibModelOptions *o)
   o->chunk_tokens = 2048;
   o->refine = TRUE;
   o->act_order = TRUE;
+  o->asym = TRUE;
+  o->asym_damp = 0.3;
 }
 
 /* ---- data ---------------------------------------------------------------------------- */
@@ -167,6 +169,8 @@ pass_clear (Pass *P)
   g_free (P->chunk_tok);
   g_free (P->pos);
   g_free (P->hidden);
+  g_free (P->hidden_f);
+  g_free (P->xf);
   float **bufs[] = { &P->xn1, &P->q, &P->k, &P->v, &P->att, &P->x_mid, &P->xn2, &P->gate,
                      &P->up, &P->h, &P->tmp, &P->x, &P->att_scratch, &P->lin_scratch };
   for (gsize i = 0; i < G_N_ELEMENTS (bufs); i++)
@@ -541,14 +545,17 @@ static const int stage_first[4] = { 0, 3, 4, 6 };
 static const int stage_count[4] = { 3, 1, 2, 1 };
 static const int linear_input[LT_BLOCK_LINEARS] = { 0, 0, 0, 1, 2, 2, 3 };
 
-/* GPTQ of the linears of stage @s (q/k/v, o, gate/up, down) on their input's statistics. */
+/* GPTQ of the linears of stage @s (q/k/v, o, gate/up, down) on their input's statistics;
+ * with @g (asym: Σ xᵀx̃ over the same rows, @st_f the float input's statistics) on the
+ * asymmetric target of each, the reported errors then lt_calib_asym_output_mse's. */
 static gboolean
-gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, LtCalibModelReport *rep,
-            GError **error)
+gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, const LtCalibStats *st_f,
+            const float *g, LtCalibModelReport *rep, GError **error)
 {
   LtLayerWeights *lw = &P->m->w.layers[l];
   const LtCalibModelOptions *o = P->o;
   LtGptqOptions go;
+  g_autofree float *map = NULL; /* asym: the stage's lt_calib_asym_map */
 
   lt_gptq_options_init (&go);
   go.mode = o->mode;
@@ -563,7 +570,7 @@ gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, LtCalibModelReport *r
     {
       LtLinear *lin = lt_layer_linear (lw, j);
       int64_t rows = lin->out_features, cols = lin->in_features;
-      g_autofree float *w = NULL;
+      g_autofree float *w = NULL, *target = NULL;
       LtQuantTensor *q;
       LtCalibLayerReport *r;
 
@@ -575,7 +582,19 @@ gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, LtCalibModelReport *r
         }
       if ((w = linear_f32 (lin, error)) == NULL)
         return FALSE;
-      q = lt_gptq_quantize (w, rows, cols, st, &go, NULL, NULL, NULL, P->cancellable, error);
+      if (g != NULL)
+        {
+          g_autofree float *scratch = g_new (float, (gsize) (rows * cols));
+          if (map == NULL && (map = lt_calib_asym_map (st, g, o->asym_damp, error)) == NULL)
+            {
+              g_prefix_error (error, "%s: ", lin->name);
+              return FALSE;
+            }
+          target = g_memdup2 (w, (gsize) (rows * cols) * sizeof (float));
+          lt_calib_asym_apply (map, cols, target, rows, scratch);
+        }
+      q = lt_gptq_quantize (target ? target : w, rows, cols, st, &go, NULL, NULL, NULL,
+                            P->cancellable, error);
       if (q == NULL || !lt_quant_tensor_round_scales (q, lin->weight->dtype, error))
         {
           if (q)
@@ -584,8 +603,25 @@ gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, LtCalibModelReport *r
           return FALSE;
         }
       r = lt_calib_report_add (rep, lin->name, o->bits, o->group_size, rows * cols);
-      r->out_mse = q_output_mse (st, w, q, NULL, NULL);
-      r->rtn_mse = rtn_output_mse (P, st, w, rows, cols, lin->weight->dtype);
+      if (g != NULL)
+        {
+          /* asym: both against the float model's output on the float model's input */
+          g_autoptr (LtQuantTensor) rq = lt_calib_rtn (w, rows, cols, o->mode, o->bits,
+                                                       o->group_size, lin->weight->dtype,
+                                                       NULL);
+          lt_quant_tensor_dequantize_rows (q, 0, rows, target);
+          r->out_mse = lt_calib_asym_output_mse (st, st_f, g, w, target, rows);
+          if (rq != NULL)
+            {
+              lt_quant_tensor_dequantize_rows (rq, 0, rows, target);
+              r->rtn_mse = lt_calib_asym_output_mse (st, st_f, g, w, target, rows);
+            }
+        }
+      else
+        {
+          r->out_mse = q_output_mse (st, w, q, NULL, NULL);
+          r->rtn_mse = rtn_output_mse (P, st, w, rows, cols, lin->weight->dtype);
+        }
       lt_calib_pass_install (P, lin, q);
     }
   lt_calib_pass_scratch (P);
@@ -601,6 +637,84 @@ pass_linear (Pass *P, int l, int j, const float *x, int n, float *y)
                            P->lin_scratch, P->lin_scratch_floats);
 }
 
+/* asym: block l's linears quantized so far become their stored (float) weights again for
+ * the float stream (@to_float), or go back to their quantized tensors. */
+static void
+block_swap (Pass *P, int l, gboolean to_float)
+{
+  for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+    {
+      LtLinear *lin = lt_layer_linear (&P->m->w.layers[l], j);
+      if (to_float && lin->kind == LT_LINEAR_QUANTIZED && P->orig[j] != NULL)
+        {
+          P->swapped[j] = lin->quant;
+          lin->quant = NULL;
+          lin->kind = LT_LINEAR_DENSE;
+          lin->weight = P->orig[j];
+        }
+      else if (!to_float && P->swapped[j] != NULL)
+        {
+          lin->kind = LT_LINEAR_QUANTIZED;
+          lin->quant = P->swapped[j];
+          lin->weight = NULL;
+          P->swapped[j] = NULL;
+        }
+    }
+  if (to_float)
+    lt_calib_pass_scratch (P);
+}
+
+/* The MLP of block l over chunk rows x (n, C) (as the block now stands): out (n, C). */
+static void
+pass_mlp (Pass *P, int l, const float *x, int n, float *out)
+{
+  LtLayerWeights *lw = &P->m->w.layers[l];
+  lt_rmsnorm_forward (P->xn2, x, lw->post_norm, (float) P->m->config->rms_norm_eps, n, P->C);
+  pass_linear (P, l, 4, P->xn2, n, P->gate);
+  pass_linear (P, l, 5, P->xn2, n, P->up);
+  lt_swiglu_forward (P->h, P->gate, P->up, (gsize) n * P->I);
+  pass_linear (P, l, 6, P->h, n, out);
+}
+
+/* asym: the float model's input of stage @s over chunk c into P->xf (the float stream's
+ * hidden states advanced past the attention at stage 2; its attention output kept in
+ * @att_f), with every linear of block l at its stored weight. */
+static void
+float_stage_input (Pass *P, int l, int s, int c, float *att_f)
+{
+  LtLayerWeights *lw = &P->m->w.layers[l];
+  const float eps = (float) P->m->config->rms_norm_eps;
+  int n = lt_calib_chunk_n (P, c);
+  float *rows = P->hidden_f + P->chunk_tok[c] * P->C;
+
+  block_swap (P, l, TRUE);
+  switch (s)
+    {
+    case 0:
+      lt_rmsnorm_forward (P->xf, rows, lw->input_norm, eps, n, P->C);
+      break;
+    case 1:
+      P->attention_only = TRUE;
+      lt_calib_pass_block (P, l, c, rows);
+      P->attention_only = FALSE;
+      memcpy (att_f + P->chunk_tok[c] * P->qd, P->att, (gsize) n * P->qd * sizeof (float));
+      memcpy (P->xf, P->att, (gsize) n * P->qd * sizeof (float));
+      break;
+    case 2:
+      pass_linear (P, l, 3, att_f + P->chunk_tok[c] * P->qd, n, P->tmp);
+      lt_add (rows, rows, P->tmp, (gsize) n * P->C);
+      lt_rmsnorm_forward (P->xf, rows, lw->post_norm, eps, n, P->C);
+      break;
+    default:
+      lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, P->C);
+      pass_linear (P, l, 4, P->xn2, n, P->gate);
+      pass_linear (P, l, 5, P->xn2, n, P->up);
+      lt_swiglu_forward (P->xf, P->gate, P->up, (gsize) n * P->I);
+      break;
+    }
+  block_swap (P, l, FALSE);
+}
+
 /* GPTQ of block l, true sequential: the attention half of a block forward, then o_proj, the
  * MLP's gate/up twice and down once:
  *   q/k/v  on input_layernorm (x) (no forward);
@@ -609,28 +723,49 @@ pass_linear (Pass *P, int l, int j, const float *x, int n, float *y)
  *   gate/up on post_attention_layernorm (x_mid), x_mid = x + o(att) with o quantized (it
  *          replaces the hidden states in place);
  *   down   on silu (gate (xn2)) · up (xn2) with gate/up quantized;
- * then the block's output x_mid + down (h) (h recomputed) is the next block's input. */
+ * then the block's output x_mid + down (h) (h recomputed) is the next block's input.
+ * asym: the float stream (P->hidden_f) runs beside it with the stored weights: each stage's
+ * float input X gives G = Σ xᵀx̃ and the stage's linears are quantized towards their
+ * asymmetric target; the float block's output is the float stream's next input. */
 static gboolean
 gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
 {
   LtLayerWeights *lw = &P->m->w.layers[l];
   const float eps = (float) P->m->config->rms_norm_eps;
   const int ins[4] = { P->C, P->qd, P->C, P->I };
-  g_autofree float *att = NULL;
+  const gboolean asym = P->hidden_f != NULL;
+  g_autofree float *att = NULL, *att_f = NULL;
   gboolean ok = TRUE;
 
+  for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+    {
+      LtLinear *lin = lt_layer_linear (lw, j);
+      P->orig[j] = lin->kind == LT_LINEAR_DENSE ? lin->weight : NULL;
+      P->swapped[j] = NULL;
+    }
   lt_calib_pass_scratch (P);
   for (int s = 0; s < 4 && ok; s++)
     {
       LtLinear *first = lt_layer_linear (lw, stage_first[s]);
       g_autoptr (LtCalibStats) st = lt_calib_stats_new (ins[s], error);
+      g_autoptr (LtCalibStats) st_f = asym ? lt_calib_stats_new (ins[s], error) : NULL;
+      g_autofree float *g = NULL;
       g_autofree char *what = g_strdup_printf ("block %d of %d: GPTQ %s", l + 1, P->L,
                                                strrchr (first->name, '.') + 1);
 
-      if (st == NULL || !lt_calib_pass_progress (P, s / 5.0, what, error))
+      if (st == NULL || (asym && st_f == NULL)
+          || !lt_calib_pass_progress (P, s / 5.0, what, error))
         return FALSE;
       if (s == 1 && !lt_calib_try_floats (&att, (gsize) P->data->n_tokens * P->qd, error))
         return FALSE;
+      if (asym && s == 1
+          && !lt_calib_try_floats (&att_f, (gsize) P->data->n_tokens * P->qd, error))
+        return FALSE;
+      if (asym && (g = g_try_new0 (float, (gsize) ins[s] * ins[s])) == NULL)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "asym: out of memory");
+          return FALSE;
+        }
       for (int c = 0; c < P->n_chunks && ok; c++)
         {
           int n = lt_calib_chunk_n (P, c);
@@ -638,6 +773,8 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
 
           if (lt_calib_cancelled (P, error))
             return FALSE;
+          if (asym)
+            float_stage_input (P, l, s, c, att_f);
           switch (s)
             {
             case 0:
@@ -666,27 +803,44 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
               break;
             }
           ok = lt_calib_stats_add (st, in, n, P->cancellable, error);
+          if (ok && asym)
+            {
+              lt_calib_cross_add (g, ins[s], P->xf, in, n);
+              ok = lt_calib_stats_add (st_f, P->xf, n, P->cancellable, error);
+            }
         }
       if (s == 2)
-        g_clear_pointer (&att, g_free);
-      ok = ok && gptq_stage (P, l, s, st, rep, error);
+        {
+          g_clear_pointer (&att, g_free);
+          g_clear_pointer (&att_f, g_free);
+        }
+      ok = ok && gptq_stage (P, l, s, st, st_f, g, rep, error);
     }
   if (!ok || !lt_calib_pass_progress (P, 0.8, "block output", error))
     return FALSE;
-  /* the block's output: x_mid (in the hidden states) + down (silu (gate) · up) */
+  /* the block's output: x_mid (in the hidden states) + down (silu (gate) · up); the float
+   * stream's the same with the stored weights */
   for (int c = 0; c < P->n_chunks; c++)
     {
       int n = lt_calib_chunk_n (P, c);
       float *rows = P->hidden + P->chunk_tok[c] * P->C;
       if (lt_calib_cancelled (P, error))
         return FALSE;
-      lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, P->C);
-      pass_linear (P, l, 4, P->xn2, n, P->gate);
-      pass_linear (P, l, 5, P->xn2, n, P->up);
-      lt_swiglu_forward (P->h, P->gate, P->up, (gsize) n * P->I);
-      pass_linear (P, l, 6, P->h, n, P->tmp);
+      pass_mlp (P, l, rows, n, P->tmp);
       lt_add (rows, rows, P->tmp, (gsize) n * P->C);
+      if (asym)
+        {
+          rows = P->hidden_f + P->chunk_tok[c] * P->C;
+          block_swap (P, l, TRUE);
+          pass_mlp (P, l, rows, n, P->tmp);
+          block_swap (P, l, FALSE);
+          lt_add (rows, rows, P->tmp, (gsize) n * P->C);
+        }
     }
+  /* the float stream read the block's stored weights again: their pages go back */
+  for (int j = 0; asym && P->m->files != NULL && j < LT_BLOCK_LINEARS; j++)
+    if (P->orig[j] != NULL)
+      lt_calib_release_pages (P->orig[j]->data, P->orig[j]->nbytes);
   return TRUE;
 }
 
@@ -1080,6 +1234,38 @@ lt_calib_model_release_stored (LtModel *m)
     lt_calib_release_pages (m->w.lm_head.weight->data, m->w.lm_head.weight->nbytes);
 }
 
+/* GPTQ asym, before the embedding is quantized: the float stream's buffers and its first
+ * input, the float embedding; a tied embedding is quantized now (GPTQ on the final-normed
+ * hidden states of a float pass, as gptq_head), so that the blocks are calibrated on its
+ * error and make up for it (an untied one is round-to-nearest next, as without asym). */
+static gboolean
+gptq_asym_start (Pass *P, LtCalibModelReport *rep, GError **error)
+{
+  LtModel *m = P->m;
+  gboolean tied = m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight == m->w.embed;
+  int in_max = MAX (MAX (P->C, P->qd), P->I);
+
+  if (!lt_calib_try_floats (&P->hidden_f, (gsize) P->data->n_tokens * P->C, error)
+      || !lt_calib_try_floats (&P->xf, (gsize) P->max_chunk * in_max, error))
+    return FALSE;
+  lt_calib_pass_embed (P);
+  memcpy (P->hidden_f, P->hidden, (gsize) P->data->n_tokens * P->C * sizeof (float));
+  if (tied && m->w.embed != NULL && P->C % P->o->group_size == 0)
+    {
+      /* the float pass to the final hidden states, then the tied head / embedding */
+      if (!lt_calib_pass_progress (P, 0, "float pass", error))
+        return FALSE;
+      for (int l = 0; l < P->L; l++)
+        if (!lt_calib_pass_capture (P, l, NULL, TRUE, error))
+          return FALSE;
+      /* the float pass read every stored weight: their pages go back */
+      lt_calib_model_release_stored (m);
+      if (!gptq_head (P, rep, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 /* ---- the entry ----------------------------------------------------------------------- */
 
 static gboolean
@@ -1169,6 +1355,8 @@ lt_calib_model_quantize (LtModel *m, const LtCalibTokens *data, const LtCalibMod
        * blocks */
       gboolean tied = m->w.lm_head.kind == LT_LINEAR_DENSE
                       && m->w.lm_head.weight == m->w.embed;
+      if (o->method == LT_CALIB_METHOD_GPTQ && o->asym && !gptq_asym_start (&P, rep, error))
+        goto out;
       if (!(head && tied) && !quantize_embedding (&P, o->bits, !head, rep, error))
         goto out;
       if (o->method != LT_CALIB_METHOD_RTN)
@@ -1186,7 +1374,8 @@ lt_calib_model_quantize (LtModel *m, const LtCalibTokens *data, const LtCalibMod
             goto out;
         }
       P.f0 = 0.99, P.f1 = 1.0;
-      if (head && !(o->method == LT_CALIB_METHOD_GPTQ ? gptq_head (&P, rep, error)
+      if (head && !(P.hidden_f != NULL && tied)
+          && !(o->method == LT_CALIB_METHOD_GPTQ ? gptq_head (&P, rep, error)
                                                        : awq_head (&P, rep, error)))
         goto out;
       ok = TRUE;

@@ -16,7 +16,8 @@
  * output (tokens, H·D) +
  * the calibration hidden states (tokens, hidden) f32 + one chunk of block activations
  * (chunk_tokens rows) + the Hessian statistics of one input (in² floats; 2·in² more during a
- * GPTQ factorization). Dynamic also keeps the float model's final hidden states and the
+ * GPTQ factorization; asym: the float hidden states and attention output, the float input's
+ * statistics and G, in² floats each). Dynamic also keeps the float model's final hidden states and the
  * quantized ones (2 more (tokens, hidden)).
  *
  * Per block (Hessian stats = lt_calib_stats_add over each linear's input rows, captured from
@@ -29,6 +30,13 @@
  *         quantized block's output is the next block's input. After the last block, GPTQ of
  *         the LM head over the final-normed hidden states; a tied head is the embedding too,
  *         so it gets the stronger damping tied_damp (an untied embedding: round-to-nearest).
+ *         asym (the default): the float model runs beside it (its own hidden states, the
+ *         stored weights swapped back in), each stage's float input X gives G = Σ xᵀx̃ and
+ *         every linear is quantized towards lt_calib_asym_target's Ŵ*, the weight whose
+ *         output on the quantized model's input best matches the float model's; its reported
+ *         errors are lt_calib_asym_output_mse's (both against the float model's output). A
+ *         tied head / embedding is then quantized first, on the final hidden states of a float
+ *         pass, so that the blocks are calibrated on (and make up for) its input error.
  *   AWQ   one capture of the block (all four inputs); scale searches in the order qkv, o,
  *         gate/up, down, each folded at once: input_layernorm /= s (q/k/v columns ·= s);
  *         v_proj rows (and bias) /= s for o_proj, only when n_kv_heads == n_heads (else o_proj
@@ -122,6 +130,19 @@ typedef struct
                               * clipping and round-to-nearest); FALSE: the paper's min/max
                               * groups and MLX LM's clipping */
   gboolean act_order;        /* GPTQ, default TRUE: LtGptqOptions.act_order (static groups) */
+  gboolean asym;             /* GPTQ / AWQ, default TRUE: each linear's target is the float
+                              * model's output on the float model's input: its weight is
+                              * replaced by lt_calib_asym_target's Ŵ* (on the quantized
+                              * model's inputs) before GPTQ / AWQ's searches, so that it also
+                              * makes up for the error of the layers quantized before it; a
+                              * tied embedding is then quantized first (on a float pass's
+                              * final hidden states) and the blocks see its error. Costs a
+                              * float forward beside the quantized one, the float hidden
+                              * states (tokens, hidden) and one in² matrix per input. FALSE:
+                              * the quantized stream only (the paper, MLX LM) */
+  double asym_damp;          /* asym's ridge towards W, default 0.3: λ = asym_damp ·
+                              * mean (diag H) (chosen on TinyStories-656K's sampled text,
+                              * bench-quant-methods) */
 } LtCalibModelOptions;
 
 void lt_calib_model_options_init (LtCalibModelOptions *opts);

@@ -817,6 +817,128 @@ lt_gptq_quantize_tensor (const LtTensor *src, const LtCalibStats *stats,
                    user_data, cancellable, error);
 }
 
+/* ---- the asymmetric target ----------------------------------------------------------- */
+
+void
+lt_calib_cross_add (float *g, int64_t in, const float *x_float, const float *x_quant, int64_t n)
+{
+  /* g (in, in) += x_floatᵀ x_quant, in blocks of CHUNK rows of g (the same bits for any
+   * thread count) */
+  par_gemm (CblasTrans, CblasNoTrans, in, in, n, 1.0f, x_float, in, x_quant, in, 1.0f, g, in);
+}
+
+float *
+lt_calib_asym_map (const LtCalibStats *stats, const float *g, double damp, GError **error)
+{
+  const int64_t n = stats->in;
+  g_autofree float *a = g_try_malloc_n ((gsize) (n * n), sizeof (float));
+  g_autofree float *m = g_try_malloc_n ((gsize) (n * n), sizeof (float));
+  double diag = 0.0, scale, lambda;
+  int64_t bad;
+
+  if (a == NULL || m == NULL)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NO_MEMORY, "asymmetric target: out of memory");
+      return NULL;
+    }
+  if (stats->n < 1)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "asymmetric target: no rows");
+      return NULL;
+    }
+  if (!all_finite (g, n * n))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC, "asymmetric target: non-finite inputs");
+      return NULL;
+    }
+  /* A = H + λI (H = 2/N X̃ᵀX̃, dead columns 1 as GPTQ), M = Gᵀ + λI (G scaled as H,
+   * 2/N Σ xᵀx̃): the ridge towards W, Ŵ* = W (G + λI) (H + λI)⁻¹ */
+  lt_calib_stats_get_hessian (stats, a);
+  scale = 2.0 / (double) stats->n;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < n; j++)
+      m[i * n + j] = (float) (scale * g[j * n + i]);
+  for (int64_t i = 0; i < n; i++)
+    {
+      if (a[i * n + i] == 0.0f)
+        {
+          /* a dead input (x̃_i = 0): the column keeps W's value */
+          a[i * n + i] = 1.0f;
+          m[i * n + i] += 1.0f;
+        }
+      diag += a[i * n + i];
+    }
+  lambda = damp * diag / (double) n;
+  for (int64_t i = 0; i < n; i++)
+    {
+      a[i * n + i] += (float) lambda;
+      m[i * n + i] += (float) lambda;
+    }
+  if ((bad = cholesky_lower (a, n)) >= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
+                   "asymmetric target: the damped Hessian is not positive definite (column %"
+                   G_GINT64_FORMAT "); raise the damping", bad);
+      return NULL;
+    }
+  /* M := A⁻¹ M = L⁻ᵀ L⁻¹ M (A = L Lᵀ); then Ŵ* = W Mᵀ */
+  cblas_strsm (CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, (int) n,
+               (int) n, 1.0f, a, (int) n, m, (int) n);
+  cblas_strsm (CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, (int) n,
+               (int) n, 1.0f, a, (int) n, m, (int) n);
+  if (!all_finite (m, n * n))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC, "asymmetric target: non-finite result");
+      return NULL;
+    }
+  return g_steal_pointer (&m);
+}
+
+void
+lt_calib_asym_apply (const float *map, int64_t in, float *w, int64_t rows, float *scratch)
+{
+  par_gemm (CblasNoTrans, CblasTrans, rows, in, in, 1.0f, w, in, map, in, 0.0f, scratch, in);
+  memcpy (w, scratch, (gsize) (rows * in) * sizeof (float));
+}
+
+gboolean
+lt_calib_asym_target (const LtCalibStats *stats, const float *g, double damp, float *w,
+                      int64_t rows, GError **error)
+{
+  g_autofree float *m = lt_calib_asym_map (stats, g, damp, error);
+  g_autofree float *out = NULL;
+
+  if (m == NULL)
+    return FALSE;
+  out = g_new (float, (gsize) MAX (rows * stats->in, 1));
+  lt_calib_asym_apply (m, stats->in, w, rows, out);
+  return TRUE;
+}
+
+double
+lt_calib_asym_output_mse (const LtCalibStats *stats, const LtCalibStats *stats_f,
+                          const float *g, const float *w, const float *w_hat, int64_t rows)
+{
+  const int64_t n = stats->in;
+  g_autofree float *h = g_new (float, (gsize) (n * n));
+  g_autofree float *t = g_new (float, (gsize) MAX (rows * n, 1));
+  double sse = 0.0, scale = 2.0 / (double) stats->n;
+
+  /* ‖X Wᵀ − X̃ Ŵᵀ‖² · 2/N = tr (W H_f Wᵀ) − 2 tr (W G Ŵᵀ) + tr (Ŵ H Ŵᵀ) */
+  lt_calib_stats_get_hessian (stats_f, h);
+  par_gemm (CblasNoTrans, CblasNoTrans, rows, n, n, 1.0f, w, n, h, n, 0.0f, t, n);
+  for (int64_t i = 0; i < rows * n; i++)
+    sse += (double) t[i] * w[i];
+  par_gemm (CblasNoTrans, CblasNoTrans, rows, n, n, (float) scale, w, n, g, n, 0.0f, t, n);
+  for (int64_t i = 0; i < rows * n; i++)
+    sse -= 2.0 * (double) t[i] * w_hat[i];
+  lt_calib_stats_get_hessian (stats, h);
+  par_gemm (CblasNoTrans, CblasNoTrans, rows, n, n, 1.0f, w_hat, n, h, n, 0.0f, t, n);
+  for (int64_t i = 0; i < rows * n; i++)
+    sse += (double) t[i] * w_hat[i];
+  return MAX (sse, 0.0) / (2.0 * (double) rows);
+}
+
 /* ---- AWQ ----------------------------------------------------------------------------- */
 
 void

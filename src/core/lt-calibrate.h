@@ -181,6 +181,31 @@ LtQuantTensor *lt_gptq_quantize_tensor (const LtTensor *src, const LtCalibStats 
                                         LtCalibProgress progress, gpointer user_data,
                                         GCancellable *cancellable, GError **error);
 
+/* ---- the asymmetric target ----------------------------------------------------------- */
+
+/* When the quantized model's inputs X̃ of a layer differ from the float model's X (earlier
+ * layers quantized), the output error that matters is ‖X Wᵀ − X̃ Ŵᵀ‖², not ‖X̃ (W − Ŵ)ᵀ‖²
+ * (GPTAQ, Li et al. 2025). It equals ‖X̃ (Ŵ* − Ŵ)ᵀ‖² + a constant for the least-squares
+ * target Ŵ* = W G (H + λI)⁻¹, G = 2/N XᵀX̃, H = 2/N X̃ᵀX̃: quantizing Ŵ* with H (GPTQ, or
+ * AWQ's searches) minimises it. @g (in, in) holds the raw sums Σ xᵀx̃ over the same N rows as
+ * @stats (lt_calib_cross_add); λ = @damp · mean (diag H). @w (rows, in) is replaced by Ŵ*.
+ * Errors: INVALID_ARGUMENT (no rows), NUMERIC (non-finite, or not positive definite). */
+void lt_calib_cross_add (float *g, int64_t in, const float *x_float, const float *x_quant,
+                         int64_t n);
+gboolean lt_calib_asym_target (const LtCalibStats *stats, const float *g, double damp,
+                               float *w, int64_t rows, GError **error);
+/* lt_calib_asym_target in two steps, for the linears that share one input: the map M (in, in)
+ * (newly allocated; NULL + error as above), then Ŵ* = W Mᵀ for each (@scratch: rows · in
+ * floats). */
+float *lt_calib_asym_map (const LtCalibStats *stats, const float *g, double damp,
+                          GError **error);
+void lt_calib_asym_apply (const float *map, int64_t in, float *w, int64_t rows, float *scratch);
+/* The error asym minimises, per element of the layer output: ‖X Wᵀ − X̃ Ŵᵀ‖² / (N · rows),
+ * from @stats (X̃), @stats_f (X, the same N rows) and @g (raw Σ xᵀx̃); w, w_hat (rows, in). */
+double lt_calib_asym_output_mse (const LtCalibStats *stats, const LtCalibStats *stats_f,
+                                 const float *g, const float *w, const float *w_hat,
+                                 int64_t rows);
+
 /* ---- AWQ ----------------------------------------------------------------------------- */
 
 typedef struct

@@ -589,6 +589,40 @@ test_cli (void)
   g_assert_no_error (error);
   g_assert_true (m->prequantized);
   rm_rf (out);
+
+  /* --no-asym: the quantized stream only, another model (another perplexity); refused for
+   * awq */
+  {
+    double asym_after = json_object_get_double_member (o, "ppl_after");
+    g_autofree char *so2 = NULL, *se2 = NULL;
+    g_autoptr (JsonParser) p2 = json_parser_new ();
+    const char *argv2[] = { cli, "quantize", "--model", dir, "--out", out, "--method", "gptq",
+                            "--bits", "4", "--group-size", "32", "--data", data,
+                            "--num-samples", "12", "--report-ppl", "--json", "--no-asym",
+                            NULL };
+    const char *argv3[] = { cli, "quantize", "--model", dir, "--out", out, "--method", "awq",
+                            "--data", data, "--no-asym", NULL };
+    g_assert_true (g_spawn_sync (NULL, (char **) argv2, NULL, G_SPAWN_DEFAULT, NULL, NULL, &so2,
+                                 &se2, &status, &error));
+    g_assert_no_error (error);
+    g_assert_true (WIFEXITED (status));
+    g_assert_cmpint (WEXITSTATUS (status), ==, 0);
+    g_assert_true (json_parser_load_from_data (p2, so2, -1, &error));
+    g_assert_no_error (error);
+    o = json_node_get_object (json_parser_get_root (p2));
+    g_test_message ("ppl after: asym %.4f, --no-asym %.4f", asym_after,
+                    json_object_get_double_member (o, "ppl_after"));
+    g_assert_cmpfloat (json_object_get_double_member (o, "ppl_after"), !=, asym_after);
+    rm_rf (out);
+    g_clear_pointer (&so2, g_free);
+    g_clear_pointer (&se2, g_free);
+    g_assert_true (g_spawn_sync (NULL, (char **) argv3, NULL, G_SPAWN_DEFAULT, NULL, NULL, &so2,
+                                 &se2, &status, &error));
+    g_assert_no_error (error);
+    g_assert_true (WIFEXITED (status));
+    g_assert_cmpint (WEXITSTATUS (status), ==, 2);
+    g_assert_nonnull (strstr (se2, "--no-asym"));
+  }
 }
 
 /* TinyStories-656K, 4-bit group 64, calibrated on tests/data/stories/train.jsonl: perplexity

@@ -318,6 +318,118 @@ test_gptq_diagonal (void)
   lt_safetensors_free (f.st);
 }
 
+/* ---- the asymmetric target ------------------------------------------------------------ */
+
+/* ‖X Wᵀ − X̃ Ŵᵀ‖² / (n · rows), straight from X and X̃, in double. */
+static double
+direct_asym_err (const float *x, const float *xq, int64_t n, const float *w, const float *w_hat,
+                 int64_t rows, int64_t cols)
+{
+  double sse = 0.0;
+  for (int64_t t = 0; t < n; t++)
+    for (int64_t r = 0; r < rows; r++)
+      {
+        double acc = 0.0;
+        for (int64_t c = 0; c < cols; c++)
+          acc += (double) x[t * cols + c] * w[r * cols + c]
+                 - (double) xq[t * cols + c] * w_hat[r * cols + c];
+        sse += acc * acc;
+      }
+  return sse / ((double) n * (double) rows);
+}
+
+/* On the fixture layer, X̃ = X plus noise (an earlier layer's quantization error): with X̃ = X
+ * the target is W itself (the ridge pulls towards W, G = H); with noise, the error measure
+ * equals the direct ‖X Wᵀ − X̃ Ŵᵀ‖², the target beats W, and GPTQ on the target beats GPTQ on
+ * W and round-to-nearest on that measure. */
+static void
+test_asym (void)
+{
+  Fixture f = { 0 };
+  g_autoptr (GError) error = NULL;
+  gsize nx, nw;
+  g_autofree float *xq = NULL, *g = NULL, *gs = NULL, *t = NULL, *d = NULL;
+  guint32 seed = 12345;
+
+  gptq_fixture_open (&f);
+  nx = (gsize) f.n * f.cols;
+  nw = (gsize) f.rows * f.cols;
+  xq = g_new (float, nx);
+  for (gsize i = 0; i < nx; i++)
+    {
+      seed = seed * 1664525u + 1013904223u;
+      xq[i] = f.x[i] * (1.0f + 0.2f * ((float) (seed >> 8) / 16777216.0f - 0.5f));
+    }
+  g_autoptr (LtCalibStats) sx = stats_from (f.x, f.n, f.cols, 100);
+  g_autoptr (LtCalibStats) sq = stats_from (xq, f.n, f.cols, 100);
+  gs = g_new0 (float, (gsize) f.cols * f.cols);
+  g = g_new0 (float, (gsize) f.cols * f.cols);
+  lt_calib_cross_add (gs, f.cols, f.x, f.x, f.n);
+  for (int64_t r = 0; r < f.n; r += 100)
+    lt_calib_cross_add (g, f.cols, f.x + r * f.cols, xq + r * f.cols, MIN (100, f.n - r));
+
+  /* X̃ = X: Ŵ* = W */
+  t = g_memdup2 (f.w, nw * sizeof (float));
+  g_assert_true (lt_calib_asym_target (sx, gs, 0.3, t, f.rows, &error));
+  g_assert_no_error (error);
+  {
+    float worst = 0, wmax = 0;
+    gsize wi = 0;
+    for (gsize i = 0; i < nw; i++)
+      {
+        if (fabsf (t[i] - f.w[i]) > worst)
+          worst = fabsf (t[i] - f.w[i]), wi = i;
+        wmax = MAX (wmax, fabsf (f.w[i]));
+      }
+    g_test_message ("X̃ = X: max |Ŵ* − W| %.3g at column %d (max |W| %.3g)", worst,
+                    (int) (wi % f.cols), wmax);
+    g_assert_cmpfloat (worst, <=, 1e-4f * wmax);
+  }
+  g_assert_cmpfloat (lt_calib_asym_output_mse (sx, sx, gs, f.w, f.w, f.rows), <=,
+                     1e-4 * lt_calib_output_mse (sx, f.w, t, f.rows) + 1e-6);
+
+  /* X̃ ≠ X */
+  memcpy (t, f.w, nw * sizeof (float));
+  g_assert_true (lt_calib_asym_target (sq, g, 0.01, t, f.rows, &error));
+  g_assert_no_error (error);
+  double e_w = lt_calib_asym_output_mse (sq, sx, g, f.w, f.w, f.rows);
+  double e_t = lt_calib_asym_output_mse (sq, sx, g, f.w, t, f.rows);
+  double d_w = direct_asym_err (f.x, xq, f.n, f.w, f.w, f.rows, f.cols);
+  double d_t = direct_asym_err (f.x, xq, f.n, f.w, t, f.rows, f.cols);
+  g_test_message ("asym error: W %.5g (direct %.5g), target %.5g (direct %.5g)", e_w, d_w, e_t,
+                  d_t);
+  g_assert_cmpfloat (fabs (e_w - d_w), <=, 1e-3 * d_w);
+  g_assert_cmpfloat (fabs (e_t - d_t), <=, 1e-3 * d_w);
+  g_assert_cmpfloat (e_t, <, 0.5 * e_w);
+
+  LtGptqOptions o;
+  lt_gptq_options_init (&o);
+  o.bits = 3;
+  o.group_size = 32;
+  g_autoptr (LtQuantTensor) q_t = lt_gptq_quantize (t, f.rows, f.cols, sq, &o, NULL, NULL, NULL,
+                                                    NULL, &error);
+  g_assert_no_error (error);
+  g_autoptr (LtQuantTensor) q_w = lt_gptq_quantize (f.w, f.rows, f.cols, sq, &o, NULL, NULL,
+                                                    NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_autoptr (LtQuantTensor) q_r = lt_quant_tensor_quantize (f.w, f.rows, f.cols, o.mode, 3, 32,
+                                                            &error);
+  g_assert_no_error (error);
+  d = dequant (q_t);
+  double e_qt = direct_asym_err (f.x, xq, f.n, f.w, d, f.rows, f.cols);
+  g_free (d);
+  d = dequant (q_w);
+  double e_qw = direct_asym_err (f.x, xq, f.n, f.w, d, f.rows, f.cols);
+  g_free (d);
+  d = dequant (q_r);
+  double e_qr = direct_asym_err (f.x, xq, f.n, f.w, d, f.rows, f.cols);
+  g_test_message ("3-bit g32: GPTQ on the target %.5g, on W %.5g, round-to-nearest %.5g", e_qt,
+                  e_qw, e_qr);
+  g_assert_cmpfloat (e_qt, <, e_qw);
+  g_assert_cmpfloat (e_qw, <, e_qr);
+  lt_safetensors_free (f.st);
+}
+
 /* One pool (OpenMP blocks, single-threaded sgemm) and two pools (OpenBLAS threads): OpenBLAS's
  * threading changes the last bits of the sums, nothing more. */
 static void
@@ -705,6 +817,7 @@ main (int argc, char **argv)
   g_test_add_func ("/calibrate/gptq/blocks", test_gptq_blocks);
   g_test_add_func ("/calibrate/gptq/diagonal", test_gptq_diagonal);
   g_test_add_func ("/calibrate/pools", test_pools);
+  g_test_add_func ("/calibrate/asym", test_asym);
   g_test_add_func ("/calibrate/gptq/progress-cancel", test_gptq_progress_cancel);
   g_test_add_func ("/calibrate/gptq/modes", test_gptq_modes);
   g_test_add_func ("/calibrate/gptq/time", test_gptq_time);
