@@ -50,6 +50,7 @@
 #include "lt-tokenizer.h"
 #include "lt-trainer-batch.h"
 #include "lt-trainer.h"
+#include "lt-vulkan-infer.h"
 #include "lt-vulkan-model.h"
 
 #define STATE_FORMAT 1
@@ -628,8 +629,8 @@ load_state (Trainer *tr, GError **error)
 
 /* ---- saving adapters ---- */
 
-/* The GPU's LoRA weights and AdamW moments to the host (before a save, an evaluation or
- * samples, which run on the CPU). */
+/* The GPU's LoRA weights and AdamW moments to the host (before a save or samples, which run
+ * on the CPU; the validation runs on the GPU). */
 static gboolean
 gpu_sync (Trainer *tr, GError **error)
 {
@@ -725,8 +726,13 @@ run_micro_batch (Trainer *tr, float loss_scale, double *loss_sum, GError **error
   if (tr->mb.lengths->len == 0)
     return TRUE;
   tr->fb_calls++;
-  if (tr->gpu != NULL && loss_scale != 0.0f) /* the GPU; evaluation: the CPU, after a sync */
+  if (tr->gpu != NULL && loss_scale != 0.0f) /* the GPU */
     return lt_vulkan_trainer_forward_backward (tr->gpu, &tr->mb, loss_scale, loss_sum, error);
+  if (tr->gpu != NULL) /* evaluation on the GPU: the forward alone, the device's adapters */
+    return lt_vulkan_infer_eval (tr->gpu->vm, (const int32_t *) tr->mb.tokens->data,
+                                 (const int *) tr->mb.lengths->data, (int) tr->mb.lengths->len,
+                                 (const int32_t *) tr->mb.targets->data,
+                                 (const float *) tr->mb.weights->data, NULL, loss_sum, error);
   return lt_model_forward_backward (tr->model, (const int32_t *) tr->mb.tokens->data,
                                     (const int *) tr->mb.lengths->data,
                                     (int) tr->mb.lengths->len,
@@ -880,8 +886,7 @@ do_eval (Trainer *tr, GError **error)
   LtTrainProgress p = { 0 };
   double val = NAN;
 
-  if (!gpu_sync (tr, error))
-    return FALSE;
+  /* on a GPU the validation runs there (lt_vulkan_infer_eval): no sync */
   if (tr->valid == NULL || tr->valid->n_examples == 0 || tr->cfg->val_batches == 0)
     return TRUE;
   if (!evaluate (tr, &val, error))

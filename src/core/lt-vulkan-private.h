@@ -44,6 +44,7 @@ typedef enum
   LT_VK_DORA_SCALE,
   LT_VK_DORA_DM,
   LT_VK_DROPOUT,
+  LT_VK_COPY,
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 

@@ -152,6 +152,7 @@ static const struct
   [LT_VK_DORA_SCALE] = { "dora-scale", 5 },
   [LT_VK_DORA_DM] = { "dora-dm", 4 },
   [LT_VK_DROPOUT] = { "dropout", 2 },
+  [LT_VK_COPY] = { "copy", 2 },
 };
 
 typedef struct
