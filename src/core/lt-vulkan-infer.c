@@ -92,6 +92,16 @@ lt_vulkan_infer_eval (LtVulkanModel *vm, const int32_t *tokens, const int *lengt
 }
 
 gboolean
+lt_vulkan_infer_eval_micro_batch (LtVulkanModel *vm, const LtMicroBatch *mb, double *loss_sum,
+                                  GError **error)
+{
+  return lt_vulkan_model_forward_loss (vm, (const int32_t *) mb->tokens->data,
+                                       (const int *) mb->lengths->data, (int) mb->lengths->len,
+                                       (const int32_t *) mb->targets->data,
+                                       (const float *) mb->weights->data, NULL, loss_sum, error);
+}
+
+gboolean
 lt_vulkan_infer_nll (LtVulkanModel *vm, const int32_t *tokens, const int *lengths, int B,
                      double *nll, double *nll_sq, GError **error)
 {

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "lt-model.h"
+#include "lt-trainer-batch.h"
 #include "lt-vulkan-model.h"
 #include "lt-vulkan.h"
 
@@ -54,6 +55,10 @@ gboolean lt_vulkan_infer_open (const char *device, const char *key, LtModel *mod
 gboolean lt_vulkan_infer_eval (LtVulkanModel *vm, const int32_t *tokens, const int *lengths,
                                int B, const int32_t *targets, const float *weights,
                                float *tok_loss, double *loss_sum, GError **error);
+
+/* The same for a trainer's micro-batch (the trainer's validation when it trains on the GPU). */
+gboolean lt_vulkan_infer_eval_micro_batch (LtVulkanModel *vm, const LtMicroBatch *mb,
+                                           double *loss_sum, GError **error);
 
 /* lt_model_forward_nll_sq on the device: per sequence, Σ −log p(token[t+1] | tokens ≤ t)
  * over its lengths[b] − 1 predicted tokens into nll (B), and Σ of their squares into

@@ -14,6 +14,9 @@
  *                       prompt, and again while decoding): every token equal to
  *                       lt_model_decode's (exact decoding, f32 KV cache), the logits 1e-4 of
  *                       the largest; one submit per decode call, one per growth;
+ *   sampler/<model>     the trainer's sample prompts (lt-sampler) generated on the GPU
+ *                       (lt_sampler_set_vulkan, the trainer's LtVulkanModel with LoRA) equal
+ *                       the CPU's text, 24 greedy tokens each;
  *   refused             an unknown device value, a missing device.
  * Skips where the backend is not built or no Vulkan device exists. */
 #include "config.h"
@@ -21,6 +24,8 @@
 #include "src/core/lt-error.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-model.h"
+#include "src/core/lt-sampler.h"
+#include "src/core/lt-tokenizer.h"
 #include "src/core/lt-vulkan-infer.h"
 #include "src/core/lt-vulkan-model.h"
 #include "tests/core/test-vulkan.h"
@@ -279,6 +284,46 @@ test_generate (gconstpointer data)
 }
 
 static void
+test_sampler (gconstpointer data)
+{
+  const Case *c = data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtModel) m = NULL;
+  g_autoptr (LtTokenizer) tok = NULL;
+  g_autoptr (LtVulkanModel) vm = NULL;
+  g_autoptr (LtSampler) smp = NULL;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  g_autofree char *dir = data_path ("models", c->model);
+  char *prompts[] = { "Once upon a time", "The little fox", NULL };
+
+  REQUIRE_DEVICE ();
+  lt_compute_set_dtype (LT_COMPUTE_F32);
+  m = load (c);
+  lt_model_set_training (m, FALSE, 0);
+  tok = lt_tokenizer_new_from_dir (dir, &error);
+  g_assert_no_error (error);
+  cfg->sample_prompts = g_strdupv (prompts);
+  cfg->sample_max_tokens = 24;
+  smp = lt_sampler_new (cfg, m, tok, NULL, LT_DATA_FORMAT_TEXT, &error);
+  g_assert_no_error (error);
+  vm = lt_vulkan_model_new (vk, m, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < lt_sampler_get_n_prompts (smp); i++)
+    {
+      g_autofree char *cpu = NULL, *gpu = NULL;
+      lt_sampler_set_vulkan (smp, NULL);
+      cpu = lt_sampler_generate (smp, i, &error);
+      g_assert_no_error (error);
+      lt_sampler_set_vulkan (smp, vm);
+      gpu = lt_sampler_generate (smp, i, &error);
+      g_assert_no_error (error);
+      g_test_message ("%s: “%s” → %s", c->model, prompts[i], gpu);
+      g_assert_cmpuint (strlen (cpu), >, 0);
+      g_assert_cmpstr (gpu, ==, cpu);
+    }
+}
+
+static void
 test_refused (void)
 {
   g_autoptr (GError) error = NULL;
@@ -353,6 +398,11 @@ main (int argc, char **argv)
           : gen_lora[i].type == LT_TRAIN_TYPE_DORA ? "dora" : "lora",
           gen_lora[i].quant == LT_QUANTIZATION_NF4 ? "-nf4" : "");
       g_test_add_data_func (path, &gen_lora[i], test_generate);
+    }
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autofree char *path = g_strdup_printf ("/vulkan-infer/sampler/%s", gen_lora[i].model);
+      g_test_add_data_func (path, &gen_lora[i], test_sampler);
     }
   g_test_add_func ("/vulkan-infer/refused", test_refused);
   status = g_test_run ();
