@@ -3,11 +3,10 @@
  *
  * Evaluation: lt_vulkan_infer_eval runs lt-vulkan-model's forward alone — embedding, every
  * block with its adapters (no dropout; the model's dropout step advances, as the CPU's
- * evaluation advances it), the final norm and the
- * chunked LM head + cross-entropy — in one submit per micro-batch, and returns the summed
- * weighted loss (and the per-token losses). No backward is recorded and no gradient buffer is
- * written. The trainer's validation uses it on the run's own LtVulkanModel when it trains on
- * the GPU (the device's adapters, no sync); `lathe eval --device vulkan` on a model uploaded
+ * evaluation advances it), the final norm and the chunked LM head + cross-entropy — in one
+ * submit per micro-batch, and returns the summed weighted loss (and the per-token losses). No
+ * backward is recorded and no gradient buffer is written. The trainer's validation uses it on
+ * the run's own LtVulkanModel when it trains on the GPU (the device's adapters, no sync); `lathe eval --device vulkan` on a model uploaded
  * for inference (lt_vulkan_infer_model_new: adapters optional).
  *
  * Generation: an LtVulkanKV holds, per layer, the keys and values (capacity, KVH·D) f32 in

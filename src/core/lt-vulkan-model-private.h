@@ -24,8 +24,8 @@ LtVulkan *lt_vulkan_model_get_vulkan (LtVulkanModel *vm);
 LtModel *lt_vulkan_model_get_model (LtVulkanModel *vm);
 
 /* The forward and the loss only, no dropout (the dropout step advanced, as any
- * lt_model_forward_backward call advances it), no gradient touched: *loss_sum = Σ weights·CE and, when @tok_loss is not NULL, tok_loss (N) the
- * per-token weighted CE. One submit. */
+ * lt_model_forward_backward call advances it), no gradient touched: *loss_sum = Σ weights·CE
+ * and, when @tok_loss is not NULL, tok_loss (N) the per-token weighted CE. One submit. */
 gboolean lt_vulkan_model_forward_loss (LtVulkanModel *vm, const int32_t *tokens,
                                        const int *lengths, int B, const int32_t *targets,
                                        const float *weights, float *tok_loss, double *loss_sum,
