@@ -1281,12 +1281,12 @@ load_model (Trainer *tr, GError **error)
 static void
 trainer_free (Trainer *tr)
 {
+  g_clear_pointer (&tr->sampler, lt_sampler_free); /* its KV cache may be on tr->gpu's device */
   g_clear_pointer (&tr->gpu, lt_vulkan_trainer_free);
   if (tr->qat_snapshot != NULL)
     for (guint i = 0; i < tr->n_params; i++)
       g_free (tr->qat_snapshot[i]);
   g_free (tr->qat_snapshot);
-  g_clear_pointer (&tr->sampler, lt_sampler_free);
   g_clear_pointer (&tr->opt, lt_optimizer_free);
   g_clear_pointer (&tr->train, lt_dataset_free);
   g_clear_pointer (&tr->valid, lt_dataset_free);

@@ -17,14 +17,22 @@
  *   sampler/<model>     the trainer's sample prompts (lt-sampler) generated on the GPU
  *                       (lt_sampler_set_vulkan, the trainer's LtVulkanModel with LoRA) equal
  *                       the CPU's text, 24 greedy tokens each;
+ *   train-samples       4 steps of lt_train with compute_device vulkan, validation and sample
+ *                       prompts at steps 0, 2 and 4 (both on the GPU), against the same run on
+ *                       the CPU: validation losses 1e-3 relative (the trajectory tolerance of
+ *                       test-vulkan-train), samples.jsonl's texts equal;
  *   refused             an unknown device value, a missing device.
  * Skips where the backend is not built or no Vulkan device exists. */
 #include "config.h"
 
+#include <json-glib/json-glib.h>
+
 #include "src/core/lt-error.h"
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-model.h"
+#include "src/core/lt-run.h"
 #include "src/core/lt-sampler.h"
+#include "src/core/lt-trainer.h"
 #include "src/core/lt-tokenizer.h"
 #include "src/core/lt-vulkan-infer.h"
 #include "src/core/lt-vulkan-model.h"
@@ -323,6 +331,123 @@ test_sampler (gconstpointer data)
     }
 }
 
+/* Every @field of RUN/@file's lines, as strings (numbers printed with %.9g). */
+static GPtrArray *
+read_field (const char *run_dir, const char *file, const char *field)
+{
+  g_autofree char *path = g_build_filename (run_dir, file, NULL);
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+
+  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+  lines = g_strsplit (text, "\n", -1);
+  for (int i = 0; lines[i] != NULL; i++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      JsonNode *n;
+      if (lines[i][0] == '\0')
+        continue;
+      g_assert_true (json_parser_load_from_data (parser, lines[i], -1, NULL));
+      n = json_object_get_member (json_node_get_object (json_parser_get_root (parser)), field);
+      if (n == NULL || !JSON_NODE_HOLDS_VALUE (n))
+        continue;
+      if (json_node_get_value_type (n) == G_TYPE_STRING)
+        g_ptr_array_add (out, g_strdup (json_node_get_string (n)));
+      else if (json_node_get_value_type (n) == G_TYPE_DOUBLE)
+        g_ptr_array_add (out, g_strdup_printf ("%.9g", json_node_get_double (n)));
+    }
+  return out;
+}
+
+static LtRunConfig *
+run_config (const char *tmp, const char *run, const char *device)
+{
+  LtRunConfig *cfg = lt_run_config_new ();
+  g_autofree char *train = data_path ("train", "train.jsonl");
+  g_autofree char *dir = g_build_filename (tmp, "data", NULL);
+  g_autofree char *t = g_build_filename (dir, "train.jsonl", NULL);
+  g_autofree char *v = g_build_filename (dir, "valid.jsonl", NULL);
+  g_autofree char *text = NULL;
+  char *prompts[] = { "Once upon a time", "The little fox", NULL };
+
+  if (!g_file_test (t, G_FILE_TEST_EXISTS))
+    {
+      g_assert_true (g_file_get_contents (train, &text, NULL, NULL));
+      g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+      g_assert_true (g_file_set_contents (t, text, -1, NULL));
+      g_assert_true (g_file_set_contents (v, text, -1, NULL));
+    }
+  g_free (cfg->model);
+  cfg->model = data_path ("models", "llama-f32");
+  g_free (cfg->data);
+  cfg->data = g_strdup (dir);
+  g_free (cfg->adapter_path);
+  cfg->adapter_path = g_build_filename (tmp, run, NULL);
+  g_free (cfg->compute_device);
+  cfg->compute_device = g_strdup (device);
+  cfg->lora_rank = 4;
+  cfg->lora_scale = 2.0;
+  cfg->lora_dropout = 0.2;
+  cfg->num_layers = -1;
+  cfg->iters = 4;
+  cfg->batch_size = 2;
+  cfg->learning_rate = 1e-2;
+  cfg->optimizer = LT_OPTIMIZER_ADAMW;
+  cfg->steps_per_report = 1;
+  cfg->steps_per_eval = 2;
+  cfg->save_every = 4;
+  cfg->val_batches = 2;
+  cfg->seed = 7;
+  cfg->sample_prompts = g_strdupv (prompts);
+  cfg->sample_max_tokens = 12;
+  cfg->steps_per_sample = 0; /* at each evaluation */
+  return cfg;
+}
+
+static void
+test_train_samples (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-infer-XXXXXX", &error);
+  g_autoptr (LtRunConfig) cpu = NULL, gpu = NULL;
+  double worst = 0.0;
+
+  REQUIRE_DEVICE ();
+  g_assert_no_error (error);
+  lt_compute_set_dtype (LT_COMPUTE_F32);
+  cpu = run_config (tmp, "cpu", "cpu");
+  gpu = run_config (tmp, "gpu", "vulkan");
+  g_assert_true (lt_train (cpu, FALSE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (lt_train (gpu, FALSE, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  {
+    g_autoptr (GPtrArray) a = read_field (cpu->adapter_path, "metrics.jsonl", "val_loss");
+    g_autoptr (GPtrArray) b = read_field (gpu->adapter_path, "metrics.jsonl", "val_loss");
+    g_assert_cmpuint (a->len, ==, 3);
+    g_assert_cmpuint (b->len, ==, a->len);
+    for (guint i = 0; i < a->len; i++)
+      {
+        double x = g_ascii_strtod (a->pdata[i], NULL), y = g_ascii_strtod (b->pdata[i], NULL);
+        g_test_message ("val_loss %u: CPU %s, GPU %s", i, (char *) a->pdata[i],
+                        (char *) b->pdata[i]);
+        worst = MAX (worst, fabs (x - y) / x);
+      }
+    g_assert_cmpfloat (worst, <=, 1e-3);
+  }
+  {
+    g_autoptr (GPtrArray) a = read_field (cpu->adapter_path, "samples.jsonl", "text");
+    g_autoptr (GPtrArray) b = read_field (gpu->adapter_path, "samples.jsonl", "text");
+    g_assert_cmpuint (a->len, ==, 6); /* 2 prompts at steps 0, 2 and 4 */
+    g_assert_cmpuint (b->len, ==, a->len);
+    for (guint i = 0; i < a->len; i++)
+      g_assert_cmpstr (b->pdata[i], ==, a->pdata[i]);
+  }
+  g_test_message ("validation worst relative %.2e; 6 samples equal", worst);
+  test_rm_rf (tmp);
+}
+
 static void
 test_refused (void)
 {
@@ -404,6 +529,7 @@ main (int argc, char **argv)
       g_autofree char *path = g_strdup_printf ("/vulkan-infer/sampler/%s", gen_lora[i].model);
       g_test_add_data_func (path, &gen_lora[i], test_sampler);
     }
+  g_test_add_func ("/vulkan-infer/train-samples", test_train_samples);
   g_test_add_func ("/vulkan-infer/refused", test_refused);
   status = g_test_run ();
   vulkan_test_close ();
