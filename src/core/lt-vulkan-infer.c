@@ -69,7 +69,17 @@ lt_vulkan_infer_open (const char *device, const char *key, LtModel *model, LtVul
   *vk = NULL;
   *vm = NULL;
   if (!lt_vulkan_resolve_device (device, &use, &index, NULL, error))
-    return FALSE;
+    {
+      /* its messages name the run key: name @key instead */
+      const char *prefix = "compute_device: ";
+      if (error != NULL && *error != NULL && g_str_has_prefix ((*error)->message, prefix))
+        {
+          char *msg = g_strdup_printf ("%s: %s", key, (*error)->message + strlen (prefix));
+          g_free ((*error)->message);
+          (*error)->message = msg;
+        }
+      return FALSE;
+    }
   if (!use)
     return TRUE;
   if (!lt_vulkan_infer_check (model, key, error) || (*vk = lt_vulkan_new (index, error)) == NULL)

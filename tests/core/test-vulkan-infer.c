@@ -466,9 +466,12 @@ test_refused (void)
   g_assert_null (vm);
   g_assert_false (lt_vulkan_infer_open ("gpu", "--device", m, &v, &vm, &error));
   g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpstr (error->message, ==,
+                   "--device: must be auto, cpu, vulkan or vulkan:N (got “gpu”)");
   g_clear_error (&error);
   g_assert_false (lt_vulkan_infer_open ("vulkan:200", "--device", m, &v, &vm, &error));
   g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+  g_assert_true (g_str_has_prefix (error->message, "--device: vulkan:200: "));
   g_assert_null (v);
   g_assert_null (vm);
 }
