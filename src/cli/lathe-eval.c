@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* lathe eval: perplexity of a model on a JSONL file of {"text": …} lines. */
+/* lathe eval: perplexity of a model on a JSONL file of {"text": …} lines, on the CPU or
+ * (--device vulkan[:N]) on a Vulkan device (lt-vulkan-infer: the forward alone, one submit per
+ * batch). */
 #include "config.h"
 
 #include <math.h>
@@ -19,6 +21,7 @@
 #include "lt-model.h"
 #include "lt-run.h"
 #include "lt-tokenizer.h"
+#include "lt-vulkan-infer.h"
 
 /* A batch is run once it holds this many tokens (padding-free, so short lines share it). */
 #define EVAL_BATCH_TOKENS 2048
@@ -26,6 +29,7 @@
 typedef struct
 {
   LtModel *model;
+  LtVulkanModel *gpu;        /* --device vulkan: the model on the device, else NULL */
   GArray *tokens;            /* int32_t, the batch's sequences back to back */
   GArray *lengths;           /* int */
   double nll;
@@ -44,8 +48,11 @@ flush_batch (EvalState *st, GError **error)
     return TRUE;
   nll = g_new (double, B);
   nll_sq = g_new (double, B);
-  if (!lt_model_forward_nll_sq (st->model, (const int32_t *) st->tokens->data,
-                                (const int *) st->lengths->data, B, nll, nll_sq, error))
+  if (st->gpu != NULL
+        ? !lt_vulkan_infer_nll (st->gpu, (const int32_t *) st->tokens->data,
+                                (const int *) st->lengths->data, B, nll, nll_sq, error)
+        : !lt_model_forward_nll_sq (st->model, (const int32_t *) st->tokens->data,
+                                    (const int *) st->lengths->data, B, nll, nll_sq, error))
     return FALSE;
   for (int b = 0; b < B; b++)
     {
@@ -95,9 +102,9 @@ line_text (JsonParser *parser, const char *line, const char *file, int lineno, G
  * batches of @batch_size, the prompt left out of the loss with @mask_prompt; the mean over the
  * scored tokens is the trainer's validation loss on the same file. */
 static gboolean
-eval_as_trained (LtModel *model, LtTokenizer *tok, const char *data, int max_seq_length,
-                 int batch_size, gboolean mask_prompt, double *nll, double *nll_sq,
-                 gint64 *predicted, GError **error)
+eval_as_trained (LtModel *model, LtVulkanModel *gpu, LtTokenizer *tok, const char *data,
+                 int max_seq_length, int batch_size, gboolean mask_prompt, double *nll,
+                 double *nll_sq, gint64 *predicted, GError **error)
 {
   const char *source = lt_tokenizer_get_chat_template (tok);
   g_autoptr (LtChatTemplate) tmpl = source ? lt_chat_template_new (source, NULL) : NULL;
@@ -146,16 +153,24 @@ eval_as_trained (LtModel *model, LtTokenizer *tok, const char *data, int max_seq
         }
       if (batch->n_predicted == 0 || lengths->len == 0)
         continue;
+      g_autofree float *ce = g_new (float, tokens->len);
+      /* the GPU: the forward and the per-token losses */
+      if (gpu != NULL
+          && !lt_vulkan_infer_eval (gpu, (const int32_t *) tokens->data,
+                                    (const int *) lengths->data, (int) lengths->len,
+                                    (const int32_t *) targets->data,
+                                    (const float *) weights->data, ce, &sum, error))
+        return FALSE;
       /* loss_scale 0: the forward and the loss only */
-      if (!lt_model_forward_backward (model, (const int32_t *) tokens->data,
-                                      (const int *) lengths->data, (int) lengths->len,
-                                      (const int32_t *) targets->data,
-                                      (const float *) weights->data, 0.0f, &sum, error))
+      if (gpu == NULL
+          && !lt_model_forward_backward (model, (const int32_t *) tokens->data,
+                                         (const int *) lengths->data, (int) lengths->len,
+                                         (const int32_t *) targets->data,
+                                         (const float *) weights->data, 0.0f, &sum, error))
         return FALSE;
       *nll += sum;
       *predicted += batch->n_predicted;
-      g_autofree float *ce = g_new (float, tokens->len);
-      if (!lt_model_get_token_losses (model, ce, (int) tokens->len))
+      if (gpu == NULL && !lt_model_get_token_losses (model, ce, (int) tokens->len))
         {
           g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "token losses unavailable");
           return FALSE;
@@ -223,6 +238,7 @@ lathe_cmd_eval (int argc, char **argv)
   g_autofree char *compute_dtype = NULL;
   g_autofree char *adapter = NULL;
   g_autofree char *data = NULL;
+  g_autofree char *device = NULL;
   int max_seq_length = 2048, batch_size = 4;
   gboolean json = FALSE, mask_prompt = FALSE;
   int exit_status;
@@ -246,6 +262,9 @@ lathe_cmd_eval (int argc, char **argv)
       "--mask-prompt does (default off)", NULL },
     { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute_dtype, LATHE_COMPUTE_DTYPE_HELP,
       "auto|f32|bf16" },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device,
+      "Where the forward runs, as the compute_device key: auto or cpu (the CPU), vulkan or "
+      "vulkan:N (a Vulkan device, `lathe devices` lists them) (default auto)", "DEV" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
       "Print {\"ppl\", \"ppl_se\", \"nll\", \"nll_se\", \"tokens\", \"tokens_per_s\"} as JSON (default off)", NULL },
     { NULL },
@@ -284,8 +303,13 @@ lathe_cmd_eval (int argc, char **argv)
   if (!lathe_decode_load ("eval", model_dir, quantization, adapter, &model, &tok, &exit_status))
     return exit_status;
 
+  g_autoptr (LtVulkan) vk = NULL;
+  g_autoptr (LtVulkanModel) gpu = NULL;
+  if (!lt_vulkan_infer_open (device, "--device", model, &vk, &gpu, &error))
+    return lathe_cli_report_error ("eval", error);
+
   g_autoptr (JsonParser) parser = json_parser_new ();
-  EvalState st = { .model = model };
+  EvalState st = { .model = model, .gpu = gpu };
   gint64 start = g_get_monotonic_time ();
 
   if (!is_text_data (parser, contents))
@@ -295,8 +319,8 @@ lathe_cmd_eval (int argc, char **argv)
           g_printerr ("lathe eval: --batch-size must be at least 1 (got %d)\n", batch_size);
           return LATHE_EXIT_BAD_INPUT;
         }
-      if (!eval_as_trained (model, tok, data, max_seq_length, batch_size, mask_prompt, &st.nll,
-                            &st.nll_sq, &st.predicted, &error))
+      if (!eval_as_trained (model, gpu, tok, data, max_seq_length, batch_size, mask_prompt,
+                            &st.nll, &st.nll_sq, &st.predicted, &error))
         return lathe_cli_report_error ("eval", error);
       return report (&st, data, start, json);
     }

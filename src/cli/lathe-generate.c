@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* lathe generate: text from a prompt, streamed as it is produced (KV-cached decode). */
+/* lathe generate: text from a prompt, streamed as it is produced (KV-cached decode), on the CPU
+ * or (--device vulkan[:N]) on a Vulkan device with the KV cache in device memory
+ * (lt-vulkan-infer: the prompt in one submit, then one submit per token). */
 #include "config.h"
 
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "lt-model.h"
 #include "lt-run.h"
 #include "lt-tokenizer.h"
+#include "lt-vulkan-infer.h"
 
 /* The prompt's token ids: the chat template's rendering (encoded without special tokens, as
  * transformers' apply_chat_template does), or the raw prompt through the post-processor. */
@@ -79,6 +82,7 @@ lathe_cmd_generate (int argc, char **argv)
   g_autofree char *compute_dtype = NULL;
   g_autofree char *adapter = NULL;
   g_autofree char *prompt = NULL;
+  g_autofree char *device = NULL;
   gboolean chat = FALSE, json = FALSE;
   int max_tokens = 256;
   double temp = 0.0, top_p = 1.0;
@@ -108,6 +112,10 @@ lathe_cmd_generate (int argc, char **argv)
     { "exact", 0, 0, G_OPTION_ARG_NONE, &exact, LATHE_EXACT_HELP, NULL },
     { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute_dtype, LATHE_COMPUTE_DTYPE_HELP,
       "auto|f32|bf16" },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device,
+      "Where decoding runs, as the compute_device key: auto or cpu (the CPU), vulkan or "
+      "vulkan:N (a Vulkan device, the KV cache in its memory; f32 keys and values, as "
+      "--exact) (default auto)", "DEV" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json,
       "Print {\"text\", \"ids\" (the new ids, with the EOS that ended them), "
       "\"tokens_per_s\", \"prompt_tokens\", \"time_to_first_token_s\"} as JSON at the end "
@@ -143,16 +151,27 @@ lathe_cmd_generate (int argc, char **argv)
   if (ids == NULL)
     return lathe_cli_report_error ("generate", error);
 
+  g_autoptr (LtVulkan) vk = NULL;
+  g_autoptr (LtVulkanModel) gpu = NULL;
+  g_autoptr (LtVulkanKV) gpu_cache = NULL;
+  if (!lt_vulkan_infer_open (device, "--device", model, &vk, &gpu, &error)
+      || (gpu != NULL
+          && (gpu_cache = lt_vulkan_kv_new (gpu, (int) ids->len + max_tokens, &error)) == NULL))
+    return lathe_cli_report_error ("generate", error);
+
   int V = model->config->vocab_size;
-  g_autoptr (LtKVCache) cache = lt_kv_cache_new (model, (int) ids->len + max_tokens);
+  g_autoptr (LtKVCache) cache = gpu ? NULL : lt_kv_cache_new (model, (int) ids->len + max_tokens);
   g_autofree float *logits = g_new (float, V);
   g_autoptr (GArray) out = g_array_new (FALSE, FALSE, sizeof (int32_t));
   g_autoptr (LtTextStream) stream = lt_text_stream_new (tok);
   guint64 rng = (guint64) seed;
   gint64 start = g_get_monotonic_time (), first = 0;
 
-  if (!lt_model_decode (model, cache, (const int32_t *) ids->data, (int) ids->len, logits, FALSE,
-                        &error))
+  if (gpu_cache != NULL
+        ? !lt_vulkan_kv_decode (gpu_cache, (const int32_t *) ids->data, (int) ids->len, logits,
+                                &error)
+        : !lt_model_decode (model, cache, (const int32_t *) ids->data, (int) ids->len, logits,
+                            FALSE, &error))
     return lathe_cli_report_error ("generate", error);
   for (int step = 0; step < max_tokens; step++)
     {
@@ -169,7 +188,9 @@ lathe_cmd_generate (int argc, char **argv)
           fflush (stdout);
         }
       if (step + 1 < max_tokens
-          && !lt_model_decode (model, cache, &next, 1, logits, FALSE, &error))
+          && (gpu_cache != NULL ? !lt_vulkan_kv_decode (gpu_cache, &next, 1, logits, &error)
+                                : !lt_model_decode (model, cache, &next, 1, logits, FALSE,
+                                                    &error)))
         return lathe_cli_report_error ("generate", error);
     }
   g_autofree char *rest = lt_text_stream_flush (stream);

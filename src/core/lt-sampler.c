@@ -9,6 +9,7 @@
 
 #include "lt-chat.h"
 #include "lt-error.h"
+#include "lt-vulkan-infer.h"
 
 struct _LtSampler
 {
@@ -20,6 +21,9 @@ struct _LtSampler
   GPtrArray *ids;            /* GArray of int32_t: each prompt's encoding */
   LtKVCache *cache;          /* room for the longest prompt and its generation */
   float *logits;             /* (V) */
+  int cap;                   /* the caches' positions */
+  LtVulkanModel *vm;         /* lt_sampler_set_vulkan's, borrowed, or NULL */
+  LtVulkanKV *gpu_cache;     /* its KV cache (cap) */
 };
 
 /* cfg->sample_prompts, or the "prompt" of every line of the one .jsonl file it names. */
@@ -153,6 +157,7 @@ lt_sampler_new (const LtRunConfig *cfg, LtModel *model, LtTokenizer *tok, LtChat
   if (max_pos > 0)
     cap = MIN (cap, max_pos);
   s->cache = lt_kv_cache_new (model, cap);
+  s->cap = cap;
   s->logits = g_new (float, model->config->vocab_size);
   return g_steal_pointer (&s);
 }
@@ -165,6 +170,7 @@ lt_sampler_free (LtSampler *s)
   g_clear_pointer (&s->prompts, g_ptr_array_unref);
   g_clear_pointer (&s->ids, g_ptr_array_unref);
   g_clear_pointer (&s->cache, lt_kv_cache_free);
+  g_clear_pointer (&s->gpu_cache, lt_vulkan_kv_free);
   g_free (s->logits);
   g_free (s);
 }
@@ -182,6 +188,25 @@ lt_sampler_get_prompt (LtSampler *s, guint i)
   return g_ptr_array_index (s->prompts, i);
 }
 
+void
+lt_sampler_set_vulkan (LtSampler *s, LtVulkanModel *vm)
+{
+  if (vm != s->vm)
+    g_clear_pointer (&s->gpu_cache, lt_vulkan_kv_free);
+  s->vm = vm;
+}
+
+/* lt_model_decode on the CPU's cache or the device's. */
+static gboolean
+decode (LtSampler *s, const int32_t *ids, int n, GError **error)
+{
+  if (s->vm == NULL)
+    return lt_model_decode (s->model, s->cache, ids, n, s->logits, FALSE, error);
+  if (s->gpu_cache == NULL && (s->gpu_cache = lt_vulkan_kv_new (s->vm, s->cap, error)) == NULL)
+    return FALSE;
+  return lt_vulkan_kv_decode (s->gpu_cache, ids, n, s->logits, error);
+}
+
 char *
 lt_sampler_generate (LtSampler *s, guint i, GError **error)
 {
@@ -194,8 +219,9 @@ lt_sampler_generate (LtSampler *s, guint i, GError **error)
   guint64 rng = 0;
 
   lt_kv_cache_reset (cache);
-  if (!lt_model_decode (s->model, cache, (const int32_t *) prompt_ids->data,
-                        (int) prompt_ids->len, logits, FALSE, error))
+  if (s->gpu_cache != NULL)
+    lt_vulkan_kv_reset (s->gpu_cache);
+  if (!decode (s, (const int32_t *) prompt_ids->data, (int) prompt_ids->len, error))
     return NULL;
   for (int k = 0; k < s->max_tokens; k++)
     {
@@ -207,9 +233,10 @@ lt_sampler_generate (LtSampler *s, guint i, GError **error)
       piece = lt_text_stream_push (stream, next);
       g_string_append (text, piece);
       if (k + 1 == s->max_tokens
-          || lt_kv_cache_get_length (cache) >= lt_kv_cache_get_capacity (cache))
+          || (s->gpu_cache != NULL ? lt_vulkan_kv_get_length (s->gpu_cache)
+                                   : lt_kv_cache_get_length (cache)) >= s->cap)
         break;
-      if (!lt_model_decode (s->model, cache, &next, 1, logits, FALSE, error))
+      if (!decode (s, &next, 1, error))
         return NULL;
     }
   {

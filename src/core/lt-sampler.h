@@ -19,6 +19,7 @@
 #include "lt-model.h"
 #include "lt-run.h"
 #include "lt-tokenizer.h"
+#include "lt-vulkan-model.h"
 
 G_BEGIN_DECLS
 
@@ -34,6 +35,9 @@ guint lt_sampler_get_n_prompts (LtSampler *sampler);
 const char *lt_sampler_get_prompt (LtSampler *sampler, guint i);
 /* The greedy generation for prompt @i (its text, without the prompt). */
 char *lt_sampler_generate (LtSampler *sampler, guint i, GError **error);
+/* Generations on a Vulkan device from now on (@vm: the trainer's, borrowed; its adapters are
+ * the device's), with a KV cache in its memory (lt-vulkan-infer); NULL: the CPU. */
+void lt_sampler_set_vulkan (LtSampler *sampler, LtVulkanModel *vm);
 /* @text cut to @max characters with an ellipsis, on one line (for logs). */
 char *lt_sampler_shorten (const char *text, glong max);
 

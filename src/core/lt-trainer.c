@@ -50,6 +50,7 @@
 #include "lt-tokenizer.h"
 #include "lt-trainer-batch.h"
 #include "lt-trainer.h"
+#include "lt-vulkan-infer.h"
 #include "lt-vulkan-model.h"
 
 #define STATE_FORMAT 1
@@ -628,8 +629,8 @@ load_state (Trainer *tr, GError **error)
 
 /* ---- saving adapters ---- */
 
-/* The GPU's LoRA weights and AdamW moments to the host (before a save, an evaluation or
- * samples, which run on the CPU). */
+/* The GPU's LoRA weights and AdamW moments to the host (before a save; the validation and
+ * the samples run on the GPU). */
 static gboolean
 gpu_sync (Trainer *tr, GError **error)
 {
@@ -725,8 +726,10 @@ run_micro_batch (Trainer *tr, float loss_scale, double *loss_sum, GError **error
   if (tr->mb.lengths->len == 0)
     return TRUE;
   tr->fb_calls++;
-  if (tr->gpu != NULL && loss_scale != 0.0f) /* the GPU; evaluation: the CPU, after a sync */
-    return lt_vulkan_trainer_forward_backward (tr->gpu, &tr->mb, loss_scale, loss_sum, error);
+  if (tr->gpu != NULL) /* the GPU; evaluation (loss_scale 0): the forward alone, no sync */
+    return loss_scale != 0.0f
+             ? lt_vulkan_trainer_forward_backward (tr->gpu, &tr->mb, loss_scale, loss_sum, error)
+             : lt_vulkan_infer_eval_micro_batch (tr->gpu->vm, &tr->mb, loss_sum, error);
   return lt_model_forward_backward (tr->model, (const int32_t *) tr->mb.tokens->data,
                                     (const int *) tr->mb.lengths->data,
                                     (int) tr->mb.lengths->len,
@@ -880,8 +883,6 @@ do_eval (Trainer *tr, GError **error)
   LtTrainProgress p = { 0 };
   double val = NAN;
 
-  if (!gpu_sync (tr, error))
-    return FALSE;
   if (tr->valid == NULL || tr->valid->n_examples == 0 || tr->cfg->val_batches == 0)
     return TRUE;
   if (!evaluate (tr, &val, error))
@@ -935,8 +936,8 @@ do_samples (Trainer *tr, GError **error)
   gint64 t0 = g_get_monotonic_time ();
   guint n = tr->sampler != NULL ? lt_sampler_get_n_prompts (tr->sampler) : 0;
 
-  if (n > 0 && !gpu_sync (tr, error))
-    return FALSE;
+  if (n > 0) /* on a GPU the samples decode there (the device's adapters, no sync) */
+    lt_sampler_set_vulkan (tr->sampler, tr->gpu != NULL ? tr->gpu->vm : NULL);
   if (n == 0)
     return TRUE;
   lt_model_set_training (tr->model, FALSE, 0);
@@ -1280,12 +1281,12 @@ load_model (Trainer *tr, GError **error)
 static void
 trainer_free (Trainer *tr)
 {
+  g_clear_pointer (&tr->sampler, lt_sampler_free); /* its KV cache may be on tr->gpu's device */
   g_clear_pointer (&tr->gpu, lt_vulkan_trainer_free);
   if (tr->qat_snapshot != NULL)
     for (guint i = 0; i < tr->n_params; i++)
       g_free (tr->qat_snapshot[i]);
   g_free (tr->qat_snapshot);
-  g_clear_pointer (&tr->sampler, lt_sampler_free);
   g_clear_pointer (&tr->opt, lt_optimizer_free);
   g_clear_pointer (&tr->train, lt_dataset_free);
   g_clear_pointer (&tr->valid, lt_dataset_free);

@@ -49,4 +49,5 @@ const LtVulkanKernelInfo lt_vulkan_kernels[LT_VK_N_KERNELS] = {
   [LT_VK_GEMM_COOPMAT_EMU_128_N8] = { "gemm-coopmat-emu-128-n8", 3 },
   [LT_VK_GEMM_COOPMAT_EMU_64_N16] = { "gemm-coopmat-emu-64-n16", 3 },
   [LT_VK_GEMM_COOPMAT_EMU_64_N8] = { "gemm-coopmat-emu-64-n8", 3 },
+  [LT_VK_COPY] = { "copy", 2 },
 };

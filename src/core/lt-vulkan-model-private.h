@@ -3,11 +3,47 @@
 #pragma once
 
 #include <glib.h>
+#include <stdint.h>
+
+#include "lt-model.h"
+#include "lt-vulkan.h"
 
 G_BEGIN_DECLS
 
 /* FALSE + LT_ERROR_UNSUPPORTED "@key: the Vulkan training step does not support @feature
  * yet; train on the CPU (@key cpu)". */
 gboolean lt_vulkan_model_refuse (GError **error, const char *key, const char *feature);
+
+typedef struct _LtVulkanModel LtVulkanModel;
+
+/* Inference (lt-vulkan-infer): @infer TRUE skips lt_vulkan_model_check (the caller checks
+ * what a forward needs: lt_vulkan_infer_check) — a model without adapters is fine. */
+LtVulkanModel *lt_vulkan_model_new_full (LtVulkan *vk, LtModel *model, gboolean infer,
+                                         GError **error);
+LtVulkan *lt_vulkan_model_get_vulkan (LtVulkanModel *vm);
+LtModel *lt_vulkan_model_get_model (LtVulkanModel *vm);
+
+/* The forward and the loss only, no dropout (the dropout step advanced, as any
+ * lt_model_forward_backward call advances it), no gradient touched: *loss_sum = Σ weights·CE
+ * and, when @tok_loss is not NULL, tok_loss (N) the per-token weighted CE. One submit. */
+gboolean lt_vulkan_model_forward_loss (LtVulkanModel *vm, const int32_t *tokens,
+                                       const int *lengths, int B, const int32_t *targets,
+                                       const float *weights, float *tok_loss, double *loss_sum,
+                                       GError **error);
+
+/* A KV cache's view for lt_vulkan_model_decode_run: per layer k[l], v[l] (capacity, KVH·D)
+ * f32, @past rows cached. */
+typedef struct
+{
+  LtVulkanBuffer **k, **v;
+  int past;
+} LtVulkanKVView;
+
+/* @n tokens at positions past … past + n − 1 (one sequence): their keys and values written
+ * into the cache's rows past … (the caller made room), attention over every cached row, and
+ * logits (V) of the last token (dropout off). One submit; the caller downloads @logits. */
+gboolean lt_vulkan_model_decode_run (LtVulkanModel *vm, const LtVulkanKVView *kv,
+                                     const int32_t *tokens, int n, LtVulkanBuffer *logits,
+                                     GError **error);
 
 G_END_DECLS

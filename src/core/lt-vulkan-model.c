@@ -11,6 +11,7 @@
 
 #include "lt-error.h"
 #include "lt-model-train.h"
+#include "lt-vulkan-infer.h"
 #include "lt-vulkan-kernels.h"
 #include "lt-vulkan-model-private.h"
 
@@ -316,11 +317,29 @@ setup_linear (LtVulkanModel *vm, VLin *v, LtLinear *lin, GError **error)
 LtVulkanModel *
 lt_vulkan_model_new (LtVulkan *vk, LtModel *m, GError **error)
 {
+  return lt_vulkan_model_new_full (vk, m, FALSE, error);
+}
+
+LtVulkan *
+lt_vulkan_model_get_vulkan (LtVulkanModel *vm)
+{
+  return vm->vk;
+}
+
+LtModel *
+lt_vulkan_model_get_model (LtVulkanModel *vm)
+{
+  return vm->model;
+}
+
+LtVulkanModel *
+lt_vulkan_model_new_full (LtVulkan *vk, LtModel *m, gboolean infer, GError **error)
+{
   const LtConfig *c = m->config;
   int L = c->num_hidden_layers, C = c->hidden_size, D = c->head_dim;
   g_autoptr (LtVulkanModel) vm = NULL;
 
-  if (!lt_vulkan_model_check (m, "compute_device", error))
+  if (!infer && !lt_vulkan_model_check (m, "compute_device", error))
     return NULL;
   vm = g_new0 (LtVulkanModel, 1);
   vm->vk = vk;
@@ -916,7 +935,8 @@ lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa,
 /* ---- one block ---- */
 
 static gboolean
-block_forward (LtVulkanModel *vm, int l, int N, const int *lengths, int B, GError **error)
+block_forward (LtVulkanModel *vm, int l, int N, const int *lengths, int B,
+               const LtVulkanKVView *kv, GError **error)
 {
   const LtConfig *c = vm->model->config;
   VBlock *b = &vm->blocks[l];
@@ -939,10 +959,21 @@ block_forward (LtVulkanModel *vm, int l, int N, const int *lengths, int B, GErro
   if (!lt_vulkan_rope (s, b->q, 0, vm->pos, vm->table, vm->cap_len, N, H, D, FALSE, error)
       || !lt_vulkan_rope (s, b->k, 0, vm->pos, vm->table, vm->cap_len, N, KVH, D, FALSE, error))
     return FALSE;
-  for (int i = 0, o = 0; i < B; o += lengths[i], i++)
-    if (!lt_vulkan_attention_forward_seq (s, b->att, b->lse, b->q, b->k, b->v, F32, o,
-                                          lengths[i], lengths[i], H, KVH, D, error))
-      return FALSE;
+  if (kv != NULL)
+    {
+      /* decode: this step's keys and values after the cached ones, attention over them all */
+      gsize kvd = (gsize) KVH * D, off = (gsize) kv->past * kvd;
+      if (!lt_vulkan_copy (s, kv->k[l], off, b->k, 0, (gsize) N * kvd, error)
+          || !lt_vulkan_copy (s, kv->v[l], off, b->v, 0, (gsize) N * kvd, error)
+          || !lt_vulkan_attention_forward (s, b->att, NULL, b->q, kv->k[l], kv->v[l], F32, N,
+                                           kv->past + N, H, KVH, D, error))
+        return FALSE;
+    }
+  else
+    for (int i = 0, o = 0; i < B; o += lengths[i], i++)
+      if (!lt_vulkan_attention_forward_seq (s, b->att, b->lse, b->q, b->k, b->v, F32, o,
+                                            lengths[i], lengths[i], H, KVH, D, error))
+        return FALSE;
   if (!lin_forward (vm, &b->lin[3], b->att, N, vm->dtmp, b->xa[3], error)
       || !lt_vulkan_add (s, b->x_mid, x_in, vm->dtmp, nC, error)
       || !lt_vulkan_rmsnorm_forward (s, b->xn2, b->x_mid, b->post_norm, eps, N, C, error)
@@ -1028,10 +1059,58 @@ submit_wait (LtVulkanModel *vm, GError **error)
   return lt_vulkan_stream_submit (vm->s, error) && lt_vulkan_stream_wait (vm->s, error);
 }
 
+/* Drop probabilities and seeds of this micro-batch: lt_model_get_dropout's when @train, else
+ * none; with @advance the model's dropout step first advances, as every
+ * lt_model_forward_backward call (evaluation's too) advances it — the trainer's seeds count
+ * on it. */
+static void
+set_dropout (LtVulkanModel *vm, gboolean train, gboolean advance)
+{
+  LtModel *m = vm->model;
+  int L = m->config->num_hidden_layers;
+
+  if (advance)
+    lt_model_set_dropout_step (m, lt_model_get_dropout_step (m) + 1);
+  for (int l = 0; l < L; l++)
+    for (int j = 0; j < N_LIN; j++)
+      {
+        VLin *v = &vm->blocks[l].lin[j];
+        v->drop_p = 0.0f;
+        if (!train || l < vm->first)
+          continue;
+        lt_model_get_dropout (m, l, j, &v->drop_p, &v->drop_seed);
+        if (v->pa < 0 || v->lin->qat || !vm->dropout)
+          v->drop_p = 0.0f; /* QAT: none, as lt-linear */
+      }
+}
+
+static gboolean forward_run (LtVulkanModel *vm, const int32_t *tokens, const int *lengths,
+                             int B, const int32_t *targets, const float *weights,
+                             float loss_scale, gboolean train, float *tok_loss,
+                             double *loss_sum, GError **error);
+
 gboolean
 lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, const int *lengths,
                                   int B, const int32_t *targets, const float *weights,
                                   float loss_scale, double *loss_sum, GError **error)
+{
+  return forward_run (vm, tokens, lengths, B, targets, weights, loss_scale, TRUE, NULL,
+                      loss_sum, error);
+}
+
+gboolean
+lt_vulkan_model_forward_loss (LtVulkanModel *vm, const int32_t *tokens, const int *lengths,
+                              int B, const int32_t *targets, const float *weights,
+                              float *tok_loss, double *loss_sum, GError **error)
+{
+  return forward_run (vm, tokens, lengths, B, targets, weights, 0.0f, FALSE, tok_loss,
+                      loss_sum, error);
+}
+
+static gboolean
+forward_run (LtVulkanModel *vm, const int32_t *tokens, const int *lengths, int B,
+             const int32_t *targets, const float *weights, float loss_scale, gboolean train,
+             float *tok_loss, double *loss_sum, GError **error)
 {
   LtModel *m = vm->model;
   const LtConfig *c = m->config;
@@ -1042,21 +1121,14 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
   g_autofree int32_t *pos = NULL;
   g_autofree int32_t *tgt = NULL;
   g_autofree float *scale = NULL, *loss = NULL;
-  gboolean backward = loss_scale != 0.0f;
+  gboolean backward = train && loss_scale != 0.0f;
 
   *loss_sum = 0.0;
   if (!lt_model_check_batch (m, tokens, lengths, B, &N, error))
     return FALSE;
-  /* the dropout step advances as lt_model_forward_backward's does: the same masks */
-  lt_model_set_dropout_step (m, lt_model_get_dropout_step (m) + 1);
-  for (int l = vm->first; l < L; l++)
-    for (int j = 0; j < N_LIN; j++)
-      {
-        VLin *v = &vm->blocks[l].lin[j];
-        lt_model_get_dropout (m, l, j, &v->drop_p, &v->drop_seed);
-        if (v->pa < 0 || v->lin->qat || !vm->dropout)
-          v->drop_p = 0.0f; /* QAT: none, as lt-linear */
-      }
+  /* the dropout step advances as lt_model_forward_backward's does (training: the same
+   * masks); evaluation: no dropout */
+  set_dropout (vm, train, TRUE);
   pos = g_new (int32_t, N);
   tgt = g_new (int32_t, N);
   scale = g_new (float, N);
@@ -1095,7 +1167,7 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
         : !lt_vulkan_embedding (s, vm->xin[0], vm->embed, vm->embed_dt, vm->ids, N, C, V, error))
     return FALSE;
   for (int l = 0; l < L; l++)
-    if (!block_forward (vm, l, N, lengths, B, error))
+    if (!block_forward (vm, l, N, lengths, B, NULL, error))
       return FALSE;
   if (!lt_vulkan_rmsnorm_forward (s, vm->xnf, vm->xin[L], vm->norm, eps, N, C, error))
     return FALSE;
@@ -1138,9 +1210,55 @@ lt_vulkan_model_forward_backward (LtVulkanModel *vm, const int32_t *tokens, cons
   if (backward)
     vm->grads_zero = FALSE;
   for (int i = 0; i < N; i++)
-    if (weights[i] != 0.0f)
-      *loss_sum += loss[i];
+    {
+      if (tok_loss != NULL)
+        tok_loss[i] = weights[i] != 0.0f ? loss[i] : 0.0f;
+      if (weights[i] != 0.0f)
+        *loss_sum += loss[i];
+    }
   return TRUE;
+}
+
+gboolean
+lt_vulkan_model_decode_run (LtVulkanModel *vm, const LtVulkanKVView *kv, const int32_t *tokens,
+                            int n, LtVulkanBuffer *logits, GError **error)
+{
+  LtModel *m = vm->model;
+  const LtConfig *c = m->config;
+  int L = c->num_hidden_layers, C = c->hidden_size, V = c->vocab_size;
+  float eps = (float) c->rms_norm_eps;
+  LtVulkanStream *s = vm->s;
+  g_autofree int32_t *pos = NULL;
+  int N;
+
+  if (!lt_model_check_batch (m, tokens, &n, 1, &N, error))
+    return FALSE;
+  set_dropout (vm, FALSE, FALSE);
+  pos = g_new (int32_t, n);
+  for (int t = 0; t < n; t++)
+    pos[t] = kv->past + t;
+  if (!qat_prepare (vm, error) || !step_memory (vm, n, error)
+      || !step_tables (vm, n, kv->past + n, 1, error)
+      || !lt_vulkan_buffer_upload (vm->ids, 0, tokens, (gsize) n * 4, error)
+      || !lt_vulkan_buffer_upload (vm->pos, 0, pos, (gsize) n * 4, error))
+    return FALSE;
+  if (vm->embed_q != NULL
+        ? !lt_vulkan_embedding_q (s, vm->xin[0], vm->embed_q, vm->ids, n, error)
+        : !lt_vulkan_embedding (s, vm->xin[0], vm->embed, vm->embed_dt, vm->ids, n, C, V, error))
+    return FALSE;
+  for (int l = 0; l < L; l++)
+    if (!block_forward (vm, l, n, &n, 1, kv, error))
+      return FALSE;
+  {
+    /* the last token's logits (V): its final norm, then the whole head at once */
+    LtVulkanMatrix mx = mat (vm->xnf, 0, C, F32), ml = mat (logits, 0, V, F32);
+    if (!lt_vulkan_copy (s, vm->dtmp, 0, vm->xin[L], (gsize) (n - 1) * C, C, error)
+        || !lt_vulkan_rmsnorm_forward (s, vm->xnf, vm->dtmp, vm->norm, eps, 1, C, error)
+        || !base_gemm (vm, &vm->head, LT_TRANS, 1, 0, V, 1.0f, &mx, 0.0f, &ml, vm->prec,
+                       error))
+      return FALSE;
+  }
+  return submit_wait (vm, error);
 }
 
 gboolean

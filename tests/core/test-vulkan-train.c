@@ -15,8 +15,8 @@
  *                   GPU model;
  *   regrow          the step memory grown between micro-batches (20 tokens, then 300);
  *   trajectory      6 steps of `lt_train` with compute_device vulkan against the same run on
- *                   the CPU (train losses, and validation losses computed on the CPU
- *                   from the weights synced back);
+ *                   the CPU (train losses, and validation losses, computed on the GPU
+ *                   by lt-vulkan-infer's forward);
  *   trajectory-quant/mxfp4  the trajectory on an mxfp4 base (the trainer's preset);
  *   grads-dora/...  DoRA (m, A, B gradients; dense, bf16, biases, tied, quantized base, bf16
  *                   products, a trained adapter loaded from disk);
@@ -494,8 +494,8 @@ max_device_bytes (const LtTrainProgress *p, gpointer user_data)
 }
 
 /* 6 steps of lt_train (2 accumulated micro-batches of 2 examples, AdamW with decay, the clip
- * at 0.5) on the GPU and on the CPU: the same losses (train and validation, the
- * latter on the CPU from the synced weights) within 1e-3 relative, and the losses move. The
+ * at 0.5) on the GPU and on the CPU: the same losses (train and validation, both
+ * computed on the GPU in the GPU run) within 1e-3 relative, and the losses move. The
  * GPU run's reports carry the device memory it holds (at least the frozen weights, as
  * stored), the CPU run's none. */
 static void
