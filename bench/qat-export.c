@@ -155,26 +155,8 @@ static double
 export_ppl (const char *run, const char *out, const Grid *g, gboolean qat_run)
 {
   g_autoptr (GError) error = NULL;
-  if (g->mode == LT_QUANT_NF4)
-    {
-      g_autoptr (LtLoadedModel) x = lt_export_load_fused (model_dir, run, &error);
-      GHashTableIter it;
-      gpointer key, value;
-      if (!x || !x->tensors)
-        die ("fused model", error);
-      g_hash_table_iter_init (&it, x->tensors);
-      while (g_hash_table_iter_next (&it, &key, &value))
-        {
-          LtTensor *t = value;
-          if (t->ndim != 2 || t->dtype != LT_DTYPE_F32
-              || !lt_fake_quantize_covers (g->group, t->shape[1]))
-            continue;
-          if (!lt_fake_quantize (g->mode, t->data, t->data, t->shape[0], t->shape[1], g->bits,
-                                 g->group, NULL, NULL, TRUE))
-            die (key, NULL);
-        }
-      return ppl_of (x->model);
-    }
+  if (g->mode == LT_QUANT_NF4) /* no NF4 export format: its fake quantization in memory */
+    return fq_ppl (run, g);
   LtExportOptions o;
   lt_export_options_init (&o);
   o.model_dir = model_dir;

@@ -44,6 +44,7 @@
 #include "src/core/lt-run.h"
 #include "src/core/lt-trainer.h"
 #include "src/core/lt-vulkan-model.h"
+#include "tests/core/test-vulkan-run.h"
 #include "tests/core/test-vulkan.h"
 #include "tests/test-util.h"
 
@@ -430,28 +431,10 @@ read_losses (const char *run_dir, const char *field)
 static LtRunConfig *
 run_config (const char *tmp, const char *run, const char *device)
 {
-  LtRunConfig *cfg = lt_run_config_new ();
   g_autofree char *train = data_path ("train", "train.jsonl");
-  g_autofree char *dir = g_build_filename (tmp, "data", NULL);
-  g_autofree char *t = g_build_filename (dir, "train.jsonl", NULL);
-  g_autofree char *v = g_build_filename (dir, "valid.jsonl", NULL);
-  g_autofree char *text = NULL;
+  g_autofree char *model = data_path ("models", "llama-f32");
+  LtRunConfig *cfg = vulkan_run_config_base (train, model, tmp, run, device);
 
-  if (!g_file_test (t, G_FILE_TEST_EXISTS))
-    {
-      g_assert_true (g_file_get_contents (train, &text, NULL, NULL));
-      g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
-      g_assert_true (g_file_set_contents (t, text, -1, NULL));
-      g_assert_true (g_file_set_contents (v, text, -1, NULL));
-    }
-  g_free (cfg->model);
-  cfg->model = data_path ("models", "llama-f32");
-  g_free (cfg->data);
-  cfg->data = g_strdup (dir);
-  g_free (cfg->adapter_path);
-  cfg->adapter_path = g_build_filename (tmp, run, NULL);
-  g_free (cfg->compute_device);
-  cfg->compute_device = g_strdup (device);
   cfg->lora_rank = 4;
   cfg->lora_scale = 2.0;
   cfg->num_layers = -1;
