@@ -42,7 +42,8 @@ gboolean lt_vulkan_model_forward_token_losses (LtVulkanModel *vm, const int32_t 
 
 /* @enabled FALSE: forwards compute the frozen base alone (LoRA's x·A·B and DoRA's m/‖·‖
  * left out, QAT's W_eff without the adapter: lt_model_set_adapters_enabled's), and
- * lt_vulkan_model_forward_backward computes no gradient. */
+ * lt_vulkan_model_forward_backward computes no gradient. The host model's adapters follow
+ * (lt_model_set_adapters_enabled), so that QAT scales recomputed meanwhile are the CPU's. */
 void lt_vulkan_model_set_adapters_enabled (LtVulkanModel *vm, gboolean enabled);
 
 /* A KV cache's view for lt_vulkan_model_decode_run: per layer k[l], v[l] (capacity, KVH·D)

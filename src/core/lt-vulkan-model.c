@@ -1123,6 +1123,9 @@ lt_vulkan_model_forward_token_losses (LtVulkanModel *vm, const int32_t *tokens,
 void
 lt_vulkan_model_set_adapters_enabled (LtVulkanModel *vm, gboolean enabled)
 {
+  /* the host model's too: a QAT scale recompute (qat_prepare) then sees the base alone, as
+   * the CPU's reference forward does */
+  lt_model_set_adapters_enabled (vm->model, enabled);
   vm->adapters_off = !enabled;
 }
 

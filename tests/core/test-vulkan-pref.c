@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* lt-vulkan-pref: DPO and ORPO micro-batches on the GPU training step against the CPU's
  * lt_pref_step.
- *   grads/<loss>[-dora|-dropout]  the two pairs of tests/data/preference/reference.json on
- *                   the llama-f32 fixture with LoRA (or DoRA, or adapter dropout 0.3) on every
+ *   grads/<loss>[-dora|-dropout|-qat]  the two pairs of tests/data/preference/reference.json
+ *                   on the llama-f32 fixture with LoRA (or DoRA, adapter dropout 0.3, QAT
+ *                   symmetric 4-bit with its scales recomputed in the step) on every
  *                   layer: the loss, the statistics and every adapter gradient of one
  *                   micro-batch (loss scale 0.5), for sigmoid (also label smoothing 0.1),
  *                   hinge, IPO and ORPO; DPO's reference is the model with its adapters off
  *                   on both devices;
  *   eval/<loss>     the same with loss scale 0 (validation): the loss, no gradient;
- *   trajectory/<mode>  6 steps of `lt_train` (DPO sigmoid, ORPO) with compute_device vulkan
- *                   against the same run on the CPU, on TinyStories-656k (../shared) and
- *                   tests/data/preference/tinystories: train and validation losses.
+ *   trajectory/<mode>  6 steps of `lt_train` (DPO sigmoid, ORPO; DPO with DoRA and adapter
+ *                   dropout 0.2) with compute_device vulkan against the same run on the CPU,
+ *                   on TinyStories-656k (../shared) and tests/data/preference/tinystories:
+ *                   train and validation losses.
  * Tolerances as test-vulkan-train's f32 cases (f32 products on both sides; the differences
  * are summation order): gradients 1e-4 of the tensor's largest magnitude, losses 1e-5
  * relative (the sequence log-prob sums 1e-5 relative), the trajectory 1e-3 relative.
@@ -45,6 +47,7 @@ typedef struct
   double label_smoothing;
   gboolean dora;
   double dropout;
+  gboolean qat; /* QAT on (symmetric 4-bit, group 32, every weight) */
 } Case;
 
 static int32_t *
@@ -109,6 +112,11 @@ load_model (const Case *c)
       lt_model_get_param (m, i, &pname, &data, &grad, &n, NULL);
       if (g_str_has_suffix (pname, "lora_b"))
         fill (data, n, 300 + i, -0.05, 0.05);
+    }
+  if (c->qat)
+    {
+      g_assert_true (lt_model_set_qat_grid (m, TRUE, LT_QUANT_SYMMETRIC, 4, 32, TRUE, &error));
+      g_assert_no_error (error);
     }
   lt_model_set_training (m, TRUE, 0x5eed5eedull);
   return m;
@@ -177,6 +185,8 @@ step_case (const Case *c, float loss_scale)
       memset (g, 0, k * sizeof (float));
     }
 
+  if (c->qat)
+    lt_model_qat_recompute_scales (m); /* the GPU model recomputes them, as a new QAT step */
   /* the GPU's calls draw the CPU's dropout masks (the same dropout steps) */
   lt_model_set_dropout_step (m, step0);
   vm = lt_vulkan_model_new (vk, m, &error);
@@ -326,7 +336,8 @@ run_config (const char *model, const char *tmp, const char *run, const char *dev
 static void
 test_trajectory (gconstpointer data)
 {
-  LtTrainMode mode = GPOINTER_TO_INT (data);
+  LtTrainMode mode = GPOINTER_TO_INT (data) & 0xff;
+  gboolean dora_dropout = (GPOINTER_TO_INT (data) & 0x100) != 0;
   const char *shared = g_getenv ("LATHE_SHARED_DIR");
   g_autofree char *model = NULL;
   g_autoptr (GError) error = NULL;
@@ -346,6 +357,11 @@ test_trajectory (gconstpointer data)
   g_assert_no_error (error);
   cpu = run_config (model, tmp, "cpu", "cpu", mode);
   gpu = run_config (model, tmp, "gpu", "vulkan", mode);
+  if (dora_dropout)
+    {
+      cpu->train_type = gpu->train_type = LT_TRAIN_TYPE_DORA;
+      cpu->lora_dropout = gpu->lora_dropout = 0.2;
+    }
   g_assert_true (lt_train (cpu, FALSE, NULL, NULL, NULL, &error));
   g_assert_no_error (error);
   g_assert_true (lt_train (gpu, FALSE, NULL, NULL, NULL, &error));
@@ -391,6 +407,9 @@ main (int argc, char **argv)
     { "orpo-dora", LT_PREF_LOSS_ORPO, 0.0, TRUE, 0.0 },
     { "sigmoid-dropout", LT_PREF_LOSS_SIGMOID, 0.0, FALSE, 0.3 },
     { "orpo-dropout", LT_PREF_LOSS_ORPO, 0.0, FALSE, 0.3 },
+    { "sigmoid-qat", LT_PREF_LOSS_SIGMOID, 0.0, FALSE, 0.0, TRUE },
+    { "orpo-qat", LT_PREF_LOSS_ORPO, 0.0, FALSE, 0.0, TRUE },
+    { "sigmoid-qat-dora", LT_PREF_LOSS_SIGMOID, 0.0, TRUE, 0.0, TRUE },
   };
   int rc;
 
@@ -407,6 +426,8 @@ main (int argc, char **argv)
                         test_trajectory);
   g_test_add_data_func ("/vulkan-pref/trajectory/orpo", GINT_TO_POINTER (LT_TRAIN_MODE_ORPO),
                         test_trajectory);
+  g_test_add_data_func ("/vulkan-pref/trajectory/dpo-dora-dropout",
+                        GINT_TO_POINTER (LT_TRAIN_MODE_DPO | 0x100), test_trajectory);
   rc = g_test_run ();
   vulkan_test_close ();
   return rc;
