@@ -139,21 +139,8 @@ lt_pref_loss (const LtPrefConfig *cfg, int n, const double *pc, const double *pr
   return loss;
 }
 
-/* The 2n sequences prompt + chosen, prompt + rejected (pair by pair), padding-free: inputs
- * (N), targets (N), completion mask (N) and lengths (2n). Sequence k's positions are
- * [offs[k], offs[k] + lengths[k]). */
-typedef struct
-{
-  int32_t *tokens;  /* (N) */
-  int32_t *targets; /* (N) */
-  float *mask;      /* (N) 1 on a position predicting a completion token */
-  int *lengths;     /* (2n) */
-  int *offs;        /* (2n) */
-  int N;
-} Packed;
-
-static void
-packed_clear (Packed *p)
+void
+lt_pref_packed_clear (LtPrefPacked *p)
 {
   g_free (p->tokens);
   g_free (p->targets);
@@ -162,8 +149,8 @@ packed_clear (Packed *p)
   g_free (p->offs);
 }
 
-static gboolean
-pack (const LtPreferenceExample *pairs, int n, Packed *p, GError **error)
+gboolean
+lt_pref_pack (const LtPreferenceExample *pairs, int n, LtPrefPacked *p, GError **error)
 {
   gint64 total = 0;
   for (int i = 0; i < n; i++)
@@ -213,7 +200,7 @@ pack (const LtPreferenceExample *pairs, int n, Packed *p, GError **error)
 
 /* Log-prob sums (2n) of the completions under @m as it is now. */
 static gboolean
-sequence_logps (LtModel *m, const Packed *p, int n, double *sums, GError **error)
+sequence_logps (LtModel *m, const LtPrefPacked *p, int n, double *sums, GError **error)
 {
   double total;
   g_autofree float *ce = g_new (float, MAX (p->N, 1));
@@ -242,7 +229,7 @@ lt_pref_step (LtModel *model, LtModel *reference, const LtPrefConfig *cfg,
               const LtPreferenceExample *pairs, int n, float loss_scale, LtPrefStats *stats,
               GError **error)
 {
-  Packed p = { 0 };
+  LtPrefPacked p = { 0 };
   gboolean ok = FALSE;
   gboolean orpo = cfg->loss == LT_PREF_LOSS_ORPO;
   g_autofree double *pol = g_new0 (double, 2 * MAX (n, 1));
@@ -262,7 +249,7 @@ lt_pref_step (LtModel *model, LtModel *reference, const LtPrefConfig *cfg,
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT, "empty preference batch");
       return FALSE;
     }
-  if (!pack (pairs, n, &p, error))
+  if (!lt_pref_pack (pairs, n, &p, error))
     goto out;
 
   /* reference sums: the frozen model, or this one with its adapters off */
@@ -316,6 +303,6 @@ lt_pref_step (LtModel *model, LtModel *reference, const LtPrefConfig *cfg,
     }
   ok = TRUE;
 out:
-  packed_clear (&p);
+  lt_pref_packed_clear (&p);
   return ok;
 }

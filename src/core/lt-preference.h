@@ -72,6 +72,24 @@ double lt_pref_loss (const LtPrefConfig *cfg, int n, const double *pc, const dou
                      const double *rc, const double *rr, const int *nc, const int *nr,
                      double *dpc, double *dpr, LtPrefStats *stats);
 
+/* The 2n sequences prompt + chosen, prompt + rejected (pair by pair), padding-free: inputs
+ * (N), targets (N), completion mask (N) and lengths (2n). Sequence k's positions are
+ * [offs[k], offs[k] + lengths[k]). */
+typedef struct
+{
+  int32_t *tokens;  /* (N) */
+  int32_t *targets; /* (N) */
+  float *mask;      /* (N) 1 on a position predicting a completion token */
+  int *lengths;     /* (2n) */
+  int *offs;        /* (2n) */
+  int N;
+} LtPrefPacked;
+
+/* Packs @n pairs into @p (zeroed; lt_pref_packed_clear frees it, also after a failure):
+ * FALSE + LT_ERROR_INVALID_ARGUMENT for an empty prompt or completion, or a batch too large. */
+gboolean lt_pref_pack (const LtPreferenceExample *pairs, int n, LtPrefPacked *p, GError **error);
+void lt_pref_packed_clear (LtPrefPacked *p);
+
 /* One micro-batch of @n pairs on @model (trainable: lt_model_attach_trainable): adds
  * loss_scale·∇L to the parameters' gradients (none when loss_scale is 0) and fills @stats.
  * @reference: the frozen reference model for full fine-tuning; NULL = @model with its

@@ -52,6 +52,7 @@
 #include "lt-trainer.h"
 #include "lt-vulkan-infer.h"
 #include "lt-vulkan-model.h"
+#include "lt-vulkan-pref.h"
 
 #define STATE_FORMAT 1
 
@@ -772,7 +773,8 @@ pref_run (Trainer *tr, const LtDataset *ds, const gsize *idx, int n, float loss_
   for (int k = 0; k < n; k++)
     pairs[k] = ds->pairs[idx[k]];
   tr->fb_calls++; /* the step leaves the model's call count one further, as an SFT batch */
-  return lt_pref_step (tr->model, tr->ref_model, &pc, pairs, n, loss_scale, st, error);
+  return tr->gpu ? lt_vulkan_pref_step (tr->gpu->vm, &pc, pairs, n, loss_scale, st, error)
+                 : lt_pref_step (tr->model, tr->ref_model, &pc, pairs, n, loss_scale, st, error);
 }
 
 /* One training micro-batch of pairs (the SFT path's next_train_batch + run_micro_batch):

@@ -31,6 +31,21 @@ gboolean lt_vulkan_model_forward_loss (LtVulkanModel *vm, const int32_t *tokens,
                                        const float *weights, float *tok_loss, double *loss_sum,
                                        GError **error);
 
+/* The same forward as a training micro-batch's (@train: its dropout masks, the dropout step
+ * advanced) or evaluation's (no dropout), the per-token CE into @tok_loss (N), no backward.
+ * lt-vulkan-pref's log-prob sums. */
+gboolean lt_vulkan_model_forward_token_losses (LtVulkanModel *vm, const int32_t *tokens,
+                                               const int *lengths, int B,
+                                               const int32_t *targets, const float *weights,
+                                               gboolean train, float *tok_loss,
+                                               double *loss_sum, GError **error);
+
+/* @enabled FALSE: forwards compute the frozen base alone (LoRA's x·A·B and DoRA's m/‖·‖
+ * left out, QAT's W_eff without the adapter: lt_model_set_adapters_enabled's), and
+ * lt_vulkan_model_forward_backward computes no gradient. The host model's adapters follow
+ * (lt_model_set_adapters_enabled), so that QAT scales recomputed meanwhile are the CPU's. */
+void lt_vulkan_model_set_adapters_enabled (LtVulkanModel *vm, gboolean enabled);
+
 /* A KV cache's view for lt_vulkan_model_decode_run: per layer k[l], v[l] (capacity, KVH·D)
  * f32, @past rows cached. */
 typedef struct

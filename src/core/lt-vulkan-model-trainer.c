@@ -63,8 +63,6 @@ check_config (const LtRunConfig *cfg, GError **error)
 {
   const char *key = "compute_device";
 
-  if (cfg->train_mode != LT_TRAIN_MODE_SFT)
-    return lt_vulkan_model_refuse (error, key, "DPO or ORPO training (train_mode)");
   if (cfg->train_type == LT_TRAIN_TYPE_FULL)
     return lt_vulkan_model_refuse (error, key, "full fine-tuning");
   if (cfg->optimizer == LT_OPTIMIZER_SGD)

@@ -94,6 +94,7 @@ struct _LtVulkanModel
   LtVulkanBuffer *dora_z, *dora_dz; /* DoRA's backward: z and dz (cap, widest out) */
   gboolean dropout;           /* the model trains with adapter dropout */
   LtVulkanBuffer *xd;         /* dropout (x), then dropout' (dxa·Aᵀ) (cap, widest in) */
+  gboolean adapters_off;      /* forwards compute the base alone (lt-vulkan-pref's reference) */
 };
 
 #define F32 LT_KDTYPE_F32
@@ -747,6 +748,7 @@ qat_weight (LtVulkanModel *vm, const VLin *v, GError **error)
   const LtLinear *lin = v->lin;
   LtVulkanBuffer *w = v->w;
   LtKDType wdt = v->wdt;
+  gboolean dora = v->pm >= 0 && !vm->adapters_off;
 
   if (v->q != NULL)
     {
@@ -756,9 +758,9 @@ qat_weight (LtVulkanModel *vm, const VLin *v, GError **error)
       wdt = F32;
     }
   return lt_vulkan_qat_weight (vm->s, vm->weff, w, wdt, param (vm, v->pa)->w,
-                               param (vm, v->pb)->w, v->r, v->scale, v->qat_grid,
-                               v->pm >= 0 ? param (vm, v->pm)->w : NULL,
-                               v->pm >= 0 ? v->norm : NULL, lin->qat_mode, lin->qat_bits,
+                               param (vm, v->pb)->w, v->r, vm->adapters_off ? 0.0f : v->scale,
+                               v->qat_grid, dora ? param (vm, v->pm)->w : NULL,
+                               dora ? v->norm : NULL, lin->qat_mode, lin->qat_bits,
                                lin->qat_group > 0 ? lin->qat_group : v->in, v->out, v->in,
                                error);
 }
@@ -804,27 +806,28 @@ lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffe
   LtVulkanStream *s = vm->s;
   LtVulkanMatrix mx = mat (x, 0, v->in, F32), my = mat (y, 0, v->out, F32);
   gboolean qat = v->lin->qat;
+  gboolean dora = v->pm >= 0 && !vm->adapters_off;
 
   if (qat)
     {
       /* QAT: y = x·fq (W_eff)ᵀ (+ b); the adapter (and DoRA's m/‖·‖) is inside W_eff, xa
        * kept for the backward */
       LtVulkanMatrix mq = mat (vm->weff, 0, v->in, F32);
-      if ((v->pm >= 0 && !dora_norm (vm, v, error)) || !qat_weight (vm, v, error)
+      if ((dora && !dora_norm (vm, v, error)) || !qat_weight (vm, v, error)
           || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->out, v->in, 1.0f, &mx, &mq, 0.0f,
                               &my, vm->prec, error))
         return FALSE;
     }
   else if (!base_gemm (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &my, vm->prec, error))
     return FALSE;
-  if (v->bias != NULL && (v->pm < 0 || qat))
+  if (v->bias != NULL && (!dora || qat))
     {
       LtVulkanMatrix m1 = mat (vm->ones, 0, 1, F32), mb = mat (v->bias, 0, v->out, F32);
       if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, 1, 1.0f, &m1, &mb, 1.0f, &my,
                            LT_COMPUTE_F32, error))
         return FALSE;
     }
-  if (v->pa >= 0)
+  if (v->pa >= 0 && !vm->adapters_off)
     {
       LtVulkanMatrix ma = mat (param (vm, v->pa)->w, 0, v->r, F32);
       LtVulkanMatrix mB = mat (param (vm, v->pb)->w, 0, v->out, F32);
@@ -841,7 +844,7 @@ lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffe
                                   &mB, 1.0f, &my, LT_COMPUTE_F32, error)))
         return FALSE;
     }
-  if (v->pm >= 0 && !qat)
+  if (dora && !qat)
     {
       /* DoRA: y = (m / ‖W + s·(AB)ᵀ‖_row)·z + b, the norms detached, of this micro-batch's A
        * and B (kept for the backward) */
@@ -1107,6 +1110,25 @@ lt_vulkan_model_forward_loss (LtVulkanModel *vm, const int32_t *tokens, const in
                       loss_sum, error);
 }
 
+gboolean
+lt_vulkan_model_forward_token_losses (LtVulkanModel *vm, const int32_t *tokens,
+                                      const int *lengths, int B, const int32_t *targets,
+                                      const float *weights, gboolean train, float *tok_loss,
+                                      double *loss_sum, GError **error)
+{
+  return forward_run (vm, tokens, lengths, B, targets, weights, 0.0f, train, tok_loss,
+                      loss_sum, error);
+}
+
+void
+lt_vulkan_model_set_adapters_enabled (LtVulkanModel *vm, gboolean enabled)
+{
+  /* the host model's too: a QAT scale recompute (qat_prepare) then sees the base alone, as
+   * the CPU's reference forward does */
+  lt_model_set_adapters_enabled (vm->model, enabled);
+  vm->adapters_off = !enabled;
+}
+
 static gboolean
 forward_run (LtVulkanModel *vm, const int32_t *tokens, const int *lengths, int B,
              const int32_t *targets, const float *weights, float loss_scale, gboolean train,
@@ -1121,7 +1143,7 @@ forward_run (LtVulkanModel *vm, const int32_t *tokens, const int *lengths, int B
   g_autofree int32_t *pos = NULL;
   g_autofree int32_t *tgt = NULL;
   g_autofree float *scale = NULL, *loss = NULL;
-  gboolean backward = train && loss_scale != 0.0f;
+  gboolean backward = train && loss_scale != 0.0f && !vm->adapters_off;
 
   *loss_sum = 0.0;
   if (!lt_model_check_batch (m, tokens, lengths, B, &N, error))

@@ -663,7 +663,7 @@ test_refused (void)
     const char *what;
     const char *feature;
   } cases[] = {
-    { "full", "full fine-tuning" }, { "dpo", "DPO or ORPO" }, { "sgd", "SGD" },
+    { "full", "full fine-tuning" }, { "adam-l2", "Adam with weight decay" }, { "sgd", "SGD" },
   };
   g_autoptr (GError) error = NULL;
   g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-refused-XXXXXX", &error);
@@ -674,8 +674,8 @@ test_refused (void)
       const char *w = cases[i].what;
       if (g_str_equal (w, "full"))
         cfg->train_type = LT_TRAIN_TYPE_FULL;
-      else if (g_str_equal (w, "dpo"))
-        cfg->train_mode = LT_TRAIN_MODE_DPO;
+      else if (g_str_equal (w, "adam-l2"))
+        cfg->optimizer = LT_OPTIMIZER_ADAM; /* run_config's weight decay 0.01 */
       else
         cfg->optimizer = LT_OPTIMIZER_SGD;
       g_clear_error (&error);
