@@ -90,6 +90,17 @@ typedef struct
 gboolean lt_pref_pack (const LtPreferenceExample *pairs, int n, LtPrefPacked *p, GError **error);
 void lt_pref_packed_clear (LtPrefPacked *p);
 
+/* lt_pref_loss over the interleaved sums of a packed batch (@pol, @ref: chosen, rejected
+ * pair by pair, 2n each; @ref ignored by ORPO) with the completion lengths of @pairs: ∂L/∂p
+ * into @dpc, @dpr (n) and @stats. */
+void lt_pref_loss_packed (const LtPrefConfig *cfg, const LtPreferenceExample *pairs, int n,
+                          const double *pol, const double *ref, double *dpc, double *dpr,
+                          LtPrefStats *stats);
+/* The per-token weights (p->N, g_free) whose Σ w·CE has the gradient Σ_seq ∂L/∂p_seq·∇p_seq:
+ * −∂L/∂p of each sequence on its completion tokens, 0 elsewhere. */
+float *lt_pref_packed_weights (const LtPrefPacked *p, int n, const double *dpc,
+                               const double *dpr);
+
 /* One micro-batch of @n pairs on @model (trainable: lt_model_attach_trainable): adds
  * loss_scale·∇L to the parameters' gradients (none when loss_scale is 0) and fills @stats.
  * @reference: the frozen reference model for full fine-tuning; NULL = @model with its

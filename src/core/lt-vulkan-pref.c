@@ -43,14 +43,8 @@ lt_vulkan_pref_step (LtVulkanModel *vm, const LtPrefConfig *cfg,
   gboolean orpo = cfg->loss == LT_PREF_LOSS_ORPO;
   g_autofree double *pol = g_new0 (double, 2 * MAX (n, 1));
   g_autofree double *ref = g_new0 (double, 2 * MAX (n, 1));
-  g_autofree double *pc = g_new (double, MAX (n, 1));
-  g_autofree double *pr = g_new (double, MAX (n, 1));
-  g_autofree double *rc = g_new (double, MAX (n, 1));
-  g_autofree double *rr = g_new (double, MAX (n, 1));
   g_autofree double *dpc = g_new (double, MAX (n, 1));
   g_autofree double *dpr = g_new (double, MAX (n, 1));
-  g_autofree int *nc = g_new (int, MAX (n, 1));
-  g_autofree int *nr = g_new (int, MAX (n, 1));
   guint64 step0 = lt_model_get_dropout_step (model);
 
   if (n <= 0)
@@ -76,28 +70,13 @@ lt_vulkan_pref_step (LtVulkanModel *vm, const LtPrefConfig *cfg,
   lt_model_set_dropout_step (model, step0);
   if (!sequence_logps (vm, &p, n, TRUE, pol, error))
     goto out;
-  for (int i = 0; i < n; i++)
-    {
-      pc[i] = pol[2 * i];
-      pr[i] = pol[2 * i + 1];
-      rc[i] = ref[2 * i];
-      rr[i] = ref[2 * i + 1];
-      nc[i] = pairs[i].n_chosen;
-      nr[i] = pairs[i].n_rejected;
-    }
-  lt_pref_loss (cfg, n, pc, pr, rc, rr, nc, nr, dpc, dpr, stats);
+  lt_pref_loss_packed (cfg, pairs, n, pol, ref, dpc, dpr, stats);
 
   if (loss_scale != 0.0f)
     {
       /* Σ w_t·CE_t with w = −∂L/∂p_seq on the sequence's completion tokens (lt_pref_step) */
-      g_autofree float *w = g_new0 (float, MAX (p.N, 1));
+      g_autofree float *w = lt_pref_packed_weights (&p, n, dpc, dpr);
       double unused;
-      for (int k = 0; k < 2 * n; k++)
-        {
-          float g = (float) -(k % 2 == 0 ? dpc[k / 2] : dpr[k / 2]);
-          for (int t = 0; t < p.lengths[k]; t++)
-            w[p.offs[k] + t] = p.mask[p.offs[k] + t] * g;
-        }
       lt_model_set_dropout_step (model, step0);
       if (!lt_vulkan_model_forward_backward (vm, p.tokens, p.lengths, 2 * n, p.targets, w,
                                              loss_scale, &unused, error))

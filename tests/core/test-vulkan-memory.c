@@ -160,6 +160,7 @@ test_check (void)
   g_test_message ("%s", error->message);
   g_assert_nonnull (strstr (error->message, "compute_device"));
   g_assert_nonnull (strstr (error->message, "Test GPU"));
+  lt_config_free (c);
 }
 
 int
