@@ -26,10 +26,13 @@
  * A (or column of B) whose values are all below 2^-28 of the largest in its tile's slice keeps
  * fewer bits (f16 subnormals) — rows that differ that much contribute nothing beside the
  * others in a training step; Inf and NaN pass through as they are.
- * And the shape: LT_VULKAN_COOPMAT_AUTO (the default) takes it when M, N ≥ 64 and K ≥ 32
- * (smaller products are launch-bound either way). The environment variable
- * LATHE_VULKAN_COOPMAT=0 (read when the device is opened) turns it off for the process, for
- * A/B comparisons; lt_vulkan_coopmat_set_mode does the same per device (tests, bench).
+ * And the shape: LT_VULKAN_COOPMAT_AUTO takes it when M, N ≥ 64 and K ≥ 32 (smaller products
+ * are launch-bound either way). It is OFF by default: on an H100 (driver 580, 2026-12-07,
+ * `bench-vulkan --check`) every row was correct (error ≤ 4e-8) but the kernel ran at 0.5–0.7×
+ * the portable GEMM (e.g. 2048³: 9.98 against 16.3 TFLOP/s) and the SmolLM2-shape LoRA step at
+ * 1,873 against 2,350 tokens/s — this glslc compiles it without -O and its tiles are untuned.
+ * LATHE_VULKAN_COOPMAT=1 (read when the device is opened) turns it on for the process;
+ * lt_vulkan_coopmat_set_mode does the same per device (tests, bench --check).
  * LATHE_VULKAN_COOPMAT=emulate (16 × 16 × 16 fragments) or emulate8 (16 × 8 × 16) runs the
  * kernel built with -DEMULATE_COOPMAT instead, on any device and without the extension: the
  * same staging, scaling, layouts and epilogue with the fragment operations done in plain
