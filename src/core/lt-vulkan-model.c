@@ -168,6 +168,22 @@ own (LtVulkanModel *vm, GPtrArray *list, gsize bytes, const void *src, GError **
   return b;
 }
 
+/* Replaces *@buf (owned by @list, @floats long) by a new buffer of @need floats (contents
+ * undefined). */
+static gboolean
+regrow (LtVulkanModel *vm, GPtrArray *list, LtVulkanBuffer **buf, gsize *floats, gsize need,
+        GError **error)
+{
+  if (*buf != NULL)
+    g_ptr_array_remove (list, *buf);
+  *buf = NULL;
+  *floats = 0;
+  if ((*buf = own (vm, list, need * 4, NULL, error)) == NULL)
+    return FALSE;
+  *floats = need;
+  return TRUE;
+}
+
 static gboolean
 kd_of (LtDType d, LtKDType *out, gsize *size)
 {
@@ -465,17 +481,9 @@ step_tables (LtVulkanModel *vm, int N, int max_len, int chunk, GError **error)
         return FALSE;
       vm->cap_len = P;
     }
-  if ((gsize) N * chunk > vm->logits_floats)
-    {
-      gsize floats = (gsize) ((N + 255) / 256 * 256) * chunk;
-      if (vm->logits != NULL)
-        g_ptr_array_remove (vm->tables, vm->logits);
-      vm->logits_floats = 0;
-      if ((vm->logits = own (vm, vm->tables, floats * 4, NULL, error)) == NULL)
-        return FALSE;
-      vm->logits_floats = floats;
-    }
-  return TRUE;
+  return (gsize) N * chunk <= vm->logits_floats
+         || regrow (vm, vm->tables, &vm->logits, &vm->logits_floats,
+                    (gsize) ((N + 255) / 256 * 256) * chunk, error);
 }
 
 /* Every per-token buffer for at least @N tokens (rounded up to 256). */
@@ -726,15 +734,9 @@ qat_prepare (LtVulkanModel *vm, GError **error)
               return FALSE;
             vm->qat_ids_n = v->out;
           }
-        if (n > vm->weff_floats)
-          {
-            if (vm->weff != NULL)
-              g_ptr_array_remove (vm->owned, vm->weff);
-            vm->weff_floats = 0;
-            if ((vm->weff = own (vm, vm->owned, n * 4, NULL, error)) == NULL)
-              return FALSE;
-            vm->weff_floats = n;
-          }
+        if (n > vm->weff_floats
+            && !regrow (vm, vm->owned, &vm->weff, &vm->weff_floats, n, error))
+          return FALSE;
       }
   return TRUE;
 }

@@ -36,8 +36,8 @@
 #include "src/core/lt-tokenizer.h"
 #include "src/core/lt-vulkan-infer.h"
 #include "src/core/lt-vulkan-model.h"
-#include "tests/core/test-vulkan-run.h"
 #include "tests/core/test-vulkan.h"
+#include "tests/core/test-vulkan-run.h"
 #include "tests/test-util.h"
 
 static char *
@@ -70,16 +70,7 @@ load (const Case *c)
       LtAdapterSpec spec = { c->type, 4, 2.0, 0.3, NULL, -1, 11 };
       g_assert_true (lt_model_attach_trainable (m, &spec, &error));
       g_assert_no_error (error);
-      /* B starts at zero: give it values, so that the adapters change the outputs */
-      for (guint i = 0; i < lt_model_get_n_params (m); i++)
-        {
-          const char *pname;
-          float *data, *grad;
-          gsize n;
-          lt_model_get_param (m, i, &pname, &data, &grad, &n, NULL);
-          if (g_str_has_suffix (pname, "lora_b"))
-            fill (data, n, 300 + i, -0.05, 0.05);
-        }
+      vulkan_fill_lora_b (m);
     }
   return m;
 }

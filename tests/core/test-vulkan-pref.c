@@ -31,6 +31,7 @@
 #include "src/core/lt-vulkan-model.h"
 #include "src/core/lt-vulkan-pref.h"
 #include "tests/core/test-vulkan.h"
+#include "tests/core/test-vulkan-run.h"
 #include "tests/test-util.h"
 
 static char *
@@ -104,15 +105,7 @@ load_model (const Case *c)
   g_assert_no_error (error);
   /* B starts at zero: give it values, so that the policy differs from the reference and
    * every A gradient is non-zero */
-  for (guint i = 0; i < lt_model_get_n_params (m); i++)
-    {
-      const char *pname;
-      float *data, *grad;
-      gsize n;
-      lt_model_get_param (m, i, &pname, &data, &grad, &n, NULL);
-      if (g_str_has_suffix (pname, "lora_b"))
-        fill (data, n, 300 + i, -0.05, 0.05);
-    }
+  vulkan_fill_lora_b (m); /* the policy then differs from the reference */
   if (c->qat)
     {
       g_assert_true (lt_model_set_qat_grid (m, TRUE, LT_QUANT_SYMMETRIC, 4, 32, TRUE, &error));
@@ -120,21 +113,6 @@ load_model (const Case *c)
     }
   lt_model_set_training (m, TRUE, 0x5eed5eedull);
   return m;
-}
-
-/* max |a − b| / max |b| */
-static double
-rel_to_max (const float *a, const float *b, gsize n)
-{
-  double d = 0.0, s = 0.0;
-  for (gsize i = 0; i < n; i++)
-    {
-      g_assert_false (isnan (a[i]));
-      d = MAX (d, fabs ((double) a[i] - b[i]));
-      s = MAX (s, fabs ((double) b[i]));
-    }
-  g_assert_cmpfloat (s, >, 0.0);
-  return d / s;
 }
 
 static void

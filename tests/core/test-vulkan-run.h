@@ -1,14 +1,50 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* The run configuration that the Vulkan trainer tests (test-vulkan-train, test-vulkan-infer)
- * start from: @model on a copy of @train (train.jsonl and valid.jsonl, the same text) in
- * TMP/data, its run folder TMP/RUN, on @device; each test sets its own hyper-parameters.
- * Static: one test program includes it once. */
+/* What the Vulkan trainer tests (test-vulkan-train, -infer, -pref) share: the run
+ * configuration they start from, LoRA B given values, and the error measure against the CPU.
+ * Static: one test program includes it once, after tests/core/test-vulkan.h (fill). */
 #pragma once
+
+#include <math.h>
 
 #include <glib/gstdio.h>
 
+#include "src/core/lt-model.h"
 #include "src/core/lt-run.h"
 
+/* B starts at zero (mlx-lm): give every LoRA B values, so that the adapters change the outputs
+ * and every A gradient is non-zero. */
+G_GNUC_UNUSED static void
+vulkan_fill_lora_b (LtModel *m)
+{
+  for (guint i = 0; i < lt_model_get_n_params (m); i++)
+    {
+      const char *pname;
+      float *data, *grad;
+      gsize n;
+      lt_model_get_param (m, i, &pname, &data, &grad, &n, NULL);
+      if (g_str_has_suffix (pname, "lora_b"))
+        fill (data, n, 300 + i, -0.05, 0.05);
+    }
+}
+
+/* max |a − b| / max |b| */
+G_GNUC_UNUSED static double
+rel_to_max (const float *a, const float *b, gsize n)
+{
+  double d = 0.0, s = 0.0;
+  for (gsize i = 0; i < n; i++)
+    {
+      g_assert_false (isnan (a[i]));
+      d = MAX (d, fabs ((double) a[i] - b[i]));
+      s = MAX (s, fabs ((double) b[i]));
+    }
+  g_assert_cmpfloat (s, >, 0.0);
+  return d / s;
+}
+
+/* The run configuration they start from: @model on a copy of @train (train.jsonl and
+ * valid.jsonl, the same text) in TMP/data, its run folder TMP/RUN, on @device; each test sets
+ * its own hyper-parameters. */
 G_GNUC_UNUSED static LtRunConfig *
 vulkan_run_config_base (const char *train, const char *model, const char *tmp, const char *run,
                         const char *device)
