@@ -303,6 +303,7 @@ load_history (const char *run_dir)
       p->mem_estimate_bytes = m->mem_estimate_bytes;
       p->rss_bytes = m->rss_bytes;
       p->peak_rss_bytes = m->peak_rss_bytes;
+      p->device_bytes = m->device_bytes;
       p->elapsed_s = m->elapsed_s;
       p->rewards_chosen = m->rewards_chosen;
       p->rewards_rejected = m->rewards_rejected;

@@ -318,6 +318,14 @@ on_progress (const LtTrainProgress *p, gpointer user_data)
         job->last_val = p->val_loss;
       format_duration (eta, sizeof eta, done * (p->total_steps - p->step));
       rss = g_format_size_full (p->rss_bytes, G_FORMAT_SIZE_IEC_UNITS);
+      if (p->device_bytes > 0)
+        {
+          /* a GPU run: its buffers beside the process's RSS */
+          g_autofree char *gpu = g_format_size_full (p->device_bytes, G_FORMAT_SIZE_IEC_UNITS);
+          char *both = g_strdup_printf ("%s  GPU %s", rss, gpu);
+          g_free (rss);
+          rss = both;
+        }
       if (p->event == LT_TRAIN_EVENT_EVAL && !job->tty)
         g_snprintf (line, sizeof line, "step %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT
                     "  val loss %.4f", p->step, p->total_steps, p->val_loss);

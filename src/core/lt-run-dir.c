@@ -262,6 +262,8 @@ lt_run_metric_add_members (const LtRunMetric *m, JsonBuilder *b)
   add_int (b, "mem_estimate_bytes", (gint64) m->mem_estimate_bytes);
   add_int (b, "rss_bytes", (gint64) m->rss_bytes);
   add_int (b, "peak_rss_bytes", (gint64) m->peak_rss_bytes);
+  if (m->device_bytes > 0)
+    add_int (b, "device_bytes", (gint64) m->device_bytes);
   add_double_or_null (b, "elapsed_s", m->elapsed_s);
   /* preference fields: only when set, so SFT lines keep their keys */
   pref_fields ((LtRunMetric *) m, pref);
@@ -379,6 +381,7 @@ lt_run_metric_from_json (const char *line, LtRunMetric *m, const char *where, GE
   m->mem_estimate_bytes = (guint64) member_int (o, "mem_estimate_bytes", 0);
   m->rss_bytes = (guint64) member_int (o, "rss_bytes", 0);
   m->peak_rss_bytes = (guint64) member_int (o, "peak_rss_bytes", 0);
+  m->device_bytes = (guint64) member_int (o, "device_bytes", 0);
   m->elapsed_s = member_double (o, "elapsed_s");
   pref_fields (m, pref);
   for (guint i = 0; i < N_PREF; i++)

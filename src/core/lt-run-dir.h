@@ -65,6 +65,8 @@ typedef struct
   guint64 mem_estimate_bytes;
   guint64 rss_bytes;
   guint64 peak_rss_bytes;
+  guint64 device_bytes;        /* compute_device vulkan: GPU memory the run's buffers hold; else 0
+                               * ("device_bytes", written only when set) */
   double elapsed_s;
   /* preference training (NAN when absent; lt-preference.h defines them) */
   double rewards_chosen;

@@ -33,7 +33,6 @@
 #include <json-glib/json-glib.h>
 
 #include "lt-chat-template.h"
-#include "lt-chat.h"
 #include "lt-dataset.h"
 #include "lt-error.h"
 #include "lt-json.h"
@@ -231,6 +230,7 @@ progress_to_metric (const LtTrainProgress *p, LtRunMetric *m)
   m->mem_estimate_bytes = p->mem_estimate_bytes;
   m->rss_bytes = p->rss_bytes;
   m->peak_rss_bytes = p->peak_rss_bytes;
+  m->device_bytes = p->device_bytes;
   m->elapsed_s = p->elapsed_s;
   m->rewards_chosen = p->rewards_chosen;
   m->rewards_rejected = p->rewards_rejected;

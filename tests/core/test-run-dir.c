@@ -251,6 +251,7 @@ test_metrics (Fixture *f, gconstpointer unused)
           m[i].mem_estimate_bytes = G_GUINT64_CONSTANT (123456789012);
           m[i].rss_bytes = 1 << 20;
           m[i].peak_rss_bytes = 2 << 20;
+          m[i].device_bytes = i == 2 ? G_GUINT64_CONSTANT (6871947673) : 0; /* a GPU run's */
         }
       m[i].elapsed_s = 0.5 * i;
       if (i == 4)
@@ -273,6 +274,7 @@ test_metrics (Fixture *f, gconstpointer unused)
       g_assert_cmpuint (r->mem_estimate_bytes, ==, m[i].mem_estimate_bytes);
       g_assert_cmpuint (r->rss_bytes, ==, m[i].rss_bytes);
       g_assert_cmpuint (r->peak_rss_bytes, ==, m[i].peak_rss_bytes);
+      g_assert_cmpuint (r->device_bytes, ==, m[i].device_bytes);
       /* doubles round-trip exactly; absent ones read as NAN */
       g_assert_true (r->loss == m[i].loss || (isnan (r->loss) && isnan (m[i].loss)));
       g_assert_true (r->val_loss == m[i].val_loss
@@ -291,7 +293,12 @@ test_metrics (Fixture *f, gconstpointer unused)
     g_autofree char *line = lt_run_metric_to_json (&m[0]);
     g_assert_true (g_str_has_prefix (line, "{\"event\":\"report\",\"step\":0,"));
     g_assert_null (strstr (line, "reward"));
+    g_assert_null (strstr (line, "device_bytes")); /* a CPU run's lines have none */
     g_assert_null (strchr (line, '\n'));
+  }
+  {
+    g_autofree char *line = lt_run_metric_to_json (&m[2]);
+    g_assert_nonnull (strstr (line, "\"device_bytes\":6871947673"));
   }
 
   /* a resumed run drops what comes after its state */
