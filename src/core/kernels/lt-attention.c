@@ -399,7 +399,14 @@ lt_attention_forward (float *out, const float *q, const float *k, const float *v
 {
   /* bf16 compute and a block of queries (a training step, eval, a prompt): QKᵀ and PV as
    * bf16 products; few queries (decode) and the f32 compute keep the f32 kernel */
-  if (n >= LT_ATTENTION_PRODUCTS_MIN_N && lt_compute_get_dtype () == LT_COMPUTE_BF16
+  /* LATHE_ATTENTION_PRODUCTS=0 keeps the f32 kernel under bf16 too (for measuring the two) */
+  static int products = -1;
+  if (products < 0)
+    {
+      const char *env = getenv ("LATHE_ATTENTION_PRODUCTS");
+      products = env == NULL || strcmp (env, "0") != 0;
+    }
+  if (products && n >= LT_ATTENTION_PRODUCTS_MIN_N && lt_compute_get_dtype () == LT_COMPUTE_BF16
       && attention_forward_products (out, q, k, v, n, S, H, KVH, D))
     return;
   attention_forward (out, q, k, v, 0, n, S, H, KVH, D, scratch);
