@@ -219,8 +219,6 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
           o.high_bits = r->high_bits;
           o.high_group_size = r->high_group;
           o.target_bpw = r->target;
-          if (g_getenv ("X_NGRID"))
-            o.n_grid = atoi (g_getenv ("X_NGRID"));
           if (r->plain)
             o.refine = o.act_order = o.asym = FALSE;
           if (!r->plain && g_getenv ("BENCH_ASYM_DAMP"))
