@@ -8,8 +8,6 @@
 #include "lt-calibrate-model-private.h"
 #include "lt-calibrate-private.h"
 
-#include <cblas.h>
-#undef I /* complex.h, through OpenBLAS's cblas.h */
 #include <math.h>
 #include <string.h>
 
@@ -32,169 +30,6 @@ divide_rows (float *w, int64_t rows, int64_t cols, const float *s)
       w[r * cols + c] /= s[r];
 }
 
-/* Solves (A + λ·diag A) c = b + λ·diag A (SPD, n×n, row-major, overwritten) for c; FALSE
- * when A is not positive definite. */
-static gboolean
-solve_spd (double *a, double *b, int n, double lam)
-{
-  for (int i = 0; i < n; i++)
-    {
-      double d = a[(gsize) i * n + i];
-      a[(gsize) i * n + i] = d * (1.0 + lam);
-      b[i] += lam * d;
-    }
-  for (int j = 0; j < n; j++)
-    {
-      double s = a[(gsize) j * n + j];
-      for (int k = 0; k < j; k++)
-        s -= a[(gsize) j * n + k] * a[(gsize) j * n + k];
-      if (!(s > 0))
-        return FALSE;
-      s = sqrt (s);
-      a[(gsize) j * n + j] = s;
-      for (int i = j + 1; i < n; i++)
-        {
-          double t = a[(gsize) i * n + j];
-          for (int k = 0; k < j; k++)
-            t -= a[(gsize) i * n + k] * a[(gsize) j * n + k];
-          a[(gsize) i * n + j] = t / s;
-        }
-    }
-  for (int i = 0; i < n; i++)
-    {
-      double t = b[i];
-      for (int k = 0; k < i; k++)
-        t -= a[(gsize) i * n + k] * b[k];
-      b[i] = t / a[(gsize) i * n + i];
-    }
-  for (int i = n - 1; i >= 0; i--)
-    {
-      double t = b[i];
-      for (int k = i + 1; k < n; k++)
-        t -= a[(gsize) k * n + i] * b[k];
-      b[i] = t / a[(gsize) i * n + i];
-    }
-  return TRUE;
-}
-
-/* EXPERIMENT: per-channel scale refit after quantization */
-static gboolean
-awq_refit (Pass *P, int l, float *const *w, float *const *w0, float *const *xf, GError **error)
-{
-  static const int first[4] = { 0, 3, 4, 6 }, count[4] = { 3, 1, 2, 1 };
-  const LtConfig *cfg = P->m->config;
-  LtLayerWeights *lw = &P->m->w.layers[l];
-  const double lam = g_getenv ("AWQ_X_RLAM") ? g_ascii_strtod (g_getenv ("AWQ_X_RLAM"), NULL) : 1e-3;
-  const char *stages = g_getenv ("AWQ_X_REFIT");
-
-  for (int k = 0; k < 4; k++)
-    {
-      LtLinear *l0 = lt_layer_linear (lw, first[k]);
-      const int in = l0->in_features;
-      const int group = k == 1 ? cfg->num_attention_heads / cfg->num_key_value_heads : 1;
-      const int D = cfg->head_dim, ns = in / group;
-      LtLinear *prod = k == 1 ? lt_layer_linear (lw, 2) : k == 3 ? lt_layer_linear (lw, 5) : NULL;
-      float *norm = k == 0 ? lw->input_norm : k == 2 ? lw->post_norm : NULL;
-      LtCalibStats *sv[4] = { NULL };
-      g_autoptr (LtCalibStats) st = NULL;
-      g_autofree float *h = NULL, *qtq = NULL, *wtq = NULL, *dq = NULL;
-      g_autofree double *A = NULL, *b = NULL;
-      gboolean skip = FALSE;
-
-      if (!strchr (stages, '0' + k))
-        continue;
-      for (int i = 0; i < count[k]; i++)
-        if (lt_layer_linear (lw, first[k] + i)->kind != LT_LINEAR_QUANTIZED || w[first[k] + i] == NULL)
-          skip = TRUE;
-      if (prod && (prod->kind != LT_LINEAR_QUANTIZED
-                   || ((LtQuantTensor *) prod->quant)->biases == NULL))
-        skip = TRUE;
-      if (skip)
-        continue;
-      if ((st = lt_calib_stats_new (in, error)) == NULL)
-        return FALSE;
-      sv[k] = st;
-      g_autofree float *gx = xf ? g_new0 (float, (gsize) in * in) : NULL;
-      if (xf == NULL && !lt_calib_pass_capture (P, l, sv, FALSE, error))
-        return FALSE;
-      if (xf != NULL)
-        {
-          lt_calib_pass_scratch (P);
-          for (int c = 0; c < P->n_chunks; c++)
-            {
-              int n = lt_calib_chunk_n (P, c);
-              const float *src[4] = { P->xn1, P->att, P->xn2, P->h };
-              memcpy (P->x, P->hidden + P->chunk_tok[c] * P->C, (gsize) n * P->C * sizeof (float));
-              lt_calib_pass_block (P, l, c, P->x);
-              if (!lt_calib_stats_add (st, src[k], n, P->cancellable, error))
-                return FALSE;
-              lt_calib_cross_add (gx, in, xf[k] + P->chunk_tok[c] * in, src[k], n);
-            }
-        }
-      h = g_new (float, (gsize) in * in);
-      qtq = g_new0 (float, (gsize) in * in);
-      wtq = g_new0 (float, (gsize) in * in);
-      lt_calib_stats_get_hessian (st, h);
-      for (int i = 0; i < count[k]; i++)
-        {
-          LtLinear *lin = lt_layer_linear (lw, first[k] + i);
-          const LtQuantTensor *q = lin->quant;
-          int rows = lin->out_features;
-          dq = g_realloc (dq, (gsize) rows * in * sizeof (float));
-          lt_quant_tensor_dequantize_rows (q, 0, rows, dq);
-          cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, in, in, rows, 1.0f, dq, in, dq,
-                       in, 1.0f, qtq, in);
-          cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, in, in, rows, 1.0f,
-                       xf ? w0[first[k] + i] : w[first[k] + i], in, dq, in, 1.0f, wtq, in);
-        }
-      A = g_new0 (double, (gsize) ns * ns);
-      b = g_new0 (double, ns);
-      for (int i = 0; i < in; i++)
-        {
-          int ei = group == 1 ? i : ((i / D) / group) * D + i % D;
-          double bi = 0;
-          for (int j = 0; j < in; j++)
-            {
-              int ej = group == 1 ? j : ((j / D) / group) * D + j % D;
-              A[(gsize) ei * ns + ej] += (double) h[(gsize) i * in + j] * qtq[(gsize) i * in + j];
-              if (xf)
-                bi += 2.0 * gx[(gsize) j * in + i] / (double) st->n * wtq[(gsize) j * in + i];
-              else
-                bi += (double) h[(gsize) i * in + j] * wtq[(gsize) j * in + i];
-            }
-          b[ei] += bi;
-        }
-      if (!solve_spd (A, b, ns, lam))
-        continue;
-      /* fold c */
-      if (norm)
-        for (int i = 0; i < in; i++)
-          norm[i] *= (float) b[i];
-      else
-        {
-          LtQuantTensor *q = prod->quant;
-          for (int64_t r = 0; r < q->rows; r++)
-            {
-              for (int64_t g = 0; g < q->groups_per_row; g++)
-                {
-                  q->scales[r * q->groups_per_row + g] *= (float) b[r];
-                  q->biases[r * q->groups_per_row + g] *= (float) b[r];
-                }
-              if (prod->bias)
-                prod->bias[r] *= (float) b[r];
-            }
-        }
-      if (g_getenv ("AWQ_X_RVERB"))
-        {
-          double mn = 1e9, mx = -1e9;
-          for (int e = 0; e < ns; e++)
-            mn = MIN (mn, b[e]), mx = MAX (mx, b[e]);
-          g_printerr ("refit l%d k%d: c in [%.3f, %.3f]\n", l, k, mn, mx);
-        }
-    }
-  return TRUE;
-}
-
 gboolean
 lt_calib_awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
 {
@@ -205,7 +40,6 @@ lt_calib_awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
   LtCalibStats *st[4] = { NULL };
   float *w[LT_BLOCK_LINEARS] = { NULL }, *w0[LT_BLOCK_LINEARS] = { NULL };
   float *s[4] = { NULL };
-  float *xf[4] = { NULL };
   LtLinear *lin[LT_BLOCK_LINEARS];
   gboolean quant[LT_BLOCK_LINEARS], ok = FALSE;
   const int ins[4] = { P->C, P->qd, P->C, P->I };
@@ -220,20 +54,6 @@ lt_calib_awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
 
   if (!lt_calib_pass_progress (P, 0.0, what, error))
     return FALSE;
-  if (P->hidden_f != NULL && g_getenv ("AWQ_X_REFIT"))
-    {
-      lt_calib_pass_scratch (P);
-      for (int i = 0; i < 4; i++)
-        xf[i] = g_new (float, (gsize) P->data->n_tokens * ins[i]);
-      for (int c = 0; c < P->n_chunks; c++)
-        {
-          int n = lt_calib_chunk_n (P, c);
-          const float *src[4] = { P->xn1, P->att, P->xn2, P->h };
-          lt_calib_pass_block (P, l, c, P->hidden_f + P->chunk_tok[c] * P->C);
-          for (int i = 0; i < 4; i++)
-            memcpy (xf[i] + P->chunk_tok[c] * ins[i], src[i], (gsize) n * ins[i] * sizeof (float));
-        }
-    }
   for (int i = 0; i < 4; i++)
     if ((st[i] = lt_calib_stats_new (ins[i], error)) == NULL)
       goto out;
@@ -347,14 +167,11 @@ lt_calib_awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
     }
   if (!lt_calib_pass_progress (P, 0.8, "block output", error))
     goto out;
-  if (o->refine && g_getenv ("AWQ_X_REFIT") && !awq_refit (P, l, w, w0, xf[0] ? xf : NULL, error))
-    goto out;
   ok = lt_calib_pass_capture (P, l, NULL, TRUE, error);
 
 out:
   for (int i = 0; i < 4; i++)
     {
-      g_free (xf[i]);
       lt_calib_stats_free (st[i]);
       g_free (s[i]);
     }

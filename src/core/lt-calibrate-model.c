@@ -985,8 +985,6 @@ lt_calib_model_release_stored (LtModel *m)
 static gboolean
 gptq_asym_start (Pass *P, LtCalibModelReport *rep, GError **error)
 {
-  gboolean (*head) (Pass *, LtCalibModelReport *, GError **)
-    = P->o->method == LT_CALIB_METHOD_AWQ ? lt_calib_awq_head : gptq_head;
   LtModel *m = P->m;
   gboolean tied = m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight == m->w.embed;
   int in_max = MAX (MAX (P->C, P->qd), P->I);
@@ -1006,7 +1004,7 @@ gptq_asym_start (Pass *P, LtCalibModelReport *rep, GError **error)
           return FALSE;
       /* the float pass read every stored weight: their pages go back */
       lt_calib_model_release_stored (m);
-      if (!head (P, rep, error))
+      if (!gptq_head (P, rep, error))
         return FALSE;
     }
   return TRUE;
@@ -1101,9 +1099,7 @@ lt_calib_model_quantize (LtModel *m, const LtCalibTokens *data, const LtCalibMod
        * blocks */
       gboolean tied = m->w.lm_head.kind == LT_LINEAR_DENSE
                       && m->w.lm_head.weight == m->w.embed;
-      if ((o->method == LT_CALIB_METHOD_GPTQ
-           || (o->method == LT_CALIB_METHOD_AWQ && o->refine && g_getenv ("AWQ_X_ASYM")))
-          && o->asym && !gptq_asym_start (&P, rep, error))
+      if (o->method == LT_CALIB_METHOD_GPTQ && o->asym && !gptq_asym_start (&P, rep, error))
         goto out;
       if (!(head && tied) && !quantize_embedding (&P, o->bits, !head, rep, error))
         goto out;
