@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* lt-calibrate-model's private part, shared by lt-calibrate-model.c (the pass, GPTQ, AWQ, the
- * writer) and lt-calibrate-dynamic.c (dynamic mixed-bit). Not for other modules. */
+/* lt-calibrate-model's private part, shared by lt-calibrate-model.c (the pass, GPTQ, the
+ * writer), lt-calibrate-awq.c (AWQ) and lt-calibrate-dynamic.c (dynamic mixed-bit). Not for
+ * other modules. */
 #pragma once
 
 #include "lt-calibrate-model.h"
