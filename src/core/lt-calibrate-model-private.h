@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* lt-calibrate-model's private part, shared by lt-calibrate-model.c (the pass, GPTQ, AWQ, the
- * writer) and lt-calibrate-dynamic.c (dynamic mixed-bit). Not for other modules. */
+/* lt-calibrate-model's private part, shared by lt-calibrate-model.c (the pass, GPTQ, the
+ * writer), lt-calibrate-awq.c (AWQ) and lt-calibrate-dynamic.c (dynamic mixed-bit). Not for
+ * other modules. */
 #pragma once
 
 #include "lt-calibrate-model.h"
@@ -72,6 +73,25 @@ G_GNUC_INTERNAL void lt_calib_linear_set_dense (LtLinear *lin, const LtTensor *w
 G_GNUC_INTERNAL LtCalibLayerReport *lt_calib_report_add (LtCalibModelReport *rep,
                                                          const char *module, int bits,
                                                          int group, int64_t n);
+/* A dense linear's weight read as f32 (out, in), newly allocated; NULL + error. */
+G_GNUC_INTERNAL float *lt_calib_linear_f32 (const LtLinear *lin, GError **error);
+/* The input of each block linear: 0 xn1 (q/k/v), 1 attention output, 2 xn2, 3 SwiGLU. */
+G_GNUC_INTERNAL extern const int lt_calib_linear_input[LT_BLOCK_LINEARS];
+/* Layer-output MSE of q against w0 on the inputs of @st, Ŵ[r, c] = deq[r, c] · row_mul[r] /
+ * col_div[c] (either NULL for 1): the quantized weight mapped back to the unscaled model. */
+G_GNUC_INTERNAL double lt_calib_q_output_mse (const LtCalibStats *st, const float *w0,
+                                              const LtQuantTensor *q, const float *row_mul,
+                                              const float *col_div);
+/* The same for round-to-nearest of w0 at the pass's bits (scales rounded to @dt). */
+G_GNUC_INTERNAL double lt_calib_rtn_output_mse (const Pass *P, const LtCalibStats *st,
+                                                const float *w0, int64_t rows, int64_t cols,
+                                                LtDType dt);
+/* The statistics of the LM head's input: the final-normed hidden states. */
+G_GNUC_INTERNAL LtCalibStats *lt_calib_head_stats (Pass *P, GError **error);
+/* AWQ (lt-calibrate-awq.c): block l, then the LM head. */
+G_GNUC_INTERNAL gboolean lt_calib_awq_block (Pass *P, int l, LtCalibModelReport *rep,
+                                             GError **error);
+G_GNUC_INTERNAL gboolean lt_calib_awq_head (Pass *P, LtCalibModelReport *rep, GError **error);
 /* Dynamic mixed-bit (lt-calibrate-dynamic.c). */
 G_GNUC_INTERNAL gboolean lt_calib_dynamic_quantize (Pass *P, LtCalibModelReport *rep,
                                                     GError **error);

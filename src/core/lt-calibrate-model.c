@@ -370,8 +370,8 @@ lt_calib_pass_capture (Pass *P, int l, LtCalibStats *const *stats, gboolean writ
 
 /* ---- layers -------------------------------------------------------------------------- */
 
-static float *
-linear_f32 (const LtLinear *lin, GError **error)
+float *
+lt_calib_linear_f32 (const LtLinear *lin, GError **error)
 {
   gsize n = (gsize) lin->out_features * lin->in_features;
   float *w;
@@ -425,8 +425,8 @@ lt_calib_linear_set_dense (LtLinear *lin, const LtTensor *w)
 
 /* Layer-output MSE of q against w0 on the inputs of @st, Ŵ[r, c] = deq[r, c] · row_mul[r] /
  * col_div[c] (either NULL for 1): the quantized weight mapped back to the unscaled model. */
-static double
-q_output_mse (const LtCalibStats *st, const float *w0, const LtQuantTensor *q,
+double
+lt_calib_q_output_mse (const LtCalibStats *st, const float *w0, const LtQuantTensor *q,
               const float *row_mul, const float *col_div)
 {
   gsize n = (gsize) q->rows * q->cols;
@@ -440,13 +440,13 @@ q_output_mse (const LtCalibStats *st, const float *w0, const LtQuantTensor *q,
   return lt_calib_output_mse (st, w0, w, q->rows);
 }
 
-static double
-rtn_output_mse (const Pass *P, const LtCalibStats *st, const float *w0, int64_t rows,
+double
+lt_calib_rtn_output_mse (const Pass *P, const LtCalibStats *st, const float *w0, int64_t rows,
                 int64_t cols, LtDType dt)
 {
   g_autoptr (LtQuantTensor) q = lt_calib_rtn (w0, rows, cols, P->o->mode, P->o->bits,
                                               P->o->group_size, dt, NULL);
-  return q ? q_output_mse (st, w0, q, NULL, NULL) : NAN;
+  return q ? lt_calib_q_output_mse (st, w0, q, NULL, NULL) : NAN;
 }
 
 /* The embedding round-to-nearest at @bits, with the LM head when tied; an untied LM head
@@ -489,7 +489,7 @@ quantize_embedding (Pass *P, int bits, gboolean head, LtCalibModelReport *rep, G
   if (!tied && head && m->w.lm_head.kind == LT_LINEAR_DENSE)
     {
       LtLinear *lin = &m->w.lm_head;
-      g_autofree float *f = linear_f32 (lin, error);
+      g_autofree float *f = lt_calib_linear_f32 (lin, error);
       LtQuantTensor *q;
       if (f == NULL
           || (q = lt_calib_rtn (f, lin->out_features, lin->in_features, P->o->mode, bits, g,
@@ -529,7 +529,7 @@ rtn_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
           lt_calib_report_add (rep, lin->name, 0, 0, rows * cols);
           continue;
         }
-      if ((w = linear_f32 (lin, error)) == NULL
+      if ((w = lt_calib_linear_f32 (lin, error)) == NULL
           || (q = lt_calib_rtn (w, rows, cols, P->o->mode, P->o->bits, P->o->group_size,
                        lin->weight->dtype, error)) == NULL)
         return FALSE;
@@ -543,7 +543,7 @@ rtn_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
 
 static const int stage_first[4] = { 0, 3, 4, 6 };
 static const int stage_count[4] = { 3, 1, 2, 1 };
-static const int linear_input[LT_BLOCK_LINEARS] = { 0, 0, 0, 1, 2, 2, 3 };
+const int lt_calib_linear_input[LT_BLOCK_LINEARS] = { 0, 0, 0, 1, 2, 2, 3 };
 
 /* GPTQ of the linears of stage @s (q/k/v, o, gate/up, down) on their input's statistics;
  * with @g (asym: Σ xᵀx̃ over the same rows, @st_f the float input's statistics) on the
@@ -580,7 +580,7 @@ gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, const LtCalibStats *s
           lt_calib_report_add (rep, lin->name, 0, 0, rows * cols);
           continue;
         }
-      if ((w = linear_f32 (lin, error)) == NULL)
+      if ((w = lt_calib_linear_f32 (lin, error)) == NULL)
         return FALSE;
       if (g != NULL)
         {
@@ -619,8 +619,8 @@ gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, const LtCalibStats *s
         }
       else
         {
-          r->out_mse = q_output_mse (st, w, q, NULL, NULL);
-          r->rtn_mse = rtn_output_mse (P, st, w, rows, cols, lin->weight->dtype);
+          r->out_mse = lt_calib_q_output_mse (st, w, q, NULL, NULL);
+          r->rtn_mse = lt_calib_rtn_output_mse (P, st, w, rows, cols, lin->weight->dtype);
         }
       lt_calib_pass_install (P, lin, q);
     }
@@ -844,180 +844,9 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
   return TRUE;
 }
 
-/* ---- AWQ ----------------------------------------------------------------------------- */
-
-static void
-scale_columns (float *w, int64_t rows, int64_t cols, const float *s)
-{
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < cols; c++)
-      w[r * cols + c] *= s[c];
-}
-
-static void
-divide_rows (float *w, int64_t rows, int64_t cols, const float *s)
-{
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < cols; c++)
-      w[r * cols + c] /= s[r];
-}
-
-static gboolean
-awq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
-{
-  const LtConfig *cfg = P->m->config;
-  LtLayerWeights *lw = &P->m->w.layers[l];
-  const LtCalibModelOptions *o = P->o;
-  const int g = o->group_size;
-  LtCalibStats *st[4] = { NULL };
-  float *w[LT_BLOCK_LINEARS] = { NULL }, *w0[LT_BLOCK_LINEARS] = { NULL };
-  float *s[4] = { NULL };
-  LtLinear *lin[LT_BLOCK_LINEARS];
-  gboolean quant[LT_BLOCK_LINEARS], ok = FALSE;
-  const int ins[4] = { P->C, P->qd, P->C, P->I };
-  LtAwqOptions ao;
-  g_autofree char *what = g_strdup_printf ("block %d of %d: AWQ", l + 1, P->L);
-
-  lt_awq_options_init (&ao);
-  ao.mode = o->mode;
-  ao.bits = o->bits;
-  ao.group_size = g;
-  ao.n_grid = o->n_grid;
-
-  if (!lt_calib_pass_progress (P, 0.0, what, error))
-    return FALSE;
-  for (int i = 0; i < 4; i++)
-    if ((st[i] = lt_calib_stats_new (ins[i], error)) == NULL)
-      goto out;
-  if (!lt_calib_pass_capture (P, l, st, FALSE, error))
-    goto out;
-  for (int j = 0; j < LT_BLOCK_LINEARS; j++)
-    {
-      lin[j] = lt_layer_linear (lw, j);
-      quant[j] = lin[j]->in_features % g == 0;
-      if (!quant[j])
-        continue;
-      if ((w[j] = linear_f32 (lin[j], error)) == NULL)
-        goto out;
-      w0[j] = g_memdup2 (w[j], (gsize) lin[j]->out_features * lin[j]->in_features
-                                 * sizeof (float));
-    }
-  if (!lt_calib_pass_progress (P, 0.3, what, error))
-    goto out;
-
-  /* the scale searches, each folded at once: q/k/v ← input_layernorm */
-  if (quant[0])
-    {
-      LtAwqLinear al[3] = { { w[0], lin[0]->out_features }, { w[1], lin[1]->out_features },
-                            { w[2], lin[2]->out_features } };
-      s[0] = g_new (float, P->C);
-      if (!lt_awq_search_scales (st[0], al, 3, &ao, s[0], NULL, NULL, NULL, P->cancellable,
-                                 error))
-        goto out;
-      for (int c = 0; c < P->C; c++)
-        lw->input_norm[c] /= s[0][c];
-      for (int j = 0; j < 3; j++)
-        scale_columns (w[j], lin[j]->out_features, P->C, s[0]);
-    }
-  /* o_proj ← v_proj rows: only without GQA (a v row feeds several heads otherwise) */
-  if (quant[3] && quant[2] && cfg->num_key_value_heads == cfg->num_attention_heads)
-    {
-      LtAwqLinear al = { w[3], lin[3]->out_features };
-      s[1] = g_new (float, P->qd);
-      if (!lt_awq_search_scales (st[1], &al, 1, &ao, s[1], NULL, NULL, NULL, P->cancellable,
-                                 error))
-        goto out;
-      divide_rows (w[2], P->kvd, P->C, s[1]);
-      if (lin[2]->bias)
-        for (int r = 0; r < P->kvd; r++)
-          lin[2]->bias[r] /= s[1][r];
-      scale_columns (w[3], P->C, P->qd, s[1]);
-    }
-  /* gate/up ← post_attention_layernorm */
-  if (quant[4])
-    {
-      LtAwqLinear al[2] = { { w[4], P->I }, { w[5], P->I } };
-      s[2] = g_new (float, P->C);
-      if (!lt_awq_search_scales (st[2], al, 2, &ao, s[2], NULL, NULL, NULL, P->cancellable,
-                                 error))
-        goto out;
-      for (int c = 0; c < P->C; c++)
-        lw->post_norm[c] /= s[2][c];
-      scale_columns (w[4], P->I, P->C, s[2]);
-      scale_columns (w[5], P->I, P->C, s[2]);
-    }
-  /* down_proj ← up_proj rows */
-  if (quant[6] && quant[5])
-    {
-      LtAwqLinear al = { w[6], P->C };
-      s[3] = g_new (float, P->I);
-      if (!lt_awq_search_scales (st[3], &al, 1, &ao, s[3], NULL, NULL, NULL, P->cancellable,
-                                 error))
-        goto out;
-      divide_rows (w[5], P->I, P->C, s[3]);
-      scale_columns (w[6], P->C, P->I, s[3]);
-    }
-  if (!lt_calib_pass_progress (P, 0.55, what, error))
-    goto out;
-
-  /* clipping (not q, k: MLX LM), round-to-nearest, install */
-  for (int j = 0; j < LT_BLOCK_LINEARS; j++)
-    {
-      int in = linear_input[j];
-      int64_t rows = lin[j]->out_features, cols = lin[j]->in_features;
-      const float *row_mul = j == 2 ? s[1] : j == 5 ? s[3] : NULL;
-      LtQuantTensor *q;
-      LtCalibLayerReport *r;
-
-      if (!quant[j])
-        {
-          g_ptr_array_add (P->unquantized, g_strdup (lin[j]->name));
-          lt_calib_report_add (rep, lin[j]->name, 0, 0, rows * cols);
-          continue;
-        }
-      if (o->refine)
-        {
-          q = lt_calib_quantize_searched (st[in], s[in], NULL, w[j], rows, cols, o->mode,
-                                          o->bits, g, error);
-          if (q == NULL)
-            goto out;
-          if (!lt_quant_tensor_round_scales (q, lin[j]->weight->dtype, error))
-            {
-              lt_quant_tensor_free (q);
-              goto out;
-            }
-        }
-      else if ((j >= 2 && !lt_awq_search_clip (st[in], s[in], w[j], rows, &ao, NULL, NULL, NULL,
-                                               NULL, NULL, P->cancellable, error))
-               || (q = lt_calib_rtn (w[j], rows, cols, o->mode, o->bits, g,
-                                     lin[j]->weight->dtype, error)) == NULL)
-        goto out;
-      r = lt_calib_report_add (rep, lin[j]->name, o->bits, g, rows * cols);
-      r->out_mse = q_output_mse (st[in], w0[j], q, row_mul, s[in]);
-      r->rtn_mse = rtn_output_mse (P, st[in], w0[j], rows, cols, lin[j]->weight->dtype);
-      lt_calib_pass_install (P, lin[j], q);
-    }
-  if (!lt_calib_pass_progress (P, 0.8, "block output", error))
-    goto out;
-  ok = lt_calib_pass_capture (P, l, NULL, TRUE, error);
-
-out:
-  for (int i = 0; i < 4; i++)
-    {
-      lt_calib_stats_free (st[i]);
-      g_free (s[i]);
-    }
-  for (int j = 0; j < LT_BLOCK_LINEARS; j++)
-    {
-      g_free (w[j]);
-      g_free (w0[j]);
-    }
-  return ok;
-}
-
 /* The statistics of the LM head's input: the final-normed hidden states. */
-static LtCalibStats *
-head_stats (Pass *P, GError **error)
+LtCalibStats *
+lt_calib_head_stats (Pass *P, GError **error)
 {
   LtModel *m = P->m;
   g_autoptr (LtCalibStats) st = lt_calib_stats_new (P->C, error);
@@ -1094,7 +923,7 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
 
   if (lin->kind != LT_LINEAR_DENSE || P->C % o->group_size != 0)
     return TRUE;
-  if (!lt_calib_pass_progress (P, 0, "GPTQ lm_head", error) || (st = head_stats (P, error)) == NULL)
+  if (!lt_calib_pass_progress (P, 0, "GPTQ lm_head", error) || (st = lt_calib_head_stats (P, error)) == NULL)
     return FALSE;
   lt_gptq_options_init (&go);
   go.mode = o->mode;
@@ -1121,91 +950,6 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
       lt_quant_tensor_free (q);
       return FALSE;
     }
-  lt_calib_linear_set_quant (lin, q);
-  if (tied)
-    {
-      m->w.embed_q = q;
-      m->w.embed = NULL;
-    }
-  return TRUE;
-}
-
-/* AWQ of the LM head: an untied head's input scales are folded into the final norm, then
- * its clipping search; a tied head (the embedding too) cannot be scaled, and its clipping
- * search runs on H + λI, λ = tied_damp · mean (diag H), for the embedding's weight-space
- * error (as GPTQ's tied head). */
-static gboolean
-awq_head (Pass *P, LtCalibModelReport *rep, GError **error)
-{
-  LtModel *m = P->m;
-  const LtCalibModelOptions *o = P->o;
-  LtLinear *lin = &m->w.lm_head;
-  gboolean tied = lin->kind == LT_LINEAR_DENSE && lin->weight == m->w.embed;
-  const LtTensor *src = lin->weight;
-  const gsize n = (gsize) P->V * P->C;
-  g_autoptr (LtCalibStats) st = NULL;
-  g_autoptr (LtCalibStats) clip_st = NULL;
-  g_autofree float *w = NULL, *w0 = NULL, *s = NULL;
-  LtAwqOptions ao;
-  LtQuantTensor *q;
-  LtCalibLayerReport *r;
-
-  if (lin->kind != LT_LINEAR_DENSE || P->C % o->group_size != 0)
-    return TRUE;
-  if (!lt_calib_pass_progress (P, 0, "AWQ lm_head", error) || (st = head_stats (P, error)) == NULL
-      || (clip_st = lt_calib_stats_new (P->C, error)) == NULL
-      || !lt_calib_try_floats (&w, n, error))
-    return FALSE;
-  lt_awq_options_init (&ao);
-  ao.mode = o->mode;
-  ao.bits = o->bits;
-  ao.group_size = o->group_size;
-  ao.n_grid = o->n_grid;
-  lt_tensor_read_f32 (src, 0, (int64_t) n, w);
-  w0 = g_memdup2 (w, n * sizeof (float));
-  if (!tied)
-    {
-      LtAwqLinear al = { w, P->V };
-      s = g_new (float, P->C);
-      if (!lt_awq_search_scales (st, &al, 1, &ao, s, NULL, NULL, NULL, P->cancellable, error))
-        return FALSE;
-      for (int c = 0; c < P->C; c++)
-        m->w.norm[c] /= s[c];
-      scale_columns (w, P->V, P->C, s);
-    }
-  /* the clipping statistics: a copy, damped when tied */
-  memcpy (clip_st->h, st->h, (gsize) P->C * P->C * sizeof (float));
-  memcpy (clip_st->abs_sum, st->abs_sum, (gsize) P->C * sizeof (double));
-  clip_st->n = st->n;
-  if (tied)
-    {
-      double mean = 0;
-      for (int i = 0; i < P->C; i++)
-        mean += st->h[(gsize) i * P->C + i];
-      mean /= P->C;
-      for (int i = 0; i < P->C; i++)
-        clip_st->h[(gsize) i * P->C + i] += (float) (o->tied_damp * mean);
-    }
-  if (o->refine)
-    {
-      if ((q = lt_calib_quantize_searched (clip_st, s, NULL, w, P->V, P->C, o->mode, o->bits,
-                                           o->group_size, error)) == NULL)
-        return FALSE;
-      if (!lt_quant_tensor_round_scales (q, src->dtype, error))
-        {
-          lt_quant_tensor_free (q);
-          return FALSE;
-        }
-    }
-  else if (!lt_awq_search_clip (clip_st, s, w, P->V, &ao, NULL, NULL, NULL, NULL, NULL,
-                                P->cancellable, error)
-           || (q = lt_calib_rtn (w, P->V, P->C, o->mode, o->bits, o->group_size, src->dtype,
-                                 error)) == NULL)
-    return FALSE;
-  r = lt_calib_report_add (rep, tied ? "model.embed_tokens" : "lm_head", o->bits, o->group_size,
-                  (int64_t) n);
-  r->out_mse = q_output_mse (st, w0, q, NULL, s);
-  r->rtn_mse = rtn_output_mse (P, st, w0, P->V, P->C, src->dtype);
   lt_calib_linear_set_quant (lin, q);
   if (tied)
     {
@@ -1367,7 +1111,7 @@ lt_calib_model_quantize (LtModel *m, const LtCalibTokens *data, const LtCalibMod
           P.f0 = (double) l / P.L;
           P.f1 = (double) (l + 1) / P.L;
           done = o->method == LT_CALIB_METHOD_GPTQ ? gptq_block (&P, l, rep, error)
-                 : o->method == LT_CALIB_METHOD_AWQ ? awq_block (&P, l, rep, error)
+                 : o->method == LT_CALIB_METHOD_AWQ ? lt_calib_awq_block (&P, l, rep, error)
                  : lt_calib_pass_progress (&P, 0, "round-to-nearest", error)
                    && rtn_block (&P, l, rep, error);
           if (!done)
@@ -1376,7 +1120,7 @@ lt_calib_model_quantize (LtModel *m, const LtCalibTokens *data, const LtCalibMod
       P.f0 = 0.99, P.f1 = 1.0;
       if (head && !(P.hidden_f != NULL && tied)
           && !(o->method == LT_CALIB_METHOD_GPTQ ? gptq_head (&P, rep, error)
-                                                       : awq_head (&P, rep, error)))
+                                                       : lt_calib_awq_head (&P, rep, error)))
         goto out;
       ok = TRUE;
     }
