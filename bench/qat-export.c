@@ -50,15 +50,20 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 
+#include "lt-calibrate-model.h"
+#include "lt-dwq.h"
 #include "lt-error.h"
 #include "lt-export.h"
 #include "lt-linear.h"
+#include "lt-qat-grid.h"
 #include "lt-qat.h"
 #include "lt-quant.h"
 #include "lt-run.h"
+#include "lt-safetensors.h"
 #include "lt-trainer.h"
 
 #define N_GRIDS 4
+#define N_RUNS (1 + 2 * N_GRIDS)
 
 typedef struct
 {
@@ -73,8 +78,15 @@ static const Grid grids[N_GRIDS] = {
   { LT_QUANT_NF4, 4, 64 },
 };
 
-static const char *model_dir, *heldout;
+static const char *model_dir, *heldout, *valid;
 static gint64 seed;
+static int n_samples;
+
+typedef struct
+{
+  double held, samp; /* perplexity on the held-out text, on the f32 fuse's samples */
+  double all;        /* on the held-out text and the (never trained on) validation stories */
+} Ppl;
 
 static void
 die (const char *what, GError *error)
@@ -83,19 +95,48 @@ die (const char *what, GError *error)
   exit (1);
 }
 
-static double
-ppl_of (LtModel *m)
+static Ppl
+ppl_of (LtModel *m, const LtCalibTokens *samples)
 {
   g_autoptr (GError) error = NULL;
-  double ppl = NAN;
-  gint64 n = 0;
-  if (!lt_export_perplexity (m, model_dir, heldout, 512, &ppl, &n, &error))
+  Ppl p = { NAN, NAN, NAN };
+  gint64 n = 0, nv = 0;
+  double pv = NAN;
+  if (!lt_export_perplexity (m, model_dir, heldout, 512, &p.held, &n, &error)
+      || !lt_export_perplexity (m, model_dir, valid, 512, &pv, &nv, &error))
     die ("perplexity", error);
-  return ppl;
+  p.all = exp ((n * log (p.held) + nv * log (pv)) / (double) (n + nv));
+  if (samples && !lt_calib_model_perplexity (m, samples, 0, &p.samp, &error))
+    die ("perplexity on the samples", error);
+  return p;
+}
+
+/* @n sequences of at most 128 tokens that @m writes (temperature 1, lt_dwq_teacher_samples). */
+static LtCalibTokens *
+samples_of (LtModel *m, int n, guint64 s)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) seqs = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
+  LtCalibTokens *t = g_new0 (LtCalibTokens, 1);
+
+  if (!lt_dwq_teacher_samples (m, n, 128, s, seqs, NULL, &error))
+    die ("samples", error);
+  t->lengths = g_new (int, seqs->len);
+  for (guint i = 0; i < seqs->len; i++)
+    t->n_tokens += ((GArray *) seqs->pdata[i])->len;
+  t->tokens = g_new (int32_t, t->n_tokens);
+  for (guint i = 0, o = 0; i < seqs->len; i++)
+    {
+      GArray *a = seqs->pdata[i];
+      memcpy (t->tokens + o, a->data, a->len * sizeof (int32_t));
+      o += a->len;
+      t->lengths[t->B++] = (int) a->len;
+    }
+  return t;
 }
 
 static void
-train_run (const char *data, const char *run, const Grid *qat, int steps)
+train_run (const char *data, const char *run, const Grid *qat, gboolean learn, int steps)
 {
   g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
   g_autoptr (GError) error = NULL;
@@ -120,43 +161,90 @@ train_run (const char *data, const char *run, const Grid *qat, int steps)
       cfg->qat_mode = qat->mode;
       cfg->qat_bits = qat->bits;
       cfg->qat_group_size = qat->group;
+      cfg->qat_learn_grid = learn;
+      if (g_getenv ("BENCH_QAT_START"))
+        cfg->qat_start_step = atoi (g_getenv ("BENCH_QAT_START"));
     }
   if (!lt_train (cfg, FALSE, NULL, NULL, NULL, &error))
     die (run, error);
 }
 
 /* Perplexity of @run's f32 fuse with every weight the export grids quantize fake-quantized
- * in memory on @g (lt_fake_quantize: what the QAT forward computes from the final weights). */
-static double
-fq_ppl (const char *run, const Grid *g)
+ * in memory on @g (lt_fake_quantize: what the QAT forward computes from the final weights;
+ * with @learned, an adapted module on the grid its adapter file holds, the others as the
+ * forward's frozen copies, min/max). */
+static Ppl
+fq_ppl (const char *run, const Grid *g, gboolean learned, const LtCalibTokens *samples)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (LtLoadedModel) x = lt_export_load_fused (model_dir, run, &error);
+  g_autoptr (LtSafetensors) st = NULL;
   GHashTableIter it;
   gpointer key, value;
   if (!x || !x->tensors)
     die ("fused model", error);
+  if (learned)
+    {
+      g_autofree char *path = g_build_filename (run, "adapters.safetensors", NULL);
+      if ((st = lt_safetensors_open (path, &error)) == NULL)
+        die (path, error);
+    }
   g_hash_table_iter_init (&it, x->tensors);
   while (g_hash_table_iter_next (&it, &key, &value))
     {
       LtTensor *t = value;
+      const char *only = g_getenv ("BENCH_QAT_FQ_ONLY");
       if (t->ndim != 2 || t->dtype != LT_DTYPE_F32
-          || !lt_fake_quantize_covers (g->group, t->shape[1]))
+          || !lt_fake_quantize_covers (g->group, t->shape[1])
+          || (only && (strstr (key, "embed_tokens") != NULL) != g_str_equal (only, "embed")))
         continue;
-      if (!lt_fake_quantize (g->mode, t->data, t->data, t->shape[0], t->shape[1], g->bits,
-                             g->group, NULL, NULL, TRUE))
+      const LtTensor *ls = NULL, *z = NULL;
+      if (st && g_str_has_suffix (key, ".weight"))
+        {
+          g_autofree char *mod = g_strndup (key, strlen (key) - strlen (".weight"));
+          g_autofree char *nl = g_strconcat (mod, ".qat_log_scales", NULL);
+          g_autofree char *nz = g_strconcat (mod, ".qat_zero", NULL);
+          ls = lt_safetensors_lookup (st, nl);
+          z = lt_safetensors_lookup (st, nz);
+        }
+      gboolean ok;
+      if (!ls && g_getenv ("BENCH_QAT_EMBED_MSE") && strstr (key, "embed_tokens")
+          && lt_qat_grid_mode_supported (g->mode))
+        {
+          gsize ng = (gsize) t->shape[0] * (t->shape[1] / g->group);
+          g_autofree float *l2 = g_new (float, ng), *z2 = g_new (float, ng);
+          g_autofree float *sc = g_new (float, ng), *bi = g_new0 (float, ng);
+          lt_qat_grid_init (g->mode, g->bits, g->group, t->data, t->shape[0], t->shape[1], TRUE,
+                            l2, z2);
+          lt_qat_grid_from_params (g->mode, l2, z2, ng, sc, bi);
+          ok = lt_fake_quantize (g->mode, t->data, t->data, t->shape[0], t->shape[1], g->bits,
+                                 g->group, sc, bi, FALSE);
+        }
+      else if (ls)
+        {
+          gsize ng = (gsize) lt_tensor_numel (ls);
+          g_autofree float *sc = g_new (float, ng), *bi = g_new0 (float, ng);
+          lt_qat_grid_from_params (g->mode, ls->data, z ? z->data : NULL, ng, sc, bi);
+          ok = lt_fake_quantize (g->mode, t->data, t->data, t->shape[0], t->shape[1], g->bits,
+                                 g->group, sc, bi, FALSE);
+        }
+      else
+        ok = lt_fake_quantize (g->mode, t->data, t->data, t->shape[0], t->shape[1], g->bits,
+                               g->group, NULL, NULL, TRUE);
+      if (!ok)
         die (key, NULL);
     }
-  return ppl_of (x->model);
+  return ppl_of (x->model, samples);
 }
 
 /* Perplexity of @run's merged export on @g (QAT runs: the export's default grid). */
-static double
-export_ppl (const char *run, const char *out, const Grid *g, gboolean qat_run)
+static Ppl
+export_ppl (const char *run, const char *out, const Grid *g, gboolean qat_run, gboolean learned,
+            const LtCalibTokens *samples)
 {
   g_autoptr (GError) error = NULL;
   if (g->mode == LT_QUANT_NF4) /* no NF4 export format: its fake quantization in memory */
-    return fq_ppl (run, g);
+    return fq_ppl (run, g, FALSE, samples);
   LtExportOptions o;
   lt_export_options_init (&o);
   o.model_dir = model_dir;
@@ -175,10 +263,18 @@ export_ppl (const char *run, const char *out, const Grid *g, gboolean qat_run)
     die (out, error);
   if (qat_run && rep->qat_grid == NULL)
     die ("the QAT run's export did not take its grid", NULL);
+  if (learned && strstr (rep->qat_grid, "learned") == NULL)
+    die ("the learned-grid run's export did not take its learned grid", NULL);
   g_autoptr (LtLoadedModel) x = lt_export_load (out, NULL, &error);
   if (!x)
     die (out, error);
-  return ppl_of (x->model);
+  return ppl_of (x->model, samples);
+}
+
+static double
+loss (double q, double f)
+{
+  return 100.0 * (q / f - 1.0);
 }
 
 int
@@ -189,6 +285,7 @@ main (int argc, char **argv)
   const char *steps_env = g_getenv ("BENCH_QAT_STEPS");
   int steps = steps_env ? atoi (steps_env) : 150;
   seed = g_getenv ("BENCH_QAT_SEED") ? g_ascii_strtoll (g_getenv ("BENCH_QAT_SEED"), NULL, 10) : 0;
+  n_samples = g_getenv ("BENCH_QAT_SAMPLES") ? atoi (g_getenv ("BENCH_QAT_SAMPLES")) : 256;
   g_autofree char *shared_dir = shared ? g_strdup (shared)
                                        : g_build_filename (SOURCE_DIR, "..", "shared", NULL);
   g_autofree char *data_dir = test_data ? g_strdup (test_data)
@@ -196,6 +293,7 @@ main (int argc, char **argv)
   g_autofree char *model = g_build_filename (shared_dir, "models", "tinystories-656k", NULL);
   g_autofree char *stories = g_build_filename (data_dir, "stories", NULL);
   g_autofree char *eval = g_build_filename (data_dir, "eval", "stories.jsonl", NULL);
+  g_autofree char *valid_file = g_build_filename (stories, "valid.jsonl", NULL);
   g_autofree char *tmp = g_dir_make_tmp ("bench-qat-export-XXXXXX", NULL);
 
   if (!g_file_test (model, G_FILE_TEST_IS_DIR))
@@ -205,68 +303,95 @@ main (int argc, char **argv)
     }
   model_dir = model;
   heldout = eval;
+  valid = valid_file;
   lt_linear_set_threads (g_getenv ("BENCH_QAT_THREADS") ? atoi (g_getenv ("BENCH_QAT_THREADS"))
                                                         : 0);
+  if (g_getenv ("BENCH_QAT_GRID_INIT"))
+    lt_qat_grid_set_init_mse (g_str_equal (g_getenv ("BENCH_QAT_GRID_INIT"), "mse"));
   /* BENCH_QAT_GRIDS=affine,nf4: only these grids' QAT runs (and the no-QAT run's exports) */
   gboolean want[N_GRIDS];
   for (int k = 0; k < N_GRIDS; k++)
     want[k] = g_getenv ("BENCH_QAT_GRIDS") == NULL
               || strstr (g_getenv ("BENCH_QAT_GRIDS"), lt_quant_mode_name (grids[k].mode));
+  /* BENCH_QAT_LEARN=0: no learned-grid runs; =only: no plain QAT runs */
+  const char *learn_env = g_getenv ("BENCH_QAT_LEARN");
+  gboolean plain_runs = learn_env == NULL || !g_str_equal (learn_env, "only");
+  gboolean learn_runs = learn_env == NULL || !g_str_equal (learn_env, "0");
 
-  /* run 0: no QAT; run 1 + k: QAT on grids[k] */
-  double f32[1 + N_GRIDS], exp_none[N_GRIDS], exp_qat[N_GRIDS], secs[1 + N_GRIDS];
-  double fq_mem[N_GRIDS];
-  for (int r = 0; r <= N_GRIDS; r++)
+  /* run 0: no QAT; run 1 + k: QAT on grids[k]; run 1 + N_GRIDS + k: QAT with a learned grid */
+  Ppl f32[N_RUNS], exp_[N_RUNS][N_GRIDS], fq_mem[N_RUNS];
+  double secs[N_RUNS];
+  gboolean done[N_RUNS] = { FALSE };
+  gint64 samp_tokens[N_RUNS] = { 0 };
+  for (int r = 0; r < N_RUNS; r++)
     {
-      const Grid *qat = r == 0 ? NULL : &grids[r - 1];
-      if (r > 0 && !want[r - 1])
+      int k0 = r == 0 ? -1 : (r - 1) % N_GRIDS;
+      gboolean learn = r > N_GRIDS;
+      const Grid *qat = r == 0 ? NULL : &grids[k0];
+      if (r > 0 && (!want[k0] || (learn ? !learn_runs : !plain_runs)
+                    || (learn && !lt_qat_grid_mode_supported (qat->mode))))
         continue;
-      g_autofree char *name = g_strdup_printf ("run-%s",
-                                               qat ? lt_quant_mode_name (qat->mode) : "none");
+      g_autofree char *name = g_strdup_printf ("run-%s%s",
+                                               qat ? lt_quant_mode_name (qat->mode) : "none",
+                                               learn ? "-learned" : "");
       g_autofree char *run = g_build_filename (tmp, name, NULL);
       double t0 = g_get_monotonic_time () / 1e6;
-      train_run (stories, run, qat, steps);
+      train_run (stories, run, qat, learn, steps);
       secs[r] = g_get_monotonic_time () / 1e6 - t0;
       g_autoptr (GError) error = NULL;
       g_autoptr (LtLoadedModel) fused = lt_export_load_fused (model_dir, run, &error);
       if (!fused)
         die ("fused model", error);
-      f32[r] = ppl_of (fused->model);
+      /* the f32 fuse's own text: its samples, scored by it and by its exports */
+      g_autoptr (LtCalibTokens) samples = n_samples > 0
+                                          ? samples_of (fused->model, n_samples,
+                                                        (guint64) seed * 7919 + 20261207)
+                                          : NULL;
+      samp_tokens[r] = samples ? samples->n_tokens : 0;
+      f32[r] = ppl_of (fused->model, samples);
       for (int k = 0; k < N_GRIDS; k++)
         {
-          if ((qat && k != r - 1) || !want[k])
+          if ((qat && k != k0) || !want[k])
             continue;
           g_autofree char *out = g_strdup_printf ("%s-mlx-%s", run,
                                                   lt_quant_mode_name (grids[k].mode));
-          double p = export_ppl (run, out, &grids[k], qat != NULL);
+          exp_[r][k] = export_ppl (run, out, &grids[k], qat != NULL, learn, samples);
           if (qat)
-            {
-              exp_qat[k] = p;
-              fq_mem[k] = fq_ppl (run, &grids[k]);
-            }
-          else
-            exp_none[k] = p;
+            fq_mem[r] = fq_ppl (run, &grids[k], learn, samples);
         }
+      done[r] = TRUE;
       fprintf (stderr, "  %s: %d steps in %.0f s\n", name, steps, secs[r]);
     }
 
   printf ("QAT and the merged export: TinyStories-656K, LoRA r8, %d steps (batch 4, lr 1e-3, "
-          "seed %" G_GINT64_FORMAT "), held-out %s\n", steps, seed,
-          "tests/data/eval/stories.jsonl");
-  printf ("%-14s | %-7s | %10s | %12s | %7s | %s\n", "grid (4-bit)", "QAT", "f32 fuse",
-          "4-bit export", "loss", "fq in memory");
-  printf ("---------------+---------+------------+--------------+---------+-------------\n");
+          "seed %" G_GINT64_FORMAT "), held-out %s; samples: %d sequences (%" G_GINT64_FORMAT
+          " tokens) each run's f32 fuse writes\n", steps, seed, "tests/data/eval/stories.jsonl",
+          n_samples, samp_tokens[0]);
+  printf ("%-14s | %-7s | %10s | %12s | %7s | %12s | %8s | %8s | %s\n", "grid (4-bit)", "QAT",
+          "f32 fuse", "4-bit export", "loss", "fq in memory", "16 loss", "samples", "");
+  printf ("---------------+---------+------------+--------------+---------+--------------"
+          "+----------+----------+-------------\n");
   for (int k = 0; k < N_GRIDS; k++)
     {
       if (!want[k])
         continue;
       g_autofree char *gname = g_strdup_printf ("%s g%d", lt_quant_mode_name (grids[k].mode),
                                                 grids[k].group);
-      printf ("%-14s | %-7s | %10.4f | %12.4f | %+6.2f%%\n", gname, "no", f32[0], exp_none[k],
-              100.0 * (exp_none[k] / f32[0] - 1.0));
-      printf ("%-14s | %-7s | %10.4f | %12.4f | %+6.2f%% | %10.4f%s\n", gname, "yes",
-              f32[1 + k], exp_qat[k], 100.0 * (exp_qat[k] / f32[1 + k] - 1.0), fq_mem[k],
-              exp_qat[k] / f32[1 + k] - 1.0 <= 0.03 ? "  (within 3%)" : "  (above 3%)");
+      for (int v = 0; v < 3; v++)
+        {
+          int r = v == 0 ? 0 : v == 1 ? 1 + k : 1 + N_GRIDS + k;
+          if (!done[r])
+            continue;
+          const Ppl *e = &exp_[r][k];
+          g_autofree char *fq = r == 0 ? g_strdup ("")
+                                       : g_strdup_printf ("%12.4f", fq_mem[r].held);
+          printf ("%-14s | %-7s | %10.4f | %12.4f | %+6.2f%% | %12s | %+7.2f%% | %+7.2f%% |%s\n",
+                  gname, v == 0 ? "no" : v == 1 ? "yes" : "learned", f32[r].held, e->held,
+                  loss (e->held, f32[r].held), fq, loss (e->all, f32[r].all),
+                  loss (e->samp, f32[r].samp),
+                  r == 0 ? "" : e->held / f32[r].held - 1.0 <= 0.03 ? "  (within 3%)"
+                                                                     : "  (above 3%)");
+        }
     }
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmp);
   if (system (cmd) != 0)

@@ -81,6 +81,17 @@ void lt_model_set_qat (LtModel *model, gboolean enabled, int bits, int group_siz
 gboolean lt_model_set_qat_grid (LtModel *model, gboolean enabled, int mode, int bits,
                                 int group_size, gboolean all_weights, GError **error);
 void lt_model_qat_recompute_scales (LtModel *model);
+/* A learned QAT grid (lt-qat-grid, run key qat_learn_grid): gives every trainable linear whose
+ * rows the group (32, 64, 128) divides the trained parameters of its grid, (out, in / group)
+ * each, registered as non-decayed parameters "MODULE.qat_log_scales" and, affine,
+ * "MODULE.qat_zero" (so the optimizer, state/ and adapters.safetensors carry them). Call it
+ * after lt_model_attach_trainable and before the parameters are handed to an optimizer. The
+ * parameters are initialised by the first fake quantization after QAT is switched on, unless
+ * lt_model_qat_grid_set_ready marks them as already holding a grid (a resumed run). A mode
+ * without a learned grid (mxfp4, nf4) is an error. */
+gboolean lt_model_qat_learn_grid (LtModel *model, int mode, int bits, int group_size,
+                                  GError **error);
+void lt_model_qat_grid_set_ready (LtModel *model, gboolean ready);
 
 /* One micro-batch of B padding-free sequences (tokens (N), lengths (B), N = Σ lengths), with
  * per-position targets (N) and loss weights (N) (0 = not in the loss). Adds to every

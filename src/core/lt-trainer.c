@@ -613,6 +613,7 @@ load_state (Trainer *tr, GError **error)
                                   tr->cfg->qat_group_size, TRUE, error))
         return FALSE;
       lt_model_qat_recompute_scales (tr->model);
+      lt_model_qat_grid_set_ready (tr->model, TRUE); /* a learned grid: its params.safetensors */
       for (guint i = 0; i < tr->n_params; i++)
         {
           const char *name;
@@ -1027,7 +1028,8 @@ train_step (Trainer *tr, GError **error)
           tr->qat_first_step = s;
           recomputed = TRUE;
         }
-      else if ((s - tr->qat_first_step) % MAX (cfg->qat_interval, 1) == 0)
+      else if (!cfg->qat_learn_grid
+               && (s - tr->qat_first_step) % MAX (cfg->qat_interval, 1) == 0)
         recomputed = TRUE;
       if (recomputed)
         {
@@ -1257,7 +1259,10 @@ load_model (Trainer *tr, GError **error)
     }
 
   lt_adapter_spec_from_config (&spec, cfg);
-  if (!lt_model_attach_trainable (tr->model, &spec, error))
+  if (!lt_model_attach_trainable (tr->model, &spec, error)
+      || (cfg->qat_enable && cfg->qat_learn_grid /* its parameters train (lt-qat-grid) */
+          && !lt_model_qat_learn_grid (tr->model, cfg->qat_mode, cfg->qat_bits,
+                                       cfg->qat_group_size, error)))
     return FALSE;
   if (cfg->train_mode == LT_TRAIN_MODE_DPO && cfg->train_type == LT_TRAIN_TYPE_FULL)
     {
