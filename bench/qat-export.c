@@ -349,6 +349,13 @@ main (int argc, char **argv)
                                           : NULL;
       samp_tokens[r] = samples ? samples->n_tokens : 0;
       f32[r] = ppl_of (fused->model, samples);
+      if (g_getenv ("BENCH_QAT_DEBUG"))
+        {
+          g_autoptr (LtLoadedModel) f2 = lt_export_load_fused (model_dir, run, &error);
+          Ppl p2 = ppl_of (f2->model, samples);
+          fprintf (stderr, "f32 samples ppl %.4f, fresh %.4f; held %.4f all %.4f\n",
+                   f32[r].samp, p2.samp, f32[r].held, f32[r].all);
+        }
       for (int k = 0; k < N_GRIDS; k++)
         {
           if ((qat && k != k0) || !want[k])

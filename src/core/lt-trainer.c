@@ -613,7 +613,6 @@ load_state (Trainer *tr, GError **error)
                                   tr->cfg->qat_group_size, TRUE, error))
         return FALSE;
       lt_model_qat_recompute_scales (tr->model);
-      lt_model_qat_grid_set_ready (tr->model, TRUE); /* a learned grid: its params.safetensors */
       for (guint i = 0; i < tr->n_params; i++)
         {
           const char *name;
@@ -625,6 +624,7 @@ load_state (Trainer *tr, GError **error)
           memcpy (data, current[i], n * sizeof (float));
           g_free (current[i]);
         }
+      lt_model_qat_grid_set_ready (tr->model, TRUE); /* a learned grid: its params.safetensors */
     }
   return TRUE;
 }

@@ -338,6 +338,24 @@ spawn (const char *const *argv, char **out)
   return g_spawn_check_wait_status (status, NULL) ? 0 : 1;
 }
 
+/* TMP/data: the fixture's training text as train.jsonl and valid.jsonl */
+static char *
+make_data (void)
+{
+  g_autofree char *train = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "train",
+                                             "train.jsonl", NULL);
+  char *ddir = g_build_filename (tmp_root, "data", NULL);
+  g_autofree char *text = NULL;
+  gsize len;
+  g_mkdir_with_parents (ddir, 0755);
+  g_assert_true (g_file_get_contents (train, &text, &len, NULL));
+  g_autofree char *tf = g_build_filename (ddir, "train.jsonl", NULL);
+  g_autofree char *vf = g_build_filename (ddir, "valid.jsonl", NULL);
+  g_assert_true (g_file_set_contents (tf, text, (gssize) len, NULL));
+  g_assert_true (g_file_set_contents (vf, text, (gssize) len, NULL));
+  return ddir;
+}
+
 static void
 test_run_then_fuse (gconstpointer data)
 {
@@ -350,17 +368,7 @@ test_run_then_fuse (gconstpointer data)
     }
   g_autofree char *mdir = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "models",
                                             "llama-tied", NULL);
-  g_autofree char *train = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "train",
-                                             "train.jsonl", NULL);
-  g_autofree char *ddir = g_build_filename (tmp_root, "data", NULL);
-  g_autofree char *text = NULL;
-  gsize len;
-  g_mkdir_with_parents (ddir, 0755);
-  g_assert_true (g_file_get_contents (train, &text, &len, NULL));
-  g_autofree char *tf = g_build_filename (ddir, "train.jsonl", NULL);
-  g_autofree char *vf = g_build_filename (ddir, "valid.jsonl", NULL);
-  g_assert_true (g_file_set_contents (tf, text, (gssize) len, NULL));
-  g_assert_true (g_file_set_contents (vf, text, (gssize) len, NULL));
+  g_autofree char *ddir = make_data ();
 
   const char *mode = lt_quant_mode_name (g->mode);
   g_autofree char *rname = g_strdup_printf ("run-%s", mode);
@@ -480,7 +488,7 @@ cancel_at_3 (gint64 step, gboolean active, gboolean recomputed, gpointer user_da
 
 /* 6 steps straight vs 3, a stop and a resume: the same adapter file, the learned grid
  * included, bit for bit (state/ carries the grid's parameters and their Adam moments); and the
- * Vulkan trainer refuses the key. Runs after run-then-fuse (its data folder). */
+ * Vulkan trainer refuses the key. */
 static void
 test_resume (void)
 {
@@ -488,6 +496,7 @@ test_resume (void)
   g_autoptr (LtRunConfig) b = resume_config ("stopped");
   g_autoptr (GCancellable) c = g_cancellable_new ();
   g_autoptr (GError) error = NULL;
+  g_autofree char *ddir = make_data ();
 
   g_assert_true (lt_train (a, FALSE, NULL, NULL, NULL, &error));
   g_assert_no_error (error);
@@ -505,7 +514,7 @@ test_resume (void)
   g_assert_no_error (error);
   g_autoptr (LtSafetensors) sb = lt_safetensors_open (fb, &error);
   g_assert_no_error (error);
-  guint n = lt_safetensors_get_n_tensors (sa), grids = 0;
+  guint n = lt_safetensors_get_n_tensors (sa), grids = 0, differ = 0;
   g_assert_cmpuint (n, ==, lt_safetensors_get_n_tensors (sb));
   for (guint i = 0; i < n; i++)
     {
@@ -514,12 +523,16 @@ test_resume (void)
       g_assert_nonnull (tb);
       g_assert_cmpint (lt_tensor_numel (ta), ==, lt_tensor_numel (tb));
       if (memcmp (ta->data, tb->data, lt_tensor_numel (ta) * sizeof (float)) != 0)
-        g_error ("%s differs after the resume", ta->name);
+        {
+          g_test_message ("%s differs after the resume", ta->name);
+          differ++;
+        }
       grids += g_str_has_suffix (ta->name, ".qat_log_scales");
     }
   /* 14 adapted linears and the tied embedding */
   g_test_message ("%u tensors equal after the resume, %u learned grids", n, grids);
   g_assert_cmpuint (grids, ==, 15);
+  g_assert_cmpuint (differ, ==, 0);
 
   g_autoptr (LtRunConfig) v = resume_config ("vulkan");
   g_free (v->compute_device);
