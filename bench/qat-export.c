@@ -277,6 +277,101 @@ loss (double q, double f)
   return 100.0 * (q / f - 1.0);
 }
 
+/* The losses of one seed's table: per run row (no QAT, QAT, learned) and grid, the export's
+ * against its f32 fuse on the held-out text, the 16 stories and the samples; NAN when not run. */
+typedef struct
+{
+  double held[3][N_GRIDS], all[3][N_GRIDS], samp[3][N_GRIDS];
+} Losses;
+
+static gboolean want[N_GRIDS], plain_runs, learn_runs;
+
+static void
+one_seed (const char *stories, const char *tmp, int steps, Losses *out)
+{
+  /* run 0: no QAT; run 1 + k: QAT on grids[k]; run 1 + N_GRIDS + k: QAT with a learned grid */
+  Ppl f32[N_RUNS], exp_[N_RUNS][N_GRIDS], fq_mem[N_RUNS];
+  double secs[N_RUNS];
+  gboolean done[N_RUNS] = { FALSE };
+  gint64 samp_tokens[N_RUNS] = { 0 };
+  for (int r = 0; r < N_RUNS; r++)
+    {
+      int k0 = r == 0 ? -1 : (r - 1) % N_GRIDS;
+      gboolean learn = r > N_GRIDS;
+      const Grid *qat = r == 0 ? NULL : &grids[k0];
+      if (r > 0 && (!want[k0] || (learn ? !learn_runs : !plain_runs)
+                    || (learn && !lt_qat_grid_mode_supported (qat->mode))))
+        continue;
+      g_autofree char *name = g_strdup_printf ("run-%s%s-%" G_GINT64_FORMAT,
+                                               qat ? lt_quant_mode_name (qat->mode) : "none",
+                                               learn ? "-learned" : "", seed);
+      g_autofree char *run = g_build_filename (tmp, name, NULL);
+      double t0 = g_get_monotonic_time () / 1e6;
+      train_run (stories, run, qat, learn, steps);
+      secs[r] = g_get_monotonic_time () / 1e6 - t0;
+      g_autoptr (GError) error = NULL;
+      g_autoptr (LtLoadedModel) fused = lt_export_load_fused (model_dir, run, &error);
+      if (!fused)
+        die ("fused model", error);
+      /* the f32 fuse's own text: its samples, scored by it and by its exports */
+      g_autoptr (LtCalibTokens) samples = n_samples > 0
+                                          ? samples_of (fused->model, n_samples,
+                                                        (guint64) seed * 7919 + 20261207)
+                                          : NULL;
+      samp_tokens[r] = samples ? samples->n_tokens : 0;
+      f32[r] = ppl_of (fused->model, samples);
+      for (int k = 0; k < N_GRIDS; k++)
+        {
+          if ((qat && k != k0) || !want[k])
+            continue;
+          g_autofree char *o = g_strdup_printf ("%s-mlx-%s", run,
+                                                lt_quant_mode_name (grids[k].mode));
+          exp_[r][k] = export_ppl (run, o, &grids[k], qat != NULL, learn, samples);
+          if (qat)
+            fq_mem[r] = fq_ppl (run, &grids[k], learn, samples);
+        }
+      done[r] = TRUE;
+      fprintf (stderr, "  %s: %d steps in %.0f s\n", name, steps, secs[r]);
+    }
+
+  printf ("QAT and the merged export: TinyStories-656K, LoRA r8, %d steps (batch 4, lr 1e-3, "
+          "seed %" G_GINT64_FORMAT "); loss = the 4-bit export's perplexity against its own f32 "
+          "fuse on: the held-out text (tests/data/eval/stories.jsonl, 6 stories), 16 stories "
+          "(those and stories/valid.jsonl, never trained on), and %d sequences (%"
+          G_GINT64_FORMAT " tokens, no-QAT run) each run's f32 fuse writes\n", steps, seed,
+          n_samples, samp_tokens[0]);
+  printf ("%-14s | %-7s | %10s | %12s | %7s | %12s | %8s | %8s | %s\n", "grid (4-bit)", "QAT",
+          "f32 fuse", "4-bit export", "loss", "fq in memory", "16 loss", "samples", "");
+  printf ("---------------+---------+------------+--------------+---------+--------------"
+          "+----------+----------+-------------\n");
+  for (int k = 0; k < N_GRIDS; k++)
+    {
+      if (!want[k])
+        continue;
+      g_autofree char *gname = g_strdup_printf ("%s g%d", lt_quant_mode_name (grids[k].mode),
+                                                grids[k].group);
+      for (int v = 0; v < 3; v++)
+        {
+          int r = v == 0 ? 0 : v == 1 ? 1 + k : 1 + N_GRIDS + k;
+          out->held[v][k] = out->all[v][k] = out->samp[v][k] = NAN;
+          if (!done[r])
+            continue;
+          const Ppl *e = &exp_[r][k];
+          out->held[v][k] = loss (e->held, f32[r].held);
+          out->all[v][k] = loss (e->all, f32[r].all);
+          out->samp[v][k] = n_samples > 0 ? loss (e->samp, f32[r].samp) : NAN;
+          g_autofree char *fq = r == 0 ? g_strdup ("")
+                                       : g_strdup_printf ("%12.4f", fq_mem[r].held);
+          printf ("%-14s | %-7s | %10.4f | %12.4f | %+6.2f%% | %12s | %+7.2f%% | %+7.2f%% |%s\n",
+                  gname, v == 0 ? "no" : v == 1 ? "yes" : "learned", f32[r].held, e->held,
+                  out->held[v][k], fq, out->all[v][k], out->samp[v][k],
+                  r == 0 ? "" : e->held / f32[r].held - 1.0 <= 0.03 ? "  (within 3%)"
+                                                                     : "  (above 3%)");
+        }
+    }
+  fflush (stdout);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -284,7 +379,10 @@ main (int argc, char **argv)
   const char *test_data = g_getenv ("LATHE_TEST_DATA");
   const char *steps_env = g_getenv ("BENCH_QAT_STEPS");
   int steps = steps_env ? atoi (steps_env) : 150;
-  seed = g_getenv ("BENCH_QAT_SEED") ? g_ascii_strtoll (g_getenv ("BENCH_QAT_SEED"), NULL, 10) : 0;
+  /* BENCH_QAT_SEEDS=0,1,2 (or BENCH_QAT_SEED=N): one table per seed, then their means */
+  g_auto (GStrv) seeds = g_strsplit (g_getenv ("BENCH_QAT_SEEDS") ? g_getenv ("BENCH_QAT_SEEDS")
+                                     : g_getenv ("BENCH_QAT_SEED") ? g_getenv ("BENCH_QAT_SEED")
+                                     : "0", ",", -1);
   n_samples = g_getenv ("BENCH_QAT_SAMPLES") ? atoi (g_getenv ("BENCH_QAT_SAMPLES")) : 256;
   g_autofree char *shared_dir = shared ? g_strdup (shared)
                                        : g_build_filename (SOURCE_DIR, "..", "shared", NULL);
@@ -309,96 +407,42 @@ main (int argc, char **argv)
   if (g_getenv ("BENCH_QAT_GRID_INIT"))
     lt_qat_grid_set_init_mse (g_str_equal (g_getenv ("BENCH_QAT_GRID_INIT"), "mse"));
   /* BENCH_QAT_GRIDS=affine,nf4: only these grids' QAT runs (and the no-QAT run's exports) */
-  gboolean want[N_GRIDS];
   for (int k = 0; k < N_GRIDS; k++)
     want[k] = g_getenv ("BENCH_QAT_GRIDS") == NULL
               || strstr (g_getenv ("BENCH_QAT_GRIDS"), lt_quant_mode_name (grids[k].mode));
   /* BENCH_QAT_LEARN=0: no learned-grid runs; =only: no plain QAT runs */
   const char *learn_env = g_getenv ("BENCH_QAT_LEARN");
-  gboolean plain_runs = learn_env == NULL || !g_str_equal (learn_env, "only");
-  gboolean learn_runs = learn_env == NULL || !g_str_equal (learn_env, "0");
+  plain_runs = learn_env == NULL || !g_str_equal (learn_env, "only");
+  learn_runs = learn_env == NULL || !g_str_equal (learn_env, "0");
 
-  /* run 0: no QAT; run 1 + k: QAT on grids[k]; run 1 + N_GRIDS + k: QAT with a learned grid */
-  Ppl f32[N_RUNS], exp_[N_RUNS][N_GRIDS], fq_mem[N_RUNS];
-  double secs[N_RUNS];
-  gboolean done[N_RUNS] = { FALSE };
-  gint64 samp_tokens[N_RUNS] = { 0 };
-  for (int r = 0; r < N_RUNS; r++)
+  guint n_seeds = g_strv_length (seeds);
+  g_autofree Losses *all = g_new0 (Losses, MAX (n_seeds, 1));
+  for (guint i = 0; i < n_seeds; i++)
     {
-      int k0 = r == 0 ? -1 : (r - 1) % N_GRIDS;
-      gboolean learn = r > N_GRIDS;
-      const Grid *qat = r == 0 ? NULL : &grids[k0];
-      if (r > 0 && (!want[k0] || (learn ? !learn_runs : !plain_runs)
-                    || (learn && !lt_qat_grid_mode_supported (qat->mode))))
-        continue;
-      g_autofree char *name = g_strdup_printf ("run-%s%s",
-                                               qat ? lt_quant_mode_name (qat->mode) : "none",
-                                               learn ? "-learned" : "");
-      g_autofree char *run = g_build_filename (tmp, name, NULL);
-      double t0 = g_get_monotonic_time () / 1e6;
-      train_run (stories, run, qat, learn, steps);
-      secs[r] = g_get_monotonic_time () / 1e6 - t0;
-      g_autoptr (GError) error = NULL;
-      g_autoptr (LtLoadedModel) fused = lt_export_load_fused (model_dir, run, &error);
-      if (!fused)
-        die ("fused model", error);
-      /* the f32 fuse's own text: its samples, scored by it and by its exports */
-      g_autoptr (LtCalibTokens) samples = n_samples > 0
-                                          ? samples_of (fused->model, n_samples,
-                                                        (guint64) seed * 7919 + 20261207)
-                                          : NULL;
-      samp_tokens[r] = samples ? samples->n_tokens : 0;
-      f32[r] = ppl_of (fused->model, samples);
-      if (g_getenv ("BENCH_QAT_DEBUG"))
-        {
-          g_autoptr (LtLoadedModel) f2 = lt_export_load_fused (model_dir, run, &error);
-          Ppl p2 = ppl_of (f2->model, samples);
-          fprintf (stderr, "f32 samples ppl %.4f, fresh %.4f; held %.4f all %.4f\n",
-                   f32[r].samp, p2.samp, f32[r].held, f32[r].all);
-        }
-      for (int k = 0; k < N_GRIDS; k++)
-        {
-          if ((qat && k != k0) || !want[k])
-            continue;
-          g_autofree char *out = g_strdup_printf ("%s-mlx-%s", run,
-                                                  lt_quant_mode_name (grids[k].mode));
-          exp_[r][k] = export_ppl (run, out, &grids[k], qat != NULL, learn, samples);
-          if (qat)
-            fq_mem[r] = fq_ppl (run, &grids[k], learn, samples);
-        }
-      done[r] = TRUE;
-      fprintf (stderr, "  %s: %d steps in %.0f s\n", name, steps, secs[r]);
+      seed = g_ascii_strtoll (seeds[i], NULL, 10);
+      one_seed (stories, tmp, steps, &all[i]);
+      printf ("\n");
     }
-
-  printf ("QAT and the merged export: TinyStories-656K, LoRA r8, %d steps (batch 4, lr 1e-3, "
-          "seed %" G_GINT64_FORMAT "), held-out %s; samples: %d sequences (%" G_GINT64_FORMAT
-          " tokens) each run's f32 fuse writes\n", steps, seed, "tests/data/eval/stories.jsonl",
-          n_samples, samp_tokens[0]);
-  printf ("%-14s | %-7s | %10s | %12s | %7s | %12s | %8s | %8s | %s\n", "grid (4-bit)", "QAT",
-          "f32 fuse", "4-bit export", "loss", "fq in memory", "16 loss", "samples", "");
-  printf ("---------------+---------+------------+--------------+---------+--------------"
-          "+----------+----------+-------------\n");
-  for (int k = 0; k < N_GRIDS; k++)
+  if (n_seeds > 1)
     {
-      if (!want[k])
-        continue;
-      g_autofree char *gname = g_strdup_printf ("%s g%d", lt_quant_mode_name (grids[k].mode),
-                                                grids[k].group);
-      for (int v = 0; v < 3; v++)
-        {
-          int r = v == 0 ? 0 : v == 1 ? 1 + k : 1 + N_GRIDS + k;
-          if (!done[r])
-            continue;
-          const Ppl *e = &exp_[r][k];
-          g_autofree char *fq = r == 0 ? g_strdup ("")
-                                       : g_strdup_printf ("%12.4f", fq_mem[r].held);
-          printf ("%-14s | %-7s | %10.4f | %12.4f | %+6.2f%% | %12s | %+7.2f%% | %+7.2f%% |%s\n",
-                  gname, v == 0 ? "no" : v == 1 ? "yes" : "learned", f32[r].held, e->held,
-                  loss (e->held, f32[r].held), fq, loss (e->all, f32[r].all),
-                  loss (e->samp, f32[r].samp),
-                  r == 0 ? "" : e->held / f32[r].held - 1.0 <= 0.03 ? "  (within 3%)"
-                                                                     : "  (above 3%)");
-        }
+      printf ("Mean loss over seeds %s (held-out | 16 stories | samples):\n",
+              g_getenv ("BENCH_QAT_SEEDS"));
+      for (int k = 0; k < N_GRIDS; k++)
+        for (int v = 0; v < 3; v++)
+          {
+            double h = 0, a = 0, sm = 0;
+            for (guint i = 0; i < n_seeds; i++)
+              {
+                h += all[i].held[v][k] / n_seeds;
+                a += all[i].all[v][k] / n_seeds;
+                sm += all[i].samp[v][k] / n_seeds;
+              }
+            if (!want[k] || isnan (h))
+              continue;
+            printf ("  %-6s g%-3d %-7s  %+6.2f%% | %+6.2f%% | %+6.2f%%\n",
+                    lt_quant_mode_name (grids[k].mode), grids[k].group,
+                    v == 0 ? "no" : v == 1 ? "yes" : "learned", h, a, sm);
+          }
     }
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmp);
   if (system (cmd) != 0)
