@@ -231,8 +231,8 @@ test_gradient (void)
         for (int i = 0; i < in; i++)
           {
             int k = o * (in / g->group) + i / g->group;
-            float u = g->mode == LT_QUANT_AFFINE ? (((float *) wt->data)[o * in + i] - bi[k]) / sc[k]
-                                                 : ((float *) wt->data)[o * in + i] / sc[k];
+            float wv = ((float *) wt->data)[o * in + i];
+            float u = g->mode == LT_QUANT_AFFINE ? (wv - bi[k]) / sc[k] : wv / sc[k];
             float q = rintf (u);
             clamped += g->mode == LT_QUANT_AFFINE ? (q < 0.0f || q > (float) ((1 << g->bits) - 1))
                                                   : (q > (float) ((1 << (g->bits - 1)) - 1)
