@@ -32,6 +32,7 @@
 #include "lt-run-check.h"
 #include "lt-safetensors.h"
 #include "lt-trainer.h"
+#include "lt-vulkan.h"
 
 static char *tmp_root;
 
@@ -539,7 +540,10 @@ test_resume (void)
   v->compute_device = g_strdup ("vulkan");
   g_assert_false (lt_train (v, FALSE, NULL, NULL, NULL, &error));
   g_test_message ("on the GPU: %s", error->message);
-  g_assert_nonnull (strstr (error->message, "qat_learn_grid"));
+  g_assert_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED);
+  g_autoptr (GPtrArray) devices = lt_vulkan_list_devices (NULL);
+  if (devices != NULL && devices->len > 0) /* (without one the device is refused first) */
+    g_assert_nonnull (strstr (error->message, "qat_learn_grid"));
 }
 
 int
