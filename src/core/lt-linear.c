@@ -912,14 +912,12 @@ qat_fq (LtLinear *lin, float *w)
     lin->qat_biases = g_new0 (float, n_scales);
   if (qat_learned (lin))
     {
-      /* a learned grid: initialised from the first weights it sees, then trained */
-      if (!lin->qat_grid_ready)
-        {
-          lt_qat_grid_init ((LtQuantMode) lin->qat_mode, lin->qat_bits, lin->qat_group, w, out,
-                            in, lt_qat_grid_get_init_mse (), lin->qat_log_scales,
-                            lin->qat_zero);
-          lin->qat_grid_ready = TRUE;
-        }
+      /* a learned grid: initialised from the first weights it sees (unless its parameters
+       * hold one: a resumed run's), then trained */
+      if (!lin->qat_grid_ready && !lt_qat_grid_is_set (lin->qat_log_scales, n_scales))
+        lt_qat_grid_init ((LtQuantMode) lin->qat_mode, lin->qat_bits, lin->qat_group, w, out,
+                          in, lt_qat_grid_get_init_mse (), lin->qat_log_scales, lin->qat_zero);
+      lin->qat_grid_ready = TRUE;
       lt_qat_grid_from_params ((LtQuantMode) lin->qat_mode, lin->qat_log_scales, lin->qat_zero,
                                n_scales, lin->qat_scales, lin->qat_biases);
       lin->qat_scales_valid = TRUE;

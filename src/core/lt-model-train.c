@@ -195,6 +195,10 @@ lt_adapter_spec_from_config (LtAdapterSpec *spec, const LtRunConfig *cfg)
   spec->keys = cfg->lora_keys;
   spec->num_layers = cfg->num_layers;
   spec->seed = (guint64) cfg->seed;
+  spec->qat_learn_grid = cfg->qat_enable && cfg->qat_learn_grid;
+  spec->qat_mode = cfg->qat_mode;
+  spec->qat_bits = cfg->qat_bits;
+  spec->qat_group = cfg->qat_group_size;
 }
 
 static void
@@ -409,7 +413,9 @@ lt_model_attach_trainable (LtModel *m, const LtAdapterSpec *spec, GError **error
           }
   t->attached = TRUE;
   lt_model_update_scratch (m);
-  return TRUE;
+  /* a learned QAT grid's parameters train too (lt-qat-grid) */
+  return !spec->qat_learn_grid
+         || lt_model_qat_learn_grid (m, spec->qat_mode, spec->qat_bits, spec->qat_group, error);
 }
 
 /* Whether a quantized layer's scales and biases train: MLX affine below 8 bits, as MLX LM's
@@ -737,7 +743,7 @@ qat_embed_grid_start (LtModel *m, Train *t)
   if (t->qe_orig == NULL)
     t->qe_orig = g_new (float, (gsize) V * C);
   lt_tensor_read_f32 (sw->orig, 0, V * C, t->qe_orig);
-  if (!t->qe_ready)
+  if (!t->qe_ready && !lt_qat_grid_is_set (t->qe_ls, (gsize) V * (C / t->qe_group)))
     lt_qat_grid_init ((LtQuantMode) t->qe_mode, t->qe_bits, t->qe_group, t->qe_orig, V, C,
                       lt_qat_grid_get_init_mse (), t->qe_ls, t->qe_z);
   t->qe_ready = TRUE;
@@ -902,37 +908,6 @@ lt_model_qat_learn_grid (LtModel *m, int mode, int bits, int group_size, GError 
     }
   lt_model_update_scratch (m);
   return TRUE;
-}
-
-/* Whether a grid's parameters were ever initialised (all zero: s = 1 everywhere, never a grid
- * lt_qat_grid_init gives: a run stopped between QAT's switch-on and its first forward). */
-static gboolean
-grid_set (const float *ls, gsize n)
-{
-  for (gsize k = 0; k < n; k++)
-    if (ls[k] != 0.0f)
-      return TRUE;
-  return FALSE;
-}
-
-static void
-grid_ready_one (LtLinear *lin, gpointer data)
-{
-  lin->qat_grid_ready = lin->qat_log_scales != NULL && GPOINTER_TO_INT (data)
-                        && lin->qat_group > 0
-                        && grid_set (lin->qat_log_scales, (gsize) lin->out_features
-                                                          * (lin->in_features / lin->qat_group));
-}
-
-void
-lt_model_qat_grid_set_ready (LtModel *m, gboolean ready)
-{
-  Train *t = train_get (m);
-  foreach_trainable_linear (m, grid_ready_one, GINT_TO_POINTER (ready));
-  t->qe_ready = t->qe_ls != NULL && ready
-                && grid_set (t->qe_ls, (gsize) m->config->vocab_size
-                                       * (m->config->hidden_size / t->qe_group));
-  t->qe_key = 0; /* the copy is made again from the parameters at the next forward */
 }
 
 static void

@@ -33,6 +33,15 @@ lt_qat_grid_mode_supported (int mode)
   return mode == LT_QUANT_SYMMETRIC || mode == LT_QUANT_AFFINE;
 }
 
+gboolean
+lt_qat_grid_is_set (const float *log_scales, gsize n)
+{
+  for (gsize k = 0; k < n; k++)
+    if (log_scales[k] != 0.0f)
+      return TRUE;
+  return FALSE;
+}
+
 void
 lt_qat_grid_from_params (LtQuantMode mode, const float *log_scales, const float *zero, gsize n,
                          float *scales, float *biases)

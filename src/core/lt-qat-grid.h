@@ -35,6 +35,11 @@ gboolean lt_qat_grid_mode_supported (int mode);
 void lt_qat_grid_set_init_mse (gboolean mse);
 gboolean lt_qat_grid_get_init_mse (void);
 
+/* Whether @log_scales (n) hold a grid: not all zero (s = 1 everywhere is never one that
+ * lt_qat_grid_init gives). A trainer's parameters before QAT's first forward are all zero;
+ * after it, and once restored by a resume, they are set. */
+gboolean lt_qat_grid_is_set (const float *log_scales, gsize n);
+
 /* scales[k] = expf (log_scales[k]); affine: biases[k] = zero[k] · scales[k] (@biases and @zero
  * unused for symmetric and may be NULL). */
 void lt_qat_grid_from_params (LtQuantMode mode, const float *log_scales, const float *zero,

@@ -624,7 +624,6 @@ load_state (Trainer *tr, GError **error)
           memcpy (data, current[i], n * sizeof (float));
           g_free (current[i]);
         }
-      lt_model_qat_grid_set_ready (tr->model, TRUE); /* a learned grid: its params.safetensors */
     }
   return TRUE;
 }
@@ -1028,8 +1027,7 @@ train_step (Trainer *tr, GError **error)
           tr->qat_first_step = s;
           recomputed = TRUE;
         }
-      else if (!cfg->qat_learn_grid
-               && (s - tr->qat_first_step) % MAX (cfg->qat_interval, 1) == 0)
+      else if (!cfg->qat_learn_grid && (s - tr->qat_first_step) % MAX (cfg->qat_interval, 1) == 0)
         recomputed = TRUE;
       if (recomputed)
         {
@@ -1259,10 +1257,7 @@ load_model (Trainer *tr, GError **error)
     }
 
   lt_adapter_spec_from_config (&spec, cfg);
-  if (!lt_model_attach_trainable (tr->model, &spec, error)
-      || (cfg->qat_enable && cfg->qat_learn_grid /* its parameters train (lt-qat-grid) */
-          && !lt_model_qat_learn_grid (tr->model, cfg->qat_mode, cfg->qat_bits,
-                                       cfg->qat_group_size, error)))
+  if (!lt_model_attach_trainable (tr->model, &spec, error))
     return FALSE;
   if (cfg->train_mode == LT_TRAIN_MODE_DPO && cfg->train_type == LT_TRAIN_TYPE_FULL)
     {
