@@ -58,6 +58,8 @@
  *           learned +4.80 |  +3.57 | +34.59  23.36
  *   mean    no QAT +24.08 | +17.68 | +35.35         QAT +13.99 | +11.18 | +30.58
  *           learned +6.19 |  +5.52 | +32.94
+ * Symmetric g64, seed 0: no QAT +43.41 | +43.55 | +60.24, QAT +8.37 | +16.74 | +42.51, learned
+ * +7.71 | +7.04 | +40.97.
  * The learned grid halves the held-out loss (and lowers the export's own perplexity on every
  * seed: mean 22.11 against 23.11 with QAT on the min/max grid, 28.08 without QAT) but does not
  * reach 3%. Where the rest is (seed 0, "fq in memory" restricted): with the embedding's grid
