@@ -48,6 +48,7 @@ struct _LatheRunSettings
   guint dpo_loss_type;
   guint compute_dtype;
   gboolean packing;
+  gboolean qat_learn_grid;
   int steps_per_report;
   int steps_per_eval;
   int save_every;
@@ -107,6 +108,7 @@ enum {
   PROP_COMPUTE_DTYPE,
   PROP_PACKING,
   PROP_COMPUTE_DEVICE,
+  PROP_QAT_LEARN_GRID,
   N_PROPS
 };
 
@@ -302,6 +304,7 @@ lathe_run_settings_get_property (GObject    *object,
     case PROP_MASK_PROMPT: g_value_set_boolean (value, self->mask_prompt); break;
     case PROP_GRAD_CHECKPOINT: g_value_set_boolean (value, self->grad_checkpoint); break;
     case PROP_PACKING: g_value_set_boolean (value, self->packing); break;
+    case PROP_QAT_LEARN_GRID: g_value_set_boolean (value, self->qat_learn_grid); break;
     case PROP_SEED: g_value_set_int64 (value, self->seed); break;
     case PROP_OPTIMIZER: g_value_set_uint (value, self->optimizer); break;
     case PROP_BETA: g_value_set_double (value, self->beta); break;
@@ -411,6 +414,9 @@ lathe_run_settings_set_property (GObject      *object,
       break;
     case PROP_PACKING:
       set_boolean (self, prop_id, &self->packing, g_value_get_boolean (value));
+      break;
+    case PROP_QAT_LEARN_GRID:
+      set_boolean (self, prop_id, &self->qat_learn_grid, g_value_get_boolean (value));
       break;
     case PROP_SEED:
       set_int64 (self, prop_id, &self->seed, g_value_get_int64 (value));
@@ -558,6 +564,7 @@ lathe_run_settings_class_init (LatheRunSettingsClass *klass)
     properties[PROP_QAT_MODE] = enum_param ("qat-mode", MAX (d->qat_mode, 0));
     properties[PROP_COMPUTE_DTYPE] = enum_param ("compute-dtype", d->compute_dtype);
     properties[PROP_PACKING] = boolean_param ("packing", d->packing);
+    properties[PROP_QAT_LEARN_GRID] = boolean_param ("qat-learn-grid", d->qat_learn_grid);
     properties[PROP_COMPUTE_DEVICE] = string_param ("compute-device", d->compute_device);
   }
 
@@ -729,6 +736,7 @@ lathe_run_settings_dup_config (LatheRunSettings *self)
   cfg->mask_prompt = self->mask_prompt;
   cfg->grad_checkpoint = self->grad_checkpoint;
   cfg->packing = self->packing;
+  cfg->qat_learn_grid = self->qat_learn_grid;
   cfg->seed = self->seed;
   cfg->optimizer = (LtOptimizerKind) self->optimizer;
   cfg->beta = self->beta;
@@ -814,6 +822,7 @@ lathe_run_settings_set_config (LatheRunSettings  *self,
   set_boolean (self, PROP_MASK_PROMPT, &self->mask_prompt, cfg->mask_prompt);
   set_boolean (self, PROP_GRAD_CHECKPOINT, &self->grad_checkpoint, cfg->grad_checkpoint);
   set_boolean (self, PROP_PACKING, &self->packing, cfg->packing);
+  set_boolean (self, PROP_QAT_LEARN_GRID, &self->qat_learn_grid, cfg->qat_learn_grid);
   set_int64 (self, PROP_SEED, &self->seed, cfg->seed);
   set_uint_enum (self, PROP_OPTIMIZER, &self->optimizer, cfg->optimizer);
   set_double (self, PROP_BETA, &self->beta, cfg->beta);

@@ -47,7 +47,7 @@ struct _RowInfo
   X (steps_per_report_row) X (steps_per_eval_row) X (save_every_row) X (qat_enable_row) \
   X (qat_bits_row) X (qat_group_size_row) X (qat_start_step_row) X (qat_interval_row) \
   X (sample_prompts_row) X (steps_per_sample_row) X (memory_row) X (qat_mode_row) X (packing_row) \
-  X (device_row)
+  X (device_row) X (qat_learn_grid_row)
 #define DECLARE_ROW(name) AdwActionRow *name;
 
 struct _LatheTrainPage
@@ -1399,6 +1399,7 @@ lathe_train_page_init (LatheTrainPage *self)
   add_row (self, self->steps_per_sample_row, "steps_per_sample", NULL);
   add_row (self, self->qat_enable_row, "qat_enable", NULL);
   add_row (self, self->qat_mode_row, "qat_mode", NULL);
+  add_row (self, self->qat_learn_grid_row, "qat_learn_grid", NULL);
   add_row (self, self->qat_bits_row, "qat_bits", NULL);
   add_row (self, self->qat_group_size_row, "qat_group_size", NULL);
   add_row (self, self->qat_start_step_row, "qat_start_step", NULL);

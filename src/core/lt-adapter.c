@@ -270,6 +270,9 @@ lt_adapter_file_load (const char *path, GError **error)
       char *stem = NULL;
       int which;
 
+      if (!peft && (g_str_has_suffix (name, ".qat_log_scales")
+                    || g_str_has_suffix (name, ".qat_zero")))
+        continue; /* a learned QAT grid (lt-qat-grid): the export reads it, nothing else */
       if (peft)
         {
           if (!g_str_has_prefix (name, PEFT_PREFIX))

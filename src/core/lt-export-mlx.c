@@ -4,8 +4,12 @@
 
 #include "lt-export-mlx.h"
 
+#include <string.h>
+
 #include "lt-error.h"
 #include "lt-export-private.h"
+#include "lt-qat-grid.h"
+#include "lt-safetensors.h"
 
 /* MLX quantize + dequantize of (rows, cols) into @out; FALSE when not quantizable. */
 static LtQuantTensor *
@@ -63,6 +67,45 @@ job_mlx_params (ExportJob *j, const TensorSpec *s, LtQuantMode *mode, int *bits,
 }
 
 gboolean
+lt_export_mlx_load_qat_grid (ExportJob *j, LtQuantMode mode, const char *weights_path,
+                             GError **error)
+{
+  g_autoptr (LtSafetensors) st = lt_safetensors_open (weights_path, error);
+  guint n;
+
+  if (st == NULL)
+    return FALSE;
+  j->qat_grid = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  n = lt_safetensors_get_n_tensors (st);
+  for (guint i = 0; i < n; i++)
+    {
+      const LtTensor *t = lt_safetensors_get_tensor (st, i);
+      if (!g_str_has_suffix (t->name, ".qat_log_scales"))
+        continue;
+      g_autofree char *module = g_strndup (t->name, strlen (t->name)
+                                                    - strlen (".qat_log_scales"));
+      g_autofree char *zname = g_strconcat (module, ".qat_zero", NULL);
+      const LtTensor *z = lt_safetensors_lookup (st, zname);
+      gsize ng = (gsize) lt_tensor_numel (t);
+      if (t->dtype != LT_DTYPE_F32 || (mode == LT_QUANT_AFFINE
+                                       && (z == NULL || z->dtype != LT_DTYPE_F32
+                                           || (gsize) lt_tensor_numel (z) != ng)))
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_FORMAT, "%s: the learned QAT grid of %s is "
+                       "incomplete (f32 %s.qat_log_scales%s)", weights_path, module, module,
+                       mode == LT_QUANT_AFFINE ? " and .qat_zero" : "");
+          return FALSE;
+        }
+      float *sb = g_new (float, 2 * ng);
+      lt_qat_grid_from_params (mode, t->data, z ? z->data : NULL, ng, sb, sb + ng);
+      if (mode != LT_QUANT_AFFINE)
+        memset (sb + ng, 0, ng * sizeof (float));
+      g_hash_table_insert (j->qat_grid, g_steal_pointer (&module), sb);
+    }
+  return TRUE;
+}
+
+gboolean
 lt_export_mlx_add (ExportJob *j, const TensorSpec *s, const float *W, const float *Wp,
                    gboolean fused, GError **error)
 {
@@ -71,8 +114,22 @@ lt_export_mlx_add (ExportJob *j, const TensorSpec *s, const float *W, const floa
   int bits, group;
   if (job_mlx_params (j, s, &mode, &bits, &group))
     {
-      g_autoptr (LtQuantTensor) q = mlx_quantize (Wp, s->shape[0], s->shape[1], mode, bits,
-                                                  group, j->mlx_float, error);
+      const float *grid = j->qat_grid && mode == j->mlx_mode && bits == j->mlx_bits
+                          && group == j->mlx_group
+                          ? g_hash_table_lookup (j->qat_grid, s->module) : NULL;
+      g_autoptr (LtQuantTensor) q = NULL;
+      if (grid != NULL)
+        {
+          /* a learned QAT grid: the fused weight's codes against the grid it trained */
+          gsize ng = (gsize) (s->shape[0] * (s->shape[1] / group));
+          q = lt_qat_grid_quantize (Wp, s->shape[0], s->shape[1], mode, bits, group, grid,
+                                    grid + ng, error);
+          if (q && !lt_quant_tensor_round_scales (q, j->mlx_float, error))
+            g_clear_pointer (&q, lt_quant_tensor_free);
+        }
+      else
+        q = mlx_quantize (Wp, s->shape[0], s->shape[1], mode, bits, group, j->mlx_float,
+                          error);
       if (!q)
         {
           g_prefix_error (error, "%s: ", s->name);

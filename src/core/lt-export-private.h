@@ -90,6 +90,8 @@ typedef struct
   GPtrArray *mlx_overrides; /* module paths whose params differ from the global ones */
   GHashTable *mlx_params;   /* module → int[3] {mode, bits, group} for the overrides */
   LtDType mlx_float;
+  GHashTable *qat_grid;     /* module → float[2·n]: a learned QAT grid's scales then biases
+                               (lt_export_mlx_load_qat_grid), or NULL */
   /* HF */
   char *hf_tmp;
   GPtrArray *hf_tensors;
@@ -121,6 +123,13 @@ gboolean lt_export_write_folder (const char *dir, const char *src_dir, GPtrArray
                                  GError **error);
 
 /* lt-export-mlx.c */
+/* A run trained with a learned QAT grid (qat_learn_grid): reads its parameters from the
+ * adapter file @weights_path (MODULE.qat_log_scales, MODULE.qat_zero) and derives each
+ * module's scales and biases (lt_qat_grid_from_params, the trainer's arithmetic) into
+ * j->qat_grid (@mode: the run's QAT mode); lt_export_mlx_add then stores exactly that grid
+ * for those modules. */
+gboolean lt_export_mlx_load_qat_grid (ExportJob *j, LtQuantMode mode, const char *weights_path,
+                                      GError **error);
 gboolean lt_export_mlx_add (ExportJob *j, const TensorSpec *s, const float *W, const float *Wp,
                             gboolean fused, GError **error);
 

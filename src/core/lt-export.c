@@ -484,6 +484,7 @@ job_cleanup (ExportJob *j)
   g_clear_pointer (&j->mlx_tensors, g_ptr_array_unref);
   g_clear_pointer (&j->mlx_overrides, g_ptr_array_unref);
   g_clear_pointer (&j->mlx_params, g_hash_table_unref);
+  g_clear_pointer (&j->qat_grid, g_hash_table_unref);
   g_clear_pointer (&j->hf_tensors, g_ptr_array_unref);
   g_clear_pointer (&j->gw, lt_gguf_writer_free);
   g_clear_pointer (&j->specs, g_array_unref);
@@ -560,7 +561,11 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
           qo.mode = qm;
           qo.bits = qb;
           qo.group_size = qg;
-          report->qat_grid = g_strdup_printf ("%s %d-bit g%d", lt_quant_mode_name (qm), qb, qg);
+          report->qat_grid = g_strdup_printf ("%s %d-bit g%d%s", lt_quant_mode_name (qm), qb, qg,
+                                              run->qat_learn_grid ? " (learned)" : "");
+          if (run->qat_learn_grid && ad != NULL
+              && !lt_export_mlx_load_qat_grid (&j, qm, ad->file->weights_path, error))
+            goto out;
         }
       o = &qo;
       j.o = o;

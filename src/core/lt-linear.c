@@ -13,6 +13,7 @@
 #include "lt-error.h"
 #include "lt-kernels.h"
 #include "lt-qat.h"
+#include "lt-qat-grid.h"
 #include "lt-threads.h"
 
 static gboolean
@@ -145,6 +146,10 @@ lt_linear_clear (LtLinear *lin)
   g_free (lin->grad_bias);
   g_free (lin->qat_scales);
   g_free (lin->qat_biases);
+  g_free (lin->qat_log_scales);
+  g_free (lin->qat_zero);
+  g_free (lin->grad_qat_log_scales);
+  g_free (lin->grad_qat_zero);
   g_free (lin->grad_scales);
   g_free (lin->grad_biases);
   lt_linear_drop_bf16_base (lin);
@@ -864,12 +869,12 @@ dora_norms_refresh (LtLinear *lin)
   l->norm_valid = TRUE;
 }
 
-void
-lt_linear_qat_weight (LtLinear *lin, float *w)
+/* w (out, in) = W_eff: the adapted rows (DoRA-normalised), before fake quantization */
+static void
+qat_raw_weight (LtLinear *lin, float *w)
 {
   int in = lin->in_features, out = lin->out_features;
   const LtLora *l = lin->lora;
-  gsize n_scales = (gsize) out * (lin->qat_group > 0 ? in / lin->qat_group : 1);
 
   if (l && l->m)
     dora_norms_refresh (lin);
@@ -885,15 +890,50 @@ lt_linear_qat_weight (LtLinear *lin, float *w)
             row[i] *= g;
         }
     }
+}
+
+/* Whether the layer's grid is learned and its parameters hold it (lt-qat-grid). */
+static gboolean
+qat_learned (const LtLinear *lin)
+{
+  return lin->qat && lin->qat_log_scales != NULL && lin->qat_group > 0;
+}
+
+/* w = fq (w) in place on the layer's grid */
+static void
+qat_fq (LtLinear *lin, float *w)
+{
+  int in = lin->in_features, out = lin->out_features;
+  gsize n_scales = (gsize) out * (lin->qat_group > 0 ? in / lin->qat_group : 1);
+
   if (lin->qat_scales == NULL)
     lin->qat_scales = g_new0 (float, n_scales);
   if (lin->qat_mode == LT_QUANT_AFFINE && lin->qat_biases == NULL)
     lin->qat_biases = g_new0 (float, n_scales);
+  if (qat_learned (lin))
+    {
+      /* a learned grid: initialised from the first weights it sees (unless its parameters
+       * hold one: a resumed run's), then trained */
+      if (!lin->qat_grid_ready && !lt_qat_grid_is_set (lin->qat_log_scales, n_scales))
+        lt_qat_grid_init ((LtQuantMode) lin->qat_mode, lin->qat_bits, lin->qat_group, w, out,
+                          in, lt_qat_grid_get_init_mse (), lin->qat_log_scales, lin->qat_zero);
+      lin->qat_grid_ready = TRUE;
+      lt_qat_grid_from_params ((LtQuantMode) lin->qat_mode, lin->qat_log_scales, lin->qat_zero,
+                               n_scales, lin->qat_scales, lin->qat_biases);
+      lin->qat_scales_valid = TRUE;
+    }
   if (!lt_fake_quantize ((LtQuantMode) lin->qat_mode, w, w, out, in, lin->qat_bits,
                          lin->qat_group, lin->qat_scales, lin->qat_biases,
                          !lin->qat_scales_valid))
     return; /* non-finite weights: left unquantized; the loss shows it */
   lin->qat_scales_valid = TRUE;
+}
+
+void
+lt_linear_qat_weight (LtLinear *lin, float *w)
+{
+  qat_raw_weight (lin, w);
+  qat_fq (lin, w);
 }
 
 /* A bump allocator over the caller's scratch. */
@@ -919,6 +959,8 @@ lt_linear_train_scratch_floats (const LtLinear *lin, int N)
   gsize n = base_scratch_floats (lin);
   if (lin->qat)
     n += (gsize) lin->out_features * lin->in_features;
+  if (qat_learned (lin))
+    n += (gsize) lin->out_features * lin->in_features; /* ∂L/∂Ŵ */
   if (lin->grad_scales)
     n += lt_linear_quant_grad_scratch_floats (lin);
   if (lin->lora)
@@ -1085,6 +1127,27 @@ lt_linear_backward (LtLinear *lin, const float *x, int N, const float *dy, float
         }
     }
 
+  if (qat_learned (lin) && lin->qat_grid_ready)
+    {
+      /* the grid's gradients from ∂L/∂Ŵ (out, in) = dyᵀ · x (lt-qat-grid), the grid being the
+       * one this step's forward derived (the parameters are unchanged since) */
+      float *gw = bump (&bs, (gsize) out * in);
+      gsize ng = (gsize) out * (in / lin->qat_group);
+      lt_compute_sgemm_f32 (LT_TRANS, LT_NO_TRANS, out, in, N, 1.0f, dy, out, x, in, 0.0f, gw,
+                            in);
+      qat_raw_weight (lin, weff);
+      lt_qat_grid_from_params ((LtQuantMode) lin->qat_mode, lin->qat_log_scales, lin->qat_zero,
+                               ng, lin->qat_scales, lin->qat_biases);
+      lt_qat_grid_accumulate_grad ((LtQuantMode) lin->qat_mode, lin->qat_bits, lin->qat_group,
+                                   weff, gw, out, in, lin->qat_scales, lin->qat_biases,
+                                   lin->qat_zero, lin->grad_qat_log_scales,
+                                   lin->grad_qat_zero);
+      if (dx == NULL)
+        return;
+      qat_fq (lin, weff);
+      lt_matmul_backward_dx (dx, dy, out, weff, LT_KDTYPE_F32, N, in, out, tile, tile_floats);
+      return;
+    }
   if (dx == NULL)
     return;
   if (lin->qat)

@@ -77,6 +77,15 @@ typedef struct
   gboolean qat_scales_valid; /* FALSE: the next forward recomputes them */
   int qat_mode;              /* LtQuantMode of fq (lt-qat): symmetric (0) … nf4 */
   float *qat_biases;         /* affine: (out, in / group) frozen biases; owned */
+  /* a learned QAT grid (lt-qat-grid, run key qat_learn_grid): the trained parameters of the
+   * grid, one per group: scale = expf (log_scale), affine bias = zero · scale; their
+   * gradients; qat_scales / qat_biases are derived from them before every fake quantization
+   * once qat_grid_ready (before that, the first one initialises them from its grid) */
+  float *qat_log_scales;     /* (out, in / group) or NULL: the grid is not learned; owned */
+  float *qat_zero;           /* (out, in / group); owned */
+  float *grad_qat_log_scales;
+  float *grad_qat_zero;
+  gboolean qat_grid_ready;
   float *grad_scales;        /* DWQ: (out, in / group) gradients of the quantized weight's
                                 affine scales and biases, else NULL; owned */
   float *grad_biases;

@@ -14,6 +14,7 @@
 #include "lt-error.h"
 #include "lt-kernels.h"
 #include "lt-qat.h"
+#include "lt-qat-grid.h"
 #include "lt-quant.h"
 
 #define N_LIN LT_BLOCK_LINEARS
@@ -45,6 +46,14 @@ typedef struct
   gboolean qat;
   int qat_bits, qat_group;
   GArray *qat_swaps;         /* QatSwap: frozen weights replaced by their fq copies */
+  /* a learned QAT grid of the frozen embedding (and the head tied to it), lt-qat-grid: its
+   * parameters (V, C / group) and their gradients, ∂L/∂Ŵ (V, C) of the current micro-batch,
+   * the embedding in f32, and the hash of the parameters its fq copy was made from */
+  float *qe_ls, *qe_z, *qe_gls, *qe_gz, *qe_gw, *qe_orig;
+  int qe_mode, qe_bits, qe_group;
+  gboolean qe_ready;
+  guint64 qe_key;
+  LtTensor *qe_copy;         /* the swapped fq copy (in qat_swaps) or NULL */
   int chunk_cols;            /* LM-head chunk width; 0 = automatic */
   int last_n;                /* tokens of the last forward (lt_model_get_token_losses) */
   gboolean adapters_off;     /* lt_model_set_adapters_enabled (FALSE) */
@@ -111,6 +120,12 @@ train_free (gpointer p)
     }
   if (t->embed_master)
     lt_tensor_free (t->embed_master);
+  g_free (t->qe_ls);
+  g_free (t->qe_z);
+  g_free (t->qe_gls);
+  g_free (t->qe_gz);
+  g_free (t->qe_gw);
+  g_free (t->qe_orig);
   g_free (t->grad_embed);
   g_free (t->grad_norms);
   if (t->embed_grads_owned)
@@ -180,6 +195,10 @@ lt_adapter_spec_from_config (LtAdapterSpec *spec, const LtRunConfig *cfg)
   spec->keys = cfg->lora_keys;
   spec->num_layers = cfg->num_layers;
   spec->seed = (guint64) cfg->seed;
+  spec->qat_learn_grid = cfg->qat_enable && cfg->qat_learn_grid;
+  spec->qat_mode = cfg->qat_mode;
+  spec->qat_bits = cfg->qat_bits;
+  spec->qat_group = cfg->qat_group_size;
 }
 
 static void
@@ -394,7 +413,9 @@ lt_model_attach_trainable (LtModel *m, const LtAdapterSpec *spec, GError **error
           }
   t->attached = TRUE;
   lt_model_update_scratch (m);
-  return TRUE;
+  /* a learned QAT grid's parameters train too (lt-qat-grid) */
+  return !spec->qat_learn_grid
+         || lt_model_qat_learn_grid (m, spec->qat_mode, spec->qat_bits, spec->qat_group, error);
 }
 
 /* Whether a quantized layer's scales and biases train: MLX affine below 8 bits, as MLX LM's
@@ -676,6 +697,7 @@ qat_unswap (Train *t)
         lt_tensor_free (sw->copy);
     }
   g_array_set_size (t->qat_swaps, 0);
+  t->qe_copy = NULL;
 }
 
 static gboolean
@@ -688,6 +710,46 @@ qat_swap (Train *t, const LtTensor **slot, const QatArgs *a, GError **error)
   *slot = sw.copy;
   g_array_append_val (t->qat_swaps, sw);
   return TRUE;
+}
+
+/* The learned embedding grid's fq copy: fq (embedding) on the grid its parameters give now,
+ * made again only when they changed since (a hash of their bits). */
+static void
+qat_embed_refresh (Train *t)
+{
+  gsize V = t->qe_copy->shape[0], C = t->qe_copy->shape[1], ng = V * (C / t->qe_group);
+  guint64 h = 0xcbf29ce484222325ull;
+  const guint32 *pl = (const guint32 *) t->qe_ls, *pz = (const guint32 *) t->qe_z;
+
+  for (gsize k = 0; k < ng; k++)
+    h = (((h ^ pl[k]) * 0x100000001b3ull) ^ pz[k]) * 0x100000001b3ull;
+  if (h == t->qe_key)
+    return;
+  g_autofree float *sc = g_new (float, ng), *bi = g_new0 (float, ng);
+  lt_qat_grid_from_params ((LtQuantMode) t->qe_mode, t->qe_ls, t->qe_z, ng, sc, bi);
+  if (lt_fake_quantize ((LtQuantMode) t->qe_mode, t->qe_orig, t->qe_copy->data, V, C,
+                        t->qe_bits, t->qe_group, sc, bi, FALSE))
+    t->qe_key = h;
+}
+
+/* The embedding was just swapped for its fq copy (the last swap): keep its f32 values, give
+ * the grid its initial parameters unless they hold one, and remake the copy on that grid. */
+static void
+qat_embed_grid_start (LtModel *m, Train *t)
+{
+  QatSwap *sw = &g_array_index (t->qat_swaps, QatSwap, t->qat_swaps->len - 1);
+  int64_t V = sw->copy->shape[0], C = sw->copy->shape[1];
+
+  if (t->qe_orig == NULL)
+    t->qe_orig = g_new (float, (gsize) V * C);
+  lt_tensor_read_f32 (sw->orig, 0, V * C, t->qe_orig);
+  if (!t->qe_ready && !lt_qat_grid_is_set (t->qe_ls, (gsize) V * (C / t->qe_group)))
+    lt_qat_grid_init ((LtQuantMode) t->qe_mode, t->qe_bits, t->qe_group, t->qe_orig, V, C,
+                      lt_qat_grid_get_init_mse (), t->qe_ls, t->qe_z);
+  t->qe_ready = TRUE;
+  t->qe_copy = sw->copy;
+  t->qe_key = 0;
+  qat_embed_refresh (t);
 }
 
 /* Frozen dense weights the export quantizes (every linear without an adapter or a master,
@@ -715,6 +777,8 @@ qat_swap_frozen (LtModel *m, Train *t, const QatArgs *a, GError **error)
       gboolean tied = m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight == m->w.embed;
       if (!qat_swap (t, &m->w.embed, a, error))
         return FALSE;
+      if (t->qe_ls != NULL && a->mode == t->qe_mode && a->group == t->qe_group)
+        qat_embed_grid_start (m, t);
       if (tied)
         {
           QatSwap sw = g_array_index (t->qat_swaps, QatSwap, t->qat_swaps->len - 1);
@@ -766,6 +830,81 @@ lt_model_set_qat_grid (LtModel *m, gboolean enabled, int mode, int bits, int gro
       foreach_trainable_linear (m, set_qat_one, &a);
       lt_model_update_scratch (m);
       return FALSE;
+    }
+  lt_model_update_scratch (m);
+  return TRUE;
+}
+
+typedef struct
+{
+  Train *t;
+  int mode, group;
+} LearnArgs;
+
+static void
+learn_grid_one (LtLinear *lin, gpointer data)
+{
+  const LearnArgs *a = data;
+  gsize ng;
+
+  if (lin->qat_log_scales != NULL || !lt_fake_quantize_covers (a->group, lin->in_features))
+    return;
+  ng = (gsize) lin->out_features * (lin->in_features / a->group);
+  lin->qat_log_scales = g_new0 (float, ng);
+  lin->qat_zero = g_new0 (float, ng);
+  lin->grad_qat_log_scales = g_new0 (float, ng);
+  lin->grad_qat_zero = g_new0 (float, ng);
+  lin->qat_grid_ready = FALSE;
+  g_autofree char *ns = g_strdup_printf ("%s.qat_log_scales", lin->name);
+  add_param2 (a->t, ns, lin->qat_log_scales, lin->grad_qat_log_scales, lin->out_features,
+              lin->in_features / a->group, FALSE);
+  if (a->mode == LT_QUANT_AFFINE)
+    {
+      g_autofree char *nz = g_strdup_printf ("%s.qat_zero", lin->name);
+      add_param2 (a->t, nz, lin->qat_zero, lin->grad_qat_zero, lin->out_features,
+                  lin->in_features / a->group, FALSE);
+    }
+}
+
+gboolean
+lt_model_qat_learn_grid (LtModel *m, int mode, int bits, int group_size, GError **error)
+{
+  LearnArgs a = { train_get (m), mode, group_size };
+
+  if (!lt_qat_grid_mode_supported (mode) || group_size <= 0)
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+                   "qat_learn_grid: a learned grid needs the symmetric or affine QAT mode and a "
+                   "group size (32, 64 or 128)");
+      return FALSE;
+    }
+  if (!lt_fake_quantize_check ((LtQuantMode) mode, bits, group_size, error))
+    return FALSE;
+  foreach_trainable_linear (m, learn_grid_one, &a);
+  /* the frozen embedding (the head tied to it reads the same copy): its grid learns from the
+   * head's and the lookup's gradients */
+  Train *t = a.t;
+  const LtConfig *c = m->config;
+  if (t->qe_ls == NULL && m->w.embed != NULL && t->embed_master == NULL
+      && lt_fake_quantize_covers (group_size, c->hidden_size)
+      && (!c->tie_word_embeddings
+          || (m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight == m->w.embed)))
+    {
+      gsize V = c->vocab_size, C = c->hidden_size, ng = V * (C / group_size);
+      t->qe_ls = g_new0 (float, ng);
+      t->qe_z = g_new0 (float, ng);
+      t->qe_gls = g_new0 (float, ng);
+      t->qe_gz = g_new0 (float, ng);
+      t->qe_gw = g_new0 (float, V * C);
+      t->qe_mode = mode;
+      t->qe_bits = bits;
+      t->qe_group = group_size;
+      t->qe_ready = FALSE;
+      add_param2 (t, "model.embed_tokens.qat_log_scales", t->qe_ls, t->qe_gls, V,
+                  C / group_size, FALSE);
+      if (mode == LT_QUANT_AFFINE)
+        add_param2 (t, "model.embed_tokens.qat_zero", t->qe_z, t->qe_gz, V, C / group_size,
+                    FALSE);
     }
   lt_model_update_scratch (m);
   return TRUE;
@@ -1146,6 +1285,8 @@ head_loss_backward (LtModel *m, Train *t, int N, const int32_t *targets, const f
       if (head->grad_weight)
         lt_matmul_backward_dw (head->grad_weight + (gsize) v0 * C, t->chunk, vc, t->xnf, N, C,
                                vc);
+      if (t->qe_copy != NULL && head->weight == t->qe_copy) /* a learned embedding grid */
+        lt_matmul_backward_dw (t->qe_gw + (gsize) v0 * C, t->chunk, vc, t->xnf, N, C, vc);
     }
 }
 
@@ -1171,6 +1312,8 @@ forward_backward (LtModel *m, const int32_t *tokens, const int *lengths, int B,
   if (!step_memory (m, t, N, max_len, error))
     return FALSE;
   t->step++; /* this call's masks use the count of calls including it */
+  if (t->qe_copy != NULL)
+    qat_embed_refresh (t);
   t->last_n = N;
   for (int b = 0, o = 0; b < B; o += lengths[b], b++)
     for (int i = 0; i < lengths[b]; i++)
@@ -1234,6 +1377,26 @@ forward_backward (LtModel *m, const int32_t *tokens, const int *lengths, int B,
         for (int k = 0; k < C; k++)
           g[k] += dx[(gsize) i * C + k];
       }
+  /* a learned embedding grid: ∂L/∂Ŵ of the lookup (rows of the batch's tokens) and of the
+   * tied head (head_loss_backward) → its parameters' gradients */
+  if (t->qe_copy != NULL)
+    {
+      int64_t V = c->vocab_size;
+      if (t->first == 0)
+        for (int i = 0; i < N; i++)
+          {
+            float *g = t->qe_gw + (gsize) tokens[i] * C;
+            for (int k = 0; k < C; k++)
+              g[k] += dx[(gsize) i * C + k];
+          }
+      gsize ng = (gsize) V * (C / t->qe_group);
+      g_autofree float *sc = g_new (float, ng), *bi = g_new0 (float, ng);
+      lt_qat_grid_from_params ((LtQuantMode) t->qe_mode, t->qe_ls, t->qe_z, ng, sc, bi);
+      lt_qat_grid_accumulate_grad ((LtQuantMode) t->qe_mode, t->qe_bits, t->qe_group,
+                                   t->qe_orig, t->qe_gw, V, C, sc, bi, t->qe_z, t->qe_gls,
+                                   t->qe_gz);
+      memset (t->qe_gw, 0, (gsize) V * C * sizeof (float));
+    }
   /* quantized embedding's scales and biases (DWQ) */
   if (t->embed_gs && t->first == 0)
     for (int i = 0; i < N; i++)

@@ -26,6 +26,8 @@ typedef struct
                         NULL = every linear layer of a block */
   int num_layers;    /* the last N blocks; -1 = all */
   guint64 seed;      /* adapter initialisation */
+  gboolean qat_learn_grid; /* lt_model_qat_learn_grid (qat_mode, qat_bits, qat_group) too */
+  int qat_mode, qat_bits, qat_group;
 } LtAdapterSpec;
 
 /* Fills @spec from a run configuration (borrows cfg->lora_keys). */
@@ -81,6 +83,17 @@ void lt_model_set_qat (LtModel *model, gboolean enabled, int bits, int group_siz
 gboolean lt_model_set_qat_grid (LtModel *model, gboolean enabled, int mode, int bits,
                                 int group_size, gboolean all_weights, GError **error);
 void lt_model_qat_recompute_scales (LtModel *model);
+/* A learned QAT grid (lt-qat-grid, run key qat_learn_grid): gives every trainable linear whose
+ * rows the group (32, 64, 128) divides the trained parameters of its grid, (out, in / group)
+ * each, registered as non-decayed parameters "MODULE.qat_log_scales" and, affine,
+ * "MODULE.qat_zero" (so the optimizer, state/ and adapters.safetensors carry them). Call it
+ * after lt_model_attach_trainable and before the parameters are handed to an optimizer. The
+ * parameters are initialised by the first fake quantization after QAT is switched on, unless
+ * they hold a grid (lt_qat_grid_is_set: a resumed run's). lt_adapter_spec_from_config asks
+ * for it and lt_model_attach_trainable calls it when the run has qat_learn_grid. A mode
+ * without a learned grid (mxfp4, nf4) is an error. */
+gboolean lt_model_qat_learn_grid (LtModel *model, int mode, int bits, int group_size,
+                                  GError **error);
 
 /* One micro-batch of B padding-free sequences (tokens (N), lengths (B), N = Σ lengths), with
  * per-position targets (N) and loss weights (N) (0 = not in the loss). Adds to every

@@ -16,6 +16,7 @@
 #include "lt-model-open.h"
 #include "lt-model-train.h"
 #include "lt-qat.h"
+#include "lt-qat-grid.h"
 #include "lt-vulkan-model.h"
 #include "lt-vulkan.h"
 
@@ -217,6 +218,10 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
                                           "%d bits, group size %d)"),
                     cfg->qat_bits, cfg->qat_group_size);
     }
+  if (cfg->qat_enable && cfg->qat_learn_grid
+      && (!lt_qat_grid_mode_supported (cfg->qat_mode) || cfg->qat_group_size <= 0))
+    add_issuef (issues, "qat_learn_grid", _("a learned grid needs the symmetric or affine QAT "
+                                            "mode and a group size (32, 64 or 128)"));
   if (cfg->qat_start_step < 1)
     add_issuef (issues, "qat_start_step", _("must be at least 1 (got %d)"),
                cfg->qat_start_step);

@@ -331,6 +331,8 @@ static const LtRunKeyInfo keys[] = {
        N_("QAT group size (0: per tensor)"), qat_group_size),
   ROW_ENUM ("qat_mode", "qat-mode", ENUM_QAT_MODE, "symmetric|affine|mxfp4|nf4",
             N_("QAT grid, as the export stores it"), qat_mode),
+  ROW ("qat_learn_grid", "qat-learn-grid", LT_RUN_KEY_BOOLEAN, NULL,
+       N_("Learn the QAT grid's scales and biases (LSQ)"), qat_learn_grid),
   ROW ("qat_start_step", "qat-start-step", LT_RUN_KEY_INT, "N",
        N_("First step with fake quantization"), qat_start_step),
   ROW ("qat_interval", "qat-interval", LT_RUN_KEY_INT, "N",
@@ -453,6 +455,7 @@ lt_run_config_new (void)
   cfg->qat_group_size = 64;
   cfg->qat_start_step = 1;
   cfg->qat_interval = 1;
+  cfg->qat_learn_grid = FALSE;
   return cfg;
 }
 

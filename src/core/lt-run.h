@@ -105,6 +105,11 @@ typedef struct
   gboolean packing;          /* "packing": a micro-batch takes consecutive examples while their
                                 tokens fit batch_size × max_seq_length (lt-trainer-batch.h);
                                 SFT only, default false */
+  /* a learned QAT grid (appended) */
+  gboolean qat_learn_grid;   /* "qat_learn_grid": the QAT grid's scales (and affine biases) are
+                                trained parameters (lt-qat-grid), saved with the adapter and
+                                stored by the merged export; symmetric / affine, group > 0;
+                                the CPU trainer only; default false */
 } LtRunConfig;
 
 /* One problem with one key, for inline display on the form. */

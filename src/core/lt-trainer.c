@@ -1027,7 +1027,7 @@ train_step (Trainer *tr, GError **error)
           tr->qat_first_step = s;
           recomputed = TRUE;
         }
-      else if ((s - tr->qat_first_step) % MAX (cfg->qat_interval, 1) == 0)
+      else if (!cfg->qat_learn_grid && (s - tr->qat_first_step) % MAX (cfg->qat_interval, 1) == 0)
         recomputed = TRUE;
       if (recomputed)
         {

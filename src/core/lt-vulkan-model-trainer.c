@@ -65,6 +65,8 @@ check_config (const LtRunConfig *cfg, GError **error)
 
   if (cfg->train_type == LT_TRAIN_TYPE_FULL)
     return lt_vulkan_model_refuse (error, key, "full fine-tuning");
+  if (cfg->qat_enable && cfg->qat_learn_grid)
+    return lt_vulkan_model_refuse (error, key, "a learned QAT grid (qat_learn_grid)");
   if (cfg->optimizer == LT_OPTIMIZER_SGD)
     return lt_vulkan_model_refuse (error, key, "the SGD optimizer");
   if (cfg->optimizer == LT_OPTIMIZER_ADAM && cfg->weight_decay != 0.0)

@@ -117,6 +117,7 @@ all_changed (void)
   c->sample_max_tokens = 32;
   c->compute_dtype = LT_COMPUTE_DTYPE_BF16;
   c->packing = TRUE;
+  c->qat_learn_grid = TRUE;
   g_free (c->compute_device);
   c->compute_device = g_strdup ("vulkan:1");
   return c;
