@@ -17,93 +17,7 @@
 #include "lt-qat-grid.h"
 #include "lt-quant.h"
 
-#define N_LIN LT_BLOCK_LINEARS
-
-typedef struct
-{
-  char *name;
-  float *data;
-  float *grad;
-  gsize n;
-  gboolean decay;
-  int ndim;
-  int64_t shape[2];
-} Param;
-
-/* What one block keeps for its backward: lt-model's record (pointers into the arena). */
-typedef LtBlockActs Acts;
-
-typedef struct
-{
-  LtAdapterSpec spec;        /* keys owned */
-  gboolean attached;
-  GArray *params;            /* Param */
-  int first;                 /* lowest block with trainable parameters (L when none) */
-  gboolean training;
-  guint64 drop_seed;
-  guint64 step;
-  gboolean ckpt;
-  gboolean qat;
-  int qat_bits, qat_group;
-  GArray *qat_swaps;         /* QatSwap: frozen weights replaced by their fq copies */
-  /* a learned QAT grid of the frozen embedding (and the head tied to it), lt-qat-grid: its
-   * parameters (V, C / group) and their gradients, ∂L/∂Ŵ (V, C) of the current micro-batch,
-   * the embedding in f32, and the hash of the parameters its fq copy was made from */
-  float *qe_ls, *qe_z, *qe_gls, *qe_gz, *qe_gw, *qe_orig;
-  int qe_mode, qe_bits, qe_group;
-  gboolean qe_ready;
-  guint64 qe_key;
-  LtTensor *qe_copy;         /* the swapped fq copy (in qat_swaps) or NULL */
-  int chunk_cols;            /* LM-head chunk width; 0 = automatic */
-  int last_n;                /* tokens of the last forward (lt_model_get_token_losses) */
-  gboolean adapters_off;     /* lt_model_set_adapters_enabled (FALSE) */
-  GArray *off_saved;         /* OffSaved of the switched-off adapters */
-
-  /* full fine-tuning */
-  LtTensor *embed_master;    /* (V, C) f32 */
-  float *grad_embed;         /* (V, C) */
-  float *grad_norms;         /* like w.f32_arena */
-  gsize norms_floats;
-
-  /* DWQ (lt_model_attach_quant_trainable): the quantized embedding's scale gradients (the
-   * head's when tied, else owned) */
-  float *embed_gs, *embed_gb;
-  gboolean embed_grads_owned;
-
-  /* step memory: one arena, laid out again each step (step_memory) */
-  int cap;                   /* tokens the per-token arrays below hold */
-  float *arena;
-  gsize arena_floats;
-  Acts *acts;                /* (L) per trained block without checkpointing */
-  Acts shared;               /* the recompute set (checkpointing, frozen blocks), sized for
-                                the largest block; its x·A pointers follow the block using it */
-  float *shared_base;
-  float **x_saved;           /* (L) block inputs of the trained blocks */
-  float *xf, *xnf;           /* (N, C) final hidden, normed */
-  float *tmp;                /* (N, 3·I + 3·C + 2·H·D + 2·KVH·D) temporaries */
-  float *scratch;            /* linear-layer scratch */
-  gsize scratch_floats;
-  float *att_scratch;        /* attention scratch (forward and backward) */
-  float *norm_scratch;       /* RMSNorm backward scratch */
-  float *chunk;              /* (N, chunk) LM-head logits */
-  int chunk_cols_step;       /* this step's chunk width */
-  int *pos;
-  float *lse_m;
-  double *lse_s;
-  double *lse;
-  float *tgt_logit;
-  float *ce_scale;
-} Train;
-
-/* A frozen weight the export will quantize, swapped for its fake-quantized copy while QAT is
- * on (lt_model_set_qat_grid with @all_weights). */
-typedef struct
-{
-  const LtTensor **slot;     /* &lin->weight or &m->w.embed */
-  const LtTensor *orig;
-  LtTensor *copy;            /* owned; several slots may share one copy (tied head) */
-  gboolean owner;
-} QatSwap;
+#include "lt-model-train-private.h"
 
 static void
 train_free (gpointer p)
@@ -155,8 +69,8 @@ train_free (gpointer p)
   g_free (t);
 }
 
-static Train *
-train_get (LtModel *m)
+Train *
+lt_model_train_get (LtModel *m)
 {
   Train *t = lt_model_get_train_state (m);
   if (t == NULL)
@@ -201,8 +115,8 @@ lt_adapter_spec_from_config (LtAdapterSpec *spec, const LtRunConfig *cfg)
   spec->qat_group = cfg->qat_group_size;
 }
 
-static void
-add_param2 (Train *t, const char *name, float *data, float *grad, int64_t d0, int64_t d1,
+void
+lt_model_train_add_param2 (Train *t, const char *name, float *data, float *grad, int64_t d0, int64_t d1,
             gboolean decay)
 {
   Param p = { g_strdup (name), data, grad, (gsize) d0 * (d1 > 0 ? d1 : 1), decay,
@@ -213,7 +127,7 @@ add_param2 (Train *t, const char *name, float *data, float *grad, int64_t d0, in
 static void
 add_param (Train *t, const char *name, float *data, float *grad, gsize n, gboolean decay)
 {
-  add_param2 (t, name, data, grad, (int64_t) n, 0, decay);
+  lt_model_train_add_param2 (t, name, data, grad, (int64_t) n, 0, decay);
 }
 
 static void
@@ -222,8 +136,8 @@ add_lora_params (Train *t, const LtLinear *lin)
   const LtLora *l = lin->lora;
   g_autofree char *na = g_strdup_printf ("%s.lora_a", lin->name);
   g_autofree char *nb = g_strdup_printf ("%s.lora_b", lin->name);
-  add_param2 (t, na, l->a, l->grad_a, lin->in_features, l->rank, TRUE);
-  add_param2 (t, nb, l->b, l->grad_b, l->rank, lin->out_features, TRUE);
+  lt_model_train_add_param2 (t, na, l->a, l->grad_a, lin->in_features, l->rank, TRUE);
+  lt_model_train_add_param2 (t, nb, l->b, l->grad_b, l->rank, lin->out_features, TRUE);
   if (l->m)
     {
       g_autofree char *nm = g_strdup_printf ("%s.m", lin->name);
@@ -235,7 +149,7 @@ static void
 add_linear_full_params (Train *t, const LtLinear *lin)
 {
   g_autofree char *nw = g_strdup_printf ("%s.weight", lin->name);
-  add_param2 (t, nw, lin->master->data, lin->grad_weight, lin->out_features, lin->in_features,
+  lt_model_train_add_param2 (t, nw, lin->master->data, lin->grad_weight, lin->out_features, lin->in_features,
               TRUE);
   if (lin->bias)
     {
@@ -275,7 +189,7 @@ attach_full (LtModel *m, Train *t, GError **error)
       lt_tensor_read_f32 (m->w.embed, 0, (int64_t) V * C, t->embed_master->data);
       t->grad_embed = g_new0 (float, (gsize) V * C);
       m->w.embed = t->embed_master;
-      add_param2 (t, "model.embed_tokens.weight", t->embed_master->data, t->grad_embed, V, C,
+      lt_model_train_add_param2 (t, "model.embed_tokens.weight", t->embed_master->data, t->grad_embed, V, C,
                   TRUE);
       if (c->tie_word_embeddings)
         lt_linear_share_trainable (&m->w.lm_head, t->embed_master, t->grad_embed);
@@ -387,7 +301,7 @@ lt_model_attach_trainable (LtModel *m, const LtAdapterSpec *spec, GError **error
       return FALSE;
     }
 
-  t = train_get (m);
+  t = lt_model_train_get (m);
   t->spec = *spec;
   t->spec.keys = g_strdupv (spec->keys);
   /* mlx-lm: model.layers[-max(num_layers, 0):], so 0 and -1 both mean every block */
@@ -432,8 +346,8 @@ add_quant_params (Train *t, const char *prefix, const LtQuantTensor *q, float *g
 {
   g_autofree char *ns = g_strdup_printf ("%s.scales", prefix);
   g_autofree char *nb = g_strdup_printf ("%s.biases", prefix);
-  add_param2 (t, ns, q->scales, gs, q->rows, q->groups_per_row, FALSE);
-  add_param2 (t, nb, q->biases, gb, q->rows, q->groups_per_row, FALSE);
+  lt_model_train_add_param2 (t, ns, q->scales, gs, q->rows, q->groups_per_row, FALSE);
+  lt_model_train_add_param2 (t, nb, q->biases, gb, q->rows, q->groups_per_row, FALSE);
 }
 
 static gboolean
@@ -465,7 +379,7 @@ lt_model_attach_quant_trainable (LtModel *m, gboolean norms, GError **error)
                    "the model already has trainable parameters");
       return FALSE;
     }
-  t = train_get (m);
+  t = lt_model_train_get (m);
   t->first = 0;
   t->spec.type = LT_TRAIN_TYPE_FULL; /* no adapter dropout */
   if (norms)
@@ -559,7 +473,7 @@ lt_model_get_param (LtModel *m, guint index, const char **name, float **data, fl
 void
 lt_model_set_training (LtModel *m, gboolean training, guint64 dropout_seed)
 {
-  Train *t = train_get (m);
+  Train *t = lt_model_train_get (m);
   t->training = training;
   t->drop_seed = dropout_seed;
 }
@@ -567,19 +481,19 @@ lt_model_set_training (LtModel *m, gboolean training, guint64 dropout_seed)
 void
 lt_model_set_dropout_step (LtModel *m, guint64 step)
 {
-  train_get (m)->step = step;
+  lt_model_train_get (m)->step = step;
 }
 
 guint64
 lt_model_get_dropout_step (LtModel *m)
 {
-  return train_get (m)->step;
+  return lt_model_train_get (m)->step;
 }
 
 gboolean
 lt_model_get_token_losses (LtModel *m, float *ce, int n)
 {
-  Train *t = train_get (m);
+  Train *t = lt_model_train_get (m);
   if (t->last_n <= 0 || n != t->last_n)
     return FALSE;
   for (int i = 0; i < n; i++)
@@ -597,7 +511,7 @@ typedef struct
 void
 lt_model_set_adapters_enabled (LtModel *m, gboolean enabled)
 {
-  Train *t = train_get (m);
+  Train *t = lt_model_train_get (m);
   if (enabled == !t->adapters_off)
     return;
   if (!enabled)
@@ -636,19 +550,19 @@ lt_model_set_adapters_enabled (LtModel *m, gboolean enabled)
 void
 lt_model_set_logit_chunk (LtModel *m, int columns)
 {
-  train_get (m)->chunk_cols = MAX (columns, 0);
+  lt_model_train_get (m)->chunk_cols = MAX (columns, 0);
 }
 
 void
 lt_model_set_grad_checkpointing (LtModel *m, gboolean enabled)
 {
-  train_get (m)->ckpt = enabled;
+  lt_model_train_get (m)->ckpt = enabled;
 }
 
-static void
-foreach_trainable_linear (LtModel *m, void (*fn) (LtLinear *, gpointer), gpointer data)
+void
+lt_model_train_foreach_linear (LtModel *m, void (*fn) (LtLinear *, gpointer), gpointer data)
 {
-  Train *t = train_get (m);
+  Train *t = lt_model_train_get (m);
   for (int l = t->first; l < m->config->num_hidden_layers; l++)
     for (int j = 0; j < N_LIN; j++)
       {
@@ -658,269 +572,6 @@ foreach_trainable_linear (LtModel *m, void (*fn) (LtLinear *, gpointer), gpointe
       }
 }
 
-typedef struct
-{
-  gboolean enabled;
-  int mode, bits, group;
-} QatArgs;
-
-static void
-set_qat_one (LtLinear *lin, gpointer data)
-{
-  const QatArgs *a = data;
-  lin->qat = a->enabled;
-  lin->qat_mode = a->mode;
-  lin->qat_bits = a->bits;
-  /* lt-qat groups: 32, 64, 128 dividing the row; otherwise one scale per tensor (lt-run's
-   * validation refuses such a group size before training); the other grids have no per
-   * tensor form: such a layer stays float, as the export leaves it */
-  lin->qat_group = (a->group == 32 || a->group == 64 || a->group == 128)
-                   && lin->in_features % a->group == 0 ? a->group : 0;
-  if (a->mode != LT_QUANT_SYMMETRIC && lin->qat_group == 0)
-    lin->qat = FALSE;
-  lin->qat_scales_valid = FALSE;
-  g_clear_pointer (&lin->qat_scales, g_free);
-  g_clear_pointer (&lin->qat_biases, g_free);
-}
-
-/* Puts every swapped frozen weight back and frees the copies. */
-static void
-qat_unswap (Train *t)
-{
-  if (t->qat_swaps == NULL)
-    return;
-  for (guint i = 0; i < t->qat_swaps->len; i++)
-    {
-      QatSwap *sw = &g_array_index (t->qat_swaps, QatSwap, i);
-      *sw->slot = sw->orig;
-      if (sw->owner)
-        lt_tensor_free (sw->copy);
-    }
-  g_array_set_size (t->qat_swaps, 0);
-  t->qe_copy = NULL;
-}
-
-static gboolean
-qat_swap (Train *t, const LtTensor **slot, const QatArgs *a, GError **error)
-{
-  QatSwap sw = { slot, *slot, NULL, TRUE };
-  sw.copy = lt_fake_quantize_tensor (*slot, a->mode, a->bits, a->group, error);
-  if (sw.copy == NULL)
-    return FALSE;
-  *slot = sw.copy;
-  g_array_append_val (t->qat_swaps, sw);
-  return TRUE;
-}
-
-/* The learned embedding grid's fq copy: fq (embedding) on the grid its parameters give now,
- * made again only when they changed since (a hash of their bits). */
-static void
-qat_embed_refresh (Train *t)
-{
-  gsize V = t->qe_copy->shape[0], C = t->qe_copy->shape[1], ng = V * (C / t->qe_group);
-  guint64 h = 0xcbf29ce484222325ull;
-  const guint32 *pl = (const guint32 *) t->qe_ls, *pz = (const guint32 *) t->qe_z;
-
-  for (gsize k = 0; k < ng; k++)
-    h = (((h ^ pl[k]) * 0x100000001b3ull) ^ pz[k]) * 0x100000001b3ull;
-  if (h == t->qe_key)
-    return;
-  g_autofree float *sc = g_new (float, ng), *bi = g_new0 (float, ng);
-  lt_qat_grid_from_params ((LtQuantMode) t->qe_mode, t->qe_ls, t->qe_z, ng, sc, bi);
-  if (lt_fake_quantize ((LtQuantMode) t->qe_mode, t->qe_orig, t->qe_copy->data, V, C,
-                        t->qe_bits, t->qe_group, sc, bi, FALSE))
-    t->qe_key = h;
-}
-
-/* The embedding was just swapped for its fq copy (the last swap): keep its f32 values, give
- * the grid its initial parameters unless they hold one, and remake the copy on that grid. */
-static void
-qat_embed_grid_start (LtModel *m, Train *t)
-{
-  QatSwap *sw = &g_array_index (t->qat_swaps, QatSwap, t->qat_swaps->len - 1);
-  int64_t V = sw->copy->shape[0], C = sw->copy->shape[1];
-
-  if (t->qe_orig == NULL)
-    t->qe_orig = g_new (float, (gsize) V * C);
-  lt_tensor_read_f32 (sw->orig, 0, V * C, t->qe_orig);
-  if (!t->qe_ready && !lt_qat_grid_is_set (t->qe_ls, (gsize) V * (C / t->qe_group)))
-    lt_qat_grid_init ((LtQuantMode) t->qe_mode, t->qe_bits, t->qe_group, t->qe_orig, V, C,
-                      lt_qat_grid_get_init_mse (), t->qe_ls, t->qe_z);
-  t->qe_ready = TRUE;
-  t->qe_copy = sw->copy;
-  t->qe_key = 0;
-  qat_embed_refresh (t);
-}
-
-/* Frozen dense weights the export quantizes (every linear without an adapter or a master,
- * the frozen embedding and the head tied to it, an untied frozen head): their fake-quantized
- * copies stand in for them. They never change, so one quantization serves the whole run. */
-static gboolean
-qat_swap_frozen (LtModel *m, Train *t, const QatArgs *a, GError **error)
-{
-  const LtConfig *c = m->config;
-  if (t->qat_swaps == NULL)
-    t->qat_swaps = g_array_new (FALSE, FALSE, sizeof (QatSwap));
-  for (int l = 0; l < c->num_hidden_layers; l++)
-    for (int j = 0; j < N_LIN; j++)
-      {
-        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
-        if (lin->lora || lin->master || lin->kind != LT_LINEAR_DENSE
-            || !lt_fake_quantize_covers (a->group, lin->in_features))
-          continue;
-        if (!qat_swap (t, &lin->weight, a, error))
-          return FALSE;
-      }
-  if (m->w.embed != NULL && t->embed_master == NULL
-      && lt_fake_quantize_covers (a->group, c->hidden_size))
-    {
-      gboolean tied = m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight == m->w.embed;
-      if (!qat_swap (t, &m->w.embed, a, error))
-        return FALSE;
-      if (t->qe_ls != NULL && a->mode == t->qe_mode && a->group == t->qe_group)
-        qat_embed_grid_start (m, t);
-      if (tied)
-        {
-          QatSwap sw = g_array_index (t->qat_swaps, QatSwap, t->qat_swaps->len - 1);
-          sw.slot = &m->w.lm_head.weight;
-          sw.owner = FALSE;
-          g_array_append_val (t->qat_swaps, sw);
-          m->w.lm_head.weight = sw.copy;
-        }
-    }
-  if (!c->tie_word_embeddings && m->w.lm_head.kind == LT_LINEAR_DENSE && !m->w.lm_head.lora
-      && !m->w.lm_head.master && lt_fake_quantize_covers (a->group, c->hidden_size)
-      && !qat_swap (t, &m->w.lm_head.weight, a, error))
-    return FALSE;
-  return TRUE;
-}
-
-void
-lt_model_set_qat (LtModel *m, gboolean enabled, int bits, int group_size)
-{
-  Train *t = train_get (m);
-  QatArgs a = { enabled, LT_QUANT_SYMMETRIC, CLAMP (bits, 2, 8), MAX (group_size, 0) };
-  qat_unswap (t);
-  t->qat = enabled;
-  t->qat_bits = a.bits;
-  t->qat_group = a.group;
-  foreach_trainable_linear (m, set_qat_one, &a);
-  lt_model_update_scratch (m);
-}
-
-gboolean
-lt_model_set_qat_grid (LtModel *m, gboolean enabled, int mode, int bits, int group_size,
-                       gboolean all_weights, GError **error)
-{
-  Train *t = train_get (m);
-  QatArgs a = { enabled, mode, CLAMP (bits, 2, 8), MAX (group_size, 0) };
-
-  if (enabled && !lt_fake_quantize_check ((LtQuantMode) mode, a.bits, a.group, error))
-    return FALSE;
-  qat_unswap (t);
-  t->qat = enabled;
-  t->qat_bits = a.bits;
-  t->qat_group = a.group;
-  foreach_trainable_linear (m, set_qat_one, &a);
-  if (enabled && all_weights && !qat_swap_frozen (m, t, &a, error))
-    {
-      qat_unswap (t);
-      a.enabled = FALSE;
-      t->qat = FALSE;
-      foreach_trainable_linear (m, set_qat_one, &a);
-      lt_model_update_scratch (m);
-      return FALSE;
-    }
-  lt_model_update_scratch (m);
-  return TRUE;
-}
-
-typedef struct
-{
-  Train *t;
-  int mode, group;
-} LearnArgs;
-
-static void
-learn_grid_one (LtLinear *lin, gpointer data)
-{
-  const LearnArgs *a = data;
-  gsize ng;
-
-  if (lin->qat_log_scales != NULL || !lt_fake_quantize_covers (a->group, lin->in_features))
-    return;
-  ng = (gsize) lin->out_features * (lin->in_features / a->group);
-  lin->qat_log_scales = g_new0 (float, ng);
-  lin->qat_zero = g_new0 (float, ng);
-  lin->grad_qat_log_scales = g_new0 (float, ng);
-  lin->grad_qat_zero = g_new0 (float, ng);
-  lin->qat_grid_ready = FALSE;
-  g_autofree char *ns = g_strdup_printf ("%s.qat_log_scales", lin->name);
-  add_param2 (a->t, ns, lin->qat_log_scales, lin->grad_qat_log_scales, lin->out_features,
-              lin->in_features / a->group, FALSE);
-  if (a->mode == LT_QUANT_AFFINE)
-    {
-      g_autofree char *nz = g_strdup_printf ("%s.qat_zero", lin->name);
-      add_param2 (a->t, nz, lin->qat_zero, lin->grad_qat_zero, lin->out_features,
-                  lin->in_features / a->group, FALSE);
-    }
-}
-
-gboolean
-lt_model_qat_learn_grid (LtModel *m, int mode, int bits, int group_size, GError **error)
-{
-  LearnArgs a = { train_get (m), mode, group_size };
-
-  if (!lt_qat_grid_mode_supported (mode) || group_size <= 0)
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-                   "qat_learn_grid: a learned grid needs the symmetric or affine QAT mode and a "
-                   "group size (32, 64 or 128)");
-      return FALSE;
-    }
-  if (!lt_fake_quantize_check ((LtQuantMode) mode, bits, group_size, error))
-    return FALSE;
-  foreach_trainable_linear (m, learn_grid_one, &a);
-  /* the frozen embedding (the head tied to it reads the same copy): its grid learns from the
-   * head's and the lookup's gradients */
-  Train *t = a.t;
-  const LtConfig *c = m->config;
-  if (t->qe_ls == NULL && m->w.embed != NULL && t->embed_master == NULL
-      && lt_fake_quantize_covers (group_size, c->hidden_size)
-      && (!c->tie_word_embeddings
-          || (m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight == m->w.embed)))
-    {
-      gsize V = c->vocab_size, C = c->hidden_size, ng = V * (C / group_size);
-      t->qe_ls = g_new0 (float, ng);
-      t->qe_z = g_new0 (float, ng);
-      t->qe_gls = g_new0 (float, ng);
-      t->qe_gz = g_new0 (float, ng);
-      t->qe_gw = g_new0 (float, V * C);
-      t->qe_mode = mode;
-      t->qe_bits = bits;
-      t->qe_group = group_size;
-      t->qe_ready = FALSE;
-      add_param2 (t, "model.embed_tokens.qat_log_scales", t->qe_ls, t->qe_gls, V,
-                  C / group_size, FALSE);
-      if (mode == LT_QUANT_AFFINE)
-        add_param2 (t, "model.embed_tokens.qat_zero", t->qe_z, t->qe_gz, V, C / group_size,
-                    FALSE);
-    }
-  lt_model_update_scratch (m);
-  return TRUE;
-}
-
-static void
-invalidate_scales (LtLinear *lin, gpointer data)
-{
-  lin->qat_scales_valid = FALSE;
-}
-
-void
-lt_model_qat_recompute_scales (LtModel *m)
-{
-  foreach_trainable_linear (m, invalidate_scales, NULL);
-}
 
 /* ---- step memory ---- */
 
@@ -1117,7 +768,7 @@ drop_of (const Train *t, int l, int j)
 void
 lt_model_get_dropout (LtModel *m, int l, int j, float *p, guint64 *seed)
 {
-  LtDropout d = drop_of (train_get (m), l, j);
+  LtDropout d = drop_of (lt_model_train_get (m), l, j);
   *p = d.p;
   *seed = d.seed;
 }
@@ -1298,7 +949,7 @@ forward_backward (LtModel *m, const int32_t *tokens, const int *lengths, int B,
                   LtHeadLossFunc head, gpointer head_data, double *loss_sum, GError **error)
 {
   const LtConfig *c = m->config;
-  Train *t = train_get (m);
+  Train *t = lt_model_train_get (m);
   int L = c->num_hidden_layers, C = c->hidden_size;
   float eps = (float) c->rms_norm_eps;
   int N, max_len = 0;
@@ -1313,7 +964,7 @@ forward_backward (LtModel *m, const int32_t *tokens, const int *lengths, int B,
     return FALSE;
   t->step++; /* this call's masks use the count of calls including it */
   if (t->qe_copy != NULL)
-    qat_embed_refresh (t);
+    lt_model_train_qat_embed_refresh (t);
   t->last_n = N;
   for (int b = 0, o = 0; b < B; o += lengths[b], b++)
     for (int i = 0; i < lengths[b]; i++)
@@ -1521,7 +1172,7 @@ lt_model_load_adapters (LtModel *m, const char *path, GError **error)
 
   if (f == NULL)
     return FALSE;
-  t = train_get (m);
+  t = lt_model_train_get (m);
   const gboolean was_attached = t->attached;
   if (f->type == LT_TRAIN_TYPE_FULL)
     return load_full (m, t, f, error);
