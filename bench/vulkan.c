@@ -26,7 +26,10 @@
  * (lavapipe: `--check 0 1 16`). Exit status 0: every row within the tolerance on a device with
  * cooperative matrices; 1: a mismatch or a failure (the kernel's self-check at first use
  * included: lt-vulkan-coopmat.h); 2: the rows that ran passed but the device has no
- * cooperative matrices (the reason is printed). */
+ * cooperative matrices (the reason is printed).
+ *
+ * `bench-vulkan --step …`: the whole LoRA training step, with LATHE_VULKAN_PROFILE=1 its
+ * per-kernel GPU time (vulkan-step.c says how). */
 #include "config.h"
 
 #include <math.h>
@@ -345,11 +348,16 @@ run_check (int argc, char **argv)
   return 0;
 }
 
+int bench_vulkan_step (int argc, char **argv); /* vulkan-step.c */
+
 int
 main (int argc, char **argv)
 {
   if (argc > 1 && strcmp (argv[1], "--check") == 0)
     return run_check (argc, argv);
+  for (int i = 1; i < argc; i++)
+    if (strcmp (argv[i], "--step") == 0)
+      return bench_vulkan_step (argc, argv);
   int device = argc > 1 ? atoi (argv[1]) : 0;
   int M = argc > 2 ? atoi (argv[2]) : 512;
   int C = argc > 3 ? atoi (argv[3]) : 576;

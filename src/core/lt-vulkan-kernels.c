@@ -119,6 +119,9 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
       || !fits_u32 (s, B->offset + span (b_rows, b_cols, B->ld), "gemm", error)
       || !fits_u32 (s, C->offset + span (M, N, C->ld), "gemm", error))
     return FALSE;
+  lt_vulkan_stream_note (s, 2.0 * M * N * K, "%c%c %dx%dx%d%s", ta == LT_TRANS ? 'T' : 'N',
+                         tb == LT_TRANS ? 'T' : 'N', M, N, K,
+                         precision == LT_COMPUTE_BF16 ? " bf16" : "");
   if (lt_vulkan_coopmat_wanted (s, M, N, K, A->dtype, B->dtype, precision)) /* tensor cores */
     return lt_vulkan_coopmat_gemm (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
 
@@ -546,6 +549,9 @@ lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulka
     return FALSE;
   /* without lse the shader writes none; out stands in for the binding */
   LtVulkanBuffer *bufs[] = { out, q, k, v, lse != NULL ? lse : out };
+  /* the causal pairs (S − n + (n + 1)/2 keys per query on average), 2 products of D each */
+  lt_vulkan_stream_note (s, 4.0 * D * H * n * ((double) S - n + (n + 1) / 2.0),
+                         "n%d S%d H%d/%d D%d", n, S, H, KVH, D);
   return lt_vulkan_stream_dispatch (s, kv_dtype == LT_KDTYPE_F16 ? LT_VK_ATTENTION_FORWARD_F16KV
                                                                  : LT_VK_ATTENTION_FORWARD,
                                     bufs, 5, &pc, sizeof pc, ((guint) n + 15) / 16, (guint) H, 1,
@@ -592,9 +598,15 @@ lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulka
     return FALSE;
   LtVulkanBuffer *first[] = { dq, delta, q, k, v, out, lse, dout };
   LtVulkanBuffer *second[] = { dk, dv, q, k, v, lse, delta, dout };
-  return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DQ, first, 8, &pc, sizeof pc,
-                                    ((guint) n + 15) / 16, (guint) H, 1, error)
-         && lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, second, 8, &pc,
+  /* per causal pair: dq's pass recomputes s and dp and adds dS·k (3 products of D), dk/dv's
+   * recomputes s and dp and adds P·dout and dS·q (4) */
+  double pairs = (double) H * n * (n + 1) / 2.0;
+  lt_vulkan_stream_note (s, 6.0 * D * pairs, "n%d H%d/%d D%d", n, H, KVH, D);
+  if (!lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DQ, first, 8, &pc, sizeof pc,
+                                  ((guint) n + 15) / 16, (guint) H, 1, error))
+    return FALSE;
+  lt_vulkan_stream_note (s, 8.0 * D * pairs, "n%d H%d/%d D%d", n, H, KVH, D);
+  return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, second, 8, &pc,
                                        sizeof pc, ((guint) n + 15) / 16, (guint) KVH, 1, error);
 }
 
@@ -715,6 +727,8 @@ lt_vulkan_gemm_q (LtVulkanStream *s, LtTrans tw, int M, int N, int K, float alph
     .q_gpr = (guint32) (W->cols / W->group_len), .q_row0 = (guint32) W->row0,
   };
   LtVulkanBuffer *bufs[] = { A->buf, W->codes, W->scales, W->aux, C->buf };
+  lt_vulkan_stream_note (s, 2.0 * M * N * K, "N%c %dx%dx%d q%d", tw == LT_TRANS ? 'T' : 'N', M,
+                         N, K, W->bits);
   return lt_vulkan_stream_dispatch (s, LT_VK_GEMM_Q, bufs, 5, &pc, sizeof pc,
                                     ((guint) N + 63) / 64, ((guint) M + 63) / 64, 1, error);
 }

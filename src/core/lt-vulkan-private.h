@@ -81,4 +81,12 @@ guint lt_vulkan_stream_max_groups_x (LtVulkanStream *s);
 /* maxComputeSharedMemorySize of the stream's device, bytes. */
 guint lt_vulkan_stream_max_shared_bytes (LtVulkanStream *s);
 
+/* Profiling (lt-vulkan-profile.h): the device's table and the stream's recorder, NULL when
+ * off. lt_vulkan_stream_note tells the stream's next dispatch what it is ("NT MxNxK") and its
+ * FLOPs; it formats nothing when off. */
+struct _LtVulkanProfile *lt_vulkan_get_profile (LtVulkan *vk);
+struct _LtVulkanProfileStream *lt_vulkan_stream_get_profile (LtVulkanStream *s);
+void lt_vulkan_stream_note (LtVulkanStream *s, double flops, const char *format, ...)
+  G_GNUC_PRINTF (3, 4);
+
 G_END_DECLS

@@ -291,8 +291,44 @@ gboolean lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq
                                            LtVulkanBuffer *delta, int base, int n, int H,
                                            int KVH, int D, GError **error);
 
+/* ---- profiling (lt-vulkan-profile.c) ----
+ * LATHE_VULKAN_PROFILE=1, read when a device is opened, times every dispatch of its streams
+ * with timestamp queries and adds them up per kernel (and per GEMM shape) until reset: what
+ * `bench-vulkan --step` prints. Off, it costs nothing. */
+
+typedef struct
+{
+  char *kernel;   /* the shader's name: "gemm-f32-bf16" */
+  char *note;     /* what the entry point said of the call ("NT 2048x8192x2048"), or NULL */
+  guint64 count;  /* dispatches */
+  double total_ms;
+  double flops;   /* Σ over the calls of the FLOPs the entry point declared (0: none) */
+} LtVulkanProfileRow;
+
+typedef struct
+{
+  GPtrArray *rows; /* LtVulkanProfileRow *, the longest total first */
+  guint64 n_submits, n_dispatches;
+  guint64 n_untimed; /* dispatches recorded without a timestamp (no query pool) */
+  double total_ms;   /* Σ over the submits of their GPU time, first to last timestamp */
+} LtVulkanProfileSnapshot;
+
+/* TRUE when @vk times its dispatches; else FALSE and *@why (static English): not asked for,
+ * or the queue has no timestamps (timestampValidBits 0), or not built. */
+gboolean lt_vulkan_profile_is_on (LtVulkan *vk, const char **why);
+/* A copy of the table so far (empty when off). */
+LtVulkanProfileSnapshot *lt_vulkan_profile_snapshot (LtVulkan *vk);
+void lt_vulkan_profile_snapshot_free (LtVulkanProfileSnapshot *snap);
+/* Empties the table (e.g. after warm-up steps). */
+void lt_vulkan_profile_reset (LtVulkan *vk);
+/* The table as text, for a program to print: one row per kernel (count, total ms, ms per
+ * call, share of the GPU time, GFLOP/s where FLOPs were declared), then one per noted shape
+ * of the GEMMs; totals divided by @n_steps (>= 1: per step). */
+char *lt_vulkan_profile_format (const LtVulkanProfileSnapshot *snap, int n_steps);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkan, lt_vulkan_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanBuffer, lt_vulkan_buffer_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanStream, lt_vulkan_stream_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanProfileSnapshot, lt_vulkan_profile_snapshot_free)
 
 G_END_DECLS
