@@ -484,10 +484,11 @@ lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n, LtVulkanB
 /* ---- attention ---- */
 
 #define ATT_MAX_D 128
-/* shared memory of attention-forward.comp and of the larger backward pass (-dq) */
-#define ATT_SHARED_BYTES (16 * ATT_MAX_D * 4 * 3 + 16 * 16 * 4)
-#define ATT_BWD_SHARED_BYTES (16 * ATT_MAX_D * 4 * 2 + 8 * ATT_MAX_D * 4 * 2 + 8 * 16 * 4 \
-                              + 16 * 16 * 4)
+#define ATT_ROWS 64 /* query rows (forward, dq) and keys (dkdv) per workgroup */
+/* shared memory of attention-forward.comp (staging 640 vec4, P 64 × 64, row sums 64 × 16)
+ * and of the larger backward pass (either: staging 768 vec4, dS 64 × 64 or P and dS 32 × 64) */
+#define ATT_SHARED_BYTES (640 * 16 + 64 * 64 * 4 + 64 * 16 * 4)
+#define ATT_BWD_SHARED_BYTES (768 * 16 + 64 * 64 * 4)
 
 static gboolean
 attention_shape (LtVulkanStream *s, const char *what, int n, int S, int H, int KVH, int D,
@@ -554,8 +555,8 @@ lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulka
                          "n%d S%d H%d/%d D%d", n, S, H, KVH, D);
   return lt_vulkan_stream_dispatch (s, kv_dtype == LT_KDTYPE_F16 ? LT_VK_ATTENTION_FORWARD_F16KV
                                                                  : LT_VK_ATTENTION_FORWARD,
-                                    bufs, 5, &pc, sizeof pc, ((guint) n + 15) / 16, (guint) H, 1,
-                                    error);
+                                    bufs, 5, &pc, sizeof pc, ((guint) n + ATT_ROWS - 1) / ATT_ROWS,
+                                    (guint) H, 1, error);
 }
 
 gboolean
@@ -603,11 +604,12 @@ lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulka
   double pairs = (double) H * n * (n + 1) / 2.0;
   lt_vulkan_stream_note (s, 6.0 * D * pairs, "n%d H%d/%d D%d", n, H, KVH, D);
   if (!lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DQ, first, 8, &pc, sizeof pc,
-                                  ((guint) n + 15) / 16, (guint) H, 1, error))
+                                  ((guint) n + ATT_ROWS - 1) / ATT_ROWS, (guint) H, 1, error))
     return FALSE;
   lt_vulkan_stream_note (s, 8.0 * D * pairs, "n%d H%d/%d D%d", n, H, KVH, D);
   return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, second, 8, &pc,
-                                       sizeof pc, ((guint) n + 15) / 16, (guint) KVH, 1, error);
+                                       sizeof pc, ((guint) n + ATT_ROWS - 1) / ATT_ROWS,
+                                       (guint) KVH, 1, error);
 }
 
 /* ---- quantized weights (lt-vulkan-kernels.h) ---- */
