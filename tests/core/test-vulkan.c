@@ -1246,6 +1246,168 @@ test_attention_backward (void)
   attention_backward_case (1, 2, 1, 2);
 }
 
+/* The register-tiled kernels past one tile: 64 query rows (or keys) per workgroup and 64 keys
+ * (or 32 queries) per tile, so n not a multiple of 64 exercises the partial last tiles, the
+ * causal skip across tiles and the staged head dims at D = 64 and D = 128. */
+static void
+test_attention_tiles (void)
+{
+  REQUIRE_DEVICE ();
+  attention_case (150, 150, 4, 2, 64);
+  attention_case (131, 131, 2, 1, 128);
+  attention_case (70, 200, 4, 2, 64);        /* 70 new queries over a cache of 130 */
+  attention_f16kv_case (65, 190, 2, 1, 128);
+  attention_backward_case (150, 4, 2, 64);
+  attention_backward_case (131, 2, 1, 128);
+  attention_backward_case (67, 6, 2, 36);   /* D not a multiple of the 8-dim chunks */
+}
+
+/* Two sequences of a packed batch (rows from @base on): the _seq forms against the reference
+ * on each sequence alone. */
+static void
+test_attention_packed (void)
+{
+  g_autoptr (GError) error = NULL;
+  const int n1 = 70, n2 = 81, N = n1 + n2, H = 4, KVH = 2, D = 64;
+  gsize nq = (gsize) N * H * D, nk = (gsize) N * KVH * D;
+  g_autofree float *q = g_new (float, nq), *k = g_new (float, nk), *v = g_new (float, nk);
+  g_autofree float *dout = g_new (float, nq), *out = g_new (float, nq), *ref = g_new (float, nq);
+  g_autofree float *dq = g_new (float, nq), *dk = g_new (float, nk), *dv = g_new (float, nk);
+  g_autofree float *dqr = g_new (float, nq), *dkr = g_new (float, nk), *dvr = g_new (float, nk);
+
+  REQUIRE_DEVICE ();
+  fill (q, nq, 41, -2, 2);
+  fill (k, nk, 42, -2, 2);
+  fill (v, nk, 43, -1, 1);
+  fill (dout, nq, 44, -1, 1);
+  for (int seq = 0; seq < 2; seq++)
+    {
+      int base = seq == 0 ? 0 : n1, n = seq == 0 ? n1 : n2;
+      gsize qo = (gsize) base * H * D, ko = (gsize) base * KVH * D;
+      lt_attention_forward_ref (ref + qo, q + qo, k + ko, v + ko, n, n, H, KVH, D);
+      lt_attention_backward_ref (dqr + qo, dkr + ko, dvr + ko, q + qo, k + ko, v + ko, dout + qo,
+                                 n, H, KVH, D);
+    }
+  g_autoptr (LtVulkanStream) s = stream ();
+  g_autoptr (LtVulkanBuffer) bq = upload (q, sizeof (float) * nq);
+  g_autoptr (LtVulkanBuffer) bk = upload (k, sizeof (float) * nk);
+  g_autoptr (LtVulkanBuffer) bv = upload (v, sizeof (float) * nk);
+  g_autoptr (LtVulkanBuffer) bdo = upload (dout, sizeof (float) * nq);
+  g_autoptr (LtVulkanBuffer) bo = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
+  g_autoptr (LtVulkanBuffer) blse = lt_vulkan_buffer_new (vk, sizeof (float) * N * H, &error);
+  g_autoptr (LtVulkanBuffer) bdelta = lt_vulkan_buffer_new (vk, sizeof (float) * N * H, &error);
+  g_autoptr (LtVulkanBuffer) bdq = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
+  g_autoptr (LtVulkanBuffer) bdk = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
+  g_autoptr (LtVulkanBuffer) bdv = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
+  g_assert_no_error (error);
+  for (int seq = 0; seq < 2; seq++)
+    {
+      int base = seq == 0 ? 0 : n1, n = seq == 0 ? n1 : n2;
+      g_assert_true (lt_vulkan_attention_forward_seq (s, bo, blse, bq, bk, bv, LT_KDTYPE_F32, base,
+                                                      n, n, H, KVH, D, &error));
+      g_assert_true (lt_vulkan_attention_backward_seq (s, bdq, bdk, bdv, bq, bk, bv, bo, blse,
+                                                       bdo, bdelta, base, n, H, KVH, D, &error));
+      g_assert_no_error (error);
+    }
+  run (s);
+  download (bo, out, sizeof (float) * nq);
+  download (bdq, dq, sizeof (float) * nq);
+  download (bdk, dk, sizeof (float) * nk);
+  download (bdv, dv, sizeof (float) * nk);
+  double eo = max_abs (out, ref, nq), eq = max_rel (dq, dqr, nq), ek = max_rel (dk, dkr, nk);
+  double ev = max_rel (dv, dvr, nk);
+  g_test_message ("packed attention %d + %d rows: out %.3g, dq %.3g, dk %.3g, dv %.3g", n1, n2,
+                  eo, eq, ek, ev);
+  g_assert_cmpfloat (eo, <=, 5e-6);
+  g_assert_cmpfloat (eq, <=, 5e-6);
+  g_assert_cmpfloat (ek, <=, 5e-6);
+  g_assert_cmpfloat (ev, <=, 5e-6);
+}
+
+/* LATHE_VULKAN_PROFILE=1 on a second device handle: every dispatch timed and counted under
+ * its kernel and note, the rows adding up to the submits' GPU time; off on the first. */
+static void
+test_profile (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtVulkan) pvk = NULL;
+  const char *why = NULL;
+  float a[8 * 32], b[32 * 16];
+  const int reps = 3;
+
+  REQUIRE_DEVICE ();
+  g_assert_false (lt_vulkan_profile_is_on (vk, &why));
+  g_assert_nonnull (why);
+  g_setenv ("LATHE_VULKAN_PROFILE", "1", TRUE);
+  pvk = lt_vulkan_new (0, &error);
+  g_unsetenv ("LATHE_VULKAN_PROFILE");
+  g_assert_no_error (error);
+  if (!lt_vulkan_profile_is_on (pvk, &why))
+    {
+      g_test_skip (why);
+      return;
+    }
+  fill (a, G_N_ELEMENTS (a), 5, -1, 1);
+  fill (b, G_N_ELEMENTS (b), 6, -1, 1);
+  g_autoptr (LtVulkanBuffer) ba = lt_vulkan_buffer_new (pvk, sizeof a, &error);
+  g_autoptr (LtVulkanBuffer) bb = lt_vulkan_buffer_new (pvk, sizeof b, &error);
+  g_autoptr (LtVulkanBuffer) bc = lt_vulkan_buffer_new (pvk, sizeof (float) * 8 * 16, &error);
+  g_assert_no_error (error);
+  g_assert_true (lt_vulkan_buffer_upload (ba, 0, a, sizeof a, &error));
+  g_assert_true (lt_vulkan_buffer_upload (bb, 0, b, sizeof b, &error));
+  g_autoptr (LtVulkanStream) s = lt_vulkan_stream_new (pvk, &error);
+  g_assert_no_error (error);
+  LtVulkanMatrix A = { ba, 0, 32, LT_KDTYPE_F32 }, B = { bb, 0, 16, LT_KDTYPE_F32 };
+  LtVulkanMatrix C = { bc, 0, 16, LT_KDTYPE_F32 };
+  for (int r = 0; r < reps; r++)
+    {
+      /* one GEMM and two adds per submit */
+      g_assert_true (lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, 8, 16, 32, 1, &A, &B, 0, &C,
+                                     LT_COMPUTE_F32, &error));
+      g_assert_true (lt_vulkan_add (s, bc, bc, bc, 8 * 16, &error));
+      g_assert_true (lt_vulkan_add (s, bc, bc, bc, 8 * 16, &error));
+      g_assert_true (lt_vulkan_stream_submit (s, &error));
+      g_assert_true (lt_vulkan_stream_wait (s, &error));
+      g_assert_no_error (error);
+    }
+  g_autoptr (LtVulkanProfileSnapshot) snap = lt_vulkan_profile_snapshot (pvk);
+  g_assert_cmpuint (snap->n_submits, ==, reps);
+  g_assert_cmpuint (snap->n_dispatches, ==, 3 * reps);
+  g_assert_cmpuint (snap->n_untimed, ==, 0);
+  g_assert_cmpuint (snap->rows->len, ==, 2);
+  double sum = 0.0;
+  gboolean saw_gemm = FALSE;
+  for (guint i = 0; i < snap->rows->len; i++)
+    {
+      const LtVulkanProfileRow *row = snap->rows->pdata[i];
+      g_assert_cmpfloat (row->total_ms, >=, 0.0);
+      sum += row->total_ms;
+      if (g_strcmp0 (row->kernel, "gemm-f32") == 0)
+        {
+          saw_gemm = TRUE;
+          g_assert_cmpstr (row->note, ==, "NN 8x16x32");
+          g_assert_cmpuint (row->count, ==, reps);
+          g_assert_cmpfloat (row->flops, ==, 2.0 * 8 * 16 * 32 * reps);
+        }
+      else
+        {
+          g_assert_cmpstr (row->kernel, ==, "add");
+          g_assert_null (row->note);
+          g_assert_cmpuint (row->count, ==, 2 * reps);
+        }
+    }
+  g_assert_true (saw_gemm);
+  g_test_message ("profile: %.4f ms over %d submits, rows sum %.4f ms", snap->total_ms, reps, sum);
+  g_assert_cmpfloat (snap->total_ms, >, 0.0);
+  g_assert_cmpfloat (fabs (sum - snap->total_ms), <=, 1e-6 * snap->total_ms + 1e-9);
+  g_autofree char *table = lt_vulkan_profile_format (snap, reps);
+  g_assert_nonnull (strstr (table, "gemm-f32 NN 8x16x32"));
+  lt_vulkan_profile_reset (pvk);
+  g_autoptr (LtVulkanProfileSnapshot) empty = lt_vulkan_profile_snapshot (pvk);
+  g_assert_cmpuint (empty->rows->len, ==, 0);
+  g_assert_cmpuint (empty->n_dispatches, ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1274,6 +1436,9 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan/clip", test_clip);
   g_test_add_func ("/vulkan/attention", test_attention);
   g_test_add_func ("/vulkan/attention-backward", test_attention_backward);
+  g_test_add_func ("/vulkan/attention-tiles", test_attention_tiles);
+  g_test_add_func ("/vulkan/attention-packed", test_attention_packed);
+  g_test_add_func ("/vulkan/profile", test_profile);
   g_test_add_func ("/vulkan/cli-devices", test_cli_devices);
   status = g_test_run ();
   vulkan_test_close ();
