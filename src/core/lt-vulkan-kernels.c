@@ -71,6 +71,60 @@ span (int rows, int cols, int ld)
   return rows == 0 || cols == 0 ? 0 : (gsize) (rows - 1) * (gsize) ld + (gsize) cols;
 }
 
+static const char *const tile_names[LT_VULKAN_GEMM_N_TILES] = {
+  "auto", "64x64", "128x64", "64x128", "128x128"
+};
+static gint gemm_tile = -1; /* LtVulkanGemmTile; -1: not read from the environment yet */
+
+const char *
+lt_vulkan_gemm_tile_name (LtVulkanGemmTile tile)
+{
+  return tile < LT_VULKAN_GEMM_N_TILES ? tile_names[tile] : "?";
+}
+
+void
+lt_vulkan_gemm_set_tile (LtVulkanGemmTile tile)
+{
+  g_return_if_fail (tile < LT_VULKAN_GEMM_N_TILES);
+  g_atomic_int_set (&gemm_tile, (gint) tile);
+}
+
+LtVulkanGemmTile
+lt_vulkan_gemm_get_tile (void)
+{
+  gint t = g_atomic_int_get (&gemm_tile);
+
+  if (t < 0)
+    {
+      const char *env = g_getenv ("LATHE_VULKAN_GEMM_TILE");
+      t = LT_VULKAN_GEMM_TILE_64X64;
+      for (gint i = 0; env != NULL && i < LT_VULKAN_GEMM_N_TILES; i++)
+        if (strcmp (env, tile_names[i]) == 0)
+          t = i;
+      g_atomic_int_compare_and_exchange (&gemm_tile, -1, t);
+      t = g_atomic_int_get (&gemm_tile);
+    }
+  return (LtVulkanGemmTile) t;
+}
+
+LtVulkanGemmTile
+lt_vulkan_gemm_tile_for (LtVulkanGemmTile tile, int M, int N)
+{
+  const gsize min_groups = 128;
+  gsize m128 = ((gsize) M + 127) / 128, n128 = ((gsize) N + 127) / 128;
+  gsize m64 = ((gsize) M + 63) / 64, n64 = ((gsize) N + 63) / 64;
+
+  if (tile != LT_VULKAN_GEMM_TILE_AUTO)
+    return tile;
+  if (m128 * n128 >= min_groups)
+    return LT_VULKAN_GEMM_TILE_128X128;
+  if (M >= N && m128 * n64 >= min_groups)
+    return LT_VULKAN_GEMM_TILE_128X64;
+  if (N > M && m64 * n128 >= min_groups)
+    return LT_VULKAN_GEMM_TILE_64X128;
+  return LT_VULKAN_GEMM_TILE_64X64;
+}
+
 gboolean
 lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
                 const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
@@ -135,8 +189,14 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
     .alpha = alpha, .beta = beta,
   };
   LtVulkanBuffer *bufs[] = { A->buf, B->buf, C->buf };
-  return lt_vulkan_stream_dispatch (s, kernel, bufs, 3, &pc, sizeof pc, ((guint) N + 63) / 64,
-                                    ((guint) M + 63) / 64, 1, error);
+  LtVulkanGemmTile tile = lt_vulkan_gemm_tile_for (lt_vulkan_gemm_get_tile (), M, N);
+  guint bm = tile == LT_VULKAN_GEMM_TILE_128X64 || tile == LT_VULKAN_GEMM_TILE_128X128 ? 128 : 64;
+  guint bn = tile == LT_VULKAN_GEMM_TILE_64X128 || tile == LT_VULKAN_GEMM_TILE_128X128 ? 128 : 64;
+  if (tile != LT_VULKAN_GEMM_TILE_64X64) /* the storage pair's kernel in the tile's block */
+    kernel = LT_VK_GEMM_F32_128X64 + 4 * (tile - LT_VULKAN_GEMM_TILE_128X64)
+             + (kernel - LT_VK_GEMM_F32);
+  return lt_vulkan_stream_dispatch (s, kernel, bufs, 3, &pc, sizeof pc, ((guint) N + bn - 1) / bn,
+                                    ((guint) M + bm - 1) / bm, 1, error);
 }
 
 /* ---- RMSNorm ---- */

@@ -171,6 +171,28 @@ gboolean lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N
                          float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
                          const LtVulkanMatrix *C, LtComputeDType precision, GError **error);
 
+/* The portable GEMM's workgroup tile (gemm.comp; the cooperative-matrix kernel has its own).
+ * Each thread computes (tile / 16)² results; larger tiles read less shared memory per
+ * product but leave fewer workgroups on small shapes. AUTO: the largest tile that still gives
+ * at least 128 workgroups (128×128, else 128 along the longer side, else 64×64). */
+typedef enum
+{
+  LT_VULKAN_GEMM_TILE_AUTO,
+  LT_VULKAN_GEMM_TILE_64X64,
+  LT_VULKAN_GEMM_TILE_128X64, /* 128 rows of C (M) × 64 columns (N) */
+  LT_VULKAN_GEMM_TILE_64X128,
+  LT_VULKAN_GEMM_TILE_128X128,
+  LT_VULKAN_GEMM_N_TILES
+} LtVulkanGemmTile;
+/* The process's choice for lt_vulkan_gemm: first LATHE_VULKAN_GEMM_TILE (auto, 64x64,
+ * 128x64, 64x128, 128x128), else 64x64; set_tile overrides it (benches, tests). */
+void lt_vulkan_gemm_set_tile (LtVulkanGemmTile tile);
+LtVulkanGemmTile lt_vulkan_gemm_get_tile (void);
+/* "auto", "64x64", … (static). */
+const char *lt_vulkan_gemm_tile_name (LtVulkanGemmTile tile);
+/* The tile @tile (AUTO resolved) takes for an M × N result. */
+LtVulkanGemmTile lt_vulkan_gemm_tile_for (LtVulkanGemmTile tile, int M, int N);
+
 /* out (N, C) = RMSNorm(x) · w; out may be x. */
 gboolean lt_vulkan_rmsnorm_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *x,
                                     LtVulkanBuffer *w, float eps, int N, int C, GError **error);

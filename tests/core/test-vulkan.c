@@ -477,6 +477,37 @@ test_gemm_general (void)
   gemm_general (0);
 }
 
+/* gemm.comp's larger tiles (lt_vulkan_gemm_set_tile), each forced: the linear layer's products
+ * in the three weight storages and the general cases (shapes not multiples of any tile), with
+ * the same references and tolerances; then AUTO's choices. */
+static void
+test_gemm_tiles (void)
+{
+  const LtVulkanGemmTile tiles[] = { LT_VULKAN_GEMM_TILE_128X64, LT_VULKAN_GEMM_TILE_64X128,
+                                     LT_VULKAN_GEMM_TILE_128X128 };
+  LtVulkanGemmTile saved = lt_vulkan_gemm_get_tile ();
+
+  REQUIRE_DEVICE ();
+  for (gsize t = 0; t < G_N_ELEMENTS (tiles); t++)
+    {
+      g_test_message ("tile %s", lt_vulkan_gemm_tile_name (tiles[t]));
+      lt_vulkan_gemm_set_tile (tiles[t]);
+      linear_products (LT_KDTYPE_F32);
+      linear_products (LT_KDTYPE_BF16);
+      linear_products (LT_KDTYPE_F16);
+      gemm_general (0);
+    }
+  lt_vulkan_gemm_set_tile (saved);
+  g_assert_cmpint (lt_vulkan_gemm_tile_for (LT_VULKAN_GEMM_TILE_AUTO, 2048, 8192), ==,
+                   LT_VULKAN_GEMM_TILE_128X128);
+  g_assert_cmpint (lt_vulkan_gemm_tile_for (LT_VULKAN_GEMM_TILE_AUTO, 2048, 512), ==,
+                   LT_VULKAN_GEMM_TILE_128X64);
+  g_assert_cmpint (lt_vulkan_gemm_tile_for (LT_VULKAN_GEMM_TILE_AUTO, 512, 576), ==,
+                   LT_VULKAN_GEMM_TILE_64X64);
+  g_assert_cmpint (lt_vulkan_gemm_tile_for (LT_VULKAN_GEMM_TILE_64X128, 8, 8), ==,
+                   LT_VULKAN_GEMM_TILE_64X128);
+}
+
 /* The cooperative-matrix kernel (lt-vulkan-coopmat), where the device has it (a GPU with
  * VK_NV_cooperative_matrix; lavapipe skips): forced for every bf16-precision product, the
  * cases above with the same tolerance (its operands are the same bf16 values, converted to f16
@@ -1426,6 +1457,7 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan/gemm/general", test_gemm_general);
   g_test_add_func ("/vulkan/gemm/errors", test_gemm_errors);
   g_test_add_func ("/vulkan/gemm/coopmat", test_gemm_coopmat);
+  g_test_add_func ("/vulkan/tiles/gemm", test_gemm_tiles);
   g_test_add_func ("/vulkan/rmsnorm", test_rmsnorm);
   g_test_add_func ("/vulkan/rope", test_rope);
   g_test_add_func ("/vulkan/swiglu", test_swiglu);

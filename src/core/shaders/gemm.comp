@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 // C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C, row-major with cblas_sgemm's
 // conventions (lda/ldb/ldc: row strides of the stored matrices; offsets in elements).
-// Tiled: a workgroup of 16×16 threads computes a 64×64 block of C, each thread 4×4 of it
-// (rows 4·ty + r, columns 4·tx + c), over K in slices of 16 staged in shared memory as vec4
-// rows, so that each step of the inner loop reads one vec4 of A and one of B for 16 products
-// (where scalar reads took 8). The rows are padded by one vec4, so that the staging stores
+// Tiled: a workgroup of 16×16 threads computes a BM×BN block of C, each thread TM×TN of it
+// (TM, TN 4 or 8: rows 4·ty + 64·r' + r, columns 4·tx + 64·c' + c, so that the 16 lanes of a
+// row read consecutive vec4), over K in slices of 16 staged in shared memory as vec4 rows, so
+// that each step of the inner loop reads TM/4 vec4 of A and TN/4 of B for TM·TN products
+// (where scalar reads took 8 for 16). Tiles 64×64 (TM = TN = 4, the default), 128×64, 64×128
+// and 128×128: -DTM=8 / -DTN=8 (lt_vulkan_gemm picks: lt-vulkan-kernels.h). The rows are padded by one vec4, so that the staging stores
 // where consecutive threads walk k (A not transposed, B transposed) fall on different banks.
 // Accumulation is f32. Built four times by glslc: A and B f32; A f32 and B bf16 (-DB_BF16) or
 // f16 (-DB_F16, a frozen weight stored f16); both bf16 (-DA_BF16 -DB_BF16). 16-bit operands
@@ -16,9 +18,17 @@
 
 layout (local_size_x = 16, local_size_y = 16) in;
 
-#define BM 64
-#define BN 64
+#ifndef TM
+#define TM 4
+#endif
+#ifndef TN
+#define TN 4
+#endif
+#define BM (16 * TM)
+#define BN (16 * TN)
 #define BK 16
+#define RM (TM / 4) // vec4 of rows per thread
+#define RN (TN / 4)
 
 #ifdef A_BF16
 layout (std430, set = 0, binding = 0) readonly buffer ABuf { uint a[]; };
@@ -58,10 +68,10 @@ main ()
   const uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
   const uint tid = ty * 16u + tx;
   const uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
-  float acc[4][4];
-  for (uint r = 0u; r < 4u; r++)
-    for (uint q = 0u; q < 4u; q++)
-      acc[r][q] = 0.0;
+  vec4 acc[TM][RN];
+  for (uint r = 0u; r < TM; r++)
+    for (uint q = 0u; q < RN; q++)
+      acc[r][q] = vec4 (0.0);
 
   for (uint k0 = 0u; k0 < p.K; k0 += BK)
     {
@@ -116,22 +126,28 @@ main ()
       barrier ();
       for (uint kk = 0u; kk < BK; kk++)
         {
-          const vec4 ar = As[kk][ty], bc = Bs[kk][tx];
-          for (uint r = 0u; r < 4u; r++)
-            for (uint q = 0u; q < 4u; q++)
-              acc[r][q] += ar[r] * bc[q];
+          vec4 ar[RM], bc[RN];
+          for (uint r = 0u; r < RM; r++)
+            ar[r] = As[kk][ty + 16u * r];
+          for (uint q = 0u; q < RN; q++)
+            bc[q] = Bs[kk][tx + 16u * q];
+          for (uint r = 0u; r < RM; r++)
+            for (uint rr = 0u; rr < 4u; rr++)
+              for (uint q = 0u; q < RN; q++)
+                acc[4u * r + rr][q] += ar[r][rr] * bc[q];
         }
       barrier ();
     }
 
-  for (uint r = 0u; r < 4u; r++)
-    for (uint q = 0u; q < 4u; q++)
+  for (uint r = 0u; r < TM; r++)
+    for (uint q = 0u; q < TN; q++)
       {
-        const uint gi = row0 + 4u * ty + r, gj = col0 + 4u * tx + q;
+        const uint gi = row0 + 4u * ty + 64u * (r / 4u) + r % 4u;
+        const uint gj = col0 + 4u * tx + 64u * (q / 4u) + q % 4u;
         if (gi < p.M && gj < p.N)
           {
             const uint ci = p.c_off + gi * p.ldc + gj;
-            float v = p.alpha * acc[r][q];
+            float v = p.alpha * acc[r][q / 4u][q % 4u];
             if (p.beta != 0.0)
               v += p.beta * c[ci];
             c[ci] = v;
