@@ -125,6 +125,47 @@ lt_vulkan_gemm_tile_for (LtVulkanGemmTile tile, int M, int N)
   return LT_VULKAN_GEMM_TILE_64X64;
 }
 
+/* Split-K for products with few output tiles and a long K (a LoRA rank-r product over a
+ * sequence: 2048 × 8 × 8192 is 32 tiles of 64 × 64): K cut into slices of *k_chunk (a
+ * multiple of 16) so that tiles × slices reaches SPLIT_GROUPS workgroups, each slice at least
+ * SPLIT_MIN_K deep, at most SPLIT_MAX of them; the partial products need the stream's scratch
+ * (created at the first need with room for SPLIT_SCRATCH floats or the need, whichever is
+ * more; a later need beyond it is not split). 1: no split (also with
+ * LATHE_VULKAN_GEMM_SPLITK=0). */
+#define SPLIT_GROUPS 256u
+#define SPLIT_MIN_K 512u
+#define SPLIT_MAX 32u
+#define SPLIT_SCRATCH ((gsize) 1 << 18)
+
+static guint
+gemm_splits (LtVulkanStream *s, guint tiles, int M, int N, int K, guint32 *k_chunk)
+{
+  static gint enabled = -1;
+  LtVulkanBuffer **scratch;
+  LtVulkan *vk;
+  guint splits;
+  gsize need;
+
+  if (g_atomic_int_get (&enabled) < 0)
+    g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_GEMM_SPLITK"), "0") != 0);
+  if (!g_atomic_int_get (&enabled) || tiles >= SPLIT_GROUPS / 2 || (guint) K < 2 * SPLIT_MIN_K)
+    return 1;
+  splits = MIN (MIN ((SPLIT_GROUPS + tiles - 1) / tiles, (guint) K / SPLIT_MIN_K), SPLIT_MAX);
+  *k_chunk = (((guint) K + splits - 1) / splits + 15) / 16 * 16;
+  splits = ((guint) K + *k_chunk - 1) / *k_chunk;
+  need = (gsize) splits * M * N;
+  scratch = lt_vulkan_stream_scratch (s, &vk);
+  if (*scratch == NULL && splits > 1)
+    *scratch = lt_vulkan_buffer_new (vk, MAX (need, SPLIT_SCRATCH) * sizeof (float), NULL);
+  if (splits <= 1 || *scratch == NULL || need > G_MAXUINT32
+      || need * sizeof (float) > lt_vulkan_buffer_get_size (*scratch))
+    {
+      *k_chunk = (guint32) K;
+      return 1;
+    }
+  return splits;
+}
+
 gboolean
 lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
                 const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
@@ -134,6 +175,7 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
   {
     guint32 M, N, K, lda, ldb, ldc, a_off, b_off, c_off, ta, tb, round_a, round_b;
     float alpha, beta;
+    guint32 k_chunk, part_stride;
   } pc;
   LtVulkanKernel kernel;
   /* stored shapes: A (M, K) or (K, M); B (K, N) or (N, K) */
@@ -186,17 +228,38 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
     .ta = ta == LT_TRANS, .tb = tb == LT_TRANS,
     .round_a = precision == LT_COMPUTE_BF16 && A->dtype == LT_KDTYPE_F32,
     .round_b = precision == LT_COMPUTE_BF16 && B->dtype != LT_KDTYPE_BF16,
-    .alpha = alpha, .beta = beta,
+    .alpha = alpha, .beta = beta, .k_chunk = (guint32) K,
   };
   LtVulkanBuffer *bufs[] = { A->buf, B->buf, C->buf };
   LtVulkanGemmTile tile = lt_vulkan_gemm_tile_for (lt_vulkan_gemm_get_tile (), M, N);
   guint bm = tile == LT_VULKAN_GEMM_TILE_128X64 || tile == LT_VULKAN_GEMM_TILE_128X128 ? 128 : 64;
   guint bn = tile == LT_VULKAN_GEMM_TILE_64X128 || tile == LT_VULKAN_GEMM_TILE_128X128 ? 128 : 64;
+  guint gx = ((guint) N + bn - 1) / bn, gy = ((guint) M + bm - 1) / bm;
+  guint splits = gemm_splits (s, gx * gy, M, N, K, &pc.k_chunk);
   if (tile != LT_VULKAN_GEMM_TILE_64X64) /* the storage pair's kernel in the tile's block */
     kernel = LT_VK_GEMM_F32_128X64 + 4 * (tile - LT_VULKAN_GEMM_TILE_128X64)
              + (kernel - LT_VK_GEMM_F32);
-  return lt_vulkan_stream_dispatch (s, kernel, bufs, 3, &pc, sizeof pc, ((guint) N + bn - 1) / bn,
-                                    ((guint) M + bm - 1) / bm, 1, error);
+  if (splits <= 1)
+    return lt_vulkan_stream_dispatch (s, kernel, bufs, 3, &pc, sizeof pc, gx, gy, 1, error);
+  /* split-K: the slices' partial products (alpha applied) into the stream's scratch, then
+   * summed into C with beta */
+  struct { guint32 M, N, ldc, c_off, splits, stride; float beta; } pr = {
+    (guint32) M, (guint32) N, (guint32) C->ld, (guint32) C->offset, splits,
+    (guint32) ((gsize) M * N), beta
+  };
+  LtVulkan *vk;
+  LtVulkanBuffer *scratch = *lt_vulkan_stream_scratch (s, &vk);
+  LtVulkanBuffer *parts[] = { A->buf, B->buf, scratch }, *red[] = { scratch, C->buf };
+  pc.ldc = (guint32) N;
+  pc.c_off = 0;
+  pc.beta = 0.0f;
+  pc.part_stride = (guint32) ((gsize) M * N);
+  lt_vulkan_stream_note (s, 2.0 * M * N * K, "%c%c %dx%dx%d%s split %u", pc.ta ? 'T' : 'N',
+                         pc.tb ? 'T' : 'N', M, N, K, precision == LT_COMPUTE_BF16 ? " bf16" : "",
+                         splits);
+  return lt_vulkan_stream_dispatch (s, kernel, parts, 3, &pc, sizeof pc, gx, gy, splits, error)
+         && lt_vulkan_stream_dispatch (s, LT_VK_GEMM_REDUCE, red, 2, &pr, sizeof pr,
+                                       groups_1d (s, (gsize) M * N), 1, 1, error);
 }
 
 /* ---- RMSNorm ---- */

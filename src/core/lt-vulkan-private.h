@@ -67,6 +67,7 @@ typedef enum
   LT_VK_GEMM_F32_BF16_128X128,
   LT_VK_GEMM_BF16_BF16_128X128,
   LT_VK_GEMM_F32_F16_128X128,
+  LT_VK_GEMM_REDUCE, /* split-K: the partial products summed into C */
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 
@@ -102,5 +103,9 @@ struct _LtVulkanProfile *lt_vulkan_get_profile (LtVulkan *vk);
 struct _LtVulkanProfileStream *lt_vulkan_stream_get_profile (LtVulkanStream *s);
 void lt_vulkan_stream_note (LtVulkanStream *s, double flops, const char *format, ...)
   G_GNUC_PRINTF (3, 4);
+/* The stream's scratch buffer slot (NULL until its user, lt_vulkan_gemm's split-K, creates
+ * it on *@vk, the stream's device): the buffer lives as long as the stream, so dispatches
+ * recorded with it stay valid. */
+LtVulkanBuffer **lt_vulkan_stream_scratch (LtVulkanStream *s, LtVulkan **vk);
 
 G_END_DECLS

@@ -172,6 +172,7 @@ struct _LtVulkanStream
   gboolean failed;
   guint n_dispatches;
   LtVulkanProfileStream *prof; /* NULL: not profiling */
+  LtVulkanBuffer *scratch;     /* lt_vulkan_stream_scratch's; kept until the stream is freed */
 };
 
 gboolean
@@ -566,6 +567,13 @@ struct _LtVulkanProfileStream *
 lt_vulkan_stream_get_profile (LtVulkanStream *s)
 {
   return s->prof;
+}
+
+LtVulkanBuffer **
+lt_vulkan_stream_scratch (LtVulkanStream *s, LtVulkan **vk)
+{
+  *vk = s->vk;
+  return &s->scratch;
 }
 
 LtVulkanCoopmat *
@@ -1071,6 +1079,7 @@ lt_vulkan_stream_free (LtVulkanStream *s)
     vkDestroyDescriptorPool (dev, g_array_index (s->desc_pools, VkDescriptorPool, i), NULL);
   g_array_unref (s->desc_pools);
   lt_vulkan_profile_stream_free (s->prof);
+  lt_vulkan_buffer_free (s->scratch);
   if (s->fence != VK_NULL_HANDLE)
     vkDestroyFence (dev, s->fence, NULL);
   if (s->pool != VK_NULL_HANDLE)

@@ -384,9 +384,9 @@ test_gemm_linear_f16 (void)
  * in f32 and with the bf16 precision (operands rounded at load) against
  * lt_compute_sgemm_bf16_ref; and both operands stored bf16. */
 static void
-gemm_general (int first_mode)
+gemm_general_shape (int first_mode, int M, int N, int K)
 {
-  enum { M = 67, N = 130, K = 150, PAD = 5, OFF = 3 };
+  enum { PAD = 5, OFF = 3 };
   const float alpha = 0.75f, beta = -0.5f;
 
   for (int t = 0; t < 4; t++)
@@ -471,6 +471,12 @@ gemm_general (int first_mode)
 }
 
 static void
+gemm_general (int first_mode)
+{
+  gemm_general_shape (first_mode, 67, 130, 150);
+}
+
+static void
 test_gemm_general (void)
 {
   REQUIRE_DEVICE ();
@@ -496,6 +502,15 @@ test_gemm_tiles (void)
       linear_products (LT_KDTYPE_BF16);
       linear_products (LT_KDTYPE_F16);
       gemm_general (0);
+    }
+  lt_vulkan_gemm_set_tile (saved);
+  /* split-K (few output tiles, K >= 1024): the LoRA products' shapes, skinny either way, with
+   * beta, offsets and strides, in every tile */
+  for (gsize t = 0; t < G_N_ELEMENTS (tiles) + 1; t++)
+    {
+      lt_vulkan_gemm_set_tile (t < G_N_ELEMENTS (tiles) ? tiles[t] : LT_VULKAN_GEMM_TILE_64X64);
+      gemm_general_shape (0, 70, 8, 3000);
+      gemm_general_shape (0, 8, 130, 1100);
     }
   lt_vulkan_gemm_set_tile (saved);
   g_assert_cmpint (lt_vulkan_gemm_tile_for (LT_VULKAN_GEMM_TILE_AUTO, 2048, 8192), ==,

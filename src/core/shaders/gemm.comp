@@ -57,6 +57,9 @@ layout (push_constant) uniform Params
   uint ta, tb;
   uint round_a, round_b;
   float alpha, beta;
+  // split-K (gemm-reduce.comp): workgroup z sums K in [z·k_chunk, (z + 1)·k_chunk) and writes
+  // C at c_off + z·part_stride (then beta is 0); k_chunk = K without a split
+  uint k_chunk, part_stride;
 } p;
 
 shared vec4 As[BK][BM / 4 + 1];
@@ -68,12 +71,14 @@ main ()
   const uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
   const uint tid = ty * 16u + tx;
   const uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
+  const uint k_begin = gl_WorkGroupID.z * p.k_chunk, k_end = min (p.K, k_begin + p.k_chunk);
+  const uint c_off = p.c_off + gl_WorkGroupID.z * p.part_stride;
   vec4 acc[TM][RN];
   for (uint r = 0u; r < TM; r++)
     for (uint q = 0u; q < RN; q++)
       acc[r][q] = vec4 (0.0);
 
-  for (uint k0 = 0u; k0 < p.K; k0 += BK)
+  for (uint k0 = k_begin; k0 < k_end; k0 += BK)
     {
       // A slice: op(A) rows row0.., columns k0..; consecutive threads walk stored rows.
       for (uint e = tid; e < BM * BK; e += 256u)
@@ -91,7 +96,7 @@ main ()
             }
           const uint gi = row0 + ii, gk = k0 + kk;
           float v = 0.0;
-          if (gi < p.M && gk < p.K)
+          if (gi < p.M && gk < k_end)
             {
               v = LOAD_A (p.a_off + (p.ta == 0u ? gi * p.lda + gk : gk * p.lda + gi));
               if (p.round_a != 0u)
@@ -115,7 +120,7 @@ main ()
             }
           const uint gk = k0 + kk, gj = col0 + jj;
           float v = 0.0;
-          if (gk < p.K && gj < p.N)
+          if (gk < k_end && gj < p.N)
             {
               v = LOAD_B (p.b_off + (p.tb == 0u ? gk * p.ldb + gj : gj * p.ldb + gk));
               if (p.round_b != 0u)
@@ -146,7 +151,7 @@ main ()
         const uint gj = col0 + 4u * tx + 64u * (q / 4u) + q % 4u;
         if (gi < p.M && gj < p.N)
           {
-            const uint ci = p.c_off + gi * p.ldc + gj;
+            const uint ci = c_off + gi * p.ldc + gj;
             float v = p.alpha * acc[r][q / 4u][q % 4u];
             if (p.beta != 0.0)
               v += p.beta * c[ci];
