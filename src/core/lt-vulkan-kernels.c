@@ -700,9 +700,31 @@ lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulka
                                   LtVulkanBuffer *dout, LtVulkanBuffer *delta, int base, int n,
                                   int H, int KVH, int D, GError **error)
 {
-  struct { guint32 n, H, KVH, D; float scale; guint32 base; } pc = {
+  return lt_vulkan_attention_backward_split (s, dq, dk, dv, q, k, v, out, lse, dout, delta, NULL,
+                                             NULL, base, n, H, KVH, D, error);
+}
+
+/* LATHE_VULKAN_ATT_SPLIT=0 turns the split dk/dv pass off (comparisons) */
+static gboolean
+att_split_enabled (void)
+{
+  static gint enabled = -1;
+  if (g_atomic_int_get (&enabled) < 0)
+    g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_SPLIT"), "0") != 0);
+  return g_atomic_int_get (&enabled);
+}
+
+gboolean
+lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulkanBuffer *dk,
+                                    LtVulkanBuffer *dv, LtVulkanBuffer *q, LtVulkanBuffer *k,
+                                    LtVulkanBuffer *v, LtVulkanBuffer *out, LtVulkanBuffer *lse,
+                                    LtVulkanBuffer *dout, LtVulkanBuffer *delta,
+                                    LtVulkanBuffer *dk_part, LtVulkanBuffer *dv_part, int base,
+                                    int n, int H, int KVH, int D, GError **error)
+{
+  struct { guint32 n, H, KVH, D; float scale; guint32 base, split; } pc = {
     (guint32) n, (guint32) H, (guint32) KVH, (guint32) D, 1.0f / sqrtf ((float) D),
-    (guint32) MAX (base, 0)
+    (guint32) MAX (base, 0), 0
   };
   gsize nq = ((gsize) MAX (base, 0) + n) * H * D, nk = ((gsize) MAX (base, 0) + n) * KVH * D;
   gsize nh = ((gsize) MAX (base, 0) + n) * H;
@@ -729,10 +751,22 @@ lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulka
   if (!lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DQ, first, 8, &pc, sizeof pc,
                                   ((guint) n + ATT_ROWS - 1) / ATT_ROWS, (guint) H, 1, error))
     return FALSE;
-  lt_vulkan_stream_note (s, 8.0 * D * pairs, "n%d H%d/%d D%d", n, H, KVH, D);
-  return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, second, 8, &pc,
-                                       sizeof pc, ((guint) n + ATT_ROWS - 1) / ATT_ROWS,
-                                       (guint) KVH, 1, error);
+  /* split: GQA, and both partial buffers hold (n, H, D) */
+  pc.split = H > KVH && dk_part != NULL && dv_part != NULL && att_split_enabled ()
+             && lt_vulkan_buffer_get_size (dk_part) >= (gsize) n * H * D * 4
+             && lt_vulkan_buffer_get_size (dv_part) >= (gsize) n * H * D * 4;
+  lt_vulkan_stream_note (s, 8.0 * D * pairs, "n%d H%d/%d D%d%s", n, H, KVH, D,
+                         pc.split ? " split" : "");
+  if (!pc.split)
+    return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, second, 8, &pc,
+                                      sizeof pc, ((guint) n + ATT_ROWS - 1) / ATT_ROWS,
+                                      (guint) KVH, 1, error);
+  LtVulkanBuffer *parts[] = { dk_part, dv_part, q, k, v, lse, delta, dout };
+  LtVulkanBuffer *red[] = { dk, dv, dk_part, dv_part };
+  return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, parts, 8, &pc, sizeof pc,
+                                    ((guint) n + ATT_ROWS - 1) / ATT_ROWS, (guint) H, 1, error)
+         && lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_DKDV_REDUCE, red, 4, &pc, sizeof pc,
+                                       groups_1d (s, (gsize) n * KVH * D), 1, 1, error);
 }
 
 /* ---- quantized weights (lt-vulkan-kernels.h) ---- */

@@ -68,6 +68,7 @@ typedef enum
   LT_VK_GEMM_BF16_BF16_128X128,
   LT_VK_GEMM_F32_F16_128X128,
   LT_VK_GEMM_REDUCE, /* split-K: the partial products summed into C */
+  LT_VK_ATTENTION_DKDV_REDUCE, /* the split dk/dv pass's group sums */
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 

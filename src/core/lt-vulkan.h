@@ -313,6 +313,20 @@ gboolean lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq
                                            LtVulkanBuffer *delta, int base, int n, int H,
                                            int KVH, int D, GError **error);
 
+/* The same with the dk/dv pass split by query head (GQA, H > KVH): @dk_part and @dv_part
+ * (scratch, n·H·D floats each, or NULL: not split) receive each head's share, then a second
+ * dispatch sums each group into dk and dv. The unsplit pass gives a workgroup the whole group
+ * of heads over every later query, so the first keys' workgroups bound the pass; split, the
+ * work is spread over H/KVH times as many. LATHE_VULKAN_ATT_SPLIT=0 turns it off. */
+gboolean lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq,
+                                             LtVulkanBuffer *dk, LtVulkanBuffer *dv,
+                                             LtVulkanBuffer *q, LtVulkanBuffer *k,
+                                             LtVulkanBuffer *v, LtVulkanBuffer *out,
+                                             LtVulkanBuffer *lse, LtVulkanBuffer *dout,
+                                             LtVulkanBuffer *delta, LtVulkanBuffer *dk_part,
+                                             LtVulkanBuffer *dv_part, int base, int n, int H,
+                                             int KVH, int D, GError **error);
+
 /* ---- profiling (lt-vulkan-profile.c) ----
  * LATHE_VULKAN_PROFILE=1, read when a device is opened, times every dispatch of its streams
  * with timestamp queries and adds them up per kernel (and per GEMM shape) until reset: what

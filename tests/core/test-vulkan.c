@@ -1233,9 +1233,10 @@ test_cli_devices (void)
   g_assert_cmpint (run_cli ("extra", &bad), ==, 2);
 }
 
-/* The forward (with lse) then the backward, on the GPU, against lt_attention_backward_ref. */
+/* The forward (with lse) then the backward, on the GPU, against lt_attention_backward_ref;
+ * @split: the dk/dv pass split by query head (lt_vulkan_attention_backward_split). */
 static void
-attention_backward_case (int n, int H, int KVH, int D)
+attention_backward_case_split (int n, int H, int KVH, int D, gboolean split)
 {
   g_autoptr (GError) error = NULL;
   gsize nq = (gsize) n * H * D, nk = (gsize) n * KVH * D;
@@ -1261,13 +1262,20 @@ attention_backward_case (int n, int H, int KVH, int D)
   g_autoptr (LtVulkanBuffer) bdq = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
   g_autoptr (LtVulkanBuffer) bdk = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
   g_autoptr (LtVulkanBuffer) bdv = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
+  g_autoptr (LtVulkanBuffer) bkp = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
+  g_autoptr (LtVulkanBuffer) bvp = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
   g_assert_no_error (error);
   g_assert_true (lt_vulkan_attention_forward (s, bo, blse, bq, bk, bv, LT_KDTYPE_F32, n, n, H, KVH,
                                               D, &error));
-  g_assert_true (lt_vulkan_attention_backward (s, bdq, bdk, bdv, bq, bk, bv, bo, blse, bdo, bdelta,
-                                               n, H, KVH, D, &error));
+  if (split)
+    g_assert_true (lt_vulkan_attention_backward_split (s, bdq, bdk, bdv, bq, bk, bv, bo, blse, bdo,
+                                                       bdelta, bkp, bvp, 0, n, H, KVH, D, &error));
+  else
+    g_assert_true (lt_vulkan_attention_backward (s, bdq, bdk, bdv, bq, bk, bv, bo, blse, bdo,
+                                                 bdelta, n, H, KVH, D, &error));
   g_assert_no_error (error);
-  g_assert_cmpuint (lt_vulkan_stream_get_n_dispatches (s), ==, 3);
+  /* split (GQA only): the dk/dv pass and its group sums */
+  g_assert_cmpuint (lt_vulkan_stream_get_n_dispatches (s), ==, split && H > KVH ? 4 : 3);
   run (s);
   download (bdq, dq, sizeof (float) * nq);
   download (bdk, dk, sizeof (float) * nk);
@@ -1275,11 +1283,18 @@ attention_backward_case (int n, int H, int KVH, int D)
   eq = max_rel (dq, dqr, nq);
   ek = max_rel (dk, dkr, nk);
   ev = max_rel (dv, dvr, nk);
-  g_test_message ("attention backward n=%d H=%d KVH=%d D=%d: dq %.3g, dk %.3g, dv %.3g "
-                  "(max error relative to max(1, |ref|))", n, H, KVH, D, eq, ek, ev);
+  g_test_message ("attention backward%s n=%d H=%d KVH=%d D=%d: dq %.3g, dk %.3g, dv %.3g "
+                  "(max error relative to max(1, |ref|))", split ? " (split)" : "", n, H, KVH, D,
+                  eq, ek, ev);
   g_assert_cmpfloat (eq, <=, 5e-6);
   g_assert_cmpfloat (ek, <=, 5e-6);
   g_assert_cmpfloat (ev, <=, 5e-6);
+}
+
+static void
+attention_backward_case (int n, int H, int KVH, int D)
+{
+  attention_backward_case_split (n, H, KVH, D, FALSE);
 }
 
 static void
@@ -1306,12 +1321,17 @@ test_attention_tiles (void)
   attention_backward_case (150, 4, 2, 64);
   attention_backward_case (131, 2, 1, 128);
   attention_backward_case (67, 6, 2, 36);   /* D not a multiple of the 8-dim chunks */
+  attention_backward_case_split (150, 4, 2, 64, TRUE);
+  attention_backward_case_split (131, 4, 1, 128, TRUE);
+  attention_backward_case_split (67, 6, 2, 36, TRUE);
+  attention_backward_case_split (40, 2, 2, 32, TRUE); /* no GQA: not split */
 }
 
-/* Two sequences of a packed batch (rows from @base on): the _seq forms against the reference
- * on each sequence alone. */
+/* Two sequences of a packed batch (rows from @base on): the _seq forms (@split: the backward
+ * split by query head, its partial sums indexed from each sequence's first row) against the
+ * reference on each sequence alone. */
 static void
-test_attention_packed (void)
+attention_packed_case (gboolean split)
 {
   g_autoptr (GError) error = NULL;
   const int n1 = 70, n2 = 81, N = n1 + n2, H = 4, KVH = 2, D = 64;
@@ -1345,14 +1365,18 @@ test_attention_packed (void)
   g_autoptr (LtVulkanBuffer) bdq = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
   g_autoptr (LtVulkanBuffer) bdk = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
   g_autoptr (LtVulkanBuffer) bdv = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
+  g_autoptr (LtVulkanBuffer) bkp = lt_vulkan_buffer_new (vk, sizeof (float) * n2 * H * D, &error);
+  g_autoptr (LtVulkanBuffer) bvp = lt_vulkan_buffer_new (vk, sizeof (float) * n2 * H * D, &error);
   g_assert_no_error (error);
   for (int seq = 0; seq < 2; seq++)
     {
       int base = seq == 0 ? 0 : n1, n = seq == 0 ? n1 : n2;
       g_assert_true (lt_vulkan_attention_forward_seq (s, bo, blse, bq, bk, bv, LT_KDTYPE_F32, base,
                                                       n, n, H, KVH, D, &error));
-      g_assert_true (lt_vulkan_attention_backward_seq (s, bdq, bdk, bdv, bq, bk, bv, bo, blse,
-                                                       bdo, bdelta, base, n, H, KVH, D, &error));
+      g_assert_true (lt_vulkan_attention_backward_split (s, bdq, bdk, bdv, bq, bk, bv, bo, blse,
+                                                         bdo, bdelta, split ? bkp : NULL,
+                                                         split ? bvp : NULL, base, n, H, KVH, D,
+                                                         &error));
       g_assert_no_error (error);
     }
   run (s);
@@ -1362,12 +1386,19 @@ test_attention_packed (void)
   download (bdv, dv, sizeof (float) * nk);
   double eo = max_abs (out, ref, nq), eq = max_rel (dq, dqr, nq), ek = max_rel (dk, dkr, nk);
   double ev = max_rel (dv, dvr, nk);
-  g_test_message ("packed attention %d + %d rows: out %.3g, dq %.3g, dk %.3g, dv %.3g", n1, n2,
-                  eo, eq, ek, ev);
+  g_test_message ("packed attention %d + %d rows%s: out %.3g, dq %.3g, dk %.3g, dv %.3g", n1,
+                  n2, split ? " (split)" : "", eo, eq, ek, ev);
   g_assert_cmpfloat (eo, <=, 5e-6);
   g_assert_cmpfloat (eq, <=, 5e-6);
   g_assert_cmpfloat (ek, <=, 5e-6);
   g_assert_cmpfloat (ev, <=, 5e-6);
+}
+
+static void
+test_attention_packed (void)
+{
+  attention_packed_case (FALSE);
+  attention_packed_case (TRUE);
 }
 
 /* LATHE_VULKAN_PROFILE=1 on a second device handle: every dispatch timed and counted under

@@ -12,6 +12,11 @@
 // q/dout rows (12 KiB).
 // dk, dv (n, KVH, D) written; q (n, H, D), k, v (n, KVH, D), lse, delta (n, H),
 // dout (n, H, D).
+// With split (GQA: H > KVH), a workgroup takes the keys' share of one query head h instead of
+// the whole group (the grid's y is H, not KVH: group times more workgroups, each group times
+// shorter — the causal work of key block 0 no longer bounds the pass) and writes it to
+// dk, dv as partial sums (n, H, D), rows from the sequence's first (no base);
+// attention-dkdv-reduce.comp then adds up each group's heads.
 #version 450
 layout (local_size_x = 16, local_size_y = 16) in;
 
@@ -33,7 +38,7 @@ layout (std430, set = 0, binding = 6) readonly buffer Delta { float delta_[]; };
 layout (std430, set = 0, binding = 7) readonly buffer DOut { float dout[]; };
 
 // base: the first row (token) of a packed batch's sequence that every array is read from
-layout (push_constant) uniform Params { uint n, H, KVH, D; float scale; uint base; } p;
+layout (push_constant) uniform Params { uint n, H, KVH, D; float scale; uint base, split; } p;
 
 // buf while scoring: the k and v chunks (BK·CV vec4 each) then the q and dout chunks (BQ·CV
 // each); while accumulating: q rows then dout rows
@@ -46,8 +51,10 @@ main ()
 {
   const uint tx = gl_LocalInvocationID.x, ty = gl_LocalInvocationID.y;
   const uint tid = ty * 16u + tx;
-  const uint g = gl_WorkGroupID.y;
   const uint group = p.H / p.KVH;
+  const uint g = p.split != 0u ? gl_WorkGroupID.y / group : gl_WorkGroupID.y;
+  const uint h_first = p.split != 0u ? gl_WorkGroupID.y : g * group;
+  const uint h_count = p.split != 0u ? 1u : group;
   const uint j0 = gl_WorkGroupID.x * BK;
   const uint dv4 = (p.D + 3u) / 4u;
   const uint qrows = min (BQ, BUF / (2u * dv4));
@@ -61,9 +68,9 @@ main ()
         accv[r][c] = vec4 (0.0);
       }
 
-  for (uint hh = 0u; hh < group; hh++)
+  for (uint hh = 0u; hh < h_count; hh++)
     {
-      const uint h = g * group + hh;
+      const uint h = h_first + hh;
       for (uint i0 = j0; i0 < p.n; i0 += BQ)
         {
           float s[4][2], dp[4][2];
@@ -199,7 +206,7 @@ main ()
       const uint j = j0 + 4u * ty + r;
       if (j >= p.n)
         continue;
-      const uint row = ((j + p.base) * p.KVH + g) * p.D;
+      const uint row = p.split != 0u ? (j * p.H + h_first) * p.D : ((j + p.base) * p.KVH + g) * p.D;
       for (uint c = 0u; c < NV; c++)
         {
           const uint c4 = tx + 16u * c;
