@@ -64,4 +64,6 @@ const LtVulkanKernelInfo lt_vulkan_kernels[LT_VK_N_KERNELS] = {
   [LT_VK_GEMM_F32_F16_128X128] = { "gemm-f32-f16-128x128", 3 },
   [LT_VK_GEMM_REDUCE] = { "gemm-reduce", 2 },
   [LT_VK_ATTENTION_DKDV_REDUCE] = { "attention-dkdv-reduce", 4 },
+  [LT_VK_ATTENTION_FORWARD_ROWS16] = { "attention-forward-rows16", 5 },
+  [LT_VK_ATTENTION_FORWARD_ROWS16_F16KV] = { "attention-forward-rows16-f16kv", 5 },
 };

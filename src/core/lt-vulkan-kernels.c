@@ -612,6 +612,10 @@ lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n, LtVulkanB
  * and of the larger backward pass (either: staging 768 vec4, dS 64 × 64 or P and dS 32 × 64) */
 #define ATT_SHARED_BYTES (640 * 16 + 64 * 64 * 4 + 64 * 16 * 4)
 #define ATT_BWD_SHARED_BYTES (768 * 16 + 64 * 64 * 4)
+/* attention-forward-rows16.comp (n <= ATT_FEW_ROWS: decoding): 16-row blocks, Q, K, V tiles
+ * of 16 rows and the 16 × 16 scores */
+#define ATT_FEW_ROWS 16
+#define ATT_FEW_SHARED_BYTES (16 * ATT_MAX_D * 4 * 3 + 16 * 16 * 4)
 
 static gboolean
 attention_shape (LtVulkanStream *s, const char *what, int n, int S, int H, int KVH, int D,
@@ -654,7 +658,9 @@ lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulka
     lse != NULL, (guint32) base
   };
 
-  if (!attention_shape (s, "attention", n, S, H, KVH, D, ATT_SHARED_BYTES, error))
+  gboolean few = n <= ATT_FEW_ROWS;
+  if (!attention_shape (s, "attention", n, S, H, KVH, D,
+                        few ? ATT_FEW_SHARED_BYTES : ATT_SHARED_BYTES, error))
     return FALSE;
   if (kv_dtype != LT_KDTYPE_F32 && kv_dtype != LT_KDTYPE_F16)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
@@ -676,6 +682,11 @@ lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulka
   /* the causal pairs (S − n + (n + 1)/2 keys per query on average), 2 products of D each */
   lt_vulkan_stream_note (s, 4.0 * D * H * n * ((double) S - n + (n + 1) / 2.0),
                          "n%d S%d H%d/%d D%d", n, S, H, KVH, D);
+  if (few)
+    return lt_vulkan_stream_dispatch (s, kv_dtype == LT_KDTYPE_F16
+                                           ? LT_VK_ATTENTION_FORWARD_ROWS16_F16KV
+                                           : LT_VK_ATTENTION_FORWARD_ROWS16,
+                                      bufs, 5, &pc, sizeof pc, 1, (guint) H, 1, error);
   return lt_vulkan_stream_dispatch (s, kv_dtype == LT_KDTYPE_F16 ? LT_VK_ATTENTION_FORWARD_F16KV
                                                                  : LT_VK_ATTENTION_FORWARD,
                                     bufs, 5, &pc, sizeof pc, ((guint) n + ATT_ROWS - 1) / ATT_ROWS,

@@ -69,6 +69,8 @@ typedef enum
   LT_VK_GEMM_F32_F16_128X128,
   LT_VK_GEMM_REDUCE, /* split-K: the partial products summed into C */
   LT_VK_ATTENTION_DKDV_REDUCE, /* the split dk/dv pass's group sums */
+  LT_VK_ATTENTION_FORWARD_ROWS16, /* decoding's few queries: 16-row blocks */
+  LT_VK_ATTENTION_FORWARD_ROWS16_F16KV,
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 

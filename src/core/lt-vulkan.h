@@ -281,7 +281,9 @@ gboolean lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n,
 /* Causal GQA attention forward (tiled, flash-style), as lt_attention_forward: out (n, H, D),
  * q (n, H, D), k, v (S, KVH, D) stored @kv_dtype (f32, or f16 as decode's half KV cache:
  * lt_attention_forward_f16kv), S >= n; D even and <= 128. @lse (n, H; may be NULL) receives
- * each row's log-sum-exp of the scaled scores, which the backward needs. */
+ * each row's log-sum-exp of the scaled scores, which the backward needs. Register-tiled: 64
+ * query rows per workgroup, each thread 4 rows × 4 keys per 64-key tile; n <= 16 (decoding)
+ * takes a kernel of 16-row blocks instead. */
 gboolean lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse,
                                       LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
                                       LtKDType kv_dtype, int n, int S, int H, int KVH, int D,

@@ -1317,6 +1317,8 @@ test_attention_tiles (void)
   attention_case (150, 150, 4, 2, 64);
   attention_case (131, 131, 2, 1, 128);
   attention_case (70, 200, 4, 2, 64);        /* 70 new queries over a cache of 130 */
+  attention_case (16, 300, 4, 2, 64);        /* the last n of the 16-row decoding kernel */
+  attention_case (17, 300, 4, 2, 128);       /* the first of the 64-row one */
   attention_f16kv_case (65, 190, 2, 1, 128);
   attention_backward_case (150, 4, 2, 64);
   attention_backward_case (131, 2, 1, 128);
