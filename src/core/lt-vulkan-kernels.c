@@ -609,9 +609,10 @@ lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n, LtVulkanB
 #define ATT_MAX_D 128
 #define ATT_ROWS 64 /* query rows (forward, dq) and keys (dkdv) per workgroup */
 /* shared memory of attention-forward.comp (staging 640 vec4, P 64 × 64, row sums 64 × 16)
- * and of the larger backward pass (either: staging 768 vec4, dS 64 × 64 or P and dS 32 × 64) */
+ * and of the larger backward pass (-dkdv: staging 960 vec4, P and dS 32 × 64; -dq has staging
+ * 768 vec4 and dS 64 × 64) */
 #define ATT_SHARED_BYTES (640 * 16 + 64 * 64 * 4 + 64 * 16 * 4)
-#define ATT_BWD_SHARED_BYTES (768 * 16 + 64 * 64 * 4)
+#define ATT_BWD_SHARED_BYTES (960 * 16 + 64 * 64 * 4)
 /* attention-forward-rows16.comp (n <= ATT_FEW_ROWS: decoding): 16-row blocks, Q, K, V tiles
  * of 16 rows and the 16 × 16 scores */
 #define ATT_FEW_ROWS 16

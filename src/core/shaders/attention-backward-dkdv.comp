@@ -6,10 +6,10 @@
 // A workgroup of 16×16 threads owns BK = 64 keys of one key/value head, so dk and dv are
 // written without atomics; queries stream through in tiles of BQ = 32. Register tiles: thread
 // (ty, tx) forms s and dP for keys 4ty … 4ty+3 and queries tx, tx+16 (k, v, q, dout staged in
-// chunks of 8 dims), writes P and dS to shared memory, then accumulates P·dout and dS·q for
+// chunks of 16 dims), writes P and dS to shared memory, then accumulates P·dout and dS·q for
 // its 4 keys and the columns 4tx … 4tx+3, 64+4tx … (D ≤ 128), q and dout staged a few
 // queries at a time. Shared memory: P and dS (2 × 32 × 64 f32, 16 KiB) + the chunks or
-// q/dout rows (12 KiB).
+// q/dout rows (15 KiB).
 // dk, dv (n, KVH, D) written; q (n, H, D), k, v (n, KVH, D), lse, delta (n, H),
 // dout (n, H, D).
 // With split (GQA: H > KVH), a workgroup takes the keys' share of one query head h instead of
@@ -22,11 +22,11 @@ layout (local_size_x = 16, local_size_y = 16) in;
 
 #define BK 64u
 #define BQ 32u
-#define DC 8u
+#define DC 16u
 #define CV (DC / 4u + 1u) // vec4 per staged row (one of padding)
 #define MAXD 128u
 #define NV (MAXD / 64u)
-#define BUF 768u
+#define BUF 960u // (2·BK + 2·BQ)·CV: the four chunks
 
 layout (std430, set = 0, binding = 0) writeonly buffer DK { float dk[]; };
 layout (std430, set = 0, binding = 1) writeonly buffer DV { float dv[]; };
@@ -82,7 +82,7 @@ main ()
               }
           for (uint d0 = 0u; d0 < p.D; d0 += DC)
             {
-              // 64 key rows and 32 query rows of DC dims: 2 vec4 each
+              // 64 key rows and 32 query rows of DC dims: DC/4 vec4 each
               for (uint e = tid; e < (BK + BQ) * (DC / 4u); e += 256u)
                 {
                   const uint row = e / (DC / 4u), cv = e % (DC / 4u), dd = d0 + 4u * cv;
