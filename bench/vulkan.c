@@ -392,8 +392,9 @@ run_tiles (int argc, char **argv)
       for (int p = 0; p < 3; p++)
         {
           int M = prods[p].M, N = prods[p].N, K = prods[p].K;
-          int a_rows = prods[p].ta == LT_NO_TRANS ? M : K, a_cols = prods[p].ta == LT_NO_TRANS ? K : M;
-          int b_rows = prods[p].tb == LT_NO_TRANS ? K : N, b_cols = prods[p].tb == LT_NO_TRANS ? N : K;
+          gboolean na_ = prods[p].ta == LT_NO_TRANS, nb_ = prods[p].tb == LT_NO_TRANS;
+          int a_rows = na_ ? M : K, a_cols = na_ ? K : M;
+          int b_rows = nb_ ? K : N, b_cols = nb_ ? N : K;
           gsize na = (gsize) a_rows * a_cols, nb = (gsize) b_rows * b_cols;
           g_autoptr (LtVulkanBuffer) ba = random_buffer (vk, na, &error);
           g_autoptr (LtVulkanBuffer) bb = random_buffer (vk, prods[p].w_bf16 ? (nb + 1) / 2 : nb,

@@ -6,12 +6,14 @@
 // row read consecutive vec4), over K in slices of 16 staged in shared memory as vec4 rows, so
 // that each step of the inner loop reads TM/4 vec4 of A and TN/4 of B for TM·TN products
 // (where scalar reads took 8 for 16). Tiles 64×64 (TM = TN = 4, the default), 128×64, 64×128
-// and 128×128: -DTM=8 / -DTN=8 (lt_vulkan_gemm picks: lt-vulkan-kernels.h). The rows are padded by one vec4, so that the staging stores
-// where consecutive threads walk k (A not transposed, B transposed) fall on different banks.
-// Accumulation is f32. Built four times by glslc: A and B f32; A f32 and B bf16 (-DB_BF16) or
-// f16 (-DB_F16, a frozen weight stored f16); both bf16 (-DA_BF16 -DB_BF16). 16-bit operands
-// are stored two per uint (element 0 in the low half) and expanded exactly. round_a / round_b
-// round f32 operands to bf16 at load (LT_COMPUTE_BF16: bf16 inputs, f32 accumulation).
+// and 128×128: -DTM=8 / -DTN=8 (lt_vulkan_gemm_set_tile, lt-vulkan.h). The rows are padded by
+// one vec4, so that the staging stores where consecutive threads walk k (A not transposed, B
+// transposed) fall on different banks. Split-K: push constants below (gemm-reduce.comp).
+// Accumulation is f32. Built four times per tile by glslc: A and B f32; A f32 and B bf16
+// (-DB_BF16) or f16 (-DB_F16, a frozen weight stored f16); both bf16 (-DA_BF16 -DB_BF16).
+// 16-bit operands are stored two per uint (element 0 in the low half) and expanded exactly.
+// round_a / round_b round f32 operands to bf16 at load (LT_COMPUTE_BF16: bf16 inputs, f32
+// accumulation).
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
