@@ -8,7 +8,8 @@
 // (where scalar reads took 8 for 16). Tiles 64×64 (TM = TN = 4, the default), 128×64, 64×128
 // and 128×128: -DTM=8 / -DTN=8 (lt_vulkan_gemm_set_tile, lt-vulkan.h). The rows are padded by
 // one vec4, so that the staging stores where consecutive threads walk k (A not transposed, B
-// transposed) fall on different banks. Split-K: push constants below (gemm-reduce.comp).
+// transposed) fall on different banks; the next slice is read into registers while the
+// current one is multiplied. Split-K: push constants below (gemm-reduce.comp).
 // Accumulation is f32. Built four times per tile by glslc: A and B f32; A f32 and B bf16
 // (-DB_BF16) or f16 (-DB_F16, a frozen weight stored f16); both bf16 (-DA_BF16 -DB_BF16).
 // 16-bit operands are stored two per uint (element 0 in the low half) and expanded exactly.
@@ -67,6 +68,75 @@ layout (push_constant) uniform Params
 shared vec4 As[BK][BM / 4 + 1];
 shared vec4 Bs[BK][BN / 4 + 1];
 
+#define AL (BM * BK / 256) // A and B elements each thread stages per slice
+#define BL (BK * BN / 256)
+
+// op(A)'s element e of the slice at k0 (consecutive threads walk stored rows): its place
+void
+a_at (uint e, out uint ii, out uint kk)
+{
+  if (p.ta == 0u)
+    {
+      kk = e % BK;
+      ii = e / BK;
+    }
+  else
+    {
+      ii = e % BM;
+      kk = e / BM;
+    }
+}
+
+void
+b_at (uint e, out uint kk, out uint jj)
+{
+  if (p.tb == 0u)
+    {
+      jj = e % BN;
+      kk = e / BN;
+    }
+  else
+    {
+      kk = e % BK;
+      jj = e / BK;
+    }
+}
+
+// The next slice from memory into registers (issued before the current slice's products, so
+// that their latency hides behind them), then into shared memory after the barrier.
+void
+fetch (uint k0, uint k_end, uint row0, uint col0, uint tid, out float ra[AL], out float rb[BL])
+{
+  for (uint t = 0u; t < AL; t++)
+    {
+      uint ii, kk;
+      a_at (tid + 256u * t, ii, kk);
+      const uint gi = row0 + ii, gk = k0 + kk;
+      float v = 0.0;
+      if (gi < p.M && gk < k_end)
+        {
+          v = LOAD_A (p.a_off + (p.ta == 0u ? gi * p.lda + gk : gk * p.lda + gi));
+          if (p.round_a != 0u)
+            v = lt_round_bf16 (v);
+        }
+      ra[t] = v;
+    }
+  for (uint t = 0u; t < BL; t++)
+    {
+      uint kk, jj;
+      b_at (tid + 256u * t, kk, jj);
+      const uint gk = k0 + kk, gj = col0 + jj;
+      float v = 0.0;
+      if (gk < k_end && gj < p.N)
+        {
+          v = LOAD_B (p.b_off + (p.tb == 0u ? gk * p.ldb + gj : gj * p.ldb + gk));
+          if (p.round_b != 0u)
+            v = lt_round_bf16 (v);
+        }
+      rb[t] = v;
+    }
+}
+
 void
 main ()
 {
@@ -80,57 +150,26 @@ main ()
     for (uint q = 0u; q < RN; q++)
       acc[r][q] = vec4 (0.0);
 
+  float ra[AL], rb[BL];
+  if (k_begin < k_end)
+    fetch (k_begin, k_end, row0, col0, tid, ra, rb);
   for (uint k0 = k_begin; k0 < k_end; k0 += BK)
     {
-      // A slice: op(A) rows row0.., columns k0..; consecutive threads walk stored rows.
-      for (uint e = tid; e < BM * BK; e += 256u)
+      for (uint t = 0u; t < AL; t++)
         {
           uint ii, kk;
-          if (p.ta == 0u)
-            {
-              kk = e % BK;
-              ii = e / BK;
-            }
-          else
-            {
-              ii = e % BM;
-              kk = e / BM;
-            }
-          const uint gi = row0 + ii, gk = k0 + kk;
-          float v = 0.0;
-          if (gi < p.M && gk < k_end)
-            {
-              v = LOAD_A (p.a_off + (p.ta == 0u ? gi * p.lda + gk : gk * p.lda + gi));
-              if (p.round_a != 0u)
-                v = lt_round_bf16 (v);
-            }
-          As[kk][ii >> 2][ii & 3u] = v;
+          a_at (tid + 256u * t, ii, kk);
+          As[kk][ii >> 2][ii & 3u] = ra[t];
         }
-      // B slice: op(B) rows k0.., columns col0..
-      for (uint e = tid; e < BK * BN; e += 256u)
+      for (uint t = 0u; t < BL; t++)
         {
           uint kk, jj;
-          if (p.tb == 0u)
-            {
-              jj = e % BN;
-              kk = e / BN;
-            }
-          else
-            {
-              kk = e % BK;
-              jj = e / BK;
-            }
-          const uint gk = k0 + kk, gj = col0 + jj;
-          float v = 0.0;
-          if (gk < k_end && gj < p.N)
-            {
-              v = LOAD_B (p.b_off + (p.tb == 0u ? gk * p.ldb + gj : gj * p.ldb + gk));
-              if (p.round_b != 0u)
-                v = lt_round_bf16 (v);
-            }
-          Bs[kk][jj >> 2][jj & 3u] = v;
+          b_at (tid + 256u * t, kk, jj);
+          Bs[kk][jj >> 2][jj & 3u] = rb[t];
         }
       barrier ();
+      if (k0 + BK < k_end)
+        fetch (k0 + BK, k_end, row0, col0, tid, ra, rb);
       for (uint kk = 0u; kk < BK; kk++)
         {
           vec4 ar[RM], bc[RN];
