@@ -26,7 +26,12 @@
  * (lavapipe: `--check 0 1 16`). Exit status 0: every row within the tolerance on a device with
  * cooperative matrices; 1: a mismatch or a failure (the kernel's self-check at first use
  * included: lt-vulkan-coopmat.h); 2: the rows that ran passed but the device has no
- * cooperative matrices (the reason is printed). */
+ * cooperative matrices (the reason is printed).
+ *
+ * `bench-vulkan --tiles [device] [reps] [divisor]`: the portable GEMM's tiles (run_tiles).
+ *
+ * `bench-vulkan --step …`: the whole LoRA training step, with LATHE_VULKAN_PROFILE=1 its
+ * per-kernel GPU time (vulkan-step.c says how). */
 #include "config.h"
 
 #include <math.h>
@@ -345,11 +350,100 @@ run_check (int argc, char **argv)
   return 0;
 }
 
+/* `bench-vulkan --tiles [device] [reps] [divisor]`: the portable GEMM's every tile at the
+ * training step's linear-layer shapes (those of --check), bf16 precision as the trainer runs
+ * it, ms and GFLOP/s per tile and which one AUTO takes; the best tile of each row marked. */
+static int
+run_tiles (int argc, char **argv)
+{
+  int device = argc > 2 ? atoi (argv[2]) : 0;
+  int reps = argc > 3 ? MAX (atoi (argv[3]), 1) : 5;
+  int div = argc > 4 ? MAX (atoi (argv[4]), 1) : 1;
+  static const int shapes[6][3] = {
+    { 512, 576, 576 },    { 512, 1536, 576 },   { 512, 576, 1536 },
+    { 2048, 2048, 2048 }, { 2048, 8192, 2048 }, { 2048, 2048, 8192 },
+  };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtVulkan) vk = NULL;
+  LtVulkanGemmTile saved = lt_vulkan_gemm_get_tile ();
+
+  if ((vk = lt_vulkan_new (device, &error)) == NULL)
+    {
+      fprintf (stderr, "bench-vulkan: %s\n", error->message);
+      return 1;
+    }
+  lt_vulkan_coopmat_set_mode (vk, LT_VULKAN_COOPMAT_OFF);
+  printf ("device %d: %s; the portable GEMM per tile, bf16 precision, %d calls per submit, best "
+          "of 3, dimensions divided by %d; GFLOP/s (* the best of the row; auto: AUTO's tile)\n\n",
+          device, lt_vulkan_get_info (vk)->name, reps, div);
+  printf ("%-22s %-16s", "product", "MxNxK");
+  for (int t = LT_VULKAN_GEMM_TILE_64X64; t < LT_VULKAN_GEMM_N_TILES; t++)
+    printf (" %10s", lt_vulkan_gemm_tile_name (t));
+  printf (" %10s\n", "auto");
+  for (int i = 0; i < 6; i++)
+    {
+      int T = MAX (shapes[i][0] / div, 1), O = MAX (shapes[i][1] / div, 1);
+      int I = MAX (shapes[i][2] / div, 1);
+      struct { const char *label; LtTrans ta, tb; int M, N, K; gboolean w_bf16; } prods[3] = {
+        { "y = x*W^T (bf16 W)", LT_NO_TRANS, LT_TRANS, T, O, I, TRUE },
+        { "dx = dy*W (bf16 W)", LT_NO_TRANS, LT_NO_TRANS, T, I, O, TRUE },
+        { "dW = dy^T*x (f32)", LT_TRANS, LT_NO_TRANS, O, I, T, FALSE },
+      };
+      for (int p = 0; p < 3; p++)
+        {
+          int M = prods[p].M, N = prods[p].N, K = prods[p].K;
+          gboolean na_ = prods[p].ta == LT_NO_TRANS, nb_ = prods[p].tb == LT_NO_TRANS;
+          int a_rows = na_ ? M : K, a_cols = na_ ? K : M;
+          int b_rows = nb_ ? K : N, b_cols = nb_ ? N : K;
+          gsize na = (gsize) a_rows * a_cols, nb = (gsize) b_rows * b_cols;
+          g_autoptr (LtVulkanBuffer) ba = random_buffer (vk, na, &error);
+          g_autoptr (LtVulkanBuffer) bb = random_buffer (vk, prods[p].w_bf16 ? (nb + 1) / 2 : nb,
+                                                         &error);
+          g_autoptr (LtVulkanBuffer) bc = lt_vulkan_buffer_new (vk, (gsize) M * N * 4, &error);
+          double gf[LT_VULKAN_GEMM_N_TILES] = { 0 }, best = 0.0;
+          g_autofree char *shape = g_strdup_printf ("%dx%dx%d", M, N, K);
+
+          if (ba == NULL || bb == NULL || bc == NULL)
+            {
+              fprintf (stderr, "bench-vulkan: %s\n", error->message);
+              return 1;
+            }
+          GemmCall g = { prods[p].ta, prods[p].tb, M, N, K, { ba, 0, a_cols, LT_KDTYPE_F32 },
+                         { bb, 0, b_cols, prods[p].w_bf16 ? LT_KDTYPE_BF16 : LT_KDTYPE_F32 },
+                         { bc, 0, N, LT_KDTYPE_F32 } };
+          for (int t = LT_VULKAN_GEMM_TILE_64X64; t < LT_VULKAN_GEMM_N_TILES; t++)
+            {
+              double s;
+              lt_vulkan_gemm_set_tile (t);
+              if ((s = time_calls (vk, record_gemm_bf16, &g, reps)) < 0)
+                return 1;
+              gf[t] = 2.0 * M * N * K / s / 1e9;
+              best = MAX (best, gf[t]);
+            }
+          printf ("%-22s %-16s", prods[p].label, shape);
+          for (int t = LT_VULKAN_GEMM_TILE_64X64; t < LT_VULKAN_GEMM_N_TILES; t++)
+            printf (" %9.1f%s", gf[t], gf[t] == best ? "*" : " ");
+          printf (" %10s\n", lt_vulkan_gemm_tile_name (lt_vulkan_gemm_tile_for (
+                                LT_VULKAN_GEMM_TILE_AUTO, M, N)));
+          fflush (stdout);
+        }
+    }
+  lt_vulkan_gemm_set_tile (saved);
+  return 0;
+}
+
+int bench_vulkan_step (int argc, char **argv); /* vulkan-step.c */
+
 int
 main (int argc, char **argv)
 {
   if (argc > 1 && strcmp (argv[1], "--check") == 0)
     return run_check (argc, argv);
+  if (argc > 1 && strcmp (argv[1], "--tiles") == 0)
+    return run_tiles (argc, argv);
+  for (int i = 1; i < argc; i++)
+    if (strcmp (argv[i], "--step") == 0)
+      return bench_vulkan_step (argc, argv);
   int device = argc > 1 ? atoi (argv[1]) : 0;
   int M = argc > 2 ? atoi (argv[2]) : 512;
   int C = argc > 3 ? atoi (argv[3]) : 576;

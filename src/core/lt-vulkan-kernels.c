@@ -71,6 +71,101 @@ span (int rows, int cols, int ld)
   return rows == 0 || cols == 0 ? 0 : (gsize) (rows - 1) * (gsize) ld + (gsize) cols;
 }
 
+static const char *const tile_names[LT_VULKAN_GEMM_N_TILES] = {
+  "auto", "64x64", "128x64", "64x128", "128x128"
+};
+static gint gemm_tile = -1; /* LtVulkanGemmTile; -1: not read from the environment yet */
+
+const char *
+lt_vulkan_gemm_tile_name (LtVulkanGemmTile tile)
+{
+  return tile < LT_VULKAN_GEMM_N_TILES ? tile_names[tile] : "?";
+}
+
+void
+lt_vulkan_gemm_set_tile (LtVulkanGemmTile tile)
+{
+  g_return_if_fail (tile < LT_VULKAN_GEMM_N_TILES);
+  g_atomic_int_set (&gemm_tile, (gint) tile);
+}
+
+LtVulkanGemmTile
+lt_vulkan_gemm_get_tile (void)
+{
+  gint t = g_atomic_int_get (&gemm_tile);
+
+  if (t < 0)
+    {
+      const char *env = g_getenv ("LATHE_VULKAN_GEMM_TILE");
+      t = LT_VULKAN_GEMM_TILE_64X64;
+      for (gint i = 0; env != NULL && i < LT_VULKAN_GEMM_N_TILES; i++)
+        if (strcmp (env, tile_names[i]) == 0)
+          t = i;
+      g_atomic_int_compare_and_exchange (&gemm_tile, -1, t);
+      t = g_atomic_int_get (&gemm_tile);
+    }
+  return (LtVulkanGemmTile) t;
+}
+
+LtVulkanGemmTile
+lt_vulkan_gemm_tile_for (LtVulkanGemmTile tile, int M, int N)
+{
+  const gsize min_groups = 128;
+  gsize m128 = ((gsize) M + 127) / 128, n128 = ((gsize) N + 127) / 128;
+  gsize m64 = ((gsize) M + 63) / 64, n64 = ((gsize) N + 63) / 64;
+
+  if (tile != LT_VULKAN_GEMM_TILE_AUTO)
+    return tile;
+  if (m128 * n128 >= min_groups)
+    return LT_VULKAN_GEMM_TILE_128X128;
+  if (M >= N && m128 * n64 >= min_groups)
+    return LT_VULKAN_GEMM_TILE_128X64;
+  if (N > M && m64 * n128 >= min_groups)
+    return LT_VULKAN_GEMM_TILE_64X128;
+  return LT_VULKAN_GEMM_TILE_64X64;
+}
+
+/* Split-K for products with few output tiles and a long K (a LoRA rank-r product over a
+ * sequence: 2048 × 8 × 8192 is 32 tiles of 64 × 64): K cut into slices of *k_chunk (a
+ * multiple of 16) so that tiles × slices reaches SPLIT_GROUPS workgroups, each slice at least
+ * SPLIT_MIN_K deep, at most SPLIT_MAX of them; the partial products need the stream's scratch
+ * (created at the first need with room for SPLIT_SCRATCH floats or the need, whichever is
+ * more; a later need beyond it is not split). 1: no split (also with
+ * LATHE_VULKAN_GEMM_SPLITK=0). */
+#define SPLIT_GROUPS 256u
+#define SPLIT_MIN_K 512u
+#define SPLIT_MAX 32u
+#define SPLIT_SCRATCH ((gsize) 1 << 18)
+
+static guint
+gemm_splits (LtVulkanStream *s, guint tiles, int M, int N, int K, guint32 *k_chunk)
+{
+  static gint enabled = -1;
+  LtVulkanBuffer **scratch;
+  LtVulkan *vk;
+  guint splits;
+  gsize need;
+
+  if (g_atomic_int_get (&enabled) < 0)
+    g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_GEMM_SPLITK"), "0") != 0);
+  if (!g_atomic_int_get (&enabled) || tiles >= SPLIT_GROUPS / 2 || (guint) K < 2 * SPLIT_MIN_K)
+    return 1;
+  splits = MIN (MIN ((SPLIT_GROUPS + tiles - 1) / tiles, (guint) K / SPLIT_MIN_K), SPLIT_MAX);
+  *k_chunk = (((guint) K + splits - 1) / splits + 15) / 16 * 16;
+  splits = ((guint) K + *k_chunk - 1) / *k_chunk;
+  need = (gsize) splits * M * N;
+  scratch = lt_vulkan_stream_scratch (s, &vk);
+  if (*scratch == NULL && splits > 1)
+    *scratch = lt_vulkan_buffer_new (vk, MAX (need, SPLIT_SCRATCH) * sizeof (float), NULL);
+  if (splits <= 1 || *scratch == NULL || need > G_MAXUINT32
+      || need * sizeof (float) > lt_vulkan_buffer_get_size (*scratch))
+    {
+      *k_chunk = (guint32) K;
+      return 1;
+    }
+  return splits;
+}
+
 gboolean
 lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
                 const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
@@ -80,6 +175,7 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
   {
     guint32 M, N, K, lda, ldb, ldc, a_off, b_off, c_off, ta, tb, round_a, round_b;
     float alpha, beta;
+    guint32 k_chunk, part_stride;
   } pc;
   LtVulkanKernel kernel;
   /* stored shapes: A (M, K) or (K, M); B (K, N) or (N, K) */
@@ -119,6 +215,9 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
       || !fits_u32 (s, B->offset + span (b_rows, b_cols, B->ld), "gemm", error)
       || !fits_u32 (s, C->offset + span (M, N, C->ld), "gemm", error))
     return FALSE;
+  lt_vulkan_stream_note (s, 2.0 * M * N * K, "%c%c %dx%dx%d%s", ta == LT_TRANS ? 'T' : 'N',
+                         tb == LT_TRANS ? 'T' : 'N', M, N, K,
+                         precision == LT_COMPUTE_BF16 ? " bf16" : "");
   if (lt_vulkan_coopmat_wanted (s, M, N, K, A->dtype, B->dtype, precision)) /* tensor cores */
     return lt_vulkan_coopmat_gemm (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
 
@@ -129,11 +228,38 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
     .ta = ta == LT_TRANS, .tb = tb == LT_TRANS,
     .round_a = precision == LT_COMPUTE_BF16 && A->dtype == LT_KDTYPE_F32,
     .round_b = precision == LT_COMPUTE_BF16 && B->dtype != LT_KDTYPE_BF16,
-    .alpha = alpha, .beta = beta,
+    .alpha = alpha, .beta = beta, .k_chunk = (guint32) K,
   };
   LtVulkanBuffer *bufs[] = { A->buf, B->buf, C->buf };
-  return lt_vulkan_stream_dispatch (s, kernel, bufs, 3, &pc, sizeof pc, ((guint) N + 63) / 64,
-                                    ((guint) M + 63) / 64, 1, error);
+  LtVulkanGemmTile tile = lt_vulkan_gemm_tile_for (lt_vulkan_gemm_get_tile (), M, N);
+  guint bm = tile == LT_VULKAN_GEMM_TILE_128X64 || tile == LT_VULKAN_GEMM_TILE_128X128 ? 128 : 64;
+  guint bn = tile == LT_VULKAN_GEMM_TILE_64X128 || tile == LT_VULKAN_GEMM_TILE_128X128 ? 128 : 64;
+  guint gx = ((guint) N + bn - 1) / bn, gy = ((guint) M + bm - 1) / bm;
+  guint splits = gemm_splits (s, gx * gy, M, N, K, &pc.k_chunk);
+  if (tile != LT_VULKAN_GEMM_TILE_64X64) /* the storage pair's kernel in the tile's block */
+    kernel = LT_VK_GEMM_F32_128X64 + 4 * (tile - LT_VULKAN_GEMM_TILE_128X64)
+             + (kernel - LT_VK_GEMM_F32);
+  if (splits <= 1)
+    return lt_vulkan_stream_dispatch (s, kernel, bufs, 3, &pc, sizeof pc, gx, gy, 1, error);
+  /* split-K: the slices' partial products (alpha applied) into the stream's scratch, then
+   * summed into C with beta */
+  struct { guint32 M, N, ldc, c_off, splits, stride; float beta; } pr = {
+    (guint32) M, (guint32) N, (guint32) C->ld, (guint32) C->offset, splits,
+    (guint32) ((gsize) M * N), beta
+  };
+  LtVulkan *vk;
+  LtVulkanBuffer *scratch = *lt_vulkan_stream_scratch (s, &vk);
+  LtVulkanBuffer *parts[] = { A->buf, B->buf, scratch }, *red[] = { scratch, C->buf };
+  pc.ldc = (guint32) N;
+  pc.c_off = 0;
+  pc.beta = 0.0f;
+  pc.part_stride = (guint32) ((gsize) M * N);
+  lt_vulkan_stream_note (s, 2.0 * M * N * K, "%c%c %dx%dx%d%s split %u", pc.ta ? 'T' : 'N',
+                         pc.tb ? 'T' : 'N', M, N, K, precision == LT_COMPUTE_BF16 ? " bf16" : "",
+                         splits);
+  return lt_vulkan_stream_dispatch (s, kernel, parts, 3, &pc, sizeof pc, gx, gy, splits, error)
+         && lt_vulkan_stream_dispatch (s, LT_VK_GEMM_REDUCE, red, 2, &pr, sizeof pr,
+                                       groups_1d (s, (gsize) M * N), 1, 1, error);
 }
 
 /* ---- RMSNorm ---- */
@@ -481,10 +607,16 @@ lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n, LtVulkanB
 /* ---- attention ---- */
 
 #define ATT_MAX_D 128
-/* shared memory of attention-forward.comp and of the larger backward pass (-dq) */
-#define ATT_SHARED_BYTES (16 * ATT_MAX_D * 4 * 3 + 16 * 16 * 4)
-#define ATT_BWD_SHARED_BYTES (16 * ATT_MAX_D * 4 * 2 + 8 * ATT_MAX_D * 4 * 2 + 8 * 16 * 4 \
-                              + 16 * 16 * 4)
+#define ATT_ROWS 64 /* query rows (forward, dq) and keys (dkdv) per workgroup */
+/* shared memory of attention-forward.comp (staging 640 vec4, P 64 × 64, row sums 64 × 16)
+ * and of the larger backward pass (-dkdv: staging 960 vec4, P and dS 32 × 64; -dq has staging
+ * 768 vec4 and dS 64 × 64) */
+#define ATT_SHARED_BYTES (640 * 16 + 64 * 64 * 4 + 64 * 16 * 4)
+#define ATT_BWD_SHARED_BYTES (960 * 16 + 64 * 64 * 4)
+/* attention-forward-rows16.comp (n <= ATT_FEW_ROWS: decoding): 16-row blocks, Q, K, V tiles
+ * of 16 rows and the 16 × 16 scores */
+#define ATT_FEW_ROWS 16
+#define ATT_FEW_SHARED_BYTES (16 * ATT_MAX_D * 4 * 3 + 16 * 16 * 4)
 
 static gboolean
 attention_shape (LtVulkanStream *s, const char *what, int n, int S, int H, int KVH, int D,
@@ -527,7 +659,9 @@ lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulka
     lse != NULL, (guint32) base
   };
 
-  if (!attention_shape (s, "attention", n, S, H, KVH, D, ATT_SHARED_BYTES, error))
+  gboolean few = n <= ATT_FEW_ROWS;
+  if (!attention_shape (s, "attention", n, S, H, KVH, D,
+                        few ? ATT_FEW_SHARED_BYTES : ATT_SHARED_BYTES, error))
     return FALSE;
   if (kv_dtype != LT_KDTYPE_F32 && kv_dtype != LT_KDTYPE_F16)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
@@ -546,10 +680,18 @@ lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulka
     return FALSE;
   /* without lse the shader writes none; out stands in for the binding */
   LtVulkanBuffer *bufs[] = { out, q, k, v, lse != NULL ? lse : out };
+  /* the causal pairs (S − n + (n + 1)/2 keys per query on average), 2 products of D each */
+  lt_vulkan_stream_note (s, 4.0 * D * H * n * ((double) S - n + (n + 1) / 2.0),
+                         "n%d S%d H%d/%d D%d", n, S, H, KVH, D);
+  if (few)
+    return lt_vulkan_stream_dispatch (s, kv_dtype == LT_KDTYPE_F16
+                                           ? LT_VK_ATTENTION_FORWARD_ROWS16_F16KV
+                                           : LT_VK_ATTENTION_FORWARD_ROWS16,
+                                      bufs, 5, &pc, sizeof pc, 1, (guint) H, 1, error);
   return lt_vulkan_stream_dispatch (s, kv_dtype == LT_KDTYPE_F16 ? LT_VK_ATTENTION_FORWARD_F16KV
                                                                  : LT_VK_ATTENTION_FORWARD,
-                                    bufs, 5, &pc, sizeof pc, ((guint) n + 15) / 16, (guint) H, 1,
-                                    error);
+                                    bufs, 5, &pc, sizeof pc, ((guint) n + ATT_ROWS - 1) / ATT_ROWS,
+                                    (guint) H, 1, error);
 }
 
 gboolean
@@ -570,9 +712,31 @@ lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulka
                                   LtVulkanBuffer *dout, LtVulkanBuffer *delta, int base, int n,
                                   int H, int KVH, int D, GError **error)
 {
-  struct { guint32 n, H, KVH, D; float scale; guint32 base; } pc = {
+  return lt_vulkan_attention_backward_split (s, dq, dk, dv, q, k, v, out, lse, dout, delta, NULL,
+                                             NULL, base, n, H, KVH, D, error);
+}
+
+/* LATHE_VULKAN_ATT_SPLIT=0 turns the split dk/dv pass off (comparisons) */
+static gboolean
+att_split_enabled (void)
+{
+  static gint enabled = -1;
+  if (g_atomic_int_get (&enabled) < 0)
+    g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_SPLIT"), "0") != 0);
+  return g_atomic_int_get (&enabled);
+}
+
+gboolean
+lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulkanBuffer *dk,
+                                    LtVulkanBuffer *dv, LtVulkanBuffer *q, LtVulkanBuffer *k,
+                                    LtVulkanBuffer *v, LtVulkanBuffer *out, LtVulkanBuffer *lse,
+                                    LtVulkanBuffer *dout, LtVulkanBuffer *delta,
+                                    LtVulkanBuffer *dk_part, LtVulkanBuffer *dv_part, int base,
+                                    int n, int H, int KVH, int D, GError **error)
+{
+  struct { guint32 n, H, KVH, D; float scale; guint32 base, split; } pc = {
     (guint32) n, (guint32) H, (guint32) KVH, (guint32) D, 1.0f / sqrtf ((float) D),
-    (guint32) MAX (base, 0)
+    (guint32) MAX (base, 0), 0
   };
   gsize nq = ((gsize) MAX (base, 0) + n) * H * D, nk = ((gsize) MAX (base, 0) + n) * KVH * D;
   gsize nh = ((gsize) MAX (base, 0) + n) * H;
@@ -592,10 +756,29 @@ lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulka
     return FALSE;
   LtVulkanBuffer *first[] = { dq, delta, q, k, v, out, lse, dout };
   LtVulkanBuffer *second[] = { dk, dv, q, k, v, lse, delta, dout };
-  return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DQ, first, 8, &pc, sizeof pc,
-                                    ((guint) n + 15) / 16, (guint) H, 1, error)
-         && lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, second, 8, &pc,
-                                       sizeof pc, ((guint) n + 15) / 16, (guint) KVH, 1, error);
+  /* per causal pair: dq's pass recomputes s and dp and adds dS·k (3 products of D), dk/dv's
+   * recomputes s and dp and adds P·dout and dS·q (4) */
+  double pairs = (double) H * n * (n + 1) / 2.0;
+  lt_vulkan_stream_note (s, 6.0 * D * pairs, "n%d H%d/%d D%d", n, H, KVH, D);
+  if (!lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DQ, first, 8, &pc, sizeof pc,
+                                  ((guint) n + ATT_ROWS - 1) / ATT_ROWS, (guint) H, 1, error))
+    return FALSE;
+  /* split: GQA, and both partial buffers hold (n, H, D) */
+  pc.split = H > KVH && dk_part != NULL && dv_part != NULL && att_split_enabled ()
+             && lt_vulkan_buffer_get_size (dk_part) >= (gsize) n * H * D * 4
+             && lt_vulkan_buffer_get_size (dv_part) >= (gsize) n * H * D * 4;
+  lt_vulkan_stream_note (s, 8.0 * D * pairs, "n%d H%d/%d D%d%s", n, H, KVH, D,
+                         pc.split ? " split" : "");
+  if (!pc.split)
+    return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, second, 8, &pc,
+                                      sizeof pc, ((guint) n + ATT_ROWS - 1) / ATT_ROWS,
+                                      (guint) KVH, 1, error);
+  LtVulkanBuffer *parts[] = { dk_part, dv_part, q, k, v, lse, delta, dout };
+  LtVulkanBuffer *red[] = { dk, dv, dk_part, dv_part };
+  return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, parts, 8, &pc, sizeof pc,
+                                    ((guint) n + ATT_ROWS - 1) / ATT_ROWS, (guint) H, 1, error)
+         && lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_DKDV_REDUCE, red, 4, &pc, sizeof pc,
+                                       groups_1d (s, (gsize) n * KVH * D), 1, 1, error);
 }
 
 /* ---- quantized weights (lt-vulkan-kernels.h) ---- */
@@ -715,6 +898,8 @@ lt_vulkan_gemm_q (LtVulkanStream *s, LtTrans tw, int M, int N, int K, float alph
     .q_gpr = (guint32) (W->cols / W->group_len), .q_row0 = (guint32) W->row0,
   };
   LtVulkanBuffer *bufs[] = { A->buf, W->codes, W->scales, W->aux, C->buf };
+  lt_vulkan_stream_note (s, 2.0 * M * N * K, "N%c %dx%dx%d q%d", tw == LT_TRANS ? 'T' : 'N', M,
+                         N, K, W->bits);
   return lt_vulkan_stream_dispatch (s, LT_VK_GEMM_Q, bufs, 5, &pc, sizeof pc,
                                     ((guint) N + 63) / 64, ((guint) M + 63) / 64, 1, error);
 }

@@ -1018,9 +1018,11 @@ block_backward (LtVulkanModel *vm, int l, int N, const int *lengths, int B, GErr
   if (!lin_backward (vm, &b->lin[3], b->att, b->xa[3], N, vm->dx, vm->datt, FALSE, error))
     return FALSE;
   for (int i = 0, o = 0; i < B; o += lengths[i], i++)
-    if (!lt_vulkan_attention_backward_seq (s, vm->dq, vm->dk, vm->dv, b->q, b->k, b->v, b->att,
-                                           b->lse, vm->datt, vm->delta, o, lengths[i], H, KVH, D,
-                                           error))
+    /* dh and du (n·I floats each) are free from the MLP's backward until the next block's:
+     * the split dk/dv pass's partial sums (n·H·D each) where they fit */
+    if (!lt_vulkan_attention_backward_split (s, vm->dq, vm->dk, vm->dv, b->q, b->k, b->v, b->att,
+                                             b->lse, vm->datt, vm->delta, vm->dh, vm->du, o,
+                                             lengths[i], H, KVH, D, error))
       return FALSE;
   if (!lt_vulkan_rope (s, vm->dq, 0, vm->pos, vm->table, vm->cap_len, N, H, D, TRUE, error)
       || !lt_vulkan_rope (s, vm->dk, 0, vm->pos, vm->table, vm->cap_len, N, KVH, D, TRUE, error))

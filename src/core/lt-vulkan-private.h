@@ -53,6 +53,24 @@ typedef enum
   LT_VK_GEMM_COOPMAT_EMU_64_N16,
   LT_VK_GEMM_COOPMAT_EMU_64_N8,
   LT_VK_COPY,
+  /* gemm.comp's larger tiles (LtVulkanGemmTile), each in the four storage pairs of
+   * LT_VK_GEMM_F32 … LT_VK_GEMM_F32_F16, in that order */
+  LT_VK_GEMM_F32_128X64,
+  LT_VK_GEMM_F32_BF16_128X64,
+  LT_VK_GEMM_BF16_BF16_128X64,
+  LT_VK_GEMM_F32_F16_128X64,
+  LT_VK_GEMM_F32_64X128,
+  LT_VK_GEMM_F32_BF16_64X128,
+  LT_VK_GEMM_BF16_BF16_64X128,
+  LT_VK_GEMM_F32_F16_64X128,
+  LT_VK_GEMM_F32_128X128,
+  LT_VK_GEMM_F32_BF16_128X128,
+  LT_VK_GEMM_BF16_BF16_128X128,
+  LT_VK_GEMM_F32_F16_128X128,
+  LT_VK_GEMM_REDUCE, /* split-K: the partial products summed into C */
+  LT_VK_ATTENTION_DKDV_REDUCE, /* the split dk/dv pass's group sums */
+  LT_VK_ATTENTION_FORWARD_ROWS16, /* decoding's few queries: 16-row blocks */
+  LT_VK_ATTENTION_FORWARD_ROWS16_F16KV,
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 
@@ -80,5 +98,17 @@ gboolean lt_vulkan_stream_fail (LtVulkanStream *s, GError **error, int code, con
 guint lt_vulkan_stream_max_groups_x (LtVulkanStream *s);
 /* maxComputeSharedMemorySize of the stream's device, bytes. */
 guint lt_vulkan_stream_max_shared_bytes (LtVulkanStream *s);
+
+/* Profiling (lt-vulkan-profile.h): the device's table and the stream's recorder, NULL when
+ * off. lt_vulkan_stream_note tells the stream's next dispatch what it is ("NT MxNxK") and its
+ * FLOPs; it formats nothing when off. */
+struct _LtVulkanProfile *lt_vulkan_get_profile (LtVulkan *vk);
+struct _LtVulkanProfileStream *lt_vulkan_stream_get_profile (LtVulkanStream *s);
+void lt_vulkan_stream_note (LtVulkanStream *s, double flops, const char *format, ...)
+  G_GNUC_PRINTF (3, 4);
+/* The stream's scratch buffer slot (NULL until its user, lt_vulkan_gemm's split-K, creates
+ * it on *@vk, the stream's device): the buffer lives as long as the stream, so dispatches
+ * recorded with it stay valid. */
+LtVulkanBuffer **lt_vulkan_stream_scratch (LtVulkanStream *s, LtVulkan **vk);
 
 G_END_DECLS

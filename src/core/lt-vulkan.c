@@ -48,6 +48,7 @@ lt_vulkan_device_info_free (LtVulkanDeviceInfo *info)
 #include <vulkan/vulkan.h>
 
 #include "lt-vulkan-coopmat.h"
+#include "lt-vulkan-profile.h"
 
 /* The GResource that gnome.compile_resources builds from src/core/shaders (c_name
  * lt_vulkan_shaders); looked up directly, so nothing depends on its constructor running. */
@@ -135,6 +136,7 @@ struct _LtVulkan
   VkPhysicalDeviceLimits limits;
   gboolean force_staging;
   LtVulkanCoopmat coopmat; /* lt-vulkan-coopmat: found and enabled at creation */
+  LtVulkanProfile *profile; /* LATHE_VULKAN_PROFILE=1 (lt-vulkan-profile.h), else NULL */
 
   GMutex lock; /* pipelines[] and the transfer command buffer */
   Pipeline pipelines[LT_VK_N_KERNELS];
@@ -169,6 +171,8 @@ struct _LtVulkanStream
   gboolean fence_pending;
   gboolean failed;
   guint n_dispatches;
+  LtVulkanProfileStream *prof; /* NULL: not profiling */
+  LtVulkanBuffer *scratch;     /* lt_vulkan_stream_scratch's; kept until the stream is freed */
 };
 
 gboolean
@@ -499,6 +503,8 @@ lt_vulkan_new (guint index, GError **error)
 
   if (!command_set_new (vk, &vk->xfer_pool, &vk->xfer_cmd, &vk->xfer_fence, error))
     return NULL;
+  vk->profile = lt_vulkan_profile_new (vkGetInstanceProcAddr, vk->instance, vk->phys,
+                                       vk->queue_family, vk->device, vk->limits.timestampPeriod);
   return g_steal_pointer (&vk);
 }
 
@@ -528,6 +534,7 @@ lt_vulkan_free (LtVulkan *vk)
         vkDestroyCommandPool (vk->device, vk->xfer_pool, NULL);
       vkDestroyDevice (vk->device, NULL);
     }
+  lt_vulkan_profile_free (vk->profile);
   g_free (vk->info.name);
   g_mutex_clear (&vk->lock);
   g_free (vk);
@@ -548,6 +555,25 @@ lt_vulkan_get_allocated (LtVulkan *vk, guint64 *bytes, guint64 *peak_bytes)
     *bytes = __atomic_load_n (&vk->allocated, __ATOMIC_RELAXED);
   if (peak_bytes)
     *peak_bytes = __atomic_load_n (&vk->peak_allocated, __ATOMIC_RELAXED);
+}
+
+struct _LtVulkanProfile *
+lt_vulkan_get_profile (LtVulkan *vk)
+{
+  return vk->profile;
+}
+
+struct _LtVulkanProfileStream *
+lt_vulkan_stream_get_profile (LtVulkanStream *s)
+{
+  return s->prof;
+}
+
+LtVulkanBuffer **
+lt_vulkan_stream_scratch (LtVulkanStream *s, LtVulkan **vk)
+{
+  *vk = s->vk;
+  return &s->scratch;
 }
 
 LtVulkanCoopmat *
@@ -1016,6 +1042,7 @@ lt_vulkan_stream_new (LtVulkan *vk, GError **error)
   s->desc_pools = g_array_new (FALSE, FALSE, sizeof (VkDescriptorPool));
   if (!command_set_new (vk, &s->pool, &s->cmd, &s->fence, error))
     return NULL;
+  s->prof = lt_vulkan_profile_stream_new (vk->profile);
   return g_steal_pointer (&s);
 }
 
@@ -1035,6 +1062,8 @@ stream_reset (LtVulkanStream *s)
   s->fence_pending = FALSE;
   s->failed = FALSE;
   s->n_dispatches = 0;
+  if (s->prof != NULL)
+    lt_vulkan_profile_stream_reset (s->prof);
 }
 
 void
@@ -1049,6 +1078,8 @@ lt_vulkan_stream_free (LtVulkanStream *s)
   for (guint i = 0; i < s->desc_pools->len; i++)
     vkDestroyDescriptorPool (dev, g_array_index (s->desc_pools, VkDescriptorPool, i), NULL);
   g_array_unref (s->desc_pools);
+  lt_vulkan_profile_stream_free (s->prof);
+  lt_vulkan_buffer_free (s->scratch);
   if (s->fence != VK_NULL_HANDLE)
     vkDestroyFence (dev, s->fence, NULL);
   if (s->pool != VK_NULL_HANDLE)
@@ -1218,7 +1249,11 @@ lt_vulkan_stream_dispatch (LtVulkanStream *s, LtVulkanKernel kernel,
   if (push_size > 0)
     vkCmdPushConstants (s->cmd, p->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, (guint32) push_size,
                         push);
+  if (s->prof != NULL)
+    lt_vulkan_profile_before (s->prof, s->cmd);
   vkCmdDispatch (s->cmd, gx, gy, gz);
+  if (s->prof != NULL)
+    lt_vulkan_profile_after (s->prof, s->cmd, kernel);
   global_barrier (s->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                   VK_ACCESS_SHADER_WRITE_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                   VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
@@ -1284,6 +1319,8 @@ lt_vulkan_stream_wait (LtVulkanStream *s, GError **error)
     {
       r = vkWaitForFences (s->vk->device, 1, &s->fence, VK_TRUE, UINT64_MAX);
       vkResetFences (s->vk->device, 1, &s->fence);
+      if (r == VK_SUCCESS && s->prof != NULL)
+        lt_vulkan_profile_collect (s->prof);
     }
   stream_reset (s);
   if (r != VK_SUCCESS)

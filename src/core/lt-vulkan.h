@@ -171,6 +171,28 @@ gboolean lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N
                          float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
                          const LtVulkanMatrix *C, LtComputeDType precision, GError **error);
 
+/* The portable GEMM's workgroup tile (gemm.comp; the cooperative-matrix kernel has its own).
+ * Each thread computes (tile / 16)² results; larger tiles read less shared memory per
+ * product but leave fewer workgroups on small shapes. AUTO: the largest tile that still gives
+ * at least 128 workgroups (128×128, else 128 along the longer side, else 64×64). */
+typedef enum
+{
+  LT_VULKAN_GEMM_TILE_AUTO,
+  LT_VULKAN_GEMM_TILE_64X64,
+  LT_VULKAN_GEMM_TILE_128X64, /* 128 rows of C (M) × 64 columns (N) */
+  LT_VULKAN_GEMM_TILE_64X128,
+  LT_VULKAN_GEMM_TILE_128X128,
+  LT_VULKAN_GEMM_N_TILES
+} LtVulkanGemmTile;
+/* The process's choice for lt_vulkan_gemm: first LATHE_VULKAN_GEMM_TILE (auto, 64x64,
+ * 128x64, 64x128, 128x128), else 64x64; set_tile overrides it (benches, tests). */
+void lt_vulkan_gemm_set_tile (LtVulkanGemmTile tile);
+LtVulkanGemmTile lt_vulkan_gemm_get_tile (void);
+/* "auto", "64x64", … (static). */
+const char *lt_vulkan_gemm_tile_name (LtVulkanGemmTile tile);
+/* The tile @tile (AUTO resolved) takes for an M × N result. */
+LtVulkanGemmTile lt_vulkan_gemm_tile_for (LtVulkanGemmTile tile, int M, int N);
+
 /* out (N, C) = RMSNorm(x) · w; out may be x. */
 gboolean lt_vulkan_rmsnorm_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *x,
                                     LtVulkanBuffer *w, float eps, int N, int C, GError **error);
@@ -259,7 +281,9 @@ gboolean lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n,
 /* Causal GQA attention forward (tiled, flash-style), as lt_attention_forward: out (n, H, D),
  * q (n, H, D), k, v (S, KVH, D) stored @kv_dtype (f32, or f16 as decode's half KV cache:
  * lt_attention_forward_f16kv), S >= n; D even and <= 128. @lse (n, H; may be NULL) receives
- * each row's log-sum-exp of the scaled scores, which the backward needs. */
+ * each row's log-sum-exp of the scaled scores, which the backward needs. Register-tiled: 64
+ * query rows per workgroup, each thread 4 rows × 4 keys per 64-key tile; n <= 16 (decoding)
+ * takes a kernel of 16-row blocks instead. */
 gboolean lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse,
                                       LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
                                       LtKDType kv_dtype, int n, int S, int H, int KVH, int D,
@@ -291,8 +315,58 @@ gboolean lt_vulkan_attention_backward_seq (LtVulkanStream *s, LtVulkanBuffer *dq
                                            LtVulkanBuffer *delta, int base, int n, int H,
                                            int KVH, int D, GError **error);
 
+/* The same with the dk/dv pass split by query head (GQA, H > KVH): @dk_part and @dv_part
+ * (scratch, n·H·D floats each, or NULL: not split) receive each head's share, then a second
+ * dispatch sums each group into dk and dv. The unsplit pass gives a workgroup the whole group
+ * of heads over every later query, so the first keys' workgroups bound the pass; split, the
+ * work is spread over H/KVH times as many. LATHE_VULKAN_ATT_SPLIT=0 turns it off. */
+gboolean lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq,
+                                             LtVulkanBuffer *dk, LtVulkanBuffer *dv,
+                                             LtVulkanBuffer *q, LtVulkanBuffer *k,
+                                             LtVulkanBuffer *v, LtVulkanBuffer *out,
+                                             LtVulkanBuffer *lse, LtVulkanBuffer *dout,
+                                             LtVulkanBuffer *delta, LtVulkanBuffer *dk_part,
+                                             LtVulkanBuffer *dv_part, int base, int n, int H,
+                                             int KVH, int D, GError **error);
+
+/* ---- profiling (lt-vulkan-profile.c) ----
+ * LATHE_VULKAN_PROFILE=1, read when a device is opened, times every dispatch of its streams
+ * with timestamp queries and adds them up per kernel (and per GEMM shape) until reset: what
+ * `bench-vulkan --step` prints. Off, it costs nothing. */
+
+typedef struct
+{
+  char *kernel;   /* the shader's name: "gemm-f32-bf16" */
+  char *note;     /* what the entry point said of the call ("NT 2048x8192x2048"), or NULL */
+  guint64 count;  /* dispatches */
+  double total_ms;
+  double flops;   /* Σ over the calls of the FLOPs the entry point declared (0: none) */
+} LtVulkanProfileRow;
+
+typedef struct
+{
+  GPtrArray *rows; /* LtVulkanProfileRow *, the longest total first */
+  guint64 n_submits, n_dispatches;
+  guint64 n_untimed; /* dispatches recorded without a timestamp (no query pool) */
+  double total_ms;   /* Σ over the submits of their GPU time, first to last timestamp */
+} LtVulkanProfileSnapshot;
+
+/* TRUE when @vk times its dispatches; else FALSE and *@why (static English): not asked for,
+ * or the queue has no timestamps (timestampValidBits 0), or not built. */
+gboolean lt_vulkan_profile_is_on (LtVulkan *vk, const char **why);
+/* A copy of the table so far (empty when off). */
+LtVulkanProfileSnapshot *lt_vulkan_profile_snapshot (LtVulkan *vk);
+void lt_vulkan_profile_snapshot_free (LtVulkanProfileSnapshot *snap);
+/* Empties the table (e.g. after warm-up steps). */
+void lt_vulkan_profile_reset (LtVulkan *vk);
+/* The table as text, for a program to print: one row per kernel (count, total ms, ms per
+ * call, share of the GPU time, GFLOP/s where FLOPs were declared), then one per noted shape
+ * of the GEMMs; totals divided by @n_steps (>= 1: per step). */
+char *lt_vulkan_profile_format (const LtVulkanProfileSnapshot *snap, int n_steps);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkan, lt_vulkan_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanBuffer, lt_vulkan_buffer_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanStream, lt_vulkan_stream_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanProfileSnapshot, lt_vulkan_profile_snapshot_free)
 
 G_END_DECLS

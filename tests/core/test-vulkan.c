@@ -384,9 +384,9 @@ test_gemm_linear_f16 (void)
  * in f32 and with the bf16 precision (operands rounded at load) against
  * lt_compute_sgemm_bf16_ref; and both operands stored bf16. */
 static void
-gemm_general (int first_mode)
+gemm_general_shape (int first_mode, int M, int N, int K)
 {
-  enum { M = 67, N = 130, K = 150, PAD = 5, OFF = 3 };
+  enum { PAD = 5, OFF = 3 };
   const float alpha = 0.75f, beta = -0.5f;
 
   for (int t = 0; t < 4; t++)
@@ -471,10 +471,56 @@ gemm_general (int first_mode)
 }
 
 static void
+gemm_general (int first_mode)
+{
+  gemm_general_shape (first_mode, 67, 130, 150);
+}
+
+static void
 test_gemm_general (void)
 {
   REQUIRE_DEVICE ();
   gemm_general (0);
+}
+
+/* gemm.comp's larger tiles (lt_vulkan_gemm_set_tile), each forced: the linear layer's products
+ * in the three weight storages and the general cases (shapes not multiples of any tile), with
+ * the same references and tolerances; then AUTO's choices. */
+static void
+test_gemm_tiles (void)
+{
+  const LtVulkanGemmTile tiles[] = { LT_VULKAN_GEMM_TILE_128X64, LT_VULKAN_GEMM_TILE_64X128,
+                                     LT_VULKAN_GEMM_TILE_128X128 };
+  LtVulkanGemmTile saved = lt_vulkan_gemm_get_tile ();
+
+  REQUIRE_DEVICE ();
+  for (gsize t = 0; t < G_N_ELEMENTS (tiles); t++)
+    {
+      g_test_message ("tile %s", lt_vulkan_gemm_tile_name (tiles[t]));
+      lt_vulkan_gemm_set_tile (tiles[t]);
+      linear_products (LT_KDTYPE_F32);
+      linear_products (LT_KDTYPE_BF16);
+      linear_products (LT_KDTYPE_F16);
+      gemm_general (0);
+    }
+  lt_vulkan_gemm_set_tile (saved);
+  /* split-K (few output tiles, K >= 1024): the LoRA products' shapes, skinny either way, with
+   * beta, offsets and strides, in every tile */
+  for (gsize t = 0; t < G_N_ELEMENTS (tiles) + 1; t++)
+    {
+      lt_vulkan_gemm_set_tile (t < G_N_ELEMENTS (tiles) ? tiles[t] : LT_VULKAN_GEMM_TILE_64X64);
+      gemm_general_shape (0, 70, 8, 3000);
+      gemm_general_shape (0, 8, 130, 1100);
+    }
+  lt_vulkan_gemm_set_tile (saved);
+  g_assert_cmpint (lt_vulkan_gemm_tile_for (LT_VULKAN_GEMM_TILE_AUTO, 2048, 8192), ==,
+                   LT_VULKAN_GEMM_TILE_128X128);
+  g_assert_cmpint (lt_vulkan_gemm_tile_for (LT_VULKAN_GEMM_TILE_AUTO, 2048, 512), ==,
+                   LT_VULKAN_GEMM_TILE_128X64);
+  g_assert_cmpint (lt_vulkan_gemm_tile_for (LT_VULKAN_GEMM_TILE_AUTO, 512, 576), ==,
+                   LT_VULKAN_GEMM_TILE_64X64);
+  g_assert_cmpint (lt_vulkan_gemm_tile_for (LT_VULKAN_GEMM_TILE_64X128, 8, 8), ==,
+                   LT_VULKAN_GEMM_TILE_64X128);
 }
 
 /* The cooperative-matrix kernel (lt-vulkan-coopmat), where the device has it (a GPU with
@@ -1187,9 +1233,10 @@ test_cli_devices (void)
   g_assert_cmpint (run_cli ("extra", &bad), ==, 2);
 }
 
-/* The forward (with lse) then the backward, on the GPU, against lt_attention_backward_ref. */
+/* The forward (with lse) then the backward, on the GPU, against lt_attention_backward_ref;
+ * @split: the dk/dv pass split by query head (lt_vulkan_attention_backward_split). */
 static void
-attention_backward_case (int n, int H, int KVH, int D)
+attention_backward_case_split (int n, int H, int KVH, int D, gboolean split)
 {
   g_autoptr (GError) error = NULL;
   gsize nq = (gsize) n * H * D, nk = (gsize) n * KVH * D;
@@ -1215,13 +1262,20 @@ attention_backward_case (int n, int H, int KVH, int D)
   g_autoptr (LtVulkanBuffer) bdq = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
   g_autoptr (LtVulkanBuffer) bdk = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
   g_autoptr (LtVulkanBuffer) bdv = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
+  g_autoptr (LtVulkanBuffer) bkp = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
+  g_autoptr (LtVulkanBuffer) bvp = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
   g_assert_no_error (error);
   g_assert_true (lt_vulkan_attention_forward (s, bo, blse, bq, bk, bv, LT_KDTYPE_F32, n, n, H, KVH,
                                               D, &error));
-  g_assert_true (lt_vulkan_attention_backward (s, bdq, bdk, bdv, bq, bk, bv, bo, blse, bdo, bdelta,
-                                               n, H, KVH, D, &error));
+  if (split)
+    g_assert_true (lt_vulkan_attention_backward_split (s, bdq, bdk, bdv, bq, bk, bv, bo, blse, bdo,
+                                                       bdelta, bkp, bvp, 0, n, H, KVH, D, &error));
+  else
+    g_assert_true (lt_vulkan_attention_backward (s, bdq, bdk, bdv, bq, bk, bv, bo, blse, bdo,
+                                                 bdelta, n, H, KVH, D, &error));
   g_assert_no_error (error);
-  g_assert_cmpuint (lt_vulkan_stream_get_n_dispatches (s), ==, 3);
+  /* split (GQA only): the dk/dv pass and its group sums */
+  g_assert_cmpuint (lt_vulkan_stream_get_n_dispatches (s), ==, split && H > KVH ? 4 : 3);
   run (s);
   download (bdq, dq, sizeof (float) * nq);
   download (bdk, dk, sizeof (float) * nk);
@@ -1229,11 +1283,18 @@ attention_backward_case (int n, int H, int KVH, int D)
   eq = max_rel (dq, dqr, nq);
   ek = max_rel (dk, dkr, nk);
   ev = max_rel (dv, dvr, nk);
-  g_test_message ("attention backward n=%d H=%d KVH=%d D=%d: dq %.3g, dk %.3g, dv %.3g "
-                  "(max error relative to max(1, |ref|))", n, H, KVH, D, eq, ek, ev);
+  g_test_message ("attention backward%s n=%d H=%d KVH=%d D=%d: dq %.3g, dk %.3g, dv %.3g "
+                  "(max error relative to max(1, |ref|))", split ? " (split)" : "", n, H, KVH, D,
+                  eq, ek, ev);
   g_assert_cmpfloat (eq, <=, 5e-6);
   g_assert_cmpfloat (ek, <=, 5e-6);
   g_assert_cmpfloat (ev, <=, 5e-6);
+}
+
+static void
+attention_backward_case (int n, int H, int KVH, int D)
+{
+  attention_backward_case_split (n, H, KVH, D, FALSE);
 }
 
 static void
@@ -1244,6 +1305,102 @@ test_attention_backward (void)
   attention_backward_case (50, 3, 1, 128); /* multi-query, the largest head dim */
   attention_backward_case (20, 2, 2, 32);
   attention_backward_case (1, 2, 1, 2);
+}
+
+/* The register-tiled kernels past one tile: 64 query rows (or keys) per workgroup and 64 keys
+ * (or 32 queries) per tile, so n not a multiple of 64 exercises the partial last tiles, the
+ * causal skip across tiles and the staged head dims at D = 64 and D = 128. */
+static void
+test_attention_tiles (void)
+{
+  REQUIRE_DEVICE ();
+  attention_case (150, 150, 4, 2, 64);
+  attention_case (131, 131, 2, 1, 128);
+  attention_case (70, 200, 4, 2, 64);        /* 70 new queries over a cache of 130 */
+  attention_case (16, 300, 4, 2, 64);        /* the last n of the 16-row decoding kernel */
+  attention_case (17, 300, 4, 2, 128);       /* the first of the 64-row one */
+  attention_f16kv_case (65, 190, 2, 1, 128);
+  attention_backward_case (150, 4, 2, 64);
+  attention_backward_case (131, 2, 1, 128);
+  attention_backward_case (67, 6, 2, 36);   /* D not a multiple of the 8-dim chunks */
+  attention_backward_case_split (150, 4, 2, 64, TRUE);
+  attention_backward_case_split (131, 4, 1, 128, TRUE);
+  attention_backward_case_split (67, 6, 2, 36, TRUE);
+  attention_backward_case_split (40, 2, 2, 32, TRUE); /* no GQA: not split */
+}
+
+/* Two sequences of a packed batch (rows from @base on): the _seq forms (@split: the backward
+ * split by query head, its partial sums indexed from each sequence's first row) against the
+ * reference on each sequence alone. */
+static void
+attention_packed_case (gboolean split)
+{
+  g_autoptr (GError) error = NULL;
+  const int n1 = 70, n2 = 81, N = n1 + n2, H = 4, KVH = 2, D = 64;
+  gsize nq = (gsize) N * H * D, nk = (gsize) N * KVH * D;
+  g_autofree float *q = g_new (float, nq), *k = g_new (float, nk), *v = g_new (float, nk);
+  g_autofree float *dout = g_new (float, nq), *out = g_new (float, nq), *ref = g_new (float, nq);
+  g_autofree float *dq = g_new (float, nq), *dk = g_new (float, nk), *dv = g_new (float, nk);
+  g_autofree float *dqr = g_new (float, nq), *dkr = g_new (float, nk), *dvr = g_new (float, nk);
+
+  REQUIRE_DEVICE ();
+  fill (q, nq, 41, -2, 2);
+  fill (k, nk, 42, -2, 2);
+  fill (v, nk, 43, -1, 1);
+  fill (dout, nq, 44, -1, 1);
+  for (int seq = 0; seq < 2; seq++)
+    {
+      int base = seq == 0 ? 0 : n1, n = seq == 0 ? n1 : n2;
+      gsize qo = (gsize) base * H * D, ko = (gsize) base * KVH * D;
+      lt_attention_forward_ref (ref + qo, q + qo, k + ko, v + ko, n, n, H, KVH, D);
+      lt_attention_backward_ref (dqr + qo, dkr + ko, dvr + ko, q + qo, k + ko, v + ko, dout + qo,
+                                 n, H, KVH, D);
+    }
+  g_autoptr (LtVulkanStream) s = stream ();
+  g_autoptr (LtVulkanBuffer) bq = upload (q, sizeof (float) * nq);
+  g_autoptr (LtVulkanBuffer) bk = upload (k, sizeof (float) * nk);
+  g_autoptr (LtVulkanBuffer) bv = upload (v, sizeof (float) * nk);
+  g_autoptr (LtVulkanBuffer) bdo = upload (dout, sizeof (float) * nq);
+  g_autoptr (LtVulkanBuffer) bo = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
+  g_autoptr (LtVulkanBuffer) blse = lt_vulkan_buffer_new (vk, sizeof (float) * N * H, &error);
+  g_autoptr (LtVulkanBuffer) bdelta = lt_vulkan_buffer_new (vk, sizeof (float) * N * H, &error);
+  g_autoptr (LtVulkanBuffer) bdq = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
+  g_autoptr (LtVulkanBuffer) bdk = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
+  g_autoptr (LtVulkanBuffer) bdv = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
+  g_autoptr (LtVulkanBuffer) bkp = lt_vulkan_buffer_new (vk, sizeof (float) * n2 * H * D, &error);
+  g_autoptr (LtVulkanBuffer) bvp = lt_vulkan_buffer_new (vk, sizeof (float) * n2 * H * D, &error);
+  g_assert_no_error (error);
+  for (int seq = 0; seq < 2; seq++)
+    {
+      int base = seq == 0 ? 0 : n1, n = seq == 0 ? n1 : n2;
+      g_assert_true (lt_vulkan_attention_forward_seq (s, bo, blse, bq, bk, bv, LT_KDTYPE_F32, base,
+                                                      n, n, H, KVH, D, &error));
+      g_assert_true (lt_vulkan_attention_backward_split (s, bdq, bdk, bdv, bq, bk, bv, bo, blse,
+                                                         bdo, bdelta, split ? bkp : NULL,
+                                                         split ? bvp : NULL, base, n, H, KVH, D,
+                                                         &error));
+      g_assert_no_error (error);
+    }
+  run (s);
+  download (bo, out, sizeof (float) * nq);
+  download (bdq, dq, sizeof (float) * nq);
+  download (bdk, dk, sizeof (float) * nk);
+  download (bdv, dv, sizeof (float) * nk);
+  double eo = max_abs (out, ref, nq), eq = max_rel (dq, dqr, nq), ek = max_rel (dk, dkr, nk);
+  double ev = max_rel (dv, dvr, nk);
+  g_test_message ("packed attention %d + %d rows%s: out %.3g, dq %.3g, dk %.3g, dv %.3g", n1,
+                  n2, split ? " (split)" : "", eo, eq, ek, ev);
+  g_assert_cmpfloat (eo, <=, 5e-6);
+  g_assert_cmpfloat (eq, <=, 5e-6);
+  g_assert_cmpfloat (ek, <=, 5e-6);
+  g_assert_cmpfloat (ev, <=, 5e-6);
+}
+
+static void
+test_attention_packed (void)
+{
+  attention_packed_case (FALSE);
+  attention_packed_case (TRUE);
 }
 
 int
@@ -1264,6 +1421,7 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan/gemm/general", test_gemm_general);
   g_test_add_func ("/vulkan/gemm/errors", test_gemm_errors);
   g_test_add_func ("/vulkan/gemm/coopmat", test_gemm_coopmat);
+  g_test_add_func ("/vulkan/tiles/gemm", test_gemm_tiles);
   g_test_add_func ("/vulkan/rmsnorm", test_rmsnorm);
   g_test_add_func ("/vulkan/rope", test_rope);
   g_test_add_func ("/vulkan/swiglu", test_swiglu);
@@ -1274,6 +1432,8 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan/clip", test_clip);
   g_test_add_func ("/vulkan/attention", test_attention);
   g_test_add_func ("/vulkan/attention-backward", test_attention_backward);
+  g_test_add_func ("/vulkan/attention-tiles", test_attention_tiles);
+  g_test_add_func ("/vulkan/attention-packed", test_attention_packed);
   g_test_add_func ("/vulkan/cli-devices", test_cli_devices);
   status = g_test_run ();
   vulkan_test_close ();
