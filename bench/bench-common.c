@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -144,4 +145,23 @@ fail:
   fprintf (stderr, "bench: cannot write the bench model to %s: %s\n", dir,
            error ? error->message : g_strerror (errno));
   return -1;
+}
+
+LtCalibTokens *
+bench_calib_tokens_pack (GPtrArray *seqs)
+{
+  LtCalibTokens *t = g_new0 (LtCalibTokens, 1);
+
+  t->lengths = g_new (int, seqs->len);
+  for (guint i = 0; i < seqs->len; i++)
+    t->n_tokens += ((GArray *) seqs->pdata[i])->len;
+  t->tokens = g_new (int32_t, t->n_tokens);
+  for (guint i = 0, o = 0; i < seqs->len; i++)
+    {
+      GArray *a = seqs->pdata[i];
+      memcpy (t->tokens + o, a->data, a->len * sizeof (int32_t));
+      o += a->len;
+      t->lengths[t->B++] = (int) a->len;
+    }
+  return t;
 }

@@ -6,6 +6,7 @@
 
 #include <glib.h>
 
+#include "lt-calibrate-model.h"
 #include "lt-config.h"
 
 /* config.json of the bench model: Llama-shaped (SmolLM-135M dims) — hidden 576, 30 layers,
@@ -31,3 +32,7 @@ GPtrArray *bench_model_tensors (const LtConfig *config);
  * 1), so a bench can load the model as a user's folder would be, with any load options.
  * Returns 0, or -1 after printing why. */
 int bench_write_model (const char *dir);
+
+/* One LtCalibTokens (lt-calibrate-model.h) holding @seqs (GArray of int32 token ids each) in
+ * order, one sequence a row: what lt_dwq_teacher_samples writes, for the perplexity helpers. */
+LtCalibTokens *bench_calib_tokens_pack (GPtrArray *seqs);

@@ -92,6 +92,7 @@
 #include "lt-run.h"
 #include "lt-safetensors.h"
 #include "lt-trainer.h"
+#include "bench/bench-common.h"
 
 #define N_GRIDS 4
 #define N_RUNS (1 + 2 * N_GRIDS)
@@ -148,22 +149,10 @@ samples_of (LtModel *m, int n, guint64 s)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) seqs = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
-  LtCalibTokens *t = g_new0 (LtCalibTokens, 1);
 
   if (!lt_dwq_teacher_samples (m, n, 128, s, seqs, NULL, &error))
     die ("samples", error);
-  t->lengths = g_new (int, seqs->len);
-  for (guint i = 0; i < seqs->len; i++)
-    t->n_tokens += ((GArray *) seqs->pdata[i])->len;
-  t->tokens = g_new (int32_t, t->n_tokens);
-  for (guint i = 0, o = 0; i < seqs->len; i++)
-    {
-      GArray *a = seqs->pdata[i];
-      memcpy (t->tokens + o, a->data, a->len * sizeof (int32_t));
-      o += a->len;
-      t->lengths[t->B++] = (int) a->len;
-    }
-  return t;
+  return bench_calib_tokens_pack (seqs);
 }
 
 static void

@@ -260,7 +260,6 @@ samples_of (const char *model, int n, guint64 seed)
   g_autoptr (GError) error = NULL;
   g_autoptr (LtModel) m = NULL;
   g_autoptr (GPtrArray) seqs = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
-  LtCalibTokens *t = g_new0 (LtCalibTokens, 1);
 
   /* one thread, before anything runs OpenMP: a pool of workers started in this parent would
    * hang the forked rows (libgomp is not fork-safe) */
@@ -271,18 +270,7 @@ samples_of (const char *model, int n, guint64 seed)
       g_printerr ("bench-quant-methods: %s\n", error->message);
       exit (1);
     }
-  t->lengths = g_new (int, seqs->len);
-  for (guint i = 0; i < seqs->len; i++)
-    t->n_tokens += ((GArray *) seqs->pdata[i])->len;
-  t->tokens = g_new (int32_t, t->n_tokens);
-  for (guint i = 0, o = 0; i < seqs->len; i++)
-    {
-      GArray *a = seqs->pdata[i];
-      memcpy (t->tokens + o, a->data, a->len * sizeof (int32_t));
-      o += a->len;
-      t->lengths[t->B++] = (int) a->len;
-    }
-  return t;
+  return bench_calib_tokens_pack (seqs);
 }
 
 /* --smollm: the calibration's time on the SmolLM2-135M shape (see the header). */

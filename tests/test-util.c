@@ -53,3 +53,12 @@ test_wait_exit (GPid pid, gint64 t0_us, double *seconds)
   g_assert_true (WIFEXITED (status));
   return WEXITSTATUS (status);
 }
+
+gsize
+test_count_mismatches (const float *a, const float *b, gsize n)
+{
+  gsize bad = 0;
+  for (gsize i = 0; i < n; i++)
+    bad += !(a[i] == b[i]);
+  return bad;
+}

@@ -13,3 +13,5 @@ GPid test_spawn_quiet (const char *const *argv);
 /* Waits for @pid (from test_spawn_quiet); asserts it exited and returns its status, with the
  * seconds since @t0_us (g_get_monotonic_time) in *@seconds when not NULL. */
 int test_wait_exit (GPid pid, gint64 t0_us, double *seconds);
+/* Elements where a[i] != b[i] (== comparison: -0 equals +0, a NaN never equal). */
+gsize test_count_mismatches (const float *a, const float *b, gsize n);

@@ -33,6 +33,7 @@
 #include "lt-safetensors.h"
 #include "lt-trainer.h"
 #include "lt-vulkan.h"
+#include "tests/test-util.h"
 
 static char *tmp_root;
 
@@ -43,15 +44,6 @@ fill (float *w, gsize n, guint32 seed, double amp)
   for (gsize k = 0; k < n; k++)
     w[k] = (float) (g_rand_double_range (r, -1.0, 1.0) * amp * (k % 11 == 0 ? 3.0 : 1.0));
   g_rand_free (r);
-}
-
-static gsize
-mismatches (const float *a, const float *b, gsize n)
-{
-  gsize bad = 0;
-  for (gsize i = 0; i < n; i++)
-    bad += !(a[i] == b[i]);
-  return bad;
 }
 
 typedef struct
@@ -96,13 +88,13 @@ test_quantize_equals_fq (void)
         g_assert_no_error (error);
         g_assert_cmpint (q->mode, ==, LT_QUANT_AFFINE);
         lt_quant_tensor_dequantize_rows (q, 0, rows, dq);
-        g_assert_cmpuint (mismatches (fq, dq, n), ==, 0);
+        g_assert_cmpuint (test_count_mismatches (fq, dq, n), ==, 0);
         g_assert_true (memcmp (q->scales, sc, ng * sizeof (float)) == 0);
         /* and it is not the min/max grid by accident */
         g_autofree float *rtn = g_new (float, n);
         g_assert_true (lt_fake_quantize (g[i].mode, w, rtn, rows, cols, g[i].bits, g[i].group,
                                          NULL, NULL, TRUE));
-        g_assert_cmpuint (mismatches (fq, rtn, n), >, n / 10);
+        g_assert_cmpuint (test_count_mismatches (fq, rtn, n), >, n / 10);
       }
 }
 
@@ -435,7 +427,7 @@ test_run_then_fuse (gconstpointer data)
       lt_qat_grid_from_params (g->mode, ls->data, z ? z->data : NULL, ng, sc, bi);
       g_assert_true (lt_fake_quantize (g->mode, weff->data, fq, rows, cols, g->bits, g->group,
                                        sc, bi, FALSE));
-      bad += mismatches (t->data, fq, n);
+      bad += test_count_mismatches (t->data, fq, n);
       total += n;
       adapted++;
       lt_qat_grid_init (g->mode, g->bits, g->group, weff->data, rows, cols, TRUE, init, zi);
@@ -443,7 +435,7 @@ test_run_then_fuse (gconstpointer data)
         moved += fabsf (((float *) ls->data)[k] - init[k]) > 1e-4f;
       g_assert_true (lt_fake_quantize (g->mode, weff->data, rtn, rows, cols, g->bits, g->group,
                                        NULL, NULL, TRUE));
-      differs_rtn += mismatches (rtn, fq, n);
+      differs_rtn += test_count_mismatches (rtn, fq, n);
     }
   g_test_message ("%s: %d adapted linears, %" G_GSIZE_FORMAT " weights: %" G_GSIZE_FORMAT
                   " differ from fq on the learned grid, %" G_GSIZE_FORMAT " from min/max; %d "

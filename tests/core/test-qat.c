@@ -25,6 +25,7 @@
 #include "lt-quant.h"
 #include "lt-run.h"
 #include "lt-run-check.h"
+#include "tests/test-util.h"
 
 static char *tmp_root;
 
@@ -43,16 +44,6 @@ fill (float *w, int64_t rows, int64_t cols, guint32 seed)
   if (rows > 1)
     w[cols + 5] = 40.0f; /* an outlier */
   g_rand_free (r);
-}
-
-/* Elements where a != b (== comparison: -0 equals +0) */
-static gsize
-mismatches (const float *a, const float *b, gsize n)
-{
-  gsize bad = 0;
-  for (gsize i = 0; i < n; i++)
-    bad += !(a[i] == b[i]);
-  return bad;
 }
 
 typedef struct
@@ -96,14 +87,14 @@ test_equals_lt_quant (void)
       lt_quant_tensor_dequantize_rows (q, 0, rows, ref);
       g_assert_true (lt_fake_quantize (g->mode, w, fq, rows, cols, g->bits, g->group, sc, bi,
                                        TRUE));
-      g_assert_cmpuint (mismatches (fq, ref, rows * cols), ==, 0);
+      g_assert_cmpuint (test_count_mismatches (fq, ref, rows * cols), ==, 0);
       if (g->mode != LT_QUANT_SYMMETRIC)
         g_assert_cmpint (memcmp (fq, ref, rows * cols * sizeof (float)), ==, 0);
 
       /* frozen, same weights */
       g_assert_true (lt_fake_quantize (g->mode, w, fz, rows, cols, g->bits, g->group, sc, bi,
                                        FALSE));
-      g_assert_cmpuint (mismatches (fz, ref, rows * cols), ==, 0);
+      g_assert_cmpuint (test_count_mismatches (fz, ref, rows * cols), ==, 0);
 
       /* frozen, other weights with the same extremes in every group: the same as
        * quantizing them afresh */
@@ -128,7 +119,7 @@ test_equals_lt_quant (void)
       lt_quant_tensor_dequantize_rows (q2, 0, rows, ref);
       g_assert_true (lt_fake_quantize (g->mode, w2, fz, rows, cols, g->bits, g->group, sc, bi,
                                        FALSE));
-      g_assert_cmpuint (mismatches (fz, ref, rows * cols), ==, 0);
+      g_assert_cmpuint (test_count_mismatches (fz, ref, rows * cols), ==, 0);
       g_test_message ("%s %d-bit g%d: fq = lt-quant's Q→DQ on %" G_GINT64_FORMAT " values, "
                       "frozen too", lt_quant_mode_name (g->mode), g->bits, g->group,
                       rows * cols);
@@ -172,7 +163,7 @@ test_symmetric_in_affine_layout (void)
                                                                bits[b], 64, &error);
       g_assert_no_error (error);
       lt_quant_tensor_dequantize_rows (rd, 0, rows, back);
-      g_assert_cmpuint (mismatches (back, fq, rows * cols), ==, 0);
+      g_assert_cmpuint (test_count_mismatches (back, fq, rows * cols), ==, 0);
       for (int64_t k = 0; k < rows * (cols / 64); k++)
         g_assert_cmpfloat (rd->biases[k], ==, -(float) (1 << (bits[b] - 1)) * rd->scales[k]);
       lt_tensor_free (wt);
@@ -378,7 +369,7 @@ test_run_then_fuse (gconstpointer data)
           }
         else
           lt_tensor_read_f32 (lin->weight, 0, (int64_t) n, fq); /* the fq copy */
-        bad += mismatches (t->data, fq, n);
+        bad += test_count_mismatches (t->data, fq, n);
         total += n;
         compared++;
       }
@@ -389,13 +380,13 @@ test_run_then_fuse (gconstpointer data)
   g_autofree float *fe = g_new (float, ne);
   lt_tensor_read_f32 (m->w.embed, 0, (int64_t) ne, fe);
   g_assert_true (m->w.lm_head.weight == m->w.embed);
-  bad += mismatches (e->data, fe, ne);
+  bad += test_count_mismatches (e->data, fe, ne);
   total += ne;
   /* and fq really changed the embedding (it is quantized, not the float one) */
   g_autoptr (LtModel) base = lt_model_load (mdir, &error);
   g_autofree float *fb = g_new (float, ne);
   lt_tensor_read_f32 (base->w.embed, 0, (int64_t) ne, fb);
-  g_assert_cmpuint (mismatches (fe, fb, ne), >, ne / 2);
+  g_assert_cmpuint (test_count_mismatches (fe, fb, ne), >, ne / 2);
   g_test_message ("%s: %d linears (%d adapted) + embedding, %" G_GSIZE_FORMAT
                   " weights: %" G_GSIZE_FORMAT " differ from the QAT forward's", want, compared,
                   adapted, total, bad);
@@ -420,7 +411,7 @@ test_run_then_fuse (gconstpointer data)
       g_autoptr (LtLoadedModel) y = lt_export_load (out2, NULL, &error);
       g_assert_no_error (error);
       const LtTensor *e2 = g_hash_table_lookup (y->tensors, "model.embed_tokens.weight");
-      g_assert_cmpuint (mismatches (e2->data, fe, ne), >, ne / 2);
+      g_assert_cmpuint (test_count_mismatches (e2->data, fe, ne), >, ne / 2);
     }
   g_assert_cmpuint (bad, ==, 0);
 }
