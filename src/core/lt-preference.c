@@ -198,36 +198,12 @@ lt_pref_pack (const LtPreferenceExample *pairs, int n, LtPrefPacked *p, GError *
   return TRUE;
 }
 
-/* Log-prob sums (2n) of the completions under @m as it is now. */
-static gboolean
-sequence_logps (LtModel *m, const LtPrefPacked *p, int n, double *sums, GError **error)
-{
-  double total;
-  g_autofree float *ce = g_new (float, MAX (p->N, 1));
-  if (!lt_model_forward_backward (m, p->tokens, p->lengths, 2 * n, p->targets, p->mask, 0.0f,
-                                  &total, error))
-    return FALSE;
-  if (!lt_model_get_token_losses (m, ce, p->N))
-    {
-      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
-                   "no per-token losses after a forward");
-      return FALSE;
-    }
-  for (int k = 0; k < 2 * n; k++)
-    {
-      double s = 0.0;
-      for (int t = 0; t < p->lengths[k]; t++)
-        if (p->mask[p->offs[k] + t] != 0.0f)
-          s -= ce[p->offs[k] + t];
-      sums[k] = s;
-    }
-  return TRUE;
-}
-
-void
-lt_pref_loss_packed (const LtPrefConfig *cfg, const LtPreferenceExample *pairs, int n,
-                     const double *pol, const double *ref, double *dpc, double *dpr,
-                     LtPrefStats *stats)
+/* lt_pref_loss over the interleaved sums of a packed batch (@pol, @ref: chosen, rejected pair by
+ * pair, 2n each; @ref ignored by ORPO) with the completion lengths of @pairs: ∂L/∂p into @dpc,
+ * @dpr (n) and @stats. */
+static void
+loss_packed (const LtPrefConfig *cfg, const LtPreferenceExample *pairs, int n,
+             const double *pol, const double *ref, double *dpc, double *dpr, LtPrefStats *stats)
 {
   g_autofree double *pc = g_new (double, MAX (n, 1));
   g_autofree double *pr = g_new (double, MAX (n, 1));
@@ -248,8 +224,10 @@ lt_pref_loss_packed (const LtPrefConfig *cfg, const LtPreferenceExample *pairs, 
   lt_pref_loss (cfg, n, pc, pr, rc, rr, nc, nr, dpc, dpr, stats);
 }
 
-float *
-lt_pref_packed_weights (const LtPrefPacked *p, int n, const double *dpc, const double *dpr)
+/* The per-token weights (p->N, g_free) whose Σ w·CE has the gradient Σ_seq ∂L/∂p_seq·∇p_seq:
+ * −∂L/∂p of each sequence on its completion tokens, 0 elsewhere. */
+static float *
+packed_weights (const LtPrefPacked *p, int n, const double *dpc, const double *dpr)
 {
   float *w = g_new0 (float, MAX (p->N, 1));
 
@@ -262,14 +240,34 @@ lt_pref_packed_weights (const LtPrefPacked *p, int n, const double *dpc, const d
   return w;
 }
 
+/* Log-prob sums (2n) of the completions: one forward's per-token CE from @e, summed over each
+ * sequence's completion positions. */
+static gboolean
+sequence_logps (const LtPrefEngine *e, gpointer data, gboolean reference, const LtPrefPacked *p,
+                int n, double *sums, GError **error)
+{
+  g_autofree float *ce = g_new (float, MAX (p->N, 1));
+
+  if (!e->token_losses (data, reference, p, n, ce, error))
+    return FALSE;
+  for (int k = 0; k < 2 * n; k++)
+    {
+      double s = 0.0;
+      for (int t = 0; t < p->lengths[k]; t++)
+        if (p->mask[p->offs[k] + t] != 0.0f)
+          s -= ce[p->offs[k] + t];
+      sums[k] = s;
+    }
+  return TRUE;
+}
+
 gboolean
-lt_pref_step (LtModel *model, LtModel *reference, const LtPrefConfig *cfg,
-              const LtPreferenceExample *pairs, int n, float loss_scale, LtPrefStats *stats,
-              GError **error)
+lt_pref_step_with (const LtPrefEngine *e, gpointer data, LtModel *model,
+                   const LtPrefConfig *cfg, const LtPreferenceExample *pairs, int n,
+                   float loss_scale, LtPrefStats *stats, GError **error)
 {
   LtPrefPacked p = { 0 };
   gboolean ok = FALSE;
-  gboolean orpo = cfg->loss == LT_PREF_LOSS_ORPO;
   g_autofree double *pol = g_new0 (double, 2 * MAX (n, 1));
   g_autofree double *ref = g_new0 (double, 2 * MAX (n, 1));
   g_autofree double *dpc = g_new (double, MAX (n, 1));
@@ -283,43 +281,78 @@ lt_pref_step (LtModel *model, LtModel *reference, const LtPrefConfig *cfg,
     }
   if (!lt_pref_pack (pairs, n, &p, error))
     goto out;
-
-  /* reference sums: the frozen model, or this one with its adapters off */
-  if (!orpo)
-    {
-      if (reference != NULL)
-        {
-          if (!sequence_logps (reference, &p, n, ref, error))
-            goto out;
-        }
-      else
-        {
-          lt_model_set_adapters_enabled (model, FALSE);
-          gboolean r = sequence_logps (model, &p, n, ref, error);
-          lt_model_set_adapters_enabled (model, TRUE);
-          if (!r)
-            goto out;
-        }
-    }
+  /* DPO's reference sums (ORPO needs none); the dropout step advances as in any forward */
+  if (cfg->loss != LT_PREF_LOSS_ORPO && !sequence_logps (e, data, TRUE, &p, n, ref, error))
+    goto out;
   /* policy sums, with the masks the backward will use */
   lt_model_set_dropout_step (model, step0);
-  if (!sequence_logps (model, &p, n, pol, error))
+  if (!sequence_logps (e, data, FALSE, &p, n, pol, error))
     goto out;
-  lt_pref_loss_packed (cfg, pairs, n, pol, ref, dpc, dpr, stats);
+  loss_packed (cfg, pairs, n, pol, ref, dpc, dpr, stats);
 
   if (loss_scale != 0.0f)
     {
       /* Σ w_t·CE_t with w = −∂L/∂p_seq on the sequence's completion tokens: its gradient is
        * Σ_seq ∂L/∂p_seq·∇p_seq */
-      g_autofree float *w = lt_pref_packed_weights (&p, n, dpc, dpr);
-      double unused;
+      g_autofree float *w = packed_weights (&p, n, dpc, dpr);
       lt_model_set_dropout_step (model, step0);
-      if (!lt_model_forward_backward (model, p.tokens, p.lengths, 2 * n, p.targets, w,
-                                      loss_scale, &unused, error))
+      if (!e->backward (data, &p, n, w, loss_scale, error))
         goto out;
     }
   ok = TRUE;
 out:
   lt_pref_packed_clear (&p);
   return ok;
+}
+
+/* The CPU model's engine: the reference pass on the frozen reference model, or on the model
+ * with its adapters off. */
+typedef struct
+{
+  LtModel *model, *reference;
+} CpuPref;
+
+static gboolean
+cpu_token_losses (gpointer data, gboolean reference, const LtPrefPacked *p, int n, float *ce,
+                  GError **error)
+{
+  CpuPref *c = data;
+  gboolean off = reference && c->reference == NULL;
+  LtModel *m = reference && c->reference != NULL ? c->reference : c->model;
+  double total;
+  gboolean ok;
+
+  if (off)
+    lt_model_set_adapters_enabled (m, FALSE);
+  ok = lt_model_forward_backward (m, p->tokens, p->lengths, 2 * n, p->targets, p->mask, 0.0f,
+                                  &total, error);
+  if (ok && !lt_model_get_token_losses (m, ce, p->N))
+    {
+      g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                   "no per-token losses after a forward");
+      ok = FALSE;
+    }
+  if (off)
+    lt_model_set_adapters_enabled (m, TRUE);
+  return ok;
+}
+
+static gboolean
+cpu_backward (gpointer data, const LtPrefPacked *p, int n, const float *w, float loss_scale,
+              GError **error)
+{
+  CpuPref *c = data;
+  double unused;
+  return lt_model_forward_backward (c->model, p->tokens, p->lengths, 2 * n, p->targets, w,
+                                    loss_scale, &unused, error);
+}
+
+gboolean
+lt_pref_step (LtModel *model, LtModel *reference, const LtPrefConfig *cfg,
+              const LtPreferenceExample *pairs, int n, float loss_scale, LtPrefStats *stats,
+              GError **error)
+{
+  static const LtPrefEngine cpu = { cpu_token_losses, cpu_backward };
+  CpuPref c = { model, reference };
+  return lt_pref_step_with (&cpu, &c, model, cfg, pairs, n, loss_scale, stats, error);
 }

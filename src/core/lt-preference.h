@@ -90,17 +90,6 @@ typedef struct
 gboolean lt_pref_pack (const LtPreferenceExample *pairs, int n, LtPrefPacked *p, GError **error);
 void lt_pref_packed_clear (LtPrefPacked *p);
 
-/* lt_pref_loss over the interleaved sums of a packed batch (@pol, @ref: chosen, rejected
- * pair by pair, 2n each; @ref ignored by ORPO) with the completion lengths of @pairs: ∂L/∂p
- * into @dpc, @dpr (n) and @stats. */
-void lt_pref_loss_packed (const LtPrefConfig *cfg, const LtPreferenceExample *pairs, int n,
-                          const double *pol, const double *ref, double *dpc, double *dpr,
-                          LtPrefStats *stats);
-/* The per-token weights (p->N, g_free) whose Σ w·CE has the gradient Σ_seq ∂L/∂p_seq·∇p_seq:
- * −∂L/∂p of each sequence on its completion tokens, 0 elsewhere. */
-float *lt_pref_packed_weights (const LtPrefPacked *p, int n, const double *dpc,
-                               const double *dpr);
-
 /* One micro-batch of @n pairs on @model (trainable: lt_model_attach_trainable): adds
  * loss_scale·∇L to the parameters' gradients (none when loss_scale is 0) and fills @stats.
  * @reference: the frozen reference model for full fine-tuning; NULL = @model with its
@@ -108,5 +97,24 @@ float *lt_pref_packed_weights (const LtPrefPacked *p, int n, const double *dpc,
 gboolean lt_pref_step (LtModel *model, LtModel *reference, const LtPrefConfig *cfg,
                        const LtPreferenceExample *pairs, int n, float loss_scale,
                        LtPrefStats *stats, GError **error);
+
+/* What runs a preference micro-batch's passes: the CPU model (lt_pref_step) or the GPU model
+ * (lt-vulkan-pref), so that both devices share the packing, the loss and the weights. */
+typedef struct
+{
+  /* The per-token CE (p->N) of one forward of the 2n packed sequences; @reference: DPO's
+   * reference pass (the frozen reference model, or the model with its adapters off). */
+  gboolean (*token_losses) (gpointer data, gboolean reference, const LtPrefPacked *p, int n,
+                            float *ce, GError **error);
+  /* Adds loss_scale·∇ Σ_t w_t·CE_t (@w: p->N) to the trainable parameters' gradients. */
+  gboolean (*backward) (gpointer data, const LtPrefPacked *p, int n, const float *w,
+                        float loss_scale, GError **error);
+} LtPrefEngine;
+
+/* lt_pref_step through @e (@data its own): @model gives the dropout step, which the reference
+ * pass advances and the policy pass and the backward rewind to the step's first. */
+gboolean lt_pref_step_with (const LtPrefEngine *e, gpointer data, LtModel *model,
+                            const LtPrefConfig *cfg, const LtPreferenceExample *pairs, int n,
+                            float loss_scale, LtPrefStats *stats, GError **error);
 
 G_END_DECLS
