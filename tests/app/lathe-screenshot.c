@@ -18,6 +18,7 @@
  * LATHE_SHOT_MISSING=1 (--chat-models: a recent folder that is gone, chosen: the message),
  * LATHE_SHOT_GGUF=TYPE (--export's GGUF type, default q8_0), LATHE_SHOT_LR=RATE (--running's
  * learning rate; a run that fails, 1e30 diverges at once, is captured when it stops),
+ * LATHE_SHOT_QAT=1 (QAT on, affine 4-bit, the grid learned),
  * LATHE_SHOT_DEVICE=DEVICE (the compute device, also of --running: cpu, vulkan, vulkan:N;
  * without --running the form shows the demo model and data, so that the memory row estimates). */
 #include "config.h"
@@ -240,6 +241,9 @@ activate_cb (GApplication *app)
   if (g_getenv ("LATHE_SHOT_TRAIN_TYPE") != NULL)
     g_object_set (settings, "train-type", (guint) atoi (g_getenv ("LATHE_SHOT_TRAIN_TYPE")),
                   "quantization", (guint) LT_QUANTIZATION_NONE, NULL);
+  if (g_getenv ("LATHE_SHOT_QAT") != NULL) /* QAT on an affine grid, learned */
+    g_object_set (settings, "qat-enable", TRUE, "qat-mode", 1u /* affine */, "qat-bits", 4,
+                  "qat-learn-grid", TRUE, NULL);
   if (g_getenv ("LATHE_SHOT_DEVICE") != NULL && running_dir == NULL)
     {
       /* the form with a real model (the demo's), so that the memory row shows both estimates */

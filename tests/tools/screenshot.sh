@@ -4,6 +4,7 @@
 # (1400×800 mid-run), light style, headless.
 #   train.png          the Train tab scrolled to Fine-tune, every row of it visible
 #   train-advanced.png the Train tab scrolled to the end of QAT and Advanced (Precision, Device)
+#   train-qat.png      the QAT section switched on: affine 4-bit, the grid learned
 #   train-running.png  the Train tab mid-run: a real run of the demo model (data/demo), charts
 #                      filled from its reports
 #   runs.png           the Runs page: two real short runs of the demo, one compared with the
@@ -40,6 +41,7 @@ shot() {
 # Fine-tune at the top of the form: Trainer to Last layers.
 LATHE_SHOT_SCROLL=250 shot data/screenshots/train.png
 LATHE_SHOT_SCROLL=1700 shot data/screenshots/train-advanced.png
+LATHE_SHOT_QAT=1 LATHE_SHOT_SCROLL=1150 shot data/screenshots/train-qat.png
 
 # Two short real runs for the history (different learning rates).
 for lr in 2e-3 5e-4; do
