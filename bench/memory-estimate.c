@@ -3,6 +3,8 @@
  *
  *   bench-memory-estimate [LATHE] [MODEL]
  *
+ * BENCH_MEMORY_QAT_ONLY=1 runs only part 1's QAT rows (QAT affine 4-bit g64 from the first step,
+ * the grid learned or not, a 4-bit base), e.g. on a SmolLM2-shaped model (bench/random-llama.py).
  * Part 1 spawns LATHE (default $LATHE_CLI, else "lathe") `train --iters 3 --json` on MODEL
  * (default $LATHE_SHARED_DIR/models/tinystories-656k, else $LATHE_TEST_DATA/models/llama-f32)
  * for a matrix of configurations, on a data file it writes whose every example is longer than
@@ -36,6 +38,7 @@ typedef struct
   const char *quantization;
   int rank, seq, batch;
   gboolean checkpoint;
+  int qat;                   /* 1: QAT (affine 4-bit g64); 2: the same with the grid learned */
 } Case;
 
 static const Case cases[] = {
@@ -51,6 +54,9 @@ static const Case cases[] = {
   { "full", "none", 0, 512, 4, FALSE },
   { "lora", "4bit", 8, 256, 2, FALSE },
   { "lora", "8bit", 16, 512, 2, FALSE },
+  { "lora", "none", 8, 256, 2, FALSE, 1 },
+  { "lora", "none", 8, 256, 2, FALSE, 2 },
+  { "lora", "4bit", 8, 256, 2, FALSE, 1 },
 };
 
 /* Runs one case; returns the measured peak RSS (0 on failure, with the reason in @why). */
@@ -70,7 +76,10 @@ measure (const char *lathe, const char *model, const char *data, const Case *c, 
                          "--max-seq-length", seq, "--batch-size", batch, "--iters", "3",
                          "--steps-per-report", "1", "--adapter-path", out,
                          c->checkpoint ? "--grad-checkpoint" : "--no-grad-checkpoint", "--json",
-                         NULL };
+                         /* QAT from the first step (start step 1), so that the 3 iterations hold it */
+                         c->qat ? "--qat-enable" : NULL, "--qat-mode", "affine", "--qat-bits",
+                         "4", "--qat-group-size", "64", "--qat-start-step", "1",
+                         c->qat == 2 ? "--qat-learn-grid" : NULL, NULL };
   int wait_status = 0;
   guint64 peak = 0;
 
@@ -124,26 +133,36 @@ measured_table (const char *lathe, const char *model, const char *data)
       return;
     }
   printf ("Estimate vs measured peak RSS (%s, 3 iterations)\n", model);
-  printf ("%-5s %-6s %4s %5s %5s %4s %12s %12s %8s\n", "type", "quant", "rank", "seq", "batch",
-          "ckpt", "estimate", "measured", "error");
+  printf ("%-5s %-6s %4s %5s %5s %4s %-7s %12s %12s %8s\n", "type", "quant", "rank", "seq",
+          "batch", "ckpt", "qat", "estimate", "measured", "error");
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       const Case *c = &cases[i];
-      g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+      g_autoptr (LtRunConfig) cfg = NULL;
       g_autofree char *why = NULL;
       LtMemoryEstimate est;
       guint64 peak;
 
+      /* BENCH_MEMORY_QAT_ONLY=1: the QAT rows alone (for a large model) */
+      if (g_getenv ("BENCH_MEMORY_QAT_ONLY") != NULL && c->qat == 0)
+        continue;
+      cfg = lt_run_config_new ();
       cfg->train_type = lt_train_type_from_string (c->train_type);
       cfg->quantization = lt_quantization_from_string (c->quantization);
       cfg->lora_rank = MAX (c->rank, 1);
       cfg->max_seq_length = c->seq;
       cfg->batch_size = c->batch;
       cfg->grad_checkpoint = c->checkpoint;
+      cfg->qat_enable = c->qat > 0;
+      cfg->qat_mode = 1; /* affine */
+      cfg->qat_bits = 4;
+      cfg->qat_group_size = 64;
+      cfg->qat_learn_grid = c->qat == 2;
       lt_memory_estimate (cfg, mc, &est);
       peak = measure (lathe, model, data, c, &why);
-      printf ("%-5s %-6s %4d %5d %5d %4s %10.1f M ", c->train_type, c->quantization, c->rank,
-              c->seq, c->batch, c->checkpoint ? "on" : "off", est.total / 1048576.0);
+      printf ("%-5s %-6s %4d %5d %5d %4s %-7s %10.1f M ", c->train_type, c->quantization,
+              c->rank, c->seq, c->batch, c->checkpoint ? "on" : "off",
+              c->qat == 2 ? "learned" : c->qat ? "affine" : "-", est.total / 1048576.0);
       if (peak == 0)
         printf ("%12s %8s  (%s)\n", "-", "-", why);
       else

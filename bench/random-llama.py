@@ -51,7 +51,8 @@ def write_model(d, shape, layers=None):
     cfg = json.load(open(os.path.join(FIXTURE, "config.json")))
     cfg.update(hidden_size=H, num_hidden_layers=L, num_attention_heads=NH,
                num_key_value_heads=KV, head_dim=D, intermediate_size=inter, vocab_size=V,
-               tie_word_embeddings=True, max_position_embeddings=4096, torch_dtype="bfloat16")
+               tie_word_embeddings=True, max_position_embeddings=4096, dtype="bfloat16",
+               torch_dtype="bfloat16")
     rng = random.Random(0)
     shapes = {"model.embed_tokens.weight": (V, H), "model.norm.weight": (H,)}
     for i in range(L):

@@ -139,6 +139,76 @@ key_selected (const LtRunConfig *cfg, const char *name)
   return FALSE;
 }
 
+/* QAT's host memory (lt-model-train-qat, lt-trainer), added to @out's parts:
+ * - each trained linear keeps its grid (a scale per group, a bias too on the affine grid) and
+ *   the step fake-quantizes its effective weight into the layer's scratch (the largest);
+ * - every frozen dense weight the export quantizes (the linears of blocks outside num_layers or
+ *   outside the adapted keys, the embedding and the head tied to it, an untied head) is
+ *   swapped for an f32 fake-quantized copy while the original stays mapped: unless the base is
+ *   quantized at load time (then only the embedding and head may be dense) or fully trained;
+ * - the trainer's snapshot of every trained parameter (its QAT scale refresh);
+ * - a learned grid (qat_learn_grid): per group of each trained linear its parameters (log-scale,
+ *   and the zero point on the affine grid), their gradients and Adam's moments; for the frozen
+ *   embedding the same, plus its f32 values and one (V, C) gradient of the fq weight. */
+static void
+qat_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate *out, gboolean full,
+              guint64 n_adapted_layers)
+{
+  const guint64 C = (guint64) c->hidden_size, I = (guint64) c->intermediate_size;
+  const guint64 qd = (guint64) c->num_attention_heads * (guint64) c->head_dim;
+  const guint64 kvd = (guint64) c->num_key_value_heads * (guint64) c->head_dim;
+  const guint64 V = (guint64) c->vocab_size, L = (guint64) c->num_hidden_layers;
+  const struct { const char *name; guint64 in, out; } lin[] = {
+    { "self_attn.q_proj", C, qd },  { "self_attn.k_proj", C, kvd },
+    { "self_attn.v_proj", C, kvd }, { "self_attn.o_proj", qd, C },
+    { "mlp.gate_proj", C, I },      { "mlp.up_proj", C, I },
+    { "mlp.down_proj", I, C },
+  };
+  const guint64 g = (guint64) MAX (cfg->qat_group_size, 0);
+  gboolean affine = cfg->qat_mode == 1; /* LtQuantMode: symmetric, affine, mxfp4, nf4 */
+  gboolean learn = cfg->qat_learn_grid && g > 0 && cfg->qat_mode <= 1;
+  gboolean loaded_quant = out->weight_bits > 0;
+  guint64 grid = 0, largest = 0, copies = 0, learned = 0;
+
+  for (gsize i = 0; i < G_N_ELEMENTS (lin); i++)
+    {
+      gboolean covers = g == 0 || lin[i].in % g == 0;
+      guint64 groups = g > 0 ? lin[i].in * lin[i].out / g : 1;
+      gboolean adapted = full || key_selected (cfg, lin[i].name);
+      guint64 frozen_layers = full ? 0 : adapted ? L - n_adapted_layers : L;
+
+      if (adapted && covers)
+        {
+          grid += (full ? L : n_adapted_layers) * groups * (affine ? 2 : 1);
+          largest = MAX (largest, lin[i].in * lin[i].out);
+          if (learn)
+            learned += (full ? L : n_adapted_layers) * groups * (affine ? 2 : 1);
+        }
+      if (!loaded_quant && covers)
+        copies += frozen_layers * lin[i].in * lin[i].out;
+    }
+  if (!full && (g == 0 || C % g == 0)
+      && !(loaded_quant && C % (guint64) MAX (out->group_size, 1) == 0))
+    {
+      /* the dense embedding (and an untied head) as f32 fq copies */
+      copies += V * C * (c->tie_word_embeddings ? 1 : 2);
+      if (learn)
+        {
+          guint64 eg = V * C / g;
+          learned += eg * (affine ? 2 : 1);
+          out->workspace += 4 * (2 * V * C + 4 * eg); /* f32 values, ∂L/∂Ŵ; four grid arrays */
+        }
+    }
+  out->workspace += 4 * (grid + largest) + 4 * out->n_trainable_params; /* + the snapshot */
+  out->base_weights += 4 * copies;
+  /* the learned grid trains with the adapters: weights, gradients, Adam's two moments */
+  out->n_trainable_params += learned;
+  out->trainable += 4 * learned;
+  out->gradients += 4 * learned;
+  if (out->optimizer > 0)
+    out->optimizer += 8 * learned;
+}
+
 void
 lt_memory_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate *out)
 {
@@ -293,6 +363,9 @@ lt_memory_estimate_for_data (const LtRunConfig *cfg, const LtConfig *c, gsize n_
     out->workspace = 4 * N * (2 * C + (cfg->grad_checkpoint ? per_set : 0) + tmp + scratch)
                      + 32 * N + 4 * 256 * max_in + 4 * 2 * (guint64) T;
   }
+
+  if (cfg->qat_enable)
+    qat_estimate (cfg, c, out, full, n_adapted_layers);
 
   /* Chunked LM head: one (N, chunk) block of logits, chunk ≈ 4 Mi floats / N. */
   chunk = MIN (V, MAX (((guint64) 4 << 20) / N, (guint64) 256));
