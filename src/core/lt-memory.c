@@ -144,8 +144,9 @@ key_selected (const LtRunConfig *cfg, const char *name)
  *   the step fake-quantizes its effective weight into the layer's scratch (the largest);
  * - every frozen dense weight the export quantizes (the linears of blocks outside num_layers or
  *   outside the adapted keys, the embedding and the head tied to it, an untied head) is
- *   swapped for an f32 fake-quantized copy while the original stays mapped: unless the base is
- *   quantized at load time (then only the embedding and head may be dense) or fully trained;
+ *   swapped for an f32 fake-quantized copy while the original stays mapped: not the layers a
+ *   load-time quantization packed (those whose input size its group divides), nor in full
+ *   fine-tuning;
  * - the trainer's snapshot of every trained parameter (its QAT scale refresh);
  * - a learned grid (qat_learn_grid): per group of each trained linear its parameters (log-scale,
  *   and the zero point on the affine grid), their gradients and Adam's moments; for the frozen
@@ -184,7 +185,8 @@ qat_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate *out, 
           if (learn)
             learned += (full ? L : n_adapted_layers) * groups * (affine ? 2 : 1);
         }
-      if (!loaded_quant && covers)
+      /* dense unless quantized at load time (the load's group divides its input size) */
+      if (covers && !(loaded_quant && lin[i].in % (guint64) MAX (out->group_size, 1) == 0))
         copies += frozen_layers * lin[i].in * lin[i].out;
     }
   if (!full && (g == 0 || C % g == 0)
