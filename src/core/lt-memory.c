@@ -139,6 +139,29 @@ key_selected (const LtRunConfig *cfg, const char *name)
   return FALSE;
 }
 
+/* The seven linears of a block: name, in, out. */
+#define N_BLOCK_LINEARS 7
+typedef struct
+{
+  const char *name;
+  guint64 in, out;
+} BlockLinear;
+
+static void
+block_linears (const LtConfig *c, BlockLinear *lin)
+{
+  const guint64 C = (guint64) c->hidden_size, I = (guint64) c->intermediate_size;
+  const guint64 qd = (guint64) c->num_attention_heads * (guint64) c->head_dim;
+  const guint64 kvd = (guint64) c->num_key_value_heads * (guint64) c->head_dim;
+  const BlockLinear all[N_BLOCK_LINEARS] = {
+    { "self_attn.q_proj", C, qd },  { "self_attn.k_proj", C, kvd },
+    { "self_attn.v_proj", C, kvd }, { "self_attn.o_proj", qd, C },
+    { "mlp.gate_proj", C, I },      { "mlp.up_proj", C, I },
+    { "mlp.down_proj", I, C },
+  };
+  memcpy (lin, all, sizeof all);
+}
+
 /* QAT's host memory (lt-model-train-qat, lt-trainer), added to @out's parts:
  * - each trained linear keeps its grid (a scale per group, a bias too on the affine grid) and
  *   the step fake-quantizes its effective weight into the layer's scratch (the largest);
@@ -155,22 +178,16 @@ static void
 qat_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate *out, gboolean full,
               guint64 n_adapted_layers)
 {
-  const guint64 C = (guint64) c->hidden_size, I = (guint64) c->intermediate_size;
-  const guint64 qd = (guint64) c->num_attention_heads * (guint64) c->head_dim;
-  const guint64 kvd = (guint64) c->num_key_value_heads * (guint64) c->head_dim;
+  const guint64 C = (guint64) c->hidden_size;
   const guint64 V = (guint64) c->vocab_size, L = (guint64) c->num_hidden_layers;
-  const struct { const char *name; guint64 in, out; } lin[] = {
-    { "self_attn.q_proj", C, qd },  { "self_attn.k_proj", C, kvd },
-    { "self_attn.v_proj", C, kvd }, { "self_attn.o_proj", qd, C },
-    { "mlp.gate_proj", C, I },      { "mlp.up_proj", C, I },
-    { "mlp.down_proj", I, C },
-  };
+  BlockLinear lin[N_BLOCK_LINEARS];
   const guint64 g = (guint64) MAX (cfg->qat_group_size, 0);
   gboolean affine = cfg->qat_mode == 1; /* LtQuantMode: symmetric, affine, mxfp4, nf4 */
   gboolean learn = cfg->qat_learn_grid && g > 0 && cfg->qat_mode <= 1;
   gboolean loaded_quant = out->weight_bits > 0;
   guint64 grid = 0, largest = 0, copies = 0, learned = 0;
 
+  block_linears (c, lin);
   for (gsize i = 0; i < G_N_ELEMENTS (lin); i++)
     {
       gboolean covers = g == 0 || lin[i].in % g == 0;
@@ -225,13 +242,7 @@ lt_memory_estimate_for_data (const LtRunConfig *cfg, const LtConfig *c, gsize n_
   const guint64 qd = (guint64) c->num_attention_heads * (guint64) c->head_dim;
   const guint64 kvd = (guint64) c->num_key_value_heads * (guint64) c->head_dim;
   const guint64 V = (guint64) c->vocab_size, L = (guint64) c->num_hidden_layers;
-  /* The seven linears of a block: name, in, out. */
-  const struct { const char *name; guint64 in, out; } lin[] = {
-    { "self_attn.q_proj", C, qd },  { "self_attn.k_proj", C, kvd },
-    { "self_attn.v_proj", C, kvd }, { "self_attn.o_proj", qd, C },
-    { "mlp.gate_proj", C, I },      { "mlp.up_proj", C, I },
-    { "mlp.down_proj", I, C },
-  };
+  BlockLinear lin[N_BLOCK_LINEARS];
   guint64 block_linear = 0, block_other, n_adapted_layers, adapter_per_block = 0;
   guint64 adapted_per_block = 0, max_in = 0, N, chunk, all_params, rows;
   int T = MAX (cfg->max_seq_length, 1);
@@ -240,6 +251,7 @@ lt_memory_estimate_for_data (const LtRunConfig *cfg, const LtConfig *c, gsize n_
   int r = MAX (cfg->lora_rank, 0);
 
   memset (out, 0, sizeof *out);
+  block_linears (c, lin);
 
   for (gsize i = 0; i < G_N_ELEMENTS (lin); i++)
     {
