@@ -248,34 +248,6 @@ test_eval (gconstpointer data)
   step_case (data, 0.0f);
 }
 
-/* The numbers of RUN/metrics.jsonl's @field. */
-static GArray *
-read_losses (const char *run_dir, const char *field)
-{
-  g_autofree char *path = g_build_filename (run_dir, "metrics.jsonl", NULL);
-  g_autofree char *text = NULL;
-  g_auto (GStrv) lines = NULL;
-  GArray *out = g_array_new (FALSE, FALSE, sizeof (double));
-
-  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
-  lines = g_strsplit (text, "\n", -1);
-  for (int i = 0; lines[i] != NULL; i++)
-    {
-      g_autoptr (JsonParser) parser = json_parser_new ();
-      JsonNode *nd;
-      if (lines[i][0] == '\0')
-        continue;
-      g_assert_true (json_parser_load_from_data (parser, lines[i], -1, NULL));
-      nd = json_object_get_member (json_node_get_object (json_parser_get_root (parser)), field);
-      if (nd != NULL && json_node_get_value_type (nd) == G_TYPE_DOUBLE)
-        {
-          double v = json_node_get_double (nd);
-          g_array_append_val (out, v);
-        }
-    }
-  return out;
-}
-
 static LtRunConfig *
 run_config (const char *model, const char *tmp, const char *run, const char *device,
             LtTrainMode mode)
@@ -346,8 +318,8 @@ test_trajectory (gconstpointer data)
   g_assert_no_error (error);
   for (guint f = 0; f < G_N_ELEMENTS (fields); f++)
     {
-      g_autoptr (GArray) a = read_losses (cpu->adapter_path, fields[f]);
-      g_autoptr (GArray) b = read_losses (gpu->adapter_path, fields[f]);
+      g_autoptr (GArray) a = vulkan_run_losses (cpu->adapter_path, fields[f]);
+      g_autoptr (GArray) b = vulkan_run_losses (gpu->adapter_path, fields[f]);
       g_assert_cmpuint (a->len, ==, b->len);
       g_assert_cmpuint (a->len, >=, f == 0 ? 6 : 3);
       for (guint i = 0; i < a->len; i++)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* What the Vulkan trainer tests (test-vulkan-train, -infer, -pref) share: the run
- * configuration they start from, LoRA B given values, and the error measure against the CPU.
+ * configuration they start from, LoRA B given values, the error measure against the CPU and a
+ * run's losses.
  * Static: one test program includes it once, after tests/core/test-vulkan.h (fill). */
 #pragma once
 
@@ -9,6 +10,7 @@
 #include <glib/gstdio.h>
 
 #include "src/core/lt-model.h"
+#include "src/core/lt-run-dir.h"
 #include "src/core/lt-run.h"
 
 /* B starts at zero (mlx-lm): give every LoRA B values, so that the adapters change the outputs
@@ -71,4 +73,25 @@ vulkan_run_config_base (const char *train, const char *model, const char *tmp, c
   g_free (cfg->compute_device);
   cfg->compute_device = g_strdup (device);
   return cfg;
+}
+
+/* The finite values of RUN/metrics.jsonl's "loss" (@field "loss") or "val_loss", in order. */
+G_GNUC_UNUSED static GArray *
+vulkan_run_losses (const char *run_dir, const char *field)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) m = lt_run_dir_read_metrics (run_dir, &error);
+  GArray *out = g_array_new (FALSE, FALSE, sizeof (double));
+  gboolean val = g_str_equal (field, "val_loss");
+
+  g_assert_no_error (error);
+  g_assert_true (val || g_str_equal (field, "loss"));
+  for (guint i = 0; i < m->len; i++)
+    {
+      const LtRunMetric *r = &g_array_index (m, LtRunMetric, i);
+      double v = val ? r->val_loss : r->loss;
+      if (isfinite (v))
+        g_array_append_val (out, v);
+    }
+  return out;
 }

@@ -375,36 +375,6 @@ test_regrow (void)
 
 /* ---- the trainer ---- */
 
-/* The numbers of RUN/metrics.jsonl: every "loss" then every "val_loss" that is a number. */
-static GArray *
-read_losses (const char *run_dir, const char *field)
-{
-  g_autofree char *path = g_build_filename (run_dir, "metrics.jsonl", NULL);
-  g_autofree char *text = NULL;
-  g_auto (GStrv) lines = NULL;
-  GArray *out = g_array_new (FALSE, FALSE, sizeof (double));
-
-  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
-  lines = g_strsplit (text, "\n", -1);
-  for (int i = 0; lines[i] != NULL; i++)
-    {
-      g_autoptr (JsonParser) parser = json_parser_new ();
-      JsonObject *o;
-      JsonNode *n;
-      if (lines[i][0] == '\0')
-        continue;
-      g_assert_true (json_parser_load_from_data (parser, lines[i], -1, NULL));
-      o = json_node_get_object (json_parser_get_root (parser));
-      n = json_object_get_member (o, field);
-      if (n != NULL && json_node_get_value_type (n) == G_TYPE_DOUBLE)
-        {
-          double v = json_node_get_double (n);
-          g_array_append_val (out, v);
-        }
-    }
-  return out;
-}
-
 static LtRunConfig *
 run_config (const char *tmp, const char *run, const char *device)
 {
@@ -507,8 +477,8 @@ trajectory (LtQuantization quantization, int qat_mode, gboolean use_dora)
   }
   for (guint f = 0; f < G_N_ELEMENTS (fields); f++)
     {
-      g_autoptr (GArray) a = read_losses (cpu->adapter_path, fields[f]);
-      g_autoptr (GArray) b = read_losses (gpu->adapter_path, fields[f]);
+      g_autoptr (GArray) a = vulkan_run_losses (cpu->adapter_path, fields[f]);
+      g_autoptr (GArray) b = vulkan_run_losses (gpu->adapter_path, fields[f]);
       g_assert_cmpuint (a->len, ==, b->len);
       g_assert_cmpuint (a->len, >=, f == 0 ? 6 : 3);
       for (guint i = 0; i < a->len; i++)
@@ -616,8 +586,8 @@ test_resume (gconstpointer data)
   g_assert_no_error (error);
   for (guint f = 0; f < G_N_ELEMENTS (fields); f++)
     {
-      g_autoptr (GArray) a = read_losses (whole->adapter_path, fields[f]);
-      g_autoptr (GArray) b = read_losses (parts->adapter_path, fields[f]);
+      g_autoptr (GArray) a = vulkan_run_losses (whole->adapter_path, fields[f]);
+      g_autoptr (GArray) b = vulkan_run_losses (parts->adapter_path, fields[f]);
       g_assert_cmpuint (a->len, ==, b->len);
       for (guint i = 0; i < a->len; i++)
         {
