@@ -62,3 +62,19 @@ test_count_mismatches (const float *a, const float *b, gsize n)
     bad += !(a[i] == b[i]);
   return bad;
 }
+
+int
+test_run_sync (const char *const *argv, char **out)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *err = NULL;
+  int status = 0;
+
+  if (!g_spawn_sync (NULL, (char **) argv, NULL,
+                     out ? G_SPAWN_DEFAULT : G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, out, &err,
+                     &status, &error))
+    g_error ("%s: %s", argv[0], error->message);
+  if (!(WIFEXITED (status) && WEXITSTATUS (status) == 0))
+    g_test_message ("%s failed: %s", argv[1], err);
+  return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}

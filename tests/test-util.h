@@ -15,3 +15,7 @@ GPid test_spawn_quiet (const char *const *argv);
 int test_wait_exit (GPid pid, gint64 t0_us, double *seconds);
 /* Elements where a[i] != b[i] (== comparison: -0 equals +0, a NaN never equal). */
 gsize test_count_mismatches (const float *a, const float *b, gsize n);
+/* Runs @argv (NULL-terminated; argv[1] names it in the log) to its end: its stdout into *@out
+ * (g_free) when @out is not NULL, else discarded; its stderr logged when it fails. Returns its
+ * exit status (-1 when it did not exit normally). */
+int test_run_sync (const char *const *argv, char **out);

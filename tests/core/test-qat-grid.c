@@ -317,20 +317,6 @@ test_trajectory (void)
   lt_linear_clear (&lin);
 }
 
-static int
-spawn (const char *const *argv, char **out)
-{
-  g_autoptr (GError) error = NULL;
-  g_autofree char *err = NULL;
-  int status = 0;
-  if (!g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, out, &err,
-                     &status, &error))
-    g_error ("spawn: %s", error->message);
-  if (!g_spawn_check_wait_status (status, NULL))
-    g_test_message ("%s failed: %s", argv[1], err);
-  return g_spawn_check_wait_status (status, NULL) ? 0 : 1;
-}
-
 /* TMP/data: the fixture's training text as train.jsonl and valid.jsonl */
 static char *
 make_data (void)
@@ -374,7 +360,7 @@ test_run_then_fuse (gconstpointer data)
                           "--learning-rate", "2e-2", "--steps-per-eval", "0", "--qat-enable",
                           "--qat-mode", mode, "--qat-bits", bits, "--qat-group-size", group,
                           "--qat-learn-grid", NULL };
-  g_assert_cmpint (spawn (targv, NULL), ==, 0);
+  g_assert_cmpint (test_run_sync (targv, NULL), ==, 0);
 
   /* the grid's parameters are in the adapter file, trained away from the init on the final
    * weights (with the MSE search that init is deterministic) */
@@ -385,7 +371,7 @@ test_run_then_fuse (gconstpointer data)
   g_autofree char *json = NULL;
   const char *fargv[] = { cli, "fuse", "--model", mdir, "--adapter-path", run, "--save-path",
                           out, "--json", NULL };
-  g_assert_cmpint (spawn (fargv, &json), ==, 0);
+  g_assert_cmpint (test_run_sync (fargv, &json), ==, 0);
   g_autoptr (JsonParser) p = json_parser_new ();
   g_assert_true (json_parser_load_from_data (p, json, -1, NULL));
   JsonObject *o = json_node_get_object (json_parser_get_root (p));

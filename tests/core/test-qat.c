@@ -266,19 +266,6 @@ test_run_key (void)
   g_assert_true (lt_qat_export_grid (TRUE, LT_QUANT_MXFP4, 4, 32, &m, &b, &g));
 }
 
-static int
-spawn (const char *const *argv, char **out)
-{
-  int status = 0;
-  g_autofree char *err = NULL;
-  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL,
-                               out ? G_SPAWN_DEFAULT : G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL,
-                               out, &err, &status, NULL));
-  if (!(WIFEXITED (status) && WEXITSTATUS (status) == 0))
-    g_test_message ("%s failed: %s", argv[1], err);
-  return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
-}
-
 typedef struct
 {
   Grid grid;
@@ -324,12 +311,12 @@ test_run_then_fuse (gconstpointer data)
                           "--learning-rate", "2e-2", "--steps-per-eval", "0", "--qat-enable",
                           "--qat-mode", mode, "--qat-bits", bits, "--qat-group-size", group,
                           rc->keys ? "--lora-keys" : NULL, rc->keys, NULL };
-  g_assert_cmpint (spawn (targv, NULL), ==, 0);
+  g_assert_cmpint (test_run_sync (targv, NULL), ==, 0);
 
   g_autofree char *json = NULL;
   const char *fargv[] = { cli, "fuse", "--model", mdir, "--adapter-path", run, "--save-path",
                           out, "--json", NULL };
-  g_assert_cmpint (spawn (fargv, &json), ==, 0);
+  g_assert_cmpint (test_run_sync (fargv, &json), ==, 0);
   g_autoptr (JsonParser) p = json_parser_new ();
   g_assert_true (json_parser_load_from_data (p, json, -1, NULL));
   JsonObject *o = json_node_get_object (json_parser_get_root (p));
@@ -402,7 +389,7 @@ test_run_then_fuse (gconstpointer data)
       const char *f2[] = { cli, "fuse", "--model", mdir, "--adapter-path", run, "--save-path",
                            out2, "--mode", "affine", "--bits", bits, "--group-size", group,
                            "--json", NULL };
-      g_assert_cmpint (spawn (f2, &json2), ==, 0);
+      g_assert_cmpint (test_run_sync (f2, &json2), ==, 0);
       g_autoptr (JsonParser) p2 = json_parser_new ();
       g_assert_true (json_parser_load_from_data (p2, json2, -1, NULL));
       JsonObject *o2 = json_node_get_object (json_parser_get_root (p2));
