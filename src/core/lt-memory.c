@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "lt-json.h"
+#include "lt-qat-grid.h"
+#include "lt-quant.h"
 
 /* Reads "Key:   12345 kB" lines of a /proc file; @keys and @values have @n entries. */
 static gboolean
@@ -182,8 +184,8 @@ qat_estimate (const LtRunConfig *cfg, const LtConfig *c, LtMemoryEstimate *out, 
   const guint64 V = (guint64) c->vocab_size, L = (guint64) c->num_hidden_layers;
   BlockLinear lin[N_BLOCK_LINEARS];
   const guint64 g = (guint64) MAX (cfg->qat_group_size, 0);
-  gboolean affine = cfg->qat_mode == 1; /* LtQuantMode: symmetric, affine, mxfp4, nf4 */
-  gboolean learn = cfg->qat_learn_grid && g > 0 && cfg->qat_mode <= 1;
+  gboolean affine = cfg->qat_mode == LT_QUANT_AFFINE;
+  gboolean learn = cfg->qat_learn_grid && g > 0 && lt_qat_grid_mode_supported (cfg->qat_mode);
   gboolean loaded_quant = out->weight_bits > 0;
   guint64 grid = 0, largest = 0, copies = 0, learned = 0;
 
