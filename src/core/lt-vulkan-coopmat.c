@@ -23,9 +23,9 @@
 #define BIG_TILE 128
 #define SMALL_TILE 64
 #define BIG_MIN_GROUPS 128
-/* gemm-coopmat.comp's shared memory at the large tile: two f16 slices of 128 × 40 and eight
- * 16 × 16 f32 scratch tiles, plus a few words */
-#define SHARED_BYTES_NEEDED (2 * 128 * 40 * 2 + 8 * 256 * 4 + 64)
+/* gemm-coopmat.comp's shared memory at the large tile: A's and B's slices of 128 × 40 halves,
+ * each double-buffered (the epilogue's scratch reuses A's) */
+#define SHARED_BYTES_NEEDED (2 * 2 * 128 * 40 * 2)
 
 #ifdef LT_HAVE_VULKAN
 
@@ -305,7 +305,17 @@ dtype_code (LtKDType t)
   return t == LT_KDTYPE_F32 ? 0 : t == LT_KDTYPE_BF16 ? 1 : 2;
 }
 
-/* Records the product with the large (@big) or the small tile. */
+static guint32
+round_up (guint32 x, guint32 to)
+{
+  return (x + to - 1) / to * to;
+}
+
+/* Records the product with the large (@big) or the small tile: coopmat-prep.comp's three
+ * passes over A and B (zero the max words, each row's largest magnitude, the scaled f16
+ * matrices) into the stream's coopmat scratch, then gemm-coopmat.comp. The scratch, in words:
+ * the max words of A's rpa and B's rpb rows, their exponents, A's f16 matrix (rpa × kp halves),
+ * B's (rpb × kp). */
 static gboolean
 record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans tb, int M,
         int N, int K, float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
@@ -313,13 +323,44 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
 {
   struct
   {
-    guint32 M, N, K, lda, ldb, ldc, a_off, b_off, c_off, ta, tb, a_type, b_type, round_a,
-      round_b;
+    guint32 rows[2], K, ld[2], off[2], trans[2], type[2], round_[2], kp, rp[2], max_off[2],
+      exp_off[2], pack_off[2];
+  } pp;
+  struct
+  {
+    guint32 M, N, kp, ldc, c_off, a_off4, b_off4, ea_off, eb_off;
     float alpha, beta;
   } pc;
   LtVulkanKernel kernel;
-  guint tile = big ? BIG_TILE : SMALL_TILE;
+  const guint tile = big ? BIG_TILE : SMALL_TILE;
+  const guint32 rpa = round_up ((guint32) M, tile), rpb = round_up ((guint32) N, tile);
+  const guint32 kp = round_up ((guint32) MAX (K, 1), 64);
+  const guint64 pack_a = 2 * ((guint64) rpa + rpb), pack_b = pack_a + (guint64) rpa * kp / 2;
+  const guint64 words = pack_b + (guint64) rpb * kp / 2;
+  g_autoptr (GError) local = NULL;
+  LtVulkanBuffer *sc;
+  gboolean fresh;
 
+  if (words >= G_MAXUINT32)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan gemm: %dx%dx%d is too large for the tensor-core "
+                                  "path's scratch", M, N, K);
+  sc = lt_vulkan_stream_scratch_grow (s, LT_VULKAN_SCRATCH_COOPMAT, words * 4, &fresh, &local);
+  if (sc == NULL)
+    return lt_vulkan_stream_fail (s, error, local->code, "%s", local->message);
+  pp = (typeof (pp)) {
+    .rows = { (guint32) M, (guint32) N }, .K = (guint32) MAX (K, 0),
+    .ld = { (guint32) A->ld, (guint32) B->ld },
+    .off = { (guint32) A->offset, (guint32) B->offset },
+    /* op(A)'s rows are A's columns when A is transposed; op(B)ᵀ's rows are B's columns
+     * when B is not */
+    .trans = { ta == LT_TRANS, tb != LT_TRANS },
+    .type = { dtype_code (A->dtype), dtype_code (B->dtype) },
+    .round_ = { precision == LT_COMPUTE_BF16 && A->dtype != LT_KDTYPE_BF16,
+                precision == LT_COMPUTE_BF16 && B->dtype != LT_KDTYPE_BF16 },
+    .kp = kp, .rp = { rpa, rpb }, .max_off = { 0, rpa }, .exp_off = { rpa + rpb, 2 * rpa + rpb },
+    .pack_off = { (guint32) pack_a, (guint32) pack_b },
+  };
   if (cm->n == 16)
     kernel = big ? LT_VK_GEMM_COOPMAT_128_N16 : LT_VK_GEMM_COOPMAT_64_N16;
   else
@@ -327,18 +368,28 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
   if (cm->emulated) /* the same order, four kernels on */
     kernel += LT_VK_GEMM_COOPMAT_EMU_128_N16 - LT_VK_GEMM_COOPMAT_128_N16;
   pc = (typeof (pc)) {
-    .M = (guint32) M, .N = (guint32) N, .K = (guint32) MAX (K, 0),
-    .lda = (guint32) A->ld, .ldb = (guint32) B->ld, .ldc = (guint32) C->ld,
-    .a_off = (guint32) A->offset, .b_off = (guint32) B->offset, .c_off = (guint32) C->offset,
-    .ta = ta == LT_TRANS, .tb = tb == LT_TRANS,
-    .a_type = dtype_code (A->dtype), .b_type = dtype_code (B->dtype),
-    .round_a = precision == LT_COMPUTE_BF16 && A->dtype != LT_KDTYPE_BF16,
-    .round_b = precision == LT_COMPUTE_BF16 && B->dtype != LT_KDTYPE_BF16,
+    .M = (guint32) M, .N = (guint32) N, .kp = kp, .ldc = (guint32) C->ld,
+    .c_off = (guint32) C->offset, .a_off4 = (guint32) (pack_a / 4),
+    .b_off4 = (guint32) (pack_b / 4), .ea_off = rpa + rpb, .eb_off = 2 * rpa + rpb,
     .alpha = alpha, .beta = beta,
   };
-  LtVulkanBuffer *bufs[] = { A->buf, B->buf, C->buf };
-  return lt_vulkan_stream_dispatch (s, kernel, bufs, 3, &pc, sizeof pc,
-                                    ((guint) N + tile - 1) / tile, ((guint) M + tile - 1) / tile,
+  LtVulkanBuffer *prep[] = { A->buf, B->buf, sc }, *bufs[] = { sc, C->buf };
+  const guint gk = kp / 64, gr = MAX (rpa, rpb) / 64;
+  lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
+  if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_ZERO, prep, 3, &pp, sizeof pp,
+                                  (rpa + rpb + 255) / 256, 1, 1, error))
+    return FALSE;
+  lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
+  if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_MAX, prep, 3, &pp, sizeof pp, gk, gr, 2,
+                                  error))
+    return FALSE;
+  lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
+  if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_PACK, prep, 3, &pp, sizeof pp, gk, gr, 2,
+                                  error))
+    return FALSE;
+  lt_vulkan_stream_note (s, 2.0 * M * N * K, "%c%c %dx%dx%d bf16", ta == LT_TRANS ? 'T' : 'N',
+                         tb == LT_TRANS ? 'T' : 'N', M, N, K);
+  return lt_vulkan_stream_dispatch (s, kernel, bufs, 2, &pc, sizeof pc, rpb / tile, rpa / tile,
                                     1, error);
 }
 

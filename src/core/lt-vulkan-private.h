@@ -71,6 +71,9 @@ typedef enum
   LT_VK_ATTENTION_DKDV_REDUCE, /* the split dk/dv pass's group sums */
   LT_VK_ATTENTION_FORWARD_ROWS16, /* decoding's few queries: 16-row blocks */
   LT_VK_ATTENTION_FORWARD_ROWS16_F16KV,
+  LT_VK_COOPMAT_ZERO, /* coopmat-prep.comp's passes (lt-vulkan-coopmat) */
+  LT_VK_COOPMAT_MAX,
+  LT_VK_COOPMAT_PACK,
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 
@@ -106,9 +109,22 @@ struct _LtVulkanProfile *lt_vulkan_get_profile (LtVulkan *vk);
 struct _LtVulkanProfileStream *lt_vulkan_stream_get_profile (LtVulkanStream *s);
 void lt_vulkan_stream_note (LtVulkanStream *s, double flops, const char *format, ...)
   G_GNUC_PRINTF (3, 4);
-/* The stream's scratch buffer slot (NULL until its user, lt_vulkan_gemm's split-K, creates
- * it on *@vk, the stream's device): the buffer lives as long as the stream, so dispatches
- * recorded with it stay valid. */
+/* The stream's scratch buffers, one per user. */
+enum
+{
+  LT_VULKAN_SCRATCH_SPLIT_K,  /* lt_vulkan_gemm's split-K partial products */
+  LT_VULKAN_SCRATCH_COOPMAT,  /* lt-vulkan-coopmat's prepared operands */
+  LT_VULKAN_N_SCRATCH
+};
+/* The split-K scratch buffer's slot (NULL until lt_vulkan_gemm's split-K creates it on *@vk,
+ * the stream's device): the buffer lives as long as the stream, so dispatches recorded with
+ * it stay valid. */
 LtVulkanBuffer **lt_vulkan_stream_scratch (LtVulkanStream *s, LtVulkan **vk);
+/* Scratch @slot with at least @bytes: the one the stream has, or a new one (*@fresh TRUE; its
+ * contents undefined) that replaces it — the old one is kept until the stream is freed, since
+ * dispatches recorded with it may not have run. NULL + @error when the device is out of
+ * memory. */
+LtVulkanBuffer *lt_vulkan_stream_scratch_grow (LtVulkanStream *s, guint slot, gsize bytes,
+                                               gboolean *fresh, GError **error);
 
 G_END_DECLS

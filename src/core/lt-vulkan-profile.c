@@ -408,16 +408,6 @@ lt_vulkan_profile_reset (LtVulkan *vk)
 
 #else /* !LT_HAVE_VULKAN */
 
-/* lt-vulkan.c's stream accessor (lt-vulkan-private.h), for lt-vulkan-kernels.c to link: no
- * stream exists in this build */
-LtVulkanBuffer **
-lt_vulkan_stream_scratch (LtVulkanStream *s, LtVulkan **vk)
-{
-  static LtVulkanBuffer *none = NULL;
-  *vk = NULL;
-  return &none;
-}
-
 void
 lt_vulkan_stream_note (LtVulkanStream *s, double flops, const char *format, ...)
 {

@@ -172,7 +172,8 @@ struct _LtVulkanStream
   gboolean failed;
   guint n_dispatches;
   LtVulkanProfileStream *prof; /* NULL: not profiling */
-  LtVulkanBuffer *scratch;     /* lt_vulkan_stream_scratch's; kept until the stream is freed */
+  LtVulkanBuffer *scratch[LT_VULKAN_N_SCRATCH]; /* lt_vulkan_stream_scratch's */
+  GPtrArray *retired; /* lt_vulkan_stream_scratch_grow's replaced buffers */
 };
 
 gboolean
@@ -573,7 +574,26 @@ LtVulkanBuffer **
 lt_vulkan_stream_scratch (LtVulkanStream *s, LtVulkan **vk)
 {
   *vk = s->vk;
-  return &s->scratch;
+  return &s->scratch[LT_VULKAN_SCRATCH_SPLIT_K];
+}
+
+LtVulkanBuffer *
+lt_vulkan_stream_scratch_grow (LtVulkanStream *s, guint slot, gsize bytes, gboolean *fresh,
+                               GError **error)
+{
+  LtVulkanBuffer **b = &s->scratch[slot];
+
+  *fresh = FALSE;
+  if (*b != NULL && lt_vulkan_buffer_get_size (*b) >= bytes)
+    return *b;
+  if (*b != NULL) /* dispatches recorded with it may not have run yet */
+    {
+      if (s->retired == NULL)
+        s->retired = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
+      g_ptr_array_add (s->retired, *b);
+    }
+  *fresh = TRUE;
+  return *b = lt_vulkan_buffer_new (s->vk, bytes, error);
 }
 
 LtVulkanCoopmat *
@@ -1079,7 +1099,9 @@ lt_vulkan_stream_free (LtVulkanStream *s)
     vkDestroyDescriptorPool (dev, g_array_index (s->desc_pools, VkDescriptorPool, i), NULL);
   g_array_unref (s->desc_pools);
   lt_vulkan_profile_stream_free (s->prof);
-  lt_vulkan_buffer_free (s->scratch);
+  for (guint i = 0; i < LT_VULKAN_N_SCRATCH; i++)
+    lt_vulkan_buffer_free (s->scratch[i]);
+  g_clear_pointer (&s->retired, g_ptr_array_unref);
   if (s->fence != VK_NULL_HANDLE)
     vkDestroyFence (dev, s->fence, NULL);
   if (s->pool != VK_NULL_HANDLE)
@@ -1328,169 +1350,5 @@ lt_vulkan_stream_wait (LtVulkanStream *s, GError **error)
   return TRUE;
 }
 
-#else /* !LT_HAVE_VULKAN: every entry point says the backend is not built */
+#endif /* LT_HAVE_VULKAN: without it, lt-vulkan-stubs.c */
 
-struct _LtVulkan
-{
-  LtVulkanDeviceInfo info;
-};
-struct _LtVulkanBuffer
-{
-  gsize size;
-};
-struct _LtVulkanStream
-{
-  guint n_dispatches;
-};
-
-static gboolean
-not_built (GError **error)
-{
-  g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
-               "Lathe was built without the Vulkan backend (needs libvulkan-dev and glslc)");
-  return FALSE;
-}
-
-gboolean
-lt_vulkan_is_built (void)
-{
-  return FALSE;
-}
-
-GPtrArray *
-lt_vulkan_list_devices (GError **error)
-{
-  not_built (error);
-  return NULL;
-}
-
-LtVulkan *
-lt_vulkan_new (guint index, GError **error)
-{
-  not_built (error);
-  return NULL;
-}
-
-void
-lt_vulkan_free (LtVulkan *vk)
-{
-  g_free (vk);
-}
-
-const LtVulkanDeviceInfo *
-lt_vulkan_get_info (LtVulkan *vk)
-{
-  return vk != NULL ? &vk->info : NULL;
-}
-
-void
-lt_vulkan_get_allocated (LtVulkan *vk, guint64 *bytes, guint64 *peak_bytes)
-{
-  if (bytes)
-    *bytes = 0;
-  if (peak_bytes)
-    *peak_bytes = 0;
-}
-
-guint
-lt_vulkan_get_n_pipelines (LtVulkan *vk)
-{
-  return 0;
-}
-
-void
-lt_vulkan_set_force_staging (LtVulkan *vk, gboolean force)
-{
-}
-
-LtVulkanBuffer *
-lt_vulkan_buffer_new (LtVulkan *vk, gsize bytes, GError **error)
-{
-  not_built (error);
-  return NULL;
-}
-
-void
-lt_vulkan_buffer_free (LtVulkanBuffer *buf)
-{
-  g_free (buf);
-}
-
-gsize
-lt_vulkan_buffer_get_size (LtVulkanBuffer *buf)
-{
-  return buf != NULL ? buf->size : 0;
-}
-
-gboolean
-lt_vulkan_buffer_upload (LtVulkanBuffer *buf, gsize offset, const void *src, gsize bytes,
-                         GError **error)
-{
-  return not_built (error);
-}
-
-gboolean
-lt_vulkan_buffer_download (LtVulkanBuffer *buf, gsize offset, void *dst, gsize bytes,
-                           GError **error)
-{
-  return not_built (error);
-}
-
-LtVulkanStream *
-lt_vulkan_stream_new (LtVulkan *vk, GError **error)
-{
-  not_built (error);
-  return NULL;
-}
-
-void
-lt_vulkan_stream_free (LtVulkanStream *s)
-{
-  g_free (s);
-}
-
-guint
-lt_vulkan_stream_get_n_dispatches (LtVulkanStream *s)
-{
-  return 0;
-}
-
-gboolean
-lt_vulkan_stream_submit (LtVulkanStream *s, GError **error)
-{
-  return not_built (error);
-}
-
-gboolean
-lt_vulkan_stream_wait (LtVulkanStream *s, GError **error)
-{
-  return not_built (error);
-}
-
-gboolean
-lt_vulkan_stream_dispatch (LtVulkanStream *s, LtVulkanKernel kernel,
-                           LtVulkanBuffer *const *bufs, guint n_bufs, const void *push,
-                           gsize push_size, guint gx, guint gy, guint gz, GError **error)
-{
-  return not_built (error);
-}
-
-gboolean
-lt_vulkan_stream_fail (LtVulkanStream *s, GError **error, int code, const char *format, ...)
-{
-  return not_built (error);
-}
-
-guint
-lt_vulkan_stream_max_groups_x (LtVulkanStream *s)
-{
-  return 65535;
-}
-
-guint
-lt_vulkan_stream_max_shared_bytes (LtVulkanStream *s)
-{
-  return 0;
-}
-
-#endif /* LT_HAVE_VULKAN */
