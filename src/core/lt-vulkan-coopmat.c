@@ -305,6 +305,27 @@ dtype_code (LtKDType t)
   return t == LT_KDTYPE_F32 ? 0 : t == LT_KDTYPE_BF16 ? 1 : 2;
 }
 
+/* The large tile's shape: LATHE_VULKAN_COOPMAT_TILE picks one of the others (w4: 4 subgroups
+ * of 64 × 64; k64: K slices of 64, single-buffered; w4k64: both) for measuring them; the
+ * emulated build has w4k64 (the one with the most different indexing) beside the default. */
+static LtVulkanKernel
+large_variant (LtVulkanKernel dflt, gboolean emulated)
+{
+  const char *env = g_getenv ("LATHE_VULKAN_COOPMAT_TILE");
+
+  if (env == NULL)
+    return dflt;
+  if (strcmp (env, "w4k64") == 0)
+    return emulated ? LT_VK_GEMM_COOPMAT_EMU_128W4K64_N16 : LT_VK_GEMM_COOPMAT_128W4K64_N16;
+  if (emulated)
+    return dflt;
+  if (strcmp (env, "w4") == 0)
+    return LT_VK_GEMM_COOPMAT_128W4_N16;
+  if (strcmp (env, "k64") == 0)
+    return LT_VK_GEMM_COOPMAT_128K64_N16;
+  return dflt;
+}
+
 static guint32
 round_up (guint32 x, guint32 to)
 {
@@ -367,6 +388,8 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
     kernel = big ? LT_VK_GEMM_COOPMAT_128_N8 : LT_VK_GEMM_COOPMAT_64_N8;
   if (cm->emulated) /* the same order, four kernels on */
     kernel += LT_VK_GEMM_COOPMAT_EMU_128_N16 - LT_VK_GEMM_COOPMAT_128_N16;
+  if (big && cm->n == 16)
+    kernel = large_variant (kernel, cm->emulated);
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .kp = kp, .ldc = (guint32) C->ld,
     .c_off = (guint32) C->offset, .a_off4 = (guint32) (pack_a / 4),

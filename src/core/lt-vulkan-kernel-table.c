@@ -69,4 +69,8 @@ const LtVulkanKernelInfo lt_vulkan_kernels[LT_VK_N_KERNELS] = {
   [LT_VK_COOPMAT_ZERO] = { "coopmat-zero", 3 },
   [LT_VK_COOPMAT_MAX] = { "coopmat-max", 3 },
   [LT_VK_COOPMAT_PACK] = { "coopmat-pack", 3 },
+  [LT_VK_GEMM_COOPMAT_128W4_N16] = { "gemm-coopmat-128w4-n16", 2 },
+  [LT_VK_GEMM_COOPMAT_128K64_N16] = { "gemm-coopmat-128k64-n16", 2 },
+  [LT_VK_GEMM_COOPMAT_128W4K64_N16] = { "gemm-coopmat-128w4k64-n16", 2 },
+  [LT_VK_GEMM_COOPMAT_EMU_128W4K64_N16] = { "gemm-coopmat-emu-128w4k64-n16", 2 },
 };

@@ -11,10 +11,11 @@
 //
 // A workgroup of WARPS_M × WARPS_N subgroups of 32 computes a BM × BN tile of C; each subgroup
 // a TM × TN piece of it as (TM/16) × (TN/CN) f32 accumulators of 16 × CN (CN 16 or 8: the
-// shape the device offers, 16 × CN × 16 with f16 A and B). K is walked in slices of BK = 32,
-// double-buffered in shared memory (rows of 32 halves padded to 40, so that 16-byte rows start
-// on different banks): each invocation loads its share of slice s + 1 into registers while the
-// tensor cores work on slice s, then stores it into the other buffer; one barrier a slice.
+// shape the device offers, 16 × CN × 16 with f16 A and B). K is walked in slices of BK (32,
+// double-buffered in shared memory, or 64 single-buffered; rows padded by 8 halves, so that
+// 16-byte rows start on different banks): each invocation loads its share of slice s + 1 into
+// registers while the tensor cores work on slice s, then stores it into the other buffer (one
+// barrier a slice; single-buffered, a second barrier first).
 //
 // -DEMULATE_COOPMAT builds the same kernel without the extension, for checking it on a device
 // that lacks it (lavapipe): a fragment load records where it would read (offset, stride,
@@ -24,6 +25,7 @@
 // workgroup ones: the same data flow (staging, layouts, offsets, epilogue), slowly.
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : enable
 #ifndef EMULATE_COOPMAT
 #extension GL_KHR_memory_scope_semantics : enable
 #extension GL_NV_cooperative_matrix : enable
@@ -31,19 +33,26 @@
 #extension GL_KHR_shader_subgroup_basic : enable
 #endif
 
-// WARPS_M, WARPS_N, TM, TN, CN come from glslc (-D): the tile variants of meson.build.
+// WARPS_M, WARPS_N, TM, TN, CN (and BK, DBUF) come from glslc (-D): the variants of meson.build.
 #define CM 16
 #define CK 16
-#define BK 32
-#define SROW 5 // 16-byte units a staged row: 32 halves + 8 of padding
+#ifndef BK
+#define BK 32 // the K slice: 32 double-buffered, or 64 single-buffered (DBUF 0: 48 KiB)
+#endif
+#ifndef DBUF
+#define DBUF 1
+#endif
+#define SROW (BK / 8 + 1) // 16-byte units a staged row: BK halves + 8 of padding
+#define KQ (BK / 8)       // 16-byte units of a slice's row
 #define BM (WARPS_M * TM)
 #define BN (WARPS_N * TN)
 #define NWARPS (WARPS_M * WARPS_N)
 #define NT (NWARPS * 32)
 #define FM (TM / CM)
 #define FN (TN / CN)
-#define LA (BM * 4 / NT) // 16-byte loads an invocation makes of A's slice
-#define LB (BN * 4 / NT)
+#define LA (BM * KQ / NT) // 16-byte loads an invocation makes of A's slice
+#define LB (BN * KQ / NT)
+#define NBUF (DBUF != 0 ? 2 : 1)
 
 layout (local_size_x = NT) in;
 
@@ -59,8 +68,8 @@ layout (push_constant) uniform Params
   float alpha, beta;
 } p;
 
-shared uvec4 As[2 * BM * SROW];
-shared uvec4 Bs[2 * BN * SROW];
+shared uvec4 As[NBUF * BM * SROW];
+shared uvec4 Bs[NBUF * BN * SROW];
 
 #ifndef EMULATE_COOPMAT
 #define ACC_T fcoopmatNV<32, gl_ScopeSubgroup, CM, CN>
@@ -141,30 +150,30 @@ void
 load_slice (uint s, uint tid, uint row0, uint col0)
 {
   const uint kw = p.kp / 8u; // 16-byte units a packed row
-  for (uint i = 0u; i < LA; i++)
+  [[unroll]] for (uint i = 0u; i < LA; i++)
     {
       const uint idx = tid + i * NT;
-      ra[i] = s4[p.a_off4 + (row0 + idx / 4u) * kw + s * 4u + idx % 4u];
+      ra[i] = s4[p.a_off4 + (row0 + idx / KQ) * kw + s * KQ + idx % KQ];
     }
-  for (uint i = 0u; i < LB; i++)
+  [[unroll]] for (uint i = 0u; i < LB; i++)
     {
       const uint idx = tid + i * NT;
-      rb[i] = s4[p.b_off4 + (col0 + idx / 4u) * kw + s * 4u + idx % 4u];
+      rb[i] = s4[p.b_off4 + (col0 + idx / KQ) * kw + s * KQ + idx % KQ];
     }
 }
 
 void
 stage_slice (uint buf, uint tid)
 {
-  for (uint i = 0u; i < LA; i++)
+  [[unroll]] for (uint i = 0u; i < LA; i++)
     {
       const uint idx = tid + i * NT;
-      As[(buf * BM + idx / 4u) * SROW + idx % 4u] = ra[i];
+      As[(buf * BM + idx / KQ) * SROW + idx % KQ] = ra[i];
     }
-  for (uint i = 0u; i < LB; i++)
+  [[unroll]] for (uint i = 0u; i < LB; i++)
     {
       const uint idx = tid + i * NT;
-      Bs[(buf * BN + idx / 4u) * SROW + idx % 4u] = rb[i];
+      Bs[(buf * BN + idx / KQ) * SROW + idx % KQ] = rb[i];
     }
 }
 
@@ -178,8 +187,8 @@ main ()
   const uint nk = p.kp / BK;
 
   ACC_T acc[FM][FN];
-  for (uint i = 0u; i < FM; i++)
-    for (uint j = 0u; j < FN; j++)
+  [[unroll]] for (uint i = 0u; i < FM; i++)
+    [[unroll]] for (uint j = 0u; j < FN; j++)
       acc[i][j] = ACC_ZERO;
 
   load_slice (0u, tid, row0, col0);
@@ -187,31 +196,34 @@ main ()
   barrier ();
   for (uint s = 0u; s < nk; s++)
     {
-      const uint buf = s & 1u;
+      const uint buf = DBUF != 0 ? s & 1u : 0u;
       if (s + 1u < nk)
         load_slice (s + 1u, tid, row0, col0); // in flight during the multiplications
-      for (uint kk = 0u; kk < BK / CK; kk++)
+      [[unroll]] for (uint kk = 0u; kk < BK / CK; kk++)
         {
           FA_T fa[FM];
           FB_T fb[FN];
-          for (uint i = 0u; i < FM; i++)
+          [[unroll]] for (uint i = 0u; i < FM; i++)
             LOAD_FA (fa[i], (buf * BM + wm0 + i * CM) * SROW + kk * (CK / 8u), SROW, false);
-          for (uint j = 0u; j < FN; j++)
+          [[unroll]] for (uint j = 0u; j < FN; j++)
             LOAD_FB (fb[j], (buf * BN + wn0 + j * CN) * SROW + kk * (CK / 8u), SROW, true);
-          for (uint i = 0u; i < FM; i++)
-            for (uint j = 0u; j < FN; j++)
+          [[unroll]] for (uint i = 0u; i < FM; i++)
+            [[unroll]] for (uint j = 0u; j < FN; j++)
               acc[i][j] = MMA (fa[i], fb[j], acc[i][j]);
         }
+#if DBUF == 0
+      barrier (); // every subgroup is done with the slice before it is overwritten
+#endif
       if (s + 1u < nk)
-        stage_slice (buf ^ 1u, tid); // its last readers finished before the last barrier
+        stage_slice (DBUF != 0 ? buf ^ 1u : 0u, tid); // double-buffered: last read before the last barrier
       barrier ();
     }
 
   // epilogue: each accumulator through the subgroup's 16 × CN scratch in As (64 16-byte
   // units a subgroup), the scales, alpha and beta, edges clipped
   const uint scratch = warp * 64u;
-  for (uint i = 0u; i < FM; i++)
-    for (uint j = 0u; j < FN; j++)
+  [[unroll]] for (uint i = 0u; i < FM; i++)
+    [[unroll]] for (uint j = 0u; j < FN; j++)
       {
         STORE_ACC (acc[i][j], scratch);
         WARP_SYNC_SHARED ();
