@@ -73,4 +73,6 @@ const LtVulkanKernelInfo lt_vulkan_kernels[LT_VK_N_KERNELS] = {
   [LT_VK_GEMM_COOPMAT_128K64_N16] = { "gemm-coopmat-128k64-n16", 2 },
   [LT_VK_GEMM_COOPMAT_128W4K64_N16] = { "gemm-coopmat-128w4k64-n16", 2 },
   [LT_VK_GEMM_COOPMAT_EMU_128W4K64_N16] = { "gemm-coopmat-emu-128w4k64-n16", 2 },
+  [LT_VK_GEMM_COOPMAT_128G_N16] = { "gemm-coopmat-128g-n16", 2 },
+  [LT_VK_GEMM_COOPMAT_64G_N16] = { "gemm-coopmat-64g-n16", 2 },
 };

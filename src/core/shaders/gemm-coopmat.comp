@@ -68,8 +68,15 @@ layout (push_constant) uniform Params
   float alpha, beta;
 } p;
 
+#if defined(GLOBAL_FRAGS) && !defined(EMULATE_COOPMAT)
+// fragments straight from the packed matrices (L1/L2-cached), no staging: shared memory only
+// for the epilogue
+layout (std430, set = 0, binding = 0) readonly buffer SBufH { float16_t s16[]; };
+shared uvec4 As[NWARPS * 64];
+#else
 shared uvec4 As[NBUF * BM * SROW];
 shared uvec4 Bs[NBUF * BN * SROW];
+#endif
 
 #ifndef EMULATE_COOPMAT
 #define ACC_T fcoopmatNV<32, gl_ScopeSubgroup, CM, CN>
@@ -144,6 +151,7 @@ mma (FragE x, FragE y, AccE z)
 #define WARP_SYNC_SHARED() barrier ()
 #endif
 
+#if !defined(GLOBAL_FRAGS) || defined(EMULATE_COOPMAT)
 uvec4 ra[LA], rb[LB]; // this invocation's share of the next slice
 
 void
@@ -177,6 +185,8 @@ stage_slice (uint buf, uint tid)
     }
 }
 
+#endif
+
 void
 main ()
 {
@@ -191,6 +201,23 @@ main ()
     [[unroll]] for (uint j = 0u; j < FN; j++)
       acc[i][j] = ACC_ZERO;
 
+#if defined(GLOBAL_FRAGS) && !defined(EMULATE_COOPMAT)
+  const uint abase = p.a_off4 * 8u + (row0 + wm0) * p.kp;
+  const uint bbase = p.b_off4 * 8u + (col0 + wn0) * p.kp;
+  for (uint k = 0u; k < p.kp; k += CK)
+    {
+      FA_T fa[FM];
+      FB_T fb[FN];
+      [[unroll]] for (uint i = 0u; i < FM; i++)
+        coopMatLoadNV (fa[i], s16, abase + i * CM * p.kp + k, p.kp, false);
+      [[unroll]] for (uint j = 0u; j < FN; j++)
+        coopMatLoadNV (fb[j], s16, bbase + j * CN * p.kp + k, p.kp, true);
+      [[unroll]] for (uint i = 0u; i < FM; i++)
+        [[unroll]] for (uint j = 0u; j < FN; j++)
+          acc[i][j] = MMA (fa[i], fb[j], acc[i][j]);
+    }
+  barrier ();
+#else
   load_slice (0u, tid, row0, col0);
   stage_slice (0u, tid);
   barrier ();
@@ -218,6 +245,7 @@ main ()
         stage_slice (DBUF != 0 ? buf ^ 1u : 0u, tid); // double-buffered: last read before the last barrier
       barrier ();
     }
+#endif
 
   // epilogue: each accumulator through the subgroup's 16 × CN scratch in As (64 16-byte
   // units a subgroup), the scales, alpha and beta, edges clipped
