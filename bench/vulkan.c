@@ -30,6 +30,9 @@
  *
  * `bench-vulkan --tiles [device] [reps] [divisor]`: the portable GEMM's tiles (run_tiles).
  *
+ * `bench-vulkan --mma [device] [iters]`: the tensor cores' rate with no memory traffic
+ * (run_mma), the ceiling of the cooperative-matrix GEMM.
+ *
  * `bench-vulkan --step …`: the whole LoRA training step, with LATHE_VULKAN_PROFILE=1 its
  * per-kernel GPU time (vulkan-step.c says how). */
 #include "config.h"
@@ -431,6 +434,63 @@ run_tiles (int argc, char **argv)
   return 0;
 }
 
+/* `bench-vulkan --mma [device] [iters]`: the tensor cores' own rate through the cooperative-
+ * matrix extension (lt_vulkan_coopmat_peak: fragments in registers, no memory traffic), at
+ * 1, 2, 4 and 8 workgroups of 4 subgroups per SM-sized slot — the ceiling any GEMM on them
+ * can reach. */
+typedef struct { LtVulkanBuffer *a, *out; guint groups, iters; } Peak;
+
+static gboolean
+record_peak (LtVulkanStream *s, gpointer data, GError **error)
+{
+  Peak *p = data;
+  return lt_vulkan_coopmat_peak (s, p->a, p->out, p->groups, p->iters, error);
+}
+
+static int
+run_mma (int argc, char **argv)
+{
+  int device = argc > 2 ? atoi (argv[2]) : 0;
+  guint iters = argc > 3 ? (guint) MAX (atoi (argv[3]), 1) : 4096;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtVulkan) vk = NULL;
+  const char *why = NULL;
+
+  if ((vk = lt_vulkan_new (device, &error)) == NULL)
+    {
+      fprintf (stderr, "bench-vulkan: %s\n", error->message);
+      return 1;
+    }
+  if (!lt_vulkan_coopmat_available (vk, &why))
+    {
+      printf ("device %d: no cooperative matrices: %s\n", device, why);
+      return 2;
+    }
+  printf ("device %d: %s; cooperative-matrix multiply-adds from registers, %u rounds of 4\n",
+          device, lt_vulkan_get_info (vk)->name, iters);
+  for (guint groups = 128; groups <= 4096; groups *= 2)
+    {
+      g_autoptr (LtVulkanBuffer) a = lt_vulkan_buffer_new (vk, 4096, &error);
+      g_autoptr (LtVulkanBuffer) out = NULL;
+      Peak p = { a, NULL, groups, iters };
+      double t;
+
+      if (a == NULL || (out = lt_vulkan_buffer_new (vk, (gsize) groups * 4 * 256 * 4, &error))
+                         == NULL)
+        {
+          fprintf (stderr, "bench-vulkan: %s\n", error->message);
+          return 1;
+        }
+      p.out = out;
+      if ((t = time_calls (vk, record_peak, &p, 1)) < 0)
+        return 1;
+      printf ("%6u workgroups: %8.3f ms  %10.1f GFLOP/s\n", groups, t * 1e3,
+              lt_vulkan_coopmat_peak_flops (vk, groups, iters) / t / 1e9);
+      fflush (stdout);
+    }
+  return 0;
+}
+
 int bench_vulkan_step (int argc, char **argv); /* vulkan-step.c */
 
 int
@@ -440,6 +500,8 @@ main (int argc, char **argv)
     return run_check (argc, argv);
   if (argc > 1 && strcmp (argv[1], "--tiles") == 0)
     return run_tiles (argc, argv);
+  if (argc > 1 && strcmp (argv[1], "--mma") == 0)
+    return run_mma (argc, argv);
   for (int i = 1; i < argc; i++)
     if (strcmp (argv[i], "--step") == 0)
       return bench_vulkan_step (argc, argv);

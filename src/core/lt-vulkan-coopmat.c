@@ -440,6 +440,31 @@ lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N,
   return record (s, cm, big, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
 }
 
+gboolean
+lt_vulkan_coopmat_peak (LtVulkanStream *s, LtVulkanBuffer *a, LtVulkanBuffer *out, guint groups,
+                        guint iters, GError **error)
+{
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
+  guint32 pc = iters;
+  LtVulkanBuffer *bufs[] = { a, out };
+
+  if (!cm->available || cm->emulated)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan: no cooperative matrices: %s",
+                                  cm->emulated ? "emulated" : cm->why);
+  lt_vulkan_stream_note (s, lt_vulkan_coopmat_peak_flops (cm->vk, groups, iters), "peak");
+  return lt_vulkan_stream_dispatch (s, cm->n == 16 ? LT_VK_COOPMAT_PEAK_N16
+                                                   : LT_VK_COOPMAT_PEAK_N8,
+                                    bufs, 2, &pc, sizeof pc, groups, 1, 1, error);
+}
+
+double
+lt_vulkan_coopmat_peak_flops (LtVulkan *vk, guint groups, guint iters)
+{
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (vk, NULL);
+  return (double) groups * 4 * iters * 4 * 2.0 * 16 * cm->n * 16;
+}
+
 /* ---- the self-check (lt-vulkan-coopmat.h) ---- */
 
 #define CHECK_M 125
@@ -548,6 +573,21 @@ self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
 }
 
 #else /* !LT_HAVE_VULKAN */
+
+gboolean
+lt_vulkan_coopmat_peak (LtVulkanStream *s, LtVulkanBuffer *a, LtVulkanBuffer *out, guint groups,
+                        guint iters, GError **error)
+{
+  g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+               "Lathe was built without the Vulkan backend (needs libvulkan-dev and glslc)");
+  return FALSE;
+}
+
+double
+lt_vulkan_coopmat_peak_flops (LtVulkan *vk, guint groups, guint iters)
+{
+  return 0.0;
+}
 
 gboolean
 lt_vulkan_coopmat_available (LtVulkan *vk, const char **why)

@@ -100,6 +100,14 @@ gboolean lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int 
                                  float beta, const LtVulkanMatrix *C, LtComputeDType precision,
                                  GError **error);
 
+/* Records the tensor cores' rate test (bench-vulkan --mma, coopmat-peak.comp): @groups
+ * workgroups of 4 subgroups, each @iters rounds of 4 fragment multiply-adds, no memory traffic;
+ * @a holds 512 f16 zeros or more, @out 4 · 16 · 16 floats a workgroup. Its FLOPs are
+ * lt_vulkan_coopmat_peak_flops (@vk, @groups, @iters). */
+gboolean lt_vulkan_coopmat_peak (LtVulkanStream *s, LtVulkanBuffer *a, LtVulkanBuffer *out,
+                                 guint groups, guint iters, GError **error);
+double lt_vulkan_coopmat_peak_flops (LtVulkan *vk, guint groups, guint iters);
+
 /* ---- between lt-vulkan.c and this module ---- */
 
 /* lt-vulkan.c: the record of @vk, or (@vk NULL) of @s's device. */

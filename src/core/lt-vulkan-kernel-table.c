@@ -75,4 +75,6 @@ const LtVulkanKernelInfo lt_vulkan_kernels[LT_VK_N_KERNELS] = {
   [LT_VK_GEMM_COOPMAT_EMU_128W4K64_N16] = { "gemm-coopmat-emu-128w4k64-n16", 2 },
   [LT_VK_GEMM_COOPMAT_128G_N16] = { "gemm-coopmat-128g-n16", 2 },
   [LT_VK_GEMM_COOPMAT_64G_N16] = { "gemm-coopmat-64g-n16", 2 },
+  [LT_VK_COOPMAT_PEAK_N16] = { "coopmat-peak-n16", 2 },
+  [LT_VK_COOPMAT_PEAK_N8] = { "coopmat-peak-n8", 2 },
 };

@@ -80,6 +80,8 @@ typedef enum
   LT_VK_GEMM_COOPMAT_EMU_128W4K64_N16,
   LT_VK_GEMM_COOPMAT_128G_N16,
   LT_VK_GEMM_COOPMAT_64G_N16,
+  LT_VK_COOPMAT_PEAK_N16, /* the tensor cores' own rate (bench-vulkan --mma) */
+  LT_VK_COOPMAT_PEAK_N8,
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 
