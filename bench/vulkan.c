@@ -438,13 +438,13 @@ run_tiles (int argc, char **argv)
  * matrix extension (lt_vulkan_coopmat_peak: fragments in registers, no memory traffic), at
  * 1, 2, 4 and 8 workgroups of 4 subgroups per SM-sized slot — the ceiling any GEMM on them
  * can reach. */
-typedef struct { LtVulkanBuffer *a, *out; guint groups, iters; } Peak;
+typedef struct { LtVulkanBuffer *a, *out; guint groups, iters, loads; } Peak;
 
 static gboolean
 record_peak (LtVulkanStream *s, gpointer data, GError **error)
 {
   Peak *p = data;
-  return lt_vulkan_coopmat_peak (s, p->a, p->out, p->groups, p->iters, error);
+  return lt_vulkan_coopmat_peak (s, p->a, p->out, p->groups, p->iters, p->loads, error);
 }
 
 static int
@@ -466,13 +466,15 @@ run_mma (int argc, char **argv)
       printf ("device %d: no cooperative matrices: %s\n", device, why);
       return 2;
     }
-  printf ("device %d: %s; cooperative-matrix multiply-adds from registers, %u rounds of 4\n",
-          device, lt_vulkan_get_info (vk)->name, iters);
-  for (guint groups = 128; groups <= 4096; groups *= 2)
+  printf ("device %d: %s; cooperative-matrix multiply-adds, %u rounds of 4; fragments from: "
+          "0 registers, 1 shared f16, 2 shared uvec4, 3 buffer, 4 shared f16 with B "
+          "column-major\n", device, lt_vulkan_get_info (vk)->name, iters);
+  for (guint k = 0; k < 5 * 6; k++)
     {
-      g_autoptr (LtVulkanBuffer) a = lt_vulkan_buffer_new (vk, 4096, &error);
+      const guint loads = k / 6, groups = 128u << (k % 6);
+      g_autoptr (LtVulkanBuffer) a = lt_vulkan_buffer_new (vk, 8192, &error);
       g_autoptr (LtVulkanBuffer) out = NULL;
-      Peak p = { a, NULL, groups, iters };
+      Peak p = { a, NULL, groups, iters, loads };
       double t;
 
       if (a == NULL || (out = lt_vulkan_buffer_new (vk, (gsize) groups * 4 * 256 * 4, &error))
@@ -484,7 +486,7 @@ run_mma (int argc, char **argv)
       p.out = out;
       if ((t = time_calls (vk, record_peak, &p, 1)) < 0)
         return 1;
-      printf ("%6u workgroups: %8.3f ms  %10.1f GFLOP/s\n", groups, t * 1e3,
+      printf ("loads %u %6u workgroups: %8.3f ms  %10.1f GFLOP/s\n", loads, groups, t * 1e3,
               lt_vulkan_coopmat_peak_flops (vk, groups, iters) / t / 1e9);
       fflush (stdout);
     }

@@ -442,20 +442,24 @@ lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N,
 
 gboolean
 lt_vulkan_coopmat_peak (LtVulkanStream *s, LtVulkanBuffer *a, LtVulkanBuffer *out, guint groups,
-                        guint iters, GError **error)
+                        guint iters, guint loads, GError **error)
 {
   LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
   guint32 pc = iters;
   LtVulkanBuffer *bufs[] = { a, out };
+  LtVulkanKernel kernel = cm->n == 16 ? LT_VK_COOPMAT_PEAK_N16 : LT_VK_COOPMAT_PEAK_N8;
 
   if (!cm->available || cm->emulated)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
                                   "Vulkan: no cooperative matrices: %s",
                                   cm->emulated ? "emulated" : cm->why);
   lt_vulkan_stream_note (s, lt_vulkan_coopmat_peak_flops (cm->vk, groups, iters), "peak");
-  return lt_vulkan_stream_dispatch (s, cm->n == 16 ? LT_VK_COOPMAT_PEAK_N16
-                                                   : LT_VK_COOPMAT_PEAK_N8,
-                                    bufs, 2, &pc, sizeof pc, groups, 1, 1, error);
+  if (loads > 0 && loads <= 4 && cm->n == 16)
+    kernel = LT_VK_COOPMAT_PEAK_L1 + (loads - 1);
+  else if (loads > 0)
+    return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
+                                  "Vulkan: the peak test's loads need 16-wide fragments");
+  return lt_vulkan_stream_dispatch (s, kernel, bufs, 2, &pc, sizeof pc, groups, 1, 1, error);
 }
 
 double
@@ -576,7 +580,7 @@ self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
 
 gboolean
 lt_vulkan_coopmat_peak (LtVulkanStream *s, LtVulkanBuffer *a, LtVulkanBuffer *out, guint groups,
-                        guint iters, GError **error)
+                        guint iters, guint loads, GError **error)
 {
   g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
                "Lathe was built without the Vulkan backend (needs libvulkan-dev and glslc)");

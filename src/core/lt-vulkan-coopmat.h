@@ -101,11 +101,13 @@ gboolean lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int 
                                  GError **error);
 
 /* Records the tensor cores' rate test (bench-vulkan --mma, coopmat-peak.comp): @groups
- * workgroups of 4 subgroups, each @iters rounds of 4 fragment multiply-adds, no memory traffic;
- * @a holds 512 f16 zeros or more, @out 4 · 16 · 16 floats a workgroup. Its FLOPs are
- * lt_vulkan_coopmat_peak_flops (@vk, @groups, @iters). */
+ * workgroups of 4 subgroups, each @iters rounds of 4 fragment multiply-adds; @loads 0: the
+ * fragments stay in registers (no memory traffic), 1–4: reloaded every round from shared
+ * memory as float16_t, as uvec4, from the buffer, from shared with B column-major (16-wide
+ * fragments only); @a holds 4096 f16 or more, @out 4 · 16 · 16 floats a workgroup. Its FLOPs
+ * are lt_vulkan_coopmat_peak_flops (@vk, @groups, @iters). */
 gboolean lt_vulkan_coopmat_peak (LtVulkanStream *s, LtVulkanBuffer *a, LtVulkanBuffer *out,
-                                 guint groups, guint iters, GError **error);
+                                 guint groups, guint iters, guint loads, GError **error);
 double lt_vulkan_coopmat_peak_flops (LtVulkan *vk, guint groups, guint iters);
 
 /* ---- between lt-vulkan.c and this module ---- */

@@ -77,4 +77,8 @@ const LtVulkanKernelInfo lt_vulkan_kernels[LT_VK_N_KERNELS] = {
   [LT_VK_GEMM_COOPMAT_64G_N16] = { "gemm-coopmat-64g-n16", 2 },
   [LT_VK_COOPMAT_PEAK_N16] = { "coopmat-peak-n16", 2 },
   [LT_VK_COOPMAT_PEAK_N8] = { "coopmat-peak-n8", 2 },
+  [LT_VK_COOPMAT_PEAK_L1] = { "coopmat-peak-l1", 2 },
+  [LT_VK_COOPMAT_PEAK_L2] = { "coopmat-peak-l2", 2 },
+  [LT_VK_COOPMAT_PEAK_L3] = { "coopmat-peak-l3", 2 },
+  [LT_VK_COOPMAT_PEAK_L4] = { "coopmat-peak-l4", 2 },
 };

@@ -82,6 +82,10 @@ typedef enum
   LT_VK_GEMM_COOPMAT_64G_N16,
   LT_VK_COOPMAT_PEAK_N16, /* the tensor cores' own rate (bench-vulkan --mma) */
   LT_VK_COOPMAT_PEAK_N8,
+  LT_VK_COOPMAT_PEAK_L1, /* … with its fragments loaded every round (coopmat-peak.comp) */
+  LT_VK_COOPMAT_PEAK_L2,
+  LT_VK_COOPMAT_PEAK_L3,
+  LT_VK_COOPMAT_PEAK_L4,
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 
