@@ -323,8 +323,6 @@ large_variant (LtVulkanKernel dflt, gboolean emulated)
     return LT_VK_GEMM_COOPMAT_128W4_N16;
   if (strcmp (env, "k64") == 0)
     return LT_VK_GEMM_COOPMAT_128K64_N16;
-  if (strcmp (env, "g") == 0)
-    return LT_VK_GEMM_COOPMAT_128G_N16;
   return dflt;
 }
 
@@ -392,9 +390,6 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
     kernel += LT_VK_GEMM_COOPMAT_EMU_128_N16 - LT_VK_GEMM_COOPMAT_128_N16;
   if (big && cm->n == 16)
     kernel = large_variant (kernel, cm->emulated);
-  else if (!big && cm->n == 16 && !cm->emulated
-           && g_strcmp0 (g_getenv ("LATHE_VULKAN_COOPMAT_TILE"), "g") == 0)
-    kernel = LT_VK_GEMM_COOPMAT_64G_N16;
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .kp = kp, .ldc = (guint32) C->ld,
     .c_off = (guint32) C->offset, .a_off4 = (guint32) (pack_a / 4),

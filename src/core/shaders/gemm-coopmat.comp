@@ -68,14 +68,33 @@ layout (push_constant) uniform Params
   float alpha, beta;
 } p;
 
-#if defined(GLOBAL_FRAGS) && !defined(EMULATE_COOPMAT)
-// fragments straight from the packed matrices (L1/L2-cached), no staging: shared memory only
-// for the epilogue
-layout (std430, set = 0, binding = 0) readonly buffer SBufH { float16_t s16[]; };
-shared uvec4 As[NWARPS * 64];
-#else
+#ifndef EMULATE_COOPMAT
 shared uvec4 As[NBUF * BM * SROW];
 shared uvec4 Bs[NBUF * BN * SROW];
+#define STAGE_A(u, q) As[u] = q
+#define STAGE_B(u, q) Bs[u] = q
+#define SCRATCH_AT(w) uintBitsToFloat (As[(w) / 4u][(w) % 4u])
+#else
+// emulated: the staged halves unpacked to floats once (8 per 16-byte unit), as lavapipe reads
+// them many times; the epilogue's scratch is floats too
+shared float As[NBUF * BM * SROW * 8];
+shared float Bs[NBUF * BN * SROW * 8];
+void
+stage_unpacked (bool to_a, uint u, uvec4 q)
+{
+  for (uint h = 0u; h < 8u; h++)
+    {
+      const uint word = q[h / 2u];
+      const float v = unpackHalf2x16 ((h & 1u) != 0u ? word >> 16 : word).x;
+      if (to_a)
+        As[u * 8u + h] = v;
+      else
+        Bs[u * 8u + h] = v;
+    }
+}
+#define STAGE_A(u, q) stage_unpacked (true, u, q)
+#define STAGE_B(u, q) stage_unpacked (false, u, q)
+#define SCRATCH_AT(w) As[w]
 #endif
 
 #ifndef EMULATE_COOPMAT
@@ -110,18 +129,12 @@ acc_zero ()
   return z;
 }
 #define ACC_ZERO acc_zero ()
-float
-half_at (uvec4 q, uint h)
-{
-  const uint word = q[h / 2u];
-  return unpackHalf2x16 ((h & 1u) != 0u ? word >> 16 : word).x;
-}
 // element (r, c) of a fragment: row-major at half (off + r·stride)·8 + c, else (off + c·stride)·8 + r
 float
 frag_at (FragE m, uint r, uint q, bool is_a)
 {
   const uint h = m.cm ? (m.off + q * m.stride) * 8u + r : (m.off + r * m.stride) * 8u + q;
-  return half_at (is_a ? As[h / 8u] : Bs[h / 8u], h % 8u);
+  return is_a ? As[h] : Bs[h];
 }
 AccE
 mma (FragE x, FragE y, AccE z)
@@ -143,15 +156,13 @@ mma (FragE x, FragE y, AccE z)
 #define STORE_ACC(m, off_)                                                                      \
   for (uint e_ = 0u; e_ < CM * CN / 32u; e_++)                                                  \
     {                                                                                           \
-      const uint w_ = (off_) * 4u + lane + 32u * e_;                                            \
-      As[w_ / 4u][w_ % 4u] = floatBitsToUint (m.v[e_]);                                         \
+      As[(off_) * 4u + lane + 32u * e_] = m.v[e_];                                              \
     }
 #define WARP_ID (gl_LocalInvocationID.x / 32u)
 #define LANE_ID (gl_LocalInvocationID.x % 32u)
 #define WARP_SYNC_SHARED() barrier ()
 #endif
 
-#if !defined(GLOBAL_FRAGS) || defined(EMULATE_COOPMAT)
 uvec4 ra[LA], rb[LB]; // this invocation's share of the next slice
 
 void
@@ -176,16 +187,73 @@ stage_slice (uint buf, uint tid)
   [[unroll]] for (uint i = 0u; i < LA; i++)
     {
       const uint idx = tid + i * NT;
-      As[(buf * BM + idx / KQ) * SROW + idx % KQ] = ra[i];
+      STAGE_A ((buf * BM + idx / KQ) * SROW + idx % KQ, ra[i]);
     }
   [[unroll]] for (uint i = 0u; i < LB; i++)
     {
       const uint idx = tid + i * NT;
-      Bs[(buf * BN + idx / KQ) * SROW + idx % KQ] = rb[i];
+      STAGE_B ((buf * BN + idx / KQ) * SROW + idx % KQ, rb[i]);
     }
 }
 
+// The accumulators and fragments are named variables, one per (i, j), not arrays: an array
+// of cooperative matrices indexed in a loop may live in local memory, which every
+// multiply-add would then read and write (FOR_I / FOR_IJ expand a macro over them).
+#if FM == 4
+#define FOR_I(X) X (0) X (1) X (2) X (3)
+#elif FM == 2
+#define FOR_I(X) X (0) X (1)
 #endif
+#if FN == 8
+#define FOR_J(X) X (0) X (1) X (2) X (3) X (4) X (5) X (6) X (7)
+#define FOR_JI(i, X) X (i, 0) X (i, 1) X (i, 2) X (i, 3) X (i, 4) X (i, 5) X (i, 6) X (i, 7)
+#elif FN == 4
+#define FOR_J(X) X (0) X (1) X (2) X (3)
+#define FOR_JI(i, X) X (i, 0) X (i, 1) X (i, 2) X (i, 3)
+#elif FN == 2
+#define FOR_J(X) X (0) X (1)
+#define FOR_JI(i, X) X (i, 0) X (i, 1)
+#endif
+#if FM == 4
+#define FOR_IJ(X) FOR_JI (0, X) FOR_JI (1, X) FOR_JI (2, X) FOR_JI (3, X)
+#else
+#define FOR_IJ(X) FOR_JI (0, X) FOR_JI (1, X)
+#endif
+
+#define DECL_ACC(i, j) ACC_T acc_##i##_##j = ACC_ZERO;
+#define DECL_FA(i) FA_T fa_##i;
+#define DECL_FB(j) FB_T fb_##j;
+#define LOAD_A(i) LOAD_FA (fa_##i, (buf * BM + wm0 + i * CM) * SROW + kk * (CK / 8u), SROW, false);
+#define LOAD_B(j) LOAD_FB (fb_##j, (buf * BN + wn0 + j * CN) * SROW + kk * (CK / 8u), SROW, true);
+#define MMA_IJ(i, j) acc_##i##_##j = MMA (fa_##i, fb_##j, acc_##i##_##j);
+#define EPILOGUE_IJ(i, j) epilogue (acc_##i##_##j, i, j, scratch, lane, row0 + wm0, col0 + wn0);
+
+// Accumulator (i, j) through the subgroup's 16 × CN scratch in As (64 16-byte units a
+// subgroup) to C: the scales, alpha and beta, edges clipped.
+void
+epilogue (ACC_T acc, uint i, uint j, uint scratch, uint lane, uint r0, uint c0)
+{
+  STORE_ACC (acc, scratch);
+  WARP_SYNC_SHARED ();
+  for (uint e = lane; e < CM * CN; e += 32u)
+    {
+      const uint gi = r0 + i * CM + e / CN, gj = c0 + j * CN + e % CN;
+      if (gi < p.M && gj < p.N)
+        {
+          const uint w = scratch * 4u + e;
+          const int ea = int (s4[(p.ea_off + gi) / 4u][(p.ea_off + gi) % 4u]);
+          const int eb = int (s4[(p.eb_off + gj) / 4u][(p.eb_off + gj) % 4u]);
+          const float fa = uintBitsToFloat (uint (127 - ea) << 23);
+          const float fb = uintBitsToFloat (uint (127 - eb) << 23);
+          const uint ci = p.c_off + gi * p.ldc + gj;
+          float v = p.alpha * ((SCRATCH_AT (w) * fa) * fb);
+          if (p.beta != 0.0)
+            v += p.beta * c[ci];
+          c[ci] = v;
+        }
+    }
+  WARP_SYNC_SHARED (); // the scratch is read before the next store
+}
 
 void
 main ()
@@ -196,28 +264,7 @@ main ()
   const uint wm0 = (warp / WARPS_N) * TM, wn0 = (warp % WARPS_N) * TN;
   const uint nk = p.kp / BK;
 
-  ACC_T acc[FM][FN];
-  [[unroll]] for (uint i = 0u; i < FM; i++)
-    [[unroll]] for (uint j = 0u; j < FN; j++)
-      acc[i][j] = ACC_ZERO;
-
-#if defined(GLOBAL_FRAGS) && !defined(EMULATE_COOPMAT)
-  const uint abase = p.a_off4 * 8u + (row0 + wm0) * p.kp;
-  const uint bbase = p.b_off4 * 8u + (col0 + wn0) * p.kp;
-  for (uint k = 0u; k < p.kp; k += CK)
-    {
-      FA_T fa[FM];
-      FB_T fb[FN];
-      [[unroll]] for (uint i = 0u; i < FM; i++)
-        coopMatLoadNV (fa[i], s16, abase + i * CM * p.kp + k, p.kp, false);
-      [[unroll]] for (uint j = 0u; j < FN; j++)
-        coopMatLoadNV (fb[j], s16, bbase + j * CN * p.kp + k, p.kp, true);
-      [[unroll]] for (uint i = 0u; i < FM; i++)
-        [[unroll]] for (uint j = 0u; j < FN; j++)
-          acc[i][j] = MMA (fa[i], fb[j], acc[i][j]);
-    }
-  barrier ();
-#else
+  FOR_IJ (DECL_ACC)
   load_slice (0u, tid, row0, col0);
   stage_slice (0u, tid);
   barrier ();
@@ -228,50 +275,21 @@ main ()
         load_slice (s + 1u, tid, row0, col0); // in flight during the multiplications
       [[unroll]] for (uint kk = 0u; kk < BK / CK; kk++)
         {
-          FA_T fa[FM];
-          FB_T fb[FN];
-          [[unroll]] for (uint i = 0u; i < FM; i++)
-            LOAD_FA (fa[i], (buf * BM + wm0 + i * CM) * SROW + kk * (CK / 8u), SROW, false);
-          [[unroll]] for (uint j = 0u; j < FN; j++)
-            LOAD_FB (fb[j], (buf * BN + wn0 + j * CN) * SROW + kk * (CK / 8u), SROW, true);
-          [[unroll]] for (uint i = 0u; i < FM; i++)
-            [[unroll]] for (uint j = 0u; j < FN; j++)
-              acc[i][j] = MMA (fa[i], fb[j], acc[i][j]);
+          FOR_I (DECL_FA)
+          FOR_J (DECL_FB)
+          FOR_I (LOAD_A)
+          FOR_J (LOAD_B)
+          FOR_IJ (MMA_IJ)
         }
 #if DBUF == 0
       barrier (); // every subgroup is done with the slice before it is overwritten
 #endif
       if (s + 1u < nk)
-        stage_slice (DBUF != 0 ? buf ^ 1u : 0u, tid); // double-buffered: last read before the last barrier
+        stage_slice (DBUF != 0 ? buf ^ 1u : 0u, tid); // double-buffered: its last readers
+                                                       // were done at the last barrier
       barrier ();
     }
-#endif
 
-  // epilogue: each accumulator through the subgroup's 16 × CN scratch in As (64 16-byte
-  // units a subgroup), the scales, alpha and beta, edges clipped
   const uint scratch = warp * 64u;
-  [[unroll]] for (uint i = 0u; i < FM; i++)
-    [[unroll]] for (uint j = 0u; j < FN; j++)
-      {
-        STORE_ACC (acc[i][j], scratch);
-        WARP_SYNC_SHARED ();
-        for (uint e = lane; e < CM * CN; e += 32u)
-          {
-            const uint gi = row0 + wm0 + i * CM + e / CN, gj = col0 + wn0 + j * CN + e % CN;
-            if (gi < p.M && gj < p.N)
-              {
-                const uint w = scratch * 4u + e;
-                const int ea = int (s4[(p.ea_off + gi) / 4u][(p.ea_off + gi) % 4u]);
-                const int eb = int (s4[(p.eb_off + gj) / 4u][(p.eb_off + gj) % 4u]);
-                const float fa = uintBitsToFloat (uint (127 - ea) << 23);
-                const float fb = uintBitsToFloat (uint (127 - eb) << 23);
-                const uint ci = p.c_off + gi * p.ldc + gj;
-                float v = p.alpha * ((uintBitsToFloat (As[w / 4u][w % 4u]) * fa) * fb);
-                if (p.beta != 0.0)
-                  v += p.beta * c[ci];
-                c[ci] = v;
-              }
-          }
-        WARP_SYNC_SHARED (); // the scratch is read before the next store
-      }
+  FOR_IJ (EPILOGUE_IJ)
 }
