@@ -299,6 +299,17 @@ lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dty
     }
 }
 
+gboolean
+lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D)
+{
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
+
+  if (!cm->available || cm->mode == LT_VULKAN_COOPMAT_OFF || (D != 64 && D != 128)
+      || g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_CM"), "0") == 0)
+    return FALSE;
+  return self_check (cm->vk, cm);
+}
+
 static guint32
 dtype_code (LtKDType t)
 {
@@ -555,6 +566,12 @@ lt_vulkan_coopmat_set_mode (LtVulkan *vk, LtVulkanCoopmatMode mode)
 gboolean
 lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dtype,
                           LtKDType b_dtype, LtComputeDType precision)
+{
+  return FALSE;
+}
+
+gboolean
+lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D)
 {
   return FALSE;
 }

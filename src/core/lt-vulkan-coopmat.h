@@ -92,6 +92,15 @@ void lt_vulkan_coopmat_set_mode (LtVulkan *vk, LtVulkanCoopmatMode mode);
  * precision whatever @precision says: their values are bf16 either way). */
 gboolean lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dtype,
                                    LtKDType b_dtype, LtComputeDType precision);
+/* lt-vulkan-kernels.c's attention branch (lt_vulkan_attention_forward / _backward and their
+ * _seq / _split forms): TRUE when causal attention of head dim @D on @s's device runs on the
+ * tensor cores (shaders/attention-*-cm.comp; emulated with LATHE_VULKAN_COOPMAT=emulate /
+ * emulate8): the device's cooperative matrices are available (the GEMM's self-check passed),
+ * its mode is not OFF, D is 64 or 128, and the environment variable LATHE_VULKAN_ATT_CM is not
+ * "0" (read at each call: the bench compares both kernels in one process). Precision: q, k, v
+ * and dout rounded to bf16, P and dS to bf16, products summed in f32 (the bf16 precision of
+ * the GPU step); the portable kernels sum in f32 from f32 inputs. */
+gboolean lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D);
 /* Records the product on the tensor cores: lt_vulkan_gemm's arguments, already checked by it
  * (it calls this when lt_vulkan_coopmat_wanted says so). LT_ERROR_UNSUPPORTED where the
  * device has no cooperative matrices. */
