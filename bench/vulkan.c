@@ -30,6 +30,9 @@
  *
  * `bench-vulkan --tiles [device] [reps] [divisor]`: the portable GEMM's tiles (run_tiles).
  *
+ * `bench-vulkan --attention [device] [n] [H] [KVH] [D] [reps]`: the attention kernels, portable
+ * against tensor cores (vulkan-attention.c).
+ *
  * `bench-vulkan --step …`: the whole LoRA training step, with LATHE_VULKAN_PROFILE=1 its
  * per-kernel GPU time (vulkan-step.c says how). */
 #include "config.h"
@@ -432,6 +435,7 @@ run_tiles (int argc, char **argv)
 }
 
 int bench_vulkan_step (int argc, char **argv); /* vulkan-step.c */
+int bench_vulkan_attention (int argc, char **argv); /* vulkan-attention.c */
 
 int
 main (int argc, char **argv)
@@ -440,6 +444,8 @@ main (int argc, char **argv)
     return run_check (argc, argv);
   if (argc > 1 && strcmp (argv[1], "--tiles") == 0)
     return run_tiles (argc, argv);
+  if (argc > 1 && strcmp (argv[1], "--attention") == 0)
+    return bench_vulkan_attention (argc, argv);
   for (int i = 1; i < argc; i++)
     if (strcmp (argv[i], "--step") == 0)
       return bench_vulkan_step (argc, argv);

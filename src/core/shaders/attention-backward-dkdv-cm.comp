@@ -45,7 +45,8 @@ layout (std430, set = 0, binding = 7) readonly buffer DOut { vec4 do4[]; };
 
 layout (push_constant) uniform Params { uint n, H, KVH, D_; float scale; uint base, split; } p;
 
-#define LOAD4(which, i) ((which) == 0u ? q4[i] : (which) == 1u ? k4[i] : (which) == 2u ? v4[i] : do4[i])
+#define LOAD4(which, i)                                                                          \
+  ((which) == 0u ? q4[i] : (which) == 1u ? k4[i] : (which) == 2u ? v4[i] : do4[i])
 #include "attention-cm.glsl"
 
 shared uint redu[2 * NT];
@@ -74,6 +75,7 @@ void
 main ()
 {
   const uint tid = gl_LocalInvocationID.x, warp = WARP_ID, lane = LANE_ID;
+  const uint me = warp * 32u + lane; // red[]'s slot (not assuming tid's order of subgroups)
   const uint group = p.H / p.KVH;
   const uint g = p.split != 0u ? gl_WorkGroupID.y / group : gl_WorkGroupID.y;
   const uint h_first = p.split != 0u ? gl_WorkGroupID.y : g * group;
@@ -177,8 +179,8 @@ main ()
               mp = max (mp, floatBitsToUint (abs (pr[c])));
               md = max (md, floatBitsToUint (abs (ds[c])));
             }
-          redu[tid] = mp;
-          redu[NT + tid] = md;
+          redu[me] = mp;
+          redu[NT + me] = md;
           WARP_SYNC_SHARED ();
           UNROLL for (uint t = 0u; t < 32u; t++)
             {
@@ -237,7 +239,8 @@ main ()
               const uint row = p.split != 0u ? (jj * p.H + h_first) * D
                                              : ((jj + p.base) * p.KVH + g) * D;
               dk[row + c * CN + e % CN] = scale2 (acc_elem (wb, CN / 4u, lane, t), uk) * p.scale;
-              dv[row + c * CN + e % CN] = scale2 (acc_elem (wb + 16u * (CN / 4u), CN / 4u, lane, t), uv);
+              dv[row + c * CN + e % CN]
+                = scale2 (acc_elem (wb + 16u * (CN / 4u), CN / 4u, lane, t), uv);
             }
         }
       WARP_SYNC_SHARED ();

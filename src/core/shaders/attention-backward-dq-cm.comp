@@ -47,7 +47,8 @@ layout (std430, set = 0, binding = 7) readonly buffer DOut { vec4 do4[]; };
 
 layout (push_constant) uniform Params { uint n, H, KVH, D_; float scale; uint base; } p;
 
-#define LOAD4(which, i) ((which) == 0u ? q4[i] : (which) == 1u ? k4[i] : (which) == 2u ? v4[i] : do4[i])
+#define LOAD4(which, i)                                                                          \
+  ((which) == 0u ? q4[i] : (which) == 1u ? k4[i] : (which) == 2u ? v4[i] : do4[i])
 #include "attention-cm.glsl"
 
 shared float red[NT];
@@ -57,6 +58,7 @@ void
 main ()
 {
   const uint tid = gl_LocalInvocationID.x, warp = WARP_ID, lane = LANE_ID;
+  const uint me = warp * 32u + lane; // red[]'s slot (not assuming tid's order of subgroups)
   const uint h = gl_WorkGroupID.y, kvh = h / (p.H / p.KVH);
   const uint i0 = (gl_NumWorkGroups.x - 1u - gl_WorkGroupID.x) * BR;
   const uint last = min (i0 + BR, p.n) - 1u;
@@ -75,9 +77,9 @@ main ()
         const vec4 a = do4[at], b = o4[at];
         part += dot (a, b);
       }
-  red[tid] = part;
+  red[me] = part;
   barrier ();
-  const float delta = part + red[tid ^ 1u];
+  const float delta = part + red[me ^ 1u];
   const float lse_r = i < p.n ? lse[(i + p.base) * p.H + h] : 0.0;
   if (hf == 0u && i < p.n)
     delta_[(i + p.base) * p.H + h] = delta;
@@ -160,7 +162,7 @@ main ()
           pr[c] = lt_round_bf16 (pr[c] * (dp - delta));
           mx = max (mx, floatBitsToUint (abs (pr[c])));
         }
-      redu[tid] = mx;
+      redu[me] = mx;
       WARP_SYNC_SHARED ();
       UNROLL for (uint t = 0u; t < 32u; t++)
         mx = max (mx, redu[warp * 32u + t]);

@@ -88,7 +88,8 @@ half_at (uint h)
   const uint word = sh[h / 8u][(h % 8u) / 2u];
   return unpackHalf2x16 ((h & 1u) != 0u ? word >> 16 : word).x;
 }
-// element (r, q) of a fragment: row-major at half (off + r·stride)·8 + q, else (off + q·stride)·8 + r
+// element (r, q) of a fragment: row-major at half (off + r·stride)·8 + q, else at
+// (off + q·stride)·8 + r
 float
 frag_at (FragE m, uint r, uint q)
 {

@@ -60,6 +60,7 @@ void
 main ()
 {
   const uint tid = gl_LocalInvocationID.x, warp = WARP_ID, lane = LANE_ID;
+  const uint me = warp * 32u + lane; // red[]'s slot (not assuming tid's order of subgroups)
   const uint h = gl_WorkGroupID.y, kvh = h / (p.H / p.KVH);
   const uint i0 = (gl_NumWorkGroups.x - 1u - gl_WorkGroupID.x) * BR;
   const uint past = p.S - p.n;
@@ -123,9 +124,9 @@ main ()
           pv[c] = (i < p.n && j <= past + i) ? x : NEG_INF;
           mx = max (mx, pv[c]);
         }
-      red[tid] = mx;
+      red[me] = mx;
       WARP_SYNC_SHARED ();
-      mx = max (mx, red[tid ^ 1u]);
+      mx = max (mx, red[me ^ 1u]);
       const float mn = max (m, mx);
       // a row with no visible key yet (or past n) keeps m = −∞: its p and corr are 0
       const float ms = mn == NEG_INF ? 0.0 : mn;
@@ -181,9 +182,9 @@ main ()
     }
 
   // ---- l summed over the row's two invocations; out = O / l ----
-  red[tid] = l;
+  red[me] = l;
   WARP_SYNC_SHARED ();
-  const float lt = l + red[tid ^ 1u];
+  const float lt = l + red[me ^ 1u];
   if (hf == 0u)
     {
       rl[rw] = lt;
