@@ -271,15 +271,26 @@ test_packed (void)
   g_assert_cmpfloat (ev, <=, TOL_REL);
 }
 
-/* Which attentions take the kernels: D 64 and 128 only, and LATHE_VULKAN_ATT_CM=0 turns them
- * off. */
+/* The kernels' self-check, and which attentions take them: D 64 and 128 only, and
+ * LATHE_VULKAN_ATT_CM=0 turns them off. */
 static void
 test_routing (void)
 {
   g_autoptr (LtVulkanStream) s = NULL;
   g_autofree char *saved = NULL;
 
+  const char *why = NULL;
+
   REQUIRE_CM ();
+  /* the self-check (a forward and backward of 70 tokens against the CPU) passed for both */
+  for (int D = 64; D <= 128; D += 64)
+    {
+      gboolean ok = lt_vulkan_coopmat_attention_check (vk, D, &why);
+      g_assert_cmpstr (why, ==, ""); /* else: why not */
+      g_assert_true (ok);
+    }
+  g_assert_false (lt_vulkan_coopmat_attention_check (vk, 96, &why));
+  g_assert_cmpstr (why, !=, "");
   s = stream ();
   saved = g_strdup (g_getenv ("LATHE_VULKAN_ATT_CM"));
   g_unsetenv ("LATHE_VULKAN_ATT_CM");
