@@ -28,7 +28,10 @@
 // the f32 scores, or Pᵀ and dSᵀ, or (at the end) dk's and dv's accumulator scratch
 #define W_MAX2(a, b) ((a) > (b) ? (a) : (b))
 #define W_SIZE W_MAX2 (W_MAX2 (2 * 16 * PS, 16 * SS), 2 * CM * CN / 4)
-#define STAGE_ROWS (BK > BQ ? BK : BQ)
+#define STAGE_ROWS BK // the most rows staged at once
+#if BQ > BK
+#error "BQ > BK: STAGE_ROWS would be too small"
+#endif
 #define SH_UNITS (W_OFF + WARPS * W_SIZE)
 #define C_NONE 100000
 
@@ -88,8 +91,8 @@ main ()
   if (tid < 4u)
     tmax[tid] = 0u;
   barrier ();
-  const int ek = stage (1u, BK, j0, p.n, p.KVH, g, K_OFF, 1u);
-  const int ev = stage (2u, BK, j0, p.n, p.KVH, g, V_OFF, 2u);
+  const ivec2 ekv = stage2 (1u, 2u, BK, j0, p.n, p.KVH, g, K_OFF, V_OFF, 1u, 2u);
+  const int ek = ekv.x, ev = ekv.y;
 
   ACC_T acck[D / CN], accv[D / CN];
   UNROLL for (uint c = 0u; c < D / CN; c++)
@@ -104,8 +107,8 @@ main ()
       const uint h = h_first + hh;
       for (uint i0 = j0; i0 < p.n; i0 += BQ)
         {
-          const int eq = stage (0u, BQ, i0, p.n, p.H, h, Q_OFF, 0u);
-          const int edo = stage (3u, BQ, i0, p.n, p.H, h, O_OFF, 3u);
+          const ivec2 eqo = stage2 (0u, 3u, BQ, i0, p.n, p.H, h, Q_OFF, O_OFF, 0u, 3u);
+          const int eq = eqo.x, edo = eqo.y;
           if (tid < BQ)
             {
               const uint i = i0 + tid;

@@ -84,8 +84,8 @@ main ()
   if (hf == 0u && i < p.n)
     delta_[(i + p.base) * p.H + h] = delta;
 
-  const int eq = stage (0u, BR, i0, p.n, p.H, h, Q_OFF, 0u);
-  const int edo = stage (3u, BR, i0, p.n, p.H, h, O_OFF, 3u);
+  const ivec2 eqo = stage2 (0u, 3u, BR, i0, p.n, p.H, h, Q_OFF, O_OFF, 0u, 3u);
+  const int eq = eqo.x, edo = eqo.y;
 
   ACC_T acc[D / CN];
   UNROLL for (uint c = 0u; c < D / CN; c++)
@@ -94,8 +94,8 @@ main ()
 
   for (uint j0 = 0u; j0 <= last; j0 += BC)
     {
-      const int ek = stage (1u, BC, j0, p.n, p.KVH, kvh, K_OFF, 1u);
-      const int ev = stage (2u, BC, j0, p.n, p.KVH, kvh, V_OFF, 2u);
+      const ivec2 ekv = stage2 (1u, 2u, BC, j0, p.n, p.KVH, kvh, K_OFF, V_OFF, 1u, 2u);
+      const int ek = ekv.x, ev = ekv.y;
       barrier ();
       if (tid == 0u)
         {

@@ -229,3 +229,54 @@ stage (uint which, uint R, uint r0, uint limit, uint heads, uint head, uint dst,
       }
   return e;
 }
+
+// Two tensors' tiles at once (@wa into @da through slot @sa, @wb into @db through @sb; the same
+// rows): one barrier, both tiles' loads in flight together. Where that would hold more than
+// 16 vec4 per invocation (STAGE_MAX > 4: D 128), two stage calls instead. Returns both
+// exponents.
+ivec2
+stage2 (uint wa, uint wb, uint R, uint r0, uint limit, uint heads, uint head, uint da, uint db,
+        uint sa, uint sb)
+{
+#if STAGE_MAX <= 4
+  const uint tid = gl_LocalInvocationID.x, per = R * DU / NT;
+  vec4 x[2 * STAGE_MAX], y[2 * STAGE_MAX];
+  uint mx = 0u, my = 0u;
+  UNROLL for (uint u = 0u; u < STAGE_MAX; u++)
+    if (u < per)
+      {
+        const uint idx = tid + u * NT, row = idx / DU, c = idx % DU, t = r0 + row;
+        vec4 a = vec4 (0.0), b = vec4 (0.0), a2 = vec4 (0.0), b2 = vec4 (0.0);
+        if (t < limit)
+          {
+            const uint at = ((t + p.base) * heads + head) * (D / 4u) + 2u * c;
+            a = round4 (LOAD4 (wa, at));
+            b = round4 (LOAD4 (wa, at + 1u));
+            a2 = round4 (LOAD4 (wb, at));
+            b2 = round4 (LOAD4 (wb, at + 1u));
+          }
+        x[2u * u] = a;
+        x[2u * u + 1u] = b;
+        y[2u * u] = a2;
+        y[2u * u + 1u] = b2;
+        mx = max (mx, max (absbits (a), absbits (b)));
+        my = max (my, max (absbits (a2), absbits (b2)));
+      }
+  atomicMax (tmax[sa], mx);
+  atomicMax (tmax[sb], my);
+  barrier ();
+  const ivec2 e = ivec2 (scale_exp (tmax[sa]), scale_exp (tmax[sb]));
+  const float fa = pow2 (e.x), fb = pow2 (e.y);
+  UNROLL for (uint u = 0u; u < STAGE_MAX; u++)
+    if (u < per)
+      {
+        const uint idx = tid + u * NT, at = (idx / DU) * RS + idx % DU;
+        sh[da + at] = pack8 (x[2u * u], x[2u * u + 1u], fa);
+        sh[db + at] = pack8 (y[2u * u], y[2u * u + 1u], fb);
+      }
+  return e;
+#else
+  const int ea = stage (wa, R, r0, limit, heads, head, da, sa);
+  return ivec2 (ea, stage (wb, R, r0, limit, heads, head, db, sb));
+#endif
+}

@@ -83,8 +83,8 @@ main ()
 
   for (uint j0 = 0u; j0 <= last; j0 += BC)
     {
-      const int ek = stage (1u, BC, j0, p.S, p.KVH, kvh, K_OFF, 1u);
-      const int ev = stage (2u, BC, j0, p.S, p.KVH, kvh, V_OFF, 2u);
+      const ivec2 ekv = stage2 (1u, 2u, BC, j0, p.S, p.KVH, kvh, K_OFF, V_OFF, 1u, 2u);
+      const int ek = ekv.x, ev = ekv.y;
       barrier ();
       if (tid == 0u)
         {
