@@ -703,7 +703,8 @@ lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulka
     return FALSE;
   /* without lse the shader writes none; out stands in for the binding */
   LtVulkanBuffer *bufs[] = { out, q, k, v, lse != NULL ? lse : out };
-  /* the causal pairs (S − n + (n + 1)/2 keys per query on average), 2 products of D each */
+  /* the causal pairs (S − n + (n + 1)/2 keys per query on average), 2 products of D each;
+   * on the tensor cores (attention-forward-cm.comp) with f32 k and v past decoding's few rows */
   guint cm_off;
   if (!few && kv_dtype == LT_KDTYPE_F32 && attention_cm (s, D, &cm_off))
     {
