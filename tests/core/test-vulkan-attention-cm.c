@@ -9,10 +9,11 @@
  *
  * References: lt_attention_forward_ref / lt_attention_backward_ref on q, k, v, dout rounded to
  * bf16 (what the kernels read), lse in double. The kernels also round P and dS to bf16
- * (8 significant bits) before the f16 products, so each output carries errors of about 2^-9
- * relative to the terms it sums. Tolerance, per tensor: max |got − ref| ≤ 1e-2 · max |ref| (out,
- * dq, dk, dv), and lse within 2e-3 absolute (log of a sum of bf16-rounded terms: 2^-9 relative
- * at most). A wrong tile, mask, scale or index is off by O(1). */
+ * (8 significant bits) before the f16 products, so each output carries errors of up to 2^-9
+ * (2e-3) relative to the terms it sums; measured on lavapipe (emulated, 16 and 8 wide):
+ * 1.0e-3 … 2.6e-3 of max |ref|. Tolerance, per tensor: max |got − ref| ≤ 5e-3 · max |ref| (out,
+ * dq, dk, dv); lse (f32 sums of the unrounded p) within 1e-5 absolute (measured 5e-7). A wrong
+ * tile, mask, scale or index is off by O(1). */
 #include "config.h"
 
 #include <math.h>
@@ -26,8 +27,8 @@
 
 #include "tests/core/test-vulkan.h"
 
-#define TOL_REL 1e-2
-#define TOL_LSE 2e-3
+#define TOL_REL 5e-3
+#define TOL_LSE 1e-5
 
 static gboolean cm_on; /* the device runs the kernels (real or emulated) */
 

@@ -12,7 +12,8 @@
 // it, scaled per row, as f16 over the scores; then O's block P·V one CN-wide column fragment
 // at a time through the subgroup's scratch into a scalar copy of O that each invocation keeps
 // (its elements of every fragment), rescaled by e^(m_old − m_new) per row, which a cooperative
-// matrix cannot be. l sums the rounded P, so out is a convex combination of the values.
+// matrix cannot be. l sums the f32 p (FlashAttention's way): lse is the f32 one, only P·V
+// sees the rounding.
 // Shared memory (units of 16 bytes): Q BR·RS, K and V BC·RS each, per subgroup 16·SS (the
 // f32 scores; the f16 P rows in its first 16·PS, the accumulator scratch after them):
 // D 64 (BR 64, BC 32): 576 + 2·288 + 4·144 = 1728 (28 KiB with the row statistics); D 128
@@ -137,8 +138,9 @@ main ()
       float psum = 0.0;
       UNROLL for (uint c = 0u; c < BC / 2u; c++)
         {
-          pv[c] = lt_round_bf16 (exp (pv[c] - ms));
-          psum += pv[c];
+          const float e = exp (pv[c] - ms);
+          psum += e; // l (and lse, which the backward's P is recomputed from) from the f32 p
+          pv[c] = lt_round_bf16 (e);
         }
       l = l * corr + psum;
       m = mn;
