@@ -11,12 +11,14 @@
  *
  * Defaults: device 0, Llama-3.2-1B's layer (n 2048, H 32, KVH 8, D 64), 5 calls per submit,
  * best of 3 after a warm-up. q, k in [-2, 2], v in [-1, 1], dout in [-1e-5, 1e-5] (gradient
- * sized). The tensor cores are opt-in on a real device (lt-vulkan-coopmat.h): this turns them
- * on (mode AUTO) for its second half; the portable half runs with LATHE_VULKAN_ATT_CM=0, the
- * switch the trainer honours too (so `LATHE_VULKAN_ATT_CM=0 bench-vulkan --step` is the step
- * without them). Exit status 0; 2 when the device has no cooperative matrices or D is not 64
- * or 128 (only the portable rows ran; the reason is printed); 1 on a failure, the kernels'
- * self-check (lt-vulkan-coopmat.h) included. */
+ * sized). The portable half runs with LATHE_VULKAN_ATT_CM=0, the tensor-core half with
+ * LATHE_VULKAN_ATT_CM=1 (on even though a real device's tensor cores are opt-in:
+ * lt-vulkan-coopmat.h); the trainer honours the same switch, so `LATHE_VULKAN_ATT_CM=1
+ * bench-vulkan --step` is the step with tensor-core attention and the portable GEMM, and
+ * LATHE_VULKAN_COOPMAT=1 with LATHE_VULKAN_ATT_CM=0 the tensor-core GEMM alone.
+ * Exit status 0; 2 when the device has no cooperative matrices or D is not 64 or 128 (only the
+ * portable rows ran; the reason is printed); 1 on a failure, the kernels' self-check
+ * (lt-vulkan-coopmat.h) included. */
 #include "config.h"
 
 #include <math.h>
@@ -163,9 +165,8 @@ bench_vulkan_attention (int argc, char **argv)
       const char *name = path == 0 ? "portable" : "tensor cores";
       if (path == 1 && (!have_cm || (a.D != 64 && a.D != 128)))
         break;
+      /* "1": the tensor-core attention even where the device's mode is OFF (the default) */
       g_setenv ("LATHE_VULKAN_ATT_CM", path == 0 ? "0" : "1", TRUE);
-      if (path == 1 && lt_vulkan_coopmat_get_mode (vk) == LT_VULKAN_COOPMAT_OFF)
-        lt_vulkan_coopmat_set_mode (vk, LT_VULKAN_COOPMAT_AUTO);
       if (path == 1 && !lt_vulkan_coopmat_attention_check (vk, a.D, &why))
         {
           /* a failed self-check keeps the portable kernels: comparing would be meaningless */

@@ -407,13 +407,10 @@ lt_vulkan_coopmat_attention_check (LtVulkan *vk, int D, const char **why)
 
   if (why != NULL)
     *why = "";
-  if (!cm->available || cm->mode == LT_VULKAN_COOPMAT_OFF || (D != 64 && D != 128)
-      || !self_check (vk, cm))
+  if (!cm->available || (D != 64 && D != 128) || !self_check (vk, cm))
     {
       if (why != NULL)
-        *why = !cm->available ? cm->why
-               : cm->mode == LT_VULKAN_COOPMAT_OFF ? "the tensor cores are off for the device"
-                                                   : "head dims 64 and 128 only";
+        *why = !cm->available ? cm->why : "head dims 64 and 128 only";
       return FALSE;
     }
   if (cm->att_state[d] == 0)
@@ -436,9 +433,10 @@ gboolean
 lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D)
 {
   LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
+  const char *env = g_getenv ("LATHE_VULKAN_ATT_CM");
 
-  if (!cm->available || cm->mode == LT_VULKAN_COOPMAT_OFF || (D != 64 && D != 128)
-      || g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_CM"), "0") == 0)
+  if (!cm->available || (D != 64 && D != 128) || g_strcmp0 (env, "0") == 0
+      || (cm->mode == LT_VULKAN_COOPMAT_OFF && g_strcmp0 (env, "1") != 0))
     return FALSE;
   return lt_vulkan_coopmat_attention_check (cm->vk, D, NULL);
 }

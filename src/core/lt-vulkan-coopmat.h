@@ -100,8 +100,10 @@ gboolean lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDT
  * _seq / _split forms): TRUE when causal attention of head dim @D on @s's device runs on the
  * tensor cores (shaders/attention-*-cm.comp; emulated with LATHE_VULKAN_COOPMAT=emulate /
  * emulate8): the device's cooperative matrices are available (the GEMM's self-check passed),
- * its mode is not OFF, D is 64 or 128, and the environment variable LATHE_VULKAN_ATT_CM is not
- * "0" (read at each call: the bench compares both kernels in one process). Precision: q, k, v
+ * D is 64 or 128, and its mode is not OFF — the environment variable LATHE_VULKAN_ATT_CM,
+ * read at each call (the bench compares both kernels in one process), overrides the mode:
+ * "0" never, "1" even where the GEMMs' mode is OFF (attention on the tensor cores beside the
+ * portable GEMM). Precision: q, k, v
  * and dout rounded to bf16, P and dS to bf16, products summed in f32 (the bf16 precision of
  * the GPU step); the portable kernels sum in f32 from f32 inputs.
  * Self-check, as the GEMM's: the first time a head dim is asked for, a forward and backward
@@ -111,9 +113,9 @@ gboolean lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDT
  * dim on the portable kernels for the device, with the reason in @why (may be NULL) of
  * lt_vulkan_coopmat_attention_check. */
 gboolean lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D);
-/* The self-check's outcome for head dim @D on @vk, running it if it has not run: TRUE when it
- * passed; FALSE and *@why (may be NULL) when it failed or cannot run (no cooperative matrices,
- * mode OFF, D not 64 or 128). */
+/* The self-check's outcome for head dim @D on @vk, running it if it has not run (whatever the
+ * mode): TRUE when it passed; FALSE and *@why (may be NULL) when it failed or cannot run (no
+ * cooperative matrices, D not 64 or 128). */
 gboolean lt_vulkan_coopmat_attention_check (LtVulkan *vk, int D, const char **why);
 /* Records the product on the tensor cores: lt_vulkan_gemm's arguments, already checked by it
  * (it calls this when lt_vulkan_coopmat_wanted says so). LT_ERROR_UNSUPPORTED where the
