@@ -159,6 +159,13 @@ main ()
 
       // ---- O = O·corr + P V, a column fragment at a time ----
       const float uv = pow2 (-ev);
+      float tcorr[ACC_N], tscale[ACC_N]; // the rows of this invocation's elements
+      UNROLL for (uint t = 0u; t < ACC_N; t++)
+        {
+          const uint rr = warp * 16u + (lane + 32u * t) / CN;
+          tcorr[t] = rcorr[rr];
+          tscale[t] = rscale[rr];
+        }
       UNROLL for (uint c = 0u; c < D / CN; c++)
         {
           ACC_T oacc = ACC_ZERO;
@@ -173,11 +180,7 @@ main ()
           STORE_ACC (oacc, wb + SCR, CN / 4u);
           WARP_SYNC_SHARED ();
           UNROLL for (uint t = 0u; t < ACC_N; t++)
-            {
-              const uint rr = warp * 16u + (lane + 32u * t) / CN;
-              o[c][t] = o[c][t] * rcorr[rr] + (acc_elem (wb + SCR, CN / 4u, lane, t) * uv)
-                                              * rscale[rr];
-            }
+            o[c][t] = o[c][t] * tcorr[t] + (acc_elem (wb + SCR, CN / 4u, lane, t) * uv) * tscale[t];
           WARP_SYNC_SHARED ();
         }
       barrier (); // K and V read by every subgroup before the next block is staged
