@@ -93,9 +93,13 @@ lse_ref (float *lse, const float *q, const float *k, int n, int S, int H, int KV
 }
 
 /* Forward (out, lse) and, where S == n, backward (dq, dk, dv) of one sequence against the
- * references; dout of magnitude @dmag; @split: the dk/dv pass split by query head. */
+ * references; dout of magnitude @dmag; @split: the dk/dv pass split by query head; @graded:
+ * dout's rows growing from dmag·1e-5 to dmag along the sequence and v's rows from 1 to 2^8,
+ * so that later blocks hold larger dS and P·dout than earlier ones (the kernels' running
+ * exponents fall mid-loop and rescale their accumulators). */
 static void
-attention_cm_case (int n, int S, int H, int KVH, int D, double dmag, gboolean split)
+attention_cm_case_graded (int n, int S, int H, int KVH, int D, double dmag, gboolean split,
+                          gboolean graded)
 {
   g_autoptr (GError) error = NULL;
   gsize nq = (gsize) n * H * D, nk = (gsize) S * KVH * D;
@@ -111,6 +115,15 @@ attention_cm_case (int n, int S, int H, int KVH, int D, double dmag, gboolean sp
   fill (k, nk, 910 + S, -2, 2);
   fill (v, nk, 920 + D, -1, 1);
   fill (dout, nq, 930 + H, -dmag, dmag);
+  if (graded)
+    {
+      for (int i = 0; i < n; i++)
+        for (int e = 0; e < H * D; e++)
+          dout[(gsize) i * H * D + e] *= (float) pow (10.0, -5.0 + 5.0 * i / MAX (n - 1, 1));
+      for (int j = 0; j < S; j++)
+        for (int e = 0; e < KVH * D; e++)
+          v[(gsize) j * KVH * D + e] *= (float) pow (2.0, 8.0 * j / MAX (S - 1, 1));
+    }
   round_bf16 (q, nq);
   round_bf16 (k, nk);
   round_bf16 (v, nk);
@@ -158,14 +171,20 @@ attention_cm_case (int n, int S, int H, int KVH, int D, double dmag, gboolean sp
   download (bdk, dk, sizeof (float) * nk);
   download (bdv, dv, sizeof (float) * nk);
   double eq = err_rel (dq, dqr, nq), ek = err_rel (dk, dkr, nk), ev = err_rel (dv, dvr, nk);
-  g_test_message ("attention cm n=%d H=%d KVH=%d D=%d dout %.0e%s: out %.3g, lse %.3g (abs), "
+  g_test_message ("attention cm n=%d H=%d KVH=%d D=%d dout %.0e%s%s: out %.3g, lse %.3g (abs), "
                   "dq %.3g, dk %.3g, dv %.3g (max error / max |ref|)", n, H, KVH, D, dmag,
-                  split ? " split" : "", eo, el, eq, ek, ev);
+                  split ? " split" : "", graded ? " graded" : "", eo, el, eq, ek, ev);
   g_assert_cmpfloat (eo, <=, TOL_REL);
   g_assert_cmpfloat (el, <=, TOL_LSE);
   g_assert_cmpfloat (eq, <=, TOL_REL);
   g_assert_cmpfloat (ek, <=, TOL_REL);
   g_assert_cmpfloat (ev, <=, TOL_REL);
+}
+
+static void
+attention_cm_case (int n, int S, int H, int KVH, int D, double dmag, gboolean split)
+{
+  attention_cm_case_graded (n, S, H, KVH, D, dmag, split, FALSE);
 }
 
 static void
@@ -191,6 +210,15 @@ test_tiny_gradients (void)
   REQUIRE_CM ();
   attention_cm_case (100, 100, 4, 2, 64, 1e-7, TRUE);
   attention_cm_case (40, 40, 2, 1, 128, 1e-7, FALSE);
+}
+
+/* Magnitudes that change along the sequence: dout from 1e-10 to 1e-5, v from 1 to 256. */
+static void
+test_graded (void)
+{
+  REQUIRE_CM ();
+  attention_cm_case_graded (110, 110, 4, 2, 64, 1e-5, TRUE, TRUE);
+  attention_cm_case_graded (75, 75, 2, 1, 128, 1e-5, FALSE, TRUE);
 }
 
 /* New queries over a longer cache (S > n: prefill after a prompt), forward only. */
@@ -326,6 +354,7 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan/attention-cm/d64", test_d64);
   g_test_add_func ("/vulkan/attention-cm/d128", test_d128);
   g_test_add_func ("/vulkan/attention-cm/tiny-gradients", test_tiny_gradients);
+  g_test_add_func ("/vulkan/attention-cm/graded", test_graded);
   g_test_add_func ("/vulkan/attention-cm/cache", test_cache);
   g_test_add_func ("/vulkan/attention-cm/packed", test_packed);
   status = g_test_run ();
