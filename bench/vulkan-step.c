@@ -14,7 +14,11 @@
  * overriding its depth. LoRA rank --rank (8) on all 7 linears of every block, AdamW, batch 1,
  * one sequence of --seq random tokens (default 512), compute dtype bf16 (as `lathe train
  * --compute-dtype bf16`). One warm-up step, then --reps timed steps (default 3); the profile
- * is reset after the warm-up, so it covers exactly the timed steps and prints per step. */
+ * is reset after the warm-up, so it covers exactly the timed steps and prints per step.
+ * With the tensor cores on (LATHE_VULKAN_COOPMAT=1), attention runs on them too (the profile's
+ * attention rows end in "cm"); LATHE_VULKAN_ATT_CM=0 keeps it on the portable kernels, =1 puts
+ * it on the tensor cores without the GEMMs, so runs compare each (`bench-vulkan --attention`
+ * compares the kernels alone). */
 #include "config.h"
 
 #include <math.h>

@@ -33,6 +33,9 @@
  * `bench-vulkan --mma [device] [iters]`: the tensor cores' rate with no memory traffic
  * (run_mma), the ceiling of the cooperative-matrix GEMM.
  *
+ * `bench-vulkan --attention [device] [n] [H] [KVH] [D] [reps]`: the attention kernels, portable
+ * against tensor cores (vulkan-attention.c).
+ *
  * `bench-vulkan --step …`: the whole LoRA training step, with LATHE_VULKAN_PROFILE=1 its
  * per-kernel GPU time (vulkan-step.c says how). */
 #include "config.h"
@@ -494,6 +497,7 @@ run_mma (int argc, char **argv)
 }
 
 int bench_vulkan_step (int argc, char **argv); /* vulkan-step.c */
+int bench_vulkan_attention (int argc, char **argv); /* vulkan-attention.c */
 
 int
 main (int argc, char **argv)
@@ -504,6 +508,8 @@ main (int argc, char **argv)
     return run_tiles (argc, argv);
   if (argc > 1 && strcmp (argv[1], "--mma") == 0)
     return run_mma (argc, argv);
+  if (argc > 1 && strcmp (argv[1], "--attention") == 0)
+    return bench_vulkan_attention (argc, argv);
   for (int i = 1; i < argc; i++)
     if (strcmp (argv[i], "--step") == 0)
       return bench_vulkan_step (argc, argv);

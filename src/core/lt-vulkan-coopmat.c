@@ -9,6 +9,7 @@
 
 #include "lt-compute.h"
 #include "lt-error.h"
+#include "lt-kernels.h"
 #include "lt-vulkan-private.h"
 
 #ifdef LT_HAVE_VULKAN
@@ -297,6 +298,147 @@ lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dty
     default:
       return FALSE;
     }
+}
+
+/* ---- attention on the tensor cores: lt_vulkan_coopmat_attention_wanted and its self-check
+ * (the kernels are lt-vulkan-kernels.c's attention entry points) ---- */
+
+#define ATT_CHECK_N 70
+#define ATT_CHECK_H 2
+#define ATT_CHECK_KVH 1
+#define ATT_CHECK_TOL 2e-2
+
+/* max |a − b| / max |b|; infinite where a holds a NaN */
+static double
+att_err (const float *a, const float *b, gsize n)
+{
+  double m = 0.0, mb = 0.0;
+  for (gsize i = 0; i < n; i++)
+    {
+      double d = fabs ((double) a[i] - b[i]);
+      m = isnan (d) ? INFINITY : MAX (m, d);
+      mb = MAX (mb, fabs ((double) b[i]));
+    }
+  return mb > 0.0 ? m / mb : m;
+}
+
+/* The forward and backward at head dim @D on @vk against the CPU references (on bf16-rounded
+ * inputs); FALSE + @why on a failure. Runs with the kernels taken (att_state 1). */
+static gboolean
+att_check_run (LtVulkan *vk, int D, char *why, gsize why_size)
+{
+  const int n = ATT_CHECK_N, H = ATT_CHECK_H, KVH = ATT_CHECK_KVH;
+  const gsize nq = (gsize) n * H * D, nk = (gsize) n * KVH * D;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtVulkanStream) s = NULL;
+  g_autoptr (LtVulkanBuffer) bq = NULL, bk = NULL, bv = NULL, bdo = NULL, bo = NULL;
+  g_autoptr (LtVulkanBuffer) blse = NULL, bdelta = NULL, bdq = NULL, bdk = NULL, bdv = NULL;
+  g_autofree float *q = g_new (float, nq), *k = g_new (float, nk), *v = g_new (float, nk);
+  g_autofree float *dout = g_new (float, nq), *got = g_new (float, nq), *ref = g_new (float, nq);
+  g_autofree float *dqr = g_new (float, nq), *dkr = g_new (float, nk), *dvr = g_new (float, nk);
+  const float *refs[4] = { ref, dqr, dkr, dvr };
+  const char *names[4] = { "out", "dq", "dk", "dv" };
+  guint32 x = 4321;
+
+  /* q, k ~ U(−2, 2), v ~ U(−1, 1), dout ~ U(−1e-6, 1e-6) (gradient-sized), bf16 values */
+  for (gsize i = 0; i < nq; i++)
+    q[i] = lt_compute_round_bf16 (((x = x * 1664525u + 1013904223u) >> 8) / 4194304.0f - 2.0f);
+  for (gsize i = 0; i < nk; i++)
+    k[i] = lt_compute_round_bf16 (((x = x * 1664525u + 1013904223u) >> 8) / 4194304.0f - 2.0f);
+  for (gsize i = 0; i < nk; i++)
+    v[i] = lt_compute_round_bf16 (((x = x * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f);
+  for (gsize i = 0; i < nq; i++)
+    dout[i] = lt_compute_round_bf16 (
+      (((x = x * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f) * 1e-6f);
+  lt_attention_forward_ref (ref, q, k, v, n, n, H, KVH, D);
+  lt_attention_backward_ref (dqr, dkr, dvr, q, k, v, dout, n, H, KVH, D);
+  if ((s = lt_vulkan_stream_new (vk, &error)) == NULL
+      || (bq = lt_vulkan_buffer_new (vk, nq * 4, &error)) == NULL
+      || (bdo = lt_vulkan_buffer_new (vk, nq * 4, &error)) == NULL
+      || (bo = lt_vulkan_buffer_new (vk, nq * 4, &error)) == NULL
+      || (bdq = lt_vulkan_buffer_new (vk, nq * 4, &error)) == NULL
+      || (bk = lt_vulkan_buffer_new (vk, nk * 4, &error)) == NULL
+      || (bv = lt_vulkan_buffer_new (vk, nk * 4, &error)) == NULL
+      || (bdk = lt_vulkan_buffer_new (vk, nk * 4, &error)) == NULL
+      || (bdv = lt_vulkan_buffer_new (vk, nk * 4, &error)) == NULL
+      || (blse = lt_vulkan_buffer_new (vk, (gsize) n * H * 4, &error)) == NULL
+      || (bdelta = lt_vulkan_buffer_new (vk, (gsize) n * H * 4, &error)) == NULL
+      || !lt_vulkan_buffer_upload (bq, 0, q, nq * 4, &error)
+      || !lt_vulkan_buffer_upload (bk, 0, k, nk * 4, &error)
+      || !lt_vulkan_buffer_upload (bv, 0, v, nk * 4, &error)
+      || !lt_vulkan_buffer_upload (bdo, 0, dout, nq * 4, &error)
+      || !lt_vulkan_attention_forward (s, bo, blse, bq, bk, bv, LT_KDTYPE_F32, n, n, H, KVH, D,
+                                       &error)
+      || !lt_vulkan_attention_backward (s, bdq, bdk, bdv, bq, bk, bv, bo, blse, bdo, bdelta, n, H,
+                                        KVH, D, &error)
+      || !lt_vulkan_stream_submit (s, &error) || !lt_vulkan_stream_wait (s, &error))
+    {
+      snprintf (why, why_size, "the attention kernels' self-check failed (D %d): %s", D,
+                error != NULL ? error->message : "unknown error");
+      return FALSE;
+    }
+  LtVulkanBuffer *outs[4] = { bo, bdq, bdk, bdv };
+  for (int t = 0; t < 4; t++)
+    {
+      gsize len = t < 2 ? nq : nk;
+      double e;
+      if (!lt_vulkan_buffer_download (outs[t], 0, got, len * 4, &error))
+        {
+          snprintf (why, why_size, "the attention kernels' self-check failed (D %d): %s", D,
+                    error->message);
+          return FALSE;
+        }
+      if (!((e = att_err (got, refs[t], len)) <= ATT_CHECK_TOL))
+        {
+          snprintf (why, why_size, "the attention kernels' self-check failed (D %d): %s off by "
+                    "%.3g of its largest value", D, names[t], e);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+gboolean
+lt_vulkan_coopmat_attention_check (LtVulkan *vk, int D, const char **why)
+{
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (vk, NULL);
+  const int d = D == 128 ? 1 : 0;
+  char msg[sizeof cm->att_why];
+
+  if (why != NULL)
+    *why = "";
+  if (!cm->available || (D != 64 && D != 128) || !self_check (vk, cm))
+    {
+      if (why != NULL)
+        *why = !cm->available ? cm->why : "head dims 64 and 128 only";
+      return FALSE;
+    }
+  if (cm->att_state[d] == 0)
+    {
+      cm->att_state[d] = 1; /* while it runs, the entry points take the kernels */
+      if (att_check_run (vk, D, msg, sizeof msg))
+        cm->att_state[d] = 2;
+      else
+        {
+          g_strlcpy (cm->att_why, msg, sizeof cm->att_why);
+          cm->att_state[d] = 3;
+        }
+    }
+  if (cm->att_state[d] == 3 && why != NULL)
+    *why = cm->att_why;
+  return cm->att_state[d] != 3;
+}
+
+gboolean
+lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D)
+{
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
+  const char *env = g_getenv ("LATHE_VULKAN_ATT_CM");
+
+  if (!cm->available || (D != 64 && D != 128) || g_strcmp0 (env, "0") == 0
+      || (cm->mode == LT_VULKAN_COOPMAT_OFF && g_strcmp0 (env, "1") != 0))
+    return FALSE;
+  return lt_vulkan_coopmat_attention_check (cm->vk, D, NULL);
 }
 
 static guint32
@@ -623,6 +765,20 @@ gboolean
 lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dtype,
                           LtKDType b_dtype, LtComputeDType precision)
 {
+  return FALSE;
+}
+
+gboolean
+lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D)
+{
+  return FALSE;
+}
+
+gboolean
+lt_vulkan_coopmat_attention_check (LtVulkan *vk, int D, const char **why)
+{
+  if (why != NULL)
+    *why = "Lathe was built without the Vulkan backend";
   return FALSE;
 }
 

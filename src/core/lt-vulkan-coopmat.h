@@ -67,6 +67,10 @@ typedef struct
   guint subgroup_size;
   gboolean checked;     /* the self-check ran (first lt_vulkan_coopmat_available / _wanted) */
   char why[200];        /* why not available (English), for tests and the bench */
+  /* the attention kernels' self-check (lt_vulkan_coopmat_attention_wanted), per head dim 64
+   * and 128: 0 not run, 1 running, 2 passed, 3 failed (att_why says how) */
+  guint8 att_state[2];
+  char att_why[200];
 } LtVulkanCoopmat;
 
 /* TRUE when @vk's GEMMs can use the tensor cores; else FALSE and *@why (may be NULL) says why
@@ -92,6 +96,27 @@ void lt_vulkan_coopmat_set_mode (LtVulkan *vk, LtVulkanCoopmatMode mode);
  * precision whatever @precision says: their values are bf16 either way). */
 gboolean lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dtype,
                                    LtKDType b_dtype, LtComputeDType precision);
+/* lt-vulkan-kernels.c's attention branch (lt_vulkan_attention_forward / _backward and their
+ * _seq / _split forms): TRUE when causal attention of head dim @D on @s's device runs on the
+ * tensor cores (shaders/attention-*-cm.comp; emulated with LATHE_VULKAN_COOPMAT=emulate /
+ * emulate8): the device's cooperative matrices are available (the GEMM's self-check passed),
+ * D is 64 or 128, and its mode is not OFF — the environment variable LATHE_VULKAN_ATT_CM,
+ * read at each call (the bench compares both kernels in one process), overrides the mode:
+ * "0" never, "1" even where the GEMMs' mode is OFF (attention on the tensor cores beside the
+ * portable GEMM). Precision: q, k, v
+ * and dout rounded to bf16, P and dS to bf16, products summed in f32 (the bf16 precision of
+ * the GPU step); the portable kernels sum in f32 from f32 inputs.
+ * Self-check, as the GEMM's: the first time a head dim is asked for, a forward and backward
+ * of 70 tokens (2 query heads on 1 key/value head, edges in every block) run on a stream of
+ * their own against the CPU references; a kernel that fails to build or to agree (error above
+ * 2e-2 of the largest reference value per tensor; bf16 rounding gives ~2e-3) keeps that head
+ * dim on the portable kernels for the device, with the reason in @why (may be NULL) of
+ * lt_vulkan_coopmat_attention_check. */
+gboolean lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D);
+/* The self-check's outcome for head dim @D on @vk, running it if it has not run (whatever the
+ * mode): TRUE when it passed; FALSE and *@why (may be NULL) when it failed or cannot run (no
+ * cooperative matrices, D not 64 or 128). */
+gboolean lt_vulkan_coopmat_attention_check (LtVulkan *vk, int D, const char **why);
 /* Records the product on the tensor cores: lt_vulkan_gemm's arguments, already checked by it
  * (it calls this when lt_vulkan_coopmat_wanted says so). LT_ERROR_UNSUPPORTED where the
  * device has no cooperative matrices. */

@@ -617,6 +617,29 @@ lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n, LtVulkanB
  * of 16 rows and the 16 × 16 scores */
 #define ATT_FEW_ROWS 16
 #define ATT_FEW_SHARED_BYTES (16 * ATT_MAX_D * 4 * 3 + 16 * 16 * 4)
+/* The kernels on cooperative matrices (attention-*-cm.comp, lt_vulkan_coopmat_attention_wanted):
+ * the largest shared memory of their variants (the forward at D 128: 1920 units of 16 bytes
+ * and the row statistics; every one fits lavapipe's 32 KiB), the query rows of a forward
+ * workgroup and of a dq one, and the keys of a dk/dv one (shaders/meson.build's -D). */
+#define ATT_CM_SHARED_BYTES 31376
+#define ATT_CM_FWD_ROWS(D) ((D) == 64 ? 64 : 32)
+#define ATT_CM_DQ_ROWS 32
+#define ATT_CM_DKDV_ROWS 32
+
+/* TRUE when this attention of head dim @D runs on the tensor cores; *@kernel_off is then the
+ * offset of its variant from each pass's first (LT_VK_ATT_*_CM_D64_N16): emulated, D, CN. */
+static gboolean
+attention_cm (LtVulkanStream *s, int D, guint *kernel_off)
+{
+  LtVulkanCoopmat *cm;
+
+  if (!lt_vulkan_coopmat_attention_wanted (s, D)
+      || lt_vulkan_stream_max_shared_bytes (s) < ATT_CM_SHARED_BYTES)
+    return FALSE;
+  cm = lt_vulkan_get_coopmat (NULL, s);
+  *kernel_off = (cm->emulated ? 4 : 0) + (D == 128 ? 2 : 0) + (cm->n == 8 ? 1 : 0);
+  return TRUE;
+}
 
 static gboolean
 attention_shape (LtVulkanStream *s, const char *what, int n, int S, int H, int KVH, int D,
@@ -680,7 +703,18 @@ lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulka
     return FALSE;
   /* without lse the shader writes none; out stands in for the binding */
   LtVulkanBuffer *bufs[] = { out, q, k, v, lse != NULL ? lse : out };
-  /* the causal pairs (S − n + (n + 1)/2 keys per query on average), 2 products of D each */
+  /* the causal pairs (S − n + (n + 1)/2 keys per query on average), 2 products of D each;
+   * on the tensor cores (attention-forward-cm.comp) with f32 k and v past decoding's few rows */
+  guint cm_off;
+  if (!few && kv_dtype == LT_KDTYPE_F32 && attention_cm (s, D, &cm_off))
+    {
+      lt_vulkan_stream_note (s, 4.0 * D * H * n * ((double) S - n + (n + 1) / 2.0),
+                             "n%d S%d H%d/%d D%d cm", n, S, H, KVH, D);
+      return lt_vulkan_stream_dispatch (s, LT_VK_ATT_FORWARD_CM_D64_N16 + cm_off, bufs, 5, &pc,
+                                        sizeof pc, ((guint) n + ATT_CM_FWD_ROWS (D) - 1)
+                                                     / ATT_CM_FWD_ROWS (D),
+                                        (guint) H, 1, error);
+    }
   lt_vulkan_stream_note (s, 4.0 * D * H * n * ((double) S - n + (n + 1) / 2.0),
                          "n%d S%d H%d/%d D%d", n, S, H, KVH, D);
   if (few)
@@ -759,24 +793,31 @@ lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq, LtVul
   /* per causal pair: dq's pass recomputes s and dp and adds dS·k (3 products of D), dk/dv's
    * recomputes s and dp and adds P·dout and dS·q (4) */
   double pairs = (double) H * n * (n + 1) / 2.0;
-  lt_vulkan_stream_note (s, 6.0 * D * pairs, "n%d H%d/%d D%d", n, H, KVH, D);
-  if (!lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DQ, first, 8, &pc, sizeof pc,
-                                  ((guint) n + ATT_ROWS - 1) / ATT_ROWS, (guint) H, 1, error))
+  /* on the tensor cores (attention-backward-dq-cm.comp, -dkdv-cm.comp): the same bindings and
+   * push constants, their own block sizes */
+  guint cm_off = 0;
+  gboolean cm = attention_cm (s, D, &cm_off);
+  LtVulkanKernel k_dq = cm ? LT_VK_ATT_DQ_CM_D64_N16 + cm_off : LT_VK_ATTENTION_BACKWARD_DQ;
+  LtVulkanKernel k_dkdv = cm ? LT_VK_ATT_DKDV_CM_D64_N16 + cm_off : LT_VK_ATTENTION_BACKWARD_DKDV;
+  guint dq_rows = cm ? ATT_CM_DQ_ROWS : ATT_ROWS, dkdv_rows = cm ? ATT_CM_DKDV_ROWS : ATT_ROWS;
+  lt_vulkan_stream_note (s, 6.0 * D * pairs, "n%d H%d/%d D%d%s", n, H, KVH, D, cm ? " cm" : "");
+  if (!lt_vulkan_stream_dispatch (s, k_dq, first, 8, &pc, sizeof pc,
+                                  ((guint) n + dq_rows - 1) / dq_rows, (guint) H, 1, error))
     return FALSE;
   /* split: GQA, and both partial buffers hold (n, H, D) */
   pc.split = H > KVH && dk_part != NULL && dv_part != NULL && att_split_enabled ()
              && lt_vulkan_buffer_get_size (dk_part) >= (gsize) n * H * D * 4
              && lt_vulkan_buffer_get_size (dv_part) >= (gsize) n * H * D * 4;
-  lt_vulkan_stream_note (s, 8.0 * D * pairs, "n%d H%d/%d D%d%s", n, H, KVH, D,
-                         pc.split ? " split" : "");
+  lt_vulkan_stream_note (s, 8.0 * D * pairs, "n%d H%d/%d D%d%s%s", n, H, KVH, D,
+                         pc.split ? " split" : "", cm ? " cm" : "");
   if (!pc.split)
-    return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, second, 8, &pc,
-                                      sizeof pc, ((guint) n + ATT_ROWS - 1) / ATT_ROWS,
-                                      (guint) KVH, 1, error);
+    return lt_vulkan_stream_dispatch (s, k_dkdv, second, 8, &pc, sizeof pc,
+                                      ((guint) n + dkdv_rows - 1) / dkdv_rows, (guint) KVH, 1,
+                                      error);
   LtVulkanBuffer *parts[] = { dk_part, dv_part, q, k, v, lse, delta, dout };
   LtVulkanBuffer *red[] = { dk, dv, dk_part, dv_part };
-  return lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_BACKWARD_DKDV, parts, 8, &pc, sizeof pc,
-                                    ((guint) n + ATT_ROWS - 1) / ATT_ROWS, (guint) H, 1, error)
+  return lt_vulkan_stream_dispatch (s, k_dkdv, parts, 8, &pc, sizeof pc,
+                                    ((guint) n + dkdv_rows - 1) / dkdv_rows, (guint) H, 1, error)
          && lt_vulkan_stream_dispatch (s, LT_VK_ATTENTION_DKDV_REDUCE, red, 4, &pc, sizeof pc,
                                        groups_1d (s, (gsize) n * KVH * D), 1, 1, error);
 }

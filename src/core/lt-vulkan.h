@@ -283,7 +283,16 @@ gboolean lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n,
  * lt_attention_forward_f16kv), S >= n; D even and <= 128. @lse (n, H; may be NULL) receives
  * each row's log-sum-exp of the scaled scores, which the backward needs. Register-tiled: 64
  * query rows per workgroup, each thread 4 rows × 4 keys per 64-key tile; n <= 16 (decoding)
- * takes a kernel of 16-row blocks instead. */
+ * takes a kernel of 16-row blocks instead.
+ * On the tensor cores where lt_vulkan_coopmat_attention_wanted says so (cooperative matrices
+ * available, mode not OFF or LATHE_VULKAN_ATT_CM=1, D 64 or 128, LATHE_VULKAN_ATT_CM not "0";
+ * emulated with LATHE_VULKAN_COOPMAT=emulate / emulate8), with f32 k and v and n > 16:
+ * shaders/attention-forward-cm.comp (FlashAttention-2's structure; q, k, v and P rounded to
+ * bf16, f32 sums and softmax statistics: the bf16 precision of the GPU step, within ~3e-3 of
+ * the f32 result relative to its largest value; lse as the f32 kernel's). The backward below
+ * follows the same switch (attention-backward-dq-cm, -dkdv-cm: dout and dS rounded to bf16
+ * too, scaled by powers of two so that gradients of 1e-8 keep their bits). Same contract,
+ * same buffers, still deterministic. */
 gboolean lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse,
                                       LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
                                       LtKDType kv_dtype, int n, int S, int H, int KVH, int D,
