@@ -12,7 +12,9 @@
  * The f32-base bf16-compute row shows the weights' conversion to bf16 (once per layer, on the
  * first step: its timed steps convert nothing; the table's last column counts it).
  * --compute-dtype f32 (the f32 rows only), bf16 (the bf16-compute rows only) or both
- * (default). The bf16-compute rows run lt-compute's bf16 backend (oneDNN's matmul where the
+ * (default). The f32 products run on lt-compute's f32 engine (OpenBLAS or oneDNN, chosen
+ * once per process; LATHE_F32_ENGINE=openblas|onednn forces one; each RESULT line names it,
+ * engine= for the f32 rows, f32_engine= for all). The bf16-compute rows run lt-compute's bf16 backend (oneDNN's matmul where the
  * CPU has AVX-512; elsewhere the emulation, which is slower than f32: it exists for
  * correctness, and the table says which engine ran); their MFU is against the bf16 matmul
  * peak measured in the same child: the best of lt_compute_gemm_w on bf16 weights at
@@ -285,7 +287,12 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
                        + 3.0 * 4.0 * D * (T * (T + 1) / 2.0) * H * L
                        + 6.0 * (double) n_lora * T;
   int n_threads = lt_get_threads ();
-  printf ("RESULT engine=%s", bf16c ? lt_compute_bf16_engine () : "openblas");
+  printf ("F32_ENGINE %s: %s\n", lt_compute_f32_engine_to_string (lt_compute_f32_engine ()),
+          lt_compute_f32_engine_reason ());
+  printf ("RESULT engine=%s f32_engine=%s",
+          bf16c ? lt_compute_bf16_engine ()
+                : lt_compute_f32_engine_to_string (lt_compute_f32_engine ()),
+          lt_compute_f32_engine_to_string (lt_compute_f32_engine ()));
   printf (" dtype=%s ckpt=%d step_s=%.4f cpu_s=%.4f mfu_cpu=%.2f tok_s=%.1f "
           "gflops=%.2f sgemm=%.2f mfu=%.2f peak_mib=%.1f rss0_mib=%.1f weights_mib=%.1f "
           "train_mib=%.1f base_mib=%.1f lora=%" G_GSIZE_FORMAT " load=%.2f conv_m=%.2f "
@@ -352,6 +359,7 @@ main (int argc, char **argv)
                                            "q4:0:f32", "q4:1:f32", "f32:0:bf16", "bf16:0:bf16",
                                            "bf16:1:bf16", "q4:0:bf16" };
   g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) reasons = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GPtrArray) specs = g_ptr_array_new ();
   if (compute != NULL && g_strcmp0 (compute, "f32") != 0 && g_strcmp0 (compute, "bf16") != 0
       && g_strcmp0 (compute, "both") != 0)
@@ -385,6 +393,9 @@ main (int argc, char **argv)
         }
       line = strstr (out, "RESULT ");
       g_ptr_array_add (lines, g_strdup (line ? line : ""));
+      line = strstr (out, "F32_ENGINE ");
+      g_ptr_array_add (reasons, line ? g_strndup (line + 11, strcspn (line + 11, "\n"))
+                                     : g_strdup ("?"));
     }
 
   printf ("bench-train-step: Llama 576h × 30L, 9/3 heads, I 1536, V 49152 (tied), LoRA rank %d "
@@ -402,7 +413,8 @@ main (int argc, char **argv)
       const char *spec = g_ptr_array_index (specs, i);
       g_autofree char *engine = engine_of (l);
       g_autofree char *products = g_str_has_suffix (spec, ":bf16")
-                                    ? g_strdup_printf ("bf16 (%s)", engine) : g_strdup ("f32");
+                                    ? g_strdup_printf ("bf16 (%s)", engine)
+                                    : g_strdup_printf ("f32 (%s)", engine);
       double peak = field (l, "peak_mib");
       double w = field (l, "weights_mib"), t = field (l, "train_mib");
 
@@ -416,6 +428,10 @@ main (int argc, char **argv)
               peak - field (l, "rss0_mib"), field (l, "load"), field (l, "conv_m"),
               field (l, "conv_s"));
     }
+  for (guint i = 0; i < reasons->len; i++)
+    printf ("(row %u: f32 products — all of them in an f32 row, the LoRA ones in a bf16 row — on "
+            "%s)\n", i + 1, (const char *) g_ptr_array_index (reasons, i));
+  printf ("(LATHE_F32_ENGINE=openblas|onednn forces the f32 engine in every row.)\n");
   printf ("(MFU on CPU time: model FLOPs / (step CPU seconds / threads) / sgemm rate, the MFU "
           "the step would have on cores it had to itself; spinning threads count as busy.)\n");
   printf ("(weight→bf16: f32/f16 weight values lt-compute converted to bf16 per timed step, and "
