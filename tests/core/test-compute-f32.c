@@ -84,19 +84,31 @@ test_rule (void)
   g_assert_cmpint (lt_compute_f32_engine_rule ("Sandybridge", 2, 1, &why), ==,
                    LT_F32_ENGINE_ONEDNN);
   g_assert_nonnull (strstr (why, "AVX kernel"));
-  /* a CPU with no more than OpenBLAS's kernels use, or kernels of its level: timed */
-  g_assert_cmpint (lt_compute_f32_engine_rule ("Prescott", 0, 1, NULL), ==, LT_F32_ENGINE_AUTO);
+  /* kernels of the CPU's level (or wider): OpenBLAS, untimed (oneDNN is not even loaded) */
+  g_assert_cmpint (lt_compute_f32_engine_rule ("Zen", 2, 1, &why), ==, LT_F32_ENGINE_OPENBLAS);
+  g_assert_nonnull (strstr (why, "widest vectors"));
+  g_assert_cmpint (lt_compute_f32_engine_rule ("Haswell", 2, 1, NULL), ==,
+                   LT_F32_ENGINE_OPENBLAS);
+  g_assert_cmpint (lt_compute_f32_engine_rule ("SkylakeX", 3, 1, NULL), ==,
+                   LT_F32_ENGINE_OPENBLAS);
+  g_assert_cmpint (lt_compute_f32_engine_rule ("Prescott", 0, 1, NULL), ==,
+                   LT_F32_ENGINE_OPENBLAS);
   g_assert_cmpint (lt_compute_f32_engine_rule ("Sandybridge", 1, 1, NULL), ==,
-                   LT_F32_ENGINE_AUTO);
-  g_assert_cmpint (lt_compute_f32_engine_rule ("Haswell", 2, 1, NULL), ==, LT_F32_ENGINE_AUTO);
-  g_assert_cmpint (lt_compute_f32_engine_rule ("Haswell", 3, 1, NULL), ==, LT_F32_ENGINE_AUTO);
-  g_assert_cmpint (lt_compute_f32_engine_rule ("SkylakeX", 3, 1, NULL), ==, LT_F32_ENGINE_AUTO);
+                   LT_F32_ENGINE_OPENBLAS);
+  /* narrower kernels of AVX2 or more, an unknown core, a generic core on an AVX-only CPU:
+   * timed */
+  g_assert_cmpint (lt_compute_f32_engine_rule ("Haswell", 3, 1, &why), ==, LT_F32_ENGINE_AUTO);
+  g_assert_nonnull (strstr (why, "narrower"));
+  g_assert_cmpint (lt_compute_f32_engine_rule ("Zen", 3, 1, NULL), ==, LT_F32_ENGINE_AUTO);
+  g_assert_cmpint (lt_compute_f32_engine_rule ("Prescott", 1, 1, NULL), ==, LT_F32_ENGINE_AUTO);
   g_assert_cmpint (lt_compute_f32_engine_rule ("Neoverse", 3, 1, &why), ==, LT_F32_ENGINE_AUTO);
   g_assert_nonnull (strstr (why, "not one Lathe knows"));
   /* without oneDNN: OpenBLAS, whatever the core */
   g_assert_cmpint (lt_compute_f32_engine_rule ("Prescott", 3, 0, &why), ==,
                    LT_F32_ENGINE_OPENBLAS);
   g_assert_nonnull (strstr (why, "not available"));
+  g_assert_cmpint (lt_compute_f32_engine_rule ("Haswell", 3, 0, NULL), ==,
+                   LT_F32_ENGINE_OPENBLAS);
 
   g_assert_cmpstr (lt_compute_f32_engine_to_string (LT_F32_ENGINE_ONEDNN), ==, "onednn");
   g_assert_cmpstr (lt_compute_f32_engine_to_string (LT_F32_ENGINE_OPENBLAS), ==, "openblas");
@@ -189,12 +201,37 @@ test_prescott (void)
   in_child ("/compute-f32/choice/prescott", "Prescott", NULL);
 }
 
-/* The child: auto with OpenBLAS's own core; a timed choice is the faster of its timings. */
+/* libdnnl is mapped into this process */
+static gboolean
+dnnl_mapped (void)
+{
+  g_autofree char *maps = NULL;
+  g_assert_true (g_file_get_contents ("/proc/self/maps", &maps, NULL, NULL));
+  return strstr (maps, "libdnnl") != NULL;
+}
+
+/* A timed choice: the reason gives both times, and oneDNN only when it took under 80% of
+ * OpenBLAS's */
+static void
+check_timed (LtF32Engine e, const char *why, const char *core)
+{
+  g_autofree char *key = g_strdup_printf ("OpenBLAS (core %s) ", core);
+  double tb = ms_after (why, key), td = ms_after (why, " ms, oneDNN ");
+  g_assert_nonnull (strstr (why, "timed"));
+  g_assert_true (isfinite (tb) && isfinite (td) && tb > 0.0 && td > 0.0);
+  if (e == LT_F32_ENGINE_ONEDNN)
+    g_assert_cmpfloat (td, <, 0.8 * tb);
+  else
+    g_assert_cmpfloat (td, >=, 0.8 * tb);
+}
+
+/* The child: auto with OpenBLAS's own core (LATHE_F32_ENGINE=timed: timed whatever the rule
+ * says). */
 static void
 child_auto (void)
 {
   const char *core = openblas_get_corename ();
-  const char *rule_why;
+  gboolean timed = g_strcmp0 (g_getenv ("LATHE_F32_ENGINE"), "timed") == 0;
   LtF32Engine rule, e;
   const char *why;
 
@@ -202,25 +239,25 @@ child_auto (void)
   openblas_set_num_threads (1);
   e = lt_compute_f32_engine ();
   why = lt_compute_f32_engine_reason ();
-  rule = lt_compute_f32_engine_rule (core, lt_compute_cpu_vector_level (), 1, &rule_why);
-  g_printerr ("# OpenBLAS core %s, CPU vector level %d: auto = %s (%s)\n", core,
-              lt_compute_cpu_vector_level (), lt_compute_f32_engine_to_string (e), why);
+  rule = lt_compute_f32_engine_rule (core, lt_compute_cpu_vector_level (), 1, NULL);
+  g_printerr ("# OpenBLAS core %s, CPU vector level %d%s: auto = %s (%s)\n", core,
+              lt_compute_cpu_vector_level (), timed ? ", LATHE_F32_ENGINE=timed" : "",
+              lt_compute_f32_engine_to_string (e), why);
   g_assert_cmpint (e, !=, LT_F32_ENGINE_AUTO);
-  g_assert_true (g_str_has_prefix (why, "auto: "));
-  if (rule == LT_F32_ENGINE_ONEDNN)
-    g_assert_cmpint (e, ==, LT_F32_ENGINE_ONEDNN);
-  else
+  if (timed)
     {
-      /* timed: the reason gives both times, and oneDNN only when it took under 80% */
-      g_autofree char *key = g_strdup_printf ("OpenBLAS (core %s) ", core);
-      double tb = ms_after (why, key), td = ms_after (why, " ms, oneDNN ");
-      g_assert_nonnull (strstr (why, "timed"));
-      g_assert_true (isfinite (tb) && isfinite (td) && tb > 0.0 && td > 0.0);
-      if (e == LT_F32_ENGINE_ONEDNN)
-        g_assert_cmpfloat (td, <, 0.8 * tb);
-      else
-        g_assert_cmpfloat (td, >=, 0.8 * tb);
+      g_assert_true (g_str_has_prefix (why, "LATHE_F32_ENGINE=timed; auto: timed; "));
+      check_timed (e, why, core);
+      return;
     }
+  g_assert_true (g_str_has_prefix (why, "auto: "));
+  if (rule == LT_F32_ENGINE_AUTO)
+    check_timed (e, why, core);
+  else
+    g_assert_cmpint (e, ==, rule);
+  /* left on OpenBLAS by the rule: oneDNN was never loaded */
+  if (rule == LT_F32_ENGINE_OPENBLAS)
+    g_assert_false (dnnl_mapped ());
 }
 
 static void
@@ -237,6 +274,7 @@ test_auto (void)
       return;
     }
   in_child ("/compute-f32/choice/auto", NULL, NULL);
+  in_child ("/compute-f32/choice/auto", NULL, "timed");
 }
 
 /* The children: LATHE_F32_ENGINE=onednn / openblas / a wrong name. */

@@ -831,27 +831,33 @@ lt_compute_f32_engine_rule (const char *corename, int cpu_level, int have_onednn
                             const char **why)
 {
   int core = lt_compute_blas_core_level (corename);
+  int cpu = cpu_level < 0 ? 0 : cpu_level > 3 ? 3 : cpu_level;
   const char *w;
   LtF32Engine e;
 
-  if (!have_onednn)
+  if (core >= 0 && core >= cpu)
+    {
+      e = LT_F32_ENGINE_OPENBLAS;
+      w = "OpenBLAS's kernels use the CPU's widest vectors";
+    }
+  else if (!have_onednn)
     {
       e = LT_F32_ENGINE_OPENBLAS;
       w = "oneDNN (libdnnl.so.2) is not available";
     }
-  else if (core >= 0 && core < 2 && cpu_level >= 2 && cpu_level > core)
+  else if (core >= 0 && core < 2 && cpu >= 2)
     {
       e = LT_F32_ENGINE_ONEDNN;
-      w = core == 0 ? (cpu_level >= 3 ? "OpenBLAS runs a generic SSE kernel on a CPU with AVX-512"
-                                      : "OpenBLAS runs a generic SSE kernel on a CPU with AVX2")
-                    : (cpu_level >= 3 ? "OpenBLAS runs an AVX kernel on a CPU with AVX-512"
-                                      : "OpenBLAS runs an AVX kernel on a CPU with AVX2");
+      w = core == 0 ? (cpu == 3 ? "OpenBLAS runs a generic SSE kernel on a CPU with AVX-512"
+                                : "OpenBLAS runs a generic SSE kernel on a CPU with AVX2")
+                    : (cpu == 3 ? "OpenBLAS runs an AVX kernel on a CPU with AVX-512"
+                                : "OpenBLAS runs an AVX kernel on a CPU with AVX2");
     }
   else
     {
       e = LT_F32_ENGINE_AUTO;
       w = core < 0 ? "OpenBLAS's core is not one Lathe knows: timed"
-                   : "OpenBLAS's kernels match the CPU: timed";
+                   : "OpenBLAS's kernels are narrower than the CPU's vectors: timed";
     }
   if (why)
     *why = w;
@@ -976,6 +982,13 @@ f32_time_engines (double *t_blas, double *t_dnnl)
  * OpenBLAS kernel is 3-6 times slower */
 #define F32_ONEDNN_MARGIN 0.8
 
+static const char *
+level_name (int level)
+{
+  static const char *const names[] = { "SSE", "AVX", "AVX2", "AVX-512" };
+  return names[level < 0 ? 0 : level > 3 ? 3 : level];
+}
+
 /* Decides the engine for @req (AUTO: the environment's LATHE_F32_ENGINE, else auto); under
  * f32_lock. */
 static void
@@ -985,12 +998,19 @@ f32_decide (int req)
   const char *core = openblas_get_corename ();
   char envnote[96] = "";
   int e = LT_F32_ENGINE_OPENBLAS;
-  int have = 0;
+  int have = 0, timed = 0, level = lt_compute_cpu_vector_level ();
+  LtF32Engine rule = LT_F32_ENGINE_AUTO;
+  const char *why = "";
 
   if (req == LT_F32_ENGINE_AUTO && env != NULL && *env != '\0')
     {
       int r = lt_compute_f32_engine_from_string (env);
-      if (r == -2)
+      if (strcmp (env, "timed") == 0)
+        {
+          timed = 1;
+          snprintf (envnote, sizeof envnote, "LATHE_F32_ENGINE=timed; ");
+        }
+      else if (r == -2)
         snprintf (envnote, sizeof envnote, "LATHE_F32_ENGINE=%.32s is not openblas|onednn; ",
                   env);
       else if (r != LT_F32_ENGINE_AUTO)
@@ -999,8 +1019,21 @@ f32_decide (int req)
           snprintf (envnote, sizeof envnote, "LATHE_F32_ENGINE=%s", env);
         }
     }
+  if (req == LT_F32_ENGINE_AUTO && !timed)
+    {
+      /* the rule first, as if oneDNN loads: a process it leaves on OpenBLAS never loads
+       * oneDNN (no 40 MB mapped, no start-up: the memory estimate's baseline holds) */
+      rule = lt_compute_f32_engine_rule (core, level, 1, &why);
+      if (rule == LT_F32_ENGINE_OPENBLAS)
+        {
+          snprintf (f32_reason, sizeof f32_reason, "%sauto: %s (OpenBLAS core %s, CPU %s)",
+                    envnote, why, core ? core : "?", level_name (level));
+          __atomic_store_n (&f32_engine, LT_F32_ENGINE_OPENBLAS, __ATOMIC_RELEASE);
+          return;
+        }
+    }
 #ifdef LT_HAVE_DNNL
-  if (req != LT_F32_ENGINE_OPENBLAS) /* an OpenBLAS process never loads oneDNN */
+  if (req != LT_F32_ENGINE_OPENBLAS)
     have = dnnl_engine_ok ();
 #endif
   if (req == LT_F32_ENGINE_OPENBLAS)
@@ -1020,14 +1053,15 @@ f32_decide (int req)
     }
   else
     {
-      const char *why;
-      int level = lt_compute_cpu_vector_level ();
-      int r = lt_compute_f32_engine_rule (core, level, have, &why);
-      if (r != LT_F32_ENGINE_AUTO)
+      if (timed)
+        why = have ? "timed" : "oneDNN (libdnnl.so.2) is not available";
+      else
+        rule = lt_compute_f32_engine_rule (core, level, have, &why);
+      if (!have || (!timed && rule != LT_F32_ENGINE_AUTO))
         {
-          e = r;
-          snprintf (f32_reason, sizeof f32_reason, "%sauto: %s (OpenBLAS core %s)", envnote, why,
-                    core ? core : "?");
+          e = have ? rule : LT_F32_ENGINE_OPENBLAS;
+          snprintf (f32_reason, sizeof f32_reason, "%sauto: %s (OpenBLAS core %s, CPU %s)",
+                    envnote, why, core ? core : "?", level_name (level));
         }
       else
         {

@@ -16,11 +16,15 @@
  *         features), cached per shape like the bf16 ones; it threads one product over the
  *         OpenMP pool itself (lt_compute_f32_threaded). Its sums run in another order, so its
  *         results differ from OpenBLAS's in the last bits.
- *     auto (the default) takes oneDNN where OpenBLAS runs a generic kernel on a CPU with AVX2
- *     or AVX-512 (a DYNAMIC_ARCH OpenBLAS that does not recognise a virtualised CPU falls back
- *     to Prescott's SSE3 sgemm, 3-4 times slower), else times both on two products of a
- *     training step's shape (a few ms, once) and keeps OpenBLAS unless oneDNN is clearly
- *     faster. LATHE_F32_ENGINE=openblas|onednn overrides it (benchmarks, tests).
+ *     auto (the default) keeps OpenBLAS where its kernels use the CPU's widest vectors (then
+ *     oneDNN is never loaded); takes oneDNN where OpenBLAS runs a generic (SSE) or AVX kernel
+ *     on a CPU with AVX2 or AVX-512 (a DYNAMIC_ARCH OpenBLAS that does not recognise a
+ *     virtualised CPU falls back to Prescott's SSE3 sgemm: 4 times the CPU time of its Zen
+ *     kernel in a training step here); and in between (AVX2 kernels on an AVX-512 CPU, a core
+ *     Lathe does not know) times both engines' kernels on two products of a training step's
+ *     shape (thread CPU time, a few ms, once) and keeps OpenBLAS unless oneDNN takes under 80%
+ *     of its time. LATHE_F32_ENGINE=openblas|onednn overrides it (benchmarks, tests);
+ *     LATHE_F32_ENGINE=timed times both whatever the rule says.
  *   - LT_COMPUTE_BF16: both operands rounded to bf16 (round to nearest even) at the GEMM's
  *     input, products accumulated in f32, the result f32. Runs on oneDNN's matmul primitive
  *     (libdnnl 2.6: AMX / AVX512-BF16 kernels where the CPU has them), one primitive per shape,
@@ -129,9 +133,10 @@ const char *lt_compute_f32_engine_reason (void);
 int lt_compute_set_f32_engine (LtF32Engine e);
 
 /* auto's rule without timing: given OpenBLAS's core name (openblas_get_corename), the CPU's
- * vector level (0 SSE, 1 AVX, 2 AVX2+FMA, 3 AVX-512) and whether oneDNN loads, ONEDNN when
- * OpenBLAS's kernels are of a lower level than the CPU's and below AVX2 (a generic or AVX-only
- * core), OPENBLAS when oneDNN is missing, AUTO when only timing can tell. @why as above. */
+ * vector level (0 SSE, 1 AVX, 2 AVX2+FMA, 3 AVX-512) and whether oneDNN loads: OPENBLAS when
+ * the core's kernels are of the CPU's level (or wider) or oneDNN is missing; ONEDNN when they
+ * are below AVX2 (a generic or AVX-only core) on a CPU with AVX2 or AVX-512; AUTO when only
+ * timing can tell (narrower kernels of AVX2 or more, an unknown core). @why as above. */
 LtF32Engine lt_compute_f32_engine_rule (const char *corename, int cpu_level, int have_onednn,
                                         const char **why);
 /* The vector level of OpenBLAS's kernels for core @corename (as above), -1 when unknown;
