@@ -24,7 +24,8 @@
  * linear layer and the LM head, 2·P·T for the input gradients of the frozen layers, causal
  * attention 4·D·T(T+1)/2 per head and layer forward and twice that backward, and 6·T FLOPs per
  * LoRA value (forward, both gradients). MFU = model FLOPs / step time / sgemm GFLOP/s (the best
- * of a 512×1536×576 and a 1024³ sgemm, measured between the steps). On a shared machine the
+ * of a 512×1536×576 and a 1024³ sgemm, measured between the steps; where the f32 engine is
+ * oneDNN, also its 512×1536×576 product). On a shared machine the
  * wall-clock MFU drops with the load; the table also gives the step's CPU time and the MFU over
  * it. Prints one table. */
 #include "config.h"
@@ -119,6 +120,38 @@ bf16_matmul_rate (int M, int N, int K, int reps)
         best = dt;
     }
   lt_compute_set_dtype (saved);
+  g_free (x);
+  g_free (w);
+  g_free (y);
+  return 2.0 * M * N * K / best / 1e9;
+}
+
+/* GFLOP/s of Y (M, N) = X (M, K) · Wᵀ on the f32 engine when it is oneDNN (threaded by it over
+ * the pool, as the step runs it; best of @reps after one warm-up); 0 on OpenBLAS, whose rate
+ * bench_sgemm_rate measures. */
+static double
+f32_engine_rate (int M, int N, int K, int reps)
+{
+  float *x, *w, *y;
+  double best = 1e30;
+
+  if (lt_compute_f32_engine () != LT_F32_ENGINE_ONEDNN)
+    return 0.0;
+  x = g_new (float, (gsize) M * K);
+  w = g_new (float, (gsize) N * K);
+  y = g_new (float, (gsize) M * N);
+  for (gsize i = 0; i < (gsize) M * K; i++)
+    x[i] = (float) bench_rng_u32 () / 4294967296.0f - 0.5f;
+  for (gsize i = 0; i < (gsize) N * K; i++)
+    w[i] = (float) bench_rng_u32 () / 4294967296.0f - 0.5f;
+  for (int r = 0; r < reps + 1; r++)
+    {
+      double t0 = bench_now_s ();
+      lt_compute_sgemm_f32 (LT_NO_TRANS, LT_TRANS, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+      double dt = bench_now_s () - t0;
+      if (r > 0 && dt < best)
+        best = dt;
+    }
   g_free (x);
   g_free (w);
   g_free (y);
@@ -248,6 +281,9 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
       rate_small = MAX (rate_small, bench_sgemm_rate (seq, II, C, 3));
       rate_square = MAX (rate_square, bench_sgemm_rate (1024, 1024, 1024, 2));
       lt_linear_set_threads (threads);
+      /* oneDNN's f32 rate where the f32 products run on it (a generic OpenBLAS kernel's rate
+       * would make the MFU meaningless) */
+      rate_small = MAX (rate_small, f32_engine_rate (seq, II, C, 3));
       if (bf16c)
         {
           /* the bf16 matmul peak, threaded as the step runs it */
