@@ -443,8 +443,22 @@ test_onednn_sgemm (void)
   lt_compute_set_f32_engine (LT_F32_ENGINE_OPENBLAS);
 }
 
+/* Threads of this process (/proc/self/task) */
+static int
+n_tasks (void)
+{
+  GDir *d = g_dir_open ("/proc/self/task", 0, NULL);
+  int n = 0;
+  g_assert_nonnull (d);
+  while (g_dir_read_name (d) != NULL)
+    n++;
+  g_dir_close (d);
+  return n;
+}
+
 /* Products from inside an OpenMP region (each thread's oneDNN runs on that thread), on shapes
- * whose primitives were created outside it and on new ones, every thread at once. */
+ * whose primitives were created outside it and on new ones, every thread at once; with nested
+ * teams allowed (OMP_MAX_ACTIVE_LEVELS 4) the process gains no threads (no oversubscription). */
 static void
 test_onednn_threads (void)
 {
@@ -461,14 +475,28 @@ test_onednn_threads (void)
     }
   lt_compute_set_dtype (LT_COMPUTE_F32);
   worst = MAX (worst, run_shape (&shapes[0], 1)); /* created outside, used inside below */
-#pragma omp parallel for num_threads(4) schedule(dynamic, 1) reduction(max : worst)
-  for (int i = 0; i < 32; i++)
-    {
-      double w = run_shape (&shapes[i % 4], 40 + (guint32) i);
-      worst = MAX (worst, w);
-    }
-  g_test_message ("oneDNN f32 from 4 OpenMP threads: worst |C - ref| / S = %.3e", worst);
+  /* nested teams allowed: oneDNN must still add no threads inside a region */
+  int levels = omp_get_max_active_levels (), before = 0, after = 0;
+  omp_set_max_active_levels (4);
+#pragma omp parallel num_threads(4)
+  {
+#pragma omp barrier
+#pragma omp single
+    before = n_tasks ();
+#pragma omp for schedule(dynamic, 1) reduction(max : worst)
+    for (int i = 0; i < 32; i++)
+      {
+        double w = run_shape (&shapes[i % 4], 40 + (guint32) i);
+        worst = MAX (worst, w);
+      }
+#pragma omp single
+    after = n_tasks ();
+  }
+  omp_set_max_active_levels (levels);
+  g_test_message ("oneDNN f32 from 4 OpenMP threads: worst |C - ref| / S = %.3e; threads of the "
+                  "process %d before the products, %d after", worst, before, after);
   g_assert_cmpfloat (worst, <, 1e-5);
+  g_assert_cmpint (after, <=, before);
   lt_compute_set_f32_engine (LT_F32_ENGINE_OPENBLAS);
 }
 
