@@ -464,9 +464,22 @@ main (int argc, char **argv)
               peak - field (l, "rss0_mib"), field (l, "load"), field (l, "conv_m"),
               field (l, "conv_s"));
     }
+  /* each distinct choice of the f32 engine once, with the rows that made it */
   for (guint i = 0; i < reasons->len; i++)
-    printf ("(row %u: f32 products — all of them in an f32 row, the LoRA ones in a bf16 row — on "
-            "%s)\n", i + 1, (const char *) g_ptr_array_index (reasons, i));
+    {
+      const char *r = g_ptr_array_index (reasons, i);
+      g_autoptr (GString) rows = g_string_new (NULL);
+      gboolean seen = FALSE;
+      for (guint j = 0; j < i && !seen; j++)
+        seen = g_str_equal (r, g_ptr_array_index (reasons, j));
+      if (seen)
+        continue;
+      for (guint j = i; j < reasons->len; j++)
+        if (g_str_equal (r, g_ptr_array_index (reasons, j)))
+          g_string_append_printf (rows, "%s%u", rows->len ? ", " : "", j + 1);
+      printf ("(rows %s: f32 products — all of them in an f32 row, the LoRA ones in a bf16 row — "
+              "on %s)\n", rows->str, r);
+    }
   printf ("(LATHE_F32_ENGINE=openblas|onednn forces the f32 engine in every row.)\n");
   printf ("(MFU on CPU time: model FLOPs / (step CPU seconds / threads) / sgemm rate, the MFU "
           "the step would have on cores it had to itself; spinning threads count as busy.)\n");
