@@ -1119,6 +1119,26 @@ lt_compute_set_f32_engine (LtF32Engine e)
 }
 
 int
+lt_compute_f32_engine_maps_onednn (void)
+{
+#ifdef LT_HAVE_DNNL
+  const char *env;
+  if (__atomic_load_n (&f32_engine, __ATOMIC_ACQUIRE) >= 0)
+    return __atomic_load_n (&have_engine, __ATOMIC_RELAXED) != 0;
+  env = getenv ("LATHE_F32_ENGINE");
+  if (env != NULL && strcmp (env, "openblas") == 0)
+    return 0;
+  if (env != NULL && (strcmp (env, "onednn") == 0 || strcmp (env, "timed") == 0))
+    return 1;
+  return lt_compute_f32_engine_rule (openblas_get_corename (), lt_compute_cpu_vector_level (), 1,
+                                     NULL)
+         != LT_F32_ENGINE_OPENBLAS;
+#else
+  return 0;
+#endif
+}
+
+int
 lt_compute_f32_threaded (void)
 {
   return lt_compute_f32_engine () == LT_F32_ENGINE_ONEDNN;

@@ -144,6 +144,12 @@ LtF32Engine lt_compute_f32_engine_rule (const char *corename, int cpu_level, int
 int lt_compute_blas_core_level (const char *corename);
 int lt_compute_cpu_vector_level (void);
 
+/* 1 when libdnnl is mapped into the process, or deciding the f32 engine will map it (the
+ * environment's LATHE_F32_ENGINE, else auto's rule: anything but OpenBLAS loads oneDNN, to run
+ * it or to time it); decides nothing and loads nothing. The memory estimate adds oneDNN's
+ * footprint then (lt-memory, LT_MEMORY_ONEDNN_BYTES). */
+int lt_compute_f32_engine_maps_onednn (void);
+
 /* 1 when an f32 product (lt_compute_sgemm, _f32, gemm_w) called outside an OpenMP region
  * runs on every thread of the pool by itself (oneDNN): callers should then hand it whole
  * rather than split it into row blocks on OpenMP threads (which suits single-threaded
