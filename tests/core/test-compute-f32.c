@@ -2,7 +2,8 @@
 /* lt-compute's f32 engine (issue 14, items 1 and 7): which engine auto picks and why — the rule
  * on OpenBLAS's core names, a generic core forced with OPENBLAS_CORETYPE=Prescott (Debian's
  * DYNAMIC_ARCH OpenBLAS honours it), the LATHE_F32_ENGINE override, and that a timed choice
- * never takes the engine its own timing found slower; oneDNN's f32 products against a double
+ * never takes the engine its own timing found slower; run.json and log.txt naming the engine;
+ * oneDNN's f32 products against a double
  * reference on random shapes (both transpositions, row strides wider than the rows, alpha and
  * beta, degenerate sizes), from concurrent OpenMP threads, through lt-gemm's paths and the
  * backend interface; OpenBLAS still cblas_sgemm bit for bit; 6-step LoRA/DoRA trajectories of
@@ -27,6 +28,8 @@
 #include "src/core/lt-model-train.h"
 #include "src/core/lt-model.h"
 #include "src/core/lt-optimizer.h"
+#include "src/core/lt-run-dir.h"
+#include "src/core/lt-run.h"
 #include "tests/test-util.h"
 
 static void
@@ -325,6 +328,56 @@ test_env (void)
   in_child ("/compute-f32/choice/env", NULL, "openblas");
   in_child ("/compute-f32/choice/env", "Prescott", "openblas");
   in_child ("/compute-f32/choice/env", NULL, "mkl");
+}
+
+/* A run's run.json ("compute": f32_engine, f32_engine_reason) and log.txt name the engine the
+ * process chose, here forced to each in turn. */
+static void
+test_run_json (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("test-compute-f32-XXXXXX", &error);
+  int n_engines = onednn_available () ? 2 : 1;
+
+  g_assert_no_error (error);
+  for (int e = 0; e < n_engines; e++)
+    {
+      g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+      g_autoptr (LtRunDir) rd = NULL;
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      g_autofree char *run_json = NULL, *log_path = NULL, *log = NULL, *want = NULL;
+      JsonObject *c;
+
+      g_assert_true (lt_compute_set_f32_engine (e ? LT_F32_ENGINE_ONEDNN
+                                                  : LT_F32_ENGINE_OPENBLAS));
+      g_free (cfg->model);
+      cfg->model = g_strdup ("/nonexistent/model");
+      g_free (cfg->data);
+      cfg->data = g_strdup ("/nonexistent/data");
+      g_free (cfg->adapter_path);
+      cfg->adapter_path = g_build_filename (tmp, e ? "onednn" : "openblas", NULL);
+      cfg->compute_dtype = LT_COMPUTE_DTYPE_F32;
+      rd = lt_run_dir_create (cfg, 1, &error);
+      g_assert_no_error (error);
+      g_assert_nonnull (rd);
+      run_json = g_build_filename (cfg->adapter_path, "run.json", NULL);
+      g_assert_true (json_parser_load_from_file (parser, run_json, &error));
+      c = json_object_get_object_member (json_node_get_object (json_parser_get_root (parser)),
+                                         "compute");
+      g_assert_cmpstr (json_object_get_string_member (c, "f32_engine"), ==,
+                       e ? "onednn" : "openblas");
+      g_assert_cmpstr (json_object_get_string_member (c, "f32_engine_reason"), ==,
+                       lt_compute_f32_engine_reason ());
+      g_assert_true (g_str_has_prefix (json_object_get_string_member (c, "f32_engine_reason"),
+                                       "requested"));
+      log_path = lt_run_dir_log_path (cfg->adapter_path);
+      g_assert_true (g_file_get_contents (log_path, &log, NULL, NULL));
+      want = g_strdup_printf ("f32 engine: %s, requested", e ? "onednn" : "openblas");
+      g_assert_nonnull (strstr (log, want));
+    }
+  lt_compute_set_f32_engine (LT_F32_ENGINE_OPENBLAS);
+  lt_compute_set_dtype (LT_COMPUTE_F32);
+  test_rm_rf (tmp);
 }
 
 /* ---- oneDNN's f32 products ---- */
@@ -763,6 +816,7 @@ main (int argc, char **argv)
   g_test_add_func ("/compute-f32/choice/auto", test_auto);
   g_test_add_func ("/compute-f32/choice/env", test_env);
   g_test_add_func ("/compute-f32/openblas-is-cblas", test_openblas_is_cblas);
+  g_test_add_func ("/compute-f32/run-json", test_run_json);
   g_test_add_func ("/compute-f32/onednn/sgemm", test_onednn_sgemm);
   g_test_add_func ("/compute-f32/onednn/threads", test_onednn_threads);
   g_test_add_func ("/compute-f32/onednn/kernels", test_onednn_kernels);
