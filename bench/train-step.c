@@ -12,7 +12,9 @@
  * The f32-base bf16-compute row shows the weights' conversion to bf16 (once per layer, on the
  * first step: its timed steps convert nothing; the table's last column counts it).
  * --compute-dtype f32 (the f32 rows only), bf16 (the bf16-compute rows only) or both
- * (default). The bf16-compute rows run lt-compute's bf16 backend (oneDNN's matmul where the
+ * (default). The f32 products run on lt-compute's f32 engine (OpenBLAS or oneDNN, chosen
+ * once per process; LATHE_F32_ENGINE=openblas|onednn forces one; each RESULT line names it,
+ * engine= for the f32 rows, f32_engine= for all). The bf16-compute rows run lt-compute's bf16 backend (oneDNN's matmul where the
  * CPU has AVX-512; elsewhere the emulation, which is slower than f32: it exists for
  * correctness, and the table says which engine ran); their MFU is against the bf16 matmul
  * peak measured in the same child: the best of lt_compute_gemm_w on bf16 weights at
@@ -22,7 +24,8 @@
  * linear layer and the LM head, 2·P·T for the input gradients of the frozen layers, causal
  * attention 4·D·T(T+1)/2 per head and layer forward and twice that backward, and 6·T FLOPs per
  * LoRA value (forward, both gradients). MFU = model FLOPs / step time / sgemm GFLOP/s (the best
- * of a 512×1536×576 and a 1024³ sgemm, measured between the steps). On a shared machine the
+ * of a 512×1536×576 and a 1024³ sgemm, measured between the steps; where the f32 engine is
+ * oneDNN, also its 512×1536×576 product). On a shared machine the
  * wall-clock MFU drops with the load; the table also gives the step's CPU time and the MFU over
  * it. Prints one table. */
 #include "config.h"
@@ -117,6 +120,38 @@ bf16_matmul_rate (int M, int N, int K, int reps)
         best = dt;
     }
   lt_compute_set_dtype (saved);
+  g_free (x);
+  g_free (w);
+  g_free (y);
+  return 2.0 * M * N * K / best / 1e9;
+}
+
+/* GFLOP/s of Y (M, N) = X (M, K) · Wᵀ on the f32 engine when it is oneDNN (threaded by it over
+ * the pool, as the step runs it; best of @reps after one warm-up); 0 on OpenBLAS, whose rate
+ * bench_sgemm_rate measures. */
+static double
+f32_engine_rate (int M, int N, int K, int reps)
+{
+  float *x, *w, *y;
+  double best = 1e30;
+
+  if (lt_compute_f32_engine () != LT_F32_ENGINE_ONEDNN)
+    return 0.0;
+  x = g_new (float, (gsize) M * K);
+  w = g_new (float, (gsize) N * K);
+  y = g_new (float, (gsize) M * N);
+  for (gsize i = 0; i < (gsize) M * K; i++)
+    x[i] = (float) bench_rng_u32 () / 4294967296.0f - 0.5f;
+  for (gsize i = 0; i < (gsize) N * K; i++)
+    w[i] = (float) bench_rng_u32 () / 4294967296.0f - 0.5f;
+  for (int r = 0; r < reps + 1; r++)
+    {
+      double t0 = bench_now_s ();
+      lt_compute_sgemm_f32 (LT_NO_TRANS, LT_TRANS, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+      double dt = bench_now_s () - t0;
+      if (r > 0 && dt < best)
+        best = dt;
+    }
   g_free (x);
   g_free (w);
   g_free (y);
@@ -246,6 +281,9 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
       rate_small = MAX (rate_small, bench_sgemm_rate (seq, II, C, 3));
       rate_square = MAX (rate_square, bench_sgemm_rate (1024, 1024, 1024, 2));
       lt_linear_set_threads (threads);
+      /* oneDNN's f32 rate where the f32 products run on it (a generic OpenBLAS kernel's rate
+       * would make the MFU meaningless) */
+      rate_small = MAX (rate_small, f32_engine_rate (seq, II, C, 3));
       if (bf16c)
         {
           /* the bf16 matmul peak, threaded as the step runs it */
@@ -285,7 +323,12 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
                        + 3.0 * 4.0 * D * (T * (T + 1) / 2.0) * H * L
                        + 6.0 * (double) n_lora * T;
   int n_threads = lt_get_threads ();
-  printf ("RESULT engine=%s", bf16c ? lt_compute_bf16_engine () : "openblas");
+  printf ("F32_ENGINE %s: %s\n", lt_compute_f32_engine_to_string (lt_compute_f32_engine ()),
+          lt_compute_f32_engine_reason ());
+  printf ("RESULT engine=%s f32_engine=%s",
+          bf16c ? lt_compute_bf16_engine ()
+                : lt_compute_f32_engine_to_string (lt_compute_f32_engine ()),
+          lt_compute_f32_engine_to_string (lt_compute_f32_engine ()));
   printf (" dtype=%s ckpt=%d step_s=%.4f cpu_s=%.4f mfu_cpu=%.2f tok_s=%.1f "
           "gflops=%.2f sgemm=%.2f mfu=%.2f peak_mib=%.1f rss0_mib=%.1f weights_mib=%.1f "
           "train_mib=%.1f base_mib=%.1f lora=%" G_GSIZE_FORMAT " load=%.2f conv_m=%.2f "
@@ -352,6 +395,7 @@ main (int argc, char **argv)
                                            "q4:0:f32", "q4:1:f32", "f32:0:bf16", "bf16:0:bf16",
                                            "bf16:1:bf16", "q4:0:bf16" };
   g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) reasons = g_ptr_array_new_with_free_func (g_free);
   g_autoptr (GPtrArray) specs = g_ptr_array_new ();
   if (compute != NULL && g_strcmp0 (compute, "f32") != 0 && g_strcmp0 (compute, "bf16") != 0
       && g_strcmp0 (compute, "both") != 0)
@@ -385,6 +429,9 @@ main (int argc, char **argv)
         }
       line = strstr (out, "RESULT ");
       g_ptr_array_add (lines, g_strdup (line ? line : ""));
+      line = strstr (out, "F32_ENGINE ");
+      g_ptr_array_add (reasons, line ? g_strndup (line + 11, strcspn (line + 11, "\n"))
+                                     : g_strdup ("?"));
     }
 
   printf ("bench-train-step: Llama 576h × 30L, 9/3 heads, I 1536, V 49152 (tied), LoRA rank %d "
@@ -402,7 +449,8 @@ main (int argc, char **argv)
       const char *spec = g_ptr_array_index (specs, i);
       g_autofree char *engine = engine_of (l);
       g_autofree char *products = g_str_has_suffix (spec, ":bf16")
-                                    ? g_strdup_printf ("bf16 (%s)", engine) : g_strdup ("f32");
+                                    ? g_strdup_printf ("bf16 (%s)", engine)
+                                    : g_strdup_printf ("f32 (%s)", engine);
       double peak = field (l, "peak_mib");
       double w = field (l, "weights_mib"), t = field (l, "train_mib");
 
@@ -416,6 +464,23 @@ main (int argc, char **argv)
               peak - field (l, "rss0_mib"), field (l, "load"), field (l, "conv_m"),
               field (l, "conv_s"));
     }
+  /* each distinct choice of the f32 engine once, with the rows that made it */
+  for (guint i = 0; i < reasons->len; i++)
+    {
+      const char *r = g_ptr_array_index (reasons, i);
+      g_autoptr (GString) rows = g_string_new (NULL);
+      gboolean seen = FALSE;
+      for (guint j = 0; j < i && !seen; j++)
+        seen = g_str_equal (r, g_ptr_array_index (reasons, j));
+      if (seen)
+        continue;
+      for (guint j = i; j < reasons->len; j++)
+        if (g_str_equal (r, g_ptr_array_index (reasons, j)))
+          g_string_append_printf (rows, "%s%u", rows->len ? ", " : "", j + 1);
+      printf ("(rows %s: f32 products — all of them in an f32 row, the LoRA ones in a bf16 row — "
+              "on %s)\n", rows->str, r);
+    }
+  printf ("(LATHE_F32_ENGINE=openblas|onednn forces the f32 engine in every row.)\n");
   printf ("(MFU on CPU time: model FLOPs / (step CPU seconds / threads) / sgemm rate, the MFU "
           "the step would have on cores it had to itself; spinning threads count as busy.)\n");
   printf ("(weight→bf16: f32/f16 weight values lt-compute converted to bf16 per timed step, and "

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lt-compute.h"
 #include "lt-json.h"
 #include "lt-qat-grid.h"
 #include "lt-quant.h"
@@ -387,8 +388,10 @@ lt_memory_estimate_for_data (const LtRunConfig *cfg, const LtConfig *c, gsize n_
   chunk = MIN (V, MAX (((guint64) 4 << 20) / N, (guint64) 256));
   out->lm_head = 4 * N * chunk;
 
-  /* the process, plus the tokenizer's vocabulary and merges (~256 bytes an entry) */
-  out->baseline = lt_memory_get_baseline () + 256 * V;
+  /* the process, plus the tokenizer's vocabulary and merges (~256 bytes an entry), plus
+   * oneDNN where the f32 products run on it (lt-compute's f32 engine) */
+  out->baseline = lt_memory_get_baseline () + 256 * V
+                  + (lt_compute_f32_engine_maps_onednn () ? LT_MEMORY_ONEDNN_BYTES : 0);
   out->total = out->base_weights + out->embeddings + out->trainable + out->gradients
                + out->optimizer + out->activations + out->lm_head + out->workspace
                + out->baseline;

@@ -90,6 +90,11 @@ guint64 lt_memory_peak_rss (void);
  * renderer may differ. A process sets the term once at start-up (lathe-gtk's main does), before
  * any estimate and before other threads start. */
 #define LT_MEMORY_BASELINE_CLI_BYTES ((guint64) 12 << 20)
+/* libdnnl mapped and used for the f32 products (lt_compute_f32_engine_maps_onednn): its
+ * touched code, JIT kernels and buffers; `lathe train` of the demo model with
+ * LATHE_F32_ENGINE=onednn peaks 11.2-12.0 MiB above the same run on OpenBLAS (2026-12-07,
+ * Debian 12 libdnnl 2.6, 2 cores). */
+#define LT_MEMORY_ONEDNN_BYTES ((guint64) 12 << 20)
 #define LT_MEMORY_BASELINE_APP_BYTES ((guint64) 205 << 20)
 #define LT_MEMORY_BASELINE_BYTES LT_MEMORY_BASELINE_CLI_BYTES
 void lt_memory_set_baseline (guint64 bytes);

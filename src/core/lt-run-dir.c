@@ -623,6 +623,10 @@ apply_compute (LtRunDir *rd, const LtRunConfig *cfg)
   json_object_set_string_member (c, "reason", why);
   json_object_set_string_member (c, "bf16_engine", g_str_equal (dtype, "bf16")
                                                      ? lt_compute_bf16_engine () : "none");
+  /* the engine of the f32 products: all of them under f32, the LoRA ones under bf16 */
+  json_object_set_string_member (c, "f32_engine",
+                                 lt_compute_f32_engine_to_string (lt_compute_f32_engine ()));
+  json_object_set_string_member (c, "f32_engine_reason", lt_compute_f32_engine_reason ());
   {
     /* where the step runs (compute_device; the trainer logs the device's name) */
     g_autofree char *device = lt_run_describe_compute_device (cfg->compute_device, &why);
@@ -637,8 +641,11 @@ log_compute (LtRunDir *rd)
 {
   JsonObject *c = member_object (rd->run, "compute");
   g_autofree char *line = g_strdup_printf (
-    "matrix products in %s (%s; bf16 engine: %s)", json_object_get_string_member (c, "dtype"),
-    json_object_get_string_member (c, "reason"), json_object_get_string_member (c, "bf16_engine"));
+    "matrix products in %s (%s; bf16 engine: %s; f32 engine: %s, %s)",
+    json_object_get_string_member (c, "dtype"), json_object_get_string_member (c, "reason"),
+    json_object_get_string_member (c, "bf16_engine"),
+    json_object_get_string_member_with_default (c, "f32_engine", "openblas"),
+    json_object_get_string_member_with_default (c, "f32_engine_reason", "?"));
   lt_run_dir_log (rd, line);
 }
 

@@ -25,7 +25,11 @@ lt_set_threads (int n)
   lt_threads = n;
   /* One thread pool: OpenMP threads share each product's row blocks and call OpenBLAS
    * single-threaded. Two spinning pools (OpenMP + a threaded OpenBLAS) fight over the cores
-   * and halve the throughput on two cores (measured by bench/forward). */
+   * and halve the throughput on two cores (measured by bench/forward). oneDNN (lt-compute's
+   * bf16 products, and its f32 ones when the f32 engine is oneDNN) is built on the same
+   * libgomp: it threads a product called outside a parallel region over this pool (n threads)
+   * and runs one called inside a region on the calling thread only (no nested teams, even
+   * where OMP_MAX_ACTIVE_LEVELS allows them), so it adds no pool of its own. */
   openblas_set_num_threads (1);
   omp_set_num_threads (n);
   /* With OpenBLAS on one thread no second pool spins beside OpenMP, so the fused quantized

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* lt-compute: the f32 backend is cblas_sgemm bit for bit; every bf16 product against its
+/* lt-compute: the f32 backend's OpenBLAS engine is cblas_sgemm bit for bit (its oneDNN engine:
+ * test-compute-f32); every bf16 product against its
  * reference with a stated tolerance; `auto` against cpuid; the primitive cache; products from
  * concurrent OpenMP threads; 6-step LoRA/DoRA (and a quantized-base LoRA) trajectories of the
  * fixture models in bf16 within 2e-2 relative of the f32 path.
@@ -61,6 +62,8 @@ static void
 test_f32_is_cblas (void)
 {
   const int M = 37, N = 29, K = 53;
+  /* the f32 engine that is cblas_sgemm (oneDNN's f32 products: test-compute-f32) */
+  g_assert_true (lt_compute_set_f32_engine (LT_F32_ENGINE_OPENBLAS));
   lt_compute_set_dtype (LT_COMPUTE_F32);
   for (int ta = 0; ta < 2; ta++)
     for (int tb = 0; tb < 2; tb++)
@@ -80,6 +83,7 @@ test_f32_is_cblas (void)
         g_assert_cmpmem (C1, (size_t) M * ldc * sizeof (float), C2,
                          (size_t) M * ldc * sizeof (float));
       }
+  lt_compute_set_f32_engine (LT_F32_ENGINE_AUTO); /* the environment's or auto's again */
 }
 
 /* lt_compute_gemm_rows: a weight given by a row-expansion callback (a quantized layer's), both
@@ -190,6 +194,8 @@ test_lora_products_f32 (void)
   gsize sf = lt_linear_train_scratch_floats (&lin, N);
   g_autofree float *scratch = g_new (float, sf);
 
+  /* the f32 engine that is cblas_sgemm (oneDNN's f32 products: test-compute-f32) */
+  g_assert_true (lt_compute_set_f32_engine (LT_F32_ENGINE_OPENBLAS));
   lt_compute_set_dtype (LT_COMPUTE_F32);
   lt_linear_forward_train (&lin, x, N, y32, xa, NULL, scratch, sf);
   lt_compute_set_dtype (LT_COMPUTE_BF16);
@@ -214,6 +220,7 @@ test_lora_products_f32 (void)
   g_assert_true (memcmp (y, y32, (gsize) N * out * sizeof (float)) != 0);
   lt_linear_clear (&lin);
   lt_tensor_free (w);
+  lt_compute_set_f32_engine (LT_F32_ENGINE_AUTO); /* the environment's or auto's again */
 }
 
 /* y of a dense layer over @w through the per-call path (lt_compute_gemm_w rounds @w itself) */

@@ -8,8 +8,23 @@
  * that reason (tests/core/test-layering: a kernel includes only kernel headers).
  *
  * Backends, chosen at run time (lt_compute_set_dtype):
- *   - LT_COMPUTE_F32: cblas_sgemm (OpenBLAS), exactly the calls Lathe made before this layer
- *     existed, so f32 results are bit-for-bit those of before.
+ *   - LT_COMPUTE_F32: f32 operands, f32 sums, on one of two engines (lt_compute_f32_engine),
+ *     chosen once per process:
+ *       openblas: cblas_sgemm, exactly the calls Lathe made before this layer existed, so f32
+ *         results are bit-for-bit those of before (the PEFT/PyTorch references);
+ *       onednn: oneDNN's f32 matmul primitive (AVX2 / AVX-512 brgemm kernels chosen by cpuid
+ *         features), cached per shape like the bf16 ones; it threads one product over the
+ *         OpenMP pool itself (lt_compute_f32_threaded). Its sums run in another order, so its
+ *         results differ from OpenBLAS's in the last bits.
+ *     auto (the default) keeps OpenBLAS where its kernels use the CPU's widest vectors (then
+ *     oneDNN is never loaded); takes oneDNN where OpenBLAS runs a generic (SSE) or AVX kernel
+ *     on a CPU with AVX2 or AVX-512 (a DYNAMIC_ARCH OpenBLAS that does not recognise a
+ *     virtualised CPU falls back to Prescott's SSE3 sgemm: 4 times the CPU time of its Zen
+ *     kernel in a training step here); and in between (AVX2 kernels on an AVX-512 CPU, a core
+ *     Lathe does not know) times both engines' kernels on two products of a training step's
+ *     shape (thread CPU time, a few ms, once) and keeps OpenBLAS unless oneDNN takes under 80%
+ *     of its time. LATHE_F32_ENGINE=openblas|onednn overrides it (benchmarks, tests);
+ *     LATHE_F32_ENGINE=timed times both whatever the rule says.
  *   - LT_COMPUTE_BF16: both operands rounded to bf16 (round to nearest even) at the GEMM's
  *     input, products accumulated in f32, the result f32. Runs on oneDNN's matmul primitive
  *     (libdnnl 2.6: AMX / AVX512-BF16 kernels where the CPU has them), one primitive per shape,
@@ -86,12 +101,67 @@ const char *lt_compute_get_reason (void);
 const char *lt_compute_bf16_engine (void);
 
 /* C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C, row-major, cblas_sgemm's
- * conventions (lda/ldb/ldc are row strides of the stored matrices). F32: cblas_sgemm itself.
- * BF16: as the header says. beta == 0 never reads C. */
+ * conventions (lda/ldb/ldc are row strides of the stored matrices). F32: the f32 engine
+ * (cblas_sgemm itself, or oneDNN's f32 matmul). BF16: as the header says. beta == 0 never reads C. */
 void lt_compute_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A,
                        int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-/* lt_compute_sgemm in f32 (cblas_sgemm) whatever the process's dtype: the low-rank adapter
+/* ---- the f32 engine (see the header comment) ---- */
+
+typedef enum
+{
+  LT_F32_ENGINE_AUTO = -1, /* only as a request */
+  LT_F32_ENGINE_OPENBLAS = 0,
+  LT_F32_ENGINE_ONEDNN = 1,
+} LtF32Engine;
+
+/* "auto", "openblas", "onednn" <-> the enum; -2 for an unknown name. */
+const char *lt_compute_f32_engine_to_string (LtF32Engine e);
+int lt_compute_f32_engine_from_string (const char *s);
+
+/* The engine of every f32 product of the process (never AUTO). The first call decides (the
+ * environment's LATHE_F32_ENGINE, else auto as the header says) and remembers the decision;
+ * it may load oneDNN and time a few products. Thread-safe. */
+LtF32Engine lt_compute_f32_engine (void);
+/* Why: a static English sentence ("auto: OpenBLAS runs its generic PRESCOTT kernel on a CPU
+ * with AVX2", "LATHE_F32_ENGINE=onednn", "auto: measured ..."); valid until the next
+ * lt_compute_set_f32_engine. */
+const char *lt_compute_f32_engine_reason (void);
+/* Tests and benchmarks: force @e (AUTO decides again, reading LATHE_F32_ENGINE). Not
+ * thread-safe against running products. Returns FALSE (and keeps OpenBLAS) when oneDNN
+ * cannot run here. */
+int lt_compute_set_f32_engine (LtF32Engine e);
+
+/* auto's rule without timing: given OpenBLAS's core name (openblas_get_corename), the CPU's
+ * vector level (0 SSE, 1 AVX, 2 AVX2+FMA, 3 AVX-512) and whether oneDNN loads: OPENBLAS when
+ * the core's kernels are of the CPU's level (or wider) or oneDNN is missing; ONEDNN when they
+ * are below AVX2 (a generic or AVX-only core) on a CPU with AVX2 or AVX-512; AUTO when only
+ * timing can tell (narrower kernels of AVX2 or more, an unknown core). @why as above. */
+LtF32Engine lt_compute_f32_engine_rule (const char *corename, int cpu_level, int have_onednn,
+                                        const char **why);
+/* The vector level of OpenBLAS's kernels for core @corename (as above), -1 when unknown;
+ * and this CPU's (cpuid, with the OS saving the AVX state). */
+int lt_compute_blas_core_level (const char *corename);
+int lt_compute_cpu_vector_level (void);
+
+/* 1 when libdnnl is mapped into the process, or deciding the f32 engine will map it (the
+ * environment's LATHE_F32_ENGINE, else auto's rule: anything but OpenBLAS loads oneDNN, to run
+ * it or to time it); decides nothing and loads nothing. The memory estimate adds oneDNN's
+ * footprint then (lt-memory, LT_MEMORY_ONEDNN_BYTES). */
+int lt_compute_f32_engine_maps_onednn (void);
+
+/* 1 when an f32 product (lt_compute_sgemm, _f32, gemm_w) called outside an OpenMP region
+ * runs on every thread of the pool by itself (oneDNN): callers should then hand it whole
+ * rather than split it into row blocks on OpenMP threads (which suits single-threaded
+ * OpenBLAS). Inside a region every engine runs on the calling thread only. */
+int lt_compute_f32_threaded (void);
+
+/* Plain reference: C = alpha · op(A) · op(B) + beta · C with double sums (tests). */
+void lt_compute_sgemm_ref (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
+                           const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                           int ldc);
+
+/* lt_compute_sgemm in f32 (the f32 engine) whatever the process's dtype: the low-rank adapter
  * products of lt-linear (LoRA's X·A, xa·B and their gradients). One of their dimensions is the
  * rank (8–64): bf16 units gain nothing there, and rounding their large operand (an N × in
  * activation) to bf16 would cost more than the product. Their trainable operands (A, B) and
@@ -102,7 +172,8 @@ void lt_compute_sgemm_f32 (LtTrans ta, LtTrans tb, int M, int N, int K, float al
 
 /* Y (M, N) = alpha · X (M, K) · op(W) + beta · Y, W a linear layer's weight stored row-major
  * (row stride @ldw) in @wdtype: @tw LT_TRANS, W (N, K) and op(W) = Wᵀ (the forward);
- * LT_NO_TRANS, W (K, N) (the input gradient: dx = dy · W). F32 backend: W must be F32
+ * LT_NO_TRANS, W (K, N) (the input gradient: dx = dy · W). F32 backend (the f32 engine): W
+ * must be F32
  * (callers expand other types into tiles as before). BF16 backend: a BF16 W feeds the product
  * as stored (no copy); F32/F16 W are rounded to bf16 tile by tile (rows of W) into a reused
  * per-thread buffer. */

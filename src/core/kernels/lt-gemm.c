@@ -6,7 +6,9 @@
  * one pass over W per call, i.e. 1/N of the multiply-adds.
  * Small N (decode): a fused dot product reads W directly (AVX2/F16C when the CPU has them),
  * OpenMP over output rows.
- * Every product goes through lt-compute (lt_compute_sgemm): f32 there is cblas_sgemm itself;
+ * Every product goes through lt-compute (lt_compute_sgemm): f32 there is cblas_sgemm itself
+ * (split here into row blocks, one per OpenMP thread) or oneDNN's f32 matmul (handed whole: it
+ * threads itself, lt_compute_f32_threaded);
  * with the bf16 compute dtype the forward hands W as stored to lt_compute_gemm_w (bf16
  * weights need no copy). The decode path (N <= 4) stays the f32 fused dot product. */
 #include "config.h"
@@ -99,6 +101,14 @@ lt_matmul_forward_ref (float *y, const float *x, const void *w, LtKDType wdtype,
           acc += (double) x[(size_t) n * in + k] * load_one (wdtype, w, (size_t) o * in + k);
         y[(size_t) n * out + o] = (float) acc;
       }
+}
+
+/* 1 when an f32 product is best split into row blocks on the OpenMP threads here (OpenBLAS
+ * under the one-pool policy), 0 when lt-compute threads it whole (the oneDNN f32 engine). */
+static int
+split_f32_products (void)
+{
+  return !(lt_compute_get_dtype () == LT_COMPUTE_F32 && lt_compute_f32_threaded ());
 }
 
 /* ---- fused dot products for decode ---- */
@@ -238,7 +248,7 @@ lt_matmul_forward (float *y, const float *x, const void *w, LtKDType wdtype, con
    * does all the work: no pool spins while the other needs the cores. */
   int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
   if (nt > 1 && openblas_get_num_threads () == 1
-      && (double) N * out * in >= LT_GEMM_PARALLEL_MIN && out >= 2 * nt)
+      && (double) N * out * in >= LT_GEMM_PARALLEL_MIN && out >= 2 * nt && split_f32_products ())
     {
       size_t share = tile_floats / (size_t) nt;
       int aligned = wdtype == LT_KDTYPE_F32 && ((uintptr_t) w % sizeof (float)) == 0;
@@ -306,7 +316,7 @@ lt_matmul_accumulate_dx (float *dx, const float *dy, int ldy, const float *tile,
                          int r)
 {
   int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
-  if (nt > 1 && (double) N * in * r >= (1 << 18) && N >= 2 * nt)
+  if (nt > 1 && (double) N * in * r >= (1 << 18) && N >= 2 * nt && split_f32_products ())
     {
       int block = (N + nt - 1) / nt;
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -390,7 +400,7 @@ lt_matmul_backward_dw (float *dw, const float *dy, int ldy, const float *x, int 
   int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
   if (N <= 0 || out <= 0)
     return;
-  if (nt > 1 && (double) N * in * out >= (1 << 18) && out >= 2 * nt)
+  if (nt > 1 && (double) N * in * out >= (1 << 18) && out >= 2 * nt && split_f32_products ())
     {
       int block = (out + nt - 1) / nt;
 #pragma omp parallel for schedule(static) num_threads(nt)
