@@ -138,6 +138,16 @@ ppl_of (LtModel *m, const LtCalibTokens *samples)
       || !lt_export_perplexity (m, model_dir, valid, 512, &pv, &nv, &error))
     die ("perplexity", error);
   p.all = exp ((n * log (p.held) + nv * log (pv)) / (double) (n + nv));
+  if (g_getenv ("BENCH_QAT_TRAIN_PPL"))
+    {
+      double pt = NAN;
+      gint64 nt = 0;
+      g_autofree char *vd = g_path_get_dirname (valid);
+      g_autofree char *tf = g_build_filename (vd, "train.jsonl", NULL);
+      if (!lt_export_perplexity (m, model_dir, tf, 512, &pt, &nt, &error))
+        die ("perplexity", error);
+      fprintf (stderr, "    train %.4f  held-out %.4f  valid %.4f\n", pt, p.held, pv);
+    }
   if (samples && !lt_calib_model_perplexity (m, samples, 0, &p.samp, &error))
     die ("perplexity on the samples", error);
   return p;
@@ -182,11 +192,30 @@ train_run (const char *data, const char *run, const Grid *qat, gboolean learn, i
       cfg->qat_bits = qat->bits;
       cfg->qat_group_size = qat->group;
       cfg->qat_learn_grid = learn;
+      if (g_getenv ("BENCH_QAT_GRID_LR"))
+        cfg->qat_grid_lr_scale = g_ascii_strtod (g_getenv ("BENCH_QAT_GRID_LR"), NULL);
       if (g_getenv ("BENCH_QAT_START"))
         cfg->qat_start_step = atoi (g_getenv ("BENCH_QAT_START"));
     }
   if (!lt_train (cfg, FALSE, NULL, NULL, NULL, &error))
     die (run, error);
+}
+
+/* BENCH_QAT_FQ_ONLY=embed|linears|attn|mlp|NAME: whether the tensor @key is fake-quantized in
+ * "fq in memory" (NAME: the keys that contain it, e.g. down_proj or layers.1.) */
+static gboolean
+fq_only_covers (const char *only, const char *key)
+{
+  gboolean embed = strstr (key, "embed_tokens") != NULL;
+  if (g_str_equal (only, "embed"))
+    return embed;
+  if (g_str_equal (only, "linears"))
+    return !embed;
+  if (g_str_equal (only, "attn"))
+    return strstr (key, "self_attn") != NULL;
+  if (g_str_equal (only, "mlp"))
+    return strstr (key, ".mlp.") != NULL;
+  return strstr (key, only) != NULL;
 }
 
 /* Perplexity of @run's f32 fuse with every weight the export grids quantize fake-quantized
@@ -216,7 +245,7 @@ fq_ppl (const char *run, const Grid *g, gboolean learned, const LtCalibTokens *s
       const char *only = g_getenv ("BENCH_QAT_FQ_ONLY");
       if (t->ndim != 2 || t->dtype != LT_DTYPE_F32
           || !lt_fake_quantize_covers (g->group, t->shape[1])
-          || (only && (strstr (key, "embed_tokens") != NULL) != g_str_equal (only, "embed")))
+          || (only && !fq_only_covers (only, key)))
         continue;
       const LtTensor *ls = NULL, *z = NULL;
       if (st && g_str_has_suffix (key, ".weight"))
@@ -291,6 +320,40 @@ export_ppl (const char *run, const char *out, const Grid *g, gboolean qat_run, g
   return ppl_of (x->model, samples);
 }
 
+/* BENCH_QAT_DRIFT=1: how far the learned grid's parameters moved: mean |Δθ| and |Δζ| between
+ * @a's and @b's adapters.safetensors, per kind (embedding, attention, MLP). */
+static void
+grid_drift (const char *a, const char *b, const char *what)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *pa = g_build_filename (a, "adapters.safetensors", NULL);
+  g_autofree char *pb = g_build_filename (b, "adapters.safetensors", NULL);
+  LtSafetensors *sa = lt_safetensors_open (pa, &error), *sb = sa ? lt_safetensors_open (pb, &error) : NULL;
+  double sum[3][2] = { { 0 } }, n[3][2] = { { 0 } };
+  if (!sa || !sb)
+    die ("drift", error);
+  for (guint i = 0; i < lt_safetensors_get_n_tensors (sa); i++)
+    {
+      const LtTensor *ta = lt_safetensors_get_tensor (sa, i);
+      if (!ta->name || !strstr (ta->name, ".qat_"))
+        continue;
+      const LtTensor *tb = lt_safetensors_lookup (sb, ta->name);
+      int kind = strstr (ta->name, "embed") ? 0 : strstr (ta->name, "self_attn") ? 1 : 2;
+      int z = strstr (ta->name, "qat_zero") != NULL;
+      const float *x = ta->data, *y = tb->data;
+      for (int64_t k = 0; k < lt_tensor_numel (ta); k++)
+        {
+          sum[kind][z] += fabs ((double) x[k] - y[k]);
+          n[kind][z]++;
+        }
+    }
+  fprintf (stderr, "    grid drift %s: embed θ %.5f ζ %.5f | attn θ %.5f ζ %.5f | mlp θ %.5f ζ %.5f\n",
+           what, sum[0][0] / n[0][0], sum[0][1] / n[0][1], sum[1][0] / n[1][0],
+           sum[1][1] / n[1][1], sum[2][0] / n[2][0], sum[2][1] / n[2][1]);
+  lt_safetensors_free (sa);
+  lt_safetensors_free (sb);
+}
+
 static double
 loss (double q, double f)
 {
@@ -329,6 +392,15 @@ one_seed (const char *stories, const char *tmp, int steps, Losses *out)
       double t0 = g_get_monotonic_time () / 1e6;
       train_run (stories, run, qat, learn, steps);
       secs[r] = g_get_monotonic_time () / 1e6 - t0;
+      if (learn && g_getenv ("BENCH_QAT_DRIFT"))
+        {
+          g_autofree char *r2 = g_strconcat (run, "-s2", NULL);
+          g_autofree char *r10 = g_strconcat (run, "-m10", NULL);
+          train_run (stories, r2, qat, learn, 2);
+          train_run (stories, r10, qat, learn, steps - 10);
+          grid_drift (run, r2, "since step 2");
+          grid_drift (run, r10, "last 10 steps");
+        }
       g_autoptr (GError) error = NULL;
       g_autoptr (LtLoadedModel) fused = lt_export_load_fused (model_dir, run, &error);
       if (!fused)
@@ -435,6 +507,15 @@ main (int argc, char **argv)
   plain_runs = learn_env == NULL || !g_str_equal (learn_env, "only");
   learn_runs = learn_env == NULL || !g_str_equal (learn_env, "0");
 
+  if (g_getenv ("BENCH_QAT_TRAIN_PPL"))
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (LtLoadedModel) b = lt_export_load (model_dir, NULL, &error);
+      if (!b)
+        die ("base", error);
+      fprintf (stderr, "  base model:\n");
+      ppl_of (b->model, NULL);
+    }
   guint n_seeds = g_strv_length (seeds);
   g_autofree Losses *all = g_new0 (Losses, MAX (n_seeds, 1));
   for (guint i = 0; i < n_seeds; i++)
