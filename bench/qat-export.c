@@ -41,8 +41,8 @@
  * layers.0., …); BENCH_QAT_TRAIN_PPL=1 prints (stderr) each model's perplexity on the training
  * stories beside the held-out and validation ones, and the base model's; BENCH_QAT_DRIFT=1
  * trains each learned run again for 2 and for steps − 10 steps and prints the mean |Δθ| / |Δζ|
- * of its grid per kind since step 2 and over the last 10 steps; BENCH_QAT_EMBED_MSE=1 quantizes a not-learned embedding in
- * "fq in memory" on its MSE-clip grid; BENCH_QAT_THREADS=N sets lt_linear_set_threads (default
+ * of its grid per kind since step 2 and over the last 10 steps; BENCH_QAT_EMBED_MSE=1
+ * quantizes a not-learned embedding in "fq in memory" on its MSE-clip grid; BENCH_QAT_THREADS=N sets lt_linear_set_threads (default
  * 0: every core; on this loaded 2-core machine 1 thread takes 4–9 s a run where every core took
  * 24–413 s).
  *
@@ -102,6 +102,9 @@
  * with the grid at 1× +1.36 | +4.43. At 1×: LoRA's straight-through gradient zero for the
  * weights the grid clips (LSQ's rule, by a hack) +9.78 | +7.05 on seeds 0–2, +1.70 | +5.02 on
  * 3–5: no better. QAT can't start at step 1 (qat_start_step ≥ 1: fq from step 2).
+ * Symmetric g64, learned, seeds 0 / 1 / 2 (held-out | 16): 0.3× −5.26 | −3.02, +7.83 | +1.27,
+ * +7.65 | +6.31 (mean +3.40 | +1.52) against 1×'s +7.71 | +7.04, −4.13 | +0.62, +10.90 | +7.84
+ * (mean +4.83 | +5.17): better on average, worse on seed 1.
  * Symmetric g64, seed 0: no QAT +43.41 | +43.55 | +60.24, QAT +8.37 | +16.74 | +42.51, learned
  * +7.71 | +7.04 | +40.97.
  * The learned grid halves the held-out loss (and lowers the export's own perplexity on every
@@ -372,7 +375,8 @@ grid_drift (const char *a, const char *b, const char *what)
   g_autoptr (GError) error = NULL;
   g_autofree char *pa = g_build_filename (a, "adapters.safetensors", NULL);
   g_autofree char *pb = g_build_filename (b, "adapters.safetensors", NULL);
-  LtSafetensors *sa = lt_safetensors_open (pa, &error), *sb = sa ? lt_safetensors_open (pb, &error) : NULL;
+  LtSafetensors *sa = lt_safetensors_open (pa, &error);
+  LtSafetensors *sb = sa ? lt_safetensors_open (pb, &error) : NULL;
   double sum[3][2] = { { 0 } }, n[3][2] = { { 0 } };
   if (!sa || !sb)
     die ("drift", error);
@@ -391,8 +395,8 @@ grid_drift (const char *a, const char *b, const char *what)
           n[kind][z]++;
         }
     }
-  fprintf (stderr, "    grid drift %s: embed θ %.5f ζ %.5f | attn θ %.5f ζ %.5f | mlp θ %.5f ζ %.5f\n",
-           what, sum[0][0] / n[0][0], sum[0][1] / n[0][1], sum[1][0] / n[1][0],
+  fprintf (stderr, "    grid drift %s: embed θ %.5f ζ %.5f | attn θ %.5f ζ %.5f | mlp θ %.5f "
+           "ζ %.5f\n", what, sum[0][0] / n[0][0], sum[0][1] / n[0][1], sum[1][0] / n[1][0],
            sum[1][1] / n[1][1], sum[2][0] / n[2][0], sum[2][1] / n[2][1]);
   lt_safetensors_free (sa);
   lt_safetensors_free (sb);
