@@ -15,6 +15,7 @@ typedef struct
   float *grad;  /* (n) borrowed */
   gsize n;
   gboolean decay;
+  double lr_scale; /* the step's lr × this (a learned QAT grid's qat_grid_lr_scale; else 1) */
   float *m; /* (n) owned, lazily allocated: Adam first moment / SGD momentum buffer */
   float *v; /* (n) owned, lazily allocated: Adam second moment */
 } LtOptParam;
@@ -44,6 +45,7 @@ lt_optimizer_params_from_config (LtOptimizerParams *params, const LtRunConfig *c
   params->beta2 = cfg->beta2;
   params->eps = cfg->eps;
   params->momentum = cfg->momentum;
+  params->qat_grid_lr_scale = cfg->qat_grid_lr_scale;
 }
 
 LtOptimizer *
@@ -69,7 +71,10 @@ guint
 lt_optimizer_add (LtOptimizer *opt, const char *name, float *param, float *grad, gsize n,
                   gboolean decay)
 {
-  LtOptParam p = { g_strdup (name), param, grad, n, decay, NULL, NULL };
+  LtOptParam p = { g_strdup (name), param, grad, n, decay, 1.0, NULL, NULL };
+  if (opt->p.qat_grid_lr_scale > 0.0 && name != NULL
+      && (g_str_has_suffix (name, ".qat_log_scales") || g_str_has_suffix (name, ".qat_zero")))
+    p.lr_scale = opt->p.qat_grid_lr_scale;
   g_array_append_val (opt->params, p);
   return opt->params->len - 1;
 }
@@ -232,12 +237,12 @@ lt_optimizer_step (LtOptimizer *opt, double lr)
       if (p->m == NULL)
         p->m = g_new0 (float, p->n);
       if (opt->p.kind == LT_OPTIMIZER_SGD)
-        sgd_update (p, &opt->p, lr, opt->step);
+        sgd_update (p, &opt->p, lr * p->lr_scale, opt->step);
       else
         {
           if (p->v == NULL)
             p->v = g_new0 (float, p->n);
-          adam_update (p, &opt->p, lr, opt->step);
+          adam_update (p, &opt->p, lr * p->lr_scale, opt->step);
         }
     }
 }

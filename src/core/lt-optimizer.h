@@ -27,6 +27,10 @@ typedef struct
   double weight_decay;
   double beta1, beta2, eps;
   double momentum;
+  /* the learned QAT grid's parameters (names ending ".qat_log_scales" / ".qat_zero",
+   * lt-qat-grid) step with lr × this (run key qat_grid_lr_scale); 0 (a zeroed struct) or 1:
+   * the run's lr like every other parameter */
+  double qat_grid_lr_scale;
 } LtOptimizerParams;
 
 typedef struct _LtOptimizer LtOptimizer;
@@ -38,7 +42,8 @@ LtOptimizer *lt_optimizer_new (const LtOptimizerParams *params);
 void lt_optimizer_free (LtOptimizer *opt);
 
 /* Registers a parameter tensor of @n floats and its gradient buffer (both owned by the
- * caller and alive as long as @opt). @decay FALSE exempts it from weight decay.
+ * caller and alive as long as @opt). @decay FALSE exempts it from weight decay. A learned QAT
+ * grid's parameter (by its name) takes the params' qat_grid_lr_scale.
  * Returns its index. */
 guint lt_optimizer_add (LtOptimizer *opt, const char *name, float *param, float *grad, gsize n,
                         gboolean decay);

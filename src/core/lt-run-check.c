@@ -222,6 +222,9 @@ lt_run_config_check (const LtRunConfig *cfg, gboolean for_start)
       && (!lt_qat_grid_mode_supported (cfg->qat_mode) || cfg->qat_group_size <= 0))
     add_issuef (issues, "qat_learn_grid", _("a learned grid needs the symmetric or affine QAT "
                                             "mode and a group size (32, 64 or 128)"));
+  if (!(cfg->qat_grid_lr_scale > 0.0 && cfg->qat_grid_lr_scale <= 100.0))
+    add_issuef (issues, "qat_grid_lr_scale", _("must be above 0 and at most 100 (got %g)"),
+                cfg->qat_grid_lr_scale);
   if (cfg->qat_start_step < 1)
     add_issuef (issues, "qat_start_step", _("must be at least 1 (got %d)"),
                cfg->qat_start_step);

@@ -333,6 +333,9 @@ static const LtRunKeyInfo keys[] = {
             N_("QAT grid, as the export stores it"), qat_mode),
   ROW ("qat_learn_grid", "qat-learn-grid", LT_RUN_KEY_BOOLEAN, NULL,
        N_("Learn the QAT grid's scales and biases (LSQ)"), qat_learn_grid),
+  ROW ("qat_grid_lr_scale", "qat-grid-lr-scale", LT_RUN_KEY_DOUBLE, "X",
+       N_("The learned QAT grid's learning rate, as a multiple of the run's"),
+       qat_grid_lr_scale),
   ROW ("qat_start_step", "qat-start-step", LT_RUN_KEY_INT, "N",
        N_("First step with fake quantization"), qat_start_step),
   ROW ("qat_interval", "qat-interval", LT_RUN_KEY_INT, "N",
@@ -456,6 +459,7 @@ lt_run_config_new (void)
   cfg->qat_start_step = 1;
   cfg->qat_interval = 1;
   cfg->qat_learn_grid = FALSE;
+  cfg->qat_grid_lr_scale = 0.3;
   return cfg;
 }
 

@@ -110,6 +110,9 @@ typedef struct
                                 trained parameters (lt-qat-grid), saved with the adapter and
                                 stored by the merged export; symmetric / affine, group > 0;
                                 the CPU trainer only; default false */
+  double qat_grid_lr_scale;  /* "qat_grid_lr_scale": a learned grid's parameters step with the
+                                run's learning rate × this (lt-optimizer), > 0; default 0.3
+                                (bench-qat-export); 1: the adapter's, as before */
 } LtRunConfig;
 
 /* One problem with one key, for inline display on the form. */

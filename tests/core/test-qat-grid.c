@@ -524,6 +524,89 @@ test_resume (void)
     g_assert_nonnull (strstr (error->message, "qat_learn_grid"));
 }
 
+/* qat_grid_lr_scale: the learned grid's parameters step with the run's lr × the scale (default
+ * 0.3), every other parameter with the run's lr. In the optimizer: one Adam step moves a grid
+ * parameter 0.3× as far as an adapter's with the same gradient. In a run of 2 steps (the grid
+ * set at step 2's forward, then one step): the grid's move away from a run whose scale is 1e-6
+ * (≈ its init) is 0.3× the move with scale 1 (the behaviour before the key), and the default
+ * run equals an explicit 0.3 bit for bit. */
+static void
+test_lr_scale (void)
+{
+  g_autoptr (LtRunConfig) def = lt_run_config_new ();
+  LtOptimizerParams op;
+  float p[3][4] = { { 0 } }, gr[3][4];
+  static const char *names[3] = { "m.qat_log_scales", "m.qat_zero", "m.lora_a" };
+
+  g_assert_cmpfloat (def->qat_grid_lr_scale, ==, 0.3);
+  lt_optimizer_params_from_config (&op, def);
+  g_autoptr (LtOptimizer) opt = lt_optimizer_new (&op);
+  for (int i = 0; i < 3; i++)
+    {
+      for (int k = 0; k < 4; k++)
+        gr[i][k] = 0.5f - 0.3f * k;
+      lt_optimizer_add (opt, names[i], p[i], gr[i], 4, FALSE);
+    }
+  lt_optimizer_step (opt, 1e-2);
+  for (int k = 0; k < 4; k++)
+    {
+      g_assert_cmpfloat (fabs (p[2][k]), >, 5e-3);
+      g_assert_cmpfloat (fabs (p[0][k] - 0.3 * p[2][k]), <, 1e-7);
+      g_assert_cmpfloat (fabs (p[1][k] - 0.3 * p[2][k]), <, 1e-7);
+    }
+
+  /* runs: 1, the default, an explicit 0.3, 1e-6 */
+  static const double scales[4] = { 1.0, -1.0, 0.3, 1e-6 };
+  LtSafetensors *st[4] = { NULL };
+  g_autofree char *ddir = make_data ();
+  for (int r = 0; r < 4; r++)
+    {
+      g_autofree char *name = g_strdup_printf ("lr-scale-%d", r);
+      g_autoptr (LtRunConfig) cfg = resume_config (name);
+      g_autoptr (GError) error = NULL;
+      cfg->iters = 2;
+      if (scales[r] > 0.0)
+        cfg->qat_grid_lr_scale = scales[r];
+      g_assert_true (lt_train (cfg, FALSE, NULL, NULL, NULL, &error));
+      g_assert_no_error (error);
+      g_autofree char *f = g_build_filename (cfg->adapter_path, "adapters.safetensors", NULL);
+      st[r] = lt_safetensors_open (f, &error);
+      g_assert_no_error (error);
+    }
+  guint n = lt_safetensors_get_n_tensors (st[0]), grids = 0;
+  gsize counted = 0;
+  double worst = 0.0;
+  for (guint i = 0; i < n; i++)
+    {
+      const LtTensor *t1 = lt_safetensors_get_tensor (st[0], i);
+      const LtTensor *td = lt_safetensors_lookup (st[1], t1->name);
+      const LtTensor *t3 = lt_safetensors_lookup (st[2], t1->name);
+      const LtTensor *t0 = lt_safetensors_lookup (st[3], t1->name);
+      gsize ne = lt_tensor_numel (t1);
+      g_assert_true (td && t3 && t0);
+      g_assert_cmpint (memcmp (td->data, t3->data, ne * sizeof (float)), ==, 0);
+      if (!strstr (t1->name, ".qat_"))
+        continue;
+      grids++;
+      for (gsize k = 0; k < ne; k++)
+        {
+          double d1 = (double) ((float *) t1->data)[k] - ((float *) t0->data)[k];
+          double d3 = (double) ((float *) t3->data)[k] - ((float *) t0->data)[k];
+          if (fabs (d1) < 1e-3)
+            continue;
+          worst = MAX (worst, fabs (d3 / d1 - 0.3));
+          counted++;
+        }
+    }
+  g_test_message ("%u grid tensors, %" G_GSIZE_FORMAT " parameters moved: their move at scale "
+                  "0.3 / at scale 1 is 0.3 ± %.2g", grids, counted, worst);
+  for (int r = 0; r < 4; r++)
+    lt_safetensors_free (st[r]);
+  g_assert_cmpuint (grids, ==, 30); /* 14 adapted linears and the embedding: θ and ζ */
+  g_assert_cmpuint (counted, >, 1000);
+  g_assert_cmpfloat (worst, <, 0.01);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -536,6 +619,7 @@ main (int argc, char **argv)
   g_test_add_data_func ("/qat-grid/run-then-fuse/affine", &runs[0], test_run_then_fuse);
   g_test_add_data_func ("/qat-grid/run-then-fuse/symmetric", &runs[1], test_run_then_fuse);
   g_test_add_func ("/qat-grid/resume", test_resume);
+  g_test_add_func ("/qat-grid/lr-scale", test_lr_scale);
   int rc = g_test_run ();
   g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", tmp_root);
   if (system (cmd) != 0)

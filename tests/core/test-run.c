@@ -118,6 +118,7 @@ all_changed (void)
   c->compute_dtype = LT_COMPUTE_DTYPE_BF16;
   c->packing = TRUE;
   c->qat_learn_grid = TRUE;
+  c->qat_grid_lr_scale = 0.5;
   g_free (c->compute_device);
   c->compute_device = g_strdup ("vulkan:1");
   return c;
