@@ -15,33 +15,42 @@
  * ---- When lt_vulkan_gemm takes it ----
  * Only with the bf16 precision (LT_COMPUTE_BF16, or both operands stored bf16): operands are
  * then bf16 values, and a bf16 value converts to f16 exactly (8 significant bits into 11) as
- * long as it is in f16's normal range; gemm-coopmat.comp scales each 32-deep K slice of A
- * and of B by a power of two chosen from the slice's largest magnitude to keep it there (see
- * the shader), and accumulates in f32. So the result is the portable bf16-precision result up
- * to the order of the f32 sums — no loss of range, and no change of precision the caller asked
- * for. The f32
- * precision (LT_COMPUTE_F32: the LoRA adapters' small products, and tests that need f32
- * accuracy) always takes the portable kernel: f16 keeps 11 of f32's 24 bits.
- * Limit of the scaling: it is per slice of a whole workgroup tile (up to 128 rows), so a row of
- * A (or column of B) whose values are all below 2^-28 of the largest in its tile's slice keeps
- * fewer bits (f16 subnormals) — rows that differ that much contribute nothing beside the
- * others in a training step; Inf and NaN pass through as they are.
+ * long as it is in f16's normal range. coopmat-prep.comp makes that so: three passes (zero,
+ * each row's largest magnitude, pack) write op(A) and op(B)ᵀ into the stream's scratch as f16
+ * matrices with K contiguous, rows padded to the tile and K to 64, each row scaled by the power
+ * of two that brings its largest magnitude into [2^14, 2^15); gemm-coopmat.comp multiplies them
+ * with f32 accumulation and takes the two scales off per row of A and column of B in its
+ * epilogue (exact). So the result is the portable bf16-precision result up to the order of the
+ * f32 sums — no loss of range, no change of the precision the caller asked for. The f32
+ * precision (LT_COMPUTE_F32: the LoRA adapters' small products, the LM head's backward, tests
+ * that need f32 accuracy) always takes the portable kernel: f16 keeps 11 of f32's 24 bits.
+ * Limit of the scaling: a value below 2^-28 of its row's largest keeps fewer bits (f16
+ * subnormals) — it contributes nothing beside that largest; Inf and NaN pass through as they
+ * are.
  * And the shape: LT_VULKAN_COOPMAT_AUTO takes it when M, N ≥ 64 and K ≥ 32 (smaller products
- * are launch-bound either way). It is OFF by default: on an H100 (driver 580, 2026-12-07,
- * `bench-vulkan --check`) every row was correct (error ≤ 4e-8) but the kernel ran at 0.5–0.7×
- * the portable GEMM (e.g. 2048³: 9.98 against 16.3 TFLOP/s) and the SmolLM2-shape LoRA step at
- * 1,873 against 2,350 tokens/s — this glslc compiles it without -O and its tiles are untuned.
- * LATHE_VULKAN_COOPMAT=1 (read when the device is opened) turns it on for the process;
- * lt_vulkan_coopmat_set_mode does the same per device (tests, bench --check).
+ * are launch-bound either way). It is ON by default where the device offers it and the
+ * self-check passes: on an H100 (driver 580, 2026-12-07, `bench-vulkan --check`) every row
+ * is correct (error ≤ 6e-7 of Σ|a·b|) at 68–86 TFLOP/s against the portable GEMM's 13–18 at
+ * the 1B products. Two things made it fast, both measured: the accumulators and fragments are
+ * named variables, not arrays (an array of cooperative matrices lived in local memory: 25
+ * TFLOP/s whatever the tiles), and no per-slice scaling in the K loop (the earlier kernel's
+ * 10 TFLOP/s). `bench-vulkan --mma` shows the ceiling: 547–581 TFLOP/s from registers,
+ * 280 with fragments reloaded from shared memory every round. LATHE_VULKAN_COOPMAT=0 (read
+ * when the device is opened) turns it off for the process; lt_vulkan_coopmat_set_mode does
+ * the same per device (tests, bench --check).
  * LATHE_VULKAN_COOPMAT=emulate (16 × 16 × 16 fragments) or emulate8 (16 × 8 × 16) runs the
- * kernel built with -DEMULATE_COOPMAT instead, on any device and without the extension: the
- * same staging, scaling, layouts and epilogue with the fragment operations done in plain
- * GLSL, slowly — how lavapipe checks the kernel (the test test-vulkan-coopmat-emulated).
+ * kernels built with -DEMULATE_COOPMAT instead, on any device and without the extension: the
+ * same passes, staging, layouts and epilogue with the fragment operations done in plain GLSL,
+ * slowly — how lavapipe checks them (test-vulkan-coopmat-emulated,
+ * test-vulkan-attention-cm-emulate*).
  *
  * ---- Tiles ----
- * 128 × 128 per workgroup (8 subgroups of 64 × 32) where that gives at least 128 workgroups,
- * else 64 × 64 (4 subgroups of 32 × 32): the SmolLM2 shapes (512 × 576) would leave most of a
- * 132-SM H100 idle with the large tile. */
+ * 128 × 128 per workgroup (8 subgroups of 64 × 32, K slices of 32 double-buffered in shared
+ * memory) where that gives at least 128 workgroups, else 64 × 64 (4 subgroups of 32 × 32):
+ * the SmolLM2 shapes (512 × 576) would leave most of a 132-SM H100 idle with the large tile.
+ * Measured and not kept: 4 subgroups of 64 × 64, K slices of 64 single-buffered, both, and
+ * fragments loaded straight from the packed matrices without staging (all within ±10%, or
+ * slower). */
 #pragma once
 
 #include "lt-vulkan.h"

@@ -74,10 +74,6 @@ typedef enum
   LT_VK_COOPMAT_ZERO, /* coopmat-prep.comp's passes (lt-vulkan-coopmat) */
   LT_VK_COOPMAT_MAX,
   LT_VK_COOPMAT_PACK,
-  LT_VK_GEMM_COOPMAT_128W4_N16, /* the large tile's other shapes (LATHE_VULKAN_COOPMAT_TILE) */
-  LT_VK_GEMM_COOPMAT_128K64_N16,
-  LT_VK_GEMM_COOPMAT_128W4K64_N16,
-  LT_VK_GEMM_COOPMAT_EMU_128W4K64_N16,
   LT_VK_COOPMAT_PEAK_N16, /* the tensor cores' own rate (bench-vulkan --mma) */
   LT_VK_COOPMAT_PEAK_N8,
   LT_VK_COOPMAT_PEAK_L1, /* … with its fragments loaded every round (coopmat-peak.comp) */
