@@ -671,11 +671,12 @@ lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuf
                                           error);
 }
 
-gboolean
-lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse,
-                                 LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
-                                 LtKDType kv_dtype, int base, int n, int S, int H, int KVH,
-                                 int D, GError **error)
+/* The forward of lt_vulkan_attention_forward_seq; @tensor_cores FALSE keeps the portable
+ * kernels (lt_vulkan_attention_forward_exact). */
+static gboolean
+attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse, LtVulkanBuffer *q,
+                   LtVulkanBuffer *k, LtVulkanBuffer *v, LtKDType kv_dtype, int base, int n,
+                   int S, int H, int KVH, int D, gboolean tensor_cores, GError **error)
 {
   struct { guint32 n, S, H, KVH, D; float scale; guint32 write_lse, base; } pc = {
     (guint32) n, (guint32) S, (guint32) H, (guint32) KVH, (guint32) D, 1.0f / sqrtf ((float) D),
@@ -706,7 +707,7 @@ lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulka
   /* the causal pairs (S − n + (n + 1)/2 keys per query on average), 2 products of D each;
    * on the tensor cores (attention-forward-cm.comp) with f32 k and v past decoding's few rows */
   guint cm_off;
-  if (!few && kv_dtype == LT_KDTYPE_F32 && attention_cm (s, D, &cm_off))
+  if (tensor_cores && !few && kv_dtype == LT_KDTYPE_F32 && attention_cm (s, D, &cm_off))
     {
       lt_vulkan_stream_note (s, 4.0 * D * H * n * ((double) S - n + (n + 1) / 2.0),
                              "n%d S%d H%d/%d D%d cm", n, S, H, KVH, D);
@@ -726,6 +727,24 @@ lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulka
                                                                  : LT_VK_ATTENTION_FORWARD,
                                     bufs, 5, &pc, sizeof pc, ((guint) n + ATT_ROWS - 1) / ATT_ROWS,
                                     (guint) H, 1, error);
+}
+
+gboolean
+lt_vulkan_attention_forward_seq (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse,
+                                 LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
+                                 LtKDType kv_dtype, int base, int n, int S, int H, int KVH,
+                                 int D, GError **error)
+{
+  return attention_forward (s, out, lse, q, k, v, kv_dtype, base, n, S, H, KVH, D, TRUE, error);
+}
+
+gboolean
+lt_vulkan_attention_forward_exact (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse,
+                                   LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
+                                   LtKDType kv_dtype, int n, int S, int H, int KVH, int D,
+                                   GError **error)
+{
+  return attention_forward (s, out, lse, q, k, v, kv_dtype, 0, n, S, H, KVH, D, FALSE, error);
 }
 
 gboolean

@@ -970,8 +970,8 @@ block_forward (LtVulkanModel *vm, int l, int N, const int *lengths, int B,
       gsize kvd = (gsize) KVH * D, off = (gsize) kv->past * kvd;
       if (!lt_vulkan_copy (s, kv->k[l], off, b->k, 0, (gsize) N * kvd, error)
           || !lt_vulkan_copy (s, kv->v[l], off, b->v, 0, (gsize) N * kvd, error)
-          || !lt_vulkan_attention_forward (s, b->att, NULL, b->q, kv->k[l], kv->v[l], F32, N,
-                                           kv->past + N, H, KVH, D, error))
+          || !lt_vulkan_attention_forward_exact (s, b->att, NULL, b->q, kv->k[l], kv->v[l],
+                                                 F32, N, kv->past + N, H, KVH, D, error))
         return FALSE;
     }
   else

@@ -297,6 +297,14 @@ gboolean lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, Lt
                                       LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
                                       LtKDType kv_dtype, int n, int S, int H, int KVH, int D,
                                       GError **error);
+/* The same on the portable kernels whatever the device has (f32 sums from f32 inputs, not the
+ * tensor cores' bf16 precision): decoding uses it, so that text generated on the GPU follows
+ * the CPU's (greedy choices between near-equal logits would otherwise differ). */
+gboolean lt_vulkan_attention_forward_exact (LtVulkanStream *s, LtVulkanBuffer *out,
+                                            LtVulkanBuffer *lse, LtVulkanBuffer *q,
+                                            LtVulkanBuffer *k, LtVulkanBuffer *v,
+                                            LtKDType kv_dtype, int n, int S, int H, int KVH,
+                                            int D, GError **error);
 /* Its backward for one sequence (S = n), as lt_attention_backward but from the forward's
  * @out and @lse (the probabilities are recomputed, FlashAttention-2's way, never stored):
  * dq (n, H, D), dk, dv (n, KVH, D) written; @delta (n, H) is scratch. Two dispatches: dq
