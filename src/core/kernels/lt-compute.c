@@ -209,7 +209,16 @@ lt_compute_cpu_vector_level (void)
 #endif
 }
 
+#ifdef LT_HAVE_DNNL
 static int dnnl_ok (void);
+#else
+/* built without oneDNN (-Ddnnl=disabled): never available, bf16 runs in the emulation */
+static int
+dnnl_ok (void)
+{
+  return 0;
+}
+#endif
 
 LtComputeDType
 lt_compute_resolve (LtComputeDType requested, const char **why)
@@ -305,6 +314,7 @@ convert_parallel (int rows, int cols)
   return rows > 1 && (size_t) rows * cols >= CONVERT_PAR_ELEMS && !omp_in_parallel ();
 }
 
+#ifdef LT_HAVE_DNNL
 /* dst (rows, cols) compact bf16 = src rows (stride ld); lt-convert's AVX2 rows */
 static void
 to_bf16 (uint16_t *dst, const float *src, int rows, int cols, int ld)
@@ -313,6 +323,7 @@ to_bf16 (uint16_t *dst, const float *src, int rows, int cols, int ld)
   for (int r = 0; r < rows; r++)
     lt_f32_to_bf16_row (src + (size_t) r * ld, dst + (size_t) r * cols, (size_t) cols);
 }
+#endif
 
 /* dst (rows, cols) compact f32, each value rounded to bf16. */
 static void
@@ -332,12 +343,14 @@ round_rows (float *dst, const float *src, int rows, int cols, int ld)
     }
 }
 
+#ifdef LT_HAVE_DNNL
 /* bytes of one operand element on the oneDNN path */
 static size_t
 op_size (void)
 {
   return engine_mode == ENGINE_ONEDNN_F32 ? 4 : 2;
 }
+#endif
 
 /* rows of a weight in @wdtype (stride @ldw elements) -> compact bf16; an f16 weight passes
  * through f32 (exact) a row at a time, in @row_f32 (cols floats) when serial */
@@ -427,6 +440,7 @@ weight_to_bf16_uncounted (uint16_t *dst, const void *w, LtKDType wdtype, int row
   }
 }
 
+#ifdef LT_HAVE_DNNL
 /* oneDNN operands: compact bf16, or bf16-rounded f32 for the check engine */
 static void
 to_op (void *dst, const float *src, int rows, int cols, int ld)
@@ -459,6 +473,7 @@ weight_to_op (void *dst, const void *w, LtKDType wdtype, int rows, int cols, int
     }
   count_conversion (wdtype, (size_t) rows * cols, t0);
 }
+#endif
 
 /* ---- per-thread buffers ---- */
 
@@ -924,7 +939,6 @@ static void
 gemm_w_as (LtComputeDType d, LtTrans tw, int M, int N, int K, float alpha, const float *X,
            int ldx, const void *W, LtKDType wdtype, int ldw, float beta, float *Y, int ldy)
 {
-  size_t esize = wdtype == LT_KDTYPE_F32 ? 4 : 2;
   /* W stored (wr, wc): (N, K) when transposed, (K, N) otherwise; tiles are rows of W */
   int wr = tw ? N : K, wc = tw ? K : N;
   int rows;
@@ -942,7 +956,7 @@ gemm_w_as (LtComputeDType d, LtTrans tw, int M, int N, int K, float alpha, const
 #ifdef LT_HAVE_DNNL
   if (dnnl_ok ())
     {
-      size_t osz = op_size ();
+      size_t osz = op_size (), esize = wdtype == LT_KDTYPE_F32 ? 4 : 2;
       char *x = buf_get (0, (size_t) M * K * osz);
       if (x == NULL)
         abort ();
