@@ -96,6 +96,11 @@ lt_export_mlx_load_qat_grid (ExportJob *j, LtQuantMode mode, const char *weights
                        mode == LT_QUANT_AFFINE ? " and .qat_zero" : "");
           return FALSE;
         }
+      /* a grid never trained (the run ended before qat_start_step: every log-scale still 0,
+       * s = 1) is no grid: that module takes the run's QAT grid by round-to-nearest, as a
+       * run without a learned grid does */
+      if (!lt_qat_grid_is_set (t->data, ng))
+        continue;
       float *sb = g_new (float, 2 * ng);
       lt_qat_grid_from_params (mode, t->data, z ? z->data : NULL, ng, sb, sb + ng);
       if (mode != LT_QUANT_AFFINE)

@@ -566,6 +566,15 @@ lt_export_run (const LtExportOptions *o, LtExportProgress progress, gpointer use
           if (run->qat_learn_grid && ad != NULL
               && !lt_export_mlx_load_qat_grid (&j, qm, ad->file->weights_path, error))
             goto out;
+          if (j.qat_grid != NULL && g_hash_table_size (j.qat_grid) == 0)
+            {
+              /* no module's learned grid was trained: round-to-nearest on the QAT grid */
+              g_clear_pointer (&j.qat_grid, g_hash_table_unref);
+              g_free (report->qat_grid);
+              report->qat_grid = g_strdup_printf ("%s %d-bit g%d (learned grid not trained: "
+                                                  "round-to-nearest)",
+                                                  lt_quant_mode_name (qm), qb, qg);
+            }
         }
       o = &qo;
       j.o = o;

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "lt-error.h"
+#include "lt-vulkan-coopmat.h"
 #include "lt-vulkan-private.h"
 
 #ifndef LT_HAVE_VULKAN
@@ -179,6 +180,14 @@ lt_vulkan_stream_scratch (LtVulkanStream *s, LtVulkan **vk)
   static LtVulkanBuffer *none = NULL;
   *vk = NULL;
   return &none;
+}
+
+/* lt-vulkan-coopmat.h's record accessor, for lt-vulkan-kernels.c to link (its attention asks
+ * only after lt_vulkan_coopmat_attention_wanted, FALSE here): no device, no record */
+LtVulkanCoopmat *
+lt_vulkan_get_coopmat (LtVulkan *vk, LtVulkanStream *s)
+{
+  return NULL;
 }
 
 #endif /* !LT_HAVE_VULKAN */

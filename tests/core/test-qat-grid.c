@@ -9,7 +9,9 @@
  *     output (fails when the scales do not train);
  *   - a tiny run with --qat-learn-grid stores the grid in adapters.safetensors, `lathe fuse`
  *     takes it (qat_grid "… (learned)"), and the fused model read back equals the QAT
- *     forward on that grid bit for bit; the Vulkan trainer refuses the key. */
+ *     forward on that grid bit for bit; the Vulkan trainer refuses the key;
+ *   - a run that ends before QAT starts (its grid never trained) fuses by round-to-nearest
+ *     on the run's QAT grid, not on the untrained grid (s = 1). */
 #include "config.h"
 
 #include <math.h>
@@ -432,6 +434,85 @@ test_run_then_fuse (gconstpointer data)
   g_assert_cmpint (moved, >, 0);
 }
 
+/* A run with qat_learn_grid that ends before QAT starts (--iters 2, --qat-start-step 5): its
+ * adapter file holds the grid's parameters untrained (every log-scale 0, s = 1). `lathe fuse`
+ * must not export on that grid (every code clamped: perplexity ~6.6e5 before the fix) but on
+ * the run's QAT grid by round-to-nearest, as a run without a learned grid: every adapted
+ * weight read back equals lt_fake_quantize with recomputed (min/max) scales bit for bit. */
+static void
+test_run_before_qat_then_fuse (void)
+{
+  const char *cli = g_getenv ("LATHE_CLI");
+  if (!cli)
+    {
+      g_test_skip ("LATHE_CLI is not set");
+      return;
+    }
+  g_autofree char *mdir = g_build_filename (g_getenv ("LATHE_TEST_DATA"), "models",
+                                            "llama-tied", NULL);
+  g_autofree char *ddir = make_data ();
+  g_autofree char *run = g_build_filename (tmp_root, "run-before-qat", NULL);
+  g_autofree char *out = g_strconcat (run, "-mlx", NULL);
+  const char *targv[] = { cli, "train", "--model", mdir, "--data", ddir, "--adapter-path", run,
+                          "--iters", "2", "--batch-size", "1", "--num-layers", "-1",
+                          "--learning-rate", "2e-2", "--steps-per-eval", "0", "--qat-enable",
+                          "--qat-mode", "affine", "--qat-bits", "4", "--qat-group-size", "32",
+                          "--qat-start-step", "5", "--qat-learn-grid", NULL };
+  g_assert_cmpint (test_run_sync (targv, NULL), ==, 0);
+
+  g_autoptr (GError) error = NULL;
+  g_autofree char *afile = g_build_filename (run, "adapters.safetensors", NULL);
+  g_autoptr (LtSafetensors) st = lt_safetensors_open (afile, &error);
+  g_assert_no_error (error);
+  g_autofree char *json = NULL;
+  const char *fargv[] = { cli, "fuse", "--model", mdir, "--adapter-path", run, "--save-path",
+                          out, "--bits", "4", "--json", NULL };
+  g_assert_cmpint (test_run_sync (fargv, &json), ==, 0);
+  g_autoptr (JsonParser) p = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (p, json, -1, NULL));
+  JsonObject *o = json_node_get_object (json_parser_get_root (p));
+
+  g_autoptr (LtLoadedModel) f = lt_export_load_fused (mdir, run, &error);
+  g_assert_no_error (error);
+  g_autoptr (LtLoadedModel) x = lt_export_load (out, NULL, &error);
+  g_assert_no_error (error);
+  int adapted = 0;
+  gsize total = 0, bad = 0, unset = 0;
+  GHashTableIter it;
+  gpointer key, value;
+  g_hash_table_iter_init (&it, f->tensors);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      const LtTensor *weff = value;
+      if (!g_str_has_suffix (key, ".weight") || weff->ndim != 2)
+        continue;
+      g_autofree char *mod = g_strndup (key, strlen (key) - strlen (".weight"));
+      g_autofree char *lsname = g_strconcat (mod, ".qat_log_scales", NULL);
+      const LtTensor *ls = lt_safetensors_lookup (st, lsname);
+      if (ls == NULL)
+        continue;
+      unset += !lt_qat_grid_is_set (ls->data, (gsize) lt_tensor_numel (ls));
+      const LtTensor *t = g_hash_table_lookup (x->tensors, key);
+      g_assert_nonnull (t);
+      int64_t rows = weff->shape[0], cols = weff->shape[1];
+      gsize n = rows * cols;
+      g_autofree float *rtn = g_new (float, n);
+      g_assert_true (lt_fake_quantize (LT_QUANT_AFFINE, weff->data, rtn, rows, cols, 4, 32, NULL,
+                                       NULL, TRUE));
+      bad += test_count_mismatches (t->data, rtn, n);
+      total += n;
+      adapted++;
+    }
+  g_test_message ("%d adapted linears (%" G_GSIZE_FORMAT " with an untrained grid), %"
+                  G_GSIZE_FORMAT " weights: %" G_GSIZE_FORMAT " differ from round-to-nearest",
+                  adapted, unset, total, bad);
+  g_assert_cmpint (adapted, >, 0);
+  g_assert_cmpuint (unset, ==, (gsize) adapted); /* the case: no grid was trained */
+  g_assert_cmpuint (bad, ==, 0);
+  g_assert_cmpstr (json_object_get_string_member (o, "qat_grid"), ==,
+                   "affine 4-bit g32 (learned grid not trained: round-to-nearest)");
+}
+
 static LtRunConfig *
 resume_config (const char *name)
 {
@@ -618,6 +699,7 @@ main (int argc, char **argv)
   static const Grid runs[] = { { LT_QUANT_AFFINE, 4, 32 }, { LT_QUANT_SYMMETRIC, 4, 32 } };
   g_test_add_data_func ("/qat-grid/run-then-fuse/affine", &runs[0], test_run_then_fuse);
   g_test_add_data_func ("/qat-grid/run-then-fuse/symmetric", &runs[1], test_run_then_fuse);
+  g_test_add_func ("/qat-grid/run-before-qat-then-fuse", test_run_before_qat_then_fuse);
   g_test_add_func ("/qat-grid/resume", test_resume);
   g_test_add_func ("/qat-grid/lr-scale", test_lr_scale);
   int rc = g_test_run ();
