@@ -37,7 +37,11 @@
  * random tokens (`lathe quantize` defaults: 128 × 512): load, quantize, the calibration's
  * wall time, and the process's peak RSS beside its limit (issue 13): the model's stored size
  * + one block's activations over the calibration tokens. The random model is written by a
- * child process, so its tensors are not in the peak. */
+ * child process, so its tensors are not in the peak.
+ *
+ * BENCH_HASH=1 prints a SHA-256 of every quantized tensor's codes, scales and biases (the
+ * blocks' linears in order, then the embedding and an untied LM head) after each quantization
+ * (on stderr in the table's rows): a change meant to keep the results shows the same hash. */
 #include "config.h"
 
 #include <math.h>
@@ -87,6 +91,41 @@ typedef struct
   guint64 peak;
   int ok;
 } Result;
+
+/* BENCH_HASH: the SHA-256 of @m's quantized tensors (see the header). */
+static void
+hash_quant (GChecksum *ck, const LtQuantTensor *q)
+{
+  gsize g;
+  if (q == NULL)
+    return;
+  g = (gsize) q->rows * q->groups_per_row;
+  g_checksum_update (ck, (const guchar *) q->codes,
+                     (gssize) ((gsize) q->rows * q->words_per_row * sizeof (uint32_t)));
+  g_checksum_update (ck, (const guchar *) q->scales, (gssize) (g * sizeof (float)));
+  if (q->biases)
+    g_checksum_update (ck, (const guchar *) q->biases, (gssize) (g * sizeof (float)));
+}
+
+static void
+print_hash (LtModel *m, const char *label)
+{
+  g_autoptr (GChecksum) ck = NULL;
+  if (!g_getenv ("BENCH_HASH") || atoi (g_getenv ("BENCH_HASH")) == 0)
+    return;
+  ck = g_checksum_new (G_CHECKSUM_SHA256);
+  for (int l = 0; l < m->config->num_hidden_layers; l++)
+    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+      {
+        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
+        if (lin->kind == LT_LINEAR_QUANTIZED)
+          hash_quant (ck, lin->quant);
+      }
+  hash_quant (ck, m->w.embed_q);
+  if (m->w.lm_head.kind == LT_LINEAR_QUANTIZED && m->w.lm_head.quant != m->w.embed_q)
+    hash_quant (ck, m->w.lm_head.quant);
+  g_printerr ("%s: quantized tensors sha256 %s\n", label, g_checksum_get_string (ck));
+}
 
 static LtCalibTokens *
 tokens (const char *model, const char *file, gssize first, gssize count, gboolean strip_eos)
@@ -227,6 +266,9 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
             o.asym = atoi (g_getenv ("BENCH_ASYM")) != 0;
           if (lt_calib_model_quantize (m, calib, &o, &rep, NULL, NULL, NULL, &error))
             {
+              g_autofree char *what = g_strdup_printf ("%s %d g%d", r->label, r->bits,
+                                                       r->group);
+              print_hash (m, what);
               out.bpw = rep->bpw;
               out.seconds = rep->seconds;
             }
@@ -332,6 +374,8 @@ smollm (int n, int seq, const char *method)
   gboolean ok = lt_calib_model_quantize (m, &t, &o, &rep, NULL, NULL, NULL, &error);
   lt_memory_get_process (&rss, &calib_peak);
   peak = MAX (load_peak, calib_peak);
+  if (ok)
+    print_hash (m, "smollm");
   g_free (t.tokens);
   g_free (t.lengths);
   if (!ok)
