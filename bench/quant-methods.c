@@ -36,8 +36,10 @@
  * random bf16 model, 30 layers, hidden 576, vocab 49152) over N calibration sequences of SEQ
  * random tokens (`lathe quantize` defaults: 128 × 512): load, quantize, the calibration's
  * wall time, and the process's peak RSS beside its limit (issue 13): the model's stored size
- * + one block's activations over the calibration tokens. The random model is written by a
- * child process, so its tensors are not in the peak.
+ * + one block's activations over the calibration tokens; the calibration's CPU time (user +
+ * sys, every thread) and the calling thread's (on a shared machine, about the wall time the
+ * calibration would take alone). The random model is written by a child process, so its
+ * tensors are not in the peak.
  *
  * BENCH_HASH=1 prints a SHA-256 of every quantized tensor's codes, scales and biases (the
  * blocks' linears in order, then the embedding and an untied LM head) after each quantization
@@ -48,7 +50,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -315,6 +319,26 @@ samples_of (const char *model, int n, guint64 seed)
   return bench_calib_tokens_pack (seqs);
 }
 
+/* CPU seconds (user + sys) of the process, and of the calling thread. */
+static double
+process_cpu_s (void)
+{
+  struct rusage ru;
+  if (getrusage (RUSAGE_SELF, &ru) != 0)
+    return NAN;
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec
+         + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static double
+thread_cpu_s (void)
+{
+  struct timespec ts;
+  if (clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+    return NAN;
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 /* --smollm: the calibration's time on the SmolLM2-135M shape (see the header). */
 static int
 smollm (int n, int seq, const char *method)
@@ -371,7 +395,9 @@ smollm (int n, int seq, const char *method)
   gboolean reset = cr != NULL && fputs ("5", cr) >= 0;
   if (cr != NULL && fclose (cr) != 0)
     reset = FALSE;
+  double cpu0 = process_cpu_s (), main0 = thread_cpu_s ();
   gboolean ok = lt_calib_model_quantize (m, &t, &o, &rep, NULL, NULL, NULL, &error);
+  double cpu = process_cpu_s () - cpu0, main_cpu = thread_cpu_s () - main0;
   lt_memory_get_process (&rss, &calib_peak);
   peak = MAX (load_peak, calib_peak);
   if (ok)
@@ -407,6 +433,9 @@ smollm (int n, int seq, const char *method)
   printf ("%-8s %7.1f %11.1f %8s %14s %15s %10s %8s\n", lt_calib_method_name (o.method), t_load,
           rep->seconds, rep->seconds <= 60.0 ? "≤ 60 s" : "> 60 s", cpk, pk, lim,
           reset && calib_peak <= stored_b + acts ? "≤ limit" : "> limit");
+  printf ("\ncalibration CPU time: %.1f s (user + sys, every thread), %.1f s on the calling "
+          "thread (about the wall time on an idle machine: it runs the serial parts and its "
+          "share of each parallel one)\n", cpu, main_cpu);
   printf ("\nlimit: the stored size + one block's activations over the %d tokens (%s: x, "
           "xn1, q, k, v, att, x_mid, xn2, gate, up and silu·up in f32). peak RSS calib: from "
           "the start of the calibration (high-water mark reset after the load); (+load): the "
