@@ -178,6 +178,7 @@ void
 lt_calib_stats_get_hessian (const LtCalibStats *stats, float *out)
 {
   int64_t in = stats->in;
+#pragma omp parallel for schedule(static) if (in >= 256)
   for (int64_t i = 0; i < in; i++)
     for (int64_t j = 0; j < in; j++)
       out[i * in + j] = j >= i ? stats->h[i * in + j] : stats->h[j * in + i];
@@ -509,6 +510,7 @@ gptq_prepare (Gptq *G, GError **error)
           diag[i] = G->a[i * n + i];
         }
       g_qsort_with_data (G->perm, (gint) n, sizeof (int64_t), by_diag_desc, diag);
+#pragma omp parallel for schedule(static) if (n >= 256)
       for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++)
           b[i * n + j] = G->a[G->perm[i] * n + G->perm[j]];
