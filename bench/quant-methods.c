@@ -36,15 +36,23 @@
  * random bf16 model, 30 layers, hidden 576, vocab 49152) over N calibration sequences of SEQ
  * random tokens (`lathe quantize` defaults: 128 × 512): load, quantize, the calibration's
  * wall time, and the process's peak RSS beside its limit (issue 13): the model's stored size
- * + one block's activations over the calibration tokens. The random model is written by a
- * child process, so its tensors are not in the peak. */
+ * + one block's activations over the calibration tokens; the calibration's CPU time (user +
+ * sys, every thread) and the calling thread's (on a shared machine, about the wall time the
+ * calibration would take alone). The random model is written by a child process, so its
+ * tensors are not in the peak.
+ *
+ * BENCH_HASH=1 prints a SHA-256 of every quantized tensor's codes, scales and biases (the
+ * blocks' linears in order, then the embedding and an untied LM head) after each quantization
+ * (on stderr in the table's rows): a change meant to keep the results shows the same hash. */
 #include "config.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -87,6 +95,41 @@ typedef struct
   guint64 peak;
   int ok;
 } Result;
+
+/* BENCH_HASH: the SHA-256 of @m's quantized tensors (see the header). */
+static void
+hash_quant (GChecksum *ck, const LtQuantTensor *q)
+{
+  gsize g;
+  if (q == NULL)
+    return;
+  g = (gsize) q->rows * q->groups_per_row;
+  g_checksum_update (ck, (const guchar *) q->codes,
+                     (gssize) ((gsize) q->rows * q->words_per_row * sizeof (uint32_t)));
+  g_checksum_update (ck, (const guchar *) q->scales, (gssize) (g * sizeof (float)));
+  if (q->biases)
+    g_checksum_update (ck, (const guchar *) q->biases, (gssize) (g * sizeof (float)));
+}
+
+static void
+print_hash (LtModel *m, const char *label)
+{
+  g_autoptr (GChecksum) ck = NULL;
+  if (!g_getenv ("BENCH_HASH") || atoi (g_getenv ("BENCH_HASH")) == 0)
+    return;
+  ck = g_checksum_new (G_CHECKSUM_SHA256);
+  for (int l = 0; l < m->config->num_hidden_layers; l++)
+    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+      {
+        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
+        if (lin->kind == LT_LINEAR_QUANTIZED)
+          hash_quant (ck, lin->quant);
+      }
+  hash_quant (ck, m->w.embed_q);
+  if (m->w.lm_head.kind == LT_LINEAR_QUANTIZED && m->w.lm_head.quant != m->w.embed_q)
+    hash_quant (ck, m->w.lm_head.quant);
+  g_printerr ("%s: quantized tensors sha256 %s\n", label, g_checksum_get_string (ck));
+}
 
 static LtCalibTokens *
 tokens (const char *model, const char *file, gssize first, gssize count, gboolean strip_eos)
@@ -227,6 +270,9 @@ run_row (const char *model, const Row *r, const LtCalibTokens *calib, const LtCa
             o.asym = atoi (g_getenv ("BENCH_ASYM")) != 0;
           if (lt_calib_model_quantize (m, calib, &o, &rep, NULL, NULL, NULL, &error))
             {
+              g_autofree char *what = g_strdup_printf ("%s %d g%d", r->label, r->bits,
+                                                       r->group);
+              print_hash (m, what);
               out.bpw = rep->bpw;
               out.seconds = rep->seconds;
             }
@@ -271,6 +317,26 @@ samples_of (const char *model, int n, guint64 seed)
       exit (1);
     }
   return bench_calib_tokens_pack (seqs);
+}
+
+/* CPU seconds (user + sys) of the process, and of the calling thread. */
+static double
+process_cpu_s (void)
+{
+  struct rusage ru;
+  if (getrusage (RUSAGE_SELF, &ru) != 0)
+    return NAN;
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec
+         + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static double
+thread_cpu_s (void)
+{
+  struct timespec ts;
+  if (clock_gettime (CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+    return NAN;
+  return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* --smollm: the calibration's time on the SmolLM2-135M shape (see the header). */
@@ -329,9 +395,13 @@ smollm (int n, int seq, const char *method)
   gboolean reset = cr != NULL && fputs ("5", cr) >= 0;
   if (cr != NULL && fclose (cr) != 0)
     reset = FALSE;
+  double cpu0 = process_cpu_s (), main0 = thread_cpu_s ();
   gboolean ok = lt_calib_model_quantize (m, &t, &o, &rep, NULL, NULL, NULL, &error);
+  double cpu = process_cpu_s () - cpu0, main_cpu = thread_cpu_s () - main0;
   lt_memory_get_process (&rss, &calib_peak);
   peak = MAX (load_peak, calib_peak);
+  if (ok)
+    print_hash (m, "smollm");
   g_free (t.tokens);
   g_free (t.lengths);
   if (!ok)
@@ -363,6 +433,9 @@ smollm (int n, int seq, const char *method)
   printf ("%-8s %7.1f %11.1f %8s %14s %15s %10s %8s\n", lt_calib_method_name (o.method), t_load,
           rep->seconds, rep->seconds <= 60.0 ? "≤ 60 s" : "> 60 s", cpk, pk, lim,
           reset && calib_peak <= stored_b + acts ? "≤ limit" : "> limit");
+  printf ("\ncalibration CPU time: %.1f s (user + sys, every thread), %.1f s on the calling "
+          "thread (about the wall time on an idle machine: it runs the serial parts and its "
+          "share of each parallel one)\n", cpu, main_cpu);
   printf ("\nlimit: the stored size + one block's activations over the %d tokens (%s: x, "
           "xn1, q, k, v, att, x_mid, xn2, gate, up and silu·up in f32). peak RSS calib: from "
           "the start of the calibration (high-water mark reset after the load); (+load): the "

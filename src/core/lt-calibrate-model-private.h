@@ -37,7 +37,10 @@ typedef struct
   gboolean attention_only;   /* lt_calib_pass_block: stop after the attention output */
   /* asym (GPTQ): the float model's stream beside the quantized one */
   float *hidden_f;           /* (n_tokens, C) the float model's input of the current block */
-  float *xf;                 /* (max_chunk, max (C, qd, I)) one chunk's float layer input */
+  float *xf;                 /* (max_chunk, max (C, qd + 2·kvd, I)) one chunk's float layer
+                              * input, or its float q/k/v outputs */
+  float *qraw, *kraw;        /* asym with q/k norms: (max_chunk, qd / kvd) the block
+                              * forward's q/k before their norm (LtBlockActs.qraw/kraw) */
   const LtTensor *orig[LT_BLOCK_LINEARS]; /* the current block's stored weights */
   LtQuantTensor *swapped[LT_BLOCK_LINEARS];
 } LtCalibPass;

@@ -171,6 +171,8 @@ pass_clear (Pass *P)
   g_free (P->hidden);
   g_free (P->hidden_f);
   g_free (P->xf);
+  g_free (P->qraw);
+  g_free (P->kraw);
   float **bufs[] = { &P->xn1, &P->q, &P->k, &P->v, &P->att, &P->x_mid, &P->xn2, &P->gate,
                      &P->up, &P->h, &P->tmp, &P->x, &P->att_scratch, &P->lin_scratch };
   for (gsize i = 0; i < G_N_ELEMENTS (bufs); i++)
@@ -316,6 +318,11 @@ lt_calib_pass_block (Pass *P, int l, int c, float *x)
   acts.xn2 = P->xn2;
   acts.gate = P->gate;
   acts.up = P->up;
+  if (P->qraw != NULL && P->m->w.layers[l].q_norm != NULL)
+    {
+      acts.qraw = P->qraw;
+      acts.kraw = P->kraw;
+    }
   lt_model_block_forward (P->m, l, x, x, lt_calib_chunk_n (P, c), &step, &acts);
 }
 
@@ -545,17 +552,22 @@ static const int stage_first[4] = { 0, 3, 4, 6 };
 static const int stage_count[4] = { 3, 1, 2, 1 };
 const int lt_calib_linear_input[LT_BLOCK_LINEARS] = { 0, 0, 0, 1, 2, 2, 3 };
 
-/* GPTQ of the linears of stage @s (q/k/v, o, gate/up, down) on their input's statistics;
- * with @g (asym: Σ xᵀx̃ over the same rows, @st_f the float input's statistics) on the
- * asymmetric target of each, the reported errors then lt_calib_asym_output_mse's. */
+/* GPTQ of the linears of stage @s (q/k/v, o, gate/up, down) on their input's statistics, one
+ * factor of H for them all; with @g (asym: Σ xᵀx̃ over the same rows) on the asymmetric
+ * target of each. asym's reported errors are filled by gptq_block once the block has run:
+ * here @lr[j] gets linear j's report and @rtn_part[j] the terms of round-to-nearest's error
+ * that the statistics give (lt_calib_asym_partial_sse; with @st_f, the float input's
+ * statistics, the float output's term too). */
 static gboolean
 gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, const LtCalibStats *st_f,
-            const float *g, LtCalibModelReport *rep, GError **error)
+            const float *g, LtCalibLayerReport **lr, double *rtn_part, LtCalibModelReport *rep,
+            GError **error)
 {
   LtLayerWeights *lw = &P->m->w.layers[l];
   const LtCalibModelOptions *o = P->o;
   LtGptqOptions go;
   g_autofree float *map = NULL; /* asym: the stage's lt_calib_asym_map */
+  g_autoptr (LtGptqFactor) factor = NULL;
 
   lt_gptq_options_init (&go);
   go.mode = o->mode;
@@ -593,8 +605,13 @@ gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, const LtCalibStats *s
           target = g_memdup2 (w, (gsize) (rows * cols) * sizeof (float));
           lt_calib_asym_apply (map, cols, target, rows, scratch);
         }
-      q = lt_gptq_quantize (target ? target : w, rows, cols, st, &go, NULL, NULL, NULL,
-                            P->cancellable, error);
+      if (factor == NULL && (factor = lt_gptq_factor_new (st, &go, error)) == NULL)
+        {
+          g_prefix_error (error, "%s: ", lin->name);
+          return FALSE;
+        }
+      q = lt_gptq_quantize_factored (factor, target ? target : w, rows, NULL, P->cancellable,
+                                     error);
       if (q == NULL || !lt_quant_tensor_round_scales (q, lin->weight->dtype, error))
         {
           if (q)
@@ -605,16 +622,19 @@ gptq_stage (Pass *P, int l, int s, const LtCalibStats *st, const LtCalibStats *s
       r = lt_calib_report_add (rep, lin->name, o->bits, o->group_size, rows * cols);
       if (g != NULL)
         {
-          /* asym: both against the float model's output on the float model's input */
+          /* asym: both against the float model's output on the float model's input; the
+           * terms of GPTQ's own come from the two streams' outputs (gptq_block) */
           g_autoptr (LtQuantTensor) rq = lt_calib_rtn (w, rows, cols, o->mode, o->bits,
                                                        o->group_size, lin->weight->dtype,
                                                        NULL);
-          lt_quant_tensor_dequantize_rows (q, 0, rows, target);
-          r->out_mse = lt_calib_asym_output_mse (st, st_f, g, w, target, rows);
+          lr[j] = r;
+          rtn_part[j] = NAN;
           if (rq != NULL)
             {
               lt_quant_tensor_dequantize_rows (rq, 0, rows, target);
-              r->rtn_mse = lt_calib_asym_output_mse (st, st_f, g, w, target, rows);
+              rtn_part[j] = lt_calib_asym_partial_sse (st, g, w, target, rows);
+              if (st_f != NULL)
+                rtn_part[j] += lt_calib_quad_sse (st_f, w, rows);
             }
         }
       else
@@ -664,77 +684,73 @@ block_swap (Pass *P, int l, gboolean to_float)
     lt_calib_pass_scratch (P);
 }
 
-/* The MLP of block l over chunk rows x (n, C) (as the block now stands): out (n, C). */
+/* asym's measures from the two streams' outputs of one linear over @n rows of @d values:
+ * Σ (yf − bias)² (the float output without its bias: ‖X Wᵀ‖²) into *fsq (@fsq NULL:
+ * skipped) and Σ (yf − yq)² (‖X Wᵀ − X̃ Ŵᵀ‖², the biases cancel) into *dsq (@yq NULL:
+ * skipped). Per row in double, then in row order: the same for any thread count. */
 static void
-pass_mlp (Pass *P, int l, const float *x, int n, float *out)
+out_sums (const float *yf, const float *yq, const float *bias, int n, int d, double *fsq,
+          double *dsq)
 {
-  LtLayerWeights *lw = &P->m->w.layers[l];
-  lt_rmsnorm_forward (P->xn2, x, lw->post_norm, (float) P->m->config->rms_norm_eps, n, P->C);
-  pass_linear (P, l, 4, P->xn2, n, P->gate);
-  pass_linear (P, l, 5, P->xn2, n, P->up);
-  lt_swiglu_forward (P->h, P->gate, P->up, (gsize) n * P->I);
-  pass_linear (P, l, 6, P->h, n, out);
-}
+  g_autofree double *part = g_new (double, 2 * (gsize) MAX (n, 1));
 
-/* asym: the float model's input of stage @s over chunk c into P->xf (the float stream's
- * hidden states advanced past the attention at stage 2; its attention output kept in
- * @att_f), with every linear of block l at its stored weight. */
-static void
-float_stage_input (Pass *P, int l, int s, int c, float *att_f)
-{
-  LtLayerWeights *lw = &P->m->w.layers[l];
-  const float eps = (float) P->m->config->rms_norm_eps;
-  int n = lt_calib_chunk_n (P, c);
-  float *rows = P->hidden_f + P->chunk_tok[c] * P->C;
-
-  block_swap (P, l, TRUE);
-  switch (s)
+#pragma omp parallel for schedule(static) if ((int64_t) n * d >= 65536)
+  for (int i = 0; i < n; i++)
     {
-    case 0:
-      lt_rmsnorm_forward (P->xf, rows, lw->input_norm, eps, n, P->C);
-      break;
-    case 1:
-      P->attention_only = TRUE;
-      lt_calib_pass_block (P, l, c, rows);
-      P->attention_only = FALSE;
-      memcpy (att_f + P->chunk_tok[c] * P->qd, P->att, (gsize) n * P->qd * sizeof (float));
-      memcpy (P->xf, P->att, (gsize) n * P->qd * sizeof (float));
-      break;
-    case 2:
-      pass_linear (P, l, 3, att_f + P->chunk_tok[c] * P->qd, n, P->tmp);
-      lt_add (rows, rows, P->tmp, (gsize) n * P->C);
-      lt_rmsnorm_forward (P->xf, rows, lw->post_norm, eps, n, P->C);
-      break;
-    default:
-      lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, P->C);
-      pass_linear (P, l, 4, P->xn2, n, P->gate);
-      pass_linear (P, l, 5, P->xn2, n, P->up);
-      lt_swiglu_forward (P->xf, P->gate, P->up, (gsize) n * P->I);
-      break;
+      const float *a = yf + (gsize) i * d, *b = yq ? yq + (gsize) i * d : NULL;
+      double f = 0.0, e = 0.0;
+      for (int c = 0; c < d; c++)
+        {
+          double v = (double) a[c] - (bias ? (double) bias[c] : 0.0);
+          f += v * v;
+          if (b)
+            {
+              double t = (double) a[c] - (double) b[c];
+              e += t * t;
+            }
+        }
+      part[2 * i] = f;
+      part[2 * i + 1] = e;
     }
-  block_swap (P, l, FALSE);
+  for (int i = 0; i < n; i++)
+    {
+      if (fsq)
+        *fsq += part[2 * i];
+      if (dsq && yq)
+        *dsq += part[2 * i + 1];
+    }
 }
 
-/* GPTQ of block l, true sequential: the attention half of a block forward, then o_proj, the
- * MLP's gate/up twice and down once:
+/* GPTQ of block l, true sequential, each stage's input from one forward of the quantized
+ * stream (and, asym, of the float stream), chunk by chunk:
  *   q/k/v  on input_layernorm (x) (no forward);
  *   o      on the attention output of the block forward's attention half with q/k/v
  *          quantized (LtBlockStep.attention_only; kept, (tokens, H·D), for the next step);
  *   gate/up on post_attention_layernorm (x_mid), x_mid = x + o(att) with o quantized (it
  *          replaces the hidden states in place);
- *   down   on silu (gate (xn2)) · up (xn2) with gate/up quantized;
- * then the block's output x_mid + down (h) (h recomputed) is the next block's input.
+ *   down   on h = silu (gate (xn2)) · up (xn2) with gate/up quantized (kept: P->h for one
+ *          chunk, else (tokens, I));
+ * then the block's output x_mid + down (h) is the next block's input.
  * asym: the float stream (P->hidden_f) runs beside it with the stored weights: each stage's
  * float input X gives G = Σ xᵀx̃ and the stage's linears are quantized towards their
- * asymmetric target; the float block's output is the float stream's next input. */
+ * asymmetric target; its whole MLP runs at the down stage (its output is the float stream's
+ * next input). The reported errors come from the two streams' outputs of each linear:
+ * ‖X Wᵀ − X̃ Ŵᵀ‖² directly, round-to-nearest's from ‖X Wᵀ‖² (q/k/v: from the float
+ * input's statistics) and the statistics. */
 static gboolean
 gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
 {
   LtLayerWeights *lw = &P->m->w.layers[l];
   const float eps = (float) P->m->config->rms_norm_eps;
-  const int ins[4] = { P->C, P->qd, P->C, P->I };
+  const int C = P->C, I = P->I, qd = P->qd, kvd = P->kvd;
+  const int ins[4] = { C, qd, C, I };
+  const int64_t N = P->data->n_tokens;
   const gboolean asym = P->hidden_f != NULL;
-  g_autofree float *att = NULL, *att_f = NULL;
+  const gboolean raw = P->qraw != NULL && lw->q_norm != NULL;
+  g_autofree float *att = NULL, *out_f = NULL, *h_all = NULL;
+  LtCalibLayerReport *lr[LT_BLOCK_LINEARS] = { NULL };
+  double fsq[LT_BLOCK_LINEARS] = { 0 }, dsq[LT_BLOCK_LINEARS] = { 0 };
+  double rtn_part[LT_BLOCK_LINEARS] = { 0 };
   gboolean ok = TRUE;
 
   for (int j = 0; j < LT_BLOCK_LINEARS; j++)
@@ -744,22 +760,26 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
       P->swapped[j] = NULL;
     }
   lt_calib_pass_scratch (P);
+  /* att: the quantized stream's attention output; out_f: the float stream's (stages 1-2),
+   * then its down_proj output (stage 3 to the block output); h_all: every chunk's h */
+  if (!lt_calib_try_floats (&att, (gsize) N * qd, error)
+      || (asym && !lt_calib_try_floats (&out_f, (gsize) N * MAX (qd, C), error))
+      || (P->n_chunks > 1 && !lt_calib_try_floats (&h_all, (gsize) N * I, error)))
+    return FALSE;
   for (int s = 0; s < 4 && ok; s++)
     {
       LtLinear *first = lt_layer_linear (lw, stage_first[s]);
       g_autoptr (LtCalibStats) st = lt_calib_stats_new (ins[s], error);
-      g_autoptr (LtCalibStats) st_f = asym ? lt_calib_stats_new (ins[s], error) : NULL;
+      g_autoptr (LtCalibStats) st_f = NULL;
       g_autofree float *g = NULL;
       g_autofree char *what = g_strdup_printf ("block %d of %d: GPTQ %s", l + 1, P->L,
                                                strrchr (first->name, '.') + 1);
 
-      if (st == NULL || (asym && st_f == NULL)
-          || !lt_calib_pass_progress (P, s / 5.0, what, error))
+      if (st == NULL || !lt_calib_pass_progress (P, s / 5.0, what, error))
         return FALSE;
-      if (s == 1 && !lt_calib_try_floats (&att, (gsize) P->data->n_tokens * P->qd, error))
-        return FALSE;
-      if (asym && s == 1
-          && !lt_calib_try_floats (&att_f, (gsize) P->data->n_tokens * P->qd, error))
+      /* q/k/v's float output passes through RoPE (with a bias: not ‖X Wᵀ‖²): their float
+       * term from the float input's statistics instead */
+      if (asym && s == 0 && (st_f = lt_calib_stats_new (ins[s], error)) == NULL)
         return FALSE;
       if (asym && (g = g_try_new0 (float, (gsize) ins[s] * ins[s])) == NULL)
         {
@@ -769,74 +789,136 @@ gptq_block (Pass *P, int l, LtCalibModelReport *rep, GError **error)
       for (int c = 0; c < P->n_chunks && ok; c++)
         {
           int n = lt_calib_chunk_n (P, c);
-          float *rows = P->hidden + P->chunk_tok[c] * P->C, *in = NULL;
+          int64_t tok = P->chunk_tok[c];
+          float *rows = P->hidden + tok * C, *rows_f = asym ? P->hidden_f + tok * C : NULL;
+          float *h = h_all ? h_all + tok * I : P->h;
+          const float *in = NULL, *in_f = NULL;
 
           if (lt_calib_cancelled (P, error))
             return FALSE;
-          if (asym)
-            float_stage_input (P, l, s, c, att_f);
           switch (s)
             {
             case 0:
-              lt_rmsnorm_forward (P->xn1, rows, lw->input_norm, eps, n, P->C);
+              if (asym)
+                {
+                  lt_rmsnorm_forward (P->xf, rows_f, lw->input_norm, eps, n, C);
+                  in_f = P->xf;
+                }
+              lt_rmsnorm_forward (P->xn1, rows, lw->input_norm, eps, n, C);
               in = P->xn1;
               break;
             case 1:
               P->attention_only = TRUE;
+              if (asym)
+                {
+                  /* the float stream's q/k/v outputs kept in xf beside its attention */
+                  float *yq = P->xf, *yk = yq + (gsize) n * qd, *yv = yk + (gsize) n * kvd;
+                  block_swap (P, l, TRUE);
+                  lt_calib_pass_block (P, l, c, rows_f);
+                  block_swap (P, l, FALSE);
+                  memcpy (out_f + tok * qd, P->att, (gsize) n * qd * sizeof (float));
+                  memcpy (yq, raw ? P->qraw : P->q, (gsize) n * qd * sizeof (float));
+                  memcpy (yk, raw ? P->kraw : P->k, (gsize) n * kvd * sizeof (float));
+                  memcpy (yv, P->v, (gsize) n * kvd * sizeof (float));
+                  in_f = out_f + tok * qd;
+                }
               lt_calib_pass_block (P, l, c, rows);
               P->attention_only = FALSE;
-              memcpy (att + P->chunk_tok[c] * P->qd, P->att, (gsize) n * P->qd * sizeof (float));
-              in = P->att;
+              if (asym)
+                {
+                  /* RoPE rotates both streams' q and k alike: their difference keeps its
+                   * norm */
+                  const float *yq = P->xf, *yk = yq + (gsize) n * qd;
+                  out_sums (yq, raw ? P->qraw : P->q, NULL, n, qd, NULL, &dsq[0]);
+                  out_sums (yk, raw ? P->kraw : P->k, NULL, n, kvd, NULL, &dsq[1]);
+                  out_sums (yk + (gsize) n * kvd, P->v, NULL, n, kvd, NULL, &dsq[2]);
+                }
+              memcpy (att + tok * qd, P->att, (gsize) n * qd * sizeof (float));
+              in = att + tok * qd;
               break;
             case 2:
-              pass_linear (P, l, 3, att + P->chunk_tok[c] * P->qd, n, P->tmp);
-              lt_add (rows, rows, P->tmp, (gsize) n * P->C);
-              lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, P->C);
+              if (asym)
+                {
+                  block_swap (P, l, TRUE);
+                  pass_linear (P, l, 3, out_f + tok * qd, n, P->x);
+                  block_swap (P, l, FALSE);
+                  lt_add (rows_f, rows_f, P->x, (gsize) n * C);
+                  lt_rmsnorm_forward (P->xf, rows_f, lw->post_norm, eps, n, C);
+                  in_f = P->xf;
+                }
+              pass_linear (P, l, 3, att + tok * qd, n, P->tmp);
+              if (asym)
+                out_sums (P->x, P->tmp, lw->o_proj.bias, n, C, &fsq[3], &dsq[3]);
+              lt_add (rows, rows, P->tmp, (gsize) n * C);
+              lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, C);
               in = P->xn2;
               break;
             default:
-              lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, P->C);
-              pass_linear (P, l, 4, P->xn2, n, P->gate);
-              pass_linear (P, l, 5, P->xn2, n, P->up);
-              lt_swiglu_forward (P->h, P->gate, P->up, (gsize) n * P->I);
-              in = P->h;
+              if (asym)
+                {
+                  /* the float stream's MLP: h into xf, down's output kept in out_f, the
+                   * block's float output into the float hidden states */
+                  block_swap (P, l, TRUE);
+                  lt_rmsnorm_forward (P->xn2, rows_f, lw->post_norm, eps, n, C);
+                  pass_linear (P, l, 4, P->xn2, n, P->gate);
+                  pass_linear (P, l, 5, P->xn2, n, P->up);
+                  lt_swiglu_forward (P->xf, P->gate, P->up, (gsize) n * I);
+                  pass_linear (P, l, 6, P->xf, n, P->x);
+                  block_swap (P, l, FALSE);
+                  out_sums (P->x, NULL, lw->down_proj.bias, n, C, &fsq[6], NULL);
+                  memcpy (out_f + tok * C, P->x, (gsize) n * C * sizeof (float));
+                  lt_add (rows_f, rows_f, P->x, (gsize) n * C);
+                  in_f = P->xf;
+                }
+              lt_rmsnorm_forward (P->xn2, rows, lw->post_norm, eps, n, C);
+              pass_linear (P, l, 4, P->xn2, n, h);
+              if (asym)
+                out_sums (P->gate, h, lw->gate_proj.bias, n, I, &fsq[4], &dsq[4]);
+              /* asym: the float gate is spent, its buffer takes the quantized up */
+              pass_linear (P, l, 5, P->xn2, n, asym ? P->gate : P->up);
+              if (asym)
+                out_sums (P->up, P->gate, lw->up_proj.bias, n, I, &fsq[5], &dsq[5]);
+              lt_swiglu_forward (h, h, asym ? P->gate : P->up, (gsize) n * I);
+              in = h;
               break;
             }
           ok = lt_calib_stats_add (st, in, n, P->cancellable, error);
           if (ok && asym)
             {
-              lt_calib_cross_add (g, ins[s], P->xf, in, n);
-              ok = lt_calib_stats_add (st_f, P->xf, n, P->cancellable, error);
+              lt_calib_cross_add (g, ins[s], in_f, in, n);
+              if (st_f != NULL)
+                ok = lt_calib_stats_add (st_f, in_f, n, P->cancellable, error);
             }
         }
       if (s == 2)
-        {
-          g_clear_pointer (&att, g_free);
-          g_clear_pointer (&att_f, g_free);
-        }
-      ok = ok && gptq_stage (P, l, s, st, st_f, g, rep, error);
+        g_clear_pointer (&att, g_free);
+      ok = ok && gptq_stage (P, l, s, st, st_f, g, lr, rtn_part, rep, error);
     }
   if (!ok || !lt_calib_pass_progress (P, 0.8, "block output", error))
     return FALSE;
-  /* the block's output: x_mid (in the hidden states) + down (silu (gate) · up); the float
-   * stream's the same with the stored weights */
+  /* the block's output: x_mid (in the hidden states) + down (h) */
   for (int c = 0; c < P->n_chunks; c++)
     {
       int n = lt_calib_chunk_n (P, c);
-      float *rows = P->hidden + P->chunk_tok[c] * P->C;
+      int64_t tok = P->chunk_tok[c];
+      float *rows = P->hidden + tok * C;
       if (lt_calib_cancelled (P, error))
         return FALSE;
-      pass_mlp (P, l, rows, n, P->tmp);
-      lt_add (rows, rows, P->tmp, (gsize) n * P->C);
+      pass_linear (P, l, 6, h_all ? h_all + tok * I : P->h, n, P->tmp);
       if (asym)
-        {
-          rows = P->hidden_f + P->chunk_tok[c] * P->C;
-          block_swap (P, l, TRUE);
-          pass_mlp (P, l, rows, n, P->tmp);
-          block_swap (P, l, FALSE);
-          lt_add (rows, rows, P->tmp, (gsize) n * P->C);
-        }
+        out_sums (out_f + tok * C, P->tmp, NULL, n, C, NULL, &dsq[6]);
+      lt_add (rows, rows, P->tmp, (gsize) n * C);
     }
+  /* asym's errors: ‖X Wᵀ − X̃ Ŵᵀ‖² / (N · rows); round-to-nearest's tr (W H_f Wᵀ) (2/N ‖X Wᵀ‖²,
+   * or in rtn_part) − 2 tr (W G Rᵀ) + tr (R H Rᵀ) over 2 · rows */
+  for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+    if (lr[j] != NULL)
+      {
+        double rows = (double) lr[j]->n_weights / lt_layer_linear (lw, j)->in_features;
+        double sse = (j < 3 ? 0.0 : 2.0 / (double) N * fsq[j]) + rtn_part[j];
+        lr[j]->out_mse = dsq[j] / ((double) N * rows);
+        lr[j]->rtn_mse = isnan (sse) ? NAN : MAX (sse, 0.0) / (2.0 * rows);
+      }
   /* the float stream read the block's stored weights again: their pages go back */
   for (int j = 0; asym && P->m->files != NULL && j < LT_BLOCK_LINEARS; j++)
     if (P->orig[j] != NULL)
@@ -959,6 +1041,20 @@ gptq_head (Pass *P, LtCalibModelReport *rep, GError **error)
   return TRUE;
 }
 
+/* Block l's stored weights' pages go back to the kernel. */
+static void
+release_block (LtModel *m, int l)
+{
+  if (m->files == NULL)
+    return;
+  for (int j = 0; j < LT_BLOCK_LINEARS; j++)
+    {
+      LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
+      if (lin->kind == LT_LINEAR_DENSE && lin->weight != NULL)
+        lt_calib_release_pages (lin->weight->data, lin->weight->nbytes);
+    }
+}
+
 void
 lt_calib_model_release_stored (LtModel *m)
 {
@@ -966,12 +1062,7 @@ lt_calib_model_release_stored (LtModel *m)
   if (m->files == NULL)
     return;
   for (int l = 0; l < m->config->num_hidden_layers; l++)
-    for (int j = 0; j < LT_BLOCK_LINEARS; j++)
-      {
-        LtLinear *lin = lt_layer_linear (&m->w.layers[l], j);
-        if (lin->kind == LT_LINEAR_DENSE && lin->weight != NULL)
-          lt_calib_release_pages (lin->weight->data, lin->weight->nbytes);
-      }
+    release_block (m, l);
   if (m->w.embed != NULL)
     lt_calib_release_pages (m->w.embed->data, m->w.embed->nbytes);
   if (m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight != NULL)
@@ -987,10 +1078,16 @@ gptq_asym_start (Pass *P, LtCalibModelReport *rep, GError **error)
 {
   LtModel *m = P->m;
   gboolean tied = m->w.lm_head.kind == LT_LINEAR_DENSE && m->w.lm_head.weight == m->w.embed;
-  int in_max = MAX (MAX (P->C, P->qd), P->I);
+  /* xf: a stage's float input, or the float q/k/v outputs (gptq_block) */
+  int xf_max = MAX (MAX (P->C, P->qd + 2 * P->kvd), P->I);
+  gboolean q_norm = FALSE;
 
+  for (int l = 0; l < P->L; l++)
+    q_norm |= m->w.layers[l].q_norm != NULL;
   if (!lt_calib_try_floats (&P->hidden_f, (gsize) P->data->n_tokens * P->C, error)
-      || !lt_calib_try_floats (&P->xf, (gsize) P->max_chunk * in_max, error))
+      || !lt_calib_try_floats (&P->xf, (gsize) P->max_chunk * xf_max, error)
+      || (q_norm && !lt_calib_try_floats (&P->qraw, (gsize) P->max_chunk * P->qd, error))
+      || (q_norm && !lt_calib_try_floats (&P->kraw, (gsize) P->max_chunk * P->kvd, error)))
     return FALSE;
   lt_calib_pass_embed (P);
   memcpy (P->hidden_f, P->hidden, (gsize) P->data->n_tokens * P->C * sizeof (float));
@@ -1000,9 +1097,13 @@ gptq_asym_start (Pass *P, LtCalibModelReport *rep, GError **error)
       if (!lt_calib_pass_progress (P, 0, "float pass", error))
         return FALSE;
       for (int l = 0; l < P->L; l++)
-        if (!lt_calib_pass_capture (P, l, NULL, TRUE, error))
-          return FALSE;
-      /* the float pass read every stored weight: their pages go back */
+        {
+          if (!lt_calib_pass_capture (P, l, NULL, TRUE, error))
+            return FALSE;
+          /* the block's stored pages go back at once: the model is never whole in memory */
+          release_block (m, l);
+        }
+      /* the rest (the embedding) too */
       lt_calib_model_release_stored (m);
       if (!gptq_head (P, rep, error))
         return FALSE;

@@ -16,25 +16,32 @@
  * output (tokens, H·D) +
  * the calibration hidden states (tokens, hidden) f32 + one chunk of block activations
  * (chunk_tokens rows) + the Hessian statistics of one input (in² floats; 2·in² more during a
- * GPTQ factorization; asym: the float hidden states and attention output, the float input's
- * statistics and G, in² floats each). Dynamic also keeps the float model's final hidden states and the
- * quantized ones (2 more (tokens, hidden)).
+ * GPTQ factorization, shared by the linears of one input; asym: the float hidden states and
+ * attention output (then its down_proj output), the float input's statistics of q/k/v's
+ * input and G, in² floats each). GPTQ over more than one chunk also keeps the quantized
+ * stream's SwiGLU output (tokens, intermediate) for the block's output. The float pass of a
+ * tied head gives each block's pages back after it. Dynamic also keeps the float model's final
+ * hidden states and the quantized ones (2 more (tokens, hidden)).
  *
  * Per block (Hessian stats = lt_calib_stats_add over each linear's input rows, captured from
  * lt_model_block_forward's LtBlockActs chunk by chunk):
  *   (refine, the default: GPTQ's groups and AWQ's final quantization use searched group
  *   parameters, lt_calib_quantize_searched, instead of min/max and MLX LM's clipping; GPTQ
  *   runs act-order with static groups. FALSE for both: the paper / MLX LM as below.)
- *   GPTQ  true sequential: capture xn1 → GPTQ q, k, v; re-run, capture att → GPTQ o_proj;
- *         re-run, capture xn2 → GPTQ gate, up; re-run, capture SwiGLU → GPTQ down. Then the
- *         quantized block's output is the next block's input. After the last block, GPTQ of
+ *   GPTQ  true sequential, one forward of the block in stages: xn1 → GPTQ q, k, v; the
+ *         attention half with them, att → GPTQ o_proj; o, xn2 → GPTQ gate, up; SwiGLU (kept)
+ *         → GPTQ down; the quantized block's output x_mid + down (SwiGLU) is the next block's
+ *         input. The linears of one input share one factor of H. After the last block, GPTQ of
  *         the LM head over the final-normed hidden states; a tied head is the embedding too,
  *         so it gets the stronger damping tied_damp (an untied embedding: round-to-nearest).
  *         asym (the default): the float model runs beside it (its own hidden states, the
  *         stored weights swapped back in), each stage's float input X gives G = Σ xᵀx̃ and
  *         every linear is quantized towards lt_calib_asym_target's Ŵ*, the weight whose
- *         output on the quantized model's input best matches the float model's; its reported
- *         errors are lt_calib_asym_output_mse's (both against the float model's output). A
+ *         output on the quantized model's input best matches the float model's (the float
+ *         block runs once, stage by stage). Its reported errors are both against the float
+ *         model's output (lt_calib_asym_output_mse's quantity): the method's ‖X Wᵀ − X̃ Ŵᵀ‖²
+ *         from the two streams' outputs of the linear, round-to-nearest's from ‖X Wᵀ‖² (q/k/v:
+ *         the float input's statistics) and lt_calib_asym_partial_sse. A
  *         tied head / embedding is then quantized first, on the final hidden states of a float
  *         pass, so that the blocks are calibrated on (and make up for) its input error.
  *   AWQ   one capture of the block (all four inputs); scale searches in the order qkv, o,

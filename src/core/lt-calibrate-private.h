@@ -99,4 +99,29 @@ G_GNUC_INTERNAL LtQuantTensor *lt_calib_quantize_searched_full (const LtCalibSta
                                                                 int bits, int group_size,
                                                                 GError **error);
 
+/* Σ_rows w_r H w_rᵀ = tr (W H Wᵀ) over @stats' H (half the flops of the product). */
+G_GNUC_INTERNAL double lt_calib_quad_sse (const LtCalibStats *stats, const float *w,
+                                          int64_t rows);
+/* lt_calib_asym_output_mse's sum (times 2 · rows) without its float term tr (W H_f Wᵀ):
+ * − 2 tr (W G Ŵᵀ) + tr (Ŵ H Ŵᵀ), G = 2/N @g. */
+G_GNUC_INTERNAL double lt_calib_asym_partial_sse (const LtCalibStats *stats, const float *g,
+                                                  const float *w, const float *w_hat,
+                                                  int64_t rows);
+
+/* GPTQ's factor of one input's statistics (dead columns, damping, act-order's column order, U):
+ * the linears that share an input (q/k/v, gate/up) quantize with one factor, the same codes
+ * as lt_gptq_quantize with the same stats and options. @opts is copied. */
+typedef struct _LtGptqFactor LtGptqFactor;
+G_GNUC_INTERNAL LtGptqFactor *lt_gptq_factor_new (const LtCalibStats *stats,
+                                                  const LtGptqOptions *opts, GError **error);
+G_GNUC_INTERNAL void lt_gptq_factor_free (LtGptqFactor *factor);
+/* lt_gptq_quantize of w (rows, factor's inputs) with the factor (the statistics it was made
+ * of must still be alive: measures read them). */
+G_GNUC_INTERNAL LtQuantTensor *lt_gptq_quantize_factored (const LtGptqFactor *factor,
+                                                          const float *w, int64_t rows,
+                                                          LtGptqResult *result,
+                                                          GCancellable *cancellable,
+                                                          GError **error);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtGptqFactor, lt_gptq_factor_free)
+
 G_END_DECLS

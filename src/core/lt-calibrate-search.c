@@ -269,6 +269,152 @@ matvec_part8 (const float *hg, int n, int c0, const float *x, float *y)
   _mm256_storeu_ps (y + c0, _mm256_add_ps (a0, a1));
 }
 
+/* diag_pass_avx2 of two candidates in one loop (more independent work in flight): each
+ * candidate's sums exactly as diag_pass_avx2 makes them (the same operations in the same
+ * order), into e[0..1] and, with @with_sums, sums[0..2] / sums[3..5]. Inlined with constant
+ * @affine / @with_sums: no branch in the loop. */
+__attribute__ ((always_inline, target ("avx2,fma"))) static inline void
+diag_pass2_body (const Group *G, const float *scale, const float *bias, float *e_out,
+                 float *sums, const gboolean affine, const gboolean with_sums)
+{
+  const __m256 vs0 = _mm256_set1_ps (scale[0]), vb0 = _mm256_set1_ps (bias[0]);
+  const __m256 vs1 = _mm256_set1_ps (scale[1]), vb1 = _mm256_set1_ps (bias[1]);
+  const __m256 lo = _mm256_set1_ps (affine ? 0.0f : G->qmin);
+  const __m256 hi = _mm256_set1_ps (G->qmax), q0 = _mm256_set1_ps (G->qmin);
+  __m256 e0 = _mm256_setzero_ps (), s20 = e0, s10 = e0, t10 = e0;
+  __m256 e1 = e0, s21 = e0, s11 = e0, t11 = e0;
+  for (int j = 0; j < G->n; j += 8)
+    {
+      __m256 w = _mm256_loadu_ps (G->w + j), d = _mm256_loadu_ps (G->d + j);
+      __m256 l0, l1, deq0, deq1, del0, del1;
+      l0 = _mm256_div_ps (affine ? _mm256_sub_ps (w, vb0) : w, vs0);
+      l1 = _mm256_div_ps (affine ? _mm256_sub_ps (w, vb1) : w, vs1);
+      l0 = _mm256_round_ps (l0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      l1 = _mm256_round_ps (l1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      l0 = _mm256_min_ps (_mm256_max_ps (l0, lo), hi);
+      l1 = _mm256_min_ps (_mm256_max_ps (l1, lo), hi);
+      deq0 = _mm256_add_ps (_mm256_mul_ps (vs0, affine ? l0 : _mm256_sub_ps (l0, q0)), vb0);
+      deq1 = _mm256_add_ps (_mm256_mul_ps (vs1, affine ? l1 : _mm256_sub_ps (l1, q0)), vb1);
+      del0 = _mm256_sub_ps (w, deq0);
+      del1 = _mm256_sub_ps (w, deq1);
+      e0 = _mm256_fmadd_ps (_mm256_mul_ps (d, del0), del0, e0);
+      e1 = _mm256_fmadd_ps (_mm256_mul_ps (d, del1), del1, e1);
+      if (with_sums)
+        {
+          __m256 dl0 = _mm256_mul_ps (d, l0), dl1 = _mm256_mul_ps (d, l1);
+          s20 = _mm256_fmadd_ps (dl0, l0, s20);
+          s21 = _mm256_fmadd_ps (dl1, l1, s21);
+          s10 = _mm256_add_ps (s10, dl0);
+          s11 = _mm256_add_ps (s11, dl1);
+          t10 = _mm256_fmadd_ps (dl0, w, t10);
+          t11 = _mm256_fmadd_ps (dl1, w, t11);
+        }
+    }
+  if (with_sums)
+    {
+      sums[0] = hsum256 (s20);
+      sums[1] = hsum256 (s10);
+      sums[2] = hsum256 (t10);
+      sums[3] = hsum256 (s21);
+      sums[4] = hsum256 (s11);
+      sums[5] = hsum256 (t11);
+    }
+  e_out[0] = hsum256 (e0);
+  e_out[1] = hsum256 (e1);
+}
+
+AVX2 static void
+diag_pass2_aff_sums (const Group *G, const float *s, const float *b, float *e, float *sums)
+{
+  diag_pass2_body (G, s, b, e, sums, TRUE, TRUE);
+}
+
+AVX2 static void
+diag_pass2_aff (const Group *G, const float *s, const float *b, float *e, float *sums)
+{
+  diag_pass2_body (G, s, b, e, sums, TRUE, FALSE);
+}
+
+AVX2 static void
+diag_pass2_sym_sums (const Group *G, const float *s, const float *b, float *e, float *sums)
+{
+  diag_pass2_body (G, s, b, e, sums, FALSE, TRUE);
+}
+
+AVX2 static void
+diag_pass2_sym (const Group *G, const float *s, const float *b, float *e, float *sums)
+{
+  diag_pass2_body (G, s, b, e, sums, FALSE, FALSE);
+}
+
+AVX2 static void
+diag_pass2_avx2 (const Group *G, const float *scale, const float *bias, float *e_out,
+                 float *sums)
+{
+  if (G->mode == LT_QUANT_AFFINE)
+    (sums ? diag_pass2_aff_sums : diag_pass2_aff) (G, scale, bias, e_out, sums);
+  else
+    (sums ? diag_pass2_sym_sums : diag_pass2_sym) (G, scale, bias, e_out, sums);
+}
+
+/* matvec_part64 of two vectors over 32 columns [c0, c0 + 32): the same sums per output. */
+AVX2 static void
+matvec2_part32 (const float *hg, int n, int c0, const float *x, const float *x2, float *y,
+                float *y2)
+{
+  __m256 a0 = _mm256_setzero_ps (), a1 = a0, a2 = a0, a3 = a0;
+  __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  for (int b = 0; b < n; b++)
+    {
+      const __m256 xb = _mm256_broadcast_ss (x + b), zb = _mm256_broadcast_ss (x2 + b);
+      const float *r = hg + b * n + c0;
+      const __m256 r0 = _mm256_loadu_ps (r), r1 = _mm256_loadu_ps (r + 8);
+      const __m256 r2 = _mm256_loadu_ps (r + 16), r3 = _mm256_loadu_ps (r + 24);
+      a0 = _mm256_fmadd_ps (xb, r0, a0);
+      a1 = _mm256_fmadd_ps (xb, r1, a1);
+      a2 = _mm256_fmadd_ps (xb, r2, a2);
+      a3 = _mm256_fmadd_ps (xb, r3, a3);
+      b0 = _mm256_fmadd_ps (zb, r0, b0);
+      b1 = _mm256_fmadd_ps (zb, r1, b1);
+      b2 = _mm256_fmadd_ps (zb, r2, b2);
+      b3 = _mm256_fmadd_ps (zb, r3, b3);
+    }
+  _mm256_storeu_ps (y + c0, a0);
+  _mm256_storeu_ps (y + c0 + 8, a1);
+  _mm256_storeu_ps (y + c0 + 16, a2);
+  _mm256_storeu_ps (y + c0 + 24, a3);
+  _mm256_storeu_ps (y2 + c0, b0);
+  _mm256_storeu_ps (y2 + c0 + 8, b1);
+  _mm256_storeu_ps (y2 + c0 + 16, b2);
+  _mm256_storeu_ps (y2 + c0 + 24, b3);
+}
+
+/* matvec_avx2 of x and x2 in one pass over hg: y, y2 exactly as two calls make them. */
+AVX2 static void
+matvec2_avx2 (const float *hg, int n, float lam, const float *x, const float *x2, float *y,
+              float *y2)
+{
+  int c0 = 0, n64 = n / 64 * 64;
+  for (; c0 < n64; c0 += 32)
+    matvec2_part32 (hg, n, c0, x, x2, y, y2);
+  for (; c0 < n; c0 += 8)
+    {
+      matvec_part8 (hg, n, c0, x, y);
+      matvec_part8 (hg, n, c0, x2, y2);
+    }
+  if (lam != 0.0f)
+    {
+      const __m256 vl = _mm256_set1_ps (lam);
+      for (int j = 0; j < n; j += 8)
+        {
+          _mm256_storeu_ps (y + j, _mm256_fmadd_ps (vl, _mm256_loadu_ps (x + j),
+                                                    _mm256_loadu_ps (y + j)));
+          _mm256_storeu_ps (y2 + j, _mm256_fmadd_ps (vl, _mm256_loadu_ps (x2 + j),
+                                                     _mm256_loadu_ps (y2 + j)));
+        }
+    }
+}
+
 AVX2 static void
 matvec_avx2 (const float *hg, int n, float lam, const float *x, float *y)
 {
@@ -342,6 +488,21 @@ metric (const Group *G, const float *x, float *y)
   matvec_scalar (G->hg, G->n, G->lam, x, y);
 }
 
+/* y = M x, y2 = M x2 (as two metric calls) */
+static inline void
+metric2 (const Group *G, const float *x, const float *x2, float *y, float *y2)
+{
+#ifdef SEARCH_X86
+  if (G->simd && G->hg != NULL)
+    {
+      matvec2_avx2 (G->hg, G->n, G->lam, x, x2, y, y2);
+      return;
+    }
+#endif
+  metric (G, x, y);
+  metric (G, x2, y2);
+}
+
 /* The group with scale / bias: levels into @lev, the error into @del; returns δᵀ M δ. */
 static double
 group_err (const Group *G, float scale, float bias, float *lev, float *del, float *u)
@@ -378,19 +539,31 @@ group_err_sums (const Group *G, float scale, float bias, float *lev, float *del,
       return e;
     }
 #endif
-  e = group_err (G, scale, bias, lev, del, u);
-  if (sums == NULL)
-    return e;
-  /* ⟨lev, lev⟩, ⟨lev, 1⟩, ⟨lev, w⟩ under the metric (⟨1, 1⟩ and ⟨1, w⟩ are G's) */
-  if (G->hg == NULL)
-    sums[0] = wsq (G, lev);
+  if (sums != NULL && G->hg != NULL && scale > 0.0f)
+    {
+      /* M δ and M lev in one pass over the block (M lev exactly: deriving it from
+       * M δ = Mw − scale·Mc − bias·M1 saves this product but its cancellation moved the
+       * refits: 4-bit g64 recovered 92% instead of 101% of RTN's loss on TinyStories-656K's
+       * held-out text) */
+      float u2[NMAX];
+      elem (G, scale, bias, lev, del);
+      metric2 (G, del, lev, u, u2);
+      e = (double) dot (G, u, del);
+      sums[0] = dot (G, u2, lev);
+    }
   else
     {
-      /* M lev exactly (deriving it from M δ = Mw − scale·Mc − bias·M1 saves this product but
-       * its cancellation moved the refits: 4-bit g64 recovered 92% instead of 101% of RTN's
-       * loss on TinyStories-656K's held-out text) */
-      metric (G, lev, u);
-      sums[0] = dot (G, u, lev);
+      e = group_err (G, scale, bias, lev, del, u);
+      if (sums == NULL)
+        return e;
+      /* ⟨lev, lev⟩, ⟨lev, 1⟩, ⟨lev, w⟩ under the metric (⟨1, 1⟩ and ⟨1, w⟩ are G's) */
+      if (G->hg == NULL)
+        sums[0] = wsq (G, lev);
+      else
+        {
+          metric (G, lev, u);
+          sums[0] = dot (G, u, lev);
+        }
     }
   sums[1] = dot (G, lev, G->m1);
   sums[2] = dot (G, lev, G->mw);
@@ -460,9 +633,11 @@ group_try (const Group *G, float scale, float bias, Top *top)
   }
 }
 
+/* @m1_pre: hg·1 (without lam) as metric computes it with the AVX2 loops, shared by the rows
+ * of a group, or NULL. */
 static void
 group_init (Group *G, LtQuantMode mode, int bits, const float *w, int n, const float *d,
-            const float *hg, float lam)
+            const float *hg, float lam, const float *m1_pre)
 {
   float one[NMAX];
   G->mode = mode;
@@ -483,10 +658,19 @@ group_init (Group *G, LtQuantMode mode, int bits, const float *w, int n, const f
   G->d = d;
   G->hg = hg;
   G->lam = lam;
-  for (int j = 0; j < n; j++)
-    one[j] = 1.0f;
   metric (G, w, G->mw);
-  metric (G, one, G->m1);
+  if (m1_pre != NULL && G->simd && hg != NULL)
+    {
+      /* matvec_avx2's last step: y + lam·1 with one rounding */
+      for (int j = 0; j < n; j++)
+        G->m1[j] = lam != 0.0f ? fmaf (lam, 1.0f, m1_pre[j]) : m1_pre[j];
+    }
+  else
+    {
+      for (int j = 0; j < NMAX; j++)
+        one[j] = 1.0f;
+      metric (G, one, G->m1);
+    }
   G->s0 = G->t0 = 0.0;
   for (int j = 0; j < n; j++)
     {
@@ -495,11 +679,112 @@ group_init (Group *G, LtQuantMode mode, int bits, const float *w, int n, const f
     }
 }
 
-void
-lt_calib_group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
-                       const float *hg, float lam, float *scale, float *bias)
+/* group_try of each of the @nc candidates (scales @cs, biases @cb) in turn on the diagonal
+ * metric @G, offered to @top in the same order; with the AVX2 loops the passes run in
+ * phases (every candidate's, two at a time, then every refit's), independent work back to
+ * back instead of each refit waiting for its candidate. */
+#define GRID_MAX 64
+static void
+screen (const Group *G, const float *cs, const float *cb, int nc, Top *top)
+{
+#ifdef SEARCH_X86
+  float e1[GRID_MAX], e2[GRID_MAX], sums[GRID_MAX][3], rs[GRID_MAX], rb[GRID_MAX];
+  gboolean ok[GRID_MAX];
+  int k;
+
+  if (!G->simd || G->hg != NULL || nc > GRID_MAX)
+#endif
+    {
+      for (int i = 0; i < nc; i++)
+        group_try (G, cs[i], cb[i], top);
+      return;
+    }
+#ifdef SEARCH_X86
+  for (k = 0; k < nc; k++)
+    if (!(cs[k] > 0.0f))
+      break;
+  if (k < nc)
+    {
+      /* a candidate the AVX2 pass does not take: group_try one by one */
+      for (int i = 0; i < nc; i++)
+        group_try (G, cs[i], cb[i], top);
+      return;
+    }
+  for (k = 0; k + 2 <= nc; k += 2)
+    {
+      float e[2], f[6];
+      diag_pass2_avx2 (G, cs + k, cb + k, e, f);
+      e1[k] = e[0];
+      e1[k + 1] = e[1];
+      memcpy (sums[k], f, 3 * sizeof (float));
+      memcpy (sums[k + 1], f + 3, 3 * sizeof (float));
+    }
+  for (; k < nc; k++)
+    e1[k] = diag_pass_avx2 (G, cs[k], cb[k], sums[k]);
+  /* the refits, as group_try makes them */
+  for (k = 0; k < nc; k++)
+    {
+      double s2 = sums[k][0], s1 = sums[k][1], t1 = sums[k][2];
+      ok[k] = FALSE;
+      if (G->mode == LT_QUANT_SYMMETRIC)
+        {
+          float sc = s2 > 0.0 ? (float) (t1 / s2) : 0.0f;
+          if (sc > 0.0f && isfinite (sc))
+            {
+              rs[k] = sc;
+              rb[k] = G->qmin * sc;
+              ok[k] = TRUE;
+            }
+        }
+      else
+        {
+          double det = G->s0 * s2 - s1 * s1;
+          if (det > 1e-12 * G->s0 * s2)
+            {
+              float sc = (float) ((G->s0 * t1 - s1 * G->t0) / det);
+              float bi = (float) ((s2 * G->t0 - s1 * t1) / det);
+              if (sc > 0.0f && isfinite (sc) && isfinite (bi))
+                {
+                  rs[k] = sc;
+                  rb[k] = bi;
+                  ok[k] = TRUE;
+                }
+            }
+        }
+    }
+  /* the refits' errors, two at a time */
+  {
+    int idx[GRID_MAX], m = 0, i;
+    for (k = 0; k < nc; k++)
+      if (ok[k])
+        idx[m++] = k;
+    for (i = 0; i + 2 <= m; i += 2)
+      {
+        float s2[2] = { rs[idx[i]], rs[idx[i + 1]] }, b2[2] = { rb[idx[i]], rb[idx[i + 1]] };
+        float e[2];
+        diag_pass2_avx2 (G, s2, b2, e, NULL);
+        e2[idx[i]] = e[0];
+        e2[idx[i + 1]] = e[1];
+      }
+    for (; i < m; i++)
+      e2[idx[i]] = diag_pass_avx2 (G, rs[idx[i]], rb[idx[i]], NULL);
+  }
+  for (k = 0; k < nc; k++)
+    {
+      top_offer (top, (double) e1[k], cs[k], cb[k]);
+      if (ok[k])
+        top_offer (top, (double) e2[k], rs[k], rb[k]);
+    }
+#endif
+}
+
+static void
+group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
+              const float *hg, float lam, const float *m1_pre, float *scale, float *bias)
 {
   float dd[NMAX], lo = INFINITY, hi = -INFINITY, lev[NMAX], del[NMAX], u[NMAX];
+  float cs[GRID_MAX], cb[GRID_MAX];
+  int nc = 0;
   Top top = { 0, TOP_K }, fin = { 0, 1 };
   Group full, diag;
 
@@ -510,7 +795,7 @@ lt_calib_group_search (LtQuantMode mode, int bits, const float *w, int n, const 
       lo = MINF (lo, w[j]);
       hi = MAXF (hi, w[j]);
     }
-  group_init (&full, mode, bits, w, n, d, hg, lam);
+  group_init (&full, mode, bits, w, n, d, hg, lam, m1_pre);
   top_offer (&fin, group_err_sums (&full, *scale, *bias, lev, del, u, NULL), *scale, *bias);
   if (!(hi > lo))
     return;
@@ -519,7 +804,7 @@ lt_calib_group_search (LtQuantMode mode, int bits, const float *w, int n, const 
     {
       for (int j = 0; j < n; j++)
         dd[j] = hg[j * n + j] + lam;
-      group_init (&diag, mode, bits, w, n, dd, NULL, 0.0f);
+      group_init (&diag, mode, bits, w, n, dd, NULL, 0.0f, NULL);
     }
   else
     diag = full;
@@ -531,7 +816,8 @@ lt_calib_group_search (LtQuantMode mode, int bits, const float *w, int n, const 
           {
             float l = lo + (float) a * SEARCH_STEP * range;
             float h = hi - (float) b * SEARCH_STEP * range;
-            group_try (&diag, (h - l) / n_bins, l, &top);
+            cs[nc] = (h - l) / n_bins;
+            cb[nc++] = l;
           }
     }
   else
@@ -541,9 +827,11 @@ lt_calib_group_search (LtQuantMode mode, int bits, const float *w, int n, const 
       for (int i = 0; i < SEARCH_SYM_STEPS; i++)
         {
           float s = amax * (1.0f - 0.02f * (float) i) / qmax;
-          group_try (&diag, s, qmin * s, &top);
+          cs[nc] = s;
+          cb[nc++] = qmin * s;
         }
     }
+  screen (&diag, cs, cb, nc, &top);
   if (hg == NULL)
     for (int i = 0; i < top.n; i++)
       top_offer (&fin, top.e[i], top.s[i], top.b[i]);
@@ -552,6 +840,13 @@ lt_calib_group_search (LtQuantMode mode, int bits, const float *w, int n, const 
       group_try (&full, top.s[i], top.b[i], &fin);
   *scale = fin.s[0];
   *bias = fin.b[0];
+}
+
+void
+lt_calib_group_search (LtQuantMode mode, int bits, const float *w, int n, const float *d,
+                       const float *hg, float lam, float *scale, float *bias)
+{
+  group_search (mode, bits, w, n, d, hg, lam, NULL, scale, bias);
 }
 
 LtQuantTensor *
@@ -572,7 +867,7 @@ lt_calib_quantize_searched_full (const LtCalibStats *stats, gboolean full_block,
   g_return_val_if_fail (w != NULL, NULL);
   const int64_t gs = group_size, ngr = cols / MAX (gs, 1);
   g_autoptr (LtQuantTensor) q = NULL;
-  g_autofree float *hg = NULL;
+  g_autofree float *hg = NULL, *m1 = NULL;
   g_autofree uint8_t *codes = NULL;
   float ones[NMAX];
 
@@ -607,6 +902,15 @@ lt_calib_quantize_searched_full (const LtCalibStats *stats, gboolean full_block,
             h = h / (col_scales[ci] * col_scales[cj]);
           hg[(g * gs + i) * gs + j] = h;
         }
+  /* the full blocks' hg·1, the same for every row of a group (group_init's m1_pre) */
+#ifdef SEARCH_X86
+  if (hg != NULL && full_block && gs % 8 == 0 && have_avx2 ())
+    {
+      m1 = g_new (float, cols);
+      for (int64_t g = 0; g < ngr; g++)
+        matvec_avx2 (hg + g * gs * gs, (int) gs, 0.0f, ones, m1 + g * gs);
+    }
+#endif
 #pragma omp parallel for schedule(dynamic, 4) if (rows * cols >= 16384)
   for (int64_t r = 0; r < rows; r++)
     {
@@ -622,8 +926,8 @@ lt_calib_quantize_searched_full (const LtCalibStats *stats, gboolean full_block,
           if (hb != NULL && !full_block)
             lt_calib_group_search (mode, bits, wg, (int) gs, dg, NULL, 0.0f, sc, bi);
           else
-            lt_calib_group_search (mode, bits, wg, (int) gs, ones, hb,
-                                   row_damp ? row_damp[r] : 0.0f, sc, bi);
+            group_search (mode, bits, wg, (int) gs, ones, hb, row_damp ? row_damp[r] : 0.0f,
+                          m1 && hb ? m1 + g * gs : NULL, sc, bi);
           for (int64_t j = 0; j < gs; j++)
             quant_elem (mode, bits, wg[j], *sc, *bi, codes + r * cols + g * gs + j);
         }

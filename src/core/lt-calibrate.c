@@ -178,6 +178,7 @@ void
 lt_calib_stats_get_hessian (const LtCalibStats *stats, float *out)
 {
   int64_t in = stats->in;
+#pragma omp parallel for schedule(static) if (in >= 256)
   for (int64_t i = 0; i < in; i++)
     for (int64_t j = 0; j < in; j++)
       out[i * in + j] = j >= i ? stats->h[i * in + j] : stats->h[j * in + i];
@@ -190,7 +191,8 @@ lt_calib_stats_get_abs_mean (const LtCalibStats *stats, float *out)
     out[c] = stats->n > 0 ? (float) (stats->abs_sum[c] / (double) stats->n) : 0.0f;
 }
 
-/* Σ_rows (W−Ŵ)_r H (W−Ŵ)_rᵀ = ⟨H, ΔᵀΔ⟩ (Frobenius), H given by its upper triangle (in, in):
+/* Σ_rows (W−Ŵ)_r H (W−Ŵ)_rᵀ = ⟨H, ΔᵀΔ⟩ (Frobenius), H given by its upper triangle (in, in)
+ * (@w_hat NULL: Δ = W):
  * Δ in slabs of SSE_SLAB rows; per slab, the upper blocks of ΔᵀΔ (CHUNK rows of it each, one
  * sgemm, in parallel as lt_calib_stats_add) meet H's (off-diagonal terms twice); summed per
  * block, then in block and slab order (deterministic). rows·in² flops, half of Δ·H·Δᵀ's. */
@@ -206,10 +208,10 @@ output_sse (const float *h, int64_t in, const float *w, const float *w_hat, int6
   for (int64_t s0 = 0; s0 < rows; s0 += SSE_SLAB)
     {
       int64_t m = MIN (SSE_SLAB, rows - s0);
-      const float *ws = w + s0 * in, *hs = w_hat + s0 * in;
+      const float *ws = w + s0 * in, *hs = w_hat ? w_hat + s0 * in : NULL;
 #pragma omp parallel for schedule(static) if (m * in >= 65536)
       for (int64_t i = 0; i < m * in; i++)
-        d[i] = ws[i] - hs[i];
+        d[i] = hs ? ws[i] - hs[i] : ws[i];
 #pragma omp parallel if (nblocks > 1 && blocks_in_parallel ())
       {
         float *g = g_new (float, CHUNK * in);
@@ -236,6 +238,12 @@ output_sse (const float *h, int64_t in, const float *w, const float *w_hat, int6
         total += part[b];
     }
   return total;
+}
+
+double
+lt_calib_quad_sse (const LtCalibStats *stats, const float *w, int64_t rows)
+{
+  return output_sse (stats->h, stats->in, w, NULL, rows);
 }
 
 double
@@ -502,6 +510,7 @@ gptq_prepare (Gptq *G, GError **error)
           diag[i] = G->a[i * n + i];
         }
       g_qsort_with_data (G->perm, (gint) n, sizeof (int64_t), by_diag_desc, diag);
+#pragma omp parallel for schedule(static) if (n >= 256)
       for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++)
           b[i * n + j] = G->a[G->perm[i] * n + G->perm[j]];
@@ -697,18 +706,12 @@ quant_new_like (const LtQuantTensor *like, int64_t rows, GError **error)
   return q;
 }
 
-/* GPTQ over @w (rows, cols) f32, or the stored @src read in slabs of GPTQ_SLAB rows. */
-#define GPTQ_SLAB 4096
-static LtQuantTensor *
-gptq_run (const float *w, const LtTensor *src, int64_t rows, int64_t cols,
-          const LtCalibStats *stats, const LtGptqOptions *opts, LtGptqResult *result,
-          LtCalibProgress progress, gpointer user_data, GCancellable *cancellable,
-          GError **error)
+/* The checks of a GPTQ call and the factor's fields (not yet prepared). */
+static gboolean
+gptq_init (Gptq *G, int64_t rows, int64_t cols, const LtCalibStats *stats,
+           const LtGptqOptions *opts, GError **error)
 {
   const int64_t gs = opts->group_size;
-  Gptq G = { 0 };
-  g_autoptr (LtQuantTensor) q = NULL;
-  g_autofree float *buf = NULL;
 
   if (rows <= 0 || cols != stats->in || stats->n <= 0)
     {
@@ -716,28 +719,88 @@ gptq_run (const float *w, const LtTensor *src, int64_t rows, int64_t cols,
                    "GPTQ: a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " weight with statistics "
                    "of %" G_GINT64_FORMAT " inputs over %" G_GINT64_FORMAT " rows", rows, cols,
                    stats->in, stats->n);
-      return NULL;
+      return FALSE;
     }
   if (!lt_calib_check_group_params ("GPTQ", opts->mode, opts->bits, (int) gs, cols, error))
-    return NULL;
+    return FALSE;
   if (!(opts->damp >= 0.0) || opts->block_size <= 0)
     {
       g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
                    "GPTQ: damp %g and block size %d (want damp >= 0, block size > 0)",
                    opts->damp, opts->block_size);
-      return NULL;
+      return FALSE;
     }
-  G.stats = stats;
-  G.opts = opts;
-  G.n = cols;
-  G.gs = gs;
-  G.eb = ((opts->block_size + gs - 1) / gs) * gs;
-  G.res = (LtGptqResult) { NAN, NAN, 0.0, 0.0, 0, (int) G.eb };
+  G->stats = stats;
+  G->opts = opts;
+  G->n = cols;
+  G->gs = gs;
+  G->eb = ((opts->block_size + gs - 1) / gs) * gs;
+  G->res = (LtGptqResult) { NAN, NAN, 0.0, 0.0, 0, (int) G->eb };
+  return TRUE;
+}
+
+struct _LtGptqFactor
+{
+  Gptq G;                    /* prepared: a, perm, dead, res.lambda, res.n_dead */
+  LtGptqOptions opts;
+};
+
+LtGptqFactor *
+lt_gptq_factor_new (const LtCalibStats *stats, const LtGptqOptions *opts, GError **error)
+{
+  g_autoptr (LtGptqFactor) f = g_new0 (LtGptqFactor, 1);
+
+  g_return_val_if_fail (stats != NULL && opts != NULL, NULL);
+  f->opts = *opts;
+  if (!gptq_init (&f->G, 1, stats->in, stats, &f->opts, error) || !gptq_prepare (&f->G, error))
+    return NULL;
+  return g_steal_pointer (&f);
+}
+
+void
+lt_gptq_factor_free (LtGptqFactor *f)
+{
+  if (f == NULL)
+    return;
+  gptq_clear (&f->G);
+  g_free (f);
+}
+
+/* GPTQ over @w (rows, cols) f32, or the stored @src read in slabs of GPTQ_SLAB rows; with
+ * the prepared @factor of (stats, opts) when not NULL. */
+#define GPTQ_SLAB 4096
+static LtQuantTensor *
+gptq_run (const float *w, const LtTensor *src, int64_t rows, int64_t cols,
+          const LtCalibStats *stats, const LtGptqOptions *opts, const LtGptqFactor *factor,
+          LtGptqResult *result, LtCalibProgress progress, gpointer user_data,
+          GCancellable *cancellable, GError **error)
+{
+  Gptq G = { 0 };
+  g_autoptr (LtQuantTensor) q = NULL;
+  g_autofree float *buf = NULL;
+
+  if (factor != NULL)
+    {
+      /* the shared factor's U, order and dead columns; this call's sums */
+      if (rows <= 0 || cols != factor->G.n)
+        {
+          g_set_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT,
+                       "GPTQ: a %" G_GINT64_FORMAT "×%" G_GINT64_FORMAT " weight with a "
+                       "factor of %" G_GINT64_FORMAT " inputs", rows, cols, factor->G.n);
+          return NULL;
+        }
+      G = factor->G;
+      G.res.proxy = 0.0;
+      G.out_sse = G.rtn_sse = 0.0;
+    }
+  else if (!gptq_init (&G, rows, cols, stats, opts, error))
+    return NULL;
   G.progress = progress;
   G.user_data = user_data;
   G.cancellable = cancellable;
+  opts = G.opts;
   if (!keep_going (progress, user_data, cancellable, 0.0, "GPTQ", error)
-      || !gptq_prepare (&G, error)
+      || (factor == NULL && !gptq_prepare (&G, error))
       || !keep_going (progress, user_data, cancellable, 0.1, "GPTQ", error))
     goto fail;
   if (src != NULL
@@ -780,13 +843,15 @@ gptq_run (const float *w, const LtTensor *src, int64_t rows, int64_t cols,
     }
   if (result)
     *result = G.res;
-  gptq_clear (&G);
+  if (factor == NULL)
+    gptq_clear (&G);
   if (!keep_going (progress, user_data, cancellable, 1.0, "GPTQ", error))
     return NULL;
   return g_steal_pointer (&q);
 
 fail:
-  gptq_clear (&G);
+  if (factor == NULL)
+    gptq_clear (&G);
   return NULL;
 }
 
@@ -796,8 +861,17 @@ lt_gptq_quantize (const float *w, int64_t rows, int64_t cols, const LtCalibStats
                   gpointer user_data, GCancellable *cancellable, GError **error)
 {
   g_return_val_if_fail (w != NULL && stats != NULL && opts != NULL, NULL);
-  return gptq_run (w, NULL, rows, cols, stats, opts, result, progress, user_data, cancellable,
-                   error);
+  return gptq_run (w, NULL, rows, cols, stats, opts, NULL, result, progress, user_data,
+                   cancellable, error);
+}
+
+LtQuantTensor *
+lt_gptq_quantize_factored (const LtGptqFactor *factor, const float *w, int64_t rows,
+                           LtGptqResult *result, GCancellable *cancellable, GError **error)
+{
+  g_return_val_if_fail (factor != NULL && w != NULL, NULL);
+  return gptq_run (w, NULL, rows, factor->G.n, factor->G.stats, &factor->opts, factor, result,
+                   NULL, NULL, cancellable, error);
 }
 
 LtQuantTensor *
@@ -813,8 +887,8 @@ lt_gptq_quantize_tensor (const LtTensor *src, const LtCalibStats *stats,
                    "GPTQ: %s is not a matrix", src->name ? src->name : "the weight");
       return NULL;
     }
-  return gptq_run (NULL, src, src->shape[0], src->shape[1], stats, opts, result, progress,
-                   user_data, cancellable, error);
+  return gptq_run (NULL, src, src->shape[0], src->shape[1], stats, opts, NULL, result,
+                   progress, user_data, cancellable, error);
 }
 
 /* ---- the asymmetric target ----------------------------------------------------------- */
@@ -937,6 +1011,22 @@ lt_calib_asym_output_mse (const LtCalibStats *stats, const LtCalibStats *stats_f
   for (int64_t i = 0; i < rows * n; i++)
     sse += (double) t[i] * w_hat[i];
   return MAX (sse, 0.0) / (2.0 * (double) rows);
+}
+
+double
+lt_calib_asym_partial_sse (const LtCalibStats *stats, const float *g, const float *w,
+                           const float *w_hat, int64_t rows)
+{
+  const int64_t n = stats->in;
+  g_autofree float *t = g_new (float, (gsize) MAX (rows * n, 1));
+  double cross = 0.0;
+
+  /* − 2 tr (W G Ŵᵀ) (G scaled as H) + tr (Ŵ H Ŵᵀ) */
+  par_gemm (CblasNoTrans, CblasNoTrans, rows, n, n, (float) (2.0 / (double) stats->n), w, n,
+            g, n, 0.0f, t, n);
+  for (int64_t i = 0; i < rows * n; i++)
+    cross += (double) t[i] * w_hat[i];
+  return output_sse (stats->h, n, w_hat, NULL, rows) - 2.0 * cross;
 }
 
 /* ---- AWQ ----------------------------------------------------------------------------- */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lt-calibrate.h"
+#include "lt-calibrate-private.h"
 #include "lt-convert.h"
 #include "lt-dwq.h"
 #include "lt-error.h"
@@ -204,6 +205,67 @@ test_gptq_variants (void)
   fixture_clear (&f);
 }
 
+static void
+assert_same_quant (const LtQuantTensor *a, const LtQuantTensor *b)
+{
+  gsize g = (gsize) a->rows * a->groups_per_row;
+  g_assert_cmpint (a->rows, ==, b->rows);
+  g_assert_cmpint (a->cols, ==, b->cols);
+  g_assert_cmpmem (a->codes, a->rows * a->words_per_row * sizeof (uint32_t), b->codes,
+                   b->rows * b->words_per_row * sizeof (uint32_t));
+  g_assert_cmpmem (a->scales, g * sizeof (float), b->scales, g * sizeof (float));
+  g_assert_true ((a->biases == NULL) == (b->biases == NULL));
+  if (a->biases)
+    g_assert_cmpmem (a->biases, g * sizeof (float), b->biases, g * sizeof (float));
+}
+
+/* One factor of H shared by two linears (as q/k/v, gate/up share theirs): each one's codes,
+ * scales, biases and proxy are lt_gptq_quantize's with the same statistics, in every variant
+ * (mse_search, act_order); a weight of the wrong width is refused. */
+static void
+test_gptq_factor (void)
+{
+  Fixture f = { 0 };
+  g_autofree float *w2 = NULL;
+
+  fixture_load (&f);
+  /* a second weight: the first's rows in reverse order, negated and scaled */
+  w2 = g_new (float, f.rows * f.cols);
+  for (int64_t r = 0; r < f.rows; r++)
+    for (int64_t c = 0; c < f.cols; c++)
+      w2[r * f.cols + c] = -0.7f * f.w[(f.rows - 1 - r) * f.cols + c];
+  for (int v = 0; v < 4; v++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (LtGptqFactor) factor = NULL;
+      LtGptqOptions o;
+
+      lt_gptq_options_init (&o);
+      o.group_size = 32;
+      o.measure = FALSE;
+      o.mse_search = v & 1;
+      o.act_order = (v >> 1) & 1;
+      factor = lt_gptq_factor_new (f.stats, &o, &error);
+      g_assert_no_error (error);
+      for (int k = 0; k < 2; k++)
+        {
+          const float *w = k == 0 ? f.w : w2;
+          g_autoptr (LtQuantTensor) a = NULL, b = NULL;
+          LtGptqResult ra, rb;
+          a = lt_gptq_quantize (w, f.rows, f.cols, f.stats, &o, &ra, NULL, NULL, NULL, &error);
+          g_assert_no_error (error);
+          b = lt_gptq_quantize_factored (factor, w, f.rows, &rb, NULL, &error);
+          g_assert_no_error (error);
+          assert_same_quant (a, b);
+          g_assert_cmpfloat (ra.proxy, ==, rb.proxy);
+          g_assert_cmpfloat (ra.lambda, ==, rb.lambda);
+        }
+      g_assert_null (lt_gptq_quantize_factored (factor, f.w, 0, NULL, NULL, &error));
+      g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
+    }
+  fixture_clear (&f);
+}
+
 /* A weight of more than one GPTQ slab (4096 rows): stored BF16 and read slab by slab
  * (lt_gptq_quantize_tensor) it gives the codes, scales and measures of lt_gptq_quantize on
  * its f32 values, and rows [4096, 4160) (the second slab's first) equal the GPTQ of those 64
@@ -347,6 +409,7 @@ main (int argc, char **argv)
   g_test_add_func ("/calibrate/searched", test_searched);
   g_test_add_func ("/calibrate/gptq/variants", test_gptq_variants);
   g_test_add_func ("/calibrate/gptq/slabs", test_gptq_slabs);
+  g_test_add_func ("/calibrate/gptq/factor", test_gptq_factor);
   g_test_add_func ("/calibrate/dwq/best", test_dwq_best);
   return g_test_run ();
 }
