@@ -633,7 +633,7 @@ attention_cm (LtVulkanStream *s, int D, guint *kernel_off)
 {
   LtVulkanCoopmat *cm;
 
-  if (!lt_vulkan_coopmat_attention_wanted (s, D)
+  if (lt_vulkan_stream_get_exact_attention (s) || !lt_vulkan_coopmat_attention_wanted (s, D)
       || lt_vulkan_stream_max_shared_bytes (s) < ATT_CM_SHARED_BYTES)
     return FALSE;
   cm = lt_vulkan_get_coopmat (NULL, s);

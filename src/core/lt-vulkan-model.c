@@ -420,6 +420,8 @@ lt_vulkan_model_new_full (LtVulkan *vk, LtModel *m, gboolean infer, GError **err
       || (vm->sumsq = own (vm, vm->owned, 4, NULL, error)) == NULL)
     return NULL;
   vm->prec = lt_compute_get_dtype () == LT_COMPUTE_BF16 ? LT_COMPUTE_BF16 : LT_COMPUTE_F32;
+  /* the tensor cores' attention is bf16-precision: an f32 step keeps the portable kernels */
+  lt_vulkan_stream_set_exact_attention (vm->s, vm->prec != LT_COMPUTE_BF16);
   return g_steal_pointer (&vm);
 }
 

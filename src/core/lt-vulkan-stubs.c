@@ -172,6 +172,17 @@ lt_vulkan_stream_max_shared_bytes (LtVulkanStream *s)
   return 0;
 }
 
+void
+lt_vulkan_stream_set_exact_attention (LtVulkanStream *s, gboolean exact)
+{
+}
+
+gboolean
+lt_vulkan_stream_get_exact_attention (LtVulkanStream *s)
+{
+  return TRUE;
+}
+
 /* The stream accessor (lt-vulkan-private.h), for lt-vulkan-kernels.c to link: no
  * stream exists in this build */
 LtVulkanBuffer **

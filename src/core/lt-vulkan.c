@@ -174,6 +174,7 @@ struct _LtVulkanStream
   LtVulkanProfileStream *prof; /* NULL: not profiling */
   LtVulkanBuffer *scratch[LT_VULKAN_N_SCRATCH]; /* lt_vulkan_stream_scratch's */
   GPtrArray *retired; /* lt_vulkan_stream_scratch_grow's replaced buffers */
+  gboolean exact_attention; /* lt_vulkan_stream_set_exact_attention */
 };
 
 gboolean
@@ -575,6 +576,18 @@ lt_vulkan_stream_scratch (LtVulkanStream *s, LtVulkan **vk)
 {
   *vk = s->vk;
   return &s->scratch[LT_VULKAN_SCRATCH_SPLIT_K];
+}
+
+void
+lt_vulkan_stream_set_exact_attention (LtVulkanStream *s, gboolean exact)
+{
+  s->exact_attention = exact;
+}
+
+gboolean
+lt_vulkan_stream_get_exact_attention (LtVulkanStream *s)
+{
+  return s->exact_attention;
 }
 
 LtVulkanBuffer *

@@ -297,6 +297,12 @@ gboolean lt_vulkan_attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, Lt
                                       LtVulkanBuffer *q, LtVulkanBuffer *k, LtVulkanBuffer *v,
                                       LtKDType kv_dtype, int n, int S, int H, int KVH, int D,
                                       GError **error);
+/* TRUE: every attention recorded into @s takes the portable kernels (f32 sums from f32
+ * inputs), as lt_vulkan_attention_forward_exact does — lt-vulkan-model sets it when the step's
+ * precision is f32 (compute_dtype f32), so that only a bf16 step uses the tensor cores' bf16
+ * attention. FALSE (the default): the tensor cores where lt_vulkan_coopmat_attention_wanted. */
+void lt_vulkan_stream_set_exact_attention (LtVulkanStream *s, gboolean exact);
+gboolean lt_vulkan_stream_get_exact_attention (LtVulkanStream *s);
 /* The same on the portable kernels whatever the device has (f32 sums from f32 inputs, not the
  * tensor cores' bf16 precision): decoding uses it, so that text generated on the GPU follows
  * the CPU's (greedy choices between near-equal logits would otherwise differ). */
