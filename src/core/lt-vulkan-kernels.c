@@ -110,19 +110,14 @@ lt_vulkan_gemm_get_tile (void)
 LtVulkanGemmTile
 lt_vulkan_gemm_tile_for (LtVulkanGemmTile tile, int M, int N)
 {
-  const gsize min_groups = 128;
-  gsize m128 = ((gsize) M + 127) / 128, n128 = ((gsize) N + 127) / 128;
-  gsize m64 = ((gsize) M + 63) / 64, n64 = ((gsize) N + 63) / 64;
-
-  if (tile != LT_VULKAN_GEMM_TILE_AUTO)
-    return tile;
-  if (m128 * n128 >= min_groups)
-    return LT_VULKAN_GEMM_TILE_128X128;
-  if (M >= N && m128 * n64 >= min_groups)
-    return LT_VULKAN_GEMM_TILE_128X64;
-  if (N > M && m64 * n128 >= min_groups)
-    return LT_VULKAN_GEMM_TILE_64X128;
-  return LT_VULKAN_GEMM_TILE_64X64;
+  /* AUTO is 64 × 64: on the H100 (2026-12-07, `bench-vulkan --tiles`) it was the fastest tile
+   * at every 1B-shape product (13.9–16.3 TFLOP/s against 10.8–13.5 for 128 × 64 / 64 × 128)
+   * and the 128 × 128 tile ran at 1.7–1.9 (the 1B step 6.8 s against 1.4); at the SmolLM2
+   * shapes the two 128-wide tiles won some products by up to 30% and lost others by up to
+   * 40%. The bf16 products there go to the tensor cores anyway (lt-vulkan-coopmat). */
+  (void) M;
+  (void) N;
+  return tile != LT_VULKAN_GEMM_TILE_AUTO ? tile : LT_VULKAN_GEMM_TILE_64X64;
 }
 
 /* Split-K for products with few output tiles and a long K (a LoRA rank-r product over a
