@@ -101,19 +101,6 @@ download (LtVulkanBuffer *b, float *x, gsize n, GError **error)
   return lt_vulkan_buffer_download (b, 0, x, n * sizeof (float), error);
 }
 
-static double
-rel_diff (const float *a, const float *b, gsize n)
-{
-  double m = 0.0, mb = 0.0;
-  for (gsize i = 0; i < n; i++)
-    {
-      double d = fabs ((double) a[i] - b[i]);
-      m = isnan (d) ? INFINITY : MAX (m, d);
-      mb = MAX (mb, fabs ((double) b[i]));
-    }
-  return mb > 0.0 ? m / mb : m;
-}
-
 int
 bench_vulkan_attention (int argc, char **argv)
 {
@@ -194,9 +181,10 @@ bench_vulkan_attention (int argc, char **argv)
     }
   if (res[1][0] != NULL)
     printf ("\ntensor cores against portable (max |diff| / max |portable|): out %.3g, dq %.3g, "
-            "dk %.3g, dv %.3g\n", rel_diff (res[1][0], res[0][0], nq),
-            rel_diff (res[1][1], res[0][1], nq), rel_diff (res[1][2], res[0][2], nk),
-            rel_diff (res[1][3], res[0][3], nk));
+            "dk %.3g, dv %.3g\n", lt_vulkan_coopmat_rel_error (res[1][0], res[0][0], nq),
+            lt_vulkan_coopmat_rel_error (res[1][1], res[0][1], nq),
+            lt_vulkan_coopmat_rel_error (res[1][2], res[0][2], nk),
+            lt_vulkan_coopmat_rel_error (res[1][3], res[0][3], nk));
   status = have_cm && res[1][0] != NULL ? 0 : 2;
   goto done;
 

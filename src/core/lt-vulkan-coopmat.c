@@ -28,6 +28,19 @@
  * each double-buffered (the epilogue's scratch reuses A's) */
 #define SHARED_BYTES_NEEDED (2 * 2 * 128 * 40 * 2)
 
+double
+lt_vulkan_coopmat_rel_error (const float *a, const float *b, gsize n)
+{
+  double m = 0.0, mb = 0.0;
+  for (gsize i = 0; i < n; i++)
+    {
+      double d = fabs ((double) a[i] - b[i]);
+      m = isnan (d) ? INFINITY : MAX (m, d);
+      mb = MAX (mb, fabs ((double) b[i]));
+    }
+  return mb > 0.0 ? m / mb : m;
+}
+
 #ifdef LT_HAVE_VULKAN
 
 static gboolean self_check (LtVulkan *vk, LtVulkanCoopmat *cm);
@@ -309,20 +322,6 @@ lt_vulkan_coopmat_wanted (LtVulkanStream *s, int M, int N, int K, LtKDType a_dty
 #define ATT_CHECK_KVH 1
 #define ATT_CHECK_TOL 2e-2
 
-/* max |a − b| / max |b|; infinite where a holds a NaN */
-static double
-att_err (const float *a, const float *b, gsize n)
-{
-  double m = 0.0, mb = 0.0;
-  for (gsize i = 0; i < n; i++)
-    {
-      double d = fabs ((double) a[i] - b[i]);
-      m = isnan (d) ? INFINITY : MAX (m, d);
-      mb = MAX (mb, fabs ((double) b[i]));
-    }
-  return mb > 0.0 ? m / mb : m;
-}
-
 /* The forward and backward at head dim @D on @vk against the CPU references (on bf16-rounded
  * inputs); FALSE + @why on a failure. Runs with the kernels taken (att_state 1). */
 static gboolean
@@ -389,7 +388,7 @@ att_check_run (LtVulkan *vk, int D, char *why, gsize why_size)
                     error->message);
           return FALSE;
         }
-      if (!((e = att_err (got, refs[t], len)) <= ATT_CHECK_TOL))
+      if (!((e = lt_vulkan_coopmat_rel_error (got, refs[t], len)) <= ATT_CHECK_TOL))
         {
           snprintf (why, why_size, "the attention kernels' self-check failed (D %d): %s off by "
                     "%.3g of its largest value", D, names[t], e);

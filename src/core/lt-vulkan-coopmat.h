@@ -144,6 +144,10 @@ gboolean lt_vulkan_coopmat_peak (LtVulkanStream *s, LtVulkanBuffer *a, LtVulkanB
                                  guint groups, guint iters, guint loads, GError **error);
 double lt_vulkan_coopmat_peak_flops (LtVulkan *vk, guint groups, guint iters);
 
+/* max |a − b| / max |b| over @n values (infinite where a holds a NaN): how the attention's
+ * self-check and bench-vulkan --attention compare the tensor cores with a reference. */
+double lt_vulkan_coopmat_rel_error (const float *a, const float *b, gsize n);
+
 /* ---- between lt-vulkan.c and this module ---- */
 
 /* lt-vulkan.c: the record of @vk, or (@vk NULL) of @s's device. */
