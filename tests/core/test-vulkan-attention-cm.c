@@ -234,7 +234,6 @@ test_cache (void)
 static void
 test_packed (void)
 {
-  g_autoptr (GError) error = NULL;
   const int n1 = 50, n2 = 67, N = n1 + n2, H = 4, KVH = 2, D = 64;
   gsize nq = (gsize) N * H * D, nk = (gsize) N * KVH * D;
   g_autofree float *q = g_new (float, nq), *k = g_new (float, nk), *v = g_new (float, nk);
@@ -251,45 +250,8 @@ test_packed (void)
   round_bf16 (k, nk);
   round_bf16 (v, nk);
   round_bf16 (dout, nq);
-  for (int seq = 0; seq < 2; seq++)
-    {
-      int base = seq == 0 ? 0 : n1, n = seq == 0 ? n1 : n2;
-      gsize qo = (gsize) base * H * D, ko = (gsize) base * KVH * D;
-      lt_attention_forward_ref (ref + qo, q + qo, k + ko, v + ko, n, n, H, KVH, D);
-      lt_attention_backward_ref (dqr + qo, dkr + ko, dvr + ko, q + qo, k + ko, v + ko, dout + qo,
-                                 n, H, KVH, D);
-    }
-  g_autoptr (LtVulkanStream) s = stream ();
-  g_autoptr (LtVulkanBuffer) bq = upload (q, sizeof (float) * nq);
-  g_autoptr (LtVulkanBuffer) bk = upload (k, sizeof (float) * nk);
-  g_autoptr (LtVulkanBuffer) bv = upload (v, sizeof (float) * nk);
-  g_autoptr (LtVulkanBuffer) bdo = upload (dout, sizeof (float) * nq);
-  g_autoptr (LtVulkanBuffer) bo = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
-  g_autoptr (LtVulkanBuffer) blse = lt_vulkan_buffer_new (vk, sizeof (float) * N * H, &error);
-  g_autoptr (LtVulkanBuffer) bdelta = lt_vulkan_buffer_new (vk, sizeof (float) * N * H, &error);
-  g_autoptr (LtVulkanBuffer) bdq = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
-  g_autoptr (LtVulkanBuffer) bdk = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
-  g_autoptr (LtVulkanBuffer) bdv = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
-  g_autoptr (LtVulkanBuffer) bkp = lt_vulkan_buffer_new (vk, sizeof (float) * n2 * H * D, &error);
-  g_autoptr (LtVulkanBuffer) bvp = lt_vulkan_buffer_new (vk, sizeof (float) * n2 * H * D, &error);
-  g_assert_no_error (error);
-  for (int seq = 0; seq < 2; seq++)
-    {
-      int base = seq == 0 ? 0 : n1, n = seq == 0 ? n1 : n2;
-      g_assert_true (lt_vulkan_attention_forward_seq (s, bo, blse, bq, bk, bv, LT_KDTYPE_F32, base,
-                                                      n, n, H, KVH, D, &error));
-      /* the first sequence unsplit, the second split (partial sums from its own first row) */
-      g_assert_true (lt_vulkan_attention_backward_split (s, bdq, bdk, bdv, bq, bk, bv, bo, blse,
-                                                         bdo, bdelta, seq ? bkp : NULL,
-                                                         seq ? bvp : NULL, base, n, H, KVH, D,
-                                                         &error));
-      g_assert_no_error (error);
-    }
-  run (s);
-  download (bo, out, sizeof (float) * nq);
-  download (bdq, dq, sizeof (float) * nq);
-  download (bdk, dk, sizeof (float) * nk);
-  download (bdv, dv, sizeof (float) * nk);
+  /* the first sequence unsplit, the second split */
+  packed_attention_run (q, k, v, dout, n1, n2, H, KVH, D, 2u, out, dq, dk, dv, ref, dqr, dkr, dvr);
   double eo = err_rel (out, ref, nq), eq = err_rel (dq, dqr, nq), ek = err_rel (dk, dkr, nk);
   double ev = err_rel (dv, dvr, nk);
   g_test_message ("packed attention cm %d + %d rows: out %.3g, dq %.3g, dk %.3g, dv %.3g", n1, n2,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "src/core/kernels/lt-compute.h"
+#include "src/core/kernels/lt-kernels.h"
 #include "src/core/lt-vulkan.h"
 
 static LtVulkan *vk; /* device 0, opened once for every case (NULL: the cases skip) */
@@ -123,4 +124,59 @@ vulkan_test_close (void)
 {
   lt_vulkan_free (vk);
   g_free (skip_reason);
+}
+
+/* Two sequences of a packed batch (rows 0 … n1 − 1 and n1 … n1 + n2 − 1, H query heads on KVH
+ * key/value heads of D): the CPU references of each sequence alone into ref/dqr/dkr/dvr, and
+ * the device's _seq forward and split backward into out/dq/dk/dv (the backward split by query
+ * head for sequence i where bit i of @split is set, its partial sums indexed from the
+ * sequence's first row). */
+G_GNUC_UNUSED static void
+packed_attention_run (const float *q, const float *k, const float *v, const float *dout, int n1,
+                      int n2, int H, int KVH, int D, guint split, float *out, float *dq,
+                      float *dk, float *dv, float *ref, float *dqr, float *dkr, float *dvr)
+{
+  g_autoptr (GError) error = NULL;
+  const int N = n1 + n2;
+  gsize nq = (gsize) N * H * D, nk = (gsize) N * KVH * D;
+
+  for (int seq = 0; seq < 2; seq++)
+    {
+      int base = seq == 0 ? 0 : n1, n = seq == 0 ? n1 : n2;
+      gsize qo = (gsize) base * H * D, ko = (gsize) base * KVH * D;
+      lt_attention_forward_ref (ref + qo, q + qo, k + ko, v + ko, n, n, H, KVH, D);
+      lt_attention_backward_ref (dqr + qo, dkr + ko, dvr + ko, q + qo, k + ko, v + ko, dout + qo,
+                                 n, H, KVH, D);
+    }
+  g_autoptr (LtVulkanStream) s = stream ();
+  g_autoptr (LtVulkanBuffer) bq = upload (q, sizeof (float) * nq);
+  g_autoptr (LtVulkanBuffer) bk = upload (k, sizeof (float) * nk);
+  g_autoptr (LtVulkanBuffer) bv = upload (v, sizeof (float) * nk);
+  g_autoptr (LtVulkanBuffer) bdo = upload (dout, sizeof (float) * nq);
+  g_autoptr (LtVulkanBuffer) bo = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
+  g_autoptr (LtVulkanBuffer) blse = lt_vulkan_buffer_new (vk, sizeof (float) * N * H, &error);
+  g_autoptr (LtVulkanBuffer) bdelta = lt_vulkan_buffer_new (vk, sizeof (float) * N * H, &error);
+  g_autoptr (LtVulkanBuffer) bdq = lt_vulkan_buffer_new (vk, sizeof (float) * nq, &error);
+  g_autoptr (LtVulkanBuffer) bdk = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
+  g_autoptr (LtVulkanBuffer) bdv = lt_vulkan_buffer_new (vk, sizeof (float) * nk, &error);
+  g_autoptr (LtVulkanBuffer) bkp = lt_vulkan_buffer_new (vk, sizeof (float) * n2 * H * D, &error);
+  g_autoptr (LtVulkanBuffer) bvp = lt_vulkan_buffer_new (vk, sizeof (float) * n2 * H * D, &error);
+  g_assert_no_error (error);
+  for (int seq = 0; seq < 2; seq++)
+    {
+      int base = seq == 0 ? 0 : n1, n = seq == 0 ? n1 : n2;
+      gboolean sp = (split >> seq) & 1;
+      g_assert_true (lt_vulkan_attention_forward_seq (s, bo, blse, bq, bk, bv, LT_KDTYPE_F32, base,
+                                                      n, n, H, KVH, D, &error));
+      g_assert_true (lt_vulkan_attention_backward_split (s, bdq, bdk, bdv, bq, bk, bv, bo, blse,
+                                                         bdo, bdelta, sp ? bkp : NULL,
+                                                         sp ? bvp : NULL, base, n, H, KVH, D,
+                                                         &error));
+      g_assert_no_error (error);
+    }
+  run (s);
+  download (bo, out, sizeof (float) * nq);
+  download (bdq, dq, sizeof (float) * nq);
+  download (bdk, dk, sizeof (float) * nk);
+  download (bdv, dv, sizeof (float) * nk);
 }
