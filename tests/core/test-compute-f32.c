@@ -30,6 +30,7 @@
 #include "src/core/lt-optimizer.h"
 #include "src/core/lt-run-dir.h"
 #include "src/core/lt-run.h"
+#include "tests/core/test-trajectory.h"
 #include "tests/test-util.h"
 
 static void
@@ -693,79 +694,12 @@ test_openblas_is_cblas (void)
 
 /* ---- trajectories ---- */
 
-typedef struct
-{
-  const char *model;
-  const char *kind;
-  LtQuantization quant;
-} Case;
-
-static char *
-data_path (const char *a, const char *b)
-{
-  const char *root = g_getenv ("LATHE_TEST_DATA");
-  return g_build_filename (root ? root : "tests/data", a, b, NULL);
-}
-
 /* 6 AdamW steps of the fixture's examples under @engine (f32 products); losses[6] */
 static void
-trajectory (const Case *c, LtF32Engine engine, double *losses)
+trajectory_on (const Case *c, LtF32Engine engine, double *losses)
 {
-  g_autofree char *sub = g_strdup_printf ("%s-%s", c->model, c->kind);
-  g_autofree char *model_dir = data_path ("models", c->model);
-  g_autofree char *adapter_dir = data_path ("train", sub);
-  g_autofree char *ref_path = g_build_filename (adapter_dir, "reference.json", NULL);
-  g_autoptr (GError) error = NULL;
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autoptr (LtModel) model = NULL;
-  g_autoptr (LtOptimizer) opt = NULL;
-  LtOptimizerParams op = { LT_OPTIMIZER_ADAMW, 0.01, 0.9, 0.999, 1e-8, 0.0 };
-  LtLoadOptions lo = { 0 };
-  JsonArray *examples;
-
   g_assert_true (lt_compute_set_f32_engine (engine));
-  lt_compute_set_dtype (LT_COMPUTE_F32);
-  g_assert_true (json_parser_load_from_file (parser, ref_path, &error));
-  g_assert_no_error (error);
-  examples = json_object_get_array_member (json_node_get_object (json_parser_get_root (parser)),
-                                           "example_ids");
-  lo.quantization = c->quant;
-  model = lt_model_load_with_options (model_dir, &lo, &error);
-  g_assert_no_error (error);
-  g_assert_true (lt_model_load_adapters (model, adapter_dir, &error));
-  g_assert_no_error (error);
-  lt_model_set_training (model, TRUE, 0);
-  opt = lt_optimizer_new (&op);
-  for (guint i = 0; i < lt_model_get_n_params (model); i++)
-    {
-      const char *name;
-      float *p, *g;
-      gsize n;
-      lt_model_get_param (model, i, &name, &p, &g, &n, NULL);
-      lt_optimizer_add (opt, name, p, g, n, TRUE);
-    }
-  for (guint s = 0; s < 6; s++)
-    {
-      JsonArray *ids = json_array_get_array_element (examples, s);
-      int T = (int) json_array_get_length (ids);
-      g_autofree int32_t *tok = g_new (int32_t, T);
-      g_autofree int32_t *tgt = g_new (int32_t, T);
-      g_autofree float *wt = g_new (float, T);
-      double loss_sum = 0.0;
-      for (int i = 0; i < T; i++)
-        {
-          tok[i] = (int32_t) json_array_get_int_element (ids, i);
-          wt[i] = i + 1 < T ? 1.0f : 0.0f;
-        }
-      for (int i = 0; i < T; i++)
-        tgt[i] = i + 1 < T ? tok[i + 1] : -1;
-      lt_optimizer_zero_grad (opt);
-      g_assert_true (lt_model_forward_backward (model, tok, &T, 1, tgt, wt,
-                                                1.0f / (float) (T - 1), &loss_sum, &error));
-      g_assert_no_error (error);
-      losses[s] = loss_sum / (T - 1);
-      lt_optimizer_step (opt, 1e-2);
-    }
+  trajectory (c, LT_COMPUTE_F32, losses);
   lt_compute_set_f32_engine (LT_F32_ENGINE_OPENBLAS);
 }
 
@@ -780,8 +714,8 @@ test_trajectory (gconstpointer data)
       g_test_skip ("oneDNN (libdnnl.so.2) is not available");
       return;
     }
-  trajectory (c, LT_F32_ENGINE_OPENBLAS, blas);
-  trajectory (c, LT_F32_ENGINE_ONEDNN, dnnl);
+  trajectory_on (c, LT_F32_ENGINE_OPENBLAS, blas);
+  trajectory_on (c, LT_F32_ENGINE_ONEDNN, dnnl);
   for (int s = 0; s < 6; s++)
     {
       double rel = fabs (dnnl[s] - blas[s]) / fabs (blas[s]);
