@@ -11,11 +11,10 @@
 //
 // A workgroup of WARPS_M × WARPS_N subgroups of 32 computes a BM × BN tile of C; each subgroup
 // a TM × TN piece of it as (TM/16) × (TN/CN) f32 accumulators of 16 × CN (CN 16 or 8: the
-// shape the device offers, 16 × CN × 16 with f16 A and B). K is walked in slices of BK (32,
-// double-buffered in shared memory, or 64 single-buffered; rows padded by 8 halves, so that
-// 16-byte rows start on different banks): each invocation loads its share of slice s + 1 into
-// registers while the tensor cores work on slice s, then stores it into the other buffer (one
-// barrier a slice; single-buffered, a second barrier first).
+// shape the device offers, 16 × CN × 16 with f16 A and B). K is walked in slices of BK = 32,
+// double-buffered in shared memory (rows padded by 8 halves, so that 16-byte rows start on
+// different banks): each invocation loads its share of slice s + 1 into registers while the
+// tensor cores work on slice s, then stores it into the other buffer; one barrier a slice.
 //
 // -DEMULATE_COOPMAT builds the same kernel without the extension, for checking it on a device
 // that lacks it (lavapipe): a fragment load records where it would read (offset, stride,
@@ -33,15 +32,10 @@
 #extension GL_KHR_shader_subgroup_basic : enable
 #endif
 
-// WARPS_M, WARPS_N, TM, TN, CN (and BK, DBUF) come from glslc (-D): the variants of meson.build.
+// WARPS_M, WARPS_N, TM, TN, CN come from glslc (-D): the variants of meson.build.
 #define CM 16
 #define CK 16
-#ifndef BK
-#define BK 32 // the K slice: 32 double-buffered, or 64 single-buffered (DBUF 0: 48 KiB)
-#endif
-#ifndef DBUF
-#define DBUF 1
-#endif
+#define BK 32
 #define SROW (BK / 8 + 1) // 16-byte units a staged row: BK halves + 8 of padding
 #define KQ (BK / 8)       // 16-byte units of a slice's row
 #define BM (WARPS_M * TM)
@@ -52,7 +46,6 @@
 #define FN (TN / CN)
 #define LA (BM * KQ / NT) // 16-byte loads an invocation makes of A's slice
 #define LB (BN * KQ / NT)
-#define NBUF (DBUF != 0 ? 2 : 1)
 
 layout (local_size_x = NT) in;
 
@@ -69,16 +62,16 @@ layout (push_constant) uniform Params
 } p;
 
 #ifndef EMULATE_COOPMAT
-shared uvec4 As[NBUF * BM * SROW];
-shared uvec4 Bs[NBUF * BN * SROW];
+shared uvec4 As[2 * BM * SROW];
+shared uvec4 Bs[2 * BN * SROW];
 #define STAGE_A(u, q) As[u] = q
 #define STAGE_B(u, q) Bs[u] = q
 #define SCRATCH_AT(w) uintBitsToFloat (As[(w) / 4u][(w) % 4u])
 #else
 // emulated: the staged halves unpacked to floats once (8 per 16-byte unit), as lavapipe reads
 // them many times; the epilogue's scratch is floats too
-shared float As[NBUF * BM * SROW * 8];
-shared float Bs[NBUF * BN * SROW * 8];
+shared float As[2 * BM * SROW * 8];
+shared float Bs[2 * BN * SROW * 8];
 void
 stage_unpacked (bool to_a, uint u, uvec4 q)
 {
@@ -270,7 +263,7 @@ main ()
   barrier ();
   for (uint s = 0u; s < nk; s++)
     {
-      const uint buf = DBUF != 0 ? s & 1u : 0u;
+      const uint buf = s & 1u;
       if (s + 1u < nk)
         load_slice (s + 1u, tid, row0, col0); // in flight during the multiplications
       [[unroll]] for (uint kk = 0u; kk < BK / CK; kk++)
@@ -281,12 +274,8 @@ main ()
           FOR_J (LOAD_B)
           FOR_IJ (MMA_IJ)
         }
-#if DBUF == 0
-      barrier (); // every subgroup is done with the slice before it is overwritten
-#endif
       if (s + 1u < nk)
-        stage_slice (DBUF != 0 ? buf ^ 1u : 0u, tid); // double-buffered: its last readers
-                                                       // were done at the last barrier
+        stage_slice (buf ^ 1u, tid); // its last readers were done at the last barrier
       barrier ();
     }
 
