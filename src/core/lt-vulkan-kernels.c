@@ -161,6 +161,120 @@ gemm_splits (LtVulkanStream *s, guint tiles, int M, int N, int K, guint32 *k_chu
   return splits;
 }
 
+/* Thin products (gemm-thin.comp): f32 operands, one side of C at most THIN_MAX wide and the
+ * other wider, K at least THIN_MIN_K — LoRA's rank-r products over a sequence, which
+ * gemm.comp's 64 × 64 tile runs at 1/8 of its use. K is split so that the blocks × slices
+ * reach THIN_GROUPS workgroups, slices at least THIN_MIN_K deep (the partial products in the
+ * split-K scratch, grown to fit). LATHE_VULKAN_GEMM_THIN=0 leaves them to gemm.comp. */
+#define THIN_MAX 16
+#define THIN_MIN_K 128u
+#define THIN_GROUPS 512u
+#define THIN_MAX_SPLITS 64u
+#define THIN_BW 128u /* gemm-thin.comp's block: BW rows × BT columns */
+#define THIN_BT 8u
+
+static gint gemm_thin_on = -1; /* -1: not read from the environment yet */
+
+void
+lt_vulkan_gemm_set_thin (gboolean on)
+{
+  g_atomic_int_set (&gemm_thin_on, on ? 1 : 0);
+}
+
+gboolean
+lt_vulkan_gemm_thin_for (int M, int N, int K)
+{
+  if (g_atomic_int_get (&gemm_thin_on) < 0)
+    g_atomic_int_compare_and_exchange (&gemm_thin_on, -1,
+                                       g_strcmp0 (g_getenv ("LATHE_VULKAN_GEMM_THIN"), "0") != 0);
+  return g_atomic_int_get (&gemm_thin_on) && K >= (int) THIN_MIN_K
+         && ((N <= THIN_MAX && M > THIN_MAX) || (M <= THIN_MAX && N > THIN_MAX));
+}
+
+/* C = alpha·op(A)·op(B) + beta·C as gemm-thin.comp's X (wide rows) · Y (thin columns): with
+ * N thin X is op(A) and C is C; with M thin X is op(B)ᵀ, Y op(A)ᵀ and C is Cᵀ. */
+static gboolean
+gemm_thin (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
+           const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
+           const LtVulkanMatrix *C, LtComputeDType precision, GError **error)
+{
+  struct
+  {
+    guint32 W, T, K, x_off, xs_w, xs_k, y_off, ys_k, ys_t, c_off, cs_w, cs_t, round_x, round_y;
+    float alpha, beta;
+    guint32 k_chunk, part_stride;
+  } pc;
+  gboolean n_thin = N <= THIN_MAX;
+  const LtVulkanMatrix *X = n_thin ? A : B, *Y = n_thin ? B : A;
+  guint32 lda = (guint32) A->ld, ldb = (guint32) B->ld;
+  guint gx, gy, splits;
+  gboolean rnd = precision == LT_COMPUTE_BF16;
+
+  pc = (typeof (pc)) {
+    .W = (guint32) (n_thin ? M : N), .T = (guint32) (n_thin ? N : M), .K = (guint32) K,
+    .x_off = (guint32) X->offset, .y_off = (guint32) Y->offset, .c_off = (guint32) C->offset,
+    .round_x = rnd, .round_y = rnd, .alpha = alpha, .beta = beta, .k_chunk = (guint32) K,
+  };
+  if (n_thin)
+    {
+      /* X[w][k] = op(A)[w][k], Y[k][t] = op(B)[k][t], C[w][t] */
+      pc.xs_w = ta == LT_NO_TRANS ? lda : 1u;
+      pc.xs_k = ta == LT_NO_TRANS ? 1u : lda;
+      pc.ys_k = tb == LT_NO_TRANS ? ldb : 1u;
+      pc.ys_t = tb == LT_NO_TRANS ? 1u : ldb;
+      pc.cs_w = (guint32) C->ld;
+      pc.cs_t = 1u;
+    }
+  else
+    {
+      /* X[w][k] = op(B)[k][w], Y[k][t] = op(A)[t][k], C[w][t] = C[t][w] */
+      pc.xs_w = tb == LT_NO_TRANS ? 1u : ldb;
+      pc.xs_k = tb == LT_NO_TRANS ? ldb : 1u;
+      pc.ys_k = ta == LT_NO_TRANS ? 1u : lda;
+      pc.ys_t = ta == LT_NO_TRANS ? lda : 1u;
+      pc.cs_w = 1u;
+      pc.cs_t = (guint32) C->ld;
+    }
+  gx = (pc.W + THIN_BW - 1) / THIN_BW;
+  gy = (pc.T + THIN_BT - 1) / THIN_BT;
+  splits = MIN (MIN ((THIN_GROUPS + gx * gy - 1) / (gx * gy), (guint) K / THIN_MIN_K),
+                THIN_MAX_SPLITS);
+  splits = MAX (splits, 1u);
+  pc.k_chunk = (((guint) K + splits - 1) / splits + 31) / 32 * 32;
+  splits = ((guint) K + pc.k_chunk - 1) / pc.k_chunk;
+  LtVulkanBuffer *bufs[] = { X->buf, Y->buf, C->buf };
+  if (splits <= 1)
+    {
+      pc.k_chunk = (guint32) K;
+      return lt_vulkan_stream_dispatch (s, LT_VK_GEMM_THIN, bufs, 3, &pc, sizeof pc, gx, gy, 1,
+                                        error);
+    }
+  /* split-K: the slices' partial products (alpha applied) in M × N order into the scratch,
+   * then gemm-reduce.comp sums them into C with beta */
+  gsize need = (gsize) splits * M * N;
+  g_autoptr (GError) local = NULL;
+  gboolean fresh;
+  LtVulkanBuffer *scratch
+    = lt_vulkan_stream_scratch_grow (s, LT_VULKAN_SCRATCH_SPLIT_K,
+                                     MAX (need, SPLIT_SCRATCH) * sizeof (float), &fresh, &local);
+  if (scratch == NULL)
+    return lt_vulkan_stream_fail (s, error, local->code, "%s", local->message);
+  struct { guint32 M, N, ldc, c_off, splits, stride; float beta; } pr = {
+    (guint32) M, (guint32) N, (guint32) C->ld, (guint32) C->offset, splits,
+    (guint32) ((gsize) M * N), beta
+  };
+  LtVulkanBuffer *parts[] = { X->buf, Y->buf, scratch }, *red[] = { scratch, C->buf };
+  pc.c_off = 0;
+  pc.cs_w = n_thin ? (guint32) N : 1u;
+  pc.cs_t = n_thin ? 1u : (guint32) N;
+  pc.beta = 0.0f;
+  pc.part_stride = (guint32) ((gsize) M * N);
+  return lt_vulkan_stream_dispatch (s, LT_VK_GEMM_THIN, parts, 3, &pc, sizeof pc, gx, gy, splits,
+                                    error)
+         && lt_vulkan_stream_dispatch (s, LT_VK_GEMM_REDUCE, red, 2, &pr, sizeof pr,
+                                       groups_1d (s, (gsize) M * N), 1, 1, error);
+}
+
 gboolean
 lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
                 const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
@@ -213,6 +327,8 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
   lt_vulkan_stream_note (s, 2.0 * M * N * K, "%c%c %dx%dx%d%s", ta == LT_TRANS ? 'T' : 'N',
                          tb == LT_TRANS ? 'T' : 'N', M, N, K,
                          precision == LT_COMPUTE_BF16 ? " bf16" : "");
+  if (A->dtype == LT_KDTYPE_F32 && B->dtype == LT_KDTYPE_F32 && lt_vulkan_gemm_thin_for (M, N, K))
+    return gemm_thin (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
   if (lt_vulkan_coopmat_wanted (s, M, N, K, A->dtype, B->dtype, precision)) /* tensor cores */
     return lt_vulkan_coopmat_gemm (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
 

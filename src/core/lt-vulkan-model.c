@@ -1213,7 +1213,8 @@ forward_run (LtVulkanModel *vm, const int32_t *tokens, const int *lengths, int B
   if (backward)
     {
       LtVulkanMatrix ml = mat (vm->logits, 0, chunk, F32), mdxn = mat (vm->dxn, 0, C, F32);
-      /* pass 2: dlogits per chunk → dxn (f32, as lt_linear_backward_input_rows) */
+      /* pass 2: dlogits per chunk → dxn, in the step's precision (bf16 products on the
+       * tensor cores where they are; lt_linear_backward_input_rows's bf16 path does the same) */
       for (int v0 = 0; v0 < V; v0 += chunk)
         {
           int vc = MIN (chunk, V - v0);
@@ -1222,7 +1223,7 @@ forward_run (LtVulkanModel *vm, const int32_t *tokens, const int *lengths, int B
                                                           vm->targets, vm->scale_b, N, v0, vc,
                                                           error)
               || !base_gemm (vm, &vm->head, LT_NO_TRANS, N, v0, vc, 1.0f, &ml,
-                             v0 == 0 ? 0.0f : 1.0f, &mdxn, LT_COMPUTE_F32, error))
+                             v0 == 0 ? 0.0f : 1.0f, &mdxn, vm->prec, error))
             return FALSE;
         }
       if (!lt_vulkan_rmsnorm_backward (s, vm->dx, vm->junk, vm->xin[L], vm->norm, vm->dxn, eps,

@@ -106,6 +106,7 @@ typedef enum
   LT_VK_ATT_DKDV_CM_EMU_D64_N8,
   LT_VK_ATT_DKDV_CM_EMU_D128_N16,
   LT_VK_ATT_DKDV_CM_EMU_D128_N8,
+  LT_VK_GEMM_THIN, /* products with one side at most 16 wide (gemm-thin.comp) */
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 

@@ -193,6 +193,13 @@ const char *lt_vulkan_gemm_tile_name (LtVulkanGemmTile tile);
 /* The tile @tile (AUTO resolved) takes for an M × N result. */
 LtVulkanGemmTile lt_vulkan_gemm_tile_for (LtVulkanGemmTile tile, int M, int N);
 
+/* The thin-product kernel (gemm-thin.comp): f32 operands, one side of C at most 16 wide, the
+ * other wider, K at least 128 — LoRA's rank-r products, which the tiled GEMM runs at a
+ * fraction of its use. On unless LATHE_VULKAN_GEMM_THIN=0; set_thin overrides (benches,
+ * tests). thin_for: whether lt_vulkan_gemm takes it for an f32 M × N × K product. */
+void lt_vulkan_gemm_set_thin (gboolean on);
+gboolean lt_vulkan_gemm_thin_for (int M, int N, int K);
+
 /* out (N, C) = RMSNorm(x) · w; out may be x. */
 gboolean lt_vulkan_rmsnorm_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *x,
                                     LtVulkanBuffer *w, float eps, int N, int C, GError **error);

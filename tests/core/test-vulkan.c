@@ -505,13 +505,15 @@ test_gemm_tiles (void)
     }
   lt_vulkan_gemm_set_tile (saved);
   /* split-K (few output tiles, K >= 1024): the LoRA products' shapes, skinny either way, with
-   * beta, offsets and strides, in every tile */
+   * beta, offsets and strides, in every tile (the thin kernel off: it would take them) */
+  lt_vulkan_gemm_set_thin (FALSE);
   for (gsize t = 0; t < G_N_ELEMENTS (tiles) + 1; t++)
     {
       lt_vulkan_gemm_set_tile (t < G_N_ELEMENTS (tiles) ? tiles[t] : LT_VULKAN_GEMM_TILE_64X64);
       gemm_general_shape (0, 70, 8, 3000);
       gemm_general_shape (0, 8, 130, 1100);
     }
+  lt_vulkan_gemm_set_thin (TRUE);
   lt_vulkan_gemm_set_tile (saved);
   /* AUTO: 64 × 64 at every shape (measured on an H100: lt_vulkan_gemm_tile_for) */
   g_assert_cmpint (lt_vulkan_gemm_tile_for (LT_VULKAN_GEMM_TILE_AUTO, 2048, 8192), ==,
@@ -522,6 +524,33 @@ test_gemm_tiles (void)
                    LT_VULKAN_GEMM_TILE_64X64);
   g_assert_cmpint (lt_vulkan_gemm_tile_for (LT_VULKAN_GEMM_TILE_64X128, 8, 8), ==,
                    LT_VULKAN_GEMM_TILE_64X128);
+}
+
+/* The thin-product kernel (gemm-thin.comp): the general cases at shapes it takes — N thin
+ * and M thin, one and two 8-column blocks, K split into 1 to 64 slices (not multiples of its
+ * 32-deep steps), more rows than one 128-row block — in f32 and with the bf16 precision,
+ * against the same references; bf16 storage goes to gemm.comp. */
+static void
+test_gemm_thin (void)
+{
+  const int shapes[][3] = { { 300, 8, 700 }, { 8, 300, 700 }, { 200, 13, 129 },
+                            { 5, 1000, 4100 }, { 2100, 16, 2050 }, { 16, 140, 8200 } };
+
+  REQUIRE_DEVICE ();
+  lt_vulkan_gemm_set_thin (TRUE);
+  for (gsize i = 0; i < G_N_ELEMENTS (shapes); i++)
+    {
+      g_assert_true (lt_vulkan_gemm_thin_for (shapes[i][0], shapes[i][1], shapes[i][2]));
+      gemm_general_shape (0, shapes[i][0], shapes[i][1], shapes[i][2]);
+    }
+  /* not thin: both sides wide, both thin, or K short */
+  g_assert_false (lt_vulkan_gemm_thin_for (64, 64, 4096));
+  g_assert_false (lt_vulkan_gemm_thin_for (8, 8, 4096));
+  g_assert_false (lt_vulkan_gemm_thin_for (2048, 8, 64));
+  g_assert_false (lt_vulkan_gemm_thin_for (2048, 17, 4096));
+  lt_vulkan_gemm_set_thin (FALSE);
+  g_assert_false (lt_vulkan_gemm_thin_for (300, 8, 700));
+  lt_vulkan_gemm_set_thin (TRUE);
 }
 
 /* The cooperative-matrix kernel (lt-vulkan-coopmat), where the device has it (a GPU with
@@ -1387,6 +1416,7 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan/gemm/linear-f16", test_gemm_linear_f16);
   g_test_add_func ("/vulkan/gemm/general", test_gemm_general);
   g_test_add_func ("/vulkan/gemm/errors", test_gemm_errors);
+  g_test_add_func ("/vulkan/gemm/thin", test_gemm_thin);
   g_test_add_func ("/vulkan/gemm/coopmat", test_gemm_coopmat);
   g_test_add_func ("/vulkan/tiles/gemm", test_gemm_tiles);
   g_test_add_func ("/vulkan/rmsnorm", test_rmsnorm);
