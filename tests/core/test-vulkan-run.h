@@ -45,8 +45,9 @@ rel_to_max (const float *a, const float *b, gsize n)
 }
 
 /* The run configuration they start from: @model on a copy of @train (train.jsonl and
- * valid.jsonl, the same text) in TMP/data, its run folder TMP/RUN, on @device; each test sets
- * its own hyper-parameters. */
+ * valid.jsonl, the same text) in TMP/data, its run folder TMP/RUN, on @device, with f32
+ * products (compute_dtype auto would pick bf16 on a CPU with AMX, and the tolerances are
+ * f32's); each test sets its own hyper-parameters. */
 G_GNUC_UNUSED static LtRunConfig *
 vulkan_run_config_base (const char *train, const char *model, const char *tmp, const char *run,
                         const char *device)
@@ -72,6 +73,7 @@ vulkan_run_config_base (const char *train, const char *model, const char *tmp, c
   cfg->adapter_path = g_build_filename (tmp, run, NULL);
   g_free (cfg->compute_device);
   cfg->compute_device = g_strdup (device);
+  cfg->compute_dtype = LT_COMPUTE_DTYPE_F32;
   return cfg;
 }
 
