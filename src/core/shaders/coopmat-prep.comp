@@ -7,7 +7,8 @@
 // logical (row, k) matrix, operand A in gl_WorkGroupID.z == 0 and B in z == 1:
 //
 // -DPREP_MAX: every row's largest magnitude (bits of |x| as a uint, which orders like the
-//   value) folded into the scratch's max words with atomicMax; gemm-coopmat.comp zeroes them
+//   value; the tile staged in shared memory as the pack pass does, then reduced by row)
+//   folded into the scratch's max words with atomicMax; gemm-coopmat.comp zeroes them
 //   again once it no longer needs them (lt-vulkan-coopmat.c zeroes them at allocation).
 // -DPREP_PACK: the rows' exponents from those maxima (written to the exp words by the tiles of
 //   k == 0), then the scaled f16 values into the packed matrix: rows padded to rp, K to kp,
@@ -113,14 +114,21 @@ main ()
           if (p.round_[w] != 0u)
             v = lt_round_bf16 (v);
         }
-#ifdef PREP_MAX
-      atomicMax (smax[rl], floatBitsToUint (abs (v)));
-#else
       tile[rl][kl] = v;
-#endif
     }
   barrier ();
 #ifdef PREP_MAX
+  // each row's largest magnitude from the tile: four invocations a row, 16 elements each
+  // (an atomicMax per element into smax serialized the 64 invocations that share a row when
+  // the rows are stored as rows)
+  {
+    const uint rl = tid % T, q = tid / T; // consecutive invocations on consecutive rows
+    uint m = 0u;
+    for (uint i = 0u; i < T / 4u; i++)
+      m = max (m, floatBitsToUint (abs (tile[rl][q * (T / 4u) + i])));
+    atomicMax (smax[rl], m);
+  }
+  barrier ();
   if (tid < T && r0 + tid < R && smax[tid] != 0u)
     atomicMax (sw[p.max_off[w] + r0 + tid], smax[tid]);
 #else
