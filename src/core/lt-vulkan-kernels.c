@@ -413,7 +413,7 @@ lt_vulkan_rmsnorm_backward (LtVulkanStream *s, LtVulkanBuffer *dx, LtVulkanBuffe
   if (N == 0)
     return TRUE;
   if (!holds (s, dx, 0, (gsize) N * C, 4, "rmsnorm backward", "dx", error)
-      || !holds (s, dw, 0, (gsize) C, 4, "rmsnorm backward", "dw", error)
+      || (dw != NULL && !holds (s, dw, 0, (gsize) C, 4, "rmsnorm backward", "dw", error))
       || !holds (s, x, 0, (gsize) N * C, 4, "rmsnorm backward", "x", error)
       || !holds (s, w, 0, (gsize) C, 4, "rmsnorm backward", "w", error)
       || !holds (s, dy, 0, (gsize) N * C, 4, "rmsnorm backward", "dy", error)
@@ -424,8 +424,10 @@ lt_vulkan_rmsnorm_backward (LtVulkanStream *s, LtVulkanBuffer *dx, LtVulkanBuffe
   LtVulkanBuffer *cols[] = { dw, x, dy, scratch };
   return lt_vulkan_stream_dispatch (s, LT_VK_RMSNORM_BACKWARD, rows, 5, &pc, sizeof pc,
                                     groups_rows (s, N), 1, 1, error)
-         && lt_vulkan_stream_dispatch (s, LT_VK_RMSNORM_BACKWARD_DW, cols, 4, &pdw, sizeof pdw,
-                                       ((guint) C + GROUP - 1) / GROUP, 1, 1, error);
+         && (dw == NULL
+             || lt_vulkan_stream_dispatch (s, LT_VK_RMSNORM_BACKWARD_DW, cols, 4, &pdw,
+                                           sizeof pdw, ((guint) C + GROUP - 1) / GROUP, 1, 1,
+                                           error));
 }
 
 /* ---- RoPE ---- */

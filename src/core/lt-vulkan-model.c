@@ -87,7 +87,7 @@ struct _LtVulkanModel
   gsize logits_floats;
   LtVulkanBuffer **xin;       /* (L + 1) block inputs; xin[L] the final hidden state */
   LtVulkanBuffer *xnf, *dx, *dxn, *dtmp, *h, *dh, *du, *datt, *dq, *dk, *dv, *dqn, *dkn;
-  LtVulkanBuffer *dxa, *junk, *nscratch, *delta, *ones, *logits, *ce_state, *ce_lse, *ce_loss;
+  LtVulkanBuffer *dxa, *nscratch, *delta, *ones, *logits, *ce_state, *ce_lse, *ce_loss;
   LtVulkanBuffer *ids, *pos, *targets, *weights_b, *scale_b, *table;
   LtVulkanBuffer *partial, *sumsq;
   gboolean dora;              /* some layer has a DoRA magnitude */
@@ -559,7 +559,6 @@ step_memory (LtVulkanModel *vm, int N, GError **error)
       NB (dora_z, n * wide);
       NB (dora_dz, n * wide);
     }
-  NB (junk, (gsize) MAX (C, D));
   NB (nscratch, n * MAX (H, 1));
   NB (delta, n * H);
   NB (ce_state, 2 * n);
@@ -1012,7 +1011,7 @@ block_backward (LtVulkanModel *vm, int l, int N, const int *lengths, int B, GErr
       || !lt_vulkan_swiglu_backward (s, vm->dh, vm->du, b->gate, b->up, vm->dh, nI, error)
       || !lin_backward (vm, &b->lin[4], b->xn2, b->xa[4], N, vm->dh, vm->dxn, FALSE, error)
       || !lin_backward (vm, &b->lin[5], b->xn2, b->xa[5], N, vm->du, vm->dxn, TRUE, error)
-      || !lt_vulkan_rmsnorm_backward (s, vm->dtmp, vm->junk, b->x_mid, b->post_norm, vm->dxn,
+      || !lt_vulkan_rmsnorm_backward (s, vm->dtmp, NULL, b->x_mid, b->post_norm, vm->dxn,
                                       eps, N, C, vm->nscratch, error)
       || !lt_vulkan_add (s, vm->dx, vm->dx, vm->dtmp, nC, error))
     return FALSE;
@@ -1031,9 +1030,9 @@ block_backward (LtVulkanModel *vm, int l, int N, const int *lengths, int B, GErr
     return FALSE;
   if (b->q_norm != NULL)
     {
-      if (!lt_vulkan_rmsnorm_backward (s, vm->dqn, vm->junk, b->qraw, b->q_norm, vm->dq, eps,
+      if (!lt_vulkan_rmsnorm_backward (s, vm->dqn, NULL, b->qraw, b->q_norm, vm->dq, eps,
                                        N * H, D, vm->nscratch, error)
-          || !lt_vulkan_rmsnorm_backward (s, vm->dkn, vm->junk, b->kraw, b->k_norm, vm->dk, eps,
+          || !lt_vulkan_rmsnorm_backward (s, vm->dkn, NULL, b->kraw, b->k_norm, vm->dk, eps,
                                           N * KVH, D, vm->nscratch, error))
         return FALSE;
       dq = vm->dqn;
@@ -1045,7 +1044,7 @@ block_backward (LtVulkanModel *vm, int l, int N, const int *lengths, int B, GErr
     return FALSE;
   if (l == vm->first)
     return TRUE; /* nothing below needs the input's gradient */
-  return lt_vulkan_rmsnorm_backward (s, vm->dtmp, vm->junk, vm->xin[l], b->input_norm, vm->dxn,
+  return lt_vulkan_rmsnorm_backward (s, vm->dtmp, NULL, vm->xin[l], b->input_norm, vm->dxn,
                                      eps, N, C, vm->nscratch, error)
          && lt_vulkan_add (s, vm->dx, vm->dx, vm->dtmp, nC, error);
 }
@@ -1226,7 +1225,7 @@ forward_run (LtVulkanModel *vm, const int32_t *tokens, const int *lengths, int B
                              v0 == 0 ? 0.0f : 1.0f, &mdxn, vm->prec, error))
             return FALSE;
         }
-      if (!lt_vulkan_rmsnorm_backward (s, vm->dx, vm->junk, vm->xin[L], vm->norm, vm->dxn, eps,
+      if (!lt_vulkan_rmsnorm_backward (s, vm->dx, NULL, vm->xin[L], vm->norm, vm->dxn, eps,
                                        N, C, vm->nscratch, error))
         return FALSE;
       for (int l = L - 1; l >= vm->first; l--)

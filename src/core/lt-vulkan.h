@@ -204,7 +204,7 @@ gboolean lt_vulkan_gemm_thin_for (int M, int N, int K);
 gboolean lt_vulkan_rmsnorm_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *x,
                                     LtVulkanBuffer *w, float eps, int N, int C, GError **error);
 /* dx (N, C) written, dw (C) accumulated, as lt_rmsnorm_backward; @scratch holds N floats.
- * dx must not be dy. Two dispatches. */
+ * dx must not be dy. Two dispatches; one when @dw is NULL (a frozen weight: no gradient). */
 gboolean lt_vulkan_rmsnorm_backward (LtVulkanStream *s, LtVulkanBuffer *dx, LtVulkanBuffer *dw,
                                      LtVulkanBuffer *x, LtVulkanBuffer *w, LtVulkanBuffer *dy,
                                      float eps, int N, int C, LtVulkanBuffer *scratch,

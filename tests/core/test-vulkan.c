@@ -731,6 +731,21 @@ test_rmsnorm (void)
   g_assert_cmpfloat (e_dx, <=, 2e-6);
   g_assert_cmpfloat (e_dw, <=, 1e-5);
 
+  /* a frozen weight (dw NULL): one dispatch, the same dx, dw untouched */
+  {
+    g_autoptr (LtVulkanStream) s2 = stream ();
+    g_autofree float *dx2 = g_new (float, N * C), *dw2 = g_new (float, C);
+    g_assert_true (lt_vulkan_rmsnorm_backward (s2, bdx, NULL, bx, bw, bdy, 1e-6f, N, C, br,
+                                               &error));
+    g_assert_no_error (error);
+    g_assert_cmpuint (lt_vulkan_stream_get_n_dispatches (s2), ==, 1);
+    run (s2);
+    download (bdx, dx2, sizeof (float) * N * C);
+    download (bdw, dw2, sizeof (float) * C);
+    g_assert_cmpmem (dx2, sizeof (float) * N * C, dx, sizeof (float) * N * C);
+    g_assert_cmpmem (dw2, sizeof (float) * C, dw, sizeof (float) * C);
+  }
+
   g_assert_false (lt_vulkan_rmsnorm_backward (s, bdy, bdw, bx, bw, bdy, 1e-6f, N, C, br, &error));
   g_assert_error (error, LT_ERROR, LT_ERROR_INVALID_ARGUMENT);
 }

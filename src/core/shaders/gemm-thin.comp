@@ -7,7 +7,8 @@
 // and C or its transpose). A workgroup of 256 threads computes a block of 128 rows × 8
 // columns over its K slice in steps of 32, staging X's 128 × 32 and Y's 32 × 8 in shared
 // memory with reads along whichever index is contiguous in memory; each thread keeps 4 of the
-// block's results (row tid % 128, columns 4·(tid / 128) …). Split-K as gemm.comp: workgroup z
+// block's results (row tid % 128, columns 4·(tid / 128) …); the next slice is loaded into
+// registers while the current one is multiplied. Split-K as gemm.comp: workgroup z
 // sums K in [z·k_chunk, (z + 1)·k_chunk) and (with a split) writes C at c_off + z·part_stride
 // with beta 0, gemm-reduce.comp adding the slices. Accumulation f32; round_x / round_y round
 // the operands to bf16 at load (LT_COMPUTE_BF16).
@@ -39,6 +40,35 @@ layout (push_constant) uniform Params
 shared float Xs[BK][BW + 1];
 shared float Ys[BK][BT];
 
+// Slice k0's elements of X (16 a thread, consecutive threads on the contiguous index) and of
+// Y (one a thread) into registers, all loads issued before any is used.
+void
+fetch (uint k0, uint k_end, uint w0, uint t0, uint tid, bool x_along_k, bool y_along_t,
+       out float rx[BW * BK / 256u], out float ry)
+{
+  for (uint q = 0u; q < BW * BK / 256u; q++)
+    {
+      const uint e = tid + 256u * q;
+      const uint kk = x_along_k ? e % BK : e / BW, ww = x_along_k ? e / BK : e % BW;
+      const uint gw = w0 + ww, gk = k0 + kk;
+      rx[q] = 0.0;
+      if (gw < p.W && gk < k_end)
+        rx[q] = x[p.x_off + gw * p.xs_w + gk * p.xs_k];
+    }
+  {
+    const uint tt = y_along_t ? tid % BT : tid / BK, kk = y_along_t ? tid / BT : tid % BK;
+    const uint gt = t0 + tt, gk = k0 + kk;
+    ry = 0.0;
+    if (gt < p.T && gk < k_end)
+      ry = y[p.y_off + gk * p.ys_k + gt * p.ys_t];
+  }
+  if (p.round_x != 0u)
+    for (uint q = 0u; q < BW * BK / 256u; q++)
+      rx[q] = lt_round_bf16 (rx[q]);
+  if (p.round_y != 0u)
+    ry = lt_round_bf16 (ry);
+}
+
 void
 main ()
 {
@@ -49,38 +79,21 @@ main ()
   const uint my_w = tid % BW, my_t = 4u * (tid / BW);
   const bool x_along_k = p.xs_k == 1u, y_along_t = p.ys_t == 1u;
   vec4 acc = vec4 (0.0);
+  float rx[BW * BK / 256u], ry;
 
+  fetch (k_begin, k_end, w0, t0, tid, x_along_k, y_along_t, rx, ry);
   for (uint k0 = k_begin; k0 < k_end; k0 += BK)
     {
-      // X's 128 × 32 block: 16 elements a thread, consecutive threads on the contiguous index
-      for (uint e = tid; e < BW * BK; e += 256u)
+      for (uint q = 0u; q < BW * BK / 256u; q++)
         {
-          const uint kk = x_along_k ? e % BK : e / BW, ww = x_along_k ? e / BK : e % BW;
-          const uint gw = w0 + ww, gk = k0 + kk;
-          float v = 0.0;
-          if (gw < p.W && gk < k_end)
-            {
-              v = x[p.x_off + gw * p.xs_w + gk * p.xs_k];
-              if (p.round_x != 0u)
-                v = lt_round_bf16 (v);
-            }
-          Xs[kk][ww] = v;
+          const uint e = tid + 256u * q;
+          Xs[x_along_k ? e % BK : e / BW][x_along_k ? e / BK : e % BW] = rx[q];
         }
-      // Y's 32 × 8 block: one element a thread
-      {
-        const uint e = tid;
-        const uint tt = y_along_t ? e % BT : e / BK, kk = y_along_t ? e / BT : e % BK;
-        const uint gt = t0 + tt, gk = k0 + kk;
-        float v = 0.0;
-        if (gt < p.T && gk < k_end)
-          {
-            v = y[p.y_off + gk * p.ys_k + gt * p.ys_t];
-            if (p.round_y != 0u)
-              v = lt_round_bf16 (v);
-          }
-        Ys[kk][tt] = v;
-      }
+      Ys[y_along_t ? tid / BT : tid % BK][y_along_t ? tid % BT : tid / BK] = ry;
       barrier ();
+      // the next slice's loads in flight while this one is multiplied
+      if (k0 + BK < k_end)
+        fetch (k0 + BK, k_end, w0, t0, tid, x_along_k, y_along_t, rx, ry);
       for (uint kk = 0u; kk < BK; kk++)
         {
           const float xv = Xs[kk][my_w];
