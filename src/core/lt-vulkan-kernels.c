@@ -191,6 +191,35 @@ lt_vulkan_gemm_thin_for (int M, int N, int K)
          && ((N <= THIN_MAX && M > THIN_MAX) || (M <= THIN_MAX && N > THIN_MAX));
 }
 
+/* The thin product's grid for W wide rows and T thin columns over K: (*gx, *gy) blocks, K in
+ * slices of *k_chunk (a multiple of 32); returns the number of slices. */
+static guint
+thin_plan (guint W, guint T, guint K, guint *gx, guint *gy, guint32 *k_chunk)
+{
+  guint splits;
+
+  *gx = (W + THIN_BW - 1) / THIN_BW;
+  *gy = (T + THIN_BT - 1) / THIN_BT;
+  splits = MIN (MIN ((THIN_GROUPS + *gx * *gy - 1) / (*gx * *gy), K / THIN_MIN_K),
+                THIN_MAX_SPLITS);
+  splits = MAX (splits, 1u);
+  *k_chunk = ((K + splits - 1) / splits + 31) / 32 * 32;
+  return (K + *k_chunk - 1) / *k_chunk;
+}
+
+gsize
+lt_vulkan_gemm_thin_scratch_floats (int M, int N, int K)
+{
+  guint gx, gy, splits;
+  guint32 k_chunk;
+
+  if (M <= 0 || N <= 0 || !lt_vulkan_gemm_thin_for (M, N, K))
+    return 0;
+  splits = thin_plan ((guint) (N <= THIN_MAX ? M : N), (guint) (N <= THIN_MAX ? N : M),
+                      (guint) K, &gx, &gy, &k_chunk);
+  return splits > 1 ? MAX ((gsize) splits * M * N, SPLIT_SCRATCH) : 0;
+}
+
 /* C = alpha·op(A)·op(B) + beta·C as gemm-thin.comp's X (wide rows) · Y (thin columns): with
  * N thin X is op(A) and C is C; with M thin X is op(B)ᵀ, Y op(A)ᵀ and C is Cᵀ. */
 static gboolean
@@ -235,13 +264,7 @@ gemm_thin (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float
       pc.cs_w = 1u;
       pc.cs_t = (guint32) C->ld;
     }
-  gx = (pc.W + THIN_BW - 1) / THIN_BW;
-  gy = (pc.T + THIN_BT - 1) / THIN_BT;
-  splits = MIN (MIN ((THIN_GROUPS + gx * gy - 1) / (gx * gy), (guint) K / THIN_MIN_K),
-                THIN_MAX_SPLITS);
-  splits = MAX (splits, 1u);
-  pc.k_chunk = (((guint) K + splits - 1) / splits + 31) / 32 * 32;
-  splits = ((guint) K + pc.k_chunk - 1) / pc.k_chunk;
+  splits = thin_plan (pc.W, pc.T, (guint) K, &gx, &gy, &pc.k_chunk);
   LtVulkanBuffer *bufs[] = { X->buf, Y->buf, C->buf };
   if (splits <= 1)
     {

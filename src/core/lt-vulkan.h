@@ -199,6 +199,9 @@ LtVulkanGemmTile lt_vulkan_gemm_tile_for (LtVulkanGemmTile tile, int M, int N);
  * tests). thin_for: whether lt_vulkan_gemm takes it for an f32 M × N × K product. */
 void lt_vulkan_gemm_set_thin (gboolean on);
 gboolean lt_vulkan_gemm_thin_for (int M, int N, int K);
+/* The split-K scratch (floats) the thin kernel needs for an f32 M × N × K product: 0 when it
+ * does not take it or does not split K (the memory estimate's share). */
+gsize lt_vulkan_gemm_thin_scratch_floats (int M, int N, int K);
 
 /* out (N, C) = RMSNorm(x) · w; out may be x. */
 gboolean lt_vulkan_rmsnorm_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *x,
