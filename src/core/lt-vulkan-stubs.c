@@ -193,6 +193,18 @@ lt_vulkan_stream_scratch (LtVulkanStream *s, LtVulkan **vk)
   return &none;
 }
 
+/* The growing scratch (lt-vulkan-private.h), for lt-vulkan-kernels.c's thin products to link:
+ * no stream exists in this build */
+LtVulkanBuffer *
+lt_vulkan_stream_scratch_grow (LtVulkanStream *s, guint slot, gsize bytes, gboolean *fresh,
+                               GError **error)
+{
+  *fresh = FALSE;
+  g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
+               "Lathe was built without the Vulkan backend (needs libvulkan-dev and glslc)");
+  return NULL;
+}
+
 /* lt-vulkan-coopmat.h's record accessor, for lt-vulkan-kernels.c to link (its attention asks
  * only after lt_vulkan_coopmat_attention_wanted, FALSE here): no device, no record */
 LtVulkanCoopmat *
