@@ -217,7 +217,9 @@ lt_vulkan_gemm_thin_scratch_floats (int M, int N, int K)
     return 0;
   splits = thin_plan ((guint) (N <= THIN_MAX ? M : N), (guint) (N <= THIN_MAX ? N : M),
                       (guint) K, &gx, &gy, &k_chunk);
-  return splits > 1 ? MAX ((gsize) splits * M * N, SPLIT_SCRATCH) : 0;
+  return splits > 1 && (gsize) splits * M * N <= G_MAXUINT32
+           ? MAX ((gsize) splits * M * N, SPLIT_SCRATCH)
+           : 0;
 }
 
 /* C = alpha·op(A)·op(B) + beta·C as gemm-thin.comp's X (wide rows) · Y (thin columns): with
@@ -266,7 +268,7 @@ gemm_thin (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float
     }
   splits = thin_plan (pc.W, pc.T, (guint) K, &gx, &gy, &pc.k_chunk);
   LtVulkanBuffer *bufs[] = { X->buf, Y->buf, C->buf };
-  if (splits <= 1)
+  if (splits <= 1 || (gsize) splits * M * N > G_MAXUINT32) /* the partials' offsets are 32-bit */
     {
       pc.k_chunk = (guint32) K;
       return lt_vulkan_stream_dispatch (s, LT_VK_GEMM_THIN, bufs, 3, &pc, sizeof pc, gx, gy, 1,
