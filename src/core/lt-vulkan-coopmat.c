@@ -453,18 +453,6 @@ round_up (guint32 x, guint32 to)
   return (x + to - 1) / to * to;
 }
 
-/* LATHE_VULKAN_COOPMAT_WARP=64x64: the large tile as 2 × 2 subgroups of 64 × 64 (16
- * accumulators each, 8 fragment loads per 16 multiply-adds) instead of 2 × 4 of 64 × 32 (8, 6
- * per 8); 16-wide fragments only. Read once. */
-static gboolean
-wide_warps (void)
-{
-  static gint on = -1;
-  if (g_atomic_int_get (&on) < 0)
-    g_atomic_int_set (&on, g_strcmp0 (g_getenv ("LATHE_VULKAN_COOPMAT_WARP"), "64x64") == 0);
-  return g_atomic_int_get (&on);
-}
-
 /* Records the product with the large (@big) or the small tile: coopmat-prep.comp's three
  * passes over A and B (zero the max words, each row's largest magnitude, the scaled f16
  * matrices) into the stream's coopmat scratch, then gemm-coopmat.comp. The scratch, in words:
@@ -521,8 +509,6 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
     kernel = big ? LT_VK_GEMM_COOPMAT_128_N8 : LT_VK_GEMM_COOPMAT_64_N8;
   if (cm->emulated) /* the same order, four kernels on */
     kernel += LT_VK_GEMM_COOPMAT_EMU_128_N16 - LT_VK_GEMM_COOPMAT_128_N16;
-  if (big && cm->n == 16 && wide_warps ())
-    kernel = cm->emulated ? LT_VK_GEMM_COOPMAT_EMU_128W_N16 : LT_VK_GEMM_COOPMAT_128W_N16;
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .kp = kp, .ldc = (guint32) C->ld,
     .c_off = (guint32) C->offset, .a_off4 = (guint32) (pack_a / 4),

@@ -100,6 +100,4 @@ const LtVulkanKernelInfo lt_vulkan_kernels[LT_VK_N_KERNELS] = {
   [LT_VK_ATT_DKDV_CM_EMU_D128_N16] = { "attention-backward-dkdv-cm-emu-d128-n16", 8 },
   [LT_VK_ATT_DKDV_CM_EMU_D128_N8] = { "attention-backward-dkdv-cm-emu-d128-n8", 8 },
   [LT_VK_GEMM_THIN] = { "gemm-thin", 3 },
-  [LT_VK_GEMM_COOPMAT_128W_N16] = { "gemm-coopmat-128w-n16", 2 },
-  [LT_VK_GEMM_COOPMAT_EMU_128W_N16] = { "gemm-coopmat-emu-128w-n16", 2 },
 };

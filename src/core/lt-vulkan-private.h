@@ -107,8 +107,6 @@ typedef enum
   LT_VK_ATT_DKDV_CM_EMU_D128_N16,
   LT_VK_ATT_DKDV_CM_EMU_D128_N8,
   LT_VK_GEMM_THIN, /* products with one side at most 16 wide (gemm-thin.comp) */
-  LT_VK_GEMM_COOPMAT_128W_N16, /* 128² of 2 × 2 subgroups of 64 × 64 (measuring) */
-  LT_VK_GEMM_COOPMAT_EMU_128W_N16,
   LT_VK_N_KERNELS
 } LtVulkanKernel;
 
