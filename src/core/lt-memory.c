@@ -415,6 +415,7 @@ lt_memory_estimate_device_for_data (const LtRunConfig *cfg, const LtConfig *c,
   const guint64 lin_in[] = { C, C, C, qd, C, C, I }, lin_out[] = { qd, kvd, kvd, C, I, I, C };
   guint64 n, chunk, r = (guint64) MAX (cfg->lora_rank, 0), r_sum = 0, P, biases;
   guint64 out_sum = 0, largest = 0, groups = 0, wide, n_adapted, extra = 0, thin = 0;
+  int nt;
   double stored = stored_dtype_bytes (c), ebpw;
   gboolean f16 = c->dtype != NULL && (g_str_equal (c->dtype, "float16")
                                       || g_str_equal (c->dtype, "fp16"));
@@ -430,6 +431,7 @@ lt_memory_estimate_device_for_data (const LtRunConfig *cfg, const LtConfig *c,
   out->weight_bits = host.weight_bits;
   out->group_size = host.group_size;
   out->bytes_per_weight = host.bytes_per_weight;
+  nt = (int) MIN (host.n_tokens, (guint64) G_MAXINT);
   for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
     if (key_selected (cfg, names[i]))
       {
@@ -438,6 +440,15 @@ lt_memory_estimate_device_for_data (const LtRunConfig *cfg, const LtConfig *c,
         largest = MAX (largest, lin_in[i] * lin_out[i]);
         /* QAT's scales and biases per group (per-tensor grids: one) and the grid's table */
         groups += 2 * (lin_in[i] * lin_out[i] / (guint64) MAX (cfg->qat_group_size, 1)) + 16;
+        /* the thin LoRA products' split-K partial sums (lt_vulkan_gemm's scratch): x·A and
+         * dy·Bᵀ (N, r) over the input or the output, xᵀ·dxa and dyᵀ·xa (in or out, r) over N,
+         * at the micro-batch's tokens (not rounded: below 128 nothing is split) */
+        for (int e = 0; e < 2 && r > 0; e++)
+          {
+            const int d = (int) (e == 0 ? lin_in[i] : lin_out[i]);
+            thin = MAX (thin, lt_vulkan_gemm_thin_scratch_floats (nt, (int) r, d));
+            thin = MAX (thin, lt_vulkan_gemm_thin_scratch_floats (d, (int) r, nt));
+          }
       }
   n_adapted = cfg->num_layers < 0 ? L : MIN ((guint64) cfg->num_layers, L);
 
@@ -476,22 +487,6 @@ lt_memory_estimate_device_for_data (const LtRunConfig *cfg, const LtConfig *c,
                             + (cfg->lora_dropout > 0.0 ? MAX (MAX (C, I), qd) : 0)
                             + (dora ? 2 * wide : 0))
                    + extra;
-  /* the thin LoRA products' split-K partial sums (lt_vulkan_gemm's scratch): x·A and dy·Bᵀ
-   * (N, r) over a layer's input or output, xᵀ·dxa and dyᵀ·xa (in or out, r) over N, at the
-   * micro-batch's tokens (not rounded: below 128 nothing is split) */
-  const int nt = (int) MIN (host.n_tokens, (guint64) G_MAXINT);
-  for (gsize i = 0; i < G_N_ELEMENTS (names) && r > 0; i++)
-    if (key_selected (cfg, names[i]))
-      {
-        gsize th = 0;
-        for (int e = 0; e < 2; e++)
-          {
-            const int d = (int) (e == 0 ? lin_in[i] : lin_out[i]);
-            th = MAX (th, lt_vulkan_gemm_thin_scratch_floats (nt, (int) r, d));
-            th = MAX (th, lt_vulkan_gemm_thin_scratch_floats (d, (int) r, nt));
-          }
-        thin = MAX (thin, (guint64) th);
-      }
   out->workspace += 4 * thin;
   /* the LM head's logits (N, chunk) and the RoPE table for the longest sequence */
   chunk = MIN (V, MAX (((guint64) 4 << 20) / MAX (host.n_tokens, 1), (guint64) 256));

@@ -173,6 +173,22 @@ gemm_splits (LtVulkanStream *s, guint tiles, int M, int N, int K, guint32 *k_chu
 #define THIN_BW 128u /* gemm-thin.comp's block: BW rows × BT columns */
 #define THIN_BT 8u
 
+/* Split-K's second dispatch (gemm-reduce.comp): the @splits partial products in @scratch
+ * (M × N each, in order) summed into C with @beta. */
+static gboolean
+split_reduce (LtVulkanStream *s, LtVulkanBuffer *scratch, const LtVulkanMatrix *C, int M, int N,
+              guint splits, float beta, GError **error)
+{
+  struct { guint32 M, N, ldc, c_off, splits, stride; float beta; } pr = {
+    (guint32) M, (guint32) N, (guint32) C->ld, (guint32) C->offset, splits,
+    (guint32) ((gsize) M * N), beta
+  };
+  LtVulkanBuffer *red[] = { scratch, C->buf };
+
+  return lt_vulkan_stream_dispatch (s, LT_VK_GEMM_REDUCE, red, 2, &pr, sizeof pr,
+                                    groups_1d (s, (gsize) M * N), 1, 1, error);
+}
+
 static gint gemm_thin_on = -1; /* -1: not read from the environment yet */
 
 void
@@ -284,11 +300,7 @@ gemm_thin (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float
                                      MAX (need, SPLIT_SCRATCH) * sizeof (float), &fresh, &local);
   if (scratch == NULL)
     return lt_vulkan_stream_fail (s, error, local->code, "%s", local->message);
-  struct { guint32 M, N, ldc, c_off, splits, stride; float beta; } pr = {
-    (guint32) M, (guint32) N, (guint32) C->ld, (guint32) C->offset, splits,
-    (guint32) ((gsize) M * N), beta
-  };
-  LtVulkanBuffer *parts[] = { X->buf, Y->buf, scratch }, *red[] = { scratch, C->buf };
+  LtVulkanBuffer *parts[] = { X->buf, Y->buf, scratch };
   pc.c_off = 0;
   pc.cs_w = n_thin ? (guint32) N : 1u;
   pc.cs_t = n_thin ? 1u : (guint32) N;
@@ -296,8 +308,7 @@ gemm_thin (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float
   pc.part_stride = (guint32) ((gsize) M * N);
   return lt_vulkan_stream_dispatch (s, LT_VK_GEMM_THIN, parts, 3, &pc, sizeof pc, gx, gy, splits,
                                     error)
-         && lt_vulkan_stream_dispatch (s, LT_VK_GEMM_REDUCE, red, 2, &pr, sizeof pr,
-                                       groups_1d (s, (gsize) M * N), 1, 1, error);
+         && split_reduce (s, scratch, C, M, N, splits, beta, error);
 }
 
 gboolean
@@ -379,13 +390,9 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
     return lt_vulkan_stream_dispatch (s, kernel, bufs, 3, &pc, sizeof pc, gx, gy, 1, error);
   /* split-K: the slices' partial products (alpha applied) into the stream's scratch, then
    * summed into C with beta */
-  struct { guint32 M, N, ldc, c_off, splits, stride; float beta; } pr = {
-    (guint32) M, (guint32) N, (guint32) C->ld, (guint32) C->offset, splits,
-    (guint32) ((gsize) M * N), beta
-  };
   LtVulkan *vk;
   LtVulkanBuffer *scratch = *lt_vulkan_stream_scratch (s, &vk);
-  LtVulkanBuffer *parts[] = { A->buf, B->buf, scratch }, *red[] = { scratch, C->buf };
+  LtVulkanBuffer *parts[] = { A->buf, B->buf, scratch };
   pc.ldc = (guint32) N;
   pc.c_off = 0;
   pc.beta = 0.0f;
@@ -394,8 +401,7 @@ lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, 
                          pc.tb ? 'T' : 'N', M, N, K, precision == LT_COMPUTE_BF16 ? " bf16" : "",
                          splits);
   return lt_vulkan_stream_dispatch (s, kernel, parts, 3, &pc, sizeof pc, gx, gy, splits, error)
-         && lt_vulkan_stream_dispatch (s, LT_VK_GEMM_REDUCE, red, 2, &pr, sizeof pr,
-                                       groups_1d (s, (gsize) M * N), 1, 1, error);
+         && split_reduce (s, scratch, C, M, N, splits, beta, error);
 }
 
 /* ---- RMSNorm ---- */
