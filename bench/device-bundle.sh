@@ -32,8 +32,11 @@ for bin in $bins; do
     [ -f "$lib" ] && cp -L "$lib" "$out/lib/"
   done
 done
-# opened at run time, not linked: the Vulkan loader (and oneDNN's and OpenMP's helpers)
-for lib in libvulkan.so.1 libstdc++.so.6 libgcc_s.so.1; do
+# opened at run time, not linked: the Vulkan loader (and oneDNN's and OpenMP's helpers), and
+# the X libraries NVIDIA's ICD (libGLX_nvidia) links: the machine's own copies may need a newer
+# glibc than the bundled one (seen: libX11 wanting GLIBC_2.38, and then no Vulkan driver)
+for lib in libvulkan.so.1 libstdc++.so.6 libgcc_s.so.1 libX11.so.6 libXext.so.6 libxcb.so.1 \
+  libXau.so.6 libXdmcp.so.6 libbsd.so.0 libmd.so.0 libGLdispatch.so.0; do
   path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ { print $NF; exit }')
   [ -n "$path" ] && cp -L "$path" "$out/lib/"
 done

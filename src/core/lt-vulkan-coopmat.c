@@ -43,6 +43,43 @@ lt_vulkan_coopmat_rel_error (const float *a, const float *b, gsize n)
 
 #ifdef LT_HAVE_VULKAN
 
+gboolean
+lt_vulkan_bf16_scale_exp (const guint16 *x, gsize n, int *exp)
+{
+  guint16 m = 0;
+
+  for (gsize i = 0; i < n; i++)
+    m = MAX (m, (guint16) (x[i] & 0x7fffu));
+  if (m >= 0x7f80u) /* Inf or NaN */
+    return FALSE;
+  /* as coopmat-prep.comp's scale_exp on the f32 bits of that largest magnitude */
+  *exp = m == 0 ? 0 : CLAMP (14 - ((int) (m >> 7) - 127), -126, 126);
+  return TRUE;
+}
+
+static gint direct_on = -1; /* -1: not read from the environment yet */
+
+void
+lt_vulkan_coopmat_set_direct (gboolean on)
+{
+  g_atomic_int_set (&direct_on, on ? 1 : 0);
+}
+
+gboolean
+lt_vulkan_coopmat_direct_b (LtTrans tb, int N, int K, const LtVulkanMatrix *B)
+{
+  /* op(B)ᵀ's rows are B's stored rows when B is transposed (K contiguous), else its columns */
+  const int units = tb == LT_TRANS ? K : N;
+
+  if (g_atomic_int_get (&direct_on) < 0)
+    g_atomic_int_compare_and_exchange (&direct_on, -1,
+                                       g_strcmp0 (g_getenv ("LATHE_VULKAN_COOPMAT_DIRECT"), "0")
+                                         != 0);
+  return g_atomic_int_get (&direct_on) && B->has_exp && B->dtype == LT_KDTYPE_BF16
+         && B->offset % 8 == 0 && B->ld % 8 == 0 && units % 8 == 0
+         && B->offset / 8 + (gsize) (tb == LT_TRANS ? N : K) * (B->ld / 8) < G_MAXUINT32;
+}
+
 static gboolean self_check (LtVulkan *vk, LtVulkanCoopmat *cm);
 
 static void
@@ -457,7 +494,8 @@ round_up (guint32 x, guint32 to)
  * passes over A and B (zero the max words, each row's largest magnitude, the scaled f16
  * matrices) into the stream's coopmat scratch, then gemm-coopmat.comp. The scratch, in words:
  * the max words of A's rpa and B's rpb rows, their exponents, A's f16 matrix (rpa × kp halves),
- * B's (rpb × kp). */
+ * B's (rpb × kp). Where lt_vulkan_coopmat_direct_b says so, the passes see A only and the
+ * kernel's B_DIRECT variant reads B as stored (no B matrix in the scratch). */
 static gboolean
 record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans tb, int M,
         int N, int K, float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
@@ -472,13 +510,16 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
   {
     guint32 M, N, kp, ldc, c_off, a_off4, b_off4, ea_off, eb_off;
     float alpha, beta;
+    guint32 b_off8, b_ld8, b_units, K;
+    gint32 b_exp;
   } pc;
   LtVulkanKernel kernel;
   const guint tile = big ? BIG_TILE : SMALL_TILE;
   const guint32 rpa = round_up ((guint32) M, tile), rpb = round_up ((guint32) N, tile);
   const guint32 kp = round_up ((guint32) MAX (K, 1), 64);
   const guint64 pack_a = 2 * ((guint64) rpa + rpb), pack_b = pack_a + (guint64) rpa * kp / 2;
-  const guint64 words = pack_b + (guint64) rpb * kp / 2;
+  const gboolean direct = lt_vulkan_coopmat_direct_b (tb, N, K, B);
+  const guint64 words = pack_b + (direct ? 0 : (guint64) rpb * kp / 2);
   g_autoptr (GError) local = NULL;
   LtVulkanBuffer *sc;
   gboolean fresh;
@@ -509,30 +550,35 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
     kernel = big ? LT_VK_GEMM_COOPMAT_128_N8 : LT_VK_GEMM_COOPMAT_64_N8;
   if (cm->emulated) /* the same order, four kernels on */
     kernel += LT_VK_GEMM_COOPMAT_EMU_128_N16 - LT_VK_GEMM_COOPMAT_128_N16;
+  if (direct) /* and eight on for B's rows, sixteen for its columns */
+    kernel += (tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_128_N16 : LT_VK_GEMM_COOPMAT_BCOL_128_N16)
+              - LT_VK_GEMM_COOPMAT_128_N16;
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .kp = kp, .ldc = (guint32) C->ld,
     .c_off = (guint32) C->offset, .a_off4 = (guint32) (pack_a / 4),
     .b_off4 = (guint32) (pack_b / 4), .ea_off = rpa + rpb, .eb_off = 2 * rpa + rpb,
-    .alpha = alpha, .beta = beta,
+    .alpha = alpha, .beta = beta, .b_off8 = (guint32) (B->offset / 8),
+    .b_ld8 = (guint32) (B->ld / 8), .b_units = (guint32) ((tb == LT_TRANS ? K : N) / 8),
+    .K = (guint32) K, .b_exp = B->exp,
   };
-  LtVulkanBuffer *prep[] = { A->buf, B->buf, sc }, *bufs[] = { sc, C->buf };
+  LtVulkanBuffer *prep[] = { A->buf, B->buf, sc }, *bufs[] = { sc, C->buf, B->buf };
   const guint gk = kp / 64, gr = MAX (rpa, rpb) / 64;
   lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
   if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_ZERO, prep, 3, &pp, sizeof pp,
                                   (rpa + rpb + 255) / 256, 1, 1, error))
     return FALSE;
   lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
-  if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_MAX, prep, 3, &pp, sizeof pp, gk, gr, 2,
-                                  error))
+  if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_MAX, prep, 3, &pp, sizeof pp, gk,
+                                  direct ? rpa / 64 : gr, direct ? 1 : 2, error))
     return FALSE;
   lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
-  if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_PACK, prep, 3, &pp, sizeof pp, gk, gr, 2,
-                                  error))
+  if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_PACK, prep, 3, &pp, sizeof pp, gk,
+                                  direct ? rpa / 64 : gr, direct ? 1 : 2, error))
     return FALSE;
-  lt_vulkan_stream_note (s, 2.0 * M * N * K, "%c%c %dx%dx%d bf16", ta == LT_TRANS ? 'T' : 'N',
-                         tb == LT_TRANS ? 'T' : 'N', M, N, K);
-  return lt_vulkan_stream_dispatch (s, kernel, bufs, 2, &pc, sizeof pc, rpb / tile, rpa / tile,
-                                    1, error);
+  lt_vulkan_stream_note (s, 2.0 * M * N * K, "%c%c %dx%dx%d bf16%s", ta == LT_TRANS ? 'T' : 'N',
+                         tb == LT_TRANS ? 'T' : 'N', M, N, K, direct ? " B as stored" : "");
+  return lt_vulkan_stream_dispatch (s, kernel, bufs, direct ? 3 : 2, &pc, sizeof pc, rpb / tile,
+                                    rpa / tile, 1, error);
 }
 
 gboolean
@@ -691,6 +737,17 @@ self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
 }
 
 #else /* !LT_HAVE_VULKAN */
+
+void
+lt_vulkan_coopmat_set_direct (gboolean on)
+{
+}
+
+gboolean
+lt_vulkan_coopmat_direct_b (LtTrans tb, int N, int K, const LtVulkanMatrix *B)
+{
+  return FALSE;
+}
 
 gboolean
 lt_vulkan_coopmat_peak (LtVulkanStream *s, LtVulkanBuffer *a, LtVulkanBuffer *out, guint groups,

@@ -136,6 +136,19 @@ gboolean lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int 
                                  float beta, const LtVulkanMatrix *C, LtComputeDType precision,
                                  GError **error);
 
+/* TRUE when the product's B (op(B) K × N as lt_vulkan_gemm takes it) is read as stored by
+ * the tensor-core kernel (gemm-coopmat.comp -DB_DIRECT): B is a bf16 tensor whose exponent
+ * the caller knows (@B->has_exp: a frozen weight, whose one exponent serves the forward's
+ * y = x·Wᵀ and the input gradient's dx = dy·W alike), its offset and row stride are multiples
+ * of 8 elements, and its stored rows' length (K when @tb is LT_TRANS, else N) too. Such a B
+ * skips coopmat-prep.comp's passes and the f16 copy in the scratch: for a frozen weight, a
+ * read and a write of the weight per product. The values are the same as packed, except that
+ * the one exponent of the tensor replaces one per row: a value below 2^-28 of the tensor's
+ * largest (not its row's) keeps fewer bits. LATHE_VULKAN_COOPMAT_DIRECT=0 (read at the first
+ * call) or lt_vulkan_coopmat_set_direct (FALSE) turns it off for the process. */
+gboolean lt_vulkan_coopmat_direct_b (LtTrans tb, int N, int K, const LtVulkanMatrix *B);
+void lt_vulkan_coopmat_set_direct (gboolean on);
+
 /* Records the tensor cores' rate test (bench-vulkan --mma, coopmat-peak.comp): @groups
  * workgroups of 4 subgroups, each @iters rounds of 4 fragment multiply-adds; @loads 0: the
  * fragments stay in registers (no memory traffic), 1–4: reloaded every round from shared

@@ -32,6 +32,8 @@ typedef struct
   float scale;
   LtVulkanBuffer *w;          /* frozen weight (out, in) as stored; shared by tied tensors */
   LtKDType wdt;
+  gboolean has_exp;           /* w is bf16 and wexp its lt_vulkan_bf16_scale_exp */
+  int wexp;
   const LtVulkanQMatrix *q;   /* or the packed quantized weight (vm->qweights), w NULL */
   const LtTensor *src;        /* the dense tensor w holds (QAT swaps frozen ones for fq copies) */
   LtVulkanBuffer *qat_grid;   /* QAT: the frozen scales, biases and table (vm->owned) */
@@ -59,6 +61,7 @@ struct _LtVulkanModel
   LtModel *model;
   LtVulkanStream *s;
   GHashTable *weights;        /* const LtTensor * → LtVulkanBuffer * (owned) */
+  GHashTable *wexps;          /* bf16 ones → their exponent + 1024 (0 where none: Inf, NaN) */
   GHashTable *qweights;       /* const LtQuantTensor * → LtVulkanQMatrix * (owned) */
   GPtrArray *owned;           /* every other buffer of the model (norms, biases, params) */
   GArray *params;             /* VParam */
@@ -206,12 +209,14 @@ kd_of (LtDType d, LtKDType *out, gsize *size)
     }
 }
 
-/* A frozen weight as stored, once per tensor (a tied head shares the embedding's). */
+/* A frozen weight as stored, once per tensor (a tied head shares the embedding's); a bf16
+ * one's exponent for the tensor cores (lt_vulkan_bf16_scale_exp) found once too. */
 static LtVulkanBuffer *
 weight (LtVulkanModel *vm, const LtTensor *t, LtKDType *dt, GError **error)
 {
   LtVulkanBuffer *b = g_hash_table_lookup (vm->weights, t);
   gsize es, n = 1;
+  int e = 0;
 
   if (!kd_of (t->dtype, dt, &es))
     {
@@ -230,7 +235,23 @@ weight (LtVulkanModel *vm, const LtTensor *t, LtKDType *dt, GError **error)
   g_hash_table_insert (vm->weights, (gpointer) t, b);
   if (!lt_vulkan_buffer_upload (b, 0, t->data, n * es, error))
     return NULL;
+  if (*dt == LT_KDTYPE_BF16 && lt_vulkan_bf16_scale_exp (t->data, n, &e))
+    g_hash_table_insert (vm->wexps, (gpointer) t, GINT_TO_POINTER (e + 1024));
   return b;
+}
+
+/* v->w for its dense weight, with the exponent weight () found. */
+static gboolean
+set_weight (LtVulkanModel *vm, VLin *v, GError **error)
+{
+  int e;
+
+  if ((v->w = weight (vm, v->lin->weight, &v->wdt, error)) == NULL)
+    return FALSE;
+  e = GPOINTER_TO_INT (g_hash_table_lookup (vm->wexps, v->lin->weight));
+  v->has_exp = e != 0;
+  v->wexp = e - 1024;
+  return TRUE;
 }
 
 /* A packed quantized weight, once per tensor (a tied head shares the embedding's). */
@@ -306,7 +327,7 @@ setup_linear (LtVulkanModel *vm, VLin *v, LtLinear *lin, GError **error)
       if ((v->q = qweight (vm, lin->quant, error)) == NULL)
         return FALSE;
     }
-  else if ((v->w = weight (vm, lin->weight, &v->wdt, error)) == NULL)
+  else if (!set_weight (vm, v, error))
     return FALSE;
   v->src = lin->weight;
   if (lin->bias != NULL
@@ -364,6 +385,7 @@ lt_vulkan_model_new_full (LtVulkan *vk, LtModel *m, gboolean infer, GError **err
   vm->weights = g_hash_table_new_full (NULL, NULL, NULL,
                                        (GDestroyNotify) lt_vulkan_buffer_free);
   vm->qweights = g_hash_table_new_full (NULL, NULL, NULL, qmatrix_free);
+  vm->wexps = g_hash_table_new (NULL, NULL);
   vm->owned = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
   vm->acts = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
   vm->tables = g_ptr_array_new_with_free_func ((GDestroyNotify) lt_vulkan_buffer_free);
@@ -435,6 +457,7 @@ lt_vulkan_model_free (LtVulkanModel *vm)
   g_clear_pointer (&vm->tables, g_ptr_array_unref);
   g_clear_pointer (&vm->owned, g_ptr_array_unref);
   g_clear_pointer (&vm->weights, g_hash_table_unref);
+  g_clear_pointer (&vm->wexps, g_hash_table_unref);
   g_clear_pointer (&vm->qweights, g_hash_table_unref);
   if (vm->params)
     g_array_unref (vm->params);
@@ -650,12 +673,15 @@ refresh_frozen (LtVulkanModel *vm, GError **error)
   g_hash_table_iter_init (&it, vm->weights);
   while (g_hash_table_iter_next (&it, &key, NULL))
     if (!g_hash_table_contains (live, key))
-      g_hash_table_iter_remove (&it);
+      {
+        g_hash_table_remove (vm->wexps, key);
+        g_hash_table_iter_remove (&it);
+      }
   for (int l = 0; l <= L; l++)
     for (int j = 0; j < (l == L ? 1 : N_LIN); j++)
       {
         VLin *v = vlin_at (vm, l, j);
-        if (v->q == NULL && (v->w = weight (vm, v->lin->weight, &v->wdt, error)) == NULL)
+        if (v->q == NULL && !set_weight (vm, v, error))
           return FALSE;
         v->src = v->lin->weight;
       }
@@ -789,6 +815,8 @@ base_gemm (LtVulkanModel *vm, const VLin *v, LtTrans tw, int N, int row0, int n,
       return lt_vulkan_gemm_q (vm->s, tw, N, M_n, K, alpha, x, &q, beta, y, prec, error);
     }
   LtVulkanMatrix mw = mat (v->w, (gsize) row0 * v->in, v->in, v->wdt);
+  mw.has_exp = v->has_exp; /* the whole tensor's, whatever rows are taken */
+  mw.exp = v->wexp;
   return lt_vulkan_gemm (vm->s, LT_NO_TRANS, tw, N, M_n, K, alpha, x, &mw, beta, y, prec, error);
 }
 

@@ -151,14 +151,25 @@ gboolean lt_vulkan_stream_wait (LtVulkanStream *s, GError **error);
  * it cannot (the stream then refuses to submit). Shapes as in lt-kernels.h. ---- */
 
 /* A matrix operand: @buf holds it at element offset @offset with row stride @ld, stored as
- * @dtype (LT_KDTYPE_F32, or LT_KDTYPE_BF16 / LT_KDTYPE_F16 two per 32-bit word). */
+ * @dtype (LT_KDTYPE_F32, or LT_KDTYPE_BF16 / LT_KDTYPE_F16 two per 32-bit word).
+ * @has_exp: @exp is lt_vulkan_bf16_scale_exp of the whole tensor the matrix is part of (a
+ * frozen bf16 weight); the tensor cores may then read it as stored, as B (lt-vulkan-coopmat.h).
+ * Initializers that leave them out leave them FALSE and 0. */
 typedef struct
 {
   LtVulkanBuffer *buf;
   gsize offset;
   int ld;
   LtKDType dtype;
+  gboolean has_exp;
+  int exp;
 } LtVulkanMatrix;
+
+/* The power of two that brings the largest magnitude of the @n bf16 values @x into
+ * [2^14, 2^15) (0 where all are 0): the scale with which the tensor cores' f16 holds every
+ * value of the tensor exactly down to 2^-28 of that largest. FALSE where a value is Inf or
+ * NaN. */
+gboolean lt_vulkan_bf16_scale_exp (const guint16 *x, gsize n, int *exp);
 
 /* C (M, N) = alpha · op(A) (M, K) · op(B) (K, N) + beta · C with lt_compute_sgemm's
  * conventions; C is f32; beta == 0 never reads C. Storage pairs: A f32 with B f32, bf16 or

@@ -558,17 +558,20 @@ test_gemm_thin (void)
  * cases above with the same tolerance (its operands are the same bf16 values, converted to f16
  * exactly; only the f32 summation order differs), then products large enough for the 128×128
  * tile, with magnitudes f16 could not hold unscaled (A ~1e-6: subnormal in f16; B ~1e6: past
- * its 65504), edges in every dimension, alpha and beta. */
+ * its 65504), edges in every dimension, alpha and beta. @direct: B as a frozen weight
+ * (lt_vulkan_coopmat_direct_b: its exponent known, read as stored), at element offset 16
+ * with rows padded by 8. */
 static void
 big_bf16_product (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, double b_mag,
-                  guint32 seed)
+                  guint32 seed, gboolean direct)
 {
   g_autoptr (GError) error = NULL;
-  int lda = ta == LT_NO_TRANS ? K : M, ldb = tb == LT_NO_TRANS ? N : K;
-  gsize na = (gsize) M * K, nb = (gsize) K * N, nc = (gsize) M * N;
+  int lda = ta == LT_NO_TRANS ? K : M, ldb = (tb == LT_NO_TRANS ? N : K) + (direct ? 8 : 0);
+  const gsize boff = direct ? 16 : 0;
+  gsize na = (gsize) M * K, nb = (gsize) (tb == LT_NO_TRANS ? K : N) * ldb, nc = (gsize) M * N;
   g_autofree float *A = g_new (float, na), *B = g_new (float, nb), *Ar = g_new (float, na);
   g_autofree float *Br = g_new (float, nb), *C = g_new (float, nc), *ref = g_new (float, nc);
-  g_autofree guint16 *B16 = g_new (guint16, nb);
+  g_autofree guint16 *B16 = g_new0 (guint16, nb + boff);
   g_autofree char *what = NULL;
   g_autoptr (LtVulkanStream) s = stream ();
   const float alpha = 1.5f, beta = 0.25f;
@@ -576,7 +579,7 @@ big_bf16_product (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, dou
   fill (A, na, seed, -a_mag, a_mag);
   fill (B, nb, seed + 1, -b_mag, b_mag);
   fill (C, nc, seed + 2, -a_mag * b_mag, a_mag * b_mag); /* beta·C of A·B's size */
-  to_bf16 (B16, B, nb);
+  to_bf16 (B16 + boff, B, nb);
   for (gsize i = 0; i < na; i++)
     Ar[i] = lt_compute_round_bf16 (A[i]);
   for (gsize i = 0; i < nb; i++)
@@ -585,19 +588,25 @@ big_bf16_product (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, dou
   lt_compute_sgemm_bf16_ref (ta, tb, M, N, K, alpha, A, lda, Br, ldb, beta, ref, N);
 
   g_autoptr (LtVulkanBuffer) ba = upload (A, sizeof (float) * na);
-  g_autoptr (LtVulkanBuffer) bb = upload (B16, sizeof (guint16) * nb);
+  g_autoptr (LtVulkanBuffer) bb = upload (B16, sizeof (guint16) * (nb + boff));
   g_autoptr (LtVulkanBuffer) bc = upload (C, sizeof (float) * nc);
-  LtVulkanMatrix ma = { ba, 0, lda, LT_KDTYPE_F32 }, mb = { bb, 0, ldb, LT_KDTYPE_BF16 };
+  LtVulkanMatrix ma = { ba, 0, lda, LT_KDTYPE_F32 }, mb = { bb, boff, ldb, LT_KDTYPE_BF16 };
   LtVulkanMatrix mc = { bc, 0, N, LT_KDTYPE_F32 };
   g_assert_true (lt_vulkan_coopmat_wanted (s, M, N, K, LT_KDTYPE_F32, LT_KDTYPE_BF16,
                                            LT_COMPUTE_BF16));
+  g_assert_false (lt_vulkan_coopmat_direct_b (tb, N, K, &mb));
+  if (direct)
+    {
+      mb.has_exp = lt_vulkan_bf16_scale_exp (B16, nb + boff, &mb.exp);
+      g_assert_true (lt_vulkan_coopmat_direct_b (tb, N, K, &mb));
+    }
   g_assert_true (lt_vulkan_gemm (s, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc, LT_COMPUTE_BF16,
                                  &error));
   g_assert_no_error (error);
   run (s);
   download (bc, C, sizeof (float) * nc);
-  what = g_strdup_printf ("coopmat %s%s |A| %g |B| %g", ta == LT_TRANS ? "T" : "N",
-                          tb == LT_TRANS ? "T" : "N", a_mag, b_mag);
+  what = g_strdup_printf ("coopmat %s%s |A| %g |B| %g%s", ta == LT_TRANS ? "T" : "N",
+                          tb == LT_TRANS ? "T" : "N", a_mag, b_mag, direct ? " B as stored" : "");
   check_gemm (C, N, ref, N, ta, tb, M, N, K, alpha, Ar, lda, Br, ldb, what);
 }
 
@@ -640,12 +649,33 @@ test_gemm_coopmat (void)
   linear_products (LT_KDTYPE_F16);
   gemm_general (1);
   /* 12 × 12 tiles of 128 (the large tile), edges in M, N and K */
-  big_bf16_product (LT_NO_TRANS, LT_TRANS, 1500, 1450, 70, 1.0, 1.0, 60);
-  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 1450, 1500, 45, 1e-6, 1.0, 61);
-  big_bf16_product (LT_TRANS, LT_NO_TRANS, 1470, 1490, 97, 1e-6, 1e6, 62);
-  big_bf16_product (LT_TRANS, LT_TRANS, 1500, 1500, 33, 1.0, 1e-7, 63);
+  big_bf16_product (LT_NO_TRANS, LT_TRANS, 1500, 1450, 70, 1.0, 1.0, 60, FALSE);
+  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 1450, 1500, 45, 1e-6, 1.0, 61, FALSE);
+  big_bf16_product (LT_TRANS, LT_NO_TRANS, 1470, 1490, 97, 1e-6, 1e6, 62, FALSE);
+  big_bf16_product (LT_TRANS, LT_TRANS, 1500, 1500, 33, 1.0, 1e-7, 63, FALSE);
   /* the same with the small tile */
-  big_bf16_product (LT_TRANS, LT_TRANS, 200, 130, 77, 1e5, 1e-6, 64);
+  big_bf16_product (LT_TRANS, LT_TRANS, 200, 130, 77, 1e5, 1e-6, 64, FALSE);
+  /* B read as stored (a frozen weight): y = x·Wᵀ (B's rows K-contiguous: K a multiple of 8,
+   * N not of the tile) and dx = dy·W (N-contiguous: N a multiple of 8, K not of the slice),
+   * both tiles, B's magnitudes past f16's range either way */
+  big_bf16_product (LT_NO_TRANS, LT_TRANS, 1500, 1450, 24, 1.0, 1e6, 65, TRUE);
+  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 1450, 1504, 21, 1e-6, 1e-6, 66, TRUE);
+  big_bf16_product (LT_TRANS, LT_TRANS, 200, 130, 80, 1e5, 1e-6, 67, TRUE);
+  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 130, 200, 77, 1.0, 1.0, 68, TRUE);
+  lt_vulkan_coopmat_set_direct (FALSE);
+  {
+    LtVulkanMatrix mw = { NULL, 0, 64, LT_KDTYPE_BF16, TRUE, 3 };
+    g_assert_false (lt_vulkan_coopmat_direct_b (LT_TRANS, 64, 64, &mw));
+    lt_vulkan_coopmat_set_direct (TRUE);
+    g_assert_true (lt_vulkan_coopmat_direct_b (LT_TRANS, 64, 64, &mw));
+    mw.offset = 4; /* not on a 16-byte vector */
+    g_assert_false (lt_vulkan_coopmat_direct_b (LT_TRANS, 64, 64, &mw));
+    mw.offset = 0;
+    g_assert_false (lt_vulkan_coopmat_direct_b (LT_TRANS, 64, 60, &mw)); /* rows of K = 60 */
+    g_assert_true (lt_vulkan_coopmat_direct_b (LT_NO_TRANS, 64, 60, &mw)); /* rows of N */
+    mw.dtype = LT_KDTYPE_F16;
+    g_assert_false (lt_vulkan_coopmat_direct_b (LT_TRANS, 64, 64, &mw));
+  }
   lt_vulkan_coopmat_set_mode (vk, LT_VULKAN_COOPMAT_OFF);
   {
     g_autoptr (LtVulkanStream) s = stream ();

@@ -16,6 +16,13 @@
 // different banks): each invocation loads its share of slice s + 1 into registers while the
 // tensor cores work on slice s, then stores it into the other buffer; one barrier a slice.
 //
+// -DB_DIRECT=1 or 2 reads B as stored instead (a frozen bf16 weight, lt-vulkan-coopmat.h):
+// 16-byte vectors of 8 bf16 from binding 2, scaled by 2^b_exp (one exponent for the whole
+// tensor) and converted to f16 on the way into shared memory, exactly as the pack pass would
+// with that exponent; out-of-range vectors are zeros. 1: op(B)ᵀ's row n is stored row n, K
+// contiguous (y = x·Wᵀ), staged as the packed slices are; 2: element (k, n) at k·ld + n, N
+// contiguous (dx = dy·W), staged as BK rows of BN halves and read by row-major fragment loads.
+//
 // -DEMULATE_COOPMAT builds the same kernel without the extension, for checking it on a device
 // that lacks it (lavapipe): a fragment load records where it would read (offset, stride,
 // layout, in the shared array's 16-byte units), the multiply-add reads the staged halves there
@@ -52,6 +59,11 @@ layout (local_size_x = NT) in;
 layout (std430, set = 0, binding = 0) readonly buffer SBuf { uvec4 s4[]; };
 layout (std430, set = 0, binding = 1) buffer CBuf { float c[]; };
 
+#ifdef B_DIRECT
+layout (std430, set = 0, binding = 2) readonly buffer WBuf { uvec4 w4[]; };
+#define SROWB (BN / 8 + 1) // B_DIRECT 2: 16-byte units a staged row of k: BN halves + 8
+#endif
+
 layout (push_constant) uniform Params
 {
   uint M, N, kp;
@@ -59,6 +71,10 @@ layout (push_constant) uniform Params
   uint a_off4, b_off4; // the packed matrices, in 16-byte units
   uint ea_off, eb_off; // the exponents, in words
   float alpha, beta;
+  // B_DIRECT: B's offset and row stride in 16-byte units, its stored rows' length in units
+  // (K / 8 for 1, N / 8 for 2), K, and the tensor's exponent
+  uint b_off8, b_ld8, b_units, K;
+  int b_exp;
 } p;
 
 #ifndef EMULATE_COOPMAT
@@ -170,9 +186,32 @@ load_slice (uint s, uint tid, uint row0, uint col0)
   [[unroll]] for (uint i = 0u; i < LB; i++)
     {
       const uint idx = tid + i * NT;
+#if !defined(B_DIRECT)
       rb[i] = s4[p.b_off4 + (col0 + idx / KQ) * kw + s * KQ + idx % KQ];
+#elif B_DIRECT == 1
+      const uint n = col0 + idx / KQ, ku = s * KQ + idx % KQ;
+      rb[i] = n < p.N && ku < p.b_units ? w4[p.b_off8 + n * p.b_ld8 + ku] : uvec4 (0u);
+#else
+      const uint k = s * BK + idx / (BN / 8u), nu = col0 / 8u + idx % (BN / 8u);
+      rb[i] = k < p.K && nu < p.b_units ? w4[p.b_off8 + k * p.b_ld8 + nu] : uvec4 (0u);
+#endif
     }
 }
+
+#ifdef B_DIRECT
+// 8 bf16 (two a word, element 0 in the low half) as 8 f16 scaled by 2^b_exp: exact where the
+// scaled value is an f16 normal, as coopmat-prep.comp's pack pass
+uvec4
+bf16_to_f16 (uvec4 q)
+{
+  const float f = uintBitsToFloat (uint (127 + p.b_exp) << 23);
+  uvec4 r;
+  [[unroll]] for (uint w = 0u; w < 4u; w++)
+    r[w] = packHalf2x16 (vec2 (uintBitsToFloat (q[w] << 16), uintBitsToFloat (q[w] & 0xffff0000u))
+                         * f);
+  return r;
+}
+#endif
 
 void
 stage_slice (uint buf, uint tid)
@@ -185,7 +224,13 @@ stage_slice (uint buf, uint tid)
   [[unroll]] for (uint i = 0u; i < LB; i++)
     {
       const uint idx = tid + i * NT;
+#if !defined(B_DIRECT)
       STAGE_B ((buf * BN + idx / KQ) * SROW + idx % KQ, rb[i]);
+#elif B_DIRECT == 1
+      STAGE_B ((buf * BN + idx / KQ) * SROW + idx % KQ, bf16_to_f16 (rb[i]));
+#else
+      STAGE_B ((buf * BK + idx / (BN / 8u)) * SROWB + idx % (BN / 8u), bf16_to_f16 (rb[i]));
+#endif
     }
 }
 
@@ -217,7 +262,11 @@ stage_slice (uint buf, uint tid)
 #define DECL_FA(i) FA_T fa_##i;
 #define DECL_FB(j) FB_T fb_##j;
 #define LOAD_A(i) LOAD_FA (fa_##i, (buf * BM + wm0 + i * CM) * SROW + kk * (CK / 8u), SROW, false);
+#if defined(B_DIRECT) && B_DIRECT == 2
+#define LOAD_B(j) LOAD_FB (fb_##j, (buf * BK + kk * CK) * SROWB + (wn0 + j * CN) / 8u, SROWB, false);
+#else
 #define LOAD_B(j) LOAD_FB (fb_##j, (buf * BN + wn0 + j * CN) * SROW + kk * (CK / 8u), SROW, true);
+#endif
 #define MMA_IJ(i, j) acc_##i##_##j = MMA (fa_##i, fb_##j, acc_##i##_##j);
 #define EPILOGUE_IJ(i, j) epilogue (acc_##i##_##j, i, j, scratch, lane, row0 + wm0, col0 + wn0);
 
@@ -235,7 +284,11 @@ epilogue (ACC_T acc, uint i, uint j, uint scratch, uint lane, uint r0, uint c0)
         {
           const uint w = scratch * 4u + e;
           const int ea = int (s4[(p.ea_off + gi) / 4u][(p.ea_off + gi) % 4u]);
+#ifdef B_DIRECT
+          const int eb = p.b_exp;
+#else
           const int eb = int (s4[(p.eb_off + gj) / 4u][(p.eb_off + gj) % 4u]);
+#endif
           const float fa = uintBitsToFloat (uint (127 - ea) << 23);
           const float fb = uintBitsToFloat (uint (127 - eb) << 23);
           const uint ci = p.c_off + gi * p.ldc + gj;
