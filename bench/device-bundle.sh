@@ -37,7 +37,7 @@ done
 # glibc than the bundled one (seen: libX11 wanting GLIBC_2.38, and then no Vulkan driver)
 for lib in libvulkan.so.1 libstdc++.so.6 libgcc_s.so.1 libX11.so.6 libXext.so.6 libxcb.so.1 \
   libXau.so.6 libXdmcp.so.6 libbsd.so.0 libmd.so.0 libGLdispatch.so.0; do
-  path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ { print $NF; exit }')
+  path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64/ && !p { print $NF; p = 1 }')
   [ -n "$path" ] && cp -L "$path" "$out/lib/"
 done
 cat > "$out/run.sh" <<'EOS'

@@ -65,8 +65,11 @@ lt_vulkan_coopmat_set_direct (gboolean on)
   g_atomic_int_set (&direct_on, on ? 1 : 0);
 }
 
+static gboolean direct_a (LtTrans ta, int M, int K, const LtVulkanMatrix *A);
+
 gboolean
-lt_vulkan_coopmat_direct_b (LtTrans tb, int N, int K, const LtVulkanMatrix *B)
+lt_vulkan_coopmat_direct (LtTrans ta, LtTrans tb, int M, int N, int K, const LtVulkanMatrix *A,
+                          const LtVulkanMatrix *B)
 {
   /* op(B)ᵀ's rows are B's stored rows when B is transposed (K contiguous), else its columns */
   const int units = tb == LT_TRANS ? K : N;
@@ -77,7 +80,16 @@ lt_vulkan_coopmat_direct_b (LtTrans tb, int N, int K, const LtVulkanMatrix *B)
                                          != 0);
   return g_atomic_int_get (&direct_on) && B->has_exp && B->dtype == LT_KDTYPE_BF16
          && B->offset % 8 == 0 && B->ld % 8 == 0 && units % 8 == 0
-         && B->offset / 8 + (gsize) (tb == LT_TRANS ? N : K) * (B->ld / 8) < G_MAXUINT32;
+         && B->offset / 8 + (gsize) (tb == LT_TRANS ? N : K) * (B->ld / 8) < G_MAXUINT32
+         && direct_a (ta, M, K, A);
+}
+
+/* A read as stored: f32 with rows K-contiguous on 16-byte vectors (the activations). */
+static gboolean
+direct_a (LtTrans ta, int M, int K, const LtVulkanMatrix *A)
+{
+  return ta == LT_NO_TRANS && A->dtype == LT_KDTYPE_F32 && A->offset % 4 == 0 && A->ld % 4 == 0
+         && K % 4 == 0 && A->offset / 4 + (gsize) M * (A->ld / 4) < G_MAXUINT32;
 }
 
 static gboolean self_check (LtVulkan *vk, LtVulkanCoopmat *cm);
@@ -494,8 +506,8 @@ round_up (guint32 x, guint32 to)
  * passes over A and B (zero the max words, each row's largest magnitude, the scaled f16
  * matrices) into the stream's coopmat scratch, then gemm-coopmat.comp. The scratch, in words:
  * the max words of A's rpa and B's rpb rows, their exponents, A's f16 matrix (rpa × kp halves),
- * B's (rpb × kp). Where lt_vulkan_coopmat_direct_b says so, the passes see A only and the
- * kernel's B_DIRECT variant reads B as stored (no B matrix in the scratch). */
+ * B's (rpb × kp). Where lt_vulkan_coopmat_direct says so, the kernel's B_DIRECT variant reads both as stored: only A's max pass runs, and the
+ * scratch holds only the max and exponent words. */
 static gboolean
 record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans tb, int M,
         int N, int K, float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
@@ -512,14 +524,15 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
     float alpha, beta;
     guint32 b_off8, b_ld8, b_units, K;
     gint32 b_exp;
+    guint32 ad_off4, ad_ld4;
   } pc;
   LtVulkanKernel kernel;
   const guint tile = big ? BIG_TILE : SMALL_TILE;
   const guint32 rpa = round_up ((guint32) M, tile), rpb = round_up ((guint32) N, tile);
   const guint32 kp = round_up ((guint32) MAX (K, 1), 64);
   const guint64 pack_a = 2 * ((guint64) rpa + rpb), pack_b = pack_a + (guint64) rpa * kp / 2;
-  const gboolean direct = lt_vulkan_coopmat_direct_b (tb, N, K, B);
-  const guint64 words = pack_b + (direct ? 0 : (guint64) rpb * kp / 2);
+  const gboolean direct = lt_vulkan_coopmat_direct (ta, tb, M, N, K, A, B);
+  const guint64 words = direct ? pack_a : pack_b + (guint64) rpb * kp / 2;
   g_autoptr (GError) local = NULL;
   LtVulkanBuffer *sc;
   gboolean fresh;
@@ -559,9 +572,10 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
     .b_off4 = (guint32) (pack_b / 4), .ea_off = rpa + rpb, .eb_off = 2 * rpa + rpb,
     .alpha = alpha, .beta = beta, .b_off8 = (guint32) (B->offset / 8),
     .b_ld8 = (guint32) (B->ld / 8), .b_units = (guint32) ((tb == LT_TRANS ? K : N) / 8),
-    .K = (guint32) K, .b_exp = B->exp,
+    .K = (guint32) K, .b_exp = B->exp, .ad_off4 = (guint32) (A->offset / 4),
+    .ad_ld4 = (guint32) (A->ld / 4),
   };
-  LtVulkanBuffer *prep[] = { A->buf, B->buf, sc }, *bufs[] = { sc, C->buf, B->buf };
+  LtVulkanBuffer *prep[] = { A->buf, B->buf, sc }, *bufs[] = { sc, C->buf, B->buf, A->buf };
   const guint gk = kp / 64, gr = MAX (rpa, rpb) / 64;
   lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
   if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_ZERO, prep, 3, &pp, sizeof pp,
@@ -572,12 +586,13 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
                                   direct ? rpa / 64 : gr, direct ? 1 : 2, error))
     return FALSE;
   lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
-  if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_PACK, prep, 3, &pp, sizeof pp, gk,
-                                  direct ? rpa / 64 : gr, direct ? 1 : 2, error))
+  if (!direct
+      && !lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_PACK, prep, 3, &pp, sizeof pp, gk, gr, 2,
+                                     error))
     return FALSE;
   lt_vulkan_stream_note (s, 2.0 * M * N * K, "%c%c %dx%dx%d bf16%s", ta == LT_TRANS ? 'T' : 'N',
                          tb == LT_TRANS ? 'T' : 'N', M, N, K, direct ? " B as stored" : "");
-  return lt_vulkan_stream_dispatch (s, kernel, bufs, direct ? 3 : 2, &pc, sizeof pc, rpb / tile,
+  return lt_vulkan_stream_dispatch (s, kernel, bufs, direct ? 4 : 2, &pc, sizeof pc, rpb / tile,
                                     rpa / tile, 1, error);
 }
 
@@ -744,7 +759,8 @@ lt_vulkan_coopmat_set_direct (gboolean on)
 }
 
 gboolean
-lt_vulkan_coopmat_direct_b (LtTrans tb, int N, int K, const LtVulkanMatrix *B)
+lt_vulkan_coopmat_direct (LtTrans ta, LtTrans tb, int M, int N, int K, const LtVulkanMatrix *A,
+                          const LtVulkanMatrix *B)
 {
   return FALSE;
 }

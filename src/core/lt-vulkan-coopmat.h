@@ -136,17 +136,20 @@ gboolean lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int 
                                  float beta, const LtVulkanMatrix *C, LtComputeDType precision,
                                  GError **error);
 
-/* TRUE when the product's B (op(B) K × N as lt_vulkan_gemm takes it) is read as stored by
- * the tensor-core kernel (gemm-coopmat.comp -DB_DIRECT): B is a bf16 tensor whose exponent
- * the caller knows (@B->has_exp: a frozen weight, whose one exponent serves the forward's
- * y = x·Wᵀ and the input gradient's dx = dy·W alike), its offset and row stride are multiples
- * of 8 elements, and its stored rows' length (K when @tb is LT_TRANS, else N) too. Such a B
- * skips coopmat-prep.comp's passes and the f16 copy in the scratch: for a frozen weight, a
- * read and a write of the weight per product. The values are the same as packed, except that
- * the one exponent of the tensor replaces one per row: a value below 2^-28 of the tensor's
- * largest (not its row's) keeps fewer bits. LATHE_VULKAN_COOPMAT_DIRECT=0 (read at the first
- * call) or lt_vulkan_coopmat_set_direct (FALSE) turns it off for the process. */
-gboolean lt_vulkan_coopmat_direct_b (LtTrans tb, int N, int K, const LtVulkanMatrix *B);
+/* TRUE when the tensor-core kernel reads the product's operands as stored (gemm-coopmat.comp
+ * -DB_DIRECT) instead of packed copies: B (op(B) K × N as lt_vulkan_gemm takes it) is a bf16
+ * tensor whose exponent the caller knows (@B->has_exp: a frozen weight, whose one exponent
+ * serves the forward's y = x·Wᵀ and the input gradient's dx = dy·W alike), its offset and row
+ * stride multiples of 8 elements, and its stored rows' length (K when @tb is LT_TRANS, else N)
+ * too; A is f32, not transposed, its offset, row stride and K multiples of 4 (the
+ * activations). Then coopmat-prep.comp runs only A's max pass: no pack pass, no f16 copies in
+ * the scratch — for a frozen weight a read and a write of the whole weight saved per product,
+ * for A a write and a read. The values are the packed ones, except that the one exponent of
+ * the tensor replaces B's per row: a value of B below 2^-28 of the tensor's largest (not its
+ * row's) keeps fewer bits. LATHE_VULKAN_COOPMAT_DIRECT=0 (read at the first call) or
+ * lt_vulkan_coopmat_set_direct (FALSE) turns it off for the process. */
+gboolean lt_vulkan_coopmat_direct (LtTrans ta, LtTrans tb, int M, int N, int K,
+                                   const LtVulkanMatrix *A, const LtVulkanMatrix *B);
 void lt_vulkan_coopmat_set_direct (gboolean on);
 
 /* Records the tensor cores' rate test (bench-vulkan --mma, coopmat-peak.comp): @groups

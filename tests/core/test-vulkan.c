@@ -559,8 +559,8 @@ test_gemm_thin (void)
  * exactly; only the f32 summation order differs), then products large enough for the 128×128
  * tile, with magnitudes f16 could not hold unscaled (A ~1e-6: subnormal in f16; B ~1e6: past
  * its 65504), edges in every dimension, alpha and beta. @direct: B as a frozen weight
- * (lt_vulkan_coopmat_direct_b: its exponent known, read as stored), at element offset 16
- * with rows padded by 8. */
+ * (lt_vulkan_coopmat_direct: its exponent known, read as stored, and A with it), at element
+ * offset 16 with rows padded by 8. */
 static void
 big_bf16_product (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, double b_mag,
                   guint32 seed, gboolean direct)
@@ -594,11 +594,11 @@ big_bf16_product (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, dou
   LtVulkanMatrix mc = { bc, 0, N, LT_KDTYPE_F32 };
   g_assert_true (lt_vulkan_coopmat_wanted (s, M, N, K, LT_KDTYPE_F32, LT_KDTYPE_BF16,
                                            LT_COMPUTE_BF16));
-  g_assert_false (lt_vulkan_coopmat_direct_b (tb, N, K, &mb));
+  g_assert_false (lt_vulkan_coopmat_direct (ta, tb, M, N, K, &ma, &mb));
   if (direct)
     {
       mb.has_exp = lt_vulkan_bf16_scale_exp (B16, nb + boff, &mb.exp);
-      g_assert_true (lt_vulkan_coopmat_direct_b (tb, N, K, &mb));
+      g_assert_true (lt_vulkan_coopmat_direct (ta, tb, M, N, K, &ma, &mb));
     }
   g_assert_true (lt_vulkan_gemm (s, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc, LT_COMPUTE_BF16,
                                  &error));
@@ -659,22 +659,35 @@ test_gemm_coopmat (void)
    * N not of the tile) and dx = dy·W (N-contiguous: N a multiple of 8, K not of the slice),
    * both tiles, B's magnitudes past f16's range either way */
   big_bf16_product (LT_NO_TRANS, LT_TRANS, 1500, 1450, 24, 1.0, 1e6, 65, TRUE);
-  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 1450, 1504, 21, 1e-6, 1e-6, 66, TRUE);
-  big_bf16_product (LT_TRANS, LT_TRANS, 200, 130, 80, 1e5, 1e-6, 67, TRUE);
-  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 130, 200, 77, 1.0, 1.0, 68, TRUE);
+  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 1450, 1504, 20, 1e-6, 1e-6, 66, TRUE);
+  big_bf16_product (LT_NO_TRANS, LT_TRANS, 200, 130, 80, 1e5, 1e-6, 67, TRUE);
+  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 130, 200, 76, 1.0, 1.0, 68, TRUE);
   lt_vulkan_coopmat_set_direct (FALSE);
   {
     LtVulkanMatrix mw = { NULL, 0, 64, LT_KDTYPE_BF16, TRUE, 3 };
-    g_assert_false (lt_vulkan_coopmat_direct_b (LT_TRANS, 64, 64, &mw));
+    LtVulkanMatrix mx = { NULL, 0, 64, LT_KDTYPE_F32 };
+    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
     lt_vulkan_coopmat_set_direct (TRUE);
-    g_assert_true (lt_vulkan_coopmat_direct_b (LT_TRANS, 64, 64, &mw));
-    mw.offset = 4; /* not on a 16-byte vector */
-    g_assert_false (lt_vulkan_coopmat_direct_b (LT_TRANS, 64, 64, &mw));
+    g_assert_true (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
+    /* A transposed, or not f32, or off its 16-byte vectors: both packed */
+    g_assert_false (lt_vulkan_coopmat_direct (LT_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
+    mx.offset = 2;
+    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
+    mx.offset = 0;
+    mx.dtype = LT_KDTYPE_BF16;
+    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
+    mx.dtype = LT_KDTYPE_F32;
+    mw.offset = 4; /* B not on a 16-byte vector */
+    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
     mw.offset = 0;
-    g_assert_false (lt_vulkan_coopmat_direct_b (LT_TRANS, 64, 60, &mw)); /* rows of K = 60 */
-    g_assert_true (lt_vulkan_coopmat_direct_b (LT_NO_TRANS, 64, 60, &mw)); /* rows of N */
+    /* B's stored rows of K = 60 (not 8 wide vectors); of N = 64 */
+    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 60, &mx, &mw));
+    g_assert_true (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_NO_TRANS, 64, 64, 60, &mx, &mw));
+    mw.has_exp = FALSE;
+    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
+    mw.has_exp = TRUE;
     mw.dtype = LT_KDTYPE_F16;
-    g_assert_false (lt_vulkan_coopmat_direct_b (LT_TRANS, 64, 64, &mw));
+    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
   }
   lt_vulkan_coopmat_set_mode (vk, LT_VULKAN_COOPMAT_OFF);
   {

@@ -22,6 +22,9 @@
 // with that exponent; out-of-range vectors are zeros. 1: op(B)ᵀ's row n is stored row n, K
 // contiguous (y = x·Wᵀ), staged as the packed slices are; 2: element (k, n) at k·ld + n, N
 // contiguous (dx = dy·W), staged as BK rows of BN halves and read by row-major fragment loads.
+// With B_DIRECT, A (f32, rows K-contiguous: the activations) is read as stored too (binding
+// 3): rounded to bf16 and scaled by its row's exponent from the max words of coopmat-prep.comp's
+// max pass (the pack pass does not run), as that pass would have packed it.
 //
 // -DEMULATE_COOPMAT builds the same kernel without the extension, for checking it on a device
 // that lacks it (lavapipe): a fragment load records where it would read (offset, stride,
@@ -38,6 +41,7 @@
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : enable
 #extension GL_KHR_shader_subgroup_basic : enable
 #endif
+#include "common.glsl"
 
 // WARPS_M, WARPS_N, TM, TN, CN come from glslc (-D): the variants of meson.build.
 #define CM 16
@@ -61,6 +65,7 @@ layout (std430, set = 0, binding = 1) buffer CBuf { float c[]; };
 
 #ifdef B_DIRECT
 layout (std430, set = 0, binding = 2) readonly buffer WBuf { uvec4 w4[]; };
+layout (std430, set = 0, binding = 3) readonly buffer ABuf { vec4 a4[]; };
 #define SROWB (BN / 8 + 1) // B_DIRECT 2: 16-byte units a staged row of k: BN halves + 8
 #endif
 
@@ -75,6 +80,7 @@ layout (push_constant) uniform Params
   // (K / 8 for 1, N / 8 for 2), K, and the tensor's exponent
   uint b_off8, b_ld8, b_units, K;
   int b_exp;
+  uint ad_off4, ad_ld4; // B_DIRECT: A's offset and row stride in vec4s (its max words at 0)
 } p;
 
 #ifndef EMULATE_COOPMAT
@@ -172,7 +178,37 @@ mma (FragE x, FragE y, AccE z)
 #define WARP_SYNC_SHARED() barrier ()
 #endif
 
-uvec4 ra[LA], rb[LB]; // this invocation's share of the next slice
+uvec4 rb[LB]; // this invocation's share of the next slice
+#ifdef B_DIRECT
+vec4 ra[2 * LA];
+float fa_row[LA]; // 2^e of the rows of this invocation's loads (the same in every slice)
+
+// The power-of-two exponent that brings the magnitude with bits @m into [2^14, 2^15); 0 for
+// 0, Inf and NaN (coopmat-prep.comp's)
+int
+scale_exp (uint m)
+{
+  if (m == 0u || m >= 0x7f800000u)
+    return 0;
+  return clamp (14 - (int (m >> 23) - 127), -126, 126);
+}
+
+vec4
+round4 (vec4 a)
+{
+  return vec4 (lt_round_bf16 (a.x), lt_round_bf16 (a.y), lt_round_bf16 (a.z),
+               lt_round_bf16 (a.w));
+}
+
+// A's row @r's exponent, from its max word (word r of the scratch)
+int
+a_exp (uint r)
+{
+  return scale_exp (s4[r / 4u][r % 4u]);
+}
+#else
+uvec4 ra[LA];
+#endif
 
 void
 load_slice (uint s, uint tid, uint row0, uint col0)
@@ -181,7 +217,15 @@ load_slice (uint s, uint tid, uint row0, uint col0)
   [[unroll]] for (uint i = 0u; i < LA; i++)
     {
       const uint idx = tid + i * NT;
+#ifdef B_DIRECT
+      const uint r = row0 + idx / KQ, kv = (s * KQ + idx % KQ) * 2u; // vec4 index in the row
+      const bool in_r = r < p.M;
+      ra[2u * i] = in_r && kv < p.K / 4u ? a4[p.ad_off4 + r * p.ad_ld4 + kv] : vec4 (0.0);
+      ra[2u * i + 1u]
+        = in_r && kv + 1u < p.K / 4u ? a4[p.ad_off4 + r * p.ad_ld4 + kv + 1u] : vec4 (0.0);
+#else
       ra[i] = s4[p.a_off4 + (row0 + idx / KQ) * kw + s * KQ + idx % KQ];
+#endif
     }
   [[unroll]] for (uint i = 0u; i < LB; i++)
     {
@@ -219,7 +263,14 @@ stage_slice (uint buf, uint tid)
   [[unroll]] for (uint i = 0u; i < LA; i++)
     {
       const uint idx = tid + i * NT;
+#ifdef B_DIRECT
+      const vec4 x = round4 (ra[2u * i]) * fa_row[i], y = round4 (ra[2u * i + 1u]) * fa_row[i];
+      STAGE_A ((buf * BM + idx / KQ) * SROW + idx % KQ,
+               uvec4 (packHalf2x16 (x.xy), packHalf2x16 (x.zw), packHalf2x16 (y.xy),
+                      packHalf2x16 (y.zw)));
+#else
       STAGE_A ((buf * BM + idx / KQ) * SROW + idx % KQ, ra[i]);
+#endif
     }
   [[unroll]] for (uint i = 0u; i < LB; i++)
     {
@@ -283,7 +334,11 @@ epilogue (ACC_T acc, uint i, uint j, uint scratch, uint lane, uint r0, uint c0)
       if (gi < p.M && gj < p.N)
         {
           const uint w = scratch * 4u + e;
+#ifdef B_DIRECT
+          const int ea = a_exp (gi);
+#else
           const int ea = int (s4[(p.ea_off + gi) / 4u][(p.ea_off + gi) % 4u]);
+#endif
 #ifdef B_DIRECT
           const int eb = p.b_exp;
 #else
@@ -311,6 +366,10 @@ main ()
   const uint nk = p.kp / BK;
 
   FOR_IJ (DECL_ACC)
+#ifdef B_DIRECT
+  [[unroll]] for (uint i = 0u; i < LA; i++)
+    fa_row[i] = uintBitsToFloat (uint (127 + a_exp (row0 + (tid + i * NT) / KQ)) << 23);
+#endif
   load_slice (0u, tid, row0, col0);
   stage_slice (0u, tid);
   barrier ();
