@@ -421,8 +421,13 @@ lt_memory_estimate_device_for_data (const LtRunConfig *cfg, const LtConfig *c,
                                       || g_str_equal (c->dtype, "fp16"));
   gboolean dora = cfg->train_type == LT_TRAIN_TYPE_DORA;
 
-  /* the shapes, the tokens and the parameter counts are the host estimate's */
-  lt_memory_estimate_for_data (cfg, c, n_examples, longest_example, &host);
+  LtRunConfig as_f32 = *cfg; /* read only: a shallow copy */
+
+  /* the shapes, the tokens and the parameter counts are the host estimate's, as for f32
+   * products: the bf16 copies of f32 weights a bf16 CPU step keeps (compute_dtype auto picks
+   * bf16 on a CPU with bf16 units) are not made on the GPU, which reads weights as stored */
+  as_f32.compute_dtype = LT_COMPUTE_DTYPE_F32;
+  lt_memory_estimate_for_data (&as_f32, c, n_examples, longest_example, &host);
   memset (out, 0, sizeof *out);
   out->n_base_params = host.n_base_params;
   out->n_trainable_params = host.n_trainable_params;

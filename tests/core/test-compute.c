@@ -682,7 +682,15 @@ test_resolve (void)
 {
   const char *why = NULL;
   int native = lt_compute_cpu_has_amx_bf16 () || lt_compute_cpu_has_avx512_bf16 ();
-  LtComputeDType d = lt_compute_resolve (LT_COMPUTE_AUTO, &why);
+  g_autofree char *saved = g_strdup (g_getenv ("LATHE_COMPUTE_AUTO"));
+  LtComputeDType d;
+
+  /* the suite runs with LATHE_COMPUTE_AUTO=f32 (tests/meson.build): auto is f32 then */
+  g_setenv ("LATHE_COMPUTE_AUTO", "f32", TRUE);
+  g_assert_cmpint (lt_compute_resolve (LT_COMPUTE_AUTO, &why), ==, LT_COMPUTE_F32);
+  g_assert_cmpstr (why, ==, "auto: LATHE_COMPUTE_AUTO=f32");
+  g_unsetenv ("LATHE_COMPUTE_AUTO"); /* restored at the end */
+  d = lt_compute_resolve (LT_COMPUTE_AUTO, &why);
 
   g_test_message ("AMX-BF16 %d, AVX512-BF16 %d: auto = %s (%s); bf16 engine %s",
                   lt_compute_cpu_has_amx_bf16 (), lt_compute_cpu_has_avx512_bf16 (),
@@ -711,6 +719,8 @@ test_resolve (void)
   g_assert_cmpstr (lt_run_apply_compute_dtype (LT_COMPUTE_DTYPE_AUTO, &why), ==,
                    native ? "bf16" : "f32");
   lt_compute_set_dtype (LT_COMPUTE_F32);
+  if (saved != NULL)
+    g_setenv ("LATHE_COMPUTE_AUTO", saved, TRUE);
 }
 
 /* ---- trajectories ---- */

@@ -262,6 +262,9 @@ run_config (const char *model, const char *tmp, const char *run, const char *dev
   cfg->adapter_path = g_build_filename (tmp, run, NULL);
   g_free (cfg->compute_device);
   cfg->compute_device = g_strdup (device);
+  /* f32 products on both sides: auto picks bf16 on a CPU with bf16 units (the tolerance
+   * below is f32's) */
+  cfg->compute_dtype = LT_COMPUTE_DTYPE_F32;
   cfg->train_mode = mode;
   cfg->lora_rank = 4;
   cfg->lora_scale = 2.0;
