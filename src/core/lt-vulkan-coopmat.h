@@ -21,7 +21,10 @@
  * of two that brings its largest magnitude into [2^14, 2^15); gemm-coopmat.comp multiplies them
  * with f32 accumulation and takes the two scales off per row of A and column of B in its
  * epilogue (exact). So the result is the portable bf16-precision result up to the order of the
- * f32 sums — no loss of range, no change of the precision the caller asked for. The f32
+ * f32 sums — no loss of range, no change of the precision the caller asked for. A frozen
+ * bf16 weight skips the passes (lt_vulkan_coopmat_direct): its one exponent per tensor, found
+ * when it is uploaded, lets gemm-coopmat.comp's B_DIRECT variants read it as stored, and the
+ * f32 activations beside it too, scaled per row from the max pass alone. The f32
  * precision (LT_COMPUTE_F32: the LoRA adapters' small products, the LM head's backward, tests
  * that need f32 accuracy) always takes the portable kernel: f16 keeps 11 of f32's 24 bits.
  * Limit of the scaling: a value below 2^-28 of its row's largest keeps fewer bits (f16
