@@ -71,6 +71,16 @@ def torch_rows(seq, reps, threads):
         x1, x2 = x[..., : HEAD_DIM // 2], x[..., HEAD_DIM // 2:]
         return x * cos + torch.cat([-x2, x1], -1) * sin
 
+    mask = torch.full((seq, seq), float("-inf")).triu(1)
+
+    def attention(q, k, v):
+        # PyTorch 2's fused kernel where it has one; Debian 12's 1.13 has none: the same
+        # causal attention written out (what 1.13's own models do)
+        if hasattr(F, "scaled_dot_product_attention"):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        s = (q @ k.transpose(-2, -1)) * (HEAD_DIM ** -0.5) + mask[: q.shape[2], : q.shape[2]]
+        return torch.softmax(s.float(), -1).to(v.dtype) @ v
+
     class Block(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -93,7 +103,7 @@ def torch_rows(seq, reps, threads):
             q, k = rope(q), rope(k)
             k = k.repeat_interleave(HEADS // KV_HEADS, 1)
             v = v.repeat_interleave(HEADS // KV_HEADS, 1)
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            a = attention(q, k, v)
             x = x + self.o(a.transpose(1, 2).reshape(1, T, HIDDEN))
             h = rms(x, self.n2)
             return x + self.down(F.silu(self.gate(h)) * self.up(h))
