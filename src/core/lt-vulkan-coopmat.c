@@ -531,7 +531,7 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
   const guint32 rpa = round_up ((guint32) M, tile), rpb = round_up ((guint32) N, tile);
   const guint32 kp = round_up ((guint32) MAX (K, 1), 64);
   const guint64 pack_a = 2 * ((guint64) rpa + rpb), pack_b = pack_a + (guint64) rpa * kp / 2;
-  const gboolean direct = lt_vulkan_coopmat_direct (ta, tb, M, N, K, A, B);
+  const gboolean direct = lt_vulkan_coopmat_direct (ta, tb, M, N, K, A, B) && !cm->direct_failed;
   const guint64 words = direct ? pack_a : pack_b + (guint64) rpb * kp / 2;
   g_autoptr (GError) local = NULL;
   LtVulkanBuffer *sc;
@@ -657,13 +657,15 @@ check_c (int idx)
   return (float) ((idx * 7 % 13) - 6) * 1.5e-5f;
 }
 
-/* One product of the self-check on @vk: FALSE + @why (of @why_size) on a failure. */
+/* One product of the self-check on @vk: FALSE + @why (of @why_size) on a failure. @direct:
+ * B stored bf16 with its exponent, read as stored with A (lt_vulkan_coopmat_direct), K 96. */
 static gboolean
 check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans tb,
-           const float *A, const float *B, char *why, gsize why_size)
+           const float *A, const float *B, gboolean direct, char *why, gsize why_size)
 {
-  const int M = CHECK_M, N = CHECK_N, K = CHECK_K;
+  const int M = CHECK_M, N = CHECK_N, K = direct ? 96 : CHECK_K;
   const int lda = ta == LT_NO_TRANS ? K : M, ldb = tb == LT_NO_TRANS ? N : K;
+  g_autofree guint16 *B16 = g_new (guint16, K * N);
   const float alpha = 0.5f, beta = -2.0f;
   g_autoptr (GError) error = NULL;
   g_autoptr (LtVulkanStream) s = NULL;
@@ -679,11 +681,25 @@ check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans 
       || (bb = lt_vulkan_buffer_new (vk, sizeof (float) * K * N, &error)) == NULL
       || (bc = lt_vulkan_buffer_new (vk, sizeof (float) * M * N, &error)) == NULL
       || !lt_vulkan_buffer_upload (ba, 0, A, sizeof (float) * M * K, &error)
-      || !lt_vulkan_buffer_upload (bb, 0, B, sizeof (float) * K * N, &error)
       || !lt_vulkan_buffer_upload (bc, 0, C, sizeof (float) * M * N, &error))
+    goto failed;
+  for (int i = 0; i < K * N; i++)
+    B16[i] = lt_compute_f32_to_bf16 (B[i]);
+  if (direct ? !lt_vulkan_buffer_upload (bb, 0, B16, sizeof (guint16) * K * N, &error)
+             : !lt_vulkan_buffer_upload (bb, 0, B, sizeof (float) * K * N, &error))
     goto failed;
   LtVulkanMatrix ma = { ba, 0, lda, LT_KDTYPE_F32 }, mb = { bb, 0, ldb, LT_KDTYPE_F32 };
   LtVulkanMatrix mc = { bc, 0, N, LT_KDTYPE_F32 };
+  if (direct)
+    {
+      mb.dtype = LT_KDTYPE_BF16;
+      mb.has_exp = lt_vulkan_bf16_scale_exp (B16, (gsize) K * N, &mb.exp);
+      if (!lt_vulkan_coopmat_direct (ta, tb, M, N, K, &ma, &mb))
+        {
+          snprintf (why, why_size, "its self-check could not read B as stored");
+          return FALSE;
+        }
+    }
   if (!record (s, cm, big, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc, LT_COMPUTE_BF16, &error)
       || !lt_vulkan_stream_submit (s, &error) || !lt_vulkan_stream_wait (s, &error)
       || !lt_vulkan_buffer_download (bc, 0, C, sizeof (float) * M * N, &error))
@@ -710,9 +726,10 @@ check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans 
       }
   if (worst <= 1e-4)
     return TRUE;
-  snprintf (why, why_size, "its self-check failed: %s tile, %s%s, relative error %.3g at (%d, %d)",
+  snprintf (why, why_size,
+            "its self-check failed: %s tile, %s%s%s, relative error %.3g at (%d, %d)",
             big ? "128x128" : "64x64", ta == LT_TRANS ? "T" : "N", tb == LT_TRANS ? "T" : "N",
-            worst, wi, wj);
+            direct ? " (operands as stored)" : "", worst, wi, wj);
   return FALSE;
 
 failed:
@@ -741,12 +758,21 @@ self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
   for (int big = 0; big < 2; big++)
     for (int t = 0; t < 4; t++)
       if (!check_one (vk, cm, big, (t & 1) ? LT_TRANS : LT_NO_TRANS,
-                      (t & 2) ? LT_TRANS : LT_NO_TRANS, A, B, why, sizeof why))
+                      (t & 2) ? LT_TRANS : LT_NO_TRANS, A, B, FALSE, why, sizeof why))
         {
           g_strlcpy (cm->why, why, sizeof cm->why);
           cm->available = FALSE;
           cm->mode = LT_VULKAN_COOPMAT_OFF;
           return FALSE;
+        }
+  /* the operands read as stored (both orientations of B): a failure keeps the packed path */
+  for (int big = 0; big < 2 && !cm->direct_failed; big++)
+    for (int t = 0; t < 2 && !cm->direct_failed; t++)
+      if (!check_one (vk, cm, big, LT_NO_TRANS, t ? LT_TRANS : LT_NO_TRANS, A, B, TRUE, why,
+                      sizeof why))
+        {
+          g_strlcpy (cm->direct_why, why, sizeof cm->direct_why);
+          cm->direct_failed = TRUE;
         }
   return TRUE;
 }

@@ -85,6 +85,10 @@ typedef struct
    * and 128: 0 not run, 1 running, 2 passed, 3 failed (att_why says how) */
   guint8 att_state[2];
   char att_why[200];
+  /* the self-check's products with the operands read as stored (lt_vulkan_coopmat_direct)
+   * failed: such products take the packed path on this device, direct_why says why */
+  gboolean direct_failed;
+  char direct_why[200];
 } LtVulkanCoopmat;
 
 /* TRUE when @vk's GEMMs can use the tensor cores; else FALSE and *@why (may be NULL) says why
@@ -94,7 +98,8 @@ typedef struct
  * their own against a CPU reference; a kernel that fails to build or to agree (error above
  * 1e-4 of Σ|a·b|, where the f32 sums of K = 100 products err by ~1e-6) turns the tensor cores
  * off for the device, with the reason in *@why, so a driver that rejects or miscompiles the
- * shader costs speed, never a wrong result. */
+ * shader costs speed, never a wrong result. Then both tiles run y = x·Wᵀ and dx = dy·W with a
+ * bf16 W read as stored (K 96): a failure there keeps such products on the packed path. */
 gboolean lt_vulkan_coopmat_available (LtVulkan *vk, const char **why);
 /* TRUE where the device offers what the kernel needs (or it is emulated), whether or not its
  * self-check then passed: a device that offers it and is not available has failed it. */

@@ -629,6 +629,9 @@ test_gemm_coopmat (void)
     }
   lt_vulkan_coopmat_shape (vk, &m, &n, &k);
   g_test_message ("cooperative matrices: f16 %ux%ux%u fragments", m, n, k);
+  /* the self-check's products with the operands read as stored passed */
+  g_assert_cmpstr (lt_vulkan_get_coopmat (vk, NULL)->direct_why, ==, "");
+  g_assert_false (lt_vulkan_get_coopmat (vk, NULL)->direct_failed);
   g_assert_cmpuint (m, ==, 16);
   g_assert_true (n == 16 || n == 8);
   saved = lt_vulkan_coopmat_get_mode (vk);
