@@ -57,31 +57,43 @@ lt_vulkan_bf16_scale_exp (const guint16 *x, gsize n, int *exp)
   return TRUE;
 }
 
-static gint direct_on = -1; /* -1: not read from the environment yet */
+/* What the tensor-core GEMM reads as stored by default (lt-vulkan-coopmat.h: measured on the
+ * H100, both slower than the packed path so far) */
+#define DIRECT_DEFAULT LT_VULKAN_COOPMAT_DIRECT_OFF
+
+static gint direct_mode = -1; /* -1: not read from the environment yet */
 
 void
-lt_vulkan_coopmat_set_direct (gboolean on)
+lt_vulkan_coopmat_set_direct (LtVulkanCoopmatDirect mode)
 {
-  g_atomic_int_set (&direct_on, on ? 1 : 0);
+  g_atomic_int_set (&direct_mode, (gint) mode);
 }
 
-static gboolean direct_a (LtTrans ta, int M, int K, const LtVulkanMatrix *A);
+static LtVulkanCoopmatDirect
+get_direct_mode (void)
+{
+  if (g_atomic_int_get (&direct_mode) < 0)
+    {
+      const char *env = g_getenv ("LATHE_VULKAN_COOPMAT_DIRECT");
+      gint m = g_strcmp0 (env, "0") == 0    ? LT_VULKAN_COOPMAT_DIRECT_OFF
+               : g_strcmp0 (env, "b") == 0  ? LT_VULKAN_COOPMAT_DIRECT_B
+               : g_strcmp0 (env, "ab") == 0 ? LT_VULKAN_COOPMAT_DIRECT_AB
+                                            : DIRECT_DEFAULT;
+      g_atomic_int_compare_and_exchange (&direct_mode, -1, m);
+    }
+  return (LtVulkanCoopmatDirect) g_atomic_int_get (&direct_mode);
+}
 
-gboolean
-lt_vulkan_coopmat_direct (LtTrans ta, LtTrans tb, int M, int N, int K, const LtVulkanMatrix *A,
-                          const LtVulkanMatrix *B)
+/* B read as stored: a bf16 tensor of known exponent on 16-byte vectors */
+static gboolean
+direct_b (LtTrans tb, int N, int K, const LtVulkanMatrix *B)
 {
   /* op(B)ᵀ's rows are B's stored rows when B is transposed (K contiguous), else its columns */
   const int units = tb == LT_TRANS ? K : N;
 
-  if (g_atomic_int_get (&direct_on) < 0)
-    g_atomic_int_compare_and_exchange (&direct_on, -1,
-                                       g_strcmp0 (g_getenv ("LATHE_VULKAN_COOPMAT_DIRECT"), "0")
-                                         != 0);
-  return g_atomic_int_get (&direct_on) && B->has_exp && B->dtype == LT_KDTYPE_BF16
-         && B->offset % 8 == 0 && B->ld % 8 == 0 && units % 8 == 0
-         && B->offset / 8 + (gsize) (tb == LT_TRANS ? N : K) * (B->ld / 8) < G_MAXUINT32
-         && direct_a (ta, M, K, A);
+  return B->has_exp && B->dtype == LT_KDTYPE_BF16 && B->offset % 8 == 0 && B->ld % 8 == 0
+         && units % 8 == 0
+         && B->offset / 8 + (gsize) (tb == LT_TRANS ? N : K) * (B->ld / 8) < G_MAXUINT32;
 }
 
 /* A read as stored: f32 with rows K-contiguous on 16-byte vectors (the activations). */
@@ -90,6 +102,24 @@ direct_a (LtTrans ta, int M, int K, const LtVulkanMatrix *A)
 {
   return ta == LT_NO_TRANS && A->dtype == LT_KDTYPE_F32 && A->offset % 4 == 0 && A->ld % 4 == 0
          && K % 4 == 0 && A->offset / 4 + (gsize) M * (A->ld / 4) < G_MAXUINT32;
+}
+
+static LtVulkanCoopmatDirect
+direct_for (LtVulkanCoopmatDirect mode, LtTrans ta, LtTrans tb, int M, int N, int K,
+            const LtVulkanMatrix *A, const LtVulkanMatrix *B)
+{
+  if (mode == LT_VULKAN_COOPMAT_DIRECT_OFF || !direct_b (tb, N, K, B))
+    return LT_VULKAN_COOPMAT_DIRECT_OFF;
+  if (mode == LT_VULKAN_COOPMAT_DIRECT_AB && direct_a (ta, M, K, A))
+    return LT_VULKAN_COOPMAT_DIRECT_AB;
+  return LT_VULKAN_COOPMAT_DIRECT_B;
+}
+
+LtVulkanCoopmatDirect
+lt_vulkan_coopmat_direct (LtTrans ta, LtTrans tb, int M, int N, int K, const LtVulkanMatrix *A,
+                          const LtVulkanMatrix *B)
+{
+  return direct_for (get_direct_mode (), ta, tb, M, N, K, A, B);
 }
 
 static gboolean self_check (LtVulkan *vk, LtVulkanCoopmat *cm);
@@ -506,12 +536,14 @@ round_up (guint32 x, guint32 to)
  * passes over A and B (zero the max words, each row's largest magnitude, the scaled f16
  * matrices) into the stream's coopmat scratch, then gemm-coopmat.comp. The scratch, in words:
  * the max words of A's rpa and B's rpb rows, their exponents, A's f16 matrix (rpa × kp halves),
- * B's (rpb × kp). Where lt_vulkan_coopmat_direct says so, the kernel's B_DIRECT variant reads both as stored: only A's max pass runs, and the
- * scratch holds only the max and exponent words. */
+ * B's (rpb × kp). @direct B: the passes see A only and the kernel's B_DIRECT variant reads B
+ * as stored (no B matrix in the scratch); AB: A too (A_DIRECT: only A's max pass runs, the
+ * scratch holds only the max and exponent words). */
 static gboolean
-record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans tb, int M,
-        int N, int K, float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
-        const LtVulkanMatrix *C, LtComputeDType precision, GError **error)
+record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDirect direct,
+        LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const LtVulkanMatrix *A,
+        const LtVulkanMatrix *B, float beta, const LtVulkanMatrix *C, LtComputeDType precision,
+        GError **error)
 {
   struct
   {
@@ -531,8 +563,8 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
   const guint32 rpa = round_up ((guint32) M, tile), rpb = round_up ((guint32) N, tile);
   const guint32 kp = round_up ((guint32) MAX (K, 1), 64);
   const guint64 pack_a = 2 * ((guint64) rpa + rpb), pack_b = pack_a + (guint64) rpa * kp / 2;
-  const gboolean direct = lt_vulkan_coopmat_direct (ta, tb, M, N, K, A, B) && !cm->direct_failed;
-  const guint64 words = direct ? pack_a : pack_b + (guint64) rpb * kp / 2;
+  const gboolean ad = direct == LT_VULKAN_COOPMAT_DIRECT_AB;
+  const guint64 words = ad ? pack_a : direct ? pack_b : pack_b + (guint64) rpb * kp / 2;
   g_autoptr (GError) local = NULL;
   LtVulkanBuffer *sc;
   gboolean fresh;
@@ -563,8 +595,11 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
     kernel = big ? LT_VK_GEMM_COOPMAT_128_N8 : LT_VK_GEMM_COOPMAT_64_N8;
   if (cm->emulated) /* the same order, four kernels on */
     kernel += LT_VK_GEMM_COOPMAT_EMU_128_N16 - LT_VK_GEMM_COOPMAT_128_N16;
-  if (direct) /* and eight on for B's rows, sixteen for its columns */
-    kernel += (tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_128_N16 : LT_VK_GEMM_COOPMAT_BCOL_128_N16)
+  if (direct) /* and 8 on for B's rows, 16 for its columns, 16 more with A too */
+    kernel += (ad ? (tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROWA_128_N16
+                                    : LT_VK_GEMM_COOPMAT_BCOLA_128_N16)
+                  : (tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_128_N16
+                                    : LT_VK_GEMM_COOPMAT_BCOL_128_N16))
               - LT_VK_GEMM_COOPMAT_128_N16;
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .kp = kp, .ldc = (guint32) C->ld,
@@ -586,14 +621,15 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTran
                                   direct ? rpa / 64 : gr, direct ? 1 : 2, error))
     return FALSE;
   lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
-  if (!direct
-      && !lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_PACK, prep, 3, &pp, sizeof pp, gk, gr, 2,
-                                     error))
+  if (!ad
+      && !lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_PACK, prep, 3, &pp, sizeof pp, gk,
+                                     direct ? rpa / 64 : gr, direct ? 1 : 2, error))
     return FALSE;
   lt_vulkan_stream_note (s, 2.0 * M * N * K, "%c%c %dx%dx%d bf16%s", ta == LT_TRANS ? 'T' : 'N',
-                         tb == LT_TRANS ? 'T' : 'N', M, N, K, direct ? " B as stored" : "");
-  return lt_vulkan_stream_dispatch (s, kernel, bufs, direct ? 4 : 2, &pc, sizeof pc, rpb / tile,
-                                    rpa / tile, 1, error);
+                         tb == LT_TRANS ? 'T' : 'N', M, N, K,
+                         ad ? " A, B as stored" : direct ? " B as stored" : "");
+  return lt_vulkan_stream_dispatch (s, kernel, bufs, ad ? 4 : direct ? 3 : 2, &pc, sizeof pc,
+                                    rpb / tile, rpa / tile, 1, error);
 }
 
 gboolean
@@ -612,7 +648,10 @@ lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N,
     return TRUE;
   big = (gsize) ((M + BIG_TILE - 1) / BIG_TILE) * (gsize) ((N + BIG_TILE - 1) / BIG_TILE)
         >= BIG_MIN_GROUPS;
-  return record (s, cm, big, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
+  return record (s, cm, big,
+                 cm->direct_failed ? LT_VULKAN_COOPMAT_DIRECT_OFF
+                                   : lt_vulkan_coopmat_direct (ta, tb, M, N, K, A, B),
+                 ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
 }
 
 gboolean
@@ -658,10 +697,11 @@ check_c (int idx)
 }
 
 /* One product of the self-check on @vk: FALSE + @why (of @why_size) on a failure. @direct:
- * B stored bf16 with its exponent, read as stored with A (lt_vulkan_coopmat_direct), K 96. */
+ * B stored bf16 with its exponent, read as stored (alone or with A), K 96. */
 static gboolean
 check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans tb,
-           const float *A, const float *B, gboolean direct, char *why, gsize why_size)
+           const float *A, const float *B, LtVulkanCoopmatDirect direct, char *why,
+           gsize why_size)
 {
   const int M = CHECK_M, N = CHECK_N, K = direct ? 96 : CHECK_K;
   const int lda = ta == LT_NO_TRANS ? K : M, ldb = tb == LT_NO_TRANS ? N : K;
@@ -694,13 +734,14 @@ check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans 
     {
       mb.dtype = LT_KDTYPE_BF16;
       mb.has_exp = lt_vulkan_bf16_scale_exp (B16, (gsize) K * N, &mb.exp);
-      if (!lt_vulkan_coopmat_direct (ta, tb, M, N, K, &ma, &mb))
+      if (direct_for (direct, ta, tb, M, N, K, &ma, &mb) != direct)
         {
           snprintf (why, why_size, "its self-check could not read B as stored");
           return FALSE;
         }
     }
-  if (!record (s, cm, big, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc, LT_COMPUTE_BF16, &error)
+  if (!record (s, cm, big, direct, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc, LT_COMPUTE_BF16,
+               &error)
       || !lt_vulkan_stream_submit (s, &error) || !lt_vulkan_stream_wait (s, &error)
       || !lt_vulkan_buffer_download (bc, 0, C, sizeof (float) * M * N, &error))
     goto failed;
@@ -729,7 +770,10 @@ check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans 
   snprintf (why, why_size,
             "its self-check failed: %s tile, %s%s%s, relative error %.3g at (%d, %d)",
             big ? "128x128" : "64x64", ta == LT_TRANS ? "T" : "N", tb == LT_TRANS ? "T" : "N",
-            direct ? " (operands as stored)" : "", worst, wi, wj);
+            direct == LT_VULKAN_COOPMAT_DIRECT_AB ? " (A and B as stored)"
+            : direct                              ? " (B as stored)"
+                                                  : "",
+            worst, wi, wj);
   return FALSE;
 
 failed:
@@ -758,17 +802,20 @@ self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
   for (int big = 0; big < 2; big++)
     for (int t = 0; t < 4; t++)
       if (!check_one (vk, cm, big, (t & 1) ? LT_TRANS : LT_NO_TRANS,
-                      (t & 2) ? LT_TRANS : LT_NO_TRANS, A, B, FALSE, why, sizeof why))
+                      (t & 2) ? LT_TRANS : LT_NO_TRANS, A, B, LT_VULKAN_COOPMAT_DIRECT_OFF,
+                      why, sizeof why))
         {
           g_strlcpy (cm->why, why, sizeof cm->why);
           cm->available = FALSE;
           cm->mode = LT_VULKAN_COOPMAT_OFF;
           return FALSE;
         }
-  /* the operands read as stored (both orientations of B): a failure keeps the packed path */
+  /* the operands read as stored (both orientations of B, alone and with A): a failure keeps
+   * the packed path */
   for (int big = 0; big < 2 && !cm->direct_failed; big++)
-    for (int t = 0; t < 2 && !cm->direct_failed; t++)
-      if (!check_one (vk, cm, big, LT_NO_TRANS, t ? LT_TRANS : LT_NO_TRANS, A, B, TRUE, why,
+    for (int t = 0; t < 4 && !cm->direct_failed; t++)
+      if (!check_one (vk, cm, big, LT_NO_TRANS, (t & 1) ? LT_TRANS : LT_NO_TRANS, A, B,
+                      (t & 2) ? LT_VULKAN_COOPMAT_DIRECT_AB : LT_VULKAN_COOPMAT_DIRECT_B, why,
                       sizeof why))
         {
           g_strlcpy (cm->direct_why, why, sizeof cm->direct_why);
@@ -780,15 +827,15 @@ self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
 #else /* !LT_HAVE_VULKAN */
 
 void
-lt_vulkan_coopmat_set_direct (gboolean on)
+lt_vulkan_coopmat_set_direct (LtVulkanCoopmatDirect mode)
 {
 }
 
-gboolean
+LtVulkanCoopmatDirect
 lt_vulkan_coopmat_direct (LtTrans ta, LtTrans tb, int M, int N, int K, const LtVulkanMatrix *A,
                           const LtVulkanMatrix *B)
 {
-  return FALSE;
+  return LT_VULKAN_COOPMAT_DIRECT_OFF;
 }
 
 gboolean

@@ -22,9 +22,10 @@
  * with f32 accumulation and takes the two scales off per row of A and column of B in its
  * epilogue (exact). So the result is the portable bf16-precision result up to the order of the
  * f32 sums — no loss of range, no change of the precision the caller asked for. A frozen
- * bf16 weight skips the passes (lt_vulkan_coopmat_direct): its one exponent per tensor, found
- * when it is uploaded, lets gemm-coopmat.comp's B_DIRECT variants read it as stored, and the
- * f32 activations beside it too, scaled per row from the max pass alone. The f32
+ * bf16 weight can skip the passes (lt_vulkan_coopmat_direct, off by default): its one
+ * exponent per tensor, found when it is uploaded, lets gemm-coopmat.comp's B_DIRECT variants
+ * read it as stored, and the f32 activations beside it too, scaled per row from the max pass
+ * alone. The f32
  * precision (LT_COMPUTE_F32: the LoRA adapters' small products, the LM head's backward, tests
  * that need f32 accuracy) always takes the portable kernel: f16 keeps 11 of f32's 24 bits.
  * Limit of the scaling: a value below 2^-28 of its row's largest keeps fewer bits (f16
@@ -99,7 +100,8 @@ typedef struct
  * 1e-4 of Σ|a·b|, where the f32 sums of K = 100 products err by ~1e-6) turns the tensor cores
  * off for the device, with the reason in *@why, so a driver that rejects or miscompiles the
  * shader costs speed, never a wrong result. Then both tiles run y = x·Wᵀ and dx = dy·W with a
- * bf16 W read as stored (K 96): a failure there keeps such products on the packed path. */
+ * bf16 W read as stored, alone and with A (K 96): a failure there keeps such products on the
+ * packed path. */
 gboolean lt_vulkan_coopmat_available (LtVulkan *vk, const char **why);
 /* TRUE where the device offers what the kernel needs (or it is emulated), whether or not its
  * self-check then passed: a device that offers it and is not available has failed it. */
@@ -144,21 +146,31 @@ gboolean lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int 
                                  float beta, const LtVulkanMatrix *C, LtComputeDType precision,
                                  GError **error);
 
-/* TRUE when the tensor-core kernel reads the product's operands as stored (gemm-coopmat.comp
- * -DB_DIRECT) instead of packed copies: B (op(B) K × N as lt_vulkan_gemm takes it) is a bf16
- * tensor whose exponent the caller knows (@B->has_exp: a frozen weight, whose one exponent
- * serves the forward's y = x·Wᵀ and the input gradient's dx = dy·W alike), its offset and row
- * stride multiples of 8 elements, and its stored rows' length (K when @tb is LT_TRANS, else N)
- * too; A is f32, not transposed, its offset, row stride and K multiples of 4 (the
- * activations). Then coopmat-prep.comp runs only A's max pass: no pack pass, no f16 copies in
- * the scratch — for a frozen weight a read and a write of the whole weight saved per product,
- * for A a write and a read. The values are the packed ones, except that the one exponent of
- * the tensor replaces B's per row: a value of B below 2^-28 of the tensor's largest (not its
- * row's) keeps fewer bits. LATHE_VULKAN_COOPMAT_DIRECT=0 (read at the first call) or
- * lt_vulkan_coopmat_set_direct (FALSE) turns it off for the process. */
-gboolean lt_vulkan_coopmat_direct (LtTrans ta, LtTrans tb, int M, int N, int K,
-                                   const LtVulkanMatrix *A, const LtVulkanMatrix *B);
-void lt_vulkan_coopmat_set_direct (gboolean on);
+typedef enum
+{
+  LT_VULKAN_COOPMAT_DIRECT_OFF, /* both operands packed by coopmat-prep.comp */
+  LT_VULKAN_COOPMAT_DIRECT_B,   /* B read as stored, A packed */
+  LT_VULKAN_COOPMAT_DIRECT_AB,  /* both read as stored */
+} LtVulkanCoopmatDirect;
+
+/* What the tensor-core kernel reads as stored (gemm-coopmat.comp -DB_DIRECT, -DA_DIRECT)
+ * instead of packed copies, for this product under the process's mode: B (op(B) K × N as
+ * lt_vulkan_gemm takes it) where it is a bf16 tensor whose exponent the caller knows
+ * (@B->has_exp: a frozen weight, whose one exponent serves the forward's y = x·Wᵀ and the
+ * input gradient's dx = dy·W alike), its offset and row stride multiples of 8 elements, and
+ * its stored rows' length (K when @tb is LT_TRANS, else N) too; with mode AB, A as well where
+ * it is f32, not transposed, its offset, row stride and K multiples of 4 (the activations).
+ * B as stored skips its passes and its f16 copy in the scratch (for a frozen weight, a read
+ * and a write of the whole weight per product); A as stored skips its pack pass (its max pass
+ * still runs). The values are the packed ones, except that the one exponent of the tensor
+ * replaces B's per row: a value of B below 2^-28 of the tensor's largest (not its row's)
+ * keeps fewer bits. The mode: LATHE_VULKAN_COOPMAT_DIRECT=0, b or ab (read at the first call;
+ * default off: on the H100 the 1B step ran 8,762–8,817 tokens/s with ab against 9,467 off,
+ * its kernels at 82–89 TFLOP/s), or lt_vulkan_coopmat_set_direct. */
+LtVulkanCoopmatDirect lt_vulkan_coopmat_direct (LtTrans ta, LtTrans tb, int M, int N, int K,
+                                                const LtVulkanMatrix *A,
+                                                const LtVulkanMatrix *B);
+void lt_vulkan_coopmat_set_direct (LtVulkanCoopmatDirect mode);
 
 /* Records the tensor cores' rate test (bench-vulkan --mma, coopmat-peak.comp): @groups
  * workgroups of 4 subgroups, each @iters rounds of 4 fragment multiply-adds; @loads 0: the

@@ -559,11 +559,11 @@ test_gemm_thin (void)
  * exactly; only the f32 summation order differs), then products large enough for the 128×128
  * tile, with magnitudes f16 could not hold unscaled (A ~1e-6: subnormal in f16; B ~1e6: past
  * its 65504), edges in every dimension, alpha and beta. @direct: B as a frozen weight
- * (lt_vulkan_coopmat_direct: its exponent known, read as stored, and A with it), at element
+ * (lt_vulkan_coopmat_direct: its exponent known, read as stored, alone or with A), at element
  * offset 16 with rows padded by 8. */
 static void
 big_bf16_product (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, double b_mag,
-                  guint32 seed, gboolean direct)
+                  guint32 seed, LtVulkanCoopmatDirect direct)
 {
   g_autoptr (GError) error = NULL;
   int lda = ta == LT_NO_TRANS ? K : M, ldb = (tb == LT_NO_TRANS ? N : K) + (direct ? 8 : 0);
@@ -594,19 +594,26 @@ big_bf16_product (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, dou
   LtVulkanMatrix mc = { bc, 0, N, LT_KDTYPE_F32 };
   g_assert_true (lt_vulkan_coopmat_wanted (s, M, N, K, LT_KDTYPE_F32, LT_KDTYPE_BF16,
                                            LT_COMPUTE_BF16));
-  g_assert_false (lt_vulkan_coopmat_direct (ta, tb, M, N, K, &ma, &mb));
+  lt_vulkan_coopmat_set_direct (LT_VULKAN_COOPMAT_DIRECT_AB);
+  g_assert_cmpint (lt_vulkan_coopmat_direct (ta, tb, M, N, K, &ma, &mb), ==,
+                   LT_VULKAN_COOPMAT_DIRECT_OFF); /* no exponent */
+  lt_vulkan_coopmat_set_direct (direct);
   if (direct)
     {
       mb.has_exp = lt_vulkan_bf16_scale_exp (B16, nb + boff, &mb.exp);
-      g_assert_true (lt_vulkan_coopmat_direct (ta, tb, M, N, K, &ma, &mb));
+      g_assert_cmpint (lt_vulkan_coopmat_direct (ta, tb, M, N, K, &ma, &mb), ==, direct);
     }
   g_assert_true (lt_vulkan_gemm (s, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc, LT_COMPUTE_BF16,
                                  &error));
   g_assert_no_error (error);
   run (s);
   download (bc, C, sizeof (float) * nc);
+  lt_vulkan_coopmat_set_direct (LT_VULKAN_COOPMAT_DIRECT_OFF);
   what = g_strdup_printf ("coopmat %s%s |A| %g |B| %g%s", ta == LT_TRANS ? "T" : "N",
-                          tb == LT_TRANS ? "T" : "N", a_mag, b_mag, direct ? " B as stored" : "");
+                          tb == LT_TRANS ? "T" : "N", a_mag, b_mag,
+                          direct == LT_VULKAN_COOPMAT_DIRECT_AB ? " A, B as stored"
+                          : direct                              ? " B as stored"
+                                                                : "");
   check_gemm (C, N, ref, N, ta, tb, M, N, K, alpha, Ar, lda, Br, ldb, what);
 }
 
@@ -652,45 +659,63 @@ test_gemm_coopmat (void)
   linear_products (LT_KDTYPE_F16);
   gemm_general (1);
   /* 12 × 12 tiles of 128 (the large tile), edges in M, N and K */
-  big_bf16_product (LT_NO_TRANS, LT_TRANS, 1500, 1450, 70, 1.0, 1.0, 60, FALSE);
-  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 1450, 1500, 45, 1e-6, 1.0, 61, FALSE);
-  big_bf16_product (LT_TRANS, LT_NO_TRANS, 1470, 1490, 97, 1e-6, 1e6, 62, FALSE);
-  big_bf16_product (LT_TRANS, LT_TRANS, 1500, 1500, 33, 1.0, 1e-7, 63, FALSE);
+  big_bf16_product (LT_NO_TRANS, LT_TRANS, 1500, 1450, 70, 1.0, 1.0, 60, LT_VULKAN_COOPMAT_DIRECT_OFF);
+  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 1450, 1500, 45, 1e-6, 1.0, 61, LT_VULKAN_COOPMAT_DIRECT_OFF);
+  big_bf16_product (LT_TRANS, LT_NO_TRANS, 1470, 1490, 97, 1e-6, 1e6, 62, LT_VULKAN_COOPMAT_DIRECT_OFF);
+  big_bf16_product (LT_TRANS, LT_TRANS, 1500, 1500, 33, 1.0, 1e-7, 63, LT_VULKAN_COOPMAT_DIRECT_OFF);
   /* the same with the small tile */
-  big_bf16_product (LT_TRANS, LT_TRANS, 200, 130, 77, 1e5, 1e-6, 64, FALSE);
+  big_bf16_product (LT_TRANS, LT_TRANS, 200, 130, 77, 1e5, 1e-6, 64, LT_VULKAN_COOPMAT_DIRECT_OFF);
   /* B read as stored (a frozen weight): y = x·Wᵀ (B's rows K-contiguous: K a multiple of 8,
    * N not of the tile) and dx = dy·W (N-contiguous: N a multiple of 8, K not of the slice),
    * both tiles, B's magnitudes past f16's range either way */
-  big_bf16_product (LT_NO_TRANS, LT_TRANS, 1500, 1450, 24, 1.0, 1e6, 65, TRUE);
-  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 1450, 1504, 20, 1e-6, 1e-6, 66, TRUE);
-  big_bf16_product (LT_NO_TRANS, LT_TRANS, 200, 130, 80, 1e5, 1e-6, 67, TRUE);
-  big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 130, 200, 76, 1.0, 1.0, 68, TRUE);
-  lt_vulkan_coopmat_set_direct (FALSE);
+  for (int d = LT_VULKAN_COOPMAT_DIRECT_B; d <= LT_VULKAN_COOPMAT_DIRECT_AB; d++)
+    {
+      big_bf16_product (LT_NO_TRANS, LT_TRANS, 1500, 1450, 24, 1.0, 1e6, 65, d);
+      big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 1450, 1504, 20, 1e-6, 1e-6, 66, d);
+      big_bf16_product (LT_NO_TRANS, LT_TRANS, 200, 130, 80, 1e5, 1e-6, 67, d);
+      big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 130, 200, 76, 1.0, 1.0, 68, d);
+    }
   {
+    enum { OFF = LT_VULKAN_COOPMAT_DIRECT_OFF, DB = LT_VULKAN_COOPMAT_DIRECT_B,
+           DAB = LT_VULKAN_COOPMAT_DIRECT_AB };
     LtVulkanMatrix mw = { NULL, 0, 64, LT_KDTYPE_BF16, TRUE, 3 };
     LtVulkanMatrix mx = { NULL, 0, 64, LT_KDTYPE_F32 };
-    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
-    lt_vulkan_coopmat_set_direct (TRUE);
-    g_assert_true (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
-    /* A transposed, or not f32, or off its 16-byte vectors: both packed */
-    g_assert_false (lt_vulkan_coopmat_direct (LT_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
+    g_assert_cmpint (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw), ==,
+                     OFF); /* the mode */
+    lt_vulkan_coopmat_set_direct (LT_VULKAN_COOPMAT_DIRECT_B);
+    g_assert_cmpint (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw), ==,
+                     DB);
+    lt_vulkan_coopmat_set_direct (LT_VULKAN_COOPMAT_DIRECT_AB);
+    g_assert_cmpint (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw), ==,
+                     DAB);
+    /* A transposed, or not f32, or off its 16-byte vectors: B alone */
+    g_assert_cmpint (lt_vulkan_coopmat_direct (LT_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw), ==,
+                     DB);
     mx.offset = 2;
-    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
+    g_assert_cmpint (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw), ==,
+                     DB);
     mx.offset = 0;
     mx.dtype = LT_KDTYPE_BF16;
-    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
+    g_assert_cmpint (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw), ==,
+                     DB);
     mx.dtype = LT_KDTYPE_F32;
-    mw.offset = 4; /* B not on a 16-byte vector */
-    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
+    mw.offset = 4; /* B not on a 16-byte vector: neither */
+    g_assert_cmpint (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw), ==,
+                     OFF);
     mw.offset = 0;
-    /* B's stored rows of K = 60 (not 8 wide vectors); of N = 64 */
-    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 60, &mx, &mw));
-    g_assert_true (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_NO_TRANS, 64, 64, 60, &mx, &mw));
+    /* B's stored rows of K = 60 (not 8 wide vectors); of N = 64 (A's K = 60 holds vec4s) */
+    g_assert_cmpint (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 60, &mx, &mw), ==,
+                     OFF);
+    g_assert_cmpint (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_NO_TRANS, 64, 64, 60, &mx, &mw),
+                     ==, DAB);
     mw.has_exp = FALSE;
-    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
+    g_assert_cmpint (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw), ==,
+                     OFF);
     mw.has_exp = TRUE;
     mw.dtype = LT_KDTYPE_F16;
-    g_assert_false (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw));
+    g_assert_cmpint (lt_vulkan_coopmat_direct (LT_NO_TRANS, LT_TRANS, 64, 64, 64, &mx, &mw), ==,
+                     OFF);
+    lt_vulkan_coopmat_set_direct (LT_VULKAN_COOPMAT_DIRECT_OFF);
   }
   lt_vulkan_coopmat_set_mode (vk, LT_VULKAN_COOPMAT_OFF);
   {

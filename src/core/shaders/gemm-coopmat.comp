@@ -22,9 +22,9 @@
 // with that exponent; out-of-range vectors are zeros. 1: op(B)ᵀ's row n is stored row n, K
 // contiguous (y = x·Wᵀ), staged as the packed slices are; 2: element (k, n) at k·ld + n, N
 // contiguous (dx = dy·W), staged as BK rows of BN halves and read by row-major fragment loads.
-// With B_DIRECT, A (f32, rows K-contiguous: the activations) is read as stored too (binding
-// 3): rounded to bf16 and scaled by its row's exponent from the max words of coopmat-prep.comp's
-// max pass (the pack pass does not run), as that pass would have packed it.
+// -DA_DIRECT (with B_DIRECT) reads A (f32, rows K-contiguous: the activations) as stored too
+// (binding 3): rounded to bf16 and scaled by its row's exponent from the max words of
+// coopmat-prep.comp's max pass (the pack pass does not run), as that pass would have packed it.
 //
 // -DEMULATE_COOPMAT builds the same kernel without the extension, for checking it on a device
 // that lacks it (lavapipe): a fragment load records where it would read (offset, stride,
@@ -65,7 +65,9 @@ layout (std430, set = 0, binding = 1) buffer CBuf { float c[]; };
 
 #ifdef B_DIRECT
 layout (std430, set = 0, binding = 2) readonly buffer WBuf { uvec4 w4[]; };
+#ifdef A_DIRECT
 layout (std430, set = 0, binding = 3) readonly buffer ABuf { vec4 a4[]; };
+#endif
 #define SROWB (BN / 8 + 1) // B_DIRECT 2: 16-byte units a staged row of k: BN halves + 8
 #endif
 
@@ -179,7 +181,7 @@ mma (FragE x, FragE y, AccE z)
 #endif
 
 uvec4 rb[LB]; // this invocation's share of the next slice
-#ifdef B_DIRECT
+#ifdef A_DIRECT
 vec4 ra[2 * LA];
 float fa_row[LA]; // 2^e of the rows of this invocation's loads (the same in every slice)
 
@@ -217,7 +219,7 @@ load_slice (uint s, uint tid, uint row0, uint col0)
   [[unroll]] for (uint i = 0u; i < LA; i++)
     {
       const uint idx = tid + i * NT;
-#ifdef B_DIRECT
+#ifdef A_DIRECT
       const uint r = row0 + idx / KQ, kv = (s * KQ + idx % KQ) * 2u; // vec4 index in the row
       const bool in_r = r < p.M;
       ra[2u * i] = in_r && kv < p.K / 4u ? a4[p.ad_off4 + r * p.ad_ld4 + kv] : vec4 (0.0);
@@ -263,7 +265,7 @@ stage_slice (uint buf, uint tid)
   [[unroll]] for (uint i = 0u; i < LA; i++)
     {
       const uint idx = tid + i * NT;
-#ifdef B_DIRECT
+#ifdef A_DIRECT
       const vec4 x = round4 (ra[2u * i]) * fa_row[i], y = round4 (ra[2u * i + 1u]) * fa_row[i];
       STAGE_A ((buf * BM + idx / KQ) * SROW + idx % KQ,
                uvec4 (packHalf2x16 (x.xy), packHalf2x16 (x.zw), packHalf2x16 (y.xy),
@@ -334,7 +336,7 @@ epilogue (ACC_T acc, uint i, uint j, uint scratch, uint lane, uint r0, uint c0)
       if (gi < p.M && gj < p.N)
         {
           const uint w = scratch * 4u + e;
-#ifdef B_DIRECT
+#ifdef A_DIRECT
           const int ea = a_exp (gi);
 #else
           const int ea = int (s4[(p.ea_off + gi) / 4u][(p.ea_off + gi) % 4u]);
@@ -366,7 +368,7 @@ main ()
   const uint nk = p.kp / BK;
 
   FOR_IJ (DECL_ACC)
-#ifdef B_DIRECT
+#ifdef A_DIRECT
   [[unroll]] for (uint i = 0u; i < LA; i++)
     fa_row[i] = uintBitsToFloat (uint (127 + a_exp (row0 + (tid + i * NT) / KQ)) << 23);
 #endif
