@@ -22,10 +22,10 @@
  * with f32 accumulation and takes the two scales off per row of A and column of B in its
  * epilogue (exact). So the result is the portable bf16-precision result up to the order of the
  * f32 sums — no loss of range, no change of the precision the caller asked for. A frozen
- * bf16 weight can skip the passes (lt_vulkan_coopmat_direct, off by default): its one
+ * bf16 weight skips the passes (lt_vulkan_coopmat_direct): its one
  * exponent per tensor, found when it is uploaded, lets gemm-coopmat.comp's B_DIRECT variants
- * read it as stored, and the f32 activations beside it too, scaled per row from the max pass
- * alone. The f32
+ * read it as stored (and, on request, the f32 activations beside it too, scaled per row from
+ * the max pass alone). The f32
  * precision (LT_COMPUTE_F32: the LoRA adapters' small products, the LM head's backward, tests
  * that need f32 accuracy) always takes the portable kernel: f16 keeps 11 of f32's 24 bits.
  * Limit of the scaling: a value below 2^-28 of its row's largest keeps fewer bits (f16
@@ -165,8 +165,11 @@ typedef enum
  * still runs). The values are the packed ones, except that the one exponent of the tensor
  * replaces B's per row: a value of B below 2^-28 of the tensor's largest (not its row's)
  * keeps fewer bits. The mode: LATHE_VULKAN_COOPMAT_DIRECT=0, b or ab (read at the first call;
- * default off: on the H100 the 1B step ran 8,762–8,817 tokens/s with ab against 9,467 off,
- * its kernels at 82–89 TFLOP/s), or lt_vulkan_coopmat_set_direct. */
+ * default b), or lt_vulkan_coopmat_set_direct. Measured on the H100 (bench-vulkan --step
+ * --shape 1b --seq 2048, 2026-12-07, the modes back to back twice): off 9,717 / 9,859
+ * tokens/s, b 9,918 / 10,038 (72 MiB less scratch), ab 9,222 (and 8,762–8,817 in an earlier
+ * call against 9,467 off: its kernels ran at 82–89 TFLOP/s, the f32 A costing more in the
+ * kernel than its pack pass saved). */
 LtVulkanCoopmatDirect lt_vulkan_coopmat_direct (LtTrans ta, LtTrans tb, int M, int N, int K,
                                                 const LtVulkanMatrix *A,
                                                 const LtVulkanMatrix *B);
