@@ -82,7 +82,7 @@ layout (push_constant) uniform Params
   // (K / 8 for 1, N / 8 for 2), K, and the tensor's exponent
   uint b_off8, b_ld8, b_units, K;
   int b_exp;
-  uint ad_off4, ad_ld4; // B_DIRECT: A's offset and row stride in vec4s (its max words at 0)
+  uint ad_off4, ad_ld4; // A_DIRECT: A's offset and row stride in vec4s (its max words at 0)
 } p;
 
 #ifndef EMULATE_COOPMAT
