@@ -41,8 +41,7 @@ lt_vulkan_coopmat_rel_error (const float *a, const float *b, gsize n)
   return mb > 0.0 ? m / mb : m;
 }
 
-#ifdef LT_HAVE_VULKAN
-
+/* host code: lt-vulkan-model.c calls it in every build */
 gboolean
 lt_vulkan_bf16_scale_exp (const guint16 *x, gsize n, int *exp)
 {
@@ -56,6 +55,8 @@ lt_vulkan_bf16_scale_exp (const guint16 *x, gsize n, int *exp)
   *exp = m == 0 ? 0 : CLAMP (14 - ((int) (m >> 7) - 127), -126, 126);
   return TRUE;
 }
+
+#ifdef LT_HAVE_VULKAN
 
 /* What the tensor-core GEMM reads as stored by default: B alone, the fastest of the three on
  * the H100 (lt-vulkan-coopmat.h) */
@@ -611,19 +612,20 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
     .ad_ld4 = (guint32) (A->ld / 4),
   };
   LtVulkanBuffer *prep[] = { A->buf, B->buf, sc }, *bufs[] = { sc, C->buf, B->buf, A->buf };
-  const guint gk = kp / 64, gr = MAX (rpa, rpb) / 64;
+  /* the prep passes' grid: both operands' rows (z 0 and 1), or A's alone with B as stored */
+  const guint gk = kp / 64, gr = direct ? rpa / 64 : MAX (rpa, rpb) / 64, gz = direct ? 1 : 2;
   lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
   if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_ZERO, prep, 3, &pp, sizeof pp,
                                   (rpa + rpb + 255) / 256, 1, 1, error))
     return FALSE;
   lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
-  if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_MAX, prep, 3, &pp, sizeof pp, gk,
-                                  direct ? rpa / 64 : gr, direct ? 1 : 2, error))
+  if (!lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_MAX, prep, 3, &pp, sizeof pp, gk, gr, gz,
+                                  error))
     return FALSE;
   lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
   if (!ad
-      && !lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_PACK, prep, 3, &pp, sizeof pp, gk,
-                                     direct ? rpa / 64 : gr, direct ? 1 : 2, error))
+      && !lt_vulkan_stream_dispatch (s, LT_VK_COOPMAT_PACK, prep, 3, &pp, sizeof pp, gk, gr, gz,
+                                     error))
     return FALSE;
   lt_vulkan_stream_note (s, 2.0 * M * N * K, "%c%c %dx%dx%d bf16%s", ta == LT_TRANS ? 'T' : 'N',
                          tb == LT_TRANS ? 'T' : 'N', M, N, K,
@@ -705,7 +707,7 @@ check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans 
 {
   const int M = CHECK_M, N = CHECK_N, K = direct ? 96 : CHECK_K;
   const int lda = ta == LT_NO_TRANS ? K : M, ldb = tb == LT_NO_TRANS ? N : K;
-  g_autofree guint16 *B16 = g_new (guint16, K * N);
+  g_autofree guint16 *B16 = direct ? g_new (guint16, K * N) : NULL;
   const float alpha = 0.5f, beta = -2.0f;
   g_autoptr (GError) error = NULL;
   g_autoptr (LtVulkanStream) s = NULL;
@@ -723,7 +725,7 @@ check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans 
       || !lt_vulkan_buffer_upload (ba, 0, A, sizeof (float) * M * K, &error)
       || !lt_vulkan_buffer_upload (bc, 0, C, sizeof (float) * M * N, &error))
     goto failed;
-  for (int i = 0; i < K * N; i++)
+  for (int i = 0; direct && i < K * N; i++)
     B16[i] = lt_compute_f32_to_bf16 (B[i]);
   if (direct ? !lt_vulkan_buffer_upload (bb, 0, B16, sizeof (guint16) * K * N, &error)
              : !lt_vulkan_buffer_upload (bb, 0, B, sizeof (float) * K * N, &error))

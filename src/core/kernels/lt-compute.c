@@ -223,7 +223,7 @@ dnnl_ok (void)
 LtComputeDType
 lt_compute_resolve (LtComputeDType requested, const char **why)
 {
-  const char *w;
+  const char *w, *env;
   LtComputeDType d;
 
   if (requested == LT_COMPUTE_F32 || requested == LT_COMPUTE_BF16)
@@ -231,8 +231,7 @@ lt_compute_resolve (LtComputeDType requested, const char **why)
       d = requested;
       w = "requested";
     }
-  else if (getenv ("LATHE_COMPUTE_AUTO") != NULL
-           && strcmp (getenv ("LATHE_COMPUTE_AUTO"), "f32") == 0)
+  else if ((env = getenv ("LATHE_COMPUTE_AUTO")) != NULL && strcmp (env, "f32") == 0)
     {
       /* the test suite's setting: its f32 references hold on every CPU */
       d = LT_COMPUTE_F32;
