@@ -902,7 +902,11 @@ test_tinystories_60 (void)
                              "--steps-per-eval", "60", "--steps-per-report", "20",
                              "--save-every", "0", "--seed", "0", "--compute-dtype", dtypes[d],
                              "--adapter-path", run, NULL };
-      g_assert_cmpint (run_cli (args, &err), ==, 0);
+      int rc = run_cli (args, &err);
+      if (rc != 0)
+        g_test_message ("lathe train --compute-dtype %s exited %d; its stderr:\n%s", dtypes[d], rc,
+                        err);
+      g_assert_cmpint (rc, ==, 0);
       run_val_losses (run, &first[d], &last[d]);
       g_test_message ("tinystories-656k, 60 LoRA steps, %s products%s%s: validation loss %.5f "
                       "-> %.5f", dtypes[d], d ? ", engine " : "",

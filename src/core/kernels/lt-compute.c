@@ -43,6 +43,7 @@
   X (dnnl_primitive_execute) \
   X (dnnl_primitive_get_primitive_desc) \
   X (dnnl_stream_create) \
+  X (dnnl_stream_destroy) \
   X (dnnl_stream_wait)
 #define DECLARE_FN(f) __typeof__ (f) *p_##f;
 static struct
@@ -84,6 +85,7 @@ dnnl_load (void)
 #define dnnl_primitive_execute (*dn.p_dnnl_primitive_execute)
 #define dnnl_primitive_get_primitive_desc (*dn.p_dnnl_primitive_get_primitive_desc)
 #define dnnl_stream_create (*dn.p_dnnl_stream_create)
+#define dnnl_stream_destroy (*dn.p_dnnl_stream_destroy)
 #define dnnl_stream_wait (*dn.p_dnnl_stream_wait)
 #endif
 
@@ -555,7 +557,41 @@ static dnnl_engine_t engine;
 static int dnnl_state = -1; /* -1 unprobed, 0 refused, 1 available */
 static int have_engine;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+/* Each thread's stream, also held by a key whose destructor destroys it when the thread ends
+ * (the trainer's thread and its OpenMP pool end before the process: LeakSanitizer saw their
+ * streams leak) */
 static __thread dnnl_stream_t tl_stream;
+static pthread_key_t stream_key;
+static pthread_once_t stream_once = PTHREAD_ONCE_INIT;
+
+static void
+stream_free (void *data)
+{
+  dnnl_stream_destroy (data);
+}
+
+static void
+stream_key_create (void)
+{
+  pthread_key_create (&stream_key, stream_free);
+}
+
+/* The calling thread's stream, created on first use; NULL on failure. */
+static dnnl_stream_t
+thread_stream (void)
+{
+  if (tl_stream != NULL)
+    return tl_stream;
+  pthread_once (&stream_once, stream_key_create);
+  if (dnnl_stream_create (&tl_stream, engine, dnnl_stream_default_flags) != dnnl_success)
+    return tl_stream = NULL;
+  if (pthread_setspecific (stream_key, tl_stream) != 0)
+    {
+      dnnl_stream_destroy (tl_stream);
+      return tl_stream = NULL;
+    }
+  return tl_stream;
+}
 
 static dnnl_primitive_t
 make_primitive (const Entry *k, size_t *scratch_bytes)
@@ -688,8 +724,8 @@ lt_compute_onednn_gemm_as (int f32, int M, int N, int K, float alpha, const void
 
   if (p == NULL)
     return 0;
-  if (tl_stream == NULL
-      && dnnl_stream_create (&tl_stream, engine, dnnl_stream_default_flags) != dnnl_success)
+  dnnl_stream_t stream = thread_stream ();
+  if (stream == NULL)
     goto out;
   if (dnnl_primitive_get_primitive_desc (p, &pd) != dnnl_success)
     goto out;
@@ -714,8 +750,8 @@ lt_compute_onednn_gemm_as (int f32, int M, int N, int K, float alpha, const void
       args[3].memory = ms;
       nargs = 4;
     }
-  ok = dnnl_primitive_execute (p, tl_stream, nargs, args) == dnnl_success
-       && dnnl_stream_wait (tl_stream) == dnnl_success;
+  ok = dnnl_primitive_execute (p, stream, nargs, args) == dnnl_success
+       && dnnl_stream_wait (stream) == dnnl_success;
 out:
   if (ma)
     dnnl_memory_destroy (ma);
