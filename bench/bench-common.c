@@ -12,6 +12,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 
+#include "lt-compute.h"
 #include "lt-config.h"
 #include "lt-convert.h"
 #include "lt-safetensors.h"
@@ -67,6 +68,37 @@ bench_sgemm_rate (int M, int N, int K, int reps)
   g_free (a);
   g_free (b);
   g_free (c);
+  return 2.0 * M * N * K / best / 1e9;
+}
+
+/* GFLOP/s of Y (M, N) = X (M, K) · Wᵀ with W bf16 (N, K), through lt-compute's bf16 backend
+ * (best of @reps after one warm-up). */
+double
+bench_bf16_matmul_rate (int M, int N, int K, int reps)
+{
+  float *x = g_new (float, (gsize) M * K);
+  uint16_t *w = g_new (uint16_t, (gsize) N * K);
+  float *y = g_new (float, (gsize) M * N);
+  double best = 1e30;
+  LtComputeDType saved = lt_compute_get_dtype ();
+
+  for (gsize i = 0; i < (gsize) M * K; i++)
+    x[i] = (float) bench_rng_u32 () / 4294967296.0f - 0.5f;
+  for (gsize i = 0; i < (gsize) N * K; i++)
+    w[i] = lt_f32_to_bf16 ((float) bench_rng_u32 () / 4294967296.0f - 0.5f);
+  lt_compute_set_dtype (LT_COMPUTE_BF16);
+  for (int r = 0; r < reps + 1; r++)
+    {
+      double t0 = bench_now_s ();
+      lt_compute_gemm_w (LT_TRANS, M, N, K, 1.0f, x, K, w, LT_KDTYPE_BF16, K, 0.0f, y, N);
+      double dt = bench_now_s () - t0;
+      if (r > 0 && dt < best)
+        best = dt;
+    }
+  lt_compute_set_dtype (saved);
+  g_free (x);
+  g_free (w);
+  g_free (y);
   return 2.0 * M * N * K / best / 1e9;
 }
 

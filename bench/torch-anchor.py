@@ -9,7 +9,11 @@ intermediate 1536, vocab 49152, tied embeddings, random frozen weights; LoRA ran
 seq 512, batch 1, AdamW; the best of --reps steps after one warm-up. Tokens/s = seq / step.
 
     bench/torch-anchor.py [--lathe _build/bench/bench-train-step] [--seq N] [--reps R]
-                          [--threads T] [--no-lathe]
+                          [--threads T] [--no-lathe] [--full]
+
+--full: full fine-tuning instead of LoRA on both sides (every weight, norm and the tied
+embedding trained, f32 master weights, AdamW over all of them; Lathe's bench-train-step
+--train-type full).
 
 Runs Lathe's bench (f32 base: the bf16 file of the bench, products in f32 and in bf16) in the
 same run and prints the ratios Lathe / PyTorch. Where torch is not installed (Debian:
@@ -27,12 +31,12 @@ HEAD_DIM = HIDDEN // HEADS
 RMS_EPS, ROPE_THETA = 1e-5, 10000.0
 
 
-def run_lathe(path, seq, reps, threads, compute):
+def run_lathe(path, seq, reps, threads, compute, full):
     """Lathe's rows for bf16 base weights with @compute products: {"tok_s", "engine"}."""
     if not path or not os.path.exists(path):
         return None
     cmd = [path, "--one", "bf16:0:" + compute, "--seq", str(seq), "--reps", str(reps),
-           "--threads", str(threads)]
+           "--threads", str(threads), "--train-type", "full" if full else "lora"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     line = next((l for l in out.splitlines() if l.startswith("RESULT ")), "")
     fields = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
@@ -40,7 +44,7 @@ def run_lathe(path, seq, reps, threads, compute):
             "peak_mib": float(fields.get("peak_mib", "nan"))}
 
 
-def torch_rows(seq, reps, threads):
+def torch_rows(seq, reps, threads, full):
     import torch
     import torch.nn.functional as F
 
@@ -52,12 +56,15 @@ def torch_rows(seq, reps, threads):
         def __init__(self, n_in, n_out, rank=8, scale=20.0):
             super().__init__()
             w = (torch.rand(n_out, n_in) * 2 - 1) / n_in ** 0.5
-            self.weight = torch.nn.Parameter(w.to(torch.bfloat16).float(), requires_grad=False)
-            self.a = torch.nn.Parameter((torch.rand(n_in, rank) * 2 - 1) / n_in ** 0.5)
-            self.b = torch.nn.Parameter(torch.zeros(rank, n_out))
+            self.weight = torch.nn.Parameter(w.to(torch.bfloat16).float(), requires_grad=full)
+            if not full:
+                self.a = torch.nn.Parameter((torch.rand(n_in, rank) * 2 - 1) / n_in ** 0.5)
+                self.b = torch.nn.Parameter(torch.zeros(rank, n_out))
             self.scale = scale
 
         def forward(self, x):
+            if full:
+                return F.linear(x, self.weight)
             return F.linear(x, self.weight) + self.scale * ((x @ self.a) @ self.b)
 
     def rms(x, w):
@@ -91,8 +98,8 @@ def torch_rows(seq, reps, threads):
             self.gate = LoraLinear(HIDDEN, INTER)
             self.up = LoraLinear(HIDDEN, INTER)
             self.down = LoraLinear(INTER, HIDDEN)
-            self.n1 = torch.nn.Parameter(torch.ones(HIDDEN), requires_grad=False)
-            self.n2 = torch.nn.Parameter(torch.ones(HIDDEN), requires_grad=False)
+            self.n1 = torch.nn.Parameter(torch.ones(HIDDEN), requires_grad=full)
+            self.n2 = torch.nn.Parameter(torch.ones(HIDDEN), requires_grad=full)
 
         def forward(self, x):
             T = x.shape[1]
@@ -112,9 +119,9 @@ def torch_rows(seq, reps, threads):
         def __init__(self):
             super().__init__()
             emb = (torch.rand(VOCAB, HIDDEN) * 2 - 1) * 0.05
-            self.emb = torch.nn.Parameter(emb.to(torch.bfloat16).float(), requires_grad=False)
+            self.emb = torch.nn.Parameter(emb.to(torch.bfloat16).float(), requires_grad=full)
             self.blocks = torch.nn.ModuleList([Block() for _ in range(LAYERS)])
-            self.norm = torch.nn.Parameter(torch.ones(HIDDEN), requires_grad=False)
+            self.norm = torch.nn.Parameter(torch.ones(HIDDEN), requires_grad=full)
 
         def forward(self, ids):
             x = F.embedding(ids, self.emb)
@@ -152,18 +159,21 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-lathe", action="store_true")
+    ap.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     args = ap.parse_args()
 
     lathe = {}
     if not args.no_lathe:
         for compute in ("f32", "bf16"):
-            r = run_lathe(args.lathe, args.seq, args.reps, args.threads, compute)
+            r = run_lathe(args.lathe, args.seq, args.reps, args.threads, compute, args.full)
             if r is not None:
                 lathe[compute] = r
         if not lathe:
             print(f"torch-anchor: no Lathe bench at {args.lathe} (build it, or --no-lathe)")
 
-    print(f"torch-anchor: LoRA SFT step, Llama 576h x 30L, V {VOCAB}, rank 8 on all 7 linears, "
+    what = ("full fine-tuning (every weight, norm and the tied embedding)" if args.full
+            else "LoRA SFT step, rank 8 on all 7 linears")
+    print(f"torch-anchor: {what}, Llama 576h x 30L, V {VOCAB}, "
           f"seq {args.seq}, batch 1, best of {args.reps}")
     print("| system | tokens/s | peak RSS MiB |")
     print("|---|---|---|")
@@ -175,7 +185,7 @@ def main():
     except ImportError:
         print("| PyTorch | skipped: torch is not installed (Debian: apt install python3-torch) | |")
         return 0
-    rows, version = torch_rows(args.seq, args.reps, args.threads)
+    rows, version = torch_rows(args.seq, args.reps, args.threads, args.full)
     for name, tok_s in rows.items():
         print(f"| PyTorch {version} {name} | {tok_s:.1f} | |")
     for compute, r in lathe.items():

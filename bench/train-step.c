@@ -5,6 +5,7 @@
  * layer of every block, against this machine's sgemm rate measured in the same run.
  *
  *   bench-train-step [--seq N] [--reps R] [--threads T] [--rank R] [--compute-dtype D]
+ *                    [--train-type lora|full]
  *
  * Every configuration (base f32 / bf16 / 4-bit quantized at load time from the bf16 weights,
  * gradient checkpointing off / on, compute dtype f32 / bf16) runs in its own child process
@@ -19,6 +20,10 @@
  * correctness, and the table says which engine ran); their MFU is against the bf16 matmul
  * peak measured in the same child: the best of lt_compute_gemm_w on bf16 weights at
  * 512×1536×576 and 512×576×1536 (the shapes of the MLP's products).
+ *
+ * --train-type full: full fine-tuning instead (every weight, norm and the tied embedding
+ * trained, f32 master copies, AdamW over all of them; no 4-bit rows, which full training
+ * refuses); its model FLOPs are 6·P·T (forward, input and weight gradients) + attention.
  *
  * Model FLOPs per step (what MFU counts, recomputation excluded): 2·P·T forward through every
  * linear layer and the LM head, 2·P·T for the input gradients of the frozen layers, causal
@@ -95,37 +100,6 @@ load_average (void)
   return g_ascii_strtod (text, NULL);
 }
 
-/* GFLOP/s of Y (M, N) = X (M, K) · Wᵀ with W bf16 (N, K), through lt-compute's bf16 backend
- * (best of @reps after one warm-up). */
-static double
-bf16_matmul_rate (int M, int N, int K, int reps)
-{
-  float *x = g_new (float, (gsize) M * K);
-  uint16_t *w = g_new (uint16_t, (gsize) N * K);
-  float *y = g_new (float, (gsize) M * N);
-  double best = 1e30;
-  LtComputeDType saved = lt_compute_get_dtype ();
-
-  for (gsize i = 0; i < (gsize) M * K; i++)
-    x[i] = (float) bench_rng_u32 () / 4294967296.0f - 0.5f;
-  for (gsize i = 0; i < (gsize) N * K; i++)
-    w[i] = lt_f32_to_bf16 ((float) bench_rng_u32 () / 4294967296.0f - 0.5f);
-  lt_compute_set_dtype (LT_COMPUTE_BF16);
-  for (int r = 0; r < reps + 1; r++)
-    {
-      double t0 = bench_now_s ();
-      lt_compute_gemm_w (LT_TRANS, M, N, K, 1.0f, x, K, w, LT_KDTYPE_BF16, K, 0.0f, y, N);
-      double dt = bench_now_s () - t0;
-      if (r > 0 && dt < best)
-        best = dt;
-    }
-  lt_compute_set_dtype (saved);
-  g_free (x);
-  g_free (w);
-  g_free (y);
-  return 2.0 * M * N * K / best / 1e9;
-}
-
 /* GFLOP/s of Y (M, N) = X (M, K) · Wᵀ on the f32 engine when it is oneDNN (threaded by it over
  * the pool, as the step runs it; best of @reps after one warm-up); 0 on OpenBLAS, whose rate
  * bench_sgemm_rate measures. */
@@ -160,7 +134,7 @@ f32_engine_rate (int M, int N, int K, int reps)
 
 /* One configuration; prints one machine-readable line "RESULT key=value …". */
 static int
-run_one (const char *spec, int seq, int reps, int threads, int rank)
+run_one (const char *spec, int seq, int reps, int threads, int rank, gboolean full)
 {
   g_autoptr (GError) error = NULL;
   g_auto (GStrv) parts = g_strsplit (spec, ":", 3);
@@ -224,6 +198,7 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
   g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
   cfg->lora_rank = rank;
   cfg->num_layers = -1;
+  cfg->train_type = full ? LT_TRAIN_TYPE_FULL : LT_TRAIN_TYPE_LORA;
   LtAdapterSpec aspec;
   lt_adapter_spec_from_config (&aspec, cfg);
   if (!lt_model_attach_trainable (model, &aspec, &error))
@@ -287,8 +262,8 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
       if (bf16c)
         {
           /* the bf16 matmul peak, threaded as the step runs it */
-          rate_bf16 = MAX (rate_bf16, bf16_matmul_rate (seq, II, C, 3));
-          rate_bf16 = MAX (rate_bf16, bf16_matmul_rate (seq, C, II, 3));
+          rate_bf16 = MAX (rate_bf16, bench_bf16_matmul_rate (seq, II, C, 3));
+          rate_bf16 = MAX (rate_bf16, bench_bf16_matmul_rate (seq, C, II, 3));
         }
       lt_compute_set_dtype (bf16c ? LT_COMPUTE_BF16 : LT_COMPUTE_F32);
 
@@ -319,9 +294,9 @@ run_one (const char *spec, int seq, int reps, int threads, int rank)
 
   double rate = bf16c ? rate_bf16 : MAX (rate_small, rate_square);
   double T = seq;
-  double model_flops = 4.0 * (double) n_params * T
+  double model_flops = (full ? 6.0 : 4.0) * (double) n_params * T
                        + 3.0 * 4.0 * D * (T * (T + 1) / 2.0) * H * L
-                       + 6.0 * (double) n_lora * T;
+                       + (full ? 0.0 : 6.0 * (double) n_lora * T);
   int n_threads = lt_get_threads ();
   printf ("F32_ENGINE %s: %s\n", lt_compute_f32_engine_to_string (lt_compute_f32_engine ()),
           lt_compute_f32_engine_reason ());
@@ -367,6 +342,7 @@ main (int argc, char **argv)
 {
   int seq = 512, reps = 3, threads = 0, rank = 8;
   g_autofree char *one = NULL;
+  g_autofree char *train_type = NULL;
   g_autofree char *compute = NULL;
   g_autoptr (GError) error = NULL;
   const GOptionEntry entries[] = {
@@ -376,6 +352,8 @@ main (int argc, char **argv)
     { "rank", 0, 0, G_OPTION_ARG_INT, &rank, "LoRA rank (default 8)", "R" },
     { "compute-dtype", 0, 0, G_OPTION_ARG_STRING, &compute,
       "Rows with f32 products, bf16 products, or both (default both)", "f32|bf16|both" },
+    { "train-type", 0, 0, G_OPTION_ARG_STRING, &train_type,
+      "LoRA (default) or full fine-tuning", "lora|full" },
     { "one", 0, 0, G_OPTION_ARG_STRING, &one, "Run one configuration "
       "(f32|bf16|q4):(0|1):(f32|bf16) and print its RESULT line (the parent spawns these)",
       "SPEC" },
@@ -388,8 +366,15 @@ main (int argc, char **argv)
       fprintf (stderr, "bench-train-step: %s\n", error->message);
       return 2;
     }
+  if (train_type != NULL && g_strcmp0 (train_type, "lora") != 0
+      && g_strcmp0 (train_type, "full") != 0)
+    {
+      fprintf (stderr, "bench-train-step: --train-type must be lora or full\n");
+      return 2;
+    }
+  gboolean full = g_strcmp0 (train_type, "full") == 0;
   if (one != NULL)
-    return run_one (one, seq, reps, threads, rank);
+    return run_one (one, seq, reps, threads, rank, full);
 
   static const char *const all_specs[] = { "f32:0:f32", "f32:1:f32", "bf16:0:f32", "bf16:1:f32",
                                            "q4:0:f32", "q4:1:f32", "f32:0:bf16", "bf16:0:bf16",
@@ -406,7 +391,8 @@ main (int argc, char **argv)
   for (gsize i = 0; i < G_N_ELEMENTS (all_specs); i++)
     if (compute == NULL || g_strcmp0 (compute, "both") == 0
         || g_str_has_suffix (all_specs[i], compute))
-      g_ptr_array_add (specs, (gpointer) all_specs[i]);
+      if (!full || !g_str_has_prefix (all_specs[i], "q4"))
+        g_ptr_array_add (specs, (gpointer) all_specs[i]);
   for (guint i = 0; i < specs->len; i++)
     {
       const char *spec = g_ptr_array_index (specs, i);
@@ -415,7 +401,8 @@ main (int argc, char **argv)
       g_autofree char *s_threads = g_strdup_printf ("%d", threads);
       g_autofree char *s_rank = g_strdup_printf ("%d", rank);
       const char *child[] = { argv[0], "--one", spec, "--seq", s_seq, "--reps", s_reps,
-                              "--threads", s_threads, "--rank", s_rank, NULL };
+                              "--threads", s_threads, "--rank", s_rank, "--train-type",
+                              full ? "full" : "lora", NULL };
       g_autofree char *out = NULL;
       int status = 0;
       const char *line;
@@ -434,13 +421,17 @@ main (int argc, char **argv)
                                      : g_strdup ("?"));
     }
 
-  printf ("bench-train-step: Llama 576h × 30L, 9/3 heads, I 1536, V 49152 (tied), LoRA rank %d "
-          "on all 7 linears of all 30 blocks, AdamW, seq %d, batch 1, best of %d steps, "
-          "%d threads\n", rank, seq, reps, threads > 0 ? threads : (int) g_get_num_processors ());
+  g_autofree char *what = full ? g_strdup ("full fine-tuning (every weight, norm and the tied "
+                                           "embedding, f32 masters)")
+                                : g_strdup_printf ("LoRA rank %d on all 7 linears of all 30 "
+                                                   "blocks", rank);
+  printf ("bench-train-step: Llama 576h × 30L, 9/3 heads, I 1536, V 49152 (tied), %s, AdamW, "
+          "seq %d, batch 1, best of %d steps, %d threads\n", what, seq, reps,
+          threads > 0 ? threads : (int) g_get_num_processors ());
   printf ("| base | grad ckpt | products | step s | tokens/s | model GFLOP/s | "
           "peak GFLOP/s (sgemm; bf16: matmul) | MFU | "
           "step CPU s | MFU on CPU time | peak RSS MiB | weights file MiB | RSS after load MiB | "
-          "LoRA+grad+Adam MiB | step buffers MiB (activations, scratch, Adam m/v) | "
+          "trained+grad+Adam MiB | step buffers MiB (activations, scratch, Adam m/v) | "
           "load avg | weight→bf16 per step: M values, s |\n");
   printf ("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (guint i = 0; i < lines->len; i++)

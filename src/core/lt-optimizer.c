@@ -172,36 +172,116 @@ lt_optimizer_check_finite (LtOptimizer *opt, GError **error)
   return TRUE;
 }
 
+/* The AdamW / Adam arithmetic of one element, in double as PyTorch's formula reads (see
+ * adam_update); m and v are stored as f32 between the two lines that use them. */
+typedef struct
+{
+  gboolean decoupled;
+  double lr_wd, wd, b1, b2, c1, c2, step_size, bc2_sqrt, eps;
+} AdamK;
+
+static inline void
+adam_one (const AdamK *k, float *w, float *m, float *v, const float *g, gint64 j)
+{
+  double gj = g[j];
+  double wj = w[j];
+  if (k->decoupled)
+    wj -= k->lr_wd * wj;
+  else
+    gj += k->wd * wj;
+  double mj = k->b1 * m[j] + k->c1 * gj;
+  double vj = k->b2 * v[j] + k->c2 * gj * gj;
+  m[j] = (float) mj;
+  v[j] = (float) vj;
+  /* PyTorch: denom = sqrt(v) / sqrt(bc2) + eps; p -= (lr / bc1) * m / denom */
+  wj -= k->step_size * (double) m[j] / (sqrt ((double) v[j]) / k->bc2_sqrt + k->eps);
+  w[j] = (float) wj;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* adam_one on four elements at a time: the same double operations in the same order, each
+ * correctly rounded (mul, add, div and sqrt; no FMA, so nothing is contracted), and the same
+ * f32 roundings: the results equal the scalar loop's bit for bit. The scalar loop spends
+ * ~15 cycles an element in sqrtsd and divsd; this one runs at the memory's pace. */
+__attribute__ ((target ("avx2"))) static void
+adam_avx2 (const AdamK *k, float *w, float *m, float *v, const float *g, gint64 j0, gint64 j1)
+{
+  const __m256d lr_wd = _mm256_set1_pd (k->lr_wd), wd = _mm256_set1_pd (k->wd);
+  const __m256d b1 = _mm256_set1_pd (k->b1), b2 = _mm256_set1_pd (k->b2);
+  const __m256d c1 = _mm256_set1_pd (k->c1), c2 = _mm256_set1_pd (k->c2);
+  const __m256d ss = _mm256_set1_pd (k->step_size), bc2 = _mm256_set1_pd (k->bc2_sqrt);
+  const __m256d eps = _mm256_set1_pd (k->eps);
+  gint64 j = j0;
+  for (; j + 4 <= j1; j += 4)
+    {
+      __m256d gj = _mm256_cvtps_pd (_mm_loadu_ps (g + j));
+      __m256d wj = _mm256_cvtps_pd (_mm_loadu_ps (w + j));
+      if (k->decoupled)
+        wj = _mm256_sub_pd (wj, _mm256_mul_pd (lr_wd, wj));
+      else
+        gj = _mm256_add_pd (gj, _mm256_mul_pd (wd, wj));
+      __m256d mj = _mm256_add_pd (_mm256_mul_pd (b1, _mm256_cvtps_pd (_mm_loadu_ps (m + j))),
+                                  _mm256_mul_pd (c1, gj));
+      __m256d vj = _mm256_add_pd (_mm256_mul_pd (b2, _mm256_cvtps_pd (_mm_loadu_ps (v + j))),
+                                  _mm256_mul_pd (_mm256_mul_pd (c2, gj), gj));
+      __m128 mf = _mm256_cvtpd_ps (mj), vf = _mm256_cvtpd_ps (vj);
+      _mm_storeu_ps (m + j, mf);
+      _mm_storeu_ps (v + j, vf);
+      __m256d den = _mm256_add_pd (_mm256_div_pd (_mm256_sqrt_pd (_mm256_cvtps_pd (vf)), bc2),
+                                   eps);
+      wj = _mm256_sub_pd (wj, _mm256_div_pd (_mm256_mul_pd (ss, _mm256_cvtps_pd (mf)), den));
+      _mm_storeu_ps (w + j, _mm256_cvtpd_ps (wj));
+    }
+  for (; j < j1; j++)
+    adam_one (k, w, m, v, g, j);
+}
+
+static gboolean
+have_avx2 (void)
+{
+  static int cached = -1;
+  if (cached < 0)
+    cached = __builtin_cpu_supports ("avx2");
+  return cached;
+}
+#endif
+
 static void
 adam_update (LtOptParam *p, const LtOptimizerParams *hp, double lr, gint64 t)
 {
-  const gboolean decoupled = hp->kind == LT_OPTIMIZER_ADAMW;
   const double wd = p->decay ? hp->weight_decay : 0.0;
-  const double b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps;
-  const double bc1 = 1.0 - pow (b1, (double) t);
-  const double bc2_sqrt = sqrt (1.0 - pow (b2, (double) t));
-  const double step_size = lr / bc1;
+  const double b1 = hp->beta1, b2 = hp->beta2;
+  AdamK k = {
+    .decoupled = hp->kind == LT_OPTIMIZER_ADAMW,
+    .lr_wd = lr * wd,
+    .wd = wd,
+    .b1 = b1,
+    .b2 = b2,
+    .c1 = 1.0 - b1,
+    .c2 = 1.0 - b2,
+    .step_size = lr / (1.0 - pow (b1, (double) t)),
+    .bc2_sqrt = sqrt (1.0 - pow (b2, (double) t)),
+    .eps = hp->eps,
+  };
   float *w = p->param, *m = p->m, *v = p->v;
   const float *g = p->grad;
   gint64 n = (gint64) p->n;
 
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (have_avx2 ())
+    {
+      /* blocks of 4096 (a multiple of 4: only the last block has a scalar tail) */
+      gint64 nb = (n + 4095) / 4096;
+#pragma omp parallel for if (n > 16384) schedule (static)
+      for (gint64 b = 0; b < nb; b++)
+        adam_avx2 (&k, w, m, v, g, b * 4096, MIN (n, (b + 1) * 4096));
+      return;
+    }
+#endif
 #pragma omp parallel for if (n > 16384) schedule (static)
   for (gint64 j = 0; j < n; j++)
-    {
-      double gj = g[j];
-      double wj = w[j];
-      if (decoupled)
-        wj -= lr * wd * wj;
-      else
-        gj += wd * wj;
-      double mj = b1 * m[j] + (1.0 - b1) * gj;
-      double vj = b2 * v[j] + (1.0 - b2) * gj * gj;
-      m[j] = (float) mj;
-      v[j] = (float) vj;
-      /* PyTorch: denom = sqrt(v) / sqrt(bc2) + eps; p -= (lr / bc1) * m / denom */
-      wj -= step_size * (double) m[j] / (sqrt ((double) v[j]) / bc2_sqrt + eps);
-      w[j] = (float) wj;
-    }
+    adam_one (&k, w, m, v, g, j);
 }
 
 static void
