@@ -465,8 +465,11 @@ test_kernels (void)
     fill (dh, N * C, 1.0f);
     lt_swiglu_backward (dg1, du1, g, u, dh, N * C);
     lt_swiglu_backward_ref (dg2, du2, g, u, dh, N * C);
-    g_assert_cmpfloat (max_rel (dg1, dg2, N * C), <=, 0.0);
-    g_assert_cmpfloat (max_rel (du1, du2, N * C), <=, 0.0);
+    /* the AVX2 loop's σ comes from a polynomial e^x (≤ 2e-7 relative), not expf */
+    g_test_message ("SwiGLU backward: fast vs reference %.2e %.2e", max_rel (dg1, dg2, N * C),
+                    max_rel (du1, du2, N * C));
+    g_assert_cmpfloat (max_rel (dg1, dg2, N * C), <=, 1e-6);
+    g_assert_cmpfloat (max_rel (du1, du2, N * C), <=, 1e-6);
   }
   /* dX through the tiles, F32 / BF16 (small tile: several tiles), and dW */
   {

@@ -110,7 +110,59 @@ have_avx2 (void)
     cached = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma");
   return cached;
 }
+
+/* σ(g) for 8 lanes from e = e^−|g| (exp_nonpos_avx2, ≤ 2e-7 relative): 1 / (1 + e) where
+ * g ≥ 0, e / (1 + e) elsewhere (neither form overflows) */
+__attribute__ ((target ("avx2,fma"))) static inline __m256
+sigmoid_avx2 (__m256 g)
+{
+  const __m256 sign = _mm256_set1_ps (-0.0f);
+  __m256 e = exp_nonpos_avx2 (_mm256_or_ps (g, sign));
+  __m256 d = _mm256_div_ps (_mm256_set1_ps (1.0f), _mm256_add_ps (_mm256_set1_ps (1.0f), e));
+  __m256 pos = _mm256_cmp_ps (g, _mm256_setzero_ps (), _CMP_GE_OQ);
+  return _mm256_blendv_ps (_mm256_mul_ps (e, d), d, pos);
+}
+
+/* SwiGLU forward and backward on [i0, i1), 8 lanes at a time, the scalar forms on the tail
+ * (within ~1e-6 relative of the scalar expf forms: test-kernels /kernels/swiglu) */
+__attribute__ ((target ("avx2,fma"))) static void
+swiglu_forward_avx2 (float *out, const float *gate, const float *up, size_t i0, size_t i1)
+{
+  size_t i = i0;
+  for (; i + 8 <= i1; i += 8)
+    {
+      __m256 g = _mm256_loadu_ps (gate + i);
+      __m256 silu = _mm256_mul_ps (g, sigmoid_avx2 (g));
+      _mm256_storeu_ps (out + i, _mm256_mul_ps (silu, _mm256_loadu_ps (up + i)));
+    }
+  for (; i < i1; i++)
+    out[i] = silu (gate[i]) * up[i];
+}
+
+static void swiglu_back_one (float *dg, float *du, float g, float u, float dh);
+
+__attribute__ ((target ("avx2,fma"))) static void
+swiglu_backward_avx2 (float *dg, float *du, const float *g, const float *u, const float *dh,
+                      size_t i0, size_t i1)
+{
+  const __m256 one = _mm256_set1_ps (1.0f);
+  size_t i = i0;
+  for (; i + 8 <= i1; i += 8)
+    {
+      __m256 gv = _mm256_loadu_ps (g + i), dhv = _mm256_loadu_ps (dh + i);
+      __m256 sig = sigmoid_avx2 (gv);
+      _mm256_storeu_ps (du + i, _mm256_mul_ps (dhv, _mm256_mul_ps (gv, sig)));
+      __m256 t = _mm256_add_ps (one, _mm256_mul_ps (gv, _mm256_sub_ps (one, sig)));
+      __m256 a = _mm256_mul_ps (_mm256_mul_ps (dhv, _mm256_loadu_ps (u + i)), sig);
+      _mm256_storeu_ps (dg + i, _mm256_mul_ps (a, t));
+    }
+  for (; i < i1; i++)
+    swiglu_back_one (dg + i, du + i, g[i], u[i], dh[i]);
+}
 #endif
+
+/* SwiGLU's elements in blocks of this many (a multiple of 8) for the parallel vector loops */
+#define SWIGLU_BLOCK 8192
 
 float
 lt_exp_sub_inplace (float *x, int n, float sub)
@@ -151,6 +203,17 @@ lt_swiglu_forward_ref (float *out, const float *gate, const float *up, size_t n)
 void
 lt_swiglu_forward (float *out, const float *gate, const float *up, size_t n)
 {
+#ifdef LT_HAVE_X86
+  if (have_avx2 ())
+    {
+      size_t nb = (n + SWIGLU_BLOCK - 1) / SWIGLU_BLOCK;
+#pragma omp parallel for schedule(static) if (n > 65536)
+      for (size_t b = 0; b < nb; b++)
+        swiglu_forward_avx2 (out, gate, up, b * SWIGLU_BLOCK,
+                             b + 1 < nb ? (b + 1) * SWIGLU_BLOCK : n);
+      return;
+    }
+#endif
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; i++)
     out[i] = silu (gate[i]) * up[i];
@@ -200,6 +263,17 @@ void
 lt_swiglu_backward (float *dg, float *du, const float *g, const float *u, const float *dh,
                     size_t n)
 {
+#ifdef LT_HAVE_X86
+  if (have_avx2 ())
+    {
+      size_t nb = (n + SWIGLU_BLOCK - 1) / SWIGLU_BLOCK;
+#pragma omp parallel for schedule(static) if (n > 16384)
+      for (size_t b = 0; b < nb; b++)
+        swiglu_backward_avx2 (dg, du, g, u, dh, b * SWIGLU_BLOCK,
+                              b + 1 < nb ? (b + 1) * SWIGLU_BLOCK : n);
+      return;
+    }
+#endif
 #pragma omp parallel for schedule(static) if (n > 16384)
   for (size_t i = 0; i < n; i++)
     {

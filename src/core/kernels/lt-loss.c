@@ -87,8 +87,13 @@ lt_ce_chunk_grad (float *logits, const double *lse, const int32_t *target, const
           memset (row, 0, (size_t) vc * sizeof (float));
           continue;
         }
+      /* s·e^(x − lse) = (s·e^(sub − lse)) · e^(x − sub) with sub = lse rounded to f32: the
+       * vector exp (lt_exp_sub_inplace, ≤ 2e-7 relative) on the row, the factor in double */
+      float sub = (float) lse[n];
+      float f = (float) ((double) s * exp ((double) sub - lse[n]));
+      lt_exp_sub_inplace (row, vc, sub);
       for (int j = 0; j < vc; j++)
-        row[j] = s * (float) exp ((double) row[j] - lse[n]);
+        row[j] *= f;
       int t = target[n] - v0;
       if (t >= 0 && t < vc)
         row[t] -= s;
