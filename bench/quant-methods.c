@@ -30,7 +30,7 @@
  * 4.5 bits per weight against uniform 4-bit g64 (also 4.5). The machine is shared: times are
  * wall clock, loaded.
  *
- *   bench-quant-methods --smollm N SEQ [--method gptq|awq]
+ *   bench-quant-methods --smollm N SEQ [--method gptq|awq] [--compute-dtype f32|bf16]
  *
  * The time goal instead: GPTQ (or AWQ) 4-bit g64 on the SmolLM2-135M shape (bench-common's
  * random bf16 model, 30 layers, hidden 576, vocab 49152) over N calibration sequences of SEQ
@@ -40,6 +40,10 @@
  * sys, every thread) and the calling thread's (on a shared machine, about the wall time the
  * calibration would take alone). The random model is written by a child process, so its
  * tensors are not in the peak.
+ *
+ * --compute-dtype bf16 runs the calibration's model forwards with bf16 products, as `lathe
+ * quantize` does where `auto` picks bf16 (AMX or AVX512-BF16); GPTQ's own statistics and
+ * solves stay f32. Default f32.
  *
  * BENCH_HASH=1 prints a SHA-256 of every quantized tensor's codes, scales and biases (the
  * blocks' linears in order, then the embedding and an untied LM head) after each quantization
@@ -60,6 +64,7 @@
 
 #include "bench-common.h"
 #include "lt-calibrate-model.h"
+#include "lt-compute.h"
 #include "lt-dwq.h"
 #include "lt-memory.h"
 #include "lt-threads.h"
@@ -68,6 +73,7 @@
 #define FLOAT_ROW ((LtCalibMethod) 99)
 
 static int bench_threads; /* --threads N; 0: every core */
+static gboolean bench_bf16; /* --compute-dtype bf16 (--smollm) */
 
 typedef struct
 {
@@ -396,7 +402,9 @@ smollm (int n, int seq, const char *method)
   if (cr != NULL && fclose (cr) != 0)
     reset = FALSE;
   double cpu0 = process_cpu_s (), main0 = thread_cpu_s ();
+  lt_compute_set_dtype (bench_bf16 ? LT_COMPUTE_BF16 : LT_COMPUTE_F32);
   gboolean ok = lt_calib_model_quantize (m, &t, &o, &rep, NULL, NULL, NULL, &error);
+  lt_compute_set_dtype (LT_COMPUTE_F32);
   double cpu = process_cpu_s () - cpu0, main_cpu = thread_cpu_s () - main0;
   lt_memory_get_process (&rss, &calib_peak);
   peak = MAX (load_peak, calib_peak);
@@ -424,8 +432,9 @@ smollm (int n, int seq, const char *method)
   g_autofree char *lim = lt_memory_format (stored_b + acts);
   g_autofree char *acts_s = lt_memory_format (acts);
   printf ("SmolLM2-135M shape (random bf16, %s stored), %s 4-bit g64, calibration %d × %d "
-          "tokens, %d threads\n\n", stored, lt_calib_method_name (o.method), n, seq,
-          lt_get_threads ());
+          "tokens, %d threads, forwards' products %s\n\n", stored,
+          lt_calib_method_name (o.method), n, seq, lt_get_threads (),
+          bench_bf16 ? "bf16" : "f32");
   if (o.method == LT_CALIB_METHOD_GPTQ)
     printf ("asym %s\n\n", o.asym ? "on" : "off");
   printf ("%-8s %7s %11s %8s %14s %15s %10s %8s\n", "method", "load s", "quantize s", "goal",
@@ -465,6 +474,8 @@ main (int argc, char **argv)
         only = argv[++i];
       else if (strcmp (argv[i], "--threads") == 0)
         bench_threads = atoi (argv[++i]);
+      else if (strcmp (argv[i], "--compute-dtype") == 0)
+        bench_bf16 = strcmp (argv[++i], "bf16") == 0;
     }
   for (int i = 1; i + 2 < argc; i++)
     if (strcmp (argv[i], "--smollm") == 0)
