@@ -364,6 +364,54 @@ lt_compute_f32_threaded (void)
 }
 
 /* An f32 product on the process's f32 engine. */
+/* OpenBLAS as lt-gemm, lt-linear and the f32 engine call it: under the one-pool policy
+ * (OpenBLAS single-threaded) a product outside a parallel region is split into blocks of rows
+ * of C — or, where C has fewer than 32 rows a thread and enough columns (LoRA's rank-r
+ * gradients: 8 rows), of 16·k columns —
+ * one single-threaded sgemm per block on the OpenMP threads. Before 2026-12-07 the f32
+ * engine's products (LoRA's rank-r ones in every step) ran whole on the calling thread while
+ * the pool's other threads spun. */
+void
+lt_compute_blas_sgemm_pool (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
+                            const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                            int ldc)
+{
+  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
+  CBLAS_TRANSPOSE cta = ta ? CblasTrans : CblasNoTrans, ctb = tb ? CblasTrans : CblasNoTrans;
+  if (nt > 1 && openblas_get_num_threads () == 1 && (double) M * N * K >= (double) (1 << 18))
+    {
+      if (M >= 32 * nt || (M >= 2 * nt && N < 32 * nt))
+        {
+          int mb = (M + 2 * nt - 1) / (2 * nt);
+          int nblk = (M + mb - 1) / mb;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+          for (int bi = 0; bi < nblk; bi++)
+            {
+              int m0 = bi * mb, m = M - m0 < mb ? M - m0 : mb;
+              const float *a = ta ? A + m0 : A + (size_t) m0 * lda;
+              cblas_sgemm (CblasRowMajor, cta, ctb, m, N, K, alpha, a, lda, B, ldb, beta,
+                           C + (size_t) m0 * ldc, ldc);
+            }
+          return;
+        }
+      if (N >= 32 * nt)
+        {
+          int nb = ((N + 2 * nt - 1) / (2 * nt) + 15) / 16 * 16;
+          int nblk = (N + nb - 1) / nb;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+          for (int bi = 0; bi < nblk; bi++)
+            {
+              int n0 = bi * nb, n = N - n0 < nb ? N - n0 : nb;
+              const float *b = tb ? B + (size_t) n0 * ldb : B + n0;
+              cblas_sgemm (CblasRowMajor, cta, ctb, M, n, K, alpha, A, lda, b, ldb, beta, C + n0,
+                           ldc);
+            }
+          return;
+        }
+    }
+  cblas_sgemm (CblasRowMajor, cta, ctb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 void
 lt_compute_f32_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A,
                       int lda, const float *B, int ldb, float beta, float *C, int ldc)
@@ -373,6 +421,5 @@ lt_compute_f32_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, 
       && onednn_sgemm (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
     return;
 #endif
-  cblas_sgemm (CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
-               N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  lt_compute_blas_sgemm_pool (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -18,6 +18,11 @@ int lt_compute_dnnl_engine_ok (void);
 int lt_compute_dnnl_engine_loaded (void);
 #endif
 
+/* cblas_sgemm split over the OpenMP threads where OpenBLAS is single-threaded and the caller
+ * is outside a parallel region (blocks of rows of C, or of columns where C is short). */
+void lt_compute_blas_sgemm_pool (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
+                                 const float *A, int lda, const float *B, int ldb, float beta,
+                                 float *C, int ldc);
 /* An f32 product on the process's f32 engine (lt_compute_f32_engine). */
 void lt_compute_f32_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
                            const float *A, int lda, const float *B, int ldb, float beta, float *C,

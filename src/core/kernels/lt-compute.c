@@ -827,33 +827,6 @@ lt_compute_cache_size (void)
 #endif
 }
 
-/* OpenBLAS as lt-gemm and lt-linear call it: under the one-pool policy (OpenBLAS
- * single-threaded) a product outside a parallel region is split into blocks of rows of C, one
- * single-threaded sgemm per OpenMP thread (each C element's sum is the same sgemm's). */
-static void
-blas_sgemm_pool (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A,
-                 int lda, const float *B, int ldb, float beta, float *C, int ldc)
-{
-  int nt = omp_in_parallel () ? 1 : omp_get_max_threads ();
-  if (nt > 1 && openblas_get_num_threads () == 1 && M >= 2 * nt
-      && (double) M * N * K >= (double) (1 << 18))
-    {
-      int mb = (M + 2 * nt - 1) / (2 * nt);
-      int nblk = (M + mb - 1) / mb;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-      for (int bi = 0; bi < nblk; bi++)
-        {
-          int m0 = bi * mb, m = M - m0 < mb ? M - m0 : mb;
-          const float *a = ta ? A + m0 : A + (size_t) m0 * lda;
-          cblas_sgemm (CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-                       tb ? CblasTrans : CblasNoTrans, m, N, K, alpha, a, lda, B, ldb, beta,
-                       C + (size_t) m0 * ldc, ldc);
-        }
-      return;
-    }
-  cblas_sgemm (CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
-               N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
 
 void
 lt_compute_sgemm_ref (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A,
@@ -878,7 +851,7 @@ static void
 emu_sgemm (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A, int lda,
            const float *B, int ldb, float beta, float *C, int ldc)
 {
-  blas_sgemm_pool (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  lt_compute_blas_sgemm_pool (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 static void
