@@ -502,6 +502,79 @@ lt_attention_backward_ref (float *dq, float *dk, float *dv, const float *q, cons
  * gradient live in two per-thread buffers of ATT_BLOCK × n floats. */
 #define ATT_BLOCK 128
 
+/* One row of the attention backward: p ← softmax(p) over its @n causal entries, dp ← p ·
+ * (dp − Σ p·dp) · scale. */
+static void
+softmax_grad_row (float *pr, float *dpr, int n, float scale)
+{
+  float mx = -INFINITY;
+  for (int j = 0; j < n; j++)
+    mx = pr[j] > mx ? pr[j] : mx;
+  double sum = 0.0;
+  for (int j = 0; j < n; j++)
+    {
+      pr[j] = expf (pr[j] - mx);
+      sum += pr[j];
+    }
+  float inv = (float) (1.0 / sum);
+  double pdp = 0.0;
+  for (int j = 0; j < n; j++)
+    {
+      pr[j] *= inv;
+      pdp += (double) pr[j] * dpr[j];
+    }
+  for (int j = 0; j < n; j++)
+    dpr[j] = pr[j] * (dpr[j] - (float) pdp) * scale;
+}
+
+#ifdef LT_HAVE_X86
+/* softmax_grad_row on 8 lanes: the exponentials through lt_exp_sub_inplace (≤ 2e-7
+ * relative), Σ p·dp in 8 f32 lanes folded in double (test-grad: within 1e-5 of the
+ * reference backward) */
+__attribute__ ((target ("avx2,fma"))) static void
+softmax_grad_row_avx2 (float *pr, float *dpr, int n, float scale)
+{
+  __m256 m8 = _mm256_set1_ps (-INFINITY);
+  int j = 0;
+  for (; j + 8 <= n; j += 8)
+    m8 = _mm256_max_ps (m8, _mm256_loadu_ps (pr + j));
+  float buf[8];
+  _mm256_storeu_ps (buf, m8);
+  float mx = -INFINITY;
+  for (int t = 0; t < 8; t++)
+    mx = buf[t] > mx ? buf[t] : mx;
+  for (; j < n; j++)
+    mx = pr[j] > mx ? pr[j] : mx;
+  float sum = lt_exp_sub_inplace (pr, n, mx);
+  const __m256 inv = _mm256_set1_ps ((float) (1.0 / (double) sum));
+  __m256 acc = _mm256_setzero_ps ();
+  for (j = 0; j + 8 <= n; j += 8)
+    {
+      __m256 pv = _mm256_mul_ps (_mm256_loadu_ps (pr + j), inv);
+      _mm256_storeu_ps (pr + j, pv);
+      acc = _mm256_fmadd_ps (pv, _mm256_loadu_ps (dpr + j), acc);
+    }
+  _mm256_storeu_ps (buf, acc);
+  double pdp = 0.0;
+  for (int t = 0; t < 8; t++)
+    pdp += buf[t];
+  for (; j < n; j++)
+    {
+      pr[j] *= (float) (1.0 / (double) sum);
+      pdp += (double) pr[j] * dpr[j];
+    }
+  const __m256 pd = _mm256_set1_ps ((float) pdp), sc = _mm256_set1_ps (scale);
+  for (j = 0; j + 8 <= n; j += 8)
+    {
+      __m256 pv = _mm256_loadu_ps (pr + j);
+      __m256 d = _mm256_sub_ps (_mm256_loadu_ps (dpr + j), pd);
+      _mm256_storeu_ps (dpr + j, _mm256_mul_ps (_mm256_mul_ps (pv, d), sc));
+    }
+  for (; j < n; j++)
+    dpr[j] = pr[j] * (dpr[j] - (float) pdp) * scale;
+}
+#endif
+
 /* Query head h over rows [i0, i1): keys 0 … i1−1. p, dp: (i1 − i0, i1) scratch. */
 static void
 attention_backward_block (float *dq, float *dk, float *dv, const float *q, const float *k,
@@ -525,24 +598,12 @@ attention_backward_block (float *dq, float *dk, float *dv, const float *q, const
     {
       float *pr = p + (size_t) r * nk, *dpr = dp + (size_t) r * nk;
       int seen = i0 + r + 1; /* causal */
-      float mx = -INFINITY;
-      for (int j = 0; j < seen; j++)
-        mx = pr[j] > mx ? pr[j] : mx;
-      double sum = 0.0;
-      for (int j = 0; j < seen; j++)
-        {
-          pr[j] = expf (pr[j] - mx);
-          sum += pr[j];
-        }
-      float inv = (float) (1.0 / sum);
-      double pdp = 0.0;
-      for (int j = 0; j < seen; j++)
-        {
-          pr[j] *= inv;
-          pdp += (double) pr[j] * dpr[j];
-        }
-      for (int j = 0; j < seen; j++)
-        dpr[j] = pr[j] * (dpr[j] - (float) pdp) * scale;
+#ifdef LT_HAVE_X86
+      if (have_avx2 ())
+        softmax_grad_row_avx2 (pr, dpr, seen, scale);
+      else
+#endif
+        softmax_grad_row (pr, dpr, seen, scale);
       for (int j = seen; j < nk; j++)
         pr[j] = dpr[j] = 0.0f;
     }
