@@ -66,6 +66,7 @@
 #include "lt-calibrate-model.h"
 #include "lt-compute.h"
 #include "lt-dwq.h"
+#include "lt-linear.h"
 #include "lt-memory.h"
 #include "lt-threads.h"
 #include "lt-tokenizer.h"
@@ -369,7 +370,8 @@ smollm (int n, int seq, const char *method)
   if (waitpid (pid, &status, 0) != pid || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
     return 1;
   g_autofree char *weights = g_build_filename (dir, "model.safetensors", NULL);
-  lt_set_threads (bench_threads);
+  /* lathe quantize's policy: one OpenMP pool, OpenBLAS single-threaded */
+  lt_linear_set_threads (bench_threads);
   double t0 = bench_now_s ();
   g_autoptr (LtModel) m = lt_model_load (dir, &error);
   if (m == NULL)
