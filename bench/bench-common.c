@@ -71,34 +71,59 @@ bench_sgemm_rate (int M, int N, int K, int reps)
   return 2.0 * M * N * K / best / 1e9;
 }
 
-/* GFLOP/s of Y (M, N) = X (M, K) · Wᵀ with W bf16 (N, K), through lt-compute's bf16 backend
- * (best of @reps after one warm-up). */
 double
-bench_bf16_matmul_rate (int M, int N, int K, int reps)
+bench_best_s (int reps, void (*fn) (gpointer data), gpointer data)
 {
-  float *x = g_new (float, (gsize) M * K);
-  uint16_t *w = g_new (uint16_t, (gsize) N * K);
-  float *y = g_new (float, (gsize) M * N);
   double best = 1e30;
-  LtComputeDType saved = lt_compute_get_dtype ();
-
-  for (gsize i = 0; i < (gsize) M * K; i++)
-    x[i] = (float) bench_rng_u32 () / 4294967296.0f - 0.5f;
-  for (gsize i = 0; i < (gsize) N * K; i++)
-    w[i] = lt_f32_to_bf16 ((float) bench_rng_u32 () / 4294967296.0f - 0.5f);
-  lt_compute_set_dtype (LT_COMPUTE_BF16);
   for (int r = 0; r < reps + 1; r++)
     {
       double t0 = bench_now_s ();
-      lt_compute_gemm_w (LT_TRANS, M, N, K, 1.0f, x, K, w, LT_KDTYPE_BF16, K, 0.0f, y, N);
+      fn (data);
       double dt = bench_now_s () - t0;
       if (r > 0 && dt < best)
         best = dt;
     }
+  return best;
+}
+
+void
+bench_fill_uniform (float *p, gsize n)
+{
+  for (gsize i = 0; i < n; i++)
+    p[i] = (float) bench_rng_u32 () / 4294967296.0f - 0.5f;
+}
+
+typedef struct
+{
+  int M, N, K;
+  const float *x;
+  const uint16_t *w;
+  float *y;
+} Bf16Product;
+
+static void
+bf16_product (gpointer data)
+{
+  Bf16Product *b = data;
+  lt_compute_gemm_w (LT_TRANS, b->M, b->N, b->K, 1.0f, b->x, b->K, b->w, LT_KDTYPE_BF16, b->K,
+                     0.0f, b->y, b->N);
+}
+
+double
+bench_bf16_matmul_rate (int M, int N, int K, int reps)
+{
+  g_autofree float *x = g_new (float, (gsize) M * K);
+  g_autofree uint16_t *w = g_new (uint16_t, (gsize) N * K);
+  g_autofree float *y = g_new (float, (gsize) M * N);
+  Bf16Product b = { M, N, K, x, w, y };
+  LtComputeDType saved = lt_compute_get_dtype ();
+
+  bench_fill_uniform (x, (gsize) M * K);
+  for (gsize i = 0; i < (gsize) N * K; i++)
+    w[i] = lt_f32_to_bf16 ((float) bench_rng_u32 () / 4294967296.0f - 0.5f);
+  lt_compute_set_dtype (LT_COMPUTE_BF16);
+  double best = bench_best_s (reps, bf16_product, &b);
   lt_compute_set_dtype (saved);
-  g_free (x);
-  g_free (w);
-  g_free (y);
   return 2.0 * M * N * K / best / 1e9;
 }
 

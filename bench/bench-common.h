@@ -21,6 +21,10 @@ double bench_now_s (void);
 /* This machine's best sgemm GFLOP/s for C (M, N) = A (M, K) · B (N, K)ᵀ (the layout lt-linear
  * uses) over @reps timed runs after one warm-up, with whatever BLAS threading is set. */
 double bench_sgemm_rate (int M, int N, int K, int reps);
+/* The best seconds of @reps calls of @fn (@data) after one warm-up call. */
+double bench_best_s (int reps, void (*fn) (gpointer data), gpointer data);
+/* @n values uniform in [−0.5, 0.5) from the fixed stream. */
+void bench_fill_uniform (float *p, gsize n);
 /* GFLOP/s of Y (M, N) = X (M, K) · Wᵀ with W bf16 (N, K) through lt-compute's bf16 backend
  * (lt_compute_gemm_w with the bf16 dtype, threaded as the model's products are; best of @reps
  * after one warm-up): the bf16 matmul peak an MFU is taken against. */

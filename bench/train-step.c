@@ -103,33 +103,33 @@ load_average (void)
 /* GFLOP/s of Y (M, N) = X (M, K) · Wᵀ on the f32 engine when it is oneDNN (threaded by it over
  * the pool, as the step runs it; best of @reps after one warm-up); 0 on OpenBLAS, whose rate
  * bench_sgemm_rate measures. */
+typedef struct
+{
+  int M, N, K;
+  const float *x, *w;
+  float *y;
+} F32Product;
+
+static void
+f32_product (gpointer data)
+{
+  F32Product *p = data;
+  lt_compute_sgemm_f32 (LT_NO_TRANS, LT_TRANS, p->M, p->N, p->K, 1.0f, p->x, p->K, p->w, p->K,
+                        0.0f, p->y, p->N);
+}
+
 static double
 f32_engine_rate (int M, int N, int K, int reps)
 {
-  float *x, *w, *y;
-  double best = 1e30;
-
   if (lt_compute_f32_engine () != LT_F32_ENGINE_ONEDNN)
     return 0.0;
-  x = g_new (float, (gsize) M * K);
-  w = g_new (float, (gsize) N * K);
-  y = g_new (float, (gsize) M * N);
-  for (gsize i = 0; i < (gsize) M * K; i++)
-    x[i] = (float) bench_rng_u32 () / 4294967296.0f - 0.5f;
-  for (gsize i = 0; i < (gsize) N * K; i++)
-    w[i] = (float) bench_rng_u32 () / 4294967296.0f - 0.5f;
-  for (int r = 0; r < reps + 1; r++)
-    {
-      double t0 = bench_now_s ();
-      lt_compute_sgemm_f32 (LT_NO_TRANS, LT_TRANS, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
-      double dt = bench_now_s () - t0;
-      if (r > 0 && dt < best)
-        best = dt;
-    }
-  g_free (x);
-  g_free (w);
-  g_free (y);
-  return 2.0 * M * N * K / best / 1e9;
+  g_autofree float *x = g_new (float, (gsize) M * K);
+  g_autofree float *w = g_new (float, (gsize) N * K);
+  g_autofree float *y = g_new (float, (gsize) M * N);
+  F32Product p = { M, N, K, x, w, y };
+  bench_fill_uniform (x, (gsize) M * K);
+  bench_fill_uniform (w, (gsize) N * K);
+  return 2.0 * M * N * K / bench_best_s (reps, f32_product, &p) / 1e9;
 }
 
 /* One configuration; prints one machine-readable line "RESULT key=value …". */

@@ -237,14 +237,6 @@ adam_avx2 (const AdamK *k, float *w, float *m, float *v, const float *g, gint64 
     adam_one (k, w, m, v, g, j);
 }
 
-static gboolean
-have_avx2 (void)
-{
-  static int cached = -1;
-  if (cached < 0)
-    cached = __builtin_cpu_supports ("avx2");
-  return cached;
-}
 #endif
 
 static void
@@ -269,7 +261,7 @@ adam_update (LtOptParam *p, const LtOptimizerParams *hp, double lr, gint64 t)
   gint64 n = (gint64) p->n;
 
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (have_avx2 ())
+  if (__builtin_cpu_supports ("avx2"))
     {
       /* blocks of 4096 (a multiple of 4: only the last block has a scalar tail) */
       gint64 nb = (n + 4095) / 4096;

@@ -827,7 +827,6 @@ lt_compute_cache_size (void)
 #endif
 }
 
-
 void
 lt_compute_sgemm_ref (LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const float *A,
                       int lda, const float *B, int ldb, float beta, float *C, int ldc)
