@@ -545,8 +545,8 @@ softmax_grad_row_avx2 (float *pr, float *dpr, int n, float scale)
     mx = buf[t] > mx ? buf[t] : mx;
   for (; j < n; j++)
     mx = pr[j] > mx ? pr[j] : mx;
-  float sum = lt_exp_sub_inplace (pr, n, mx);
-  const __m256 inv = _mm256_set1_ps ((float) (1.0 / (double) sum));
+  const float invf = (float) (1.0 / (double) lt_exp_sub_inplace (pr, n, mx));
+  const __m256 inv = _mm256_set1_ps (invf);
   __m256 acc = _mm256_setzero_ps ();
   for (j = 0; j + 8 <= n; j += 8)
     {
@@ -560,7 +560,7 @@ softmax_grad_row_avx2 (float *pr, float *dpr, int n, float scale)
     pdp += buf[t];
   for (; j < n; j++)
     {
-      pr[j] *= (float) (1.0 / (double) sum);
+      pr[j] *= invf;
       pdp += (double) pr[j] * dpr[j];
     }
   const __m256 pd = _mm256_set1_ps ((float) pdp), sc = _mm256_set1_ps (scale);
