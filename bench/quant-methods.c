@@ -477,7 +477,16 @@ main (int argc, char **argv)
       else if (strcmp (argv[i], "--threads") == 0)
         bench_threads = atoi (argv[++i]);
       else if (strcmp (argv[i], "--compute-dtype") == 0)
-        bench_bf16 = strcmp (argv[++i], "bf16") == 0;
+        {
+          const char *d = argv[++i];
+          if (strcmp (d, "f32") != 0 && strcmp (d, "bf16") != 0)
+            {
+              fprintf (stderr, "bench-quant-methods: --compute-dtype must be f32 or bf16 (got "
+                       "“%s”)\n", d);
+              return 2;
+            }
+          bench_bf16 = strcmp (d, "bf16") == 0;
+        }
     }
   for (int i = 1; i + 2 < argc; i++)
     if (strcmp (argv[i], "--smollm") == 0)
