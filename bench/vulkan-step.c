@@ -41,6 +41,7 @@
 #include "src/core/lt-vulkan.h"
 
 int bench_vulkan_step (int argc, char **argv);
+void bench_vulkan_print_pipeline_stats (LtVulkan *vk); /* vulkan.c */
 
 typedef struct
 {
@@ -245,5 +246,6 @@ bench_vulkan_step (int argc, char **argv)
     }
   else
     printf ("(no per-kernel profile: %s)\n", why);
+  bench_vulkan_print_pipeline_stats (vk);
   return 0;
 }

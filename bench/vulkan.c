@@ -85,6 +85,18 @@ time_calls (LtVulkan *vk, RecordFn fn, gpointer data, int reps)
   return best;
 }
 
+/* LATHE_VULKAN_PIPELINE_STATS=1: the driver's statistics of the pipelines the run created
+ * (registers, spills, shared memory), after the table. */
+void bench_vulkan_print_pipeline_stats (LtVulkan *vk); /* vulkan-step.c's too */
+
+void
+bench_vulkan_print_pipeline_stats (LtVulkan *vk)
+{
+  g_autofree char *stats = lt_vulkan_get_pipeline_stats (vk);
+  if (stats != NULL)
+    printf ("\npipeline statistics (VK_KHR_pipeline_executable_properties):\n%s", stats);
+}
+
 typedef struct
 {
   LtTrans ta, tb;
@@ -340,6 +352,13 @@ run_check (int argc, char **argv)
       all_ok &= check_product (vk, "dW = dy^T*x (f32)", LT_TRANS, LT_NO_TRANS, O, I, T, FALSE,
                                1e-5, reps, have_coop);
     }
+  bench_vulkan_print_pipeline_stats (vk);
+  if (lt_vulkan_profile_is_on (vk, NULL)) /* LATHE_VULKAN_PROFILE=1: each kernel's own rate */
+    {
+      g_autoptr (LtVulkanProfileSnapshot) snap = lt_vulkan_profile_snapshot (vk);
+      g_autofree char *table = lt_vulkan_profile_format (snap, 1);
+      printf ("\n%s", table);
+    }
   if (!have_coop && lt_vulkan_coopmat_offered (vk))
     {
       printf ("\nMISMATCH: the device offers cooperative matrices but %s\n", why);
@@ -493,6 +512,7 @@ run_mma (int argc, char **argv)
               lt_vulkan_coopmat_peak_flops (vk, groups, iters) / t / 1e9);
       fflush (stdout);
     }
+  bench_vulkan_print_pipeline_stats (vk);
   return 0;
 }
 

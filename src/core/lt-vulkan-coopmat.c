@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lt-compute.h"
@@ -602,6 +603,15 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
                   : (tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_128_N16
                                     : LT_VK_GEMM_COOPMAT_BCOL_128_N16))
               - LT_VK_GEMM_COOPMAT_128_N16;
+  if (big && !cm->emulated && cm->n == 16 && !direct)
+    {
+      /* measurement only: LATHE_VULKAN_COOPMAT_XP=1..5 (shaders/meson.build says what each
+       * leaves out; all but 4 give wrong results) */
+      const char *xp = g_getenv ("LATHE_VULKAN_COOPMAT_XP");
+      int x = xp != NULL ? atoi (xp) : 0;
+      if (x >= 1 && x <= 5)
+        kernel = LT_VK_GEMM_COOPMAT_XP1 + (x - 1);
+    }
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .kp = kp, .ldc = (guint32) C->ld,
     .c_off = (guint32) C->offset, .a_off4 = (guint32) (pack_a / 4),

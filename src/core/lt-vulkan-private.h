@@ -115,6 +115,11 @@ typedef enum
   LT_VK_COOPMAT_PEAK_L2,
   LT_VK_COOPMAT_PEAK_L3,
   LT_VK_COOPMAT_PEAK_L4,
+  LT_VK_GEMM_COOPMAT_XP1, /* measurement-only ablations of the large n16 tile (XP 1..5) */
+  LT_VK_GEMM_COOPMAT_XP2,
+  LT_VK_GEMM_COOPMAT_XP3,
+  LT_VK_GEMM_COOPMAT_XP4,
+  LT_VK_GEMM_COOPMAT_XP5,
   /* attention on cooperative matrices (attention-*-cm.comp): per pass, the real kernels then
    * the -DEMULATE_COOPMAT ones, each D 64 × n16, n8, then D 128 × n16, n8 */
   LT_VK_ATT_FORWARD_CM_D64_N16,

@@ -77,6 +77,12 @@ lt_vulkan_get_n_pipelines (LtVulkan *vk)
   return 0;
 }
 
+char *
+lt_vulkan_get_pipeline_stats (LtVulkan *vk)
+{
+  return NULL;
+}
+
 void
 lt_vulkan_set_force_staging (LtVulkan *vk, gboolean force)
 {

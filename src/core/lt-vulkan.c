@@ -146,6 +146,12 @@ struct _LtVulkan
   VkFence xfer_fence;
   guint64 allocated; /* bytes of the live buffers (atomic) */
   guint64 peak_allocated;
+  /* LATHE_VULKAN_PIPELINE_STATS=1 on a device with VK_KHR_pipeline_executable_properties:
+   * the driver's statistics of every pipeline created (registers, spills, shared memory…),
+   * one line each (lt_vulkan_get_pipeline_stats), under lock; else NULL */
+  GString *pipeline_stats;
+  PFN_vkGetPipelineExecutablePropertiesKHR get_exec_props;
+  PFN_vkGetPipelineExecutableStatisticsKHR get_exec_stats;
 };
 
 struct _LtVulkanBuffer
@@ -333,6 +339,16 @@ has_extension (const VkExtensionProperties *ext, guint32 n, const char *name)
   return FALSE;
 }
 
+static gboolean
+device_has_extension (VkPhysicalDevice phys, const char *name)
+{
+  guint32 n = 0;
+  vkEnumerateDeviceExtensionProperties (phys, NULL, &n, NULL);
+  g_autofree VkExtensionProperties *ext = g_new0 (VkExtensionProperties, MAX (n, 1));
+  vkEnumerateDeviceExtensionProperties (phys, NULL, &n, ext);
+  return has_extension (ext, n, name);
+}
+
 static void
 fill_info (LtVulkanDeviceInfo *info, VkPhysicalDevice phys, guint index)
 {
@@ -495,6 +511,26 @@ lt_vulkan_new (guint index, GError **error)
     .queueCreateInfoCount = 1,
     .pQueueCreateInfos = &qci,
   };
+  VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR exec_f = {
+    .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR,
+    .pipelineExecutableInfo = VK_TRUE,
+  };
+  const char *exec_ext[] = { VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME };
+  if (g_strcmp0 (g_getenv ("LATHE_VULKAN_PIPELINE_STATS"), "1") == 0
+      && device_has_extension (vk->phys, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME))
+    {
+      vk->get_exec_props = (PFN_vkGetPipelineExecutablePropertiesKHR) vkGetInstanceProcAddr (
+        vk->instance, "vkGetPipelineExecutablePropertiesKHR");
+      vk->get_exec_stats = (PFN_vkGetPipelineExecutableStatisticsKHR) vkGetInstanceProcAddr (
+        vk->instance, "vkGetPipelineExecutableStatisticsKHR");
+      if (vk->get_exec_props != NULL && vk->get_exec_stats != NULL)
+        {
+          dci.pNext = &exec_f;
+          dci.enabledExtensionCount = 1;
+          dci.ppEnabledExtensionNames = exec_ext;
+          vk->pipeline_stats = g_string_new (NULL);
+        }
+    }
   if ((r = lt_vulkan_coopmat_create_device (vk, vkGetInstanceProcAddr, vk->instance, vk->phys,
                                             &dci, &vk->device)) != VK_SUCCESS)
     {
@@ -537,6 +573,8 @@ lt_vulkan_free (LtVulkan *vk)
       vkDestroyDevice (vk->device, NULL);
     }
   lt_vulkan_profile_free (vk->profile);
+  if (vk->pipeline_stats != NULL)
+    g_string_free (vk->pipeline_stats, TRUE);
   g_free (vk->info.name);
   g_mutex_clear (&vk->lock);
   g_free (vk);
@@ -957,6 +995,75 @@ lt_vulkan_buffer_download (LtVulkanBuffer *buf, gsize offset, void *dst, gsize b
 /* ---- pipelines ---- */
 
 /* The pipeline of @k, created on first use (under vk->lock). */
+/* One line of @pipeline's statistics into vk->pipeline_stats (called under vk->lock):
+ * "name: executable: statistic value, …" for each executable the driver lists. */
+static void
+append_pipeline_stats (LtVulkan *vk, VkPipeline pipeline, const char *name)
+{
+  VkPipelineInfoKHR pi = { .sType = VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR, .pipeline = pipeline };
+  guint32 n_exec = 0;
+
+  if (vk->get_exec_props (vk->device, &pi, &n_exec, NULL) != VK_SUCCESS || n_exec == 0)
+    return;
+  g_autofree VkPipelineExecutablePropertiesKHR *props
+    = g_new0 (VkPipelineExecutablePropertiesKHR, n_exec);
+  for (guint32 e = 0; e < n_exec; e++)
+    props[e].sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_PROPERTIES_KHR;
+  if (vk->get_exec_props (vk->device, &pi, &n_exec, props) != VK_SUCCESS)
+    return;
+  for (guint32 e = 0; e < n_exec; e++)
+    {
+      VkPipelineExecutableInfoKHR ei = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR,
+        .pipeline = pipeline,
+        .executableIndex = e,
+      };
+      guint32 n_stat = 0;
+      if (vk->get_exec_stats (vk->device, &ei, &n_stat, NULL) != VK_SUCCESS)
+        continue;
+      g_autofree VkPipelineExecutableStatisticKHR *st
+        = g_new0 (VkPipelineExecutableStatisticKHR, MAX (n_stat, 1));
+      for (guint32 i = 0; i < n_stat; i++)
+        st[i].sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR;
+      if (vk->get_exec_stats (vk->device, &ei, &n_stat, st) != VK_SUCCESS)
+        continue;
+      g_string_append_printf (vk->pipeline_stats, "%s [%s, subgroup %u]:", name,
+                              props[e].name, props[e].subgroupSize);
+      for (guint32 i = 0; i < n_stat; i++)
+        {
+          g_string_append_printf (vk->pipeline_stats, "%s %s ", i ? "," : "", st[i].name);
+          switch (st[i].format)
+            {
+            case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR:
+              g_string_append (vk->pipeline_stats, st[i].value.b32 ? "yes" : "no");
+              break;
+            case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR:
+              g_string_append_printf (vk->pipeline_stats, "%" G_GINT64_FORMAT, st[i].value.i64);
+              break;
+            case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR:
+              g_string_append_printf (vk->pipeline_stats, "%" G_GUINT64_FORMAT, st[i].value.u64);
+              break;
+            default:
+              g_string_append_printf (vk->pipeline_stats, "%g", st[i].value.f64);
+              break;
+            }
+        }
+      g_string_append_c (vk->pipeline_stats, '\n');
+    }
+}
+
+char *
+lt_vulkan_get_pipeline_stats (LtVulkan *vk)
+{
+  char *s = NULL;
+  g_return_val_if_fail (vk != NULL, NULL);
+  g_mutex_lock (&vk->lock);
+  if (vk->pipeline_stats != NULL)
+    s = g_strdup (vk->pipeline_stats->str);
+  g_mutex_unlock (&vk->lock);
+  return s;
+}
+
 static Pipeline *
 get_pipeline (LtVulkan *vk, LtVulkanKernel k, GError **error)
 {
@@ -1040,6 +1147,8 @@ get_pipeline (LtVulkan *vk, LtVulkanKernel k, GError **error)
     },
     .layout = p->layout,
   };
+  if (vk->pipeline_stats != NULL)
+    cpi.flags |= VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
   if ((r = vkCreateComputePipelines (vk->device, VK_NULL_HANDLE, 1, &cpi, NULL, &p->pipeline))
       != VK_SUCCESS)
     {
@@ -1047,6 +1156,8 @@ get_pipeline (LtVulkan *vk, LtVulkanKernel k, GError **error)
       vk_error (error, r, "vkCreateComputePipelines");
       goto fail;
     }
+  if (vk->pipeline_stats != NULL)
+    append_pipeline_stats (vk, p->pipeline, lt_vulkan_kernels[k].name);
   vk->n_pipelines++;
   g_mutex_unlock (&vk->lock);
   return p;

@@ -108,6 +108,12 @@ void lt_vulkan_free (LtVulkan *vk);
 const LtVulkanDeviceInfo *lt_vulkan_get_info (LtVulkan *vk);
 /* Pipelines created so far (each shader once; tests check the cache). */
 guint lt_vulkan_get_n_pipelines (LtVulkan *vk);
+/* With LATHE_VULKAN_PIPELINE_STATS=1 (read when the device is opened) on a device that offers
+ * VK_KHR_pipeline_executable_properties: the driver's statistics of every pipeline created so
+ * far, one line per executable ("kernel [executable, subgroup N]: statistic value, …": on
+ * NVIDIA the registers, spills, shared memory of each kernel); NULL otherwise. Free with
+ * g_free. */
+char *lt_vulkan_get_pipeline_stats (LtVulkan *vk);
 /* Device memory held by @vk's live buffers (each rounded up to 16 bytes, as allocated) and
  * the most it has held: what the trainer reports as the run's GPU memory. */
 void lt_vulkan_get_allocated (LtVulkan *vk, guint64 *bytes, guint64 *peak_bytes);

@@ -57,6 +57,9 @@
 #define FN (TN / CN)
 #define LA (BM * KQ / NT) // 16-byte loads an invocation makes of A's slice
 #define LB (BN * KQ / NT)
+#ifndef XP
+#define XP 0 // the measurement-only ablations (bench-vulkan --check, LATHE_VULKAN_COOPMAT_XP)
+#endif
 
 layout (local_size_x = NT) in;
 
@@ -375,22 +378,44 @@ main ()
   load_slice (0u, tid, row0, col0);
   stage_slice (0u, tid);
   barrier ();
+#if XP == 2 // measurement only: the fragments loaded once, not per slice
+  uint buf = 0u, kk = 0u;
+  FOR_I (DECL_FA)
+  FOR_J (DECL_FB)
+  FOR_I (LOAD_A)
+  FOR_J (LOAD_B)
+#endif
   for (uint s = 0u; s < nk; s++)
     {
+#if XP != 2
       const uint buf = s & 1u;
+#endif
+#if XP != 1 // XP 1, measurement only: no global loads after the first slice
       if (s + 1u < nk)
         load_slice (s + 1u, tid, row0, col0); // in flight during the multiplications
+#endif
+#if XP == 2
+      [[unroll]] for (uint k2 = 0u; k2 < BK / CK; k2++)
+        {
+          FOR_IJ (MMA_IJ)
+        }
+#else
       [[unroll]] for (uint kk = 0u; kk < BK / CK; kk++)
         {
           FOR_I (DECL_FA)
           FOR_J (DECL_FB)
           FOR_I (LOAD_A)
           FOR_J (LOAD_B)
+#if XP != 5 // XP 5, measurement only: no multiply-adds
           FOR_IJ (MMA_IJ)
+#endif
         }
+#endif
       if (s + 1u < nk)
         stage_slice (buf ^ 1u, tid); // its last readers were done at the last barrier
+#if XP != 3 // XP 3, measurement only: no barrier (wrong results)
       barrier ();
+#endif
     }
 
   const uint scratch = warp * 64u;
