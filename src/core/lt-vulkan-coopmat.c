@@ -561,8 +561,14 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
     guint32 ad_off4, ad_ld4;
   } pc;
   LtVulkanKernel kernel;
+  /* measurement only: LATHE_VULKAN_COOPMAT_XP=1..7 (shaders/meson.build says what each
+   * changes; 1, 2, 3 and 5 give wrong results), for the packed large n16 tile */
+  const char *xp_env = big && !cm->emulated && cm->n == 16 && !direct
+                         ? g_getenv ("LATHE_VULKAN_COOPMAT_XP") : NULL;
+  const int xp = xp_env != NULL ? CLAMP (atoi (xp_env), 0, 7) : 0;
   const guint tile = big ? BIG_TILE : SMALL_TILE;
-  const guint32 rpa = round_up ((guint32) M, tile), rpb = round_up ((guint32) N, tile);
+  const guint tile_m = xp == 7 ? 256 : tile, tile_n = xp == 6 ? 256 : tile;
+  const guint32 rpa = round_up ((guint32) M, tile_m), rpb = round_up ((guint32) N, tile_n);
   const guint32 kp = round_up ((guint32) MAX (K, 1), 64);
   const guint64 pack_a = 2 * ((guint64) rpa + rpb), pack_b = pack_a + (guint64) rpa * kp / 2;
   const gboolean ad = direct == LT_VULKAN_COOPMAT_DIRECT_AB;
@@ -603,15 +609,8 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
                   : (tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_128_N16
                                     : LT_VK_GEMM_COOPMAT_BCOL_128_N16))
               - LT_VK_GEMM_COOPMAT_128_N16;
-  if (big && !cm->emulated && cm->n == 16 && !direct)
-    {
-      /* measurement only: LATHE_VULKAN_COOPMAT_XP=1..5 (shaders/meson.build says what each
-       * leaves out; all but 4 give wrong results) */
-      const char *xp = g_getenv ("LATHE_VULKAN_COOPMAT_XP");
-      int x = xp != NULL ? atoi (xp) : 0;
-      if (x >= 1 && x <= 5)
-        kernel = LT_VK_GEMM_COOPMAT_XP1 + (x - 1);
-    }
+  if (xp > 0)
+    kernel = LT_VK_GEMM_COOPMAT_XP1 + (xp - 1);
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .kp = kp, .ldc = (guint32) C->ld,
     .c_off = (guint32) C->offset, .a_off4 = (guint32) (pack_a / 4),
@@ -641,7 +640,7 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
                          tb == LT_TRANS ? 'T' : 'N', M, N, K,
                          ad ? " A, B as stored" : direct ? " B as stored" : "");
   return lt_vulkan_stream_dispatch (s, kernel, bufs, ad ? 4 : direct ? 3 : 2, &pc, sizeof pc,
-                                    rpb / tile, rpa / tile, 1, error);
+                                    rpb / tile_n, rpa / tile_m, 1, error);
 }
 
 gboolean
