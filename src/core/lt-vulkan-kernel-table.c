@@ -114,6 +114,7 @@ const LtVulkanKernelInfo lt_vulkan_kernels[LT_VK_N_KERNELS] = {
   [LT_VK_GEMM_COOPMAT_XP5] = { "gemm-coopmat-xp5-128-n16", 2 },
   [LT_VK_GEMM_COOPMAT_XP6] = { "gemm-coopmat-xp6-128-n16", 2 },
   [LT_VK_GEMM_COOPMAT_XP7] = { "gemm-coopmat-xp7-128-n16", 2 },
+  [LT_VK_GEMM_COOPMAT_XP8] = { "gemm-coopmat-xp8-128-n16", 2 },
   [LT_VK_ATT_FORWARD_CM_D64_N16] = { "attention-forward-cm-d64-n16", 5 },
   [LT_VK_ATT_FORWARD_CM_D64_N8] = { "attention-forward-cm-d64-n8", 5 },
   [LT_VK_ATT_FORWARD_CM_D128_N16] = { "attention-forward-cm-d128-n16", 5 },

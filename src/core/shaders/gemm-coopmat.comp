@@ -59,6 +59,9 @@
 #define FN (TN / CN)
 #define LA (BM * KQ / NT) // 16-byte loads an invocation makes of A's slice
 #define LB (BN * KQ / NT)
+#ifndef NBUF
+#define NBUF 2 // slices in shared memory (1: measurement only, a barrier more a slice)
+#endif
 #ifndef XP
 #define XP 0 // the measurement-only ablations (bench-vulkan --check, LATHE_VULKAN_COOPMAT_XP)
 #endif
@@ -91,16 +94,16 @@ layout (push_constant) uniform Params
 } p;
 
 #ifndef EMULATE_COOPMAT
-shared uvec4 As[2 * BM * SROW];
-shared uvec4 Bs[2 * BN * SROW];
+shared uvec4 As[NBUF * BM * SROW];
+shared uvec4 Bs[NBUF * BN * SROW];
 #define STAGE_A(u, q) As[u] = q
 #define STAGE_B(u, q) Bs[u] = q
 #define SCRATCH_AT(w) uintBitsToFloat (As[(w) / 4u][(w) % 4u])
 #else
 // emulated: the staged halves unpacked to floats once (8 per 16-byte unit), as lavapipe reads
 // them many times; the epilogue's scratch is floats too
-shared float As[2 * BM * SROW * 8];
-shared float Bs[2 * BN * SROW * 8];
+shared float As[NBUF * BM * SROW * 8];
+shared float Bs[NBUF * BN * SROW * 8];
 void
 stage_unpacked (bool to_a, uint u, uvec4 q)
 {
@@ -390,7 +393,7 @@ main ()
   for (uint s = 0u; s < nk; s++)
     {
 #if XP != 2
-      const uint buf = s & 1u;
+      const uint buf = NBUF == 1 ? 0u : s & 1u;
 #endif
 #if XP != 1 // XP 1, measurement only: no global loads after the first slice
       if (s + 1u < nk)
@@ -413,8 +416,16 @@ main ()
 #endif
         }
 #endif
+#if NBUF == 1
+      if (s + 1u < nk)
+        {
+          barrier (); // the one slice read by every subgroup before it is overwritten
+          stage_slice (0u, tid);
+        }
+#else
       if (s + 1u < nk)
         stage_slice (buf ^ 1u, tid); // its last readers were done at the last barrier
+#endif
 #if XP != 3 // XP 3, measurement only: no barrier (wrong results)
       barrier ();
 #endif
