@@ -516,6 +516,89 @@ run_mma (int argc, char **argv)
   return 0;
 }
 
+/* `bench-vulkan --coopmat-xp [device] [reps] [variants]`: the tensor-core GEMM's kernel time
+ * per measurement variant (LATHE_VULKAN_COOPMAT_XP, shaders/meson.build; "0 8" by default)
+ * at the 1B products — packed operands (NT), and B a bf16 weight as stored, rows (y = x·Wᵀ)
+ * and columns (dx = dy·W) — each after a warm-up of 2·reps calls (the GPU's clock ramps up
+ * from idle), the kernel's own time from the profile (LATHE_VULKAN_PROFILE=1 is set here). */
+static int
+run_coopmat_xp (int argc, char **argv)
+{
+  int device = argc > 2 ? atoi (argv[2]) : 0;
+  int reps = argc > 3 ? MAX (atoi (argv[3]), 1) : 50;
+  g_auto (GStrv) variants = g_strsplit (argc > 4 ? argv[4] : "0 8", " ", -1);
+  static const int mnk[3][3] = { { 2048, 2048, 2048 }, { 2048, 8192, 2048 }, { 2048, 2048, 8192 } };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtVulkan) vk = NULL;
+  const char *why = NULL;
+
+  g_setenv ("LATHE_VULKAN_PROFILE", "1", TRUE);
+  if ((vk = lt_vulkan_new (device, &error)) == NULL)
+    {
+      fprintf (stderr, "bench-vulkan: %s\n", error->message);
+      return 1;
+    }
+  if (!lt_vulkan_coopmat_available (vk, &why))
+    {
+      printf ("no cooperative matrices: %s\n", why);
+      return 2;
+    }
+  printf ("device %d: %s; tensor-core GEMM kernel time per variant (GFLOP/s of the kernel alone, "
+          "%d calls after %d of warm-up)\n%-8s %-22s %-10s %-10s %-10s\n", device,
+          lt_vulkan_get_info (vk)->name, reps, 2 * reps, "variant", "MxNxK", "packed NT",
+          "B rows NT", "B cols NN");
+  for (int v = 0; variants[v] != NULL; v++)
+    for (int i = 0; i < 3; i++)
+      {
+        const int M = mnk[i][0], N = mnk[i][1], K = mnk[i][2];
+        double gf[3] = { 0, 0, 0 };
+        g_setenv ("LATHE_VULKAN_COOPMAT_XP", variants[v], TRUE);
+        for (int mode = 0; mode < 3; mode++)
+          {
+            /* A (M, K) f32; B: packed NT (N, K) f32, rows NT (N, K) bf16, cols NN (K, N) bf16 */
+            const gboolean bf16 = mode > 0;
+            const gsize nb = (gsize) N * K;
+            g_autoptr (LtVulkanBuffer) ba = random_buffer (vk, (gsize) M * K, &error);
+            g_autoptr (LtVulkanBuffer) bb = random_buffer (vk, bf16 ? nb / 2 : nb, &error);
+            g_autoptr (LtVulkanBuffer) bc = lt_vulkan_buffer_new (vk, (gsize) M * N * 4, &error);
+            if (ba == NULL || bb == NULL || bc == NULL)
+              {
+                fprintf (stderr, "bench-vulkan: %s\n", error->message);
+                return 1;
+              }
+            GemmCall g = { LT_NO_TRANS, mode == 2 ? LT_NO_TRANS : LT_TRANS, M, N, K,
+                           { ba, 0, K, LT_KDTYPE_F32 },
+                           { bb, 0, mode == 2 ? N : K, bf16 ? LT_KDTYPE_BF16 : LT_KDTYPE_F32,
+                             bf16, 0 },
+                           { bc, 0, N, LT_KDTYPE_F32 } };
+            lt_vulkan_coopmat_set_mode (vk, LT_VULKAN_COOPMAT_ALWAYS);
+            if (time_calls (vk, record_gemm_bf16, &g, 2 * reps) < 0)
+              return 1;
+            lt_vulkan_profile_reset (vk);
+            if (time_calls (vk, record_gemm_bf16, &g, reps) < 0)
+              return 1;
+            g_autoptr (LtVulkanProfileSnapshot) snap = lt_vulkan_profile_snapshot (vk);
+            double ms = 0, fl = 0;
+            for (guint r = 0; r < snap->rows->len; r++)
+              {
+                const LtVulkanProfileRow *row = g_ptr_array_index (snap->rows, r);
+                if (g_str_has_prefix (row->kernel, "gemm-coopmat"))
+                  {
+                    ms += row->total_ms;
+                    fl += row->flops;
+                  }
+              }
+            gf[mode] = ms > 0 ? fl / (ms * 1e-3) / 1e9 : 0;
+          }
+        g_autofree char *shape = g_strdup_printf ("%dx%dx%d", M, N, K);
+        printf ("%-8s %-22s %-10.0f %-10.0f %-10.0f\n", variants[v], shape, gf[0], gf[1], gf[2]);
+        fflush (stdout);
+      }
+  g_unsetenv ("LATHE_VULKAN_COOPMAT_XP");
+  bench_vulkan_print_pipeline_stats (vk);
+  return 0;
+}
+
 int bench_vulkan_step (int argc, char **argv); /* vulkan-step.c */
 int bench_vulkan_attention (int argc, char **argv); /* vulkan-attention.c */
 
@@ -528,6 +611,8 @@ main (int argc, char **argv)
     return run_tiles (argc, argv);
   if (argc > 1 && strcmp (argv[1], "--mma") == 0)
     return run_mma (argc, argv);
+  if (argc > 1 && strcmp (argv[1], "--coopmat-xp") == 0)
+    return run_coopmat_xp (argc, argv);
   if (argc > 1 && strcmp (argv[1], "--attention") == 0)
     return bench_vulkan_attention (argc, argv);
   for (int i = 1; i < argc; i++)

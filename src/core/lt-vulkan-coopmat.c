@@ -563,9 +563,12 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
   LtVulkanKernel kernel;
   /* measurement only: LATHE_VULKAN_COOPMAT_XP=1..8 (shaders/meson.build says what each
    * changes; 1, 2, 3 and 5 give wrong results), for the packed large n16 tile */
-  const char *xp_env = big && !cm->emulated && cm->n == 16 && !direct
+  const char *xp_env = big && !cm->emulated && cm->n == 16
                          ? g_getenv ("LATHE_VULKAN_COOPMAT_XP") : NULL;
-  const int xp = xp_env != NULL ? CLAMP (atoi (xp_env), 0, 8) : 0;
+  int xp = xp_env != NULL ? CLAMP (atoi (xp_env), 0, 8) : 0;
+  if ((direct && (xp != 8 || direct == LT_VULKAN_COOPMAT_DIRECT_AB))
+      || (cm->checking && (xp < 4 || xp == 5)))
+    xp = 0; /* B alone as stored: only 8 has such variants; the self-check: only right ones */
   const guint tile = big ? BIG_TILE : SMALL_TILE;
   const guint tile_m = xp == 7 ? 256 : tile, tile_n = xp == 6 || xp == 8 ? 256 : tile;
   const guint32 rpa = round_up ((guint32) M, tile_m), rpb = round_up ((guint32) N, tile_n);
@@ -609,8 +612,10 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
                   : (tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_128_N16
                                     : LT_VK_GEMM_COOPMAT_BCOL_128_N16))
               - LT_VK_GEMM_COOPMAT_128_N16;
-  if (xp > 0)
+  if (xp > 0 && !direct)
     kernel = LT_VK_GEMM_COOPMAT_XP1 + (xp - 1);
+  else if (xp == 8)
+    kernel = tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_XP8 : LT_VK_GEMM_COOPMAT_BCOL_XP8;
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .kp = kp, .ldc = (guint32) C->ld,
     .c_off = (guint32) C->offset, .a_off4 = (guint32) (pack_a / 4),
@@ -804,6 +809,7 @@ self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
   if (cm->checked || !cm->available)
     return cm->available;
   cm->checked = TRUE;
+  cm->checking = TRUE;
   A = g_new (float, CHECK_M * CHECK_K);
   B = g_new (float, CHECK_K * CHECK_N);
   for (int i = 0; i < CHECK_M * CHECK_K; i++) /* A ~1e-5 (gradient-sized), B ~1 */
@@ -819,6 +825,7 @@ self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
           g_strlcpy (cm->why, why, sizeof cm->why);
           cm->available = FALSE;
           cm->mode = LT_VULKAN_COOPMAT_OFF;
+          cm->checking = FALSE;
           return FALSE;
         }
   /* the operands read as stored (both orientations of B, alone and with A): a failure keeps
@@ -832,6 +839,7 @@ self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
           g_strlcpy (cm->direct_why, why, sizeof cm->direct_why);
           cm->direct_failed = TRUE;
         }
+  cm->checking = FALSE;
   return TRUE;
 }
 

@@ -81,6 +81,7 @@ typedef struct
   guint m, n, k;        /* the fragment shape the kernels use: 16 × 16 × 16 or 16 × 8 × 16 */
   guint subgroup_size;
   gboolean checked;     /* the self-check ran (first lt_vulkan_coopmat_available / _wanted) */
+  gboolean checking;    /* the self-check is running (the measurement-only ablations step aside) */
   char why[200];        /* why not available (English), for tests and the bench */
   /* the attention kernels' self-check (lt_vulkan_coopmat_attention_wanted), per head dim 64
    * and 128: 0 not run, 1 running, 2 passed, 3 failed (att_why says how) */
