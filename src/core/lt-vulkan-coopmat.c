@@ -561,16 +561,17 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
     guint32 ad_off4, ad_ld4;
   } pc;
   LtVulkanKernel kernel;
-  /* measurement only: LATHE_VULKAN_COOPMAT_XP=1..8 (shaders/meson.build says what each
+  /* measurement only: LATHE_VULKAN_COOPMAT_XP=1..10 (shaders/meson.build says what each
    * changes; 1, 2, 3 and 5 give wrong results), for the packed large n16 tile */
   const char *xp_env = big && !cm->emulated && cm->n == 16
                          ? g_getenv ("LATHE_VULKAN_COOPMAT_XP") : NULL;
-  int xp = xp_env != NULL ? CLAMP (atoi (xp_env), 0, 8) : 0;
+  int xp = xp_env != NULL ? CLAMP (atoi (xp_env), 0, 10) : 0;
   if ((direct && (xp != 8 || direct == LT_VULKAN_COOPMAT_DIRECT_AB))
       || (cm->checking && (xp < 4 || xp == 5)))
     xp = 0; /* B alone as stored: only 8 has such variants; the self-check: only right ones */
   const guint tile = big ? BIG_TILE : SMALL_TILE;
-  const guint tile_m = xp == 7 ? 256 : tile, tile_n = xp == 6 || xp == 8 ? 256 : tile;
+  const guint tile_m = xp == 7 ? 256 : tile;
+  const guint tile_n = xp == 6 || xp == 8 ? 256 : xp == 10 ? 64 : tile;
   const guint32 rpa = round_up ((guint32) M, tile_m), rpb = round_up ((guint32) N, tile_n);
   const guint32 kp = round_up ((guint32) MAX (K, 1), 64);
   const guint64 pack_a = 2 * ((guint64) rpa + rpb), pack_b = pack_a + (guint64) rpa * kp / 2;

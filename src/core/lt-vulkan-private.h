@@ -123,6 +123,8 @@ typedef enum
   LT_VK_GEMM_COOPMAT_XP6,
   LT_VK_GEMM_COOPMAT_XP7,
   LT_VK_GEMM_COOPMAT_XP8,
+  LT_VK_GEMM_COOPMAT_XP9,
+  LT_VK_GEMM_COOPMAT_XP10,
   LT_VK_GEMM_COOPMAT_BROW_XP8, /* … 8 with B as stored, rows and columns */
   LT_VK_GEMM_COOPMAT_BCOL_XP8,
   /* attention on cooperative matrices (attention-*-cm.comp): per pass, the real kernels then

@@ -376,6 +376,35 @@ main ()
   const uint nk = p.kp / BK;
 
   FOR_IJ (DECL_ACC)
+#if XP == 9
+  // measurement: every subgroup loads its fragments straight from the packed matrices (L1 /
+  // L2 serve the reuse), no staging, no barrier; the next K step's fragments in flight during
+  // this one's multiply-adds
+  {
+    const uint kw = p.kp / 8u; // 16-byte units a packed row
+    const uint ab = p.a_off4 + (row0 + wm0) * kw, bb = p.b_off4 + (col0 + wn0) * kw;
+    FOR_I (DECL_FA)
+    FOR_J (DECL_FB)
+#define GLOAD_A(i) coopMatLoadNV (fa_##i, s4, ab + i * CM * kw + kq, kw, false);
+#define GLOAD_B(j) coopMatLoadNV (fb_##j, s4, bb + j * CN * kw + kq, kw, true);
+#define DECL_GA(i) FA_T ga_##i;
+#define DECL_GB(j) FB_T gb_##j;
+#define GLOAD_A2(i) coopMatLoadNV (ga_##i, s4, ab + i * CM * kw + kq + 2u, kw, false);
+#define GLOAD_B2(j) coopMatLoadNV (gb_##j, s4, bb + j * CN * kw + kq + 2u, kw, true);
+#define MMA_IJ2(i, j) acc_##i##_##j = MMA (ga_##i, gb_##j, acc_##i##_##j);
+    FOR_I (DECL_GA)
+    FOR_J (DECL_GB)
+    for (uint kq = 0u; kq < kw; kq += 4u) // 32 of K a round: two fragment sets
+      {
+        FOR_I (GLOAD_A)
+        FOR_J (GLOAD_B)
+        FOR_I (GLOAD_A2)
+        FOR_J (GLOAD_B2)
+        FOR_IJ (MMA_IJ)
+        FOR_IJ (MMA_IJ2)
+      }
+  }
+#else
 #ifdef A_DIRECT
   [[unroll]] for (uint i = 0u; i < LA; i++)
     fa_row[i] = uintBitsToFloat (uint (127 + a_exp (row0 + (tid + i * NT) / KQ)) << 23);
@@ -431,6 +460,7 @@ main ()
 #endif
     }
 
+#endif // XP == 9
   const uint scratch = warp * 64u;
   FOR_IJ (EPILOGUE_IJ)
 }
