@@ -56,7 +56,26 @@
  * fragments loaded straight from the packed matrices without staging (all within ±10%, or
  * slower); again at stop 26, 2 × 2 subgroups of 64 × 64 in the 128 × 128 tile with the K-32
  * double buffering: the 1B step at 9,015 tokens/s against 9,608 (`bench-vulkan --step`,
- * H100, back to back). */
+ * H100, back to back).
+ *
+ * ---- Where the GEMM's time goes (stop 29, H100, driver 580) ----
+ * The driver's statistics (LATHE_VULKAN_PIPELINE_STATS=1): the large tile's kernel takes 155
+ * registers a thread (brow 143, bcol 148), so one workgroup of 8 subgroups fits an SM —
+ * 8 warps to hide every latency; 64 × 64 subgroups take 220–240. `bench-vulkan --mma`: the
+ * multiply-adds run at 541 TFLOP/s from registers, 279 with A and B fragments reloaded from
+ * shared memory every 4 of them, but 474 from the L1-resident f16 buffer: fragments loaded
+ * from shared memory cost more than from L1 here. The 1B step's profile: brow 117 TFLOP/s,
+ * bcol 101. Measurement-only variants of the packed large n16 tile
+ * (LATHE_VULKAN_COOPMAT_XP, shaders/meson.build; `bench-vulkan --coopmat-xp` times each
+ * kernel after a warm-up, bench/device-coopmat-xp.sh runs the set): 1, 2, 3, 5 leave out the
+ * global loads, the per-slice fragment loads, the barrier or the multiply-adds (wrong
+ * results; where the time goes), 4 is 2 × 2 subgroups of 64 × 64, 6 / 7 a 128 × 256 /
+ * 256 × 128 tile of 64 × 64 subgroups with K slices of 16, 8 a 128 × 256 tile with K slices of
+ * 32 in one shared buffer (also with B as stored), 9 / 10 fragments loaded straight from the
+ * packed matrices (no staging). In --check's rows (noisy: the idle GPU's clock ramps) 8 was
+ * the fastest in 5 of 8 products (146 against 129 TFLOP/s at 2048³); the rest is unmeasured:
+ * the device was not lent again in that session. The ablations step aside during the
+ * self-check, and 4, 6–10 go through it. */
 #pragma once
 
 #include "lt-vulkan.h"
