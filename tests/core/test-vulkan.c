@@ -137,6 +137,50 @@ test_buffer_staged (void)
     g_assert_cmpfloat (got[i], ==, 2 * x[i]);
 }
 
+/* LATHE_VULKAN_PIPELINE_STATS: off, no statistics are kept; on, a device that offers
+ * VK_KHR_pipeline_executable_properties keeps one line per pipeline executable named after its
+ * kernel (on an H100: "add [CS, subgroup 32]: Register Count …"), and one that does not
+ * (Debian 12's lavapipe) keeps none and works as before. */
+static void
+test_pipeline_stats (void)
+{
+  enum { n = 100 };
+  g_autoptr (GError) error = NULL;
+  g_autofree float *x = g_new (float, n), *got = g_new (float, n);
+  g_autofree char *off = NULL, *on = NULL;
+
+  REQUIRE_DEVICE ();
+  off = lt_vulkan_get_pipeline_stats (vk);
+  g_assert_null (off); /* the tests' device is opened without the variable */
+  g_setenv ("LATHE_VULKAN_PIPELINE_STATS", "1", TRUE);
+  g_autoptr (LtVulkan) vk2 = lt_vulkan_new (0, &error);
+  g_unsetenv ("LATHE_VULKAN_PIPELINE_STATS");
+  g_assert_no_error (error);
+  fill (x, n, 5, -1, 1);
+  g_autoptr (LtVulkanBuffer) b = lt_vulkan_buffer_new (vk2, sizeof (float) * n, &error);
+  g_assert_no_error (error);
+  g_assert_true (lt_vulkan_buffer_upload (b, 0, x, sizeof (float) * n, &error));
+  g_autoptr (LtVulkanStream) s = lt_vulkan_stream_new (vk2, &error);
+  g_assert_true (lt_vulkan_add (s, b, b, b, n, &error));
+  g_assert_true (lt_vulkan_stream_submit (s, &error));
+  g_assert_true (lt_vulkan_stream_wait (s, &error));
+  g_assert_no_error (error);
+  g_assert_true (lt_vulkan_buffer_download (b, 0, got, sizeof (float) * n, &error));
+  for (int i = 0; i < n; i++)
+    g_assert_cmpfloat (got[i], ==, 2 * x[i]);
+  on = lt_vulkan_get_pipeline_stats (vk2);
+  if (on == NULL)
+    {
+      g_test_message ("%s does not offer VK_KHR_pipeline_executable_properties",
+                      lt_vulkan_get_info (vk2)->name);
+      return;
+    }
+  g_test_message ("%s", on);
+  g_assert_true (g_str_has_prefix (on, "add ["));
+  g_assert_nonnull (strstr (on, "subgroup"));
+  g_assert_true (g_str_has_suffix (on, "\n"));
+}
+
 /* Many dispatches, one submit: x → RMSNorm → SwiGLU(h, h) → RMSNorm again, recorded into one
  * stream; also the stream's states, a recording error and the pipeline cache. */
 static void
@@ -1497,6 +1541,7 @@ main (int argc, char **argv)
   g_test_add_func ("/vulkan/buffer/mapped", test_buffer_mapped);
   g_test_add_func ("/vulkan/buffer/staged", test_buffer_staged);
   g_test_add_func ("/vulkan/stream", test_stream);
+  g_test_add_func ("/vulkan/pipeline-stats", test_pipeline_stats);
   g_test_add_func ("/vulkan/gemm/linear-f32", test_gemm_linear_f32);
   g_test_add_func ("/vulkan/gemm/linear-bf16", test_gemm_linear_bf16);
   g_test_add_func ("/vulkan/gemm/linear-f16", test_gemm_linear_f16);
