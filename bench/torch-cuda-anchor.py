@@ -6,7 +6,9 @@ and Lathe's `lathe train --device vulkan` at the same shapes in the same run: on
 
 Model: transformers' LlamaForCausalLM from a config (random weights, bf16 base), PEFT LoRA rank 8,
 alpha 16 on all 7 linear layers of every block (adapters f32), batch 1, AdamW lr 1e-5; the time of
---steps steps after 2 warm-up steps. Prints one row per shape: tokens/s and peak CUDA memory
+--steps steps after 2 warm-up steps, each step timed alone (synchronized) and the median taken,
+as for Lathe (its RESULT line also gives the fastest and slowest step). Prints one row per shape:
+tokens/s and peak CUDA memory
 (torch.cuda.max_memory_allocated and the driver's view via torch.cuda.mem_get_info).
 
     bench/torch-cuda-anchor.py [--shape smollm|1b|3b|tiny ...] [--steps N] [--lathe CMD]
@@ -113,15 +115,19 @@ def one(name, steps):
     for _ in range(2):
         step()
     torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(steps):
+    times = []  # each step timed alone: the median, as Lathe's row takes (one slow step on a
+    for _ in range(steps):  # shared machine moved the mean of 3 by up to 2x across runs)
+        t = time.perf_counter()
         step()
-    torch.cuda.synchronize()
-    dt = (time.perf_counter() - t) / steps
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    dt = statistics.median(times)
     free, total = torch.cuda.mem_get_info()
     peak = torch.cuda.max_memory_allocated() / 2**30
     print(f"RESULT peer=pytorch-cuda shape={name} seq={seq} tok_s={seq / dt:.0f} "
-          f"step_ms={dt * 1e3:.1f} peak_alloc_gib={peak:.2f} used_gib={(total - free) / 2**30:.2f} "
+          f"step_ms={dt * 1e3:.1f} step_ms_min={min(times) * 1e3:.1f} "
+          f"step_ms_max={max(times) * 1e3:.1f} peak_alloc_gib={peak:.2f} "
+          f"used_gib={(total - free) / 2**30:.2f} "
           f"torch={torch.__version__} gpu={torch.cuda.get_device_name(0).replace(' ', '_')}",
           flush=True)
     del model, opt
