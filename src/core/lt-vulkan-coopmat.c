@@ -562,13 +562,14 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
   } pc;
   LtVulkanKernel kernel;
   /* measurement only: LATHE_VULKAN_COOPMAT_XP=1..10 (shaders/meson.build says what each
-   * changes; 1, 2, 3 and 5 give wrong results), for the packed large n16 tile */
+   * changes; 1, 2, 3 and 5 give wrong results) for the large n16 tile with packed operands,
+   * 8 also with B alone as stored; the self-check runs only the right ones */
   const char *xp_env = big && !cm->emulated && cm->n == 16
                          ? g_getenv ("LATHE_VULKAN_COOPMAT_XP") : NULL;
   int xp = xp_env != NULL ? CLAMP (atoi (xp_env), 0, 10) : 0;
   if ((direct && (xp != 8 || direct == LT_VULKAN_COOPMAT_DIRECT_AB))
       || (cm->checking && (xp < 4 || xp == 5)))
-    xp = 0; /* B alone as stored: only 8 has such variants; the self-check: only right ones */
+    xp = 0;
   const guint tile = big ? BIG_TILE : SMALL_TILE;
   const guint tile_m = xp == 7 ? 256 : tile;
   const guint tile_n = xp == 6 || xp == 8 ? 256 : xp == 10 ? 64 : tile;

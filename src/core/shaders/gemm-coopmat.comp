@@ -32,6 +32,12 @@
 // for the invocation's share of the accumulator (elements lane + 32·r of each 16 × CN), and a
 // store writes those elements; subgroups are groups of 32 invocations and their operations
 // workgroup ones: the same data flow (staging, layouts, offsets, epilogue), slowly.
+//
+// Measurement only (LATHE_VULKAN_COOPMAT_XP, meson.build's list; never chosen without it):
+// -DXP=1/2/3/5 leave out the global loads after the first slice, the per-slice fragment
+// loads, the barrier or the multiply-adds (wrong results: where the time goes); -DBK=16 and
+// -DNBUF=1 (one shared slice, a second barrier) size other tiles; -DXP=9 loads every fragment
+// straight from the packed matrices, with no staging and no barrier.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : enable
@@ -63,7 +69,7 @@
 #define NBUF 2 // slices in shared memory (1: measurement only, a barrier more a slice)
 #endif
 #ifndef XP
-#define XP 0 // the measurement-only ablations (bench-vulkan --check, LATHE_VULKAN_COOPMAT_XP)
+#define XP 0 // measurement-only variants (bench-vulkan --coopmat-xp, LATHE_VULKAN_COOPMAT_XP)
 #endif
 
 layout (local_size_x = NT) in;
