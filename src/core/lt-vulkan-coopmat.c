@@ -564,12 +564,11 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
   /* measurement only: LATHE_VULKAN_COOPMAT_XP=1..10 (shaders/meson.build says what each
    * changes; 1, 2, 3 and 5 give wrong results) for the large n16 tile with packed operands,
    * 8 also with B alone as stored; the self-check runs only the right ones */
-  const char *xp_env = big && !cm->emulated && cm->n == 16
-                         ? g_getenv ("LATHE_VULKAN_COOPMAT_XP") : NULL;
+  const char *xp_env = big && cm->n == 16 ? g_getenv ("LATHE_VULKAN_COOPMAT_XP") : NULL;
   int xp = xp_env != NULL ? CLAMP (atoi (xp_env), 0, 10) : 0;
   if ((direct && (xp != 8 || direct == LT_VULKAN_COOPMAT_DIRECT_AB))
-      || (cm->checking && (xp < 4 || xp == 5)))
-    xp = 0;
+      || (cm->checking && (xp < 4 || xp == 5)) || (cm->emulated && xp != 8))
+    xp = 0; /* emulated: 8 alone (test-vulkan-coopmat-emulated-xp8) */
   const guint tile = big ? BIG_TILE : SMALL_TILE;
   const guint tile_m = xp == 7 ? 256 : tile;
   const guint tile_n = xp == 6 || xp == 8 ? 256 : xp == 10 ? 64 : tile;
@@ -614,7 +613,10 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
                   : (tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_128_N16
                                     : LT_VK_GEMM_COOPMAT_BCOL_128_N16))
               - LT_VK_GEMM_COOPMAT_128_N16;
-  if (xp > 0 && !direct)
+  if (xp == 8 && cm->emulated)
+    kernel = !direct ? LT_VK_GEMM_COOPMAT_XP8_EMU
+             : tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_XP8_EMU : LT_VK_GEMM_COOPMAT_BCOL_XP8_EMU;
+  else if (xp > 0 && !direct)
     kernel = LT_VK_GEMM_COOPMAT_XP1 + (xp - 1);
   else if (xp == 8)
     kernel = tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_XP8 : LT_VK_GEMM_COOPMAT_BCOL_XP8;

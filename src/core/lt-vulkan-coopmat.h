@@ -75,7 +75,12 @@
  * packed matrices (no staging). In --check's rows (noisy: the idle GPU's clock ramps) 8 was
  * the fastest in 5 of 8 products (146 against 129 TFLOP/s at 2048³); the rest is unmeasured:
  * the device was not lent again in that session. The ablations step aside during the
- * self-check, and 4, 6–10 go through it. */
+ * self-check, and 4, 6–10 go through it. Variant 8 is also built emulated
+ * (-DEMULATE_PACKED keeps its 30 KiB of staged halves packed): with LATHE_VULKAN_COOPMAT=emulate
+ * and LATHE_VULKAN_COOPMAT_XP=8, `test-vulkan-coopmat -p /vulkan/gemm/coopmat` checks it on
+ * lavapipe (packed, B's rows, B's columns, edges in every dimension; 9m45s with a cold
+ * shader cache, 14 s warm: lavapipe compiles its 32 emulated accumulators slowly; so not in
+ * make test). */
 #pragma once
 
 #include "lt-vulkan.h"

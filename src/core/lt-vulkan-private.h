@@ -127,6 +127,9 @@ typedef enum
   LT_VK_GEMM_COOPMAT_XP10,
   LT_VK_GEMM_COOPMAT_BROW_XP8, /* … 8 with B as stored, rows and columns */
   LT_VK_GEMM_COOPMAT_BCOL_XP8,
+  LT_VK_GEMM_COOPMAT_XP8_EMU, /* … 8 emulated: packed, B rows, B columns */
+  LT_VK_GEMM_COOPMAT_BROW_XP8_EMU,
+  LT_VK_GEMM_COOPMAT_BCOL_XP8_EMU,
   /* attention on cooperative matrices (attention-*-cm.comp): per pass, the real kernels then
    * the -DEMULATE_COOPMAT ones, each D 64 × n16, n8, then D 128 × n16, n8 */
   LT_VK_ATT_FORWARD_CM_D64_N16,

@@ -31,7 +31,9 @@
 // layout, in the shared array's 16-byte units), the multiply-add reads the staged halves there
 // for the invocation's share of the accumulator (elements lane + 32·r of each 16 × CN), and a
 // store writes those elements; subgroups are groups of 32 invocations and their operations
-// workgroup ones: the same data flow (staging, layouts, offsets, epilogue), slowly.
+// workgroup ones: the same data flow (staging, layouts, offsets, epilogue), slowly; with
+// -DEMULATE_PACKED the staged halves stay packed in shared memory (read a half at a time), so
+// that a tile whose unpacked floats would pass lavapipe's 32 KiB fits.
 //
 // Measurement only (LATHE_VULKAN_COOPMAT_XP, meson.build's list; never chosen without it):
 // -DXP=1/2/3/5 leave out the global loads after the first slice, the per-slice fragment
@@ -99,12 +101,22 @@ layout (push_constant) uniform Params
   uint ad_off4, ad_ld4; // A_DIRECT: A's offset and row stride in vec4s (its max words at 0)
 } p;
 
-#ifndef EMULATE_COOPMAT
+#if !defined(EMULATE_COOPMAT) || defined(EMULATE_PACKED)
 shared uvec4 As[NBUF * BM * SROW];
 shared uvec4 Bs[NBUF * BN * SROW];
 #define STAGE_A(u, q) As[u] = q
 #define STAGE_B(u, q) Bs[u] = q
 #define SCRATCH_AT(w) uintBitsToFloat (As[(w) / 4u][(w) % 4u])
+#define SCRATCH_SET(w, v) As[(w) / 4u][(w) % 4u] = floatBitsToUint (v)
+// emulated with the halves kept packed (-DEMULATE_PACKED: the staged slices as large as the
+// real kernel's, for tiles whose unpacked floats would pass lavapipe's 32 KiB): half h
+float
+half_at (bool is_a, uint h)
+{
+  const uint word = is_a ? As[h / 8u][(h % 8u) / 2u] : Bs[h / 8u][(h % 8u) / 2u];
+  return unpackHalf2x16 ((h & 1u) != 0u ? word >> 16 : word).x;
+}
+#define HALF_AT(is_a, h) half_at (is_a, h)
 #else
 // emulated: the staged halves unpacked to floats once (8 per 16-byte unit), as lavapipe reads
 // them many times; the epilogue's scratch is floats too
@@ -126,6 +138,8 @@ stage_unpacked (bool to_a, uint u, uvec4 q)
 #define STAGE_A(u, q) stage_unpacked (true, u, q)
 #define STAGE_B(u, q) stage_unpacked (false, u, q)
 #define SCRATCH_AT(w) As[w]
+#define SCRATCH_SET(w, v) As[w] = v
+#define HALF_AT(is_a, h) ((is_a) ? As[h] : Bs[h])
 #endif
 
 #ifndef EMULATE_COOPMAT
@@ -165,7 +179,7 @@ float
 frag_at (FragE m, uint r, uint q, bool is_a)
 {
   const uint h = m.cm ? (m.off + q * m.stride) * 8u + r : (m.off + r * m.stride) * 8u + q;
-  return is_a ? As[h] : Bs[h];
+  return HALF_AT (is_a, h);
 }
 AccE
 mma (FragE x, FragE y, AccE z)
@@ -187,7 +201,7 @@ mma (FragE x, FragE y, AccE z)
 #define STORE_ACC(m, off_)                                                                      \
   for (uint e_ = 0u; e_ < CM * CN / 32u; e_++)                                                  \
     {                                                                                           \
-      As[(off_) * 4u + lane + 32u * e_] = m.v[e_];                                              \
+      SCRATCH_SET ((off_) * 4u + lane + 32u * e_, m.v[e_]);                                     \
     }
 #define WARP_ID (gl_LocalInvocationID.x / 32u)
 #define LANE_ID (gl_LocalInvocationID.x % 32u)
