@@ -562,7 +562,7 @@ run_coopmat_xp (int argc, char **argv)
       {
         const int M = mnk[i][0], N = mnk[i][1], K = mnk[i][2];
         double gf[3] = { 0, 0, 0 };
-        g_setenv ("LATHE_VULKAN_COOPMAT_XP", variants[v], TRUE);
+        lt_vulkan_coopmat_set_xp (atoi (variants[v]));
         for (int mode = 0; mode < 3; mode++)
           {
             /* A (M, K) f32; B: packed NT (N, K) f32, rows NT (N, K) bf16, cols NN (K, N) bf16 */
@@ -604,7 +604,7 @@ run_coopmat_xp (int argc, char **argv)
         printf ("%-8s %-22s %-10.0f %-10.0f %-10.0f\n", variants[v], shape, gf[0], gf[1], gf[2]);
         fflush (stdout);
       }
-  g_unsetenv ("LATHE_VULKAN_COOPMAT_XP");
+  lt_vulkan_coopmat_set_xp (0);
   bench_vulkan_print_pipeline_stats (vk);
   return 0;
 }

@@ -71,6 +71,27 @@ lt_vulkan_coopmat_set_direct (LtVulkanCoopmatDirect mode)
   g_atomic_int_set (&direct_mode, (gint) mode);
 }
 
+static gint xp_variant = -1; /* -1: LATHE_VULKAN_COOPMAT_XP not read yet */
+
+void
+lt_vulkan_coopmat_set_xp (int variant)
+{
+  g_atomic_int_set (&xp_variant, CLAMP (variant, 0, 10));
+}
+
+/* The measurement variant (lt-vulkan-coopmat.h), read from the environment once */
+static int
+get_xp (void)
+{
+  if (g_atomic_int_get (&xp_variant) < 0)
+    {
+      const char *env = g_getenv ("LATHE_VULKAN_COOPMAT_XP");
+      g_atomic_int_compare_and_exchange (&xp_variant, -1,
+                                         env != NULL ? CLAMP (atoi (env), 0, 10) : 0);
+    }
+  return g_atomic_int_get (&xp_variant);
+}
+
 static LtVulkanCoopmatDirect
 get_direct_mode (void)
 {
@@ -564,8 +585,7 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
   /* measurement only: LATHE_VULKAN_COOPMAT_XP=1..10 (shaders/meson.build says what each
    * changes; 1, 2, 3 and 5 give wrong results) for the large n16 tile with packed operands,
    * 8 also with B alone as stored; the self-check runs only the right ones */
-  const char *xp_env = big && cm->n == 16 ? g_getenv ("LATHE_VULKAN_COOPMAT_XP") : NULL;
-  int xp = xp_env != NULL ? CLAMP (atoi (xp_env), 0, 10) : 0;
+  int xp = big && cm->n == 16 ? get_xp () : 0;
   if ((direct && (xp != 8 || direct == LT_VULKAN_COOPMAT_DIRECT_AB))
       || (cm->checking && (xp < 4 || xp == 5)) || (cm->emulated && xp != 8))
     xp = 0; /* emulated: 8 alone (test-vulkan-coopmat-emulated-xp8) */
@@ -851,6 +871,11 @@ self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
 
 void
 lt_vulkan_coopmat_set_direct (LtVulkanCoopmatDirect mode)
+{
+}
+
+void
+lt_vulkan_coopmat_set_xp (int variant)
 {
 }
 

@@ -199,6 +199,10 @@ LtVulkanCoopmatDirect lt_vulkan_coopmat_direct (LtTrans ta, LtTrans tb, int M, i
                                                 const LtVulkanMatrix *A,
                                                 const LtVulkanMatrix *B);
 void lt_vulkan_coopmat_set_direct (LtVulkanCoopmatDirect mode);
+/* The measurement-only variant of the large tile (0: none; the list is in shaders/meson.build
+ * and under "Where the GEMM's time goes" above): LATHE_VULKAN_COOPMAT_XP, read once, or this
+ * setter (bench-vulkan --coopmat-xp switches between variants in one process). */
+void lt_vulkan_coopmat_set_xp (int variant);
 
 /* Records the tensor cores' rate test (bench-vulkan --mma, coopmat-peak.comp): @groups
  * workgroups of 4 subgroups, each @iters rounds of 4 fragment multiply-adds; @loads 0: the

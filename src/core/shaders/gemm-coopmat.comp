@@ -108,6 +108,7 @@ shared uvec4 Bs[NBUF * BN * SROW];
 #define STAGE_B(u, q) Bs[u] = q
 #define SCRATCH_AT(w) uintBitsToFloat (As[(w) / 4u][(w) % 4u])
 #define SCRATCH_SET(w, v) As[(w) / 4u][(w) % 4u] = floatBitsToUint (v)
+#ifdef EMULATE_COOPMAT
 // emulated with the halves kept packed (-DEMULATE_PACKED: the staged slices as large as the
 // real kernel's, for tiles whose unpacked floats would pass lavapipe's 32 KiB): half h
 float
@@ -117,6 +118,7 @@ half_at (bool is_a, uint h)
   return unpackHalf2x16 ((h & 1u) != 0u ? word >> 16 : word).x;
 }
 #define HALF_AT(is_a, h) half_at (is_a, h)
+#endif
 #else
 // emulated: the staged halves unpacked to floats once (8 per 16-byte unit), as lavapipe reads
 // them many times; the epilogue's scratch is floats too
