@@ -183,14 +183,17 @@ frag_at (FragE m, uint r, uint q, bool is_a)
   const uint h = m.cm ? (m.off + q * m.stride) * 8u + r : (m.off + r * m.stride) * 8u + q;
   return HALF_AT (is_a, h);
 }
+// not unrolled: lavapipe compiles a kernel at its first dispatch, and FM · FN inlined copies
+// of these loops unrolled took it 8 minutes for the test's kernels without its shader cache
+// (42 s so; 20 s and 40 s to run them with the cache)
 AccE
 mma (FragE x, FragE y, AccE z)
 {
-  for (uint i = 0u; i < CM * CN / 32u; i++)
+  [[dont_unroll]] for (uint i = 0u; i < CM * CN / 32u; i++)
     {
       const uint e = gl_LocalInvocationID.x % 32u + 32u * i, r = e / CN, q = e % CN;
       float s = z.v[i];
-      for (uint k = 0u; k < CK; k++)
+      [[dont_unroll]] for (uint k = 0u; k < CK; k++)
         s += frag_at (x, r, k, true) * frag_at (y, k, q, false);
       z.v[i] = s;
     }
