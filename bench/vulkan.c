@@ -527,8 +527,8 @@ run_mma (int argc, char **argv)
 }
 
 /* `bench-vulkan --coopmat-xp [device] [reps] [variants]`: the tensor-core GEMM's kernel time
- * per measurement variant (LATHE_VULKAN_COOPMAT_XP, shaders/meson.build; "0 8" by default)
- * at the 1B products — packed operands (NT), and B a bf16 weight as stored, rows (y = x·Wᵀ)
+ * per measurement variant (LATHE_VULKAN_COOPMAT_XP, shaders/meson.build; "0 4" by default:
+ * today's large tile and the 128 × 128 one it replaced) at the 1B products — packed operands (NT), and B a bf16 weight as stored, rows (y = x·Wᵀ)
  * and columns (dx = dy·W) — each after a warm-up of 2·reps calls (the GPU's clock ramps up
  * from idle), the kernel's own time from the profile (LATHE_VULKAN_PROFILE=1 is set here). */
 static int
@@ -536,7 +536,7 @@ run_coopmat_xp (int argc, char **argv)
 {
   int device = argc > 2 ? atoi (argv[2]) : 0;
   int reps = argc > 3 ? MAX (atoi (argv[3]), 1) : 50;
-  g_auto (GStrv) variants = g_strsplit (argc > 4 ? argv[4] : "0 8", " ", -1);
+  g_auto (GStrv) variants = g_strsplit (argc > 4 ? argv[4] : "0 4", " ", -1);
   static const int mnk[3][3] = { { 2048, 2048, 2048 }, { 2048, 8192, 2048 }, { 2048, 2048, 8192 } };
   g_autoptr (GError) error = NULL;
   g_autoptr (LtVulkan) vk = NULL;

@@ -20,13 +20,16 @@
 
 #include "lt-vulkan-coopmat.h"
 
-/* The large tile's side and the workgroups it must give to be chosen (an H100 has 132 SMs;
- * fewer workgroups than that leave SMs idle, and the 64 × 64 tile gives 4× as many). */
+/* The large tile's side (its rows; 256 columns with 16 × 16 × 16 fragments, shaders/meson.build)
+ * and the workgroups of 128 × 128 it must give to be chosen (an H100 has 132 SMs; fewer
+ * workgroups than that leave SMs idle, and the 64 × 64 tile gives 4× as many). Measured at
+ * 2048 × 2048 (256 such groups, 128 of the 128 × 256 tile), the large tile was the faster. */
 #define BIG_TILE 128
 #define SMALL_TILE 64
 #define BIG_MIN_GROUPS 128
-/* gemm-coopmat.comp's shared memory at the large tile: A's and B's slices of 128 × 40 halves,
- * each double-buffered (the epilogue's scratch reuses A's) */
+/* gemm-coopmat.comp's shared memory at the 128 × 128 large tile: A's and B's slices of
+ * 128 × 40 halves, each double-buffered (the epilogue's scratch reuses A's); the 128 × 256 one
+ * keeps one slice of each, 30 KiB */
 #define SHARED_BYTES_NEEDED (2 * 2 * 128 * 40 * 2)
 
 double
@@ -76,7 +79,7 @@ static gint xp_variant = -1; /* -1: LATHE_VULKAN_COOPMAT_XP not read yet */
 void
 lt_vulkan_coopmat_set_xp (int variant)
 {
-  g_atomic_int_set (&xp_variant, CLAMP (variant, 0, 10));
+  g_atomic_int_set (&xp_variant, CLAMP (variant, 0, 5));
 }
 
 /* The measurement variant (lt-vulkan-coopmat.h), read from the environment once */
@@ -87,7 +90,7 @@ get_xp (void)
     {
       const char *env = g_getenv ("LATHE_VULKAN_COOPMAT_XP");
       g_atomic_int_compare_and_exchange (&xp_variant, -1,
-                                         env != NULL ? CLAMP (atoi (env), 0, 10) : 0);
+                                         env != NULL ? CLAMP (atoi (env), 0, 5) : 0);
     }
   return g_atomic_int_get (&xp_variant);
 }
@@ -582,20 +585,20 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
     guint32 ad_off4, ad_ld4;
   } pc;
   LtVulkanKernel kernel;
-  /* measurement only: LATHE_VULKAN_COOPMAT_XP=1..10 (shaders/meson.build says what each
-   * changes; 1, 2, 3 and 5 give wrong results) for the large n16 tile with packed operands,
-   * 8 also with B alone as stored; the self-check runs only the right ones */
-  int xp = big && cm->n == 16 ? get_xp () : 0;
-  if ((direct && (xp != 8 || direct == LT_VULKAN_COOPMAT_DIRECT_AB))
-      || (cm->checking && (xp < 4 || xp == 5)) || (cm->emulated && xp != 8))
-    xp = 0; /* emulated: 8 alone (test-vulkan-coopmat-emulated-xp8) */
+  /* measurement only: LATHE_VULKAN_COOPMAT_XP=1, 2, 3, 5 (shaders/meson.build says what each
+   * leaves out; wrong results) for the large n16 tile with packed operands, 4 (the 128 × 128
+   * tile the wide one replaced) also with B alone as stored; the self-check and the emulated
+   * kernels run without them */
+  const gboolean ad = direct == LT_VULKAN_COOPMAT_DIRECT_AB;
+  int xp = big && cm->n == 16 && !cm->checking && !cm->emulated ? get_xp () : 0;
+  if ((direct && (xp != 4 || ad)) || xp > 5)
+    xp = 0;
   const guint tile = big ? BIG_TILE : SMALL_TILE;
-  const guint tile_m = xp == 7 ? 256 : tile;
-  const guint tile_n = xp == 6 || xp == 8 ? 256 : xp == 10 ? 64 : tile;
+  /* the large n16 tile is 128 × 256 (gemm-coopmat.comp -DTN=64), but with A as stored */
+  const guint tile_m = tile, tile_n = big && cm->n == 16 && !ad && xp != 4 ? 2 * tile : tile;
   const guint32 rpa = round_up ((guint32) M, tile_m), rpb = round_up ((guint32) N, tile_n);
   const guint32 kp = round_up ((guint32) MAX (K, 1), 64);
   const guint64 pack_a = 2 * ((guint64) rpa + rpb), pack_b = pack_a + (guint64) rpa * kp / 2;
-  const gboolean ad = direct == LT_VULKAN_COOPMAT_DIRECT_AB;
   const guint64 words = ad ? pack_a : direct ? pack_b : pack_b + (guint64) rpb * kp / 2;
   g_autoptr (GError) local = NULL;
   LtVulkanBuffer *sc;
@@ -633,13 +636,10 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
                   : (tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_128_N16
                                     : LT_VK_GEMM_COOPMAT_BCOL_128_N16))
               - LT_VK_GEMM_COOPMAT_128_N16;
-  if (xp == 8 && cm->emulated)
-    kernel = !direct ? LT_VK_GEMM_COOPMAT_XP8_EMU
-             : tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_XP8_EMU : LT_VK_GEMM_COOPMAT_BCOL_XP8_EMU;
-  else if (xp > 0 && !direct)
-    kernel = LT_VK_GEMM_COOPMAT_XP1 + (xp - 1);
-  else if (xp == 8)
-    kernel = tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_XP8 : LT_VK_GEMM_COOPMAT_BCOL_XP8;
+  if (xp > 0)
+    kernel = xp == 4 ? (!direct ? LT_VK_GEMM_COOPMAT_XP4
+                        : tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_XP4 : LT_VK_GEMM_COOPMAT_BCOL_XP4)
+                     : LT_VK_GEMM_COOPMAT_XP1 + (xp == 5 ? 3 : xp - 1);
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .kp = kp, .ldc = (guint32) C->ld,
     .c_off = (guint32) C->offset, .a_off4 = (guint32) (pack_a / 4),

@@ -58,29 +58,22 @@
  * double buffering: the 1B step at 9,015 tokens/s against 9,608 (`bench-vulkan --step`,
  * H100, back to back).
  *
- * ---- Where the GEMM's time goes (stop 29, H100, driver 580) ----
- * The driver's statistics (LATHE_VULKAN_PIPELINE_STATS=1): the large tile's kernel takes 155
- * registers a thread (brow 143, bcol 148), so one workgroup of 8 subgroups fits an SM —
- * 8 warps to hide every latency; 64 × 64 subgroups take 220–240. `bench-vulkan --mma`: the
- * multiply-adds run at 541 TFLOP/s from registers, 279 with A and B fragments reloaded from
- * shared memory every 4 of them, but 474 from the L1-resident f16 buffer: fragments loaded
- * from shared memory cost more than from L1 here. The 1B step's profile: brow 117 TFLOP/s,
- * bcol 101. Measurement-only variants of the packed large n16 tile
- * (LATHE_VULKAN_COOPMAT_XP, shaders/meson.build; `bench-vulkan --coopmat-xp` times each
- * kernel after a warm-up, bench/device-coopmat-xp.sh runs the set): 1, 2, 3, 5 leave out the
- * global loads, the per-slice fragment loads, the barrier or the multiply-adds (wrong
- * results; where the time goes), 4 is 2 × 2 subgroups of 64 × 64, 6 / 7 a 128 × 256 /
- * 256 × 128 tile of 64 × 64 subgroups with K slices of 16, 8 a 128 × 256 tile with K slices of
- * 32 in one shared buffer (also with B as stored), 9 / 10 fragments loaded straight from the
- * packed matrices (no staging). In --check's rows (noisy: the idle GPU's clock ramps) 8 was
- * the fastest in 5 of 8 products (146 against 129 TFLOP/s at 2048³); the rest is unmeasured:
- * the device was not lent again in that session. The ablations step aside during the
- * self-check, and 4, 6–10 go through it. Variant 8 is also built emulated
- * (-DEMULATE_PACKED keeps its 30 KiB of staged halves packed): with LATHE_VULKAN_COOPMAT=emulate
- * and LATHE_VULKAN_COOPMAT_XP=8, `test-vulkan-coopmat -p /vulkan/gemm/coopmat` checks it on
- * lavapipe (packed, B's rows, B's columns, edges in every dimension; 9m45s with a cold
- * shader cache, 14 s warm: lavapipe compiles its 32 emulated accumulators slowly; so not in
- * make test). */
+ * ---- Where the GEMM's time goes (stops 29–30, H100, driver 580) ----
+ * `bench-vulkan --mma`: the multiply-adds run at 541 TFLOP/s from registers, 279 with A and B
+ * fragments reloaded from shared memory every 4 of them, 474 from an L1-resident f16 buffer.
+ * The large tile was 128 × 128 of 64 × 32 subgroups at stop 29 (155 registers a thread, the
+ * driver's statistics with LATHE_VULKAN_PIPELINE_STATS=1: one workgroup of 8 subgroups an SM).
+ * Its measurement-only variants, timed kernel by kernel after a warm-up (`bench-vulkan
+ * --coopmat-xp`, stop 30), at 2048 × {2048, 8192} × {2048, 8192}: leaving out the global loads
+ * after the first slice gave 166–200 TFLOP/s against 130–150, the multiply-adds 155–173, the
+ * barrier 135–156, the per-slice fragment loads 136–167: no one part holds the time, the
+ * parts wait on each other. Fragments loaded straight from the packed matrices (no staging):
+ * 42. A 128 × 256 tile of 64 × 64 subgroups with one shared slice (239 registers, 30 KiB):
+ * 146–170 packed, 119–134 with B's rows as stored (against 112–121), 130–143 with its columns
+ * (against 110–118); the 1B step 10,001 / 10,052 tokens/s against 9,695 / 9,660, interleaved.
+ * That tile is the large n16 one since (shaders/meson.build); LATHE_VULKAN_COOPMAT_XP=4 brings
+ * the 128 × 128 one back for comparison, 1, 2, 3, 5 are the ablations of today's (wrong
+ * results; never in the self-check or emulated); bench/device-coopmat-xp.sh runs the set. */
 #pragma once
 
 #include "lt-vulkan.h"
@@ -199,8 +192,8 @@ LtVulkanCoopmatDirect lt_vulkan_coopmat_direct (LtTrans ta, LtTrans tb, int M, i
                                                 const LtVulkanMatrix *A,
                                                 const LtVulkanMatrix *B);
 void lt_vulkan_coopmat_set_direct (LtVulkanCoopmatDirect mode);
-/* The measurement-only variant of the large tile (0: none; the list is in shaders/meson.build
- * and under "Where the GEMM's time goes" above): LATHE_VULKAN_COOPMAT_XP, read once, or this
+/* The measurement-only variant of the large n16 tile (0: none; 1, 2, 3, 5 ablations, 4 the
+ * 128 × 128 tile; shaders/meson.build and "Where the GEMM's time goes" above): LATHE_VULKAN_COOPMAT_XP, read once, or this
  * setter (bench-vulkan --coopmat-xp switches between variants in one process). */
 void lt_vulkan_coopmat_set_xp (int variant);
 

@@ -115,21 +115,13 @@ typedef enum
   LT_VK_COOPMAT_PEAK_L2,
   LT_VK_COOPMAT_PEAK_L3,
   LT_VK_COOPMAT_PEAK_L4,
-  LT_VK_GEMM_COOPMAT_XP1, /* measurement-only ablations of the large n16 tile (XP 1..5) */
+  LT_VK_GEMM_COOPMAT_XP1, /* measurement-only ablations of the large n16 tile (XP 1, 2, 3, 5) */
   LT_VK_GEMM_COOPMAT_XP2,
   LT_VK_GEMM_COOPMAT_XP3,
-  LT_VK_GEMM_COOPMAT_XP4,
   LT_VK_GEMM_COOPMAT_XP5,
-  LT_VK_GEMM_COOPMAT_XP6,
-  LT_VK_GEMM_COOPMAT_XP7,
-  LT_VK_GEMM_COOPMAT_XP8,
-  LT_VK_GEMM_COOPMAT_XP9,
-  LT_VK_GEMM_COOPMAT_XP10,
-  LT_VK_GEMM_COOPMAT_BROW_XP8, /* … 8 with B as stored, rows and columns */
-  LT_VK_GEMM_COOPMAT_BCOL_XP8,
-  LT_VK_GEMM_COOPMAT_XP8_EMU, /* … 8 emulated: packed, B rows, B columns */
-  LT_VK_GEMM_COOPMAT_BROW_XP8_EMU,
-  LT_VK_GEMM_COOPMAT_BCOL_XP8_EMU,
+  LT_VK_GEMM_COOPMAT_XP4, /* … and the 128 × 128 tile it replaced: packed, B rows, B columns */
+  LT_VK_GEMM_COOPMAT_BROW_XP4,
+  LT_VK_GEMM_COOPMAT_BCOL_XP4,
   /* attention on cooperative matrices (attention-*-cm.comp): per pass, the real kernels then
    * the -DEMULATE_COOPMAT ones, each D 64 × n16, n8, then D 128 × n16, n8 */
   LT_VK_ATT_FORWARD_CM_D64_N16,

@@ -15,6 +15,8 @@
 // double-buffered in shared memory (rows padded by 8 halves, so that 16-byte rows start on
 // different banks): each invocation loads its share of slice s + 1 into registers while the
 // tensor cores work on slice s, then stores it into the other buffer; one barrier a slice.
+// -DNBUF=1 (the large n16 tile, whose two slices would take 60 KiB) keeps one slice: a
+// barrier before the next is stored over it, a second after.
 //
 // -DB_DIRECT=1 or 2 reads B as stored instead (a frozen bf16 weight, lt-vulkan-coopmat.h):
 // 16-byte vectors of 8 bf16 from binding 2, scaled by 2^b_exp (one exponent for the whole
@@ -37,9 +39,7 @@
 //
 // Measurement only (LATHE_VULKAN_COOPMAT_XP, meson.build's list; never chosen without it):
 // -DXP=1/2/3/5 leave out the global loads after the first slice, the per-slice fragment
-// loads, the barrier or the multiply-adds (wrong results: where the time goes); -DBK=16 and
-// -DNBUF=1 (one shared slice, a second barrier) size other tiles; -DXP=9 loads every fragment
-// straight from the packed matrices, with no staging and no barrier.
+// loads, the barrier or the multiply-adds (wrong results: where the time goes).
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : enable
@@ -55,7 +55,7 @@
 #define CM 16
 #define CK 16
 #ifndef BK
-#define BK 32 // meson.build's measurement-only variants set 16
+#define BK 32
 #endif
 #define SROW (BK / 8 + 1) // 16-byte units a staged row: BK halves + 8 of padding
 #define KQ (BK / 8)       // 16-byte units of a slice's row
@@ -68,7 +68,7 @@
 #define LA (BM * KQ / NT) // 16-byte loads an invocation makes of A's slice
 #define LB (BN * KQ / NT)
 #ifndef NBUF
-#define NBUF 2 // slices in shared memory (1: measurement only, a barrier more a slice)
+#define NBUF 2 // slices in shared memory (1: a barrier more a slice)
 #endif
 #ifndef XP
 #define XP 0 // measurement-only variants (bench-vulkan --coopmat-xp, LATHE_VULKAN_COOPMAT_XP)
@@ -401,35 +401,6 @@ main ()
   const uint nk = p.kp / BK;
 
   FOR_IJ (DECL_ACC)
-#if XP == 9
-  // measurement: every subgroup loads its fragments straight from the packed matrices (L1 /
-  // L2 serve the reuse), no staging, no barrier; the next K step's fragments in flight during
-  // this one's multiply-adds
-  {
-    const uint kw = p.kp / 8u; // 16-byte units a packed row
-    const uint ab = p.a_off4 + (row0 + wm0) * kw, bb = p.b_off4 + (col0 + wn0) * kw;
-    FOR_I (DECL_FA)
-    FOR_J (DECL_FB)
-#define GLOAD_A(i) coopMatLoadNV (fa_##i, s4, ab + i * CM * kw + kq, kw, false);
-#define GLOAD_B(j) coopMatLoadNV (fb_##j, s4, bb + j * CN * kw + kq, kw, true);
-#define DECL_GA(i) FA_T ga_##i;
-#define DECL_GB(j) FB_T gb_##j;
-#define GLOAD_A2(i) coopMatLoadNV (ga_##i, s4, ab + i * CM * kw + kq + 2u, kw, false);
-#define GLOAD_B2(j) coopMatLoadNV (gb_##j, s4, bb + j * CN * kw + kq + 2u, kw, true);
-#define MMA_IJ2(i, j) acc_##i##_##j = MMA (ga_##i, gb_##j, acc_##i##_##j);
-    FOR_I (DECL_GA)
-    FOR_J (DECL_GB)
-    for (uint kq = 0u; kq < kw; kq += 4u) // 32 of K a round: two fragment sets
-      {
-        FOR_I (GLOAD_A)
-        FOR_J (GLOAD_B)
-        FOR_I (GLOAD_A2)
-        FOR_J (GLOAD_B2)
-        FOR_IJ (MMA_IJ)
-        FOR_IJ (MMA_IJ2)
-      }
-  }
-#else
 #ifdef A_DIRECT
   [[unroll]] for (uint i = 0u; i < LA; i++)
     fa_row[i] = uintBitsToFloat (uint (127 + a_exp (row0 + (tid + i * NT) / KQ)) << 23);
@@ -485,7 +456,6 @@ main ()
 #endif
     }
 
-#endif // XP == 9
   const uint scratch = warp * 64u;
   FOR_IJ (EPILOGUE_IJ)
 }
