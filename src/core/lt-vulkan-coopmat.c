@@ -569,7 +569,7 @@ static gboolean
 record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDirect direct,
         LtTrans ta, LtTrans tb, int M, int N, int K, float alpha, const LtVulkanMatrix *A,
         const LtVulkanMatrix *B, float beta, const LtVulkanMatrix *C, LtComputeDType precision,
-        const LtVulkanLowRank *lr, gboolean *fused, GError **error)
+        GError **error)
 {
   struct
   {
@@ -583,8 +583,6 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
     guint32 b_off8, b_ld8, b_units, K;
     gint32 b_exp;
     guint32 ad_off4, ad_ld4;
-    guint32 u_off, ldu, v_off, vj, vt, lr_r;
-    float lr_scale;
   } pc;
   LtVulkanKernel kernel;
   /* measurement only: LATHE_VULKAN_COOPMAT_XP=1, 2, 3, 5 (shaders/meson.build says what each
@@ -598,11 +596,6 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
   const guint tile = big ? BIG_TILE : SMALL_TILE;
   /* the large n16 tile is 128 × 256 (gemm-coopmat.comp -DTN=64), but with A as stored */
   const guint tile_m = tile, tile_n = big && cm->n == 16 && !ad && xp != 4 ? 2 * tile : tile;
-  /* @lr's product in its epilogue: the large n16 tile with B alone as stored */
-  const gboolean lowrank = lr != NULL && tile_n == 2 * tile && direct == LT_VULKAN_COOPMAT_DIRECT_B
-                           && xp == 0 && (cm->checking || !cm->lowrank_failed);
-  if (fused != NULL)
-    *fused = lowrank;
   const guint32 rpa = round_up ((guint32) M, tile_m), rpb = round_up ((guint32) N, tile_n);
   const guint32 kp = round_up ((guint32) MAX (K, 1), 64);
   const guint64 pack_a = 2 * ((guint64) rpa + rpb), pack_b = pack_a + (guint64) rpa * kp / 2;
@@ -643,10 +636,7 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
                   : (tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_128_N16
                                     : LT_VK_GEMM_COOPMAT_BCOL_128_N16))
               - LT_VK_GEMM_COOPMAT_128_N16;
-  if (lowrank)
-    kernel = tb == LT_TRANS ? (cm->emulated ? LT_VK_GEMM_COOPMAT_BROW_LR_EMU : LT_VK_GEMM_COOPMAT_BROW_LR)
-                            : (cm->emulated ? LT_VK_GEMM_COOPMAT_BCOL_LR_EMU : LT_VK_GEMM_COOPMAT_BCOL_LR);
-  else if (xp > 0)
+  if (xp > 0)
     kernel = xp == 4 ? (!direct ? LT_VK_GEMM_COOPMAT_XP4
                         : tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_XP4 : LT_VK_GEMM_COOPMAT_BCOL_XP4)
                      : LT_VK_GEMM_COOPMAT_XP1 + (xp == 5 ? 3 : xp - 1);
@@ -659,19 +649,7 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
     .K = (guint32) K, .b_exp = B->exp, .ad_off4 = (guint32) (A->offset / 4),
     .ad_ld4 = (guint32) (A->ld / 4),
   };
-  if (lowrank)
-    {
-      pc.u_off = (guint32) lr->U.offset;
-      pc.ldu = (guint32) lr->U.ld;
-      pc.v_off = (guint32) lr->V.offset;
-      pc.vj = lr->tv == LT_NO_TRANS ? 1u : (guint32) lr->V.ld;
-      pc.vt = lr->tv == LT_NO_TRANS ? (guint32) lr->V.ld : 1u;
-      pc.lr_r = (guint32) lr->r;
-      pc.lr_scale = lr->scale;
-    }
-  LtVulkanBuffer *prep[] = { A->buf, B->buf, sc };
-  LtVulkanBuffer *bufs[] = { sc, C->buf, B->buf, A->buf, lowrank ? lr->U.buf : NULL,
-                             lowrank ? lr->V.buf : NULL };
+  LtVulkanBuffer *prep[] = { A->buf, B->buf, sc }, *bufs[] = { sc, C->buf, B->buf, A->buf };
   /* the prep passes' grid: both operands' rows (z 0 and 1), or A's alone with B as stored */
   const guint gk = kp / 64, gr = direct ? rpa / 64 : MAX (rpa, rpb) / 64, gz = direct ? 1 : 2;
   lt_vulkan_stream_note (s, 0.0, "prep %dx%dx%d", M, N, K);
@@ -689,23 +667,20 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
     return FALSE;
   lt_vulkan_stream_note (s, 2.0 * M * N * K, "%c%c %dx%dx%d bf16%s", ta == LT_TRANS ? 'T' : 'N',
                          tb == LT_TRANS ? 'T' : 'N', M, N, K,
-                         ad ? " A, B as stored" : lowrank ? " B as stored, + rank-r"
-                                               : direct ? " B as stored" : "");
-  return lt_vulkan_stream_dispatch (s, kernel, bufs, lowrank ? 6 : ad ? 4 : direct ? 3 : 2, &pc,
-                                    sizeof pc, rpb / tile_n, rpa / tile_m, 1, error);
+                         ad ? " A, B as stored" : direct ? " B as stored" : "");
+  return lt_vulkan_stream_dispatch (s, kernel, bufs, ad ? 4 : direct ? 3 : 2, &pc, sizeof pc,
+                                    rpb / tile_n, rpa / tile_m, 1, error);
 }
 
 gboolean
 lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K,
                         float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B,
                         float beta, const LtVulkanMatrix *C, LtComputeDType precision,
-                        const LtVulkanLowRank *lr, gboolean *fused, GError **error)
+                        GError **error)
 {
   LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
   gboolean big;
 
-  if (fused != NULL)
-    *fused = FALSE;
   if (!cm->available)
     return lt_vulkan_stream_fail (s, error, LT_ERROR_UNSUPPORTED,
                                   "Vulkan gemm: no cooperative matrices: %s", cm->why);
@@ -716,7 +691,7 @@ lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N,
   return record (s, cm, big,
                  cm->direct_failed ? LT_VULKAN_COOPMAT_DIRECT_OFF
                                    : lt_vulkan_coopmat_direct (ta, tb, M, N, K, A, B),
-                 ta, tb, M, N, K, alpha, A, B, beta, C, precision, lr, fused, error);
+                 ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
 }
 
 gboolean
@@ -761,16 +736,12 @@ check_c (int idx)
   return (float) ((idx * 7 % 13) - 6) * 1.5e-5f;
 }
 
-#define CHECK_R 5
-
 /* One product of the self-check on @vk: FALSE + @why (of @why_size) on a failure. @direct:
- * B stored bf16 with its exponent, read as stored (alone or with A), K 96. @lowrank: plus a
- * rank-5 product (U from A's values, V from B's: (r, N) for y = x·Wᵀ, (N, r) for dx = dy·W, as
- * a LoRA adapter's B and A). */
+ * B stored bf16 with its exponent, read as stored (alone or with A), K 96. */
 static gboolean
 check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans tb,
-           const float *A, const float *B, LtVulkanCoopmatDirect direct, gboolean lowrank,
-           char *why, gsize why_size)
+           const float *A, const float *B, LtVulkanCoopmatDirect direct, char *why,
+           gsize why_size)
 {
   const int M = CHECK_M, N = CHECK_N, K = direct ? 96 : CHECK_K;
   const int lda = ta == LT_NO_TRANS ? K : M, ldb = tb == LT_NO_TRANS ? N : K;
@@ -778,10 +749,8 @@ check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans 
   const float alpha = 0.5f, beta = -2.0f;
   g_autoptr (GError) error = NULL;
   g_autoptr (LtVulkanStream) s = NULL;
-  g_autoptr (LtVulkanBuffer) ba = NULL, bb = NULL, bc = NULL, bu = NULL, bv = NULL;
+  g_autoptr (LtVulkanBuffer) ba = NULL, bb = NULL, bc = NULL;
   g_autofree float *C = g_new (float, M * N);
-  const LtTrans tv = tb == LT_TRANS ? LT_NO_TRANS : LT_TRANS;
-  const float lr_scale = 0.75f;
   double worst = 0.0;
   int wi = 0, wj = 0;
 
@@ -811,28 +780,9 @@ check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans 
           return FALSE;
         }
     }
-  /* U (M, r): A's first values; V: B's, (r, N) or (N, r) */
-  LtVulkanLowRank lr = { { NULL, 0, CHECK_R, LT_KDTYPE_F32 },
-                         { NULL, 0, tv == LT_NO_TRANS ? N : CHECK_R, LT_KDTYPE_F32 }, tv, CHECK_R,
-                         lr_scale };
-  gboolean fused = FALSE;
-  if (lowrank
-      && ((bu = lt_vulkan_buffer_new (vk, sizeof (float) * M * CHECK_R, &error)) == NULL
-          || (bv = lt_vulkan_buffer_new (vk, sizeof (float) * N * CHECK_R, &error)) == NULL
-          || !lt_vulkan_buffer_upload (bu, 0, A, sizeof (float) * M * CHECK_R, &error)
-          || !lt_vulkan_buffer_upload (bv, 0, B, sizeof (float) * N * CHECK_R, &error)))
-    goto failed;
-  lr.U.buf = bu;
-  lr.V.buf = bv;
   if (!record (s, cm, big, direct, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc, LT_COMPUTE_BF16,
-               lowrank ? &lr : NULL, &fused, &error))
-    goto failed;
-  if (lowrank && !fused)
-    {
-      snprintf (why, why_size, "its self-check could not add the rank-r product in the kernel");
-      return FALSE;
-    }
-  if (!lt_vulkan_stream_submit (s, &error) || !lt_vulkan_stream_wait (s, &error)
+               &error)
+      || !lt_vulkan_stream_submit (s, &error) || !lt_vulkan_stream_wait (s, &error)
       || !lt_vulkan_buffer_download (bc, 0, C, sizeof (float) * M * N, &error))
     goto failed;
   for (int i = 0; i < M; i++)
@@ -847,14 +797,7 @@ check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans 
             S += fabs (a * b);
           }
         ref = alpha * ref + beta * c0;
-        S *= fabs (alpha);
-        for (int t = 0; lowrank && t < CHECK_R; t++)
-          {
-            double u = A[i * CHECK_R + t], v = tv == LT_NO_TRANS ? B[t * N + j] : B[j * CHECK_R + t];
-            ref += lr_scale * u * v;
-            S += fabs (lr_scale * u * v);
-          }
-        err = fabs (C[i * N + j] - ref) / (S + 1e-30);
+        err = fabs (C[i * N + j] - ref) / (fabs (alpha) * S + 1e-30);
         if (!(err <= worst)) /* NaN too */
           {
             worst = isnan (err) ? INFINITY : err;
@@ -865,16 +808,16 @@ check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans 
   if (worst <= 1e-4)
     return TRUE;
   snprintf (why, why_size,
-            "its self-check failed: %s tile, %s%s%s%s, relative error %.3g at (%d, %d)",
-            big ? "large" : "small", ta == LT_TRANS ? "T" : "N", tb == LT_TRANS ? "T" : "N",
+            "its self-check failed: %s tile, %s%s%s, relative error %.3g at (%d, %d)",
+            big ? "128x128" : "64x64", ta == LT_TRANS ? "T" : "N", tb == LT_TRANS ? "T" : "N",
             direct == LT_VULKAN_COOPMAT_DIRECT_AB ? " (A and B as stored)"
             : direct                              ? " (B as stored)"
                                                   : "",
-            lowrank ? " + rank-5" : "", worst, wi, wj);
+            worst, wi, wj);
   return FALSE;
 
 failed:
-  snprintf (why, why_size, "its self-check failed (%s tile): %s", big ? "large" : "small",
+  snprintf (why, why_size, "its self-check failed (%s tile): %s", big ? "128x128" : "64x64",
             error != NULL ? error->message : "unknown error");
   return FALSE;
 }
@@ -901,7 +844,7 @@ self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
     for (int t = 0; t < 4; t++)
       if (!check_one (vk, cm, big, (t & 1) ? LT_TRANS : LT_NO_TRANS,
                       (t & 2) ? LT_TRANS : LT_NO_TRANS, A, B, LT_VULKAN_COOPMAT_DIRECT_OFF,
-                      FALSE, why, sizeof why))
+                      why, sizeof why))
         {
           g_strlcpy (cm->why, why, sizeof cm->why);
           cm->available = FALSE;
@@ -914,21 +857,12 @@ self_check (LtVulkan *vk, LtVulkanCoopmat *cm)
   for (int big = 0; big < 2 && !cm->direct_failed; big++)
     for (int t = 0; t < 4 && !cm->direct_failed; t++)
       if (!check_one (vk, cm, big, LT_NO_TRANS, (t & 1) ? LT_TRANS : LT_NO_TRANS, A, B,
-                      (t & 2) ? LT_VULKAN_COOPMAT_DIRECT_AB : LT_VULKAN_COOPMAT_DIRECT_B,
-                      FALSE, why, sizeof why))
+                      (t & 2) ? LT_VULKAN_COOPMAT_DIRECT_AB : LT_VULKAN_COOPMAT_DIRECT_B, why,
+                      sizeof why))
         {
           g_strlcpy (cm->direct_why, why, sizeof cm->direct_why);
           cm->direct_failed = TRUE;
         }
-  /* … with a rank-r product in the large tile's epilogue: a failure adds it in a pass of its
-   * own */
-  for (int t = 0; t < 2 && cm->n == 16 && !cm->direct_failed && !cm->lowrank_failed; t++)
-    if (!check_one (vk, cm, TRUE, LT_NO_TRANS, t ? LT_TRANS : LT_NO_TRANS, A, B,
-                    LT_VULKAN_COOPMAT_DIRECT_B, TRUE, why, sizeof why))
-      {
-        g_strlcpy (cm->lowrank_why, why, sizeof cm->lowrank_why);
-        cm->lowrank_failed = TRUE;
-      }
   cm->checking = FALSE;
   return TRUE;
 }
@@ -1023,10 +957,8 @@ gboolean
 lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K,
                         float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B,
                         float beta, const LtVulkanMatrix *C, LtComputeDType precision,
-                        const LtVulkanLowRank *lr, gboolean *fused, GError **error)
+                        GError **error)
 {
-  if (fused != NULL)
-    *fused = FALSE;
   g_set_error (error, LT_ERROR, LT_ERROR_UNSUPPORTED,
                "Lathe was built without the Vulkan backend (needs libvulkan-dev and glslc)");
   return FALSE;

@@ -108,10 +108,6 @@ typedef struct
    * failed: such products take the packed path on this device, direct_why says why */
   gboolean direct_failed;
   char direct_why[200];
-  /* … and its products with a rank-r product in the epilogue (lt_vulkan_gemm_lowrank) failed:
-   * such products add it in a pass of their own */
-  gboolean lowrank_failed;
-  char lowrank_why[200];
 } LtVulkanCoopmat;
 
 /* TRUE when @vk's GEMMs can use the tensor cores; else FALSE and *@why (may be NULL) says why
@@ -123,8 +119,7 @@ typedef struct
  * off for the device, with the reason in *@why, so a driver that rejects or miscompiles the
  * shader costs speed, never a wrong result. Then both tiles run y = x·Wᵀ and dx = dy·W with a
  * bf16 W read as stored, alone and with A (K 96): a failure there keeps such products on the
- * packed path; then the large tile runs both with a rank-5 product added in the epilogue: a
- * failure there adds such products in a pass of their own. */
+ * packed path. */
 gboolean lt_vulkan_coopmat_available (LtVulkan *vk, const char **why);
 /* TRUE where the device offers what the kernel needs (or it is emulated), whether or not its
  * self-check then passed: a device that offers it and is not available has failed it. */
@@ -163,14 +158,11 @@ gboolean lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D);
 gboolean lt_vulkan_coopmat_attention_check (LtVulkan *vk, int D, const char **why);
 /* Records the product on the tensor cores: lt_vulkan_gemm's arguments, already checked by it
  * (it calls this when lt_vulkan_coopmat_wanted says so). LT_ERROR_UNSUPPORTED where the
- * device has no cooperative matrices. @lr (may be NULL; lt_vulkan_gemm_lowrank, checked):
- * where the product takes the large n16 tile with B as stored, its rank-r product is added in
- * the epilogue (-DLOWRANK) and *@fused set TRUE; else *@fused (may be NULL then) is FALSE and
- * the caller adds it. */
+ * device has no cooperative matrices. */
 gboolean lt_vulkan_coopmat_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K,
                                  float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B,
                                  float beta, const LtVulkanMatrix *C, LtComputeDType precision,
-                                 const LtVulkanLowRank *lr, gboolean *fused, GError **error);
+                                 GError **error);
 
 typedef enum
 {

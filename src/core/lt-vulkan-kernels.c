@@ -311,12 +311,10 @@ gemm_thin (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float
          && split_reduce (s, scratch, C, M, N, splits, beta, error);
 }
 
-/* lt_vulkan_gemm; with @lr, the tensor cores may add its product in the same kernel: then
- * *@fused is TRUE */
-static gboolean
-gemm_full (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
-           const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta, const LtVulkanMatrix *C,
-           LtComputeDType precision, const LtVulkanLowRank *lr, gboolean *fused, GError **error)
+gboolean
+lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
+                const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
+                const LtVulkanMatrix *C, LtComputeDType precision, GError **error)
 {
   struct
   {
@@ -368,8 +366,7 @@ gemm_full (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float
   if (A->dtype == LT_KDTYPE_F32 && B->dtype == LT_KDTYPE_F32 && lt_vulkan_gemm_thin_for (M, N, K))
     return gemm_thin (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
   if (lt_vulkan_coopmat_wanted (s, M, N, K, A->dtype, B->dtype, precision)) /* tensor cores */
-    return lt_vulkan_coopmat_gemm (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, lr,
-                                   fused, error);
+    return lt_vulkan_coopmat_gemm (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
 
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .K = (guint32) K,
@@ -405,43 +402,6 @@ gemm_full (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float
                          splits);
   return lt_vulkan_stream_dispatch (s, kernel, parts, 3, &pc, sizeof pc, gx, gy, splits, error)
          && split_reduce (s, scratch, C, M, N, splits, beta, error);
-}
-
-gboolean
-lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K, float alpha,
-                const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
-                const LtVulkanMatrix *C, LtComputeDType precision, GError **error)
-{
-  return gemm_full (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, NULL, NULL, error);
-}
-
-gboolean
-lt_vulkan_gemm_lowrank (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K,
-                        float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
-                        const LtVulkanMatrix *C, LtComputeDType precision,
-                        const LtVulkanLowRank *lr, GError **error)
-{
-  gboolean fused = FALSE;
-
-  if (lr == NULL || lr->r <= 0)
-    return lt_vulkan_gemm (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, error);
-  /* op(V) (r, N): V (r, N) or (N, r) */
-  const int vr = lr->tv == LT_NO_TRANS ? lr->r : N, vc = lr->tv == LT_NO_TRANS ? N : lr->r;
-  if (lr->U.dtype != LT_KDTYPE_F32 || lr->V.dtype != LT_KDTYPE_F32 || lr->U.ld < lr->r
-      || lr->V.ld < MAX (vc, 1))
-    return lt_vulkan_stream_fail (s, error, LT_ERROR_INVALID_ARGUMENT,
-                                  "Vulkan gemm: bad rank-%d product (f32 U and V, ldu %d, ldv %d)",
-                                  lr->r, lr->U.ld, lr->V.ld);
-  if (M > 0 && N > 0
-      && (!holds (s, lr->U.buf, lr->U.offset, span (M, lr->r, lr->U.ld), 4, "gemm", "U", error)
-          || !holds (s, lr->V.buf, lr->V.offset, span (vr, vc, lr->V.ld), 4, "gemm", "V", error)
-          || !fits_u32 (s, lr->U.offset + span (M, lr->r, lr->U.ld), "gemm", error)
-          || !fits_u32 (s, lr->V.offset + span (vr, vc, lr->V.ld), "gemm", error)))
-    return FALSE;
-  return gemm_full (s, ta, tb, M, N, K, alpha, A, B, beta, C, precision, lr, &fused, error)
-         && (fused
-             || lt_vulkan_gemm (s, LT_NO_TRANS, lr->tv, M, N, lr->r, lr->scale, &lr->U, &lr->V,
-                                1.0f, C, LT_COMPUTE_F32, error));
 }
 
 /* ---- RMSNorm ---- */

@@ -798,12 +798,11 @@ qat_weight (LtVulkanModel *vm, const VLin *v, GError **error)
  * quantized): @tw LT_TRANS y (N, n) = x (N, in)·Wᵀ (the forward), LT_NO_TRANS dx (N, in) =
  * dy (N, n)·W (the input gradient; @n the rows, all of them but for the LM head's chunks).
  * The CPU's quantized product is bf16 only above lt_qk_fused_max_m tokens (its fused
- * decode path is f32); @prec follows. @lr (may be NULL): a rank-r product added to y
- * (the adapter's, lt_vulkan_gemm_lowrank: in the tensor cores' epilogue where it can be). */
+ * decode path is f32); @prec follows. */
 static gboolean
-base_gemm_lr (LtVulkanModel *vm, const VLin *v, LtTrans tw, int N, int row0, int n, float alpha,
-              const LtVulkanMatrix *x, float beta, const LtVulkanMatrix *y, LtComputeDType prec,
-              const LtVulkanLowRank *lr, GError **error)
+base_gemm (LtVulkanModel *vm, const VLin *v, LtTrans tw, int N, int row0, int n, float alpha,
+           const LtVulkanMatrix *x, float beta, const LtVulkanMatrix *y, LtComputeDType prec,
+           GError **error)
 {
   int M_n = tw == LT_TRANS ? n : v->in, K = tw == LT_TRANS ? v->in : n;
 
@@ -813,24 +812,12 @@ base_gemm_lr (LtVulkanModel *vm, const VLin *v, LtTrans tw, int N, int row0, int
       q.row0 = row0;
       if (N <= (int) lt_qk_fused_max_m)
         prec = LT_COMPUTE_F32;
-      return lt_vulkan_gemm_q (vm->s, tw, N, M_n, K, alpha, x, &q, beta, y, prec, error)
-             && (lr == NULL
-                 || lt_vulkan_gemm (vm->s, LT_NO_TRANS, lr->tv, N, M_n, lr->r, lr->scale, &lr->U,
-                                    &lr->V, 1.0f, y, LT_COMPUTE_F32, error));
+      return lt_vulkan_gemm_q (vm->s, tw, N, M_n, K, alpha, x, &q, beta, y, prec, error);
     }
   LtVulkanMatrix mw = mat (v->w, (gsize) row0 * v->in, v->in, v->wdt);
   mw.has_exp = v->has_exp; /* the whole tensor's, whatever rows are taken */
   mw.exp = v->wexp;
-  return lt_vulkan_gemm_lowrank (vm->s, LT_NO_TRANS, tw, N, M_n, K, alpha, x, &mw, beta, y, prec,
-                                 lr, error);
-}
-
-static gboolean
-base_gemm (LtVulkanModel *vm, const VLin *v, LtTrans tw, int N, int row0, int n, float alpha,
-           const LtVulkanMatrix *x, float beta, const LtVulkanMatrix *y, LtComputeDType prec,
-           GError **error)
-{
-  return base_gemm_lr (vm, v, tw, N, row0, n, alpha, x, beta, y, prec, NULL, error);
+  return lt_vulkan_gemm (vm->s, LT_NO_TRANS, tw, N, M_n, K, alpha, x, &mw, beta, y, prec, error);
 }
 
 /* DoRA: v->norm = ‖W + s·(AB)ᵀ‖_row, recorded into the stream. */
@@ -851,24 +838,7 @@ lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffe
   LtVulkanMatrix mx = mat (x, 0, v->in, F32), my = mat (y, 0, v->out, F32);
   gboolean qat = v->lin->qat;
   gboolean dora = v->pm >= 0 && !vm->adapters_off;
-  gboolean lora = v->pa >= 0 && !vm->adapters_off;
-  /* the adapter's scale·xa·B, added to the base's product (in its kernel where it can be) */
-  LtVulkanLowRank lr = { mat (xa, 0, v->r, F32), mat (lora ? param (vm, v->pb)->w : NULL, 0,
-                                                       v->out, F32), LT_NO_TRANS, v->r, v->scale };
 
-  if (lora)
-    {
-      LtVulkanMatrix ma = mat (param (vm, v->pa)->w, 0, v->r, F32);
-      LtVulkanMatrix mxa = mat (xa, 0, v->r, F32), mxd = mat (vm->xd, 0, v->in, F32);
-      gboolean drop = v->drop_p > 0.0f;
-      /* xa = dropout (x)·A (lt-linear's mask) */
-      if ((drop
-           && !lt_vulkan_dropout (s, vm->xd, x, (gsize) N * v->in, v->drop_p, v->drop_seed,
-                                  FALSE, error))
-          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->r, v->in, 1.0f,
-                              drop ? &mxd : &mx, &ma, 0.0f, &mxa, LT_COMPUTE_F32, error))
-        return FALSE;
-    }
   if (qat)
     {
       /* QAT: y = x·fq (W_eff)ᵀ (+ b); the adapter (and DoRA's m/‖·‖) is inside W_eff, xa
@@ -879,14 +849,30 @@ lin_forward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, int N, LtVulkanBuffe
                               &my, vm->prec, error))
         return FALSE;
     }
-  else if (!base_gemm_lr (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &my, vm->prec,
-                          lora ? &lr : NULL, error))
+  else if (!base_gemm (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &my, vm->prec, error))
     return FALSE;
   if (v->bias != NULL && (!dora || qat))
     {
       LtVulkanMatrix m1 = mat (vm->ones, 0, 1, F32), mb = mat (v->bias, 0, v->out, F32);
       if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, 1, 1.0f, &m1, &mb, 1.0f, &my,
                            LT_COMPUTE_F32, error))
+        return FALSE;
+    }
+  if (v->pa >= 0 && !vm->adapters_off)
+    {
+      LtVulkanMatrix ma = mat (param (vm, v->pa)->w, 0, v->r, F32);
+      LtVulkanMatrix mB = mat (param (vm, v->pb)->w, 0, v->out, F32);
+      LtVulkanMatrix mxa = mat (xa, 0, v->r, F32), mxd = mat (vm->xd, 0, v->in, F32);
+      gboolean drop = v->drop_p > 0.0f;
+      /* xa = dropout (x)·A (lt-linear's mask) */
+      if ((drop
+           && !lt_vulkan_dropout (s, vm->xd, x, (gsize) N * v->in, v->drop_p, v->drop_seed,
+                                  FALSE, error))
+          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->r, v->in, 1.0f,
+                              drop ? &mxd : &mx, &ma, 0.0f, &mxa, LT_COMPUTE_F32, error)
+          || (!qat
+              && !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, v->r, v->scale, &mxa,
+                                  &mB, 1.0f, &my, LT_COMPUTE_F32, error)))
         return FALSE;
     }
   if (dora && !qat)
@@ -918,11 +904,11 @@ lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa,
       /* DoRA: z = x·Wᵀ + s·xa·B again (no bias); dm (+)= Σ dy·z / ‖·‖; dz = dy·m/‖·‖ takes
        * dy's place below (the norms detached, as lt_linear_backward) */
       VParam *pm = param (vm, v->pm);
-      LtVulkanMatrix mz = mat (vm->dora_z, 0, v->out, F32);
-      LtVulkanLowRank lr = { mat (xa, 0, v->r, F32), mat (param (vm, v->pb)->w, 0, v->out, F32),
-                             LT_NO_TRANS, v->r, v->scale };
-      if (!base_gemm_lr (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &mz, vm->prec, &lr,
-                         error)
+      LtVulkanMatrix mz = mat (vm->dora_z, 0, v->out, F32), mxa = mat (xa, 0, v->r, F32);
+      LtVulkanMatrix mB = mat (param (vm, v->pb)->w, 0, v->out, F32);
+      if (!base_gemm (vm, v, LT_TRANS, N, 0, v->out, 1.0f, &mx, 0.0f, &mz, vm->prec, error)
+          || !lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->out, v->r, v->scale, &mxa, &mB,
+                              1.0f, &mz, LT_COMPUTE_F32, error)
           || !lt_vulkan_dora_dm (s, pm->g, dy, vm->dora_z, v->norm, N, v->out, !vm->grads_zero,
                                  error)
           || !lt_vulkan_dora_scale (s, vm->dora_dz, dy, pm->w, v->norm, NULL, N, v->out, error))
@@ -959,25 +945,25 @@ lin_backward (LtVulkanModel *vm, VLin *v, LtVulkanBuffer *x, LtVulkanBuffer *xa,
              && lt_vulkan_gemm (s, LT_NO_TRANS, LT_NO_TRANS, N, v->in, v->out, 1.0f, &mdy0, &mq,
                                 acc ? 1.0f : 0.0f, &mdx, vm->prec, error);
     }
-  if (v->pa >= 0 && v->drop_p > 0.0f)
+  if (!base_gemm (vm, v, LT_NO_TRANS, N, 0, v->out, 1.0f, &mdy, acc ? 1.0f : 0.0f, &mdx,
+                  vm->prec, error))
+    return FALSE;
+  if (v->pa >= 0)
     {
       LtVulkanMatrix mdxa = mat (vm->dxa, 0, v->r, F32);
       LtVulkanMatrix ma = mat (param (vm, v->pa)->w, 0, v->r, F32);
       LtVulkanMatrix mxd = mat (vm->xd, 0, v->in, F32);
-      /* dx (+)= dy·W + dropout' (dxa·Aᵀ): the same mask and 1/(1−p) */
-      return base_gemm (vm, v, LT_NO_TRANS, N, 0, v->out, 1.0f, &mdy, acc ? 1.0f : 0.0f, &mdx,
-                        vm->prec, error)
-             && lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->in, v->r, 1.0f, &mdxa, &ma, 0.0f,
-                                &mxd, LT_COMPUTE_F32, error)
-             && lt_vulkan_dropout (s, dx, vm->xd, (gsize) N * v->in, v->drop_p, v->drop_seed,
-                                   TRUE, error);
+      if (v->drop_p > 0.0f)
+        /* dx += dropout' (dxa·Aᵀ): the same mask and 1/(1−p) */
+        return lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->in, v->r, 1.0f, &mdxa, &ma, 0.0f,
+                               &mxd, LT_COMPUTE_F32, error)
+               && lt_vulkan_dropout (s, dx, vm->xd, (gsize) N * v->in, v->drop_p, v->drop_seed,
+                                     TRUE, error);
+      if (!lt_vulkan_gemm (s, LT_NO_TRANS, LT_TRANS, N, v->in, v->r, 1.0f, &mdxa, &ma, 1.0f,
+                           &mdx, LT_COMPUTE_F32, error))
+        return FALSE;
     }
-  /* dx (+)= dy·W + dxa·Aᵀ (in the base's kernel where it can be) */
-  LtVulkanLowRank lr = { mat (vm->dxa, 0, v->r, F32),
-                         mat (v->pa >= 0 ? param (vm, v->pa)->w : NULL, 0, v->r, F32), LT_TRANS,
-                         v->r, 1.0f };
-  return base_gemm_lr (vm, v, LT_NO_TRANS, N, 0, v->out, 1.0f, &mdy, acc ? 1.0f : 0.0f, &mdx,
-                       vm->prec, v->pa >= 0 ? &lr : NULL, error);
+  return TRUE;
 }
 
 /* ---- one block ---- */

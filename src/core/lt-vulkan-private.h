@@ -115,10 +115,6 @@ typedef enum
   LT_VK_COOPMAT_PEAK_L2,
   LT_VK_COOPMAT_PEAK_L3,
   LT_VK_COOPMAT_PEAK_L4,
-  LT_VK_GEMM_COOPMAT_BROW_LR, /* the large n16 tile, B as stored, + a rank-r product */
-  LT_VK_GEMM_COOPMAT_BROW_LR_EMU,
-  LT_VK_GEMM_COOPMAT_BCOL_LR,
-  LT_VK_GEMM_COOPMAT_BCOL_LR_EMU,
   LT_VK_GEMM_COOPMAT_XP1, /* measurement-only ablations of the large n16 tile (XP 1, 2, 3, 5) */
   LT_VK_GEMM_COOPMAT_XP2,
   LT_VK_GEMM_COOPMAT_XP3,

@@ -188,26 +188,6 @@ gboolean lt_vulkan_gemm (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N
                          float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B, float beta,
                          const LtVulkanMatrix *C, LtComputeDType precision, GError **error);
 
-/* A rank-r product to add to a GEMM's result: C += scale · U · op(V), U (M, r) and V f32,
- * op(V) (r, N): V stored (r, N) with @tv LT_NO_TRANS, (N, r) with LT_TRANS. A LoRA adapter's
- * up-projection beside its base weight's product. */
-typedef struct
-{
-  LtVulkanMatrix U, V;
-  LtTrans tv;
-  int r;
-  float scale;
-} LtVulkanLowRank;
-
-/* lt_vulkan_gemm, then C += @lr's product (f32; @lr NULL: none). Where the product goes to
- * the tensor cores' large tile with B as stored, the rank-r product is added in that kernel's
- * epilogue (gemm-coopmat.comp -DLOWRANK), saving the pass that would read and write C again;
- * elsewhere it is a second lt_vulkan_gemm. */
-gboolean lt_vulkan_gemm_lowrank (LtVulkanStream *s, LtTrans ta, LtTrans tb, int M, int N, int K,
-                                 float alpha, const LtVulkanMatrix *A, const LtVulkanMatrix *B,
-                                 float beta, const LtVulkanMatrix *C, LtComputeDType precision,
-                                 const LtVulkanLowRank *lr, GError **error);
-
 /* The portable GEMM's workgroup tile (gemm.comp; the cooperative-matrix kernel has its own).
  * Each thread computes (tile / 16)² results; larger tiles read less shared memory per
  * product but leave fewer workgroups on small shapes. AUTO: 64×64, the fastest measured on an

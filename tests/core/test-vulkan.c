@@ -604,12 +604,10 @@ test_gemm_thin (void)
  * tile, with magnitudes f16 could not hold unscaled (A ~1e-6: subnormal in f16; B ~1e6: past
  * its 65504), edges in every dimension, alpha and beta. @direct: B as a frozen weight
  * (lt_vulkan_coopmat_direct: its exponent known, read as stored, alone or with A), at element
- * offset 16 with rows padded by 8. @rank > 0: through lt_vulkan_gemm_lowrank, with a rank-@rank
- * product U·op(V) (f32, of A's and B's magnitudes) added: in the large tile's epilogue with B
- * alone as stored, else by a product of its own. */
+ * offset 16 with rows padded by 8. */
 static void
-big_bf16_product_lr (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, double b_mag,
-                     guint32 seed, LtVulkanCoopmatDirect direct, int rank)
+big_bf16_product (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, double b_mag,
+                  guint32 seed, LtVulkanCoopmatDirect direct)
 {
   g_autoptr (GError) error = NULL;
   int lda = ta == LT_NO_TRANS ? K : M, ldb = (tb == LT_NO_TRANS ? N : K) + (direct ? 8 : 0);
@@ -632,23 +630,6 @@ big_bf16_product_lr (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, 
     Br[i] = lt_compute_round_bf16 (B[i]);
   memcpy (ref, C, sizeof (float) * nc);
   lt_compute_sgemm_bf16_ref (ta, tb, M, N, K, alpha, A, lda, Br, ldb, beta, ref, N);
-  /* U (M, r) row stride r + 3 at offset 5; V (r, N) for y = x·Wᵀ, (N, r) for dx = dy·W (as a
-   * LoRA adapter's B and A), row stride + 2 */
-  const int r = MAX (rank, 1), ldu = r + 3, ldv = (tb == LT_TRANS ? N : r) + 2;
-  const LtTrans tv = tb == LT_TRANS ? LT_NO_TRANS : LT_TRANS;
-  const gsize nu = 5 + (gsize) M * ldu, nv = (gsize) (tv == LT_NO_TRANS ? r : N) * ldv;
-  const float lr_scale = -0.625f;
-  g_autofree float *U = g_new (float, nu), *V = g_new (float, nv);
-  fill (U, nu, seed + 3, -a_mag, a_mag);
-  fill (V, nv, seed + 4, -b_mag, b_mag);
-  for (int i = 0; rank > 0 && i < M; i++)
-    for (int j = 0; j < N; j++)
-      {
-        double t = 0.0;
-        for (int q = 0; q < r; q++)
-          t += (double) U[5 + i * ldu + q] * (tv == LT_NO_TRANS ? V[q * ldv + j] : V[j * ldv + q]);
-        ref[i * N + j] += (float) (lr_scale * t);
-      }
 
   g_autoptr (LtVulkanBuffer) ba = upload (A, sizeof (float) * na);
   g_autoptr (LtVulkanBuffer) bb = upload (B16, sizeof (guint16) * (nb + boff));
@@ -666,30 +647,18 @@ big_bf16_product_lr (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, 
       mb.has_exp = lt_vulkan_bf16_scale_exp (B16, nb + boff, &mb.exp);
       g_assert_cmpint (lt_vulkan_coopmat_direct (ta, tb, M, N, K, &ma, &mb), ==, direct);
     }
-  g_autoptr (LtVulkanBuffer) bu = upload (U, sizeof (float) * nu);
-  g_autoptr (LtVulkanBuffer) bv = upload (V, sizeof (float) * nv);
-  LtVulkanLowRank lr = { { bu, 5, ldu, LT_KDTYPE_F32 }, { bv, 0, ldv, LT_KDTYPE_F32 }, tv, r,
-                         lr_scale };
-  g_assert_true (lt_vulkan_gemm_lowrank (s, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc,
-                                         LT_COMPUTE_BF16, rank > 0 ? &lr : NULL, &error));
+  g_assert_true (lt_vulkan_gemm (s, ta, tb, M, N, K, alpha, &ma, &mb, beta, &mc, LT_COMPUTE_BF16,
+                                 &error));
   g_assert_no_error (error);
   run (s);
   download (bc, C, sizeof (float) * nc);
   lt_vulkan_coopmat_set_direct (LT_VULKAN_COOPMAT_DIRECT_OFF);
-  what = g_strdup_printf ("coopmat %s%s |A| %g |B| %g%s%s", ta == LT_TRANS ? "T" : "N",
+  what = g_strdup_printf ("coopmat %s%s |A| %g |B| %g%s", ta == LT_TRANS ? "T" : "N",
                           tb == LT_TRANS ? "T" : "N", a_mag, b_mag,
                           direct == LT_VULKAN_COOPMAT_DIRECT_AB ? " A, B as stored"
                           : direct                              ? " B as stored"
-                                                                : "",
-                          rank > 0 ? " + rank-r" : "");
+                                                                : "");
   check_gemm (C, N, ref, N, ta, tb, M, N, K, alpha, Ar, lda, Br, ldb, what);
-}
-
-static void
-big_bf16_product (LtTrans ta, LtTrans tb, int M, int N, int K, double a_mag, double b_mag,
-                  guint32 seed, LtVulkanCoopmatDirect direct)
-{
-  big_bf16_product_lr (ta, tb, M, N, K, a_mag, b_mag, seed, direct, 0);
 }
 
 static void
@@ -750,15 +719,6 @@ test_gemm_coopmat (void)
       big_bf16_product (LT_NO_TRANS, LT_TRANS, 200, 130, 80, 1e5, 1e-6, 67, d);
       big_bf16_product (LT_NO_TRANS, LT_NO_TRANS, 130, 200, 76, 1.0, 1.0, 68, d);
     }
-  /* + a rank-r product (lt_vulkan_gemm_lowrank; a LoRA adapter's): in the large tile's epilogue
-   * with B alone as stored (r 8, and 13 with N 1504 not of the 256-wide tile), else its own
-   * product (packed operands; the small tile) */
-  g_assert_cmpstr (lt_vulkan_get_coopmat (vk, NULL)->lowrank_why, ==, "");
-  g_assert_false (lt_vulkan_get_coopmat (vk, NULL)->lowrank_failed);
-  big_bf16_product_lr (LT_NO_TRANS, LT_TRANS, 1500, 1450, 24, 1.0, 1.0, 69, LT_VULKAN_COOPMAT_DIRECT_B, 8);
-  big_bf16_product_lr (LT_NO_TRANS, LT_NO_TRANS, 1450, 1504, 20, 1e-6, 1e6, 70, LT_VULKAN_COOPMAT_DIRECT_B, 13);
-  big_bf16_product_lr (LT_NO_TRANS, LT_TRANS, 1500, 1450, 24, 1.0, 1.0, 71, LT_VULKAN_COOPMAT_DIRECT_OFF, 8);
-  big_bf16_product_lr (LT_NO_TRANS, LT_NO_TRANS, 130, 200, 76, 1.0, 1.0, 72, LT_VULKAN_COOPMAT_DIRECT_B, 8);
   {
     enum { OFF = LT_VULKAN_COOPMAT_DIRECT_OFF, DB = LT_VULKAN_COOPMAT_DIRECT_B,
            DAB = LT_VULKAN_COOPMAT_DIRECT_AB };

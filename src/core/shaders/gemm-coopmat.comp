@@ -27,9 +27,6 @@
 // -DA_DIRECT (with B_DIRECT) reads A (f32, rows K-contiguous: the activations) as stored too
 // (binding 3): rounded to bf16 and scaled by its row's exponent from the max words of
 // coopmat-prep.comp's max pass (the pack pass does not run), as that pass would have packed it.
-// -DLOWRANK (with B_DIRECT) adds a rank-r product in the epilogue, C += lr_scale · U · op(V)
-// in f32 (bindings 4 and 5; 3 is bound, unused): a LoRA adapter's up-projection, which would
-// otherwise read and write C again in a pass of its own.
 //
 // -DEMULATE_COOPMAT builds the same kernel without the extension, for checking it on a device
 // that lacks it (lavapipe): a fragment load records where it would read (offset, stride,
@@ -89,10 +86,6 @@ layout (std430, set = 0, binding = 3) readonly buffer ABuf { vec4 a4[]; };
 #endif
 #define SROWB (BN / 8 + 1) // B_DIRECT 2: 16-byte units a staged row of k: BN halves + 8
 #endif
-#ifdef LOWRANK
-layout (std430, set = 0, binding = 4) readonly buffer UBuf { float u_[]; };
-layout (std430, set = 0, binding = 5) readonly buffer VBuf { float v_[]; };
-#endif
 
 layout (push_constant) uniform Params
 {
@@ -106,10 +99,6 @@ layout (push_constant) uniform Params
   uint b_off8, b_ld8, b_units, K;
   int b_exp;
   uint ad_off4, ad_ld4; // A_DIRECT: A's offset and row stride in vec4s (its max words at 0)
-  // LOWRANK: C += lr_scale · U · op(V), U (M, r) f32 at u_off with row stride ldu, op(V)'s
-  // element (t, j) at v_off + j·vj + t·vt
-  uint u_off, ldu, v_off, vj, vt, lr_r;
-  float lr_scale;
 } p;
 
 #if !defined(EMULATE_COOPMAT) || defined(EMULATE_PACKED)
@@ -396,12 +385,6 @@ epilogue (ACC_T acc, uint i, uint j, uint scratch, uint lane, uint r0, uint c0)
           float v = p.alpha * ((SCRATCH_AT (w) * fa) * fb);
           if (p.beta != 0.0)
             v += p.beta * c[ci];
-#ifdef LOWRANK
-          float t = 0.0;
-          for (uint q = 0u; q < p.lr_r; q++)
-            t += u_[p.u_off + gi * p.ldu + q] * v_[p.v_off + gj * p.vj + q * p.vt];
-          v += p.lr_scale * t;
-#endif
           c[ci] = v;
         }
     }
