@@ -809,7 +809,7 @@ check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans 
     return TRUE;
   snprintf (why, why_size,
             "its self-check failed: %s tile, %s%s%s, relative error %.3g at (%d, %d)",
-            big ? "128x128" : "64x64", ta == LT_TRANS ? "T" : "N", tb == LT_TRANS ? "T" : "N",
+            big ? "large" : "small", ta == LT_TRANS ? "T" : "N", tb == LT_TRANS ? "T" : "N",
             direct == LT_VULKAN_COOPMAT_DIRECT_AB ? " (A and B as stored)"
             : direct                              ? " (B as stored)"
                                                   : "",
@@ -817,7 +817,7 @@ check_one (LtVulkan *vk, LtVulkanCoopmat *cm, gboolean big, LtTrans ta, LtTrans 
   return FALSE;
 
 failed:
-  snprintf (why, why_size, "its self-check failed (%s tile): %s", big ? "128x128" : "64x64",
+  snprintf (why, why_size, "its self-check failed (%s tile): %s", big ? "large" : "small",
             error != NULL ? error->message : "unknown error");
   return FALSE;
 }
