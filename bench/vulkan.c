@@ -528,9 +528,10 @@ run_mma (int argc, char **argv)
 
 /* `bench-vulkan --coopmat-xp [device] [reps] [variants]`: the tensor-core GEMM's kernel time
  * per measurement variant (LATHE_VULKAN_COOPMAT_XP, shaders/meson.build; "0 4" by default:
- * today's large tile and the 128 × 128 one it replaced) at the 1B products — packed operands (NT), and B a bf16 weight as stored, rows (y = x·Wᵀ)
- * and columns (dx = dy·W) — each after a warm-up of 2·reps calls (the GPU's clock ramps up
- * from idle), the kernel's own time from the profile (LATHE_VULKAN_PROFILE=1 is set here). */
+ * today's large tile and the 128 × 128 one it replaced) at the 1B products — packed operands
+ * (NT), and B a bf16 weight as stored, rows (y = x·Wᵀ) and columns (dx = dy·W) — each after
+ * a warm-up of 2·reps calls (the GPU's clock ramps up from idle), the kernel's own time from
+ * the profile (LATHE_VULKAN_PROFILE=1 is set here). */
 static int
 run_coopmat_xp (int argc, char **argv)
 {

@@ -591,7 +591,7 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
    * kernels run without them */
   const gboolean ad = direct == LT_VULKAN_COOPMAT_DIRECT_AB;
   int xp = big && cm->n == 16 && !cm->checking && !cm->emulated ? get_xp () : 0;
-  if ((direct && (xp != 4 || ad)) || xp > 5)
+  if (direct && (xp != 4 || ad))
     xp = 0;
   const guint tile = big ? BIG_TILE : SMALL_TILE;
   /* the large n16 tile is 128 × 256 (gemm-coopmat.comp -DTN=64), but with A as stored */
@@ -636,10 +636,18 @@ record (LtVulkanStream *s, LtVulkanCoopmat *cm, gboolean big, LtVulkanCoopmatDir
                   : (tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_128_N16
                                     : LT_VK_GEMM_COOPMAT_BCOL_128_N16))
               - LT_VK_GEMM_COOPMAT_128_N16;
-  if (xp > 0)
-    kernel = xp == 4 ? (!direct ? LT_VK_GEMM_COOPMAT_XP4
-                        : tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_XP4 : LT_VK_GEMM_COOPMAT_BCOL_XP4)
-                     : LT_VK_GEMM_COOPMAT_XP1 + (xp == 5 ? 3 : xp - 1);
+  if (xp == 4)
+    kernel = !direct           ? LT_VK_GEMM_COOPMAT_XP4
+             : tb == LT_TRANS ? LT_VK_GEMM_COOPMAT_BROW_XP4
+                              : LT_VK_GEMM_COOPMAT_BCOL_XP4;
+  else if (xp > 0)
+    {
+      static const LtVulkanKernel ablations[] = { [1] = LT_VK_GEMM_COOPMAT_XP1,
+                                                  [2] = LT_VK_GEMM_COOPMAT_XP2,
+                                                  [3] = LT_VK_GEMM_COOPMAT_XP3,
+                                                  [5] = LT_VK_GEMM_COOPMAT_XP5 };
+      kernel = ablations[xp];
+    }
   pc = (typeof (pc)) {
     .M = (guint32) M, .N = (guint32) N, .kp = kp, .ldc = (guint32) C->ld,
     .c_off = (guint32) C->offset, .a_off4 = (guint32) (pack_a / 4),

@@ -54,9 +54,7 @@
 // WARPS_M, WARPS_N, TM, TN, CN come from glslc (-D): the variants of meson.build.
 #define CM 16
 #define CK 16
-#ifndef BK
 #define BK 32
-#endif
 #define SROW (BK / 8 + 1) // 16-byte units a staged row: BK halves + 8 of padding
 #define KQ (BK / 8)       // 16-byte units of a slice's row
 #define BM (WARPS_M * TM)
