@@ -138,5 +138,13 @@ const LtVulkanKernelInfo lt_vulkan_kernels[LT_VK_N_KERNELS] = {
   [LT_VK_ATT_DKDV_CM_EMU_D64_N8] = { "attention-backward-dkdv-cm-emu-d64-n8", 8 },
   [LT_VK_ATT_DKDV_CM_EMU_D128_N16] = { "attention-backward-dkdv-cm-emu-d128-n16", 8 },
   [LT_VK_ATT_DKDV_CM_EMU_D128_N8] = { "attention-backward-dkdv-cm-emu-d128-n8", 8 },
+  [LT_VK_ATT_DQ_RG_D64] = { "attention-backward-dq-rg-d64", 8 },
+  [LT_VK_ATT_DQ_RG_D128] = { "attention-backward-dq-rg-d128", 8 },
+  [LT_VK_ATT_DQ_RG_EMU_D64] = { "attention-backward-dq-rg-emu-d64", 8 },
+  [LT_VK_ATT_DQ_RG_EMU_D128] = { "attention-backward-dq-rg-emu-d128", 8 },
+  [LT_VK_ATT_DKDV_RG_D64] = { "attention-backward-dkdv-rg-d64", 8 },
+  [LT_VK_ATT_DKDV_RG_D128] = { "attention-backward-dkdv-rg-d128", 8 },
+  [LT_VK_ATT_DKDV_RG_EMU_D64] = { "attention-backward-dkdv-rg-emu-d64", 8 },
+  [LT_VK_ATT_DKDV_RG_EMU_D128] = { "attention-backward-dkdv-rg-emu-d128", 8 },
   [LT_VK_GEMM_THIN] = { "gemm-thin", 3 },
 };

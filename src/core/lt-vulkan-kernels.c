@@ -923,6 +923,17 @@ att_split_enabled (void)
   return g_atomic_int_get (&enabled);
 }
 
+/* LATHE_VULKAN_ATT_RG=0 keeps the backward's scores going through shared memory on 16 × 16
+ * fragments too (attention-backward-*-cm.comp instead of -rg.comp: comparisons) */
+static gboolean
+att_rg_enabled (void)
+{
+  static gint enabled = -1;
+  if (g_atomic_int_get (&enabled) < 0)
+    g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_RG"), "0") != 0);
+  return g_atomic_int_get (&enabled);
+}
+
 gboolean
 lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq, LtVulkanBuffer *dk,
                                     LtVulkanBuffer *dv, LtVulkanBuffer *q, LtVulkanBuffer *k,
@@ -962,6 +973,14 @@ lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq, LtVul
   gboolean cm = attention_cm (s, D, &cm_off);
   LtVulkanKernel k_dq = cm ? LT_VK_ATT_DQ_CM_D64_N16 + cm_off : LT_VK_ATTENTION_BACKWARD_DQ;
   LtVulkanKernel k_dkdv = cm ? LT_VK_ATT_DKDV_CM_D64_N16 + cm_off : LT_VK_ATTENTION_BACKWARD_DKDV;
+  /* with 16 × 16 fragments, the register-level kernels (-rg: the same blocks); cm_off's bits
+   * are emulated (4), D 128 (2), 16 × 8 (1) */
+  if (cm && (cm_off & 1) == 0 && att_rg_enabled ())
+    {
+      guint rg_off = (cm_off & 4) / 2 + (cm_off & 2) / 2;
+      k_dq = LT_VK_ATT_DQ_RG_D64 + rg_off;
+      k_dkdv = LT_VK_ATT_DKDV_RG_D64 + rg_off;
+    }
   guint dq_rows = cm ? ATT_CM_DQ_ROWS : ATT_ROWS, dkdv_rows = cm ? ATT_CM_DKDV_ROWS : ATT_ROWS;
   lt_vulkan_stream_note (s, 6.0 * D * pairs, "n%d H%d/%d D%d%s", n, H, KVH, D, cm ? " cm" : "");
   if (!lt_vulkan_stream_dispatch (s, k_dq, first, 8, &pc, sizeof pc,

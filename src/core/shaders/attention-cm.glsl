@@ -33,6 +33,7 @@
 #extension GL_NV_cooperative_matrix : enable
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : enable
 #extension GL_KHR_shader_subgroup_basic : enable
+#extension GL_KHR_shader_subgroup_arithmetic : enable
 #endif
 #include "common.glsl"
 
@@ -68,7 +69,8 @@ shared uint tmax[4]; // the staged tiles' largest magnitudes (bits), one slot pe
 // loops kept rolled: lavapipe compiles a shader with barriers into coroutines, and LLVM's
 // coroutine split takes minutes over the unrolled emulated multiply-adds
 #define UNROLL [[dont_unroll]]
-struct FragE { uint off; uint stride; bool cm; };
+// f32: the fragment's elements are f32 words (ACC_TO_FA's copy), else halves
+struct FragE { uint off; uint stride; bool cm; bool f32; };
 struct AccE { float v[ACC_N]; };
 #define ACC_T AccE
 #define FA_T FragE
@@ -93,6 +95,11 @@ half_at (uint h)
 float
 frag_at (FragE m, uint r, uint q)
 {
+  if (m.f32)
+    {
+      const uint w = (m.off + r * m.stride) * 4u + q;
+      return uintBitsToFloat (sh[w / 4u][w % 4u]);
+    }
   return half_at (m.cm ? (m.off + q * m.stride) * 8u + r : (m.off + r * m.stride) * 8u + q);
 }
 AccE
@@ -108,8 +115,8 @@ mma (FragE x, FragE y, AccE z)
     }
   return z;
 }
-#define LOAD_FA(m, off_, stride_, cm_) m = FragE (off_, stride_, cm_)
-#define LOAD_FB(m, off_, stride_, cm_) m = FragE (off_, stride_, cm_)
+#define LOAD_FA(m, off_, stride_, cm_) m = FragE (off_, stride_, cm_, false)
+#define LOAD_FB(m, off_, stride_, cm_) m = FragE (off_, stride_, cm_, false)
 #define MMA(x, y, z) mma (x, y, z)
 #define ACC_MUL(m, f)                                                                           \
   for (uint e_ = 0u; e_ < ACC_N; e_++)                                                          \
@@ -280,3 +287,85 @@ stage2 (uint wa, uint wb, uint R, uint r0, uint limit, uint heads, uint head, ui
   return ivec2 (ea, stage (wb, R, r0, limit, heads, head, db, sb));
 #endif
 }
+
+#ifdef ACC_ELEMENTWISE
+// ---- The register-level kernels (attention-backward-*-rg.comp; 16 × 16 fragments only) ----
+// They work on an accumulator's elements where they are: ACC_GET / ACC_SET read and write the
+// invocation's element t (t < ACC_N), whose row and column acc_map finds once (the mapping is
+// the implementation's; the elements of two accumulators of one type correspond, which is
+// what makes m + m' element-wise, so the mapping of a loaded matrix is every one's). An
+// accumulator becomes an A operand by conversion (ACC_TO_FA: f32 → f16 in the registers on
+// the device; emulated, through @scr, 64 units of the subgroup's area: the f16-rounded values
+// as f32 words). A subgroup's largest value: warp_max_u (subgroupMax on the device).
+#if CN != 16
+#error "the register-level kernels take 16 × 16 fragments"
+#endif
+#ifndef EMULATE_COOPMAT
+#define ACC_GET(m, t) (m)[t]
+#define ACC_SET(m, t, x) (m)[t] = (x)
+#define ACC_LEN(m) uint ((m).length ())
+#define LOAD_ACC(m, off, stride) coopMatLoadNV (m, sh, off, stride, false)
+#define ACC_TO_FA(fa, m, scr) fa = FA_T (m)
+#define ACC_TO_FA_SYNC()
+#define warp_max_u(x) subgroupMax (x)
+#else
+#define ACC_GET(m, t) (m).v[t]
+#define ACC_SET(m, t, x) (m).v[t] = (x)
+#define ACC_LEN(m) ACC_N
+#define LOAD_ACC(m, off_, stride_)                                                              \
+  for (uint e_ = 0u; e_ < ACC_N; e_++)                                                          \
+    {                                                                                           \
+      const uint le_ = gl_LocalInvocationID.x % 32u + 32u * e_;                                  \
+      const uint w_ = ((off_) + (le_ / CN) * (stride_)) * 4u + le_ % CN;                         \
+      m.v[e_] = uintBitsToFloat (sh[w_ / 4u][w_ % 4u]);                                         \
+    }
+float
+f16_round (float x)
+{
+  return unpackHalf2x16 (packHalf2x16 (vec2 (x, 0.0))).x;
+}
+#define ACC_TO_FA(fa, m, scr)                                                                   \
+  {                                                                                             \
+    for (uint e_ = 0u; e_ < ACC_N; e_++)                                                        \
+      {                                                                                         \
+        const uint le_ = gl_LocalInvocationID.x % 32u + 32u * e_;                                \
+        const uint w_ = (scr) * 4u + le_;                                                       \
+        sh[w_ / 4u][w_ % 4u] = floatBitsToUint (f16_round (m.v[e_]));                           \
+      }                                                                                         \
+    fa = FragE (scr, 4u, false, true);                                                          \
+  }
+#define ACC_TO_FA_SYNC() barrier ()
+shared uint redu_[NT];
+uint
+warp_max_u (uint x)
+{
+  const uint w = WARP_ID * 32u;
+  redu_[w + LANE_ID] = x;
+  barrier ();
+  uint m = 0u;
+  for (uint t = 0u; t < 32u; t++)
+    m = max (m, redu_[w + t]);
+  barrier ();
+  return m;
+}
+#endif
+
+// rc[t] = row · 16 + column of the element t this invocation holds of a 16 × 16
+// accumulator, read by loading one whose elements are their own positions (through the
+// subgroup's area @wb, 64 units); FALSE where the type holds other than ACC_N elements an
+// invocation (the kernel then poisons its output: the self-check refuses it).
+bool
+acc_map (uint wb, out uint rc[ACC_N])
+{
+  for (uint e = LANE_ID; e < 256u; e += 32u)
+    sh[wb + e / 4u][e % 4u] = floatBitsToUint (float (e));
+  WARP_SYNC_SHARED ();
+  ACC_T m;
+  LOAD_ACC (m, wb, 4u);
+  const bool ok = ACC_LEN (m) == ACC_N;
+  UNROLL for (uint t = 0u; t < ACC_N; t++)
+    rc[t] = ok ? uint (ACC_GET (m, t)) : 0u;
+  WARP_SYNC_SHARED ();
+  return ok;
+}
+#endif
