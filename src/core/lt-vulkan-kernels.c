@@ -770,6 +770,17 @@ lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n, LtVulkanB
 #define ATT_CM_DQ_ROWS 32
 #define ATT_CM_DKDV_ROWS 32
 
+/* LATHE_VULKAN_ATT_RG=0 keeps the scores going through shared memory on 16 × 16 fragments
+ * too (attention-*-cm.comp instead of -rg.comp: comparisons) */
+static gboolean
+att_rg_enabled (void)
+{
+  static gint enabled = -1;
+  if (g_atomic_int_get (&enabled) < 0)
+    g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_RG"), "0") != 0);
+  return g_atomic_int_get (&enabled);
+}
+
 /* TRUE when this attention of head dim @D runs on the tensor cores; *@kernel_off is then the
  * offset of its variant from each pass's first (LT_VK_ATT_*_CM_D64_N16): emulated, D, CN. */
 static gboolean
@@ -853,9 +864,13 @@ attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse, 
   guint cm_off;
   if (tensor_cores && !few && kv_dtype == LT_KDTYPE_F32 && attention_cm (s, D, &cm_off))
     {
+      /* with 16 × 16 fragments the register-level kernel (-rg: the same blocks) */
+      LtVulkanKernel kf = (cm_off & 1) == 0 && att_rg_enabled ()
+                            ? LT_VK_ATT_FORWARD_RG_D64 + (cm_off & 4) / 2 + (cm_off & 2) / 2
+                            : LT_VK_ATT_FORWARD_CM_D64_N16 + cm_off;
       lt_vulkan_stream_note (s, 4.0 * D * H * n * ((double) S - n + (n + 1) / 2.0),
                              "n%d S%d H%d/%d D%d cm", n, S, H, KVH, D);
-      return lt_vulkan_stream_dispatch (s, LT_VK_ATT_FORWARD_CM_D64_N16 + cm_off, bufs, 5, &pc,
+      return lt_vulkan_stream_dispatch (s, kf, bufs, 5, &pc,
                                         sizeof pc, ((guint) n + ATT_CM_FWD_ROWS (D) - 1)
                                                      / ATT_CM_FWD_ROWS (D),
                                         (guint) H, 1, error);
@@ -920,17 +935,6 @@ att_split_enabled (void)
   static gint enabled = -1;
   if (g_atomic_int_get (&enabled) < 0)
     g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_SPLIT"), "0") != 0);
-  return g_atomic_int_get (&enabled);
-}
-
-/* LATHE_VULKAN_ATT_RG=0 keeps the backward's scores going through shared memory on 16 × 16
- * fragments too (attention-backward-*-cm.comp instead of -rg.comp: comparisons) */
-static gboolean
-att_rg_enabled (void)
-{
-  static gint enabled = -1;
-  if (g_atomic_int_get (&enabled) < 0)
-    g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_RG"), "0") != 0);
   return g_atomic_int_get (&enabled);
 }
 
