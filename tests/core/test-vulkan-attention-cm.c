@@ -2,10 +2,11 @@
 /* The causal attention kernels on cooperative matrices (shaders/attention-*-cm.comp, taken by
  * lt_vulkan_attention_forward / _backward and their _seq / _split forms where
  * lt_vulkan_coopmat_attention_wanted says so) against the CPU references on random inputs:
- * forward out and lse, backward dq, dk, dv. meson runs it with LATHE_VULKAN_COOPMAT=emulate and
- * emulate8 (the kernels built with -DEMULATE_COOPMAT, 16 × 16 and 16 × 8 fragments, on
- * lavapipe); on a device with cooperative matrices and no such variable it runs the real
- * kernels (mode AUTO); elsewhere it skips.
+ * forward out and lse, backward dq, dk, dv. meson runs it with LATHE_VULKAN_COOPMAT=emulate
+ * (16 × 16 fragments: the register-level attention-*-rg.comp), emulate with
+ * LATHE_VULKAN_ATT_RG=0 (16 × 16, the -cm kernels) and emulate8 (16 × 8, -cm), the kernels
+ * built with -DEMULATE_COOPMAT, on lavapipe; on a device with cooperative matrices and no
+ * such variable it runs the real kernels (mode AUTO); elsewhere it skips.
  *
  * References: lt_attention_forward_ref / lt_attention_backward_ref on q, k, v, dout rounded to
  * bf16 (what the kernels read), lse in double. The kernels also round P and dS to bf16
