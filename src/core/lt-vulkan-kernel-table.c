@@ -150,5 +150,7 @@ const LtVulkanKernelInfo lt_vulkan_kernels[LT_VK_N_KERNELS] = {
   [LT_VK_ATT_DKDV_RG_D128] = { "attention-backward-dkdv-rg-d128", 8 },
   [LT_VK_ATT_DKDV_RG_EMU_D64] = { "attention-backward-dkdv-rg-emu-d64", 8 },
   [LT_VK_ATT_DKDV_RG_EMU_D128] = { "attention-backward-dkdv-rg-emu-d128", 8 },
+  [LT_VK_ATT_DQ_RG4_D64] = { "attention-backward-dq-rg4-d64", 8 },
+  [LT_VK_ATT_DKDV_RG4_D64] = { "attention-backward-dkdv-rg4-d64", 8 },
   [LT_VK_GEMM_THIN] = { "gemm-thin", 3 },
 };

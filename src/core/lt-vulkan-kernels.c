@@ -781,6 +781,18 @@ att_rg_enabled (void)
   return g_atomic_int_get (&enabled);
 }
 
+/* LATHE_VULKAN_ATT_RG=4 (measurement): the backward's real D 64 kernels with four subgroups a
+ * workgroup (-rg4: 64 query rows / 64 keys; up to 36 KiB of shared memory) */
+#define ATT_RG4_SHARED_BYTES 37000
+static gboolean
+att_rg4_wanted (void)
+{
+  static gint wanted = -1;
+  if (g_atomic_int_get (&wanted) < 0)
+    g_atomic_int_set (&wanted, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_RG"), "4") == 0);
+  return g_atomic_int_get (&wanted);
+}
+
 /* TRUE when this attention of head dim @D runs on the tensor cores; *@kernel_off is then the
  * offset of its variant from each pass's first (LT_VK_ATT_*_CM_D64_N16): emulated, D, CN. */
 static gboolean
@@ -977,6 +989,7 @@ lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq, LtVul
   gboolean cm = attention_cm (s, D, &cm_off);
   LtVulkanKernel k_dq = cm ? LT_VK_ATT_DQ_CM_D64_N16 + cm_off : LT_VK_ATTENTION_BACKWARD_DQ;
   LtVulkanKernel k_dkdv = cm ? LT_VK_ATT_DKDV_CM_D64_N16 + cm_off : LT_VK_ATTENTION_BACKWARD_DKDV;
+  guint dq_rows = cm ? ATT_CM_DQ_ROWS : ATT_ROWS, dkdv_rows = cm ? ATT_CM_DKDV_ROWS : ATT_ROWS;
   /* with 16 × 16 fragments, the register-level kernels (-rg: the same blocks); cm_off's bits
    * are emulated (4), D 128 (2), 16 × 8 (1) */
   if (cm && (cm_off & 1) == 0 && att_rg_enabled ())
@@ -984,8 +997,14 @@ lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq, LtVul
       guint rg_off = (cm_off & 4) / 2 + (cm_off & 2) / 2;
       k_dq = LT_VK_ATT_DQ_RG_D64 + rg_off;
       k_dkdv = LT_VK_ATT_DKDV_RG_D64 + rg_off;
+      if (rg_off == 0 && att_rg4_wanted ()
+          && lt_vulkan_stream_max_shared_bytes (s) >= ATT_RG4_SHARED_BYTES)
+        {
+          k_dq = LT_VK_ATT_DQ_RG4_D64;
+          k_dkdv = LT_VK_ATT_DKDV_RG4_D64;
+          dq_rows = dkdv_rows = 64;
+        }
     }
-  guint dq_rows = cm ? ATT_CM_DQ_ROWS : ATT_ROWS, dkdv_rows = cm ? ATT_CM_DKDV_ROWS : ATT_ROWS;
   lt_vulkan_stream_note (s, 6.0 * D * pairs, "n%d H%d/%d D%d%s", n, H, KVH, D, cm ? " cm" : "");
   if (!lt_vulkan_stream_dispatch (s, k_dq, first, 8, &pc, sizeof pc,
                                   ((guint) n + dq_rows - 1) / dq_rows, (guint) H, 1, error))

@@ -160,6 +160,8 @@ typedef enum
   LT_VK_ATT_DKDV_RG_D128,
   LT_VK_ATT_DKDV_RG_EMU_D64,
   LT_VK_ATT_DKDV_RG_EMU_D128,
+  LT_VK_ATT_DQ_RG4_D64,
+  LT_VK_ATT_DKDV_RG4_D64,
   LT_VK_GEMM_THIN, /* products with one side at most 16 wide (gemm-thin.comp) */
   LT_VK_N_KERNELS
 } LtVulkanKernel;
