@@ -503,6 +503,25 @@ att_check_run (LtVulkan *vk, int D, char *why, gsize why_size)
   return TRUE;
 }
 
+/* LATHE_VULKAN_ATT_RG=0 keeps the scores going through shared memory on 16 × 16 fragments
+ * too (attention-*-cm.comp instead of -rg.comp: comparisons) */
+static gboolean
+att_rg_env (void)
+{
+  static gint enabled = -1;
+  if (g_atomic_int_get (&enabled) < 0)
+    g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_RG"), "0") != 0);
+  return g_atomic_int_get (&enabled);
+}
+
+gboolean
+lt_vulkan_coopmat_attention_rg (LtVulkanStream *s, int D)
+{
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
+
+  return cm->n == 16 && att_rg_env () && !cm->att_rg_failed[D == 128 ? 1 : 0];
+}
+
 gboolean
 lt_vulkan_coopmat_attention_check (LtVulkan *vk, int D, const char **why)
 {
@@ -523,7 +542,15 @@ lt_vulkan_coopmat_attention_check (LtVulkan *vk, int D, const char **why)
       cm->att_state[d] = 1; /* while it runs, the entry points take the kernels */
       if (att_check_run (vk, D, msg, sizeof msg))
         cm->att_state[d] = 2;
-      else
+      else if (!cm->att_rg_failed[d] && cm->n == 16 && att_rg_env ())
+        {
+          /* the register-level kernels failed: the -cm ones, checked the same way */
+          cm->att_rg_failed[d] = TRUE;
+          g_strlcpy (cm->att_rg_why, msg, sizeof cm->att_rg_why);
+          if (att_check_run (vk, D, msg, sizeof msg))
+            cm->att_state[d] = 2;
+        }
+      if (cm->att_state[d] != 2)
         {
           g_strlcpy (cm->att_why, msg, sizeof cm->att_why);
           cm->att_state[d] = 3;
@@ -951,6 +978,25 @@ gboolean
 lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D)
 {
   return FALSE;
+}
+
+/* LATHE_VULKAN_ATT_RG=0 keeps the scores going through shared memory on 16 × 16 fragments
+ * too (attention-*-cm.comp instead of -rg.comp: comparisons) */
+static gboolean
+att_rg_env (void)
+{
+  static gint enabled = -1;
+  if (g_atomic_int_get (&enabled) < 0)
+    g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_RG"), "0") != 0);
+  return g_atomic_int_get (&enabled);
+}
+
+gboolean
+lt_vulkan_coopmat_attention_rg (LtVulkanStream *s, int D)
+{
+  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
+
+  return cm->n == 16 && att_rg_env () && !cm->att_rg_failed[D == 128 ? 1 : 0];
 }
 
 gboolean

@@ -104,6 +104,10 @@ typedef struct
    * and 128: 0 not run, 1 running, 2 passed, 3 failed (att_why says how) */
   guint8 att_state[2];
   char att_why[200];
+  /* the register-level kernels (attention-*-rg.comp) failed that self-check at head dim 64 /
+   * 128 and the -cm ones passed it: the -cm ones run there (att_rg_why says how rg failed) */
+  gboolean att_rg_failed[2];
+  char att_rg_why[200];
   /* the self-check's products with the operands read as stored (lt_vulkan_coopmat_direct)
    * failed: such products take the packed path on this device, direct_why says why */
   gboolean direct_failed;
@@ -156,6 +160,10 @@ gboolean lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D);
  * mode): TRUE when it passed; FALSE and *@why (may be NULL) when it failed or cannot run (no
  * cooperative matrices, D not 64 or 128). */
 gboolean lt_vulkan_coopmat_attention_check (LtVulkan *vk, int D, const char **why);
+/* TRUE when attention of head dim @D on @s's device takes the register-level kernels
+ * (attention-*-rg.comp: 16 × 16 fragments, LATHE_VULKAN_ATT_RG not "0", not refused by the
+ * self-check); meaningful where lt_vulkan_coopmat_attention_wanted is TRUE. */
+gboolean lt_vulkan_coopmat_attention_rg (LtVulkanStream *s, int D);
 /* Records the product on the tensor cores: lt_vulkan_gemm's arguments, already checked by it
  * (it calls this when lt_vulkan_coopmat_wanted says so). LT_ERROR_UNSUPPORTED where the
  * device has no cooperative matrices. */

@@ -770,17 +770,6 @@ lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n, LtVulkanB
 #define ATT_CM_DQ_ROWS 32
 #define ATT_CM_DKDV_ROWS 32
 
-/* LATHE_VULKAN_ATT_RG=0 keeps the scores going through shared memory on 16 × 16 fragments
- * too (attention-*-cm.comp instead of -rg.comp: comparisons) */
-static gboolean
-att_rg_enabled (void)
-{
-  static gint enabled = -1;
-  if (g_atomic_int_get (&enabled) < 0)
-    g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_RG"), "0") != 0);
-  return g_atomic_int_get (&enabled);
-}
-
 /* LATHE_VULKAN_ATT_RG=4 (measurement): the backward's real D 64 kernels with four subgroups a
  * workgroup (-rg4: 64 query rows / 64 keys; up to 36 KiB of shared memory) */
 #define ATT_RG4_SHARED_BYTES 37000
@@ -877,7 +866,7 @@ attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse, 
   if (tensor_cores && !few && kv_dtype == LT_KDTYPE_F32 && attention_cm (s, D, &cm_off))
     {
       /* with 16 × 16 fragments the register-level kernel (-rg: the same blocks) */
-      LtVulkanKernel kf = (cm_off & 1) == 0 && att_rg_enabled ()
+      LtVulkanKernel kf = lt_vulkan_coopmat_attention_rg (s, D)
                             ? LT_VK_ATT_FORWARD_RG_D64 + (cm_off & 4) / 2 + (cm_off & 2) / 2
                             : LT_VK_ATT_FORWARD_CM_D64_N16 + cm_off;
       lt_vulkan_stream_note (s, 4.0 * D * H * n * ((double) S - n + (n + 1) / 2.0),
@@ -992,7 +981,7 @@ lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq, LtVul
   guint dq_rows = cm ? ATT_CM_DQ_ROWS : ATT_ROWS, dkdv_rows = cm ? ATT_CM_DKDV_ROWS : ATT_ROWS;
   /* with 16 × 16 fragments, the register-level kernels (-rg: the same blocks); cm_off's bits
    * are emulated (4), D 128 (2), 16 × 8 (1) */
-  if (cm && (cm_off & 1) == 0 && att_rg_enabled ())
+  if (cm && lt_vulkan_coopmat_attention_rg (s, D))
     {
       guint rg_off = (cm_off & 4) / 2 + (cm_off & 2) / 2;
       k_dq = LT_VK_ATT_DQ_RG_D64 + rg_off;
