@@ -11,9 +11,11 @@
  *
  * While training: without --json a progress line on stderr (redrawn in place on a terminal,
  * one line per report otherwise); with --json one JSON object per report and evaluation on
- * stdout, the lines of metrics.jsonl. The trainer runs on a worker thread; SIGINT (Ctrl-C) or
- * SIGTERM cancels it, it stops after the current step with the adapter and state saved, and the
- * exit status is 130. */
+ * stdout, the lines of metrics.jsonl. With LATHE_VULKAN_PROFILE=1 a GPU run's profile (where
+ * the step time goes: the trainer's log lines that begin with LT_TRAIN_LOG_PROFILE) comes at
+ * the end, on stderr, or with --json as "log" events on stdout. The trainer runs on a worker
+ * thread; SIGINT (Ctrl-C) or SIGTERM cancels it, it stops after the current step with the
+ * adapter and state saved, and the exit status is 130. */
 #include "config.h"
 
 #include <math.h>
@@ -290,11 +292,14 @@ static gboolean
 on_progress (const LtTrainProgress *p, gpointer user_data)
 {
   TrainJob *job = user_data;
+  /* LATHE_VULKAN_PROFILE=1: the GPU profile's table and summary (other log lines: log.txt) */
+  gboolean profile = p->event == LT_TRAIN_EVENT_LOG && p->message != NULL
+                     && g_str_has_prefix (p->message, LT_TRAIN_LOG_PROFILE);
 
   if (job->json)
     {
       if (p->event == LT_TRAIN_EVENT_REPORT || p->event == LT_TRAIN_EVENT_EVAL
-          || p->event == LT_TRAIN_EVENT_SAMPLE)
+          || p->event == LT_TRAIN_EVENT_SAMPLE || profile)
         {
           g_autofree char *line = lt_train_progress_to_json (p);
           printf ("%s\n", line);
@@ -356,6 +361,12 @@ on_progress (const LtTrainProgress *p, gpointer user_data)
       fprintf (stderr, "%ssample @ step %" G_GINT64_FORMAT ": %s → %s\n",
                job->tty ? "\r\033[K" : "", p->step, prompt, text);
       job->bar_open = FALSE;
+      fflush (stderr);
+    }
+  else if (profile)
+    {
+      end_bar (job); /* the last progress line stays */
+      fprintf (stderr, "%s\n", p->message);
       fflush (stderr);
     }
   else if (p->event == LT_TRAIN_EVENT_SAVE && p->message != NULL)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* lt-trainer-batch: micro-batches of the trainer's epoch order, packed or not
- * (lt-trainer-batch.h). */
+/* lt-trainer-batch: micro-batches of the trainer's epoch order, packed or not, and their
+ * dropout seeds (lt-trainer-batch.h). */
 #include "config.h"
 
 #include "lt-trainer-batch.h"
@@ -120,4 +120,20 @@ lt_micro_batch_fill (LtMicroBatch *mb, const LtDataset *ds, const gsize *idx, gs
       g_array_append_val (mb->lengths, len);
     }
   return n_predicted;
+}
+
+guint64
+lt_trainer_mix64 (guint64 x)
+{
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+guint64
+lt_trainer_dropout_seed (guint64 run_seed, gint64 step, int micro, gint64 fb_calls)
+{
+  return lt_trainer_mix64 (run_seed ^ lt_trainer_mix64 ((guint64) step * 64 + micro))
+         ^ ((guint64) (fb_calls + 1) * 0x9e3779b97f4a7c15ull);
 }

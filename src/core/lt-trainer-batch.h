@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* lt-trainer-batch: how the SFT trainer (lt-trainer) cuts an epoch's example order into
- * micro-batches, and the padding-free layout it runs them in.
+ * micro-batches, the padding-free layout it runs them in, and their dropout seeds.
  *
  * An example enters a micro-batch as its n - 1 input tokens (each predicts the next one), one
  * sequence of the padding-free layout lt_model_forward_backward runs: attention stays inside
@@ -65,5 +65,15 @@ void lt_micro_batch_clear (LtMicroBatch *mb);
  * the padding); returns the number of predicted tokens (weights 1). */
 gint64 lt_micro_batch_fill (LtMicroBatch *mb, const LtDataset *ds, const gsize *idx, gsize n,
                             gboolean mask_prompt);
+
+/* The splitmix64 finalizer. */
+guint64 lt_trainer_mix64 (guint64 x);
+
+/* The dropout seed of micro-batch @micro of optimizer step @step (from 1), given the run's
+ * mixed seed and the model's count of forward_backward calls so far (lt-trainer's fb_calls):
+ * lt-model-train mixes its own count of calls (·K) into the seed; a resumed run's model has
+ * made fewer calls, so this cancels it: the masks then depend on (seed, step, micro-batch)
+ * alone. */
+guint64 lt_trainer_dropout_seed (guint64 run_seed, gint64 step, int micro, gint64 fb_calls);
 
 G_END_DECLS

@@ -51,7 +51,6 @@
 #include "lt-trainer.h"
 #include "lt-vulkan-infer.h"
 #include "lt-vulkan-model.h"
-#include "lt-vulkan-pref.h"
 
 #define STATE_FORMAT 1
 
@@ -739,16 +738,6 @@ run_micro_batch (Trainer *tr, float loss_scale, double *loss_sum, GError **error
                                     error);
 }
 
-static guint64
-mix64 (guint64 x)
-{
-  /* splitmix64 finalizer */
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 /* ---- preference training (lt-preference) ---- */
 
 static void
@@ -773,7 +762,7 @@ pref_run (Trainer *tr, const LtDataset *ds, const gsize *idx, int n, float loss_
   for (int k = 0; k < n; k++)
     pairs[k] = ds->pairs[idx[k]];
   tr->fb_calls++; /* the step leaves the model's call count one further, as an SFT batch */
-  return tr->gpu ? lt_vulkan_pref_step (tr->gpu->vm, &pc, pairs, n, loss_scale, st, error)
+  return tr->gpu ? lt_vulkan_trainer_pref_step (tr->gpu, &pc, pairs, n, loss_scale, st, error)
                  : lt_pref_step (tr->model, tr->ref_model, &pc, pairs, n, loss_scale, st, error);
 }
 
@@ -1051,9 +1040,8 @@ train_step (Trainer *tr, GError **error)
           /* DPO / ORPO: the same step path (seed, QAT, accumulation, checks) */
           double pl = 0.0;
           gint64 pt = 0;
-          lt_model_set_training (tr->model, TRUE,
-                                 mix64 (tr->dropout_seed ^ mix64 ((guint64) s * 64 + micro))
-                                   ^ ((guint64) (tr->fb_calls + 1) * 0x9e3779b97f4a7c15ull));
+          lt_model_set_training (tr->model, TRUE, lt_trainer_dropout_seed (tr->dropout_seed, s,
+                                                                           micro, tr->fb_calls));
           if (!pref_micro_batch (tr, accum, &pl, &pt, error))
             {
               g_prefix_error (error, "step %" G_GINT64_FORMAT ": ", s);
@@ -1071,12 +1059,8 @@ train_step (Trainer *tr, GError **error)
       if (n_predicted == 0)
         continue;
       scale = (float) (1.0 / ((double) n_predicted * accum));
-      /* lt-model-train mixes its own count of forward_backward calls (·K) into the dropout
-       * seed; a resumed run's model has made fewer calls, so cancel it: the masks then depend
-       * on (seed, step, micro-batch) alone. */
-      lt_model_set_training (tr->model, TRUE,
-                             mix64 (tr->dropout_seed ^ mix64 ((guint64) s * 64 + micro))
-                               ^ ((guint64) (tr->fb_calls + 1) * 0x9e3779b97f4a7c15ull));
+      lt_model_set_training (tr->model, TRUE, lt_trainer_dropout_seed (tr->dropout_seed, s,
+                                                                       micro, tr->fb_calls));
       if (!run_micro_batch (tr, scale, &loss_sum, error))
         {
           g_prefix_error (error, "step %" G_GINT64_FORMAT ": ", s);
@@ -1342,7 +1326,7 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
   tr.cancellable = cancellable;
   tr.t_start = g_get_monotonic_time ();
   lt_micro_batch_init (&tr.mb);
-  tr.dropout_seed = mix64 ((guint64) cfg->seed ^ 0x6c617468652d6470ull);
+  tr.dropout_seed = lt_trainer_mix64 ((guint64) cfg->seed ^ 0x6c617468652d6470ull);
 
   /* run.json (status running), metrics.jsonl and log.txt: lt-run-dir */
   tr.rd = resume ? lt_run_dir_open_resume (cfg, error)
@@ -1423,14 +1407,18 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
     {
       gint64 s;
 
+      /* LATHE_VULKAN_PROFILE=1 on a GPU: where the time goes (lt-vulkan-model.h) */
+      lt_vulkan_trainer_profile_mark (tr.gpu, LT_VULKAN_TRAINER_STEP_BEGIN, tr.step + 1);
       if (!train_step (&tr, error))
         goto out;
       s = tr.step;
+      lt_vulkan_trainer_profile_mark (tr.gpu, LT_VULKAN_TRAINER_STEP_END, s);
       if (cfg->steps_per_report > 0 && (s % cfg->steps_per_report == 0 || s == tr.total_steps))
         {
           if (!do_report (&tr, error))
             goto out;
         }
+      lt_vulkan_trainer_profile_mark (tr.gpu, LT_VULKAN_TRAINER_OTHER_BEGIN, s);
       if (cfg->steps_per_eval > 0 && (s % cfg->steps_per_eval == 0 || s == tr.total_steps))
         {
           if (!do_eval (&tr, error))
@@ -1455,9 +1443,17 @@ lt_train (const LtRunConfig *cfg, gboolean resume, LtProgressFunc progress, gpoi
             goto out;
           emit_phase (&tr, LT_TRAIN_PHASE_TRAINING);
         }
+      lt_vulkan_trainer_profile_mark (tr.gpu, LT_VULKAN_TRAINER_OTHER_END, s);
       if (g_cancellable_is_cancelled (cancellable))
         tr.stop = TRUE;
     }
+  {
+    g_autofree char *table = NULL, *line = NULL; /* the end, or a stop */
+    if (lt_vulkan_trainer_profile_report (tr.gpu, &table, &line) && table != NULL)
+      trainer_log (&tr, "%s", table);
+    if (line != NULL)
+      trainer_log (&tr, "%s", line);
+  }
 
   emit_phase (&tr, LT_TRAIN_PHASE_SAVING);
   if (!save_all (&tr, error))

@@ -89,6 +89,11 @@ typedef struct
   const char *sample_prompt; /* SAMPLE: the prompt (as given, before any template), else NULL */
 } LtTrainProgress;
 
+/* LOG messages that begin with this are the GPU step's profile (LATHE_VULKAN_PROFILE=1 on a
+ * compute_device vulkan run: lt_vulkan_trainer_profile_report, when the run ends or stops):
+ * `lathe train` shows them (on stderr; with --json as "log" events on stdout). */
+#define LT_TRAIN_LOG_PROFILE "profile "
+
 /* Called on the training thread; FALSE asks the run to stop gracefully. */
 typedef gboolean (*LtProgressFunc) (const LtTrainProgress *progress, gpointer user_data);
 

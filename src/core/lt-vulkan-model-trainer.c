@@ -1,13 +1,19 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* lt-vulkan-model-trainer: the trainer's device (run key compute_device) — resolving it,
- * refusing before a run folder exists what the GPU step lacks, and the trainer's calls into
- * lt-vulkan-model (see lt-vulkan-model.h). */
+ * refusing before a run folder exists what the GPU step lacks, the trainer's calls into
+ * lt-vulkan-model, and with LATHE_VULKAN_PROFILE=1 where their steps' time goes (see
+ * lt-vulkan-model.h). */
 #include "config.h"
 
 #include "lt-vulkan-model.h"
 
 #include "lt-error.h"
 #include "lt-vulkan-model-private.h"
+#include "lt-vulkan-pref.h"
+
+static LtVulkanTrainerProfile *profile_new (LtVulkan *vk);
+static void profile_free (LtVulkanTrainerProfile *p);
+static void profile_add_call (LtVulkanTrainer *vt, gboolean step, gint64 t0);
 
 gboolean
 lt_vulkan_resolve_device (const char *compute_device, gboolean *use_vulkan, guint *index,
@@ -105,6 +111,7 @@ lt_vulkan_trainer_new (const LtRunConfig *cfg, LtModel *model, LtOptimizer *opt,
   if ((vt->vk = lt_vulkan_new (n, error)) == NULL)
     return NULL;
   vt->device_name = g_strdup (lt_vulkan_get_info (vt->vk)->name);
+  vt->prof = profile_new (vt->vk);
   if ((vt->vm = lt_vulkan_model_new (vt->vk, model, error)) == NULL
       || !lt_vulkan_model_upload_params (vt->vm, opt, error))
     return NULL;
@@ -118,6 +125,7 @@ lt_vulkan_trainer_free (LtVulkanTrainer *vt)
     return;
   g_clear_pointer (&vt->vm, lt_vulkan_model_free);
   g_clear_pointer (&vt->vk, lt_vulkan_free);
+  g_clear_pointer (&vt->prof, profile_free);
   g_free (vt->device_name);
   g_free (vt);
 }
@@ -141,12 +149,29 @@ gboolean
 lt_vulkan_trainer_forward_backward (LtVulkanTrainer *vt, const LtMicroBatch *mb,
                                     float loss_scale, double *loss_sum, GError **error)
 {
-  return lt_vulkan_model_forward_backward (vt->vm, (const int32_t *) mb->tokens->data,
-                                           (const int *) mb->lengths->data,
-                                           (int) mb->lengths->len,
-                                           (const int32_t *) mb->targets->data,
-                                           (const float *) mb->weights->data, loss_scale,
-                                           loss_sum, error);
+  gint64 t0 = vt->prof != NULL ? g_get_monotonic_time () : 0;
+  gboolean ok;
+
+  ok = lt_vulkan_model_forward_backward (vt->vm, (const int32_t *) mb->tokens->data,
+                                         (const int *) mb->lengths->data,
+                                         (int) mb->lengths->len,
+                                         (const int32_t *) mb->targets->data,
+                                         (const float *) mb->weights->data, loss_scale,
+                                         loss_sum, error);
+  profile_add_call (vt, FALSE, t0);
+  return ok;
+}
+
+gboolean
+lt_vulkan_trainer_pref_step (LtVulkanTrainer *vt, const LtPrefConfig *cfg,
+                             const LtPreferenceExample *pairs, int n, float loss_scale,
+                             LtPrefStats *stats, GError **error)
+{
+  gint64 t0 = vt->prof != NULL ? g_get_monotonic_time () : 0;
+  gboolean ok = lt_vulkan_pref_step (vt->vm, cfg, pairs, n, loss_scale, stats, error);
+
+  profile_add_call (vt, FALSE, t0); /* evaluation's (loss_scale 0) runs outside the steps */
+  return ok;
 }
 
 void
@@ -161,12 +186,201 @@ lt_vulkan_trainer_step (LtVulkanTrainer *vt, const LtRunConfig *cfg, double lr, 
                         GError **error)
 {
   LtOptimizerParams hp;
+  gint64 t0 = vt->prof != NULL ? g_get_monotonic_time () : 0;
+  gboolean ok;
 
   lt_optimizer_params_from_config (&hp, cfg);
-  if (!lt_vulkan_model_step (vt->vm, &hp, cfg->max_grad_norm, lr, t, NULL, error))
+  ok = lt_vulkan_model_step (vt->vm, &hp, cfg->max_grad_norm, lr, t, NULL, error);
+  profile_add_call (vt, TRUE, t0);
+  if (!ok)
     {
       g_prefix_error (error, "step %" G_GINT64_FORMAT ": ", t);
       return FALSE;
     }
+  return TRUE;
+}
+
+/* ---- where the training step's time goes (LATHE_VULKAN_PROFILE=1) ---- */
+
+struct _LtVulkanTrainerProfile
+{
+  LtVulkan *vk;
+  const char *why_not;    /* the device's profile is off (no timestamps): why; else NULL */
+  gint64 first;           /* the first profiled step (-1 until the session's first step) */
+  gint64 last;            /* the last profiled step that ended (< first: none yet) */
+  gboolean in_step;       /* a profiled step is running */
+  gint64 t0;              /* monotonic µs: step first's start */
+  gint64 t_step;          /* the running step's start */
+  gint64 t_end;           /* step last's end */
+  gint64 t_other;         /* the running evaluation / samples / saves' start (0: none) */
+  gint64 fb_us, opt_us;   /* in the forward+backward and optimizer step calls */
+  gint64 step_us;         /* in the steps, start to end */
+  gint64 other_us;        /* evaluations, samples and saves between profiled steps */
+  gint64 other_pending;   /* ... after step last (counted once another step starts) */
+  LtVulkanProfileSnapshot *sum; /* the device's tables of the profiled steps, added up */
+  GHashTable *rows;       /* "kernel\037note" → its row in sum (owned by sum) */
+};
+
+static LtVulkanTrainerProfile *
+profile_new (LtVulkan *vk)
+{
+  const char *env = g_getenv ("LATHE_VULKAN_PROFILE");
+  LtVulkanTrainerProfile *p;
+
+  if (g_strcmp0 (env, "1") != 0)
+    return NULL;
+  p = g_new0 (LtVulkanTrainerProfile, 1);
+  p->vk = vk;
+  lt_vulkan_profile_is_on (vk, &p->why_not); /* NULL when on */
+  p->first = -1;
+  /* emptied: a snapshot's rows array frees the rows added to it */
+  p->sum = lt_vulkan_profile_snapshot (vk);
+  g_ptr_array_set_size (p->sum->rows, 0);
+  p->sum->n_submits = p->sum->n_dispatches = p->sum->n_untimed = 0;
+  p->sum->total_ms = 0.0;
+  p->rows = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  return p;
+}
+
+static void
+profile_free (LtVulkanTrainerProfile *p)
+{
+  lt_vulkan_profile_snapshot_free (p->sum);
+  g_hash_table_unref (p->rows);
+  g_free (p);
+}
+
+static void
+profile_add_call (LtVulkanTrainer *vt, gboolean step, gint64 t0)
+{
+  LtVulkanTrainerProfile *p = vt->prof;
+
+  if (p == NULL || !p->in_step)
+    return;
+  *(step ? &p->opt_us : &p->fb_us) += g_get_monotonic_time () - t0;
+}
+
+/* Adds the device's table since the last reset to p->sum. */
+static void
+profile_fold (LtVulkanTrainerProfile *p)
+{
+  g_autoptr (LtVulkanProfileSnapshot) snap = lt_vulkan_profile_snapshot (p->vk);
+
+  p->sum->n_submits += snap->n_submits;
+  p->sum->n_dispatches += snap->n_dispatches;
+  p->sum->n_untimed += snap->n_untimed;
+  p->sum->total_ms += snap->total_ms;
+  for (guint i = 0; i < snap->rows->len; i++)
+    {
+      LtVulkanProfileRow *r = g_ptr_array_index (snap->rows, i);
+      g_autofree char *key = g_strdup_printf ("%s\037%s", r->kernel, r->note ? r->note : "");
+      LtVulkanProfileRow *s = g_hash_table_lookup (p->rows, key);
+
+      if (s == NULL)
+        {
+          /* moved over: snap's array lets go of it without freeing */
+          s = g_ptr_array_steal_index_fast (snap->rows, i--);
+          g_ptr_array_add (p->sum->rows, s);
+          g_hash_table_insert (p->rows, g_steal_pointer (&key), s);
+          continue;
+        }
+      s->count += r->count;
+      s->total_ms += r->total_ms;
+      s->flops += r->flops;
+    }
+}
+
+void
+lt_vulkan_trainer_profile_mark (LtVulkanTrainer *vt, LtVulkanTrainerMark mark, gint64 step)
+{
+  LtVulkanTrainerProfile *p = vt != NULL ? vt->prof : NULL;
+
+  if (p == NULL)
+    return;
+  switch (mark)
+    {
+    case LT_VULKAN_TRAINER_STEP_BEGIN:
+      if (p->first < 0)
+        p->first = step + 2; /* this session's first two steps warm up */
+      if (step < p->first)
+        return;
+      /* the warm-up's dispatches (and later, those of evaluation and samples) out */
+      lt_vulkan_profile_reset (p->vk);
+      p->t_step = g_get_monotonic_time ();
+      if (step == p->first)
+        p->t0 = p->t_step;
+      p->other_us += p->other_pending;
+      p->other_pending = 0;
+      p->in_step = TRUE;
+      break;
+    case LT_VULKAN_TRAINER_STEP_END:
+      if (!p->in_step)
+        return;
+      p->t_end = g_get_monotonic_time ();
+      p->step_us += p->t_end - p->t_step;
+      p->last = step;
+      p->in_step = FALSE;
+      profile_fold (p);
+      break;
+    case LT_VULKAN_TRAINER_OTHER_BEGIN:
+      if (p->first >= 0 && step >= p->first && !p->in_step)
+        p->t_other = g_get_monotonic_time ();
+      break;
+    case LT_VULKAN_TRAINER_OTHER_END:
+      if (p->t_other != 0)
+        p->other_pending += g_get_monotonic_time () - p->t_other;
+      p->t_other = 0;
+      break;
+    }
+}
+
+static int
+by_total_desc (gconstpointer a, gconstpointer b)
+{
+  const LtVulkanProfileRow *x = *(LtVulkanProfileRow *const *) a;
+  const LtVulkanProfileRow *y = *(LtVulkanProfileRow *const *) b;
+  return x->total_ms < y->total_ms ? 1 : x->total_ms > y->total_ms ? -1 : 0;
+}
+
+gboolean
+lt_vulkan_trainer_profile_report (LtVulkanTrainer *vt, char **table, char **summary)
+{
+  LtVulkanTrainerProfile *p = vt != NULL ? vt->prof : NULL;
+  gint64 n, wall, between;
+  g_autofree char *text = NULL, *busy = NULL;
+
+  *table = *summary = NULL;
+  if (p == NULL)
+    return FALSE;
+  n = p->first >= 0 && p->last >= p->first ? p->last - p->first + 1 : 0;
+  if (n == 0)
+    {
+      *summary = g_strdup ("profile over no step: only the session's first two (the "
+                           "warm-up) ran");
+      return TRUE;
+    }
+  wall = p->t_end - p->t0;
+  between = wall - p->step_us - p->other_us;
+  if (p->why_not == NULL)
+    {
+      g_ptr_array_sort (p->sum->rows, by_total_desc);
+      text = lt_vulkan_profile_format (p->sum, (int) n);
+      g_strchomp (text);
+      *table = g_strdup_printf ("profile of steps %" G_GINT64_FORMAT "-%" G_GINT64_FORMAT
+                                ", per step (LATHE_VULKAN_PROFILE=1: every dispatch of the "
+                                "steps timed on the GPU):\n%s", p->first, p->last, text);
+      busy = g_strdup_printf ("%.1f ms/step", p->sum->total_ms / (double) n);
+    }
+  else
+    busy = g_strdup_printf ("n/a (%s)", p->why_not);
+#define MS(us) ((double) (us) / 1e3 / (double) n)
+  *summary = g_strdup_printf (
+    "profile over steps %" G_GINT64_FORMAT "-%" G_GINT64_FORMAT ": wall %.1f ms/step = "
+    "forward+backward calls %.1f + optimizer step calls %.1f + outside the GPU calls in the "
+    "step %.1f (batch, dropout seed, host zero-grad + finiteness check, lr, QAT) + between "
+    "steps %.1f (reports: metrics.jsonl, log.txt, listeners; this profile's bookkeeping) + "
+    "evaluation, samples and saves %.1f; GPU busy %s", p->first, p->last, MS (wall), MS (p->fb_us), MS (p->opt_us),
+    MS (p->step_us - p->fb_us - p->opt_us), MS (between), MS (p->other_us), busy);
+#undef MS
   return TRUE;
 }

@@ -53,6 +53,7 @@
 
 #include "lt-model.h"
 #include "lt-optimizer.h"
+#include "lt-preference.h"
 #include "lt-run.h"
 #include "lt-trainer-batch.h"
 #include "lt-vulkan.h"
@@ -123,12 +124,15 @@ gboolean lt_vulkan_resolve_device (const char *compute_device, gboolean *use_vul
 gboolean lt_vulkan_trainer_check (const LtRunConfig *cfg, const char **device, const char **why,
                                   GError **error);
 
+typedef struct _LtVulkanTrainerProfile LtVulkanTrainerProfile;
+
 /* What the trainer holds while it trains on a GPU. */
 typedef struct
 {
   LtVulkan *vk;
   LtVulkanModel *vm;
   char *device_name;
+  LtVulkanTrainerProfile *prof; /* LATHE_VULKAN_PROFILE=1 when the device opened; else NULL */
 } LtVulkanTrainer;
 
 /* The trainer's hook: NULL with no error when @cfg trains on the CPU; else the device opened,
@@ -148,6 +152,44 @@ gboolean lt_vulkan_trainer_forward_backward (LtVulkanTrainer *vt, const LtMicroB
 void lt_vulkan_trainer_zero_grad (LtVulkanTrainer *vt);
 gboolean lt_vulkan_trainer_step (LtVulkanTrainer *vt, const LtRunConfig *cfg, double lr,
                                  gint64 t, GError **error);
+/* A preference micro-batch (lt_vulkan_pref_step; @loss_scale 0: evaluation). */
+gboolean lt_vulkan_trainer_pref_step (LtVulkanTrainer *vt, const LtPrefConfig *cfg,
+                                      const LtPreferenceExample *pairs, int n, float loss_scale,
+                                      LtPrefStats *stats, GError **error);
+
+/* ---- where the training step's time goes (LATHE_VULKAN_PROFILE=1) ----
+ * With LATHE_VULKAN_PROFILE=1 when the device is opened (lt-vulkan-profile: every dispatch
+ * timed), the trainer marks its loop, and the calls above time themselves on the host
+ * (g_get_monotonic_time) while a profiled step runs. The first two steps of the session are
+ * the warm-up (pipelines compiled, memory first touched): the device's profile is reset as the
+ * third begins, and again as every later step begins (the GPU time of evaluation and samples
+ * between steps is left out); each step's table is added to the trainer's when it ends. The
+ * timestamps cost a little themselves (a wait for the query results after every submit):
+ * compare tokens/s without the variable. Without it (prof NULL), or with @vt NULL (a CPU run),
+ * these do nothing. */
+typedef enum
+{
+  LT_VULKAN_TRAINER_STEP_BEGIN,  /* optimizer step @step's work starts (train_step) */
+  LT_VULKAN_TRAINER_STEP_END,    /* it ended (its report comes next) */
+  LT_VULKAN_TRAINER_OTHER_BEGIN, /* after the report: evaluation, samples, saves of @step */
+  LT_VULKAN_TRAINER_OTHER_END,   /* they ended */
+} LtVulkanTrainerMark;
+
+void lt_vulkan_trainer_profile_mark (LtVulkanTrainer *vt, LtVulkanTrainerMark mark,
+                                     gint64 step);
+/* The profile of the steps so far, for the log; FALSE (both NULL) when it is off. *@table:
+ * lt_vulkan_profile_format's per-kernel table per profiled step under a heading (NULL when no
+ * step was profiled, or the queue has no timestamps); *@summary: one line,
+ *   "profile over steps 3-12: wall W ms/step = forward+backward calls F + optimizer step
+ *   calls O + outside the GPU calls in the step H (…) + between steps B (…) + evaluation,
+ *   samples and saves E; GPU busy G ms/step"
+ * W from the third step's start to the last step's end, F and O the host time in the calls
+ * above, H the rest of the steps' time, E the evaluations, samples and saves between the
+ * profiled steps, B the rest between them (reports: metrics.jsonl, log.txt, the listeners);
+ * G the profile's GPU time (Σ over the submits, first to last timestamp) per step ("n/a
+ * (why)" without timestamps); "profile over no step: …" when only the warm-up ran. The
+ * trainer logs both when the run ends or stops (not when it fails). */
+gboolean lt_vulkan_trainer_profile_report (LtVulkanTrainer *vt, char **table, char **summary);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanModel, lt_vulkan_model_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LtVulkanTrainer, lt_vulkan_trainer_free)

@@ -27,6 +27,11 @@
  *   trajectory-qat-dora/nf4  the trajectory with DoRA and QAT switched on at step 3 (nf4
  *                   grid);
  *   resume-qat      the resume case with QAT on;
+ *   profile         LATHE_VULKAN_PROFILE=1: the run's log ends with the per-kernel table and
+ *                   the line of where the step time goes (terms adding up to the wall time), at
+ *                   the end and at a stop; nothing without the variable;
+ *   profile-cli     `lathe train` shows it: on stderr, with --json as "log" events on stdout
+ *                   (without the variable stdout stays metrics.jsonl's lines);
  *   refused         what the GPU step lacks is an error naming compute_device and the feature.
  * Tolerances (f32 cases): the matrix products are f32 on both sides (bf16 weights widened
  * exactly), so the differences are f32 summation order:
@@ -618,6 +623,257 @@ test_resume (gconstpointer data)
   test_rm_rf (tmp);
 }
 
+typedef struct
+{
+  GPtrArray *logs; /* the LOG events' messages */
+  gint64 stop_at;  /* > 0: stop after this step's report */
+} LogRun;
+
+static gboolean
+collect_logs (const LtTrainProgress *p, gpointer user_data)
+{
+  LogRun *r = user_data;
+
+  if (p->event == LT_TRAIN_EVENT_LOG && p->message != NULL)
+    g_ptr_array_add (r->logs, g_strdup (p->message));
+  return !(r->stop_at > 0 && p->event == LT_TRAIN_EVENT_REPORT && p->step == r->stop_at);
+}
+
+/* @cfg trained on the GPU (LATHE_VULKAN_PROFILE=@profile when the device opens), stopped after
+ * step @stop_at (> 0); its log messages. */
+static GPtrArray *
+profiled_run (LtRunConfig *cfg, gboolean profile, gint64 stop_at)
+{
+  g_autoptr (GError) error = NULL;
+  LogRun r = { g_ptr_array_new_with_free_func (g_free), stop_at };
+  gboolean ok;
+
+  if (profile)
+    g_setenv ("LATHE_VULKAN_PROFILE", "1", TRUE);
+  ok = lt_train (cfg, FALSE, collect_logs, &r, NULL, &error);
+  g_unsetenv ("LATHE_VULKAN_PROFILE");
+  if (stop_at > 0)
+    {
+      g_assert_false (ok);
+      g_assert_error (error, LT_ERROR, LT_ERROR_CANCELLED);
+    }
+  else
+    {
+      g_assert_no_error (error);
+      g_assert_true (ok);
+    }
+  return r.logs;
+}
+
+static const char *
+find_log (GPtrArray *logs, const char *prefix)
+{
+  for (guint i = 0; i < logs->len; i++)
+    if (g_str_has_prefix (g_ptr_array_index (logs, i), prefix))
+      return g_ptr_array_index (logs, i);
+  return NULL;
+}
+
+/* The profile of steps 3 … @last: the table, then the line; the forward+backward calls'
+ * time positive, no term negative, evaluation / samples / saves positive with @other and 0
+ * without, the terms adding up to the wall time within their rounding (6 values printed to
+ * 0.1 ms), the GPU time within the host time of the calls that wait for it. */
+static void
+check_profile (GPtrArray *logs, gint64 last, gboolean other)
+{
+  g_autofree char *want = g_strdup_printf ("profile over steps 3-%" G_GINT64_FORMAT ": wall ",
+                                           last);
+  const char *line = find_log (logs, want), *table = find_log (logs, "profile of steps 3-");
+  double wall, fb, opt, host, between, rest, busy = 0.0, sum;
+  int n;
+
+  g_assert_nonnull (line);
+  g_test_message ("%s%s%s", table ? table : "", table ? "\n" : "", line);
+  n = sscanf (line + strlen (want), "%lf ms/step = forward+backward calls %lf + optimizer step "
+              "calls %lf + outside the GPU calls in the step %lf (%*[^)]) + between steps %lf "
+              "(%*[^)]) + evaluation, samples and saves %lf; GPU busy %lf ms/step", &wall, &fb,
+              &opt, &host, &between, &rest, &busy);
+  if (n == 6 && strstr (line, "; GPU busy n/a (") != NULL)
+    g_test_message ("no GPU time: the queue has no timestamps");
+  else
+    {
+      g_assert_cmpint (n, ==, 7);
+      g_assert_nonnull (table);
+      for (guint i = 0; i + 1 < logs->len; i++)
+        if (g_ptr_array_index (logs, i) == table)
+          g_assert_true (g_ptr_array_index (logs, i + 1) == line);
+      g_assert_nonnull (strstr (table, "\nGPU time per step: "));
+      g_assert_nonnull (strstr (table, "\nadamw "));
+      g_assert_nonnull (strstr (table, "\nattention-forward "));
+      g_assert_cmpfloat (busy, >, 0.0);
+      g_assert_cmpfloat (busy, <=, fb + opt + 0.1);
+    }
+  g_assert_cmpfloat (wall, >, 0.0);
+  g_assert_cmpfloat (fb, >, 0.0);
+  g_assert_cmpfloat (opt, >=, 0.0); /* printed to 0.1 ms: a fast GPU's may round to 0 */
+  g_assert_cmpfloat (host, >=, 0.0);
+  g_assert_cmpfloat (between, >=, 0.0);
+  if (other)
+    g_assert_cmpfloat (rest, >, 0.0);
+  else
+    g_assert_cmpfloat (rest, ==, 0.0);
+  sum = fb + opt + host + between + rest;
+  g_assert_cmpfloat (fabs (sum - wall), <=, 0.31);
+}
+
+/* LATHE_VULKAN_PROFILE=1 on a GPU run (6 steps; evaluation and a checkpoint after step 3, in
+ * the profiled stretch; after step 6, out of it): the log has the table of steps 3-6, then
+ * the line (log.txt too); stopped after step 4: steps 3-4; two steps: only
+ * the warm-up, said so; without the variable no profile message at all. */
+static void
+test_profile (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-profile-XXXXXX", &error);
+
+  REQUIRE_DEVICE ();
+  {
+    g_autoptr (LtRunConfig) cfg = run_config (tmp, "whole", "vulkan");
+    g_autoptr (GPtrArray) logs = profiled_run (cfg, TRUE, 0);
+    g_autofree char *path = g_build_filename (cfg->adapter_path, "log.txt", NULL);
+    g_autofree char *text = NULL;
+
+    check_profile (logs, 6, TRUE);
+    g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+    g_assert_nonnull (strstr (text, " profile over steps 3-6: wall "));
+  }
+  {
+    g_autoptr (LtRunConfig) cfg = run_config (tmp, "stopped", "vulkan");
+    g_autoptr (GPtrArray) logs = NULL;
+
+    cfg->steps_per_eval = cfg->save_every = 0; /* nothing between the steps but the reports */
+    logs = profiled_run (cfg, TRUE, 4);
+    check_profile (logs, 4, FALSE);
+  }
+  {
+    g_autoptr (LtRunConfig) cfg = run_config (tmp, "short", "vulkan");
+    g_autoptr (GPtrArray) logs = NULL;
+
+    cfg->iters = 2;
+    logs = profiled_run (cfg, TRUE, 0);
+    g_assert_nonnull (find_log (logs, "profile over no step: "));
+    g_assert_null (find_log (logs, "profile of steps"));
+  }
+  {
+    g_autoptr (LtRunConfig) cfg = run_config (tmp, "off", "vulkan");
+    g_autoptr (GPtrArray) logs = NULL;
+
+    cfg->iters = 4;
+    logs = profiled_run (cfg, FALSE, 0);
+    g_assert_cmpuint (logs->len, >, 0);
+    for (guint i = 0; i < logs->len; i++)
+      {
+        const char *m = g_ptr_array_index (logs, i);
+        g_assert_false (g_str_has_prefix (m, LT_TRAIN_LOG_PROFILE));
+        g_assert_null (strstr (m, "GPU busy"));
+        g_assert_null (strstr (m, "GPU time per step"));
+      }
+  }
+  test_rm_rf (tmp);
+}
+
+/* `lathe train` on @cfg's model and data, 3 steps on the GPU (--json with @json), with
+ * LATHE_VULKAN_PROFILE=1 when @profile: it succeeds; its stdout and stderr. */
+static void
+run_cli (const LtRunConfig *cfg, gboolean json, gboolean profile, char **out, char **err)
+{
+  const char *argv[] = { g_getenv ("LATHE_CLI"), "train", "--model", cfg->model, "--data",
+                         cfg->data, "--adapter-path", cfg->adapter_path, "--device", "vulkan",
+                         "--iters", "3", "--batch-size", "2", "--rank", "4",
+                         "--steps-per-report", "1", "--steps-per-eval", "0", "--save-every",
+                         "0", json ? "--json" : NULL, NULL };
+  g_auto (GStrv) env = g_get_environ ();
+  g_autoptr (GError) error = NULL;
+  int status = 0;
+
+  env = profile ? g_environ_setenv (env, "LATHE_VULKAN_PROFILE", "1", TRUE)
+                : g_environ_unsetenv (env, "LATHE_VULKAN_PROFILE");
+  test_rm_rf (cfg->adapter_path);
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, env, G_SPAWN_DEFAULT, NULL, NULL, out, err,
+                               &status, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_spawn_check_wait_status (status, NULL));
+}
+
+/* `lathe train` with LATHE_VULKAN_PROFILE=1: the table, then the line of steps 3-3, on
+ * stderr; with --json the same two as "log" events on stdout among the reports and
+ * evaluations (no other log line); without the variable, stdout is metrics.jsonl's lines. */
+static void
+test_profile_cli (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("lathe-vulkan-profile-cli-XXXXXX", &error);
+  g_autoptr (LtRunConfig) cfg = NULL;
+
+  REQUIRE_DEVICE ();
+  if (g_getenv ("LATHE_CLI") == NULL)
+    {
+      g_test_skip ("LATHE_CLI is not set");
+      return;
+    }
+  cfg = run_config (tmp, "cli", "vulkan");
+  {
+    g_autofree char *out = NULL, *err = NULL;
+    const char *table, *line;
+
+    run_cli (cfg, FALSE, TRUE, &out, &err);
+    table = strstr (err, "\nprofile of steps 3-3, per step");
+    line = strstr (err, "\nprofile over steps 3-3: wall ");
+    g_test_message ("%s", err);
+    g_assert_nonnull (line);
+    g_assert_true (table == NULL || table < line);
+    if (table != NULL)
+      g_assert_nonnull (strstr (table, "\nGPU time per step: "));
+  }
+  {
+    g_autofree char *out = NULL, *err = NULL;
+    g_auto (GStrv) lines = NULL;
+    int n_line = 0, n_table = 0, n_report = 0;
+
+    run_cli (cfg, TRUE, TRUE, &out, &err);
+    lines = g_strsplit (g_strchomp (out), "\n", -1);
+    for (int i = 0; lines[i] != NULL; i++)
+      {
+        g_autoptr (JsonParser) parser = json_parser_new ();
+        JsonObject *o;
+        const char *event, *message;
+
+        g_assert_true (json_parser_load_from_data (parser, lines[i], -1, NULL));
+        o = json_node_get_object (json_parser_get_root (parser));
+        event = json_object_get_string_member (o, "event");
+        n_report += g_str_equal (event, "report");
+        if (!g_str_equal (event, "log"))
+          {
+            g_assert_true (g_str_equal (event, "report") || g_str_equal (event, "eval"));
+            continue;
+          }
+        message = json_object_get_string_member (o, "message");
+        g_assert_true (g_str_has_prefix (message, LT_TRAIN_LOG_PROFILE));
+        n_table += g_str_has_prefix (message, "profile of steps 3-3, per step");
+        n_line += g_str_has_prefix (message, "profile over steps 3-3: wall ");
+      }
+    g_assert_cmpint (n_report, ==, 3);
+    g_assert_cmpint (n_line, ==, 1);
+    g_assert_cmpint (n_table, <=, 1);
+  }
+  {
+    g_autofree char *out = NULL, *err = NULL, *text = NULL;
+    g_autofree char *metrics = g_build_filename (cfg->adapter_path, "metrics.jsonl", NULL);
+
+    run_cli (cfg, TRUE, FALSE, &out, &err);
+    g_assert_true (g_file_get_contents (metrics, &text, NULL, NULL));
+    g_assert_cmpstr (out, ==, text);
+    g_assert_null (strstr (err, "\nprofile "));
+    g_assert_null (strstr (err, "GPU busy"));
+  }
+  test_rm_rf (tmp);
+}
+
 /* What the GPU step lacks is refused before a run folder exists, naming the key and the
  * feature; so is a missing device and a value that is not one. */
 static void
@@ -775,6 +1031,8 @@ main (int argc, char **argv)
                         test_trajectory_qat);
   g_test_add_data_func ("/vulkan-train/resume", GINT_TO_POINTER (FALSE), test_resume);
   g_test_add_data_func ("/vulkan-train/resume-qat", GINT_TO_POINTER (TRUE), test_resume);
+  g_test_add_func ("/vulkan-train/profile", test_profile);
+  g_test_add_func ("/vulkan-train/profile-cli", test_profile_cli);
   g_test_add_func ("/vulkan-train/refused", test_refused);
   status = g_test_run ();
   vulkan_test_close ();
