@@ -1031,7 +1031,8 @@ train_step (Trainer *tr, GError **error)
   if (step_hook != NULL)
     step_hook (s, tr->qat_active, recomputed, step_hook_data);
 
-  lt_optimizer_zero_grad (tr->opt);
+  if (tr->gpu == NULL) /* a GPU's host gradients stay unwritten (zeroing: ~1 ms at 1B) */
+    lt_optimizer_zero_grad (tr->opt);
   lt_vulkan_trainer_zero_grad (tr->gpu);
   for (int micro = 0; micro < accum; micro++)
     {
@@ -1083,8 +1084,8 @@ train_step (Trainer *tr, GError **error)
       return FALSE;
     }
   {
-    g_autoptr (GError) local = NULL;
-    if (!lt_optimizer_check_finite (tr->opt, &local))
+    g_autoptr (GError) local = NULL; /* on a GPU its step checks Σ g² before any update */
+    if (tr->gpu == NULL && !lt_optimizer_check_finite (tr->opt, &local))
       {
         g_set_error (error, LT_ERROR, LT_ERROR_NUMERIC,
                      "step %" G_GINT64_FORMAT ": %s; stopped (the last saved checkpoint is "

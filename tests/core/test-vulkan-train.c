@@ -325,6 +325,54 @@ test_grads_quant (gconstpointer data)
 /* Step memory grown between micro-batches: 20 tokens, then 300 in sequences of 40 and 260
  * (tokens, the RoPE table and the logits all outgrow their first layout); the second
  * micro-batch's loss and gradients still equal the CPU's. */
+/* A non-finite gradient stops the GPU step before any update (the trainer leaves the check to
+ * it: the host's gradients are never written on the GPU path): LT_ERROR_NUMERIC, the adapters
+ * as they were. */
+static void
+test_nonfinite (void)
+{
+  enum { N = 40 };
+  g_autofree int32_t *tok = g_new (int32_t, N), *tgt = g_new (int32_t, N);
+  g_autofree float *w = g_new (float, N), *before = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (LtModel) m = NULL;
+  g_autoptr (LtVulkanModel) vm = NULL;
+  g_autoptr (LtRunConfig) cfg = lt_run_config_new ();
+  LtOptimizerParams hp;
+  const int len = N;
+  double loss = 0.0;
+  const char *pname;
+  float *p, *g;
+  gsize n;
+  guint last;
+
+  REQUIRE_DEVICE ();
+  m = load_lora ("llama-f32");
+  for (int i = 0; i < N; i++)
+    {
+      tok[i] = (i * 29 + 3) % 384;
+      tgt[i] = (i * 31 + 7) % 384;
+      w[i] = 1.0f;
+    }
+  last = lt_model_get_n_params (m) - 1;
+  lt_model_get_param (m, last, &pname, &p, &g, &n, NULL);
+  before = g_memdup2 (p, n * sizeof (float));
+  lt_optimizer_params_from_config (&hp, cfg);
+  vm = lt_vulkan_model_new (vk, m, &error);
+  g_assert_no_error (error);
+  lt_vulkan_model_zero_grad (vm);
+  g_assert_true (lt_vulkan_model_forward_backward (vm, tok, &len, 1, tgt, w, NAN, &loss, &error));
+  g_assert_no_error (error);
+  g_assert_false (lt_vulkan_model_step (vm, &hp, 1.0, 1e-2, 1, NULL, &error));
+  g_assert_error (error, LT_ERROR, LT_ERROR_NUMERIC);
+  g_test_message ("%s", error->message);
+  g_clear_error (&error);
+  g_assert_true (lt_vulkan_model_sync (vm, NULL, 0, &error));
+  g_assert_no_error (error);
+  lt_model_get_param (m, last, &pname, &p, &g, &n, NULL);
+  g_assert_cmpmem (p, n * sizeof (float), before, n * sizeof (float));
+}
+
 static void
 test_regrow (void)
 {
@@ -1021,6 +1069,7 @@ main (int argc, char **argv)
       }
   }
   g_test_add_func ("/vulkan-train/regrow", test_regrow);
+  g_test_add_func ("/vulkan-train/nonfinite", test_nonfinite);
   g_test_add_func ("/vulkan-train/trajectory", test_trajectory);
   g_test_add_func ("/vulkan-train/trajectory-bf16", test_trajectory_bf16);
   g_test_add_data_func ("/vulkan-train/trajectory-quant/mxfp4",
