@@ -503,15 +503,27 @@ att_check_run (LtVulkan *vk, int D, char *why, gsize why_size)
   return TRUE;
 }
 
-/* LATHE_VULKAN_ATT_RG=0 keeps the scores going through shared memory on 16 × 16 fragments
- * too (attention-*-cm.comp instead of -rg.comp: comparisons) */
-static gboolean
+/* LATHE_VULKAN_ATT_RG: "0" the -cm kernels everywhere, "1" (or "4", lt-vulkan-kernels.c) the
+ * register-level -rg ones on a real device too; unset, -rg where emulated only: on a GPU they
+ * have not been measured yet (issue 17's closing notes), the -cm ones have. 1 yes, 0 no,
+ * -1 unset. */
+static int
 att_rg_env (void)
 {
-  static gint enabled = -1;
-  if (g_atomic_int_get (&enabled) < 0)
-    g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_RG"), "0") != 0);
-  return g_atomic_int_get (&enabled);
+  static gint v = -2;
+  if (g_atomic_int_get (&v) == -2)
+    {
+      const char *env = g_getenv ("LATHE_VULKAN_ATT_RG");
+      g_atomic_int_set (&v, env == NULL ? -1 : strcmp (env, "0") != 0);
+    }
+  return g_atomic_int_get (&v);
+}
+
+static gboolean
+att_rg_on (LtVulkanCoopmat *cm)
+{
+  int env = att_rg_env ();
+  return cm->n == 16 && (env == 1 || (env < 0 && cm->emulated));
 }
 
 gboolean
@@ -519,7 +531,7 @@ lt_vulkan_coopmat_attention_rg (LtVulkanStream *s, int D)
 {
   LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
 
-  return cm->n == 16 && att_rg_env () && !cm->att_rg_failed[D == 128 ? 1 : 0];
+  return att_rg_on (cm) && !cm->att_rg_failed[D == 128 ? 1 : 0];
 }
 
 gboolean
@@ -542,7 +554,7 @@ lt_vulkan_coopmat_attention_check (LtVulkan *vk, int D, const char **why)
       cm->att_state[d] = 1; /* while it runs, the entry points take the kernels */
       if (att_check_run (vk, D, msg, sizeof msg))
         cm->att_state[d] = 2;
-      else if (!cm->att_rg_failed[d] && cm->n == 16 && att_rg_env ())
+      else if (!cm->att_rg_failed[d] && att_rg_on (cm))
         {
           /* the register-level kernels failed: the -cm ones, checked the same way */
           cm->att_rg_failed[d] = TRUE;
@@ -980,15 +992,27 @@ lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D)
   return FALSE;
 }
 
-/* LATHE_VULKAN_ATT_RG=0 keeps the scores going through shared memory on 16 × 16 fragments
- * too (attention-*-cm.comp instead of -rg.comp: comparisons) */
-static gboolean
+/* LATHE_VULKAN_ATT_RG: "0" the -cm kernels everywhere, "1" (or "4", lt-vulkan-kernels.c) the
+ * register-level -rg ones on a real device too; unset, -rg where emulated only: on a GPU they
+ * have not been measured yet (issue 17's closing notes), the -cm ones have. 1 yes, 0 no,
+ * -1 unset. */
+static int
 att_rg_env (void)
 {
-  static gint enabled = -1;
-  if (g_atomic_int_get (&enabled) < 0)
-    g_atomic_int_set (&enabled, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_RG"), "0") != 0);
-  return g_atomic_int_get (&enabled);
+  static gint v = -2;
+  if (g_atomic_int_get (&v) == -2)
+    {
+      const char *env = g_getenv ("LATHE_VULKAN_ATT_RG");
+      g_atomic_int_set (&v, env == NULL ? -1 : strcmp (env, "0") != 0);
+    }
+  return g_atomic_int_get (&v);
+}
+
+static gboolean
+att_rg_on (LtVulkanCoopmat *cm)
+{
+  int env = att_rg_env ();
+  return cm->n == 16 && (env == 1 || (env < 0 && cm->emulated));
 }
 
 gboolean
@@ -996,7 +1020,7 @@ lt_vulkan_coopmat_attention_rg (LtVulkanStream *s, int D)
 {
   LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
 
-  return cm->n == 16 && att_rg_env () && !cm->att_rg_failed[D == 128 ? 1 : 0];
+  return att_rg_on (cm) && !cm->att_rg_failed[D == 128 ? 1 : 0];
 }
 
 gboolean

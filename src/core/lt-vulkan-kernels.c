@@ -865,7 +865,8 @@ attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse, 
   guint cm_off;
   if (tensor_cores && !few && kv_dtype == LT_KDTYPE_F32 && attention_cm (s, D, &cm_off))
     {
-      /* with 16 × 16 fragments the register-level kernel (-rg: the same blocks) */
+      /* the register-level kernel where lt_vulkan_coopmat_attention_rg says (-rg: the same
+       * blocks) */
       LtVulkanKernel kf = lt_vulkan_coopmat_attention_rg (s, D)
                             ? LT_VK_ATT_FORWARD_RG_D64 + (cm_off & 4) / 2 + (cm_off & 2) / 2
                             : LT_VK_ATT_FORWARD_CM_D64_N16 + cm_off;
@@ -979,7 +980,8 @@ lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq, LtVul
   LtVulkanKernel k_dq = cm ? LT_VK_ATT_DQ_CM_D64_N16 + cm_off : LT_VK_ATTENTION_BACKWARD_DQ;
   LtVulkanKernel k_dkdv = cm ? LT_VK_ATT_DKDV_CM_D64_N16 + cm_off : LT_VK_ATTENTION_BACKWARD_DKDV;
   guint dq_rows = cm ? ATT_CM_DQ_ROWS : ATT_ROWS, dkdv_rows = cm ? ATT_CM_DKDV_ROWS : ATT_ROWS;
-  /* with 16 × 16 fragments, the register-level kernels (-rg: the same blocks); cm_off's bits
+  /* the register-level kernels where lt_vulkan_coopmat_attention_rg says (-rg: the same
+   * blocks); cm_off's bits
    * are emulated (4), D 128 (2), 16 × 8 (1) */
   if (cm && lt_vulkan_coopmat_attention_rg (s, D))
     {
