@@ -981,8 +981,7 @@ lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq, LtVul
   LtVulkanKernel k_dkdv = cm ? LT_VK_ATT_DKDV_CM_D64_N16 + cm_off : LT_VK_ATTENTION_BACKWARD_DKDV;
   guint dq_rows = cm ? ATT_CM_DQ_ROWS : ATT_ROWS, dkdv_rows = cm ? ATT_CM_DKDV_ROWS : ATT_ROWS;
   /* the register-level kernels where lt_vulkan_coopmat_attention_rg says (-rg: the same
-   * blocks); cm_off's bits
-   * are emulated (4), D 128 (2), 16 × 8 (1) */
+   * blocks); cm_off's bits are emulated (4), D 128 (2), 16 × 8 (1) */
   if (cm && lt_vulkan_coopmat_attention_rg (s, D))
     {
       guint rg_off = (cm_off & 4) / 2 + (cm_off & 2) / 2;
