@@ -377,7 +377,7 @@ lt_vulkan_trainer_profile_report (LtVulkanTrainer *vt, char **table, char **summ
   *summary = g_strdup_printf (
     "profile over steps %" G_GINT64_FORMAT "-%" G_GINT64_FORMAT ": wall %.1f ms/step = "
     "forward+backward calls %.1f + optimizer step calls %.1f + outside the GPU calls in the "
-    "step %.1f (batch, dropout seed, host zero-grad + finiteness check, lr, QAT) + between "
+    "step %.1f (batch, dropout seed, loss check, lr, QAT) + between "
     "steps %.1f (reports: metrics.jsonl, log.txt, listeners; this profile's bookkeeping) + "
     "evaluation, samples and saves %.1f; GPU busy %s", p->first, p->last, MS (wall), MS (p->fb_us), MS (p->opt_us),
     MS (p->step_us - p->fb_us - p->opt_us), MS (between), MS (p->other_us), busy);

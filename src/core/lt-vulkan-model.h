@@ -13,8 +13,9 @@
  * batch's targets and weights, and the whole backward down to the lowest adapted block — into
  * one stream and submits it once; only the per-token losses come back. The gradients stay on
  * the device, accumulated over the step's micro-batches; lt_vulkan_model_step records the
- * global-norm clip and AdamW into one stream and submits it once (the squared norm comes back:
- * the trainer's finiteness check).
+ * global-norm clip and AdamW into one stream and submits it once (the squared norm comes back
+ * first: a NaN or Inf stops the step before any update, the GPU trainer's only finiteness
+ * check).
  *
  * DoRA: the magnitude m is a parameter like A and B (its gradient, moments and sync); each
  * micro-batch computes the detached row norms ‖W + s·(AB)ᵀ‖ on the device (lt_vulkan_dora_norm,
