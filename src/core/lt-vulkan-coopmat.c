@@ -992,35 +992,10 @@ lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D)
   return FALSE;
 }
 
-/* LATHE_VULKAN_ATT_RG: "0" the -cm kernels everywhere, "1" (or "4", lt-vulkan-kernels.c) the
- * register-level -rg ones on a real device too; unset, -rg where emulated only: on a GPU they
- * have not been measured yet (issue 17's closing notes), the -cm ones have. 1 yes, 0 no,
- * -1 unset. */
-static int
-att_rg_env (void)
-{
-  static gint v = -2;
-  if (g_atomic_int_get (&v) == -2)
-    {
-      const char *env = g_getenv ("LATHE_VULKAN_ATT_RG");
-      g_atomic_int_set (&v, env == NULL ? -1 : strcmp (env, "0") != 0);
-    }
-  return g_atomic_int_get (&v);
-}
-
-static gboolean
-att_rg_on (LtVulkanCoopmat *cm)
-{
-  int env = att_rg_env ();
-  return cm->n == 16 && (env == 1 || (env < 0 && cm->emulated));
-}
-
 gboolean
 lt_vulkan_coopmat_attention_rg (LtVulkanStream *s, int D)
 {
-  LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
-
-  return att_rg_on (cm) && !cm->att_rg_failed[D == 128 ? 1 : 0];
+  return FALSE;
 }
 
 gboolean
