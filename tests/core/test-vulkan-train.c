@@ -325,6 +325,18 @@ test_grads_quant (gconstpointer data)
 /* Step memory grown between micro-batches: 20 tokens, then 300 in sequences of 40 and 260
  * (tokens, the RoPE table and the logits all outgrow their first layout); the second
  * micro-batch's loss and gradients still equal the CPU's. */
+/* @n tokens and targets of the fixtures' vocabulary (384), every weight 1 */
+static void
+fill_tokens (int32_t *tok, int32_t *tgt, float *w, int n)
+{
+  for (int i = 0; i < n; i++)
+    {
+      tok[i] = (i * 29 + 3) % 384;
+      tgt[i] = (i * 31 + 7) % 384;
+      w[i] = 1.0f;
+    }
+}
+
 /* A non-finite gradient stops the GPU step before any update (the trainer leaves the check to
  * it: the host's gradients are never written on the GPU path): LT_ERROR_NUMERIC, the adapters
  * as they were. */
@@ -348,12 +360,7 @@ test_nonfinite (void)
 
   REQUIRE_DEVICE ();
   m = load_lora ("llama-f32");
-  for (int i = 0; i < N; i++)
-    {
-      tok[i] = (i * 29 + 3) % 384;
-      tgt[i] = (i * 31 + 7) % 384;
-      w[i] = 1.0f;
-    }
+  fill_tokens (tok, tgt, w, N);
   last = lt_model_get_n_params (m) - 1;
   lt_model_get_param (m, last, &pname, &p, &g, &n, NULL);
   before = g_memdup2 (p, n * sizeof (float));
@@ -391,12 +398,7 @@ test_regrow (void)
 
   REQUIRE_DEVICE ();
   m = load_lora ("llama-f32");
-  for (int i = 0; i < N; i++)
-    {
-      tok[i] = (i * 29 + 3) % 384;
-      tgt[i] = (i * 31 + 7) % 384;
-      w[i] = 1.0f;
-    }
+  fill_tokens (tok, tgt, w, N);
   vm = lt_vulkan_model_new (vk, m, &error);
   g_assert_no_error (error);
   lt_vulkan_model_zero_grad (vm);
