@@ -217,8 +217,6 @@ struct _LtVulkanTrainerProfile
   gint64 step_us;         /* in the steps, start to end */
   gint64 other_us;        /* evaluations, samples and saves between profiled steps */
   gint64 other_pending;   /* ... after step last (counted once another step starts) */
-  LtVulkanProfileSnapshot *sum; /* the device's tables of the profiled steps, added up */
-  GHashTable *rows;       /* "kernel\037note" → its row in sum (owned by sum) */
 };
 
 static LtVulkanTrainerProfile *
@@ -233,20 +231,12 @@ profile_new (LtVulkan *vk)
   p->vk = vk;
   lt_vulkan_profile_is_on (vk, &p->why_not); /* NULL when on */
   p->first = -1;
-  /* emptied: a snapshot's rows array frees the rows added to it */
-  p->sum = lt_vulkan_profile_snapshot (vk);
-  g_ptr_array_set_size (p->sum->rows, 0);
-  p->sum->n_submits = p->sum->n_dispatches = p->sum->n_untimed = 0;
-  p->sum->total_ms = 0.0;
-  p->rows = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   return p;
 }
 
 static void
 profile_free (LtVulkanTrainerProfile *p)
 {
-  lt_vulkan_profile_snapshot_free (p->sum);
-  g_hash_table_unref (p->rows);
   g_free (p);
 }
 
@@ -258,36 +248,6 @@ profile_add_call (LtVulkanTrainer *vt, gboolean step, gint64 t0)
   if (p == NULL || !p->in_step)
     return;
   *(step ? &p->opt_us : &p->fb_us) += g_get_monotonic_time () - t0;
-}
-
-/* Adds the device's table since the last reset to p->sum. */
-static void
-profile_fold (LtVulkanTrainerProfile *p)
-{
-  g_autoptr (LtVulkanProfileSnapshot) snap = lt_vulkan_profile_snapshot (p->vk);
-
-  p->sum->n_submits += snap->n_submits;
-  p->sum->n_dispatches += snap->n_dispatches;
-  p->sum->n_untimed += snap->n_untimed;
-  p->sum->total_ms += snap->total_ms;
-  for (guint i = 0; i < snap->rows->len; i++)
-    {
-      LtVulkanProfileRow *r = g_ptr_array_index (snap->rows, i);
-      g_autofree char *key = g_strdup_printf ("%s\037%s", r->kernel, r->note ? r->note : "");
-      LtVulkanProfileRow *s = g_hash_table_lookup (p->rows, key);
-
-      if (s == NULL)
-        {
-          /* moved over: snap's array lets go of it without freeing */
-          s = g_ptr_array_steal_index_fast (snap->rows, i--);
-          g_ptr_array_add (p->sum->rows, s);
-          g_hash_table_insert (p->rows, g_steal_pointer (&key), s);
-          continue;
-        }
-      s->count += r->count;
-      s->total_ms += r->total_ms;
-      s->flops += r->flops;
-    }
 }
 
 void
@@ -304,11 +264,13 @@ lt_vulkan_trainer_profile_mark (LtVulkanTrainer *vt, LtVulkanTrainerMark mark, g
         p->first = step + 2; /* this session's first two steps warm up */
       if (step < p->first)
         return;
-      /* the warm-up's dispatches (and later, those of evaluation and samples) out */
-      lt_vulkan_profile_reset (p->vk);
       p->t_step = g_get_monotonic_time ();
       if (step == p->first)
-        p->t0 = p->t_step;
+        {
+          p->t0 = p->t_step;
+          lt_vulkan_profile_reset (p->vk); /* the warm-up's dispatches out */
+        }
+      lt_vulkan_profile_set_paused (p->vk, FALSE);
       p->other_us += p->other_pending;
       p->other_pending = 0;
       p->in_step = TRUE;
@@ -320,7 +282,8 @@ lt_vulkan_trainer_profile_mark (LtVulkanTrainer *vt, LtVulkanTrainerMark mark, g
       p->step_us += p->t_end - p->t_step;
       p->last = step;
       p->in_step = FALSE;
-      profile_fold (p);
+      /* the GPU time of evaluation and samples between steps left out */
+      lt_vulkan_profile_set_paused (p->vk, TRUE);
       break;
     case LT_VULKAN_TRAINER_OTHER_BEGIN:
       if (p->first >= 0 && step >= p->first && !p->in_step)
@@ -332,14 +295,6 @@ lt_vulkan_trainer_profile_mark (LtVulkanTrainer *vt, LtVulkanTrainerMark mark, g
       p->t_other = 0;
       break;
     }
-}
-
-static int
-by_total_desc (gconstpointer a, gconstpointer b)
-{
-  const LtVulkanProfileRow *x = *(LtVulkanProfileRow *const *) a;
-  const LtVulkanProfileRow *y = *(LtVulkanProfileRow *const *) b;
-  return x->total_ms < y->total_ms ? 1 : x->total_ms > y->total_ms ? -1 : 0;
 }
 
 gboolean
@@ -363,13 +318,13 @@ lt_vulkan_trainer_profile_report (LtVulkanTrainer *vt, char **table, char **summ
   between = wall - p->step_us - p->other_us;
   if (p->why_not == NULL)
     {
-      g_ptr_array_sort (p->sum->rows, by_total_desc);
-      text = lt_vulkan_profile_format (p->sum, (int) n);
+      g_autoptr (LtVulkanProfileSnapshot) snap = lt_vulkan_profile_snapshot (p->vk);
+      text = lt_vulkan_profile_format (snap, (int) n);
       g_strchomp (text);
       *table = g_strdup_printf ("profile of steps %" G_GINT64_FORMAT "-%" G_GINT64_FORMAT
                                 ", per step (LATHE_VULKAN_PROFILE=1: every dispatch of the "
                                 "steps timed on the GPU):\n%s", p->first, p->last, text);
-      busy = g_strdup_printf ("%.1f ms/step", p->sum->total_ms / (double) n);
+      busy = g_strdup_printf ("%.1f ms/step", snap->total_ms / (double) n);
     }
   else
     busy = g_strdup_printf ("n/a (%s)", p->why_not);

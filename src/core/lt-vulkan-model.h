@@ -163,8 +163,8 @@ gboolean lt_vulkan_trainer_pref_step (LtVulkanTrainer *vt, const LtPrefConfig *c
  * timed), the trainer marks its loop, and the calls above time themselves on the host
  * (g_get_monotonic_time) while a profiled step runs. The first two steps of the session are
  * the warm-up (pipelines compiled, memory first touched): the device's profile is reset as the
- * third begins, and again as every later step begins (the GPU time of evaluation and samples
- * between steps is left out); each step's table is added to the trainer's when it ends. The
+ * third begins, and paused between the profiled steps (lt_vulkan_profile_set_paused: the GPU
+ * time of evaluation and samples there is left out). The
  * timestamps cost a little themselves (a wait for the query results after every submit):
  * compare tokens/s without the variable. Without it (prof NULL), or with @vt NULL (a CPU run),
  * these do nothing. */

@@ -121,10 +121,11 @@ struct _LtVulkanProfile
   PFN_vkCmdWriteTimestamp cmd_timestamp;
   PFN_vkGetQueryPoolResults get_results;
 
-  GMutex lock; /* table, totals */
+  GMutex lock; /* table, totals, paused */
   GHashTable *table; /* "kernel\037note" → LtVulkanProfileRow * */
   guint64 n_submits, n_dispatches, n_untimed;
   double total_ms;
+  gboolean paused; /* lt_vulkan_profile_set_paused: results dropped, not added */
 };
 
 typedef struct
@@ -298,6 +299,12 @@ lt_vulkan_profile_collect (LtVulkanProfileStream *ps)
            == VK_SUCCESS;
     }
   g_mutex_lock (&p->lock);
+  if (p->paused)
+    {
+      g_mutex_unlock (&p->lock);
+      lt_vulkan_profile_stream_reset (ps);
+      return;
+    }
   p->n_submits++;
   p->n_dispatches += ps->records->len;
   if (ok && n > 1)
@@ -406,6 +413,18 @@ lt_vulkan_profile_reset (LtVulkan *vk)
   g_mutex_unlock (&p->lock);
 }
 
+void
+lt_vulkan_profile_set_paused (LtVulkan *vk, gboolean paused)
+{
+  LtVulkanProfile *p = lt_vulkan_get_profile (vk);
+
+  if (p == NULL)
+    return;
+  g_mutex_lock (&p->lock);
+  p->paused = paused;
+  g_mutex_unlock (&p->lock);
+}
+
 #else /* !LT_HAVE_VULKAN */
 
 void
@@ -429,6 +448,11 @@ lt_vulkan_profile_snapshot (LtVulkan *vk)
 
 void
 lt_vulkan_profile_reset (LtVulkan *vk)
+{
+}
+
+void
+lt_vulkan_profile_set_paused (LtVulkan *vk, gboolean paused)
 {
 }
 

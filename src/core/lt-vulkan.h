@@ -409,6 +409,9 @@ LtVulkanProfileSnapshot *lt_vulkan_profile_snapshot (LtVulkan *vk);
 void lt_vulkan_profile_snapshot_free (LtVulkanProfileSnapshot *snap);
 /* Empties the table (e.g. after warm-up steps). */
 void lt_vulkan_profile_reset (LtVulkan *vk);
+/* While paused, the streams' results are dropped instead of added (e.g. the evaluation
+ * between a trainer's steps); off at first. */
+void lt_vulkan_profile_set_paused (LtVulkan *vk, gboolean paused);
 /* The table as text, for a program to print: one row per kernel (count, total ms, ms per
  * call, share of the GPU time, GFLOP/s where FLOPs were declared), then one per noted shape
  * of the GEMMs; totals divided by @n_steps (>= 1: per step). */

@@ -92,6 +92,17 @@ test_profile (void)
   g_autoptr (LtVulkanProfileSnapshot) empty = lt_vulkan_profile_snapshot (pvk);
   g_assert_cmpuint (empty->rows->len, ==, 0);
   g_assert_cmpuint (empty->n_dispatches, ==, 0);
+  /* paused, a submit's results are dropped; resumed, added again */
+  for (int paused = 1; paused >= 0; paused--)
+    {
+      lt_vulkan_profile_set_paused (pvk, paused);
+      g_assert_true (lt_vulkan_add (s, bc, bc, bc, 8 * 16, &error));
+      g_assert_true (lt_vulkan_stream_submit (s, &error));
+      g_assert_true (lt_vulkan_stream_wait (s, &error));
+      g_assert_no_error (error);
+      g_autoptr (LtVulkanProfileSnapshot) after = lt_vulkan_profile_snapshot (pvk);
+      g_assert_cmpuint (after->n_dispatches, ==, paused ? 0 : 1);
+    }
 }
 
 int
