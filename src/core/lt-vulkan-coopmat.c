@@ -503,10 +503,10 @@ att_check_run (LtVulkan *vk, int D, char *why, gsize why_size)
   return TRUE;
 }
 
-/* LATHE_VULKAN_ATT_RG: "0" the -cm kernels everywhere, "1" (or "4", lt-vulkan-kernels.c) the
- * register-level -rg ones on a real device too; unset, -rg where emulated only: on a GPU they
- * have not been measured yet (issue 17's closing notes), the -cm ones have. 1 yes, 0 no,
- * -1 unset. */
+/* LATHE_VULKAN_ATT_RG: "0" the -cm kernels everywhere, "1" the register-level -rg ones on a
+ * real device too, "4" those with the four-subgroup backward at D 64 (lt-vulkan-kernels.c);
+ * unset, -rg where emulated only: on a GPU they have not been measured yet (issue 17's closing
+ * notes), the -cm ones have. Returns 0, 1 or 4; -1 unset. */
 static int
 att_rg_env (void)
 {
@@ -514,7 +514,8 @@ att_rg_env (void)
   if (g_atomic_int_get (&v) == -2)
     {
       const char *env = g_getenv ("LATHE_VULKAN_ATT_RG");
-      g_atomic_int_set (&v, env == NULL ? -1 : strcmp (env, "0") != 0);
+      g_atomic_int_set (&v, env == NULL ? -1 : strcmp (env, "0") == 0 ? 0
+                                             : strcmp (env, "4") == 0 ? 4 : 1);
     }
   return g_atomic_int_get (&v);
 }
@@ -523,15 +524,17 @@ static gboolean
 att_rg_on (LtVulkanCoopmat *cm)
 {
   int env = att_rg_env ();
-  return cm->n == 16 && (env == 1 || (env < 0 && cm->emulated));
+  return cm->n == 16 && (env > 0 || (env < 0 && cm->emulated));
 }
 
-gboolean
+int
 lt_vulkan_coopmat_attention_rg (LtVulkanStream *s, int D)
 {
   LtVulkanCoopmat *cm = lt_vulkan_get_coopmat (NULL, s);
 
-  return att_rg_on (cm) && !cm->att_rg_failed[D == 128 ? 1 : 0];
+  if (!att_rg_on (cm) || cm->att_rg_failed[D == 128 ? 1 : 0])
+    return 0;
+  return att_rg_env () == 4 ? 4 : 1;
 }
 
 gboolean
@@ -992,10 +995,10 @@ lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D)
   return FALSE;
 }
 
-gboolean
+int
 lt_vulkan_coopmat_attention_rg (LtVulkanStream *s, int D)
 {
-  return FALSE;
+  return 0;
 }
 
 gboolean

@@ -160,11 +160,12 @@ gboolean lt_vulkan_coopmat_attention_wanted (LtVulkanStream *s, int D);
  * mode): TRUE when it passed; FALSE and *@why (may be NULL) when it failed or cannot run (no
  * cooperative matrices, D not 64 or 128). */
 gboolean lt_vulkan_coopmat_attention_check (LtVulkan *vk, int D, const char **why);
-/* TRUE when attention of head dim @D on @s's device takes the register-level kernels
+/* Non-zero when attention of head dim @D on @s's device takes the register-level kernels
  * (attention-*-rg.comp: 16 × 16 fragments, emulated or LATHE_VULKAN_ATT_RG=1 / 4 on a real
- * device, never with "0"; not refused by the self-check); meaningful where
- * lt_vulkan_coopmat_attention_wanted is TRUE. */
-gboolean lt_vulkan_coopmat_attention_rg (LtVulkanStream *s, int D);
+ * device, never with "0"; not refused by the self-check): 4 where the backward's
+ * four-subgroup variant is asked for (LATHE_VULKAN_ATT_RG=4), else 1; 0 for the -cm ones.
+ * Meaningful where lt_vulkan_coopmat_attention_wanted is TRUE. */
+int lt_vulkan_coopmat_attention_rg (LtVulkanStream *s, int D);
 /* Records the product on the tensor cores: lt_vulkan_gemm's arguments, already checked by it
  * (it calls this when lt_vulkan_coopmat_wanted says so). LT_ERROR_UNSUPPORTED where the
  * device has no cooperative matrices. */

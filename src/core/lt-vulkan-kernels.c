@@ -773,13 +773,13 @@ lt_vulkan_clip_by_norm (LtVulkanStream *s, LtVulkanBuffer *g, gsize n, LtVulkanB
 /* LATHE_VULKAN_ATT_RG=4 (measurement): the backward's real D 64 kernels with four subgroups a
  * workgroup (-rg4: 64 query rows / 64 keys; up to 36 KiB of shared memory) */
 #define ATT_RG4_SHARED_BYTES 37000
-static gboolean
-att_rg4_wanted (void)
+
+/* The offset of a register-level variant from each pass's first (LT_VK_ATT_*_RG_D64): emulated
+ * (2), D 128 (1), from attention_cm's offset (emulated 4, D 128 2, 16 × 8 1). */
+static guint
+rg_offset (guint cm_off)
 {
-  static gint wanted = -1;
-  if (g_atomic_int_get (&wanted) < 0)
-    g_atomic_int_set (&wanted, g_strcmp0 (g_getenv ("LATHE_VULKAN_ATT_RG"), "4") == 0);
-  return g_atomic_int_get (&wanted);
+  return (cm_off & 4) / 2 + (cm_off & 2) / 2;
 }
 
 /* TRUE when this attention of head dim @D runs on the tensor cores; *@kernel_off is then the
@@ -868,7 +868,7 @@ attention_forward (LtVulkanStream *s, LtVulkanBuffer *out, LtVulkanBuffer *lse, 
       /* the register-level kernel where lt_vulkan_coopmat_attention_rg says (-rg: the same
        * blocks) */
       LtVulkanKernel kf = lt_vulkan_coopmat_attention_rg (s, D)
-                            ? LT_VK_ATT_FORWARD_RG_D64 + (cm_off & 4) / 2 + (cm_off & 2) / 2
+                            ? LT_VK_ATT_FORWARD_RG_D64 + rg_offset (cm_off)
                             : LT_VK_ATT_FORWARD_CM_D64_N16 + cm_off;
       lt_vulkan_stream_note (s, 4.0 * D * H * n * ((double) S - n + (n + 1) / 2.0),
                              "n%d S%d H%d/%d D%d cm", n, S, H, KVH, D);
@@ -982,12 +982,13 @@ lt_vulkan_attention_backward_split (LtVulkanStream *s, LtVulkanBuffer *dq, LtVul
   guint dq_rows = cm ? ATT_CM_DQ_ROWS : ATT_ROWS, dkdv_rows = cm ? ATT_CM_DKDV_ROWS : ATT_ROWS;
   /* the register-level kernels where lt_vulkan_coopmat_attention_rg says (-rg: the same
    * blocks); cm_off's bits are emulated (4), D 128 (2), 16 × 8 (1) */
-  if (cm && lt_vulkan_coopmat_attention_rg (s, D))
+  int rg = cm ? lt_vulkan_coopmat_attention_rg (s, D) : 0;
+  if (rg != 0)
     {
-      guint rg_off = (cm_off & 4) / 2 + (cm_off & 2) / 2;
+      guint rg_off = rg_offset (cm_off);
       k_dq = LT_VK_ATT_DQ_RG_D64 + rg_off;
       k_dkdv = LT_VK_ATT_DKDV_RG_D64 + rg_off;
-      if (rg_off == 0 && att_rg4_wanted ()
+      if (rg == 4 && rg_off == 0
           && lt_vulkan_stream_max_shared_bytes (s) >= ATT_RG4_SHARED_BYTES)
         {
           k_dq = LT_VK_ATT_DQ_RG4_D64;

@@ -33,7 +33,6 @@
 #error "BQ > BK: STAGE_ROWS would be too small"
 #endif
 #define SH_UNITS (W_OFF + WARPS * W_SIZE)
-#define C_NONE 100000
 
 layout (local_size_x = WARPS * 32) in;
 
@@ -54,25 +53,6 @@ layout (push_constant) uniform Params { uint n, H, KVH, D_; float scale; uint ba
 
 shared uint redu[2 * NT];
 shared float slse[BQ], sdelta[BQ];
-
-// The block's exponent for values of largest magnitude bits @mx against a B operand of
-// exponent @eb, with the accumulators' running exponent @C (updated; @acc rescaled when it
-// falls): returns the exponent the A operand takes.
-#define RUNNING_EXP(mx, eb, C, acc, es)                                                         \
-  {                                                                                             \
-    if ((mx) != 0u && (mx) < 0x7f800000u)                                                       \
-      {                                                                                         \
-        const int cb_ = scale_exp (mx) + (eb);                                                  \
-        if (C != C_NONE && cb_ < C)                                                             \
-          {                                                                                     \
-            const float f_ = pow2 (cb_ - C);                                                    \
-            UNROLL for (uint c_ = 0u; c_ < D / CN; c_++)                                    \
-              ACC_MUL (acc[c_], f_);                                                            \
-          }                                                                                     \
-        C = C == C_NONE ? cb_ : min (C, cb_);                                                   \
-      }                                                                                         \
-    es = C == C_NONE ? 0 : C - (eb);                                                            \
-  }
 
 void
 main ()

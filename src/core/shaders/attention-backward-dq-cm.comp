@@ -32,7 +32,6 @@
 #define W_SIZE (16 * SS)
 #define STAGE_ROWS BR // BR >= BC
 #define SH_UNITS (W_OFF + WARPS * W_SIZE)
-#define C_NONE 100000 // no finite non-zero dS yet
 
 layout (local_size_x = WARPS * 32) in;
 
@@ -167,19 +166,8 @@ main ()
       UNROLL for (uint t = 0u; t < 32u; t++)
         mx = max (mx, redu[warp * 32u + t]);
       // the block's exponent and the accumulators' (uniform over the subgroup)
-      int es = 0;
-      if (mx != 0u && mx < 0x7f800000u)
-        {
-          const int cb = scale_exp (mx) + ek;
-          if (C != C_NONE && cb < C)
-            {
-              const float f = pow2 (cb - C);
-              UNROLL for (uint c = 0u; c < D / CN; c++)
-                ACC_MUL (acc[c], f);
-            }
-          C = C == C_NONE ? cb : min (C, cb);
-        }
-      es = C == C_NONE ? 0 : C - ek;
+      int es;
+      RUNNING_EXP (mx, ek, C, acc, es);
       const float fs = pow2 (es);
       WARP_SYNC_SHARED (); // dP read before dS overwrites it
       UNROLL for (uint u = 0u; u < BC / 16u; u++)

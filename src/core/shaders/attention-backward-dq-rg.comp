@@ -23,10 +23,9 @@
 #define K_OFF (2 * BR * RS)
 #define V_OFF (K_OFF + BC * RS)
 #define W_OFF (V_OFF + BC * RS)
-#define W_SIZE (BC / 16 * 64 > 64 ? BC / 16 * 64 : 64)
+#define W_SIZE (BC / 16 * 64) // BC >= 16: at least the 64 acc_map and the epilogue take
 #define STAGE_ROWS BR // BR >= BC
 #define SH_UNITS (W_OFF + WARPS * W_SIZE)
-#define C_NONE 100000 // no finite non-zero dS yet
 
 layout (local_size_x = WARPS * 32) in;
 
@@ -150,19 +149,8 @@ main ()
           }
       mx = warp_max_u (mx);
       // the block's exponent and the accumulators' (uniform over the subgroup)
-      int es = 0;
-      if (mx != 0u && mx < 0x7f800000u)
-        {
-          const int cb = scale_exp (mx) + ek;
-          if (C != C_NONE && cb < C)
-            {
-              const float f = pow2 (cb - C);
-              UNROLL for (uint c = 0u; c < D / CN; c++)
-                ACC_MUL (acc[c], f);
-            }
-          C = C == C_NONE ? cb : min (C, cb);
-        }
-      es = C == C_NONE ? 0 : C - ek;
+      int es;
+      RUNNING_EXP (mx, ek, C, acc, es);
       const float fs = pow2 (es);
 
       // ---- dq += dS K ----

@@ -196,6 +196,29 @@ pack8 (vec4 a, vec4 b, float f)
                 packHalf2x16 (b.zw * f));
 }
 
+// The backward's accumulators (dq; dk and dv) keep one running exponent C each: dS·2^es (or
+// P·2^ep) times an operand scaled by 2^eb adds at 2^(es+eb) = 2^C. C_NONE: no finite non-zero
+// value yet.
+#define C_NONE 100000
+// The block's exponent for values of largest magnitude bits @mx against a B operand of
+// exponent @eb, with the accumulators' running exponent @C (updated; @acc rescaled when it
+// falls): returns the exponent the A operand takes.
+#define RUNNING_EXP(mx, eb, C, acc, es)                                                         \
+  {                                                                                             \
+    if ((mx) != 0u && (mx) < 0x7f800000u)                                                       \
+      {                                                                                         \
+        const int cb_ = scale_exp (mx) + (eb);                                                  \
+        if (C != C_NONE && cb_ < C)                                                             \
+          {                                                                                     \
+            const float f_ = pow2 (cb_ - C);                                                    \
+            UNROLL for (uint c_ = 0u; c_ < D / CN; c_++)                                    \
+              ACC_MUL (acc[c_], f_);                                                            \
+          }                                                                                     \
+        C = C == C_NONE ? cb_ : min (C, cb_);                                                   \
+      }                                                                                         \
+    es = C == C_NONE ? 0 : C - (eb);                                                            \
+  }
+
 // Stages @R rows of one head of a (tokens, heads, D) f32 tensor (LOAD4 (which, vec4 index):
 // the kernel's buffers) into sh[] from unit @dst (RS units a row): rows r0 … r0 + R − 1, from
 // the sequence's first token p.base on, those at or past @limit zero; rounded to bf16 and
